@@ -1,0 +1,73 @@
+# ringsocks - SOCKS proxy on io_uring.
+#   make            build build/ringsocks (and the bench driver)
+#   make SAN=1      the same with AddressSanitizer + UBSan, in build-san/
+#   make run        install what is missing, build, start on conf defaults
+#   make test       install what is missing, build, run every test
+#   make clean
+
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD   ?= build
+SANFLAGS =
+endif
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+CFLAGS  += $(if $(filter 1,$(SAN)),,-DHAVE_JEMALLOC) -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+           -Wmissing-prototypes -fno-strict-aliasing -pthread -Iinclude -Isrc $(SANFLAGS)
+LDFLAGS += -pthread $(SANFLAGS)
+# jemalloc replaces malloc in the server; the sanitizers bring their own allocator.
+ifeq ($(SAN),1)
+LIBS     = -luring -lcares
+else
+LIBS     = -luring -lcares -ljemalloc
+endif
+
+SRCS     := $(wildcard src/*.c)
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+LIB_OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+MAIN_OBJ := $(BUILD)/obj/main.o
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+BENCH_BINS := $(BUILD)/socksbench
+
+.PHONY: all run test unit integration deps deps-build clean
+all: $(BUILD)/ringsocks $(BENCH_BINS)
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h src/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/ringsocks: $(MAIN_OBJ) $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/socksbench: bench/socksbench.c | $(BUILD)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lm
+
+# A unit test links the module it tests (named after it) and cmocka.
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBS)
+
+$(BUILD) $(BUILD)/obj $(BUILD)/tests:
+	mkdir -p $@
+
+deps:
+	@tools/install-deps.sh all
+deps-build:
+	@tools/install-deps.sh build
+
+# RUN_ARGS adds flags, e.g. make run RUN_ARGS="--relay copy".
+run: deps-build
+	$(MAKE) $(BUILD)/ringsocks
+	exec $(BUILD)/ringsocks $(RUN_ARGS)
+
+test: deps
+	$(MAKE) all $(UNIT_BINS)
+	BUILD=$(BUILD) SAN=$(SAN) tests/run.sh
+
+clean:
+	rm -rf build build-san

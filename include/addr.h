@@ -1,0 +1,34 @@
+/*
+ * addr.h - socket address parsing and formatting (pure, any thread).
+ */
+#ifndef RINGSOCKS_ADDR_H
+#define RINGSOCKS_ADDR_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* An IPv4 or IPv6 socket address, as small as the two need. */
+union sockaddr_inx {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+};
+
+/* Longest text addr_format() writes: "[" v6 "%" scope "]:" port, NUL. */
+#define ADDR_STRLEN 64
+
+/*
+ * Parse "1.2.3.4:80", "[::1]:80" (or, with default_port >= 0, the same
+ * without ":port") into ss. Only numeric addresses. Returns 0 or -EINVAL.
+ */
+int addr_parse(const char *s, int default_port, struct sockaddr_storage *ss);
+
+/* Length of the sockaddr for its family (0 for an unknown family). */
+socklen_t addr_len(const struct sockaddr *sa);
+
+/* Write "1.2.3.4:80" or "[::1]:80" into out[n]; returns out. */
+char *addr_format(const struct sockaddr *sa, char *out, size_t n);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * opts.h - run-time options, filled by main() before any shard starts and
+ * read-only afterwards (every thread may read them, none may write them).
+ */
+#ifndef RINGSOCKS_OPTS_H
+#define RINGSOCKS_OPTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define OPTS_MAX_LISTEN    16
+#define OPTS_MAX_RESOLVERS 8
+
+enum relay_engine {
+    RELAY_SPLICE = 0,
+    RELAY_COPY,
+};
+
+struct opts {
+    struct sockaddr_storage listen[OPTS_MAX_LISTEN];
+    unsigned n_listen;
+    unsigned shards;
+    enum relay_engine relay;
+    unsigned handshake_timeout_s;
+    unsigned connect_timeout_s;
+    unsigned idle_timeout_s; /* 0: never */
+    unsigned max_conns;      /* whole process; each shard takes its share */
+    char resolvers[256];     /* c-ares "host:port,host:port" list; empty: /etc/resolv.conf */
+    unsigned pipe_size;      /* bytes per splice pipe */
+    unsigned buf_size;       /* bytes per copy-engine buffer */
+    unsigned buf_count;      /* copy-engine buffers per shard, a power of two */
+    unsigned hs_slots;       /* concurrent handshakes per shard */
+};
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * session.h - drives a connection from accept to the start of the relay:
+ * greeting, request, resolve, connect, reply. Shard thread only.
+ */
+#ifndef RINGSOCKS_SESSION_H
+#define RINGSOCKS_SESSION_H
+
+#include "shard_types.h"
+
+int session_slab_init(struct shard *sh);
+void session_slab_fini(struct shard *sh);
+
+/* A client was accepted on fd: take it (or close it when out of room). */
+void session_start(struct shard *sh, int fd);
+/* A completion for one of the handshake ops. */
+void session_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res);
+/* Name resolution finished: err 0 and n >= 1 addresses, or -errno. */
+void session_on_resolved(struct shard *sh, uint64_t cookie, int err, const union sockaddr_inx *addrs,
+                         unsigned n);
+/* The connect deadline of c passed. */
+void session_connect_timeout(struct shard *sh, struct conn *c);
+/* Free the handshake context of c, if any (slot being freed). */
+void session_release(struct shard *sh, struct conn *c);
+
+#endif

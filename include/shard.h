@@ -1,0 +1,28 @@
+/*
+ * shard.h - a shard thread: one io_uring, its listeners, connections, pipes,
+ * DNS channel and timers. main() creates and stops shards; everything else
+ * here runs on the shard's own thread.
+ */
+#ifndef RINGSOCKS_SHARD_H
+#define RINGSOCKS_SHARD_H
+
+#include "shard_types.h"
+
+/* Main thread, before start: build the shard around already-bound listeners. */
+int shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hosts *hosts,
+               const int *listen_fds, unsigned n_listen);
+/* Main thread: run the shard on its own pinned thread. */
+int shard_start(struct shard *sh);
+/* Any thread: ask the shard to close everything and leave its loop. */
+void shard_stop(struct shard *sh);
+/* Main thread: wait for the thread, then free what the shard owned. */
+void shard_join(struct shard *sh);
+
+/* Shard thread: a free SQE, submitting the queue first if it is full. */
+struct io_uring_sqe *shard_sqe(struct shard *sh);
+/* Shard thread: make room for n linked SQEs so a chain is never split. */
+void shard_reserve(struct shard *sh, unsigned n);
+/* Shard thread: a connection closed; accepting may resume. */
+void shard_accept_resume(struct shard *sh);
+
+#endif

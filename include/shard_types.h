@@ -1,0 +1,262 @@
+/*
+ * shard_types.h - the structures a shard owns: the shard itself, its
+ * connection slots and handshake contexts, and the user_data encoding of its
+ * ring operations. Every field is read and written by the owning shard
+ * thread alone, except the block marked "written by other threads".
+ */
+#ifndef RINGSOCKS_SHARD_TYPES_H
+#define RINGSOCKS_SHARD_TYPES_H
+
+#include <ares.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "opts.h"
+#include "socks5.h"
+
+/*
+ * user_data of every SQE: op in bits 0-7 (bit 7: relay direction), slot in
+ * bits 8-31, generation in bits 32-63. A completion whose generation no
+ * longer matches its slot is stale and dropped.
+ */
+enum op {
+    OP_NONE = 0,
+    OP_ACCEPT,     /* slot: listener index */
+    OP_TICK,       /* the shard's periodic timer */
+    OP_WAKE,       /* read on the shard's eventfd: another thread wants attention */
+    OP_DNS_POLL,   /* slot: DNS socket index, gen: its generation */
+    OP_DNS_REMOVE, /* poll removal for a DNS socket c-ares closed */
+    OP_HS_READ,    /* handshake bytes from the client */
+    OP_HS_WRITE,   /* handshake replies to the client */
+    OP_CONNECT,    /* outgoing connect */
+    OP_LEFTOVER,   /* pipelined client bytes to the target */
+    OP_CANCEL,     /* cancellation issued by the close path */
+    OP_POLL_IN,    /* relay: source readable */
+    OP_POLL_OUT,   /* relay: destination writable */
+    OP_SPLICE_IN,  /* relay: source socket -> pipe */
+    OP_SPLICE_OUT, /* relay: pipe -> destination socket */
+    OP_RECV,       /* relay: source socket -> provided buffer */
+    OP_SEND,       /* relay: buffer -> destination socket */
+};
+#define OP_DIR_BIT 0x80u
+
+static inline uint64_t
+ud_make(unsigned op, uint32_t slot, uint32_t gen)
+{
+    return (uint64_t)gen << 32 | (uint64_t)(slot & 0xFFFFFFu) << 8 | (op & 0xFFu);
+}
+static inline unsigned
+ud_op(uint64_t ud)
+{
+    return (unsigned)(ud & 0x7Fu);
+}
+static inline unsigned
+ud_dir(uint64_t ud)
+{
+    return (ud & OP_DIR_BIT) ? 1 : 0;
+}
+static inline uint32_t
+ud_slot(uint64_t ud)
+{
+    return (uint32_t)(ud >> 8) & 0xFFFFFFu;
+}
+static inline uint32_t
+ud_gen(uint64_t ud)
+{
+    return (uint32_t)(ud >> 32);
+}
+
+#define CONN_NIL UINT32_MAX
+
+enum conn_state {
+    CONN_FREE = 0,
+    CONN_HANDSHAKE, /* reading greeting and request */
+    CONN_RESOLVE,   /* waiting for DNS */
+    CONN_CONNECT,   /* outgoing connect in flight */
+    CONN_REPLY,     /* success reply and pipelined bytes being written */
+    CONN_RELAY,
+    CONN_CLOSING, /* waiting for in-flight operations before the slot is freed */
+};
+
+/* Why a connection ended: one reason each; conn_end_str() names them. */
+enum conn_end {
+    END_NONE = 0,
+    END_DONE,          /* both directions finished */
+    END_CLIENT_EOF,    /* client left during the handshake */
+    END_CLIENT_ERR,    /* client socket error */
+    END_TARGET_ERR,    /* target socket error */
+    END_PROTOCOL,      /* malformed handshake */
+    END_REPLY_ERR,     /* an error reply was sent */
+    END_HS_TIMEOUT,    /* handshake timeout */
+    END_IDLE_TIMEOUT,  /* relay idle timeout */
+    END_RESOURCE,      /* out of slots, fds, pipes or memory */
+    END_SHUTDOWN,      /* server stopping */
+    END__COUNT,
+};
+
+/* Timer lists: a connection is on at most one, ordered by stamp. */
+enum tlist_id {
+    TL_NONE = 0,
+    TL_HANDSHAKE,
+    TL_CONNECT,
+    TL_IDLE,
+    TL__COUNT,
+};
+
+enum {
+    DIR_C2T = 0, /* client -> target */
+    DIR_T2C = 1, /* target -> client */
+};
+
+/* Relay direction flags. */
+#define RD_EOF       0x01u /* source said EOF */
+#define RD_DONE      0x02u /* EOF forwarded as shutdown(SHUT_WR) */
+#define RD_POLLOUT   0x04u /* destination full: wait for POLLOUT before writing */
+#define RD_FULL      0x08u /* last read filled the pipe or buffer: more is likely */
+#define RD_HOLD_BUF  0x10u /* copy: holds provided buffer bid */
+#define RD_STARVED   0x20u /* copy: queued for a provided buffer */
+
+struct relay_dir {
+    int pipe_r, pipe_w; /* splice: pipe from the pool, -1 when none */
+    uint32_t pending;   /* bytes read but not yet written (in the pipe or buffer) */
+    uint32_t off;       /* copy: bytes of the buffer already sent */
+    uint16_t bid;       /* copy: provided buffer id while RD_HOLD_BUF */
+    uint8_t ops;        /* operations in flight for this direction */
+    uint8_t flags;
+    uint64_t bytes; /* forwarded to the destination */
+};
+
+struct hs; /* handshake context, see below */
+
+struct conn {
+    uint32_t gen;
+    uint16_t inflight; /* SQEs whose CQE has not arrived */
+    uint8_t state;     /* enum conn_state */
+    uint8_t end;       /* enum conn_end */
+    uint8_t tlist;     /* enum tlist_id */
+    uint8_t hs_flags;  /* HSF_* while in the handshake */
+    int cfd, tfd;
+    uint32_t tprev, tnext; /* timer list links (slot numbers) */
+    uint32_t stamp_s;      /* timer list key: when it was queued, in shard seconds */
+    uint32_t active_s;     /* last relay progress, in shard seconds */
+    struct hs *hs;
+    struct relay_dir dir[2];
+};
+
+/* The longest client message is an RFC 1929 auth, 513 bytes; SOCKS4a with
+ * a 255-byte user-id and host is 520. */
+#define HS_IN_SIZE  1024
+#define HS_OUT_SIZE 64
+#define HS_MAX_ADDRS 8
+
+/* Handshake context flags. */
+#define HSF_WRITING      0x01u /* a write to the client is in flight */
+#define HSF_CLOSE_AFTER  0x02u /* close once the replies are written */
+#define HSF_REPLIED      0x04u /* the final reply is queued */
+#define HSF_LEFTOVER     0x08u /* pipelined bytes being written to the target */
+#define HSF_DNS          0x10u /* a DNS query is out */
+#define HSF_TIMED_OUT    0x20u /* the connect deadline passed */
+
+/*
+ * One per connection in the handshake, from the shard's slab: the input and
+ * output areas are inside the ring's registered buffer.
+ */
+struct hs {
+    uint8_t in[HS_IN_SIZE];
+    uint8_t out[HS_OUT_SIZE];
+    uint16_t in_len, in_off;
+    uint8_t out_len, out_off;
+    uint8_t n_addrs, next_addr;
+    int last_err; /* -errno of the last failed attempt */
+    uint32_t next_free;
+    struct socks5 s5;
+    union sockaddr_inx addrs[HS_MAX_ADDRS];
+};
+
+struct listener {
+    int fd;
+    bool armed;
+};
+
+/* Per-shard counters: written by the shard, read by others with relaxed loads. */
+struct shard_stats {
+    uint64_t accepted;
+    uint64_t accept_dropped; /* closed at once: no slot */
+    uint64_t accept_pauses;  /* EMFILE/ENFILE/ENOMEM on accept */
+    uint64_t tunnels;        /* relays started */
+    uint64_t ended[END__COUNT];
+    uint64_t bytes[2];
+    uint64_t stale_cqes;
+    uint64_t loops;
+};
+
+struct pipe_pool {
+    int (*fds)[2];
+    unsigned n, cap;
+    unsigned size; /* bytes per pipe */
+};
+
+#define DNS_MAX_SOCKS 32
+
+struct dns_sock {
+    int fd; /* -1: free */
+    uint32_t gen;
+    bool want_r, want_w;
+    bool armed;    /* a poll is in flight */
+    bool removing; /* c-ares closed it; waiting for the poll to go */
+    unsigned armed_mask;
+};
+
+struct hosts; /* read-only hosts table shared by every shard */
+
+struct shard {
+    unsigned id;
+    struct io_uring ring;
+    const struct opts *o;
+    const struct hosts *hosts;
+    pthread_t thread;
+    bool fixed_bufs; /* handshake I/O with READ_FIXED/WRITE_FIXED */
+
+    struct listener *ls;
+    unsigned n_ls;
+    bool accept_paused;
+
+    struct conn *conns;
+    uint32_t n_slots, high, n_open;
+    uint32_t *free_slots;
+    uint32_t n_free;
+
+    struct hs *hs_slab;
+    uint32_t hs_count, hs_free;
+
+    /* copy engine: provided buffer ring */
+    struct io_uring_buf_ring *br;
+    uint8_t *bufs;
+    unsigned br_mask;
+    uint64_t *starved; /* ud_make(0, slot, gen) | dir */
+    size_t n_starved, cap_starved;
+
+    struct pipe_pool pipes;
+
+    ares_channel dns;
+    struct dns_sock dns_socks[DNS_MAX_SOCKS];
+
+    uint32_t head[TL__COUNT], tail[TL__COUNT];
+    uint32_t now_s;
+    struct __kernel_timespec tick;
+
+    int wake_fd;
+    uint64_t wake_val;
+    bool stopping;
+
+    struct shard_stats st;
+
+    /* written by other threads */
+    _Alignas(64) atomic_bool stop;
+};
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * socks5.h - SOCKS5 (RFC 1928) handshake parser and reply encoder.
+ *
+ * Pure functions over byte buffers: no sockets, no allocation, no globals,
+ * callable from any thread. The caller accumulates the client's bytes in a
+ * buffer and calls socks5_feed() with everything not yet consumed; a message
+ * split at any byte boundary simply answers "need more" until it is whole.
+ */
+#ifndef RINGSOCKS_SOCKS5_H
+#define RINGSOCKS_SOCKS5_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#define SOCKS5_VERSION 0x05
+
+/* Authentication methods (RFC 1928 section 3). */
+#define SOCKS5_METHOD_NONE     0x00
+#define SOCKS5_METHOD_GSSAPI   0x01
+#define SOCKS5_METHOD_PASSWORD 0x02
+#define SOCKS5_METHOD_REJECT   0xFF
+
+/* Commands (section 4). */
+#define SOCKS5_CMD_CONNECT 0x01
+#define SOCKS5_CMD_BIND    0x02
+#define SOCKS5_CMD_UDP     0x03
+
+/* Address types (section 4). */
+#define SOCKS5_ATYP_IPV4   0x01
+#define SOCKS5_ATYP_DOMAIN 0x03
+#define SOCKS5_ATYP_IPV6   0x04
+
+/* Reply codes (section 6). */
+#define SOCKS5_REP_SUCCEEDED     0x00
+#define SOCKS5_REP_GENERAL       0x01
+#define SOCKS5_REP_NOT_ALLOWED   0x02
+#define SOCKS5_REP_NET_UNREACH   0x03
+#define SOCKS5_REP_HOST_UNREACH  0x04
+#define SOCKS5_REP_REFUSED       0x05
+#define SOCKS5_REP_TTL_EXPIRED   0x06
+#define SOCKS5_REP_CMD_UNSUPP    0x07
+#define SOCKS5_REP_ATYP_UNSUPP   0x08
+
+/*
+ * Negative results of socks5_feed() other than -SOCKS5_REP_*:
+ * SOCKS5_ERR_NO_METHOD: answer "05 FF" and close (section 3).
+ * SOCKS5_ERR_CLOSE:     not SOCKS5 at all, or malformed beyond a reply: close silently.
+ */
+#define SOCKS5_ERR_NO_METHOD (-0x100)
+#define SOCKS5_ERR_CLOSE     (-0x101)
+
+/* Longest messages: greeting 2+255, request 4+1+255+2. */
+#define SOCKS5_GREETING_MAX 257
+#define SOCKS5_REQUEST_MAX  262
+/* Longest reply: 4 + 16 (IPv6) + 2. */
+#define SOCKS5_REPLY_MAX 22
+
+enum socks5_phase {
+    SOCKS5_PHASE_GREETING = 0,
+    SOCKS5_PHASE_REQUEST,
+    SOCKS5_PHASE_DONE,
+};
+
+/* A destination as the client named it: an address, or a domain name to resolve. */
+struct socks_dest {
+    uint8_t atyp;     /* SOCKS5_ATYP_* */
+    uint8_t name_len; /* SOCKS5_ATYP_DOMAIN: bytes in name, 1..255 */
+    uint16_t port;    /* host byte order */
+    union {
+        struct in_addr v4;
+        struct in6_addr v6;
+        char name[256]; /* NUL-terminated */
+    } u;
+};
+
+struct socks5 {
+    enum socks5_phase phase;
+    uint8_t method;  /* chosen after the greeting: SOCKS5_METHOD_* */
+    uint8_t cmd;     /* after the request: SOCKS5_CMD_* */
+    uint32_t offered; /* bit m set when the client offered method m (m < 32) */
+    struct socks_dest dest;
+};
+
+/* Start a handshake: the parser then expects the greeting. */
+void socks5_init(struct socks5 *st);
+
+/*
+ * Consume one complete message of the current phase from p[0..len).
+ * Returns > 0 bytes consumed (the phase advanced: after the greeting
+ * st->method holds the method to answer, SOCKS5_METHOD_REJECT never, since
+ * that is returned as SOCKS5_ERR_NO_METHOD), 0 when more bytes are needed,
+ * or < 0: -SOCKS5_REP_* (send that reply, then close), SOCKS5_ERR_NO_METHOD
+ * or SOCKS5_ERR_CLOSE. Only the no-auth method is accepted for now.
+ */
+ssize_t socks5_feed(struct socks5 *st, const uint8_t *p, size_t len);
+
+/* Encode the method-selection answer: 2 bytes. Returns 2. */
+size_t socks5_method_reply(uint8_t *out, uint8_t method);
+
+/*
+ * Encode a reply (section 6) into out (at least SOCKS5_REPLY_MAX bytes).
+ * bnd may be NULL (or of a family other than AF_INET/AF_INET6): the address
+ * is then 0.0.0.0:0. Returns the number of bytes written.
+ */
+size_t socks5_reply(uint8_t *out, uint8_t rep, const struct sockaddr *bnd);
+
+/* Map a negative errno from connect() or name resolution to a reply code. */
+uint8_t socks5_rep_from_errno(int neg_errno);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * addr.c - socket address parsing and formatting. Pure: no sockets, no
+ * globals; safe on any thread.
+ */
+#include "addr.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int
+parse_port(const char *s, int *port)
+{
+    char *end;
+    if (*s < '0' || *s > '9')
+        return -EINVAL;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v > 65535)
+        return -EINVAL;
+    *port = (int)v;
+    return 0;
+}
+
+int
+addr_parse(const char *s, int default_port, struct sockaddr_storage *ss)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *port_s = NULL;
+    int port = default_port;
+    size_t hlen;
+
+    memset(ss, 0, sizeof(*ss));
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close)
+            return -EINVAL;
+        hlen = (size_t)(close - s - 1);
+        if (close[1] == ':')
+            port_s = close + 2;
+        else if (close[1] != '\0')
+            return -EINVAL;
+        s++;
+    } else {
+        const char *colon = strrchr(s, ':');
+        /* A bare IPv6 address has several colons and no port. */
+        if (colon && strchr(s, ':') == colon) {
+            hlen = (size_t)(colon - s);
+            port_s = colon + 1;
+        } else {
+            hlen = strlen(s);
+        }
+    }
+    if (hlen == 0 || hlen >= sizeof(host))
+        return -EINVAL;
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+    if (port_s && parse_port(port_s, &port) < 0)
+        return -EINVAL;
+    if (port < 0)
+        return -EINVAL;
+
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        return 0;
+    }
+    memset(ss, 0, sizeof(*ss));
+    return -EINVAL;
+}
+
+socklen_t
+addr_len(const struct sockaddr *sa)
+{
+    switch (sa->sa_family) {
+    case AF_INET:
+        return sizeof(struct sockaddr_in);
+    case AF_INET6:
+        return sizeof(struct sockaddr_in6);
+    default:
+        return 0;
+    }
+}
+
+char *
+addr_format(const struct sockaddr *sa, char *out, size_t n)
+{
+    char host[INET6_ADDRSTRLEN];
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &v4->sin_addr, host, sizeof(host));
+        snprintf(out, n, "%s:%u", host, ntohs(v4->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof(host));
+        snprintf(out, n, "[%s]:%u", host, ntohs(v6->sin6_port));
+    } else {
+        snprintf(out, n, "(family %d)", sa->sa_family);
+    }
+    return out;
+}

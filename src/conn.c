@@ -1,0 +1,290 @@
+/*
+ * conn.c - connection slots of a shard: generations, in-flight counts,
+ * timer lists, completion dispatch and the one close path.
+ *
+ * Shard thread only. A slot is freed (fds closed, generation bumped) only
+ * when no operation of it is in flight, so no completion, linked SQE or
+ * cancellation can ever act on an fd number that was reused.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "relay.h"
+#include "session.h"
+#include "shard.h"
+
+static const char *const end_names[END__COUNT] = {
+    [END_NONE] = "none",
+    [END_DONE] = "done",
+    [END_CLIENT_EOF] = "client_eof",
+    [END_CLIENT_ERR] = "client_error",
+    [END_TARGET_ERR] = "target_error",
+    [END_PROTOCOL] = "protocol_error",
+    [END_REPLY_ERR] = "error_reply",
+    [END_HS_TIMEOUT] = "handshake_timeout",
+    [END_IDLE_TIMEOUT] = "idle_timeout",
+    [END_RESOURCE] = "resource_limit",
+    [END_SHUTDOWN] = "shutdown",
+};
+
+const char *
+conn_end_str(enum conn_end why)
+{
+    return (unsigned)why < END__COUNT ? end_names[why] : "unknown";
+}
+
+int
+conn_table_init(struct shard *sh, uint32_t n_slots)
+{
+    /*
+     * Reserved, not touched: pages are faulted in as slots are first used,
+     * and freed slots are reused most-recent first, so an idle server costs
+     * almost nothing however large max_conns is.
+     */
+    size_t bytes = (size_t)n_slots * sizeof(struct conn);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    sh->conns = p;
+    sh->free_slots = malloc((size_t)n_slots * sizeof(uint32_t));
+    if (!sh->free_slots) {
+        munmap(p, bytes);
+        sh->conns = NULL;
+        return -ENOMEM;
+    }
+    sh->n_slots = n_slots;
+    sh->high = 0;
+    sh->n_free = 0;
+    sh->n_open = 0;
+    for (int i = 0; i < TL__COUNT; i++)
+        sh->head[i] = sh->tail[i] = CONN_NIL;
+    return 0;
+}
+
+void
+conn_table_fini(struct shard *sh)
+{
+    if (sh->conns)
+        munmap(sh->conns, (size_t)sh->n_slots * sizeof(struct conn));
+    free(sh->free_slots);
+    sh->conns = NULL;
+    sh->free_slots = NULL;
+}
+
+struct conn *
+conn_alloc(struct shard *sh)
+{
+    uint32_t slot;
+    if (sh->n_free)
+        slot = sh->free_slots[--sh->n_free];
+    else if (sh->high < sh->n_slots)
+        slot = sh->high++;
+    else
+        return NULL;
+
+    struct conn *c = &sh->conns[slot];
+    uint32_t gen = c->gen;
+    memset(c, 0, sizeof(*c));
+    c->gen = gen;
+    c->state = CONN_HANDSHAKE;
+    c->cfd = c->tfd = -1;
+    c->tprev = c->tnext = CONN_NIL;
+    for (int d = 0; d < 2; d++) {
+        c->dir[d].pipe_r = c->dir[d].pipe_w = -1;
+    }
+    sh->n_open++;
+    return c;
+}
+
+struct io_uring_sqe *
+conn_sqe(struct shard *sh, struct conn *c, unsigned op)
+{
+    struct io_uring_sqe *sqe = shard_sqe(sh);
+    io_uring_sqe_set_data64(sqe, ud_make(op, conn_slot(sh, c), c->gen));
+    c->inflight++;
+    return sqe;
+}
+
+/* Timer lists: doubly linked through slot numbers, oldest stamp first. */
+static void
+tl_unlink(struct shard *sh, struct conn *c)
+{
+    if (c->tlist == TL_NONE)
+        return;
+    if (c->tprev != CONN_NIL)
+        sh->conns[c->tprev].tnext = c->tnext;
+    else
+        sh->head[c->tlist] = c->tnext;
+    if (c->tnext != CONN_NIL)
+        sh->conns[c->tnext].tprev = c->tprev;
+    else
+        sh->tail[c->tlist] = c->tprev;
+    c->tprev = c->tnext = CONN_NIL;
+    c->tlist = TL_NONE;
+}
+
+static void
+tl_append(struct shard *sh, struct conn *c, enum tlist_id tl, uint32_t stamp)
+{
+    uint32_t slot = conn_slot(sh, c);
+    c->tlist = (uint8_t)tl;
+    c->stamp_s = stamp;
+    c->tnext = CONN_NIL;
+    c->tprev = sh->tail[tl];
+    if (sh->tail[tl] != CONN_NIL)
+        sh->conns[sh->tail[tl]].tnext = slot;
+    else
+        sh->head[tl] = slot;
+    sh->tail[tl] = slot;
+}
+
+void
+conn_timer_set(struct shard *sh, struct conn *c, enum tlist_id tl)
+{
+    tl_unlink(sh, c);
+    if (tl != TL_NONE)
+        tl_append(sh, c, tl, sh->now_s);
+    c->active_s = sh->now_s;
+}
+
+static unsigned
+tl_timeout(const struct shard *sh, enum tlist_id tl)
+{
+    switch (tl) {
+    case TL_HANDSHAKE:
+        return sh->o->handshake_timeout_s;
+    case TL_CONNECT:
+        return sh->o->connect_timeout_s;
+    case TL_IDLE:
+        return sh->o->idle_timeout_s;
+    default:
+        return 0;
+    }
+}
+
+void
+conn_timers_run(struct shard *sh)
+{
+    for (int tl = TL_HANDSHAKE; tl < TL__COUNT; tl++) {
+        unsigned to = tl_timeout(sh, tl);
+        if (to == 0)
+            continue;
+        while (sh->head[tl] != CONN_NIL) {
+            struct conn *c = &sh->conns[sh->head[tl]];
+            if (sh->now_s - c->stamp_s < to)
+                break;
+            if (tl == TL_IDLE && sh->now_s - c->active_s < to) {
+                /* Progress since it was queued: requeue by its last activity. */
+                tl_unlink(sh, c);
+                tl_append(sh, c, TL_IDLE, c->active_s);
+                continue;
+            }
+            tl_unlink(sh, c);
+            if (tl == TL_CONNECT)
+                session_connect_timeout(sh, c);
+            else
+                conn_close(sh, c, tl == TL_IDLE ? END_IDLE_TIMEOUT : END_HS_TIMEOUT);
+        }
+    }
+}
+
+static void
+conn_free(struct shard *sh, struct conn *c)
+{
+    session_release(sh, c);
+    relay_release(sh, c);
+    if (c->cfd >= 0)
+        close(c->cfd);
+    if (c->tfd >= 0)
+        close(c->tfd);
+    c->cfd = c->tfd = -1;
+    sh->st.ended[c->end]++;
+    sh->st.bytes[DIR_C2T] += c->dir[DIR_C2T].bytes;
+    sh->st.bytes[DIR_T2C] += c->dir[DIR_T2C].bytes;
+    c->state = CONN_FREE;
+    c->gen++;
+    sh->free_slots[sh->n_free++] = conn_slot(sh, c);
+    sh->n_open--;
+    shard_accept_resume(sh);
+}
+
+static void
+cancel_fd(struct shard *sh, struct conn *c, int fd)
+{
+    if (fd < 0)
+        return;
+    /* Wakes whatever waits on the socket: polls, recvs, sends. */
+    shutdown(fd, SHUT_RDWR);
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL);
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+}
+
+void
+conn_close(struct shard *sh, struct conn *c, enum conn_end why)
+{
+    if (c->state == CONN_CLOSING || c->state == CONN_FREE)
+        return;
+    c->state = CONN_CLOSING;
+    c->end = (uint8_t)why;
+    tl_unlink(sh, c);
+    if (c->inflight == 0) {
+        conn_free(sh, c);
+        return;
+    }
+    /*
+     * Pipe-side splices are not matched by a cancel on the sockets, but
+     * they run with SPLICE_F_NONBLOCK and finish on their own.
+     */
+    cancel_fd(sh, c, c->cfd);
+    cancel_fd(sh, c, c->tfd);
+}
+
+void
+conn_close_all(struct shard *sh, enum conn_end why)
+{
+    for (uint32_t i = 0; i < sh->high; i++) {
+        struct conn *c = &sh->conns[i];
+        if (c->state != CONN_FREE && c->state != CONN_CLOSING)
+            conn_close(sh, c, why);
+    }
+}
+
+void
+conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
+{
+    uint64_t ud = cqe->user_data;
+    uint32_t slot = ud_slot(ud);
+    unsigned op = ud_op(ud);
+
+    if (slot >= sh->high || sh->conns[slot].gen != ud_gen(ud) ||
+        sh->conns[slot].state == CONN_FREE) {
+        sh->st.stale_cqes++;
+        return;
+    }
+    struct conn *c = &sh->conns[slot];
+    c->inflight--;
+
+    switch (op) {
+    case OP_CANCEL:
+        break;
+    case OP_HS_READ:
+    case OP_HS_WRITE:
+    case OP_CONNECT:
+    case OP_LEFTOVER:
+        if (c->state != CONN_CLOSING)
+            session_on_cqe(sh, c, op, cqe->res);
+        break;
+    default:
+        relay_on_cqe(sh, c, op, ud_dir(ud), cqe->res, cqe->flags);
+        break;
+    }
+    if (c->state == CONN_CLOSING && c->inflight == 0)
+        conn_free(sh, c);
+}

@@ -1,0 +1,397 @@
+/*
+ * main.c - options, start and stop order; the only place that exits.
+ *
+ * Start: parse options, raise RLIMIT_NOFILE, bind every listener once per
+ * shard (SO_REUSEPORT), start the shards, report the addresses. Then the
+ * main thread waits for SIGINT/SIGTERM with every signal blocked in the
+ * shards, stops them, joins them and exits 0.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "dns.h"
+#include "opts.h"
+#include "shard.h"
+
+#define RINGSOCKS_VERSION "0.1.0"
+#define LISTEN_BACKLOG    4096
+
+static const char usage[] =
+    "usage: ringsocks [options]\n"
+    "  --listen HOST:PORT        listen address, repeatable (default 127.0.0.1:1080;\n"
+    "                            IPv6 as [::1]:1080; port 0 picks a free port)\n"
+    "  --shards N                shard threads (default: one per online CPU)\n"
+    "  --relay splice|copy       relay engine (default splice)\n"
+    "  --handshake-timeout SEC   close clients that have not sent a request (default 10)\n"
+    "  --connect-timeout SEC     give up resolving and connecting (default 10)\n"
+    "  --idle-timeout SEC        close tunnels idle this long, 0 = never (default 7200)\n"
+    "  --max-conns N             connections at once, all shards together\n"
+    "                            (default: what RLIMIT_NOFILE allows)\n"
+    "  --resolver IP[:PORT]      DNS server, repeatable (default: /etc/resolv.conf)\n"
+    "  --pipe-size BYTES         splice pipe size (default 65536)\n"
+    "  --buf-size BYTES          copy engine buffer size (default 32768)\n"
+    "  --bufs N                  copy engine buffers per shard, power of two (default 1024)\n"
+    "  --help                    this text\n"
+    "  --version                 print the version\n";
+
+static int
+parse_uint(const char *name, const char *s, unsigned long min, unsigned long max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
+        fprintf(stderr, "ringsocks: --%s: '%s' is not a number in %lu..%lu\n", name, s, min, max);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int
+parse_args(int argc, char **argv, struct opts *o)
+{
+    enum {
+        O_LISTEN = 256,
+        O_SHARDS,
+        O_RELAY,
+        O_HS_TIMEOUT,
+        O_CONNECT_TIMEOUT,
+        O_IDLE_TIMEOUT,
+        O_MAX_CONNS,
+        O_RESOLVER,
+        O_PIPE_SIZE,
+        O_BUF_SIZE,
+        O_BUFS,
+        O_HELP,
+        O_VERSION,
+    };
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"shards", required_argument, NULL, O_SHARDS},
+        {"relay", required_argument, NULL, O_RELAY},
+        {"handshake-timeout", required_argument, NULL, O_HS_TIMEOUT},
+        {"connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT},
+        {"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
+        {"max-conns", required_argument, NULL, O_MAX_CONNS},
+        {"resolver", required_argument, NULL, O_RESOLVER},
+        {"pipe-size", required_argument, NULL, O_PIPE_SIZE},
+        {"buf-size", required_argument, NULL, O_BUF_SIZE},
+        {"bufs", required_argument, NULL, O_BUFS},
+        {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    struct sockaddr_storage ss;
+    int c;
+
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_LISTEN:
+            if (o->n_listen == OPTS_MAX_LISTEN) {
+                fprintf(stderr, "ringsocks: at most %d --listen addresses\n", OPTS_MAX_LISTEN);
+                return -1;
+            }
+            if (addr_parse(optarg, -1, &o->listen[o->n_listen]) < 0) {
+                fprintf(stderr, "ringsocks: --listen: '%s' is not IP:PORT or [IPv6]:PORT\n",
+                        optarg);
+                return -1;
+            }
+            o->n_listen++;
+            break;
+        case O_SHARDS:
+            if (parse_uint("shards", optarg, 1, 1024, &o->shards) < 0)
+                return -1;
+            break;
+        case O_RELAY:
+            if (strcmp(optarg, "splice") == 0) {
+                o->relay = RELAY_SPLICE;
+            } else if (strcmp(optarg, "copy") == 0) {
+                o->relay = RELAY_COPY;
+            } else {
+                fprintf(stderr, "ringsocks: --relay: '%s' is neither splice nor copy\n", optarg);
+                return -1;
+            }
+            break;
+        case O_HS_TIMEOUT:
+            if (parse_uint("handshake-timeout", optarg, 1, 3600, &o->handshake_timeout_s) < 0)
+                return -1;
+            break;
+        case O_CONNECT_TIMEOUT:
+            if (parse_uint("connect-timeout", optarg, 1, 3600, &o->connect_timeout_s) < 0)
+                return -1;
+            break;
+        case O_IDLE_TIMEOUT:
+            if (parse_uint("idle-timeout", optarg, 0, 86400 * 365, &o->idle_timeout_s) < 0)
+                return -1;
+            break;
+        case O_MAX_CONNS:
+            if (parse_uint("max-conns", optarg, 1, 16000000, &o->max_conns) < 0)
+                return -1;
+            break;
+        case O_RESOLVER: {
+            if (addr_parse(optarg, 53, &ss) < 0) {
+                fprintf(stderr, "ringsocks: --resolver: '%s' is not IP[:PORT]\n", optarg);
+                return -1;
+            }
+            char text[ADDR_STRLEN];
+            size_t used = strlen(o->resolvers);
+            addr_format((struct sockaddr *)&ss, text, sizeof(text));
+            if (used + strlen(text) + 2 > sizeof(o->resolvers)) {
+                fprintf(stderr, "ringsocks: too many --resolver addresses\n");
+                return -1;
+            }
+            snprintf(o->resolvers + used, sizeof(o->resolvers) - used, "%s%s", used ? "," : "",
+                     text);
+            break;
+        }
+        case O_PIPE_SIZE:
+            if (parse_uint("pipe-size", optarg, 4096, 64 << 20, &o->pipe_size) < 0)
+                return -1;
+            break;
+        case O_BUF_SIZE:
+            if (parse_uint("buf-size", optarg, 1024, 1 << 20, &o->buf_size) < 0)
+                return -1;
+            break;
+        case O_BUFS:
+            if (parse_uint("bufs", optarg, 1, 32768, &o->buf_count) < 0)
+                return -1;
+            if (o->buf_count & (o->buf_count - 1)) {
+                fprintf(stderr, "ringsocks: --bufs: %u is not a power of two\n", o->buf_count);
+                return -1;
+            }
+            break;
+        case O_HELP:
+            fputs(usage, stdout);
+            exit(0);
+        case O_VERSION:
+            printf("ringsocks %s\n", RINGSOCKS_VERSION);
+            exit(0);
+        default:
+            if (optopt)
+                fprintf(stderr, "ringsocks: option needs a value or is unknown: %s\n",
+                        argv[optind - 1]);
+            else
+                fprintf(stderr, "ringsocks: unknown option: %s\n", argv[optind - 1]);
+            fputs(usage, stderr);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ringsocks: unexpected argument: %s\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Raise the soft fd limit to the hard one; returns the limit in force. */
+static rlim_t
+raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+        return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return rl.rlim_cur;
+}
+
+static int
+listen_one(const struct sockaddr *sa, bool reuseport)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == -1)
+        goto fail;
+    if (sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* Accepted sockets inherit TCP_NODELAY from the listener. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (bind(fd, sa, addr_len(sa)) == -1)
+        goto fail;
+    if (reuseport && listen(fd, LISTEN_BACKLOG) == -1)
+        goto fail;
+    return fd;
+fail:;
+    int err = -errno;
+    close(fd);
+    return err;
+}
+
+/*
+ * fds[shard * n_listen + i]: one socket per listen address per shard. A
+ * probe without SO_REUSEPORT first, so a port held by anyone (even another
+ * ringsocks of the same user, which SO_REUSEPORT would silently share with)
+ * is reported as in use; it also fixes the port when 0 was asked for.
+ */
+static int
+bind_all(struct opts *o, int *fds)
+{
+    char text[ADDR_STRLEN];
+    for (unsigned i = 0; i < o->n_listen; i++) {
+        struct sockaddr *sa = (struct sockaddr *)&o->listen[i];
+        int probe = listen_one(sa, false);
+        if (probe < 0) {
+            fprintf(stderr, "ringsocks: cannot listen on %s: %s\n",
+                    addr_format(sa, text, sizeof(text)), strerror(-probe));
+            return -1;
+        }
+        socklen_t len = sizeof(o->listen[i]);
+        getsockname(probe, sa, &len);
+        close(probe);
+        for (unsigned s = 0; s < o->shards; s++) {
+            int fd = listen_one(sa, true);
+            if (fd < 0) {
+                fprintf(stderr, "ringsocks: cannot listen on %s: %s\n",
+                        addr_format(sa, text, sizeof(text)), strerror(-fd));
+                return -1;
+            }
+            fds[s * o->n_listen + i] = fd;
+        }
+    }
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct opts o = {
+        .shards = 0,
+        .relay = RELAY_SPLICE,
+        .handshake_timeout_s = 10,
+        .connect_timeout_s = 10,
+        .idle_timeout_s = 7200,
+        .pipe_size = 65536,
+        .buf_size = 32768,
+        .buf_count = 1024,
+    };
+    if (parse_args(argc, argv, &o) < 0)
+        return 2;
+    if (o.n_listen == 0)
+        addr_parse("127.0.0.1:1080", -1, &o.listen[o.n_listen++]);
+    if (o.shards == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o.shards = n > 0 ? (unsigned)n : 1;
+    }
+    rlim_t nofile = raise_nofile();
+    /* Two fds per tunnel; keep room for pipes in flight, DNS and listeners. */
+    rlim_t reserve = nofile > 4096 ? 1024 : nofile / 4;
+    unsigned fit = (unsigned)((nofile - reserve) / 2);
+    if (o.max_conns == 0)
+        o.max_conns = fit;
+    else if (o.max_conns > fit)
+        fprintf(stderr,
+                "ringsocks: warning: --max-conns %u exceeds what RLIMIT_NOFILE %llu allows "
+                "(about %u); accepting will pause when fds run out\n",
+                o.max_conns, (unsigned long long)nofile, fit);
+    unsigned per_shard = (o.max_conns + o.shards - 1) / o.shards;
+    o.hs_slots = per_shard < 4096 ? per_shard : 4096;
+
+    /* Every thread inherits this mask; only the main thread takes signals. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 1;
+    int *fds = calloc((size_t)o.shards * o.n_listen, sizeof(int));
+    struct shard *shards = calloc(o.shards, sizeof(struct shard));
+    struct hosts *hosts = NULL;
+    unsigned started = 0, inited = 0;
+    if (!fds || !shards) {
+        fprintf(stderr, "ringsocks: out of memory\n");
+        goto out;
+    }
+    for (size_t i = 0; i < (size_t)o.shards * o.n_listen; i++)
+        fds[i] = -1;
+    if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS) {
+        fprintf(stderr, "ringsocks: c-ares initialisation failed\n");
+        goto out;
+    }
+    hosts = hosts_load("/etc/hosts");
+    if (!hosts) {
+        fprintf(stderr, "ringsocks: out of memory reading /etc/hosts\n");
+        goto out_ares;
+    }
+    if (bind_all(&o, fds) < 0)
+        goto out_fds;
+    for (; inited < o.shards; inited++) {
+        int ret = shard_init(&shards[inited], inited, &o, hosts, fds + inited * o.n_listen,
+                             o.n_listen);
+        /* The shard owns its listeners from here on, even when init failed. */
+        for (unsigned i = 0; i < o.n_listen; i++)
+            fds[inited * o.n_listen + i] = -1;
+        if (ret < 0) {
+            fprintf(stderr, "ringsocks: shard %u: %s\n", inited, strerror(-ret));
+            inited++;
+            goto out_shards;
+        }
+    }
+    for (; started < o.shards; started++) {
+        int ret = shard_start(&shards[started]);
+        if (ret < 0) {
+            fprintf(stderr, "ringsocks: shard %u: io_uring setup failed: %s%s\n", started,
+                    strerror(-ret),
+                    ret == -ENOSYS || ret == -EPERM ? " (is io_uring disabled by sysctl?)" : "");
+            goto out_shards;
+        }
+    }
+    for (unsigned i = 0; i < o.n_listen; i++) {
+        char text[ADDR_STRLEN];
+        fprintf(stderr, "ringsocks: listening on %s\n",
+                addr_format((struct sockaddr *)&o.listen[i], text, sizeof(text)));
+    }
+    fprintf(stderr, "ringsocks %s: %u shards, relay %s, max %u connections\n", RINGSOCKS_VERSION,
+            o.shards, o.relay == RELAY_SPLICE ? "splice" : "copy", o.max_conns);
+
+    for (;;) {
+        int sig;
+        if (sigwait(&sigs, &sig) != 0)
+            continue;
+        if (sig == SIGINT || sig == SIGTERM) {
+            fprintf(stderr, "ringsocks: %s, stopping\n", strsignal(sig));
+            break;
+        }
+        fprintf(stderr, "ringsocks: %s: nothing to do (no configuration file loaded)\n",
+                strsignal(sig));
+    }
+    rc = 0;
+out_shards:
+    for (unsigned i = 0; i < started; i++)
+        shard_stop(&shards[i]);
+    for (unsigned i = 0; i < inited; i++)
+        shard_join(&shards[i]);
+out_fds:
+    for (size_t i = 0; i < (size_t)o.shards * o.n_listen; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    hosts_free(hosts);
+out_ares:
+    ares_library_cleanup();
+out:
+    free(fds);
+    free(shards);
+    return rc;
+}

@@ -1,0 +1,392 @@
+/*
+ * relay.c - moves bytes between a connected client and target.
+ *
+ * Shard thread only. Two engines, chosen per process:
+ *  - splice: per direction, a poll on the source, then the linked pair
+ *    splice(source -> pipe) -> splice(pipe -> destination). io_uring runs
+ *    every splice on an io-wq worker (REQ_F_FORCE_ASYNC), so a splice must
+ *    never wait on an idle socket: sockets are O_NONBLOCK, splices carry
+ *    SPLICE_F_NONBLOCK, and a splice is only issued once a poll said the
+ *    source is readable (or the last one filled the pipe). A short first
+ *    splice breaks the link (the second completes with -ECANCELED) and the
+ *    bytes in the pipe are written by a plain splice afterwards.
+ *  - copy: recv into a buffer picked by the kernel from the shard's provided
+ *    buffer ring, then send it.
+ * Both: at most one chunk in flight per direction (back-pressure: nothing is
+ * read until the previous chunk was written), EOF becomes shutdown(SHUT_WR)
+ * on the other socket and the tunnel lives until both directions are done.
+ * A direction decides its next step only when none of its ops is in flight.
+ */
+#include "relay.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "pipe.h"
+#include "shard.h"
+
+#define RELAY_BGID 0
+/* Idle pipes a shard keeps for reuse. */
+#define PIPE_POOL_CAP 256
+
+static inline int
+src_fd(const struct conn *c, unsigned d)
+{
+    return d == DIR_C2T ? c->cfd : c->tfd;
+}
+
+static inline int
+dst_fd(const struct conn *c, unsigned d)
+{
+    return d == DIR_C2T ? c->tfd : c->cfd;
+}
+
+/* Which side failed when an op on the source (or destination) of d failed. */
+static inline enum conn_end
+side_err(unsigned d, bool source)
+{
+    bool client = (d == DIR_C2T) == source;
+    return client ? END_CLIENT_ERR : END_TARGET_ERR;
+}
+
+static inline unsigned
+dir_op(unsigned op, unsigned d)
+{
+    return op | (d ? OP_DIR_BIT : 0);
+}
+
+int
+relay_init(struct shard *sh)
+{
+    const struct opts *o = sh->o;
+    int ret = pipe_pool_init(&sh->pipes, o->relay == RELAY_SPLICE ? PIPE_POOL_CAP : 0,
+                             o->pipe_size);
+    if (ret < 0)
+        return ret;
+    if (o->relay != RELAY_COPY)
+        return 0;
+
+    size_t ring_bytes = (size_t)o->buf_count * sizeof(struct io_uring_buf);
+    void *r = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED)
+        return -errno;
+    void *b = mmap(NULL, (size_t)o->buf_count * o->buf_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (b == MAP_FAILED) {
+        ret = -errno;
+        munmap(r, ring_bytes);
+        return ret;
+    }
+    sh->br = r;
+    sh->bufs = b;
+    io_uring_buf_ring_init(sh->br);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (uint64_t)(uintptr_t)r,
+        .ring_entries = o->buf_count,
+        .bgid = RELAY_BGID,
+    };
+    ret = io_uring_register_buf_ring(&sh->ring, &reg, 0);
+    if (ret < 0)
+        return ret;
+    sh->br_mask = io_uring_buf_ring_mask(o->buf_count);
+    for (unsigned i = 0; i < o->buf_count; i++)
+        io_uring_buf_ring_add(sh->br, sh->bufs + (size_t)i * o->buf_size, o->buf_size,
+                              (unsigned short)i, sh->br_mask, (int)i);
+    io_uring_buf_ring_advance(sh->br, (int)o->buf_count);
+    return 0;
+}
+
+void
+relay_fini(struct shard *sh)
+{
+    pipe_pool_fini(&sh->pipes);
+    if (sh->br) {
+        munmap(sh->br, (size_t)sh->o->buf_count * sizeof(struct io_uring_buf));
+        munmap(sh->bufs, (size_t)sh->o->buf_count * sh->o->buf_size);
+        sh->br = NULL;
+        sh->bufs = NULL;
+    }
+    free(sh->starved);
+    sh->starved = NULL;
+}
+
+static void dir_step(struct shard *sh, struct conn *c, unsigned d);
+
+/* Copy engine: a buffer goes back to the ring; a starved direction may now read. */
+static void
+buf_recycle(struct shard *sh, uint16_t bid)
+{
+    io_uring_buf_ring_add(sh->br, sh->bufs + (size_t)bid * sh->o->buf_size, sh->o->buf_size, bid,
+                          sh->br_mask, 0);
+    io_uring_buf_ring_advance(sh->br, 1);
+    while (sh->n_starved) {
+        uint64_t e = sh->starved[--sh->n_starved];
+        uint32_t slot = ud_slot(e);
+        unsigned d = (unsigned)(e & 1);
+        struct conn *c = &sh->conns[slot];
+        if (c->gen != ud_gen(e) || c->state != CONN_RELAY || !(c->dir[d].flags & RD_STARVED))
+            continue;
+        c->dir[d].flags &= (uint8_t)~RD_STARVED;
+        dir_step(sh, c, d);
+        break;
+    }
+}
+
+static void
+starve(struct shard *sh, struct conn *c, unsigned d)
+{
+    if (sh->n_starved == sh->cap_starved) {
+        size_t cap = sh->cap_starved ? sh->cap_starved * 2 : 64;
+        uint64_t *n = realloc(sh->starved, cap * sizeof(*n));
+        if (!n) {
+            conn_close(sh, c, END_RESOURCE);
+            return;
+        }
+        sh->starved = n;
+        sh->cap_starved = cap;
+    }
+    c->dir[d].flags |= RD_STARVED;
+    sh->starved[sh->n_starved++] = ud_make(d, conn_slot(sh, c), c->gen);
+}
+
+static void
+splice_read(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    if (rd->pipe_r < 0) {
+        int fds[2];
+        int ret = pipe_get(&sh->pipes, fds);
+        if (ret < 0) {
+            conn_close(sh, c, END_RESOURCE);
+            return;
+        }
+        rd->pipe_r = fds[0];
+        rd->pipe_w = fds[1];
+    }
+    unsigned len = sh->pipes.size;
+    shard_reserve(sh, 2);
+    struct io_uring_sqe *in = conn_sqe(sh, c, dir_op(OP_SPLICE_IN, d));
+    io_uring_prep_splice(in, src_fd(c, d), -1, rd->pipe_w, -1, len,
+                         SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+    in->flags |= IOSQE_IO_LINK;
+    struct io_uring_sqe *out = conn_sqe(sh, c, dir_op(OP_SPLICE_OUT, d));
+    io_uring_prep_splice(out, rd->pipe_r, -1, dst_fd(c, d), -1, len,
+                         SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+    rd->ops += 2;
+}
+
+static void
+poll_fd(struct shard *sh, struct conn *c, unsigned d, unsigned op, int fd, unsigned mask)
+{
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(op, d));
+    io_uring_prep_poll_add(sqe, fd, mask);
+    c->dir[d].ops++;
+}
+
+static void
+splice_step(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    if (rd->pending) {
+        if (rd->flags & RD_POLLOUT) {
+            poll_fd(sh, c, d, OP_POLL_OUT, dst_fd(c, d), POLLOUT);
+            return;
+        }
+        struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(OP_SPLICE_OUT, d));
+        io_uring_prep_splice(sqe, rd->pipe_r, -1, dst_fd(c, d), -1, rd->pending,
+                             SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+        rd->ops++;
+        return;
+    }
+    /* Drained: the pipe goes back, so an idle tunnel holds none. */
+    if (rd->pipe_r >= 0) {
+        int fds[2] = {rd->pipe_r, rd->pipe_w};
+        pipe_put(&sh->pipes, fds, true);
+        rd->pipe_r = rd->pipe_w = -1;
+    }
+    if (rd->flags & RD_EOF) {
+        shutdown(dst_fd(c, d), SHUT_WR);
+        rd->flags |= RD_DONE;
+        return;
+    }
+    if (rd->flags & RD_FULL)
+        splice_read(sh, c, d);
+    else
+        poll_fd(sh, c, d, OP_POLL_IN, src_fd(c, d), POLLIN | POLLRDHUP);
+}
+
+static void
+copy_step(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    if (rd->flags & RD_HOLD_BUF) {
+        struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(OP_SEND, d));
+        io_uring_prep_send(sqe, dst_fd(c, d),
+                           sh->bufs + (size_t)rd->bid * sh->o->buf_size + rd->off, rd->pending,
+                           MSG_NOSIGNAL);
+        rd->ops++;
+        return;
+    }
+    if (rd->flags & RD_EOF) {
+        shutdown(dst_fd(c, d), SHUT_WR);
+        rd->flags |= RD_DONE;
+        return;
+    }
+    if (rd->flags & RD_STARVED)
+        return;
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(OP_RECV, d));
+    io_uring_prep_recv(sqe, src_fd(c, d), NULL, sh->o->buf_size, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RELAY_BGID;
+    rd->ops++;
+}
+
+static void
+dir_step(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    if (c->state != CONN_RELAY || rd->ops || (rd->flags & RD_DONE))
+        return;
+    if (sh->o->relay == RELAY_SPLICE)
+        splice_step(sh, c, d);
+    else
+        copy_step(sh, c, d);
+    if ((c->dir[0].flags & RD_DONE) && (c->dir[1].flags & RD_DONE))
+        conn_close(sh, c, END_DONE);
+}
+
+void
+relay_start(struct shard *sh, struct conn *c)
+{
+    c->state = CONN_RELAY;
+    sh->st.tunnels++;
+    conn_timer_set(sh, c, TL_IDLE);
+    dir_step(sh, c, DIR_C2T);
+    dir_step(sh, c, DIR_T2C);
+}
+
+/* Account for one splice result. Returns false when the tunnel must close. */
+static bool
+splice_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res)
+{
+    struct relay_dir *rd = &c->dir[d];
+    switch (op) {
+    case OP_POLL_IN:
+        if (res >= 0)
+            rd->flags |= RD_FULL; /* readable: read at once */
+        return res >= 0 || res == -ECANCELED;
+    case OP_POLL_OUT:
+        if (res >= 0)
+            rd->flags &= (uint8_t)~RD_POLLOUT;
+        return res >= 0 || res == -ECANCELED;
+    case OP_SPLICE_IN:
+        if (res > 0) {
+            rd->pending += (uint32_t)res;
+            if ((unsigned)res < sh->pipes.size)
+                rd->flags &= (uint8_t)~RD_FULL;
+            return true;
+        }
+        rd->flags &= (uint8_t)~RD_FULL;
+        if (res == 0)
+            rd->flags |= RD_EOF;
+        return res == 0 || res == -EAGAIN || res == -ECANCELED;
+    case OP_SPLICE_OUT:
+        if (res > 0) {
+            rd->pending -= (uint32_t)res;
+            rd->bytes += (uint64_t)res;
+            c->active_s = sh->now_s;
+            return true;
+        }
+        if (res == -EAGAIN) {
+            rd->flags |= RD_POLLOUT;
+            return true;
+        }
+        /* -ECANCELED: the link broke on a short read; the step writes what is there. */
+        return res == -ECANCELED || (res == 0 && rd->pending == 0);
+    default:
+        return false;
+    }
+}
+
+static bool
+copy_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res, unsigned cqe_flags)
+{
+    struct relay_dir *rd = &c->dir[d];
+    if (op == OP_RECV) {
+        if (res > 0 && (cqe_flags & IORING_CQE_F_BUFFER)) {
+            rd->bid = (uint16_t)(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+            rd->off = 0;
+            rd->pending = (uint32_t)res;
+            rd->flags |= RD_HOLD_BUF;
+            return true;
+        }
+        if (cqe_flags & IORING_CQE_F_BUFFER)
+            buf_recycle(sh, (uint16_t)(cqe_flags >> IORING_CQE_BUFFER_SHIFT));
+        if (res == 0)
+            rd->flags |= RD_EOF;
+        if (res == -ENOBUFS && c->state == CONN_RELAY) {
+            starve(sh, c, d);
+            return true;
+        }
+        return res == 0 || res == -ECANCELED || res == -ENOBUFS;
+    }
+    if (op == OP_SEND) {
+        if (res > 0) {
+            rd->off += (uint32_t)res;
+            rd->pending -= (uint32_t)res;
+            rd->bytes += (uint64_t)res;
+            c->active_s = sh->now_s;
+            if (rd->pending == 0) {
+                rd->flags &= (uint8_t)~RD_HOLD_BUF;
+                buf_recycle(sh, rd->bid);
+            }
+            return true;
+        }
+        return res == -ECANCELED;
+    }
+    return false;
+}
+
+void
+relay_on_cqe(struct shard *sh, struct conn *c, unsigned op, unsigned d, int res,
+             unsigned cqe_flags)
+{
+    struct relay_dir *rd = &c->dir[d];
+    bool ok;
+    rd->ops--;
+    if (sh->o->relay == RELAY_SPLICE)
+        ok = splice_done(sh, c, d, op, res);
+    else
+        ok = copy_done(sh, c, d, op, res, cqe_flags);
+    if (c->state != CONN_RELAY)
+        return;
+    if (!ok) {
+        bool source = op == OP_POLL_IN || op == OP_SPLICE_IN || op == OP_RECV;
+        conn_close(sh, c, side_err(d, source));
+        return;
+    }
+    dir_step(sh, c, d);
+}
+
+void
+relay_release(struct shard *sh, struct conn *c)
+{
+    for (unsigned d = 0; d < 2; d++) {
+        struct relay_dir *rd = &c->dir[d];
+        if (rd->pipe_r >= 0) {
+            int fds[2] = {rd->pipe_r, rd->pipe_w};
+            pipe_put(&sh->pipes, fds, rd->pending == 0);
+            rd->pipe_r = rd->pipe_w = -1;
+        }
+        if (rd->flags & RD_HOLD_BUF) {
+            rd->flags &= (uint8_t)~RD_HOLD_BUF;
+            buf_recycle(sh, rd->bid);
+        }
+        rd->flags &= (uint8_t)~RD_STARVED;
+    }
+}

@@ -1,0 +1,390 @@
+/*
+ * shard.c - a shard thread: its io_uring, listeners, completion loop and
+ * periodic tick.
+ *
+ * The ring is created on the shard's own thread (IORING_SETUP_SINGLE_ISSUER
+ * binds it to its creator, and DEFER_TASKRUN runs completions only for that
+ * task). main() only prepares the shard, starts the thread and waits for
+ * its verdict, then later sets sh->stop and rings the eventfd. Nothing on
+ * this thread blocks but the ring wait itself.
+ */
+#include "shard.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+#ifdef HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+#endif
+
+#include "conn.h"
+#include "dns.h"
+#include "relay.h"
+#include "session.h"
+
+#define RING_ENTRIES 4096
+#define TICK_MS      250
+/* How long a stopping shard waits for cancelled operations to come back. */
+#define STOP_GRACE_S 5
+
+struct start_ctx {
+    struct shard *sh;
+    sem_t done;
+    int err;
+};
+
+struct io_uring_sqe *
+shard_sqe(struct shard *sh)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
+    while (!sqe) {
+        io_uring_submit(&sh->ring);
+        sqe = io_uring_get_sqe(&sh->ring);
+    }
+    return sqe;
+}
+
+void
+shard_reserve(struct shard *sh, unsigned n)
+{
+    if (io_uring_sq_space_left(&sh->ring) < n)
+        io_uring_submit(&sh->ring);
+}
+
+static void
+arm_accept(struct shard *sh, unsigned i)
+{
+    struct listener *l = &sh->ls[i];
+    if (l->armed || l->fd < 0)
+        return;
+    struct io_uring_sqe *sqe = shard_sqe(sh);
+    io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, i, 0));
+    l->armed = true;
+}
+
+static void
+pause_accept(struct shard *sh)
+{
+    if (sh->accept_paused)
+        return;
+    sh->accept_paused = true;
+    sh->st.accept_pauses++;
+    for (unsigned i = 0; i < sh->n_ls; i++) {
+        if (!sh->ls[i].armed)
+            continue;
+        struct io_uring_sqe *sqe = shard_sqe(sh);
+        io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, i, 0), 0);
+        io_uring_sqe_set_data64(sqe, ud_make(OP_NONE, 0, 0));
+    }
+}
+
+void
+shard_accept_resume(struct shard *sh)
+{
+    if (!sh->accept_paused || sh->stopping || sh->n_open >= sh->n_slots)
+        return;
+    sh->accept_paused = false;
+    for (unsigned i = 0; i < sh->n_ls; i++)
+        arm_accept(sh, i);
+}
+
+static void
+on_accept(struct shard *sh, const struct io_uring_cqe *cqe)
+{
+    uint32_t i = ud_slot(cqe->user_data);
+    if (i >= sh->n_ls)
+        return;
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        sh->ls[i].armed = false;
+    int res = cqe->res;
+    if (res >= 0) {
+        if (sh->stopping) {
+            close(res);
+            return;
+        }
+        session_start(sh, res);
+        /* Full: stop taking connections; the kernel's backlog holds the rest. */
+        if (sh->n_open >= sh->n_slots)
+            pause_accept(sh);
+    } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+        /* Out of fds or memory: retry on a tick or when a connection closes, never spin. */
+        pause_accept(sh);
+    }
+    if (!sh->ls[i].armed && !sh->accept_paused && !sh->stopping)
+        arm_accept(sh, i);
+}
+
+static void
+now_update(struct shard *sh)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    sh->now_s = (uint32_t)ts.tv_sec;
+}
+
+static void
+arm_tick(struct shard *sh)
+{
+    struct io_uring_sqe *sqe = shard_sqe(sh);
+    sh->tick.tv_sec = 0;
+    sh->tick.tv_nsec = TICK_MS * 1000000L;
+    io_uring_prep_timeout(sqe, &sh->tick, 0, 0);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_TICK, 0, 0));
+}
+
+static void
+arm_wake(struct shard *sh)
+{
+    struct io_uring_sqe *sqe = shard_sqe(sh);
+    io_uring_prep_read(sqe, sh->wake_fd, &sh->wake_val, sizeof(sh->wake_val), 0);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_WAKE, 0, 0));
+}
+
+static void
+on_tick(struct shard *sh)
+{
+    conn_timers_run(sh);
+    dns_tick(sh);
+    if (sh->accept_paused) {
+        /* An EMFILE pause may have cleared without a close of ours. */
+        sh->accept_paused = sh->n_open >= sh->n_slots;
+        if (!sh->accept_paused && !sh->stopping)
+            for (unsigned i = 0; i < sh->n_ls; i++)
+                arm_accept(sh, i);
+    }
+    arm_tick(sh);
+}
+
+static void
+begin_stop(struct shard *sh)
+{
+    sh->stopping = true;
+    for (unsigned i = 0; i < sh->n_ls; i++) {
+        if (!sh->ls[i].armed)
+            continue;
+        struct io_uring_sqe *sqe = shard_sqe(sh);
+        io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, i, 0), 0);
+        io_uring_sqe_set_data64(sqe, ud_make(OP_NONE, 0, 0));
+    }
+    conn_close_all(sh, END_SHUTDOWN);
+}
+
+static void
+dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
+{
+    uint64_t ud = cqe->user_data;
+    switch (ud_op(ud)) {
+    case OP_NONE:
+        break;
+    case OP_ACCEPT:
+        on_accept(sh, cqe);
+        break;
+    case OP_TICK:
+        on_tick(sh);
+        break;
+    case OP_WAKE:
+        if (!atomic_load_explicit(&sh->stop, memory_order_acquire))
+            arm_wake(sh);
+        break;
+    case OP_DNS_POLL:
+    case OP_DNS_REMOVE:
+        dns_on_cqe(sh, ud_op(ud), ud_slot(ud), ud_gen(ud), cqe->res);
+        break;
+    default:
+        conn_dispatch(sh, cqe);
+        break;
+    }
+}
+
+static int
+ring_setup(struct shard *sh)
+{
+    struct io_uring_params p;
+    static const unsigned flag_sets[] = {
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+        IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN,
+        IORING_SETUP_COOP_TASKRUN,
+        0,
+    };
+    int ret = -EINVAL;
+    /* Fall back flag by flag where the kernel is older than 6.1. */
+    for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
+        memset(&p, 0, sizeof(p));
+        p.flags = flag_sets[i] | IORING_SETUP_CQSIZE;
+        p.cq_entries = RING_ENTRIES * 4;
+        ret = io_uring_queue_init_params(RING_ENTRIES, &sh->ring, &p);
+        if (ret != -EINVAL)
+            break;
+    }
+    return ret;
+}
+
+static int
+shard_setup(struct shard *sh)
+{
+#ifdef HAVE_JEMALLOC
+    /* Each shard allocates from its own arena: no allocator lock is shared. */
+    unsigned arena;
+    size_t sz = sizeof(arena);
+    if (mallctl("arenas.create", &arena, &sz, NULL, 0) == 0)
+        mallctl("thread.arena", NULL, NULL, &arena, sizeof(arena));
+#endif
+    int ret = ring_setup(sh);
+    if (ret < 0)
+        return ret;
+    ret = session_slab_init(sh);
+    if (ret < 0)
+        return ret;
+    ret = relay_init(sh);
+    if (ret < 0)
+        return ret;
+    now_update(sh);
+    arm_tick(sh);
+    arm_wake(sh);
+    for (unsigned i = 0; i < sh->n_ls; i++)
+        arm_accept(sh, i);
+    return 0;
+}
+
+static void *
+shard_main(void *arg)
+{
+    struct start_ctx *ctx = arg;
+    struct shard *sh = ctx->sh;
+    uint32_t stop_deadline = 0;
+
+    ctx->err = shard_setup(sh);
+    int err = ctx->err;
+    sem_post(&ctx->done); /* ctx is gone after this */
+    if (err < 0)
+        return NULL;
+
+    for (;;) {
+        if (!sh->stopping && atomic_load_explicit(&sh->stop, memory_order_acquire)) {
+            begin_stop(sh);
+            stop_deadline = sh->now_s + STOP_GRACE_S;
+        }
+        if (sh->stopping && (sh->n_open == 0 || sh->now_s >= stop_deadline))
+            break;
+        int ret = io_uring_submit_and_wait(&sh->ring, 1);
+        if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN) {
+            fprintf(stderr, "ringsocks: shard %u: io_uring_enter: %s\n", sh->id, strerror(-ret));
+            break;
+        }
+        now_update(sh);
+        unsigned head, n = 0;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&sh->ring, head, cqe)
+        {
+            dispatch(sh, cqe);
+            n++;
+        }
+        io_uring_cq_advance(&sh->ring, n);
+        sh->st.loops++;
+    }
+    return NULL;
+}
+
+int
+shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hosts *hosts,
+           const int *listen_fds, unsigned n_listen)
+{
+    memset(sh, 0, sizeof(*sh));
+    sh->id = id;
+    sh->o = o;
+    sh->hosts = hosts;
+    sh->wake_fd = -1;
+    atomic_init(&sh->stop, false);
+    sh->ls = calloc(n_listen, sizeof(*sh->ls));
+    if (!sh->ls)
+        return -ENOMEM;
+    sh->n_ls = n_listen;
+    for (unsigned i = 0; i < n_listen; i++)
+        sh->ls[i].fd = listen_fds[i];
+    uint32_t slots = (o->max_conns + o->shards - 1) / o->shards;
+    int ret = conn_table_init(sh, slots ? slots : 1);
+    if (ret < 0)
+        return ret;
+    sh->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (sh->wake_fd == -1)
+        return -errno;
+    return dns_init(sh);
+}
+
+int
+shard_start(struct shard *sh)
+{
+    struct start_ctx ctx = {.sh = sh, .err = 0};
+    sem_init(&ctx.done, 0, 0);
+    int ret = pthread_create(&sh->thread, NULL, shard_main, &ctx);
+    if (ret != 0) {
+        sem_destroy(&ctx.done);
+        return -ret;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    if (ncpu > 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET((int)(sh->id % (unsigned)ncpu), &set);
+        pthread_setaffinity_np(sh->thread, sizeof(set), &set);
+    }
+    char name[16];
+    snprintf(name, sizeof(name), "shard-%u", sh->id);
+    pthread_setname_np(sh->thread, name);
+    while (sem_wait(&ctx.done) == -1 && errno == EINTR)
+        ;
+    sem_destroy(&ctx.done);
+    if (ctx.err < 0) {
+        pthread_join(sh->thread, NULL);
+        sh->thread = 0;
+    }
+    return ctx.err;
+}
+
+void
+shard_stop(struct shard *sh)
+{
+    uint64_t one = 1;
+    atomic_store_explicit(&sh->stop, true, memory_order_release);
+    if (sh->wake_fd >= 0 && write(sh->wake_fd, &one, sizeof(one)) < 0)
+        perror("ringsocks: eventfd");
+}
+
+void
+shard_join(struct shard *sh)
+{
+    if (sh->thread) {
+        pthread_join(sh->thread, NULL);
+        sh->thread = 0;
+    }
+    sh->stopping = true; /* c-ares callbacks during destroy must not touch the ring */
+    if (sh->ring.ring_fd > 0)
+        io_uring_queue_exit(&sh->ring);
+    dns_fini(sh);
+    relay_fini(sh);
+    session_slab_fini(sh);
+    /* Connections still open after the grace period: their fds go now. */
+    for (uint32_t i = 0; sh->conns && i < sh->high; i++) {
+        struct conn *c = &sh->conns[i];
+        if (c->cfd >= 0 && c->state != CONN_FREE)
+            close(c->cfd);
+        if (c->tfd >= 0 && c->state != CONN_FREE)
+            close(c->tfd);
+    }
+    conn_table_fini(sh);
+    for (unsigned i = 0; i < sh->n_ls; i++)
+        if (sh->ls[i].fd >= 0)
+            close(sh->ls[i].fd);
+    free(sh->ls);
+    sh->ls = NULL;
+    if (sh->wake_fd >= 0)
+        close(sh->wake_fd);
+    sh->wake_fd = -1;
+}

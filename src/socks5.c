@@ -1,0 +1,183 @@
+/*
+ * socks5.c - SOCKS5 (RFC 1928) handshake parser and reply encoder.
+ *
+ * Owns nothing: pure functions over caller-provided buffers, safe on any
+ * thread. Must never touch a socket or allocate.
+ */
+#include "socks5.h"
+
+#include <errno.h>
+#include <string.h>
+
+void
+socks5_init(struct socks5 *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->phase = SOCKS5_PHASE_GREETING;
+    st->method = SOCKS5_METHOD_REJECT;
+}
+
+/* Section 3: VER NMETHODS METHODS[NMETHODS]. */
+static ssize_t
+parse_greeting(struct socks5 *st, const uint8_t *p, size_t len)
+{
+    if (len < 1)
+        return 0;
+    if (p[0] != SOCKS5_VERSION)
+        return SOCKS5_ERR_CLOSE;
+    if (len < 2)
+        return 0;
+    size_t n = p[1];
+    if (len < 2 + n)
+        return 0;
+    st->offered = 0;
+    for (size_t i = 0; i < n; i++)
+        if (p[2 + i] < 32)
+            st->offered |= 1u << p[2 + i];
+    st->phase = SOCKS5_PHASE_REQUEST;
+    /* NMETHODS == 0 offers nothing: no acceptable method. */
+    if (!(st->offered & (1u << SOCKS5_METHOD_NONE)))
+        return SOCKS5_ERR_NO_METHOD;
+    st->method = SOCKS5_METHOD_NONE;
+    return (ssize_t)(2 + n);
+}
+
+/* Section 4: VER CMD RSV ATYP DST.ADDR DST.PORT. */
+static ssize_t
+parse_request(struct socks5 *st, const uint8_t *p, size_t len)
+{
+    if (len < 1)
+        return 0;
+    if (p[0] != SOCKS5_VERSION)
+        return -SOCKS5_REP_GENERAL;
+    if (len < 4)
+        return 0;
+    uint8_t cmd = p[1];
+    uint8_t atyp = p[3];
+    size_t alen;
+    size_t aoff = 4;
+
+    switch (atyp) {
+    case SOCKS5_ATYP_IPV4:
+        alen = 4;
+        break;
+    case SOCKS5_ATYP_IPV6:
+        alen = 16;
+        break;
+    case SOCKS5_ATYP_DOMAIN:
+        if (len < 5)
+            return 0;
+        alen = p[4];
+        aoff = 5;
+        if (alen == 0)
+            return -SOCKS5_REP_GENERAL;
+        break;
+    default:
+        return -SOCKS5_REP_ATYP_UNSUPP;
+    }
+    size_t total = aoff + alen + 2;
+    if (len < total)
+        return 0;
+    /*
+     * The whole request is read before the command is judged, so an
+     * unsupported command is answered in step with the client.
+     */
+    if (cmd != SOCKS5_CMD_CONNECT && cmd != SOCKS5_CMD_BIND && cmd != SOCKS5_CMD_UDP)
+        return -SOCKS5_REP_CMD_UNSUPP;
+    /* BIND and UDP ASSOCIATE arrive with the protocol issue (#3). */
+    if (cmd != SOCKS5_CMD_CONNECT)
+        return -SOCKS5_REP_CMD_UNSUPP;
+
+    struct socks_dest *d = &st->dest;
+    d->atyp = atyp;
+    d->name_len = 0;
+    if (atyp == SOCKS5_ATYP_IPV4) {
+        memcpy(&d->u.v4, p + aoff, 4);
+    } else if (atyp == SOCKS5_ATYP_IPV6) {
+        memcpy(&d->u.v6, p + aoff, 16);
+    } else {
+        /* A name with a NUL inside could never resolve as the client meant. */
+        if (memchr(p + aoff, 0, alen))
+            return -SOCKS5_REP_GENERAL;
+        memcpy(d->u.name, p + aoff, alen);
+        d->u.name[alen] = '\0';
+        d->name_len = (uint8_t)alen;
+    }
+    d->port = (uint16_t)(p[aoff + alen] << 8 | p[aoff + alen + 1]);
+    st->cmd = cmd;
+    st->phase = SOCKS5_PHASE_DONE;
+    return (ssize_t)total;
+}
+
+ssize_t
+socks5_feed(struct socks5 *st, const uint8_t *p, size_t len)
+{
+    switch (st->phase) {
+    case SOCKS5_PHASE_GREETING:
+        return parse_greeting(st, p, len);
+    case SOCKS5_PHASE_REQUEST:
+        return parse_request(st, p, len);
+    case SOCKS5_PHASE_DONE:
+        break;
+    }
+    return SOCKS5_ERR_CLOSE;
+}
+
+size_t
+socks5_method_reply(uint8_t *out, uint8_t method)
+{
+    out[0] = SOCKS5_VERSION;
+    out[1] = method;
+    return 2;
+}
+
+size_t
+socks5_reply(uint8_t *out, uint8_t rep, const struct sockaddr *bnd)
+{
+    out[0] = SOCKS5_VERSION;
+    out[1] = rep;
+    out[2] = 0;
+    if (bnd && bnd->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)bnd;
+        out[3] = SOCKS5_ATYP_IPV6;
+        memcpy(out + 4, &s6->sin6_addr, 16);
+        memcpy(out + 20, &s6->sin6_port, 2);
+        return 22;
+    }
+    out[3] = SOCKS5_ATYP_IPV4;
+    if (bnd && bnd->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)bnd;
+        memcpy(out + 4, &s4->sin_addr, 4);
+        memcpy(out + 8, &s4->sin_port, 2);
+    } else {
+        memset(out + 4, 0, 6);
+    }
+    return 10;
+}
+
+uint8_t
+socks5_rep_from_errno(int neg_errno)
+{
+    switch (-neg_errno) {
+    case ECONNREFUSED:
+        return SOCKS5_REP_REFUSED;
+    case ENETUNREACH:
+    case ENETDOWN:
+        return SOCKS5_REP_NET_UNREACH;
+    case EHOSTUNREACH:
+    case EHOSTDOWN:
+    case ENOENT: /* name does not exist */
+    case ENODATA: /* name has no address of a usable family */
+        return SOCKS5_REP_HOST_UNREACH;
+    case ETIMEDOUT:
+    case ECANCELED: /* our connect timeout cancelled the attempt */
+        return SOCKS5_REP_TTL_EXPIRED;
+    case EAFNOSUPPORT:
+        return SOCKS5_REP_ATYP_UNSUPP;
+    case EACCES:
+    case EPERM:
+        return SOCKS5_REP_NOT_ALLOWED;
+    default:
+        return SOCKS5_REP_GENERAL;
+    }
+}

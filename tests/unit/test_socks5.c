@@ -1,0 +1,947 @@
+/*
+ * test_socks5.c - cmocka unit tests for the SOCKS5 parser and reply encoder (src/socks5.c).
+ *
+ * Links socks5.o alone: the module is pure, so nothing is faked. Every message is fed from a
+ * heap block of exactly its length, so under SAN=1 AddressSanitizer flags any read past the
+ * bytes the parser was given. Single-threaded; never touches a socket.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "socks5.h"
+
+/* Room for the longest request plus a pipelined tail. */
+#define MSG_MAX (SOCKS5_REQUEST_MAX + 64)
+
+static const uint8_t greeting_none[] = {0x05, 0x01, 0x00};
+
+/*
+ * Feed a copy of msg[0..len) held in a heap block of exactly len bytes: an over-read is then
+ * caught by ASan instead of silently reading the test's larger buffer.
+ */
+static ssize_t
+feed_exact(struct socks5 *st, const uint8_t *msg, size_t len)
+{
+    uint8_t *buf = malloc(len);
+    ssize_t r;
+
+    if (len > 0) {
+        assert_non_null(buf);
+        memcpy(buf, msg, len);
+    }
+    r = socks5_feed(st, buf, len);
+    free(buf);
+    return r;
+}
+
+/* A parser freshly started and, for SOCKS5_PHASE_REQUEST, past a no-auth greeting. */
+static void
+start_in(struct socks5 *st, enum socks5_phase phase)
+{
+    socks5_init(st);
+    if (phase == SOCKS5_PHASE_REQUEST) {
+        assert_int_equal(feed_exact(st, greeting_none, sizeof(greeting_none)),
+                         (ssize_t)sizeof(greeting_none));
+        assert_int_equal(st->phase, SOCKS5_PHASE_REQUEST);
+    }
+}
+
+/*
+ * Feed every prefix msg[0..k), k = 0..n-1, then the whole message. Prefixes shorter than
+ * decidable_at must answer 0 and leave the state byte-for-byte unchanged (phase included);
+ * prefixes from decidable_at on, and the whole message, must answer want. Each prefix is fed
+ * twice: to a fresh parser, and to one parser that keeps being offered the growing buffer,
+ * as a connection accumulating bytes would.
+ */
+static void
+check_splits(enum socks5_phase phase, const uint8_t *msg, size_t n, size_t decidable_at,
+             ssize_t want)
+{
+    struct socks5 shared;
+    struct socks5 fresh;
+    struct socks5 before;
+
+    assert_true(decidable_at <= n);
+    start_in(&shared, phase);
+    for (size_t k = 0; k < n; k++) {
+        start_in(&fresh, phase);
+        memcpy(&before, &fresh, sizeof(before));
+        ssize_t r = feed_exact(&fresh, msg, k);
+        if (k < decidable_at) {
+            if (r != 0)
+                fail_msg("prefix %zu of %zu: got %zd, want 0 (need more)", k, n, r);
+            assert_int_equal(fresh.phase, phase);
+            assert_memory_equal(&fresh, &before, sizeof(before));
+
+            memcpy(&before, &shared, sizeof(before));
+            r = feed_exact(&shared, msg, k);
+            if (r != 0)
+                fail_msg("shared parser, prefix %zu of %zu: got %zd, want 0", k, n, r);
+            assert_memory_equal(&shared, &before, sizeof(before));
+        } else if (r != want) {
+            fail_msg("prefix %zu of %zu: got %zd, want %zd (decidable at %zu)", k, n, r, want,
+                     decidable_at);
+        }
+    }
+    start_in(&fresh, phase);
+    assert_int_equal(feed_exact(&fresh, msg, n), want);
+    if (decidable_at == n)
+        assert_int_equal(feed_exact(&shared, msg, n), want);
+}
+
+/*
+ * Build VER CMD RSV ATYP DST.ADDR DST.PORT into out. For SOCKS5_ATYP_DOMAIN the length byte
+ * is alen, written before the alen bytes of addr. Returns the message length.
+ */
+static size_t
+build_request(uint8_t *out, uint8_t ver, uint8_t cmd, uint8_t atyp, const void *addr,
+              size_t alen, uint16_t port)
+{
+    size_t off = 0;
+
+    out[off++] = ver;
+    out[off++] = cmd;
+    out[off++] = 0x00;
+    out[off++] = atyp;
+    if (atyp == SOCKS5_ATYP_DOMAIN)
+        out[off++] = (uint8_t)alen;
+    if (alen > 0)
+        memcpy(out + off, addr, alen);
+    off += alen;
+    out[off++] = (uint8_t)(port >> 8);
+    out[off++] = (uint8_t)(port & 0xFF);
+    return off;
+}
+
+static size_t
+build_connect_v4(uint8_t *out, const char *ip, uint16_t port)
+{
+    struct in_addr a;
+
+    assert_int_equal(inet_pton(AF_INET, ip, &a), 1);
+    return build_request(out, SOCKS5_VERSION, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_IPV4, &a, 4, port);
+}
+
+/* ---- socks5_init ---- */
+
+static void
+test_init_resets_everything(void **state)
+{
+    struct socks5 st;
+
+    (void)state;
+    memset(&st, 0xAA, sizeof(st));
+    socks5_init(&st);
+    assert_int_equal(st.phase, SOCKS5_PHASE_GREETING);
+    assert_int_equal(st.method, SOCKS5_METHOD_REJECT);
+    assert_int_equal(st.cmd, 0);
+    assert_int_equal(st.offered, 0);
+    assert_int_equal(st.dest.atyp, 0);
+    assert_int_equal(st.dest.name_len, 0);
+    assert_int_equal(st.dest.port, 0);
+}
+
+/* ---- greeting ---- */
+
+/* A greeting that must succeed: consumed == len, no-auth chosen, offered as given. */
+static void
+check_greeting_ok(const uint8_t *msg, size_t len, uint32_t offered)
+{
+    struct socks5 st;
+
+    socks5_init(&st);
+    assert_int_equal(feed_exact(&st, msg, len), (ssize_t)len);
+    assert_int_equal(st.phase, SOCKS5_PHASE_REQUEST);
+    assert_int_equal(st.method, SOCKS5_METHOD_NONE);
+    assert_int_equal(st.offered, offered);
+    check_splits(SOCKS5_PHASE_GREETING, msg, len, len, (ssize_t)len);
+}
+
+/* A greeting with no acceptable method: decidable only once all NMETHODS bytes are in. */
+static void
+check_greeting_no_method(const uint8_t *msg, size_t len, uint32_t offered)
+{
+    struct socks5 st;
+
+    socks5_init(&st);
+    assert_int_equal(feed_exact(&st, msg, len), SOCKS5_ERR_NO_METHOD);
+    assert_int_equal(st.method, SOCKS5_METHOD_REJECT);
+    assert_int_equal(st.offered, offered);
+    check_splits(SOCKS5_PHASE_GREETING, msg, len, len, SOCKS5_ERR_NO_METHOD);
+}
+
+static void
+test_greeting_none_only(void **state)
+{
+    (void)state;
+    check_greeting_ok(greeting_none, sizeof(greeting_none), 1u << SOCKS5_METHOD_NONE);
+}
+
+static void
+test_greeting_password_then_none(void **state)
+{
+    static const uint8_t msg[] = {0x05, 0x02, 0x02, 0x00};
+
+    (void)state;
+    check_greeting_ok(msg, sizeof(msg), 1u << SOCKS5_METHOD_NONE | 1u << SOCKS5_METHOD_PASSWORD);
+}
+
+static void
+test_greeting_three_methods(void **state)
+{
+    static const uint8_t msg[] = {0x05, 0x03, 0x00, 0x01, 0x02};
+
+    (void)state;
+    check_greeting_ok(msg, sizeof(msg), 0x7);
+}
+
+/* Methods >= 32 (and 0xFF) are ignored, not shifted into offered (that shift would be UB). */
+static void
+test_greeting_high_methods_ignored(void **state)
+{
+    static const uint8_t msg[] = {0x05, 0x04, 0xFF, 0x80, 0x20, 0x00};
+
+    (void)state;
+    check_greeting_ok(msg, sizeof(msg), 1u << SOCKS5_METHOD_NONE);
+}
+
+/* NMETHODS = 255, every value 0x00..0xFE offered once: 257 bytes, the longest greeting. */
+static void
+test_greeting_255_distinct_methods(void **state)
+{
+    uint8_t msg[SOCKS5_GREETING_MAX];
+
+    (void)state;
+    msg[0] = 0x05;
+    msg[1] = 255;
+    for (size_t i = 0; i < 255; i++)
+        msg[2 + i] = (uint8_t)i;
+    check_greeting_ok(msg, sizeof(msg), 0xFFFFFFFFu);
+}
+
+/* NMETHODS = 255 with no-auth as the very last byte: the whole list must be scanned. */
+static void
+test_greeting_255_methods_none_last(void **state)
+{
+    uint8_t msg[SOCKS5_GREETING_MAX];
+
+    (void)state;
+    msg[0] = 0x05;
+    msg[1] = 255;
+    memset(msg + 2, 0xFF, 254);
+    msg[SOCKS5_GREETING_MAX - 1] = 0x00;
+    check_greeting_ok(msg, sizeof(msg), 1u << SOCKS5_METHOD_NONE);
+}
+
+static void
+test_greeting_nmethods_zero(void **state)
+{
+    static const uint8_t msg[] = {0x05, 0x00};
+
+    (void)state;
+    check_greeting_no_method(msg, sizeof(msg), 0);
+}
+
+static void
+test_greeting_only_password(void **state)
+{
+    static const uint8_t msg[] = {0x05, 0x01, 0x02};
+
+    (void)state;
+    check_greeting_no_method(msg, sizeof(msg), 1u << SOCKS5_METHOD_PASSWORD);
+}
+
+static void
+test_greeting_only_gssapi(void **state)
+{
+    static const uint8_t msg[] = {0x05, 0x01, 0x01};
+
+    (void)state;
+    check_greeting_no_method(msg, sizeof(msg), 1u << SOCKS5_METHOD_GSSAPI);
+}
+
+static void
+test_greeting_gssapi_and_password(void **state)
+{
+    static const uint8_t msg[] = {0x05, 0x02, 0x01, 0x02};
+
+    (void)state;
+    check_greeting_no_method(msg, sizeof(msg), 0x6);
+}
+
+static void
+test_greeting_255_methods_without_none(void **state)
+{
+    uint8_t msg[SOCKS5_GREETING_MAX];
+
+    (void)state;
+    msg[0] = 0x05;
+    msg[1] = 255;
+    memset(msg + 2, 0xFF, 255);
+    check_greeting_no_method(msg, sizeof(msg), 0);
+}
+
+/* A SOCKS4 CONNECT to 1.2.3.4:80: not SOCKS5, closed silently from the first byte. */
+static void
+test_greeting_socks4(void **state)
+{
+    static const uint8_t msg[] = {0x04, 0x01, 0x00, 0x50, 0x01, 0x02, 0x03, 0x04, 0x00};
+    struct socks5 st;
+
+    (void)state;
+    socks5_init(&st);
+    assert_int_equal(feed_exact(&st, msg, sizeof(msg)), SOCKS5_ERR_CLOSE);
+    assert_int_equal(feed_exact(&st, msg, 1), SOCKS5_ERR_CLOSE);
+    check_splits(SOCKS5_PHASE_GREETING, msg, sizeof(msg), 1, SOCKS5_ERR_CLOSE);
+}
+
+/* An HTTP request sent to the SOCKS port: 'G' (0x47) is not version 5. */
+static void
+test_greeting_http(void **state)
+{
+    static const char req[] = "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    struct socks5 st;
+
+    (void)state;
+    socks5_init(&st);
+    assert_int_equal(feed_exact(&st, (const uint8_t *)req, 1), SOCKS5_ERR_CLOSE);
+    assert_int_equal(feed_exact(&st, (const uint8_t *)req, strlen(req)), SOCKS5_ERR_CLOSE);
+    check_splits(SOCKS5_PHASE_GREETING, (const uint8_t *)req, strlen(req), 1, SOCKS5_ERR_CLOSE);
+}
+
+/* Every first byte but 0x05 closes at once, whatever follows. */
+static void
+test_greeting_every_bad_version(void **state)
+{
+    uint8_t msg[3] = {0x00, 0x01, 0x00};
+    struct socks5 st;
+
+    (void)state;
+    for (unsigned v = 0; v < 256; v++) {
+        if (v == SOCKS5_VERSION)
+            continue;
+        msg[0] = (uint8_t)v;
+        socks5_init(&st);
+        if (feed_exact(&st, msg, 1) != SOCKS5_ERR_CLOSE)
+            fail_msg("version 0x%02x, 1 byte: not SOCKS5_ERR_CLOSE", v);
+        if (feed_exact(&st, msg, sizeof(msg)) != SOCKS5_ERR_CLOSE)
+            fail_msg("version 0x%02x, 3 bytes: not SOCKS5_ERR_CLOSE", v);
+    }
+}
+
+/* Greeting and request arrive in one read: only the greeting is consumed. */
+static void
+test_greeting_pipelined_request(void **state)
+{
+    uint8_t buf[MSG_MAX];
+    struct socks5 st;
+    size_t off = sizeof(greeting_none);
+    size_t rlen;
+
+    (void)state;
+    memcpy(buf, greeting_none, off);
+    rlen = build_connect_v4(buf + off, "10.0.0.1", 80);
+    socks5_init(&st);
+    assert_int_equal(feed_exact(&st, buf, off + rlen), 3);
+    assert_int_equal(st.phase, SOCKS5_PHASE_REQUEST);
+    assert_int_equal(feed_exact(&st, buf + off, rlen), 10);
+    assert_int_equal(st.phase, SOCKS5_PHASE_DONE);
+    assert_int_equal(st.dest.port, 80);
+}
+
+/* A long method list followed by bytes that are not methods: exactly 2 + NMETHODS consumed. */
+static void
+test_greeting_trailing_bytes_not_consumed(void **state)
+{
+    uint8_t msg[2 + 5 + 7];
+    struct socks5 st;
+
+    (void)state;
+    msg[0] = 0x05;
+    msg[1] = 5;
+    memcpy(msg + 2, (const uint8_t[]){0x02, 0x80, 0x00, 0x01, 0x03}, 5);
+    /* The tail holds bytes a greedy parser might take as more methods. */
+    memset(msg + 7, 0x00, 7);
+    socks5_init(&st);
+    assert_int_equal(feed_exact(&st, msg, sizeof(msg)), 7);
+    assert_int_equal(st.offered, 0xF);
+}
+
+/* ---- request ---- */
+
+/* A request that must succeed, fed in the request phase: checks consumed, phase and cmd. */
+static void
+feed_request_ok(struct socks5 *st, const uint8_t *msg, size_t len)
+{
+    start_in(st, SOCKS5_PHASE_REQUEST);
+    assert_int_equal(feed_exact(st, msg, len), (ssize_t)len);
+    assert_int_equal(st->phase, SOCKS5_PHASE_DONE);
+    assert_int_equal(st->cmd, SOCKS5_CMD_CONNECT);
+    assert_int_equal(st->method, SOCKS5_METHOD_NONE);
+    check_splits(SOCKS5_PHASE_REQUEST, msg, len, len, (ssize_t)len);
+}
+
+/* A request that must fail with want once decidable_at bytes are in, phase left unchanged. */
+static void
+check_request_err(const uint8_t *msg, size_t len, size_t decidable_at, ssize_t want)
+{
+    struct socks5 st;
+
+    start_in(&st, SOCKS5_PHASE_REQUEST);
+    assert_int_equal(feed_exact(&st, msg, len), want);
+    assert_int_equal(st.phase, SOCKS5_PHASE_REQUEST);
+    check_splits(SOCKS5_PHASE_REQUEST, msg, len, decidable_at, want);
+}
+
+static void
+test_request_connect_ipv4(void **state)
+{
+    static const uint8_t msg[] = {0x05, 0x01, 0x00, 0x01, 192, 0, 2, 10, 0x1F, 0x90};
+    struct socks5 st;
+    struct in_addr want;
+
+    (void)state;
+    assert_int_equal(inet_pton(AF_INET, "192.0.2.10", &want), 1);
+    feed_request_ok(&st, msg, sizeof(msg));
+    assert_int_equal(st.dest.atyp, SOCKS5_ATYP_IPV4);
+    assert_int_equal(st.dest.name_len, 0);
+    assert_int_equal(st.dest.port, 8080);
+    assert_memory_equal(&st.dest.u.v4, &want, 4);
+    assert_int_equal(st.dest.u.v4.s_addr, htonl(0xC000020A));
+}
+
+static void
+test_request_connect_ipv6(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    struct socks5 st;
+    struct in6_addr a;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::1:2:3:4", &a), 1);
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_IPV6, &a, 16, 443);
+    assert_int_equal(len, 22);
+    assert_int_equal(msg[20], 0x01);
+    assert_int_equal(msg[21], 0xBB);
+    feed_request_ok(&st, msg, len);
+    assert_int_equal(st.dest.atyp, SOCKS5_ATYP_IPV6);
+    assert_int_equal(st.dest.name_len, 0);
+    assert_int_equal(st.dest.port, 443);
+    assert_memory_equal(&st.dest.u.v6, &a, 16);
+}
+
+static void
+test_request_connect_domain_len1(void **state)
+{
+    static const uint8_t msg[] = {0x05, 0x01, 0x00, 0x03, 0x01, 'a', 0x00, 0x50};
+    struct socks5 st;
+
+    (void)state;
+    feed_request_ok(&st, msg, sizeof(msg));
+    assert_int_equal(st.dest.atyp, SOCKS5_ATYP_DOMAIN);
+    assert_int_equal(st.dest.name_len, 1);
+    assert_int_equal(st.dest.port, 80);
+    assert_string_equal(st.dest.u.name, "a");
+}
+
+static void
+test_request_connect_domain_len255(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    char name[256];
+    struct socks5 st;
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < 255; i++)
+        name[i] = (char)('a' + i % 26);
+    name[253] = '.';
+    name[255] = '\0';
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, name, 255, 0xFFFF);
+    assert_int_equal(len, SOCKS5_REQUEST_MAX);
+    /* Dirty the destination first: the terminator must be written, not inherited. */
+    start_in(&st, SOCKS5_PHASE_REQUEST);
+    memset(st.dest.u.name, 'X', sizeof(st.dest.u.name));
+    assert_int_equal(feed_exact(&st, msg, len), (ssize_t)len);
+    assert_int_equal(st.dest.atyp, SOCKS5_ATYP_DOMAIN);
+    assert_int_equal(st.dest.name_len, 255);
+    assert_int_equal(st.dest.u.name[255], '\0');
+    assert_string_equal(st.dest.u.name, name);
+    assert_int_equal(st.dest.port, 65535);
+    feed_request_ok(&st, msg, len);
+}
+
+/* A short domain after a long one: the terminator follows the new name. */
+static void
+test_request_domain_terminated(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    struct socks5 st;
+    size_t len;
+
+    (void)state;
+    start_in(&st, SOCKS5_PHASE_REQUEST);
+    memset(st.dest.u.name, 'X', sizeof(st.dest.u.name));
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, "example.org", 11, 53);
+    assert_int_equal(feed_exact(&st, msg, len), (ssize_t)len);
+    assert_int_equal(st.dest.name_len, 11);
+    assert_int_equal(strlen(st.dest.u.name), 11);
+    assert_string_equal(st.dest.u.name, "example.org");
+}
+
+/* DST.PORT is big-endian (network order) on the wire and host order in dest.port. */
+static void
+test_request_port_byte_order(void **state)
+{
+    static const struct {
+        uint8_t hi;
+        uint8_t lo;
+        uint16_t port;
+    } cases[] = {
+        {0x1F, 0x90, 8080}, {0xFF, 0xFF, 65535}, {0x00, 0x00, 0},
+        {0x01, 0x00, 256},  {0x00, 0x01, 1},     {0x80, 0x00, 32768},
+    };
+    uint8_t msg[10] = {0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1, 0, 0};
+    struct socks5 st;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        msg[8] = cases[i].hi;
+        msg[9] = cases[i].lo;
+        start_in(&st, SOCKS5_PHASE_REQUEST);
+        assert_int_equal(feed_exact(&st, msg, sizeof(msg)), 10);
+        assert_int_equal(st.dest.port, cases[i].port);
+    }
+}
+
+/* The same port through each address type: the port offset follows the address length. */
+static void
+test_request_port_every_atyp(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    struct socks5 st;
+    struct in6_addr a6;
+    size_t len;
+
+    (void)state;
+    memset(&a6, 0x1F, sizeof(a6));
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_IPV6, &a6, 16, 0x1F90);
+    start_in(&st, SOCKS5_PHASE_REQUEST);
+    assert_int_equal(feed_exact(&st, msg, len), 22);
+    assert_int_equal(st.dest.port, 8080);
+
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, "\x1f\x90x", 3, 0x1F90);
+    start_in(&st, SOCKS5_PHASE_REQUEST);
+    assert_int_equal(feed_exact(&st, msg, len), 10);
+    assert_int_equal(st.dest.port, 8080);
+    assert_int_equal(st.dest.name_len, 3);
+}
+
+/* RSV is not checked: a non-zero reserved byte is accepted (current, lenient behaviour). */
+static void
+test_request_rsv_ignored(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    struct socks5 st;
+    size_t len;
+
+    (void)state;
+    len = build_connect_v4(msg, "127.0.0.1", 1080);
+    msg[2] = 0xFF;
+    feed_request_ok(&st, msg, len);
+    assert_int_equal(st.dest.port, 1080);
+}
+
+static void
+test_request_bad_version(void **state)
+{
+    static const uint8_t versions[] = {0x00, 0x04, 0x06, 0x47, 0xFF};
+    uint8_t msg[MSG_MAX];
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(versions); i++) {
+        len = build_connect_v4(msg, "127.0.0.1", 80);
+        msg[0] = versions[i];
+        check_request_err(msg, len, 1, -SOCKS5_REP_GENERAL);
+        /* The version is judged before anything else, even an unknown ATYP. */
+        msg[3] = 0x09;
+        check_request_err(msg, len, 1, -SOCKS5_REP_GENERAL);
+    }
+}
+
+/* An unknown command is answered only once the whole request is in (in step with the client). */
+static void
+test_request_unknown_cmd(void **state)
+{
+    static const uint8_t cmds[] = {0x00, 0x04, 0x05, 0x80, 0xFF};
+    uint8_t msg[MSG_MAX];
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cmds); i++) {
+        len = build_connect_v4(msg, "127.0.0.1", 80);
+        msg[1] = cmds[i];
+        check_request_err(msg, len, len, -SOCKS5_REP_CMD_UNSUPP);
+        len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_DOMAIN, "host", 4, 80);
+        check_request_err(msg, len, len, -SOCKS5_REP_CMD_UNSUPP);
+    }
+}
+
+/* BIND and UDP ASSOCIATE are not implemented yet (#3). */
+static void
+test_request_bind_udp_unsupported(void **state)
+{
+    static const uint8_t cmds[] = {SOCKS5_CMD_BIND, SOCKS5_CMD_UDP};
+    uint8_t msg[MSG_MAX];
+    struct in6_addr a6;
+    size_t len;
+
+    (void)state;
+    memset(&a6, 0, sizeof(a6));
+    for (size_t i = 0; i < sizeof(cmds); i++) {
+        len = build_connect_v4(msg, "0.0.0.0", 0);
+        msg[1] = cmds[i];
+        check_request_err(msg, len, len, -SOCKS5_REP_CMD_UNSUPP);
+        len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_IPV6, &a6, 16, 0);
+        check_request_err(msg, len, len, -SOCKS5_REP_CMD_UNSUPP);
+        len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_DOMAIN, "h", 1, 9);
+        check_request_err(msg, len, len, -SOCKS5_REP_CMD_UNSUPP);
+    }
+}
+
+/* An unknown ATYP is decidable as soon as byte 3 is in; no address bytes need follow. */
+static void
+test_request_unknown_atyp(void **state)
+{
+    static const uint8_t atyps[] = {0x00, 0x02, 0x05, 0x06, 0xFF};
+    uint8_t msg[MSG_MAX];
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(atyps); i++) {
+        len = build_connect_v4(msg, "127.0.0.1", 80);
+        msg[3] = atyps[i];
+        check_request_err(msg, len, 4, -SOCKS5_REP_ATYP_UNSUPP);
+        /* Just the 4-byte header. */
+        check_request_err(msg, 4, 4, -SOCKS5_REP_ATYP_UNSUPP);
+        /* The address type is judged before the command. */
+        msg[1] = 0x09;
+        check_request_err(msg, len, 4, -SOCKS5_REP_ATYP_UNSUPP);
+    }
+}
+
+/* A zero-length domain is decidable once the length byte (byte 4) is in. */
+static void
+test_request_domain_len0(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    size_t len;
+
+    (void)state;
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, NULL, 0, 80);
+    assert_int_equal(len, 7);
+    check_request_err(msg, len, 5, -SOCKS5_REP_GENERAL);
+    check_request_err(msg, 5, 5, -SOCKS5_REP_GENERAL);
+}
+
+/* A NUL anywhere in the name is refused, once the whole request is in. */
+static void
+test_request_domain_with_nul(void **state)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+    } cases[] = {
+        {"a\0b", 3}, {"\0ab", 3}, {"ab\0", 3}, {"\0", 1}, {"example\0.com", 12},
+    };
+    uint8_t msg[MSG_MAX];
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, cases[i].name,
+                            cases[i].len, 443);
+        check_request_err(msg, len, len, -SOCKS5_REP_GENERAL);
+    }
+}
+
+/* Data sent right after the request (optimistic clients) stays for the relay. */
+static void
+test_request_pipelined_payload(void **state)
+{
+    static const char payload[] = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    uint8_t msg[MSG_MAX];
+    struct socks5 st;
+    size_t len;
+
+    (void)state;
+    len = build_connect_v4(msg, "198.51.100.7", 80);
+    memcpy(msg + len, payload, strlen(payload));
+    start_in(&st, SOCKS5_PHASE_REQUEST);
+    assert_int_equal(feed_exact(&st, msg, len + strlen(payload)), 10);
+    assert_int_equal(st.phase, SOCKS5_PHASE_DONE);
+    assert_int_equal(st.dest.port, 80);
+
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, "a.b", 3, 80);
+    /* A tail that starts like a longer name must not be read as one. */
+    memset(msg + len, 'c', 40);
+    start_in(&st, SOCKS5_PHASE_REQUEST);
+    assert_int_equal(feed_exact(&st, msg, len + 40), (ssize_t)len);
+    assert_int_equal(st.dest.name_len, 3);
+    assert_string_equal(st.dest.u.name, "a.b");
+}
+
+/* After the request nothing more is parsed: any feed, even of 0 bytes, closes. */
+static void
+test_feed_after_done(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    struct socks5 st;
+    size_t len;
+
+    (void)state;
+    len = build_connect_v4(msg, "127.0.0.1", 80);
+    start_in(&st, SOCKS5_PHASE_REQUEST);
+    assert_int_equal(feed_exact(&st, msg, len), 10);
+    assert_int_equal(feed_exact(&st, msg, len), SOCKS5_ERR_CLOSE);
+    assert_int_equal(feed_exact(&st, greeting_none, sizeof(greeting_none)), SOCKS5_ERR_CLOSE);
+    assert_int_equal(feed_exact(&st, msg, 0), SOCKS5_ERR_CLOSE);
+    assert_int_equal(st.phase, SOCKS5_PHASE_DONE);
+}
+
+/* The whole handshake in one buffer, consumed message by message as the session does. */
+static void
+test_handshake_one_buffer(void **state)
+{
+    uint8_t buf[MSG_MAX];
+    struct socks5 st;
+    size_t off = 0;
+    size_t len;
+    ssize_t r;
+
+    (void)state;
+    memcpy(buf, (const uint8_t[]){0x05, 0x02, 0x00, 0x02}, 4);
+    len = 4;
+    len += build_request(buf + len, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, "x.test", 6,
+                         8443);
+    buf[len++] = 0xEE;
+    socks5_init(&st);
+    r = feed_exact(&st, buf + off, len - off);
+    assert_int_equal(r, 4);
+    off += (size_t)r;
+    r = feed_exact(&st, buf + off, len - off);
+    assert_int_equal(r, 13);
+    off += (size_t)r;
+    assert_int_equal(off, len - 1);
+    assert_int_equal(st.dest.port, 8443);
+    assert_string_equal(st.dest.u.name, "x.test");
+    assert_int_equal(feed_exact(&st, buf + off, len - off), SOCKS5_ERR_CLOSE);
+}
+
+/* ---- replies ---- */
+
+static void
+test_method_reply(void **state)
+{
+    static const uint8_t methods[] = {SOCKS5_METHOD_NONE, SOCKS5_METHOD_PASSWORD,
+                                      SOCKS5_METHOD_REJECT};
+    uint8_t out[4];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(methods); i++) {
+        memset(out, 0xAA, sizeof(out));
+        assert_int_equal(socks5_method_reply(out, methods[i]), 2);
+        assert_int_equal(out[0], 0x05);
+        assert_int_equal(out[1], methods[i]);
+        assert_int_equal(out[2], 0xAA);
+        assert_int_equal(out[3], 0xAA);
+    }
+}
+
+static void
+test_reply_ipv4(void **state)
+{
+    static const uint8_t want[] = {0x05, 0x00, 0x00, 0x01, 192, 0, 2, 1, 0x04, 0x38};
+    struct sockaddr_in sin;
+    uint8_t out[SOCKS5_REPLY_MAX + 2];
+
+    (void)state;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(1080);
+    assert_int_equal(inet_pton(AF_INET, "192.0.2.1", &sin.sin_addr), 1);
+    memset(out, 0xAA, sizeof(out));
+    assert_int_equal(socks5_reply(out, SOCKS5_REP_SUCCEEDED, (const struct sockaddr *)&sin), 10);
+    assert_memory_equal(out, want, sizeof(want));
+    assert_int_equal(out[10], 0xAA);
+}
+
+static void
+test_reply_ipv6(void **state)
+{
+    static const uint8_t want[] = {
+        0x05, 0x05, 0x00, 0x04, 0x20, 0x01, 0x0d, 0xb8, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xbe, 0xef, 0xAB, 0xCD,
+    };
+    struct sockaddr_in6 sin6;
+    uint8_t out[SOCKS5_REPLY_MAX + 2];
+
+    (void)state;
+    memset(&sin6, 0, sizeof(sin6));
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(0xABCD);
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::beef", &sin6.sin6_addr), 1);
+    memset(out, 0xAA, sizeof(out));
+    assert_int_equal(socks5_reply(out, SOCKS5_REP_REFUSED, (const struct sockaddr *)&sin6),
+                     SOCKS5_REPLY_MAX);
+    assert_memory_equal(out, want, sizeof(want));
+    assert_int_equal(out[22], 0xAA);
+}
+
+static void
+check_reply_zero_addr(uint8_t rep, const struct sockaddr *bnd)
+{
+    const uint8_t want[] = {0x05, rep, 0x00, 0x01, 0, 0, 0, 0, 0, 0};
+    uint8_t out[SOCKS5_REPLY_MAX + 2];
+
+    memset(out, 0xAA, sizeof(out));
+    assert_int_equal(socks5_reply(out, rep, bnd), 10);
+    assert_memory_equal(out, want, sizeof(want));
+    assert_int_equal(out[10], 0xAA);
+}
+
+static void
+test_reply_null_and_other_families(void **state)
+{
+    struct sockaddr_un sa_un;
+    struct sockaddr_storage ss;
+
+    (void)state;
+    check_reply_zero_addr(SOCKS5_REP_GENERAL, NULL);
+
+    memset(&sa_un, 0xAB, sizeof(sa_un));
+    sa_un.sun_family = AF_UNIX;
+    strcpy(sa_un.sun_path, "/run/ringsocks.sock");
+    check_reply_zero_addr(SOCKS5_REP_HOST_UNREACH, (const struct sockaddr *)&sa_un);
+
+    memset(&ss, 0xCD, sizeof(ss));
+    ss.ss_family = AF_UNSPEC;
+    check_reply_zero_addr(SOCKS5_REP_SUCCEEDED, (const struct sockaddr *)&ss);
+}
+
+/* Every reply code byte, 0x00..0xFF, is written as given for each address form. */
+static void
+test_reply_every_code(void **state)
+{
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+    uint8_t out[SOCKS5_REPLY_MAX];
+
+    (void)state;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    memset(&sin6, 0, sizeof(sin6));
+    sin6.sin6_family = AF_INET6;
+    for (unsigned rep = 0; rep < 256; rep++) {
+        assert_int_equal(socks5_reply(out, (uint8_t)rep, NULL), 10);
+        assert_int_equal(out[0], 0x05);
+        assert_int_equal(out[1], rep);
+        assert_int_equal(out[2], 0x00);
+        assert_int_equal(socks5_reply(out, (uint8_t)rep, (const struct sockaddr *)&sin), 10);
+        assert_int_equal(out[1], rep);
+        assert_int_equal(out[3], SOCKS5_ATYP_IPV4);
+        assert_int_equal(socks5_reply(out, (uint8_t)rep, (const struct sockaddr *)&sin6), 22);
+        assert_int_equal(out[1], rep);
+        assert_int_equal(out[3], SOCKS5_ATYP_IPV6);
+    }
+}
+
+/* ---- errno mapping ---- */
+
+static void
+test_rep_from_errno(void **state)
+{
+    static const struct {
+        int neg_errno;
+        uint8_t rep;
+    } cases[] = {
+        {-ECONNREFUSED, 0x05}, {-ENETUNREACH, 0x03},  {-ENETDOWN, 0x03},
+        {-EHOSTUNREACH, 0x04}, {-EHOSTDOWN, 0x04},    {-ENOENT, 0x04},
+        {-ENODATA, 0x04},      {-ETIMEDOUT, 0x06},    {-ECANCELED, 0x06},
+        {-EAFNOSUPPORT, 0x08}, {-EACCES, 0x02},       {-EPERM, 0x02},
+        {-EIO, 0x01},          {-ENOMEM, 0x01},       {-EINVAL, 0x01},
+        {-ECONNRESET, 0x01},   {0, 0x01},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t got = socks5_rep_from_errno(cases[i].neg_errno);
+        if (got != cases[i].rep)
+            fail_msg("errno %d: got 0x%02x, want 0x%02x", -cases[i].neg_errno, got,
+                     cases[i].rep);
+    }
+    /* The named constants agree with the wire values of RFC 1928 section 6. */
+    assert_int_equal(socks5_rep_from_errno(-ECONNREFUSED), SOCKS5_REP_REFUSED);
+    assert_int_equal(socks5_rep_from_errno(-ETIMEDOUT), SOCKS5_REP_TTL_EXPIRED);
+    assert_int_equal(socks5_rep_from_errno(-EIO), SOCKS5_REP_GENERAL);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_init_resets_everything),
+        cmocka_unit_test(test_greeting_none_only),
+        cmocka_unit_test(test_greeting_password_then_none),
+        cmocka_unit_test(test_greeting_three_methods),
+        cmocka_unit_test(test_greeting_high_methods_ignored),
+        cmocka_unit_test(test_greeting_255_distinct_methods),
+        cmocka_unit_test(test_greeting_255_methods_none_last),
+        cmocka_unit_test(test_greeting_nmethods_zero),
+        cmocka_unit_test(test_greeting_only_password),
+        cmocka_unit_test(test_greeting_only_gssapi),
+        cmocka_unit_test(test_greeting_gssapi_and_password),
+        cmocka_unit_test(test_greeting_255_methods_without_none),
+        cmocka_unit_test(test_greeting_socks4),
+        cmocka_unit_test(test_greeting_http),
+        cmocka_unit_test(test_greeting_every_bad_version),
+        cmocka_unit_test(test_greeting_pipelined_request),
+        cmocka_unit_test(test_greeting_trailing_bytes_not_consumed),
+        cmocka_unit_test(test_request_connect_ipv4),
+        cmocka_unit_test(test_request_connect_ipv6),
+        cmocka_unit_test(test_request_connect_domain_len1),
+        cmocka_unit_test(test_request_connect_domain_len255),
+        cmocka_unit_test(test_request_domain_terminated),
+        cmocka_unit_test(test_request_port_byte_order),
+        cmocka_unit_test(test_request_port_every_atyp),
+        cmocka_unit_test(test_request_rsv_ignored),
+        cmocka_unit_test(test_request_bad_version),
+        cmocka_unit_test(test_request_unknown_cmd),
+        cmocka_unit_test(test_request_bind_udp_unsupported),
+        cmocka_unit_test(test_request_unknown_atyp),
+        cmocka_unit_test(test_request_domain_len0),
+        cmocka_unit_test(test_request_domain_with_nul),
+        cmocka_unit_test(test_request_pipelined_payload),
+        cmocka_unit_test(test_feed_after_done),
+        cmocka_unit_test(test_handshake_one_buffer),
+        cmocka_unit_test(test_method_reply),
+        cmocka_unit_test(test_reply_ipv4),
+        cmocka_unit_test(test_reply_ipv6),
+        cmocka_unit_test(test_reply_null_and_other_families),
+        cmocka_unit_test(test_reply_every_code),
+        cmocka_unit_test(test_rep_from_errno),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
