@@ -52,6 +52,9 @@ $(BUILD)/socksbench: bench/socksbench.c | $(BUILD)
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBS)
 
+# Neighbours a unit test needs besides its module.
+$(BUILD)/tests/test_hosts: $(BUILD)/obj/addr.o
+
 $(BUILD) $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
 

@@ -1,7 +1,6 @@
 /*
- * dns.h - name resolution that never blocks a shard: a hosts table loaded
- * once at start, then c-ares with its sockets polled through the shard's
- * ring.
+ * dns.h - DNS resolution that never blocks a shard: c-ares with its sockets
+ * polled through the shard's ring.
  */
 #ifndef RINGSOCKS_DNS_H
 #define RINGSOCKS_DNS_H
@@ -9,17 +8,6 @@
 #include <stdint.h>
 
 #include "shard_types.h"
-
-/* Main thread: load a hosts(5) file; a missing file gives an empty table. */
-struct hosts *hosts_load(const char *path);
-void hosts_free(struct hosts *h);
-/*
- * Any thread: addresses of name (case-insensitive) with port set, at most
- * max. "localhost" and names under ".localhost" (RFC 6761) are always
- * loopback. Returns how many were written (0: not in the table).
- */
-unsigned hosts_lookup(const struct hosts *h, const char *name, uint16_t port,
-                      union sockaddr_inx *out, unsigned max);
 
 /* Main thread, before start: the shard's c-ares channel. */
 int dns_init(struct shard *sh);

@@ -21,6 +21,7 @@
 
 #include "addr.h"
 #include "dns.h"
+#include "hosts.h"
 #include "opts.h"
 #include "shard.h"
 

@@ -21,6 +21,7 @@
 
 #include "conn.h"
 #include "dns.h"
+#include "hosts.h"
 #include "relay.h"
 #include "shard.h"
 

@@ -34,11 +34,11 @@ parse_greeting(struct socks5 *st, const uint8_t *p, size_t len)
     for (size_t i = 0; i < n; i++)
         if (p[2 + i] < 32)
             st->offered |= 1u << p[2 + i];
-    st->phase = SOCKS5_PHASE_REQUEST;
     /* NMETHODS == 0 offers nothing: no acceptable method. */
     if (!(st->offered & (1u << SOCKS5_METHOD_NONE)))
         return SOCKS5_ERR_NO_METHOD;
     st->method = SOCKS5_METHOD_NONE;
+    st->phase = SOCKS5_PHASE_REQUEST;
     return (ssize_t)(2 + n);
 }
 
