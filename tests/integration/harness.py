@@ -1,0 +1,979 @@
+"""
+harness.py - building blocks of the ringsocks integration suite.
+
+Standard library only. Everything a test starts is registered on its Ctx and
+stopped by the Ctx at the end of the test (processes by PID, servers and
+sockets closed), whether the test passed, failed or timed out.
+
+Pieces:
+  Ctx          per-test context: temp dir, proxy under test, helper servers, subprocess runs
+  Proxy        one ringsocks (or, for harness self-checks, microsocks) process
+  EchoServer   selector-based TCP echo server (half-close aware, back-pressured)
+  TCPServer    thread-per-connection TCP server around a handler(conn, peer)
+  HTTPFiles    random files served by a python http.server
+  DNSStub      tiny UDP DNS server: good.test A 127.0.0.1, good6.test AAAA ::1, NXDOMAIN otherwise
+  socks_*      a small raw SOCKS5 client
+"""
+
+import functools
+import hashlib
+import http.server
+import ipaddress
+import os
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import socketserver
+import struct
+import subprocess
+import threading
+import time
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+IO_TIMEOUT = 20.0       # default bound for one blocking socket operation
+LISTEN_WAIT = 30.0      # bound for the proxy to print its listening line(s)
+STOP_WAIT = 15.0        # bound for the proxy to exit after SIGTERM
+CLOSE_WAIT = 5.0        # bound for "the server closes the connection"
+
+LISTEN_RE = re.compile(r"ringsocks: listening on (\[[0-9A-Fa-f:.%a-z]+\]|[0-9.]+):(\d+)")
+
+
+class Fail(Exception):
+    """A test failure: message is one line, details (optional) are shown indented."""
+
+    def __init__(self, msg, details=None):
+        super().__init__(msg)
+        self.details = details
+
+
+class Skip(Exception):
+    pass
+
+
+def check(cond, msg, details=None):
+    if not cond:
+        raise Fail(msg, details)
+
+
+def hexb(b, limit=64):
+    s = bytes(b[:limit]).hex(" ")
+    return s + (" ..." if len(b) > limit else "")
+
+
+def tail(text, lines=25):
+    ls = text.rstrip("\n").splitlines()
+    return "\n".join(ls[-lines:])
+
+
+def clean_env():
+    """The environment for client tools: no proxy variables."""
+    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
+# --------------------------------------------------------------------------
+# Capabilities
+
+_ipv6_ok = None
+
+
+def ipv6_available():
+    global _ipv6_ok
+    if _ipv6_ok is None:
+        try:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            s.bind(("::1", 0))
+            s.close()
+            _ipv6_ok = True
+        except OSError:
+            _ipv6_ok = False
+    return _ipv6_ok
+
+
+def raise_nofile(want=16384):
+    """Raise RLIMIT_NOFILE (soft) towards want; children (the proxy) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def free_port(host="127.0.0.1"):
+    """A port with nothing listening: bind port 0, read it, close."""
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    try:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def family_of(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def fmt_status(rc):
+    if rc is None:
+        return "running"
+    if rc < 0:
+        try:
+            return "killed by %s" % signal.Signals(-rc).name
+        except ValueError:
+            return "killed by signal %d" % -rc
+    return "exit %d" % rc
+
+
+# --------------------------------------------------------------------------
+# Configuration of one run (set by run.py)
+
+class Config:
+    binary = "build/ringsocks"
+    peer = "ringsocks"          # or "microsocks", "external": harness self-checks against known servers
+    external = None             # (host, port) of an already running SOCKS5 server, peer "external"
+    shards = 2
+
+
+CONFIG = Config()
+
+# Every process started anywhere, for the last-resort cleanup in run.py.
+_live_lock = threading.Lock()
+_live_procs = set()
+
+
+def _register_proc(p):
+    with _live_lock:
+        _live_procs.add(p)
+
+
+def _unregister_proc(p):
+    with _live_lock:
+        _live_procs.discard(p)
+
+
+def kill_all_live():
+    """Last resort (runner exit): SIGKILL every process still registered, by PID."""
+    with _live_lock:
+        procs = list(_live_procs)
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.kill()
+                p.wait(5)
+            except Exception:
+                pass
+        _unregister_proc(p)
+
+
+def stop_process(p, sig=signal.SIGTERM, wait=STOP_WAIT):
+    """Stop one process by PID: sig, wait, SIGKILL if needed. Returns (rc, killed)."""
+    killed = False
+    if p.poll() is None:
+        try:
+            p.send_signal(sig)
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(wait)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+            killed = True
+    _unregister_proc(p)
+    return p.returncode, killed
+
+
+# --------------------------------------------------------------------------
+# The proxy under test
+
+class Proxy:
+    def __init__(self, ctx, listen, args, wait_listen=True):
+        self.ctx = ctx
+        self.listen = list(listen)
+        self.n = ctx._next_id()
+        self.stderr_path = ctx.path("proxy%d.stderr" % self.n)
+        self.stdout_path = ctx.path("proxy%d.stdout" % self.n)
+        self.addrs = []
+        self.stopped = False
+        self.problems = []
+        self.rc = None
+        self.exit_expected = False   # set by a test that expects the process to exit by itself
+        ctx.proxies.append(self)
+        if CONFIG.peer == "microsocks":
+            self._start_microsocks()
+        elif CONFIG.peer == "external":
+            self.proc = None
+            self.argv = ["(external)"]
+            self.addrs.append(CONFIG.external)
+            self.stopped = True
+        else:
+            self._start_ringsocks(args, wait_listen)
+
+    # -- start
+
+    def _popen(self, argv):
+        self.argv = argv
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=err, close_fds=True)
+        _register_proc(self.proc)
+        self.ctx.defer(self.stop)
+
+    def _start_ringsocks(self, args, wait_listen):
+        argv = [CONFIG.binary]
+        for l in self.listen:
+            argv += ["--listen", l]
+        argv += ["--shards", str(CONFIG.shards), "--relay", self.ctx.relay]
+        argv += list(args)
+        self._popen(argv)
+        if wait_listen:
+            self.wait_listening()
+
+    def wait_listening(self, timeout=LISTEN_WAIT):
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.stderr()
+            found = LISTEN_RE.findall(text)
+            if len(found) >= len(self.listen):
+                break
+            rc = self.proc.poll()
+            if rc is not None:
+                self.stopped = True
+                self.rc = rc
+                _unregister_proc(self.proc)
+                raise Fail("ringsocks %s before printing its listening line(s)" % fmt_status(rc),
+                           "argv: %s\nstderr:\n%s" % (" ".join(self.argv), tail(text)))
+            if time.monotonic() > deadline:
+                raise Fail("ringsocks printed %d of %d listening lines within %.0f s"
+                           % (len(found), len(self.listen), timeout),
+                           "argv: %s\nstderr:\n%s" % (" ".join(self.argv), tail(text)))
+            time.sleep(0.02)
+        for host, port in found:
+            self.addrs.append((host.strip("[]"), int(port)))
+
+    def _start_microsocks(self):
+        # Harness self-check only: microsocks has one listener and no listening line.
+        host = self.listen[0].rsplit(":", 1)[0].strip("[]") if self.listen else "127.0.0.1"
+        port = free_port(host)
+        self._popen(["microsocks", "-i", host, "-p", str(port)])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise Fail("microsocks did not start", self.stderr())
+                time.sleep(0.02)
+        self.addrs.append((host, port))
+
+    # -- access
+
+    @property
+    def addr(self):
+        return self.addrs[0]
+
+    @property
+    def host(self):
+        return self.addrs[0][0]
+
+    @property
+    def port(self):
+        return self.addrs[0][1]
+
+    def stderr(self):
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def stdout(self):
+        try:
+            with open(self.stdout_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def alive(self):
+        return self.proc is None or self.proc.poll() is None
+
+    def check_alive(self):
+        if self.proc is None:
+            return
+        rc = self.proc.poll()
+        if rc is not None:
+            raise Fail("proxy %s during the test" % fmt_status(rc),
+                       "stderr:\n" + tail(self.stderr()))
+
+    # -- stop
+
+    def stop(self):
+        """SIGTERM, wait, then scan stderr. Returns the exit status. Problems
+        (died early, would not stop, sanitizer reports) go to self.problems and
+        the test's problem list."""
+        if self.stopped:
+            return self.rc
+        self.stopped = True
+        problems = []
+        rc = self.proc.poll()
+        if rc is not None:
+            _unregister_proc(self.proc)
+            if not self.exit_expected:
+                problems.append("proxy %s during the test (before it was stopped)" % fmt_status(rc))
+        else:
+            rc, killed = stop_process(self.proc, signal.SIGTERM, STOP_WAIT)
+            if killed:
+                problems.append("proxy did not exit within %.0f s of SIGTERM (SIGKILLed)" % STOP_WAIT)
+        self.rc = rc
+        text = self.stderr()
+        for marker in SANITIZER_MARKERS:
+            i = text.find(marker)
+            if i >= 0:
+                start = text.rfind("\n", 0, i) + 1
+                excerpt = "\n".join(text[start:].splitlines()[:40])
+                problems.append("sanitizer report in proxy stderr (%s)" % marker.rstrip(":"))
+                self.ctx.problem_details.append(excerpt)
+                break
+        if problems and not self.ctx.problem_details:
+            self.ctx.problem_details.append("proxy stderr:\n" + tail(text))
+        self.problems = problems
+        self.ctx.problems.extend(problems)
+        return rc
+
+
+# --------------------------------------------------------------------------
+# Helper servers
+
+class EchoServer:
+    """Echoes every byte back. Reads no more than 1 MiB ahead of what the peer
+    has taken back; on EOF it flushes, then shuts down its write side."""
+
+    LIMIT = 1 << 20
+
+    def __init__(self, host="127.0.0.1"):
+        self.lsock = socket.socket(family_of(host), socket.SOCK_STREAM)
+        self.lsock.bind((host, 0))
+        self.lsock.listen(1024)
+        self.lsock.setblocking(False)
+        self.addr = self.lsock.getsockname()[:2]
+        self.port = self.addr[1]
+        self.peers = []
+        self.accepted = 0
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stop = False
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.lsock, selectors.EVENT_READ, None)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="echo")
+        self.thread.start()
+
+    def _close(self, conn):
+        try:
+            self.sel.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+        conn.close()
+
+    def _update(self, conn, st):
+        ev = 0
+        if not st["eof"] and len(st["out"]) < self.LIMIT:
+            ev |= selectors.EVENT_READ
+        if st["out"]:
+            ev |= selectors.EVENT_WRITE
+        if ev == 0:
+            if st["eof"]:
+                try:
+                    conn.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                self._close(conn)
+            return
+        self.sel.modify(conn, ev, st)
+
+    def _loop(self):
+        while not self._stop:
+            for key, ev in self.sel.select(1.0):
+                if key.data == "wake":
+                    return self._shutdown()
+                if key.fileobj is self.lsock:
+                    while True:
+                        try:
+                            conn, peer = self.lsock.accept()
+                        except (BlockingIOError, InterruptedError):
+                            break
+                        except OSError:
+                            break
+                        conn.setblocking(False)
+                        self.peers.append(peer)
+                        self.accepted += 1
+                        self.sel.register(conn, selectors.EVENT_READ,
+                                          {"out": bytearray(), "eof": False})
+                    continue
+                conn, st = key.fileobj, key.data
+                try:
+                    if ev & selectors.EVENT_READ:
+                        data = conn.recv(262144)
+                        if data:
+                            st["out"] += data
+                        else:
+                            st["eof"] = True
+                    if st["out"] and (ev & selectors.EVENT_WRITE or ev & selectors.EVENT_READ):
+                        try:
+                            n = conn.send(st["out"])
+                            del st["out"][:n]
+                        except (BlockingIOError, InterruptedError):
+                            pass
+                    self._update(conn, st)
+                except OSError:
+                    self._close(conn)
+        self._shutdown()
+
+    def _shutdown(self):
+        for key in list(self.sel.get_map().values()):
+            try:
+                key.fileobj.close()
+            except OSError:
+                pass
+        self.sel.close()
+
+    def stop(self):
+        self._stop = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+        self.thread.join(5)
+        self._wake_w.close()
+
+
+class TCPServer:
+    """Accepts connections; runs handler(conn, peer) in a thread per connection."""
+
+    def __init__(self, handler, host="127.0.0.1"):
+        self.handler = handler
+        self.lsock = socket.socket(family_of(host), socket.SOCK_STREAM)
+        self.lsock.bind((host, 0))
+        self.lsock.listen(128)
+        self.addr = self.lsock.getsockname()[:2]
+        self.port = self.addr[1]
+        self.conns = []
+        self.errors = []
+        self._stop = False
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="tcpserver")
+        self.thread.start()
+
+    def _loop(self):
+        while not self._stop:
+            try:
+                conn, peer = self.lsock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._run, args=(conn, peer), daemon=True).start()
+
+    def _run(self, conn, peer):
+        try:
+            conn.settimeout(IO_TIMEOUT)
+            self.handler(conn, peer)
+        except Exception as e:  # reported by the test if it matters
+            self.errors.append(repr(e))
+        finally:
+            conn.close()
+
+    def stop(self):
+        self._stop = True
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.lsock.close()
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+
+def _http_server_class(family):
+    class S(http.server.ThreadingHTTPServer):
+        address_family = family
+        daemon_threads = True
+        block_on_close = False
+
+        def server_bind(self):
+            # HTTPServer.server_bind does a reverse DNS lookup (getfqdn): skip it.
+            socketserver.TCPServer.server_bind(self)
+            host, port = self.server_address[:2]
+            self.server_name = host
+            self.server_port = port
+    return S
+
+
+class HTTPFiles:
+    """Random files for the curl tests, made once per run, shared by the tests."""
+
+    SMALL = 100 * 1024 + 7
+    LARGE = 50 * 1024 * 1024
+
+    def __init__(self, root):
+        self.dir = os.path.join(root, "www")
+        self.sha = {}
+        self._lock = threading.Lock()
+
+    def ensure(self, name):
+        with self._lock:
+            if name in self.sha:
+                return
+            os.makedirs(self.dir, exist_ok=True)
+            size = {"small.bin": self.SMALL, "large.bin": self.LARGE}[name]
+            h = hashlib.sha256()
+            with open(os.path.join(self.dir, name), "wb") as f:
+                left = size
+                while left:
+                    chunk = os.urandom(min(left, 1 << 20))
+                    h.update(chunk)
+                    f.write(chunk)
+                    left -= len(chunk)
+            self.sha[name] = h.hexdigest()
+
+
+class DNSStub:
+    """UDP DNS on 127.0.0.1:random. good.test A -> 127.0.0.1, good6.test AAAA -> ::1;
+    other types for those two names: NOERROR with no answer (NODATA: the names
+    exist); any other name: NXDOMAIN. Two names for robustness tests: slow.test
+    is never answered, late.test is answered like good.test after LATE seconds."""
+
+    RECORDS = {
+        ("good.test", 1): [socket.inet_pton(socket.AF_INET, "127.0.0.1")],
+        ("good6.test", 28): [socket.inet_pton(socket.AF_INET6, "::1")],
+        ("late.test", 1): [socket.inet_pton(socket.AF_INET, "127.0.0.1")],
+    }
+    NAMES = {"good.test", "good6.test", "late.test"}
+    LATE = 1.0
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.queries = []
+        self.late_sent = threading.Event()   # set once a late.test answer went out
+        self._stop = False
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="dns")
+        self.thread.start()
+
+    @property
+    def spec(self):
+        return "127.0.0.1:%d" % self.port
+
+    @staticmethod
+    def _parse_name(data, off):
+        labels = []
+        while True:
+            n = data[off]
+            if n == 0:
+                return ".".join(labels), off + 1
+            if n & 0xC0:
+                raise ValueError("compressed name in question")
+            labels.append(data[off + 1:off + 1 + n].decode("ascii", "replace"))
+            off += 1 + n
+
+    def answer(self, data):
+        qid, flags, qd = struct.unpack("!HHH", data[:6])
+        if flags & 0x8000 or qd < 1:
+            return None
+        name, off = self._parse_name(data, 12)
+        qtype, qclass = struct.unpack("!HH", data[off:off + 4])
+        question = data[12:off + 4]
+        self.queries.append((name, qtype))
+        key = name.lower().rstrip(".")
+        opcode = (flags >> 11) & 0xF
+        answers = []
+        if opcode != 0:
+            rcode = 4  # NOTIMP
+        elif key in self.NAMES:
+            rcode = 0
+            answers = self.RECORDS.get((key, qtype), []) if qclass == 1 else []
+        else:
+            rcode = 3  # NXDOMAIN
+        rflags = 0x8000 | (flags & 0x7900) | 0x0400 | 0x0080 | rcode
+        out = struct.pack("!HHHHHH", qid, rflags, 1, len(answers), 0, 0) + question
+        for rdata in answers:
+            out += struct.pack("!HHHIH", 0xC00C, qtype, 1, 60, len(rdata)) + rdata
+        return out
+
+    def _loop(self):
+        while not self._stop:
+            try:
+                data, peer = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            try:
+                resp = self.answer(data)
+            except Exception:
+                resp = None
+            if not resp:
+                continue
+            key = self.queries[-1][0].lower().rstrip(".")
+            if key == "slow.test":
+                continue
+            if key == "late.test":
+                threading.Timer(self.LATE, self._send_late, (resp, peer)).start()
+                continue
+            try:
+                self.sock.sendto(resp, peer)
+            except OSError:
+                pass
+
+    def _send_late(self, resp, peer):
+        try:
+            self.sock.sendto(resp, peer)
+        except OSError:
+            pass
+        self.late_sent.set()
+
+    def wait_query(self, name, timeout=10):
+        """Wait until a query for name arrived; returns whether it did."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(q[0].lower().rstrip(".") == name for q in self.queries):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def stop(self):
+        self._stop = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+# --------------------------------------------------------------------------
+# Per-test context
+
+class Ctx:
+    def __init__(self, relay, dirpath, files):
+        self.relay = relay
+        self.dir = dirpath
+        self.files = files
+        self.problems = []          # found during cleanup: fail the test
+        self.problem_details = []
+        self.proxies = []
+        self._cleanups = []
+        self._lock = threading.Lock()
+        self._ids = 0
+        self.closed = False
+
+    def _next_id(self):
+        with self._lock:
+            self._ids += 1
+            return self._ids
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def defer(self, fn):
+        with self._lock:
+            if self.closed:
+                # The test timed out and was cleaned up already: undo at once.
+                fn()
+                return
+            self._cleanups.append(fn)
+
+    def cleanup(self):
+        with self._lock:
+            self.closed = True
+            fns, self._cleanups = self._cleanups[::-1], []
+        for fn in fns:
+            try:
+                fn()
+            except Exception as e:
+                self.problems.append("cleanup error: %r" % e)
+
+    # -- things a test starts
+
+    def proxy(self, listen=("127.0.0.1:0",), args=(), wait_listen=True):
+        return Proxy(self, listen, args, wait_listen)
+
+    def echo_server(self, host="127.0.0.1"):
+        s = EchoServer(host)
+        self.defer(s.stop)
+        return s
+
+    def tcp_server(self, handler, host="127.0.0.1"):
+        s = TCPServer(handler, host)
+        self.defer(s.stop)
+        return s
+
+    def dns_stub(self):
+        s = DNSStub()
+        self.defer(s.stop)
+        return s
+
+    def http_server(self, hosts=("127.0.0.1",)):
+        """python http.server over the shared files, on every host in hosts with one
+        port (port 0 for the first, the same port tried on the others)."""
+        handler = functools.partial(_QuietHandler, directory=self.files.dir)
+        for attempt in range(50):
+            servers = []
+            try:
+                port = 0
+                for h in hosts:
+                    cls = _http_server_class(family_of(h))
+                    srv = cls((h, port), handler)
+                    servers.append(srv)
+                    port = srv.server_address[1]
+            except OSError:
+                for srv in servers:
+                    srv.server_close()
+                continue
+            for srv in servers:
+                threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2},
+                                 daemon=True).start()
+
+                def stop(srv=srv):
+                    srv.shutdown()
+                    srv.server_close()
+                self.defer(stop)
+            return port
+        raise Fail("could not bind the http server on %s with one port" % (hosts,))
+
+    def connect(self, addr, timeout=IO_TIMEOUT):
+        """A plain TCP connection (to the proxy), closed at cleanup."""
+        s = socket.create_connection(addr, timeout=timeout)
+        self.defer(s.close)
+        return s
+
+    def run(self, argv, timeout=50, input=None, env=None):
+        """Run a client tool (stopped by PID if it overruns). Returns CompletedProcess."""
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env=env if env is not None else clean_env(), close_fds=True)
+        _register_proc(p)
+        self.defer(lambda: stop_process(p, signal.SIGKILL, 5))
+        try:
+            out, err = p.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_process(p, signal.SIGKILL, 5)
+            out, err = p.communicate()
+            raise Fail("%s did not finish within %s s" % (os.path.basename(argv[0]), timeout),
+                       "argv: %s\nstderr: %s" % (" ".join(argv), err.decode("utf-8", "replace")))
+        _unregister_proc(p)
+        return subprocess.CompletedProcess(argv, p.returncode, out, err)
+
+
+# --------------------------------------------------------------------------
+# A raw SOCKS5 client
+
+class Reply:
+    def __init__(self, raw):
+        self.raw = raw
+        self.ver, self.rep, self.rsv, self.atyp = raw[0], raw[1], raw[2], raw[3]
+        if self.atyp == 1:
+            self.host = socket.inet_ntop(socket.AF_INET, raw[4:8])
+        elif self.atyp == 4:
+            self.host = socket.inet_ntop(socket.AF_INET6, raw[4:20])
+        elif self.atyp == 3:
+            self.host = raw[5:5 + raw[4]].decode("ascii", "replace")
+        else:
+            self.host = None
+        self.port = struct.unpack("!H", raw[-2:])[0]
+
+    def __repr__(self):
+        return "Reply(%s)" % hexb(self.raw)
+
+
+def recv_exact(sock, n, what="data"):
+    buf = bytearray()
+    while len(buf) < n:
+        try:
+            chunk = sock.recv(min(n - len(buf), 1 << 20))
+        except socket.timeout:
+            raise Fail("timed out waiting for %s: got %d of %d bytes" % (what, len(buf), n),
+                       "received: " + hexb(buf))
+        except ConnectionResetError:
+            raise Fail("connection reset while reading %s: got %d of %d bytes (%s)"
+                       % (what, len(buf), n, hexb(buf)))
+        if not chunk:
+            raise Fail("EOF while reading %s: got %d of %d bytes (%s)"
+                       % (what, len(buf), n, hexb(buf)))
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_until_eof(sock, limit=64 << 20, what="data"):
+    buf = bytearray()
+    while True:
+        try:
+            chunk = sock.recv(1 << 20)
+        except socket.timeout:
+            raise Fail("timed out waiting for EOF after %s: got %d bytes" % (what, len(buf)),
+                       "received: " + hexb(buf))
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+        if len(buf) > limit:
+            raise Fail("more than %d bytes of %s" % (limit, what))
+
+
+def expect_close(sock, timeout=CLOSE_WAIT, after="reply"):
+    """The peer must close (EOF or RST) within timeout, sending nothing more."""
+    sock.settimeout(timeout)
+    try:
+        data = sock.recv(4096)
+    except socket.timeout:
+        raise Fail("server did not close the connection within %.0f s after the %s" % (timeout, after))
+    except ConnectionResetError:
+        return "reset"
+    if data:
+        raise Fail("unexpected bytes from the server after the %s: %s" % (after, hexb(data)))
+    return "eof"
+
+
+def encode_addr(host, port):
+    """ATYP + DST.ADDR + DST.PORT for host: an IPv4/IPv6 literal or a domain name."""
+    try:
+        ip = ipaddress.ip_address(host)
+        if ip.version == 4:
+            return b"\x01" + ip.packed + struct.pack("!H", port)
+        return b"\x04" + ip.packed + struct.pack("!H", port)
+    except ValueError:
+        name = host.encode("idna")
+        return b"\x03" + bytes([len(name)]) + name + struct.pack("!H", port)
+
+
+def request(host, port, cmd=1, ver=5):
+    return bytes([ver, cmd, 0]) + encode_addr(host, port)
+
+
+GREETING = b"\x05\x01\x00"
+
+
+def read_method_reply(sock):
+    return recv_exact(sock, 2, "method selection reply")
+
+
+def read_reply(sock, what="SOCKS5 reply"):
+    head = recv_exact(sock, 4, what)
+    atyp = head[3]
+    if atyp == 1:
+        rest = recv_exact(sock, 4 + 2, what)
+    elif atyp == 4:
+        rest = recv_exact(sock, 16 + 2, what)
+    elif atyp == 3:
+        n = recv_exact(sock, 1, what)
+        rest = n + recv_exact(sock, n[0] + 2, what)
+    else:
+        raise Fail("reply with invalid ATYP 0x%02x: %s" % (atyp, hexb(head)))
+    return Reply(head + rest)
+
+
+def open_proxy_socket(ctx, proxy, timeout=IO_TIMEOUT):
+    return ctx.connect(proxy.addr, timeout)
+
+
+def socks_connect(ctx, proxy, host, port, timeout=IO_TIMEOUT):
+    """Full no-auth CONNECT through proxy. Returns (sock, Reply); fails unless REP 0."""
+    s = open_proxy_socket(ctx, proxy, timeout)
+    s.sendall(GREETING)
+    m = read_method_reply(s)
+    check(m == b"\x05\x00", "method selection reply %s, expected 05 00" % hexb(m))
+    s.sendall(request(host, port))
+    r = read_reply(s)
+    check(r.ver == 5 and r.rep == 0,
+          "CONNECT %s:%d: reply %s (REP 0x%02x), expected VER 05 REP 00" % (host, port, hexb(r.raw), r.rep))
+    return s, r
+
+
+def socks_expect_error(ctx, proxy, payload_after_greeting, rep, greeting=GREETING, what="request"):
+    """Greeting, then payload: expect VER 05 REP rep, a well-formed reply, then close."""
+    s = open_proxy_socket(ctx, proxy)
+    s.sendall(greeting)
+    m = read_method_reply(s)
+    check(m == b"\x05\x00", "method selection reply %s, expected 05 00" % hexb(m))
+    s.sendall(payload_after_greeting)
+    head = recv_exact(s, 2, "reply to the %s" % what)
+    check(head[0] == 5 and head[1] == rep,
+          "reply to the %s starts %s, expected 05 %02x" % (what, hexb(head), rep))
+    # The rest of a well-formed reply: RSV ATYP BND.ADDR BND.PORT
+    r = read_reply_rest(s, head)
+    expect_close(s, after="error reply %s" % hexb(r.raw))
+    return r
+
+
+def read_reply_rest(sock, head):
+    more = recv_exact(sock, 2, "reply RSV/ATYP")
+    raw = head + more
+    atyp = raw[3]
+    if raw[2] != 0:
+        raise Fail("reply RSV byte is 0x%02x, expected 00 (%s)" % (raw[2], hexb(raw)))
+    if atyp == 1:
+        raw += recv_exact(sock, 6, "reply BND")
+    elif atyp == 4:
+        raw += recv_exact(sock, 18, "reply BND")
+    elif atyp == 3:
+        n = recv_exact(sock, 1, "reply BND")
+        raw += n + recv_exact(sock, n[0] + 2, "reply BND")
+    else:
+        raise Fail("reply with invalid ATYP 0x%02x: %s" % (atyp, hexb(raw)))
+    return Reply(raw)
+
+
+def echo_roundtrip(sock, size=4096):
+    data = os.urandom(size)
+    sock.sendall(data)
+    got = recv_exact(sock, size, "echoed data")
+    check(got == data, "echoed data differs from what was sent (%d bytes)" % size)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 20)
+            if not b:
+                return h.hexdigest()
+            h.update(b)
+
+
+def need_tools(*tools):
+    for t in tools:
+        if shutil.which(t) is None:
+            raise Skip("%s is not installed (tools/install-deps.sh installs it)" % t)
+
+
+def need_ipv6():
+    if not ipv6_available():
+        raise Skip("no IPv6 loopback (::1) on this machine")
+
+
+def need_ringsocks(why="ringsocks-specific"):
+    if CONFIG.peer != "ringsocks":
+        raise Skip("%s (peer is %s)" % (why, CONFIG.peer))
+
+
+# --------------------------------------------------------------------------
+# Test registry
+
+class Case:
+    def __init__(self, name, fn, timeout=None):
+        self.name, self.fn, self.timeout = name, fn, timeout
+
+
+TESTS = []
+
+
+def case(name, timeout=None):
+    def deco(fn):
+        TESTS.append(Case(name, fn, timeout))
+        return fn
+    return deco

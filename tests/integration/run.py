@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""
+run.py - the ringsocks integration suite.
+
+    python3 tests/integration/run.py [--binary build/ringsocks] [-k SUBSTRING]
+                                     [--relay splice|copy] [--timeout SEC] [--list]
+
+Every test runs once per relay engine (--relay splice, --relay copy) under the
+name test[engine]. Prints PASS name / FAIL name: reason / SKIP name: reason,
+detail lines indented under a failure, then "N passed, N failed" (", N skipped"
+when some were skipped). Exit status 1 when anything failed.
+
+Each test is bounded (--timeout, default 60 s); what it started is stopped by
+PID and its temp files removed when it ends. The proxy's stderr is checked for
+sanitizer reports after it has been stopped (AddressSanitizer, LeakSanitizer,
+UBSan "runtime error:"); a report fails the test.
+
+--peer microsocks runs the suite against microsocks instead, --peer-addr
+HOST:PORT against a SOCKS5 server already running there (e.g. danted): self-
+checks of the harness. Tests that need ringsocks' own flags are skipped, and
+other servers fail some tests by design (microsocks: no half-close, drops
+pipelined data, BND 0.0.0.0).
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import traceback
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import harness as H  # noqa: E402
+import cases_relay  # noqa: E402,F401  (registers tests)
+import cases_protocol  # noqa: E402,F401
+import cases_robust  # noqa: E402,F401
+import cases_cli  # noqa: E402,F401
+
+ENGINES = ("splice", "copy")
+MAX_DETAIL_LINES = 60
+
+
+def say(line):
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def print_details(details):
+    lines = []
+    for d in details:
+        if d:
+            lines.extend(str(d).rstrip("\n").splitlines())
+    if len(lines) > MAX_DETAIL_LINES:
+        lines = lines[:MAX_DETAIL_LINES] + ["... (%d more lines)" % (len(lines) - MAX_DETAIL_LINES)]
+    for l in lines:
+        say("    " + l)
+
+
+def one_line(s):
+    return " ".join(str(s).split("\n")).strip() or "(no message)"
+
+
+def run_one(case, relay, root, files, timeout, binary_ok):
+    name = "%s[%s]" % (case.name, relay)
+    d = tempfile.mkdtemp(dir=root, prefix=case.name + "-" + relay + "-")
+    ctx = H.Ctx(relay, d, files)
+    outcome = {}
+
+    def body():
+        try:
+            if not binary_ok:
+                raise H.Fail("binary not found or not executable: %s" % H.CONFIG.binary)
+            case.fn(ctx)
+            outcome["r"] = ("pass", None, None)
+        except H.Skip as e:
+            outcome["r"] = ("skip", str(e), None)
+        except H.Fail as e:
+            outcome["r"] = ("fail", str(e), e.details)
+        except Exception as e:  # a bug in the test or an unexpected socket error
+            outcome["r"] = ("fail", "%s: %s" % (type(e).__name__, e), traceback.format_exc())
+
+    limit = case.timeout or timeout
+    th = threading.Thread(target=body, daemon=True, name=name)
+    th.start()
+    th.join(limit)
+    timed_out = th.is_alive()
+    ctx.cleanup()           # stops the proxy (SIGTERM by PID), helpers, client tools
+    if timed_out:
+        th.join(5)
+        kind, msg, details = "fail", "timed out after %g s (per-test limit)" % limit, None
+    else:
+        kind, msg, details = outcome["r"]
+
+    extra = []
+    if kind != "skip" and ctx.problems:
+        if kind == "pass":
+            kind, msg = "fail", "; ".join(ctx.problems)
+        else:
+            msg = msg + "; also: " + "; ".join(ctx.problems)
+        extra.extend(ctx.problem_details)
+    if kind == "fail":
+        if details:
+            extra.insert(0, details)
+        for p in ctx.proxies:
+            text = p.stderr().strip()
+            if text and not any(text[-200:] in str(x) for x in extra):
+                extra.append("proxy%d argv: %s" % (p.n, " ".join(getattr(p, "argv", []))))
+                extra.append("proxy%d stderr (last lines):\n%s" % (p.n, H.tail(text, 15)))
+
+    if kind == "pass":
+        say("PASS %s" % name)
+    elif kind == "skip":
+        say("SKIP %s: %s" % (name, one_line(msg)))
+    else:
+        say("FAIL %s: %s" % (name, one_line(msg)))
+        print_details(extra)
+    if not timed_out:
+        shutil.rmtree(d, ignore_errors=True)
+    # a timed-out body may still hold files in d: the run's root is removed at the end
+    return kind
+
+
+def main():
+    ap = argparse.ArgumentParser(description="ringsocks integration tests")
+    ap.add_argument("--binary", default="build/ringsocks", help="the ringsocks binary")
+    ap.add_argument("-k", dest="select", default=None, metavar="SUBSTRING",
+                    help="run only tests whose name (with [engine]) contains SUBSTRING")
+    ap.add_argument("--relay", choices=ENGINES, default=None, help="run only this relay engine")
+    ap.add_argument("--timeout", type=float, default=60.0, help="per-test time limit, seconds")
+    ap.add_argument("--peer", choices=("ringsocks", "microsocks", "external"), default="ringsocks",
+                    help="server under test (microsocks: self-check of the harness)")
+    ap.add_argument("--peer-addr", default=None, metavar="HOST:PORT",
+                    help="self-check against a SOCKS5 server already running there (sets --peer external)")
+    ap.add_argument("--list", action="store_true", help="list the selected tests and exit")
+    args = ap.parse_args()
+
+    H.CONFIG.binary = os.path.abspath(args.binary)
+    H.CONFIG.peer = args.peer
+    if args.peer_addr:
+        host, port = args.peer_addr.rsplit(":", 1)
+        H.CONFIG.peer = args.peer = "external"
+        H.CONFIG.external = (host.strip("[]"), int(port))
+    elif args.peer == "external":
+        ap.error("--peer external needs --peer-addr HOST:PORT")
+    relays = [args.relay] if args.relay else list(ENGINES)
+    selected = []
+    for c in H.TESTS:
+        for r in relays:
+            if args.select is None or args.select in "%s[%s]" % (c.name, r):
+                selected.append((c, r))
+    if args.list:
+        for c, r in selected:
+            say("%s[%s]" % (c.name, r))
+        return 0
+
+    binary_ok = args.peer != "ringsocks" or (os.path.isfile(H.CONFIG.binary)
+                                              and os.access(H.CONFIG.binary, os.X_OK))
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
+
+    H.raise_nofile()
+    root = tempfile.mkdtemp(prefix="ringsocks-it-")
+    counts = {"pass": 0, "fail": 0, "skip": 0}
+    try:
+        files = H.HTTPFiles(root)
+        for c, r in selected:
+            counts[run_one(c, r, root, files, args.timeout, binary_ok)] += 1
+    finally:
+        H.kill_all_live()
+        shutil.rmtree(root, ignore_errors=True)
+
+    line = "%d passed, %d failed" % (counts["pass"], counts["fail"])
+    if counts["skip"]:
+        line += ", %d skipped" % counts["skip"]
+    say(line)
+    return 1 if counts["fail"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

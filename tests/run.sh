@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# tests/run.sh - run every ringsocks test: the cmocka unit test binaries, then
+# the integration suite. Called by `make test` as
+#     BUILD=build SAN=0 tests/run.sh        (or BUILD=build-san SAN=1)
+# Each unit binary counts as one test (pass = exit 0); the integration suite
+# counts its own tests. The last line is "N passed, N failed" (", N skipped"
+# when the suite skipped some). Exit status is non-zero when anything failed.
+# Extra arguments go to the integration runner (e.g. -k half_close --relay copy).
+set -u
+
+cd "$(dirname "$0")/.." || exit 2
+
+BUILD=${BUILD:-build}
+SAN=${SAN:-0}
+PYTHON=${PYTHON:-python3}
+
+if [ "$SAN" = 1 ]; then
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+fi
+
+passed=0
+failed=0
+skipped=0
+
+# ---- unit tests
+shopt -s nullglob
+units=("$BUILD"/tests/test_*)
+shopt -u nullglob
+for t in "${units[@]}"; do
+    [ -f "$t" ] && [ -x "$t" ] || continue
+    name="unit/$(basename "$t")"
+    echo "== $name"
+    "$t"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        echo "PASS $name"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $name: exit status $rc"
+        failed=$((failed + 1))
+    fi
+done
+if [ "${#units[@]}" -eq 0 ]; then
+    echo "note: no unit test binaries in $BUILD/tests/"
+fi
+
+# ---- integration tests
+echo "== integration ($BUILD/ringsocks)"
+log=$(mktemp "${TMPDIR:-/tmp}/ringsocks-run.XXXXXX") || exit 2
+trap 'rm -f "$log"' EXIT
+"$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$log" | tail -n 1)
+if [ -n "$summary" ]; then
+    p=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$summary")
+    f=$(sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$summary")
+    s=0
+    if [[ $summary =~ ([0-9]+)\ skipped ]]; then
+        s=${BASH_REMATCH[1]}
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+    skipped=$((skipped + s))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "FAIL integration: run.py exit status $rc"
+        failed=$((failed + 1))
+    fi
+else
+    echo "FAIL integration: run.py ended (exit status $rc) without a summary line"
+    failed=$((failed + 1))
+fi
+
+line="$passed passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+    line="$line, $skipped skipped"
+fi
+echo "$line"
+[ "$failed" -eq 0 ]
