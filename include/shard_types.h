@@ -191,6 +191,7 @@ struct shard_stats {
     uint64_t ended[END__COUNT];
     uint64_t bytes[2];
     uint64_t stale_cqes;
+    uint64_t pipe_fallbacks; /* splice chunks copied: no pipe could be had */
     uint64_t loops;
 };
 

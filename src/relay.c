@@ -11,7 +11,9 @@
  *    splice breaks the link (the second completes with -ECANCELED) and the
  *    bytes in the pipe are written by a plain splice afterwards.
  *  - copy: recv into a buffer picked by the kernel from the shard's provided
- *    buffer ring, then send it.
+ *    buffer ring, then send it. The splice engine falls back to this for a
+ *    chunk when no pipe can be had (fds exhausted), so a live tunnel is
+ *    never dropped for want of a pipe.
  * Both: at most one chunk in flight per direction (back-pressure: nothing is
  * read until the previous chunk was written), EOF becomes shutdown(SHUT_WR)
  * on the other socket and the tunnel lives until both directions are done.
@@ -32,7 +34,7 @@
 
 #define RELAY_BGID 0
 /* Idle pipes a shard keeps for reuse. */
-#define PIPE_POOL_CAP 256
+#define PIPE_POOL_CAP 32
 
 static inline int
 src_fd(const struct conn *c, unsigned d)
@@ -68,9 +70,12 @@ relay_init(struct shard *sh)
                              o->pipe_size);
     if (ret < 0)
         return ret;
-    if (o->relay != RELAY_COPY)
-        return 0;
 
+    /*
+     * Both engines get the buffer ring: the splice engine copies a chunk
+     * through it when no pipe can be had (fds exhausted), rather than
+     * dropping a live tunnel. Buffers are reserved, not touched, until used.
+     */
     size_t ring_bytes = (size_t)o->buf_count * sizeof(struct io_uring_buf);
     void *r = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (r == MAP_FAILED)
@@ -154,16 +159,16 @@ starve(struct shard *sh, struct conn *c, unsigned d)
     sh->starved[sh->n_starved++] = ud_make(d, conn_slot(sh, c), c->gen);
 }
 
-static void
+/* Returns false when no pipe can be had (out of fds): the caller copies instead. */
+static bool
 splice_read(struct shard *sh, struct conn *c, unsigned d)
 {
     struct relay_dir *rd = &c->dir[d];
     if (rd->pipe_r < 0) {
         int fds[2];
-        int ret = pipe_get(&sh->pipes, fds);
-        if (ret < 0) {
-            conn_close(sh, c, END_RESOURCE);
-            return;
+        if (pipe_get(&sh->pipes, fds) < 0) {
+            sh->st.pipe_fallbacks++;
+            return false;
         }
         rd->pipe_r = fds[0];
         rd->pipe_w = fds[1];
@@ -178,31 +183,46 @@ splice_read(struct shard *sh, struct conn *c, unsigned d)
     io_uring_prep_splice(out, rd->pipe_r, -1, dst_fd(c, d), -1, len,
                          SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
     rd->ops += 2;
+    return true;
 }
 
 static void
-poll_fd(struct shard *sh, struct conn *c, unsigned d, unsigned op, int fd, unsigned mask)
+copy_recv(struct shard *sh, struct conn *c, unsigned d)
 {
-    struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(op, d));
-    io_uring_prep_poll_add(sqe, fd, mask);
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(OP_RECV, d));
+    io_uring_prep_recv(sqe, src_fd(c, d), NULL, sh->o->buf_size, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RELAY_BGID;
     c->dir[d].ops++;
 }
 
+/* Write what was read: from the provided buffer, or out of the pipe. */
 static void
-splice_step(struct shard *sh, struct conn *c, unsigned d)
+dir_write(struct shard *sh, struct conn *c, unsigned d)
 {
     struct relay_dir *rd = &c->dir[d];
-    if (rd->pending) {
-        if (rd->flags & RD_POLLOUT) {
-            poll_fd(sh, c, d, OP_POLL_OUT, dst_fd(c, d), POLLOUT);
-            return;
-        }
-        struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(OP_SPLICE_OUT, d));
+    struct io_uring_sqe *sqe;
+    if (rd->flags & RD_HOLD_BUF) {
+        sqe = conn_sqe(sh, c, dir_op(OP_SEND, d));
+        io_uring_prep_send(sqe, dst_fd(c, d),
+                           sh->bufs + (size_t)rd->bid * sh->o->buf_size + rd->off, rd->pending,
+                           MSG_NOSIGNAL);
+    } else if (rd->flags & RD_POLLOUT) {
+        sqe = conn_sqe(sh, c, dir_op(OP_POLL_OUT, d));
+        io_uring_prep_poll_add(sqe, dst_fd(c, d), POLLOUT);
+    } else {
+        sqe = conn_sqe(sh, c, dir_op(OP_SPLICE_OUT, d));
         io_uring_prep_splice(sqe, rd->pipe_r, -1, dst_fd(c, d), -1, rd->pending,
                              SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
-        rd->ops++;
-        return;
     }
+    rd->ops++;
+}
+
+/* Nothing is pending: forward EOF, or read the next chunk. */
+static void
+dir_read(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
     /* Drained: the pipe goes back, so an idle tunnel holds none. */
     if (rd->pipe_r >= 0) {
         int fds[2] = {rd->pipe_r, rd->pipe_w};
@@ -214,36 +234,20 @@ splice_step(struct shard *sh, struct conn *c, unsigned d)
         rd->flags |= RD_DONE;
         return;
     }
-    if (rd->flags & RD_FULL)
-        splice_read(sh, c, d);
-    else
-        poll_fd(sh, c, d, OP_POLL_IN, src_fd(c, d), POLLIN | POLLRDHUP);
-}
-
-static void
-copy_step(struct shard *sh, struct conn *c, unsigned d)
-{
-    struct relay_dir *rd = &c->dir[d];
-    if (rd->flags & RD_HOLD_BUF) {
-        struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(OP_SEND, d));
-        io_uring_prep_send(sqe, dst_fd(c, d),
-                           sh->bufs + (size_t)rd->bid * sh->o->buf_size + rd->off, rd->pending,
-                           MSG_NOSIGNAL);
+    if (rd->flags & RD_STARVED)
+        return;
+    if (sh->o->relay == RELAY_COPY) {
+        copy_recv(sh, c, d);
+        return;
+    }
+    if (!(rd->flags & RD_FULL)) {
+        struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(OP_POLL_IN, d));
+        io_uring_prep_poll_add(sqe, src_fd(c, d), POLLIN | POLLRDHUP);
         rd->ops++;
         return;
     }
-    if (rd->flags & RD_EOF) {
-        shutdown(dst_fd(c, d), SHUT_WR);
-        rd->flags |= RD_DONE;
-        return;
-    }
-    if (rd->flags & RD_STARVED)
-        return;
-    struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(OP_RECV, d));
-    io_uring_prep_recv(sqe, src_fd(c, d), NULL, sh->o->buf_size, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = RELAY_BGID;
-    rd->ops++;
+    if (!splice_read(sh, c, d))
+        copy_recv(sh, c, d);
 }
 
 static void
@@ -252,10 +256,10 @@ dir_step(struct shard *sh, struct conn *c, unsigned d)
     struct relay_dir *rd = &c->dir[d];
     if (c->state != CONN_RELAY || rd->ops || (rd->flags & RD_DONE))
         return;
-    if (sh->o->relay == RELAY_SPLICE)
-        splice_step(sh, c, d);
+    if (rd->pending)
+        dir_write(sh, c, d);
     else
-        copy_step(sh, c, d);
+        dir_read(sh, c, d);
     if ((c->dir[0].flags & RD_DONE) && (c->dir[1].flags & RD_DONE))
         conn_close(sh, c, END_DONE);
 }
@@ -323,6 +327,8 @@ copy_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res, un
             rd->off = 0;
             rd->pending = (uint32_t)res;
             rd->flags |= RD_HOLD_BUF;
+            if ((unsigned)res < sh->o->buf_size)
+                rd->flags &= (uint8_t)~RD_FULL;
             return true;
         }
         if (cqe_flags & IORING_CQE_F_BUFFER)
@@ -359,10 +365,10 @@ relay_on_cqe(struct shard *sh, struct conn *c, unsigned op, unsigned d, int res,
     struct relay_dir *rd = &c->dir[d];
     bool ok;
     rd->ops--;
-    if (sh->o->relay == RELAY_SPLICE)
-        ok = splice_done(sh, c, d, op, res);
-    else
+    if (op == OP_RECV || op == OP_SEND)
         ok = copy_done(sh, c, d, op, res, cqe_flags);
+    else
+        ok = splice_done(sh, c, d, op, res);
     if (c->state != CONN_RELAY)
         return;
     if (!ok) {

@@ -189,8 +189,9 @@ def stop_process(p, sig=signal.SIGTERM, wait=STOP_WAIT):
 # The proxy under test
 
 class Proxy:
-    def __init__(self, ctx, listen, args, wait_listen=True):
+    def __init__(self, ctx, listen, args, wait_listen=True, wrap=()):
         self.ctx = ctx
+        self.wrap = list(wrap)   # argv prefix that execs the server (e.g. prlimit ... --)
         self.listen = list(listen)
         self.n = ctx._next_id()
         self.stderr_path = ctx.path("proxy%d.stderr" % self.n)
@@ -222,7 +223,7 @@ class Proxy:
         self.ctx.defer(self.stop)
 
     def _start_ringsocks(self, args, wait_listen):
-        argv = [CONFIG.binary]
+        argv = self.wrap + [CONFIG.binary]
         for l in self.listen:
             argv += ["--listen", l]
         argv += ["--shards", str(CONFIG.shards), "--relay", self.ctx.relay]
@@ -701,8 +702,8 @@ class Ctx:
 
     # -- things a test starts
 
-    def proxy(self, listen=("127.0.0.1:0",), args=(), wait_listen=True):
-        return Proxy(self, listen, args, wait_listen)
+    def proxy(self, listen=("127.0.0.1:0",), args=(), wait_listen=True, wrap=()):
+        return Proxy(self, listen, args, wait_listen, wrap)
 
     def echo_server(self, host="127.0.0.1"):
         s = EchoServer(host)

@@ -39,6 +39,7 @@ import cases_relay  # noqa: E402,F401  (registers tests)
 import cases_protocol  # noqa: E402,F401
 import cases_robust  # noqa: E402,F401
 import cases_cli  # noqa: E402,F401
+import cases_limits  # noqa: E402,F401
 
 ENGINES = ("splice", "copy")
 MAX_DETAIL_LINES = 60

@@ -1,0 +1,205 @@
+"""
+cases_limits.py - the limits that keep the proxy alive: running out of file
+descriptors, the connection limit, the connect timeout, and what idle tunnels
+cost (no io-wq worker parked in a splice, no pipe held).
+"""
+
+import os
+import select
+import socket
+import time
+
+from harness import (GREETING, Fail, case, check, echo_roundtrip, hexb, need_ringsocks,
+                     recv_exact, request, socks_connect)
+
+# src/relay.c PIPE_POOL_CAP: idle pipes one shard keeps for reuse.
+PIPE_POOL_CAP = 32
+
+
+def cpu_seconds(pid):
+    """utime + stime of the whole process (all threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def open_fds(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def io_wq_workers(pid):
+    n = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if f.read().startswith("iou-wrk"):
+                    n += 1
+        except OSError:
+            pass
+    return n
+
+
+def start_tunnels(p, port, n, wait=3.0):
+    """Send greeting + CONNECT on n sockets at once. Returns (ok, failed, waiting):
+    sockets with a success reply, count of refusals or closes, sockets with no answer."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(p.addr)
+        s.sendall(GREETING + request("127.0.0.1", port))
+        s.setblocking(False)
+        socks.append(s)
+    got = {s: b"" for s in socks}
+    deadline = time.monotonic() + wait
+    pending = set(socks)
+    closed = set()
+    while pending and time.monotonic() < deadline:
+        r, _, _ = select.select(list(pending), [], [], 0.1)
+        for s in r:
+            try:
+                b = s.recv(64)
+            except OSError:
+                b = b""
+            if not b:
+                closed.add(s)
+                pending.discard(s)
+                continue
+            got[s] += b
+            if len(got[s]) >= 12:
+                pending.discard(s)
+    ok = [s for s in socks if got[s][:4] == b"\x05\x00\x05\x00"]
+    failed = [s for s in socks if s in closed or (len(got[s]) >= 12 and s not in ok)]
+    waiting = [s for s in socks if s not in ok and s not in failed]
+    for s in ok:
+        s.setblocking(True)
+        s.settimeout(10)
+    return ok, failed, waiting
+
+
+@case("fd_exhaustion_pauses_and_resumes")
+def fd_exhaustion(ctx):
+    """Under a 64-fd limit, 40 tunnels at once run the server out of fds: it must
+    neither crash nor spin, and must serve again once the clients leave."""
+    need_ringsocks("needs prlimit around ringsocks")
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--max-conns", "1000"), wrap=("prlimit", "--nofile=64:64", "--"))
+    ok, failed, waiting = start_tunnels(p, echo.port, 40)
+    check(len(ok) < 40, "all 40 tunnels opened under a 64-fd limit: the limit was not reached")
+    check(len(ok) > 0, "no tunnel opened at all under a 64-fd limit")
+    for s in ok[:3]:
+        echo_roundtrip(s, 1024)
+    p.check_alive()
+    pid = p.proc.pid
+    t0 = cpu_seconds(pid)
+    time.sleep(1.5)
+    used = cpu_seconds(pid) - t0
+    # A spinning shard burns ~1.5 s here; a paused one next to nothing.
+    check(used < 0.6, "the server used %.2f s of CPU in 1.5 s while out of fds "
+          "(%d tunnels, %d refused, %d waiting): accept is spinning" % (used, len(ok), len(failed),
+                                                                        len(waiting)))
+    for s in ok + failed + waiting:
+        s.close()
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port, timeout=3)
+            echo_roundtrip(s, 4096)
+            s.close()
+            break
+        except (Fail, OSError) as e:
+            if time.monotonic() > deadline:
+                raise Fail("no tunnel could be opened within 15 s after the clients left: %s" % e)
+            time.sleep(0.2)
+    p.check_alive()
+
+
+@case("max_conns_pauses_and_resumes")
+def max_conns(ctx):
+    """With --max-conns 3 on one shard, a fourth client waits in the backlog (no
+    answer, not refused) and is served as soon as a tunnel closes."""
+    need_ringsocks()
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--shards", "1", "--max-conns", "3"))
+    tunnels = [socks_connect(ctx, p, "127.0.0.1", echo.port)[0] for _ in range(3)]
+    extra = socket.create_connection(p.addr, timeout=10)
+    extra.sendall(GREETING)
+    extra.settimeout(1.0)
+    try:
+        b = extra.recv(2)
+        raise Fail("a fourth client got %s over --max-conns 3, expected to wait" % hexb(b))
+    except socket.timeout:
+        pass
+    tunnels[0].close()
+    extra.settimeout(10)
+    m = recv_exact(extra, 2, "method reply once a slot freed")
+    check(m == b"\x05\x00", "method reply %s, expected 05 00" % hexb(m))
+    extra.sendall(request("127.0.0.1", echo.port))
+    r = recv_exact(extra, 10, "CONNECT reply")
+    check(r[1] == 0, "CONNECT reply %s" % hexb(r))
+    echo_roundtrip(extra, 4096)
+    for s in tunnels[1:]:
+        echo_roundtrip(s, 1024)
+        s.close()
+    extra.close()
+
+
+@case("connect_timeout_reply")
+def connect_timeout(ctx):
+    """A target whose accept queue is full drops SYNs: with --connect-timeout 1 the
+    client gets REP 06 (TTL expired) rather than hanging."""
+    need_ringsocks()
+    full = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    ctx.defer(full.close)
+    port = full.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        f = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        f.setblocking(False)
+        f.connect_ex(("127.0.0.1", port))
+        fillers.append(f)
+        ctx.defer(f.close)
+    p = ctx.proxy(args=("--connect-timeout", "1"))
+    s = socket.create_connection(p.addr, timeout=10)
+    t0 = time.monotonic()
+    s.sendall(GREETING + request("127.0.0.1", port))
+    r = recv_exact(s, 12, "reply")
+    took = time.monotonic() - t0
+    check(r[2:4] == b"\x05\x06", "reply %s to a CONNECT that cannot complete, expected REP 06"
+          % hexb(r))
+    check(took < 8, "the timeout reply took %.1f s with --connect-timeout 1" % took)
+    s.close()
+
+
+@case("idle_tunnels_hold_no_workers_or_pipes")
+def idle_resources(ctx):
+    """200 tunnels that carried data and went idle: no io-wq worker may be parked
+    per tunnel (a splice waiting on an idle socket would hold one), and no pipe is
+    held beyond the shards' small pools."""
+    need_ringsocks()
+    echo = ctx.echo_server()
+    p = ctx.proxy()
+    pid = p.proc.pid
+    base = open_fds(pid)
+    n = 200
+    tunnels = []
+    for _ in range(n):
+        s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+        echo_roundtrip(s, 2048)
+        tunnels.append(s)
+    for s in tunnels:
+        echo_roundtrip(s, 100)
+    time.sleep(0.5)
+    fds = open_fds(pid)
+    workers = io_wq_workers(pid)
+    limit = base + 2 * n + 2 * PIPE_POOL_CAP * 2 + 16
+    check(fds <= limit, "%d fds with %d idle tunnels (at start %d, allowed %d): idle tunnels "
+          "hold pipes" % (fds, n, base, limit))
+    check(workers < 32, "%d io-wq workers with %d idle tunnels: splices wait on idle sockets"
+          % (workers, n))
+    for s in tunnels[:5]:
+        echo_roundtrip(s, 4096)
+    for s in tunnels:
+        s.close()
