@@ -215,13 +215,28 @@ conn_free(struct shard *sh, struct conn *c)
     shard_accept_resume(sh);
 }
 
+/*
+ * A tunnel that failed on one side is aborted on the other: close() then
+ * sends RST, not FIN, as a transparent relay should pass a reset on. A FIN
+ * would also leave a client that filled its window waiting on zero-window
+ * probes (exponential backoff, up to two minutes) before it learns the
+ * tunnel is gone.
+ */
 static void
-cancel_fd(struct shard *sh, struct conn *c, int fd)
+set_abort(int fd)
+{
+    static const struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+static void
+cancel_fd(struct shard *sh, struct conn *c, int fd, bool abort)
 {
     if (fd < 0)
         return;
-    /* Wakes whatever waits on the socket: polls, recvs, sends. */
-    shutdown(fd, SHUT_RDWR);
+    /* Wakes what waits on the socket; an aborted one sends no FIN first. */
+    shutdown(fd, abort ? SHUT_RD : SHUT_RDWR);
     struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL);
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
 }
@@ -234,6 +249,11 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
     c->state = CONN_CLOSING;
     c->end = (uint8_t)why;
     tl_unlink(sh, c);
+    bool abort = why == END_CLIENT_ERR || why == END_TARGET_ERR;
+    if (abort) {
+        set_abort(c->cfd);
+        set_abort(c->tfd);
+    }
     if (c->inflight == 0) {
         conn_free(sh, c);
         return;
@@ -242,8 +262,8 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
      * Pipe-side splices are not matched by a cancel on the sockets, but
      * they run with SPLICE_F_NONBLOCK and finish on their own.
      */
-    cancel_fd(sh, c, c->cfd);
-    cancel_fd(sh, c, c->tfd);
+    cancel_fd(sh, c, c->cfd, abort);
+    cancel_fd(sh, c, c->tfd, abort);
 }
 
 void
