@@ -271,6 +271,20 @@ maybe_relay(struct shard *sh, struct conn *c)
     relay_start(sh, c);
 }
 
+/* Write the bytes the client pipelined after its request to the target. */
+static void
+hs_write_leftover(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_LEFTOVER);
+    unsigned n = (unsigned)(h->in_len - h->in_off);
+    if (sh->fixed_bufs)
+        io_uring_prep_write_fixed(sqe, c->tfd, h->in + h->in_off, n, 0, 0);
+    else
+        io_uring_prep_send(sqe, c->tfd, h->in + h->in_off, n, MSG_NOSIGNAL);
+    c->hs_flags |= HSF_LEFTOVER;
+}
+
 static void
 on_connected(struct shard *sh, struct conn *c)
 {
@@ -285,15 +299,8 @@ on_connected(struct shard *sh, struct conn *c)
     c->hs_flags |= HSF_REPLIED;
     conn_timer_set(sh, c, TL_HANDSHAKE);
     hs_queue(sh, c, r, socks5_reply(r, SOCKS5_REP_SUCCEEDED, &bnd.sa));
-    if (h->in_off < h->in_len) {
-        struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_LEFTOVER);
-        unsigned n = (unsigned)(h->in_len - h->in_off);
-        if (sh->fixed_bufs)
-            io_uring_prep_write_fixed(sqe, c->tfd, h->in + h->in_off, n, 0, 0);
-        else
-            io_uring_prep_send(sqe, c->tfd, h->in + h->in_off, n, MSG_NOSIGNAL);
-        c->hs_flags |= HSF_LEFTOVER;
-    }
+    if (h->in_off < h->in_len)
+        hs_write_leftover(sh, c);
 }
 
 /* Parse what has arrived; act on each complete message. */
@@ -376,9 +383,7 @@ session_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res)
         }
         h->in_off = (uint16_t)(h->in_off + res);
         if (h->in_off < h->in_len) {
-            struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_LEFTOVER);
-            unsigned n = (unsigned)(h->in_len - h->in_off);
-            io_uring_prep_send(sqe, c->tfd, h->in + h->in_off, n, MSG_NOSIGNAL);
+            hs_write_leftover(sh, c);
             return;
         }
         c->hs_flags &= (uint8_t)~HSF_LEFTOVER;
