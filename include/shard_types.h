@@ -104,6 +104,7 @@ enum tlist_id {
     TL_HANDSHAKE,
     TL_CONNECT,
     TL_IDLE,
+    TL_CLOSING, /* closing, operations still out: cancel them if shutdown did not */
     TL__COUNT,
 };
 
@@ -192,6 +193,7 @@ struct shard_stats {
     uint64_t bytes[2];
     uint64_t stale_cqes;
     uint64_t pipe_fallbacks; /* splice chunks copied: no pipe could be had */
+    uint64_t close_cancels;  /* closes that needed an explicit cancel */
     uint64_t loops;
 };
 

@@ -19,6 +19,9 @@
 #include "session.h"
 #include "shard.h"
 
+/* Seconds a closing connection may wait for its ops before they are cancelled. */
+#define CLOSE_CANCEL_S 2
+
 static const char *const end_names[END__COUNT] = {
     [END_NONE] = "none",
     [END_DONE] = "done",
@@ -154,6 +157,21 @@ conn_timer_set(struct shard *sh, struct conn *c, enum tlist_id tl)
     c->active_s = sh->now_s;
 }
 
+/*
+ * The slow path: cancel everything on fd. Cancelling by fd cannot use
+ * io_uring's cancel hash (keyed by user_data) and walks every pending poll
+ * of the ring, so it only runs for a connection that shutdown() did not
+ * finish within CLOSE_CANCEL_S.
+ */
+static void
+cancel_fd(struct shard *sh, struct conn *c, int fd)
+{
+    if (fd < 0)
+        return;
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL);
+    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+}
+
 static unsigned
 tl_timeout(const struct shard *sh, enum tlist_id tl)
 {
@@ -164,6 +182,8 @@ tl_timeout(const struct shard *sh, enum tlist_id tl)
         return sh->o->connect_timeout_s;
     case TL_IDLE:
         return sh->o->idle_timeout_s;
+    case TL_CLOSING:
+        return CLOSE_CANCEL_S;
     default:
         return 0;
     }
@@ -187,7 +207,12 @@ conn_timers_run(struct shard *sh)
                 continue;
             }
             tl_unlink(sh, c);
-            if (tl == TL_CONNECT)
+            if (tl == TL_CLOSING) {
+                sh->st.close_cancels++;
+                cancel_fd(sh, c, c->cfd);
+                cancel_fd(sh, c, c->tfd);
+                tl_append(sh, c, TL_CLOSING, sh->now_s);
+            } else if (tl == TL_CONNECT)
                 session_connect_timeout(sh, c);
             else
                 conn_close(sh, c, tl == TL_IDLE ? END_IDLE_TIMEOUT : END_HS_TIMEOUT);
@@ -198,6 +223,7 @@ conn_timers_run(struct shard *sh)
 static void
 conn_free(struct shard *sh, struct conn *c)
 {
+    tl_unlink(sh, c);
     session_release(sh, c);
     relay_release(sh, c);
     if (c->cfd >= 0)
@@ -230,17 +256,6 @@ set_abort(int fd)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 }
 
-static void
-cancel_fd(struct shard *sh, struct conn *c, int fd, bool abort)
-{
-    if (fd < 0)
-        return;
-    /* Wakes what waits on the socket; an aborted one sends no FIN first. */
-    shutdown(fd, abort ? SHUT_RD : SHUT_RDWR);
-    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL);
-    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
-}
-
 void
 conn_close(struct shard *sh, struct conn *c, enum conn_end why)
 {
@@ -259,11 +274,17 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
         return;
     }
     /*
-     * Pipe-side splices are not matched by a cancel on the sockets, but
-     * they run with SPLICE_F_NONBLOCK and finish on their own.
+     * shutdown() wakes everything that waits on a socket: polls see
+     * POLLHUP, recvs return 0, sends and connects fail. Splices run with
+     * SPLICE_F_NONBLOCK and finish on their own. The explicit cancel is a
+     * fallback on the closing timer list. (An aborted socket still sends
+     * RST at close(): SO_LINGER 0 overrides the FIN.)
      */
-    cancel_fd(sh, c, c->cfd, abort);
-    cancel_fd(sh, c, c->tfd, abort);
+    if (c->cfd >= 0)
+        shutdown(c->cfd, SHUT_RDWR);
+    if (c->tfd >= 0)
+        shutdown(c->tfd, SHUT_RDWR);
+    tl_append(sh, c, TL_CLOSING, sh->now_s);
 }
 
 void
