@@ -10,6 +10,7 @@
 #define RINGSOCKS_SOCKS5_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -60,6 +61,7 @@
 
 enum socks5_phase {
     SOCKS5_PHASE_GREETING = 0,
+    SOCKS5_PHASE_AUTH, /* RFC 1929 sub-negotiation: auth_feed(), then set PHASE_REQUEST */
     SOCKS5_PHASE_REQUEST,
     SOCKS5_PHASE_DONE,
 };
@@ -78,6 +80,7 @@ struct socks_dest {
 
 struct socks5 {
     enum socks5_phase phase;
+    bool password_required;
     uint8_t method;  /* chosen after the greeting: SOCKS5_METHOD_* */
     uint8_t cmd;     /* after the request: SOCKS5_CMD_* */
     uint32_t offered; /* bit m set when the client offered method m (m < 32) */
@@ -93,9 +96,18 @@ void socks5_init(struct socks5 *st);
  * st->method holds the method to answer, SOCKS5_METHOD_REJECT never, since
  * that is returned as SOCKS5_ERR_NO_METHOD), 0 when more bytes are needed,
  * or < 0: -SOCKS5_REP_* (send that reply, then close), SOCKS5_ERR_NO_METHOD
- * or SOCKS5_ERR_CLOSE. Only the no-auth method is accepted for now.
+ * or SOCKS5_ERR_CLOSE. In PHASE_AUTH it answers SOCKS5_ERR_CLOSE: that
+ * message belongs to auth_feed(). CONNECT, BIND and UDP ASSOCIATE are
+ * accepted; st->cmd says which.
  */
 ssize_t socks5_feed(struct socks5 *st, const uint8_t *p, size_t len);
+
+/*
+ * Server policy for the greeting: which method to pick. Default (after
+ * socks5_init) is no-auth; with require_password the client must offer
+ * 0x02, and the phase after the greeting is SOCKS5_PHASE_AUTH.
+ */
+void socks5_set_password_required(struct socks5 *st, bool required);
 
 /* Encode the method-selection answer: 2 bytes. Returns 2. */
 size_t socks5_method_reply(uint8_t *out, uint8_t method);
@@ -109,5 +121,26 @@ size_t socks5_reply(uint8_t *out, uint8_t rep, const struct sockaddr *bnd);
 
 /* Map a negative errno from connect() or name resolution to a reply code. */
 uint8_t socks5_rep_from_errno(int neg_errno);
+
+/*
+ * UDP ASSOCIATE datagram header (section 7): RSV(2)=0 FRAG ATYP DST.ADDR
+ * DST.PORT, then the payload.
+ *
+ * socks5_udp_parse() reads the header of a whole datagram p[0..len) into
+ * dest and *frag and returns the header length (the payload starts there,
+ * and may be empty), or -1 when the datagram is malformed: too short for
+ * its ATYP, RSV not 0, unknown ATYP, a zero-length domain or one containing
+ * a NUL. A FRAG other than 0 is returned in *frag for the caller to drop (we
+ * do not reassemble). dest and *frag are written only when it returns > 0.
+ *
+ * socks5_udp_header() writes the header for a datagram from the remote
+ * address src (AF_INET or AF_INET6) into out (at least SOCKS5_UDP_HDR_MAX
+ * bytes) and returns its length (10 or 22). An IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d, from a dual-stack socket) is written as IPv4; NULL or
+ * another family as 0.0.0.0:0. FRAG is always 0.
+ */
+#define SOCKS5_UDP_HDR_MAX 262
+ssize_t socks5_udp_parse(const uint8_t *p, size_t len, struct socks_dest *dest, uint8_t *frag);
+size_t socks5_udp_header(uint8_t *out, const struct sockaddr *src);
 
 #endif

@@ -35,10 +35,17 @@ parse_greeting(struct socks5 *st, const uint8_t *p, size_t len)
         if (p[2 + i] < 32)
             st->offered |= 1u << p[2 + i];
     /* NMETHODS == 0 offers nothing: no acceptable method. */
-    if (!(st->offered & (1u << SOCKS5_METHOD_NONE)))
-        return SOCKS5_ERR_NO_METHOD;
-    st->method = SOCKS5_METHOD_NONE;
-    st->phase = SOCKS5_PHASE_REQUEST;
+    if (st->password_required) {
+        if (!(st->offered & (1u << SOCKS5_METHOD_PASSWORD)))
+            return SOCKS5_ERR_NO_METHOD;
+        st->method = SOCKS5_METHOD_PASSWORD;
+        st->phase = SOCKS5_PHASE_AUTH;
+    } else {
+        if (!(st->offered & (1u << SOCKS5_METHOD_NONE)))
+            return SOCKS5_ERR_NO_METHOD;
+        st->method = SOCKS5_METHOD_NONE;
+        st->phase = SOCKS5_PHASE_REQUEST;
+    }
     return (ssize_t)(2 + n);
 }
 
@@ -84,9 +91,6 @@ parse_request(struct socks5 *st, const uint8_t *p, size_t len)
      */
     if (cmd != SOCKS5_CMD_CONNECT && cmd != SOCKS5_CMD_BIND && cmd != SOCKS5_CMD_UDP)
         return -SOCKS5_REP_CMD_UNSUPP;
-    /* BIND and UDP ASSOCIATE arrive with the protocol issue (#3). */
-    if (cmd != SOCKS5_CMD_CONNECT)
-        return -SOCKS5_REP_CMD_UNSUPP;
 
     struct socks_dest *d = &st->dest;
     d->atyp = atyp;
@@ -117,10 +121,17 @@ socks5_feed(struct socks5 *st, const uint8_t *p, size_t len)
         return parse_greeting(st, p, len);
     case SOCKS5_PHASE_REQUEST:
         return parse_request(st, p, len);
+    case SOCKS5_PHASE_AUTH:
     case SOCKS5_PHASE_DONE:
         break;
     }
     return SOCKS5_ERR_CLOSE;
+}
+
+void
+socks5_set_password_required(struct socks5 *st, bool required)
+{
+    st->password_required = required;
 }
 
 size_t
@@ -180,4 +191,90 @@ socks5_rep_from_errno(int neg_errno)
     default:
         return SOCKS5_REP_GENERAL;
     }
+}
+
+/* Section 7: RSV(2) FRAG ATYP DST.ADDR DST.PORT DATA. */
+ssize_t
+socks5_udp_parse(const uint8_t *p, size_t len, struct socks_dest *dest, uint8_t *frag)
+{
+    if (len < 4)
+        return -1;
+    if (p[0] != 0 || p[1] != 0)
+        return -1;
+    uint8_t atyp = p[3];
+    size_t alen;
+    size_t aoff = 4;
+
+    switch (atyp) {
+    case SOCKS5_ATYP_IPV4:
+        alen = 4;
+        break;
+    case SOCKS5_ATYP_IPV6:
+        alen = 16;
+        break;
+    case SOCKS5_ATYP_DOMAIN:
+        if (len < 5)
+            return -1;
+        alen = p[4];
+        aoff = 5;
+        if (alen == 0)
+            return -1;
+        break;
+    default:
+        return -1;
+    }
+    size_t hlen = aoff + alen + 2;
+    if (len < hlen)
+        return -1;
+    if (atyp == SOCKS5_ATYP_DOMAIN && memchr(p + aoff, 0, alen))
+        return -1;
+
+    dest->atyp = atyp;
+    dest->name_len = 0;
+    if (atyp == SOCKS5_ATYP_IPV4) {
+        memcpy(&dest->u.v4, p + aoff, 4);
+    } else if (atyp == SOCKS5_ATYP_IPV6) {
+        memcpy(&dest->u.v6, p + aoff, 16);
+    } else {
+        memcpy(dest->u.name, p + aoff, alen);
+        dest->u.name[alen] = '\0';
+        dest->name_len = (uint8_t)alen;
+    }
+    dest->port = (uint16_t)(p[aoff + alen] << 8 | p[aoff + alen + 1]);
+    *frag = p[2];
+    return (ssize_t)hlen;
+}
+
+size_t
+socks5_udp_header(uint8_t *out, const struct sockaddr *src)
+{
+    out[0] = 0;
+    out[1] = 0;
+    out[2] = 0; /* FRAG: we never fragment */
+    if (src && src->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)src;
+        /*
+         * A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; name them
+         * as IPv4, the form in which the client addressed them.
+         */
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            out[3] = SOCKS5_ATYP_IPV4;
+            memcpy(out + 4, &s6->sin6_addr.s6_addr[12], 4);
+            memcpy(out + 8, &s6->sin6_port, 2);
+            return 10;
+        }
+        out[3] = SOCKS5_ATYP_IPV6;
+        memcpy(out + 4, &s6->sin6_addr, 16);
+        memcpy(out + 20, &s6->sin6_port, 2);
+        return 22;
+    }
+    out[3] = SOCKS5_ATYP_IPV4;
+    if (src && src->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)src;
+        memcpy(out + 4, &s4->sin_addr, 4);
+        memcpy(out + 8, &s4->sin_port, 2);
+    } else {
+        memset(out + 4, 0, 6);
+    }
+    return 10;
 }

@@ -1,5 +1,6 @@
 /*
- * test_socks5.c - cmocka unit tests for the SOCKS5 parser and reply encoder (src/socks5.c).
+ * test_socks5.c - cmocka unit tests for the SOCKS5 parser, reply encoder and UDP ASSOCIATE
+ * datagram header (src/socks5.c).
  *
  * Links socks5.o alone: the module is pure, so nothing is faked. Every message is fed from a
  * heap block of exactly its length, so under SAN=1 AddressSanitizer flags any read past the
@@ -23,6 +24,7 @@
 #define MSG_MAX (SOCKS5_REQUEST_MAX + 64)
 
 static const uint8_t greeting_none[] = {0x05, 0x01, 0x00};
+static const uint8_t greeting_password[] = {0x05, 0x01, 0x02};
 
 /*
  * Feed a copy of msg[0..len) held in a heap block of exactly len bytes: an over-read is then
@@ -43,16 +45,39 @@ feed_exact(struct socks5 *st, const uint8_t *msg, size_t len)
     return r;
 }
 
-/* A parser freshly started and, for SOCKS5_PHASE_REQUEST, past a no-auth greeting. */
+/*
+ * A parser freshly started, with a password required or not, and brought to phase the way a
+ * session does: for SOCKS5_PHASE_AUTH past a greeting offering 0x02 (pw must be set), for
+ * SOCKS5_PHASE_REQUEST past the greeting and, with pw, past the sub-negotiation (whose
+ * success the session marks by setting the phase).
+ */
 static void
-start_in(struct socks5 *st, enum socks5_phase phase)
+start_in_mode(struct socks5 *st, enum socks5_phase phase, bool pw)
 {
     socks5_init(st);
-    if (phase == SOCKS5_PHASE_REQUEST) {
+    socks5_set_password_required(st, pw);
+    if (phase == SOCKS5_PHASE_GREETING)
+        return;
+    if (pw) {
+        assert_int_equal(feed_exact(st, greeting_password, sizeof(greeting_password)),
+                         (ssize_t)sizeof(greeting_password));
+        assert_int_equal(st->phase, SOCKS5_PHASE_AUTH);
+        assert_int_equal(st->method, SOCKS5_METHOD_PASSWORD);
+        if (phase == SOCKS5_PHASE_REQUEST)
+            st->phase = SOCKS5_PHASE_REQUEST;
+    } else {
+        assert_int_equal(phase, SOCKS5_PHASE_REQUEST);
         assert_int_equal(feed_exact(st, greeting_none, sizeof(greeting_none)),
                          (ssize_t)sizeof(greeting_none));
         assert_int_equal(st->phase, SOCKS5_PHASE_REQUEST);
     }
+    assert_int_equal(st->phase, phase);
+}
+
+static void
+start_in(struct socks5 *st, enum socks5_phase phase)
+{
+    start_in_mode(st, phase, false);
 }
 
 /*
@@ -63,17 +88,17 @@ start_in(struct socks5 *st, enum socks5_phase phase)
  * as a connection accumulating bytes would.
  */
 static void
-check_splits(enum socks5_phase phase, const uint8_t *msg, size_t n, size_t decidable_at,
-             ssize_t want)
+check_splits_mode(enum socks5_phase phase, bool pw, const uint8_t *msg, size_t n,
+                  size_t decidable_at, ssize_t want)
 {
     struct socks5 shared;
     struct socks5 fresh;
     struct socks5 before;
 
     assert_true(decidable_at <= n);
-    start_in(&shared, phase);
+    start_in_mode(&shared, phase, pw);
     for (size_t k = 0; k < n; k++) {
-        start_in(&fresh, phase);
+        start_in_mode(&fresh, phase, pw);
         memcpy(&before, &fresh, sizeof(before));
         ssize_t r = feed_exact(&fresh, msg, k);
         if (k < decidable_at) {
@@ -92,10 +117,17 @@ check_splits(enum socks5_phase phase, const uint8_t *msg, size_t n, size_t decid
                      decidable_at);
         }
     }
-    start_in(&fresh, phase);
+    start_in_mode(&fresh, phase, pw);
     assert_int_equal(feed_exact(&fresh, msg, n), want);
     if (decidable_at == n)
         assert_int_equal(feed_exact(&shared, msg, n), want);
+}
+
+static void
+check_splits(enum socks5_phase phase, const uint8_t *msg, size_t n, size_t decidable_at,
+             ssize_t want)
+{
+    check_splits_mode(phase, false, msg, n, decidable_at, want);
 }
 
 /*
@@ -142,6 +174,7 @@ test_init_resets_everything(void **state)
     memset(&st, 0xAA, sizeof(st));
     socks5_init(&st);
     assert_int_equal(st.phase, SOCKS5_PHASE_GREETING);
+    assert_false(st.password_required);
     assert_int_equal(st.method, SOCKS5_METHOD_REJECT);
     assert_int_equal(st.cmd, 0);
     assert_int_equal(st.offered, 0);
@@ -378,14 +411,23 @@ test_greeting_trailing_bytes_not_consumed(void **state)
 
 /* ---- request ---- */
 
-/* A request that must succeed, fed in the request phase: checks consumed, phase and cmd. */
+/*
+ * A request that must succeed, fed in the request phase: checks consumed, phase and cmd (the
+ * command byte of msg), with and without a password having been required.
+ */
 static void
 feed_request_ok(struct socks5 *st, const uint8_t *msg, size_t len)
 {
+    check_splits_mode(SOCKS5_PHASE_REQUEST, true, msg, len, len, (ssize_t)len);
+    start_in_mode(st, SOCKS5_PHASE_REQUEST, true);
+    assert_int_equal(feed_exact(st, msg, len), (ssize_t)len);
+    assert_int_equal(st->method, SOCKS5_METHOD_PASSWORD);
+    assert_int_equal(st->cmd, msg[1]);
+
     start_in(st, SOCKS5_PHASE_REQUEST);
     assert_int_equal(feed_exact(st, msg, len), (ssize_t)len);
     assert_int_equal(st->phase, SOCKS5_PHASE_DONE);
-    assert_int_equal(st->cmd, SOCKS5_CMD_CONNECT);
+    assert_int_equal(st->cmd, msg[1]);
     assert_int_equal(st->method, SOCKS5_METHOD_NONE);
     check_splits(SOCKS5_PHASE_REQUEST, msg, len, len, (ssize_t)len);
 }
@@ -598,25 +640,67 @@ test_request_unknown_cmd(void **state)
     }
 }
 
-/* BIND and UDP ASSOCIATE are not implemented yet (#3). */
+/*
+ * BIND and UDP ASSOCIATE are accepted like CONNECT, with every address type; st->cmd says
+ * which. UDP ASSOCIATE clients commonly send 0.0.0.0:0 (address not known yet).
+ */
 static void
-test_request_bind_udp_unsupported(void **state)
+test_request_bind_udp_accepted(void **state)
 {
-    static const uint8_t cmds[] = {SOCKS5_CMD_BIND, SOCKS5_CMD_UDP};
+    static const uint8_t cmds[] = {SOCKS5_CMD_CONNECT, SOCKS5_CMD_BIND, SOCKS5_CMD_UDP};
     uint8_t msg[MSG_MAX];
+    struct socks5 st;
     struct in6_addr a6;
     size_t len;
 
     (void)state;
-    memset(&a6, 0, sizeof(a6));
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::5", &a6), 1);
     for (size_t i = 0; i < sizeof(cmds); i++) {
         len = build_connect_v4(msg, "0.0.0.0", 0);
         msg[1] = cmds[i];
-        check_request_err(msg, len, len, -SOCKS5_REP_CMD_UNSUPP);
-        len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_IPV6, &a6, 16, 0);
-        check_request_err(msg, len, len, -SOCKS5_REP_CMD_UNSUPP);
+        feed_request_ok(&st, msg, len);
+        assert_int_equal(st.cmd, cmds[i]);
+        assert_int_equal(st.dest.atyp, SOCKS5_ATYP_IPV4);
+        assert_int_equal(st.dest.u.v4.s_addr, 0);
+        assert_int_equal(st.dest.port, 0);
+
+        len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_IPV6, &a6, 16, 5000);
+        feed_request_ok(&st, msg, len);
+        assert_int_equal(st.cmd, cmds[i]);
+        assert_int_equal(st.dest.atyp, SOCKS5_ATYP_IPV6);
+        assert_memory_equal(&st.dest.u.v6, &a6, 16);
+        assert_int_equal(st.dest.port, 5000);
+
         len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_DOMAIN, "h", 1, 9);
-        check_request_err(msg, len, len, -SOCKS5_REP_CMD_UNSUPP);
+        feed_request_ok(&st, msg, len);
+        assert_int_equal(st.cmd, cmds[i]);
+        assert_int_equal(st.dest.atyp, SOCKS5_ATYP_DOMAIN);
+        assert_string_equal(st.dest.u.name, "h");
+        assert_int_equal(st.dest.port, 9);
+    }
+}
+
+/* Commands 0x02 and 0x03 with a bad address still get the address error, not a command one. */
+static void
+test_request_bind_udp_errors(void **state)
+{
+    static const uint8_t cmds[] = {SOCKS5_CMD_BIND, SOCKS5_CMD_UDP};
+    uint8_t msg[MSG_MAX];
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cmds); i++) {
+        len = build_connect_v4(msg, "127.0.0.1", 80);
+        msg[1] = cmds[i];
+        msg[3] = 0x05;
+        check_request_err(msg, len, 4, -SOCKS5_REP_ATYP_UNSUPP);
+        len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_DOMAIN, NULL, 0, 80);
+        check_request_err(msg, len, 5, -SOCKS5_REP_GENERAL);
+        len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_DOMAIN, "a\0b", 3, 80);
+        check_request_err(msg, len, len, -SOCKS5_REP_GENERAL);
+        len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_DOMAIN, "a", 1, 80);
+        msg[0] = 0x04;
+        check_request_err(msg, len, 1, -SOCKS5_REP_GENERAL);
     }
 }
 
@@ -897,6 +981,581 @@ test_rep_from_errno(void **state)
     assert_int_equal(socks5_rep_from_errno(-EIO), SOCKS5_REP_GENERAL);
 }
 
+/* ---- password required (RFC 1929 negotiated by the greeting) ---- */
+
+/* A greeting that must pick 0x02 when a password is required: phase AUTH, method 0x02. */
+static void
+check_greeting_pw_ok(const uint8_t *msg, size_t len, uint32_t offered)
+{
+    struct socks5 st;
+
+    start_in_mode(&st, SOCKS5_PHASE_GREETING, true);
+    assert_int_equal(feed_exact(&st, msg, len), (ssize_t)len);
+    assert_int_equal(st.phase, SOCKS5_PHASE_AUTH);
+    assert_int_equal(st.method, SOCKS5_METHOD_PASSWORD);
+    assert_int_equal(st.offered, offered);
+    assert_true(st.password_required);
+    check_splits_mode(SOCKS5_PHASE_GREETING, true, msg, len, len, (ssize_t)len);
+}
+
+static void
+check_greeting_pw_no_method(const uint8_t *msg, size_t len)
+{
+    struct socks5 st;
+
+    start_in_mode(&st, SOCKS5_PHASE_GREETING, true);
+    assert_int_equal(feed_exact(&st, msg, len), SOCKS5_ERR_NO_METHOD);
+    assert_int_equal(st.phase, SOCKS5_PHASE_GREETING);
+    assert_int_equal(st.method, SOCKS5_METHOD_REJECT);
+    check_splits_mode(SOCKS5_PHASE_GREETING, true, msg, len, len, SOCKS5_ERR_NO_METHOD);
+}
+
+static void
+test_pw_greeting_picks_password(void **state)
+{
+    static const uint8_t only[] = {0x05, 0x01, 0x02};
+    static const uint8_t none_first[] = {0x05, 0x02, 0x00, 0x02};
+    static const uint8_t three[] = {0x05, 0x03, 0x02, 0x01, 0x00};
+    static const uint8_t with_high[] = {0x05, 0x03, 0xFF, 0x80, 0x02};
+
+    (void)state;
+    check_greeting_pw_ok(only, sizeof(only), 1u << SOCKS5_METHOD_PASSWORD);
+    /* No-auth offered too, and first: the policy still demands the password. */
+    check_greeting_pw_ok(none_first, sizeof(none_first), 0x5);
+    check_greeting_pw_ok(three, sizeof(three), 0x7);
+    check_greeting_pw_ok(with_high, sizeof(with_high), 1u << SOCKS5_METHOD_PASSWORD);
+}
+
+/* NMETHODS = 255 with 0x02 as the very last byte: the whole list is scanned. */
+static void
+test_pw_greeting_255_methods_password_last(void **state)
+{
+    uint8_t msg[SOCKS5_GREETING_MAX];
+
+    (void)state;
+    msg[0] = 0x05;
+    msg[1] = 255;
+    memset(msg + 2, 0xFE, 254);
+    msg[SOCKS5_GREETING_MAX - 1] = 0x02;
+    check_greeting_pw_ok(msg, sizeof(msg), 1u << SOCKS5_METHOD_PASSWORD);
+}
+
+/* Without 0x02 there is no acceptable method, even when no-auth is offered. */
+static void
+test_pw_greeting_no_method(void **state)
+{
+    static const uint8_t none[] = {0x05, 0x01, 0x00};
+    static const uint8_t gssapi[] = {0x05, 0x01, 0x01};
+    static const uint8_t none_gssapi[] = {0x05, 0x02, 0x00, 0x01};
+    static const uint8_t empty[] = {0x05, 0x00};
+    /* 0x22 and 0x82 are 0x02 plus a high bit: not the password method. */
+    static const uint8_t near[] = {0x05, 0x03, 0x22, 0x82, 0x00};
+    uint8_t all_but[SOCKS5_GREETING_MAX];
+
+    (void)state;
+    check_greeting_pw_no_method(none, sizeof(none));
+    check_greeting_pw_no_method(gssapi, sizeof(gssapi));
+    check_greeting_pw_no_method(none_gssapi, sizeof(none_gssapi));
+    check_greeting_pw_no_method(empty, sizeof(empty));
+    check_greeting_pw_no_method(near, sizeof(near));
+    all_but[0] = 0x05;
+    all_but[1] = 255;
+    for (size_t i = 0; i < 255; i++)
+        all_but[2 + i] = (uint8_t)(i == 2 ? 0xFF : i);
+    check_greeting_pw_no_method(all_but, sizeof(all_but));
+}
+
+/* The version byte is judged first in either mode. */
+static void
+test_pw_greeting_bad_version(void **state)
+{
+    static const uint8_t msg[] = {0x04, 0x01, 0x02};
+
+    (void)state;
+    check_splits_mode(SOCKS5_PHASE_GREETING, true, msg, sizeof(msg), 1, SOCKS5_ERR_CLOSE);
+}
+
+/* Switching the policy back before the greeting restores no-auth; init clears it. */
+static void
+test_pw_policy_toggle(void **state)
+{
+    static const uint8_t both[] = {0x05, 0x02, 0x02, 0x00};
+    struct socks5 st;
+
+    (void)state;
+    socks5_init(&st);
+    socks5_set_password_required(&st, true);
+    assert_true(st.password_required);
+    socks5_set_password_required(&st, false);
+    assert_false(st.password_required);
+    assert_int_equal(feed_exact(&st, both, sizeof(both)), 4);
+    assert_int_equal(st.method, SOCKS5_METHOD_NONE);
+    assert_int_equal(st.phase, SOCKS5_PHASE_REQUEST);
+
+    socks5_set_password_required(&st, true);
+    socks5_init(&st);
+    assert_false(st.password_required);
+}
+
+/*
+ * In PHASE_AUTH the sub-negotiation belongs to auth_feed(): socks5_feed() closes, whatever it
+ * is given, and changes nothing.
+ */
+static void
+test_pw_feed_in_auth_phase_closes(void **state)
+{
+    static const uint8_t subneg[] = {0x01, 0x01, 'u', 0x01, 'p'};
+    uint8_t msg[MSG_MAX];
+    struct socks5 st;
+    struct socks5 before;
+    size_t len;
+
+    (void)state;
+    len = build_connect_v4(msg, "127.0.0.1", 80);
+    start_in_mode(&st, SOCKS5_PHASE_AUTH, true);
+    memcpy(&before, &st, sizeof(st));
+    assert_int_equal(feed_exact(&st, subneg, sizeof(subneg)), SOCKS5_ERR_CLOSE);
+    assert_int_equal(feed_exact(&st, msg, len), SOCKS5_ERR_CLOSE);
+    assert_int_equal(feed_exact(&st, greeting_password, 3), SOCKS5_ERR_CLOSE);
+    assert_int_equal(feed_exact(&st, msg, 1), SOCKS5_ERR_CLOSE);
+    assert_int_equal(feed_exact(&st, msg, 0), SOCKS5_ERR_CLOSE);
+    assert_memory_equal(&st, &before, sizeof(st));
+}
+
+/* Greeting, sub-negotiation and request in one buffer: only the greeting is consumed. */
+static void
+test_pw_greeting_pipelined(void **state)
+{
+    static const uint8_t buf[] = {0x05, 0x01, 0x02, 0x01, 0x01, 'u', 0x01, 'p', 0x05,
+                                  0x01, 0x00, 0x01, 10,   0,    0,   1,    0x00, 0x50};
+    struct socks5 st;
+
+    (void)state;
+    start_in_mode(&st, SOCKS5_PHASE_GREETING, true);
+    assert_int_equal(feed_exact(&st, buf, sizeof(buf)), 3);
+    assert_int_equal(st.phase, SOCKS5_PHASE_AUTH);
+    assert_int_equal(feed_exact(&st, buf + 3, sizeof(buf) - 3), SOCKS5_ERR_CLOSE);
+    /* The session takes 5 bytes through auth_feed(), then sets the phase. */
+    st.phase = SOCKS5_PHASE_REQUEST;
+    assert_int_equal(feed_exact(&st, buf + 8, sizeof(buf) - 8), 10);
+    assert_int_equal(st.phase, SOCKS5_PHASE_DONE);
+    assert_int_equal(st.method, SOCKS5_METHOD_PASSWORD);
+    assert_int_equal(st.dest.port, 80);
+}
+
+/* ---- UDP ASSOCIATE datagram header (section 7) ---- */
+
+/* Parse a copy of msg[0..len) held in a heap block of exactly len bytes. */
+static ssize_t
+udp_parse_exact(const uint8_t *msg, size_t len, struct socks_dest *dest, uint8_t *frag)
+{
+    uint8_t *buf = malloc(len);
+    ssize_t r;
+
+    if (len > 0) {
+        assert_non_null(buf);
+        memcpy(buf, msg, len);
+    }
+    r = socks5_udp_parse(buf, len, dest, frag);
+    free(buf);
+    return r;
+}
+
+/*
+ * Build RSV RSV FRAG ATYP DST.ADDR DST.PORT into out, then payload. For SOCKS5_ATYP_DOMAIN
+ * the length byte alen comes first. Returns the datagram length.
+ */
+static size_t
+build_udp(uint8_t *out, uint8_t frag, uint8_t atyp, const void *addr, size_t alen, uint16_t port,
+          const char *payload)
+{
+    size_t off = 0;
+
+    out[off++] = 0;
+    out[off++] = 0;
+    out[off++] = frag;
+    out[off++] = atyp;
+    if (atyp == SOCKS5_ATYP_DOMAIN)
+        out[off++] = (uint8_t)alen;
+    if (alen > 0)
+        memcpy(out + off, addr, alen);
+    off += alen;
+    out[off++] = (uint8_t)(port >> 8);
+    out[off++] = (uint8_t)(port & 0xFF);
+    if (payload) {
+        memcpy(out + off, payload, strlen(payload));
+        off += strlen(payload);
+    }
+    return off;
+}
+
+/*
+ * A datagram whose header must parse to hlen: every truncation below hlen is malformed (a
+ * datagram comes whole; there is no "need more") and leaves dest and frag untouched, every
+ * length from hlen on parses to hlen. Returns the parse of the whole datagram in dest/frag.
+ */
+static void
+check_udp_ok(const uint8_t *msg, size_t len, size_t hlen, struct socks_dest *dest,
+             uint8_t *frag)
+{
+    struct socks_dest d;
+    struct socks_dest before;
+    uint8_t f;
+
+    assert_true(hlen <= len);
+    for (size_t k = 0; k <= len; k++) {
+        memset(&d, 0xA5, sizeof(d));
+        memcpy(&before, &d, sizeof(d));
+        f = 0xA5;
+        ssize_t r = udp_parse_exact(msg, k, &d, &f);
+        if (k < hlen) {
+            if (r != -1)
+                fail_msg("truncated to %zu of header %zu: got %zd, want -1", k, hlen, r);
+            assert_memory_equal(&d, &before, sizeof(d));
+            assert_int_equal(f, 0xA5);
+        } else if (r != (ssize_t)hlen) {
+            fail_msg("length %zu: got %zd, want %zu", k, r, hlen);
+        }
+    }
+    memset(dest, 0xA5, sizeof(*dest));
+    assert_int_equal(udp_parse_exact(msg, len, dest, frag), (ssize_t)hlen);
+    if (dest->atyp == SOCKS5_ATYP_DOMAIN) {
+        assert_int_equal(dest->u.name[dest->name_len], '\0');
+        assert_int_equal(strlen(dest->u.name), dest->name_len);
+    } else {
+        assert_int_equal(dest->name_len, 0);
+    }
+}
+
+/* A datagram that is malformed at every length up to len, dest and frag untouched. */
+static void
+check_udp_bad(const uint8_t *msg, size_t len)
+{
+    struct socks_dest d;
+    struct socks_dest before;
+    uint8_t f;
+
+    for (size_t k = 0; k <= len; k++) {
+        memset(&d, 0xA5, sizeof(d));
+        memcpy(&before, &d, sizeof(d));
+        f = 0xA5;
+        ssize_t r = udp_parse_exact(msg, k, &d, &f);
+        if (r != -1)
+            fail_msg("length %zu of %zu: got %zd, want -1", k, len, r);
+        assert_memory_equal(&d, &before, sizeof(d));
+        assert_int_equal(f, 0xA5);
+    }
+}
+
+static void
+test_udp_parse_ipv4_exact(void **state)
+{
+    static const uint8_t msg[] = {0x00, 0x00, 0x00, 0x01, 192, 0, 2, 53, 0x00, 0x35, 'q', 'r'};
+    struct socks_dest d;
+    uint8_t frag;
+
+    (void)state;
+    check_udp_ok(msg, sizeof(msg), 10, &d, &frag);
+    assert_int_equal(frag, 0);
+    assert_int_equal(d.atyp, SOCKS5_ATYP_IPV4);
+    assert_int_equal(d.u.v4.s_addr, htonl(0xC0000235));
+    assert_int_equal(d.port, 53);
+}
+
+static void
+test_udp_parse_ipv6(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    struct socks_dest d;
+    struct in6_addr a6;
+    uint8_t frag;
+    size_t len;
+
+    (void)state;
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::53", &a6), 1);
+    len = build_udp(msg, 0, SOCKS5_ATYP_IPV6, &a6, 16, 0xABCD, "payload");
+    check_udp_ok(msg, len, 22, &d, &frag);
+    assert_int_equal(frag, 0);
+    assert_int_equal(d.atyp, SOCKS5_ATYP_IPV6);
+    assert_memory_equal(&d.u.v6, &a6, 16);
+    assert_int_equal(d.port, 0xABCD);
+}
+
+static void
+test_udp_parse_domain(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    struct socks_dest d;
+    uint8_t frag;
+    size_t len;
+
+    (void)state;
+    len = build_udp(msg, 0, SOCKS5_ATYP_DOMAIN, "dns.example", 11, 53, "\x12\x34");
+    check_udp_ok(msg, len, 5 + 11 + 2, &d, &frag);
+    assert_int_equal(d.atyp, SOCKS5_ATYP_DOMAIN);
+    assert_int_equal(d.name_len, 11);
+    assert_string_equal(d.u.name, "dns.example");
+    assert_int_equal(d.port, 53);
+
+    len = build_udp(msg, 0, SOCKS5_ATYP_DOMAIN, "a", 1, 1, NULL);
+    check_udp_ok(msg, len, 8, &d, &frag);
+    assert_string_equal(d.u.name, "a");
+}
+
+/* A 255-byte name makes the longest header, SOCKS5_UDP_HDR_MAX; 256 cannot be said. */
+static void
+test_udp_parse_domain_255(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    char name[256];
+    struct socks_dest d;
+    uint8_t frag;
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < 255; i++)
+        name[i] = (char)('a' + i % 26);
+    name[255] = '\0';
+    len = build_udp(msg, 0, SOCKS5_ATYP_DOMAIN, name, 255, 65535, NULL);
+    assert_int_equal(len, SOCKS5_UDP_HDR_MAX);
+    check_udp_ok(msg, len, SOCKS5_UDP_HDR_MAX, &d, &frag);
+    assert_int_equal(d.name_len, 255);
+    assert_string_equal(d.u.name, name);
+    assert_int_equal(d.port, 65535);
+}
+
+/* A header with no payload at all is well formed (an empty datagram to relay). */
+static void
+test_udp_parse_empty_payload(void **state)
+{
+    static const uint8_t msg[] = {0, 0, 0, 0x01, 10, 0, 0, 1, 0x1F, 0x90};
+    struct socks_dest d;
+    uint8_t frag;
+
+    (void)state;
+    assert_int_equal(udp_parse_exact(msg, sizeof(msg), &d, &frag), 10);
+    assert_int_equal(d.port, 8080);
+}
+
+/* FRAG is reported, not judged: the caller drops fragments. */
+static void
+test_udp_parse_frag(void **state)
+{
+    static const uint8_t frags[] = {0x01, 0x02, 0x7F, 0x80, 0x81, 0xFF};
+    uint8_t msg[MSG_MAX];
+    struct socks_dest d;
+    uint8_t frag;
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(frags); i++) {
+        len = build_udp(msg, frags[i], SOCKS5_ATYP_DOMAIN, "h", 1, 7, "x");
+        check_udp_ok(msg, len, 8, &d, &frag);
+        assert_int_equal(frag, frags[i]);
+        assert_string_equal(d.u.name, "h");
+    }
+}
+
+static void
+test_udp_parse_rsv_nonzero(void **state)
+{
+    static const uint8_t rsv[][2] = {{0x00, 0x01}, {0x01, 0x00}, {0xFF, 0xFF}, {0x80, 0x00}};
+    uint8_t msg[MSG_MAX];
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(rsv) / sizeof(rsv[0]); i++) {
+        len = build_udp(msg, 0, SOCKS5_ATYP_IPV4, "\x7f\x00\x00\x01", 4, 53, "data");
+        msg[0] = rsv[i][0];
+        msg[1] = rsv[i][1];
+        check_udp_bad(msg, len);
+    }
+}
+
+static void
+test_udp_parse_unknown_atyp(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    size_t len;
+
+    (void)state;
+    for (unsigned atyp = 0; atyp < 256; atyp++) {
+        if (atyp == SOCKS5_ATYP_IPV4 || atyp == SOCKS5_ATYP_IPV6 ||
+            atyp == SOCKS5_ATYP_DOMAIN)
+            continue;
+        /* Long enough for any address type: only the ATYP makes it bad. */
+        len = build_udp(msg, 0, SOCKS5_ATYP_IPV6, "0123456789abcdef", 16, 53, "data");
+        msg[3] = (uint8_t)atyp;
+        check_udp_bad(msg, len);
+    }
+}
+
+static void
+test_udp_parse_bad_domain(void **state)
+{
+    static const struct {
+        const char *name;
+        size_t len;
+    } cases[] = {
+        {"", 0}, {"\0", 1}, {"a\0b", 3}, {"\0ab", 3}, {"ab\0", 3},
+    };
+    uint8_t msg[MSG_MAX];
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        len = build_udp(msg, 0, SOCKS5_ATYP_DOMAIN, cases[i].name, cases[i].len, 53, "payload");
+        check_udp_bad(msg, len);
+    }
+}
+
+/* A domain length that runs past the datagram is malformed, not a read past it. */
+static void
+test_udp_parse_domain_overruns(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    size_t len;
+
+    (void)state;
+    len = build_udp(msg, 0, SOCKS5_ATYP_DOMAIN, "abc", 3, 53, NULL);
+    msg[4] = 200;
+    check_udp_bad(msg, len);
+    msg[4] = 4; /* one byte too many: the port would end past the datagram */
+    check_udp_bad(msg, len);
+}
+
+/* Encode the header for src into a canary-guarded buffer; check length and untouched tail. */
+static size_t
+udp_header_checked(uint8_t *out, const struct sockaddr *src)
+{
+    uint8_t buf[SOCKS5_UDP_HDR_MAX + 8];
+    size_t n;
+
+    memset(buf, 0xAA, sizeof(buf));
+    n = socks5_udp_header(buf, src);
+    assert_true(n == 10 || n == 22);
+    for (size_t i = n; i < sizeof(buf); i++)
+        assert_int_equal(buf[i], 0xAA);
+    memcpy(out, buf, n);
+    return n;
+}
+
+static void
+test_udp_header_ipv4(void **state)
+{
+    static const uint8_t want[] = {0, 0, 0, 0x01, 198, 51, 100, 9, 0x00, 0x35};
+    struct sockaddr_in sin;
+    struct socks_dest d;
+    uint8_t out[SOCKS5_UDP_HDR_MAX];
+    uint8_t frag = 0xEE;
+
+    (void)state;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(53);
+    assert_int_equal(inet_pton(AF_INET, "198.51.100.9", &sin.sin_addr), 1);
+    assert_int_equal(udp_header_checked(out, (const struct sockaddr *)&sin), 10);
+    assert_memory_equal(out, want, sizeof(want));
+    /* It parses back to the same address. */
+    assert_int_equal(udp_parse_exact(out, 10, &d, &frag), 10);
+    assert_int_equal(frag, 0);
+    assert_int_equal(d.atyp, SOCKS5_ATYP_IPV4);
+    assert_int_equal(d.u.v4.s_addr, sin.sin_addr.s_addr);
+    assert_int_equal(d.port, 53);
+}
+
+static void
+test_udp_header_ipv6(void **state)
+{
+    static const uint8_t want[] = {0, 0, 0, 0x04, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0,
+                                   0, 0, 0, 0,    0,    0,    0,    0,    1, 0x01, 0xBB};
+    struct sockaddr_in6 sin6;
+    struct socks_dest d;
+    uint8_t out[SOCKS5_UDP_HDR_MAX];
+    uint8_t frag = 0xEE;
+
+    (void)state;
+    memset(&sin6, 0, sizeof(sin6));
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(443);
+    assert_int_equal(inet_pton(AF_INET6, "2001:db8::1", &sin6.sin6_addr), 1);
+    assert_int_equal(udp_header_checked(out, (const struct sockaddr *)&sin6), 22);
+    assert_memory_equal(out, want, sizeof(want));
+    assert_int_equal(udp_parse_exact(out, 22, &d, &frag), 22);
+    assert_int_equal(frag, 0);
+    assert_int_equal(d.atyp, SOCKS5_ATYP_IPV6);
+    assert_memory_equal(&d.u.v6, &sin6.sin6_addr, 16);
+    assert_int_equal(d.port, 443);
+}
+
+/* A dual-stack socket's ::ffff:a.b.c.d is an IPv4 peer, and is named as one. */
+static void
+test_udp_header_v4mapped(void **state)
+{
+    static const uint8_t want[] = {0, 0, 0, 0x01, 203, 0, 113, 77, 0x13, 0x88};
+    struct sockaddr_in6 sin6;
+    uint8_t out[SOCKS5_UDP_HDR_MAX];
+
+    (void)state;
+    memset(&sin6, 0, sizeof(sin6));
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(5000);
+    assert_int_equal(inet_pton(AF_INET6, "::ffff:203.0.113.77", &sin6.sin6_addr), 1);
+    assert_int_equal(udp_header_checked(out, (const struct sockaddr *)&sin6), 10);
+    assert_memory_equal(out, want, sizeof(want));
+    /* ::203.0.113.77 (deprecated v4-compatible) and ::1 are plain IPv6. */
+    assert_int_equal(inet_pton(AF_INET6, "::203.0.113.77", &sin6.sin6_addr), 1);
+    assert_int_equal(udp_header_checked(out, (const struct sockaddr *)&sin6), 22);
+    assert_int_equal(inet_pton(AF_INET6, "::1", &sin6.sin6_addr), 1);
+    assert_int_equal(udp_header_checked(out, (const struct sockaddr *)&sin6), 22);
+}
+
+static void
+test_udp_header_other_families(void **state)
+{
+    static const uint8_t zero[] = {0, 0, 0, 0x01, 0, 0, 0, 0, 0, 0};
+    struct sockaddr_un sun;
+    uint8_t out[SOCKS5_UDP_HDR_MAX];
+
+    (void)state;
+    assert_int_equal(udp_header_checked(out, NULL), 10);
+    assert_memory_equal(out, zero, sizeof(zero));
+    memset(&sun, 0xEE, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    assert_int_equal(udp_header_checked(out, (const struct sockaddr *)&sun), 10);
+    assert_memory_equal(out, zero, sizeof(zero));
+}
+
+/* Every port survives encode then parse, for both families. */
+static void
+test_udp_header_roundtrip_ports(void **state)
+{
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+    struct socks_dest d;
+    uint8_t out[SOCKS5_UDP_HDR_MAX];
+    uint8_t frag;
+
+    (void)state;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(0x7F000001);
+    memset(&sin6, 0, sizeof(sin6));
+    sin6.sin6_family = AF_INET6;
+    memset(&sin6.sin6_addr, 0x20, 16);
+    for (unsigned port = 0; port < 65536; port += 257) {
+        sin.sin_port = htons((uint16_t)port);
+        sin6.sin6_port = htons((uint16_t)port);
+        assert_int_equal(socks5_udp_header(out, (const struct sockaddr *)&sin), 10);
+        assert_int_equal(socks5_udp_parse(out, 10, &d, &frag), 10);
+        assert_int_equal(d.port, port);
+        assert_int_equal(socks5_udp_header(out, (const struct sockaddr *)&sin6), 22);
+        assert_int_equal(socks5_udp_parse(out, 22, &d, &frag), 22);
+        assert_int_equal(d.port, port);
+        assert_memory_equal(&d.u.v6, &sin6.sin6_addr, 16);
+    }
+}
+
 int
 main(void)
 {
@@ -928,7 +1587,8 @@ main(void)
         cmocka_unit_test(test_request_rsv_ignored),
         cmocka_unit_test(test_request_bad_version),
         cmocka_unit_test(test_request_unknown_cmd),
-        cmocka_unit_test(test_request_bind_udp_unsupported),
+        cmocka_unit_test(test_request_bind_udp_accepted),
+        cmocka_unit_test(test_request_bind_udp_errors),
         cmocka_unit_test(test_request_unknown_atyp),
         cmocka_unit_test(test_request_domain_len0),
         cmocka_unit_test(test_request_domain_with_nul),
@@ -941,6 +1601,28 @@ main(void)
         cmocka_unit_test(test_reply_null_and_other_families),
         cmocka_unit_test(test_reply_every_code),
         cmocka_unit_test(test_rep_from_errno),
+        cmocka_unit_test(test_pw_greeting_picks_password),
+        cmocka_unit_test(test_pw_greeting_255_methods_password_last),
+        cmocka_unit_test(test_pw_greeting_no_method),
+        cmocka_unit_test(test_pw_greeting_bad_version),
+        cmocka_unit_test(test_pw_policy_toggle),
+        cmocka_unit_test(test_pw_feed_in_auth_phase_closes),
+        cmocka_unit_test(test_pw_greeting_pipelined),
+        cmocka_unit_test(test_udp_parse_ipv4_exact),
+        cmocka_unit_test(test_udp_parse_ipv6),
+        cmocka_unit_test(test_udp_parse_domain),
+        cmocka_unit_test(test_udp_parse_domain_255),
+        cmocka_unit_test(test_udp_parse_empty_payload),
+        cmocka_unit_test(test_udp_parse_frag),
+        cmocka_unit_test(test_udp_parse_rsv_nonzero),
+        cmocka_unit_test(test_udp_parse_unknown_atyp),
+        cmocka_unit_test(test_udp_parse_bad_domain),
+        cmocka_unit_test(test_udp_parse_domain_overruns),
+        cmocka_unit_test(test_udp_header_ipv4),
+        cmocka_unit_test(test_udp_header_ipv6),
+        cmocka_unit_test(test_udp_header_v4mapped),
+        cmocka_unit_test(test_udp_header_other_families),
+        cmocka_unit_test(test_udp_header_roundtrip_ports),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
