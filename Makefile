@@ -21,9 +21,9 @@ CFLAGS  += $(if $(filter 1,$(SAN)),,-DHAVE_JEMALLOC) -std=gnu11 -D_GNU_SOURCE -W
 LDFLAGS += -pthread $(SANFLAGS)
 # jemalloc replaces malloc in the server; the sanitizers bring their own allocator.
 ifeq ($(SAN),1)
-LIBS     = -luring -lcares
+LIBS     = -luring -lcares -lcrypt -lsodium
 else
-LIBS     = -luring -lcares -ljemalloc
+LIBS     = -luring -lcares -lcrypt -lsodium -ljemalloc
 endif
 
 SRCS     := $(wildcard src/*.c)

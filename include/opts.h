@@ -12,6 +12,17 @@
 #define OPTS_MAX_LISTEN    16
 #define OPTS_MAX_RESOLVERS 8
 
+enum auth_mode {
+    AUTH_NONE = 0,
+    AUTH_PASSWORD,
+};
+
+enum socks4_mode {
+    SOCKS4_AUTO = 0, /* allowed without password auth, refused with it */
+    SOCKS4_ON,
+    SOCKS4_OFF,
+};
+
 enum relay_engine {
     RELAY_SPLICE = 0,
     RELAY_COPY,
@@ -31,6 +42,13 @@ struct opts {
     unsigned buf_size;       /* bytes per copy-engine buffer */
     unsigned buf_count;      /* copy-engine buffers per shard, a power of two */
     unsigned hs_slots;       /* concurrent handshakes per shard */
+    enum auth_mode auth;
+    const char *users_path;
+    enum socks4_mode socks4;
+    unsigned bind_timeout_s;
+    uint16_t bind_port_lo, bind_port_hi; /* 0, 0: any port */
+    uint16_t udp_port_lo, udp_port_hi;
+    struct sockaddr_storage udp_advertise; /* family AF_UNSPEC: the control connection's address */
 };
 
 #endif

@@ -5,6 +5,8 @@
 #ifndef RINGSOCKS_SESSION_H
 #define RINGSOCKS_SESSION_H
 
+#include <stdbool.h>
+
 #include "shard_types.h"
 
 int session_slab_init(struct shard *sh);
@@ -17,7 +19,9 @@ void session_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res);
 /* Name resolution finished: err 0 and n >= 1 addresses, or -errno. */
 void session_on_resolved(struct shard *sh, uint64_t cookie, int err, const union sockaddr_inx *addrs,
                          unsigned n);
-/* The connect deadline of c passed. */
+/* The auth worker checked the credential of the connection behind cookie. */
+void session_on_auth(struct shard *sh, uint64_t cookie, bool ok);
+/* The connect deadline (or BIND wait) of c passed. */
 void session_connect_timeout(struct shard *sh, struct conn *c);
 /* Free the handshake context of c, if any (slot being freed). */
 void session_release(struct shard *sh, struct conn *c);

@@ -10,7 +10,7 @@
 
 /* Main thread, before start: build the shard around already-bound listeners. */
 int shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hosts *hosts,
-               const int *listen_fds, unsigned n_listen);
+               const struct users *users, const int *listen_fds, unsigned n_listen);
 /* Main thread: run the shard on its own pinned thread. */
 int shard_start(struct shard *sh);
 /* Any thread: ask the shard to close everything and leave its loop. */

@@ -16,6 +16,8 @@
 
 #include "addr.h"
 #include "opts.h"
+#include "auth.h"
+#include "socks4.h"
 #include "socks5.h"
 
 /*
@@ -41,6 +43,11 @@ enum op {
     OP_SPLICE_OUT, /* relay: pipe -> destination socket */
     OP_RECV,       /* relay: source socket -> provided buffer */
     OP_SEND,       /* relay: buffer -> destination socket */
+    OP_AUTH,       /* read on the auth worker's eventfd: results are ready */
+    OP_BIND_ACCEPT, /* BIND: the one inbound connection */
+    OP_UDP_RECV,   /* UDP ASSOCIATE: a datagram on the association's socket */
+    OP_UDP_SEND,   /* UDP ASSOCIATE: a datagram sent on */
+    OP_UDP_CTRL,   /* UDP ASSOCIATE: read on the TCP control connection */
 };
 #define OP_DIR_BIT 0x80u
 
@@ -78,7 +85,9 @@ enum conn_state {
     CONN_RESOLVE,   /* waiting for DNS */
     CONN_CONNECT,   /* outgoing connect in flight */
     CONN_REPLY,     /* success reply and pipelined bytes being written */
+    CONN_BIND_WAIT, /* BIND: first reply sent, waiting for the inbound connection */
     CONN_RELAY,
+    CONN_UDP,       /* UDP ASSOCIATE: relaying datagrams while the TCP connection lives */
     CONN_CLOSING, /* waiting for in-flight operations before the slot is freed */
 };
 
@@ -94,6 +103,8 @@ enum conn_end {
     END_HS_TIMEOUT,    /* handshake timeout */
     END_IDLE_TIMEOUT,  /* relay idle timeout */
     END_RESOURCE,      /* out of slots, fds, pipes or memory */
+    END_AUTH_FAILED,   /* RFC 1929 credentials refused */
+    END_BIND_TIMEOUT,  /* BIND: nobody connected in time */
     END_SHUTDOWN,      /* server stopping */
     END__COUNT,
 };
@@ -104,6 +115,7 @@ enum tlist_id {
     TL_HANDSHAKE,
     TL_CONNECT,
     TL_IDLE,
+    TL_BIND,    /* BIND waiting for its inbound connection */
     TL_CLOSING, /* closing, operations still out: cancel them if shutdown did not */
     TL__COUNT,
 };
@@ -131,7 +143,8 @@ struct relay_dir {
     uint64_t bytes; /* forwarded to the destination */
 };
 
-struct hs; /* handshake context, see below */
+struct hs;        /* handshake context, see below */
+struct udp_assoc; /* udp.c */
 
 struct conn {
     uint32_t gen;
@@ -145,6 +158,7 @@ struct conn {
     uint32_t stamp_s;      /* timer list key: when it was queued, in shard seconds */
     uint32_t active_s;     /* last relay progress, in shard seconds */
     struct hs *hs;
+    struct udp_assoc *ua; /* UDP ASSOCIATE state, else NULL */
     struct relay_dir dir[2];
 };
 
@@ -161,6 +175,7 @@ struct conn {
 #define HSF_LEFTOVER     0x08u /* pipelined bytes being written to the target */
 #define HSF_DNS          0x10u /* a DNS query is out */
 #define HSF_TIMED_OUT    0x20u /* the connect deadline passed */
+#define HSF_AUTH_WAIT    0x40u /* the credential check is on the auth worker */
 
 /*
  * One per connection in the handshake, from the shard's slab: the input and
@@ -172,10 +187,18 @@ struct hs {
     uint16_t in_len, in_off;
     uint8_t out_len, out_off;
     uint8_t n_addrs, next_addr;
-    int last_err; /* -errno of the last failed attempt */
+    uint8_t version; /* 4 or 5 once the first byte is seen, 0 before */
+    uint8_t cmd;     /* SOCKS5_CMD_* for both versions */
+    int last_err;    /* -errno of the last failed attempt */
     uint32_t next_free;
-    struct socks5 s5;
+    union {
+        struct socks5 s5;
+        struct socks4 s4;
+    } p;
+    struct auth_cred cred;
     union sockaddr_inx addrs[HS_MAX_ADDRS];
+    union sockaddr_inx peer; /* BIND: who connected */
+    socklen_t peer_len;
 };
 
 struct listener {
@@ -194,6 +217,11 @@ struct shard_stats {
     uint64_t stale_cqes;
     uint64_t pipe_fallbacks; /* splice chunks copied: no pipe could be had */
     uint64_t close_cancels;  /* closes that needed an explicit cancel */
+    uint64_t auth_cache_hits;
+    uint64_t auth_slow_checks;
+    uint64_t auth_failures;
+    uint64_t auth_overload; /* checks refused: worker queue full */
+    uint64_t udp_dropped;   /* datagrams dropped: malformed, FRAG, foreign source */
     uint64_t loops;
 };
 
@@ -215,12 +243,16 @@ struct dns_sock {
 };
 
 struct hosts; /* read-only hosts table shared by every shard */
+struct users; /* read-only user table shared by every shard */
+struct authq; /* users.c: the shard's credential cache and crypt worker */
 
 struct shard {
     unsigned id;
     struct io_uring ring;
     const struct opts *o;
     const struct hosts *hosts;
+    const struct users *users;
+    struct authq *authq;
     pthread_t thread;
     bool fixed_bufs; /* handshake I/O with READ_FIXED/WRITE_FIXED */
 

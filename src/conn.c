@@ -18,6 +18,7 @@
 #include "relay.h"
 #include "session.h"
 #include "shard.h"
+#include "udp.h"
 
 /* Seconds a closing connection may wait for its ops before they are cancelled. */
 #define CLOSE_CANCEL_S 2
@@ -33,6 +34,8 @@ static const char *const end_names[END__COUNT] = {
     [END_HS_TIMEOUT] = "handshake_timeout",
     [END_IDLE_TIMEOUT] = "idle_timeout",
     [END_RESOURCE] = "resource_limit",
+    [END_AUTH_FAILED] = "auth_failed",
+    [END_BIND_TIMEOUT] = "bind_timeout",
     [END_SHUTDOWN] = "shutdown",
 };
 
@@ -182,6 +185,8 @@ tl_timeout(const struct shard *sh, enum tlist_id tl)
         return sh->o->connect_timeout_s;
     case TL_IDLE:
         return sh->o->idle_timeout_s;
+    case TL_BIND:
+        return sh->o->bind_timeout_s;
     case TL_CLOSING:
         return CLOSE_CANCEL_S;
     default:
@@ -212,7 +217,7 @@ conn_timers_run(struct shard *sh)
                 cancel_fd(sh, c, c->cfd);
                 cancel_fd(sh, c, c->tfd);
                 tl_append(sh, c, TL_CLOSING, sh->now_s);
-            } else if (tl == TL_CONNECT)
+            } else if (tl == TL_CONNECT || tl == TL_BIND)
                 session_connect_timeout(sh, c);
             else
                 conn_close(sh, c, tl == TL_IDLE ? END_IDLE_TIMEOUT : END_HS_TIMEOUT);
@@ -226,6 +231,7 @@ conn_free(struct shard *sh, struct conn *c)
     tl_unlink(sh, c);
     session_release(sh, c);
     relay_release(sh, c);
+    udp_release(sh, c);
     if (c->cfd >= 0)
         close(c->cfd);
     if (c->tfd >= 0)
@@ -319,8 +325,16 @@ conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
     case OP_HS_WRITE:
     case OP_CONNECT:
     case OP_LEFTOVER:
+    case OP_BIND_ACCEPT:
         if (c->state != CONN_CLOSING)
             session_on_cqe(sh, c, op, cqe->res);
+        else if (op == OP_BIND_ACCEPT && cqe->res >= 0)
+            close(cqe->res); /* accepted while closing: nobody will use it */
+        break;
+    case OP_UDP_RECV:
+    case OP_UDP_SEND:
+    case OP_UDP_CTRL:
+        udp_on_cqe(sh, c, op, cqe->res);
         break;
     default:
         relay_on_cqe(sh, c, op, ud_dir(ud), cqe->res, cqe->flags);

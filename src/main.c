@@ -11,6 +11,7 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sodium.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "hosts.h"
 #include "opts.h"
 #include "shard.h"
+#include "users.h"
 
 #define RINGSOCKS_VERSION "0.1.0"
 #define LISTEN_BACKLOG    4096
@@ -43,6 +45,14 @@ static const char usage[] =
     "  --pipe-size BYTES         splice pipe size (default 65536)\n"
     "  --buf-size BYTES          copy engine buffer size (default 32768)\n"
     "  --bufs N                  copy engine buffers per shard, power of two (default 1024)\n"
+    "  --auth none|password      client authentication (default none)\n"
+    "  --users FILE              user:crypt-hash lines for --auth password\n"
+    "  --socks4 auto|on|off      SOCKS4/4a: auto allows it only without password auth\n"
+    "  --bind-timeout SEC        BIND waits this long for its connection (default 120)\n"
+    "  --bind-ports LO-HI        port range for BIND listeners (default: any)\n"
+    "  --udp-ports LO-HI         port range for UDP ASSOCIATE sockets (default: any)\n"
+    "  --udp-advertise IP        address in UDP ASSOCIATE replies (default: the address\n"
+    "                            the client's TCP connection reached)\n"
     "  --help                    this text\n"
     "  --version                 print the version\n";
 
@@ -57,6 +67,22 @@ parse_uint(const char *name, const char *s, unsigned long min, unsigned long max
         return -1;
     }
     *out = (unsigned)v;
+    return 0;
+}
+
+/* "LO-HI", 1 <= LO <= HI <= 65535. */
+static int
+parse_range(const char *name, const char *s, uint16_t *lo, uint16_t *hi)
+{
+    unsigned a, b;
+    char tail;
+    if (sscanf(s, "%u-%u%c", &a, &b, &tail) != 2 || a < 1 || a > b || b > 65535) {
+        fprintf(stderr, "ringsocks: --%s: '%s' is not a port range LO-HI within 1-65535\n", name,
+                s);
+        return -1;
+    }
+    *lo = (uint16_t)a;
+    *hi = (uint16_t)b;
     return 0;
 }
 
@@ -75,6 +101,13 @@ parse_args(int argc, char **argv, struct opts *o)
         O_PIPE_SIZE,
         O_BUF_SIZE,
         O_BUFS,
+        O_AUTH,
+        O_USERS,
+        O_SOCKS4,
+        O_BIND_TIMEOUT,
+        O_BIND_PORTS,
+        O_UDP_PORTS,
+        O_UDP_ADVERTISE,
         O_HELP,
         O_VERSION,
     };
@@ -90,6 +123,13 @@ parse_args(int argc, char **argv, struct opts *o)
         {"pipe-size", required_argument, NULL, O_PIPE_SIZE},
         {"buf-size", required_argument, NULL, O_BUF_SIZE},
         {"bufs", required_argument, NULL, O_BUFS},
+        {"auth", required_argument, NULL, O_AUTH},
+        {"users", required_argument, NULL, O_USERS},
+        {"socks4", required_argument, NULL, O_SOCKS4},
+        {"bind-timeout", required_argument, NULL, O_BIND_TIMEOUT},
+        {"bind-ports", required_argument, NULL, O_BIND_PORTS},
+        {"udp-ports", required_argument, NULL, O_UDP_PORTS},
+        {"udp-advertise", required_argument, NULL, O_UDP_ADVERTISE},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -171,6 +211,49 @@ parse_args(int argc, char **argv, struct opts *o)
                 return -1;
             if (o->buf_count & (o->buf_count - 1)) {
                 fprintf(stderr, "ringsocks: --bufs: %u is not a power of two\n", o->buf_count);
+                return -1;
+            }
+            break;
+        case O_AUTH:
+            if (strcmp(optarg, "none") == 0) {
+                o->auth = AUTH_NONE;
+            } else if (strcmp(optarg, "password") == 0) {
+                o->auth = AUTH_PASSWORD;
+            } else {
+                fprintf(stderr, "ringsocks: --auth: '%s' is neither none nor password\n", optarg);
+                return -1;
+            }
+            break;
+        case O_USERS:
+            o->users_path = optarg;
+            break;
+        case O_SOCKS4:
+            if (strcmp(optarg, "auto") == 0) {
+                o->socks4 = SOCKS4_AUTO;
+            } else if (strcmp(optarg, "on") == 0) {
+                o->socks4 = SOCKS4_ON;
+            } else if (strcmp(optarg, "off") == 0) {
+                o->socks4 = SOCKS4_OFF;
+            } else {
+                fprintf(stderr, "ringsocks: --socks4: '%s' is not auto, on or off\n", optarg);
+                return -1;
+            }
+            break;
+        case O_BIND_TIMEOUT:
+            if (parse_uint("bind-timeout", optarg, 1, 86400, &o->bind_timeout_s) < 0)
+                return -1;
+            break;
+        case O_BIND_PORTS:
+            if (parse_range("bind-ports", optarg, &o->bind_port_lo, &o->bind_port_hi) < 0)
+                return -1;
+            break;
+        case O_UDP_PORTS:
+            if (parse_range("udp-ports", optarg, &o->udp_port_lo, &o->udp_port_hi) < 0)
+                return -1;
+            break;
+        case O_UDP_ADVERTISE:
+            if (addr_parse(optarg, 0, &o->udp_advertise) < 0) {
+                fprintf(stderr, "ringsocks: --udp-advertise: '%s' is not an IP address\n", optarg);
                 return -1;
             }
             break;
@@ -283,9 +366,18 @@ main(int argc, char **argv)
         .pipe_size = 65536,
         .buf_size = 32768,
         .buf_count = 1024,
+        .bind_timeout_s = 120,
     };
     if (parse_args(argc, argv, &o) < 0)
         return 2;
+    if (o.auth == AUTH_PASSWORD && !o.users_path) {
+        fprintf(stderr, "ringsocks: --auth password needs --users FILE\n");
+        return 2;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "ringsocks: libsodium initialisation failed\n");
+        return 1;
+    }
     if (o.n_listen == 0)
         addr_parse("127.0.0.1:1080", -1, &o.listen[o.n_listen++]);
     if (o.shards == 0) {
@@ -320,6 +412,7 @@ main(int argc, char **argv)
     int *fds = calloc((size_t)o.shards * o.n_listen, sizeof(int));
     struct shard *shards = calloc(o.shards, sizeof(struct shard));
     struct hosts *hosts = NULL;
+    struct users *users = NULL;
     unsigned started = 0, inited = 0;
     if (!fds || !shards) {
         fprintf(stderr, "ringsocks: out of memory\n");
@@ -336,11 +429,19 @@ main(int argc, char **argv)
         fprintf(stderr, "ringsocks: out of memory reading /etc/hosts\n");
         goto out_ares;
     }
+    if (o.users_path) {
+        char err[512];
+        users = users_load(o.users_path, err, sizeof(err));
+        if (!users) {
+            fprintf(stderr, "ringsocks: %s\n", err);
+            goto out_fds;
+        }
+    }
     if (bind_all(&o, fds) < 0)
         goto out_fds;
     for (; inited < o.shards; inited++) {
-        int ret = shard_init(&shards[inited], inited, &o, hosts, fds + inited * o.n_listen,
-                             o.n_listen);
+        int ret = shard_init(&shards[inited], inited, &o, hosts, users,
+                             fds + inited * o.n_listen, o.n_listen);
         /* The shard owns its listeners from here on, even when init failed. */
         for (unsigned i = 0; i < o.n_listen; i++)
             fds[inited * o.n_listen + i] = -1;
@@ -364,8 +465,12 @@ main(int argc, char **argv)
         fprintf(stderr, "ringsocks: listening on %s\n",
                 addr_format((struct sockaddr *)&o.listen[i], text, sizeof(text)));
     }
-    fprintf(stderr, "ringsocks %s: %u shards, relay %s, max %u connections\n", RINGSOCKS_VERSION,
-            o.shards, o.relay == RELAY_SPLICE ? "splice" : "copy", o.max_conns);
+    fprintf(stderr, "ringsocks %s: %u shards, relay %s, max %u connections, auth %s", RINGSOCKS_VERSION,
+            o.shards, o.relay == RELAY_SPLICE ? "splice" : "copy", o.max_conns,
+            o.auth == AUTH_PASSWORD ? "password" : "none");
+    if (o.auth == AUTH_PASSWORD)
+        fprintf(stderr, " (%zu users)", users_count(users));
+    fputc('\n', stderr);
 
     for (;;) {
         int sig;
@@ -389,6 +494,7 @@ out_fds:
         if (fds[i] >= 0)
             close(fds[i]);
     hosts_free(hosts);
+    users_free(users);
 out_ares:
     ares_library_cleanup();
 out:

@@ -1,11 +1,14 @@
 /*
  * session.c - drives a connection from accept to the relay:
- * greeting -> request -> (resolve) -> connect -> reply -> relay.
+ * first byte (SOCKS4 or 5) -> greeting -> (RFC 1929 auth) -> request ->
+ * (resolve) -> connect, or BIND's listen/accept with its two replies, or
+ * UDP ASSOCIATE -> reply -> relay.
  *
  * Shard thread only. The client's bytes are read into the connection's
  * handshake context, which lives in the shard's registered buffer, and fed
- * to the pure parser in socks5.c. Nothing here blocks: names go to dns.c,
- * connects and all I/O go through the ring. The reply is sent only once the
+ * to the pure parsers (socks4.c, socks5.c, auth.c). Nothing here blocks:
+ * names go to dns.c, password hashes to the auth worker (users.c), connects
+ * and all I/O go through the ring. The reply is sent only once the
  * outcome is known; bytes the client pipelined after its request stay in the
  * context and are written to the target before the relay starts.
  */
@@ -13,6 +16,7 @@
 
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -24,6 +28,9 @@
 #include "hosts.h"
 #include "relay.h"
 #include "shard.h"
+#include "sock.h"
+#include "udp.h"
+#include "users.h"
 
 int
 session_slab_init(struct shard *sh)
@@ -67,7 +74,8 @@ hs_get(struct shard *sh)
     h->out_len = h->out_off = 0;
     h->n_addrs = h->next_addr = 0;
     h->last_err = 0;
-    socks5_init(&h->s5);
+    h->version = 0;
+    h->cmd = 0;
     return h;
 }
 
@@ -76,6 +84,7 @@ session_release(struct shard *sh, struct conn *c)
 {
     if (!c->hs)
         return;
+    sodium_memzero(&c->hs->cred, sizeof(c->hs->cred));
     c->hs->next_free = sh->hs_free;
     sh->hs_free = (uint32_t)(c->hs - sh->hs_slab);
     c->hs = NULL;
@@ -120,16 +129,40 @@ hs_queue(struct shard *sh, struct conn *c, const uint8_t *p, size_t n)
     hs_flush(sh, c);
 }
 
+static const struct socks_dest *
+hs_dest(const struct hs *h)
+{
+    return h->version == 4 ? &h->p.s4.dest : &h->p.s5.dest;
+}
+
+/* Queue a reply in the client's protocol: SOCKS4 knows only granted/rejected. */
+static void
+queue_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr *bnd)
+{
+    uint8_t r[SOCKS5_REPLY_MAX];
+    size_t n;
+    if (c->hs->version == 4)
+        n = socks4_reply(r, rep == SOCKS5_REP_SUCCEEDED ? SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED,
+                         bnd);
+    else
+        n = socks5_reply(r, rep, bnd);
+    hs_queue(sh, c, r, n);
+}
+
 /* Answer with an error reply and close once it is written. */
+static void
+fail_why(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why)
+{
+    c->hs_flags |= HSF_CLOSE_AFTER | HSF_REPLIED;
+    c->end = (uint8_t)why;
+    conn_timer_set(sh, c, TL_HANDSHAKE);
+    queue_reply(sh, c, rep, NULL);
+}
+
 static void
 fail(struct shard *sh, struct conn *c, uint8_t rep)
 {
-    uint8_t r[SOCKS5_REPLY_MAX];
-    size_t n = socks5_reply(r, rep, NULL);
-    c->hs_flags |= HSF_CLOSE_AFTER | HSF_REPLIED;
-    c->end = END_REPLY_ERR;
-    conn_timer_set(sh, c, TL_HANDSHAKE);
-    hs_queue(sh, c, r, n);
+    fail_why(sh, c, rep, END_REPLY_ERR);
 }
 
 void
@@ -155,12 +188,42 @@ session_start(struct shard *sh, int fd)
 }
 
 static void connect_next(struct shard *sh, struct conn *c);
+static void bind_listen(struct shard *sh, struct conn *c);
+static void on_connected(struct shard *sh, struct conn *c, const union sockaddr_inx *bnd);
+
+/* UDP ASSOCIATE: the request names the client's own address, nothing to resolve. */
+static void
+start_udp(struct shard *sh, struct conn *c)
+{
+    union sockaddr_inx bnd;
+    int ret = udp_open(sh, c, hs_dest(c->hs), &bnd);
+    if (ret < 0) {
+        fail(sh, c, socks5_rep_from_errno(ret));
+        return;
+    }
+    on_connected(sh, c, &bnd);
+}
+
+/* The addresses of the request are known: go on with its command. */
+static void
+addrs_ready(struct shard *sh, struct conn *c)
+{
+    if (c->hs->cmd == SOCKS5_CMD_BIND)
+        bind_listen(sh, c);
+    else
+        connect_next(sh, c);
+}
 
 static void
 start_request(struct shard *sh, struct conn *c)
 {
     struct hs *h = c->hs;
-    const struct socks_dest *d = &h->s5.dest;
+    const struct socks_dest *d = hs_dest(h);
+
+    if (h->cmd == SOCKS5_CMD_UDP) {
+        start_udp(sh, c);
+        return;
+    }
 
     conn_timer_set(sh, c, TL_CONNECT);
     h->n_addrs = h->next_addr = 0;
@@ -194,7 +257,7 @@ start_request(struct shard *sh, struct conn *c)
             return;
         }
     }
-    connect_next(sh, c);
+    addrs_ready(sh, c);
 }
 
 void
@@ -205,7 +268,13 @@ session_on_resolved(struct shard *sh, uint64_t cookie, int err, const union sock
     if (slot >= sh->high)
         return;
     struct conn *c = &sh->conns[slot];
-    if (c->gen != ud_gen(cookie) || c->state != CONN_RESOLVE || !(c->hs_flags & HSF_DNS))
+    if (c->gen != ud_gen(cookie))
+        return;
+    if (c->state == CONN_UDP) {
+        udp_on_resolved(sh, c, err, addrs, n);
+        return;
+    }
+    if (c->state != CONN_RESOLVE || !(c->hs_flags & HSF_DNS))
         return;
     c->hs_flags &= (uint8_t)~HSF_DNS;
     struct hs *h = c->hs;
@@ -218,7 +287,7 @@ session_on_resolved(struct shard *sh, uint64_t cookie, int err, const union sock
     memcpy(h->addrs, addrs, n * sizeof(*addrs));
     h->n_addrs = (uint8_t)n;
     h->next_addr = 0;
-    connect_next(sh, c);
+    addrs_ready(sh, c);
 }
 
 static void
@@ -257,6 +326,11 @@ session_connect_timeout(struct shard *sh, struct conn *c)
         c->hs_flags |= HSF_TIMED_OUT;
         struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL);
         io_uring_prep_cancel64(sqe, ud_make(OP_CONNECT, conn_slot(sh, c), c->gen), 0);
+    } else if (c->state == CONN_BIND_WAIT) {
+        /* The accept completes with -ECANCELED and is answered there. */
+        c->hs_flags |= HSF_TIMED_OUT;
+        struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL);
+        io_uring_prep_cancel64(sqe, ud_make(OP_BIND_ACCEPT, conn_slot(sh, c), c->gen), 0);
     } else {
         conn_close(sh, c, END_HS_TIMEOUT);
     }
@@ -268,7 +342,10 @@ maybe_relay(struct shard *sh, struct conn *c)
     if (c->state != CONN_REPLY || (c->hs_flags & (HSF_WRITING | HSF_LEFTOVER)))
         return;
     session_release(sh, c);
-    relay_start(sh, c);
+    if (c->ua)
+        udp_start(sh, c);
+    else
+        relay_start(sh, c);
 }
 
 /* Write the bytes the client pipelined after its request to the target. */
@@ -285,22 +362,257 @@ hs_write_leftover(struct shard *sh, struct conn *c)
     c->hs_flags |= HSF_LEFTOVER;
 }
 
+/*
+ * Success: queue the (last) reply with bnd, and write what the client
+ * pipelined to the target. UDP ASSOCIATE has no target stream: such bytes
+ * are dropped.
+ */
 static void
-on_connected(struct shard *sh, struct conn *c)
+on_connected(struct shard *sh, struct conn *c, const union sockaddr_inx *bnd)
 {
     struct hs *h = c->hs;
-    union sockaddr_inx bnd;
-    socklen_t len = sizeof(bnd);
-    uint8_t r[SOCKS5_REPLY_MAX];
-
-    if (getsockname(c->tfd, &bnd.sa, &len) == -1)
-        bnd.sa.sa_family = AF_UNSPEC;
     c->state = CONN_REPLY;
     c->hs_flags |= HSF_REPLIED;
     conn_timer_set(sh, c, TL_HANDSHAKE);
-    hs_queue(sh, c, r, socks5_reply(r, SOCKS5_REP_SUCCEEDED, &bnd.sa));
-    if (h->in_off < h->in_len)
+    queue_reply(sh, c, SOCKS5_REP_SUCCEEDED, &bnd->sa);
+    if (h->in_off < h->in_len && !c->ua)
         hs_write_leftover(sh, c);
+}
+
+static bool
+addr_is_any(const union sockaddr_inx *a)
+{
+    if (a->sa.sa_family == AF_INET)
+        return a->v4.sin_addr.s_addr == INADDR_ANY;
+    return IN6_IS_ADDR_UNSPECIFIED(&a->v6.sin6_addr);
+}
+
+static bool
+addr_same_ip(const union sockaddr_inx *a, const union sockaddr_inx *b)
+{
+    if (a->sa.sa_family != b->sa.sa_family)
+        return false;
+    if (a->sa.sa_family == AF_INET)
+        return a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
+    return memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+/*
+ * BIND (RFC 1928 section 4, SOCKS4 BIND): listen on the local address that
+ * faces the destination, in the destination's family, and tell the client
+ * where. DST.ADDR names the peer expected to connect; it never decides
+ * where to listen.
+ */
+static void
+bind_listen(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    const union sockaddr_inx *want = &h->addrs[0];
+    union sockaddr_inx local;
+    socklen_t len = sizeof(local);
+    int fam = want->sa.sa_family;
+
+    memset(&local, 0, sizeof(local));
+    if (!addr_is_any(want)) {
+        /* A connected UDP socket makes the kernel pick the route's source address; no packet. */
+        int u = socket(fam, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (u == -1 || connect(u, &want->sa, addr_len(&want->sa)) == -1 ||
+            getsockname(u, &local.sa, &len) == -1) {
+            int err = -errno;
+            if (u >= 0)
+                close(u);
+            fail(sh, c, socks5_rep_from_errno(err));
+            return;
+        }
+        close(u);
+    } else if (getsockname(c->cfd, &local.sa, &len) == -1 || local.sa.sa_family != fam) {
+        /* Any peer, and the client came in over the other family: listen on the wildcard. */
+        memset(&local, 0, sizeof(local));
+        local.sa.sa_family = (sa_family_t)fam;
+    }
+    int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        fail(sh, c, socks5_rep_from_errno(-errno));
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (fam == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    int ret = sock_bind_range(fd, &local, sh->o->bind_port_lo, sh->o->bind_port_hi);
+    len = sizeof(local);
+    if (ret == 0 && (listen(fd, 1) == -1 || getsockname(fd, &local.sa, &len) == -1))
+        ret = -errno;
+    if (ret < 0) {
+        close(fd);
+        fail(sh, c, socks5_rep_from_errno(ret));
+        return;
+    }
+    c->tfd = fd;
+    c->state = CONN_BIND_WAIT;
+    conn_timer_set(sh, c, TL_BIND);
+    queue_reply(sh, c, SOCKS5_REP_SUCCEEDED, &local.sa);
+    h->peer_len = sizeof(h->peer);
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_BIND_ACCEPT);
+    io_uring_prep_accept(sqe, fd, &h->peer.sa, &h->peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+static void
+on_bind_accept(struct shard *sh, struct conn *c, int res)
+{
+    struct hs *h = c->hs;
+    if (res < 0) {
+        bool timed_out = c->hs_flags & HSF_TIMED_OUT;
+        fail_why(sh, c, timed_out ? SOCKS5_REP_TTL_EXPIRED : socks5_rep_from_errno(res),
+                 timed_out ? END_BIND_TIMEOUT : END_REPLY_ERR);
+        return;
+    }
+    /* The listener has done its one job. */
+    close(c->tfd);
+    c->tfd = res;
+    if (!addr_is_any(&h->addrs[0]) && !addr_same_ip(&h->addrs[0], &h->peer)) {
+        fail(sh, c, SOCKS5_REP_NOT_ALLOWED);
+        return;
+    }
+    on_connected(sh, c, &h->peer);
+}
+
+static bool
+socks4_allowed(const struct shard *sh)
+{
+    switch (sh->o->socks4) {
+    case SOCKS4_ON:
+        return true;
+    case SOCKS4_OFF:
+        return false;
+    default:
+        /* SOCKS4 has no password: with passwords required it would be a way around them. */
+        return sh->o->auth == AUTH_NONE;
+    }
+}
+
+/* Compact the input and read more. */
+static void
+hs_need_more(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    if (h->in_off) {
+        memmove(h->in, h->in + h->in_off, (size_t)(h->in_len - h->in_off));
+        h->in_len = (uint16_t)(h->in_len - h->in_off);
+        h->in_off = 0;
+    }
+    hs_read(sh, c);
+}
+
+static void
+auth_answer(struct shard *sh, struct conn *c, bool ok)
+{
+    uint8_t r[2];
+    if (!ok) {
+        sh->st.auth_failures++;
+        /* RFC 1929 section 2: a failure status, then the server closes. */
+        c->hs_flags |= HSF_CLOSE_AFTER | HSF_REPLIED;
+        c->end = END_AUTH_FAILED;
+        hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_FAIL));
+        return;
+    }
+    hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_OK));
+    c->hs->p.s5.phase = SOCKS5_PHASE_REQUEST;
+}
+
+/* SOCKS4/4a: one message. Returns false when the connection is done with. */
+static bool
+parse_v4(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    ssize_t r = socks4_feed(&h->p.s4, h->in + h->in_off, (size_t)(h->in_len - h->in_off));
+    if (r == 0) {
+        hs_need_more(sh, c);
+        return false;
+    }
+    if (r == SOCKS4_ERR_CLOSE) {
+        conn_close(sh, c, END_PROTOCOL);
+        return false;
+    }
+    if (r < 0 || !socks4_allowed(sh)) {
+        fail(sh, c, SOCKS5_REP_NOT_ALLOWED);
+        return false;
+    }
+    h->in_off = (uint16_t)(h->in_off + r);
+    h->cmd = h->p.s4.cmd == SOCKS4_CMD_BIND ? SOCKS5_CMD_BIND : SOCKS5_CMD_CONNECT;
+    start_request(sh, c);
+    return false;
+}
+
+/* SOCKS5: one message of the current phase. Returns true to parse on. */
+static bool
+parse_v5(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    struct socks5 *s5 = &h->p.s5;
+    const uint8_t *p = h->in + h->in_off;
+    size_t len = (size_t)(h->in_len - h->in_off);
+    ssize_t r;
+
+    if (s5->phase == SOCKS5_PHASE_AUTH) {
+        r = auth_feed(&h->cred, p, len);
+        if (r == 0) {
+            hs_need_more(sh, c);
+            return false;
+        }
+        if (r == AUTH_ERR_CLOSE) {
+            conn_close(sh, c, END_PROTOCOL);
+            return false;
+        }
+        if (r < 0) {
+            auth_answer(sh, c, false);
+            return false;
+        }
+        h->in_off = (uint16_t)(h->in_off + r);
+        enum authq_result res = authq_check(sh, ud_make(0, conn_slot(sh, c), c->gen), &h->cred);
+        sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
+        if (res == AUTHQ_PENDING) {
+            /* Nothing more is read until the worker answers (session_on_auth). */
+            c->hs_flags |= HSF_AUTH_WAIT;
+            return false;
+        }
+        auth_answer(sh, c, res == AUTHQ_OK);
+        return res == AUTHQ_OK;
+    }
+
+    enum socks5_phase before = s5->phase;
+    r = socks5_feed(s5, p, len);
+    if (r == 0) {
+        hs_need_more(sh, c);
+        return false;
+    }
+    if (r == SOCKS5_ERR_CLOSE) {
+        conn_close(sh, c, END_PROTOCOL);
+        return false;
+    }
+    if (r == SOCKS5_ERR_NO_METHOD) {
+        uint8_t m[2];
+        c->hs_flags |= HSF_CLOSE_AFTER | HSF_REPLIED;
+        c->end = s5->password_required ? END_AUTH_FAILED : END_REPLY_ERR;
+        if (s5->password_required)
+            sh->st.auth_failures++;
+        hs_queue(sh, c, m, socks5_method_reply(m, SOCKS5_METHOD_REJECT));
+        return false;
+    }
+    if (r < 0) {
+        fail(sh, c, (uint8_t)-r);
+        return false;
+    }
+    h->in_off = (uint16_t)(h->in_off + r);
+    if (before == SOCKS5_PHASE_GREETING) {
+        uint8_t m[2];
+        hs_queue(sh, c, m, socks5_method_reply(m, s5->method));
+        return true;
+    }
+    /* The request is complete: stop reading until the relay starts. */
+    h->cmd = s5->cmd;
+    start_request(sh, c);
+    return false;
 }
 
 /* Parse what has arrived; act on each complete message. */
@@ -308,42 +620,38 @@ static void
 hs_parse(struct shard *sh, struct conn *c)
 {
     struct hs *h = c->hs;
-    for (;;) {
-        ssize_t r = socks5_feed(&h->s5, h->in + h->in_off, (size_t)(h->in_len - h->in_off));
-        if (r == 0) {
-            if (h->in_off) {
-                memmove(h->in, h->in + h->in_off, (size_t)(h->in_len - h->in_off));
-                h->in_len = (uint16_t)(h->in_len - h->in_off);
-                h->in_off = 0;
-            }
-            hs_read(sh, c);
-            return;
-        }
-        if (r == SOCKS5_ERR_CLOSE) {
+    if (h->version == 0) {
+        /* One port, every version: the first byte says which. */
+        h->version = h->in[h->in_off];
+        if (h->version == SOCKS5_VERSION) {
+            socks5_init(&h->p.s5);
+            socks5_set_password_required(&h->p.s5, sh->o->auth == AUTH_PASSWORD);
+        } else if (h->version != SOCKS4_VERSION) {
             conn_close(sh, c, END_PROTOCOL);
             return;
         }
-        if (r == SOCKS5_ERR_NO_METHOD) {
-            uint8_t m[2];
-            c->hs_flags |= HSF_CLOSE_AFTER | HSF_REPLIED;
-            c->end = END_REPLY_ERR;
-            hs_queue(sh, c, m, socks5_method_reply(m, SOCKS5_METHOD_REJECT));
-            return;
-        }
-        if (r < 0) {
-            fail(sh, c, (uint8_t)-r);
-            return;
-        }
-        h->in_off = (uint16_t)(h->in_off + r);
-        if (h->s5.phase == SOCKS5_PHASE_REQUEST) {
-            uint8_t m[2];
-            hs_queue(sh, c, m, socks5_method_reply(m, h->s5.method));
-            continue;
-        }
-        /* The request is complete: stop reading until the relay starts. */
-        start_request(sh, c);
+    }
+    if (h->version == SOCKS4_VERSION) {
+        parse_v4(sh, c);
         return;
     }
+    while (parse_v5(sh, c))
+        ;
+}
+
+void
+session_on_auth(struct shard *sh, uint64_t cookie, bool ok)
+{
+    uint32_t slot = ud_slot(cookie);
+    if (slot >= sh->high)
+        return;
+    struct conn *c = &sh->conns[slot];
+    if (c->gen != ud_gen(cookie) || c->state != CONN_HANDSHAKE || !(c->hs_flags & HSF_AUTH_WAIT))
+        return;
+    c->hs_flags &= (uint8_t)~HSF_AUTH_WAIT;
+    auth_answer(sh, c, ok);
+    if (ok)
+        hs_parse(sh, c);
 }
 
 void
@@ -389,9 +697,16 @@ session_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res)
         c->hs_flags &= (uint8_t)~HSF_LEFTOVER;
         maybe_relay(sh, c);
         return;
+    case OP_BIND_ACCEPT:
+        on_bind_accept(sh, c, res);
+        return;
     case OP_CONNECT:
         if (res == 0) {
-            on_connected(sh, c);
+            union sockaddr_inx bnd;
+            socklen_t len = sizeof(bnd);
+            if (getsockname(c->tfd, &bnd.sa, &len) == -1)
+                bnd.sa.sa_family = AF_UNSPEC;
+            on_connected(sh, c, &bnd);
             return;
         }
         close(c->tfd);

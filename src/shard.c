@@ -27,6 +27,7 @@
 #include "dns.h"
 #include "relay.h"
 #include "session.h"
+#include "users.h"
 
 #define RING_ENTRIES 4096
 #define TICK_MS      250
@@ -193,6 +194,9 @@ dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
         if (!atomic_load_explicit(&sh->stop, memory_order_acquire))
             arm_wake(sh);
         break;
+    case OP_AUTH:
+        authq_on_cqe(sh);
+        break;
     case OP_DNS_POLL:
     case OP_DNS_REMOVE:
         dns_on_cqe(sh, ud_op(ud), ud_slot(ud), ud_gen(ud), cqe->res);
@@ -248,6 +252,8 @@ shard_setup(struct shard *sh)
     now_update(sh);
     arm_tick(sh);
     arm_wake(sh);
+    if (sh->authq)
+        authq_arm(sh);
     for (unsigned i = 0; i < sh->n_ls; i++)
         arm_accept(sh, i);
     return 0;
@@ -294,12 +300,13 @@ shard_main(void *arg)
 
 int
 shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hosts *hosts,
-           const int *listen_fds, unsigned n_listen)
+           const struct users *users, const int *listen_fds, unsigned n_listen)
 {
     memset(sh, 0, sizeof(*sh));
     sh->id = id;
     sh->o = o;
     sh->hosts = hosts;
+    sh->users = users;
     sh->wake_fd = -1;
     atomic_init(&sh->stop, false);
     sh->ls = calloc(n_listen, sizeof(*sh->ls));
@@ -315,6 +322,11 @@ shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hos
     sh->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (sh->wake_fd == -1)
         return -errno;
+    if (o->auth == AUTH_PASSWORD) {
+        ret = authq_init(sh);
+        if (ret < 0)
+            return ret;
+    }
     return dns_init(sh);
 }
 
@@ -368,6 +380,7 @@ shard_join(struct shard *sh)
     if (sh->ring.ring_fd > 0)
         io_uring_queue_exit(&sh->ring);
     dns_fini(sh);
+    authq_fini(sh);
     relay_fini(sh);
     session_slab_fini(sh);
     /* Connections still open after the grace period: their fds go now. */

@@ -61,12 +61,6 @@ def request_unknown_command(ctx):
                        what="request with command 09")
 
 
-@case("request_bind_unsupported")
-def request_bind_unsupported(ctx):
-    p = ctx.proxy()
-    socks_expect_error(ctx, p, request("127.0.0.1", 9, cmd=0x02), 0x07, what="BIND request")
-
-
 @case("request_bad_atyp")
 def request_bad_atyp(ctx):
     p = ctx.proxy()

@@ -1,0 +1,28 @@
+/*
+ * udp.h - UDP ASSOCIATE (RFC 1928 section 7): one UDP socket per
+ * association on the shard's ring, alive exactly as long as the TCP control
+ * connection. Shard thread only.
+ */
+#ifndef RINGSOCKS_UDP_H
+#define RINGSOCKS_UDP_H
+
+#include "shard_types.h"
+
+/*
+ * Open the association's socket for c. hint is the request's DST: the
+ * address the client will send from (all zero: the TCP peer's address, port
+ * learned from the first datagram). Writes the address for the reply into
+ * bnd. Returns 0 or -errno.
+ */
+int udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint,
+             union sockaddr_inx *bnd);
+/* The reply is written: relay datagrams until the control connection ends. */
+void udp_start(struct shard *sh, struct conn *c);
+void udp_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res);
+/* A datagram's destination name resolved (err 0 and n >= 1, or -errno). */
+void udp_on_resolved(struct shard *sh, struct conn *c, int err, const union sockaddr_inx *addrs,
+                     unsigned n);
+/* The slot is being freed. */
+void udp_release(struct shard *sh, struct conn *c);
+
+#endif

@@ -1,0 +1,431 @@
+/*
+ * users.c - the user table and each shard's credential checker.
+ *
+ * Threads: users_load()/users_free() on the main thread; the table is then
+ * read-only. Each shard owns one authq: a cache only its thread touches,
+ * and a worker thread that runs crypt(3). Shard and worker talk through two
+ * single-producer single-consumer rings and two eventfds: the shard writes
+ * a job and bumps the worker's eventfd (a write that never blocks); the
+ * worker answers in the other ring and bumps the shard's eventfd, which the
+ * shard reads through its ring. Nothing here blocks the shard.
+ */
+#include "users.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "session.h"
+#include "shard.h"
+
+/* --- the table ---------------------------------------------------------- */
+
+struct user_entry {
+    char *name;
+    char *hash;
+};
+
+struct users {
+    struct user_entry *e;
+    size_t n;
+};
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct user_entry *)a)->name, ((const struct user_entry *)b)->name);
+}
+
+static bool
+hash_supported(const char *h)
+{
+    /* crypt(3) prefixes libcrypt knows; anything else can never match. */
+    static const char *const prefixes[] = {"$y$", "$gy$", "$7$", "$2b$", "$2a$", "$2y$",
+                                           "$6$", "$5$", "$1$", "$sha1$", "$md5"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(h, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
+struct users *
+users_load(const char *path, char *err, size_t errlen)
+{
+    struct users *u = calloc(1, sizeof(*u));
+    size_t cap = 0;
+    unsigned lineno = 0;
+    char line[1024];
+    FILE *f = NULL;
+
+    if (!u) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        goto fail;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        size_t len = strlen(line);
+        if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
+            snprintf(err, errlen, "%s:%u: line too long", path, lineno);
+            goto fail;
+        }
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\0' || *p == '#')
+            continue;
+        char *colon = strchr(p, ':');
+        if (!colon || colon == p) {
+            snprintf(err, errlen, "%s:%u: expected user:hash", path, lineno);
+            goto fail;
+        }
+        *colon = '\0';
+        const char *name = p, *hash = colon + 1;
+        if (strlen(name) > 255) {
+            snprintf(err, errlen, "%s:%u: user name longer than 255 bytes", path, lineno);
+            goto fail;
+        }
+        if (!hash_supported(hash)) {
+            snprintf(err, errlen,
+                     "%s:%u: '%s' has no crypt(3) hash (make one with: mkpasswd -m yescrypt)",
+                     path, lineno, name);
+            goto fail;
+        }
+        if (strlen(hash) >= CRYPT_OUTPUT_SIZE) {
+            snprintf(err, errlen, "%s:%u: hash too long", path, lineno);
+            goto fail;
+        }
+        if (u->n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            struct user_entry *ne = realloc(u->e, ncap * sizeof(*ne));
+            if (!ne) {
+                snprintf(err, errlen, "%s: out of memory", path);
+                goto fail;
+            }
+            u->e = ne;
+            cap = ncap;
+        }
+        u->e[u->n].name = strdup(name);
+        u->e[u->n].hash = strdup(hash);
+        if (!u->e[u->n].name || !u->e[u->n].hash) {
+            free(u->e[u->n].name);
+            free(u->e[u->n].hash);
+            snprintf(err, errlen, "%s: out of memory", path);
+            goto fail;
+        }
+        u->n++;
+    }
+    fclose(f);
+    qsort(u->e, u->n, sizeof(*u->e), entry_cmp);
+    for (size_t i = 1; i < u->n; i++) {
+        if (strcmp(u->e[i - 1].name, u->e[i].name) == 0) {
+            snprintf(err, errlen, "%s: user '%s' appears twice", path, u->e[i].name);
+            users_free(u);
+            return NULL;
+        }
+    }
+    return u;
+fail:
+    if (f)
+        fclose(f);
+    users_free(u);
+    return NULL;
+}
+
+void
+users_free(struct users *u)
+{
+    if (!u)
+        return;
+    for (size_t i = 0; i < u->n; i++) {
+        free(u->e[i].name);
+        free(u->e[i].hash);
+    }
+    free(u->e);
+    free(u);
+}
+
+const char *
+users_hash(const struct users *u, const char *user)
+{
+    if (!u || u->n == 0)
+        return NULL;
+    struct user_entry k = {.name = (char *)user};
+    struct user_entry *hit = bsearch(&k, u->e, u->n, sizeof(*u->e), entry_cmp);
+    return hit ? hit->hash : NULL;
+}
+
+size_t
+users_count(const struct users *u)
+{
+    return u ? u->n : 0;
+}
+
+/* --- the per-shard checker ---------------------------------------------- */
+
+#define DIGEST_LEN 32
+#define CACHE_SLOTS 4096 /* power of two */
+#define CACHE_PROBE 8
+#define RING_SLOTS  256  /* jobs in flight per shard, power of two */
+/* A failed credential is remembered this long, so a client retrying a wrong
+ * password does not cost a hash each time; a good one until the hash changes. */
+#define NEG_TTL_S 30
+
+struct auth_job {
+    uint64_t cookie;
+    uint8_t digest[DIGEST_LEN];
+    bool ok;
+    char pass[256];
+    char hash[CRYPT_OUTPUT_SIZE];
+};
+
+struct cache_entry {
+    uint8_t digest[DIGEST_LEN];
+    uint8_t state; /* 0 empty, 1 good, 2 bad */
+    uint32_t stamp_s;
+};
+
+struct spsc {
+    _Alignas(64) atomic_uint head; /* written by the consumer */
+    _Alignas(64) atomic_uint tail; /* written by the producer */
+    struct auth_job *slot[RING_SLOTS];
+};
+
+struct authq {
+    struct shard *sh;
+    uint8_t key[crypto_generichash_KEYBYTES];
+    struct cache_entry cache[CACHE_SLOTS];
+    struct spsc req, resp;
+    struct auth_job jobs[RING_SLOTS]; /* free list below, shard-owned */
+    struct auth_job *free_jobs[RING_SLOTS];
+    unsigned n_free;
+    int req_fd, resp_fd; /* eventfds: wake the worker, wake the shard */
+    uint64_t resp_val;
+    pthread_t thread;
+    bool started;
+    atomic_bool stop;
+};
+
+static bool
+spsc_push(struct spsc *q, struct auth_job *j)
+{
+    unsigned t = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    unsigned h = atomic_load_explicit(&q->head, memory_order_acquire);
+    if (t - h == RING_SLOTS)
+        return false;
+    q->slot[t & (RING_SLOTS - 1)] = j;
+    atomic_store_explicit(&q->tail, t + 1, memory_order_release);
+    return true;
+}
+
+static struct auth_job *
+spsc_pop(struct spsc *q)
+{
+    unsigned h = atomic_load_explicit(&q->head, memory_order_relaxed);
+    unsigned t = atomic_load_explicit(&q->tail, memory_order_acquire);
+    if (h == t)
+        return NULL;
+    struct auth_job *j = q->slot[h & (RING_SLOTS - 1)];
+    atomic_store_explicit(&q->head, h + 1, memory_order_release);
+    return j;
+}
+
+static void *
+worker_main(void *arg)
+{
+    struct authq *q = arg;
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    if (!cd)
+        return NULL;
+    for (;;) {
+        uint64_t v;
+        if (read(q->req_fd, &v, sizeof(v)) < 0 && errno == EINTR)
+            continue;
+        if (atomic_load_explicit(&q->stop, memory_order_acquire))
+            break;
+        struct auth_job *j;
+        bool any = false;
+        while ((j = spsc_pop(&q->req))) {
+            const char *out = crypt_rn(j->pass, j->hash, cd, sizeof(*cd));
+            size_t hl = strlen(j->hash);
+            /* crypt_rn returns NULL or a string starting with '*' on failure. */
+            j->ok = out && out[0] != '*' && strlen(out) == hl && sodium_memcmp(out, j->hash, hl) == 0;
+            sodium_memzero(j->pass, sizeof(j->pass));
+            sodium_memzero(cd, sizeof(*cd));
+            /* The response ring has as many slots as there are jobs: never full. */
+            spsc_push(&q->resp, j);
+            any = true;
+        }
+        uint64_t one = 1;
+        if (any && write(q->resp_fd, &one, sizeof(one)) < 0)
+            perror("ringsocks: auth worker eventfd");
+    }
+    free(cd);
+    return NULL;
+}
+
+int
+authq_init(struct shard *sh)
+{
+    struct authq *q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->sh = sh;
+    q->req_fd = q->resp_fd = -1;
+    randombytes_buf(q->key, sizeof(q->key));
+    for (unsigned i = 0; i < RING_SLOTS; i++)
+        q->free_jobs[i] = &q->jobs[i];
+    q->n_free = RING_SLOTS;
+    sh->authq = q;
+    q->req_fd = eventfd(0, EFD_CLOEXEC);
+    q->resp_fd = eventfd(0, EFD_CLOEXEC);
+    if (q->req_fd < 0 || q->resp_fd < 0)
+        return -errno;
+    int ret = pthread_create(&q->thread, NULL, worker_main, q);
+    if (ret)
+        return -ret;
+    q->started = true;
+    char name[16];
+    snprintf(name, sizeof(name), "auth-%u", sh->id);
+    pthread_setname_np(q->thread, name);
+    return 0;
+}
+
+void
+authq_fini(struct shard *sh)
+{
+    struct authq *q = sh->authq;
+    if (!q)
+        return;
+    if (q->started) {
+        uint64_t one = 1;
+        atomic_store_explicit(&q->stop, true, memory_order_release);
+        if (write(q->req_fd, &one, sizeof(one)) < 0)
+            perror("ringsocks: auth worker eventfd");
+        pthread_join(q->thread, NULL);
+    }
+    if (q->req_fd >= 0)
+        close(q->req_fd);
+    if (q->resp_fd >= 0)
+        close(q->resp_fd);
+    sodium_memzero(q, sizeof(*q));
+    free(q);
+    sh->authq = NULL;
+}
+
+void
+authq_arm(struct shard *sh)
+{
+    struct authq *q = sh->authq;
+    struct io_uring_sqe *sqe = shard_sqe(sh);
+    io_uring_prep_read(sqe, q->resp_fd, &q->resp_val, sizeof(q->resp_val), 0);
+    io_uring_sqe_set_data64(sqe, ud_make(OP_AUTH, 0, 0));
+}
+
+static struct cache_entry *
+cache_find(struct authq *q, const uint8_t *digest, uint32_t now)
+{
+    uint64_t h;
+    memcpy(&h, digest, sizeof(h));
+    for (unsigned i = 0; i < CACHE_PROBE; i++) {
+        struct cache_entry *e = &q->cache[(h + i) & (CACHE_SLOTS - 1)];
+        if (e->state && sodium_memcmp(e->digest, digest, DIGEST_LEN) == 0) {
+            if (e->state == 2 && now - e->stamp_s >= NEG_TTL_S)
+                return NULL;
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static void
+cache_put(struct authq *q, const uint8_t *digest, bool ok, uint32_t now)
+{
+    uint64_t h;
+    memcpy(&h, digest, sizeof(h));
+    struct cache_entry *victim = NULL;
+    for (unsigned i = 0; i < CACHE_PROBE; i++) {
+        struct cache_entry *e = &q->cache[(h + i) & (CACHE_SLOTS - 1)];
+        if (!e->state || sodium_memcmp(e->digest, digest, DIGEST_LEN) == 0) {
+            victim = e;
+            break;
+        }
+        if (!victim || e->stamp_s < victim->stamp_s)
+            victim = e;
+    }
+    memcpy(victim->digest, digest, DIGEST_LEN);
+    victim->state = ok ? 1 : 2;
+    victim->stamp_s = now;
+}
+
+enum authq_result
+authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
+{
+    struct authq *q = sh->authq;
+    const char *hash = users_hash(sh->users, cred->user);
+    if (!hash)
+        return AUTHQ_FAIL;
+
+    /* digest = BLAKE2b_key(user NUL pass NUL hash): fast, and secret-keyed. */
+    uint8_t digest[DIGEST_LEN];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, q->key, sizeof(q->key), DIGEST_LEN);
+    crypto_generichash_update(&st, (const uint8_t *)cred->user, (size_t)cred->ulen + 1);
+    crypto_generichash_update(&st, (const uint8_t *)cred->pass, (size_t)cred->plen + 1);
+    crypto_generichash_update(&st, (const uint8_t *)hash, strlen(hash));
+    crypto_generichash_final(&st, digest, DIGEST_LEN);
+    sodium_memzero(&st, sizeof(st));
+
+    struct cache_entry *e = cache_find(q, digest, sh->now_s);
+    if (e) {
+        sh->st.auth_cache_hits++;
+        return e->state == 1 ? AUTHQ_OK : AUTHQ_FAIL;
+    }
+    if (q->n_free == 0) {
+        /* More slow checks in flight than the worker queue holds: shed. */
+        sh->st.auth_overload++;
+        return AUTHQ_FAIL;
+    }
+    struct auth_job *j = q->free_jobs[--q->n_free];
+    j->cookie = cookie;
+    memcpy(j->digest, digest, DIGEST_LEN);
+    memcpy(j->pass, cred->pass, (size_t)cred->plen + 1);
+    snprintf(j->hash, sizeof(j->hash), "%s", hash);
+    spsc_push(&q->req, j);
+    uint64_t one = 1;
+    if (write(q->req_fd, &one, sizeof(one)) < 0)
+        sh->st.auth_overload++;
+    sh->st.auth_slow_checks++;
+    return AUTHQ_PENDING;
+}
+
+void
+authq_on_cqe(struct shard *sh)
+{
+    struct authq *q = sh->authq;
+    struct auth_job *j;
+    while ((j = spsc_pop(&q->resp))) {
+        cache_put(q, j->digest, j->ok, sh->now_s);
+        uint64_t cookie = j->cookie;
+        bool ok = j->ok;
+        sodium_memzero(j, sizeof(*j));
+        q->free_jobs[q->n_free++] = j;
+        session_on_auth(sh, cookie, ok);
+    }
+    if (!sh->stopping)
+        authq_arm(sh);
+}
