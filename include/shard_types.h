@@ -222,6 +222,8 @@ struct shard_stats {
     uint64_t auth_failures;
     uint64_t auth_overload; /* checks refused: worker queue full */
     uint64_t udp_dropped;   /* datagrams dropped: malformed, FRAG, foreign source */
+    uint64_t dns_queries;   /* sent to DNS */
+    uint64_t dns_cache_hits;
     uint64_t loops;
 };
 
@@ -243,6 +245,7 @@ struct dns_sock {
 };
 
 struct hosts; /* read-only hosts table shared by every shard */
+struct dns_cache; /* dns.c: the shard's answers, by name */
 struct users; /* read-only user table shared by every shard */
 struct authq; /* users.c: the shard's credential cache and crypt worker */
 
@@ -279,6 +282,7 @@ struct shard {
 
     ares_channel dns;
     struct dns_sock dns_socks[DNS_MAX_SOCKS];
+    struct dns_cache *dns_cache;
 
     uint32_t head[TL__COUNT], tail[TL__COUNT];
     uint32_t now_s;

@@ -9,8 +9,10 @@
 #include "dns.h"
 #include "hosts.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,12 +20,88 @@
 #include "session.h"
 #include "shard.h"
 
+/* --- the cache ---------------------------------------------------------- */
+
+/*
+ * Per shard, direct-mapped by a hash of the lower-cased name: a hit answers
+ * without a query, a collision simply replaces the older name. Answers are
+ * kept for their DNS TTL clamped to [DNS_TTL_MIN, DNS_TTL_MAX]; names that
+ * do not exist (or have no address) for DNS_NEG_TTL seconds.
+ */
+#define DNS_CACHE_SLOTS 1024 /* power of two */
+#define DNS_CACHE_ADDRS 4
+#define DNS_TTL_MIN     5
+#define DNS_TTL_MAX     3600
+#define DNS_NEG_TTL     5
+
+struct dns_cache_entry {
+    char name[256];
+    uint32_t expires_s;
+    int err; /* 0, or -ENOENT/-ENODATA for a negative entry */
+    uint8_t n;
+    union sockaddr_inx addrs[DNS_CACHE_ADDRS]; /* port 0 */
+};
+
+struct dns_cache {
+    struct dns_cache_entry e[DNS_CACHE_SLOTS];
+};
+
+static uint32_t
+name_hash(const char *lower)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *lower; lower++)
+        h = (h ^ (uint8_t)*lower) * 16777619u;
+    return h;
+}
+
+/* Lower-case name into key (without a trailing dot); false if it is too long. */
+static bool
+cache_key(const char *name, char key[256])
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 255)
+        return false;
+    for (size_t i = 0; i <= len; i++)
+        key[i] = (char)tolower((unsigned char)name[i]);
+    if (len > 1 && key[len - 1] == '.')
+        key[len - 1] = '\0';
+    return true;
+}
+
+static struct dns_cache_entry *
+cache_slot(struct shard *sh, const char *key)
+{
+    return &sh->dns_cache->e[name_hash(key) & (DNS_CACHE_SLOTS - 1)];
+}
+
+static void
+cache_store(struct shard *sh, const char *key, int err, const union sockaddr_inx *addrs,
+            unsigned n, unsigned ttl)
+{
+    if (!sh->dns_cache)
+        return;
+    struct dns_cache_entry *e = cache_slot(sh, key);
+    snprintf(e->name, sizeof(e->name), "%s", key);
+    if (err == 0) {
+        ttl = ttl < DNS_TTL_MIN ? DNS_TTL_MIN : ttl > DNS_TTL_MAX ? DNS_TTL_MAX : ttl;
+        e->n = (uint8_t)(n < DNS_CACHE_ADDRS ? n : DNS_CACHE_ADDRS);
+        memcpy(e->addrs, addrs, e->n * sizeof(*addrs));
+    } else {
+        ttl = DNS_NEG_TTL;
+        e->n = 0;
+    }
+    e->err = err;
+    e->expires_s = sh->now_s + ttl;
+}
+
 /* --- c-ares on the ring ------------------------------------------------ */
 
 struct dns_query {
     struct shard *sh;
     uint64_t cookie;
     uint16_t port;
+    char key[256];
 };
 
 static struct dns_sock *
@@ -148,7 +226,9 @@ dns_init(struct shard *sh)
         sh->dns = NULL;
         return -EINVAL;
     }
-    return 0;
+    /* Reserved, faulted in as names arrive. */
+    sh->dns_cache = calloc(1, sizeof(*sh->dns_cache));
+    return sh->dns_cache ? 0 : -ENOMEM;
 }
 
 void
@@ -158,6 +238,8 @@ dns_fini(struct shard *sh)
         ares_destroy(sh->dns);
         sh->dns = NULL;
     }
+    free(sh->dns_cache);
+    sh->dns_cache = NULL;
 }
 
 static int
@@ -188,6 +270,7 @@ resolved_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
     struct dns_query *q = arg;
     union sockaddr_inx addrs[HS_MAX_ADDRS];
     unsigned n = 0;
+    unsigned ttl = DNS_TTL_MAX;
     (void)timeouts;
 
     if (status == ARES_SUCCESS && res) {
@@ -196,7 +279,8 @@ resolved_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
                 continue;
             memset(&addrs[n], 0, sizeof(addrs[n]));
             memcpy(&addrs[n], nd->ai_addr, addr_len(nd->ai_addr));
-            hosts_set_port(&addrs[n], q->port);
+            if (nd->ai_ttl >= 0 && (unsigned)nd->ai_ttl < ttl)
+                ttl = (unsigned)nd->ai_ttl;
             n++;
         }
     }
@@ -205,22 +289,45 @@ resolved_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
     int err = ares_to_errno(status);
     if (err == 0 && n == 0)
         err = -ENODATA;
-    if (!q->sh->stopping)
+    if (!q->sh->stopping) {
+        /* Timeouts and server failures are not cached: the next query may do better. */
+        if (err == 0 || err == -ENOENT || err == -ENODATA)
+            cache_store(q->sh, q->key, err, addrs, n, ttl);
+        for (unsigned i = 0; i < n; i++)
+            hosts_set_port(&addrs[i], q->port);
         session_on_resolved(q->sh, q->cookie, err, addrs, n);
+    }
     free(q);
 }
 
 void
 dns_resolve(struct shard *sh, const char *name, uint16_t port, uint64_t cookie)
 {
+    char key[256];
+    if (!cache_key(name, key)) {
+        session_on_resolved(sh, cookie, -ENOENT, NULL, 0);
+        return;
+    }
+    struct dns_cache_entry *e = cache_slot(sh, key);
+    if (e->expires_s && (int32_t)(e->expires_s - sh->now_s) > 0 && strcmp(e->name, key) == 0) {
+        union sockaddr_inx addrs[DNS_CACHE_ADDRS];
+        memcpy(addrs, e->addrs, e->n * sizeof(*addrs));
+        for (unsigned i = 0; i < e->n; i++)
+            hosts_set_port(&addrs[i], port);
+        sh->st.dns_cache_hits++;
+        session_on_resolved(sh, cookie, e->err, addrs, e->n);
+        return;
+    }
     struct dns_query *q = malloc(sizeof(*q));
     if (!q) {
         session_on_resolved(sh, cookie, -ENOMEM, NULL, 0);
         return;
     }
+    sh->st.dns_queries++;
     q->sh = sh;
     q->cookie = cookie;
     q->port = port;
+    memcpy(q->key, key, sizeof(q->key));
     struct ares_addrinfo_hints hints;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;

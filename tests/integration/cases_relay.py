@@ -236,3 +236,21 @@ def handshake_timeout(ctx):
         echo_roundtrip(good, 65536)
     except Fail as e:
         raise Fail("established tunnel broken after the handshake timeout: " + str(e))
+
+
+@case("dns_cache_answers_repeats")
+def dns_cache_answers_repeats(ctx):
+    """Ten tunnels to the same name cost one round of DNS queries: the shard's
+    cache answers the rest. One shard, so every tunnel meets the same cache."""
+    need_ringsocks("needs --resolver")
+    dns = ctx.dns_stub()
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=["--resolver", dns.spec, "--shards", "1"])
+    for _ in range(10):
+        s, _ = socks_connect(ctx, p, "good.test", echo.port)
+        echo_roundtrip(s, 256)
+        s.close()
+    names = [q for q in dns.queries if "good.test" in str(q)]
+    # One A and one AAAA query for the first tunnel; none after it.
+    check(0 < len(names) <= 2, "%d DNS queries for good.test over 10 tunnels, expected at most 2 "
+          "(the cache should answer): %s" % (len(names), dns.queries))
