@@ -87,6 +87,8 @@ usage(void)
           "                        [--seconds 5] [--verify]\n"
           "  socksbench connrate --target HOST:PORT [--proxy HOST:PORT] [--workers 64]\n"
           "                      [--seconds 5]\n"
+          "With --proxy, both modes also take --user U --pass P (RFC 1929) and\n"
+          "--target-name NAME (CONNECT by name, e.g. localhost, with the target's port).\n"
           "HOST must be an IPv4 loopback address (127.0.0.0/8).\n",
           stderr);
 }
@@ -501,6 +503,8 @@ cmd_serve(int argc, char **argv, const struct pattern *pat)
 struct client_opts {
     struct sockaddr_in target;
     struct sockaddr_in proxy;
+    const char *user, *pass; /* RFC 1929 credentials, or NULL */
+    const char *target_name; /* CONNECT to this name (ATYP 3) and the target's port */
     bool use_proxy;
     bool verify;
     double seconds;
@@ -549,15 +553,18 @@ read_full(int fd, void *buf, size_t len)
 }
 
 /*
- * RFC 1928 sections 3, 4 and 6: no-auth greeting, then CONNECT to an IPv4
- * address. Returns 0, -errno, or -EPROTO for a malformed or refusing reply
- * (the reply code goes to *rep when the proxy sent one).
+ * RFC 1928 sections 3, 4 and 6: greeting (no-auth, or username/password per
+ * RFC 1929 when o->user is set), then CONNECT to the target's IPv4 address
+ * or to o->target_name. Returns 0, -errno, or -EPROTO for a malformed or
+ * refusing reply (the reply code goes to *rep when the proxy sent one).
  */
 static int
-socks5_client(int fd, const struct sockaddr_in *dst, int *rep)
+socks5_client(int fd, const struct client_opts *o, int *rep)
 {
-    uint8_t greet[3] = { 5, 1, 0 };
-    uint8_t req[10] = { 5, 1, 0, 1 };
+    const struct sockaddr_in *dst = &o->target;
+    uint8_t greet[3] = { 5, 1, o->user ? 2 : 0 };
+    uint8_t req[4 + 1 + 255 + 2] = { 5, 1, 0, 1 };
+    size_t req_len;
     uint8_t r[22];
     size_t rest;
     int rc;
@@ -569,11 +576,38 @@ socks5_client(int fd, const struct sockaddr_in *dst, int *rep)
     rc = read_full(fd, r, 2);
     if (rc < 0)
         return rc;
-    if (r[0] != 5 || r[1] != 0)
+    if (r[0] != 5 || r[1] != greet[2])
         return -EPROTO;
-    memcpy(req + 4, &dst->sin_addr, 4);
-    memcpy(req + 8, &dst->sin_port, 2);
-    rc = write_full(fd, req, sizeof(req));
+    if (o->user) {
+        uint8_t auth[1 + 1 + 255 + 1 + 255];
+        size_t ul = strlen(o->user), pl = strlen(o->pass);
+        auth[0] = 1;
+        auth[1] = (uint8_t)ul;
+        memcpy(auth + 2, o->user, ul);
+        auth[2 + ul] = (uint8_t)pl;
+        memcpy(auth + 3 + ul, o->pass, pl);
+        rc = write_full(fd, auth, 3 + ul + pl);
+        if (rc < 0)
+            return rc;
+        rc = read_full(fd, r, 2);
+        if (rc < 0)
+            return rc;
+        if (r[0] != 1 || r[1] != 0)
+            return -EACCES;
+    }
+    if (o->target_name) {
+        size_t nl = strlen(o->target_name);
+        req[3] = 3;
+        req[4] = (uint8_t)nl;
+        memcpy(req + 5, o->target_name, nl);
+        memcpy(req + 5 + nl, &dst->sin_port, 2);
+        req_len = 5 + nl + 2;
+    } else {
+        memcpy(req + 4, &dst->sin_addr, 4);
+        memcpy(req + 8, &dst->sin_port, 2);
+        req_len = 10;
+    }
+    rc = write_full(fd, req, req_len);
     if (rc < 0)
         return rc;
     rc = read_full(fd, r, 4);
@@ -625,7 +659,7 @@ client_open(const struct client_opts *o, bool linger0, int *rep)
         goto fail;
     }
     if (o->use_proxy) {
-        rc = socks5_client(fd, &o->target, rep);
+        rc = socks5_client(fd, o, rep);
         if (rc < 0)
             goto fail;
     }
@@ -662,6 +696,16 @@ parse_client_opts(int argc, char **argv, const char *count_flag, int count_defau
             o->use_proxy = rc == 0;
         } else if (!strcmp(argv[i], "--seconds")) {
             rc = parse_seconds(val, &o->seconds);
+        } else if (!strcmp(argv[i], "--user") && strlen(val) >= 1 && strlen(val) <= 255) {
+            o->user = val;
+            rc = 0;
+        } else if (!strcmp(argv[i], "--pass") && strlen(val) >= 1 && strlen(val) <= 255) {
+            o->pass = val;
+            rc = 0;
+        } else if (!strcmp(argv[i], "--target-name") && strlen(val) >= 1 && strlen(val) <= 255) {
+            /* The proxy resolves it: give a name that means loopback (localhost). */
+            o->target_name = val;
+            rc = 0;
         } else if (!strcmp(argv[i], count_flag)) {
             rc = parse_count(val, 4096, &o->count);
         }
@@ -674,7 +718,7 @@ parse_client_opts(int argc, char **argv, const char *count_flag, int count_defau
             goto bad;
         i++;
     }
-    if (have_target)
+    if (have_target && !o->user == !o->pass)
         return 0;
 bad:
     usage();
