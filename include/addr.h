@@ -5,6 +5,7 @@
 #define RINGSOCKS_ADDR_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -30,5 +31,14 @@ socklen_t addr_len(const struct sockaddr *sa);
 
 /* Write "1.2.3.4:80" or "[::1]:80" into out[n]; returns out. */
 char *addr_format(const struct sockaddr *sa, char *out, size_t n);
+
+/* The port, host byte order (0 for another family). */
+uint16_t addr_port(const union sockaddr_inx *a);
+/* 0.0.0.0 or :: (the port is not looked at). */
+bool addr_is_any(const union sockaddr_inx *a);
+/* Same family and address (ports are not compared). */
+bool addr_same_ip(const union sockaddr_inx *a, const union sockaddr_inx *b);
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d) becomes plain IPv4, port kept. */
+void addr_unmap(union sockaddr_inx *a);
 
 #endif

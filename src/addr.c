@@ -109,3 +109,44 @@ addr_format(const struct sockaddr *sa, char *out, size_t n)
     }
     return out;
 }
+
+uint16_t
+addr_port(const union sockaddr_inx *a)
+{
+    if (a->sa.sa_family == AF_INET)
+        return ntohs(a->v4.sin_port);
+    if (a->sa.sa_family == AF_INET6)
+        return ntohs(a->v6.sin6_port);
+    return 0;
+}
+
+bool
+addr_is_any(const union sockaddr_inx *a)
+{
+    if (a->sa.sa_family == AF_INET)
+        return a->v4.sin_addr.s_addr == htonl(INADDR_ANY);
+    return a->sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&a->v6.sin6_addr);
+}
+
+bool
+addr_same_ip(const union sockaddr_inx *a, const union sockaddr_inx *b)
+{
+    if (a->sa.sa_family != b->sa.sa_family)
+        return false;
+    if (a->sa.sa_family == AF_INET)
+        return a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
+    if (a->sa.sa_family == AF_INET6)
+        return memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, sizeof(struct in6_addr)) == 0;
+    return false;
+}
+
+void
+addr_unmap(union sockaddr_inx *a)
+{
+    if (a->sa.sa_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a->v6.sin6_addr))
+        return;
+    struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = a->v6.sin6_port};
+    memcpy(&v4.sin_addr, &a->v6.sin6_addr.s6_addr[12], 4);
+    memset(a, 0, sizeof(*a));
+    a->v4 = v4;
+}

@@ -379,24 +379,6 @@ on_connected(struct shard *sh, struct conn *c, const union sockaddr_inx *bnd)
         hs_write_leftover(sh, c);
 }
 
-static bool
-addr_is_any(const union sockaddr_inx *a)
-{
-    if (a->sa.sa_family == AF_INET)
-        return a->v4.sin_addr.s_addr == INADDR_ANY;
-    return IN6_IS_ADDR_UNSPECIFIED(&a->v6.sin6_addr);
-}
-
-static bool
-addr_same_ip(const union sockaddr_inx *a, const union sockaddr_inx *b)
-{
-    if (a->sa.sa_family != b->sa.sa_family)
-        return false;
-    if (a->sa.sa_family == AF_INET)
-        return a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
-    return memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, sizeof(struct in6_addr)) == 0;
-}
-
 /*
  * BIND (RFC 1928 section 4, SOCKS4 BIND): listen on the local address that
  * faces the destination, in the destination's family, and tell the client

@@ -47,38 +47,10 @@ struct udp_assoc {
     uint8_t buf[SOCKS5_UDP_HDR_MAX + UDP_PAYLOAD_MAX];
 };
 
-/* IPv4-mapped IPv6 becomes plain IPv4, so comparisons see one form. */
-static void
-normalize(union sockaddr_inx *a)
-{
-    if (a->sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->v6.sin6_addr)) {
-        struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = a->v6.sin6_port};
-        memcpy(&v4.sin_addr, &a->v6.sin6_addr.s6_addr[12], 4);
-        memset(a, 0, sizeof(*a));
-        a->v4 = v4;
-    }
-}
-
-static bool
-same_ip(const union sockaddr_inx *a, const union sockaddr_inx *b)
-{
-    if (a->sa.sa_family != b->sa.sa_family)
-        return false;
-    if (a->sa.sa_family == AF_INET)
-        return a->v4.sin_addr.s_addr == b->v4.sin_addr.s_addr;
-    return memcmp(&a->v6.sin6_addr, &b->v6.sin6_addr, 16) == 0;
-}
-
-static uint16_t
-port_of(const union sockaddr_inx *a)
-{
-    return ntohs(a->sa.sa_family == AF_INET ? a->v4.sin_port : a->v6.sin6_port);
-}
-
 static bool
 same_addr(const union sockaddr_inx *a, const union sockaddr_inx *b)
 {
-    return same_ip(a, b) && port_of(a) == port_of(b);
+    return addr_same_ip(a, b) && addr_port(a) == addr_port(b);
 }
 
 static int
@@ -124,7 +96,7 @@ udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union 
     } else if (hint->atyp == SOCKS5_ATYP_IPV6 && !IN6_IS_ADDR_UNSPECIFIED(&hint->u.v6)) {
         ua->client.v6.sin6_family = AF_INET6;
         ua->client.v6.sin6_addr = hint->u.v6;
-        normalize(&ua->client);
+        addr_unmap(&ua->client);
     } else {
         len = sizeof(ua->client);
         if (getpeername(c->cfd, &ua->client.sa, &len) == -1) {
@@ -132,7 +104,7 @@ udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union 
             free(ua);
             return err;
         }
-        normalize(&ua->client);
+        addr_unmap(&ua->client);
     }
     hosts_set_port(&ua->client, hint->port);
     ua->port_known = hint->port != 0;
@@ -144,7 +116,7 @@ udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union 
     }
     len = sizeof(tmp);
     getsockname(fd, &tmp.sa, &len);
-    uint16_t port = port_of(&tmp);
+    uint16_t port = addr_port(&tmp);
 
     /* Where the client must send: the advertised address, or where it reached us. */
     if (sh->o->udp_advertise.ss_family != AF_UNSPEC) {
@@ -152,7 +124,7 @@ udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union 
     } else {
         len = sizeof(*bnd);
         getsockname(c->cfd, &bnd->sa, &len);
-        normalize(bnd);
+        addr_unmap(bnd);
     }
     hosts_set_port(bnd, port);
     if (!ua->v6sock && bnd->sa.sa_family == AF_INET6) {
@@ -240,7 +212,7 @@ to_remote(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, size_
 {
     struct udp_assoc *ua = c->ua;
     union sockaddr_inx peer = *dst;
-    normalize(&peer);
+    addr_unmap(&peer);
     bool known = false;
     for (unsigned i = 0; i < ua->n_peers && !known; i++)
         known = same_addr(&ua->peers[i], &peer);
@@ -323,15 +295,15 @@ on_datagram(struct shard *sh, struct conn *c, size_t len)
     union sockaddr_inx from;
     memset(&from, 0, sizeof(from));
     memcpy(&from, &ua->from, ua->rmsg.msg_namelen < sizeof(from) ? ua->rmsg.msg_namelen : sizeof(from));
-    normalize(&from);
+    addr_unmap(&from);
 
-    if (same_ip(&from, &ua->client)) {
+    if (addr_same_ip(&from, &ua->client)) {
         if (!ua->port_known) {
             /* RFC 1928: the client's port comes with its first datagram. */
-            hosts_set_port(&ua->client, port_of(&from));
+            hosts_set_port(&ua->client, addr_port(&from));
             ua->port_known = true;
         }
-        if (port_of(&from) == port_of(&ua->client)) {
+        if (addr_port(&from) == addr_port(&ua->client)) {
             from_client(sh, c, len);
             return;
         }

@@ -92,6 +92,52 @@ test_len_and_format(void **state)
     assert_int_equal(strlen(tiny), 5);
 }
 
+static void
+test_compare_and_unmap(void **state)
+{
+    (void)state;
+    union sockaddr_inx a, b;
+    struct sockaddr_storage ss;
+
+    assert_int_equal(addr_parse("[::ffff:10.1.2.3]:53", -1, &ss), 0);
+    memcpy(&a, &ss, sizeof(a));
+    assert_int_equal(addr_parse("10.1.2.3:80", -1, &ss), 0);
+    memcpy(&b, &ss, sizeof(b));
+    assert_false(addr_same_ip(&a, &b)); /* families differ until unmapped */
+    addr_unmap(&a);
+    assert_int_equal(a.sa.sa_family, AF_INET);
+    assert_int_equal(addr_port(&a), 53);
+    assert_true(addr_same_ip(&a, &b)); /* ports are not compared */
+    assert_int_equal(addr_parse("10.1.2.4:80", -1, &ss), 0);
+    memcpy(&b, &ss, sizeof(b));
+    assert_false(addr_same_ip(&a, &b));
+
+    /* A plain IPv6 address is left alone. */
+    assert_int_equal(addr_parse("[2001:db8::1]:7", -1, &ss), 0);
+    memcpy(&a, &ss, sizeof(a));
+    addr_unmap(&a);
+    assert_int_equal(a.sa.sa_family, AF_INET6);
+    assert_int_equal(addr_port(&a), 7);
+    memcpy(&b, &ss, sizeof(b));
+    assert_true(addr_same_ip(&a, &b));
+
+    assert_int_equal(addr_parse("0.0.0.0:9", -1, &ss), 0);
+    memcpy(&a, &ss, sizeof(a));
+    assert_true(addr_is_any(&a));
+    assert_int_equal(addr_parse("[::]:9", -1, &ss), 0);
+    memcpy(&a, &ss, sizeof(a));
+    assert_true(addr_is_any(&a));
+    assert_int_equal(addr_parse("[::1]:9", -1, &ss), 0);
+    memcpy(&a, &ss, sizeof(a));
+    assert_false(addr_is_any(&a));
+    assert_int_equal(addr_parse("127.0.0.1:9", -1, &ss), 0);
+    memcpy(&a, &ss, sizeof(a));
+    assert_false(addr_is_any(&a));
+    a.sa.sa_family = AF_UNIX;
+    assert_false(addr_is_any(&a));
+    assert_int_equal(addr_port(&a), 0);
+}
+
 int
 main(void)
 {
@@ -100,6 +146,7 @@ main(void)
         cmocka_unit_test(test_ipv6),
         cmocka_unit_test(test_bad),
         cmocka_unit_test(test_len_and_format),
+        cmocka_unit_test(test_compare_and_unmap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
