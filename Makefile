@@ -2,7 +2,8 @@
 #   make            build build/ringsocks (and the bench driver)
 #   make SAN=1      the same with AddressSanitizer + UBSan, in build-san/
 #   make run        install what is missing, build, start on conf defaults
-#   make test       install what is missing, build, run every test
+#   make test       install what is missing, build, run every test (unit, fuzz smoke, integration)
+#   make fuzz       run every libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make clean
 
 SAN ?= 0
@@ -69,8 +70,10 @@ run: deps-build
 	exec $(BUILD)/ringsocks $(RUN_ARGS)
 
 test: deps
-	$(MAKE) all $(UNIT_BINS)
-	BUILD=$(BUILD) SAN=$(SAN) tests/run.sh
+	$(MAKE) all $(UNIT_BINS) fuzz-build
+	BUILD=$(BUILD) SAN=$(SAN) FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh
 
 clean:
 	rm -rf build build-san
+
+include mk/fuzz.mk

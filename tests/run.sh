@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# tests/run.sh - run every ringsocks test: the cmocka unit test binaries, then
-# the integration suite. Called by `make test` as
+# tests/run.sh - run every ringsocks test: the cmocka unit test binaries, a
+# short fuzz run of every libFuzzer harness (FUZZ_SECONDS each, default 10),
+# then the integration suite. Called by `make test` as
 #     BUILD=build SAN=0 tests/run.sh        (or BUILD=build-san SAN=1)
 # Each unit binary counts as one test (pass = exit 0); the integration suite
 # counts its own tests. The last line is "N passed, N failed" (", N skipped"
@@ -43,6 +44,27 @@ for t in "${units[@]}"; do
 done
 if [ "${#units[@]}" -eq 0 ]; then
     echo "note: no unit test binaries in $BUILD/tests/"
+fi
+
+# ---- fuzz smoke run: each libFuzzer harness for a short, bounded time
+shopt -s nullglob
+fuzzers=("$BUILD"/fuzz/fuzz_*)
+shopt -u nullglob
+names=()
+for f in "${fuzzers[@]}"; do
+    [ -x "$f" ] && [[ $f != *.log ]] && names+=("$(basename "$f" | sed 's/^fuzz_//')")
+done
+if [ "${#names[@]}" -gt 0 ]; then
+    echo "== fuzz smoke (${FUZZ_SECONDS:-10} s each)"
+    while IFS= read -r l; do
+        echo "$l"
+        case $l in
+        "PASS fuzz_"*) passed=$((passed + 1)) ;;
+        "FAIL fuzz_"*) failed=$((failed + 1)) ;;
+        esac
+    done < <(tests/fuzz/run.sh -t "${FUZZ_SECONDS:-10}" "$BUILD/fuzz" "${names[@]}" 2>&1)
+else
+    echo "note: no fuzz harnesses in $BUILD/fuzz/"
 fi
 
 # ---- integration tests

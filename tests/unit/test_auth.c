@@ -116,7 +116,7 @@ static void
 test_exact_bytes(void **state)
 {
     static const uint8_t msg[] = {0x01, 0x05, 'a', 'l', 'i', 'c', 'e',
-                                  0x06, 's', '3', 'c', 'r', '3', 't'};
+                                  0x06, 's',  '3', 'c', 'r', '3', 't'};
     struct auth_cred cred;
 
     (void)state;
@@ -222,17 +222,16 @@ test_nul_inside(void **state)
         const char *pass;
         size_t plen;
     } cases[] = {
-        {"\0", 1, "p", 1},         {"bob\0x", 5, "pw", 2}, {"\0bob", 4, "pw", 2},
-        {"bob\0", 4, "pw", 2},     {"bob", 3, "\0", 1},   {"bob", 3, "pw\0", 3},
-        {"bob", 3, "\0pw", 3},     {"bob", 3, "p\0w", 3}, {"b\0b", 3, "p\0w", 3},
+        {"\0", 1, "p", 1},     {"bob\0x", 5, "pw", 2}, {"\0bob", 4, "pw", 2},
+        {"bob\0", 4, "pw", 2}, {"bob", 3, "\0", 1},    {"bob", 3, "pw\0", 3},
+        {"bob", 3, "\0pw", 3}, {"bob", 3, "p\0w", 3},  {"b\0b", 3, "p\0w", 3},
     };
     uint8_t msg[MSG_MAX];
     size_t len;
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        len = build(msg, AUTH_VERSION, cases[i].user, cases[i].ulen, cases[i].pass,
-                    cases[i].plen);
+        len = build(msg, AUTH_VERSION, cases[i].user, cases[i].ulen, cases[i].pass, cases[i].plen);
         check_splits(msg, len, len, AUTH_ERR_FAIL);
     }
 }

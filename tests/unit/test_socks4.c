@@ -47,8 +47,8 @@ feed_exact(struct socks4 *st, const uint8_t *msg, size_t len)
  * Returns the message length.
  */
 static size_t
-build(uint8_t *out, uint8_t vn, uint8_t cd, uint16_t port, const uint8_t ip[4],
-      const void *userid, size_t uid_len, const void *host, size_t host_len)
+build(uint8_t *out, uint8_t vn, uint8_t cd, uint16_t port, const uint8_t ip[4], const void *userid,
+      size_t uid_len, const void *host, size_t host_len)
 {
     size_t off = 0;
 
@@ -265,9 +265,9 @@ test_not_4a_addresses(void **state)
 static void
 test_4a_exact(void **state)
 {
-    static const uint8_t msg[] = {0x04, 0x01, 0x01, 0xBB, 0x00, 0x00, 0x00, 0x01, 'b', 'o',
-                                  'b',  0x00, 'e',  'x',  'a',  'm',  'p',  'l',  'e', '.',
-                                  'c',  'o',  'm',  0x00};
+    static const uint8_t msg[] = {0x04, 0x01, 0x01, 0xBB, 0x00, 0x00, 0x00, 0x01,
+                                  'b',  'o',  'b',  0x00, 'e',  'x',  'a',  'm',
+                                  'p',  'l',  'e',  '.',  'c',  'o',  'm',  0x00};
     struct socks4 st;
 
     (void)state;

@@ -1,0 +1,43 @@
+# mk/fuzz.mk - libFuzzer harnesses for the pure parsers; included by the Makefile.
+#   make fuzz-build   build $(BUILD)/fuzz/fuzz_X from tests/fuzz/fuzz_X.c and its parsers
+#   make fuzz         run each harness FUZZ_SECONDS (default 60) on a copy of its seed corpus,
+#                     print "PASS fuzz_X: N execs" or "FAIL fuzz_X: ..." per harness
+#   make fuzz-smoke   the same for FUZZ_SMOKE_SECONDS (default 10); tests/run.sh runs the
+#                     same smoke run and counts it in its summary
+# Harnesses are built with clang straight from src/*.c (the fuzzer's coverage instrumentation
+# and sanitizers must be in the parser itself, so $(BUILD)/obj is not used), whatever SAN says.
+
+FUZZ_CC            ?= clang
+FUZZ_CFLAGS        ?= -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE \
+                      -Wall -Wextra -Iinclude -Isrc
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 10
+# Harnesses run in parallel, at most this many at once (0: one per CPU).
+FUZZ_JOBS          ?= 0
+
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+
+# The parser sources each harness links; a new harness needs its line here.
+$(BUILD)/fuzz/fuzz_socks4: src/socks4.c
+$(BUILD)/fuzz/fuzz_auth:   src/auth.c
+$(BUILD)/fuzz/fuzz_socks5: src/socks5.c src/auth.c
+$(BUILD)/fuzz/fuzz_udp:    src/socks5.c
+
+$(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wildcard include/*.h) \
+              | $(BUILD)/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(filter src/%.c,$^)
+
+$(BUILD)/fuzz:
+	mkdir -p $@
+
+.PHONY: fuzz-build fuzz fuzz-smoke
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: fuzz-build
+	tests/fuzz/run.sh -t $(FUZZ_SECONDS) -j $(FUZZ_JOBS) $(BUILD)/fuzz $(FUZZ_NAMES)
+
+fuzz-smoke: fuzz-build
+	tests/fuzz/run.sh -t $(FUZZ_SMOKE_SECONDS) -j $(FUZZ_JOBS) $(BUILD)/fuzz $(FUZZ_NAMES)
+
+# make test: the smoke run comes after deps (which installs clang) and before the suite.
