@@ -22,9 +22,9 @@ CFLAGS  += $(if $(filter 1,$(SAN)),,-DHAVE_JEMALLOC) -std=gnu11 -D_GNU_SOURCE -W
 LDFLAGS += -pthread $(SANFLAGS)
 # jemalloc replaces malloc in the server; the sanitizers bring their own allocator.
 ifeq ($(SAN),1)
-LIBS     = -luring -lcares -lcrypt -lsodium
+LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr
 else
-LIBS     = -luring -lcares -lcrypt -lsodium -ljemalloc
+LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -ljemalloc
 endif
 
 SRCS     := $(wildcard src/*.c)

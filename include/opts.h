@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <sys/socket.h>
 
 #define OPTS_MAX_LISTEN    16
@@ -21,6 +22,11 @@ enum socks4_mode {
     SOCKS4_AUTO = 0, /* allowed without password auth, refused with it */
     SOCKS4_ON,
     SOCKS4_OFF,
+};
+
+enum log_format {
+    LOG_LOGFMT = 0,
+    LOG_JSON,
 };
 
 enum relay_engine {
@@ -49,6 +55,14 @@ struct opts {
     uint16_t bind_port_lo, bind_port_hi; /* 0, 0: any port */
     uint16_t udp_port_lo, udp_port_hi;
     struct sockaddr_storage udp_advertise; /* family AF_UNSPEC: the control connection's address */
+    unsigned drain_timeout_s;
+    char users_file[4096];     /* storage for users_path when it comes from a config file */
+    char access_log[4096];     /* "stderr", "syslog", "off" or a file path */
+    enum log_format log_format;
+    struct sockaddr_storage admin; /* family AF_UNSPEC: no admin endpoint */
+    char user[64], group[64];  /* drop to these after binding; empty: stay */
+    bool close_removed_users;  /* on reload, close tunnels of users no longer in the file */
+    bool close_denied;         /* on reload, close tunnels the new rules deny */
 };
 
 #endif

@@ -206,7 +206,25 @@ struct listener {
     bool armed;
 };
 
-/* Per-shard counters: written by the shard, read by others with relaxed loads. */
+/*
+ * Per-shard counters: written by the shard alone (STAT_INC/STAT_ADD: a plain
+ * relaxed store, no locked instruction), read by the control thread with
+ * relaxed atomic loads and summed.
+ */
+#define STAT_ADD(x, n) __atomic_store_n(&(x), (x) + (n), __ATOMIC_RELAXED)
+#define STAT_INC(x)    STAT_ADD(x, 1)
+#define STAT_DEC(x)    STAT_ADD(x, -1)
+#define STAT_GET(x)    __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+/* DNS lookup latency histogram bounds, microseconds (then +Inf). */
+#define DNS_LAT_BOUNDS_US {1000, 2000, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000}
+#define DNS_LAT_BUCKETS 13
+
+/* Replies by command (0: no request, 1 CONNECT, 2 BIND, 3 UDP) and code (SOCKS5
+ * numbering 0..8; 9: the connection ended with no reply). */
+#define STAT_CMDS 4
+#define STAT_REPS 10
+
 struct shard_stats {
     uint64_t accepted;
     uint64_t accept_dropped; /* closed at once: no slot */
@@ -224,6 +242,12 @@ struct shard_stats {
     uint64_t udp_dropped;   /* datagrams dropped: malformed, FRAG, foreign source */
     uint64_t dns_queries;   /* sent to DNS */
     uint64_t dns_cache_hits;
+    uint64_t dns_lat[DNS_LAT_BUCKETS]; /* not cumulative: one bucket per answer */
+    uint64_t dns_lat_sum_us;
+    uint64_t replies[STAT_CMDS][STAT_REPS]; /* tunnels ended, by command and reply */
+    int64_t open_by_cmd[STAT_CMDS];         /* gauge: relaying now, by command */
+    int64_t inflight;                       /* gauge: SQEs whose CQE has not come */
+    uint64_t acl_denied;                    /* requests refused by the rules */
     uint64_t loops;
 };
 

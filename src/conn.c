@@ -213,7 +213,7 @@ conn_timers_run(struct shard *sh)
             }
             tl_unlink(sh, c);
             if (tl == TL_CLOSING) {
-                sh->st.close_cancels++;
+                STAT_INC(sh->st.close_cancels);
                 cancel_fd(sh, c, c->cfd);
                 cancel_fd(sh, c, c->tfd);
                 tl_append(sh, c, TL_CLOSING, sh->now_s);
@@ -237,9 +237,9 @@ conn_free(struct shard *sh, struct conn *c)
     if (c->tfd >= 0)
         close(c->tfd);
     c->cfd = c->tfd = -1;
-    sh->st.ended[c->end]++;
-    sh->st.bytes[DIR_C2T] += c->dir[DIR_C2T].bytes;
-    sh->st.bytes[DIR_T2C] += c->dir[DIR_T2C].bytes;
+    STAT_INC(sh->st.ended[c->end]);
+    STAT_ADD(sh->st.bytes[DIR_C2T], c->dir[DIR_C2T].bytes);
+    STAT_ADD(sh->st.bytes[DIR_T2C], c->dir[DIR_T2C].bytes);
     c->state = CONN_FREE;
     c->gen++;
     sh->free_slots[sh->n_free++] = conn_slot(sh, c);
@@ -312,7 +312,7 @@ conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
 
     if (slot >= sh->high || sh->conns[slot].gen != ud_gen(ud) ||
         sh->conns[slot].state == CONN_FREE) {
-        sh->st.stale_cqes++;
+        STAT_INC(sh->st.stale_cqes);
         return;
     }
     struct conn *c = &sh->conns[slot];

@@ -314,7 +314,7 @@ dns_resolve(struct shard *sh, const char *name, uint16_t port, uint64_t cookie)
         memcpy(addrs, e->addrs, e->n * sizeof(*addrs));
         for (unsigned i = 0; i < e->n; i++)
             hosts_set_port(&addrs[i], port);
-        sh->st.dns_cache_hits++;
+        STAT_INC(sh->st.dns_cache_hits);
         session_on_resolved(sh, cookie, e->err, addrs, e->n);
         return;
     }
@@ -323,7 +323,7 @@ dns_resolve(struct shard *sh, const char *name, uint16_t port, uint64_t cookie)
         session_on_resolved(sh, cookie, -ENOMEM, NULL, 0);
         return;
     }
-    sh->st.dns_queries++;
+    STAT_INC(sh->st.dns_queries);
     q->sh = sh;
     q->cookie = cookie;
     q->port = port;

@@ -167,7 +167,7 @@ splice_read(struct shard *sh, struct conn *c, unsigned d)
     if (rd->pipe_r < 0) {
         int fds[2];
         if (pipe_get(&sh->pipes, fds) < 0) {
-            sh->st.pipe_fallbacks++;
+            STAT_INC(sh->st.pipe_fallbacks);
             return false;
         }
         rd->pipe_r = fds[0];
@@ -268,7 +268,7 @@ void
 relay_start(struct shard *sh, struct conn *c)
 {
     c->state = CONN_RELAY;
-    sh->st.tunnels++;
+    STAT_INC(sh->st.tunnels);
     conn_timer_set(sh, c, TL_IDLE);
     dir_step(sh, c, DIR_C2T);
     dir_step(sh, c, DIR_T2C);

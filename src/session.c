@@ -170,7 +170,7 @@ session_start(struct shard *sh, int fd)
 {
     struct conn *c = conn_alloc(sh);
     if (!c) {
-        sh->st.accept_dropped++;
+        STAT_INC(sh->st.accept_dropped);
         close(fd);
         return;
     }
@@ -178,11 +178,11 @@ session_start(struct shard *sh, int fd)
     c->hs = hs_get(sh);
     if (!c->hs) {
         /* More handshakes at once than the slab holds: shed this one. */
-        sh->st.accept_dropped++;
+        STAT_INC(sh->st.accept_dropped);
         conn_close(sh, c, END_RESOURCE);
         return;
     }
-    sh->st.accepted++;
+    STAT_INC(sh->st.accepted);
     conn_timer_set(sh, c, TL_HANDSHAKE);
     hs_read(sh, c);
 }
@@ -491,7 +491,7 @@ auth_answer(struct shard *sh, struct conn *c, bool ok)
 {
     uint8_t r[2];
     if (!ok) {
-        sh->st.auth_failures++;
+        STAT_INC(sh->st.auth_failures);
         /* RFC 1929 section 2: a failure status, then the server closes. */
         c->hs_flags |= HSF_CLOSE_AFTER | HSF_REPLIED;
         c->end = END_AUTH_FAILED;
@@ -577,7 +577,7 @@ parse_v5(struct shard *sh, struct conn *c)
         c->hs_flags |= HSF_CLOSE_AFTER | HSF_REPLIED;
         c->end = s5->password_required ? END_AUTH_FAILED : END_REPLY_ERR;
         if (s5->password_required)
-            sh->st.auth_failures++;
+            STAT_INC(sh->st.auth_failures);
         hs_queue(sh, c, m, socks5_method_reply(m, SOCKS5_METHOD_REJECT));
         return false;
     }

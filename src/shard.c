@@ -76,7 +76,7 @@ pause_accept(struct shard *sh)
     if (sh->accept_paused)
         return;
     sh->accept_paused = true;
-    sh->st.accept_pauses++;
+    STAT_INC(sh->st.accept_pauses);
     for (unsigned i = 0; i < sh->n_ls; i++) {
         if (!sh->ls[i].armed)
             continue;
@@ -293,7 +293,7 @@ shard_main(void *arg)
             n++;
         }
         io_uring_cq_advance(&sh->ring, n);
-        sh->st.loops++;
+        STAT_INC(sh->st.loops);
     }
     return NULL;
 }

@@ -165,7 +165,7 @@ udp_start(struct shard *sh, struct conn *c)
     c->state = CONN_UDP;
     /* No idle timeout: the association lives as long as its TCP connection. */
     conn_timer_set(sh, c, TL_NONE);
-    sh->st.tunnels++;
+    STAT_INC(sh->st.tunnels);
     arm_recv(sh, c);
     arm_ctrl(sh, c);
 }
@@ -173,7 +173,7 @@ udp_start(struct shard *sh, struct conn *c)
 static void
 drop(struct shard *sh, struct conn *c)
 {
-    sh->st.udp_dropped++;
+    STAT_INC(sh->st.udp_dropped);
     arm_recv(sh, c);
 }
 
@@ -357,7 +357,7 @@ udp_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res)
     case OP_UDP_SEND:
         /* A datagram that could not be sent is lost, as UDP allows; the association goes on. */
         if (res < 0)
-            sh->st.udp_dropped++;
+            STAT_INC(sh->st.udp_dropped);
         arm_recv(sh, c);
         return;
     default:

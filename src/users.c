@@ -392,12 +392,12 @@ authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
 
     struct cache_entry *e = cache_find(q, digest, sh->now_s);
     if (e) {
-        sh->st.auth_cache_hits++;
+        STAT_INC(sh->st.auth_cache_hits);
         return e->state == 1 ? AUTHQ_OK : AUTHQ_FAIL;
     }
     if (q->n_free == 0) {
         /* More slow checks in flight than the worker queue holds: shed. */
-        sh->st.auth_overload++;
+        STAT_INC(sh->st.auth_overload);
         return AUTHQ_FAIL;
     }
     struct auth_job *j = q->free_jobs[--q->n_free];
@@ -408,8 +408,8 @@ authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
     spsc_push(&q->req, j);
     uint64_t one = 1;
     if (write(q->req_fd, &one, sizeof(one)) < 0)
-        sh->st.auth_overload++;
-    sh->st.auth_slow_checks++;
+        STAT_INC(sh->st.auth_overload);
+    STAT_INC(sh->st.auth_slow_checks);
     return AUTHQ_PENDING;
 }
 

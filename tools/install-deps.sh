@@ -6,7 +6,7 @@ set -eu
 
 BUILD_PKGS="gcc make pkg-config liburing-dev libjemalloc-dev libc-ares-dev liburcu-dev \
 libconfig-dev libcrypt-dev libsodium-dev"
-TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev curl ncat socat python3 iproute2 \
+TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev curl ncat socat python3 iproute2 whois prometheus \
 proxychains4 dante-client dante-server microsocks g++ libbenchmark-dev"
 
 case "${1:-all}" in

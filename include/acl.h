@@ -1,0 +1,85 @@
+/*
+ * acl.h - access rules: ordered, first match wins, allow or deny.
+ *
+ * A rule set is built once (config.c, on the control thread), then is
+ * immutable and read by every shard through the RCU-published policy
+ * snapshot; matching is pure and allocation-free, callable on any thread.
+ * An empty condition list matches anything; a request that no rule matches
+ * is denied.
+ */
+#ifndef RINGSOCKS_ACL_H
+#define RINGSOCKS_ACL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+
+enum acl_action {
+    ACL_DENY = 0,
+    ACL_ALLOW = 1,
+};
+
+/* Command bits of acl_rule.cmds (0: any command). */
+#define ACL_CMD_CONNECT 0x01u
+#define ACL_CMD_BIND    0x02u
+#define ACL_CMD_UDP     0x04u
+
+struct acl_cidr {
+    uint8_t family; /* AF_INET or AF_INET6 */
+    uint8_t prefix; /* 0..32 or 0..128 */
+    uint8_t addr[16]; /* network order, host bits zero */
+};
+
+struct acl_ports {
+    uint16_t lo, hi; /* inclusive */
+};
+
+struct acl;
+
+/* Control thread: an empty rule set. NULL when out of memory. */
+struct acl *acl_new(void);
+void acl_free(struct acl *acl);
+
+/*
+ * Control thread: append a rule. Each list may be empty (matches anything).
+ * hosts: "example.com" matches that name exactly; ".example.com" matches
+ * example.com and every name under it (label boundary: "badexample.com"
+ * does not match). Names compare case-insensitively, a trailing dot
+ * ignored. users: exact user names. cmds: ACL_CMD_* bits, 0 for any.
+ * The lists are copied. Returns the rule's index, or -ENOMEM/-EINVAL.
+ */
+int acl_add(struct acl *acl, enum acl_action action, const struct acl_cidr *from, size_t n_from,
+            const struct acl_cidr *to, size_t n_to, const char *const *hosts, size_t n_hosts,
+            const struct acl_ports *ports, size_t n_ports, uint8_t cmds,
+            const char *const *users, size_t n_users);
+
+size_t acl_count(const struct acl *acl);
+
+/* "10.0.0.0/8", "::1/128", "192.0.2.7" (a host: /32 or /128). 0 or -EINVAL. */
+int acl_cidr_parse(const char *s, struct acl_cidr *out);
+
+struct acl_query {
+    const union sockaddr_inx *client; /* the client's address */
+    uint8_t cmd;                      /* one ACL_CMD_* bit */
+    const char *user;                 /* authenticated user, or NULL */
+    const char *host;                 /* the name the client asked for, or NULL */
+    const union sockaddr_inx *dest;   /* the address to be reached (resolved), or NULL */
+    uint16_t port;                    /* destination port */
+};
+
+/*
+ * Any thread: the first rule matching q. A rule with destination CIDRs
+ * matches only a query with dest set and inside one of them; one with
+ * hosts only a query whose host matches one of them; one with users only
+ * an authenticated user in the list; from, ports and cmds likewise. So a
+ * name that resolves into a denied range is denied by a CIDR rule once
+ * dest is known (DNS rebinding), and a host rule catches the name whatever
+ * it resolves to. IPv4-mapped IPv6 addresses are matched as IPv4.
+ * Returns the action; *rule gets the index matched, or -1 (no rule
+ * matched: ACL_DENY).
+ */
+enum acl_action acl_match(const struct acl *acl, const struct acl_query *q, int *rule);
+
+#endif

@@ -1,0 +1,70 @@
+/*
+ * log.h - the access log: one line per finished tunnel.
+ *
+ * Shards never write a file: each pushes a fixed-size record into its own
+ * single-producer ring (log_push, a few stores, never blocks; when the ring
+ * is full the record is counted as dropped); one writer thread drains every
+ * ring, formats (logfmt or JSON) and writes to stderr, a file or syslog.
+ * log_reopen() (SIGUSR1, from the control thread) makes the writer reopen
+ * its file, for logrotate.
+ */
+#ifndef RINGSOCKS_LOG_H
+#define RINGSOCKS_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "opts.h"
+
+struct log_rec {
+    uint64_t start_ms;    /* wall clock, ms since the epoch, at accept */
+    uint32_t duration_ms;
+    uint16_t shard;
+    uint16_t port;        /* requested destination port */
+    uint8_t version;      /* 4 or 5; 0 when the client never said */
+    uint8_t cmd;          /* SOCKS5_CMD_*, 0 when no request was made */
+    int16_t rep;          /* SOCKS5 reply code sent (SOCKS4 clients: mapped), -1 none */
+    uint8_t end;          /* enum conn_end */
+    union sockaddr_inx client;
+    union sockaddr_inx resolved; /* family 0: none */
+    uint64_t bytes_up;    /* client -> target */
+    uint64_t bytes_down;  /* target -> client */
+    char user[256];       /* "" when none */
+    char host[256];       /* requested destination: the name, or the address as text; "" none */
+};
+
+struct logger;
+
+/*
+ * Main thread: start the writer for n_shards rings of ring_slots records
+ * (power of two). target: "stderr", "syslog", "off" or a file path
+ * (opened for append, created 0640). Returns NULL and writes a message into
+ * err on failure. "off" gives a logger that drops nothing and writes nothing.
+ */
+struct logger *log_start(const char *target, enum log_format fmt, unsigned n_shards,
+                         unsigned ring_slots, char *err, size_t errlen);
+/* Main thread, after the shards stopped: write what is queued, stop, free. */
+void log_stop(struct logger *lg);
+
+/* Shard thread: queue a record; false when the ring is full (counted as dropped). */
+bool log_push(struct logger *lg, unsigned shard, const struct log_rec *rec);
+/* Any thread: ask the writer to reopen its file. */
+void log_reopen(struct logger *lg);
+/* Any thread: records dropped (ring full) and written so far, all shards. */
+uint64_t log_dropped(const struct logger *lg);
+uint64_t log_written(const struct logger *lg);
+
+/*
+ * Pure: format one record as a line (with '\n') into buf; returns its
+ * length (truncated to cap - 1, always NUL-terminated). end_str names the
+ * end reason. Fields, in order: time (RFC 3339 UTC, ms), shard, client,
+ * user, cmd, version, dest (host:port), resolved, rep, up, down,
+ * duration_ms, end. logfmt quotes values with spaces, quotes, '=' or
+ * control bytes; JSON escapes per RFC 8259.
+ */
+size_t log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, char *buf,
+                  size_t cap);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * metrics.h - Prometheus text exposition (format 0.0.4) of every shard's
+ * counters, summed or per shard. Control thread only: it reads the shards'
+ * counters with relaxed atomic loads (STAT_GET) and never writes them.
+ */
+#ifndef RINGSOCKS_METRICS_H
+#define RINGSOCKS_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct shard;
+
+/* Counters that belong to the control thread. */
+struct ctl_stats {
+    uint64_t reloads_ok;
+    uint64_t reloads_failed;
+    double last_reload_ok_time; /* Unix time of the last good reload (or start) */
+    int draining;               /* 1 while draining */
+    uint64_t log_written, log_dropped;
+    double start_time;          /* Unix time the process started */
+};
+
+/*
+ * Render everything into buf (cap bytes); returns the length written, or the
+ * length needed when it does not fit (the caller grows buf and calls again).
+ */
+size_t metrics_render(char *buf, size_t cap, const struct shard *shards, unsigned n_shards,
+                      const struct ctl_stats *cs);
+
+#endif
