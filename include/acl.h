@@ -5,7 +5,9 @@
  * immutable and read by every shard through the RCU-published policy
  * snapshot; matching is pure and allocation-free, callable on any thread.
  * An empty condition list matches anything; a request that no rule matches
- * is denied.
+ * is denied. Conditions of one rule are ANDed, the entries of one list ORed.
+ * Matching costs about the number of keys a query can match (its parent
+ * domains, the prefix lengths in use), not the number of rules.
  */
 #ifndef RINGSOCKS_ACL_H
 #define RINGSOCKS_ACL_H
@@ -40,15 +42,26 @@ struct acl;
 
 /* Control thread: an empty rule set. NULL when out of memory. */
 struct acl *acl_new(void);
+/* Frees the set and every copy acl_add() made; NULL is ignored. */
 void acl_free(struct acl *acl);
 
 /*
- * Control thread: append a rule. Each list may be empty (matches anything).
+ * Control thread: append a rule. Each list may be empty (matches anything;
+ * its pointer may then be NULL).
+ * from, to: networks as acl_cidr_parse() gives them (host bits zero);
+ *   IPv4-mapped networks are stored as IPv4. An IPv6 network shorter than
+ *   /96 never matches a mapped address, as those are matched as IPv4.
  * hosts: "example.com" matches that name exactly; ".example.com" matches
- * example.com and every name under it (label boundary: "badexample.com"
- * does not match). Names compare case-insensitively, a trailing dot
- * ignored. users: exact user names. cmds: ACL_CMD_* bits, 0 for any.
- * The lists are copied. Returns the rule's index, or -ENOMEM/-EINVAL.
+ *   example.com and every name under it (label boundary: "badexample.com"
+ *   does not match). Names compare case-insensitively, a trailing dot
+ *   ignored. At most 253 characters of letters, digits, '-', '_' and dots
+ *   between non-empty labels: "*.example.com" or a UTF-8 name is -EINVAL
+ *   (write ".example.com", or the punycode form).
+ * ports: inclusive ranges, lo <= hi.
+ * users: exact, case-sensitive user names of 1..255 bytes.
+ * cmds: ACL_CMD_* bits, 0 for any.
+ * Everything is copied. Returns the rule's index, or -ENOMEM/-EINVAL, in
+ * which case acl is as it was.
  */
 int acl_add(struct acl *acl, enum acl_action action, const struct acl_cidr *from, size_t n_from,
             const struct acl_cidr *to, size_t n_to, const char *const *hosts, size_t n_hosts,
@@ -57,14 +70,20 @@ int acl_add(struct acl *acl, enum acl_action action, const struct acl_cidr *from
 
 size_t acl_count(const struct acl *acl);
 
-/* "10.0.0.0/8", "::1/128", "192.0.2.7" (a host: /32 or /128). 0 or -EINVAL. */
+/*
+ * "10.0.0.0/8", "::1/128", "192.0.2.7" (a host: /32 or /128). Host bits set
+ * ("10.0.0.1/8", a typo for one or the other) are -EINVAL; so is anything
+ * but decimal digits after the '/'. "::ffff:10.0.0.0/104" becomes
+ * 10.0.0.0/8 (AF_INET). 0, or -EINVAL with *out untouched.
+ */
 int acl_cidr_parse(const char *s, struct acl_cidr *out);
 
 struct acl_query {
     const union sockaddr_inx *client; /* the client's address */
-    uint8_t cmd;                      /* one ACL_CMD_* bit */
+    uint8_t cmd;                      /* one ACL_CMD_* bit (0 matches no rule) */
     const char *user;                 /* authenticated user, or NULL */
-    const char *host;                 /* the name the client asked for, or NULL */
+    const char *host;                 /* the name the client asked for (any case, a trailing dot
+                                         allowed; longer than 255 matches no host), or NULL */
     const union sockaddr_inx *dest;   /* the address to be reached (resolved), or NULL */
     uint16_t port;                    /* destination port */
 };
@@ -73,12 +92,13 @@ struct acl_query {
  * Any thread: the first rule matching q. A rule with destination CIDRs
  * matches only a query with dest set and inside one of them; one with
  * hosts only a query whose host matches one of them; one with users only
- * an authenticated user in the list; from, ports and cmds likewise. So a
- * name that resolves into a denied range is denied by a CIDR rule once
- * dest is known (DNS rebinding), and a host rule catches the name whatever
- * it resolves to. IPv4-mapped IPv6 addresses are matched as IPv4.
- * Returns the action; *rule gets the index matched, or -1 (no rule
- * matched: ACL_DENY).
+ * an authenticated user in the list (a NULL user never does); one with
+ * client CIDRs only a query with client set and inside one; ports and
+ * cmds likewise. So a name that resolves into a denied range is denied by
+ * a CIDR rule once dest is known (DNS rebinding), and a host rule catches
+ * the name whatever it resolves to. IPv4-mapped IPv6 addresses are matched
+ * as IPv4. Returns the action; *rule (if rule is not NULL) gets the index
+ * matched, or -1 (no rule matched: ACL_DENY). Never allocates.
  */
 enum acl_action acl_match(const struct acl *acl, const struct acl_query *q, int *rule);
 
