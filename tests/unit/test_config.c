@@ -1,0 +1,771 @@
+/*
+ * test_config.c - the configuration file: every key, every kind of error with
+ * its line, several errors at once, outputs untouched on error, default rules,
+ * and the shipped files under conf/ (run from the repository root).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "acl.h"
+#include "addr.h"
+#include "config.h"
+#include "opts.h"
+
+static char path[64];
+
+/* struct opts as main() fills it before reading a file. */
+static void
+defaults(struct opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->relay = RELAY_SPLICE;
+    o->handshake_timeout_s = 10;
+    o->connect_timeout_s = 10;
+    o->idle_timeout_s = 7200;
+    o->pipe_size = 65536;
+    o->buf_size = 32768;
+    o->buf_count = 1024;
+    o->bind_timeout_s = 120;
+    o->drain_timeout_s = 30;
+    strcpy(o->access_log, "stderr");
+    addr_parse("127.0.0.1:9180", -1, &o->admin);
+    o->close_removed_users = true;
+}
+
+static void
+write_conf(const char *text)
+{
+    strcpy(path, "/tmp/test_config.XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    size_t len = strlen(text);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    close(fd);
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    if (path[0])
+        unlink(path);
+    path[0] = '\0';
+    return 0;
+}
+
+/* Load text; returns config_load's result. err gets the messages. */
+static int
+load_text(const char *text, struct opts *o, struct acl **acl, char *err, size_t errlen)
+{
+    write_conf(text);
+    return config_load(path, o, acl, err, errlen);
+}
+
+/* want: the expected err, with '@' standing for the file's path. */
+static void
+assert_errors(const char *err, const char *want)
+{
+    char full[8192];
+    size_t n = 0;
+    for (const char *p = want; *p && n + sizeof(path) < sizeof(full); p++) {
+        if (*p == '@') {
+            strcpy(full + n, path);
+            n += strlen(path);
+        } else {
+            full[n++] = *p;
+        }
+    }
+    full[n] = '\0';
+    assert_string_equal(err, full);
+}
+
+/* Load a text that must fail with exactly want; checks outputs are untouched. */
+static void
+load_bad(const char *text, const char *want)
+{
+    struct opts o, before;
+    struct acl *sentinel = (struct acl *)&before, *acl = sentinel;
+    char err[8192];
+    defaults(&o);
+    memcpy(&before, &o, sizeof(o));
+    assert_int_equal(load_text(text, &o, &acl, err, sizeof(err)), -1);
+    assert_errors(err, want);
+    assert_memory_equal(&o, &before, sizeof(o));
+    assert_ptr_equal(acl, sentinel);
+    unlink(path);
+    path[0] = '\0';
+}
+
+static union sockaddr_inx
+sa(const char *s)
+{
+    struct sockaddr_storage ss;
+    union sockaddr_inx a;
+    assert_int_equal(addr_parse(s, 0, &ss), 0);
+    memcpy(&a, &ss, sizeof(a));
+    return a;
+}
+
+static const char *
+text(const struct sockaddr_storage *ss)
+{
+    static char buf[ADDR_STRLEN];
+    return addr_format((const struct sockaddr *)ss, buf, sizeof(buf));
+}
+
+/* acl_match for one query; returns the rule index matched (-1: none), *allow the action. */
+static int
+match(const struct acl *acl, const char *client, uint8_t cmd, const char *user, const char *host,
+      const char *dest, uint16_t port, bool *allow)
+{
+    union sockaddr_inx c = sa(client), d;
+    struct acl_query q = {.client = &c, .cmd = cmd, .user = user, .host = host, .port = port};
+    int rule = -2;
+    if (dest) {
+        d = sa(dest);
+        q.dest = &d;
+    }
+    *allow = acl_match(acl, &q, &rule) == ACL_ALLOW;
+    return rule;
+}
+
+static void
+assert_allowed(const struct acl *acl, const char *client, uint8_t cmd, const char *user,
+               const char *host, const char *dest, uint16_t port, int want_rule)
+{
+    bool allow;
+    assert_int_equal(match(acl, client, cmd, user, host, dest, port, &allow), want_rule);
+    assert_true(allow);
+}
+
+static void
+assert_denied(const struct acl *acl, const char *client, uint8_t cmd, const char *user,
+              const char *host, const char *dest, uint16_t port, int want_rule)
+{
+    bool allow;
+    assert_int_equal(match(acl, client, cmd, user, host, dest, port, &allow), want_rule);
+    assert_false(allow);
+}
+
+/* ---- good files */
+
+static const char all_keys[] =
+    "# every key\n"
+    "listen = [\"0.0.0.0:1081\", \"[::]:1081\"];\n"
+    "shards = 4;\n"
+    "relay = \"copy\";\n"
+    "handshake_timeout = 5;\n"
+    "connect_timeout = 7;\n"
+    "idle_timeout = 0;\n"
+    "bind_timeout = 60;\n"
+    "drain_timeout = 45;\n"
+    "max_conns = 100000;\n"
+    "resolvers = [\"1.1.1.1\", \"[2606:4700::1111]:5353\", \"9.9.9.9:5353\"];\n"
+    "pipe_size = 1048576;\n"
+    "buf_size = 16384;\n"
+    "bufs = 4096;\n"
+    "auth = \"password\";\n"
+    "users = \"/etc/ringsocks/users\";\n"
+    "socks4 = \"off\";\n"
+    "bind_ports = \"40000-40999\";\n"
+    "udp_ports = \"50000-50999\";\n"
+    "udp_advertise = \"203.0.113.7\";\n"
+    "access_log = \"/var/log/ringsocks/access.log\";\n"
+    "log_format = \"json\";\n"
+    "admin = \"[::1]:9180\";\n"
+    "user = \"nobody\";\n"
+    "group = \"nogroup\";\n"
+    "close_removed_users = false;\n"
+    "close_denied_on_reload = true;\n"
+    "rules = (\n"
+    "  { action = \"deny\";  to = [\"10.0.0.0/8\", \"169.254.0.0/16\"]; },\n"
+    "  { action = \"deny\";  hosts = [\".internal\", \"metadata.google.internal\"]; },\n"
+    "  { action = \"allow\"; from = [\"127.0.0.0/8\", \"::1\"];\n"
+    "    ports = [\"80\", \"443\", \"8000-8999\"];\n"
+    "    commands = [\"connect\", \"udp\"]; users = [\"alice\"]; }\n"
+    ");\n";
+
+static void
+test_all_keys(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[1024];
+    defaults(&o);
+    assert_int_equal(load_text(all_keys, &o, &acl, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+
+    assert_int_equal(o.n_listen, 2);
+    assert_string_equal(text(&o.listen[0]), "0.0.0.0:1081");
+    assert_string_equal(text(&o.listen[1]), "[::]:1081");
+    assert_int_equal(o.shards, 4);
+    assert_int_equal(o.relay, RELAY_COPY);
+    assert_int_equal(o.handshake_timeout_s, 5);
+    assert_int_equal(o.connect_timeout_s, 7);
+    assert_int_equal(o.idle_timeout_s, 0);
+    assert_int_equal(o.bind_timeout_s, 60);
+    assert_int_equal(o.drain_timeout_s, 45);
+    assert_int_equal(o.max_conns, 100000);
+    assert_string_equal(o.resolvers, "1.1.1.1:53,[2606:4700::1111]:5353,9.9.9.9:5353");
+    assert_int_equal(o.pipe_size, 1048576);
+    assert_int_equal(o.buf_size, 16384);
+    assert_int_equal(o.buf_count, 4096);
+    assert_int_equal(o.auth, AUTH_PASSWORD);
+    assert_string_equal(o.users_file, "/etc/ringsocks/users");
+    assert_ptr_equal(o.users_path, o.users_file);
+    assert_int_equal(o.socks4, SOCKS4_OFF);
+    assert_int_equal(o.bind_port_lo, 40000);
+    assert_int_equal(o.bind_port_hi, 40999);
+    assert_int_equal(o.udp_port_lo, 50000);
+    assert_int_equal(o.udp_port_hi, 50999);
+    assert_string_equal(text(&o.udp_advertise), "203.0.113.7:0");
+    assert_string_equal(o.access_log, "/var/log/ringsocks/access.log");
+    assert_int_equal(o.log_format, LOG_JSON);
+    assert_string_equal(text(&o.admin), "[::1]:9180");
+    assert_string_equal(o.user, "nobody");
+    assert_string_equal(o.group, "nogroup");
+    assert_false(o.close_removed_users);
+    assert_true(o.close_denied);
+
+    assert_non_null(acl);
+    assert_int_equal(acl_count(acl), 3);
+    /* First match wins: the deny rules come before the allow. */
+    assert_denied(acl, "127.0.0.1:5000", ACL_CMD_CONNECT, "alice", NULL, "10.1.2.3:80", 80, 0);
+    assert_denied(acl, "127.0.0.1:5000", ACL_CMD_CONNECT, "alice", "db.prod.internal",
+                  "93.184.216.34:443", 443, 1);
+    assert_denied(acl, "127.0.0.1:5000", ACL_CMD_CONNECT, "alice", "metadata.google.internal", NULL,
+                  80, 1);
+    assert_allowed(acl, "127.0.0.1:5000", ACL_CMD_CONNECT, "alice", "example.com",
+                   "93.184.216.34:8080", 8080, 2);
+    assert_allowed(acl, "[::1]:5000", ACL_CMD_UDP, "alice", NULL, "93.184.216.34:443", 443, 2);
+    /* No rule matched: denied. */
+    assert_denied(acl, "127.0.0.1:5000", ACL_CMD_CONNECT, "bob", NULL, "93.184.216.34:80", 80, -1);
+    assert_denied(acl, "127.0.0.1:5000", ACL_CMD_CONNECT, "alice", NULL, "93.184.216.34:22", 22,
+                  -1);
+    assert_denied(acl, "127.0.0.1:5000", ACL_CMD_BIND, "alice", NULL, "93.184.216.34:80", 80, -1);
+    assert_denied(acl, "192.0.2.1:5000", ACL_CMD_CONNECT, "alice", NULL, "93.184.216.34:80", 80,
+                  -1);
+    acl_free(acl);
+}
+
+/* A key absent from the file keeps the value the caller had (the command-line defaults). */
+static void
+test_absent_keys_keep_defaults(void **state)
+{
+    (void)state;
+    struct opts o, want;
+    struct acl *acl = NULL;
+    char err[256];
+    defaults(&o);
+    o.users_path = "/from/the/command/line";
+    addr_parse("10.0.0.1:53", 53, &o.listen[0]);
+    o.n_listen = 1;
+    strcpy(o.resolvers, "10.0.0.53:53");
+    memcpy(&want, &o, sizeof(o));
+    want.shards = 3;
+    assert_int_equal(load_text("shards = 3;   # only this\n", &o, &acl, err, sizeof(err)), 0);
+    assert_memory_equal(&o, &want, sizeof(o));
+    assert_string_equal(o.users_path, "/from/the/command/line");
+    assert_int_equal(acl_count(acl), 1);
+    acl_free(acl);
+}
+
+static void
+test_default_acl(void **state)
+{
+    (void)state;
+    struct acl *acl = config_default_acl();
+    assert_non_null(acl);
+    assert_int_equal(acl_count(acl), 1);
+    assert_allowed(acl, "127.0.0.1:1", ACL_CMD_CONNECT, NULL, NULL, "93.184.216.34:80", 80, 0);
+    assert_allowed(acl, "127.255.255.254:1", ACL_CMD_BIND, NULL, NULL, NULL, 80, 0);
+    assert_allowed(acl, "[::1]:1", ACL_CMD_UDP, "alice", "example.com", NULL, 53, 0);
+    assert_allowed(acl, "[::ffff:127.0.0.1]:1", ACL_CMD_CONNECT, NULL, NULL, NULL, 80, 0);
+    assert_denied(acl, "10.0.0.1:1", ACL_CMD_CONNECT, NULL, NULL, "93.184.216.34:80", 80, -1);
+    assert_denied(acl, "192.0.2.7:1", ACL_CMD_CONNECT, "alice", NULL, NULL, 80, -1);
+    assert_denied(acl, "[::2]:1", ACL_CMD_CONNECT, NULL, NULL, NULL, 80, -1);
+    assert_denied(acl, "[2001:db8::1]:1", ACL_CMD_CONNECT, NULL, NULL, NULL, 80, -1);
+    acl_free(acl);
+}
+
+/* No rules list: the default rules. An empty one: no rule, so everything is denied. */
+static void
+test_rules_absent_or_empty(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[256];
+    defaults(&o);
+    assert_int_equal(load_text("", &o, &acl, err, sizeof(err)), 0);
+    assert_int_equal(acl_count(acl), 1);
+    assert_allowed(acl, "127.0.0.1:1", ACL_CMD_CONNECT, NULL, NULL, NULL, 80, 0);
+    assert_denied(acl, "198.51.100.1:1", ACL_CMD_CONNECT, NULL, NULL, NULL, 80, -1);
+    acl_free(acl);
+    unlink(path);
+
+    acl = NULL;
+    assert_int_equal(load_text("rules = ();\n", &o, &acl, err, sizeof(err)), 0);
+    assert_int_equal(acl_count(acl), 0);
+    assert_denied(acl, "127.0.0.1:1", ACL_CMD_CONNECT, NULL, NULL, NULL, 80, -1);
+    acl_free(acl);
+    unlink(path);
+
+    acl = NULL;
+    assert_int_equal(load_text("rules = [];\n", &o, &acl, err, sizeof(err)), 0);
+    assert_int_equal(acl_count(acl), 0);
+    acl_free(acl);
+}
+
+/* A single value stands for a list of one; ports as integers or strings. */
+static void
+test_scalar_lists(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[256];
+    defaults(&o);
+    o.n_listen = 2;
+    assert_int_equal(load_text("listen = \"[::1]:1080\";\n"
+                               "resolvers = \"192.0.2.53\";\n"
+                               "rules = ( { action = \"allow\"; from = \"::1\"; ports = 443;\n"
+                               "            commands = \"bind\"; users = \"bob\";\n"
+                               "            hosts = \"Example.COM.\"; to = \"2001:db8::/32\"; },\n"
+                               "          { action = \"allow\"; ports = (\"1-1024\", 8080); } );\n",
+                               &o, &acl, err, sizeof(err)),
+                     0);
+    assert_int_equal(o.n_listen, 1);
+    assert_string_equal(text(&o.listen[0]), "[::1]:1080");
+    assert_string_equal(o.resolvers, "192.0.2.53:53");
+    assert_int_equal(acl_count(acl), 2);
+    assert_allowed(acl, "[::1]:1", ACL_CMD_BIND, "bob", "example.com", "[2001:db8::5]:443", 443, 0);
+    assert_allowed(acl, "[::1]:1", ACL_CMD_CONNECT, "bob", "example.com", "[2001:db8::5]:443", 443,
+                   1);
+    assert_allowed(acl, "[::1]:1", ACL_CMD_CONNECT, NULL, NULL, NULL, 8080, 1);
+    assert_denied(acl, "[::1]:1", ACL_CMD_CONNECT, NULL, NULL, NULL, 8081, -1);
+    acl_free(acl);
+}
+
+/* admin = "off"; an empty resolvers list means /etc/resolv.conf again. */
+static void
+test_off_values(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[256];
+    defaults(&o);
+    strcpy(o.resolvers, "10.0.0.53:53");
+    assert_int_equal(load_text("admin = \"off\";\nresolvers = [];\naccess_log = \"off\";\n", &o,
+                               &acl, err, sizeof(err)),
+                     0);
+    assert_int_equal(o.admin.ss_family, AF_UNSPEC);
+    assert_string_equal(o.resolvers, "");
+    assert_string_equal(o.access_log, "off");
+    acl_free(acl);
+}
+
+/* The shipped files load; the egress example keeps tunnels off internal destinations. */
+static void
+test_shipped_configs(void **state)
+{
+    (void)state;
+    struct opts o, d;
+    struct acl *acl = NULL;
+    char err[4096];
+
+    defaults(&o);
+    defaults(&d);
+    assert_int_equal(config_load("conf/ringsocks.conf", &o, &acl, err, sizeof(err)), 0);
+    /* The shipped file states the defaults: only listen differs (main's fallback made explicit). */
+    assert_int_equal(o.n_listen, 1);
+    assert_string_equal(text(&o.listen[0]), "127.0.0.1:1080");
+    o.n_listen = 0;
+    memset(&o.listen, 0, sizeof(o.listen));
+    assert_memory_equal(&o, &d, sizeof(o));
+    assert_int_equal(acl_count(acl), 1);
+    assert_allowed(acl, "127.0.0.1:1", ACL_CMD_CONNECT, NULL, NULL, "93.184.216.34:80", 80, 0);
+    assert_allowed(acl, "[::1]:1", ACL_CMD_CONNECT, NULL, NULL, "93.184.216.34:80", 80, 0);
+    assert_denied(acl, "192.0.2.1:1", ACL_CMD_CONNECT, NULL, NULL, "93.184.216.34:80", 80, -1);
+    acl_free(acl);
+
+    acl = NULL;
+    defaults(&o);
+    assert_int_equal(config_load("conf/egress.conf", &o, &acl, err, sizeof(err)), 0);
+    assert_string_equal(text(&o.listen[0]), "192.0.2.10:1080");
+    assert_int_equal(o.auth, AUTH_PASSWORD);
+    assert_int_equal(o.socks4, SOCKS4_OFF);
+    assert_string_equal(o.users_path, "/etc/ringsocks/users");
+    assert_string_equal(o.access_log, "/var/log/ringsocks/access.log");
+    assert_string_equal(text(&o.admin), "127.0.0.1:9180");
+    static const char *const internal[] = {
+        "0.0.0.0:80",
+        "10.1.2.3:80",
+        "100.64.0.1:80",
+        "127.0.0.1:80",
+        "169.254.169.254:80",
+        "172.16.0.1:80",
+        "172.31.255.255:80",
+        "192.168.1.1:80",
+        "224.0.0.1:80",
+        "239.255.255.250:80",
+        "255.255.255.255:80",
+        "[::1]:80",
+        "[::]:80",
+        "[fc00::1]:80",
+        "[fd12:3456::1]:80",
+        "[fe80::1]:80",
+        "[ff02::1]:80",
+        "[::ffff:10.0.0.1]:80",
+        "[::ffff:169.254.169.254]:80",
+    };
+    for (size_t i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
+        assert_denied(acl, "198.51.100.7:1", ACL_CMD_CONNECT, "alice", "rebind.example",
+                      internal[i], 80, 0);
+    assert_denied(acl, "198.51.100.7:1", ACL_CMD_CONNECT, "alice", NULL, "192.0.2.10:1080", 1080,
+                  0);
+    assert_denied(acl, "198.51.100.7:1", ACL_CMD_CONNECT, "alice", "metadata.google.internal", NULL,
+                  80, 2);
+    assert_denied(acl, "198.51.100.7:1", ACL_CMD_CONNECT, "alice", "Metadata.Google.Internal.",
+                  "93.184.216.34:80", 80, 2);
+    assert_denied(acl, "198.51.100.7:1", ACL_CMD_CONNECT, "alice", "printer.local", NULL, 631, 2);
+    static const uint16_t smtp[] = {25, 465, 587};
+    for (size_t i = 0; i < sizeof(smtp) / sizeof(smtp[0]); i++)
+        assert_denied(acl, "198.51.100.7:1", ACL_CMD_CONNECT, "alice", "mx.example",
+                      "93.184.216.34:0", smtp[i], 3);
+    assert_allowed(acl, "198.51.100.7:1", ACL_CMD_CONNECT, "alice", "example.com",
+                   "93.184.216.34:443", 443, 4);
+    assert_allowed(acl, "[2001:4860::1]:1", ACL_CMD_CONNECT, "bob", NULL,
+                   "[2606:2800:220:1::1]:443", 443, 4);
+    assert_denied(acl, "198.51.100.7:1", ACL_CMD_BIND, "alice", NULL, "93.184.216.34:443", 443, -1);
+    acl_free(acl);
+}
+
+/* ---- bad files: each kind of error, with its line */
+
+static void
+test_missing_file(void **state)
+{
+    (void)state;
+    struct opts o, before;
+    struct acl *acl = NULL;
+    char err[256];
+    defaults(&o);
+    memcpy(&before, &o, sizeof(o));
+    assert_int_equal(config_load("/nonexistent/ringsocks.conf", &o, &acl, err, sizeof(err)), -1);
+    assert_string_equal(err, "/nonexistent/ringsocks.conf: cannot read: No such file or directory");
+    assert_memory_equal(&o, &before, sizeof(o));
+    assert_null(acl);
+    assert_int_equal(config_load("/tmp", &o, &acl, err, sizeof(err)), -1);
+    assert_string_equal(err, "/tmp: cannot read: Is a directory");
+}
+
+static void
+test_syntax_error(void **state)
+{
+    (void)state;
+    load_bad("shards = 2;\n"
+             "\n"
+             "relay = ;\n"
+             "bogus = 1;\n",
+             "@:3: syntax error");
+    load_bad("shards = 2;\nshards = 3;\n", "@:2: duplicate setting name");
+    load_bad("listen = [\"127.0.0.1:1\", 2];\n", "@:1: mismatched element type in array");
+}
+
+static void
+test_unknown_keys(void **state)
+{
+    (void)state;
+    load_bad("shards = 2;\n"
+             "shard = 2;\n"
+             "rules = (\n"
+             "  { action = \"allow\";\n"
+             "    form = [\"127.0.0.1\"];\n"
+             "    port = 80; }\n"
+             ");\n"
+             "close_denied = true;\n",
+             "@:2: unknown key 'shard'\n"
+             "@:5: rule 1: unknown key 'form' (action, from, to, hosts, ports, commands, users)\n"
+             "@:6: rule 1: unknown key 'port' (action, from, to, hosts, ports, commands, users)\n"
+             "@:8: unknown key 'close_denied'");
+}
+
+static void
+test_wrong_types(void **state)
+{
+    (void)state;
+    load_bad("shards = \"2\";\n"
+             "relay = 1;\n"
+             "idle_timeout = 1.5;\n"
+             "close_removed_users = 1;\n"
+             "listen = 1080;\n"
+             "admin = [\"127.0.0.1:9180\"];\n"
+             "resolvers = { a = 1; };\n"
+             "users = true;\n",
+             "@:1: shards: expected an integer, not a string\n"
+             "@:2: relay: expected a string, not an integer\n"
+             "@:3: idle_timeout: expected an integer, not a floating-point number\n"
+             "@:4: close_removed_users: expected true or false, not an integer\n"
+             "@:5: listen: expected a string or a list of strings, not an integer\n"
+             "@:6: admin: expected a string, not an array [ ]\n"
+             "@:7: resolvers: expected a string or a list of strings, not a group { }\n"
+             "@:8: users: expected a string, not a boolean");
+    load_bad("rules = { action = \"allow\"; };\n",
+             "@:1: rules: expected a list of rules ( { ... }, { ... } ), not a group { }");
+    load_bad("rules = (\n"
+             "  \"allow\",\n"
+             "  { action = [\"allow\"]; },\n"
+             "  { action = \"deny\"; to = { x = 1; }; from = (1); users = [2];\n"
+             "    ports = [true]; commands = 3; hosts = 4; }\n"
+             ");\n",
+             "@:2: rule 1: expected a group { action = ...; }, not a string\n"
+             "@:3: rule 2: action: expected \"allow\" or \"deny\", not an array [ ]\n"
+             "@:4: rule 3: to: expected a value or a list of values, not a group { }\n"
+             "@:4: rule 3: from: expected a string, not an integer\n"
+             "@:4: rule 3: users: expected a string, not an integer\n"
+             "@:5: rule 3: ports: expected a port (443, \"443\" or \"8000-8999\"), not a boolean\n"
+             "@:5: rule 3: commands: expected a string, not an integer\n"
+             "@:5: rule 3: hosts: expected a string, not an integer");
+}
+
+static void
+test_out_of_range(void **state)
+{
+    (void)state;
+    load_bad("shards = 1025;\n"
+             "handshake_timeout = 0;\n"
+             "connect_timeout = 3601;\n"
+             "idle_timeout = -1;\n"
+             "bind_timeout = 0;\n"
+             "drain_timeout = 86401;\n"
+             "max_conns = 16000001;\n"
+             "pipe_size = 4095;\n"
+             "buf_size = 2097152;\n"
+             "bufs = 1000;\n",
+             "@:1: shards: 1025 is not in 0..1024\n"
+             "@:2: handshake_timeout: 0 is not in 1..3600\n"
+             "@:3: connect_timeout: 3601 is not in 1..3600\n"
+             "@:4: idle_timeout: -1 is not in 0..31536000\n"
+             "@:5: bind_timeout: 0 is not in 1..86400\n"
+             "@:6: drain_timeout: 86401 is not in 0..86400\n"
+             "@:7: max_conns: 16000001 is not in 0..16000000\n"
+             "@:8: pipe_size: 4095 is not in 4096..67108864\n"
+             "@:9: buf_size: 2097152 is not in 1024..1048576\n"
+             "@:10: bufs: 1000 is not a power of two");
+    /* libconfig 1.5 wraps integers beyond an int silently; these must not load as 1 or 80. */
+    load_bad("# a comment\n"
+             "max_conns = 4294967297;\n"
+             "pipe_size: 0x100001000;\n"
+             "bufs = 99999999999999999999999;\n"
+             "shards = 1; handshake_timeout = 4294967306; connect_timeout=-4294967295;\n",
+             "@:2: max_conns: 4294967297 is not in 0..16000000\n"
+             "@:3: pipe_size: 4294971392 is not in 4096..67108864\n"
+             "@:4: bufs: 9223372036854775807 is not in 1..32768\n"
+             "@:5: handshake_timeout: 4294967306 is not in 1..3600\n"
+             "@:5: connect_timeout: -4294967295 is not in 1..3600");
+}
+
+static void
+test_bad_values(void **state)
+{
+    (void)state;
+    load_bad("listen = [\n"
+             "    \"127.0.0.1:1080\",\n"
+             "    \"127.0.0.1\",\n"
+             "    \"localhost:1080\"\n"
+             "];\n"
+             "relay = \"zerocopy\";\n"
+             "resolvers = [\"8.8.8.8\", \"dns.google\"];\n"
+             "auth = \"basic\";\n"
+             "users = \"\";\n"
+             "socks4 = \"yes\";\n"
+             "bind_ports = \"5000-4000\";\n"
+             "udp_ports = \"0-100\";\n"
+             "udp_advertise = \"proxy.example\";\n"
+             "access_log = \"access.log\";\n"
+             "log_format = \"text\";\n"
+             "admin = \"127.0.0.1\";\n"
+             "user = \"a:b\";\n"
+             "group = \"0123456789012345678901234567890123456789012345678901234567890123\";\n",
+             "@:3: listen: '127.0.0.1' is not IP:PORT or [IPv6]:PORT\n"
+             "@:4: listen: 'localhost:1080' is not IP:PORT or [IPv6]:PORT\n"
+             "@:6: relay: 'zerocopy' is not one of \"splice\", \"copy\"\n"
+             "@:7: resolvers: 'dns.google' is not IP[:PORT]\n"
+             "@:8: auth: 'basic' is not one of \"none\", \"password\"\n"
+             "@:9: users: '' is not a file name\n"
+             "@:10: socks4: 'yes' is not one of \"auto\", \"on\", \"off\"\n"
+             "@:11: bind_ports: '5000-4000' is not a port range LO-HI within 1-65535\n"
+             "@:12: udp_ports: '0-100' is not a port range LO-HI within 1-65535\n"
+             "@:13: udp_advertise: 'proxy.example' is not an IP address\n"
+             "@:14: access_log: 'access.log' is not \"stderr\", \"syslog\", \"off\" or an "
+             "absolute path\n"
+             "@:15: log_format: 'text' is not one of \"logfmt\", \"json\"\n"
+             "@:16: admin: '127.0.0.1' is neither IP:PORT, [IPv6]:PORT nor \"off\"\n"
+             "@:17: user: 'a:b' is not a user or group name\n"
+             "@:18: group: '0123456789012345678901234567890123456789012345678901234567890123' is "
+             "longer than 63 bytes");
+    /* Comma-first layout: a string is recorded on the line of the token after it. */
+    load_bad("resolvers = (\n"
+             "    \"192.0.2.1\"\n"
+             "  , \"bad\"\n"
+             "  # a comment\n"
+             "\n"
+             "  , \"worse\"\n"
+             ");\n"
+             "rules = (\n"
+             "    { action = \"allow\"; }\n"
+             "  , { to = \"10.0.0.0/8\"; }\n"
+             ");\n",
+             "@:3: resolvers: 'bad' is not IP[:PORT]\n"
+             "@:6: resolvers: 'worse' is not IP[:PORT]\n"
+             "@:10: rule 2: no action (action = \"allow\"; or action = \"deny\";)");
+    load_bad("listen = [];\nbind_ports = \"4000\";\n",
+             "@:1: listen: the list is empty (give at least one address)\n"
+             "@:2: bind_ports: '4000' is not a port range LO-HI within 1-65535");
+}
+
+static void
+test_bad_rules(void **state)
+{
+    (void)state;
+    load_bad("rules = (\n"
+             "    { action = \"permit\"; },\n"
+             "    { to = [\"10.0.0.0/8\"]; },\n"
+             "    {\n"
+             "        action = \"deny\";\n"
+             "        to = [\"10.0.0.1/8\",\n"
+             "              \"192.168.0.0/33\"];\n"
+             "        from = (\"2001:db8::/32\", \"300.1.1.1\");\n"
+             "    },\n"
+             "    {\n"
+             "        action = \"allow\";\n"
+             "        hosts = [\"10.0.0.1\", \"*.example.com\", \"a..b\", \".\"];\n"
+             "        ports = (\"0\", \"9000-8000\", 70000, \"http\", \"80-\", \" 80\");\n"
+             "        commands = [\"connect\", \"associate\"];\n"
+             "        users = [\"alice\",\n"
+             "                 \"\"\n"
+             "        ];\n"
+             "    }\n"
+             ");\n",
+             "@:2: rule 1: action: 'permit' is neither \"allow\" nor \"deny\"\n"
+             "@:3: rule 2: no action (action = \"allow\"; or action = \"deny\";)\n"
+             "@:6: rule 3: to: '10.0.0.1/8' is not an address or a network with zero host bits "
+             "(192.0.2.0/24, 2001:db8::/32)\n"
+             "@:7: rule 3: to: '192.168.0.0/33' is not an address or a network with zero host "
+             "bits (192.0.2.0/24, 2001:db8::/32)\n"
+             "@:8: rule 3: from: '300.1.1.1' is not an address or a network with zero host bits "
+             "(192.0.2.0/24, 2001:db8::/32)\n"
+             "@:12: rule 4: hosts: '10.0.0.1' is an address: destination addresses go in \"to\"\n"
+             "@:12: rule 4: hosts: '*.example.com' is not a host name or .suffix (letters, "
+             "digits, '-', '_', '.'; no wildcards)\n"
+             "@:12: rule 4: hosts: 'a..b' has an empty label\n"
+             "@:12: rule 4: hosts: '.' is not a host name\n"
+             "@:13: rule 4: ports: '0' is not a port or a range LO-HI within 1-65535\n"
+             "@:13: rule 4: ports: '9000-8000' is not a port or a range LO-HI within 1-65535\n"
+             "@:13: rule 4: ports: 70000 is not a port in 1..65535\n"
+             "@:13: rule 4: ports: 'http' is not a port or a range LO-HI within 1-65535\n"
+             "@:13: rule 4: ports: '80-' is not a port or a range LO-HI within 1-65535\n"
+             "@:13: rule 4: ports: ' 80' is not a port or a range LO-HI within 1-65535\n"
+             "@:14: rule 4: commands: 'associate' is not one of \"connect\", \"bind\", \"udp\"\n"
+             "@:16: rule 4: users: '' is not a user name (1..255 bytes)");
+}
+
+/* Errors everywhere in one file: all reported, in file order, and nothing changed. */
+static void
+test_many_errors(void **state)
+{
+    (void)state;
+    load_bad("# several mistakes\n"
+             "listen = [\"127.0.0.1:1080\", \"[::1]\"];\n"
+             "shards = -2;\n"
+             "relay = \"copy\";\n"
+             "tiemout = 5;\n"
+             "rules = (\n"
+             "    { action = \"deny\"; to = \"10.0.0.0/8\"; },\n"
+             "    { action = \"alow\"; commands = \"udp\"; }\n"
+             ");\n"
+             "admin = \"off\";\n"
+             "socks4 = \"auto\";\n"
+             "log_format = \"JSON\";\n",
+             "@:2: listen: '[::1]' is not IP:PORT or [IPv6]:PORT\n"
+             "@:3: shards: -2 is not in 0..1024\n"
+             "@:5: unknown key 'tiemout'\n"
+             "@:8: rule 2: action: 'alow' is neither \"allow\" nor \"deny\"\n"
+             "@:12: log_format: 'JSON' is not one of \"logfmt\", \"json\"");
+}
+
+/* More listen addresses than the table holds: one error, at the first one too many. */
+static void
+test_too_many(void **state)
+{
+    (void)state;
+    char buf[2048] = "listen = [\n";
+    for (int i = 0; i <= OPTS_MAX_LISTEN + 1; i++)
+        snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "  \"127.0.0.1:%d\"%s\n", 2000 + i,
+                 i <= OPTS_MAX_LISTEN ? "," : "");
+    strcat(buf, "];\n");
+    /* Line 1 is "listen = [", address i on line i + 2: the 17th (i = 16) on line 18. */
+    load_bad(buf, "@:18: listen: more than 16 addresses");
+
+    load_bad("resolvers = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\", \"10.0.0.4\", \"10.0.0.5\",\n"
+             "  \"10.0.0.6\", \"10.0.0.7\", \"10.0.0.8\",\n"
+             "  \"10.0.0.9\", \"10.0.0.10\"];\n",
+             "@:3: resolvers: too many addresses (at most 8)");
+}
+
+/* err is cut to errlen, always terminated; the result is still -1 with outputs untouched. */
+static void
+test_truncated_errors(void **state)
+{
+    (void)state;
+    struct opts o, before;
+    struct acl *acl = NULL;
+    char err[48];
+    memset(err, 'x', sizeof(err));
+    defaults(&o);
+    memcpy(&before, &o, sizeof(o));
+    assert_int_equal(load_text("a = 1;\nb = 2;\nc = 3;\n", &o, &acl, err, 40), -1);
+    assert_int_equal(strlen(err), 39);
+    assert_int_equal(err[41], 'x');
+    assert_memory_equal(&o, &before, sizeof(o));
+    assert_null(acl);
+    unlink(path);
+    assert_int_equal(load_text("a = 1;\n", &o, &acl, NULL, 0), -1);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_all_keys, teardown),
+        cmocka_unit_test_teardown(test_absent_keys_keep_defaults, teardown),
+        cmocka_unit_test(test_default_acl),
+        cmocka_unit_test_teardown(test_rules_absent_or_empty, teardown),
+        cmocka_unit_test_teardown(test_scalar_lists, teardown),
+        cmocka_unit_test_teardown(test_off_values, teardown),
+        cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test_teardown(test_syntax_error, teardown),
+        cmocka_unit_test_teardown(test_unknown_keys, teardown),
+        cmocka_unit_test_teardown(test_wrong_types, teardown),
+        cmocka_unit_test_teardown(test_out_of_range, teardown),
+        cmocka_unit_test_teardown(test_bad_values, teardown),
+        cmocka_unit_test_teardown(test_bad_rules, teardown),
+        cmocka_unit_test_teardown(test_many_errors, teardown),
+        cmocka_unit_test_teardown(test_too_many, teardown),
+        cmocka_unit_test_teardown(test_truncated_errors, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
