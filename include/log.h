@@ -39,30 +39,59 @@ struct logger;
 
 /*
  * Main thread: start the writer for n_shards rings of ring_slots records
- * (power of two). target: "stderr", "syslog", "off" or a file path
- * (opened for append, created 0640). Returns NULL and writes a message into
- * err on failure. "off" gives a logger that drops nothing and writes nothing.
+ * (power of two, 2..2^20). target: "stderr", "syslog" (LOG_DAEMON, ident
+ * "ringsocks", LOG_INFO), "off" or a file path (opened for append, created
+ * 0640). Returns NULL and writes a message into err on failure. "off" gives
+ * a logger that drops nothing and writes nothing, with no thread.
+ * The writer polls the rings every 50 ms when they are empty, so a line is
+ * written within about 50 ms and a ring should hold what its shard finishes
+ * in 50 ms at peak; more is dropped.
  */
 struct logger *log_start(const char *target, enum log_format fmt, unsigned n_shards,
                          unsigned ring_slots, char *err, size_t errlen);
-/* Main thread, after the shards stopped: write what is queued, stop, free. */
+/*
+ * Main thread, after the shards stopped: write what is queued, stop, free
+ * (waits up to one 50 ms poll, plus the writing). NULL is a no-op.
+ */
 void log_stop(struct logger *lg);
 
-/* Shard thread: queue a record; false when the ring is full (counted as dropped). */
+/*
+ * Shard thread `shard` only (one producer per ring): copy rec into the ring;
+ * no lock, no syscall, never blocks. false when the ring is full (counted
+ * as dropped) or shard >= n_shards (a caller bug, not counted). "off": true.
+ */
 bool log_push(struct logger *lg, unsigned shard, const struct log_rec *rec);
-/* Any thread: ask the writer to reopen its file. */
+/*
+ * Any thread, async-signal-safe (one atomic store): ask the writer to reopen
+ * its file (close the old one once the new one is open; on failure it keeps
+ * the old one and says so on stderr). The writer acts within one 50 ms
+ * poll; lines already queued may still go to the old file. A no-op for
+ * stderr, syslog and off.
+ */
 void log_reopen(struct logger *lg);
-/* Any thread: records dropped (ring full) and written so far, all shards. */
+/*
+ * Any thread: records dropped (ring full) and written so far, all shards.
+ * Lines lost to a failed write(2) count as neither.
+ */
 uint64_t log_dropped(const struct logger *lg);
 uint64_t log_written(const struct logger *lg);
 
 /*
  * Pure: format one record as a line (with '\n') into buf; returns its
- * length (truncated to cap - 1, always NUL-terminated). end_str names the
- * end reason. Fields, in order: time (RFC 3339 UTC, ms), shard, client,
- * user, cmd, version, dest (host:port), resolved, rep, up, down,
- * duration_ms, end. logfmt quotes values with spaces, quotes, '=' or
- * control bytes; JSON escapes per RFC 8259.
+ * length (truncated to cap - 1, always NUL-terminated when cap > 0; a cut
+ * line still ends in '\n'; cap 0 writes nothing). end_str names the end
+ * reason (NULL: none). Fields, in order: time (RFC 3339 UTC, ms), shard,
+ * client, user, cmd (connect, bind, udp, none, unknown), version, dest
+ * (host:port, an IPv6 host in brackets), resolved, rep, up, down,
+ * duration_ms, end. A line is always printable ASCII, whatever bytes user
+ * and host hold:
+ * - logfmt: an empty value or rep -1 is "-"; values with a space, '"', '='
+ *   or a byte < 0x20, 0x7f or >= 0x80 are quoted, with '"' and '\' escaped
+ *   by a backslash and those bytes as \xNN.
+ * - JSON (RFC 8259): one object per line, numbers as numbers, none as null;
+ *   '"' and '\' backslash-escaped, bytes < 0x20, 0x7f and >= 0x80 as
+ *   \u00XX (byte N as U+00NN: the exact bytes can be recovered, and the
+ *   output is valid UTF-8 without validating the input). Longest line: ~3.3 KB.
  */
 size_t log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, char *buf,
                   size_t cap);
