@@ -22,8 +22,12 @@ struct ctl_stats {
 };
 
 /*
- * Render everything into buf (cap bytes); returns the length written, or the
- * length needed when it does not fit (the caller grows buf and calls again).
+ * Render every series into buf (cap bytes), like snprintf: returns the length
+ * of the whole text, not counting the NUL. When that is < cap, buf holds all
+ * of it, NUL-terminated; otherwise buf holds a truncated prefix and the caller
+ * grows buf to at least the return value + 1 and calls again (counters move
+ * in between, so loop). buf may be NULL with cap 0 to ask for the length.
+ * shards is the array of n_shards shards; cs the control thread's counters.
  */
 size_t metrics_render(char *buf, size_t cap, const struct shard *shards, unsigned n_shards,
                       const struct ctl_stats *cs);

@@ -1,0 +1,639 @@
+/*
+ * admin.c - the admin HTTP endpoint: GET /metrics, GET /healthz,
+ * POST /reload, POST /drain, one request per connection.
+ *
+ * Control thread only. It owns the listening socket and, during one
+ * admin_serve() call, the connections accepted by that call; none outlives
+ * the call. It must never block: every socket is non-blocking, every wait is
+ * a poll() bounded by the connection's deadline (ADMIN_IO_TIMEOUT_MS from
+ * its accept), and the connections of one call are served side by side, so
+ * one silent client delays the others by nothing and the call by at most
+ * the deadline. It never touches shard state: the handlers do that.
+ */
+#include "admin.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ADMIN_HEAD_MAX    8192 /* request line and headers, with the final CRLFCRLF */
+#define ADMIN_MAX_CLIENTS 16   /* served side by side per admin_serve(); the rest wait */
+#define ADMIN_BACKLOG     64
+#define ADMIN_METHOD_MAX  16
+#define ADMIN_PATH_MAX    256
+#define ADMIN_MSG_MAX     256 /* handler messages (reload error, health reason) */
+
+enum admin_state {
+    AC_FREE = 0,
+    AC_READ,   /* reading the request head */
+    AC_WRITE,  /* writing the response */
+    AC_LINGER, /* response sent, our side shut: draining the client until its EOF */
+};
+
+struct admin_client {
+    int fd;
+    enum admin_state state;
+    int64_t deadline_ms; /* CLOCK_MONOTONIC */
+    size_t in_len;
+    size_t head_len, sent;   /* response: head[] then body, sent bytes so far */
+    const char *body;
+    size_t body_len;
+    char *body_owned;        /* malloc'ed body (metrics), freed at close */
+    char head[384];
+    char msg[ADMIN_MSG_MAX + 2]; /* handler message plus "\n" */
+    char in[ADMIN_HEAD_MAX];
+};
+
+struct admin {
+    int fd;
+    int spare_fd; /* /dev/null, given up to refuse a connection when out of fds */
+    struct admin_client c[ADMIN_MAX_CLIENTS];
+};
+
+/* ---- request parsing (pure) */
+
+/* RFC 9110 section 5.6.2 token characters. */
+static bool
+is_tchar(unsigned char ch)
+{
+    if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
+        return true;
+    return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+/*
+ * Check a request line, RFC 9112 section 3: method SP origin-form SP
+ * HTTP/1.x. p[0..n) is the whole line without CRLF when complete, else what
+ * has arrived so far; a prefix that can still become valid gives 0. Returns
+ * 1 complete and valid (lengths in *mlen, *tlen), 0 fine so far, -1 invalid.
+ */
+static int
+check_request_line(const char *p, size_t n, bool complete, size_t *mlen, size_t *tlen)
+{
+    static const char version[] = "HTTP/1.";
+    size_t i = 0, m, t0;
+
+    if (!complete && n && p[n - 1] == '\r')
+        n--; /* the CR of a CRLF still on its way */
+    while (i < n && is_tchar((unsigned char)p[i]))
+        i++;
+    if (i == n)
+        return complete ? -1 : 0;
+    if (p[i] != ' ' || i == 0)
+        return -1;
+    m = i++;
+    /* origin-form only: absolute-form and "*" have no use here. */
+    t0 = i;
+    if (i == n)
+        return complete ? -1 : 0;
+    if (p[i] != '/')
+        return -1;
+    while (i < n && (unsigned char)p[i] > ' ' && (unsigned char)p[i] < 0x7F)
+        i++;
+    if (i == n)
+        return complete ? -1 : 0;
+    if (p[i] != ' ')
+        return -1;
+    *tlen = i - t0;
+    i++;
+    for (size_t k = 0; k < sizeof(version) - 1; k++, i++) {
+        if (i == n)
+            return complete ? -1 : 0;
+        if (p[i] != version[k])
+            return -1;
+    }
+    if (i == n)
+        return complete ? -1 : 0;
+    if (p[i] < '0' || p[i] > '9' || i + 1 != n)
+        return -1;
+    *mlen = m;
+    return complete ? 1 : 0;
+}
+
+/*
+ * RFC 9112 section 5: field-name ":" OWS field-value OWS. No space before
+ * the colon (5.1: must be rejected), no obs-fold (5.2: may be rejected), no
+ * control characters but HTAB in the value.
+ */
+static bool
+check_header_line(const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && is_tchar((unsigned char)p[i]))
+        i++;
+    if (i == 0 || i == n || p[i] != ':')
+        return false;
+    for (i++; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if ((ch < ' ' && ch != '\t') || ch == 0x7F)
+            return false;
+    }
+    return true;
+}
+
+int
+admin_parse_request(const char *buf, size_t len, char *method, size_t mcap, char *path,
+                    size_t pcap)
+{
+    size_t scan = len < ADMIN_HEAD_MAX ? len : ADMIN_HEAD_MAX;
+    const char *end = memmem(buf, scan, "\r\n\r\n", 4);
+    const char *eol = memmem(buf, scan, "\r\n", 2);
+    size_t mlen = 0, tlen = 0;
+
+    if (!end) {
+        if (len >= ADMIN_HEAD_MAX)
+            return -1;
+        /* Refuse garbage (a TLS hello, a stray protocol) at once, not at the deadline. */
+        if (eol)
+            return check_request_line(buf, (size_t)(eol - buf), true, &mlen, &tlen) < 0 ? -1 : 0;
+        return check_request_line(buf, len, false, &mlen, &tlen) < 0 ? -1 : 0;
+    }
+    if (check_request_line(buf, (size_t)(eol - buf), true, &mlen, &tlen) != 1)
+        return -1;
+    for (const char *p = eol + 2; p < end + 2;) {
+        const char *e = memmem(p, (size_t)(end + 2 - p), "\r\n", 2);
+        if (!check_header_line(p, (size_t)(e - p)))
+            return -1;
+        p = e + 2;
+    }
+
+    const char *target = buf + mlen + 1;
+    size_t plen = strcspn(target, "?# ");
+    if (plen > tlen)
+        plen = tlen;
+    if (mlen >= mcap || plen >= pcap)
+        return -1;
+    memcpy(method, buf, mlen);
+    method[mlen] = '\0';
+    memcpy(path, target, plen);
+    path[plen] = '\0';
+    return (int)(end + 4 - buf);
+}
+
+/* ---- responses */
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *
+status_text(int code)
+{
+    switch (code) {
+    case 200:
+        return "OK";
+    case 202:
+        return "Accepted";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
+    }
+}
+
+static void
+respond(struct admin_client *c, int code, const char *allow, const char *ctype, const char *body,
+        size_t len)
+{
+    int n = snprintf(c->head, sizeof(c->head),
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "%s%s%s"
+                     "Cache-Control: no-store\r\n"
+                     "Connection: close\r\n"
+                     "\r\n",
+                     code, status_text(code), ctype, len, allow ? "Allow: " : "",
+                     allow ? allow : "", allow ? "\r\n" : "");
+    c->head_len = n > 0 && (size_t)n < sizeof(c->head) ? (size_t)n : 0;
+    c->body = body;
+    c->body_len = len;
+    c->sent = 0;
+    c->state = AC_WRITE;
+}
+
+static void
+respond_text(struct admin_client *c, int code, const char *allow, const char *text)
+{
+    respond(c, code, allow, "text/plain; charset=utf-8", text, strlen(text));
+}
+
+/* A handler's message as the body: NUL-terminated, never empty, ending in "\n". */
+static void
+respond_msg(struct admin_client *c, int code, const char *fallback)
+{
+    c->msg[ADMIN_MSG_MAX - 1] = '\0';
+    size_t n = strlen(c->msg);
+    if (n == 0)
+        n = (size_t)snprintf(c->msg, ADMIN_MSG_MAX, "%s", fallback);
+    if (c->msg[n - 1] != '\n') {
+        c->msg[n++] = '\n';
+        c->msg[n] = '\0';
+    }
+    respond_text(c, code, NULL, c->msg);
+}
+
+enum route { R_METRICS, R_HEALTHZ, R_RELOAD, R_DRAIN, R__COUNT };
+
+static const struct {
+    const char *path;
+    const char *method;
+} routes[R__COUNT] = {
+    [R_METRICS] = {"/metrics", "GET"},
+    [R_HEALTHZ] = {"/healthz", "GET"},
+    [R_RELOAD] = {"/reload", "POST"},
+    [R_DRAIN] = {"/drain", "POST"},
+};
+
+static bool
+route_served(const struct admin_handlers *h, enum route r)
+{
+    switch (r) {
+    case R_METRICS:
+        return h->metrics != NULL;
+    case R_HEALTHZ:
+        return h->health != NULL;
+    case R_RELOAD:
+        return h->reload != NULL;
+    case R_DRAIN:
+        return h->drain != NULL;
+    default:
+        return false;
+    }
+}
+
+static void
+route(struct admin_client *c, const char *method, const char *path,
+      const struct admin_handlers *h)
+{
+    int r = 0;
+    while (r < R__COUNT && !(strcmp(path, routes[r].path) == 0 && route_served(h, r)))
+        r++;
+    if (r == R__COUNT) {
+        respond_text(c, 404, NULL, "not found\n");
+        return;
+    }
+    if (strcmp(method, routes[r].method) != 0) {
+        respond_text(c, 405, routes[r].method, "method not allowed\n");
+        return;
+    }
+
+    c->msg[0] = '\0';
+    switch (r) {
+    case R_METRICS: {
+        char *body = NULL;
+        size_t len = h->metrics(h->arg, &body);
+        if (!body) {
+            respond_text(c, 500, NULL, "metrics unavailable\n");
+            return;
+        }
+        c->body_owned = body;
+        respond(c, 200, NULL, "text/plain; version=0.0.4; charset=utf-8", body, len);
+        return;
+    }
+    case R_HEALTHZ:
+        if (h->health(h->arg, c->msg, ADMIN_MSG_MAX) == 0)
+            respond_text(c, 200, NULL, "ok\n");
+        else
+            respond_msg(c, 503, "unhealthy");
+        return;
+    case R_RELOAD:
+        if (h->reload(h->arg, c->msg, ADMIN_MSG_MAX) == 0)
+            respond_text(c, 200, NULL, "reloaded\n");
+        else
+            respond_msg(c, 500, "reload failed");
+        return;
+    case R_DRAIN:
+        h->drain(h->arg);
+        respond_text(c, 202, NULL, "draining\n");
+        return;
+    }
+}
+
+/* ---- connections */
+
+static void
+client_close(struct admin_client *c)
+{
+    close(c->fd);
+    free(c->body_owned);
+    c->body_owned = NULL;
+    c->fd = -1;
+    c->state = AC_FREE;
+}
+
+/*
+ * Response written: shut our side and read until the client's EOF. Closing
+ * with request bytes unread (a POST body) would send an RST that can destroy
+ * the response before the client reads it (RFC 9112 section 9.6).
+ */
+static void
+client_linger(struct admin_client *c)
+{
+    char sink[4096];
+    if (c->state != AC_LINGER) {
+        shutdown(c->fd, SHUT_WR);
+        c->state = AC_LINGER;
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+        if (n > 0)
+            continue;
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        client_close(c);
+        return;
+    }
+}
+
+static void
+client_write(struct admin_client *c)
+{
+    for (;;) {
+        struct iovec iov[2];
+        int n_iov = 0;
+        size_t off = c->sent;
+        if (off < c->head_len) {
+            iov[n_iov].iov_base = c->head + off;
+            iov[n_iov++].iov_len = c->head_len - off;
+            off = 0;
+        } else {
+            off -= c->head_len;
+        }
+        if (off < c->body_len) {
+            iov[n_iov].iov_base = (char *)c->body + off;
+            iov[n_iov++].iov_len = c->body_len - off;
+        }
+        if (n_iov == 0) {
+            client_linger(c);
+            return;
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n >= 0) {
+            c->sent += (size_t)n;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            client_close(c);
+        return;
+    }
+}
+
+static void
+client_read(struct admin_client *c, const struct admin_handlers *h)
+{
+    char method[ADMIN_METHOD_MAX], path[ADMIN_PATH_MAX];
+
+    for (;;) {
+        ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
+        if (n == -1 && errno == EINTR)
+            continue;
+        if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            /* EOF or error before a whole head: nobody to answer. */
+            client_close(c);
+            return;
+        }
+        c->in_len += (size_t)n;
+        int r = admin_parse_request(c->in, c->in_len, method, sizeof(method), path, sizeof(path));
+        if (r < 0) {
+            respond_text(c, 400, NULL, "bad request\n");
+            break;
+        }
+        if (r > 0) {
+            route(c, method, path, h);
+            break;
+        }
+    }
+    client_write(c);
+}
+
+static void
+client_step(struct admin_client *c, const struct admin_handlers *h)
+{
+    switch (c->state) {
+    case AC_READ:
+        client_read(c, h);
+        break;
+    case AC_WRITE:
+        client_write(c);
+        break;
+    case AC_LINGER:
+        client_linger(c);
+        break;
+    case AC_FREE:
+        break;
+    }
+}
+
+/*
+ * Out of file descriptors: accept with the spare one and close at once, so
+ * the listening socket does not stay readable and spin the control loop.
+ */
+static bool
+admin_shed(struct admin *a)
+{
+    if (a->spare_fd < 0)
+        return false;
+    close(a->spare_fd);
+    int fd = accept(a->fd, NULL, NULL);
+    if (fd != -1)
+        close(fd);
+    a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return fd != -1;
+}
+
+/* Accept what is pending, up to ADMIN_MAX_CLIENTS at a time. */
+static void
+admin_accept(struct admin *a, int64_t deadline_ms)
+{
+    unsigned i = 0;
+    for (;;) {
+        while (i < ADMIN_MAX_CLIENTS && a->c[i].state != AC_FREE)
+            i++;
+        if (i == ADMIN_MAX_CLIENTS)
+            return;
+        int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if ((errno == EMFILE || errno == ENFILE) && admin_shed(a))
+                continue;
+            return;
+        }
+        struct admin_client *c = &a->c[i];
+        c->fd = fd;
+        c->state = AC_READ;
+        c->deadline_ms = deadline_ms;
+        c->in_len = 0;
+        c->body_owned = NULL;
+    }
+}
+
+void
+admin_serve(struct admin *a, const struct admin_handlers *h)
+{
+    struct pollfd pfd[ADMIN_MAX_CLIENTS];
+    unsigned idx[ADMIN_MAX_CLIENTS];
+
+    admin_accept(a, now_ms() + ADMIN_IO_TIMEOUT_MS);
+    /* Most requests arrive with the connection: try each before polling. */
+    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
+        client_step(&a->c[i], h);
+
+    for (;;) {
+        int64_t now = now_ms();
+        int timeout = ADMIN_IO_TIMEOUT_MS;
+        nfds_t n = 0;
+
+        for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++) {
+            struct admin_client *c = &a->c[i];
+            if (c->state == AC_FREE)
+                continue;
+            if (now >= c->deadline_ms) {
+                client_close(c);
+                continue;
+            }
+            if (c->deadline_ms - now < timeout)
+                timeout = (int)(c->deadline_ms - now);
+            pfd[n].fd = c->fd;
+            pfd[n].events = c->state == AC_WRITE ? POLLOUT : POLLIN;
+            pfd[n].revents = 0;
+            idx[n++] = i;
+        }
+        if (n == 0)
+            return;
+        int r = poll(pfd, n, timeout);
+        if (r == -1 && errno != EINTR) {
+            for (nfds_t k = 0; k < n; k++)
+                client_close(&a->c[idx[k]]);
+            return;
+        }
+        for (nfds_t k = 0; r > 0 && k < n; k++)
+            if (pfd[k].revents)
+                client_step(&a->c[idx[k]], h);
+    }
+}
+
+/* ---- listening socket */
+
+static void
+addr_text(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap)
+{
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    if (getnameinfo(sa, len, host, sizeof(host), serv, sizeof(serv),
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        snprintf(buf, cap, "(address)");
+    else if (sa->sa_family == AF_INET6)
+        snprintf(buf, cap, "[%s]:%s", host, serv);
+    else
+        snprintf(buf, cap, "%s:%s", host, serv);
+}
+
+struct admin *
+admin_open(const struct sockaddr *addr, char *err, size_t errlen)
+{
+    struct admin *a = NULL;
+    char where[NI_MAXHOST + NI_MAXSERV + 4];
+    const char *what;
+    socklen_t alen;
+    int one = 1;
+
+    if (addr->sa_family == AF_INET) {
+        alen = sizeof(struct sockaddr_in);
+    } else if (addr->sa_family == AF_INET6) {
+        alen = sizeof(struct sockaddr_in6);
+    } else {
+        snprintf(err, errlen, "admin: address family %d not supported", addr->sa_family);
+        return NULL;
+    }
+    addr_text(addr, alen, where, sizeof(where));
+
+    a = calloc(1, sizeof(*a));
+    if (!a) {
+        errno = ENOMEM;
+        what = "allocation";
+        goto out;
+    }
+    a->fd = -1;
+    a->spare_fd = -1;
+    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
+        a->c[i].fd = -1;
+
+    what = "socket";
+    a->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (a->fd == -1)
+        goto out;
+    what = "SO_REUSEADDR";
+    if (setsockopt(a->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1)
+        goto out;
+    /* One family per socket, whatever net.ipv6.bindv6only says. */
+    what = "IPV6_V6ONLY";
+    if (addr->sa_family == AF_INET6 &&
+        setsockopt(a->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) == -1)
+        goto out;
+    what = "bind";
+    if (bind(a->fd, addr, alen) == -1)
+        goto out;
+    what = "listen";
+    if (listen(a->fd, ADMIN_BACKLOG) == -1)
+        goto out;
+    /* Best effort: without it a full fd table only makes accept fail until it clears. */
+    a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return a;
+
+out:
+    snprintf(err, errlen, "admin %s: %s: %s", where, what, strerror(errno));
+    if (a && a->fd >= 0)
+        close(a->fd);
+    free(a);
+    return NULL;
+}
+
+int
+admin_fd(const struct admin *a)
+{
+    return a->fd;
+}
+
+void
+admin_close(struct admin *a)
+{
+    if (!a)
+        return;
+    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
+        if (a->c[i].state != AC_FREE)
+            client_close(&a->c[i]);
+    close(a->fd);
+    if (a->spare_fd >= 0)
+        close(a->spare_fd);
+    free(a);
+}

@@ -1,0 +1,274 @@
+/*
+ * metrics.c - Prometheus text exposition (format 0.0.4) of the shards'
+ * counters and the control thread's own.
+ *
+ * Control thread only. It reads shard counters through STAT_GET (relaxed
+ * atomic loads of single-writer fields) and must never write them, take a
+ * lock a shard could wait on, or call shard functions. Series are summed
+ * over shards unless the name says "shard". Values of one scrape are not a
+ * consistent snapshot across fields (each load is independent), which
+ * Prometheus tolerates; the histogram's +Inf bucket and _count are computed
+ * from the same loads so they always agree.
+ */
+#include "metrics.h"
+#include "version.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "conn.h"
+#include "shard_types.h"
+
+
+/* Index of struct shard_stats.replies' first dimension. */
+static const char *const cmd_names[STAT_CMDS] = {"none", "connect", "bind", "udp"};
+
+/* SOCKS5 reply codes, RFC 1928 section 6; the last: ended with no reply. */
+static const char *const rep_names[STAT_REPS] = {
+    "succeeded",
+    "general_failure",
+    "not_allowed",
+    "network_unreachable",
+    "host_unreachable",
+    "connection_refused",
+    "ttl_expired",
+    "command_not_supported",
+    "address_type_not_supported",
+    "none",
+};
+
+/*
+ * A writer that formats into buf while it fits and keeps counting past the
+ * end, so one pass yields both the text and the length it needs.
+ */
+struct mwriter {
+    char *buf;
+    size_t cap;
+    size_t len;
+};
+
+static void mw_printf(struct mwriter *w, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+mw_printf(struct mwriter *w, const char *fmt, ...)
+{
+    size_t room = w->len < w->cap ? w->cap - w->len : 0;
+    va_list ap;
+
+    va_start(ap, fmt);
+    int n = vsnprintf(room ? w->buf + w->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        w->len += (size_t)n;
+}
+
+static void
+mw_family(struct mwriter *w, const char *name, const char *type, const char *help)
+{
+    mw_printf(w, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A family with one unlabelled sample. */
+static void
+mw_u64(struct mwriter *w, const char *name, const char *type, const char *help, uint64_t v)
+{
+    mw_family(w, name, type, help);
+    mw_printf(w, "%s %" PRIu64 "\n", name, v);
+}
+
+/* Microseconds as seconds, exactly (no binary floating point on the way). */
+static void
+mw_us_as_s(struct mwriter *w, uint64_t us)
+{
+    mw_printf(w, "%" PRIu64 ".%06" PRIu64, us / 1000000u, us % 1000000u);
+}
+
+/* Sum one uint64_t counter, named by its path inside struct shard, over every shard. */
+#define SUM_STAT(shards, n, field)                                                                 \
+    ({                                                                                             \
+        uint64_t sum_ = 0;                                                                         \
+        for (unsigned i_ = 0; i_ < (n); i_++)                                                      \
+            sum_ += STAT_GET((shards)[i_].field);                                                  \
+        sum_;                                                                                      \
+    })
+
+static void
+render_connections(struct mwriter *w, const struct shard *sh, unsigned n)
+{
+    mw_u64(w, "ringsocks_connections_accepted_total", "counter",
+           "Client connections accepted.", SUM_STAT(sh, n, st.accepted));
+    mw_u64(w, "ringsocks_connections_dropped_total", "counter",
+           "Client connections closed at once on accept: no free slot.",
+           SUM_STAT(sh, n, st.accept_dropped));
+    mw_u64(w, "ringsocks_accept_pauses_total", "counter",
+           "Times accepting paused on EMFILE, ENFILE or ENOMEM.",
+           SUM_STAT(sh, n, st.accept_pauses));
+
+    uint64_t open = 0;
+    for (unsigned i = 0; i < n; i++)
+        open += STAT_GET(sh[i].n_open);
+    mw_u64(w, "ringsocks_connections_open", "gauge",
+           "Client connections holding a slot now, in any state.", open);
+
+    mw_family(w, "ringsocks_connections_ended_total", "counter",
+              "Client connections ended, by the reason they ended.");
+    for (int r = 0; r < END__COUNT; r++) {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < n; i++)
+            v += STAT_GET(sh[i].st.ended[r]);
+        mw_printf(w, "ringsocks_connections_ended_total{reason=\"%s\"} %" PRIu64 "\n",
+                  conn_end_str((enum conn_end)r), v);
+    }
+}
+
+static void
+render_tunnels(struct mwriter *w, const struct shard *sh, unsigned n)
+{
+    mw_u64(w, "ringsocks_tunnels_started_total", "counter",
+           "Tunnels that reached the relay phase.", SUM_STAT(sh, n, st.tunnels));
+
+    mw_family(w, "ringsocks_tunnels_open", "gauge", "Tunnels relaying now, by SOCKS command.");
+    for (int c = 0; c < STAT_CMDS; c++) {
+        int64_t v = 0;
+        for (unsigned i = 0; i < n; i++)
+            v += STAT_GET(sh[i].st.open_by_cmd[c]);
+        mw_printf(w, "ringsocks_tunnels_open{command=\"%s\"} %" PRId64 "\n", cmd_names[c], v);
+    }
+
+    mw_family(w, "ringsocks_tunnels_total", "counter",
+              "Connections ended, by SOCKS command (none: no request) and the reply sent "
+              "(SOCKS5 code name; SOCKS4 replies are counted by their SOCKS5 equivalent; "
+              "none: no reply).");
+    for (int c = 0; c < STAT_CMDS; c++) {
+        for (int r = 0; r < STAT_REPS; r++) {
+            uint64_t v = 0;
+            for (unsigned i = 0; i < n; i++)
+                v += STAT_GET(sh[i].st.replies[c][r]);
+            mw_printf(w,
+                      "ringsocks_tunnels_total{command=\"%s\",reply=\"%s\"} %" PRIu64 "\n",
+                      cmd_names[c], rep_names[r], v);
+        }
+    }
+
+    mw_family(w, "ringsocks_relay_bytes_total", "counter",
+              "Bytes relayed: up is client to target, down is target to client.");
+    mw_printf(w, "ringsocks_relay_bytes_total{direction=\"up\"} %" PRIu64 "\n",
+              SUM_STAT(sh, n, st.bytes[DIR_C2T]));
+    mw_printf(w, "ringsocks_relay_bytes_total{direction=\"down\"} %" PRIu64 "\n",
+              SUM_STAT(sh, n, st.bytes[DIR_T2C]));
+}
+
+static void
+render_auth(struct mwriter *w, const struct shard *sh, unsigned n)
+{
+    mw_u64(w, "ringsocks_auth_cache_hits_total", "counter",
+           "Credential checks answered by the fast digest cache.",
+           SUM_STAT(sh, n, st.auth_cache_hits));
+    mw_u64(w, "ringsocks_auth_slow_checks_total", "counter",
+           "Credential checks that ran crypt(3) on the auth worker.",
+           SUM_STAT(sh, n, st.auth_slow_checks));
+    mw_u64(w, "ringsocks_auth_failures_total", "counter", "Credentials refused (RFC 1929).",
+           SUM_STAT(sh, n, st.auth_failures));
+    mw_u64(w, "ringsocks_auth_overload_total", "counter",
+           "Credential checks refused because the auth worker's queue was full.",
+           SUM_STAT(sh, n, st.auth_overload));
+    mw_u64(w, "ringsocks_acl_denied_total", "counter", "Requests refused by the access rules.",
+           SUM_STAT(sh, n, st.acl_denied));
+}
+
+static void
+render_dns(struct mwriter *w, const struct shard *sh, unsigned n)
+{
+    static const uint64_t bounds_us[DNS_LAT_BUCKETS - 1] = DNS_LAT_BOUNDS_US;
+    uint64_t bucket[DNS_LAT_BUCKETS] = {0};
+
+    mw_u64(w, "ringsocks_dns_queries_total", "counter", "Names sent to DNS servers.",
+           SUM_STAT(sh, n, st.dns_queries));
+    mw_u64(w, "ringsocks_dns_cache_hits_total", "counter",
+           "Names answered from the shard's DNS cache.", SUM_STAT(sh, n, st.dns_cache_hits));
+
+    /* The shards keep one count per bucket; Prometheus buckets are cumulative. */
+    for (unsigned i = 0; i < n; i++)
+        for (int b = 0; b < DNS_LAT_BUCKETS; b++)
+            bucket[b] += STAT_GET(sh[i].st.dns_lat[b]);
+    mw_family(w, "ringsocks_dns_lookup_duration_seconds", "histogram",
+              "Time from sending a DNS query to its answer.");
+    uint64_t cum = 0;
+    for (int b = 0; b < DNS_LAT_BUCKETS - 1; b++) {
+        cum += bucket[b];
+        mw_printf(w, "ringsocks_dns_lookup_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                  (double)bounds_us[b] / 1e6, cum);
+    }
+    cum += bucket[DNS_LAT_BUCKETS - 1];
+    mw_printf(w, "ringsocks_dns_lookup_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+    mw_printf(w, "ringsocks_dns_lookup_duration_seconds_sum ");
+    mw_us_as_s(w, SUM_STAT(sh, n, st.dns_lat_sum_us));
+    mw_printf(w, "\nringsocks_dns_lookup_duration_seconds_count %" PRIu64 "\n", cum);
+}
+
+static void
+render_engine(struct mwriter *w, const struct shard *sh, unsigned n)
+{
+    mw_u64(w, "ringsocks_udp_datagrams_dropped_total", "counter",
+           "UDP ASSOCIATE datagrams dropped: malformed, fragmented or from a foreign source.",
+           SUM_STAT(sh, n, st.udp_dropped));
+    mw_u64(w, "ringsocks_pipe_fallbacks_total", "counter",
+           "Splice relay chunks copied instead because no pipe could be had.",
+           SUM_STAT(sh, n, st.pipe_fallbacks));
+    mw_u64(w, "ringsocks_close_cancels_total", "counter",
+           "Connection closes that needed an explicit cancel of in-flight operations.",
+           SUM_STAT(sh, n, st.close_cancels));
+    mw_u64(w, "ringsocks_stale_completions_total", "counter",
+           "Ring completions dropped because their connection slot had been reused.",
+           SUM_STAT(sh, n, st.stale_cqes));
+
+    mw_family(w, "ringsocks_shard_loop_iterations_total", "counter",
+              "Event loop iterations, per shard.");
+    for (unsigned i = 0; i < n; i++)
+        mw_printf(w, "ringsocks_shard_loop_iterations_total{shard=\"%u\"} %" PRIu64 "\n",
+                  sh[i].id, STAT_GET(sh[i].st.loops));
+    mw_family(w, "ringsocks_shard_inflight_ops", "gauge",
+              "Ring operations submitted whose completion has not arrived, per shard.");
+    for (unsigned i = 0; i < n; i++)
+        mw_printf(w, "ringsocks_shard_inflight_ops{shard=\"%u\"} %" PRId64 "\n", sh[i].id,
+                  STAT_GET(sh[i].st.inflight));
+}
+
+static void
+render_ctl(struct mwriter *w, const struct ctl_stats *cs)
+{
+    mw_family(w, "ringsocks_reloads_total", "counter", "Configuration reloads, by result.");
+    mw_printf(w, "ringsocks_reloads_total{result=\"ok\"} %" PRIu64 "\n", cs->reloads_ok);
+    mw_printf(w, "ringsocks_reloads_total{result=\"failed\"} %" PRIu64 "\n", cs->reloads_failed);
+    mw_family(w, "ringsocks_last_reload_success_timestamp_seconds", "gauge",
+              "Unix time of the last successful configuration load.");
+    mw_printf(w, "ringsocks_last_reload_success_timestamp_seconds %.3f\n",
+              cs->last_reload_ok_time);
+    mw_u64(w, "ringsocks_draining", "gauge", "1 while the server drains, else 0.",
+           cs->draining ? 1 : 0);
+    mw_u64(w, "ringsocks_access_log_lines_total", "counter", "Access log lines written.",
+           cs->log_written);
+    mw_u64(w, "ringsocks_access_log_dropped_total", "counter",
+           "Access log lines dropped because the writer could not keep up.", cs->log_dropped);
+    mw_family(w, "ringsocks_start_time_seconds", "gauge", "Unix time the process started.");
+    mw_printf(w, "ringsocks_start_time_seconds %.3f\n", cs->start_time);
+    mw_family(w, "ringsocks_build_info", "gauge", "Always 1; the labels name the build.");
+    mw_printf(w, "ringsocks_build_info{version=\"%s\"} 1\n", RINGSOCKS_VERSION);
+}
+
+size_t
+metrics_render(char *buf, size_t cap, const struct shard *shards, unsigned n_shards,
+               const struct ctl_stats *cs)
+{
+    struct mwriter w = {.buf = buf, .cap = buf ? cap : 0, .len = 0};
+
+    render_connections(&w, shards, n_shards);
+    render_tunnels(&w, shards, n_shards);
+    render_auth(&w, shards, n_shards);
+    render_dns(&w, shards, n_shards);
+    render_engine(&w, shards, n_shards);
+    render_ctl(&w, cs);
+    return w.len;
+}

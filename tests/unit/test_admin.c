@@ -1,0 +1,796 @@
+/*
+ * test_admin.c - the admin endpoint: admin_parse_request() on whole, split,
+ * oversize and malformed heads; then the real listener on 127.0.0.1 with
+ * fake handlers, driven by raw-socket clients on a thread (and by curl when
+ * it is installed), and the deadline that bounds a silent client.
+ *
+ * Links admin.o alone.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "admin.h"
+
+/* ---- admin_parse_request */
+
+static int
+parse(const char *s, char *method, char *path)
+{
+    return admin_parse_request(s, strlen(s), method, 16, path, 64);
+}
+
+static void
+test_parse_whole(void **state)
+{
+    (void)state;
+    char m[16], p[64];
+    static const char get[] = "GET /metrics HTTP/1.1\r\nHost: localhost:9090\r\n"
+                              "User-Agent: Prometheus/2.42.0\r\nAccept: */*\r\n\r\n";
+
+    assert_int_equal(parse(get, m, p), (int)strlen(get));
+    assert_string_equal(m, "GET");
+    assert_string_equal(p, "/metrics");
+
+    /* No headers at all, HTTP/1.0. */
+    assert_int_equal(parse("POST /reload HTTP/1.0\r\n\r\n", m, p), 25);
+    assert_string_equal(m, "POST");
+    assert_string_equal(p, "/reload");
+
+    /* Query string and fragment are not part of the path. */
+    assert_true(parse("GET /metrics?name[]=x&y=%20 HTTP/1.1\r\n\r\n", m, p) > 0);
+    assert_string_equal(p, "/metrics");
+    assert_true(parse("GET /healthz#top HTTP/1.1\r\n\r\n", m, p) > 0);
+    assert_string_equal(p, "/healthz");
+    assert_true(parse("GET /?x HTTP/1.1\r\n\r\n", m, p) > 0);
+    assert_string_equal(p, "/");
+
+    /* A body after the head is not counted: the head's length comes back. */
+    static const char post[] = "POST /reload HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+    assert_int_equal(parse(post, m, p), (int)strlen(post) - 5);
+
+    /* Header values may hold tabs, spaces and obs-text; empty values are fine. */
+    assert_true(parse("GET / HTTP/1.1\r\nX-A:\t v\xc3\xa9 \r\nX-B:\r\n\r\n", m, p) > 0);
+}
+
+/* Every prefix of a valid head needs more; the whole head completes. */
+static void
+test_parse_split(void **state)
+{
+    (void)state;
+    char m[16], p[64];
+    static const char head[] = "POST /drain?now=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               "Content-Type: text/plain\r\n\r\n";
+    size_t len = strlen(head);
+
+    for (size_t i = 0; i < len; i++)
+        assert_int_equal(admin_parse_request(head, i, m, sizeof(m), p, sizeof(p)), 0);
+    assert_int_equal(admin_parse_request(head, len, m, sizeof(m), p, sizeof(p)), (int)len);
+    assert_string_equal(m, "POST");
+    assert_string_equal(p, "/drain");
+}
+
+static void
+test_parse_oversize(void **state)
+{
+    (void)state;
+    char m[16], p[64];
+    char *buf = malloc(10000);
+    assert_non_null(buf);
+
+    /* Headers without an end: fine up to 8 KiB, refused from 8 KiB on. */
+    size_t off = (size_t)sprintf(buf, "GET /metrics HTTP/1.1\r\nX-Pad: ");
+    memset(buf + off, 'a', 10000 - off);
+    assert_int_equal(admin_parse_request(buf, 8191, m, sizeof(m), p, sizeof(p)), 0);
+    assert_int_equal(admin_parse_request(buf, 8192, m, sizeof(m), p, sizeof(p)), -1);
+    assert_int_equal(admin_parse_request(buf, 10000, m, sizeof(m), p, sizeof(p)), -1);
+
+    /* A head of exactly 8192 bytes is taken; one of 8193 is not. */
+    memcpy(buf + 8192 - 4, "\r\n\r\n", 4);
+    assert_int_equal(admin_parse_request(buf, 8192, m, sizeof(m), p, sizeof(p)), 8192);
+    assert_int_equal(admin_parse_request(buf, 10000, m, sizeof(m), p, sizeof(p)), 8192);
+    buf[8192 - 4] = 'a';
+    memcpy(buf + 8192 - 3, "\r\n\r\n", 4);
+    assert_int_equal(admin_parse_request(buf, 8193, m, sizeof(m), p, sizeof(p)), -1);
+
+    /* Method or path longer than the caller's buffers. */
+    assert_int_equal(admin_parse_request("GET /metrics HTTP/1.1\r\n\r\n", 25, m, 3, p, 64), -1);
+    assert_int_equal(admin_parse_request("GET /metrics HTTP/1.1\r\n\r\n", 25, m, 4, p, 8), -1);
+    assert_int_equal(admin_parse_request("GET /metrics HTTP/1.1\r\n\r\n", 25, m, 4, p, 9), 25);
+    free(buf);
+}
+
+static void
+test_parse_garbage(void **state)
+{
+    (void)state;
+    char m[16], p[64];
+    static const char *const bad[] = {
+        "\r\n\r\n",
+        "GET\r\n\r\n",
+        "GET /metrics\r\n\r\n",                 /* HTTP/0.9 */
+        "GET metrics HTTP/1.1\r\n\r\n",         /* not origin-form */
+        "GET http://h/metrics HTTP/1.1\r\n\r\n", /* absolute-form */
+        "OPTIONS * HTTP/1.1\r\n\r\n",
+        "GET  /metrics HTTP/1.1\r\n\r\n",
+        "GET /metrics  HTTP/1.1\r\n\r\n",
+        "GET /metrics HTTP/2.0\r\n\r\n",
+        "GET /metrics HTTP/1.1 \r\n\r\n",
+        "GET /metrics http/1.1\r\n\r\n",
+        "GET /metrics HTTP/1.x\r\n\r\n",
+        "G(T /metrics HTTP/1.1\r\n\r\n",
+        " GET /metrics HTTP/1.1\r\n\r\n",
+        "GET /met\x01rics HTTP/1.1\r\n\r\n",
+        "GET /m\xc3\xa9 HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost\r\n\r\n",           /* no colon */
+        "GET / HTTP/1.1\r\nHost : x\r\n\r\n",       /* space before the colon */
+        "GET / HTTP/1.1\r\n: x\r\n\r\n",            /* empty name */
+        "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n",     /* obs-fold */
+        "GET / HTTP/1.1\r\nA: b\nB: c\r\n\r\n",     /* bare LF */
+        "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n",        /* bare CR */
+        "GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (parse(bad[i], m, p) != -1)
+            fail_msg("accepted: \"%s\"", bad[i]);
+    }
+    /* NUL inside a header. */
+    static const char nul[] = "GET / HTTP/1.1\r\nA: b\0c\r\n\r\n";
+    assert_int_equal(admin_parse_request(nul, sizeof(nul) - 1, m, 16, p, 64), -1);
+
+    /* Garbage is refused as soon as it shows, before any CRLF. */
+    assert_int_equal(admin_parse_request("\x16\x03\x01\x02\x00", 5, m, 16, p, 64), -1);
+    assert_int_equal(admin_parse_request("\x05\x01\x00", 3, m, 16, p, 64), -1);
+    assert_int_equal(admin_parse_request("GET x", 5, m, 16, p, 64), -1);
+    assert_int_equal(admin_parse_request("GET / HTTX", 10, m, 16, p, 64), -1);
+    assert_int_equal(admin_parse_request("GET / HTTP/1.1\n", 15, m, 16, p, 64), -1);
+    assert_int_equal(admin_parse_request("GET /metrics HTTP/1.1\r\nHost x", 29, m, 16, p, 64),
+                     0); /* header lines are judged once the head is whole */
+    assert_int_equal(admin_parse_request("", 0, m, 16, p, 64), 0);
+}
+
+/* ---- the endpoint */
+
+struct fake {
+    const char *metrics_text; /* NULL: the handler fails */
+    size_t metrics_len;
+    int reload_fail;
+    int health_fail;
+    int drains;
+    int reloads;
+};
+
+static size_t
+fake_metrics(void *arg, char **buf)
+{
+    struct fake *f = arg;
+    if (!f->metrics_text) {
+        *buf = NULL;
+        return 0;
+    }
+    *buf = malloc(f->metrics_len);
+    assert_non_null(*buf);
+    memcpy(*buf, f->metrics_text, f->metrics_len);
+    return f->metrics_len;
+}
+
+static int
+fake_reload(void *arg, char *msg, size_t cap)
+{
+    struct fake *f = arg;
+    f->reloads++;
+    if (!f->reload_fail)
+        return 0;
+    snprintf(msg, cap, "bad.conf:3: syntax error");
+    return -22;
+}
+
+static void
+fake_drain(void *arg)
+{
+    struct fake *f = arg;
+    f->drains++;
+}
+
+static int
+fake_health(void *arg, char *msg, size_t cap)
+{
+    struct fake *f = arg;
+    if (!f->health_fail)
+        return 0;
+    if (f->health_fail == 1)
+        snprintf(msg, cap, "draining");
+    return -1;
+}
+
+struct env {
+    struct admin *a;
+    uint16_t port;
+    struct fake f;
+    struct admin_handlers h;
+};
+
+static int64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+setup_env(void **state)
+{
+    struct env *e = calloc(1, sizeof(*e));
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in got;
+    socklen_t glen = sizeof(got);
+    char err[256] = "";
+
+    assert_non_null(e);
+    e->a = admin_open((struct sockaddr *)&sin, err, sizeof(err));
+    if (!e->a)
+        fail_msg("admin_open: %s", err);
+    assert_int_equal(getsockname(admin_fd(e->a), (struct sockaddr *)&got, &glen), 0);
+    e->port = ntohs(got.sin_port);
+    e->f.metrics_text = "# TYPE x gauge\nx 1\n";
+    e->f.metrics_len = strlen(e->f.metrics_text);
+    e->h = (struct admin_handlers){.arg = &e->f,
+                                   .metrics = fake_metrics,
+                                   .reload = fake_reload,
+                                   .drain = fake_drain,
+                                   .health = fake_health};
+    *state = e;
+    return 0;
+}
+
+static int
+teardown_env(void **state)
+{
+    struct env *e = *state;
+    admin_close(e->a);
+    free(e);
+    return 0;
+}
+
+static int
+connect_to(uint16_t port)
+{
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons(port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval tv = {.tv_sec = 5};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static bool
+send_all(int fd, const char *p, size_t len)
+{
+    while (len) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= (size_t)n;
+    }
+    return true;
+}
+
+/* Read until EOF (or error, kept in *err); returns a malloc'ed, NUL-terminated copy. */
+static char *
+read_all(int fd, size_t *len, int *err)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap + 1);
+    assert_non_null(buf);
+    *err = 0;
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            assert_non_null(buf);
+        }
+        ssize_t r = recv(fd, buf + n, cap - n, 0);
+        if (r > 0) {
+            n += (size_t)r;
+            continue;
+        }
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1)
+            *err = errno;
+        break;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* One client on a thread: connect, send the parts (pausing between), read to EOF. */
+struct job {
+    uint16_t port;
+    const char *parts[4];
+    size_t part_len[4]; /* 0: strlen */
+    int pause_ms;
+    char *resp;
+    size_t resp_len;
+    int err;      /* errno of the read, 0: clean EOF */
+    int send_err; /* errno of a failed send, 0: all sent */
+};
+
+static void *
+job_run(void *arg)
+{
+    struct job *j = arg;
+    int fd = connect_to(j->port);
+    for (int i = 0; i < 4 && j->parts[i]; i++) {
+        if (i && j->pause_ms)
+            usleep((useconds_t)j->pause_ms * 1000);
+        size_t len = j->part_len[i] ? j->part_len[i] : strlen(j->parts[i]);
+        if (!send_all(fd, j->parts[i], len)) {
+            j->send_err = errno;
+            break;
+        }
+    }
+    j->resp = read_all(fd, &j->resp_len, &j->err);
+    close(fd);
+    return NULL;
+}
+
+/* What the control thread does: wait for the listener, then serve. */
+static void
+serve_once(struct env *e)
+{
+    struct pollfd pfd = {.fd = admin_fd(e->a), .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 5000), 1);
+    admin_serve(e->a, &e->h);
+}
+
+static void
+run_job(struct env *e, struct job *j)
+{
+    pthread_t t;
+    j->port = e->port;
+    assert_int_equal(pthread_create(&t, NULL, job_run, j), 0);
+    serve_once(e);
+    /* A split request may still be arriving on its own: serve until the client is done. */
+    assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+struct resp {
+    int status;
+    char *text; /* whole response */
+    const char *body;
+    size_t body_len;
+};
+
+/* The value of header name in r (up to CRLF), or NULL. */
+static const char *
+header(const struct resp *r, const char *name, char *out, size_t cap)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "\r\n%s: ", name);
+    const char *h = strstr(r->text, key);
+    if (!h || h > r->body)
+        return NULL;
+    h += strlen(key);
+    size_t n = strcspn(h, "\r");
+    assert_true(n < cap);
+    memcpy(out, h, n);
+    out[n] = '\0';
+    return out;
+}
+
+static struct resp
+check_response(char *text, size_t len)
+{
+    struct resp r = {.text = text};
+    char v[128];
+    const char *end = strstr(text, "\r\n\r\n");
+    if (!end)
+        fail_msg("no response head in \"%s\"", text);
+    assert_int_equal(strncmp(text, "HTTP/1.1 ", 9), 0);
+    r.status = atoi(text + 9);
+    r.body = end + 4;
+    r.body_len = len - (size_t)(r.body - text);
+    assert_non_null(header(&r, "Content-Length", v, sizeof(v)));
+    assert_int_equal(strtoull(v, NULL, 10), r.body_len);
+    assert_non_null(header(&r, "Connection", v, sizeof(v)));
+    assert_string_equal(v, "close");
+    assert_non_null(header(&r, "Content-Type", v, sizeof(v)));
+    return r;
+}
+
+/* Send request (whole), serve it, check the response framing, return it. */
+static struct resp
+request(struct env *e, const char *req)
+{
+    struct job j = {.parts = {req}};
+    run_job(e, &j);
+    assert_int_equal(j.err, 0);
+    return check_response(j.resp, j.resp_len);
+}
+
+static void
+expect(struct env *e, const char *req, int status, const char *body)
+{
+    struct resp r = request(e, req);
+    if (r.status != status || strcmp(r.body, body) != 0)
+        fail_msg("%s-> %d \"%s\", want %d \"%s\"", req, r.status, r.body, status, body);
+    free(r.text);
+}
+
+static void
+test_routes(void **state)
+{
+    struct env *e = *state;
+    struct resp r;
+    char v[128];
+
+    r = request(e, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, e->f.metrics_text);
+    assert_string_equal(header(&r, "Content-Type", v, sizeof(v)),
+                        "text/plain; version=0.0.4; charset=utf-8");
+    assert_string_equal(r.text, "HTTP/1.1 200 OK\r\n"
+                                "Content-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+                                "Content-Length: 19\r\n"
+                                "Cache-Control: no-store\r\n"
+                                "Connection: close\r\n"
+                                "\r\n"
+                                "# TYPE x gauge\nx 1\n");
+    free(r.text);
+
+    expect(e, "GET /metrics?debug=1 HTTP/1.0\r\n\r\n", 200, e->f.metrics_text);
+    expect(e, "GET /healthz HTTP/1.1\r\n\r\n", 200, "ok\n");
+    e->f.health_fail = 1;
+    expect(e, "GET /healthz HTTP/1.1\r\n\r\n", 503, "draining\n");
+    e->f.health_fail = 2; /* no message: a generic one */
+    expect(e, "GET /healthz HTTP/1.1\r\n\r\n", 503, "unhealthy\n");
+    e->f.health_fail = 0;
+
+    expect(e, "POST /reload HTTP/1.1\r\n\r\n", 200, "reloaded\n");
+    e->f.reload_fail = 1;
+    expect(e, "POST /reload HTTP/1.1\r\n\r\n", 500, "bad.conf:3: syntax error\n");
+    e->f.reload_fail = 0;
+    assert_int_equal(e->f.reloads, 2);
+
+    expect(e, "POST /drain HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 202, "draining\n");
+    assert_int_equal(e->f.drains, 1);
+
+    r = request(e, "GET /reload HTTP/1.1\r\n\r\n");
+    assert_int_equal(r.status, 405);
+    assert_string_equal(header(&r, "Allow", v, sizeof(v)), "POST");
+    free(r.text);
+    r = request(e, "POST /metrics HTTP/1.1\r\n\r\n");
+    assert_int_equal(r.status, 405);
+    assert_string_equal(header(&r, "Allow", v, sizeof(v)), "GET");
+    free(r.text);
+    r = request(e, "HEAD /healthz HTTP/1.1\r\n\r\n");
+    assert_int_equal(r.status, 405);
+    free(r.text);
+    assert_int_equal(e->f.reloads, 2); /* a 405 calls nothing */
+    assert_int_equal(e->f.drains, 1);
+
+    expect(e, "GET /nope HTTP/1.1\r\n\r\n", 404, "not found\n");
+    expect(e, "GET /metrics/ HTTP/1.1\r\n\r\n", 404, "not found\n");
+    expect(e, "GET / HTTP/1.1\r\n\r\n", 404, "not found\n");
+    expect(e, "hello\r\n\r\n", 400, "bad request\n");
+    expect(e, "GET /metrics HTTP/1.1\r\nBad Header\r\n\r\n", 400, "bad request\n");
+    /* A TLS client hello is refused at once, without waiting for more. */
+    expect(e, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400, "bad request\n");
+}
+
+static void
+test_split_request(void **state)
+{
+    struct env *e = *state;
+    struct job j = {.parts = {"GE", "T /healthz HT", "TP/1.1\r\nHost: x\r", "\n\r\n"},
+                    .pause_ms = 40};
+    run_job(e, &j);
+    struct resp r = check_response(j.resp, j.resp_len);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "ok\n");
+    free(r.text);
+}
+
+static void
+test_oversize_request(void **state)
+{
+    struct env *e = *state;
+    char *big = malloc(20000);
+    assert_non_null(big);
+    size_t off = (size_t)sprintf(big, "GET /metrics HTTP/1.1\r\nX-Pad: ");
+    memset(big + off, 'a', 20000 - off - 1);
+    big[19999] = '\0';
+    struct job j = {.parts = {big}};
+    run_job(e, &j);
+    assert_int_equal(j.send_err, 0); /* the rest is drained, not reset */
+    struct resp r = check_response(j.resp, j.resp_len);
+    assert_int_equal(r.status, 400);
+    free(r.text);
+    free(big);
+}
+
+/*
+ * A body the server never reads must not turn into an RST that destroys the
+ * response: the server shuts its side and drains before closing.
+ */
+static void
+test_unread_body(void **state)
+{
+    struct env *e = *state;
+    size_t blen = 256 * 1024;
+    char *body = malloc(blen);
+    char head[128];
+    assert_non_null(body);
+    memset(body, 'b', blen);
+    snprintf(head, sizeof(head), "POST /reload HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", blen);
+    /* All at once: the server reads the head with part of the body behind it. */
+    struct job j = {.parts = {head, body}, .part_len = {0, blen}};
+    run_job(e, &j);
+    assert_int_equal(j.send_err, 0);
+    assert_int_equal(j.err, 0);
+    struct resp r = check_response(j.resp, j.resp_len);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "reloaded\n");
+    free(r.text);
+    free(body);
+}
+
+/* A body far larger than the socket buffers goes out in pieces. */
+static void
+test_large_metrics(void **state)
+{
+    struct env *e = *state;
+    size_t len = 4 * 1024 * 1024;
+    char *text = malloc(len + 1);
+    assert_non_null(text);
+    for (size_t i = 0; i < len; i++)
+        text[i] = (char)('a' + i % 26);
+    text[len - 1] = '\n';
+    text[len] = '\0';
+    const char *saved = e->f.metrics_text;
+    e->f.metrics_text = text;
+    e->f.metrics_len = len;
+
+    struct job j = {.parts = {"GET /metrics HTTP/1.1\r\n\r\n"}};
+    run_job(e, &j);
+    struct resp r = check_response(j.resp, j.resp_len);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.body_len, len);
+    assert_memory_equal(r.body, text, len);
+    free(r.text);
+
+    e->f.metrics_text = NULL; /* handler fails */
+    expect(e, "GET /metrics HTTP/1.1\r\n\r\n", 500, "metrics unavailable\n");
+    e->f.metrics_text = saved;
+    e->f.metrics_len = strlen(saved);
+    free(text);
+}
+
+static void
+test_null_handler(void **state)
+{
+    struct env *e = *state;
+    e->h.drain = NULL;
+    expect(e, "POST /drain HTTP/1.1\r\n\r\n", 404, "not found\n");
+    e->h.drain = fake_drain;
+}
+
+/*
+ * A client that connects and says nothing costs the control thread at most
+ * the deadline, and does not hold up a client served in the same call.
+ */
+static void
+test_silent_client(void **state)
+{
+    struct env *e = *state;
+    int silent = connect_to(e->port);
+    int good = connect_to(e->port);
+    static const char req[] = "GET /healthz HTTP/1.1\r\n\r\n";
+    assert_true(send_all(good, req, strlen(req)));
+    shutdown(good, SHUT_WR);
+
+    int64_t t0 = mono_ms();
+    serve_once(e);
+    int64_t took = mono_ms() - t0;
+    print_message("admin_serve with a silent client: %lld ms\n", (long long)took);
+    assert_true(took >= ADMIN_IO_TIMEOUT_MS - 20);
+    assert_true(took < ADMIN_IO_TIMEOUT_MS + 500);
+
+    size_t len;
+    int err;
+    char *text = read_all(good, &len, &err);
+    struct resp r = check_response(text, len);
+    assert_int_equal(r.status, 200);
+    free(text);
+    text = read_all(silent, &len, &err); /* closed by the server: EOF */
+    assert_int_equal(len, 0);
+    free(text);
+    close(good);
+    close(silent);
+
+    /* Connect and leave: nothing to wait for. */
+    int gone = connect_to(e->port);
+    close(gone);
+    t0 = mono_ms();
+    serve_once(e);
+    took = mono_ms() - t0;
+    assert_true(took < 200);
+
+    /* A half-sent head, then silence: cut at the deadline too. */
+    int slow = connect_to(e->port);
+    assert_true(send_all(slow, "GET /metr", 9));
+    t0 = mono_ms();
+    serve_once(e);
+    took = mono_ms() - t0;
+    assert_true(took < ADMIN_IO_TIMEOUT_MS + 500);
+    text = read_all(slow, &len, &err);
+    assert_int_equal(len, 0);
+    free(text);
+    close(slow);
+}
+
+/* Many clients at once: each answered, the extra ones on the next call. */
+static void
+test_many_clients(void **state)
+{
+    struct env *e = *state;
+    enum { N = 40 };
+    int fd[N];
+    static const char req[] = "GET /healthz HTTP/1.1\r\n\r\n";
+
+    for (int i = 0; i < N; i++) {
+        fd[i] = connect_to(e->port);
+        assert_true(send_all(fd[i], req, strlen(req)));
+        shutdown(fd[i], SHUT_WR);
+    }
+    int64_t t0 = mono_ms();
+    struct pollfd pfd = {.fd = admin_fd(e->a), .events = POLLIN};
+    int calls = 0;
+    while (poll(&pfd, 1, 0) == 1) {
+        admin_serve(e->a, &e->h);
+        calls++;
+    }
+    assert_true(calls >= 2);
+    assert_true(mono_ms() - t0 < 1000);
+    for (int i = 0; i < N; i++) {
+        size_t len;
+        int err;
+        char *text = read_all(fd[i], &len, &err);
+        struct resp r = check_response(text, len);
+        assert_int_equal(r.status, 200);
+        free(text);
+        close(fd[i]);
+    }
+}
+
+struct curl_job {
+    char cmd[512];
+    char out[8192];
+    int status;
+};
+
+static void *
+curl_run(void *arg)
+{
+    struct curl_job *j = arg;
+    FILE *p = popen(j->cmd, "r");
+    size_t n = 0;
+    if (p) {
+        n = fread(j->out, 1, sizeof(j->out) - 1, p);
+        j->status = pclose(p);
+    } else {
+        j->status = -1;
+    }
+    j->out[n] = '\0';
+    return NULL;
+}
+
+static void
+curl(struct env *e, const char *args, const char *path, const char *want)
+{
+    struct curl_job j;
+    pthread_t t;
+    snprintf(j.cmd, sizeof(j.cmd),
+             "curl -sS --noproxy '*' --max-time 5 -w ' %%{http_code}' %s 'http://127.0.0.1:%u%s'",
+             args, e->port, path);
+    assert_int_equal(pthread_create(&t, NULL, curl_run, &j), 0);
+    serve_once(e);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    if (j.status != 0 || strcmp(j.out, want) != 0)
+        fail_msg("%s: status %d, \"%s\", want \"%s\"", j.cmd, j.status, j.out, want);
+}
+
+static void
+test_curl(void **state)
+{
+    struct env *e = *state;
+    char want[128];
+    if (system("command -v curl >/dev/null 2>&1") != 0) {
+        print_message("curl not found: skipped\n");
+        skip();
+    }
+    snprintf(want, sizeof(want), "%s 200", e->f.metrics_text);
+    curl(e, "", "/metrics", want);
+    curl(e, "-d x=1", "/reload", "reloaded\n 200");
+    curl(e, "-X POST", "/drain", "draining\n 202");
+    curl(e, "", "/healthz?verbose", "ok\n 200");
+    curl(e, "-X DELETE", "/healthz", "method not allowed\n 405");
+    curl(e, "", "/nope", "not found\n 404");
+}
+
+static void
+test_open_errors(void **state)
+{
+    struct env *e = *state;
+    char err[256] = "";
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons(e->port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_null(admin_open((struct sockaddr *)&sin, err, sizeof(err)));
+    print_message("second bind: %s\n", err);
+    assert_non_null(strstr(err, "bind"));
+    assert_non_null(strstr(err, "127.0.0.1:"));
+
+    struct sockaddr sa = {.sa_family = AF_UNIX};
+    assert_null(admin_open(&sa, err, sizeof(err)));
+
+    /* IPv6: its own family only. */
+    struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    struct admin *a6 = admin_open((struct sockaddr *)&s6, err, sizeof(err));
+    if (!a6) {
+        print_message("no IPv6 loopback (%s): IPv6 part skipped\n", err);
+        return;
+    }
+    int v6only = 0;
+    socklen_t l = sizeof(v6only);
+    assert_int_equal(getsockopt(admin_fd(a6), IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &l), 0);
+    assert_int_equal(v6only, 1);
+    admin_close(a6);
+    admin_close(NULL);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_whole),
+        cmocka_unit_test(test_parse_split),
+        cmocka_unit_test(test_parse_oversize),
+        cmocka_unit_test(test_parse_garbage),
+        cmocka_unit_test_setup_teardown(test_routes, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_split_request, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_oversize_request, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_unread_body, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_large_metrics, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_null_handler, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_silent_client, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_many_clients, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_curl, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_open_errors, setup_env, teardown_env),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
