@@ -55,6 +55,9 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o | $(BUILD)/tests
 
 # Neighbours a unit test needs besides its module.
 $(BUILD)/tests/test_hosts: $(BUILD)/obj/addr.o
+$(BUILD)/tests/test_acl: $(BUILD)/obj/addr.o
+$(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o
+$(BUILD)/tests/test_log: $(BUILD)/obj/addr.o
 
 $(BUILD) $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
@@ -77,3 +80,5 @@ clean:
 	rm -rf build build-san
 
 include mk/fuzz.mk
+include mk/bench.mk
+include mk/install.mk

@@ -26,8 +26,8 @@ trap cleanup EXIT
 hash=$(python3 -c "import crypt; print(crypt.crypt('benchpass', crypt.mksalt(crypt.METHOD_SHA512)))")
 echo "bench:$hash" >"$tmp/users"
 $B/socksbench serve --port 19000 >/dev/null 2>&1 & pids+=($!)
-$B/ringsocks --listen 127.0.0.1:19080 --shards 2 2>"$tmp/r1.err" & pids+=($!)
-$B/ringsocks --listen 127.0.0.1:19081 --shards 2 --auth password --users "$tmp/users" \
+$B/ringsocks --listen 127.0.0.1:19080 --shards 2 --admin off 2>"$tmp/r1.err" & pids+=($!)
+$B/ringsocks --listen 127.0.0.1:19081 --shards 2 --admin off --auth password --users "$tmp/users" \
     2>"$tmp/r2.err" & pids+=($!)
 sleep 0.5
 modes="none password name"

@@ -180,7 +180,7 @@ cell() {
         while [ "$pport" = "$tport" ]; do pport=$(free_port); done
         case $server in
         ringsocks-splice | ringsocks-copy)
-            "$RINGSOCKS" --listen "127.0.0.1:$pport" --shards 2 --relay "${server#ringsocks-}" \
+            "$RINGSOCKS" --listen "127.0.0.1:$pport" --shards 2 --relay "${server#ringsocks-}" --admin off \
                 >"$dir/server.log" 2>&1 &
             ;;
         microsocks)

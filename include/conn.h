@@ -40,6 +40,12 @@ void conn_timers_run(struct shard *sh);
 
 const char *conn_end_str(enum conn_end why);
 
+/*
+ * A new policy snapshot is in sh->pol: close the tunnels of users it no
+ * longer has and, when configured, those its rules now deny.
+ */
+void conn_policy_changed(struct shard *sh);
+
 /* Close every connection (server stopping). */
 void conn_close_all(struct shard *sh, enum conn_end why);
 

@@ -23,6 +23,12 @@ void session_on_resolved(struct shard *sh, uint64_t cookie, int err, const union
 void session_on_auth(struct shard *sh, uint64_t cookie, bool ok);
 /* The connect deadline (or BIND wait) of c passed. */
 void session_connect_timeout(struct shard *sh, struct conn *c);
+/*
+ * May c's client reach dest (NULL: not known yet) under the current rules?
+ * host: the name asked for, or NULL. Counts a denial.
+ */
+bool session_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *dest,
+                     const char *host, uint16_t port);
 /* Free the handshake context of c, if any (slot being freed). */
 void session_release(struct shard *sh, struct conn *c);
 

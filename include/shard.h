@@ -10,11 +10,19 @@
 
 /* Main thread, before start: build the shard around already-bound listeners. */
 int shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hosts *hosts,
-               const struct users *users, const int *listen_fds, unsigned n_listen);
+               struct policy **ppol, struct logger *lg, const int *listen_fds, unsigned n_listen);
 /* Main thread: run the shard on its own pinned thread. */
 int shard_start(struct shard *sh);
 /* Any thread: ask the shard to close everything and leave its loop. */
 void shard_stop(struct shard *sh);
+/*
+ * Any thread: stop accepting, let tunnels finish, and at deadline_ms
+ * (CLOCK_MONOTONIC_COARSE, ms) close the rest; the loop ends when no
+ * connection is left.
+ */
+void shard_drain(struct shard *sh, uint64_t deadline_ms);
+/* Any thread: wake the shard's loop (a new policy was published). */
+void shard_wake(struct shard *sh);
 /* Main thread: wait for the thread, then free what the shard owned. */
 void shard_join(struct shard *sh);
 

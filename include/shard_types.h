@@ -104,6 +104,8 @@ enum conn_end {
     END_IDLE_TIMEOUT,  /* relay idle timeout */
     END_RESOURCE,      /* out of slots, fds, pipes or memory */
     END_AUTH_FAILED,   /* RFC 1929 credentials refused */
+    END_DENIED,        /* refused by the access rules */
+    END_REVOKED,       /* closed on reload: user removed or rule now denies */
     END_BIND_TIMEOUT,  /* BIND: nobody connected in time */
     END_SHUTDOWN,      /* server stopping */
     END__COUNT,
@@ -146,6 +148,9 @@ struct relay_dir {
 struct hs;        /* handshake context, see below */
 struct udp_assoc; /* udp.c */
 
+/* conn.flags */
+#define CONN_F_OPEN_COUNTED 0x01u /* counted in open_by_cmd */
+
 struct conn {
     uint32_t gen;
     uint16_t inflight; /* SQEs whose CQE has not arrived */
@@ -153,12 +158,22 @@ struct conn {
     uint8_t end;       /* enum conn_end */
     uint8_t tlist;     /* enum tlist_id */
     uint8_t hs_flags;  /* HSF_* while in the handshake */
+    uint8_t flags;     /* CONN_F_* */
+    uint8_t version;   /* 4 or 5, 0 before the first byte */
+    uint8_t cmd;       /* SOCKS5_CMD_*, 0 before the request */
+    int8_t rep;        /* reply code sent (SOCKS5 numbering), -1 none */
+    uint16_t port;     /* requested destination port */
     int cfd, tfd;
     uint32_t tprev, tnext; /* timer list links (slot numbers) */
     uint32_t stamp_s;      /* timer list key: when it was queued, in shard seconds */
     uint32_t active_s;     /* last relay progress, in shard seconds */
+    uint64_t start_ms;     /* wall clock at accept, for the access log */
     struct hs *hs;
     struct udp_assoc *ua; /* UDP ASSOCIATE state, else NULL */
+    char *host;           /* requested name (allocated), or NULL for an address */
+    char *user;           /* authenticated user (allocated), or NULL */
+    union sockaddr_inx client;
+    union sockaddr_inx dest; /* the target reached (or tried), the BIND peer; family 0: none */
     struct relay_dir dir[2];
 };
 
@@ -272,13 +287,18 @@ struct hosts; /* read-only hosts table shared by every shard */
 struct dns_cache; /* dns.c: the shard's answers, by name */
 struct users; /* read-only user table shared by every shard */
 struct authq; /* users.c: the shard's credential cache and crypt worker */
+struct policy; /* policy.h: rules, users, limits; RCU-published by the control thread */
+struct logger; /* log.c: the access-log writer */
 
 struct shard {
     unsigned id;
     struct io_uring ring;
     const struct opts *o;
     const struct hosts *hosts;
-    const struct users *users;
+    struct policy **ppol;      /* the control thread's published pointer */
+    const struct policy *pol;  /* this loop iteration's snapshot: never keep it longer */
+    uint64_t pol_gen;          /* generation the connections were last checked against */
+    struct logger *lg;
     struct authq *authq;
     pthread_t thread;
     bool fixed_bufs; /* handshake I/O with READ_FIXED/WRITE_FIXED */
@@ -310,16 +330,22 @@ struct shard {
 
     uint32_t head[TL__COUNT], tail[TL__COUNT];
     uint32_t now_s;
+    uint64_t now_ms; /* CLOCK_MONOTONIC_COARSE, ms */
     struct __kernel_timespec tick;
 
     int wake_fd;
     uint64_t wake_val;
     bool stopping;
+    bool draining;
 
     struct shard_stats st;
 
     /* written by other threads */
-    _Alignas(64) atomic_bool stop;
+    _Alignas(64) atomic_bool stop;   /* close everything now */
+    atomic_bool drain;               /* stop accepting, let tunnels finish */
+    _Atomic uint64_t drain_deadline_ms; /* CLOCK_MONOTONIC ms: then close the rest */
+    /* written by the shard, read by the control thread */
+    atomic_bool exited;              /* the loop has ended */
 };
 
 #endif

@@ -19,9 +19,14 @@ int udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint,
 /* The reply is written: relay datagrams until the control connection ends. */
 void udp_start(struct shard *sh, struct conn *c);
 void udp_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res);
-/* A datagram's destination name resolved (err 0 and n >= 1, or -errno). */
-void udp_on_resolved(struct shard *sh, struct conn *c, int err, const union sockaddr_inx *addrs,
-                     unsigned n);
+/*
+ * A datagram's destination name resolved (err 0 and n >= 1, or -errno);
+ * seq is the query's number from the DNS cookie.
+ */
+void udp_on_resolved(struct shard *sh, struct conn *c, unsigned seq, int err,
+                     const union sockaddr_inx *addrs, unsigned n);
+/* The name took longer than connect_timeout: drop the datagram, receive again. */
+void udp_resolve_timeout(struct shard *sh, struct conn *c);
 /* The slot is being freed. */
 void udp_release(struct shard *sh, struct conn *c);
 

@@ -9,16 +9,21 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "relay.h"
 #include "session.h"
+#include "policy.h"
 #include "shard.h"
 #include "udp.h"
+#include "users.h"
 
 /* Seconds a closing connection may wait for its ops before they are cancelled. */
 #define CLOSE_CANCEL_S 2
@@ -35,6 +40,8 @@ static const char *const end_names[END__COUNT] = {
     [END_IDLE_TIMEOUT] = "idle_timeout",
     [END_RESOURCE] = "resource_limit",
     [END_AUTH_FAILED] = "auth_failed",
+    [END_DENIED] = "denied",
+    [END_REVOKED] = "revoked",
     [END_BIND_TIMEOUT] = "bind_timeout",
     [END_SHUTDOWN] = "shutdown",
 };
@@ -100,12 +107,13 @@ conn_alloc(struct shard *sh)
     memset(c, 0, sizeof(*c));
     c->gen = gen;
     c->state = CONN_HANDSHAKE;
+    c->rep = -1;
     c->cfd = c->tfd = -1;
     c->tprev = c->tnext = CONN_NIL;
     for (int d = 0; d < 2; d++) {
         c->dir[d].pipe_r = c->dir[d].pipe_w = -1;
     }
-    sh->n_open++;
+    STAT_INC(sh->n_open);
     return c;
 }
 
@@ -115,6 +123,7 @@ conn_sqe(struct shard *sh, struct conn *c, unsigned op)
     struct io_uring_sqe *sqe = shard_sqe(sh);
     io_uring_sqe_set_data64(sqe, ud_make(op, conn_slot(sh, c), c->gen));
     c->inflight++;
+    STAT_INC(sh->st.inflight);
     return sqe;
 }
 
@@ -180,13 +189,13 @@ tl_timeout(const struct shard *sh, enum tlist_id tl)
 {
     switch (tl) {
     case TL_HANDSHAKE:
-        return sh->o->handshake_timeout_s;
+        return sh->pol->handshake_timeout_s;
     case TL_CONNECT:
-        return sh->o->connect_timeout_s;
+        return sh->pol->connect_timeout_s;
     case TL_IDLE:
-        return sh->o->idle_timeout_s;
+        return sh->pol->idle_timeout_s;
     case TL_BIND:
-        return sh->o->bind_timeout_s;
+        return sh->pol->bind_timeout_s;
     case TL_CLOSING:
         return CLOSE_CANCEL_S;
     default:
@@ -225,6 +234,41 @@ conn_timers_run(struct shard *sh)
     }
 }
 
+/* One access-log line per connection, handed to the writer thread. */
+static void
+conn_log(struct shard *sh, const struct conn *c)
+{
+    struct log_rec r;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    uint64_t now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+
+    r.start_ms = c->start_ms;
+    r.duration_ms = (uint32_t)(now_ms > c->start_ms ? now_ms - c->start_ms : 0);
+    r.shard = (uint16_t)sh->id;
+    r.port = c->port;
+    r.version = c->version;
+    r.cmd = c->cmd;
+    r.rep = c->rep;
+    r.end = c->end;
+    r.client = c->client;
+    r.resolved = c->dest;
+    r.bytes_up = c->dir[DIR_C2T].bytes;
+    r.bytes_down = c->dir[DIR_T2C].bytes;
+    snprintf(r.user, sizeof(r.user), "%s", c->user ? c->user : "");
+    r.host[0] = '\0';
+    if (c->host) {
+        snprintf(r.host, sizeof(r.host), "%s", c->host);
+    } else if (c->dest.sa.sa_family && c->cmd) {
+        /* The address asked for, without its port (the record has the port). */
+        addr_format(&c->dest.sa, r.host, sizeof(r.host));
+        char *colon = strrchr(r.host, ':');
+        if (colon)
+            *colon = '\0';
+    }
+    log_push(sh->lg, sh->id, &r);
+}
+
 static void
 conn_free(struct shard *sh, struct conn *c)
 {
@@ -237,13 +281,23 @@ conn_free(struct shard *sh, struct conn *c)
     if (c->tfd >= 0)
         close(c->tfd);
     c->cfd = c->tfd = -1;
+    if (sh->lg)
+        conn_log(sh, c);
+    unsigned cmd = c->cmd < STAT_CMDS ? c->cmd : 0;
+    unsigned rep = c->rep >= 0 && c->rep < STAT_REPS - 1 ? (unsigned)c->rep : STAT_REPS - 1;
+    STAT_INC(sh->st.replies[cmd][rep]);
+    if (c->flags & CONN_F_OPEN_COUNTED)
+        STAT_DEC(sh->st.open_by_cmd[cmd]);
+    free(c->host);
+    free(c->user);
+    c->host = c->user = NULL;
     STAT_INC(sh->st.ended[c->end]);
     STAT_ADD(sh->st.bytes[DIR_C2T], c->dir[DIR_C2T].bytes);
     STAT_ADD(sh->st.bytes[DIR_T2C], c->dir[DIR_T2C].bytes);
     c->state = CONN_FREE;
     c->gen++;
     sh->free_slots[sh->n_free++] = conn_slot(sh, c);
-    sh->n_open--;
+    STAT_DEC(sh->n_open);
     shard_accept_resume(sh);
 }
 
@@ -294,6 +348,27 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
 }
 
 void
+conn_policy_changed(struct shard *sh)
+{
+    const struct policy *p = sh->pol;
+    if (!p->close_removed_users && !p->close_denied)
+        return;
+    for (uint32_t i = 0; i < sh->high; i++) {
+        struct conn *c = &sh->conns[i];
+        if (c->state != CONN_RELAY && c->state != CONN_UDP)
+            continue;
+        if (p->close_removed_users && c->user && !users_hash(p->users, c->user)) {
+            conn_close(sh, c, END_REVOKED);
+            continue;
+        }
+        /* UDP datagrams meet the new rules one by one; a TCP tunnel is judged here. */
+        if (p->close_denied && c->state == CONN_RELAY && c->dest.sa.sa_family &&
+            !session_allowed(sh, c, &c->dest, c->host, c->port))
+            conn_close(sh, c, END_REVOKED);
+    }
+}
+
+void
 conn_close_all(struct shard *sh, enum conn_end why)
 {
     for (uint32_t i = 0; i < sh->high; i++) {
@@ -317,6 +392,7 @@ conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
     }
     struct conn *c = &sh->conns[slot];
     c->inflight--;
+    STAT_DEC(sh->st.inflight);
 
     switch (op) {
     case OP_CANCEL:

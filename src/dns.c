@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "session.h"
 #include "shard.h"
@@ -100,6 +101,7 @@ cache_store(struct shard *sh, const char *key, int err, const union sockaddr_inx
 struct dns_query {
     struct shard *sh;
     uint64_t cookie;
+    uint64_t t0_us; /* CLOCK_MONOTONIC when sent */
     uint16_t port;
     char key[256];
 };
@@ -264,6 +266,25 @@ ares_to_errno(int status)
     }
 }
 
+static uint64_t
+mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void
+record_latency(struct shard *sh, uint64_t us)
+{
+    static const uint64_t bounds[] = DNS_LAT_BOUNDS_US;
+    unsigned i = 0;
+    while (i < sizeof(bounds) / sizeof(bounds[0]) && us > bounds[i])
+        i++;
+    STAT_INC(sh->st.dns_lat[i]);
+    STAT_ADD(sh->st.dns_lat_sum_us, us);
+}
+
 static void
 resolved_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
 {
@@ -290,6 +311,7 @@ resolved_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
     if (err == 0 && n == 0)
         err = -ENODATA;
     if (!q->sh->stopping) {
+        record_latency(q->sh, mono_us() - q->t0_us);
         /* Timeouts and server failures are not cached: the next query may do better. */
         if (err == 0 || err == -ENOENT || err == -ENODATA)
             cache_store(q->sh, q->key, err, addrs, n, ttl);
@@ -327,6 +349,7 @@ dns_resolve(struct shard *sh, const char *name, uint16_t port, uint64_t cookie)
     q->sh = sh;
     q->cookie = cookie;
     q->port = port;
+    q->t0_us = mono_us();
     memcpy(q->key, key, sizeof(q->key));
     struct ares_addrinfo_hints hints;
     memset(&hints, 0, sizeof(hints));

@@ -9,6 +9,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sodium.h>
@@ -26,12 +28,21 @@
 #include "opts.h"
 #include "shard.h"
 #include "users.h"
+#include "version.h"
+#include "acl.h"
+#include "admin.h"
+#include "config.h"
+#include "ctl.h"
+#include "log.h"
+#include "policy.h"
 
-#define RINGSOCKS_VERSION "0.1.0"
+
 #define LISTEN_BACKLOG    4096
 
 static const char usage[] =
-    "usage: ringsocks [options]\n"
+    "usage: ringsocks [-c FILE] [-t] [options]\n"
+    "  -c, --config FILE         configuration file (command-line options override it)\n"
+    "  -t, --test                check the configuration (and users file), then exit\n"
     "  --listen HOST:PORT        listen address, repeatable (default 127.0.0.1:1080;\n"
     "                            IPv6 as [::1]:1080; port 0 picks a free port)\n"
     "  --shards N                shard threads (default: one per online CPU)\n"
@@ -53,6 +64,12 @@ static const char usage[] =
     "  --udp-ports LO-HI         port range for UDP ASSOCIATE sockets (default: any)\n"
     "  --udp-advertise IP        address in UDP ASSOCIATE replies (default: the address\n"
     "                            the client's TCP connection reached)\n"
+    "  --admin HOST:PORT|off     admin endpoint: /metrics /healthz /reload /drain\n"
+    "                            (default 127.0.0.1:9180)\n"
+    "  --access-log TARGET       stderr, syslog, off or a file path (default stderr)\n"
+    "  --log-format logfmt|json  access-log format (default logfmt)\n"
+    "  --drain-timeout SEC       on SIGTERM, tunnels get this long to finish (default 30)\n"
+    "  --user USER, --group GROUP  drop privileges to these after binding\n"
     "  --help                    this text\n"
     "  --version                 print the version\n";
 
@@ -86,9 +103,20 @@ parse_range(const char *name, const char *s, uint16_t *lo, uint16_t *hi)
     return 0;
 }
 
+struct cli {
+    const char *config; /* -c FILE */
+    bool test;          /* -t */
+};
+
+/*
+ * Apply the command line to o. Called on top of the defaults (or of a
+ * configuration file): a list option given on the command line replaces
+ * the file's list rather than adding to it.
+ */
 static int
-parse_args(int argc, char **argv, struct opts *o)
+parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
 {
+    bool listen_set = false, resolvers_set = false;
     enum {
         O_LISTEN = 256,
         O_SHARDS,
@@ -108,6 +136,12 @@ parse_args(int argc, char **argv, struct opts *o)
         O_BIND_PORTS,
         O_UDP_PORTS,
         O_UDP_ADVERTISE,
+        O_ADMIN,
+        O_ACCESS_LOG,
+        O_LOG_FORMAT,
+        O_DRAIN_TIMEOUT,
+        O_USER,
+        O_GROUP,
         O_HELP,
         O_VERSION,
     };
@@ -130,6 +164,14 @@ parse_args(int argc, char **argv, struct opts *o)
         {"bind-ports", required_argument, NULL, O_BIND_PORTS},
         {"udp-ports", required_argument, NULL, O_UDP_PORTS},
         {"udp-advertise", required_argument, NULL, O_UDP_ADVERTISE},
+        {"admin", required_argument, NULL, O_ADMIN},
+        {"access-log", required_argument, NULL, O_ACCESS_LOG},
+        {"log-format", required_argument, NULL, O_LOG_FORMAT},
+        {"drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT},
+        {"user", required_argument, NULL, O_USER},
+        {"group", required_argument, NULL, O_GROUP},
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
         {"help", no_argument, NULL, O_HELP},
         {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
@@ -138,9 +180,20 @@ parse_args(int argc, char **argv, struct opts *o)
     int c;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    optind = 0; /* glibc: a full re-initialisation, so the command line can be parsed again */
+    while ((c = getopt_long(argc, argv, "c:t", longopts, NULL)) != -1) {
         switch (c) {
+        case 'c':
+            cli->config = optarg;
+            break;
+        case 't':
+            cli->test = true;
+            break;
         case O_LISTEN:
+            if (!listen_set) {
+                o->n_listen = 0;
+                listen_set = true;
+            }
             if (o->n_listen == OPTS_MAX_LISTEN) {
                 fprintf(stderr, "ringsocks: at most %d --listen addresses\n", OPTS_MAX_LISTEN);
                 return -1;
@@ -183,6 +236,10 @@ parse_args(int argc, char **argv, struct opts *o)
                 return -1;
             break;
         case O_RESOLVER: {
+            if (!resolvers_set) {
+                o->resolvers[0] = '\0';
+                resolvers_set = true;
+            }
             if (addr_parse(optarg, 53, &ss) < 0) {
                 fprintf(stderr, "ringsocks: --resolver: '%s' is not IP[:PORT]\n", optarg);
                 return -1;
@@ -225,7 +282,8 @@ parse_args(int argc, char **argv, struct opts *o)
             }
             break;
         case O_USERS:
-            o->users_path = optarg;
+            snprintf(o->users_file, sizeof(o->users_file), "%s", optarg);
+            o->users_path = o->users_file;
             break;
         case O_SOCKS4:
             if (strcmp(optarg, "auto") == 0) {
@@ -256,6 +314,39 @@ parse_args(int argc, char **argv, struct opts *o)
                 fprintf(stderr, "ringsocks: --udp-advertise: '%s' is not an IP address\n", optarg);
                 return -1;
             }
+            break;
+        case O_ADMIN:
+            if (strcmp(optarg, "off") == 0) {
+                memset(&o->admin, 0, sizeof(o->admin));
+            } else if (addr_parse(optarg, -1, &o->admin) < 0) {
+                fprintf(stderr, "ringsocks: --admin: '%s' is not IP:PORT, [IPv6]:PORT or off\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case O_ACCESS_LOG:
+            snprintf(o->access_log, sizeof(o->access_log), "%s", optarg);
+            break;
+        case O_LOG_FORMAT:
+            if (strcmp(optarg, "logfmt") == 0) {
+                o->log_format = LOG_LOGFMT;
+            } else if (strcmp(optarg, "json") == 0) {
+                o->log_format = LOG_JSON;
+            } else {
+                fprintf(stderr, "ringsocks: --log-format: '%s' is neither logfmt nor json\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case O_DRAIN_TIMEOUT:
+            if (parse_uint("drain-timeout", optarg, 0, 86400, &o->drain_timeout_s) < 0)
+                return -1;
+            break;
+        case O_USER:
+            snprintf(o->user, sizeof(o->user), "%s", optarg);
+            break;
+        case O_GROUP:
+            snprintf(o->group, sizeof(o->group), "%s", optarg);
             break;
         case O_HELP:
             fputs(usage, stdout);
@@ -354,29 +445,147 @@ bind_all(struct opts *o, int *fds)
     return 0;
 }
 
+/* The built-in defaults; a configuration file and the command line go on top. */
+static void
+opts_defaults(struct opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->relay = RELAY_SPLICE;
+    o->handshake_timeout_s = 10;
+    o->connect_timeout_s = 10;
+    o->idle_timeout_s = 7200;
+    o->bind_timeout_s = 120;
+    o->drain_timeout_s = 30;
+    o->pipe_size = 65536;
+    o->buf_size = 32768;
+    o->buf_count = 1024;
+    o->close_removed_users = true;
+    snprintf(o->access_log, sizeof(o->access_log), "stderr");
+    addr_parse("127.0.0.1:9180", -1, &o->admin);
+}
+
+/* What a reload re-reads: the command line as started, and the file it named. */
+struct loader {
+    int argc;
+    char **argv;
+    const char *config;
+};
+
+/*
+ * defaults -> file -> command line, then the users file and the rules, into
+ * a new policy snapshot. Nothing is kept on failure; every error is in err.
+ */
+static int
+load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err, size_t errlen)
+{
+    const struct loader *ld = arg;
+    struct acl *acl = NULL;
+    struct users *users = NULL;
+    struct cli cli = {0};
+
+    opts_defaults(o);
+    if (ld->config) {
+        if (config_load(ld->config, o, &acl, err, errlen) < 0)
+            return -1;
+    } else {
+        acl = config_default_acl();
+        if (!acl) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    if (parse_args(ld->argc, ld->argv, o, &cli) < 0) {
+        snprintf(err, errlen, "bad command line");
+        acl_free(acl);
+        return -1;
+    }
+    if (o->auth == AUTH_PASSWORD && !o->users_path) {
+        snprintf(err, errlen, "auth = password needs a users file (--users or users = \"...\")");
+        acl_free(acl);
+        return -1;
+    }
+    if (o->users_path) {
+        users = users_load(o->users_path, err, errlen);
+        if (!users) {
+            acl_free(acl);
+            return -1;
+        }
+    }
+    *pol = policy_new(o, acl, users, gen);
+    if (!*pol) {
+        acl_free(acl);
+        users_free(users);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+/* Bind done, files open: become the configured user and group for good. */
+static int
+drop_privileges(const struct opts *o)
+{
+    if (!o->user[0] && !o->group[0])
+        return 0;
+    gid_t gid = getgid();
+    uid_t uid = getuid();
+    if (o->group[0]) {
+        struct group *gr = getgrnam(o->group);
+        if (!gr) {
+            fprintf(stderr, "ringsocks: group '%s' does not exist\n", o->group);
+            return -1;
+        }
+        gid = gr->gr_gid;
+    }
+    if (o->user[0]) {
+        struct passwd *pw = getpwnam(o->user);
+        if (!pw) {
+            fprintf(stderr, "ringsocks: user '%s' does not exist\n", o->user);
+            return -1;
+        }
+        uid = pw->pw_uid;
+        if (!o->group[0])
+            gid = pw->pw_gid;
+    }
+    if (setgroups(1, &gid) == -1 || setgid(gid) == -1 || setuid(uid) == -1) {
+        fprintf(stderr, "ringsocks: cannot drop privileges to %s:%s: %s\n",
+                o->user[0] ? o->user : "-", o->group[0] ? o->group : "-", strerror(errno));
+        return -1;
+    }
+    if (uid != 0 && setuid(0) == 0) {
+        fprintf(stderr, "ringsocks: privileges could be regained after dropping them\n");
+        return -1;
+    }
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-    struct opts o = {
-        .shards = 0,
-        .relay = RELAY_SPLICE,
-        .handshake_timeout_s = 10,
-        .connect_timeout_s = 10,
-        .idle_timeout_s = 7200,
-        .pipe_size = 65536,
-        .buf_size = 32768,
-        .buf_count = 1024,
-        .bind_timeout_s = 120,
-    };
-    if (parse_args(argc, argv, &o) < 0)
+    struct opts o;
+    struct cli cli = {0};
+    char err[8192];
+
+    /* A first pass for -c and -t (and bad flags, --help, --version). */
+    opts_defaults(&o);
+    if (parse_args(argc, argv, &o, &cli) < 0)
         return 2;
-    if (o.auth == AUTH_PASSWORD && !o.users_path) {
-        fprintf(stderr, "ringsocks: --auth password needs --users FILE\n");
-        return 2;
-    }
+    struct loader ld = {.argc = argc, .argv = argv, .config = cli.config};
+    struct policy *pol = NULL;
     if (sodium_init() < 0) {
         fprintf(stderr, "ringsocks: libsodium initialisation failed\n");
         return 1;
+    }
+    if (load_all(&ld, &o, &pol, 1, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return cli.test ? 1 : 2;
+    }
+    struct opts loaded = o;
+    if (cli.test) {
+        printf("%s: configuration ok (%zu rules, %zu users)\n", cli.config ? cli.config : "(none)",
+               acl_count(pol->acl), users_count(pol->users));
+        policy_free(pol);
+        return 0;
     }
     if (o.n_listen == 0)
         addr_parse("127.0.0.1:1080", -1, &o.listen[o.n_listen++]);
@@ -398,7 +607,7 @@ main(int argc, char **argv)
     unsigned per_shard = (o.max_conns + o.shards - 1) / o.shards;
     o.hs_slots = per_shard < 4096 ? per_shard : 4096;
 
-    /* Every thread inherits this mask; only the main thread takes signals. */
+    /* Every thread inherits this mask; only the control thread takes signals. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
@@ -412,8 +621,12 @@ main(int argc, char **argv)
     int *fds = calloc((size_t)o.shards * o.n_listen, sizeof(int));
     struct shard *shards = calloc(o.shards, sizeof(struct shard));
     struct hosts *hosts = NULL;
-    struct users *users = NULL;
+    struct logger *lg = NULL;
+    struct admin *admin = NULL;
+    struct ctl ctl;
     unsigned started = 0, inited = 0;
+    memset(&ctl, 0, sizeof(ctl));
+    ctl.pol = pol;
     if (!fds || !shards) {
         fprintf(stderr, "ringsocks: out of memory\n");
         goto out;
@@ -429,18 +642,24 @@ main(int argc, char **argv)
         fprintf(stderr, "ringsocks: out of memory reading /etc/hosts\n");
         goto out_ares;
     }
-    if (o.users_path) {
-        char err[512];
-        users = users_load(o.users_path, err, sizeof(err));
-        if (!users) {
-            fprintf(stderr, "ringsocks: %s\n", err);
+    if (bind_all(&o, fds) < 0)
+        goto out_fds;
+    if (o.admin.ss_family != AF_UNSPEC) {
+        admin = admin_open((struct sockaddr *)&o.admin, err, sizeof(err));
+        if (!admin) {
+            fprintf(stderr, "ringsocks: admin endpoint: %s\n", err);
             goto out_fds;
         }
     }
-    if (bind_all(&o, fds) < 0)
+    lg = log_start(o.access_log, o.log_format, o.shards, 4096, err, sizeof(err));
+    if (!lg) {
+        fprintf(stderr, "ringsocks: access log: %s\n", err);
+        goto out_fds;
+    }
+    if (drop_privileges(&o) < 0)
         goto out_fds;
     for (; inited < o.shards; inited++) {
-        int ret = shard_init(&shards[inited], inited, &o, hosts, users,
+        int ret = shard_init(&shards[inited], inited, &o, hosts, &ctl.pol, lg,
                              fds + inited * o.n_listen, o.n_listen);
         /* The shard owns its listeners from here on, even when init failed. */
         for (unsigned i = 0; i < o.n_listen; i++)
@@ -465,24 +684,30 @@ main(int argc, char **argv)
         fprintf(stderr, "ringsocks: listening on %s\n",
                 addr_format((struct sockaddr *)&o.listen[i], text, sizeof(text)));
     }
-    fprintf(stderr, "ringsocks %s: %u shards, relay %s, max %u connections, auth %s", RINGSOCKS_VERSION,
-            o.shards, o.relay == RELAY_SPLICE ? "splice" : "copy", o.max_conns,
+    if (admin) {
+        char text[ADDR_STRLEN];
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        getsockname(admin_fd(admin), (struct sockaddr *)&ss, &len);
+        fprintf(stderr, "ringsocks: admin on http://%s/\n",
+                addr_format((struct sockaddr *)&ss, text, sizeof(text)));
+    }
+    fprintf(stderr, "ringsocks %s: %u shards, relay %s, max %u connections, auth %s",
+            RINGSOCKS_VERSION, o.shards, o.relay == RELAY_SPLICE ? "splice" : "copy", o.max_conns,
             o.auth == AUTH_PASSWORD ? "password" : "none");
     if (o.auth == AUTH_PASSWORD)
-        fprintf(stderr, " (%zu users)", users_count(users));
-    fputc('\n', stderr);
+        fprintf(stderr, " (%zu users)", users_count(pol->users));
+    fprintf(stderr, ", %zu rules\n", acl_count(pol->acl));
 
-    for (;;) {
-        int sig;
-        if (sigwait(&sigs, &sig) != 0)
-            continue;
-        if (sig == SIGINT || sig == SIGTERM) {
-            fprintf(stderr, "ringsocks: %s, stopping\n", strsignal(sig));
-            break;
-        }
-        fprintf(stderr, "ringsocks: %s: nothing to do (no configuration file loaded)\n",
-                strsignal(sig));
-    }
+    ctl.o = &o;
+    ctl.loaded = loaded;
+    ctl.shards = shards;
+    ctl.n_shards = o.shards;
+    ctl.lg = lg;
+    ctl.admin = admin;
+    ctl.load = load_all;
+    ctl.load_arg = &ld;
+    ctl_run(&ctl);
     rc = 0;
 out_shards:
     for (unsigned i = 0; i < started; i++)
@@ -493,11 +718,13 @@ out_fds:
     for (size_t i = 0; i < (size_t)o.shards * o.n_listen; i++)
         if (fds[i] >= 0)
             close(fds[i]);
+    log_stop(lg);
+    admin_close(admin);
     hosts_free(hosts);
-    users_free(users);
 out_ares:
     ares_library_cleanup();
 out:
+    policy_free(ctl.pol);
     free(fds);
     free(shards);
     return rc;

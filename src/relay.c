@@ -269,6 +269,8 @@ relay_start(struct shard *sh, struct conn *c)
 {
     c->state = CONN_RELAY;
     STAT_INC(sh->st.tunnels);
+    STAT_INC(sh->st.open_by_cmd[c->cmd < STAT_CMDS ? c->cmd : 0]);
+    c->flags |= CONN_F_OPEN_COUNTED;
     conn_timer_set(sh, c, TL_IDLE);
     dir_step(sh, c, DIR_C2T);
     dir_step(sh, c, DIR_T2C);

@@ -21,12 +21,15 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "conn.h"
 #include "dns.h"
 #include "hosts.h"
 #include "relay.h"
+#include "policy.h"
 #include "shard.h"
 #include "sock.h"
 #include "udp.h"
@@ -141,6 +144,7 @@ queue_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr
 {
     uint8_t r[SOCKS5_REPLY_MAX];
     size_t n;
+    c->rep = (int8_t)rep;
     if (c->hs->version == 4)
         n = socks4_reply(r, rep == SOCKS5_REP_SUCCEEDED ? SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED,
                          bnd);
@@ -183,6 +187,13 @@ session_start(struct shard *sh, int fd)
         return;
     }
     STAT_INC(sh->st.accepted);
+    socklen_t len = sizeof(c->client);
+    if (getpeername(fd, &c->client.sa, &len) == -1)
+        c->client.sa.sa_family = AF_UNSPEC;
+    addr_unmap(&c->client);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    c->start_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     conn_timer_set(sh, c, TL_HANDSHAKE);
     hs_read(sh, c);
 }
@@ -191,11 +202,57 @@ static void connect_next(struct shard *sh, struct conn *c);
 static void bind_listen(struct shard *sh, struct conn *c);
 static void on_connected(struct shard *sh, struct conn *c, const union sockaddr_inx *bnd);
 
+static uint8_t
+acl_cmd(uint8_t cmd)
+{
+    switch (cmd) {
+    case SOCKS5_CMD_BIND:
+        return ACL_CMD_BIND;
+    case SOCKS5_CMD_UDP:
+        return ACL_CMD_UDP;
+    default:
+        return ACL_CMD_CONNECT;
+    }
+}
+
+bool
+session_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *dest,
+                const char *host, uint16_t port)
+{
+    const struct acl *acl = sh->pol->acl;
+    if (!acl)
+        return true;
+    struct acl_query q = {
+        .client = &c->client,
+        .cmd = acl_cmd(c->cmd),
+        .user = c->user,
+        .host = host,
+        .dest = dest,
+        .port = port,
+    };
+    int rule;
+    if (acl_match(acl, &q, &rule) == ACL_ALLOW)
+        return true;
+    STAT_INC(sh->st.acl_denied);
+    return false;
+}
+
+static void
+deny(struct shard *sh, struct conn *c)
+{
+    fail_why(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
+}
+
 /* UDP ASSOCIATE: the request names the client's own address, nothing to resolve. */
 static void
 start_udp(struct shard *sh, struct conn *c)
 {
     union sockaddr_inx bnd;
+    /* The association as such: its datagrams are checked one by one later. */
+    if (!session_allowed(sh, c, NULL, NULL, 0)) {
+        deny(sh, c);
+        return;
+    }
     int ret = udp_open(sh, c, hs_dest(c->hs), &bnd);
     if (ret < 0) {
         fail(sh, c, socks5_rep_from_errno(ret));
@@ -220,6 +277,22 @@ start_request(struct shard *sh, struct conn *c)
     struct hs *h = c->hs;
     const struct socks_dest *d = hs_dest(h);
 
+    c->cmd = h->cmd;
+    c->port = d->port;
+    if (d->atyp == SOCKS5_ATYP_DOMAIN && !c->host)
+        c->host = strdup(d->u.name); /* NULL when out of memory: only the log loses it */
+    /* What was asked for, even if it is never reached (the log shows it). */
+    memset(&c->dest, 0, sizeof(c->dest));
+    if (d->atyp == SOCKS5_ATYP_IPV4) {
+        c->dest.v4.sin_family = AF_INET;
+        c->dest.v4.sin_addr = d->u.v4;
+        c->dest.v4.sin_port = htons(d->port);
+    } else if (d->atyp == SOCKS5_ATYP_IPV6) {
+        c->dest.v6.sin6_family = AF_INET6;
+        c->dest.v6.sin6_addr = d->u.v6;
+        c->dest.v6.sin6_port = htons(d->port);
+        addr_unmap(&c->dest);
+    }
     if (h->cmd == SOCKS5_CMD_UDP) {
         start_udp(sh, c);
         return;
@@ -271,7 +344,7 @@ session_on_resolved(struct shard *sh, uint64_t cookie, int err, const union sock
     if (c->gen != ud_gen(cookie))
         return;
     if (c->state == CONN_UDP) {
-        udp_on_resolved(sh, c, err, addrs, n);
+        udp_on_resolved(sh, c, ud_op(cookie), err, addrs, n);
         return;
     }
     if (c->state != CONN_RESOLVE || !(c->hs_flags & HSF_DNS))
@@ -294,9 +367,23 @@ static void
 connect_next(struct shard *sh, struct conn *c)
 {
     struct hs *h = c->hs;
+    bool denied = false;
     c->state = CONN_CONNECT;
     while (h->next_addr < h->n_addrs) {
         const union sockaddr_inx *a = &h->addrs[h->next_addr++];
+        /*
+         * Checked on the address itself, so a name cannot lead into a denied
+         * range. An unspecified address (0.0.0.0, ::) is refused outright:
+         * Linux connects it to the local host, which would slip past rules
+         * that deny loopback, and no client means it.
+         */
+        union sockaddr_inx plain = *a;
+        addr_unmap(&plain); /* ::ffff:0.0.0.0 is unspecified too */
+        if (addr_is_any(&plain) || !session_allowed(sh, c, &plain, c->host, c->port)) {
+            denied = true;
+            continue;
+        }
+        c->dest = plain;
         int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd == -1) {
             h->last_err = -errno;
@@ -312,12 +399,20 @@ connect_next(struct shard *sh, struct conn *c)
         io_uring_prep_connect(sqe, fd, &a->sa, addr_len(&a->sa));
         return;
     }
+    if (denied && !h->last_err) {
+        deny(sh, c);
+        return;
+    }
     fail(sh, c, socks5_rep_from_errno(h->last_err ? h->last_err : -EHOSTUNREACH));
 }
 
 void
 session_connect_timeout(struct shard *sh, struct conn *c)
 {
+    if (c->state == CONN_UDP) {
+        udp_resolve_timeout(sh, c);
+        return;
+    }
     if (c->state == CONN_RESOLVE) {
         c->hs_flags &= (uint8_t)~HSF_DNS;
         fail(sh, c, SOCKS5_REP_HOST_UNREACH);
@@ -394,6 +489,10 @@ bind_listen(struct shard *sh, struct conn *c)
     socklen_t len = sizeof(local);
     int fam = want->sa.sa_family;
 
+    if (!session_allowed(sh, c, addr_is_any(want) ? NULL : want, c->host, c->port)) {
+        deny(sh, c);
+        return;
+    }
     memset(&local, 0, sizeof(local));
     if (!addr_is_any(want)) {
         /* A connected UDP socket makes the kernel pick the route's source address; no packet. */
@@ -452,6 +551,8 @@ on_bind_accept(struct shard *sh, struct conn *c, int res)
     /* The listener has done its one job. */
     close(c->tfd);
     c->tfd = res;
+    c->dest = h->peer;
+    addr_unmap(&c->dest);
     if (!addr_is_any(&h->addrs[0]) && !addr_same_ip(&h->addrs[0], &h->peer)) {
         fail(sh, c, SOCKS5_REP_NOT_ALLOWED);
         return;
@@ -462,14 +563,14 @@ on_bind_accept(struct shard *sh, struct conn *c, int res)
 static bool
 socks4_allowed(const struct shard *sh)
 {
-    switch (sh->o->socks4) {
+    switch (sh->pol->socks4) {
     case SOCKS4_ON:
         return true;
     case SOCKS4_OFF:
         return false;
     default:
         /* SOCKS4 has no password: with passwords required it would be a way around them. */
-        return sh->o->auth == AUTH_NONE;
+        return sh->pol->auth == AUTH_NONE;
     }
 }
 
@@ -500,6 +601,8 @@ auth_answer(struct shard *sh, struct conn *c, bool ok)
     }
     hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_OK));
     c->hs->p.s5.phase = SOCKS5_PHASE_REQUEST;
+    if (!c->user)
+        c->user = strdup(c->hs->cred.user); /* NULL when out of memory: rules see no user */
 }
 
 /* SOCKS4/4a: one message. Returns false when the connection is done with. */
@@ -605,9 +708,10 @@ hs_parse(struct shard *sh, struct conn *c)
     if (h->version == 0) {
         /* One port, every version: the first byte says which. */
         h->version = h->in[h->in_off];
+        c->version = h->version;
         if (h->version == SOCKS5_VERSION) {
             socks5_init(&h->p.s5);
-            socks5_set_password_required(&h->p.s5, sh->o->auth == AUTH_PASSWORD);
+            socks5_set_password_required(&h->p.s5, sh->pol->auth == AUTH_PASSWORD);
         } else if (h->version != SOCKS4_VERSION) {
             conn_close(sh, c, END_PROTOCOL);
             return;

@@ -19,11 +19,13 @@
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
+#include <urcu-qsbr.h>
 #ifdef HAVE_JEMALLOC
 #include <jemalloc/jemalloc.h>
 #endif
 
 #include "conn.h"
+#include "policy.h"
 #include "dns.h"
 #include "relay.h"
 #include "session.h"
@@ -89,7 +91,7 @@ pause_accept(struct shard *sh)
 void
 shard_accept_resume(struct shard *sh)
 {
-    if (!sh->accept_paused || sh->stopping || sh->n_open >= sh->n_slots)
+    if (!sh->accept_paused || sh->stopping || sh->draining || sh->n_open >= sh->n_slots)
         return;
     sh->accept_paused = false;
     for (unsigned i = 0; i < sh->n_ls; i++)
@@ -106,7 +108,7 @@ on_accept(struct shard *sh, const struct io_uring_cqe *cqe)
         sh->ls[i].armed = false;
     int res = cqe->res;
     if (res >= 0) {
-        if (sh->stopping) {
+        if (sh->stopping || sh->draining) {
             close(res);
             return;
         }
@@ -118,7 +120,7 @@ on_accept(struct shard *sh, const struct io_uring_cqe *cqe)
         /* Out of fds or memory: retry on a tick or when a connection closes, never spin. */
         pause_accept(sh);
     }
-    if (!sh->ls[i].armed && !sh->accept_paused && !sh->stopping)
+    if (!sh->ls[i].armed && !sh->accept_paused && !sh->stopping && !sh->draining)
         arm_accept(sh, i);
 }
 
@@ -128,6 +130,7 @@ now_update(struct shard *sh)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     sh->now_s = (uint32_t)ts.tv_sec;
+    sh->now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static void
@@ -156,25 +159,50 @@ on_tick(struct shard *sh)
     if (sh->accept_paused) {
         /* An EMFILE pause may have cleared without a close of ours. */
         sh->accept_paused = sh->n_open >= sh->n_slots;
-        if (!sh->accept_paused && !sh->stopping)
+        if (!sh->accept_paused && !sh->stopping && !sh->draining)
             for (unsigned i = 0; i < sh->n_ls; i++)
                 arm_accept(sh, i);
     }
     arm_tick(sh);
 }
 
+/*
+ * Stop accepting for good: cancel the accepts and close the listeners, so
+ * new clients are refused (a load balancer sees the node go) rather than
+ * left in a backlog nobody reads. The listener fds close once their accept
+ * is gone (the cancelled op holds the file until then).
+ */
+static void
+stop_accepting(struct shard *sh)
+{
+    for (unsigned i = 0; i < sh->n_ls; i++) {
+        if (sh->ls[i].armed) {
+            struct io_uring_sqe *sqe = shard_sqe(sh);
+            io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, i, 0), 0);
+            io_uring_sqe_set_data64(sqe, ud_make(OP_NONE, 0, 0));
+        }
+        if (sh->ls[i].fd >= 0) {
+            shutdown(sh->ls[i].fd, SHUT_RDWR);
+            close(sh->ls[i].fd);
+            sh->ls[i].fd = -1;
+        }
+    }
+}
+
 static void
 begin_stop(struct shard *sh)
 {
     sh->stopping = true;
-    for (unsigned i = 0; i < sh->n_ls; i++) {
-        if (!sh->ls[i].armed)
-            continue;
-        struct io_uring_sqe *sqe = shard_sqe(sh);
-        io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, i, 0), 0);
-        io_uring_sqe_set_data64(sqe, ud_make(OP_NONE, 0, 0));
-    }
+    if (!sh->draining)
+        stop_accepting(sh);
     conn_close_all(sh, END_SHUTDOWN);
+}
+
+static void
+begin_drain(struct shard *sh)
+{
+    sh->draining = true;
+    stop_accepting(sh);
 }
 
 static void
@@ -191,6 +219,7 @@ dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
         on_tick(sh);
         break;
     case OP_WAKE:
+        /* Stop, drain or a new policy: the loop looks at each; keep listening. */
         if (!atomic_load_explicit(&sh->stop, memory_order_acquire))
             arm_wake(sh);
         break;
@@ -266,25 +295,48 @@ shard_main(void *arg)
     struct shard *sh = ctx->sh;
     uint32_t stop_deadline = 0;
 
+    /* A QSBR reader from here on: quiescent once per iteration, offline while waiting. */
+    rcu_register_thread();
+    sh->pol = rcu_dereference(*sh->ppol);
+    sh->pol_gen = sh->pol->gen;
     ctx->err = shard_setup(sh);
     int err = ctx->err;
     sem_post(&ctx->done); /* ctx is gone after this */
-    if (err < 0)
+    if (err < 0) {
+        rcu_unregister_thread();
+        atomic_store_explicit(&sh->exited, true, memory_order_release);
         return NULL;
+    }
 
     for (;;) {
+        sh->pol = rcu_dereference(*sh->ppol);
+        if (sh->pol->gen != sh->pol_gen) {
+            sh->pol_gen = sh->pol->gen;
+            conn_policy_changed(sh);
+        }
+        if (!sh->draining && atomic_load_explicit(&sh->drain, memory_order_acquire))
+            begin_drain(sh);
+        if (sh->draining && !sh->stopping &&
+            sh->now_ms >= atomic_load_explicit(&sh->drain_deadline_ms, memory_order_relaxed))
+            atomic_store_explicit(&sh->stop, true, memory_order_release);
         if (!sh->stopping && atomic_load_explicit(&sh->stop, memory_order_acquire)) {
             begin_stop(sh);
             stop_deadline = sh->now_s + STOP_GRACE_S;
         }
-        if (sh->stopping && (sh->n_open == 0 || sh->now_s >= stop_deadline))
+        if ((sh->stopping || sh->draining) && sh->n_open == 0)
             break;
+        if (sh->stopping && sh->now_s >= stop_deadline)
+            break;
+        rcu_quiescent_state();
+        rcu_thread_offline();
         int ret = io_uring_submit_and_wait(&sh->ring, 1);
+        rcu_thread_online();
         if (ret < 0 && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN) {
             fprintf(stderr, "ringsocks: shard %u: io_uring_enter: %s\n", sh->id, strerror(-ret));
             break;
         }
         now_update(sh);
+        sh->pol = rcu_dereference(*sh->ppol);
         unsigned head, n = 0;
         struct io_uring_cqe *cqe;
         io_uring_for_each_cqe(&sh->ring, head, cqe)
@@ -295,20 +347,26 @@ shard_main(void *arg)
         io_uring_cq_advance(&sh->ring, n);
         STAT_INC(sh->st.loops);
     }
+    rcu_unregister_thread();
+    atomic_store_explicit(&sh->exited, true, memory_order_release);
     return NULL;
 }
 
 int
 shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hosts *hosts,
-           const struct users *users, const int *listen_fds, unsigned n_listen)
+           struct policy **ppol, struct logger *lg, const int *listen_fds, unsigned n_listen)
 {
     memset(sh, 0, sizeof(*sh));
     sh->id = id;
     sh->o = o;
     sh->hosts = hosts;
-    sh->users = users;
+    sh->ppol = ppol;
+    sh->lg = lg;
     sh->wake_fd = -1;
     atomic_init(&sh->stop, false);
+    atomic_init(&sh->drain, false);
+    atomic_init(&sh->drain_deadline_ms, 0);
+    atomic_init(&sh->exited, false);
     sh->ls = calloc(n_listen, sizeof(*sh->ls));
     if (!sh->ls)
         return -ENOMEM;
@@ -322,11 +380,10 @@ shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hos
     sh->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (sh->wake_fd == -1)
         return -errno;
-    if (o->auth == AUTH_PASSWORD) {
-        ret = authq_init(sh);
-        if (ret < 0)
-            return ret;
-    }
+    /* Always: a reload may turn password authentication on. The worker sleeps until used. */
+    ret = authq_init(sh);
+    if (ret < 0)
+        return ret;
     return dns_init(sh);
 }
 
@@ -361,12 +418,26 @@ shard_start(struct shard *sh)
 }
 
 void
-shard_stop(struct shard *sh)
+shard_wake(struct shard *sh)
 {
     uint64_t one = 1;
-    atomic_store_explicit(&sh->stop, true, memory_order_release);
     if (sh->wake_fd >= 0 && write(sh->wake_fd, &one, sizeof(one)) < 0)
         perror("ringsocks: eventfd");
+}
+
+void
+shard_stop(struct shard *sh)
+{
+    atomic_store_explicit(&sh->stop, true, memory_order_release);
+    shard_wake(sh);
+}
+
+void
+shard_drain(struct shard *sh, uint64_t deadline_ms)
+{
+    atomic_store_explicit(&sh->drain_deadline_ms, deadline_ms, memory_order_relaxed);
+    atomic_store_explicit(&sh->drain, true, memory_order_release);
+    shard_wake(sh);
 }
 
 void

@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "dns.h"
 #include "hosts.h"
+#include "session.h"
 #include "shard.h"
 #include "sock.h"
 
@@ -37,12 +38,14 @@ struct udp_assoc {
     bool port_known;           /* client port given in the request or learned */
     bool v6sock;
     bool resolving;            /* a datagram waits in buf for its name */
+    uint8_t resolve_seq;       /* which query it waits for: 1..127, in the DNS cookie */
     unsigned n_peers, next_peer;
     union sockaddr_inx peers[UDP_PEERS];
     struct sockaddr_in6 from, to;
     struct msghdr rmsg, smsg;
     struct iovec riov, siov;
     size_t pending_off, pending_len; /* the datagram waiting for DNS */
+    char pending_name[256];          /* and the name it was sent to */
     uint8_t ctrl[64];
     uint8_t buf[SOCKS5_UDP_HDR_MAX + UDP_PAYLOAD_MAX];
 };
@@ -166,6 +169,8 @@ udp_start(struct shard *sh, struct conn *c)
     /* No idle timeout: the association lives as long as its TCP connection. */
     conn_timer_set(sh, c, TL_NONE);
     STAT_INC(sh->st.tunnels);
+    STAT_INC(sh->st.open_by_cmd[SOCKS5_CMD_UDP]);
+    c->flags |= CONN_F_OPEN_COUNTED;
     arm_recv(sh, c);
     arm_ctrl(sh, c);
 }
@@ -206,13 +211,22 @@ send_to(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const u
     io_uring_prep_sendmsg(sqe, c->tfd, &ua->smsg, 0);
 }
 
-/* Send the client's payload to a resolved remote, and remember the remote. */
+/*
+ * Send the client's payload to a resolved remote, and remember the remote.
+ * Every datagram's destination goes through the rules (host: the name it
+ * was sent to, or NULL).
+ */
 static void
-to_remote(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, size_t off, size_t n)
+to_remote(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const char *host,
+          size_t off, size_t n)
 {
     struct udp_assoc *ua = c->ua;
     union sockaddr_inx peer = *dst;
     addr_unmap(&peer);
+    if (!session_allowed(sh, c, &peer, host, addr_port(&peer))) {
+        drop(sh, c);
+        return;
+    }
     bool known = false;
     for (unsigned i = 0; i < ua->n_peers && !known; i++)
         known = same_addr(&ua->peers[i], &peer);
@@ -257,22 +271,38 @@ from_client(struct shard *sh, struct conn *c, size_t len)
             ua->resolving = true;
             ua->pending_off = off;
             ua->pending_len = n;
-            dns_resolve(sh, d.u.name, d.port, ud_make(0, conn_slot(sh, c), c->gen));
+            memcpy(ua->pending_name, d.u.name, (size_t)d.name_len + 1);
+            ua->resolve_seq = (uint8_t)(ua->resolve_seq % 127 + 1);
+            /* The wait is bounded like a CONNECT's: a dead name must not stall the association. */
+            conn_timer_set(sh, c, TL_CONNECT);
+            dns_resolve(sh, d.u.name, d.port, ud_make(ua->resolve_seq, conn_slot(sh, c), c->gen));
             return;
         }
     }
     hosts_set_port(&dst, d.port);
-    to_remote(sh, c, &dst, off, n);
+    to_remote(sh, c, &dst, d.atyp == SOCKS5_ATYP_DOMAIN ? d.u.name : NULL, off, n);
 }
 
 void
-udp_on_resolved(struct shard *sh, struct conn *c, int err, const union sockaddr_inx *addrs,
-                unsigned n)
+udp_resolve_timeout(struct shard *sh, struct conn *c)
 {
     struct udp_assoc *ua = c->ua;
     if (!ua || !ua->resolving)
         return;
     ua->resolving = false;
+    drop(sh, c);
+}
+
+void
+udp_on_resolved(struct shard *sh, struct conn *c, unsigned seq, int err,
+                const union sockaddr_inx *addrs, unsigned n)
+{
+    struct udp_assoc *ua = c->ua;
+    /* An answer for a datagram already given up on is not for the one waiting now. */
+    if (!ua || !ua->resolving || seq != ua->resolve_seq)
+        return;
+    ua->resolving = false;
+    conn_timer_set(sh, c, TL_NONE);
     if (err < 0 || n == 0) {
         drop(sh, c);
         return;
@@ -285,7 +315,7 @@ udp_on_resolved(struct shard *sh, struct conn *c, int err, const union sockaddr_
             break;
         }
     }
-    to_remote(sh, c, &addrs[pick], ua->pending_off, ua->pending_len);
+    to_remote(sh, c, &addrs[pick], ua->pending_name, ua->pending_off, ua->pending_len);
 }
 
 static void

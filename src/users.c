@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "session.h"
+#include "policy.h"
 #include "shard.h"
 
 /* --- the table ---------------------------------------------------------- */
@@ -376,7 +377,7 @@ enum authq_result
 authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
 {
     struct authq *q = sh->authq;
-    const char *hash = users_hash(sh->users, cred->user);
+    const char *hash = users_hash(sh->pol->users, cred->user);
     if (!hash)
         return AUTHQ_FAIL;
 

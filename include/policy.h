@@ -1,0 +1,37 @@
+/*
+ * policy.h - the reloadable part of the configuration as one immutable
+ * snapshot: access rules, users, limits. Built aside by the control
+ * thread, published with liburcu's QSBR flavour (one pointer store), read
+ * by shards, freed after a grace period.
+ *
+ * Shards read it only between quiescent states: sh->pol is refreshed at the
+ * top of every loop iteration and must never be kept across iterations;
+ * what a tunnel needs later is copied into the connection.
+ */
+#ifndef RINGSOCKS_POLICY_H
+#define RINGSOCKS_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "opts.h"
+
+struct acl;
+struct users;
+
+struct policy {
+    uint64_t gen; /* 1 for the first, +1 per reload */
+    struct acl *acl;
+    struct users *users; /* NULL without --users */
+    enum auth_mode auth;
+    enum socks4_mode socks4;
+    unsigned handshake_timeout_s, connect_timeout_s, idle_timeout_s, bind_timeout_s;
+    bool close_removed_users, close_denied;
+};
+
+/* Control thread: a snapshot owning acl and users (either may be NULL: no rules, no users). */
+struct policy *policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t gen);
+/* Control thread, after a grace period: free the snapshot and what it owns. */
+void policy_free(struct policy *p);
+
+#endif
