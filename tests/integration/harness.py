@@ -13,6 +13,7 @@ Pieces:
   HTTPFiles    random files served by a python http.server
   DNSStub      tiny UDP DNS server: good.test A 127.0.0.1, good6.test AAAA ::1, NXDOMAIN otherwise
   socks_*      a small raw SOCKS5 client
+  socks4_*, socks5_login, udp_*, UDPEcho, OwnerHTTP, make_hash: the other SOCKS variants
 """
 
 import functools
@@ -226,7 +227,11 @@ class Proxy:
         argv = self.wrap + [CONFIG.binary]
         for l in self.listen:
             argv += ["--listen", l]
-        argv += ["--shards", str(CONFIG.shards), "--relay", self.ctx.relay]
+        # The admin endpoint on a free port, so parallel instances never collide.
+        # The admin endpoint on a free port, so parallel instances never collide; a short drain
+        # so stopping a proxy with a tunnel still open does not take the default 30 s.
+        argv += ["--shards", str(CONFIG.shards), "--relay", self.ctx.relay, "--admin", "127.0.0.1:0",
+                 "--drain-timeout", "3"]
         argv += list(args)
         self._popen(argv)
         if wait_listen:
@@ -720,6 +725,19 @@ class Ctx:
         self.defer(s.stop)
         return s
 
+    def udp_echo(self, host="127.0.0.1", port=0):
+        s = UDPEcho(host, port)
+        self.defer(s.stop)
+        return s
+
+    def udp_socket(self, host="127.0.0.1", port=0):
+        """A bound UDP socket (the SOCKS client's datagram side), closed at cleanup."""
+        s = socket.socket(family_of(host), socket.SOCK_DGRAM)
+        self.defer(s.close)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.bind((host, port))
+        return s
+
     def http_server(self, hosts=("127.0.0.1",)):
         """python http.server over the shared files, on every host in hosts with one
         port (port 0 for the first, the same port tried on the others)."""
@@ -963,6 +981,397 @@ def need_ringsocks(why="ringsocks-specific"):
 
 
 # --------------------------------------------------------------------------
+# The SOCKS variants: features of the binary, password hashes, SOCKS4/4a,
+# RFC 1929, BIND, UDP ASSOCIATE, and "which process made this connection"
+
+_help_text = None
+
+
+def binary_help():
+    """`ringsocks --help` of the binary under test (cached)."""
+    global _help_text
+    if _help_text is None:
+        try:
+            r = subprocess.run([CONFIG.binary, "--help"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+            _help_text = r.stdout.decode("utf-8", "replace")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            _help_text = "(could not run --help: %r)" % e
+    return _help_text
+
+
+def need_option(*flags):
+    """Ringsocks only (skip for other peers); fail with a clear message when the
+    binary's --help does not know a flag (the feature is not built in yet)."""
+    need_ringsocks("needs ringsocks' %s" % " ".join(flags))
+    text = binary_help()
+    missing = [f for f in flags if f not in text]
+    if missing:
+        raise Fail("%s --help does not list %s: feature not in this binary"
+                   % (os.path.basename(CONFIG.binary), ", ".join(missing)))
+
+
+# -- password hashes (crypt(3) strings)
+
+def _crypt_module():
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # deprecated in 3.11, removed in 3.13
+        return crypt
+    except ImportError:
+        return None
+
+
+def _libcrypt():
+    import ctypes
+    try:
+        lib = ctypes.CDLL("libcrypt.so.1")
+    except OSError:
+        return None
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    lib.crypt_gensalt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    return lib
+
+
+_hash_lock = threading.Lock()   # crypt(3) is not reentrant
+
+
+def make_hash(password, scheme="sha512", rounds=0):
+    """A crypt(3) hash of password (str or bytes). scheme: sha512 ($6$), bcrypt
+    ($2b$) or yescrypt ($y$). Raises Skip when this machine cannot make one.
+    Order: libcrypt through ctypes (the library the server uses), python's crypt
+    module, then `mkpasswd` (package whois) / `openssl passwd -6`."""
+    pw = password.encode() if isinstance(password, str) else bytes(password)
+    prefix = {"sha512": b"$6$", "bcrypt": b"$2b$", "yescrypt": b"$y$"}[scheme]
+    with _hash_lock:
+        lib = _libcrypt()
+        if lib is not None:
+            setting = lib.crypt_gensalt(prefix, rounds, None, 0)
+            if setting:
+                h = lib.crypt(pw, setting)
+                if h and h.startswith(prefix) and lib.crypt(pw, h) == h:
+                    return h.decode()
+        mod = _crypt_module()
+        method = {"sha512": "METHOD_SHA512", "bcrypt": "METHOD_BLOWFISH"}.get(scheme)
+        if mod is not None and method and hasattr(mod, method):
+            kw = {"rounds": rounds} if rounds else {}
+            h = mod.crypt(pw.decode("utf-8", "surrogateescape"), mod.mksalt(getattr(mod, method), **kw))
+            if h and h.startswith(prefix.decode()):
+                return h
+    tool = {"sha512": (["mkpasswd", "-m", "sha-512", "--stdin"], ["openssl", "passwd", "-6", "-stdin"]),
+            "bcrypt": (["mkpasswd", "-m", "bcrypt", "--stdin"],),
+            "yescrypt": (["mkpasswd", "-m", "yescrypt", "--stdin"],)}[scheme]
+    for argv in tool:
+        if shutil.which(argv[0]) is None:
+            continue
+        r = subprocess.run(argv, input=pw, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        h = r.stdout.decode().strip()
+        if r.returncode == 0 and h.startswith(prefix.decode()):
+            return h
+    raise Skip("cannot make a %s hash here (no libcrypt support, no crypt module, no mkpasswd: "
+               "package whois)" % scheme)
+
+
+def write_users(ctx, lines, name="users"):
+    """Write a users file (lines: str, joined with newlines). Returns its path."""
+    path = ctx.path(name)
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+# -- SOCKS4 / SOCKS4a
+
+def socks4_request(cmd, port, ip="127.0.0.1", userid=b"", host=None):
+    """VN=4 CD DSTPORT DSTIP USERID NUL [HOST NUL]; host set makes it SOCKS4a
+    (DSTIP 0.0.0.1 unless ip is given as something else)."""
+    if host is not None and ip == "127.0.0.1":
+        ip = "0.0.0.1"
+    uid = userid.encode() if isinstance(userid, str) else bytes(userid)
+    out = struct.pack("!BBH", 4, cmd, port) + socket.inet_aton(ip) + uid + b"\x00"
+    if host is not None:
+        out += (host.encode() if isinstance(host, str) else bytes(host)) + b"\x00"
+    return out
+
+
+class Reply4:
+    def __init__(self, raw):
+        self.raw = raw
+        self.vn, self.cd = raw[0], raw[1]
+        self.port = struct.unpack("!H", raw[2:4])[0]
+        self.host = socket.inet_ntoa(raw[4:8])
+
+    def __repr__(self):
+        return "Reply4(%s)" % hexb(self.raw)
+
+
+def read_reply4(sock, what="SOCKS4 reply"):
+    return Reply4(recv_exact(sock, 8, what))
+
+
+def socks4_expect_reject(ctx, proxy, payload, what="SOCKS4 request"):
+    """Send payload: expect the 8-byte reply VN 00 CD 5B (91), then close."""
+    s = open_proxy_socket(ctx, proxy)
+    s.sendall(payload)
+    r = read_reply4(s, "reply to the %s" % what)
+    check(r.vn == 0 and r.cd == 91, "reply to the %s is %s, expected VN 00 CD 5b (91)" % (what, hexb(r.raw)))
+    expect_close(s, after="CD 91 reply to the %s" % what)
+    return r
+
+
+def socks4_connect(ctx, proxy, port, ip="127.0.0.1", userid=b"", host=None, timeout=IO_TIMEOUT):
+    s = open_proxy_socket(ctx, proxy, timeout)
+    s.sendall(socks4_request(1, port, ip, userid, host))
+    r = read_reply4(s)
+    check(r.vn == 0 and r.cd == 90, "SOCKS4%s CONNECT: reply %s, expected VN 00 CD 5a (90)"
+          % ("a" if host is not None else "", hexb(r.raw)))
+    return s, r
+
+
+# -- SOCKS5 with RFC 1929 username/password
+
+AUTH_GREETING = b"\x05\x01\x02"
+
+
+def auth_msg(user, password, ver=1):
+    u = user.encode() if isinstance(user, str) else bytes(user)
+    p = password.encode() if isinstance(password, str) else bytes(password)
+    return bytes([ver, len(u)]) + u + bytes([len(p)]) + p
+
+
+def socks5_login(sock, user, password, greeting=AUTH_GREETING):
+    """Greeting offering 02, then the sub-negotiation: fails unless 05 02 / 01 00."""
+    sock.sendall(greeting)
+    m = read_method_reply(sock)
+    check(m == b"\x05\x02", "method selection reply %s, expected 05 02 (username/password)" % hexb(m))
+    sock.sendall(auth_msg(user, password))
+    st = recv_exact(sock, 2, "RFC 1929 status")
+    check(st == b"\x01\x00", "RFC 1929 status %s for user %r, expected 01 00" % (hexb(st), user))
+
+
+def socks5_open(ctx, proxy, auth=None, timeout=IO_TIMEOUT):
+    """A connection to the proxy past method selection (and login when auth =
+    (user, password)), ready for a request."""
+    s = open_proxy_socket(ctx, proxy, timeout)
+    if auth:
+        socks5_login(s, auth[0], auth[1])
+    else:
+        s.sendall(GREETING)
+        m = read_method_reply(s)
+        check(m == b"\x05\x00", "method selection reply %s, expected 05 00" % hexb(m))
+    return s
+
+
+def socks5_command(ctx, proxy, cmd, host, port, auth=None, timeout=IO_TIMEOUT, what=None):
+    """Request cmd (1 CONNECT, 2 BIND, 3 UDP ASSOCIATE); fails unless the (first)
+    reply has REP 0. Returns (sock, Reply)."""
+    s = socks5_open(ctx, proxy, auth, timeout)
+    s.sendall(request(host, port, cmd=cmd))
+    r = read_reply(s, what or "reply to command %d" % cmd)
+    check(r.ver == 5 and r.rep == 0, "%s %s:%d: reply %s (REP 0x%02x), expected VER 05 REP 00"
+          % ({1: "CONNECT", 2: "BIND", 3: "UDP ASSOCIATE"}.get(cmd, "command %d" % cmd), host, port,
+             hexb(r.raw), r.rep))
+    return s, r
+
+
+# -- UDP
+
+def udp_header(host, port, frag=0, rsv=b"\x00\x00"):
+    return bytes(rsv) + bytes([frag]) + encode_addr(host, port)
+
+
+def parse_udp(data):
+    """(host, port, atyp, payload) of a SOCKS5 UDP datagram; Fail when malformed."""
+    check(len(data) >= 4, "UDP reply of %d bytes, shorter than a header: %s" % (len(data), hexb(data)))
+    check(data[0:3] == b"\x00\x00\x00", "UDP reply header RSV/FRAG %s, expected 00 00 00" % hexb(data[:3]))
+    atyp = data[3]
+    if atyp == 1:
+        check(len(data) >= 10, "UDP reply too short for ATYP 01: %s" % hexb(data))
+        return socket.inet_ntop(socket.AF_INET, data[4:8]), struct.unpack("!H", data[8:10])[0], 1, data[10:]
+    if atyp == 4:
+        check(len(data) >= 22, "UDP reply too short for ATYP 04: %s" % hexb(data))
+        return socket.inet_ntop(socket.AF_INET6, data[4:20]), struct.unpack("!H", data[20:22])[0], 4, data[22:]
+    if atyp == 3:
+        n = data[4]
+        check(len(data) >= 7 + n, "UDP reply too short for its domain: %s" % hexb(data))
+        return (data[5:5 + n].decode("ascii", "replace"), struct.unpack("!H", data[5 + n:7 + n])[0], 3,
+                data[7 + n:])
+    raise Fail("UDP reply with ATYP 0x%02x: %s" % (atyp, hexb(data)))
+
+
+class UDPEcho:
+    """Sends every datagram back to its sender; records (peer, size). With .pid
+    set, also records per datagram whether its source socket belongs to that
+    process (in .owned), looked up before the echo is sent."""
+
+    def __init__(self, host="127.0.0.1", port=0):
+        self.sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.bind((host, port))
+        self.addr = self.sock.getsockname()[:2]
+        self.port = self.addr[1]
+        self.seen = []
+        self.pid = None
+        self.owned = []
+        self._stop = False
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="udpecho")
+        self.thread.start()
+
+    def _loop(self):
+        while not self._stop:
+            try:
+                data, peer = self.sock.recvfrom(65536)
+            except OSError:
+                return
+            if peer is None or self._stop:   # shut down by stop()
+                return
+            self.seen.append((peer[:2], len(data)))
+            if self.pid is not None:
+                self.owned.append(udp_port_owned(self.pid, peer[1]))
+            try:
+                self.sock.sendto(data, peer)
+            except OSError:
+                pass
+
+    def stop(self):
+        self._stop = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def udp_exchange(sock, relay, host, port, payload, timeout=3.0, frag=0):
+    """Send payload to host:port through the UDP relay; return the parsed reply
+    (host, port, atyp, payload). Fails when nothing comes back within timeout."""
+    sock.sendto(udp_header(host, port, frag) + payload, relay)
+    sock.settimeout(timeout)
+    try:
+        data, src = sock.recvfrom(65536)
+    except socket.timeout:
+        raise Fail("no UDP reply within %.1f s for %d bytes sent to %s:%d via the relay %s:%d"
+                   % (timeout, len(payload), host, port, relay[0], relay[1]))
+    except ConnectionRefusedError:
+        raise Fail("UDP relay %s:%d answered with ICMP port unreachable (no socket there)" % relay[:2])
+    check(src[:2] == tuple(relay[:2]) or (src[0], src[1]) == (relay[0], relay[1]),
+          "UDP reply came from %s:%d, not from the relay %s:%d" % (src[0], src[1], relay[0], relay[1]))
+    return parse_udp(data)
+
+
+def udp_expect_silence(sock, timeout=1.0, what="datagram"):
+    """Nothing may arrive on sock within timeout. Returns "refused" when the kernel
+    reported ICMP port unreachable (only on connected sockets), else "silent"."""
+    sock.settimeout(timeout)
+    try:
+        data, src = sock.recvfrom(65536)
+    except socket.timeout:
+        return "silent"
+    except ConnectionRefusedError:
+        return "refused"
+    raise Fail("got a UDP answer (%d bytes from %s:%d) to the %s, expected it dropped: %s"
+               % (len(data), src[0], src[1], what, hexb(data, 32)))
+
+
+# -- which process owns a TCP connection (was the proxy used?)
+
+def _proc_net_hex(host, port):
+    ip = ipaddress.ip_address(host)
+    if ip.version == 4:
+        return "%08X:%04X" % (struct.unpack("<I", ip.packed)[0], port)
+    words = struct.unpack("<4I", ip.packed)
+    return "".join("%08X" % w for w in words) + ":%04X" % port
+
+
+def socket_inode(local, remote):
+    """Inode of the TCP socket with this local and remote address, or None."""
+    want_l, want_r = _proc_net_hex(*local[:2]), _proc_net_hex(*remote[:2])
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[1] == want_l and parts[2] == want_r:
+                        return int(parts[9])
+        except OSError:
+            pass
+    return None
+
+
+def pid_owns_inode(pid, inode):
+    target = "socket:[%d]" % inode
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == target:
+                    return True
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return False
+
+
+def udp_port_owned(pid, port):
+    """Whether pid holds a UDP socket bound to port (any local address)."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if int(parts[1].rsplit(":", 1)[1], 16) == port and pid_owns_inode(pid, int(parts[9])):
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+class OwnerHTTP:
+    """A one-file HTTP/1.0 server on host:0 that notes, for each request, whether
+    the connection came from the process pid (set .pid before the requests), by
+    looking the peer's socket up in /proc while the connection is open."""
+
+    def __init__(self, ctx, body, host="127.0.0.1"):
+        self.body = body
+        self.pid = None
+        self.owners = []     # per connection: (peer, "proxy" | "other" | "unknown")
+        self.server = ctx.tcp_server(self._handle, host)
+        self.port = self.server.port
+
+    def _handle(self, conn, peer):
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            b = conn.recv(65536)
+            if not b:
+                return
+            buf += b
+            if len(buf) > 65536:
+                return
+        inode = socket_inode(peer, conn.getsockname())
+        if inode is None:
+            who = "unknown"
+        elif self.pid is not None and pid_owns_inode(self.pid, inode):
+            who = "proxy"
+        else:
+            who = "other"
+        self.owners.append((peer[:2], who))
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(self.body) + self.body)
+        conn.shutdown(socket.SHUT_WR)
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------
 # Test registry
 
 class Case:
@@ -978,3 +1387,124 @@ def case(name, timeout=None):
         TESTS.append(Case(name, fn, timeout))
         return fn
     return deco
+
+
+# --------------------------------------------------------------------------
+# The control plane: the admin endpoint, Prometheus text, access-log lines
+# (added for cases_control.py)
+
+ADMIN_RE = re.compile(r"ringsocks: admin on http://(\[[0-9A-Fa-f:.%a-z]+\]|[0-9.]+):(\d+)/")
+
+
+def admin_addr(proxy, timeout=10.0):
+    """(host, port) of the proxy's admin endpoint, read from its stderr line
+    `ringsocks: admin on http://HOST:PORT/` (the harness passes --admin 127.0.0.1:0)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = ADMIN_RE.search(proxy.stderr())
+        if m:
+            return m.group(1).strip("[]"), int(m.group(2))
+        if not proxy.alive() or time.monotonic() > deadline:
+            raise Fail("no 'ringsocks: admin on http://HOST:PORT/' line in the proxy's stderr",
+                       "stderr:\n" + tail(proxy.stderr()))
+        time.sleep(0.02)
+
+
+def admin_request(proxy_or_addr, method, path, body=None, timeout=10.0):
+    """One HTTP request to the admin endpoint (a Proxy or a (host, port)).
+    Returns (status, body text, headers dict with lower-case names)."""
+    import http.client
+    addr = proxy_or_addr if isinstance(proxy_or_addr, tuple) else admin_addr(proxy_or_addr)
+    conn = http.client.HTTPConnection(addr[0], addr[1], timeout=timeout)
+    try:
+        conn.request(method, path, body=body)
+        r = conn.getresponse()
+        text = r.read().decode("utf-8", "replace")
+        return r.status, text, {k.lower(): v for k, v in r.getheaders()}
+    finally:
+        conn.close()
+
+
+_PROM_LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+-?\d+)?$')
+_PROM_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"\s*,?')
+
+
+def parse_prometheus(text):
+    """Prometheus text format -> {(name, ((label, value), ...sorted)): float}.
+    Raises Fail on a sample line it cannot read."""
+    out = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = _PROM_LINE.match(line.strip())
+        if not m:
+            raise Fail("unreadable metrics line: %r" % line)
+        labels = []
+        if m.group(3):
+            pos, s = 0, m.group(3)
+            while pos < len(s):
+                lm = _PROM_LABEL.match(s, pos)
+                if not lm or lm.end() == pos:
+                    raise Fail("unreadable labels in metrics line: %r" % line)
+                labels.append((lm.group(1), lm.group(2)))
+                pos = lm.end()
+        out[(m.group(1), tuple(sorted(labels)))] = float(m.group(4))
+    return out
+
+
+def metric(samples, name, **labels):
+    """The value of one sample of parse_prometheus() output, or None."""
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def parse_logfmt(line):
+    """One logfmt line -> dict. Values may be "quoted" with \\" \\\\ and \\xNN escapes."""
+    out = {}
+    i, n = 0, len(line)
+    while i < n:
+        while i < n and line[i] == " ":
+            i += 1
+        if i >= n:
+            break
+        j = line.find("=", i)
+        if j < 0:
+            raise Fail("logfmt: key without '=' at %d in %r" % (i, line))
+        key = line[i:j]
+        i = j + 1
+        if i < n and line[i] == '"':
+            i += 1
+            val = []
+            while True:
+                if i >= n:
+                    raise Fail("logfmt: unterminated quoted value for %s in %r" % (key, line))
+                c = line[i]
+                if c == "\\" and i + 1 < n:
+                    if line[i + 1] == "x" and i + 3 < n:
+                        val.append(chr(int(line[i + 2:i + 4], 16)))
+                        i += 4
+                        continue
+                    val.append(line[i + 1])
+                    i += 2
+                    continue
+                if c == '"':
+                    i += 1
+                    break
+                val.append(c)
+                i += 1
+            out[key] = "".join(val)
+        else:
+            j = line.find(" ", i)
+            j = n if j < 0 else j
+            out[key] = line[i:j]
+            i = j
+    return out
+
+
+def wait_until(pred, timeout=5.0, interval=0.05):
+    """Call pred until it returns something true or timeout passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(interval)

@@ -40,6 +40,12 @@ import cases_protocol  # noqa: E402,F401
 import cases_robust  # noqa: E402,F401
 import cases_cli  # noqa: E402,F401
 import cases_limits  # noqa: E402,F401
+import cases_socks4  # noqa: E402,F401
+import cases_auth  # noqa: E402,F401
+import cases_bind  # noqa: E402,F401
+import cases_udp  # noqa: E402,F401
+import cases_clients  # noqa: E402,F401
+import cases_control  # noqa: E402,F401
 
 ENGINES = ("splice", "copy")
 MAX_DETAIL_LINES = 60

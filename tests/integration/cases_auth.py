@@ -1,0 +1,607 @@
+"""
+cases_auth.py - SOCKS5 username/password (RFC 1929) with --auth password and a
+--users file of crypt(3) hashes: curl with and without good credentials, the
+exact bytes of the sub-negotiation, its malformed forms, the fast path for
+repeated logins (and that it never lets a wrong password in), and the users file
+format (comments, blank lines, sha512-crypt, bcrypt, yescrypt).
+"""
+
+import asyncio
+import os
+import random
+import re
+import socket
+import time
+
+from cases_relay import curl_fetch
+from harness import (AUTH_GREETING, CONFIG, Fail, auth_msg, case, check, echo_roundtrip,
+                     expect_close, fmt_status, hexb, make_hash, need_option, need_tools, open_proxy_socket,
+                     read_method_reply, read_reply, recv_exact, request, socks5_login, socks_connect,
+                     tail, write_users)
+
+ALICE = ("alice", "alice-pw-1")
+BOB = ("bob", "b0b secret:with colon")
+
+
+def auth_proxy(ctx, users=None, extra=()):
+    """A proxy with --auth password and a users file (default: alice, bob)."""
+    need_option("--auth", "--users")
+    if users is None:
+        users = ["%s:%s" % (ALICE[0], make_hash(ALICE[1])), "%s:%s" % (BOB[0], make_hash(BOB[1]))]
+    path = write_users(ctx, users)
+    return ctx.proxy(args=["--auth", "password", "--users", path] + list(extra))
+
+
+def login_connect(ctx, p, user, password, port):
+    s = open_proxy_socket(ctx, p)
+    socks5_login(s, user, password)
+    s.sendall(request("127.0.0.1", port))
+    r = read_reply(s)
+    check(r.ver == 5 and r.rep == 0, "CONNECT after login as %r: reply %s" % (user, hexb(r.raw)))
+    return s
+
+
+def expect_login_fail(ctx, p, user, password, what=None, echo=None):
+    """Login with a bad credential (a CONNECT pipelined right behind it): 05 02,
+    then 01 + non-zero status, then close; the CONNECT must not be carried out."""
+    what = what or "user %r" % (user,)
+    s = open_proxy_socket(ctx, p)
+    s.sendall(AUTH_GREETING)
+    m = read_method_reply(s)
+    check(m == b"\x05\x02", "method selection reply %s, expected 05 02" % hexb(m))
+    tail_req = request("127.0.0.1", echo.port) if echo else b""
+    s.sendall(auth_msg(user, password) + tail_req)
+    st = recv_exact(s, 2, "RFC 1929 status for %s" % what)
+    check(st[0] == 0x01, "RFC 1929 status reply %s for %s: version byte must be 01" % (hexb(st), what))
+    check(st[1] != 0x00, "RFC 1929 status 00 (success) for %s: a bad credential was accepted" % what)
+    expect_close(s, after="failed login (%s) status %s" % (what, hexb(st)))
+    return st
+
+
+# -------------------------------------------------------------- real clients
+
+@case("auth_curl_ok")
+def auth_curl_ok(ctx):
+    need_tools("curl")
+    p = auth_proxy(ctx)
+    port = ctx.http_server(("127.0.0.1",))
+    base = "http://127.0.0.1:%d/" % port
+    curl_fetch(ctx, ["--socks5-hostname", "%s:%s@127.0.0.1:%d" % (ALICE[0], ALICE[1], p.port)], base, "small.bin")
+    curl_fetch(ctx, ["--socks5-hostname", "%s:%s@127.0.0.1:%d" % (ALICE[0], ALICE[1], p.port)], base, "large.bin")
+    curl_fetch(ctx, ["--socks5", "127.0.0.1:%d" % p.port, "--proxy-user", "%s:%s" % BOB], base, "small.bin")
+    curl_fetch(ctx, ["--proxy", "socks5h://%s:%s@127.0.0.1:%d" % (ALICE[0], ALICE[1], p.port)], base, "small.bin")
+
+
+@case("auth_curl_dns")
+def auth_curl_dns(ctx):
+    need_tools("curl")
+    dns = ctx.dns_stub()
+    p = auth_proxy(ctx, extra=["--resolver", dns.spec])
+    port = ctx.http_server(("127.0.0.1",))
+    curl_fetch(ctx, ["--socks5-hostname", "%s:%s@127.0.0.1:%d" % (ALICE[0], ALICE[1], p.port)],
+               "http://good.test:%d/" % port, "small.bin")
+
+
+@case("auth_curl_bad_credentials")
+def auth_curl_bad_credentials(ctx):
+    need_tools("curl")
+    p = auth_proxy(ctx)
+    port = ctx.http_server(("127.0.0.1",))
+    ctx.files.ensure("small.bin")
+    url = "http://127.0.0.1:%d/small.bin" % port
+    for creds, what in (("%s:wrong" % ALICE[0], "a wrong password"),
+                        ("mallory:%s" % ALICE[1], "a user not in the file"),
+                        (None, "no credentials")):
+        out = ctx.path("out.bin")
+        proxy = "%s@127.0.0.1:%d" % (creds, p.port) if creds else "127.0.0.1:%d" % p.port
+        r = ctx.run(["curl", "-sS", "--max-time", "20", "--socks5-hostname", proxy, "-o", out, url], timeout=30)
+        check(r.returncode != 0, "curl with %s through --auth password exited 0" % what)
+        got = os.path.getsize(out) if os.path.exists(out) else 0
+        check(got == 0, "curl with %s got %d bytes of the file" % (what, got))
+    p.check_alive()
+
+
+@case("auth_ncat")
+def auth_ncat(ctx):
+    need_tools("ncat")
+    p = auth_proxy(ctx)
+    echo = ctx.echo_server()
+    lines = b"".join(b"line %d\n" % i for i in range(200))
+    r = ctx.run(["ncat", "--proxy-type", "socks5", "--proxy", "127.0.0.1:%d" % p.port,
+                 "--proxy-auth", "%s:%s" % ALICE, "127.0.0.1", str(echo.port)], input=lines, timeout=30)
+    err = r.stderr.decode("utf-8", "replace").strip()
+    check(r.returncode == 0, "ncat --proxy-auth exit %d: %s" % (r.returncode, err or "(no message)"))
+    check(r.stdout == lines, "ncat got back %d bytes, sent %d" % (len(r.stdout), len(lines)))
+
+
+# -------------------------------------------------------------- raw RFC 1929
+
+@case("auth_raw_ok")
+def auth_raw_ok(ctx):
+    p = auth_proxy(ctx)
+    echo = ctx.echo_server()
+    s = open_proxy_socket(ctx, p)
+    s.sendall(AUTH_GREETING)
+    m = recv_exact(s, 2, "method selection reply")
+    check(m == b"\x05\x02", "method selection reply %s, expected 05 02" % hexb(m))
+    s.sendall(auth_msg(*ALICE))
+    st = recv_exact(s, 2, "RFC 1929 status")
+    check(st == b"\x01\x00", "RFC 1929 status %s, expected 01 00 (version 01, success)" % hexb(st))
+    s.sendall(request("127.0.0.1", echo.port))
+    r = read_reply(s)
+    check(r.rep == 0, "CONNECT after login: %s" % hexb(r.raw))
+    echo_roundtrip(s, 65536)
+
+
+@case("auth_method_choice")
+def auth_method_choice(ctx):
+    """The server picks 02 whenever it is offered, in any position."""
+    p = auth_proxy(ctx)
+    echo = ctx.echo_server()
+    for greeting in (b"\x05\x02\x00\x02", b"\x05\x02\x02\x00", b"\x05\x03\x01\x00\x02",
+                     b"\x05\x04\x80\x81\xfe\x02"):
+        s = open_proxy_socket(ctx, p)
+        s.sendall(greeting)
+        m = read_method_reply(s)
+        check(m == b"\x05\x02", "greeting %s: method reply %s, expected 05 02" % (hexb(greeting), hexb(m)))
+        s.sendall(auth_msg(*ALICE) + request("127.0.0.1", echo.port))
+        st = recv_exact(s, 2, "RFC 1929 status")
+        check(st == b"\x01\x00", "status %s" % hexb(st))
+        r = read_reply(s)
+        check(r.rep == 0, "CONNECT: %s" % hexb(r.raw))
+        echo_roundtrip(s, 1024)
+        s.close()
+
+
+@case("auth_no_acceptable_method")
+def auth_no_acceptable_method(ctx):
+    """--auth password and a client offering no 02: 05 ff, then close."""
+    p = auth_proxy(ctx)
+    echo = ctx.echo_server()
+    for greeting in (b"\x05\x01\x00", b"\x05\x02\x00\x01", b"\x05\x00"):
+        s = open_proxy_socket(ctx, p)
+        s.sendall(greeting + request("127.0.0.1", echo.port))
+        m = recv_exact(s, 2, "method selection reply to %s" % hexb(greeting))
+        check(m == b"\x05\xff", "greeting %s: method reply %s, expected 05 ff" % (hexb(greeting), hexb(m)))
+        expect_close(s, after="05 ff")
+    check(echo.accepted == 0, "the target got %d connection(s) from clients that never logged in" % echo.accepted)
+
+
+@case("auth_wrong_password")
+def auth_wrong_password(ctx):
+    p = auth_proxy(ctx)
+    echo = ctx.echo_server()
+    expect_login_fail(ctx, p, ALICE[0], "wrong", "a wrong password", echo)
+    expect_login_fail(ctx, p, ALICE[0], BOB[1], "bob's password for alice", echo)
+    expect_login_fail(ctx, p, ALICE[0], ALICE[1].upper(), "the password in upper case", echo)
+    check(echo.accepted == 0, "a CONNECT pipelined after a failed login reached the target (%d)" % echo.accepted)
+    s = login_connect(ctx, p, ALICE[0], ALICE[1], echo.port)   # still serving
+    echo_roundtrip(s)
+
+
+@case("auth_unknown_user")
+def auth_unknown_user(ctx):
+    p = auth_proxy(ctx)
+    echo = ctx.echo_server()
+    expect_login_fail(ctx, p, "mallory", ALICE[1], "a user not in the file", echo)
+    expect_login_fail(ctx, p, "Alice", ALICE[1], "the user name in another case", echo)
+    expect_login_fail(ctx, p, "alic", ALICE[1], "a prefix of a user name", echo)
+    expect_login_fail(ctx, p, "alicex", ALICE[1], "a user name extending a known one", echo)
+    check(echo.accepted == 0, "a CONNECT after a failed login reached the target")
+
+
+@case("auth_empty_fields")
+def auth_empty_fields(ctx):
+    """ULEN 0 or PLEN 0 (RFC 1929 allows 1..255): status 01 01, then close."""
+    p = auth_proxy(ctx)
+    for msg, what in ((b"\x01\x00\x05hello", "ULEN 0"),
+                      (b"\x01\x05alice\x00", "PLEN 0"),
+                      (b"\x01\x00\x00", "ULEN 0 and PLEN 0")):
+        s = open_proxy_socket(ctx, p)
+        s.sendall(AUTH_GREETING)
+        m = read_method_reply(s)
+        check(m == b"\x05\x02", "method reply %s" % hexb(m))
+        s.sendall(msg)
+        st = recv_exact(s, 2, "status for %s" % what)
+        check(st == b"\x01\x01", "sub-negotiation with %s (%s): status %s, expected 01 01" % (what, hexb(msg), hexb(st)))
+        expect_close(s, after="01 01 for %s" % what)
+
+
+@case("auth_nul_in_fields")
+def auth_nul_in_fields(ctx):
+    """A NUL inside the user name or password can match no user: a failure status."""
+    p = auth_proxy(ctx)
+    expect_login_fail(ctx, p, b"alice\x00", ALICE[1].encode(), "user name 'alice' + NUL")
+    expect_login_fail(ctx, p, ALICE[0].encode(), ALICE[1].encode() + b"\x00x", "password + NUL + x")
+
+
+@case("auth_bad_version")
+def auth_bad_version(ctx):
+    """A sub-negotiation with VER other than 01 (05 is a common client bug): close."""
+    p = auth_proxy(ctx)
+    echo = ctx.echo_server()
+    for ver in (0x05, 0x00, 0x02):
+        s = open_proxy_socket(ctx, p)
+        s.sendall(AUTH_GREETING)
+        m = read_method_reply(s)
+        check(m == b"\x05\x02", "method reply %s" % hexb(m))
+        s.sendall(auth_msg(ALICE[0], ALICE[1], ver=ver) + request("127.0.0.1", echo.port))
+        expect_close(s, after="a sub-negotiation with VER %02x" % ver)
+    check(echo.accepted == 0, "the target got a connection after a bad sub-negotiation")
+
+
+@case("auth_max_lengths")
+def auth_max_lengths(ctx):
+    """A 255-byte user name with a 255-byte password (the RFC 1929 limits)."""
+    user, pw = "u" * 250 + "-long", ("p4" * 127) + "!"
+    check(len(user) == 255 and len(pw) == 255, "test bug: lengths")
+    p = auth_proxy(ctx, users=["%s:%s" % (user, make_hash(pw)), "%s:%s" % (ALICE[0], make_hash(ALICE[1]))])
+    echo = ctx.echo_server()
+    s = login_connect(ctx, p, user, pw, echo.port)
+    echo_roundtrip(s)
+    expect_login_fail(ctx, p, user, pw[:-1], "the 255-byte user with a 254-byte prefix of its password")
+
+
+@case("auth_split_and_pipelined")
+def auth_split_and_pipelined(ctx):
+    p = auth_proxy(ctx)
+    echo = ctx.echo_server()
+    whole = AUTH_GREETING + auth_msg(*ALICE) + request("127.0.0.1", echo.port)
+    # Byte by byte.
+    s = open_proxy_socket(ctx, p)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(len(whole)):
+        s.send(whole[i:i + 1])
+        time.sleep(0.005)
+    got = recv_exact(s, 4, "05 02 + 01 00")
+    check(got == b"\x05\x02\x01\x00", "byte-by-byte: method reply + status %s, expected 05 02 01 00" % hexb(got))
+    r = read_reply(s)
+    check(r.rep == 0, "byte-by-byte CONNECT reply %s" % hexb(r.raw))
+    echo_roundtrip(s, 4096)
+    s.close()
+    # All at once, with data behind the request.
+    payload = os.urandom(5000)
+    s = open_proxy_socket(ctx, p)
+    s.sendall(whole + payload)
+    got = recv_exact(s, 4, "05 02 + 01 00")
+    check(got == b"\x05\x02\x01\x00", "pipelined: method reply + status %s, expected 05 02 01 00" % hexb(got))
+    r = read_reply(s)
+    check(r.rep == 0, "pipelined CONNECT reply %s" % hexb(r.raw))
+    back = recv_exact(s, len(payload), "echo of the data pipelined behind greeting+auth+request")
+    check(back == payload, "pipelined data came back altered")
+
+
+@case("auth_cache_never_admits_wrong")
+def auth_cache_never_admits_wrong(ctx):
+    """After a good login (which may be remembered), wrong passwords for the same
+    user, near misses included, still fail, and the good one still works."""
+    p = auth_proxy(ctx)
+    echo = ctx.echo_server()
+    for _ in range(2):
+        s = login_connect(ctx, p, ALICE[0], ALICE[1], echo.port)
+        echo_roundtrip(s, 1024)
+        s.close()
+    for bad, what in ((ALICE[1][:-1], "the password minus its last byte"),
+                      (ALICE[1] + "x", "the password plus a byte"),
+                      (ALICE[1][:-1] + chr(ord(ALICE[1][-1]) ^ 1), "the last byte flipped")):
+        expect_login_fail(ctx, p, ALICE[0], bad, what, echo)
+    expect_login_fail(ctx, p, BOB[0], ALICE[1], "alice's (cached) password for bob", echo)
+    check(echo.accepted == 2, "the target got %d connections, expected the 2 good ones" % echo.accepted)
+    s = login_connect(ctx, p, ALICE[0], ALICE[1], echo.port)
+    echo_roundtrip(s, 1024)
+
+
+@case("auth_200_sequential_logins", timeout=120)
+def auth_200_sequential(ctx):
+    """200 logins in a row with a deliberately slow hash (sha512-crypt, 1,000,000
+    rounds: about half a second per check here). Checking the hash every time
+    would take ~100 s; the design keeps a fast digest after the first success."""
+    need_option("--auth", "--users")
+    slow = make_hash(ALICE[1], "sha512", rounds=1000000)
+    check("rounds=1000000" in slow, "test bug: hash without rounds: %s" % slow)
+    t = time.monotonic()
+    import harness
+    lib = harness._libcrypt()
+    if lib is not None:
+        lib.crypt(ALICE[1].encode(), slow.encode())
+    one = time.monotonic() - t
+    p = auth_proxy(ctx, users=["%s:%s" % (ALICE[0], slow)])
+    echo = ctx.echo_server()
+    t0 = time.monotonic()
+    s = login_connect(ctx, p, ALICE[0], ALICE[1], echo.port)
+    first = time.monotonic() - t0
+    echo_roundtrip(s, 100)
+    s.close()
+    t1 = time.monotonic()
+    for i in range(199):
+        s = open_proxy_socket(ctx, p)
+        s.sendall(AUTH_GREETING + auth_msg(*ALICE) + request("127.0.0.1", echo.port))
+        got = recv_exact(s, 4, "05 02 + 01 00 (login %d)" % (i + 2))
+        check(got == b"\x05\x02\x01\x00", "login %d: %s, expected 05 02 01 00" % (i + 2, hexb(got)))
+        r = read_reply(s)
+        check(r.rep == 0, "login %d: CONNECT reply %s" % (i + 2, hexb(r.raw)))
+        echo_roundtrip(s, 100)
+        s.close()
+        if time.monotonic() - t1 > 60:
+            raise Fail("only %d of 199 repeated logins done in 60 s (first login %.2f s, one hash check "
+                       "here %.2f s): repeated logins pay the slow hash" % (i + 1, first, one))
+    rest = time.monotonic() - t1
+    check(rest < 20, "199 repeated logins took %.1f s (first login %.2f s, one hash check here %.2f s): "
+          "the fast path for verified credentials is not used" % (rest, first, one))
+
+
+@case("auth_100_parallel_logins")
+def auth_100_parallel(ctx):
+    p = auth_proxy(ctx)
+    echo = ctx.echo_server()
+    addr = p.addr
+    creds = [ALICE, BOB]
+
+    async def one(i):
+        user, pw = creds[i % 2]
+        r, w = await asyncio.open_connection(addr[0], addr[1])
+        try:
+            w.write(AUTH_GREETING + auth_msg(user, pw) + request("127.0.0.1", echo.port))
+            got = await r.readexactly(4)
+            if got != b"\x05\x02\x01\x00":
+                return "login %d (%s): %s" % (i, user, hexb(got))
+            head = await r.readexactly(4)
+            if head[1] != 0:
+                return "login %d: CONNECT reply %s" % (i, hexb(head))
+            await r.readexactly(6 if head[3] == 1 else 18)
+            data = os.urandom(1000)
+            w.write(data)
+            back = await r.readexactly(len(data))
+            return None if back == data else "login %d: echo differs" % i
+        except (asyncio.IncompleteReadError, OSError) as e:
+            return "login %d: %r" % (i, e)
+        finally:
+            w.close()
+
+    async def main():
+        return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(100))), 40)
+
+    bad = [r for r in asyncio.run(main()) if r]
+    check(not bad, "%d of 100 parallel logins failed; first: %s" % (len(bad), "; ".join(bad[:3])))
+
+
+# -------------------------------------------------------------- the users file
+
+@case("auth_users_file_format")
+def auth_users_file_format(ctx):
+    """Comments, blank lines, several users with different hash schemes."""
+    need_option("--auth", "--users")
+    users = {"alice": ("alice-pw-1", "sha512"), "bob": (BOB[1], "bcrypt"), "carol": ("c@rol pw", "sha512"),
+             "dave.d-1_x": ("d", "sha512")}
+    lines = ["# ringsocks users: user:hash", "", "   ", "#alice:" + make_hash("commented-out"),
+             "alice:" + make_hash(users["alice"][0], "sha512"),
+             "# bob has bcrypt",
+             "bob:" + make_hash(users["bob"][0], "bcrypt"),
+             "",
+             "carol:" + make_hash(users["carol"][0], "sha512"),
+             "dave.d-1_x:" + make_hash(users["dave.d-1_x"][0], "sha512"),
+             "# end"]
+    try:
+        lines.insert(6, "erin:" + make_hash("erin-yes", "yescrypt"))
+        users["erin"] = ("erin-yes", "yescrypt")
+    except Exception:
+        pass    # yescrypt has its own test (auth_yescrypt)
+    path = write_users(ctx, lines)
+    p = ctx.proxy(args=["--auth", "password", "--users", path])
+    echo = ctx.echo_server()
+    for user, (pw, scheme) in users.items():
+        try:
+            s = login_connect(ctx, p, user, pw, echo.port)
+        except Fail as e:
+            raise Fail("login as %s (%s hash) from a file with comments and blank lines: %s" % (user, scheme, e))
+        echo_roundtrip(s, 1024)
+        s.close()
+    names = list(users)
+    for i, user in enumerate(names):
+        other = users[names[(i + 1) % len(names)]][0]
+        expect_login_fail(ctx, p, user, other, "%s with %s's password" % (user, names[(i + 1) % len(names)]))
+    expect_login_fail(ctx, p, "#alice", "commented-out", "a commented-out line")
+    expect_login_fail(ctx, p, "alice", "commented-out", "alice with the commented-out line's password")
+
+
+@case("auth_sha512_hash")
+def auth_sha512_hash(ctx):
+    need_option("--auth", "--users")
+    h = make_hash(ALICE[1], "sha512")
+    check(h.startswith("$6$"), "test bug: %s" % h)
+    p = auth_proxy(ctx, users=["alice:" + h])
+    echo = ctx.echo_server()
+    echo_roundtrip(login_connect(ctx, p, ALICE[0], ALICE[1], echo.port))
+    expect_login_fail(ctx, p, ALICE[0], "nope")
+
+
+@case("auth_bcrypt_hash")
+def auth_bcrypt_hash(ctx):
+    need_option("--auth", "--users")
+    h = make_hash(ALICE[1], "bcrypt")
+    check(h.startswith("$2b$"), "test bug: %s" % h)
+    p = auth_proxy(ctx, users=["alice:" + h])
+    echo = ctx.echo_server()
+    echo_roundtrip(login_connect(ctx, p, ALICE[0], ALICE[1], echo.port))
+    expect_login_fail(ctx, p, ALICE[0], "nope")
+
+
+@case("auth_yescrypt_hash")
+def auth_yescrypt_hash(ctx):
+    need_option("--auth", "--users")
+    h = make_hash(ALICE[1], "yescrypt")   # Skip when this machine cannot make one
+    check(h.startswith("$y$"), "test bug: %s" % h)
+    p = auth_proxy(ctx, users=["alice:" + h])
+    echo = ctx.echo_server()
+    echo_roundtrip(login_connect(ctx, p, ALICE[0], ALICE[1], echo.port))
+    expect_login_fail(ctx, p, ALICE[0], "nope")
+
+
+def run_expect_exit(ctx, args, what):
+    """Start the binary, expect it to exit non-zero by itself (no listening)."""
+    argv = [CONFIG.binary, "--listen", "127.0.0.1:0", "--shards", "1", "--relay", ctx.relay] + list(args)
+    r = ctx.run(argv, timeout=10, env=None)
+    err = (r.stdout + r.stderr).decode("utf-8", "replace")
+    check(r.returncode not in (0, None) and r.returncode > 0,
+          "%s: %s, expected a non-zero exit; output: %r" % (what, fmt_status(r.returncode), tail(err, 5)))
+    check("ringsocks: listening on" not in err, "%s: it printed a listening line: %r" % (what, tail(err, 5)))
+    return err
+
+
+@case("auth_users_file_errors")
+def auth_users_file_errors(ctx):
+    """Startup refuses what cannot work, and says where: --auth password without
+    --users, a users file that does not exist, a line without ':' (file and line)."""
+    need_option("--auth", "--users")
+    run_expect_exit(ctx, ["--auth", "password"], "--auth password without --users")
+    missing = ctx.path("no-such-users-file")
+    err = run_expect_exit(ctx, ["--auth", "password", "--users", missing], "a missing users file")
+    check(missing in err or "no-such-users-file" in err, "the error for a missing users file does not name it: %r"
+          % tail(err, 5))
+    bad = write_users(ctx, ["# ok", "alice:" + make_hash("x"), "this line has no colon", "bob:" + make_hash("y")],
+                      name="bad-users")
+    err = run_expect_exit(ctx, ["--auth", "password", "--users", bad], "a users file with a line without ':'")
+    check("bad-users" in err and re.search(r"(:|line\s*)3\b", err),
+          "the error for line 3 of the users file does not name the file and the line: %r" % tail(err, 5))
+    run_expect_exit(ctx, ["--auth", "bogus"], "--auth bogus")
+
+
+@case("auth_garbage_keeps_serving")
+def auth_garbage_keeps_serving(ctx):
+    """200 random sub-negotiations sent with the greeting: each is answered 01 +
+    non-zero and closed, or closed (incomplete ones by --handshake-timeout 2);
+    never a success; the server keeps serving."""
+    need_option("--auth", "--users")
+    p = auth_proxy(ctx, extra=["--handshake-timeout", "2"])
+    echo = ctx.echo_server()
+    rnd = random.Random(1929)
+    conns = []
+    for i in range(200):
+        ver = rnd.choice((1, 1, 1, 0, 5, 0xff))
+        body = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 520)))
+        data = AUTH_GREETING + bytes([ver]) + body
+        s = open_proxy_socket(ctx, p)
+        try:
+            s.sendall(data)
+        except OSError:
+            pass
+        conns.append((s, data))
+    deadline = time.monotonic() + 15
+    for s, data in conns:
+        s.settimeout(max(0.1, deadline - time.monotonic()))
+        got = b""
+        try:
+            while True:
+                b = s.recv(4096)
+                if not b:
+                    break
+                got += b
+        except socket.timeout:
+            raise Fail("no close within the bound after the sub-negotiation garbage %s" % hexb(data[3:]),
+                       "received: %s" % hexb(got))
+        except ConnectionResetError:
+            pass
+        # Closing without even the 05 02 is accepted here: the greeting and the bad
+        # sub-negotiation arrived together and the connection is dropped either way.
+        ok = got in (b"", b"\x05\x02") or (len(got) == 4 and got[:3] == b"\x05\x02\x01" and got[3] != 0)
+        check(ok, "answer %s to 05 01 02 + sub-negotiation garbage %s, expected a close after nothing, 05 02, "
+              "or 05 02 01 + non-zero" % (hexb(got), hexb(data[3:], 32)))
+        s.close()
+    p.check_alive()
+    s = login_connect(ctx, p, ALICE[0], ALICE[1], echo.port)
+    echo_roundtrip(s)
+
+
+@case("auth_none_still_default")
+def auth_none_still_default(ctx):
+    """Without --auth: no-auth as before, and a client offering 00 and 02 gets 00."""
+    p = ctx.proxy()
+    echo = ctx.echo_server()
+    s = open_proxy_socket(ctx, p)
+    s.sendall(b"\x05\x02\x02\x00")
+    m = read_method_reply(s)
+    check(m == b"\x05\x00", "--auth none (default), client offers 02 00: method reply %s, expected 05 00" % hexb(m))
+    s.sendall(request("127.0.0.1", echo.port))
+    r = read_reply(s)
+    check(r.rep == 0, "CONNECT: %s" % hexb(r.raw))
+    echo_roundtrip(s)
+    s2, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+    echo_roundtrip(s2)
+
+
+@case("auth_none_explicit")
+def auth_none_explicit(ctx):
+    need_option("--auth")
+    p = ctx.proxy(args=["--auth", "none"])
+    echo = ctx.echo_server()
+    s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+    echo_roundtrip(s)
+    s = open_proxy_socket(ctx, p)
+    s.sendall(AUTH_GREETING)
+    m = read_method_reply(s)
+    check(m == b"\x05\xff", "--auth none, client offers only 02: %s, expected 05 ff" % hexb(m))
+    expect_close(s, after="05 ff")
+
+
+@case("auth_handshake_timeout")
+def auth_handshake_timeout(ctx):
+    """A client that stops after the method reply (or mid sub-negotiation) is
+    closed by --handshake-timeout."""
+    p = auth_proxy(ctx, extra=["--handshake-timeout", "1"])
+    for partial in (b"", b"\x01\x05ali"):
+        s = open_proxy_socket(ctx, p)
+        s.sendall(AUTH_GREETING)
+        check(read_method_reply(s) == b"\x05\x02", "method reply")
+        if partial:
+            s.sendall(partial)
+        expect_close(s, timeout=5, after="a stalled login (%s) with --handshake-timeout 1" % (hexb(partial) or "nothing"))
+
+
+@case("auth_slow_hash_blocks_nobody")
+def auth_slow_hash_blocks_nobody(ctx):
+    """One shard, a deliberately slow hash (sha512-crypt with its rounds chosen to
+    cost about 1.5 s here) being checked for two logins: other clients on that
+    shard are served meanwhile (SOCKS4 with --socks4 on, and a login whose result
+    is already known). --handshake-timeout 60 keeps the slow logins themselves
+    clear of the handshake limit on a loaded machine."""
+    need_option("--auth", "--users", "--socks4")
+    import harness
+    lib = harness._libcrypt()
+    if lib is None:
+        from harness import Skip
+        raise Skip("no libcrypt to time a hash with")
+    probe = make_hash("x", "sha512", rounds=200000)
+    t = time.monotonic()
+    lib.crypt(b"x", probe.encode())
+    per_round = (time.monotonic() - t) / 200000
+    rounds = int(min(50000000, max(200000, 1.5 / per_round)))
+    slow = make_hash("slow-pw", "sha512", rounds=rounds)
+    t = time.monotonic()
+    lib.crypt(b"slow-pw", slow.encode())
+    one = time.monotonic() - t
+    fast = make_hash(ALICE[1])
+    p = auth_proxy(ctx, users=["slowpoke:" + slow, "%s:%s" % (ALICE[0], fast)],
+                   extra=["--shards", "1", "--socks4", "on", "--handshake-timeout", "60"])
+    echo = ctx.echo_server()
+    warm = login_connect(ctx, p, ALICE[0], ALICE[1], echo.port)     # alice's check is done and remembered
+    warm.close()
+    hold = []
+    for i in range(2):    # two slow checks in flight (a right and a wrong password)
+        s = open_proxy_socket(ctx, p)
+        s.settimeout(max(30, 6 * one))
+        s.sendall(AUTH_GREETING + auth_msg("slowpoke", "slow-pw" if i == 0 else "slow-px"))
+        hold.append(s)
+    time.sleep(0.2)
+    from harness import socks4_connect
+    t0 = time.monotonic()
+    s4, _ = socks4_connect(ctx, p, echo.port)
+    echo_roundtrip(s4, 1000)
+    s5 = login_connect(ctx, p, ALICE[0], ALICE[1], echo.port)
+    echo_roundtrip(s5, 1000)
+    took = time.monotonic() - t0
+    check(took < max(0.5, one / 2), "other clients waited %.2f s while slow hash checks (%.2f s each here, %d "
+          "rounds) ran: the hash is checked on the shard" % (took, one, rounds))
+    st = recv_exact(hold[0], 4, "slow login result (right password; one check %.2f s here)" % one)
+    check(st == b"\x05\x02\x01\x00", "the slow login (right password) got %s" % hexb(st))
+    st = recv_exact(hold[1], 4, "slow login result (wrong password; one check %.2f s here)" % one)
+    check(st[:3] == b"\x05\x02\x01" and st[3] != 0, "the slow login (wrong password) got %s" % hexb(st))
