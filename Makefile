@@ -4,6 +4,8 @@
 #   make run        install what is missing, build, start on conf defaults
 #   make test       install what is missing, build, run every test (unit, fuzz smoke, integration)
 #   make fuzz       run every libFuzzer harness for FUZZ_SECONDS (default 60)
+#   make bench-acl  rule-matching cost with 10, 1,000 and 10,000 rules
+#   make install    PREFIX=/usr/local DESTDIR=: binary, man pages, configs, systemd unit
 #   make clean
 
 SAN ?= 0
@@ -67,10 +69,11 @@ deps:
 deps-build:
 	@tools/install-deps.sh build
 
-# RUN_ARGS adds flags, e.g. make run RUN_ARGS="--relay copy".
+# The shipped configuration: 127.0.0.1:1080, loopback clients only, admin on 127.0.0.1:9180.
+# RUN_ARGS adds flags (they override the file), e.g. make run RUN_ARGS="--relay copy".
 run: deps-build
 	$(MAKE) $(BUILD)/ringsocks
-	exec $(BUILD)/ringsocks $(RUN_ARGS)
+	exec $(BUILD)/ringsocks -c conf/ringsocks.conf $(RUN_ARGS)
 
 test: deps
 	$(MAKE) all $(UNIT_BINS) fuzz-build
