@@ -165,8 +165,8 @@ struct conn {
     uint16_t port;     /* requested destination port */
     int cfd, tfd;
     uint32_t tprev, tnext; /* timer list links (slot numbers) */
-    uint32_t stamp_s;      /* timer list key: when it was queued, in shard seconds */
-    uint32_t active_s;     /* last relay progress, in shard seconds */
+    uint32_t stamp_ds;     /* timer list key: when it was queued, in shard deciseconds */
+    uint32_t active_ds;    /* last relay progress, in shard deciseconds */
     uint64_t start_ms;     /* wall clock at accept, for the access log */
     struct hs *hs;
     struct udp_assoc *ua; /* UDP ASSOCIATE state, else NULL */
@@ -330,6 +330,7 @@ struct shard {
 
     uint32_t head[TL__COUNT], tail[TL__COUNT];
     uint32_t now_s;
+    uint32_t now_ds; /* CLOCK_MONOTONIC_COARSE, deciseconds: connection timers (13 years wrap-free) */
     uint64_t now_ms; /* CLOCK_MONOTONIC_COARSE, ms */
     struct __kernel_timespec tick;
 

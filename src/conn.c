@@ -150,7 +150,7 @@ tl_append(struct shard *sh, struct conn *c, enum tlist_id tl, uint32_t stamp)
 {
     uint32_t slot = conn_slot(sh, c);
     c->tlist = (uint8_t)tl;
-    c->stamp_s = stamp;
+    c->stamp_ds = stamp;
     c->tnext = CONN_NIL;
     c->tprev = sh->tail[tl];
     if (sh->tail[tl] != CONN_NIL)
@@ -165,8 +165,8 @@ conn_timer_set(struct shard *sh, struct conn *c, enum tlist_id tl)
 {
     tl_unlink(sh, c);
     if (tl != TL_NONE)
-        tl_append(sh, c, tl, sh->now_s);
-    c->active_s = sh->now_s;
+        tl_append(sh, c, tl, sh->now_ds);
+    c->active_ds = sh->now_ds;
 }
 
 /*
@@ -184,20 +184,21 @@ cancel_fd(struct shard *sh, struct conn *c, int fd)
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
 }
 
-static unsigned
+/* A list's timeout in deciseconds (0: none). */
+static uint32_t
 tl_timeout(const struct shard *sh, enum tlist_id tl)
 {
     switch (tl) {
     case TL_HANDSHAKE:
-        return sh->pol->handshake_timeout_s;
+        return (uint32_t)sh->pol->handshake_timeout_s * 10;
     case TL_CONNECT:
-        return sh->pol->connect_timeout_s;
+        return (uint32_t)sh->pol->connect_timeout_s * 10;
     case TL_IDLE:
-        return sh->pol->idle_timeout_s;
+        return (uint32_t)sh->pol->idle_timeout_s * 10;
     case TL_BIND:
-        return sh->pol->bind_timeout_s;
+        return (uint32_t)sh->pol->bind_timeout_s * 10;
     case TL_CLOSING:
-        return CLOSE_CANCEL_S;
+        return (uint32_t)CLOSE_CANCEL_S * 10;
     default:
         return 0;
     }
@@ -207,17 +208,18 @@ void
 conn_timers_run(struct shard *sh)
 {
     for (int tl = TL_HANDSHAKE; tl < TL__COUNT; tl++) {
-        unsigned to = tl_timeout(sh, tl);
+        uint32_t to = tl_timeout(sh, tl);
         if (to == 0)
             continue;
         while (sh->head[tl] != CONN_NIL) {
             struct conn *c = &sh->conns[sh->head[tl]];
-            if (sh->now_s - c->stamp_s < to)
+            /* "<=": both stamps are floored to 100 ms, so this never fires early. */
+            if (sh->now_ds - c->stamp_ds <= to)
                 break;
-            if (tl == TL_IDLE && sh->now_s - c->active_s < to) {
+            if (tl == TL_IDLE && sh->now_ds - c->active_ds <= to) {
                 /* Progress since it was queued: requeue by its last activity. */
                 tl_unlink(sh, c);
-                tl_append(sh, c, TL_IDLE, c->active_s);
+                tl_append(sh, c, TL_IDLE, c->active_ds);
                 continue;
             }
             tl_unlink(sh, c);
@@ -225,7 +227,7 @@ conn_timers_run(struct shard *sh)
                 STAT_INC(sh->st.close_cancels);
                 cancel_fd(sh, c, c->cfd);
                 cancel_fd(sh, c, c->tfd);
-                tl_append(sh, c, TL_CLOSING, sh->now_s);
+                tl_append(sh, c, TL_CLOSING, sh->now_ds);
             } else if (tl == TL_CONNECT || tl == TL_BIND)
                 session_connect_timeout(sh, c);
             else
@@ -344,7 +346,7 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
         shutdown(c->cfd, SHUT_RDWR);
     if (c->tfd >= 0)
         shutdown(c->tfd, SHUT_RDWR);
-    tl_append(sh, c, TL_CLOSING, sh->now_s);
+    tl_append(sh, c, TL_CLOSING, sh->now_ds);
 }
 
 void

@@ -305,7 +305,7 @@ splice_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res)
         if (res > 0) {
             rd->pending -= (uint32_t)res;
             rd->bytes += (uint64_t)res;
-            c->active_s = sh->now_s;
+            c->active_ds = sh->now_ds;
             return true;
         }
         if (res == -EAGAIN) {
@@ -348,7 +348,7 @@ copy_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res, un
             rd->off += (uint32_t)res;
             rd->pending -= (uint32_t)res;
             rd->bytes += (uint64_t)res;
-            c->active_s = sh->now_s;
+            c->active_ds = sh->now_ds;
             if (rd->pending == 0) {
                 rd->flags &= (uint8_t)~RD_HOLD_BUF;
                 buf_recycle(sh, rd->bid);

@@ -131,6 +131,7 @@ now_update(struct shard *sh)
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     sh->now_s = (uint32_t)ts.tv_sec;
     sh->now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    sh->now_ds = (uint32_t)(sh->now_ms / 100);
 }
 
 static void
