@@ -16,6 +16,8 @@
 #   ROUNDS=3           rounds (each server measured once per round)
 #   MEASURE_SECONDS=3  seconds per measurement
 #   SERVERS="direct ringsocks-splice ringsocks-copy microsocks dante"   subset, in this order
+#   EXTRA_SERVERS="hev=/path/run-hev.sh {PORT}"  more proxies, measured as SERVERS entry extra-hev
+#                                                 ({PORT}: where the proxy must listen, 127.0.0.1)
 #   NETNS=1            0 runs in the current namespace (TIME_WAIT may then leak between cells)
 #   KEEP_TMP=0         1 keeps the temporary directory (server logs, Dante config)
 # Servers are started on free ports and stopped by their PID only.
@@ -194,6 +196,12 @@ cell() {
             TMPDIR=/tmp danted -f "$dir/danted.conf" -p "$dir/danted.pid" \
                 >"$dir/server.log" 2>&1 &
             ;;
+        extra-*)
+            # EXTRA_SERVERS="name=command ..." with {PORT} in the command: any other proxy
+            # (e.g. a hev-socks5-server built outside the repo), started like the others.
+            cmd=$(extra_cmd "${server#extra-}") || die "no command for $server"
+            sh -c "exec ${cmd//\{PORT\}/$pport}" >"$dir/server.log" 2>&1 &
+            ;;
         *) die "unknown server $server" ;;
         esac
         pid=$!
@@ -222,6 +230,19 @@ cell() {
     cell_cleanup
 }
 
+# The command of extra server NAME from EXTRA_SERVERS ("name=command;name2=command2").
+extra_cmd() {
+    local entry
+    IFS=';' read -r -a entries <<<"${EXTRA_SERVERS:-}"
+    for entry in "${entries[@]}"; do
+        if [ "${entry%%=*}" = "$1" ]; then
+            printf '%s\n' "${entry#*=}"
+            return 0
+        fi
+    done
+    return 1
+}
+
 if [ "${1:-}" = __cell ]; then
     shift
     cell "$@"
@@ -239,6 +260,7 @@ want_ringsocks=0
 for s in "${servers[@]}"; do
     case $s in
     direct | microsocks | dante) ;;
+    extra-*) extra_cmd "${s#extra-}" >/dev/null || die "$s: not in EXTRA_SERVERS" ;;
     ringsocks-splice | ringsocks-copy) want_ringsocks=1 ;;
     *) die "unknown server '$s' (direct ringsocks-splice ringsocks-copy microsocks dante)" ;;
     esac
