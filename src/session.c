@@ -574,6 +574,22 @@ socks4_allowed(const struct shard *sh)
     }
 }
 
+/*
+ * Close for a protocol error, but after the replies already queued (a
+ * method selection sent with the greeting that preceded the bad message).
+ */
+static void
+close_after_replies(struct shard *sh, struct conn *c, enum conn_end why)
+{
+    struct hs *h = c->hs;
+    if ((c->hs_flags & HSF_WRITING) || h->out_off < h->out_len) {
+        c->hs_flags |= HSF_CLOSE_AFTER;
+        c->end = (uint8_t)why;
+        return;
+    }
+    conn_close(sh, c, why);
+}
+
 /* Compact the input and read more. */
 static void
 hs_need_more(struct shard *sh, struct conn *c)
@@ -646,7 +662,7 @@ parse_v5(struct shard *sh, struct conn *c)
             return false;
         }
         if (r == AUTH_ERR_CLOSE) {
-            conn_close(sh, c, END_PROTOCOL);
+            close_after_replies(sh, c, END_PROTOCOL);
             return false;
         }
         if (r < 0) {
