@@ -4,6 +4,7 @@
 #   make run        install what is missing, build, start on conf defaults
 #   make test       install what is missing, build, run every test (unit, fuzz smoke, integration)
 #   make fuzz       run every libFuzzer harness for FUZZ_SECONDS (default 60)
+#   make bench-micro  Google-benchmark micro-benchmarks (parsers, rules, auth fast path)
 #   make bench-acl  rule-matching cost with 10, 1,000 and 10,000 rules
 #   make install    PREFIX=/usr/local DESTDIR=: binary, man pages, configs, systemd unit
 #   make clean

@@ -1,13 +1,43 @@
 # mk/bench.mk - micro-benchmarks; included by the Makefile.
-#   make bench-acl   build $(BUILD)/bm_acl and print ns per acl_match() at 10, 1,000 and
-#                    10,000 rules (median of BM_ACL_ARGS: repetitions, ms each; default 9 50)
-# Standalone C programs until the Google benchmark harness (bench/micro/harness.cc) lands.
+#   make bench-micro  build $(BUILD)/bench-micro (Google benchmark, bench/micro/) and run every
+#                     micro-benchmark: ns per call of the parsers, encoders, lookups, rule
+#                     matching and the credential fast path. BENCH_ARGS replaces the flags
+#                     passed to it (default --benchmark_min_time=0.2), e.g.
+#                     BENCH_ARGS="--benchmark_filter=socks5 --benchmark_min_time=1"
+#   make bench-acl    the acl_match rows only (10, 1,000 and 10,000 rules), same binary
+#
+# harness.cc is the only C++ (g++ and libbenchmark-dev: make deps); the bm_*.c files and the
+# modules they drive are compiled with the project's $(CC) $(CFLAGS), the modules through the
+# Makefile's own $(BUILD)/obj rule.
 
-BM_ACL_ARGS ?=
+CXX            ?= g++
+BENCH_CXXFLAGS ?= -O2 -g -std=c++17 -Wall -Wextra -Werror
+BENCH_ARGS     ?= --benchmark_min_time=0.2
 
-.PHONY: bench-acl
-$(BUILD)/bm_acl: bench/micro/bm_acl.c src/acl.c src/addr.c $(wildcard include/*.h) | $(BUILD)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c,$^)
+BM_SRCS        := $(wildcard bench/micro/bm_*.c)
+BM_OBJS        := $(BM_SRCS:bench/micro/%.c=$(BUILD)/bench-micro.d/%.o)
+# The modules under test: pure code, no ring, no threads.
+BM_MODS        := socks5 socks4 auth addr hosts acl
+BM_MOD_OBJS    := $(BM_MODS:%=$(BUILD)/obj/%.o)
 
-bench-acl: $(BUILD)/bm_acl
-	$(BUILD)/bm_acl $(BM_ACL_ARGS)
+.PHONY: bench-micro bench-acl
+
+$(BUILD)/bench-micro.d:
+	mkdir -p $@
+
+$(BUILD)/bench-micro.d/%.o: bench/micro/%.c bench/micro/bench.h $(wildcard include/*.h) \
+		| $(BUILD)/bench-micro.d
+	$(CC) $(CFLAGS) -Ibench/micro -c -o $@ $<
+
+$(BUILD)/bench-micro.d/harness.o: bench/micro/harness.cc bench/micro/bench.h \
+		| $(BUILD)/bench-micro.d
+	$(CXX) $(BENCH_CXXFLAGS) $(SANFLAGS) -Ibench/micro -c -o $@ $<
+
+$(BUILD)/bench-micro: $(BUILD)/bench-micro.d/harness.o $(BM_OBJS) $(BM_MOD_OBJS)
+	$(CXX) $(LDFLAGS) -o $@ $^ -lbenchmark -lpthread -lsodium
+
+bench-micro: $(BUILD)/bench-micro
+	$(BUILD)/bench-micro $(BENCH_ARGS)
+
+bench-acl: $(BUILD)/bench-micro
+	$(BUILD)/bench-micro --benchmark_filter='^acl_match/' $(BENCH_ARGS)

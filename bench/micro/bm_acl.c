@@ -1,62 +1,25 @@
 /*
  * bm_acl.c - cost of acl_match() against the size of the rule set.
  *
- * Builds sets of 10, 1,000 and 10,000 rules shaped like an egress block
- * list (deny rules of one destination CIDR, mostly IPv4, or one host
- * suffix, then one allow rule at the end) and times two queries that both
- * have to look at every rule: one matched by the last rule, one matched by
- * none. Prints the median ns per acl_match() over several repetitions.
- *
- * Standalone until the Google benchmark harness exists (bench/micro/
- * harness.cc): the timed body already loops on bench_next(), so it moves
- * there as is. Usage: bm_acl [repetitions [ms per repetition]].
+ * Builds sets of 10, 1,000 and 10,000 rules (the argument) shaped like an
+ * egress block list (deny rules of one destination CIDR, mostly IPv4, or
+ * one host suffix, then one allow rule at the end) and times two queries
+ * that both have to look at every rule: one matched by the last rule, one
+ * matched by none. Each set is built once per process (the same set for a
+ * given size whatever runs before it: the generator restarts from its
+ * seed) and checked before timing.
  */
 #include <arpa/inet.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "acl.h"
+#include "bench.h"
 
-struct bench {
-    uint64_t i, n;
-};
-
-static bool
-bench_next(struct bench *b)
-{
-    return b->i++ < b->n;
-}
-
-/* The timed body: one acl_match() per iteration. */
-static volatile int sink;
-
-static void
-bm_acl_match(struct bench *b, const struct acl *acl, const struct acl_query *q)
-{
-    int rule, sum = 0;
-    while (bench_next(b)) {
-        sum += (int)acl_match(acl, q, &rule);
-        sum += rule;
-    }
-    sink = sum;
-}
-
-/*
- * The thread's CPU time, not the wall clock: on a shared machine a
- * preempted repetition would otherwise count the other tenant's time.
- */
-static uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t rng = 0x2545f4914f6cdd1du;
+#define SEED 0x2545f4914f6cdd1du
+static uint64_t rng;
 
 static uint32_t
 rnd(uint32_t n)
@@ -70,13 +33,14 @@ rnd(uint32_t n)
 /* The destination of both queries: no deny rule may cover it. */
 #define DEST_V4 0x5db8d822u /* 93.184.216.34 */
 
+/* The first error of a build, sticky: the set is then discarded. */
+static int add_err;
+
 static void
-add_or_die(int r)
+add_checked(int r)
 {
-    if (r < 0) {
-        fprintf(stderr, "bm_acl: acl_add: %s\n", strerror(-r));
-        exit(1);
-    }
+    if (r < 0 && add_err == 0)
+        add_err = r;
 }
 
 /*
@@ -89,7 +53,9 @@ build(size_t n)
 {
     struct acl *acl = acl_new();
     if (!acl)
-        exit(1);
+        return NULL;
+    rng = SEED;
+    add_err = 0;
     for (size_t i = 0; i + 1 < n; i++) {
         struct acl_cidr c = {0};
         uint32_t kind = rnd(10);
@@ -103,7 +69,7 @@ build(size_t n)
             c.prefix = (uint8_t)prefix;
             net = htonl(net);
             memcpy(c.addr, &net, 4);
-            add_or_die(acl_add(acl, ACL_DENY, NULL, 0, &c, 1, NULL, 0, NULL, 0, 0, NULL, 0));
+            add_checked(acl_add(acl, ACL_DENY, NULL, 0, &c, 1, NULL, 0, NULL, 0, 0, NULL, 0));
         } else if (kind < 7) {
             /* 2001:db8:xxxx:xxxx::/64 */
             c.family = AF_INET6;
@@ -111,7 +77,7 @@ build(size_t n)
             c.addr[0] = 0x20, c.addr[1] = 0x01, c.addr[2] = 0x0d, c.addr[3] = 0xb8;
             for (int k = 4; k < 8; k++)
                 c.addr[k] = (uint8_t)rnd(256);
-            add_or_die(acl_add(acl, ACL_DENY, NULL, 0, &c, 1, NULL, 0, NULL, 0, 0, NULL, 0));
+            add_checked(acl_add(acl, ACL_DENY, NULL, 0, &c, 1, NULL, 0, NULL, 0, 0, NULL, 0));
         } else {
             static const char *const tld[] = {"com", "net", "org", "io", "ru", "cn"};
             char name[40];
@@ -121,56 +87,19 @@ build(size_t n)
                 name[len++] = (char)('a' + rnd(26));
             snprintf(name + len, sizeof(name) - len, ".%s", tld[rnd(6)]);
             const char *hosts[1] = {name};
-            add_or_die(acl_add(acl, ACL_DENY, NULL, 0, NULL, 0, hosts, 1, NULL, 0, 0, NULL, 0));
+            add_checked(acl_add(acl, ACL_DENY, NULL, 0, NULL, 0, hosts, 1, NULL, 0, 0, NULL, 0));
         }
     }
     struct acl_cidr lan;
     static const struct acl_ports web[] = {{80, 80}, {443, 443}};
     acl_cidr_parse("192.168.0.0/16", &lan);
-    add_or_die(
+    add_checked(
         acl_add(acl, ACL_ALLOW, &lan, 1, NULL, 0, NULL, 0, web, 2, ACL_CMD_CONNECT, NULL, 0));
+    if (add_err < 0) {
+        acl_free(acl);
+        return NULL;
+    }
     return acl;
-}
-
-static int
-cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median ns per match over reps repetitions of about ms milliseconds each. */
-static double
-measure(const struct acl *acl, const struct acl_query *q, int reps, unsigned ms)
-{
-    uint64_t iters = 1, t;
-    /* Calibrate: double the iterations until one run takes a tenth of the target. */
-    for (;;) {
-        struct bench b = {.n = iters};
-        t = now_ns();
-        bm_acl_match(&b, acl, q);
-        t = now_ns() - t;
-        if (t >= (uint64_t)ms * 100000u)
-            break;
-        iters *= 2;
-    }
-    iters = iters * ((uint64_t)ms * 1000000u) / (t ? t : 1) + 1;
-
-    uint64_t per[64];
-    double ns[64];
-    if (reps > 64)
-        reps = 64;
-    for (int r = 0; r < reps; r++) {
-        struct bench b = {.n = iters};
-        t = now_ns();
-        bm_acl_match(&b, acl, q);
-        /* Kept in picoseconds so the median sorts integers. */
-        per[r] = (now_ns() - t) * 1000u / iters;
-    }
-    qsort(per, (size_t)reps, sizeof(per[0]), cmp_u64);
-    for (int r = 0; r < reps; r++)
-        ns[r] = (double)per[r] / 1000.0;
-    return reps % 2 ? ns[reps / 2] : (ns[reps / 2 - 1] + ns[reps / 2]) / 2;
 }
 
 static union sockaddr_inx
@@ -184,42 +113,77 @@ v4(const char *ip, uint16_t port)
     return a;
 }
 
-int
-main(int argc, char **argv)
+/*
+ * The set of n rules, built on first use and kept for the process; NULL
+ * (and the run skipped) if it cannot be built or a query does not walk it
+ * all, since the figure would then measure something else.
+ */
+static const struct acl *
+rule_set(struct bench *b, size_t n, const struct acl_query *last, const struct acl_query *none)
 {
-    static const size_t sizes[] = {10, 1000, 10000};
-    int reps = argc > 1 ? atoi(argv[1]) : 9;
-    unsigned ms = argc > 2 ? (unsigned)atoi(argv[2]) : 50;
-    if (reps < 1 || reps > 64 || ms < 1) {
-        fprintf(stderr, "usage: bm_acl [repetitions (1..64) [ms per repetition]]\n");
-        return 2;
+    static struct {
+        size_t n;
+        struct acl *acl;
+    } made[4];
+    for (size_t i = 0; i < 4; i++)
+        if (made[i].acl && made[i].n == n)
+            return made[i].acl;
+    struct acl *acl = n >= 1 ? build(n) : NULL;
+    int rule;
+    if (!acl) {
+        bench_error(b, "cannot build the rule set");
+        return NULL;
     }
+    if (acl_match(acl, last, &rule) != ACL_ALLOW || rule != (int)n - 1 ||
+        acl_match(acl, none, &rule) != ACL_DENY || rule != -1) {
+        acl_free(acl);
+        bench_error(b, "a query matched the wrong rule");
+        return NULL;
+    }
+    for (size_t i = 0; i < 4; i++)
+        if (!made[i].acl) {
+            made[i].n = n;
+            made[i].acl = acl;
+            return acl;
+        }
+    return acl; /* more sizes than slots: built again on every call, never freed */
+}
 
+/* The timed body: one acl_match() per iteration; last: the query the last rule matches. */
+static void
+match(struct bench *b, bool last)
+{
     union sockaddr_inx lan_client = v4("192.168.1.10", 50000),
                        wan_client = v4("203.0.113.5", 50000);
     union sockaddr_inx dest = v4("93.184.216.34", 443);
-    struct acl_query last = {.client = &lan_client,
-                             .cmd = ACL_CMD_CONNECT,
-                             .host = "www.shop.example.org",
-                             .dest = &dest,
-                             .port = 443};
-    struct acl_query none = last;
-    none.client = &wan_client;
+    struct acl_query q_last = {.client = &lan_client,
+                               .cmd = ACL_CMD_CONNECT,
+                               .host = "www.shop.example.org",
+                               .dest = &dest,
+                               .port = 443};
+    struct acl_query q_none = q_last;
+    q_none.client = &wan_client;
 
-    printf("acl_match: ns per call (thread CPU time), median of %d x %u ms\n", reps, ms);
-    printf("%8s %12s %12s\n", "rules", "last-rule", "no-match");
-    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-        struct acl *acl = build(sizes[i]);
+    const struct acl *acl = rule_set(b, (size_t)bench_arg(b, 0), &q_last, &q_none);
+    if (!acl)
+        return;
+    const struct acl_query *q = last ? &q_last : &q_none;
+    while (bench_next(b)) {
         int rule;
-        /* Both queries must walk the whole set, or the figures mean something else. */
-        if (acl_match(acl, &last, &rule) != ACL_ALLOW || rule != (int)sizes[i] - 1 ||
-            acl_match(acl, &none, &rule) != ACL_DENY || rule != -1) {
-            fprintf(stderr, "bm_acl: %zu rules: a query matched the wrong rule\n", sizes[i]);
-            return 1;
-        }
-        double a = measure(acl, &last, reps, ms), b = measure(acl, &none, reps, ms);
-        printf("%8zu %12.1f %12.1f\n", sizes[i], a, b);
-        acl_free(acl);
+        enum acl_action a = acl_match(acl, q, &rule);
+        bench_do_not_optimize(&a);
+        bench_do_not_optimize(&rule);
     }
-    return 0;
+}
+
+void
+bm_acl_match_last_rule(struct bench *b)
+{
+    match(b, true);
+}
+
+void
+bm_acl_match_no_match(struct bench *b)
+{
+    match(b, false);
 }
