@@ -1,5 +1,5 @@
 # ringsocks - SOCKS proxy on io_uring.
-#   make            build build/ringsocks (and the bench driver)
+#   make            build build/ringsocks, build/socksload (load generator) and build/socksbench
 #   make SAN=1      the same with AddressSanitizer + UBSan, in build-san/
 #   make run        install what is missing, build, start on conf defaults
 #   make test       install what is missing, build, run every test (unit, fuzz smoke, integration)
@@ -38,7 +38,7 @@ MAIN_OBJ := $(BUILD)/obj/main.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-BENCH_BINS := $(BUILD)/socksbench
+BENCH_BINS := $(BUILD)/socksbench $(BUILD)/socksload
 
 .PHONY: all run test unit integration deps deps-build clean
 all: $(BUILD)/ringsocks $(BENCH_BINS)
@@ -86,3 +86,4 @@ clean:
 include mk/fuzz.mk
 include mk/bench.mk
 include mk/install.mk
+include mk/socksload.mk

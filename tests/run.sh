@@ -93,6 +93,23 @@ else
     failed=$((failed + 1))
 fi
 
+# ---- socksload: a short run of every mode against the server, data verified
+if [ -x "$BUILD/socksload" ]; then
+    echo "== socksload smoke ($BUILD/socksload)"
+    slog=$(mktemp "${TMPDIR:-/tmp}/ringsocks-sl.XXXXXX") || exit 2
+    BUILD=$BUILD tests/socksload_smoke.sh 2>&1 | tee "$slog"
+    ssum=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$slog" | tail -n 1)
+    rm -f "$slog"
+    if [ -n "$ssum" ]; then
+        passed=$((passed + ${ssum%% passed*}))
+        f=${ssum#*passed, }
+        failed=$((failed + ${f%% failed*}))
+    else
+        echo "FAIL socksload smoke: no summary line"
+        failed=$((failed + 1))
+    fi
+fi
+
 line="$passed passed, $failed failed"
 if [ "$skipped" -gt 0 ]; then
     line="$line, $skipped skipped"

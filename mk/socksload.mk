@@ -1,0 +1,29 @@
+# mk/socksload.mk - the SOCKS load generator; included by the Makefile.
+#   make $(BUILD)/socksload   build tools/socksload/ into $(BUILD)/socksload
+#   make socksload-test       build and run the URL parser's cmocka test (last line: cmocka's summary)
+#   make socksload-smoke      tests/socksload_smoke.sh against $(BUILD)/ringsocks (ends "N passed, N failed")
+# The load generator has no jemalloc and no server objects: only liburing, libm, pthreads.
+
+SOCKSLOAD_SRCS := $(wildcard tools/socksload/*.c)
+SOCKSLOAD_OBJS := $(SOCKSLOAD_SRCS:tools/socksload/%.c=$(BUILD)/obj/socksload/%.o)
+SOCKSLOAD_CFLAGS := $(filter-out -DHAVE_JEMALLOC -Iinclude -Isrc,$(CFLAGS)) -Itools/socksload
+
+.PHONY: socksload socksload-test socksload-smoke
+socksload: $(BUILD)/socksload
+
+$(BUILD)/obj/socksload/%.o: tools/socksload/%.c tools/socksload/socksload.h
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) -c -o $@ $<
+
+$(BUILD)/socksload: $(SOCKSLOAD_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ -luring -lm -pthread
+
+$(BUILD)/tests/test_socksload_url: tests/unit/test_socksload_url.c $(BUILD)/obj/socksload/url.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
+
+socksload-test: $(BUILD)/tests/test_socksload_url
+	$(BUILD)/tests/test_socksload_url
+
+socksload-smoke: $(BUILD)/socksload $(BUILD)/ringsocks
+	BUILD=$(BUILD) tests/socksload_smoke.sh

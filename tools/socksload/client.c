@@ -1,0 +1,781 @@
+/*
+ * client.c - a worker thread: one io_uring loop that opens tunnels through the proxy, runs
+ * the SOCKS handshake and then the mode's traffic (throughput, connrate, hold, latency; the
+ * datagrams of udp mode are udp.c's).
+ *
+ * Owns its ring, its tunnels and its struct stats (in worker_ctl, written only here). Every
+ * socket op carries a linked timeout of --timeout, or a watchdog timer where an op must stay
+ * pending longer (the hold idle time, the sink's final report). A tunnel is freed only when
+ * none of its ops is in flight; user_data is the tunnel pointer with the op in the low bits,
+ * and the linked timeouts carry 0. Must never block: the only syscalls outside the ring are
+ * socket(), setsockopt(), shutdown() and close().
+ */
+#include "socksload.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RING_ENTRIES 4096
+#define HS_MAX       600
+#define RBUF_BULK    (128 * 1024)
+#define RBUF_SMALL   (16 * 1024)
+
+enum tun_state {
+    ST_CONNECT,
+    ST_METHOD,
+    ST_AUTH,
+    ST_REPLY,
+    ST_RUN,
+    ST_HOLD,  /* hold: idle until the timer, a recv pending to catch an early close */
+    ST_HOLD2, /* hold: second round trip under a watchdog timer */
+    ST_UDP,
+};
+
+struct tun {
+    struct worker *w;
+    struct tun *prev, *next;
+    int fd;
+    int inflight;
+    enum tun_state state;
+    bool closing;
+    bool rst;
+    bool sending;
+    bool ending;    /* throughput up: stop sending, then shutdown(SHUT_WR) and read the report */
+    bool timer_on;  /* a CLIENT_OP_TIMER is pending */
+    uint32_t seed;
+    uint64_t t0;    /* socket() time */
+    uint64_t t_msg; /* send time of the current round */
+    uint8_t hs[HS_MAX];
+    size_t hs_len, hs_off;
+    uint8_t in[HS_MAX];
+    size_t in_len;
+    uint8_t hdr[PATTERN_HDR_LEN];
+    size_t hdr_off;
+    uint64_t tx, tx_end; /* pattern bytes sent after the header, and the limit */
+    uint64_t rx, rx_end; /* pattern bytes received and verified, and the limit */
+    uint8_t rep[PATTERN_REPORT_LEN];
+    size_t rep_len;
+    uint8_t *rbuf;
+    size_t rcap;
+    struct udpa *udp;
+} __attribute__((aligned(16)));
+
+struct worker {
+    struct worker_ctl *ctl;
+    const struct opts *o;
+    struct io_uring ring;
+    struct __kernel_timespec io_ts;
+    struct __kernel_timespec hold_ts;
+    struct tun *head;
+    unsigned live;
+    bool stopping;
+    bool forced;
+    uint64_t count_left;
+    uint64_t byte_budget; /* throughput --count: bytes per tunnel */
+    uint32_t seed_next;
+};
+
+static void tun_close(struct tun *t, bool rst);
+static void tun_send(struct tun *t);
+static void tun_recv(struct tun *t, bool timed);
+static bool tun_spawn(struct worker *w);
+
+struct io_uring_sqe *
+client_sqe(struct worker *w, unsigned need)
+{
+    if (io_uring_sq_space_left(&w->ring) < need)
+        io_uring_submit(&w->ring);
+    return io_uring_get_sqe(&w->ring);
+}
+
+void
+client_prep_timeout(struct worker *w, struct io_uring_sqe *sqe)
+{
+    sqe->flags |= IOSQE_IO_LINK;
+    struct io_uring_sqe *lt = io_uring_get_sqe(&w->ring);
+    io_uring_prep_link_timeout(lt, &w->io_ts, 0);
+    io_uring_sqe_set_data64(lt, 0);
+}
+
+void
+client_track(struct tun *t, struct io_uring_sqe *sqe, unsigned op)
+{
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)t | op);
+    t->inflight++;
+}
+
+void
+client_track_obj(struct tun *t, void *obj, struct io_uring_sqe *sqe, unsigned op)
+{
+    io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)obj | op);
+    t->inflight++;
+}
+
+struct stats *
+client_stats(struct worker *w)
+{
+    return &w->ctl->st;
+}
+
+bool
+client_stopping(struct worker *w)
+{
+    return w->stopping;
+}
+
+bool
+client_count_take(struct worker *w)
+{
+    if (w->ctl->count == 0 || w->o->mode == MODE_THROUGHPUT)
+        return true;
+    if (w->count_left == 0)
+        return false;
+    w->count_left--;
+    return true;
+}
+
+const struct opts *
+client_opts(struct worker *w)
+{
+    return w->o;
+}
+
+static enum stats_err
+err_kind(int res)
+{
+    switch (res) {
+    case -ECANCELED:
+    case -ETIME:
+    case -ETIMEDOUT:
+        return STATS_E_TIMEOUT;
+    case -ECONNRESET:
+    case -EPIPE:
+        return STATS_E_RESET;
+    case 0:
+        return STATS_E_CLOSED;
+    default:
+        return STATS_E_OTHER;
+    }
+}
+
+/* Counts the error unless the run is winding down, then closes the tunnel. */
+static void
+tun_fail(struct tun *t, enum stats_err e)
+{
+    if (!t->closing && !t->w->stopping)
+        stats_error(&t->w->ctl->st, e);
+    tun_close(t, false);
+}
+
+static void
+tun_timer(struct tun *t, const struct __kernel_timespec *ts)
+{
+    struct io_uring_sqe *sqe = client_sqe(t->w, 1);
+
+    io_uring_prep_timeout(sqe, (struct __kernel_timespec *)ts, 0, 0);
+    client_track(t, sqe, CLIENT_OP_TIMER);
+    t->timer_on = true;
+}
+
+static void
+tun_timer_cancel(struct tun *t)
+{
+    if (!t->timer_on)
+        return;
+    struct io_uring_sqe *sqe = client_sqe(t->w, 1);
+    io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)t | CLIENT_OP_TIMER, 0);
+    io_uring_sqe_set_data64(sqe, 0);
+}
+
+static void
+tun_free(struct tun *t)
+{
+    struct worker *w = t->w;
+
+    if (t->rst) {
+        /* An RST leaves no TIME_WAIT on the client side: connrate would run out of ports. */
+        struct linger l = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+    }
+    close(t->fd);
+    if (t->udp)
+        udp_free(t->udp);
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        w->head = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    w->live--;
+    free(t->rbuf);
+    free(t);
+    /* connrate keeps --workers tunnels going until the run stops. */
+    if (w->o->mode == MODE_CONNRATE && !w->stopping && client_count_take(w))
+        tun_spawn(w);
+}
+
+static void
+tun_close(struct tun *t, bool rst)
+{
+    if (!t->closing) {
+        t->closing = true;
+        t->rst = rst;
+        if (t->udp)
+            udp_stop(t->udp, true);
+        tun_timer_cancel(t);
+        if (t->inflight > 0)
+            shutdown(t->fd, SHUT_RDWR); /* completes the pending recv and send */
+    }
+    if (t->inflight == 0)
+        tun_free(t);
+}
+
+static bool
+tun_spawn(struct worker *w)
+{
+    const struct opts *o = w->o;
+    struct tun *t = aligned_alloc(16, sizeof(*t));
+    int one = 1;
+
+    if (!t)
+        return false;
+    memset(t, 0, sizeof(*t));
+    t->w = w;
+    t->t0 = stats_now_ns();
+    t->seed = w->seed_next;
+    w->seed_next += 7919;
+    t->rcap = o->mode == MODE_THROUGHPUT ? RBUF_BULK : RBUF_SMALL;
+    t->rbuf = malloc(t->rcap);
+    t->fd = socket(o->proxy_sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (!t->rbuf || t->fd == -1) {
+        stats_error(&w->ctl->st, STATS_E_CONNECT);
+        if (t->fd != -1)
+            close(t->fd);
+        free(t->rbuf);
+        free(t);
+        return false;
+    }
+    if (o->mode != MODE_THROUGHPUT)
+        setsockopt(t->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    t->next = w->head;
+    if (w->head)
+        w->head->prev = t;
+    w->head = t;
+    w->live++;
+    struct io_uring_sqe *sqe = client_sqe(w, 2);
+    io_uring_prep_connect(sqe, t->fd, (const struct sockaddr *)&o->proxy_sa, o->proxy_len);
+    client_track(t, sqe, CLIENT_OP_CONNECT);
+    client_prep_timeout(w, sqe);
+    t->state = ST_CONNECT;
+    return true;
+}
+
+/* Sends the rest of the handshake message in t->hs. */
+static void
+hs_send(struct tun *t)
+{
+    struct io_uring_sqe *sqe = client_sqe(t->w, 2);
+
+    io_uring_prep_send(sqe, t->fd, t->hs + t->hs_off, t->hs_len - t->hs_off, MSG_NOSIGNAL);
+    client_track(t, sqe, CLIENT_OP_SEND);
+    client_prep_timeout(t->w, sqe);
+}
+
+static void
+hs_message(struct tun *t, size_t n, enum tun_state next)
+{
+    t->hs_len = n;
+    t->hs_off = 0;
+    t->state = next;
+    hs_send(t);
+}
+
+static void
+hs_request(struct tun *t)
+{
+    const struct opts *o = t->w->o;
+    uint8_t cmd = o->mode == MODE_UDP ? SOCKS_CMD_UDP : SOCKS_CMD_CONNECT;
+    struct socks_dest any = {.type = URL_HOST_IPV4};
+
+    /* UDP ASSOCIATE names the address the datagrams will come from; zeros mean "any"
+     * (RFC 1928 section 7), which every proxy accepts. */
+    hs_message(t, socks_request(t->hs, &o->proxy, cmd, cmd == SOCKS_CMD_UDP ? &any : &o->dest),
+               ST_REPLY);
+}
+
+/* Starts the mode's traffic on a tunnel whose SOCKS reply said success. */
+static void
+run_start(struct tun *t, const struct sockaddr_storage *bnd)
+{
+    struct worker *w = t->w;
+    const struct opts *o = w->o;
+    struct pattern_hdr h = {.seed = t->seed};
+
+    stats_add(&w->ctl->st.tunnels, 1);
+    t->state = ST_RUN;
+    if (o->mode == MODE_UDP) {
+        int rc = udp_start(w, t, &t->udp, bnd, t->seed);
+        if (rc < 0)
+            return tun_fail(t, rc == -EPERM ? STATS_E_PROTOCOL : STATS_E_OTHER);
+        t->state = ST_UDP;
+        /* The association lives as long as this connection (RFC 1928 section 7). */
+        return tun_recv(t, false);
+    }
+    if (o->mode == MODE_THROUGHPUT)
+        stats_record_ns(&w->ctl->st, stats_now_ns() - t->t0);
+    t->tx = t->rx = 0;
+    switch (o->mode) {
+    case MODE_THROUGHPUT: {
+        uint64_t budget = w->byte_budget ? w->byte_budget : UINT64_MAX;
+        h.mode = o->dir == DIR_DOWN ? 'S' : o->dir == DIR_UP ? 'K' : 'B';
+        t->tx_end = o->dir == DIR_DOWN ? 0 : budget;
+        t->rx_end = o->dir == DIR_UP ? 0 : budget;
+        break;
+    }
+    case MODE_CONNRATE:
+        h.mode = 'Q';
+        h.a = o->request;
+        h.b = o->response;
+        t->tx_end = o->request;
+        t->rx_end = o->response;
+        break;
+    default: /* latency, hold: one round trip of --size bytes now */
+        h.mode = 'E';
+        t->tx_end = o->size;
+        t->rx_end = o->size;
+        break;
+    }
+    pattern_hdr_encode(t->hdr, &h);
+    t->hdr_off = 0;
+    t->t_msg = stats_now_ns();
+    tun_send(t);
+    if (o->mode == MODE_THROUGHPUT && o->dir == DIR_UP)
+        tun_recv(t, false); /* the sink's report: pending all run long, no timeout */
+    else if (t->rx_end > 0)
+        tun_recv(t, true);
+}
+
+static void
+tun_send(struct tun *t)
+{
+    struct io_uring_sqe *sqe;
+    const void *p;
+    size_t n;
+
+    if (t->hdr_off < PATTERN_HDR_LEN) {
+        p = t->hdr + t->hdr_off;
+        n = PATTERN_HDR_LEN - t->hdr_off;
+    } else {
+        uint64_t left = t->tx_end - t->tx;
+        if (left == 0)
+            return;
+        n = left < PATTERN_CHUNK ? (size_t)left : PATTERN_CHUNK;
+        p = pattern_at(t->seed, t->tx);
+    }
+    sqe = client_sqe(t->w, 2);
+    io_uring_prep_send(sqe, t->fd, p, n, MSG_NOSIGNAL);
+    client_track(t, sqe, CLIENT_OP_SEND);
+    client_prep_timeout(t->w, sqe);
+    t->sending = true;
+}
+
+static void
+tun_recv(struct tun *t, bool timed)
+{
+    struct io_uring_sqe *sqe = client_sqe(t->w, 2);
+
+    if (t->state < ST_RUN) {
+        io_uring_prep_recv(sqe, t->fd, t->in + t->in_len, sizeof(t->in) - t->in_len, 0);
+    } else if (t->w->o->mode == MODE_THROUGHPUT && t->w->o->dir == DIR_UP) {
+        io_uring_prep_recv(sqe, t->fd, t->rep + t->rep_len, sizeof(t->rep) - t->rep_len, 0);
+    } else {
+        uint64_t want = t->rx_end > t->rx ? t->rx_end - t->rx : t->rcap;
+        io_uring_prep_recv(sqe, t->fd, t->rbuf, want < t->rcap ? (size_t)want : t->rcap, 0);
+    }
+    client_track(t, sqe, CLIENT_OP_RECV);
+    if (timed)
+        client_prep_timeout(t->w, sqe);
+}
+
+/* throughput up: no more data; half-close so the sink answers with its report. */
+static void
+up_finish(struct tun *t)
+{
+    t->ending = true;
+    if (t->sending)
+        return; /* up_finish runs again when the send completes */
+    shutdown(t->fd, SHUT_WR);
+    tun_timer(t, &t->w->io_ts);
+}
+
+static void
+on_connect(struct tun *t, int res)
+{
+    const struct url *u = &t->w->o->proxy;
+
+    if (res < 0)
+        return tun_fail(t, res == -ECANCELED ? STATS_E_TIMEOUT : STATS_E_CONNECT);
+    if (u->scheme == URL_SOCKS5 || u->scheme == URL_SOCKS5H)
+        hs_message(t, socks_greeting(t->hs, u), ST_METHOD);
+    else
+        hs_request(t);
+}
+
+static void
+on_handshake_data(struct tun *t)
+{
+    const struct opts *o = t->w->o;
+    struct sockaddr_storage bnd;
+    ssize_t n;
+    int code = 0;
+
+    switch (t->state) {
+    case ST_METHOD:
+        n = socks_parse_method(t->in, t->in_len, &code);
+        break;
+    case ST_AUTH:
+        n = socks_parse_auth(t->in, t->in_len, &code);
+        break;
+    default:
+        n = socks_parse_reply(&o->proxy, t->in, t->in_len, &code, &bnd);
+        break;
+    }
+    if (n < 0)
+        return tun_fail(t, STATS_E_PROTOCOL);
+    if (n == 0) {
+        if (t->in_len == sizeof(t->in))
+            return tun_fail(t, STATS_E_PROTOCOL);
+        return tun_recv(t, true);
+    }
+    memmove(t->in, t->in + n, t->in_len - (size_t)n);
+    t->in_len -= (size_t)n;
+    switch (t->state) {
+    case ST_METHOD:
+        if (code == 0x00)
+            return hs_request(t);
+        if (code == 0x02 && o->proxy.has_user)
+            return hs_message(t, socks_auth_request(t->hs, &o->proxy), ST_AUTH);
+        return tun_fail(t, STATS_E_AUTH);
+    case ST_AUTH:
+        if (code != 0)
+            return tun_fail(t, STATS_E_AUTH);
+        return hs_request(t);
+    default:
+        if (!socks_reply_ok(&o->proxy, code)) {
+            if (!t->w->stopping)
+                stats_add(&t->w->ctl->st.rep[code & 0xff], 1);
+            return tun_fail(t, STATS_E_REPLY);
+        }
+        if (t->in_len > 0)
+            return tun_fail(t, STATS_E_PROTOCOL); /* the target never speaks first */
+        return run_start(t, &bnd);
+    }
+}
+
+/* One unit of a request/response mode finished on this tunnel. */
+static void
+round_done(struct tun *t)
+{
+    struct worker *w = t->w;
+    const struct opts *o = w->o;
+    uint64_t now = stats_now_ns();
+
+    switch (o->mode) {
+    case MODE_CONNRATE:
+        stats_record_ns(&w->ctl->st, now - t->t0);
+        stats_add(&w->ctl->st.units, 1);
+        return tun_close(t, true);
+    case MODE_LATENCY:
+        stats_record_ns(&w->ctl->st, now - t->t_msg);
+        stats_add(&w->ctl->st.units, 1);
+        if (w->stopping || !client_count_take(w))
+            return tun_close(t, false);
+        t->tx_end += o->size;
+        t->rx_end += o->size;
+        t->t_msg = now;
+        tun_send(t);
+        return tun_recv(t, true);
+    case MODE_HOLD:
+        if (t->state == ST_RUN) {
+            /* Verified once: stay idle for the hold time, watching for an early close. */
+            t->state = ST_HOLD;
+            tun_timer(t, &w->hold_ts);
+            return tun_recv(t, false);
+        }
+        stats_record_ns(&w->ctl->st, now - t->t_msg);
+        stats_add(&w->ctl->st.units, 1);
+        tun_timer_cancel(t);
+        return tun_close(t, false);
+    default:
+        return tun_close(t, false);
+    }
+}
+
+static void
+on_send(struct tun *t, int res)
+{
+    t->sending = false;
+    if (t->closing)
+        return tun_close(t, t->rst);
+    if (res <= 0)
+        return tun_fail(t, err_kind(res < 0 ? res : -EPIPE));
+    if (t->state < ST_RUN) {
+        t->hs_off += (size_t)res;
+        if (t->hs_off < t->hs_len)
+            return hs_send(t);
+        return tun_recv(t, true);
+    }
+    if (t->hdr_off < PATTERN_HDR_LEN) {
+        t->hdr_off += (size_t)res;
+    } else {
+        t->tx += (uint64_t)res;
+        stats_add(&t->w->ctl->st.bytes_up, (uint64_t)res);
+    }
+    if (t->ending)
+        return up_finish(t);
+    if (t->w->stopping && t->w->o->mode == MODE_THROUGHPUT && t->w->o->dir == DIR_UP)
+        return up_finish(t);
+    if (t->hdr_off < PATTERN_HDR_LEN || t->tx < t->tx_end)
+        return tun_send(t);
+    /* Everything sent. */
+    const struct opts *o = t->w->o;
+    if (o->mode == MODE_THROUGHPUT && o->dir == DIR_UP)
+        return up_finish(t);
+    if (o->mode == MODE_THROUGHPUT && t->rx >= t->rx_end) {
+        stats_add(&t->w->ctl->st.units, 1);
+        return tun_close(t, false);
+    }
+    if (o->mode == MODE_CONNRATE && t->rx_end == 0)
+        return round_done(t);
+}
+
+static void
+on_report(struct tun *t, int res)
+{
+    if (res <= 0) {
+        /* EOF with no report; after our own stop it is not an error. */
+        if (!t->ending)
+            return tun_fail(t, err_kind(res));
+        stats_error(&t->w->ctl->st, res == 0 ? STATS_E_CLOSED : err_kind(res));
+        return tun_close(t, false);
+    }
+    t->rep_len += (size_t)res;
+    if (t->rep_len < sizeof(t->rep))
+        return tun_recv(t, false);
+    uint64_t count = 0;
+    for (int i = 0; i < 8; i++)
+        count |= (uint64_t)t->rep[1 + i] << (8 * i);
+    /* Every byte we sent must have reached the sink, and all of it must have matched. */
+    if (t->rep[0] != 'O' || !t->ending || count != t->tx)
+        stats_error(&t->w->ctl->st, STATS_E_MISMATCH);
+    else
+        stats_add(&t->w->ctl->st.units, 1);
+    tun_timer_cancel(t);
+    tun_close(t, false);
+}
+
+static void
+on_recv(struct tun *t, int res)
+{
+    const struct opts *o = t->w->o;
+
+    if (t->closing)
+        return tun_close(t, t->rst);
+    if (t->state < ST_RUN) {
+        if (res <= 0)
+            return tun_fail(t, err_kind(res));
+        t->in_len += (size_t)res;
+        return on_handshake_data(t);
+    }
+    if (t->state == ST_UDP)
+        return tun_fail(t, res == 0 ? STATS_E_CLOSED : err_kind(res));
+    if (o->mode == MODE_THROUGHPUT && o->dir == DIR_UP)
+        return on_report(t, res);
+    if (res <= 0)
+        return tun_fail(t, err_kind(res));
+    if (t->state == ST_HOLD) {
+        /* Data while idle: the proxy or target sent what nobody asked for. */
+        return tun_fail(t, STATS_E_MISMATCH);
+    }
+    if (!pattern_check(t->seed, t->rx, t->rbuf, (size_t)res))
+        return tun_fail(t, STATS_E_MISMATCH);
+    t->rx += (uint64_t)res;
+    stats_add(&t->w->ctl->st.bytes_down, (uint64_t)res);
+    if (o->mode == MODE_THROUGHPUT) {
+        if (t->rx >= t->rx_end && (o->dir == DIR_DOWN || t->tx >= t->tx_end)) {
+            stats_add(&t->w->ctl->st.units, 1); /* the --count budget, all verified */
+            return tun_close(t, false);
+        }
+        if (t->rx >= t->rx_end)
+            return; /* both: the budget is in, the sender finishes */
+        return tun_recv(t, true);
+    }
+    if (t->rx < t->rx_end)
+        return tun_recv(t, t->state != ST_HOLD2);
+    round_done(t);
+}
+
+static void
+on_timer(struct tun *t, int res)
+{
+    struct worker *w = t->w;
+
+    t->timer_on = false;
+    if (t->closing || res == -ECANCELED)
+        return tun_close(t, t->rst);
+    if (t->state == ST_HOLD) {
+        /* The hold time is over: the second round trip, the recv is already pending. */
+        t->state = ST_HOLD2;
+        t->tx_end += w->o->size;
+        t->rx_end += w->o->size;
+        t->t_msg = stats_now_ns();
+        tun_timer(t, &w->io_ts);
+        return tun_send(t);
+    }
+    /* A watchdog: the hold round trip or the sink's report did not come in time. */
+    stats_error(&w->ctl->st, STATS_E_TIMEOUT);
+    tun_close(t, false);
+}
+
+static void
+dispatch(struct worker *w, struct io_uring_cqe *cqe)
+{
+    uint64_t ud = cqe->user_data;
+    unsigned op = ud & CLIENT_OP_MASK;
+    void *obj = (void *)(uintptr_t)(ud & ~(uint64_t)CLIENT_OP_MASK);
+    struct tun *t = obj;
+
+    if (!obj)
+        return;
+    if (op == CLIENT_OP_USEND)
+        t = *(struct tun **)obj;
+    t->inflight--;
+    switch (op) {
+    case CLIENT_OP_CONNECT:
+        if (t->closing)
+            return tun_close(t, t->rst);
+        return on_connect(t, cqe->res);
+    case CLIENT_OP_SEND:
+        return on_send(t, cqe->res);
+    case CLIENT_OP_RECV:
+        return on_recv(t, cqe->res);
+    case CLIENT_OP_TIMER:
+        return on_timer(t, cqe->res);
+    case CLIENT_OP_USEND:
+    case CLIENT_OP_URECV:
+        if (!udp_complete(w, t->udp, op == CLIENT_OP_USEND ? obj : NULL, op, cqe->res) ||
+            t->closing)
+            return tun_close(t, false);
+        return;
+    }
+}
+
+/* The run is over for this worker: no new units; tunnels finish what they are doing. */
+static void
+worker_stop(struct worker *w)
+{
+    const struct opts *o = w->o;
+
+    w->stopping = true;
+    for (struct tun *t = w->head, *next; t; t = next) {
+        next = t->next;
+        if (t->closing)
+            continue;
+        if (t->state < ST_RUN || o->mode == MODE_HOLD) {
+            tun_close(t, false);
+        } else if (o->mode == MODE_THROUGHPUT) {
+            if (o->dir == DIR_UP) {
+                up_finish(t);
+            } else {
+                stats_add(&w->ctl->st.units, 1); /* alive and verified to the end */
+                tun_close(t, false);
+            }
+        } else if (o->mode == MODE_UDP && t->udp) {
+            udp_stop(t->udp, false); /* udp_complete() ends it when the last reply is in */
+        }
+        /* connrate and latency: the unit in progress finishes under its timeouts. */
+    }
+}
+
+void *
+client_worker(void *arg)
+{
+    struct worker_ctl *ctl = arg;
+    const struct opts *o = ctl->o;
+    struct worker w = {.ctl = ctl, .o = o};
+    struct __kernel_timespec tick = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+    struct io_uring_params p = {.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN};
+    uint64_t timeout_ns = (uint64_t)(o->timeout_s * 1e9), hold_ns = (uint64_t)(o->hold_s * 1e9);
+    int rc;
+
+    w.io_ts.tv_sec = (long long)(timeout_ns / 1000000000u);
+    w.io_ts.tv_nsec = (long long)(timeout_ns % 1000000000u);
+    w.hold_ts.tv_sec = (long long)(hold_ns / 1000000000u);
+    w.hold_ts.tv_nsec = (long long)(hold_ns % 1000000000u);
+    w.count_left = ctl->count;
+    w.seed_next = ctl->index * 1000003u + 17;
+    if (o->mode == MODE_THROUGHPUT && ctl->count && ctl->conns)
+        w.byte_budget = ctl->count / ctl->conns + 1;
+    p.cq_entries = RING_ENTRIES * 4;
+    p.flags |= IORING_SETUP_CQSIZE;
+    rc = io_uring_queue_init_params(RING_ENTRIES, &w.ring, &p);
+    if (rc < 0) {
+        p.flags = IORING_SETUP_CQSIZE; /* kernels before 6.1 lack DEFER_TASKRUN */
+        rc = io_uring_queue_init_params(RING_ENTRIES, &w.ring, &p);
+    }
+    if (rc < 0) {
+        ctl->rc = rc;
+        __atomic_store_n(&ctl->done, 1, __ATOMIC_RELEASE);
+        return NULL;
+    }
+    for (unsigned i = 0; i < ctl->conns; i++) {
+        if (o->mode == MODE_CONNRATE && !client_count_take(&w))
+            break;
+        tun_spawn(&w);
+    }
+    uint64_t force_ns = 0;
+    for (;;) {
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+
+        io_uring_submit_and_wait_timeout(&w.ring, &cqe, 1, &tick, NULL);
+        io_uring_for_each_cqe(&w.ring, head, cqe)
+        {
+            dispatch(&w, cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&w.ring, seen);
+
+        uint64_t now = stats_now_ns();
+        bool stop_now = __atomic_load_n(&ctl->stop_flag, __ATOMIC_RELAXED) ||
+                        (o->mode != MODE_HOLD && now >= ctl->stop_ns);
+        if (!w.stopping && (stop_now || w.live == 0)) {
+            worker_stop(&w);
+            force_ns = now + timeout_ns + 1000000000u;
+        }
+        if (w.stopping && w.live == 0)
+            break;
+        if (w.stopping && now >= force_ns) {
+            if (w.forced)
+                break; /* ops that never completed: leave them to process exit */
+            /* Past every timeout: close whatever is left, counted as timeouts. */
+            w.forced = true;
+            force_ns = now + 1000000000u;
+            for (struct tun *t = w.head, *next; t; t = next) {
+                next = t->next;
+                if (!t->closing)
+                    stats_error(&ctl->st, STATS_E_TIMEOUT);
+                t->closing = false;
+                tun_close(t, false);
+            }
+        }
+    }
+    ctl->end_ns = stats_now_ns();
+    if (!w.forced)
+        io_uring_queue_exit(&w.ring);
+    __atomic_store_n(&ctl->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}

@@ -1,0 +1,635 @@
+/*
+ * main.c - socksload: options, the address safety checks, worker and target start, the
+ * live progress line, the final table or JSON. The only place that exits.
+ *
+ * Runs on the main thread; reads the workers' stats with relaxed loads only and talks to
+ * them through worker_ctl.stop_flag. Must never let a run go to a non-loopback address
+ * without --allow-nonlocal.
+ */
+#include "socksload.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t main_signalled;
+
+static const char usage_text[] =
+    "usage: socksload MODE --proxy URL [options]\n"
+    "       socksload serve [--host 127.0.0.1] [--port P] [--threads N]\n"
+    "modes:\n"
+    "  throughput  --tunnels N tunnels stream data (--direction down|up|both), verified\n"
+    "  connrate    --workers C loops of connect, handshake, request of --request R bytes,\n"
+    "              response of --response S bytes (verified), close (RST)\n"
+    "  hold        open --tunnels N, one round trip each, keep them --hold T seconds\n"
+    "              (default: --duration), one more round trip, close\n"
+    "  latency     --tunnels N ping-pong --size bytes through an echo; p50/p90/p99/max RTT\n"
+    "  udp         --tunnels N UDP ASSOCIATEs, --window W datagrams of --size bytes each in\n"
+    "              flight, echoed and verified (SOCKS5 only)\n"
+    "  serve       run only the target servers (TCP sink/source/echo + UDP echo) on one port\n"
+    "options:\n"
+    "  --proxy URL          socks4|socks4a|socks5|socks5h://[user[:pass]@]HOST[:PORT]\n"
+    "                       (default port 1080; HOST: IPv4, [IPv6] or localhost)\n"
+    "  --target HOST[:PORT] target as named to the proxy; without PORT (or without the\n"
+    "                       option) the embedded target is started on 127.0.0.1, a free port.\n"
+    "                       A name goes to the proxy as a name with socks5h/socks4a; socksload\n"
+    "                       itself resolves only 'localhost'\n"
+    "  --duration SEC       run length (default 5; hold: the hold time)\n"
+    "  --count N            stop after N units: bytes in total (throughput, K/M/G suffixes),\n"
+    "                       tunnels (connrate, hold), messages (latency), datagrams (udp)\n"
+    "  --threads N          worker threads, one io_uring loop each (default 1)\n"
+    "  --tunnels N          tunnels or associations (default 1; hold 100)\n"
+    "  --workers C          connrate concurrency (default 16)\n"
+    "  --direction D        throughput: down (default), up or both\n"
+    "  --request R, --response S   connrate sizes in bytes (default 64, 64)\n"
+    "  --size B             latency/udp message size (default 64; udp at least 16)\n"
+    "  --window W           udp datagrams in flight per association (default 8)\n"
+    "  --hold SEC           hold time (default: --duration)\n"
+    "  --timeout SEC        bound on every step: connect, each reply, each read (default 5)\n"
+    "  --target-threads N   threads of the embedded target (default 1)\n"
+    "  --json               print one JSON object instead of the table\n"
+    "  --allow-nonlocal     allow proxy, target and UDP relay addresses outside 127.0.0.0/8\n"
+    "                       and ::1 (and target names other than localhost). Off by default so\n"
+    "                       that a typo never aims load at someone else's machine\n"
+    "exit status: 0 work done without errors, 1 errors or no work, 2 bad usage\n";
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    main_signalled = 1;
+}
+
+static void
+die_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "socksload: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(socksload --help for usage)\n");
+    exit(2);
+}
+
+static uint64_t
+parse_size(const char *s, const char *opt)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    uint64_t mul = 1;
+
+    if (errno || end == s || v < 0)
+        die_usage("bad number for %s", opt);
+    switch (*end) {
+    case 'k':
+    case 'K':
+        mul = 1024;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        mul = 1024 * 1024;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        mul = 1024ull * 1024 * 1024;
+        end++;
+        break;
+    }
+    if (*end)
+        die_usage("bad number for %s", opt);
+    return (uint64_t)(v * (double)mul);
+}
+
+static double
+parse_secs(const char *s, const char *opt)
+{
+    char *end;
+    double v = strtod(s, &end);
+
+    if (end == s || *end || !(v > 0) || v > 86400 * 30)
+        die_usage("bad seconds for %s", opt);
+    return v;
+}
+
+static const char *
+mode_str(enum mode m)
+{
+    static const char *const names[] = {"throughput", "connrate", "hold", "latency", "udp",
+                                        "serve"};
+    return names[m];
+}
+
+static const char *
+dir_str(enum dir d)
+{
+    return d == DIR_DOWN ? "down" : d == DIR_UP ? "up" : "both";
+}
+
+/* What one unit is, per mode, for the table and the progress line. */
+static const char *
+unit_str(enum mode m)
+{
+    switch (m) {
+    case MODE_THROUGHPUT:
+        return "verified streams";
+    case MODE_CONNRATE:
+        return "tunnels";
+    case MODE_HOLD:
+        return "held tunnels";
+    case MODE_LATENCY:
+        return "messages";
+    default:
+        return "datagrams";
+    }
+}
+
+static const char *
+latency_str(enum mode m)
+{
+    switch (m) {
+    case MODE_THROUGHPUT:
+        return "tunnel setup (socket to SOCKS reply)";
+    case MODE_CONNRATE:
+        return "whole tunnel (socket to response)";
+    case MODE_HOLD:
+        return "round trip after the hold";
+    default:
+        return "round trip";
+    }
+}
+
+static int
+serve(const char *host, uint16_t port, unsigned threads, bool allow_nonlocal)
+{
+    struct target *tg;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    uint16_t got;
+    enum url_host type = strchr(host, ':') ? URL_HOST_IPV6 : URL_HOST_IPV4;
+
+    if (url_to_sockaddr(host, type, port, false, &ss, &len) < 0)
+        die_usage("serve: --host must be an IP address, not %s", host);
+    if (!allow_nonlocal && !url_is_loopback((struct sockaddr *)&ss))
+        die_usage("serve: %s is not loopback (--allow-nonlocal to permit)", host);
+    int rc = target_start(&tg, host, port, threads, &got);
+    if (rc < 0) {
+        fprintf(stderr, "socksload: serve on %s:%u: %s\n", host, port, strerror(-rc));
+        return 1;
+    }
+    fprintf(stderr, "socksload: serving on %s%s%s:%u (tcp and udp)\n", type == URL_HOST_IPV6 ? "[" : "",
+            host, type == URL_HOST_IPV6 ? "]" : "", got);
+    while (!main_signalled)
+        pause();
+    target_stop(tg);
+    return 0;
+}
+
+/* Sets o->dest from the --target host (and port) after the safety rules. */
+static void
+make_dest(struct opts *o, const char *host, enum url_host type, uint16_t port)
+{
+    bool remote_names = o->proxy.scheme == URL_SOCKS5H || o->proxy.scheme == URL_SOCKS4A;
+    bool v4only = o->proxy.scheme == URL_SOCKS4 || o->proxy.scheme == URL_SOCKS4A;
+    struct socks_dest *d = &o->dest;
+
+    memset(d, 0, sizeof(*d));
+    d->port = port;
+    if (type == URL_HOST_NAME) {
+        bool local = strcasecmp(host, "localhost") == 0;
+        if (!local && !o->allow_nonlocal)
+            die_usage("target %s: only 'localhost' or loopback addresses without "
+                      "--allow-nonlocal",
+                      host);
+        if (remote_names) {
+            d->type = URL_HOST_NAME;
+            snprintf(d->name, sizeof(d->name), "%s", host);
+            return;
+        }
+        if (!local)
+            die_usage("target %s: socksload resolves no names; use socks5h:// or socks4a://",
+                      host);
+        host = "127.0.0.1";
+        type = URL_HOST_IPV4;
+    }
+    if (type == URL_HOST_IPV6 && v4only)
+        die_usage("target %s: SOCKS4 cannot carry an IPv6 address", host);
+    d->type = type;
+    inet_pton(type == URL_HOST_IPV4 ? AF_INET : AF_INET6, host, d->addr);
+    struct sockaddr_storage ss;
+    socklen_t len;
+    url_to_sockaddr(host, type, port, false, &ss, &len);
+    if (!o->allow_nonlocal && !url_is_loopback((struct sockaddr *)&ss))
+        die_usage("target %s is not loopback (--allow-nonlocal to permit)", host);
+}
+
+static void
+sum_all(struct stats *sum, struct worker_ctl *ctl, unsigned n)
+{
+    memset(sum, 0, sizeof(*sum));
+    for (unsigned i = 0; i < n; i++)
+        stats_sum(sum, &ctl[i].st);
+}
+
+static void
+fmt_ns(char *buf, size_t len, uint64_t ns)
+{
+    if (ns < 10000)
+        snprintf(buf, len, "%.1fus", (double)ns / 1e3);
+    else if (ns < 10000000)
+        snprintf(buf, len, "%.0fus", (double)ns / 1e3);
+    else
+        snprintf(buf, len, "%.1fms", (double)ns / 1e6);
+}
+
+static void
+progress(const struct opts *o, double t, const struct stats *now, const struct stats *prev)
+{
+    static uint64_t delta[STATS_HIST_N];
+    char p50[32], p99[32];
+
+    for (unsigned i = 0; i < STATS_HIST_N; i++)
+        delta[i] = now->hist[i] - prev->hist[i];
+    fmt_ns(p50, sizeof(p50), stats_percentile(delta, 0.50));
+    fmt_ns(p99, sizeof(p99), stats_percentile(delta, 0.99));
+    uint64_t bytes = now->bytes_up + now->bytes_down - prev->bytes_up - prev->bytes_down;
+    fprintf(stderr, "\r\033[K[%5.1fs] %s: %" PRIu64 " %s/s, %.3f Gbit/s, p50 %s, p99 %s, "
+            "errors %" PRIu64,
+            t, mode_str(o->mode), now->units - prev->units, unit_str(o->mode),
+            (double)bytes * 8 / 1e9, p50, p99, stats_errors(now));
+}
+
+static void
+print_json(const struct opts *o, const struct stats *s, double secs)
+{
+    const char *sep = "";
+
+    printf("{\"mode\":\"%s\",\"proxy\":\"%s://%s%s%s%s%s:%u\"", mode_str(o->mode),
+           url_scheme_str(o->proxy.scheme), o->proxy.has_user ? o->proxy.user : "",
+           o->proxy.has_user ? "@" : "", o->proxy.host_type == URL_HOST_IPV6 ? "[" : "",
+           o->proxy.host, o->proxy.host_type == URL_HOST_IPV6 ? "]" : "", o->proxy.port);
+    if (o->mode == MODE_THROUGHPUT)
+        printf(",\"direction\":\"%s\"", dir_str(o->dir));
+    printf(",\"threads\":%u,\"concurrency\":%u,\"seconds\":%.3f", o->threads,
+           o->mode == MODE_CONNRATE ? o->workers : o->tunnels, secs);
+    printf(",\"tunnels\":%" PRIu64 ",\"units\":%" PRIu64 ",\"unit\":\"%s\"", s->tunnels, s->units,
+           unit_str(o->mode));
+    printf(",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64, s->bytes_up, s->bytes_down);
+    printf(",\"rate\":%.1f,\"gbps\":%.3f", (double)s->units / secs,
+           (double)(s->bytes_up + s->bytes_down) * 8 / secs / 1e9);
+    printf(",\"latency_us\":{\"what\":\"%s\",\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
+           "\"max\":%.1f}",
+           latency_str(o->mode), (double)stats_percentile(s->hist, 0.50) / 1e3,
+           (double)stats_percentile(s->hist, 0.90) / 1e3,
+           (double)stats_percentile(s->hist, 0.99) / 1e3, (double)stats_max(s->hist) / 1e3);
+    printf(",\"errors\":{\"total\":%" PRIu64, stats_errors(s));
+    for (int e = 0; e < STATS_E_N; e++)
+        printf(",\"%s\":%" PRIu64, stats_err_str(e), s->err[e]);
+    printf(",\"socks_reply_codes\":{");
+    for (int c = 0; c < 256; c++) {
+        if (s->rep[c]) {
+            printf("%s\"%d\":%" PRIu64, sep, c, s->rep[c]);
+            sep = ",";
+        }
+    }
+    printf("}}}\n");
+}
+
+static void
+print_table(const struct opts *o, const struct stats *s, double secs)
+{
+    char a[32], b[32], c[32], d[32];
+
+    printf("mode        %s%s%s via %s://%s%s%s:%u, %u thread%s\n", mode_str(o->mode),
+           o->mode == MODE_THROUGHPUT ? " " : "", o->mode == MODE_THROUGHPUT ? dir_str(o->dir) : "",
+           url_scheme_str(o->proxy.scheme), o->proxy.host_type == URL_HOST_IPV6 ? "[" : "",
+           o->proxy.host, o->proxy.host_type == URL_HOST_IPV6 ? "]" : "", o->proxy.port,
+           o->threads, o->threads == 1 ? "" : "s");
+    printf("time        %.3f s\n", secs);
+    printf("tunnels     %" PRIu64 " set up\n", s->tunnels);
+    printf("done        %" PRIu64 " %s, %.1f/s\n", s->units, unit_str(o->mode),
+           (double)s->units / secs);
+    printf("bytes       up %" PRIu64 ", down %" PRIu64 ", %.3f Gbit/s\n", s->bytes_up,
+           s->bytes_down, (double)(s->bytes_up + s->bytes_down) * 8 / secs / 1e9);
+    fmt_ns(a, sizeof(a), stats_percentile(s->hist, 0.50));
+    fmt_ns(b, sizeof(b), stats_percentile(s->hist, 0.90));
+    fmt_ns(c, sizeof(c), stats_percentile(s->hist, 0.99));
+    fmt_ns(d, sizeof(d), stats_max(s->hist));
+    printf("latency     p50 %s, p90 %s, p99 %s, max %s (%s)\n", a, b, c, d,
+           latency_str(o->mode));
+    printf("errors      %" PRIu64, stats_errors(s));
+    for (int e = 0; e < STATS_E_N; e++)
+        if (s->err[e])
+            printf(", %s %" PRIu64, stats_err_str(e), s->err[e]);
+    for (int code = 0; code < 256; code++)
+        if (s->rep[code])
+            printf(", reply code %d: %" PRIu64, code, s->rep[code]);
+    printf("\n");
+}
+
+int
+main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"proxy", required_argument, NULL, 'p'},
+        {"target", required_argument, NULL, 'T'},
+        {"duration", required_argument, NULL, 'd'},
+        {"count", required_argument, NULL, 'n'},
+        {"threads", required_argument, NULL, 't'},
+        {"tunnels", required_argument, NULL, 'N'},
+        {"workers", required_argument, NULL, 'w'},
+        {"direction", required_argument, NULL, 'D'},
+        {"request", required_argument, NULL, 'R'},
+        {"response", required_argument, NULL, 'S'},
+        {"size", required_argument, NULL, 'z'},
+        {"window", required_argument, NULL, 'W'},
+        {"hold", required_argument, NULL, 'H'},
+        {"timeout", required_argument, NULL, 'o'},
+        {"target-threads", required_argument, NULL, 'x'},
+        {"json", no_argument, NULL, 'j'},
+        {"allow-nonlocal", no_argument, NULL, 'A'},
+        {"port", required_argument, NULL, 'P'},
+        {"host", required_argument, NULL, 'h'},
+        {"help", no_argument, NULL, '?' + 256},
+        {0, 0, 0, 0},
+    };
+    struct opts o = {.threads = 1, .workers = 16, .duration_s = 5, .timeout_s = 5,
+                     .request = 64, .response = 64, .size = 64, .window = 8};
+    const char *proxy = NULL, *target = NULL, *host = "127.0.0.1";
+    unsigned target_threads = 1, serve_port = 0;
+    bool have_duration = false, have_tunnels = false;
+    char err[300];
+    int c;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *mode = argv[1];
+    if (!strcmp(mode, "throughput"))
+        o.mode = MODE_THROUGHPUT;
+    else if (!strcmp(mode, "connrate"))
+        o.mode = MODE_CONNRATE;
+    else if (!strcmp(mode, "hold"))
+        o.mode = MODE_HOLD;
+    else if (!strcmp(mode, "latency"))
+        o.mode = MODE_LATENCY;
+    else if (!strcmp(mode, "udp"))
+        o.mode = MODE_UDP;
+    else if (!strcmp(mode, "serve"))
+        o.mode = MODE_SERVE;
+    else
+        die_usage("unknown mode %s", mode);
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'p':
+            proxy = optarg;
+            break;
+        case 'T':
+            target = optarg;
+            break;
+        case 'd':
+            o.duration_s = parse_secs(optarg, "--duration");
+            have_duration = true;
+            break;
+        case 'n':
+            o.count = parse_size(optarg, "--count");
+            if (o.count == 0)
+                die_usage("%s: --count must be positive", optarg);
+            break;
+        case 't':
+            o.threads = (unsigned)parse_size(optarg, "--threads");
+            if (o.threads == 0 || o.threads > 256)
+                die_usage("%s: --threads must be 1..256", optarg);
+            break;
+        case 'N':
+            o.tunnels = (unsigned)parse_size(optarg, "--tunnels");
+            have_tunnels = true;
+            break;
+        case 'w':
+            o.workers = (unsigned)parse_size(optarg, "--workers");
+            break;
+        case 'D':
+            if (!strcmp(optarg, "down"))
+                o.dir = DIR_DOWN;
+            else if (!strcmp(optarg, "up"))
+                o.dir = DIR_UP;
+            else if (!strcmp(optarg, "both"))
+                o.dir = DIR_BOTH;
+            else
+                die_usage("%s: --direction is down, up or both", optarg);
+            break;
+        case 'R':
+            o.request = (uint32_t)parse_size(optarg, "--request");
+            break;
+        case 'S':
+            o.response = (uint32_t)parse_size(optarg, "--response");
+            break;
+        case 'z':
+            o.size = (uint32_t)parse_size(optarg, "--size");
+            break;
+        case 'W':
+            o.window = (unsigned)parse_size(optarg, "--window");
+            break;
+        case 'H':
+            o.hold_s = parse_secs(optarg, "--hold");
+            break;
+        case 'o':
+            o.timeout_s = parse_secs(optarg, "--timeout");
+            break;
+        case 'x':
+            target_threads = (unsigned)parse_size(optarg, "--target-threads");
+            break;
+        case 'j':
+            o.json = true;
+            break;
+        case 'A':
+            o.allow_nonlocal = true;
+            break;
+        case 'P':
+            serve_port = (unsigned)parse_size(optarg, "--port");
+            if (serve_port > 65535)
+                die_usage("%s: bad --port", optarg);
+            break;
+        case 'h':
+            host = optarg;
+            break;
+        case '?' + 256:
+            fputs(usage_text, stdout);
+            return 0;
+        default:
+            die_usage("%s", "bad option");
+        }
+    }
+    if (optind < argc)
+        die_usage("unexpected argument %s", argv[optind]);
+
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    pattern_init();
+
+    if (o.mode == MODE_SERVE)
+        return serve(host, (uint16_t)serve_port, o.threads, o.allow_nonlocal);
+
+    /* The proxy. */
+    if (!proxy)
+        die_usage("%s", "--proxy URL is required");
+    if (url_parse(&o.proxy, proxy, err, sizeof(err)) < 0)
+        die_usage("--proxy: %s", err);
+    if (url_to_sockaddr(o.proxy.host, o.proxy.host_type, o.proxy.port, false, &o.proxy_sa,
+                        &o.proxy_len) < 0)
+        die_usage("proxy host %s: socksload resolves no names (only localhost)", o.proxy.host);
+    if (!o.allow_nonlocal && !url_is_loopback((struct sockaddr *)&o.proxy_sa))
+        die_usage("proxy %s is not loopback (--allow-nonlocal to permit)", o.proxy.host);
+    if (o.mode == MODE_UDP && (o.proxy.scheme == URL_SOCKS4 || o.proxy.scheme == URL_SOCKS4A))
+        die_usage("%s", "udp mode needs SOCKS5 (UDP ASSOCIATE)");
+
+    /* Sizes and counts. */
+    if (!have_tunnels)
+        o.tunnels = o.mode == MODE_HOLD ? 100 : 1;
+    if (o.mode == MODE_HOLD && o.count)
+        o.tunnels = (unsigned)o.count;
+    if (o.hold_s == 0)
+        o.hold_s = o.duration_s;
+    if (o.count && !have_duration)
+        o.duration_s = 3600; /* --count bounds the run; an hour bounds --count */
+    if ((o.mode == MODE_LATENCY || o.mode == MODE_HOLD) && (o.size == 0 || o.size > 1 << 20))
+        die_usage("%s", "--size must be 1..1M");
+    if (o.mode == MODE_UDP && (o.size < 16 || o.size > 60000))
+        die_usage("%s", "udp --size must be 16..60000");
+    if (o.window == 0 || o.window > 4096)
+        die_usage("%s", "--window must be 1..4096");
+    unsigned conns = o.mode == MODE_CONNRATE ? o.workers : o.tunnels;
+    if (conns == 0)
+        die_usage("%s", "need at least one tunnel or worker");
+
+    /* The target: named by --target, or embedded. */
+    char thost[URL_FIELD_MAX + 1] = "127.0.0.1";
+    enum url_host ttype = URL_HOST_IPV4;
+    uint16_t tport = 0;
+    struct target *tg = NULL;
+    if (target && url_parse_hostport(target, thost, &ttype, &tport, err, sizeof(err)) < 0) {
+        char tmp[URL_FIELD_MAX + 16];
+        bool v6 = strchr(target, ':') && target[0] != '[';
+        snprintf(tmp, sizeof(tmp), v6 ? "[%s]:1" : "%s:1", target);
+        if (url_parse_hostport(tmp, thost, &ttype, &tport, err, sizeof(err)) < 0)
+            die_usage("--target: %s", err);
+        tport = 0;
+    }
+    if (tport == 0) {
+        const char *bind_host = ttype == URL_HOST_IPV6 ? thost : "127.0.0.1";
+        if (ttype == URL_HOST_IPV4)
+            bind_host = thost;
+        make_dest(&o, thost, ttype, 1); /* the safety checks before anything listens */
+        int rc = target_start(&tg, bind_host, 0, target_threads, &tport);
+        if (rc < 0) {
+            fprintf(stderr, "socksload: embedded target on %s: %s\n", bind_host, strerror(-rc));
+            return 1;
+        }
+    }
+    make_dest(&o, thost, ttype, tport);
+
+    /* Workers. */
+    struct worker_ctl *ctl = calloc(o.threads, sizeof(*ctl));
+    pthread_t *tids = calloc(o.threads, sizeof(*tids));
+    if (!ctl || !tids) {
+        fprintf(stderr, "socksload: out of memory\n");
+        return 1;
+    }
+    uint64_t start = stats_now_ns();
+    uint64_t stop = start + (uint64_t)(o.duration_s * 1e9);
+    unsigned started = 0;
+    for (unsigned i = 0; i < o.threads; i++) {
+        ctl[i].o = &o;
+        ctl[i].index = i;
+        ctl[i].conns = conns / o.threads + (i < conns % o.threads);
+        if (o.count && o.mode != MODE_HOLD)
+            ctl[i].count = o.count / o.threads + (i < o.count % o.threads);
+        if (o.count && o.mode != MODE_THROUGHPUT && o.mode != MODE_HOLD && ctl[i].count == 0)
+            ctl[i].conns = 0;
+        ctl[i].start_ns = start;
+        ctl[i].stop_ns = stop;
+        if (pthread_create(&tids[i], NULL, client_worker, &ctl[i]) != 0) {
+            fprintf(stderr, "socksload: cannot start worker thread\n");
+            return 1;
+        }
+        started++;
+    }
+
+    /* Progress until every worker is done. */
+    bool tty = isatty(STDERR_FILENO);
+    struct stats *now = calloc(1, sizeof(*now)), *prev = calloc(1, sizeof(*prev));
+    uint64_t next_tick = start + 1000000000u;
+    bool printed = false;
+    for (;;) {
+        unsigned done = 0;
+        for (unsigned i = 0; i < started; i++)
+            done += __atomic_load_n(&ctl[i].done, __ATOMIC_ACQUIRE) != 0;
+        if (done == started)
+            break;
+        if (main_signalled)
+            for (unsigned i = 0; i < started; i++)
+                __atomic_store_n(&ctl[i].stop_flag, 1, __ATOMIC_RELAXED);
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        uint64_t t = stats_now_ns();
+        if (tty && t >= next_tick) {
+            sum_all(now, ctl, started);
+            progress(&o, (double)(t - start) / 1e9, now, prev);
+            printed = true;
+            struct stats *x = prev;
+            prev = now;
+            now = x;
+            next_tick += 1000000000u;
+        }
+    }
+    if (printed)
+        fprintf(stderr, "\n");
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(tids[i], NULL);
+
+    /* Report. */
+    struct stats sum;
+    uint64_t end = start;
+    sum_all(&sum, ctl, started);
+    for (unsigned i = 0; i < started; i++) {
+        if (ctl[i].rc < 0) {
+            fprintf(stderr, "socksload: worker %u: io_uring setup: %s\n", i, strerror(-ctl[i].rc));
+            return 1;
+        }
+        if (ctl[i].end_ns > end)
+            end = ctl[i].end_ns;
+    }
+    if (tg) {
+        sum.err[STATS_E_MISMATCH] += target_mismatches(tg);
+        target_stop(tg);
+    }
+    /* Streams are measured over the requested time, the rest until the last unit ended. */
+    if (o.mode == MODE_THROUGHPUT && end > stop)
+        end = stop;
+    double secs = (double)(end - start) / 1e9;
+    if (secs <= 0)
+        secs = 1e-9;
+    if (o.json)
+        print_json(&o, &sum, secs);
+    else
+        print_table(&o, &sum, secs);
+    free(now);
+    free(prev);
+    free(tids);
+    free(ctl);
+    bool work = sum.units > 0 || sum.bytes_up + sum.bytes_down > 0;
+    return work && stats_errors(&sum) == 0 ? 0 : 1;
+}

@@ -1,0 +1,260 @@
+/*
+ * socksload.h - the load generator's shared types and module interfaces.
+ *
+ * Modules (one concept per file, prefix = file name):
+ *   url.c     proxy URL and HOST:PORT parsing (pure)
+ *   socks.c   client side of SOCKS4/4a/5 and RFC 1929: encode requests, parse replies (pure)
+ *   pattern.c the deterministic byte pattern and the target protocol header (pure after init)
+ *   stats.c   per-worker counters and latency histogram; progress line, table, JSON
+ *   target.c  sink/source/echo/request-response TCP server and UDP echo (embedded or `serve`)
+ *   client.c  the worker thread: one io_uring loop driving tunnels for every TCP mode
+ *   udp.c     UDP ASSOCIATE datagram exchange, driven by client.c's loop
+ *   main.c    options, address safety checks, threads, report; the only place that exits
+ *
+ * Threads: main thread (options, progress, report), one client worker per --threads, and
+ * the embedded target's threads. Workers share nothing writable but their own stats, which
+ * only they write (relaxed atomic stores) and the main thread reads (relaxed loads).
+ */
+#ifndef SOCKSLOAD_H
+#define SOCKSLOAD_H
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+/* ---- url.c ---- */
+enum url_scheme { URL_SOCKS4, URL_SOCKS4A, URL_SOCKS5, URL_SOCKS5H };
+enum url_host { URL_HOST_IPV4, URL_HOST_IPV6, URL_HOST_NAME };
+
+#define URL_FIELD_MAX 255 /* RFC 1929 and RFC 1928 domain names: one length byte */
+
+struct url {
+    enum url_scheme scheme;
+    enum url_host host_type;
+    char host[URL_FIELD_MAX + 1]; /* without brackets for IPv6 */
+    uint16_t port;                /* 1080 when the URL names none */
+    bool has_user;
+    bool has_pass;
+    char user[URL_FIELD_MAX + 1]; /* percent-decoded */
+    char pass[URL_FIELD_MAX + 1];
+};
+
+/* Parses a curl-style proxy URL: scheme://[user[:pass]@]host[:port][/]. Schemes: socks4,
+ * socks4a, socks5, socks5h. host: IPv4 dotted quad, [IPv6], or a name (not resolved here).
+ * Returns 0, or -EINVAL with a message in err. Pure. */
+int url_parse(struct url *u, const char *s, char *err, size_t errlen);
+
+/* Parses HOST:PORT, [IPv6]:PORT or NAME:PORT into host (errlen-style buffer of
+ * URL_FIELD_MAX + 1 bytes), its type and port (1-65535). Returns 0 or -EINVAL. Pure. */
+int url_parse_hostport(const char *s, char *host, enum url_host *type, uint16_t *port,
+                       char *err, size_t errlen);
+
+/* Turns a literal address or the name "localhost" into a socket address (127.0.0.1, or ::1
+ * when want_v6). Never resolves other names: returns -EADDRNOTAVAIL for them. */
+int url_to_sockaddr(const char *host, enum url_host type, uint16_t port, bool want_v6,
+                    struct sockaddr_storage *ss, socklen_t *len);
+
+/* True for 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104. */
+bool url_is_loopback(const struct sockaddr *sa);
+
+const char *url_scheme_str(enum url_scheme s);
+
+/* ---- socks.c ---- */
+#define SOCKS_CMD_CONNECT 1
+#define SOCKS_CMD_UDP     3
+
+/* Destination as sent to the proxy: a literal address, or a name for socks5h/socks4a. */
+struct socks_dest {
+    enum url_host type;
+    char name[URL_FIELD_MAX + 1];
+    uint8_t addr[16];
+    uint16_t port;
+};
+
+/* Encoders write into out (at least 600 bytes) and return the length. */
+size_t socks_greeting(uint8_t *out, const struct url *u);
+size_t socks_auth_request(uint8_t *out, const struct url *u);
+size_t socks_request(uint8_t *out, const struct url *u, uint8_t cmd, const struct socks_dest *d);
+/* The SOCKS5 UDP request header (RFC 1928 section 7) for d; returns its length. */
+size_t socks_udp_header(uint8_t *out, const struct socks_dest *d);
+
+/* Parsers return > 0 bytes consumed by a complete message, 0 need more, -EPROTO malformed.
+ * *code receives the method, status or reply code of a complete message. */
+ssize_t socks_parse_method(const uint8_t *p, size_t len, int *code);
+ssize_t socks_parse_auth(const uint8_t *p, size_t len, int *code);
+/* bnd (may be NULL) receives the bound address of a SOCKS5 reply with an IP address. */
+ssize_t socks_parse_reply(const struct url *u, const uint8_t *p, size_t len, int *code,
+                          struct sockaddr_storage *bnd);
+/* Length of the SOCKS5 UDP header at p, or -EPROTO. */
+ssize_t socks_parse_udp_header(const uint8_t *p, size_t len);
+/* True when code is the success code of the URL's protocol (0 for SOCKS5, 90 for SOCKS4). */
+bool socks_reply_ok(const struct url *u, int code);
+
+/* ---- pattern.c ---- */
+/* Byte at stream offset o of a stream with seed s is (s + o) % PATTERN_MOD. */
+#define PATTERN_MOD   251
+#define PATTERN_CHUNK (256 * 1024)
+
+/* Target protocol: the first PATTERN_HDR_LEN bytes the client sends after the tunnel is up.
+ *   [0]='s' [1]='l' [2]=mode [3]=0 [4..8) seed [8..12) a [12..16) b (little endian)
+ * Modes:
+ *   'S' source: stream the pattern until the client goes away.
+ *   'K' sink:   read and verify the pattern; on the client's EOF answer PATTERN_REPORT_LEN
+ *               bytes 'O' + u64 count; on a mismatch answer 'X' + count at once and close.
+ *   'B' both:   source and sink at once; a mismatch closes with RST (and counts in the
+ *               embedded target's counter).
+ *   'E' echo:   send back every byte.
+ *   'Q' request/response: read a bytes (verified), send b bytes, then wait for EOF. */
+#define PATTERN_HDR_LEN    16
+#define PATTERN_REPORT_LEN 9
+
+struct pattern_hdr {
+    uint8_t mode;
+    uint32_t seed;
+    uint32_t a;
+    uint32_t b;
+};
+
+void pattern_init(void); /* before any thread starts */
+/* PATTERN_CHUNK readable bytes that start at stream offset off of the stream seeded seed. */
+const uint8_t *pattern_at(uint32_t seed, uint64_t off);
+/* True when p[0..n) equals the stream seeded seed at offset off (any n). */
+bool pattern_check(uint32_t seed, uint64_t off, const uint8_t *p, size_t n);
+void pattern_hdr_encode(uint8_t *out, const struct pattern_hdr *h);
+int pattern_hdr_decode(struct pattern_hdr *h, const uint8_t *in);
+
+/* ---- stats.c ---- */
+enum stats_err {
+    STATS_E_CONNECT,  /* TCP connect to the proxy failed */
+    STATS_E_REPLY,    /* proxy refused the request (by code in rep[]) */
+    STATS_E_AUTH,     /* no acceptable method or RFC 1929 failure */
+    STATS_E_RESET,    /* ECONNRESET / EPIPE */
+    STATS_E_TIMEOUT,  /* a step overran --timeout */
+    STATS_E_MISMATCH, /* data differed from the pattern or the echo */
+    STATS_E_CLOSED,   /* EOF where data was due */
+    STATS_E_PROTOCOL, /* malformed proxy reply */
+    STATS_E_LOST,     /* UDP datagram not echoed within --timeout */
+    STATS_E_OTHER,
+    STATS_E_N
+};
+
+#define STATS_HIST_SUB 32
+#define STATS_HIST_N   (64 * STATS_HIST_SUB)
+
+/* Written only by its worker (stats_add), read by main with relaxed loads. */
+struct stats {
+    uint64_t units;    /* completed: tunnels, messages or datagrams (see mode) */
+    uint64_t tunnels;  /* SOCKS handshakes completed */
+    uint64_t bytes_up; /* verified or acknowledged payload */
+    uint64_t bytes_down;
+    uint64_t err[STATS_E_N];
+    uint64_t rep[256];
+    uint64_t hist[STATS_HIST_N]; /* latency in ns */
+};
+
+void stats_add(uint64_t *field, uint64_t v);
+void stats_record_ns(struct stats *s, uint64_t ns);
+void stats_error(struct stats *s, enum stats_err e);
+/* dst += src, reading src with relaxed loads. */
+void stats_sum(struct stats *dst, const struct stats *src);
+/* Percentile q (0..1) of the histogram, in ns; 0 when empty. */
+uint64_t stats_percentile(const uint64_t *hist, double q);
+uint64_t stats_max(const uint64_t *hist);
+uint64_t stats_errors(const struct stats *s);
+const char *stats_err_str(enum stats_err e);
+uint64_t stats_now_ns(void);
+
+/* ---- modes and options (main.c fills, client.c and udp.c read) ---- */
+enum mode { MODE_THROUGHPUT, MODE_CONNRATE, MODE_HOLD, MODE_LATENCY, MODE_UDP, MODE_SERVE };
+enum dir { DIR_DOWN, DIR_UP, DIR_BOTH };
+
+struct opts {
+    enum mode mode;
+    struct url proxy;
+    struct sockaddr_storage proxy_sa;
+    socklen_t proxy_len;
+    struct socks_dest dest; /* the target, as sent to the proxy */
+    enum dir dir;
+    unsigned threads;
+    unsigned tunnels; /* throughput, hold, latency, udp: tunnels or associations */
+    unsigned workers; /* connrate */
+    double duration_s;
+    uint64_t count; /* 0: unbounded (duration rules) */
+    double timeout_s;
+    double hold_s;
+    uint32_t request;  /* connrate R */
+    uint32_t response; /* connrate S */
+    uint32_t size;     /* latency and udp message size */
+    unsigned window;   /* udp datagrams in flight per association */
+    bool json;
+    bool allow_nonlocal;
+};
+
+/* ---- client.c ---- */
+struct worker;
+struct tun;
+
+struct worker_ctl {
+    const struct opts *o;
+    unsigned index;
+    uint64_t count;    /* this worker's share of --count, 0 unbounded */
+    unsigned conns;    /* this worker's tunnels / workers / associations */
+    uint64_t start_ns; /* common start */
+    uint64_t stop_ns;  /* end of the measured run */
+    int stop_flag;     /* set by main (SIGINT): stop early; atomic */
+    int done;          /* set by the worker when it finished; atomic */
+    int rc;            /* 0 or -errno of a setup failure */
+    uint64_t end_ns;   /* when the worker's last unit finished */
+    struct stats st;
+};
+
+void *client_worker(void *arg); /* arg: struct worker_ctl * */
+
+/* Shared with udp.c: the loop's submission helpers and the tunnel's UDP hooks. */
+#define CLIENT_OP_CONNECT 1
+#define CLIENT_OP_SEND    2
+#define CLIENT_OP_RECV    3
+#define CLIENT_OP_TIMER   4
+#define CLIENT_OP_USEND   5
+#define CLIENT_OP_URECV   6
+#define CLIENT_OP_MASK    7
+
+struct io_uring_sqe *client_sqe(struct worker *w, unsigned need);
+void client_prep_timeout(struct worker *w, struct io_uring_sqe *sqe);
+void client_track(struct tun *t, struct io_uring_sqe *sqe, unsigned op);
+/* Like client_track, with user_data naming obj (16-byte aligned, its first member the
+ * struct tun *) so that the completion finds obj; for CLIENT_OP_USEND. */
+void client_track_obj(struct tun *t, void *obj, struct io_uring_sqe *sqe, unsigned op);
+struct stats *client_stats(struct worker *w);
+bool client_stopping(struct worker *w);
+bool client_count_take(struct worker *w);
+const struct opts *client_opts(struct worker *w);
+
+/* ---- udp.c ---- */
+struct udpa;
+/* Opens the association's UDP socket towards the relay address the proxy gave (bnd; an
+ * unspecified address means the proxy's own address). Returns 0 or -errno. */
+int udp_start(struct worker *w, struct tun *t, struct udpa **out,
+              const struct sockaddr_storage *bnd, uint32_t seed);
+/* A UDP op of the association completed (obj: what client_track_obj named, or NULL).
+ * Returns false when the association is over. */
+bool udp_complete(struct worker *w, struct udpa *u, void *obj, unsigned op, int res);
+/* No more datagrams; abort also drops the ones in flight (shuts the UDP socket down). */
+void udp_stop(struct udpa *u, bool abort);
+void udp_free(struct udpa *u);
+
+/* ---- target.c ---- */
+struct target;
+/* Starts threads serving TCP and UDP on host:port (port 0: a free port, the same number for
+ * both). *port_out receives the port. Returns 0 or -errno. */
+int target_start(struct target **out, const char *host, uint16_t port, unsigned threads,
+                 uint16_t *port_out);
+/* Mismatches the target detected and could only answer with a reset ('B' and 'Q' modes). */
+uint64_t target_mismatches(const struct target *t);
+void target_stop(struct target *t);
+
+#endif
