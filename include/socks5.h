@@ -115,7 +115,8 @@ size_t socks5_method_reply(uint8_t *out, uint8_t method);
 /*
  * Encode a reply (section 6) into out (at least SOCKS5_REPLY_MAX bytes).
  * bnd may be NULL (or of a family other than AF_INET/AF_INET6): the address
- * is then 0.0.0.0:0. Returns the number of bytes written.
+ * is then 0.0.0.0:0. An IPv4-mapped IPv6 address is written as IPv4.
+ * Returns the number of bytes written (10 or 22).
  */
 size_t socks5_reply(uint8_t *out, uint8_t rep, const struct sockaddr *bnd);
 

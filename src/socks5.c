@@ -142,28 +142,46 @@ socks5_method_reply(uint8_t *out, uint8_t method)
     return 2;
 }
 
+/*
+ * ATYP, address and port of sa at out[0..], as replies and UDP headers carry
+ * them (section 5). An IPv4-mapped IPv6 address (a dual-stack socket's view
+ * of an IPv4 peer) is written as IPv4, the form the client knows it by; NULL
+ * or another family is 0.0.0.0:0. Returns 7 or 19.
+ */
+static size_t
+put_addr(uint8_t *out, const struct sockaddr *sa)
+{
+    if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            out[0] = SOCKS5_ATYP_IPV4;
+            memcpy(out + 1, &s6->sin6_addr.s6_addr[12], 4);
+            memcpy(out + 5, &s6->sin6_port, 2);
+            return 7;
+        }
+        out[0] = SOCKS5_ATYP_IPV6;
+        memcpy(out + 1, &s6->sin6_addr, 16);
+        memcpy(out + 17, &s6->sin6_port, 2);
+        return 19;
+    }
+    out[0] = SOCKS5_ATYP_IPV4;
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        memcpy(out + 1, &s4->sin_addr, 4);
+        memcpy(out + 5, &s4->sin_port, 2);
+    } else {
+        memset(out + 1, 0, 6);
+    }
+    return 7;
+}
+
 size_t
 socks5_reply(uint8_t *out, uint8_t rep, const struct sockaddr *bnd)
 {
     out[0] = SOCKS5_VERSION;
     out[1] = rep;
     out[2] = 0;
-    if (bnd && bnd->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)bnd;
-        out[3] = SOCKS5_ATYP_IPV6;
-        memcpy(out + 4, &s6->sin6_addr, 16);
-        memcpy(out + 20, &s6->sin6_port, 2);
-        return 22;
-    }
-    out[3] = SOCKS5_ATYP_IPV4;
-    if (bnd && bnd->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)bnd;
-        memcpy(out + 4, &s4->sin_addr, 4);
-        memcpy(out + 8, &s4->sin_port, 2);
-    } else {
-        memset(out + 4, 0, 6);
-    }
-    return 10;
+    return 3 + put_addr(out + 3, bnd);
 }
 
 uint8_t
@@ -251,30 +269,5 @@ socks5_udp_header(uint8_t *out, const struct sockaddr *src)
     out[0] = 0;
     out[1] = 0;
     out[2] = 0; /* FRAG: we never fragment */
-    if (src && src->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)src;
-        /*
-         * A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d; name them
-         * as IPv4, the form in which the client addressed them.
-         */
-        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-            out[3] = SOCKS5_ATYP_IPV4;
-            memcpy(out + 4, &s6->sin6_addr.s6_addr[12], 4);
-            memcpy(out + 8, &s6->sin6_port, 2);
-            return 10;
-        }
-        out[3] = SOCKS5_ATYP_IPV6;
-        memcpy(out + 4, &s6->sin6_addr, 16);
-        memcpy(out + 20, &s6->sin6_port, 2);
-        return 22;
-    }
-    out[3] = SOCKS5_ATYP_IPV4;
-    if (src && src->sa_family == AF_INET) {
-        const struct sockaddr_in *s4 = (const struct sockaddr_in *)src;
-        memcpy(out + 4, &s4->sin_addr, 4);
-        memcpy(out + 8, &s4->sin_port, 2);
-    } else {
-        memset(out + 4, 0, 6);
-    }
-    return 10;
+    return 3 + put_addr(out + 3, src);
 }
