@@ -206,6 +206,9 @@ t_on_recv(struct tconn *c, int res)
             return t_report(c, 'O');
         return t_close(c, false);
     }
+    /* After an 'X' verdict the sink discards until the client closes (see t_on_send). */
+    if (c->report_sent)
+        return t_recv(c, T_BUF);
     if (!c->hdr_done) {
         c->hlen += (unsigned)res;
         if (c->hlen < PATTERN_HDR_LEN)
@@ -251,8 +254,13 @@ t_on_send(struct tconn *c, int res)
         return t_close(c, c->rst);
     if (res < 0)
         return t_close(c, false);
+    /*
+     * An 'O' report ends the stream (the client had half-closed). After an 'X'
+     * the client is still sending: closing now, with its data unread, would be
+     * a RST that can overtake the verdict, so read on until it closes.
+     */
     if (c->report_sent)
-        return t_close(c, false);
+        return c->rep[0] == 'X' ? t_recv(c, T_BUF) : t_close(c, false);
     switch (c->h.mode) {
     case 'S':
     case 'B':
