@@ -67,6 +67,15 @@ else
     echo "note: no fuzz harnesses in $BUILD/fuzz/"
 fi
 
+# ---- make install into a temporary tree: files, modes, unit paths, config check, uninstall
+echo "== install-check"
+icheck=$(make -s --no-print-directory install-check BUILD="$BUILD" 2>&1 | tail -n 1)
+echo "$icheck"
+case $icheck in
+"PASS install-check"*) passed=$((passed + 1)) ;;
+*) echo "FAIL install-check"; failed=$((failed + 1)) ;;
+esac
+
 # ---- integration tests
 echo "== integration ($BUILD/ringsocks)"
 log=$(mktemp "${TMPDIR:-/tmp}/ringsocks-run.XXXXXX") || exit 2
