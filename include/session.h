@@ -25,7 +25,8 @@ void session_on_auth(struct shard *sh, uint64_t cookie, bool ok);
 void session_connect_timeout(struct shard *sh, struct conn *c);
 /*
  * May c's client reach dest (NULL: not known yet) under the current rules?
- * host: the name asked for, or NULL. Counts a denial.
+ * An unspecified dest is always refused. host: the name asked for, or NULL.
+ * Counts a denial.
  */
 bool session_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *dest,
                      const char *host, uint16_t port);

@@ -219,6 +219,20 @@ bool
 session_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *dest,
                 const char *host, uint16_t port)
 {
+    /*
+     * An unspecified address (0.0.0.0, ::, ::ffff:0.0.0.0) is never a
+     * destination, whatever the rules say: Linux sends it to the local host,
+     * past rules that deny loopback. Checked here, so CONNECT, BIND and every
+     * UDP datagram get it.
+     */
+    if (dest) {
+        union sockaddr_inx plain = *dest;
+        addr_unmap(&plain);
+        if (addr_is_any(&plain)) {
+            STAT_INC(sh->st.acl_denied);
+            return false;
+        }
+    }
     const struct acl *acl = sh->pol->acl;
     if (!acl)
         return true;
@@ -371,15 +385,10 @@ connect_next(struct shard *sh, struct conn *c)
     c->state = CONN_CONNECT;
     while (h->next_addr < h->n_addrs) {
         const union sockaddr_inx *a = &h->addrs[h->next_addr++];
-        /*
-         * Checked on the address itself, so a name cannot lead into a denied
-         * range. An unspecified address (0.0.0.0, ::) is refused outright:
-         * Linux connects it to the local host, which would slip past rules
-         * that deny loopback, and no client means it.
-         */
+        /* Checked on the address itself, so a name cannot lead into a denied range. */
         union sockaddr_inx plain = *a;
-        addr_unmap(&plain); /* ::ffff:0.0.0.0 is unspecified too */
-        if (addr_is_any(&plain) || !session_allowed(sh, c, &plain, c->host, c->port)) {
+        addr_unmap(&plain);
+        if (!session_allowed(sh, c, &plain, c->host, c->port)) {
             denied = true;
             continue;
         }
