@@ -44,6 +44,12 @@
  */
 int config_load(const char *path, struct opts *o, struct acl **acl, char *err, size_t errlen);
 
+/*
+ * The built-in defaults, the same as the shipped conf/ringsocks.conf: what
+ * struct opts holds before a file and the command line go on top.
+ */
+void config_defaults(struct opts *o);
+
 /* The rules used without a configuration file: loopback clients only. */
 struct acl *config_default_acl(void);
 

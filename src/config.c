@@ -1108,3 +1108,21 @@ config_default_acl(void)
     }
     return acl;
 }
+
+void
+config_defaults(struct opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->relay = RELAY_SPLICE;
+    o->handshake_timeout_s = 10;
+    o->connect_timeout_s = 10;
+    o->idle_timeout_s = 7200;
+    o->bind_timeout_s = 120;
+    o->drain_timeout_s = 30;
+    o->pipe_size = 65536;
+    o->buf_size = 32768;
+    o->buf_count = 1024;
+    o->close_removed_users = true;
+    snprintf(o->access_log, sizeof(o->access_log), "stderr");
+    addr_parse("127.0.0.1:9180", -1, &o->admin);
+}

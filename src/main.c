@@ -445,25 +445,6 @@ bind_all(struct opts *o, int *fds)
     return 0;
 }
 
-/* The built-in defaults; a configuration file and the command line go on top. */
-static void
-opts_defaults(struct opts *o)
-{
-    memset(o, 0, sizeof(*o));
-    o->relay = RELAY_SPLICE;
-    o->handshake_timeout_s = 10;
-    o->connect_timeout_s = 10;
-    o->idle_timeout_s = 7200;
-    o->bind_timeout_s = 120;
-    o->drain_timeout_s = 30;
-    o->pipe_size = 65536;
-    o->buf_size = 32768;
-    o->buf_count = 1024;
-    o->close_removed_users = true;
-    snprintf(o->access_log, sizeof(o->access_log), "stderr");
-    addr_parse("127.0.0.1:9180", -1, &o->admin);
-}
-
 /* What a reload re-reads: the command line as started, and the file it named. */
 struct loader {
     int argc;
@@ -483,7 +464,7 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
     struct users *users = NULL;
     struct cli cli = {0};
 
-    opts_defaults(o);
+    config_defaults(o);
     if (ld->config) {
         if (config_load(ld->config, o, &acl, err, errlen) < 0)
             return -1;
@@ -567,7 +548,7 @@ main(int argc, char **argv)
     char err[8192];
 
     /* A first pass for -c and -t (and bad flags, --help, --version). */
-    opts_defaults(&o);
+    config_defaults(&o);
     if (parse_args(argc, argv, &o, &cli) < 0)
         return 2;
     struct loader ld = {.argc = argc, .argv = argv, .config = cli.config};

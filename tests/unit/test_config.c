@@ -26,19 +26,7 @@ static char path[64];
 static void
 defaults(struct opts *o)
 {
-    memset(o, 0, sizeof(*o));
-    o->relay = RELAY_SPLICE;
-    o->handshake_timeout_s = 10;
-    o->connect_timeout_s = 10;
-    o->idle_timeout_s = 7200;
-    o->pipe_size = 65536;
-    o->buf_size = 32768;
-    o->buf_count = 1024;
-    o->bind_timeout_s = 120;
-    o->drain_timeout_s = 30;
-    strcpy(o->access_log, "stderr");
-    addr_parse("127.0.0.1:9180", -1, &o->admin);
-    o->close_removed_users = true;
+    config_defaults(o);
 }
 
 static void
