@@ -178,7 +178,7 @@ users_count(const struct users *u)
 
 /* --- the per-shard checker ---------------------------------------------- */
 
-#define DIGEST_LEN 32
+#define DIGEST_LEN crypto_verify_32_BYTES /* the cache compares with crypto_verify_32 */
 #define CACHE_SLOTS 4096 /* power of two */
 #define CACHE_PROBE 8
 #define RING_SLOTS  256  /* jobs in flight per shard, power of two */
@@ -344,7 +344,7 @@ cache_find(struct authq *q, const uint8_t *digest, uint32_t now)
     memcpy(&h, digest, sizeof(h));
     for (unsigned i = 0; i < CACHE_PROBE; i++) {
         struct cache_entry *e = &q->cache[(h + i) & (CACHE_SLOTS - 1)];
-        if (e->state && sodium_memcmp(e->digest, digest, DIGEST_LEN) == 0) {
+        if (e->state && crypto_verify_32(e->digest, digest) == 0) {
             if (e->state == 2 && now - e->stamp_s >= NEG_TTL_S)
                 return NULL;
             return e;
@@ -361,7 +361,7 @@ cache_put(struct authq *q, const uint8_t *digest, bool ok, uint32_t now)
     struct cache_entry *victim = NULL;
     for (unsigned i = 0; i < CACHE_PROBE; i++) {
         struct cache_entry *e = &q->cache[(h + i) & (CACHE_SLOTS - 1)];
-        if (!e->state || sodium_memcmp(e->digest, digest, DIGEST_LEN) == 0) {
+        if (!e->state || crypto_verify_32(e->digest, digest) == 0) {
             victim = e;
             break;
         }
