@@ -268,7 +268,9 @@ check_replies(const uint8_t *data, size_t size)
     memcpy(&ss, data, size < sizeof(ss) ? size : sizeof(ss));
     size_t n = socks5_reply(out, rep, (const struct sockaddr *)&ss);
     FUZZ_CHECK(out[0] == SOCKS5_VERSION && out[1] == rep && out[2] == 0);
-    if (ss.ss_family == AF_INET6)
+    /* An IPv4-mapped IPv6 address is named as IPv4 (socks5.h). */
+    if (ss.ss_family == AF_INET6 &&
+        !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)&ss)->sin6_addr))
         FUZZ_CHECK(n == 22 && out[3] == SOCKS5_ATYP_IPV6);
     else
         FUZZ_CHECK(n == 10 && out[3] == SOCKS5_ATYP_IPV4);

@@ -905,6 +905,25 @@ check_reply_zero_addr(uint8_t rep, const struct sockaddr *bnd)
     assert_int_equal(out[10], 0xAA);
 }
 
+/* A v4-mapped address (a dual-stack socket's view of an IPv4 peer) is named as IPv4. */
+static void
+test_reply_ipv4_mapped(void **state)
+{
+    (void)state;
+    struct sockaddr_in6 s6;
+    uint8_t out[SOCKS5_REPLY_MAX + 1];
+    static const uint8_t want[] = {0x05, 0x00, 0x00, 0x01, 192, 0, 2, 7, 0x1F, 0x90};
+
+    memset(&s6, 0, sizeof(s6));
+    s6.sin6_family = AF_INET6;
+    s6.sin6_port = htons(8080);
+    assert_int_equal(inet_pton(AF_INET6, "::ffff:192.0.2.7", &s6.sin6_addr), 1);
+    memset(out, 0xAA, sizeof(out));
+    assert_int_equal(socks5_reply(out, SOCKS5_REP_SUCCEEDED, (struct sockaddr *)&s6), 10);
+    assert_memory_equal(out, want, sizeof(want));
+    assert_int_equal(out[10], 0xAA); /* nothing written past the reply */
+}
+
 static void
 test_reply_null_and_other_families(void **state)
 {
@@ -1598,6 +1617,7 @@ main(void)
         cmocka_unit_test(test_method_reply),
         cmocka_unit_test(test_reply_ipv4),
         cmocka_unit_test(test_reply_ipv6),
+        cmocka_unit_test(test_reply_ipv4_mapped),
         cmocka_unit_test(test_reply_null_and_other_families),
         cmocka_unit_test(test_reply_every_code),
         cmocka_unit_test(test_rep_from_errno),
