@@ -12,7 +12,8 @@
 
 int pipe_pool_init(struct pipe_pool *pp, unsigned cap, unsigned size);
 void pipe_pool_fini(struct pipe_pool *pp);
-/* fds[0] read end, fds[1] write end. Returns 0 or -errno (-EMFILE...). */
+/* fds[0] read end, fds[1] write end. Returns 0, 1 when the kernel refused the
+ * pool's pipe size (the pipe works, smaller), or -errno (-EMFILE...). */
 int pipe_get(struct pipe_pool *pp, int fds[2]);
 /* Give a pipe back: kept when empty and there is room, closed otherwise. */
 void pipe_put(struct pipe_pool *pp, int fds[2], bool empty);

@@ -39,8 +39,6 @@ enum op {
     OP_CANCEL,     /* cancellation issued by the close path */
     OP_POLL_IN,    /* relay: source readable */
     OP_POLL_OUT,   /* relay: destination writable */
-    OP_SPLICE_IN,  /* relay: source socket -> pipe */
-    OP_SPLICE_OUT, /* relay: pipe -> destination socket */
     OP_RECV,       /* relay: source socket -> provided buffer */
     OP_SEND,       /* relay: buffer -> destination socket */
     OP_AUTH,       /* read on the auth worker's eventfd: results are ready */
@@ -131,7 +129,7 @@ enum {
 #define RD_EOF       0x01u /* source said EOF */
 #define RD_DONE      0x02u /* EOF forwarded as shutdown(SHUT_WR) */
 #define RD_POLLOUT   0x04u /* destination full: wait for POLLOUT before writing */
-#define RD_FULL      0x08u /* last read filled the pipe or buffer: more is likely */
+#define RD_FULL      0x08u /* readable (poll said so, or the last read filled the pipe or buffer) */
 #define RD_HOLD_BUF  0x10u /* copy: holds provided buffer bid */
 #define RD_STARVED   0x20u /* copy: queued for a provided buffer */
 
@@ -249,6 +247,7 @@ struct shard_stats {
     uint64_t bytes[2];
     uint64_t stale_cqes;
     uint64_t pipe_fallbacks; /* splice chunks copied: no pipe could be had */
+    uint64_t pipe_small;     /* pipes the kernel would not enlarge to pipe_size */
     uint64_t close_cancels;  /* closes that needed an explicit cancel */
     uint64_t auth_cache_hits;
     uint64_t auth_slow_checks;

@@ -217,6 +217,10 @@ render_engine(struct mwriter *w, const struct shard *sh, unsigned n)
     mw_u64(w, "ringsocks_pipe_fallbacks_total", "counter",
            "Splice relay chunks copied instead because no pipe could be had.",
            SUM_STAT(sh, n, st.pipe_fallbacks));
+    mw_u64(w, "ringsocks_pipes_small_total", "counter",
+           "Pipes the kernel would not enlarge to pipe_size (fs.pipe-max-size, "
+           "fs.pipe-user-pages-soft); they work, with less per splice.",
+           SUM_STAT(sh, n, st.pipe_small));
     mw_u64(w, "ringsocks_close_cancels_total", "counter",
            "Connection closes that needed an explicit cancel of in-flight operations.",
            SUM_STAT(sh, n, st.close_cancels));

@@ -49,15 +49,15 @@ pipe_get(struct pipe_pool *pp, int fds[2])
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
         return -errno;
     /*
-     * The default is 64 KiB (16 pages). A larger pipe moves more per splice;
-     * if the kernel refuses (pipe-max-size, pipe-user-pages-soft) the
-     * default still works, so the failure is not fatal.
+     * The default is 64 KiB (16 pages). A larger pipe moves more per splice.
+     * If the kernel refuses (pipe-max-size; pipe-user-pages-soft, which an
+     * unprivileged user reaches with size/4096 pages per pipe) this pipe
+     * keeps what it has: the relay treats a short splice like a drained
+     * socket and polls again, so a smaller pipe is slower, never wrong.
+     * The next new pipe asks again.
      */
-    if (pp->size != 65536) {
-        int got = fcntl(fds[1], F_SETPIPE_SZ, (int)pp->size);
-        /* Every pipe of the pool then has the size the kernel granted. */
-        pp->size = got > 0 ? (unsigned)got : 65536;
-    }
+    if (pp->size != 65536 && fcntl(fds[1], F_SETPIPE_SZ, (int)pp->size) < 0)
+        return 1;
     return 0;
 }
 

@@ -2,14 +2,15 @@
  * relay.c - moves bytes between a connected client and target.
  *
  * Shard thread only. Two engines, chosen per process:
- *  - splice: per direction, a poll on the source, then the linked pair
- *    splice(source -> pipe) -> splice(pipe -> destination). io_uring runs
- *    every splice on an io-wq worker (REQ_F_FORCE_ASYNC), so a splice must
- *    never wait on an idle socket: sockets are O_NONBLOCK, splices carry
- *    SPLICE_F_NONBLOCK, and a splice is only issued once a poll said the
- *    source is readable (or the last one filled the pipe). A short first
- *    splice breaks the link (the second completes with -ECANCELED) and the
- *    bytes in the pipe are written by a plain splice afterwards.
+ *  - splice: per direction, a poll on the source through the ring; when it
+ *    says readable, splice(source -> pipe) and splice(pipe -> destination)
+ *    are called right here on the shard, pipe-full after pipe-full, until the
+ *    source is drained, the destination is full (then a poll for POLLOUT) or
+ *    SPLICE_BUDGET bytes have moved. Sockets are O_NONBLOCK and the splices
+ *    carry SPLICE_F_NONBLOCK, so no call ever waits. Not IORING_OP_SPLICE:
+ *    io_uring runs every splice on an io-wq worker (REQ_F_FORCE_ASYNC), a
+ *    thread hand-off per chunk that cost 1.6-2x the proxy CPU per GB of
+ *    these direct calls (docs/design.md, "Relay engines").
  *  - copy: recv into a buffer picked by the kernel from the shard's provided
  *    buffer ring, then send it. The splice engine falls back to this for a
  *    chunk when no pipe can be had (fds exhausted), so a live tunnel is
@@ -35,6 +36,8 @@
 #define RELAY_BGID 0
 /* Idle pipes a shard keeps for reuse. */
 #define PIPE_POOL_CAP 32
+/* Bytes one direction moves per readiness before the others get their turn. */
+#define SPLICE_BUDGET (1u << 20)
 
 static inline int
 src_fd(const struct conn *c, unsigned d)
@@ -159,31 +162,96 @@ starve(struct shard *sh, struct conn *c, unsigned d)
     sh->starved[sh->n_starved++] = ud_make(d, conn_slot(sh, c), c->gen);
 }
 
-/* Returns false when no pipe can be had (out of fds): the caller copies instead. */
-static bool
-splice_read(struct shard *sh, struct conn *c, unsigned d)
+/*
+ * splice(2) called on the shard. Both sockets are O_NONBLOCK and
+ * SPLICE_F_NONBLOCK covers the pipe, so it never waits: -EAGAIN instead.
+ */
+static ssize_t
+splice_now(int in, int out, size_t len)
+{
+    ssize_t n;
+    do
+        n = splice(in, NULL, out, NULL, len, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
+/* Empty the pipe into the destination: 1 emptied, 0 the destination is full
+ * (RD_POLLOUT set, the rest stays in the pipe), -1 the tunnel was closed. */
+static int
+pipe_flush(struct shard *sh, struct conn *c, unsigned d)
 {
     struct relay_dir *rd = &c->dir[d];
+    while (rd->pending) {
+        ssize_t m = splice_now(rd->pipe_r, dst_fd(c, d), rd->pending);
+        if (m > 0) {
+            rd->pending -= (uint32_t)m;
+            rd->bytes += (uint64_t)m;
+            c->active_ds = sh->now_ds;
+            continue;
+        }
+        if (m == -EAGAIN) {
+            rd->flags |= RD_POLLOUT;
+            return 0;
+        }
+        conn_close(sh, c, side_err(d, false));
+        return -1;
+    }
+    return 1;
+}
+
+static void copy_recv(struct shard *sh, struct conn *c, unsigned d);
+
+/*
+ * The source is readable: move pipe-fulls until it is drained, the
+ * destination is full, or SPLICE_BUDGET bytes have moved; then the re-armed
+ * poll fires at once and the shard's other tunnels get their turn first.
+ * Returns 1 to go on (arm the poll or forward EOF), 0 to wait for POLLOUT,
+ * -1 when the tunnel was closed or a copy-engine recv went out instead
+ * (no pipe could be had).
+ */
+static int
+splice_pump(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    rd->flags &= (uint8_t)~RD_FULL;
     if (rd->pipe_r < 0) {
         int fds[2];
-        if (pipe_get(&sh->pipes, fds) < 0) {
+        int got = pipe_get(&sh->pipes, fds);
+        if (got < 0) {
             STAT_INC(sh->st.pipe_fallbacks);
-            return false;
+            copy_recv(sh, c, d);
+            return -1;
         }
+        if (got > 0)
+            STAT_INC(sh->st.pipe_small);
         rd->pipe_r = fds[0];
         rd->pipe_w = fds[1];
     }
-    unsigned len = sh->pipes.size;
-    shard_reserve(sh, 2);
-    struct io_uring_sqe *in = conn_sqe(sh, c, dir_op(OP_SPLICE_IN, d));
-    io_uring_prep_splice(in, src_fd(c, d), -1, rd->pipe_w, -1, len,
-                         SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
-    in->flags |= IOSQE_IO_LINK;
-    struct io_uring_sqe *out = conn_sqe(sh, c, dir_op(OP_SPLICE_OUT, d));
-    io_uring_prep_splice(out, rd->pipe_r, -1, dst_fd(c, d), -1, len,
-                         SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
-    rd->ops += 2;
-    return true;
+    size_t len = sh->pipes.size, moved = 0;
+    for (;;) {
+        ssize_t n = splice_now(src_fd(c, d), rd->pipe_w, len);
+        if (n == 0)
+            rd->flags |= RD_EOF;
+        if (n == 0 || n == -EAGAIN)
+            return 1;
+        if (n < 0) {
+            conn_close(sh, c, side_err(d, true));
+            return -1;
+        }
+        rd->pending = (uint32_t)n;
+        int f = pipe_flush(sh, c, d);
+        if (f <= 0) {
+            /* A full pipe: once the destination drains, read on without a poll. */
+            if (f == 0 && (size_t)n == len)
+                rd->flags |= RD_FULL;
+            return f;
+        }
+        moved += (size_t)n;
+        /* A short read drained the socket: the next splice would say -EAGAIN. */
+        if ((size_t)n < len || moved >= SPLICE_BUDGET)
+            return 1;
+    }
 }
 
 static void
@@ -196,7 +264,12 @@ copy_recv(struct shard *sh, struct conn *c, unsigned d)
     c->dir[d].ops++;
 }
 
-/* Write what was read: from the provided buffer, or out of the pipe. */
+static void dir_read(struct shard *sh, struct conn *c, unsigned d);
+
+static void dir_read(struct shard *sh, struct conn *c, unsigned d);
+
+/* Write what was read: from the provided buffer, or out of the pipe (at once,
+ * or once a poll says the destination has room). */
 static void
 dir_write(struct shard *sh, struct conn *c, unsigned d)
 {
@@ -207,13 +280,18 @@ dir_write(struct shard *sh, struct conn *c, unsigned d)
         io_uring_prep_send(sqe, dst_fd(c, d),
                            sh->bufs + (size_t)rd->bid * sh->o->buf_size + rd->off, rd->pending,
                            MSG_NOSIGNAL);
-    } else if (rd->flags & RD_POLLOUT) {
+    } else {
+        if (!(rd->flags & RD_POLLOUT)) {
+            int f = pipe_flush(sh, c, d);
+            if (f < 0)
+                return;
+            if (f > 0) {
+                dir_read(sh, c, d);
+                return;
+            }
+        }
         sqe = conn_sqe(sh, c, dir_op(OP_POLL_OUT, d));
         io_uring_prep_poll_add(sqe, dst_fd(c, d), POLLOUT);
-    } else {
-        sqe = conn_sqe(sh, c, dir_op(OP_SPLICE_OUT, d));
-        io_uring_prep_splice(sqe, rd->pipe_r, -1, dst_fd(c, d), -1, rd->pending,
-                             SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
     }
     rd->ops++;
 }
@@ -246,8 +324,11 @@ dir_read(struct shard *sh, struct conn *c, unsigned d)
         rd->ops++;
         return;
     }
-    if (!splice_read(sh, c, d))
-        copy_recv(sh, c, d);
+    int f = splice_pump(sh, c, d);
+    if (f == 0)
+        dir_write(sh, c, d); /* RD_POLLOUT is set: waits for room */
+    else if (f > 0)
+        dir_read(sh, c, d); /* RD_FULL is clear: hands back the pipe, then EOF or the poll */
 }
 
 static void
@@ -260,7 +341,7 @@ dir_step(struct shard *sh, struct conn *c, unsigned d)
         dir_write(sh, c, d);
     else
         dir_read(sh, c, d);
-    if ((c->dir[0].flags & RD_DONE) && (c->dir[1].flags & RD_DONE))
+    if (c->state == CONN_RELAY && (c->dir[0].flags & RD_DONE) && (c->dir[1].flags & RD_DONE))
         conn_close(sh, c, END_DONE);
 }
 
@@ -276,9 +357,10 @@ relay_start(struct shard *sh, struct conn *c)
     dir_step(sh, c, DIR_T2C);
 }
 
-/* Account for one splice result. Returns false when the tunnel must close. */
+/* Account for one poll result of the splice engine. Returns false when the
+ * tunnel must close. */
 static bool
-splice_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res)
+poll_done(struct conn *c, unsigned d, unsigned op, int res)
 {
     struct relay_dir *rd = &c->dir[d];
     switch (op) {
@@ -290,30 +372,6 @@ splice_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res)
         if (res >= 0)
             rd->flags &= (uint8_t)~RD_POLLOUT;
         return res >= 0 || res == -ECANCELED;
-    case OP_SPLICE_IN:
-        if (res > 0) {
-            rd->pending += (uint32_t)res;
-            if ((unsigned)res < sh->pipes.size)
-                rd->flags &= (uint8_t)~RD_FULL;
-            return true;
-        }
-        rd->flags &= (uint8_t)~RD_FULL;
-        if (res == 0)
-            rd->flags |= RD_EOF;
-        return res == 0 || res == -EAGAIN || res == -ECANCELED;
-    case OP_SPLICE_OUT:
-        if (res > 0) {
-            rd->pending -= (uint32_t)res;
-            rd->bytes += (uint64_t)res;
-            c->active_ds = sh->now_ds;
-            return true;
-        }
-        if (res == -EAGAIN) {
-            rd->flags |= RD_POLLOUT;
-            return true;
-        }
-        /* -ECANCELED: the link broke on a short read; the step writes what is there. */
-        return res == -ECANCELED || (res == 0 && rd->pending == 0);
     default:
         return false;
     }
@@ -370,11 +428,11 @@ relay_on_cqe(struct shard *sh, struct conn *c, unsigned op, unsigned d, int res,
     if (op == OP_RECV || op == OP_SEND)
         ok = copy_done(sh, c, d, op, res, cqe_flags);
     else
-        ok = splice_done(sh, c, d, op, res);
+        ok = poll_done(c, d, op, res);
     if (c->state != CONN_RELAY)
         return;
     if (!ok) {
-        bool source = op == OP_POLL_IN || op == OP_SPLICE_IN || op == OP_RECV;
+        bool source = op == OP_POLL_IN || op == OP_RECV;
         conn_close(sh, c, side_err(d, source));
         return;
     }

@@ -206,3 +206,64 @@ def target_reset_mid_transfer(ctx):
             raise Fail("tunnel %d: sending stalled for 20 s after the target reset (tunnel not closed)" % i)
         s.close()
     still_serving(ctx, p, echo)
+
+
+def _sysctl_max(name):
+    with open("/proc/sys/net/ipv4/" + name) as f:
+        return int(f.read().split()[2])
+
+
+@case("backpressure_bounded")
+def backpressure_bounded(ctx):
+    """A client that reads nothing: the target must soon be unable to send, i.e.
+    the proxy stops reading once the client's side is full instead of buffering
+    without bound. Then the client reads everything, byte for byte."""
+    p = ctx.proxy()
+    limit = 256 << 20  # a proxy that buffers without bound would take all of it
+    block = os.urandom(1 << 16)
+    state = {"sent": 0}
+    stuck = threading.Event()
+    resume = threading.Event()
+
+    def target(conn, peer):
+        conn.settimeout(2)
+        try:
+            while state["sent"] < limit:
+                try:
+                    n = conn.send(block)
+                except socket.timeout:
+                    break  # no progress for 2 s: the proxy pushed back
+                state["sent"] += n
+                if n < len(block):
+                    conn.settimeout(None)
+                    conn.sendall(block[n:])
+                    conn.settimeout(2)
+                    state["sent"] += len(block) - n
+            stuck.set()
+            resume.wait(60)
+            conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            stuck.set()
+
+    srv = ctx.tcp_server(target)
+    s, _ = socks_connect(ctx, p, "127.0.0.1", srv.port)
+    check(stuck.wait(120), "the target neither filled up nor sent the whole limit in 120 s")
+    sent = state["sent"]
+    # What the kernel may hold on the way: the client's receive buffer, the proxy's
+    # two sockets (send and receive side), the target's send buffer, and one pipe.
+    rmem, wmem = _sysctl_max("tcp_rmem"), _sysctl_max("tcp_wmem")
+    bound = 2 * (rmem + wmem) + (4 << 20)
+    check(sent < bound, "the target sent %d bytes into a client that reads nothing (bound %d): "
+          "the proxy kept reading without back-pressure" % (sent, bound))
+    resume.set()
+    got = 0
+    while True:
+        b = s.recv(1 << 20)
+        if not b:
+            break
+        # the target repeats one 64 KiB block: check each byte against its offset
+        off = got % len(block)
+        want = (block[off:] + block * (len(b) // len(block) + 2))[:len(b)]
+        check(b == want, "byte mismatch in the %d bytes after offset %d" % (len(b), got))
+        got += len(b)
+    check(got == sent, "the client read %d bytes, the target had sent %d" % (got, sent))

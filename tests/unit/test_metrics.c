@@ -84,6 +84,8 @@ setup(void **state)
     b->st.dns_lat_sum_us = 1000000;
     a->st.udp_dropped = 8;
     b->st.pipe_fallbacks = 12;
+    a->st.pipe_small = 3;
+    b->st.pipe_small = 4;
     a->st.close_cancels = 13;
     b->st.stale_cqes = 14;
     a->st.replies[1][0] = 600;
@@ -206,6 +208,7 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_dns_cache_hits_total"), "60");
     assert_string_equal(sample(t, "ringsocks_udp_datagrams_dropped_total"), "8");
     assert_string_equal(sample(t, "ringsocks_pipe_fallbacks_total"), "12");
+    assert_string_equal(sample(t, "ringsocks_pipes_small_total"), "7");
     assert_string_equal(sample(t, "ringsocks_close_cancels_total"), "13");
     assert_string_equal(sample(t, "ringsocks_stale_completions_total"), "14");
     assert_string_equal(sample(t, "ringsocks_shard_loop_iterations_total{shard=\"0\"}"), "99999");
