@@ -304,18 +304,23 @@ conn_free(struct shard *sh, struct conn *c)
 }
 
 /*
- * A tunnel that failed on one side is aborted on the other: close() then
- * sends RST, not FIN, as a transparent relay should pass a reset on. A FIN
- * would also leave a client that filled its window waiting on zero-window
- * probes (exponential backoff, up to two minutes) before it learns the
- * tunnel is gone.
+ * A tunnel that failed on one side is aborted on the other with RST, not FIN,
+ * as a transparent relay should pass a reset on. A FIN would also leave a
+ * client that filled its window waiting on zero-window probes (exponential
+ * backoff, up to two minutes) before it learns the tunnel is gone.
+ * connect(AF_UNSPEC) is tcp_disconnect(): the RST goes out now, the socket is
+ * CLOSED, and every op waiting on it wakes with an error. (SO_LINGER 0 would
+ * send the RST only at close(), after the shutdown() that wakes the ops had
+ * sent a FIN first: two packets for the peer to process instead of one.)
+ * On a socket that is already closed, or a UDP socket, it changes nothing
+ * that matters here.
  */
 static void
-set_abort(int fd)
+abort_now(int fd)
 {
-    static const struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    static const struct sockaddr unspec = {.sa_family = AF_UNSPEC};
     if (fd >= 0)
-        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        connect(fd, &unspec, sizeof(unspec));
 }
 
 void
@@ -328,8 +333,8 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
     tl_unlink(sh, c);
     bool abort = why == END_CLIENT_ERR || why == END_TARGET_ERR;
     if (abort) {
-        set_abort(c->cfd);
-        set_abort(c->tfd);
+        abort_now(c->cfd);
+        abort_now(c->tfd);
     }
     if (c->inflight == 0) {
         conn_free(sh, c);
@@ -337,10 +342,9 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
     }
     /*
      * shutdown() wakes everything that waits on a socket: polls see
-     * POLLHUP, recvs return 0, sends and connects fail. Splices run with
-     * SPLICE_F_NONBLOCK and finish on their own. The explicit cancel is a
-     * fallback on the closing timer list. (An aborted socket still sends
-     * RST at close(): SO_LINGER 0 overrides the FIN.)
+     * POLLHUP, recvs return 0, sends and connects fail. The explicit
+     * cancel is a fallback on the closing timer list. (On an aborted socket, already
+     * CLOSED, shutdown() sends nothing and only wakes.)
      */
     if (c->cfd >= 0)
         shutdown(c->cfd, SHUT_RDWR);
