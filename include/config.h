@@ -50,6 +50,9 @@ int config_load(const char *path, struct opts *o, struct acl **acl, char *err, s
  */
 void config_defaults(struct opts *o);
 
+/* "splice", "copy" or "auto": the name the config file and --relay use. */
+const char *relay_name(enum relay_engine e);
+
 /* The rules used without a configuration file: loopback clients only. */
 struct acl *config_default_acl(void);
 

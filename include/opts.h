@@ -32,6 +32,7 @@ enum log_format {
 enum relay_engine {
     RELAY_SPLICE = 0,
     RELAY_COPY,
+    RELAY_AUTO, /* copy per direction until a read fills a buffer, then splice */
 };
 
 struct opts {

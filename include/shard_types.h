@@ -132,6 +132,7 @@ enum {
 #define RD_FULL      0x08u /* readable (poll said so, or the last read filled the pipe or buffer) */
 #define RD_HOLD_BUF  0x10u /* copy: holds provided buffer bid */
 #define RD_STARVED   0x20u /* copy: queued for a provided buffer */
+#define RD_SPLICE    0x40u /* this direction relays with splice (else copy) */
 
 struct relay_dir {
     int pipe_r, pipe_w; /* splice: pipe from the pool, -1 when none */
@@ -248,6 +249,7 @@ struct shard_stats {
     uint64_t stale_cqes;
     uint64_t pipe_fallbacks; /* splice chunks copied: no pipe could be had */
     uint64_t pipe_small;     /* pipes the kernel would not enlarge to pipe_size */
+    uint64_t splice_switches; /* relay auto: directions that moved on to splice */
     uint64_t close_cancels;  /* closes that needed an explicit cancel */
     uint64_t auth_cache_hits;
     uint64_t auth_slow_checks;

@@ -899,8 +899,14 @@ set_rules(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
 #define OPT(f) offsetof(struct opts, f)
 
 /* In the order of enum relay_engine, enum auth_mode, enum socks4_mode, enum log_format. */
-static const char *const relay_names[] = {"splice", "copy", NULL};
+static const char *const relay_names[] = {"splice", "copy", "auto", NULL};
 static const char *const auth_names[] = {"none", "password", NULL};
+
+const char *
+relay_name(enum relay_engine e)
+{
+    return (unsigned)e < sizeof(relay_names) / sizeof(relay_names[0]) - 1 ? relay_names[e] : "?";
+}
 static const char *const socks4_names[] = {"auto", "on", "off", NULL};
 static const char *const log_format_names[] = {"logfmt", "json", NULL};
 
@@ -1113,7 +1119,7 @@ void
 config_defaults(struct opts *o)
 {
     memset(o, 0, sizeof(*o));
-    o->relay = RELAY_SPLICE;
+    o->relay = RELAY_AUTO;
     o->handshake_timeout_s = 10;
     o->connect_timeout_s = 10;
     o->idle_timeout_s = 7200;

@@ -46,7 +46,8 @@ static const char usage[] =
     "  --listen HOST:PORT        listen address, repeatable (default 127.0.0.1:1080;\n"
     "                            IPv6 as [::1]:1080; port 0 picks a free port)\n"
     "  --shards N                shard threads (default: one per online CPU)\n"
-    "  --relay splice|copy       relay engine (default splice)\n"
+    "  --relay auto|splice|copy  relay engine (default auto: copy, splice once a read fills\n"
+    "                            a buffer)\n"
     "  --handshake-timeout SEC   close clients that have not sent a request (default 10)\n"
     "  --connect-timeout SEC     give up resolving and connecting (default 10)\n"
     "  --idle-timeout SEC        close tunnels idle this long, 0 = never (default 7200)\n"
@@ -214,8 +215,10 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
                 o->relay = RELAY_SPLICE;
             } else if (strcmp(optarg, "copy") == 0) {
                 o->relay = RELAY_COPY;
+            } else if (strcmp(optarg, "auto") == 0) {
+                o->relay = RELAY_AUTO;
             } else {
-                fprintf(stderr, "ringsocks: --relay: '%s' is neither splice nor copy\n", optarg);
+                fprintf(stderr, "ringsocks: --relay: '%s' is not splice, copy or auto\n", optarg);
                 return -1;
             }
             break;
@@ -674,7 +677,7 @@ main(int argc, char **argv)
                 addr_format((struct sockaddr *)&ss, text, sizeof(text)));
     }
     fprintf(stderr, "ringsocks %s: %u shards, relay %s, max %u connections, auth %s",
-            RINGSOCKS_VERSION, o.shards, o.relay == RELAY_SPLICE ? "splice" : "copy", o.max_conns,
+            RINGSOCKS_VERSION, o.shards, relay_name(o.relay), o.max_conns,
             o.auth == AUTH_PASSWORD ? "password" : "none");
     if (o.auth == AUTH_PASSWORD)
         fprintf(stderr, " (%zu users)", users_count(pol->users));

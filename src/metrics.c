@@ -221,6 +221,9 @@ render_engine(struct mwriter *w, const struct shard *sh, unsigned n)
            "Pipes the kernel would not enlarge to pipe_size (fs.pipe-max-size, "
            "fs.pipe-user-pages-soft); they work, with less per splice.",
            SUM_STAT(sh, n, st.pipe_small));
+    mw_u64(w, "ringsocks_relay_splice_switches_total", "counter",
+           "Relay auto: tunnel directions that filled a buffer and moved on to splice.",
+           SUM_STAT(sh, n, st.splice_switches));
     mw_u64(w, "ringsocks_close_cancels_total", "counter",
            "Connection closes that needed an explicit cancel of in-flight operations.",
            SUM_STAT(sh, n, st.close_cancels));

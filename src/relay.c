@@ -69,7 +69,7 @@ int
 relay_init(struct shard *sh)
 {
     const struct opts *o = sh->o;
-    int ret = pipe_pool_init(&sh->pipes, o->relay == RELAY_SPLICE ? PIPE_POOL_CAP : 0,
+    int ret = pipe_pool_init(&sh->pipes, o->relay != RELAY_COPY ? PIPE_POOL_CAP : 0,
                              o->pipe_size);
     if (ret < 0)
         return ret;
@@ -314,7 +314,7 @@ dir_read(struct shard *sh, struct conn *c, unsigned d)
     }
     if (rd->flags & RD_STARVED)
         return;
-    if (sh->o->relay == RELAY_COPY) {
+    if (!(rd->flags & RD_SPLICE)) {
         copy_recv(sh, c, d);
         return;
     }
@@ -352,6 +352,10 @@ relay_start(struct shard *sh, struct conn *c)
     STAT_INC(sh->st.tunnels);
     STAT_INC(sh->st.open_by_cmd[c->cmd < STAT_CMDS ? c->cmd : 0]);
     c->flags |= CONN_F_OPEN_COUNTED;
+    if (sh->o->relay == RELAY_SPLICE) {
+        c->dir[DIR_C2T].flags |= RD_SPLICE;
+        c->dir[DIR_T2C].flags |= RD_SPLICE;
+    }
     conn_timer_set(sh, c, TL_IDLE);
     dir_step(sh, c, DIR_C2T);
     dir_step(sh, c, DIR_T2C);
@@ -389,6 +393,10 @@ copy_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res, un
             rd->flags |= RD_HOLD_BUF;
             if ((unsigned)res < sh->o->buf_size)
                 rd->flags &= (uint8_t)~RD_FULL;
+            else if (sh->o->relay == RELAY_AUTO && !(rd->flags & RD_SPLICE)) {
+                rd->flags |= RD_SPLICE | RD_FULL; /* bulk: splice from the next read on */
+                STAT_INC(sh->st.splice_switches);
+            }
             return true;
         }
         if (cqe_flags & IORING_CQE_F_BUFFER)

@@ -10,8 +10,9 @@ import socket
 import struct
 import threading
 
-from harness import (GREETING, Fail, case, check, echo_roundtrip, hexb, need_ipv6, need_ringsocks,
-                     read_method_reply, recv_exact, recv_until_eof, request, socks_connect)
+from harness import (GREETING, Fail, admin_request, case, check, echo_roundtrip, hexb, metric,
+                     need_ipv6, need_ringsocks, parse_prometheus, read_method_reply, recv_exact,
+                     recv_until_eof, request, socks_connect)
 
 
 def reset_close(sock):
@@ -267,3 +268,50 @@ def backpressure_bounded(ctx):
         check(b == want, "byte mismatch in the %d bytes after offset %d" % (len(b), got))
         got += len(b)
     check(got == sent, "the client read %d bytes, the target had sent %d" % (got, sent))
+
+
+@case("relay_engine_switches")
+def relay_engine_switches(ctx):
+    """--relay auto copies small exchanges and moves a direction on to splice once
+    a read fills a buffer; splice and copy never switch. Checked through
+    ringsocks_relay_splice_switches_total, with the bytes verified either way."""
+    need_ringsocks(ctx)
+    p = ctx.proxy()
+    echo = ctx.echo_server()
+
+    def switches():
+        st, body, _ = admin_request(p, "GET", "/metrics")
+        check(st == 200, "GET /metrics answered %d" % st)
+        v = metric(parse_prometheus(body), "ringsocks_relay_splice_switches_total")
+        check(v is not None, "no ringsocks_relay_splice_switches_total in /metrics")
+        return int(v)
+
+    s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+    for n in (1, 100, 1000):
+        echo_roundtrip(s, n)
+    small = switches()
+    check(small == 0, "%d directions switched to splice after three small round trips" % small)
+    size = 16 << 20
+    data = os.urandom(1 << 20) * (size >> 20)
+    err = []
+
+    def sender():
+        try:
+            s.sendall(data)
+        except OSError as e:
+            err.append(repr(e))
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    got = recv_exact(s, size, what="the echoed 16 MiB")
+    t.join(20)
+    check(not err, "sending failed: %s" % err)
+    check(got == data, "the echoed 16 MiB differ from what was sent")
+    bulk = switches()
+    if ctx.relay == "auto":
+        check(bulk == 2, "after 16 MiB each way %d directions had switched to splice, expected 2"
+              % bulk)
+    else:
+        check(bulk == 0, "relay %s: %d directions switched to splice" % (ctx.relay, bulk))
+    echo_roundtrip(s, 10)
+    s.close()

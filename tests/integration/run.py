@@ -3,10 +3,11 @@
 run.py - the ringsocks integration suite.
 
     python3 tests/integration/run.py [--binary build/ringsocks] [-k SUBSTRING]
-                                     [--relay splice|copy] [--timeout SEC] [--list]
+                                     [--relay auto|splice|copy] [--timeout SEC] [--list]
 
-Every test runs once per relay engine (--relay splice, --relay copy) under the
-name test[engine]. Prints PASS name / FAIL name: reason / SKIP name: reason,
+Every test runs under the default relay engine (auto), and the suites whose
+tunnels carry data (relay, robust, limits, bind, clients, protocol) under each
+engine, named test[engine]; --relay runs everything under that one engine. Prints PASS name / FAIL name: reason / SKIP name: reason,
 detail lines indented under a failure, then "N passed, N failed" (", N skipped"
 when some were skipped). Exit status 1 when anything failed.
 
@@ -47,7 +48,12 @@ import cases_udp  # noqa: E402,F401
 import cases_clients  # noqa: E402,F401
 import cases_control  # noqa: E402,F401
 
-ENGINES = ("splice", "copy")
+ENGINES = ("auto", "splice", "copy")
+# Every test runs under the default engine (auto: copy, then splice for bulk).
+# The suites whose tunnels carry data in interesting ways run under each engine.
+DEFAULT_ENGINE = "auto"
+ALL_ENGINE_MODULES = {"cases_relay", "cases_robust", "cases_limits", "cases_bind",
+                      "cases_clients", "cases_protocol"}
 MAX_DETAIL_LINES = 60
 
 
@@ -153,9 +159,14 @@ def main():
         H.CONFIG.external = (host.strip("[]"), int(port))
     elif args.peer == "external":
         ap.error("--peer external needs --peer-addr HOST:PORT")
-    relays = [args.relay] if args.relay else list(ENGINES)
     selected = []
     for c in H.TESTS:
+        if args.relay:
+            relays = [args.relay]
+        elif c.fn.__module__ in ALL_ENGINE_MODULES:
+            relays = list(ENGINES)
+        else:
+            relays = [DEFAULT_ENGINE]
         for r in relays:
             if args.select is None or args.select in "%s[%s]" % (c.name, r):
                 selected.append((c, r))

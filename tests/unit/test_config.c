@@ -589,7 +589,7 @@ test_bad_values(void **state)
              "group = \"0123456789012345678901234567890123456789012345678901234567890123\";\n",
              "@:3: listen: '127.0.0.1' is not IP:PORT or [IPv6]:PORT\n"
              "@:4: listen: 'localhost:1080' is not IP:PORT or [IPv6]:PORT\n"
-             "@:6: relay: 'zerocopy' is not one of \"splice\", \"copy\"\n"
+             "@:6: relay: 'zerocopy' is not one of \"splice\", \"copy\", \"auto\"\n"
              "@:7: resolvers: 'dns.google' is not IP[:PORT]\n"
              "@:8: auth: 'basic' is not one of \"none\", \"password\"\n"
              "@:9: users: '' is not a file name\n"
