@@ -48,7 +48,7 @@ struct opts {
     unsigned pipe_size;      /* bytes per splice pipe */
     unsigned buf_size;       /* bytes per copy-engine buffer */
     unsigned buf_count;      /* copy-engine buffers per shard, a power of two */
-    unsigned hs_slots;       /* concurrent handshakes per shard */
+    unsigned hs_slots;       /* handshake contexts per shard; 0: min(max_conns, 4096) */
     enum auth_mode auth;
     const char *users_path;
     enum socks4_mode socks4;

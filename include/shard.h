@@ -32,5 +32,8 @@ struct io_uring_sqe *shard_sqe(struct shard *sh);
 void shard_reserve(struct shard *sh, unsigned n);
 /* Shard thread: a connection closed; accepting may resume. */
 void shard_accept_resume(struct shard *sh);
+/* Before the shards start: let each see the others' open-connection counts,
+ * so max_conns limits all of them together. */
+void shard_set_peers(struct shard *shards, unsigned n);
 
 #endif

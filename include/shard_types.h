@@ -250,6 +250,7 @@ struct shard_stats {
     uint64_t pipe_fallbacks; /* splice chunks copied: no pipe could be had */
     uint64_t pipe_small;     /* pipes the kernel would not enlarge to pipe_size */
     uint64_t splice_switches; /* relay auto: directions that moved on to splice */
+    uint64_t hs_waits;        /* connections that waited for a free handshake context */
     uint64_t close_cancels;  /* closes that needed an explicit cancel */
     uint64_t auth_cache_hits;
     uint64_t auth_slow_checks;
@@ -310,11 +311,21 @@ struct shard {
 
     struct conn *conns;
     uint32_t n_slots, high, n_open;
+    const struct shard *peers; /* every shard (this one too), for their n_open only */
+    unsigned n_peers;
+    /* Accepted while all shards held max_conns (the accept was in flight when
+     * another shard took the last place): served first when room frees. */
+    int *held;
+    uint32_t n_held, cap_held;
     uint32_t *free_slots;
     uint32_t n_free;
 
     struct hs *hs_slab;
     uint32_t hs_count, hs_free;
+    /* Accepted connections waiting for a handshake context, oldest first:
+     * ud_make(0, slot, gen) in a ring of hs_wait_cap entries. */
+    uint64_t *hs_wait;
+    uint32_t hs_wait_head, hs_wait_len, hs_wait_cap;
 
     /* copy engine: provided buffer ring */
     struct io_uring_buf_ring *br;

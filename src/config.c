@@ -926,6 +926,7 @@ static const struct cfg_key cfg_keys[] = {
     {"pipe_size", CFG_UINT, 4096, 64 << 20, OPT(pipe_size), NULL, set_uint},
     {"buf_size", CFG_UINT, 1024, 1 << 20, OPT(buf_size), NULL, set_uint},
     {"bufs", CFG_UINT, 1, 32768, OPT(buf_count), NULL, set_pow2},
+    {"handshake_slots", CFG_UINT, 0, 1 << 20, OPT(hs_slots), NULL, set_uint},
     {"auth", CFG_STRING, 0, 0, OPT(auth), auth_names, set_choice},
     {"users", CFG_STRING, 0, 0, 0, NULL, set_users},
     {"socks4", CFG_STRING, 0, 0, OPT(socks4), socks4_names, set_choice},

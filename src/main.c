@@ -57,6 +57,8 @@ static const char usage[] =
     "  --pipe-size BYTES         splice pipe size (default 65536)\n"
     "  --buf-size BYTES          copy engine buffer size (default 32768)\n"
     "  --bufs N                  copy engine buffers per shard, power of two (default 1024)\n"
+    "  --handshake-slots N       handshakes in progress per shard (default min(max-conns, 4096));\n"
+    "                            more new clients wait for a free slot\n"
     "  --auth none|password      client authentication (default none)\n"
     "  --users FILE              user:crypt-hash lines for --auth password\n"
     "  --socks4 auto|on|off      SOCKS4/4a: auto allows it only without password auth\n"
@@ -130,6 +132,7 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         O_PIPE_SIZE,
         O_BUF_SIZE,
         O_BUFS,
+        O_HS_SLOTS,
         O_AUTH,
         O_USERS,
         O_SOCKS4,
@@ -158,6 +161,7 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         {"pipe-size", required_argument, NULL, O_PIPE_SIZE},
         {"buf-size", required_argument, NULL, O_BUF_SIZE},
         {"bufs", required_argument, NULL, O_BUFS},
+        {"handshake-slots", required_argument, NULL, O_HS_SLOTS},
         {"auth", required_argument, NULL, O_AUTH},
         {"users", required_argument, NULL, O_USERS},
         {"socks4", required_argument, NULL, O_SOCKS4},
@@ -273,6 +277,10 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
                 fprintf(stderr, "ringsocks: --bufs: %u is not a power of two\n", o->buf_count);
                 return -1;
             }
+            break;
+        case O_HS_SLOTS:
+            if (parse_uint("handshake-slots", optarg, 1, 1 << 20, &o->hs_slots) < 0)
+                return -1;
             break;
         case O_AUTH:
             if (strcmp(optarg, "none") == 0) {
@@ -588,8 +596,9 @@ main(int argc, char **argv)
                 "ringsocks: warning: --max-conns %u exceeds what RLIMIT_NOFILE %llu allows "
                 "(about %u); accepting will pause when fds run out\n",
                 o.max_conns, (unsigned long long)nofile, fit);
-    unsigned per_shard = (o.max_conns + o.shards - 1) / o.shards;
-    o.hs_slots = per_shard < 4096 ? per_shard : 4096;
+    /* Handshakes in progress per shard; any shard may take most connections. */
+    if (o.hs_slots == 0)
+        o.hs_slots = o.max_conns < 4096 ? o.max_conns : 4096;
 
     /* Every thread inherits this mask; only the control thread takes signals. */
     sigset_t sigs;
@@ -654,6 +663,7 @@ main(int argc, char **argv)
             goto out_shards;
         }
     }
+    shard_set_peers(shards, o.shards);
     for (; started < o.shards; started++) {
         int ret = shard_start(&shards[started]);
         if (ret < 0) {

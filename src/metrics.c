@@ -224,6 +224,9 @@ render_engine(struct mwriter *w, const struct shard *sh, unsigned n)
     mw_u64(w, "ringsocks_relay_splice_switches_total", "counter",
            "Relay auto: tunnel directions that filled a buffer and moved on to splice.",
            SUM_STAT(sh, n, st.splice_switches));
+    mw_u64(w, "ringsocks_handshake_waits_total", "counter",
+           "Connections that waited for a free handshake context (bursts of new clients).",
+           SUM_STAT(sh, n, st.hs_waits));
     mw_u64(w, "ringsocks_close_cancels_total", "counter",
            "Connection closes that needed an explicit cancel of in-flight operations.",
            SUM_STAT(sh, n, st.close_cancels));

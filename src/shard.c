@@ -72,6 +72,32 @@ arm_accept(struct shard *sh, unsigned i)
     l->armed = true;
 }
 
+/*
+ * No room for one more connection: all shards together hold max_conns.
+ * One relaxed load per shard per accepted connection (each counter is
+ * written only by its own shard): a few nanoseconds against the tens of
+ * microseconds a tunnel costs.
+ */
+static bool
+shard_full(const struct shard *sh)
+{
+    if (sh->n_open >= sh->n_slots)
+        return true;
+    uint64_t total = 0;
+    for (unsigned i = 0; i < sh->n_peers; i++)
+        total += STAT_GET(sh->peers[i].n_open);
+    return total >= sh->o->max_conns;
+}
+
+void
+shard_set_peers(struct shard *shards, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        shards[i].peers = shards;
+        shards[i].n_peers = n;
+    }
+}
+
 static void
 pause_accept(struct shard *sh)
 {
@@ -88,10 +114,40 @@ pause_accept(struct shard *sh)
     }
 }
 
+/* Hold an fd accepted over the limit; false when there is no memory for it. */
+static bool
+hold_fd(struct shard *sh, int fd)
+{
+    if (sh->n_held == sh->cap_held) {
+        uint32_t cap = sh->cap_held ? sh->cap_held * 2 : 8;
+        int *n = realloc(sh->held, cap * sizeof(*n));
+        if (!n)
+            return false;
+        sh->held = n;
+        sh->cap_held = cap;
+    }
+    sh->held[sh->n_held++] = fd;
+    return true;
+}
+
+/* Start held connections, oldest first, while there is room. */
+static void
+start_held(struct shard *sh)
+{
+    uint32_t i = 0;
+    while (i < sh->n_held && !shard_full(sh))
+        session_start(sh, sh->held[i++]);
+    memmove(sh->held, sh->held + i, (sh->n_held - i) * sizeof(*sh->held));
+    sh->n_held -= i;
+}
+
 void
 shard_accept_resume(struct shard *sh)
 {
-    if (!sh->accept_paused || sh->stopping || sh->draining || sh->n_open >= sh->n_slots)
+    if (!sh->accept_paused || sh->stopping || sh->draining)
+        return;
+    start_held(sh);
+    if (sh->n_held || shard_full(sh))
         return;
     sh->accept_paused = false;
     for (unsigned i = 0; i < sh->n_ls; i++)
@@ -112,9 +168,22 @@ on_accept(struct shard *sh, const struct io_uring_cqe *cqe)
             close(res);
             return;
         }
+        /*
+         * The check comes before the session: with several shards the limit
+         * can be reached by another one while this accept was in flight. Such
+         * a client waits here, unread, like those in the kernel's backlog.
+         */
+        if (shard_full(sh) || sh->n_held) {
+            if (!hold_fd(sh, res)) {
+                STAT_INC(sh->st.accept_dropped);
+                close(res);
+            }
+            pause_accept(sh);
+            return;
+        }
         session_start(sh, res);
         /* Full: stop taking connections; the kernel's backlog holds the rest. */
-        if (sh->n_open >= sh->n_slots)
+        if (shard_full(sh))
             pause_accept(sh);
     } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
         /* Out of fds or memory: retry on a tick or when a connection closes, never spin. */
@@ -157,13 +226,8 @@ on_tick(struct shard *sh)
 {
     conn_timers_run(sh);
     dns_tick(sh);
-    if (sh->accept_paused) {
-        /* An EMFILE pause may have cleared without a close of ours. */
-        sh->accept_paused = sh->n_open >= sh->n_slots;
-        if (!sh->accept_paused && !sh->stopping && !sh->draining)
-            for (unsigned i = 0; i < sh->n_ls; i++)
-                arm_accept(sh, i);
-    }
+    /* An EMFILE pause, or the total limit, may have cleared without a close of ours. */
+    shard_accept_resume(sh);
     arm_tick(sh);
 }
 
@@ -190,12 +254,22 @@ stop_accepting(struct shard *sh)
     }
 }
 
+/* Clients accepted over the limit but never started: they go with the listeners. */
+static void
+close_held(struct shard *sh)
+{
+    for (uint32_t i = 0; i < sh->n_held; i++)
+        close(sh->held[i]);
+    sh->n_held = 0;
+}
+
 static void
 begin_stop(struct shard *sh)
 {
     sh->stopping = true;
     if (!sh->draining)
         stop_accepting(sh);
+    close_held(sh);
     conn_close_all(sh, END_SHUTDOWN);
 }
 
@@ -204,6 +278,7 @@ begin_drain(struct shard *sh)
 {
     sh->draining = true;
     stop_accepting(sh);
+    close_held(sh);
 }
 
 static void
@@ -374,8 +449,16 @@ shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hos
     sh->n_ls = n_listen;
     for (unsigned i = 0; i < n_listen; i++)
         sh->ls[i].fd = listen_fds[i];
-    uint32_t slots = (o->max_conns + o->shards - 1) / o->shards;
-    int ret = conn_table_init(sh, slots ? slots : 1);
+    /*
+     * max_conns is a limit on all shards together. SO_REUSEPORT spreads
+     * connections by hash, not evenly, so a table of max_conns / shards
+     * would fill on one shard while the others have room (it refused
+     * tunnels at 8,300 of 9,000). Each table can hold max_conns (reserved,
+     * not touched); shard_full() enforces the total.
+     */
+    sh->peers = sh;
+    sh->n_peers = 1;
+    int ret = conn_table_init(sh, o->max_conns ? o->max_conns : 1);
     if (ret < 0)
         return ret;
     sh->wake_fd = eventfd(0, EFD_CLOEXEC);
@@ -464,6 +547,11 @@ shard_join(struct shard *sh)
             close(c->tfd);
     }
     conn_table_fini(sh);
+    for (uint32_t i = 0; i < sh->n_held; i++)
+        close(sh->held[i]);
+    free(sh->held);
+    sh->held = NULL;
+    sh->n_held = sh->cap_held = 0;
     for (unsigned i = 0; i < sh->n_ls; i++)
         if (sh->ls[i].fd >= 0)
             close(sh->ls[i].fd);

@@ -9,8 +9,8 @@ import select
 import socket
 import time
 
-from harness import (GREETING, Fail, case, check, echo_roundtrip, hexb, need_ringsocks,
-                     recv_exact, request, socks_connect)
+from harness import (GREETING, Fail, admin_request, case, check, echo_roundtrip, hexb, metric,
+                     need_ringsocks, parse_prometheus, recv_exact, request, socks_connect)
 
 # src/relay.c PIPE_POOL_CAP: idle pipes one shard keeps for reuse.
 PIPE_POOL_CAP = 32
@@ -142,6 +142,76 @@ def max_conns(ctx):
         echo_roundtrip(s, 1024)
         s.close()
     extra.close()
+
+
+@case("max_conns_is_a_total")
+def max_conns_total(ctx):
+    """--max-conns limits all shards together: SO_REUSEPORT spreads clients by
+    hash, not evenly, so 20 tunnels on 2 shards with --max-conns 20 must all open
+    (a per-shard share of 10 refused them whenever the hash was uneven), and a
+    21st waits until one closes."""
+    need_ringsocks()
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--shards", "2", "--max-conns", "20"))
+    tunnels = [socks_connect(ctx, p, "127.0.0.1", echo.port)[0] for _ in range(20)]
+    extra = socket.create_connection(p.addr, timeout=10)
+    extra.sendall(GREETING)
+    extra.settimeout(1.0)
+    try:
+        b = extra.recv(2)
+        raise Fail("a 21st client got %s over --max-conns 20, expected to wait" % hexb(b))
+    except socket.timeout:
+        pass
+    tunnels[0].close()
+    # The waiting client sits on whichever shard the hash chose: that shard
+    # resumes on its own close or on its next tick, when the total has room.
+    extra.settimeout(10)
+    m = recv_exact(extra, 2, "method reply once a slot freed")
+    check(m == b"\x05\x00", "method reply %s, expected 05 00" % hexb(m))
+    extra.sendall(request("127.0.0.1", echo.port))
+    r = recv_exact(extra, 10, "CONNECT reply")
+    check(r[1] == 0, "CONNECT reply %s" % hexb(r))
+    echo_roundtrip(extra, 1024)
+    for s in tunnels[1:]:
+        echo_roundtrip(s, 100)
+        s.close()
+    extra.close()
+
+
+@case("handshake_slots_wait")
+def handshake_slots_wait(ctx):
+    """With --handshake-slots 2, a third client that arrives while two silent
+    clients hold both contexts is not refused: it waits, unread, and is served
+    as soon as one of them goes; ringsocks_handshake_waits_total counts it."""
+    need_ringsocks()
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--shards", "1", "--handshake-slots", "2"))
+    silent = [socket.create_connection(p.addr, timeout=10) for _ in range(2)]
+    third = socket.create_connection(p.addr, timeout=10)
+    third.sendall(GREETING + request("127.0.0.1", echo.port))
+    third.settimeout(1.0)
+    try:
+        b = third.recv(12)
+        raise Fail("a third handshake got %s with 2 handshake slots held, expected to wait"
+                   % (hexb(b) if b else "EOF"))
+    except socket.timeout:
+        pass
+    silent[0].close()
+    third.settimeout(10)
+    r = recv_exact(third, 12, "method reply and CONNECT reply once a slot freed")
+    check(r[:2] == b"\x05\x00" and r[3] == 0, "replies %s, expected 05 00 then a success reply"
+          % hexb(r))
+    echo_roundtrip(third, 2048)
+    st, body, _ = admin_request(p, "GET", "/metrics")
+    check(st == 200, "GET /metrics answered %d" % st)
+    waits = metric(parse_prometheus(body), "ringsocks_handshake_waits_total")
+    check(waits == 1, "ringsocks_handshake_waits_total is %r, expected 1" % waits)
+    # The other silent client still holds its context and can still handshake.
+    s = silent[1]
+    s.sendall(GREETING)
+    check(recv_exact(s, 2, "method reply") == b"\x05\x00", "second silent client refused")
+    third.close()
+    s.close()
 
 
 @case("connect_timeout_reply")
