@@ -57,6 +57,7 @@ struct opts {
     uint16_t udp_port_lo, udp_port_hi;
     struct sockaddr_storage udp_advertise; /* family AF_UNSPEC: the control connection's address */
     unsigned drain_timeout_s;
+    unsigned busy_poll_us;   /* spin this long for more completions before sleeping; 0: never */
     char users_file[4096];     /* storage for users_path when it comes from a config file */
     char access_log[4096];     /* "stderr", "syslog", "off" or a file path */
     enum log_format log_format;

@@ -921,6 +921,7 @@ static const struct cfg_key cfg_keys[] = {
     {"idle_timeout", CFG_UINT, 0, 86400 * 365, OPT(idle_timeout_s), NULL, set_uint},
     {"bind_timeout", CFG_UINT, 1, 86400, OPT(bind_timeout_s), NULL, set_uint},
     {"drain_timeout", CFG_UINT, 0, 86400, OPT(drain_timeout_s), NULL, set_uint},
+    {"busy_poll", CFG_UINT, 0, 100000, OPT(busy_poll_us), NULL, set_uint},
     {"max_conns", CFG_UINT, 0, 16000000, OPT(max_conns), NULL, set_uint},
     {"resolvers", CFG_STRINGS, 0, 0, 0, NULL, set_resolvers},
     {"pipe_size", CFG_UINT, 4096, 64 << 20, OPT(pipe_size), NULL, set_uint},
@@ -1128,7 +1129,7 @@ config_defaults(struct opts *o)
     o->drain_timeout_s = 30;
     o->pipe_size = 65536;
     o->buf_size = 32768;
-    o->buf_count = 1024;
+    o->buf_count = 256;
     o->close_removed_users = true;
     snprintf(o->access_log, sizeof(o->access_log), "stderr");
     addr_parse("127.0.0.1:9180", -1, &o->admin);

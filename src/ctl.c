@@ -57,6 +57,7 @@ ctl_reload(struct ctl *ctl, char *msg, size_t cap)
         strcmp(o.user, was->user) != 0 || strcmp(o.group, was->group) != 0 ||
         o.pipe_size != was->pipe_size || o.buf_size != was->buf_size ||
         o.buf_count != was->buf_count || o.hs_slots != was->hs_slots ||
+        o.busy_poll_us != was->busy_poll_us ||
         strcmp(o.resolvers, was->resolvers) != 0)
         fprintf(stderr, "ringsocks: reload: listeners, shards, relay, buffers, resolvers, admin, "
                         "log and user settings change only on restart; rules, users and "

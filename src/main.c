@@ -56,7 +56,7 @@ static const char usage[] =
     "  --resolver IP[:PORT]      DNS server, repeatable (default: /etc/resolv.conf)\n"
     "  --pipe-size BYTES         splice pipe size (default 65536)\n"
     "  --buf-size BYTES          copy engine buffer size (default 32768)\n"
-    "  --bufs N                  copy engine buffers per shard, power of two (default 1024)\n"
+    "  --bufs N                  copy engine buffers per shard, power of two (default 256)\n"
     "  --handshake-slots N       handshakes in progress per shard (default min(max-conns, 4096));\n"
     "                            more new clients wait for a free slot\n"
     "  --auth none|password      client authentication (default none)\n"
@@ -72,6 +72,8 @@ static const char usage[] =
     "  --access-log TARGET       stderr, syslog, off or a file path (default stderr)\n"
     "  --log-format logfmt|json  access-log format (default logfmt)\n"
     "  --drain-timeout SEC       on SIGTERM, tunnels get this long to finish (default 30)\n"
+    "  --busy-poll USEC          after work, look for more for this long before sleeping\n"
+    "                            (lower latency, more CPU; default 0: off)\n"
     "  --user USER, --group GROUP  drop privileges to these after binding\n"
     "  --help                    this text\n"
     "  --version                 print the version\n";
@@ -144,6 +146,7 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         O_ACCESS_LOG,
         O_LOG_FORMAT,
         O_DRAIN_TIMEOUT,
+        O_BUSY_POLL,
         O_USER,
         O_GROUP,
         O_HELP,
@@ -173,6 +176,7 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         {"access-log", required_argument, NULL, O_ACCESS_LOG},
         {"log-format", required_argument, NULL, O_LOG_FORMAT},
         {"drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT},
+        {"busy-poll", required_argument, NULL, O_BUSY_POLL},
         {"user", required_argument, NULL, O_USER},
         {"group", required_argument, NULL, O_GROUP},
         {"config", required_argument, NULL, 'c'},
@@ -348,6 +352,10 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
                         optarg);
                 return -1;
             }
+            break;
+        case O_BUSY_POLL:
+            if (parse_uint("busy-poll", optarg, 0, 100000, &o->busy_poll_us) < 0)
+                return -1;
             break;
         case O_DRAIN_TIMEOUT:
             if (parse_uint("drain-timeout", optarg, 0, 86400, &o->drain_timeout_s) < 0)

@@ -260,3 +260,24 @@ def idle_resources(ctx):
         echo_roundtrip(s, 4096)
     for s in tunnels:
         s.close()
+
+
+@case("busy_poll_relays_and_idles")
+def busy_poll_relays_and_idles(ctx):
+    """--busy-poll 200: tunnels work as without it, and an idle proxy does not
+    spin (it only looks for work right after work)."""
+    need_ringsocks()
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--shards", "2", "--busy-poll", "200"))
+    s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+    for n in (1, 64, 100000, 1 << 20):
+        echo_roundtrip(s, n)
+    s.close()
+    time.sleep(0.5)  # let the closes settle; what follows only measures
+    before = cpu_seconds(p.proc.pid)
+    t0 = time.monotonic()
+    time.sleep(2.0)
+    used = cpu_seconds(p.proc.pid) - before
+    elapsed = time.monotonic() - t0
+    check(used < 0.25 * elapsed, "idle with --busy-poll 200 the proxy used %.2f s of CPU in %.2f s: "
+          "it spins when there is no work" % (used, elapsed))
