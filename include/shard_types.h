@@ -251,6 +251,7 @@ struct shard_stats {
     uint64_t pipe_small;     /* pipes the kernel would not enlarge to pipe_size */
     uint64_t splice_switches; /* relay auto: directions that moved on to splice */
     uint64_t hs_waits;        /* connections that waited for a free handshake context */
+    uint64_t auth_coalesced;  /* password checks answered by an identical one in flight */
     uint64_t close_cancels;  /* closes that needed an explicit cancel */
     uint64_t auth_cache_hits;
     uint64_t auth_slow_checks;

@@ -224,6 +224,9 @@ render_engine(struct mwriter *w, const struct shard *sh, unsigned n)
     mw_u64(w, "ringsocks_relay_splice_switches_total", "counter",
            "Relay auto: tunnel directions that filled a buffer and moved on to splice.",
            SUM_STAT(sh, n, st.splice_switches));
+    mw_u64(w, "ringsocks_auth_coalesced_total", "counter",
+           "Password checks answered by an identical check already in flight (no crypt(3) run).",
+           SUM_STAT(sh, n, st.auth_coalesced));
     mw_u64(w, "ringsocks_handshake_waits_total", "counter",
            "Connections that waited for a free handshake context (bursts of new clients).",
            SUM_STAT(sh, n, st.hs_waits));

@@ -182,6 +182,7 @@ users_count(const struct users *u)
 #define CACHE_SLOTS 4096 /* power of two */
 #define CACHE_PROBE 8
 #define RING_SLOTS  256  /* jobs in flight per shard, power of two */
+#define WAIT_SLOTS  1024 /* handshakes waiting on another's check, per shard */
 /* A failed credential is remembered this long, so a client retrying a wrong
  * password does not cost a hash each time; a good one until the hash changes. */
 #define NEG_TTL_S 30
@@ -189,6 +190,7 @@ users_count(const struct users *u)
 struct auth_job {
     uint64_t cookie;
     uint8_t digest[DIGEST_LEN];
+    bool inflight; /* shard-owned: queued to the worker, result not yet taken */
     bool ok;
     char pass[256];
     char hash[CRYPT_OUTPUT_SIZE];
@@ -214,6 +216,14 @@ struct authq {
     struct auth_job jobs[RING_SLOTS]; /* free list below, shard-owned */
     struct auth_job *free_jobs[RING_SLOTS];
     unsigned n_free;
+    /* Handshakes waiting on a check of the same credential already in flight
+     * (a client's workers all start at once on a cold cache): one crypt(3)
+     * run answers them all. Shard-owned. */
+    struct {
+        struct auth_job *job;
+        uint64_t cookie;
+    } followers[WAIT_SLOTS];
+    unsigned n_followers;
     int req_fd, resp_fd; /* eventfds: wake the worker, wake the shard */
     uint64_t resp_val;
     pthread_t thread;
@@ -396,6 +406,19 @@ authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
         STAT_INC(sh->st.auth_cache_hits);
         return e->state == 1 ? AUTHQ_OK : AUTHQ_FAIL;
     }
+    /* The same credential is being checked: wait for that answer. */
+    if (q->n_followers < WAIT_SLOTS) {
+        for (unsigned i = 0; i < RING_SLOTS; i++) {
+            struct auth_job *f = &q->jobs[i];
+            if (f->inflight && crypto_verify_32(f->digest, digest) == 0) {
+                q->followers[q->n_followers].job = f;
+                q->followers[q->n_followers].cookie = cookie;
+                q->n_followers++;
+                STAT_INC(sh->st.auth_coalesced);
+                return AUTHQ_PENDING;
+            }
+        }
+    }
     if (q->n_free == 0) {
         /* More slow checks in flight than the worker queue holds: shed. */
         STAT_INC(sh->st.auth_overload);
@@ -406,6 +429,7 @@ authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
     memcpy(j->digest, digest, DIGEST_LEN);
     memcpy(j->pass, cred->pass, (size_t)cred->plen + 1);
     snprintf(j->hash, sizeof(j->hash), "%s", hash);
+    j->inflight = true;
     spsc_push(&q->req, j);
     uint64_t one = 1;
     if (write(q->req_fd, &one, sizeof(one)) < 0)
@@ -423,9 +447,22 @@ authq_on_cqe(struct shard *sh)
         cache_put(q, j->digest, j->ok, sh->now_s);
         uint64_t cookie = j->cookie;
         bool ok = j->ok;
+        /* Take this job's followers out first: session_on_auth may start new checks. */
+        uint64_t waiting[WAIT_SLOTS];
+        unsigned n_waiting = 0;
+        for (unsigned i = 0; i < q->n_followers;) {
+            if (q->followers[i].job == j) {
+                waiting[n_waiting++] = q->followers[i].cookie;
+                q->followers[i] = q->followers[--q->n_followers];
+            } else {
+                i++;
+            }
+        }
         sodium_memzero(j, sizeof(*j));
         q->free_jobs[q->n_free++] = j;
         session_on_auth(sh, cookie, ok);
+        for (unsigned i = 0; i < n_waiting; i++)
+            session_on_auth(sh, waiting[i], ok);
     }
     if (!sh->stopping)
         authq_arm(sh);

@@ -14,10 +14,10 @@ import socket
 import time
 
 from cases_relay import curl_fetch
-from harness import (AUTH_GREETING, CONFIG, Fail, auth_msg, case, check, echo_roundtrip,
+from harness import (AUTH_GREETING, CONFIG, Fail, admin_request, auth_msg, case, check, echo_roundtrip,
                      expect_close, fmt_status, hexb, make_hash, need_option, need_tools, open_proxy_socket,
                      read_method_reply, read_reply, recv_exact, request, socks5_login, socks_connect,
-                     tail, write_users)
+                     tail, write_users, metric, need_ringsocks, parse_prometheus)
 
 ALICE = ("alice", "alice-pw-1")
 BOB = ("bob", "b0b secret:with colon")
@@ -363,6 +363,51 @@ def auth_100_parallel(ctx):
 
     bad = [r for r in asyncio.run(main()) if r]
     check(not bad, "%d of 100 parallel logins failed; first: %s" % (len(bad), "; ".join(bad[:3])))
+
+
+@case("auth_cold_logins_coalesce")
+def auth_cold_logins_coalesce(ctx):
+    """80 logins at once on a cold cache, 60 right and 20 with the same wrong
+    password: every one gets its right answer, and each shard runs crypt(3) at
+    most once per distinct credential: the others wait for that answer
+    (ringsocks_auth_coalesced_total) or find it cached."""
+    need_ringsocks()
+    shards = 2
+    p = auth_proxy(ctx, extra=["--shards", str(shards)])
+    echo = ctx.echo_server()
+    addr = p.addr
+
+    async def one(i):
+        good = i % 4 != 3
+        pw = ALICE[1] if good else "not-alices-password"
+        r, w = await asyncio.open_connection(addr[0], addr[1])
+        try:
+            w.write(AUTH_GREETING + auth_msg(ALICE[0], pw))
+            got = await r.readexactly(4)
+            want = b"\x05\x02\x01\x00" if good else None
+            if good and got != want:
+                return "login %d (right password): %s" % (i, hexb(got))
+            if not good and (got[:3] != b"\x05\x02\x01" or got[3] == 0):
+                return "login %d (wrong password): %s, expected a refusal" % (i, hexb(got))
+            return None
+        except (asyncio.IncompleteReadError, OSError) as e:
+            return "login %d: %r" % (i, e)
+        finally:
+            w.close()
+
+    async def main():
+        return await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(80))), 40)
+
+    bad = [r for r in asyncio.run(main()) if r]
+    check(not bad, "%d of 80 cold logins got a wrong answer; first: %s" % (len(bad), "; ".join(bad[:3])))
+    st, body, _ = admin_request(p, "GET", "/metrics")
+    check(st == 200, "GET /metrics answered %d" % st)
+    m = parse_prometheus(body)
+    slow = metric(m, "ringsocks_auth_slow_checks_total")
+    coalesced = metric(m, "ringsocks_auth_coalesced_total")
+    check(slow is not None and coalesced is not None, "auth counters missing from /metrics")
+    check(slow <= 2 * shards, "%d crypt(3) runs for 2 distinct credentials on %d shards "
+          "(%d coalesced): identical checks in flight were not shared" % (slow, shards, coalesced))
 
 
 # -------------------------------------------------------------- the users file

@@ -88,6 +88,7 @@ setup(void **state)
     b->st.pipe_small = 4;
     b->st.splice_switches = 5;
     a->st.hs_waits = 6;
+    b->st.auth_coalesced = 8;
     a->st.close_cancels = 13;
     b->st.stale_cqes = 14;
     a->st.replies[1][0] = 600;
@@ -213,6 +214,7 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_pipes_small_total"), "7");
     assert_string_equal(sample(t, "ringsocks_relay_splice_switches_total"), "5");
     assert_string_equal(sample(t, "ringsocks_handshake_waits_total"), "6");
+    assert_string_equal(sample(t, "ringsocks_auth_coalesced_total"), "8");
     assert_string_equal(sample(t, "ringsocks_close_cancels_total"), "13");
     assert_string_equal(sample(t, "ringsocks_stale_completions_total"), "14");
     assert_string_equal(sample(t, "ringsocks_shard_loop_iterations_total{shard=\"0\"}"), "99999");
