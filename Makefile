@@ -1,9 +1,11 @@
 # ringsocks - SOCKS proxy on io_uring.
-#   make            build build/ringsocks, build/socksload (load generator) and build/socksbench
+#   make            build build/ringsocks, build/socksload (load generator) and build/direct-target
+#                   (the macro benchmark's no-proxy baseline)
 #   make SAN=1      the same with AddressSanitizer + UBSan, in build-san/
 #   make run        install what is missing, build, start on conf defaults
 #   make test       install what is missing, build, run every test (unit, fuzz smoke, integration)
 #   make fuzz       run every libFuzzer harness for FUZZ_SECONDS (default 60)
+#   make bench      the macro benchmark, side by side with microsocks and Dante (as root)
 #   make bench-micro  Google-benchmark micro-benchmarks (parsers, rules, auth fast path)
 #   make bench-acl  rule-matching cost with 10, 1,000 and 10,000 rules
 #   make install    PREFIX=/usr/local DESTDIR=: binary, man pages, configs, systemd unit
@@ -38,9 +40,9 @@ MAIN_OBJ := $(BUILD)/obj/main.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-BENCH_BINS := $(BUILD)/socksbench $(BUILD)/socksload
+BENCH_BINS := $(BUILD)/socksload $(BUILD)/direct-target
 
-.PHONY: all run test unit integration deps deps-build clean
+.PHONY: all run test unit integration deps deps-build deps-test clean
 all: $(BUILD)/ringsocks $(BENCH_BINS)
 
 $(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h src/*.h) | $(BUILD)/obj
@@ -48,9 +50,6 @@ $(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h src/*.h) | $(BUILD)/obj
 
 $(BUILD)/ringsocks: $(MAIN_OBJ) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-
-$(BUILD)/socksbench: bench/socksbench.c | $(BUILD)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lm
 
 # A unit test links the module it tests (named after it) and cmocka.
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o | $(BUILD)/tests
@@ -69,6 +68,8 @@ deps:
 	@tools/install-deps.sh all
 deps-build:
 	@tools/install-deps.sh build
+deps-test:
+	@tools/install-deps.sh test
 
 # The shipped configuration: 127.0.0.1:1080, loopback clients only, admin on 127.0.0.1:9180.
 # RUN_ARGS adds flags (they override the file), e.g. make run RUN_ARGS="--relay copy".
@@ -76,7 +77,7 @@ run: deps-build
 	$(MAKE) $(BUILD)/ringsocks
 	exec $(BUILD)/ringsocks -c conf/ringsocks.conf $(RUN_ARGS)
 
-test: deps
+test: deps-test
 	$(MAKE) all $(UNIT_BINS) fuzz-build
 	BUILD=$(BUILD) SAN=$(SAN) FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh
 

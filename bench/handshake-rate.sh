@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # bench/handshake-rate.sh - short-tunnel rate through ringsocks side by side in one run:
 # no auth, username/password (RFC 1929), and CONNECT by name (localhost), interleaved rounds,
-# medians and ratios to the no-auth rate. Re-executes itself in a private network namespace
-# (unshare -n) so fixed loopback ports and TIME_WAIT never touch the host.
+# medians and ratios to the no-auth rate, with build/socksload as the client. Re-executes itself
+# in a private network namespace (unshare -n) so fixed loopback ports and TIME_WAIT never touch
+# the host. The macro benchmark (make bench, figure 6) measures the same against the peers.
 #   ROUNDS=5 SECONDS_EACH=3 WORKERS=64 bench/handshake-rate.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${HR_IN_NS:-}" != 1 ]; then
-    make -s build/ringsocks build/socksbench
+    make -s build/ringsocks build/socksload
     exec env HR_IN_NS=1 unshare -n "$0" "$@"
 fi
 ip link set lo up
@@ -25,7 +26,7 @@ cleanup() {
 trap cleanup EXIT
 hash=$(python3 -c "import crypt; print(crypt.crypt('benchpass', crypt.mksalt(crypt.METHOD_SHA512)))")
 echo "bench:$hash" >"$tmp/users"
-$B/socksbench serve --port 19000 >/dev/null 2>&1 & pids+=($!)
+$B/socksload serve --port 19000 --threads 2 >/dev/null 2>&1 & pids+=($!)
 $B/ringsocks --listen 127.0.0.1:19080 --shards 2 --admin off 2>"$tmp/r1.err" & pids+=($!)
 $B/ringsocks --listen 127.0.0.1:19081 --shards 2 --admin off --auth password --users "$tmp/users" \
     2>"$tmp/r2.err" & pids+=($!)
@@ -34,12 +35,13 @@ modes="none password name"
 for round in $(seq "$ROUNDS"); do
     for mode in $modes; do
         case $mode in
-        none) a=(--proxy 127.0.0.1:19080) ;;
-        password) a=(--proxy 127.0.0.1:19081 --user bench --pass benchpass) ;;
-        name) a=(--proxy 127.0.0.1:19080 --target-name localhost) ;;
+        none) a=(--proxy socks5://127.0.0.1:19080 --target 127.0.0.1:19000) ;;
+        password) a=(--proxy socks5://bench:benchpass@127.0.0.1:19081 --target 127.0.0.1:19000) ;;
+        name) a=(--proxy socks5h://127.0.0.1:19080 --target localhost:19000) ;;
         esac
-        line=$($B/socksbench connrate --target 127.0.0.1:19000 "${a[@]}" --workers "$WORKERS" \
-            --seconds "$SECS" | tail -1)
+        # socksload exits 1 when a run had errors; the JSON still says how many.
+        line=$($B/socksload connrate "${a[@]}" --workers "$WORKERS" --threads 2 \
+            --duration "$SECS" --timeout 5 --json || true)
         echo "$mode $line" >>"$tmp/results"
         echo "handshake-rate: round $round/$ROUNDS: $mode: $line" >&2
     done
@@ -50,6 +52,10 @@ rows = {}
 for line in open(sys.argv[1]):
     mode, js = line.split(" ", 1)
     rows.setdefault(mode, []).append(json.loads(js))
+for rs in rows.values():
+    for r in rs:  # socksload's JSON: latency_us.{p50,p99}, errors.total
+        r["p50_us"], r["p99_us"] = r["latency_us"]["p50"], r["latency_us"]["p99"]
+        r["errors"] = r["errors"]["total"]
 base = statistics.median(r["rate"] for r in rows["none"])
 print("| handshake | median tunnels/s | rounds | x no-auth | p50 us | p99 us | errors |")
 print("| --- | ---: | --- | ---: | ---: | ---: | ---: |")
@@ -61,6 +67,6 @@ for mode, label in (("none", "no auth, IPv4"), ("password", "username/password, 
         label, med, " ".join("%.0f" % r["rate"] for r in rs), med / base,
         statistics.median(r["p50_us"] for r in rs), statistics.median(r["p99_us"] for r in rs),
         sum(r["errors"] for r in rs)))
-print("\n%s rounds x %s s, %s workers, 2 shards; one password (sha512-crypt) checked once per "
+print("\n%s rounds x %s s, %s workers (socksload, 2 threads), 2 shards; one password (sha512-crypt) checked once per "
       "shard, then answered from the shard's digest cache." % (sys.argv[2], sys.argv[3], sys.argv[4]))
 PY

@@ -1,4 +1,13 @@
-# mk/bench.mk - micro-benchmarks; included by the Makefile.
+# mk/bench.mk - benchmarks; included by the Makefile.
+#   make bench        the macro benchmark (bench/macro/run.sh, as root): installs what is missing
+#                     (tools/install-deps.sh bench), builds, then measures direct, ringsocks
+#                     (splice, copy), microsocks and Dante side by side with build/socksload:
+#                     throughput, CPU per GB, tunnel rate, pinned RTT, memory per tunnel,
+#                     handshake rates, concurrent tunnels. Report, raw TSV and plots in
+#                     bench/results/macro-<stamp>.*, copied to bench/results/latest.md.
+#                     Settings through the environment (see bench/macro/run.sh), e.g.
+#                     make bench ROUNDS=5, make bench QUICK=1 (a 2-minute check of the suite),
+#                     make bench EXTRA_SERVERS="hev=/path/run-hev.sh {PORT}"
 #   make bench-micro  build $(BUILD)/bench-micro (Google benchmark, bench/micro/) and run every
 #                     micro-benchmark: ns per call of the parsers, encoders, lookups, rule
 #                     matching and the credential fast path. BENCH_ARGS replaces the flags
@@ -20,7 +29,22 @@ BM_OBJS        := $(BM_SRCS:bench/micro/%.c=$(BUILD)/bench-micro.d/%.o)
 BM_MODS        := socks5 socks4 auth addr hosts acl
 BM_MOD_OBJS    := $(BM_MODS:%=$(BUILD)/obj/%.o)
 
-.PHONY: bench-micro bench-acl
+.PHONY: bench bench-micro bench-acl
+
+# The "direct" cell's server: socksload's target protocol behind a SOCKS5 handshake that it
+# answers itself (socksload always talks to a proxy). Shares socksload's pattern and address
+# code, so both ends agree on every byte.
+$(BUILD)/direct-target: bench/macro/direct-target.c tools/socksload/pattern.c tools/socksload/url.c \
+		tools/socksload/socksload.h | $(BUILD)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ bench/macro/direct-target.c \
+		tools/socksload/pattern.c tools/socksload/url.c
+
+# Variables given on the command line (make bench ROUNDS=5) reach the script through the
+# environment, as make exports them.
+bench:
+	@tools/install-deps.sh bench
+	$(MAKE) $(BUILD)/ringsocks $(BUILD)/socksload $(BUILD)/direct-target
+	BUILD=$(BUILD) NO_BUILD=1 bench/macro/run.sh
 
 $(BUILD)/bench-micro.d:
 	mkdir -p $@

@@ -1,25 +1,33 @@
 #!/bin/sh
 # Install the Debian packages ringsocks needs to build, test and benchmark.
 # Idempotent: only packages that are missing are installed, and they are named first.
-# Usage: tools/install-deps.sh [build|test|all]   (default: all)
+# Usage: tools/install-deps.sh [build|test|bench|all]   (default: all)
 set -eu
 
 BUILD_PKGS="gcc make pkg-config liburing-dev libjemalloc-dev libc-ares-dev liburcu-dev \
 libconfig-dev libcrypt-dev libsodium-dev"
 TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev curl ncat socat python3 iproute2 whois prometheus \
 proxychains4 dante-client dante-server microsocks g++ libbenchmark-dev"
+# make bench (bench/macro/): the peers, plots without X, and the tools the scripts call:
+# ip/ss (iproute2), ps (procps), unshare/taskset (util-linux), timeout (coreutils), jq for
+# socksload's JSON, python3 for the report, openssl for the password hash.
+BENCH_PKGS="microsocks dante-server gnuplot-nox iproute2 procps util-linux coreutils jq python3 \
+openssl"
 
 case "${1:-all}" in
 build) want="$BUILD_PKGS" ;;
-test | all) want="$BUILD_PKGS $TEST_PKGS" ;;
+test) want="$BUILD_PKGS $TEST_PKGS" ;;
+bench) want="$BUILD_PKGS $BENCH_PKGS" ;;
+all) want="$BUILD_PKGS $TEST_PKGS $BENCH_PKGS" ;;
 *)
-    echo "usage: $0 [build|test|all]" >&2
+    echo "usage: $0 [build|test|bench|all]" >&2
     exit 2
     ;;
 esac
 
 missing=""
 for p in $want; do
+    case " $missing " in *" $p "*) continue ;; esac # named by two sets
     st=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
     [ "$st" = "installed" ] || missing="$missing $p"
 done
@@ -48,6 +56,7 @@ fi
 rc=0
 apt-get update -qq || rc=$?
 if [ "$rc" = 0 ]; then
+    # shellcheck disable=SC2086 # one word per package
     apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
 fi
 [ "$own_policy" = 1 ] && rm -f "$policy"

@@ -1,0 +1,264 @@
+# bench/macro/lib.sh - shell functions shared by bench/macro/run.sh (the driver) and
+# bench/macro/cell.sh (one server in one round, inside its own network namespace).
+# Sourced, never run. Everything here only reads /proc and /sys, or starts and stops processes
+# it is given by PID: nothing is ever stopped by name.
+# shellcheck shell=bash
+
+RS_ROOT=${RS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BUILD=${BUILD:-build}
+# shellcheck disable=SC2034 # used by the scripts that source this file
+SOCKSLOAD="$RS_ROOT/$BUILD/socksload"
+# shellcheck disable=SC2034
+RINGSOCKS="$RS_ROOT/$BUILD/ringsocks"
+# shellcheck disable=SC2034
+DIRECT_TARGET="$RS_ROOT/$BUILD/direct-target"
+# /proc/*/stat and /proc/stat count in USER_HZ ticks.
+# shellcheck disable=SC2034
+CLK_TCK=$(getconf CLK_TCK)
+
+log() {
+    echo "bench: $*" >&2
+}
+
+die() {
+    log "$*"
+    exit 1
+}
+
+# ------------------------------------------------------------------------- processes, ports
+
+# free_port [PORT...]: a port in 20000-29999 that nothing listens on and that is not among the
+# arguments (the ephemeral range starts at 32768, so outgoing connections never take it).
+free_port() {
+    local p a taken
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 10000))
+        taken=0
+        for a in "$@"; do [ "$a" = "$p" ] && taken=1; done
+        if [ "$taken" = 0 ] && [ -z "$(ss -Hltn "sport = :$p" 2>/dev/null)" ]; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# wait_listen PORT PID: until something listens on PORT, as long as PID lives; 10 s at most.
+wait_listen() {
+    local port=$1 pid=$2
+    for _ in $(seq 1 200); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# tree_pids PID: PID and all its descendants (Dante forks its workers), one per line.
+tree_pids() {
+    ps -e -o pid=,ppid= 2>/dev/null | awk -v root="$1" '
+        { parent[$1] = $2; pids[NR] = $1 }
+        END {
+            keep[root] = 1; print root
+            do {
+                more = 0
+                for (i in pids) {
+                    p = pids[i]
+                    if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; print p; more = 1 }
+                }
+            } while (more)
+        }'
+}
+
+# stop_tree PID: SIGTERM to PID, SIGKILL after 5 s; its descendants, listed before the
+# signal, are waited for (or killed) by PID too, so none leaks into the next measurement.
+stop_tree() {
+    local pid=$1 kids c
+    kill -0 "$pid" 2>/dev/null || {
+        wait "$pid" 2>/dev/null || true
+        return 0
+    }
+    kids=$(tree_pids "$pid" | tail -n +2)
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for c in $kids; do
+        for _ in $(seq 1 100); do
+            kill -0 "$c" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -KILL "$c" 2>/dev/null || true
+    done
+}
+
+# -------------------------------------------------------------------------------- CPU time
+
+# tree_cpu_ticks PID: utime + stime of PID and every descendant (all their threads: the kernel
+# sums a process's threads, io_uring's io-wq workers included, in /proc/PID/stat), plus
+# cutime + cstime, the ticks of children that already exited and were reaped.
+tree_cpu_ticks() {
+    local p sum=0 line
+    for p in $(tree_pids "$1"); do
+        line=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        # Fields after the ") " that ends the command name: state is field 3, utime 14.
+        line=${line##*) }
+        sum=$(awk -v s="$sum" '{ print s + $12 + $13 + $14 + $15 }' <<<"$line")
+    done
+    echo "$sum"
+}
+
+# machine_busy_ticks: busy ticks of all CPUs from /proc/stat: user nice system irq softirq
+# (guest time is already inside user; idle, iowait and steal, the hypervisor's, are not busy).
+machine_busy_ticks() {
+    awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat
+}
+
+# -------------------------------------------------------------------------------- memory
+
+# tree_mem_kb PID: "RSS PSS" in KiB summed over PID and its descendants (smaps_rollup). The PSS
+# is Pss_Anon + Pss_Shmem: file-backed pages (libraries) are left out because their share
+# changes whenever another program maps the same file (socksload starting maps libc too),
+# which would swamp a per-tunnel difference; tunnels cost anonymous memory, not files.
+tree_mem_kb() {
+    local p rss=0 pss=0 r q
+    for p in $(tree_pids "$1"); do
+        read -r r q < <(awk '/^Rss:/ { r = $2 } /^Pss_(Anon|Shmem):/ { q += $2 }
+            END { print r + 0, q + 0 }' "/proc/$p/smaps_rollup" 2>/dev/null || echo "0 0")
+        rss=$((rss + r))
+        pss=$((pss + q))
+    done
+    echo "$rss $pss"
+}
+
+# machine_kernel_kb: Slab (SReclaimable + SUnreclaim) + KernelStack + PageTables, KiB.
+machine_kernel_kb() {
+    awk '/^(Slab|KernelStack|PageTables):/ { s += $2 } END { print s + 0 }' /proc/meminfo
+}
+
+# sockstat_tcp_pages: the "mem" pages of TCP in /proc/net/sockstat (a global counter).
+sockstat_tcp_pages() {
+    awk '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "mem") print $(i + 1) }' \
+        /proc/net/sockstat
+}
+
+# sock_buffer_bytes FILTER: bytes held by the buffers of the TCP sockets matching the ss
+# FILTER in this namespace: rmem_alloc + wmem_alloc + forward_alloc + wmem_queued + optmem
+# (skmem r, t, f, w, o).
+sock_buffer_bytes() {
+    ss -Htmn "$1" 2>/dev/null | awk '
+        { for (i = 1; i <= NF; i++) if ($i ~ /^skmem:\(/) {
+              gsub(/^skmem:\(|\)$/, "", $i)
+              n = split($i, f, ",")
+              for (k = 1; k <= n; k++) if (f[k] ~ /^(r|t|f|w|o)[0-9]+$/) s += substr(f[k], 2)
+          } }
+        END { print s + 0 }'
+}
+
+# established_count FILTER: established TCP sockets matching the ss FILTER.
+established_count() {
+    ss -Htn state established "$1" 2>/dev/null | wc -l
+}
+
+# ------------------------------------------------------------------------------- cgroups
+# A per-cell memory cgroup makes the kernel memory the proxy allocates (sockets, files,
+# io_uring, pipes, page tables, kernel stacks: what memcg charges as kmem) readable for the
+# proxy alone; a cpuset cgroup pins a proxy to one CPU so firmly that its own
+# pthread_setaffinity_np() calls cannot move it (ringsocks pins shard i to CPU i).
+
+# v2_with CONTROLLER: a writable cgroup v2 mount that delegates CONTROLLER, or nothing.
+v2_with() {
+    local v2
+    for v2 in /sys/fs/cgroup /sys/fs/cgroup/unified; do
+        if [ "$(stat -fc %T "$v2" 2>/dev/null)" = cgroup2fs ] &&
+            grep -qw "$1" "$v2/cgroup.subtree_control" 2>/dev/null && [ -w "$v2" ]; then
+            echo "$v2"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# memcg_parent: the directory under which per-cell memory cgroups can be made, and how kernel
+# memory is read there ("v1 DIR" or "v2 DIR"), or nothing. v1: a child of the memory cgroup
+# this shell is in (so any limit of ours still applies); v2: the root of the unified
+# hierarchy when it delegates the memory controller.
+memcg_parent() {
+    local rel v2
+    rel=$(sed -n 's/^[0-9]*:memory:\(.*\)$/\1/p' /proc/self/cgroup)
+    if [ -n "$rel" ] && [ -f "/sys/fs/cgroup/memory$rel/memory.kmem.usage_in_bytes" ] &&
+        [ -w "/sys/fs/cgroup/memory$rel" ]; then
+        echo "v1 /sys/fs/cgroup/memory${rel%/}"
+        return 0
+    fi
+    v2=$(v2_with memory) || return 1
+    echo "v2 $v2"
+}
+
+# memcg_kernel_bytes KIND DIR: kernel memory charged to the cgroup, bytes.
+memcg_kernel_bytes() {
+    case $1 in
+    v1) cat "$2/memory.kmem.usage_in_bytes" 2>/dev/null || echo NA ;;
+    v2) awk '$1 == "kernel" { k = $2; found = 1 }
+            $1 ~ /^(slab|kernel_stack|pagetables|percpu)$/ { s += $2 }
+            END { print found ? k : s + 0 }' "$2/memory.stat" 2>/dev/null || echo NA ;;
+    *) echo NA ;;
+    esac
+}
+
+# cpuset_make DIR CPU: a cpuset cgroup (v1 hierarchy, or v2 with the cpuset controller)
+# limited to CPU. Returns 1 when it cannot be made.
+cpuset_make() {
+    local dir=$1 cpu=$2 mems
+    mkdir -p "$dir" 2>/dev/null || return 1
+    if [ -f "$dir/cpuset.mems" ]; then
+        mems=$(cat "$(dirname "$dir")/cpuset.mems" 2>/dev/null || true)
+        [ -n "$mems" ] || mems=$(cat "$(dirname "$dir")/cpuset.mems.effective" 2>/dev/null || echo 0)
+        echo "$mems" >"$dir/cpuset.mems" 2>/dev/null || true
+    fi
+    echo "$cpu" >"$dir/cpuset.cpus" 2>/dev/null || {
+        rmdir "$dir" 2>/dev/null
+        return 1
+    }
+}
+
+# cpuset_root: where a cpuset cgroup can be made (v1 cpuset hierarchy, or v2 with cpuset
+# delegated at its root), or nothing.
+cpuset_root() {
+    local v2
+    if [ -f /sys/fs/cgroup/cpuset/cpuset.cpus ] && [ -w /sys/fs/cgroup/cpuset ]; then
+        echo /sys/fs/cgroup/cpuset
+        return 0
+    fi
+    v2_with cpuset
+}
+
+# rmdir_cgroup DIR: remove a cgroup once its last task is gone (Dante's workers linger).
+rmdir_cgroup() {
+    [ -n "$1" ] && [ -d "$1" ] || return 0
+    for _ in $(seq 1 50); do
+        rmdir "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "warning: could not remove cgroup $1"
+}
+
+# -------------------------------------------------------------------------------- numbers
+
+# jnum FILE FILTER: a number from socksload's JSON (jq filter), or NA.
+jnum() {
+    local v
+    v=$(jq -r "$2 // empty" "$1" 2>/dev/null || true)
+    case $v in '' | null | *[!0-9.e+-]*) echo NA ;; *) echo "$v" ;; esac
+}
+
+# calc EXPR: awk arithmetic on numbers; NA when any input is NA (or the divisor is 0).
+calc() {
+    local r
+    case " $* " in *NA*) echo NA; return 0 ;; esac
+    r=$(awk "BEGIN { printf \"%.6g\\n\", ($*) }" 2>/dev/null) || r=NA
+    case $r in *inf* | *nan* | '') echo NA ;; *) echo "$r" ;; esac
+}

@@ -1,0 +1,521 @@
+#!/usr/bin/env python3
+"""bench/macro/report.py - turns the raw rows of a macro benchmark run into its report.
+
+Input: the run's TSV as run.sh saves it: "# key=value" lines (the run's metadata), a header
+line, then one row per measurement (server, metric, round, value, errors; value NA = the
+measurement failed, skip = it does not apply to that server). Output: PREFIX.md (machine,
+versions, settings, the medians at a glance, the full table, the targets section, plots) and,
+when gnuplot is there, PREFIX-{throughput,cpu,rate,rtt,memory}.svg (PLOT_FORMAT=png: .png).
+Standard library only. Rerunning it on a saved TSV rebuilds the report.
+
+Usage: report.py RUN.tsv OUT-PREFIX
+"""
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+# key, label, decimals, better ("hi", "lo" or None: no ratios), ratio to direct meaningful
+METRICS = [
+    ("tp1_gbps", "1. throughput, 1 tunnel (Gbit/s)", 2, "hi", True),
+    ("tp16_gbps", "1. throughput, 16 tunnels (Gbit/s)", 2, "hi", True),
+    ("cpu1_proxy", "2. proxy CPU per GB, 1 tunnel (s/GB)", 3, "lo", False),
+    ("cpu16_proxy", "2. proxy CPU per GB, 16 tunnels (s/GB)", 3, "lo", False),
+    ("cpu1_machine", "2. machine CPU per GB, 1 tunnel (s/GB)", 3, "lo", True),
+    ("cpu16_machine", "2. machine CPU per GB, 16 tunnels (s/GB)", 3, "lo", True),
+    ("rate", "3. tunnel rate, 64 workers (tunnels/s)", 0, "hi", True),
+    ("rate_p50_us", "3. tunnel latency p50, 64 workers (us)", 0, "lo", True),
+    ("rate_p99_us", "3. tunnel latency p99, 64 workers (us)", 0, "lo", True),
+    ("rtt_p50_us", "4. pinned 1-byte RTT p50 (us)", 1, "lo", True),
+    ("rtt_overhead_us", "4. RTT overhead over direct, p50 (us)", 1, "lo", False),
+    ("mem_rss_B", "5. user memory per idle tunnel, RSS (bytes)", 0, "lo", False),
+    ("mem_pss_B", "5. user memory per idle tunnel, PSS anon+shmem (bytes)", 0, "lo", False),
+    ("kmem_cg_B", "5. kernel memory per idle tunnel, proxy's cgroup (bytes)", 0, "lo", False),
+    ("sockbuf_B", "5. socket buffers per idle tunnel, proxy's sockets (bytes)", 0, "lo", False),
+    ("kmem_sys_raw_B", "5. machine kernel memory per tunnel, all sockets (bytes)", 0, None, False),
+    ("kmem_sys_B", "5. machine kernel memory per tunnel, minus direct (bytes)", 0, "lo", False),
+    ("mem_held", "5. tunnels held and verified, memory run", 0, None, False),
+    ("auth_ratio", "6. user/password rate / plain rate", 2, "hi", False),
+    ("auth_rate", "6. tunnel rate with user/password (tunnels/s)", 0, "hi", False),
+    ("name_ratio", "6. socks5h (by name) rate / plain rate", 2, "hi", False),
+    ("name_rate", "6. tunnel rate by name, socks5h (tunnels/s)", 0, "hi", False),
+    ("big_held", "7. concurrent tunnels held and verified", 0, "hi", False),
+]
+LABEL = {m[0]: m[1] for m in METRICS}
+
+
+def is_ringsocks(s):
+    return s.startswith("ringsocks")
+
+
+def is_peer(s):
+    return s != "direct" and not is_ringsocks(s)
+
+
+def num(v):
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+def fmt(v, dec):
+    if v is None:
+        return "n/a"
+    if dec == 0:
+        return "%.0f" % v
+    return "%.*f" % (dec, v)
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def fmt_ratio(r):
+    if r is None:
+        return "-"
+    return "%.2f" % r if abs(r) >= 0.1 else "%.2g" % r
+
+
+class Run:
+    def __init__(self, tsv):
+        self.meta = {}
+        rows = []
+        with open(tsv) as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if line.startswith("# "):
+                    if "=" in line:
+                        k, v = line[2:].split("=", 1)
+                        self.meta[k] = v
+                    continue
+                parts = line.split("\t")
+                if len(parts) == 5 and parts[2].isdigit():
+                    rows.append(parts)
+        self.servers = self.meta.get("servers", "").split()
+        self.rounds = int(self.meta.get("rounds", "1"))
+        # (server, metric) -> {round: (value or None, state, errors)}
+        self.cells = {}
+        for server, metric, rnd, value, errors in rows:
+            if server not in self.servers:
+                self.servers.append(server)
+            state = "ok" if num(value) is not None else ("skip" if value == "skip" else "fail")
+            self.cells.setdefault((server, metric), {})[int(rnd)] = (
+                num(value), state, num(errors))
+        self.derive()
+
+    def derive(self):
+        """Per-round figures computed from two measured ones."""
+        direct_rtt = self.cells.get(("direct", "rtt_p50_us"), {})
+        direct_sys = self.cells.get(("direct", "kmem_sys_raw_B"), {})
+        med_sys = self.median("direct", "kmem_sys_raw_B")
+        for s in self.servers:
+            if s == "direct":
+                continue
+            rtt = self.cells.get((s, "rtt_p50_us"))
+            if rtt is not None:
+                out = {}
+                for r, (v, st, e) in rtt.items():
+                    d = direct_rtt.get(r, (None,))[0]
+                    if d is None:
+                        d = self.median("direct", "rtt_p50_us")
+                    out[r] = (v - d, "ok", e) if v is not None and d is not None else (None, st, e)
+                self.cells[(s, "rtt_overhead_us")] = out
+            sysm = self.cells.get((s, "kmem_sys_raw_B"))
+            if sysm is not None:
+                out = {}
+                for r, (v, st, e) in sysm.items():
+                    d = direct_sys.get(r, (None,))[0]
+                    if d is None:
+                        d = med_sys
+                    out[r] = (v - d, "ok", e) if v is not None and d is not None else (None, st, e)
+                self.cells[(s, "kmem_sys_B")] = out
+
+    def values(self, s, m):
+        return [v for v, st, e in self.cells.get((s, m), {}).values() if v is not None]
+
+    def median(self, s, m):
+        v = self.values(s, m)
+        return statistics.median(v) if v else None
+
+    def minmax(self, s, m):
+        v = self.values(s, m)
+        return (min(v), max(v)) if v else (None, None)
+
+    def applies(self, s, m):
+        c = self.cells.get((s, m))
+        return c is not None and any(st != "skip" for v, st, e in c.values())
+
+    def best_peer(self, m, better):
+        meds = [(self.median(s, m), s) for s in self.servers if is_peer(s)]
+        meds = [x for x in meds if x[0] is not None]
+        if not meds or better is None:
+            return None, None
+        return (max if better == "hi" else min)(meds)
+
+    def rounds_text(self, s, m, dec):
+        c = self.cells.get((s, m), {})
+        out = []
+        for r in range(1, self.rounds + 1):
+            if r not in c:
+                continue
+            v, st, e = c[r]
+            out.append(fmt(v, dec) if v is not None else ("n/a" if st == "skip" else "fail"))
+        return " ".join(out)
+
+    def errors_text(self, s, m):
+        c = self.cells.get((s, m), {})
+        total, unknown, fails = 0, 0, 0
+        for v, st, e in c.values():
+            if st == "fail":
+                fails += 1
+            if e is None:
+                unknown += 1
+            else:
+                total += int(e)
+        t = str(total)
+        if fails:
+            t += " (%d failed)" % fails
+        return t
+
+
+def table(run):
+    lines = ["| figure | server | median | every round | x direct | x best peer | errors |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: |"]
+    for key, label, dec, better, vs_direct in METRICS:
+        dref = run.median("direct", key) if vs_direct else None
+        pref, pname = run.best_peer(key, better)
+        for s in run.servers:
+            if (s, key) not in run.cells or not run.applies(s, key):
+                continue
+            m = run.median(s, key)
+            xd = fmt_ratio(ratio(m, dref)) if vs_direct else "-"
+            xp = fmt_ratio(ratio(m, pref)) if better and pref is not None else "-"
+            lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                label, s, fmt(m, dec), run.rounds_text(s, key, dec), xd, xp,
+                run.errors_text(s, key)))
+    return "\n".join(lines)
+
+
+# The medians at a glance: a figure per row, a server per column.
+SUMMARY = [
+    ("tp1_gbps", "throughput, 1 tunnel (Gbit/s)", 2),
+    ("tp16_gbps", "throughput, 16 tunnels (Gbit/s)", 2),
+    ("cpu16_proxy", "proxy CPU per GB, 16 tunnels (s)", 3),
+    ("cpu16_machine", "machine CPU per GB, 16 tunnels (s)", 3),
+    ("rate", "tunnels/s, 64 workers", 0),
+    ("rate_p99_us", "tunnel latency p99 (us)", 0),
+    ("rtt_p50_us", "pinned 1-byte RTT p50 (us)", 1),
+    ("rtt_overhead_us", "RTT overhead over direct (us)", 1),
+    ("mem_rss_B", "user memory per idle tunnel, RSS (B)", 0),
+    ("kmem_cg_B", "kernel memory per idle tunnel, cgroup (B)", 0),
+    ("auth_ratio", "user/password rate / plain rate", 2),
+    ("name_ratio", "socks5h rate / plain rate", 2),
+    ("big_held", "concurrent tunnels held (of %s)", 0),
+]
+
+
+def summary(run):
+    out = ["| figure (median) | " + " | ".join(run.servers) + " |",
+           "| --- |" + " ---: |" * len(run.servers)]
+    for key, label, dec in SUMMARY:
+        if not any(run.applies(s, key) for s in run.servers):
+            continue
+        if "%s" in label:
+            label = label % run.meta.get("big_tunnels", "?")
+        cells = []
+        for s in run.servers:
+            if not run.applies(s, key):
+                cells.append("n/a")
+            else:
+                m = run.median(s, key)
+                cells.append("fail" if m is None else fmt(m, dec))
+        out.append("| %s | %s |" % (label, " | ".join(cells)))
+    return "\n".join(out)
+
+
+def targets(run):
+    rs = [s for s in run.servers if is_ringsocks(s)]
+    peers = [s for s in run.servers if is_peer(s)]
+    if not rs:
+        return "No ringsocks engine in this run."
+    rows = []
+
+    def vs_peers(key, what, invert=False):
+        for p in peers:
+            cells = []
+            for s in rs:
+                a, b = run.median(s, key), run.median(p, key)
+                cells.append(fmt_ratio(ratio(a, b)) + "x" if ratio(a, b) is not None else "n/a")
+            rows.append(("%s vs %s" % (what, p), cells))
+
+    vs_peers("tp1_gbps", "throughput, 1 tunnel (higher is better)")
+    vs_peers("tp16_gbps", "throughput, 16 tunnels (higher is better)")
+    vs_peers("rate", "tunnel rate (higher is better)")
+    vs_peers("rate_p99_us", "p99 tunnel latency (lower is better)")
+    vs_peers("cpu16_proxy", "proxy CPU per GB, 16 tunnels (lower is better)")
+    vs_peers("cpu1_proxy", "proxy CPU per GB, 1 tunnel (lower is better)")
+    vs_peers("cpu16_machine", "machine CPU per GB, 16 tunnels (lower is better)")
+    vs_peers("cpu1_machine", "machine CPU per GB, 1 tunnel (lower is better)")
+    best, bname = run.best_peer("rtt_overhead_us", "lo")
+    cells = []
+    for s in rs:
+        o = run.median(s, "rtt_overhead_us")
+        if o is None:
+            cells.append("n/a")
+        elif best is None:
+            cells.append("%.1f us (no peer)" % o)
+        else:
+            cells.append("%.1f us vs %.1f us: %sx" % (o, best, fmt_ratio(ratio(o, best))))
+    rows.append(("RTT overhead over direct vs best peer%s (lower is better)" %
+                 (" (%s)" % bname if bname else ""), cells))
+    for key, what in (("mem_rss_B", "user memory per idle tunnel, RSS"),
+                      ("mem_pss_B", "user memory per idle tunnel, PSS (anon+shmem)"),
+                      ("kmem_cg_B", "kernel memory per idle tunnel (cgroup)")):
+        cells = []
+        for s in rs:
+            v = run.median(s, key)
+            cells.append("n/a" if v is None else "%.2f KiB" % (v / 1024))
+        rows.append((what, cells))
+    for key, what in (("auth_ratio", "user/password rate / plain rate"),
+                      ("name_ratio", "socks5h rate / plain rate")):
+        rows.append((what, [fmt_ratio(run.median(s, key)) for s in rs]))
+    big = run.meta.get("big_tunnels", "?")
+    rows.append(("concurrent tunnels held and verified of %s" % big,
+                 [fmt(run.median(s, "big_held"), 0) for s in rs]))
+    out = ["| ratio | " + " | ".join(rs) + " |", "| --- |" + " ---: |" * len(rs)]
+    for what, cells in rows:
+        out.append("| %s | %s |" % (what, " | ".join(cells)))
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------ plots
+
+def datablock(run, keys, scale=1.0):
+    """One line per server: name, then median min max for each key ('NaN' when missing)."""
+    lines = []
+    for s in run.servers:
+        if not any(run.applies(s, k) and run.median(s, k) is not None for k in keys):
+            continue
+        cols = ['"%s"' % s]
+        for k in keys:
+            m = run.median(s, k)
+            lo, hi = run.minmax(s, k)
+            if m is None:
+                cols += ["NaN", "NaN", "NaN"]
+            else:
+                cols += ["%g" % (m * scale), "%g" % (lo * scale), "%g" % (hi * scale)]
+        lines.append(" ".join(cols))
+    return "\n".join(lines)
+
+
+def clustered(run, out, title, ylabel, series, scale=1.0, log=False):
+    keys = [k for k, t in series]
+    data = datablock(run, keys, scale)
+    if not data:
+        return None
+    plots = []
+    for i, (k, t) in enumerate(series):
+        c = 2 + 3 * i
+        plots.append("$d using %d:%d:%d%s title '%s'" % (c, c + 1, c + 2,
+                                                           ":xtic(1)" if i == 0 else "", t))
+    return """@TERM@
+set output '%s'
+set title '%s'
+set ylabel '%s'
+set style data histogram
+set style histogram errorbars gap 1 lw 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set grid ytics
+set key below
+set xtics rotate by -20
+set yrange [%s:*]
+%s
+$d << EOD
+%s
+EOD
+plot %s
+""" % (out, title, ylabel, "*" if log else "0", "set logscale y" if log else "", data,
+       ", ".join(plots))
+
+
+def rate_plot(run, out):
+    data = datablock(run, ["rate", "rate_p99_us"])
+    if not data:
+        return None
+    return """@TERM@
+set output '%s'
+set title 'Figure 3: short tunnels, 64 workers (median, bars: min-max of the rounds)'
+set ylabel 'tunnels per second'
+set y2label 'p99 tunnel latency (ms)'
+set ytics nomirror
+set y2tics
+set yrange [0:*]
+set y2range [0:*]
+set style fill solid 0.8 border -1
+set offsets 0.6, 0.6, graph 0.08, 0
+set grid ytics
+set xtics rotate by -20
+set key below
+$d << EOD
+%s
+EOD
+plot $d using 0:2:3:4:(0.3):xtic(1) with boxerrorbars title 'tunnels/s' axes x1y1, \\
+     $d using 0:($5/1000):($6/1000):($7/1000) with yerrorbars lw 2 pt 7 ps 1.5 title 'p99 latency (ms)' axes x1y2
+""" % (out, data)
+
+
+def rtt_plot(run, out):
+    data = datablock(run, ["rtt_p50_us"])
+    if not data:
+        return None
+    return """@TERM@
+set output '%s'
+set title 'Figure 4: pinned 1-byte round trip, p50 (client+target on one CPU, proxy on the other)'
+set ylabel 'microseconds'
+set yrange [0:*]
+set style fill solid 0.8 border -1
+set offsets 0.6, 0.6, graph 0.08, 0
+set grid ytics
+set xtics rotate by -20
+$d << EOD
+%s
+EOD
+plot $d using 0:2:3:4:(0.3):xtic(1) with boxerrorbars notitle, \\
+     $d using 0:2:(sprintf('%%.0f', $2)) with labels offset 0,1 notitle
+""" % (out, data)
+
+
+# PLOT_FORMAT=png renders PNG (pngcairo) instead of SVG.
+FORMAT = os.environ.get("PLOT_FORMAT", "svg")
+TERM = {
+    "svg": "set terminal svg size 900,480 dynamic enhanced font 'sans,11' background '#ffffff'",
+    "png": "set terminal pngcairo size 900,480 enhanced font 'sans,10' background '#ffffff'",
+}
+
+
+def plots(run, prefix):
+    gp = shutil.which("gnuplot")
+    if not gp:
+        return [], "gnuplot is not installed (tools/install-deps.sh bench): no plots."
+    base = os.path.basename(prefix)
+    scripts = {
+        "throughput": clustered(
+            run, prefix + "-throughput." + FORMAT,
+            "Figure 1: throughput, download (median, bars: min-max of the rounds)", "Gbit/s",
+            [("tp1_gbps", "1 tunnel"), ("tp16_gbps", "16 tunnels")]),
+        "cpu": clustered(
+            run, prefix + "-cpu." + FORMAT, "Figure 2: CPU seconds per GB moved (lower is better)",
+            "CPU s / GB",
+            [("cpu1_proxy", "proxy, 1 tunnel"), ("cpu16_proxy", "proxy, 16 tunnels"),
+             ("cpu1_machine", "machine, 1 tunnel"), ("cpu16_machine", "machine, 16 tunnels")]),
+        "rate": rate_plot(run, prefix + "-rate." + FORMAT),
+        "rtt": rtt_plot(run, prefix + "-rtt." + FORMAT),
+        "memory": clustered(
+            run, prefix + "-memory." + FORMAT,
+            "Figure 5: memory per held idle tunnel (KiB, log scale)", "KiB per tunnel",
+            [("mem_rss_B", "user RSS"), ("mem_pss_B", "user PSS (anon+shmem)"),
+             ("kmem_cg_B", "kernel (cgroup)"), ("kmem_sys_B", "kernel (machine - direct)")],
+            scale=1 / 1024, log=True),
+    }
+    made, warn = [], []
+    for name, script in scripts.items():
+        if script is None:
+            continue
+        script = script.replace("@TERM@", TERM.get(FORMAT, TERM["svg"]))
+        r = subprocess.run([gp], input=script, text=True, capture_output=True)
+        img = prefix + "-%s.%s" % (name, FORMAT)
+        if r.returncode == 0 and os.path.exists(img) and os.path.getsize(img) > 0:
+            made.append((name, base + "-%s.%s" % (name, FORMAT)))
+        else:
+            warn.append("%s: %s" % (name, r.stderr.strip().splitlines()[-1:] or "failed"))
+    return made, ("gnuplot: " + "; ".join(warn)) if warn else ""
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit("usage: report.py RUN.tsv OUT-PREFIX")
+    tsv, prefix = sys.argv[1:3]
+    run = Run(tsv)
+    m = run.meta
+    made, warn = plots(run, prefix)
+    notes = []
+    unpinned = [s for s in run.servers
+                if any(v == 0 for v in run.values(s, "rtt_pinned"))]
+    if unpinned:
+        notes.append("Figure 4: the proxy's threads were not all confined to CPU %s for: %s "
+                     "(see the cell logs); their RTT is not a pinned figure." %
+                     (m.get("proxy_cpu", "?"), ", ".join(unpinned)))
+    if warn:
+        notes.append(warn)
+    for w in m.get("warnings", "").split("|"):
+        if w.strip():
+            notes.append(w.strip())
+    out = []
+    out.append("## Macro benchmark, %s" % m.get("started", "?"))
+    out.append("")
+    out.append("%s CPUs (%s), %s GiB, kernel %s; %s (commit %s); microsocks %s, "
+               "Dante %s; %s." % (m.get("ncpu"), m.get("cpu"), m.get("mem_gib"),
+                                  m.get("kernel"), m.get("ringsocks_version"), m.get("commit"),
+                                  m.get("microsocks_version"), m.get("dante_version"),
+                                  m.get("extra_desc") or "no other servers"))
+    out.append("")
+    out.append("%s interleaved rounds (order rotates), %s; throughput %s s, rate %s s "
+               "(%s workers, after %s unmeasured warm-up tunnels), RTT %s s, memory run %s "
+               "tunnels held %s s, concurrency run %s tunnels held %s s; socksload --timeout "
+               "%s s. Run took %s s. Client: build/socksload for every figure." % (
+                   m.get("rounds"), m.get("isolation"), m.get("tp_seconds"),
+                   m.get("rate_seconds"), m.get("rate_workers"), m.get("warmup_tunnels"),
+                   m.get("rtt_seconds"),
+                   m.get("mem_tunnels"), m.get("mem_hold"), m.get("big_tunnels"),
+                   m.get("big_hold"), m.get("timeout"), m.get("elapsed")))
+    out.append("")
+    out.append("### Medians")
+    out.append("")
+    out.append(summary(run))
+    out.append("")
+    out.append("### Every figure")
+    out.append("")
+    out.append("Median of the rounds; \"every round\" lists the rounds in order (fail: the "
+               "measurement failed; n/a: does not apply). x direct: median / direct's median. "
+               "x best peer: median / the best median among the peers (%s) for that figure, "
+               "best meaning highest for throughput and rates, lowest for CPU, latency and "
+               "memory. Errors: socksload's error count summed over the rounds. "
+               "Method: docs/benchmarks.md." % (", ".join(s for s in run.servers
+                                                       if is_peer(s)) or "none"))
+    out.append("")
+    out.append(table(run))
+    out.append("")
+    out.append("### Targets")
+    out.append("")
+    out.append("ringsocks' median divided by each peer's median (and the absolute figures "
+               "where a ratio would say nothing).")
+    out.append("")
+    out.append(targets(run))
+    out.append("")
+    if made:
+        out.append("### Plots")
+        out.append("")
+        for name, f in made:
+            out.append("![%s](%s)" % (name, f))
+        out.append("")
+    if notes:
+        out.append("### Notes")
+        out.append("")
+        for n in notes:
+            out.append("- " + n)
+        out.append("")
+    with open(prefix + ".md", "w") as f:
+        f.write("\n".join(out))
+    sys.stdout.write("\n".join(out))
+    if warn:
+        sys.stderr.write("bench: warning: %s\n" % warn)
+
+
+if __name__ == "__main__":
+    main()
