@@ -47,7 +47,9 @@ LABEL = {m[0]: m[1] for m in METRICS}
 
 
 def is_ringsocks(s):
-    return s.startswith("ringsocks")
+    """ringsocks-ENGINE, or an extra server named ringsocks... (ringsocks with other flags,
+    e.g. EXTRA_SERVERS="ringsocks-busypoll=build/ringsocks ... --busy-poll 50"): not a peer."""
+    return s.startswith("ringsocks") or s.startswith("extra-ringsocks")
 
 
 def is_peer(s):
