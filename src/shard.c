@@ -130,15 +130,20 @@ hold_fd(struct shard *sh, int fd)
     return true;
 }
 
-/* Start held connections, oldest first, while there is room. */
+/*
+ * Start held connections, oldest first, while there is room. Each is taken
+ * off the list before its session starts: a session that fails at once
+ * closes, and a close may come back here.
+ */
 static void
 start_held(struct shard *sh)
 {
-    uint32_t i = 0;
-    while (i < sh->n_held && !shard_full(sh))
-        session_start(sh, sh->held[i++]);
-    memmove(sh->held, sh->held + i, (sh->n_held - i) * sizeof(*sh->held));
-    sh->n_held -= i;
+    while (sh->n_held && !shard_full(sh)) {
+        int fd = sh->held[0];
+        sh->n_held--;
+        memmove(sh->held, sh->held + 1, sh->n_held * sizeof(*sh->held));
+        session_start(sh, fd);
+    }
 }
 
 void
