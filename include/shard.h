@@ -28,8 +28,6 @@ void shard_join(struct shard *sh);
 
 /* Shard thread: a free SQE, submitting the queue first if it is full. */
 struct io_uring_sqe *shard_sqe(struct shard *sh);
-/* Shard thread: make room for n linked SQEs so a chain is never split. */
-void shard_reserve(struct shard *sh, unsigned n);
 /* Shard thread: a connection closed; accepting may resume. */
 void shard_accept_resume(struct shard *sh);
 /* Before the shards start: let each see the others' open-connection counts,

@@ -225,6 +225,26 @@ byte_is_unsafe(unsigned char c)
     return c < 0x20 || c >= 0x7f;
 }
 
+/* s in double quotes, with '"' and '\\' backslash-escaped and unsafe bytes
+ * written as hex_prefix followed by two hex digits. */
+static void
+put_quoted(struct out *o, const char *s, size_t n, const char *hex_prefix)
+{
+    put_char(o, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            put_mem(o, esc, 2);
+        } else if (byte_is_unsafe(c)) {
+            put_hex2(o, hex_prefix, c);
+        } else {
+            put_char(o, (char)c);
+        }
+    }
+    put_char(o, '"');
+}
+
 /*
  * A logfmt value. Quoted when it holds a space, '"', '=' or an unsafe byte;
  * inside quotes '"' and '\' are backslash-escaped and unsafe bytes become
@@ -247,19 +267,7 @@ put_logfmt_val(struct out *o, const char *s, size_t n)
         put_mem(o, s, n);
         return;
     }
-    put_char(o, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            put_mem(o, esc, 2);
-        } else if (byte_is_unsafe(c)) {
-            put_hex2(o, "\\x", c);
-        } else {
-            put_char(o, (char)c);
-        }
-    }
-    put_char(o, '"');
+    put_quoted(o, s, n, "\\x");
 }
 
 /*
@@ -278,19 +286,7 @@ put_json_str(struct out *o, const char *s, size_t n)
         put_str(o, "null");
         return;
     }
-    put_char(o, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            put_mem(o, esc, 2);
-        } else if (byte_is_unsafe(c)) {
-            put_hex2(o, "\\u00", c);
-        } else {
-            put_char(o, (char)c);
-        }
-    }
-    put_char(o, '"');
+    put_quoted(o, s, n, "\\u00");
 }
 
 /* Separator and key: `key=` or `"key":`. */

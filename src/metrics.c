@@ -15,6 +15,7 @@
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "conn.h"
@@ -208,34 +209,51 @@ render_dns(struct mwriter *w, const struct shard *sh, unsigned n)
     mw_printf(w, "\nringsocks_dns_lookup_duration_seconds_count %" PRIu64 "\n", cum);
 }
 
+/* Plain counters: one uint64_t in struct shard_stats, summed over the shards. */
+struct counter {
+    const char *name, *help;
+    size_t off; /* offsetof(struct shard_stats, field) */
+};
+
+#define COUNTER(name, field, help) {name, help, offsetof(struct shard_stats, field)}
+
+static const struct counter engine_counters[] = {
+    COUNTER("ringsocks_udp_datagrams_dropped_total", udp_dropped,
+            "UDP ASSOCIATE datagrams dropped: malformed, fragmented or from a foreign source."),
+    COUNTER("ringsocks_pipe_fallbacks_total", pipe_fallbacks,
+            "Splice relay chunks copied instead because no pipe could be had."),
+    COUNTER("ringsocks_pipes_small_total", pipe_small,
+            "Pipes the kernel would not enlarge to pipe_size (fs.pipe-max-size, "
+            "fs.pipe-user-pages-soft); they work, with less per splice."),
+    COUNTER("ringsocks_relay_splice_switches_total", splice_switches,
+            "Relay auto: tunnel directions that filled a buffer and moved on to splice."),
+    COUNTER("ringsocks_auth_coalesced_total", auth_coalesced,
+            "Password checks answered by an identical check already in flight (no crypt(3) run)."),
+    COUNTER("ringsocks_handshake_waits_total", hs_waits,
+            "Connections that waited for a free handshake context (bursts of new clients)."),
+    COUNTER("ringsocks_close_cancels_total", close_cancels,
+            "Connection closes that needed an explicit cancel of in-flight operations."),
+    COUNTER("ringsocks_stale_completions_total", stale_cqes,
+            "Ring completions dropped because their connection slot had been reused."),
+};
+
+static void
+render_counters(struct mwriter *w, const struct shard *sh, unsigned n, const struct counter *c,
+                size_t count)
+{
+    for (size_t k = 0; k < count; k++) {
+        uint64_t sum = 0;
+        for (unsigned i = 0; i < n; i++)
+            sum += __atomic_load_n((const uint64_t *)((const char *)&sh[i].st + c[k].off),
+                                   __ATOMIC_RELAXED);
+        mw_u64(w, c[k].name, "counter", c[k].help, sum);
+    }
+}
+
 static void
 render_engine(struct mwriter *w, const struct shard *sh, unsigned n)
 {
-    mw_u64(w, "ringsocks_udp_datagrams_dropped_total", "counter",
-           "UDP ASSOCIATE datagrams dropped: malformed, fragmented or from a foreign source.",
-           SUM_STAT(sh, n, st.udp_dropped));
-    mw_u64(w, "ringsocks_pipe_fallbacks_total", "counter",
-           "Splice relay chunks copied instead because no pipe could be had.",
-           SUM_STAT(sh, n, st.pipe_fallbacks));
-    mw_u64(w, "ringsocks_pipes_small_total", "counter",
-           "Pipes the kernel would not enlarge to pipe_size (fs.pipe-max-size, "
-           "fs.pipe-user-pages-soft); they work, with less per splice.",
-           SUM_STAT(sh, n, st.pipe_small));
-    mw_u64(w, "ringsocks_relay_splice_switches_total", "counter",
-           "Relay auto: tunnel directions that filled a buffer and moved on to splice.",
-           SUM_STAT(sh, n, st.splice_switches));
-    mw_u64(w, "ringsocks_auth_coalesced_total", "counter",
-           "Password checks answered by an identical check already in flight (no crypt(3) run).",
-           SUM_STAT(sh, n, st.auth_coalesced));
-    mw_u64(w, "ringsocks_handshake_waits_total", "counter",
-           "Connections that waited for a free handshake context (bursts of new clients).",
-           SUM_STAT(sh, n, st.hs_waits));
-    mw_u64(w, "ringsocks_close_cancels_total", "counter",
-           "Connection closes that needed an explicit cancel of in-flight operations.",
-           SUM_STAT(sh, n, st.close_cancels));
-    mw_u64(w, "ringsocks_stale_completions_total", "counter",
-           "Ring completions dropped because their connection slot had been reused.",
-           SUM_STAT(sh, n, st.stale_cqes));
+    render_counters(w, sh, n, engine_counters, sizeof(engine_counters) / sizeof(engine_counters[0]));
 
     mw_family(w, "ringsocks_shard_loop_iterations_total", "counter",
               "Event loop iterations, per shard.");

@@ -53,13 +53,6 @@ shard_sqe(struct shard *sh)
     return sqe;
 }
 
-void
-shard_reserve(struct shard *sh, unsigned n)
-{
-    if (io_uring_sq_space_left(&sh->ring) < n)
-        io_uring_submit(&sh->ring);
-}
-
 static void
 arm_accept(struct shard *sh, unsigned i)
 {

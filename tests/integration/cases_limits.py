@@ -281,3 +281,32 @@ def busy_poll_relays_and_idles(ctx):
     elapsed = time.monotonic() - t0
     check(used < 0.25 * elapsed, "idle with --busy-poll 200 the proxy used %.2f s of CPU in %.2f s: "
           "it spins when there is no work" % (used, elapsed))
+
+
+@case("pipe_size_refused_still_relays")
+def pipe_size_refused_still_relays(ctx):
+    """After dropping to nobody, a --pipe-size above fs.pipe-max-size is refused by
+    the kernel for every new pipe: the pipes keep their default size, bulk data
+    still arrives byte for byte, and ringsocks_pipes_small_total counts them (the
+    copy engine, which takes no pipes, counts none)."""
+    need_ringsocks()
+    if os.geteuid() != 0:
+        from harness import Skip
+        raise Skip("needs root to drop to nobody (the test runs as uid %d)" % os.geteuid())
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        too_big = int(f.read()) * 2
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--shards", "1", "--user", "nobody", "--group", "nogroup",
+                        "--pipe-size", str(too_big)))
+    s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+    for n in (100, 4 << 20):
+        echo_roundtrip(s, n)
+    s.close()
+    st, body, _ = admin_request(p, "GET", "/metrics")
+    check(st == 200, "GET /metrics answered %d" % st)
+    small = metric(parse_prometheus(body), "ringsocks_pipes_small_total")
+    if ctx.relay == "copy":
+        check(small == 0, "relay copy counted %r small pipes; it uses none" % small)
+    else:
+        check(small is not None and small >= 1, "ringsocks_pipes_small_total is %r after 4 MiB each "
+              "way through %d-byte pipes the kernel must refuse" % (small, too_big))

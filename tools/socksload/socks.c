@@ -115,26 +115,28 @@ socks_udp_header(uint8_t *out, const struct socks_dest *d)
     return 3 + put_dest5(out + 3, d);
 }
 
-ssize_t
-socks_parse_method(const uint8_t *p, size_t len, int *code)
+/* A two-byte reply: version byte ver, then the code. */
+static ssize_t
+parse_two(const uint8_t *p, size_t len, uint8_t ver, int *code)
 {
     if (len < 2)
         return 0;
-    if (p[0] != 5)
+    if (p[0] != ver)
         return -EPROTO;
     *code = p[1];
     return 2;
 }
 
 ssize_t
+socks_parse_method(const uint8_t *p, size_t len, int *code)
+{
+    return parse_two(p, len, 5, code);
+}
+
+ssize_t
 socks_parse_auth(const uint8_t *p, size_t len, int *code)
 {
-    if (len < 2)
-        return 0;
-    if (p[0] != 1)
-        return -EPROTO;
-    *code = p[1];
-    return 2;
+    return parse_two(p, len, 1, code); /* RFC 1929: sub-negotiation version 1 */
 }
 
 ssize_t
