@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "socks4.h"
 #include "socks5.h"
+#include "udq.h"
 
 /*
  * user_data of every SQE: op in bits 0-7 (bit 7: relay direction), slot in
@@ -323,17 +324,15 @@ struct shard {
 
     struct hs *hs_slab;
     uint32_t hs_count, hs_free;
-    /* Accepted connections waiting for a handshake context, oldest first:
-     * ud_make(0, slot, gen) in a ring of hs_wait_cap entries. */
-    uint64_t *hs_wait;
-    uint32_t hs_wait_head, hs_wait_len, hs_wait_cap;
+    /* Accepted connections waiting for a handshake context: ud_make(0, slot, gen). */
+    struct udq hs_wait;
 
     /* copy engine: provided buffer ring */
     struct io_uring_buf_ring *br;
     uint8_t *bufs;
     unsigned br_mask;
-    uint64_t *starved; /* ud_make(0, slot, gen) | dir */
-    size_t n_starved, cap_starved;
+    uint32_t bufs_held; /* buffers the kernel handed to a recv and that are not back yet */
+    struct udq starved; /* directions waiting for a buffer: ud_make(0, slot, gen) | dir */
 
     struct pipe_pool pipes;
 

@@ -10,7 +10,7 @@
  *    carry SPLICE_F_NONBLOCK, so no call ever waits. Not IORING_OP_SPLICE:
  *    io_uring runs every splice on an io-wq worker (REQ_F_FORCE_ASYNC), a
  *    thread hand-off per chunk that cost 1.6-2x the proxy CPU per GB of
- *    these direct calls (docs/design.md, "Relay engines").
+ *    these direct calls (docs/design.md, "Relay").
  *  - copy: recv into a buffer picked by the kernel from the shard's provided
  *    buffer ring, then send it. The splice engine falls back to this for a
  *    chunk when no pipe can be had (fds exhausted), so a live tunnel is
@@ -119,21 +119,28 @@ relay_fini(struct shard *sh)
         sh->br = NULL;
         sh->bufs = NULL;
     }
-    free(sh->starved);
-    sh->starved = NULL;
+    udq_free(&sh->starved);
 }
 
 static void dir_step(struct shard *sh, struct conn *c, unsigned d);
 
-/* Copy engine: a buffer goes back to the ring; a starved direction may now read. */
+/*
+ * Copy engine: a buffer goes back to the ring, and every starved direction
+ * reads again. Not just the first: a recv picks its buffer when it is issued,
+ * but a direction with no data then waits on a poll and leaves the buffer in
+ * the ring, so waking one could wake a quiet direction while one with data
+ * stayed queued behind it, and both ends of the tunnel waited for each other
+ * (one_copy_buffer_serves_all). Those that find no buffer queue again.
+ */
 static void
 buf_recycle(struct shard *sh, uint16_t bid)
 {
     io_uring_buf_ring_add(sh->br, sh->bufs + (size_t)bid * sh->o->buf_size, sh->o->buf_size, bid,
                           sh->br_mask, 0);
     io_uring_buf_ring_advance(sh->br, 1);
-    while (sh->n_starved) {
-        uint64_t e = sh->starved[--sh->n_starved];
+    sh->bufs_held--;
+    uint64_t e;
+    for (uint32_t n = sh->starved.len; n && udq_pop(&sh->starved, &e); n--) {
         uint32_t slot = ud_slot(e);
         unsigned d = (unsigned)(e & 1);
         struct conn *c = &sh->conns[slot];
@@ -141,25 +148,28 @@ buf_recycle(struct shard *sh, uint16_t bid)
             continue;
         c->dir[d].flags &= (uint8_t)~RD_STARVED;
         dir_step(sh, c, d);
-        break;
     }
 }
 
+/*
+ * A recv found no buffer (-ENOBUFS). If every buffer is held by a
+ * direction, queue this one: the next buffer that comes back wakes it. If
+ * one may be back in the ring already (returned after the kernel failed this
+ * recv but before its completion was seen here), do not queue: the caller's
+ * next step reads again at once. Queuing then waited for a return that no
+ * one was going to make (found by one_copy_buffer_serves_all: --bufs 1 and
+ * eight echo tunnels stalled).
+ */
 static void
 starve(struct shard *sh, struct conn *c, unsigned d)
 {
-    if (sh->n_starved == sh->cap_starved) {
-        size_t cap = sh->cap_starved ? sh->cap_starved * 2 : 64;
-        uint64_t *n = realloc(sh->starved, cap * sizeof(*n));
-        if (!n) {
-            conn_close(sh, c, END_RESOURCE);
-            return;
-        }
-        sh->starved = n;
-        sh->cap_starved = cap;
+    if (sh->bufs_held < sh->o->buf_count)
+        return;
+    if (udq_push(&sh->starved, ud_make(d, conn_slot(sh, c), c->gen)) < 0) {
+        conn_close(sh, c, END_RESOURCE);
+        return;
     }
     c->dir[d].flags |= RD_STARVED;
-    sh->starved[sh->n_starved++] = ud_make(d, conn_slot(sh, c), c->gen);
 }
 
 /*
@@ -263,8 +273,6 @@ copy_recv(struct shard *sh, struct conn *c, unsigned d)
     sqe->buf_group = RELAY_BGID;
     c->dir[d].ops++;
 }
-
-static void dir_read(struct shard *sh, struct conn *c, unsigned d);
 
 static void dir_read(struct shard *sh, struct conn *c, unsigned d);
 
@@ -386,6 +394,8 @@ copy_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res, un
 {
     struct relay_dir *rd = &c->dir[d];
     if (op == OP_RECV) {
+        if (cqe_flags & IORING_CQE_F_BUFFER)
+            sh->bufs_held++;
         if (res > 0 && (cqe_flags & IORING_CQE_F_BUFFER)) {
             rd->bid = (uint16_t)(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
             rd->off = 0;

@@ -64,32 +64,7 @@ session_slab_fini(struct shard *sh)
     if (sh->hs_slab)
         munmap(sh->hs_slab, (size_t)sh->hs_count * sizeof(struct hs));
     sh->hs_slab = NULL;
-    free(sh->hs_wait);
-    sh->hs_wait = NULL;
-    sh->hs_wait_len = sh->hs_wait_cap = sh->hs_wait_head = 0;
-}
-
-/* Queue c until a handshake context frees up. Returns -ENOMEM when the
- * queue cannot grow. */
-static int
-hs_wait_push(struct shard *sh, const struct conn *c)
-{
-    if (sh->hs_wait_len == sh->hs_wait_cap) {
-        uint32_t cap = sh->hs_wait_cap ? sh->hs_wait_cap * 2 : 256;
-        uint64_t *q = malloc((size_t)cap * sizeof(*q));
-        if (!q)
-            return -ENOMEM;
-        for (uint32_t i = 0; i < sh->hs_wait_len; i++)
-            q[i] = sh->hs_wait[(sh->hs_wait_head + i) % sh->hs_wait_cap];
-        free(sh->hs_wait);
-        sh->hs_wait = q;
-        sh->hs_wait_cap = cap;
-        sh->hs_wait_head = 0;
-    }
-    sh->hs_wait[(sh->hs_wait_head + sh->hs_wait_len) % sh->hs_wait_cap] =
-        ud_make(0, conn_slot(sh, c), c->gen);
-    sh->hs_wait_len++;
-    return 0;
+    udq_free(&sh->hs_wait);
 }
 
 /* The oldest queued connection still waiting (others closed meanwhile, e.g.
@@ -97,10 +72,8 @@ hs_wait_push(struct shard *sh, const struct conn *c)
 static struct conn *
 hs_wait_pop(struct shard *sh)
 {
-    while (sh->hs_wait_len) {
-        uint64_t e = sh->hs_wait[sh->hs_wait_head];
-        sh->hs_wait_head = (sh->hs_wait_head + 1) % sh->hs_wait_cap;
-        sh->hs_wait_len--;
+    uint64_t e;
+    while (udq_pop(&sh->hs_wait, &e)) {
         struct conn *c = &sh->conns[ud_slot(e)];
         if (c->gen == ud_gen(e) && c->state == CONN_HANDSHAKE && !c->hs)
             return c;
@@ -248,7 +221,7 @@ session_start(struct shard *sh, int fd)
      * free up; its handshake timeout runs meanwhile. Shedding it instead
      * refused hundreds of 9,000 tunnels opened at once.
      */
-    if (hs_wait_push(sh, c) < 0) {
+    if (udq_push(&sh->hs_wait, ud_make(0, conn_slot(sh, c), c->gen)) < 0) {
         STAT_INC(sh->st.accept_dropped);
         conn_close(sh, c, END_RESOURCE);
         return;
