@@ -79,6 +79,9 @@ check "connrate --count 500"               "$CLEAN and j['units'] == 500" -- con
 check "hold, socks5"                       "$CLEAN and j['units'] == 50" -- hold --proxy "$S5" --tunnels 50 $D
 check "latency, socks5h localhost"         "$CLEAN and j['latency_us']['p99'] > 0" -- latency --proxy "socks5h://127.0.0.1:$P" --target localhost $D
 check "udp, socks5"                        "$CLEAN and j['latency_us']['p50'] > 0" -- udp --proxy "$S5" --tunnels 2 $D
+# 256 datagrams in flight: echoes come back in any order relative to send completions, and
+# every one must still find its slot (and no socket on the way may overflow).
+check "udp, 4 tunnels x window 64"         "$CLEAN and j['units'] > 256" -- udp --proxy "$S5" --tunnels 4 --window 64 $D
 check "connrate, user:pass"                "$CLEAN" -- connrate --proxy "socks5://alice:s3cret@127.0.0.1:$PA" --workers 8 $D
 check "latency, user:pass socks5h"         "$CLEAN" -- latency --proxy "socks5h://alice:s3cret@127.0.0.1:$PA" --target localhost $D
 check "wrong password counted as auth"     'j["errors"]["auth"] > 0 and j["units"] == 0' -- connrate --proxy "socks5://alice:wrong@127.0.0.1:$PA" --workers 2 $D

@@ -246,6 +246,8 @@ bool udp_complete(struct worker *w, struct udpa *u, void *obj, unsigned op, int 
 /* No more datagrams; abort also drops the ones in flight (shuts the UDP socket down). */
 void udp_stop(struct udpa *u, bool abort);
 void udp_free(struct udpa *u);
+/* Asks for a receive buffer of bytes (SO_RCVBUFFORCE, else SO_RCVBUF up to rmem_max). */
+void udp_grow_rcvbuf(int fd, size_t bytes);
 
 /* ---- target.c ---- */
 struct target;

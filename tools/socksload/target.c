@@ -417,6 +417,8 @@ target_start(struct target **out, const char *host, uint16_t port, unsigned thre
         rc = t_bind(SOCK_DGRAM, &ss, len);
         if (rc >= 0) {
             tg->ufd = rc;
+            /* One socket echoes for every association of the run: give it room for bursts. */
+            udp_grow_rcvbuf(rc, 16u << 20);
             *port_out = p;
             break;
         }

@@ -4,8 +4,10 @@
  *
  * Owned by one tunnel of one worker (client.c) and driven by that worker's ring; its ops
  * count in the tunnel's in-flight total. Datagram payload: u64 sequence number (little
- * endian), then the pattern stream seeded by the association at offset seq * size. A reply
- * is matched to its slot by sequence number; one not back within --timeout counts as lost.
+ * endian), then the pattern stream seeded by the association at offset seq * size. Slot i
+ * sends sequence numbers i, i + W, i + 2W... (W = --window), so a reply finds its slot as
+ * seq % W whatever order the replies and send completions come in; one not back within
+ * --timeout counts as lost.
  * Must never send anywhere but the relay address (checked against loopback by udp_start).
  */
 #include "socksload.h"
@@ -25,6 +27,7 @@ struct uslot {
     bool pending;  /* waiting for its echo */
     bool sending;  /* its buffer is in a send op */
     bool want_next; /* echo came back while the send op was still in flight */
+    bool used;      /* has sent before: the next seq is seq + window */
     uint8_t *buf;
 } __attribute__((aligned(16)));
 
@@ -38,7 +41,6 @@ struct udpa {
     uint32_t seed;
     uint32_t size;
     unsigned window;
-    uint64_t next_seq;
     size_t hlen;
     uint8_t hdr[UDP_HDR_MAX];
     struct uslot *slots;
@@ -79,7 +81,9 @@ u_send(struct udpa *u, struct uslot *s)
 {
     if (u->stopped || !client_count_take(u->w))
         return;
-    s->seq = u->next_seq++;
+    /* Not a shared counter: slots re-send in any order, and seq % window must stay their index. */
+    s->seq = s->used ? s->seq + u->window : (uint64_t)(s - u->slots);
+    s->used = true;
     memcpy(s->buf, u->hdr, u->hlen);
     put64(s->buf + u->hlen, s->seq);
     memcpy(s->buf + u->hlen + 8, pattern_at(u->seed, s->seq * u->size), u->size - 8);
@@ -91,6 +95,16 @@ u_send(struct udpa *u, struct uslot *s)
     io_uring_prep_send(sqe, u->fd, s->buf, u->hlen + u->size, 0);
     client_track_obj(u->t, s, sqe, CLIENT_OP_USEND);
     u->uops++;
+}
+
+void
+udp_grow_rcvbuf(int fd, size_t bytes)
+{
+    int v = bytes > (64u << 20) ? (64 << 20) : (int)bytes;
+
+    /* FORCE passes net.core.rmem_max (needs CAP_NET_ADMIN); otherwise we get what it allows. */
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof(v)) == -1)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof(v));
 }
 
 static bool
@@ -154,6 +168,9 @@ udp_start(struct worker *w, struct tun *t, struct udpa **out, const struct socka
         goto fail;
     if (connect(u->fd, (struct sockaddr *)&relay, len) == -1)
         goto fail;
+    /* Room for a whole window of echoes (plus skb overhead), so that the measuring side is
+     * not where datagrams are lost. */
+    udp_grow_rcvbuf(u->fd, (size_t)u->window * (u->hlen + u->size + 1024) * 2);
     for (unsigned i = 0; i < u->window; i++) {
         u->slots[i].t = t;
         u->slots[i].buf = malloc(u->hlen + u->size);
