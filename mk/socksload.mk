@@ -1,6 +1,6 @@
 # mk/socksload.mk - the SOCKS load generator; included by the Makefile.
 #   make $(BUILD)/socksload   build tools/socksload/ into $(BUILD)/socksload
-#   make socksload-test       build and run the URL parser's cmocka test (last line: cmocka's summary)
+#   make socksload-test       build and run its cmocka tests: URL parser; SOCKS formats and pattern
 #   make socksload-smoke      tests/socksload_smoke.sh against $(BUILD)/ringsocks (ends "N passed, N failed")
 # The load generator has no jemalloc and no server objects: only liburing, libm, pthreads.
 
@@ -22,8 +22,14 @@ $(BUILD)/tests/test_socksload_url: tests/unit/test_socksload_url.c $(BUILD)/obj/
 	@mkdir -p $(dir $@)
 	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
 
-socksload-test: $(BUILD)/tests/test_socksload_url
+$(BUILD)/tests/test_socksload_socks: tests/unit/test_socksload_socks.c \
+		$(BUILD)/obj/socksload/socks.o $(BUILD)/obj/socksload/pattern.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
+
+socksload-test: $(BUILD)/tests/test_socksload_url $(BUILD)/tests/test_socksload_socks
 	$(BUILD)/tests/test_socksload_url
+	$(BUILD)/tests/test_socksload_socks
 
 socksload-smoke: $(BUILD)/socksload $(BUILD)/ringsocks
 	BUILD=$(BUILD) tests/socksload_smoke.sh

@@ -139,6 +139,26 @@ socks_parse_auth(const uint8_t *p, size_t len, int *code)
     return parse_two(p, len, 1, code); /* RFC 1929: sub-negotiation version 1 */
 }
 
+/*
+ * Bytes of ATYP, address and port starting at p (RFC 1928 section 5), or -EPROTO for an
+ * unknown ATYP. p must hold 2 bytes (ATYP 3's name length). Whether the buffer holds them all
+ * is the caller's question: a reply may still be arriving, a datagram may not.
+ */
+static ssize_t
+addr_span(const uint8_t *p)
+{
+    switch (p[0]) {
+    case 1:
+        return 1 + 4 + 2;
+    case 4:
+        return 1 + 16 + 2;
+    case 3:
+        return 1 + 1 + (ssize_t)p[1] + 2;
+    default:
+        return -EPROTO;
+    }
+}
+
 ssize_t
 socks_parse_reply(const struct url *u, const uint8_t *p, size_t len, int *code,
                   struct sockaddr_storage *bnd)
@@ -158,19 +178,10 @@ socks_parse_reply(const struct url *u, const uint8_t *p, size_t len, int *code,
         return 0;
     if (p[0] != 5 || p[2] != 0)
         return -EPROTO;
-    switch (p[3]) {
-    case 1:
-        need = 4 + 4 + 2;
-        break;
-    case 4:
-        need = 4 + 16 + 2;
-        break;
-    case 3:
-        need = 4 + 1 + (size_t)p[4] + 2;
-        break;
-    default:
-        return -EPROTO;
-    }
+    ssize_t span = addr_span(p + 3);
+    if (span < 0)
+        return span;
+    need = 3 + (size_t)span;
     if (len < need)
         return 0;
     *code = p[1];
@@ -196,23 +207,12 @@ socks_parse_udp_header(const uint8_t *p, size_t len)
 {
     size_t need;
 
-    if (len < 4 || p[0] != 0 || p[1] != 0 || p[2] != 0)
+    if (len < 5 || p[0] != 0 || p[1] != 0 || p[2] != 0)
         return -EPROTO;
-    switch (p[3]) {
-    case 1:
-        need = 4 + 4 + 2;
-        break;
-    case 4:
-        need = 4 + 16 + 2;
-        break;
-    case 3:
-        if (len < 5)
-            return -EPROTO;
-        need = 4 + 1 + (size_t)p[4] + 2;
-        break;
-    default:
-        return -EPROTO;
-    }
+    ssize_t span = addr_span(p + 3);
+    if (span < 0)
+        return span;
+    need = 3 + (size_t)span;
     return len < need ? -EPROTO : (ssize_t)need;
 }
 
