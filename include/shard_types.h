@@ -312,13 +312,12 @@ struct shard {
     bool accept_paused;
 
     struct conn *conns;
-    uint32_t n_slots, high, n_open;
-    const struct shard *peers; /* every shard (this one too), for their n_open only */
+    uint32_t n_slots, high;
+    struct shard *peers; /* every shard (this one too), for n_open and want_room only */
     unsigned n_peers;
-    /* Accepted while all shards held max_conns (the accept was in flight when
-     * another shard took the last place): served first when room frees. */
-    int *held;
-    uint32_t n_held, cap_held;
+    /* fds accepted while all shards held max_conns (the accept was in flight
+     * when another shard took the last place): served first when room frees. */
+    struct udq held;
     uint32_t *free_slots;
     uint32_t n_free;
 
@@ -352,6 +351,11 @@ struct shard {
     bool draining;
 
     struct shard_stats st;
+
+    /* Written by this shard, read by the others on each accept and close:
+     * a cache line of their own, away from the fields only this shard uses. */
+    _Alignas(64) uint32_t n_open;
+    atomic_bool want_room; /* paused by max_conns: a close on another shard wakes us */
 
     /* written by other threads */
     _Alignas(64) atomic_bool stop;   /* close everything now */

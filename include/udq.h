@@ -1,8 +1,9 @@
 /*
- * udq.h - a growable FIFO of 64-bit connection references (ud_make(tag,
- * slot, gen)): connections waiting for a shard resource (a provided buffer,
- * a handshake context). Entries go stale when their connection closes; the
- * consumer checks slot and generation as it pops. Shard thread only.
+ * udq.h - a growable FIFO of 64-bit values: connection references
+ * (ud_make(tag, slot, gen)) waiting for a shard resource (a provided buffer,
+ * a handshake context), or accepted fds waiting for room under max_conns.
+ * References go stale when their connection closes; the consumer checks slot
+ * and generation as it pops. Shard thread only.
  */
 #ifndef RINGSOCKS_UDQ_H
 #define RINGSOCKS_UDQ_H

@@ -301,6 +301,7 @@ conn_free(struct shard *sh, struct conn *c)
     sh->free_slots[sh->n_free++] = conn_slot(sh, c);
     STAT_DEC(sh->n_open);
     shard_accept_resume(sh);
+    shard_room_freed(sh);
 }
 
 /*

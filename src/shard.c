@@ -74,8 +74,6 @@ arm_accept(struct shard *sh, unsigned i)
 static bool
 shard_full(const struct shard *sh)
 {
-    if (sh->n_open >= sh->n_slots)
-        return true;
     uint64_t total = 0;
     for (unsigned i = 0; i < sh->n_peers; i++)
         total += STAT_GET(sh->peers[i].n_open);
@@ -107,35 +105,38 @@ pause_accept(struct shard *sh)
     }
 }
 
-/* Hold an fd accepted over the limit; false when there is no memory for it. */
-static bool
-hold_fd(struct shard *sh, int fd)
-{
-    if (sh->n_held == sh->cap_held) {
-        uint32_t cap = sh->cap_held ? sh->cap_held * 2 : 8;
-        int *n = realloc(sh->held, cap * sizeof(*n));
-        if (!n)
-            return false;
-        sh->held = n;
-        sh->cap_held = cap;
-    }
-    sh->held[sh->n_held++] = fd;
-    return true;
-}
-
 /*
  * Start held connections, oldest first, while there is room. Each is taken
- * off the list before its session starts: a session that fails at once
+ * off the queue before its session starts: a session that fails at once
  * closes, and a close may come back here.
  */
 static void
 start_held(struct shard *sh)
 {
-    while (sh->n_held && !shard_full(sh)) {
-        int fd = sh->held[0];
-        sh->n_held--;
-        memmove(sh->held, sh->held + 1, sh->n_held * sizeof(*sh->held));
-        session_start(sh, fd);
+    uint64_t fd;
+    while (sh->held.len && !shard_full(sh) && udq_pop(&sh->held, &fd))
+        session_start(sh, (int)fd);
+}
+
+/*
+ * Paused by the total limit: ask the other shards to wake us when one of
+ * their connections closes. The flag is set after our look at the counters,
+ * so a close in between is missed; the tick (250 ms) is the fallback.
+ */
+static void
+want_room(struct shard *sh)
+{
+    atomic_store_explicit(&sh->want_room, true, memory_order_relaxed);
+}
+
+void
+shard_room_freed(struct shard *sh)
+{
+    for (unsigned i = 0; i < sh->n_peers; i++) {
+        struct shard *p = &sh->peers[i];
+        if (p != sh && atomic_load_explicit(&p->want_room, memory_order_relaxed) &&
+            atomic_exchange_explicit(&p->want_room, false, memory_order_relaxed))
+            shard_wake(p);
     }
 }
 
@@ -145,8 +146,10 @@ shard_accept_resume(struct shard *sh)
     if (!sh->accept_paused || sh->stopping || sh->draining)
         return;
     start_held(sh);
-    if (sh->n_held || shard_full(sh))
+    if (sh->held.len || shard_full(sh)) {
+        want_room(sh);
         return;
+    }
     sh->accept_paused = false;
     for (unsigned i = 0; i < sh->n_ls; i++)
         arm_accept(sh, i);
@@ -171,18 +174,21 @@ on_accept(struct shard *sh, const struct io_uring_cqe *cqe)
          * can be reached by another one while this accept was in flight. Such
          * a client waits here, unread, like those in the kernel's backlog.
          */
-        if (shard_full(sh) || sh->n_held) {
-            if (!hold_fd(sh, res)) {
+        if (shard_full(sh) || sh->held.len) {
+            if (udq_push(&sh->held, (uint64_t)res) < 0) {
                 STAT_INC(sh->st.accept_dropped);
                 close(res);
             }
             pause_accept(sh);
+            want_room(sh);
             return;
         }
         session_start(sh, res);
         /* Full: stop taking connections; the kernel's backlog holds the rest. */
-        if (shard_full(sh))
+        if (shard_full(sh)) {
             pause_accept(sh);
+            want_room(sh);
+        }
     } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
         /* Out of fds or memory: retry on a tick or when a connection closes, never spin. */
         pause_accept(sh);
@@ -256,9 +262,9 @@ stop_accepting(struct shard *sh)
 static void
 close_held(struct shard *sh)
 {
-    for (uint32_t i = 0; i < sh->n_held; i++)
-        close(sh->held[i]);
-    sh->n_held = 0;
+    uint64_t fd;
+    while (udq_pop(&sh->held, &fd))
+        close((int)fd);
 }
 
 static void
@@ -293,9 +299,11 @@ dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
         on_tick(sh);
         break;
     case OP_WAKE:
-        /* Stop, drain or a new policy: the loop looks at each; keep listening. */
+        /* Stop, drain or a new policy: the loop looks at each; keep listening.
+         * Or room under max_conns, freed by another shard. */
         if (!atomic_load_explicit(&sh->stop, memory_order_acquire))
             arm_wake(sh);
+        shard_accept_resume(sh);
         break;
     case OP_AUTH:
         authq_on_cqe(sh);
@@ -576,11 +584,8 @@ shard_join(struct shard *sh)
             close(c->tfd);
     }
     conn_table_fini(sh);
-    for (uint32_t i = 0; i < sh->n_held; i++)
-        close(sh->held[i]);
-    free(sh->held);
-    sh->held = NULL;
-    sh->n_held = sh->cap_held = 0;
+    close_held(sh);
+    udq_free(&sh->held);
     for (unsigned i = 0; i < sh->n_ls; i++)
         if (sh->ls[i].fd >= 0)
             close(sh->ls[i].fd);
