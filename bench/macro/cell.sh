@@ -37,30 +37,18 @@ row() {
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     local i
+    stop_server
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
         stop_tree "${PIDS[i]}"
     done
     PIDS=()
+    stop_cgroup "$MEMCG"
     rmdir_cgroup "$MEMCG"
 }
 trap cleanup EXIT
 
 want() {
     case " $FIGURES " in *" $1 "*) return 0 ;; esac
-    return 1
-}
-
-# The command of extra server NAME from a "name=command;name2=command2" list.
-extra_cmd() {
-    local list=$1 name=$2 entry
-    local -a entries
-    IFS=';' read -r -a entries <<<"$list"
-    for entry in "${entries[@]}"; do
-        if [ "${entry%%=*}" = "$name" ]; then
-            printf '%s\n' "${entry#*=}"
-            return 0
-        fi
-    done
     return 1
 }
 
@@ -130,11 +118,11 @@ server_cmd() {
         ;;
     extra-*)
         if [ "$mode" = auth ]; then
-            cmd=$(extra_cmd "${EXTRA_AUTH:-}" "${SERVER#extra-}") || return 2
+            cmd=$(extra_cmd EXTRA_AUTH "${SERVER#extra-}") || return 2
             cmd=${cmd//\{USER\}/$AUTH_USER}
             cmd=${cmd//\{PASS\}/$AUTH_PASS}
         else
-            cmd=$(extra_cmd "${EXTRA_SERVERS:-}" "${SERVER#extra-}") || return 2
+            cmd=$(extra_cmd EXTRA_SERVERS "${SERVER#extra-}") || return 2
         fi
         CMD=(sh -c "exec ${cmd//\{PORT\}/$port}")
         ;;
@@ -177,9 +165,11 @@ start_server() {
     return 0
 }
 
+# stop_server: the server, and through the cell's memory cgroup (which holds the server alone)
+# anything it forked, even away from its process tree.
 stop_server() {
     [ -n "${SPID:-}" ] || return 0
-    stop_tree "$SPID"
+    stop_tree "$SPID" "$MEMCG"
     local keep=() p
     for p in "${PIDS[@]}"; do [ "$p" = "$SPID" ] || keep+=("$p"); done
     PIDS=("${keep[@]}")
@@ -226,7 +216,7 @@ skip_rows() {
 # ------------------------------------------------------------------------------- figures
 
 fig_throughput() {
-    local n threads c0 c1 m0 m1 bytes gb
+    local n threads c0 c1 m0 m1 bytes gb e gbps cpu_proxy cpu_machine
     for n in 1 16; do
         threads=1
         [ "$n" -gt 1 ] && threads=$TP_THREADS
@@ -243,26 +233,33 @@ fig_throughput() {
         [ "$SERVER" != direct ] && c1=$(tree_cpu_ticks "$SPID")
         bytes=$(jnum "$DIR/tp$n.json" '.bytes_down + .bytes_up')
         gb=$(calc "$bytes / 1e9")
-        row "tp${n}_gbps" "$(jnum "$DIR/tp$n.json" .gbps)" "$(lerr "tp$n")"
+        e=$(lerr "tp$n")
+        gbps=$(jnum "$DIR/tp$n.json" .gbps)
+        cpu_proxy=$(calc "($c1 - $c0) / $CLK_TCK / $gb")
+        cpu_machine=$(calc "($m1 - $m0) / $CLK_TCK / $gb")
+        row "tp${n}_gbps" "$gbps" "$e"
         if [ "$SERVER" = direct ]; then
             row "cpu${n}_proxy" skip
         else
-            row "cpu${n}_proxy" "$(calc "($c1 - $c0) / $CLK_TCK / $gb")" "$(lerr "tp$n")"
+            row "cpu${n}_proxy" "$cpu_proxy" "$e"
         fi
-        row "cpu${n}_machine" "$(calc "($m1 - $m0) / $CLK_TCK / $gb")" "$(lerr "tp$n")"
-        clog "throughput $n tunnel(s): $(jnum "$DIR/tp$n.json" .gbps) Gbit/s, CPU per GB:" \
-            "$([ "$SERVER" = direct ] || echo "proxy $(calc "($c1 - $c0) / $CLK_TCK / $gb") s, ")machine" \
-            "$(calc "($m1 - $m0) / $CLK_TCK / $gb") s"
+        row "cpu${n}_machine" "$cpu_machine" "$e"
+        clog "throughput $n tunnel(s): $gbps Gbit/s, CPU per GB:" \
+            "$([ "$SERVER" = direct ] || echo "proxy $cpu_proxy s, ")machine $cpu_machine s"
     done
 }
 
-# wait_open N DEADLINE: until N tunnels are set up (the proxy's connections to the target,
-# or the direct target's accepted ones, established) or the deadline (epoch seconds) passes.
-# Prints the count seen last.
+# open_filter: the ss filter of this cell's open tunnels: the proxy's connections to the target,
+# or the direct target's accepted ones.
+open_filter() {
+    if [ "$SERVER" = direct ]; then echo "sport = :$TPORT"; else echo "dport = :$TPORT"; fi
+}
+
+# wait_open N DEADLINE: until N tunnels are set up (established, see open_filter) or the
+# deadline (epoch seconds) passes. Prints the count seen last.
 wait_open() {
     local n=$1 deadline=$2 filter c=0
-    filter="dport = :$TPORT"
-    [ "$SERVER" = direct ] && filter="sport = :$TPORT"
+    filter=$(open_filter)
     while :; do
         c=$(established_count "$filter")
         [ "$c" -ge "$n" ] && break
@@ -272,8 +269,12 @@ wait_open() {
     echo "$c"
 }
 
+# Figure 5. The per-tunnel figures divide by the tunnels open when the sample was taken (at
+# most MEM_TUNNELS); their errors column is socksload's errors or, when larger, the tunnels
+# that were not open then (MEM_TUNNELS - open). None open: they are NA (fail).
 fig_memory() {
     local n=$MEM_TUNNELS pid rss0 pss0 rss1 pss1 k0 k1 s0 s1 t0 t1 b0 b1 open deadline filter
+    local e per short rss pss kcg sockbuf ksys tcpmem
     filter="( sport = :$PPORT or dport = :$TPORT )"
     read -r rss0 pss0 < <(tree_mem_kb "$SPID")
     k0=$(memcg_kernel_bytes "$MEMCG_KIND" "$MEMCG")
@@ -284,8 +285,9 @@ fig_memory() {
     load mem "$MEM_HOLD" hold --proxy "$PROXY" --target "$TARGET" --tunnels "$n" \
         --hold "$MEM_HOLD" &
     pid=$!
-    open=$(wait_open "$n" "$deadline")
+    wait_open "$n" "$deadline" >/dev/null
     sleep "$MEM_SETTLE" # the first round trip of every tunnel, and the proxy's bookkeeping
+    open=$(established_count "$(open_filter)")
     read -r rss1 pss1 < <(tree_mem_kb "$SPID")
     k1=$(memcg_kernel_bytes "$MEMCG_KIND" "$MEMCG")
     s1=$(machine_kernel_kb)
@@ -295,28 +297,45 @@ fig_memory() {
         na_rows mem_held mem_rss_B mem_pss_B kmem_cg_B sockbuf_B kmem_sys_raw_B tcpmem_B
         return 0
     fi
-    local e
     e=$(lerr mem)
     row mem_held "$(jnum "$DIR/mem.json" .units)" "$e"
-    if [ "$open" -lt "$n" ]; then
-        clog "memory: only $open of $n tunnels were open when sampled; per-tunnel figures use $n"
+    per=$((open < n ? open : n))
+    short=$((n - per))
+    if [ "$per" -eq 0 ]; then
+        clog "memory: none of the $n tunnels was open when sampled; no per-tunnel figures"
+        if [ "$SERVER" = direct ]; then
+            skip_rows mem_rss_B mem_pss_B kmem_cg_B sockbuf_B
+        else
+            na_rows mem_rss_B mem_pss_B kmem_cg_B sockbuf_B
+        fi
+        na_rows kmem_sys_raw_B tcpmem_B
+        return 0
     fi
+    if [ "$short" -gt 0 ]; then
+        clog "memory: only $open of $n tunnels were open when sampled; per-tunnel figures use $open"
+        case $e in '' | *[!0-9]*) e=$short ;; *) [ "$e" -ge "$short" ] || e=$short ;; esac
+    fi
+    rss=$(calc "($rss1 - $rss0) * 1024 / $per")
+    pss=$(calc "($pss1 - $pss0) * 1024 / $per")
+    kcg=$(calc "($k1 - $k0) / $per")
+    sockbuf=$(calc "($b1 - $b0) / $per")
+    ksys=$(calc "($s1 - $s0) * 1024 / $per")
+    tcpmem=$(calc "($t1 - $t0) * 4096 / $per")
     if [ "$SERVER" = direct ]; then
         skip_rows mem_rss_B mem_pss_B kmem_cg_B sockbuf_B
     else
-        row mem_rss_B "$(calc "($rss1 - $rss0) * 1024 / $n")" "$e"
-        row mem_pss_B "$(calc "($pss1 - $pss0) * 1024 / $n")" "$e"
-        row kmem_cg_B "$(calc "($k1 - $k0) / $n")" "$e"
-        row sockbuf_B "$(calc "($b1 - $b0) / $n")" "$e"
+        row mem_rss_B "$rss" "$e"
+        row mem_pss_B "$pss" "$e"
+        row kmem_cg_B "$kcg" "$e"
+        row sockbuf_B "$sockbuf" "$e"
     fi
-    row kmem_sys_raw_B "$(calc "($s1 - $s0) * 1024 / $n")" "$e"
-    row tcpmem_B "$(calc "($t1 - $t0) * 4096 / $n")" "$e"
+    row kmem_sys_raw_B "$ksys" "$e"
+    row tcpmem_B "$tcpmem" "$e"
     if [ "$SERVER" = direct ]; then
-        clog "memory, $n held: machine kernel $(calc "($s1 - $s0) * 1024 / $n") B per tunnel"
+        clog "memory, $per held: machine kernel $ksys B per tunnel"
     else
-        clog "memory, $n held, per tunnel: user RSS $(calc "($rss1 - $rss0) * 1024 / $n") B," \
-            "PSS $(calc "($pss1 - $pss0) * 1024 / $n") B, kernel (cgroup) $(calc "($k1 - $k0) / $n") B," \
-            "machine kernel $(calc "($s1 - $s0) * 1024 / $n") B"
+        clog "memory, $per held, per tunnel: user RSS $rss B, PSS $pss B," \
+            "kernel (cgroup) $kcg B, machine kernel $ksys B"
     fi
 }
 
@@ -336,17 +355,23 @@ fig_bighold() {
     clog "$n tunnels: $open open at once, $(jnum "$DIR/big.json" .units) held and verified"
 }
 
-# check_pinned: every thread of the pinned proxy may run on PROXY_CPU only.
+# check_pinned: 1 when every thread of the pinned proxy may run on PROXY_CPU only, 0 when one
+# may run elsewhere, NA when no thread could be read (the proxy is gone): unknown, not pinned.
 check_pinned() {
-    local p bad=0 allowed
+    local p bad=0 seen=0 allowed
     for p in $(tree_pids "$SPID"); do
         while read -r allowed; do
+            seen=$((seen + 1))
             [ "$allowed" = "$PROXY_CPU" ] || bad=1
         done < <(cat /proc/"$p"/task/*/status 2>/dev/null |
             sed -n 's/^Cpus_allowed_list:[[:space:]]*//p')
     done
     ps -L -o tid=,psr=,comm= -p "$(tree_pids "$SPID" | paste -sd,)" >"$DIR/pinned-threads.txt" 2>&1 || true
-    echo $((1 - bad))
+    if [ "$seen" = 0 ]; then
+        echo NA
+    else
+        echo $((1 - bad))
+    fi
 }
 
 fig_rtt() {
@@ -371,7 +396,9 @@ fig_rtt() {
     if [ "$SERVER" != direct ]; then
         row rtt_pinned "$pinned" 0
     fi
-    if [ "$pinned" != 1 ]; then
+    if [ "$pinned" = NA ]; then
+        clog "warning: could not read the proxy's threads (has it exited?): pinning unknown"
+    elif [ "$pinned" != 1 ]; then
         clog "warning: the proxy's threads were not all pinned to CPU $PROXY_CPU" \
             "(see $DIR/pinned-threads.txt)"
     fi

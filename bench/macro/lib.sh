@@ -1,7 +1,7 @@
 # bench/macro/lib.sh - shell functions shared by bench/macro/run.sh (the driver) and
 # bench/macro/cell.sh (one server in one round, inside its own network namespace).
 # Sourced, never run. Everything here only reads /proc and /sys, or starts and stops processes
-# it is given by PID: nothing is ever stopped by name.
+# it is given by PID or by the cgroup they were started in: nothing is ever stopped by name.
 # shellcheck shell=bash
 
 RS_ROOT=${RS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -70,28 +70,91 @@ tree_pids() {
         }'
 }
 
-# stop_tree PID: SIGTERM to PID, SIGKILL after 5 s; its descendants, listed before the
-# signal, are waited for (or killed) by PID too, so none leaks into the next measurement.
-stop_tree() {
-    local pid=$1 kids c
-    kill -0 "$pid" 2>/dev/null || {
-        wait "$pid" 2>/dev/null || true
-        return 0
-    }
-    kids=$(tree_pids "$pid" | tail -n +2)
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
+# start_time PID: when PID started (field 22 of /proc/PID/stat, ticks since boot); nothing when
+# it is gone or a zombie. The same PID with the same start time is the same process.
+start_time() {
+    local line
+    line=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    line=${line##*) }
+    awk '$1 != "Z" && $1 != "X" { print $20 }' <<<"$line"
+}
+
+# cgroup_pids DIR: the processes in the cgroup DIR, one per line.
+cgroup_pids() {
+    cat "$1/cgroup.procs" 2>/dev/null || true
+}
+
+# cgroup_drain DIR N: waits until the cgroup DIR is empty, N times 50 ms at most; status 1 if not.
+cgroup_drain() {
+    for _ in $(seq 1 "$2"); do
+        [ -n "$(cgroup_pids "$1")" ] || return 0
         sleep 0.05
     done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for c in $kids; do
+    [ -z "$(cgroup_pids "$1")" ]
+}
+
+# stop_cgroup DIR: stops every process left in the cgroup DIR (a server's children, daemons
+# that forked away from its tree): SIGTERM to each, then after 5 s cgroup.kill (v2) or SIGKILL
+# to each PID the cgroup still lists; 7 s at most. Never a cgroup this shell is in.
+stop_cgroup() {
+    local cg=$1 p procs
+    [ -n "$cg" ] && [ -f "$cg/cgroup.procs" ] || return 0
+    procs=$(cgroup_pids "$cg")
+    [ -n "$procs" ] || return 0
+    if grep -qxF -e "$$" -e "$BASHPID" <<<"$procs"; then
+        log "warning: not stopping cgroup $cg: this shell is in it"
+        return 0
+    fi
+    for p in $procs; do kill -TERM "$p" 2>/dev/null || true; done
+    cgroup_drain "$cg" 100 && return 0
+    if [ -f "$cg/cgroup.kill" ]; then
+        echo 1 >"$cg/cgroup.kill" 2>/dev/null || true
+    else
+        for p in $(cgroup_pids "$cg"); do kill -KILL "$p" 2>/dev/null || true; done
+    fi
+    cgroup_drain "$cg" 40 && return 0
+    log "warning: processes left in cgroup $cg: $(cgroup_pids "$cg" | paste -sd' ')"
+}
+
+# stop_tree PID [CGROUP]: SIGTERM to PID (a child of this shell), SIGKILL after 5 s, then the
+# rest of it. With CGROUP (the cgroup PID was started in, holding nothing else): whatever is
+# still in the cgroup, forked children and double-forked daemons included (stop_cgroup).
+# Without: the descendants of PID listed before the signal, each killed after 5 s only if it
+# is still the same process (same start time), so a reused PID is never hit. 12 s at most.
+stop_tree() {
+    local pid=$1 cg=${2:-} c st alive
+    local -a kids=()
+    [ -n "$cg" ] && [ -f "$cg/cgroup.procs" ] || cg=""
+    if [ -z "$cg" ]; then
+        for c in $(tree_pids "$pid" | tail -n +2); do
+            st=$(start_time "$c")
+            [ -z "$st" ] || kids+=("$c:$st")
+        done
+    fi
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 1 100); do
-            kill -0 "$c" 2>/dev/null || break
+            kill -0 "$pid" 2>/dev/null || break
             sleep 0.05
         done
-        kill -KILL "$c" 2>/dev/null || true
+        # Still an unreaped child of this shell until the wait: its PID cannot be reused.
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+    if [ -n "$cg" ]; then
+        stop_cgroup "$cg"
+        return 0
+    fi
+    for _ in $(seq 1 100); do
+        alive=""
+        for c in "${kids[@]}"; do
+            [ "$(start_time "${c%%:*}")" = "${c#*:}" ] && alive="$alive ${c%%:*}"
+        done
+        [ -n "$alive" ] || return 0
+        sleep 0.05
+    done
+    for c in "${kids[@]}"; do
+        [ "$(start_time "${c%%:*}")" != "${c#*:}" ] || kill -KILL "${c%%:*}" 2>/dev/null || true
     done
 }
 
@@ -244,6 +307,60 @@ rmdir_cgroup() {
         sleep 0.1
     done
     log "warning: could not remove cgroup $1"
+}
+
+# ------------------------------------------------------------------------- extra servers
+
+# extra_parse VAR: the entries of the list in the variable VAR (EXTRA_SERVERS or EXTRA_AUTH:
+# "name=command;name2=command2"), one "NAME<TAB>COMMAND" line each; blank entries are skipped,
+# blanks around a name dropped. Status 1, with the reason on stderr, for an entry without '=',
+# an empty command, a name other than letters, digits, '.', '_' and '-' (it becomes part of
+# file and cgroup names), or a name given twice. Call it outside $(...) (or check its status)
+# so that a bad list stops the run.
+extra_parse() {
+    local var=$1 entry name cmd seen=" "
+    local -a entries
+    IFS=';' read -r -a entries <<<"${!var:-}"
+    for entry in "${entries[@]}"; do
+        [ -n "${entry//[[:space:]]/}" ] || continue
+        case $entry in *=*) ;; *)
+            log "$var entry '$entry' is not name=command"
+            return 1
+            ;;
+        esac
+        name=${entry%%=*}
+        name=${name#"${name%%[![:space:]]*}"}
+        name=${name%"${name##*[![:space:]]}"}
+        cmd=${entry#*=}
+        case $name in '' | *[!A-Za-z0-9._-]*)
+            log "$var entry '$entry': the name must be letters, digits, '.', '_' or '-'"
+            return 1
+            ;;
+        esac
+        if [ -z "${cmd//[[:space:]]/}" ]; then
+            log "$var entry '$entry' has no command"
+            return 1
+        fi
+        case $seen in *" $name "*)
+            log "$var names '$name' twice"
+            return 1
+            ;;
+        esac
+        seen="$seen$name "
+        printf '%s\t%s\n' "$name" "$cmd"
+    done
+}
+
+# extra_cmd VAR NAME: the command of NAME in the list in VAR; status 1 when NAME is not there.
+extra_cmd() {
+    local line
+    while IFS= read -r line; do
+        if [ "${line%%$'\t'*}" = "$2" ]; then
+            printf '%s\n' "${line#*$'\t'}"
+            return 0
+        fi
+    done < <(extra_parse "$1" 2>/dev/null)
+    return 1
 }
 
 # -------------------------------------------------------------------------------- numbers

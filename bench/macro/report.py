@@ -17,7 +17,8 @@ import statistics
 import subprocess
 import sys
 
-# key, label, decimals, better ("hi", "lo" or None: no ratios), ratio to direct meaningful
+# key, label, decimals, better ("hi", "lo" or None: no ratios), ratio to direct meaningful.
+# Labels go through Run.label: {workers} is the run's RATE_WORKERS, {big} its BIG_TUNNELS.
 METRICS = [
     ("tp1_gbps", "1. throughput, 1 tunnel (Gbit/s)", 2, "hi", True),
     ("tp16_gbps", "1. throughput, 16 tunnels (Gbit/s)", 2, "hi", True),
@@ -25,9 +26,9 @@ METRICS = [
     ("cpu16_proxy", "2. proxy CPU per GB, 16 tunnels (s/GB)", 3, "lo", False),
     ("cpu1_machine", "2. machine CPU per GB, 1 tunnel (s/GB)", 3, "lo", True),
     ("cpu16_machine", "2. machine CPU per GB, 16 tunnels (s/GB)", 3, "lo", True),
-    ("rate", "3. tunnel rate, 64 workers (tunnels/s)", 0, "hi", True),
-    ("rate_p50_us", "3. tunnel latency p50, 64 workers (us)", 0, "lo", True),
-    ("rate_p99_us", "3. tunnel latency p99, 64 workers (us)", 0, "lo", True),
+    ("rate", "3. tunnel rate, {workers} workers (tunnels/s)", 0, "hi", True),
+    ("rate_p50_us", "3. tunnel latency p50, {workers} workers (us)", 0, "lo", True),
+    ("rate_p99_us", "3. tunnel latency p99, {workers} workers (us)", 0, "lo", True),
     ("rtt_p50_us", "4. pinned 1-byte RTT p50 (us)", 1, "lo", True),
     ("rtt_overhead_us", "4. RTT overhead over direct, p50 (us)", 1, "lo", False),
     ("mem_rss_B", "5. user memory per idle tunnel, RSS (bytes)", 0, "lo", False),
@@ -43,7 +44,6 @@ METRICS = [
     ("name_rate", "6. tunnel rate by name, socks5h (tunnels/s)", 0, "hi", False),
     ("big_held", "7. concurrent tunnels held and verified", 0, "hi", False),
 ]
-LABEL = {m[0]: m[1] for m in METRICS}
 
 
 def is_ringsocks(s):
@@ -112,30 +112,30 @@ class Run:
 
     def derive(self):
         """Per-round figures computed from two measured ones."""
-        direct_rtt = self.cells.get(("direct", "rtt_p50_us"), {})
-        direct_sys = self.cells.get(("direct", "kmem_sys_raw_B"), {})
-        med_sys = self.median("direct", "kmem_sys_raw_B")
+        self.minus_direct("rtt_p50_us", "rtt_overhead_us")
+        self.minus_direct("kmem_sys_raw_B", "kmem_sys_B")
+
+    def minus_direct(self, src, dst):
+        """dst of every server but direct: its src minus direct's src in the same round (direct's
+        median when that round has none)."""
+        direct = self.cells.get(("direct", src), {})
+        med = self.median("direct", src)
         for s in self.servers:
-            if s == "direct":
+            c = self.cells.get((s, src))
+            if s == "direct" or c is None:
                 continue
-            rtt = self.cells.get((s, "rtt_p50_us"))
-            if rtt is not None:
-                out = {}
-                for r, (v, st, e) in rtt.items():
-                    d = direct_rtt.get(r, (None,))[0]
-                    if d is None:
-                        d = self.median("direct", "rtt_p50_us")
-                    out[r] = (v - d, "ok", e) if v is not None and d is not None else (None, st, e)
-                self.cells[(s, "rtt_overhead_us")] = out
-            sysm = self.cells.get((s, "kmem_sys_raw_B"))
-            if sysm is not None:
-                out = {}
-                for r, (v, st, e) in sysm.items():
-                    d = direct_sys.get(r, (None,))[0]
-                    if d is None:
-                        d = med_sys
-                    out[r] = (v - d, "ok", e) if v is not None and d is not None else (None, st, e)
-                self.cells[(s, "kmem_sys_B")] = out
+            out = {}
+            for r, (v, st, e) in c.items():
+                d = direct.get(r, (None,))[0]
+                if d is None:
+                    d = med
+                out[r] = (v - d, "ok", e) if v is not None and d is not None else (None, st, e)
+            self.cells[(s, dst)] = out
+
+    def label(self, text):
+        """A label with the run's settings in it: {workers} (RATE_WORKERS), {big} (BIG_TUNNELS)."""
+        return text.format(workers=self.meta.get("rate_workers", "?"),
+                           big=self.meta.get("big_tunnels", "?"))
 
     def values(self, s, m):
         return [v for v, st, e in self.cells.get((s, m), {}).values() if v is not None]
@@ -171,13 +171,11 @@ class Run:
 
     def errors_text(self, s, m):
         c = self.cells.get((s, m), {})
-        total, unknown, fails = 0, 0, 0
+        total, fails = 0, 0
         for v, st, e in c.values():
             if st == "fail":
                 fails += 1
-            if e is None:
-                unknown += 1
-            else:
+            if e is not None:
                 total += int(e)
         t = str(total)
         if fails:
@@ -190,7 +188,7 @@ def table(run):
              "| --- | --- | ---: | --- | ---: | ---: | ---: |"]
     for key, label, dec, better, vs_direct in METRICS:
         dref = run.median("direct", key) if vs_direct else None
-        pref, pname = run.best_peer(key, better)
+        pref = run.best_peer(key, better)[0]
         for s in run.servers:
             if (s, key) not in run.cells or not run.applies(s, key):
                 continue
@@ -198,7 +196,7 @@ def table(run):
             xd = fmt_ratio(ratio(m, dref)) if vs_direct else "-"
             xp = fmt_ratio(ratio(m, pref)) if better and pref is not None else "-"
             lines.append("| %s | %s | %s | %s | %s | %s | %s |" % (
-                label, s, fmt(m, dec), run.rounds_text(s, key, dec), xd, xp,
+                run.label(label), s, fmt(m, dec), run.rounds_text(s, key, dec), xd, xp,
                 run.errors_text(s, key)))
     return "\n".join(lines)
 
@@ -209,7 +207,7 @@ SUMMARY = [
     ("tp16_gbps", "throughput, 16 tunnels (Gbit/s)", 2),
     ("cpu16_proxy", "proxy CPU per GB, 16 tunnels (s)", 3),
     ("cpu16_machine", "machine CPU per GB, 16 tunnels (s)", 3),
-    ("rate", "tunnels/s, 64 workers", 0),
+    ("rate", "tunnels/s, {workers} workers", 0),
     ("rate_p99_us", "tunnel latency p99 (us)", 0),
     ("rtt_p50_us", "pinned 1-byte RTT p50 (us)", 1),
     ("rtt_overhead_us", "RTT overhead over direct (us)", 1),
@@ -217,7 +215,7 @@ SUMMARY = [
     ("kmem_cg_B", "kernel memory per idle tunnel, cgroup (B)", 0),
     ("auth_ratio", "user/password rate / plain rate", 2),
     ("name_ratio", "socks5h rate / plain rate", 2),
-    ("big_held", "concurrent tunnels held (of %s)", 0),
+    ("big_held", "concurrent tunnels held (of {big})", 0),
 ]
 
 
@@ -227,8 +225,6 @@ def summary(run):
     for key, label, dec in SUMMARY:
         if not any(run.applies(s, key) for s in run.servers):
             continue
-        if "%s" in label:
-            label = label % run.meta.get("big_tunnels", "?")
         cells = []
         for s in run.servers:
             if not run.applies(s, key):
@@ -236,7 +232,7 @@ def summary(run):
             else:
                 m = run.median(s, key)
                 cells.append("fail" if m is None else fmt(m, dec))
-        out.append("| %s | %s |" % (label, " | ".join(cells)))
+        out.append("| %s | %s |" % (run.label(label), " | ".join(cells)))
     return "\n".join(out)
 
 
@@ -247,7 +243,7 @@ def targets(run):
         return "No ringsocks engine in this run."
     rows = []
 
-    def vs_peers(key, what, invert=False):
+    def vs_peers(key, what):
         for p in peers:
             cells = []
             for s in rs:
@@ -286,8 +282,7 @@ def targets(run):
     for key, what in (("auth_ratio", "user/password rate / plain rate"),
                       ("name_ratio", "socks5h rate / plain rate")):
         rows.append((what, [fmt_ratio(run.median(s, key)) for s in rs]))
-    big = run.meta.get("big_tunnels", "?")
-    rows.append(("concurrent tunnels held and verified of %s" % big,
+    rows.append((run.label("concurrent tunnels held and verified of {big}"),
                  [fmt(run.median(s, "big_held"), 0) for s in rs]))
     out = ["| ratio | " + " | ".join(rs) + " |", "| --- |" + " ---: |" * len(rs)]
     for what, cells in rows:
@@ -352,7 +347,7 @@ def rate_plot(run, out):
         return None
     return """@TERM@
 set output '%s'
-set title 'Figure 3: short tunnels, 64 workers (median, bars: min-max of the rounds)'
+set title 'Figure 3: short tunnels, %s workers (median, bars: min-max of the rounds)'
 set ylabel 'tunnels per second'
 set y2label 'p99 tunnel latency (ms)'
 set ytics nomirror
@@ -369,7 +364,7 @@ $d << EOD
 EOD
 plot $d using 0:2:3:4:(0.3):xtic(1) with boxerrorbars title 'tunnels/s' axes x1y1, \\
      $d using 0:($5/1000):($6/1000):($7/1000) with yerrorbars lw 2 pt 7 ps 1.5 title 'p99 latency (ms)' axes x1y2
-""" % (out, data)
+""" % (out, run.meta.get("rate_workers", "?"), data)
 
 
 def rtt_plot(run, out):
@@ -453,6 +448,12 @@ def main():
         notes.append("Figure 4: the proxy's threads were not all confined to CPU %s for: %s "
                      "(see the cell logs); their RTT is not a pinned figure." %
                      (m.get("proxy_cpu", "?"), ", ".join(unpinned)))
+    unchecked = [s for s in run.servers
+                 if any(st == "fail" for v, st, e in run.cells.get((s, "rtt_pinned"), {}).values())]
+    if unchecked:
+        notes.append("Figure 4: whether the proxy's threads stayed on CPU %s could not be checked "
+                     "in some rounds for: %s (the proxy had exited?); those RTTs may not be "
+                     "pinned figures." % (m.get("proxy_cpu", "?"), ", ".join(unchecked)))
     if warn:
         notes.append(warn)
     for w in m.get("warnings", "").split("|"):

@@ -89,20 +89,17 @@ for f in $FIGURES; do
     esac
 done
 
-# extra_names: the NAMEs of EXTRA_SERVERS.
-extra_names() {
-    local entry
-    local -a entries
-    IFS=';' read -r -a entries <<<"$EXTRA_SERVERS"
-    for entry in "${entries[@]}"; do
-        [ -n "${entry// /}" ] || continue
-        case $entry in *=*) ;; *) die "EXTRA_SERVERS entry '$entry' is not name=command" ;; esac
-        echo "${entry%%=*}"
-    done
-}
+# The lists are parsed here, in this shell, so that a malformed one stops the run (die inside
+# $(...) would only end the subshell).
+extra_list=$(extra_parse EXTRA_SERVERS) || die "EXTRA_SERVERS is malformed: name=command {PORT};..."
+extra_parse EXTRA_AUTH >/dev/null || die "EXTRA_AUTH is malformed: name=command {PORT} {USER} {PASS};..."
+extra_names=()
+while IFS= read -r line; do
+    [ -z "$line" ] || extra_names+=("${line%%$'\t'*}")
+done <<<"$extra_list"
 
 read -r -a servers <<<"$SERVERS"
-for name in $(extra_names); do
+for name in "${extra_names[@]}"; do
     case " ${servers[*]} " in *" extra-$name "*) ;; *) servers+=("extra-$name") ;; esac
 done
 [ "${#servers[@]}" -gt 0 ] || die "SERVERS is empty"
@@ -113,7 +110,10 @@ for s in "${servers[@]}"; do
     microsocks) command -v microsocks >/dev/null || die "microsocks is missing: tools/install-deps.sh bench" ;;
     dante) command -v danted >/dev/null || die "danted is missing: tools/install-deps.sh bench" ;;
     extra-*)
-        extra_names | grep -qx "${s#extra-}" || die "$s: no such name in EXTRA_SERVERS" ;;
+        case " ${extra_names[*]} " in *" ${s#extra-} "*) ;;
+        *) die "$s: no such name in EXTRA_SERVERS" ;;
+        esac
+        ;;
     *) die "unknown server '$s' (direct ringsocks-ENGINE microsocks dante extra-NAME)" ;;
     esac
 done
@@ -145,10 +145,19 @@ TMPROOT=$(mktemp -d /tmp/ringsocks-bench.XXXXXX)
 export TMPROOT
 MEMCG_BASE=""
 CPUSET_DIR=""
+# Every cell stops its own servers; whatever a cell that was killed left in our cgroups is
+# stopped here, through the cgroup (never by name).
 cleanup() {
-    rmdir_cgroup "$CPUSET_DIR"
+    if [ -n "$CPUSET_DIR" ]; then
+        stop_cgroup "$CPUSET_DIR"
+        rmdir_cgroup "$CPUSET_DIR"
+    fi
     if [ -n "$MEMCG_BASE" ]; then
-        for d in "$MEMCG_BASE"/*/; do [ -d "$d" ] && rmdir_cgroup "${d%/}"; done
+        for d in "$MEMCG_BASE"/*/; do
+            [ -d "$d" ] || continue
+            stop_cgroup "${d%/}"
+            rmdir_cgroup "${d%/}"
+        done
         rmdir_cgroup "$MEMCG_BASE"
     fi
     if [ "$KEEP_TMP" = 1 ]; then
@@ -219,8 +228,8 @@ version_of() {
     dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo '?'
 }
 extra_desc=""
-if [ -n "$EXTRA_SERVERS" ]; then
-    extra_desc="other servers: $(extra_names | sed 's/^/extra-/' | paste -sd, -) (EXTRA_SERVERS)"
+if [ "${#extra_names[@]}" -gt 0 ]; then
+    extra_desc="other servers: $(printf 'extra-%s\n' "${extra_names[@]}" | paste -sd, -) (EXTRA_SERVERS)"
 fi
 isolation="one network namespace per server and round"
 [ "$NETNS" = 1 ] || isolation="all cells in the current network namespace"
