@@ -2,8 +2,8 @@
  * users.c - the user table and each shard's credential checker.
  *
  * Threads: users_load()/users_free() on the main thread; the table is then
- * read-only. Each shard owns one authq: a cache only its thread touches,
- * and a worker thread that runs crypt(3). Shard and worker talk through two
+ * read-only. Each shard owns one authq: a cache only its thread touches
+ * (authcache.c), and a worker thread that runs crypt(3). Shard and worker talk through two
  * single-producer single-consumer rings and two eventfds: the shard writes
  * a job and bumps the worker's eventfd (a write that never blocks); the
  * worker answers in the other ring and bumps the shard's eventfd, which the
@@ -23,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "authcache.h"
 #include "session.h"
 #include "policy.h"
 #include "shard.h"
@@ -178,28 +179,16 @@ users_count(const struct users *u)
 
 /* --- the per-shard checker ---------------------------------------------- */
 
-#define DIGEST_LEN crypto_verify_32_BYTES /* the cache compares with crypto_verify_32 */
-#define CACHE_SLOTS 4096 /* power of two */
-#define CACHE_PROBE 8
 #define RING_SLOTS  256  /* jobs in flight per shard, power of two */
 #define WAIT_SLOTS  1024 /* handshakes waiting on another's check, per shard */
-/* A failed credential is remembered this long, so a client retrying a wrong
- * password does not cost a hash each time; a good one until the hash changes. */
-#define NEG_TTL_S 30
 
 struct auth_job {
     uint64_t cookie;
-    uint8_t digest[DIGEST_LEN];
+    uint8_t digest[AUTHCACHE_DIGEST];
     bool inflight; /* shard-owned: queued to the worker, result not yet taken */
     bool ok;
     char pass[256];
     char hash[CRYPT_OUTPUT_SIZE];
-};
-
-struct cache_entry {
-    uint8_t digest[DIGEST_LEN];
-    uint8_t state; /* 0 empty, 1 good, 2 bad */
-    uint32_t stamp_s;
 };
 
 struct spsc {
@@ -210,8 +199,7 @@ struct spsc {
 
 struct authq {
     struct shard *sh;
-    uint8_t key[crypto_generichash_KEYBYTES];
-    struct cache_entry cache[CACHE_SLOTS];
+    struct authcache cache;
     struct spsc req, resp;
     struct auth_job jobs[RING_SLOTS]; /* free list below, shard-owned */
     struct auth_job *free_jobs[RING_SLOTS];
@@ -297,7 +285,7 @@ authq_init(struct shard *sh)
         return -ENOMEM;
     q->sh = sh;
     q->req_fd = q->resp_fd = -1;
-    randombytes_buf(q->key, sizeof(q->key));
+    authcache_init(&q->cache);
     for (unsigned i = 0; i < RING_SLOTS; i++)
         q->free_jobs[i] = &q->jobs[i];
     q->n_free = RING_SLOTS;
@@ -347,42 +335,6 @@ authq_arm(struct shard *sh)
     io_uring_sqe_set_data64(sqe, ud_make(OP_AUTH, 0, 0));
 }
 
-static struct cache_entry *
-cache_find(struct authq *q, const uint8_t *digest, uint32_t now)
-{
-    uint64_t h;
-    memcpy(&h, digest, sizeof(h));
-    for (unsigned i = 0; i < CACHE_PROBE; i++) {
-        struct cache_entry *e = &q->cache[(h + i) & (CACHE_SLOTS - 1)];
-        if (e->state && crypto_verify_32(e->digest, digest) == 0) {
-            if (e->state == 2 && now - e->stamp_s >= NEG_TTL_S)
-                return NULL;
-            return e;
-        }
-    }
-    return NULL;
-}
-
-static void
-cache_put(struct authq *q, const uint8_t *digest, bool ok, uint32_t now)
-{
-    uint64_t h;
-    memcpy(&h, digest, sizeof(h));
-    struct cache_entry *victim = NULL;
-    for (unsigned i = 0; i < CACHE_PROBE; i++) {
-        struct cache_entry *e = &q->cache[(h + i) & (CACHE_SLOTS - 1)];
-        if (!e->state || crypto_verify_32(e->digest, digest) == 0) {
-            victim = e;
-            break;
-        }
-        if (!victim || e->stamp_s < victim->stamp_s)
-            victim = e;
-    }
-    memcpy(victim->digest, digest, DIGEST_LEN);
-    victim->state = ok ? 1 : 2;
-    victim->stamp_s = now;
-}
-
 enum authq_result
 authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
 {
@@ -391,26 +343,21 @@ authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
     if (!hash)
         return AUTHQ_FAIL;
 
-    /* digest = BLAKE2b_key(user NUL pass NUL hash): fast, and secret-keyed. */
-    uint8_t digest[DIGEST_LEN];
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, q->key, sizeof(q->key), DIGEST_LEN);
-    crypto_generichash_update(&st, (const uint8_t *)cred->user, (size_t)cred->ulen + 1);
-    crypto_generichash_update(&st, (const uint8_t *)cred->pass, (size_t)cred->plen + 1);
-    crypto_generichash_update(&st, (const uint8_t *)hash, strlen(hash));
-    crypto_generichash_final(&st, digest, DIGEST_LEN);
-    sodium_memzero(&st, sizeof(st));
-
-    struct cache_entry *e = cache_find(q, digest, sh->now_s);
+    uint8_t digest[AUTHCACHE_DIGEST];
+    authcache_digest(&q->cache, cred, hash, digest);
+    const struct authcache_entry *e = authcache_find(&q->cache, digest, sh->now_s);
     if (e) {
         STAT_INC(sh->st.auth_cache_hits);
-        return e->state == 1 ? AUTHQ_OK : AUTHQ_FAIL;
+        return e->state == AUTHCACHE_GOOD ? AUTHQ_OK : AUTHQ_FAIL;
     }
-    /* The same credential is being checked: wait for that answer. */
-    if (q->n_followers < WAIT_SLOTS) {
-        for (unsigned i = 0; i < RING_SLOTS; i++) {
-            struct auth_job *f = &q->jobs[i];
-            if (f->inflight && crypto_verify_32(f->digest, digest) == 0) {
+    /* The same credential is being checked: wait for that answer. Only the
+     * jobs in flight are compared (none, on a warm server: no scan at all). */
+    unsigned busy = q->n_followers < WAIT_SLOTS ? RING_SLOTS - q->n_free : 0;
+    for (unsigned i = 0; busy && i < RING_SLOTS; i++) {
+        struct auth_job *f = &q->jobs[i];
+        if (f->inflight) {
+            busy--;
+            if (crypto_verify_32(f->digest, digest) == 0) {
                 q->followers[q->n_followers].job = f;
                 q->followers[q->n_followers].cookie = cookie;
                 q->n_followers++;
@@ -426,7 +373,7 @@ authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
     }
     struct auth_job *j = q->free_jobs[--q->n_free];
     j->cookie = cookie;
-    memcpy(j->digest, digest, DIGEST_LEN);
+    memcpy(j->digest, digest, AUTHCACHE_DIGEST);
     memcpy(j->pass, cred->pass, (size_t)cred->plen + 1);
     snprintf(j->hash, sizeof(j->hash), "%s", hash);
     j->inflight = true;
@@ -444,7 +391,7 @@ authq_on_cqe(struct shard *sh)
     struct authq *q = sh->authq;
     struct auth_job *j;
     while ((j = spsc_pop(&q->resp))) {
-        cache_put(q, j->digest, j->ok, sh->now_s);
+        authcache_put(&q->cache, j->digest, j->ok, sh->now_s);
         uint64_t cookie = j->cookie;
         bool ok = j->ok;
         /* Take this job's followers out first: session_on_auth may start new checks. */
