@@ -78,8 +78,9 @@ esac
 
 # ---- integration tests
 echo "== integration ($BUILD/ringsocks)"
+slog=""
 log=$(mktemp "${TMPDIR:-/tmp}/ringsocks-run.XXXXXX") || exit 2
-trap 'rm -f "$log"' EXIT
+trap 'rm -f "$log" ${slog:+"$slog"}' EXIT
 "$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$log" | tail -n 1)
@@ -102,13 +103,16 @@ else
     failed=$((failed + 1))
 fi
 
-# ---- socksload: a short run of every mode against the server, data verified
-if [ -x "$BUILD/socksload" ]; then
+# ---- socksload: a short run of every mode against the server, data verified.
+# `make all` builds it, so a missing binary is a failure, not a reason to skip.
+if [ ! -x "$BUILD/socksload" ]; then
+    echo "FAIL socksload smoke: $BUILD/socksload is missing or not executable (make all builds it)"
+    failed=$((failed + 1))
+else
     echo "== socksload smoke ($BUILD/socksload)"
     slog=$(mktemp "${TMPDIR:-/tmp}/ringsocks-sl.XXXXXX") || exit 2
     BUILD=$BUILD tests/socksload_smoke.sh 2>&1 | tee "$slog"
     ssum=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$slog" | tail -n 1)
-    rm -f "$slog"
     if [ -n "$ssum" ]; then
         passed=$((passed + ${ssum%% passed*}))
         f=${ssum#*passed, }

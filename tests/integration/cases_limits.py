@@ -10,7 +10,8 @@ import socket
 import time
 
 from harness import (GREETING, Fail, admin_request, case, check, echo_roundtrip, hexb, metric,
-                     need_ringsocks, parse_prometheus, recv_exact, request, socks_connect)
+                     need_ringsocks, parse_logfmt, parse_prometheus, recv_exact, request,
+                     socks_connect, wait_until)
 
 # src/relay.c PIPE_POOL_CAP: idle pipes one shard keeps for reuse.
 PIPE_POOL_CAP = 32
@@ -118,7 +119,7 @@ def over_limit_waits(ctx, p, echo, tunnels, what):
     """With the proxy full (tunnels open), one more client must get no answer (it
     waits, it is not refused) and be served once tunnels[0] closes; the others
     keep working."""
-    extra = socket.create_connection(p.addr, timeout=10)
+    extra = ctx.connect(p.addr, timeout=10)
     extra.sendall(GREETING)
     extra.settimeout(1.0)
     try:
@@ -151,18 +152,70 @@ def max_conns(ctx):
     over_limit_waits(ctx, p, echo, tunnels, "--max-conns 3")
 
 
+def access_log_shards(log, ports, timeout=5.0):
+    """{client port: shard} from the access log (logfmt) once every port in ports
+    has a line; the last line of a port wins. Fails when some never show up."""
+    want = set(ports)
+
+    def get():
+        try:
+            with open(log) as f:
+                text = f.read()
+        except FileNotFoundError:
+            return None
+        found = {}
+        for l in text.split("\n")[:-1]:   # complete lines only
+            if not l.strip():
+                continue
+            rec = parse_logfmt(l)
+            port = str(rec.get("client", "")).rpartition(":")[2]
+            if port.isdigit() and int(port) in want:
+                found[int(port)] = int(rec["shard"])
+        return found if len(found) == len(want) else None
+
+    got = wait_until(get, timeout, 0.05)
+    if got is None:
+        raise Fail("the access log has no line for some of the %d tunnels after %.0f s"
+                   % (len(want), timeout))
+    return got
+
+
 @case("max_conns_is_a_total")
 def max_conns_total(ctx):
     """--max-conns limits all shards together: SO_REUSEPORT spreads clients by
-    hash, not evenly, so 20 tunnels on 2 shards with --max-conns 20 must all open
-    (a per-shard share of 10 refused them whenever the hash was uneven), and a
+    hash, not evenly, so 20 tunnels on 4 shards with --max-conns 20 must all open
+    (a per-shard share of 5 refused them whenever the hash was uneven), and a
     21st waits until one closes (on whichever shard the hash chose: it resumes on
     its own close or on its next tick, once the total has room)."""
     need_ringsocks()
     echo = ctx.echo_server()
-    p = ctx.proxy(args=("--shards", "2", "--max-conns", "20"))
-    tunnels = [socks_connect(ctx, p, "127.0.0.1", echo.port)[0] for _ in range(20)]
-    over_limit_waits(ctx, p, echo, tunnels, "--max-conns 20")
+    # The bug this guards against gave each shard a table of max_conns / shards.
+    # That passes whenever the hash happens to split the tunnels evenly, which
+    # on 2 shards is 1 run in 6 (10/10 of 20). So: 4 shards (an exact 5/5/5/5
+    # is ~1%), and the access log's shard= field tells which shard took each
+    # tunnel. A round counts only when some shard held more than its share
+    # (where a per-shard limit must have refused); after an even round the
+    # test tries again with fresh connections, i.e. fresh hashes, and fails
+    # if three rounds in a row were even (~1e-6) rather than pass unproven.
+    shards, total = 4, 20
+    share = total // shards
+    log = ctx.path("access.log")
+    p = ctx.proxy(args=("--shards", str(shards), "--max-conns", str(total),
+                        "--access-log", log, "--log-format", "logfmt"))
+    splits = []
+    for _ in range(3):
+        tunnels = [socks_connect(ctx, p, "127.0.0.1", echo.port)[0] for _ in range(total)]
+        ports = [s.getsockname()[1] for s in tunnels]
+        over_limit_waits(ctx, p, echo, tunnels, "--max-conns %d" % total)  # closes them all
+        shard_of = access_log_shards(log, ports)
+        counts = [sum(1 for q in ports if shard_of[q] == k) for k in range(shards)]
+        check(sum(counts) == total, "access log: %d tunnels on shards 0..%d, expected %d (%r)"
+              % (sum(counts), shards - 1, total, shard_of))
+        if max(counts) > share:
+            return  # uneven: a per-shard table of `share` could not have held them
+        splits.append(counts)
+    raise Fail("%d tunnels split evenly over %d shards in %d rounds (%s): the run could not tell "
+               "a total limit from a per-shard one" % (total, shards, len(splits), splits))
 
 
 @case("handshake_slots_wait")
@@ -173,8 +226,9 @@ def handshake_slots_wait(ctx):
     need_ringsocks()
     echo = ctx.echo_server()
     p = ctx.proxy(args=("--shards", "1", "--handshake-slots", "2"))
-    silent = [socket.create_connection(p.addr, timeout=10) for _ in range(2)]
-    third = socket.create_connection(p.addr, timeout=10)
+    # ctx.connect: closed by the cleanup, also when a check below fails
+    silent = [ctx.connect(p.addr, timeout=10) for _ in range(2)]
+    third = ctx.connect(p.addr, timeout=10)
     third.sendall(GREETING + request("127.0.0.1", echo.port))
     third.settimeout(1.0)
     try:
@@ -335,9 +389,23 @@ def one_copy_buffer_serves_all(ctx):
     threads = [threading.Thread(target=talk, args=(s, k), daemon=True) for k, s in enumerate(socks)]
     for t in threads:
         t.start()
+    # One bound for all eight, not 60 s each in turn; inside the per-test limit
+    # (60 s by default) so a stall is reported with the tunnels that stalled.
+    bound = 40
+    deadline = time.monotonic() + bound
     for t in threads:
-        t.join(60)
-    check(not any(t.is_alive() for t in threads), "a tunnel stalled: a starved direction was never woken")
+        t.join(max(0.0, deadline - time.monotonic()))
+    stalled = [k for k, t in enumerate(threads) if t.is_alive()]
+    if stalled:
+        # socks_connect's sockets are closed by the cleanup; shutting them down
+        # now also wakes the threads still blocked in recv.
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+    check(not stalled, "tunnel(s) %s stalled for %d s: a starved direction was never woken"
+          % (stalled, bound))
     check(not errors, "; ".join(errors[:3]))
     for s in socks:
         s.close()

@@ -22,13 +22,6 @@
 
 static char path[64];
 
-/* struct opts as main() fills it before reading a file. */
-static void
-defaults(struct opts *o)
-{
-    config_defaults(o);
-}
-
 static void
 write_conf(const char *text)
 {
@@ -83,7 +76,7 @@ load_bad(const char *text, const char *want)
     struct opts o, before;
     struct acl *sentinel = (struct acl *)&before, *acl = sentinel;
     char err[8192];
-    defaults(&o);
+    config_defaults(&o);
     memcpy(&before, &o, sizeof(o));
     assert_int_equal(load_text(text, &o, &acl, err, sizeof(err)), -1);
     assert_errors(err, want);
@@ -189,7 +182,7 @@ test_all_keys(void **state)
     struct opts o;
     struct acl *acl = NULL;
     char err[1024];
-    defaults(&o);
+    config_defaults(&o);
     assert_int_equal(load_text(all_keys, &o, &acl, err, sizeof(err)), 0);
     assert_string_equal(err, "");
 
@@ -254,7 +247,7 @@ test_absent_keys_keep_defaults(void **state)
     struct opts o, want;
     struct acl *acl = NULL;
     char err[256];
-    defaults(&o);
+    config_defaults(&o);
     o.users_path = "/from/the/command/line";
     addr_parse("10.0.0.1:53", 53, &o.listen[0]);
     o.n_listen = 1;
@@ -294,7 +287,7 @@ test_rules_absent_or_empty(void **state)
     struct opts o;
     struct acl *acl = NULL;
     char err[256];
-    defaults(&o);
+    config_defaults(&o);
     assert_int_equal(load_text("", &o, &acl, err, sizeof(err)), 0);
     assert_int_equal(acl_count(acl), 1);
     assert_allowed(acl, "127.0.0.1:1", ACL_CMD_CONNECT, NULL, NULL, NULL, 80, 0);
@@ -323,7 +316,7 @@ test_scalar_lists(void **state)
     struct opts o;
     struct acl *acl = NULL;
     char err[256];
-    defaults(&o);
+    config_defaults(&o);
     o.n_listen = 2;
     assert_int_equal(load_text("listen = \"[::1]:1080\";\n"
                                "resolvers = \"192.0.2.53\";\n"
@@ -353,7 +346,7 @@ test_off_values(void **state)
     struct opts o;
     struct acl *acl = NULL;
     char err[256];
-    defaults(&o);
+    config_defaults(&o);
     strcpy(o.resolvers, "10.0.0.53:53");
     assert_int_equal(load_text("admin = \"off\";\nresolvers = [];\naccess_log = \"off\";\n", &o,
                                &acl, err, sizeof(err)),
@@ -373,8 +366,8 @@ test_shipped_configs(void **state)
     struct acl *acl = NULL;
     char err[4096];
 
-    defaults(&o);
-    defaults(&d);
+    config_defaults(&o);
+    config_defaults(&d);
     assert_int_equal(config_load("conf/ringsocks.conf", &o, &acl, err, sizeof(err)), 0);
     /* The shipped file states the defaults: only listen differs (main's fallback made explicit). */
     assert_int_equal(o.n_listen, 1);
@@ -389,7 +382,7 @@ test_shipped_configs(void **state)
     acl_free(acl);
 
     acl = NULL;
-    defaults(&o);
+    config_defaults(&o);
     assert_int_equal(config_load("conf/egress.conf", &o, &acl, err, sizeof(err)), 0);
     assert_string_equal(text(&o.listen[0]), "192.0.2.10:1080");
     assert_int_equal(o.auth, AUTH_PASSWORD);
@@ -449,7 +442,7 @@ test_missing_file(void **state)
     struct opts o, before;
     struct acl *acl = NULL;
     char err[256];
-    defaults(&o);
+    config_defaults(&o);
     memcpy(&before, &o, sizeof(o));
     assert_int_equal(config_load("/nonexistent/ringsocks.conf", &o, &acl, err, sizeof(err)), -1);
     assert_string_equal(err, "/nonexistent/ringsocks.conf: cannot read: No such file or directory");
@@ -541,7 +534,9 @@ test_out_of_range(void **state)
              "max_conns = 16000001;\n"
              "pipe_size = 4095;\n"
              "buf_size = 2097152;\n"
-             "bufs = 1000;\n",
+             "bufs = 1000;\n"
+             "busy_poll = 100001;\n"
+             "handshake_slots = 1048577;\n",
              "@:1: shards: 1025 is not in 0..1024\n"
              "@:2: handshake_timeout: 0 is not in 1..3600\n"
              "@:3: connect_timeout: 3601 is not in 1..3600\n"
@@ -551,7 +546,13 @@ test_out_of_range(void **state)
              "@:7: max_conns: 16000001 is not in 0..16000000\n"
              "@:8: pipe_size: 4095 is not in 4096..67108864\n"
              "@:9: buf_size: 2097152 is not in 1024..1048576\n"
-             "@:10: bufs: 1000 is not a power of two");
+             "@:10: bufs: 1000 is not a power of two\n"
+             "@:11: busy_poll: 100001 is not in 0..100000\n"
+             "@:12: handshake_slots: 1048577 is not in 0..1048576");
+    /* 0 is in range for both (never spin; min(max_conns, 4096) slots): below it. */
+    load_bad("busy_poll = -1;\nhandshake_slots = -1;\n",
+             "@:1: busy_poll: -1 is not in 0..100000\n"
+             "@:2: handshake_slots: -1 is not in 0..1048576");
     /* libconfig 1.5 wraps integers beyond an int silently; these must not load as 1 or 80. */
     load_bad("# a comment\n"
              "max_conns = 4294967297;\n"
@@ -722,7 +723,7 @@ test_truncated_errors(void **state)
     struct acl *acl = NULL;
     char err[48];
     memset(err, 'x', sizeof(err));
-    defaults(&o);
+    config_defaults(&o);
     memcpy(&before, &o, sizeof(o));
     assert_int_equal(load_text("a = 1;\nb = 2;\nc = 3;\n", &o, &acl, err, 40), -1);
     assert_int_equal(strlen(err), 39);
