@@ -134,6 +134,7 @@ enum {
 #define RD_HOLD_BUF  0x10u /* copy: holds provided buffer bid */
 #define RD_STARVED   0x20u /* copy: queued for a provided buffer */
 #define RD_SPLICE    0x40u /* this direction relays with splice (else copy) */
+#define RD_SMALL_PIPE 0x80u /* splice: the pipe kept its default size (F_SETPIPE_SZ refused) */
 
 struct relay_dir {
     int pipe_r, pipe_w; /* splice: pipe from the pool, -1 when none */

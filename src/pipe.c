@@ -49,14 +49,16 @@ pipe_get(struct pipe_pool *pp, int fds[2])
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
         return -errno;
     /*
-     * The default is 64 KiB (16 pages). A larger pipe moves more per splice.
-     * If the kernel refuses (pipe-max-size; pipe-user-pages-soft, which an
-     * unprivileged user reaches with size/4096 pages per pipe) this pipe
-     * keeps what it has: the relay treats a short splice like a drained
-     * socket and polls again, so a smaller pipe is slower, never wrong.
-     * The next new pipe asks again.
+     * The default is 64 KiB (16 pages), but a user over pipe-user-pages-soft
+     * gets 2 pages, so the size is asked for even when it is the default
+     * (one fcntl per new pipe; pooled pipes skip it). If the kernel refuses
+     * (pipe-max-size, or pipe-user-pages-soft, which an unprivileged user
+     * reaches with size/4096 pages per pipe), this pipe keeps what it has
+     * and the caller learns so (1): the relay then reads until -EAGAIN
+     * instead of taking a short splice for a drained socket, and closes the
+     * pipe rather than pooling it, so the next new pipe asks again.
      */
-    if (pp->size != 65536 && fcntl(fds[1], F_SETPIPE_SZ, (int)pp->size) < 0)
+    if (fcntl(fds[1], F_SETPIPE_SZ, (int)pp->size) < 0)
         return 1;
     return 0;
 }

@@ -233,12 +233,17 @@ splice_pump(struct shard *sh, struct conn *c, unsigned d)
             copy_recv(sh, c, d);
             return -1;
         }
-        if (got > 0)
+        if (got > 0) {
             STAT_INC(sh->st.pipe_small);
+            rd->flags |= RD_SMALL_PIPE;
+        }
         rd->pipe_r = fds[0];
         rd->pipe_w = fds[1];
     }
+    /* A short read means a drained socket only when the pipe had room for
+     * len: a pipe of unknown, smaller size reads on until -EAGAIN. */
     size_t len = sh->pipes.size, moved = 0;
+    bool sized = !(rd->flags & RD_SMALL_PIPE);
     for (;;) {
         ssize_t n = splice_now(src_fd(c, d), rd->pipe_w, len);
         if (n == 0)
@@ -253,13 +258,13 @@ splice_pump(struct shard *sh, struct conn *c, unsigned d)
         int f = pipe_flush(sh, c, d);
         if (f <= 0) {
             /* A full pipe: once the destination drains, read on without a poll. */
-            if (f == 0 && (size_t)n == len)
+            if (f == 0 && ((size_t)n == len || !sized))
                 rd->flags |= RD_FULL;
             return f;
         }
         moved += (size_t)n;
         /* A short read drained the socket: the next splice would say -EAGAIN. */
-        if ((size_t)n < len || moved >= SPLICE_BUDGET)
+        if (((size_t)n < len && sized) || moved >= SPLICE_BUDGET)
             return 1;
     }
 }
@@ -304,17 +309,29 @@ dir_write(struct shard *sh, struct conn *c, unsigned d)
     rd->ops++;
 }
 
+/*
+ * Give the direction's pipe back: to the pool when it is empty and has the
+ * configured size, else closed (a small one, so that the next new pipe asks
+ * for the size again instead of the pool keeping the small one for good).
+ */
+static void
+release_pipe(struct shard *sh, struct relay_dir *rd)
+{
+    if (rd->pipe_r < 0)
+        return;
+    int fds[2] = {rd->pipe_r, rd->pipe_w};
+    pipe_put(&sh->pipes, fds, rd->pending == 0 && !(rd->flags & RD_SMALL_PIPE));
+    rd->pipe_r = rd->pipe_w = -1;
+    rd->flags &= (uint8_t)~RD_SMALL_PIPE;
+}
+
 /* Nothing is pending: forward EOF, or read the next chunk. */
 static void
 dir_read(struct shard *sh, struct conn *c, unsigned d)
 {
     struct relay_dir *rd = &c->dir[d];
     /* Drained: the pipe goes back, so an idle tunnel holds none. */
-    if (rd->pipe_r >= 0) {
-        int fds[2] = {rd->pipe_r, rd->pipe_w};
-        pipe_put(&sh->pipes, fds, true);
-        rd->pipe_r = rd->pipe_w = -1;
-    }
+    release_pipe(sh, rd);
     if (rd->flags & RD_EOF) {
         shutdown(dst_fd(c, d), SHUT_WR);
         rd->flags |= RD_DONE;
@@ -401,9 +418,9 @@ copy_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res, un
             rd->off = 0;
             rd->pending = (uint32_t)res;
             rd->flags |= RD_HOLD_BUF;
-            if ((unsigned)res < sh->o->buf_size)
-                rd->flags &= (uint8_t)~RD_FULL;
-            else if (sh->o->relay == RELAY_AUTO && !(rd->flags & RD_SPLICE)) {
+            /* (RD_FULL means nothing to a copy direction: splice_pump() sets it anew.) */
+            if ((unsigned)res == sh->o->buf_size && sh->o->relay == RELAY_AUTO &&
+                !(rd->flags & RD_SPLICE)) {
                 rd->flags |= RD_SPLICE | RD_FULL; /* bulk: splice from the next read on */
                 STAT_INC(sh->st.splice_switches);
             }
@@ -462,11 +479,7 @@ relay_release(struct shard *sh, struct conn *c)
 {
     for (unsigned d = 0; d < 2; d++) {
         struct relay_dir *rd = &c->dir[d];
-        if (rd->pipe_r >= 0) {
-            int fds[2] = {rd->pipe_r, rd->pipe_w};
-            pipe_put(&sh->pipes, fds, rd->pending == 0);
-            rd->pipe_r = rd->pipe_w = -1;
-        }
+        release_pipe(sh, rd);
         if (rd->flags & RD_HOLD_BUF) {
             rd->flags &= (uint8_t)~RD_HOLD_BUF;
             buf_recycle(sh, rd->bid);
