@@ -1,6 +1,7 @@
 # mk/socksload.mk - the SOCKS load generator; included by the Makefile.
 #   make $(BUILD)/socksload   build tools/socksload/ into $(BUILD)/socksload
-#   make socksload-test       build and run its cmocka tests: URL parser; SOCKS formats and pattern
+#   make socksload-test       build and run its cmocka tests: URL parser; SOCKS formats and
+#                             pattern; the UDP datagram window (udp.c on a fake ring and clock)
 #   make socksload-smoke      tests/socksload_smoke.sh against $(BUILD)/ringsocks (ends "N passed, N failed")
 # The load generator has no jemalloc and no server objects: only liburing, libm, pthreads.
 
@@ -27,9 +28,17 @@ $(BUILD)/tests/test_socksload_socks: tests/unit/test_socksload_socks.c \
 	@mkdir -p $(dir $@)
 	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
 
-socksload-test: $(BUILD)/tests/test_socksload_url $(BUILD)/tests/test_socksload_socks
+$(BUILD)/tests/test_socksload_udp: tests/unit/test_socksload_udp.c $(BUILD)/obj/socksload/udp.o \
+		$(BUILD)/obj/socksload/socks.o $(BUILD)/obj/socksload/pattern.o \
+		$(BUILD)/obj/socksload/url.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka -luring
+
+socksload-test: $(BUILD)/tests/test_socksload_url $(BUILD)/tests/test_socksload_socks \
+		$(BUILD)/tests/test_socksload_udp
 	$(BUILD)/tests/test_socksload_url
 	$(BUILD)/tests/test_socksload_socks
+	$(BUILD)/tests/test_socksload_udp
 
 socksload-smoke: $(BUILD)/socksload $(BUILD)/ringsocks
 	BUILD=$(BUILD) tests/socksload_smoke.sh

@@ -3,9 +3,11 @@
 #
 # Starts two ringsocks instances (no auth; --auth password with a users file), runs each
 # mode for about a second through socks5, socks5h (target localhost), socks4, socks4a and
-# user:pass, and checks the JSON: zero errors, non-zero work. Then puts a tiny Python relay
-# that flips one byte per direction in front of the proxy and checks that socksload counts
-# data mismatches. Stops everything it started by PID. Last line: "N passed, N failed".
+# user:pass, and checks the JSON and the exit status: zero errors, non-zero work, exactly the
+# --count asked for. Then puts tiny Python relays in front of the proxy that flip one byte of
+# the upload, of the download or of both, and checks that socksload counts each corruption,
+# once, whoever finds it (the client, or the embedded target for uploads), also after the stop
+# time. Stops everything it started by PID. Last line: "N passed, N failed".
 # Usage: BUILD=build tests/socksload_smoke.sh   (needs $BUILD/ringsocks and $BUILD/socksload)
 set -u
 BUILD=${BUILD:-build}
@@ -44,19 +46,28 @@ start_ringsocks() {
 ok()  { pass=$((pass + 1)); echo "PASS $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
 
-# check NAME EXPR -- socksload args: runs it with --json and evaluates EXPR (Python, j = JSON).
+# check NAME EXPR -- socksload args: runs it with --json and evaluates EXPR (Python, j = JSON,
+# rc = exit status; 124 when timeout(1) stopped it).
 check() {
     local name=$1 expr=$2; shift 3
-    local out
+    local out rc
     out=$(timeout 60 "$SL" "$@" --json 2>"$TMP/sl.err")
-    if python3 -c 'import json,sys; j=json.loads(sys.argv[1]); sys.exit(0 if eval(sys.argv[2]) else 1)' \
-        "$out" "$expr" 2>/dev/null; then
+    rc=$?
+    if python3 -c 'import json,sys; j=json.loads(sys.argv[1]); rc=int(sys.argv[3]); sys.exit(0 if eval(sys.argv[2]) else 1)' \
+        "$out" "$expr" "$rc" 2>/dev/null; then
         ok "$name"
     else
-        bad "$name" "socksload $* -> ${out:-no output} $(head -c 300 "$TMP/sl.err")"
+        bad "$name" "socksload $* -> exit $rc, ${out:-no output} $(head -c 300 "$TMP/sl.err")"
     fi
 }
-CLEAN='j["errors"]["total"] == 0 and j["units"] > 0'
+# usage NAME -- socksload args: must exit with status 2 (bad usage) at once.
+usage() {
+    local name=$1; shift 2
+    timeout 10 "$SL" "$@" >/dev/null 2>&1
+    local rc=$?
+    if [ "$rc" = 2 ]; then ok "$name"; else bad "$name" "socksload $* -> exit status $rc, want 2"; fi
+}
+CLEAN='j["errors"]["total"] == 0 and j["units"] > 0 and rc == 0'
 
 P=$(start_ringsocks plain) || { bad "start ringsocks"; echo "$pass passed, $fail failed"; exit 1; }
 PIDS+=("$(cat "$TMP/plain.pid")")
@@ -76,34 +87,46 @@ check "connrate, socks5"                   "$CLEAN" -- connrate --proxy "$S5" --
 check "connrate, socks4"                   "$CLEAN" -- connrate --proxy "socks4://127.0.0.1:$P" --workers 8 --request 1000 --response 5000 $D
 check "connrate, socks4a localhost"        "$CLEAN" -- connrate --proxy "socks4a://127.0.0.1:$P" --target localhost --workers 8 $D
 check "connrate --count 500"               "$CLEAN and j['units'] == 500" -- connrate --proxy "$S5" --workers 8 --count 500
+# More threads than workers: every share of --count must go to a thread that has tunnels.
+check "connrate --threads 4 --workers 2 --count 10" "$CLEAN and j['units'] == 10" -- connrate --proxy "$S5" --threads 4 --workers 2 --count 10
+# The first message of each tunnel is part of --count too.
+check "latency --tunnels 4 --count 50"     "$CLEAN and j['units'] == 50" -- latency --proxy "$S5" --tunnels 4 --count 50
+check "latency --threads 3 --tunnels 2 --count 7" "$CLEAN and j['units'] == 7" -- latency --proxy "$S5" --threads 3 --tunnels 2 --count 7
 check "hold, socks5"                       "$CLEAN and j['units'] == 50" -- hold --proxy "$S5" --tunnels 50 $D
 check "latency, socks5h localhost"         "$CLEAN and j['latency_us']['p99'] > 0" -- latency --proxy "socks5h://127.0.0.1:$P" --target localhost $D
 check "udp, socks5"                        "$CLEAN and j['latency_us']['p50'] > 0" -- udp --proxy "$S5" --tunnels 2 $D
 # 256 datagrams in flight: echoes come back in any order relative to send completions, and
 # every one must still find its slot (and no socket on the way may overflow).
 check "udp, 4 tunnels x window 64"         "$CLEAN and j['units'] > 256" -- udp --proxy "$S5" --tunnels 4 --window 64 $D
+# --count alone must end the run (no --duration: the default would be an hour).
+check "udp --count 100 ends"               "$CLEAN and j['units'] == 100" -- udp --proxy "$S5" --tunnels 2 --count 100
+check "udp --count 5 < window"             "$CLEAN and j['units'] == 5" -- udp --proxy "$S5" --tunnels 2 --window 8 --count 5
 check "connrate, user:pass"                "$CLEAN" -- connrate --proxy "socks5://alice:s3cret@127.0.0.1:$PA" --workers 8 $D
 check "latency, user:pass socks5h"         "$CLEAN" -- latency --proxy "socks5h://alice:s3cret@127.0.0.1:$PA" --target localhost $D
 check "wrong password counted as auth"     'j["errors"]["auth"] > 0 and j["units"] == 0' -- connrate --proxy "socks5://alice:wrong@127.0.0.1:$PA" --workers 2 $D
 check "no credentials counted as auth"     'j["errors"]["auth"] > 0' -- connrate --proxy "socks5://127.0.0.1:$PA" --workers 2 $D
-check "refused target counted by code"     'j["errors"]["socks_reply"] > 0 and j["errors"]["socks_reply_codes"].get("5", 0) > 0' -- connrate --proxy "$S5" --target 127.0.0.1:1 --workers 2 $D
+check "refused target counted by code"     'j["errors"]["socks_reply"] > 0 and j["errors"]["socks_reply_codes"].get("5", 0) > 0 and rc == 1' -- connrate --proxy "$S5" --target 127.0.0.1:1 --workers 2 $D
+# A user name needing JSON escapes (a"b\c and a control byte); the password is never printed.
+check "JSON escapes the user name"         'j["proxy"].startswith("socks5://a\"b\\c\x01@") and "pw9q" not in json.dumps(j)' -- connrate --proxy "socks5://a%22b%5Cc%01:pw9q@127.0.0.1:$PA" --workers 1 --duration 0.2
 
-# A relay that flips one byte at offset 1 MiB of each direction of each connection.
+# A relay that flips the byte at offset 1 MiB of the upload (client to proxy), the download or
+# both, of each connection; DELAY seconds before it forwards the flipped byte.
 cat >"$TMP/flip.py" <<'PY'
-import socket, sys, threading
-up = int(sys.argv[1])
+import socket, sys, threading, time
+up, dirs, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 ls = socket.socket(); ls.bind(("127.0.0.1", 0)); ls.listen(64)
 print(ls.getsockname()[1], flush=True)
-def pipe(a, b):
+def pipe(a, b, flip):
     n = 0
     try:
         while True:
             d = a.recv(65536)
             if not d:
                 break
-            if n <= (1 << 20) < n + len(d):
+            if flip and n <= (1 << 20) < n + len(d):
                 i = (1 << 20) - n
                 d = d[:i] + bytes([d[i] ^ 0x5a]) + d[i + 1:]
+                time.sleep(delay)
             n += len(d)
             b.sendall(d)
     except OSError:
@@ -113,19 +136,46 @@ def pipe(a, b):
         except OSError: pass
 def serve(c):
     u = socket.create_connection(("127.0.0.1", up))
-    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
-    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+    threading.Thread(target=pipe, args=(c, u, dirs in ("up", "both")), daemon=True).start()
+    threading.Thread(target=pipe, args=(u, c, dirs in ("down", "both")), daemon=True).start()
 while True:
     c, _ = ls.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
-python3 "$TMP/flip.py" "$P" </dev/null >"$TMP/flip.port" 2>/dev/null &
-PIDS+=("$!")
-for _ in $(seq 50); do [ -s "$TMP/flip.port" ] && break; sleep 0.1; done
-F=$(cat "$TMP/flip.port")
-check "corrupting relay caught, down" 'j["errors"]["data_mismatch"] > 0' -- throughput --proxy "socks5://127.0.0.1:$F" --tunnels 2 $D
-check "corrupting relay caught, up"   'j["errors"]["data_mismatch"] > 0' -- throughput --proxy "socks5://127.0.0.1:$F" --tunnels 2 --direction up $D
-check "corrupting relay caught, both" 'j["errors"]["data_mismatch"] > 0' -- throughput --proxy "socks5://127.0.0.1:$F" --tunnels 2 --direction both $D
+# start_flip NAME DIRS DELAY: starts a relay in front of ringsocks, prints its port.
+start_flip() {
+    python3 "$TMP/flip.py" "$P" "$2" "$3" </dev/null >"$TMP/$1.port" 2>/dev/null &
+    PIDS+=("$!")
+    for _ in $(seq 50); do [ -s "$TMP/$1.port" ] && break; sleep 0.1; done
+    cat "$TMP/$1.port"
+}
+FB=$(start_flip flipboth both 0)
+FU=$(start_flip flipup up 0)
+FD=$(start_flip flipdown down 0)
+FS=$(start_flip flipslow up 3)
+# Every corruption is one data_mismatch, and nothing else: errors.total == data_mismatch.
+ONCE='j["errors"]["total"] == j["errors"]["data_mismatch"] and rc == 1'
+check "corrupting relay caught, down"      "j['errors']['data_mismatch'] > 0 and $ONCE" -- throughput --proxy "socks5://127.0.0.1:$FD" --tunnels 2 $D
+check "corrupting relay caught, up (sink's report)" "j['errors']['data_mismatch'] > 0 and j['target_mismatches'] == 0 and $ONCE" -- throughput --proxy "socks5://127.0.0.1:$FU" --tunnels 2 --direction up $D
+check "corrupting relay caught, both"      "j['errors']['data_mismatch'] > 0 and $ONCE" -- throughput --proxy "socks5://127.0.0.1:$FB" --tunnels 2 --direction both $D
+# Each direction of 'both' on its own: the download by the client, the upload by the target.
+check "both, download flipped: client"     "j['errors']['data_mismatch'] > 0 and j['target_mismatches'] == 0 and $ONCE" -- throughput --proxy "socks5://127.0.0.1:$FD" --tunnels 2 --direction both $D
+check "both, upload flipped: target, once" "j['errors']['data_mismatch'] == 2 and j['target_mismatches'] == 2 and $ONCE" -- throughput --proxy "socks5://127.0.0.1:$FU" --tunnels 2 --direction both $D
+check "connrate, request flipped: once"    "j['errors']['data_mismatch'] == 6 and j['target_mismatches'] == 6 and j['units'] == 0 and $ONCE" -- connrate --proxy "socks5://127.0.0.1:$FU" --workers 2 --count 6 --request 2M
+# The corrupted echo comes back only after the stop time (the relay holds it 3 s, the run
+# stops at 1 s, the default --timeout is 5 s): still counted, and no unit done means exit
+# status 1 whatever bytes went through. (1 s leaves any machine time to open 4 tunnels.)
+check "latency, corruption after the stop" "j['tunnels'] == 4 and j['errors']['data_mismatch'] == 4 and j['units'] == 0 and $ONCE" -- latency --proxy "socks5://127.0.0.1:$FS" --size 1M --tunnels 4 --duration 1
+check "latency --duration 0.01, flipped"   "j['errors']['data_mismatch'] == j['tunnels'] and rc == 1" -- latency --proxy "socks5://127.0.0.1:$FB" --size 1M --tunnels 4 --duration 0.01
+
+# Numbers out of range are bad usage, never silently truncated.
+usage "--request 4294967297 refused"   -- connrate --proxy "$S5" --request 4294967297 --duration 1
+usage "--workers 4294967297 refused"   -- connrate --proxy "$S5" --workers 4294967297 --duration 1
+usage "--tunnels 0 refused"            -- latency --proxy "$S5" --tunnels 0 --duration 1
+usage "--tunnels -1 refused"           -- latency --proxy "$S5" --tunnels -1 --duration 1
+usage "--target-threads 100000 refused" -- latency --proxy "$S5" --target-threads 100000 --duration 1
+usage "--count 1.5 refused"            -- latency --proxy "$S5" --count 1.5
+usage "--count 99999999999G refused"   -- throughput --proxy "$S5" --count 99999999999G
 
 # Safety: nothing but loopback without --allow-nonlocal (exit status 2, nothing sent).
 for args in "--proxy socks5://192.0.2.1:1080" "--proxy $S5 --target 192.0.2.1:80" \

@@ -121,12 +121,6 @@ client_stats(struct worker *w)
 }
 
 bool
-client_stopping(struct worker *w)
-{
-    return w->stopping;
-}
-
-bool
 client_count_take(struct worker *w)
 {
     if (w->ctl->count == 0 || w->o->mode == MODE_THROUGHPUT)
@@ -161,11 +155,20 @@ err_kind(int res)
     }
 }
 
-/* Counts the error unless the run is winding down, then closes the tunnel. */
+/*
+ * Counts the error and closes the tunnel. Errors count whenever they happen, also after the
+ * stop time (a unit still finishing then is measured like any other); only a tunnel we are
+ * closing on purpose (closing set) counts nothing more. Not counted either: the error a
+ * tunnel gets because the embedded target found its upload corrupted and reset it; the
+ * target counts that mismatch (see target_claim), so one corruption is one error.
+ */
 static void
 tun_fail(struct tun *t, enum stats_err e)
 {
-    if (!t->closing && !t->w->stopping)
+    struct target *tg = t->w->o->target;
+
+    if (!t->closing && !(e != STATS_E_MISMATCH && t->state >= ST_RUN && tg &&
+                         target_claim(tg, t->seed)))
         stats_error(&t->w->ctl->st, e);
     tun_close(t, false);
 }
@@ -465,8 +468,7 @@ on_handshake_data(struct tun *t)
         return hs_request(t);
     default:
         if (!socks_reply_ok(&o->proxy, code)) {
-            if (!t->w->stopping)
-                stats_add(&t->w->ctl->st.rep[code & 0xff], 1);
+            stats_add(&t->w->ctl->st.rep[code & 0xff], 1);
             return tun_fail(t, STATS_E_REPLY);
         }
         if (t->in_len > 0)
@@ -507,8 +509,7 @@ round_done(struct tun *t)
         }
         stats_record_ns(&w->ctl->st, now - t->t_msg);
         stats_add(&w->ctl->st.units, 1);
-        tun_timer_cancel(t);
-        return tun_close(t, false);
+        return tun_close(t, false); /* cancels the watchdog */
     default:
         return tun_close(t, false);
     }
@@ -534,9 +535,7 @@ on_send(struct tun *t, int res)
         t->tx += (uint64_t)res;
         stats_add(&t->w->ctl->st.bytes_up, (uint64_t)res);
     }
-    if (t->ending)
-        return up_finish(t);
-    if (t->w->stopping && t->w->o->mode == MODE_THROUGHPUT && t->w->o->dir == DIR_UP)
+    if (t->ending) /* throughput up after worker_stop, which sets it on every running tunnel */
         return up_finish(t);
     if (t->hdr_off < PATTERN_HDR_LEN || t->tx < t->tx_end)
         return tun_send(t);
@@ -555,13 +554,8 @@ on_send(struct tun *t, int res)
 static void
 on_report(struct tun *t, int res)
 {
-    if (res <= 0) {
-        /* EOF with no report; after our own stop it is not an error. */
-        if (!t->ending)
-            return tun_fail(t, err_kind(res));
-        stats_error(&t->w->ctl->st, res == 0 ? STATS_E_CLOSED : err_kind(res));
-        return tun_close(t, false);
-    }
+    if (res <= 0)
+        return tun_fail(t, err_kind(res)); /* EOF or an error where the report was due */
     t->rep_len += (size_t)res;
     if (t->rep_len < sizeof(t->rep))
         return tun_recv(t, false);
@@ -573,8 +567,7 @@ on_report(struct tun *t, int res)
         stats_error(&t->w->ctl->st, STATS_E_MISMATCH);
     else
         stats_add(&t->w->ctl->st.units, 1);
-    tun_timer_cancel(t);
-    tun_close(t, false);
+    tun_close(t, false); /* cancels the watchdog */
 }
 
 static void
@@ -696,7 +689,8 @@ worker_stop(struct worker *w)
         } else if (o->mode == MODE_UDP && t->udp) {
             udp_stop(t->udp, false); /* udp_complete() ends it when the last reply is in */
         }
-        /* connrate and latency: the unit in progress finishes under its timeouts. */
+        /* connrate and latency: the unit in progress finishes under its timeouts, and its
+         * errors count (tun_fail). */
     }
 }
 
@@ -732,7 +726,8 @@ client_worker(void *arg)
         return NULL;
     }
     for (unsigned i = 0; i < ctl->conns; i++) {
-        if (o->mode == MODE_CONNRATE && !client_count_take(&w))
+        /* connrate: a tunnel is a unit; latency: the tunnel's first message is. */
+        if ((o->mode == MODE_CONNRATE || o->mode == MODE_LATENCY) && !client_count_take(&w))
             break;
         tun_spawn(&w);
     }

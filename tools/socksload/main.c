@@ -23,6 +23,10 @@
 
 static volatile sig_atomic_t main_signalled;
 
+#define THREADS_MAX 256
+#define CONNS_MAX   1000000     /* --tunnels, --workers, hold --count */
+#define COUNT_MAX   (1ull << 60)
+
 static const char usage_text[] =
     "usage: socksload MODE --proxy URL [options]\n"
     "       socksload serve [--host 127.0.0.1] [--port P] [--threads N]\n"
@@ -46,21 +50,25 @@ static const char usage_text[] =
     "  --duration SEC       run length (default 5; hold: the hold time)\n"
     "  --count N            stop after N units: bytes in total (throughput, K/M/G suffixes),\n"
     "                       tunnels (connrate, hold), messages (latency), datagrams (udp)\n"
-    "  --threads N          worker threads, one io_uring loop each (default 1)\n"
-    "  --tunnels N          tunnels or associations (default 1; hold 100)\n"
-    "  --workers C          connrate concurrency (default 16)\n"
+    "  --threads N          worker threads, one io_uring loop each (default 1; 1..256, at\n"
+    "                       most one per tunnel or connrate worker)\n"
+    "  --tunnels N          tunnels or associations (default 1; hold 100; at most 1000000)\n"
+    "  --workers C          connrate concurrency (default 16; at most 1000000)\n"
     "  --direction D        throughput: down (default), up or both\n"
-    "  --request R, --response S   connrate sizes in bytes (default 64, 64)\n"
-    "  --size B             latency/udp message size (default 64; udp at least 16)\n"
+    "  --request R, --response S   connrate sizes in bytes (default 64, 64; below 4G)\n"
+    "  --size B             latency/hold/udp message size (default 64; 1..1M, udp 16..60000)\n"
     "  --window W           udp datagrams in flight per association (default 8)\n"
     "  --hold SEC           hold time (default: --duration)\n"
     "  --timeout SEC        bound on every step: connect, each reply, each read (default 5)\n"
-    "  --target-threads N   threads of the embedded target (default 1)\n"
+    "  --target-threads N   threads of the embedded target (default 1; 1..256)\n"
     "  --json               print one JSON object instead of the table\n"
     "  --allow-nonlocal     allow proxy, target and UDP relay addresses outside 127.0.0.0/8\n"
     "                       and ::1 (and target names other than localhost). Off by default so\n"
     "                       that a typo never aims load at someone else's machine\n"
-    "exit status: 0 work done without errors, 1 errors or no work, 2 bad usage\n";
+    "numbers are whole, with an optional K, M or G suffix (x1024); one out of range is bad\n"
+    "usage. The embedded target's own finds (an upload it verified and reset) count once, in\n"
+    "data_mismatch, and also show as target_mismatches\n"
+    "exit status: 0 units done and no errors, 1 errors or no unit done, 2 bad usage\n";
 
 static void
 on_signal(int sig)
@@ -78,16 +86,20 @@ die_usage(const char *fmt, const char *arg)
     exit(2);
 }
 
+/* A whole number in min..max, with an optional K, M or G suffix (powers of 1024); anything
+ * else (signs, fractions, overflow, out of range) is a usage error naming the option. */
 static uint64_t
-parse_size(const char *s, const char *opt)
+parse_uint(const char *s, const char *opt, uint64_t min, uint64_t max)
 {
     char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    uint64_t mul = 1;
+    uint64_t v, mul = 1;
 
-    if (errno || end == s || v < 0)
+    if (*s < '0' || *s > '9')
         die_usage("bad number for %s", opt);
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno)
+        die_usage("number too large for %s", opt);
     switch (*end) {
     case 'k':
     case 'K':
@@ -107,7 +119,16 @@ parse_size(const char *s, const char *opt)
     }
     if (*end)
         die_usage("bad number for %s", opt);
-    return (uint64_t)(v * (double)mul);
+    if (v > UINT64_MAX / mul)
+        die_usage("number too large for %s", opt);
+    v *= mul;
+    if (v < min || v > max) {
+        fprintf(stderr, "socksload: %s must be %" PRIu64 "..%" PRIu64 ", not %s\n", opt, min, max,
+                s);
+        fprintf(stderr, "(socksload --help for usage)\n");
+        exit(2);
+    }
+    return v;
 }
 
 static double
@@ -268,15 +289,36 @@ progress(const struct opts *o, double t, const struct stats *now, const struct s
             (double)bytes * 8 / 1e9, p50, p99, stats_errors(now));
 }
 
+/* s as a JSON string, quotes included. Bytes outside printable ASCII become \u00XX escapes
+ * (so a user name that is not UTF-8 still gives valid JSON, read as Latin-1). */
 static void
-print_json(const struct opts *o, const struct stats *s, double secs)
+json_str(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20 || *p >= 0x7f)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    putchar('"');
+}
+
+static void
+print_json(const struct opts *o, const struct stats *s, double secs, uint64_t target_mm)
 {
     const char *sep = "";
+    char proxy[2 * URL_FIELD_MAX + 64];
 
-    printf("{\"mode\":\"%s\",\"proxy\":\"%s://%s%s%s%s%s:%u\"", mode_str(o->mode),
-           url_scheme_str(o->proxy.scheme), o->proxy.has_user ? o->proxy.user : "",
-           o->proxy.has_user ? "@" : "", o->proxy.host_type == URL_HOST_IPV6 ? "[" : "",
-           o->proxy.host, o->proxy.host_type == URL_HOST_IPV6 ? "]" : "", o->proxy.port);
+    /* The user name (never the password), then the address. */
+    snprintf(proxy, sizeof(proxy), "%s://%s%s%s%s%s:%u", url_scheme_str(o->proxy.scheme),
+             o->proxy.has_user ? o->proxy.user : "", o->proxy.has_user ? "@" : "",
+             o->proxy.host_type == URL_HOST_IPV6 ? "[" : "", o->proxy.host,
+             o->proxy.host_type == URL_HOST_IPV6 ? "]" : "", o->proxy.port);
+    printf("{\"mode\":\"%s\",\"proxy\":", mode_str(o->mode));
+    json_str(proxy);
     if (o->mode == MODE_THROUGHPUT)
         printf(",\"direction\":\"%s\"", dir_str(o->dir));
     printf(",\"threads\":%u,\"concurrency\":%u,\"seconds\":%.3f", o->threads,
@@ -291,6 +333,8 @@ print_json(const struct opts *o, const struct stats *s, double secs)
            latency_str(o->mode), (double)stats_percentile(s->hist, 0.50) / 1e3,
            (double)stats_percentile(s->hist, 0.90) / 1e3,
            (double)stats_percentile(s->hist, 0.99) / 1e3, (double)stats_max(s->hist) / 1e3);
+    /* Of errors.data_mismatch, those the embedded target found (uploads it reset). */
+    printf(",\"target_mismatches\":%" PRIu64, target_mm);
     printf(",\"errors\":{\"total\":%" PRIu64, stats_errors(s));
     for (int e = 0; e < STATS_E_N; e++)
         printf(",\"%s\":%" PRIu64, stats_err_str(e), s->err[e]);
@@ -305,7 +349,7 @@ print_json(const struct opts *o, const struct stats *s, double secs)
 }
 
 static void
-print_table(const struct opts *o, const struct stats *s, double secs)
+print_table(const struct opts *o, const struct stats *s, double secs, uint64_t target_mm)
 {
     char a[32], b[32], c[32], d[32];
 
@@ -334,6 +378,10 @@ print_table(const struct opts *o, const struct stats *s, double secs)
         if (s->rep[code])
             printf(", reply code %d: %" PRIu64, code, s->rep[code]);
     printf("\n");
+    if (target_mm)
+        printf("            %" PRIu64 " of the data mismatches found by the embedded target "
+               "(uploads it reset)\n",
+               target_mm);
 }
 
 int
@@ -403,21 +451,17 @@ main(int argc, char **argv)
             have_duration = true;
             break;
         case 'n':
-            o.count = parse_size(optarg, "--count");
-            if (o.count == 0)
-                die_usage("%s: --count must be positive", optarg);
+            o.count = parse_uint(optarg, "--count", 1, COUNT_MAX);
             break;
         case 't':
-            o.threads = (unsigned)parse_size(optarg, "--threads");
-            if (o.threads == 0 || o.threads > 256)
-                die_usage("%s: --threads must be 1..256", optarg);
+            o.threads = (unsigned)parse_uint(optarg, "--threads", 1, THREADS_MAX);
             break;
         case 'N':
-            o.tunnels = (unsigned)parse_size(optarg, "--tunnels");
+            o.tunnels = (unsigned)parse_uint(optarg, "--tunnels", 1, CONNS_MAX);
             have_tunnels = true;
             break;
         case 'w':
-            o.workers = (unsigned)parse_size(optarg, "--workers");
+            o.workers = (unsigned)parse_uint(optarg, "--workers", 1, CONNS_MAX);
             break;
         case 'D':
             if (!strcmp(optarg, "down"))
@@ -430,16 +474,16 @@ main(int argc, char **argv)
                 die_usage("%s: --direction is down, up or both", optarg);
             break;
         case 'R':
-            o.request = (uint32_t)parse_size(optarg, "--request");
+            o.request = (uint32_t)parse_uint(optarg, "--request", 0, UINT32_MAX);
             break;
         case 'S':
-            o.response = (uint32_t)parse_size(optarg, "--response");
+            o.response = (uint32_t)parse_uint(optarg, "--response", 0, UINT32_MAX);
             break;
         case 'z':
-            o.size = (uint32_t)parse_size(optarg, "--size");
+            o.size = (uint32_t)parse_uint(optarg, "--size", 1, 1 << 20);
             break;
         case 'W':
-            o.window = (unsigned)parse_size(optarg, "--window");
+            o.window = (unsigned)parse_uint(optarg, "--window", 1, 4096);
             break;
         case 'H':
             o.hold_s = parse_secs(optarg, "--hold");
@@ -448,7 +492,7 @@ main(int argc, char **argv)
             o.timeout_s = parse_secs(optarg, "--timeout");
             break;
         case 'x':
-            target_threads = (unsigned)parse_size(optarg, "--target-threads");
+            target_threads = (unsigned)parse_uint(optarg, "--target-threads", 1, THREADS_MAX);
             break;
         case 'j':
             o.json = true;
@@ -457,9 +501,7 @@ main(int argc, char **argv)
             o.allow_nonlocal = true;
             break;
         case 'P':
-            serve_port = (unsigned)parse_size(optarg, "--port");
-            if (serve_port > 65535)
-                die_usage("%s: bad --port", optarg);
+            serve_port = (unsigned)parse_uint(optarg, "--port", 0, 65535);
             break;
         case 'h':
             host = optarg;
@@ -499,8 +541,11 @@ main(int argc, char **argv)
     /* Sizes and counts. */
     if (!have_tunnels)
         o.tunnels = o.mode == MODE_HOLD ? 100 : 1;
-    if (o.mode == MODE_HOLD && o.count)
+    if (o.mode == MODE_HOLD && o.count) {
+        if (o.count > CONNS_MAX)
+            die_usage("%s", "hold --count is the number of tunnels: at most 1000000");
         o.tunnels = (unsigned)o.count;
+    }
     if (o.hold_s == 0)
         o.hold_s = o.duration_s;
     if (o.count && !have_duration)
@@ -509,11 +554,10 @@ main(int argc, char **argv)
         die_usage("%s", "--size must be 1..1M");
     if (o.mode == MODE_UDP && (o.size < 16 || o.size > 60000))
         die_usage("%s", "udp --size must be 16..60000");
-    if (o.window == 0 || o.window > 4096)
-        die_usage("%s", "--window must be 1..4096");
     unsigned conns = o.mode == MODE_CONNRATE ? o.workers : o.tunnels;
-    if (conns == 0)
-        die_usage("%s", "need at least one tunnel or worker");
+    /* A thread without a tunnel would take its share of --count and do nothing with it. */
+    if (o.threads > conns)
+        o.threads = conns;
 
     /* The target: named by --target, or embedded. */
     char thost[URL_FIELD_MAX + 1] = "127.0.0.1";
@@ -540,6 +584,7 @@ main(int argc, char **argv)
         }
     }
     make_dest(&o, thost, ttype, tport);
+    o.target = tg;
 
     /* Workers. */
     struct worker_ctl *ctl = calloc(o.threads, sizeof(*ctl));
@@ -612,8 +657,12 @@ main(int argc, char **argv)
         if (ctl[i].end_ns > end)
             end = ctl[i].end_ns;
     }
+    /* The target's mismatches count once: the client did not count the reset each caused
+     * (target_claim). */
+    uint64_t target_mm = 0;
     if (tg) {
-        sum.err[STATS_E_MISMATCH] += target_mismatches(tg);
+        target_mm = target_mismatches(tg);
+        sum.err[STATS_E_MISMATCH] += target_mm;
         target_stop(tg);
     }
     /* Streams are measured over the requested time, the rest until the last unit ended. */
@@ -623,13 +672,13 @@ main(int argc, char **argv)
     if (secs <= 0)
         secs = 1e-9;
     if (o.json)
-        print_json(&o, &sum, secs);
+        print_json(&o, &sum, secs, target_mm);
     else
-        print_table(&o, &sum, secs);
+        print_table(&o, &sum, secs, target_mm);
     free(now);
     free(prev);
     free(tids);
     free(ctl);
-    bool work = sum.units > 0 || sum.bytes_up + sum.bytes_down > 0;
-    return work && stats_errors(&sum) == 0 ? 0 : 1;
+    /* Work is finished units: bytes of a message that never completed are not. */
+    return sum.units > 0 && stats_errors(&sum) == 0 ? 0 : 1;
 }

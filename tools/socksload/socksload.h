@@ -13,7 +13,8 @@
  *
  * Threads: main thread (options, progress, report), one client worker per --threads, and
  * the embedded target's threads. Workers share nothing writable but their own stats, which
- * only they write (relaxed atomic stores) and the main thread reads (relaxed loads).
+ * only they write (relaxed atomic stores) and the main thread reads (relaxed loads), and the
+ * embedded target's record of the connections it reset for a mismatch (under its mutex).
  */
 #ifndef SOCKSLOAD_H
 #define SOCKSLOAD_H
@@ -106,7 +107,7 @@ bool socks_reply_ok(const struct url *u, int code);
  *   'K' sink:   read and verify the pattern; on the client's EOF answer PATTERN_REPORT_LEN
  *               bytes 'O' + u64 count; on a mismatch answer 'X' + count at once and close.
  *   'B' both:   source and sink at once; a mismatch closes with RST (and counts in the
- *               embedded target's counter).
+ *               embedded target's counter, see target_claim).
  *   'E' echo:   send back every byte.
  *   'Q' request/response: read a bytes (verified), send b bytes, then wait for EOF. */
 #define PATTERN_HDR_LEN    16
@@ -192,6 +193,7 @@ struct opts {
     unsigned window;   /* udp datagrams in flight per association */
     bool json;
     bool allow_nonlocal;
+    struct target *target; /* the embedded target, or NULL (see target_claim) */
 };
 
 /* ---- client.c ---- */
@@ -230,7 +232,6 @@ void client_track(struct tun *t, struct io_uring_sqe *sqe, unsigned op);
  * struct tun *) so that the completion finds obj; for CLIENT_OP_USEND. */
 void client_track_obj(struct tun *t, void *obj, struct io_uring_sqe *sqe, unsigned op);
 struct stats *client_stats(struct worker *w);
-bool client_stopping(struct worker *w);
 bool client_count_take(struct worker *w);
 const struct opts *client_opts(struct worker *w);
 
@@ -257,6 +258,11 @@ int target_start(struct target **out, const char *host, uint16_t port, unsigned 
                  uint16_t *port_out);
 /* Mismatches the target detected and could only answer with a reset ('B' and 'Q' modes). */
 uint64_t target_mismatches(const struct target *t);
+/* True, once, when the target reset the connection whose stream is seeded seed because of a
+ * mismatch: the client's error on that tunnel is its consequence, already counted in
+ * target_mismatches. Remembers the last TARGET_CLAIMS such connections. Thread-safe. */
+#define TARGET_CLAIMS 4096
+bool target_claim(struct target *t, uint32_t seed);
 void target_stop(struct target *t);
 
 #endif

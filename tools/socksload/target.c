@@ -5,8 +5,9 @@
  * Owns its listening sockets, its threads (one io_uring loop each, all accepting from the
  * same listening socket) and their connections. Runs embedded (started by main.c) or as
  * `socksload serve`. Must never connect anywhere: it only answers.
- * The only state shared between its threads is the mismatch counter (atomic) and the
- * stop flag.
+ * The only state shared between its threads is the mismatch counter (atomic), the stop
+ * flag and the record of connections reset for a mismatch (under claim_mu; the client's
+ * workers read it through target_claim).
  */
 #include "socksload.h"
 
@@ -40,7 +41,6 @@ struct tconn {
     bool rst;
     bool hdr_done;
     bool report_sent;
-    bool sending;
     uint8_t hb[PATTERN_HDR_LEN];
     unsigned hlen;
     struct pattern_hdr h;
@@ -73,7 +73,12 @@ struct target {
     int stop;           /* atomic */
     uint64_t mismatches; /* atomic */
     struct tthread *th;
+    pthread_mutex_t claim_mu;
+    uint64_t claims[TARGET_CLAIMS]; /* seed | CLAIM_VALID, a ring of the latest */
+    unsigned claim_next;
 };
+
+#define CLAIM_VALID (1ull << 32)
 
 static struct io_uring_sqe *
 t_sqe(struct tthread *th)
@@ -118,7 +123,6 @@ t_send(struct tconn *c, const void *p, size_t n)
     io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | T_OP_SEND);
     c->inflight++;
-    c->sending = true;
 }
 
 /* Next piece of the pattern stream up to limit bytes in total. */
@@ -193,6 +197,17 @@ t_start(struct tconn *c)
     }
 }
 
+/* A mismatch only a reset can answer: count it, and remember the stream for target_claim. */
+static void
+t_mismatch(struct target *tg, uint32_t seed)
+{
+    pthread_mutex_lock(&tg->claim_mu);
+    tg->claims[tg->claim_next] = seed | CLAIM_VALID;
+    tg->claim_next = (tg->claim_next + 1) % TARGET_CLAIMS;
+    pthread_mutex_unlock(&tg->claim_mu);
+    __atomic_add_fetch(&tg->mismatches, 1, __ATOMIC_RELAXED);
+}
+
 static void
 t_on_recv(struct tconn *c, int res)
 {
@@ -233,7 +248,7 @@ t_on_recv(struct tconn *c, int res)
     if (!pattern_check(c->h.seed, c->rx, c->buf, (size_t)res)) {
         if (c->h.mode == 'K')
             return t_report(c, 'X');
-        __atomic_add_fetch(&c->th->tg->mismatches, 1, __ATOMIC_RELAXED);
+        t_mismatch(c->th->tg, c->h.seed);
         return t_close(c, true);
     }
     c->rx += (uint64_t)res;
@@ -249,7 +264,6 @@ t_on_recv(struct tconn *c, int res)
 static void
 t_on_send(struct tconn *c, int res)
 {
-    c->sending = false;
     if (c->closing)
         return t_close(c, c->rst);
     if (res < 0)
@@ -403,6 +417,7 @@ target_start(struct target **out, const char *host, uint16_t port, unsigned thre
     if (!tg)
         return -ENOMEM;
     tg->lfd = tg->ufd = -1;
+    pthread_mutex_init(&tg->claim_mu, NULL);
     /* Port 0: take the TCP port the kernel picks and the same UDP port; retry on a clash. */
     for (tries = 0; tries < 20; tries++) {
         rc = t_bind(SOCK_STREAM, &ss, len);
@@ -468,6 +483,23 @@ target_mismatches(const struct target *t)
     return __atomic_load_n(&t->mismatches, __ATOMIC_RELAXED);
 }
 
+bool
+target_claim(struct target *t, uint32_t seed)
+{
+    bool found = false;
+
+    pthread_mutex_lock(&t->claim_mu);
+    for (unsigned i = 0; i < TARGET_CLAIMS; i++) {
+        if (t->claims[i] == (seed | CLAIM_VALID)) {
+            t->claims[i] = 0;
+            found = true;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->claim_mu);
+    return found;
+}
+
 void
 target_stop(struct target *t)
 {
@@ -476,6 +508,7 @@ target_stop(struct target *t)
         pthread_join(t->th[i].tid, NULL);
     close(t->lfd);
     close(t->ufd);
+    pthread_mutex_destroy(&t->claim_mu);
     free(t->th);
     free(t);
 }

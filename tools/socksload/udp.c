@@ -6,8 +6,12 @@
  * count in the tunnel's in-flight total. Datagram payload: u64 sequence number (little
  * endian), then the pattern stream seeded by the association at offset seq * size. Slot i
  * sends sequence numbers i, i + W, i + 2W... (W = --window), so a reply finds its slot as
- * seq % W whatever order the replies and send completions come in; one not back within
- * --timeout counts as lost.
+ * seq % W whatever order the replies and send completions come in.
+ * Loss: every completion of the association, and the receive's own --timeout, look at each
+ * slot's send time; a datagram not back within --timeout counts as lost there and its slot
+ * sends the next one (so a loss is counted between --timeout and twice that after the send,
+ * and never shrinks the window). With --count the association stops when the count is used
+ * up and ends once the outstanding echoes are in or lost.
  * Must never send anywhere but the relay address (checked against loopback by udp_start).
  */
 #include "socksload.h"
@@ -36,11 +40,14 @@ struct udpa {
     struct tun *t;
     int fd;
     int uops;
-    bool stopped;
-    bool recv_on;
+    bool stopped; /* no more sends */
+    bool aborted; /* the datagrams in flight are dropped too */
+    bool shut;    /* shutdown() done: the pending receive ends */
     uint32_t seed;
     uint32_t size;
     unsigned window;
+    uint64_t timeout_ns;
+    uint64_t oldest_ns; /* at most the earliest sent_ns of a pending slot; UINT64_MAX: none */
     size_t hlen;
     uint8_t hdr[UDP_HDR_MAX];
     struct uslot *slots;
@@ -73,14 +80,17 @@ u_recv(struct udpa *u)
     client_track(u->t, sqe, CLIENT_OP_URECV);
     client_prep_timeout(u->w, sqe);
     u->uops++;
-    u->recv_on = true;
 }
 
 static void
 u_send(struct udpa *u, struct uslot *s)
 {
-    if (u->stopped || !client_count_take(u->w))
+    if (u->stopped)
         return;
+    if (!client_count_take(u->w)) {
+        udp_stop(u, false); /* --count is used up: end once the echoes are in */
+        return;
+    }
     /* Not a shared counter: slots re-send in any order, and seq % window must stay their index. */
     s->seq = s->used ? s->seq + u->window : (uint64_t)(s - u->slots);
     s->used = true;
@@ -91,6 +101,8 @@ u_send(struct udpa *u, struct uslot *s)
     s->sending = true;
     s->want_next = false;
     s->sent_ns = stats_now_ns();
+    if (s->sent_ns < u->oldest_ns)
+        u->oldest_ns = s->sent_ns;
     struct io_uring_sqe *sqe = client_sqe(u->w, 1);
     io_uring_prep_send(sqe, u->fd, s->buf, u->hlen + u->size, 0);
     client_track_obj(u->t, s, sqe, CLIENT_OP_USEND);
@@ -114,6 +126,41 @@ any_pending(const struct udpa *u)
         if (u->slots[i].pending)
             return true;
     return false;
+}
+
+/* Stopped with nothing outstanding: wake the pending receive so that the association ends
+ * now instead of after --timeout. */
+static void
+u_maybe_shut(struct udpa *u)
+{
+    if (u->stopped && !u->shut && (u->aborted || !any_pending(u))) {
+        u->shut = true;
+        shutdown(u->fd, SHUT_RDWR);
+    }
+}
+
+/* Counts the datagrams outstanding for --timeout or longer as lost; their slots send on (at
+ * once, or when a send still in flight in the slot completes). */
+static void
+u_expire(struct udpa *u, uint64_t now)
+{
+    if (u->oldest_ns == UINT64_MAX || now - u->oldest_ns < u->timeout_ns)
+        return;
+    uint64_t oldest = UINT64_MAX;
+    for (unsigned i = 0; i < u->window; i++) {
+        struct uslot *s = &u->slots[i];
+        if (s->pending && now - s->sent_ns >= u->timeout_ns) {
+            s->pending = false;
+            stats_error(client_stats(u->w), STATS_E_LOST);
+            if (s->sending)
+                s->want_next = true;
+            else
+                u_send(u, s);
+        }
+        if (s->pending && s->sent_ns < oldest)
+            oldest = s->sent_ns;
+    }
+    u->oldest_ns = oldest;
 }
 
 int
@@ -158,6 +205,8 @@ udp_start(struct worker *w, struct tun *t, struct udpa **out, const struct socka
     u->seed = seed;
     u->size = o->size;
     u->window = o->window;
+    u->timeout_ns = (uint64_t)(o->timeout_s * 1e9);
+    u->oldest_ns = UINT64_MAX;
     u->hlen = socks_udp_header(u->hdr, &o->dest);
     u->slots = aligned_alloc(16, u->window * sizeof(*u->slots));
     if (u->slots)
@@ -231,45 +280,35 @@ udp_complete(struct worker *w, struct udpa *u, void *obj, unsigned op, int res)
         struct uslot *s = obj;
         s->sending = false;
         if (res < 0) {
-            s->pending = false;
-            if (!u->stopped)
+            if (s->pending && !u->aborted)
                 stats_error(st, STATS_E_OTHER);
+            s->pending = false;
         }
-        if (s->want_next || (res < 0 && !u->stopped))
-            u_send(u, s);
+        if (s->want_next || res < 0)
+            u_send(u, s); /* nothing when stopped */
+    } else if (u->shut) {
+        /* Our shutdown() ended the receive; what is still in flight is only sends. */
     } else {
-        u->recv_on = false;
-        if (res > 0) {
+        if (res > 0)
             on_reply(u, (size_t)res);
-        } else if (res == -ECANCELED) {
-            /* Nothing came back for --timeout: what is outstanding is lost. */
-            for (unsigned i = 0; i < u->window; i++) {
-                struct uslot *s = &u->slots[i];
-                if (!s->pending)
-                    continue;
-                s->pending = false;
-                stats_error(st, STATS_E_LOST);
-                if (!s->sending)
-                    u_send(u, s);
-            }
-        } else if (res == 0 || u->stopped) {
-            return u->uops > 0;
-        } else {
+        else if (res == 0)
+            stats_error(st, STATS_E_PROTOCOL); /* an empty datagram */
+        else if (res != -ECANCELED) /* -ECANCELED: --timeout without a reply, see u_expire */
             stats_error(st, res == -ECONNREFUSED ? STATS_E_RESET : STATS_E_OTHER);
-        }
-        if (!u->stopped || any_pending(u))
-            u_recv(u);
     }
-    return !(u->stopped && u->uops == 0);
+    u_expire(u, stats_now_ns());
+    u_maybe_shut(u);
+    if (op == CLIENT_OP_URECV && !u->shut)
+        u_recv(u);
+    return !(u->shut && u->uops == 0);
 }
 
 void
 udp_stop(struct udpa *u, bool abort)
 {
     u->stopped = true;
-    /* Waking the recv with shutdown() ends the association now instead of after --timeout. */
-    if (abort || !any_pending(u))
-        shutdown(u->fd, SHUT_RDWR);
+    u->aborted |= abort;
+    u_maybe_shut(u);
 }
 
 void

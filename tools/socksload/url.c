@@ -209,9 +209,7 @@ url_parse(struct url *u, const char *s, char *err, size_t errlen)
         return rc;
     if ((u->scheme == URL_SOCKS4 || u->scheme == URL_SOCKS4A) && u->has_pass)
         return fail(err, errlen, "SOCKS4 has a user id but no password", s);
-    if (u->has_pass && !u->has_user)
-        return fail(err, errlen, "password without user", s);
-    return 0;
+    return 0; /* has_pass implies has_user: both are set only above, with a non-empty user */
 }
 
 int

@@ -1,0 +1,388 @@
+/*
+ * test_socksload_udp.c - tools/socksload/udp.c: the datagram window of one UDP association,
+ * driven through a fake ring and a fake clock. The client.c hooks and the stats functions are
+ * stubbed here: every op udp.c submits is recorded (a send with a copy of its datagram), and
+ * the test completes them in the order it chooses by calling udp_complete() like the worker.
+ * Checks loss detection (a lost datagram is found while other echoes keep coming; a slot lost
+ * while its send is in flight sends again) and that --count ends the association.
+ * Built and run by `make socksload-test` (mk/socksload.mk), linked with udp.o, socks.o and
+ * pattern.o.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+#include <poll.h>
+
+#include "socksload.h"
+
+#define NS     1000000000ull
+#define MAXOPS 256
+#define SIZE   64
+
+struct op {
+    unsigned kind; /* CLIENT_OP_USEND or CLIENT_OP_URECV */
+    void *obj;
+    int fd;
+    void *addr; /* the receive buffer */
+    size_t len;
+    bool done;
+    uint8_t data[512]; /* a send: the datagram as it was sent */
+};
+
+static struct io_uring_sqe sqes[MAXOPS];
+static unsigned nsqe;
+static struct op ops[MAXOPS];
+static unsigned nops;
+static struct stats st;
+static struct opts o;
+static uint64_t now_ns;
+static uint64_t count_left; /* UINT64_MAX: unbounded */
+static char worker_dummy[64] __attribute__((aligned(16)));
+static char tun_dummy[64] __attribute__((aligned(16)));
+#define W ((struct worker *)worker_dummy)
+#define T ((struct tun *)tun_dummy)
+
+/* ---- stubs: client.c ---- */
+struct io_uring_sqe *
+client_sqe(struct worker *w, unsigned need)
+{
+    (void)w;
+    (void)need;
+    assert_true(nsqe < MAXOPS);
+    memset(&sqes[nsqe], 0, sizeof(sqes[nsqe]));
+    return &sqes[nsqe++];
+}
+
+void
+client_prep_timeout(struct worker *w, struct io_uring_sqe *sqe)
+{
+    (void)w;
+    (void)sqe;
+}
+
+static void
+record(struct io_uring_sqe *sqe, void *obj, unsigned kind)
+{
+    assert_true(nops < MAXOPS);
+    struct op *p = &ops[nops++];
+    memset(p, 0, sizeof(*p));
+    p->kind = kind;
+    p->obj = obj;
+    p->fd = sqe->fd;
+    p->addr = (void *)(uintptr_t)sqe->addr;
+    p->len = sqe->len;
+    if (kind == CLIENT_OP_USEND) {
+        assert_true(p->len <= sizeof(p->data));
+        memcpy(p->data, p->addr, p->len);
+    }
+}
+
+void
+client_track(struct tun *t, struct io_uring_sqe *sqe, unsigned op)
+{
+    assert_ptr_equal(t, T);
+    record(sqe, NULL, op);
+}
+
+void
+client_track_obj(struct tun *t, void *obj, struct io_uring_sqe *sqe, unsigned op)
+{
+    assert_ptr_equal(t, T);
+    record(sqe, obj, op);
+}
+
+struct stats *
+client_stats(struct worker *w)
+{
+    (void)w;
+    return &st;
+}
+
+bool
+client_count_take(struct worker *w)
+{
+    (void)w;
+    if (count_left == UINT64_MAX)
+        return true;
+    if (count_left == 0)
+        return false;
+    count_left--;
+    return true;
+}
+
+const struct opts *
+client_opts(struct worker *w)
+{
+    (void)w;
+    return &o;
+}
+
+/* ---- stubs: stats.c, with the clock under the test's control ---- */
+void
+stats_add(uint64_t *field, uint64_t v)
+{
+    *field += v;
+}
+
+void
+stats_record_ns(struct stats *s, uint64_t ns)
+{
+    (void)s;
+    (void)ns;
+}
+
+void
+stats_error(struct stats *s, enum stats_err e)
+{
+    s->err[e]++;
+}
+
+uint64_t
+stats_now_ns(void)
+{
+    return now_ns;
+}
+
+/* ---- helpers ---- */
+static size_t hlen; /* the SOCKS UDP header udp.c puts before the sequence number */
+
+static uint64_t
+op_seq(const struct op *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p->data[hlen + (size_t)i] << (8 * i);
+    return v;
+}
+
+/* The last send of datagram seq, or NULL. */
+static struct op *
+find_send(uint64_t seq)
+{
+    for (unsigned i = nops; i-- > 0;)
+        if (ops[i].kind == CLIENT_OP_USEND && op_seq(&ops[i]) == seq)
+            return &ops[i];
+    return NULL;
+}
+
+static unsigned
+open_ops(unsigned kind)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < nops; i++)
+        n += ops[i].kind == kind && !ops[i].done;
+    return n;
+}
+
+static struct op *
+open_recv(void)
+{
+    for (unsigned i = 0; i < nops; i++)
+        if (ops[i].kind == CLIENT_OP_URECV && !ops[i].done)
+            return &ops[i];
+    return NULL;
+}
+
+static bool
+complete_send(struct udpa *u, uint64_t seq)
+{
+    struct op *p = find_send(seq);
+    assert_non_null(p);
+    assert_false(p->done);
+    p->done = true;
+    return udp_complete(W, u, p->obj, CLIENT_OP_USEND, (int)p->len);
+}
+
+/* The echo of datagram seq arrives (the relay answers with the same header format). */
+static bool
+echo(struct udpa *u, uint64_t seq)
+{
+    struct op *s = find_send(seq), *r = open_recv();
+    assert_non_null(s);
+    assert_non_null(r);
+    assert_true(s->len <= r->len);
+    memcpy(r->addr, s->data, s->len);
+    r->done = true;
+    return udp_complete(W, u, NULL, CLIENT_OP_URECV, (int)s->len);
+}
+
+/* The receive's linked --timeout fired. */
+static bool
+recv_timeout(struct udpa *u)
+{
+    struct op *r = open_recv();
+    assert_non_null(r);
+    r->done = true;
+    return udp_complete(W, u, NULL, CLIENT_OP_URECV, -ECANCELED);
+}
+
+static struct udpa *
+start(unsigned window, uint64_t count)
+{
+    struct sockaddr_storage bnd;
+    struct sockaddr_in *a = (struct sockaddr_in *)&bnd;
+    struct udpa *u = NULL;
+    uint8_t hdr[600];
+
+    memset(&o, 0, sizeof(o));
+    o.mode = MODE_UDP;
+    o.size = SIZE;
+    o.window = window;
+    o.timeout_s = 1;
+    o.dest.type = URL_HOST_IPV4;
+    inet_pton(AF_INET, "127.0.0.1", o.dest.addr);
+    o.dest.port = 9;
+    hlen = socks_udp_header(hdr, &o.dest);
+    memset(&st, 0, sizeof(st));
+    nsqe = nops = 0;
+    now_ns = 1000 * NS;
+    count_left = count;
+    memset(&bnd, 0, sizeof(bnd));
+    a->sin_family = AF_INET;
+    a->sin_port = htons(9); /* connect() only: nothing is sent for real */
+    inet_pton(AF_INET, "127.0.0.1", &a->sin_addr);
+    assert_int_equal(udp_start(W, T, &u, &bnd, 12345), 0);
+    assert_non_null(u);
+    return u;
+}
+
+/* Replies keep coming for one slot while the other's datagram was lost: the loss must be
+ * counted once it is --timeout old, even though the receive never times out. */
+static void
+test_loss_found_while_echoes_flow(void **state)
+{
+    (void)state;
+    struct udpa *u = start(2, UINT64_MAX);
+
+    assert_true(complete_send(u, 0));
+    assert_true(complete_send(u, 1)); /* datagram 1 is lost on the way */
+    for (uint64_t seq = 0; seq < 14; seq += 2) {
+        now_ns += NS / 5; /* 0.2 s per round trip: the receive never waits --timeout */
+        assert_true(echo(u, seq));
+        assert_true(complete_send(u, seq + 2));
+        /* Found lost at the first completion --timeout (1 s) after it went out. */
+        assert_int_equal(st.err[STATS_E_LOST], seq < 8 ? 0 : 1);
+    }
+    assert_int_equal(st.units, 7);
+    /* Its slot went on with datagram 3: the window is whole again. */
+    assert_true(complete_send(u, 3));
+    now_ns += NS / 5;
+    assert_true(echo(u, 3));
+    assert_int_equal(st.units, 8);
+    assert_int_equal(st.err[STATS_E_LOST], 1);
+    udp_stop(u, true);
+    udp_free(u);
+}
+
+/* A datagram lost while its send op is still in flight: the slot must send again when that
+ * send completes, or the window shrinks for good. */
+static void
+test_lost_while_sending_sends_again(void **state)
+{
+    (void)state;
+    struct udpa *u = start(1, UINT64_MAX);
+
+    now_ns += 3 * NS / 2;
+    assert_true(recv_timeout(u));
+    assert_int_equal(st.err[STATS_E_LOST], 1);
+    assert_null(find_send(1));
+    assert_true(complete_send(u, 0));
+    assert_non_null(find_send(1));
+    assert_int_equal(open_ops(CLIENT_OP_URECV), 1);
+    udp_stop(u, true);
+    udp_free(u);
+}
+
+/* A datagram younger than --timeout is not lost when the receive times out. */
+static void
+test_young_datagram_not_lost(void **state)
+{
+    (void)state;
+    struct udpa *u = start(2, UINT64_MAX);
+
+    assert_true(complete_send(u, 0));
+    assert_true(complete_send(u, 1));
+    now_ns += NS / 2;
+    assert_true(echo(u, 0)); /* slot 0 sends datagram 2 now */
+    assert_true(complete_send(u, 2));
+    now_ns += 3 * NS / 4; /* 1.25 s after datagram 1, 0.75 s after datagram 2 */
+    assert_true(recv_timeout(u));
+    assert_int_equal(st.err[STATS_E_LOST], 1);
+    assert_non_null(find_send(3)); /* slot 1 went on */
+    assert_null(find_send(4));     /* slot 0 still waits for datagram 2 */
+    assert_true(echo(u, 2));
+    assert_int_equal(st.err[STATS_E_LOST], 1);
+    assert_int_equal(st.units, 2);
+    udp_stop(u, true);
+    udp_free(u);
+}
+
+/* --count 3 with a window of 2: three datagrams, then the association ends by itself once
+ * the last echo is in (udp_complete returns false), with no receive left pending. */
+static void
+test_count_ends_association(void **state)
+{
+    (void)state;
+    struct udpa *u = start(2, 3);
+
+    assert_true(complete_send(u, 0));
+    assert_true(complete_send(u, 1));
+    assert_true(echo(u, 0));
+    assert_true(complete_send(u, 2));
+    assert_true(echo(u, 1)); /* the count is used up; datagram 2 is still out */
+    assert_null(find_send(3));
+    assert_int_equal(open_ops(CLIENT_OP_URECV), 1);
+    assert_false(echo(u, 2));
+    assert_int_equal(open_ops(CLIENT_OP_URECV), 0);
+    assert_int_equal(open_ops(CLIENT_OP_USEND), 0);
+    assert_int_equal(st.units, 3);
+    for (int e = 0; e < STATS_E_N; e++)
+        assert_int_equal(st.err[e], 0);
+    udp_free(u);
+}
+
+/* The count runs out only when the last send op completes (its echo overtook it): the
+ * receive pending then is woken (shutdown), and its completion ends the association. */
+static void
+test_count_ends_after_last_send(void **state)
+{
+    (void)state;
+    struct udpa *u = start(1, 1);
+
+    assert_true(echo(u, 0));
+    assert_true(complete_send(u, 0)); /* wants datagram 1: the count is used up */
+    assert_null(find_send(1));
+    struct op *r = open_recv();
+    assert_non_null(r);
+    /* Shut down, so that the ring completes the pending receive now instead of after
+     * --timeout. */
+    struct pollfd pfd = {.fd = r->fd, .events = POLLIN | POLLRDHUP};
+    assert_int_equal(poll(&pfd, 1, 0), 1);
+    assert_true(pfd.revents & POLLRDHUP);
+    r->done = true;
+    assert_false(udp_complete(W, u, NULL, CLIENT_OP_URECV, 0)); /* woken by the shutdown */
+    assert_int_equal(open_ops(CLIENT_OP_URECV), 0);
+    assert_int_equal(st.units, 1);
+    udp_free(u);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_loss_found_while_echoes_flow),
+        cmocka_unit_test(test_lost_while_sending_sends_again),
+        cmocka_unit_test(test_young_datagram_not_lost),
+        cmocka_unit_test(test_count_ends_association),
+        cmocka_unit_test(test_count_ends_after_last_send),
+    };
+
+    pattern_init();
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
