@@ -60,8 +60,11 @@ $(BUILD)/bench-micro.d/harness.o: bench/micro/harness.cc bench/micro/bench.h \
 $(BUILD)/bench-micro: $(BUILD)/bench-micro.d/harness.o $(BM_OBJS) $(BM_MOD_OBJS)
 	$(CXX) $(LDFLAGS) -o $@ $^ -lbenchmark -lpthread -lsodium
 
-bench-micro: $(BUILD)/bench-micro
+# g++ and libbenchmark-dev come with the test set (make test builds the binary too).
+bench-micro: deps-test
+	$(MAKE) $(BUILD)/bench-micro
 	$(BUILD)/bench-micro $(BENCH_ARGS)
 
-bench-acl: $(BUILD)/bench-micro
+bench-acl: deps-test
+	$(MAKE) $(BUILD)/bench-micro
 	$(BUILD)/bench-micro --benchmark_filter='^acl_match/' $(BENCH_ARGS)
