@@ -34,7 +34,7 @@ char *addr_format(const struct sockaddr *sa, char *out, size_t n);
 
 /* The port, host byte order (0 for another family). */
 uint16_t addr_port(const union sockaddr_inx *a);
-/* 0.0.0.0 or :: (the port is not looked at). */
+/* 0.0.0.0, :: or ::ffff:0.0.0.0 (the port is not looked at). */
 bool addr_is_any(const union sockaddr_inx *a);
 /* Same family and address (ports are not compared). */
 bool addr_same_ip(const union sockaddr_inx *a, const union sockaddr_inx *b);

@@ -125,7 +125,10 @@ addr_is_any(const union sockaddr_inx *a)
 {
     if (a->sa.sa_family == AF_INET)
         return a->v4.sin_addr.s_addr == htonl(INADDR_ANY);
-    return a->sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&a->v6.sin6_addr);
+    if (a->sa.sa_family != AF_INET6)
+        return false;
+    const struct in6_addr *x = &a->v6.sin6_addr;
+    return IN6_IS_ADDR_UNSPECIFIED(x) || (IN6_IS_ADDR_V4MAPPED(x) && x->s6_addr32[3] == 0);
 }
 
 bool

@@ -256,13 +256,9 @@ session_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx
      * past rules that deny loopback. Checked here, so CONNECT, BIND and every
      * UDP datagram get it.
      */
-    if (dest) {
-        union sockaddr_inx plain = *dest;
-        addr_unmap(&plain);
-        if (addr_is_any(&plain)) {
-            STAT_INC(sh->st.acl_denied);
-            return false;
-        }
+    if (dest && addr_is_any(dest)) {
+        STAT_INC(sh->st.acl_denied);
+        return false;
     }
     const struct acl *acl = sh->pol->acl;
     if (!acl)

@@ -127,6 +127,12 @@ test_compare_and_unmap(void **state)
     assert_int_equal(addr_parse("[::]:9", -1, &ss), 0);
     memcpy(&a, &ss, sizeof(a));
     assert_true(addr_is_any(&a));
+    assert_int_equal(addr_parse("[::ffff:0.0.0.0]:9", -1, &ss), 0);
+    memcpy(&a, &ss, sizeof(a));
+    assert_true(addr_is_any(&a)); /* a dual-stack socket's view of 0.0.0.0 */
+    assert_int_equal(addr_parse("[::ffff:0.0.0.1]:9", -1, &ss), 0);
+    memcpy(&a, &ss, sizeof(a));
+    assert_false(addr_is_any(&a));
     assert_int_equal(addr_parse("[::1]:9", -1, &ss), 0);
     memcpy(&a, &ss, sizeof(a));
     assert_false(addr_is_any(&a));
