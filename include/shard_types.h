@@ -130,11 +130,12 @@ enum {
 #define RD_EOF       0x01u /* source said EOF */
 #define RD_DONE      0x02u /* EOF forwarded as shutdown(SHUT_WR) */
 #define RD_POLLOUT   0x04u /* destination full: wait for POLLOUT before writing */
-#define RD_FULL      0x08u /* readable (poll said so, or the last read filled the pipe or buffer) */
+#define RD_FULL      0x08u /* readable: the poll said so (splice: or the last read filled the pipe) */
 #define RD_HOLD_BUF  0x10u /* copy: holds provided buffer bid */
 #define RD_STARVED   0x20u /* copy: queued for a provided buffer */
 #define RD_SPLICE    0x40u /* this direction relays with splice (else copy) */
 #define RD_SMALL_PIPE 0x80u /* splice: the pipe kept its default size (F_SETPIPE_SZ refused) */
+#define RD_WAIT_DATA 0x100u /* copy: no buffer, and no data known: a poll before the next recv */
 
 struct relay_dir {
     int pipe_r, pipe_w; /* splice: pipe from the pool, -1 when none */
@@ -142,7 +143,7 @@ struct relay_dir {
     uint32_t off;       /* copy: bytes of the buffer already sent */
     uint16_t bid;       /* copy: provided buffer id while RD_HOLD_BUF */
     uint8_t ops;        /* operations in flight for this direction */
-    uint8_t flags;
+    uint16_t flags;     /* RD_* */
     uint64_t bytes; /* forwarded to the destination */
 };
 

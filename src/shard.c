@@ -457,6 +457,7 @@ shard_main(void *arg)
             n++;
         }
         io_uring_cq_advance(&sh->ring, n);
+        relay_batch_end(sh);
         STAT_INC(sh->st.loops);
         busy = n > 0 && sh->o->busy_poll_us > 0;
     }
