@@ -1,6 +1,6 @@
 # ringsocks - SOCKS proxy on io_uring.
-#   make            build build/ringsocks, build/socksload (load generator) and build/direct-target
-#                   (the macro benchmark's no-proxy baseline)
+#   make            build build/ringsocks and build/socksload (load generator; `socksload serve
+#                   --socks5` is also the macro benchmark's no-proxy baseline)
 #   make SAN=1      the same with AddressSanitizer + UBSan, in build-san/
 #   make run        install what is missing, build, start on conf defaults
 #   make test       install what is missing, build, run every test (unit, fuzz smoke, integration)
@@ -40,7 +40,7 @@ MAIN_OBJ := $(BUILD)/obj/main.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-BENCH_BINS := $(BUILD)/socksload $(BUILD)/direct-target
+BENCH_BINS := $(BUILD)/socksload
 
 .PHONY: all run test unit integration deps deps-build deps-test clean
 all: $(BUILD)/ringsocks $(BENCH_BINS)

@@ -3,7 +3,8 @@
 #                     (tools/install-deps.sh bench), builds, then measures direct, ringsocks
 #                     (splice, copy), microsocks and Dante side by side with build/socksload:
 #                     throughput, CPU per GB, tunnel rate, pinned RTT, memory per tunnel,
-#                     handshake rates, concurrent tunnels. Report, raw TSV and plots in
+#                     handshake rates, concurrent tunnels (direct: `socksload serve --socks5`,
+#                     the target answering SOCKS5 itself). Report, raw TSV and plots in
 #                     bench/results/macro-<stamp>.*, copied to bench/results/latest.md.
 #                     Settings through the environment (see bench/macro/run.sh), e.g.
 #                     make bench ROUNDS=5, make bench QUICK=1 (a 2-minute check of the suite),
@@ -31,19 +32,11 @@ BM_MOD_OBJS    := $(BM_MODS:%=$(BUILD)/obj/%.o)
 
 .PHONY: bench bench-micro bench-acl
 
-# The "direct" cell's server: socksload's target protocol behind a SOCKS5 handshake that it
-# answers itself (socksload always talks to a proxy). Shares socksload's pattern and address
-# code, so both ends agree on every byte.
-$(BUILD)/direct-target: bench/macro/direct-target.c tools/socksload/pattern.c tools/socksload/url.c \
-		tools/socksload/socksload.h | $(BUILD)
-	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ bench/macro/direct-target.c \
-		tools/socksload/pattern.c tools/socksload/url.c
-
 # Variables given on the command line (make bench ROUNDS=5) reach the script through the
 # environment, as make exports them.
 bench:
 	@tools/install-deps.sh bench
-	$(MAKE) $(BUILD)/ringsocks $(BUILD)/socksload $(BUILD)/direct-target
+	$(MAKE) $(BUILD)/ringsocks $(BUILD)/socksload
 	BUILD=$(BUILD) NO_BUILD=1 bench/macro/run.sh
 
 $(BUILD)/bench-micro.d:

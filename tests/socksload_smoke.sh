@@ -4,7 +4,7 @@
 # Starts two ringsocks instances (no auth; --auth password with a users file), runs each
 # mode for about a second through socks5, socks5h (target localhost), socks4, socks4a and
 # user:pass, and checks the JSON and the exit status: zero errors, non-zero work, exactly the
-# --count asked for. Then puts tiny Python relays in front of the proxy that flip one byte of
+# --count asked for. Runs throughput and connrate against `socksload serve --socks5` alone. Then puts tiny Python relays in front of the proxy that flip one byte of
 # the upload, of the download or of both, and checks that socksload counts each corruption,
 # once, whoever finds it (the client, or the embedded target for uploads), also after the stop
 # time. Stops everything it started by PID. Last line: "N passed, N failed".
@@ -109,6 +109,23 @@ check "refused target counted by code"     'j["errors"]["socks_reply"] > 0 and j
 # A user name needing JSON escapes (a"b\c and a control byte); the password is never printed.
 check "JSON escapes the user name"         'j["proxy"].startswith("socks5://a\"b\\c\x01@") and "pw9q" not in json.dumps(j)' -- connrate --proxy "socks5://a%22b%5Cc%01:pw9q@127.0.0.1:$PA" --workers 1 --duration 0.2
 
+# serve --socks5: the target answers the SOCKS5 handshake itself, so proxy and target are one
+# address (the macro benchmark's direct cell runs it the same way).
+"$SL" serve --socks5 --port 0 </dev/null >/dev/null 2>"$TMP/serve5.err" &
+PIDS+=("$!")
+S5T=""
+for _ in $(seq 50); do
+    S5T=$(sed -n 's/^socksload: serving on 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$TMP/serve5.err" | head -1)
+    [ -n "$S5T" ] && break
+    sleep 0.1
+done
+if [ -z "$S5T" ]; then
+    bad "serve --socks5 starts" "$(head -c 300 "$TMP/serve5.err")"
+else
+    check "serve --socks5: throughput, no proxy" "$CLEAN and j['bytes_down'] > 0 and j['target_mismatches'] == 0" -- throughput --proxy "socks5://127.0.0.1:$S5T" --target "127.0.0.1:$S5T" --tunnels 2 --threads 2 $D
+    check "serve --socks5: connrate, no proxy"   "$CLEAN and j['tunnels'] == j['units']" -- connrate --proxy "socks5://127.0.0.1:$S5T" --target "127.0.0.1:$S5T" --workers 8 $D
+fi
+
 # A relay that flips the byte at offset 1 MiB of the upload (client to proxy), the download or
 # both, of each connection; DELAY seconds before it forwards the flipped byte.
 cat >"$TMP/flip.py" <<'PY'
@@ -176,6 +193,7 @@ usage "--tunnels -1 refused"           -- latency --proxy "$S5" --tunnels -1 --d
 usage "--target-threads 100000 refused" -- latency --proxy "$S5" --target-threads 100000 --duration 1
 usage "--count 1.5 refused"            -- latency --proxy "$S5" --count 1.5
 usage "--count 99999999999G refused"   -- throughput --proxy "$S5" --count 99999999999G
+usage "--socks5 outside serve refused" -- connrate --proxy "$S5" --socks5 --duration 1
 
 # Safety: nothing but loopback without --allow-nonlocal (exit status 2, nothing sent).
 for args in "--proxy socks5://192.0.2.1:1080" "--proxy $S5 --target 192.0.2.1:80" \

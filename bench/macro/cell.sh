@@ -88,8 +88,9 @@ server_cmd() {
     [ "$mode" != pinned ] || shards=1
     case $SERVER in
     direct)
+        # socksload's own target answering the SOCKS5 handshake itself: no proxy in between.
         [ "$mode" != auth ] || return 2
-        CMD=("$DIRECT_TARGET" --port "$port" --threads "$shards")
+        CMD=("$SOCKSLOAD" serve --socks5 --port "$port" --threads "$shards")
         ;;
     ringsocks-*)
         # ringsocks-ENGINE: --relay ENGINE, so a new engine needs no change here.

@@ -10,8 +10,6 @@ BUILD=${BUILD:-build}
 SOCKSLOAD="$RS_ROOT/$BUILD/socksload"
 # shellcheck disable=SC2034
 RINGSOCKS="$RS_ROOT/$BUILD/ringsocks"
-# shellcheck disable=SC2034
-DIRECT_TARGET="$RS_ROOT/$BUILD/direct-target"
 # /proc/*/stat and /proc/stat count in USER_HZ ticks.
 # shellcheck disable=SC2034
 CLK_TCK=$(getconf CLK_TCK)

@@ -124,11 +124,11 @@ done
 # -------------------------------------------------------------------------------- setup
 
 if [ "${NO_BUILD:-0}" != 1 ]; then
-    log "building (make $BUILD/ringsocks $BUILD/socksload $BUILD/direct-target)"
-    make -C "$RS_ROOT" "$BUILD/ringsocks" "$BUILD/socksload" "$BUILD/direct-target" >&2 ||
+    log "building (make $BUILD/ringsocks $BUILD/socksload)"
+    make -C "$RS_ROOT" "$BUILD/ringsocks" "$BUILD/socksload" >&2 ||
         die "make failed"
 fi
-for b in "$RINGSOCKS" "$SOCKSLOAD" "$DIRECT_TARGET"; do
+for b in "$RINGSOCKS" "$SOCKSLOAD"; do
     [ -x "$b" ] || die "$b is missing (make)"
 done
 

@@ -1,6 +1,7 @@
 /*
  * test_socksload_socks.c - tools/socksload/socks.c and pattern.c: the client side of the
- * SOCKS wire formats, and the byte pattern every run verifies.
+ * SOCKS wire formats, the server-side parsers of the target's SOCKS5 front, and the byte
+ * pattern every run verifies.
  * Built and run by `make socksload-test` (mk/socksload.mk), linked with socks.o and pattern.o.
  */
 #include <setjmp.h>
@@ -208,6 +209,112 @@ test_udp_header(void **state)
     assert_int_equal(socks_parse_udp_header(out, h), -EPROTO);
 }
 
+/* The target's SOCKS5 front: the greeting. What socks_greeting encodes parses back. */
+static void
+test_front_greeting(void **state)
+{
+    uint8_t out[600];
+    bool noauth = false;
+    struct url plain = url_of(URL_SOCKS5, NULL, NULL);
+    struct url user = url_of(URL_SOCKS5, "alice", "s3cret");
+
+    (void)state;
+    size_t n = socks_greeting(out, &plain);
+    assert_int_equal(socks_parse_greeting(out, n, &noauth), (ssize_t)n);
+    assert_true(noauth);
+    /* Incomplete, byte by byte: more to come, never a verdict. */
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(socks_parse_greeting(out, k, &noauth), 0);
+    /* Bytes after it (a pipelined request) are not consumed. */
+    assert_int_equal(socks_parse_greeting((const uint8_t *)"\x05\x01\x00\x05\x01", 5, &noauth), 3);
+    n = socks_greeting(out, &user);
+    noauth = false;
+    assert_int_equal(socks_parse_greeting(out, n, &noauth), (ssize_t)n);
+    assert_true(noauth);
+    /* Method 0 anywhere in the list; a list without it parses, and says so. */
+    assert_int_equal(socks_parse_greeting((const uint8_t *)"\x05\x03\x02\x01\x00", 5, &noauth), 5);
+    assert_true(noauth);
+    assert_int_equal(socks_parse_greeting((const uint8_t *)"\x05\x01\x02", 3, &noauth), 3);
+    assert_false(noauth);
+    /* 255 methods: the largest greeting. */
+    uint8_t big[2 + 255];
+    big[0] = 5;
+    big[1] = 255;
+    for (int i = 0; i < 255; i++)
+        big[2 + i] = (uint8_t)(254 - i); /* 0x00 last */
+    assert_int_equal(socks_parse_greeting(big, sizeof(big) - 1, &noauth), 0);
+    assert_int_equal(socks_parse_greeting(big, sizeof(big), &noauth), (ssize_t)sizeof(big));
+    assert_true(noauth);
+    /* Malformed: another version (SOCKS4, HTTP) at the first byte, no methods at all. */
+    assert_int_equal(socks_parse_greeting((const uint8_t *)"\x04", 1, &noauth), -EPROTO);
+    assert_int_equal(socks_parse_greeting((const uint8_t *)"GET / HTTP/1.1", 14, &noauth),
+                     -EPROTO);
+    assert_int_equal(socks_parse_greeting((const uint8_t *)"\x05\x00", 2, &noauth), -EPROTO);
+}
+
+/* The target's SOCKS5 front: the request, every ATYP, as socks_request encodes it. */
+static void
+test_front_request(void **state)
+{
+    uint8_t out[600];
+    int cmd = -1;
+    struct url s5 = url_of(URL_SOCKS5, NULL, NULL);
+    struct socks_dest v4 = dest_v4("127.0.0.1", 8080);
+    struct socks_dest name = dest_name("localhost", 80);
+    struct socks_dest v6;
+
+    (void)state;
+    memset(&v6, 0, sizeof(v6));
+    v6.type = URL_HOST_IPV6;
+    inet_pton(AF_INET6, "::1", v6.addr);
+    v6.port = 443;
+
+    size_t n = socks_request(out, &s5, SOCKS_CMD_CONNECT, &v4);
+    assert_int_equal(n, 10);
+    assert_int_equal(socks_parse_request(out, n, &cmd), 10);
+    assert_int_equal(cmd, SOCKS_CMD_CONNECT);
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(socks_parse_request(out, k, &cmd), 0);
+    /* The target header right behind it is left for the target. */
+    memcpy(out + n, "sl", 2);
+    assert_int_equal(socks_parse_request(out, n + 2, &cmd), 10);
+
+    n = socks_request(out, &s5, SOCKS_CMD_CONNECT, &v6);
+    assert_int_equal(n, 22);
+    assert_int_equal(socks_parse_request(out, n, &cmd), 22);
+    assert_int_equal(socks_parse_request(out, n - 1, &cmd), 0);
+
+    n = socks_request(out, &s5, SOCKS_CMD_CONNECT, &name);
+    assert_int_equal(n, 4 + 1 + 9 + 2);
+    assert_int_equal(socks_parse_request(out, n, &cmd), (ssize_t)n);
+    for (size_t k = 0; k < n; k++)
+        assert_int_equal(socks_parse_request(out, k, &cmd), 0);
+
+    /* Another command parses: refusing it is the caller's business. */
+    n = socks_request(out, &s5, SOCKS_CMD_UDP, &v4);
+    assert_int_equal(socks_parse_request(out, n, &cmd), 10);
+    assert_int_equal(cmd, SOCKS_CMD_UDP);
+
+    /* Malformed, as soon as the wrong byte is in: version, RSV, ATYP, an empty name. */
+    n = socks_request(out, &s5, SOCKS_CMD_CONNECT, &v4);
+    out[0] = 4;
+    assert_int_equal(socks_parse_request(out, 1, &cmd), -EPROTO);
+    out[0] = 5;
+    out[2] = 1;
+    assert_int_equal(socks_parse_request(out, 3, &cmd), -EPROTO);
+    out[2] = 0;
+    out[3] = 2;
+    assert_int_equal(socks_parse_request(out, 4, &cmd), -EPROTO);
+    out[3] = 0;
+    assert_int_equal(socks_parse_request(out, n, &cmd), -EPROTO);
+    out[3] = 3;
+    out[4] = 0;
+    assert_int_equal(socks_parse_request(out, 5, &cmd), -EPROTO);
+    /* A greeting sent twice is not a request (RSV would be a method byte). */
+    assert_int_equal(socks_parse_request((const uint8_t *)"\x05\x02\x00\x02", 4, &cmd),
+                     -EPROTO);
+}
+
 static void
 test_pattern(void **state)
 {
@@ -250,6 +357,7 @@ main(void)
         cmocka_unit_test(test_greeting_and_auth), cmocka_unit_test(test_requests),
         cmocka_unit_test(test_two_byte_replies),  cmocka_unit_test(test_reply_v5),
         cmocka_unit_test(test_reply_v4),          cmocka_unit_test(test_udp_header),
+        cmocka_unit_test(test_front_greeting),    cmocka_unit_test(test_front_request),
         cmocka_unit_test(test_pattern),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -29,7 +29,7 @@ static volatile sig_atomic_t main_signalled;
 
 static const char usage_text[] =
     "usage: socksload MODE --proxy URL [options]\n"
-    "       socksload serve [--host 127.0.0.1] [--port P] [--threads N]\n"
+    "       socksload serve [--host 127.0.0.1] [--port P] [--threads N] [--socks5]\n"
     "modes:\n"
     "  throughput  --tunnels N tunnels stream data (--direction down|up|both), verified\n"
     "  connrate    --workers C loops of connect, handshake, request of --request R bytes,\n"
@@ -40,6 +40,7 @@ static const char usage_text[] =
     "  udp         --tunnels N UDP ASSOCIATEs, --window W datagrams of --size bytes each in\n"
     "              flight, echoed and verified (SOCKS5 only)\n"
     "  serve       run only the target servers (TCP sink/source/echo + UDP echo) on one port\n"
+    "              (--port 0 or none: a free one); reports \"serving on HOST:PORT\" on stderr\n"
     "options:\n"
     "  --proxy URL          socks4|socks4a|socks5|socks5h://[user[:pass]@]HOST[:PORT]\n"
     "                       (default port 1080; HOST: IPv4, [IPv6] or localhost)\n"
@@ -61,6 +62,11 @@ static const char usage_text[] =
     "  --hold SEC           hold time (default: --duration)\n"
     "  --timeout SEC        bound on every step: connect, each reply, each read (default 5)\n"
     "  --target-threads N   threads of the embedded target (default 1; 1..256)\n"
+    "  --socks5             serve: the target answers a SOCKS5 handshake itself on every TCP\n"
+    "                       connection before the target protocol (no authentication, CONNECT\n"
+    "                       with any address type, never connected to; no UDP ASSOCIATE). A\n"
+    "                       run with --proxy socks5://HOST:PORT --target HOST:PORT then goes\n"
+    "                       to the target with no proxy in between: a direct baseline\n"
     "  --json               print one JSON object instead of the table\n"
     "  --allow-nonlocal     allow proxy, target and UDP relay addresses outside 127.0.0.0/8\n"
     "                       and ::1 (and target names other than localhost). Off by default so\n"
@@ -190,7 +196,7 @@ latency_str(enum mode m)
 }
 
 static int
-serve(const char *host, uint16_t port, unsigned threads, bool allow_nonlocal)
+serve(const char *host, uint16_t port, unsigned threads, bool allow_nonlocal, bool socks5)
 {
     struct target *tg;
     struct sockaddr_storage ss;
@@ -202,13 +208,14 @@ serve(const char *host, uint16_t port, unsigned threads, bool allow_nonlocal)
         die_usage("serve: --host must be an IP address, not %s", host);
     if (!allow_nonlocal && !url_is_loopback((struct sockaddr *)&ss))
         die_usage("serve: %s is not loopback (--allow-nonlocal to permit)", host);
-    int rc = target_start(&tg, host, port, threads, &got);
+    int rc = target_start(&tg, host, port, threads, socks5, &got);
     if (rc < 0) {
         fprintf(stderr, "socksload: serve on %s:%u: %s\n", host, port, strerror(-rc));
         return 1;
     }
-    fprintf(stderr, "socksload: serving on %s%s%s:%u (tcp and udp)\n", type == URL_HOST_IPV6 ? "[" : "",
-            host, type == URL_HOST_IPV6 ? "]" : "", got);
+    fprintf(stderr, "socksload: serving on %s%s%s:%u (tcp%s and udp)\n",
+            type == URL_HOST_IPV6 ? "[" : "", host, type == URL_HOST_IPV6 ? "]" : "", got,
+            socks5 ? " behind a SOCKS5 front," : "");
     while (!main_signalled)
         pause();
     target_stop(tg);
@@ -407,6 +414,7 @@ main(int argc, char **argv)
         {"allow-nonlocal", no_argument, NULL, 'A'},
         {"port", required_argument, NULL, 'P'},
         {"host", required_argument, NULL, 'h'},
+        {"socks5", no_argument, NULL, '5'},
         {"help", no_argument, NULL, '?' + 256},
         {0, 0, 0, 0},
     };
@@ -414,7 +422,7 @@ main(int argc, char **argv)
                      .request = 64, .response = 64, .size = 64, .window = 8};
     const char *proxy = NULL, *target = NULL, *host = "127.0.0.1";
     unsigned target_threads = 1, serve_port = 0;
-    bool have_duration = false, have_tunnels = false;
+    bool have_duration = false, have_tunnels = false, socks5 = false;
     char err[300];
     int c;
 
@@ -506,6 +514,9 @@ main(int argc, char **argv)
         case 'h':
             host = optarg;
             break;
+        case '5':
+            socks5 = true;
+            break;
         case '?' + 256:
             fputs(usage_text, stdout);
             return 0;
@@ -515,6 +526,8 @@ main(int argc, char **argv)
     }
     if (optind < argc)
         die_usage("unexpected argument %s", argv[optind]);
+    if (socks5 && o.mode != MODE_SERVE)
+        die_usage("%s", "--socks5 is an option of serve");
 
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
@@ -523,7 +536,7 @@ main(int argc, char **argv)
     pattern_init();
 
     if (o.mode == MODE_SERVE)
-        return serve(host, (uint16_t)serve_port, o.threads, o.allow_nonlocal);
+        return serve(host, (uint16_t)serve_port, o.threads, o.allow_nonlocal, socks5);
 
     /* The proxy. */
     if (!proxy)
@@ -577,7 +590,7 @@ main(int argc, char **argv)
         if (ttype == URL_HOST_IPV4)
             bind_host = thost;
         make_dest(&o, thost, ttype, 1); /* the safety checks before anything listens */
-        int rc = target_start(&tg, bind_host, 0, target_threads, &tport);
+        int rc = target_start(&tg, bind_host, 0, target_threads, false, &tport);
         if (rc < 0) {
             fprintf(stderr, "socksload: embedded target on %s: %s\n", bind_host, strerror(-rc));
             return 1;

@@ -1,8 +1,9 @@
 /*
- * socks.c - the client side of SOCKS4 (and 4a), SOCKS5 (RFC 1928) and RFC 1929.
+ * socks.c - the client side of SOCKS4 (and 4a), SOCKS5 (RFC 1928) and RFC 1929, and the two
+ * server-side parsers (greeting, request) of the target's SOCKS5 front (`serve --socks5`).
  *
- * Pure: encodes requests into caller buffers and parses replies from byte buffers; never
- * touches a socket. Called by worker threads; no state of its own.
+ * Pure: encodes requests into caller buffers and parses replies and requests from byte
+ * buffers; never touches a socket. Called by worker and target threads; no state of its own.
  */
 #include "socksload.h"
 
@@ -214,6 +215,41 @@ socks_parse_udp_header(const uint8_t *p, size_t len)
         return span;
     need = 3 + (size_t)span;
     return len < need ? -EPROTO : (ssize_t)need;
+}
+
+ssize_t
+socks_parse_greeting(const uint8_t *p, size_t len, bool *noauth)
+{
+    /* RFC 1928 section 3: VER=5 NMETHODS METHODS (1 to 255 of them). */
+    if (len >= 1 && p[0] != 5)
+        return -EPROTO;
+    if (len >= 2 && p[1] == 0)
+        return -EPROTO;
+    if (len < 2 || len < 2u + p[1])
+        return 0;
+    *noauth = memchr(p + 2, 0x00, p[1]) != NULL;
+    return 2 + (ssize_t)p[1];
+}
+
+ssize_t
+socks_parse_request(const uint8_t *p, size_t len, int *cmd)
+{
+    /* RFC 1928 section 4: VER=5 CMD RSV=0 ATYP DST.ADDR DST.PORT. */
+    if (len >= 1 && p[0] != 5)
+        return -EPROTO;
+    if (len >= 3 && p[2] != 0)
+        return -EPROTO;
+    if (len >= 4 && p[3] != 1 && p[3] != 3 && p[3] != 4)
+        return -EPROTO;
+    if (len < 5)
+        return 0;
+    if (p[3] == 3 && p[4] == 0)
+        return -EPROTO; /* an empty name names nothing */
+    size_t need = 3 + (size_t)addr_span(p + 3);
+    if (len < need)
+        return 0;
+    *cmd = p[1];
+    return (ssize_t)need;
 }
 
 bool

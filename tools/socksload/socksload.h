@@ -3,10 +3,12 @@
  *
  * Modules (one concept per file, prefix = file name):
  *   url.c     proxy URL and HOST:PORT parsing (pure)
- *   socks.c   client side of SOCKS4/4a/5 and RFC 1929: encode requests, parse replies (pure)
+ *   socks.c   client side of SOCKS4/4a/5 and RFC 1929: encode requests, parse replies; and
+ *             the SOCKS5 greeting and request parsers of the target's front (pure)
  *   pattern.c the deterministic byte pattern and the target protocol header (pure after init)
  *   stats.c   per-worker counters and latency histogram; progress line, table, JSON
- *   target.c  sink/source/echo/request-response TCP server and UDP echo (embedded or `serve`)
+ *   target.c  sink/source/echo/request-response TCP server and UDP echo (embedded or `serve`),
+ *             optionally behind its own SOCKS5 front (`serve --socks5`)
  *   client.c  the worker thread: one io_uring loop driving tunnels for every TCP mode
  *   udp.c     UDP ASSOCIATE datagram exchange, driven by client.c's loop
  *   main.c    options, address safety checks, threads, report; the only place that exits
@@ -94,6 +96,13 @@ ssize_t socks_parse_reply(const struct url *u, const uint8_t *p, size_t len, int
 ssize_t socks_parse_udp_header(const uint8_t *p, size_t len);
 /* True when code is the success code of the URL's protocol (0 for SOCKS5, 90 for SOCKS4). */
 bool socks_reply_ok(const struct url *u, int code);
+/* Server side, for the target's SOCKS5 front; same return convention.
+ * A SOCKS5 greeting (VER=5, 1..255 methods): *noauth receives whether method 0 is offered. */
+ssize_t socks_parse_greeting(const uint8_t *p, size_t len, bool *noauth);
+/* A SOCKS5 request (VER=5, RSV=0, ATYP 1, 3 with a non-empty name, or 4): *cmd receives CMD.
+ * The destination is checked for form only, never decoded. A wrong byte is -EPROTO as soon as
+ * it has arrived. */
+ssize_t socks_parse_request(const uint8_t *p, size_t len, int *cmd);
 
 /* ---- pattern.c ---- */
 /* Byte at stream offset o of a stream with seed s is (s + o) % PATTERN_MOD. */
@@ -109,7 +118,11 @@ bool socks_reply_ok(const struct url *u, int code);
  *   'B' both:   source and sink at once; a mismatch closes with RST (and counts in the
  *               embedded target's counter, see target_claim).
  *   'E' echo:   send back every byte.
- *   'Q' request/response: read a bytes (verified), send b bytes, then wait for EOF. */
+ *   'Q' request/response: read a bytes (verified), send b bytes, then wait for EOF.
+ * Behind the SOCKS5 front (`serve --socks5`) each TCP connection first gets a greeting that
+ * offers method 0 answered 05 00, then a CONNECT with any ATYP answered 05 00 00 01 0.0.0.0:0
+ * (the destination is never connected to); then the header, as above. Anything else (no
+ * method 0, another command such as UDP ASSOCIATE, a malformed message) is closed with RST. */
 #define PATTERN_HDR_LEN    16
 #define PATTERN_REPORT_LEN 9
 
@@ -253,9 +266,10 @@ void udp_grow_rcvbuf(int fd, size_t bytes);
 /* ---- target.c ---- */
 struct target;
 /* Starts threads serving TCP and UDP on host:port (port 0: a free port, the same number for
- * both). *port_out receives the port. Returns 0 or -errno. */
+ * both); socks5: every TCP connection starts with the SOCKS5 front (see "Target protocol").
+ * *port_out receives the port. Returns 0 or -errno. */
 int target_start(struct target **out, const char *host, uint16_t port, unsigned threads,
-                 uint16_t *port_out);
+                 bool socks5, uint16_t *port_out);
 /* Mismatches the target detected and could only answer with a reset ('B' and 'Q' modes). */
 uint64_t target_mismatches(const struct target *t);
 /* True, once, when the target reset the connection whose stream is seeded seed because of a

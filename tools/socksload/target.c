@@ -1,6 +1,9 @@
 /*
  * target.c - the servers the load goes to: TCP source, sink, both, echo, request/response
- * (selected by the header in pattern.h) and a UDP echo, on one port number.
+ * (selected by the header in pattern.h) and a UDP echo, on one port number. With the SOCKS5
+ * front (`serve --socks5`) every TCP connection first gets a SOCKS5 handshake answered here
+ * (no authentication, CONNECT only, the destination ignored), so that the client's connection
+ * to its "proxy" is the target connection: the macro benchmark's no-proxy baseline.
  *
  * Owns its listening sockets, its threads (one io_uring loop each, all accepting from the
  * same listening socket) and their connections. Runs embedded (started by main.c) or as
@@ -30,6 +33,11 @@
 #define T_UDP_SLOT 8
 #define T_RING     1024
 
+/* The SOCKS5 front's states (tconn.front); 0: over, or no front. */
+#define T_FRONT_GREET 1
+#define T_FRONT_REQ   2
+#define T_FRONT_REP   (2 + 10) /* the greeting's reply and the CONNECT's, at most */
+
 struct target;
 
 struct tconn {
@@ -41,6 +49,11 @@ struct tconn {
     bool rst;
     bool hdr_done;
     bool report_sent;
+    uint8_t front;                   /* T_FRONT_*: the SOCKS5 front, before the header */
+    uint8_t frep[T_FRONT_REP];       /* its replies still to send */
+    uint8_t frep_len, frep_off;
+    uint32_t flen;                   /* front: bytes of SOCKS messages in buf */
+    uint32_t pend_off, pend_len;     /* bytes the front read past the request, in buf */
     uint8_t hb[PATTERN_HDR_LEN];
     unsigned hlen;
     struct pattern_hdr h;
@@ -70,6 +83,7 @@ struct target {
     int lfd;
     int ufd;
     unsigned n;
+    bool socks5; /* every TCP connection starts with the SOCKS5 front */
     int stop;           /* atomic */
     uint64_t mismatches; /* atomic */
     struct tthread *th;
@@ -101,13 +115,38 @@ t_arm_accept(struct tthread *th)
     io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)&th->accept_tag | T_OP_ACCEPT);
 }
 
+static void t_on_recv(struct tconn *c, int res);
+
+/*
+ * Bytes the SOCKS5 front read past the CONNECT request (a client that did not wait for the
+ * reply) go to the target before the socket is read again: here, as if a recv had returned
+ * them, without any op in flight. Each call consumes at least one byte or ends in a real recv.
+ */
+static void
+t_recv_pending(struct tconn *c, size_t max)
+{
+    uint8_t *dst = c->hdr_done ? c->buf : c->hb + c->hlen;
+    size_t room = c->hdr_done ? (max < T_BUF ? max : T_BUF) : PATTERN_HDR_LEN - c->hlen;
+    size_t n = c->pend_len < room ? c->pend_len : room;
+
+    memmove(dst, c->buf + c->pend_off, n);
+    c->pend_off += (uint32_t)n;
+    c->pend_len -= (uint32_t)n;
+    t_on_recv(c, (int)n);
+}
+
 static void
 t_recv(struct tconn *c, size_t max)
 {
-    struct io_uring_sqe *sqe = t_sqe(c->th);
+    struct io_uring_sqe *sqe;
     size_t len = max < T_BUF ? max : T_BUF;
 
-    if (!c->hdr_done)
+    if (c->pend_len > 0)
+        return t_recv_pending(c, max);
+    sqe = t_sqe(c->th);
+    if (c->front)
+        io_uring_prep_recv(sqe, c->fd, c->buf + c->flen, T_BUF - c->flen, 0);
+    else if (!c->hdr_done)
         io_uring_prep_recv(sqe, c->fd, c->hb + c->hlen, PATTERN_HDR_LEN - c->hlen, 0);
     else
         io_uring_prep_recv(sqe, c->fd, c->buf, len, 0);
@@ -209,6 +248,56 @@ t_mismatch(struct target *tg, uint32_t seed)
 }
 
 static void
+t_front_reply(struct tconn *c, const uint8_t *p, size_t n)
+{
+    memcpy(c->frep + c->frep_len, p, n);
+    c->frep_len += (uint8_t)n;
+}
+
+/*
+ * The SOCKS5 front, on the c->flen bytes in buf: answers what is complete (the greeting and
+ * the request may come together), then sends the replies, reads on, or (once the CONNECT is
+ * answered) hands over to the target, with any bytes past the request as pending input.
+ */
+static void
+t_front(struct tconn *c)
+{
+    static const uint8_t method_ok[2] = {5, 0};
+    static const uint8_t connect_ok[10] = {5, 0, 0, 1}; /* bound to 0.0.0.0:0 */
+    size_t off = 0;
+    ssize_t n;
+
+    if (c->front == T_FRONT_GREET) {
+        bool noauth = false;
+        n = socks_parse_greeting(c->buf, c->flen, &noauth);
+        if (n < 0 || (n > 0 && !noauth))
+            return t_close(c, true);
+        if (n == 0)
+            return t_recv(c, T_BUF);
+        off = (size_t)n;
+        t_front_reply(c, method_ok, sizeof(method_ok));
+        c->front = T_FRONT_REQ;
+    }
+    int cmd = 0;
+    n = socks_parse_request(c->buf + off, c->flen - off, &cmd);
+    if (n < 0 || (n > 0 && cmd != SOCKS_CMD_CONNECT))
+        return t_close(c, true);
+    if (n > 0) {
+        off += (size_t)n;
+        t_front_reply(c, connect_ok, sizeof(connect_ok));
+        c->front = 0;
+        c->pend_off = (uint32_t)off;
+        c->pend_len = c->flen - (uint32_t)off;
+    } else if (off > 0) {
+        memmove(c->buf, c->buf + off, c->flen - off);
+        c->flen -= (uint32_t)off;
+    }
+    if (c->frep_len > 0)
+        return t_send(c, c->frep, c->frep_len); /* t_on_send reads on when it is out */
+    t_recv(c, T_BUF);
+}
+
+static void
 t_on_recv(struct tconn *c, int res)
 {
     if (c->closing)
@@ -220,6 +309,10 @@ t_on_recv(struct tconn *c, int res)
         if (c->hdr_done && c->h.mode == 'K' && !c->report_sent)
             return t_report(c, 'O');
         return t_close(c, false);
+    }
+    if (c->front) {
+        c->flen += (uint32_t)res;
+        return t_front(c);
     }
     /* After an 'X' verdict the sink discards until the client closes (see t_on_send). */
     if (c->report_sent)
@@ -268,6 +361,14 @@ t_on_send(struct tconn *c, int res)
         return t_close(c, c->rst);
     if (res < 0)
         return t_close(c, false);
+    if (c->frep_len > 0) {
+        /* The front's replies: when they are out, more SOCKS bytes or the target header. */
+        c->frep_off += (uint8_t)res;
+        if (c->frep_off < c->frep_len)
+            return t_send(c, c->frep + c->frep_off, c->frep_len - c->frep_off);
+        c->frep_len = c->frep_off = 0;
+        return t_recv(c, T_BUF);
+    }
     /*
      * An 'O' report ends the stream (the client had half-closed). After an 'X'
      * the client is still sending: closing now, with its data unread, would be
@@ -343,6 +444,7 @@ t_thread(void *arg)
                 memset(c, 0, offsetof(struct tconn, buf));
                 c->th = th;
                 c->fd = res;
+                c->front = th->tg->socks5 ? T_FRONT_GREET : 0;
                 c->next = th->head;
                 if (th->head)
                     th->head->prev = c;
@@ -403,7 +505,7 @@ t_bind(int type, const struct sockaddr_storage *ss, socklen_t len)
 
 int
 target_start(struct target **out, const char *host, uint16_t port, unsigned threads,
-             uint16_t *port_out)
+             bool socks5, uint16_t *port_out)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -417,6 +519,7 @@ target_start(struct target **out, const char *host, uint16_t port, unsigned thre
     if (!tg)
         return -ENOMEM;
     tg->lfd = tg->ufd = -1;
+    tg->socks5 = socks5;
     pthread_mutex_init(&tg->claim_mu, NULL);
     /* Port 0: take the TCP port the kernel picks and the same UDP port; retry on a clash. */
     for (tries = 0; tries < 20; tries++) {
