@@ -70,6 +70,18 @@ int acl_add(struct acl *acl, enum acl_action action, const struct acl_cidr *from
 
 size_t acl_count(const struct acl *acl);
 
+/* Rule flags. */
+#define ACL_RF_TO 0x01u /* the rule has destination networks: a match names the address reached */
+
+/* Any thread: the ACL_RF_* flags of rule (an index acl_add() or acl_match() gave); 0 for none. */
+uint8_t acl_rule_flags(const struct acl *acl, int rule);
+/*
+ * Control thread, before the set is published: add flags to rule (flags a
+ * rule key other than the conditions sets). ACL_RF_TO is derived, not set.
+ * 0 or -EINVAL.
+ */
+int acl_set_flags(struct acl *acl, int rule, uint8_t flags);
+
 /*
  * "10.0.0.0/8", "::1/128", "192.0.2.7" (a host: /32 or /128). Host bits set
  * ("10.0.0.1/8", a typo for one or the other) are -EINVAL; so is anything

@@ -17,6 +17,7 @@
 #include "addr.h"
 #include "opts.h"
 #include "auth.h"
+#include "clients.h"
 #include "socks4.h"
 #include "socks5.h"
 #include "udq.h"
@@ -322,6 +323,9 @@ struct shard {
     struct udq held;
     uint32_t *free_slots;
     uint32_t n_free;
+
+    /* What each client address holds on this shard (per-client caps, auth fairness). */
+    struct clients clients;
 
     struct hs *hs_slab;
     uint32_t hs_count, hs_free;

@@ -67,6 +67,7 @@ struct acl_user {
 struct acl_rule {
     uint8_t action;
     uint8_t cmds; /* ACL_CMD_* bits; 0xff for "any" so the test is one AND */
+    uint8_t flags; /* ACL_RF_* */
     /* First entry (offset into the array of its kind) and count, per list. */
     uint32_t ports, n_ports;
     uint32_t from4, n_from4, from6, n_from6;
@@ -715,6 +716,7 @@ acl_add(struct acl *acl, enum acl_action action, const struct acl_cidr *from, si
     uint32_t idx = (uint32_t)acl->rules.n;
     r.action = (uint8_t)action;
     r.cmds = cmds ? cmds : 0xff;
+    r.flags = n_to ? ACL_RF_TO : 0;
     r.n_ports = (uint32_t)n_ports;
     r.ports = vec_push(&acl->ports, ports, n_ports, sizeof(*ports));
     cidrs_push(acl, from, n_from, &r.from4, &r.from6);
@@ -769,6 +771,23 @@ acl_add(struct acl *acl, enum acl_action action, const struct acl_cidr *from, si
         vec_push(&acl->scan, &idx, 1, sizeof(idx));
     }
     return (int)idx;
+}
+
+uint8_t
+acl_rule_flags(const struct acl *acl, int rule)
+{
+    if (!acl || rule < 0 || (size_t)rule >= acl->rules.n)
+        return 0;
+    return ((const struct acl_rule *)acl->rules.p)[rule].flags;
+}
+
+int
+acl_set_flags(struct acl *acl, int rule, uint8_t flags)
+{
+    if (!acl || rule < 0 || (size_t)rule >= acl->rules.n || (flags & ACL_RF_TO))
+        return -EINVAL;
+    ((struct acl_rule *)acl->rules.p)[rule].flags |= flags;
+    return 0;
 }
 
 /* ---- matching */

@@ -35,6 +35,8 @@
 #define TICK_MS      250
 /* How long a stopping shard waits for cancelled operations to come back. */
 #define STOP_GRACE_S 5
+/* Password failures of a client address are counted over this window. */
+#define CLIENT_FAIL_WINDOW_S 60
 
 struct start_ctx {
     struct shard *sh;
@@ -496,6 +498,7 @@ shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hos
      */
     sh->peers = sh;
     sh->n_peers = 1;
+    clients_init(&sh->clients, CLIENT_FAIL_WINDOW_S);
     int ret = conn_table_init(sh, o->max_conns ? o->max_conns : 1);
     if (ret < 0)
         return ret;
@@ -585,6 +588,7 @@ shard_join(struct shard *sh)
             close(c->tfd);
     }
     conn_table_fini(sh);
+    clients_fini(&sh->clients);
     close_held(sh);
     udq_free(&sh->held);
     for (unsigned i = 0; i < sh->n_ls; i++)

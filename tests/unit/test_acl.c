@@ -126,6 +126,33 @@ new_acl(void)
     return acl;
 }
 
+/* ---- rule flags */
+
+static void
+test_rule_flags(void **state)
+{
+    (void)state;
+    struct acl *acl = new_acl();
+    int r0 = ADD(acl, .action = ACL_ALLOW, .from = {"127.0.0.0/8"});
+    int r1 = ADD(acl, .action = ACL_ALLOW, .to = {"127.0.0.1"}, .ports = {{1080, 1080}},
+                 .n_ports = 1);
+    assert_int_equal(acl_rule_flags(acl, r0), 0);
+    assert_int_equal(acl_rule_flags(acl, r1), ACL_RF_TO);
+    /* Out of range: no flags, and nothing to set. */
+    assert_int_equal(acl_rule_flags(acl, -1), 0);
+    assert_int_equal(acl_rule_flags(acl, 2), 0);
+    assert_int_equal(acl_rule_flags(NULL, 0), 0);
+    assert_int_equal(acl_set_flags(acl, 2, 0x02), -EINVAL);
+    assert_int_equal(acl_set_flags(acl, -1, 0x02), -EINVAL);
+    /* ACL_RF_TO is derived from the rule, never set by hand. */
+    assert_int_equal(acl_set_flags(acl, r0, ACL_RF_TO), -EINVAL);
+    assert_int_equal(acl_rule_flags(acl, r0), 0);
+    assert_int_equal(acl_set_flags(acl, r0, 0x02), 0);
+    assert_int_equal(acl_rule_flags(acl, r0), 0x02);
+    assert_int_equal(acl_rule_flags(acl, r1), ACL_RF_TO);
+    acl_free(acl);
+}
+
 /* ---- acl_cidr_parse */
 
 static void
@@ -983,6 +1010,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cidr_parse),  cmocka_unit_test(test_cidr_parse_bad),
+        cmocka_unit_test(test_rule_flags),
         cmocka_unit_test(test_empty),       cmocka_unit_test(test_add_index),
         cmocka_unit_test(test_add_invalid), cmocka_unit_test(test_add_copies),
         cmocka_unit_test(test_first_match), cmocka_unit_test(test_cmds),
