@@ -24,6 +24,7 @@
 #include <libconfig.h>
 
 #include "addr.h"
+#include "hostname.h"
 
 /* A configuration file larger than this is a mistake (a log, a binary). */
 #define CONFIG_MAX_BYTES (4u << 20)
@@ -59,6 +60,8 @@ struct cfg_key {
 };
 
 static void cfg_error(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cfg_warn(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* ---- source text helpers */
@@ -175,10 +178,10 @@ setting_int(const struct cfg_ctx *c, const config_setting_t *s)
 
 /* ---- errors */
 
+/* One "FILE:LINE: message" line into err, after the others. */
 static void
-cfg_error(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
+cfg_vreport(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, va_list ap)
 {
-    c->n_err++;
     if (!c->err || c->used + 1 >= c->errlen)
         return;
     const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : c->path;
@@ -195,12 +198,29 @@ cfg_error(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
     room = c->errlen - c->used;
     if (room <= 1)
         return;
-    va_list ap;
-    va_start(ap, fmt);
     n = vsnprintf(c->err + c->used, room, fmt, ap);
-    va_end(ap);
     if (n >= 0)
         c->used = (size_t)n < room ? c->used + (size_t)n : c->errlen - 1;
+}
+
+static void
+cfg_error(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
+{
+    va_list ap;
+    c->n_err++;
+    va_start(ap, fmt);
+    cfg_vreport(c, s, fmt, ap);
+    va_end(ap);
+}
+
+/* A line that does not fail the file: what is probably not what was meant. */
+static void
+cfg_warn(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cfg_vreport(c, s, fmt, ap);
+    va_end(ap);
 }
 
 static const char *
@@ -319,31 +339,13 @@ static const char *
 host_problem(const char *s)
 {
     struct in6_addr a6;
-    size_t len = strlen(s);
+    char norm[HOSTNAME_MAX + 1];
     if (inet_pton(AF_INET, s, &a6) == 1 || inet_pton(AF_INET6, s, &a6) == 1)
         return "is an address: destination addresses go in \"to\"";
+    /* The names requests are compared in (hostname.h), after a suffix's dot. */
     const char *p = s[0] == '.' ? s + 1 : s;
-    if (len > 0 && s[len - 1] == '.')
-        len--;
-    if (len == 0 || p >= s + len)
-        return "is not a host name";
-    if (len > 253)
-        return "is longer than 253 bytes";
-    size_t label = 0;
-    for (; p < s + len; p++) {
-        if (*p == '.') {
-            if (label == 0)
-                return "has an empty label";
-            label = 0;
-        } else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                   (*p >= '0' && *p <= '9') || *p == '-' || *p == '_') {
-            if (++label > 63)
-                return "has a label longer than 63 bytes";
-        } else {
-            return "is not a host name or .suffix (letters, digits, '-', '_', '.'; no wildcards)";
-        }
-    }
-    return NULL;
+    int n = hostname_norm(p, strnlen(p, HOSTNAME_MAX + 2), norm);
+    return n < 0 ? hostname_strerror(n) : NULL;
 }
 
 /* ---- generic setters for struct opts fields */
@@ -830,6 +832,42 @@ rule_key_names(char *buf, size_t cap)
     return buf;
 }
 
+/* Does network n hold the address a (4 or 16 bytes of family fam)? */
+static bool
+cidr_holds(const struct acl_cidr *n, int fam, const uint8_t *a)
+{
+    if (n->family != fam)
+        return false;
+    for (unsigned bit = 0; bit < n->prefix; bit++) {
+        uint8_t m = (uint8_t)(0x80u >> (bit % 8));
+        if ((n->addr[bit / 8] & m) != (a[bit / 8] & m))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * A deny rule whose "to" holds 127.0.0.1 but not ::1, or ::1 but not 127.0.0.1:
+ * "localhost" (and many other names) resolve to both, and the request goes on to
+ * the address that is not denied (issue #9). Said, not refused: it may be meant.
+ */
+static void
+warn_loopback_half(struct cfg_ctx *c, const config_setting_t *g, const struct rule *r)
+{
+    static const uint8_t lo4[4] = {127, 0, 0, 1};
+    static const uint8_t lo6[16] = {[15] = 1};
+    bool v4 = false, v6 = false;
+    for (size_t i = 0; i < r->n_to; i++) {
+        v4 = v4 || cidr_holds(&r->to[i], AF_INET, lo4);
+        v6 = v6 || cidr_holds(&r->to[i], AF_INET6, lo6);
+    }
+    if (v4 != v6)
+        cfg_warn(c, g,
+                 "warning: rule %u denies %s but not %s: names such as localhost resolve to "
+                 "both, and the other one is tried; deny \"127.0.0.0/8\" and \"::1\" together",
+                 r->idx, v4 ? "127.0.0.1" : "::1", v4 ? "::1" : "127.0.0.1");
+}
+
 static void
 rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
 {
@@ -864,6 +902,8 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
     }
     if (!r.has_action && c->n_err == errs)
         cfg_error(c, g, "rule %u: no action (action = \"allow\"; or action = \"deny\";)", idx);
+    if (c->n_err == errs && r.action == ACL_DENY)
+        warn_loopback_half(c, g, &r);
     if (c->n_err == errs && c->acl) {
         int ret = acl_add(c->acl, r.action, r.from, r.n_from, r.to, r.n_to, r.hosts, r.n_hosts,
                           r.ports, r.n_ports, r.cmds, r.users, r.n_users);
@@ -941,6 +981,13 @@ static const struct cfg_key cfg_keys[] = {
     {"group", CFG_STRING, 0, sizeof(((struct opts *)0)->group), OPT(group), NULL, set_name},
     {"close_removed_users", CFG_BOOL, 0, 0, OPT(close_removed_users), NULL, set_bool},
     {"close_denied_on_reload", CFG_BOOL, 0, 0, OPT(close_denied), NULL, set_bool},
+    {"keepalive_idle", CFG_UINT, 0, 86400, OPT(keepalive_idle_s), NULL, set_uint},
+    {"keepalive_interval", CFG_UINT, 1, 86400, OPT(keepalive_interval_s), NULL, set_uint},
+    {"keepalive_count", CFG_UINT, 1, 127, OPT(keepalive_count), NULL, set_uint},
+    {"tcp_user_timeout", CFG_UINT, 0, 86400, OPT(user_timeout_s), NULL, set_uint},
+    {"client_max_handshakes", CFG_UINT, 0, 1 << 20, OPT(client_max_handshakes), NULL, set_uint},
+    {"client_max_binds", CFG_UINT, 0, 1 << 20, OPT(client_max_binds), NULL, set_uint},
+    {"client_max_udp", CFG_UINT, 0, 1 << 20, OPT(client_max_udp), NULL, set_uint},
     {"rules", CFG_RULES, 0, 0, 0, NULL, set_rules},
 };
 
@@ -1131,6 +1178,13 @@ config_defaults(struct opts *o)
     o->buf_size = 32768;
     o->buf_count = 256;
     o->close_removed_users = true;
+    o->keepalive_idle_s = 120;
+    o->keepalive_interval_s = 30;
+    o->keepalive_count = 4;
+    o->user_timeout_s = 120;
+    o->client_max_handshakes = 64;
+    o->client_max_binds = 64;
+    o->client_max_udp = 256;
     snprintf(o->access_log, sizeof(o->access_log), "stderr");
     addr_parse("127.0.0.1:9180", -1, &o->admin);
 }

@@ -44,6 +44,8 @@ static const char *const end_names[END__COUNT] = {
     [END_REVOKED] = "revoked",
     [END_BIND_TIMEOUT] = "bind_timeout",
     [END_SHUTDOWN] = "shutdown",
+    [END_BAD_NAME] = "bad_name",
+    [END_CLIENT_LIMIT] = "client_limit",
 };
 
 const char *
@@ -418,6 +420,10 @@ conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
     case OP_UDP_SEND:
     case OP_UDP_CTRL:
         udp_on_cqe(sh, c, op, cqe->res);
+        break;
+    case OP_HUP:
+        if (c->state != CONN_CLOSING)
+            session_on_hup(sh, c, cqe->res);
         break;
     default:
         relay_on_cqe(sh, c, op, ud_dir(ud), cqe->res, cqe->flags);

@@ -231,6 +231,7 @@ static void
 on_tick(struct shard *sh)
 {
     conn_timers_run(sh);
+    session_tick(sh);
     dns_tick(sh);
     /* An EMFILE pause, or the total limit, may have cleared without a close of ours. */
     shard_accept_resume(sh);

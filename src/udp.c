@@ -263,10 +263,8 @@ from_client(struct shard *sh, struct conn *c, size_t len)
         dst.v6.sin6_family = AF_INET6;
         dst.v6.sin6_addr = d.u.v6;
     } else {
-        struct sockaddr_storage ss;
-        if (addr_parse(d.u.name, d.port, &ss) == 0) {
-            memcpy(&dst, &ss, addr_len((struct sockaddr *)&ss));
-        } else if (hosts_lookup(sh->hosts, d.u.name, d.port, &dst, 1) == 0) {
+        /* A name in normal form (socks5_udp_parse): IP literals came back as addresses. */
+        if (hosts_lookup(sh->hosts, d.u.name, d.port, &dst, 1) == 0) {
             /* The datagram waits in buf; nothing is received until it is sent or dropped. */
             ua->resolving = true;
             ua->pending_off = off;

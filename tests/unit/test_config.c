@@ -167,6 +167,13 @@ static const char all_keys[] =
     "group = \"nogroup\";\n"
     "close_removed_users = false;\n"
     "close_denied_on_reload = true;\n"
+    "keepalive_idle = 45;\n"
+    "keepalive_interval = 9;\n"
+    "keepalive_count = 3;\n"
+    "tcp_user_timeout = 33;\n"
+    "client_max_handshakes = 7;\n"
+    "client_max_binds = 0;\n"
+    "client_max_udp = 12;\n"
     "rules = (\n"
     "  { action = \"deny\";  to = [\"10.0.0.0/8\", \"169.254.0.0/16\"]; },\n"
     "  { action = \"deny\";  hosts = [\".internal\", \"metadata.google.internal\"]; },\n"
@@ -217,6 +224,13 @@ test_all_keys(void **state)
     assert_string_equal(o.group, "nogroup");
     assert_false(o.close_removed_users);
     assert_true(o.close_denied);
+    assert_int_equal(o.keepalive_idle_s, 45);
+    assert_int_equal(o.keepalive_interval_s, 9);
+    assert_int_equal(o.keepalive_count, 3);
+    assert_int_equal(o.user_timeout_s, 33);
+    assert_int_equal(o.client_max_handshakes, 7);
+    assert_int_equal(o.client_max_binds, 0);
+    assert_int_equal(o.client_max_udp, 12);
 
     assert_non_null(acl);
     assert_int_equal(acl_count(acl), 3);
@@ -357,6 +371,38 @@ test_off_values(void **state)
     acl_free(acl);
 }
 
+/*
+ * A deny rule that covers one loopback family but not the other loads, with a warning:
+ * localhost resolves to 127.0.0.1 and ::1, and the one not denied is tried next.
+ */
+static void
+test_loopback_half_warning(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[4096];
+
+    config_defaults(&o);
+    assert_int_equal(load_text("rules = (\n"
+                               "  { action = \"deny\"; to = [\"127.0.0.1\"]; },\n"
+                               "  { action = \"deny\"; to = [\"::/0\"]; ports = [25]; },\n"
+                               "  { action = \"deny\"; to = [\"127.0.0.0/8\", \"::1\"]; },\n"
+                               "  { action = \"deny\"; to = [\"10.0.0.0/8\"]; },\n"
+                               "  { action = \"allow\"; to = [\"127.0.0.1\"]; }\n"
+                               ");\n",
+                               &o, &acl, err, sizeof(err)),
+                     0);
+    assert_errors(err, "@:2: warning: rule 1 denies 127.0.0.1 but not ::1: names such as "
+                       "localhost resolve to both, and the other one is tried; deny "
+                       "\"127.0.0.0/8\" and \"::1\" together\n"
+                       "@:3: warning: rule 2 denies ::1 but not 127.0.0.1: names such as "
+                       "localhost resolve to both, and the other one is tried; deny "
+                       "\"127.0.0.0/8\" and \"::1\" together");
+    assert_int_equal(acl_count(acl), 5);
+    acl_free(acl);
+}
+
 /* The shipped files load; the egress example keeps tunnels off internal destinations. */
 static void
 test_shipped_configs(void **state)
@@ -369,6 +415,7 @@ test_shipped_configs(void **state)
     config_defaults(&o);
     config_defaults(&d);
     assert_int_equal(config_load("conf/ringsocks.conf", &o, &acl, err, sizeof(err)), 0);
+    assert_string_equal(err, ""); /* no warning either */
     /* The shipped file states the defaults: only listen differs (main's fallback made explicit). */
     assert_int_equal(o.n_listen, 1);
     assert_string_equal(text(&o.listen[0]), "127.0.0.1:1080");
@@ -384,6 +431,7 @@ test_shipped_configs(void **state)
     acl = NULL;
     config_defaults(&o);
     assert_int_equal(config_load("conf/egress.conf", &o, &acl, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
     assert_string_equal(text(&o.listen[0]), "192.0.2.10:1080");
     assert_int_equal(o.auth, AUTH_PASSWORD);
     assert_int_equal(o.socks4, SOCKS4_OFF);
@@ -657,10 +705,10 @@ test_bad_rules(void **state)
              "@:8: rule 3: from: '300.1.1.1' is not an address or a network with zero host bits "
              "(192.0.2.0/24, 2001:db8::/32)\n"
              "@:12: rule 4: hosts: '10.0.0.1' is an address: destination addresses go in \"to\"\n"
-             "@:12: rule 4: hosts: '*.example.com' is not a host name or .suffix (letters, "
-             "digits, '-', '_', '.'; no wildcards)\n"
+             "@:12: rule 4: hosts: '*.example.com' is not a host name (letters, digits, '-', "
+             "'_' and '.' between labels; no wildcards, ports or spaces)\n"
              "@:12: rule 4: hosts: 'a..b' has an empty label\n"
-             "@:12: rule 4: hosts: '.' is not a host name\n"
+             "@:12: rule 4: hosts: '.' is empty\n"
              "@:13: rule 4: ports: '0' is not a port or a range LO-HI within 1-65535\n"
              "@:13: rule 4: ports: '9000-8000' is not a port or a range LO-HI within 1-65535\n"
              "@:13: rule 4: ports: 70000 is not a port in 1..65535\n"
@@ -744,6 +792,7 @@ main(void)
         cmocka_unit_test_teardown(test_rules_absent_or_empty, teardown),
         cmocka_unit_test_teardown(test_scalar_lists, teardown),
         cmocka_unit_test_teardown(test_off_values, teardown),
+        cmocka_unit_test_teardown(test_loopback_half_warning, teardown),
         cmocka_unit_test(test_shipped_configs),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test_teardown(test_syntax_error, teardown),
