@@ -1,7 +1,8 @@
 /*
  * udp.h - UDP ASSOCIATE (RFC 1928 section 7): one UDP socket per
- * association on the shard's ring, alive exactly as long as the TCP control
- * connection. Shard thread only.
+ * association, polled through the shard's ring, alive as long as the TCP
+ * control connection and no longer than idle_timeout without a datagram.
+ * Shard thread only.
  */
 #ifndef RINGSOCKS_UDP_H
 #define RINGSOCKS_UDP_H
@@ -25,9 +26,11 @@ void udp_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res);
  */
 void udp_on_resolved(struct shard *sh, struct conn *c, unsigned seq, int err,
                      const union sockaddr_inx *addrs, unsigned n);
-/* The name took longer than connect_timeout: drop the datagram, receive again. */
+/* The name took longer than connect_timeout: drop its datagram, go on with the next. */
 void udp_resolve_timeout(struct shard *sh, struct conn *c);
 /* The slot is being freed. */
 void udp_release(struct shard *sh, struct conn *c);
+/* The shard has stopped (any thread, after it joined): unmap its datagram buffers. */
+void udp_fini(struct shard *sh);
 
 #endif
