@@ -12,8 +12,11 @@
 /*
  * Open the association's socket for c. hint is the request's DST: the
  * address the client will send from (all zero: the TCP peer's address, port
- * learned from the first datagram). Writes the address for the reply into
- * bnd. Returns 0 or -errno.
+ * learned from the first datagram; under a rule with udp_source "any", the
+ * first datagram's source). Writes the address for the reply into bnd.
+ * Returns 0, -EPERM when the rules do not admit the declared source (another
+ * address than the control connection's, without udp_source "any", or one
+ * the rules refuse as a client), or another -errno.
  */
 int udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint,
              union sockaddr_inx *bnd);

@@ -295,6 +295,11 @@ start_udp(struct shard *sh, struct conn *c)
         return;
     }
     int ret = udp_open(sh, c, hs_dest(c->hs), &bnd);
+    if (ret == -EPERM) {
+        /* The datagram source it declared is not one the rules admit. */
+        deny(sh, c);
+        return;
+    }
     if (ret < 0) {
         fail(sh, c, socks5_rep_from_errno(ret));
         return;

@@ -6,9 +6,15 @@
  * has IPv6 (so IPv4 and IPv6 clients and remotes all go through it), bound
  * to the wildcard address; the reply advertises the address the client's
  * TCP connection came in on (or --udp-advertise, for servers behind NAT).
- * Datagrams from the client's address carry the RFC 1928 header, parsed by
- * the pure socks5_udp_parse(); datagrams from a remote the client has sent
- * to are given a header and passed back; anything else is dropped.
+ *
+ * Who is the client (RFC 1928 section 7: datagrams from any other source IP
+ * than the one recorded for the association are dropped): the control
+ * connection's address, unless the rule that admits the association says
+ * `udp_source = "any"`; then the address the request declares, or else the
+ * source of the first datagram, if that address passes the rules as a
+ * client itself. Datagrams from the client carry the RFC 1928 header,
+ * parsed by the pure socks5_udp_parse(); datagrams from a remote the client
+ * has sent to are given a header and passed back; anything else is dropped.
  *
  * An association holds no data buffer: a poll on its socket goes through
  * the shard's ring, and when it fires the datagrams are taken with
@@ -32,9 +38,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "conn.h"
 #include "dns.h"
 #include "hosts.h"
+#include "policy.h"
 #include "session.h"
 #include "shard.h"
 #include "sock.h"
@@ -67,7 +75,9 @@ struct udp_pend {
 
 struct udp_assoc {
     union sockaddr_inx client; /* AF_INET for IPv4 clients, even on a v6 socket */
+    bool ip_known;             /* client's address fixed: declared, or the control connection's */
     bool port_known;           /* client port given in the request or learned */
+    bool any_source;           /* the admitting rule has udp_source = "any" */
     bool v6sock;
     bool querying;             /* a name is being resolved: pend_head's, or the probe's */
     bool probing;              /* ... for the datagram in a scratch slot (see from_client) */
@@ -136,6 +146,29 @@ same_addr(const union sockaddr_inx *a, const union sockaddr_inx *b)
     return addr_same_ip(a, b) && addr_port(a) == addr_port(b);
 }
 
+/*
+ * The rules' verdict on src as the client of c's association: the query a
+ * UDP ASSOCIATE from src by the same user would make. *flags gets the
+ * admitting rule's ACL_RF_* flags. Counts a denial.
+ */
+static bool
+source_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *src,
+               uint8_t *flags)
+{
+    const struct acl *acl = sh->pol->acl;
+    *flags = 0;
+    if (!acl)
+        return true;
+    struct acl_query q = {.client = src, .cmd = ACL_CMD_UDP, .user = c->user};
+    int rule;
+    if (acl_match(acl, &q, &rule) == ACL_ALLOW) {
+        *flags = acl_rule_flags(acl, rule);
+        return true;
+    }
+    STAT_INC(sh->st.acl_denied);
+    return false;
+}
+
 static int
 open_socket(struct shard *sh, struct udp_assoc *ua)
 {
@@ -162,23 +195,52 @@ open_socket(struct shard *sh, struct udp_assoc *ua)
     return fd;
 }
 
-/* Who may send: the request's address if it names one, else the TCP peer. */
+/*
+ * Who may send as the client. hint is the request's DST: the address the
+ * client will send from, all zero when it does not know. -EPERM when the
+ * rules do not admit that source.
+ */
 static int
-set_client(struct conn *c, struct udp_assoc *ua, const struct socks_dest *hint)
+set_client(struct shard *sh, struct conn *c, struct udp_assoc *ua, const struct socks_dest *hint)
 {
-    memset(&ua->client, 0, sizeof(ua->client));
-    if (hint->atyp == SOCKS5_ATYP_IPV4 && hint->u.v4.s_addr != INADDR_ANY) {
-        ua->client.v4.sin_family = AF_INET;
-        ua->client.v4.sin_addr = hint->u.v4;
-    } else if (hint->atyp == SOCKS5_ATYP_IPV6 && !IN6_IS_ADDR_UNSPECIFIED(&hint->u.v6)) {
-        ua->client.v6.sin6_family = AF_INET6;
-        ua->client.v6.sin6_addr = hint->u.v6;
-        addr_unmap(&ua->client);
+    union sockaddr_inx decl;
+    uint8_t flags;
+    memset(&decl, 0, sizeof(decl));
+    if (hint->atyp == SOCKS5_ATYP_IPV4) {
+        decl.v4.sin_family = AF_INET;
+        decl.v4.sin_addr = hint->u.v4;
+    } else if (hint->atyp == SOCKS5_ATYP_IPV6) {
+        decl.v6.sin6_family = AF_INET6;
+        decl.v6.sin6_addr = hint->u.v6;
+        addr_unmap(&decl);
+    }
+    if (c->client.sa.sa_family != AF_INET && c->client.sa.sa_family != AF_INET6)
+        return -ENOTCONN;
+    /* The association as such passed session_allowed(); this only reads its rule's flags. */
+    source_allowed(sh, c, &c->client, &flags);
+    ua->any_source = flags & ACL_RF_UDP_ANY_SOURCE;
+
+    bool declared = decl.sa.sa_family && !addr_is_any(&decl);
+    if (declared && !addr_same_ip(&decl, &c->client)) {
+        /*
+         * RFC 1928 section 7 ties the association to the client's address, and
+         * a host the rules refuse as a client must not get a relay by being
+         * named in someone else's request. Behind carrier-grade NAT a client's
+         * UDP may leave from another address than its TCP: a rule opts in.
+         */
+        if (!ua->any_source || !source_allowed(sh, c, &decl, &flags)) {
+            if (!ua->any_source)
+                STAT_INC(sh->st.acl_denied);
+            return -EPERM;
+        }
+    }
+    if (declared) {
+        ua->client = decl;
+        ua->ip_known = true;
     } else {
-        socklen_t len = sizeof(ua->client);
-        if (getpeername(c->cfd, &ua->client.sa, &len) == -1)
-            return -errno;
-        addr_unmap(&ua->client);
+        /* The control connection's address, or (udp_source "any") the first datagram's. */
+        ua->client = c->client;
+        ua->ip_known = !ua->any_source;
     }
     hosts_set_port(&ua->client, hint->port);
     ua->port_known = hint->port != 0;
@@ -193,7 +255,7 @@ udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union 
     socklen_t len;
     int err = ua ? scratch_get(sh) : -ENOMEM;
     if (err == 0)
-        err = set_client(c, ua, hint);
+        err = set_client(sh, c, ua, hint);
     if (err < 0) {
         free(ua);
         return err;
@@ -536,6 +598,22 @@ udp_on_resolved(struct shard *sh, struct conn *c, unsigned seq, int err,
         pend_next(sh, c);
 }
 
+/* A datagram from the association's source, by rule, when it was not fixed at the request. */
+static bool
+learn_client(struct shard *sh, struct conn *c, const union sockaddr_inx *from)
+{
+    struct udp_assoc *ua = c->ua;
+    uint8_t flags;
+    if (ua->port_known && addr_port(from) != addr_port(&ua->client))
+        return false;
+    /* Checked once, here: after that only this address and port are the client. */
+    if (!addr_same_ip(from, &c->client) && !source_allowed(sh, c, from, &flags))
+        return false;
+    ua->client = *from;
+    ua->ip_known = ua->port_known = true;
+    return true;
+}
+
 static void
 on_datagram(struct shard *sh, struct conn *c, unsigned i, size_t len)
 {
@@ -550,6 +628,14 @@ on_datagram(struct shard *sh, struct conn *c, unsigned i, size_t len)
 
     if (us->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC) {
         drop(sh);
+        return;
+    }
+    if (!ua->ip_known) {
+        /* Nothing was sent yet, so there is no remote to answer either. */
+        if (learn_client(sh, c, &from))
+            from_client(sh, c, p, len);
+        else
+            drop(sh);
         return;
     }
     if (addr_same_ip(&from, &ua->client)) {

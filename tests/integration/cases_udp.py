@@ -3,8 +3,9 @@ cases_udp.py - UDP ASSOCIATE: datagrams with the RFC 1928 header to UDP echo
 servers on 127.0.0.1 and ::1, by address and by name (DNS stub, localhost);
 large datagrams; what must be dropped (other sources, FRAG != 0, malformed
 headers); the association's life (ends with the TCP connection and after idle_timeout
-without a datagram); memory per association; --udp-advertise, --udp-ports;
-malformed requests.
+without a datagram); who may send (the control connection's address unless a
+rule says udp_source = "any"); memory per association; --udp-advertise,
+--udp-ports; malformed requests.
 """
 
 import os
@@ -13,7 +14,7 @@ import socket
 import time
 
 from harness import (Fail, case, check, expect_close, hexb, ipv6_available, make_hash, need_ipv6, need_option,
-                     need_ringsocks, parse_udp, read_reply_rest, recv_exact, request, socks5_command,
+                     need_ringsocks, parse_udp, read_reply, read_reply_rest, recv_exact, request, socks5_command,
                      socks5_open, tail, udp_exchange, udp_expect_silence, udp_header, wait_until, write_users)
 
 
@@ -762,7 +763,89 @@ def udp_remote_several_replies(ctx):
               % ((h, port) + srv.getsockname()[:2]))
 
 
-# -------------------------------------------------------------- memory
+# -------------------------------------------------------------- who may send (issue #9)
+
+def associate_reply(ctx, p, dst):
+    """UDP ASSOCIATE declaring dst as the client's datagram source; returns
+    (tcp control socket, Reply) whatever the REP."""
+    s = socks5_open(ctx, p)
+    s.sendall(request(dst[0], dst[1], cmd=3))
+    return s, read_reply(s, "UDP ASSOCIATE reply (DST %s:%d)" % dst)
+
+
+def expect_denied_assoc(ctx, p, dst, why):
+    s, r = associate_reply(ctx, p, dst)
+    check(r.rep == 0x02, "UDP ASSOCIATE declaring %s:%d as the source (%s): reply %s (REP %02x), expected "
+          "REP 02 (not allowed by the rules)" % (dst + (why, hexb(r.raw), r.rep)))
+    expect_close(s, after="the 02 reply to a UDP ASSOCIATE declaring %s" % dst[0])
+    check(wait_until(lambda: re.search(r"cmd=udp .*end=denied", p.stderr()), 3.0),
+          "no access-log line with cmd=udp and end=denied for the refused association",
+          "stderr:\n" + tail(p.stderr()))
+
+
+def udp_rules_proxy(ctx, *rules):
+    from cases_control import conf_proxy, rules_conf
+    p, _ = conf_proxy(ctx, rules_conf(*rules))
+    return p
+
+
+@case("udp_declared_foreign_source_refused")
+def udp_declared_foreign_source_refused(ctx):
+    """RFC 1928 section 7: the association belongs to the control connection's
+    address. A client on 127.0.0.1 declaring 127.0.0.9 (a host the rules refuse
+    as a client, and, with the built-in rules, one they admit) gets REP 02 and
+    nothing from 127.0.0.9 is relayed; declaring its own address still works."""
+    p = udp_rules_proxy(ctx, '{ action = "allow"; from = ["127.0.0.1"]; }')
+    echo = ctx.udp_echo("127.0.0.1")
+    # Whoever sits on 127.0.0.9 would get the relay, if it were opened.
+    foreign = ctx.udp_socket("127.0.0.9")
+    expect_denied_assoc(ctx, p, foreign.getsockname()[:2], "127.0.0.9 is refused as a client")
+    check(not echo.seen, "a datagram reached the echo server")
+    cli = ctx.udp_socket("127.0.0.1")
+    s, relay = associate(ctx, p, dst=cli.getsockname()[:2])
+    echo_via(cli, relay, "127.0.0.1", echo.port, b"from the declared own address")
+    # The default is the control connection's address even where the rules admit the other one.
+    p2 = ctx.proxy()
+    expect_denied_assoc(ctx, p2, ("127.0.0.9", 0), "built-in rules, udp_source not \"any\"")
+
+
+@case("udp_source_any_rule")
+def udp_source_any_rule(ctx):
+    """A rule with udp_source = "any" (clients behind carrier-grade NAT): the
+    declared 127.0.0.9 works because the rules admit 127.0.0.9 as a UDP client;
+    127.0.0.10, which they refuse, is refused with REP 02. With an all-zero DST
+    the first datagram's source becomes the client if the rules admit it: one
+    from 127.0.0.10 is dropped, then 127.0.0.9's is relayed, and afterwards
+    only 127.0.0.9 is the client (the control connection's address too is
+    dropped)."""
+    p = udp_rules_proxy(ctx,
+                        '{ action = "deny"; from = ["127.0.0.10"]; }',
+                        '{ action = "allow"; from = ["127.0.0.1"]; udp_source = "any"; }',
+                        '{ action = "allow"; from = ["127.0.0.9"]; commands = ["udp"]; }')
+    echo = ctx.udp_echo("127.0.0.1")
+    nat = ctx.udp_socket("127.0.0.9")
+    s, relay = associate(ctx, p, dst=nat.getsockname()[:2])
+    echo_via(nat, relay, "127.0.0.1", echo.port, b"from the declared 127.0.0.9")
+    ctl_side = ctx.udp_socket("127.0.0.1")
+    ctl_side.sendto(udp_header("127.0.0.1", echo.port) + b"control address", relay)
+    udp_expect_silence(ctl_side, 1.0, "datagram from the control connection's address (127.0.0.9 was declared)")
+
+    expect_denied_assoc(ctx, p, ("127.0.0.10", 0), "the rules refuse 127.0.0.10")
+
+    n = len(echo.seen)
+    s2, relay2 = associate(ctx, p)
+    refused = ctx.udp_socket("127.0.0.10")
+    refused.sendto(udp_header("127.0.0.1", echo.port) + b"from 127.0.0.10", relay2)
+    udp_expect_silence(refused, 1.0, "first datagram from 127.0.0.10, which the rules refuse")
+    check(len(echo.seen) == n, "a datagram from 127.0.0.10 reached the echo server")
+    nat2 = ctx.udp_socket("127.0.0.9")
+    echo_via(nat2, relay2, "127.0.0.1", echo.port, b"first admitted datagram, from 127.0.0.9")
+    for other in (ctx.udp_socket("127.0.0.1"), refused):
+        other.sendto(udp_header("127.0.0.1", echo.port) + b"after the client was learned", relay2)
+        udp_expect_silence(other, 0.5, "datagram from %s:%d after 127.0.0.9 became the client"
+                           % other.getsockname()[:2])
+    still_works(nat2, relay2, echo, "after datagrams from others")
+
 
 def _rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
