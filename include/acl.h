@@ -72,6 +72,8 @@ size_t acl_count(const struct acl *acl);
 
 /* Rule flags. */
 #define ACL_RF_TO 0x01u /* the rule has destination networks: a match names the address reached */
+/* udp_source = "any": an association's datagrams may come from another address the rules admit */
+#define ACL_RF_UDP_ANY_SOURCE 0x02u
 
 /* Any thread: the ACL_RF_* flags of rule (an index acl_add() or acl_match() gave); 0 for none. */
 uint8_t acl_rule_flags(const struct acl *acl, int rule);

@@ -45,8 +45,7 @@ enum op {
     OP_SEND,       /* relay: buffer -> destination socket */
     OP_AUTH,       /* read on the auth worker's eventfd: results are ready */
     OP_BIND_ACCEPT, /* BIND: the one inbound connection */
-    OP_UDP_RECV,   /* UDP ASSOCIATE: a datagram on the association's socket */
-    OP_UDP_SEND,   /* UDP ASSOCIATE: a datagram sent on */
+    OP_UDP_POLL,   /* UDP ASSOCIATE: datagrams wait on the association's socket */
     OP_UDP_CTRL,   /* UDP ASSOCIATE: read on the TCP control connection */
     OP_HUP,        /* POLLRDHUP on the client while the server waits on something else */
 };
@@ -102,7 +101,7 @@ enum conn_end {
     END_PROTOCOL,      /* malformed handshake */
     END_REPLY_ERR,     /* an error reply was sent */
     END_HS_TIMEOUT,    /* handshake timeout */
-    END_IDLE_TIMEOUT,  /* relay idle timeout */
+    END_IDLE_TIMEOUT,  /* relay or UDP association idle timeout */
     END_RESOURCE,      /* out of slots, fds, pipes or memory */
     END_AUTH_FAILED,   /* RFC 1929 credentials refused */
     END_DENIED,        /* refused by the access rules */
@@ -303,6 +302,7 @@ struct users; /* read-only user table shared by every shard */
 struct authq; /* users.c: the shard's credential cache and crypt worker */
 struct policy; /* policy.h: rules, users, limits; RCU-published by the control thread */
 struct logger; /* log.c: the access-log writer */
+struct udp_scratch; /* udp.c: the shard's datagram buffers */
 
 struct shard {
     unsigned id;
@@ -348,6 +348,7 @@ struct shard {
     struct udq starved; /* directions waiting for a buffer: ud_make(0, slot, gen) | dir */
 
     struct pipe_pool pipes;
+    struct udp_scratch *udp; /* mapped at the first UDP association, else NULL */
 
     ares_channel dns;
     struct dns_sock dns_socks[DNS_MAX_SOCKS];

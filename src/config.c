@@ -602,6 +602,8 @@ struct rule {
     uint8_t cmds;
     const char **users;
     size_t n_users;
+    uint8_t flags;                       /* ACL_RF_* set by keys other than conditions */
+    const config_setting_t *udp_source; /* where udp_source was given, for its errors */
 };
 
 /* Per element of a rule list: where it goes. */
@@ -807,6 +809,53 @@ rk_users(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const cha
     return each_elem(c, s, key, user_one, r);
 }
 
+/*
+ * "control" (the default): a UDP ASSOCIATE's datagrams must come from the
+ * control connection's address. "any": from another address too (carrier-
+ * grade NAT), if that address passes the rules as a client itself.
+ */
+static int
+rk_udp_source(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    const char *v =
+        config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
+    if (!v || (strcmp(v, "control") != 0 && strcmp(v, "any") != 0)) {
+        if (v)
+            cfg_error(c, s, "rule %u: %s: '%s' is neither \"control\" nor \"any\"", r->idx, key, v);
+        else
+            cfg_error(c, s, "rule %u: %s: expected \"control\" or \"any\", not %s", r->idx, key,
+                      type_name(s));
+        return -1;
+    }
+    if (strcmp(v, "any") == 0)
+        r->flags |= ACL_RF_UDP_ANY_SOURCE;
+    r->udp_source = s;
+    return 0;
+}
+
+/*
+ * udp_source acts only on the rule that admits the association itself: an
+ * allow rule for the udp command with no destination condition (the request
+ * names none; its datagrams are checked one by one). Anywhere else it would
+ * silently do nothing.
+ */
+static void
+udp_source_check(struct cfg_ctx *c, const struct rule *r)
+{
+    const char *why = NULL;
+    if (!r->udp_source || !(r->flags & ACL_RF_UDP_ANY_SOURCE))
+        return;
+    if (r->action != ACL_ALLOW)
+        why = "only an allow rule admits a UDP source";
+    else if (r->cmds && !(r->cmds & ACL_CMD_UDP))
+        why = "the rule's commands do not include \"udp\"";
+    else if (r->n_to || r->n_hosts || r->n_ports)
+        why = "a rule with to, hosts or ports never admits the association itself, only its "
+              "datagrams";
+    if (why)
+        cfg_error(c, r->udp_source, "rule %u: udp_source: %s", r->idx, why);
+}
+
 /* Adding a condition to rules is one line here (and a parameter of acl_add). */
 static const struct rule_key rule_keys[] = {
     {"action", rk_action},     /* "allow" | "deny", required */
@@ -816,6 +865,7 @@ static const struct rule_key rule_keys[] = {
     {"ports", rk_ports},       /* destination ports and ranges */
     {"commands", rk_commands}, /* connect, bind, udp */
     {"users", rk_users},       /* authenticated user names */
+    {"udp_source", rk_udp_source}, /* "control" | "any": who may send an association's datagrams */
 };
 
 /* "action, from, ...": the rule keys, for the unknown-key message. */
@@ -891,7 +941,9 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
                       rule_key_names(names, sizeof(names)));
             continue;
         }
-        if (config_setting_is_group(s) || (is_list(s) && strcmp(name, "action") == 0)) {
+        /* udp_source takes one string and says so itself. */
+        if (strcmp(name, "udp_source") != 0 &&
+            (config_setting_is_group(s) || (is_list(s) && strcmp(name, "action") == 0))) {
             cfg_error(c, s, "rule %u: %s: expected %s, not %s", idx, name,
                       strcmp(name, "action") == 0 ? "\"allow\" or \"deny\""
                                                   : "a value or a list of values",
@@ -904,9 +956,13 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
         cfg_error(c, g, "rule %u: no action (action = \"allow\"; or action = \"deny\";)", idx);
     if (c->n_err == errs && r.action == ACL_DENY)
         warn_loopback_half(c, g, &r);
+    if (c->n_err == errs)
+        udp_source_check(c, &r);
     if (c->n_err == errs && c->acl) {
         int ret = acl_add(c->acl, r.action, r.from, r.n_from, r.to, r.n_to, r.hosts, r.n_hosts,
                           r.ports, r.n_ports, r.cmds, r.users, r.n_users);
+        if (ret >= 0 && r.flags)
+            ret = acl_set_flags(c->acl, ret, r.flags);
         if (ret < 0)
             cfg_error(c, g, "rule %u: %s", idx,
                       ret == -ENOMEM ? "out of memory" : "not accepted by the rule set");

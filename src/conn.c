@@ -416,8 +416,7 @@ conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
         else if (op == OP_BIND_ACCEPT && cqe->res >= 0)
             close(cqe->res); /* accepted while closing: nobody will use it */
         break;
-    case OP_UDP_RECV:
-    case OP_UDP_SEND:
+    case OP_UDP_POLL:
     case OP_UDP_CTRL:
         udp_on_cqe(sh, c, op, cqe->res);
         break;

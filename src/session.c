@@ -508,8 +508,14 @@ start_udp(struct shard *sh, struct conn *c)
         return;
     }
     int ret = udp_open(sh, c, hs_dest(c->hs), &bnd);
-    if (ret < 0) {
+    if (ret < 0)
         client_put(sh, c, CONN_F_CL_UDP, CLIENT_UDP);
+    if (ret == -EPERM) {
+        /* The datagram source it declared is not one the rules admit. */
+        deny(sh, c);
+        return;
+    }
+    if (ret < 0) {
         fail(sh, c, socks5_rep_from_errno(ret));
         return;
     }

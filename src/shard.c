@@ -29,6 +29,7 @@
 #include "dns.h"
 #include "relay.h"
 #include "session.h"
+#include "udp.h"
 #include "users.h"
 
 #define RING_ENTRIES 4096
@@ -579,6 +580,7 @@ shard_join(struct shard *sh)
     dns_fini(sh);
     authq_fini(sh);
     relay_fini(sh);
+    udp_fini(sh);
     session_slab_fini(sh);
     /* Connections still open after the grace period: their fds go now. */
     for (uint32_t i = 0; sh->conns && i < sh->high; i++) {

@@ -481,6 +481,33 @@ test_shipped_configs(void **state)
     acl_free(acl);
 }
 
+/* udp_source: "any" becomes the rule's ACL_RF_UDP_ANY_SOURCE flag; "control" is the default. */
+static void
+test_udp_source(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[1024];
+    config_defaults(&o);
+    assert_int_equal(load_text("rules = (\n"
+                               "  { action = \"allow\"; from = \"100.64.0.0/10\"; udp_source = \"any\"; },\n"
+                               "  { action = \"allow\"; from = \"192.0.2.0/24\"; udp_source = \"control\";\n"
+                               "    commands = [\"udp\", \"connect\"]; },\n"
+                               "  { action = \"allow\"; from = \"198.51.100.0/24\"; },\n"
+                               "  { action = \"deny\"; udp_source = \"control\"; }\n"
+                               ");\n",
+                               &o, &acl, err, sizeof(err)),
+                     0);
+    assert_int_equal(acl_count(acl), 4);
+    assert_int_equal(acl_rule_flags(acl, 0), ACL_RF_UDP_ANY_SOURCE);
+    assert_int_equal(acl_rule_flags(acl, 1), 0);
+    assert_int_equal(acl_rule_flags(acl, 2), 0);
+    assert_int_equal(acl_rule_flags(acl, 3), 0);
+    assert_allowed(acl, "100.64.1.2:5000", ACL_CMD_UDP, NULL, NULL, NULL, 0, 0);
+    acl_free(acl);
+}
+
 /* ---- bad files: each kind of error, with its line */
 
 static void
@@ -526,8 +553,10 @@ test_unknown_keys(void **state)
              ");\n"
              "close_denied = true;\n",
              "@:2: unknown key 'shard'\n"
-             "@:5: rule 1: unknown key 'form' (action, from, to, hosts, ports, commands, users)\n"
-             "@:6: rule 1: unknown key 'port' (action, from, to, hosts, ports, commands, users)\n"
+             "@:5: rule 1: unknown key 'form' (action, from, to, hosts, ports, commands, users, "
+             "udp_source)\n"
+             "@:6: rule 1: unknown key 'port' (action, from, to, hosts, ports, commands, users, "
+             "udp_source)\n"
              "@:8: unknown key 'close_denied'");
 }
 
@@ -719,6 +748,38 @@ test_bad_rules(void **state)
              "@:16: rule 4: users: '' is not a user name (1..255 bytes)");
 }
 
+/* udp_source: a wrong value or type, and "any" where it could never act, each at its line. */
+static void
+test_bad_udp_source(void **state)
+{
+    (void)state;
+    load_bad("rules = (\n"
+             "    { action = \"allow\"; udp_source = \"anywhere\"; },\n"
+             "    { action = \"allow\";\n"
+             "      udp_source = [\"any\"]; },\n"
+             "    { action = \"allow\"; udp_source = 1; },\n"
+             "    { action = \"allow\"; udp_source = \"ANY\"; },\n"
+             "    { action = \"allow\"; udp_source = { }; },\n"
+             "    { action = \"deny\"; from = \"10.0.0.0/8\";\n"
+             "      udp_source = \"any\"; },\n"
+             "    { action = \"allow\"; commands = \"connect\"; udp_source = \"any\"; },\n"
+             "    { action = \"allow\"; ports = 53;\n"
+             "      udp_source = \"any\"; },\n"
+             "    { action = \"allow\"; udp_source = \"any\"; to = \"192.0.2.0/24\"; }\n"
+             ");\n",
+             "@:2: rule 1: udp_source: 'anywhere' is neither \"control\" nor \"any\"\n"
+             "@:4: rule 2: udp_source: expected \"control\" or \"any\", not an array [ ]\n"
+             "@:5: rule 3: udp_source: expected \"control\" or \"any\", not an integer\n"
+             "@:6: rule 4: udp_source: 'ANY' is neither \"control\" nor \"any\"\n"
+             "@:7: rule 5: udp_source: expected \"control\" or \"any\", not a group { }\n"
+             "@:9: rule 6: udp_source: only an allow rule admits a UDP source\n"
+             "@:10: rule 7: udp_source: the rule's commands do not include \"udp\"\n"
+             "@:12: rule 8: udp_source: a rule with to, hosts or ports never admits the "
+             "association itself, only its datagrams\n"
+             "@:13: rule 9: udp_source: a rule with to, hosts or ports never admits the "
+             "association itself, only its datagrams");
+}
+
 /* Errors everywhere in one file: all reported, in file order, and nothing changed. */
 static void
 test_many_errors(void **state)
@@ -801,6 +862,8 @@ main(void)
         cmocka_unit_test_teardown(test_out_of_range, teardown),
         cmocka_unit_test_teardown(test_bad_values, teardown),
         cmocka_unit_test_teardown(test_bad_rules, teardown),
+        cmocka_unit_test_teardown(test_udp_source, teardown),
+        cmocka_unit_test_teardown(test_bad_udp_source, teardown),
         cmocka_unit_test_teardown(test_many_errors, teardown),
         cmocka_unit_test_teardown(test_too_many, teardown),
         cmocka_unit_test_teardown(test_truncated_errors, teardown),
