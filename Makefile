@@ -58,7 +58,7 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o | $(BUILD)/tests
 # Neighbours a unit test needs besides its module.
 $(BUILD)/tests/test_hosts: $(BUILD)/obj/addr.o
 $(BUILD)/tests/test_acl: $(BUILD)/obj/addr.o
-$(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o
+$(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/admin.o
 $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests

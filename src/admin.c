@@ -15,13 +15,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,9 +30,8 @@
 #define ADMIN_HEAD_MAX    8192 /* request line and headers, with the final CRLFCRLF */
 #define ADMIN_MAX_CLIENTS 16   /* served side by side per admin_serve(); the rest wait */
 #define ADMIN_BACKLOG     64
-#define ADMIN_METHOD_MAX  16
-#define ADMIN_PATH_MAX    256
-#define ADMIN_MSG_MAX     256 /* handler messages (reload error, health reason) */
+#define ADMIN_HOSTS_MAX   1024 /* admin_hosts, as opts.h holds it */
+#define ADMIN_MSG_MAX     256  /* handler messages (reload error, health reason) */
 
 enum admin_state {
     AC_FREE = 0,
@@ -57,6 +57,7 @@ struct admin_client {
 struct admin {
     int fd;
     int spare_fd; /* /dev/null, given up to refuse a connection when out of fds */
+    char hosts[ADMIN_HOSTS_MAX];
     struct admin_client c[ADMIN_MAX_CLIENTS];
 };
 
@@ -123,27 +124,77 @@ check_request_line(const char *p, size_t n, bool complete, size_t *mlen, size_t 
 /*
  * RFC 9112 section 5: field-name ":" OWS field-value OWS. No space before
  * the colon (5.1: must be rejected), no obs-fold (5.2: may be rejected), no
- * control characters but HTAB in the value.
+ * control characters but HTAB in the value. Returns the name's length, or 0
+ * when the line is invalid.
  */
-static bool
+static size_t
 check_header_line(const char *p, size_t n)
 {
     size_t i = 0;
     while (i < n && is_tchar((unsigned char)p[i]))
         i++;
     if (i == 0 || i == n || p[i] != ':')
-        return false;
-    for (i++; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
+        return 0;
+    for (size_t k = i + 1; k < n; k++) {
+        unsigned char ch = (unsigned char)p[k];
         if ((ch < ' ' && ch != '\t') || ch == 0x7F)
-            return false;
+            return 0;
     }
-    return true;
+    return i;
+}
+
+static bool
+is_ows(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+/* p[0..*n) without leading and trailing OWS. */
+static const char *
+trim_ows(const char *p, size_t *n)
+{
+    while (*n && is_ows(p[0])) {
+        p++;
+        (*n)--;
+    }
+    while (*n && is_ows(p[*n - 1]))
+        (*n)--;
+    return p;
+}
+
+static bool
+equal_nocase(const char *a, size_t alen, const char *b)
+{
+    return alen == strlen(b) && strncasecmp(a, b, alen) == 0;
+}
+
+/* Remember the value of a field the checks need (field names are case-insensitive, 9110 5.1). */
+static void
+note_field(struct admin_request *rq, const char *line, size_t n, size_t name_len)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } wanted[] = {
+        {"host", offsetof(struct admin_request, host)},
+        {"origin", offsetof(struct admin_request, origin)},
+        {"content-type", offsetof(struct admin_request, content_type)},
+        {"sec-fetch-site", offsetof(struct admin_request, fetch_site)},
+    };
+    for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
+        if (!equal_nocase(line, name_len, wanted[i].name))
+            continue;
+        struct admin_field *f = (struct admin_field *)((char *)rq + wanted[i].off);
+        if (f->n++ == 0) {
+            f->len = n - name_len - 1;
+            f->v = trim_ows(line + name_len + 1, &f->len);
+        }
+        return;
+    }
 }
 
 int
-admin_parse_request(const char *buf, size_t len, char *method, size_t mcap, char *path,
-                    size_t pcap)
+admin_parse_request(const char *buf, size_t len, struct admin_request *rq)
 {
     size_t scan = len < ADMIN_HEAD_MAX ? len : ADMIN_HEAD_MAX;
     const char *end = memmem(buf, scan, "\r\n\r\n", 4);
@@ -160,10 +211,13 @@ admin_parse_request(const char *buf, size_t len, char *method, size_t mcap, char
     }
     if (check_request_line(buf, (size_t)(eol - buf), true, &mlen, &tlen) != 1)
         return -1;
+    memset(rq, 0, sizeof(*rq));
     for (const char *p = eol + 2; p < end + 2;) {
         const char *e = memmem(p, (size_t)(end + 2 - p), "\r\n", 2);
-        if (!check_header_line(p, (size_t)(e - p)))
+        size_t name_len = check_header_line(p, (size_t)(e - p));
+        if (name_len == 0)
             return -1;
+        note_field(rq, p, (size_t)(e - p), name_len);
         p = e + 2;
     }
 
@@ -171,13 +225,184 @@ admin_parse_request(const char *buf, size_t len, char *method, size_t mcap, char
     size_t plen = strcspn(target, "?# ");
     if (plen > tlen)
         plen = tlen;
-    if (mlen >= mcap || plen >= pcap)
+    if (mlen >= sizeof(rq->method) || plen >= sizeof(rq->path))
         return -1;
-    memcpy(method, buf, mlen);
-    method[mlen] = '\0';
-    memcpy(path, target, plen);
-    path[plen] = '\0';
+    memcpy(rq->method, buf, mlen);
+    rq->method[mlen] = '\0';
+    memcpy(rq->path, target, plen);
+    rq->path[plen] = '\0';
     return (int)(end + 4 - buf);
+}
+
+/* ---- what a browser could send (pure) */
+
+/* "host" or "host:port" (port 1..5 digits, at most 65535; absent: 80) -> host part and port. */
+static bool
+split_host_port(const char *v, size_t len, size_t *hlen, unsigned *port)
+{
+    size_t h;
+    if (len && v[0] == '[') {
+        const char *rb = memchr(v, ']', len);
+        if (!rb)
+            return false;
+        h = (size_t)(rb - v) + 1;
+    } else {
+        const char *colon = memchr(v, ':', len);
+        h = colon ? (size_t)(colon - v) : len;
+    }
+    if (h == 0)
+        return false;
+    *hlen = h;
+    *port = 80;
+    if (h == len)
+        return true;
+    if (v[h] != ':' || len - h - 1 < 1 || len - h - 1 > 5)
+        return false;
+    unsigned p = 0;
+    for (size_t i = h + 1; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        p = p * 10 + (unsigned)(v[i] - '0');
+    }
+    if (p > 65535)
+        return false;
+    *port = p;
+    return true;
+}
+
+/* inet_pton() on v[0..len), which is not NUL-terminated. */
+static bool
+is_ip_literal(int af, const char *v, size_t len)
+{
+    char text[INET6_ADDRSTRLEN];
+    struct in6_addr a;
+    if (len >= sizeof(text))
+        return false;
+    memcpy(text, v, len);
+    text[len] = '\0';
+    return inet_pton(af, text, &a) == 1;
+}
+
+bool
+admin_host_allowed(const char *v, size_t len, const char *hosts)
+{
+    size_t hlen;
+    unsigned port;
+    if (!split_host_port(v, len, &hlen, &port))
+        return false;
+    /* A browser's URL parser turns every IPv4 form into dotted decimal, so that is all we take. */
+    if (v[0] == '[')
+        return is_ip_literal(AF_INET6, v + 1, hlen - 2);
+    if (is_ip_literal(AF_INET, v, hlen) || equal_nocase(v, hlen, "localhost"))
+        return true;
+    for (const char *p = hosts ? hosts : ""; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == hlen && strncasecmp(p, v, n) == 0)
+            return true;
+        p += n + (p[n] == ',');
+    }
+    return false;
+}
+
+bool
+admin_origin_same(const char *origin, size_t olen, const char *host, size_t hlen)
+{
+    static const char scheme[] = "http://";
+    size_t ohost, hhost;
+    unsigned oport, hport;
+    if (olen < sizeof(scheme) - 1 || strncasecmp(origin, scheme, sizeof(scheme) - 1) != 0)
+        return false;
+    origin += sizeof(scheme) - 1;
+    olen -= sizeof(scheme) - 1;
+    if (!split_host_port(origin, olen, &ohost, &oport) ||
+        !split_host_port(host, hlen, &hhost, &hport))
+        return false;
+    return ohost == hhost && strncasecmp(origin, host, ohost) == 0 && oport == hport;
+}
+
+bool
+admin_ctype_is_simple(const char *v, size_t len)
+{
+    const char *semi = memchr(v, ';', len);
+    if (semi)
+        len = (size_t)(semi - v);
+    v = trim_ows(v, &len);
+    return equal_nocase(v, len, "application/x-www-form-urlencoded") ||
+           equal_nocase(v, len, "multipart/form-data") || equal_nocase(v, len, "text/plain");
+}
+
+int
+admin_check_request(const struct admin_request *rq, const char *hosts, const char **why)
+{
+    const struct admin_field *host = &rq->host, *origin = &rq->origin;
+    const struct admin_field *ctype = &rq->content_type, *site = &rq->fetch_site;
+
+    /* Two of them could let one pass the check and the other be acted on. */
+    if (host->n > 1 || origin->n > 1 || ctype->n > 1 || site->n > 1) {
+        *why = "bad request: Host, Origin, Content-Type or Sec-Fetch-Site repeated\n";
+        return 400;
+    }
+    /* DNS rebinding: a page's own name, resolved to this address, shows in Host. */
+    if (host->v && !admin_host_allowed(host->v, host->len, hosts)) {
+        *why = "forbidden: Host must be an IP address, localhost or a name in admin_hosts\n";
+        return 403;
+    }
+    /* Fetch metadata: only the user's own navigation ("none") or this origin. */
+    if (site->v && !equal_nocase(site->v, site->len, "same-origin") &&
+        !equal_nocase(site->v, site->len, "none")) {
+        *why = "forbidden: sent by another site (Sec-Fetch-Site)\n";
+        return 403;
+    }
+    if (origin->v && !(host->v && admin_origin_same(origin->v, origin->len, host->v, host->len))) {
+        *why = "forbidden: sent by another origin (Origin)\n";
+        return 403;
+    }
+    /* What a form or a no-cors fetch sends without a preflight, whatever Origin says. */
+    if (strcmp(rq->method, "POST") == 0 && ctype->v &&
+        admin_ctype_is_simple(ctype->v, ctype->len)) {
+        *why = "unsupported: POST with a form or text/plain body; send no body (curl -X POST)\n";
+        return 415;
+    }
+    return 0;
+}
+
+bool
+admin_addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24 == 127;
+    if (sa->sa_family != AF_INET6)
+        return false;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+int
+admin_hosts_add(char *list, size_t cap, const char *name)
+{
+    size_t len = strlen(name), label = 0, used = strlen(list);
+    if (len == 0 || len > 253)
+        return -EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        if (ch == '.') {
+            if (label == 0)
+                return -EINVAL;
+            label = 0;
+        } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                   (ch >= '0' && ch <= '9') || ch == '-' || ch == '_') {
+            if (++label > 63)
+                return -EINVAL;
+        } else {
+            return -EINVAL;
+        }
+    }
+    if (label == 0)
+        return -EINVAL;
+    if (used + (used > 0) + len + 1 > cap)
+        return -ENOSPC;
+    snprintf(list + used, cap - used, "%s%s", used ? "," : "", name);
+    return 0;
 }
 
 /* ---- responses */
@@ -200,10 +425,14 @@ status_text(int code)
         return "Accepted";
     case 400:
         return "Bad Request";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 415:
+        return "Unsupported Media Type";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -407,9 +636,9 @@ client_write(struct admin_client *c)
 }
 
 static void
-client_read(struct admin_client *c, const struct admin_handlers *h)
+client_read(struct admin_client *c, const char *hosts, const struct admin_handlers *h)
 {
-    char method[ADMIN_METHOD_MAX], path[ADMIN_PATH_MAX];
+    struct admin_request rq;
 
     for (;;) {
         ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
@@ -423,13 +652,18 @@ client_read(struct admin_client *c, const struct admin_handlers *h)
             return;
         }
         c->in_len += (size_t)n;
-        int r = admin_parse_request(c->in, c->in_len, method, sizeof(method), path, sizeof(path));
+        int r = admin_parse_request(c->in, c->in_len, &rq);
         if (r < 0) {
             respond_text(c, 400, NULL, "bad request\n");
             break;
         }
         if (r > 0) {
-            route(c, method, path, h);
+            const char *why;
+            int status = admin_check_request(&rq, hosts, &why);
+            if (status)
+                respond_text(c, status, NULL, why);
+            else
+                route(c, rq.method, rq.path, h);
             break;
         }
     }
@@ -437,11 +671,11 @@ client_read(struct admin_client *c, const struct admin_handlers *h)
 }
 
 static void
-client_step(struct admin_client *c, const struct admin_handlers *h)
+client_step(struct admin_client *c, const char *hosts, const struct admin_handlers *h)
 {
     switch (c->state) {
     case AC_READ:
-        client_read(c, h);
+        client_read(c, hosts, h);
         break;
     case AC_WRITE:
         client_write(c);
@@ -507,7 +741,7 @@ admin_serve(struct admin *a, const struct admin_handlers *h)
     admin_accept(a, now_ms() + ADMIN_IO_TIMEOUT_MS);
     /* Most requests arrive with the connection: try each before polling. */
     for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
-        client_step(&a->c[i], h);
+        client_step(&a->c[i], a->hosts, h);
 
     for (;;) {
         int64_t now = now_ms();
@@ -539,7 +773,7 @@ admin_serve(struct admin *a, const struct admin_handlers *h)
         }
         for (nfds_t k = 0; r > 0 && k < n; k++)
             if (pfd[k].revents)
-                client_step(&a->c[idx[k]], h);
+                client_step(&a->c[idx[k]], a->hosts, h);
     }
 }
 
@@ -559,7 +793,7 @@ addr_text(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap)
 }
 
 struct admin *
-admin_open(const struct sockaddr *addr, char *err, size_t errlen)
+admin_open(const struct sockaddr *addr, const char *hosts, char *err, size_t errlen)
 {
     struct admin *a = NULL;
     char where[NI_MAXHOST + NI_MAXSERV + 4];
@@ -576,6 +810,10 @@ admin_open(const struct sockaddr *addr, char *err, size_t errlen)
         return NULL;
     }
     addr_text(addr, alen, where, sizeof(where));
+    if (hosts && strlen(hosts) >= ADMIN_HOSTS_MAX) {
+        snprintf(err, errlen, "admin %s: the list of host names is too long", where);
+        return NULL;
+    }
 
     a = calloc(1, sizeof(*a));
     if (!a) {
@@ -587,6 +825,7 @@ admin_open(const struct sockaddr *addr, char *err, size_t errlen)
     a->spare_fd = -1;
     for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
         a->c[i].fd = -1;
+    snprintf(a->hosts, sizeof(a->hosts), "%s", hosts ? hosts : "");
 
     what = "socket";
     a->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -53,6 +53,7 @@ ctl_reload(struct ctl *ctl, char *msg, size_t cap)
         memcmp(o.listen, was->listen, sizeof(o.listen[0]) * o.n_listen) != 0 ||
         o.relay != was->relay || o.shards != was->shards || o.max_conns != was->max_conns ||
         memcmp(&o.admin, &was->admin, sizeof(o.admin)) != 0 ||
+        strcmp(o.admin_hosts, was->admin_hosts) != 0 ||
         strcmp(o.access_log, was->access_log) != 0 || o.log_format != was->log_format ||
         strcmp(o.user, was->user) != 0 || strcmp(o.group, was->group) != 0 ||
         o.pipe_size != was->pipe_size || o.buf_size != was->buf_size ||
