@@ -2,8 +2,12 @@
  * admin.h - the admin HTTP endpoint: GET /metrics, GET /healthz,
  * POST /reload, POST /drain. Control thread only. HTTP/1.1 subset: one
  * request per connection (Connection: close), request line and headers at
- * most 8 KiB, bodies ignored; every client gets at most ADMIN_IO_TIMEOUT_MS
- * so a stuck one cannot hold the control thread.
+ * most 8 KiB, bodies ignored.
+ *
+ * It is a part of the control thread's poll loop, not a call that waits:
+ * admin_poll_prepare() adds the listener and every client to the loop's
+ * pollfds and shortens its timeout to the nearest client deadline;
+ * admin_poll_done() does what poll() found ready, without ever waiting.
  *
  * There is no authentication, so what a web browser on the host could make
  * it do is refused: requests whose Host names something DNS could rebind to
@@ -14,11 +18,23 @@
 #ifndef RINGSOCKS_ADMIN_H
 #define RINGSOCKS_ADMIN_H
 
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
-#define ADMIN_IO_TIMEOUT_MS 1000
+/* From accept until the whole request head is in. */
+#define ADMIN_READ_TIMEOUT_MS 1000
+/* From the answer being ready until it is written and the client has closed. */
+#define ADMIN_WRITE_TIMEOUT_MS 5000
+/*
+ * Connections held at once. One more evicts the oldest client still sending
+ * its head (then the oldest lingering, then the oldest being written to), so
+ * a new request never waits behind slow ones.
+ */
+#define ADMIN_MAX_CLIENTS 64
+/* pollfds admin_poll_prepare() may write: the listener and every client. */
+#define ADMIN_POLL_MAX (1 + ADMIN_MAX_CLIENTS)
 
 #define ADMIN_METHOD_MAX 16
 #define ADMIN_PATH_MAX   256
@@ -26,7 +42,7 @@
 struct admin;
 
 /*
- * Called on the control thread, inside admin_serve(), with arg. A NULL
+ * Called on the control thread, inside admin_poll_done(), with arg. A NULL
  * handler makes its path answer 404.
  */
 struct admin_handlers {
@@ -53,17 +69,23 @@ struct admin_handlers {
  */
 struct admin *admin_open(const struct sockaddr *addr, const char *hosts, char *err,
                          size_t errlen);
-/* The listening fd, for the control thread's poll(). */
+/* The listening fd (its address: getsockname()). */
 int admin_fd(const struct admin *a);
 /*
- * Accept the pending connections (up to 16 at a time: the rest stay queued
- * and keep admin_fd() readable) and answer each, side by side. Returns when
- * all are done, at most about ADMIN_IO_TIMEOUT_MS (plus the handlers' own
- * time) after it was called; a client still silent or unread then is closed.
- * Every connection is closed before it returns.
+ * Before the control thread's poll(): write the listener and every client
+ * into pfd (room for ADMIN_POLL_MAX, revents cleared) and lower
+ * *timeout_ms to the nearest deadline. Returns the number written, which
+ * admin_poll_done() takes back with pfd.
  */
-void admin_serve(struct admin *a, const struct admin_handlers *h);
-/* Close the listening socket and free a; NULL is fine. */
+unsigned admin_poll_prepare(struct admin *a, struct pollfd *pfd, int *timeout_ms);
+/*
+ * After that poll(): serve what it found ready (accept, read, answer with
+ * the handlers, write), close the clients past their deadline. Never waits
+ * on a socket; the handlers' own work is the only time it takes.
+ */
+void admin_poll_done(struct admin *a, const struct pollfd *pfd, unsigned n,
+                     const struct admin_handlers *h);
+/* Close the listening socket and every client, and free a; NULL is fine. */
 void admin_close(struct admin *a);
 
 /* ---- pure parts, for the tests */

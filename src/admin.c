@@ -2,22 +2,21 @@
  * admin.c - the admin HTTP endpoint: GET /metrics, GET /healthz,
  * POST /reload, POST /drain, one request per connection.
  *
- * Control thread only. It owns the listening socket and, during one
- * admin_serve() call, the connections accepted by that call; none outlives
- * the call. It must never block: every socket is non-blocking, every wait is
- * a poll() bounded by the connection's deadline (ADMIN_IO_TIMEOUT_MS from
- * its accept), and the connections of one call are served side by side, so
- * one silent client delays the others by nothing and the call by at most
- * the deadline. It never touches shard state: the handlers do that.
+ * Control thread only. It owns the listening socket, up to
+ * ADMIN_MAX_CLIENTS connections, and one spare fd. It must never wait on a
+ * socket: every socket is non-blocking, the control thread's poll() is the
+ * only wait, and each connection has a deadline for its request head and
+ * one for its answer. A connection beyond the cap evicts the oldest client
+ * still sending its head, so slow clients cannot make a new request wait.
+ * It never touches shard state: the handlers do that.
  */
 #include "admin.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,11 +26,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ADMIN_HEAD_MAX    8192 /* request line and headers, with the final CRLFCRLF */
-#define ADMIN_MAX_CLIENTS 16   /* served side by side per admin_serve(); the rest wait */
-#define ADMIN_BACKLOG     64
-#define ADMIN_HOSTS_MAX   1024 /* admin_hosts, as opts.h holds it */
-#define ADMIN_MSG_MAX     256  /* handler messages (reload error, health reason) */
+#define ADMIN_HEAD_MAX     8192 /* request line and headers, with the final CRLFCRLF */
+#define ADMIN_BACKLOG      64
+#define ADMIN_ACCEPT_BATCH 64   /* per admin_poll_done(), so the loop's other fds wait no longer */
+#define ADMIN_HOSTS_MAX    1024 /* admin_hosts, as opts.h holds it */
+#define ADMIN_MSG_MAX      256  /* handler messages (reload error, health reason) */
 
 enum admin_state {
     AC_FREE = 0,
@@ -43,6 +42,7 @@ enum admin_state {
 struct admin_client {
     int fd;
     enum admin_state state;
+    uint64_t seq;        /* accept order: the oldest is evicted first */
     int64_t deadline_ms; /* CLOCK_MONOTONIC */
     size_t in_len;
     size_t head_len, sent;   /* response: head[] then body, sent bytes so far */
@@ -56,7 +56,10 @@ struct admin_client {
 
 struct admin {
     int fd;
-    int spare_fd; /* /dev/null, given up to refuse a connection when out of fds */
+    int spare_fd;              /* /dev/null, given up to refuse a connection when out of fds */
+    uint64_t seq;
+    unsigned n_polled;         /* what admin_poll_prepare() wrote: the listener, then... */
+    unsigned polled[ADMIN_MAX_CLIENTS]; /* ...these clients */
     char hosts[ADMIN_HOSTS_MAX];
     struct admin_client c[ADMIN_MAX_CLIENTS];
 };
@@ -461,6 +464,7 @@ respond(struct admin_client *c, int code, const char *allow, const char *ctype, 
     c->body_len = len;
     c->sent = 0;
     c->state = AC_WRITE;
+    c->deadline_ms = now_ms() + ADMIN_WRITE_TIMEOUT_MS;
 }
 
 static void
@@ -636,7 +640,7 @@ client_write(struct admin_client *c)
 }
 
 static void
-client_read(struct admin_client *c, const char *hosts, const struct admin_handlers *h)
+client_read(struct admin *a, struct admin_client *c, const struct admin_handlers *h)
 {
     struct admin_request rq;
 
@@ -659,7 +663,7 @@ client_read(struct admin_client *c, const char *hosts, const struct admin_handle
         }
         if (r > 0) {
             const char *why;
-            int status = admin_check_request(&rq, hosts, &why);
+            int status = admin_check_request(&rq, a->hosts, &why);
             if (status)
                 respond_text(c, status, NULL, why);
             else
@@ -671,11 +675,11 @@ client_read(struct admin_client *c, const char *hosts, const struct admin_handle
 }
 
 static void
-client_step(struct admin_client *c, const char *hosts, const struct admin_handlers *h)
+client_step(struct admin *a, struct admin_client *c, const struct admin_handlers *h)
 {
     switch (c->state) {
     case AC_READ:
-        client_read(c, hosts, h);
+        client_read(a, c, h);
         break;
     case AC_WRITE:
         client_write(c);
@@ -689,8 +693,30 @@ client_step(struct admin_client *c, const char *hosts, const struct admin_handle
 }
 
 /*
- * Out of file descriptors: accept with the spare one and close at once, so
- * the listening socket does not stay readable and spin the control loop.
+ * The client to drop for a new one: the oldest still sending its head (a
+ * real request arrives whole with its connection, so that one is slow or
+ * silent), else the oldest lingering after its answer, else the oldest being
+ * written to. NULL when there is none.
+ */
+static struct admin_client *
+victim(struct admin *a)
+{
+    static const int rank[] = {[AC_READ] = 0, [AC_LINGER] = 1, [AC_WRITE] = 2};
+    struct admin_client *v = NULL;
+    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++) {
+        struct admin_client *c = &a->c[i];
+        if (c->state == AC_FREE)
+            continue;
+        if (!v || rank[c->state] < rank[v->state] ||
+            (rank[c->state] == rank[v->state] && c->seq < v->seq))
+            v = c;
+    }
+    return v;
+}
+
+/*
+ * Out of fds: accept with the spare one and close at once, so the listening
+ * socket does not stay readable and spin the control loop.
  */
 static bool
 admin_shed(struct admin *a)
@@ -705,16 +731,11 @@ admin_shed(struct admin *a)
     return fd != -1;
 }
 
-/* Accept what is pending, up to ADMIN_MAX_CLIENTS at a time. */
+/* Accept what is pending (up to ADMIN_ACCEPT_BATCH) and try each at once. */
 static void
-admin_accept(struct admin *a, int64_t deadline_ms)
+admin_accept(struct admin *a, const struct admin_handlers *h)
 {
-    unsigned i = 0;
-    for (;;) {
-        while (i < ADMIN_MAX_CLIENTS && a->c[i].state != AC_FREE)
-            i++;
-        if (i == ADMIN_MAX_CLIENTS)
-            return;
+    for (unsigned k = 0; k < ADMIN_ACCEPT_BATCH; k++) {
         int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd == -1) {
             if (errno == EINTR || errno == ECONNABORTED)
@@ -723,58 +744,66 @@ admin_accept(struct admin *a, int64_t deadline_ms)
                 continue;
             return;
         }
-        struct admin_client *c = &a->c[i];
+        struct admin_client *c = NULL;
+        for (unsigned i = 0; i < ADMIN_MAX_CLIENTS && !c; i++)
+            if (a->c[i].state == AC_FREE)
+                c = &a->c[i];
+        if (!c) {
+            c = victim(a);
+            client_close(c);
+        }
         c->fd = fd;
         c->state = AC_READ;
-        c->deadline_ms = deadline_ms;
+        c->seq = ++a->seq;
+        c->deadline_ms = now_ms() + ADMIN_READ_TIMEOUT_MS;
         c->in_len = 0;
         c->body_owned = NULL;
+        /* Most requests arrive with the connection: answer now rather than after a poll. */
+        client_step(a, c, h);
     }
 }
 
-void
-admin_serve(struct admin *a, const struct admin_handlers *h)
+unsigned
+admin_poll_prepare(struct admin *a, struct pollfd *pfd, int *timeout_ms)
 {
-    struct pollfd pfd[ADMIN_MAX_CLIENTS];
-    unsigned idx[ADMIN_MAX_CLIENTS];
+    int64_t now = now_ms();
+    unsigned n = 1;
 
-    admin_accept(a, now_ms() + ADMIN_IO_TIMEOUT_MS);
-    /* Most requests arrive with the connection: try each before polling. */
-    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
-        client_step(&a->c[i], a->hosts, h);
-
-    for (;;) {
-        int64_t now = now_ms();
-        int timeout = ADMIN_IO_TIMEOUT_MS;
-        nfds_t n = 0;
-
-        for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++) {
-            struct admin_client *c = &a->c[i];
-            if (c->state == AC_FREE)
-                continue;
-            if (now >= c->deadline_ms) {
-                client_close(c);
-                continue;
-            }
-            if (c->deadline_ms - now < timeout)
-                timeout = (int)(c->deadline_ms - now);
-            pfd[n].fd = c->fd;
-            pfd[n].events = c->state == AC_WRITE ? POLLOUT : POLLIN;
-            pfd[n].revents = 0;
-            idx[n++] = i;
-        }
-        if (n == 0)
-            return;
-        int r = poll(pfd, n, timeout);
-        if (r == -1 && errno != EINTR) {
-            for (nfds_t k = 0; k < n; k++)
-                client_close(&a->c[idx[k]]);
-            return;
-        }
-        for (nfds_t k = 0; r > 0 && k < n; k++)
-            if (pfd[k].revents)
-                client_step(&a->c[idx[k]], a->hosts, h);
+    pfd[0] = (struct pollfd){.fd = a->fd, .events = POLLIN};
+    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++) {
+        struct admin_client *c = &a->c[i];
+        if (c->state == AC_FREE)
+            continue;
+        int64_t left = c->deadline_ms > now ? c->deadline_ms - now : 0;
+        if (left < *timeout_ms)
+            *timeout_ms = (int)left;
+        pfd[n] = (struct pollfd){.fd = c->fd, .events = c->state == AC_WRITE ? POLLOUT : POLLIN};
+        a->polled[n - 1] = i;
+        n++;
     }
+    a->n_polled = n;
+    return n;
+}
+
+void
+admin_poll_done(struct admin *a, const struct pollfd *pfd, unsigned n,
+                const struct admin_handlers *h)
+{
+    if (n > a->n_polled)
+        n = a->n_polled;
+    for (unsigned k = 1; k < n; k++) {
+        struct admin_client *c = &a->c[a->polled[k - 1]];
+        /* Evicted meanwhile, or its slot already reused by another fd. */
+        if (pfd[k].revents && c->state != AC_FREE && c->fd == pfd[k].fd)
+            client_step(a, c, h);
+    }
+    int64_t now = now_ms();
+    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
+        if (a->c[i].state != AC_FREE && now >= a->c[i].deadline_ms)
+            client_close(&a->c[i]);
+    if (n > 0 && (pfd[0].revents & POLLIN))
+        admin_accept(a, h);
+    a->n_polled = 0;
 }
 
 /* ---- listening socket */

@@ -1,11 +1,18 @@
 """
 cases_admin.py - the admin endpoint against what it must survive: web pages
-in a browser on the host (cross-origin POSTs, DNS rebinding); and that the
+in a browser on the host (cross-origin POSTs, DNS rebinding) and slow
+clients holding connections; and that the
 ways operators call it keep working (curl -X POST, Prometheus on a listed
 host name, an endpoint bound beyond loopback with its warning).
 
 Tests that need ringsocks' own flags are skipped for other peers.
 """
+
+import select
+import socket
+import statistics
+import threading
+import time
 
 from cases_control import conf_proxy, reload_count, rules_conf, write_conf, ALLOW_LOOPBACK
 from harness import (CONFIG, Fail, Skip, admin_addr, admin_request, case, check, echo_roundtrip,
@@ -205,3 +212,111 @@ def admin_warns_beyond_loopback(ctx):
     check(len(lines) == 1 and "0.0.0.0:" in lines[0] and "no authentication" in lines[0],
           "listening on 0.0.0.0: expected one warning line naming the address and saying it has "
           "no authentication", tail(wide.stderr()))
+
+
+# -------------------------------------------------------------- slow clients
+
+class SlowClients:
+    """n clients that each send one byte a second of a request head that never
+    ends; one the server closes connects again at its next tick (slow clients
+    arriving all the time)."""
+
+    HEAD = b"GET /healthz HTTP/1.1\r\nX-Slow: "
+
+    def __init__(self, addr, n):
+        self.addr, self.n = addr, n
+        self.socks = [None] * n
+        self.sent = [0] * n
+        self.connects = 0
+        self.stop_ev = threading.Event()
+        self.th = threading.Thread(target=self._run, daemon=True, name="slow-clients")
+        self.th.start()
+
+    def _connect(self, i):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setblocking(False)
+        s.connect_ex(self.addr)
+        self.socks[i], self.sent[i] = s, 0
+        self.connects += 1
+
+    def _drop(self, i):
+        try:
+            self.socks[i].close()
+        except OSError:
+            pass
+        self.socks[i] = None
+
+    def _run(self):
+        while not self.stop_ev.is_set():
+            tick = time.monotonic()
+            for i in range(self.n):
+                if self.stop_ev.is_set():
+                    break
+                s = self.socks[i]
+                if s is None:
+                    self._connect(i)
+                    continue
+                b = self.HEAD[self.sent[i]:self.sent[i] + 1] or b"a"
+                try:
+                    if s.send(b) == 1:
+                        self.sent[i] += 1
+                except (BlockingIOError, InterruptedError):
+                    pass
+                except OSError as e:
+                    if e.errno == 107:  # ENOTCONN: the connect is still on its way
+                        continue
+                    self._drop(i)
+                    continue
+                # Closed by the server: EOF, a reset or an answer.
+                try:
+                    r, _, _ = select.select([s], [], [], 0)
+                    if r:
+                        self._drop(i)
+                except (OSError, ValueError):
+                    self._drop(i)
+            self.stop_ev.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
+
+    def stop(self):
+        self.stop_ev.set()
+        self.th.join(10)
+        for i in range(self.n):
+            if self.socks[i] is not None:
+                self._drop(i)
+
+
+def timed_healthz(admin, limit=8.0):
+    """Seconds until GET /healthz is answered (limit when it is not)."""
+    t0 = time.monotonic()
+    try:
+        st, _, _ = admin_request(admin, "GET", "/healthz", timeout=limit)
+    except Exception:  # OSError, http.client's errors, timeouts
+        return limit, None
+    return time.monotonic() - t0, st
+
+
+@case("admin_healthz_under_slow_clients", timeout=90)
+def admin_healthz_under_slow_clients(ctx):
+    """200 slow clients (a byte a second, reconnecting when closed) must not
+    delay /healthz: the median of 5 is under 0.5 s (the blocking endpoint
+    took over 2 s)."""
+    need_ringsocks()
+    p = ctx.proxy()
+    admin = admin_addr(p)
+    slow = SlowClients(admin, 200)
+    ctx.defer(slow.stop)
+    time.sleep(2.5)  # every slow client connected, and some closed and back
+    took, codes = [], []
+    for _ in range(5):
+        t, st = timed_healthz(admin)
+        took.append(t)
+        codes.append(st)
+        time.sleep(0.3)
+    slow.stop()
+    med = statistics.median(took)
+    detail = "times %s, statuses %s, %d slow connects" % (
+        " ".join("%.3f" % t for t in took), codes, slow.connects)
+    check(slow.connects >= 200, "only %d slow clients connected" % slow.connects, detail)
+    check(med < 0.5, "GET /healthz under 200 slow clients took %.2f s (median of 5), expected "
+          "< 0.5 s" % med, detail)
+    check(codes.count(200) >= 3, "GET /healthz under 200 slow clients was not answered 200", detail)
+    p.check_alive()

@@ -3,8 +3,9 @@
  * oversize and malformed heads and the header fields it picks out; the pure
  * checks that keep browsers out (Host, Origin, Sec-Fetch-Site,
  * Content-Type); then the real listener on 127.0.0.1 with fake handlers,
- * driven by raw-socket clients on a thread (and by curl when it is
- * installed), and the deadline that bounds a silent client.
+ * served by a poll loop like the control thread's and driven by raw-socket
+ * clients on a thread (and by curl when it is installed): deadlines and
+ * eviction at the connection cap.
  *
  * Links admin.o alone.
  */
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -584,6 +586,7 @@ struct env {
     uint16_t port;
     struct fake f;
     struct admin_handlers h;
+    int64_t max_done_ms; /* the longest admin_poll_done(): the control thread never waits */
 };
 
 static int64_t
@@ -629,19 +632,75 @@ teardown_env(void **state)
     return 0;
 }
 
+/* A client socket, with 5 s timeouts so no test hangs; not connected yet. */
 static int
-connect_to(uint16_t port)
+client_socket(void)
+{
+    struct timeval tv = {.tv_sec = 5};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+static void
+connect_socket(int fd, uint16_t port)
 {
     struct sockaddr_in sin = {.sin_family = AF_INET,
                               .sin_port = htons(port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct timeval tv = {.tv_sec = 5};
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
     assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static int
+connect_to(uint16_t port)
+{
+    int fd = client_socket();
+    connect_socket(fd, port);
     return fd;
+}
+
+/*
+ * One turn of the control thread's loop, its admin part: prepare, poll (at
+ * most max_ms, less when a deadline is nearer), done. Returns the time
+ * admin_poll_done() took.
+ */
+static int64_t
+turn_on(struct admin *a, const struct admin_handlers *h, int max_ms)
+{
+    struct pollfd pfd[ADMIN_POLL_MAX];
+    int timeout = max_ms;
+    unsigned n = admin_poll_prepare(a, pfd, &timeout);
+    assert_true(n >= 1 && n <= ADMIN_POLL_MAX);
+    assert_true(timeout >= 0 && timeout <= max_ms);
+    assert_true(poll(pfd, n, timeout) >= 0);
+    int64_t t0 = mono_ms();
+    admin_poll_done(a, pfd, n, h);
+    return mono_ms() - t0;
+}
+
+static void
+turn(struct env *e, int max_ms)
+{
+    int64_t took = turn_on(e->a, &e->h, max_ms);
+    if (took > e->max_done_ms)
+        e->max_done_ms = took;
+}
+
+/* Turn until fd is readable (an answer, EOF or a reset): ms it took, or -1 after limit_ms. */
+static int64_t
+serve_until_readable(struct env *e, int fd, int limit_ms)
+{
+    int64_t t0 = mono_ms();
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 0) == 1)
+            return mono_ms() - t0;
+        if (mono_ms() - t0 > limit_ms)
+            return -1;
+        turn(e, 10);
+    }
 }
 
 static bool
@@ -697,6 +756,7 @@ struct job {
     size_t resp_len;
     int err;      /* errno of the read, 0: clean EOF */
     int send_err; /* errno of a failed send, 0: all sent */
+    atomic_bool done;
 };
 
 static void *
@@ -715,16 +775,19 @@ job_run(void *arg)
     }
     j->resp = read_all(fd, &j->resp_len, &j->err);
     close(fd);
+    atomic_store(&j->done, true);
     return NULL;
 }
 
-/* What the control thread does: wait for the listener, then serve. */
+/* What the control thread does, until *done (set by a client thread). */
 static void
-serve_once(struct env *e)
+serve_until_done(struct env *e, atomic_bool *done)
 {
-    struct pollfd pfd = {.fd = admin_fd(e->a), .events = POLLIN};
-    assert_int_equal(poll(&pfd, 1, 5000), 1);
-    admin_serve(e->a, &e->h);
+    int64_t t0 = mono_ms();
+    while (!atomic_load(done)) {
+        assert_true(mono_ms() - t0 < 10000);
+        turn(e, 10);
+    }
 }
 
 static void
@@ -732,9 +795,9 @@ run_job(struct env *e, struct job *j)
 {
     pthread_t t;
     j->port = e->port;
+    atomic_init(&j->done, false);
     assert_int_equal(pthread_create(&t, NULL, job_run, j), 0);
-    serve_once(e);
-    /* A split request may still be arriving on its own: serve until the client is done. */
+    serve_until_done(e, &j->done);
     assert_int_equal(pthread_join(t, NULL), 0);
 }
 
@@ -959,98 +1022,195 @@ test_null_handler(void **state)
     e->h.drain = fake_drain;
 }
 
+/* Read one whole answer from fd (the server closes after it) and check its status. */
+static void
+expect_status(int fd, int status)
+{
+    size_t len;
+    int err;
+    char *text = read_all(fd, &len, &err);
+    struct resp r = check_response(text, len);
+    if (r.status != status)
+        fail_msg("answer %d \"%s\", want %d", r.status, r.body, status);
+    free(text);
+}
+
+/* Closed by the server without an answer: EOF or a reset, nothing before it. */
+static void
+expect_closed(int fd)
+{
+    char b[64];
+    ssize_t n = recv(fd, b, sizeof(b), 0);
+    if (n != 0 && !(n == -1 && errno == ECONNRESET))
+        fail_msg("recv %zd (%s), want EOF or a reset", n, n < 0 ? strerror(errno) : "data");
+}
+
+static bool
+readable(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1;
+}
+
+static const char healthz[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+
 /*
- * A client that connects and says nothing costs the control thread at most
- * the deadline, and does not hold up a client served in the same call.
+ * A client that connects and says nothing, or half a head, holds nobody up
+ * and is closed at its read deadline, counted from its accept.
  */
 static void
 test_silent_client(void **state)
 {
     struct env *e = *state;
+    int64_t t0 = mono_ms();
     int silent = connect_to(e->port);
+    int half = connect_to(e->port);
+    assert_true(send_all(half, "GET /metr", 9));
     int good = connect_to(e->port);
-    static const char req[] = "GET /healthz HTTP/1.1\r\n\r\n";
-    assert_true(send_all(good, req, strlen(req)));
+    assert_true(send_all(good, healthz, strlen(healthz)));
     shutdown(good, SHUT_WR);
 
-    int64_t t0 = mono_ms();
-    serve_once(e);
-    int64_t took = mono_ms() - t0;
-    print_message("admin_serve with a silent client: %lld ms\n", (long long)took);
-    assert_true(took >= ADMIN_IO_TIMEOUT_MS - 20);
-    assert_true(took < ADMIN_IO_TIMEOUT_MS + 500);
-
-    size_t len;
-    int err;
-    char *text = read_all(good, &len, &err);
-    struct resp r = check_response(text, len);
-    assert_int_equal(r.status, 200);
-    free(text);
-    text = read_all(silent, &len, &err); /* closed by the server: EOF */
-    assert_int_equal(len, 0);
-    free(text);
+    int64_t took = serve_until_readable(e, good, 2000);
+    print_message("answered next to a silent client in %lld ms\n", (long long)took);
+    assert_true(took >= 0 && took < 300);
+    expect_status(good, 200);
     close(good);
+
+    took = serve_until_readable(e, silent, 3000);
+    int64_t since = mono_ms() - t0;
+    print_message("silent client closed %lld ms after its connect\n", (long long)since);
+    assert_true(took >= 0);
+    assert_true(since >= ADMIN_READ_TIMEOUT_MS - 20 && since < ADMIN_READ_TIMEOUT_MS + 400);
+    expect_closed(silent);
+    assert_true(serve_until_readable(e, half, 200) >= 0);
+    expect_closed(half);
     close(silent);
+    close(half);
 
     /* Connect and leave: nothing to wait for. */
     int gone = connect_to(e->port);
     close(gone);
-    t0 = mono_ms();
-    serve_once(e);
-    took = mono_ms() - t0;
-    assert_true(took < 200);
-
-    /* A half-sent head, then silence: cut at the deadline too. */
-    int slow = connect_to(e->port);
-    assert_true(send_all(slow, "GET /metr", 9));
-    t0 = mono_ms();
-    serve_once(e);
-    took = mono_ms() - t0;
-    assert_true(took < ADMIN_IO_TIMEOUT_MS + 500);
-    text = read_all(slow, &len, &err);
-    assert_int_equal(len, 0);
-    free(text);
-    close(slow);
+    turn(e, 10);
+    turn(e, 10);
+    assert_true(e->max_done_ms < 100);
 }
 
-/* Many clients at once: each answered, the extra ones on the next call. */
+/* Many clients at once: each answered, none waits for another. */
 static void
 test_many_clients(void **state)
 {
     struct env *e = *state;
     enum { N = 40 };
     int fd[N];
-    static const char req[] = "GET /healthz HTTP/1.1\r\n\r\n";
 
     for (int i = 0; i < N; i++) {
         fd[i] = connect_to(e->port);
-        assert_true(send_all(fd[i], req, strlen(req)));
+        assert_true(send_all(fd[i], healthz, strlen(healthz)));
         shutdown(fd[i], SHUT_WR);
     }
     int64_t t0 = mono_ms();
-    struct pollfd pfd = {.fd = admin_fd(e->a), .events = POLLIN};
-    int calls = 0;
-    while (poll(&pfd, 1, 0) == 1) {
-        admin_serve(e->a, &e->h);
-        calls++;
-    }
-    assert_true(calls >= 2);
+    for (int i = 0; i < N; i++)
+        assert_true(serve_until_readable(e, fd[i], 1000) >= 0);
     assert_true(mono_ms() - t0 < 1000);
     for (int i = 0; i < N; i++) {
-        size_t len;
-        int err;
-        char *text = read_all(fd[i], &len, &err);
-        struct resp r = check_response(text, len);
-        assert_int_equal(r.status, 200);
-        free(text);
+        expect_status(fd[i], 200);
         close(fd[i]);
     }
+}
+
+/*
+ * The cap is full of clients that have not sent a whole head: a new one
+ * evicts the oldest of them and is answered at once.
+ */
+static void
+test_eviction(void **state)
+{
+    struct env *e = *state;
+    int slow[ADMIN_MAX_CLIENTS + 2];
+
+    for (int i = 0; i < ADMIN_MAX_CLIENTS; i++) {
+        slow[i] = connect_to(e->port);
+        if (i % 2)
+            assert_true(send_all(slow[i], "GET /healthz HTTP/1.1\r\nHo", 25));
+        turn(e, 0); /* accepted in this order */
+    }
+    for (int round = 0; round < 2; round++) {
+        int good = connect_to(e->port);
+        assert_true(send_all(good, healthz, strlen(healthz)));
+        int64_t took = serve_until_readable(e, good, 2000);
+        print_message("answered with the cap full of slow clients in %lld ms\n", (long long)took);
+        assert_true(took >= 0 && took < 300);
+        expect_status(good, 200);
+        /* The oldest slow client made room; the others still wait for their deadline. */
+        assert_true(serve_until_readable(e, slow[round], 100) >= 0);
+        expect_closed(slow[round]);
+        for (int i = round + 1; i < ADMIN_MAX_CLIENTS + round; i++)
+            if (readable(slow[i]))
+                fail_msg("slow client %d closed too, want only %d", i, round);
+        /* Once the answered one has gone, the cap is filled again, by the newest. */
+        close(good);
+        turn(e, 10);
+        slow[ADMIN_MAX_CLIENTS + round] = connect_to(e->port);
+        turn(e, 10);
+    }
+    for (int i = 0; i < ADMIN_MAX_CLIENTS + 2; i++)
+        close(slow[i]);
+    assert_true(e->max_done_ms < 100);
+}
+
+/*
+ * A client that asks for a large answer and does not read holds only its
+ * own connection, until its write deadline.
+ */
+static void
+test_slow_reader(void **state)
+{
+    struct env *e = *state;
+    size_t len = 16 * 1024 * 1024;
+    char *text = malloc(len);
+    assert_non_null(text);
+    memset(text, 'm', len);
+    e->f.metrics_text = text;
+    e->f.metrics_len = len;
+
+    int rcvbuf = 4096;
+    int stuck = client_socket();
+    setsockopt(stuck, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    connect_socket(stuck, e->port);
+    static const char req[] = "GET /metrics HTTP/1.1\r\n\r\n";
+    assert_true(send_all(stuck, req, strlen(req)));
+    int64_t t0 = mono_ms();
+    turn(e, 10);
+    e->max_done_ms = 0; /* that turn ran the handler: copying 16 MiB is work, not waiting */
+
+    int good = connect_to(e->port);
+    assert_true(send_all(good, healthz, strlen(healthz)));
+    assert_true(serve_until_readable(e, good, 300) >= 0);
+    expect_status(good, 200);
+    close(good);
+
+    /* Serve on, not reading, until past the write deadline. */
+    while (mono_ms() - t0 < ADMIN_WRITE_TIMEOUT_MS + 300)
+        turn(e, 50);
+    size_t got;
+    int err;
+    char *resp = read_all(stuck, &got, &err);
+    print_message("slow reader: %zu of %zu bytes, then %s\n", got, len,
+                  err ? strerror(err) : "EOF");
+    assert_true(got < len);
+    free(resp);
+    close(stuck);
+    assert_true(e->max_done_ms < 100);
+    e->f.metrics_text = "# TYPE x gauge\nx 1\n";
+    e->f.metrics_len = strlen(e->f.metrics_text);
+    free(text);
 }
 
 struct curl_job {
     char cmd[512];
     char out[8192];
     int status;
+    atomic_bool done;
 };
 
 static void *
@@ -1066,6 +1226,7 @@ curl_run(void *arg)
         j->status = -1;
     }
     j->out[n] = '\0';
+    atomic_store(&j->done, true);
     return NULL;
 }
 
@@ -1077,8 +1238,9 @@ curl(struct env *e, const char *args, const char *path, const char *want)
     snprintf(j.cmd, sizeof(j.cmd),
              "curl -sS --noproxy '*' --max-time 5 -w ' %%{http_code}' %s 'http://127.0.0.1:%u%s'",
              args, e->port, path);
+    atomic_init(&j.done, false);
     assert_int_equal(pthread_create(&t, NULL, curl_run, &j), 0);
-    serve_once(e);
+    serve_until_done(e, &j.done);
     assert_int_equal(pthread_join(t, NULL), 0);
     if (j.status != 0 || strcmp(j.out, want) != 0)
         fail_msg("%s: status %d, \"%s\", want \"%s\"", j.cmd, j.status, j.out, want);
@@ -1164,6 +1326,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_null_handler, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_silent_client, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_many_clients, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_eviction, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_slow_reader, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_curl, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_open_errors, setup_env, teardown_env),
     };
