@@ -62,7 +62,8 @@ struct admin_handlers {
 
 /*
  * Bind and listen on addr, AF_INET or AF_INET6 (IPV6_V6ONLY set), with
- * SO_REUSEADDR, non-blocking. hosts: the host names (comma-separated, as
+ * SO_REUSEADDR, non-blocking, and keep one spare fd so that a full fd table
+ * still gets an answer. hosts: the host names (comma-separated, as
  * admin_hosts_add() builds them; NULL or "" for none) a request's Host may
  * carry besides IP literals and localhost; copied. NULL and a message naming
  * the address and the failed step in err on failure.
@@ -73,9 +74,9 @@ struct admin *admin_open(const struct sockaddr *addr, const char *hosts, char *e
 int admin_fd(const struct admin *a);
 /*
  * Before the control thread's poll(): write the listener and every client
- * into pfd (room for ADMIN_POLL_MAX, revents cleared) and lower
- * *timeout_ms to the nearest deadline. Returns the number written, which
- * admin_poll_done() takes back with pfd.
+ * into pfd (room for ADMIN_POLL_MAX, revents cleared; an entry with fd -1 is
+ * one poll() skips) and lower *timeout_ms to the nearest deadline. Returns
+ * the number written, which admin_poll_done() takes back with pfd.
  */
 unsigned admin_poll_prepare(struct admin *a, struct pollfd *pfd, int *timeout_ms);
 /*

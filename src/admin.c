@@ -8,6 +8,7 @@
  * only wait, and each connection has a deadline for its request head and
  * one for its answer. A connection beyond the cap evicts the oldest client
  * still sending its head, so slow clients cannot make a new request wait.
+ * Out of fds, the spare is given up to accept and serve one more client.
  * It never touches shard state: the handlers do that.
  */
 #include "admin.h"
@@ -29,6 +30,7 @@
 #define ADMIN_HEAD_MAX     8192 /* request line and headers, with the final CRLFCRLF */
 #define ADMIN_BACKLOG      64
 #define ADMIN_ACCEPT_BATCH 64   /* per admin_poll_done(), so the loop's other fds wait no longer */
+#define ADMIN_FD_RETRY_MS  250  /* out of fds, no spare, no client to evict: retry after this */
 #define ADMIN_HOSTS_MAX    1024 /* admin_hosts, as opts.h holds it */
 #define ADMIN_MSG_MAX      256  /* handler messages (reload error, health reason) */
 
@@ -56,7 +58,8 @@ struct admin_client {
 
 struct admin {
     int fd;
-    int spare_fd;              /* /dev/null, given up to refuse a connection when out of fds */
+    int spare_fd;              /* /dev/null; -1 while given up for a client (or lost) */
+    int64_t accept_resume_ms;  /* out of fds: the listener is not polled before this */
     uint64_t seq;
     unsigned n_polled;         /* what admin_poll_prepare() wrote: the listener, then... */
     unsigned polled[ADMIN_MAX_CLIENTS]; /* ...these clients */
@@ -568,13 +571,21 @@ route(struct admin_client *c, const char *method, const char *path,
 /* ---- connections */
 
 static void
-client_close(struct admin_client *c)
+client_close(struct admin *a, struct admin_client *c)
 {
     close(c->fd);
     free(c->body_owned);
     c->body_owned = NULL;
     c->fd = -1;
     c->state = AC_FREE;
+    /*
+     * An fd is free: the spare, if given up, takes it back at once (a shard
+     * could take it otherwise), and a listener paused for want of fds may
+     * accept again.
+     */
+    if (a->spare_fd < 0)
+        a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    a->accept_resume_ms = 0;
 }
 
 /*
@@ -583,7 +594,7 @@ client_close(struct admin_client *c)
  * the response before the client reads it (RFC 9112 section 9.6).
  */
 static void
-client_linger(struct admin_client *c)
+client_linger(struct admin *a, struct admin_client *c)
 {
     char sink[4096];
     if (c->state != AC_LINGER) {
@@ -598,13 +609,13 @@ client_linger(struct admin_client *c)
             continue;
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        client_close(c);
+        client_close(a, c);
         return;
     }
 }
 
 static void
-client_write(struct admin_client *c)
+client_write(struct admin *a, struct admin_client *c)
 {
     for (;;) {
         struct iovec iov[2];
@@ -622,7 +633,7 @@ client_write(struct admin_client *c)
             iov[n_iov++].iov_len = c->body_len - off;
         }
         if (n_iov == 0) {
-            client_linger(c);
+            client_linger(a, c);
             return;
         }
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
@@ -634,7 +645,7 @@ client_write(struct admin_client *c)
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            client_close(c);
+            client_close(a, c);
         return;
     }
 }
@@ -652,7 +663,7 @@ client_read(struct admin *a, struct admin_client *c, const struct admin_handlers
             return;
         if (n <= 0) {
             /* EOF or error before a whole head: nobody to answer. */
-            client_close(c);
+            client_close(a, c);
             return;
         }
         c->in_len += (size_t)n;
@@ -671,7 +682,7 @@ client_read(struct admin *a, struct admin_client *c, const struct admin_handlers
             break;
         }
     }
-    client_write(c);
+    client_write(a, c);
 }
 
 static void
@@ -682,10 +693,10 @@ client_step(struct admin *a, struct admin_client *c, const struct admin_handlers
         client_read(a, c, h);
         break;
     case AC_WRITE:
-        client_write(c);
+        client_write(a, c);
         break;
     case AC_LINGER:
-        client_linger(c);
+        client_linger(a, c);
         break;
     case AC_FREE:
         break;
@@ -715,20 +726,41 @@ victim(struct admin *a)
 }
 
 /*
- * Out of fds: accept with the spare one and close at once, so the listening
- * socket does not stay readable and spin the control loop.
+ * accept4(), and when the fd table is full (EMFILE, ENFILE) make room: the
+ * spare first, then a client's fd. The fd or -errno; -EMFILE when no room
+ * could be made.
  */
-static bool
-admin_shed(struct admin *a)
+static int
+accept_fd(struct admin *a)
 {
-    if (a->spare_fd < 0)
-        return false;
-    close(a->spare_fd);
-    int fd = accept(a->fd, NULL, NULL);
-    if (fd != -1)
-        close(fd);
-    a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    return fd != -1;
+    for (int tries = 0;; tries++) {
+        int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+        if (errno == EINTR)
+            continue;
+        if (errno != EMFILE && errno != ENFILE)
+            return -errno;
+        /*
+         * accept4() takes an fd before it looks at the queue: make room only
+         * for a connection that is there. And a shard may take the fd we free
+         * before accept4() does: a few tries, then give up.
+         */
+        struct pollfd pending = {.fd = a->fd, .events = POLLIN};
+        if (poll(&pending, 1, 0) != 1)
+            return -EAGAIN;
+        if (tries == 3)
+            return -EMFILE;
+        if (a->spare_fd >= 0) {
+            close(a->spare_fd);
+            a->spare_fd = -1;
+            continue;
+        }
+        struct admin_client *v = victim(a);
+        if (!v)
+            return -EMFILE;
+        client_close(a, v); /* its fd becomes the spare, given up on the next try */
+    }
 }
 
 /* Accept what is pending (up to ADMIN_ACCEPT_BATCH) and try each at once. */
@@ -736,21 +768,23 @@ static void
 admin_accept(struct admin *a, const struct admin_handlers *h)
 {
     for (unsigned k = 0; k < ADMIN_ACCEPT_BATCH; k++) {
-        int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd == -1) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if ((errno == EMFILE || errno == ENFILE) && admin_shed(a))
-                continue;
+        int fd = accept_fd(a);
+        if (fd == -ECONNABORTED)
+            continue;
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+            /* Not polled until then (or until a client closes), so it cannot spin the loop. */
+            a->accept_resume_ms = now_ms() + ADMIN_FD_RETRY_MS;
             return;
         }
+        if (fd < 0)
+            return;
         struct admin_client *c = NULL;
         for (unsigned i = 0; i < ADMIN_MAX_CLIENTS && !c; i++)
             if (a->c[i].state == AC_FREE)
                 c = &a->c[i];
         if (!c) {
             c = victim(a);
-            client_close(c);
+            client_close(a, c);
         }
         c->fd = fd;
         c->state = AC_READ;
@@ -769,7 +803,15 @@ admin_poll_prepare(struct admin *a, struct pollfd *pfd, int *timeout_ms)
     int64_t now = now_ms();
     unsigned n = 1;
 
+    /* Lost to a shard that took the fd first: try again while there is room. */
+    if (a->spare_fd < 0)
+        a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     pfd[0] = (struct pollfd){.fd = a->fd, .events = POLLIN};
+    if (a->accept_resume_ms > now) {
+        pfd[0].fd = -1;
+        if (a->accept_resume_ms - now < *timeout_ms)
+            *timeout_ms = (int)(a->accept_resume_ms - now);
+    }
     for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++) {
         struct admin_client *c = &a->c[i];
         if (c->state == AC_FREE)
@@ -800,7 +842,7 @@ admin_poll_done(struct admin *a, const struct pollfd *pfd, unsigned n,
     int64_t now = now_ms();
     for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
         if (a->c[i].state != AC_FREE && now >= a->c[i].deadline_ms)
-            client_close(&a->c[i]);
+            client_close(a, &a->c[i]);
     if (n > 0 && (pfd[0].revents & POLLIN))
         admin_accept(a, h);
     a->n_polled = 0;
@@ -874,7 +916,7 @@ admin_open(const struct sockaddr *addr, const char *hosts, char *err, size_t err
     what = "listen";
     if (listen(a->fd, ADMIN_BACKLOG) == -1)
         goto out;
-    /* Best effort: without it a full fd table only makes accept fail until it clears. */
+    /* Best effort: without it a full fd table leaves clients unanswered until it clears. */
     a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return a;
 
@@ -899,7 +941,7 @@ admin_close(struct admin *a)
         return;
     for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
         if (a->c[i].state != AC_FREE)
-            client_close(&a->c[i]);
+            client_close(a, &a->c[i]);
     close(a->fd);
     if (a->spare_fd >= 0)
         close(a->spare_fd);

@@ -1,7 +1,7 @@
 """
 cases_admin.py - the admin endpoint against what it must survive: web pages
-in a browser on the host (cross-origin POSTs, DNS rebinding) and slow
-clients holding connections; and that the
+in a browser on the host (cross-origin POSTs, DNS rebinding), slow clients
+holding connections, and a process out of file descriptors; and that the
 ways operators call it keep working (curl -X POST, Prometheus on a listed
 host name, an endpoint bound beyond loopback with its warning).
 
@@ -15,6 +15,7 @@ import threading
 import time
 
 from cases_control import conf_proxy, reload_count, rules_conf, write_conf, ALLOW_LOOPBACK
+from cases_limits import open_fds, start_tunnels
 from harness import (CONFIG, Fail, Skip, admin_addr, admin_request, case, check, echo_roundtrip,
                      fmt_status, need_option, need_ringsocks, need_tools, socks_connect, tail,
                      wait_until)
@@ -214,7 +215,7 @@ def admin_warns_beyond_loopback(ctx):
           "no authentication", tail(wide.stderr()))
 
 
-# -------------------------------------------------------------- slow clients
+# ----------------------------------------------------- slow clients, no fds
 
 class SlowClients:
     """n clients that each send one byte a second of a request head that never
@@ -320,3 +321,37 @@ def admin_healthz_under_slow_clients(ctx):
           "< 0.5 s" % med, detail)
     check(codes.count(200) >= 3, "GET /healthz under 200 slow clients was not answered 200", detail)
     p.check_alive()
+
+
+@case("admin_answers_out_of_fds")
+def admin_answers_out_of_fds(ctx):
+    """Under a 64-fd limit with every fd taken by tunnels and waiting clients,
+    /healthz is still answered 200 (on the spare fd), three times in a row."""
+    need_ringsocks("needs prlimit around ringsocks")
+    need_tools("prlimit")
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--max-conns", "1000"), wrap=("prlimit", "--nofile=64:64", "--"))
+    admin = admin_addr(p)
+    pid = p.proc.pid
+    ok, failed, waiting = start_tunnels(p, echo.port, 40)
+    check(len(ok) < 40, "all 40 tunnels opened under a 64-fd limit: the limit was not reached")
+    # Clients waiting in the backlog take every fd a shard frees, so the table stays full.
+    idle = []
+    for _ in range(8):
+        s = socket.create_connection(p.addr, timeout=5)
+        idle.append(s)
+    ctx.defer(lambda: [s.close() for s in idle + ok + failed + waiting])
+    full = wait_until(lambda: open_fds(pid) >= 64, 3.0, 0.05)
+    check(full, "the proxy holds %d fds under a 64-fd limit: the table is not full"
+          % open_fds(pid))
+    for i in range(3):
+        st, body = ask(admin, "GET", "/healthz")
+        check(st == 200, "GET /healthz #%d out of fds answered %d %r, expected 200" % (i + 1, st, body))
+        check(wait_until(lambda: open_fds(pid) >= 64, 2.0, 0.02),
+              "after GET /healthz #%d the proxy holds %d fds: the spare did not come back"
+              % (i + 1, open_fds(pid)))
+    st, body = ask(admin, "GET", "/metrics")
+    check(st == 200 and "ringsocks_" in body, "GET /metrics out of fds answered %d" % st)
+    p.check_alive()
+    for s in ok[:2]:
+        echo_roundtrip(s, 1024)

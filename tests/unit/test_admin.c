@@ -4,8 +4,8 @@
  * checks that keep browsers out (Host, Origin, Sec-Fetch-Site,
  * Content-Type); then the real listener on 127.0.0.1 with fake handlers,
  * served by a poll loop like the control thread's and driven by raw-socket
- * clients on a thread (and by curl when it is installed): deadlines and
- * eviction at the connection cap.
+ * clients on a thread (and by curl when it is installed): deadlines,
+ * eviction at the connection cap, and a full fd table.
  *
  * Links admin.o alone.
  */
@@ -22,7 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -597,6 +599,54 @@ mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* ---- filling the fd table */
+
+/*
+ * Static, not on a test's stack: a failed assertion leaves the test by
+ * longjmp, and the teardown must still find the fill to undo it.
+ */
+static struct fd_fill {
+    bool active;
+    struct rlimit old;
+    int fd[256];
+    int n;
+} fill;
+
+/* Lower the soft fd limit to limit, then open /dev/null until it is reached. */
+static struct fd_fill *
+fill_fds(rlim_t limit)
+{
+    struct fd_fill *f = &fill;
+    assert_false(f->active);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &f->old), 0);
+    struct rlimit rl = {.rlim_cur = limit, .rlim_max = f->old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    f->n = 0;
+    f->active = true;
+    for (;;) {
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd == -1) {
+            assert_int_equal(errno, EMFILE);
+            return f;
+        }
+        assert_true(f->n < (int)(sizeof(f->fd) / sizeof(f->fd[0])));
+        f->fd[f->n++] = fd;
+    }
+}
+
+/* Undo fill_fds(), if it is in force. */
+static void
+unfill_fds(void)
+{
+    struct fd_fill *f = &fill;
+    if (!f->active)
+        return;
+    while (f->n)
+        close(f->fd[--f->n]);
+    f->active = false;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &f->old), 0);
+}
+
 static int
 setup_env(void **state)
 {
@@ -627,6 +677,7 @@ static int
 teardown_env(void **state)
 {
     struct env *e = *state;
+    unfill_fds();
     admin_close(e->a);
     free(e);
     return 0;
@@ -644,6 +695,7 @@ client_socket(void)
     return fd;
 }
 
+/* connect() needs no new fd: what the out-of-fds tests rely on. */
 static void
 connect_socket(int fd, uint16_t port)
 {
@@ -1206,6 +1258,106 @@ test_slow_reader(void **state)
     free(text);
 }
 
+/* ---- a full fd table */
+
+static bool
+table_full(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    return fd < 0 && errno == EMFILE;
+}
+
+/*
+ * Out of fds, a client is still answered, on the spare fd, which comes back
+ * afterwards for the next one; a silent client on the spare is evicted for
+ * a new one.
+ */
+static void
+test_out_of_fds(void **state)
+{
+    struct env *e = *state;
+    int c[4];
+    for (int i = 0; i < 4; i++)
+        c[i] = client_socket();
+    fill_fds(64);
+
+    for (int i = 0; i < 2; i++) {
+        connect_socket(c[i], e->port);
+        assert_true(send_all(c[i], healthz, strlen(healthz)));
+        assert_true(serve_until_readable(e, c[i], 1000) >= 0);
+        expect_status(c[i], 200);
+        /* Our EOF lets the server close; its next turn takes the spare back. */
+        shutdown(c[i], SHUT_WR);
+        turn(e, 10);
+        turn(e, 10);
+        assert_true(table_full());
+    }
+
+    /* A silent client takes the spare; the next one gets it from him. */
+    connect_socket(c[2], e->port);
+    turn(e, 10);
+    assert_false(readable(c[2]));
+    connect_socket(c[3], e->port);
+    assert_true(send_all(c[3], healthz, strlen(healthz)));
+    assert_true(serve_until_readable(e, c[3], 1000) >= 0);
+    expect_status(c[3], 200);
+    assert_true(readable(c[2]));
+    expect_closed(c[2]);
+
+    unfill_fds();
+    for (int i = 0; i < 4; i++)
+        close(c[i]);
+    turn(e, 10);
+}
+
+/*
+ * Out of fds with no spare (lost, or never had one) and no client to evict:
+ * the listener rests instead of spinning the loop, and the waiting client is
+ * served once an fd frees.
+ */
+static void
+test_out_of_fds_no_spare(void **state)
+{
+    struct env *e = *state;
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in got;
+    socklen_t glen = sizeof(got);
+    char err[256];
+    int c = client_socket();
+
+    struct fd_fill *f = fill_fds(64);
+    close(f->fd[--f->n]); /* room for the listener, none for its spare */
+    struct admin *a = admin_open((struct sockaddr *)&sin, NULL, err, sizeof(err));
+    assert_non_null(a);
+    assert_true(table_full());
+    assert_int_equal(getsockname(admin_fd(a), (struct sockaddr *)&got, &glen), 0);
+    connect_socket(c, ntohs(got.sin_port));
+    assert_true(send_all(c, healthz, strlen(healthz)));
+
+    int turns = 0;
+    int64_t t0 = mono_ms();
+    while (mono_ms() - t0 < 600) {
+        turn_on(a, &e->h, 100);
+        turns++;
+    }
+    print_message("out of fds, no spare: %d loop turns in 600 ms\n", turns);
+    assert_true(turns < 30);
+    assert_false(readable(c));
+
+    close(f->fd[--f->n]);
+    t0 = mono_ms();
+    while (!readable(c) && mono_ms() - t0 < 2000)
+        turn_on(a, &e->h, 10);
+    print_message("served %lld ms after an fd freed\n", (long long)(mono_ms() - t0));
+    expect_status(c, 200);
+
+    close(c);
+    admin_close(a);
+    unfill_fds();
+}
+
 struct curl_job {
     char cmd[512];
     char out[8192];
@@ -1328,6 +1480,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_many_clients, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_eviction, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_slow_reader, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_out_of_fds, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_out_of_fds_no_spare, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_curl, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_open_errors, setup_env, teardown_env),
     };
