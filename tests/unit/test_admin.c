@@ -1107,6 +1107,13 @@ readable(int fd)
 static const char healthz[] = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
 
 /*
+ * "At once" for a client served next to slow ones, and the most one
+ * admin_poll_done() may take: far below the 1 s a wait for a slow client
+ * would cost, with room for a loaded 2-core machine's scheduling.
+ */
+#define PROMPT_MS (ADMIN_READ_TIMEOUT_MS / 2)
+
+/*
  * A client that connects and says nothing, or half a head, holds nobody up
  * and is closed at its read deadline, counted from its accept.
  */
@@ -1124,7 +1131,7 @@ test_silent_client(void **state)
 
     int64_t took = serve_until_readable(e, good, 2000);
     print_message("answered next to a silent client in %lld ms\n", (long long)took);
-    assert_true(took >= 0 && took < 300);
+    assert_true(took >= 0 && took < PROMPT_MS);
     expect_status(good, 200);
     close(good);
 
@@ -1132,7 +1139,7 @@ test_silent_client(void **state)
     int64_t since = mono_ms() - t0;
     print_message("silent client closed %lld ms after its connect\n", (long long)since);
     assert_true(took >= 0);
-    assert_true(since >= ADMIN_READ_TIMEOUT_MS - 20 && since < ADMIN_READ_TIMEOUT_MS + 400);
+    assert_true(since >= ADMIN_READ_TIMEOUT_MS - 20 && since < 2 * ADMIN_READ_TIMEOUT_MS);
     expect_closed(silent);
     assert_true(serve_until_readable(e, half, 200) >= 0);
     expect_closed(half);
@@ -1144,7 +1151,7 @@ test_silent_client(void **state)
     close(gone);
     turn(e, 10);
     turn(e, 10);
-    assert_true(e->max_done_ms < 100);
+    assert_true(e->max_done_ms < PROMPT_MS);
 }
 
 /* Many clients at once: each answered, none waits for another. */
@@ -1191,7 +1198,7 @@ test_eviction(void **state)
         assert_true(send_all(good, healthz, strlen(healthz)));
         int64_t took = serve_until_readable(e, good, 2000);
         print_message("answered with the cap full of slow clients in %lld ms\n", (long long)took);
-        assert_true(took >= 0 && took < 300);
+        assert_true(took >= 0 && took < PROMPT_MS);
         expect_status(good, 200);
         /* The oldest slow client made room; the others still wait for their deadline. */
         assert_true(serve_until_readable(e, slow[round], 100) >= 0);
@@ -1207,7 +1214,7 @@ test_eviction(void **state)
     }
     for (int i = 0; i < ADMIN_MAX_CLIENTS + 2; i++)
         close(slow[i]);
-    assert_true(e->max_done_ms < 100);
+    assert_true(e->max_done_ms < PROMPT_MS);
 }
 
 /*
@@ -1252,7 +1259,7 @@ test_slow_reader(void **state)
     assert_true(got < len);
     free(resp);
     close(stuck);
-    assert_true(e->max_done_ms < 100);
+    assert_true(e->max_done_ms < PROMPT_MS);
     e->f.metrics_text = "# TYPE x gauge\nx 1\n";
     e->f.metrics_len = strlen(e->f.metrics_text);
     free(text);
