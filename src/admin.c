@@ -31,6 +31,7 @@
 #define ADMIN_BACKLOG      64
 #define ADMIN_ACCEPT_BATCH 64   /* per admin_poll_done(), so the loop's other fds wait no longer */
 #define ADMIN_FD_RETRY_MS  250  /* out of fds, no spare, no client to evict: retry after this */
+#define ADMIN_LINGER_STEP  65536 /* bytes drained from a client after its answer, per turn */
 #define ADMIN_HOSTS_MAX    1024 /* admin_hosts, as opts.h holds it */
 #define ADMIN_MSG_MAX      256  /* handler messages (reload error, health reason) */
 
@@ -591,7 +592,10 @@ client_close(struct admin *a, struct admin_client *c)
 /*
  * Response written: shut our side and read until the client's EOF. Closing
  * with request bytes unread (a POST body) would send an RST that can destroy
- * the response before the client reads it (RFC 9112 section 9.6).
+ * the response before the client reads it (RFC 9112 section 9.6). At most
+ * ADMIN_LINGER_STEP bytes per call: a client sending as fast as we read
+ * would otherwise keep the control thread here; the rest waits for the
+ * next turn of the loop, and the deadline ends it.
  */
 static void
 client_linger(struct admin *a, struct admin_client *c)
@@ -601,10 +605,12 @@ client_linger(struct admin *a, struct admin_client *c)
         shutdown(c->fd, SHUT_WR);
         c->state = AC_LINGER;
     }
-    for (;;) {
+    for (size_t got = 0; got < ADMIN_LINGER_STEP;) {
         ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
-        if (n > 0)
+        if (n > 0) {
+            got += (size_t)n;
             continue;
+        }
         if (n == -1 && errno == EINTR)
             continue;
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))

@@ -589,6 +589,7 @@ struct env {
     struct fake f;
     struct admin_handlers h;
     int64_t max_done_ms; /* the longest admin_poll_done(): the control thread never waits */
+    unsigned long turns;
 };
 
 static int64_t
@@ -647,6 +648,48 @@ unfill_fds(void)
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &f->old), 0);
 }
 
+/* A client that keeps sending after its answer (an endless body) until told to stop. */
+struct flood {
+    int fd;
+    atomic_bool stop, done;
+    size_t sent;
+};
+
+/* Static for the same reason as the fd fill: the teardown stops what a failed test left. */
+enum { FLOODS = 4 };
+static struct flood floods[FLOODS];
+static pthread_t flood_threads[FLOODS];
+static int n_floods;
+
+static void *
+flood_run(void *arg)
+{
+    struct flood *f = arg;
+    char chunk[65536];
+    memset(chunk, 'f', sizeof(chunk));
+    while (!atomic_load(&f->stop)) {
+        ssize_t n = send(f->fd, chunk, sizeof(chunk), MSG_NOSIGNAL);
+        if (n <= 0)
+            break;
+        f->sent += (size_t)n;
+    }
+    atomic_store(&f->done, true);
+    return NULL;
+}
+
+/* Stop the flood threads (their sends fail once the admin has closed its ends) and reap them. */
+static void
+floods_reap(void)
+{
+    for (int i = 0; i < n_floods; i++)
+        atomic_store(&floods[i].stop, true);
+    for (int i = 0; i < n_floods; i++) {
+        pthread_join(flood_threads[i], NULL);
+        close(floods[i].fd);
+    }
+    n_floods = 0;
+}
+
 static int
 setup_env(void **state)
 {
@@ -679,6 +722,7 @@ teardown_env(void **state)
     struct env *e = *state;
     unfill_fds();
     admin_close(e->a);
+    floods_reap();
     free(e);
     return 0;
 }
@@ -738,6 +782,7 @@ turn(struct env *e, int max_ms)
     int64_t took = turn_on(e->a, &e->h, max_ms);
     if (took > e->max_done_ms)
         e->max_done_ms = took;
+    e->turns++;
 }
 
 /* Turn until fd is readable (an answer, EOF or a reset): ms it took, or -1 after limit_ms. */
@@ -1265,6 +1310,63 @@ test_slow_reader(void **state)
     free(text);
 }
 
+/*
+ * Draining what clients send after their answer is bounded per turn (64 KiB
+ * each): clients that send as fast as they can do not keep the control
+ * thread. What they manage to send is at most that per turn plus what the
+ * sockets' buffers hold (a few MiB on loopback); draining each to EAGAIN
+ * took GiBs in as many turns.
+ */
+static void
+test_linger_flood(void **state)
+{
+    struct env *e = *state;
+    enum { N = FLOODS };
+    struct flood *f = floods;
+    static const char head[] = "POST /reload HTTP/1.1\r\nContent-Length: 100000000000\r\n\r\n";
+
+    for (int i = 0; i < N; i++) {
+        f[i] = (struct flood){.fd = connect_to(e->port)};
+        atomic_init(&f[i].stop, false);
+        atomic_init(&f[i].done, false);
+        assert_true(send_all(f[i].fd, head, strlen(head)));
+        assert_int_equal(pthread_create(&flood_threads[i], NULL, flood_run, &f[i]), 0);
+        n_floods = i + 1;
+    }
+    unsigned long turns0 = e->turns;
+    int64_t t0 = mono_ms();
+    while (mono_ms() - t0 < 1500) {
+        int good = connect_to(e->port);
+        assert_true(send_all(good, healthz, strlen(healthz)));
+        int64_t took = serve_until_readable(e, good, 2000);
+        assert_true(took >= 0 && took < PROMPT_MS);
+        expect_status(good, 200);
+        close(good);
+    }
+    size_t sent = 0;
+    for (int i = 0; i < N; i++)
+        atomic_store(&f[i].stop, true);
+    for (int i = 0; i < N; i++)
+        serve_until_done(e, &f[i].done); /* a send may wait for room: serve on */
+    unsigned long turns = e->turns - turns0;
+    for (int i = 0; i < N; i++) {
+        if (f[i].sent > turns * 65536 + (32u << 20))
+            fail_msg("flood %d: %zu MiB taken in %lu turns: more than 64 KiB a turn", i,
+                     f[i].sent >> 20, turns);
+        shutdown(f[i].fd, SHUT_WR);
+    }
+    for (int i = 0; i < N; i++) {
+        serve_until_readable(e, f[i].fd, 1000);
+        expect_status(f[i].fd, 200);
+        sent += f[i].sent;
+    }
+    print_message("flood: %zu MiB sent after the heads; longest turn %lld ms\n", sent >> 20,
+                  (long long)e->max_done_ms);
+    assert_int_equal(e->f.reloads, N);
+    assert_true(e->max_done_ms < PROMPT_MS);
+    floods_reap();
+}
+
 /* ---- a full fd table */
 
 static bool
@@ -1487,6 +1589,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_many_clients, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_eviction, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_slow_reader, setup_env, teardown_env),
+        cmocka_unit_test_setup_teardown(test_linger_flood, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_out_of_fds, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_out_of_fds_no_spare, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_curl, setup_env, teardown_env),
