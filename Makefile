@@ -58,8 +58,10 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o | $(BUILD)/tests
 # Neighbours a unit test needs besides its module.
 $(BUILD)/tests/test_hosts: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_acl: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
-$(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
+$(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
+	$(BUILD)/obj/admin.o
 $(BUILD)/tests/test_socks5: $(BUILD)/obj/hostname.o
+$(BUILD)/tests/test_admin: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_socks4: $(BUILD)/obj/socks5.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).

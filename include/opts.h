@@ -62,6 +62,7 @@ struct opts {
     char access_log[4096];     /* "stderr", "syslog", "off" or a file path */
     enum log_format log_format;
     struct sockaddr_storage admin; /* family AF_UNSPEC: no admin endpoint */
+    char admin_hosts[1024];    /* "a,b": names its Host may carry besides addresses, localhost */
     char user[64], group[64];  /* drop to these after binding; empty: stay */
     bool close_removed_users;  /* on reload, close tunnels of users no longer in the file */
     bool close_denied;         /* on reload, close tunnels the new rules deny */

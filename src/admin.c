@@ -2,36 +2,39 @@
  * admin.c - the admin HTTP endpoint: GET /metrics, GET /healthz,
  * POST /reload, POST /drain, one request per connection.
  *
- * Control thread only. It owns the listening socket and, during one
- * admin_serve() call, the connections accepted by that call; none outlives
- * the call. It must never block: every socket is non-blocking, every wait is
- * a poll() bounded by the connection's deadline (ADMIN_IO_TIMEOUT_MS from
- * its accept), and the connections of one call are served side by side, so
- * one silent client delays the others by nothing and the call by at most
- * the deadline. It never touches shard state: the handlers do that.
+ * Control thread only. It owns the listening socket, up to
+ * ADMIN_MAX_CLIENTS connections, and one spare fd. It must never wait on a
+ * socket: every socket is non-blocking, the control thread's poll() is the
+ * only wait, and each connection has a deadline for its request head and
+ * one for its answer. A connection beyond the cap evicts the oldest client
+ * still sending its head, so slow clients cannot make a new request wait.
+ * Out of fds, the spare is given up to accept and serve one more client.
+ * It never touches shard state: the handlers do that.
  */
 #include "admin.h"
+#include "hostname.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
-#define ADMIN_HEAD_MAX    8192 /* request line and headers, with the final CRLFCRLF */
-#define ADMIN_MAX_CLIENTS 16   /* served side by side per admin_serve(); the rest wait */
-#define ADMIN_BACKLOG     64
-#define ADMIN_METHOD_MAX  16
-#define ADMIN_PATH_MAX    256
-#define ADMIN_MSG_MAX     256 /* handler messages (reload error, health reason) */
+#define ADMIN_HEAD_MAX     8192 /* request line and headers, with the final CRLFCRLF */
+#define ADMIN_BACKLOG      64
+#define ADMIN_ACCEPT_BATCH 64   /* per admin_poll_done(), so the loop's other fds wait no longer */
+#define ADMIN_FD_RETRY_MS  250  /* out of fds, no spare, no client to evict: retry after this */
+#define ADMIN_LINGER_STEP  65536 /* bytes drained from a client after its answer, per turn */
+#define ADMIN_HOSTS_MAX    1024 /* admin_hosts, as opts.h holds it */
+#define ADMIN_MSG_MAX      256  /* handler messages (reload error, health reason) */
 
 enum admin_state {
     AC_FREE = 0,
@@ -43,6 +46,7 @@ enum admin_state {
 struct admin_client {
     int fd;
     enum admin_state state;
+    uint64_t seq;        /* accept order: the oldest is evicted first */
     int64_t deadline_ms; /* CLOCK_MONOTONIC */
     size_t in_len;
     size_t head_len, sent;   /* response: head[] then body, sent bytes so far */
@@ -56,7 +60,12 @@ struct admin_client {
 
 struct admin {
     int fd;
-    int spare_fd; /* /dev/null, given up to refuse a connection when out of fds */
+    int spare_fd;              /* /dev/null; -1 while given up for a client (or lost) */
+    int64_t accept_resume_ms;  /* out of fds: the listener is not polled before this */
+    uint64_t seq;
+    unsigned n_polled;         /* what admin_poll_prepare() wrote: the listener, then... */
+    unsigned polled[ADMIN_MAX_CLIENTS]; /* ...these clients */
+    char hosts[ADMIN_HOSTS_MAX];
     struct admin_client c[ADMIN_MAX_CLIENTS];
 };
 
@@ -123,27 +132,77 @@ check_request_line(const char *p, size_t n, bool complete, size_t *mlen, size_t 
 /*
  * RFC 9112 section 5: field-name ":" OWS field-value OWS. No space before
  * the colon (5.1: must be rejected), no obs-fold (5.2: may be rejected), no
- * control characters but HTAB in the value.
+ * control characters but HTAB in the value. Returns the name's length, or 0
+ * when the line is invalid.
  */
-static bool
+static size_t
 check_header_line(const char *p, size_t n)
 {
     size_t i = 0;
     while (i < n && is_tchar((unsigned char)p[i]))
         i++;
     if (i == 0 || i == n || p[i] != ':')
-        return false;
-    for (i++; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
+        return 0;
+    for (size_t k = i + 1; k < n; k++) {
+        unsigned char ch = (unsigned char)p[k];
         if ((ch < ' ' && ch != '\t') || ch == 0x7F)
-            return false;
+            return 0;
     }
-    return true;
+    return i;
+}
+
+static bool
+is_ows(char ch)
+{
+    return ch == ' ' || ch == '\t';
+}
+
+/* p[0..*n) without leading and trailing OWS. */
+static const char *
+trim_ows(const char *p, size_t *n)
+{
+    while (*n && is_ows(p[0])) {
+        p++;
+        (*n)--;
+    }
+    while (*n && is_ows(p[*n - 1]))
+        (*n)--;
+    return p;
+}
+
+static bool
+equal_nocase(const char *a, size_t alen, const char *b)
+{
+    return alen == strlen(b) && strncasecmp(a, b, alen) == 0;
+}
+
+/* Remember the value of a field the checks need (field names are case-insensitive, 9110 5.1). */
+static void
+note_field(struct admin_request *rq, const char *line, size_t n, size_t name_len)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } wanted[] = {
+        {"host", offsetof(struct admin_request, host)},
+        {"origin", offsetof(struct admin_request, origin)},
+        {"content-type", offsetof(struct admin_request, content_type)},
+        {"sec-fetch-site", offsetof(struct admin_request, fetch_site)},
+    };
+    for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
+        if (!equal_nocase(line, name_len, wanted[i].name))
+            continue;
+        struct admin_field *f = (struct admin_field *)((char *)rq + wanted[i].off);
+        if (f->n++ == 0) {
+            f->len = n - name_len - 1;
+            f->v = trim_ows(line + name_len + 1, &f->len);
+        }
+        return;
+    }
 }
 
 int
-admin_parse_request(const char *buf, size_t len, char *method, size_t mcap, char *path,
-                    size_t pcap)
+admin_parse_request(const char *buf, size_t len, struct admin_request *rq)
 {
     size_t scan = len < ADMIN_HEAD_MAX ? len : ADMIN_HEAD_MAX;
     const char *end = memmem(buf, scan, "\r\n\r\n", 4);
@@ -160,10 +219,13 @@ admin_parse_request(const char *buf, size_t len, char *method, size_t mcap, char
     }
     if (check_request_line(buf, (size_t)(eol - buf), true, &mlen, &tlen) != 1)
         return -1;
+    memset(rq, 0, sizeof(*rq));
     for (const char *p = eol + 2; p < end + 2;) {
         const char *e = memmem(p, (size_t)(end + 2 - p), "\r\n", 2);
-        if (!check_header_line(p, (size_t)(e - p)))
+        size_t name_len = check_header_line(p, (size_t)(e - p));
+        if (name_len == 0)
             return -1;
+        note_field(rq, p, (size_t)(e - p), name_len);
         p = e + 2;
     }
 
@@ -171,13 +233,171 @@ admin_parse_request(const char *buf, size_t len, char *method, size_t mcap, char
     size_t plen = strcspn(target, "?# ");
     if (plen > tlen)
         plen = tlen;
-    if (mlen >= mcap || plen >= pcap)
+    if (mlen >= sizeof(rq->method) || plen >= sizeof(rq->path))
         return -1;
-    memcpy(method, buf, mlen);
-    method[mlen] = '\0';
-    memcpy(path, target, plen);
-    path[plen] = '\0';
+    memcpy(rq->method, buf, mlen);
+    rq->method[mlen] = '\0';
+    memcpy(rq->path, target, plen);
+    rq->path[plen] = '\0';
     return (int)(end + 4 - buf);
+}
+
+/* ---- what a browser could send (pure) */
+
+/* "host" or "host:port" (port 1..5 digits, at most 65535; absent: 80) -> host part and port. */
+static bool
+split_host_port(const char *v, size_t len, size_t *hlen, unsigned *port)
+{
+    size_t h;
+    if (len && v[0] == '[') {
+        const char *rb = memchr(v, ']', len);
+        if (!rb)
+            return false;
+        h = (size_t)(rb - v) + 1;
+    } else {
+        const char *colon = memchr(v, ':', len);
+        h = colon ? (size_t)(colon - v) : len;
+    }
+    if (h == 0)
+        return false;
+    *hlen = h;
+    *port = 80;
+    if (h == len)
+        return true;
+    if (v[h] != ':' || len - h - 1 < 1 || len - h - 1 > 5)
+        return false;
+    unsigned p = 0;
+    for (size_t i = h + 1; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return false;
+        p = p * 10 + (unsigned)(v[i] - '0');
+    }
+    if (p > 65535)
+        return false;
+    *port = p;
+    return true;
+}
+
+/* inet_pton() on v[0..len), which is not NUL-terminated. */
+static bool
+is_ip_literal(int af, const char *v, size_t len)
+{
+    char text[INET6_ADDRSTRLEN];
+    struct in6_addr a;
+    if (len >= sizeof(text))
+        return false;
+    memcpy(text, v, len);
+    text[len] = '\0';
+    return inet_pton(af, text, &a) == 1;
+}
+
+bool
+admin_host_allowed(const char *v, size_t len, const char *hosts)
+{
+    size_t hlen;
+    unsigned port;
+    if (!split_host_port(v, len, &hlen, &port))
+        return false;
+    /* A browser's URL parser turns every IPv4 form into dotted decimal, so that is all we take. */
+    if (v[0] == '[')
+        return is_ip_literal(AF_INET6, v + 1, hlen - 2);
+    if (is_ip_literal(AF_INET, v, hlen) || equal_nocase(v, hlen, "localhost"))
+        return true;
+    for (const char *p = hosts ? hosts : ""; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == hlen && strncasecmp(p, v, n) == 0)
+            return true;
+        p += n + (p[n] == ',');
+    }
+    return false;
+}
+
+bool
+admin_origin_same(const char *origin, size_t olen, const char *host, size_t hlen)
+{
+    static const char scheme[] = "http://";
+    size_t ohost, hhost;
+    unsigned oport, hport;
+    if (olen < sizeof(scheme) - 1 || strncasecmp(origin, scheme, sizeof(scheme) - 1) != 0)
+        return false;
+    origin += sizeof(scheme) - 1;
+    olen -= sizeof(scheme) - 1;
+    if (!split_host_port(origin, olen, &ohost, &oport) ||
+        !split_host_port(host, hlen, &hhost, &hport))
+        return false;
+    return ohost == hhost && strncasecmp(origin, host, ohost) == 0 && oport == hport;
+}
+
+bool
+admin_ctype_is_simple(const char *v, size_t len)
+{
+    const char *semi = memchr(v, ';', len);
+    if (semi)
+        len = (size_t)(semi - v);
+    v = trim_ows(v, &len);
+    return equal_nocase(v, len, "application/x-www-form-urlencoded") ||
+           equal_nocase(v, len, "multipart/form-data") || equal_nocase(v, len, "text/plain");
+}
+
+int
+admin_check_request(const struct admin_request *rq, const char *hosts, const char **why)
+{
+    const struct admin_field *host = &rq->host, *origin = &rq->origin;
+    const struct admin_field *ctype = &rq->content_type, *site = &rq->fetch_site;
+
+    /* Two of them could let one pass the check and the other be acted on. */
+    if (host->n > 1 || origin->n > 1 || ctype->n > 1 || site->n > 1) {
+        *why = "bad request: Host, Origin, Content-Type or Sec-Fetch-Site repeated\n";
+        return 400;
+    }
+    /* DNS rebinding: a page's own name, resolved to this address, shows in Host. */
+    if (host->v && !admin_host_allowed(host->v, host->len, hosts)) {
+        *why = "forbidden: Host must be an IP address, localhost or a name in admin_hosts\n";
+        return 403;
+    }
+    /* Fetch metadata: only the user's own navigation ("none") or this origin. */
+    if (site->v && !equal_nocase(site->v, site->len, "same-origin") &&
+        !equal_nocase(site->v, site->len, "none")) {
+        *why = "forbidden: sent by another site (Sec-Fetch-Site)\n";
+        return 403;
+    }
+    if (origin->v && !(host->v && admin_origin_same(origin->v, origin->len, host->v, host->len))) {
+        *why = "forbidden: sent by another origin (Origin)\n";
+        return 403;
+    }
+    /* What a form or a no-cors fetch sends without a preflight, whatever Origin says. */
+    if (strcmp(rq->method, "POST") == 0 && ctype->v &&
+        admin_ctype_is_simple(ctype->v, ctype->len)) {
+        *why = "unsupported: POST with a form or text/plain body; send no body (curl -X POST)\n";
+        return 415;
+    }
+    return 0;
+}
+
+bool
+admin_addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24 == 127;
+    if (sa->sa_family != AF_INET6)
+        return false;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+int
+admin_hosts_add(char *list, size_t cap, const char *name)
+{
+    /* The one definition of a host name (hostname.h), kept in its normal form. */
+    char norm[HOSTNAME_MAX + 1];
+    int len = hostname_norm(name, strnlen(name, HOSTNAME_MAX + 2), norm);
+    if (len < 0)
+        return -EINVAL;
+    size_t used = strlen(list);
+    if (used + (used > 0) + (size_t)len + 1 > cap)
+        return -ENOSPC;
+    snprintf(list + used, cap - used, "%s%s", used ? "," : "", norm);
+    return 0;
 }
 
 /* ---- responses */
@@ -200,10 +420,14 @@ status_text(int code)
         return "Accepted";
     case 400:
         return "Bad Request";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 415:
+        return "Unsupported Media Type";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -232,6 +456,7 @@ respond(struct admin_client *c, int code, const char *allow, const char *ctype, 
     c->body_len = len;
     c->sent = 0;
     c->state = AC_WRITE;
+    c->deadline_ms = now_ms() + ADMIN_WRITE_TIMEOUT_MS;
 }
 
 static void
@@ -335,43 +560,56 @@ route(struct admin_client *c, const char *method, const char *path,
 /* ---- connections */
 
 static void
-client_close(struct admin_client *c)
+client_close(struct admin *a, struct admin_client *c)
 {
     close(c->fd);
     free(c->body_owned);
     c->body_owned = NULL;
     c->fd = -1;
     c->state = AC_FREE;
+    /*
+     * An fd is free: the spare, if given up, takes it back at once (a shard
+     * could take it otherwise), and a listener paused for want of fds may
+     * accept again.
+     */
+    if (a->spare_fd < 0)
+        a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    a->accept_resume_ms = 0;
 }
 
 /*
  * Response written: shut our side and read until the client's EOF. Closing
  * with request bytes unread (a POST body) would send an RST that can destroy
- * the response before the client reads it (RFC 9112 section 9.6).
+ * the response before the client reads it (RFC 9112 section 9.6). At most
+ * ADMIN_LINGER_STEP bytes per call: a client sending as fast as we read
+ * would otherwise keep the control thread here; the rest waits for the
+ * next turn of the loop, and the deadline ends it.
  */
 static void
-client_linger(struct admin_client *c)
+client_linger(struct admin *a, struct admin_client *c)
 {
     char sink[4096];
     if (c->state != AC_LINGER) {
         shutdown(c->fd, SHUT_WR);
         c->state = AC_LINGER;
     }
-    for (;;) {
+    for (size_t got = 0; got < ADMIN_LINGER_STEP;) {
         ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
-        if (n > 0)
+        if (n > 0) {
+            got += (size_t)n;
             continue;
+        }
         if (n == -1 && errno == EINTR)
             continue;
         if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        client_close(c);
+        client_close(a, c);
         return;
     }
 }
 
 static void
-client_write(struct admin_client *c)
+client_write(struct admin *a, struct admin_client *c)
 {
     for (;;) {
         struct iovec iov[2];
@@ -389,7 +627,7 @@ client_write(struct admin_client *c)
             iov[n_iov++].iov_len = c->body_len - off;
         }
         if (n_iov == 0) {
-            client_linger(c);
+            client_linger(a, c);
             return;
         }
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
@@ -401,15 +639,15 @@ client_write(struct admin_client *c)
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            client_close(c);
+            client_close(a, c);
         return;
     }
 }
 
 static void
-client_read(struct admin_client *c, const struct admin_handlers *h)
+client_read(struct admin *a, struct admin_client *c, const struct admin_handlers *h)
 {
-    char method[ADMIN_METHOD_MAX], path[ADMIN_PATH_MAX];
+    struct admin_request rq;
 
     for (;;) {
         ssize_t n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
@@ -419,35 +657,40 @@ client_read(struct admin_client *c, const struct admin_handlers *h)
             return;
         if (n <= 0) {
             /* EOF or error before a whole head: nobody to answer. */
-            client_close(c);
+            client_close(a, c);
             return;
         }
         c->in_len += (size_t)n;
-        int r = admin_parse_request(c->in, c->in_len, method, sizeof(method), path, sizeof(path));
+        int r = admin_parse_request(c->in, c->in_len, &rq);
         if (r < 0) {
             respond_text(c, 400, NULL, "bad request\n");
             break;
         }
         if (r > 0) {
-            route(c, method, path, h);
+            const char *why;
+            int status = admin_check_request(&rq, a->hosts, &why);
+            if (status)
+                respond_text(c, status, NULL, why);
+            else
+                route(c, rq.method, rq.path, h);
             break;
         }
     }
-    client_write(c);
+    client_write(a, c);
 }
 
 static void
-client_step(struct admin_client *c, const struct admin_handlers *h)
+client_step(struct admin *a, struct admin_client *c, const struct admin_handlers *h)
 {
     switch (c->state) {
     case AC_READ:
-        client_read(c, h);
+        client_read(a, c, h);
         break;
     case AC_WRITE:
-        client_write(c);
+        client_write(a, c);
         break;
     case AC_LINGER:
-        client_linger(c);
+        client_linger(a, c);
         break;
     case AC_FREE:
         break;
@@ -455,92 +698,148 @@ client_step(struct admin_client *c, const struct admin_handlers *h)
 }
 
 /*
- * Out of file descriptors: accept with the spare one and close at once, so
- * the listening socket does not stay readable and spin the control loop.
+ * The client to drop for a new one: the oldest still sending its head (a
+ * real request arrives whole with its connection, so that one is slow or
+ * silent), else the oldest lingering after its answer, else the oldest being
+ * written to. NULL when there is none.
  */
-static bool
-admin_shed(struct admin *a)
+static struct admin_client *
+victim(struct admin *a)
 {
-    if (a->spare_fd < 0)
-        return false;
-    close(a->spare_fd);
-    int fd = accept(a->fd, NULL, NULL);
-    if (fd != -1)
-        close(fd);
-    a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    return fd != -1;
+    static const int rank[] = {[AC_READ] = 0, [AC_LINGER] = 1, [AC_WRITE] = 2};
+    struct admin_client *v = NULL;
+    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++) {
+        struct admin_client *c = &a->c[i];
+        if (c->state == AC_FREE)
+            continue;
+        if (!v || rank[c->state] < rank[v->state] ||
+            (rank[c->state] == rank[v->state] && c->seq < v->seq))
+            v = c;
+    }
+    return v;
 }
 
-/* Accept what is pending, up to ADMIN_MAX_CLIENTS at a time. */
-static void
-admin_accept(struct admin *a, int64_t deadline_ms)
+/*
+ * accept4(), and when the fd table is full (EMFILE, ENFILE) make room: the
+ * spare first, then a client's fd. The fd or -errno; -EMFILE when no room
+ * could be made.
+ */
+static int
+accept_fd(struct admin *a)
 {
-    unsigned i = 0;
-    for (;;) {
-        while (i < ADMIN_MAX_CLIENTS && a->c[i].state != AC_FREE)
-            i++;
-        if (i == ADMIN_MAX_CLIENTS)
-            return;
+    for (int tries = 0;; tries++) {
         int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd == -1) {
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if ((errno == EMFILE || errno == ENFILE) && admin_shed(a))
-                continue;
+        if (fd >= 0)
+            return fd;
+        if (errno == EINTR)
+            continue;
+        if (errno != EMFILE && errno != ENFILE)
+            return -errno;
+        /*
+         * accept4() takes an fd before it looks at the queue: make room only
+         * for a connection that is there. And a shard may take the fd we free
+         * before accept4() does: a few tries, then give up.
+         */
+        struct pollfd pending = {.fd = a->fd, .events = POLLIN};
+        if (poll(&pending, 1, 0) != 1)
+            return -EAGAIN;
+        if (tries == 3)
+            return -EMFILE;
+        if (a->spare_fd >= 0) {
+            close(a->spare_fd);
+            a->spare_fd = -1;
+            continue;
+        }
+        struct admin_client *v = victim(a);
+        if (!v)
+            return -EMFILE;
+        client_close(a, v); /* its fd becomes the spare, given up on the next try */
+    }
+}
+
+/* Accept what is pending (up to ADMIN_ACCEPT_BATCH) and try each at once. */
+static void
+admin_accept(struct admin *a, const struct admin_handlers *h)
+{
+    for (unsigned k = 0; k < ADMIN_ACCEPT_BATCH; k++) {
+        int fd = accept_fd(a);
+        if (fd == -ECONNABORTED)
+            continue;
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+            /* Not polled until then (or until a client closes), so it cannot spin the loop. */
+            a->accept_resume_ms = now_ms() + ADMIN_FD_RETRY_MS;
             return;
         }
-        struct admin_client *c = &a->c[i];
+        if (fd < 0)
+            return;
+        struct admin_client *c = NULL;
+        for (unsigned i = 0; i < ADMIN_MAX_CLIENTS && !c; i++)
+            if (a->c[i].state == AC_FREE)
+                c = &a->c[i];
+        if (!c) {
+            c = victim(a);
+            client_close(a, c);
+        }
         c->fd = fd;
         c->state = AC_READ;
-        c->deadline_ms = deadline_ms;
+        c->seq = ++a->seq;
+        c->deadline_ms = now_ms() + ADMIN_READ_TIMEOUT_MS;
         c->in_len = 0;
         c->body_owned = NULL;
+        /* Most requests arrive with the connection: answer now rather than after a poll. */
+        client_step(a, c, h);
     }
+}
+
+unsigned
+admin_poll_prepare(struct admin *a, struct pollfd *pfd, int *timeout_ms)
+{
+    int64_t now = now_ms();
+    unsigned n = 1;
+
+    /* Lost to a shard that took the fd first: try again while there is room. */
+    if (a->spare_fd < 0)
+        a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    pfd[0] = (struct pollfd){.fd = a->fd, .events = POLLIN};
+    if (a->accept_resume_ms > now) {
+        pfd[0].fd = -1;
+        if (a->accept_resume_ms - now < *timeout_ms)
+            *timeout_ms = (int)(a->accept_resume_ms - now);
+    }
+    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++) {
+        struct admin_client *c = &a->c[i];
+        if (c->state == AC_FREE)
+            continue;
+        int64_t left = c->deadline_ms > now ? c->deadline_ms - now : 0;
+        if (left < *timeout_ms)
+            *timeout_ms = (int)left;
+        pfd[n] = (struct pollfd){.fd = c->fd, .events = c->state == AC_WRITE ? POLLOUT : POLLIN};
+        a->polled[n - 1] = i;
+        n++;
+    }
+    a->n_polled = n;
+    return n;
 }
 
 void
-admin_serve(struct admin *a, const struct admin_handlers *h)
+admin_poll_done(struct admin *a, const struct pollfd *pfd, unsigned n,
+                const struct admin_handlers *h)
 {
-    struct pollfd pfd[ADMIN_MAX_CLIENTS];
-    unsigned idx[ADMIN_MAX_CLIENTS];
-
-    admin_accept(a, now_ms() + ADMIN_IO_TIMEOUT_MS);
-    /* Most requests arrive with the connection: try each before polling. */
-    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
-        client_step(&a->c[i], h);
-
-    for (;;) {
-        int64_t now = now_ms();
-        int timeout = ADMIN_IO_TIMEOUT_MS;
-        nfds_t n = 0;
-
-        for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++) {
-            struct admin_client *c = &a->c[i];
-            if (c->state == AC_FREE)
-                continue;
-            if (now >= c->deadline_ms) {
-                client_close(c);
-                continue;
-            }
-            if (c->deadline_ms - now < timeout)
-                timeout = (int)(c->deadline_ms - now);
-            pfd[n].fd = c->fd;
-            pfd[n].events = c->state == AC_WRITE ? POLLOUT : POLLIN;
-            pfd[n].revents = 0;
-            idx[n++] = i;
-        }
-        if (n == 0)
-            return;
-        int r = poll(pfd, n, timeout);
-        if (r == -1 && errno != EINTR) {
-            for (nfds_t k = 0; k < n; k++)
-                client_close(&a->c[idx[k]]);
-            return;
-        }
-        for (nfds_t k = 0; r > 0 && k < n; k++)
-            if (pfd[k].revents)
-                client_step(&a->c[idx[k]], h);
+    if (n > a->n_polled)
+        n = a->n_polled;
+    for (unsigned k = 1; k < n; k++) {
+        struct admin_client *c = &a->c[a->polled[k - 1]];
+        /* Evicted meanwhile, or its slot already reused by another fd. */
+        if (pfd[k].revents && c->state != AC_FREE && c->fd == pfd[k].fd)
+            client_step(a, c, h);
     }
+    int64_t now = now_ms();
+    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
+        if (a->c[i].state != AC_FREE && now >= a->c[i].deadline_ms)
+            client_close(a, &a->c[i]);
+    if (n > 0 && (pfd[0].revents & POLLIN))
+        admin_accept(a, h);
+    a->n_polled = 0;
 }
 
 /* ---- listening socket */
@@ -559,7 +858,7 @@ addr_text(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap)
 }
 
 struct admin *
-admin_open(const struct sockaddr *addr, char *err, size_t errlen)
+admin_open(const struct sockaddr *addr, const char *hosts, char *err, size_t errlen)
 {
     struct admin *a = NULL;
     char where[NI_MAXHOST + NI_MAXSERV + 4];
@@ -576,6 +875,10 @@ admin_open(const struct sockaddr *addr, char *err, size_t errlen)
         return NULL;
     }
     addr_text(addr, alen, where, sizeof(where));
+    if (hosts && strlen(hosts) >= ADMIN_HOSTS_MAX) {
+        snprintf(err, errlen, "admin %s: the list of host names is too long", where);
+        return NULL;
+    }
 
     a = calloc(1, sizeof(*a));
     if (!a) {
@@ -587,6 +890,7 @@ admin_open(const struct sockaddr *addr, char *err, size_t errlen)
     a->spare_fd = -1;
     for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
         a->c[i].fd = -1;
+    snprintf(a->hosts, sizeof(a->hosts), "%s", hosts ? hosts : "");
 
     what = "socket";
     a->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -606,7 +910,7 @@ admin_open(const struct sockaddr *addr, char *err, size_t errlen)
     what = "listen";
     if (listen(a->fd, ADMIN_BACKLOG) == -1)
         goto out;
-    /* Best effort: without it a full fd table only makes accept fail until it clears. */
+    /* Best effort: without it a full fd table leaves clients unanswered until it clears. */
     a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return a;
 
@@ -631,7 +935,7 @@ admin_close(struct admin *a)
         return;
     for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
         if (a->c[i].state != AC_FREE)
-            client_close(&a->c[i]);
+            client_close(a, &a->c[i]);
     close(a->fd);
     if (a->spare_fd >= 0)
         close(a->spare_fd);

@@ -24,6 +24,7 @@
 #include <libconfig.h>
 
 #include "addr.h"
+#include "admin.h"
 #include "hostname.h"
 
 /* A configuration file larger than this is a mistake (a log, a binary). */
@@ -587,6 +588,34 @@ set_admin(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
     return 0;
 }
 
+static int
+admin_host_one(struct cfg_ctx *c, const config_setting_t *e, const char *what, void *arg)
+{
+    char *list = arg;
+    const char *v = elem_string(c, e, what);
+    if (!v)
+        return -1;
+    int ret = admin_hosts_add(list, sizeof(c->o->admin_hosts), v);
+    if (ret == -ENOSPC)
+        cfg_error(c, e, "%s: the names take more than %zu bytes", what,
+                  sizeof(c->o->admin_hosts) - 1);
+    else if (ret < 0)
+        cfg_error(c, e, "%s: '%s' is not a host name (letters, digits, '-', '_', '.'; no port)",
+                  what, v);
+    return ret < 0 ? -1 : 0;
+}
+
+/* Host names the admin endpoint answers to; the whole list replaces what came before. */
+static int
+set_admin_hosts(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
+{
+    char list[sizeof(c->o->admin_hosts)] = "";
+    if (each_elem(c, s, k->name, admin_host_one, list) < 0)
+        return -1;
+    memcpy(c->o->admin_hosts, list, sizeof(list));
+    return 0;
+}
+
 /* ---- rules */
 
 struct rule {
@@ -1033,6 +1062,7 @@ static const struct cfg_key cfg_keys[] = {
     {"access_log", CFG_STRING, 0, 0, 0, NULL, set_access_log},
     {"log_format", CFG_STRING, 0, 0, OPT(log_format), log_format_names, set_choice},
     {"admin", CFG_STRING, 0, 0, 0, NULL, set_admin},
+    {"admin_hosts", CFG_STRINGS, 0, 0, 0, NULL, set_admin_hosts},
     {"user", CFG_STRING, 0, sizeof(((struct opts *)0)->user), OPT(user), NULL, set_name},
     {"group", CFG_STRING, 0, sizeof(((struct opts *)0)->group), OPT(group), NULL, set_name},
     {"close_removed_users", CFG_BOOL, 0, 0, OPT(close_removed_users), NULL, set_bool},

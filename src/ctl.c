@@ -7,9 +7,10 @@
  * part fails to load), publishes it with one pointer store, rings every
  * shard so they re-check their tunnels against it, waits for a QSBR grace
  * period (shards are offline while they sleep in io_uring_enter, so this
- * never waits on an idle shard) and frees the old snapshot. It may block
- * (file reads, the admin socket with a bounded deadline); shards never wait
- * for it.
+ * never waits on an idle shard) and frees the old snapshot. It may block on
+ * file reads and grace periods, never on a socket: its one wait is the
+ * poll() of its loop, over the signalfd, the admin listener and every admin
+ * client, bounded by their nearest deadline. Shards never wait for it.
  */
 #include "ctl.h"
 
@@ -53,6 +54,7 @@ ctl_reload(struct ctl *ctl, char *msg, size_t cap)
         memcmp(o.listen, was->listen, sizeof(o.listen[0]) * o.n_listen) != 0 ||
         o.relay != was->relay || o.shards != was->shards || o.max_conns != was->max_conns ||
         memcmp(&o.admin, &was->admin, sizeof(o.admin)) != 0 ||
+        strcmp(o.admin_hosts, was->admin_hosts) != 0 ||
         strcmp(o.access_log, was->access_log) != 0 || o.log_format != was->log_format ||
         strcmp(o.user, was->user) != 0 || strcmp(o.group, was->group) != 0 ||
         o.pipe_size != was->pipe_size || o.buf_size != was->buf_size ||
@@ -184,18 +186,18 @@ ctl_run(struct ctl *ctl)
     };
 
     while (!all_exited(ctl)) {
-        struct pollfd pfd[2] = {{.fd = ctl->sfd, .events = POLLIN}, {.fd = -1}};
-        if (ctl->admin) {
-            pfd[1].fd = admin_fd(ctl->admin);
-            pfd[1].events = POLLIN;
-        }
+        struct pollfd pfd[1 + ADMIN_POLL_MAX] = {{.fd = ctl->sfd, .events = POLLIN}};
+        unsigned n_admin = 0;
         /* Wake now and then to notice shards that finished draining. */
-        if (poll(pfd, 2, 200) < 0 && errno != EINTR) {
+        int timeout_ms = 200;
+        if (ctl->admin)
+            n_admin = admin_poll_prepare(ctl->admin, pfd + 1, &timeout_ms);
+        if (poll(pfd, 1 + n_admin, timeout_ms) < 0 && errno != EINTR) {
             perror("ringsocks: poll");
             break;
         }
-        if (pfd[1].revents & POLLIN)
-            admin_serve(ctl->admin, &handlers);
+        if (ctl->admin)
+            admin_poll_done(ctl->admin, pfd + 1, n_admin, &handlers);
         struct signalfd_siginfo si;
         while (read(ctl->sfd, &si, sizeof(si)) == sizeof(si)) {
             char msg[4096];

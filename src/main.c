@@ -70,6 +70,8 @@ static const char usage[] =
     "                            the client's TCP connection reached)\n"
     "  --admin HOST:PORT|off     admin endpoint: /metrics /healthz /reload /drain\n"
     "                            (default 127.0.0.1:9180)\n"
+    "  --admin-host NAME         a host name the admin endpoint answers to, repeatable\n"
+    "                            (addresses and localhost always; other names refused)\n"
     "  --access-log TARGET       stderr, syslog, off or a file path (default stderr)\n"
     "  --log-format logfmt|json  access-log format (default logfmt)\n"
     "  --drain-timeout SEC       on SIGTERM, tunnels get this long to finish (default 30)\n"
@@ -132,7 +134,7 @@ struct cli {
 static int
 parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
 {
-    bool listen_set = false, resolvers_set = false;
+    bool listen_set = false, resolvers_set = false, admin_hosts_set = false;
     enum {
         O_LISTEN = 256,
         O_SHARDS,
@@ -154,6 +156,7 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         O_UDP_PORTS,
         O_UDP_ADVERTISE,
         O_ADMIN,
+        O_ADMIN_HOST,
         O_ACCESS_LOG,
         O_LOG_FORMAT,
         O_DRAIN_TIMEOUT,
@@ -191,6 +194,7 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         {"udp-ports", required_argument, NULL, O_UDP_PORTS},
         {"udp-advertise", required_argument, NULL, O_UDP_ADVERTISE},
         {"admin", required_argument, NULL, O_ADMIN},
+        {"admin-host", required_argument, NULL, O_ADMIN_HOST},
         {"access-log", required_argument, NULL, O_ACCESS_LOG},
         {"log-format", required_argument, NULL, O_LOG_FORMAT},
         {"drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT},
@@ -364,6 +368,25 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
                 return -1;
             }
             break;
+        case O_ADMIN_HOST: {
+            if (!admin_hosts_set) {
+                o->admin_hosts[0] = '\0';
+                admin_hosts_set = true;
+            }
+            int ret = admin_hosts_add(o->admin_hosts, sizeof(o->admin_hosts), optarg);
+            if (ret == -ENOSPC) {
+                fprintf(stderr, "ringsocks: too many --admin-host names\n");
+                return -1;
+            }
+            if (ret < 0) {
+                fprintf(stderr,
+                        "ringsocks: --admin-host: '%s' is not a host name (letters, digits, "
+                        "'-', '_', '.'; no port)\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        }
         case O_ACCESS_LOG:
             snprintf(o->access_log, sizeof(o->access_log), "%s", optarg);
             break;
@@ -703,7 +726,7 @@ main(int argc, char **argv)
     if (bind_all(&o, fds) < 0)
         goto out_fds;
     if (o.admin.ss_family != AF_UNSPEC) {
-        admin = admin_open((struct sockaddr *)&o.admin, err, sizeof(err));
+        admin = admin_open((struct sockaddr *)&o.admin, o.admin_hosts, err, sizeof(err));
         if (!admin) {
             fprintf(stderr, "ringsocks: admin endpoint: %s\n", err);
             goto out_fds;
@@ -760,6 +783,12 @@ main(int argc, char **argv)
         getsockname(admin_fd(admin), (struct sockaddr *)&ss, &len);
         fprintf(stderr, "ringsocks: admin on http://%s/\n",
                 addr_format((struct sockaddr *)&ss, text, sizeof(text)));
+        /* Browsers are kept out (admin.h); whoever else reaches it can reload and drain. */
+        if (!admin_addr_is_loopback((struct sockaddr *)&ss))
+            fprintf(stderr, "ringsocks: warning: the admin endpoint on %s is reachable beyond this "
+                            "host and has no authentication: anyone who reaches it can reload "
+                            "and drain\n",
+                    text);
     }
     fprintf(stderr, "ringsocks %s: %u shards, relay %s, max %u connections, auth %s",
             RINGSOCKS_VERSION, o.shards, relay_name(o.relay), o.max_conns,

@@ -1417,14 +1417,15 @@ def admin_addr(proxy, timeout=10.0):
         time.sleep(0.02)
 
 
-def admin_request(proxy_or_addr, method, path, body=None, timeout=10.0):
-    """One HTTP request to the admin endpoint (a Proxy or a (host, port)).
+def admin_request(proxy_or_addr, method, path, body=None, timeout=10.0, headers=None):
+    """One HTTP request to the admin endpoint (a Proxy or a (host, port)), with
+    extra request headers (a Host among them replaces the automatic one).
     Returns (status, body text, headers dict with lower-case names)."""
     import http.client
     addr = proxy_or_addr if isinstance(proxy_or_addr, tuple) else admin_addr(proxy_or_addr)
     conn = http.client.HTTPConnection(addr[0], addr[1], timeout=timeout)
     try:
-        conn.request(method, path, body=body)
+        conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
         text = r.read().decode("utf-8", "replace")
         return r.status, text, {k.lower(): v for k, v in r.getheaders()}

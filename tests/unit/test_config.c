@@ -163,6 +163,7 @@ static const char all_keys[] =
     "access_log = \"/var/log/ringsocks/access.log\";\n"
     "log_format = \"json\";\n"
     "admin = \"[::1]:9180\";\n"
+    "admin_hosts = [\"node1.example\", \"Prom-2.example\"];\n"
     "user = \"nobody\";\n"
     "group = \"nogroup\";\n"
     "close_removed_users = false;\n"
@@ -220,6 +221,7 @@ test_all_keys(void **state)
     assert_string_equal(o.access_log, "/var/log/ringsocks/access.log");
     assert_int_equal(o.log_format, LOG_JSON);
     assert_string_equal(text(&o.admin), "[::1]:9180");
+    assert_string_equal(o.admin_hosts, "node1.example,prom-2.example"); /* normal form */
     assert_string_equal(o.user, "nobody");
     assert_string_equal(o.group, "nogroup");
     assert_false(o.close_removed_users);
@@ -697,6 +699,12 @@ test_bad_values(void **state)
              "@:3: resolvers: 'bad' is not IP[:PORT]\n"
              "@:6: resolvers: 'worse' is not IP[:PORT]\n"
              "@:10: rule 2: no action (action = \"allow\"; or action = \"deny\";)");
+    /* A host name, no port: what Host is compared with, never an address pattern. */
+    load_bad("admin_hosts = [\"node1.example\", \"node1.example:9180\", \"*.example\"];\n",
+             "@:1: admin_hosts: 'node1.example:9180' is not a host name (letters, digits, '-', "
+             "'_', '.'; no port)\n"
+             "@:1: admin_hosts: '*.example' is not a host name (letters, digits, '-', '_', '.'; "
+             "no port)");
     load_bad("listen = [];\nbind_ports = \"4000\";\n",
              "@:1: listen: the list is empty (give at least one address)\n"
              "@:2: bind_ports: '4000' is not a port range LO-HI within 1-65535");
