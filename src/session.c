@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "authq.h"
 #include "conn.h"
 #include "dns.h"
 #include "hosts.h"
@@ -33,7 +34,6 @@
 #include "shard.h"
 #include "sock.h"
 #include "udp.h"
-#include "users.h"
 
 int
 session_slab_init(struct shard *sh)

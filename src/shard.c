@@ -29,7 +29,7 @@
 #include "dns.h"
 #include "relay.h"
 #include "session.h"
-#include "users.h"
+#include "authq.h"
 
 #define RING_ENTRIES 4096
 #define TICK_MS      250
