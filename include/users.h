@@ -23,4 +23,17 @@ void users_free(struct users *u);
 const char *users_hash(const struct users *u, const char *user);
 size_t users_count(const struct users *u);
 
+/*
+ * Any thread: the hash an unknown user name is checked against (then always
+ * refused), of the algorithm and cost most entries have, or NULL when the
+ * table is empty (or no entry's hash is usable).
+ */
+const char *users_dummy(const struct users *u);
+/*
+ * Pure: the length of hash's "class", the part that names algorithm and
+ * cost and not the salt: "$y$j9T" of "$y$j9T$salt$hash", "$2b$12" of
+ * bcrypt, "$6$rounds=N" or "$6".
+ */
+size_t users_hash_class_len(const char *hash);
+
 #endif

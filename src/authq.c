@@ -35,6 +35,7 @@ struct auth_job {
     uint64_t cookie;
     uint8_t digest[AUTHCACHE_DIGEST];
     bool inflight; /* shard-owned: queued to the worker, result not yet taken */
+    bool unknown;  /* no such user: checked against the dummy, refused whatever happens */
     bool ok;
     char pass[256];
     char hash[CRYPT_OUTPUT_SIZE];
@@ -111,7 +112,10 @@ worker_main(void *arg)
             const char *out = crypt_rn(j->pass, j->hash, cd, sizeof(*cd));
             size_t hl = strlen(j->hash);
             /* crypt_rn returns NULL or a string starting with '*' on failure. */
-            j->ok = out && out[0] != '*' && strlen(out) == hl && sodium_memcmp(out, j->hash, hl) == 0;
+            bool match = out && out[0] != '*' && strlen(out) == hl &&
+                         sodium_memcmp(out, j->hash, hl) == 0;
+            /* The dummy's run is the same work; its answer is always no. */
+            j->ok = match && !j->unknown;
             sodium_memzero(j->pass, sizeof(j->pass));
             sodium_memzero(cd, sizeof(*cd));
             /* The response ring has as many slots as there are jobs: never full. */
@@ -188,7 +192,16 @@ enum authq_result
 authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
 {
     struct authq *q = sh->authq;
-    const char *hash = users_hash(sh->pol->users, cred->user);
+    const struct users *users = sh->pol->users;
+    const char *hash = users_hash(users, cred->user);
+    bool unknown = !hash;
+    /*
+     * An unknown name takes the same path as a known one with a wrong
+     * password, crypt(3) of the dummy included: cache, coalescing, queue.
+     * Without a dummy there are no users at all, and no names to find out.
+     */
+    if (unknown)
+        hash = users_dummy(users);
     if (!hash)
         return AUTHQ_FAIL;
 
@@ -225,6 +238,7 @@ authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
     memcpy(j->digest, digest, AUTHCACHE_DIGEST);
     memcpy(j->pass, cred->pass, (size_t)cred->plen + 1);
     snprintf(j->hash, sizeof(j->hash), "%s", hash);
+    j->unknown = unknown;
     j->inflight = true;
     spsc_push(&q->req, j);
     uint64_t one = 1;

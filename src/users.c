@@ -1,14 +1,16 @@
 /*
- * users.c - the user table: RFC 1929 names and their crypt(3) hashes.
+ * users.c - the user table: RFC 1929 names and their crypt(3) hashes, and
+ * the dummy hash that unknown names are checked against.
  *
- * Threads: users_load()/users_free() on the main (control) thread; the
- * table is then read-only and shared by every shard. The per-shard checker
- * is authq.c.
+ * Threads: users_load()/users_free() on the main (control) thread, which
+ * also runs the one crypt(3) that makes the dummy; the table is then
+ * read-only and shared by every shard. The per-shard checker is authq.c.
  */
 #include "users.h"
 
 #include <crypt.h>
 #include <errno.h>
+#include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +24,7 @@ struct user_entry {
 struct users {
     struct user_entry *e;
     size_t n;
+    char *dummy; /* crypt(random, a hash of the commonest kind), or NULL: no users */
 };
 
 static int
@@ -40,6 +43,96 @@ hash_supported(const char *h)
         if (strncmp(h, prefixes[i], strlen(prefixes[i])) == 0)
             return true;
     return false;
+}
+
+size_t
+users_hash_class_len(const char *h)
+{
+    size_t len = strlen(h);
+    /* bcrypt: $2b$NN$ then salt and hash with no '$' between them. */
+    if (h[0] == '$' && h[1] == '2' && h[2] && h[3] == '$') {
+        const char *end = strchr(h + 4, '$');
+        return end ? (size_t)(end - h) : len;
+    }
+    /* Everything else: ...$salt$hash, so the class ends at the second '$' from the end. */
+    const char *last = strrchr(h, '$');
+    if (!last || last == h)
+        return len;
+    for (const char *p = last - 1; p > h; p--)
+        if (*p == '$')
+            return (size_t)(p - h);
+    return 0;
+}
+
+static int
+class_cmp(const void *a, const void *b)
+{
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    size_t lx = users_hash_class_len(x), ly = users_hash_class_len(y);
+    int r = memcmp(x, y, lx < ly ? lx : ly);
+    return r ? r : (lx > ly) - (lx < ly);
+}
+
+static bool
+same_class(const char *x, const char *y)
+{
+    return class_cmp(&x, &y) == 0;
+}
+
+/*
+ * Unknown names must cost what known ones cost, or a stopwatch lists the
+ * users: they are checked against a hash of the kind most entries have
+ * (algorithm and cost), made here from a random password with the setting
+ * of such an entry. One crypt(3) on the loading thread, never on a shard.
+ * Entries whose hash crypt(3) cannot use are skipped; with none usable
+ * there is no dummy and unknown names fail at once. -ENOMEM only.
+ */
+static int
+make_dummy(struct users *u)
+{
+    int ret = 0;
+    if (u->n == 0)
+        return 0;
+    const char **by = malloc(u->n * sizeof(*by));
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    if (!by || !cd) {
+        ret = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < u->n; i++)
+        by[i] = u->e[i].hash;
+    qsort(by, u->n, sizeof(*by), class_cmp);
+    /* Runs of one class, longest first (ties: the first in sort order). */
+    size_t best = 0, best_n = 0;
+    for (size_t i = 0, j; i < u->n; i = j) {
+        for (j = i + 1; j < u->n && same_class(by[i], by[j]); j++)
+            ;
+        if (j - i > best_n) {
+            best = i;
+            best_n = j - i;
+        }
+    }
+    char pw[33];
+    uint8_t rnd[16];
+    randombytes_buf(rnd, sizeof(rnd));
+    sodium_bin2hex(pw, sizeof(pw), rnd, sizeof(rnd));
+    for (size_t k = 0; k < u->n && !u->dummy; k++) {
+        const char *setting = by[(best + k) % u->n];
+        const char *out = crypt_rn(pw, setting, cd, sizeof(*cd));
+        if (out && out[0] != '*' && strcmp(out, setting) != 0) {
+            u->dummy = strdup(out);
+            if (!u->dummy)
+                ret = -ENOMEM;
+            break;
+        }
+    }
+    sodium_memzero(pw, sizeof(pw));
+out:
+    if (cd)
+        sodium_memzero(cd, sizeof(*cd));
+    free(cd);
+    free(by);
+    return ret;
 }
 
 struct users *
@@ -116,13 +209,19 @@ users_load(const char *path, char *err, size_t errlen)
         u->n++;
     }
     fclose(f);
-    qsort(u->e, u->n, sizeof(*u->e), entry_cmp);
+    if (u->n) /* qsort(NULL, 0, ...) is undefined: an empty file leaves e NULL */
+        qsort(u->e, u->n, sizeof(*u->e), entry_cmp);
     for (size_t i = 1; i < u->n; i++) {
         if (strcmp(u->e[i - 1].name, u->e[i].name) == 0) {
             snprintf(err, errlen, "%s: user '%s' appears twice", path, u->e[i].name);
             users_free(u);
             return NULL;
         }
+    }
+    if (make_dummy(u) < 0) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        users_free(u);
+        return NULL;
     }
     return u;
 fail:
@@ -142,6 +241,7 @@ users_free(struct users *u)
         free(u->e[i].hash);
     }
     free(u->e);
+    free(u->dummy);
     free(u);
 }
 
@@ -159,4 +259,10 @@ size_t
 users_count(const struct users *u)
 {
     return u ? u->n : 0;
+}
+
+const char *
+users_dummy(const struct users *u)
+{
+    return u ? u->dummy : NULL;
 }

@@ -410,6 +410,92 @@ def auth_cold_logins_coalesce(ctx):
           "(%d coalesced): identical checks in flight were not shared" % (slow, shards, coalesced))
 
 
+# -------------------------------------------------------------- under attack
+
+def login_outcome(addr, user, password, src="127.0.0.1", timeout=30):
+    """One login (greeting + RFC 1929 together) from src: ("ok" | "refused" | "closed", seconds,
+    bytes received)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.bind((src, 0))
+        t0 = time.monotonic()
+        s.connect(addr)
+        s.sendall(AUTH_GREETING + auth_msg(user, password))
+        got = b""
+        try:
+            while len(got) < 4:
+                b = s.recv(4 - len(got))
+                if not b:
+                    break
+                got += b
+        except ConnectionResetError:
+            pass
+        took = time.monotonic() - t0
+    finally:
+        s.close()
+    if len(got) < 4:
+        check(got in (b"", b"\x05\x02"), "login as %s: answer %s, then a close" % (user, hexb(got)))
+        return "closed", took, got
+    check(got[:3] == b"\x05\x02\x01", "login as %s: answer %s" % (user, hexb(got)))
+    return ("ok" if got[3] == 0 else "refused"), took, got
+
+
+def yescrypt_users(n_good):
+    """alice and g0..g{n-1}, all yescrypt, so crypt(3) is slow (about 25 ms here).
+    Returns (lines of a users file, [(user, password) of the g's])."""
+    need_option("--auth", "--users")
+    good = [("g%d" % i, "good-pw-%d-%s" % (i, os.urandom(4).hex())) for i in range(n_good)]
+    lines = ["%s:%s" % (ALICE[0], make_hash(ALICE[1], "yescrypt"))]
+    lines += ["%s:%s" % (u, make_hash(pw, "yescrypt")) for u, pw in good]
+    return lines, good
+
+
+def crypt_seconds(h, runs=3):
+    import harness
+    lib = harness._libcrypt()
+    t = time.monotonic()
+    for i in range(runs):
+        lib.crypt(b"probe-%d" % i, h.encode())
+    return (time.monotonic() - t) / runs
+
+
+@case("auth_unknown_user_costs_the_same")
+def auth_unknown_user_costs_the_same(ctx):
+    """User names must not be found out with a stopwatch: a login as a name not in
+    the file takes as long as one with a known name and a wrong password (the old
+    code answered the first in 0.2 ms, the second after crypt(3)). Repeats of the
+    same unknown credential are answered from the cache, like known ones."""
+    need_ringsocks()
+    lines, _ = yescrypt_users(3)
+    p = auth_proxy(ctx, users=lines, extra=["--shards", "1"])
+    one = crypt_seconds(lines[0].split(":", 1)[1])
+    known, unknown = [], []
+    for i in range(11):
+        tag = os.urandom(4).hex()
+        r = login_outcome(p.addr, ALICE[0], "wrong-%s" % tag)
+        check(r[0] == "refused", "alice with a wrong password: %s" % r[0])
+        known.append(r[1])
+        r = login_outcome(p.addr, "nobody-%d-%s" % (i, tag), "wrong-%s" % tag)
+        check(r[0] == "refused", "an unknown user: %s" % r[0])
+        unknown.append(r[1])
+    mk, mu = sorted(known)[5], sorted(unknown)[5]
+    check(0.5 <= mu / mk <= 2.0,
+          "median login time: unknown user %.2f ms, known user with a wrong password %.2f ms (one "
+          "crypt(3) here %.2f ms): user names can be told apart by timing"
+          % (mu * 1000, mk * 1000, one * 1000))
+    st, body, _ = admin_request(p, "GET", "/metrics")
+    hits0 = metric(parse_prometheus(body), "ringsocks_auth_cache_hits_total")
+    for user in (ALICE[0], "nobody-again"):
+        for _ in range(2):
+            r = login_outcome(p.addr, user, "the-same-wrong-one")
+            check(r[0] == "refused", "%s with a wrong password: %s" % (user, r[0]))
+    st, body, _ = admin_request(p, "GET", "/metrics")
+    hits = metric(parse_prometheus(body), "ringsocks_auth_cache_hits_total") - hits0
+    check(hits == 2, "the second try of each of two identical wrong credentials (one known user, one "
+          "unknown) should come from the cache: %d cache hits, expected 2" % hits)
+
+
 # -------------------------------------------------------------- the users file
 
 @case("auth_users_file_format")
