@@ -1,36 +1,60 @@
 /*
- * authq.h - each shard's credential checker. A credential is checked
- * against its crypt(3) hash once, on the shard's auth worker thread (a hash
- * costs milliseconds: never on a shard); the shard then remembers a keyed
- * BLAKE2b digest of the verified (user, password, hash) and answers the
- * same credential again from that, compared in constant time. The stored
- * hash is part of the digest, so a changed hash never matches an old entry.
+ * authq.h - each shard's password checker: the digest cache in front
+ * (authcache.h), a crypt(3) worker thread behind, and between them a queue
+ * on the shard.
+ *
+ * Contract, the reason this exists: a check is answered right or not at
+ * all. A correct password is never refused for lack of room; a check
+ * waits, without a bound in count, for as long as its connection waits
+ * (the handshake timeout bounds that), and a connection that goes away
+ * takes its place in the queue with it, so departed clients cost no
+ * crypt(3). Unknown user names are checked against a dummy hash of the
+ * same cost (users_dummy()), so they take as long as known ones.
+ *
+ * Every function runs on the shard's thread, except authq_init() and
+ * authq_fini() (main thread, before the shard starts / after it stopped).
  */
 #ifndef RINGSOCKS_AUTHQ_H
 #define RINGSOCKS_AUTHQ_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "addr.h"
 #include "auth.h"
 
 struct shard;
 
-/* Main thread, before the shard starts: its worker thread and cache. */
+/* Jobs the worker holds at once; the rest wait on the shard, where they can still be dropped. */
+#define AUTHQ_WINDOW 4
+
+/* Main thread, before the shard starts: the worker thread, cache and queues.
+ * Waiter indexes are 0 .. sh->o->hs_slots - 1. */
 int authq_init(struct shard *sh);
 /* Main thread, after the shard stopped. */
 void authq_fini(struct shard *sh);
 
 enum authq_result {
+    AUTHQ_CLOSE = -2,  /* no verdict possible (out of memory): close without an answer */
     AUTHQ_FAIL = -1,   /* answer failure now */
-    AUTHQ_PENDING = 0, /* session_on_auth(sh, cookie, ok) follows */
+    AUTHQ_PENDING = 0, /* session_on_auth(sh, cookie, ok) follows, or authq_cancel() */
     AUTHQ_OK = 1,      /* answer success now */
 };
 
-/* Shard thread: check cred for the connection identified by cookie. */
-enum authq_result authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred);
-/* Shard thread: the worker's eventfd fired (OP_AUTH): deliver results, re-arm. */
+/*
+ * Check cred for the connection identified by cookie, coming from client
+ * (unmapped). waiter names the connection's place while it waits (its
+ * handshake context): one check per waiter at a time; the same waiter is
+ * free again after session_on_auth() or authq_cancel(). cred is only read
+ * during the call (the caller wipes the password afterwards).
+ */
+enum authq_result authq_check(struct shard *sh, uint32_t waiter, uint64_t cookie,
+                              const union sockaddr_inx *client, const struct auth_cred *cred);
+/* The connection of a pending check is going away without its answer. */
+void authq_cancel(struct shard *sh, uint32_t waiter);
+/* The worker's eventfd fired (OP_AUTH): deliver results, feed the worker, re-arm. */
 void authq_on_cqe(struct shard *sh);
-/* Shard thread, at start: arm the read on the worker's eventfd. */
+/* At start: arm the read on the worker's eventfd. */
 void authq_arm(struct shard *sh);
 
 #endif

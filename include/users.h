@@ -3,7 +3,7 @@
  *
  * Loaded by the main (control) thread, at start and on every reload, into
  * the policy snapshot; read-only afterwards, shared by every shard. The
- * credential check itself (cache, crypt worker) is authq.h.
+ * credential check itself (cache, crypt worker, queues) is authq.h.
  */
 #ifndef RINGSOCKS_USERS_H
 #define RINGSOCKS_USERS_H

@@ -1,12 +1,25 @@
 /*
- * authq.c - each shard's credential checker (authq.h).
+ * authq.c - each shard's password checker (authq.h).
  *
- * Each shard owns one authq: a cache only its thread touches (authcache.c),
- * and a worker thread that runs crypt(3). Shard and worker talk through two
- * single-producer single-consumer rings and two eventfds: the shard writes
- * a job and bumps the worker's eventfd (a write that never blocks); the
- * worker answers in the other ring and bumps the shard's eventfd, which the
- * shard reads through its ring. Nothing here blocks the shard.
+ * Owns, per shard: the digest cache (authcache.c), the jobs waiting for
+ * crypt(3), an index of them by digest (identical credentials wait for one
+ * run), one waiter record per handshake context, and a worker thread.
+ *
+ * Threads: the shard thread does everything but crypt(3); the worker only
+ * pops a job, runs crypt(3) unless the job was cancelled, and pushes it
+ * back. They talk through two single-producer single-consumer rings and two
+ * eventfds: the shard pushes a job and bumps the worker's eventfd (a write
+ * that never blocks); the worker answers in the other ring and bumps the
+ * shard's eventfd, which the shard reads through its io_uring. Nothing here
+ * blocks the shard, and crypt(3) never runs on it.
+ *
+ * Why the queue lives on the shard and the worker holds only AUTHQ_WINDOW
+ * jobs: a job handed to the worker is served in order; one still on the
+ * shard can be dropped when its connection leaves.
+ * There is no limit in count: every waiting connection holds a handshake
+ * context, so jobs never outnumber the shard's handshake slots, and the
+ * handshake timeout bounds how long one waits. The old fixed 256-job queue
+ * answered "wrong password" to right ones when it was full.
  */
 #include "authq.h"
 
@@ -15,7 +28,6 @@
 #include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,22 +35,49 @@
 #include <unistd.h>
 
 #include "authcache.h"
+#include "clients.h"
 #include "policy.h"
 #include "session.h"
 #include "shard.h"
 #include "users.h"
 
-#define RING_SLOTS  256  /* jobs in flight per shard, power of two */
-#define WAIT_SLOTS  1024 /* handshakes waiting on another's check, per shard */
+#define RING_SLOTS 16 /* per SPSC ring, a power of two >= AUTHQ_WINDOW */
+#define NIL        UINT32_MAX
+
+_Static_assert(AUTHQ_WINDOW <= RING_SLOTS, "the worker rings hold every job handed over");
+
+enum job_where {
+    JOB_QUEUED = 0, /* in the shard's queue */
+    JOB_WORKER,     /* handed to the worker */
+    JOB_DONE,      /* answered: its waiters are being told */
+};
 
 struct auth_job {
-    uint64_t cookie;
+    struct auth_job *prev, *next; /* in the queue while JOB_QUEUED */
+    struct auth_job *hnext;       /* in the digest index */
     uint8_t digest[AUTHCACHE_DIGEST];
-    bool inflight; /* shard-owned: queued to the worker, result not yet taken */
-    bool unknown;  /* no such user: checked against the dummy, refused whatever happens */
-    bool ok;
+    union sockaddr_inx client; /* the address that asked first: charged for it */
+    uint32_t waiters;          /* first waiter, NIL: none */
+    uint32_t n_waiters;
+    uint8_t where;  /* enum job_where */
+    bool indexed;   /* in the digest index (identical checks may join it) */
+    bool counted;   /* CLIENT_AUTH was counted for client */
+    bool unknown;   /* no such user: checked against the dummy, refused whatever happens */
+    atomic_bool cancelled; /* set by the shard: nobody waits any more, skip crypt(3) */
+    bool ran, ok;          /* written by the worker before it hands the job back */
     char pass[256];
     char hash[CRYPT_OUTPUT_SIZE];
+};
+
+/* A connection waiting for a check, indexed by its handshake context. */
+struct waiter {
+    struct auth_job *job; /* NULL: not waiting */
+    uint64_t cookie;
+    uint32_t prev, next; /* the job's other waiters */
+};
+
+struct jlist {
+    struct auth_job *head, *tail;
 };
 
 struct spsc {
@@ -51,23 +90,20 @@ struct authq {
     struct shard *sh;
     struct authcache cache;
     struct spsc req, resp;
-    struct auth_job jobs[RING_SLOTS]; /* free list below, shard-owned */
-    struct auth_job *free_jobs[RING_SLOTS];
-    unsigned n_free;
-    /* Handshakes waiting on a check of the same credential already in flight
-     * (a client's workers all start at once on a cold cache): one crypt(3)
-     * run answers them all. Shard-owned. */
-    struct {
-        struct auth_job *job;
-        uint64_t cookie;
-    } followers[WAIT_SLOTS];
-    unsigned n_followers;
+    struct jlist queue;
+    unsigned at_worker;  /* jobs handed over and not back yet */
+    struct waiter *w;
+    uint32_t n_w;
+    struct auth_job **idx; /* buckets by digest */
+    uint32_t idx_mask;
     int req_fd, resp_fd; /* eventfds: wake the worker, wake the shard */
     uint64_t resp_val;
     pthread_t thread;
     bool started;
     atomic_bool stop;
 };
+
+/* --- the rings ------------------------------------------------------------ */
 
 static bool
 spsc_push(struct spsc *q, struct auth_job *j)
@@ -93,6 +129,8 @@ spsc_pop(struct spsc *q)
     return j;
 }
 
+/* --- the worker ----------------------------------------------------------- */
+
 static void *
 worker_main(void *arg)
 {
@@ -107,28 +145,163 @@ worker_main(void *arg)
         if (atomic_load_explicit(&q->stop, memory_order_acquire))
             break;
         struct auth_job *j;
-        bool any = false;
         while ((j = spsc_pop(&q->req))) {
-            const char *out = crypt_rn(j->pass, j->hash, cd, sizeof(*cd));
-            size_t hl = strlen(j->hash);
-            /* crypt_rn returns NULL or a string starting with '*' on failure. */
-            bool match = out && out[0] != '*' && strlen(out) == hl &&
-                         sodium_memcmp(out, j->hash, hl) == 0;
-            /* The dummy's run is the same work; its answer is always no. */
-            j->ok = match && !j->unknown;
+            if (!atomic_load_explicit(&j->cancelled, memory_order_acquire)) {
+                const char *out = crypt_rn(j->pass, j->hash, cd, sizeof(*cd));
+                size_t hl = strlen(j->hash);
+                /* crypt_rn returns NULL or a string starting with '*' on failure. */
+                bool match = out && out[0] != '*' && strlen(out) == hl &&
+                             sodium_memcmp(out, j->hash, hl) == 0;
+                /* The dummy's run is the same work; its answer is always no. */
+                j->ok = match && !j->unknown;
+                j->ran = true;
+                sodium_memzero(cd, sizeof(*cd));
+            }
             sodium_memzero(j->pass, sizeof(j->pass));
-            sodium_memzero(cd, sizeof(*cd));
-            /* The response ring has as many slots as there are jobs: never full. */
+            /* The response ring has room for every job handed over: never full. */
             spsc_push(&q->resp, j);
-            any = true;
+            /* One wake per job, so the shard hands over the next while this one runs. */
+            uint64_t one = 1;
+            if (write(q->resp_fd, &one, sizeof(one)) < 0)
+                perror("ringsocks: auth worker eventfd");
         }
-        uint64_t one = 1;
-        if (any && write(q->resp_fd, &one, sizeof(one)) < 0)
-            perror("ringsocks: auth worker eventfd");
     }
     free(cd);
     return NULL;
 }
+
+/* --- jobs, queues, index, waiters (shard thread) --------------------------- */
+
+static uint32_t
+idx_bucket(const struct authq *q, const uint8_t *digest)
+{
+    /* The digest is keyed: nobody outside can aim at one bucket. */
+    uint32_t h;
+    memcpy(&h, digest, sizeof(h));
+    return h & q->idx_mask;
+}
+
+static struct auth_job *
+idx_find(const struct authq *q, const uint8_t *digest)
+{
+    for (struct auth_job *j = q->idx[idx_bucket(q, digest)]; j; j = j->hnext)
+        if (crypto_verify_32(j->digest, digest) == 0)
+            return j;
+    return NULL;
+}
+
+static void
+idx_add(struct authq *q, struct auth_job *j)
+{
+    struct auth_job **b = &q->idx[idx_bucket(q, j->digest)];
+    j->hnext = *b;
+    *b = j;
+    j->indexed = true;
+}
+
+static void
+idx_remove(struct authq *q, struct auth_job *j)
+{
+    if (!j->indexed)
+        return;
+    for (struct auth_job **p = &q->idx[idx_bucket(q, j->digest)]; *p; p = &(*p)->hnext) {
+        if (*p == j) {
+            *p = j->hnext;
+            break;
+        }
+    }
+    j->hnext = NULL;
+    j->indexed = false;
+}
+
+static void
+list_append(struct jlist *l, struct auth_job *j)
+{
+    j->next = NULL;
+    j->prev = l->tail;
+    if (l->tail)
+        l->tail->next = j;
+    else
+        l->head = j;
+    l->tail = j;
+}
+
+static void
+list_remove(struct jlist *l, struct auth_job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        l->head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        l->tail = j->prev;
+    j->prev = j->next = NULL;
+}
+
+static void
+waiter_add(struct authq *q, struct auth_job *j, uint32_t wi, uint64_t cookie)
+{
+    struct waiter *w = &q->w[wi];
+    w->job = j;
+    w->cookie = cookie;
+    w->prev = NIL;
+    w->next = j->waiters;
+    if (j->waiters != NIL)
+        q->w[j->waiters].prev = wi;
+    j->waiters = wi;
+    j->n_waiters++;
+}
+
+static void
+waiter_remove(struct authq *q, uint32_t wi)
+{
+    struct waiter *w = &q->w[wi];
+    struct auth_job *j = w->job;
+    if (w->prev != NIL)
+        q->w[w->prev].next = w->next;
+    else
+        j->waiters = w->next;
+    if (w->next != NIL)
+        q->w[w->next].prev = w->prev;
+    j->n_waiters--;
+    w->job = NULL;
+    w->prev = w->next = NIL;
+}
+
+static void
+job_free(struct authq *q, struct auth_job *j)
+{
+    struct shard *sh = q->sh;
+    if (j->counted)
+        clients_dec(&sh->clients, &j->client, CLIENT_AUTH, sh->now_s);
+    sodium_memzero(j, sizeof(*j));
+    free(j);
+}
+
+/* Hand jobs to the worker, oldest first, until it holds AUTHQ_WINDOW. */
+static void
+feed(struct authq *q)
+{
+    bool pushed = false;
+    while (q->at_worker < AUTHQ_WINDOW) {
+        struct auth_job *j = q->queue.head;
+        if (!j)
+            break;
+        list_remove(&q->queue, j);
+        j->where = JOB_WORKER;
+        spsc_push(&q->req, j);
+        q->at_worker++;
+        pushed = true;
+    }
+    uint64_t one = 1;
+    /* An eventfd write fails only when its counter would overflow: the worker is awake anyway. */
+    if (pushed && write(q->req_fd, &one, sizeof(one)) < 0)
+        STAT_INC(q->sh->st.auth_overload);
+}
+
+/* --- the interface ----------------------------------------------------------- */
 
 int
 authq_init(struct shard *sh)
@@ -138,11 +311,19 @@ authq_init(struct shard *sh)
         return -ENOMEM;
     q->sh = sh;
     q->req_fd = q->resp_fd = -1;
-    authcache_init(&q->cache);
-    for (unsigned i = 0; i < RING_SLOTS; i++)
-        q->free_jobs[i] = &q->jobs[i];
-    q->n_free = RING_SLOTS;
     sh->authq = q;
+    authcache_init(&q->cache);
+    q->n_w = sh->o->hs_slots ? sh->o->hs_slots : 1;
+    q->w = calloc(q->n_w, sizeof(*q->w));
+    uint32_t buckets = 64;
+    while (buckets < q->n_w)
+        buckets *= 2;
+    q->idx = calloc(buckets, sizeof(*q->idx));
+    q->idx_mask = buckets - 1;
+    if (!q->w || !q->idx)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < q->n_w; i++)
+        q->w[i].prev = q->w[i].next = NIL;
     q->req_fd = eventfd(0, EFD_CLOEXEC);
     q->resp_fd = eventfd(0, EFD_CLOEXEC);
     if (q->req_fd < 0 || q->resp_fd < 0)
@@ -155,6 +336,17 @@ authq_init(struct shard *sh)
     snprintf(name, sizeof(name), "auth-%u", sh->id);
     pthread_setname_np(q->thread, name);
     return 0;
+}
+
+static void
+free_list(struct jlist *l)
+{
+    struct auth_job *j;
+    while ((j = l->head)) {
+        l->head = j->next;
+        sodium_memzero(j, sizeof(*j));
+        free(j);
+    }
 }
 
 void
@@ -170,11 +362,20 @@ authq_fini(struct shard *sh)
             perror("ringsocks: auth worker eventfd");
         pthread_join(q->thread, NULL);
     }
+    /* The worker is gone: every job is in a ring or a queue. */
+    struct auth_job *j;
+    while ((j = spsc_pop(&q->req)) || (j = spsc_pop(&q->resp))) {
+        sodium_memzero(j, sizeof(*j));
+        free(j);
+    }
+    free_list(&q->queue);
     if (q->req_fd >= 0)
         close(q->req_fd);
     if (q->resp_fd >= 0)
         close(q->resp_fd);
-    sodium_memzero(q, sizeof(*q));
+    free(q->w);
+    free(q->idx);
+    sodium_memzero(&q->cache, sizeof(q->cache));
     free(q);
     sh->authq = NULL;
 }
@@ -189,7 +390,8 @@ authq_arm(struct shard *sh)
 }
 
 enum authq_result
-authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
+authq_check(struct shard *sh, uint32_t waiter, uint64_t cookie, const union sockaddr_inx *client,
+            const struct auth_cred *cred)
 {
     struct authq *q = sh->authq;
     const struct users *users = sh->pol->users;
@@ -212,40 +414,64 @@ authq_check(struct shard *sh, uint64_t cookie, const struct auth_cred *cred)
         STAT_INC(sh->st.auth_cache_hits);
         return e->state == AUTHCACHE_GOOD ? AUTHQ_OK : AUTHQ_FAIL;
     }
-    /* The same credential is being checked: wait for that answer. Only the
-     * jobs in flight are compared (none, on a warm server: no scan at all). */
-    unsigned busy = q->n_followers < WAIT_SLOTS ? RING_SLOTS - q->n_free : 0;
-    for (unsigned i = 0; busy && i < RING_SLOTS; i++) {
-        struct auth_job *f = &q->jobs[i];
-        if (f->inflight) {
-            busy--;
-            if (crypto_verify_32(f->digest, digest) == 0) {
-                q->followers[q->n_followers].job = f;
-                q->followers[q->n_followers].cookie = cookie;
-                q->n_followers++;
-                STAT_INC(sh->st.auth_coalesced);
-                return AUTHQ_PENDING;
-            }
-        }
+    if (waiter >= q->n_w || q->w[waiter].job)
+        return AUTHQ_CLOSE; /* a caller bug; never a verdict we do not have */
+
+    /* The same credential is being checked (a client's workers all start at once): wait for it. */
+    struct auth_job *j = idx_find(q, digest);
+    if (j) {
+        waiter_add(q, j, waiter, cookie);
+        STAT_INC(sh->st.auth_coalesced);
+        return AUTHQ_PENDING;
     }
-    if (q->n_free == 0) {
-        /* More slow checks in flight than the worker queue holds: shed. */
+    j = calloc(1, sizeof(*j));
+    if (!j) {
         STAT_INC(sh->st.auth_overload);
-        return AUTHQ_FAIL;
+        return AUTHQ_CLOSE;
     }
-    struct auth_job *j = q->free_jobs[--q->n_free];
-    j->cookie = cookie;
+    atomic_init(&j->cancelled, false);
     memcpy(j->digest, digest, AUTHCACHE_DIGEST);
+    j->client = *client;
+    j->waiters = NIL;
+    j->unknown = unknown;
     memcpy(j->pass, cred->pass, (size_t)cred->plen + 1);
     snprintf(j->hash, sizeof(j->hash), "%s", hash);
-    j->unknown = unknown;
-    j->inflight = true;
-    spsc_push(&q->req, j);
-    uint64_t one = 1;
-    if (write(q->req_fd, &one, sizeof(one)) < 0)
-        STAT_INC(sh->st.auth_overload);
-    STAT_INC(sh->st.auth_slow_checks);
+    j->counted = clients_inc(&sh->clients, client, CLIENT_AUTH, sh->now_s) >= 0;
+    idx_add(q, j);
+    waiter_add(q, j, waiter, cookie);
+    j->where = JOB_QUEUED;
+    list_append(&q->queue, j);
+    feed(q);
     return AUTHQ_PENDING;
+}
+
+void
+authq_cancel(struct shard *sh, uint32_t waiter)
+{
+    struct authq *q = sh->authq;
+    if (waiter >= q->n_w || !q->w[waiter].job)
+        return;
+    struct auth_job *j = q->w[waiter].job;
+    waiter_remove(q, waiter);
+    STAT_INC(sh->st.auth_abandoned);
+    if (j->n_waiters)
+        return;
+    /* Nobody waits for it any more: not worth a crypt(3) run. */
+    switch (j->where) {
+    case JOB_QUEUED:
+        list_remove(&q->queue, j);
+        idx_remove(q, j);
+        STAT_INC(sh->st.auth_cancelled);
+        job_free(q, j);
+        break;
+    case JOB_WORKER:
+        /* Comes back through the ring; nobody may join it meanwhile. */
+        idx_remove(q, j);
+        atomic_store_explicit(&j->cancelled, true, memory_order_release);
+        break;
+    default:
+        break;
+    }
 }
 
 void
@@ -254,26 +480,33 @@ authq_on_cqe(struct shard *sh)
     struct authq *q = sh->authq;
     struct auth_job *j;
     while ((j = spsc_pop(&q->resp))) {
-        authcache_put(&q->cache, j->digest, j->ok, sh->now_s);
-        uint64_t cookie = j->cookie;
-        bool ok = j->ok;
-        /* Take this job's followers out first: session_on_auth may start new checks. */
-        uint64_t waiting[WAIT_SLOTS];
-        unsigned n_waiting = 0;
-        for (unsigned i = 0; i < q->n_followers;) {
-            if (q->followers[i].job == j) {
-                waiting[n_waiting++] = q->followers[i].cookie;
-                q->followers[i] = q->followers[--q->n_followers];
-            } else {
-                i++;
-            }
+        q->at_worker--;
+        idx_remove(q, j);
+        j->where = JOB_DONE;
+        if (!j->ran) {
+            /* Cancelled before crypt(3): its waiters had all left, and it was out of the
+             * index since, so none joined. */
+            STAT_INC(sh->st.auth_cancelled);
+            job_free(q, j);
+            continue;
         }
-        sodium_memzero(j, sizeof(*j));
-        q->free_jobs[q->n_free++] = j;
-        session_on_auth(sh, cookie, ok);
-        for (unsigned i = 0; i < n_waiting; i++)
-            session_on_auth(sh, waiting[i], ok);
+        STAT_INC(sh->st.auth_slow_checks);
+        authcache_put(&q->cache, j->digest, j->ok, sh->now_s);
+        if (!j->ok)
+            clients_fail(&sh->clients, &j->client, sh->now_s);
+        /*
+         * One waiter at a time off the list, the job still alive: an answer
+         * may close connections, and a close cancels through this list.
+         */
+        uint32_t wi;
+        while ((wi = j->waiters) != NIL) {
+            uint64_t cookie = q->w[wi].cookie;
+            waiter_remove(q, wi);
+            session_on_auth(sh, cookie, j->ok);
+        }
+        job_free(q, j);
     }
+    feed(q);
     if (!sh->stopping)
         authq_arm(sh);
 }

@@ -409,6 +409,7 @@ conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
     case OP_CONNECT:
     case OP_LEFTOVER:
     case OP_BIND_ACCEPT:
+    case OP_HS_HUP:
         if (c->state != CONN_CLOSING)
             session_on_cqe(sh, c, op, cqe->res);
         else if (op == OP_BIND_ACCEPT && cqe->res >= 0)

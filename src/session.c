@@ -16,9 +16,11 @@
 
 #include <errno.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -104,6 +106,9 @@ session_release(struct shard *sh, struct conn *c)
 {
     if (!c->hs)
         return;
+    /* Gone before its password check was answered: it leaves the queue with it. */
+    if (c->hs_flags & HSF_AUTH_WAIT)
+        authq_cancel(sh, (uint32_t)(c->hs - sh->hs_slab));
     sodium_memzero(&c->hs->cred, sizeof(c->hs->cred));
     c->hs->next_free = sh->hs_free;
     sh->hs_free = (uint32_t)(c->hs - sh->hs_slab);
@@ -706,11 +711,24 @@ parse_v5(struct shard *sh, struct conn *c)
             return false;
         }
         h->in_off = (uint16_t)(h->in_off + r);
-        enum authq_result res = authq_check(sh, ud_make(0, conn_slot(sh, c), c->gen), &h->cred);
+        enum authq_result res = authq_check(sh, (uint32_t)(h - sh->hs_slab),
+                                            ud_make(0, conn_slot(sh, c), c->gen), &c->client,
+                                            &h->cred);
         sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
         if (res == AUTHQ_PENDING) {
-            /* Nothing more is read until the worker answers (session_on_auth). */
+            /*
+             * Nothing more is read until the worker answers (session_on_auth).
+             * A poll watches for the client hanging up meanwhile, so that its
+             * check leaves the queue at once instead of at the handshake timeout.
+             */
             c->hs_flags |= HSF_AUTH_WAIT;
+            struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_HS_HUP);
+            io_uring_prep_poll_add(sqe, c->cfd, POLLRDHUP);
+            return false;
+        }
+        if (res == AUTHQ_CLOSE) {
+            /* No verdict to give: a close, never a wrong answer. */
+            close_after_replies(sh, c, END_RESOURCE);
             return false;
         }
         auth_answer(sh, c, res == AUTHQ_OK);
@@ -787,9 +805,35 @@ session_on_auth(struct shard *sh, uint64_t cookie, bool ok)
     if (c->gen != ud_gen(cookie) || c->state != CONN_HANDSHAKE || !(c->hs_flags & HSF_AUTH_WAIT))
         return;
     c->hs_flags &= (uint8_t)~HSF_AUTH_WAIT;
+    /* The hang-up poll has nothing left to watch (-ENOENT if it fired already). */
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL);
+    io_uring_prep_poll_remove(sqe, ud_make(OP_HS_HUP, conn_slot(sh, c), c->gen));
     auth_answer(sh, c, ok);
     if (ok)
         hs_parse(sh, c);
+}
+
+/*
+ * The client hung up (or reset) while its password check waited. A client
+ * that shut its sending side with nothing sent after its credentials can
+ * never send a request: end it now, which drops its check unrun. One that
+ * pipelined bytes (its request) and then half-closed still waits for them to
+ * be served.
+ */
+static void
+on_auth_hangup(struct shard *sh, struct conn *c, int res)
+{
+    struct hs *h = c->hs;
+    int unread = 0;
+    if (!(c->hs_flags & HSF_AUTH_WAIT) || res < 0)
+        return;
+    if (res & (POLLERR | POLLHUP)) {
+        conn_close(sh, c, END_CLIENT_ERR);
+        return;
+    }
+    if (h->in_off < h->in_len || (ioctl(c->cfd, FIONREAD, &unread) == 0 && unread > 0))
+        return;
+    conn_close(sh, c, END_CLIENT_EOF);
 }
 
 void
@@ -837,6 +881,9 @@ session_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res)
         return;
     case OP_BIND_ACCEPT:
         on_bind_accept(sh, c, res);
+        return;
+    case OP_HS_HUP:
+        on_auth_hangup(sh, c, res);
         return;
     case OP_CONNECT:
         if (res == 0) {

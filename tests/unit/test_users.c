@@ -10,27 +10,11 @@
 
 #include <crypt.h>
 #include <sodium.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "users.h"
-
-/* A crypt(3) hash of pw with a fresh salt for prefix at cost count (0: default). */
-static char *
-hash_of(const char *pw, const char *prefix, unsigned long count)
-{
-    char setting[CRYPT_GENSALT_OUTPUT_SIZE];
-    assert_non_null(crypt_gensalt_rn(prefix, count, NULL, 0, setting, sizeof(setting)));
-    struct crypt_data *cd = calloc(1, sizeof(*cd));
-    assert_non_null(cd);
-    const char *h = crypt_rn(pw, setting, cd, sizeof(*cd));
-    assert_non_null(h);
-    char *out = strdup(h);
-    free(cd);
-    return out;
-}
+#include "users_file.h"
 
 static int
 crypt_matches(const char *pw, const char *hash)
@@ -41,26 +25,6 @@ crypt_matches(const char *pw, const char *hash)
     int r = h && strcmp(h, hash) == 0;
     free(cd);
     return r;
-}
-
-static char path[64];
-
-static struct users *
-load(const char *text)
-{
-    char err[512];
-    strcpy(path, "/tmp/test_users.XXXXXX");
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    struct users *u = users_load(path, err, sizeof(err));
-    unlink(path);
-    if (!u)
-        fail_msg("users_load: %s", err);
-    return u;
 }
 
 static int
@@ -104,7 +68,7 @@ test_dummy_of_the_commonest_kind(void **state)
     char *e = hash_of("e-pw", "$6$", 1000);
     char text[4096];
     snprintf(text, sizeof(text), "# users\nd:%s\na:%s\ne:%s\nb:%s\nc:%s\n", d, a, e, b, c);
-    struct users *u = load(text);
+    struct users *u = users_from(text);
     const char *dummy = users_dummy(u);
     assert_non_null(dummy);
     assert_int_equal(strncmp(dummy, "$6$rounds=2000$", 15), 0);
@@ -131,7 +95,7 @@ test_dummy_differs_per_load(void **state)
     char *a = hash_of("a-pw", "$2b$", 4);
     char text[512];
     snprintf(text, sizeof(text), "a:%s\n", a);
-    struct users *u1 = load(text), *u2 = load(text);
+    struct users *u1 = users_from(text), *u2 = users_from(text);
     assert_non_null(users_dummy(u1));
     assert_non_null(users_dummy(u2));
     assert_int_equal(strncmp(users_dummy(u1), "$2b$04$", 7), 0);
@@ -146,11 +110,11 @@ static void
 test_no_dummy_without_usable_hash(void **state)
 {
     (void)state;
-    struct users *u = load("# nobody\n");
+    struct users *u = users_from("# nobody\n");
     assert_int_equal(users_count(u), 0);
     assert_null(users_dummy(u));
     users_free(u);
-    u = load("x:$y$\n");
+    u = users_from("x:$y$\n");
     assert_int_equal(users_count(u), 1);
     assert_null(users_dummy(u));
     users_free(u);
