@@ -1,7 +1,8 @@
 /*
  * authq.h - each shard's password checker: the digest cache in front
- * (authcache.h), a crypt(3) worker thread behind, and between them a queue
- * on the shard.
+ * (authcache.h), a crypt(3) worker thread behind, and between them two
+ * queues on the shard, one for clients in good standing and one for
+ * addresses that are failing or flooding.
  *
  * Contract, the reason this exists: a check is answered right or not at
  * all. A correct password is never refused for lack of room; a check
@@ -25,7 +26,7 @@
 
 struct shard;
 
-/* Jobs the worker holds at once; the rest wait on the shard, where they can still be dropped. */
+/* Jobs the worker holds at once; the rest wait on the shard, where their order can change. */
 #define AUTHQ_WINDOW 4
 
 /* Main thread, before the shard starts: the worker thread, cache and queues.
@@ -56,5 +57,12 @@ void authq_cancel(struct shard *sh, uint32_t waiter);
 void authq_on_cqe(struct shard *sh);
 /* At start: arm the read on the worker's eventfd. */
 void authq_arm(struct shard *sh);
+
+/* Pure: does a check from an address with these counts go to the front queue? */
+static inline bool
+authq_in_budget(uint32_t recent_failures, uint32_t queued, uint32_t budget)
+{
+    return budget == 0 || (uint64_t)recent_failures + queued < budget;
+}
 
 #endif

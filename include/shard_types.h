@@ -262,6 +262,7 @@ struct shard_stats {
     uint64_t auth_slow_checks;
     uint64_t auth_failures;
     uint64_t auth_overload;  /* checks closed without a verdict: no memory for a job */
+    uint64_t auth_deferred;  /* checks queued behind the others: address over its failure budget */
     uint64_t auth_abandoned; /* connections that ended while their check waited */
     uint64_t auth_cancelled; /* checks dropped before crypt(3): nobody waited any more */
     uint64_t udp_dropped;   /* datagrams dropped: malformed, FRAG, foreign source */

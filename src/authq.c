@@ -13,9 +13,10 @@
  * shard's eventfd, which the shard reads through its io_uring. Nothing here
  * blocks the shard, and crypt(3) never runs on it.
  *
- * Why the queue lives on the shard and the worker holds only AUTHQ_WINDOW
+ * Why the queues live on the shard and the worker holds only AUTHQ_WINDOW
  * jobs: a job handed to the worker is served in order; one still on the
- * shard can be dropped when its connection leaves.
+ * shard can be served later than a newer one (a client in good standing
+ * overtakes a failing address), or dropped when its connection leaves.
  * There is no limit in count: every waiting connection holds a handshake
  * context, so jobs never outnumber the shard's handshake slots, and the
  * handshake timeout bounds how long one waits. The old fixed 256-job queue
@@ -47,13 +48,14 @@
 _Static_assert(AUTHQ_WINDOW <= RING_SLOTS, "the worker rings hold every job handed over");
 
 enum job_where {
-    JOB_QUEUED = 0, /* in the shard's queue */
-    JOB_WORKER,     /* handed to the worker */
+    JOB_FRONT = 0, /* the shard's queue for addresses within their budget */
+    JOB_BACK = 1,  /* the shard's queue for the others: served when the front one is empty */
+    JOB_WORKER,    /* handed to the worker */
     JOB_DONE,      /* answered: its waiters are being told */
 };
 
 struct auth_job {
-    struct auth_job *prev, *next; /* in the queue while JOB_QUEUED */
+    struct auth_job *prev, *next; /* in its queue while JOB_FRONT/JOB_BACK */
     struct auth_job *hnext;       /* in the digest index */
     uint8_t digest[AUTHCACHE_DIGEST];
     union sockaddr_inx client; /* the address that asked first: charged for it */
@@ -90,7 +92,7 @@ struct authq {
     struct shard *sh;
     struct authcache cache;
     struct spsc req, resp;
-    struct jlist queue;
+    struct jlist q[2];   /* JOB_FRONT, JOB_BACK */
     unsigned at_worker;  /* jobs handed over and not back yet */
     struct waiter *w;
     uint32_t n_w;
@@ -280,16 +282,17 @@ job_free(struct authq *q, struct auth_job *j)
     free(j);
 }
 
-/* Hand jobs to the worker, oldest first, until it holds AUTHQ_WINDOW. */
+/* Hand jobs to the worker, front queue first, until it holds AUTHQ_WINDOW. */
 static void
 feed(struct authq *q)
 {
     bool pushed = false;
     while (q->at_worker < AUTHQ_WINDOW) {
-        struct auth_job *j = q->queue.head;
+        struct jlist *l = q->q[JOB_FRONT].head ? &q->q[JOB_FRONT] : &q->q[JOB_BACK];
+        struct auth_job *j = l->head;
         if (!j)
             break;
-        list_remove(&q->queue, j);
+        list_remove(l, j);
         j->where = JOB_WORKER;
         spsc_push(&q->req, j);
         q->at_worker++;
@@ -299,6 +302,17 @@ feed(struct authq *q)
     /* An eventfd write fails only when its counter would overflow: the worker is awake anyway. */
     if (pushed && write(q->req_fd, &one, sizeof(one)) < 0)
         STAT_INC(q->sh->st.auth_overload);
+}
+
+/* Does a new check from client go to the front queue? */
+static bool
+in_budget(struct shard *sh, const union sockaddr_inx *client)
+{
+    uint32_t budget = sh->pol->auth_fail_budget;
+    if (budget == 0)
+        return true;
+    return authq_in_budget(clients_fails(&sh->clients, client, sh->now_s),
+                           clients_get(&sh->clients, client, CLIENT_AUTH), budget);
 }
 
 /* --- the interface ----------------------------------------------------------- */
@@ -368,7 +382,8 @@ authq_fini(struct shard *sh)
         sodium_memzero(j, sizeof(*j));
         free(j);
     }
-    free_list(&q->queue);
+    free_list(&q->q[JOB_FRONT]);
+    free_list(&q->q[JOB_BACK]);
     if (q->req_fd >= 0)
         close(q->req_fd);
     if (q->resp_fd >= 0)
@@ -399,7 +414,7 @@ authq_check(struct shard *sh, uint32_t waiter, uint64_t cookie, const union sock
     bool unknown = !hash;
     /*
      * An unknown name takes the same path as a known one with a wrong
-     * password, crypt(3) of the dummy included: cache, coalescing, queue.
+     * password, crypt(3) of the dummy included: cache, coalescing, queues.
      * Without a dummy there are no users at all, and no names to find out.
      */
     if (unknown)
@@ -417,11 +432,18 @@ authq_check(struct shard *sh, uint32_t waiter, uint64_t cookie, const union sock
     if (waiter >= q->n_w || q->w[waiter].job)
         return AUTHQ_CLOSE; /* a caller bug; never a verdict we do not have */
 
+    bool front = in_budget(sh, client);
     /* The same credential is being checked (a client's workers all start at once): wait for it. */
     struct auth_job *j = idx_find(q, digest);
     if (j) {
         waiter_add(q, j, waiter, cookie);
         STAT_INC(sh->st.auth_coalesced);
+        /* A client in good standing is not made to wait behind a failing address. */
+        if (front && j->where == JOB_BACK) {
+            list_remove(&q->q[JOB_BACK], j);
+            j->where = JOB_FRONT;
+            list_append(&q->q[JOB_FRONT], j);
+        }
         return AUTHQ_PENDING;
     }
     j = calloc(1, sizeof(*j));
@@ -439,8 +461,10 @@ authq_check(struct shard *sh, uint32_t waiter, uint64_t cookie, const union sock
     j->counted = clients_inc(&sh->clients, client, CLIENT_AUTH, sh->now_s) >= 0;
     idx_add(q, j);
     waiter_add(q, j, waiter, cookie);
-    j->where = JOB_QUEUED;
-    list_append(&q->queue, j);
+    j->where = front ? JOB_FRONT : JOB_BACK;
+    list_append(&q->q[j->where], j);
+    if (!front)
+        STAT_INC(sh->st.auth_deferred);
     feed(q);
     return AUTHQ_PENDING;
 }
@@ -458,8 +482,9 @@ authq_cancel(struct shard *sh, uint32_t waiter)
         return;
     /* Nobody waits for it any more: not worth a crypt(3) run. */
     switch (j->where) {
-    case JOB_QUEUED:
-        list_remove(&q->queue, j);
+    case JOB_FRONT:
+    case JOB_BACK:
+        list_remove(&q->q[j->where], j);
         idx_remove(q, j);
         STAT_INC(sh->st.auth_cancelled);
         job_free(q, j);

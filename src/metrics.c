@@ -240,6 +240,9 @@ static const struct counter auth_counters[] = {
     COUNTER("ringsocks_auth_failures_total", auth_failures, "Credentials refused (RFC 1929)."),
     COUNTER("ringsocks_auth_overload_total", auth_overload,
             "Credential checks closed without a verdict because no memory could be had for them."),
+    COUNTER("ringsocks_auth_deferred_total", auth_deferred,
+            "Credential checks queued behind the others': their client address was over its "
+            "failure budget (auth_fail_budget)."),
     COUNTER("ringsocks_auth_abandoned_total", auth_abandoned,
             "Connections that ended while their credential check waited (client left, handshake "
             "timeout): closed without a verdict."),

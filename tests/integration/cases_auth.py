@@ -569,6 +569,38 @@ def auth_overload_never_refuses_a_right_password(ctx):
         check(r[0] == "ok", "after the flood, %s with its right password: %s" % (user, r[0]))
 
 
+@case("auth_failure_budget_keeps_others_moving", timeout=150)
+def auth_failure_budget_keeps_others_moving(ctx):
+    """One address (127.0.0.1) floods wrong passwords with 300 connections; another
+    (127.0.0.2) logs in 8 times with right, not yet cached credentials. The failing
+    address is over its failure budget, so its checks wait behind the other's: each
+    of 127.0.0.2's logins succeeds within a few crypt(3) runs, not behind hundreds."""
+    need_ringsocks()
+    lines, good = yescrypt_users(8)
+    one = crypt_seconds(lines[0].split(":", 1)[1])
+    p = auth_proxy(ctx, users=lines, extra=["--shards", "1"])
+    flood = WrongPasswordFlood(ctx, p.addr, ALICE[0], 300).start()
+    time.sleep(2.0)   # long enough for the flood to spend its budget (16 failures)
+    took = []
+    for user, pw in good:
+        outcome, t, _ = login_outcome(p.addr, user, pw, src="127.0.0.2")
+        check(outcome == "ok", "login of %s from 127.0.0.2 during a flood from 127.0.0.1: %s after %.2f s; %s"
+              % (user, outcome, t, flood.summary()))
+        took.append(t)
+    flood.stop()
+    check(flood.refused > 0, "the flood never got a verdict, so it tested nothing: %s" % flood.summary())
+    took.sort()
+    median, worst = took[len(took) // 2], took[-1]
+    bound = max(1.0, 15 * one)
+    check(median < bound and worst < 3 * bound,
+          "logins from 127.0.0.2 took %s s (median %.2f, bound %.2f; one crypt(3) here %.3f s) while "
+          "127.0.0.1 flooded wrong passwords: they waited behind the failing address; %s"
+          % (", ".join("%.2f" % t for t in took), median, bound, one, flood.summary()))
+    st, body, _ = admin_request(p, "GET", "/metrics")
+    deferred = metric(parse_prometheus(body), "ringsocks_auth_deferred_total")
+    check(deferred and deferred > 0, "ringsocks_auth_deferred_total is %r after the flood" % deferred)
+
+
 @case("auth_departed_guessers_cost_no_crypt", timeout=90)
 def auth_departed_guessers_cost_no_crypt(ctx):
     """200 connections each send one wrong password for a yescrypt user and hang

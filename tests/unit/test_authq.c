@@ -2,8 +2,9 @@
  * test_authq.c - src/authq.c, the per-shard password checker, with its real
  * crypt(3) worker thread and a fake shard around it: verdicts (unknown
  * names always refused, after the same work), the cache in front, identical
- * checks sharing one run, no limit in count, and cancelled checks costing no
- * crypt(3).
+ * checks sharing one run, no limit in count, cancelled checks costing no
+ * crypt(3), and the failure budget that puts a failing address behind the
+ * others.
  *
  * Fakes: shard_sqe() hands out one static SQE (authq_arm() writes the
  * worker's eventfd into it, which is how the test finds it), and
@@ -93,7 +94,7 @@ make_users(unsigned long rounds, unsigned n)
 }
 
 static void
-start(unsigned long rounds, unsigned n_users)
+start(unsigned long rounds, unsigned n_users, unsigned budget)
 {
     memset(&sh, 0, sizeof(sh));
     memset(&o, 0, sizeof(o));
@@ -101,6 +102,7 @@ start(unsigned long rounds, unsigned n_users)
     o.hs_slots = 1024;
     users = make_users(rounds, n_users);
     pol.users = users;
+    pol.auth_fail_budget = budget;
     sh.o = &o;
     sh.pol = &pol;
     sh.now_s = 1000;
@@ -185,7 +187,7 @@ static void
 test_verdicts_and_unknown_names(void **state)
 {
     (void)state;
-    start(1000, 0);
+    start(1000, 0, 16);
     assert_int_equal(check(0, "10.0.0.1", "alice", "alice-pw"), AUTHQ_PENDING);
     assert_int_equal(check(1, "10.0.0.1", "alice", "bob-pw"), AUTHQ_PENDING);
     /* Unknown names go to the worker too (the dummy's crypt(3)), and are refused. */
@@ -213,7 +215,7 @@ static void
 test_identical_checks_share_one_run(void **state)
 {
     (void)state;
-    start(5000, 0);
+    start(5000, 0, 16);
     for (uint32_t w = 0; w < 50; w++)
         assert_int_equal(check(w, "10.0.0.1", "bob", w % 2 ? "bob-pw" : "nope"), AUTHQ_PENDING);
     pump(50);
@@ -229,7 +231,7 @@ static void
 test_no_limit_in_count(void **state)
 {
     (void)state;
-    start(1000, 700);
+    start(1000, 700, 0);
     for (uint32_t w = 0; w < 700; w++) {
         char user[16], pw[16];
         snprintf(user, sizeof(user), "u%u", w);
@@ -249,7 +251,7 @@ static void
 test_cancelled_checks_cost_nothing(void **state)
 {
     (void)state;
-    start(20000, 0);
+    start(20000, 0, 0);
     const unsigned n = AUTHQ_WINDOW + 6;
     char pw[32];
     for (uint32_t w = 0; w < n; w++) {
@@ -281,14 +283,105 @@ test_cancelled_checks_cost_nothing(void **state)
     stop();
 }
 
+/* Order of answers: how many of A's came before B's first. */
+static unsigned
+a_before_b(uint32_t first_b)
+{
+    unsigned k = 0;
+    for (unsigned i = 0; i < n_answers && answers[i].cookie < 1000 + first_b; i++)
+        k++;
+    return k;
+}
+
+/*
+ * Address A is over its failure budget; B, in good standing, asks after A's
+ * 12 checks and is served once the worker's window is through, not last.
+ */
+static void
+test_failing_address_waits_behind(void **state)
+{
+    (void)state;
+    const uint32_t n_a = 12;
+    char pw[32];
+    for (int budget = 4; budget >= 0; budget -= 4) {
+        start(5000, 0, (unsigned)budget);
+        union sockaddr_inx a = ip("10.0.0.1");
+        for (int i = 0; i < 4; i++)
+            clients_fail(&sh.clients, &a, sh.now_s);
+        for (uint32_t w = 0; w < n_a; w++) {
+            snprintf(pw, sizeof(pw), "guess-%u", w);
+            assert_int_equal(check(w, "10.0.0.1", "alice", pw), AUTHQ_PENDING);
+        }
+        assert_int_equal(check(n_a, "10.0.0.2", "bob", "bob-pw"), AUTHQ_PENDING);
+        pump(n_a + 1);
+        assert_int_equal(answer_of(n_a), 1);
+        if (budget) {
+            assert_int_equal(a_before_b(n_a), AUTHQ_WINDOW);
+            assert_int_equal(sh.st.auth_deferred, n_a);
+        } else {
+            /* No budget: first come, first served. */
+            assert_int_equal(a_before_b(n_a), n_a);
+            assert_int_equal(sh.st.auth_deferred, 0);
+        }
+        stop();
+    }
+}
+
+/* Checks queued count too: a burst from one address puts the excess behind. */
+static void
+test_queued_checks_count_against_the_budget(void **state)
+{
+    (void)state;
+    char pw[32];
+    start(5000, 0, 3);
+    for (uint32_t w = 0; w < 10; w++) {
+        snprintf(pw, sizeof(pw), "guess-%u", w);
+        assert_int_equal(check(w, "10.0.0.1", "alice", pw), AUTHQ_PENDING);
+    }
+    assert_int_equal(sh.st.auth_deferred, 7);
+    /* B's check joins an identical one that waits behind: it is moved to the front. */
+    assert_int_equal(check(10, "10.0.0.2", "alice", "guess-9"), AUTHQ_PENDING);
+    assert_int_equal(check(11, "10.0.0.3", "bob", "bob-pw"), AUTHQ_PENDING);
+    pump(12);
+    /* 3 in budget (in the worker's window, as is a 4th), then guess-9 (moved), then bob. */
+    unsigned pos9 = 0, pos_bob = 0;
+    for (unsigned i = 0; i < n_answers; i++) {
+        if (answers[i].cookie == 1000 + 9)
+            pos9 = i;
+        if (answers[i].cookie == 1000 + 11)
+            pos_bob = i;
+    }
+    assert_true(pos9 <= AUTHQ_WINDOW + 1);
+    assert_true(pos_bob <= AUTHQ_WINDOW + 2);
+    assert_int_equal(answer_of(9), 0);
+    assert_int_equal(answer_of(10), 0);
+    assert_int_equal(answer_of(11), 1);
+    stop();
+}
+
+static void
+test_budget_rule(void **state)
+{
+    (void)state;
+    assert_true(authq_in_budget(0, 0, 16));
+    assert_true(authq_in_budget(10, 5, 16));
+    assert_false(authq_in_budget(10, 6, 16));
+    assert_false(authq_in_budget(16, 0, 16));
+    assert_true(authq_in_budget(UINT32_MAX, UINT32_MAX, 0));
+    assert_false(authq_in_budget(UINT32_MAX, UINT32_MAX, UINT32_MAX));
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_budget_rule, setup),
         cmocka_unit_test_setup(test_verdicts_and_unknown_names, setup),
         cmocka_unit_test_setup(test_identical_checks_share_one_run, setup),
         cmocka_unit_test_setup(test_no_limit_in_count, setup),
         cmocka_unit_test_setup(test_cancelled_checks_cost_nothing, setup),
+        cmocka_unit_test_setup(test_failing_address_waits_behind, setup),
+        cmocka_unit_test_setup(test_queued_checks_count_against_the_budget, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
