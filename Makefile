@@ -56,9 +56,11 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBS)
 
 # Neighbours a unit test needs besides its module.
-$(BUILD)/tests/test_hosts: $(BUILD)/obj/addr.o
-$(BUILD)/tests/test_acl: $(BUILD)/obj/addr.o
-$(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o
+$(BUILD)/tests/test_hosts: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
+$(BUILD)/tests/test_acl: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
+$(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
+$(BUILD)/tests/test_socks5: $(BUILD)/obj/hostname.o
+$(BUILD)/tests/test_socks4: $(BUILD)/obj/socks5.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o
 # The password checker with its real crypt(3) worker; shard_sqe() and session_on_auth() are faked.
 $(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o

@@ -53,10 +53,10 @@ void acl_free(struct acl *acl);
  *   /96 never matches a mapped address, as those are matched as IPv4.
  * hosts: "example.com" matches that name exactly; ".example.com" matches
  *   example.com and every name under it (label boundary: "badexample.com"
- *   does not match). Names compare case-insensitively, a trailing dot
- *   ignored. At most 253 characters of letters, digits, '-', '_' and dots
- *   between non-empty labels: "*.example.com" or a UTF-8 name is -EINVAL
- *   (write ".example.com", or the punycode form).
+ *   does not match). Names are host names as hostname.h defines them and
+ *   compare in its normal form (case-insensitively, a trailing dot
+ *   ignored): "*.example.com", a UTF-8 name or "10.0.0.1" is -EINVAL (write
+ *   ".example.com", the punycode form, or put the address in to).
  * ports: inclusive ranges, lo <= hi.
  * users: exact, case-sensitive user names of 1..255 bytes.
  * cmds: ACL_CMD_* bits, 0 for any.
@@ -72,6 +72,8 @@ size_t acl_count(const struct acl *acl);
 
 /* Rule flags. */
 #define ACL_RF_TO 0x01u /* the rule has destination networks: a match names the address reached */
+/* udp_source = "any": an association's datagrams may come from another address the rules admit */
+#define ACL_RF_UDP_ANY_SOURCE 0x02u
 
 /* Any thread: the ACL_RF_* flags of rule (an index acl_add() or acl_match() gave); 0 for none. */
 uint8_t acl_rule_flags(const struct acl *acl, int rule);
@@ -94,8 +96,9 @@ struct acl_query {
     const union sockaddr_inx *client; /* the client's address */
     uint8_t cmd;                      /* one ACL_CMD_* bit (0 matches no rule) */
     const char *user;                 /* authenticated user, or NULL */
-    const char *host;                 /* the name the client asked for (any case, a trailing dot
-                                         allowed; longer than 255 matches no host), or NULL */
+    const char *host;                 /* the name the client asked for, compared in the
+                                         normal form of hostname.h (a name it refuses matches
+                                         no host), or NULL */
     const union sockaddr_inx *dest;   /* the address to be reached (resolved), or NULL */
     uint16_t port;                    /* destination port */
 };

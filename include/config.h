@@ -40,7 +40,8 @@
  * file overwrite them) and build its rules into a new *acl. On failure
  * returns -1, leaves *o and *acl unchanged, and writes every error found,
  * one per line as "FILE:LINE: message", into err (truncated to errlen).
- * Returns 0 on success.
+ * Returns 0 on success, with the warnings ("FILE:LINE: warning: ...", one
+ * per line) in err, or err empty.
  */
 int config_load(const char *path, struct opts *o, struct acl **acl, char *err, size_t errlen);
 

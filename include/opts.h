@@ -66,6 +66,19 @@ struct opts {
     char user[64], group[64];  /* drop to these after binding; empty: stay */
     bool close_removed_users;  /* on reload, close tunnels of users no longer in the file */
     bool close_denied;         /* on reload, close tunnels the new rules deny */
+    /* TCP liveness on both sockets of a tunnel (restart to change). */
+    unsigned keepalive_idle_s;     /* 0: no keepalive */
+    unsigned keepalive_interval_s;
+    unsigned keepalive_count;
+    unsigned user_timeout_s;       /* TCP_USER_TIMEOUT; 0: the kernel's default */
+    /* Per client address on each shard (reloadable); 0: no limit. */
+    unsigned client_max_handshakes; /* beyond it, waits last and may be evicted when contended */
+    unsigned client_max_binds;
+    unsigned client_max_udp;
+    /* Set by main() after binding, never by a file: the proxy's own listening and admin
+     * addresses, ports resolved, which a CONNECT must not reach unless a rule names them. */
+    struct sockaddr_storage self[OPTS_MAX_LISTEN + 1];
+    unsigned n_self;
 };
 
 #endif

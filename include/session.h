@@ -30,7 +30,11 @@ void session_connect_timeout(struct shard *sh, struct conn *c);
  */
 bool session_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *dest,
                      const char *host, uint16_t port);
-/* Free the handshake context of c, if any (slot being freed). */
+/* The slot is being freed: its handshake context and per-client counts go back. */
 void session_release(struct shard *sh, struct conn *c);
+/* The hang-up watch on the client completed (res: poll events or -errno). */
+void session_on_hup(struct shard *sh, struct conn *c, int res);
+/* Every tick: watch the clients of resolves and connects that have lasted a while. */
+void session_tick(struct shard *sh);
 
 #endif

@@ -45,10 +45,9 @@ enum op {
     OP_SEND,       /* relay: buffer -> destination socket */
     OP_AUTH,       /* read on the auth worker's eventfd: results are ready */
     OP_BIND_ACCEPT, /* BIND: the one inbound connection */
-    OP_UDP_RECV,   /* UDP ASSOCIATE: a datagram on the association's socket */
-    OP_UDP_SEND,   /* UDP ASSOCIATE: a datagram sent on */
+    OP_UDP_POLL,   /* UDP ASSOCIATE: datagrams wait on the association's socket */
     OP_UDP_CTRL,   /* UDP ASSOCIATE: read on the TCP control connection */
-    OP_HS_HUP,     /* handshake: poll for the client hanging up while its password check waits */
+    OP_HUP,        /* POLLRDHUP on the client while the server waits on something else */
 };
 #define OP_DIR_BIT 0x80u
 
@@ -102,13 +101,15 @@ enum conn_end {
     END_PROTOCOL,      /* malformed handshake */
     END_REPLY_ERR,     /* an error reply was sent */
     END_HS_TIMEOUT,    /* handshake timeout */
-    END_IDLE_TIMEOUT,  /* relay idle timeout */
+    END_IDLE_TIMEOUT,  /* relay or UDP association idle timeout */
     END_RESOURCE,      /* out of slots, fds, pipes or memory */
     END_AUTH_FAILED,   /* RFC 1929 credentials refused */
     END_DENIED,        /* refused by the access rules */
     END_REVOKED,       /* closed on reload: user removed or rule now denies */
     END_BIND_TIMEOUT,  /* BIND: nobody connected in time */
     END_SHUTDOWN,      /* server stopping */
+    END_BAD_NAME,      /* the request named a host no host name can be */
+    END_CLIENT_LIMIT,  /* a per-client-address limit (handshakes, BINDs, UDP associations) */
     END__COUNT,
 };
 
@@ -154,6 +155,10 @@ struct udp_assoc; /* udp.c */
 
 /* conn.flags */
 #define CONN_F_OPEN_COUNTED 0x01u /* counted in open_by_cmd */
+#define CONN_F_HUP_ARMED    0x02u /* the hang-up watch (OP_HUP) is in flight */
+#define CONN_F_CL_HS        0x04u /* counted in the client table: CLIENT_HS */
+#define CONN_F_CL_BIND      0x08u /* CLIENT_BIND */
+#define CONN_F_CL_UDP       0x10u /* CLIENT_UDP */
 
 struct conn {
     uint32_t gen;
@@ -216,8 +221,6 @@ struct hs {
     } p;
     struct auth_cred cred;
     union sockaddr_inx addrs[HS_MAX_ADDRS];
-    union sockaddr_inx peer; /* BIND: who connected */
-    socklen_t peer_len;
 };
 
 struct listener {
@@ -256,6 +259,8 @@ struct shard_stats {
     uint64_t pipe_small;     /* pipes the kernel would not enlarge to pipe_size */
     uint64_t splice_switches; /* relay auto: directions that moved on to splice */
     uint64_t hs_waits;        /* connections that waited for a free handshake context */
+    uint64_t client_evictions; /* slow handshakes of a heavy address closed for another's */
+    uint64_t client_limited;  /* BINDs and UDP associations refused by a per-client limit */
     uint64_t auth_coalesced;  /* password checks answered by an identical one in flight */
     uint64_t close_cancels;  /* closes that needed an explicit cancel */
     uint64_t auth_cache_hits;
@@ -300,6 +305,7 @@ struct users; /* read-only user table shared by every shard */
 struct authq; /* authq.c: the shard's credential cache, queues and crypt worker */
 struct policy; /* policy.h: rules, users, limits; RCU-published by the control thread */
 struct logger; /* log.c: the access-log writer */
+struct udp_scratch; /* udp.c: the shard's datagram buffers */
 
 struct shard {
     unsigned id;
@@ -333,8 +339,9 @@ struct shard {
 
     struct hs *hs_slab;
     uint32_t hs_count, hs_free;
-    /* Accepted connections waiting for a handshake context: ud_make(0, slot, gen). */
-    struct udq hs_wait;
+    /* Accepted connections waiting for a handshake context: ud_make(0, slot, gen); those
+     * of addresses holding more than client_max_handshakes wait in the second queue. */
+    struct udq hs_wait, hs_wait_heavy;
 
     /* copy engine: provided buffer ring */
     struct io_uring_buf_ring *br;
@@ -344,6 +351,7 @@ struct shard {
     struct udq starved; /* directions waiting for a buffer: ud_make(0, slot, gen) | dir */
 
     struct pipe_pool pipes;
+    struct udp_scratch *udp; /* mapped at the first UDP association, else NULL */
 
     ares_channel dns;
     struct dns_sock dns_socks[DNS_MAX_SOCKS];

@@ -1,13 +1,16 @@
 /*
- * sock.h - small socket helpers shared by BIND and UDP ASSOCIATE. Plain
- * non-blocking syscalls; shard thread.
+ * sock.h - small socket helpers shared by the listeners, CONNECT, BIND and
+ * UDP ASSOCIATE. Plain non-blocking syscalls; any thread.
  */
 #ifndef RINGSOCKS_SOCK_H
 #define RINGSOCKS_SOCK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "addr.h"
+
+struct opts;
 
 /*
  * Bind fd to local's address with a port from [lo, hi], starting at a
@@ -16,5 +19,18 @@
  * exhausted).
  */
 int sock_bind_range(int fd, union sockaddr_inx *local, uint16_t lo, uint16_t hi);
+
+/*
+ * TCP liveness as the options say: SO_KEEPALIVE with its idle time, interval
+ * and count, and TCP_USER_TIMEOUT. On a listener it is inherited by every
+ * accepted socket. Best effort: a setsockopt the kernel refuses is skipped.
+ */
+void sock_set_liveness(int fd, const struct opts *o);
+
+/*
+ * Is addr (any port) an address of this host? A datagram socket is bound to
+ * it: EADDRNOTAVAIL says no. Costs three syscalls; false on any other error.
+ */
+bool sock_addr_is_local(const union sockaddr_inx *addr);
 
 #endif

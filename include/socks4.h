@@ -37,6 +37,7 @@
 /* Negative results of socks4_feed(). */
 #define SOCKS4_ERR_REJECT (-SOCKS4_REP_REJECTED) /* send CD 91, then close */
 #define SOCKS4_ERR_CLOSE  (-0x101)               /* not SOCKS4: close silently */
+#define SOCKS4_ERR_BAD_NAME (-0x102)             /* 4a host no host can have: CD 91, close */
 
 struct socks4 {
     uint8_t cmd;   /* SOCKS4_CMD_* */
@@ -44,8 +45,9 @@ struct socks4 {
     uint8_t userid_len;
     char userid[SOCKS4_USERID_MAX + 1]; /* NUL-terminated */
     /*
-     * SOCKS4: atyp SOCKS5_ATYP_IPV4. SOCKS4a: atyp SOCKS5_ATYP_DOMAIN with
-     * the host name (1..255 bytes, no NUL inside).
+     * SOCKS4: atyp SOCKS5_ATYP_IPV4. SOCKS4a: the host name as
+     * socks_dest_set_name() keeps it (normal form, or an IP literal as that
+     * address).
      */
     struct socks_dest dest;
 };
@@ -54,8 +56,9 @@ struct socks4 {
  * Parse one request from p[0..len). Returns > 0 bytes consumed (st filled;
  * bytes after the request, e.g. pipelined data, are not consumed), 0 when
  * more bytes are needed, SOCKS4_ERR_REJECT for a request that is SOCKS4 but
- * unacceptable (unknown command, user-id or host name over 255 bytes, empty
- * 4a host name), or SOCKS4_ERR_CLOSE when the first byte is not 4. A user-id
+ * unacceptable (unknown command, user-id or host name over 255 bytes),
+ * SOCKS4_ERR_BAD_NAME for a 4a host name no host can have (empty included,
+ * hostname.h), or SOCKS4_ERR_CLOSE when the first byte is not 4. A user-id
  * or host name longer than allowed is rejected as soon as the limit is
  * passed, without waiting for its NUL; an unknown command only once the
  * whole request is in. st is written only when the request is complete.

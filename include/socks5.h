@@ -49,9 +49,12 @@
  * Negative results of socks5_feed() other than -SOCKS5_REP_*:
  * SOCKS5_ERR_NO_METHOD: answer "05 FF" and close (section 3).
  * SOCKS5_ERR_CLOSE:     not SOCKS5 at all, or malformed beyond a reply: close silently.
+ * SOCKS5_ERR_BAD_NAME:  a DOMAINNAME no host can have (hostname.h): answer
+ *                       SOCKS5_REP_HOST_UNREACH, the reply DNS would have led to, and close.
  */
 #define SOCKS5_ERR_NO_METHOD (-0x100)
 #define SOCKS5_ERR_CLOSE     (-0x101)
+#define SOCKS5_ERR_BAD_NAME  (-0x102)
 
 /* Longest messages: greeting 2+255, request 4+1+255+2. */
 #define SOCKS5_GREETING_MAX 257
@@ -66,7 +69,11 @@ enum socks5_phase {
     SOCKS5_PHASE_DONE,
 };
 
-/* A destination as the client named it: an address, or a domain name to resolve. */
+/*
+ * A destination as the client named it: an address, or a host name to
+ * resolve. A name that is an IP literal is stored as that address, and a
+ * name is always in hostname.h's normal form (lower case, no trailing dot).
+ */
 struct socks_dest {
     uint8_t atyp;     /* SOCKS5_ATYP_* */
     uint8_t name_len; /* SOCKS5_ATYP_DOMAIN: bytes in name, 1..255 */
@@ -74,7 +81,7 @@ struct socks_dest {
     union {
         struct in_addr v4;
         struct in6_addr v6;
-        char name[256]; /* NUL-terminated */
+        char name[256]; /* NUL-terminated, at most HOSTNAME_MAX bytes */
     } u;
 };
 
@@ -87,6 +94,22 @@ struct socks5 {
     struct socks_dest dest;
 };
 
+/*
+ * Set d from a name as the client sent it (p[0..len), no NUL needed): an
+ * IPv4 or IPv6 literal becomes SOCKS5_ATYP_IPV4/IPV6 with that address (the
+ * port is left alone), anything else must pass hostname_norm() and is kept
+ * in its normal form. Returns 0, or < 0 with d untouched.
+ */
+int socks_dest_set_name(struct socks_dest *d, const uint8_t *p, size_t len);
+
+/*
+ * For the access log of a request refused with SOCKS5_ERR_BAD_NAME (or SOCKS4a's
+ * SOCKS4_ERR_BAD_NAME): its command (SOCKS5 numbering), DST.PORT and the name as
+ * sent, cut at a NUL, NUL-terminated in name. p[0..len) starts at the request (byte 0
+ * is its version, 4 or 5). Returns 0, or -1 when p holds no such whole request.
+ */
+int socks_bad_name(const uint8_t *p, size_t len, char name[256], uint16_t *port, uint8_t *cmd);
+
 /* Start a handshake: the parser then expects the greeting. */
 void socks5_init(struct socks5 *st);
 
@@ -95,8 +118,9 @@ void socks5_init(struct socks5 *st);
  * Returns > 0 bytes consumed (the phase advanced: after the greeting
  * st->method holds the method to answer, SOCKS5_METHOD_REJECT never, since
  * that is returned as SOCKS5_ERR_NO_METHOD), 0 when more bytes are needed,
- * or < 0: -SOCKS5_REP_* (send that reply, then close), SOCKS5_ERR_NO_METHOD
- * or SOCKS5_ERR_CLOSE. In PHASE_AUTH it answers SOCKS5_ERR_CLOSE: that
+ * or < 0: -SOCKS5_REP_* (send that reply, then close), SOCKS5_ERR_NO_METHOD,
+ * SOCKS5_ERR_BAD_NAME or SOCKS5_ERR_CLOSE. A DOMAINNAME that is an IP
+ * literal comes back as that address (socks_dest_set_name()). In PHASE_AUTH it answers SOCKS5_ERR_CLOSE: that
  * message belongs to auth_feed(). CONNECT, BIND and UDP ASSOCIATE are
  * accepted; st->cmd says which.
  */
@@ -130,8 +154,8 @@ uint8_t socks5_rep_from_errno(int neg_errno);
  * socks5_udp_parse() reads the header of a whole datagram p[0..len) into
  * dest and *frag and returns the header length (the payload starts there,
  * and may be empty), or -1 when the datagram is malformed: too short for
- * its ATYP, RSV not 0, unknown ATYP, a zero-length domain or one containing
- * a NUL. A FRAG other than 0 is returned in *frag for the caller to drop (we
+ * its ATYP, RSV not 0, unknown ATYP, or a domain socks_dest_set_name()
+ * refuses (an IP literal comes back as that address). A FRAG other than 0 is returned in *frag for the caller to drop (we
  * do not reassemble). dest and *frag are written only when it returns > 0.
  *
  * socks5_udp_header() writes the header for a datagram from the remote

@@ -19,10 +19,10 @@ FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 
 # The parser sources each harness links; a new harness needs its line here.
-$(BUILD)/fuzz/fuzz_socks4: src/socks4.c
+$(BUILD)/fuzz/fuzz_socks4: src/socks4.c src/socks5.c src/hostname.c
 $(BUILD)/fuzz/fuzz_auth:   src/auth.c
-$(BUILD)/fuzz/fuzz_socks5: src/socks5.c src/auth.c
-$(BUILD)/fuzz/fuzz_udp:    src/socks5.c
+$(BUILD)/fuzz/fuzz_socks5: src/socks5.c src/auth.c src/hostname.c
+$(BUILD)/fuzz/fuzz_udp:    src/socks5.c src/hostname.c
 
 $(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wildcard include/*.h) \
               | $(BUILD)/fuzz

@@ -31,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hostname.h"
+
 /* RFC 1035 2.3.4: a name is at most 253 characters in text form. */
 #define ACL_NAME_MAX 253
 /* SOCKS5 DOMAINNAME and RFC 1929 UNAME: a length octet, so at most 255. */
@@ -357,39 +359,25 @@ load_tail(const char *p, size_t len)
 }
 
 /*
- * Lower-case and check a rule's host name into out (len bytes, with a
- * leading dot for a suffix). Letters, digits, '-', '_' and dots between
- * non-empty labels; one trailing dot is dropped. Anything else, "*" of a
- * wildcard included, is an error rather than a rule that never matches.
+ * A rule's host name into out in the normal form requests use (hostname.h),
+ * len bytes with a leading dot for a suffix. A name hostname_norm()
+ * refuses, "*" of a wildcard included, is an error rather than a rule that
+ * never matches.
  */
 static int
 host_norm(const char *s, char *out, size_t *len, bool *suffix)
 {
-    size_t n = strnlen(s, ACL_NAME_MAX + 3);
     size_t o = 0;
 
     *suffix = s[0] == '.';
     if (*suffix) {
         out[o++] = '.';
         s++;
-        n--;
     }
-    if (n > 0 && s[n - 1] == '.')
-        n--;
-    if (n == 0 || n > ACL_NAME_MAX)
+    int n = hostname_norm(s, strnlen(s, ACL_NAME_MAX + 2), out + o);
+    if (n < 0)
         return -EINVAL;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c - 'A' + 'a');
-        else if (c == '.' && (i == 0 || s[i - 1] == '.' || i == n - 1))
-            return -EINVAL;
-        else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-                   c == '.'))
-            return -EINVAL;
-        out[o++] = c;
-    }
-    *len = o;
+    *len = o + (size_t)n;
     return 0;
 }
 
@@ -649,7 +637,7 @@ acl_add(struct acl *acl, enum acl_action action, const struct acl_cidr *from, si
     struct acl_rule r = {0};
     size_t arena_add = 0, n_keys;
     char buf[ACL_NAME_MAX + 2];
-    size_t len;
+    size_t len = 0;
     bool suffix;
     int err;
 
@@ -909,19 +897,15 @@ acl_match(const struct acl *acl, const struct acl_query *q, int *rule)
     x.best = (uint32_t)acl->rules.n;
     qaddr_set(&x.from, q->client);
     qaddr_set(&x.to, q->dest);
-    /* A host or user too long for SOCKS keeps length 0: no name list matches it. */
+    /* The host in the one normal form (hostname.h). A name that has none (too
+     * long, an empty label, a stray byte) keeps length 0: no host list matches it;
+     * requests never carry one (the parsers refuse them). */
     if (q->host && acl->names.n) {
-        size_t n = strnlen(q->host, ACL_QUERY_MAX + 2);
-        if (n > 0 && q->host[n - 1] == '.')
-            n--;
-        if (n <= ACL_QUERY_MAX) {
-            memset(hbuf, 0, 8);
-            for (size_t i = 0; i < n; i++) {
-                char c = q->host[i];
-                hbuf[8 + i] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-            }
-            x.hlen = n;
-            x.htail = x.hlen ? load_tail(x.host, x.hlen) : 0;
+        memset(hbuf, 0, 8);
+        int n = hostname_norm(q->host, strnlen(q->host, ACL_QUERY_MAX + 1), hbuf + 8);
+        if (n > 0) {
+            x.hlen = (size_t)n;
+            x.htail = load_tail(x.host, x.hlen);
         }
     }
     if (q->user && acl->users.n) {

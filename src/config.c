@@ -24,6 +24,7 @@
 #include <libconfig.h>
 
 #include "addr.h"
+#include "hostname.h"
 
 /* A configuration file larger than this is a mistake (a log, a binary). */
 #define CONFIG_MAX_BYTES (4u << 20)
@@ -59,6 +60,8 @@ struct cfg_key {
 };
 
 static void cfg_error(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cfg_warn(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* ---- source text helpers */
@@ -175,10 +178,10 @@ setting_int(const struct cfg_ctx *c, const config_setting_t *s)
 
 /* ---- errors */
 
+/* One "FILE:LINE: message" line into err, after the others. */
 static void
-cfg_error(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
+cfg_vreport(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, va_list ap)
 {
-    c->n_err++;
     if (!c->err || c->used + 1 >= c->errlen)
         return;
     const char *file = s && config_setting_source_file(s) ? config_setting_source_file(s) : c->path;
@@ -195,12 +198,29 @@ cfg_error(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
     room = c->errlen - c->used;
     if (room <= 1)
         return;
-    va_list ap;
-    va_start(ap, fmt);
     n = vsnprintf(c->err + c->used, room, fmt, ap);
-    va_end(ap);
     if (n >= 0)
         c->used = (size_t)n < room ? c->used + (size_t)n : c->errlen - 1;
+}
+
+static void
+cfg_error(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
+{
+    va_list ap;
+    c->n_err++;
+    va_start(ap, fmt);
+    cfg_vreport(c, s, fmt, ap);
+    va_end(ap);
+}
+
+/* A line that does not fail the file: what is probably not what was meant. */
+static void
+cfg_warn(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    cfg_vreport(c, s, fmt, ap);
+    va_end(ap);
 }
 
 static const char *
@@ -319,31 +339,13 @@ static const char *
 host_problem(const char *s)
 {
     struct in6_addr a6;
-    size_t len = strlen(s);
+    char norm[HOSTNAME_MAX + 1];
     if (inet_pton(AF_INET, s, &a6) == 1 || inet_pton(AF_INET6, s, &a6) == 1)
         return "is an address: destination addresses go in \"to\"";
+    /* The names requests are compared in (hostname.h), after a suffix's dot. */
     const char *p = s[0] == '.' ? s + 1 : s;
-    if (len > 0 && s[len - 1] == '.')
-        len--;
-    if (len == 0 || p >= s + len)
-        return "is not a host name";
-    if (len > 253)
-        return "is longer than 253 bytes";
-    size_t label = 0;
-    for (; p < s + len; p++) {
-        if (*p == '.') {
-            if (label == 0)
-                return "has an empty label";
-            label = 0;
-        } else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-                   (*p >= '0' && *p <= '9') || *p == '-' || *p == '_') {
-            if (++label > 63)
-                return "has a label longer than 63 bytes";
-        } else {
-            return "is not a host name or .suffix (letters, digits, '-', '_', '.'; no wildcards)";
-        }
-    }
-    return NULL;
+    int n = hostname_norm(p, strnlen(p, HOSTNAME_MAX + 2), norm);
+    return n < 0 ? hostname_strerror(n) : NULL;
 }
 
 /* ---- generic setters for struct opts fields */
@@ -600,6 +602,8 @@ struct rule {
     uint8_t cmds;
     const char **users;
     size_t n_users;
+    uint8_t flags;                       /* ACL_RF_* set by keys other than conditions */
+    const config_setting_t *udp_source; /* where udp_source was given, for its errors */
 };
 
 /* Per element of a rule list: where it goes. */
@@ -805,6 +809,53 @@ rk_users(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const cha
     return each_elem(c, s, key, user_one, r);
 }
 
+/*
+ * "control" (the default): a UDP ASSOCIATE's datagrams must come from the
+ * control connection's address. "any": from another address too (carrier-
+ * grade NAT), if that address passes the rules as a client itself.
+ */
+static int
+rk_udp_source(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    const char *v =
+        config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
+    if (!v || (strcmp(v, "control") != 0 && strcmp(v, "any") != 0)) {
+        if (v)
+            cfg_error(c, s, "rule %u: %s: '%s' is neither \"control\" nor \"any\"", r->idx, key, v);
+        else
+            cfg_error(c, s, "rule %u: %s: expected \"control\" or \"any\", not %s", r->idx, key,
+                      type_name(s));
+        return -1;
+    }
+    if (strcmp(v, "any") == 0)
+        r->flags |= ACL_RF_UDP_ANY_SOURCE;
+    r->udp_source = s;
+    return 0;
+}
+
+/*
+ * udp_source acts only on the rule that admits the association itself: an
+ * allow rule for the udp command with no destination condition (the request
+ * names none; its datagrams are checked one by one). Anywhere else it would
+ * silently do nothing.
+ */
+static void
+udp_source_check(struct cfg_ctx *c, const struct rule *r)
+{
+    const char *why = NULL;
+    if (!r->udp_source || !(r->flags & ACL_RF_UDP_ANY_SOURCE))
+        return;
+    if (r->action != ACL_ALLOW)
+        why = "only an allow rule admits a UDP source";
+    else if (r->cmds && !(r->cmds & ACL_CMD_UDP))
+        why = "the rule's commands do not include \"udp\"";
+    else if (r->n_to || r->n_hosts || r->n_ports)
+        why = "a rule with to, hosts or ports never admits the association itself, only its "
+              "datagrams";
+    if (why)
+        cfg_error(c, r->udp_source, "rule %u: udp_source: %s", r->idx, why);
+}
+
 /* Adding a condition to rules is one line here (and a parameter of acl_add). */
 static const struct rule_key rule_keys[] = {
     {"action", rk_action},     /* "allow" | "deny", required */
@@ -814,6 +865,7 @@ static const struct rule_key rule_keys[] = {
     {"ports", rk_ports},       /* destination ports and ranges */
     {"commands", rk_commands}, /* connect, bind, udp */
     {"users", rk_users},       /* authenticated user names */
+    {"udp_source", rk_udp_source}, /* "control" | "any": who may send an association's datagrams */
 };
 
 /* "action, from, ...": the rule keys, for the unknown-key message. */
@@ -828,6 +880,42 @@ rule_key_names(char *buf, size_t cap)
             used += (size_t)n;
     }
     return buf;
+}
+
+/* Does network n hold the address a (4 or 16 bytes of family fam)? */
+static bool
+cidr_holds(const struct acl_cidr *n, int fam, const uint8_t *a)
+{
+    if (n->family != fam)
+        return false;
+    for (unsigned bit = 0; bit < n->prefix; bit++) {
+        uint8_t m = (uint8_t)(0x80u >> (bit % 8));
+        if ((n->addr[bit / 8] & m) != (a[bit / 8] & m))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * A deny rule whose "to" holds 127.0.0.1 but not ::1, or ::1 but not 127.0.0.1:
+ * "localhost" (and many other names) resolve to both, and the request goes on to
+ * the address that is not denied (issue #9). Said, not refused: it may be meant.
+ */
+static void
+warn_loopback_half(struct cfg_ctx *c, const config_setting_t *g, const struct rule *r)
+{
+    static const uint8_t lo4[4] = {127, 0, 0, 1};
+    static const uint8_t lo6[16] = {[15] = 1};
+    bool v4 = false, v6 = false;
+    for (size_t i = 0; i < r->n_to; i++) {
+        v4 = v4 || cidr_holds(&r->to[i], AF_INET, lo4);
+        v6 = v6 || cidr_holds(&r->to[i], AF_INET6, lo6);
+    }
+    if (v4 != v6)
+        cfg_warn(c, g,
+                 "warning: rule %u denies %s but not %s: names such as localhost resolve to "
+                 "both, and the other one is tried; deny \"127.0.0.0/8\" and \"::1\" together",
+                 r->idx, v4 ? "127.0.0.1" : "::1", v4 ? "::1" : "127.0.0.1");
 }
 
 static void
@@ -853,7 +941,9 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
                       rule_key_names(names, sizeof(names)));
             continue;
         }
-        if (config_setting_is_group(s) || (is_list(s) && strcmp(name, "action") == 0)) {
+        /* udp_source takes one string and says so itself. */
+        if (strcmp(name, "udp_source") != 0 &&
+            (config_setting_is_group(s) || (is_list(s) && strcmp(name, "action") == 0))) {
             cfg_error(c, s, "rule %u: %s: expected %s, not %s", idx, name,
                       strcmp(name, "action") == 0 ? "\"allow\" or \"deny\""
                                                   : "a value or a list of values",
@@ -864,9 +954,15 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
     }
     if (!r.has_action && c->n_err == errs)
         cfg_error(c, g, "rule %u: no action (action = \"allow\"; or action = \"deny\";)", idx);
+    if (c->n_err == errs && r.action == ACL_DENY)
+        warn_loopback_half(c, g, &r);
+    if (c->n_err == errs)
+        udp_source_check(c, &r);
     if (c->n_err == errs && c->acl) {
         int ret = acl_add(c->acl, r.action, r.from, r.n_from, r.to, r.n_to, r.hosts, r.n_hosts,
                           r.ports, r.n_ports, r.cmds, r.users, r.n_users);
+        if (ret >= 0 && r.flags)
+            ret = acl_set_flags(c->acl, ret, r.flags);
         if (ret < 0)
             cfg_error(c, g, "rule %u: %s", idx,
                       ret == -ENOMEM ? "out of memory" : "not accepted by the rule set");
@@ -942,6 +1038,13 @@ static const struct cfg_key cfg_keys[] = {
     {"group", CFG_STRING, 0, sizeof(((struct opts *)0)->group), OPT(group), NULL, set_name},
     {"close_removed_users", CFG_BOOL, 0, 0, OPT(close_removed_users), NULL, set_bool},
     {"close_denied_on_reload", CFG_BOOL, 0, 0, OPT(close_denied), NULL, set_bool},
+    {"keepalive_idle", CFG_UINT, 0, 86400, OPT(keepalive_idle_s), NULL, set_uint},
+    {"keepalive_interval", CFG_UINT, 1, 86400, OPT(keepalive_interval_s), NULL, set_uint},
+    {"keepalive_count", CFG_UINT, 1, 127, OPT(keepalive_count), NULL, set_uint},
+    {"tcp_user_timeout", CFG_UINT, 0, 86400, OPT(user_timeout_s), NULL, set_uint},
+    {"client_max_handshakes", CFG_UINT, 0, 1 << 20, OPT(client_max_handshakes), NULL, set_uint},
+    {"client_max_binds", CFG_UINT, 0, 1 << 20, OPT(client_max_binds), NULL, set_uint},
+    {"client_max_udp", CFG_UINT, 0, 1 << 20, OPT(client_max_udp), NULL, set_uint},
     {"rules", CFG_RULES, 0, 0, 0, NULL, set_rules},
 };
 
@@ -1133,6 +1236,13 @@ config_defaults(struct opts *o)
     o->buf_count = 256;
     o->auth_fail_budget = 16;
     o->close_removed_users = true;
+    o->keepalive_idle_s = 120;
+    o->keepalive_interval_s = 30;
+    o->keepalive_count = 4;
+    o->user_timeout_s = 120;
+    o->client_max_handshakes = 64;
+    o->client_max_binds = 64;
+    o->client_max_udp = 256;
     snprintf(o->access_log, sizeof(o->access_log), "stderr");
     addr_parse("127.0.0.1:9180", -1, &o->admin);
 }

@@ -44,6 +44,8 @@ static const char *const end_names[END__COUNT] = {
     [END_REVOKED] = "revoked",
     [END_BIND_TIMEOUT] = "bind_timeout",
     [END_SHUTDOWN] = "shutdown",
+    [END_BAD_NAME] = "bad_name",
+    [END_CLIENT_LIMIT] = "client_limit",
 };
 
 const char *
@@ -409,16 +411,18 @@ conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
     case OP_CONNECT:
     case OP_LEFTOVER:
     case OP_BIND_ACCEPT:
-    case OP_HS_HUP:
         if (c->state != CONN_CLOSING)
             session_on_cqe(sh, c, op, cqe->res);
         else if (op == OP_BIND_ACCEPT && cqe->res >= 0)
             close(cqe->res); /* accepted while closing: nobody will use it */
         break;
-    case OP_UDP_RECV:
-    case OP_UDP_SEND:
+    case OP_UDP_POLL:
     case OP_UDP_CTRL:
         udp_on_cqe(sh, c, op, cqe->res);
+        break;
+    case OP_HUP:
+        if (c->state != CONN_CLOSING)
+            session_on_hup(sh, c, cqe->res);
         break;
     default:
         relay_on_cqe(sh, c, op, ud_dir(ud), cqe->res, cqe->flags);

@@ -58,10 +58,13 @@ ctl_reload(struct ctl *ctl, char *msg, size_t cap)
         o.pipe_size != was->pipe_size || o.buf_size != was->buf_size ||
         o.buf_count != was->buf_count || o.hs_slots != was->hs_slots ||
         o.busy_poll_us != was->busy_poll_us ||
+        o.keepalive_idle_s != was->keepalive_idle_s ||
+        o.keepalive_interval_s != was->keepalive_interval_s ||
+        o.keepalive_count != was->keepalive_count || o.user_timeout_s != was->user_timeout_s ||
         strcmp(o.resolvers, was->resolvers) != 0)
         fprintf(stderr, "ringsocks: reload: listeners, shards, relay, buffers, resolvers, admin, "
-                        "log and user settings change only on restart; rules, users and "
-                        "timeouts are applied\n");
+                        "log, keepalive and user settings change only on restart; rules, users, "
+                        "timeouts and per-client limits are applied\n");
     struct policy *old = ctl->pol;
     rcu_assign_pointer(ctl->pol, pol);
     for (unsigned i = 0; i < ctl->n_shards; i++)

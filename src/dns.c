@@ -7,9 +7,9 @@
  * init, since lookups are DNS-only ("b") and our hosts table answers first.
  */
 #include "dns.h"
+#include "hostname.h"
 #include "hosts.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -56,18 +56,11 @@ name_hash(const char *lower)
     return h;
 }
 
-/* Lower-case name into key (without a trailing dot); false if it is too long. */
+/* The cache key is the name's normal form (hostname.h); false for a name that has none. */
 static bool
 cache_key(const char *name, char key[256])
 {
-    size_t len = strlen(name);
-    if (len == 0 || len > 255)
-        return false;
-    for (size_t i = 0; i <= len; i++)
-        key[i] = (char)tolower((unsigned char)name[i]);
-    if (len > 1 && key[len - 1] == '.')
-        key[len - 1] = '\0';
-    return true;
+    return hostname_norm(name, strnlen(name, HOSTNAME_MAX + 2), key) > 0;
 }
 
 static struct dns_cache_entry *

@@ -6,13 +6,13 @@
 #include "hosts.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+
+#include "hostname.h"
 
 struct host_entry {
     char *name; /* lower case */
@@ -44,8 +44,6 @@ hosts_add(struct hosts *h, size_t *cap, const char *name, const union sockaddr_i
     char *s = strdup(name);
     if (!s)
         return -ENOMEM;
-    for (char *p = s; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
     h->e[h->n].name = s;
     h->e[h->n].addr = *a;
     h->n++;
@@ -81,7 +79,11 @@ hosts_load(const char *path)
             continue;
         for (char *name = strtok_r(NULL, " \t\r\n", &save); name;
              name = strtok_r(NULL, " \t\r\n", &save)) {
-            if (hosts_add(h, &cap, name, &a) < 0) {
+            /* Kept in the normal form lookups use; a name no request can carry is skipped. */
+            char norm[HOSTNAME_MAX + 1];
+            if (hostname_norm(name, strlen(name), norm) < 0)
+                continue;
+            if (hosts_add(h, &cap, norm, &a) < 0) {
                 fclose(f);
                 hosts_free(h);
                 return NULL;
@@ -114,35 +116,32 @@ hosts_set_port(union sockaddr_inx *a, uint16_t port)
         a->v6.sin6_port = htons(port);
 }
 
+/* key is in normal form: lower case, no trailing dot. */
 static bool
-is_localhost(const char *name, size_t len)
+is_localhost(const char *key, size_t len)
 {
     static const char lh[] = "localhost";
     const size_t n = sizeof(lh) - 1;
-    if (len && name[len - 1] == '.')
-        len--;
-    if (len < n || strncasecmp(name + len - n, lh, n) != 0)
+    if (len < n || memcmp(key + len - n, lh, n) != 0)
         return false;
-    return len == n || name[len - n - 1] == '.';
+    return len == n || key[len - n - 1] == '.';
 }
 
 unsigned
 hosts_lookup(const struct hosts *h, const char *name, uint16_t port, union sockaddr_inx *out,
              unsigned max)
 {
-    char key[256];
-    size_t len = strlen(name);
+    char key[HOSTNAME_MAX + 1];
     unsigned n = 0;
 
-    if (max == 0 || len == 0 || len >= sizeof(key))
+    /* The one normal form (hostname.h): "LOCALHOST.", "localhost" and a table entry
+     * compare alike, and "localhost.." is no name at all. */
+    int len = hostname_norm(name, strnlen(name, HOSTNAME_MAX + 2), key);
+    if (max == 0 || len < 0)
         return 0;
-    for (size_t i = 0; i <= len; i++)
-        key[i] = (char)tolower((unsigned char)name[i]);
-    if (len > 1 && key[len - 1] == '.')
-        key[len - 1] = '\0';
 
     /* RFC 6761 6.3: localhost names are loopback, whatever DNS or the file say. */
-    if (is_localhost(key, strlen(key))) {
+    if (is_localhost(key, (size_t)len)) {
         memset(&out[0], 0, sizeof(out[0]));
         out[0].v4.sin_family = AF_INET;
         out[0].v4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

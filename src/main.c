@@ -27,6 +27,7 @@
 #include "hosts.h"
 #include "opts.h"
 #include "shard.h"
+#include "sock.h"
 #include "users.h"
 #include "version.h"
 #include "acl.h"
@@ -77,6 +78,16 @@ static const char usage[] =
     "  --drain-timeout SEC       on SIGTERM, tunnels get this long to finish (default 30)\n"
     "  --busy-poll USEC          after work, look for more for this long before sleeping\n"
     "                            (lower latency, more CPU; default 0: off)\n"
+    "  --keepalive-idle SEC      TCP keepalive on both sockets of a tunnel after this idle\n"
+    "                            time, 0 = off (default 120)\n"
+    "  --keepalive-interval SEC  between keepalive probes (default 30)\n"
+    "  --keepalive-count N       unanswered probes before the tunnel ends (default 4)\n"
+    "  --tcp-user-timeout SEC    end a tunnel whose sent data stays unacknowledged this long,\n"
+    "                            0 = the kernel's default (default 120)\n"
+    "  --client-max-handshakes N handshakes per client address and shard before its new ones\n"
+    "                            wait last and its slow ones make room for others (default 64)\n"
+    "  --client-max-binds N      BINDs waiting per client address and shard (default 64)\n"
+    "  --client-max-udp N        UDP associations per client address and shard (default 256)\n"
     "  --user USER, --group GROUP  drop privileges to these after binding\n"
     "  --help                    this text\n"
     "  --version                 print the version\n";
@@ -153,6 +164,13 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         O_BUSY_POLL,
         O_USER,
         O_GROUP,
+        O_KA_IDLE,
+        O_KA_INTERVAL,
+        O_KA_COUNT,
+        O_USER_TIMEOUT,
+        O_CLIENT_HS,
+        O_CLIENT_BINDS,
+        O_CLIENT_UDP,
         O_HELP,
         O_VERSION,
     };
@@ -184,6 +202,13 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         {"busy-poll", required_argument, NULL, O_BUSY_POLL},
         {"user", required_argument, NULL, O_USER},
         {"group", required_argument, NULL, O_GROUP},
+        {"keepalive-idle", required_argument, NULL, O_KA_IDLE},
+        {"keepalive-interval", required_argument, NULL, O_KA_INTERVAL},
+        {"keepalive-count", required_argument, NULL, O_KA_COUNT},
+        {"tcp-user-timeout", required_argument, NULL, O_USER_TIMEOUT},
+        {"client-max-handshakes", required_argument, NULL, O_CLIENT_HS},
+        {"client-max-binds", required_argument, NULL, O_CLIENT_BINDS},
+        {"client-max-udp", required_argument, NULL, O_CLIENT_UDP},
         {"config", required_argument, NULL, 'c'},
         {"test", no_argument, NULL, 't'},
         {"help", no_argument, NULL, O_HELP},
@@ -376,6 +401,34 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         case O_GROUP:
             snprintf(o->group, sizeof(o->group), "%s", optarg);
             break;
+        case O_KA_IDLE:
+            if (parse_uint("keepalive-idle", optarg, 0, 86400, &o->keepalive_idle_s) < 0)
+                return -1;
+            break;
+        case O_KA_INTERVAL:
+            if (parse_uint("keepalive-interval", optarg, 1, 86400, &o->keepalive_interval_s) < 0)
+                return -1;
+            break;
+        case O_KA_COUNT:
+            if (parse_uint("keepalive-count", optarg, 1, 127, &o->keepalive_count) < 0)
+                return -1;
+            break;
+        case O_USER_TIMEOUT:
+            if (parse_uint("tcp-user-timeout", optarg, 0, 86400, &o->user_timeout_s) < 0)
+                return -1;
+            break;
+        case O_CLIENT_HS:
+            if (parse_uint("client-max-handshakes", optarg, 0, 1 << 20, &o->client_max_handshakes) < 0)
+                return -1;
+            break;
+        case O_CLIENT_BINDS:
+            if (parse_uint("client-max-binds", optarg, 0, 1 << 20, &o->client_max_binds) < 0)
+                return -1;
+            break;
+        case O_CLIENT_UDP:
+            if (parse_uint("client-max-udp", optarg, 0, 1 << 20, &o->client_max_udp) < 0)
+                return -1;
+            break;
         case O_HELP:
             fputs(usage, stdout);
             exit(0);
@@ -415,7 +468,7 @@ raise_nofile(void)
 }
 
 static int
-listen_one(const struct sockaddr *sa, bool reuseport)
+listen_one(const struct sockaddr *sa, bool reuseport, const struct opts *o)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1)
@@ -426,8 +479,10 @@ listen_one(const struct sockaddr *sa, bool reuseport)
         goto fail;
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    /* Accepted sockets inherit TCP_NODELAY from the listener. */
+    /* Accepted sockets inherit TCP_NODELAY, keepalive and the user timeout from the
+     * listener: no setsockopt per client. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    sock_set_liveness(fd, o);
     if (bind(fd, sa, addr_len(sa)) == -1)
         goto fail;
     if (reuseport && listen(fd, LISTEN_BACKLOG) == -1)
@@ -451,7 +506,7 @@ bind_all(struct opts *o, int *fds)
     char text[ADDR_STRLEN];
     for (unsigned i = 0; i < o->n_listen; i++) {
         struct sockaddr *sa = (struct sockaddr *)&o->listen[i];
-        int probe = listen_one(sa, false);
+        int probe = listen_one(sa, false, o);
         if (probe < 0) {
             fprintf(stderr, "ringsocks: cannot listen on %s: %s\n",
                     addr_format(sa, text, sizeof(text)), strerror(-probe));
@@ -461,7 +516,7 @@ bind_all(struct opts *o, int *fds)
         getsockname(probe, sa, &len);
         close(probe);
         for (unsigned s = 0; s < o->shards; s++) {
-            int fd = listen_one(sa, true);
+            int fd = listen_one(sa, true, o);
             if (fd < 0) {
                 fprintf(stderr, "ringsocks: cannot listen on %s: %s\n",
                         addr_format(sa, text, sizeof(text)), strerror(-fd));
@@ -496,6 +551,8 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
     if (ld->config) {
         if (config_load(ld->config, o, &acl, err, errlen) < 0)
             return -1;
+        if (err[0])
+            fprintf(stderr, "%s\n", err); /* warnings: the file is still good */
     } else {
         acl = config_default_acl();
         if (!acl) {
@@ -660,6 +717,16 @@ main(int argc, char **argv)
             fprintf(stderr, "ringsocks: admin endpoint: %s\n", err);
             goto out_fds;
         }
+    }
+    /* What CONNECT must not reach unless a rule names it: ourselves (issue #9: a client
+     * built thousands of nested tunnels through the proxy, and the admin endpoint trusts
+     * whoever reaches it). */
+    for (unsigned i = 0; i < o.n_listen; i++)
+        o.self[o.n_self++] = o.listen[i];
+    if (admin) {
+        socklen_t len = sizeof(o.self[o.n_self]);
+        if (getsockname(admin_fd(admin), (struct sockaddr *)&o.self[o.n_self], &len) == 0)
+            o.n_self++;
     }
     lg = log_start(o.access_log, o.log_format, o.shards, 4096, err, sizeof(err));
     if (!lg) {

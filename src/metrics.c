@@ -213,6 +213,11 @@ static const struct counter engine_counters[] = {
             "Password checks answered by an identical check already in flight (no crypt(3) run)."),
     COUNTER("ringsocks_handshake_waits_total", hs_waits,
             "Connections that waited for a free handshake context (bursts of new clients)."),
+    COUNTER("ringsocks_client_evictions_total", client_evictions,
+            "Unfinished handshakes of an address over client_max_handshakes closed to let "
+            "another address's client in."),
+    COUNTER("ringsocks_client_limited_total", client_limited,
+            "BINDs and UDP associations refused by client_max_binds or client_max_udp."),
     COUNTER("ringsocks_close_cancels_total", close_cancels,
             "Connection closes that needed an explicit cancel of in-flight operations."),
     COUNTER("ringsocks_stale_completions_total", stale_cqes,

@@ -27,6 +27,9 @@ policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t 
     p->auth_fail_budget = o->auth_fail_budget;
     p->close_removed_users = o->close_removed_users;
     p->close_denied = o->close_denied;
+    p->client_max_handshakes = o->client_max_handshakes;
+    p->client_max_binds = o->client_max_binds;
+    p->client_max_udp = o->client_max_udp;
     return p;
 }
 

@@ -17,10 +17,10 @@
 #include <errno.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -28,6 +28,7 @@
 
 #include "acl.h"
 #include "authq.h"
+#include "clients.h"
 #include "conn.h"
 #include "dns.h"
 #include "hosts.h"
@@ -67,20 +68,61 @@ session_slab_fini(struct shard *sh)
         munmap(sh->hs_slab, (size_t)sh->hs_count * sizeof(struct hs));
     sh->hs_slab = NULL;
     udq_free(&sh->hs_wait);
+    udq_free(&sh->hs_wait_heavy);
 }
 
-/* The oldest queued connection still waiting (others closed meanwhile, e.g.
- * on the handshake timeout, are skipped), or NULL. */
+/* The oldest connection still waiting in q (others closed meanwhile, e.g. on the
+ * handshake timeout or a hang-up, are skipped), or NULL. */
 static struct conn *
-hs_wait_pop(struct shard *sh)
+wait_pop(struct shard *sh, struct udq *q)
 {
     uint64_t e;
-    while (udq_pop(&sh->hs_wait, &e)) {
+    while (udq_pop(q, &e)) {
         struct conn *c = &sh->conns[ud_slot(e)];
         if (c->gen == ud_gen(e) && c->state == CONN_HANDSHAKE && !c->hs)
             return c;
     }
     return NULL;
+}
+
+/* Who gets the next free handshake context: clients of addresses holding few
+ * handshakes first, then those of the heavy ones (issue #9: a burst of slow
+ * handshakes from one address made everyone else wait behind it). */
+static struct conn *
+hs_wait_pop(struct shard *sh)
+{
+    struct conn *c = wait_pop(sh, &sh->hs_wait);
+    return c ? c : wait_pop(sh, &sh->hs_wait_heavy);
+}
+
+/* Give back a per-client count the connection holds (flag says it does). */
+static void
+client_put(struct shard *sh, struct conn *c, uint8_t flag, enum client_count what)
+{
+    if (!(c->flags & flag))
+        return;
+    clients_dec(&sh->clients, &c->client, what, sh->now_s);
+    c->flags &= (uint8_t)~flag;
+}
+
+/* Take one: false when the address is at limit (0: none). Uncountable (table full)
+ * is taken as room: a limit that cannot count does not refuse. */
+static bool
+client_take(struct shard *sh, struct conn *c, uint8_t flag, enum client_count what,
+            unsigned limit)
+{
+    if (limit && clients_get(&sh->clients, &c->client, what) >= limit)
+        return false;
+    if (clients_inc(&sh->clients, &c->client, what, sh->now_s) > 0)
+        c->flags |= flag;
+    return true;
+}
+
+/* The handshake is over (relay, UDP association or BIND wait next). */
+static void
+hs_done(struct shard *sh, struct conn *c)
+{
+    client_put(sh, c, CONN_F_CL_HS, CLIENT_HS);
 }
 
 static struct hs *
@@ -101,8 +143,9 @@ hs_get(struct shard *sh)
 
 static void hs_read(struct shard *sh, struct conn *c);
 
-void
-session_release(struct shard *sh, struct conn *c)
+/* Give the handshake context back to the slab, and to the next connection waiting. */
+static void
+hs_release(struct shard *sh, struct conn *c)
 {
     if (!c->hs)
         return;
@@ -119,6 +162,15 @@ session_release(struct shard *sh, struct conn *c)
         w->hs = hs_get(sh);
         hs_read(sh, w);
     }
+}
+
+void
+session_release(struct shard *sh, struct conn *c)
+{
+    client_put(sh, c, CONN_F_CL_HS, CLIENT_HS);
+    client_put(sh, c, CONN_F_CL_BIND, CLIENT_BIND);
+    client_put(sh, c, CONN_F_CL_UDP, CLIENT_UDP);
+    hs_release(sh, c);
 }
 
 static void
@@ -165,19 +217,40 @@ hs_dest(const struct hs *h)
     return h->version == 4 ? &h->p.s4.dest : &h->p.s5.dest;
 }
 
-/* Queue a reply in the client's protocol: SOCKS4 knows only granted/rejected. */
+/* A reply in the client's protocol into r: SOCKS4 knows only granted/rejected. */
+static size_t
+encode_reply(const struct conn *c, uint8_t rep, const struct sockaddr *bnd,
+             uint8_t r[SOCKS5_REPLY_MAX])
+{
+    if (c->version == 4)
+        return socks4_reply(r, rep == SOCKS5_REP_SUCCEEDED ? SOCKS4_REP_GRANTED
+                                                           : SOCKS4_REP_REJECTED,
+                            bnd);
+    return socks5_reply(r, rep, bnd);
+}
+
+/* Queue a reply through the handshake context. */
 static void
 queue_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr *bnd)
 {
     uint8_t r[SOCKS5_REPLY_MAX];
-    size_t n;
     c->rep = (int8_t)rep;
-    if (c->hs->version == 4)
-        n = socks4_reply(r, rep == SOCKS5_REP_SUCCEEDED ? SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED,
-                         bnd);
-    else
-        n = socks5_reply(r, rep, bnd);
-    hs_queue(sh, c, r, n);
+    hs_queue(sh, c, r, encode_reply(c, rep, bnd, r));
+}
+
+/*
+ * BIND's second reply once its context is gone (given back after the first reply, so
+ * that a BIND waiting two minutes holds no handshake memory): written at once. Nothing
+ * else of ours is in the socket, so 8-22 bytes go without blocking (MSG_DONTWAIT); a
+ * client that cannot take them is broken. Returns false when not all were written.
+ */
+static bool
+reply_now(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
+{
+    uint8_t r[SOCKS5_REPLY_MAX];
+    size_t n = encode_reply(c, rep, bnd, r);
+    c->rep = (int8_t)rep;
+    return send(c->cfd, r, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n;
 }
 
 /* Answer with an error reply and close once it is written. */
@@ -194,6 +267,101 @@ static void
 fail(struct shard *sh, struct conn *c, uint8_t rep)
 {
     fail_why(sh, c, rep, END_REPLY_ERR);
+}
+
+/*
+ * Watch the client for a hang-up while the server waits on something else (a
+ * context, the auth worker, DNS, a connect, BIND's peer): a client that left
+ * must not keep its slot, fds, context or BIND port until a timeout (issue #9).
+ * POLLRDHUP alone, so pipelined bytes do not fire it. One watch per connection,
+ * left in flight when the wait ends: it completes on the client's FIN or at close.
+ */
+static void
+watch_hangup(struct shard *sh, struct conn *c)
+{
+    if (c->flags & CONN_F_HUP_ARMED)
+        return;
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_HUP);
+    io_uring_prep_poll_add(sqe, c->cfd, POLLRDHUP);
+    c->flags |= CONN_F_HUP_ARMED;
+}
+
+/* Is c waiting on something other than its client? */
+static bool
+waits_elsewhere(const struct conn *c)
+{
+    switch (c->state) {
+    case CONN_HANDSHAKE:
+        return !c->hs || (c->hs_flags & HSF_AUTH_WAIT);
+    case CONN_RESOLVE:
+    case CONN_CONNECT:
+    case CONN_BIND_WAIT:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/*
+ * The client shut its side. Gone, unless it left bytes for us first (read into the
+ * context or still in the socket): a client that pipelines its data and then
+ * half-closes is served like any other.
+ */
+static bool
+client_gone(const struct conn *c, int events)
+{
+    if (events & (POLLERR | POLLHUP))
+        return true;
+    if (c->hs && c->hs->in_off < c->hs->in_len)
+        return false;
+    int unread = 0;
+    return ioctl(c->cfd, FIONREAD, &unread) == 0 && unread == 0;
+}
+
+void
+session_on_hup(struct shard *sh, struct conn *c, int res)
+{
+    c->flags &= (uint8_t)~CONN_F_HUP_ARMED;
+    if (res < 0 || !waits_elsewhere(c) || !client_gone(c, res))
+        return;
+    conn_close(sh, c, END_CLIENT_EOF);
+}
+
+void
+session_tick(struct shard *sh)
+{
+    /* Resolves and connects are watched once they have lasted a second: most finish
+     * sooner, and a watch costs an SQE and a CQE. */
+    for (uint32_t i = sh->head[TL_CONNECT]; i != CONN_NIL; i = sh->conns[i].tnext) {
+        struct conn *c = &sh->conns[i];
+        if (sh->now_ds - c->stamp_ds < 10)
+            break;
+        if (c->state == CONN_RESOLVE || c->state == CONN_CONNECT)
+            watch_hangup(sh, c);
+    }
+}
+
+/*
+ * Every context is taken and a client of a light address waits: close the oldest
+ * unfinished handshake of an address holding more than client_max_handshakes, one
+ * still waiting for its client's bytes. Its context comes back when the close
+ * completes, and goes to the light waiter first (hs_wait_pop). A burst from one
+ * address alone (a benchmark, a NAT) never has a light waiter: nothing is closed.
+ */
+static void
+evict_heavy(struct shard *sh, unsigned limit)
+{
+    for (uint32_t i = sh->head[TL_HANDSHAKE]; i != CONN_NIL; i = sh->conns[i].tnext) {
+        struct conn *v = &sh->conns[i];
+        if (v->state != CONN_HANDSHAKE || !v->hs ||
+            (v->hs_flags & (HSF_AUTH_WAIT | HSF_WRITING | HSF_CLOSE_AFTER)))
+            continue;
+        if (clients_get(&sh->clients, &v->client, CLIENT_HS) > limit) {
+            STAT_INC(sh->st.client_evictions);
+            conn_close(sh, v, END_CLIENT_LIMIT);
+            return;
+        }
+    }
 }
 
 void
@@ -215,6 +383,9 @@ session_start(struct shard *sh, int fd)
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     c->start_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     conn_timer_set(sh, c, TL_HANDSHAKE);
+    int held = clients_inc(&sh->clients, &c->client, CLIENT_HS, sh->now_s);
+    if (held > 0)
+        c->flags |= CONN_F_CL_HS;
     c->hs = hs_get(sh);
     if (c->hs) {
         hs_read(sh, c);
@@ -226,12 +397,18 @@ session_start(struct shard *sh, int fd)
      * free up; its handshake timeout runs meanwhile. Shedding it instead
      * refused hundreds of 9,000 tunnels opened at once.
      */
-    if (udq_push(&sh->hs_wait, ud_make(0, conn_slot(sh, c), c->gen)) < 0) {
+    unsigned limit = sh->pol->client_max_handshakes;
+    bool heavy = limit && held > (int)limit;
+    if (udq_push(heavy ? &sh->hs_wait_heavy : &sh->hs_wait, ud_make(0, conn_slot(sh, c), c->gen)) <
+        0) {
         STAT_INC(sh->st.accept_dropped);
         conn_close(sh, c, END_RESOURCE);
         return;
     }
     STAT_INC(sh->st.hs_waits);
+    watch_hangup(sh, c);
+    if (limit && !heavy)
+        evict_heavy(sh, limit);
 }
 
 static void connect_next(struct shard *sh, struct conn *c);
@@ -251,6 +428,25 @@ acl_cmd(uint8_t cmd)
     }
 }
 
+/*
+ * Does dest reach this proxy itself: one of its listeners or its admin endpoint? A
+ * wildcard listener is reached on every address of its family this host has.
+ */
+static bool
+reaches_self(const struct shard *sh, const union sockaddr_inx *dest)
+{
+    const struct opts *o = sh->o;
+    uint16_t port = addr_port(dest);
+    for (unsigned i = 0; i < o->n_self; i++) {
+        const union sockaddr_inx *me = (const union sockaddr_inx *)&o->self[i];
+        if (addr_port(me) != port || me->sa.sa_family != dest->sa.sa_family)
+            continue;
+        if (addr_same_ip(me, dest) || (addr_is_any(me) && sock_addr_is_local(dest)))
+            return true;
+    }
+    return false;
+}
+
 bool
 session_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *dest,
                 const char *host, uint16_t port)
@@ -266,8 +462,18 @@ session_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx
         return false;
     }
     const struct acl *acl = sh->pol->acl;
-    if (!acl)
-        return true;
+    /*
+     * The proxy's own listeners and admin endpoint are never a CONNECT's target unless
+     * the allowing rule names them in "to": one client socket built 4,000 nested
+     * tunnels (8,000 fds) through the proxy, and the admin endpoint trusts loopback.
+     */
+    bool self = dest && c->cmd == SOCKS5_CMD_CONNECT && reaches_self(sh, dest);
+    if (!acl) {
+        if (!self)
+            return true;
+        STAT_INC(sh->st.acl_denied);
+        return false;
+    }
     struct acl_query q = {
         .client = &c->client,
         .cmd = acl_cmd(c->cmd),
@@ -277,7 +483,7 @@ session_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx
         .port = port,
     };
     int rule;
-    if (acl_match(acl, &q, &rule) == ACL_ALLOW)
+    if (acl_match(acl, &q, &rule) == ACL_ALLOW && (!self || (acl_rule_flags(acl, rule) & ACL_RF_TO)))
         return true;
     STAT_INC(sh->st.acl_denied);
     return false;
@@ -299,7 +505,19 @@ start_udp(struct shard *sh, struct conn *c)
         deny(sh, c);
         return;
     }
+    if (!client_take(sh, c, CONN_F_CL_UDP, CLIENT_UDP, sh->pol->client_max_udp)) {
+        STAT_INC(sh->st.client_limited);
+        fail_why(sh, c, SOCKS5_REP_NOT_ALLOWED, END_CLIENT_LIMIT);
+        return;
+    }
     int ret = udp_open(sh, c, hs_dest(c->hs), &bnd);
+    if (ret < 0)
+        client_put(sh, c, CONN_F_CL_UDP, CLIENT_UDP);
+    if (ret == -EPERM) {
+        /* The datagram source it declared is not one the rules admit. */
+        deny(sh, c);
+        return;
+    }
     if (ret < 0) {
         fail(sh, c, socks5_rep_from_errno(ret));
         return;
@@ -361,14 +579,9 @@ start_request(struct shard *sh, struct conn *c)
         v6->sin6_port = htons(d->port);
         h->n_addrs = 1;
     } else {
-        struct sockaddr_storage ss;
-        if (addr_parse(d->u.name, d->port, &ss) == 0) {
-            memcpy(&h->addrs[0], &ss, addr_len((struct sockaddr *)&ss));
-            h->n_addrs = 1;
-        } else {
-            h->n_addrs = (uint8_t)hosts_lookup(sh->hosts, d->u.name, d->port, h->addrs,
-                                               HS_MAX_ADDRS);
-        }
+        /* A name, never an address in disguise: the parsers turned IP literals into
+         * addresses and refused names with ports, brackets or zones. */
+        h->n_addrs = (uint8_t)hosts_lookup(sh->hosts, d->u.name, d->port, h->addrs, HS_MAX_ADDRS);
         if (h->n_addrs == 0) {
             c->state = CONN_RESOLVE;
             c->hs_flags |= HSF_DNS;
@@ -435,6 +648,7 @@ connect_next(struct shard *sh, struct conn *c)
         int one = 1;
         /* A relay must not add Nagle delay of its own to small messages. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        sock_set_liveness(fd, sh->o);
         c->tfd = fd;
         struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CONNECT);
         io_uring_prep_connect(sqe, fd, &a->sa, addr_len(&a->sa));
@@ -477,7 +691,8 @@ maybe_relay(struct shard *sh, struct conn *c)
 {
     if (c->state != CONN_REPLY || (c->hs_flags & (HSF_WRITING | HSF_LEFTOVER)))
         return;
-    session_release(sh, c);
+    hs_done(sh, c);
+    hs_release(sh, c);
     if (c->ua)
         udp_start(sh, c);
     else
@@ -534,6 +749,15 @@ bind_listen(struct shard *sh, struct conn *c)
         deny(sh, c);
         return;
     }
+    /* Each waiting BIND holds a port (of a bind_ports range, perhaps) and two fds. */
+    if (!client_take(sh, c, CONN_F_CL_BIND, CLIENT_BIND, sh->pol->client_max_binds)) {
+        STAT_INC(sh->st.client_limited);
+        fail_why(sh, c, SOCKS5_REP_NOT_ALLOWED, END_CLIENT_LIMIT);
+        return;
+    }
+    /* The peer expected (the log shows it until the real one connects). */
+    c->dest = *want;
+    addr_unmap(&c->dest);
     memset(&local, 0, sizeof(local));
     if (!addr_is_any(want)) {
         /* A connected UDP socket makes the kernel pick the route's source address; no packet. */
@@ -543,6 +767,7 @@ bind_listen(struct shard *sh, struct conn *c)
             int err = -errno;
             if (u >= 0)
                 close(u);
+            client_put(sh, c, CONN_F_CL_BIND, CLIENT_BIND);
             fail(sh, c, socks5_rep_from_errno(err));
             return;
         }
@@ -554,11 +779,14 @@ bind_listen(struct shard *sh, struct conn *c)
     }
     int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1) {
+        client_put(sh, c, CONN_F_CL_BIND, CLIENT_BIND);
         fail(sh, c, socks5_rep_from_errno(-errno));
         return;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* The inbound connection inherits them from its listener. */
+    sock_set_liveness(fd, sh->o);
     if (fam == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     int ret = sock_bind_range(fd, &local, sh->o->bind_port_lo, sh->o->bind_port_hi);
@@ -567,40 +795,68 @@ bind_listen(struct shard *sh, struct conn *c)
         ret = -errno;
     if (ret < 0) {
         close(fd);
+        client_put(sh, c, CONN_F_CL_BIND, CLIENT_BIND);
         fail(sh, c, socks5_rep_from_errno(ret));
         return;
     }
     c->tfd = fd;
     c->state = CONN_BIND_WAIT;
+    hs_done(sh, c);
     conn_timer_set(sh, c, TL_BIND);
     queue_reply(sh, c, SOCKS5_REP_SUCCEEDED, &local.sa);
-    h->peer_len = sizeof(h->peer);
+    /* No address buffer: the context may be given back before the peer comes. */
     struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_BIND_ACCEPT);
-    io_uring_prep_accept(sqe, fd, &h->peer.sa, &h->peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    io_uring_prep_accept(sqe, fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    watch_hangup(sh, c);
+}
+
+/* BIND answered with an error: through the context, or at once when it is gone. */
+static void
+bind_fail(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why)
+{
+    if (c->hs) {
+        fail_why(sh, c, rep, why);
+        return;
+    }
+    reply_now(c, rep, NULL);
+    conn_close(sh, c, why);
 }
 
 static void
 on_bind_accept(struct shard *sh, struct conn *c, int res)
 {
-    struct hs *h = c->hs;
+    client_put(sh, c, CONN_F_CL_BIND, CLIENT_BIND);
     if (res < 0) {
         bool timed_out = c->hs_flags & HSF_TIMED_OUT;
-        fail_why(sh, c, timed_out ? SOCKS5_REP_TTL_EXPIRED : socks5_rep_from_errno(res),
-                 timed_out ? END_BIND_TIMEOUT : END_REPLY_ERR);
+        bind_fail(sh, c, timed_out ? SOCKS5_REP_TTL_EXPIRED : socks5_rep_from_errno(res),
+                  timed_out ? END_BIND_TIMEOUT : END_REPLY_ERR);
         return;
     }
     /* The listener has done its one job. */
     close(c->tfd);
     c->tfd = res;
-    c->dest = h->peer;
-    addr_unmap(&c->dest);
-    if (!addr_is_any(&h->addrs[0]) && !addr_same_ip(&h->addrs[0], &h->peer)) {
-        fail(sh, c, SOCKS5_REP_NOT_ALLOWED);
+    union sockaddr_inx peer, want = c->dest;
+    socklen_t len = sizeof(peer);
+    if (getpeername(res, &peer.sa, &len) == -1) {
+        bind_fail(sh, c, socks5_rep_from_errno(-errno), END_TARGET_ERR);
         return;
     }
-    on_connected(sh, c, &h->peer);
+    addr_unmap(&peer);
+    c->dest = peer;
+    if (!addr_is_any(&want) && !addr_same_ip(&want, &peer)) {
+        bind_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_REPLY_ERR);
+        return;
+    }
+    if (c->hs) {
+        on_connected(sh, c, &peer);
+        return;
+    }
+    if (!reply_now(c, SOCKS5_REP_SUCCEEDED, &peer.sa)) {
+        conn_close(sh, c, END_CLIENT_ERR);
+        return;
+    }
+    relay_start(sh, c);
 }
-
 static bool
 socks4_allowed(const struct shard *sh)
 {
@@ -662,6 +918,25 @@ auth_answer(struct shard *sh, struct conn *c, bool ok)
         c->user = strdup(c->hs->cred.user); /* NULL when out of memory: rules see no user */
 }
 
+/*
+ * A request named a host no host name can be: reply 0x04 (SOCKS4: 91), and keep what
+ * it asked for, as sent, for the access log (abuse handling wants the attempt).
+ */
+static void
+bad_name(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    char name[256];
+    uint8_t cmd;
+    if (socks_bad_name(h->in + h->in_off, (size_t)(h->in_len - h->in_off), name, &c->port, &cmd) ==
+        0) {
+        c->cmd = cmd;
+        if (!c->host)
+            c->host = strdup(name); /* NULL when out of memory: only the log loses it */
+    }
+    fail_why(sh, c, SOCKS5_REP_HOST_UNREACH, END_BAD_NAME);
+}
+
 /* SOCKS4/4a: one message. Returns false when the connection is done with. */
 static bool
 parse_v4(struct shard *sh, struct conn *c)
@@ -677,7 +952,10 @@ parse_v4(struct shard *sh, struct conn *c)
         return false;
     }
     if (r < 0 || !socks4_allowed(sh)) {
-        fail(sh, c, SOCKS5_REP_NOT_ALLOWED);
+        if (r == SOCKS4_ERR_BAD_NAME && socks4_allowed(sh))
+            bad_name(sh, c);
+        else
+            fail(sh, c, SOCKS5_REP_NOT_ALLOWED);
         return false;
     }
     h->in_off = (uint16_t)(h->in_off + r);
@@ -718,12 +996,11 @@ parse_v5(struct shard *sh, struct conn *c)
         if (res == AUTHQ_PENDING) {
             /*
              * Nothing more is read until the worker answers (session_on_auth).
-             * A poll watches for the client hanging up meanwhile, so that its
-             * check leaves the queue at once instead of at the handshake timeout.
+             * The hang-up watch ends a client that leaves meanwhile, and with it
+             * its check, at once instead of at the handshake timeout.
              */
             c->hs_flags |= HSF_AUTH_WAIT;
-            struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_HS_HUP);
-            io_uring_prep_poll_add(sqe, c->cfd, POLLRDHUP);
+            watch_hangup(sh, c);
             return false;
         }
         if (res == AUTHQ_CLOSE) {
@@ -752,6 +1029,10 @@ parse_v5(struct shard *sh, struct conn *c)
         if (s5->password_required)
             STAT_INC(sh->st.auth_failures);
         hs_queue(sh, c, m, socks5_method_reply(m, SOCKS5_METHOD_REJECT));
+        return false;
+    }
+    if (r == SOCKS5_ERR_BAD_NAME) {
+        bad_name(sh, c);
         return false;
     }
     if (r < 0) {
@@ -805,35 +1086,9 @@ session_on_auth(struct shard *sh, uint64_t cookie, bool ok)
     if (c->gen != ud_gen(cookie) || c->state != CONN_HANDSHAKE || !(c->hs_flags & HSF_AUTH_WAIT))
         return;
     c->hs_flags &= (uint8_t)~HSF_AUTH_WAIT;
-    /* The hang-up poll has nothing left to watch (-ENOENT if it fired already). */
-    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL);
-    io_uring_prep_poll_remove(sqe, ud_make(OP_HS_HUP, conn_slot(sh, c), c->gen));
     auth_answer(sh, c, ok);
     if (ok)
         hs_parse(sh, c);
-}
-
-/*
- * The client hung up (or reset) while its password check waited. A client
- * that shut its sending side with nothing sent after its credentials can
- * never send a request: end it now, which drops its check unrun. One that
- * pipelined bytes (its request) and then half-closed still waits for them to
- * be served.
- */
-static void
-on_auth_hangup(struct shard *sh, struct conn *c, int res)
-{
-    struct hs *h = c->hs;
-    int unread = 0;
-    if (!(c->hs_flags & HSF_AUTH_WAIT) || res < 0)
-        return;
-    if (res & (POLLERR | POLLHUP)) {
-        conn_close(sh, c, END_CLIENT_ERR);
-        return;
-    }
-    if (h->in_off < h->in_len || (ioctl(c->cfd, FIONREAD, &unread) == 0 && unread > 0))
-        return;
-    conn_close(sh, c, END_CLIENT_EOF);
 }
 
 void
@@ -864,6 +1119,12 @@ session_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res)
             conn_close(sh, c, (enum conn_end)c->end);
             return;
         }
+        /* BIND's first reply is out: the wait for the peer needs no context, unless the
+         * client pipelined bytes that must reach the peer once it comes. */
+        if (c->state == CONN_BIND_WAIT && h->in_off == h->in_len) {
+            hs_release(sh, c);
+            return;
+        }
         maybe_relay(sh, c);
         return;
     case OP_LEFTOVER:
@@ -881,9 +1142,6 @@ session_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res)
         return;
     case OP_BIND_ACCEPT:
         on_bind_accept(sh, c, res);
-        return;
-    case OP_HS_HUP:
-        on_auth_hangup(sh, c, res);
         return;
     case OP_CONNECT:
         if (res == 0) {

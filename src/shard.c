@@ -29,6 +29,7 @@
 #include "dns.h"
 #include "relay.h"
 #include "session.h"
+#include "udp.h"
 #include "authq.h"
 
 #define RING_ENTRIES 4096
@@ -231,6 +232,7 @@ static void
 on_tick(struct shard *sh)
 {
     conn_timers_run(sh);
+    session_tick(sh);
     dns_tick(sh);
     /* An EMFILE pause, or the total limit, may have cleared without a close of ours. */
     shard_accept_resume(sh);
@@ -578,6 +580,7 @@ shard_join(struct shard *sh)
     dns_fini(sh);
     authq_fini(sh);
     relay_fini(sh);
+    udp_fini(sh);
     session_slab_fini(sh);
     /* Connections still open after the grace period: their fds go now. */
     for (uint32_t i = 0; sh->conns && i < sh->high; i++) {

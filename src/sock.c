@@ -1,14 +1,18 @@
 /*
- * sock.c - small socket helpers shared by BIND and UDP ASSOCIATE.
- * Non-blocking syscalls only; called on shard threads.
+ * sock.c - small socket helpers shared by the listeners, CONNECT, BIND and
+ * UDP ASSOCIATE. Non-blocking syscalls only; called on shard threads (and
+ * on the main thread for listeners).
  */
 #include "sock.h"
 
 #include <errno.h>
+#include <netinet/tcp.h>
 #include <sodium.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "hosts.h"
+#include "opts.h"
 
 int
 sock_bind_range(int fd, union sockaddr_inx *local, uint16_t lo, uint16_t hi)
@@ -29,4 +33,37 @@ sock_bind_range(int fd, union sockaddr_inx *local, uint16_t lo, uint16_t hi)
             break;
     }
     return err;
+}
+
+void
+sock_set_liveness(int fd, const struct opts *o)
+{
+    if (o->keepalive_idle_s) {
+        int on = 1, idle = (int)o->keepalive_idle_s, intvl = (int)o->keepalive_interval_s;
+        int cnt = (int)o->keepalive_count;
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+    }
+    if (o->user_timeout_s) {
+        /* Data unacknowledged this long (also a zero window not reopening) ends the socket:
+         * a black-holed peer is noticed in seconds, not after the ~15 minutes of the
+         * kernel's retransmission limit, even while the other side keeps sending. */
+        unsigned ms = o->user_timeout_s * 1000u;
+        setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+    }
+}
+
+bool
+sock_addr_is_local(const union sockaddr_inx *addr)
+{
+    union sockaddr_inx a = *addr;
+    int fd = socket(a.sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return false;
+    hosts_set_port(&a, 0);
+    bool local = bind(fd, &a.sa, addr_len(&a.sa)) == 0;
+    close(fd);
+    return local;
 }

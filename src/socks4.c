@@ -68,9 +68,6 @@ socks4_feed(struct socks4 *st, const uint8_t *p, size_t len)
             return SOCKS4_ERR_REJECT;
         if (host_end == 0)
             return 0;
-        /* The request is whole here, so rejecting it is in step with the client. */
-        if ((size_t)host_end == host_off)
-            return SOCKS4_ERR_REJECT;
         total = (size_t)host_end + 1;
     }
 
@@ -83,22 +80,23 @@ socks4_feed(struct socks4 *st, const uint8_t *p, size_t len)
     if (cmd != SOCKS4_CMD_CONNECT && cmd != SOCKS4_CMD_BIND)
         return SOCKS4_ERR_REJECT;
 
+    /* The host name (empty included) is checked as SOCKS5's are: before any rule,
+     * hosts table or resolver sees it, and an IP literal becomes that address. */
+    struct socks_dest dest = {.atyp = SOCKS5_ATYP_IPV4, .port = (uint16_t)(p[2] << 8 | p[3])};
+    if (is_4a) {
+        if (socks_dest_set_name(&dest, p + host_off, (size_t)host_end - host_off) < 0)
+            return SOCKS4_ERR_BAD_NAME;
+    } else {
+        memcpy(&dest.u.v4, p + 4, 4);
+    }
+
     size_t uid_len = (size_t)uid_end - SOCKS4_FIXED_LEN;
     memset(st, 0, sizeof(*st));
     st->cmd = cmd;
     st->is_4a = is_4a;
     st->userid_len = (uint8_t)uid_len;
     memcpy(st->userid, p + SOCKS4_FIXED_LEN, uid_len);
-    st->dest.port = (uint16_t)(p[2] << 8 | p[3]);
-    if (is_4a) {
-        size_t name_len = (size_t)host_end - host_off;
-        st->dest.atyp = SOCKS5_ATYP_DOMAIN;
-        st->dest.name_len = (uint8_t)name_len;
-        memcpy(st->dest.u.name, p + host_off, name_len);
-    } else {
-        st->dest.atyp = SOCKS5_ATYP_IPV4;
-        memcpy(&st->dest.u.v4, p + 4, 4);
-    }
+    st->dest = dest;
     return (ssize_t)total;
 }
 

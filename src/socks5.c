@@ -6,8 +6,105 @@
  */
 #include "socks5.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
+
+#include "hostname.h"
+
+int
+socks_dest_set_name(struct socks_dest *d, const uint8_t *p, size_t len)
+{
+    char text[256];
+    if (len == 0 || len >= sizeof(text) || memchr(p, 0, len))
+        return -HOSTNAME_BAD_CHAR;
+    memcpy(text, p, len);
+    text[len] = '\0';
+    /* Checked in a copy: d is written only once the answer is known. */
+    char norm[HOSTNAME_MAX + 1];
+    int n = hostname_norm(text, len, norm);
+    if (n > 0) {
+        d->atyp = SOCKS5_ATYP_DOMAIN;
+        d->name_len = (uint8_t)n;
+        memcpy(d->u.name, norm, (size_t)n + 1);
+        return 0;
+    }
+    /* Only what a host name cannot be may be an address: an all-digit last label
+     * (IPv4) or a ':' (IPv6). A port the literal carries ("127.0.0.1:25", "[::1]:25")
+     * is no address: inet_pton refuses it. */
+    union {
+        struct in_addr v4;
+        struct in6_addr v6;
+    } a;
+    if (n == -HOSTNAME_NUMERIC && inet_pton(AF_INET, text, &a.v4) == 1) {
+        d->atyp = SOCKS5_ATYP_IPV4;
+        d->u.v4 = a.v4;
+    } else if (n == -HOSTNAME_BAD_CHAR && inet_pton(AF_INET6, text, &a.v6) == 1) {
+        d->atyp = SOCKS5_ATYP_IPV6;
+        d->u.v6 = a.v6;
+    } else {
+        return n;
+    }
+    d->name_len = 0;
+    return 0;
+}
+
+int
+socks_bad_name(const uint8_t *p, size_t len, char name[256], uint16_t *port, uint8_t *cmd)
+{
+    const uint8_t *n, *end;
+    if (len >= 5 && p[0] == SOCKS5_VERSION && p[3] == SOCKS5_ATYP_DOMAIN && len >= 7u + p[4]) {
+        n = p + 5;
+        end = n + p[4];
+        *port = (uint16_t)(end[0] << 8 | end[1]);
+        *cmd = p[1];
+    } else if (len >= 9 && p[0] == 4) {
+        /* VN CD DSTPORT DSTIP USERID NUL HOST NUL */
+        const uint8_t *uid_end = memchr(p + 8, 0, len - 8);
+        if (!uid_end)
+            return -1;
+        n = uid_end + 1;
+        end = memchr(n, 0, len - (size_t)(n - p));
+        if (!end)
+            return -1;
+        *port = (uint16_t)(p[2] << 8 | p[3]);
+        *cmd = p[1] == 2 ? SOCKS5_CMD_BIND : SOCKS5_CMD_CONNECT;
+    } else {
+        return -1;
+    }
+    size_t k = (size_t)(end - n);
+    const uint8_t *nul = memchr(n, 0, k);
+    if (nul)
+        k = (size_t)(nul - n);
+    if (k > 255)
+        k = 255;
+    memcpy(name, n, k);
+    name[k] = '\0';
+    return 0;
+}
+
+/*
+ * DST.ADDR (alen bytes at a, of type atyp) and the DST.PORT after it into d, as
+ * requests and UDP headers carry them. DST.PORT is the only port, whatever a name
+ * looks like. 0, or -1 with d untouched for a name no host can have.
+ */
+static int
+dest_read(struct socks_dest *d, uint8_t atyp, const uint8_t *a, size_t alen)
+{
+    if (atyp == SOCKS5_ATYP_DOMAIN) {
+        if (socks_dest_set_name(d, a, alen) < 0)
+            return -1;
+    } else {
+        d->atyp = atyp;
+        d->name_len = 0;
+        if (atyp == SOCKS5_ATYP_IPV4)
+            memcpy(&d->u.v4, a, 4);
+        else
+            memcpy(&d->u.v6, a, 16);
+    }
+    d->port = (uint16_t)(a[alen] << 8 | a[alen + 1]);
+    return 0;
+}
 
 void
 socks5_init(struct socks5 *st)
@@ -74,10 +171,10 @@ parse_request(struct socks5 *st, const uint8_t *p, size_t len)
     case SOCKS5_ATYP_DOMAIN:
         if (len < 5)
             return 0;
+        /* An empty name is refused like any other impossible name, once the
+         * request is whole (socks_dest_set_name() below). */
         alen = p[4];
         aoff = 5;
-        if (alen == 0)
-            return -SOCKS5_REP_GENERAL;
         break;
     default:
         return -SOCKS5_REP_ATYP_UNSUPP;
@@ -92,22 +189,9 @@ parse_request(struct socks5 *st, const uint8_t *p, size_t len)
     if (cmd != SOCKS5_CMD_CONNECT && cmd != SOCKS5_CMD_BIND && cmd != SOCKS5_CMD_UDP)
         return -SOCKS5_REP_CMD_UNSUPP;
 
-    struct socks_dest *d = &st->dest;
-    d->atyp = atyp;
-    d->name_len = 0;
-    if (atyp == SOCKS5_ATYP_IPV4) {
-        memcpy(&d->u.v4, p + aoff, 4);
-    } else if (atyp == SOCKS5_ATYP_IPV6) {
-        memcpy(&d->u.v6, p + aoff, 16);
-    } else {
-        /* A name with a NUL inside could never resolve as the client meant. */
-        if (memchr(p + aoff, 0, alen))
-            return -SOCKS5_REP_GENERAL;
-        memcpy(d->u.name, p + aoff, alen);
-        d->u.name[alen] = '\0';
-        d->name_len = (uint8_t)alen;
-    }
-    d->port = (uint16_t)(p[aoff + alen] << 8 | p[aoff + alen + 1]);
+    /* The name is checked before any rule, hosts table or resolver sees it. */
+    if (dest_read(&st->dest, atyp, p + aoff, alen) < 0)
+        return SOCKS5_ERR_BAD_NAME;
     st->cmd = cmd;
     st->phase = SOCKS5_PHASE_DONE;
     return (ssize_t)total;
@@ -244,21 +328,8 @@ socks5_udp_parse(const uint8_t *p, size_t len, struct socks_dest *dest, uint8_t 
     size_t hlen = aoff + alen + 2;
     if (len < hlen)
         return -1;
-    if (atyp == SOCKS5_ATYP_DOMAIN && memchr(p + aoff, 0, alen))
+    if (dest_read(dest, atyp, p + aoff, alen) < 0)
         return -1;
-
-    dest->atyp = atyp;
-    dest->name_len = 0;
-    if (atyp == SOCKS5_ATYP_IPV4) {
-        memcpy(&dest->u.v4, p + aoff, 4);
-    } else if (atyp == SOCKS5_ATYP_IPV6) {
-        memcpy(&dest->u.v6, p + aoff, 16);
-    } else {
-        memcpy(dest->u.name, p + aoff, alen);
-        dest->u.name[alen] = '\0';
-        dest->name_len = (uint8_t)alen;
-    }
-    dest->port = (uint16_t)(p[aoff + alen] << 8 | p[aoff + alen + 1]);
     *frag = p[2];
     return (ssize_t)hlen;
 }

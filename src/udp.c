@@ -6,25 +6,43 @@
  * has IPv6 (so IPv4 and IPv6 clients and remotes all go through it), bound
  * to the wildcard address; the reply advertises the address the client's
  * TCP connection came in on (or --udp-advertise, for servers behind NAT).
- * Datagrams from the client's address carry the RFC 1928 header, parsed by
- * the pure socks5_udp_parse(); datagrams from a remote the client has sent
- * to are given a header and passed back; anything else is dropped. One
- * datagram is in flight at a time (receive, then send it on, then receive),
- * which is the back-pressure. The association ends when the control
- * connection does, however long the UDP side is quiet.
+ *
+ * Who is the client (RFC 1928 section 7: datagrams from any other source IP
+ * than the one recorded for the association are dropped): the control
+ * connection's address, unless the rule that admits the association says
+ * `udp_source = "any"`; then the address the request declares, or else the
+ * source of the first datagram, if that address passes the rules as a
+ * client itself. Datagrams from the client carry the RFC 1928 header,
+ * parsed by the pure socks5_udp_parse(); datagrams from a remote the client
+ * has sent to are given a header and passed back; anything else is dropped.
+ *
+ * An association holds no data buffer: a poll on its socket goes through
+ * the shard's ring, and when it fires the datagrams are taken with
+ * non-blocking recvmmsg() into the shard's scratch slots and sent on with
+ * non-blocking sendmmsg() right there, up to a budget, before the poll is
+ * re-armed. Nothing in that can wait: the socket is O_NONBLOCK and every
+ * call has MSG_DONTWAIT; a send that would block loses its datagram, as UDP
+ * allows. Only a datagram waiting for its name to resolve is copied out,
+ * into an allocation of its own size. No datagram either way for
+ * idle_timeout ends the association and its control connection; so does
+ * the end of the control connection.
  */
 #include "udp.h"
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "conn.h"
 #include "dns.h"
 #include "hosts.h"
+#include "policy.h"
 #include "session.h"
 #include "shard.h"
 #include "sock.h"
@@ -32,28 +50,123 @@
 /* Remotes the client sent to, whose answers are let through. */
 #define UDP_PEERS 16
 #define UDP_PAYLOAD_MAX 65535
+/* Datagrams per recvmmsg()/sendmmsg(): the shard's scratch slots. */
+#define UDP_BATCH 16
+/* Per readiness, so one busy association cannot hold its shard: then the poll is re-armed. */
+#define UDP_BUDGET_DGRAMS 64
+#define UDP_BUDGET_BYTES (1u << 20)
+/*
+ * Datagrams waiting for DNS per association, and their bytes: a client that
+ * names names which never resolve must not grow the queue without end. One
+ * datagram is always let in, whatever its size.
+ */
+#define UDP_PEND_MAX 16
+#define UDP_PEND_BYTES 65536u
+/* A slot: room for the reply header in front of the largest payload, whole pages. */
+#define UDP_SLOT (((SOCKS5_UDP_HDR_MAX + UDP_PAYLOAD_MAX) + 4095) & ~4095)
+
+/* A datagram waiting for its name: payload, then the NUL-terminated name. */
+struct udp_pend {
+    struct udp_pend *next;
+    uint32_t len;
+    uint16_t port;
+    uint8_t data[];
+};
 
 struct udp_assoc {
     union sockaddr_inx client; /* AF_INET for IPv4 clients, even on a v6 socket */
+    bool ip_known;             /* client's address fixed: declared, or the control connection's */
     bool port_known;           /* client port given in the request or learned */
+    bool any_source;           /* the admitting rule has udp_source = "any" */
     bool v6sock;
-    bool resolving;            /* a datagram waits in buf for its name */
-    uint8_t resolve_seq;       /* which query it waits for: 1..127, in the DNS cookie */
+    bool querying;             /* a name is being resolved: pend_head's, or the probe's */
+    bool probing;              /* ... for the datagram in a scratch slot (see from_client) */
+    bool in_resolve;           /* inside dns_resolve(): an answer now is synchronous */
+    uint8_t resolve_seq;       /* which query is awaited: 1..127, in the DNS cookie */
     unsigned n_peers, next_peer;
+    unsigned n_pend;
+    uint32_t pend_bytes;
+    struct udp_pend *pend_head, *pend_tail;
+    const uint8_t *probe_data; /* probing: the datagram, still in its scratch slot */
+    size_t probe_len;
+    const char *probe_name;
     union sockaddr_inx peers[UDP_PEERS];
-    struct sockaddr_in6 from, to;
-    struct msghdr rmsg, smsg;
-    struct iovec riov, siov;
-    size_t pending_off, pending_len; /* the datagram waiting for DNS */
-    char pending_name[256];          /* and the name it was sent to */
-    uint8_t ctrl[64];
-    uint8_t buf[SOCKS5_UDP_HDR_MAX + UDP_PAYLOAD_MAX];
+    uint8_t ctrl[16]; /* the client should send nothing on the control connection */
 };
+
+/*
+ * The shard's datagram buffers and message arrays, mapped at the first
+ * association (pages are touched only as datagrams fill them). The send
+ * batch belongs to one connection at a time and is flushed before anything
+ * it points to (a slot of this recv batch, a udp_pend) is reused or freed.
+ */
+struct udp_scratch {
+    struct mmsghdr rmsg[UDP_BATCH];
+    struct iovec riov[UDP_BATCH];
+    struct sockaddr_in6 from[UDP_BATCH];
+    struct mmsghdr smsg[UDP_BATCH];
+    struct iovec siov[UDP_BATCH];
+    struct sockaddr_in6 to[UDP_BATCH];
+    uint32_t out_len[UDP_BATCH]; /* payload bytes, for the byte counts */
+    uint8_t out_dir[UDP_BATCH];
+    unsigned n_out;
+    struct conn *out_c;
+    uint8_t *slots; /* UDP_BATCH x UDP_SLOT */
+};
+
+#define UDP_SCRATCH_HEAD ((sizeof(struct udp_scratch) + 4095) & ~(size_t)4095)
+#define UDP_SCRATCH_SIZE (UDP_SCRATCH_HEAD + (size_t)UDP_BATCH * UDP_SLOT)
+
+static int
+scratch_get(struct shard *sh)
+{
+    if (sh->udp)
+        return 0;
+    void *p = mmap(NULL, UDP_SCRATCH_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    struct udp_scratch *us = p;
+    us->slots = (uint8_t *)p + UDP_SCRATCH_HEAD;
+    sh->udp = us;
+    return 0;
+}
+
+void
+udp_fini(struct shard *sh)
+{
+    if (sh->udp)
+        munmap(sh->udp, UDP_SCRATCH_SIZE);
+    sh->udp = NULL;
+}
 
 static bool
 same_addr(const union sockaddr_inx *a, const union sockaddr_inx *b)
 {
     return addr_same_ip(a, b) && addr_port(a) == addr_port(b);
+}
+
+/*
+ * The rules' verdict on src as the client of c's association: the query a
+ * UDP ASSOCIATE from src by the same user would make. *flags gets the
+ * admitting rule's ACL_RF_* flags. Counts a denial.
+ */
+static bool
+source_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *src,
+               uint8_t *flags)
+{
+    const struct acl *acl = sh->pol->acl;
+    *flags = 0;
+    if (!acl)
+        return true;
+    struct acl_query q = {.client = src, .cmd = ACL_CMD_UDP, .user = c->user};
+    int rule;
+    if (acl_match(acl, &q, &rule) == ACL_ALLOW) {
+        *flags = acl_rule_flags(acl, rule);
+        return true;
+    }
+    STAT_INC(sh->st.acl_denied);
+    return false;
 }
 
 static int
@@ -82,35 +195,71 @@ open_socket(struct shard *sh, struct udp_assoc *ua)
     return fd;
 }
 
+/*
+ * Who may send as the client. hint is the request's DST: the address the
+ * client will send from, all zero when it does not know. -EPERM when the
+ * rules do not admit that source.
+ */
+static int
+set_client(struct shard *sh, struct conn *c, struct udp_assoc *ua, const struct socks_dest *hint)
+{
+    union sockaddr_inx decl;
+    uint8_t flags;
+    memset(&decl, 0, sizeof(decl));
+    if (hint->atyp == SOCKS5_ATYP_IPV4) {
+        decl.v4.sin_family = AF_INET;
+        decl.v4.sin_addr = hint->u.v4;
+    } else if (hint->atyp == SOCKS5_ATYP_IPV6) {
+        decl.v6.sin6_family = AF_INET6;
+        decl.v6.sin6_addr = hint->u.v6;
+        addr_unmap(&decl);
+    }
+    if (c->client.sa.sa_family != AF_INET && c->client.sa.sa_family != AF_INET6)
+        return -ENOTCONN;
+    /* The association as such passed session_allowed(); this only reads its rule's flags. */
+    source_allowed(sh, c, &c->client, &flags);
+    ua->any_source = flags & ACL_RF_UDP_ANY_SOURCE;
+
+    bool declared = decl.sa.sa_family && !addr_is_any(&decl);
+    if (declared && !addr_same_ip(&decl, &c->client)) {
+        /*
+         * RFC 1928 section 7 ties the association to the client's address, and
+         * a host the rules refuse as a client must not get a relay by being
+         * named in someone else's request. Behind carrier-grade NAT a client's
+         * UDP may leave from another address than its TCP: a rule opts in.
+         */
+        if (!ua->any_source || !source_allowed(sh, c, &decl, &flags)) {
+            if (!ua->any_source)
+                STAT_INC(sh->st.acl_denied);
+            return -EPERM;
+        }
+    }
+    if (declared) {
+        ua->client = decl;
+        ua->ip_known = true;
+    } else {
+        /* The control connection's address, or (udp_source "any") the first datagram's. */
+        ua->client = c->client;
+        ua->ip_known = !ua->any_source;
+    }
+    hosts_set_port(&ua->client, hint->port);
+    ua->port_known = hint->port != 0;
+    return 0;
+}
+
 int
 udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union sockaddr_inx *bnd)
 {
     struct udp_assoc *ua = calloc(1, sizeof(*ua));
     union sockaddr_inx tmp;
     socklen_t len;
-    if (!ua)
-        return -ENOMEM;
-
-    /* Who may send: the request's address if it names one, else the TCP peer. */
-    memset(&ua->client, 0, sizeof(ua->client));
-    if (hint->atyp == SOCKS5_ATYP_IPV4 && hint->u.v4.s_addr != INADDR_ANY) {
-        ua->client.v4.sin_family = AF_INET;
-        ua->client.v4.sin_addr = hint->u.v4;
-    } else if (hint->atyp == SOCKS5_ATYP_IPV6 && !IN6_IS_ADDR_UNSPECIFIED(&hint->u.v6)) {
-        ua->client.v6.sin6_family = AF_INET6;
-        ua->client.v6.sin6_addr = hint->u.v6;
-        addr_unmap(&ua->client);
-    } else {
-        len = sizeof(ua->client);
-        if (getpeername(c->cfd, &ua->client.sa, &len) == -1) {
-            int err = -errno;
-            free(ua);
-            return err;
-        }
-        addr_unmap(&ua->client);
+    int err = ua ? scratch_get(sh) : -ENOMEM;
+    if (err == 0)
+        err = set_client(sh, c, ua, hint);
+    if (err < 0) {
+        free(ua);
+        return err;
     }
-    hosts_set_port(&ua->client, hint->port);
-    ua->port_known = hint->port != 0;
 
     int fd = open_socket(sh, ua);
     if (fd < 0) {
@@ -141,18 +290,10 @@ udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union 
 }
 
 static void
-arm_recv(struct shard *sh, struct conn *c)
+arm_poll(struct shard *sh, struct conn *c)
 {
-    struct udp_assoc *ua = c->ua;
-    ua->riov.iov_base = ua->buf + SOCKS5_UDP_HDR_MAX;
-    ua->riov.iov_len = UDP_PAYLOAD_MAX;
-    memset(&ua->rmsg, 0, sizeof(ua->rmsg));
-    ua->rmsg.msg_name = &ua->from;
-    ua->rmsg.msg_namelen = sizeof(ua->from);
-    ua->rmsg.msg_iov = &ua->riov;
-    ua->rmsg.msg_iovlen = 1;
-    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_UDP_RECV);
-    io_uring_prep_recvmsg(sqe, c->tfd, &ua->rmsg, 0);
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_UDP_POLL);
+    io_uring_prep_poll_add(sqe, c->tfd, POLLIN);
 }
 
 static void
@@ -166,49 +307,83 @@ void
 udp_start(struct shard *sh, struct conn *c)
 {
     c->state = CONN_UDP;
-    /* No idle timeout: the association lives as long as its TCP connection. */
-    conn_timer_set(sh, c, TL_NONE);
+    /* Datagrams either way are the activity; the control connection is silent by design. */
+    conn_timer_set(sh, c, TL_IDLE);
     STAT_INC(sh->st.tunnels);
     STAT_INC(sh->st.open_by_cmd[SOCKS5_CMD_UDP]);
     c->flags |= CONN_F_OPEN_COUNTED;
-    arm_recv(sh, c);
+    arm_poll(sh, c);
     arm_ctrl(sh, c);
 }
 
 static void
-drop(struct shard *sh, struct conn *c)
+drop(struct shard *sh)
 {
     STAT_INC(sh->st.udp_dropped);
-    arm_recv(sh, c);
 }
 
+/* Send what the batch holds; a datagram the socket will not take now is lost. */
 static void
-send_to(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint8_t *p,
-        size_t n)
+flush(struct shard *sh)
 {
+    struct udp_scratch *us = sh->udp;
+    struct conn *c = us->out_c;
+    unsigned i = 0;
+    while (i < us->n_out) {
+        int r = sendmmsg(c->tfd, us->smsg + i, us->n_out - i, MSG_DONTWAIT);
+        if (r > 0) {
+            for (unsigned k = i; k < i + (unsigned)r; k++)
+                c->dir[us->out_dir[k]].bytes += us->out_len[k];
+            i += (unsigned)r;
+        } else if (r == -1 && errno == EINTR) {
+            continue;
+        } else {
+            /* EAGAIN (socket buffer full), an ICMP error, EPERM from a firewall: this one only. */
+            drop(sh);
+            i++;
+        }
+    }
+    us->n_out = 0;
+    us->out_c = NULL;
+}
+
+/* Queue p[0..n) (payload bytes: payload) for dst in the shard's send batch. */
+static void
+emit(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint8_t *p, size_t n,
+     size_t payload, unsigned dir)
+{
+    struct udp_scratch *us = sh->udp;
     struct udp_assoc *ua = c->ua;
-    memset(&ua->to, 0, sizeof(ua->to));
+    if (us->n_out == UDP_BATCH || (us->out_c && us->out_c != c))
+        flush(sh);
+    unsigned i = us->n_out;
+    struct sockaddr_in6 *to = &us->to[i];
+    memset(to, 0, sizeof(*to));
     if (dst->sa.sa_family == AF_INET && ua->v6sock) {
-        ua->to.sin6_family = AF_INET6;
-        ua->to.sin6_port = dst->v4.sin_port;
-        ua->to.sin6_addr.s6_addr[10] = 0xff;
-        ua->to.sin6_addr.s6_addr[11] = 0xff;
-        memcpy(&ua->to.sin6_addr.s6_addr[12], &dst->v4.sin_addr, 4);
+        to->sin6_family = AF_INET6;
+        to->sin6_port = dst->v4.sin_port;
+        to->sin6_addr.s6_addr[10] = 0xff;
+        to->sin6_addr.s6_addr[11] = 0xff;
+        memcpy(&to->sin6_addr.s6_addr[12], &dst->v4.sin_addr, 4);
     } else if (dst->sa.sa_family == AF_INET6 && !ua->v6sock) {
-        drop(sh, c); /* no IPv6 on this host */
+        drop(sh); /* no IPv6 on this host */
         return;
     } else {
-        memcpy(&ua->to, dst, addr_len(&dst->sa));
+        memcpy(to, dst, addr_len(&dst->sa));
     }
-    ua->siov.iov_base = (void *)p;
-    ua->siov.iov_len = n;
-    memset(&ua->smsg, 0, sizeof(ua->smsg));
-    ua->smsg.msg_name = &ua->to;
-    ua->smsg.msg_namelen = ua->v6sock ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    ua->smsg.msg_iov = &ua->siov;
-    ua->smsg.msg_iovlen = 1;
-    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_UDP_SEND);
-    io_uring_prep_sendmsg(sqe, c->tfd, &ua->smsg, 0);
+    us->siov[i].iov_base = (void *)p;
+    us->siov[i].iov_len = n;
+    struct msghdr *m = &us->smsg[i].msg_hdr;
+    memset(m, 0, sizeof(*m));
+    m->msg_name = to;
+    m->msg_namelen = ua->v6sock ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    m->msg_iov = &us->siov[i];
+    m->msg_iovlen = 1;
+    us->out_len[i] = (uint32_t)payload;
+    us->out_dir[i] = (uint8_t)dir;
+    us->out_c = c;
+    us->n_out++;
+    c->active_ds = sh->now_ds;
 }
 
 /*
@@ -218,13 +393,13 @@ send_to(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const u
  */
 static void
 to_remote(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const char *host,
-          size_t off, size_t n)
+          const uint8_t *p, size_t n)
 {
     struct udp_assoc *ua = c->ua;
     union sockaddr_inx peer = *dst;
     addr_unmap(&peer);
     if (!session_allowed(sh, c, &peer, host, addr_port(&peer))) {
-        drop(sh, c);
+        drop(sh);
         return;
     }
     bool known = false;
@@ -236,24 +411,120 @@ to_remote(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const
         if (ua->n_peers < UDP_PEERS)
             ua->n_peers++;
     }
-    c->dir[DIR_C2T].bytes += n;
-    send_to(sh, c, &peer, ua->buf + off, n);
+    emit(sh, c, &peer, p, n, n, DIR_C2T);
+}
+
+static const char *
+pend_name(const struct udp_pend *e)
+{
+    return (const char *)e->data + e->len;
+}
+
+static struct udp_pend *
+pend_pop(struct udp_assoc *ua)
+{
+    struct udp_pend *e = ua->pend_head;
+    ua->pend_head = e->next;
+    if (!ua->pend_head)
+        ua->pend_tail = NULL;
+    ua->n_pend--;
+    ua->pend_bytes -= e->len;
+    return e;
+}
+
+/* Ask for name; the answer may come before this returns (hosts, cache). */
+static void
+query(struct shard *sh, struct conn *c, const char *name, uint16_t port)
+{
+    struct udp_assoc *ua = c->ua;
+    ua->querying = true;
+    ua->resolve_seq = (uint8_t)(ua->resolve_seq % 127 + 1);
+    ua->in_resolve = true;
+    dns_resolve(sh, name, port, ud_make(ua->resolve_seq, conn_slot(sh, c), c->gen));
+    ua->in_resolve = false;
+}
+
+/*
+ * Resolve the queued datagrams' names in order, until one has to wait. The
+ * wait is bounded like a CONNECT's: a dead name must not stall the queue.
+ */
+static void
+pend_next(struct shard *sh, struct conn *c)
+{
+    struct udp_assoc *ua = c->ua;
+    while (ua->pend_head && !ua->querying)
+        query(sh, c, pend_name(ua->pend_head), ua->pend_head->port);
+    conn_timer_set(sh, c, ua->querying ? TL_CONNECT : TL_IDLE);
+}
+
+/* Keep a copy of a datagram to a name; false when it had to be dropped. */
+static bool
+pend_add(struct udp_assoc *ua, const struct socks_dest *d, const uint8_t *p, size_t n)
+{
+    if (ua->pend_head && (ua->n_pend >= UDP_PEND_MAX || ua->pend_bytes + n > UDP_PEND_BYTES))
+        return false;
+    struct udp_pend *e = malloc(sizeof(*e) + n + (size_t)d->name_len + 1);
+    if (!e)
+        return false;
+    e->next = NULL;
+    e->len = (uint32_t)n;
+    e->port = d->port;
+    memcpy(e->data, p, n);
+    memcpy(e->data + n, d->u.name, (size_t)d->name_len + 1);
+    if (ua->pend_tail)
+        ua->pend_tail->next = e;
+    else
+        ua->pend_head = e;
+    ua->pend_tail = e;
+    ua->n_pend++;
+    ua->pend_bytes += (uint32_t)n;
+    return true;
+}
+
+/* A datagram to a name that neither hosts nor addr_parse() knew. */
+static void
+to_name(struct shard *sh, struct conn *c, const struct socks_dest *d, const uint8_t *p, size_t n)
+{
+    struct udp_assoc *ua = c->ua;
+    if (ua->querying) {
+        /* Behind the one being resolved, in order. */
+        if (!pend_add(ua, d, p, n))
+            drop(sh);
+        return;
+    }
+    /*
+     * Most names are answered from the cache at once: try with the datagram
+     * where it is, and copy it out only if the answer has to be waited for.
+     */
+    ua->probing = true;
+    ua->probe_data = p;
+    ua->probe_len = n;
+    ua->probe_name = d->u.name;
+    query(sh, c, d->u.name, d->port);
+    ua->probing = false;
+    if (!ua->querying)
+        return;
+    if (!pend_add(ua, d, p, n)) {
+        ua->querying = false; /* the answer, when it comes, finds nothing waiting */
+        drop(sh);
+        return;
+    }
+    conn_timer_set(sh, c, TL_CONNECT);
 }
 
 static void
-from_client(struct shard *sh, struct conn *c, size_t len)
+from_client(struct shard *sh, struct conn *c, const uint8_t *p, size_t len)
 {
-    struct udp_assoc *ua = c->ua;
     struct socks_dest d;
     uint8_t frag;
-    const uint8_t *p = ua->buf + SOCKS5_UDP_HDR_MAX;
     ssize_t hl = socks5_udp_parse(p, len, &d, &frag);
     /* We do not reassemble (RFC 1928 section 7 allows dropping): FRAG != 0 is dropped. */
     if (hl < 0 || frag != 0) {
-        drop(sh, c);
+        drop(sh);
         return;
     }
-    size_t off = SOCKS5_UDP_HDR_MAX + (size_t)hl, n = len - (size_t)hl;
+    p += hl;
+    len -= (size_t)hl;
     union sockaddr_inx dst;
     memset(&dst, 0, sizeof(dst));
     if (d.atyp == SOCKS5_ATYP_IPV4) {
@@ -263,34 +534,29 @@ from_client(struct shard *sh, struct conn *c, size_t len)
         dst.v6.sin6_family = AF_INET6;
         dst.v6.sin6_addr = d.u.v6;
     } else {
-        struct sockaddr_storage ss;
-        if (addr_parse(d.u.name, d.port, &ss) == 0) {
-            memcpy(&dst, &ss, addr_len((struct sockaddr *)&ss));
-        } else if (hosts_lookup(sh->hosts, d.u.name, d.port, &dst, 1) == 0) {
-            /* The datagram waits in buf; nothing is received until it is sent or dropped. */
-            ua->resolving = true;
-            ua->pending_off = off;
-            ua->pending_len = n;
-            memcpy(ua->pending_name, d.u.name, (size_t)d.name_len + 1);
-            ua->resolve_seq = (uint8_t)(ua->resolve_seq % 127 + 1);
-            /* The wait is bounded like a CONNECT's: a dead name must not stall the association. */
-            conn_timer_set(sh, c, TL_CONNECT);
-            dns_resolve(sh, d.u.name, d.port, ud_make(ua->resolve_seq, conn_slot(sh, c), c->gen));
+        /* A name in normal form (socks5_udp_parse): IP literals came back as addresses. */
+        if (hosts_lookup(sh->hosts, d.u.name, d.port, &dst, 1) == 0) {
+            to_name(sh, c, &d, p, len);
             return;
         }
     }
     hosts_set_port(&dst, d.port);
-    to_remote(sh, c, &dst, d.atyp == SOCKS5_ATYP_DOMAIN ? d.u.name : NULL, off, n);
+    to_remote(sh, c, &dst, d.atyp == SOCKS5_ATYP_DOMAIN ? d.u.name : NULL, p, len);
 }
 
 void
 udp_resolve_timeout(struct shard *sh, struct conn *c)
 {
     struct udp_assoc *ua = c->ua;
-    if (!ua || !ua->resolving)
+    if (!ua)
         return;
-    ua->resolving = false;
-    drop(sh, c);
+    if (ua->querying && ua->pend_head) {
+        ua->querying = false;
+        free(pend_pop(ua));
+        drop(sh);
+    }
+    /* Also puts the association back on a timer list: this one has just expired. */
+    pend_next(sh, c);
 }
 
 void
@@ -299,34 +565,77 @@ udp_on_resolved(struct shard *sh, struct conn *c, unsigned seq, int err,
 {
     struct udp_assoc *ua = c->ua;
     /* An answer for a datagram already given up on is not for the one waiting now. */
-    if (!ua || !ua->resolving || seq != ua->resolve_seq)
+    if (!ua || !ua->querying || seq != ua->resolve_seq)
         return;
-    ua->resolving = false;
-    conn_timer_set(sh, c, TL_NONE);
+    ua->querying = false;
+    struct udp_pend *e = ua->probing ? NULL : pend_pop(ua);
+    const uint8_t *p = e ? e->data : ua->probe_data;
+    size_t len = e ? e->len : ua->probe_len;
+    const char *name = e ? pend_name(e) : ua->probe_name;
     if (err < 0 || n == 0) {
-        drop(sh, c);
-        return;
-    }
-    /* Prefer the family the socket can reach. */
-    unsigned pick = 0;
-    for (unsigned i = 0; i < n; i++) {
-        if (ua->v6sock || addrs[i].sa.sa_family == AF_INET) {
-            pick = i;
-            break;
+        drop(sh);
+    } else {
+        /* Prefer the family the socket can reach. */
+        unsigned pick = 0;
+        for (unsigned i = 0; i < n; i++) {
+            if (ua->v6sock || addrs[i].sa.sa_family == AF_INET) {
+                pick = i;
+                break;
+            }
         }
+        to_remote(sh, c, &addrs[pick], name, p, len);
     }
-    to_remote(sh, c, &addrs[pick], ua->pending_name, ua->pending_off, ua->pending_len);
+    if (!e)
+        return;
+    /* The batch may point into e. */
+    if (sh->udp->n_out)
+        flush(sh);
+    free(e);
+    /* Synchronous: the loop in pend_next() that asked goes on by itself. */
+    if (!ua->in_resolve)
+        pend_next(sh, c);
+}
+
+/* A datagram from the association's source, by rule, when it was not fixed at the request. */
+static bool
+learn_client(struct shard *sh, struct conn *c, const union sockaddr_inx *from)
+{
+    struct udp_assoc *ua = c->ua;
+    uint8_t flags;
+    if (ua->port_known && addr_port(from) != addr_port(&ua->client))
+        return false;
+    /* Checked once, here: after that only this address and port are the client. */
+    if (!addr_same_ip(from, &c->client) && !source_allowed(sh, c, from, &flags))
+        return false;
+    ua->client = *from;
+    ua->ip_known = ua->port_known = true;
+    return true;
 }
 
 static void
-on_datagram(struct shard *sh, struct conn *c, size_t len)
+on_datagram(struct shard *sh, struct conn *c, unsigned i, size_t len)
 {
+    struct udp_scratch *us = sh->udp;
     struct udp_assoc *ua = c->ua;
+    uint8_t *p = us->slots + (size_t)i * UDP_SLOT + SOCKS5_UDP_HDR_MAX;
     union sockaddr_inx from;
+    socklen_t fl = us->rmsg[i].msg_hdr.msg_namelen;
     memset(&from, 0, sizeof(from));
-    memcpy(&from, &ua->from, ua->rmsg.msg_namelen < sizeof(from) ? ua->rmsg.msg_namelen : sizeof(from));
+    memcpy(&from, &us->from[i], fl < sizeof(from) ? fl : sizeof(from));
     addr_unmap(&from);
 
+    if (us->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC) {
+        drop(sh);
+        return;
+    }
+    if (!ua->ip_known) {
+        /* Nothing was sent yet, so there is no remote to answer either. */
+        if (learn_client(sh, c, &from))
+            from_client(sh, c, p, len);
+        else
+            drop(sh);
+        return;
+    }
     if (addr_same_ip(&from, &ua->client)) {
         if (!ua->port_known) {
             /* RFC 1928: the client's port comes with its first datagram. */
@@ -334,23 +643,75 @@ on_datagram(struct shard *sh, struct conn *c, size_t len)
             ua->port_known = true;
         }
         if (addr_port(&from) == addr_port(&ua->client)) {
-            from_client(sh, c, len);
+            from_client(sh, c, p, len);
             return;
         }
     }
     bool peer = false;
-    for (unsigned i = 0; i < ua->n_peers && !peer; i++)
-        peer = same_addr(&ua->peers[i], &from);
+    for (unsigned k = 0; k < ua->n_peers && !peer; k++)
+        peer = same_addr(&ua->peers[k], &from);
     if (!peer || !ua->port_known) {
-        drop(sh, c);
+        drop(sh);
         return;
     }
     uint8_t hdr[SOCKS5_UDP_HDR_MAX];
     size_t hl = socks5_udp_header(hdr, &from.sa);
-    uint8_t *start = ua->buf + SOCKS5_UDP_HDR_MAX - hl;
-    memcpy(start, hdr, hl);
-    c->dir[DIR_T2C].bytes += len;
-    send_to(sh, c, &ua->client, start, hl + len);
+    memcpy(p - hl, hdr, hl);
+    emit(sh, c, &ua->client, p - hl, hl + len, len, DIR_T2C);
+}
+
+/* recvmmsg() errors that say something about an earlier datagram, not the socket. */
+static bool
+transient(int err)
+{
+    return err == ECONNREFUSED || err == EHOSTUNREACH || err == ENETUNREACH || err == EINTR ||
+           err == ENOBUFS || err == ENOMEM;
+}
+
+/* The socket is readable: relay what it holds, up to the budget, then poll again. */
+static void
+pump(struct shard *sh, struct conn *c)
+{
+    struct udp_scratch *us = sh->udp;
+    unsigned dgrams = 0, bytes = 0;
+    while (dgrams < UDP_BUDGET_DGRAMS && bytes < UDP_BUDGET_BYTES) {
+        unsigned want = UDP_BUDGET_DGRAMS - dgrams < UDP_BATCH ? UDP_BUDGET_DGRAMS - dgrams
+                                                               : UDP_BATCH;
+        for (unsigned i = 0; i < want; i++) {
+            struct msghdr *m = &us->rmsg[i].msg_hdr;
+            us->riov[i].iov_base = us->slots + (size_t)i * UDP_SLOT + SOCKS5_UDP_HDR_MAX;
+            us->riov[i].iov_len = UDP_PAYLOAD_MAX;
+            memset(m, 0, sizeof(*m));
+            m->msg_name = &us->from[i];
+            m->msg_namelen = sizeof(us->from[i]);
+            m->msg_iov = &us->riov[i];
+            m->msg_iovlen = 1;
+        }
+        int n = recvmmsg(c->tfd, us->rmsg, want, MSG_DONTWAIT, NULL);
+        if (n == -1) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            /* ICMP errors from earlier sends surface here; they end nothing. */
+            if (transient(errno)) {
+                dgrams++;
+                continue;
+            }
+            conn_close(sh, c, END_TARGET_ERR);
+            return;
+        }
+        for (int i = 0; i < n && c->state == CONN_UDP; i++) {
+            on_datagram(sh, c, (unsigned)i, us->rmsg[i].msg_len);
+            bytes += us->rmsg[i].msg_len;
+        }
+        /* The next recvmmsg() reuses the slots the batch points into. */
+        if (us->n_out)
+            flush(sh);
+        dgrams += (unsigned)n;
+        if ((unsigned)n < want || c->state != CONN_UDP)
+            break;
+    }
+    if (c->state == CONN_UDP)
+        arm_poll(sh, c);
 }
 
 void
@@ -367,28 +728,13 @@ udp_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res)
         }
         conn_close(sh, c, res == 0 ? END_DONE : END_CLIENT_ERR);
         return;
-    case OP_UDP_RECV:
+    case OP_UDP_POLL:
         if (res < 0) {
-            /* ICMP errors from earlier sends surface here; they end nothing. */
-            if (res == -ECONNREFUSED || res == -EHOSTUNREACH || res == -ENETUNREACH ||
-                res == -EINTR || res == -ENOBUFS || res == -ENOMEM) {
-                arm_recv(sh, c);
-                return;
-            }
             conn_close(sh, c, END_TARGET_ERR);
             return;
         }
-        if (c->ua->rmsg.msg_flags & MSG_TRUNC) {
-            drop(sh, c);
-            return;
-        }
-        on_datagram(sh, c, (size_t)res);
-        return;
-    case OP_UDP_SEND:
-        /* A datagram that could not be sent is lost, as UDP allows; the association goes on. */
-        if (res < 0)
-            STAT_INC(sh->st.udp_dropped);
-        arm_recv(sh, c);
+        /* POLLERR too: recvmmsg() reports the error, and the datagrams behind it are taken. */
+        pump(sh, c);
         return;
     default:
         return;
@@ -399,6 +745,11 @@ void
 udp_release(struct shard *sh, struct conn *c)
 {
     (void)sh;
-    free(c->ua);
+    struct udp_assoc *ua = c->ua;
+    if (!ua)
+        return;
+    while (ua->pend_head)
+        free(pend_pop(ua));
+    free(ua);
     c->ua = NULL;
 }

@@ -10,6 +10,8 @@
 #ifndef RINGSOCKS_FUZZ_H
 #define RINGSOCKS_FUZZ_H
 
+#include <arpa/inet.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -97,6 +99,83 @@ fuzz_cuts(struct fuzz_rng *r, size_t n, int style, size_t *cuts)
     if (cuts[k - 1] != n)
         cuts[k++] = n;
     return k;
+}
+
+/*
+ * The name check's oracle, written apart from hostname.c so that the two can disagree: what
+ * a destination name sent as p[0..n) must become. Returns 4 or 6 (an IP literal; the address
+ * in *addr), 1 (a host name; its normal form in norm[], NUL-terminated) or 0 (no host name:
+ * the parsers must refuse it). norm needs 256 bytes; addr 16.
+ */
+static inline int
+fuzz_name_verdict(const uint8_t *p, size_t n, char *norm, uint8_t *addr)
+{
+    char text[256];
+
+    if (n == 0 || n > 255 || memchr(p, 0, n))
+        return 0;
+    memcpy(text, p, n);
+    text[n] = '\0';
+    if (inet_pton(AF_INET, text, addr) == 1)
+        return 4;
+    if (inet_pton(AF_INET6, text, addr) == 1)
+        return 6;
+    if (text[n - 1] == '.')
+        text[--n] = '\0';
+    if (n == 0 || n > 253)
+        return 0;
+    /* Label by label: 1..63 bytes of [a-z0-9_-] after lower-casing. */
+    size_t start = 0;
+    bool digits = false;
+    while (start <= n) {
+        const char *dot = memchr(text + start, '.', n - start);
+        size_t end = dot ? (size_t)(dot - text) : n;
+        if (end == start || end - start > 63)
+            return 0;
+        digits = true;
+        for (size_t i = start; i < end; i++) {
+            char ch = text[i];
+            if (ch >= 'A' && ch <= 'Z')
+                ch = (char)(ch + 32);
+            bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+                      ch == '_';
+            if (!ok)
+                return 0;
+            digits = digits && ch >= '0' && ch <= '9';
+            norm[i] = ch;
+        }
+        if (!dot)
+            break;
+        norm[end] = '.';
+        start = end + 1;
+    }
+    if (digits) /* an all-digit last label: an address in another spelling */
+        return 0;
+    norm[n] = '\0';
+    return 1;
+}
+
+/*
+ * A destination the parser took from the name p[0..n) must be what the oracle says: the
+ * address of an IP literal with its ATYP, or the name's normal form.
+ */
+static inline void
+fuzz_check_name(uint8_t atyp, const char *name, uint8_t name_len, const void *addr_v4,
+                const void *addr_v6, const uint8_t *p, size_t n)
+{
+    char norm[256];
+    uint8_t a[16];
+    int v = fuzz_name_verdict(p, n, norm, a);
+
+    FUZZ_CHECK(v != 0);
+    if (v == 4) {
+        FUZZ_CHECK(atyp == 0x01 && name_len == 0 && memcmp(addr_v4, a, 4) == 0);
+    } else if (v == 6) {
+        FUZZ_CHECK(atyp == 0x04 && name_len == 0 && memcmp(addr_v6, a, 16) == 0);
+    } else {
+        FUZZ_CHECK(atyp == 0x03);
+        FUZZ_CHECK(name_len == strlen(norm) && strcmp(name, norm) == 0);
+    }
 }
 
 #endif

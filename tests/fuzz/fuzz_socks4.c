@@ -46,13 +46,13 @@ check_request(const struct socks4 *st, const uint8_t *p, size_t r)
     bool marker = p[4] == 0 && p[5] == 0 && p[6] == 0 && p[7] != 0;
     FUZZ_CHECK(st->is_4a == marker);
     if (st->is_4a) {
+        /* The host name went through the name check (issue #9). */
         size_t host_off = 8 + st->userid_len + 1;
-        FUZZ_CHECK(st->dest.atyp == SOCKS5_ATYP_DOMAIN);
-        FUZZ_CHECK(st->dest.name_len >= 1 && st->dest.name_len <= SOCKS4_HOST_MAX);
-        FUZZ_CHECK(st->dest.u.name[st->dest.name_len] == '\0');
-        FUZZ_CHECK(strlen(st->dest.u.name) == st->dest.name_len);
-        FUZZ_CHECK(memcmp(st->dest.u.name, p + host_off, st->dest.name_len) == 0);
-        FUZZ_CHECK(r == host_off + st->dest.name_len + 1);
+        const uint8_t *nul = memchr(p + host_off, 0, r - host_off);
+        FUZZ_CHECK(nul != NULL && (size_t)(nul - p) == r - 1);
+        const struct socks_dest *d = &st->dest;
+        fuzz_check_name(d->atyp, d->u.name, d->name_len, &d->u.v4, &d->u.v6, p + host_off,
+                        r - 1 - host_off);
     } else {
         FUZZ_CHECK(st->dest.atyp == SOCKS5_ATYP_IPV4);
         FUZZ_CHECK(st->dest.name_len == 0);
@@ -123,7 +123,21 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&want_st, DIRTY, sizeof(want_st));
     ssize_t want = feed(&want_st, data, size);
     FUZZ_CHECK(want == 0 || want == SOCKS4_ERR_REJECT || want == SOCKS4_ERR_CLOSE ||
-               (want > 0 && (size_t)want <= size));
+               want == SOCKS4_ERR_BAD_NAME || (want > 0 && (size_t)want <= size));
+    if (want == SOCKS4_ERR_BAD_NAME) {
+        /* A whole 4a request, with a known command, whose host no host name can be. */
+        FUZZ_CHECK(size >= 10 && data[4] == 0 && data[5] == 0 && data[6] == 0 && data[7] != 0);
+        FUZZ_CHECK(data[1] == SOCKS4_CMD_CONNECT || data[1] == SOCKS4_CMD_BIND);
+        const uint8_t *uid_end = memchr(data + 8, 0, size - 8);
+        FUZZ_CHECK(uid_end != NULL);
+        size_t host_off = (size_t)(uid_end - data) + 1;
+        const uint8_t *host_end = memchr(data + host_off, 0, size - host_off);
+        FUZZ_CHECK(host_end != NULL);
+        char norm[256];
+        uint8_t a[16];
+        FUZZ_CHECK(fuzz_name_verdict(data + host_off, (size_t)(host_end - data) - host_off, norm,
+                                     a) == 0);
+    }
     /* Past the longest request the answer is always known. */
     if (size >= SOCKS4_REQUEST_MAX)
         FUZZ_CHECK(want != 0);

@@ -124,7 +124,23 @@ check_request(const struct socks5 *st, const struct socks5 *before, const uint8_
     }
     if (r < 0) {
         FUZZ_CHECK(r == -SOCKS5_REP_GENERAL || r == -SOCKS5_REP_CMD_UNSUPP ||
-                   r == -SOCKS5_REP_ATYP_UNSUPP);
+                   r == -SOCKS5_REP_ATYP_UNSUPP || r == SOCKS5_ERR_BAD_NAME);
+        if (r == SOCKS5_ERR_BAD_NAME) {
+            /* Judged on the whole request, and only where no host could have the name. */
+            char norm[256];
+            uint8_t a[16];
+            FUZZ_CHECK(p[3] == SOCKS5_ATYP_DOMAIN && total > 0 && n >= total);
+            FUZZ_CHECK(p[1] == 1 || p[1] == 2 || p[1] == 3);
+            FUZZ_CHECK(fuzz_name_verdict(p + 5, p[4], norm, a) == 0);
+            /* What the log keeps of it: the name as sent, to its first NUL. */
+            char raw[256];
+            uint16_t port;
+            uint8_t cmd;
+            FUZZ_CHECK(socks_bad_name(p, n, raw, &port, &cmd) == 0);
+            FUZZ_CHECK(cmd == p[1] && port == (uint16_t)(p[total - 2] << 8 | p[total - 1]));
+            FUZZ_CHECK(strlen(raw) <= p[4] && memcmp(raw, p + 5, strlen(raw)) == 0);
+            FUZZ_CHECK(strlen(raw) == p[4] || p[5 + strlen(raw)] == 0);
+        }
         FUZZ_CHECK(st->phase == SOCKS5_PHASE_REQUEST);
         if (r == -SOCKS5_REP_ATYP_UNSUPP)
             FUZZ_CHECK(n >= 4 && total == 0 && p[3] != SOCKS5_ATYP_DOMAIN);
@@ -140,17 +156,16 @@ check_request(const struct socks5 *st, const struct socks5 *before, const uint8_
                st->cmd == SOCKS5_CMD_UDP);
     FUZZ_CHECK(st->method == before->method);
     const struct socks_dest *d = &st->dest;
-    FUZZ_CHECK(d->atyp == p[3]);
+    /* DST.PORT is the port, whatever the name says (issue #9). */
     FUZZ_CHECK(d->port == (uint16_t)(p[total - 2] << 8 | p[total - 1]));
-    if (d->atyp == SOCKS5_ATYP_DOMAIN) {
-        FUZZ_CHECK(d->name_len == p[4] && d->name_len >= 1);
-        FUZZ_CHECK(d->u.name[d->name_len] == '\0');
-        FUZZ_CHECK(strlen(d->u.name) == d->name_len);
-        FUZZ_CHECK(memcmp(d->u.name, p + 5, d->name_len) == 0);
+    if (p[3] == SOCKS5_ATYP_DOMAIN) {
+        FUZZ_CHECK(d->u.name[d->name_len] == '\0' || d->atyp != SOCKS5_ATYP_DOMAIN);
+        fuzz_check_name(d->atyp, d->u.name, d->name_len, &d->u.v4, &d->u.v6, p + 5, p[4]);
     } else if (d->atyp == SOCKS5_ATYP_IPV4) {
+        FUZZ_CHECK(p[3] == SOCKS5_ATYP_IPV4);
         FUZZ_CHECK(d->name_len == 0 && memcmp(&d->u.v4, p + 4, 4) == 0);
     } else {
-        FUZZ_CHECK(d->atyp == SOCKS5_ATYP_IPV6);
+        FUZZ_CHECK(d->atyp == SOCKS5_ATYP_IPV6 && p[3] == SOCKS5_ATYP_IPV6);
         FUZZ_CHECK(d->name_len == 0 && memcmp(&d->u.v6, p + 4, 16) == 0);
     }
 }

@@ -2,17 +2,20 @@
 cases_udp.py - UDP ASSOCIATE: datagrams with the RFC 1928 header to UDP echo
 servers on 127.0.0.1 and ::1, by address and by name (DNS stub, localhost);
 large datagrams; what must be dropped (other sources, FRAG != 0, malformed
-headers); the association's life (ends with the TCP connection, survives quiet
-periods); --udp-advertise, --udp-ports; malformed requests.
+headers); the association's life (ends with the TCP connection and after idle_timeout
+without a datagram); who may send (the control connection's address unless a
+rule says udp_source = "any"); memory per association; --udp-advertise,
+--udp-ports; malformed requests.
 """
 
 import os
+import re
 import socket
 import time
 
 from harness import (Fail, case, check, expect_close, hexb, ipv6_available, make_hash, need_ipv6, need_option,
-                     need_ringsocks, read_reply_rest, recv_exact, request, socks5_command, socks5_open,
-                     udp_exchange, udp_expect_silence, udp_header, write_users)
+                     need_ringsocks, parse_udp, read_reply, read_reply_rest, recv_exact, request, socks5_command,
+                     socks5_open, tail, udp_exchange, udp_expect_silence, udp_header, wait_until, write_users)
 
 
 def associate(ctx, p, dst=("0.0.0.0", 0), auth=None, expect_host="127.0.0.1"):
@@ -40,6 +43,40 @@ def still_works(cli, relay, echo, what):
         echo_via(cli, relay, "127.0.0.1", echo.port, b"still there? " + os.urandom(8))
     except Fail as e:
         raise Fail("the association stopped working %s: %s" % (what, e))
+
+
+def udp_collect(sock, n, timeout):
+    """Up to n datagrams, each arriving within timeout s of the one before."""
+    sock.settimeout(timeout)
+    got = []
+    try:
+        while len(got) < n:
+            got.append(sock.recvfrom(65536)[0])
+    except socket.timeout:
+        pass
+    return got
+
+
+def control_still_open(s, when):
+    """The TCP control connection of an association neither closed nor sent anything."""
+    s.settimeout(0.1)
+    try:
+        b = s.recv(10)
+        raise Fail("the UDP ASSOCIATE control connection was %s %s"
+                   % ("closed" if not b else "sent %s" % hexb(b), when))
+    except socket.timeout:
+        pass
+    except ConnectionResetError:
+        raise Fail("the UDP ASSOCIATE control connection was reset %s" % when)
+
+
+def relay_port_closed(ctx, relay, echo, when):
+    """The relay socket is gone: a connected socket sending to it sees ICMP port unreachable."""
+    probe = ctx.udp_socket("127.0.0.1")
+    probe.connect(relay)
+    probe.send(udp_header("127.0.0.1", echo.port) + b"probe")
+    how = udp_expect_silence(probe, 1.0, "probe %s" % when)
+    check(how == "refused", "the relay's UDP port %d is still open %s (no ICMP port unreachable)" % (relay[1], when))
 
 
 # -------------------------------------------------------------- the relay works
@@ -299,13 +336,7 @@ def udp_ends_with_tcp(ctx):
     cli.sendto(udp_header("127.0.0.1", echo.port) + b"after", relay)
     udp_expect_silence(cli, 1.0, "datagram after the TCP control connection closed")
     check(len(echo.seen) == n, "a datagram sent after the TCP connection closed reached the echo server")
-    # The relay socket itself should be gone: a connected socket sees ICMP port unreachable.
-    probe = ctx.udp_socket("127.0.0.1")
-    probe.connect(relay)
-    probe.send(udp_header("127.0.0.1", echo.port) + b"probe")
-    how = udp_expect_silence(probe, 1.0, "probe after close")
-    check(how == "refused", "the relay's UDP port %d is still open 1.5 s after the TCP connection closed "
-          "(no ICMP port unreachable)" % relay[1])
+    relay_port_closed(ctx, relay, echo, "1.5 s after the TCP connection closed")
 
 
 @case("udp_tcp_half_close_ends")
@@ -323,27 +354,66 @@ def udp_tcp_half_close_ends(ctx):
     udp_expect_silence(cli, 1.0, "datagram after the TCP control connection ended")
 
 
-@case("udp_survives_idle_timeout")
-def udp_survives_idle_timeout(ctx):
-    """--idle-timeout 1 and 3 s without any traffic: the association (and its TCP
-    connection) is still there."""
+@case("udp_idle_timeout")
+def udp_idle_timeout(ctx):
+    """--idle-timeout 2 and no datagram either way after the first echo: the
+    association and its TCP control connection are closed within about 2 s
+    (idle_timeout, plus the 250 ms tick and a loaded machine), not before
+    1.5 s; the access log says end=idle_timeout and the relay port is gone."""
     need_option("--idle-timeout")
-    p = ctx.proxy(args=["--idle-timeout", "1"])
+    p = ctx.proxy(args=["--idle-timeout", "2"])
     echo = ctx.udp_echo("127.0.0.1")
     s, relay = associate(ctx, p)
     cli = ctx.udp_socket("127.0.0.1")
-    echo_via(cli, relay, "127.0.0.1", echo.port, b"before the quiet period")
-    time.sleep(3)
-    s.settimeout(0.1)
-    try:
-        b = s.recv(10)
-        raise Fail("the UDP ASSOCIATE control connection was %s after 3 quiet seconds with --idle-timeout 1"
-                   % ("closed" if not b else "sent %s" % hexb(b)))
-    except socket.timeout:
-        pass
-    except ConnectionResetError:
-        raise Fail("the UDP ASSOCIATE control connection was reset after 3 quiet seconds with --idle-timeout 1")
-    still_works(cli, relay, echo, "after 3 quiet seconds with --idle-timeout 1")
+    echo_via(cli, relay, "127.0.0.1", echo.port, b"the last datagram")
+    t0 = time.monotonic()
+    expect_close(s, timeout=8.0, after="2 s without a datagram on a UDP association with --idle-timeout 2")
+    took = time.monotonic() - t0
+    check(1.5 <= took <= 3.5, "the idle association was closed %.1f s after its last datagram with "
+          "--idle-timeout 2 (expected 2 to 3 s)" % took)
+    check(wait_until(lambda: re.search(r"cmd=udp .*end=idle_timeout", p.stderr()), 3.0),
+          "no access-log line with cmd=udp and end=idle_timeout", "stderr:\n" + tail(p.stderr()))
+    relay_port_closed(ctx, relay, echo, "after the idle timeout")
+
+
+def chatty_remote(ctx, replies):
+    """A UDP socket on 127.0.0.1 that waits for one datagram, then sends its
+    sender reply(datagram) for each (delay in s, reply) of replies, in order."""
+    import threading
+    srv = ctx.udp_socket("127.0.0.1")
+
+    def serve():
+        srv.settimeout(10)
+        try:
+            data, peer = srv.recvfrom(65536)
+        except OSError:
+            return
+        for delay, reply in replies:
+            time.sleep(delay)
+            try:
+                srv.sendto(reply(data), peer)
+            except OSError:
+                return
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+@case("udp_remote_datagrams_keep_alive")
+def udp_remote_datagrams_keep_alive(ctx):
+    """--idle-timeout 1: the client sends one datagram, then only the remote
+    talks (a datagram every 0.3 s for 3 s). Datagrams either way are activity:
+    all of them reach the client and the association lives on."""
+    need_option("--idle-timeout")
+    p = ctx.proxy(args=["--idle-timeout", "1"])
+    srv = chatty_remote(ctx, [(0.3, lambda d, i=i: b"tick %d" % i) for i in range(10)])
+    s, relay = associate(ctx, p)
+    cli = ctx.udp_socket("127.0.0.1")
+    cli.sendto(udp_header("127.0.0.1", srv.getsockname()[1]) + b"start", relay)
+    got = [parse_udp(d)[3] for d in udp_collect(cli, 10, 3)]
+    check(got == [b"tick %d" % i for i in range(10)],
+          "the client got %s from a remote sending every 0.3 s with --idle-timeout 1" % got)
+    control_still_open(s, "while the remote's datagrams flowed, with --idle-timeout 1")
 
 
 @case("udp_busy_datagrams_keep_tcp")
@@ -603,13 +673,7 @@ def udp_outlives_handshake_timeout(ctx):
     cli = ctx.udp_socket("127.0.0.1")
     echo_via(cli, relay, "127.0.0.1", echo.port, b"before")
     time.sleep(2.5)
-    s.settimeout(0.1)
-    try:
-        b = s.recv(10)
-        raise Fail("the UDP ASSOCIATE control connection was %s 2.5 s after the reply with --handshake-timeout 1"
-                   % ("closed" if not b else "sent %s" % hexb(b)))
-    except socket.timeout:
-        pass
+    control_still_open(s, "2.5 s after the reply with --handshake-timeout 1")
     still_works(cli, relay, echo, "2.5 s after the reply with --handshake-timeout 1")
 
 
@@ -648,39 +712,48 @@ def udp_slow_name_bounded(ctx):
           "--connect-timeout 1 (a CONNECT to that name gave up after %.1f s)" % (took, took_tcp))
 
 
+@case("udp_name_wait_blocks_nothing")
+def udp_name_wait_blocks_nothing(ctx):
+    """Three datagrams to a.late.test (the DNS stub answers after 1 s), then one
+    to 127.0.0.1: the address's echo comes back first, while the name is being
+    resolved, and then the three, in order. 40 more to b.late.test while it
+    resolves: the association keeps a bounded number (at least one, at most
+    16) and drops the rest, and keeps working."""
+    need_option("--resolver")
+    dns = ctx.dns_stub()
+    p = ctx.proxy(args=["--resolver", dns.spec])
+    echo = ctx.udp_echo("127.0.0.1")
+    s, relay = associate(ctx, p)
+    cli = ctx.udp_socket("127.0.0.1")
+    echo_via(cli, relay, "127.0.0.1", echo.port, b"warm-up")
+    for i in range(3):
+        cli.sendto(udp_header("a.late.test", echo.port) + b"to a name %d" % i, relay)
+    cli.sendto(udp_header("127.0.0.1", echo.port) + b"to an address", relay)
+    got = [parse_udp(d)[3] for d in udp_collect(cli, 4, 6)]
+    check(got == [b"to an address"] + [b"to a name %d" % i for i in range(3)],
+          "echoes came back as %s; expected the address's first (the name takes 1 s to resolve), then the "
+          "name's three in order" % got, "DNS queries the stub saw: %s" % dns.queries)
+    for i in range(40):
+        cli.sendto(udp_header("b.late.test", echo.port) + b"queued %02d" % i, relay)
+    got = [parse_udp(d)[3] for d in udp_collect(cli, 40, 3)]
+    check(1 <= len(got) <= 16 and got == sorted(got),
+          "%d of 40 datagrams sent to a name while it resolved came back (%s): expected between 1 and 16, "
+          "in order" % (len(got), got[:3]))
+    p.check_alive()
+    still_works(cli, relay, echo, "after a queue of datagrams to a name")
+
+
 @case("udp_remote_several_replies")
 def udp_remote_several_replies(ctx):
     """A remote that answers one datagram with three (one of them 1 s later): all
     three reach the client, each with the remote's address in the header."""
     p = ctx.proxy()
-    srv = ctx.udp_socket("127.0.0.1")
-    import threading
-
-    def serve():
-        srv.settimeout(10)
-        try:
-            data, peer = srv.recvfrom(65536)
-        except OSError:
-            return
-        for i in range(2):
-            srv.sendto(b"reply %d to " % i + data, peer)
-        time.sleep(1.0)
-        srv.sendto(b"late reply to " + data, peer)
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
+    srv = chatty_remote(ctx, [(0, lambda d: b"reply 0 to " + d), (0, lambda d: b"reply 1 to " + d),
+                              (1.0, lambda d: b"late reply to " + d)])
     s, relay = associate(ctx, p)
     cli = ctx.udp_socket("127.0.0.1")
     cli.sendto(udp_header("127.0.0.1", srv.getsockname()[1]) + b"question", relay)
-    cli.settimeout(4)
-    got = []
-    try:
-        while len(got) < 3:
-            data, _ = cli.recvfrom(65536)
-            got.append(data)
-    except socket.timeout:
-        pass
-    from harness import parse_udp
+    got = udp_collect(cli, 3, 4)
     want = [b"reply 0 to question", b"reply 1 to question", b"late reply to question"]
     payloads = [parse_udp(d)[3] for d in got]
     check(payloads == want, "the client got %s, expected %s" % (payloads, want))
@@ -688,3 +761,128 @@ def udp_remote_several_replies(ctx):
         h, port, _, _ = parse_udp(d)
         check((h, port) == srv.getsockname()[:2], "reply header %s:%d, the remote is %s:%d"
               % ((h, port) + srv.getsockname()[:2]))
+
+
+# -------------------------------------------------------------- who may send (issue #9)
+
+def associate_reply(ctx, p, dst):
+    """UDP ASSOCIATE declaring dst as the client's datagram source; returns
+    (tcp control socket, Reply) whatever the REP."""
+    s = socks5_open(ctx, p)
+    s.sendall(request(dst[0], dst[1], cmd=3))
+    return s, read_reply(s, "UDP ASSOCIATE reply (DST %s:%d)" % dst)
+
+
+def expect_denied_assoc(ctx, p, dst, why):
+    s, r = associate_reply(ctx, p, dst)
+    check(r.rep == 0x02, "UDP ASSOCIATE declaring %s:%d as the source (%s): reply %s (REP %02x), expected "
+          "REP 02 (not allowed by the rules)" % (dst + (why, hexb(r.raw), r.rep)))
+    expect_close(s, after="the 02 reply to a UDP ASSOCIATE declaring %s" % dst[0])
+    check(wait_until(lambda: re.search(r"cmd=udp .*end=denied", p.stderr()), 3.0),
+          "no access-log line with cmd=udp and end=denied for the refused association",
+          "stderr:\n" + tail(p.stderr()))
+
+
+def udp_rules_proxy(ctx, *rules):
+    from cases_control import conf_proxy, rules_conf
+    p, _ = conf_proxy(ctx, rules_conf(*rules))
+    return p
+
+
+@case("udp_declared_foreign_source_refused")
+def udp_declared_foreign_source_refused(ctx):
+    """RFC 1928 section 7: the association belongs to the control connection's
+    address. A client on 127.0.0.1 declaring 127.0.0.9 (a host the rules refuse
+    as a client, and, with the built-in rules, one they admit) gets REP 02 and
+    nothing from 127.0.0.9 is relayed; declaring its own address still works."""
+    p = udp_rules_proxy(ctx, '{ action = "allow"; from = ["127.0.0.1"]; }')
+    echo = ctx.udp_echo("127.0.0.1")
+    # Whoever sits on 127.0.0.9 would get the relay, if it were opened.
+    foreign = ctx.udp_socket("127.0.0.9")
+    expect_denied_assoc(ctx, p, foreign.getsockname()[:2], "127.0.0.9 is refused as a client")
+    check(not echo.seen, "a datagram reached the echo server")
+    cli = ctx.udp_socket("127.0.0.1")
+    s, relay = associate(ctx, p, dst=cli.getsockname()[:2])
+    echo_via(cli, relay, "127.0.0.1", echo.port, b"from the declared own address")
+    # The default is the control connection's address even where the rules admit the other one.
+    p2 = ctx.proxy()
+    expect_denied_assoc(ctx, p2, ("127.0.0.9", 0), "built-in rules, udp_source not \"any\"")
+
+
+@case("udp_source_any_rule")
+def udp_source_any_rule(ctx):
+    """A rule with udp_source = "any" (clients behind carrier-grade NAT): the
+    declared 127.0.0.9 works because the rules admit 127.0.0.9 as a UDP client;
+    127.0.0.10, which they refuse, is refused with REP 02. With an all-zero DST
+    the first datagram's source becomes the client if the rules admit it: one
+    from 127.0.0.10 is dropped, then 127.0.0.9's is relayed, and afterwards
+    only 127.0.0.9 is the client (the control connection's address too is
+    dropped)."""
+    p = udp_rules_proxy(ctx,
+                        '{ action = "deny"; from = ["127.0.0.10"]; }',
+                        '{ action = "allow"; from = ["127.0.0.1"]; udp_source = "any"; }',
+                        '{ action = "allow"; from = ["127.0.0.9"]; commands = ["udp"]; }')
+    echo = ctx.udp_echo("127.0.0.1")
+    nat = ctx.udp_socket("127.0.0.9")
+    s, relay = associate(ctx, p, dst=nat.getsockname()[:2])
+    echo_via(nat, relay, "127.0.0.1", echo.port, b"from the declared 127.0.0.9")
+    ctl_side = ctx.udp_socket("127.0.0.1")
+    ctl_side.sendto(udp_header("127.0.0.1", echo.port) + b"control address", relay)
+    udp_expect_silence(ctl_side, 1.0, "datagram from the control connection's address (127.0.0.9 was declared)")
+
+    expect_denied_assoc(ctx, p, ("127.0.0.10", 0), "the rules refuse 127.0.0.10")
+
+    n = len(echo.seen)
+    s2, relay2 = associate(ctx, p)
+    refused = ctx.udp_socket("127.0.0.10")
+    refused.sendto(udp_header("127.0.0.1", echo.port) + b"from 127.0.0.10", relay2)
+    udp_expect_silence(refused, 1.0, "first datagram from 127.0.0.10, which the rules refuse")
+    check(len(echo.seen) == n, "a datagram from 127.0.0.10 reached the echo server")
+    nat2 = ctx.udp_socket("127.0.0.9")
+    echo_via(nat2, relay2, "127.0.0.1", echo.port, b"first admitted datagram, from 127.0.0.9")
+    for other in (ctx.udp_socket("127.0.0.1"), refused):
+        other.sendto(udp_header("127.0.0.1", echo.port) + b"after the client was learned", relay2)
+        udp_expect_silence(other, 0.5, "datagram from %s:%d after 127.0.0.9 became the client"
+                           % other.getsockname()[:2])
+    still_works(nat2, relay2, echo, "after datagrams from others")
+
+
+def _rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise Fail("no VmRSS in /proc/%d/status" % pid)
+
+
+@case("udp_memory_per_association")
+def udp_memory_per_association(ctx):
+    """300 associations, each after relaying one 60,000-byte datagram: the
+    proxy's RSS grows by far less than 300 x 64 KiB (a buffer per association
+    costs about 19 MB here; the bound is a quarter of that)."""
+    need_ringsocks("reads the proxy's RSS")
+    n, size = 300, 60000
+    p = ctx.proxy()
+    echo = ctx.udp_echo("127.0.0.1")
+    payload = os.urandom(size)
+    # Warm up: every shard maps what it needs for UDP at its first association.
+    for _ in range(8):
+        s, relay = associate(ctx, p)
+        cli = ctx.udp_socket("127.0.0.1")
+        echo_via(cli, relay, "127.0.0.1", echo.port, payload, timeout=5)
+        s.close()
+        cli.close()
+    time.sleep(0.3)
+    base = _rss_kb(p.proc.pid)
+    held = []
+    for i in range(n):
+        s, relay = associate(ctx, p)
+        cli = ctx.udp_socket("127.0.0.1")
+        echo_via(cli, relay, "127.0.0.1", echo.port, payload, timeout=5)
+        cli.close()
+        held.append(s)
+    grown = _rss_kb(p.proc.pid) - base
+    bound = n * 64 // 4
+    check(grown < bound, "RSS grew by %d KiB with %d associations that each relayed one %d-byte datagram "
+          "(%.1f KiB each; bound %d KiB): associations hold datagram buffers" % (grown, n, size, grown / n, bound))
+    p.check_alive()

@@ -47,6 +47,7 @@ import cases_bind  # noqa: E402,F401
 import cases_udp  # noqa: E402,F401
 import cases_clients  # noqa: E402,F401
 import cases_control  # noqa: E402,F401
+import cases_security  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")
 # Every test runs under the default engine (auto: copy, then splice for bulk).

@@ -168,6 +168,13 @@ static const char all_keys[] =
     "group = \"nogroup\";\n"
     "close_removed_users = false;\n"
     "close_denied_on_reload = true;\n"
+    "keepalive_idle = 45;\n"
+    "keepalive_interval = 9;\n"
+    "keepalive_count = 3;\n"
+    "tcp_user_timeout = 33;\n"
+    "client_max_handshakes = 7;\n"
+    "client_max_binds = 0;\n"
+    "client_max_udp = 12;\n"
     "rules = (\n"
     "  { action = \"deny\";  to = [\"10.0.0.0/8\", \"169.254.0.0/16\"]; },\n"
     "  { action = \"deny\";  hosts = [\".internal\", \"metadata.google.internal\"]; },\n"
@@ -219,6 +226,13 @@ test_all_keys(void **state)
     assert_string_equal(o.group, "nogroup");
     assert_false(o.close_removed_users);
     assert_true(o.close_denied);
+    assert_int_equal(o.keepalive_idle_s, 45);
+    assert_int_equal(o.keepalive_interval_s, 9);
+    assert_int_equal(o.keepalive_count, 3);
+    assert_int_equal(o.user_timeout_s, 33);
+    assert_int_equal(o.client_max_handshakes, 7);
+    assert_int_equal(o.client_max_binds, 0);
+    assert_int_equal(o.client_max_udp, 12);
 
     assert_non_null(acl);
     assert_int_equal(acl_count(acl), 3);
@@ -359,6 +373,38 @@ test_off_values(void **state)
     acl_free(acl);
 }
 
+/*
+ * A deny rule that covers one loopback family but not the other loads, with a warning:
+ * localhost resolves to 127.0.0.1 and ::1, and the one not denied is tried next.
+ */
+static void
+test_loopback_half_warning(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[4096];
+
+    config_defaults(&o);
+    assert_int_equal(load_text("rules = (\n"
+                               "  { action = \"deny\"; to = [\"127.0.0.1\"]; },\n"
+                               "  { action = \"deny\"; to = [\"::/0\"]; ports = [25]; },\n"
+                               "  { action = \"deny\"; to = [\"127.0.0.0/8\", \"::1\"]; },\n"
+                               "  { action = \"deny\"; to = [\"10.0.0.0/8\"]; },\n"
+                               "  { action = \"allow\"; to = [\"127.0.0.1\"]; }\n"
+                               ");\n",
+                               &o, &acl, err, sizeof(err)),
+                     0);
+    assert_errors(err, "@:2: warning: rule 1 denies 127.0.0.1 but not ::1: names such as "
+                       "localhost resolve to both, and the other one is tried; deny "
+                       "\"127.0.0.0/8\" and \"::1\" together\n"
+                       "@:3: warning: rule 2 denies ::1 but not 127.0.0.1: names such as "
+                       "localhost resolve to both, and the other one is tried; deny "
+                       "\"127.0.0.0/8\" and \"::1\" together");
+    assert_int_equal(acl_count(acl), 5);
+    acl_free(acl);
+}
+
 /* The shipped files load; the egress example keeps tunnels off internal destinations. */
 static void
 test_shipped_configs(void **state)
@@ -371,6 +417,7 @@ test_shipped_configs(void **state)
     config_defaults(&o);
     config_defaults(&d);
     assert_int_equal(config_load("conf/ringsocks.conf", &o, &acl, err, sizeof(err)), 0);
+    assert_string_equal(err, ""); /* no warning either */
     /* The shipped file states the defaults: only listen differs (main's fallback made explicit). */
     assert_int_equal(o.n_listen, 1);
     assert_string_equal(text(&o.listen[0]), "127.0.0.1:1080");
@@ -386,6 +433,7 @@ test_shipped_configs(void **state)
     acl = NULL;
     config_defaults(&o);
     assert_int_equal(config_load("conf/egress.conf", &o, &acl, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
     assert_string_equal(text(&o.listen[0]), "192.0.2.10:1080");
     assert_int_equal(o.auth, AUTH_PASSWORD);
     assert_int_equal(o.socks4, SOCKS4_OFF);
@@ -435,6 +483,33 @@ test_shipped_configs(void **state)
     acl_free(acl);
 }
 
+/* udp_source: "any" becomes the rule's ACL_RF_UDP_ANY_SOURCE flag; "control" is the default. */
+static void
+test_udp_source(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[1024];
+    config_defaults(&o);
+    assert_int_equal(load_text("rules = (\n"
+                               "  { action = \"allow\"; from = \"100.64.0.0/10\"; udp_source = \"any\"; },\n"
+                               "  { action = \"allow\"; from = \"192.0.2.0/24\"; udp_source = \"control\";\n"
+                               "    commands = [\"udp\", \"connect\"]; },\n"
+                               "  { action = \"allow\"; from = \"198.51.100.0/24\"; },\n"
+                               "  { action = \"deny\"; udp_source = \"control\"; }\n"
+                               ");\n",
+                               &o, &acl, err, sizeof(err)),
+                     0);
+    assert_int_equal(acl_count(acl), 4);
+    assert_int_equal(acl_rule_flags(acl, 0), ACL_RF_UDP_ANY_SOURCE);
+    assert_int_equal(acl_rule_flags(acl, 1), 0);
+    assert_int_equal(acl_rule_flags(acl, 2), 0);
+    assert_int_equal(acl_rule_flags(acl, 3), 0);
+    assert_allowed(acl, "100.64.1.2:5000", ACL_CMD_UDP, NULL, NULL, NULL, 0, 0);
+    acl_free(acl);
+}
+
 /* ---- bad files: each kind of error, with its line */
 
 static void
@@ -480,8 +555,10 @@ test_unknown_keys(void **state)
              ");\n"
              "close_denied = true;\n",
              "@:2: unknown key 'shard'\n"
-             "@:5: rule 1: unknown key 'form' (action, from, to, hosts, ports, commands, users)\n"
-             "@:6: rule 1: unknown key 'port' (action, from, to, hosts, ports, commands, users)\n"
+             "@:5: rule 1: unknown key 'form' (action, from, to, hosts, ports, commands, users, "
+             "udp_source)\n"
+             "@:6: rule 1: unknown key 'port' (action, from, to, hosts, ports, commands, users, "
+             "udp_source)\n"
              "@:8: unknown key 'close_denied'");
 }
 
@@ -661,10 +738,10 @@ test_bad_rules(void **state)
              "@:8: rule 3: from: '300.1.1.1' is not an address or a network with zero host bits "
              "(192.0.2.0/24, 2001:db8::/32)\n"
              "@:12: rule 4: hosts: '10.0.0.1' is an address: destination addresses go in \"to\"\n"
-             "@:12: rule 4: hosts: '*.example.com' is not a host name or .suffix (letters, "
-             "digits, '-', '_', '.'; no wildcards)\n"
+             "@:12: rule 4: hosts: '*.example.com' is not a host name (letters, digits, '-', "
+             "'_' and '.' between labels; no wildcards, ports or spaces)\n"
              "@:12: rule 4: hosts: 'a..b' has an empty label\n"
-             "@:12: rule 4: hosts: '.' is not a host name\n"
+             "@:12: rule 4: hosts: '.' is empty\n"
              "@:13: rule 4: ports: '0' is not a port or a range LO-HI within 1-65535\n"
              "@:13: rule 4: ports: '9000-8000' is not a port or a range LO-HI within 1-65535\n"
              "@:13: rule 4: ports: 70000 is not a port in 1..65535\n"
@@ -673,6 +750,38 @@ test_bad_rules(void **state)
              "@:13: rule 4: ports: ' 80' is not a port or a range LO-HI within 1-65535\n"
              "@:14: rule 4: commands: 'associate' is not one of \"connect\", \"bind\", \"udp\"\n"
              "@:16: rule 4: users: '' is not a user name (1..255 bytes)");
+}
+
+/* udp_source: a wrong value or type, and "any" where it could never act, each at its line. */
+static void
+test_bad_udp_source(void **state)
+{
+    (void)state;
+    load_bad("rules = (\n"
+             "    { action = \"allow\"; udp_source = \"anywhere\"; },\n"
+             "    { action = \"allow\";\n"
+             "      udp_source = [\"any\"]; },\n"
+             "    { action = \"allow\"; udp_source = 1; },\n"
+             "    { action = \"allow\"; udp_source = \"ANY\"; },\n"
+             "    { action = \"allow\"; udp_source = { }; },\n"
+             "    { action = \"deny\"; from = \"10.0.0.0/8\";\n"
+             "      udp_source = \"any\"; },\n"
+             "    { action = \"allow\"; commands = \"connect\"; udp_source = \"any\"; },\n"
+             "    { action = \"allow\"; ports = 53;\n"
+             "      udp_source = \"any\"; },\n"
+             "    { action = \"allow\"; udp_source = \"any\"; to = \"192.0.2.0/24\"; }\n"
+             ");\n",
+             "@:2: rule 1: udp_source: 'anywhere' is neither \"control\" nor \"any\"\n"
+             "@:4: rule 2: udp_source: expected \"control\" or \"any\", not an array [ ]\n"
+             "@:5: rule 3: udp_source: expected \"control\" or \"any\", not an integer\n"
+             "@:6: rule 4: udp_source: 'ANY' is neither \"control\" nor \"any\"\n"
+             "@:7: rule 5: udp_source: expected \"control\" or \"any\", not a group { }\n"
+             "@:9: rule 6: udp_source: only an allow rule admits a UDP source\n"
+             "@:10: rule 7: udp_source: the rule's commands do not include \"udp\"\n"
+             "@:12: rule 8: udp_source: a rule with to, hosts or ports never admits the "
+             "association itself, only its datagrams\n"
+             "@:13: rule 9: udp_source: a rule with to, hosts or ports never admits the "
+             "association itself, only its datagrams");
 }
 
 /* Errors everywhere in one file: all reported, in file order, and nothing changed. */
@@ -748,6 +857,7 @@ main(void)
         cmocka_unit_test_teardown(test_rules_absent_or_empty, teardown),
         cmocka_unit_test_teardown(test_scalar_lists, teardown),
         cmocka_unit_test_teardown(test_off_values, teardown),
+        cmocka_unit_test_teardown(test_loopback_half_warning, teardown),
         cmocka_unit_test(test_shipped_configs),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test_teardown(test_syntax_error, teardown),
@@ -756,6 +866,8 @@ main(void)
         cmocka_unit_test_teardown(test_out_of_range, teardown),
         cmocka_unit_test_teardown(test_bad_values, teardown),
         cmocka_unit_test_teardown(test_bad_rules, teardown),
+        cmocka_unit_test_teardown(test_udp_source, teardown),
+        cmocka_unit_test_teardown(test_bad_udp_source, teardown),
         cmocka_unit_test_teardown(test_many_errors, teardown),
         cmocka_unit_test_teardown(test_too_many, teardown),
         cmocka_unit_test_teardown(test_truncated_errors, teardown),

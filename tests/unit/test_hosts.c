@@ -26,6 +26,7 @@ setup(void **state)
                                "not-an-ip   broken.example\n"
                                "\n"
                                "10.0.0.2 beta.example\r\n"
+                               "10.0.0.3 gamma.example. bad..example under_score.example\n"
                                "   \n";
     strcpy(path, "/tmp/test_hosts.XXXXXX");
     int fd = mkstemp(path);
@@ -75,6 +76,11 @@ test_lookup(void **state)
     assert_int_equal(hosts_lookup(h, "alpha.example", 1, out, 1), 1);
     assert_int_equal(hosts_lookup(h, "v6only.example", 7, out, 8), 1);
     assert_string_equal(text(&out[0]), "[2001:db8::7]:7");
+    /* Table names are kept in the same normal form as lookups: the file's trailing dot goes;
+     * a name no request can carry is not kept. */
+    assert_int_equal(hosts_lookup(h, "gamma.example", 1, out, 8), 1);
+    assert_int_equal(hosts_lookup(h, "under_score.example", 1, out, 8), 1);
+    assert_int_equal(hosts_lookup(h, "bad..example", 1, out, 8), 0);
 }
 
 static void
@@ -106,6 +112,12 @@ test_localhost(void **state)
     assert_int_equal(hosts_lookup(NULL, "localhost", 1, out, 1), 1);
     assert_int_equal(hosts_lookup(NULL, "notlocalhost", 1, out, 8), 0);
     assert_int_equal(hosts_lookup(NULL, "localhost.example", 1, out, 8), 0);
+    /* One normal form (hostname.h): two trailing dots are an empty label, no name at all,
+     * where this table used to strip one and the localhost check another (issue #9). */
+    const char *bad[] = {"localhost..", "LOCALHOST..", "x.localhost..", ".localhost", "a..localhost"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (hosts_lookup(NULL, bad[i], 1, out, 8) != 0)
+            fail_msg("\"%s\" found", bad[i]);
 }
 
 static void

@@ -122,8 +122,9 @@ check_ok(const uint8_t *msg, size_t len, struct socks4 *st)
         assert_int_equal(st->dest.u.name[st->dest.name_len], '\0');
         assert_int_equal(strlen(st->dest.u.name), st->dest.name_len);
     } else {
-        assert_int_equal(st->dest.atyp, SOCKS5_ATYP_IPV4);
-        assert_int_equal(st->is_4a, 0);
+        /* An address: SOCKS4's, or a 4a host name that was an IP literal. */
+        if (!st->is_4a)
+            assert_int_equal(st->dest.atyp, SOCKS5_ATYP_IPV4);
         assert_int_equal(st->dest.name_len, 0);
     }
 }
@@ -314,12 +315,12 @@ test_4a_empty_host(void **state)
     (void)state;
     len = build(msg, 4, SOCKS4_CMD_CONNECT, 80, ip_4a, NULL, 0, "", 0);
     assert_int_equal(len, 10);
-    check_splits(msg, len, len, SOCKS4_ERR_REJECT);
+    check_splits(msg, len, len, SOCKS4_ERR_BAD_NAME);
     len = build(msg, 4, SOCKS4_CMD_CONNECT, 80, ip_4a, "user", 4, "", 0);
-    check_splits(msg, len, len, SOCKS4_ERR_REJECT);
+    check_splits(msg, len, len, SOCKS4_ERR_BAD_NAME);
     /* Bytes after the empty name do not rescue it. */
     memcpy(msg + len, "host", 5);
-    check_splits(msg, len + 5, len, SOCKS4_ERR_REJECT);
+    check_splits(msg, len + 5, len, SOCKS4_ERR_BAD_NAME);
 }
 
 /* ---- length limits ---- */
@@ -368,32 +369,75 @@ test_userid_256_rejected(void **state)
     check_splits(msg, len - 1, 8 + 256, SOCKS4_ERR_REJECT);
 }
 
+/* n bytes of a valid host name in upper case (labels of 60), NUL-terminated; its normal
+ * form is the same in lower case. */
 static void
-test_host_255_accepted(void **state)
+host_pattern(char *out, size_t n)
 {
-    char host[SOCKS4_HOST_MAX + 1];
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)(i % 61 == 60 && i + 1 < n ? '.' : 'A' + i % 26);
+    out[n] = '\0';
+}
+
+static void
+test_host_longest(void **state)
+{
+    char host[SOCKS4_HOST_MAX + 1], want[SOCKS4_HOST_MAX + 1];
     char uid[SOCKS4_USERID_MAX + 1];
     uint8_t msg[MSG_MAX];
     struct socks4 st;
     size_t len;
 
     (void)state;
-    pattern(host, 255, 'A');
-    host[100] = '.';
-    len = build(msg, 4, SOCKS4_CMD_CONNECT, 443, ip_4a, NULL, 0, host, 255);
+    /* The longest host name, 253 bytes and the root's dot, kept in normal form. */
+    host_pattern(host, 253);
+    for (size_t i = 0; i <= 253; i++)
+        want[i] = (char)(host[i] >= 'A' && host[i] <= 'Z' ? host[i] - 'A' + 'a' : host[i]);
+    host[253] = '.';
+    host[254] = '\0';
+    len = build(msg, 4, SOCKS4_CMD_CONNECT, 443, ip_4a, NULL, 0, host, 254);
     check_ok(msg, len, &st);
-    assert_int_equal(st.dest.name_len, 255);
-    assert_string_equal(st.dest.u.name, host);
+    assert_int_equal(st.dest.name_len, 253);
+    assert_string_equal(st.dest.u.name, want);
 
-    /* The longest request of all: 255-byte user-id and host name. */
+    /* The longest request of all: 255-byte user-id and host name; such a host name
+     * is no host's, refused once the request is whole. */
     pattern(uid, 255, 'a');
+    host_pattern(host, 255);
     len = build(msg, 4, SOCKS4_CMD_CONNECT, 443, ip_4a, uid, 255, host, 255);
     assert_int_equal(len, SOCKS4_REQUEST_MAX);
+    check_splits(msg, len, len, SOCKS4_ERR_BAD_NAME);
+    len = build(msg, 4, SOCKS4_CMD_CONNECT, 443, ip_4a, uid, 255, host, 253);
     check_ok(msg, len, &st);
     assert_int_equal(st.userid_len, 255);
-    assert_int_equal(st.dest.name_len, 255);
     assert_string_equal(st.userid, uid);
-    assert_string_equal(st.dest.u.name, host);
+    assert_int_equal(st.dest.name_len, 253);
+}
+
+/* The 4a host goes through the same check as SOCKS5 names (issue #9). */
+static void
+test_4a_name_checked(void **state)
+{
+    static const char *const bad[] = {"127.0.0.1:25", "[::1]", "localhost..", "x.localhost..",
+                                      "a b", "a/b", "127.1", "2130706433", "a..b"};
+    uint8_t msg[MSG_MAX];
+    struct socks4 st;
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        len = build(msg, 4, SOCKS4_CMD_CONNECT, 443, ip_4a, NULL, 0, bad[i], strlen(bad[i]));
+        check_splits(msg, len, len, SOCKS4_ERR_BAD_NAME);
+    }
+    len = build(msg, 4, SOCKS4_CMD_CONNECT, 443, ip_4a, NULL, 0, "127.0.0.1", 9);
+    check_ok(msg, len, &st);
+    assert_int_equal(st.dest.atyp, SOCKS5_ATYP_IPV4);
+    assert_int_equal(st.dest.port, 443);
+    assert_int_equal(ntohl(st.dest.u.v4.s_addr), 0x7f000001);
+    len = build(msg, 4, SOCKS4_CMD_CONNECT, 443, ip_4a, NULL, 0, "LocalHost.", 10);
+    check_ok(msg, len, &st);
+    assert_int_equal(st.dest.atyp, SOCKS5_ATYP_DOMAIN);
+    assert_string_equal(st.dest.u.name, "localhost");
 }
 
 static void
@@ -517,8 +561,8 @@ test_state_overwritten(void **state)
 
     (void)state;
     pattern(uid, 255, 'a');
-    pattern(host, 255, 'A');
-    len = build(msg, 4, SOCKS4_CMD_BIND, 1, ip_4a, uid, 255, host, 255);
+    host_pattern(host, 253);
+    len = build(msg, 4, SOCKS4_CMD_BIND, 1, ip_4a, uid, 255, host, 253);
     assert_int_equal(feed_exact(&st, msg, len), (ssize_t)len);
 
     len = build(msg, 4, SOCKS4_CMD_CONNECT, 2, ip_4a, "u", 1, "h", 1);
@@ -625,7 +669,8 @@ main(void)
         cmocka_unit_test(test_4a_empty_host),
         cmocka_unit_test(test_userid_255_accepted),
         cmocka_unit_test(test_userid_256_rejected),
-        cmocka_unit_test(test_host_255_accepted),
+        cmocka_unit_test(test_host_longest),
+        cmocka_unit_test(test_4a_name_checked),
         cmocka_unit_test(test_host_256_rejected),
         cmocka_unit_test(test_bad_version),
         cmocka_unit_test(test_unknown_command),

@@ -134,6 +134,24 @@ check_splits(enum socks5_phase phase, const uint8_t *msg, size_t n, size_t decid
  * Build VER CMD RSV ATYP DST.ADDR DST.PORT into out. For SOCKS5_ATYP_DOMAIN the length byte
  * is alen, written before the alen bytes of addr. Returns the message length.
  */
+/* n bytes of a valid host name in upper case (labels of 60, so no label passes 63),
+ * NUL-terminated in out[n]; its normal form is the same in lower case. */
+static void
+long_name(char *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)(i % 61 == 60 && i + 1 < n ? '.' : 'A' + i % 26);
+    out[n] = '\0';
+}
+
+static void
+lower(char *s)
+{
+    for (; *s; s++)
+        if (*s >= 'A' && *s <= 'Z')
+            *s = (char)(*s - 'A' + 'a');
+}
+
 static size_t
 build_request(uint8_t *out, uint8_t ver, uint8_t cmd, uint8_t atyp, const void *addr,
               size_t alen, uint16_t port)
@@ -496,31 +514,37 @@ test_request_connect_domain_len1(void **state)
     assert_string_equal(st.dest.u.name, "a");
 }
 
+/* The longest name a host can have, 253 bytes and the root's dot, kept in normal form; one
+ * byte more (the most SOCKS5 can carry is 255) is no host name. */
 static void
-test_request_connect_domain_len255(void **state)
+test_request_connect_domain_longest(void **state)
 {
     uint8_t msg[MSG_MAX];
-    char name[256];
+    char name[256], want[256];
     struct socks5 st;
     size_t len;
 
     (void)state;
-    for (size_t i = 0; i < 255; i++)
-        name[i] = (char)('a' + i % 26);
+    long_name(name, 253);
+    memcpy(want, name, sizeof(want));
+    lower(want);
     name[253] = '.';
-    name[255] = '\0';
-    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, name, 255, 0xFFFF);
-    assert_int_equal(len, SOCKS5_REQUEST_MAX);
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, name, 254, 0xFFFF);
     /* Dirty the destination first: the terminator must be written, not inherited. */
     start_in(&st, SOCKS5_PHASE_REQUEST);
     memset(st.dest.u.name, 'X', sizeof(st.dest.u.name));
     assert_int_equal(feed_exact(&st, msg, len), (ssize_t)len);
     assert_int_equal(st.dest.atyp, SOCKS5_ATYP_DOMAIN);
-    assert_int_equal(st.dest.name_len, 255);
-    assert_int_equal(st.dest.u.name[255], '\0');
-    assert_string_equal(st.dest.u.name, name);
+    assert_int_equal(st.dest.name_len, 253);
+    assert_int_equal(st.dest.u.name[253], '\0');
+    assert_string_equal(st.dest.u.name, want);
     assert_int_equal(st.dest.port, 65535);
     feed_request_ok(&st, msg, len);
+
+    long_name(name, 255);
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, name, 255, 0xFFFF);
+    assert_int_equal(len, SOCKS5_REQUEST_MAX);
+    check_request_err(msg, len, len, SOCKS5_ERR_BAD_NAME);
 }
 
 /* A short domain after a long one: the terminator follows the new name. */
@@ -582,7 +606,7 @@ test_request_port_every_atyp(void **state)
     assert_int_equal(feed_exact(&st, msg, len), 22);
     assert_int_equal(st.dest.port, 8080);
 
-    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, "\x1f\x90x", 3, 0x1F90);
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, "x1f", 3, 0x1F90);
     start_in(&st, SOCKS5_PHASE_REQUEST);
     assert_int_equal(feed_exact(&st, msg, len), 10);
     assert_int_equal(st.dest.port, 8080);
@@ -695,9 +719,9 @@ test_request_bind_udp_errors(void **state)
         msg[3] = 0x05;
         check_request_err(msg, len, 4, -SOCKS5_REP_ATYP_UNSUPP);
         len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_DOMAIN, NULL, 0, 80);
-        check_request_err(msg, len, 5, -SOCKS5_REP_GENERAL);
+        check_request_err(msg, len, len, SOCKS5_ERR_BAD_NAME);
         len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_DOMAIN, "a\0b", 3, 80);
-        check_request_err(msg, len, len, -SOCKS5_REP_GENERAL);
+        check_request_err(msg, len, len, SOCKS5_ERR_BAD_NAME);
         len = build_request(msg, 0x05, cmds[i], SOCKS5_ATYP_DOMAIN, "a", 1, 80);
         msg[0] = 0x04;
         check_request_err(msg, len, 1, -SOCKS5_REP_GENERAL);
@@ -725,7 +749,7 @@ test_request_unknown_atyp(void **state)
     }
 }
 
-/* A zero-length domain is decidable once the length byte (byte 4) is in. */
+/* A zero-length domain is no host name: refused once the whole request (the port) is in. */
 static void
 test_request_domain_len0(void **state)
 {
@@ -735,8 +759,7 @@ test_request_domain_len0(void **state)
     (void)state;
     len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, NULL, 0, 80);
     assert_int_equal(len, 7);
-    check_request_err(msg, len, 5, -SOCKS5_REP_GENERAL);
-    check_request_err(msg, 5, 5, -SOCKS5_REP_GENERAL);
+    check_request_err(msg, len, len, SOCKS5_ERR_BAD_NAME);
 }
 
 /* A NUL anywhere in the name is refused, once the whole request is in. */
@@ -756,8 +779,144 @@ test_request_domain_with_nul(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, cases[i].name,
                             cases[i].len, 443);
-        check_request_err(msg, len, len, -SOCKS5_REP_GENERAL);
+        check_request_err(msg, len, len, SOCKS5_ERR_BAD_NAME);
     }
+}
+
+/*
+ * The name check (issue #9): DST.PORT is the only port of a request, so a name that
+ * carries one ("127.0.0.1:25") or anything else no host name has is refused before any
+ * rule sees it; an IP literal becomes that address; names come out in one normal form.
+ */
+static void
+test_request_name_checked(void **state)
+{
+    static const struct {
+        const char *name;
+        int atyp;         /* 0: refused as SOCKS5_ERR_BAD_NAME */
+        const char *want; /* the normal form, or the address as text */
+    } cases[] = {
+        {"127.0.0.1:25", 0, NULL},
+        {"[::1]", 0, NULL},
+        {"[::1]:25", 0, NULL},
+        {"::1:25", SOCKS5_ATYP_IPV6, "::1:25"}, /* a valid IPv6 literal, not a port */
+        {"fe80::1%eth0", 0, NULL},
+        {"a.example:443", 0, NULL},
+        {"localhost..", 0, NULL},
+        {"LOCALHOST..", 0, NULL},
+        {"x.localhost..", 0, NULL},
+        {".localhost", 0, NULL},
+        {"a..b", 0, NULL},
+        {".", 0, NULL},
+        {"..", 0, NULL},
+        {"a b", 0, NULL},
+        {"a/b", 0, NULL},
+        {"a\tb", 0, NULL},
+        {"a\x7f", 0, NULL},
+        {"\x01a", 0, NULL},
+        {"caf\xc3\xa9.example", 0, NULL},
+        {"*.example", 0, NULL},
+        {"127.1", 0, NULL},
+        {"2130706433", 0, NULL},
+        {"1.2.3.4.5", 0, NULL},
+        {"127.000.000.001", 0, NULL},
+        {"0x7f.0.0.1", 0, NULL},
+        {"a.123", 0, NULL},
+        {"127.0.0.1", SOCKS5_ATYP_IPV4, "127.0.0.1"},
+        {"::1", SOCKS5_ATYP_IPV6, "::1"},
+        {"::ffff:127.0.0.1", SOCKS5_ATYP_IPV6, "::ffff:127.0.0.1"},
+        {"LocalHost.", SOCKS5_ATYP_DOMAIN, "localhost"},
+        {"Example.COM", SOCKS5_ATYP_DOMAIN, "example.com"},
+        {"_srv.a-b.example", SOCKS5_ATYP_DOMAIN, "_srv.a-b.example"},
+        {"xn--bcher-kva.example", SOCKS5_ATYP_DOMAIN, "xn--bcher-kva.example"},
+        {"0x7f000001", SOCKS5_ATYP_DOMAIN, "0x7f000001"},
+        {"123.example", SOCKS5_ATYP_DOMAIN, "123.example"},
+    };
+    uint8_t msg[MSG_MAX];
+    struct socks5 st;
+    size_t len;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *n = cases[i].name;
+        len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, n, strlen(n), 443);
+        if (!cases[i].atyp) {
+            check_request_err(msg, len, len, SOCKS5_ERR_BAD_NAME);
+            continue;
+        }
+        start_in(&st, SOCKS5_PHASE_REQUEST);
+        if (feed_exact(&st, msg, len) != (ssize_t)len)
+            fail_msg("'%s' was refused", n);
+        assert_int_equal(st.dest.atyp, cases[i].atyp);
+        assert_int_equal(st.dest.port, 443);
+        if (cases[i].atyp == SOCKS5_ATYP_DOMAIN) {
+            assert_string_equal(st.dest.u.name, cases[i].want);
+            assert_int_equal(st.dest.name_len, strlen(cases[i].want));
+        } else {
+            char text[INET6_ADDRSTRLEN];
+            int fam = cases[i].atyp == SOCKS5_ATYP_IPV4 ? AF_INET : AF_INET6;
+            assert_non_null(inet_ntop(fam, &st.dest.u, text, sizeof(text)));
+            struct in6_addr a, b;
+            assert_int_equal(inet_pton(fam, text, &a), 1);
+            assert_int_equal(inet_pton(fam, cases[i].want, &b), 1);
+            assert_memory_equal(&a, &b, fam == AF_INET ? 4 : 16);
+            assert_int_equal(st.dest.name_len, 0);
+        }
+    }
+}
+
+/* What the access log keeps of a refused name: as sent, cut at a NUL, with port and command. */
+static void
+test_bad_name_for_log(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    char name[256];
+    uint16_t port;
+    uint8_t cmd;
+    size_t len;
+
+    (void)state;
+    len = build_request(msg, 0x05, SOCKS5_CMD_BIND, SOCKS5_ATYP_DOMAIN, "127.0.0.1:25", 12, 443);
+    assert_int_equal(socks_bad_name(msg, len, name, &port, &cmd), 0);
+    assert_string_equal(name, "127.0.0.1:25");
+    assert_int_equal(port, 443);
+    assert_int_equal(cmd, SOCKS5_CMD_BIND);
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, "a\0b", 3, 80);
+    assert_int_equal(socks_bad_name(msg, len, name, &port, &cmd), 0);
+    assert_string_equal(name, "a");
+    /* Not a whole request with a name: nothing. */
+    assert_int_equal(socks_bad_name(msg, len - 1, name, &port, &cmd), -1);
+    len = build_connect_v4(msg, "127.0.0.1", 80);
+    assert_int_equal(socks_bad_name(msg, len, name, &port, &cmd), -1);
+    /* SOCKS4a: after the user-id. */
+    static const uint8_t v4a[] = {4, 1, 0x01, 0xbb, 0, 0, 0, 1, 'u', 0, 'x', '.', '.', 0};
+    assert_int_equal(socks_bad_name(v4a, sizeof(v4a), name, &port, &cmd), 0);
+    assert_string_equal(name, "x..");
+    assert_int_equal(port, 443);
+    assert_int_equal(cmd, SOCKS5_CMD_CONNECT);
+    assert_int_equal(socks_bad_name(v4a, sizeof(v4a) - 1, name, &port, &cmd), -1);
+}
+
+/* A label of 63 bytes is the longest; 64 is no host name. */
+static void
+test_request_name_label_63(void **state)
+{
+    uint8_t msg[MSG_MAX];
+    char name[80];
+    struct socks5 st;
+    size_t len;
+
+    (void)state;
+    memset(name, 'a', 63);
+    memcpy(name + 63, ".io", 4);
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, name, 66, 80);
+    start_in(&st, SOCKS5_PHASE_REQUEST);
+    assert_int_equal(feed_exact(&st, msg, len), (ssize_t)len);
+    assert_string_equal(st.dest.u.name, name);
+    memset(name, 'a', 64);
+    memcpy(name + 64, ".io", 4);
+    len = build_request(msg, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, name, 67, 80);
+    check_request_err(msg, len, len, SOCKS5_ERR_BAD_NAME);
 }
 
 /* Data sent right after the request (optimistic clients) stays for the relay. */
@@ -1321,26 +1480,38 @@ test_udp_parse_domain(void **state)
     assert_string_equal(d.u.name, "a");
 }
 
-/* A 255-byte name makes the longest header, SOCKS5_UDP_HDR_MAX; 256 cannot be said. */
+/* A 255-byte name makes the longest header, SOCKS5_UDP_HDR_MAX, but no host has that
+ * name: the longest that parses is 253 bytes and the root's dot, kept in normal form. */
 static void
-test_udp_parse_domain_255(void **state)
+test_udp_parse_domain_longest(void **state)
 {
     uint8_t msg[MSG_MAX];
-    char name[256];
+    char name[256], want[256];
     struct socks_dest d;
     uint8_t frag;
     size_t len;
 
     (void)state;
-    for (size_t i = 0; i < 255; i++)
-        name[i] = (char)('a' + i % 26);
-    name[255] = '\0';
+    long_name(name, 255);
     len = build_udp(msg, 0, SOCKS5_ATYP_DOMAIN, name, 255, 65535, NULL);
     assert_int_equal(len, SOCKS5_UDP_HDR_MAX);
-    check_udp_ok(msg, len, SOCKS5_UDP_HDR_MAX, &d, &frag);
-    assert_int_equal(d.name_len, 255);
-    assert_string_equal(d.u.name, name);
+    check_udp_bad(msg, len);
+    long_name(name, 253);
+    memcpy(want, name, sizeof(want));
+    lower(want);
+    name[253] = '.';
+    len = build_udp(msg, 0, SOCKS5_ATYP_DOMAIN, name, 254, 65535, NULL);
+    check_udp_ok(msg, len, len, &d, &frag);
+    assert_int_equal(d.name_len, 253);
+    assert_string_equal(d.u.name, want);
     assert_int_equal(d.port, 65535);
+    /* A port in the name is refused here too; an IP literal is that address. */
+    len = build_udp(msg, 0, SOCKS5_ATYP_DOMAIN, "127.0.0.1:25", 12, 53, NULL);
+    check_udp_bad(msg, len);
+    len = build_udp(msg, 0, SOCKS5_ATYP_DOMAIN, "127.0.0.1", 9, 53, NULL);
+    check_udp_ok(msg, len, len, &d, &frag);
+    assert_int_equal(d.atyp, SOCKS5_ATYP_IPV4);
+    assert_int_equal(d.port, 53);
 }
 
 /* A header with no payload at all is well formed (an empty datagram to relay). */
@@ -1599,7 +1770,7 @@ main(void)
         cmocka_unit_test(test_request_connect_ipv4),
         cmocka_unit_test(test_request_connect_ipv6),
         cmocka_unit_test(test_request_connect_domain_len1),
-        cmocka_unit_test(test_request_connect_domain_len255),
+        cmocka_unit_test(test_request_connect_domain_longest),
         cmocka_unit_test(test_request_domain_terminated),
         cmocka_unit_test(test_request_port_byte_order),
         cmocka_unit_test(test_request_port_every_atyp),
@@ -1610,6 +1781,9 @@ main(void)
         cmocka_unit_test(test_request_bind_udp_errors),
         cmocka_unit_test(test_request_unknown_atyp),
         cmocka_unit_test(test_request_domain_len0),
+        cmocka_unit_test(test_request_name_checked),
+        cmocka_unit_test(test_request_name_label_63),
+        cmocka_unit_test(test_bad_name_for_log),
         cmocka_unit_test(test_request_domain_with_nul),
         cmocka_unit_test(test_request_pipelined_payload),
         cmocka_unit_test(test_feed_after_done),
@@ -1631,7 +1805,7 @@ main(void)
         cmocka_unit_test(test_udp_parse_ipv4_exact),
         cmocka_unit_test(test_udp_parse_ipv6),
         cmocka_unit_test(test_udp_parse_domain),
-        cmocka_unit_test(test_udp_parse_domain_255),
+        cmocka_unit_test(test_udp_parse_domain_longest),
         cmocka_unit_test(test_udp_parse_empty_payload),
         cmocka_unit_test(test_udp_parse_frag),
         cmocka_unit_test(test_udp_parse_rsv_nonzero),
