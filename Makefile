@@ -64,6 +64,8 @@ $(BUILD)/tests/test_socks5: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_admin: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_socks4: $(BUILD)/obj/socks5.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o
+# The password checker with its real crypt(3) worker; shard_sqe() and session_on_auth() are faked.
+$(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcmocka

@@ -50,6 +50,7 @@ struct opts {
     unsigned buf_count;      /* copy-engine buffers per shard, a power of two */
     unsigned hs_slots;       /* handshake contexts per shard; 0: min(max_conns, 4096) */
     enum auth_mode auth;
+    unsigned auth_fail_budget; /* per client address and shard; 0: no budget */
     const char *users_path;
     enum socks4_mode socks4;
     unsigned bind_timeout_s;

@@ -266,7 +266,10 @@ struct shard_stats {
     uint64_t auth_cache_hits;
     uint64_t auth_slow_checks;
     uint64_t auth_failures;
-    uint64_t auth_overload; /* checks refused: worker queue full */
+    uint64_t auth_overload;  /* checks closed without a verdict: no memory for a job */
+    uint64_t auth_deferred;  /* checks queued behind the others: address over its failure budget */
+    uint64_t auth_abandoned; /* connections that ended while their check waited */
+    uint64_t auth_cancelled; /* checks dropped before crypt(3): nobody waited any more */
     uint64_t udp_dropped;   /* datagrams dropped: malformed, FRAG, foreign source */
     uint64_t dns_queries;   /* sent to DNS */
     uint64_t dns_cache_hits;
@@ -299,7 +302,7 @@ struct dns_sock {
 struct hosts; /* read-only hosts table shared by every shard */
 struct dns_cache; /* dns.c: the shard's answers, by name */
 struct users; /* read-only user table shared by every shard */
-struct authq; /* users.c: the shard's credential cache and crypt worker */
+struct authq; /* authq.c: the shard's credential cache, queues and crypt worker */
 struct policy; /* policy.h: rules, users, limits; RCU-published by the control thread */
 struct logger; /* log.c: the access-log writer */
 struct udp_scratch; /* udp.c: the shard's datagram buffers */

@@ -34,18 +34,33 @@ home(const uint8_t *digest)
 }
 
 const struct authcache_entry *
-authcache_find(const struct authcache *c, const uint8_t *digest, uint32_t now)
+authcache_find(struct authcache *c, const uint8_t *digest, uint32_t now)
 {
     uint64_t h = home(digest);
     for (unsigned i = 0; i < AUTHCACHE_PROBE; i++) {
-        const struct authcache_entry *e = &c->e[(h + i) & (AUTHCACHE_SLOTS - 1)];
+        struct authcache_entry *e = &c->e[(h + i) & (AUTHCACHE_SLOTS - 1)];
         if (e->state != AUTHCACHE_EMPTY && crypto_verify_32(e->digest, digest) == 0) {
-            if (e->state == AUTHCACHE_BAD && now - e->stamp_s >= AUTHCACHE_NEG_TTL_S)
-                return NULL;
+            if (e->state == AUTHCACHE_BAD) {
+                if (now - e->stamp_s >= AUTHCACHE_NEG_TTL_S)
+                    return NULL;
+            } else {
+                e->stamp_s = now;
+            }
             return e;
         }
     }
     return NULL;
+}
+
+/* How much a slot is worth keeping: the lowest is replaced first. */
+static unsigned
+keep_rank(const struct authcache_entry *e, uint32_t now)
+{
+    if (e->state == AUTHCACHE_EMPTY)
+        return 0;
+    if (e->state == AUTHCACHE_BAD)
+        return now - e->stamp_s >= AUTHCACHE_NEG_TTL_S ? 1 : 2;
+    return 3;
 }
 
 void
@@ -53,15 +68,22 @@ authcache_put(struct authcache *c, const uint8_t *digest, bool ok, uint32_t now)
 {
     uint64_t h = home(digest);
     struct authcache_entry *victim = NULL;
+    unsigned vrank = 0;
     for (unsigned i = 0; i < AUTHCACHE_PROBE; i++) {
         struct authcache_entry *e = &c->e[(h + i) & (AUTHCACHE_SLOTS - 1)];
-        if (e->state == AUTHCACHE_EMPTY || crypto_verify_32(e->digest, digest) == 0) {
+        if (e->state != AUTHCACHE_EMPTY && crypto_verify_32(e->digest, digest) == 0) {
             victim = e;
             break;
         }
-        if (!victim || e->stamp_s < victim->stamp_s)
+        unsigned r = keep_rank(e, now);
+        if (!victim || r < vrank || (r == vrank && e->stamp_s < victim->stamp_s)) {
             victim = e;
+            vrank = r;
+        }
     }
+    /* Wrong passwords never displace a verified credential. */
+    if (!ok && victim->state == AUTHCACHE_GOOD && crypto_verify_32(victim->digest, digest) != 0)
+        return;
     memcpy(victim->digest, digest, AUTHCACHE_DIGEST);
     victim->state = ok ? AUTHCACHE_GOOD : AUTHCACHE_BAD;
     victim->stamp_s = now;

@@ -1055,6 +1055,7 @@ static const struct cfg_key cfg_keys[] = {
     {"handshake_slots", CFG_UINT, 0, 1 << 20, OPT(hs_slots), NULL, set_uint},
     {"auth", CFG_STRING, 0, 0, OPT(auth), auth_names, set_choice},
     {"users", CFG_STRING, 0, 0, 0, NULL, set_users},
+    {"auth_fail_budget", CFG_UINT, 0, 1000000, OPT(auth_fail_budget), NULL, set_uint},
     {"socks4", CFG_STRING, 0, 0, OPT(socks4), socks4_names, set_choice},
     {"bind_ports", CFG_STRING, 0, 0, OPT(bind_port_lo), NULL, set_port_range},
     {"udp_ports", CFG_STRING, 0, 0, OPT(udp_port_lo), NULL, set_port_range},
@@ -1263,6 +1264,7 @@ config_defaults(struct opts *o)
     o->pipe_size = 65536;
     o->buf_size = 32768;
     o->buf_count = 256;
+    o->auth_fail_budget = 16;
     o->close_removed_users = true;
     o->keepalive_idle_s = 120;
     o->keepalive_interval_s = 30;

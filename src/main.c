@@ -62,6 +62,9 @@ static const char usage[] =
     "                            more new clients wait for a free slot\n"
     "  --auth none|password      client authentication (default none)\n"
     "  --users FILE              user:crypt-hash lines for --auth password\n"
+    "  --auth-fail-budget N      per client address and shard: failed plus queued password\n"
+    "                            checks before its checks wait behind others' (default 16;\n"
+    "                            0: no budget)\n"
     "  --socks4 auto|on|off      SOCKS4/4a: auto allows it only without password auth\n"
     "  --bind-timeout SEC        BIND waits this long for its connection (default 120)\n"
     "  --bind-ports LO-HI        port range for BIND listeners (default: any)\n"
@@ -150,6 +153,7 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         O_HS_SLOTS,
         O_AUTH,
         O_USERS,
+        O_AUTH_FAIL_BUDGET,
         O_SOCKS4,
         O_BIND_TIMEOUT,
         O_BIND_PORTS,
@@ -188,6 +192,7 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         {"handshake-slots", required_argument, NULL, O_HS_SLOTS},
         {"auth", required_argument, NULL, O_AUTH},
         {"users", required_argument, NULL, O_USERS},
+        {"auth-fail-budget", required_argument, NULL, O_AUTH_FAIL_BUDGET},
         {"socks4", required_argument, NULL, O_SOCKS4},
         {"bind-timeout", required_argument, NULL, O_BIND_TIMEOUT},
         {"bind-ports", required_argument, NULL, O_BIND_PORTS},
@@ -324,6 +329,10 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
                 fprintf(stderr, "ringsocks: --auth: '%s' is neither none nor password\n", optarg);
                 return -1;
             }
+            break;
+        case O_AUTH_FAIL_BUDGET:
+            if (parse_uint("auth-fail-budget", optarg, 0, 1000000, &o->auth_fail_budget) < 0)
+                return -1;
             break;
         case O_USERS:
             snprintf(o->users_file, sizeof(o->users_file), "%s", optarg);

@@ -162,24 +162,6 @@ render_tunnels(struct mwriter *w, const struct shard *sh, unsigned n)
 }
 
 static void
-render_auth(struct mwriter *w, const struct shard *sh, unsigned n)
-{
-    mw_u64(w, "ringsocks_auth_cache_hits_total", "counter",
-           "Credential checks answered by the fast digest cache.",
-           SUM_STAT(sh, n, st.auth_cache_hits));
-    mw_u64(w, "ringsocks_auth_slow_checks_total", "counter",
-           "Credential checks that ran crypt(3) on the auth worker.",
-           SUM_STAT(sh, n, st.auth_slow_checks));
-    mw_u64(w, "ringsocks_auth_failures_total", "counter", "Credentials refused (RFC 1929).",
-           SUM_STAT(sh, n, st.auth_failures));
-    mw_u64(w, "ringsocks_auth_overload_total", "counter",
-           "Credential checks refused because the auth worker's queue was full.",
-           SUM_STAT(sh, n, st.auth_overload));
-    mw_u64(w, "ringsocks_acl_denied_total", "counter", "Requests refused by the access rules.",
-           SUM_STAT(sh, n, st.acl_denied));
-}
-
-static void
 render_dns(struct mwriter *w, const struct shard *sh, unsigned n)
 {
     static const uint64_t bounds_us[DNS_LAT_BUCKETS - 1] = DNS_LAT_BOUNDS_US;
@@ -253,6 +235,32 @@ render_counters(struct mwriter *w, const struct shard *sh, unsigned n, const str
                                    __ATOMIC_RELAXED);
         mw_u64(w, c[k].name, "counter", c[k].help, sum);
     }
+}
+
+static const struct counter auth_counters[] = {
+    COUNTER("ringsocks_auth_cache_hits_total", auth_cache_hits,
+            "Credential checks answered by the fast digest cache."),
+    COUNTER("ringsocks_auth_slow_checks_total", auth_slow_checks,
+            "Credential checks that ran crypt(3) on the auth worker."),
+    COUNTER("ringsocks_auth_failures_total", auth_failures, "Credentials refused (RFC 1929)."),
+    COUNTER("ringsocks_auth_overload_total", auth_overload,
+            "Credential checks closed without a verdict because no memory could be had for them."),
+    COUNTER("ringsocks_auth_deferred_total", auth_deferred,
+            "Credential checks queued behind the others': their client address was over its "
+            "failure budget (auth_fail_budget)."),
+    COUNTER("ringsocks_auth_abandoned_total", auth_abandoned,
+            "Connections that ended while their credential check waited (client left, handshake "
+            "timeout): closed without a verdict."),
+    COUNTER("ringsocks_auth_cancelled_total", auth_cancelled,
+            "Credential checks dropped before crypt(3) ran because every connection waiting for "
+            "them had ended."),
+    COUNTER("ringsocks_acl_denied_total", acl_denied, "Requests refused by the access rules."),
+};
+
+static void
+render_auth(struct mwriter *w, const struct shard *sh, unsigned n)
+{
+    render_counters(w, sh, n, auth_counters, sizeof(auth_counters) / sizeof(auth_counters[0]));
 }
 
 static void

@@ -24,6 +24,7 @@ policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t 
     p->connect_timeout_s = o->connect_timeout_s;
     p->idle_timeout_s = o->idle_timeout_s;
     p->bind_timeout_s = o->bind_timeout_s;
+    p->auth_fail_budget = o->auth_fail_budget;
     p->close_removed_users = o->close_removed_users;
     p->close_denied = o->close_denied;
     p->client_max_handshakes = o->client_max_handshakes;

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "authq.h"
 #include "clients.h"
 #include "conn.h"
 #include "dns.h"
@@ -36,7 +37,6 @@
 #include "shard.h"
 #include "sock.h"
 #include "udp.h"
-#include "users.h"
 
 int
 session_slab_init(struct shard *sh)
@@ -149,6 +149,9 @@ hs_release(struct shard *sh, struct conn *c)
 {
     if (!c->hs)
         return;
+    /* Gone before its password check was answered: it leaves the queue with it. */
+    if (c->hs_flags & HSF_AUTH_WAIT)
+        authq_cancel(sh, (uint32_t)(c->hs - sh->hs_slab));
     sodium_memzero(&c->hs->cred, sizeof(c->hs->cred));
     c->hs->next_free = sh->hs_free;
     sh->hs_free = (uint32_t)(c->hs - sh->hs_slab);
@@ -986,12 +989,23 @@ parse_v5(struct shard *sh, struct conn *c)
             return false;
         }
         h->in_off = (uint16_t)(h->in_off + r);
-        enum authq_result res = authq_check(sh, ud_make(0, conn_slot(sh, c), c->gen), &h->cred);
+        enum authq_result res = authq_check(sh, (uint32_t)(h - sh->hs_slab),
+                                            ud_make(0, conn_slot(sh, c), c->gen), &c->client,
+                                            &h->cred);
         sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
         if (res == AUTHQ_PENDING) {
-            /* Nothing more is read until the worker answers (session_on_auth). */
+            /*
+             * Nothing more is read until the worker answers (session_on_auth).
+             * The hang-up watch ends a client that leaves meanwhile, and with it
+             * its check, at once instead of at the handshake timeout.
+             */
             c->hs_flags |= HSF_AUTH_WAIT;
             watch_hangup(sh, c);
+            return false;
+        }
+        if (res == AUTHQ_CLOSE) {
+            /* No verdict to give: a close, never a wrong answer. */
+            close_after_replies(sh, c, END_RESOURCE);
             return false;
         }
         auth_answer(sh, c, res == AUTHQ_OK);

@@ -30,7 +30,7 @@
 #include "relay.h"
 #include "session.h"
 #include "udp.h"
-#include "users.h"
+#include "authq.h"
 
 #define RING_ENTRIES 4096
 #define TICK_MS      250

@@ -156,6 +156,7 @@ static const char all_keys[] =
     "bufs = 4096;\n"
     "auth = \"password\";\n"
     "users = \"/etc/ringsocks/users\";\n"
+    "auth_fail_budget = 5;\n"
     "socks4 = \"off\";\n"
     "bind_ports = \"40000-40999\";\n"
     "udp_ports = \"50000-50999\";\n"
@@ -212,6 +213,7 @@ test_all_keys(void **state)
     assert_int_equal(o.auth, AUTH_PASSWORD);
     assert_string_equal(o.users_file, "/etc/ringsocks/users");
     assert_ptr_equal(o.users_path, o.users_file);
+    assert_int_equal(o.auth_fail_budget, 5);
     assert_int_equal(o.socks4, SOCKS4_OFF);
     assert_int_equal(o.bind_port_lo, 40000);
     assert_int_equal(o.bind_port_hi, 40999);
@@ -615,7 +617,8 @@ test_out_of_range(void **state)
              "buf_size = 2097152;\n"
              "bufs = 1000;\n"
              "busy_poll = 100001;\n"
-             "handshake_slots = 1048577;\n",
+             "handshake_slots = 1048577;\n"
+             "auth_fail_budget = 1000001;\n",
              "@:1: shards: 1025 is not in 0..1024\n"
              "@:2: handshake_timeout: 0 is not in 1..3600\n"
              "@:3: connect_timeout: 3601 is not in 1..3600\n"
@@ -627,7 +630,8 @@ test_out_of_range(void **state)
              "@:9: buf_size: 2097152 is not in 1024..1048576\n"
              "@:10: bufs: 1000 is not a power of two\n"
              "@:11: busy_poll: 100001 is not in 0..100000\n"
-             "@:12: handshake_slots: 1048577 is not in 0..1048576");
+             "@:12: handshake_slots: 1048577 is not in 0..1048576\n"
+             "@:13: auth_fail_budget: 1000001 is not in 0..1000000");
     /* 0 is in range for both (never spin; min(max_conns, 4096) slots): below it. */
     load_bad("busy_poll = -1;\nhandshake_slots = -1;\n",
              "@:1: busy_poll: -1 is not in 0..100000\n"

@@ -71,6 +71,10 @@ setup(void **state)
     a->st.auth_slow_checks = 6;
     b->st.auth_failures = 9;
     a->st.auth_overload = 1;
+    a->st.auth_deferred = 30;
+    b->st.auth_deferred = 2;
+    b->st.auth_abandoned = 19;
+    a->st.auth_cancelled = 11;
     b->st.acl_denied = 17;
     a->st.dns_queries = 40;
     b->st.dns_cache_hits = 60;
@@ -206,6 +210,9 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_auth_slow_checks_total"), "6");
     assert_string_equal(sample(t, "ringsocks_auth_failures_total"), "9");
     assert_string_equal(sample(t, "ringsocks_auth_overload_total"), "1");
+    assert_string_equal(sample(t, "ringsocks_auth_deferred_total"), "32");
+    assert_string_equal(sample(t, "ringsocks_auth_abandoned_total"), "19");
+    assert_string_equal(sample(t, "ringsocks_auth_cancelled_total"), "11");
     assert_string_equal(sample(t, "ringsocks_acl_denied_total"), "17");
     assert_string_equal(sample(t, "ringsocks_dns_queries_total"), "40");
     assert_string_equal(sample(t, "ringsocks_dns_cache_hits_total"), "60");

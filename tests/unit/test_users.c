@@ -1,0 +1,133 @@
+/*
+ * test_users.c - src/users.c: the users file, and the dummy hash unknown
+ * names are checked against (the kind most entries have, never a match).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <crypt.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "users.h"
+#include "users_file.h"
+
+static int
+crypt_matches(const char *pw, const char *hash)
+{
+    struct crypt_data *cd = calloc(1, sizeof(*cd));
+    assert_non_null(cd);
+    const char *h = crypt_rn(pw, hash, cd, sizeof(*cd));
+    int r = h && strcmp(h, hash) == 0;
+    free(cd);
+    return r;
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    return sodium_init() < 0 ? -1 : 0;
+}
+
+static void
+test_hash_class(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *hash, *class;
+    } cases[] = {
+        {"$y$j9T$PaLjcJ1X9WQ3nXY1l1j4O.$0123456789abcdefABCDEFGHIJKLMNOPQRSTUVWXYZa", "$y$j9T"},
+        {"$gy$j9T$salt$hash", "$gy$j9T"},
+        {"$2b$12$abcdefghijklmnopqrstuu0123456789012345678901234567890", "$2b$12"},
+        {"$2y$05$abcdefghijklmnopqrstuu0123456789012345678901234567890", "$2y$05"},
+        {"$6$saltsalt$hash", "$6"},
+        {"$6$rounds=50000$saltsalt$hash", "$6$rounds=50000"},
+        {"$5$rounds=1000$s$h", "$5$rounds=1000"},
+        {"$1$salt$hash", "$1"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = users_hash_class_len(cases[i].hash);
+        if (n != strlen(cases[i].class) || strncmp(cases[i].hash, cases[i].class, n) != 0)
+            fail_msg("class of %s: '%.*s', expected '%s'", cases[i].hash, (int)n, cases[i].hash,
+                     cases[i].class);
+    }
+}
+
+/* The dummy is of the commonest kind: most entries sha512-crypt at 2,000 rounds here. */
+static void
+test_dummy_of_the_commonest_kind(void **state)
+{
+    (void)state;
+    char *a = hash_of("a-pw", "$6$", 2000), *b = hash_of("b-pw", "$6$", 2000);
+    char *c = hash_of("c-pw", "$6$", 2000), *d = hash_of("d-pw", "$2b$", 4);
+    char *e = hash_of("e-pw", "$6$", 1000);
+    char text[4096];
+    snprintf(text, sizeof(text), "# users\nd:%s\na:%s\ne:%s\nb:%s\nc:%s\n", d, a, e, b, c);
+    struct users *u = users_from(text);
+    const char *dummy = users_dummy(u);
+    assert_non_null(dummy);
+    assert_int_equal(strncmp(dummy, "$6$rounds=2000$", 15), 0);
+    /* Not any user's hash, and none of their passwords matches it. */
+    const char *pws[] = {"a-pw", "b-pw", "c-pw", "d-pw", "e-pw", ""};
+    const char *hs[] = {a, b, c, d, e};
+    for (size_t i = 0; i < 5; i++)
+        assert_string_not_equal(dummy, hs[i]);
+    for (size_t i = 0; i < 6; i++)
+        assert_false(crypt_matches(pws[i], dummy));
+    users_free(u);
+    free(a);
+    free(b);
+    free(c);
+    free(d);
+    free(e);
+}
+
+/* Two loads of the same file: two different dummies (a random password each time). */
+static void
+test_dummy_differs_per_load(void **state)
+{
+    (void)state;
+    char *a = hash_of("a-pw", "$2b$", 4);
+    char text[512];
+    snprintf(text, sizeof(text), "a:%s\n", a);
+    struct users *u1 = users_from(text), *u2 = users_from(text);
+    assert_non_null(users_dummy(u1));
+    assert_non_null(users_dummy(u2));
+    assert_int_equal(strncmp(users_dummy(u1), "$2b$04$", 7), 0);
+    assert_string_not_equal(users_dummy(u1), users_dummy(u2));
+    users_free(u1);
+    users_free(u2);
+    free(a);
+}
+
+/* No users, or none whose hash crypt(3) can use: no dummy (unknown names fail at once). */
+static void
+test_no_dummy_without_usable_hash(void **state)
+{
+    (void)state;
+    struct users *u = users_from("# nobody\n");
+    assert_int_equal(users_count(u), 0);
+    assert_null(users_dummy(u));
+    users_free(u);
+    u = users_from("x:$y$\n");
+    assert_int_equal(users_count(u), 1);
+    assert_null(users_dummy(u));
+    users_free(u);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_hash_class, setup),
+        cmocka_unit_test_setup(test_dummy_of_the_commonest_kind, setup),
+        cmocka_unit_test_setup(test_dummy_differs_per_load, setup),
+        cmocka_unit_test_setup(test_no_dummy_without_usable_hash, setup),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
