@@ -344,9 +344,11 @@ session_tick(struct shard *sh)
 /*
  * Every context is taken and a client of a light address waits: close the oldest
  * unfinished handshake of an address holding more than client_max_handshakes, one
- * still waiting for its client's bytes. Its context comes back when the close
- * completes, and goes to the light waiter first (hs_wait_pop). A burst from one
- * address alone (a benchmark, a NAT) never has a light waiter: nothing is closed.
+ * still waiting for its client's bytes or for its password check (which is then
+ * withdrawn unrun: such a client gets a close, never a wrong verdict). Its context
+ * comes back when the close completes, and goes to the light waiter first
+ * (hs_wait_pop). A burst from one address alone (a benchmark, a NAT) never has a
+ * light waiter: nothing is closed.
  */
 static void
 evict_heavy(struct shard *sh, unsigned limit)
@@ -354,7 +356,7 @@ evict_heavy(struct shard *sh, unsigned limit)
     for (uint32_t i = sh->head[TL_HANDSHAKE]; i != CONN_NIL; i = sh->conns[i].tnext) {
         struct conn *v = &sh->conns[i];
         if (v->state != CONN_HANDSHAKE || !v->hs ||
-            (v->hs_flags & (HSF_AUTH_WAIT | HSF_WRITING | HSF_CLOSE_AFTER)))
+            (v->hs_flags & (HSF_WRITING | HSF_CLOSE_AFTER)))
             continue;
         if (clients_get(&sh->clients, &v->client, CLIENT_HS) > limit) {
             STAT_INC(sh->st.client_evictions);

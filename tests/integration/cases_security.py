@@ -17,10 +17,10 @@ import threading
 import time
 
 from cases_control import ALLOW_LOOPBACK, conf_proxy, rules_conf, run_binary, write_conf
-from harness import (GREETING, IO_TIMEOUT, Fail, Skip, admin_addr, admin_request, case, check,
-                     echo_roundtrip, hexb, metric, need_option, open_proxy_socket, parse_logfmt,
-                     parse_prometheus, read_method_reply, read_reply, read_reply4, recv_exact,
-                     request, socks4_request, socks_connect, wait_until)
+from harness import (GREETING, IO_TIMEOUT, Fail, Skip, admin_addr, case, check, echo_roundtrip,
+                     hexb, make_hash, need_option, open_proxy_socket, parse_logfmt, read_method_reply,
+                     read_reply, read_reply4, recv_exact, request, socks4_request, socks_connect,
+                     wait_until, write_users)
 
 
 # -------------------------------------------------------------------- helpers
@@ -391,6 +391,38 @@ def handshake_flood_other_address_served(ctx):
             pass
         s.close()
     check(ok == 300, "a burst of 300 handshakes from one address with 16 slots: %d served" % ok)
+
+
+@case("handshake_flood_auth_waiters_make_room")
+def handshake_flood_auth_waiters_make_room(ctx):
+    """Slow password checks of a heavy address hold every handshake context: a client
+    of another address gets one at once (a waiter is withdrawn and closed without a
+    verdict), not after the next crypt(3) run ends."""
+    need_option("--client-max-handshakes", "--auth")
+    # About a second of sha512-crypt per check: the contexts stay taken.
+    users = write_users(ctx, ["alice:" + make_hash("right", "sha512", rounds=2000000)])
+    p = ctx.proxy(args=["--shards", "1", "--handshake-slots", "8", "--client-max-handshakes", "2",
+                        "--auth", "password", "--users", users, "--handshake-timeout", "30"])
+    for i in range(8):
+        s = open_proxy_socket(ctx, p)
+        s.sendall(b"\x05\x01\x02")
+        check(read_method_reply(s) == b"\x05\x02", "method reply")
+        pw = b"wrong%d" % i
+        s.sendall(b"\x01\x05alice" + bytes([len(pw)]) + pw)
+    time.sleep(0.3)
+    times = []
+    for i in range(3):
+        t0 = time.monotonic()
+        s = socket.socket()
+        s.bind(("127.0.0.%d" % (30 + i), 0))
+        s.settimeout(10)
+        s.connect(p.addr)
+        ctx.defer(s.close)
+        s.sendall(b"\x05\x01\x02")
+        check(read_method_reply(s) == b"\x05\x02", "method reply to 127.0.0.%d" % (30 + i))
+        times.append(time.monotonic() - t0)   # kept open: each needs a context of its own
+    check(max(times) < 0.6, "clients of other addresses waited %s s for a handshake context held by "
+          "another address's password checks" % ", ".join("%.2f" % t for t in times))
 
 
 @case("client_limits_binds_udp")
