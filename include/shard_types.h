@@ -137,15 +137,17 @@ enum {
 #define RD_SPLICE    0x40u /* this direction relays with splice (else copy) */
 #define RD_SMALL_PIPE 0x80u /* splice: the pipe kept its default size (F_SETPIPE_SZ refused) */
 #define RD_WAIT_DATA 0x100u /* copy: no buffer, and no data known: a poll before the next recv */
+#define RD_SPILLED   0x200u /* copy: the pending bytes are in the direction's own memory (spill) */
 
 struct relay_dir {
     int pipe_r, pipe_w; /* splice: pipe from the pool, -1 when none */
-    uint32_t pending;   /* bytes read but not yet written (in the pipe or buffer) */
-    uint32_t off;       /* copy: bytes of the buffer already sent */
+    uint32_t pending;   /* bytes read but not yet written (in the pipe, buffer or spill) */
+    uint32_t off;       /* copy: bytes of the buffer (or spill) already sent */
     uint16_t bid;       /* copy: provided buffer id while RD_HOLD_BUF */
     uint8_t ops;        /* operations in flight for this direction */
     uint16_t flags;     /* RD_* */
     uint64_t bytes; /* forwarded to the destination */
+    uint8_t *spill; /* copy, RD_SPILLED: off + pending bytes of our own, freed when drained */
 };
 
 struct hs;        /* handshake context, see below */
@@ -254,6 +256,8 @@ struct shard_stats {
     uint64_t pipe_fallbacks; /* splice chunks copied: no pipe could be had */
     uint64_t pipe_small;     /* pipes the kernel would not enlarge to pipe_size */
     uint64_t splice_switches; /* relay auto: directions that moved on to splice */
+    uint64_t spills;          /* copy: blocked sends whose bytes moved out of a shared buffer */
+    int64_t spilled_bytes;    /* gauge: bytes held in spills now */
     uint64_t hs_waits;        /* connections that waited for a free handshake context */
     uint64_t auth_coalesced;  /* password checks answered by an identical one in flight */
     uint64_t close_cancels;  /* closes that needed an explicit cancel */

@@ -7,6 +7,7 @@ cost (no io-wq worker parked in a splice, no pipe held).
 import os
 import select
 import socket
+import threading
 import time
 
 from harness import (GREETING, Fail, admin_request, case, check, echo_roundtrip, hexb, metric,
@@ -414,3 +415,167 @@ def one_copy_buffer_serves_all(ctx):
     check(not errors, "; ".join(errors[:3]))
     for s in socks:
         s.close()
+
+
+class TrickleTarget:
+    """A target that sends every connection `chunk` bytes of one repeating 64 KiB
+    pattern each `period` seconds, as long as the connection takes them (non-blocking
+    sends; a small SO_SNDBUF so that a proxy which stops reading blocks it soon).
+    Chunks stay below the copy engine's 32 KiB buffer, as the attack's 16 KiB every
+    50 ms did, so that `auto` keeps such tunnels on the copy engine. One thread for all
+    connections. blocked() counts connections whose last send found no room;
+    finish() stops sending and half-closes every connection, so that a client can
+    read to EOF and compare what it got with sent[i] bytes of the pattern."""
+
+    def __init__(self, ctx, chunk=12 << 10, period=0.05):
+        self.block = os.urandom(1 << 16)
+        self._twice = memoryview(self.block * 2)
+        self.chunk, self.period = chunk, period
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(1024)
+        self.lsock.setblocking(False)
+        self.port = self.lsock.getsockname()[1]
+        self.conns, self.sent, self.stuck = [], [], []
+        self._stop = self._finish = False
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="trickle")
+        self.thread.start()
+        ctx.defer(self.stop)
+
+    def _loop(self):
+        while not self._stop:
+            while True:
+                try:
+                    c, _ = self.lsock.accept()
+                except (BlockingIOError, OSError):
+                    break
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                c.setblocking(False)
+                with self._lock:
+                    self.conns.append(c)
+                    self.sent.append(0)
+                    self.stuck.append(False)
+            if self._finish:
+                for c in self.conns:
+                    try:
+                        c.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                self._done.set()
+                return
+            for i, c in enumerate(self.conns):
+                off = self.sent[i] % len(self.block)
+                try:
+                    n = c.send(self._twice[off:off + self.chunk])
+                    self.sent[i] += n
+                    self.stuck[i] = False
+                except BlockingIOError:
+                    self.stuck[i] = True
+                except OSError:
+                    self.stuck[i] = False
+            time.sleep(self.period)
+
+    def blocked(self):
+        with self._lock:
+            return sum(self.stuck)
+
+    def finish(self, timeout=5.0):
+        self._finish = True
+        check(self._done.wait(timeout), "the trickle target did not stop sending")
+
+    def check_chunk(self, b, got, what):
+        """b was read at offset got of a connection's stream: it must be the pattern's."""
+        off = got % len(self.block)
+        if len(b) <= len(self.block):
+            want = bytes(self._twice[off:off + len(b)])
+        else:
+            want = (self.block[off:] + self.block * (len(b) // len(self.block) + 2))[:len(b)]
+        check(b == want, "%s: byte mismatch in the %d bytes after offset %d" % (what, len(b), got))
+
+    def expect_stream(self, s, i, what):
+        """Read connection i's stream to EOF on s; it must be exactly the sent[i] bytes
+        of the pattern."""
+        got = 0
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            self.check_chunk(b, got, what)
+            got += len(b)
+        check(got == self.sent[i], "%s: read %d bytes to EOF, the target had sent %d"
+              % (what, got, self.sent[i]))
+
+    def stop(self):
+        self._stop = True
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.lsock.close()
+
+
+def slow_reader(ctx, p, port):
+    """A SOCKS5 tunnel whose client will never read: a 2 KiB receive buffer and, so that
+    the kernel between proxy and client holds only tens of KiB and the proxy's send
+    blocks at once, a 536-byte MSS (the proxy's send buffer towards such a client stays
+    small). Returns the socket once the CONNECT reply is read."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ctx.defer(s.close)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    s.settimeout(10)
+    s.connect(p.addr)
+    s.sendall(GREETING + request("127.0.0.1", port))
+    r = recv_exact(s, 12, "method and CONNECT replies")
+    check(r[:2] == b"\x05\x00" and r[3] == 0, "replies %s, expected 05 00 then success" % hexb(r))
+    return s
+
+
+@case("slow_readers_leave_copy_buffers_free")
+def slow_readers_leave_copy_buffers_free(ctx):
+    """--bufs 16 on each of 2 shards, and 128 tunnels whose clients never read while
+    their targets keep sending (issue #9 item 6): every blocked send used to hold one of
+    its shard's copy buffers until the client read, so once each shard had 16 of them
+    no copy-engine tunnel of the shard got any data. Now a blocked direction keeps its
+    bytes in memory of its own and gives the buffer back: a fresh tunnel must echo
+    64 KiB at once, and the slow clients, once they read, get their streams intact."""
+    need_ringsocks()
+    n = 128
+    trickle = TrickleTarget(ctx)
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--shards", "2", "--bufs", "16"))
+    slow = [slow_reader(ctx, p, trickle.port) for _ in range(n)]
+    # Every slow tunnel's direction towards its client is stuck once its target finds
+    # no room (the proxy stopped reading it): wait for nearly all of them.
+    stuck = wait_until(lambda: trickle.blocked() >= n - 4, 20, 0.1)
+    check(stuck, "only %d of %d trickle targets were blocked after 20 s" % (trickle.blocked(), n))
+    st, body, _ = admin_request(p, "GET", "/metrics")
+    check(st == 200, "GET /metrics answered %d" % st)
+    m = parse_prometheus(body)
+    spills = metric(m, "ringsocks_relay_spills_total")
+    held = metric(m, "ringsocks_relay_spilled_bytes")
+    if ctx.relay == "splice":
+        check(spills == 0, "relay splice counted %r spills; it holds no copy buffer" % spills)
+    else:
+        # Each blocked tunnel spilled at least once and holds what it could not send.
+        check(spills is not None and spills >= n - 4 and held and held > 0,
+              "ringsocks_relay_spills_total %r, ringsocks_relay_spilled_bytes %r with %d "
+              "blocked slow readers" % (spills, held, n))
+    for k in range(3):
+        s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port, timeout=5)
+        try:
+            echo_roundtrip(s, 64 << 10)
+        except (Fail, OSError) as e:
+            raise Fail("fresh tunnel %d with %d slow readers holding their tunnels: %s "
+                       "(the shard's copy buffers are all held by blocked sends)" % (k, n, e))
+        s.close()
+    p.check_alive()
+    # The slow clients still have their tunnels and every byte, in order. Each
+    # CONNECT reply came only after the proxy's connection to the target was
+    # established, and the next client started after it: the target accepted them
+    # in the clients' order, so slow[k] reads the stream of trickle.conns[k].
+    trickle.finish()
+    for k, s in enumerate(slow[:8]):
+        s.settimeout(20)
+        trickle.expect_stream(s, k, "slow client %d" % k)

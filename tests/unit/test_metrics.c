@@ -87,6 +87,10 @@ setup(void **state)
     a->st.pipe_small = 3;
     b->st.pipe_small = 4;
     b->st.splice_switches = 5;
+    a->st.spills = 9;
+    b->st.spills = 2;
+    a->st.spilled_bytes = 32768;
+    b->st.spilled_bytes = 100;
     a->st.hs_waits = 6;
     b->st.auth_coalesced = 8;
     a->st.close_cancels = 13;
@@ -213,6 +217,8 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_pipe_fallbacks_total"), "12");
     assert_string_equal(sample(t, "ringsocks_pipes_small_total"), "7");
     assert_string_equal(sample(t, "ringsocks_relay_splice_switches_total"), "5");
+    assert_string_equal(sample(t, "ringsocks_relay_spills_total"), "11");
+    assert_string_equal(sample(t, "ringsocks_relay_spilled_bytes"), "32868");
     assert_string_equal(sample(t, "ringsocks_handshake_waits_total"), "6");
     assert_string_equal(sample(t, "ringsocks_auth_coalesced_total"), "8");
     assert_string_equal(sample(t, "ringsocks_close_cancels_total"), "13");
