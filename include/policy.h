@@ -26,6 +26,7 @@ struct policy {
     enum auth_mode auth;
     enum socks4_mode socks4;
     unsigned handshake_timeout_s, connect_timeout_s, idle_timeout_s, bind_timeout_s;
+    unsigned write_timeout_s; /* 0: never */
     bool close_removed_users, close_denied;
 };
 

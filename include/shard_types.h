@@ -102,6 +102,7 @@ enum conn_end {
     END_REPLY_ERR,     /* an error reply was sent */
     END_HS_TIMEOUT,    /* handshake timeout */
     END_IDLE_TIMEOUT,  /* relay idle timeout */
+    END_WRITE_TIMEOUT, /* relay: bytes waited write_timeout for a destination that took none */
     END_RESOURCE,      /* out of slots, fds, pipes or memory */
     END_AUTH_FAILED,   /* RFC 1929 credentials refused */
     END_DENIED,        /* refused by the access rules */
@@ -138,6 +139,7 @@ enum {
 #define RD_SMALL_PIPE 0x80u /* splice: the pipe kept its default size (F_SETPIPE_SZ refused) */
 #define RD_WAIT_DATA 0x100u /* copy: no buffer, and no data known: a poll before the next recv */
 #define RD_SPILLED   0x200u /* copy: the pending bytes are in the direction's own memory (spill) */
+#define RD_STALLED   0x400u /* on the shard's write-stall list: pending bytes wait for POLLOUT */
 
 struct relay_dir {
     int pipe_r, pipe_w; /* splice: pipe from the pool, -1 when none */
@@ -148,6 +150,9 @@ struct relay_dir {
     uint16_t flags;     /* RD_* */
     uint64_t bytes; /* forwarded to the destination */
     uint8_t *spill; /* copy, RD_SPILLED: off + pending bytes of our own, freed when drained */
+    /* Write-stall list (RD_STALLED): node slot << 1 | dir, oldest stamp first. */
+    uint32_t sprev, snext;
+    uint32_t stall_ds; /* shard deciseconds: since then no pending byte was written */
 };
 
 struct hs;        /* handshake context, see below */
@@ -342,6 +347,9 @@ struct shard {
     unsigned br_mask;
     uint32_t bufs_held; /* buffers the kernel handed to a recv and that are not back yet */
     struct udq starved; /* directions waiting for a buffer: ud_make(0, slot, gen) | dir */
+    /* Relay directions whose pending bytes wait for a full destination, either engine,
+     * by the time they last wrote (struct relay_dir sprev/snext); write_timeout. */
+    uint32_t stall_head, stall_tail;
 
     struct pipe_pool pipes;
 

@@ -24,6 +24,8 @@
  * read until the previous chunk was written), EOF becomes shutdown(SHUT_WR)
  * on the other socket and the tunnel lives until both directions are done.
  * A direction decides its next step only when none of its ops is in flight.
+ * A direction that waits for POLLOUT is on the shard's write-stall list
+ * (conn.c): write_timeout closes a tunnel whose destination takes nothing.
  */
 #include "relay.h"
 
@@ -221,6 +223,7 @@ wrote(struct shard *sh, struct conn *c, unsigned d, uint32_t n)
     rd->pending -= n;
     rd->bytes += n;
     c->active_ds = sh->now_ds;
+    conn_stall_wrote(sh, c, d);
 }
 
 static int
@@ -364,7 +367,7 @@ copy_drained(struct shard *sh, struct relay_dir *rd)
 /*
  * Write what was read: a send from the provided buffer or spill, or out of
  * the pipe at once; when the destination is full (RD_POLLOUT), a poll for
- * room.
+ * room, and the direction counts towards write_timeout until it writes.
  * MSG_DONTWAIT: without it io_uring parks a send the socket cannot take on an
  * internal poll, holding the buffer for as long as the peer does not read.
  */
@@ -393,6 +396,7 @@ dir_write(struct shard *sh, struct conn *c, unsigned d)
     sqe = conn_sqe(sh, c, dir_op(OP_POLL_OUT, d));
     io_uring_prep_poll_add(sqe, dst_fd(c, d), POLLOUT);
     rd->ops++;
+    conn_stall_wait(sh, c, d);
     if (rd->flags & RD_HOLD_BUF)
         spill(sh, c, d); /* last: it may close c */
 }

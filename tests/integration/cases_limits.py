@@ -11,8 +11,8 @@ import threading
 import time
 
 from harness import (GREETING, Fail, admin_request, case, check, echo_roundtrip, hexb, metric,
-                     need_ringsocks, parse_logfmt, parse_prometheus, recv_exact, request,
-                     socks_connect, wait_until)
+                     need_option, need_ringsocks, parse_logfmt, parse_prometheus, recv_exact,
+                     request, socks_connect, wait_until)
 
 # src/relay.c PIPE_POOL_CAP: idle pipes one shard keeps for reuse.
 PIPE_POOL_CAP = 32
@@ -579,3 +579,143 @@ def slow_readers_leave_copy_buffers_free(ctx):
     for k, s in enumerate(slow[:8]):
         s.settimeout(20)
         trickle.expect_stream(s, k, "slow client %d" % k)
+
+
+def closed_by_proxy(s, timeout):
+    """Seconds until the proxy closed s, a client socket with unread data queued (so
+    no EOF can be read): a reset or a FIN shows as POLLERR, POLLHUP or POLLRDHUP.
+    None if neither came within timeout."""
+    pl = select.poll()
+    pl.register(s.fileno(), select.POLLERR | select.POLLHUP | select.POLLRDHUP)
+    t0 = time.monotonic()
+    return time.monotonic() - t0 if pl.poll(timeout * 1000) else None
+
+
+class SteadyReader:
+    """Reads a tunnel from the trickle target slowly but steadily (what its 2 KiB
+    receive buffer holds, every 20 ms, below the rate the target sends): the proxy's
+    sends towards it always wait, and always make progress. Verifies every byte."""
+
+    def __init__(self, trickle, s):
+        self.trickle, self.s = trickle, s
+        self.got, self.error = 0, None
+        self._stop = threading.Event()
+        s.setblocking(False)
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="steady")
+        self.thread.start()
+
+    def _loop(self):
+        try:
+            while not self._stop.wait(0.02):
+                while True:
+                    try:
+                        b = self.s.recv(65536)
+                    except BlockingIOError:
+                        break
+                    if not b:
+                        raise Fail("EOF after %d bytes" % self.got)
+                    self.trickle.check_chunk(b, self.got, "steady reader")
+                    self.got += len(b)
+        except (Fail, OSError) as e:
+            self.error = e
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join(5)
+
+
+def log_line_for(log, port, timeout=5.0):
+    """The access-log record (logfmt) of the tunnel whose client used local port port."""
+    def get():
+        try:
+            with open(log) as f:
+                lines = f.read().split("\n")[:-1]
+        except FileNotFoundError:
+            return None
+        for l in lines:
+            rec = parse_logfmt(l)
+            if str(rec.get("client", "")).endswith(":%d" % port):
+                return rec
+        return None
+    return wait_until(get, timeout, 0.05)
+
+
+@case("write_timeout_closes_stalled_tunnel")
+def write_timeout_closes_stalled_tunnel(ctx):
+    """--write-timeout 2: a client that stops reading while its target sends is cut
+    off 2 s after the proxy's send towards it stalled (plus a tick), with a reset
+    (a FIN would queue behind the bytes it never reads), and the access log says
+    end=write_timeout. An idle tunnel (nothing pending) outlives it, and so does a
+    tunnel whose client reads slowly but steadily: it waits, and keeps writing."""
+    need_ringsocks()
+    log = ctx.path("access.log")
+    trickle = TrickleTarget(ctx)
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--write-timeout", "2", "--access-log", log, "--log-format", "logfmt"))
+    idle, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+    echo_roundtrip(idle, 1000)
+    steady = SteadyReader(trickle, slow_reader(ctx, p, trickle.port))
+    ctx.defer(steady.stop)
+    t0 = time.monotonic()
+    stalled = slow_reader(ctx, p, trickle.port)
+    took = closed_by_proxy(stalled, 10)
+    check(took is not None, "a client that reads nothing was not closed within 10 s with "
+          "--write-timeout 2")
+    took = time.monotonic() - t0
+    # Never early (the stall began after t0, the stamps are floored to 100 ms); late by at
+    # most the time the first send took to block, the 250 ms tick, and scheduling.
+    check(1.9 <= took <= 4.5, "a client that reads nothing was closed %.2f s after its "
+          "tunnel opened, expected 2-4.5 s with --write-timeout 2" % took)
+    rec = log_line_for(log, stalled.getsockname()[1])
+    check(rec is not None, "no access-log line for the stalled tunnel")
+    check(rec.get("end") == "write_timeout", "the stalled tunnel's log line says end=%s, "
+          "expected write_timeout" % rec.get("end"))
+    # The idle tunnel and the steady reader live on past twice the timeout.
+    time.sleep(max(0.0, 4.5 - (time.monotonic() - t0)))
+    tunnel_ok = True
+    try:
+        echo_roundtrip(idle, 1000)
+    except (Fail, OSError) as e:
+        tunnel_ok = e
+    check(tunnel_ok is True, "an idle tunnel (nothing pending) stopped working %.1f s into "
+          "--write-timeout 2: %s" % (time.monotonic() - t0, tunnel_ok))
+    steady.stop()
+    check(steady.error is None, "the steady reader's tunnel broke after %d bytes: %s"
+          % (steady.got, steady.error))
+    check(steady.got > 0, "the steady reader got no data")
+    st, body, _ = admin_request(p, "GET", "/metrics")
+    check(st == 200, "GET /metrics answered %d" % st)
+    n = metric(parse_prometheus(body), "ringsocks_connections_ended_total", reason="write_timeout")
+    check(n == 1, "ringsocks_connections_ended_total{reason=\"write_timeout\"} is %r, expected 1"
+          % n)
+
+
+@case("write_timeout_reload")
+def write_timeout_reload(ctx):
+    """write_timeout is reloadable and counts from when a direction stalled, even
+    before the reload: a tunnel stalled for 3 s under write_timeout = 0 (never) is
+    closed within a tick or two of a reload to write_timeout = 2."""
+    need_ringsocks()
+    need_option("--config")
+    trickle = TrickleTarget(ctx)
+    path = ctx.path("ringsocks.conf")
+
+    def conf(secs):
+        with open(path + ".tmp", "w") as f:
+            f.write("write_timeout = %d;\n" % secs)
+        os.rename(path + ".tmp", path)
+    conf(0)
+    p = ctx.proxy(args=("-c", path))
+    stalled = slow_reader(ctx, p, trickle.port)
+    check(wait_until(lambda: trickle.blocked() >= 1, 10, 0.05),
+          "the target of a client that reads nothing was never blocked")
+    took = closed_by_proxy(stalled, 3)
+    check(took is None, "write_timeout = 0: a stalled tunnel was closed after %.1f s" % (took or 0))
+    conf(2)
+    st, body, _ = admin_request(p, "POST", "/reload")
+    check(st == 200, "POST /reload answered %d: %r" % (st, body))
+    took = closed_by_proxy(stalled, 5)
+    check(took is not None, "a tunnel stalled for over 3 s was not closed within 5 s of a "
+          "reload to write_timeout = 2")
+    check(took < 1.5, "a tunnel stalled for over 3 s was closed %.1f s after a reload to "
+          "write_timeout = 2, expected at the next tick" % took)

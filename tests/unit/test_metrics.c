@@ -63,6 +63,7 @@ setup(void **state)
     a->st.ended[END_DONE] = 800;
     b->st.ended[END_DONE] = 11;
     b->st.ended[END_HS_TIMEOUT] = 4;
+    a->st.ended[END_WRITE_TIMEOUT] = 5;
     a->st.bytes[DIR_C2T] = 1ull << 40;
     b->st.bytes[DIR_C2T] = 1;
     a->st.bytes[DIR_T2C] = 123456789;
@@ -180,6 +181,7 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_connections_open"), "12");
     assert_string_equal(sample(t, ended(END_DONE)), "811");
     assert_string_equal(sample(t, ended(END_HS_TIMEOUT)), "4");
+    assert_string_equal(sample(t, ended(END_WRITE_TIMEOUT)), "5");
     assert_string_equal(sample(t, ended(END_SHUTDOWN)), "0");
     assert_string_equal(sample(t, ended(END_NONE)), "0");
     size_t reasons = 0;
