@@ -550,18 +550,6 @@ def slow_readers_leave_copy_buffers_free(ctx):
     # no room (the proxy stopped reading it): wait for nearly all of them.
     stuck = wait_until(lambda: trickle.blocked() >= n - 4, 20, 0.1)
     check(stuck, "only %d of %d trickle targets were blocked after 20 s" % (trickle.blocked(), n))
-    st, body, _ = admin_request(p, "GET", "/metrics")
-    check(st == 200, "GET /metrics answered %d" % st)
-    m = parse_prometheus(body)
-    spills = metric(m, "ringsocks_relay_spills_total")
-    held = metric(m, "ringsocks_relay_spilled_bytes")
-    if ctx.relay == "splice":
-        check(spills == 0, "relay splice counted %r spills; it holds no copy buffer" % spills)
-    else:
-        # Each blocked tunnel spilled at least once and holds what it could not send.
-        check(spills is not None and spills >= n - 4 and held and held > 0,
-              "ringsocks_relay_spills_total %r, ringsocks_relay_spilled_bytes %r with %d "
-              "blocked slow readers" % (spills, held, n))
     for k in range(3):
         s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port, timeout=5)
         try:
@@ -571,6 +559,20 @@ def slow_readers_leave_copy_buffers_free(ctx):
                        "(the shard's copy buffers are all held by blocked sends)" % (k, n, e))
         s.close()
     p.check_alive()
+    st, body, _ = admin_request(p, "GET", "/metrics")
+    check(st == 200, "GET /metrics answered %d" % st)
+    m = parse_prometheus(body)
+    spills = metric(m, "ringsocks_relay_spills_total")
+    held = metric(m, "ringsocks_relay_spilled_bytes")
+    if ctx.relay == "splice":
+        check(not spills, "relay splice counted %r spills; it holds no copy buffer" % spills)
+    else:
+        # Each blocked copy tunnel spilled and holds what it could not send (under auto,
+        # one that read a full buffer on a busy machine may have moved on to splice).
+        least = n - 4 if ctx.relay == "copy" else 1
+        check(spills is not None and spills >= least and held and held > 0,
+              "ringsocks_relay_spills_total %r, ringsocks_relay_spilled_bytes %r with %d "
+              "blocked slow readers" % (spills, held, n))
     # The slow clients still have their tunnels and every byte, in order. Each
     # CONNECT reply came only after the proxy's connection to the target was
     # established, and the next client started after it: the target accepted them
