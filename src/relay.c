@@ -214,8 +214,8 @@ splice_now(int in, int out, size_t len)
     return n < 0 ? -errno : n;
 }
 
-/* Empty the pipe into the destination: 1 emptied, 0 the destination is full
- * (RD_POLLOUT set, the rest stays in the pipe), -1 the tunnel was closed. */
+/* n pending bytes reached the destination, by either engine: counted, and a
+ * direction waiting on its destination restarts its write_timeout clock. */
 static void
 wrote(struct shard *sh, struct conn *c, unsigned d, uint32_t n)
 {
@@ -226,6 +226,8 @@ wrote(struct shard *sh, struct conn *c, unsigned d, uint32_t n)
     conn_stall_wrote(sh, c, d);
 }
 
+/* Empty the pipe into the destination: 1 emptied, 0 the destination is full
+ * (RD_POLLOUT set, the rest stays in the pipe), -1 the tunnel was closed. */
 static int
 pipe_flush(struct shard *sh, struct conn *c, unsigned d)
 {
