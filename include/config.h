@@ -7,6 +7,7 @@
  *   listen = ["127.0.0.1:1080", "[::1]:1080"];     shards = 0;  (0: one per CPU)
  *   relay = "splice" | "copy";
  *   handshake_timeout = 10; connect_timeout = 10; idle_timeout = 7200; bind_timeout = 120;
+ *   write_timeout = 120;  (0: never)
  *   drain_timeout = 30;     max_conns = 0;  (0: from RLIMIT_NOFILE)
  *   resolvers = ["127.0.0.53"];  pipe_size = 65536; buf_size = 32768; bufs = 1024;
  *   auth = "none" | "password";  users = "/etc/ringsocks/users";  socks4 = "auto"|"on"|"off";

@@ -38,6 +38,16 @@ void conn_timer_set(struct shard *sh, struct conn *c, enum tlist_id tl);
 /* Expire what is due on every list. */
 void conn_timers_run(struct shard *sh);
 
+/*
+ * Relay direction d of c (CONN_RELAY) has pending bytes and waits for its
+ * destination to take them: from now on (or from its last write, if it was
+ * waiting already) it counts towards write_timeout. No-op when already listed.
+ */
+void conn_stall_wait(struct shard *sh, struct conn *c, unsigned d);
+/* Direction d wrote bytes: a waiting direction's clock restarts, and one with
+ * nothing left pending leaves the list. Call after updating pending. */
+void conn_stall_wrote(struct shard *sh, struct conn *c, unsigned d);
+
 const char *conn_end_str(enum conn_end why);
 
 /*

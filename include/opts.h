@@ -43,6 +43,7 @@ struct opts {
     unsigned handshake_timeout_s;
     unsigned connect_timeout_s;
     unsigned idle_timeout_s; /* 0: never */
+    unsigned write_timeout_s; /* relay bytes a destination takes none of this long: 0 never */
     unsigned max_conns;      /* whole process: all shards together */
     char resolvers[256];     /* c-ares "host:port,host:port" list; empty: /etc/resolv.conf */
     unsigned pipe_size;      /* bytes per splice pipe */

@@ -102,6 +102,7 @@ enum conn_end {
     END_REPLY_ERR,     /* an error reply was sent */
     END_HS_TIMEOUT,    /* handshake timeout */
     END_IDLE_TIMEOUT,  /* relay or UDP association idle timeout */
+    END_WRITE_TIMEOUT, /* relay: bytes waited write_timeout for a destination that took none */
     END_RESOURCE,      /* out of slots, fds, pipes or memory */
     END_AUTH_FAILED,   /* RFC 1929 credentials refused */
     END_DENIED,        /* refused by the access rules */
@@ -139,15 +140,21 @@ enum {
 #define RD_SPLICE    0x40u /* this direction relays with splice (else copy) */
 #define RD_SMALL_PIPE 0x80u /* splice: the pipe kept its default size (F_SETPIPE_SZ refused) */
 #define RD_WAIT_DATA 0x100u /* copy: no buffer, and no data known: a poll before the next recv */
+#define RD_SPILLED   0x200u /* copy: the pending bytes are in the direction's own memory (spill) */
+#define RD_STALLED   0x400u /* on the shard's write-stall list: pending bytes wait for POLLOUT */
 
 struct relay_dir {
     int pipe_r, pipe_w; /* splice: pipe from the pool, -1 when none */
-    uint32_t pending;   /* bytes read but not yet written (in the pipe or buffer) */
-    uint32_t off;       /* copy: bytes of the buffer already sent */
+    uint32_t pending;   /* bytes read but not yet written (in the pipe, buffer or spill) */
+    uint32_t off;       /* copy: bytes of the buffer (or spill) already sent */
     uint16_t bid;       /* copy: provided buffer id while RD_HOLD_BUF */
     uint8_t ops;        /* operations in flight for this direction */
     uint16_t flags;     /* RD_* */
     uint64_t bytes; /* forwarded to the destination */
+    uint8_t *spill; /* copy, RD_SPILLED: off + pending bytes of our own, freed when drained */
+    /* Write-stall list (RD_STALLED): node slot << 1 | dir, oldest stamp first. */
+    uint32_t sprev, snext;
+    uint32_t stall_ds; /* shard deciseconds: since then no pending byte was written */
 };
 
 struct hs;        /* handshake context, see below */
@@ -258,6 +265,8 @@ struct shard_stats {
     uint64_t pipe_fallbacks; /* splice chunks copied: no pipe could be had */
     uint64_t pipe_small;     /* pipes the kernel would not enlarge to pipe_size */
     uint64_t splice_switches; /* relay auto: directions that moved on to splice */
+    uint64_t spills;          /* copy: blocked sends whose bytes moved out of a shared buffer */
+    int64_t spilled_bytes;    /* gauge: bytes held in spills now */
     uint64_t hs_waits;        /* connections that waited for a free handshake context */
     uint64_t client_evictions; /* slow handshakes of a heavy address closed for another's */
     uint64_t client_limited;  /* BINDs and UDP associations refused by a per-client limit */
@@ -349,6 +358,9 @@ struct shard {
     unsigned br_mask;
     uint32_t bufs_held; /* buffers the kernel handed to a recv and that are not back yet */
     struct udq starved; /* directions waiting for a buffer: ud_make(0, slot, gen) | dir */
+    /* Relay directions whose pending bytes wait for a full destination, either engine,
+     * by the time they last wrote (struct relay_dir sprev/snext); write_timeout. */
+    uint32_t stall_head, stall_tail;
 
     struct pipe_pool pipes;
     struct udp_scratch *udp; /* mapped at the first UDP association, else NULL */

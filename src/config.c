@@ -1044,6 +1044,7 @@ static const struct cfg_key cfg_keys[] = {
     {"handshake_timeout", CFG_UINT, 1, 3600, OPT(handshake_timeout_s), NULL, set_uint},
     {"connect_timeout", CFG_UINT, 1, 3600, OPT(connect_timeout_s), NULL, set_uint},
     {"idle_timeout", CFG_UINT, 0, 86400 * 365, OPT(idle_timeout_s), NULL, set_uint},
+    {"write_timeout", CFG_UINT, 0, 86400, OPT(write_timeout_s), NULL, set_uint},
     {"bind_timeout", CFG_UINT, 1, 86400, OPT(bind_timeout_s), NULL, set_uint},
     {"drain_timeout", CFG_UINT, 0, 86400, OPT(drain_timeout_s), NULL, set_uint},
     {"busy_poll", CFG_UINT, 0, 100000, OPT(busy_poll_us), NULL, set_uint},
@@ -1259,6 +1260,7 @@ config_defaults(struct opts *o)
     o->handshake_timeout_s = 10;
     o->connect_timeout_s = 10;
     o->idle_timeout_s = 7200;
+    o->write_timeout_s = 120;
     o->bind_timeout_s = 120;
     o->drain_timeout_s = 30;
     o->pipe_size = 65536;

@@ -38,6 +38,7 @@ static const char *const end_names[END__COUNT] = {
     [END_REPLY_ERR] = "error_reply",
     [END_HS_TIMEOUT] = "handshake_timeout",
     [END_IDLE_TIMEOUT] = "idle_timeout",
+    [END_WRITE_TIMEOUT] = "write_timeout",
     [END_RESOURCE] = "resource_limit",
     [END_AUTH_FAILED] = "auth_failed",
     [END_DENIED] = "denied",
@@ -80,6 +81,7 @@ conn_table_init(struct shard *sh, uint32_t n_slots)
     sh->n_open = 0;
     for (int i = 0; i < TL__COUNT; i++)
         sh->head[i] = sh->tail[i] = CONN_NIL;
+    sh->stall_head = sh->stall_tail = CONN_NIL;
     return 0;
 }
 
@@ -114,6 +116,7 @@ conn_alloc(struct shard *sh)
     c->tprev = c->tnext = CONN_NIL;
     for (int d = 0; d < 2; d++) {
         c->dir[d].pipe_r = c->dir[d].pipe_w = -1;
+        c->dir[d].sprev = c->dir[d].snext = CONN_NIL;
     }
     STAT_INC(sh->n_open);
     return c;
@@ -169,6 +172,90 @@ conn_timer_set(struct shard *sh, struct conn *c, enum tlist_id tl)
     if (tl != TL_NONE)
         tl_append(sh, c, tl, sh->now_ds);
     c->active_ds = sh->now_ds;
+}
+
+/*
+ * The write-stall list: relay directions whose pending bytes wait for their
+ * destination, a node per direction (slot << 1 | dir) so that each has its
+ * own stamp. Every append is stamped now and the clock never goes back, so
+ * the list stays ordered and expiry looks only at the head: exact to the
+ * 100 ms of the stamps, O(1) per event, whatever write_timeout a reload sets.
+ * (The idle list's lazy requeue by last activity would not keep it ordered.)
+ */
+static struct relay_dir *
+stall_dir(struct shard *sh, uint32_t node)
+{
+    return &sh->conns[node >> 1].dir[node & 1];
+}
+
+static void
+stall_unlink(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    if (!(rd->flags & RD_STALLED))
+        return;
+    if (rd->sprev != CONN_NIL)
+        stall_dir(sh, rd->sprev)->snext = rd->snext;
+    else
+        sh->stall_head = rd->snext;
+    if (rd->snext != CONN_NIL)
+        stall_dir(sh, rd->snext)->sprev = rd->sprev;
+    else
+        sh->stall_tail = rd->sprev;
+    rd->sprev = rd->snext = CONN_NIL;
+    rd->flags &= (uint16_t)~RD_STALLED;
+}
+
+static void
+stall_append(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    uint32_t node = conn_slot(sh, c) << 1 | d;
+    rd->flags |= RD_STALLED;
+    rd->stall_ds = sh->now_ds;
+    rd->snext = CONN_NIL;
+    rd->sprev = sh->stall_tail;
+    if (sh->stall_tail != CONN_NIL)
+        stall_dir(sh, sh->stall_tail)->snext = node;
+    else
+        sh->stall_head = node;
+    sh->stall_tail = node;
+}
+
+void
+conn_stall_wait(struct shard *sh, struct conn *c, unsigned d)
+{
+    if (!(c->dir[d].flags & RD_STALLED) && c->state == CONN_RELAY)
+        stall_append(sh, c, d);
+}
+
+void
+conn_stall_wrote(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    if (!(rd->flags & RD_STALLED))
+        return;
+    stall_unlink(sh, c, d);
+    if (rd->pending)
+        stall_append(sh, c, d);
+}
+
+/* Close the tunnels whose oldest waiting direction wrote nothing for write_timeout. */
+static void
+stall_expire(struct shard *sh)
+{
+    uint32_t to = (uint32_t)sh->pol->write_timeout_s * 10;
+    if (to == 0)
+        return;
+    while (sh->stall_head != CONN_NIL) {
+        struct conn *c = &sh->conns[sh->stall_head >> 1];
+        /* "<=": both stamps are floored to 100 ms, so this never fires early. */
+        if (sh->now_ds - stall_dir(sh, sh->stall_head)->stall_ds <= to)
+            break;
+        stall_unlink(sh, c, DIR_C2T);
+        stall_unlink(sh, c, DIR_T2C);
+        conn_close(sh, c, END_WRITE_TIMEOUT);
+    }
 }
 
 /*
@@ -236,6 +323,7 @@ conn_timers_run(struct shard *sh)
                 conn_close(sh, c, tl == TL_IDLE ? END_IDLE_TIMEOUT : END_HS_TIMEOUT);
         }
     }
+    stall_expire(sh);
 }
 
 /* One access-log line per connection, handed to the writer thread. */
@@ -277,6 +365,8 @@ static void
 conn_free(struct shard *sh, struct conn *c)
 {
     tl_unlink(sh, c);
+    stall_unlink(sh, c, DIR_C2T);
+    stall_unlink(sh, c, DIR_T2C);
     session_release(sh, c);
     relay_release(sh, c);
     udp_release(sh, c);
@@ -334,7 +424,11 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
     c->state = CONN_CLOSING;
     c->end = (uint8_t)why;
     tl_unlink(sh, c);
-    bool abort = why == END_CLIENT_ERR || why == END_TARGET_ERR;
+    stall_unlink(sh, c, DIR_C2T);
+    stall_unlink(sh, c, DIR_T2C);
+    /* write_timeout: a FIN would queue behind the bytes the peer does not take, and
+     * the kernel would keep the orphaned socket and its buffers while it probes. */
+    bool abort = why == END_CLIENT_ERR || why == END_TARGET_ERR || why == END_WRITE_TIMEOUT;
     if (abort) {
         abort_now(c->cfd);
         abort_now(c->tfd);

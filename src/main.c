@@ -52,6 +52,8 @@ static const char usage[] =
     "  --handshake-timeout SEC   close clients that have not sent a request (default 10)\n"
     "  --connect-timeout SEC     give up resolving and connecting (default 10)\n"
     "  --idle-timeout SEC        close tunnels idle this long, 0 = never (default 7200)\n"
+    "  --write-timeout SEC       close tunnels whose pending bytes a side has taken none of\n"
+    "                            for this long, 0 = never (default 120)\n"
     "  --max-conns N             connections at once, all shards together\n"
     "                            (default: what RLIMIT_NOFILE allows)\n"
     "  --resolver IP[:PORT]      DNS server, repeatable (default: /etc/resolv.conf)\n"
@@ -145,6 +147,7 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         O_HS_TIMEOUT,
         O_CONNECT_TIMEOUT,
         O_IDLE_TIMEOUT,
+        O_WRITE_TIMEOUT,
         O_MAX_CONNS,
         O_RESOLVER,
         O_PIPE_SIZE,
@@ -184,6 +187,7 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
         {"handshake-timeout", required_argument, NULL, O_HS_TIMEOUT},
         {"connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT},
         {"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
+        {"write-timeout", required_argument, NULL, O_WRITE_TIMEOUT},
         {"max-conns", required_argument, NULL, O_MAX_CONNS},
         {"resolver", required_argument, NULL, O_RESOLVER},
         {"pipe-size", required_argument, NULL, O_PIPE_SIZE},
@@ -274,6 +278,10 @@ parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
             break;
         case O_IDLE_TIMEOUT:
             if (parse_uint("idle-timeout", optarg, 0, 86400 * 365, &o->idle_timeout_s) < 0)
+                return -1;
+            break;
+        case O_WRITE_TIMEOUT:
+            if (parse_uint("write-timeout", optarg, 0, 86400, &o->write_timeout_s) < 0)
                 return -1;
             break;
         case O_MAX_CONNS:

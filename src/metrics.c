@@ -209,6 +209,9 @@ static const struct counter engine_counters[] = {
             "fs.pipe-user-pages-soft); they work, with less per splice."),
     COUNTER("ringsocks_relay_splice_switches_total", splice_switches,
             "Relay auto: tunnel directions that filled a buffer and moved on to splice."),
+    COUNTER("ringsocks_relay_spills_total", spills,
+            "Copy relay: sends the destination could not take at once, whose bytes moved from a "
+            "shared buffer into memory of their tunnel's own."),
     COUNTER("ringsocks_auth_coalesced_total", auth_coalesced,
             "Password checks answered by an identical check already in flight (no crypt(3) run)."),
     COUNTER("ringsocks_handshake_waits_total", hs_waits,
@@ -267,6 +270,9 @@ static void
 render_engine(struct mwriter *w, const struct shard *sh, unsigned n)
 {
     render_counters(w, sh, n, engine_counters, sizeof(engine_counters) / sizeof(engine_counters[0]));
+    mw_u64(w, "ringsocks_relay_spilled_bytes", "gauge",
+           "Copy relay: bytes waiting for a full destination in their tunnel's own memory now.",
+           SUM_STAT(sh, n, st.spilled_bytes));
 
     mw_family(w, "ringsocks_shard_loop_iterations_total", "counter",
               "Event loop iterations, per shard.");

@@ -12,13 +12,20 @@
  *    thread hand-off per chunk that cost 1.6-2x the proxy CPU per GB of
  *    these direct calls (docs/design.md, "Relay").
  *  - copy: recv into a buffer picked by the kernel from the shard's provided
- *    buffer ring, then send it. The splice engine falls back to this for a
- *    chunk when no pipe can be had (fds exhausted), so a live tunnel is
- *    never dropped for want of a pipe.
+ *    buffer ring, then send it with MSG_DONTWAIT. A send the destination
+ *    cannot take at once (short, or -EAGAIN) moves what is left into memory
+ *    of the direction's own (a spill) and gives the buffer back before it
+ *    waits for POLLOUT: a shared buffer is held only while a recv or send is
+ *    in flight, never while a peer decides when to read (issue #9 item 6).
+ *    The splice engine falls back to this for a chunk when no pipe can be
+ *    had (fds exhausted), so a live tunnel is never dropped for want of a
+ *    pipe.
  * Both: at most one chunk in flight per direction (back-pressure: nothing is
  * read until the previous chunk was written), EOF becomes shutdown(SHUT_WR)
  * on the other socket and the tunnel lives until both directions are done.
  * A direction decides its next step only when none of its ops is in flight.
+ * A direction that waits for POLLOUT is on the shard's write-stall list
+ * (conn.c): write_timeout closes a tunnel whose destination takes nothing.
  */
 #include "relay.h"
 
@@ -207,6 +214,18 @@ splice_now(int in, int out, size_t len)
     return n < 0 ? -errno : n;
 }
 
+/* n pending bytes reached the destination, by either engine: counted, and a
+ * direction waiting on its destination restarts its write_timeout clock. */
+static void
+wrote(struct shard *sh, struct conn *c, unsigned d, uint32_t n)
+{
+    struct relay_dir *rd = &c->dir[d];
+    rd->pending -= n;
+    rd->bytes += n;
+    c->active_ds = sh->now_ds;
+    conn_stall_wrote(sh, c, d);
+}
+
 /* Empty the pipe into the destination: 1 emptied, 0 the destination is full
  * (RD_POLLOUT set, the rest stays in the pipe), -1 the tunnel was closed. */
 static int
@@ -216,9 +235,7 @@ pipe_flush(struct shard *sh, struct conn *c, unsigned d)
     while (rd->pending) {
         ssize_t m = splice_now(rd->pipe_r, dst_fd(c, d), rd->pending);
         if (m > 0) {
-            rd->pending -= (uint32_t)m;
-            rd->bytes += (uint64_t)m;
-            c->active_ds = sh->now_ds;
+            wrote(sh, c, d, (uint32_t)m);
             continue;
         }
         if (m == -EAGAIN) {
@@ -302,32 +319,88 @@ copy_recv(struct shard *sh, struct conn *c, unsigned d)
 
 static void dir_read(struct shard *sh, struct conn *c, unsigned d);
 
-/* Write what was read: from the provided buffer, or out of the pipe (at once,
- * or once a poll says the destination has room). */
+static uint8_t *
+pending_data(struct shard *sh, const struct relay_dir *rd)
+{
+    if (rd->flags & RD_SPILLED)
+        return rd->spill + rd->off;
+    return sh->bufs + (size_t)rd->bid * sh->o->buf_size + rd->off;
+}
+
+/*
+ * Copy engine, the destination is full: move the pending bytes out of the
+ * shared buffer into memory of the direction's own and give the buffer back
+ * (which may wake a starved direction, and through it close c). Nothing in
+ * flight points into the buffer: the send came back and only a poll waits.
+ * Out of memory: the direction keeps the buffer, as before spills existed,
+ * and write_timeout still bounds the wait.
+ */
+static void
+spill(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    uint8_t *m = malloc(rd->pending);
+    if (!m)
+        return;
+    memcpy(m, pending_data(sh, rd), rd->pending);
+    rd->spill = m;
+    rd->off = 0;
+    rd->flags = (uint16_t)((rd->flags & ~RD_HOLD_BUF) | RD_SPILLED);
+    STAT_INC(sh->st.spills);
+    STAT_ADD(sh->st.spilled_bytes, rd->pending);
+    buf_recycle(sh, rd->bid);
+}
+
+/* Copy engine: everything was written; the buffer or spill goes back. */
+static void
+copy_drained(struct shard *sh, struct relay_dir *rd)
+{
+    if (rd->flags & RD_HOLD_BUF) {
+        rd->flags &= (uint16_t)~RD_HOLD_BUF;
+        buf_recycle(sh, rd->bid);
+    } else if (rd->flags & RD_SPILLED) {
+        STAT_ADD(sh->st.spilled_bytes, -(int64_t)(rd->off + rd->pending));
+        free(rd->spill);
+        rd->spill = NULL;
+        rd->flags &= (uint16_t)~RD_SPILLED;
+    }
+}
+
+/*
+ * Write what was read: a send from the provided buffer or spill, or out of
+ * the pipe at once; when the destination is full (RD_POLLOUT), a poll for
+ * room, and the direction counts towards write_timeout until it writes.
+ * MSG_DONTWAIT: without it io_uring parks a send the socket cannot take on an
+ * internal poll, holding the buffer for as long as the peer does not read.
+ */
 static void
 dir_write(struct shard *sh, struct conn *c, unsigned d)
 {
     struct relay_dir *rd = &c->dir[d];
     struct io_uring_sqe *sqe;
-    if (rd->flags & RD_HOLD_BUF) {
-        sqe = conn_sqe(sh, c, dir_op(OP_SEND, d));
-        io_uring_prep_send(sqe, dst_fd(c, d),
-                           sh->bufs + (size_t)rd->bid * sh->o->buf_size + rd->off, rd->pending,
-                           MSG_NOSIGNAL);
-    } else {
-        if (!(rd->flags & RD_POLLOUT)) {
-            int f = pipe_flush(sh, c, d);
-            if (f < 0)
-                return;
-            if (f > 0) {
-                dir_read(sh, c, d);
-                return;
-            }
+    bool copy = rd->flags & (RD_HOLD_BUF | RD_SPILLED);
+    if (!(rd->flags & RD_POLLOUT)) {
+        if (copy) {
+            sqe = conn_sqe(sh, c, dir_op(OP_SEND, d));
+            io_uring_prep_send(sqe, dst_fd(c, d), pending_data(sh, rd), rd->pending,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+            rd->ops++;
+            return;
         }
-        sqe = conn_sqe(sh, c, dir_op(OP_POLL_OUT, d));
-        io_uring_prep_poll_add(sqe, dst_fd(c, d), POLLOUT);
+        int f = pipe_flush(sh, c, d);
+        if (f < 0)
+            return;
+        if (f > 0) {
+            dir_read(sh, c, d);
+            return;
+        }
     }
+    sqe = conn_sqe(sh, c, dir_op(OP_POLL_OUT, d));
+    io_uring_prep_poll_add(sqe, dst_fd(c, d), POLLOUT);
     rd->ops++;
+    conn_stall_wait(sh, c, d);
+    if (rd->flags & RD_HOLD_BUF)
+        spill(sh, c, d); /* last: it may close c */
 }
 
 /*
@@ -462,13 +535,15 @@ copy_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res, un
     if (op == OP_SEND) {
         if (res > 0) {
             rd->off += (uint32_t)res;
-            rd->pending -= (uint32_t)res;
-            rd->bytes += (uint64_t)res;
-            c->active_ds = sh->now_ds;
-            if (rd->pending == 0) {
-                rd->flags &= (uint16_t)~RD_HOLD_BUF;
-                buf_recycle(sh, rd->bid);
-            }
+            wrote(sh, c, d, (uint32_t)res);
+            if (rd->pending == 0)
+                copy_drained(sh, rd);
+            else
+                rd->flags |= RD_POLLOUT; /* short: the socket took what it had room for */
+            return true;
+        }
+        if (res == -EAGAIN) {
+            rd->flags |= RD_POLLOUT;
             return true;
         }
         return res == -ECANCELED;
@@ -503,10 +578,7 @@ relay_release(struct shard *sh, struct conn *c)
     for (unsigned d = 0; d < 2; d++) {
         struct relay_dir *rd = &c->dir[d];
         release_pipe(sh, rd);
-        if (rd->flags & RD_HOLD_BUF) {
-            rd->flags &= (uint16_t)~RD_HOLD_BUF;
-            buf_recycle(sh, rd->bid);
-        }
+        copy_drained(sh, rd);
         rd->flags &= (uint16_t)~RD_STARVED;
     }
 }

@@ -213,6 +213,7 @@ relay = "copy";
 handshake_timeout = 10;
 connect_timeout = 10;
 idle_timeout = 0;
+write_timeout = 30;
 bind_timeout = 60;
 drain_timeout = 5;
 max_conns = 1000;

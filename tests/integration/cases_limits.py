@@ -7,11 +7,12 @@ cost (no io-wq worker parked in a splice, no pipe held).
 import os
 import select
 import socket
+import threading
 import time
 
 from harness import (GREETING, Fail, admin_request, case, check, echo_roundtrip, hexb, metric,
-                     need_ringsocks, parse_logfmt, parse_prometheus, recv_exact, request,
-                     socks_connect, wait_until)
+                     need_option, need_ringsocks, parse_logfmt, parse_prometheus, recv_exact,
+                     request, socks_connect, wait_until)
 
 # src/relay.c PIPE_POOL_CAP: idle pipes one shard keeps for reuse.
 PIPE_POOL_CAP = 32
@@ -414,3 +415,309 @@ def one_copy_buffer_serves_all(ctx):
     check(not errors, "; ".join(errors[:3]))
     for s in socks:
         s.close()
+
+
+class TrickleTarget:
+    """A target that sends every connection `chunk` bytes of one repeating 64 KiB
+    pattern each `period` seconds, as long as the connection takes them (non-blocking
+    sends; a small SO_SNDBUF so that a proxy which stops reading blocks it soon).
+    Chunks stay below the copy engine's 32 KiB buffer, as the attack's 16 KiB every
+    50 ms did, so that `auto` keeps such tunnels on the copy engine. One thread for all
+    connections. blocked() counts connections whose last send found no room;
+    finish() stops sending and half-closes every connection, so that a client can
+    read to EOF and compare what it got with sent[i] bytes of the pattern."""
+
+    def __init__(self, ctx, chunk=12 << 10, period=0.05):
+        self.block = os.urandom(1 << 16)
+        self._twice = memoryview(self.block * 2)
+        self.chunk, self.period = chunk, period
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(1024)
+        self.lsock.setblocking(False)
+        self.port = self.lsock.getsockname()[1]
+        self.conns, self.sent, self.stuck = [], [], []
+        self._stop = self._finish = False
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="trickle")
+        self.thread.start()
+        ctx.defer(self.stop)
+
+    def _loop(self):
+        while not self._stop:
+            while True:
+                try:
+                    c, _ = self.lsock.accept()
+                except (BlockingIOError, OSError):
+                    break
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+                c.setblocking(False)
+                with self._lock:
+                    self.conns.append(c)
+                    self.sent.append(0)
+                    self.stuck.append(False)
+            if self._finish:
+                for c in self.conns:
+                    try:
+                        c.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                self._done.set()
+                return
+            for i, c in enumerate(self.conns):
+                off = self.sent[i] % len(self.block)
+                try:
+                    n = c.send(self._twice[off:off + self.chunk])
+                    self.sent[i] += n
+                    self.stuck[i] = False
+                except BlockingIOError:
+                    self.stuck[i] = True
+                except OSError:
+                    self.stuck[i] = False
+            time.sleep(self.period)
+
+    def blocked(self):
+        with self._lock:
+            return sum(self.stuck)
+
+    def finish(self, timeout=5.0):
+        self._finish = True
+        check(self._done.wait(timeout), "the trickle target did not stop sending")
+
+    def check_chunk(self, b, got, what):
+        """b was read at offset got of a connection's stream: it must be the pattern's."""
+        off = got % len(self.block)
+        if len(b) <= len(self.block):
+            want = bytes(self._twice[off:off + len(b)])
+        else:
+            want = (self.block[off:] + self.block * (len(b) // len(self.block) + 2))[:len(b)]
+        check(b == want, "%s: byte mismatch in the %d bytes after offset %d" % (what, len(b), got))
+
+    def expect_stream(self, s, i, what):
+        """Read connection i's stream to EOF on s; it must be exactly the sent[i] bytes
+        of the pattern."""
+        got = 0
+        while True:
+            b = s.recv(1 << 20)
+            if not b:
+                break
+            self.check_chunk(b, got, what)
+            got += len(b)
+        check(got == self.sent[i], "%s: read %d bytes to EOF, the target had sent %d"
+              % (what, got, self.sent[i]))
+
+    def stop(self):
+        self._stop = True
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.lsock.close()
+
+
+def slow_reader(ctx, p, port):
+    """A SOCKS5 tunnel whose client will never read: a 2 KiB receive buffer and, so that
+    the kernel between proxy and client holds only tens of KiB and the proxy's send
+    blocks at once, a 536-byte MSS (the proxy's send buffer towards such a client stays
+    small). Returns the socket once the CONNECT reply is read."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ctx.defer(s.close)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+    s.settimeout(10)
+    s.connect(p.addr)
+    s.sendall(GREETING + request("127.0.0.1", port))
+    r = recv_exact(s, 12, "method and CONNECT replies")
+    check(r[:2] == b"\x05\x00" and r[3] == 0, "replies %s, expected 05 00 then success" % hexb(r))
+    return s
+
+
+@case("slow_readers_leave_copy_buffers_free")
+def slow_readers_leave_copy_buffers_free(ctx):
+    """--bufs 16 on each of 2 shards, and 128 tunnels whose clients never read while
+    their targets keep sending (issue #9 item 6): every blocked send used to hold one of
+    its shard's copy buffers until the client read, so once each shard had 16 of them
+    no copy-engine tunnel of the shard got any data. Now a blocked direction keeps its
+    bytes in memory of its own and gives the buffer back: a fresh tunnel must echo
+    64 KiB at once, and the slow clients, once they read, get their streams intact."""
+    need_ringsocks()
+    n = 128
+    trickle = TrickleTarget(ctx)
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--shards", "2", "--bufs", "16"))
+    slow = [slow_reader(ctx, p, trickle.port) for _ in range(n)]
+    # Every slow tunnel's direction towards its client is stuck once its target finds
+    # no room (the proxy stopped reading it): wait for nearly all of them.
+    stuck = wait_until(lambda: trickle.blocked() >= n - 4, 20, 0.1)
+    check(stuck, "only %d of %d trickle targets were blocked after 20 s" % (trickle.blocked(), n))
+    for k in range(3):
+        s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port, timeout=5)
+        try:
+            echo_roundtrip(s, 64 << 10)
+        except (Fail, OSError) as e:
+            raise Fail("fresh tunnel %d with %d slow readers holding their tunnels: %s "
+                       "(the shard's copy buffers are all held by blocked sends)" % (k, n, e))
+        s.close()
+    p.check_alive()
+    st, body, _ = admin_request(p, "GET", "/metrics")
+    check(st == 200, "GET /metrics answered %d" % st)
+    m = parse_prometheus(body)
+    spills = metric(m, "ringsocks_relay_spills_total")
+    held = metric(m, "ringsocks_relay_spilled_bytes")
+    if ctx.relay == "splice":
+        check(not spills, "relay splice counted %r spills; it holds no copy buffer" % spills)
+    else:
+        # Each blocked copy tunnel spilled and holds what it could not send (under auto,
+        # one that read a full buffer on a busy machine may have moved on to splice).
+        least = n - 4 if ctx.relay == "copy" else 1
+        check(spills is not None and spills >= least and held and held > 0,
+              "ringsocks_relay_spills_total %r, ringsocks_relay_spilled_bytes %r with %d "
+              "blocked slow readers" % (spills, held, n))
+    # The slow clients still have their tunnels and every byte, in order. Each
+    # CONNECT reply came only after the proxy's connection to the target was
+    # established, and the next client started after it: the target accepted them
+    # in the clients' order, so slow[k] reads the stream of trickle.conns[k].
+    trickle.finish()
+    for k, s in enumerate(slow[:8]):
+        s.settimeout(20)
+        trickle.expect_stream(s, k, "slow client %d" % k)
+
+
+def closed_by_proxy(s, timeout):
+    """Seconds until the proxy closed s, a client socket with unread data queued (so
+    no EOF can be read): a reset or a FIN shows as POLLERR, POLLHUP or POLLRDHUP.
+    None if neither came within timeout."""
+    pl = select.poll()
+    pl.register(s.fileno(), select.POLLERR | select.POLLHUP | select.POLLRDHUP)
+    t0 = time.monotonic()
+    return time.monotonic() - t0 if pl.poll(timeout * 1000) else None
+
+
+class SteadyReader:
+    """Reads a tunnel from the trickle target slowly but steadily (what its 2 KiB
+    receive buffer holds, every 20 ms, below the rate the target sends): the proxy's
+    sends towards it always wait, and always make progress. Verifies every byte."""
+
+    def __init__(self, trickle, s):
+        self.trickle, self.s = trickle, s
+        self.got, self.error = 0, None
+        self._stop = threading.Event()
+        s.setblocking(False)
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="steady")
+        self.thread.start()
+
+    def _loop(self):
+        try:
+            while not self._stop.wait(0.02):
+                while True:
+                    try:
+                        b = self.s.recv(65536)
+                    except BlockingIOError:
+                        break
+                    if not b:
+                        raise Fail("EOF after %d bytes" % self.got)
+                    self.trickle.check_chunk(b, self.got, "steady reader")
+                    self.got += len(b)
+        except (Fail, OSError) as e:
+            self.error = e
+
+    def stop(self):
+        self._stop.set()
+        self.thread.join(5)
+
+
+def log_line_for(log, port, timeout=5.0):
+    """The access-log record (logfmt) of the tunnel whose client used local port port."""
+    def get():
+        try:
+            with open(log) as f:
+                lines = f.read().split("\n")[:-1]
+        except FileNotFoundError:
+            return None
+        for l in lines:
+            rec = parse_logfmt(l)
+            if str(rec.get("client", "")).endswith(":%d" % port):
+                return rec
+        return None
+    return wait_until(get, timeout, 0.05)
+
+
+@case("write_timeout_closes_stalled_tunnel")
+def write_timeout_closes_stalled_tunnel(ctx):
+    """--write-timeout 2: a client that stops reading while its target sends is cut
+    off 2 s after the proxy's send towards it stalled (plus a tick), with a reset
+    (a FIN would queue behind the bytes it never reads), and the access log says
+    end=write_timeout. An idle tunnel (nothing pending) outlives it, and so does a
+    tunnel whose client reads slowly but steadily: it waits, and keeps writing."""
+    need_ringsocks()
+    log = ctx.path("access.log")
+    trickle = TrickleTarget(ctx)
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--write-timeout", "2", "--access-log", log, "--log-format", "logfmt"))
+    idle, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+    echo_roundtrip(idle, 1000)
+    steady = SteadyReader(trickle, slow_reader(ctx, p, trickle.port))
+    ctx.defer(steady.stop)
+    t0 = time.monotonic()
+    stalled = slow_reader(ctx, p, trickle.port)
+    took = closed_by_proxy(stalled, 10)
+    check(took is not None, "a client that reads nothing was not closed within 10 s with "
+          "--write-timeout 2")
+    took = time.monotonic() - t0
+    # Never early (the stall began after t0, the stamps are floored to 100 ms); late by at
+    # most the time the first send took to block, the 250 ms tick, and scheduling.
+    check(1.9 <= took <= 4.5, "a client that reads nothing was closed %.2f s after its "
+          "tunnel opened, expected 2-4.5 s with --write-timeout 2" % took)
+    rec = log_line_for(log, stalled.getsockname()[1])
+    check(rec is not None, "no access-log line for the stalled tunnel")
+    check(rec.get("end") == "write_timeout", "the stalled tunnel's log line says end=%s, "
+          "expected write_timeout" % rec.get("end"))
+    # The idle tunnel and the steady reader live on past twice the timeout.
+    time.sleep(max(0.0, 4.5 - (time.monotonic() - t0)))
+    tunnel_ok = True
+    try:
+        echo_roundtrip(idle, 1000)
+    except (Fail, OSError) as e:
+        tunnel_ok = e
+    check(tunnel_ok is True, "an idle tunnel (nothing pending) stopped working %.1f s into "
+          "--write-timeout 2: %s" % (time.monotonic() - t0, tunnel_ok))
+    steady.stop()
+    check(steady.error is None, "the steady reader's tunnel broke after %d bytes: %s"
+          % (steady.got, steady.error))
+    check(steady.got > 0, "the steady reader got no data")
+    st, body, _ = admin_request(p, "GET", "/metrics")
+    check(st == 200, "GET /metrics answered %d" % st)
+    n = metric(parse_prometheus(body), "ringsocks_connections_ended_total", reason="write_timeout")
+    check(n == 1, "ringsocks_connections_ended_total{reason=\"write_timeout\"} is %r, expected 1"
+          % n)
+
+
+@case("write_timeout_reload")
+def write_timeout_reload(ctx):
+    """write_timeout is reloadable and counts from when a direction stalled, even
+    before the reload: a tunnel stalled for 3 s under write_timeout = 0 (never) is
+    closed within a tick or two of a reload to write_timeout = 2."""
+    need_ringsocks()
+    need_option("--config")
+    trickle = TrickleTarget(ctx)
+    path = ctx.path("ringsocks.conf")
+
+    def conf(secs):
+        with open(path + ".tmp", "w") as f:
+            f.write("write_timeout = %d;\n" % secs)
+        os.rename(path + ".tmp", path)
+    conf(0)
+    p = ctx.proxy(args=("-c", path))
+    stalled = slow_reader(ctx, p, trickle.port)
+    check(wait_until(lambda: trickle.blocked() >= 1, 10, 0.05),
+          "the target of a client that reads nothing was never blocked")
+    took = closed_by_proxy(stalled, 3)
+    check(took is None, "write_timeout = 0: a stalled tunnel was closed after %.1f s" % (took or 0))
+    conf(2)
+    st, body, _ = admin_request(p, "POST", "/reload")
+    check(st == 200, "POST /reload answered %d: %r" % (st, body))
+    took = closed_by_proxy(stalled, 5)
+    check(took is not None, "a tunnel stalled for over 3 s was not closed within 5 s of a "
+          "reload to write_timeout = 2")
+    check(took < 1.5, "a tunnel stalled for over 3 s was closed %.1f s after a reload to "
+          "write_timeout = 2, expected at the next tick" % took)

@@ -147,6 +147,7 @@ static const char all_keys[] =
     "handshake_timeout = 5;\n"
     "connect_timeout = 7;\n"
     "idle_timeout = 0;\n"
+    "write_timeout = 30;\n"
     "bind_timeout = 60;\n"
     "drain_timeout = 45;\n"
     "max_conns = 100000;\n"
@@ -203,6 +204,7 @@ test_all_keys(void **state)
     assert_int_equal(o.handshake_timeout_s, 5);
     assert_int_equal(o.connect_timeout_s, 7);
     assert_int_equal(o.idle_timeout_s, 0);
+    assert_int_equal(o.write_timeout_s, 30);
     assert_int_equal(o.bind_timeout_s, 60);
     assert_int_equal(o.drain_timeout_s, 45);
     assert_int_equal(o.max_conns, 100000);
@@ -275,6 +277,8 @@ test_absent_keys_keep_defaults(void **state)
     assert_int_equal(load_text("shards = 3;   # only this\n", &o, &acl, err, sizeof(err)), 0);
     assert_memory_equal(&o, &want, sizeof(o));
     assert_string_equal(o.users_path, "/from/the/command/line");
+    /* Below idle_timeout by design: a peer that reads nothing must not hold memory for hours. */
+    assert_int_equal(o.write_timeout_s, 120);
     assert_int_equal(acl_count(acl), 1);
     acl_free(acl);
 }
@@ -632,6 +636,9 @@ test_out_of_range(void **state)
              "@:11: busy_poll: 100001 is not in 0..100000\n"
              "@:12: handshake_slots: 1048577 is not in 0..1048576\n"
              "@:13: auth_fail_budget: 1000001 is not in 0..1000000");
+    /* 0 (never) and a day are in range; beyond a day is a typo, not a policy. */
+    load_bad("write_timeout = 86401;\n", "@:1: write_timeout: 86401 is not in 0..86400");
+    load_bad("write_timeout = -1;\n", "@:1: write_timeout: -1 is not in 0..86400");
     /* 0 is in range for both (never spin; min(max_conns, 4096) slots): below it. */
     load_bad("busy_poll = -1;\nhandshake_slots = -1;\n",
              "@:1: busy_poll: -1 is not in 0..100000\n"

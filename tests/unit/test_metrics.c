@@ -63,6 +63,7 @@ setup(void **state)
     a->st.ended[END_DONE] = 800;
     b->st.ended[END_DONE] = 11;
     b->st.ended[END_HS_TIMEOUT] = 4;
+    a->st.ended[END_WRITE_TIMEOUT] = 5;
     a->st.bytes[DIR_C2T] = 1ull << 40;
     b->st.bytes[DIR_C2T] = 1;
     a->st.bytes[DIR_T2C] = 123456789;
@@ -91,6 +92,10 @@ setup(void **state)
     a->st.pipe_small = 3;
     b->st.pipe_small = 4;
     b->st.splice_switches = 5;
+    a->st.spills = 9;
+    b->st.spills = 2;
+    a->st.spilled_bytes = 32768;
+    b->st.spilled_bytes = 100;
     a->st.hs_waits = 6;
     b->st.auth_coalesced = 8;
     a->st.close_cancels = 13;
@@ -180,6 +185,7 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_connections_open"), "12");
     assert_string_equal(sample(t, ended(END_DONE)), "811");
     assert_string_equal(sample(t, ended(END_HS_TIMEOUT)), "4");
+    assert_string_equal(sample(t, ended(END_WRITE_TIMEOUT)), "5");
     assert_string_equal(sample(t, ended(END_SHUTDOWN)), "0");
     assert_string_equal(sample(t, ended(END_NONE)), "0");
     size_t reasons = 0;
@@ -220,6 +226,8 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_pipe_fallbacks_total"), "12");
     assert_string_equal(sample(t, "ringsocks_pipes_small_total"), "7");
     assert_string_equal(sample(t, "ringsocks_relay_splice_switches_total"), "5");
+    assert_string_equal(sample(t, "ringsocks_relay_spills_total"), "11");
+    assert_string_equal(sample(t, "ringsocks_relay_spilled_bytes"), "32868");
     assert_string_equal(sample(t, "ringsocks_handshake_waits_total"), "6");
     assert_string_equal(sample(t, "ringsocks_auth_coalesced_total"), "8");
     assert_string_equal(sample(t, "ringsocks_close_cancels_total"), "13");
