@@ -393,6 +393,7 @@ struct shard {
     _Atomic uint64_t drain_deadline_ms; /* CLOCK_MONOTONIC ms: then close the rest */
     /* written by the shard, read by the control thread */
     atomic_bool exited;              /* the loop has ended */
+    _Atomic uint64_t pol_seen;       /* the policy generation its tunnels were checked against */
 };
 
 #endif

@@ -427,6 +427,8 @@ shard_main(void *arg)
         if (sh->pol->gen != sh->pol_gen) {
             sh->pol_gen = sh->pol->gen;
             conn_policy_changed(sh);
+            /* The control thread waits for this to report what a reload revoked. */
+            atomic_store_explicit(&sh->pol_seen, sh->pol_gen, memory_order_release);
         }
         if (!sh->draining && atomic_load_explicit(&sh->drain, memory_order_acquire))
             begin_drain(sh);
@@ -485,6 +487,7 @@ shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hos
     atomic_init(&sh->drain, false);
     atomic_init(&sh->drain_deadline_ms, 0);
     atomic_init(&sh->exited, false);
+    atomic_init(&sh->pol_seen, 0);
     sh->ls = calloc(n_listen, sizeof(*sh->ls));
     if (!sh->ls)
         return -ENOMEM;
