@@ -413,6 +413,7 @@ shard_main(void *arg)
     rcu_register_thread();
     sh->pol = rcu_dereference(*sh->ppol);
     sh->pol_gen = sh->pol->gen;
+    atomic_store_explicit(&sh->pol_seen, sh->pol_gen, memory_order_release);
     ctx->err = shard_setup(sh);
     int err = ctx->err;
     sem_post(&ctx->done); /* ctx is gone after this */
