@@ -42,11 +42,15 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 BENCH_BINS := $(BUILD)/socksload
 
-.PHONY: all run test unit integration deps deps-build deps-test clean
+.PHONY: all run test unit integration deps deps-build deps-test clean check-headers
 all: $(BUILD)/ringsocks $(BENCH_BINS)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard include/*.h src/*.h) | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c -o $@ $<
+# -MMD -MP: each object records the headers it read (obj/X.d), so a changed header rebuilds
+# what includes it and nothing else.
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(wildcard $(BUILD)/obj/*.d)
 
 $(BUILD)/ringsocks: $(MAIN_OBJ) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
@@ -63,7 +67,8 @@ $(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/
 $(BUILD)/tests/test_socks5: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_admin: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_socks4: $(BUILD)/obj/socks5.o $(BUILD)/obj/hostname.o
-$(BUILD)/tests/test_log: $(BUILD)/obj/addr.o
+$(BUILD)/tests/test_log: $(BUILD)/obj/addr.o $(BUILD)/obj/conn_end.o
+$(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o
 # The password checker with its real crypt(3) worker; shard_sqe() and session_on_auth() are faked.
 $(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
@@ -72,6 +77,13 @@ $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 
 $(BUILD) $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
+
+# Every header compiles on its own (it includes what it uses): tests/run.sh counts it.
+check-headers:
+	@fail=0; for h in include/*.h; do \
+		printf '#include "%s"\n' "$${h#include/}" | \
+		$(CC) $(CFLAGS) -fsyntax-only -x c - || { echo "FAIL $$h does not compile alone"; fail=1; }; \
+	done; [ $$fail = 0 ] && echo "PASS check-headers: $$(ls include/*.h | wc -l) headers compile alone"
 
 deps:
 	@tools/install-deps.sh all

@@ -38,15 +38,15 @@ void authq_fini(struct shard *sh);
 enum authq_result {
     AUTHQ_CLOSE = -2,  /* no verdict possible (out of memory): close without an answer */
     AUTHQ_FAIL = -1,   /* answer failure now */
-    AUTHQ_PENDING = 0, /* session_on_auth(sh, cookie, ok) follows, or authq_cancel() */
+    AUTHQ_PENDING = 0, /* conn_authed(sh, cookie, ok) follows, or authq_cancel() */
     AUTHQ_OK = 1,      /* answer success now */
 };
 
 /*
- * Check cred for the connection identified by cookie, coming from client
+ * Check cred for the connection identified by cookie (a conn_ref()), coming from client
  * (unmapped). waiter names the connection's place while it waits (its
  * handshake context): one check per waiter at a time; the same waiter is
- * free again after session_on_auth() or authq_cancel(). cred is only read
+ * free again after conn_authed() or authq_cancel(). cred is only read
  * during the call (the caller wipes the password afterwards).
  */
 enum authq_result authq_check(struct shard *sh, uint32_t waiter, uint64_t cookie,

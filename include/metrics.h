@@ -9,7 +9,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct shard;
+struct shard_stats;
+
+/* What the metrics read of one shard: its counters and its open-connection count. */
+struct metrics_shard {
+    unsigned id;
+    const struct shard_stats *st;
+    const uint32_t *n_open;
+};
 
 /* Counters that belong to the control thread. */
 struct ctl_stats {
@@ -29,7 +36,7 @@ struct ctl_stats {
  * in between, so loop). buf may be NULL with cap 0 to ask for the length.
  * shards is the array of n_shards shards; cs the control thread's counters.
  */
-size_t metrics_render(char *buf, size_t cap, const struct shard *shards, unsigned n_shards,
+size_t metrics_render(char *buf, size_t cap, const struct metrics_shard *shards, unsigned n_shards,
                       const struct ctl_stats *cs);
 
 #endif

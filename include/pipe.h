@@ -8,7 +8,11 @@
 
 #include <stdbool.h>
 
-#include "shard_types.h"
+struct pipe_pool {
+    int (*fds)[2];
+    unsigned n, cap;
+    unsigned size; /* bytes per pipe */
+};
 
 int pipe_pool_init(struct pipe_pool *pp, unsigned cap, unsigned size);
 void pipe_pool_fini(struct pipe_pool *pp);

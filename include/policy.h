@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "addr.h"
 #include "opts.h"
 
 struct acl;
@@ -36,5 +37,27 @@ struct policy {
 struct policy *policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t gen);
 /* Control thread, after a grace period: free the snapshot and what it owns. */
 void policy_free(struct policy *p);
+
+/* One request (or one UDP datagram, or a declared UDP source) as the rules see it. */
+struct policy_req {
+    const union sockaddr_inx *client;
+    uint8_t cmd;                    /* SOCKS5_CMD_* (anything else counts as CONNECT) */
+    const char *user;               /* authenticated user, or NULL */
+    const union sockaddr_inx *dest; /* the address to be reached, or NULL: not known yet */
+    const char *host;               /* the name asked for, or NULL */
+    uint16_t port;
+};
+
+/*
+ * Any thread, with p read-only: may r go ahead? An unspecified destination
+ * (0.0.0.0, ::, ::ffff:0.0.0.0) never may: Linux connects it to the local
+ * host. A CONNECT to one of the proxy's own addresses (o->self: listeners,
+ * the admin endpoint; a wildcard listener is every local address of its
+ * family) may only when the allowing rule names it in "to". Otherwise the
+ * first matching rule decides (acl_match()); no rules: allowed. *flags (may
+ * be NULL) gets the admitting rule's ACL_RF_* flags, 0 when none.
+ */
+bool policy_allows(const struct policy *p, const struct opts *o, const struct policy_req *r,
+                   uint8_t *flags);
 
 #endif

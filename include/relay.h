@@ -1,25 +1,27 @@
 /*
- * relay.h - the two relay engines (splice chains through pooled pipes, and
- * copies through a provided buffer ring): half-close, back-pressure, byte
- * counts. Shard thread only.
+ * relay.h - the relay phase: moves bytes between a connected client and
+ * target with the splice or the copy engine (relay.c): half-close,
+ * back-pressure, byte counts, write_timeout. Shard thread only.
  */
 #ifndef RINGSOCKS_RELAY_H
 #define RINGSOCKS_RELAY_H
 
-#include "shard_types.h"
+#include "conn.h"
 
+struct shard;
+
+/* Main thread, before the shard starts / after it stopped: buffer ring and pipe pool. */
 int relay_init(struct shard *sh);
 void relay_fini(struct shard *sh);
 
-/* c->cfd and c->tfd are connected: start both directions. */
+extern const struct conn_phase relay_phase;
+
+/* c->cfd and c->tfd are connected and the reply is out: relay both directions. */
 void relay_start(struct shard *sh, struct conn *c);
-/* A completion of a relay op (also while c is closing: results are accounted). */
-void relay_on_cqe(struct shard *sh, struct conn *c, unsigned op, unsigned dir, int res,
-                  unsigned cqe_flags);
 /* After each batch of completions: copy buffers free in the ring wake as
  * many of the directions queued for one, oldest first. */
 void relay_batch_end(struct shard *sh);
-/* The slot is being freed: give back pipes and buffers. */
-void relay_release(struct shard *sh, struct conn *c);
+/* Every tick: write_timeout. */
+void relay_tick(struct shard *sh);
 
 #endif

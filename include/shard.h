@@ -26,12 +26,6 @@ void shard_wake(struct shard *sh);
 /* Main thread: wait for the thread, then free what the shard owned. */
 void shard_join(struct shard *sh);
 
-/* Shard thread: a free SQE, submitting the queue first if it is full. */
-struct io_uring_sqe *shard_sqe(struct shard *sh);
-/* Shard thread: a connection closed; accepting may resume. */
-void shard_accept_resume(struct shard *sh);
-/* Shard thread: a connection closed; wake the other shards paused by max_conns. */
-void shard_room_freed(struct shard *sh);
 /* Before the shards start: let each see the others' open-connection counts,
  * so max_conns limits all of them together. */
 void shard_set_peers(struct shard *shards, unsigned n);

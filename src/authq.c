@@ -38,8 +38,9 @@
 #include "authcache.h"
 #include "clients.h"
 #include "policy.h"
-#include "session.h"
-#include "shard.h"
+#include "conn.h"
+#include "ring.h"
+#include "shard_types.h"
 #include "users.h"
 
 #define RING_SLOTS 16 /* per SPSC ring, a power of two >= AUTHQ_WINDOW */
@@ -399,9 +400,9 @@ void
 authq_arm(struct shard *sh)
 {
     struct authq *q = sh->authq;
-    struct io_uring_sqe *sqe = shard_sqe(sh);
+    struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
     io_uring_prep_read(sqe, q->resp_fd, &q->resp_val, sizeof(q->resp_val), 0);
-    io_uring_sqe_set_data64(sqe, ud_make(OP_AUTH, 0, 0));
+    io_uring_sqe_set_data64(sqe, ud_make(OP_AUTH, 0, 0, 0));
 }
 
 enum authq_result
@@ -527,7 +528,7 @@ authq_on_cqe(struct shard *sh)
         while ((wi = j->waiters) != NIL) {
             uint64_t cookie = q->w[wi].cookie;
             waiter_remove(q, wi);
-            session_on_auth(sh, cookie, j->ok);
+            conn_authed(sh, cookie, j->ok);
         }
         job_free(q, j);
     }

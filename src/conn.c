@@ -1,59 +1,36 @@
 /*
  * conn.c - connection slots of a shard: generations, in-flight counts,
- * timer lists, completion dispatch and the one close path.
+ * timer lists, the one close path, and the routing of every event of a
+ * connection to the phase it is in (conn.h).
  *
  * Shard thread only. A slot is freed (fds closed, generation bumped) only
  * when no operation of it is in flight, so no completion, linked SQE or
- * cancellation can ever act on an fd number that was reused.
+ * cancellation can ever act on an fd number that was reused. It must never
+ * name a phase: it calls up only through c->phase.
  */
 #include "conn.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
-#include "relay.h"
-#include "session.h"
 #include "policy.h"
-#include "shard.h"
-#include "udp.h"
+#include "ring.h"
+#include "shard_types.h"
 #include "users.h"
+
+_Static_assert(DIR_C2T == STAT_UP && DIR_T2C == STAT_DOWN, "stats count bytes by direction");
 
 /* Seconds a closing connection may wait for its ops before they are cancelled. */
 #define CLOSE_CANCEL_S 2
-
-static const char *const end_names[END__COUNT] = {
-    [END_NONE] = "none",
-    [END_DONE] = "done",
-    [END_CLIENT_EOF] = "client_eof",
-    [END_CLIENT_ERR] = "client_error",
-    [END_TARGET_ERR] = "target_error",
-    [END_PROTOCOL] = "protocol_error",
-    [END_REPLY_ERR] = "error_reply",
-    [END_HS_TIMEOUT] = "handshake_timeout",
-    [END_IDLE_TIMEOUT] = "idle_timeout",
-    [END_WRITE_TIMEOUT] = "write_timeout",
-    [END_RESOURCE] = "resource_limit",
-    [END_AUTH_FAILED] = "auth_failed",
-    [END_DENIED] = "denied",
-    [END_REVOKED] = "revoked",
-    [END_BIND_TIMEOUT] = "bind_timeout",
-    [END_SHUTDOWN] = "shutdown",
-    [END_BAD_NAME] = "bad_name",
-    [END_CLIENT_LIMIT] = "client_limit",
-};
-
-const char *
-conn_end_str(enum conn_end why)
-{
-    return (unsigned)why < END__COUNT ? end_names[why] : "unknown";
-}
 
 int
 conn_table_init(struct shard *sh, uint32_t n_slots)
@@ -81,7 +58,6 @@ conn_table_init(struct shard *sh, uint32_t n_slots)
     sh->n_open = 0;
     for (int i = 0; i < TL__COUNT; i++)
         sh->head[i] = sh->tail[i] = CONN_NIL;
-    sh->stall_head = sh->stall_tail = CONN_NIL;
     return 0;
 }
 
@@ -96,7 +72,7 @@ conn_table_fini(struct shard *sh)
 }
 
 struct conn *
-conn_alloc(struct shard *sh)
+conn_alloc(struct shard *sh, const struct conn_phase *phase)
 {
     uint32_t slot;
     if (sh->n_free)
@@ -110,6 +86,8 @@ conn_alloc(struct shard *sh)
     uint32_t gen = c->gen;
     memset(c, 0, sizeof(*c));
     c->gen = gen;
+    c->slot = slot;
+    c->phase = phase;
     c->state = CONN_HANDSHAKE;
     c->rep = -1;
     c->cfd = c->tfd = -1;
@@ -123,10 +101,10 @@ conn_alloc(struct shard *sh)
 }
 
 struct io_uring_sqe *
-conn_sqe(struct shard *sh, struct conn *c, unsigned op)
+conn_sqe(struct shard *sh, struct conn *c, unsigned op, unsigned arg)
 {
-    struct io_uring_sqe *sqe = shard_sqe(sh);
-    io_uring_sqe_set_data64(sqe, ud_make(op, conn_slot(sh, c), c->gen));
+    struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
+    io_uring_sqe_set_data64(sqe, conn_ud(c, op, arg));
     c->inflight++;
     STAT_INC(sh->st.inflight);
     return sqe;
@@ -153,7 +131,7 @@ tl_unlink(struct shard *sh, struct conn *c)
 static void
 tl_append(struct shard *sh, struct conn *c, enum tlist_id tl, uint32_t stamp)
 {
-    uint32_t slot = conn_slot(sh, c);
+    uint32_t slot = c->slot;
     c->tlist = (uint8_t)tl;
     c->stamp_ds = stamp;
     c->tnext = CONN_NIL;
@@ -175,90 +153,6 @@ conn_timer_set(struct shard *sh, struct conn *c, enum tlist_id tl)
 }
 
 /*
- * The write-stall list: relay directions whose pending bytes wait for their
- * destination, a node per direction (slot << 1 | dir) so that each has its
- * own stamp. Every append is stamped now and the clock never goes back, so
- * the list stays ordered and expiry looks only at the head: exact to the
- * 100 ms of the stamps, O(1) per event, whatever write_timeout a reload sets.
- * (The idle list's lazy requeue by last activity would not keep it ordered.)
- */
-static struct relay_dir *
-stall_dir(struct shard *sh, uint32_t node)
-{
-    return &sh->conns[node >> 1].dir[node & 1];
-}
-
-static void
-stall_unlink(struct shard *sh, struct conn *c, unsigned d)
-{
-    struct relay_dir *rd = &c->dir[d];
-    if (!(rd->flags & RD_STALLED))
-        return;
-    if (rd->sprev != CONN_NIL)
-        stall_dir(sh, rd->sprev)->snext = rd->snext;
-    else
-        sh->stall_head = rd->snext;
-    if (rd->snext != CONN_NIL)
-        stall_dir(sh, rd->snext)->sprev = rd->sprev;
-    else
-        sh->stall_tail = rd->sprev;
-    rd->sprev = rd->snext = CONN_NIL;
-    rd->flags &= (uint16_t)~RD_STALLED;
-}
-
-static void
-stall_append(struct shard *sh, struct conn *c, unsigned d)
-{
-    struct relay_dir *rd = &c->dir[d];
-    uint32_t node = conn_slot(sh, c) << 1 | d;
-    rd->flags |= RD_STALLED;
-    rd->stall_ds = sh->now_ds;
-    rd->snext = CONN_NIL;
-    rd->sprev = sh->stall_tail;
-    if (sh->stall_tail != CONN_NIL)
-        stall_dir(sh, sh->stall_tail)->snext = node;
-    else
-        sh->stall_head = node;
-    sh->stall_tail = node;
-}
-
-void
-conn_stall_wait(struct shard *sh, struct conn *c, unsigned d)
-{
-    if (!(c->dir[d].flags & RD_STALLED) && c->state == CONN_RELAY)
-        stall_append(sh, c, d);
-}
-
-void
-conn_stall_wrote(struct shard *sh, struct conn *c, unsigned d)
-{
-    struct relay_dir *rd = &c->dir[d];
-    if (!(rd->flags & RD_STALLED))
-        return;
-    stall_unlink(sh, c, d);
-    if (rd->pending)
-        stall_append(sh, c, d);
-}
-
-/* Close the tunnels whose oldest waiting direction wrote nothing for write_timeout. */
-static void
-stall_expire(struct shard *sh)
-{
-    uint32_t to = (uint32_t)sh->pol->write_timeout_s * 10;
-    if (to == 0)
-        return;
-    while (sh->stall_head != CONN_NIL) {
-        struct conn *c = &sh->conns[sh->stall_head >> 1];
-        /* "<=": both stamps are floored to 100 ms, so this never fires early. */
-        if (sh->now_ds - stall_dir(sh, sh->stall_head)->stall_ds <= to)
-            break;
-        stall_unlink(sh, c, DIR_C2T);
-        stall_unlink(sh, c, DIR_T2C);
-        conn_close(sh, c, END_WRITE_TIMEOUT);
-    }
-}
-
-/*
  * The slow path: cancel everything on fd. Cancelling by fd cannot use
  * io_uring's cancel hash (keyed by user_data) and walks every pending poll
  * of the ring, so it only runs for a connection that shutdown() did not
@@ -269,7 +163,7 @@ cancel_fd(struct shard *sh, struct conn *c, int fd)
 {
     if (fd < 0)
         return;
-    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL);
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL, 0);
     io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
 }
 
@@ -290,6 +184,20 @@ tl_timeout(const struct shard *sh, enum tlist_id tl)
         return (uint32_t)CLOSE_CANCEL_S * 10;
     default:
         return 0;
+    }
+}
+
+/* A timer list's own reason, when the phase has nothing to do but close. */
+static enum conn_end
+tl_reason(enum tlist_id tl)
+{
+    switch (tl) {
+    case TL_IDLE:
+        return END_IDLE_TIMEOUT;
+    case TL_BIND:
+        return END_BIND_TIMEOUT;
+    default:
+        return END_HS_TIMEOUT;
     }
 }
 
@@ -317,13 +225,25 @@ conn_timers_run(struct shard *sh)
                 cancel_fd(sh, c, c->cfd);
                 cancel_fd(sh, c, c->tfd);
                 tl_append(sh, c, TL_CLOSING, sh->now_ds);
-            } else if (tl == TL_CONNECT || tl == TL_BIND)
-                session_connect_timeout(sh, c);
-            else
-                conn_close(sh, c, tl == TL_IDLE ? END_IDLE_TIMEOUT : END_HS_TIMEOUT);
+            } else if (c->phase->on_timeout) {
+                c->phase->on_timeout(sh, c, (enum tlist_id)tl);
+            } else {
+                conn_close(sh, c, tl_reason((enum tlist_id)tl));
+            }
         }
     }
-    stall_expire(sh);
+}
+
+struct conn *
+conn_timer_first(struct shard *sh, enum tlist_id tl)
+{
+    return sh->head[tl] != CONN_NIL ? &sh->conns[sh->head[tl]] : NULL;
+}
+
+struct conn *
+conn_timer_next(struct shard *sh, const struct conn *c)
+{
+    return c->tnext != CONN_NIL ? &sh->conns[c->tnext] : NULL;
 }
 
 /* One access-log line per connection, handed to the writer thread. */
@@ -365,11 +285,10 @@ static void
 conn_free(struct shard *sh, struct conn *c)
 {
     tl_unlink(sh, c);
-    stall_unlink(sh, c, DIR_C2T);
-    stall_unlink(sh, c, DIR_T2C);
-    session_release(sh, c);
-    relay_release(sh, c);
-    udp_release(sh, c);
+    if (c->phase && c->phase->release)
+        c->phase->release(sh, c);
+    for (int w = 0; w < CLIENT__COUNT; w++)
+        conn_client_put(sh, c, (enum client_count)w);
     if (c->cfd >= 0)
         close(c->cfd);
     if (c->tfd >= 0)
@@ -389,11 +308,13 @@ conn_free(struct shard *sh, struct conn *c)
     STAT_ADD(sh->st.bytes[DIR_C2T], c->dir[DIR_C2T].bytes);
     STAT_ADD(sh->st.bytes[DIR_T2C], c->dir[DIR_T2C].bytes);
     c->state = CONN_FREE;
+    c->phase = NULL;
     c->gen++;
-    sh->free_slots[sh->n_free++] = conn_slot(sh, c);
+    sh->free_slots[sh->n_free++] = c->slot;
     STAT_DEC(sh->n_open);
-    shard_accept_resume(sh);
-    shard_room_freed(sh);
+    /* Accepting may resume and paused peers may be woken: the shard does both once per
+     * batch of completions (shard.c), not once per slot. */
+    sh->room_freed = true;
 }
 
 /*
@@ -424,8 +345,6 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
     c->state = CONN_CLOSING;
     c->end = (uint8_t)why;
     tl_unlink(sh, c);
-    stall_unlink(sh, c, DIR_C2T);
-    stall_unlink(sh, c, DIR_T2C);
     /* write_timeout: a FIN would queue behind the bytes the peer does not take, and
      * the kernel would keep the orphaned socket and its buffers while it probes. */
     bool abort = why == END_CLIENT_ERR || why == END_TARGET_ERR || why == END_WRITE_TIMEOUT;
@@ -466,7 +385,7 @@ conn_policy_changed(struct shard *sh)
         }
         /* UDP datagrams meet the new rules one by one; a TCP tunnel is judged here. */
         if (p->close_denied && c->state == CONN_RELAY && c->dest.sa.sa_family &&
-            !session_allowed(sh, c, &c->dest, c->host, c->port))
+            !conn_allowed(sh, c, &c->dest, c->host, c->port, NULL))
             conn_close(sh, c, END_REVOKED);
     }
 }
@@ -486,7 +405,6 @@ conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
 {
     uint64_t ud = cqe->user_data;
     uint32_t slot = ud_slot(ud);
-    unsigned op = ud_op(ud);
 
     if (slot >= sh->high || sh->conns[slot].gen != ud_gen(ud) ||
         sh->conns[slot].state == CONN_FREE) {
@@ -497,31 +415,104 @@ conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
     c->inflight--;
     STAT_DEC(sh->st.inflight);
 
-    switch (op) {
+    switch (ud_op(ud)) {
     case OP_CANCEL:
         break;
-    case OP_HS_READ:
-    case OP_HS_WRITE:
-    case OP_CONNECT:
-    case OP_LEFTOVER:
-    case OP_BIND_ACCEPT:
-        if (c->state != CONN_CLOSING)
-            session_on_cqe(sh, c, op, cqe->res);
-        else if (op == OP_BIND_ACCEPT && cqe->res >= 0)
-            close(cqe->res); /* accepted while closing: nobody will use it */
-        break;
-    case OP_UDP_POLL:
-    case OP_UDP_CTRL:
-        udp_on_cqe(sh, c, op, cqe->res);
-        break;
     case OP_HUP:
-        if (c->state != CONN_CLOSING)
-            session_on_hup(sh, c, cqe->res);
+        c->flags &= (uint8_t)~CONN_F_HUP_ARMED;
+        if (c->state != CONN_CLOSING && cqe->res >= 0 && c->phase->on_hangup)
+            c->phase->on_hangup(sh, c, cqe->res);
         break;
     default:
-        relay_on_cqe(sh, c, op, ud_dir(ud), cqe->res, cqe->flags);
+        c->phase->on_cqe(sh, c, cqe);
         break;
     }
     if (c->state == CONN_CLOSING && c->inflight == 0)
         conn_free(sh, c);
+}
+
+struct conn *
+conn_from_ref(struct shard *sh, uint64_t ref)
+{
+    uint32_t slot = ud_slot(ref);
+    if (slot >= sh->high)
+        return NULL;
+    struct conn *c = &sh->conns[slot];
+    if (c->gen != ud_gen(ref) || c->state == CONN_FREE || c->state == CONN_CLOSING)
+        return NULL;
+    return c;
+}
+
+void
+conn_resolved(struct shard *sh, uint64_t ref, int err, const union sockaddr_inx *addrs,
+              unsigned n)
+{
+    struct conn *c = conn_from_ref(sh, ref);
+    if (c && c->phase->on_resolved)
+        c->phase->on_resolved(sh, c, conn_ref_tag(ref), err, addrs, n);
+}
+
+void
+conn_authed(struct shard *sh, uint64_t ref, bool ok)
+{
+    struct conn *c = conn_from_ref(sh, ref);
+    if (c && c->phase->on_auth)
+        c->phase->on_auth(sh, c, conn_ref_tag(ref), ok);
+}
+
+void
+conn_watch_hangup(struct shard *sh, struct conn *c)
+{
+    if (c->flags & CONN_F_HUP_ARMED)
+        return;
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_HUP, 0);
+    io_uring_prep_poll_add(sqe, c->cfd, POLLRDHUP);
+    c->flags |= CONN_F_HUP_ARMED;
+}
+
+bool
+conn_client_left(const struct conn *c, int events)
+{
+    if (events & (POLLERR | POLLHUP))
+        return true;
+    /* Its FIN after bytes still unread is a half-close after pipelined data, not a leave. */
+    int unread = 0;
+    return ioctl(c->cfd, FIONREAD, &unread) == 0 && unread == 0;
+}
+
+bool
+conn_client_take(struct shard *sh, struct conn *c, enum client_count what, unsigned limit)
+{
+    if (limit && clients_get(&sh->clients, &c->client, what) >= limit)
+        return false;
+    if (clients_inc(&sh->clients, &c->client, what, sh->now_s) > 0)
+        c->flags |= CONN_F_CLIENT(what);
+    return true;
+}
+
+void
+conn_client_put(struct shard *sh, struct conn *c, enum client_count what)
+{
+    if (!(c->flags & CONN_F_CLIENT(what)))
+        return;
+    clients_dec(&sh->clients, &c->client, what, sh->now_s);
+    c->flags &= (uint8_t)~CONN_F_CLIENT(what);
+}
+
+bool
+conn_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *dest,
+             const char *host, uint16_t port, uint8_t *flags)
+{
+    struct policy_req r = {
+        .client = &c->client,
+        .cmd = c->cmd,
+        .user = c->user,
+        .dest = dest,
+        .host = host,
+        .port = port,
+    };
+    if (policy_allows(sh->pol, sh->o, &r, flags))
+        return true;
+    STAT_INC(sh->st.acl_denied);
+    return false;
 }

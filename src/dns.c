@@ -10,6 +10,7 @@
 #include "hostname.h"
 #include "hosts.h"
 
+#include <ares.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -18,8 +19,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "session.h"
-#include "shard.h"
+#include "conn.h"
+#include "handshake_types.h"
+#include "ring.h"
+#include "shard_types.h"
 
 /* --- the cache ---------------------------------------------------------- */
 
@@ -47,6 +50,25 @@ struct dns_cache {
     struct dns_cache_entry e[DNS_CACHE_SLOTS];
 };
 
+#define DNS_MAX_SOCKS 32
+
+struct dns_sock {
+    int fd; /* -1: free */
+    uint32_t gen;
+    bool want_r, want_w;
+    bool armed;    /* a poll is in flight */
+    bool removing; /* c-ares closed it; waiting for the poll to go */
+    unsigned armed_mask;
+};
+
+/* A shard's resolver: sh->dns, touched by its thread alone. */
+struct dns_shard {
+    ares_channel channel;
+    struct dns_sock socks[DNS_MAX_SOCKS];
+    struct dns_cache cache; /* reserved, faulted in as names arrive */
+};
+
+
 static uint32_t
 name_hash(const char *lower)
 {
@@ -66,15 +88,13 @@ cache_key(const char *name, char key[256])
 static struct dns_cache_entry *
 cache_slot(struct shard *sh, const char *key)
 {
-    return &sh->dns_cache->e[name_hash(key) & (DNS_CACHE_SLOTS - 1)];
+    return &sh->dns->cache.e[name_hash(key) & (DNS_CACHE_SLOTS - 1)];
 }
 
 static void
 cache_store(struct shard *sh, const char *key, int err, const union sockaddr_inx *addrs,
             unsigned n, unsigned ttl)
 {
-    if (!sh->dns_cache)
-        return;
     struct dns_cache_entry *e = cache_slot(sh, key);
     snprintf(e->name, sizeof(e->name), "%s", key);
     if (err == 0) {
@@ -91,9 +111,10 @@ cache_store(struct shard *sh, const char *key, int err, const union sockaddr_inx
 
 /* --- c-ares on the ring ------------------------------------------------ */
 
+
 struct dns_query {
     struct shard *sh;
-    uint64_t cookie;
+    uint64_t ref; /* conn_ref() of who asked */
     uint64_t t0_us; /* CLOCK_MONOTONIC when sent */
     uint16_t port;
     char key[256];
@@ -103,7 +124,7 @@ static struct dns_sock *
 dns_sock_find(struct shard *sh, int fd)
 {
     for (unsigned i = 0; i < DNS_MAX_SOCKS; i++) {
-        struct dns_sock *s = &sh->dns_socks[i];
+        struct dns_sock *s = &sh->dns->socks[i];
         if (s->fd == fd && !s->removing)
             return s;
     }
@@ -116,9 +137,9 @@ dns_arm(struct shard *sh, struct dns_sock *s)
     unsigned mask = (s->want_r ? POLLIN : 0) | (s->want_w ? POLLOUT : 0);
     if (!mask || s->armed)
         return;
-    struct io_uring_sqe *sqe = shard_sqe(sh);
+    struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
     io_uring_prep_poll_add(sqe, s->fd, mask);
-    io_uring_sqe_set_data64(sqe, ud_make(OP_DNS_POLL, (uint32_t)(s - sh->dns_socks), s->gen));
+    io_uring_sqe_set_data64(sqe, ud_make(OP_DNS_POLL, 0, (uint32_t)(s - sh->dns->socks), s->gen));
     s->armed = true;
     s->armed_mask = mask;
 }
@@ -126,9 +147,9 @@ dns_arm(struct shard *sh, struct dns_sock *s)
 static void
 dns_disarm(struct shard *sh, struct dns_sock *s)
 {
-    struct io_uring_sqe *sqe = shard_sqe(sh);
-    io_uring_prep_poll_remove(sqe, ud_make(OP_DNS_POLL, (uint32_t)(s - sh->dns_socks), s->gen));
-    io_uring_sqe_set_data64(sqe, ud_make(OP_DNS_REMOVE, (uint32_t)(s - sh->dns_socks), s->gen));
+    struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
+    io_uring_prep_poll_remove(sqe, ud_make(OP_DNS_POLL, 0, (uint32_t)(s - sh->dns->socks), s->gen));
+    io_uring_sqe_set_data64(sqe, ud_make(OP_DNS_REMOVE, 0, (uint32_t)(s - sh->dns->socks), s->gen));
 }
 
 /* c-ares: start, change or stop watching fd. */
@@ -154,8 +175,8 @@ sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
     }
     if (!s) {
         for (unsigned i = 0; i < DNS_MAX_SOCKS && !s; i++)
-            if (sh->dns_socks[i].fd < 0)
-                s = &sh->dns_socks[i];
+            if (sh->dns->socks[i].fd < 0)
+                s = &sh->dns->socks[i];
         if (!s)
             return; /* c-ares times the query out: more sockets than servers*2 is not expected */
         s->fd = fd;
@@ -176,7 +197,7 @@ dns_on_cqe(struct shard *sh, unsigned op, uint32_t idx, uint32_t gen, int res)
 {
     if (idx >= DNS_MAX_SOCKS)
         return;
-    struct dns_sock *s = &sh->dns_socks[idx];
+    struct dns_sock *s = &sh->dns->socks[idx];
     if (s->gen != gen)
         return;
     if (op == OP_DNS_REMOVE) {
@@ -193,7 +214,7 @@ dns_on_cqe(struct shard *sh, unsigned op, uint32_t idx, uint32_t gen, int res)
     if (res > 0 && !sh->stopping) {
         int r = (res & (POLLIN | POLLERR | POLLHUP)) ? s->fd : ARES_SOCKET_BAD;
         int w = (res & (POLLOUT | POLLERR | POLLHUP)) ? s->fd : ARES_SOCKET_BAD;
-        ares_process_fd(sh->dns, r, w);
+        ares_process_fd(sh->dns->channel, r, w);
     }
     /* c-ares may have closed or changed it meanwhile. */
     if (s->gen == gen && s->fd >= 0 && !s->removing)
@@ -204,37 +225,43 @@ int
 dns_init(struct shard *sh)
 {
     struct ares_options ao;
+    /* The cache is 1,024 names of 400 bytes: reserved by calloc's mmap, faulted in as
+     * names arrive. */
+    struct dns_shard *d = calloc(1, sizeof(*d));
+    if (!d)
+        return -ENOMEM;
     memset(&ao, 0, sizeof(ao));
     for (unsigned i = 0; i < DNS_MAX_SOCKS; i++)
-        sh->dns_socks[i].fd = -1;
+        d->socks[i].fd = -1;
     ao.sock_state_cb = sock_state_cb;
     ao.sock_state_cb_data = sh;
     ao.timeout = 2000;
     ao.tries = 2;
     ao.lookups = (char *)"b";
     int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS;
-    int ret = ares_init_options(&sh->dns, &ao, mask);
-    if (ret != ARES_SUCCESS)
-        return -EINVAL;
-    if (sh->o->resolvers[0] && ares_set_servers_ports_csv(sh->dns, sh->o->resolvers) != ARES_SUCCESS) {
-        ares_destroy(sh->dns);
-        sh->dns = NULL;
+    if (ares_init_options(&d->channel, &ao, mask) != ARES_SUCCESS) {
+        free(d);
         return -EINVAL;
     }
-    /* Reserved, faulted in as names arrive. */
-    sh->dns_cache = calloc(1, sizeof(*sh->dns_cache));
-    return sh->dns_cache ? 0 : -ENOMEM;
+    if (sh->o->resolvers[0] &&
+        ares_set_servers_ports_csv(d->channel, sh->o->resolvers) != ARES_SUCCESS) {
+        ares_destroy(d->channel);
+        free(d);
+        return -EINVAL;
+    }
+    sh->dns = d;
+    return 0;
 }
 
 void
 dns_fini(struct shard *sh)
 {
-    if (sh->dns) {
-        ares_destroy(sh->dns);
-        sh->dns = NULL;
-    }
-    free(sh->dns_cache);
-    sh->dns_cache = NULL;
+    if (!sh->dns)
+        return;
+    /* c-ares may call sock_state_cb while it is destroyed: sh->dns stays valid until then. */
+    ares_destroy(sh->dns->channel);
+    free(sh->dns);
+    sh->dns = NULL;
 }
 
 static int
@@ -310,17 +337,17 @@ resolved_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
             cache_store(q->sh, q->key, err, addrs, n, ttl);
         for (unsigned i = 0; i < n; i++)
             hosts_set_port(&addrs[i], q->port);
-        session_on_resolved(q->sh, q->cookie, err, addrs, n);
+        conn_resolved(q->sh, q->ref, err, addrs, n);
     }
     free(q);
 }
 
 void
-dns_resolve(struct shard *sh, const char *name, uint16_t port, uint64_t cookie)
+dns_resolve(struct shard *sh, const char *name, uint16_t port, uint64_t ref)
 {
     char key[256];
     if (!cache_key(name, key)) {
-        session_on_resolved(sh, cookie, -ENOENT, NULL, 0);
+        conn_resolved(sh, ref, -ENOENT, NULL, 0);
         return;
     }
     struct dns_cache_entry *e = cache_slot(sh, key);
@@ -330,17 +357,17 @@ dns_resolve(struct shard *sh, const char *name, uint16_t port, uint64_t cookie)
         for (unsigned i = 0; i < e->n; i++)
             hosts_set_port(&addrs[i], port);
         STAT_INC(sh->st.dns_cache_hits);
-        session_on_resolved(sh, cookie, e->err, addrs, e->n);
+        conn_resolved(sh, ref, e->err, addrs, e->n);
         return;
     }
     struct dns_query *q = malloc(sizeof(*q));
     if (!q) {
-        session_on_resolved(sh, cookie, -ENOMEM, NULL, 0);
+        conn_resolved(sh, ref, -ENOMEM, NULL, 0);
         return;
     }
     STAT_INC(sh->st.dns_queries);
     q->sh = sh;
-    q->cookie = cookie;
+    q->ref = ref;
     q->port = port;
     q->t0_us = mono_us();
     memcpy(q->key, key, sizeof(q->key));
@@ -350,11 +377,11 @@ dns_resolve(struct shard *sh, const char *name, uint16_t port, uint64_t cookie)
     hints.ai_socktype = SOCK_STREAM;
     /* Sorting (RFC 6724) would connect() probe sockets per answer: not on a shard. */
     hints.ai_flags = ARES_AI_NOSORT;
-    ares_getaddrinfo(sh->dns, name, NULL, &hints, resolved_cb, q);
+    ares_getaddrinfo(sh->dns->channel, name, NULL, &hints, resolved_cb, q);
 }
 
 void
 dns_tick(struct shard *sh)
 {
-    ares_process_fd(sh->dns, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    ares_process_fd(sh->dns->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 }

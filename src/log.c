@@ -39,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "conn_end.h"
 #include "socks5.h"
 
 #define LOG_CACHELINE 64

@@ -6,6 +6,7 @@
  * main thread waits for SIGINT/SIGTERM with every signal blocked in the
  * shards, stops them, joins them and exits 0.
  */
+#include <ares.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>

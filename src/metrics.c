@@ -18,8 +18,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "conn.h"
-#include "shard_types.h"
+#include "conn_end.h"
+#include "stats.h"
 
 
 /* Index of struct shard_stats.replies' first dimension. */
@@ -86,30 +86,30 @@ mw_us_as_s(struct mwriter *w, uint64_t us)
     mw_printf(w, "%" PRIu64 ".%06" PRIu64, us / 1000000u, us % 1000000u);
 }
 
-/* Sum one uint64_t counter, named by its path inside struct shard, over every shard. */
+/* Sum one uint64_t counter, named by its path inside struct shard_stats, over every shard. */
 #define SUM_STAT(shards, n, field)                                                                 \
     ({                                                                                             \
         uint64_t sum_ = 0;                                                                         \
         for (unsigned i_ = 0; i_ < (n); i_++)                                                      \
-            sum_ += STAT_GET((shards)[i_].field);                                                  \
+            sum_ += STAT_GET((shards)[i_].st->field);                                              \
         sum_;                                                                                      \
     })
 
 static void
-render_connections(struct mwriter *w, const struct shard *sh, unsigned n)
+render_connections(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
     mw_u64(w, "ringsocks_connections_accepted_total", "counter",
-           "Client connections accepted.", SUM_STAT(sh, n, st.accepted));
+           "Client connections accepted.", SUM_STAT(sh, n, accepted));
     mw_u64(w, "ringsocks_connections_dropped_total", "counter",
            "Client connections closed at once on accept: no free slot.",
-           SUM_STAT(sh, n, st.accept_dropped));
+           SUM_STAT(sh, n, accept_dropped));
     mw_u64(w, "ringsocks_accept_pauses_total", "counter",
            "Times accepting paused on EMFILE, ENFILE or ENOMEM.",
-           SUM_STAT(sh, n, st.accept_pauses));
+           SUM_STAT(sh, n, accept_pauses));
 
     uint64_t open = 0;
     for (unsigned i = 0; i < n; i++)
-        open += STAT_GET(sh[i].n_open);
+        open += STAT_GET(*sh[i].n_open);
     mw_u64(w, "ringsocks_connections_open", "gauge",
            "Client connections holding a slot now, in any state.", open);
 
@@ -118,23 +118,23 @@ render_connections(struct mwriter *w, const struct shard *sh, unsigned n)
     for (int r = 0; r < END__COUNT; r++) {
         uint64_t v = 0;
         for (unsigned i = 0; i < n; i++)
-            v += STAT_GET(sh[i].st.ended[r]);
+            v += STAT_GET(sh[i].st->ended[r]);
         mw_printf(w, "ringsocks_connections_ended_total{reason=\"%s\"} %" PRIu64 "\n",
                   conn_end_str((enum conn_end)r), v);
     }
 }
 
 static void
-render_tunnels(struct mwriter *w, const struct shard *sh, unsigned n)
+render_tunnels(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
     mw_u64(w, "ringsocks_tunnels_started_total", "counter",
-           "Tunnels that reached the relay phase.", SUM_STAT(sh, n, st.tunnels));
+           "Tunnels that reached the relay phase.", SUM_STAT(sh, n, tunnels));
 
     mw_family(w, "ringsocks_tunnels_open", "gauge", "Tunnels relaying now, by SOCKS command.");
     for (int c = 0; c < STAT_CMDS; c++) {
         int64_t v = 0;
         for (unsigned i = 0; i < n; i++)
-            v += STAT_GET(sh[i].st.open_by_cmd[c]);
+            v += STAT_GET(sh[i].st->open_by_cmd[c]);
         mw_printf(w, "ringsocks_tunnels_open{command=\"%s\"} %" PRId64 "\n", cmd_names[c], v);
     }
 
@@ -146,7 +146,7 @@ render_tunnels(struct mwriter *w, const struct shard *sh, unsigned n)
         for (int r = 0; r < STAT_REPS; r++) {
             uint64_t v = 0;
             for (unsigned i = 0; i < n; i++)
-                v += STAT_GET(sh[i].st.replies[c][r]);
+                v += STAT_GET(sh[i].st->replies[c][r]);
             mw_printf(w,
                       "ringsocks_tunnels_total{command=\"%s\",reply=\"%s\"} %" PRIu64 "\n",
                       cmd_names[c], rep_names[r], v);
@@ -156,26 +156,26 @@ render_tunnels(struct mwriter *w, const struct shard *sh, unsigned n)
     mw_family(w, "ringsocks_relay_bytes_total", "counter",
               "Bytes relayed: up is client to target, down is target to client.");
     mw_printf(w, "ringsocks_relay_bytes_total{direction=\"up\"} %" PRIu64 "\n",
-              SUM_STAT(sh, n, st.bytes[DIR_C2T]));
+              SUM_STAT(sh, n, bytes[STAT_UP]));
     mw_printf(w, "ringsocks_relay_bytes_total{direction=\"down\"} %" PRIu64 "\n",
-              SUM_STAT(sh, n, st.bytes[DIR_T2C]));
+              SUM_STAT(sh, n, bytes[STAT_DOWN]));
 }
 
 static void
-render_dns(struct mwriter *w, const struct shard *sh, unsigned n)
+render_dns(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
     static const uint64_t bounds_us[DNS_LAT_BUCKETS - 1] = DNS_LAT_BOUNDS_US;
     uint64_t bucket[DNS_LAT_BUCKETS] = {0};
 
     mw_u64(w, "ringsocks_dns_queries_total", "counter", "Names sent to DNS servers.",
-           SUM_STAT(sh, n, st.dns_queries));
+           SUM_STAT(sh, n, dns_queries));
     mw_u64(w, "ringsocks_dns_cache_hits_total", "counter",
-           "Names answered from the shard's DNS cache.", SUM_STAT(sh, n, st.dns_cache_hits));
+           "Names answered from the shard's DNS cache.", SUM_STAT(sh, n, dns_cache_hits));
 
     /* The shards keep one count per bucket; Prometheus buckets are cumulative. */
     for (unsigned i = 0; i < n; i++)
         for (int b = 0; b < DNS_LAT_BUCKETS; b++)
-            bucket[b] += STAT_GET(sh[i].st.dns_lat[b]);
+            bucket[b] += STAT_GET(sh[i].st->dns_lat[b]);
     mw_family(w, "ringsocks_dns_lookup_duration_seconds", "histogram",
               "Time from sending a DNS query to its answer.");
     uint64_t cum = 0;
@@ -187,7 +187,7 @@ render_dns(struct mwriter *w, const struct shard *sh, unsigned n)
     cum += bucket[DNS_LAT_BUCKETS - 1];
     mw_printf(w, "ringsocks_dns_lookup_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
     mw_printf(w, "ringsocks_dns_lookup_duration_seconds_sum ");
-    mw_us_as_s(w, SUM_STAT(sh, n, st.dns_lat_sum_us));
+    mw_us_as_s(w, SUM_STAT(sh, n, dns_lat_sum_us));
     mw_printf(w, "\nringsocks_dns_lookup_duration_seconds_count %" PRIu64 "\n", cum);
 }
 
@@ -228,13 +228,13 @@ static const struct counter engine_counters[] = {
 };
 
 static void
-render_counters(struct mwriter *w, const struct shard *sh, unsigned n, const struct counter *c,
+render_counters(struct mwriter *w, const struct metrics_shard *sh, unsigned n, const struct counter *c,
                 size_t count)
 {
     for (size_t k = 0; k < count; k++) {
         uint64_t sum = 0;
         for (unsigned i = 0; i < n; i++)
-            sum += __atomic_load_n((const uint64_t *)((const char *)&sh[i].st + c[k].off),
+            sum += __atomic_load_n((const uint64_t *)((const char *)sh[i].st + c[k].off),
                                    __ATOMIC_RELAXED);
         mw_u64(w, c[k].name, "counter", c[k].help, sum);
     }
@@ -261,29 +261,29 @@ static const struct counter auth_counters[] = {
 };
 
 static void
-render_auth(struct mwriter *w, const struct shard *sh, unsigned n)
+render_auth(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
     render_counters(w, sh, n, auth_counters, sizeof(auth_counters) / sizeof(auth_counters[0]));
 }
 
 static void
-render_engine(struct mwriter *w, const struct shard *sh, unsigned n)
+render_engine(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
     render_counters(w, sh, n, engine_counters, sizeof(engine_counters) / sizeof(engine_counters[0]));
     mw_u64(w, "ringsocks_relay_spilled_bytes", "gauge",
            "Copy relay: bytes waiting for a full destination in their tunnel's own memory now.",
-           SUM_STAT(sh, n, st.spilled_bytes));
+           SUM_STAT(sh, n, spilled_bytes));
 
     mw_family(w, "ringsocks_shard_loop_iterations_total", "counter",
               "Event loop iterations, per shard.");
     for (unsigned i = 0; i < n; i++)
         mw_printf(w, "ringsocks_shard_loop_iterations_total{shard=\"%u\"} %" PRIu64 "\n",
-                  sh[i].id, STAT_GET(sh[i].st.loops));
+                  sh[i].id, STAT_GET(sh[i].st->loops));
     mw_family(w, "ringsocks_shard_inflight_ops", "gauge",
               "Ring operations submitted whose completion has not arrived, per shard.");
     for (unsigned i = 0; i < n; i++)
         mw_printf(w, "ringsocks_shard_inflight_ops{shard=\"%u\"} %" PRId64 "\n", sh[i].id,
-                  STAT_GET(sh[i].st.inflight));
+                  STAT_GET(sh[i].st->inflight));
 }
 
 static void
@@ -309,7 +309,7 @@ render_ctl(struct mwriter *w, const struct ctl_stats *cs)
 }
 
 size_t
-metrics_render(char *buf, size_t cap, const struct shard *shards, unsigned n_shards,
+metrics_render(char *buf, size_t cap, const struct metrics_shard *shards, unsigned n_shards,
                const struct ctl_stats *cs)
 {
     struct mwriter w = {.buf = buf, .cap = buf ? cap : 0, .len = 0};

@@ -24,8 +24,12 @@
  * read until the previous chunk was written), EOF becomes shutdown(SHUT_WR)
  * on the other socket and the tunnel lives until both directions are done.
  * A direction decides its next step only when none of its ops is in flight.
- * A direction that waits for POLLOUT is on the shard's write-stall list
- * (conn.c): write_timeout closes a tunnel whose destination takes nothing.
+ * A direction that waits for POLLOUT is on the shard's write-stall list:
+ * write_timeout closes a tunnel whose destination takes nothing.
+ *
+ * The relay phase (relay_phase) gets the completions of the relay ops; it
+ * never calls a phase before it (handshake, request, BIND) and they reach it
+ * only through relay_start().
  */
 #include "relay.h"
 
@@ -38,7 +42,8 @@
 
 #include "conn.h"
 #include "pipe.h"
-#include "shard.h"
+#include "policy.h"
+#include "shard_types.h"
 
 #define RELAY_BGID 0
 /* Idle pipes a shard keeps for reuse. */
@@ -66,17 +71,12 @@ side_err(unsigned d, bool source)
     return client ? END_CLIENT_ERR : END_TARGET_ERR;
 }
 
-static inline unsigned
-dir_op(unsigned op, unsigned d)
-{
-    return op | (d ? OP_DIR_BIT : 0);
-}
-
 int
 relay_init(struct shard *sh)
 {
     const struct opts *o = sh->o;
-    int ret = pipe_pool_init(&sh->pipes, o->relay != RELAY_COPY ? PIPE_POOL_CAP : 0,
+    sh->relay.stall_head = sh->relay.stall_tail = CONN_NIL;
+    int ret = pipe_pool_init(&sh->relay.pipes, o->relay != RELAY_COPY ? PIPE_POOL_CAP : 0,
                              o->pipe_size);
     if (ret < 0)
         return ret;
@@ -97,9 +97,9 @@ relay_init(struct shard *sh)
         munmap(r, ring_bytes);
         return ret;
     }
-    sh->br = r;
-    sh->bufs = b;
-    io_uring_buf_ring_init(sh->br);
+    sh->relay.br = r;
+    sh->relay.bufs = b;
+    io_uring_buf_ring_init(sh->relay.br);
     struct io_uring_buf_reg reg = {
         .ring_addr = (uint64_t)(uintptr_t)r,
         .ring_entries = o->buf_count,
@@ -108,25 +108,25 @@ relay_init(struct shard *sh)
     ret = io_uring_register_buf_ring(&sh->ring, &reg, 0);
     if (ret < 0)
         return ret;
-    sh->br_mask = io_uring_buf_ring_mask(o->buf_count);
+    sh->relay.br_mask = io_uring_buf_ring_mask(o->buf_count);
     for (unsigned i = 0; i < o->buf_count; i++)
-        io_uring_buf_ring_add(sh->br, sh->bufs + (size_t)i * o->buf_size, o->buf_size,
-                              (unsigned short)i, sh->br_mask, (int)i);
-    io_uring_buf_ring_advance(sh->br, (int)o->buf_count);
+        io_uring_buf_ring_add(sh->relay.br, sh->relay.bufs + (size_t)i * o->buf_size, o->buf_size,
+                              (unsigned short)i, sh->relay.br_mask, (int)i);
+    io_uring_buf_ring_advance(sh->relay.br, (int)o->buf_count);
     return 0;
 }
 
 void
 relay_fini(struct shard *sh)
 {
-    pipe_pool_fini(&sh->pipes);
-    if (sh->br) {
-        munmap(sh->br, (size_t)sh->o->buf_count * sizeof(struct io_uring_buf));
-        munmap(sh->bufs, (size_t)sh->o->buf_count * sh->o->buf_size);
-        sh->br = NULL;
-        sh->bufs = NULL;
+    pipe_pool_fini(&sh->relay.pipes);
+    if (sh->relay.br) {
+        munmap(sh->relay.br, (size_t)sh->o->buf_count * sizeof(struct io_uring_buf));
+        munmap(sh->relay.bufs, (size_t)sh->o->buf_count * sh->o->buf_size);
+        sh->relay.br = NULL;
+        sh->relay.bufs = NULL;
     }
-    udq_free(&sh->starved);
+    udq_free(&sh->relay.starved);
 }
 
 static void dir_step(struct shard *sh, struct conn *c, unsigned d);
@@ -145,10 +145,10 @@ static void
 wake_starved(struct shard *sh)
 {
     uint64_t e;
-    while (udq_pop(&sh->starved, &e)) {
-        unsigned d = (unsigned)(e & 1);
-        struct conn *c = &sh->conns[ud_slot(e)];
-        if (c->gen != ud_gen(e) || c->state != CONN_RELAY || !(c->dir[d].flags & RD_STARVED))
+    while (udq_pop(&sh->relay.starved, &e)) {
+        unsigned d = conn_ref_tag(e);
+        struct conn *c = conn_from_ref(sh, e);
+        if (!c || c->state != CONN_RELAY || !(c->dir[d].flags & RD_STARVED))
             continue; /* closed while it waited */
         c->dir[d].flags &= (uint16_t)~RD_STARVED;
         dir_step(sh, c, d);
@@ -159,17 +159,17 @@ wake_starved(struct shard *sh)
 static void
 buf_recycle(struct shard *sh, uint16_t bid)
 {
-    io_uring_buf_ring_add(sh->br, sh->bufs + (size_t)bid * sh->o->buf_size, sh->o->buf_size, bid,
-                          sh->br_mask, 0);
-    io_uring_buf_ring_advance(sh->br, 1);
-    sh->bufs_held--;
+    io_uring_buf_ring_add(sh->relay.br, sh->relay.bufs + (size_t)bid * sh->o->buf_size, sh->o->buf_size, bid,
+                          sh->relay.br_mask, 0);
+    io_uring_buf_ring_advance(sh->relay.br, 1);
+    sh->relay.bufs_held--;
     wake_starved(sh);
 }
 
 void
 relay_batch_end(struct shard *sh)
 {
-    for (uint32_t free = sh->o->buf_count - sh->bufs_held; free && sh->starved.len; free--)
+    for (uint32_t free = sh->o->buf_count - sh->relay.bufs_held; free && sh->relay.starved.len; free--)
         wake_starved(sh);
 }
 
@@ -193,7 +193,7 @@ starve(struct shard *sh, struct conn *c, unsigned d)
         c->dir[d].flags |= RD_WAIT_DATA;
         return;
     }
-    if (udq_push(&sh->starved, ud_make(d, conn_slot(sh, c), c->gen)) < 0) {
+    if (udq_push(&sh->relay.starved, conn_ref(c, d)) < 0) {
         conn_close(sh, c, END_RESOURCE);
         return;
     }
@@ -214,6 +214,93 @@ splice_now(int in, int out, size_t len)
     return n < 0 ? -errno : n;
 }
 
+/*
+ * The write-stall list: directions whose pending bytes wait for their
+ * destination, a node per direction (slot << 1 | dir) so that each has its
+ * own stamp. Every append is stamped now and the clock never goes back, so
+ * the list stays ordered and expiry looks only at the head: exact to the
+ * 100 ms of the stamps, O(1) per event, whatever write_timeout a reload sets.
+ * (The idle list's lazy requeue by last activity would not keep it ordered.)
+ */
+static struct relay_dir *
+stall_dir(struct shard *sh, uint32_t node)
+{
+    return &sh->conns[node >> 1].dir[node & 1];
+}
+
+static void
+stall_unlink(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    if (!(rd->flags & RD_STALLED))
+        return;
+    if (rd->sprev != CONN_NIL)
+        stall_dir(sh, rd->sprev)->snext = rd->snext;
+    else
+        sh->relay.stall_head = rd->snext;
+    if (rd->snext != CONN_NIL)
+        stall_dir(sh, rd->snext)->sprev = rd->sprev;
+    else
+        sh->relay.stall_tail = rd->sprev;
+    rd->sprev = rd->snext = CONN_NIL;
+    rd->flags &= (uint16_t)~RD_STALLED;
+}
+
+static void
+stall_append(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    uint32_t node = c->slot << 1 | d;
+    rd->flags |= RD_STALLED;
+    rd->stall_ds = sh->now_ds;
+    rd->snext = CONN_NIL;
+    rd->sprev = sh->relay.stall_tail;
+    if (sh->relay.stall_tail != CONN_NIL)
+        stall_dir(sh, sh->relay.stall_tail)->snext = node;
+    else
+        sh->relay.stall_head = node;
+    sh->relay.stall_tail = node;
+}
+
+/* d waits for its destination: on the list, unless it is already. */
+static void
+stall_wait(struct shard *sh, struct conn *c, unsigned d)
+{
+    if (!(c->dir[d].flags & RD_STALLED) && c->state == CONN_RELAY)
+        stall_append(sh, c, d);
+}
+
+/* d wrote something: its clock starts again (or it leaves the list, drained). */
+static void
+stall_wrote(struct shard *sh, struct conn *c, unsigned d)
+{
+    struct relay_dir *rd = &c->dir[d];
+    if (!(rd->flags & RD_STALLED))
+        return;
+    stall_unlink(sh, c, d);
+    if (rd->pending)
+        stall_append(sh, c, d);
+}
+
+void
+relay_tick(struct shard *sh)
+{
+    /* Close the tunnels whose oldest waiting direction wrote nothing for write_timeout. */
+    uint32_t to = (uint32_t)sh->pol->write_timeout_s * 10;
+    if (to == 0)
+        return;
+    while (sh->relay.stall_head != CONN_NIL) {
+        struct conn *c = &sh->conns[sh->relay.stall_head >> 1];
+        /* "<=": both stamps are floored to 100 ms, so this never fires early. */
+        if (c->state == CONN_RELAY &&
+            sh->now_ds - stall_dir(sh, sh->relay.stall_head)->stall_ds <= to)
+            break;
+        stall_unlink(sh, c, DIR_C2T);
+        stall_unlink(sh, c, DIR_T2C);
+        conn_close(sh, c, END_WRITE_TIMEOUT); /* no-op for one already closing */
+    }
+}
+
 /* n pending bytes reached the destination, by either engine: counted, and a
  * direction waiting on its destination restarts its write_timeout clock. */
 static void
@@ -223,7 +310,7 @@ wrote(struct shard *sh, struct conn *c, unsigned d, uint32_t n)
     rd->pending -= n;
     rd->bytes += n;
     c->active_ds = sh->now_ds;
-    conn_stall_wrote(sh, c, d);
+    stall_wrote(sh, c, d);
 }
 
 /* Empty the pipe into the destination: 1 emptied, 0 the destination is full
@@ -265,7 +352,7 @@ splice_pump(struct shard *sh, struct conn *c, unsigned d)
     rd->flags &= (uint16_t)~RD_FULL;
     if (rd->pipe_r < 0) {
         int fds[2];
-        int got = pipe_get(&sh->pipes, fds);
+        int got = pipe_get(&sh->relay.pipes, fds);
         if (got < 0) {
             STAT_INC(sh->st.pipe_fallbacks);
             copy_recv(sh, c, d);
@@ -280,7 +367,7 @@ splice_pump(struct shard *sh, struct conn *c, unsigned d)
     }
     /* A short read means a drained socket only when the pipe had room for
      * len: a pipe of unknown, smaller size reads on until -EAGAIN. */
-    size_t len = sh->pipes.size, moved = 0;
+    size_t len = sh->relay.pipes.size, moved = 0;
     bool sized = !(rd->flags & RD_SMALL_PIPE);
     for (;;) {
         ssize_t n = splice_now(src_fd(c, d), rd->pipe_w, len);
@@ -310,7 +397,7 @@ splice_pump(struct shard *sh, struct conn *c, unsigned d)
 static void
 copy_recv(struct shard *sh, struct conn *c, unsigned d)
 {
-    struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(OP_RECV, d));
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_RECV, d);
     io_uring_prep_recv(sqe, src_fd(c, d), NULL, sh->o->buf_size, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = RELAY_BGID;
@@ -324,7 +411,7 @@ pending_data(struct shard *sh, const struct relay_dir *rd)
 {
     if (rd->flags & RD_SPILLED)
         return rd->spill + rd->off;
-    return sh->bufs + (size_t)rd->bid * sh->o->buf_size + rd->off;
+    return sh->relay.bufs + (size_t)rd->bid * sh->o->buf_size + rd->off;
 }
 
 /*
@@ -381,7 +468,7 @@ dir_write(struct shard *sh, struct conn *c, unsigned d)
     bool copy = rd->flags & (RD_HOLD_BUF | RD_SPILLED);
     if (!(rd->flags & RD_POLLOUT)) {
         if (copy) {
-            sqe = conn_sqe(sh, c, dir_op(OP_SEND, d));
+            sqe = conn_sqe(sh, c, OP_SEND, d);
             io_uring_prep_send(sqe, dst_fd(c, d), pending_data(sh, rd), rd->pending,
                                MSG_NOSIGNAL | MSG_DONTWAIT);
             rd->ops++;
@@ -395,10 +482,10 @@ dir_write(struct shard *sh, struct conn *c, unsigned d)
             return;
         }
     }
-    sqe = conn_sqe(sh, c, dir_op(OP_POLL_OUT, d));
+    sqe = conn_sqe(sh, c, OP_POLL_OUT, d);
     io_uring_prep_poll_add(sqe, dst_fd(c, d), POLLOUT);
     rd->ops++;
-    conn_stall_wait(sh, c, d);
+    stall_wait(sh, c, d);
     if (rd->flags & RD_HOLD_BUF)
         spill(sh, c, d); /* last: it may close c */
 }
@@ -414,7 +501,7 @@ release_pipe(struct shard *sh, struct relay_dir *rd)
     if (rd->pipe_r < 0)
         return;
     int fds[2] = {rd->pipe_r, rd->pipe_w};
-    pipe_put(&sh->pipes, fds, rd->pending == 0 && !(rd->flags & RD_SMALL_PIPE));
+    pipe_put(&sh->relay.pipes, fds, rd->pending == 0 && !(rd->flags & RD_SMALL_PIPE));
     rd->pipe_r = rd->pipe_w = -1;
     rd->flags &= (uint16_t)~RD_SMALL_PIPE;
 }
@@ -436,7 +523,7 @@ dir_read(struct shard *sh, struct conn *c, unsigned d)
     bool poll_first = rd->flags & RD_SPLICE ? !(rd->flags & RD_FULL) : (rd->flags & RD_WAIT_DATA);
     if (poll_first) {
         rd->flags &= (uint16_t)~RD_WAIT_DATA;
-        struct io_uring_sqe *sqe = conn_sqe(sh, c, dir_op(OP_POLL_IN, d));
+        struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_POLL_IN, d);
         io_uring_prep_poll_add(sqe, src_fd(c, d), POLLIN | POLLRDHUP);
         rd->ops++;
         return;
@@ -469,6 +556,7 @@ dir_step(struct shard *sh, struct conn *c, unsigned d)
 void
 relay_start(struct shard *sh, struct conn *c)
 {
+    conn_enter(c, &relay_phase);
     c->state = CONN_RELAY;
     STAT_INC(sh->st.tunnels);
     STAT_INC(sh->st.open_by_cmd[c->cmd < STAT_CMDS ? c->cmd : 0]);
@@ -508,7 +596,7 @@ copy_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res, un
     struct relay_dir *rd = &c->dir[d];
     if (op == OP_RECV) {
         if (cqe_flags & IORING_CQE_F_BUFFER)
-            sh->bufs_held++;
+            sh->relay.bufs_held++;
         if (res > 0 && (cqe_flags & IORING_CQE_F_BUFFER)) {
             rd->bid = (uint16_t)(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
             rd->off = 0;
@@ -551,15 +639,17 @@ copy_done(struct shard *sh, struct conn *c, unsigned d, unsigned op, int res, un
     return false;
 }
 
-void
-relay_on_cqe(struct shard *sh, struct conn *c, unsigned op, unsigned d, int res,
-             unsigned cqe_flags)
+static void
+relay_on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cqe)
 {
+    unsigned op = ud_op(cqe->user_data), d = ud_arg(cqe->user_data);
+    int res = cqe->res;
     struct relay_dir *rd = &c->dir[d];
     bool ok;
     rd->ops--;
+    /* Also while closing: a buffer the recv took goes back. */
     if (op == OP_RECV || op == OP_SEND)
-        ok = copy_done(sh, c, d, op, res, cqe_flags);
+        ok = copy_done(sh, c, d, op, res, cqe->flags);
     else
         ok = poll_done(c, d, op, res);
     if (c->state != CONN_RELAY)
@@ -572,13 +662,22 @@ relay_on_cqe(struct shard *sh, struct conn *c, unsigned op, unsigned d, int res,
     dir_step(sh, c, d);
 }
 
-void
+static void
 relay_release(struct shard *sh, struct conn *c)
 {
     for (unsigned d = 0; d < 2; d++) {
         struct relay_dir *rd = &c->dir[d];
+        stall_unlink(sh, c, d);
         release_pipe(sh, rd);
         copy_drained(sh, rd);
         rd->flags &= (uint16_t)~RD_STARVED;
     }
 }
+
+/* Idle timeout: the slot layer's default (close, idle_timeout). A hang-up is the
+ * relay's own EOF to read. */
+const struct conn_phase relay_phase = {
+    .name = "relay",
+    .on_cqe = relay_on_cqe,
+    .release = relay_release,
+};

@@ -24,13 +24,15 @@
 #include <jemalloc/jemalloc.h>
 #endif
 
-#include "conn.h"
-#include "policy.h"
-#include "dns.h"
-#include "relay.h"
-#include "session.h"
-#include "udp.h"
 #include "authq.h"
+#include "conn.h"
+#include "dns.h"
+#include "handshake.h"
+#include "policy.h"
+#include "relay.h"
+#include "request.h"
+#include "ring.h"
+#include "udp.h"
 
 #define RING_ENTRIES 4096
 #define TICK_MS      250
@@ -45,15 +47,10 @@ struct start_ctx {
     int err;
 };
 
-struct io_uring_sqe *
+static struct io_uring_sqe *
 shard_sqe(struct shard *sh)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&sh->ring);
-    while (!sqe) {
-        io_uring_submit(&sh->ring);
-        sqe = io_uring_get_sqe(&sh->ring);
-    }
-    return sqe;
+    return ring_sqe(&sh->ring);
 }
 
 static void
@@ -64,7 +61,7 @@ arm_accept(struct shard *sh, unsigned i)
         return;
     struct io_uring_sqe *sqe = shard_sqe(sh);
     io_uring_prep_multishot_accept(sqe, l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, i, 0));
+    io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, 0, i, 0));
     l->armed = true;
 }
 
@@ -103,8 +100,8 @@ pause_accept(struct shard *sh)
         if (!sh->ls[i].armed)
             continue;
         struct io_uring_sqe *sqe = shard_sqe(sh);
-        io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, i, 0), 0);
-        io_uring_sqe_set_data64(sqe, ud_make(OP_NONE, 0, 0));
+        io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, 0, i, 0), 0);
+        io_uring_sqe_set_data64(sqe, ud_make(OP_NONE, 0, 0, 0));
     }
 }
 
@@ -118,7 +115,7 @@ start_held(struct shard *sh)
 {
     uint64_t fd;
     while (sh->held.len && !shard_full(sh) && udq_pop(&sh->held, &fd))
-        session_start(sh, (int)fd);
+        handshake_start(sh, (int)fd);
 }
 
 /*
@@ -132,7 +129,8 @@ want_room(struct shard *sh)
     atomic_store_explicit(&sh->want_room, true, memory_order_relaxed);
 }
 
-void
+/* A connection closed: wake the other shards paused by max_conns. */
+static void
 shard_room_freed(struct shard *sh)
 {
     for (unsigned i = 0; i < sh->n_peers; i++) {
@@ -143,7 +141,8 @@ shard_room_freed(struct shard *sh)
     }
 }
 
-void
+/* A connection closed, or the tick: accepting may resume. */
+static void
 shard_accept_resume(struct shard *sh)
 {
     if (!sh->accept_paused || sh->stopping || sh->draining)
@@ -186,7 +185,7 @@ on_accept(struct shard *sh, const struct io_uring_cqe *cqe)
             want_room(sh);
             return;
         }
-        session_start(sh, res);
+        handshake_start(sh, res);
         /* Full: stop taking connections; the kernel's backlog holds the rest. */
         if (shard_full(sh)) {
             pause_accept(sh);
@@ -217,7 +216,7 @@ arm_tick(struct shard *sh)
     sh->tick.tv_sec = 0;
     sh->tick.tv_nsec = TICK_MS * 1000000L;
     io_uring_prep_timeout(sqe, &sh->tick, 0, 0);
-    io_uring_sqe_set_data64(sqe, ud_make(OP_TICK, 0, 0));
+    io_uring_sqe_set_data64(sqe, ud_make(OP_TICK, 0, 0, 0));
 }
 
 static void
@@ -225,14 +224,15 @@ arm_wake(struct shard *sh)
 {
     struct io_uring_sqe *sqe = shard_sqe(sh);
     io_uring_prep_read(sqe, sh->wake_fd, &sh->wake_val, sizeof(sh->wake_val), 0);
-    io_uring_sqe_set_data64(sqe, ud_make(OP_WAKE, 0, 0));
+    io_uring_sqe_set_data64(sqe, ud_make(OP_WAKE, 0, 0, 0));
 }
 
 static void
 on_tick(struct shard *sh)
 {
     conn_timers_run(sh);
-    session_tick(sh);
+    request_tick(sh);
+    relay_tick(sh);
     dns_tick(sh);
     /* An EMFILE pause, or the total limit, may have cleared without a close of ours. */
     shard_accept_resume(sh);
@@ -251,8 +251,8 @@ stop_accepting(struct shard *sh)
     for (unsigned i = 0; i < sh->n_ls; i++) {
         if (sh->ls[i].armed) {
             struct io_uring_sqe *sqe = shard_sqe(sh);
-            io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, i, 0), 0);
-            io_uring_sqe_set_data64(sqe, ud_make(OP_NONE, 0, 0));
+            io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, 0, i, 0), 0);
+            io_uring_sqe_set_data64(sqe, ud_make(OP_NONE, 0, 0, 0));
         }
         if (sh->ls[i].fd >= 0) {
             shutdown(sh->ls[i].fd, SHUT_RDWR);
@@ -293,9 +293,12 @@ static void
 dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
 {
     uint64_t ud = cqe->user_data;
-    switch (ud_op(ud)) {
-    case OP_NONE:
-        break;
+    unsigned op = ud_op(ud);
+    if (op >= OP_CONN_FIRST) {
+        conn_dispatch(sh, cqe);
+        return;
+    }
+    switch (op) {
     case OP_ACCEPT:
         on_accept(sh, cqe);
         break;
@@ -314,10 +317,9 @@ dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
         break;
     case OP_DNS_POLL:
     case OP_DNS_REMOVE:
-        dns_on_cqe(sh, ud_op(ud), ud_slot(ud), ud_gen(ud), cqe->res);
+        dns_on_cqe(sh, op, ud_slot(ud), ud_gen(ud), cqe->res);
         break;
-    default:
-        conn_dispatch(sh, cqe);
+    default: /* OP_NONE: a cancellation's own completion */
         break;
     }
 }
@@ -358,7 +360,7 @@ shard_setup(struct shard *sh)
     int ret = ring_setup(sh);
     if (ret < 0)
         return ret;
-    ret = session_slab_init(sh);
+    ret = handshake_init(sh, request_start);
     if (ret < 0)
         return ret;
     ret = relay_init(sh);
@@ -465,6 +467,12 @@ shard_main(void *arg)
         }
         io_uring_cq_advance(&sh->ring, n);
         relay_batch_end(sh);
+        /* Slots freed in this batch: once for all of them, not once per close. */
+        if (sh->room_freed) {
+            sh->room_freed = false;
+            shard_accept_resume(sh);
+            shard_room_freed(sh);
+        }
         STAT_INC(sh->st.loops);
         busy = n > 0 && sh->o->busy_poll_us > 0;
     }
@@ -585,7 +593,7 @@ shard_join(struct shard *sh)
     authq_fini(sh);
     relay_fini(sh);
     udp_fini(sh);
-    session_slab_fini(sh);
+    handshake_fini(sh);
     /* Connections still open after the grace period: their fds go now. */
     for (uint32_t i = 0; sh->conns && i < sh->high; i++) {
         struct conn *c = &sh->conns[i];

@@ -41,10 +41,10 @@
 #include "acl.h"
 #include "conn.h"
 #include "dns.h"
+#include "handshake.h"
 #include "hosts.h"
 #include "policy.h"
-#include "session.h"
-#include "shard.h"
+#include "shard_types.h"
 #include "sock.h"
 
 /* Remotes the client sent to, whose answers are let through. */
@@ -155,16 +155,9 @@ static bool
 source_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *src,
                uint8_t *flags)
 {
-    const struct acl *acl = sh->pol->acl;
-    *flags = 0;
-    if (!acl)
+    struct policy_req r = {.client = src, .cmd = SOCKS5_CMD_UDP, .user = c->user};
+    if (policy_allows(sh->pol, sh->o, &r, flags))
         return true;
-    struct acl_query q = {.client = src, .cmd = ACL_CMD_UDP, .user = c->user};
-    int rule;
-    if (acl_match(acl, &q, &rule) == ACL_ALLOW) {
-        *flags = acl_rule_flags(acl, rule);
-        return true;
-    }
     STAT_INC(sh->st.acl_denied);
     return false;
 }
@@ -216,7 +209,7 @@ set_client(struct shard *sh, struct conn *c, struct udp_assoc *ua, const struct 
     }
     if (c->client.sa.sa_family != AF_INET && c->client.sa.sa_family != AF_INET6)
         return -ENOTCONN;
-    /* The association as such passed session_allowed(); this only reads its rule's flags. */
+    /* The association as such passed conn_allowed(); this only reads its rule's flags. */
     source_allowed(sh, c, &c->client, &flags);
     ua->any_source = flags & ACL_RF_UDP_ANY_SOURCE;
 
@@ -247,7 +240,15 @@ set_client(struct shard *sh, struct conn *c, struct udp_assoc *ua, const struct 
     return 0;
 }
 
-int
+/*
+ * Open the association's socket for c. hint is the request's DST: the
+ * address the client will send from (all zero: the TCP peer's address, port
+ * learned from the first datagram; under a rule with udp_source "any", the
+ * first datagram's source). Writes the address for the reply into bnd.
+ * Returns 0, -EPERM when the rules do not admit the declared source, or
+ * another -errno.
+ */
+static int
 udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union sockaddr_inx *bnd)
 {
     struct udp_assoc *ua = calloc(1, sizeof(*ua));
@@ -292,20 +293,22 @@ udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union 
 static void
 arm_poll(struct shard *sh, struct conn *c)
 {
-    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_UDP_POLL);
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_UDP_POLL, 0);
     io_uring_prep_poll_add(sqe, c->tfd, POLLIN);
 }
 
 static void
 arm_ctrl(struct shard *sh, struct conn *c)
 {
-    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_UDP_CTRL);
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_UDP_CTRL, 0);
     io_uring_prep_recv(sqe, c->cfd, c->ua->ctrl, sizeof(c->ua->ctrl), 0);
 }
 
-void
+/* The reply is written: relay datagrams until the control connection ends. */
+static void
 udp_start(struct shard *sh, struct conn *c)
 {
+    conn_enter(c, &udp_phase);
     c->state = CONN_UDP;
     /* Datagrams either way are the activity; the control connection is silent by design. */
     conn_timer_set(sh, c, TL_IDLE);
@@ -398,7 +401,7 @@ to_remote(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const
     struct udp_assoc *ua = c->ua;
     union sockaddr_inx peer = *dst;
     addr_unmap(&peer);
-    if (!session_allowed(sh, c, &peer, host, addr_port(&peer))) {
+    if (!conn_allowed(sh, c, &peer, host, addr_port(&peer), NULL)) {
         drop(sh);
         return;
     }
@@ -440,7 +443,7 @@ query(struct shard *sh, struct conn *c, const char *name, uint16_t port)
     ua->querying = true;
     ua->resolve_seq = (uint8_t)(ua->resolve_seq % 127 + 1);
     ua->in_resolve = true;
-    dns_resolve(sh, name, port, ud_make(ua->resolve_seq, conn_slot(sh, c), c->gen));
+    dns_resolve(sh, name, port, conn_ref(c, ua->resolve_seq));
     ua->in_resolve = false;
 }
 
@@ -544,8 +547,9 @@ from_client(struct shard *sh, struct conn *c, const uint8_t *p, size_t len)
     to_remote(sh, c, &dst, d.atyp == SOCKS5_ATYP_DOMAIN ? d.u.name : NULL, p, len);
 }
 
-void
-udp_resolve_timeout(struct shard *sh, struct conn *c)
+/* The name took longer than connect_timeout: drop its datagram, go on with the next. */
+static void
+resolve_timeout(struct shard *sh, struct conn *c)
 {
     struct udp_assoc *ua = c->ua;
     if (!ua)
@@ -559,9 +563,10 @@ udp_resolve_timeout(struct shard *sh, struct conn *c)
     pend_next(sh, c);
 }
 
-void
-udp_on_resolved(struct shard *sh, struct conn *c, unsigned seq, int err,
-                const union sockaddr_inx *addrs, unsigned n)
+/* A datagram's destination name resolved; seq is the query's number (the ref's tag). */
+static void
+on_resolved(struct shard *sh, struct conn *c, unsigned seq, int err,
+            const union sockaddr_inx *addrs, unsigned n)
 {
     struct udp_assoc *ua = c->ua;
     /* An answer for a datagram already given up on is not for the one waiting now. */
@@ -714,12 +719,13 @@ pump(struct shard *sh, struct conn *c)
         arm_poll(sh, c);
 }
 
-void
-udp_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res)
+static void
+on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cqe)
 {
+    int res = cqe->res;
     if (c->state != CONN_UDP)
         return;
-    switch (op) {
+    switch (ud_op(cqe->user_data)) {
     case OP_UDP_CTRL:
         /* The client should send nothing here; EOF or an error ends the association. */
         if (res > 0) {
@@ -741,7 +747,16 @@ udp_on_cqe(struct shard *sh, struct conn *c, unsigned op, int res)
     }
 }
 
-void
+static void
+on_timeout(struct shard *sh, struct conn *c, enum tlist_id tl)
+{
+    if (tl == TL_CONNECT)
+        resolve_timeout(sh, c);
+    else
+        conn_close(sh, c, END_IDLE_TIMEOUT); /* no datagram either way for idle_timeout */
+}
+
+static void
 udp_release(struct shard *sh, struct conn *c)
 {
     (void)sh;
@@ -752,4 +767,43 @@ udp_release(struct shard *sh, struct conn *c)
         free(pend_pop(ua));
     free(ua);
     c->ua = NULL;
+}
+
+/* The control connection's hang-up is read by OP_UDP_CTRL. */
+const struct conn_phase udp_phase = {
+    .name = "udp",
+    .on_cqe = on_cqe,
+    .on_timeout = on_timeout,
+    .on_resolved = on_resolved,
+    .release = udp_release,
+};
+
+void
+udp_associate(struct shard *sh, struct conn *c)
+{
+    union sockaddr_inx bnd;
+    /* The association as such: its datagrams are checked one by one later. */
+    if (!conn_allowed(sh, c, NULL, NULL, 0, NULL)) {
+        handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
+        return;
+    }
+    if (!conn_client_take(sh, c, CLIENT_UDP, sh->pol->client_max_udp)) {
+        STAT_INC(sh->st.client_limited);
+        handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_CLIENT_LIMIT);
+        return;
+    }
+    int ret = udp_open(sh, c, handshake_dest(c), &bnd);
+    if (ret < 0)
+        conn_client_put(sh, c, CLIENT_UDP);
+    if (ret == -EPERM) {
+        /* The datagram source it declared is not one the rules admit. */
+        handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
+        return;
+    }
+    if (ret < 0) {
+        handshake_fail(sh, c, socks5_rep_from_errno(ret), END_REPLY_ERR);
+        return;
+    }
+    /* UDP ASSOCIATE has no target stream: bytes pipelined after the request are dropped. */
+    handshake_succeed(sh, c, &bnd, udp_start, 0);
 }

@@ -67,14 +67,24 @@ else
     echo "note: no fuzz harnesses in $BUILD/fuzz/"
 fi
 
-# ---- make install into a temporary tree: files, modes, unit paths, config check, uninstall
-echo "== install-check"
-icheck=$(make -s --no-print-directory install-check BUILD="$BUILD" 2>&1 | tail -n 1)
-echo "$icheck"
-case $icheck in
-"PASS install-check"*) passed=$((passed + 1)) ;;
-*) echo "FAIL install-check"; failed=$((failed + 1)) ;;
-esac
+# ---- checks that print one "PASS name..." or "FAIL ..." line last, counted as one test each
+one_check() { # name command...
+    local name=$1 out
+    shift
+    echo "== $name"
+    out=$("$@" 2>&1)
+    echo "$out" | tail -n 1
+    case $(echo "$out" | tail -n 1) in
+    "PASS $name"*) passed=$((passed + 1)) ;;
+    *) echo "$out" | head -n 40; echo "FAIL $name"; failed=$((failed + 1)) ;;
+    esac
+}
+# Every header compiles on its own.
+one_check check-headers make -s --no-print-directory check-headers BUILD="$BUILD"
+# The layers: no include circle among modules, nothing below the phases names one.
+one_check check-layers "$PYTHON" tests/check_layers.py
+# make install into a temporary tree: files, modes, unit paths, config check, uninstall.
+one_check install-check make -s --no-print-directory install-check BUILD="$BUILD"
 
 # ---- integration tests
 echo "== integration ($BUILD/ringsocks)"

@@ -6,9 +6,9 @@
  * crypt(3), and the failure budget that puts a failing address behind the
  * others.
  *
- * Fakes: shard_sqe() hands out one static SQE (authq_arm() writes the
+ * Fakes: ring_sqe() hands out one static SQE (authq_arm() writes the
  * worker's eventfd into it, which is how the test finds it), and
- * session_on_auth() records the answers in order.
+ * conn_authed() records the answers in order.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,9 +25,10 @@
 #include <unistd.h>
 
 #include "authq.h"
+#include "conn.h"
 #include "policy.h"
-#include "session.h"
-#include "shard.h"
+#include "ring.h"
+#include "shard_types.h"
 #include "users.h"
 #include "users_file.h"
 
@@ -36,9 +37,9 @@
 static struct io_uring_sqe fake_sqe;
 
 struct io_uring_sqe *
-shard_sqe(struct shard *sh)
+ring_sqe(struct io_uring *ring)
 {
-    (void)sh;
+    (void)ring;
     memset(&fake_sqe, 0, sizeof(fake_sqe));
     return &fake_sqe;
 }
@@ -51,7 +52,7 @@ static struct {
 static unsigned n_answers;
 
 void
-session_on_auth(struct shard *sh, uint64_t cookie, bool ok)
+conn_authed(struct shard *sh, uint64_t cookie, bool ok)
 {
     (void)sh;
     assert_true(n_answers < MAX_ANSWERS);

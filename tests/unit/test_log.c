@@ -2,7 +2,7 @@
  * test_log.c - access-log formatting (logfmt and JSON, hostile strings,
  * truncation, time) and the logger: two producer threads into a file,
  * drops on a tiny ring, reopen after a rename, stderr and off targets.
- * Fakes conn_end_str() (conn.o would bring the whole shard).
+ * Links log.o with conn_end.o (the end-reason names) and addr.o.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,15 +20,9 @@
 
 #include <cmocka.h>
 
-#include "conn.h"
+#include "conn_end.h"
 #include "log.h"
 #include "socks5.h"
-
-const char *
-conn_end_str(enum conn_end why)
-{
-    return why == END_DONE ? "done" : why == END_HS_TIMEOUT ? "hs_timeout" : "other";
-}
 
 /* 2026-11-21T21:40:00.123Z */
 #define T0_MS 1795297200123ull
@@ -282,12 +276,12 @@ test_ipv6(void **state)
     expect(&r, LOG_LOGFMT,
            "time=2026-11-21T21:40:00.123Z shard=3 client=[2001:db8::1]:50000 user=alice cmd=bind "
            "version=5 dest=[2001:db8::2]:8443 resolved=[2001:db8::2]:8443 rep=5 "
-           "up=18446744073709551615 down=4567 duration_ms=4294967295 end=hs_timeout\n");
+           "up=18446744073709551615 down=4567 duration_ms=4294967295 end=handshake_timeout\n");
     expect(&r, LOG_JSON,
            "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":3,\"client\":\"[2001:db8::1]:50000\","
            "\"user\":\"alice\",\"cmd\":\"bind\",\"version\":5,\"dest\":\"[2001:db8::2]:8443\","
            "\"resolved\":\"[2001:db8::2]:8443\",\"rep\":5,\"up\":18446744073709551615,"
-           "\"down\":4567,\"duration_ms\":4294967295,\"end\":\"hs_timeout\"}\n");
+           "\"down\":4567,\"duration_ms\":4294967295,\"end\":\"handshake_timeout\"}\n");
 }
 
 static void

@@ -3,11 +3,8 @@
  * the cumulative DNS histogram, the snprintf-like length protocol, and
  * promtool's verdict on the whole text.
  *
- * Links metrics.o alone. conn_end_str() lives in conn.o, which needs most of
- * the server (relay, session, shard, udp ...), so this file names the reasons
- * itself, "end_N", which also shows that every reason in enum conn_end gets
- * a series under whatever name conn_end_str() gives it. The integration
- * suite sees the real names.
+ * Links metrics.o with conn_end.o (the end-reason names): the metrics read
+ * counters (struct shard_stats) and nothing else of a shard.
  */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -21,22 +18,20 @@
 
 #include <cmocka.h>
 
-#include "conn.h"
+#include "conn_end.h"
 #include "metrics.h"
-#include "shard_types.h"
+#include "stats.h"
 
-const char *
-conn_end_str(enum conn_end why)
-{
-    static char names[END__COUNT][16];
-    if ((unsigned)why >= END__COUNT)
-        return "unknown";
-    snprintf(names[why], sizeof(names[why]), "end_%d", (int)why);
-    return names[why];
-}
+/* What a shard shows the metrics. */
+struct fake_shard {
+    unsigned id;
+    uint32_t n_open;
+    struct shard_stats st;
+};
 
 struct fixture {
-    struct shard *sh; /* two shards */
+    struct fake_shard *sh; /* two shards */
+    struct metrics_shard ms[2];
     struct ctl_stats cs;
     char *text;
     size_t len;
@@ -47,10 +42,12 @@ setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    f->sh = calloc(2, sizeof(struct shard));
+    f->sh = calloc(2, sizeof(struct fake_shard));
     assert_non_null(f->sh);
+    for (unsigned i = 0; i < 2; i++)
+        f->ms[i] = (struct metrics_shard){i, &f->sh[i].st, &f->sh[i].n_open};
 
-    struct shard *a = &f->sh[0], *b = &f->sh[1];
+    struct fake_shard *a = &f->sh[0], *b = &f->sh[1];
     a->id = 0;
     b->id = 1;
     a->n_open = 7;
@@ -64,9 +61,9 @@ setup(void **state)
     b->st.ended[END_DONE] = 11;
     b->st.ended[END_HS_TIMEOUT] = 4;
     a->st.ended[END_WRITE_TIMEOUT] = 5;
-    a->st.bytes[DIR_C2T] = 1ull << 40;
-    b->st.bytes[DIR_C2T] = 1;
-    a->st.bytes[DIR_T2C] = 123456789;
+    a->st.bytes[STAT_UP] = 1ull << 40;
+    b->st.bytes[STAT_UP] = 1;
+    a->st.bytes[STAT_DOWN] = 123456789;
     a->st.auth_cache_hits = 50;
     b->st.auth_cache_hits = 25;
     a->st.auth_slow_checks = 6;
@@ -121,11 +118,11 @@ setup(void **state)
     f->cs.log_dropped = 2;
     f->cs.start_time = 1699999999.5;
 
-    f->len = metrics_render(NULL, 0, f->sh, 2, &f->cs);
+    f->len = metrics_render(NULL, 0, f->ms, 2, &f->cs);
     assert_true(f->len > 0);
     f->text = malloc(f->len + 1);
     assert_non_null(f->text);
-    assert_int_equal(metrics_render(f->text, f->len + 1, f->sh, 2, &f->cs), f->len);
+    assert_int_equal(metrics_render(f->text, f->len + 1, f->ms, 2, &f->cs), f->len);
     assert_int_equal(strlen(f->text), f->len);
     *state = f;
     return 0;
@@ -300,19 +297,19 @@ test_small_buffer(void **state)
 
     /* Too small: the needed length, and a NUL-terminated prefix of the text. */
     memset(buf, 'x', f->len + 1);
-    assert_int_equal(metrics_render(buf, 100, f->sh, 2, &f->cs), f->len);
+    assert_int_equal(metrics_render(buf, 100, f->ms, 2, &f->cs), f->len);
     assert_int_equal(buf[99], '\0');
     assert_memory_equal(buf, f->text, 99);
     assert_int_equal(buf[100], 'x');
 
     /* Exactly the text but no room for the NUL: still "does not fit". */
     memset(buf, 'x', f->len + 1);
-    assert_int_equal(metrics_render(buf, f->len, f->sh, 2, &f->cs), f->len);
+    assert_int_equal(metrics_render(buf, f->len, f->ms, 2, &f->cs), f->len);
     assert_int_equal(buf[f->len], 'x');
 
-    assert_int_equal(metrics_render(buf, 1, f->sh, 2, &f->cs), f->len);
+    assert_int_equal(metrics_render(buf, 1, f->ms, 2, &f->cs), f->len);
     assert_int_equal(buf[0], '\0');
-    assert_int_equal(metrics_render(buf, f->len + 1, f->sh, 2, &f->cs), f->len);
+    assert_int_equal(metrics_render(buf, f->len + 1, f->ms, 2, &f->cs), f->len);
     assert_string_equal(buf, f->text);
     free(buf);
 }

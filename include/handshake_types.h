@@ -1,0 +1,73 @@
+/*
+ * handshake_types.h - the handshake context (one per connection in the
+ * handshake, from the shard's slab in its registered buffer) and the shard's
+ * pool of them with the queues of connections waiting for one. Owned by
+ * handshake.c; the request and BIND phases use a connection's context while
+ * it holds one.
+ */
+#ifndef RINGSOCKS_HANDSHAKE_TYPES_H
+#define RINGSOCKS_HANDSHAKE_TYPES_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "auth.h"
+#include "socks4.h"
+#include "socks5.h"
+#include "udq.h"
+
+struct shard;
+struct conn;
+
+/* The longest client message is an RFC 1929 auth, 513 bytes; SOCKS4a with
+ * a 255-byte user-id and host is 520. */
+#define HS_IN_SIZE  1024
+#define HS_OUT_SIZE 64
+#define HS_MAX_ADDRS 8
+
+/* Handshake context flags. */
+#define HSF_WRITING      0x01u /* a write to the client is in flight */
+#define HSF_CLOSE_AFTER  0x02u /* close once the replies are written */
+#define HSF_LEFTOVER     0x08u /* pipelined bytes being written to the target */
+#define HSF_DNS          0x10u /* a DNS query is out */
+#define HSF_TIMED_OUT    0x20u /* the connect deadline passed */
+#define HSF_AUTH_WAIT    0x40u /* the credential check is on the auth worker */
+
+/*
+ * One per connection in the handshake, from the shard's slab: the input and
+ * output areas are inside the ring's registered buffer.
+ */
+struct hs {
+    uint8_t in[HS_IN_SIZE];
+    uint8_t out[HS_OUT_SIZE];
+    uint16_t in_len, in_off;
+    uint8_t out_len, out_off;
+    uint8_t n_addrs, next_addr;
+    uint8_t version; /* 4 or 5 once the first byte is seen, 0 before */
+    uint8_t cmd;     /* SOCKS5_CMD_* for both versions */
+    int last_err;    /* -errno of the last failed attempt */
+    uint32_t next_free;
+    union {
+        struct socks5 s5;
+        struct socks4 s4;
+    } p;
+    struct auth_cred cred;
+    union sockaddr_inx addrs[HS_MAX_ADDRS];
+    /* handshake_succeed(): what follows the reply, and its HS_* flags. */
+    void (*next)(struct shard *sh, struct conn *c);
+    unsigned next_flags;
+};
+
+struct hs_pool {
+    struct hs *slab;
+    uint32_t count, free;
+    bool fixed_bufs; /* handshake I/O with READ_FIXED/WRITE_FIXED */
+    /* Accepted connections waiting for a context: conn_ref(c, 0); those of addresses
+     * holding more than client_max_handshakes wait in the second queue. */
+    struct udq wait, wait_heavy;
+    /* Where a complete request goes (handshake_init()). */
+    void (*on_request)(struct shard *sh, struct conn *c);
+};
+
+#endif

@@ -1,0 +1,644 @@
+/*
+ * handshake.c - the handshake phase: from accept to a complete request, and
+ * every reply written through a connection's handshake context.
+ *
+ * Shard thread only. The client's bytes are read into the connection's
+ * context, which lives in the shard's registered buffer, and fed to the pure
+ * parsers (socks4.c, socks5.c, auth.c); password hashes go to the auth worker
+ * (authq.c). A complete request goes to the phase the shard named at init
+ * (the request phase: request_start()); replies come back here (handshake_fail(), handshake_succeed()). Bytes the
+ * client pipelined after its request stay in the context and are written to
+ * the target before the relay starts, never dropped.
+ *
+ * It owns the contexts: a slab, a free list, and the queues of accepted
+ * connections waiting for one, those of addresses holding few handshakes
+ * first (clients.h). It never blocks and never reaches into a later phase
+ * but through the continuation a phase hands to handshake_succeed().
+ */
+#include "handshake.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "authq.h"
+#include "clients.h"
+#include "policy.h"
+#include "shard_types.h"
+#include "socks4.h"
+
+int
+handshake_init(struct shard *sh, void (*on_request)(struct shard *sh, struct conn *c))
+{
+    struct hs_pool *hp = &sh->hsp;
+    hp->on_request = on_request;
+    size_t bytes = (size_t)sh->o->hs_slots * sizeof(struct hs);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    hp->slab = p;
+    hp->count = sh->o->hs_slots;
+    for (uint32_t i = 0; i < hp->count; i++)
+        hp->slab[i].next_free = i + 1 < hp->count ? i + 1 : CONN_NIL;
+    hp->free = 0;
+
+    /*
+     * One registered buffer covers the whole slab: handshake reads and
+     * writes use READ_FIXED/WRITE_FIXED with buf_index 0. Registration pins
+     * the pages; where the memlock limit refuses it, plain recv/send do.
+     */
+    struct iovec iov = {.iov_base = p, .iov_len = bytes};
+    hp->fixed_bufs = io_uring_register_buffers(&sh->ring, &iov, 1) == 0;
+    return 0;
+}
+
+void
+handshake_fini(struct shard *sh)
+{
+    struct hs_pool *hp = &sh->hsp;
+    if (hp->slab)
+        munmap(hp->slab, (size_t)hp->count * sizeof(struct hs));
+    hp->slab = NULL;
+    udq_free(&hp->wait);
+    udq_free(&hp->wait_heavy);
+}
+
+/* The oldest connection still waiting in q (others closed meanwhile, e.g. on the
+ * handshake timeout or a hang-up, are skipped), or NULL. */
+static struct conn *
+wait_pop(struct shard *sh, struct udq *q)
+{
+    uint64_t e;
+    while (udq_pop(q, &e)) {
+        struct conn *c = conn_from_ref(sh, e);
+        if (c && c->state == CONN_HANDSHAKE && !c->hs)
+            return c;
+    }
+    return NULL;
+}
+
+/* Who gets the next free context: clients of addresses holding few handshakes first,
+ * then those of the heavy ones (issue #9: a burst of slow handshakes from one address
+ * made everyone else wait behind it). */
+static struct conn *
+hs_wait_pop(struct shard *sh)
+{
+    struct conn *c = wait_pop(sh, &sh->hsp.wait);
+    return c ? c : wait_pop(sh, &sh->hsp.wait_heavy);
+}
+
+static struct hs *
+hs_get(struct shard *sh)
+{
+    struct hs_pool *hp = &sh->hsp;
+    if (hp->free == CONN_NIL)
+        return NULL;
+    struct hs *h = &hp->slab[hp->free];
+    hp->free = h->next_free;
+    h->in_len = h->in_off = 0;
+    h->out_len = h->out_off = 0;
+    h->n_addrs = h->next_addr = 0;
+    h->last_err = 0;
+    h->version = 0;
+    h->cmd = 0;
+    h->next = NULL;
+    h->next_flags = 0;
+    return h;
+}
+
+static void hs_read(struct shard *sh, struct conn *c);
+
+void
+handshake_release(struct shard *sh, struct conn *c)
+{
+    struct hs_pool *hp = &sh->hsp;
+    if (!c->hs)
+        return;
+    /* Gone before its password check was answered: it leaves the queue with it. */
+    if (c->hs_flags & HSF_AUTH_WAIT)
+        authq_cancel(sh, (uint32_t)(c->hs - hp->slab));
+    sodium_memzero(&c->hs->cred, sizeof(c->hs->cred));
+    c->hs->next_free = hp->free;
+    hp->free = (uint32_t)(c->hs - hp->slab);
+    c->hs = NULL;
+    c->hs_flags &= (uint8_t)~(HSF_WRITING | HSF_CLOSE_AFTER | HSF_LEFTOVER | HSF_AUTH_WAIT);
+    struct conn *w = hs_wait_pop(sh);
+    if (w) {
+        w->hs = hs_get(sh);
+        hs_read(sh, w);
+    }
+}
+
+bool
+handshake_has_unread(const struct conn *c)
+{
+    return c->hs && c->hs->in_off < c->hs->in_len;
+}
+
+static void
+hs_read(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_HS_READ, 0);
+    unsigned room = HS_IN_SIZE - h->in_len;
+    if (sh->hsp.fixed_bufs)
+        io_uring_prep_read_fixed(sqe, c->cfd, h->in + h->in_len, room, 0, 0);
+    else
+        io_uring_prep_recv(sqe, c->cfd, h->in + h->in_len, room, 0);
+}
+
+static void
+hs_flush(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    if ((c->hs_flags & HSF_WRITING) || h->out_off == h->out_len)
+        return;
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_HS_WRITE, 0);
+    unsigned n = (unsigned)(h->out_len - h->out_off);
+    if (sh->hsp.fixed_bufs)
+        io_uring_prep_write_fixed(sqe, c->cfd, h->out + h->out_off, n, 0, 0);
+    else
+        io_uring_prep_send(sqe, c->cfd, h->out + h->out_off, n, MSG_NOSIGNAL);
+    c->hs_flags |= HSF_WRITING;
+}
+
+static void
+hs_queue(struct shard *sh, struct conn *c, const uint8_t *p, size_t n)
+{
+    struct hs *h = c->hs;
+    if (h->out_off == h->out_len)
+        h->out_off = h->out_len = 0;
+    memcpy(h->out + h->out_len, p, n);
+    h->out_len = (uint8_t)(h->out_len + n);
+    hs_flush(sh, c);
+}
+
+const struct socks_dest *
+handshake_dest(const struct conn *c)
+{
+    const struct hs *h = c->hs;
+    return h->version == 4 ? &h->p.s4.dest : &h->p.s5.dest;
+}
+
+/* A reply in the client's protocol into r: SOCKS4 knows only granted/rejected. */
+static size_t
+encode_reply(const struct conn *c, uint8_t rep, const struct sockaddr *bnd,
+             uint8_t r[SOCKS5_REPLY_MAX])
+{
+    if (c->version == 4)
+        return socks4_reply(r, rep == SOCKS5_REP_SUCCEEDED ? SOCKS4_REP_GRANTED
+                                                           : SOCKS4_REP_REJECTED,
+                            bnd);
+    return socks5_reply(r, rep, bnd);
+}
+
+/* Queue a reply through the context; the handshake phase writes it. */
+static void
+queue_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr *bnd)
+{
+    uint8_t r[SOCKS5_REPLY_MAX];
+    conn_enter(c, &handshake_phase);
+    c->rep = (int8_t)rep;
+    hs_queue(sh, c, r, encode_reply(c, rep, bnd, r));
+}
+
+bool
+handshake_reply_now(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
+{
+    uint8_t r[SOCKS5_REPLY_MAX];
+    size_t n = encode_reply(c, rep, bnd, r);
+    c->rep = (int8_t)rep;
+    return send(c->cfd, r, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n;
+}
+
+void
+handshake_fail(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why)
+{
+    c->hs_flags |= HSF_CLOSE_AFTER;
+    c->end = (uint8_t)why;
+    conn_timer_set(sh, c, TL_HANDSHAKE);
+    queue_reply(sh, c, rep, NULL);
+}
+
+static void
+fail(struct shard *sh, struct conn *c, uint8_t rep)
+{
+    handshake_fail(sh, c, rep, END_REPLY_ERR);
+}
+
+/* Write the bytes the client pipelined after its request to the target. */
+static void
+hs_write_leftover(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_LEFTOVER, 0);
+    unsigned n = (unsigned)(h->in_len - h->in_off);
+    if (sh->hsp.fixed_bufs)
+        io_uring_prep_write_fixed(sqe, c->tfd, h->in + h->in_off, n, 0, 0);
+    else
+        io_uring_prep_send(sqe, c->tfd, h->in + h->in_off, n, MSG_NOSIGNAL);
+    c->hs_flags |= HSF_LEFTOVER;
+}
+
+void
+handshake_succeed(struct shard *sh, struct conn *c, const union sockaddr_inx *bnd,
+                  void (*next)(struct shard *sh, struct conn *c), unsigned flags)
+{
+    struct hs *h = c->hs;
+    c->state = CONN_REPLY;
+    h->next = next;
+    h->next_flags = flags;
+    conn_timer_set(sh, c, TL_HANDSHAKE);
+    queue_reply(sh, c, SOCKS5_REP_SUCCEEDED, bnd ? &bnd->sa : NULL);
+    if ((flags & HS_FORWARD_UNREAD) && h->in_off < h->in_len)
+        hs_write_leftover(sh, c);
+}
+
+/* The success reply (and the pipelined bytes) are out: the handshake is over. */
+static void
+maybe_done(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    if (c->state != CONN_REPLY || (c->hs_flags & (HSF_WRITING | HSF_LEFTOVER)))
+        return;
+    void (*next)(struct shard *, struct conn *) = h->next;
+    conn_client_put(sh, c, CLIENT_HS);
+    if (!((h->next_flags & HS_KEEP_UNREAD) && h->in_off < h->in_len))
+        handshake_release(sh, c);
+    next(sh, c);
+}
+
+/*
+ * Every context is taken and a client of a light address waits: close the oldest
+ * unfinished handshake of an address holding more than client_max_handshakes, one
+ * still waiting for its client's bytes or for its password check (which is then
+ * withdrawn unrun: such a client gets a close, never a wrong verdict). Its context
+ * comes back when the close completes, and goes to the light waiter first
+ * (hs_wait_pop). A burst from one address alone (a benchmark, a NAT) never has a
+ * light waiter: nothing is closed.
+ */
+static void
+evict_heavy(struct shard *sh, unsigned limit)
+{
+    for (struct conn *v = conn_timer_first(sh, TL_HANDSHAKE); v; v = conn_timer_next(sh, v)) {
+        if (v->state != CONN_HANDSHAKE || !v->hs ||
+            (v->hs_flags & (HSF_WRITING | HSF_CLOSE_AFTER)))
+            continue;
+        if (clients_get(&sh->clients, &v->client, CLIENT_HS) > limit) {
+            STAT_INC(sh->st.client_evictions);
+            conn_close(sh, v, END_CLIENT_LIMIT);
+            return;
+        }
+    }
+}
+
+void
+handshake_start(struct shard *sh, int fd)
+{
+    struct conn *c = conn_alloc(sh, &handshake_phase);
+    if (!c) {
+        STAT_INC(sh->st.accept_dropped);
+        close(fd);
+        return;
+    }
+    c->cfd = fd;
+    STAT_INC(sh->st.accepted);
+    socklen_t len = sizeof(c->client);
+    if (getpeername(fd, &c->client.sa, &len) == -1)
+        c->client.sa.sa_family = AF_UNSPEC;
+    addr_unmap(&c->client);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    c->start_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    conn_timer_set(sh, c, TL_HANDSHAKE);
+    conn_client_take(sh, c, CLIENT_HS, 0);
+    c->hs = hs_get(sh);
+    if (c->hs) {
+        hs_read(sh, c);
+        return;
+    }
+    /*
+     * More handshakes at once than the slab holds (a burst of thousands of
+     * new clients): the connection waits, unread, for the next context to
+     * free up; its handshake timeout runs meanwhile. Shedding it instead
+     * refused hundreds of 9,000 tunnels opened at once.
+     */
+    unsigned limit = sh->pol->client_max_handshakes;
+    bool heavy = limit && clients_get(&sh->clients, &c->client, CLIENT_HS) > limit;
+    if (udq_push(heavy ? &sh->hsp.wait_heavy : &sh->hsp.wait, conn_ref(c, 0)) < 0) {
+        STAT_INC(sh->st.accept_dropped);
+        conn_close(sh, c, END_RESOURCE);
+        return;
+    }
+    STAT_INC(sh->st.hs_waits);
+    conn_watch_hangup(sh, c);
+    if (limit && !heavy)
+        evict_heavy(sh, limit);
+}
+
+static bool
+socks4_allowed(const struct shard *sh)
+{
+    switch (sh->pol->socks4) {
+    case SOCKS4_ON:
+        return true;
+    case SOCKS4_OFF:
+        return false;
+    default:
+        /* SOCKS4 has no password: with passwords required it would be a way around them. */
+        return sh->pol->auth == AUTH_NONE;
+    }
+}
+
+/*
+ * Close for a protocol error, but after the replies already queued (a
+ * method selection sent with the greeting that preceded the bad message).
+ */
+static void
+close_after_replies(struct shard *sh, struct conn *c, enum conn_end why)
+{
+    struct hs *h = c->hs;
+    if ((c->hs_flags & HSF_WRITING) || h->out_off < h->out_len) {
+        c->hs_flags |= HSF_CLOSE_AFTER;
+        c->end = (uint8_t)why;
+        return;
+    }
+    conn_close(sh, c, why);
+}
+
+/* Compact the input and read more. */
+static void
+hs_need_more(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    if (h->in_off) {
+        memmove(h->in, h->in + h->in_off, (size_t)(h->in_len - h->in_off));
+        h->in_len = (uint16_t)(h->in_len - h->in_off);
+        h->in_off = 0;
+    }
+    hs_read(sh, c);
+}
+
+static void
+auth_answer(struct shard *sh, struct conn *c, bool ok)
+{
+    uint8_t r[2];
+    if (!ok) {
+        STAT_INC(sh->st.auth_failures);
+        /* RFC 1929 section 2: a failure status, then the server closes. */
+        c->hs_flags |= HSF_CLOSE_AFTER;
+        c->end = END_AUTH_FAILED;
+        hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_FAIL));
+        return;
+    }
+    hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_OK));
+    c->hs->p.s5.phase = SOCKS5_PHASE_REQUEST;
+    if (!c->user)
+        c->user = strdup(c->hs->cred.user); /* NULL when out of memory: rules see no user */
+}
+
+/*
+ * A request named a host no host name can be: reply 0x04 (SOCKS4: 91), and keep what
+ * it asked for, as sent, for the access log (abuse handling wants the attempt).
+ */
+static void
+bad_name(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    char name[256];
+    uint8_t cmd;
+    if (socks_bad_name(h->in + h->in_off, (size_t)(h->in_len - h->in_off), name, &c->port, &cmd) ==
+        0) {
+        c->cmd = cmd;
+        if (!c->host)
+            c->host = strdup(name); /* NULL when out of memory: only the log loses it */
+    }
+    handshake_fail(sh, c, SOCKS5_REP_HOST_UNREACH, END_BAD_NAME);
+}
+
+/* SOCKS4/4a: one message. Returns false when the connection is done with. */
+static bool
+parse_v4(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    ssize_t r = socks4_feed(&h->p.s4, h->in + h->in_off, (size_t)(h->in_len - h->in_off));
+    if (r == 0) {
+        hs_need_more(sh, c);
+        return false;
+    }
+    if (r == SOCKS4_ERR_CLOSE) {
+        conn_close(sh, c, END_PROTOCOL);
+        return false;
+    }
+    if (r < 0 || !socks4_allowed(sh)) {
+        if (r == SOCKS4_ERR_BAD_NAME && socks4_allowed(sh))
+            bad_name(sh, c);
+        else
+            fail(sh, c, SOCKS5_REP_NOT_ALLOWED);
+        return false;
+    }
+    h->in_off = (uint16_t)(h->in_off + r);
+    h->cmd = h->p.s4.cmd == SOCKS4_CMD_BIND ? SOCKS5_CMD_BIND : SOCKS5_CMD_CONNECT;
+    sh->hsp.on_request(sh, c);
+    return false;
+}
+
+/* SOCKS5: one message of the current phase. Returns true to parse on. */
+static bool
+parse_v5(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    struct socks5 *s5 = &h->p.s5;
+    const uint8_t *p = h->in + h->in_off;
+    size_t len = (size_t)(h->in_len - h->in_off);
+    ssize_t r;
+
+    if (s5->phase == SOCKS5_PHASE_AUTH) {
+        r = auth_feed(&h->cred, p, len);
+        if (r == 0) {
+            hs_need_more(sh, c);
+            return false;
+        }
+        if (r == AUTH_ERR_CLOSE) {
+            close_after_replies(sh, c, END_PROTOCOL);
+            return false;
+        }
+        if (r < 0) {
+            auth_answer(sh, c, false);
+            return false;
+        }
+        h->in_off = (uint16_t)(h->in_off + r);
+        enum authq_result res = authq_check(sh, (uint32_t)(h - sh->hsp.slab), conn_ref(c, 0),
+                                            &c->client, &h->cred);
+        sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
+        if (res == AUTHQ_PENDING) {
+            /*
+             * Nothing more is read until the worker answers (on_auth). The
+             * hang-up watch ends a client that leaves meanwhile, and with it its
+             * check, at once instead of at the handshake timeout.
+             */
+            c->hs_flags |= HSF_AUTH_WAIT;
+            conn_watch_hangup(sh, c);
+            return false;
+        }
+        if (res == AUTHQ_CLOSE) {
+            /* No verdict to give: a close, never a wrong answer. */
+            close_after_replies(sh, c, END_RESOURCE);
+            return false;
+        }
+        auth_answer(sh, c, res == AUTHQ_OK);
+        return res == AUTHQ_OK;
+    }
+
+    enum socks5_phase before = s5->phase;
+    r = socks5_feed(s5, p, len);
+    if (r == 0) {
+        hs_need_more(sh, c);
+        return false;
+    }
+    if (r == SOCKS5_ERR_CLOSE) {
+        conn_close(sh, c, END_PROTOCOL);
+        return false;
+    }
+    if (r == SOCKS5_ERR_NO_METHOD) {
+        uint8_t m[2];
+        c->hs_flags |= HSF_CLOSE_AFTER;
+        c->end = s5->password_required ? END_AUTH_FAILED : END_REPLY_ERR;
+        if (s5->password_required)
+            STAT_INC(sh->st.auth_failures);
+        hs_queue(sh, c, m, socks5_method_reply(m, SOCKS5_METHOD_REJECT));
+        return false;
+    }
+    if (r == SOCKS5_ERR_BAD_NAME) {
+        bad_name(sh, c);
+        return false;
+    }
+    if (r < 0) {
+        fail(sh, c, (uint8_t)-r);
+        return false;
+    }
+    h->in_off = (uint16_t)(h->in_off + r);
+    if (before == SOCKS5_PHASE_GREETING) {
+        uint8_t m[2];
+        hs_queue(sh, c, m, socks5_method_reply(m, s5->method));
+        return true;
+    }
+    /* The request is complete: stop reading until the relay starts. */
+    h->cmd = s5->cmd;
+    sh->hsp.on_request(sh, c);
+    return false;
+}
+
+/* Parse what has arrived; act on each complete message. */
+static void
+hs_parse(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    if (h->version == 0) {
+        /* One port, every version: the first byte says which. */
+        h->version = h->in[h->in_off];
+        c->version = h->version;
+        if (h->version == SOCKS5_VERSION) {
+            socks5_init(&h->p.s5);
+            socks5_set_password_required(&h->p.s5, sh->pol->auth == AUTH_PASSWORD);
+        } else if (h->version != SOCKS4_VERSION) {
+            conn_close(sh, c, END_PROTOCOL);
+            return;
+        }
+    }
+    if (h->version == SOCKS4_VERSION) {
+        parse_v4(sh, c);
+        return;
+    }
+    while (parse_v5(sh, c))
+        ;
+}
+
+static void
+on_auth(struct shard *sh, struct conn *c, unsigned tag, bool ok)
+{
+    (void)tag;
+    if (c->state != CONN_HANDSHAKE || !(c->hs_flags & HSF_AUTH_WAIT))
+        return;
+    c->hs_flags &= (uint8_t)~HSF_AUTH_WAIT;
+    auth_answer(sh, c, ok);
+    if (ok)
+        hs_parse(sh, c);
+}
+
+void
+handshake_on_hangup(struct shard *sh, struct conn *c, int events)
+{
+    bool waits = c->state == CONN_RESOLVE || c->state == CONN_CONNECT ||
+                 c->state == CONN_BIND_WAIT ||
+                 (c->state == CONN_HANDSHAKE && (!c->hs || (c->hs_flags & HSF_AUTH_WAIT)));
+    /* Gone, unless it left bytes for us first: a client that pipelines its data and
+     * then half-closes is served like any other. */
+    if (waits && !handshake_has_unread(c) && conn_client_left(c, events))
+        conn_close(sh, c, END_CLIENT_EOF);
+}
+
+void
+handshake_on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cqe)
+{
+    struct hs *h = c->hs;
+    int res = cqe->res;
+    if (c->state == CONN_CLOSING)
+        return;
+    switch (ud_op(cqe->user_data)) {
+    case OP_HS_READ:
+        if (res <= 0) {
+            conn_close(sh, c, res == 0 ? END_CLIENT_EOF : END_CLIENT_ERR);
+            return;
+        }
+        h->in_len = (uint16_t)(h->in_len + res);
+        hs_parse(sh, c);
+        return;
+    case OP_HS_WRITE:
+        c->hs_flags &= (uint8_t)~HSF_WRITING;
+        if (res <= 0) {
+            conn_close(sh, c, END_CLIENT_ERR);
+            return;
+        }
+        h->out_off = (uint8_t)(h->out_off + res);
+        if (h->out_off < h->out_len) {
+            hs_flush(sh, c);
+            return;
+        }
+        if (c->hs_flags & HSF_CLOSE_AFTER) {
+            conn_close(sh, c, (enum conn_end)c->end);
+            return;
+        }
+        maybe_done(sh, c);
+        return;
+    case OP_LEFTOVER:
+        if (res <= 0) {
+            conn_close(sh, c, END_TARGET_ERR);
+            return;
+        }
+        h->in_off = (uint16_t)(h->in_off + res);
+        if (h->in_off < h->in_len) {
+            hs_write_leftover(sh, c);
+            return;
+        }
+        c->hs_flags &= (uint8_t)~HSF_LEFTOVER;
+        maybe_done(sh, c);
+        return;
+    default:
+        return;
+    }
+}
+
+/* Handshake timeout: the slot layer's default (close). */
+const struct conn_phase handshake_phase = {
+    .name = "handshake",
+    .on_cqe = handshake_on_cqe,
+    .on_auth = on_auth,
+    .on_hangup = handshake_on_hangup,
+    .release = handshake_release,
+};
