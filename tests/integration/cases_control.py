@@ -321,9 +321,10 @@ def config_check(ctx):
 
 
 def _adapt_shipped(ctx, name):
-    """conf/NAME for -t: as shipped, or, when it names files that do not exist
-    here (a users file under /etc), a copy with those paths pointing at stand-ins
-    in the test directory. Returns (path, notes)."""
+    """conf/NAME for -t: as shipped, or, when it names files or directories that
+    do not exist here (a users file under /etc, a log directory under /var/log),
+    a copy with those paths pointing at stand-ins in the test directory.
+    Returns (path, notes)."""
     src = os.path.join(REPO, "conf", name)
     if not os.path.exists(src):
         raise Fail("conf/%s is not in the repository (the shipped configuration must exist)" % name)
@@ -335,6 +336,12 @@ def _adapt_shipped(ctx, name):
         stand_in = write_users(ctx, ["alice:%s" % make_hash(ALICE[1])], name + ".users")
         text = text[:m.start(1)] + stand_in + text[m.end(1):]
         notes.append("users file %s does not exist here: replaced by a one-user stand-in" % m.group(1))
+    m = re.search(r'^\s*access_log\s*[=:]\s*"(/[^"]+)"', text, re.M)
+    if m and not os.path.isdir(os.path.dirname(m.group(1))):
+        stand_in = ctx.path(name + ".access.log")
+        text = text[:m.start(1)] + stand_in + text[m.end(1):]
+        notes.append("access log directory %s does not exist here (-t refuses it): the log goes to "
+                     "a stand-in" % os.path.dirname(m.group(1)))
     if not notes:
         return src, notes
     return write_conf(ctx, text, name), notes
