@@ -53,7 +53,7 @@ struct options_row {
     /* CSV: append v to list (r->size bytes): 0, -EINVAL or -E2BIG (full), with why. */
     int (*add)(const struct options_row *r, char *list, const char *v, char *why, size_t whycap);
     const char *def;       /* the default as a command-line value; NULL: unset (or empty) */
-    const char *unset;     /* what unset (or 0 where min is 0 and 0 is special) means */
+    const char *unset;     /* what unset means; UINT: what 0 means, where it is special */
     const char *arg;       /* the value's name in the usage text: "SEC", "HOST:PORT" */
     const char *alias;     /* another long option for it (today's spelling), or NULL */
     const char *help;      /* one line for --help */

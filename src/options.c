@@ -784,23 +784,23 @@ options_apply_args(int argc, char **argv, struct opts *o, struct options_cli *cl
     return 0;
 }
 
-/* The range or words of a row, and its default, as the usage text shows them. */
+/* The range of a row, its default and its reload class, as the usage text shows them. */
 static void
 row_summary(const struct options_row *r, char *buf, size_t cap)
 {
     size_t used = 0;
     if (r->kind == OPTIONS_UINT)
-        options_append(buf, cap, &used, "%lld..%lld%s, ", r->min, r->max,
-            r->flags & OPTIONS_F_POW2 ? " power of two" : "");
-    if (r->def && r->unset)
-        options_append(buf, cap, &used, "default %s: %s", r->def, r->unset);
-    else if (r->def)
+        options_append(buf, cap, &used, "%lld..%lld%s%s%s; ", r->min, r->max,
+                       r->flags & OPTIONS_F_POW2 ? " power of two" : "",
+                       r->unset ? ", 0: " : "", r->unset ? r->unset : "");
+    if (r->def)
         options_append(buf, cap, &used, "default %s", r->def);
     else
         options_append(buf, cap, &used, "default: %s", r->unset);
     if (options_is_list(r))
         options_append(buf, cap, &used, "; repeat for a list");
-    options_append(buf, cap, &used, "; %s", r->flags & OPTIONS_F_RELOAD ? "reload applies it" : "needs a restart");
+    options_append(buf, cap, &used, "; %s",
+                   r->flags & OPTIONS_F_RELOAD ? "reload applies it" : "needs a restart");
 }
 
 /* text from column col on, wrapped at spaces to 100 columns, continued at column 31. */

@@ -363,40 +363,34 @@ def config_check_preflight(ctx):
         grp.getgrnam("nogroup")
     except KeyError:
         raise Skip("no user nobody or group nogroup: the checks as another user are not run")
-    drop = ["--user", "nobody", "--group", "nogroup"]
     # The configuration in a directory others may read, so only the one thing under test fails.
     conf = lambda text, name: write_conf(ctx, text, path=os.path.join(d, name))
+
+    def as_nobody(path, rc, want, what):
+        r = run_binary(ctx, ["-t", "-c", path, "--user", "nobody", "--group", "nogroup"])
+        out = (r.stdout + r.stderr).decode("utf-8", "replace")
+        check(r.returncode == rc and want in out, "-t --user nobody, %s: %s, expected %d saying %r"
+              % (what, fmt_status(r.returncode), rc, want), out)
+
     logdir = os.path.join(d, "logs")
     os.mkdir(logdir, 0o755)   # root's: nobody cannot create the log there
     path = conf('access_log = "%s/access.log";\n' % logdir, "log-root.conf")
     os.chmod(path, 0o644)
-    r = run_binary(ctx, ["-t", "-c", path] + drop)
-    out = (r.stdout + r.stderr).decode("utf-8", "replace")
-    check(r.returncode == 1 and "access_log: user nobody cannot create files in %s" % logdir in out,
-          "-t, log directory root's 0755, --user nobody: %s, expected 1 saying nobody cannot "
-          "create the log" % fmt_status(r.returncode), out)
+    as_nobody(path, 1, "access_log: user nobody cannot create files in %s" % logdir,
+              "log directory root's 0755")
     os.chown(logdir, pwd.getpwnam("nobody").pw_uid, -1)
-    r = run_binary(ctx, ["-t", "-c", path] + drop)
-    out = (r.stdout + r.stderr).decode("utf-8", "replace")
-    check(r.returncode == 0, "-t, log directory nobody's: %s, expected 0" % fmt_status(r.returncode), out)
+    as_nobody(path, 0, "configuration ok", "log directory nobody's")
 
     private = os.path.join(d, "users")
     shutil.copy(users, private)
     os.chmod(private, 0o600)
     path = conf('users = "%s";\n' % private, "users-private.conf")
     os.chmod(path, 0o644)
-    r = run_binary(ctx, ["-t", "-c", path] + drop)
-    out = (r.stdout + r.stderr).decode("utf-8", "replace")
-    check(r.returncode == 1 and "users: user nobody cannot read %s" % private in out,
-          "-t, users file root's 0600, --user nobody: %s, expected 1 saying nobody cannot read it"
-          % fmt_status(r.returncode), out)
+    as_nobody(path, 1, "users: user nobody cannot read %s" % private, "users file root's 0600")
     os.chmod(path, 0o600)
     os.chmod(private, 0o644)
-    r = run_binary(ctx, ["-t", "-c", path] + drop)
-    out = (r.stdout + r.stderr).decode("utf-8", "replace")
-    check(r.returncode == 1 and "configuration file: user nobody cannot read %s" % path in out,
-          "-t, configuration root's 0600, --user nobody: %s, expected 1 (a reload re-reads it)"
-          % fmt_status(r.returncode), out)
+    as_nobody(path, 1, "configuration file: user nobody cannot read %s" % path,
+              "configuration root's 0600 (a reload re-reads it)")
 
 
 def _adapt_shipped(ctx, name):

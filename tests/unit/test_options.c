@@ -2,8 +2,9 @@
  * test_options.c - the option table: every row's default is a value it
  * accepts, each kind's values and messages, the command line built from the
  * rows (0 = auto where the file allows it, lists replaced, aliases, booleans),
- * the usage text, the reload diff, and that a row's reload class is what
- * policy_new() copies into the reloadable snapshot.
+ * the usage text, the reload diff, that a row's reload class is what
+ * policy_new() copies into the reloadable snapshot, and that docs/config.md
+ * and the man pages say what the table says (run from the repository root).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -452,6 +453,271 @@ test_reload_class_is_policy(void **state)
     assert_true(row("rules")->flags & OPTIONS_F_RELOAD);
 }
 
+/* ---- the documentation against the table (run from the repository root) */
+
+static char *
+slurp(const char *name)
+{
+    FILE *f = fopen(name, "r");
+    assert_non_null(f);
+    char *text = NULL;
+    size_t cap = 0;
+    ssize_t n = getdelim(&text, &cap, '\0', f);
+    fclose(f);
+    assert_true(n > 0);
+    return text;
+}
+
+/* The line starting with prefix (at a line start), or NULL. */
+static const char *
+find_line(const char *text, const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (const char *p = text; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, prefix, n) == 0)
+            return p;
+    return NULL;
+}
+
+/* Groff text as read: \(dq \(aq \- \~ \e \fX and \& spelled out or dropped. */
+static void
+unescape(const char *p, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < cap; i++) {
+        if (p[i] != '\\' || i + 1 >= len) {
+            out[o++] = p[i];
+        } else if (p[i + 1] == '(' && i + 3 < len) {
+            out[o++] = !strncmp(p + i + 2, "dq", 2) ? '"' : !strncmp(p + i + 2, "aq", 2) ? '\'' : '?';
+            i += 3;
+        } else if (p[i + 1] == 'f' && i + 2 < len) {
+            i += 2;
+        } else if (p[i + 1] == '&' || p[i + 1] == '%') {
+            i++;
+        } else {
+            out[o++] = p[i + 1] == '~' ? ' ' : p[i + 1] == 'e' ? '\\' : p[i + 1];
+            i++;
+        }
+    }
+    out[o] = '\0';
+}
+
+/* "idle-timeout" for "idle_timeout". */
+static void
+dash(const char *key, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", key);
+    for (char *p = out; *p; p++)
+        *p = *p == '_' ? '-' : *p;
+}
+
+/* A problem into the list (problems are collected so one run shows them all). */
+static void __attribute__((format(printf, 3, 4)))
+problem(char *list, size_t cap, const char *fmt, ...)
+{
+    size_t used = strlen(list);
+    va_list ap;
+    va_start(ap, fmt);
+    if (used + 2 < cap) {
+        list[used++] = '\n';
+        vsnprintf(list + used, cap - used, fmt, ap);
+    }
+    va_end(ap);
+}
+
+/* docs/config.md's Settings table: one row per key with option, range, default and reload. */
+static void
+check_config_md(char *probs, size_t cap)
+{
+    char *md = slurp("docs/config.md");
+    char line[4096], want[512], dashed_key[64], *cells[8];
+    char fmt[256];
+    struct opts d;
+    options_defaults(&d);
+    const char *table = strstr(md, "\n## Settings\n");
+    assert_non_null(table);
+    const char *table_end = strstr(table + 1, "\n## ");
+    for (size_t i = 0; i < options_n_rows; i++) {
+        const struct options_row *r = &options_rows[i];
+        snprintf(want, sizeof(want), "| `%s` |", r->key);
+        const char *p = find_line(table, want);
+        if (!p || (table_end && p > table_end)) {
+            problem(probs, cap, "docs/config.md: no row for %s in the Settings table", r->key);
+            continue;
+        }
+        snprintf(line, sizeof(line), "%.*s", (int)strcspn(p, "\n"), p);
+        /* Cells split at '|' but not at "\|" (a '|' inside a cell). */
+        int n = 0;
+        for (char *c = line; *c && n < 8; c++)
+            if (*c == '|' && (c == line || c[-1] != '\\')) {
+                *c = '\0';
+                cells[n++] = c + 1;
+            }
+        if (n < 7) {
+            problem(probs, cap, "docs/config.md: the row of %s has %d cells, not 6", r->key, n - 1);
+            continue;
+        }
+        const char *option = cells[1], *type = cells[2], *def = cells[3], *reload = cells[4];
+        dash(r->key, dashed_key, sizeof(dashed_key));
+        snprintf(want, sizeof(want), "`--%s ", dashed_key);
+        if (r->kind != OPTIONS_RULES && !strstr(option, want))
+            problem(probs, cap, "docs/config.md: %s: option cell '%s' lacks %s", r->key, option,
+                    want);
+        if (r->alias) {
+            snprintf(want, sizeof(want), "`--%s`", r->alias);
+            if (!strstr(option, want))
+                problem(probs, cap, "docs/config.md: %s: option cell lacks the alias %s", r->key,
+                        want);
+        }
+        if (r->kind == OPTIONS_UINT) {
+            snprintf(want, sizeof(want), "integer %lld..%lld", r->min, r->max);
+            if (!strstr(type, want))
+                problem(probs, cap, "docs/config.md: %s: type cell '%s', the table says %s",
+                        r->key, type, want);
+        }
+        for (unsigned w = 0; r->kind == OPTIONS_CHOICE && r->words[w]; w++) {
+            snprintf(want, sizeof(want), "`\"%s\"`", r->words[w]);
+            if (!strstr(type, want))
+                problem(probs, cap, "docs/config.md: %s: type cell '%s' lacks %s", r->key, type,
+                        want);
+        }
+        if (r->kind != OPTIONS_RULES) {
+            if (options_format(r, &d, fmt, sizeof(fmt)))
+                snprintf(want, sizeof(want), " `%s` ", fmt);
+            else
+                snprintf(want, sizeof(want), " unset: %s ", r->unset);
+            if (strcmp(def, want) != 0)
+                problem(probs, cap, "docs/config.md: %s: default cell '%s', the table says '%s'",
+                        r->key, def, want);
+        }
+        const char *cls = r->flags & OPTIONS_F_RELOAD ? " reload " : " restart ";
+        if (strcmp(reload, cls) != 0)
+            problem(probs, cap, "docs/config.md: %s: on-reload cell '%s', the table says '%s'",
+                    r->key, reload, cls);
+    }
+    /* And no row for a key the program does not have. */
+    for (const char *p = find_line(table, "| `"); p && (!table_end || p < table_end);
+         p = find_line(p + 1, "| `")) {
+        char key[64];
+        if (sscanf(p, "| `%63[a-z0-9_]` |", key) == 1 && !options_find(key))
+            problem(probs, cap, "docs/config.md: row for '%s', which is no key", key);
+    }
+    free(md);
+}
+
+/* ringsocks.conf(5): each key's head says its range, default and reload class. */
+static void
+check_conf5(char *probs, size_t cap)
+{
+    char *man = slurp("docs/ringsocks.conf.5");
+    char head[1024], want[512];
+    char fmt[256];
+    struct opts d;
+    options_defaults(&d);
+    for (size_t i = 0; i < options_n_rows; i++) {
+        const struct options_row *r = &options_rows[i];
+        snprintf(want, sizeof(want), ".BR %s \" (", r->key);
+        const char *p = find_line(man, want);
+        if (!p) {
+            problem(probs, cap, "docs/ringsocks.conf.5: no '%s' entry for %s", want, r->key);
+            continue;
+        }
+        unescape(p, strcspn(p, "\n"), head, sizeof(head));
+        if (r->kind == OPTIONS_UINT) {
+            snprintf(want, sizeof(want), "integer %lld to %lld", r->min, r->max);
+            if (!strstr(head, want))
+                problem(probs, cap, "docs/ringsocks.conf.5: %s: '%s' lacks '%s'", r->key, head,
+                        want);
+        }
+        if (r->kind != OPTIONS_RULES) {
+            if (options_format(r, &d, fmt, sizeof(fmt)))
+                snprintf(want, sizeof(want), "; default %s;", fmt);
+            else
+                snprintf(want, sizeof(want), "; unset by default: %s;", r->unset);
+            if (!strstr(head, want))
+                problem(probs, cap, "docs/ringsocks.conf.5: %s: '%s' lacks '%s'", r->key, head,
+                        want);
+        }
+        snprintf(want, sizeof(want), "; %s)\"", r->flags & OPTIONS_F_RELOAD ? "reload" : "restart");
+        if (!strstr(head, want))
+            problem(probs, cap, "docs/ringsocks.conf.5: %s: '%s' does not end in '%s'", r->key,
+                    head, want);
+    }
+    free(man);
+}
+
+/* ringsocks(8): each option's entry says its range, default and reload class. */
+static void
+check_man8(char *probs, size_t cap)
+{
+    char *man = slurp("docs/ringsocks.8");
+    char entry[8192], want[512], dashed_key[64], esc[128];
+    for (size_t i = 0; i < options_n_rows; i++) {
+        const struct options_row *r = &options_rows[i];
+        if (r->kind == OPTIONS_RULES)
+            continue;
+        dash(r->key, dashed_key, sizeof(dashed_key));
+        size_t o = 0;
+        for (const char *k = dashed_key; *k && o + 3 < sizeof(esc); k++) {
+            if (*k == '-')
+                esc[o++] = '\\';
+            esc[o++] = *k;
+        }
+        esc[o] = '\0';
+        const char *p = NULL;
+        for (const char *m = ".BI", *alt = ".BR"; !p && m; m = alt, alt = NULL) {
+            snprintf(want, sizeof(want), "%s \\-\\-%s \"", m, esc);
+            p = find_line(man, want);
+        }
+        if (!p) {
+            problem(probs, cap, "docs/ringsocks.8: no entry for --%s", dashed_key);
+            continue;
+        }
+        const char *end = strstr(p, "\n.TP");
+        const char *sh = strstr(p, "\n.SH");
+        if (!end || (sh && sh < end))
+            end = sh;
+        unescape(p, end ? (size_t)(end - p) : strlen(p), entry, sizeof(entry));
+        for (char *c = entry; *c; c++)
+            *c = *c == '\n' ? ' ' : *c;
+        snprintf(want, sizeof(want), "Default: %s.", r->def ? r->def : r->unset);
+        if (!strstr(entry, want))
+            problem(probs, cap, "docs/ringsocks.8: --%s: no '%s'", dashed_key, want);
+        if (r->kind == OPTIONS_UINT) {
+            snprintf(want, sizeof(want), "From %lld to %lld", r->min, r->max);
+            if (!strstr(entry, want))
+                problem(probs, cap, "docs/ringsocks.8: --%s: no '%s'", dashed_key, want);
+        }
+        const char *cls = r->flags & OPTIONS_F_RELOAD ? "A reload applies it." : "Restart to change.";
+        if (!strstr(entry, cls))
+            problem(probs, cap, "docs/ringsocks.8: --%s: no '%s'", dashed_key, cls);
+        if (r->alias) {
+            snprintf(want, sizeof(want), "--%s", r->alias);
+            if (!strstr(entry, want))
+                problem(probs, cap, "docs/ringsocks.8: --%s: no alias %s", dashed_key, want);
+        }
+    }
+    free(man);
+}
+
+/*
+ * The documentation cannot drift from the table: every key's option, range,
+ * default and reload class in docs/config.md, ringsocks.conf(5) and
+ * ringsocks(8) is the table's; a failure lists every disagreement.
+ */
+static void
+test_docs(void **state)
+{
+    (void)state;
+    static char probs[32768];
+    probs[0] = '\0';
+    check_config_md(probs, sizeof(probs));
+    check_conf5(probs, sizeof(probs));
+    check_man8(probs, sizeof(probs));
+    if (probs[0])
+        fail_msg("the documentation disagrees with src/options.c:%s", probs);
+}
+
 int
 main(void)
 {
@@ -465,6 +731,7 @@ main(void)
         cmocka_unit_test(test_usage),
         cmocka_unit_test(test_diff),
         cmocka_unit_test(test_reload_class_is_policy),
+        cmocka_unit_test(test_docs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
