@@ -74,8 +74,8 @@ preflight_access(const struct preflight_id *id, const char *path, int mode)
     return -WEXITSTATUS(st);
 }
 
-/* One line more into out (cap bytes, *used written): messages are put(out, "...", ...). */
-#define put(out, fmt, ...) \
+/* One line more into out (cap bytes, *used written): messages are SAY(out, "...", ...). */
+#define SAY(out, fmt, ...) \
     options_append(out, cap, used, "%s" fmt, *used ? "\n" : "", __VA_ARGS__)
 
 /* "uid 65534 (user nobody)": who a message is about. */
@@ -104,19 +104,19 @@ check_log(const struct opts *o, const struct preflight_id *id, char *out, size_t
     char *slash = strrchr(dir, '/');
     slash[slash == dir ? 1 : 0] = '\0';
     if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
-        put(out, "access_log: the directory %s %s", dir,
+        SAY(out, "access_log: the directory %s %s", dir,
             errno == ENOENT ? "does not exist" : "is not a directory");
         return 1;
     }
     int ret = preflight_access(id, dir, W_OK | X_OK);
     if (ret < 0) {
-        put(out, "access_log: %s cannot create files in %s (%s): the log cannot be reopened "
+        SAY(out, "access_log: %s cannot create files in %s (%s): the log cannot be reopened "
                       "after logrotate (SIGUSR1)",
             who(o, id, w, sizeof(w)), dir, strerror(-ret));
         return 1;
     }
     if (stat(o->access_log, &st) == 0 && (ret = preflight_access(id, o->access_log, W_OK)) < 0) {
-        put(out, "access_log: %s cannot write %s (%s)", who(o, id, w, sizeof(w)),
+        SAY(out, "access_log: %s cannot write %s (%s)", who(o, id, w, sizeof(w)),
             o->access_log, strerror(-ret));
         return 1;
     }
@@ -131,12 +131,12 @@ preflight_check(const struct opts *o, const char *config, char *out, size_t cap)
     unsigned errs = 0;
     size_t len = strlen(out), *used = &len;
     if (preflight_identity(o, &id, why, sizeof(why)) < 0) {
-        put(out, "%s", why);
+        SAY(out, "%s", why);
         return 1;
     }
     /* drop_privileges() calls setgroups(), which needs root even for one's own ids. */
     if (id.change && geteuid() != 0) {
-        put(out, "%s: only root can drop privileges (running as uid %u); leave user and "
+        SAY(out, "%s: only root can drop privileges (running as uid %u); leave user and "
                       "group unset",
             o->user[0] ? "user" : "group", (unsigned)geteuid());
         return 1;
@@ -149,7 +149,7 @@ preflight_check(const struct opts *o, const char *config, char *out, size_t cap)
             continue;
         int ret = preflight_access(&id, files[i][1], R_OK);
         if (ret < 0) {
-            put(out, "%s: %s cannot read %s (%s): a reload would fail", files[i][0],
+            SAY(out, "%s: %s cannot read %s (%s): a reload would fail", files[i][0],
                 who(o, &id, w, sizeof(w)), files[i][1], strerror(-ret));
             errs++;
         }
