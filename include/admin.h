@@ -52,7 +52,10 @@ struct admin_handlers {
      * length. *buf left NULL: 500.
      */
     size_t (*metrics)(void *arg, char **buf);
-    /* POST /reload: 0 done (200), else the error text in msg (500). msg starts empty. */
+    /*
+     * POST /reload: 0 done (200, with the report in msg, or "reloaded" when
+     * msg is left empty), else the error text in msg (500). msg starts empty.
+     */
     int (*reload)(void *arg, char *msg, size_t cap);
     /* POST /drain: start draining (202). */
     void (*drain)(void *arg);

@@ -25,7 +25,9 @@ typedef int (*ctl_load_fn)(void *arg, struct opts *o, struct policy **pol, uint6
 
 struct ctl {
     const struct opts *o;  /* the settings the process runs with (ports bound, shards counted) */
-    struct opts loaded;    /* the same as loaded, before that: what a reload is compared with */
+    struct opts loaded;    /* as loaded (before auto values were filled in), with the values of
+                            * the last reload where one applies them: what a reload is compared
+                            * with */
     struct shard *shards;
     unsigned n_shards;
     struct policy *pol;    /* published: shards read it through RCU */
@@ -44,7 +46,12 @@ struct ctl {
  * SIGUSR1 reopen the access log. Returns 0.
  */
 int ctl_run(struct ctl *ctl);
-/* Build and publish a new policy; on failure keep the old one. 0 or -1 (msg says why). */
+/*
+ * Build and publish a new policy; on failure keep the old one. 0 with the
+ * report in msg ("reloaded (policy N): applied: ...; needs a restart: ...;
+ * users added: ...; users removed: ...; tunnels revoked: N"), also written
+ * to stderr, or -1 with the errors in msg.
+ */
 int ctl_reload(struct ctl *ctl, char *msg, size_t cap);
 /* Start draining every shard (idempotent). */
 void ctl_drain(struct ctl *ctl);

@@ -1,6 +1,8 @@
 /*
  * opts.h - run-time options, filled by main() before any shard starts and
  * read-only afterwards (every thread may read them, none may write them).
+ * Each field a setting fills is a row of options.c (its key, range,
+ * default and reload class): a new setting is a field here and a row there.
  */
 #ifndef RINGSOCKS_OPTS_H
 #define RINGSOCKS_OPTS_H
@@ -52,7 +54,6 @@ struct opts {
     unsigned hs_slots;       /* handshake contexts per shard; 0: min(max_conns, 4096) */
     enum auth_mode auth;
     unsigned auth_fail_budget; /* per client address and shard; 0: no budget */
-    const char *users_path;
     enum socks4_mode socks4;
     unsigned bind_timeout_s;
     uint16_t bind_port_lo, bind_port_hi; /* 0, 0: any port */
@@ -60,7 +61,7 @@ struct opts {
     struct sockaddr_storage udp_advertise; /* family AF_UNSPEC: the control connection's address */
     unsigned drain_timeout_s;
     unsigned busy_poll_us;   /* spin this long for more completions before sleeping; 0: never */
-    char users_file[4096];     /* storage for users_path when it comes from a config file */
+    char users_file[4096];     /* the users file; "": none */
     char access_log[4096];     /* "stderr", "syslog", "off" or a file path */
     enum log_format log_format;
     struct sockaddr_storage admin; /* family AF_UNSPEC: no admin endpoint */

@@ -22,6 +22,8 @@ void users_free(struct users *u);
 /* Any thread: the crypt hash of user, or NULL. */
 const char *users_hash(const struct users *u, const char *user);
 size_t users_count(const struct users *u);
+/* Any thread: the i-th name in strcmp() order (the reload report walks two tables), or NULL. */
+const char *users_name(const struct users *u, size_t i);
 
 /*
  * Any thread: the hash an unknown user name is checked against (then always

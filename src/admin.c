@@ -34,7 +34,7 @@
 #define ADMIN_FD_RETRY_MS  250  /* out of fds, no spare, no client to evict: retry after this */
 #define ADMIN_LINGER_STEP  65536 /* bytes drained from a client after its answer, per turn */
 #define ADMIN_HOSTS_MAX    1024 /* admin_hosts, as opts.h holds it */
-#define ADMIN_MSG_MAX      256  /* handler messages (reload error, health reason) */
+#define ADMIN_MSG_MAX      4096 /* handler messages (reload report or errors, health reason) */
 
 enum admin_state {
     AC_FREE = 0,
@@ -546,7 +546,7 @@ route(struct admin_client *c, const char *method, const char *path,
         return;
     case R_RELOAD:
         if (h->reload(h->arg, c->msg, ADMIN_MSG_MAX) == 0)
-            respond_text(c, 200, NULL, "reloaded\n");
+            respond_msg(c, 200, "reloaded");
         else
             respond_msg(c, 500, "reload failed");
         return;

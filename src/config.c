@@ -26,38 +26,21 @@
 #include "addr.h"
 #include "admin.h"
 #include "hostname.h"
+#include "options.h"
+#include "users.h"
 
 /* A configuration file larger than this is a mistake (a log, a binary). */
 #define CONFIG_MAX_BYTES (4u << 20)
 
 struct cfg_ctx {
     const char *path;
-    const char *text; /* the file exactly as parsed, for line fix-ups */
+    const char *text; /* the file exactly as parsed, for line fix-ups (owned when read) */
     char *err;
     size_t errlen;
     size_t used; /* bytes of err written */
     unsigned n_err;
     struct opts *o;  /* the copy being filled */
     struct acl *acl; /* the rules being built; NULL until a rules list is seen */
-    bool users_set;
-};
-
-/* What a key's value must be; checked before its setter runs. */
-enum cfg_kind {
-    CFG_UINT,    /* an integer in [min, max] */
-    CFG_BOOL,    /* true or false */
-    CFG_STRING,  /* one string */
-    CFG_STRINGS, /* a string, or a list/array of them */
-    CFG_RULES,   /* a list of groups */
-};
-
-struct cfg_key {
-    const char *name;
-    enum cfg_kind kind;
-    long long min, max;         /* CFG_UINT: the range */
-    size_t off;                 /* the field in struct opts, for the generic setters */
-    const char *const *choices; /* set_choice: accepted words, in enum order */
-    int (*set)(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k);
 };
 
 static void cfg_error(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
@@ -296,41 +279,6 @@ elem_string(struct cfg_ctx *c, const config_setting_t *e, const char *what)
 
 /* ---- value parsers */
 
-/* "LO-HI" or "N" (allow_single), 1 <= LO <= HI <= 65535, digits only. */
-static int
-parse_port_range(const char *s, bool allow_single, uint16_t *lo, uint16_t *hi)
-{
-    unsigned long v[2];
-    int n = 0;
-    const char *p = s;
-    for (;;) {
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
-        char *end;
-        errno = 0;
-        v[n] = strtoul(p, &end, 10);
-        if (errno || v[n] < 1 || v[n] > 65535)
-            return -EINVAL;
-        n++;
-        p = end;
-        if (*p == '\0')
-            break;
-        if (*p != '-' || n == 2)
-            return -EINVAL;
-        p++;
-    }
-    if (n == 1) {
-        if (!allow_single)
-            return -EINVAL;
-        v[1] = v[0];
-    }
-    if (v[0] > v[1])
-        return -EINVAL;
-    *lo = (uint16_t)v[0];
-    *hi = (uint16_t)v[1];
-    return 0;
-}
-
 /*
  * A host pattern: a DNS name ("example.com") or a suffix (".example.com"),
  * letters, digits, '-' and '_' in labels of 1..63, 253 bytes at most, one
@@ -347,273 +295,6 @@ host_problem(const char *s)
     const char *p = s[0] == '.' ? s + 1 : s;
     int n = hostname_norm(p, strnlen(p, HOSTNAME_MAX + 2), norm);
     return n < 0 ? hostname_strerror(n) : NULL;
-}
-
-/* ---- generic setters for struct opts fields */
-
-#define OPT_FIELD(k, type) ((type *)((char *)c->o + (k)->off))
-
-static int
-set_uint(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    long long v = setting_int(c, s);
-    if (v < k->min || v > k->max) {
-        cfg_error(c, s, "%s: %lld is not in %lld..%lld", k->name, v, k->min, k->max);
-        return -1;
-    }
-    *OPT_FIELD(k, unsigned) = (unsigned)v;
-    return 0;
-}
-
-/* Copy-engine buffers: a provided buffer ring holds a power of two. */
-static int
-set_pow2(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    if (set_uint(c, s, k) < 0)
-        return -1;
-    unsigned v = *OPT_FIELD(k, unsigned);
-    if (v & (v - 1)) {
-        cfg_error(c, s, "%s: %u is not a power of two", k->name, v);
-        return -1;
-    }
-    return 0;
-}
-
-static int
-set_bool(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    *OPT_FIELD(k, bool) = config_setting_get_bool(s) != 0;
-    return 0;
-}
-
-/* Enumerations of struct opts are unsigned ints numbered like k->choices. */
-_Static_assert(sizeof(enum relay_engine) == sizeof(unsigned) &&
-                   sizeof(enum auth_mode) == sizeof(unsigned) &&
-                   sizeof(enum socks4_mode) == sizeof(unsigned) &&
-                   sizeof(enum log_format) == sizeof(unsigned),
-               "set_choice stores enums as unsigned");
-
-static int
-set_choice(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    const char *v = config_setting_get_string(s);
-    char list[128];
-    size_t used = 0;
-    for (unsigned i = 0; k->choices[i]; i++) {
-        if (strcmp(v, k->choices[i]) == 0) {
-            *OPT_FIELD(k, unsigned) = i;
-            return 0;
-        }
-        int n =
-            snprintf(list + used, sizeof(list) - used, "%s\"%s\"", i ? ", " : "", k->choices[i]);
-        if (n > 0 && (size_t)n < sizeof(list) - used)
-            used += (size_t)n;
-    }
-    list[used] = '\0';
-    cfg_error(c, s, "%s: '%s' is not one of %s", k->name, v, list);
-    return -1;
-}
-
-/* user, group: copied; "" means no privilege drop. */
-static int
-set_name(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    const char *v = config_setting_get_string(s);
-    if (strlen(v) >= (size_t)k->max) {
-        cfg_error(c, s, "%s: '%s' is longer than %lld bytes", k->name, v, k->max - 1);
-        return -1;
-    }
-    if (strchr(v, ':') || strchr(v, '/') || strchr(v, '\n')) {
-        cfg_error(c, s, "%s: '%s' is not a user or group name", k->name, v);
-        return -1;
-    }
-    strcpy(OPT_FIELD(k, char), v);
-    return 0;
-}
-
-/* ---- setters for the keys with their own syntax */
-
-static int
-listen_one(struct cfg_ctx *c, const config_setting_t *e, const char *what, void *arg)
-{
-    unsigned *n = arg;
-    const char *v = elem_string(c, e, what);
-    if (!v)
-        return -1;
-    if (*n == OPTS_MAX_LISTEN) {
-        cfg_error(c, e, "%s: more than %d addresses", what, OPTS_MAX_LISTEN);
-        (*n)++;
-        return -1;
-    }
-    if (*n > OPTS_MAX_LISTEN)
-        return -1;
-    if (addr_parse(v, -1, &c->o->listen[*n]) < 0) {
-        cfg_error(c, e, "%s: '%s' is not IP:PORT or [IPv6]:PORT", what, v);
-        return -1;
-    }
-    (*n)++;
-    return 0;
-}
-
-/* The whole list replaces the defaults (and anything before it). */
-static int
-set_listen(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    unsigned n = 0;
-    if (elem_count(s) == 0) {
-        cfg_error(c, s, "%s: the list is empty (give at least one address)", k->name);
-        return -1;
-    }
-    if (each_elem(c, s, k->name, listen_one, &n) < 0)
-        return -1;
-    c->o->n_listen = n;
-    return 0;
-}
-
-struct resolver_acc {
-    char text[sizeof(((struct opts *)0)->resolvers)];
-    size_t used;
-    unsigned n;
-    bool full; /* reported once */
-};
-
-static int
-resolver_one(struct cfg_ctx *c, const config_setting_t *e, const char *what, void *arg)
-{
-    struct resolver_acc *r = arg;
-    struct sockaddr_storage ss;
-    char text[ADDR_STRLEN];
-    const char *v = elem_string(c, e, what);
-    if (!v)
-        return -1;
-    if (addr_parse(v, 53, &ss) < 0) {
-        cfg_error(c, e, "%s: '%s' is not IP[:PORT]", what, v);
-        return -1;
-    }
-    addr_format((struct sockaddr *)&ss, text, sizeof(text));
-    if (r->full)
-        return -1;
-    if (r->n == OPTS_MAX_RESOLVERS || r->used + strlen(text) + 2 > sizeof(r->text)) {
-        cfg_error(c, e, "%s: too many addresses (at most %d)", what, OPTS_MAX_RESOLVERS);
-        r->full = true;
-        return -1;
-    }
-    r->used += (size_t)snprintf(r->text + r->used, sizeof(r->text) - r->used, "%s%s",
-                                r->used ? "," : "", text);
-    r->n++;
-    return 0;
-}
-
-/* c-ares CSV "host:port,...", as --resolver builds it; [] means /etc/resolv.conf. */
-static int
-set_resolvers(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    struct resolver_acc r = {.used = 0};
-    if (each_elem(c, s, k->name, resolver_one, &r) < 0)
-        return -1;
-    memcpy(c->o->resolvers, r.text, r.used);
-    c->o->resolvers[r.used] = '\0';
-    return 0;
-}
-
-static int
-set_users(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    const char *v = config_setting_get_string(s);
-    if (v[0] == '\0' || strlen(v) >= sizeof(c->o->users_file)) {
-        cfg_error(c, s, "%s: '%s' is not a file name", k->name, v);
-        return -1;
-    }
-    strcpy(c->o->users_file, v);
-    c->users_set = true;
-    return 0;
-}
-
-/* Port ranges "LO-HI" for BIND and UDP ASSOCIATE sockets: off points at the lo, hi pair. */
-static int
-set_port_range(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    const char *v = config_setting_get_string(s);
-    uint16_t *lohi = OPT_FIELD(k, uint16_t);
-    if (parse_port_range(v, false, &lohi[0], &lohi[1]) < 0) {
-        cfg_error(c, s, "%s: '%s' is not a port range LO-HI within 1-65535", k->name, v);
-        return -1;
-    }
-    return 0;
-}
-
-static int
-set_udp_advertise(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    const char *v = config_setting_get_string(s);
-    if (addr_parse(v, 0, &c->o->udp_advertise) < 0) {
-        cfg_error(c, s, "%s: '%s' is not an IP address", k->name, v);
-        return -1;
-    }
-    return 0;
-}
-
-/* "stderr", "syslog", "off" or an absolute path (a daemon's working directory is /). */
-static int
-set_access_log(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    const char *v = config_setting_get_string(s);
-    if (strcmp(v, "stderr") != 0 && strcmp(v, "syslog") != 0 && strcmp(v, "off") != 0 &&
-        v[0] != '/') {
-        cfg_error(c, s, "%s: '%s' is not \"stderr\", \"syslog\", \"off\" or an absolute path",
-                  k->name, v);
-        return -1;
-    }
-    if (strlen(v) >= sizeof(c->o->access_log)) {
-        cfg_error(c, s, "%s: the path is too long", k->name);
-        return -1;
-    }
-    strcpy(c->o->access_log, v);
-    return 0;
-}
-
-static int
-set_admin(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    const char *v = config_setting_get_string(s);
-    if (strcmp(v, "off") == 0) {
-        memset(&c->o->admin, 0, sizeof(c->o->admin));
-        c->o->admin.ss_family = AF_UNSPEC;
-        return 0;
-    }
-    if (addr_parse(v, -1, &c->o->admin) < 0) {
-        cfg_error(c, s, "%s: '%s' is neither IP:PORT, [IPv6]:PORT nor \"off\"", k->name, v);
-        return -1;
-    }
-    return 0;
-}
-
-static int
-admin_host_one(struct cfg_ctx *c, const config_setting_t *e, const char *what, void *arg)
-{
-    char *list = arg;
-    const char *v = elem_string(c, e, what);
-    if (!v)
-        return -1;
-    int ret = admin_hosts_add(list, sizeof(c->o->admin_hosts), v);
-    if (ret == -ENOSPC)
-        cfg_error(c, e, "%s: the names take more than %zu bytes", what,
-                  sizeof(c->o->admin_hosts) - 1);
-    else if (ret < 0)
-        cfg_error(c, e, "%s: '%s' is not a host name (letters, digits, '-', '_', '.'; no port)",
-                  what, v);
-    return ret < 0 ? -1 : 0;
-}
-
-/* Host names the admin endpoint answers to; the whole list replaces what came before. */
-static int
-set_admin_hosts(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
-{
-    char list[sizeof(c->o->admin_hosts)] = "";
-    if (each_elem(c, s, k->name, admin_host_one, list) < 0)
-        return -1;
-    memcpy(c->o->admin_hosts, list, sizeof(list));
-    return 0;
 }
 
 /* ---- rules */
@@ -762,7 +443,7 @@ port_one(struct cfg_ctx *c, const config_setting_t *e, const char *what, void *a
         p->lo = p->hi = (uint16_t)v;
     } else if (config_setting_type(e) == CONFIG_TYPE_STRING) {
         const char *v = config_setting_get_string(e);
-        if (parse_port_range(v, true, &p->lo, &p->hi) < 0) {
+        if (options_parse_ports(v, true, &p->lo, &p->hi) < 0) {
             cfg_error(c, e, "rule %u: %s: '%s' is not a port or a range LO-HI within 1-65535",
                       r->idx, what, v);
             return -1;
@@ -1004,9 +685,8 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
 }
 
 static int
-set_rules(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
+set_rules(struct cfg_ctx *c, const config_setting_t *s)
 {
-    (void)k;
     c->acl = acl_new();
     if (!c->acl) {
         cfg_error(c, s, "out of memory");
@@ -1019,85 +699,25 @@ set_rules(struct cfg_ctx *c, const config_setting_t *s, const struct cfg_key *k)
     return c->n_err == errs ? 0 : -1;
 }
 
-/* ---- the key table */
-
-#define OPT(f) offsetof(struct opts, f)
-
-/* In the order of enum relay_engine, enum auth_mode, enum socks4_mode, enum log_format. */
-static const char *const relay_names[] = {"splice", "copy", "auto", NULL};
-static const char *const auth_names[] = {"none", "password", NULL};
-
-const char *
-relay_name(enum relay_engine e)
-{
-    return (unsigned)e < sizeof(relay_names) / sizeof(relay_names[0]) - 1 ? relay_names[e] : "?";
-}
-static const char *const socks4_names[] = {"auto", "on", "off", NULL};
-static const char *const log_format_names[] = {"logfmt", "json", NULL};
-
-/* Ranges are those of the command line (main.c); 0 keeps its "automatic" meaning where the
- * command line has no way to say it. */
-static const struct cfg_key cfg_keys[] = {
-    {"listen", CFG_STRINGS, 0, 0, 0, NULL, set_listen},
-    {"shards", CFG_UINT, 0, 1024, OPT(shards), NULL, set_uint},
-    {"relay", CFG_STRING, 0, 0, OPT(relay), relay_names, set_choice},
-    {"handshake_timeout", CFG_UINT, 1, 3600, OPT(handshake_timeout_s), NULL, set_uint},
-    {"connect_timeout", CFG_UINT, 1, 3600, OPT(connect_timeout_s), NULL, set_uint},
-    {"idle_timeout", CFG_UINT, 0, 86400 * 365, OPT(idle_timeout_s), NULL, set_uint},
-    {"write_timeout", CFG_UINT, 0, 86400, OPT(write_timeout_s), NULL, set_uint},
-    {"bind_timeout", CFG_UINT, 1, 86400, OPT(bind_timeout_s), NULL, set_uint},
-    {"drain_timeout", CFG_UINT, 0, 86400, OPT(drain_timeout_s), NULL, set_uint},
-    {"busy_poll", CFG_UINT, 0, 100000, OPT(busy_poll_us), NULL, set_uint},
-    {"max_conns", CFG_UINT, 0, 16000000, OPT(max_conns), NULL, set_uint},
-    {"resolvers", CFG_STRINGS, 0, 0, 0, NULL, set_resolvers},
-    {"pipe_size", CFG_UINT, 4096, 64 << 20, OPT(pipe_size), NULL, set_uint},
-    {"buf_size", CFG_UINT, 1024, 1 << 20, OPT(buf_size), NULL, set_uint},
-    {"bufs", CFG_UINT, 1, 32768, OPT(buf_count), NULL, set_pow2},
-    {"handshake_slots", CFG_UINT, 0, 1 << 20, OPT(hs_slots), NULL, set_uint},
-    {"auth", CFG_STRING, 0, 0, OPT(auth), auth_names, set_choice},
-    {"users", CFG_STRING, 0, 0, 0, NULL, set_users},
-    {"auth_fail_budget", CFG_UINT, 0, 1000000, OPT(auth_fail_budget), NULL, set_uint},
-    {"socks4", CFG_STRING, 0, 0, OPT(socks4), socks4_names, set_choice},
-    {"bind_ports", CFG_STRING, 0, 0, OPT(bind_port_lo), NULL, set_port_range},
-    {"udp_ports", CFG_STRING, 0, 0, OPT(udp_port_lo), NULL, set_port_range},
-    {"udp_advertise", CFG_STRING, 0, 0, 0, NULL, set_udp_advertise},
-    {"access_log", CFG_STRING, 0, 0, 0, NULL, set_access_log},
-    {"log_format", CFG_STRING, 0, 0, OPT(log_format), log_format_names, set_choice},
-    {"admin", CFG_STRING, 0, 0, 0, NULL, set_admin},
-    {"admin_hosts", CFG_STRINGS, 0, 0, 0, NULL, set_admin_hosts},
-    {"user", CFG_STRING, 0, sizeof(((struct opts *)0)->user), OPT(user), NULL, set_name},
-    {"group", CFG_STRING, 0, sizeof(((struct opts *)0)->group), OPT(group), NULL, set_name},
-    {"close_removed_users", CFG_BOOL, 0, 0, OPT(close_removed_users), NULL, set_bool},
-    {"close_denied_on_reload", CFG_BOOL, 0, 0, OPT(close_denied), NULL, set_bool},
-    {"keepalive_idle", CFG_UINT, 0, 86400, OPT(keepalive_idle_s), NULL, set_uint},
-    {"keepalive_interval", CFG_UINT, 1, 86400, OPT(keepalive_interval_s), NULL, set_uint},
-    {"keepalive_count", CFG_UINT, 1, 127, OPT(keepalive_count), NULL, set_uint},
-    {"tcp_user_timeout", CFG_UINT, 0, 86400, OPT(user_timeout_s), NULL, set_uint},
-    {"client_max_handshakes", CFG_UINT, 0, 1 << 20, OPT(client_max_handshakes), NULL, set_uint},
-    {"client_max_binds", CFG_UINT, 0, 1 << 20, OPT(client_max_binds), NULL, set_uint},
-    {"client_max_udp", CFG_UINT, 0, 1 << 20, OPT(client_max_udp), NULL, set_uint},
-    {"rules", CFG_RULES, 0, 0, 0, NULL, set_rules},
-};
-
-_Static_assert(offsetof(struct opts, bind_port_hi) ==
-                       offsetof(struct opts, bind_port_lo) + sizeof(uint16_t) &&
-                   offsetof(struct opts, udp_port_hi) ==
-                       offsetof(struct opts, udp_port_lo) + sizeof(uint16_t),
-               "set_port_range writes lo and hi as a pair");
+/* ---- the other keys: one row each in options.c */
 
 static bool
-kind_ok(const struct cfg_key *k, const config_setting_t *s)
+kind_ok(const struct options_row *r, const config_setting_t *s)
 {
-    switch (k->kind) {
-    case CFG_UINT:
+    switch (r->kind) {
+    case OPTIONS_UINT:
         return is_int(s);
-    case CFG_BOOL:
+    case OPTIONS_BOOL:
         return config_setting_type(s) == CONFIG_TYPE_BOOL;
-    case CFG_STRING:
+    case OPTIONS_CHOICE:
+    case OPTIONS_STRING:
+    case OPTIONS_PORTS:
+    case OPTIONS_ADDR:
         return config_setting_type(s) == CONFIG_TYPE_STRING;
-    case CFG_STRINGS:
+    case OPTIONS_ADDRS:
+    case OPTIONS_CSV:
         return config_setting_type(s) == CONFIG_TYPE_STRING || is_list(s);
-    case CFG_RULES:
+    case OPTIONS_RULES:
         /* rules = (); or rules = []; : no rule, so everything is denied. */
         return config_setting_is_list(s) ||
                (config_setting_is_array(s) && config_setting_length(s) == 0);
@@ -1106,21 +726,77 @@ kind_ok(const struct cfg_key *k, const config_setting_t *s)
 }
 
 static const char *
-kind_name(enum cfg_kind kind)
+kind_name(enum options_kind kind)
 {
     switch (kind) {
-    case CFG_UINT:
+    case OPTIONS_UINT:
         return "an integer";
-    case CFG_BOOL:
+    case OPTIONS_BOOL:
         return "true or false";
-    case CFG_STRING:
+    case OPTIONS_CHOICE:
+    case OPTIONS_STRING:
+    case OPTIONS_PORTS:
+    case OPTIONS_ADDR:
         return "a string";
-    case CFG_STRINGS:
+    case OPTIONS_ADDRS:
+    case OPTIONS_CSV:
         return "a string or a list of strings";
-    case CFG_RULES:
+    case OPTIONS_RULES:
         return "a list of rules ( { ... }, { ... } )";
     }
     return "?";
+}
+
+/* One element of a list key (a scalar is a list of one); -E2BIG ends the list. */
+static int
+list_one(struct cfg_ctx *c, const config_setting_t *e, const struct options_row *r)
+{
+    char why[512];
+    const char *v = elem_string(c, e, r->key);
+    if (!v)
+        return -EINVAL;
+    int ret = options_set(r, c->o, v, why, sizeof(why));
+    if (ret < 0)
+        cfg_error(c, e, "%s: %s", r->key, why);
+    return ret;
+}
+
+static void
+set_row(struct cfg_ctx *c, const config_setting_t *s, const struct options_row *r)
+{
+    char why[512];
+    int ret = 0;
+    switch (r->kind) {
+    case OPTIONS_RULES:
+        set_rules(c, s);
+        return;
+    case OPTIONS_UINT:
+        ret = options_set_uint(r, c->o, setting_int(c, s), why, sizeof(why));
+        break;
+    case OPTIONS_BOOL:
+        options_set_bool(r, c->o, config_setting_get_bool(s) != 0);
+        break;
+    case OPTIONS_ADDRS:
+    case OPTIONS_CSV:
+        /* The whole list replaces the default (and anything before it). */
+        if ((r->flags & OPTIONS_F_NONEMPTY) && elem_count(s) == 0) {
+            cfg_error(c, s, "%s: the list is empty (give at least one address)", r->key);
+            return;
+        }
+        options_clear(r, c->o);
+        for (unsigned i = 0; i < elem_count(s); i++) {
+            const config_setting_t *e = is_list(s) ? config_setting_get_elem(s, i) : s;
+            /* A full list is said once, at the first element too many. */
+            if (list_one(c, e, r) == -E2BIG)
+                break;
+        }
+        return;
+    default:
+        ret = options_set(r, c->o, config_setting_get_string(s), why, sizeof(why));
+        break;
+    }
+    if (ret < 0)
+        cfg_error(c, s, "%s: %s", r->key, why);
 }
 
 static void
@@ -1130,19 +806,16 @@ apply(struct cfg_ctx *c, const config_setting_t *root)
     for (unsigned i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(root, i);
         const char *name = config_setting_name(s);
-        const struct cfg_key *k = NULL;
-        for (size_t j = 0; j < sizeof(cfg_keys) / sizeof(cfg_keys[0]); j++)
-            if (strcmp(cfg_keys[j].name, name) == 0)
-                k = &cfg_keys[j];
-        if (!k) {
+        const struct options_row *r = options_find(name);
+        if (!r) {
             cfg_error(c, s, "unknown key '%s'", name);
             continue;
         }
-        if (!kind_ok(k, s)) {
-            cfg_error(c, s, "%s: expected %s, not %s", name, kind_name(k->kind), type_name(s));
+        if (!kind_ok(r, s)) {
+            cfg_error(c, s, "%s: expected %s, not %s", name, kind_name(r->kind), type_name(s));
             continue;
         }
-        k->set(c, s, k);
+        set_row(c, s, r);
     }
 }
 
@@ -1189,6 +862,61 @@ read_text(const char *path)
     return buf;
 }
 
+/*
+ * libconfig 1.5 says only "syntax error" and the line where its parser
+ * stopped (often the line after a missing ';'). Show that line, and name the
+ * one mistake its grammar makes common: a list of groups written as an array.
+ */
+static void
+syntax_error(struct cfg_ctx *c, const config_t *cfg)
+{
+    const char *file = config_error_file(cfg);
+    int line = config_error_line(cfg);
+    const char *p = !file && c->text && line > 0 ? line_start(c->text, (unsigned)line) : NULL;
+    c->n_err++;
+    if (!c->err || !c->errlen)
+        return;
+    int n = snprintf(c->err, c->errlen, "%s:%d: %s", file ? file : c->path, line,
+                     config_error_text(cfg));
+    if (!p || n < 0 || (size_t)n >= c->errlen)
+        return;
+    p = skip_blank(p);
+    size_t len = strcspn(p, "\r\n");
+    size_t used = (size_t)n;
+    if (len)
+        used += (size_t)snprintf(c->err + used, c->errlen - used, " in '%.*s%s'",
+                                 (int)(len > 60 ? 60 : len), p, len > 60 ? "..." : "");
+    const char *brace = memchr(p, '{', len);
+    if (brace && used < c->errlen) {
+        const char *q = brace;
+        while (q > c->text && (q[-1] == ' ' || q[-1] == '\t' || q[-1] == '\n' || q[-1] == '\r'))
+            q--;
+        if (q > c->text && q[-1] == '[')
+            snprintf(c->err + used, c->errlen - used,
+                     ": a list of groups is written ( { ... }, { ... } ); [ ] holds only "
+                     "strings, numbers and booleans");
+    }
+}
+
+/* Read path and parse it into cfg (initialised here; the caller destroys it). */
+static int
+parse_file(struct cfg_ctx *c, config_t *cfg)
+{
+    config_init(cfg);
+    char *text = read_text(c->path);
+    if (!text) {
+        cfg_error(c, NULL, "cannot read: %s", strerror(errno));
+        return -1;
+    }
+    c->text = text;
+    /* Parsed from the text read above, so reported lines and the text agree. */
+    if (config_read_string(cfg, text) != CONFIG_TRUE) {
+        syntax_error(c, cfg);
+        return -1;
+    }
+    return 0;
+}
+
 int
 config_load(const char *path, struct opts *o, struct acl **acl, char *err, size_t errlen)
 {
@@ -1199,22 +927,8 @@ config_load(const char *path, struct opts *o, struct acl **acl, char *err, size_
 
     if (err && errlen)
         err[0] = '\0';
-    char *text = read_text(path);
-    if (!text) {
-        cfg_error(&c, NULL, "cannot read: %s", strerror(errno));
-        return -1;
-    }
-    c.text = text;
-    /* Parsed from the text read above, so reported lines and the text agree. */
-    config_init(&cfg);
-    if (config_read_string(&cfg, text) != CONFIG_TRUE) {
-        const char *file = config_error_file(&cfg) ? config_error_file(&cfg) : path;
-        c.n_err++;
-        if (err && errlen)
-            snprintf(err, errlen, "%s:%d: %s", file, config_error_line(&cfg),
-                     config_error_text(&cfg));
+    if (parse_file(&c, &cfg) < 0)
         goto out;
-    }
     apply(&c, config_root_setting(&cfg));
     if (!c.acl && c.n_err == 0) {
         c.acl = config_default_acl();
@@ -1224,8 +938,6 @@ config_load(const char *path, struct opts *o, struct acl **acl, char *err, size_
     if (c.n_err)
         goto out;
     *o = copy;
-    if (c.users_set)
-        o->users_path = o->users_file;
     *acl = c.acl;
     c.acl = NULL;
     rc = 0;
@@ -1233,48 +945,141 @@ out:
     if (c.acl)
         acl_free(c.acl);
     config_destroy(&cfg);
-    free(text);
+    free((char *)c.text);
     return rc;
 }
+
+/* The rules without a file or a rules key: loopback clients only. */
+static const char default_rules[] = "rules = (\n"
+                                    "    { action = \"allow\"; from = [\"127.0.0.0/8\", \"::1\"]; }\n"
+                                    ");\n";
 
 struct acl *
 config_default_acl(void)
 {
-    struct acl_cidr from[2];
-    struct acl *acl = acl_new();
-    if (!acl)
-        return NULL;
-    if (acl_cidr_parse("127.0.0.0/8", &from[0]) < 0 || acl_cidr_parse("::1/128", &from[1]) < 0 ||
-        acl_add(acl, ACL_ALLOW, from, 2, NULL, 0, NULL, 0, NULL, 0, 0, NULL, 0) < 0) {
-        acl_free(acl);
-        return NULL;
+    struct opts scratch;
+    struct cfg_ctx c = {.path = "(built-in rules)", .text = default_rules, .o = &scratch};
+    config_t cfg;
+    config_init(&cfg);
+    if (config_read_string(&cfg, default_rules) == CONFIG_TRUE)
+        apply(&c, config_root_setting(&cfg));
+    config_destroy(&cfg);
+    if (c.n_err && c.acl) {
+        acl_free(c.acl);
+        c.acl = NULL;
     }
-    return acl;
+    return c.acl;
 }
 
-void
-config_defaults(struct opts *o)
+/* ---- the rules as text, for -T */
+
+static void
+print_value(FILE *f, const config_setting_t *s)
 {
-    memset(o, 0, sizeof(*o));
-    o->relay = RELAY_AUTO;
-    o->handshake_timeout_s = 10;
-    o->connect_timeout_s = 10;
-    o->idle_timeout_s = 7200;
-    o->write_timeout_s = 120;
-    o->bind_timeout_s = 120;
-    o->drain_timeout_s = 30;
-    o->pipe_size = 65536;
-    o->buf_size = 32768;
-    o->buf_count = 256;
-    o->auth_fail_budget = 16;
-    o->close_removed_users = true;
-    o->keepalive_idle_s = 120;
-    o->keepalive_interval_s = 30;
-    o->keepalive_count = 4;
-    o->user_timeout_s = 120;
-    o->client_max_handshakes = 64;
-    o->client_max_binds = 64;
-    o->client_max_udp = 256;
-    snprintf(o->access_log, sizeof(o->access_log), "stderr");
-    addr_parse("127.0.0.1:9180", -1, &o->admin);
+    char buf[1024];
+    unsigned n = elem_count(s);
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        fprintf(f, "%lld", config_setting_get_int64(s));
+        return;
+    case CONFIG_TYPE_BOOL:
+        fputs(config_setting_get_bool(s) ? "true" : "false", f);
+        return;
+    case CONFIG_TYPE_FLOAT:
+        fprintf(f, "%g", config_setting_get_float(s));
+        return;
+    case CONFIG_TYPE_STRING:
+        options_quote(config_setting_get_string(s), buf, sizeof(buf));
+        fputs(buf, f);
+        return;
+    case CONFIG_TYPE_GROUP:
+        fputs("{", f);
+        for (unsigned i = 0; i < (unsigned)config_setting_length(s); i++) {
+            const config_setting_t *e = config_setting_get_elem(s, i);
+            fprintf(f, " %s = ", config_setting_name(e));
+            print_value(f, e);
+            fputs(";", f);
+        }
+        fputs(" }", f);
+        return;
+    default: /* arrays [ ] and lists ( ) */
+        fputs(config_setting_is_array(s) ? "[" : "(", f);
+        for (unsigned i = 0; i < n; i++) {
+            fputs(i ? ", " : "", f);
+            print_value(f, config_setting_get_elem(s, i));
+        }
+        fputs(config_setting_is_array(s) ? "]" : ")", f);
+        return;
+    }
+}
+
+int
+config_print_rules(const char *path, FILE *f)
+{
+    config_t cfg;
+    struct opts scratch;
+    struct cfg_ctx c = {.path = path, .o = &scratch};
+    int rc = 0;
+    if (!path) {
+        fputs(default_rules, f);
+        return 0;
+    }
+    if (parse_file(&c, &cfg) < 0) {
+        rc = -1;
+        goto out;
+    }
+    const config_setting_t *rules = config_lookup(&cfg, "rules");
+    if (!rules) {
+        fputs(default_rules, f);
+        goto out;
+    }
+    unsigned n = (unsigned)config_setting_length(rules);
+    fputs(n ? "rules = (\n" : "rules = (", f);
+    for (unsigned i = 0; i < n; i++) {
+        fputs("    ", f);
+        print_value(f, config_setting_get_elem(rules, i));
+        fputs(i + 1 < n ? ",\n" : "\n", f);
+    }
+    fputs(");\n", f);
+out:
+    config_destroy(&cfg);
+    free((char *)c.text);
+    return rc;
+}
+
+int
+config_check_rule_users(const char *path, const struct users *users, char *warn, size_t cap)
+{
+    config_t cfg;
+    struct opts scratch;
+    struct cfg_ctx c = {.path = path, .err = warn, .errlen = cap, .o = &scratch};
+    unsigned n_warn = 0;
+    if (warn && cap)
+        warn[0] = '\0';
+    if (!path)
+        return 0;
+    int rc = parse_file(&c, &cfg);
+    if (rc == 0) {
+        const config_setting_t *rules = config_lookup(&cfg, "rules");
+        unsigned n = rules && is_list(rules) ? (unsigned)config_setting_length(rules) : 0;
+        for (unsigned i = 0; i < n; i++) {
+            const config_setting_t *g = config_setting_get_elem(rules, i);
+            const config_setting_t *u = config_setting_is_group(g)
+                                            ? config_setting_get_member(g, "users")
+                                            : NULL;
+            for (unsigned k = 0; u && k < elem_count(u); k++) {
+                const config_setting_t *e = is_list(u) ? config_setting_get_elem(u, k) : u;
+                const char *name = config_setting_get_string(e);
+                if (!name || users_hash(users, name))
+                    continue;
+                n_warn++;
+                cfg_warn(&c, e, "warning: rule %u: user '%s' is not in the users file%s: the "
+                         "rule never matches them", i + 1, name, users ? "" : " (there is none)");
+            }
+        }
+    }
+    config_destroy(&cfg);
+    free((char *)c.text);
+    return rc < 0 ? -1 : (int)n_warn;
 }

@@ -27,8 +27,10 @@
 
 #include "admin.h"
 #include "log.h"
+#include "options.h"
 #include "policy.h"
 #include "shard.h"
+#include "users.h"
 
 static double
 wall_now(void)
@@ -38,44 +40,141 @@ wall_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The names listed in a report line; the rest are counted. */
+#define CTL_NAMES_SHOWN 8
+
+/*
+ * "users added: a, b; users removed: c; " for the user tables before and
+ * after (both in strcmp() order, so one merge walk finds both lists).
+ */
+static void
+users_diff(const struct users *was, const struct users *now, char *buf, size_t cap,
+           size_t *used)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        const struct users *a = pass ? was : now, *b = pass ? now : was;
+        size_t i = 0, j = 0, n = 0;
+        for (const char *x; (x = users_name(a, i)); i++) {
+            const char *y;
+            int cmp = 1;
+            while ((y = users_name(b, j)) && (cmp = strcmp(y, x)) < 0)
+                j++;
+            if (y && cmp == 0)
+                continue;
+            if (n < CTL_NAMES_SHOWN)
+                options_append(buf, cap, used, "%s%s", n ? ", " : pass ? "users removed: " : "users added: ",
+                    x);
+            n++;
+        }
+        if (n > CTL_NAMES_SHOWN)
+            options_append(buf, cap, used, " and %zu more", n - CTL_NAMES_SHOWN);
+        if (n)
+            options_append(buf, cap, used, "; ");
+    }
+}
+
+/* Tunnels every shard has closed for a reload (END_REVOKED), since it started. */
+static uint64_t
+revoked_total(const struct ctl *ctl)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < ctl->n_shards; i++)
+        n += STAT_GET(ctl->shards[i].st.ended[END_REVOKED]);
+    return n;
+}
+
+static uint64_t
+mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/*
+ * How many tunnels the reload to generation gen closed. A shard stores
+ * pol_seen once it has judged its tunnels against the new snapshot; the
+ * tunnels it closed then are counted when their last completion is in,
+ * usually within a loop or two. So: wait until every running shard has seen
+ * gen, then until the count has stood still for CTL_REVOKE_QUIET_MS, all
+ * within CTL_REVOKE_WAIT_MS (a reload never hangs on a stuck shard; a late
+ * close is then missed, not waited for).
+ */
+#define CTL_REVOKE_WAIT_MS  2000
+#define CTL_REVOKE_QUIET_MS 50
+
+static uint64_t
+wait_revoked(const struct ctl *ctl, uint64_t gen, uint64_t before)
+{
+    const struct timespec tick = {.tv_nsec = 1000000};
+    uint64_t start = mono_ms(), last = before, still_since = 0;
+    bool seen = false;
+    while (mono_ms() - start < CTL_REVOKE_WAIT_MS) {
+        if (!seen) {
+            seen = true;
+            for (unsigned i = 0; i < ctl->n_shards; i++)
+                if (!atomic_load_explicit(&ctl->shards[i].exited, memory_order_acquire) &&
+                    atomic_load_explicit(&ctl->shards[i].pol_seen, memory_order_acquire) != gen)
+                    seen = false;
+            if (seen) {
+                last = revoked_total(ctl);
+                still_since = mono_ms();
+            }
+        } else {
+            uint64_t now = revoked_total(ctl);
+            if (now != last) {
+                last = now;
+                still_since = mono_ms();
+            } else if (mono_ms() - still_since >= CTL_REVOKE_QUIET_MS) {
+                break;
+            }
+        }
+        nanosleep(&tick, NULL);
+    }
+    return revoked_total(ctl) - before;
+}
+
 int
 ctl_reload(struct ctl *ctl, char *msg, size_t cap)
 {
     struct opts o;
     struct policy *pol = NULL;
+    char applied[2048], restart[2048];
+    size_t used = 0;
     if (ctl->load(ctl->load_arg, &o, &pol, ctl->pol->gen + 1, msg, cap) < 0) {
         ctl->st.reloads_failed++;
         fprintf(stderr, "ringsocks: reload failed, keeping the running configuration:\n%s\n", msg);
         return -1;
     }
-    /* What a reload cannot change is reported, not half-applied. */
-    const struct opts *was = &ctl->loaded;
-    if (o.n_listen != was->n_listen ||
-        memcmp(o.listen, was->listen, sizeof(o.listen[0]) * o.n_listen) != 0 ||
-        o.relay != was->relay || o.shards != was->shards || o.max_conns != was->max_conns ||
-        memcmp(&o.admin, &was->admin, sizeof(o.admin)) != 0 ||
-        strcmp(o.admin_hosts, was->admin_hosts) != 0 ||
-        strcmp(o.access_log, was->access_log) != 0 || o.log_format != was->log_format ||
-        strcmp(o.user, was->user) != 0 || strcmp(o.group, was->group) != 0 ||
-        o.pipe_size != was->pipe_size || o.buf_size != was->buf_size ||
-        o.buf_count != was->buf_count || o.hs_slots != was->hs_slots ||
-        o.busy_poll_us != was->busy_poll_us ||
-        o.keepalive_idle_s != was->keepalive_idle_s ||
-        o.keepalive_interval_s != was->keepalive_interval_s ||
-        o.keepalive_count != was->keepalive_count || o.user_timeout_s != was->user_timeout_s ||
-        strcmp(o.resolvers, was->resolvers) != 0)
-        fprintf(stderr, "ringsocks: reload: listeners, shards, relay, buffers, resolvers, admin, "
-                        "log, keepalive and user settings change only on restart; rules, users, "
-                        "timeouts and per-client limits are applied\n");
+    /*
+     * The report: settings compared row by row with those in force (the
+     * ones a restart needs stay as started, and say so), users by name.
+     */
+    msg[0] = '\0';
+    options_append(msg, cap, &used, "reloaded (policy %llu): ", (unsigned long long)pol->gen);
+    options_diff(&ctl->loaded, &o, applied, sizeof(applied), restart, sizeof(restart));
+    if (applied[0])
+        options_append(msg, cap, &used, "applied: %s; ", applied);
+    if (restart[0])
+        options_append(msg, cap, &used, "needs a restart: %s; ", restart);
+    if (!applied[0] && !restart[0])
+        options_append(msg, cap, &used, "no setting changed; ");
+    users_diff(ctl->pol->users, pol->users, msg, cap, &used);
+    for (size_t i = 0; i < options_n_rows; i++)
+        if (options_rows[i].flags & OPTIONS_F_RELOAD)
+            options_copy(&options_rows[i], &ctl->loaded, &o);
+
+    uint64_t revoked = revoked_total(ctl);
     struct policy *old = ctl->pol;
     rcu_assign_pointer(ctl->pol, pol);
     for (unsigned i = 0; i < ctl->n_shards; i++)
         shard_wake(&ctl->shards[i]);
     synchronize_rcu();
     policy_free(old);
+    revoked = wait_revoked(ctl, pol->gen, revoked);
+    options_append(msg, cap, &used, "tunnels revoked: %llu", (unsigned long long)revoked);
     ctl->st.reloads_ok++;
     ctl->st.last_reload_ok_time = wall_now();
-    snprintf(msg, cap, "reloaded (policy %llu)", (unsigned long long)pol->gen);
     fprintf(stderr, "ringsocks: %s\n", msg);
     return 0;
 }

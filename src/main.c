@@ -1,7 +1,8 @@
 /*
  * main.c - options, start and stop order; the only place that exits.
  *
- * Start: parse options, raise RLIMIT_NOFILE, bind every listener once per
+ * Start: read the settings (defaults, file, command line: options.c and
+ * config.c), check them for -t and -T (preflight.c), raise RLIMIT_NOFILE, bind every listener once per
  * shard (SO_REUSEPORT), start the shards, report the addresses. Then the
  * main thread waits for SIGINT/SIGTERM with every signal blocked in the
  * shards, stops them, joins them and exits 0.
@@ -9,9 +10,7 @@
 #include <ares.h>
 #include <arpa/inet.h>
 #include <errno.h>
-#include <getopt.h>
 #include <grp.h>
-#include <pwd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sodium.h>
@@ -36,453 +35,12 @@
 #include "config.h"
 #include "ctl.h"
 #include "log.h"
+#include "options.h"
 #include "policy.h"
+#include "preflight.h"
 
 
 #define LISTEN_BACKLOG    4096
-
-static const char usage[] =
-    "usage: ringsocks [-c FILE] [-t] [options]\n"
-    "  -c, --config FILE         configuration file (command-line options override it)\n"
-    "  -t, --test                check the configuration (and users file), then exit\n"
-    "  --listen HOST:PORT        listen address, repeatable (default 127.0.0.1:1080;\n"
-    "                            IPv6 as [::1]:1080; port 0 picks a free port)\n"
-    "  --shards N                shard threads (default: one per online CPU)\n"
-    "  --relay auto|splice|copy  relay engine (default auto: copy, splice once a read fills\n"
-    "                            a buffer)\n"
-    "  --handshake-timeout SEC   close clients that have not sent a request (default 10)\n"
-    "  --connect-timeout SEC     give up resolving and connecting (default 10)\n"
-    "  --idle-timeout SEC        close tunnels idle this long, 0 = never (default 7200)\n"
-    "  --write-timeout SEC       close tunnels whose pending bytes a side has taken none of\n"
-    "                            for this long, 0 = never (default 120)\n"
-    "  --max-conns N             connections at once, all shards together\n"
-    "                            (default: what RLIMIT_NOFILE allows)\n"
-    "  --resolver IP[:PORT]      DNS server, repeatable (default: /etc/resolv.conf)\n"
-    "  --pipe-size BYTES         splice pipe size (default 65536)\n"
-    "  --buf-size BYTES          copy engine buffer size (default 32768)\n"
-    "  --bufs N                  copy engine buffers per shard, power of two (default 256)\n"
-    "  --handshake-slots N       handshakes in progress per shard (default min(max-conns, 4096));\n"
-    "                            more new clients wait for a free slot\n"
-    "  --auth none|password      client authentication (default none)\n"
-    "  --users FILE              user:crypt-hash lines for --auth password\n"
-    "  --auth-fail-budget N      per client address and shard: failed plus queued password\n"
-    "                            checks before its checks wait behind others' (default 16;\n"
-    "                            0: no budget)\n"
-    "  --socks4 auto|on|off      SOCKS4/4a: auto allows it only without password auth\n"
-    "  --bind-timeout SEC        BIND waits this long for its connection (default 120)\n"
-    "  --bind-ports LO-HI        port range for BIND listeners (default: any)\n"
-    "  --udp-ports LO-HI         port range for UDP ASSOCIATE sockets (default: any)\n"
-    "  --udp-advertise IP        address in UDP ASSOCIATE replies (default: the address\n"
-    "                            the client's TCP connection reached)\n"
-    "  --admin HOST:PORT|off     admin endpoint: /metrics /healthz /reload /drain\n"
-    "                            (default 127.0.0.1:9180)\n"
-    "  --admin-host NAME         a host name the admin endpoint answers to, repeatable\n"
-    "                            (addresses and localhost always; other names refused)\n"
-    "  --access-log TARGET       stderr, syslog, off or a file path (default stderr)\n"
-    "  --log-format logfmt|json  access-log format (default logfmt)\n"
-    "  --drain-timeout SEC       on SIGTERM, tunnels get this long to finish (default 30)\n"
-    "  --busy-poll USEC          after work, look for more for this long before sleeping\n"
-    "                            (lower latency, more CPU; default 0: off)\n"
-    "  --keepalive-idle SEC      TCP keepalive on both sockets of a tunnel after this idle\n"
-    "                            time, 0 = off (default 120)\n"
-    "  --keepalive-interval SEC  between keepalive probes (default 30)\n"
-    "  --keepalive-count N       unanswered probes before the tunnel ends (default 4)\n"
-    "  --tcp-user-timeout SEC    end a tunnel whose sent data stays unacknowledged this long,\n"
-    "                            0 = the kernel's default (default 120)\n"
-    "  --client-max-handshakes N handshakes per client address and shard before its new ones\n"
-    "                            wait last and its slow ones make room for others (default 64)\n"
-    "  --client-max-binds N      BINDs waiting per client address and shard (default 64)\n"
-    "  --client-max-udp N        UDP associations per client address and shard (default 256)\n"
-    "  --user USER, --group GROUP  drop privileges to these after binding\n"
-    "  --help                    this text\n"
-    "  --version                 print the version\n";
-
-static int
-parse_uint(const char *name, const char *s, unsigned long min, unsigned long max, unsigned *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || s[0] == '-' || v < min || v > max) {
-        fprintf(stderr, "ringsocks: --%s: '%s' is not a number in %lu..%lu\n", name, s, min, max);
-        return -1;
-    }
-    *out = (unsigned)v;
-    return 0;
-}
-
-/* "LO-HI", 1 <= LO <= HI <= 65535. */
-static int
-parse_range(const char *name, const char *s, uint16_t *lo, uint16_t *hi)
-{
-    unsigned a, b;
-    char tail;
-    if (sscanf(s, "%u-%u%c", &a, &b, &tail) != 2 || a < 1 || a > b || b > 65535) {
-        fprintf(stderr, "ringsocks: --%s: '%s' is not a port range LO-HI within 1-65535\n", name,
-                s);
-        return -1;
-    }
-    *lo = (uint16_t)a;
-    *hi = (uint16_t)b;
-    return 0;
-}
-
-struct cli {
-    const char *config; /* -c FILE */
-    bool test;          /* -t */
-};
-
-/*
- * Apply the command line to o. Called on top of the defaults (or of a
- * configuration file): a list option given on the command line replaces
- * the file's list rather than adding to it.
- */
-static int
-parse_args(int argc, char **argv, struct opts *o, struct cli *cli)
-{
-    bool listen_set = false, resolvers_set = false, admin_hosts_set = false;
-    enum {
-        O_LISTEN = 256,
-        O_SHARDS,
-        O_RELAY,
-        O_HS_TIMEOUT,
-        O_CONNECT_TIMEOUT,
-        O_IDLE_TIMEOUT,
-        O_WRITE_TIMEOUT,
-        O_MAX_CONNS,
-        O_RESOLVER,
-        O_PIPE_SIZE,
-        O_BUF_SIZE,
-        O_BUFS,
-        O_HS_SLOTS,
-        O_AUTH,
-        O_USERS,
-        O_AUTH_FAIL_BUDGET,
-        O_SOCKS4,
-        O_BIND_TIMEOUT,
-        O_BIND_PORTS,
-        O_UDP_PORTS,
-        O_UDP_ADVERTISE,
-        O_ADMIN,
-        O_ADMIN_HOST,
-        O_ACCESS_LOG,
-        O_LOG_FORMAT,
-        O_DRAIN_TIMEOUT,
-        O_BUSY_POLL,
-        O_USER,
-        O_GROUP,
-        O_KA_IDLE,
-        O_KA_INTERVAL,
-        O_KA_COUNT,
-        O_USER_TIMEOUT,
-        O_CLIENT_HS,
-        O_CLIENT_BINDS,
-        O_CLIENT_UDP,
-        O_HELP,
-        O_VERSION,
-    };
-    static const struct option longopts[] = {
-        {"listen", required_argument, NULL, O_LISTEN},
-        {"shards", required_argument, NULL, O_SHARDS},
-        {"relay", required_argument, NULL, O_RELAY},
-        {"handshake-timeout", required_argument, NULL, O_HS_TIMEOUT},
-        {"connect-timeout", required_argument, NULL, O_CONNECT_TIMEOUT},
-        {"idle-timeout", required_argument, NULL, O_IDLE_TIMEOUT},
-        {"write-timeout", required_argument, NULL, O_WRITE_TIMEOUT},
-        {"max-conns", required_argument, NULL, O_MAX_CONNS},
-        {"resolver", required_argument, NULL, O_RESOLVER},
-        {"pipe-size", required_argument, NULL, O_PIPE_SIZE},
-        {"buf-size", required_argument, NULL, O_BUF_SIZE},
-        {"bufs", required_argument, NULL, O_BUFS},
-        {"handshake-slots", required_argument, NULL, O_HS_SLOTS},
-        {"auth", required_argument, NULL, O_AUTH},
-        {"users", required_argument, NULL, O_USERS},
-        {"auth-fail-budget", required_argument, NULL, O_AUTH_FAIL_BUDGET},
-        {"socks4", required_argument, NULL, O_SOCKS4},
-        {"bind-timeout", required_argument, NULL, O_BIND_TIMEOUT},
-        {"bind-ports", required_argument, NULL, O_BIND_PORTS},
-        {"udp-ports", required_argument, NULL, O_UDP_PORTS},
-        {"udp-advertise", required_argument, NULL, O_UDP_ADVERTISE},
-        {"admin", required_argument, NULL, O_ADMIN},
-        {"admin-host", required_argument, NULL, O_ADMIN_HOST},
-        {"access-log", required_argument, NULL, O_ACCESS_LOG},
-        {"log-format", required_argument, NULL, O_LOG_FORMAT},
-        {"drain-timeout", required_argument, NULL, O_DRAIN_TIMEOUT},
-        {"busy-poll", required_argument, NULL, O_BUSY_POLL},
-        {"user", required_argument, NULL, O_USER},
-        {"group", required_argument, NULL, O_GROUP},
-        {"keepalive-idle", required_argument, NULL, O_KA_IDLE},
-        {"keepalive-interval", required_argument, NULL, O_KA_INTERVAL},
-        {"keepalive-count", required_argument, NULL, O_KA_COUNT},
-        {"tcp-user-timeout", required_argument, NULL, O_USER_TIMEOUT},
-        {"client-max-handshakes", required_argument, NULL, O_CLIENT_HS},
-        {"client-max-binds", required_argument, NULL, O_CLIENT_BINDS},
-        {"client-max-udp", required_argument, NULL, O_CLIENT_UDP},
-        {"config", required_argument, NULL, 'c'},
-        {"test", no_argument, NULL, 't'},
-        {"help", no_argument, NULL, O_HELP},
-        {"version", no_argument, NULL, O_VERSION},
-        {NULL, 0, NULL, 0},
-    };
-    struct sockaddr_storage ss;
-    int c;
-
-    opterr = 0;
-    optind = 0; /* glibc: a full re-initialisation, so the command line can be parsed again */
-    while ((c = getopt_long(argc, argv, "c:t", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c':
-            cli->config = optarg;
-            break;
-        case 't':
-            cli->test = true;
-            break;
-        case O_LISTEN:
-            if (!listen_set) {
-                o->n_listen = 0;
-                listen_set = true;
-            }
-            if (o->n_listen == OPTS_MAX_LISTEN) {
-                fprintf(stderr, "ringsocks: at most %d --listen addresses\n", OPTS_MAX_LISTEN);
-                return -1;
-            }
-            if (addr_parse(optarg, -1, &o->listen[o->n_listen]) < 0) {
-                fprintf(stderr, "ringsocks: --listen: '%s' is not IP:PORT or [IPv6]:PORT\n",
-                        optarg);
-                return -1;
-            }
-            o->n_listen++;
-            break;
-        case O_SHARDS:
-            if (parse_uint("shards", optarg, 1, 1024, &o->shards) < 0)
-                return -1;
-            break;
-        case O_RELAY:
-            if (strcmp(optarg, "splice") == 0) {
-                o->relay = RELAY_SPLICE;
-            } else if (strcmp(optarg, "copy") == 0) {
-                o->relay = RELAY_COPY;
-            } else if (strcmp(optarg, "auto") == 0) {
-                o->relay = RELAY_AUTO;
-            } else {
-                fprintf(stderr, "ringsocks: --relay: '%s' is not splice, copy or auto\n", optarg);
-                return -1;
-            }
-            break;
-        case O_HS_TIMEOUT:
-            if (parse_uint("handshake-timeout", optarg, 1, 3600, &o->handshake_timeout_s) < 0)
-                return -1;
-            break;
-        case O_CONNECT_TIMEOUT:
-            if (parse_uint("connect-timeout", optarg, 1, 3600, &o->connect_timeout_s) < 0)
-                return -1;
-            break;
-        case O_IDLE_TIMEOUT:
-            if (parse_uint("idle-timeout", optarg, 0, 86400 * 365, &o->idle_timeout_s) < 0)
-                return -1;
-            break;
-        case O_WRITE_TIMEOUT:
-            if (parse_uint("write-timeout", optarg, 0, 86400, &o->write_timeout_s) < 0)
-                return -1;
-            break;
-        case O_MAX_CONNS:
-            if (parse_uint("max-conns", optarg, 1, 16000000, &o->max_conns) < 0)
-                return -1;
-            break;
-        case O_RESOLVER: {
-            if (!resolvers_set) {
-                o->resolvers[0] = '\0';
-                resolvers_set = true;
-            }
-            if (addr_parse(optarg, 53, &ss) < 0) {
-                fprintf(stderr, "ringsocks: --resolver: '%s' is not IP[:PORT]\n", optarg);
-                return -1;
-            }
-            char text[ADDR_STRLEN];
-            size_t used = strlen(o->resolvers);
-            addr_format((struct sockaddr *)&ss, text, sizeof(text));
-            if (used + strlen(text) + 2 > sizeof(o->resolvers)) {
-                fprintf(stderr, "ringsocks: too many --resolver addresses\n");
-                return -1;
-            }
-            snprintf(o->resolvers + used, sizeof(o->resolvers) - used, "%s%s", used ? "," : "",
-                     text);
-            break;
-        }
-        case O_PIPE_SIZE:
-            if (parse_uint("pipe-size", optarg, 4096, 64 << 20, &o->pipe_size) < 0)
-                return -1;
-            break;
-        case O_BUF_SIZE:
-            if (parse_uint("buf-size", optarg, 1024, 1 << 20, &o->buf_size) < 0)
-                return -1;
-            break;
-        case O_BUFS:
-            if (parse_uint("bufs", optarg, 1, 32768, &o->buf_count) < 0)
-                return -1;
-            if (o->buf_count & (o->buf_count - 1)) {
-                fprintf(stderr, "ringsocks: --bufs: %u is not a power of two\n", o->buf_count);
-                return -1;
-            }
-            break;
-        case O_HS_SLOTS:
-            if (parse_uint("handshake-slots", optarg, 1, 1 << 20, &o->hs_slots) < 0)
-                return -1;
-            break;
-        case O_AUTH:
-            if (strcmp(optarg, "none") == 0) {
-                o->auth = AUTH_NONE;
-            } else if (strcmp(optarg, "password") == 0) {
-                o->auth = AUTH_PASSWORD;
-            } else {
-                fprintf(stderr, "ringsocks: --auth: '%s' is neither none nor password\n", optarg);
-                return -1;
-            }
-            break;
-        case O_AUTH_FAIL_BUDGET:
-            if (parse_uint("auth-fail-budget", optarg, 0, 1000000, &o->auth_fail_budget) < 0)
-                return -1;
-            break;
-        case O_USERS:
-            snprintf(o->users_file, sizeof(o->users_file), "%s", optarg);
-            o->users_path = o->users_file;
-            break;
-        case O_SOCKS4:
-            if (strcmp(optarg, "auto") == 0) {
-                o->socks4 = SOCKS4_AUTO;
-            } else if (strcmp(optarg, "on") == 0) {
-                o->socks4 = SOCKS4_ON;
-            } else if (strcmp(optarg, "off") == 0) {
-                o->socks4 = SOCKS4_OFF;
-            } else {
-                fprintf(stderr, "ringsocks: --socks4: '%s' is not auto, on or off\n", optarg);
-                return -1;
-            }
-            break;
-        case O_BIND_TIMEOUT:
-            if (parse_uint("bind-timeout", optarg, 1, 86400, &o->bind_timeout_s) < 0)
-                return -1;
-            break;
-        case O_BIND_PORTS:
-            if (parse_range("bind-ports", optarg, &o->bind_port_lo, &o->bind_port_hi) < 0)
-                return -1;
-            break;
-        case O_UDP_PORTS:
-            if (parse_range("udp-ports", optarg, &o->udp_port_lo, &o->udp_port_hi) < 0)
-                return -1;
-            break;
-        case O_UDP_ADVERTISE:
-            if (addr_parse(optarg, 0, &o->udp_advertise) < 0) {
-                fprintf(stderr, "ringsocks: --udp-advertise: '%s' is not an IP address\n", optarg);
-                return -1;
-            }
-            break;
-        case O_ADMIN:
-            if (strcmp(optarg, "off") == 0) {
-                memset(&o->admin, 0, sizeof(o->admin));
-            } else if (addr_parse(optarg, -1, &o->admin) < 0) {
-                fprintf(stderr, "ringsocks: --admin: '%s' is not IP:PORT, [IPv6]:PORT or off\n",
-                        optarg);
-                return -1;
-            }
-            break;
-        case O_ADMIN_HOST: {
-            if (!admin_hosts_set) {
-                o->admin_hosts[0] = '\0';
-                admin_hosts_set = true;
-            }
-            int ret = admin_hosts_add(o->admin_hosts, sizeof(o->admin_hosts), optarg);
-            if (ret == -ENOSPC) {
-                fprintf(stderr, "ringsocks: too many --admin-host names\n");
-                return -1;
-            }
-            if (ret < 0) {
-                fprintf(stderr,
-                        "ringsocks: --admin-host: '%s' is not a host name (letters, digits, "
-                        "'-', '_', '.'; no port)\n",
-                        optarg);
-                return -1;
-            }
-            break;
-        }
-        case O_ACCESS_LOG:
-            snprintf(o->access_log, sizeof(o->access_log), "%s", optarg);
-            break;
-        case O_LOG_FORMAT:
-            if (strcmp(optarg, "logfmt") == 0) {
-                o->log_format = LOG_LOGFMT;
-            } else if (strcmp(optarg, "json") == 0) {
-                o->log_format = LOG_JSON;
-            } else {
-                fprintf(stderr, "ringsocks: --log-format: '%s' is neither logfmt nor json\n",
-                        optarg);
-                return -1;
-            }
-            break;
-        case O_BUSY_POLL:
-            if (parse_uint("busy-poll", optarg, 0, 100000, &o->busy_poll_us) < 0)
-                return -1;
-            break;
-        case O_DRAIN_TIMEOUT:
-            if (parse_uint("drain-timeout", optarg, 0, 86400, &o->drain_timeout_s) < 0)
-                return -1;
-            break;
-        case O_USER:
-            snprintf(o->user, sizeof(o->user), "%s", optarg);
-            break;
-        case O_GROUP:
-            snprintf(o->group, sizeof(o->group), "%s", optarg);
-            break;
-        case O_KA_IDLE:
-            if (parse_uint("keepalive-idle", optarg, 0, 86400, &o->keepalive_idle_s) < 0)
-                return -1;
-            break;
-        case O_KA_INTERVAL:
-            if (parse_uint("keepalive-interval", optarg, 1, 86400, &o->keepalive_interval_s) < 0)
-                return -1;
-            break;
-        case O_KA_COUNT:
-            if (parse_uint("keepalive-count", optarg, 1, 127, &o->keepalive_count) < 0)
-                return -1;
-            break;
-        case O_USER_TIMEOUT:
-            if (parse_uint("tcp-user-timeout", optarg, 0, 86400, &o->user_timeout_s) < 0)
-                return -1;
-            break;
-        case O_CLIENT_HS:
-            if (parse_uint("client-max-handshakes", optarg, 0, 1 << 20, &o->client_max_handshakes) < 0)
-                return -1;
-            break;
-        case O_CLIENT_BINDS:
-            if (parse_uint("client-max-binds", optarg, 0, 1 << 20, &o->client_max_binds) < 0)
-                return -1;
-            break;
-        case O_CLIENT_UDP:
-            if (parse_uint("client-max-udp", optarg, 0, 1 << 20, &o->client_max_udp) < 0)
-                return -1;
-            break;
-        case O_HELP:
-            fputs(usage, stdout);
-            exit(0);
-        case O_VERSION:
-            printf("ringsocks %s\n", RINGSOCKS_VERSION);
-            exit(0);
-        default:
-            if (optopt)
-                fprintf(stderr, "ringsocks: option needs a value or is unknown: %s\n",
-                        argv[optind - 1]);
-            else
-                fprintf(stderr, "ringsocks: unknown option: %s\n", argv[optind - 1]);
-            fputs(usage, stderr);
-            return -1;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "ringsocks: unexpected argument: %s\n", argv[optind]);
-        return -1;
-    }
-    return 0;
-}
 
 /* Raise the soft fd limit to the hard one; returns the limit in force. */
 static rlim_t
@@ -577,9 +135,9 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
     const struct loader *ld = arg;
     struct acl *acl = NULL;
     struct users *users = NULL;
-    struct cli cli = {0};
+    struct options_cli cli = {0};
 
-    config_defaults(o);
+    options_defaults(o);
     if (ld->config) {
         if (config_load(ld->config, o, &acl, err, errlen) < 0)
             return -1;
@@ -592,18 +150,17 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
             return -1;
         }
     }
-    if (parse_args(ld->argc, ld->argv, o, &cli) < 0) {
-        snprintf(err, errlen, "bad command line");
+    if (options_apply_args(ld->argc, ld->argv, o, &cli, err, errlen) < 0) {
         acl_free(acl);
         return -1;
     }
-    if (o->auth == AUTH_PASSWORD && !o->users_path) {
+    if (o->auth == AUTH_PASSWORD && !o->users_file[0]) {
         snprintf(err, errlen, "auth = password needs a users file (--users or users = \"...\")");
         acl_free(acl);
         return -1;
     }
-    if (o->users_path) {
-        users = users_load(o->users_path, err, errlen);
+    if (o->users_file[0]) {
+        users = users_load(o->users_file, err, errlen);
         if (!users) {
             acl_free(acl);
             return -1;
@@ -623,36 +180,57 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
 static int
 drop_privileges(const struct opts *o)
 {
-    if (!o->user[0] && !o->group[0])
+    struct preflight_id id;
+    char why[256];
+    if (preflight_identity(o, &id, why, sizeof(why)) < 0) {
+        fprintf(stderr, "ringsocks: %s\n", why);
+        return -1;
+    }
+    if (!id.change)
         return 0;
-    gid_t gid = getgid();
-    uid_t uid = getuid();
-    if (o->group[0]) {
-        struct group *gr = getgrnam(o->group);
-        if (!gr) {
-            fprintf(stderr, "ringsocks: group '%s' does not exist\n", o->group);
-            return -1;
-        }
-        gid = gr->gr_gid;
-    }
-    if (o->user[0]) {
-        struct passwd *pw = getpwnam(o->user);
-        if (!pw) {
-            fprintf(stderr, "ringsocks: user '%s' does not exist\n", o->user);
-            return -1;
-        }
-        uid = pw->pw_uid;
-        if (!o->group[0])
-            gid = pw->pw_gid;
-    }
-    if (setgroups(1, &gid) == -1 || setgid(gid) == -1 || setuid(uid) == -1) {
+    if (setgroups(1, &id.gid) == -1 || setgid(id.gid) == -1 || setuid(id.uid) == -1) {
         fprintf(stderr, "ringsocks: cannot drop privileges to %s:%s: %s\n",
                 o->user[0] ? o->user : "-", o->group[0] ? o->group : "-", strerror(errno));
         return -1;
     }
-    if (uid != 0 && setuid(0) == 0) {
+    if (id.uid != 0 && setuid(0) == 0) {
         fprintf(stderr, "ringsocks: privileges could be regained after dropping them\n");
         return -1;
+    }
+    return 0;
+}
+
+/*
+ * -t and -T, after the files loaded: what start or a reload would still fail
+ * on (errors), and rules naming users the users file lacks (warnings). -T
+ * then prints the configuration in force on stdout, so that
+ * `ringsocks -T -c f > g` makes a file g that means the same as f with the
+ * command line. Returns main's exit status: 0, or 1 for any error.
+ */
+static int
+check_config(const struct options_cli *cli, const struct opts *o, const struct policy *pol)
+{
+    char out[8192] = "";
+    const char *name = cli->config ? cli->config : "(no file)";
+    FILE *say = cli->dump ? stderr : stdout;
+    unsigned errs = preflight_check(o, cli->config, out, sizeof(out));
+    if (errs) {
+        fprintf(stderr, "%s\n", out);
+        fprintf(stderr, "%s: %u error%s: start or a reload would fail\n", name, errs,
+                errs == 1 ? "" : "s");
+        return 1;
+    }
+    int warns = config_check_rule_users(cli->config, pol->users, out, sizeof(out));
+    if (warns > 0)
+        fprintf(stderr, "%s\n", out);
+    fprintf(say, "%s: configuration ok (%zu rules, %zu users)\n", name, acl_count(pol->acl),
+            users_count(pol->users));
+    if (cli->dump) {
+        printf("# ringsocks -T: the configuration in force (defaults, %s, the command line)\n",
+               name);
+        options_print(stdout, o);
+        if (config_print_rules(cli->config, stdout) < 0)
+            return 1;
     }
     return 0;
 }
@@ -661,32 +239,40 @@ int
 main(int argc, char **argv)
 {
     struct opts o;
-    struct cli cli = {0};
+    struct options_cli cli = {0};
     char err[8192];
 
-    /* A first pass for -c and -t (and bad flags, --help, --version). */
-    config_defaults(&o);
-    if (parse_args(argc, argv, &o, &cli) < 0)
+    /* A first pass for -c, -t, -T, --help, --version and bad options. */
+    options_defaults(&o);
+    if (options_apply_args(argc, argv, &o, &cli, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ringsocks: %s\n(ringsocks --help lists the options)\n", err);
         return 2;
+    }
+    if (cli.help) {
+        options_usage(stdout);
+        return 0;
+    }
+    if (cli.version) {
+        printf("ringsocks %s\n", RINGSOCKS_VERSION);
+        return 0;
+    }
     struct loader ld = {.argc = argc, .argv = argv, .config = cli.config};
     struct policy *pol = NULL;
+    bool test = cli.test || cli.dump;
     if (sodium_init() < 0) {
         fprintf(stderr, "ringsocks: libsodium initialisation failed\n");
         return 1;
     }
     if (load_all(&ld, &o, &pol, 1, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
-        return cli.test ? 1 : 2;
+        return test ? 1 : 2;
+    }
+    if (test) {
+        int rc = check_config(&cli, &o, pol);
+        policy_free(pol);
+        return rc;
     }
     struct opts loaded = o;
-    if (cli.test) {
-        printf("%s: configuration ok (%zu rules, %zu users)\n", cli.config ? cli.config : "(none)",
-               acl_count(pol->acl), users_count(pol->users));
-        policy_free(pol);
-        return 0;
-    }
-    if (o.n_listen == 0)
-        addr_parse("127.0.0.1:1080", -1, &o.listen[o.n_listen++]);
     if (o.shards == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o.shards = n > 0 ? (unsigned)n : 1;
@@ -809,7 +395,7 @@ main(int argc, char **argv)
                     text);
     }
     fprintf(stderr, "ringsocks %s: %u shards, relay %s, max %u connections, auth %s",
-            RINGSOCKS_VERSION, o.shards, relay_name(o.relay), o.max_conns,
+            RINGSOCKS_VERSION, o.shards, options_relay_name(o.relay), o.max_conns,
             o.auth == AUTH_PASSWORD ? "password" : "none");
     if (o.auth == AUTH_PASSWORD)
         fprintf(stderr, " (%zu users)", users_count(pol->users));

@@ -262,6 +262,12 @@ users_count(const struct users *u)
 }
 
 const char *
+users_name(const struct users *u, size_t i)
+{
+    return u && i < u->n ? u->e[i].name : NULL;
+}
+
+const char *
 users_dummy(const struct users *u)
 {
     return u ? u->dummy : NULL;

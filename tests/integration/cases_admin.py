@@ -169,8 +169,9 @@ def admin_hosts_option(ctx):
                path=path)
     st, body = ask(admin, "POST", "/reload")
     check(st == 200, "POST /reload answered %d %r" % (st, body))
-    check("change only on restart" in p.stderr(), "a reload that changed admin_hosts did not say "
-          "it needs a restart", tail(p.stderr()))
+    check('needs a restart: admin_hosts ["node1.example", "prom.example"] -> ["other.example"]'
+          in p.stderr(), "a reload that changed admin_hosts did not say it needs a restart",
+          tail(p.stderr()))
     st, _ = ask(admin, "GET", "/healthz", {"Host": "node1.example"})
     check(st == 200, "after the reload, Host: node1.example answered %d, expected 200" % st)
     st, _ = ask(admin, "GET", "/healthz", {"Host": "other.example"})

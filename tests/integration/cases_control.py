@@ -320,10 +320,84 @@ def config_check(ctx):
     check("%s:3:" % users in out, "-t with a bad users file: no error reported as users:3:", "output:\n" + out)
 
 
+def _check(ctx, text, name, args=()):
+    """-t -c FILE (written from text) ARGS: (exit status, output, path)."""
+    path = write_conf(ctx, text, name)
+    r = run_binary(ctx, ["-t", "-c", path] + list(args))
+    return r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace"), path
+
+
+@case("config_check_preflight")
+def config_check_preflight(ctx):
+    """-t finds what start or a reload would fail on, beyond the syntax: a log
+    directory that does not exist or that the service user cannot write, a
+    user or group that does not exist, files the service user cannot read;
+    users named in rules but missing from the users file are warnings."""
+    need_control()
+    d = tempfile.mkdtemp(prefix="ringsocks-t-")
+    ctx.defer(lambda: shutil.rmtree(d, ignore_errors=True))
+    os.chmod(d, 0o755)
+    missing = os.path.join(d, "no-such-dir", "access.log")
+    rc, out, _ = _check(ctx, 'access_log = "%s";\n' % missing, "log-missing.conf")
+    check(rc == 1, "-t with the log in a missing directory: %s, expected 1" % fmt_status(rc), out)
+    check("access_log: the directory %s does not exist" % os.path.dirname(missing) in out,
+          "-t does not say the log directory is missing", out)
+
+    users = write_users(ctx, ["alice:" + make_hash(ALICE[1])])
+    rules = rules_conf('{ action = "allow"; users = ["alice", "mallory"]; }', ALLOW_LOOPBACK)
+    rc, out, path = _check(ctx, 'users = "%s";\n%s' % (users, rules), "rule-users.conf")
+    check(rc == 0, "-t with a rule naming a user not in the users file: %s, expected 0 (a warning)"
+          % fmt_status(rc), out)
+    n = rules.splitlines().index('  { action = "allow"; users = ["alice", "mallory"]; },') + 2
+    check("%s:%d: warning: rule 1: user 'mallory' is not in the users file" % (path, n) in out,
+          "-t does not warn about mallory at %s:%d" % (path, n), out)
+    check("'alice'" not in out, "-t warns about alice, who is in the users file", out)
+
+    rc, out, _ = _check(ctx, "", "nouser.conf", ["--user", "no-such-user-rs"])
+    check(rc == 1 and "user 'no-such-user-rs' does not exist" in out,
+          "-t --user no-such-user-rs: %s, expected 1 naming the user" % fmt_status(rc), out)
+    if os.geteuid() != 0:
+        return
+    try:
+        pwd.getpwnam("nobody")
+        grp.getgrnam("nogroup")
+    except KeyError:
+        raise Skip("no user nobody or group nogroup: the checks as another user are not run")
+    # The configuration in a directory others may read, so only the one thing under test fails.
+    conf = lambda text, name: write_conf(ctx, text, path=os.path.join(d, name))
+
+    def as_nobody(path, rc, want, what):
+        r = run_binary(ctx, ["-t", "-c", path, "--user", "nobody", "--group", "nogroup"])
+        out = (r.stdout + r.stderr).decode("utf-8", "replace")
+        check(r.returncode == rc and want in out, "-t --user nobody, %s: %s, expected %d saying %r"
+              % (what, fmt_status(r.returncode), rc, want), out)
+
+    logdir = os.path.join(d, "logs")
+    os.mkdir(logdir, 0o755)   # root's: nobody cannot create the log there
+    path = conf('access_log = "%s/access.log";\n' % logdir, "log-root.conf")
+    os.chmod(path, 0o644)
+    as_nobody(path, 1, "access_log: user nobody cannot create files in %s" % logdir,
+              "log directory root's 0755")
+    os.chown(logdir, pwd.getpwnam("nobody").pw_uid, -1)
+    as_nobody(path, 0, "configuration ok", "log directory nobody's")
+
+    private = os.path.join(d, "users")
+    shutil.copy(users, private)
+    os.chmod(private, 0o600)
+    path = conf('users = "%s";\n' % private, "users-private.conf")
+    os.chmod(path, 0o644)
+    as_nobody(path, 1, "users: user nobody cannot read %s" % private, "users file root's 0600")
+    os.chmod(path, 0o600)
+    os.chmod(private, 0o644)
+    as_nobody(path, 1, "configuration file: user nobody cannot read %s" % path,
+              "configuration root's 0600 (a reload re-reads it)")
+
+
 def _adapt_shipped(ctx, name):
-    """conf/NAME for -t: as shipped, or, when it names files that do not exist
-    here (a users file under /etc), a copy with those paths pointing at stand-ins
-    in the test directory. Returns (path, notes)."""
+    """conf/NAME for -t: as shipped, or, when it names files or directories that
+    do not exist here (a users file under /etc, a log directory under /var/log),
+    a copy with those paths pointing at stand-ins in the test directory.
+    Returns (path, notes)."""
     src = os.path.join(REPO, "conf", name)
     if not os.path.exists(src):
         raise Fail("conf/%s is not in the repository (the shipped configuration must exist)" % name)
@@ -335,6 +409,12 @@ def _adapt_shipped(ctx, name):
         stand_in = write_users(ctx, ["alice:%s" % make_hash(ALICE[1])], name + ".users")
         text = text[:m.start(1)] + stand_in + text[m.end(1):]
         notes.append("users file %s does not exist here: replaced by a one-user stand-in" % m.group(1))
+    m = re.search(r'^\s*access_log\s*[=:]\s*"(/[^"]+)"', text, re.M)
+    if m and not os.path.isdir(os.path.dirname(m.group(1))):
+        stand_in = ctx.path(name + ".access.log")
+        text = text[:m.start(1)] + stand_in + text[m.end(1):]
+        notes.append("access log directory %s does not exist here (-t refuses it): the log goes to "
+                     "a stand-in" % os.path.dirname(m.group(1)))
     if not notes:
         return src, notes
     return write_conf(ctx, text, name), notes
@@ -983,6 +1063,58 @@ def reload_users_changed(ctx):
     echo_roundtrip(login_connect(ctx, p, ALICE[0], new_alice, echo.port))
     echo_roundtrip(login_connect(ctx, p, carol[0], carol[1], echo.port))
     echo_roundtrip(login_connect(ctx, p, BOB[0], BOB[1], echo.port))
+
+
+def _report(p, before):
+    """The `reloaded (policy N): ...` line written since before (stderr text)."""
+    lines = [l for l in p.stderr()[len(before):].splitlines() if l.startswith("ringsocks: reloaded")]
+    check(len(lines) == 1, "expected one 'ringsocks: reloaded' line, got %d" % len(lines),
+          p.stderr()[len(before):])
+    return lines[0][len("ringsocks: "):]
+
+
+@case("reload_report")
+def reload_report(ctx):
+    """A reload says what it changed: the keys it applied, the ones that need a
+    restart (only those that changed), users added and removed, and how many
+    tunnels it closed, on stderr and in the POST /reload answer."""
+    need_option("--auth", "--users")
+    carol = ("carol", "carol-pw-3")
+    ha, hb = make_hash(ALICE[1]), make_hash(BOB[1])
+    users = write_users(ctx, ["alice:" + ha, "bob:" + hb])
+    p, path = conf_proxy(ctx, _users_conf(users, "idle_timeout = 7200;\nkeepalive_idle = 120;"))
+    echo = ctx.echo_server()
+    sa = login_connect(ctx, p, ALICE[0], ALICE[1], echo.port)
+    sb = login_connect(ctx, p, BOB[0], BOB[1], echo.port)
+    echo_roundtrip(sa)
+    echo_roundtrip(sb)
+
+    write_users(ctx, ["bob:" + hb, "carol:" + make_hash(carol[1])])
+    write_conf(ctx, _users_conf(users, "idle_timeout = 600;\nkeepalive_idle = 60;"), path=path)
+    before = p.stderr()
+    line = sighup_reload(p)
+    check(line.startswith("reloaded"), "reload: %r" % line, tail(p.stderr()))
+    report = _report(p, before)
+    for want in ("applied: idle_timeout 7200 -> 600;", "needs a restart: keepalive_idle 120 -> 60;",
+                 "users added: carol;", "users removed: alice;", "tunnels revoked: 1"):
+        check(want in report, "the reload report lacks %r" % want, report)
+    # Only what changed: the settings given on the command line and left alone are not named.
+    for unchanged in ("relay", "shards", "handshake_timeout", "listen"):
+        check(" %s " % unchanged not in report, "the report names %s, which did not change" % unchanged,
+              report)
+    expect_tunnel_closed(sa, 5.0, "alice's tunnel after her removal")
+    tunnel_alive(sb, "bob's tunnel")
+
+    # Again with nothing new: nothing applied, the restart still pending, no user, no tunnel.
+    before = p.stderr()
+    st, body = http_reload(p)
+    check(st == 200, "POST /reload answered %d: %r" % (st, body))
+    report = _report(p, before)
+    check(body.strip() == report, "POST /reload's answer is not the report on stderr",
+          "answer: %r\nstderr: %r" % (body, report))
+    check(re.fullmatch(r"reloaded \(policy \d+\): needs a restart: keepalive_idle 120 -> 60; "
+                       r"tunnels revoked: 0", report), "second reload's report: %r" % report)
+    sb.close()
 
 
 @case("reload_timeouts")

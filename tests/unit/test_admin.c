@@ -535,6 +535,7 @@ struct fake {
     const char *metrics_text; /* NULL: the handler fails */
     size_t metrics_len;
     int reload_fail;
+    int reload_report; /* a successful reload that reports what it changed */
     int health_fail;
     int drains;
     int reloads;
@@ -559,6 +560,11 @@ fake_reload(void *arg, char *msg, size_t cap)
 {
     struct fake *f = arg;
     f->reloads++;
+    if (f->reload_report) {
+        snprintf(msg, cap, "reloaded (policy 2): applied: idle_timeout 7200 -> 600; "
+                           "tunnels revoked: 0");
+        return 0;
+    }
     if (!f->reload_fail)
         return 0;
     snprintf(msg, cap, "bad.conf:3: syntax error");
@@ -994,7 +1000,11 @@ test_routes(void **state)
     e->f.reload_fail = 1;
     expect(e, "POST /reload HTTP/1.1\r\n\r\n", 500, "bad.conf:3: syntax error\n");
     e->f.reload_fail = 0;
-    assert_int_equal(e->f.reloads, 2);
+    e->f.reload_report = 1;
+    expect(e, "POST /reload HTTP/1.1\r\n\r\n", 200,
+           "reloaded (policy 2): applied: idle_timeout 7200 -> 600; tunnels revoked: 0\n");
+    e->f.reload_report = 0;
+    assert_int_equal(e->f.reloads, 3);
 
     expect(e, "POST /drain HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 202, "draining\n");
     assert_int_equal(e->f.drains, 1);
@@ -1010,7 +1020,7 @@ test_routes(void **state)
     r = request(e, "HEAD /healthz HTTP/1.1\r\n\r\n");
     assert_int_equal(r.status, 405);
     free(r.text);
-    assert_int_equal(e->f.reloads, 2); /* a 405 calls nothing */
+    assert_int_equal(e->f.reloads, 3); /* a 405 calls nothing */
     assert_int_equal(e->f.drains, 1);
 
     expect(e, "GET /nope HTTP/1.1\r\n\r\n", 404, "not found\n");

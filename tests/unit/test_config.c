@@ -18,7 +18,9 @@
 #include "acl.h"
 #include "addr.h"
 #include "config.h"
+#include "options.h"
 #include "opts.h"
+#include "users.h"
 
 static char path[64];
 
@@ -76,7 +78,7 @@ load_bad(const char *text, const char *want)
     struct opts o, before;
     struct acl *sentinel = (struct acl *)&before, *acl = sentinel;
     char err[8192];
-    config_defaults(&o);
+    options_defaults(&o);
     memcpy(&before, &o, sizeof(o));
     assert_int_equal(load_text(text, &o, &acl, err, sizeof(err)), -1);
     assert_errors(err, want);
@@ -192,7 +194,7 @@ test_all_keys(void **state)
     struct opts o;
     struct acl *acl = NULL;
     char err[1024];
-    config_defaults(&o);
+    options_defaults(&o);
     assert_int_equal(load_text(all_keys, &o, &acl, err, sizeof(err)), 0);
     assert_string_equal(err, "");
 
@@ -214,7 +216,6 @@ test_all_keys(void **state)
     assert_int_equal(o.buf_count, 4096);
     assert_int_equal(o.auth, AUTH_PASSWORD);
     assert_string_equal(o.users_file, "/etc/ringsocks/users");
-    assert_ptr_equal(o.users_path, o.users_file);
     assert_int_equal(o.auth_fail_budget, 5);
     assert_int_equal(o.socks4, SOCKS4_OFF);
     assert_int_equal(o.bind_port_lo, 40000);
@@ -267,8 +268,8 @@ test_absent_keys_keep_defaults(void **state)
     struct opts o, want;
     struct acl *acl = NULL;
     char err[256];
-    config_defaults(&o);
-    o.users_path = "/from/the/command/line";
+    options_defaults(&o);
+    strcpy(o.users_file, "/from/the/command/line");
     addr_parse("10.0.0.1:53", 53, &o.listen[0]);
     o.n_listen = 1;
     strcpy(o.resolvers, "10.0.0.53:53");
@@ -276,7 +277,7 @@ test_absent_keys_keep_defaults(void **state)
     want.shards = 3;
     assert_int_equal(load_text("shards = 3;   # only this\n", &o, &acl, err, sizeof(err)), 0);
     assert_memory_equal(&o, &want, sizeof(o));
-    assert_string_equal(o.users_path, "/from/the/command/line");
+    assert_string_equal(o.users_file, "/from/the/command/line");
     /* Below idle_timeout by design: a peer that reads nothing must not hold memory for hours. */
     assert_int_equal(o.write_timeout_s, 120);
     assert_int_equal(acl_count(acl), 1);
@@ -309,7 +310,7 @@ test_rules_absent_or_empty(void **state)
     struct opts o;
     struct acl *acl = NULL;
     char err[256];
-    config_defaults(&o);
+    options_defaults(&o);
     assert_int_equal(load_text("", &o, &acl, err, sizeof(err)), 0);
     assert_int_equal(acl_count(acl), 1);
     assert_allowed(acl, "127.0.0.1:1", ACL_CMD_CONNECT, NULL, NULL, NULL, 80, 0);
@@ -338,7 +339,7 @@ test_scalar_lists(void **state)
     struct opts o;
     struct acl *acl = NULL;
     char err[256];
-    config_defaults(&o);
+    options_defaults(&o);
     o.n_listen = 2;
     assert_int_equal(load_text("listen = \"[::1]:1080\";\n"
                                "resolvers = \"192.0.2.53\";\n"
@@ -368,7 +369,7 @@ test_off_values(void **state)
     struct opts o;
     struct acl *acl = NULL;
     char err[256];
-    config_defaults(&o);
+    options_defaults(&o);
     strcpy(o.resolvers, "10.0.0.53:53");
     assert_int_equal(load_text("admin = \"off\";\nresolvers = [];\naccess_log = \"off\";\n", &o,
                                &acl, err, sizeof(err)),
@@ -391,7 +392,7 @@ test_loopback_half_warning(void **state)
     struct acl *acl = NULL;
     char err[4096];
 
-    config_defaults(&o);
+    options_defaults(&o);
     assert_int_equal(load_text("rules = (\n"
                                "  { action = \"deny\"; to = [\"127.0.0.1\"]; },\n"
                                "  { action = \"deny\"; to = [\"::/0\"]; ports = [25]; },\n"
@@ -420,15 +421,13 @@ test_shipped_configs(void **state)
     struct acl *acl = NULL;
     char err[4096];
 
-    config_defaults(&o);
-    config_defaults(&d);
+    options_defaults(&o);
+    options_defaults(&d);
     assert_int_equal(config_load("conf/ringsocks.conf", &o, &acl, err, sizeof(err)), 0);
     assert_string_equal(err, ""); /* no warning either */
-    /* The shipped file states the defaults: only listen differs (main's fallback made explicit). */
+    /* The shipped file states every default, listen included. */
     assert_int_equal(o.n_listen, 1);
     assert_string_equal(text(&o.listen[0]), "127.0.0.1:1080");
-    o.n_listen = 0;
-    memset(&o.listen, 0, sizeof(o.listen));
     assert_memory_equal(&o, &d, sizeof(o));
     assert_int_equal(acl_count(acl), 1);
     assert_allowed(acl, "127.0.0.1:1", ACL_CMD_CONNECT, NULL, NULL, "93.184.216.34:80", 80, 0);
@@ -437,13 +436,13 @@ test_shipped_configs(void **state)
     acl_free(acl);
 
     acl = NULL;
-    config_defaults(&o);
+    options_defaults(&o);
     assert_int_equal(config_load("conf/egress.conf", &o, &acl, err, sizeof(err)), 0);
     assert_string_equal(err, "");
     assert_string_equal(text(&o.listen[0]), "192.0.2.10:1080");
     assert_int_equal(o.auth, AUTH_PASSWORD);
     assert_int_equal(o.socks4, SOCKS4_OFF);
-    assert_string_equal(o.users_path, "/etc/ringsocks/users");
+    assert_string_equal(o.users_file, "/etc/ringsocks/users");
     assert_string_equal(o.access_log, "/var/log/ringsocks/access.log");
     assert_string_equal(text(&o.admin), "127.0.0.1:9180");
     static const char *const internal[] = {
@@ -497,7 +496,7 @@ test_udp_source(void **state)
     struct opts o;
     struct acl *acl = NULL;
     char err[1024];
-    config_defaults(&o);
+    options_defaults(&o);
     assert_int_equal(load_text("rules = (\n"
                                "  { action = \"allow\"; from = \"100.64.0.0/10\"; udp_source = \"any\"; },\n"
                                "  { action = \"allow\"; from = \"192.0.2.0/24\"; udp_source = \"control\";\n"
@@ -525,7 +524,7 @@ test_missing_file(void **state)
     struct opts o, before;
     struct acl *acl = NULL;
     char err[256];
-    config_defaults(&o);
+    options_defaults(&o);
     memcpy(&before, &o, sizeof(o));
     assert_int_equal(config_load("/nonexistent/ringsocks.conf", &o, &acl, err, sizeof(err)), -1);
     assert_string_equal(err, "/nonexistent/ringsocks.conf: cannot read: No such file or directory");
@@ -543,9 +542,26 @@ test_syntax_error(void **state)
              "\n"
              "relay = ;\n"
              "bogus = 1;\n",
-             "@:3: syntax error");
-    load_bad("shards = 2;\nshards = 3;\n", "@:2: duplicate setting name");
-    load_bad("listen = [\"127.0.0.1:1\", 2];\n", "@:1: mismatched element type in array");
+             "@:3: syntax error in 'relay = ;'");
+    /* The line libconfig stopped on is shown, cut when long. */
+    load_bad("rules = (\n"
+             "  { action = \"allow\"; }\n"
+             "     { action = \"deny\"; }   # the ',' missing above shows here\n"
+             ");\n",
+             "@:3: syntax error in '{ action = \"deny\"; }   # the ',' missing above shows here'");
+    load_bad("admin_hosts = [\"a.example\", \"b.example\", \"c.example\", \"d.example\", "
+             "\"e.example\", 3];\n",
+             "@:1: mismatched element type in array in 'admin_hosts = [\"a.example\", "
+             "\"b.example\", \"c.example\", \"d.exa...'");
+    /* Groups in [ ]: libconfig's arrays hold scalars only, which its message does not say. */
+    load_bad("rules = [\n"
+             "    { action = \"allow\"; }\n"
+             "];\n",
+             "@:2: syntax error in '{ action = \"allow\"; }': a list of groups is written "
+             "( { ... }, { ... } ); [ ] holds only strings, numbers and booleans");
+    load_bad("shards = 2;\nshards = 3;\n", "@:2: duplicate setting name in 'shards = 3;'");
+    load_bad("listen = [\"127.0.0.1:1\", 2];\n",
+             "@:1: mismatched element type in array in 'listen = [\"127.0.0.1:1\", 2];'");
 }
 
 static void
@@ -851,7 +867,7 @@ test_truncated_errors(void **state)
     struct acl *acl = NULL;
     char err[48];
     memset(err, 'x', sizeof(err));
-    config_defaults(&o);
+    options_defaults(&o);
     memcpy(&before, &o, sizeof(o));
     assert_int_equal(load_text("a = 1;\nb = 2;\nc = 3;\n", &o, &acl, err, 40), -1);
     assert_int_equal(strlen(err), 39);
@@ -860,6 +876,156 @@ test_truncated_errors(void **state)
     assert_null(acl);
     unlink(path);
     assert_int_equal(load_text("a = 1;\n", &o, &acl, NULL, 0), -1);
+}
+
+/*
+ * The file and the command line take the same values: for every row, a value
+ * one accepts the other accepts with the same result, and what one refuses
+ * the other refuses.
+ */
+static void
+test_file_and_command_line_agree(void **state)
+{
+    (void)state;
+    static const char *const samples[] = {
+        "0", "1", "7", "64", "1024", "1025", "4096", "65536", "1048577", "-1", "0x20",
+        "true", "false", "auto", "splice", "copy", "none", "password", "on", "off", "json",
+        "logfmt", "stderr", "syslog", "rel.log", "/var/log/x.log", "", "nobody", "a:b",
+        "127.0.0.1:1080", "[::1]:9", "127.0.0.1", "2001:db8::1", "host.example", "x.example:1",
+        "4000-4999", "4000", "0-10", NULL};
+    for (size_t i = 0; i < options_n_rows; i++) {
+        const struct options_row *r = &options_rows[i];
+        if (r->kind == OPTIONS_RULES)
+            continue;
+        for (size_t k = 0; samples[k]; k++) {
+            struct opts by_cli, by_file;
+            struct acl *acl = NULL;
+            char why[512], err[1024], text[1024], quoted[256];
+            long long n;
+            char *end;
+            char opt[64];
+            snprintf(opt, sizeof(opt), "--%s", r->key);
+            for (char *p = opt; *p; p++)
+                *p = *p == '_' ? '-' : *p;
+            char *argv[] = {"ringsocks", opt, (char *)samples[k], NULL};
+            struct options_cli cli = {0};
+            options_defaults(&by_cli);
+            options_defaults(&by_file);
+            bool cli_ok = options_apply_args(3, argv, &by_cli, &cli, why, sizeof(why)) == 0;
+            n = strtoll(samples[k], &end, 0);
+            (void)n;
+            bool literal = (r->kind == OPTIONS_UINT && samples[k][0] && !*end) ||
+                           (r->kind == OPTIONS_BOOL &&
+                            (!strcmp(samples[k], "true") || !strcmp(samples[k], "false")));
+            options_quote(samples[k], quoted, sizeof(quoted));
+            snprintf(text, sizeof(text), "%s = %s;\n", r->key, literal ? samples[k] : quoted);
+            bool file_ok = load_text(text, &by_file, &acl, err, sizeof(err)) == 0;
+            acl_free(acl);
+            unlink(path);
+            if (cli_ok != file_ok)
+                fail_msg("%s = %s: the command line %s it (%s), the file %s it (%s)", r->key,
+                         samples[k], cli_ok ? "takes" : "refuses", why, file_ok ? "takes" : "refuses",
+                         err);
+            if (cli_ok && !options_equal(r, &by_cli, &by_file))
+                fail_msg("%s = %s: the command line and the file read it differently", r->key,
+                         samples[k]);
+        }
+    }
+    path[0] = '\0';
+}
+
+/* Write what -T prints for the file at path (the settings of o, the rules of path) to out. */
+static void
+dump(const struct opts *o, const char *from, const char *out)
+{
+    FILE *f = fopen(out, "w");
+    assert_non_null(f);
+    options_print(f, o);
+    assert_int_equal(config_print_rules(from, f), 0);
+    fclose(f);
+}
+
+/* -T's output is a configuration file that means the same, and prints the same again. */
+static void
+test_dump_round_trip(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        all_keys,
+        "",
+        "rules = ();\n",
+        "access_log = \"/var/log/a \\\"quoted\\\" \\\\ name.log\";\nadmin = \"off\";\n"
+        "udp_advertise = \"2001:db8::5\";\nresolvers = [];\n"
+        "rules = ( { action = \"deny\"; ports = (22, \"8000-8999\"); },\n"
+        "          { action = \"allow\"; from = \"::1\"; udp_source = \"any\"; } );\n",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        struct opts a, b;
+        struct acl *acl = NULL;
+        char err[1024], first[80], second[80];
+        options_defaults(&a);
+        if (load_text(texts[i], &a, &acl, err, sizeof(err)) != 0)
+            fail_msg("text %zu does not load: %s", i, err);
+        size_t rules = acl_count(acl);
+        acl_free(acl);
+        snprintf(first, sizeof(first), "%s.T1", path);
+        snprintf(second, sizeof(second), "%s.T2", path);
+        dump(&a, path, first);
+        options_defaults(&b);
+        b.shards = 99; /* every key is in the dump: nothing is left from before */
+        acl = NULL;
+        if (config_load(first, &b, &acl, err, sizeof(err)) != 0)
+            fail_msg("the dump of text %zu does not load: %s", i, err);
+        assert_memory_equal(&a, &b, sizeof(a));
+        assert_int_equal(acl_count(acl), rules);
+        acl_free(acl);
+        dump(&b, first, second);
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "cmp -s %s %s", first, second);
+        assert_int_equal(system(cmd), 0);
+        unlink(first);
+        unlink(second);
+        unlink(path);
+    }
+    path[0] = '\0';
+}
+
+/* Users named in rules but not in the users file: a warning each, at their line. */
+static void
+test_rule_users(void **state)
+{
+    (void)state;
+    char warn[1024];
+    write_conf("rules = (\n"
+               "  { action = \"allow\"; users = [\"alice\",\n"
+               "                                \"mallory\"]; },\n"
+               "  { action = \"deny\"; users = \"trudy\"; }\n"
+               ");\n");
+    assert_int_equal(config_check_rule_users(path, NULL, warn, sizeof(warn)), 3);
+    assert_errors(warn, "@:2: warning: rule 1: user 'alice' is not in the users file (there is "
+                        "none): the rule never matches them\n"
+                        "@:3: warning: rule 1: user 'mallory' is not in the users file (there is "
+                        "none): the rule never matches them\n"
+                        "@:4: warning: rule 2: user 'trudy' is not in the users file (there is "
+                        "none): the rule never matches them");
+    char users_path[] = "/tmp/test_config_users.XXXXXX";
+    int fd = mkstemp(users_path);
+    assert_true(fd >= 0);
+    static const char line[] = "alice:$6$8OUTMpWNua3Nj16s$pgM3kMyDp.Lz1Bs6J6P0mUln0h6L7DcQGAvPjrSE"
+                               "d0XR4PYliLKnJV57YTGs6hVfnIcgNs7PF/N8ik1gytnET0\n";
+    assert_int_equal(write(fd, line, strlen(line)), (ssize_t)strlen(line));
+    close(fd);
+    char uerr[256];
+    struct users *u = users_load(users_path, uerr, sizeof(uerr));
+    assert_non_null(u);
+    assert_int_equal(config_check_rule_users(path, u, warn, sizeof(warn)), 2);
+    assert_errors(warn, "@:3: warning: rule 1: user 'mallory' is not in the users file: the rule "
+                        "never matches them\n"
+                        "@:4: warning: rule 2: user 'trudy' is not in the users file: the rule "
+                        "never matches them");
+    users_free(u);
+    unlink(users_path);
+    assert_int_equal(config_check_rule_users(NULL, NULL, warn, sizeof(warn)), 0);
 }
 
 int
@@ -886,6 +1052,9 @@ main(void)
         cmocka_unit_test_teardown(test_many_errors, teardown),
         cmocka_unit_test_teardown(test_too_many, teardown),
         cmocka_unit_test_teardown(test_truncated_errors, teardown),
+        cmocka_unit_test_teardown(test_file_and_command_line_agree, teardown),
+        cmocka_unit_test_teardown(test_dump_round_trip, teardown),
+        cmocka_unit_test_teardown(test_rule_users, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

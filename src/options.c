@@ -1,0 +1,863 @@
+/*
+ * options.c - the table of settings (one row per key) and everything read
+ * from it: value parsing and checking, defaults, the command line, the usage
+ * text, the reload diff and the configuration printed by -T.
+ *
+ * Main thread at start, control thread on reload; never on a shard. It
+ * holds no state between calls: the getopt table is built on the stack
+ * each time. It must never accept a value on the command line that the
+ * file refuses, or the other way round: both go through options_set*().
+ */
+#include "options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "addr.h"
+#include "admin.h"
+
+/* The longest value options_format() writes: access_log's 4 KiB path, escaped. */
+#define OPTIONS_TEXT_MAX (4 * 4096 + 16)
+
+/* ---- value checks of the rows */
+
+static const char *
+check_users(const char *v)
+{
+    return v[0] ? NULL : "is not a file name";
+}
+
+/* user, group: "" is no privilege drop. */
+static const char *
+check_name(const char *v)
+{
+    return strpbrk(v, ":/\n") ? "is not a user or group name" : NULL;
+}
+
+/* "stderr", "syslog", "off" or an absolute path (a daemon's working directory is /). */
+static const char *
+check_access_log(const char *v)
+{
+    if (strcmp(v, "stderr") == 0 || strcmp(v, "syslog") == 0 || strcmp(v, "off") == 0 ||
+        v[0] == '/')
+        return NULL;
+    return "is not \"stderr\", \"syslog\", \"off\" or an absolute path";
+}
+
+static size_t
+csv_count(const char *list)
+{
+    size_t n = list[0] ? 1 : 0;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    return n;
+}
+
+/* DNS servers as c-ares wants them: "host:port,host:port". */
+static int
+add_resolver(const struct options_row *r, char *list, const char *v, char *why, size_t whycap)
+{
+    struct sockaddr_storage ss;
+    char text[ADDR_STRLEN];
+    if (addr_parse(v, 53, &ss) < 0) {
+        snprintf(why, whycap, "'%s' is not IP[:PORT]", v);
+        return -EINVAL;
+    }
+    addr_format((struct sockaddr *)&ss, text, sizeof(text));
+    size_t used = strlen(list);
+    if (csv_count(list) >= (size_t)r->max || used + strlen(text) + 2 > r->size) {
+        snprintf(why, whycap, "too many addresses (at most %lld)", r->max);
+        return -E2BIG;
+    }
+    snprintf(list + used, r->size - used, "%s%s", used ? "," : "", text);
+    return 0;
+}
+
+static int
+add_admin_host(const struct options_row *r, char *list, const char *v, char *why, size_t whycap)
+{
+    int ret = admin_hosts_add(list, r->size, v);
+    if (ret == -ENOSPC) {
+        snprintf(why, whycap, "the names take more than %zu bytes", r->size - 1);
+        return -E2BIG;
+    }
+    if (ret < 0) {
+        snprintf(why, whycap, "'%s' is not a host name (letters, digits, '-', '_', '.'; no port)",
+                 v);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- the table */
+
+/* In the order of enum relay_engine, enum auth_mode, enum socks4_mode, enum log_format. */
+static const char *const relay_words[] = {"splice", "copy", "auto", NULL};
+static const char *const auth_words[] = {"none", "password", NULL};
+static const char *const socks4_words[] = {"auto", "on", "off", NULL};
+static const char *const log_format_words[] = {"logfmt", "json", NULL};
+
+_Static_assert(sizeof(enum relay_engine) == sizeof(unsigned) &&
+                   sizeof(enum auth_mode) == sizeof(unsigned) &&
+                   sizeof(enum socks4_mode) == sizeof(unsigned) &&
+                   sizeof(enum log_format) == sizeof(unsigned),
+               "CHOICE rows store enums as unsigned");
+
+#define F(f)       offsetof(struct opts, f), sizeof(((struct opts *)0)->f)
+#define F2(f, f2)  F(f), offsetof(struct opts, f2)
+#define R          OPTIONS_F_RELOAD
+
+#define UINT(key, fl, lo, hi, f, def, unset, arg, help) \
+    {key, OPTIONS_UINT, fl, lo, hi, F(f), 0, NULL, NULL, NULL, def, unset, arg, NULL, help}
+#define BOOL(key, fl, f, def, help) \
+    {key, OPTIONS_BOOL, fl, 0, 1, F(f), 0, NULL, NULL, NULL, def, NULL, "true|false", NULL, help}
+#define CHOICE(key, fl, f, words, def, help) \
+    {key, OPTIONS_CHOICE, fl, 0, 0, F(f), 0, words, NULL, NULL, def, NULL, NULL, NULL, help}
+
+const struct options_row options_rows[] = {
+    /* listeners and threads */
+    {"listen", OPTIONS_ADDRS, OPTIONS_F_PORT | OPTIONS_F_NONEMPTY, 0, OPTS_MAX_LISTEN,
+     F2(listen, n_listen), NULL, NULL, NULL, "127.0.0.1:1080", NULL, "HOST:PORT", NULL,
+     "address to accept clients on, repeatable; [::1]:1080; port 0: any"},
+    UINT("shards", 0, 0, 1024, shards, "0", "one per online CPU", "N",
+         "shard threads, each pinned to a CPU with its own ring and listeners"),
+    CHOICE("relay", 0, relay, relay_words, "auto",
+           "relay engine; auto copies until a read fills a buffer, then splices"),
+    UINT("max_conns", 0, 0, 16000000, max_conns, "0", "what RLIMIT_NOFILE allows", "N",
+         "connections at once, all shards together"),
+    UINT("handshake_slots", 0, 0, 1 << 20, hs_slots, "0", "min(max_conns, 4096)", "N",
+         "handshakes in progress per shard; more new clients wait"),
+    UINT("pipe_size", 0, 4096, 64 << 20, pipe_size, "65536", NULL, "BYTES",
+         "splice pipe size"),
+    UINT("buf_size", 0, 1024, 1 << 20, buf_size, "32768", NULL, "BYTES",
+         "copy-engine buffer size: the most one receive takes"),
+    UINT("bufs", OPTIONS_F_POW2, 1, 32768, buf_count, "256", NULL, "N",
+         "copy-engine buffers per shard, a power of two"),
+    UINT("busy_poll", 0, 0, 100000, busy_poll_us, "0", "off", "USEC",
+         "after work, look for more this long before sleeping (latency for CPU)"),
+    /* timeouts */
+    UINT("handshake_timeout", R, 1, 3600, handshake_timeout_s, "10", NULL, "SEC",
+         "close a client that sent no complete request this long"),
+    UINT("connect_timeout", R, 1, 3600, connect_timeout_s, "10", NULL, "SEC",
+         "name resolution plus every connect attempt, together"),
+    UINT("idle_timeout", R, 0, 86400 * 365, idle_timeout_s, "7200", "never", "SEC",
+         "close a tunnel (or UDP association) with no byte either way this long"),
+    UINT("write_timeout", R, 0, 86400, write_timeout_s, "120", "never", "SEC",
+         "reset a tunnel whose client or target reads nothing this long"),
+    UINT("bind_timeout", R, 1, 86400, bind_timeout_s, "120", NULL, "SEC",
+         "BIND waits this long for its inbound connection"),
+    UINT("drain_timeout", 0, 0, 86400, drain_timeout_s, "30", NULL, "SEC",
+         "on SIGTERM or POST /drain, open tunnels get this long to finish"),
+    /* liveness */
+    UINT("keepalive_idle", 0, 0, 86400, keepalive_idle_s, "120", "no keepalive", "SEC",
+         "TCP keepalive on both sockets of a tunnel: first probe after"),
+    UINT("keepalive_interval", 0, 1, 86400, keepalive_interval_s, "30", NULL, "SEC",
+         "between keepalive probes"),
+    UINT("keepalive_count", 0, 1, 127, keepalive_count, "4", NULL, "N",
+         "unanswered keepalive probes that end a tunnel"),
+    UINT("tcp_user_timeout", 0, 0, 86400, user_timeout_s, "120", "the kernel's default", "SEC",
+         "end a tunnel whose sent data stays unacknowledged this long"),
+    /* per client address */
+    UINT("client_max_handshakes", R, 0, 1 << 20, client_max_handshakes, "64", "no limit", "N",
+         "handshakes per client address and shard before it waits last"),
+    UINT("client_max_binds", R, 0, 1 << 20, client_max_binds, "64", "no limit", "N",
+         "BINDs waiting per client address and shard"),
+    UINT("client_max_udp", R, 0, 1 << 20, client_max_udp, "256", "no limit", "N",
+         "UDP associations per client address and shard"),
+    /* DNS */
+    {"resolvers", OPTIONS_CSV, 0, 0, OPTS_MAX_RESOLVERS, F(resolvers), 0, NULL, NULL,
+     add_resolver, NULL, "/etc/resolv.conf", "IP[:PORT]", "resolver",
+     "DNS server for domain-name requests, repeatable, tried in order"},
+    /* clients */
+    CHOICE("auth", R, auth, auth_words, "none",
+           "client authentication; password: RFC 1929, needs users"),
+    {"users", OPTIONS_STRING, R, 0, 0, F(users_file), 0, NULL, check_users, NULL, NULL,
+     "no users", "FILE", NULL, "the users file: name:crypt-hash lines, re-read on reload"},
+    UINT("auth_fail_budget", R, 0, 1000000, auth_fail_budget, "16", "no budget", "N",
+         "failed and queued password checks per address and shard"),
+    CHOICE("socks4", R, socks4, socks4_words, "auto",
+           "SOCKS4/4a (no password); auto: only while auth is none"),
+    BOOL("close_removed_users", R, close_removed_users, "true",
+         "on reload, close the tunnels of users no longer in the users file"),
+    BOOL("close_denied_on_reload", R, close_denied, "false",
+         "on reload, close the open tunnels the new rules deny"),
+    /* BIND and UDP ASSOCIATE */
+    {"bind_ports", OPTIONS_PORTS, 0, 0, 0, F2(bind_port_lo, bind_port_hi), NULL, NULL, NULL,
+     NULL, "any free port", "LO-HI", NULL, "port range for BIND listening sockets"},
+    {"udp_ports", OPTIONS_PORTS, 0, 0, 0, F2(udp_port_lo, udp_port_hi), NULL, NULL, NULL,
+     NULL, "any free port", "LO-HI", NULL, "port range for UDP ASSOCIATE sockets"},
+    {"udp_advertise", OPTIONS_ADDR, 0, 0, 0, F(udp_advertise), 0, NULL, NULL, NULL, NULL,
+     "the address the client's TCP connection reached", "IP", NULL,
+     "the address UDP ASSOCIATE replies give (set it behind NAT)"},
+    /* logging and control */
+    {"access_log", OPTIONS_STRING, 0, 0, 0, F(access_log), 0, NULL, check_access_log, NULL,
+     "stderr", NULL, "TARGET", NULL, "one line per tunnel to stderr, syslog, off or a file path"},
+    CHOICE("log_format", 0, log_format, log_format_words, "logfmt", "access-log line format"),
+    {"admin", OPTIONS_ADDR, OPTIONS_F_OFF | OPTIONS_F_PORT, 0, 0, F(admin), 0, NULL, NULL, NULL,
+     "127.0.0.1:9180", NULL, "HOST:PORT|off", NULL,
+     "admin endpoint (/metrics /healthz /reload /drain); no authentication"},
+    {"admin_hosts", OPTIONS_CSV, 0, 0, 0, F(admin_hosts), 0, NULL, NULL, add_admin_host, NULL,
+     "addresses and localhost", "NAME", "admin-host",
+     "a host name the admin endpoint answers to, repeatable"},
+    {"user", OPTIONS_STRING, 0, 0, 0, F(user), 0, NULL, check_name, NULL, NULL,
+     "keep the starting user", "USER", NULL, "after binding, drop to this user"},
+    {"group", OPTIONS_STRING, 0, 0, 0, F(group), 0, NULL, check_name, NULL, NULL,
+     "the user's group", "GROUP", NULL, "after binding, drop to this group"},
+    /* access rules: the file only */
+    {"rules", OPTIONS_RULES, R, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, "loopback clients only",
+     NULL, NULL, "access rules, first match wins"},
+};
+
+const size_t options_n_rows = sizeof(options_rows) / sizeof(options_rows[0]);
+
+_Static_assert(offsetof(struct opts, bind_port_hi) == offsetof(struct opts, bind_port_lo) + 2 &&
+                   offsetof(struct opts, udp_port_hi) == offsetof(struct opts, udp_port_lo) + 2,
+               "PORTS rows keep lo and hi side by side");
+
+const struct options_row *
+options_find(const char *key)
+{
+    for (size_t i = 0; i < options_n_rows; i++)
+        if (strcmp(options_rows[i].key, key) == 0)
+            return &options_rows[i];
+    return NULL;
+}
+
+const char *
+options_relay_name(enum relay_engine e)
+{
+    return (unsigned)e < sizeof(relay_words) / sizeof(relay_words[0]) - 1 ? relay_words[e] : "?";
+}
+
+bool
+options_is_list(const struct options_row *r)
+{
+    return r->kind == OPTIONS_ADDRS || r->kind == OPTIONS_CSV;
+}
+
+/* ---- setting values */
+
+#define FIELD(r, o, type) ((type *)((char *)(o) + (r)->off))
+#define CFIELD(r, o, type) ((const type *)((const char *)(o) + (r)->off))
+
+int
+options_parse_ports(const char *s, bool allow_single, uint16_t *lo, uint16_t *hi)
+{
+    unsigned long v[2];
+    int n = 0;
+    const char *p = s;
+    for (;;) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        char *end;
+        errno = 0;
+        v[n] = strtoul(p, &end, 10);
+        if (errno || v[n] < 1 || v[n] > 65535)
+            return -EINVAL;
+        n++;
+        p = end;
+        if (*p == '\0')
+            break;
+        if (*p != '-' || n == 2)
+            return -EINVAL;
+        p++;
+    }
+    if (n == 1) {
+        if (!allow_single)
+            return -EINVAL;
+        v[1] = v[0];
+    }
+    if (v[0] > v[1])
+        return -EINVAL;
+    *lo = (uint16_t)v[0];
+    *hi = (uint16_t)v[1];
+    return 0;
+}
+
+/*
+ * A whole string as an integer, as libconfig writes them: an optional sign,
+ * then decimal or 0x hex (no octal: "010" is ten). Beyond long long it
+ * saturates, so the range check reports it rather than a wrapped value.
+ */
+static int
+parse_int(const char *s, long long *v)
+{
+    const char *p = s;
+    bool neg = *p == '-';
+    if (*p == '-' || *p == '+')
+        p++;
+    int base = p[0] == '0' && (p[1] == 'x' || p[1] == 'X') ? 16 : 10;
+    const char *digits = base == 16 ? p + 2 : p;
+    if (!(*digits >= '0' && *digits <= '9') &&
+        !(base == 16 && ((*digits | 0x20) >= 'a' && (*digits | 0x20) <= 'f')))
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    unsigned long long u = strtoull(digits, &end, base);
+    if (*end)
+        return -EINVAL;
+    if (errno == ERANGE || u > LLONG_MAX)
+        *v = neg ? LLONG_MIN : LLONG_MAX;
+    else
+        *v = neg ? -(long long)u : (long long)u;
+    return 0;
+}
+
+int
+options_set_uint(const struct options_row *r, struct opts *o, long long v, char *why,
+                 size_t whycap)
+{
+    if (v < r->min || v > r->max) {
+        snprintf(why, whycap, "%lld is not in %lld..%lld", v, r->min, r->max);
+        return -EINVAL;
+    }
+    if ((r->flags & OPTIONS_F_POW2) && (v & (v - 1))) {
+        snprintf(why, whycap, "%lld is not a power of two", v);
+        return -EINVAL;
+    }
+    *FIELD(r, o, unsigned) = (unsigned)v;
+    return 0;
+}
+
+void
+options_set_bool(const struct options_row *r, struct opts *o, bool v)
+{
+    *FIELD(r, o, bool) = v;
+}
+
+void
+options_clear(const struct options_row *r, struct opts *o)
+{
+    if (r->kind == OPTIONS_ADDRS) {
+        memset(FIELD(r, o, char), 0, r->size);
+        *(unsigned *)((char *)o + r->off2) = 0;
+    } else if (r->kind == OPTIONS_CSV) {
+        FIELD(r, o, char)[0] = '\0';
+    }
+}
+
+/* "a", "b" or "c": the words of a CHOICE row, for its message and usage. */
+static void
+join_words(const char *const *words, const char *quote, const char *sep, char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (unsigned i = 0; words[i]; i++) {
+        int n = snprintf(buf + used, cap - used, "%s%s%s%s", i ? sep : "", quote, words[i], quote);
+        if (n < 0 || (size_t)n >= cap - used)
+            return;
+        used += (size_t)n;
+    }
+}
+
+static int
+set_addr(const struct options_row *r, struct opts *o, const char *text, char *why, size_t whycap)
+{
+    struct sockaddr_storage *ss = FIELD(r, o, struct sockaddr_storage);
+    if ((r->flags & OPTIONS_F_OFF) && strcmp(text, "off") == 0) {
+        memset(ss, 0, sizeof(*ss));
+        return 0;
+    }
+    struct sockaddr_storage tmp;
+    if (addr_parse(text, r->flags & OPTIONS_F_PORT ? -1 : 0, &tmp) < 0) {
+        if (r->flags & OPTIONS_F_OFF)
+            snprintf(why, whycap, "'%s' is neither IP:PORT, [IPv6]:PORT nor \"off\"", text);
+        else if (r->flags & OPTIONS_F_PORT)
+            snprintf(why, whycap, "'%s' is not IP:PORT or [IPv6]:PORT", text);
+        else
+            snprintf(why, whycap, "'%s' is not an IP address", text);
+        return -EINVAL;
+    }
+    *ss = tmp;
+    return 0;
+}
+
+static int
+add_addr(const struct options_row *r, struct opts *o, const char *text, char *why, size_t whycap)
+{
+    unsigned *n = (unsigned *)((char *)o + r->off2);
+    if (*n >= (unsigned)r->max) {
+        snprintf(why, whycap, "more than %lld addresses", r->max);
+        return -E2BIG;
+    }
+    struct sockaddr_storage *list = FIELD(r, o, struct sockaddr_storage);
+    if (addr_parse(text, r->flags & OPTIONS_F_PORT ? -1 : 0, &list[*n]) < 0) {
+        memset(&list[*n], 0, sizeof(list[*n]));
+        snprintf(why, whycap, "'%s' is not IP:PORT or [IPv6]:PORT", text);
+        return -EINVAL;
+    }
+    (*n)++;
+    return 0;
+}
+
+int
+options_set(const struct options_row *r, struct opts *o, const char *text, char *why,
+            size_t whycap)
+{
+    switch (r->kind) {
+    case OPTIONS_UINT: {
+        long long v;
+        if (parse_int(text, &v) < 0) {
+            snprintf(why, whycap, "'%s' is not an integer", text);
+            return -EINVAL;
+        }
+        return options_set_uint(r, o, v, why, whycap);
+    }
+    case OPTIONS_BOOL:
+        /* libconfig's spelling, in any case. */
+        if (strcasecmp(text, "true") == 0 || strcasecmp(text, "false") == 0) {
+            options_set_bool(r, o, strcasecmp(text, "true") == 0);
+            return 0;
+        }
+        snprintf(why, whycap, "'%s' is neither true nor false", text);
+        return -EINVAL;
+    case OPTIONS_CHOICE: {
+        char list[128];
+        for (unsigned i = 0; r->words[i]; i++) {
+            if (strcmp(text, r->words[i]) == 0) {
+                *FIELD(r, o, unsigned) = i;
+                return 0;
+            }
+        }
+        join_words(r->words, "\"", ", ", list, sizeof(list));
+        snprintf(why, whycap, "'%s' is not one of %s", text, list);
+        return -EINVAL;
+    }
+    case OPTIONS_STRING: {
+        const char *problem = r->check ? r->check(text) : NULL;
+        if (problem) {
+            snprintf(why, whycap, "'%s' %s", text, problem);
+            return -EINVAL;
+        }
+        if (strlen(text) >= r->size) {
+            snprintf(why, whycap, "'%.200s' is longer than %zu bytes", text, r->size - 1);
+            return -EINVAL;
+        }
+        strcpy(FIELD(r, o, char), text);
+        return 0;
+    }
+    case OPTIONS_PORTS: {
+        uint16_t lo, hi;
+        if (options_parse_ports(text, false, &lo, &hi) < 0) {
+            snprintf(why, whycap, "'%s' is not a port range LO-HI within 1-65535", text);
+            return -EINVAL;
+        }
+        *FIELD(r, o, uint16_t) = lo;
+        *(uint16_t *)((char *)o + r->off2) = hi;
+        return 0;
+    }
+    case OPTIONS_ADDR:
+        return set_addr(r, o, text, why, whycap);
+    case OPTIONS_ADDRS:
+        return add_addr(r, o, text, why, whycap);
+    case OPTIONS_CSV:
+        return r->add(r, FIELD(r, o, char), text, why, whycap);
+    case OPTIONS_RULES:
+        break;
+    }
+    snprintf(why, whycap, "is set in the configuration file only");
+    return -EINVAL;
+}
+
+void
+options_defaults(struct opts *o)
+{
+    char why[256];
+    memset(o, 0, sizeof(*o));
+    for (size_t i = 0; i < options_n_rows; i++) {
+        const struct options_row *r = &options_rows[i];
+        /* The defaults are values like any other; test_options checks they all parse. */
+        if (r->def)
+            options_set(r, o, r->def, why, sizeof(why));
+    }
+}
+
+/* ---- formatting */
+
+void
+options_append(char *buf, size_t cap, size_t *used, const char *fmt, ...)
+{
+    if (*used + 1 >= cap)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *used, cap - *used, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *used = (size_t)n < cap - *used ? *used + (size_t)n : cap - 1;
+}
+
+/* s as a libconfig string: quoted, with the escapes its scanner knows. */
+static void
+put_quoted(char *buf, size_t cap, size_t *used, const char *s, size_t len)
+{
+    options_append(buf, cap, used, "\"");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch == '"' || ch == '\\')
+            options_append(buf, cap, used, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            options_append(buf, cap, used, "\\x%02x", ch);
+        else
+            options_append(buf, cap, used, "%c", ch);
+    }
+    options_append(buf, cap, used, "\"");
+}
+
+void
+options_quote(const char *s, char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    put_quoted(buf, cap, &used, s, strlen(s));
+}
+
+/* An address as its row spells it: no ":0" where the port is optional and none was given. */
+static void
+put_addr(const struct options_row *r, const struct sockaddr_storage *ss, char *buf, size_t cap,
+         size_t *used)
+{
+    char text[ADDR_STRLEN];
+    addr_format((const struct sockaddr *)ss, text, sizeof(text));
+    size_t len = strlen(text);
+    if (!(r->flags & OPTIONS_F_PORT) && len > 2 && strcmp(text + len - 2, ":0") == 0)
+        len -= 2;
+    put_quoted(buf, cap, used, text, len);
+}
+
+bool
+options_format(const struct options_row *r, const struct opts *o, char *buf, size_t cap)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    switch (r->kind) {
+    case OPTIONS_UINT:
+        options_append(buf, cap, &used, "%u", *CFIELD(r, o, unsigned));
+        return true;
+    case OPTIONS_BOOL:
+        options_append(buf, cap, &used, "%s", *CFIELD(r, o, bool) ? "true" : "false");
+        return true;
+    case OPTIONS_CHOICE: {
+        unsigned v = *CFIELD(r, o, unsigned);
+        unsigned n = 0;
+        while (r->words[n])
+            n++;
+        options_append(buf, cap, &used, "\"%s\"", v < n ? r->words[v] : "?");
+        return true;
+    }
+    case OPTIONS_STRING: {
+        const char *s = CFIELD(r, o, char);
+        if (!s[0])
+            return false;
+        put_quoted(buf, cap, &used, s, strlen(s));
+        return true;
+    }
+    case OPTIONS_PORTS: {
+        uint16_t lo = *CFIELD(r, o, uint16_t), hi = *(const uint16_t *)((const char *)o + r->off2);
+        if (lo == 0)
+            return false;
+        options_append(buf, cap, &used, "\"%u-%u\"", lo, hi);
+        return true;
+    }
+    case OPTIONS_ADDR: {
+        const struct sockaddr_storage *ss = CFIELD(r, o, struct sockaddr_storage);
+        if (ss->ss_family == AF_UNSPEC) {
+            if (!(r->flags & OPTIONS_F_OFF))
+                return false;
+            options_append(buf, cap, &used, "\"off\"");
+            return true;
+        }
+        put_addr(r, ss, buf, cap, &used);
+        return true;
+    }
+    case OPTIONS_ADDRS: {
+        unsigned n = *(const unsigned *)((const char *)o + r->off2);
+        const struct sockaddr_storage *list = CFIELD(r, o, struct sockaddr_storage);
+        options_append(buf, cap, &used, "[");
+        for (unsigned i = 0; i < n; i++) {
+            options_append(buf, cap, &used, "%s", i ? ", " : "");
+            put_addr(r, &list[i], buf, cap, &used);
+        }
+        options_append(buf, cap, &used, "]");
+        return true;
+    }
+    case OPTIONS_CSV: {
+        const char *p = CFIELD(r, o, char);
+        options_append(buf, cap, &used, "[");
+        while (*p) {
+            size_t len = strcspn(p, ",");
+            options_append(buf, cap, &used, "%s", used > 1 ? ", " : "");
+            put_quoted(buf, cap, &used, p, len);
+            p += len + (p[len] == ',');
+        }
+        options_append(buf, cap, &used, "]");
+        return true;
+    }
+    case OPTIONS_RULES:
+        break;
+    }
+    return false;
+}
+
+bool
+options_equal(const struct options_row *r, const struct opts *a, const struct opts *b)
+{
+    char *ta = malloc(2 * OPTIONS_TEXT_MAX);
+    if (!ta)
+        return memcmp((const char *)a + r->off, (const char *)b + r->off, r->size) == 0;
+    char *tb = ta + OPTIONS_TEXT_MAX;
+    bool sa = options_format(r, a, ta, OPTIONS_TEXT_MAX);
+    bool sb = options_format(r, b, tb, OPTIONS_TEXT_MAX);
+    bool eq = sa == sb && strcmp(ta, tb) == 0;
+    free(ta);
+    return eq;
+}
+
+void
+options_copy(const struct options_row *r, struct opts *dst, const struct opts *src)
+{
+    if (r->kind == OPTIONS_RULES)
+        return;
+    memcpy((char *)dst + r->off, (const char *)src + r->off, r->size);
+    if (r->kind == OPTIONS_ADDRS)
+        memcpy((char *)dst + r->off2, (const char *)src + r->off2, sizeof(unsigned));
+    else if (r->kind == OPTIONS_PORTS)
+        memcpy((char *)dst + r->off2, (const char *)src + r->off2, sizeof(uint16_t));
+}
+
+unsigned
+options_diff(const struct opts *was, const struct opts *now, char *applied, size_t applied_cap,
+             char *restart, size_t restart_cap)
+{
+    size_t used_a = 0, used_r = 0;
+    unsigned n = 0;
+    char *old = malloc(2 * OPTIONS_TEXT_MAX);
+    if (applied && applied_cap)
+        applied[0] = '\0';
+    if (restart && restart_cap)
+        restart[0] = '\0';
+    if (!old)
+        return 0;
+    char *new = old + OPTIONS_TEXT_MAX;
+    for (size_t i = 0; i < options_n_rows; i++) {
+        const struct options_row *r = &options_rows[i];
+        if (r->kind == OPTIONS_RULES)
+            continue;
+        bool so = options_format(r, was, old, OPTIONS_TEXT_MAX);
+        bool sn = options_format(r, now, new, OPTIONS_TEXT_MAX);
+        if (so == sn && strcmp(old, new) == 0)
+            continue;
+        n++;
+        bool reload = r->flags & OPTIONS_F_RELOAD;
+        char *buf = reload ? applied : restart;
+        size_t cap = reload ? applied_cap : restart_cap;
+        size_t *used = reload ? &used_a : &used_r;
+        if (buf)
+            options_append(buf, cap, used, "%s%s %s -> %s", *used ? ", " : "", r->key, so ? old : "unset",
+                sn ? new : "unset");
+    }
+    free(old);
+    return n;
+}
+
+void
+options_print(FILE *f, const struct opts *o)
+{
+    char *text = malloc(OPTIONS_TEXT_MAX);
+    if (!text)
+        return;
+    for (size_t i = 0; i < options_n_rows; i++) {
+        const struct options_row *r = &options_rows[i];
+        if (r->kind == OPTIONS_RULES)
+            continue;
+        if (options_format(r, o, text, OPTIONS_TEXT_MAX))
+            fprintf(f, "%s = %s;\n", r->key, text);
+        else
+            fprintf(f, "# %s is unset: %s\n", r->key, r->unset);
+    }
+    free(text);
+}
+
+/* ---- the command line */
+
+enum {
+    OPT_HELP = 1000,
+    OPT_VERSION,
+    OPT_ROW = 2000, /* + row index */
+};
+
+/* "--idle-timeout" for "idle_timeout" (name without the dashes in front). */
+static void
+dashed(const char *key, char *out, size_t cap)
+{
+    size_t i = 0;
+    for (; key[i] && i + 1 < cap; i++)
+        out[i] = key[i] == '_' ? '-' : key[i];
+    out[i] = '\0';
+}
+
+#define OPTIONS_MAX_ROWS 64
+#define OPTIONS_NAME_MAX 40
+_Static_assert(sizeof(options_rows) / sizeof(options_rows[0]) <= OPTIONS_MAX_ROWS,
+               "options_apply_args' getopt table holds every row");
+
+int
+options_apply_args(int argc, char **argv, struct opts *o, struct options_cli *cli, char *err,
+                   size_t errlen)
+{
+    struct option longopts[2 * OPTIONS_MAX_ROWS + 8];
+    char names[OPTIONS_MAX_ROWS][OPTIONS_NAME_MAX];
+    bool list_seen[OPTIONS_MAX_ROWS] = {false};
+    size_t n = 0;
+    char why[512];
+
+    err[0] = '\0';
+    for (size_t i = 0; i < options_n_rows && i < OPTIONS_MAX_ROWS; i++) {
+        const struct options_row *r = &options_rows[i];
+        if (r->kind == OPTIONS_RULES)
+            continue;
+        dashed(r->key, names[i], sizeof(names[i]));
+        longopts[n++] = (struct option){names[i], required_argument, NULL, OPT_ROW + (int)i};
+        if (r->alias)
+            longopts[n++] = (struct option){r->alias, required_argument, NULL, OPT_ROW + (int)i};
+    }
+    longopts[n++] = (struct option){"config", required_argument, NULL, 'c'};
+    longopts[n++] = (struct option){"test", no_argument, NULL, 't'};
+    longopts[n++] = (struct option){"dump-config", no_argument, NULL, 'T'};
+    longopts[n++] = (struct option){"help", no_argument, NULL, OPT_HELP};
+    longopts[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+    longopts[n] = (struct option){NULL, 0, NULL, 0};
+
+    opterr = 0;
+    optind = 0; /* glibc: a full re-initialisation, so the command line can be parsed again */
+    int c, idx = -1;
+    while ((c = getopt_long(argc, argv, "c:tT", longopts, &idx)) != -1) {
+        switch (c) {
+        case 'c':
+            cli->config = optarg;
+            break;
+        case 't':
+            cli->test = true;
+            break;
+        case 'T':
+            cli->dump = true;
+            break;
+        case OPT_HELP:
+            cli->help = true;
+            return 0;
+        case OPT_VERSION:
+            cli->version = true;
+            return 0;
+        case '?':
+            if (optopt)
+                snprintf(err, errlen, "option needs a value or is unknown: %s", argv[optind - 1]);
+            else
+                snprintf(err, errlen, "unknown option: %s", argv[optind - 1]);
+            return -1;
+        default: {
+            size_t i = (size_t)(c - OPT_ROW);
+            const struct options_row *r = &options_rows[i];
+            /* The name as typed (an alias too) for the message. */
+            const char *name = idx >= 0 ? longopts[idx].name : names[i];
+            if (options_is_list(r) && !list_seen[i]) {
+                options_clear(r, o); /* the command line's list replaces the file's */
+                list_seen[i] = true;
+            }
+            if (options_set(r, o, optarg, why, sizeof(why)) < 0) {
+                snprintf(err, errlen, "--%s: %s", name, why);
+                return -1;
+            }
+            break;
+        }
+        }
+        idx = -1;
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument: %s", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+/* The range of a row, its default and its reload class, as the usage text shows them. */
+static void
+row_summary(const struct options_row *r, char *buf, size_t cap)
+{
+    size_t used = 0;
+    if (r->kind == OPTIONS_UINT)
+        options_append(buf, cap, &used, "%lld..%lld%s%s%s; ", r->min, r->max,
+                       r->flags & OPTIONS_F_POW2 ? " power of two" : "",
+                       r->unset ? ", 0: " : "", r->unset ? r->unset : "");
+    if (r->def)
+        options_append(buf, cap, &used, "default %s", r->def);
+    else
+        options_append(buf, cap, &used, "default: %s", r->unset);
+    if (options_is_list(r))
+        options_append(buf, cap, &used, "; repeat for a list");
+    options_append(buf, cap, &used, "; %s",
+                   r->flags & OPTIONS_F_RELOAD ? "reload applies it" : "needs a restart");
+}
+
+/* text from column col on, wrapped at spaces to 100 columns, continued at column 31. */
+static void
+put_wrapped(FILE *f, size_t col, const char *text)
+{
+    enum { INDENT = 31, WIDTH = 100 };
+    while (*text) {
+        size_t start = col > INDENT ? col : INDENT;
+        size_t room = WIDTH - start, len = strlen(text);
+        if (len > room) {
+            len = room;
+            while (len > 0 && text[len] != ' ')
+                len--;
+            if (len == 0)
+                len = strcspn(text, " ");
+        }
+        fprintf(f, "%*s%.*s\n", (int)(col > INDENT ? 0 : INDENT - col), "", (int)len, text);
+        text += len;
+        while (*text == ' ')
+            text++;
+        col = 0;
+    }
+}
+
+void
+options_usage(FILE *f)
+{
+    char name[OPTIONS_NAME_MAX + 160], arg[128], summary[512];
+    fputs("usage: ringsocks [-c FILE] [-t | -T] [--KEY VALUE ...]\n"
+          "  -c, --config FILE            configuration file (the command line overrides it)\n"
+          "  -t, --test                   check the configuration, the users file and what\n"
+          "                               start and reload need, then exit (0 ok, 1 errors)\n"
+          "  -T, --dump-config            check, then print the effective configuration\n"
+          "  --help, --version\n"
+          "Every key of the configuration file is an option: KEY with '-' for '_', the same\n"
+          "values and ranges (ringsocks.conf(5)):\n",
+          f);
+    for (size_t i = 0; i < options_n_rows; i++) {
+        const struct options_row *r = &options_rows[i];
+        if (r->kind == OPTIONS_RULES)
+            continue;
+        char key[OPTIONS_NAME_MAX];
+        dashed(r->key, key, sizeof(key));
+        if (r->kind == OPTIONS_CHOICE)
+            join_words(r->words, "", "|", arg, sizeof(arg));
+        else
+            snprintf(arg, sizeof(arg), "%s", r->arg);
+        int n = snprintf(name, sizeof(name), "  --%s %s ", key, arg);
+        fputs(name, f);
+        put_wrapped(f, n > 0 ? (size_t)n : 0, r->help);
+        size_t used = 0;
+        options_append(summary, sizeof(summary), &used, "(%s%s%s", r->alias ? "also --" : "",
+            r->alias ? r->alias : "", r->alias ? "; " : "");
+        row_summary(r, summary + used, sizeof(summary) - used);
+        used = strlen(summary);
+        options_append(summary, sizeof(summary), &used, ")");
+        put_wrapped(f, 0, summary);
+    }
+}
