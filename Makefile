@@ -46,8 +46,8 @@ BENCH_BINS := $(BUILD)/socksload
 all: $(BUILD)/ringsocks $(BENCH_BINS)
 
 # -MMD -MP: each object records the headers it read (obj/X.d), so a changed header rebuilds
-# what includes it and nothing else.
-$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+# what includes it and nothing else. A changed Makefile (flags) rebuilds everything.
+$(BUILD)/obj/%.o: src/%.c Makefile | $(BUILD)/obj
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 -include $(wildcard $(BUILD)/obj/*.d)
@@ -66,13 +66,14 @@ $(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/
 	$(BUILD)/obj/admin.o $(BUILD)/obj/options.o $(BUILD)/obj/users.o
 # The option table, with the policy snapshot its reload classes are checked against.
 $(BUILD)/tests/test_options: $(BUILD)/obj/addr.o $(BUILD)/obj/admin.o $(BUILD)/obj/hostname.o \
-	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o
+	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
+	$(BUILD)/obj/hosts.o
 $(BUILD)/tests/test_socks5: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_admin: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_socks4: $(BUILD)/obj/socks5.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o $(BUILD)/obj/conn_end.o
 $(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o
-# The password checker with its real crypt(3) worker; shard_sqe() and session_on_auth() are faked.
+# The password checker with its real crypt(3) worker; ring_sqe() and conn_authed() are faked.
 $(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
