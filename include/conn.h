@@ -207,9 +207,10 @@ bool conn_allowed(struct shard *sh, const struct conn *c, const union sockaddr_i
 
 /*
  * A new policy snapshot is in sh->pol: close the tunnels of users it no
- * longer has and, when configured, those its rules now deny.
+ * longer has and, when configured, those its rules now deny. Returns how
+ * many it closed.
  */
-void conn_policy_changed(struct shard *sh);
+unsigned conn_policy_changed(struct shard *sh);
 
 /* Close every connection (server stopping). */
 void conn_close_all(struct shard *sh, enum conn_end why);

@@ -95,6 +95,7 @@ struct shard {
     /* written by the shard, read by the control thread */
     atomic_bool exited;              /* the loop has ended */
     _Atomic uint64_t pol_seen;       /* the policy generation its tunnels were checked against */
+    _Atomic uint64_t pol_revoked;    /* tunnels closed by reloads, counted before pol_seen moves */
 };
 
 #endif

@@ -369,25 +369,26 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
     tl_append(sh, c, TL_CLOSING, sh->now_ds);
 }
 
-void
+unsigned
 conn_policy_changed(struct shard *sh)
 {
     const struct policy *p = sh->pol;
+    unsigned revoked = 0;
     if (!p->close_removed_users && !p->close_denied)
-        return;
+        return 0;
     for (uint32_t i = 0; i < sh->high; i++) {
         struct conn *c = &sh->conns[i];
         if (c->state != CONN_RELAY && c->state != CONN_UDP)
             continue;
-        if (p->close_removed_users && c->user && !users_hash(p->users, c->user)) {
-            conn_close(sh, c, END_REVOKED);
-            continue;
-        }
         /* UDP datagrams meet the new rules one by one; a TCP tunnel is judged here. */
-        if (p->close_denied && c->state == CONN_RELAY && c->dest.sa.sa_family &&
-            !conn_allowed(sh, c, &c->dest, c->host, c->port, NULL))
+        if ((p->close_removed_users && c->user && !users_hash(p->users, c->user)) ||
+            (p->close_denied && c->state == CONN_RELAY && c->dest.sa.sa_family &&
+             !conn_allowed(sh, c, &c->dest, c->host, c->port, NULL))) {
             conn_close(sh, c, END_REVOKED);
+            revoked++;
+        }
     }
+    return revoked;
 }
 
 void

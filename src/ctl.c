@@ -73,13 +73,13 @@ users_diff(const struct users *was, const struct users *now, char *buf, size_t c
     }
 }
 
-/* Tunnels every shard has closed for a reload (END_REVOKED), since it started. */
+/* Tunnels every shard has closed for reloads since it started (counted as it closes them). */
 static uint64_t
 revoked_total(const struct ctl *ctl)
 {
     uint64_t n = 0;
     for (unsigned i = 0; i < ctl->n_shards; i++)
-        n += STAT_GET(ctl->shards[i].st.ended[END_REVOKED]);
+        n += atomic_load_explicit(&ctl->shards[i].pol_revoked, memory_order_acquire);
     return n;
 }
 
@@ -92,43 +92,26 @@ mono_ms(void)
 }
 
 /*
- * How many tunnels the reload to generation gen closed. A shard stores
- * pol_seen once it has judged its tunnels against the new snapshot; the
- * tunnels it closed then are counted when their last completion is in,
- * usually within a loop or two. So: wait until every running shard has seen
- * gen, then until the count has stood still for CTL_REVOKE_QUIET_MS, all
- * within CTL_REVOKE_WAIT_MS (a reload never hangs on a stuck shard; a late
- * close is then missed, not waited for).
+ * How many tunnels the reload to generation gen revoked: every running shard
+ * adds what it closed to pol_revoked before it shows gen in pol_seen, so the
+ * count is exact once every pol_seen shows it. Bounded by CTL_REVOKE_WAIT_MS
+ * (a reload never hangs on a stuck shard; a late one's closes count at the
+ * next reload).
  */
-#define CTL_REVOKE_WAIT_MS  2000
-#define CTL_REVOKE_QUIET_MS 50
+#define CTL_REVOKE_WAIT_MS 2000
 
 static uint64_t
 wait_revoked(const struct ctl *ctl, uint64_t gen, uint64_t before)
 {
     const struct timespec tick = {.tv_nsec = 1000000};
-    uint64_t start = mono_ms(), last = before, still_since = 0;
-    bool seen = false;
+    uint64_t start = mono_ms();
     while (mono_ms() - start < CTL_REVOKE_WAIT_MS) {
-        if (!seen) {
-            seen = true;
-            for (unsigned i = 0; i < ctl->n_shards; i++)
-                if (!atomic_load_explicit(&ctl->shards[i].exited, memory_order_acquire) &&
-                    atomic_load_explicit(&ctl->shards[i].pol_seen, memory_order_acquire) != gen)
-                    seen = false;
-            if (seen) {
-                last = revoked_total(ctl);
-                still_since = mono_ms();
-            }
-        } else {
-            uint64_t now = revoked_total(ctl);
-            if (now != last) {
-                last = now;
-                still_since = mono_ms();
-            } else if (mono_ms() - still_since >= CTL_REVOKE_QUIET_MS) {
-                break;
-            }
-        }
+        bool seen = true;
+        for (unsigned i = 0; i < ctl->n_shards && seen; i++)
+            seen = atomic_load_explicit(&ctl->shards[i].exited, memory_order_acquire) ||
+                   atomic_load_explicit(&ctl->shards[i].pol_seen, memory_order_acquire) >= gen;
+        if (seen)
+            break;
         nanosleep(&tick, NULL);
     }
     return revoked_total(ctl) - before;

@@ -429,8 +429,10 @@ shard_main(void *arg)
         sh->pol = rcu_dereference(*sh->ppol);
         if (sh->pol->gen != sh->pol_gen) {
             sh->pol_gen = sh->pol->gen;
-            conn_policy_changed(sh);
-            /* The control thread waits for this to report what a reload revoked. */
+            unsigned revoked = conn_policy_changed(sh);
+            /* The control thread waits for pol_seen, then reads pol_revoked: the count
+             * is stored first, so it is complete when the generation shows. */
+            atomic_fetch_add_explicit(&sh->pol_revoked, revoked, memory_order_relaxed);
             atomic_store_explicit(&sh->pol_seen, sh->pol_gen, memory_order_release);
         }
         if (!sh->draining && atomic_load_explicit(&sh->drain, memory_order_acquire))
@@ -497,6 +499,7 @@ shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hos
     atomic_init(&sh->drain_deadline_ms, 0);
     atomic_init(&sh->exited, false);
     atomic_init(&sh->pol_seen, 0);
+    atomic_init(&sh->pol_revoked, 0);
     sh->ls = calloc(n_listen, sizeof(*sh->ls));
     if (!sh->ls)
         return -ENOMEM;
