@@ -44,8 +44,6 @@ struct hs {
     uint16_t in_len, in_off;
     uint8_t out_len, out_off;
     uint8_t n_addrs, next_addr;
-    uint8_t version; /* 4 or 5 once the first byte is seen, 0 before */
-    uint8_t cmd;     /* SOCKS5_CMD_* for both versions */
     int last_err;    /* -errno of the last failed attempt */
     uint32_t next_free;
     union {

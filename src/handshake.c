@@ -104,8 +104,6 @@ hs_get(struct shard *sh)
     h->out_len = h->out_off = 0;
     h->n_addrs = h->next_addr = 0;
     h->last_err = 0;
-    h->version = 0;
-    h->cmd = 0;
     h->next = NULL;
     h->next_flags = 0;
     return h;
@@ -182,7 +180,7 @@ const struct socks_dest *
 handshake_dest(const struct conn *c)
 {
     const struct hs *h = c->hs;
-    return h->version == 4 ? &h->p.s4.dest : &h->p.s5.dest;
+    return c->version == 4 ? &h->p.s4.dest : &h->p.s5.dest;
 }
 
 /* A reply in the client's protocol into r: SOCKS4 knows only granted/rejected. */
@@ -443,7 +441,7 @@ parse_v4(struct shard *sh, struct conn *c)
         return false;
     }
     h->in_off = (uint16_t)(h->in_off + r);
-    h->cmd = h->p.s4.cmd == SOCKS4_CMD_BIND ? SOCKS5_CMD_BIND : SOCKS5_CMD_CONNECT;
+    c->cmd = h->p.s4.cmd == SOCKS4_CMD_BIND ? SOCKS5_CMD_BIND : SOCKS5_CMD_CONNECT;
     sh->hsp.on_request(sh, c);
     return false;
 }
@@ -529,7 +527,7 @@ parse_v5(struct shard *sh, struct conn *c)
         return true;
     }
     /* The request is complete: stop reading until the relay starts. */
-    h->cmd = s5->cmd;
+    c->cmd = s5->cmd;
     sh->hsp.on_request(sh, c);
     return false;
 }
@@ -539,19 +537,18 @@ static void
 hs_parse(struct shard *sh, struct conn *c)
 {
     struct hs *h = c->hs;
-    if (h->version == 0) {
+    if (c->version == 0) {
         /* One port, every version: the first byte says which. */
-        h->version = h->in[h->in_off];
-        c->version = h->version;
-        if (h->version == SOCKS5_VERSION) {
+        c->version = h->in[h->in_off];
+        if (c->version == SOCKS5_VERSION) {
             socks5_init(&h->p.s5);
             socks5_set_password_required(&h->p.s5, sh->pol->auth == AUTH_PASSWORD);
-        } else if (h->version != SOCKS4_VERSION) {
+        } else if (c->version != SOCKS4_VERSION) {
             conn_close(sh, c, END_PROTOCOL);
             return;
         }
     }
-    if (h->version == SOCKS4_VERSION) {
+    if (c->version == SOCKS4_VERSION) {
         parse_v4(sh, c);
         return;
     }

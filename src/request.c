@@ -85,7 +85,7 @@ connect_next(struct shard *sh, struct conn *c)
 static void
 addrs_ready(struct shard *sh, struct conn *c)
 {
-    if (c->hs->cmd == SOCKS5_CMD_BIND)
+    if (c->cmd == SOCKS5_CMD_BIND)
         bind_start(sh, c);
     else
         connect_next(sh, c);
@@ -98,7 +98,6 @@ request_start(struct shard *sh, struct conn *c)
     const struct socks_dest *d = handshake_dest(c);
 
     conn_enter(c, &request_phase);
-    c->cmd = h->cmd;
     c->port = d->port;
     if (d->atyp == SOCKS5_ATYP_DOMAIN && !c->host)
         c->host = strdup(d->u.name); /* NULL when out of memory: only the log loses it */
@@ -114,7 +113,7 @@ request_start(struct shard *sh, struct conn *c)
         c->dest.v6.sin6_port = htons(d->port);
         addr_unmap(&c->dest);
     }
-    if (h->cmd == SOCKS5_CMD_UDP) {
+    if (c->cmd == SOCKS5_CMD_UDP) {
         udp_associate(sh, c);
         return;
     }
