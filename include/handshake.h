@@ -22,13 +22,14 @@ struct shard;
 extern const struct conn_phase handshake_phase;
 
 /*
- * Shard thread, at setup: the slab of contexts in one registered buffer.
+ * The shard's own thread, once its ring exists: the slab of contexts in
+ * one registered buffer.
  * on_request: what a complete request goes to (request_start()); the shard
  * wires it, so that the handshake, which the later phases answer through,
  * never calls up to them by name.
  */
 int handshake_init(struct shard *sh, void (*on_request)(struct shard *sh, struct conn *c));
-/* After the shard stopped. */
+/* Main thread, after the shard thread ended. */
 void handshake_fini(struct shard *sh);
 
 /* A client was accepted on fd: take it (or close it when out of room). */

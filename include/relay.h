@@ -10,7 +10,8 @@
 
 struct shard;
 
-/* Main thread, before the shard starts / after it stopped: buffer ring and pipe pool. */
+/* The shard's own thread, once its ring exists: the provided-buffer ring and the
+ * pipe pool. relay_fini(): main thread, after the shard thread ended. */
 int relay_init(struct shard *sh);
 void relay_fini(struct shard *sh);
 

@@ -83,10 +83,13 @@ struct shard {
 
     struct shard_stats st;
 
-    /* Written by this shard, read by the others on each accept and close:
-     * a cache line of their own, away from the fields only this shard uses. */
+    /* Shared with the other shards on each accept and close: a cache line
+     * of their own, away from the fields only this shard uses. n_open is
+     * written by this shard alone and read by the others. want_room is set
+     * by this shard when max_conns pauses its accepts and cleared (exchange)
+     * by whichever shard frees a place first, which then wakes this one. */
     _Alignas(64) uint32_t n_open;
-    atomic_bool want_room; /* paused by max_conns: a close on another shard wakes us */
+    atomic_bool want_room;
 
     /* written by other threads */
     _Alignas(64) atomic_bool stop;   /* close everything now */

@@ -609,7 +609,7 @@ cidr_holds(const struct acl_cidr *n, int fam, const uint8_t *a)
 /*
  * A deny rule whose "to" holds 127.0.0.1 but not ::1, or ::1 but not 127.0.0.1:
  * "localhost" (and many other names) resolve to both, and the request goes on to
- * the address that is not denied (issue #9). Said, not refused: it may be meant.
+ * the address that is not denied. Said, not refused: it may be meant.
  */
 static void
 warn_loopback_half(struct cfg_ctx *c, const config_setting_t *g, const struct rule *r)

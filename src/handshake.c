@@ -83,8 +83,9 @@ wait_pop(struct shard *sh, struct udq *q)
 }
 
 /* Who gets the next free context: clients of addresses holding few handshakes first,
- * then those of the heavy ones (issue #9: a burst of slow handshakes from one address
- * made everyone else wait behind it). */
+ * then those of the heavy ones, so that a burst of slow handshakes from one address
+ * does not make everyone else wait behind it (docs/design.md, "One address, many
+ * handshakes"). */
 static struct conn *
 hs_wait_pop(struct shard *sh)
 {

@@ -2,10 +2,12 @@
  * main.c - options, start and stop order; the only place that exits.
  *
  * Start: read the settings (defaults, file, command line: options.c and
- * config.c), check them for -t and -T (preflight.c), raise RLIMIT_NOFILE, bind every listener once per
- * shard (SO_REUSEPORT), start the shards, report the addresses. Then the
- * main thread waits for SIGINT/SIGTERM with every signal blocked in the
- * shards, stops them, joins them and exits 0.
+ * config.c), check them for -t and -T (preflight.c), raise RLIMIT_NOFILE,
+ * bind every listener once per shard (SO_REUSEPORT), start the shards with
+ * every signal blocked, report the addresses. Then the main thread becomes
+ * the control thread (ctl_run(): signals, reload, drain, the admin
+ * endpoint) until a stop or the end of a drain; then the shards are
+ * stopped and joined, and main() returns 0.
  */
 #include <ares.h>
 #include <arpa/inet.h>
@@ -336,9 +338,9 @@ main(int argc, char **argv)
             goto out_fds;
         }
     }
-    /* What CONNECT must not reach unless a rule names it: ourselves (issue #9: a client
-     * built thousands of nested tunnels through the proxy, and the admin endpoint trusts
-     * whoever reaches it). */
+    /* What CONNECT must not reach unless a rule names it: ourselves (nested tunnels
+     * through the proxy, and an admin endpoint that trusts whoever reaches it:
+     * docs/design.md, "The proxy is not its own destination"). */
     for (unsigned i = 0; i < o.n_listen; i++)
         o.self[o.n_self++] = o.listen[i];
     if (admin) {

@@ -16,7 +16,7 @@
  *    cannot take at once (short, or -EAGAIN) moves what is left into memory
  *    of the direction's own (a spill) and gives the buffer back before it
  *    waits for POLLOUT: a shared buffer is held only while a recv or send is
- *    in flight, never while a peer decides when to read (issue #9 item 6).
+ *    in flight, never while a peer decides when to read (docs/design.md, "Slow receivers").
  *    The splice engine falls back to this for a chunk when no pipe can be
  *    had (fds exhausted), so a live tunnel is never dropped for want of a
  *    pipe.
@@ -135,11 +135,10 @@ static void dir_step(struct shard *sh, struct conn *c, unsigned d);
  * Copy engine: a buffer goes back to the ring, and the oldest starved
  * direction reads again. Only directions with data waiting are queued (see
  * starve()), so the one woken takes the buffer: one recv per returned
- * buffer, however many wait. (Waking one used to be wrong when quiet
- * directions were queued too: a recv picks its buffer when it is issued,
- * a quiet one then waits on a poll and leaves the buffer in the ring, and
- * a direction with data stayed queued behind it, both ends of its tunnel
- * waiting for each other: one_copy_buffer_serves_all.)
+ * buffer, however many wait. Queueing quiet directions too would break
+ * this: a recv picks its buffer when it is issued, so a quiet one would
+ * wait on a poll and leave the buffer in the ring while a direction with
+ * data stayed queued behind it (docs/design.md, "copy").
  */
 static void
 wake_starved(struct shard *sh)
