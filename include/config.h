@@ -55,4 +55,12 @@ int config_print_rules(const char *path, FILE *f);
  */
 int config_check_rule_users(const char *path, const struct users *users, char *warn, size_t cap);
 
+/*
+ * -t: "FILE:LINE: " of the top-level string setting key in the file at path
+ * when it holds value (so a value the command line overrode is not pinned on
+ * the file), else "". Written into buf (cap bytes); returns buf.
+ */
+const char *config_key_where(const char *path, const char *key, const char *value, char *buf,
+                             size_t cap);
+
 #endif

@@ -21,7 +21,8 @@
 struct preflight_id {
     uid_t uid;
     gid_t gid;
-    bool change; /* user or group is set: the drop happens */
+    bool change;     /* user or group is set: the drop happens */
+    const char *bad; /* after -ENOENT: "user" or "group", the key that names no one */
 };
 
 /*

@@ -1048,6 +1048,30 @@ out:
     return rc;
 }
 
+const char *
+config_key_where(const char *path, const char *key, const char *value, char *buf, size_t cap)
+{
+    config_t cfg;
+    struct opts scratch;
+    struct cfg_ctx c = {.path = path, .o = &scratch};
+    if (cap)
+        buf[0] = '\0';
+    if (!path || !value)
+        return buf;
+    if (parse_file(&c, &cfg) == 0) {
+        const config_setting_t *s = config_setting_get_member(config_root_setting(&cfg), key);
+        const char *v = s ? config_setting_get_string(s) : NULL;
+        if (v && strcmp(v, value) == 0) {
+            const char *file = config_setting_source_file(s) ? config_setting_source_file(s)
+                                                             : path;
+            snprintf(buf, cap, "%s:%u: ", file, setting_line(&c, s));
+        }
+    }
+    config_destroy(&cfg);
+    free((char *)c.text);
+    return buf;
+}
+
 int
 config_check_rule_users(const char *path, const struct users *users, char *warn, size_t cap)
 {

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "options.h"
 
 int
@@ -27,10 +29,12 @@ preflight_identity(const struct opts *o, struct preflight_id *id, char *why, siz
     id->uid = geteuid();
     id->gid = getegid();
     id->change = o->user[0] || o->group[0];
+    id->bad = NULL;
     if (o->group[0]) {
         struct group *gr = getgrnam(o->group);
         if (!gr) {
             snprintf(why, whycap, "group '%s' does not exist", o->group);
+            id->bad = "group";
             return -ENOENT;
         }
         id->gid = gr->gr_gid;
@@ -39,6 +43,7 @@ preflight_identity(const struct opts *o, struct preflight_id *id, char *why, siz
         struct passwd *pw = getpwnam(o->user);
         if (!pw) {
             snprintf(why, whycap, "user '%s' does not exist", o->user);
+            id->bad = "user";
             return -ENOENT;
         }
         id->uid = pw->pw_uid;
@@ -74,9 +79,14 @@ preflight_access(const struct preflight_id *id, const char *path, int mode)
     return -WEXITSTATUS(st);
 }
 
-/* One line more into out (cap bytes, *used written): messages are SAY(out, "...", ...). */
-#define SAY(out, fmt, ...) \
-    options_append(out, cap, used, "%s" fmt, *used ? "\n" : "", __VA_ARGS__)
+/*
+ * One line more into out (cap bytes, *used written), led by the FILE:LINE of
+ * the key it is about when the file set it (AT(key, value)):
+ * SAY(out, AT("user", o->user), "...", ...).
+ */
+#define SAY(out, at, fmt, ...) \
+    options_append(out, cap, used, "%s%s" fmt, *used ? "\n" : "", at, __VA_ARGS__)
+#define AT(key, value) config_key_where(config, key, value, where, sizeof(where))
 
 /* "uid 65534 (user nobody)": who a message is about. */
 static const char *
@@ -93,10 +103,10 @@ who(const struct opts *o, const struct preflight_id *id, char *buf, size_t cap)
 
 /* The access log file: its directory must exist, and the service user must create files in it. */
 static unsigned
-check_log(const struct opts *o, const struct preflight_id *id, char *out, size_t cap,
-          size_t *used)
+check_log(const struct opts *o, const char *config, const struct preflight_id *id, char *out,
+          size_t cap, size_t *used)
 {
-    char dir[sizeof(o->access_log)], w[128];
+    char dir[sizeof(o->access_log)], w[128], where[PATH_MAX + 16];
     struct stat st;
     if (o->access_log[0] != '/')
         return 0;
@@ -104,19 +114,19 @@ check_log(const struct opts *o, const struct preflight_id *id, char *out, size_t
     char *slash = strrchr(dir, '/');
     slash[slash == dir ? 1 : 0] = '\0';
     if (stat(dir, &st) == -1 || !S_ISDIR(st.st_mode)) {
-        SAY(out, "access_log: the directory %s %s", dir,
+        SAY(out, AT("access_log", o->access_log), "access_log: the directory %s %s", dir,
             errno == ENOENT ? "does not exist" : "is not a directory");
         return 1;
     }
     int ret = preflight_access(id, dir, W_OK | X_OK);
     if (ret < 0) {
-        SAY(out, "access_log: %s cannot create files in %s (%s): the log cannot be reopened "
+        SAY(out, AT("access_log", o->access_log), "access_log: %s cannot create files in %s (%s): the log cannot be reopened "
                       "after logrotate (SIGUSR1)",
             who(o, id, w, sizeof(w)), dir, strerror(-ret));
         return 1;
     }
     if (stat(o->access_log, &st) == 0 && (ret = preflight_access(id, o->access_log, W_OK)) < 0) {
-        SAY(out, "access_log: %s cannot write %s (%s)", who(o, id, w, sizeof(w)),
+        SAY(out, AT("access_log", o->access_log), "access_log: %s cannot write %s (%s)", who(o, id, w, sizeof(w)),
             o->access_log, strerror(-ret));
         return 1;
     }
@@ -127,21 +137,22 @@ unsigned
 preflight_check(const struct opts *o, const char *config, char *out, size_t cap)
 {
     struct preflight_id id;
-    char why[256], w[128];
+    char why[256], w[128], where[PATH_MAX + 16];
     unsigned errs = 0;
     size_t len = strlen(out), *used = &len;
     if (preflight_identity(o, &id, why, sizeof(why)) < 0) {
-        SAY(out, "%s", why);
+        SAY(out, AT(id.bad, id.bad[0] == 'u' ? o->user : o->group), "%s", why);
         return 1;
     }
     /* drop_privileges() calls setgroups(), which needs root even for one's own ids. */
     if (id.change && geteuid() != 0) {
-        SAY(out, "%s: only root can drop privileges (running as uid %u); leave user and "
+        const char *key = o->user[0] ? "user" : "group";
+        SAY(out, AT(key, o->user[0] ? o->user : o->group), "%s: only root can drop privileges (running as uid %u); leave user and "
                       "group unset",
-            o->user[0] ? "user" : "group", (unsigned)geteuid());
+            key, (unsigned)geteuid());
         return 1;
     }
-    errs += check_log(o, &id, out, cap, used);
+    errs += check_log(o, config, &id, out, cap, used);
     /* Read again on every reload, after the drop. */
     const char *files[][2] = {{"users", o->users_file}, {"configuration file", config}};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -149,7 +160,7 @@ preflight_check(const struct opts *o, const char *config, char *out, size_t cap)
             continue;
         int ret = preflight_access(&id, files[i][1], R_OK);
         if (ret < 0) {
-            SAY(out, "%s: %s cannot read %s (%s): a reload would fail", files[i][0],
+            SAY(out, i == 0 ? AT("users", files[i][1]) : "", "%s: %s cannot read %s (%s): a reload would fail", files[i][0],
                 who(o, &id, w, sizeof(w)), files[i][1], strerror(-ret));
             errs++;
         }

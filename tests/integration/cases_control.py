@@ -338,10 +338,17 @@ def config_check_preflight(ctx):
     ctx.defer(lambda: shutil.rmtree(d, ignore_errors=True))
     os.chmod(d, 0o755)
     missing = os.path.join(d, "no-such-dir", "access.log")
-    rc, out, _ = _check(ctx, 'access_log = "%s";\n' % missing, "log-missing.conf")
+    rc, out, path = _check(ctx, '# the log\n\naccess_log = "%s";\n' % missing, "log-missing.conf")
     check(rc == 1, "-t with the log in a missing directory: %s, expected 1" % fmt_status(rc), out)
-    check("access_log: the directory %s does not exist" % os.path.dirname(missing) in out,
-          "-t does not say the log directory is missing", out)
+    check("%s:3: access_log: the directory %s does not exist" % (path, os.path.dirname(missing))
+          in out, "-t does not say at %s:3 that the log directory is missing" % path, out)
+    # The command line overrides the file: the message names no line of the file.
+    other = os.path.join(d, "other-dir", "access.log")
+    rc, out, path = _check(ctx, 'access_log = "%s";\n' % missing, "log-missing-cli.conf",
+                           ["--access-log", other])
+    check(rc == 1 and "\naccess_log: the directory %s does not exist" % os.path.dirname(other)
+          in "\n" + out and path + ":1:" not in out,
+          "-t --access-log X: the message should name X without the file's line", out)
 
     users = write_users(ctx, ["alice:" + make_hash(ALICE[1])])
     rules = rules_conf('{ action = "allow"; users = ["alice", "mallory"]; }', ALLOW_LOOPBACK)
@@ -356,6 +363,9 @@ def config_check_preflight(ctx):
     rc, out, _ = _check(ctx, "", "nouser.conf", ["--user", "no-such-user-rs"])
     check(rc == 1 and "user 'no-such-user-rs' does not exist" in out,
           "-t --user no-such-user-rs: %s, expected 1 naming the user" % fmt_status(rc), out)
+    rc, out, path = _check(ctx, 'group = "no-such-group-rs";\n', "nogroup.conf")
+    check(rc == 1 and "%s:1: group 'no-such-group-rs' does not exist" % path in out,
+          "-t with group no-such-group-rs: %s, expected 1 naming %s:1" % (fmt_status(rc), path), out)
     if os.geteuid() != 0:
         return
     try:
