@@ -82,6 +82,9 @@ CORE_FAKES := tests/unit/fake_ring.h tests/unit/fake_shard.h
 # The slot layer with its real client table; close() and shutdown() are wrapped to be counted.
 $(BUILD)/tests/test_conn: $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o $(CORE_FAKES)
 $(BUILD)/tests/test_conn: LDFLAGS += -Wl,--wrap=close,--wrap=shutdown
+# The relay phase on real sockets and pipes, with the real slot layer.
+$(BUILD)/tests/test_relay: $(BUILD)/obj/pipe.o $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o \
+	$(BUILD)/obj/addr.o $(CORE_FAKES)
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcmocka
