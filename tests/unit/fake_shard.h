@@ -14,6 +14,8 @@
 #define RINGSOCKS_TEST_FAKE_SHARD_H
 
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "log.h"
@@ -70,6 +72,22 @@ fs_before_on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cq
 
 static const struct conn_phase fs_before_phase = {.name = "before", .on_cqe = fs_before_on_cqe};
 
+/* The programs' ends of the socket pairs fs_pair() made, closed by fs_fini(). */
+#define FS_MAX_PEERS 64
+static int fs_peers[FS_MAX_PEERS];
+static unsigned fs_n_peers;
+
+/* A connected non-blocking AF_UNIX stream pair: the shard's end; the other is fs_peers[]'s. */
+static inline int
+fs_pair(void)
+{
+    int sp[2];
+    assert_true(fs_n_peers < FS_MAX_PEERS);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sp), 0);
+    fs_peers[fs_n_peers++] = sp[1];
+    return sp[0];
+}
+
 /* A fresh shard of slots connections with options o and rules pol, its clock far from 0. */
 static inline void
 fs_start(struct shard *sh, const struct opts *o, const struct policy *pol, uint32_t slots)
@@ -77,6 +95,7 @@ fs_start(struct shard *sh, const struct opts *o, const struct policy *pol, uint3
     memset(sh, 0, sizeof(*sh));
     fr_reset();
     fs_log_n = 0;
+    fs_n_peers = 0;
     sh->o = o;
     sh->pol = pol;
     sh->now_s = 100000;
@@ -112,6 +131,9 @@ fs_fini(struct shard *sh)
 {
     conn_table_fini(sh);
     clients_fini(&sh->clients);
+    for (unsigned i = 0; i < fs_n_peers; i++)
+        close(fs_peers[i]);
+    fs_n_peers = 0;
 }
 
 #endif

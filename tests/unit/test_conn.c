@@ -173,8 +173,6 @@ static struct shard sh;
 static struct opts o;
 static struct policy pol;
 static char logger_dummy; /* sh.lg, not NULL: the slot layer logs (to log_push()) */
-static int peers[64]; /* the far ends of the socket pairs, closed at teardown */
-static unsigned n_peers;
 
 static int
 setup(void **state)
@@ -184,7 +182,7 @@ setup(void **state)
     memset(&pol, 0, sizeof(pol));
     memset(closes, 0, sizeof(closes));
     memset(shutdowns, 0, sizeof(shutdowns));
-    n_evs = n_peers = 0;
+    n_evs = 0;
     pol.handshake_timeout_s = 10;
     pol.connect_timeout_s = 5;
     pol.idle_timeout_s = 30;
@@ -200,8 +198,6 @@ teardown(void **state)
     (void)state;
     fs_close_all(&sh, false);
     fs_fini(&sh);
-    for (unsigned i = 0; i < n_peers; i++)
-        __real_close(peers[i]);
     return 0;
 }
 
@@ -211,13 +207,8 @@ open_conn(const struct conn_phase *phase)
 {
     struct conn *c = conn_alloc(&sh, phase);
     assert_non_null(c);
-    int a[2], b[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, a), 0);
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, b), 0);
-    c->cfd = a[0];
-    c->tfd = b[0];
-    peers[n_peers++] = a[1];
-    peers[n_peers++] = b[1];
+    c->cfd = fs_pair();
+    c->tfd = fs_pair();
     c->client.v4.sin_family = AF_INET;
     inet_pton(AF_INET, "192.0.2.1", &c->client.v4.sin_addr);
     return c;
@@ -632,7 +623,7 @@ test_hangup_watch(void **state)
     /* Nothing yet: the kernel leaves it waiting. */
     assert_int_equal(fr_run(&sh, 5), 0);
     /* The client half-closes: POLLRDHUP. */
-    shutdown(peers[0], SHUT_WR);
+    shutdown(fs_peers[0], SHUT_WR);
     assert_int_equal(fr_run(&sh, 5), 1);
     const struct ev *e = last_ev(EV_HANGUP);
     assert_non_null(e);
@@ -668,8 +659,8 @@ test_client_left_needs_empty_socket(void **state)
 {
     (void)state;
     struct conn *c = open_conn(&bare_phase);
-    assert_int_equal(send(peers[0], "data", 4, 0), 4);
-    shutdown(peers[0], SHUT_WR);
+    assert_int_equal(send(fs_peers[0], "data", 4, 0), 4);
+    shutdown(fs_peers[0], SHUT_WR);
     assert_false(conn_client_left(c, POLLRDHUP));
     assert_true(conn_client_left(c, POLLHUP));
     char buf[8];
