@@ -55,9 +55,10 @@ $(BUILD)/obj/%.o: src/%.c Makefile | $(BUILD)/obj
 $(BUILD)/ringsocks: $(MAIN_OBJ) $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-# A unit test links the module it tests (named after it) and cmocka.
+# A unit test links the module it tests (named after it) and cmocka. A header of the tests
+# may be named as a prerequisite (it is not linked).
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o | $(BUILD)/tests
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) -lcmocka $(LIBS)
 
 # Neighbours a unit test needs besides its module.
 $(BUILD)/tests/test_hosts: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
@@ -75,6 +76,20 @@ $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o $(BUILD)/obj/conn_end.o
 $(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o
 # The password checker with its real crypt(3) worker; ring_sqe() and conn_authed() are faked.
 $(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o
+# The shard core on a fake ring and shard: tests/unit/fake_ring.h provides ring_sqe(),
+# fake_shard.h the slot layer's other neighbours.
+CORE_FAKES := tests/unit/fake_ring.h tests/unit/fake_shard.h
+# The slot layer with its real client table; close() and shutdown() are wrapped to be counted.
+$(BUILD)/tests/test_conn: $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o $(CORE_FAKES)
+$(BUILD)/tests/test_conn: LDFLAGS += -Wl,--wrap=close,--wrap=shutdown
+# The relay phase on real sockets and pipes, with the real slot layer.
+$(BUILD)/tests/test_relay: $(BUILD)/obj/pipe.o $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o \
+	$(BUILD)/obj/addr.o $(CORE_FAKES)
+# The request phase with the real slot layer, rules and hosts table; the phases around it
+# and the resolver are faked.
+$(BUILD)/tests/test_request: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o \
+	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
+	$(BUILD)/obj/hosts.o $(BUILD)/obj/hostname.o $(BUILD)/obj/socks5.o $(CORE_FAKES)
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcmocka

@@ -52,6 +52,9 @@ struct relay_shard {
     uint8_t *bufs;
     unsigned br_mask;
     uint32_t bufs_held; /* buffers the kernel handed to a recv and that are not back yet */
+    /* buffers in the ring that directions woken in this batch will take (their recvs are
+     * not submitted yet); relay_batch_end() wakes no one else for them, and resets it */
+    uint32_t bufs_promised;
     struct udq starved; /* directions waiting for a buffer: conn_ref(c, dir) */
     /* Directions whose pending bytes wait for a full destination, either engine, by the
      * time they last wrote (struct relay_dir sprev/snext); write_timeout. */

@@ -150,6 +150,7 @@ wake_starved(struct shard *sh)
         if (!c || c->state != CONN_RELAY || !(c->dir[d].flags & RD_STARVED))
             continue; /* closed while it waited */
         c->dir[d].flags &= (uint16_t)~RD_STARVED;
+        sh->relay.bufs_promised++;
         dir_step(sh, c, d);
         return;
     }
@@ -168,8 +169,13 @@ buf_recycle(struct shard *sh, uint16_t bid)
 void
 relay_batch_end(struct shard *sh)
 {
-    for (uint32_t free = sh->o->buf_count - sh->relay.bufs_held; free && sh->relay.starved.len; free--)
+    /* A buffer that already woke a direction in this batch is still in the ring (its recv
+     * is not submitted yet): it is that direction's, not one more to wake for. */
+    uint32_t back = sh->o->buf_count - sh->relay.bufs_held;
+    uint32_t free = back > sh->relay.bufs_promised ? back - sh->relay.bufs_promised : 0;
+    for (; free && sh->relay.starved.len; free--)
         wake_starved(sh);
+    sh->relay.bufs_promised = 0;
 }
 
 /*
