@@ -42,7 +42,8 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 BENCH_BINS := $(BUILD)/socksload
 
-.PHONY: all run test unit integration deps deps-build deps-test clean check-headers
+.PHONY: all run test unit integration deps deps-build deps-test clean check-headers format \
+	format-check
 all: $(BUILD)/ringsocks $(BENCH_BINS)
 
 # -MMD -MP: each object records the headers it read (obj/X.d), so a changed header rebuilds
@@ -103,6 +104,21 @@ check-headers:
 		printf '#include "%s"\n' "$${h#include/}" | \
 		$(CC) $(CFLAGS) -fsyntax-only -x c - || { echo "FAIL $$h does not compile alone"; fail=1; }; \
 	done; [ $$fail = 0 ] && echo "PASS check-headers: $$(ls include/*.h | wc -l) headers compile alone"
+
+# The code format (tools/.clang-format, ../shared/STYLE.md): `make format` rewrites the files,
+# `make format-check` (counted by tests/run.sh) names every file that differs and fails.
+# clang-format is Debian 12's (14): another version may format the same file differently.
+CLANG_FORMAT ?= clang-format
+FORMAT_FILES := $(wildcard src/*.c include/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c \
+	tests/fuzz/*.h bench/micro/*.c bench/micro/*.h bench/micro/*.cc tools/socksload/*.c \
+	tools/socksload/*.h)
+format:
+	$(CLANG_FORMAT) --style=file:tools/.clang-format -i $(FORMAT_FILES)
+format-check:
+	@fail=0; for f in $(FORMAT_FILES); do \
+		$(CLANG_FORMAT) --style=file:tools/.clang-format "$$f" | diff -u "$$f" - >/dev/null || \
+			{ echo "FAIL $$f differs from tools/.clang-format (make format)"; fail=1; }; \
+	done; [ $$fail = 0 ] && echo "PASS format-check: $(words $(FORMAT_FILES)) files match tools/.clang-format"
 
 deps:
 	@tools/install-deps.sh all

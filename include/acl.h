@@ -29,8 +29,8 @@ enum acl_action {
 #define ACL_CMD_UDP     0x04u
 
 struct acl_cidr {
-    uint8_t family; /* AF_INET or AF_INET6 */
-    uint8_t prefix; /* 0..32 or 0..128 */
+    uint8_t family;   /* AF_INET or AF_INET6 */
+    uint8_t prefix;   /* 0..32 or 0..128 */
     uint8_t addr[16]; /* network order, host bits zero */
 };
 
@@ -65,13 +65,13 @@ void acl_free(struct acl *acl);
  */
 int acl_add(struct acl *acl, enum acl_action action, const struct acl_cidr *from, size_t n_from,
             const struct acl_cidr *to, size_t n_to, const char *const *hosts, size_t n_hosts,
-            const struct acl_ports *ports, size_t n_ports, uint8_t cmds,
-            const char *const *users, size_t n_users);
+            const struct acl_ports *ports, size_t n_ports, uint8_t cmds, const char *const *users,
+            size_t n_users);
 
 size_t acl_count(const struct acl *acl);
 
-/* Rule flags. */
-#define ACL_RF_TO 0x01u /* the rule has destination networks: a match names the address reached */
+/* Rule flags. The rule has destination networks: a match names the address reached. */
+#define ACL_RF_TO             0x01u
 /* udp_source = "any": an association's datagrams may come from another address the rules admit */
 #define ACL_RF_UDP_ANY_SOURCE 0x02u
 

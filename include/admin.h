@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 
 /* From accept until the whole request head is in. */
-#define ADMIN_READ_TIMEOUT_MS 1000
+#define ADMIN_READ_TIMEOUT_MS  1000
 /* From the answer being ready until it is written and the client has closed. */
 #define ADMIN_WRITE_TIMEOUT_MS 5000
 /*
@@ -32,9 +32,9 @@
  * its head (then the oldest lingering, then the oldest being written to), so
  * a new request never waits behind slow ones.
  */
-#define ADMIN_MAX_CLIENTS 64
+#define ADMIN_MAX_CLIENTS      64
 /* pollfds admin_poll_prepare() may write: the listener and every client. */
-#define ADMIN_POLL_MAX (1 + ADMIN_MAX_CLIENTS)
+#define ADMIN_POLL_MAX         (1 + ADMIN_MAX_CLIENTS)
 
 #define ADMIN_METHOD_MAX 16
 #define ADMIN_PATH_MAX   256
@@ -71,8 +71,7 @@ struct admin_handlers {
  * carry besides IP literals and localhost; copied. NULL and a message naming
  * the address and the failed step in err on failure.
  */
-struct admin *admin_open(const struct sockaddr *addr, const char *hosts, char *err,
-                         size_t errlen);
+struct admin *admin_open(const struct sockaddr *addr, const char *hosts, char *err, size_t errlen);
 /* The listening fd (its address: getsockname()). */
 int admin_fd(const struct admin *a);
 /*
@@ -98,7 +97,7 @@ void admin_close(struct admin *a);
 struct admin_field {
     const char *v; /* into the parsed buffer; NULL: absent */
     size_t len;
-    unsigned n;    /* field lines with this name */
+    unsigned n; /* field lines with this name */
 };
 
 struct admin_request {

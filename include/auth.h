@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define AUTH_VERSION 0x01
+#define AUTH_VERSION     0x01
 #define AUTH_STATUS_OK   0x00
 #define AUTH_STATUS_FAIL 0x01
 /* VER ULEN UNAME(255) PLEN PASSWD(255) */

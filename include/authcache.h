@@ -21,9 +21,9 @@
 
 #include "auth.h"
 
-#define AUTHCACHE_DIGEST   crypto_verify_32_BYTES /* compared with crypto_verify_32 */
-#define AUTHCACHE_SLOTS    4096                   /* power of two */
-#define AUTHCACHE_PROBE    8
+#define AUTHCACHE_DIGEST    crypto_verify_32_BYTES /* compared with crypto_verify_32 */
+#define AUTHCACHE_SLOTS     4096                   /* power of two */
+#define AUTHCACHE_PROBE     8
 #define AUTHCACHE_NEG_TTL_S 30
 
 enum authcache_state { AUTHCACHE_EMPTY, AUTHCACHE_GOOD, AUTHCACHE_BAD };

@@ -36,7 +36,7 @@ enum client_count {
 struct client_ent {
     uint64_t key[2]; /* key[0] == key[1] == UINT64_MAX: a free slot */
     uint32_t n[CLIENT__COUNT];
-    uint32_t fails;       /* password failures since fail_since_s */
+    uint32_t fails;        /* password failures since fail_since_s */
     uint32_t fail_since_s; /* start of the failure window */
 };
 
@@ -52,8 +52,7 @@ void clients_init(struct clients *cl, uint32_t fail_window_s);
 void clients_fini(struct clients *cl);
 
 /* How many of what the address holds (0 when unknown). */
-uint32_t clients_get(const struct clients *cl, const union sockaddr_inx *a,
-                     enum client_count what);
+uint32_t clients_get(const struct clients *cl, const union sockaddr_inx *a, enum client_count what);
 /* One more: the new count, or -ENOMEM (not counted: do not decrement it later). */
 int clients_inc(struct clients *cl, const union sockaddr_inx *a, enum client_count what,
                 uint32_t now_s);

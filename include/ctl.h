@@ -24,20 +24,20 @@ typedef int (*ctl_load_fn)(void *arg, struct opts *o, struct policy **pol, uint6
                            size_t errlen);
 
 struct ctl {
-    const struct opts *o;  /* the settings the process runs with (ports bound, shards counted) */
-    struct opts loaded;    /* as loaded (before auto values were filled in), with the values of
+    const struct opts *o; /* the settings the process runs with (ports bound, shards counted) */
+    struct opts loaded;   /* as loaded (before auto values were filled in), with the values of
                             * the last reload where one applies them: what a reload is compared
                             * with */
     struct shard *shards;
     unsigned n_shards;
-    struct policy *pol;    /* published: shards read it through RCU */
+    struct policy *pol; /* published: shards read it through RCU */
     struct logger *lg;
     struct admin *admin;
     ctl_load_fn load;
     void *load_arg;
     struct ctl_stats st;
     bool draining;
-    int sfd;               /* signalfd: SIGHUP, SIGTERM, SIGINT, SIGUSR1 */
+    int sfd; /* signalfd: SIGHUP, SIGTERM, SIGINT, SIGUSR1 */
 };
 
 /*

@@ -22,17 +22,17 @@ struct conn;
 
 /* The longest client message is an RFC 1929 auth, 513 bytes; SOCKS4a with
  * a 255-byte user-id and host is 520. */
-#define HS_IN_SIZE  1024
-#define HS_OUT_SIZE 64
+#define HS_IN_SIZE   1024
+#define HS_OUT_SIZE  64
 #define HS_MAX_ADDRS 8
 
 /* Handshake context flags. */
-#define HSF_WRITING      0x01u /* a write to the client is in flight */
-#define HSF_CLOSE_AFTER  0x02u /* close once the replies are written */
-#define HSF_LEFTOVER     0x08u /* pipelined bytes being written to the target */
-#define HSF_DNS          0x10u /* a DNS query is out */
-#define HSF_TIMED_OUT    0x20u /* the connect deadline passed */
-#define HSF_AUTH_WAIT    0x40u /* the credential check is on the auth worker */
+#define HSF_WRITING     0x01u /* a write to the client is in flight */
+#define HSF_CLOSE_AFTER 0x02u /* close once the replies are written */
+#define HSF_LEFTOVER    0x08u /* pipelined bytes being written to the target */
+#define HSF_DNS         0x10u /* a DNS query is out */
+#define HSF_TIMED_OUT   0x20u /* the connect deadline passed */
+#define HSF_AUTH_WAIT   0x40u /* the credential check is on the auth worker */
 
 /*
  * One per connection in the handshake, from the shard's slab: the input and
@@ -44,7 +44,7 @@ struct hs {
     uint16_t in_len, in_off;
     uint8_t out_len, out_off;
     uint8_t n_addrs, next_addr;
-    int last_err;    /* -errno of the last failed attempt */
+    int last_err; /* -errno of the last failed attempt */
     uint32_t next_free;
     union {
         struct socks5 s5;

@@ -19,20 +19,20 @@
 #include "opts.h"
 
 struct log_rec {
-    uint64_t start_ms;    /* wall clock, ms since the epoch, at accept */
+    uint64_t start_ms; /* wall clock, ms since the epoch, at accept */
     uint32_t duration_ms;
     uint16_t shard;
-    uint16_t port;        /* requested destination port */
-    uint8_t version;      /* 4 or 5; 0 when the client never said */
-    uint8_t cmd;          /* SOCKS5_CMD_*, 0 when no request was made */
-    int16_t rep;          /* SOCKS5 reply code sent (SOCKS4 clients: mapped), -1 none */
-    uint8_t end;          /* enum conn_end */
+    uint16_t port;   /* requested destination port */
+    uint8_t version; /* 4 or 5; 0 when the client never said */
+    uint8_t cmd;     /* SOCKS5_CMD_*, 0 when no request was made */
+    int16_t rep;     /* SOCKS5 reply code sent (SOCKS4 clients: mapped), -1 none */
+    uint8_t end;     /* enum conn_end */
     union sockaddr_inx client;
     union sockaddr_inx resolved; /* family 0: none */
-    uint64_t bytes_up;    /* client -> target */
-    uint64_t bytes_down;  /* target -> client */
-    char user[256];       /* "" when none */
-    char host[256];       /* requested destination: the name, or the address as text; "" none */
+    uint64_t bytes_up;           /* client -> target */
+    uint64_t bytes_down;         /* target -> client */
+    char user[256];              /* "" when none */
+    char host[256]; /* requested destination: the name, or the address as text; "" none */
 };
 
 struct logger;

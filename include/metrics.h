@@ -25,7 +25,7 @@ struct ctl_stats {
     double last_reload_ok_time; /* Unix time of the last good reload (or start) */
     int draining;               /* 1 while draining */
     uint64_t log_written, log_dropped;
-    double start_time;          /* Unix time the process started */
+    double start_time; /* Unix time the process started */
 };
 
 /*

@@ -34,29 +34,29 @@ enum options_kind {
 };
 
 /* Row flags. */
-#define OPTIONS_F_RELOAD  0x01u /* a reload applies it; otherwise it needs a restart */
-#define OPTIONS_F_POW2    0x02u /* UINT: a power of two */
-#define OPTIONS_F_OFF     0x04u /* ADDR: "off" is a value (AF_UNSPEC) */
-#define OPTIONS_F_PORT    0x08u /* ADDR, ADDRS: ":PORT" is required */
+#define OPTIONS_F_RELOAD   0x01u /* a reload applies it; otherwise it needs a restart */
+#define OPTIONS_F_POW2     0x02u /* UINT: a power of two */
+#define OPTIONS_F_OFF      0x04u /* ADDR: "off" is a value (AF_UNSPEC) */
+#define OPTIONS_F_PORT     0x08u /* ADDR, ADDRS: ":PORT" is required */
 #define OPTIONS_F_NONEMPTY 0x10u /* ADDRS: an empty list is an error */
 
 struct options_row {
-    const char *key;       /* in the file; the long option is the key with '_' as '-' */
+    const char *key; /* in the file; the long option is the key with '_' as '-' */
     enum options_kind kind;
     unsigned flags;
-    long long min, max;    /* UINT: the range; ADDRS, CSV: max is the most elements */
-    size_t off, size;      /* the field in struct opts */
-    size_t off2;           /* ADDRS: the count (unsigned); PORTS: the hi field */
+    long long min, max;       /* UINT: the range; ADDRS, CSV: max is the most elements */
+    size_t off, size;         /* the field in struct opts */
+    size_t off2;              /* ADDRS: the count (unsigned); PORTS: the hi field */
     const char *const *words; /* CHOICE: in enum order */
     /* STRING: NULL if v may be stored, else why not. */
     const char *(*check)(const char *v);
     /* CSV: append v to list (r->size bytes): 0, -EINVAL or -E2BIG (full), with why. */
     int (*add)(const struct options_row *r, char *list, const char *v, char *why, size_t whycap);
-    const char *def;       /* the default as a command-line value; NULL: unset (or empty) */
-    const char *unset;     /* what unset means; UINT: what 0 means, where it is special */
-    const char *arg;       /* the value's name in the usage text: "SEC", "HOST:PORT" */
-    const char *alias;     /* another long option for it (today's spelling), or NULL */
-    const char *help;      /* one line for --help */
+    const char *def;   /* the default as a command-line value; NULL: unset (or empty) */
+    const char *unset; /* what unset means; UINT: what 0 means, where it is special */
+    const char *arg;   /* the value's name in the usage text: "SEC", "HOST:PORT" */
+    const char *alias; /* another long option for it (today's spelling), or NULL */
+    const char *help;  /* one line for --help */
 };
 
 /* The rows, in the order the usage text, -T and the documentation list them. */

@@ -44,14 +44,14 @@ struct opts {
     enum relay_engine relay;
     unsigned handshake_timeout_s;
     unsigned connect_timeout_s;
-    unsigned idle_timeout_s; /* 0: never */
+    unsigned idle_timeout_s;  /* 0: never */
     unsigned write_timeout_s; /* relay bytes a destination takes none of this long: 0 never */
-    unsigned max_conns;      /* whole process: all shards together */
-    char resolvers[256];     /* c-ares "host:port,host:port" list; empty: /etc/resolv.conf */
-    unsigned pipe_size;      /* bytes per splice pipe */
-    unsigned buf_size;       /* bytes per copy-engine buffer */
-    unsigned buf_count;      /* copy-engine buffers per shard, a power of two */
-    unsigned hs_slots;       /* handshake contexts per shard; 0: min(max_conns, 4096) */
+    unsigned max_conns;       /* whole process: all shards together */
+    char resolvers[256];      /* c-ares "host:port,host:port" list; empty: /etc/resolv.conf */
+    unsigned pipe_size;       /* bytes per splice pipe */
+    unsigned buf_size;        /* bytes per copy-engine buffer */
+    unsigned buf_count;       /* copy-engine buffers per shard, a power of two */
+    unsigned hs_slots;        /* handshake contexts per shard; 0: min(max_conns, 4096) */
     enum auth_mode auth;
     unsigned auth_fail_budget; /* per client address and shard; 0: no budget */
     enum socks4_mode socks4;
@@ -60,20 +60,20 @@ struct opts {
     uint16_t udp_port_lo, udp_port_hi;
     struct sockaddr_storage udp_advertise; /* family AF_UNSPEC: the control connection's address */
     unsigned drain_timeout_s;
-    unsigned busy_poll_us;   /* spin this long for more completions before sleeping; 0: never */
-    char users_file[4096];     /* the users file; "": none */
-    char access_log[4096];     /* "stderr", "syslog", "off" or a file path */
+    unsigned busy_poll_us; /* spin this long for more completions before sleeping; 0: never */
+    char users_file[4096]; /* the users file; "": none */
+    char access_log[4096]; /* "stderr", "syslog", "off" or a file path */
     enum log_format log_format;
     struct sockaddr_storage admin; /* family AF_UNSPEC: no admin endpoint */
-    char admin_hosts[1024];    /* "a,b": names its Host may carry besides addresses, localhost */
-    char user[64], group[64];  /* drop to these after binding; empty: stay */
-    bool close_removed_users;  /* on reload, close tunnels of users no longer in the file */
-    bool close_denied;         /* on reload, close tunnels the new rules deny */
+    char admin_hosts[1024];   /* "a,b": names its Host may carry besides addresses, localhost */
+    char user[64], group[64]; /* drop to these after binding; empty: stay */
+    bool close_removed_users; /* on reload, close tunnels of users no longer in the file */
+    bool close_denied;        /* on reload, close tunnels the new rules deny */
     /* TCP liveness on both sockets of a tunnel (restart to change). */
-    unsigned keepalive_idle_s;     /* 0: no keepalive */
+    unsigned keepalive_idle_s; /* 0: no keepalive */
     unsigned keepalive_interval_s;
     unsigned keepalive_count;
-    unsigned user_timeout_s;       /* TCP_USER_TIMEOUT; 0: the kernel's default */
+    unsigned user_timeout_s; /* TCP_USER_TIMEOUT; 0: the kernel's default */
     /* Per client address on each shard (reloadable); 0: no limit. */
     unsigned client_max_handshakes; /* beyond it, waits last and may be evicted when contended */
     unsigned client_max_binds;

@@ -18,17 +18,18 @@ enum {
 };
 
 /* Relay direction flags. */
-#define RD_EOF       0x01u /* source said EOF */
-#define RD_DONE      0x02u /* EOF forwarded as shutdown(SHUT_WR) */
-#define RD_POLLOUT   0x04u /* destination full: wait for POLLOUT before writing */
-#define RD_FULL      0x08u /* readable: the poll said so (splice: or the last read filled the pipe) */
-#define RD_HOLD_BUF  0x10u /* copy: holds provided buffer bid */
-#define RD_STARVED   0x20u /* copy: queued for a provided buffer */
-#define RD_SPLICE    0x40u /* this direction relays with splice (else copy) */
-#define RD_SMALL_PIPE 0x80u /* splice: the pipe kept its default size (F_SETPIPE_SZ refused) */
-#define RD_WAIT_DATA 0x100u /* copy: no buffer, and no data known: a poll before the next recv */
-#define RD_SPILLED   0x200u /* copy: the pending bytes are in the direction's own memory (spill) */
-#define RD_STALLED   0x400u /* on the shard's write-stall list: pending bytes wait for POLLOUT */
+#define RD_EOF        0x01u /* source said EOF */
+#define RD_DONE       0x02u /* EOF forwarded as shutdown(SHUT_WR) */
+#define RD_POLLOUT    0x04u /* destination full: wait for POLLOUT before writing */
+/* readable: the poll said so (splice: or the last read filled the pipe) */
+#define RD_FULL       0x08u
+#define RD_HOLD_BUF   0x10u  /* copy: holds provided buffer bid */
+#define RD_STARVED    0x20u  /* copy: queued for a provided buffer */
+#define RD_SPLICE     0x40u  /* this direction relays with splice (else copy) */
+#define RD_SMALL_PIPE 0x80u  /* splice: the pipe kept its default size (F_SETPIPE_SZ refused) */
+#define RD_WAIT_DATA  0x100u /* copy: no buffer, and no data known: a poll before the next recv */
+#define RD_SPILLED    0x200u /* copy: the pending bytes are in the direction's own memory (spill) */
+#define RD_STALLED    0x400u /* on the shard's write-stall list: pending bytes wait for POLLOUT */
 
 struct relay_dir {
     int pipe_r, pipe_w; /* splice: pipe from the pool, -1 when none */
@@ -37,8 +38,8 @@ struct relay_dir {
     uint16_t bid;       /* copy: provided buffer id while RD_HOLD_BUF */
     uint8_t ops;        /* operations in flight for this direction */
     uint16_t flags;     /* RD_* */
-    uint64_t bytes; /* forwarded to the destination */
-    uint8_t *spill; /* copy, RD_SPILLED: off + pending bytes of our own, freed when drained */
+    uint64_t bytes;     /* forwarded to the destination */
+    uint8_t *spill;     /* copy, RD_SPILLED: off + pending bytes of our own, freed when drained */
     /* Write-stall list (RD_STALLED): node slot << 1 | dir, oldest stamp first. */
     uint32_t sprev, snext;
     uint32_t stall_ds; /* shard deciseconds: since then no pending byte was written */

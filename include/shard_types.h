@@ -26,12 +26,12 @@ struct listener {
     bool armed;
 };
 
-struct hosts; /* read-only hosts table shared by every shard */
-struct dns_shard; /* dns.c */
-struct users; /* read-only user table shared by every shard */
-struct authq; /* authq.c: the shard's credential cache, queues and crypt worker */
-struct policy; /* policy.h: rules, users, limits; RCU-published by the control thread */
-struct logger; /* log.c: the access-log writer */
+struct hosts;       /* read-only hosts table shared by every shard */
+struct dns_shard;   /* dns.c */
+struct users;       /* read-only user table shared by every shard */
+struct authq;       /* authq.c: the shard's credential cache, queues and crypt worker */
+struct policy;      /* policy.h: rules, users, limits; RCU-published by the control thread */
+struct logger;      /* log.c: the access-log writer */
 struct udp_scratch; /* udp.c: the shard's datagram buffers */
 
 struct shard {
@@ -39,9 +39,9 @@ struct shard {
     struct io_uring ring;
     const struct opts *o;
     const struct hosts *hosts;
-    struct policy **ppol;      /* the control thread's published pointer */
-    const struct policy *pol;  /* this loop iteration's snapshot: never keep it longer */
-    uint64_t pol_gen;          /* generation the connections were last checked against */
+    struct policy **ppol;     /* the control thread's published pointer */
+    const struct policy *pol; /* this loop iteration's snapshot: never keep it longer */
+    uint64_t pol_gen;         /* generation the connections were last checked against */
     struct logger *lg;
     struct authq *authq;
     pthread_t thread;
@@ -63,15 +63,16 @@ struct shard {
     /* What each client address holds on this shard (per-client caps, auth fairness). */
     struct clients clients;
 
-    struct hs_pool hsp;        /* handshake.c: contexts and the queues waiting for one */
-    struct relay_shard relay;  /* relay.c: copy buffers, pipes, waiting directions */
+    struct hs_pool hsp;       /* handshake.c: contexts and the queues waiting for one */
+    struct relay_shard relay; /* relay.c: copy buffers, pipes, waiting directions */
 
     struct udp_scratch *udp; /* mapped at the first UDP association, else NULL */
     struct dns_shard *dns;   /* dns.c: the c-ares channel, its sockets, the cache */
 
     uint32_t head[TL__COUNT], tail[TL__COUNT];
     uint32_t now_s;
-    uint32_t now_ds; /* CLOCK_MONOTONIC_COARSE, deciseconds: connection timers (13 years wrap-free) */
+    uint32_t
+        now_ds; /* CLOCK_MONOTONIC_COARSE, deciseconds: connection timers (13 years wrap-free) */
     uint64_t now_ms; /* CLOCK_MONOTONIC_COARSE, ms */
     struct __kernel_timespec tick;
 
@@ -92,13 +93,13 @@ struct shard {
     atomic_bool want_room;
 
     /* written by other threads */
-    _Alignas(64) atomic_bool stop;   /* close everything now */
-    atomic_bool drain;               /* stop accepting, let tunnels finish */
+    _Alignas(64) atomic_bool stop;      /* close everything now */
+    atomic_bool drain;                  /* stop accepting, let tunnels finish */
     _Atomic uint64_t drain_deadline_ms; /* CLOCK_MONOTONIC ms: then close the rest */
     /* written by the shard, read by the control thread */
-    atomic_bool exited;              /* the loop has ended */
-    _Atomic uint64_t pol_seen;       /* the policy generation its tunnels were checked against */
-    _Atomic uint64_t pol_revoked;    /* tunnels closed by reloads, counted before pol_seen moves */
+    atomic_bool exited;           /* the loop has ended */
+    _Atomic uint64_t pol_seen;    /* the policy generation its tunnels were checked against */
+    _Atomic uint64_t pol_revoked; /* tunnels closed by reloads, counted before pol_seen moves */
 };
 
 #endif

@@ -28,16 +28,16 @@
 #define SOCKS4_REP_GRANTED  90
 #define SOCKS4_REP_REJECTED 91
 
-#define SOCKS4_USERID_MAX 255
-#define SOCKS4_HOST_MAX   255
-#define SOCKS4_REPLY_LEN  8
+#define SOCKS4_USERID_MAX  255
+#define SOCKS4_HOST_MAX    255
+#define SOCKS4_REPLY_LEN   8
 /* 8 + 255 + NUL + 255 + NUL */
 #define SOCKS4_REQUEST_MAX 520
 
 /* Negative results of socks4_feed(). */
-#define SOCKS4_ERR_REJECT (-SOCKS4_REP_REJECTED) /* send CD 91, then close */
-#define SOCKS4_ERR_CLOSE  (-0x101)               /* not SOCKS4: close silently */
-#define SOCKS4_ERR_BAD_NAME (-0x102)             /* 4a host no host can have: CD 91, close */
+#define SOCKS4_ERR_REJECT   (-SOCKS4_REP_REJECTED) /* send CD 91, then close */
+#define SOCKS4_ERR_CLOSE    (-0x101)               /* not SOCKS4: close silently */
+#define SOCKS4_ERR_BAD_NAME (-0x102)               /* 4a host no host can have: CD 91, close */
 
 struct socks4 {
     uint8_t cmd;   /* SOCKS4_CMD_* */

@@ -35,15 +35,15 @@
 #define SOCKS5_ATYP_IPV6   0x04
 
 /* Reply codes (section 6). */
-#define SOCKS5_REP_SUCCEEDED     0x00
-#define SOCKS5_REP_GENERAL       0x01
-#define SOCKS5_REP_NOT_ALLOWED   0x02
-#define SOCKS5_REP_NET_UNREACH   0x03
-#define SOCKS5_REP_HOST_UNREACH  0x04
-#define SOCKS5_REP_REFUSED       0x05
-#define SOCKS5_REP_TTL_EXPIRED   0x06
-#define SOCKS5_REP_CMD_UNSUPP    0x07
-#define SOCKS5_REP_ATYP_UNSUPP   0x08
+#define SOCKS5_REP_SUCCEEDED    0x00
+#define SOCKS5_REP_GENERAL      0x01
+#define SOCKS5_REP_NOT_ALLOWED  0x02
+#define SOCKS5_REP_NET_UNREACH  0x03
+#define SOCKS5_REP_HOST_UNREACH 0x04
+#define SOCKS5_REP_REFUSED      0x05
+#define SOCKS5_REP_TTL_EXPIRED  0x06
+#define SOCKS5_REP_CMD_UNSUPP   0x07
+#define SOCKS5_REP_ATYP_UNSUPP  0x08
 
 /*
  * Negative results of socks5_feed() other than -SOCKS5_REP_*:
@@ -60,7 +60,7 @@
 #define SOCKS5_GREETING_MAX 257
 #define SOCKS5_REQUEST_MAX  262
 /* Longest reply: 4 + 16 (IPv6) + 2. */
-#define SOCKS5_REPLY_MAX 22
+#define SOCKS5_REPLY_MAX    22
 
 enum socks5_phase {
     SOCKS5_PHASE_GREETING = 0,
@@ -88,8 +88,8 @@ struct socks_dest {
 struct socks5 {
     enum socks5_phase phase;
     bool password_required;
-    uint8_t method;  /* chosen after the greeting: SOCKS5_METHOD_* */
-    uint8_t cmd;     /* after the request: SOCKS5_CMD_* */
+    uint8_t method;   /* chosen after the greeting: SOCKS5_METHOD_* */
+    uint8_t cmd;      /* after the request: SOCKS5_CMD_* */
     uint32_t offered; /* bit m set when the client offered method m (m < 32) */
     struct socks_dest dest;
 };
@@ -120,9 +120,9 @@ void socks5_init(struct socks5 *st);
  * that is returned as SOCKS5_ERR_NO_METHOD), 0 when more bytes are needed,
  * or < 0: -SOCKS5_REP_* (send that reply, then close), SOCKS5_ERR_NO_METHOD,
  * SOCKS5_ERR_BAD_NAME or SOCKS5_ERR_CLOSE. A DOMAINNAME that is an IP
- * literal comes back as that address (socks_dest_set_name()). In PHASE_AUTH it answers SOCKS5_ERR_CLOSE: that
- * message belongs to auth_feed(). CONNECT, BIND and UDP ASSOCIATE are
- * accepted; st->cmd says which.
+ * literal comes back as that address (socks_dest_set_name()). In PHASE_AUTH
+ * it answers SOCKS5_ERR_CLOSE: that message belongs to auth_feed(). CONNECT,
+ * BIND and UDP ASSOCIATE are accepted; st->cmd says which.
  */
 ssize_t socks5_feed(struct socks5 *st, const uint8_t *p, size_t len);
 
@@ -155,8 +155,9 @@ uint8_t socks5_rep_from_errno(int neg_errno);
  * dest and *frag and returns the header length (the payload starts there,
  * and may be empty), or -1 when the datagram is malformed: too short for
  * its ATYP, RSV not 0, unknown ATYP, or a domain socks_dest_set_name()
- * refuses (an IP literal comes back as that address). A FRAG other than 0 is returned in *frag for the caller to drop (we
- * do not reassemble). dest and *frag are written only when it returns > 0.
+ * refuses (an IP literal comes back as that address). A FRAG other than 0 is
+ * returned in *frag for the caller to drop (we do not reassemble). dest and
+ * *frag are written only when it returns > 0.
  *
  * socks5_udp_header() writes the header for a datagram from the remote
  * address src (AF_INET or AF_INET6) into out (at least SOCKS5_UDP_HDR_MAX

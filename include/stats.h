@@ -16,7 +16,10 @@
 #define STAT_GET(x)    __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
 /* DNS lookup latency histogram bounds, microseconds (then +Inf). */
-#define DNS_LAT_BOUNDS_US {1000, 2000, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000}
+#define DNS_LAT_BOUNDS_US                                                                        \
+    {                                                                                            \
+        1000, 2000, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000 \
+    }
 #define DNS_LAT_BUCKETS 13
 
 /* Replies by command (0: no request, 1 CONNECT, 2 BIND, 3 UDP) and code (SOCKS5
@@ -34,18 +37,18 @@ struct shard_stats {
     uint64_t accept_pauses;  /* EMFILE/ENFILE/ENOMEM on accept */
     uint64_t tunnels;        /* relays started */
     uint64_t ended[END__COUNT];
-    uint64_t bytes[2];       /* [STAT_UP] client to target, [STAT_DOWN] target to client */
+    uint64_t bytes[2]; /* [STAT_UP] client to target, [STAT_DOWN] target to client */
     uint64_t stale_cqes;
-    uint64_t pipe_fallbacks; /* splice chunks copied: no pipe could be had */
-    uint64_t pipe_small;     /* pipes the kernel would not enlarge to pipe_size */
-    uint64_t splice_switches; /* relay auto: directions that moved on to splice */
-    uint64_t spills;          /* copy: blocked sends whose bytes moved out of a shared buffer */
-    int64_t spilled_bytes;    /* gauge: bytes held in spills now */
-    uint64_t hs_waits;        /* connections that waited for a free handshake context */
+    uint64_t pipe_fallbacks;   /* splice chunks copied: no pipe could be had */
+    uint64_t pipe_small;       /* pipes the kernel would not enlarge to pipe_size */
+    uint64_t splice_switches;  /* relay auto: directions that moved on to splice */
+    uint64_t spills;           /* copy: blocked sends whose bytes moved out of a shared buffer */
+    int64_t spilled_bytes;     /* gauge: bytes held in spills now */
+    uint64_t hs_waits;         /* connections that waited for a free handshake context */
     uint64_t client_evictions; /* slow handshakes of a heavy address closed for another's */
-    uint64_t client_limited;  /* BINDs and UDP associations refused by a per-client limit */
-    uint64_t auth_coalesced;  /* password checks answered by an identical one in flight */
-    uint64_t close_cancels;  /* closes that needed an explicit cancel */
+    uint64_t client_limited;   /* BINDs and UDP associations refused by a per-client limit */
+    uint64_t auth_coalesced;   /* password checks answered by an identical one in flight */
+    uint64_t close_cancels;    /* closes that needed an explicit cancel */
     uint64_t auth_cache_hits;
     uint64_t auth_slow_checks;
     uint64_t auth_failures;
@@ -53,8 +56,8 @@ struct shard_stats {
     uint64_t auth_deferred;  /* checks queued behind the others: address over its failure budget */
     uint64_t auth_abandoned; /* connections that ended while their check waited */
     uint64_t auth_cancelled; /* checks dropped before crypt(3): nobody waited any more */
-    uint64_t udp_dropped;   /* datagrams dropped: malformed, FRAG, foreign source */
-    uint64_t dns_queries;   /* sent to DNS */
+    uint64_t udp_dropped;    /* datagrams dropped: malformed, FRAG, foreign source */
+    uint64_t dns_queries;    /* sent to DNS */
     uint64_t dns_cache_hits;
     uint64_t dns_lat[DNS_LAT_BUCKETS]; /* not cumulative: one bucket per answer */
     uint64_t dns_lat_sum_us;

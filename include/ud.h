@@ -24,18 +24,18 @@ enum op {
     /* A connection's ops (conn.c checks slot and generation, the phase handles them): */
     OP_CONN_FIRST,
     OP_CANCEL = OP_CONN_FIRST, /* cancellation issued by the slot layer */
-    OP_HUP,        /* conn_watch_hangup(): POLLRDHUP on the client */
-    OP_HS_READ,    /* handshake bytes from the client */
-    OP_HS_WRITE,   /* handshake replies to the client */
-    OP_LEFTOVER,   /* pipelined client bytes to the target */
-    OP_CONNECT,    /* outgoing connect */
-    OP_BIND_ACCEPT, /* BIND: the one inbound connection */
-    OP_POLL_IN,    /* relay: source readable (argument: direction) */
-    OP_POLL_OUT,   /* relay: destination writable */
-    OP_RECV,       /* relay: source socket -> provided buffer */
-    OP_SEND,       /* relay: buffer -> destination socket */
-    OP_UDP_POLL,   /* UDP ASSOCIATE: datagrams wait on the association's socket */
-    OP_UDP_CTRL,   /* UDP ASSOCIATE: read on the TCP control connection */
+    OP_HUP,                    /* conn_watch_hangup(): POLLRDHUP on the client */
+    OP_HS_READ,                /* handshake bytes from the client */
+    OP_HS_WRITE,               /* handshake replies to the client */
+    OP_LEFTOVER,               /* pipelined client bytes to the target */
+    OP_CONNECT,                /* outgoing connect */
+    OP_BIND_ACCEPT,            /* BIND: the one inbound connection */
+    OP_POLL_IN,                /* relay: source readable (argument: direction) */
+    OP_POLL_OUT,               /* relay: destination writable */
+    OP_RECV,                   /* relay: source socket -> provided buffer */
+    OP_SEND,                   /* relay: buffer -> destination socket */
+    OP_UDP_POLL,               /* UDP ASSOCIATE: datagrams wait on the association's socket */
+    OP_UDP_CTRL,               /* UDP ASSOCIATE: read on the TCP control connection */
 };
 
 #define UD_ARG_BIT 0x80u

@@ -34,11 +34,11 @@
 #include "hostname.h"
 
 /* RFC 1035 2.3.4: a name is at most 253 characters in text form. */
-#define ACL_NAME_MAX 253
+#define ACL_NAME_MAX  253
 /* SOCKS5 DOMAINNAME and RFC 1929 UNAME: a length octet, so at most 255. */
 #define ACL_QUERY_MAX 255
 /* No entry, in index chains. */
-#define ACL_NIL UINT32_MAX
+#define ACL_NIL       UINT32_MAX
 
 struct acl_v4 {
     uint32_t net, mask; /* host order */
@@ -68,7 +68,7 @@ struct acl_user {
 
 struct acl_rule {
     uint8_t action;
-    uint8_t cmds; /* ACL_CMD_* bits; 0xff for "any" so the test is one AND */
+    uint8_t cmds;  /* ACL_CMD_* bits; 0xff for "any" so the test is one AND */
     uint8_t flags; /* ACL_RF_* */
     /* First entry (offset into the array of its kind) and count, per list. */
     uint32_t ports, n_ports;
@@ -492,7 +492,7 @@ mix64(uint64_t x)
 }
 
 #define ACL_FNV_OFFSET UINT64_C(0xcbf29ce484222325)
-#define ACL_FNV_PRIME UINT64_C(0x100000001b3)
+#define ACL_FNV_PRIME  UINT64_C(0x100000001b3)
 
 /*
  * FNV-1a over the bytes from the last to the first: a query's host then

@@ -30,11 +30,11 @@
 
 #define ADMIN_HEAD_MAX     8192 /* request line and headers, with the final CRLFCRLF */
 #define ADMIN_BACKLOG      64
-#define ADMIN_ACCEPT_BATCH 64   /* per admin_poll_done(), so the loop's other fds wait no longer */
-#define ADMIN_FD_RETRY_MS  250  /* out of fds, no spare, no client to evict: retry after this */
+#define ADMIN_ACCEPT_BATCH 64    /* per admin_poll_done(), so the loop's other fds wait no longer */
+#define ADMIN_FD_RETRY_MS  250   /* out of fds, no spare, no client to evict: retry after this */
 #define ADMIN_LINGER_STEP  65536 /* bytes drained from a client after its answer, per turn */
-#define ADMIN_HOSTS_MAX    1024 /* admin_hosts, as opts.h holds it */
-#define ADMIN_MSG_MAX      4096 /* handler messages (reload report or errors, health reason) */
+#define ADMIN_HOSTS_MAX    1024  /* admin_hosts, as opts.h holds it */
+#define ADMIN_MSG_MAX      4096  /* handler messages (reload report or errors, health reason) */
 
 enum admin_state {
     AC_FREE = 0,
@@ -49,10 +49,10 @@ struct admin_client {
     uint64_t seq;        /* accept order: the oldest is evicted first */
     int64_t deadline_ms; /* CLOCK_MONOTONIC */
     size_t in_len;
-    size_t head_len, sent;   /* response: head[] then body, sent bytes so far */
+    size_t head_len, sent; /* response: head[] then body, sent bytes so far */
     const char *body;
     size_t body_len;
-    char *body_owned;        /* malloc'ed body (metrics), freed at close */
+    char *body_owned; /* malloc'ed body (metrics), freed at close */
     char head[384];
     char msg[ADMIN_MSG_MAX + 2]; /* handler message plus "\n" */
     char in[ADMIN_HEAD_MAX];
@@ -60,10 +60,10 @@ struct admin_client {
 
 struct admin {
     int fd;
-    int spare_fd;              /* /dev/null; -1 while given up for a client (or lost) */
-    int64_t accept_resume_ms;  /* out of fds: the listener is not polled before this */
+    int spare_fd;             /* /dev/null; -1 while given up for a client (or lost) */
+    int64_t accept_resume_ms; /* out of fds: the listener is not polled before this */
     uint64_t seq;
-    unsigned n_polled;         /* what admin_poll_prepare() wrote: the listener, then... */
+    unsigned n_polled;                  /* what admin_poll_prepare() wrote: the listener, then... */
     unsigned polled[ADMIN_MAX_CLIENTS]; /* ...these clients */
     char hosts[ADMIN_HOSTS_MAX];
     struct admin_client c[ADMIN_MAX_CLIENTS];
@@ -510,8 +510,7 @@ route_served(const struct admin_handlers *h, enum route r)
 }
 
 static void
-route(struct admin_client *c, const char *method, const char *path,
-      const struct admin_handlers *h)
+route(struct admin_client *c, const char *method, const char *path, const struct admin_handlers *h)
 {
     int r = 0;
     while (r < R__COUNT && !(strcmp(path, routes[r].path) == 0 && route_served(h, r)))

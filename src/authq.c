@@ -62,10 +62,10 @@ struct auth_job {
     union sockaddr_inx client; /* the address that asked first: charged for it */
     uint32_t waiters;          /* first waiter, NIL: none */
     uint32_t n_waiters;
-    uint8_t where;  /* enum job_where */
-    bool indexed;   /* in the digest index (identical checks may join it) */
-    bool counted;   /* CLIENT_AUTH was counted for client */
-    bool unknown;   /* no such user: checked against the dummy, refused whatever happens */
+    uint8_t where;         /* enum job_where */
+    bool indexed;          /* in the digest index (identical checks may join it) */
+    bool counted;          /* CLIENT_AUTH was counted for client */
+    bool unknown;          /* no such user: checked against the dummy, refused whatever happens */
     atomic_bool cancelled; /* set by the shard: nobody waits any more, skip crypt(3) */
     bool ran, ok;          /* written by the worker before it hands the job back */
     char pass[256];
@@ -93,8 +93,8 @@ struct authq {
     struct shard *sh;
     struct authcache cache;
     struct spsc req, resp;
-    struct jlist q[2];   /* JOB_FRONT, JOB_BACK */
-    unsigned at_worker;  /* jobs handed over and not back yet */
+    struct jlist q[2];  /* JOB_FRONT, JOB_BACK */
+    unsigned at_worker; /* jobs handed over and not back yet */
     struct waiter *w;
     uint32_t n_w;
     struct auth_job **idx; /* buckets by digest */

@@ -189,8 +189,7 @@ clients_get(const struct clients *cl, const union sockaddr_inx *a, enum client_c
 }
 
 int
-clients_inc(struct clients *cl, const union sockaddr_inx *a, enum client_count what,
-            uint32_t now_s)
+clients_inc(struct clients *cl, const union sockaddr_inx *a, enum client_count what, uint32_t now_s)
 {
     uint64_t key[2];
     key_of(a, key);
@@ -201,8 +200,7 @@ clients_inc(struct clients *cl, const union sockaddr_inx *a, enum client_count w
 }
 
 void
-clients_dec(struct clients *cl, const union sockaddr_inx *a, enum client_count what,
-            uint32_t now_s)
+clients_dec(struct clients *cl, const union sockaddr_inx *a, enum client_count what, uint32_t now_s)
 {
     uint64_t key[2];
     key_of(a, key);

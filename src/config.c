@@ -312,7 +312,7 @@ struct rule {
     uint8_t cmds;
     const char **users;
     size_t n_users;
-    uint8_t flags;                       /* ACL_RF_* set by keys other than conditions */
+    uint8_t flags;                      /* ACL_RF_* set by keys other than conditions */
     const config_setting_t *udp_source; /* where udp_source was given, for its errors */
 };
 
@@ -568,13 +568,13 @@ udp_source_check(struct cfg_ctx *c, const struct rule *r)
 
 /* Adding a condition to rules is one line here (and a parameter of acl_add). */
 static const struct rule_key rule_keys[] = {
-    {"action", rk_action},     /* "allow" | "deny", required */
-    {"from", rk_cidrs},        /* client networks */
-    {"to", rk_cidrs},          /* destination networks, checked against the resolved address */
-    {"hosts", rk_hosts},       /* destination names and .suffixes */
-    {"ports", rk_ports},       /* destination ports and ranges */
-    {"commands", rk_commands}, /* connect, bind, udp */
-    {"users", rk_users},       /* authenticated user names */
+    {"action", rk_action},         /* "allow" | "deny", required */
+    {"from", rk_cidrs},            /* client networks */
+    {"to", rk_cidrs},              /* destination networks, checked against the resolved address */
+    {"hosts", rk_hosts},           /* destination names and .suffixes */
+    {"ports", rk_ports},           /* destination ports and ranges */
+    {"commands", rk_commands},     /* connect, bind, udp */
+    {"users", rk_users},           /* authenticated user names */
     {"udp_source", rk_udp_source}, /* "control" | "any": who may send an association's datagrams */
 };
 
@@ -950,9 +950,10 @@ out:
 }
 
 /* The rules without a file or a rules key: loopback clients only. */
-static const char default_rules[] = "rules = (\n"
-                                    "    { action = \"allow\"; from = [\"127.0.0.0/8\", \"::1\"]; }\n"
-                                    ");\n";
+static const char default_rules[] =
+    "rules = (\n"
+    "    { action = \"allow\"; from = [\"127.0.0.0/8\", \"::1\"]; }\n"
+    ");\n";
 
 struct acl *
 config_default_acl(void)
@@ -1062,8 +1063,7 @@ config_key_where(const char *path, const char *key, const char *value, char *buf
         const config_setting_t *s = config_setting_get_member(config_root_setting(&cfg), key);
         const char *v = s ? config_setting_get_string(s) : NULL;
         if (v && strcmp(v, value) == 0) {
-            const char *file = config_setting_source_file(s) ? config_setting_source_file(s)
-                                                             : path;
+            const char *file = config_setting_source_file(s) ? config_setting_source_file(s) : path;
             snprintf(buf, cap, "%s:%u: ", file, setting_line(&c, s));
         }
     }
@@ -1089,17 +1089,18 @@ config_check_rule_users(const char *path, const struct users *users, char *warn,
         unsigned n = rules && is_list(rules) ? (unsigned)config_setting_length(rules) : 0;
         for (unsigned i = 0; i < n; i++) {
             const config_setting_t *g = config_setting_get_elem(rules, i);
-            const config_setting_t *u = config_setting_is_group(g)
-                                            ? config_setting_get_member(g, "users")
-                                            : NULL;
+            const config_setting_t *u =
+                config_setting_is_group(g) ? config_setting_get_member(g, "users") : NULL;
             for (unsigned k = 0; u && k < elem_count(u); k++) {
                 const config_setting_t *e = is_list(u) ? config_setting_get_elem(u, k) : u;
                 const char *name = config_setting_get_string(e);
                 if (!name || users_hash(users, name))
                     continue;
                 n_warn++;
-                cfg_warn(&c, e, "warning: rule %u: user '%s' is not in the users file%s: the "
-                         "rule never matches them", i + 1, name, users ? "" : " (there is none)");
+                cfg_warn(&c, e,
+                         "warning: rule %u: user '%s' is not in the users file%s: the "
+                         "rule never matches them",
+                         i + 1, name, users ? "" : " (there is none)");
             }
         }
     }

@@ -445,8 +445,7 @@ conn_from_ref(struct shard *sh, uint64_t ref)
 }
 
 void
-conn_resolved(struct shard *sh, uint64_t ref, int err, const union sockaddr_inx *addrs,
-              unsigned n)
+conn_resolved(struct shard *sh, uint64_t ref, int err, const union sockaddr_inx *addrs, unsigned n)
 {
     struct conn *c = conn_from_ref(sh, ref);
     if (c && c->phase->on_resolved)

@@ -48,8 +48,7 @@ wall_now(void)
  * after (both in strcmp() order, so one merge walk finds both lists).
  */
 static void
-users_diff(const struct users *was, const struct users *now, char *buf, size_t cap,
-           size_t *used)
+users_diff(const struct users *was, const struct users *now, char *buf, size_t cap, size_t *used)
 {
     for (int pass = 0; pass < 2; pass++) {
         const struct users *a = pass ? was : now, *b = pass ? now : was;
@@ -62,8 +61,11 @@ users_diff(const struct users *was, const struct users *now, char *buf, size_t c
             if (y && cmp == 0)
                 continue;
             if (n < CTL_NAMES_SHOWN)
-                options_append(buf, cap, used, "%s%s", n ? ", " : pass ? "users removed: " : "users added: ",
-                    x);
+                options_append(buf, cap, used, "%s%s",
+                               n      ? ", "
+                               : pass ? "users removed: "
+                                      : "users added: ",
+                               x);
             n++;
         }
         if (n > CTL_NAMES_SHOWN)
@@ -197,7 +199,8 @@ h_metrics(void *arg, char **out)
     /* What the metrics read of each shard: its counters, nothing else. */
     struct metrics_shard ms[ctl->n_shards];
     for (unsigned i = 0; i < ctl->n_shards; i++)
-        ms[i] = (struct metrics_shard){ctl->shards[i].id, &ctl->shards[i].st, &ctl->shards[i].n_open};
+        ms[i] =
+            (struct metrics_shard){ctl->shards[i].id, &ctl->shards[i].st, &ctl->shards[i].n_open};
     ctl->st.log_written = log_written(ctl->lg);
     ctl->st.log_dropped = log_dropped(ctl->lg);
     for (;;) {

@@ -68,7 +68,6 @@ struct dns_shard {
     struct dns_cache cache; /* reserved, faulted in as names arrive */
 };
 
-
 static uint32_t
 name_hash(const char *lower)
 {
@@ -92,8 +91,8 @@ cache_slot(struct shard *sh, const char *key)
 }
 
 static void
-cache_store(struct shard *sh, const char *key, int err, const union sockaddr_inx *addrs,
-            unsigned n, unsigned ttl)
+cache_store(struct shard *sh, const char *key, int err, const union sockaddr_inx *addrs, unsigned n,
+            unsigned ttl)
 {
     struct dns_cache_entry *e = cache_slot(sh, key);
     snprintf(e->name, sizeof(e->name), "%s", key);
@@ -111,10 +110,9 @@ cache_store(struct shard *sh, const char *key, int err, const union sockaddr_inx
 
 /* --- c-ares on the ring ------------------------------------------------ */
 
-
 struct dns_query {
     struct shard *sh;
-    uint64_t ref; /* conn_ref() of who asked */
+    uint64_t ref;   /* conn_ref() of who asked */
     uint64_t t0_us; /* CLOCK_MONOTONIC when sent */
     uint16_t port;
     char key[256];

@@ -6,9 +6,10 @@
  * context, which lives in the shard's registered buffer, and fed to the pure
  * parsers (socks4.c, socks5.c, auth.c); password hashes go to the auth worker
  * (authq.c). A complete request goes to the phase the shard named at init
- * (the request phase: request_start()); replies come back here (handshake_fail(), handshake_succeed()). Bytes the
- * client pipelined after its request stay in the context and are written to
- * the target before the relay starts, never dropped.
+ * (the request phase: request_start()); replies come back here
+ * (handshake_fail(), handshake_succeed()). Bytes the client pipelined after
+ * its request stay in the context and are written to the target before the
+ * relay starts, never dropped.
  *
  * It owns the contexts: a slab, a free list, and the queues of accepted
  * connections waiting for one, those of addresses holding few handshakes
@@ -125,7 +126,7 @@ handshake_release(struct shard *sh, struct conn *c)
     c->hs->next_free = hp->free;
     hp->free = (uint32_t)(c->hs - hp->slab);
     c->hs = NULL;
-    c->hs_flags &= (uint8_t)~(HSF_WRITING | HSF_CLOSE_AFTER | HSF_LEFTOVER | HSF_AUTH_WAIT);
+    c->hs_flags &= (uint8_t) ~(HSF_WRITING | HSF_CLOSE_AFTER | HSF_LEFTOVER | HSF_AUTH_WAIT);
     struct conn *w = hs_wait_pop(sh);
     if (w) {
         w->hs = hs_get(sh);
@@ -190,9 +191,8 @@ encode_reply(const struct conn *c, uint8_t rep, const struct sockaddr *bnd,
              uint8_t r[SOCKS5_REPLY_MAX])
 {
     if (c->version == 4)
-        return socks4_reply(r, rep == SOCKS5_REP_SUCCEEDED ? SOCKS4_REP_GRANTED
-                                                           : SOCKS4_REP_REJECTED,
-                            bnd);
+        return socks4_reply(
+            r, rep == SOCKS5_REP_SUCCEEDED ? SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED, bnd);
     return socks5_reply(r, rep, bnd);
 }
 
@@ -285,8 +285,7 @@ static void
 evict_heavy(struct shard *sh, unsigned limit)
 {
     for (struct conn *v = conn_timer_first(sh, TL_HANDSHAKE); v; v = conn_timer_next(sh, v)) {
-        if (v->state != CONN_HANDSHAKE || !v->hs ||
-            (v->hs_flags & (HSF_WRITING | HSF_CLOSE_AFTER)))
+        if (v->state != CONN_HANDSHAKE || !v->hs || (v->hs_flags & (HSF_WRITING | HSF_CLOSE_AFTER)))
             continue;
         if (clients_get(&sh->clients, &v->client, CLIENT_HS) > limit) {
             STAT_INC(sh->st.client_evictions);
@@ -472,8 +471,8 @@ parse_v5(struct shard *sh, struct conn *c)
             return false;
         }
         h->in_off = (uint16_t)(h->in_off + r);
-        enum authq_result res = authq_check(sh, (uint32_t)(h - sh->hsp.slab), conn_ref(c, 0),
-                                            &c->client, &h->cred);
+        enum authq_result res =
+            authq_check(sh, (uint32_t)(h - sh->hsp.slab), conn_ref(c, 0), &c->client, &h->cred);
         sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
         if (res == AUTHQ_PENDING) {
             /*

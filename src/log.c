@@ -44,17 +44,17 @@
 
 #define LOG_CACHELINE 64
 /* Writer's sleep when every ring was empty: the bound on a line's latency. */
-#define LOG_POLL_MS 50
+#define LOG_POLL_MS   50
 /* Writer's output buffer: one write(2) per pass, or per LOG_BUF_SIZE bytes. */
-#define LOG_BUF_SIZE (64 * 1024)
+#define LOG_BUF_SIZE  (64 * 1024)
 /*
  * Longest line log_format() can produce: JSON with a 255-byte user and host
  * of bytes that all need \u00XX (6 bytes each) is about 3.3 KB.
  */
-#define LOG_LINE_MAX 4096
+#define LOG_LINE_MAX  4096
 /* Ring sizes accepted by log_start(). */
-#define LOG_RING_MIN 2u
-#define LOG_RING_MAX (1u << 20)
+#define LOG_RING_MIN  2u
+#define LOG_RING_MAX  (1u << 20)
 
 /* log_push() copies the fixed part, then user and host by length: keep them last. */
 _Static_assert(offsetof(struct log_rec, host) + sizeof(((struct log_rec *)0)->host) ==
@@ -82,8 +82,8 @@ struct log_ring {
 
     /* Written by the shard only. */
     alignas(LOG_CACHELINE) _Atomic uint64_t head;
-    uint64_t tail_seen;        /* the shard's last load of tail: plain, shard only */
-    _Atomic uint64_t dropped;  /* relaxed store by the shard, relaxed loads by anyone */
+    uint64_t tail_seen;       /* the shard's last load of tail: plain, shard only */
+    _Atomic uint64_t dropped; /* relaxed store by the shard, relaxed loads by anyone */
 
     /* Written by the writer only. */
     alignas(LOG_CACHELINE) _Atomic uint64_t tail;
@@ -106,16 +106,16 @@ struct logger {
 
     /* Requests to the writer, from other threads. */
     alignas(LOG_CACHELINE) _Atomic bool stop;
-    _Atomic bool reopen; /* lock-free, so log_reopen() is async-signal-safe */
+    _Atomic bool reopen;      /* lock-free, so log_reopen() is async-signal-safe */
     _Atomic uint64_t written; /* relaxed store by the writer, relaxed loads by anyone */
 
     /* The writer's own. */
     alignas(LOG_CACHELINE) pthread_t thread;
     int fd;
-    bool reported; /* a write error was already reported; cleared by a good write */
-    size_t len;    /* bytes in buf */
+    bool reported;  /* a write error was already reported; cleared by a good write */
+    size_t len;     /* bytes in buf */
     uint64_t lines; /* lines in buf */
-    char *buf;     /* LOG_BUF_SIZE bytes */
+    char *buf;      /* LOG_BUF_SIZE bytes */
 };
 
 /* ---- formatting (pure) */
@@ -369,8 +369,7 @@ dest_text(const struct log_rec *r, char *out, size_t n)
 }
 
 size_t
-log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, char *buf,
-           size_t cap)
+log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, char *buf, size_t cap)
 {
     struct out o = {.buf = buf, .cap = cap};
     char client[ADDR_STRLEN], resolved[ADDR_STRLEN];
@@ -614,8 +613,7 @@ log_start(const char *target, enum log_format fmt, unsigned n_shards, unsigned r
         snprintf(err, errlen, "access log: %u shards: want 1..65536", n_shards);
         goto fail;
     }
-    if (ring_slots < LOG_RING_MIN || ring_slots > LOG_RING_MAX ||
-        (ring_slots & (ring_slots - 1))) {
+    if (ring_slots < LOG_RING_MIN || ring_slots > LOG_RING_MAX || (ring_slots & (ring_slots - 1))) {
         snprintf(err, errlen, "access log: ring of %u records: want a power of two in %u..%u",
                  ring_slots, LOG_RING_MIN, LOG_RING_MAX);
         goto fail;

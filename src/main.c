@@ -41,8 +41,7 @@
 #include "policy.h"
 #include "preflight.h"
 
-
-#define LISTEN_BACKLOG    4096
+#define LISTEN_BACKLOG 4096
 
 /* Raise the soft fd limit to the hard one; returns the limit in force. */
 static rlim_t
@@ -391,9 +390,10 @@ main(int argc, char **argv)
                 addr_format((struct sockaddr *)&ss, text, sizeof(text)));
         /* Browsers are kept out (admin.h); whoever else reaches it can reload and drain. */
         if (!admin_addr_is_loopback((struct sockaddr *)&ss))
-            fprintf(stderr, "ringsocks: warning: the admin endpoint on %s is reachable beyond this "
-                            "host and has no authentication: anyone who reaches it can reload "
-                            "and drain\n",
+            fprintf(stderr,
+                    "ringsocks: warning: the admin endpoint on %s is reachable beyond this "
+                    "host and has no authentication: anyone who reaches it can reload "
+                    "and drain\n",
                     text);
     }
     fprintf(stderr, "ringsocks %s: %u shards, relay %s, max %u connections, auth %s",

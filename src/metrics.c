@@ -21,7 +21,6 @@
 #include "conn_end.h"
 #include "stats.h"
 
-
 /* Index of struct shard_stats.replies' first dimension. */
 static const char *const cmd_names[STAT_CMDS] = {"none", "connect", "bind", "udp"};
 
@@ -87,25 +86,24 @@ mw_us_as_s(struct mwriter *w, uint64_t us)
 }
 
 /* Sum one uint64_t counter, named by its path inside struct shard_stats, over every shard. */
-#define SUM_STAT(shards, n, field)                                                                 \
-    ({                                                                                             \
-        uint64_t sum_ = 0;                                                                         \
-        for (unsigned i_ = 0; i_ < (n); i_++)                                                      \
-            sum_ += STAT_GET((shards)[i_].st->field);                                              \
-        sum_;                                                                                      \
+#define SUM_STAT(shards, n, field)                    \
+    ({                                                \
+        uint64_t sum_ = 0;                            \
+        for (unsigned i_ = 0; i_ < (n); i_++)         \
+            sum_ += STAT_GET((shards)[i_].st->field); \
+        sum_;                                         \
     })
 
 static void
 render_connections(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
-    mw_u64(w, "ringsocks_connections_accepted_total", "counter",
-           "Client connections accepted.", SUM_STAT(sh, n, accepted));
+    mw_u64(w, "ringsocks_connections_accepted_total", "counter", "Client connections accepted.",
+           SUM_STAT(sh, n, accepted));
     mw_u64(w, "ringsocks_connections_dropped_total", "counter",
            "Client connections closed at once on accept: no free slot.",
            SUM_STAT(sh, n, accept_dropped));
     mw_u64(w, "ringsocks_accept_pauses_total", "counter",
-           "Times accepting paused on EMFILE, ENFILE or ENOMEM.",
-           SUM_STAT(sh, n, accept_pauses));
+           "Times accepting paused on EMFILE, ENFILE or ENOMEM.", SUM_STAT(sh, n, accept_pauses));
 
     uint64_t open = 0;
     for (unsigned i = 0; i < n; i++)
@@ -127,8 +125,8 @@ render_connections(struct mwriter *w, const struct metrics_shard *sh, unsigned n
 static void
 render_tunnels(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
-    mw_u64(w, "ringsocks_tunnels_started_total", "counter",
-           "Tunnels that reached the relay phase.", SUM_STAT(sh, n, tunnels));
+    mw_u64(w, "ringsocks_tunnels_started_total", "counter", "Tunnels that reached the relay phase.",
+           SUM_STAT(sh, n, tunnels));
 
     mw_family(w, "ringsocks_tunnels_open", "gauge", "Tunnels relaying now, by SOCKS command.");
     for (int c = 0; c < STAT_CMDS; c++) {
@@ -147,8 +145,7 @@ render_tunnels(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
             uint64_t v = 0;
             for (unsigned i = 0; i < n; i++)
                 v += STAT_GET(sh[i].st->replies[c][r]);
-            mw_printf(w,
-                      "ringsocks_tunnels_total{command=\"%s\",reply=\"%s\"} %" PRIu64 "\n",
+            mw_printf(w, "ringsocks_tunnels_total{command=\"%s\",reply=\"%s\"} %" PRIu64 "\n",
                       cmd_names[c], rep_names[r], v);
         }
     }
@@ -197,7 +194,10 @@ struct counter {
     size_t off; /* offsetof(struct shard_stats, field) */
 };
 
-#define COUNTER(name, field, help) {name, help, offsetof(struct shard_stats, field)}
+#define COUNTER(name, field, help)                      \
+    {                                                   \
+        name, help, offsetof(struct shard_stats, field) \
+    }
 
 static const struct counter engine_counters[] = {
     COUNTER("ringsocks_udp_datagrams_dropped_total", udp_dropped,
@@ -228,8 +228,8 @@ static const struct counter engine_counters[] = {
 };
 
 static void
-render_counters(struct mwriter *w, const struct metrics_shard *sh, unsigned n, const struct counter *c,
-                size_t count)
+render_counters(struct mwriter *w, const struct metrics_shard *sh, unsigned n,
+                const struct counter *c, size_t count)
 {
     for (size_t k = 0; k < count; k++) {
         uint64_t sum = 0;
@@ -269,7 +269,8 @@ render_auth(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 static void
 render_engine(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
-    render_counters(w, sh, n, engine_counters, sizeof(engine_counters) / sizeof(engine_counters[0]));
+    render_counters(w, sh, n, engine_counters,
+                    sizeof(engine_counters) / sizeof(engine_counters[0]));
     mw_u64(w, "ringsocks_relay_spilled_bytes", "gauge",
            "Copy relay: bytes waiting for a full destination in their tunnel's own memory now.",
            SUM_STAT(sh, n, spilled_bytes));
@@ -277,8 +278,8 @@ render_engine(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
     mw_family(w, "ringsocks_shard_loop_iterations_total", "counter",
               "Event loop iterations, per shard.");
     for (unsigned i = 0; i < n; i++)
-        mw_printf(w, "ringsocks_shard_loop_iterations_total{shard=\"%u\"} %" PRIu64 "\n",
-                  sh[i].id, STAT_GET(sh[i].st->loops));
+        mw_printf(w, "ringsocks_shard_loop_iterations_total{shard=\"%u\"} %" PRIu64 "\n", sh[i].id,
+                  STAT_GET(sh[i].st->loops));
     mw_family(w, "ringsocks_shard_inflight_ops", "gauge",
               "Ring operations submitted whose completion has not arrived, per shard.");
     for (unsigned i = 0; i < n; i++)
@@ -294,8 +295,7 @@ render_ctl(struct mwriter *w, const struct ctl_stats *cs)
     mw_printf(w, "ringsocks_reloads_total{result=\"failed\"} %" PRIu64 "\n", cs->reloads_failed);
     mw_family(w, "ringsocks_last_reload_success_timestamp_seconds", "gauge",
               "Unix time of the last successful configuration load.");
-    mw_printf(w, "ringsocks_last_reload_success_timestamp_seconds %.3f\n",
-              cs->last_reload_ok_time);
+    mw_printf(w, "ringsocks_last_reload_success_timestamp_seconds %.3f\n", cs->last_reload_ok_time);
     mw_u64(w, "ringsocks_draining", "gauge", "1 while the server drains, else 0.",
            cs->draining ? 1 : 0);
     mw_u64(w, "ringsocks_access_log_lines_total", "counter", "Access log lines written.",

@@ -108,16 +108,23 @@ _Static_assert(sizeof(enum relay_engine) == sizeof(unsigned) &&
                    sizeof(enum log_format) == sizeof(unsigned),
                "CHOICE rows store enums as unsigned");
 
-#define F(f)       offsetof(struct opts, f), sizeof(((struct opts *)0)->f)
-#define F2(f, f2)  F(f), offsetof(struct opts, f2)
-#define R          OPTIONS_F_RELOAD
+#define F(f)      offsetof(struct opts, f), sizeof(((struct opts *)0)->f)
+#define F2(f, f2) F(f), offsetof(struct opts, f2)
+#define R         OPTIONS_F_RELOAD
 
-#define UINT(key, fl, lo, hi, f, def, unset, arg, help) \
-    {key, OPTIONS_UINT, fl, lo, hi, F(f), 0, NULL, NULL, NULL, def, unset, arg, NULL, help}
-#define BOOL(key, fl, f, def, help) \
-    {key, OPTIONS_BOOL, fl, 0, 1, F(f), 0, NULL, NULL, NULL, def, NULL, "true|false", NULL, help}
-#define CHOICE(key, fl, f, words, def, help) \
-    {key, OPTIONS_CHOICE, fl, 0, 0, F(f), 0, words, NULL, NULL, def, NULL, NULL, NULL, help}
+#define UINT(key, fl, lo, hi, f, def, unset, arg, help)                                       \
+    {                                                                                         \
+        key, OPTIONS_UINT, fl, lo, hi, F(f), 0, NULL, NULL, NULL, def, unset, arg, NULL, help \
+    }
+#define BOOL(key, fl, f, def, help)                                                            \
+    {                                                                                          \
+        key, OPTIONS_BOOL, fl, 0, 1, F(f), 0, NULL, NULL, NULL, def, NULL, "true|false", NULL, \
+            help                                                                               \
+    }
+#define CHOICE(key, fl, f, words, def, help)                                                   \
+    {                                                                                          \
+        key, OPTIONS_CHOICE, fl, 0, 0, F(f), 0, words, NULL, NULL, def, NULL, NULL, NULL, help \
+    }
 
 const struct options_row options_rows[] = {
     /* listeners and threads */
@@ -132,8 +139,7 @@ const struct options_row options_rows[] = {
          "connections at once, all shards together"),
     UINT("handshake_slots", 0, 0, 1 << 20, hs_slots, "0", "min(max_conns, 4096)", "N",
          "handshakes in progress per shard; more new clients wait"),
-    UINT("pipe_size", 0, 4096, 64 << 20, pipe_size, "65536", NULL, "BYTES",
-         "splice pipe size"),
+    UINT("pipe_size", 0, 4096, 64 << 20, pipe_size, "65536", NULL, "BYTES", "splice pipe size"),
     UINT("buf_size", 0, 1024, 1 << 20, buf_size, "32768", NULL, "BYTES",
          "copy-engine buffer size: the most one receive takes"),
     UINT("bufs", OPTIONS_F_POW2, 1, 32768, buf_count, "256", NULL, "N",
@@ -170,14 +176,14 @@ const struct options_row options_rows[] = {
     UINT("client_max_udp", R, 0, 1 << 20, client_max_udp, "256", "no limit", "N",
          "UDP associations per client address and shard"),
     /* DNS */
-    {"resolvers", OPTIONS_CSV, 0, 0, OPTS_MAX_RESOLVERS, F(resolvers), 0, NULL, NULL,
-     add_resolver, NULL, "/etc/resolv.conf", "IP[:PORT]", "resolver",
+    {"resolvers", OPTIONS_CSV, 0, 0, OPTS_MAX_RESOLVERS, F(resolvers), 0, NULL, NULL, add_resolver,
+     NULL, "/etc/resolv.conf", "IP[:PORT]", "resolver",
      "DNS server for domain-name requests, repeatable, tried in order"},
     /* clients */
     CHOICE("auth", R, auth, auth_words, "none",
            "client authentication; password: RFC 1929, needs users"),
-    {"users", OPTIONS_STRING, R, 0, 0, F(users_file), 0, NULL, check_users, NULL, NULL,
-     "no users", "FILE", NULL, "the users file: name:crypt-hash lines, re-read on reload"},
+    {"users", OPTIONS_STRING, R, 0, 0, F(users_file), 0, NULL, check_users, NULL, NULL, "no users",
+     "FILE", NULL, "the users file: name:crypt-hash lines, re-read on reload"},
     UINT("auth_fail_budget", R, 0, 1000000, auth_fail_budget, "16", "no budget", "N",
          "failed and queued password checks per address and shard"),
     CHOICE("socks4", R, socks4, socks4_words, "auto",
@@ -187,10 +193,10 @@ const struct options_row options_rows[] = {
     BOOL("close_denied_on_reload", R, close_denied, "false",
          "on reload, close the open tunnels the new rules deny"),
     /* BIND and UDP ASSOCIATE */
-    {"bind_ports", OPTIONS_PORTS, 0, 0, 0, F2(bind_port_lo, bind_port_hi), NULL, NULL, NULL,
-     NULL, "any free port", "LO-HI", NULL, "port range for BIND listening sockets"},
-    {"udp_ports", OPTIONS_PORTS, 0, 0, 0, F2(udp_port_lo, udp_port_hi), NULL, NULL, NULL,
-     NULL, "any free port", "LO-HI", NULL, "port range for UDP ASSOCIATE sockets"},
+    {"bind_ports", OPTIONS_PORTS, 0, 0, 0, F2(bind_port_lo, bind_port_hi), NULL, NULL, NULL, NULL,
+     "any free port", "LO-HI", NULL, "port range for BIND listening sockets"},
+    {"udp_ports", OPTIONS_PORTS, 0, 0, 0, F2(udp_port_lo, udp_port_hi), NULL, NULL, NULL, NULL,
+     "any free port", "LO-HI", NULL, "port range for UDP ASSOCIATE sockets"},
     {"udp_advertise", OPTIONS_ADDR, 0, 0, 0, F(udp_advertise), 0, NULL, NULL, NULL, NULL,
      "the address the client's TCP connection reached", "IP", NULL,
      "the address UDP ASSOCIATE replies give (set it behind NAT)"},
@@ -242,7 +248,7 @@ options_is_list(const struct options_row *r)
 
 /* ---- setting values */
 
-#define FIELD(r, o, type) ((type *)((char *)(o) + (r)->off))
+#define FIELD(r, o, type)  ((type *)((char *)(o) + (r)->off))
 #define CFIELD(r, o, type) ((const type *)((const char *)(o) + (r)->off))
 
 int
@@ -309,8 +315,7 @@ parse_int(const char *s, long long *v)
 }
 
 int
-options_set_uint(const struct options_row *r, struct opts *o, long long v, char *why,
-                 size_t whycap)
+options_set_uint(const struct options_row *r, struct opts *o, long long v, char *why, size_t whycap)
 {
     if (v < r->min || v > r->max) {
         snprintf(why, whycap, "%lld is not in %lld..%lld", v, r->min, r->max);
@@ -396,8 +401,7 @@ add_addr(const struct options_row *r, struct opts *o, const char *text, char *wh
 }
 
 int
-options_set(const struct options_row *r, struct opts *o, const char *text, char *why,
-            size_t whycap)
+options_set(const struct options_row *r, struct opts *o, const char *text, char *why, size_t whycap)
 {
     switch (r->kind) {
     case OPTIONS_UINT: {
@@ -658,8 +662,8 @@ options_diff(const struct opts *was, const struct opts *now, char *applied, size
         size_t cap = reload ? applied_cap : restart_cap;
         size_t *used = reload ? &used_a : &used_r;
         if (buf)
-            options_append(buf, cap, used, "%s%s %s -> %s", *used ? ", " : "", r->key, so ? old : "unset",
-                sn ? new : "unset");
+            options_append(buf, cap, used, "%s%s %s -> %s", *used ? ", " : "", r->key,
+                           so ? old : "unset", sn ? new : "unset");
     }
     free(old);
     return n;
@@ -791,8 +795,8 @@ row_summary(const struct options_row *r, char *buf, size_t cap)
     size_t used = 0;
     if (r->kind == OPTIONS_UINT)
         options_append(buf, cap, &used, "%lld..%lld%s%s%s; ", r->min, r->max,
-                       r->flags & OPTIONS_F_POW2 ? " power of two" : "",
-                       r->unset ? ", 0: " : "", r->unset ? r->unset : "");
+                       r->flags & OPTIONS_F_POW2 ? " power of two" : "", r->unset ? ", 0: " : "",
+                       r->unset ? r->unset : "");
     if (r->def)
         options_append(buf, cap, &used, "default %s", r->def);
     else
@@ -854,7 +858,7 @@ options_usage(FILE *f)
         put_wrapped(f, n > 0 ? (size_t)n : 0, r->help);
         size_t used = 0;
         options_append(summary, sizeof(summary), &used, "(%s%s%s", r->alias ? "also --" : "",
-            r->alias ? r->alias : "", r->alias ? "; " : "");
+                       r->alias ? r->alias : "", r->alias ? "; " : "");
         row_summary(r, summary + used, sizeof(summary) - used);
         used = strlen(summary);
         options_append(summary, sizeof(summary), &used, ")");

@@ -120,14 +120,15 @@ check_log(const struct opts *o, const char *config, const struct preflight_id *i
     }
     int ret = preflight_access(id, dir, W_OK | X_OK);
     if (ret < 0) {
-        SAY(out, AT("access_log", o->access_log), "access_log: %s cannot create files in %s (%s): the log cannot be reopened "
-                      "after logrotate (SIGUSR1)",
+        SAY(out, AT("access_log", o->access_log),
+            "access_log: %s cannot create files in %s (%s): the log cannot be reopened "
+            "after logrotate (SIGUSR1)",
             who(o, id, w, sizeof(w)), dir, strerror(-ret));
         return 1;
     }
     if (stat(o->access_log, &st) == 0 && (ret = preflight_access(id, o->access_log, W_OK)) < 0) {
-        SAY(out, AT("access_log", o->access_log), "access_log: %s cannot write %s (%s)", who(o, id, w, sizeof(w)),
-            o->access_log, strerror(-ret));
+        SAY(out, AT("access_log", o->access_log), "access_log: %s cannot write %s (%s)",
+            who(o, id, w, sizeof(w)), o->access_log, strerror(-ret));
         return 1;
     }
     return 0;
@@ -147,8 +148,9 @@ preflight_check(const struct opts *o, const char *config, char *out, size_t cap)
     /* drop_privileges() calls setgroups(), which needs root even for one's own ids. */
     if (id.change && geteuid() != 0) {
         const char *key = o->user[0] ? "user" : "group";
-        SAY(out, AT(key, o->user[0] ? o->user : o->group), "%s: only root can drop privileges (running as uid %u); leave user and "
-                      "group unset",
+        SAY(out, AT(key, o->user[0] ? o->user : o->group),
+            "%s: only root can drop privileges (running as uid %u); leave user and "
+            "group unset",
             key, (unsigned)geteuid());
         return 1;
     }
@@ -160,7 +162,8 @@ preflight_check(const struct opts *o, const char *config, char *out, size_t cap)
             continue;
         int ret = preflight_access(&id, files[i][1], R_OK);
         if (ret < 0) {
-            SAY(out, i == 0 ? AT("users", files[i][1]) : "", "%s: %s cannot read %s (%s): a reload would fail", files[i][0],
+            SAY(out, i == 0 ? AT("users", files[i][1]) : "",
+                "%s: %s cannot read %s (%s): a reload would fail", files[i][0],
                 who(o, &id, w, sizeof(w)), files[i][1], strerror(-ret));
             errs++;
         }

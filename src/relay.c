@@ -45,7 +45,7 @@
 #include "policy.h"
 #include "shard_types.h"
 
-#define RELAY_BGID 0
+#define RELAY_BGID    0
 /* Idle pipes a shard keeps for reuse. */
 #define PIPE_POOL_CAP 32
 /* Bytes one direction moves per readiness before the others get their turn. */
@@ -76,8 +76,8 @@ relay_init(struct shard *sh)
 {
     const struct opts *o = sh->o;
     sh->relay.stall_head = sh->relay.stall_tail = CONN_NIL;
-    int ret = pipe_pool_init(&sh->relay.pipes, o->relay != RELAY_COPY ? PIPE_POOL_CAP : 0,
-                             o->pipe_size);
+    int ret =
+        pipe_pool_init(&sh->relay.pipes, o->relay != RELAY_COPY ? PIPE_POOL_CAP : 0, o->pipe_size);
     if (ret < 0)
         return ret;
 
@@ -159,8 +159,8 @@ wake_starved(struct shard *sh)
 static void
 buf_recycle(struct shard *sh, uint16_t bid)
 {
-    io_uring_buf_ring_add(sh->relay.br, sh->relay.bufs + (size_t)bid * sh->o->buf_size, sh->o->buf_size, bid,
-                          sh->relay.br_mask, 0);
+    io_uring_buf_ring_add(sh->relay.br, sh->relay.bufs + (size_t)bid * sh->o->buf_size,
+                          sh->o->buf_size, bid, sh->relay.br_mask, 0);
     io_uring_buf_ring_advance(sh->relay.br, 1);
     sh->relay.bufs_held--;
     wake_starved(sh);

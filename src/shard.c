@@ -34,10 +34,10 @@
 #include "ring.h"
 #include "udp.h"
 
-#define RING_ENTRIES 4096
-#define TICK_MS      250
+#define RING_ENTRIES         4096
+#define TICK_MS              250
 /* How long a stopping shard waits for cancelled operations to come back. */
-#define STOP_GRACE_S 5
+#define STOP_GRACE_S         5
 /* Password failures of a client address are counted over this window. */
 #define CLIENT_FAIL_WINDOW_S 60
 

@@ -279,7 +279,7 @@ socks5_rep_from_errno(int neg_errno)
         return SOCKS5_REP_NET_UNREACH;
     case EHOSTUNREACH:
     case EHOSTDOWN:
-    case ENOENT: /* name does not exist */
+    case ENOENT:  /* name does not exist */
     case ENODATA: /* name has no address of a usable family */
         return SOCKS5_REP_HOST_UNREACH;
     case ETIMEDOUT:

@@ -48,22 +48,22 @@
 #include "sock.h"
 
 /* Remotes the client sent to, whose answers are let through. */
-#define UDP_PEERS 16
-#define UDP_PAYLOAD_MAX 65535
+#define UDP_PEERS         16
+#define UDP_PAYLOAD_MAX   65535
 /* Datagrams per recvmmsg()/sendmmsg(): the shard's scratch slots. */
-#define UDP_BATCH 16
+#define UDP_BATCH         16
 /* Per readiness, so one busy association cannot hold its shard: then the poll is re-armed. */
 #define UDP_BUDGET_DGRAMS 64
-#define UDP_BUDGET_BYTES (1u << 20)
+#define UDP_BUDGET_BYTES  (1u << 20)
 /*
  * Datagrams waiting for DNS per association, and their bytes: a client that
  * names names which never resolve must not grow the queue without end. One
  * datagram is always let in, whatever its size.
  */
-#define UDP_PEND_MAX 16
-#define UDP_PEND_BYTES 65536u
+#define UDP_PEND_MAX      16
+#define UDP_PEND_BYTES    65536u
 /* A slot: room for the reply header in front of the largest payload, whole pages. */
-#define UDP_SLOT (((SOCKS5_UDP_HDR_MAX + UDP_PAYLOAD_MAX) + 4095) & ~4095)
+#define UDP_SLOT          (((SOCKS5_UDP_HDR_MAX + UDP_PAYLOAD_MAX) + 4095) & ~4095)
 
 /* A datagram waiting for its name: payload, then the NUL-terminated name. */
 struct udp_pend {
@@ -79,10 +79,10 @@ struct udp_assoc {
     bool port_known;           /* client port given in the request or learned */
     bool any_source;           /* the admitting rule has udp_source = "any" */
     bool v6sock;
-    bool querying;             /* a name is being resolved: pend_head's, or the probe's */
-    bool probing;              /* ... for the datagram in a scratch slot (see from_client) */
-    bool in_resolve;           /* inside dns_resolve(): an answer now is synchronous */
-    uint8_t resolve_seq;       /* which query is awaited: 1..127, in the DNS cookie */
+    bool querying;       /* a name is being resolved: pend_head's, or the probe's */
+    bool probing;        /* ... for the datagram in a scratch slot (see from_client) */
+    bool in_resolve;     /* inside dns_resolve(): an answer now is synchronous */
+    uint8_t resolve_seq; /* which query is awaited: 1..127, in the DNS cookie */
     unsigned n_peers, next_peer;
     unsigned n_pend;
     uint32_t pend_bytes;
@@ -122,8 +122,8 @@ scratch_get(struct shard *sh)
 {
     if (sh->udp)
         return 0;
-    void *p = mmap(NULL, UDP_SCRATCH_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    void *p =
+        mmap(NULL, UDP_SCRATCH_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return -errno;
     struct udp_scratch *us = p;
@@ -273,7 +273,8 @@ udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union 
 
     /* Where the client must send: the advertised address, or where it reached us. */
     if (sh->o->udp_advertise.ss_family != AF_UNSPEC) {
-        memcpy(bnd, &sh->o->udp_advertise, addr_len((const struct sockaddr *)&sh->o->udp_advertise));
+        memcpy(bnd, &sh->o->udp_advertise,
+               addr_len((const struct sockaddr *)&sh->o->udp_advertise));
     } else {
         len = sizeof(*bnd);
         getsockname(c->cfd, &bnd->sa, &len);
@@ -680,8 +681,8 @@ pump(struct shard *sh, struct conn *c)
     struct udp_scratch *us = sh->udp;
     unsigned dgrams = 0, bytes = 0;
     while (dgrams < UDP_BUDGET_DGRAMS && bytes < UDP_BUDGET_BYTES) {
-        unsigned want = UDP_BUDGET_DGRAMS - dgrams < UDP_BATCH ? UDP_BUDGET_DGRAMS - dgrams
-                                                               : UDP_BATCH;
+        unsigned want =
+            UDP_BUDGET_DGRAMS - dgrams < UDP_BATCH ? UDP_BUDGET_DGRAMS - dgrams : UDP_BATCH;
         for (unsigned i = 0; i < want; i++) {
             struct msghdr *m = &us->rmsg[i].msg_hdr;
             us->riov[i].iov_base = us->slots + (size_t)i * UDP_SLOT + SOCKS5_UDP_HDR_MAX;

@@ -37,8 +37,8 @@ static bool
 hash_supported(const char *h)
 {
     /* crypt(3) prefixes libcrypt knows; anything else can never match. */
-    static const char *const prefixes[] = {"$y$", "$gy$", "$7$", "$2b$", "$2a$", "$2y$",
-                                           "$6$", "$5$", "$1$", "$sha1$", "$md5"};
+    static const char *const prefixes[] = {"$y$", "$gy$", "$7$", "$2b$",   "$2a$", "$2y$",
+                                           "$6$", "$5$",  "$1$", "$sha1$", "$md5"};
     for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
         if (strncmp(h, prefixes[i], strlen(prefixes[i])) == 0)
             return true;
@@ -180,8 +180,8 @@ users_load(const char *path, char *err, size_t errlen)
         }
         if (!hash_supported(hash)) {
             snprintf(err, errlen,
-                     "%s:%u: '%s' has no crypt(3) hash (make one with: mkpasswd -m yescrypt)",
-                     path, lineno, name);
+                     "%s:%u: '%s' has no crypt(3) hash (make one with: mkpasswd -m yescrypt)", path,
+                     lineno, name);
             goto fail;
         }
         if (strlen(hash) >= CRYPT_OUTPUT_SIZE) {

@@ -31,8 +31,8 @@ extern "C" {
  * figure is that cost with nothing in the body.
  */
 struct bench {
-    uint64_t left;       /* iterations left in the current batch */
-    void *state;         /* benchmark::State */
+    uint64_t left;        /* iterations left in the current batch */
+    void *state;          /* benchmark::State */
     int64_t bytes, items; /* per iteration, set by bench_set_bytes()/_items() */
 };
 

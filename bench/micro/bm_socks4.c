@@ -28,8 +28,8 @@ feed(struct bench *b, const uint8_t *msg, size_t len)
 void
 bm_socks4_feed_4(struct bench *b)
 {
-    static const uint8_t msg[] = {0x04, 0x01, 0x01, 0xbb, 93, 184, 216, 34,
-                                  'b',  'e',  'n',  'c',  'h', 0};
+    static const uint8_t msg[] = {0x04, 0x01, 0x01, 0xbb, 93,  184, 216,
+                                  34,   'b',  'e',  'n',  'c', 'h', 0};
     feed(b, msg, sizeof(msg));
 }
 

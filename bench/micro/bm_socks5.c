@@ -87,8 +87,8 @@ void
 bm_socks5_feed_request_ipv6(struct bench *b)
 {
     /* CONNECT [2001:db8::1]:443 */
-    static const uint8_t msg[] = {0x05, 0x01, 0x00, 0x04, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0,
-                                  0,    0,    0,    0,    0,    0,    0,    1,    0x01, 0xbb};
+    static const uint8_t msg[] = {0x05, 0x01, 0x00, 0x04, 0x20, 0x01, 0x0d, 0xb8, 0, 0,    0,
+                                  0,    0,    0,    0,    0,    0,    0,    0,    1, 0x01, 0xbb};
     request(b, msg, sizeof(msg));
 }
 
@@ -96,7 +96,7 @@ void
 bm_socks5_feed_request_domain(struct bench *b)
 {
     /* CONNECT www.example.com:443, as curl --socks5-hostname sends it */
-    static const uint8_t msg[] = {0x05, 0x01, 0x00, 0x03, 15,  'w', 'w', 'w', '.', 'e', 'x',
+    static const uint8_t msg[] = {0x05, 0x01, 0x00, 0x03, 15,  'w', 'w', 'w', '.', 'e',  'x',
                                   'a',  'm',  'p',  'l',  'e', '.', 'c', 'o', 'm', 0x01, 0xbb};
     request(b, msg, sizeof(msg));
 }

@@ -57,7 +57,8 @@ bm_users_digest(struct bench *b)
     }
 }
 
-/* Two equal random digests, the case of a cache hit; false (and the bench failed) without sodium. */
+/* Two equal random digests, the case of a cache hit; false (and the bench failed) without
+ * sodium. */
 static bool
 equal_digests(struct bench *b, uint8_t *x, uint8_t *y)
 {

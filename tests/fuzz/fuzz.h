@@ -18,18 +18,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FUZZ_CHECK(cond)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond);           \
-            abort();                                                                               \
-        }                                                                                          \
+#define FUZZ_CHECK(cond)                                                                 \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
+            abort();                                                                     \
+        }                                                                                \
     } while (0)
 
 /* Inputs up to this length are also fed one byte at a time, every prefix in turn. */
 #define FUZZ_BYTEWISE_MAX 128
 /* Longer inputs get this many random cut points. */
-#define FUZZ_CUTS 24
+#define FUZZ_CUTS         24
 
 /* A copy of p[0..n) in a heap block of exactly n bytes (a valid, unreadable block for 0). */
 static inline uint8_t *
@@ -137,8 +137,8 @@ fuzz_name_verdict(const uint8_t *p, size_t n, char *norm, uint8_t *addr)
             char ch = text[i];
             if (ch >= 'A' && ch <= 'Z')
                 ch = (char)(ch + 32);
-            bool ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-                      ch == '_';
+            bool ok =
+                (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
             if (!ok)
                 return 0;
             digits = digits && ch >= '0' && ch <= '9';

@@ -135,8 +135,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(host_end != NULL);
         char norm[256];
         uint8_t a[16];
-        FUZZ_CHECK(fuzz_name_verdict(data + host_off, (size_t)(host_end - data) - host_off, norm,
-                                     a) == 0);
+        FUZZ_CHECK(
+            fuzz_name_verdict(data + host_off, (size_t)(host_end - data) - host_off, norm, a) == 0);
     }
     /* Past the longest request the answer is always known. */
     if (size >= SOCKS4_REQUEST_MAX)

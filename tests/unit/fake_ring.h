@@ -50,10 +50,10 @@ static struct fr_op fr_ops[FR_MAX]; /* in flight, in issue order */
 static unsigned fr_n;
 static struct io_uring_cqe fr_cq[FR_MAX]; /* completed; [fr_cq_head, fr_cq_n) not yet delivered */
 static unsigned fr_cq_head, fr_cq_n;
-static unsigned long fr_issued;                       /* SQEs handed out since fr_reset() */
-static unsigned long fr_recvs, fr_nobufs;             /* buffer-select recvs completed, -ENOBUFS */
-static void (*fr_batch_end)(struct shard *sh);        /* after each reap: relay_batch_end */
-static void (*fr_after_cqe)(struct shard *sh);        /* after each delivered CQE: invariants */
+static unsigned long fr_issued;                /* SQEs handed out since fr_reset() */
+static unsigned long fr_recvs, fr_nobufs;      /* buffer-select recvs completed, -ENOBUFS */
+static void (*fr_batch_end)(struct shard *sh); /* after each reap: relay_batch_end */
+static void (*fr_after_cqe)(struct shard *sh); /* after each delivered CQE: invariants */
 static bool (*fr_hold)(const struct io_uring_sqe *sqe); /* fr_pass() leaves these waiting */
 /* The provided buffer ring of the copy engine, as the kernel sees it. */
 static struct io_uring_buf_ring *fr_br;
@@ -239,8 +239,8 @@ fr_cancel(uint64_t ud, int fd, bool all)
     int n = 0;
     for (unsigned i = 0; i < fr_n;) {
         const struct io_uring_sqe *s = &fr_ops[i].sqe;
-        bool hit = s->opcode != IORING_OP_ASYNC_CANCEL &&
-                   (fd >= 0 ? s->fd == fd : s->user_data == ud);
+        bool hit =
+            s->opcode != IORING_OP_ASYNC_CANCEL && (fd >= 0 ? s->fd == fd : s->user_data == ud);
         if (!hit) {
             i++;
             continue;
@@ -280,8 +280,8 @@ fr_exec(unsigned i)
     case IORING_OP_RECV: {
         if (!(s->flags & IOSQE_BUFFER_SELECT))
             return false; /* only by hand */
-        if (tried && !(fr_revents(s->fd, POLLIN | POLLRDHUP) & (POLLIN | POLLRDHUP | POLLERR |
-                                                                   POLLHUP)))
+        if (tried &&
+            !(fr_revents(s->fd, POLLIN | POLLRDHUP) & (POLLIN | POLLRDHUP | POLLERR | POLLHUP)))
             return false;
         assert_non_null(fr_br);
         fr_recvs++;
@@ -308,8 +308,8 @@ fr_exec(unsigned i)
         break;
     }
     case IORING_OP_SEND: {
-        ssize_t n = send(s->fd, (const void *)(uintptr_t)s->addr, s->len,
-                         (int)s->msg_flags | MSG_DONTWAIT);
+        ssize_t n =
+            send(s->fd, (const void *)(uintptr_t)s->addr, s->len, (int)s->msg_flags | MSG_DONTWAIT);
         if (n < 0 && errno == EAGAIN && !(s->msg_flags & MSG_DONTWAIT))
             return false; /* the kernel would poll for room */
         res = n < 0 ? -errno : (int)n;

@@ -25,8 +25,8 @@
 
 #include "fake_ring.h"
 
-static unsigned fs_log_n;           /* access-log lines pushed */
-static struct log_rec fs_log_last;  /* the last of them */
+static unsigned fs_log_n;          /* access-log lines pushed */
+static struct log_rec fs_log_last; /* the last of them */
 
 bool
 log_push(struct logger *lg, unsigned shard, const struct log_rec *rec)
@@ -66,8 +66,7 @@ fs_before_on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cq
 {
     (void)sh;
     (void)c;
-    fail_msg("a CQE (op %u) reached the phase before the one under test",
-             ud_op(cqe->user_data));
+    fail_msg("a CQE (op %u) reached the phase before the one under test", ud_op(cqe->user_data));
 }
 
 static const struct conn_phase fs_before_phase = {.name = "before", .on_cqe = fs_before_on_cqe};

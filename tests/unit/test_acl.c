@@ -134,8 +134,8 @@ test_rule_flags(void **state)
     (void)state;
     struct acl *acl = new_acl();
     int r0 = ADD(acl, .action = ACL_ALLOW, .from = {"127.0.0.0/8"});
-    int r1 = ADD(acl, .action = ACL_ALLOW, .to = {"127.0.0.1"}, .ports = {{1080, 1080}},
-                 .n_ports = 1);
+    int r1 =
+        ADD(acl, .action = ACL_ALLOW, .to = {"127.0.0.1"}, .ports = {{1080, 1080}}, .n_ports = 1);
     assert_int_equal(acl_rule_flags(acl, r0), 0);
     assert_int_equal(acl_rule_flags(acl, r1), ACL_RF_TO);
     /* Out of range: no flags, and nothing to set. */
@@ -302,9 +302,8 @@ test_add_invalid(void **state)
     assert_int_equal(ADD(acl, .action = ACL_ALLOW, .ports = {{80, 80}, {444, 443}}, .n_ports = 2),
                      -EINVAL);
     /* Host names. */
-    const char *bad_hosts[] = {"",     ".",     "..",          "..example.com",
-                               "a..b", "a.b..", "*.a.com",     "exa mple.com",
-                               "a/b",  "a:b",   "\xc3\xa9.fr", toolong,
+    const char *bad_hosts[] = {"", ".", "..", "..example.com", "a..b", "a.b..", "*.a.com",
+                               "exa mple.com", "a/b", "a:b", "\xc3\xa9.fr", toolong,
                                /* an address in a name's clothes: the same check as requests */
                                "10.0.0.1", ".123", "127.1"};
     for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++)
@@ -1011,16 +1010,16 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cidr_parse),  cmocka_unit_test(test_cidr_parse_bad),
-        cmocka_unit_test(test_rule_flags),
-        cmocka_unit_test(test_empty),       cmocka_unit_test(test_add_index),
-        cmocka_unit_test(test_add_invalid), cmocka_unit_test(test_add_copies),
-        cmocka_unit_test(test_first_match), cmocka_unit_test(test_cmds),
-        cmocka_unit_test(test_ports),       cmocka_unit_test(test_from),
-        cmocka_unit_test(test_v6_prefixes), cmocka_unit_test(test_to),
-        cmocka_unit_test(test_v4mapped),    cmocka_unit_test(test_hosts),
-        cmocka_unit_test(test_users),       cmocka_unit_test(test_and),
-        cmocka_unit_test(test_many_rules),  cmocka_unit_test(test_random),
+        cmocka_unit_test(test_cidr_parse), cmocka_unit_test(test_cidr_parse_bad),
+        cmocka_unit_test(test_rule_flags), cmocka_unit_test(test_empty),
+        cmocka_unit_test(test_add_index),  cmocka_unit_test(test_add_invalid),
+        cmocka_unit_test(test_add_copies), cmocka_unit_test(test_first_match),
+        cmocka_unit_test(test_cmds),       cmocka_unit_test(test_ports),
+        cmocka_unit_test(test_from),       cmocka_unit_test(test_v6_prefixes),
+        cmocka_unit_test(test_to),         cmocka_unit_test(test_v4mapped),
+        cmocka_unit_test(test_hosts),      cmocka_unit_test(test_users),
+        cmocka_unit_test(test_and),        cmocka_unit_test(test_many_rules),
+        cmocka_unit_test(test_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,7 +54,7 @@ static void
 test_bad(void **state)
 {
     (void)state;
-    parse_bad("127.0.0.1", -1);     /* port required */
+    parse_bad("127.0.0.1", -1); /* port required */
     parse_bad("127.0.0.1:", -1);
     parse_bad("127.0.0.1:65536", -1);
     parse_bad("127.0.0.1:-1", -1);

@@ -186,8 +186,8 @@ test_parse_garbage(void **state)
     static const char *const bad[] = {
         "\r\n\r\n",
         "GET\r\n\r\n",
-        "GET /metrics\r\n\r\n",                 /* HTTP/0.9 */
-        "GET metrics HTTP/1.1\r\n\r\n",         /* not origin-form */
+        "GET /metrics\r\n\r\n",                  /* HTTP/0.9 */
+        "GET metrics HTTP/1.1\r\n\r\n",          /* not origin-form */
         "GET http://h/metrics HTTP/1.1\r\n\r\n", /* absolute-form */
         "OPTIONS * HTTP/1.1\r\n\r\n",
         "GET  /metrics HTTP/1.1\r\n\r\n",
@@ -200,12 +200,12 @@ test_parse_garbage(void **state)
         " GET /metrics HTTP/1.1\r\n\r\n",
         "GET /met\x01rics HTTP/1.1\r\n\r\n",
         "GET /m\xc3\xa9 HTTP/1.1\r\n\r\n",
-        "GET / HTTP/1.1\r\nHost\r\n\r\n",           /* no colon */
-        "GET / HTTP/1.1\r\nHost : x\r\n\r\n",       /* space before the colon */
-        "GET / HTTP/1.1\r\n: x\r\n\r\n",            /* empty name */
-        "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n",     /* obs-fold */
-        "GET / HTTP/1.1\r\nA: b\nB: c\r\n\r\n",     /* bare LF */
-        "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n",        /* bare CR */
+        "GET / HTTP/1.1\r\nHost\r\n\r\n",       /* no colon */
+        "GET / HTTP/1.1\r\nHost : x\r\n\r\n",   /* space before the colon */
+        "GET / HTTP/1.1\r\n: x\r\n\r\n",        /* empty name */
+        "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", /* obs-fold */
+        "GET / HTTP/1.1\r\nA: b\nB: c\r\n\r\n", /* bare LF */
+        "GET / HTTP/1.1\r\nA: b\rc\r\n\r\n",    /* bare CR */
         "GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -240,9 +240,9 @@ test_host(void **state)
 {
     (void)state;
     static const char *const good[] = {
-        "127.0.0.1", "127.0.0.1:9180", "10.1.2.3:80", "0.0.0.0:1", "[::1]", "[::1]:9180",
-        "[2001:db8::7]:65535", "[::ffff:127.0.0.1]:9180", "localhost", "localhost:9180",
-        "LocalHost:1",
+        "127.0.0.1", "127.0.0.1:9180", "10.1.2.3:80",         "0.0.0.0:1",
+        "[::1]",     "[::1]:9180",     "[2001:db8::7]:65535", "[::ffff:127.0.0.1]:9180",
+        "localhost", "localhost:9180", "LocalHost:1",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         if (!host_ok(good[i], NULL))
@@ -250,16 +250,37 @@ test_host(void **state)
 
     static const char *const bad[] = {
         /* DNS rebinding: any name a page can make resolve to us. */
-        "evil.example", "evil.example:9180", "127.0.0.1.nip.io:9180", "localhost.evil.example",
-        "localhost.", "sub.localhost",
+        "evil.example",
+        "evil.example:9180",
+        "127.0.0.1.nip.io:9180",
+        "localhost.evil.example",
+        "localhost.",
+        "sub.localhost",
         /* Forms of an address a browser never sends (its URL parser writes dotted decimal). */
-        "127.1", "2130706433", "0x7f.0.0.1", "127.0.0.01", "::1", "[::1", "[fe80::1%25lo]",
+        "127.1",
+        "2130706433",
+        "0x7f.0.0.1",
+        "127.0.0.01",
+        "::1",
+        "[::1",
+        "[fe80::1%25lo]",
         "[127.0.0.1]",
         /* Ports: digits only, 1 to 5 of them, at most 65535. */
-        "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:123456", "127.0.0.1:9180x", "127.0.0.1:-1",
-        "127.0.0.1:91 80", "[::1]9180", "[::1]:", "localhost:80:80",
+        "127.0.0.1:",
+        "127.0.0.1:65536",
+        "127.0.0.1:123456",
+        "127.0.0.1:9180x",
+        "127.0.0.1:-1",
+        "127.0.0.1:91 80",
+        "[::1]9180",
+        "[::1]:",
+        "localhost:80:80",
         /* Not a host at all. */
-        "", ":9180", "[]", "127.0.0.1,evil.example", "127.0.0.1 evil.example",
+        "",
+        ":9180",
+        "[]",
+        "127.0.0.1,evil.example",
+        "127.0.0.1 evil.example",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (host_ok(bad[i], NULL))
@@ -336,8 +357,15 @@ test_content_type(void **state)
         if (!simple(yes[i]))
             fail_msg("not taken for a form or text type: \"%s\"", yes[i]);
     static const char *const no[] = {
-        "", "application/json", "application/octet-stream", "text/html", "text/plainx",
-        "text/plai", "multipart/mixed", "text", ";text/plain",
+        "",
+        "application/json",
+        "application/octet-stream",
+        "text/html",
+        "text/plainx",
+        "text/plai",
+        "multipart/mixed",
+        "text",
+        ";text/plain",
     };
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
         if (simple(no[i]))
@@ -366,12 +394,12 @@ test_check_request(void **state)
     (void)state;
     /* What operators and scrapers send. */
     assert_int_equal(check("POST /drain HTTP/1.1\r\nHost: 127.0.0.1:9180\r\n"
-                           "User-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n", NULL),
+                           "User-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n",
+                           NULL),
                      0);
     assert_int_equal(check("POST /reload HTTP/1.0\r\n\r\n", NULL), 0);
-    assert_int_equal(check("GET /metrics HTTP/1.1\r\nHost: node1.example:9180\r\n\r\n",
-                           "node1.example"),
-                     0);
+    assert_int_equal(
+        check("GET /metrics HTTP/1.1\r\nHost: node1.example:9180\r\n\r\n", "node1.example"), 0);
     assert_int_equal(check("POST /reload HTTP/1.1\r\nHost: [::1]:9180\r\n"
                            "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n",
                            NULL),
@@ -425,8 +453,7 @@ test_check_request(void **state)
                            NULL),
                      403);
     /* An Origin with no Host to compare it with. */
-    assert_int_equal(check("POST /drain HTTP/1.1\r\nOrigin: http://127.0.0.1:9180\r\n\r\n",
-                           NULL),
+    assert_int_equal(check("POST /drain HTTP/1.1\r\nOrigin: http://127.0.0.1:9180\r\n\r\n", NULL),
                      403);
     /* DNS rebinding: the page is same-origin with itself, so only Host tells. */
     assert_int_equal(check("POST /drain HTTP/1.1\r\nHost: evil.example:9180\r\n"
@@ -434,10 +461,8 @@ test_check_request(void **state)
                            "Sec-Fetch-Site: same-origin\r\n\r\n",
                            NULL),
                      403);
-    assert_int_equal(check("GET /metrics HTTP/1.1\r\nHost: evil.example:9180\r\n\r\n", NULL),
-                     403);
-    assert_int_equal(check("GET /metrics HTTP/1.1\r\nHost: node2.example\r\n\r\n",
-                           "node1.example"),
+    assert_int_equal(check("GET /metrics HTTP/1.1\r\nHost: evil.example:9180\r\n\r\n", NULL), 403);
+    assert_int_equal(check("GET /metrics HTTP/1.1\r\nHost: node2.example\r\n\r\n", "node1.example"),
                      403);
     /* Repeated: which one would be checked and which acted on is not a question to leave open. */
     assert_int_equal(check("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -465,10 +490,10 @@ test_loopback(void **state)
         const char *ip;
         bool loopback;
     } cases[] = {
-        {"127.0.0.1", true},    {"127.255.0.9", true},  {"::1", true},
-        {"::ffff:127.0.0.1", true}, {"0.0.0.0", false}, {"::", false},
-        {"10.0.0.1", false},    {"128.0.0.1", false},   {"::ffff:10.0.0.1", false},
-        {"fe80::1", false},     {"::2", false},
+        {"127.0.0.1", true},        {"127.255.0.9", true}, {"::1", true},
+        {"::ffff:127.0.0.1", true}, {"0.0.0.0", false},    {"::", false},
+        {"10.0.0.1", false},        {"128.0.0.1", false},  {"::ffff:10.0.0.1", false},
+        {"fe80::1", false},         {"::2", false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         memset(&ss, 0, sizeof(ss));
@@ -498,8 +523,19 @@ test_hosts_add(void **state)
     assert_string_equal(list, "node1.example,prom_2-x,abcdefgh");
 
     static const char *const bad[] = {
-        "", "node1.example:9180", "[::1]", "a,b", "a b", ".example", "example..", "a..b", "a.123",
-        "*.example", "http://node1", "n\xc3\xb6" "de",
+        "",
+        "node1.example:9180",
+        "[::1]",
+        "a,b",
+        "a b",
+        ".example",
+        "example..",
+        "a..b",
+        "a.123",
+        "*.example",
+        "http://node1",
+        "n\xc3\xb6"
+        "de",
     };
     char big[300];
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -561,8 +597,9 @@ fake_reload(void *arg, char *msg, size_t cap)
     struct fake *f = arg;
     f->reloads++;
     if (f->reload_report) {
-        snprintf(msg, cap, "reloaded (policy 2): applied: idle_timeout 7200 -> 600; "
-                           "tunnels revoked: 0");
+        snprintf(msg, cap,
+                 "reloaded (policy 2): applied: idle_timeout 7200 -> 600; "
+                 "tunnels revoked: 0");
         return 0;
     }
     if (!f->reload_fail)
@@ -749,9 +786,8 @@ client_socket(void)
 static void
 connect_socket(int fd, uint16_t port)
 {
-    struct sockaddr_in sin = {.sin_family = AF_INET,
-                              .sin_port = htons(port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in sin = {
+        .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
 }
 

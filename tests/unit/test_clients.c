@@ -195,10 +195,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_counts),
-        cmocka_unit_test(test_keys),
-        cmocka_unit_test(test_failures),
-        cmocka_unit_test(test_expired_dropped_on_growth),
+        cmocka_unit_test(test_counts),   cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_failures), cmocka_unit_test(test_expired_dropped_on_growth),
         cmocka_unit_test(test_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -497,15 +497,16 @@ test_udp_source(void **state)
     struct acl *acl = NULL;
     char err[1024];
     options_defaults(&o);
-    assert_int_equal(load_text("rules = (\n"
-                               "  { action = \"allow\"; from = \"100.64.0.0/10\"; udp_source = \"any\"; },\n"
-                               "  { action = \"allow\"; from = \"192.0.2.0/24\"; udp_source = \"control\";\n"
-                               "    commands = [\"udp\", \"connect\"]; },\n"
-                               "  { action = \"allow\"; from = \"198.51.100.0/24\"; },\n"
-                               "  { action = \"deny\"; udp_source = \"control\"; }\n"
-                               ");\n",
-                               &o, &acl, err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        load_text("rules = (\n"
+                  "  { action = \"allow\"; from = \"100.64.0.0/10\"; udp_source = \"any\"; },\n"
+                  "  { action = \"allow\"; from = \"192.0.2.0/24\"; udp_source = \"control\";\n"
+                  "    commands = [\"udp\", \"connect\"]; },\n"
+                  "  { action = \"allow\"; from = \"198.51.100.0/24\"; },\n"
+                  "  { action = \"deny\"; udp_source = \"control\"; }\n"
+                  ");\n",
+                  &o, &acl, err, sizeof(err)),
+        0);
     assert_int_equal(acl_count(acl), 4);
     assert_int_equal(acl_rule_flags(acl, 0), ACL_RF_UDP_ANY_SOURCE);
     assert_int_equal(acl_rule_flags(acl, 1), 0);
@@ -887,12 +888,45 @@ static void
 test_file_and_command_line_agree(void **state)
 {
     (void)state;
-    static const char *const samples[] = {
-        "0", "1", "7", "64", "1024", "1025", "4096", "65536", "1048577", "-1", "0x20",
-        "true", "false", "auto", "splice", "copy", "none", "password", "on", "off", "json",
-        "logfmt", "stderr", "syslog", "rel.log", "/var/log/x.log", "", "nobody", "a:b",
-        "127.0.0.1:1080", "[::1]:9", "127.0.0.1", "2001:db8::1", "host.example", "x.example:1",
-        "4000-4999", "4000", "0-10", NULL};
+    static const char *const samples[] = {"0",
+                                          "1",
+                                          "7",
+                                          "64",
+                                          "1024",
+                                          "1025",
+                                          "4096",
+                                          "65536",
+                                          "1048577",
+                                          "-1",
+                                          "0x20",
+                                          "true",
+                                          "false",
+                                          "auto",
+                                          "splice",
+                                          "copy",
+                                          "none",
+                                          "password",
+                                          "on",
+                                          "off",
+                                          "json",
+                                          "logfmt",
+                                          "stderr",
+                                          "syslog",
+                                          "rel.log",
+                                          "/var/log/x.log",
+                                          "",
+                                          "nobody",
+                                          "a:b",
+                                          "127.0.0.1:1080",
+                                          "[::1]:9",
+                                          "127.0.0.1",
+                                          "2001:db8::1",
+                                          "host.example",
+                                          "x.example:1",
+                                          "4000-4999",
+                                          "4000",
+                                          "0-10",
+                                          NULL};
     for (size_t i = 0; i < options_n_rows; i++) {
         const struct options_row *r = &options_rows[i];
         if (r->kind == OPTIONS_RULES)
@@ -924,8 +958,8 @@ test_file_and_command_line_agree(void **state)
             unlink(path);
             if (cli_ok != file_ok)
                 fail_msg("%s = %s: the command line %s it (%s), the file %s it (%s)", r->key,
-                         samples[k], cli_ok ? "takes" : "refuses", why, file_ok ? "takes" : "refuses",
-                         err);
+                         samples[k], cli_ok ? "takes" : "refuses", why,
+                         file_ok ? "takes" : "refuses", err);
             if (cli_ok && !options_equal(r, &by_cli, &by_file))
                 fail_msg("%s = %s: the command line and the file read it differently", r->key,
                          samples[k]);

@@ -80,8 +80,15 @@ record(enum ev_kind kind, const struct conn *c, unsigned op, int res, unsigned t
        enum tlist_id tl)
 {
     assert_true(n_evs < MAX_EV);
-    evs[n_evs++] = (struct ev){.kind = kind, .slot = c->slot, .gen = c->gen, .state = c->state,
-                               .op = op, .res = res, .tag = tag, .n = n, .tl = tl};
+    evs[n_evs++] = (struct ev){.kind = kind,
+                               .slot = c->slot,
+                               .gen = c->gen,
+                               .state = c->state,
+                               .op = op,
+                               .res = res,
+                               .tag = tag,
+                               .n = n,
+                               .tl = tl};
 }
 
 static unsigned

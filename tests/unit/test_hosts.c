@@ -114,7 +114,8 @@ test_localhost(void **state)
     assert_int_equal(hosts_lookup(NULL, "localhost.example", 1, out, 8), 0);
     /* One normal form (hostname.h): two trailing dots are an empty label, no name at all,
      * where this table used to strip one and the localhost check another (issue #9). */
-    const char *bad[] = {"localhost..", "LOCALHOST..", "x.localhost..", ".localhost", "a..localhost"};
+    const char *bad[] = {"localhost..", "LOCALHOST..", "x.localhost..", ".localhost",
+                         "a..localhost"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (hosts_lookup(NULL, bad[i], 1, out, 8) != 0)
             fail_msg("\"%s\" found", bad[i]);

@@ -512,8 +512,8 @@ test_time(void **state)
     /* Against gmtime_r over random instants up to year 9999. */
     unsigned seed = 7;
     for (int i = 0; i < 20000; i++) {
-        uint64_t ms = (((uint64_t)rand_r(&seed) << 31) ^ (uint64_t)rand_r(&seed)) %
-                      253402300800000ull;
+        uint64_t ms =
+            (((uint64_t)rand_r(&seed) << 31) ^ (uint64_t)rand_r(&seed)) % 253402300800000ull;
         time_t t = (time_t)(ms / 1000);
         struct tm tm;
         char want[40];

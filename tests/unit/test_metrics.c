@@ -195,20 +195,17 @@ test_values(void **state)
     assert_string_equal(
         sample(t, "ringsocks_tunnels_total{command=\"connect\",reply=\"succeeded\"}"), "666");
     assert_string_equal(
-        sample(t, "ringsocks_tunnels_total{command=\"connect\",reply=\"host_unreachable\"}"),
-        "3");
+        sample(t, "ringsocks_tunnels_total{command=\"connect\",reply=\"host_unreachable\"}"), "3");
     assert_string_equal(sample(t, "ringsocks_tunnels_total{command=\"udp\",reply=\"succeeded\"}"),
                         "2");
     assert_string_equal(sample(t, "ringsocks_tunnels_total{command=\"none\",reply=\"none\"}"),
                         "21");
     assert_string_equal(
-        sample(t,
-               "ringsocks_tunnels_total{command=\"bind\",reply=\"address_type_not_supported\"}"),
+        sample(t, "ringsocks_tunnels_total{command=\"bind\",reply=\"address_type_not_supported\"}"),
         "0");
     assert_string_equal(sample(t, "ringsocks_relay_bytes_total{direction=\"up\"}"),
                         "1099511627777");
-    assert_string_equal(sample(t, "ringsocks_relay_bytes_total{direction=\"down\"}"),
-                        "123456789");
+    assert_string_equal(sample(t, "ringsocks_relay_bytes_total{direction=\"down\"}"), "123456789");
     assert_string_equal(sample(t, "ringsocks_auth_cache_hits_total"), "75");
     assert_string_equal(sample(t, "ringsocks_auth_slow_checks_total"), "6");
     assert_string_equal(sample(t, "ringsocks_auth_failures_total"), "9");
@@ -255,10 +252,9 @@ test_histogram(void **state)
 {
     struct fixture *f = *state;
     static const char *const want[][2] = {
-        {"0.001", "15"}, {"0.002", "15"}, {"0.005", "15"}, {"0.01", "19"},
-        {"0.025", "19"}, {"0.05", "19"},  {"0.1", "19"},   {"0.25", "19"},
-        {"0.5", "19"},   {"1", "19"},     {"2.5", "21"},   {"5", "21"},
-        {"+Inf", "22"},
+        {"0.001", "15"}, {"0.002", "15"}, {"0.005", "15"}, {"0.01", "19"}, {"0.025", "19"},
+        {"0.05", "19"},  {"0.1", "19"},   {"0.25", "19"},  {"0.5", "19"},  {"1", "19"},
+        {"2.5", "21"},   {"5", "21"},     {"+Inf", "22"},
     };
     char series[128];
     uint64_t prev = 0;
@@ -279,8 +275,7 @@ test_histogram(void **state)
         }
     }
     assert_string_equal(sample(f->text, "ringsocks_dns_lookup_duration_seconds_count"), "22");
-    assert_string_equal(sample(f->text, "ringsocks_dns_lookup_duration_seconds_sum"),
-                        "8.654321");
+    assert_string_equal(sample(f->text, "ringsocks_dns_lookup_duration_seconds_sum"), "8.654321");
     /* Exactly the 13 buckets, no more. */
     size_t buckets = 0;
     for (const char *p = f->text; (p = strstr(p, "_seconds_bucket{")); p++)
@@ -363,10 +358,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_values),
-        cmocka_unit_test(test_histogram),
-        cmocka_unit_test(test_small_buffer),
-        cmocka_unit_test(test_no_shards),
+        cmocka_unit_test(test_values),       cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_small_buffer), cmocka_unit_test(test_no_shards),
         cmocka_unit_test(test_promtool),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -126,7 +126,8 @@ test_words(void **state)
     assert_true(o.close_denied);
     assert_string_equal(set(&o, "close_denied_on_reload", "FALSE"), "");
     assert_false(o.close_denied);
-    assert_string_equal(set(&o, "close_denied_on_reload", "yes"), "'yes' is neither true nor false");
+    assert_string_equal(set(&o, "close_denied_on_reload", "yes"),
+                        "'yes' is neither true nor false");
     assert_string_equal(set(&o, "relay", "copy"), "");
     assert_int_equal(o.relay, RELAY_COPY);
     assert_string_equal(set(&o, "relay", "zerocopy"),
@@ -142,9 +143,10 @@ test_words(void **state)
     char big[100];
     memset(big, 'g', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    assert_string_equal(set(&o, "group", big),
-                        "'ggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg"
-                        "gggggggggggggggggggggg' is longer than 63 bytes");
+    assert_string_equal(
+        set(&o, "group", big),
+        "'ggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg"
+        "gggggggggggggggggggggg' is longer than 63 bytes");
     assert_string_equal(set(&o, "bind_ports", "4000"),
                         "'4000' is not a port range LO-HI within 1-65535");
     assert_string_equal(set(&o, "bind_ports", "5000-4000"),
@@ -249,9 +251,9 @@ test_command_line(void **state)
     /* 0 = auto on the command line too, as in the file. */
     options_defaults(&o);
     o.shards = o.max_conns = o.hs_slots = 7;
-    assert_int_equal(apply(&o, &cli, err, "--shards", "0", "--max-conns", "0",
-                           "--handshake-slots", "0", NULL),
-                     0);
+    assert_int_equal(
+        apply(&o, &cli, err, "--shards", "0", "--max-conns", "0", "--handshake-slots", "0", NULL),
+        0);
     assert_int_equal(o.shards + o.max_conns + o.hs_slots, 0);
 
     /* A list option replaces the list it was given on top of; the next ones add. */
@@ -395,15 +397,16 @@ test_diff(void **state)
 static bool
 other_value(const struct options_row *r, struct opts *o)
 {
-    static const char *const samples[] = {"1", "2", "4096", "true", "false", "192.0.2.1:1",
-                                          "192.0.2.1", "4000-4999", "/tmp/x", "x.example",
-                                          "splice", "copy", "none", "password", "on", "off",
-                                          "json", NULL};
+    static const char *const samples[] = {
+        "1",         "2",         "4096",   "true",      "false",  "192.0.2.1:1",
+        "192.0.2.1", "4000-4999", "/tmp/x", "x.example", "splice", "copy",
+        "none",      "password",  "on",     "off",       "json",   NULL};
     struct opts was = *o;
     char why[256];
     if (r->kind == OPTIONS_UINT)
-        return options_set_uint(r, o, *(unsigned *)((char *)o + r->off) == (unsigned)r->max
-                                          ? r->min : r->max, why, sizeof(why)) == 0;
+        return options_set_uint(
+                   r, o, *(unsigned *)((char *)o + r->off) == (unsigned)r->max ? r->min : r->max,
+                   why, sizeof(why)) == 0;
     for (size_t i = 0; samples[i]; i++) {
         options_clear(r, o);
         if (options_set(r, o, samples[i], why, sizeof(why)) == 0 && !options_equal(r, o, &was))
@@ -488,7 +491,9 @@ unescape(const char *p, size_t len, char *out, size_t cap)
         if (p[i] != '\\' || i + 1 >= len) {
             out[o++] = p[i];
         } else if (p[i + 1] == '(' && i + 3 < len) {
-            out[o++] = !strncmp(p + i + 2, "dq", 2) ? '"' : !strncmp(p + i + 2, "aq", 2) ? '\'' : '?';
+            out[o++] = !strncmp(p + i + 2, "dq", 2)   ? '"'
+                       : !strncmp(p + i + 2, "aq", 2) ? '\''
+                                                      : '?';
             i += 3;
         } else if (p[i + 1] == 'f' && i + 2 < len) {
             i += 2;
@@ -572,8 +577,8 @@ check_config_md(char *probs, size_t cap)
         if (r->kind == OPTIONS_UINT) {
             snprintf(want, sizeof(want), "integer %lld..%lld", r->min, r->max);
             if (!strstr(type, want))
-                problem(probs, cap, "docs/config.md: %s: type cell '%s', the table says %s",
-                        r->key, type, want);
+                problem(probs, cap, "docs/config.md: %s: type cell '%s', the table says %s", r->key,
+                        type, want);
         }
         for (unsigned w = 0; r->kind == OPTIONS_CHOICE && r->words[w]; w++) {
             snprintf(want, sizeof(want), "`\"%s\"`", r->words[w]);
@@ -688,7 +693,8 @@ check_man8(char *probs, size_t cap)
             if (!strstr(entry, want))
                 problem(probs, cap, "docs/ringsocks.8: --%s: no '%s'", dashed_key, want);
         }
-        const char *cls = r->flags & OPTIONS_F_RELOAD ? "A reload applies it." : "Restart to change.";
+        const char *cls =
+            r->flags & OPTIONS_F_RELOAD ? "A reload applies it." : "Restart to change.";
         if (!strstr(entry, cls))
             problem(probs, cap, "docs/ringsocks.8: --%s: no '%s'", dashed_key, cls);
         if (r->alias) {

@@ -810,7 +810,10 @@ main(void)
     /* As the server does (main.c): a splice into a socket whose peer left would raise it. */
     signal(SIGPIPE, SIG_IGN);
     /* Each test under the engines it holds for, named test/engine. */
-#define T(f, e) {#f "/" #e, f, setup, teardown, (void *)&e_##e}
+#define T(f, e)                                       \
+    {                                                 \
+#f "/" #e, f, setup, teardown, (void *)&e_##e \
+    }
     const struct CMUnitTest tests[] = {
         T(test_both_ways, splice),
         T(test_both_ways, copy),

@@ -418,8 +418,9 @@ test_host_longest(void **state)
 static void
 test_4a_name_checked(void **state)
 {
-    static const char *const bad[] = {"127.0.0.1:25", "[::1]", "localhost..", "x.localhost..",
-                                      "a b", "a/b", "127.1", "2130706433", "a..b"};
+    static const char *const bad[] = {"127.0.0.1:25",  "[::1]",      "localhost..",
+                                      "x.localhost..", "a b",        "a/b",
+                                      "127.1",         "2130706433", "a..b"};
     uint8_t msg[MSG_MAX];
     struct socks4 st;
     size_t len;

@@ -153,8 +153,8 @@ lower(char *s)
 }
 
 static size_t
-build_request(uint8_t *out, uint8_t ver, uint8_t cmd, uint8_t atyp, const void *addr,
-              size_t alen, uint16_t port)
+build_request(uint8_t *out, uint8_t ver, uint8_t cmd, uint8_t atyp, const void *addr, size_t alen,
+              uint16_t port)
 {
     size_t off = 0;
 
@@ -976,8 +976,8 @@ test_handshake_one_buffer(void **state)
     (void)state;
     memcpy(buf, (const uint8_t[]){0x05, 0x02, 0x00, 0x02}, 4);
     len = 4;
-    len += build_request(buf + len, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, "x.test", 6,
-                         8443);
+    len +=
+        build_request(buf + len, 0x05, SOCKS5_CMD_CONNECT, SOCKS5_ATYP_DOMAIN, "x.test", 6, 8443);
     buf[len++] = 0xEE;
     socks5_init(&st);
     r = feed_exact(&st, buf + off, len - off);
@@ -1138,20 +1138,30 @@ test_rep_from_errno(void **state)
         int neg_errno;
         uint8_t rep;
     } cases[] = {
-        {-ECONNREFUSED, 0x05}, {-ENETUNREACH, 0x03},  {-ENETDOWN, 0x03},
-        {-EHOSTUNREACH, 0x04}, {-EHOSTDOWN, 0x04},    {-ENOENT, 0x04},
-        {-ENODATA, 0x04},      {-ETIMEDOUT, 0x06},    {-ECANCELED, 0x06},
-        {-EAFNOSUPPORT, 0x08}, {-EACCES, 0x02},       {-EPERM, 0x02},
-        {-EIO, 0x01},          {-ENOMEM, 0x01},       {-EINVAL, 0x01},
-        {-ECONNRESET, 0x01},   {0, 0x01},
+        {-ECONNREFUSED, 0x05},
+        {-ENETUNREACH, 0x03},
+        {-ENETDOWN, 0x03},
+        {-EHOSTUNREACH, 0x04},
+        {-EHOSTDOWN, 0x04},
+        {-ENOENT, 0x04},
+        {-ENODATA, 0x04},
+        {-ETIMEDOUT, 0x06},
+        {-ECANCELED, 0x06},
+        {-EAFNOSUPPORT, 0x08},
+        {-EACCES, 0x02},
+        {-EPERM, 0x02},
+        {-EIO, 0x01},
+        {-ENOMEM, 0x01},
+        {-EINVAL, 0x01},
+        {-ECONNRESET, 0x01},
+        {0, 0x01},
     };
 
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         uint8_t got = socks5_rep_from_errno(cases[i].neg_errno);
         if (got != cases[i].rep)
-            fail_msg("errno %d: got 0x%02x, want 0x%02x", -cases[i].neg_errno, got,
-                     cases[i].rep);
+            fail_msg("errno %d: got 0x%02x, want 0x%02x", -cases[i].neg_errno, got, cases[i].rep);
     }
     /* The named constants agree with the wire values of RFC 1928 section 6. */
     assert_int_equal(socks5_rep_from_errno(-ECONNREFUSED), SOCKS5_REP_REFUSED);
@@ -1304,7 +1314,7 @@ test_pw_feed_in_auth_phase_closes(void **state)
 static void
 test_pw_greeting_pipelined(void **state)
 {
-    static const uint8_t buf[] = {0x05, 0x01, 0x02, 0x01, 0x01, 'u', 0x01, 'p', 0x05,
+    static const uint8_t buf[] = {0x05, 0x01, 0x02, 0x01, 0x01, 'u', 0x01, 'p',  0x05,
                                   0x01, 0x00, 0x01, 10,   0,    0,   1,    0x00, 0x50};
     struct socks5 st;
 
@@ -1373,8 +1383,7 @@ build_udp(uint8_t *out, uint8_t frag, uint8_t atyp, const void *addr, size_t ale
  * length from hlen on parses to hlen. Returns the parse of the whole datagram in dest/frag.
  */
 static void
-check_udp_ok(const uint8_t *msg, size_t len, size_t hlen, struct socks_dest *dest,
-             uint8_t *frag)
+check_udp_ok(const uint8_t *msg, size_t len, size_t hlen, struct socks_dest *dest, uint8_t *frag)
 {
     struct socks_dest d;
     struct socks_dest before;
@@ -1570,8 +1579,7 @@ test_udp_parse_unknown_atyp(void **state)
 
     (void)state;
     for (unsigned atyp = 0; atyp < 256; atyp++) {
-        if (atyp == SOCKS5_ATYP_IPV4 || atyp == SOCKS5_ATYP_IPV6 ||
-            atyp == SOCKS5_ATYP_DOMAIN)
+        if (atyp == SOCKS5_ATYP_IPV4 || atyp == SOCKS5_ATYP_IPV6 || atyp == SOCKS5_ATYP_DOMAIN)
             continue;
         /* Long enough for any address type: only the ATYP makes it bad. */
         len = build_udp(msg, 0, SOCKS5_ATYP_IPV6, "0123456789abcdef", 16, 53, "data");
@@ -1657,7 +1665,7 @@ test_udp_header_ipv4(void **state)
 static void
 test_udp_header_ipv6(void **state)
 {
-    static const uint8_t want[] = {0, 0, 0, 0x04, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0,
+    static const uint8_t want[] = {0, 0, 0, 0x04, 0x20, 0x01, 0x0d, 0xb8, 0, 0,    0,
                                    0, 0, 0, 0,    0,    0,    0,    0,    1, 0x01, 0xBB};
     struct sockaddr_in6 sin6;
     struct socks_dest d;

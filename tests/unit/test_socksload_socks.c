@@ -71,7 +71,12 @@ test_greeting_and_auth(void **state)
     assert_int_equal(socks_greeting(out, &user), 4);
     assert_memory_equal(out, "\x05\x02\x00\x02", 4);
     assert_int_equal(socks_auth_request(out, &user), 1 + 1 + 5 + 1 + 6);
-    assert_memory_equal(out, "\x01\x05" "alice" "\x06" "s3cret", 14);
+    assert_memory_equal(out,
+                        "\x01\x05"
+                        "alice"
+                        "\x06"
+                        "s3cret",
+                        14);
 }
 
 static void
@@ -89,7 +94,11 @@ test_requests(void **state)
     assert_int_equal(socks_request(out, &s5, SOCKS_CMD_CONNECT, &v4), 10);
     assert_memory_equal(out, "\x05\x01\x00\x01\x7f\x00\x00\x01\x12\x34", 10);
     assert_int_equal(socks_request(out, &s5, SOCKS_CMD_UDP, &name), 4 + 1 + 9 + 2);
-    assert_memory_equal(out, "\x05\x03\x00\x03\x09" "localhost" "\x00\x50", 16);
+    assert_memory_equal(out,
+                        "\x05\x03\x00\x03\x09"
+                        "localhost"
+                        "\x00\x50",
+                        16);
     memset(&v6, 0, sizeof(v6));
     v6.type = URL_HOST_IPV6;
     v6.addr[15] = 1;
@@ -99,9 +108,17 @@ test_requests(void **state)
     assert_int_equal(out[19], 1);
     /* SOCKS4 carries the user id; 4a sends 0.0.0.1 and the name after the empty user id. */
     assert_int_equal(socks_request(out, &s4, SOCKS_CMD_CONNECT, &v4), 8 + 3 + 1);
-    assert_memory_equal(out, "\x04\x01\x12\x34\x7f\x00\x00\x01" "bob" "\x00", 12);
+    assert_memory_equal(out,
+                        "\x04\x01\x12\x34\x7f\x00\x00\x01"
+                        "bob"
+                        "\x00",
+                        12);
     assert_int_equal(socks_request(out, &s4a, SOCKS_CMD_CONNECT, &name), 8 + 1 + 10);
-    assert_memory_equal(out, "\x04\x01\x00\x50\x00\x00\x00\x01\x00" "localhost" "\x00", 19);
+    assert_memory_equal(out,
+                        "\x04\x01\x00\x50\x00\x00\x00\x01\x00"
+                        "localhost"
+                        "\x00",
+                        19);
 }
 
 static void
@@ -247,8 +264,7 @@ test_front_greeting(void **state)
     assert_true(noauth);
     /* Malformed: another version (SOCKS4, HTTP) at the first byte, no methods at all. */
     assert_int_equal(socks_parse_greeting((const uint8_t *)"\x04", 1, &noauth), -EPROTO);
-    assert_int_equal(socks_parse_greeting((const uint8_t *)"GET / HTTP/1.1", 14, &noauth),
-                     -EPROTO);
+    assert_int_equal(socks_parse_greeting((const uint8_t *)"GET / HTTP/1.1", 14, &noauth), -EPROTO);
     assert_int_equal(socks_parse_greeting((const uint8_t *)"\x05\x00", 2, &noauth), -EPROTO);
 }
 
@@ -311,8 +327,7 @@ test_front_request(void **state)
     out[4] = 0;
     assert_int_equal(socks_parse_request(out, 5, &cmd), -EPROTO);
     /* A greeting sent twice is not a request (RSV would be a method byte). */
-    assert_int_equal(socks_parse_request((const uint8_t *)"\x05\x02\x00\x02", 4, &cmd),
-                     -EPROTO);
+    assert_int_equal(socks_parse_request((const uint8_t *)"\x05\x02\x00\x02", 4, &cmd), -EPROTO);
 }
 
 static void

@@ -85,26 +85,26 @@ static void
 test_errors(void **state)
 {
     static const char *const bad[] = {
-        "127.0.0.1:1080",               /* no scheme */
-        "http://127.0.0.1:1080",        /* not SOCKS */
-        "socks6://127.0.0.1",           /* unknown scheme */
-        "socks5://",                    /* no host */
-        "socks5://127.0.0.1:0",         /* port 0 */
-        "socks5://127.0.0.1:65536",     /* port too big */
-        "socks5://127.0.0.1:12a",       /* port not a number */
-        "socks5://127.0.0.1:",          /* empty port */
-        "socks5://[::1",                /* missing ']' */
-        "socks5://[nope]:1080",         /* bad IPv6 */
-        "socks5://::1:1080",            /* IPv6 without brackets */
-        "socks5://127.0.0.256",         /* bad IPv4, not a name either */
-        "socks5://bad host",            /* space in a name */
-        "socks5://127.0.0.1/path",      /* a path */
-        "socks5://127.0.0.1?x=1",       /* a query */
-        "socks5://:pw@127.0.0.1",       /* empty user */
-        "socks5://a%4@127.0.0.1",       /* truncated escape */
-        "socks5://a%zz@127.0.0.1",      /* bad escape */
-        "socks5://a%00@127.0.0.1",      /* NUL */
-        "socks4://u:p@127.0.0.1",       /* SOCKS4 has no password */
+        "127.0.0.1:1080",           /* no scheme */
+        "http://127.0.0.1:1080",    /* not SOCKS */
+        "socks6://127.0.0.1",       /* unknown scheme */
+        "socks5://",                /* no host */
+        "socks5://127.0.0.1:0",     /* port 0 */
+        "socks5://127.0.0.1:65536", /* port too big */
+        "socks5://127.0.0.1:12a",   /* port not a number */
+        "socks5://127.0.0.1:",      /* empty port */
+        "socks5://[::1",            /* missing ']' */
+        "socks5://[nope]:1080",     /* bad IPv6 */
+        "socks5://::1:1080",        /* IPv6 without brackets */
+        "socks5://127.0.0.256",     /* bad IPv4, not a name either */
+        "socks5://bad host",        /* space in a name */
+        "socks5://127.0.0.1/path",  /* a path */
+        "socks5://127.0.0.1?x=1",   /* a query */
+        "socks5://:pw@127.0.0.1",   /* empty user */
+        "socks5://a%4@127.0.0.1",   /* truncated escape */
+        "socks5://a%zz@127.0.0.1",  /* bad escape */
+        "socks5://a%00@127.0.0.1",  /* NUL */
+        "socks4://u:p@127.0.0.1",   /* SOCKS4 has no password */
     };
     struct url u;
     char err[200];
@@ -189,9 +189,12 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_schemes),   cmocka_unit_test(test_hosts),
-        cmocka_unit_test(test_userinfo),  cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_long_user), cmocka_unit_test(test_hostport),
+        cmocka_unit_test(test_schemes),
+        cmocka_unit_test(test_hosts),
+        cmocka_unit_test(test_userinfo),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_long_user),
+        cmocka_unit_test(test_hostport),
         cmocka_unit_test(test_sockaddr_and_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,8 +43,8 @@ struct tun {
     bool closing;
     bool rst;
     bool sending;
-    bool ending;    /* throughput up: stop sending, then shutdown(SHUT_WR) and read the report */
-    bool timer_on;  /* a CLIENT_OP_TIMER is pending */
+    bool ending;   /* throughput up: stop sending, then shutdown(SHUT_WR) and read the report */
+    bool timer_on; /* a CLIENT_OP_TIMER is pending */
     uint32_t seed;
     uint64_t t0;    /* socket() time */
     uint64_t t_msg; /* send time of the current round */
@@ -167,8 +167,8 @@ tun_fail(struct tun *t, enum stats_err e)
 {
     struct target *tg = t->w->o->target;
 
-    if (!t->closing && !(e != STATS_E_MISMATCH && t->state >= ST_RUN && tg &&
-                         target_claim(tg, t->seed)))
+    if (!t->closing &&
+        !(e != STATS_E_MISMATCH && t->state >= ST_RUN && tg && target_claim(tg, t->seed)))
         stats_error(&t->w->ctl->st, e);
     tun_close(t, false);
 }

@@ -24,7 +24,7 @@
 static volatile sig_atomic_t main_signalled;
 
 #define THREADS_MAX 256
-#define CONNS_MAX   1000000     /* --tunnels, --workers, hold --count */
+#define CONNS_MAX   1000000 /* --tunnels, --workers, hold --count */
 #define COUNT_MAX   (1ull << 60)
 
 static const char usage_text[] =
@@ -151,8 +151,8 @@ parse_secs(const char *s, const char *opt)
 static const char *
 mode_str(enum mode m)
 {
-    static const char *const names[] = {"throughput", "connrate", "hold", "latency", "udp",
-                                        "serve"};
+    static const char *const names[] = {"throughput", "connrate", "hold",
+                                        "latency",    "udp",      "serve"};
     return names[m];
 }
 
@@ -244,8 +244,7 @@ make_dest(struct opts *o, const char *host, enum url_host type, uint16_t port)
             return;
         }
         if (!local)
-            die_usage("target %s: socksload resolves no names; use socks5h:// or socks4a://",
-                      host);
+            die_usage("target %s: socksload resolves no names; use socks5h:// or socks4a://", host);
         host = "127.0.0.1";
         type = URL_HOST_IPV4;
     }
@@ -290,7 +289,8 @@ progress(const struct opts *o, double t, const struct stats *now, const struct s
     fmt_ns(p50, sizeof(p50), stats_percentile(delta, 0.50));
     fmt_ns(p99, sizeof(p99), stats_percentile(delta, 0.99));
     uint64_t bytes = now->bytes_up + now->bytes_down - prev->bytes_up - prev->bytes_down;
-    fprintf(stderr, "\r\033[K[%5.1fs] %s: %" PRIu64 " %s/s, %.3f Gbit/s, p50 %s, p99 %s, "
+    fprintf(stderr,
+            "\r\033[K[%5.1fs] %s: %" PRIu64 " %s/s, %.3f Gbit/s, p50 %s, p99 %s, "
             "errors %" PRIu64,
             t, mode_str(o->mode), now->units - prev->units, unit_str(o->mode),
             (double)bytes * 8 / 1e9, p50, p99, stats_errors(now));
@@ -363,8 +363,8 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
     printf("mode        %s%s%s via %s://%s%s%s:%u, %u thread%s\n", mode_str(o->mode),
            o->mode == MODE_THROUGHPUT ? " " : "", o->mode == MODE_THROUGHPUT ? dir_str(o->dir) : "",
            url_scheme_str(o->proxy.scheme), o->proxy.host_type == URL_HOST_IPV6 ? "[" : "",
-           o->proxy.host, o->proxy.host_type == URL_HOST_IPV6 ? "]" : "", o->proxy.port,
-           o->threads, o->threads == 1 ? "" : "s");
+           o->proxy.host, o->proxy.host_type == URL_HOST_IPV6 ? "]" : "", o->proxy.port, o->threads,
+           o->threads == 1 ? "" : "s");
     printf("time        %.3f s\n", secs);
     printf("tunnels     %" PRIu64 " set up\n", s->tunnels);
     printf("done        %" PRIu64 " %s, %.1f/s\n", s->units, unit_str(o->mode),
@@ -375,8 +375,7 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
     fmt_ns(b, sizeof(b), stats_percentile(s->hist, 0.90));
     fmt_ns(c, sizeof(c), stats_percentile(s->hist, 0.99));
     fmt_ns(d, sizeof(d), stats_max(s->hist));
-    printf("latency     p50 %s, p90 %s, p99 %s, max %s (%s)\n", a, b, c, d,
-           latency_str(o->mode));
+    printf("latency     p50 %s, p90 %s, p99 %s, max %s (%s)\n", a, b, c, d, latency_str(o->mode));
     printf("errors      %" PRIu64, stats_errors(s));
     for (int e = 0; e < STATS_E_N; e++)
         if (s->err[e])
@@ -418,8 +417,14 @@ main(int argc, char **argv)
         {"help", no_argument, NULL, '?' + 256},
         {0, 0, 0, 0},
     };
-    struct opts o = {.threads = 1, .workers = 16, .duration_s = 5, .timeout_s = 5,
-                     .request = 64, .response = 64, .size = 64, .window = 8};
+    struct opts o = {.threads = 1,
+                     .workers = 16,
+                     .duration_s = 5,
+                     .timeout_s = 5,
+                     .request = 64,
+                     .response = 64,
+                     .size = 64,
+                     .window = 8};
     const char *proxy = NULL, *target = NULL, *host = "127.0.0.1";
     unsigned target_threads = 1, serve_port = 0;
     bool have_duration = false, have_tunnels = false, socks5 = false;

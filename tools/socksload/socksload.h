@@ -53,8 +53,8 @@ int url_parse(struct url *u, const char *s, char *err, size_t errlen);
 
 /* Parses HOST:PORT, [IPv6]:PORT or NAME:PORT into host (errlen-style buffer of
  * URL_FIELD_MAX + 1 bytes), its type and port (1-65535). Returns 0 or -EINVAL. Pure. */
-int url_parse_hostport(const char *s, char *host, enum url_host *type, uint16_t *port,
-                       char *err, size_t errlen);
+int url_parse_hostport(const char *s, char *host, enum url_host *type, uint16_t *port, char *err,
+                       size_t errlen);
 
 /* Turns a literal address or the name "localhost" into a socket address (127.0.0.1, or ::1
  * when want_v6). Never resolves other names: returns -EADDRNOTAVAIL for them. */

@@ -102,11 +102,11 @@ const char *
 stats_err_str(enum stats_err e)
 {
     static const char *const names[STATS_E_N] = {
-        [STATS_E_CONNECT] = "connect",   [STATS_E_REPLY] = "socks_reply",
-        [STATS_E_AUTH] = "auth",         [STATS_E_RESET] = "reset",
-        [STATS_E_TIMEOUT] = "timeout",   [STATS_E_MISMATCH] = "data_mismatch",
-        [STATS_E_CLOSED] = "closed",     [STATS_E_PROTOCOL] = "protocol",
-        [STATS_E_LOST] = "udp_lost",     [STATS_E_OTHER] = "other",
+        [STATS_E_CONNECT] = "connect", [STATS_E_REPLY] = "socks_reply",
+        [STATS_E_AUTH] = "auth",       [STATS_E_RESET] = "reset",
+        [STATS_E_TIMEOUT] = "timeout", [STATS_E_MISMATCH] = "data_mismatch",
+        [STATS_E_CLOSED] = "closed",   [STATS_E_PROTOCOL] = "protocol",
+        [STATS_E_LOST] = "udp_lost",   [STATS_E_OTHER] = "other",
     };
     return names[e];
 }

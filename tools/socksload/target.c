@@ -49,11 +49,11 @@ struct tconn {
     bool rst;
     bool hdr_done;
     bool report_sent;
-    uint8_t front;                   /* T_FRONT_*: the SOCKS5 front, before the header */
-    uint8_t frep[T_FRONT_REP];       /* its replies still to send */
+    uint8_t front;             /* T_FRONT_*: the SOCKS5 front, before the header */
+    uint8_t frep[T_FRONT_REP]; /* its replies still to send */
     uint8_t frep_len, frep_off;
-    uint32_t flen;                   /* front: bytes of SOCKS messages in buf */
-    uint32_t pend_off, pend_len;     /* bytes the front read past the request, in buf */
+    uint32_t flen;               /* front: bytes of SOCKS messages in buf */
+    uint32_t pend_off, pend_len; /* bytes the front read past the request, in buf */
     uint8_t hb[PATTERN_HDR_LEN];
     unsigned hlen;
     struct pattern_hdr h;
@@ -83,8 +83,8 @@ struct target {
     int lfd;
     int ufd;
     unsigned n;
-    bool socks5; /* every TCP connection starts with the SOCKS5 front */
-    int stop;           /* atomic */
+    bool socks5;         /* every TCP connection starts with the SOCKS5 front */
+    int stop;            /* atomic */
     uint64_t mismatches; /* atomic */
     struct tthread *th;
     pthread_mutex_t claim_mu;
@@ -504,8 +504,8 @@ t_bind(int type, const struct sockaddr_storage *ss, socklen_t len)
 }
 
 int
-target_start(struct target **out, const char *host, uint16_t port, unsigned threads,
-             bool socks5, uint16_t *port_out)
+target_start(struct target **out, const char *host, uint16_t port, unsigned threads, bool socks5,
+             uint16_t *port_out)
 {
     struct sockaddr_storage ss;
     socklen_t len;

@@ -28,8 +28,8 @@ struct uslot {
     struct tun *t; /* first: client.c finds the tunnel of a send completion through it */
     uint64_t seq;
     uint64_t sent_ns;
-    bool pending;  /* waiting for its echo */
-    bool sending;  /* its buffer is in a send op */
+    bool pending;   /* waiting for its echo */
+    bool sending;   /* its buffer is in a send op */
     bool want_next; /* echo came back while the send op was still in flight */
     bool used;      /* has sent before: the next seq is seq + window */
     uint8_t *buf;

@@ -93,8 +93,8 @@ valid_name(const char *h)
 
 /* host[:port] or [v6][:port] in p[0..n); port stays untouched when absent and !need_port. */
 static int
-parse_host(const char *p, size_t n, char *host, enum url_host *type, uint16_t *port,
-           bool need_port, char *err, size_t errlen)
+parse_host(const char *p, size_t n, char *host, enum url_host *type, uint16_t *port, bool need_port,
+           char *err, size_t errlen)
 {
     const char *hs, *rest;
     size_t hn;
@@ -168,7 +168,8 @@ url_parse(struct url *u, const char *s, char *err, size_t errlen)
     u->port = 1080;
     sep = strstr(s, "://");
     if (!sep)
-        return fail(err, errlen, "missing scheme (socks4://, socks4a://, socks5://, socks5h://)", s);
+        return fail(err, errlen, "missing scheme (socks4://, socks4a://, socks5://, socks5h://)",
+                    s);
     for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
         if (strlen(schemes[i].name) == (size_t)(sep - s) &&
             strncasecmp(s, schemes[i].name, (size_t)(sep - s)) == 0)
