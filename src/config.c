@@ -25,6 +25,7 @@
 
 #include "addr.h"
 #include "admin.h"
+#include "egress.h"
 #include "hostname.h"
 #include "options.h"
 #include "users.h"
@@ -314,6 +315,8 @@ struct rule {
     size_t n_users;
     uint8_t flags;                      /* ACL_RF_* set by keys other than conditions */
     const config_setting_t *udp_source; /* where udp_source was given, for its errors */
+    struct egress_rule *out;            /* egress and outbound socket keys, NULL: none */
+    const config_setting_t *out_key;    /* the first of them, for their errors */
 };
 
 /* Per element of a rule list: where it goes. */
@@ -566,6 +569,162 @@ udp_source_check(struct cfg_ctx *c, const struct rule *r)
         cfg_error(c, r->udp_source, "rule %u: udp_source: %s", r->idx, why);
 }
 
+/* ---- what an allow rule says about the tunnels it admits (egress.h) */
+
+/* r's egress settings, made on first use; NULL after reporting out of memory. */
+static struct egress_rule *
+rule_out(struct cfg_ctx *c, struct rule *r, const config_setting_t *s)
+{
+    if (!r->out_key)
+        r->out_key = s;
+    if (r->out)
+        return r->out;
+    r->out = malloc(sizeof(*r->out));
+    if (!r->out) {
+        cfg_error(c, s, "out of memory");
+        return NULL;
+    }
+    egress_rule_init(r->out);
+    return r->out;
+}
+
+static int
+egress_one(struct cfg_ctx *c, const config_setting_t *e, const char *what, void *arg)
+{
+    struct rule *r = arg;
+    const char *v = rule_string(c, r, e, what);
+    char why[160];
+    if (!v)
+        return -1;
+    if (egress_pool_add(r->out->pool, v, why, sizeof(why)) < 0) {
+        cfg_error(c, e, "rule %u: %s: %s", r->idx, what, why);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+rk_egress(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    if (!o)
+        return -1;
+    if (!o->pool)
+        o->pool = egress_pool_new();
+    if (!o->pool) {
+        cfg_error(c, s, "out of memory");
+        return -1;
+    }
+    if (is_list(s) && elem_count(s) == 0) {
+        cfg_error(c, s, "rule %u: %s: an empty pool (leave the key out for the default)", r->idx,
+                  key);
+        return -1;
+    }
+    return each_elem(c, s, key, egress_one, r);
+}
+
+/* A rule key holding true or false into *dst; -1 after reporting another type. */
+static int
+rule_bool(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key,
+          int8_t *dst)
+{
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+        cfg_error(c, s, "rule %u: %s: expected true or false, not %s", r->idx, key, type_name(s));
+        return -1;
+    }
+    *dst = config_setting_get_bool(s) ? 1 : 0;
+    return 0;
+}
+
+static int
+rk_out_bool(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    if (!o)
+        return -1;
+    int8_t *dst = strcmp(key, "egress_fallback") == 0 ? &o->fallback
+                  : strcmp(key, "keepalive") == 0     ? &o->keepalive
+                                                      : &o->fastopen;
+    return rule_bool(c, r, s, key, dst);
+}
+
+/* A rule key holding an integer in [lo, hi]; -1 after reporting. */
+static int
+rule_uint(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key,
+          long long lo, long long hi, long long *v)
+{
+    if (!is_int(s)) {
+        cfg_error(c, s, "rule %u: %s: expected an integer, not %s", r->idx, key, type_name(s));
+        return -1;
+    }
+    *v = setting_int(c, s);
+    if (*v < lo || *v > hi) {
+        cfg_error(c, s, "rule %u: %s: %lld is not in %lld..%lld", r->idx, key, *v, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+rk_mark(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    long long v;
+    if (!o || rule_uint(c, r, s, key, 1, UINT32_MAX, &v) < 0)
+        return -1;
+    o->mark = (uint32_t)v;
+    o->has_mark = true;
+    return 0;
+}
+
+static int
+rk_user_timeout(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    long long v;
+    if (!o || rule_uint(c, r, s, key, 0, 86400, &v) < 0)
+        return -1;
+    o->user_timeout_s = (int32_t)v;
+    return 0;
+}
+
+static const char *const family_words[] = {
+    [EGRESS_FAMILY_ANY] = "any",
+    [EGRESS_FAMILY_V4] = "ipv4",
+    [EGRESS_FAMILY_V6] = "ipv6",
+    [EGRESS_FAMILY_PREFER_V4] = "prefer-ipv4",
+    [EGRESS_FAMILY_PREFER_V6] = "prefer-ipv6",
+};
+
+static int
+rk_family(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    if (!o)
+        return -1;
+    const char *v =
+        config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
+    for (size_t i = 0; v && i < sizeof(family_words) / sizeof(family_words[0]); i++)
+        if (strcmp(v, family_words[i]) == 0) {
+            o->family = (uint8_t)i;
+            return 0;
+        }
+    cfg_error(c, s,
+              "rule %u: %s: expected \"any\", \"ipv4\", \"ipv6\", \"prefer-ipv4\" or "
+              "\"prefer-ipv6\", not %s%s%s",
+              r->idx, key, v ? "'" : "", v ? v : type_name(s), v ? "'" : "");
+    return -1;
+}
+
+/* The outbound keys act on the tunnels an allow rule admits; on a deny rule they would not. */
+static void
+out_check(struct cfg_ctx *c, const struct rule *r)
+{
+    if (r->out && r->action != ACL_ALLOW)
+        cfg_error(c, r->out_key, "rule %u: %s: only an allow rule admits tunnels to send somewhere",
+                  r->idx, config_setting_name(r->out_key));
+}
+
 /* Adding a condition to rules is one line here (and a parameter of acl_add). */
 static const struct rule_key rule_keys[] = {
     {"action", rk_action},         /* "allow" | "deny", required */
@@ -576,6 +735,14 @@ static const struct rule_key rule_keys[] = {
     {"commands", rk_commands},     /* connect, bind, udp */
     {"users", rk_users},           /* authenticated user names */
     {"udp_source", rk_udp_source}, /* "control" | "any": who may send an association's datagrams */
+    /* What an allow rule says about the tunnels it admits (egress.h). */
+    {"egress", rk_egress},             /* source addresses and prefixes */
+    {"egress_fallback", rk_out_bool},  /* no pool address of the family: the kernel chooses */
+    {"family", rk_family},             /* any, ipv4, ipv6, prefer-ipv4, prefer-ipv6 */
+    {"mark", rk_mark},                 /* SO_MARK */
+    {"keepalive", rk_out_bool},        /* TCP keepalive on the outgoing socket */
+    {"user_timeout", rk_user_timeout}, /* TCP_USER_TIMEOUT on the outgoing socket */
+    {"fastopen", rk_out_bool},         /* TCP_FASTOPEN_CONNECT */
 };
 
 /* "action, from, ...": the rule keys, for the unknown-key message. */
@@ -646,7 +813,7 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
         while (k < sizeof(rule_keys) / sizeof(rule_keys[0]) && strcmp(rule_keys[k].name, name))
             k++;
         if (k == sizeof(rule_keys) / sizeof(rule_keys[0])) {
-            char names[128];
+            char names[256];
             cfg_error(c, s, "rule %u: unknown key '%s' (%s)", idx, name,
                       rule_key_names(names, sizeof(names)));
             continue;
@@ -668,11 +835,19 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
         warn_loopback_half(c, g, &r);
     if (c->n_err == errs)
         udp_source_check(c, &r);
+    if (c->n_err == errs)
+        out_check(c, &r);
     if (c->n_err == errs && c->acl) {
         int ret = acl_add(c->acl, r.action, r.from, r.n_from, r.to, r.n_to, r.hosts, r.n_hosts,
                           r.ports, r.n_ports, r.cmds, r.users, r.n_users);
         if (ret >= 0 && r.flags)
             ret = acl_set_flags(c->acl, ret, r.flags);
+        if (ret >= 0 && r.out) {
+            int rule = ret;
+            ret = acl_set_data(c->acl, rule, r.out, egress_rule_free);
+            if (ret == 0)
+                r.out = NULL; /* the rule set owns it now */
+        }
         if (ret < 0)
             cfg_error(c, g, "rule %u: %s", idx,
                       ret == -ENOMEM ? "out of memory" : "not accepted by the rule set");
@@ -682,6 +857,7 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
     free(r.hosts);
     free(r.ports);
     free(r.users);
+    egress_rule_free(r.out);
 }
 
 static int
@@ -747,11 +923,93 @@ kind_name(enum options_kind kind)
     return "?";
 }
 
+/* A listener's egress = "same" or a pool (a string or a list of strings), into out. */
+static int
+listen_egress(struct cfg_ctx *c, const config_setting_t *s, char *out, size_t cap)
+{
+    char why[160];
+    size_t used = 0;
+    out[0] = '\0';
+    if (config_setting_type(s) == CONFIG_TYPE_STRING &&
+        strcmp(config_setting_get_string(s), "same") == 0) {
+        snprintf(out, cap, "same");
+        return 0;
+    }
+    if (is_list(s) && elem_count(s) == 0) {
+        cfg_error(c, s, "listen: egress: an empty pool (leave the key out for the default)");
+        return -1;
+    }
+    for (unsigned i = 0; i < elem_count(s); i++) {
+        const config_setting_t *e = is_list(s) ? config_setting_get_elem(s, i) : s;
+        const char *v = elem_string(c, e, "listen: egress");
+        if (!v)
+            return -1;
+        if (egress_entry_check(v, why, sizeof(why)) < 0) {
+            cfg_error(c, e, "listen: egress: %s (or \"same\": the address the client reached)",
+                      why);
+            return -1;
+        }
+        int n = snprintf(out + used, cap - used, "%s%s", used ? "," : "", v);
+        if (n < 0 || (size_t)n >= cap - used) {
+            cfg_error(c, e, "listen: egress: the pool takes more than %zu bytes", cap - 1);
+            return -1;
+        }
+        used += (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * A listener given as a group: { address = "HOST:PORT"; egress = "same"; }, the
+ * one form for every per-listener setting.
+ */
+static int
+listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_row *r)
+{
+    char why[512];
+    const config_setting_t *addr = NULL, *eg = NULL;
+    unsigned n = (unsigned)config_setting_length(g);
+    for (unsigned i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, i);
+        const char *name = config_setting_name(s);
+        if (strcmp(name, "address") == 0)
+            addr = s;
+        else if (strcmp(name, "egress") == 0)
+            eg = s;
+        else {
+            cfg_error(c, s, "listen: unknown key '%s' in a listener (address, egress)", name);
+            return -EINVAL;
+        }
+    }
+    if (!addr) {
+        cfg_error(c, g, "listen: a listener group needs address = \"HOST:PORT\"");
+        return -EINVAL;
+    }
+    const char *v = elem_string(c, addr, "listen: address");
+    if (!v)
+        return -EINVAL;
+    int ret = options_set(r, c->o, v, why, sizeof(why));
+    if (ret < 0) {
+        cfg_error(c, addr, "%s: %s", r->key, why);
+        return ret;
+    }
+    if (!eg)
+        return 0;
+    struct opts_listen_out *lo = &c->o->listen_out[c->o->n_listen_out];
+    if (listen_egress(c, eg, lo->egress, sizeof(lo->egress)) < 0)
+        return -EINVAL;
+    lo->addr = c->o->listen[c->o->n_listen - 1];
+    c->o->n_listen_out++;
+    return 0;
+}
+
 /* One element of a list key (a scalar is a list of one); -E2BIG ends the list. */
 static int
 list_one(struct cfg_ctx *c, const config_setting_t *e, const struct options_row *r)
 {
     char why[512];
+    if (config_setting_is_group(e) && strcmp(r->key, "listen") == 0)
+        return listen_group(c, e, r);
     const char *v = elem_string(c, e, r->key);
     if (!v)
         return -EINVAL;
@@ -784,6 +1042,8 @@ set_row(struct cfg_ctx *c, const config_setting_t *s, const struct options_row *
             return;
         }
         options_clear(r, c->o);
+        if (strcmp(r->key, "listen") == 0)
+            c->o->n_listen_out = 0;
         for (unsigned i = 0; i < elem_count(s); i++) {
             const config_setting_t *e = is_list(s) ? config_setting_get_elem(s, i) : s;
             /* A full list is said once, at the first element too many. */

@@ -20,6 +20,7 @@
 
 #include "addr.h"
 #include "admin.h"
+#include "egress.h"
 
 /* The longest value options_format() writes: access_log's 4 KiB path, escaped. */
 #define OPTIONS_TEXT_MAX (4 * 4096 + 16)
@@ -92,6 +93,27 @@ add_admin_host(const struct options_row *r, char *list, const char *v, char *why
         return -EINVAL;
     }
     return 0;
+}
+
+/* A source address or prefix of the global egress pool. */
+static int
+add_egress(const struct options_row *r, char *list, const char *v, char *why, size_t whycap)
+{
+    if (egress_entry_check(v, why, whycap) < 0)
+        return -EINVAL;
+    size_t used = strlen(list);
+    if (csv_count(list) >= (size_t)r->max || used + strlen(v) + 2 > r->size) {
+        snprintf(why, whycap, "too many entries (at most %lld)", r->max);
+        return -E2BIG;
+    }
+    snprintf(list + used, r->size - used, "%s%s", used ? "," : "", v);
+    return 0;
+}
+
+static const char *
+check_session_key(const char *v)
+{
+    return strlen(v) > 255 ? "is longer than 255 bytes" : NULL;
 }
 
 /* ---- the table */
@@ -179,6 +201,21 @@ const struct options_row options_rows[] = {
     {"resolvers", OPTIONS_CSV, 0, 0, OPTS_MAX_RESOLVERS, F(resolvers), 0, NULL, NULL, add_resolver,
      NULL, "/etc/resolv.conf", "IP[:PORT]", "resolver",
      "DNS server for domain-name requests, repeatable, tried in order"},
+    /* egress: where tunnels leave from (rules and users may name their own pools) */
+    {"egress", OPTIONS_CSV, R, 0, OPTS_MAX_EGRESS, F(egress), 0, NULL, NULL, add_egress, NULL,
+     "the kernel's choice", "ADDR[/LEN]", NULL,
+     "source address or prefix for outgoing tunnels, repeatable; one is picked per tunnel"},
+    BOOL("egress_fallback", R, egress_fallback, "false",
+         "no pool address of the target's family: let the kernel choose instead of failing"),
+    BOOL("username_params", R, username_params, "false",
+         "accept user-session-ID[-ttl-SEC] names: one egress address per session"),
+    UINT("session_ttl", R, 1, 2592000, session_ttl_s, "600", NULL, "SEC",
+         "how long a session keeps its address when its name gives no -ttl-"),
+    UINT("session_ttl_max", R, 1, 2592000, session_ttl_max_s, "86400", NULL, "SEC",
+         "the longest -ttl- a session name may ask for (longer ones are cut)"),
+    {"session_key", OPTIONS_STRING, R, 0, 0, F(session_key), 0, NULL, check_session_key, NULL, NULL,
+     "a built-in key", "SECRET", NULL,
+     "secret for the sticky session hash; the same on every node of a fleet"},
     /* clients */
     CHOICE("auth", R, auth, auth_words, "none",
            "client authentication; password: RFC 1929, needs users"),
