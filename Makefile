@@ -64,9 +64,10 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o | $(BUILD)/tests
 # Neighbours a unit test needs besides its module.
 $(BUILD)/tests/test_hosts: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_acl: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
+$(BUILD)/tests/test_addrsets: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/admin.o $(BUILD)/obj/options.o $(BUILD)/obj/users.o $(BUILD)/obj/egress.o \
-	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
+	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(BUILD)/obj/addrsets.o
 # The option table, with the policy snapshot its reload classes are checked against.
 $(BUILD)/tests/test_options: $(BUILD)/obj/addr.o $(BUILD)/obj/admin.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \

@@ -251,7 +251,10 @@ const struct options_row options_rows[] = {
      "keep the starting user", "USER", NULL, "after binding, drop to this user"},
     {"group", OPTIONS_STRING, 0, 0, 0, F(group), 0, NULL, check_name, NULL, NULL,
      "the user's group", "GROUP", NULL, "after binding, drop to this group"},
-    /* access rules: the file only */
+    /* access rules and the address sets they name: the file only */
+    {"address_sets", OPTIONS_SETS, R, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL,
+     "only the built-in sets: @special, @private, @loopback, @metadata", NULL, NULL,
+     "named lists of networks, for the rules' from and to as \"@name\""},
     {"rules", OPTIONS_RULES, R, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, "loopback clients only",
      NULL, NULL, "access rules, first match wins"},
 };
@@ -499,6 +502,7 @@ options_set(const struct options_row *r, struct opts *o, const char *text, char 
     case OPTIONS_CSV:
         return r->add(r, FIELD(r, o, char), text, why, whycap);
     case OPTIONS_RULES:
+    case OPTIONS_SETS:
         break;
     }
     snprintf(why, whycap, "is set in the configuration file only");
@@ -640,6 +644,7 @@ options_format(const struct options_row *r, const struct opts *o, char *buf, siz
         return true;
     }
     case OPTIONS_RULES:
+    case OPTIONS_SETS:
         break;
     }
     return false;
@@ -662,7 +667,7 @@ options_equal(const struct options_row *r, const struct opts *a, const struct op
 void
 options_copy(const struct options_row *r, struct opts *dst, const struct opts *src)
 {
-    if (r->kind == OPTIONS_RULES)
+    if (options_file_only(r))
         return;
     memcpy((char *)dst + r->off, (const char *)src + r->off, r->size);
     if (r->kind == OPTIONS_ADDRS)
@@ -687,7 +692,7 @@ options_diff(const struct opts *was, const struct opts *now, char *applied, size
     char *new = old + OPTIONS_TEXT_MAX;
     for (size_t i = 0; i < options_n_rows; i++) {
         const struct options_row *r = &options_rows[i];
-        if (r->kind == OPTIONS_RULES)
+        if (options_file_only(r))
             continue;
         bool so = options_format(r, was, old, OPTIONS_TEXT_MAX);
         bool sn = options_format(r, now, new, OPTIONS_TEXT_MAX);
@@ -714,7 +719,7 @@ options_print(FILE *f, const struct opts *o)
         return;
     for (size_t i = 0; i < options_n_rows; i++) {
         const struct options_row *r = &options_rows[i];
-        if (r->kind == OPTIONS_RULES)
+        if (options_file_only(r))
             continue;
         if (options_format(r, o, text, OPTIONS_TEXT_MAX))
             fprintf(f, "%s = %s;\n", r->key, text);
@@ -760,7 +765,7 @@ options_apply_args(int argc, char **argv, struct opts *o, struct options_cli *cl
     err[0] = '\0';
     for (size_t i = 0; i < options_n_rows && i < OPTIONS_MAX_ROWS; i++) {
         const struct options_row *r = &options_rows[i];
-        if (r->kind == OPTIONS_RULES)
+        if (options_file_only(r))
             continue;
         dashed(r->key, names[i], sizeof(names[i]));
         longopts[n++] = (struct option){names[i], required_argument, NULL, OPT_ROW + (int)i};
@@ -882,7 +887,7 @@ options_usage(FILE *f)
           f);
     for (size_t i = 0; i < options_n_rows; i++) {
         const struct options_row *r = &options_rows[i];
-        if (r->kind == OPTIONS_RULES)
+        if (options_file_only(r))
             continue;
         char key[OPTIONS_NAME_MAX];
         dashed(r->key, key, sizeof(key));
