@@ -623,12 +623,36 @@ options_format(const struct options_row *r, const struct opts *o, char *buf, siz
     case OPTIONS_ADDRS: {
         unsigned n = *(const unsigned *)((const char *)o + r->off2);
         const struct sockaddr_storage *list = CFIELD(r, o, struct sockaddr_storage);
-        options_append(buf, cap, &used, "[");
+        /* Listeners with settings of their own are groups, and a list holding groups is
+         * written ( ... ) in the file's syntax. */
+        bool groups = list == o->listen && o->n_listen_out;
+        options_append(buf, cap, &used, groups ? "(" : "[");
         for (unsigned i = 0; i < n; i++) {
             options_append(buf, cap, &used, "%s", i ? ", " : "");
+            const struct opts_listen_out *lo = NULL;
+            for (unsigned k = 0; groups && k < o->n_listen_out && !lo; k++)
+                if (memcmp(&o->listen_out[k].addr, &list[i], sizeof(list[i])) == 0)
+                    lo = &o->listen_out[k];
+            if (!lo) {
+                put_addr(r, &list[i], buf, cap, &used);
+                continue;
+            }
+            options_append(buf, cap, &used, "{ address = ");
             put_addr(r, &list[i], buf, cap, &used);
+            if (strcmp(lo->egress, "same") == 0) {
+                options_append(buf, cap, &used, "; egress = \"same\"; }");
+                continue;
+            }
+            options_append(buf, cap, &used, "; egress = [");
+            for (const char *p = lo->egress; *p;) {
+                size_t len = strcspn(p, ",");
+                options_append(buf, cap, &used, "%s\"%.*s\"", p == lo->egress ? "" : ", ", (int)len,
+                               p);
+                p += len + (p[len] == ',');
+            }
+            options_append(buf, cap, &used, "]; }");
         }
-        options_append(buf, cap, &used, "]");
+        options_append(buf, cap, &used, groups ? ")" : "]");
         return true;
     }
     case OPTIONS_CSV: {
