@@ -18,6 +18,7 @@
 #include "acl.h"
 #include "addr.h"
 #include "config.h"
+#include "egress.h"
 #include "options.h"
 #include "opts.h"
 #include "users.h"
@@ -489,6 +490,74 @@ test_shipped_configs(void **state)
                    "[2606:2800:220:1::1]:443", 443, 4);
     assert_denied(acl, "198.51.100.7:1", ACL_CMD_BIND, "alice", NULL, "93.184.216.34:443", 443, -1);
     acl_free(acl);
+
+    /* conf/scraping.conf: a global pool of both families, sessions, a rule's family. */
+    acl = NULL;
+    options_defaults(&o);
+    assert_int_equal(config_load("conf/scraping.conf", &o, &acl, err, sizeof(err)), 0);
+    assert_string_equal(err, "");
+    assert_string_equal(o.egress, "2001:db8:1::/64,192.0.2.10");
+    assert_true(o.username_params);
+    assert_int_equal(o.session_ttl_s, 600);
+    assert_int_equal(o.session_ttl_max_s, 3600);
+    assert_denied(acl, "198.51.100.7:1", ACL_CMD_CONNECT, "alice", NULL, "169.254.169.254:80", 80,
+                  0);
+    assert_allowed(acl, "198.51.100.7:1", ACL_CMD_CONNECT, "alice", NULL, "[2606:2800::1]:443", 443,
+                   1);
+    const struct egress_rule *er = acl_rule_data(acl, 1);
+    assert_non_null(er);
+    assert_int_equal(er->family, EGRESS_FAMILY_PREFER_V6);
+    assert_null(acl_rule_data(acl, 0));
+    acl_free(acl);
+}
+
+/* A rule's egress keys become its struct egress_rule; listener groups keep their settings. */
+static void
+test_egress_keys(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[4096];
+    options_defaults(&o);
+    write_conf(
+        "listen = ( \"127.0.0.1:1080\",\n"
+        "  { address = \"198.51.100.7:1080\"; egress = \"same\"; },\n"
+        "  { address = \"[2001:db8::7]:1080\"; egress = [\"2001:db8:1::/64\"]; } );\n"
+        "rules = ( { action = \"allow\"; egress = [\"203.0.113.0/24\", \"2001:db8:2::/64\"];\n"
+        "  egress_fallback = true; family = \"ipv4\"; mark = 42; keepalive = false;\n"
+        "  user_timeout = 30; fastopen = true; } );\n");
+    assert_int_equal(config_load(path, &o, &acl, err, sizeof(err)), 0);
+    unlink(path);
+    path[0] = '\0';
+    assert_int_equal(o.n_listen, 3);
+    assert_int_equal(o.n_listen_out, 2);
+    assert_string_equal(text(&o.listen_out[0].addr), "198.51.100.7:1080");
+    assert_string_equal(o.listen_out[0].egress, "same");
+    assert_string_equal(o.listen_out[1].egress, "2001:db8:1::/64");
+    const struct egress_rule *er = acl_rule_data(acl, 0);
+    assert_non_null(er);
+    assert_true(egress_pool_has(er->pool, AF_INET));
+    assert_true(egress_pool_has(er->pool, AF_INET6));
+    assert_int_equal(er->fallback, 1);
+    assert_int_equal(er->family, EGRESS_FAMILY_V4);
+    assert_true(er->has_mark);
+    assert_int_equal(er->mark, 42);
+    assert_int_equal(er->keepalive, 0);
+    assert_int_equal(er->user_timeout_s, 30);
+    assert_int_equal(er->fastopen, 1);
+    acl_free(acl);
+
+    load_bad("rules = ( { action = \"deny\"; egress = [\"203.0.113.7\"]; } );\n",
+             "@:1: rule 1: egress: only an allow rule admits tunnels to send somewhere");
+    load_bad("rules = ( { action = \"allow\"; egress = [\"2001:db8::1/64\"]; } );\n",
+             "@:1: rule 1: egress: '2001:db8::1/64' is not an address or a prefix "
+             "(NETWORK/LENGTH with the host bits zero)");
+    load_bad("listen = ( { address = \"127.0.0.1:1080\"; egres = \"same\"; } );\n",
+             "@:1: listen: unknown key 'egres' in a listener (address, egress)");
+    load_bad("egress = [\"203.0.113.1/24\"];\n",
+             "@:1: egress: '203.0.113.1/24' is not an address or a prefix (NETWORK/LENGTH with "
+             "the host bits zero)");
 }
 
 /* Address sets: built-in and the file's own, defined after the rules that name them. */
@@ -1180,6 +1249,7 @@ main(void)
         cmocka_unit_test_teardown(test_all_keys, teardown),
         cmocka_unit_test_teardown(test_absent_keys_keep_defaults, teardown),
         cmocka_unit_test(test_default_acl),
+        cmocka_unit_test_teardown(test_egress_keys, teardown),
         cmocka_unit_test_teardown(test_rules_absent_or_empty, teardown),
         cmocka_unit_test_teardown(test_scalar_lists, teardown),
         cmocka_unit_test_teardown(test_off_values, teardown),
