@@ -1455,8 +1455,8 @@ def _access_log_run(ctx, fmt):
         else:
             rec = parse_logfmt(l)
         recs.append((l, rec))
-    keys = ["time", "shard", "client", "user", "cmd", "version", "dest", "resolved", "rep", "up", "down",
-            "duration_ms", "end"]
+    keys = ["time", "shard", "client", "user", "cmd", "version", "dest", "resolved", "egress", "rep", "up",
+            "down", "duration_ms", "end"]
     problems = []
     for l, rec in recs:
         if sorted(rec) != sorted(keys):
@@ -1488,6 +1488,12 @@ def _access_log_run(ctx, fmt):
         for k in ("shard", "duration_ms", "version"):
             if not (type(rec[k]) is int if fmt == "json" else str(rec[k]).isdigit()):
                 bad.append("%s=%r is not a number" % (k, rec[k]))
+        # Our end towards the target: the address and port an abuse report would name.
+        ok = str(rec["rep"]) == "0" and want["cmd"] == "connect"
+        if ok and not re.match(r"127\.0\.0\.1:\d+$", str(rec["egress"])):
+            bad.append("egress=%r, expected 127.0.0.1:PORT" % rec["egress"])
+        if not ok and rec["egress"] != none:
+            bad.append("egress=%r with no connection made, expected %r" % (rec["egress"], none))
         if not re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", str(rec["time"])):
             bad.append("time=%r is not an ISO 8601 time" % rec["time"])
         if bad:
