@@ -38,6 +38,21 @@ enum outbound_use {
 int outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
                      enum outbound_use use, union sockaddr_inx *src);
 
+/* UDP ASSOCIATE: where its datagrams to targets leave from, chosen once per association. */
+struct outbound_dgram {
+    union sockaddr_inx src[2]; /* [0] IPv4, [1] IPv6; family 0: the kernel's choice */
+    bool refuse[2];            /* no address of the family and no fallback: such datagrams drop */
+};
+
+/*
+ * The sources of c's association (fd: its socket, rule: the rule that
+ * admitted it), per family as outbound_prepare() chooses, and what the
+ * socket needs to send from them (IP_FREEBIND / IPV6_FREEBIND, SO_MARK).
+ * Datagrams carry the source in an IP_PKTINFO / IPV6_PKTINFO message. 0 or
+ * -errno of SO_MARK.
+ */
+int outbound_dgram(struct shard *sh, struct conn *c, int fd, int rule, struct outbound_dgram *d);
+
 /*
  * handshake: c->user for an authenticated base name and session (id_len 0:
  * none), allocated; NULL when out of memory. Sets CONN_F_SESSION as needed (conn_session() reads it).

@@ -99,27 +99,21 @@ listener_of(const struct policy *p, const struct conn *c, union sockaddr_inx *lo
     return NULL;
 }
 
-int
-outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
-                 enum outbound_use use, union sockaddr_inx *src)
+/*
+ * Where c's traffic of family leaves from, as the policy says for rule er: *pick (port
+ * 0), or family 0 for the kernel's choice. 0, or -EAFNOSUPPORT: the pool in force has no
+ * address of family and no fallback lets the kernel choose.
+ */
+static int
+choose(struct shard *sh, struct conn *c, const struct egress_rule *er, int family,
+       union sockaddr_inx *pick)
 {
     const struct policy *p = sh->pol;
-    const struct egress_rule *er = rule >= 0 ? acl_rule_data(p->acl, rule) : NULL;
-    union sockaddr_inx pick = {0}, local;
     const struct egress_pool *pool = NULL;
+    union sockaddr_inx local;
     bool same = false;
 
-    if (src)
-        memset(src, 0, sizeof(*src));
-    int ret = 0;
-    if (use == OUTBOUND_CONNECT) {
-        ret = egress_sockopts(fd, er, sh->o);
-    } else if (er && er->has_mark) {
-        uint32_t m = er->mark;
-        ret = setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof(m)) == -1 ? -errno : 0;
-    }
-    if (ret < 0)
-        return ret;
+    memset(pick, 0, sizeof(*pick));
     if (c->user)
         pool = users_egress(p->users, c->user);
     if (!pool && er)
@@ -137,7 +131,7 @@ outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
         return 0; /* the kernel chooses, as without egress settings */
 
     if (same && local.sa.sa_family == family) {
-        pick = local;
+        *pick = local;
     } else if (!same && egress_pool_has(pool, family)) {
         uint64_t bits[2];
         struct egress_session s;
@@ -151,26 +145,79 @@ outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
             bits[0] = rng_next(sh->rng);
             bits[1] = rng_next(sh->rng);
         }
-        egress_pick(pool, family, bits, &pick);
+        egress_pick(pool, family, bits, pick);
     } else {
         bool fallback = er && er->fallback >= 0 ? er->fallback : p->egress_fallback;
         return fallback ? 0 : -EAFNOSUPPORT;
     }
     if (family == AF_INET)
-        pick.v4.sin_port = 0;
+        pick->v4.sin_port = 0;
     else
-        pick.v6.sin6_port = 0;
-    if (use == OUTBOUND_LISTEN) {
-        /* The caller binds it, with a port of its range. */
-        int one = 1;
-        if (family == AF_INET6)
-            setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
-        else
-            setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
-    } else if ((ret = egress_bind(fd, &pick, true)) < 0) {
+        pick->v6.sin6_port = 0;
+    return 0;
+}
+
+static void
+set_freebind(int fd, int family)
+{
+    int one = 1;
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
+    else
+        setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+}
+
+static int
+set_mark(int fd, const struct egress_rule *er)
+{
+    if (!er || !er->has_mark)
+        return 0;
+    uint32_t m = er->mark;
+    return setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof(m)) == -1 ? -errno : 0;
+}
+
+int
+outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
+                 enum outbound_use use, union sockaddr_inx *src)
+{
+    const struct egress_rule *er = rule >= 0 ? acl_rule_data(sh->pol->acl, rule) : NULL;
+    union sockaddr_inx pick;
+
+    if (src)
+        memset(src, 0, sizeof(*src));
+    int ret = use == OUTBOUND_CONNECT ? egress_sockopts(fd, er, sh->o) : set_mark(fd, er);
+    if (ret < 0 || (ret = choose(sh, c, er, family, &pick)) < 0)
         return ret;
-    }
+    if (!pick.sa.sa_family)
+        return 0;
+    if (use == OUTBOUND_LISTEN)
+        set_freebind(fd, family); /* the caller binds it, with a port of its range */
+    else if ((ret = egress_bind(fd, &pick, true)) < 0)
+        return ret;
     if (src)
         *src = pick;
+    return 0;
+}
+
+int
+outbound_dgram(struct shard *sh, struct conn *c, int fd, int rule, struct outbound_dgram *d)
+{
+    const struct egress_rule *er = rule >= 0 ? acl_rule_data(sh->pol->acl, rule) : NULL;
+    static const int fams[2] = {AF_INET, AF_INET6};
+    memset(d, 0, sizeof(*d));
+    int ret = set_mark(fd, er);
+    if (ret < 0)
+        return ret;
+    bool any = false;
+    for (int i = 0; i < 2; i++) {
+        d->refuse[i] = choose(sh, c, er, fams[i], &d->src[i]) < 0;
+        any = any || d->src[i].sa.sa_family;
+    }
+    if (any) {
+        /* A source the host has by a local route rather than an address: FREEBIND lets
+         * IPV6_PKTINFO name it (IPv4 checks the local routes itself). */
+        set_freebind(fd, AF_INET6);
+        set_freebind(fd, AF_INET);
+    }
     return 0;
 }

@@ -43,6 +43,7 @@
 #include "dns.h"
 #include "handshake.h"
 #include "hosts.h"
+#include "outbound.h"
 #include "policy.h"
 #include "shard_types.h"
 #include "sock.h"
@@ -91,7 +92,8 @@ struct udp_assoc {
     size_t probe_len;
     const char *probe_name;
     union sockaddr_inx peers[UDP_PEERS];
-    uint8_t ctrl[16]; /* the client should send nothing on the control connection */
+    uint8_t ctrl[16];         /* the client should send nothing on the control connection */
+    struct outbound_dgram eg; /* where datagrams to remotes leave from (outbound.h) */
 };
 
 /*
@@ -107,6 +109,11 @@ struct udp_scratch {
     struct mmsghdr smsg[UDP_BATCH];
     struct iovec siov[UDP_BATCH];
     struct sockaddr_in6 to[UDP_BATCH];
+    /* The egress source of a datagram to a remote: IP_PKTINFO or IPV6_PKTINFO. */
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+    } sctl[UDP_BATCH];
     uint32_t out_len[UDP_BATCH]; /* payload bytes, for the byte counts */
     uint8_t out_dir[UDP_BATCH];
     unsigned n_out;
@@ -249,7 +256,8 @@ set_client(struct shard *sh, struct conn *c, struct udp_assoc *ua, const struct 
  * another -errno.
  */
 static int
-udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union sockaddr_inx *bnd)
+udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, int rule,
+         union sockaddr_inx *bnd)
 {
     struct udp_assoc *ua = calloc(1, sizeof(*ua));
     union sockaddr_inx tmp;
@@ -266,6 +274,13 @@ udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, union 
     if (fd < 0) {
         free(ua);
         return fd;
+    }
+    /* The egress choice of the rule that admitted the association, once for all of it. */
+    err = outbound_dgram(sh, c, fd, rule, &ua->eg);
+    if (err < 0) {
+        close(fd);
+        free(ua);
+        return err;
     }
     len = sizeof(tmp);
     getsockname(fd, &tmp.sa, &len);
@@ -351,6 +366,42 @@ flush(struct shard *sh)
     us->out_c = NULL;
 }
 
+/*
+ * A datagram to a remote of family leaves from the association's egress address, if it
+ * has one: an IPV6_PKTINFO message on a dual-stack socket (a v4-mapped address for an
+ * IPv4 remote), IP_PKTINFO on an IPv4 one.
+ */
+static void
+set_source(const struct udp_assoc *ua, int family, struct cmsghdr *h, struct msghdr *m)
+{
+    const union sockaddr_inx *src = &ua->eg.src[family == AF_INET6];
+    if (!src->sa.sa_family)
+        return;
+    m->msg_control = h;
+    if (ua->v6sock) {
+        struct in6_pktinfo pi = {0};
+        if (family == AF_INET6) {
+            pi.ipi6_addr = src->v6.sin6_addr;
+        } else {
+            pi.ipi6_addr.s6_addr[10] = pi.ipi6_addr.s6_addr[11] = 0xff;
+            memcpy(&pi.ipi6_addr.s6_addr[12], &src->v4.sin_addr, 4);
+        }
+        m->msg_controllen = CMSG_SPACE(sizeof(pi));
+        h->cmsg_level = IPPROTO_IPV6;
+        h->cmsg_type = IPV6_PKTINFO;
+        h->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(h), &pi, sizeof(pi));
+    } else {
+        struct in_pktinfo pi = {0};
+        pi.ipi_spec_dst = src->v4.sin_addr;
+        m->msg_controllen = CMSG_SPACE(sizeof(pi));
+        h->cmsg_level = IPPROTO_IP;
+        h->cmsg_type = IP_PKTINFO;
+        h->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(h), &pi, sizeof(pi));
+    }
+}
+
 /* Queue p[0..n) (payload bytes: payload) for dst in the shard's send batch. */
 static void
 emit(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint8_t *p, size_t n,
@@ -358,6 +409,10 @@ emit(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint
 {
     struct udp_scratch *us = sh->udp;
     struct udp_assoc *ua = c->ua;
+    if (dir == DIR_C2T && ua->eg.refuse[dst->sa.sa_family == AF_INET6]) {
+        drop(sh); /* the pool has no address of the remote's family */
+        return;
+    }
     if (us->n_out == UDP_BATCH || (us->out_c && us->out_c != c))
         flush(sh);
     unsigned i = us->n_out;
@@ -383,6 +438,8 @@ emit(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint
     m->msg_namelen = ua->v6sock ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     m->msg_iov = &us->siov[i];
     m->msg_iovlen = 1;
+    if (dir == DIR_C2T)
+        set_source(ua, dst->sa.sa_family, &us->sctl[i].h, m);
     us->out_len[i] = (uint32_t)payload;
     us->out_dir[i] = (uint8_t)dir;
     us->out_c = c;
@@ -783,8 +840,9 @@ void
 udp_associate(struct shard *sh, struct conn *c)
 {
     union sockaddr_inx bnd;
+    int rule;
     /* The association as such: its datagrams are checked one by one later. */
-    if (!conn_allowed(sh, c, NULL, NULL, 0, NULL)) {
+    if (!conn_allowed(sh, c, NULL, NULL, 0, &rule)) {
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
         return;
     }
@@ -793,7 +851,7 @@ udp_associate(struct shard *sh, struct conn *c)
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_CLIENT_LIMIT);
         return;
     }
-    int ret = udp_open(sh, c, handshake_dest(c), &bnd);
+    int ret = udp_open(sh, c, handshake_dest(c), rule, &bnd);
     if (ret < 0)
         conn_client_put(sh, c, CLIENT_UDP);
     if (ret == -EPERM) {
