@@ -86,6 +86,10 @@ const row table[] = {
     /* argument: rules in the set */
     {"acl_match/last_rule",            bm_acl_match_last_rule, {10, 1000, 10000}},
     {"acl_match/no_match",             bm_acl_match_no_match, {10, 1000, 10000}},
+
+    {"egress/pick_random",             bm_egress_pick_random, {}},
+    {"egress/pick_sticky",             bm_egress_pick_sticky, {}},
+    {"egress/user_params",             bm_egress_user_params, {}},
 };
 /* clang-format on */
 
