@@ -90,7 +90,9 @@ $(BUILD)/tests/test_relay: $(BUILD)/obj/pipe.o $(BUILD)/obj/conn.o $(BUILD)/obj/
 # and the resolver are faked.
 $(BUILD)/tests/test_request: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o \
 	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
-	$(BUILD)/obj/hosts.o $(BUILD)/obj/hostname.o $(BUILD)/obj/socks5.o $(CORE_FAKES)
+	$(BUILD)/obj/hosts.o $(BUILD)/obj/hostname.o $(BUILD)/obj/socks5.o $(BUILD)/obj/happy.o \
+	$(CORE_FAKES)
+$(BUILD)/tests/test_request: LDFLAGS += -Wl,--wrap=close
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcmocka
