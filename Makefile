@@ -67,7 +67,7 @@ $(BUILD)/tests/test_acl: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_addrsets: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/admin.o $(BUILD)/obj/options.o $(BUILD)/obj/users.o $(BUILD)/obj/egress.o \
-	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(BUILD)/obj/addrsets.o
+	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(BUILD)/obj/addrsets.o $(BUILD)/obj/happy.o
 # The option table, with the policy snapshot its reload classes are checked against.
 $(BUILD)/tests/test_options: $(BUILD)/obj/addr.o $(BUILD)/obj/admin.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
@@ -97,7 +97,8 @@ $(BUILD)/tests/test_relay: $(BUILD)/obj/pipe.o $(BUILD)/obj/conn.o $(BUILD)/obj/
 $(BUILD)/tests/test_request: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o \
 	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
 	$(BUILD)/obj/hosts.o $(BUILD)/obj/hostname.o $(BUILD)/obj/socks5.o $(BUILD)/obj/egress.o \
-	$(BUILD)/obj/outbound.o $(CORE_FAKES)
+	$(BUILD)/obj/outbound.o $(BUILD)/obj/happy.o $(CORE_FAKES)
+$(BUILD)/tests/test_request: LDFLAGS += -Wl,--wrap=close
 # Egress pools, the pick, session names and hashes.
 $(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o

@@ -102,6 +102,7 @@ struct conn {
     int8_t rep;        /* reply code sent (SOCKS5 numbering), -1 none */
     uint16_t port;     /* requested destination port */
     int cfd, tfd;
+    int xfd; /* a second outgoing socket while two connect attempts race (request.c), or -1 */
     uint32_t tprev, tnext; /* timer list links (slot numbers) */
     uint32_t stamp_ds;     /* timer list key: when it was queued, in shard deciseconds */
     uint32_t active_ds;    /* last relay progress, in shard deciseconds */
@@ -146,8 +147,9 @@ conn_ud(const struct conn *c, unsigned op, unsigned arg)
 }
 
 /*
- * End the connection: shut its sockets down, cancel what is in flight, and
- * free the slot (closing each fd once) when the last completion arrives.
+ * End the connection: shut its sockets down (cfd, tfd, xfd), cancel what is
+ * in flight, and free the slot (closing each fd once) when the last
+ * completion arrives.
  * Idempotent: the first reason wins.
  */
 void conn_close(struct shard *sh, struct conn *c, enum conn_end why);

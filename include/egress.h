@@ -83,20 +83,11 @@ void egress_session_bits(const uint8_t key[16], const char *user, size_t user_le
 /* Control thread: the 16-byte session key from the configured secret ("" included). */
 void egress_session_key(const char *secret, uint8_t key[16]);
 
-/* Family policy of a rule (RFC 8305 ordering and filtering). */
-enum egress_family {
-    EGRESS_FAMILY_ANY = 0, /* both, IPv6 first */
-    EGRESS_FAMILY_V4,      /* IPv4 only */
-    EGRESS_FAMILY_V6,      /* IPv6 only */
-    EGRESS_FAMILY_PREFER_V4,
-    EGRESS_FAMILY_PREFER_V6,
-};
-
 /* What an allow rule says about the tunnels it admits; one per rule, the acl owns it. */
 struct egress_rule {
     struct egress_pool *pool; /* NULL: the rule names none */
     int8_t fallback;          /* -1: not set (the global egress_fallback decides), 0, 1 */
-    uint8_t family;           /* enum egress_family */
+    uint8_t family;           /* enum happy_family (happy.h): which addresses, in what order */
     bool has_mark;
     int8_t keepalive;       /* -1: as the global keepalive_* settings; 0 off; 1 on */
     int8_t fastopen;        /* -1/0: no; 1: TCP_FASTOPEN_CONNECT */

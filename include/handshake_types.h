@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <linux/time_types.h>
 
 #include "addr.h"
 #include "auth.h"
@@ -46,6 +47,12 @@ struct hs {
     uint8_t out_len, out_off;
     uint8_t n_addrs, next_addr;
     int last_err; /* -errno of the last failed attempt */
+    /* The request phase's connect attempts (RFC 8305, request.c): attempt a (0, 1) is
+     * OP_CONNECT with argument a on c->tfd (0) or c->xfd (1), to addrs[att_addr[a]]. */
+    uint8_t att_live;               /* bit a: attempt a's connect is in flight */
+    uint8_t att_addr[2];            /* its address, an index into addrs */
+    uint8_t he_flags;               /* HE_* (request.c) */
+    struct __kernel_timespec he_ts; /* OP_CONNECT_DELAY's timeout, while it is in flight */
     uint32_t next_free;
     union {
         struct socks5 s5;

@@ -46,14 +46,16 @@ struct opts {
     enum relay_engine relay;
     unsigned handshake_timeout_s;
     unsigned connect_timeout_s;
-    unsigned idle_timeout_s;  /* 0: never */
-    unsigned write_timeout_s; /* relay bytes a destination takes none of this long: 0 never */
-    unsigned max_conns;       /* whole process: all shards together */
-    char resolvers[256];      /* c-ares "host:port,host:port" list; empty: /etc/resolv.conf */
-    unsigned pipe_size;       /* bytes per splice pipe */
-    unsigned buf_size;        /* bytes per copy-engine buffer */
-    unsigned buf_count;       /* copy-engine buffers per shard, a power of two */
-    unsigned hs_slots;        /* handshake contexts per shard; 0: min(max_conns, 4096) */
+    unsigned
+        happy_eyeballs_delay_ms; /* before the next address joins a connect; 0: one at a time */
+    unsigned idle_timeout_s;     /* 0: never */
+    unsigned write_timeout_s;    /* relay bytes a destination takes none of this long: 0 never */
+    unsigned max_conns;          /* whole process: all shards together */
+    char resolvers[256];         /* c-ares "host:port,host:port" list; empty: /etc/resolv.conf */
+    unsigned pipe_size;          /* bytes per splice pipe */
+    unsigned buf_size;           /* bytes per copy-engine buffer */
+    unsigned buf_count;          /* copy-engine buffers per shard, a power of two */
+    unsigned hs_slots;           /* handshake contexts per shard; 0: min(max_conns, 4096) */
     enum auth_mode auth;
     unsigned auth_fail_budget; /* per client address and shard; 0: no budget */
     enum socks4_mode socks4;

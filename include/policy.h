@@ -30,7 +30,8 @@ struct policy {
     unsigned handshake_timeout_s, connect_timeout_s, idle_timeout_s, bind_timeout_s;
     unsigned
         auth_fail_budget; /* per address and shard: failed + queued checks before the back queue */
-    unsigned write_timeout_s; /* 0: never */
+    unsigned write_timeout_s;         /* 0: never */
+    unsigned happy_eyeballs_delay_ms; /* RFC 8305 Connection Attempt Delay; 0: one at a time */
     bool close_removed_users, close_denied;
     unsigned client_max_handshakes, client_max_binds, client_max_udp; /* 0: no limit */
     /* Egress (egress.h, outbound.h): the global pool, the listeners' settings, sessions. */

@@ -28,7 +28,8 @@ enum op {
     OP_HS_READ,                /* handshake bytes from the client */
     OP_HS_WRITE,               /* handshake replies to the client */
     OP_LEFTOVER,               /* pipelined client bytes to the target */
-    OP_CONNECT,                /* outgoing connect */
+    OP_CONNECT,                /* outgoing connect (argument: which of two attempts) */
+    OP_CONNECT_DELAY,          /* request: the delay before the next address joins in */
     OP_BIND_ACCEPT,            /* BIND: the one inbound connection */
     OP_POLL_IN,                /* relay: source readable (argument: direction) */
     OP_POLL_OUT,               /* relay: destination writable */

@@ -27,6 +27,7 @@
 #include "addrsets.h"
 #include "admin.h"
 #include "egress.h"
+#include "happy.h"
 #include "hostname.h"
 #include "options.h"
 #include "users.h"
@@ -815,14 +816,6 @@ rk_user_timeout(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, co
     return 0;
 }
 
-static const char *const family_words[] = {
-    [EGRESS_FAMILY_ANY] = "any",
-    [EGRESS_FAMILY_V4] = "ipv4",
-    [EGRESS_FAMILY_V6] = "ipv6",
-    [EGRESS_FAMILY_PREFER_V4] = "prefer-ipv4",
-    [EGRESS_FAMILY_PREFER_V6] = "prefer-ipv6",
-};
-
 static int
 rk_family(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
 {
@@ -831,11 +824,11 @@ rk_family(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const ch
         return -1;
     const char *v =
         config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
-    for (size_t i = 0; v && i < sizeof(family_words) / sizeof(family_words[0]); i++)
-        if (strcmp(v, family_words[i]) == 0) {
-            o->family = (uint8_t)i;
-            return 0;
-        }
+    int fam = v ? happy_family_parse(v) : -EINVAL;
+    if (fam >= 0) {
+        o->family = (uint8_t)fam;
+        return 0;
+    }
     cfg_error(c, s,
               "rule %u: %s: expected \"any\", \"ipv4\", \"ipv6\", \"prefer-ipv4\" or "
               "\"prefer-ipv6\", not %s%s%s",

@@ -90,7 +90,7 @@ conn_alloc(struct shard *sh, const struct conn_phase *phase)
     c->phase = phase;
     c->state = CONN_HANDSHAKE;
     c->rep = -1;
-    c->cfd = c->tfd = -1;
+    c->cfd = c->tfd = c->xfd = -1;
     c->tprev = c->tnext = CONN_NIL;
     for (int d = 0; d < 2; d++) {
         c->dir[d].pipe_r = c->dir[d].pipe_w = -1;
@@ -224,6 +224,7 @@ conn_timers_run(struct shard *sh)
                 STAT_INC(sh->st.close_cancels);
                 cancel_fd(sh, c, c->cfd);
                 cancel_fd(sh, c, c->tfd);
+                cancel_fd(sh, c, c->xfd);
                 tl_append(sh, c, TL_CLOSING, sh->now_ds);
             } else if (c->phase->on_timeout) {
                 c->phase->on_timeout(sh, c, (enum tlist_id)tl);
@@ -311,7 +312,9 @@ conn_free(struct shard *sh, struct conn *c)
         close(c->cfd);
     if (c->tfd >= 0)
         close(c->tfd);
-    c->cfd = c->tfd = -1;
+    if (c->xfd >= 0)
+        close(c->xfd);
+    c->cfd = c->tfd = c->xfd = -1;
     if (sh->lg)
         conn_log(sh, c);
     unsigned cmd = c->cmd < STAT_CMDS ? c->cmd : 0;
@@ -369,6 +372,7 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
     if (abort) {
         abort_now(c->cfd);
         abort_now(c->tfd);
+        abort_now(c->xfd);
     }
     if (c->inflight == 0) {
         conn_free(sh, c);
@@ -384,6 +388,8 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
         shutdown(c->cfd, SHUT_RDWR);
     if (c->tfd >= 0)
         shutdown(c->tfd, SHUT_RDWR);
+    if (c->xfd >= 0)
+        shutdown(c->xfd, SHUT_RDWR);
     tl_append(sh, c, TL_CLOSING, sh->now_ds);
 }
 

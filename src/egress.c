@@ -359,7 +359,7 @@ egress_rule_init(struct egress_rule *r)
     r->keepalive = -1;
     r->fastopen = -1;
     r->user_timeout_s = -1;
-    r->family = EGRESS_FAMILY_ANY;
+    r->family = 0; /* HAPPY_ANY */
 }
 
 void

@@ -173,6 +173,8 @@ const struct options_row options_rows[] = {
          "close a client that sent no complete request this long"),
     UINT("connect_timeout", R, 1, 3600, connect_timeout_s, "10", NULL, "SEC",
          "name resolution plus every connect attempt, together"),
+    UINT("happy_eyeballs_delay", R, 0, 10000, happy_eyeballs_delay_ms, "250", "one at a time",
+         "MSEC", "a connect not done this long starts the next address alongside (RFC 8305)"),
     UINT("idle_timeout", R, 0, 86400 * 365, idle_timeout_s, "7200", "never", "SEC",
          "close a tunnel (or UDP association) with no byte either way this long"),
     UINT("write_timeout", R, 0, 86400, write_timeout_s, "120", "never", "SEC",

@@ -55,6 +55,7 @@ policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t 
     p->connect_timeout_s = o->connect_timeout_s;
     p->idle_timeout_s = o->idle_timeout_s;
     p->write_timeout_s = o->write_timeout_s;
+    p->happy_eyeballs_delay_ms = o->happy_eyeballs_delay_ms;
     p->bind_timeout_s = o->bind_timeout_s;
     p->auth_fail_budget = o->auth_fail_budget;
     p->close_removed_users = o->close_removed_users;

@@ -7,9 +7,14 @@
  * parsers turn IP literals into addresses), then the hosts table and the
  * RFC 6761 localhost names, then DNS (dns.c, answered through
  * conn_resolved()). Every address is checked against the rules before it is
- * tried, so a name cannot lead into a denied range, and tried in turn until
- * one connects; connect_timeout bounds all of it. The outcome is answered
- * through the handshake (handshake_fail(), handshake_succeed()).
+ * tried, so a name cannot lead into a denied range. The addresses are tried
+ * as RFC 8305 (Happy Eyeballs) says: families interleaved (happy.c), the next
+ * address started when the previous failed or has not connected within
+ * happy_eyeballs_delay, at most two attempts at once, the first to connect
+ * wins and the other is cancelled; connect_timeout bounds all of it. The
+ * outcome is answered through the handshake (handshake_fail(),
+ * handshake_succeed()), and the success only once no attempt and no delay of
+ * this phase is in flight any more: the relay phase never sees them.
  */
 #include "request.h"
 
@@ -23,6 +28,7 @@
 #include "acl.h"
 #include "bind.h"
 #include "dns.h"
+#include "happy.h"
 #include "handshake.h"
 #include "egress.h"
 #include "hosts.h"
@@ -51,66 +57,189 @@ family_allowed(const struct shard *sh, int rule, int family)
     const struct egress_rule *er = acl_rule_data(sh->pol->acl, rule);
     if (!er)
         return true;
-    if (er->family == EGRESS_FAMILY_V4)
+    if (er->family == HAPPY_IPV4)
         return family == AF_INET;
-    if (er->family == EGRESS_FAMILY_V6)
+    if (er->family == HAPPY_IPV6)
         return family == AF_INET6;
     return true;
 }
 
+/* hs->he_flags */
+#define HE_DELAY  0x01u /* OP_CONNECT_DELAY is in flight */
+#define HE_WON    0x02u /* an attempt connected (now c->tfd): the others are being cancelled */
+#define HE_FAILED 0x04u /* the error reply is decided: completions only clean up */
+
+/*
+ * A socket for a connect to a, with every option the outgoing side of a tunnel
+ * has: the one place an outgoing socket is set up. Returns the fd or -errno.
+ */
+static int
+open_target(struct shard *sh, struct conn *c, const union sockaddr_inx *a, int rule)
+{
+    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -errno;
+    int one = 1;
+    /* A relay must not add Nagle delay of its own to small messages. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* Its source address and the admitting rule's socket settings (outbound.h). */
+    int ret = outbound_prepare(sh, c, fd, a->sa.sa_family, rule, OUTBOUND_CONNECT, NULL);
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
+    return fd;
+}
+
+/* Attempt a's socket: the first on c->tfd, the second on c->xfd. */
+static int *
+att_fd(struct conn *c, unsigned a)
+{
+    return a ? &c->xfd : &c->tfd;
+}
+
+static void
+cancel_op(struct shard *sh, struct conn *c, unsigned op, unsigned arg)
+{
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL, 0);
+    io_uring_prep_cancel64(sqe, conn_ud(c, op, arg), 0);
+}
+
+/* Cancel the attempts in flight and the delay; their completions still come to on_cqe(). */
+static void
+cancel_attempts(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    for (unsigned a = 0; a < 2; a++)
+        if (h->att_live & (1u << a))
+            cancel_op(sh, c, OP_CONNECT, a);
+    if (h->he_flags & HE_DELAY)
+        cancel_op(sh, c, OP_CONNECT_DELAY, 0);
+}
+
+/* Nothing left to try, nothing in flight: the error reply. */
+static void
+give_up(struct shard *sh, struct conn *c, uint8_t rep, bool denied)
+{
+    struct hs *h = c->hs;
+    h->he_flags |= HE_FAILED;
+    cancel_attempts(sh, c); /* the delay, if it runs: the close would wait for it */
+    if (denied)
+        deny(sh, c);
+    else
+        fail(sh, c, rep);
+}
+
+/*
+ * RFC 8305 section 5: while one attempt is in flight and addresses are left,
+ * the next joins it after happy_eyeballs_delay. At most two attempts run at
+ * once (the op's argument bit and c->tfd/c->xfd tell them apart): the first
+ * two addresses are one of each family when both exist (happy_order()), which
+ * is what the delay is for; a third starts when one of the two fails.
+ */
+static void
+arm_delay(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    unsigned ms = sh->pol->happy_eyeballs_delay_ms;
+    if (ms == 0 || h->att_live == 3 || (h->he_flags & HE_DELAY) || h->next_addr >= h->n_addrs)
+        return;
+    h->he_ts.tv_sec = ms / 1000;
+    h->he_ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CONNECT_DELAY, 0);
+    io_uring_prep_timeout(sqe, &h->he_ts, 0, 0);
+    h->he_flags |= HE_DELAY;
+}
+
+/*
+ * Start the next address the rules allow in a free attempt; with none left and
+ * nothing in flight, the error reply (the last errno; 0x02 when every address
+ * was denied and none tried).
+ */
 static void
 connect_next(struct shard *sh, struct conn *c)
 {
     struct hs *h = c->hs;
     bool denied = false;
     c->state = CONN_CONNECT;
-    while (h->next_addr < h->n_addrs) {
-        const union sockaddr_inx *a = &h->addrs[h->next_addr++];
+    unsigned a = h->att_live & 1u;
+    while (h->att_live != 3 && h->next_addr < h->n_addrs) {
+        unsigned i = h->next_addr++;
+        const union sockaddr_inx *ad = &h->addrs[i];
         /* Checked on the address itself, so a name cannot lead into a denied range. */
-        union sockaddr_inx plain = *a;
+        union sockaddr_inx plain = *ad;
         addr_unmap(&plain);
         int rule;
         if (!conn_allowed(sh, c, &plain, c->host, c->port, &rule)) {
             denied = true;
             continue;
         }
-        c->dest = plain;
-        if (!family_allowed(sh, rule, a->sa.sa_family)) {
+        if (!family_allowed(sh, rule, ad->sa.sa_family)) {
             h->last_err = -EAFNOSUPPORT;
             continue;
         }
-        int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd == -1) {
-            h->last_err = -errno;
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        int fd = open_target(sh, c, ad, rule);
+        if (fd < 0) {
+            h->last_err = fd;
+            if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM)
                 break;
             continue;
         }
-        int one = 1;
-        /* A relay must not add Nagle delay of its own to small messages. */
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        /* Its source address and the admitting rule's socket settings (outbound.h). */
-        int ret = outbound_prepare(sh, c, fd, a->sa.sa_family, rule, OUTBOUND_CONNECT, NULL);
-        if (ret < 0) {
-            close(fd);
-            h->last_err = ret;
-            continue;
-        }
-        c->tfd = fd;
-        struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CONNECT, 0);
-        io_uring_prep_connect(sqe, fd, &a->sa, addr_len(&a->sa));
+        c->dest = plain; /* the address tried last, until one connects */
+        *att_fd(c, a) = fd;
+        h->att_addr[a] = (uint8_t)i;
+        h->att_live |= (uint8_t)(1u << a);
+        struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CONNECT, a);
+        io_uring_prep_connect(sqe, fd, &ad->sa, addr_len(&ad->sa));
+        arm_delay(sh, c);
         return;
     }
-    if (denied && !h->last_err) {
-        deny(sh, c);
+    if (h->att_live)
+        return; /* the attempt in flight decides */
+    uint8_t rep = socks5_rep_from_errno(h->last_err ? h->last_err : -EHOSTUNREACH);
+    if (h->last_err == -EAFNOSUPPORT) /* no source address of the target's family */
+        rep = c->host ? SOCKS5_REP_HOST_UNREACH : SOCKS5_REP_NET_UNREACH;
+    give_up(sh, c, rep, denied && !h->last_err);
+}
+
+/*
+ * The family policy (rule key family) for ordering a request's addresses: that of the
+ * rule admitting it before its address is known (a rule with "to" needs the address, so
+ * it is not asked). Each address is still filtered by the family of the rule that admits
+ * that address (family_allowed()).
+ */
+static enum happy_family
+request_family(struct shard *sh, struct conn *c)
+{
+    struct policy_req r = {
+        .client = &c->client, .cmd = c->cmd, .user = c->user, .host = c->host, .port = c->port};
+    int rule;
+    if (!policy_allows_rule(sh->pol, sh->o, &r, &rule))
+        return HAPPY_ANY;
+    const struct egress_rule *er = acl_rule_data(sh->pol->acl, rule);
+    return er ? (enum happy_family)er->family : HAPPY_ANY;
+}
+
+/* The addresses are known: order them for fam (RFC 8305 section 4) and start. */
+static void
+connect_start(struct shard *sh, struct conn *c, enum happy_family fam)
+{
+    struct hs *h = c->hs;
+    union sockaddr_inx ordered[HS_MAX_ADDRS];
+    h->n_addrs = (uint8_t)happy_order(h->addrs, h->n_addrs, fam, ordered);
+    memcpy(h->addrs, ordered, h->n_addrs * sizeof(ordered[0]));
+    h->next_addr = 0;
+    h->att_live = 0;
+    h->he_flags = 0;
+    h->last_err = 0;
+    if (h->n_addrs == 0) {
+        /* None of the family asked for: as if no route (an address) or no address (a name). */
+        fail(sh, c,
+             handshake_dest(c)->atyp == SOCKS5_ATYP_DOMAIN ? SOCKS5_REP_HOST_UNREACH
+                                                           : SOCKS5_REP_NET_UNREACH);
         return;
     }
-    if (h->last_err == -EAFNOSUPPORT) {
-        /* No source address of the target's family: no route from here to there. */
-        fail(sh, c, c->host ? SOCKS5_REP_HOST_UNREACH : SOCKS5_REP_NET_UNREACH);
-        return;
-    }
-    fail(sh, c, socks5_rep_from_errno(h->last_err ? h->last_err : -EHOSTUNREACH));
+    connect_next(sh, c);
 }
 
 /* The addresses of the request are known: go on with its command. */
@@ -120,7 +249,7 @@ addrs_ready(struct shard *sh, struct conn *c)
     if (c->cmd == SOCKS5_CMD_BIND)
         bind_start(sh, c);
     else
-        connect_next(sh, c);
+        connect_start(sh, c, request_family(sh, c));
 }
 
 void
@@ -190,35 +319,97 @@ on_resolved(struct shard *sh, struct conn *c, unsigned tag, int err,
     addrs_ready(sh, c);
 }
 
-/* connect_timeout: give up the name, or cancel the connect (answered when it completes). */
+/*
+ * connect_timeout: give up the name, or cancel every attempt and the delay
+ * (answered 0x06 when the last attempt has come back). Any other list (the
+ * handshake's, while a reply is written): close.
+ */
 static void
 on_timeout(struct shard *sh, struct conn *c, enum tlist_id tl)
 {
-    (void)tl;
-    if (c->state == CONN_RESOLVE) {
+    if (tl == TL_CONNECT && c->state == CONN_RESOLVE) {
         c->hs_flags &= (uint8_t)~HSF_DNS;
         fail(sh, c, SOCKS5_REP_HOST_UNREACH);
-    } else if (c->state == CONN_CONNECT) {
+    } else if (tl == TL_CONNECT && c->state == CONN_CONNECT) {
+        struct hs *h = c->hs;
+        if (h->he_flags & (HE_WON | HE_FAILED))
+            return; /* the reply is decided and only waits for cancellations */
         c->hs_flags |= HSF_TIMED_OUT;
-        struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL, 0);
-        io_uring_prep_cancel64(sqe, conn_ud(c, OP_CONNECT, 0), 0);
+        if (h->att_live)
+            cancel_attempts(sh, c);
+        else
+            give_up(sh, c, SOCKS5_REP_TTL_EXPIRED, false);
     } else {
         conn_close(sh, c, END_HS_TIMEOUT);
     }
 }
 
+/* Attempt a's connect completed with res. */
+static void
+on_connect(struct shard *sh, struct conn *c, unsigned a, int res)
+{
+    struct hs *h = c->hs;
+    h->att_live &= (uint8_t) ~(1u << a);
+    if (h->he_flags & HE_WON) {
+        /* The loser, cancelled or connected too late: the winner is c->tfd, this is c->xfd. */
+        close(c->xfd);
+        c->xfd = -1;
+        return;
+    }
+    if (res == 0) {
+        if (a == 1) {
+            int fd = c->tfd;
+            c->tfd = c->xfd;
+            c->xfd = fd;
+        }
+        c->dest = h->addrs[h->att_addr[a]];
+        addr_unmap(&c->dest);
+        h->he_flags |= HE_WON;
+        cancel_attempts(sh, c);
+        return;
+    }
+    int *fd = att_fd(c, a);
+    close(*fd);
+    *fd = -1;
+    if (h->he_flags & HE_FAILED)
+        return;
+    if (c->hs_flags & HSF_TIMED_OUT) {
+        if (!h->att_live)
+            give_up(sh, c, SOCKS5_REP_TTL_EXPIRED, false);
+        return;
+    }
+    /* RFC 8305 section 5: a failed attempt starts the next at once. */
+    h->last_err = res;
+    connect_next(sh, c);
+}
+
 static void
 on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cqe)
 {
-    int res = cqe->res;
-    if (ud_op(cqe->user_data) != OP_CONNECT) {
+    unsigned op = ud_op(cqe->user_data);
+    if (op != OP_CONNECT && op != OP_CONNECT_DELAY) {
         /* A reply of the handshake still being written (a pipelining client's). */
         handshake_on_cqe(sh, c, cqe);
         return;
     }
     if (c->state == CONN_CLOSING)
-        return;
-    if (res == 0) {
+        return; /* c->tfd and c->xfd are closed when the slot is freed */
+    struct hs *h = c->hs;
+    if (op == OP_CONNECT) {
+        on_connect(sh, c, ud_arg(cqe->user_data), cqe->res);
+    } else {
+        h->he_flags &= (uint8_t)~HE_DELAY;
+        /* -ETIME: the delay passed with an attempt still out (-ECANCELED: we stopped it). */
+        if (!(h->he_flags & (HE_WON | HE_FAILED)) && !(c->hs_flags & HSF_TIMED_OUT) &&
+            cqe->res == -ETIME)
+            connect_next(sh, c);
+    }
+    /*
+     * The success reply goes out once no attempt and no delay is in flight: after
+     * it the connection moves to the relay phase, which must never see them.
+     */
+    if ((h->he_flags & HE_WON) && !h->att_live && !(h->he_flags & HE_DELAY) &&
+        c->state == CONN_CONNECT) {
         union sockaddr_inx bnd;
         socklen_t len = sizeof(bnd);
         if (getsockname(c->tfd, &bnd.sa, &len) == -1)
@@ -226,16 +417,7 @@ on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cqe)
         c->src = bnd; /* where the tunnel left from, for the access log */
         addr_unmap(&c->src);
         handshake_succeed(sh, c, &bnd, relay_start, HS_FORWARD_UNREAD);
-        return;
     }
-    close(c->tfd);
-    c->tfd = -1;
-    if (c->hs_flags & HSF_TIMED_OUT) {
-        fail(sh, c, SOCKS5_REP_TTL_EXPIRED);
-        return;
-    }
-    c->hs->last_err = res;
-    connect_next(sh, c);
 }
 
 void

@@ -93,6 +93,36 @@ def ipv6_available():
     return _ipv6_ok
 
 
+_CLONE_NEWNET = 0x40000000
+
+
+def enter_netns(ctx):
+    """Move the calling thread into a network namespace of its own, with lo up: what it
+    starts from now on (threads, helper servers, the proxy, `ip`) lives there, other
+    tests' threads do not; the namespace goes when the last of them has. Skip when the
+    host cannot make one (no CAP_SYS_ADMIN, no `ip`). Returns a function that runs an
+    `ip` command in it and fails the test if it fails."""
+    import ctypes
+    ip = shutil.which("ip") or ("/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else None)
+    if not ip:
+        raise Skip("no ip(8) to set up a network namespace")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNET) != 0:
+        raise Skip("cannot make a network namespace: %s" % os.strerror(ctypes.get_errno()))
+
+    def run_ip(*args, skip_on_error=False):
+        r = subprocess.run([ip] + list(args), capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            msg = "ip %s: %s" % (" ".join(args), r.stderr.strip())
+            if skip_on_error:
+                raise Skip(msg)
+            raise Fail(msg)
+        return r.stdout
+
+    run_ip("link", "set", "lo", "up")
+    return run_ip
+
+
 def raise_nofile(want=16384):
     """Raise RLIMIT_NOFILE (soft) towards want; children (the proxy) inherit it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

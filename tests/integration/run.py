@@ -49,6 +49,7 @@ import cases_clients  # noqa: E402,F401
 import cases_control  # noqa: E402,F401
 import cases_security  # noqa: E402,F401
 import cases_admin  # noqa: E402,F401
+import cases_happy  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")
 # Every test runs under the default engine (auto: copy, then splice for bulk).

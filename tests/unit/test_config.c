@@ -19,6 +19,7 @@
 #include "addr.h"
 #include "config.h"
 #include "egress.h"
+#include "happy.h"
 #include "options.h"
 #include "opts.h"
 #include "users.h"
@@ -506,7 +507,7 @@ test_shipped_configs(void **state)
                    1);
     const struct egress_rule *er = acl_rule_data(acl, 1);
     assert_non_null(er);
-    assert_int_equal(er->family, EGRESS_FAMILY_PREFER_V6);
+    assert_int_equal(er->family, HAPPY_PREFER_IPV6);
     assert_null(acl_rule_data(acl, 0));
     acl_free(acl);
 }
@@ -540,7 +541,7 @@ test_egress_keys(void **state)
     assert_true(egress_pool_has(er->pool, AF_INET));
     assert_true(egress_pool_has(er->pool, AF_INET6));
     assert_int_equal(er->fallback, 1);
-    assert_int_equal(er->family, EGRESS_FAMILY_V4);
+    assert_int_equal(er->family, HAPPY_IPV4);
     assert_true(er->has_mark);
     assert_int_equal(er->mark, 42);
     assert_int_equal(er->keepalive, 0);

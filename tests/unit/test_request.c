@@ -14,9 +14,23 @@
  * ignored; request_tick() watches for a hang-up only resolves and connects
  * older than a second.
  *
+ * Happy Eyeballs (RFC 8305, happy_eyeballs_delay 250 ms): the addresses are
+ * tried IPv6 first, families interleaved; with more than one address a delay
+ * (OP_CONNECT_DELAY, an IORING_OP_TIMEOUT of 250 ms) runs beside the first
+ * attempt, and when it expires the next address starts as a second attempt
+ * (OP_CONNECT argument 1, on c->xfd) while the first goes on; a failed attempt
+ * starts the next at once; at most two attempts at once; the first to connect
+ * wins (it is c->tfd, and c->dest), the other attempt and the delay are
+ * cancelled by user_data, and the success reply goes out only when their
+ * completions are in, so none reaches the relay phase; the loser's socket is
+ * closed exactly once, when its completion comes, or when the slot is freed;
+ * connect_timeout cancels every attempt and the delay and answers 0x06 once the
+ * last is back, trying nothing more; with a delay of 0 one attempt at a time.
+ *
  * Links request.o with the real slot layer (conn.o, clients.o), the real rules
  * (policy.o, acl.o, users.o, sock.o), the real hosts table (hosts.o, read from
- * a temporary file) and socks5.o, addr.o, hostname.o. Fakes: ring_sqe()
+ * a temporary file) and socks5.o, addr.o, hostname.o, happy.o; close() is wrapped
+ * to be counted. Fakes: ring_sqe()
  * (fake_ring.h), log_push() (fake_shard.h), and the phases around it:
  * handshake_dest() (the test's context), handshake_fail() (records the reply,
  * then closes as if it were written at once), handshake_succeed(), handshake_release(),
@@ -63,7 +77,22 @@ static struct {
     void (*next)(struct shard *sh, struct conn *c);
     unsigned next_flags;
     unsigned hs_op;
+    unsigned ops_at_reply; /* the request phase's connects and delays in flight at the reply */
 } got;
+
+/* close() counted per fd (-Wl,--wrap=close). */
+#define MAX_FD 4096
+static unsigned closes[MAX_FD];
+int __real_close(int fd);
+int __wrap_close(int fd);
+
+int
+__wrap_close(int fd)
+{
+    if (fd >= 0 && fd < MAX_FD)
+        closes[fd]++;
+    return __real_close(fd);
+}
 
 static struct {
     unsigned n;
@@ -96,6 +125,9 @@ handshake_succeed(struct shard *sh, struct conn *c, const union sockaddr_inx *bn
     (void)sh;
     got.succeeds++;
     got.state = c->state;
+    got.ops_at_reply = fr_count(OP_CONNECT, c->slot, -1) + fr_count(OP_CONNECT_DELAY, c->slot, -1) +
+                       fr_cq_count(OP_CONNECT, c->slot, -1) +
+                       fr_cq_count(OP_CONNECT_DELAY, c->slot, -1);
     got.bnd = *bnd;
     got.next = next;
     got.next_flags = flags;
@@ -174,14 +206,17 @@ static struct hs hs_mem[8];
 static int listener = -1;
 static uint16_t open_port, closed_port; /* on 127.0.0.1: one listening, one refusing */
 
-/* Connects to 198.51.100.0/24 (TEST-NET-2) are completed by hand, never run. */
+/* Connects to 198.51.100.0/24 (TEST-NET-2) and 2001:db8::/32 are completed by hand, never run. */
 static bool
 hold_test_net(const struct io_uring_sqe *sqe)
 {
     if (sqe->opcode != IORING_OP_CONNECT)
         return false;
-    const struct sockaddr_in *a = (const struct sockaddr_in *)(uintptr_t)sqe->addr;
-    return a->sin_family == AF_INET && (ntohl(a->sin_addr.s_addr) >> 8) == 0xC63364;
+    const union sockaddr_inx *a = (const union sockaddr_inx *)(uintptr_t)sqe->addr;
+    if (a->sa.sa_family == AF_INET6)
+        return a->v6.sin6_addr.s6_addr[0] == 0x20 && a->v6.sin6_addr.s6_addr[1] == 0x01 &&
+               a->v6.sin6_addr.s6_addr[2] == 0x0d && a->v6.sin6_addr.s6_addr[3] == 0xb8;
+    return a->sa.sa_family == AF_INET && (ntohl(a->v4.sin_addr.s_addr) >> 8) == 0xC63364;
 }
 
 static struct acl_cidr
@@ -209,6 +244,7 @@ setup(void **state)
     memset(&got, 0, sizeof(got));
     memset(&dns, 0, sizeof(dns));
     memset(hs_mem, 0, sizeof(hs_mem));
+    memset(closes, 0, sizeof(closes));
 
     /* Rules: nothing into 10.0.0.0/8, anything else. */
     struct acl *acl = acl_new();
@@ -312,15 +348,33 @@ request_name(uint8_t cmd, const char *name, uint16_t port)
     return c;
 }
 
+/* ip (of family fam) and port as a socket address. */
 static union sockaddr_inx
-v4(const char *ip, uint16_t port)
+inx(int fam, const char *ip, uint16_t port)
 {
     union sockaddr_inx a;
     memset(&a, 0, sizeof(a));
-    a.v4.sin_family = AF_INET;
-    a.v4.sin_port = htons(port);
-    assert_int_equal(inet_pton(AF_INET, ip, &a.v4.sin_addr), 1);
+    a.sa.sa_family = (sa_family_t)fam;
+    if (fam == AF_INET) {
+        a.v4.sin_port = htons(port);
+        assert_int_equal(inet_pton(AF_INET, ip, &a.v4.sin_addr), 1);
+    } else {
+        a.v6.sin6_port = htons(port);
+        assert_int_equal(inet_pton(AF_INET6, ip, &a.v6.sin6_addr), 1);
+    }
     return a;
+}
+
+static union sockaddr_inx
+v4(const char *ip, uint16_t port)
+{
+    return inx(AF_INET, ip, port);
+}
+
+static union sockaddr_inx
+v6(const char *ip, uint16_t port)
+{
+    return inx(AF_INET6, ip, port);
 }
 
 /* The address of c's connect in flight (it must have exactly one). */
@@ -444,8 +498,13 @@ test_hosts_and_localhost_without_dns(void **state)
     kernel_connects();
     assert_int_equal(got.succeeds, 1);
 
+    /* localhost is ::1 and 127.0.0.1: IPv6 first (RFC 8305 section 4); nothing listens on
+     * ::1 here, so the refusal sends it on to 127.0.0.1. */
     struct conn *l = request_name(SOCKS5_CMD_CONNECT, "localhost", open_port);
     assert_int_equal(dns.n, 0);
+    a = connect_addr(l);
+    assert_addr(&a, "[::1]", open_port);
+    kernel_completes_connect(l);
     a = connect_addr(l);
     assert_addr(&a, "127.0.0.1", open_port);
     kernel_connects();
@@ -740,6 +799,300 @@ test_hands_on(void **state)
     assert_int_equal(fr_count(OP_CONNECT, CONN_NIL, -1), 0);
 }
 
+/* --- Happy Eyeballs ---------------------------------------------------------- */
+
+/* The SQE of c's attempt arg (it must be in flight), and its address. */
+static const struct io_uring_sqe *
+attempt(const struct conn *c, unsigned arg, union sockaddr_inx *addr)
+{
+    assert_int_equal(fr_count(OP_CONNECT, c->slot, (int)arg), 1);
+    const struct io_uring_sqe *s = &fr_ops[fr_find(OP_CONNECT, c->slot, (int)arg)].sqe;
+    const struct sockaddr *sa = (const struct sockaddr *)(uintptr_t)s->addr;
+    memset(addr, 0, sizeof(*addr));
+    memcpy(addr, sa, addr_len(sa));
+    return s;
+}
+
+/*
+ * A name answered (A first, as a resolver may) with two IPv4 addresses and one IPv6, all
+ * held by the kernel: IPv6 first, then 198.51.100.1, then 198.51.100.2.
+ */
+static struct conn *
+racing_request(void)
+{
+    pol->happy_eyeballs_delay_ms = 250;
+    struct conn *c = request_name(SOCKS5_CMD_CONNECT, "www.example.org", 443);
+    union sockaddr_inx addrs[3] = {v4("198.51.100.1", 443), v4("198.51.100.2", 443),
+                                   v6("2001:db8::1", 443)};
+    conn_resolved(&sh, dns.ref, 0, addrs, 3);
+    return c;
+}
+
+/* The delay runs beside the first attempt; when it expires the second starts on c->xfd. */
+static void
+test_delay_starts_second_attempt(void **state)
+{
+    (void)state;
+    struct conn *c = racing_request();
+    union sockaddr_inx a;
+    const struct io_uring_sqe *s = attempt(c, 0, &a);
+    assert_addr(&a, "[2001:db8::1]", 443);
+    assert_int_equal(s->fd, c->tfd);
+    assert_int_equal(c->xfd, -1);
+    assert_int_equal(fr_count(OP_CONNECT, c->slot, 1), 0);
+    int di = fr_find(OP_CONNECT_DELAY, c->slot, -1);
+    assert_true(di >= 0);
+    const struct io_uring_sqe *d = &fr_ops[di].sqe;
+    assert_int_equal(d->opcode, IORING_OP_TIMEOUT);
+    assert_int_equal(d->off, 0); /* a pure timer, not a completion count */
+    const struct __kernel_timespec *ts = (const struct __kernel_timespec *)(uintptr_t)d->addr;
+    assert_ptr_equal(ts, &c->hs->he_ts); /* lives in the context until it completes */
+    assert_int_equal(ts->tv_sec, 0);
+    assert_int_equal(ts->tv_nsec, 250000000);
+
+    /* Nothing moves before it expires. */
+    fr_run(&sh, 5);
+    assert_int_equal(fr_count(OP_CONNECT, c->slot, -1), 1);
+
+    fr_complete_op(&sh, OP_CONNECT_DELAY, c->slot, -1, -ETIME);
+    s = attempt(c, 1, &a);
+    assert_addr(&a, "198.51.100.1", 443);
+    assert_true(c->xfd >= 0 && c->xfd != c->tfd);
+    assert_int_equal(s->fd, c->xfd);
+    attempt(c, 0, &a); /* the first goes on */
+    assert_addr(&a, "[2001:db8::1]", 443);
+    /* Two in flight: no third, and no delay until one of them ends. */
+    assert_int_equal(fr_count(OP_CONNECT_DELAY, c->slot, -1), 0);
+    assert_int_equal(got.fails + got.succeeds, 0);
+
+    /* A failed attempt starts the next at once, in its place. */
+    fr_complete_op(&sh, OP_CONNECT, c->slot, 0, -ENETUNREACH);
+    attempt(c, 0, &a);
+    assert_addr(&a, "198.51.100.2", 443);
+    attempt(c, 1, &a);
+    assert_addr(&a, "198.51.100.1", 443);
+    assert_int_equal(got.fails + got.succeeds, 0);
+}
+
+/* A failed first attempt starts the next at once, long before the delay; the delay goes on. */
+static void
+test_failure_starts_next_at_once(void **state)
+{
+    (void)state;
+    struct conn *c = racing_request();
+    fr_complete_op(&sh, OP_CONNECT, c->slot, 0, -ENETUNREACH);
+    union sockaddr_inx a;
+    attempt(c, 0, &a);
+    assert_addr(&a, "198.51.100.1", 443);
+    assert_int_equal(fr_count(OP_CONNECT, c->slot, 1), 0);
+    assert_int_equal(fr_count(OP_CONNECT_DELAY, c->slot, -1), 1);
+    fr_complete_op(&sh, OP_CONNECT_DELAY, c->slot, -1, -ETIME);
+    attempt(c, 1, &a);
+    assert_addr(&a, "198.51.100.2", 443);
+}
+
+/*
+ * The second attempt connects first: it becomes c->tfd, the first is cancelled by its
+ * user_data, and the reply waits for that cancellation to come back; the loser's socket
+ * is closed exactly once, when its completion arrives.
+ */
+static void
+test_first_success_cancels_the_other(void **state)
+{
+    (void)state;
+    unsigned fds = open_fds();
+    struct conn *c = racing_request();
+    fr_complete_op(&sh, OP_CONNECT_DELAY, c->slot, -1, -ETIME);
+    int fd0 = c->tfd, fd1 = c->xfd;
+    assert_true(fd0 >= 0 && fd1 >= 0);
+
+    fr_complete_op(&sh, OP_CONNECT, c->slot, 1, 0);
+    assert_int_equal(c->tfd, fd1); /* the winner is the tunnel's target socket */
+    assert_int_equal(c->xfd, fd0);
+    assert_addr(&c->dest, "198.51.100.1", 443);
+    assert_int_equal(got.succeeds, 0); /* not while the loser is out */
+    assert_int_equal(c->state, CONN_CONNECT);
+    int ci = fr_find(OP_CANCEL, c->slot, -1);
+    assert_true(ci >= 0);
+    assert_int_equal(fr_ops[ci].sqe.opcode, IORING_OP_ASYNC_CANCEL);
+    assert_false(fr_ops[ci].sqe.cancel_flags & IORING_ASYNC_CANCEL_FD);
+    assert_int_equal(fr_ops[ci].sqe.addr, conn_ud(c, OP_CONNECT, 0));
+    assert_int_equal(closes[fd0], 0);
+
+    /* The kernel cancels it: -ECANCELED, then the cancel's own CQE; one batch. */
+    assert_true(fr_exec((unsigned)ci));
+    fr_reap(&sh);
+    assert_int_equal(got.succeeds, 1);
+    assert_int_equal(got.ops_at_reply, 0);
+    assert_int_equal(got.state, CONN_CONNECT);
+    assert_int_equal(closes[fd0], 1);
+    assert_int_equal(closes[fd1], 0);
+    assert_int_equal(c->xfd, -1);
+    assert_int_equal(fr_count_slot(c->slot, -1), 0);
+    assert_int_equal(open_fds(), fds + 2); /* client and winner */
+
+    /* At close the winner goes once, the loser not again. */
+    conn_close(&sh, c, END_DONE);
+    assert_int_equal(c->state, CONN_FREE);
+    assert_int_equal(closes[fd1], 1);
+    assert_int_equal(closes[fd0], 1);
+    assert_int_equal(open_fds(), fds);
+}
+
+/* A phase after the request that no completion of the request may reach. */
+static void
+trap_on_cqe(struct shard *s, struct conn *c, const struct io_uring_cqe *cqe)
+{
+    (void)s;
+    (void)c;
+    fail_msg("a CQE (op %u) reached the phase after the reply", ud_op(cqe->user_data));
+}
+static const struct conn_phase trap_phase = {.name = "relay", .on_cqe = trap_on_cqe};
+
+/*
+ * The first attempt wins with the delay still running; the cancellation misses and the
+ * delay's CQE comes late (-ETIME, not -ECANCELED): it still reaches the request phase,
+ * which starts nothing. The same when both attempts connect: the late one is closed.
+ * Only then the reply, after which nothing of the request is in flight.
+ */
+static void
+test_late_completion_stays_in_request(void **state)
+{
+    (void)state;
+    struct conn *c = racing_request();
+    int fd0 = c->tfd;
+    fr_complete_op(&sh, OP_CONNECT, c->slot, 0, 0);
+    assert_int_equal(got.succeeds, 0);
+    assert_int_equal(fr_count(OP_CANCEL, c->slot, -1), 1);
+    /* The delay expires before the cancel reaches it. */
+    fr_complete_op(&sh, OP_CONNECT_DELAY, c->slot, -1, -ETIME);
+    assert_int_equal(fr_count(OP_CONNECT, c->slot, -1), 0); /* no new attempt */
+    assert_int_equal(c->xfd, -1);
+    assert_int_equal(got.succeeds, 1);
+    assert_int_equal(got.ops_at_reply, 0);
+    assert_int_equal(c->tfd, fd0);
+    conn_enter(c, &trap_phase);
+    /* The cancel finds nothing: its own CQE goes to the slot layer, not to a phase. */
+    fr_run(&sh, 5);
+    assert_int_equal(fr_n, 0);
+
+    /* Both connect; the second's success comes after the first's. */
+    memset(&got, 0, sizeof(got));
+    memset(closes, 0, sizeof(closes));
+    c = racing_request();
+    fr_complete_op(&sh, OP_CONNECT_DELAY, c->slot, -1, -ETIME);
+    fd0 = c->tfd;
+    int fd1 = c->xfd;
+    fr_complete_op(&sh, OP_CONNECT, c->slot, 0, 0);
+    assert_int_equal(got.succeeds, 0);
+    fr_complete_op(&sh, OP_CONNECT, c->slot, 1, 0); /* connected too: a loser all the same */
+    assert_int_equal(got.succeeds, 1);
+    assert_int_equal(got.ops_at_reply, 0);
+    assert_int_equal(c->tfd, fd0);
+    assert_int_equal(closes[fd1], 1);
+    assert_int_equal(closes[fd0], 0);
+    assert_addr(&c->dest, "[2001:db8::1]", 443);
+    conn_enter(c, &trap_phase);
+    fr_run(&sh, 5); /* the cancel: -ENOENT */
+    assert_int_equal(fr_count_slot(c->slot, -1), 0);
+}
+
+/*
+ * connect_timeout with two attempts out: both cancelled (and the delay, when it runs), no
+ * third address tried, 0x06 once the last is back; every socket closed once.
+ */
+static void
+test_timeout_ends_every_attempt(void **state)
+{
+    (void)state;
+    unsigned fds = open_fds();
+    uint32_t t0 = sh.now_ds;
+    struct conn *c = racing_request();
+    fr_complete_op(&sh, OP_CONNECT_DELAY, c->slot, -1, -ETIME);
+    int fd0 = c->tfd, fd1 = c->xfd;
+    sh.now_ds = t0 + 51;
+    conn_timers_run(&sh);
+    assert_true(c->hs_flags & HSF_TIMED_OUT);
+    assert_int_equal(fr_count(OP_CANCEL, c->slot, -1), 2);
+    assert_int_equal(got.fails, 0);
+    /* One comes back cancelled: the other still counts. */
+    assert_true(fr_exec_op(OP_CANCEL, c->slot, -1));
+    fr_reap(&sh);
+    assert_int_equal(got.fails, 0);
+    assert_int_equal(fr_count(OP_CONNECT, c->slot, -1), 1); /* nothing new started */
+    assert_true(fr_exec_op(OP_CANCEL, c->slot, -1));
+    fr_reap(&sh);
+    assert_int_equal(got.fails, 1);
+    assert_int_equal(got.rep, SOCKS5_REP_TTL_EXPIRED);
+    assert_int_equal(c->state, CONN_FREE);
+    assert_int_equal(closes[fd0], 1);
+    assert_int_equal(closes[fd1], 1);
+    assert_int_equal(fr_n, 0);
+    assert_int_equal(open_fds(), fds);
+
+    /* With one attempt and the delay out: both cancelled, the slot freed when both are in. */
+    memset(closes, 0, sizeof(closes)); /* fd numbers are reused */
+    t0 = sh.now_ds;
+    c = racing_request();
+    fd0 = c->tfd;
+    sh.now_ds = t0 + 51;
+    conn_timers_run(&sh);
+    assert_int_equal(fr_count(OP_CANCEL, c->slot, -1), 2);
+    fr_run(&sh, 5);
+    assert_int_equal(got.fails, 2);
+    assert_int_equal(got.rep, SOCKS5_REP_TTL_EXPIRED);
+    assert_int_equal(fr_count(OP_CONNECT, CONN_NIL, -1), 0);
+    assert_int_equal(fr_count(OP_CONNECT_DELAY, CONN_NIL, -1), 0);
+    assert_int_equal(c->state, CONN_FREE);
+    assert_int_equal(closes[fd0], 1);
+    assert_int_equal(fr_n, 0);
+}
+
+/* A client that leaves while two attempts race: both sockets shut down, closed once at free. */
+static void
+test_close_while_racing(void **state)
+{
+    (void)state;
+    unsigned fds = open_fds();
+    struct conn *c = racing_request();
+    fr_complete_op(&sh, OP_CONNECT_DELAY, c->slot, -1, -ETIME);
+    int fd0 = c->tfd, fd1 = c->xfd;
+    conn_close(&sh, c, END_CLIENT_EOF);
+    assert_int_equal(c->state, CONN_CLOSING);
+    /* shutdown() woke both connects: they fail, and the phase leaves the fds to the slot. */
+    fr_complete_op(&sh, OP_CONNECT, c->slot, 1, -EPIPE);
+    assert_int_equal(closes[fd1], 0);
+    fr_complete_op(&sh, OP_CONNECT, c->slot, 0, -EPIPE);
+    assert_int_equal(c->state, CONN_FREE);
+    assert_int_equal(closes[fd0], 1);
+    assert_int_equal(closes[fd1], 1);
+    assert_int_equal(open_fds(), fds);
+}
+
+/* One address (an IP literal): no delay; a delay of 0: none either, one attempt at a time. */
+static void
+test_no_delay_when_nothing_to_race(void **state)
+{
+    (void)state;
+    pol->happy_eyeballs_delay_ms = 250;
+    struct conn *c = request_v4(SOCKS5_CMD_CONNECT, "198.51.100.7", 80);
+    assert_int_equal(fr_count(OP_CONNECT, c->slot, -1), 1);
+    assert_int_equal(fr_count(OP_CONNECT_DELAY, CONN_NIL, -1), 0);
+
+    pol->happy_eyeballs_delay_ms = 0;
+    c = request_name(SOCKS5_CMD_CONNECT, "www.example.org", 443);
+    union sockaddr_inx addrs[2] = {v4("198.51.100.1", 443), v6("2001:db8::1", 443)};
+    conn_resolved(&sh, dns.ref, 0, addrs, 2);
+    union sockaddr_inx a;
+    attempt(c, 0, &a);
+    assert_addr(&a, "[2001:db8::1]", 443);
+    assert_int_equal(fr_count(OP_CONNECT_DELAY, CONN_NIL, -1), 0);
+    fr_complete_op(&sh, OP_CONNECT, c->slot, 0, -ETIMEDOUT);
+    attempt(c, 0, &a);
+    assert_addr(&a, "198.51.100.1", 443);
+    assert_int_equal(fr_count(OP_CONNECT, c->slot, 1), 0);
+}
+
 int
 main(void)
 {
@@ -757,6 +1110,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_timeout_while_connecting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tick_watches_after_a_second, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hands_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delay_starts_second_attempt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failure_starts_next_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_success_cancels_the_other, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_completion_stays_in_request, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_ends_every_attempt, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_close_while_racing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_delay_when_nothing_to_race, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
