@@ -20,12 +20,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "addr.h"
 #include "dns.h"
+#include "egress.h"
 #include "hosts.h"
 #include "opts.h"
 #include "shard.h"
@@ -179,8 +183,34 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
 }
 
 /* Bind done, files open: become the configured user and group for good. */
+/* Does any rule set SO_MARK, which needs CAP_NET_ADMIN on every tunnel it admits? */
+static bool
+policy_uses_mark(const struct policy *p)
+{
+    for (size_t i = 0; p && i < acl_count(p->acl); i++) {
+        const struct egress_rule *er = acl_rule_data(p->acl, (int)i);
+        if (er && er->has_mark)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * After setuid(): keep CAP_NET_ADMIN alone, permitted and effective, for SO_MARK. The
+ * shard threads, made after this, inherit it; nothing else survives the drop.
+ */
 static int
-drop_privileges(const struct opts *o)
+keep_net_admin(void)
+{
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct data[2] = {{0}};
+    data[CAP_TO_INDEX(CAP_NET_ADMIN)].permitted = CAP_TO_MASK(CAP_NET_ADMIN);
+    data[CAP_TO_INDEX(CAP_NET_ADMIN)].effective = CAP_TO_MASK(CAP_NET_ADMIN);
+    return (int)syscall(SYS_capset, &hdr, data);
+}
+
+static int
+drop_privileges(const struct opts *o, bool keep_admin)
 {
     struct preflight_id id;
     char why[256];
@@ -190,10 +220,22 @@ drop_privileges(const struct opts *o)
     }
     if (!id.change)
         return 0;
+    /* Rules with mark: CAP_NET_ADMIN must outlive setuid() (and nothing else may). */
+    if (keep_admin && id.uid != 0 && prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) == -1) {
+        fprintf(stderr, "ringsocks: cannot keep CAP_NET_ADMIN for mark: %s\n", strerror(errno));
+        return -1;
+    }
     if (setgroups(1, &id.gid) == -1 || setgid(id.gid) == -1 || setuid(id.uid) == -1) {
         fprintf(stderr, "ringsocks: cannot drop privileges to %s:%s: %s\n",
                 o->user[0] ? o->user : "-", o->group[0] ? o->group : "-", strerror(errno));
         return -1;
+    }
+    if (keep_admin && id.uid != 0) {
+        if (keep_net_admin() == -1) {
+            fprintf(stderr, "ringsocks: cannot keep CAP_NET_ADMIN for mark: %s\n", strerror(errno));
+            return -1;
+        }
+        prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
     }
     if (id.uid != 0 && setuid(0) == 0) {
         fprintf(stderr, "ringsocks: privileges could be regained after dropping them\n");
@@ -353,7 +395,7 @@ main(int argc, char **argv)
         fprintf(stderr, "ringsocks: access log: %s\n", err);
         goto out_fds;
     }
-    if (drop_privileges(&o) < 0)
+    if (drop_privileges(&o, policy_uses_mark(ctl.pol)) < 0)
         goto out_fds;
     for (; inited < o.shards; inited++) {
         int ret = shard_init(&shards[inited], inited, &o, hosts, &ctl.pol, lg,
