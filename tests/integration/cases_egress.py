@@ -21,6 +21,7 @@ import socket
 import time
 from collections import defaultdict
 
+from cases_control import sighup_reload
 from harness import (CONFIG, DNSStub, Fail, case, check, fmt_status, hexb, make_hash, need_ringsocks, parse_logfmt,
                      wait_until, write_users)
 from netns import (LISTEN_V4, LISTEN_V6, MARK, P_V4, P_V4_MARK, P_V6, P_V6_MARK, T4, T6, EgressNet, in_net,
@@ -393,6 +394,16 @@ def egress_sessions(ctx):
                             "session=%d egress=%s" % (k, d.get("session"), d.get("egress"), k, addr[k]))
             break
     mismatch_report(problems)
+    # The IPv4 part of the pool is sticky too.
+    res4 = net.tunnels([(p.addr, t.tcp4, ("alice-session-v4x%d" % (i % 20), ALICE[1])) for i in range(60)])
+    per4 = defaultdict(set)
+    for i, (r, src, _) in enumerate(res4):
+        per4[i % 20].add(src[0] if src else "REP 0x%02x" % r.rep)
+    multi4 = {k: sorted(v) for k, v in per4.items() if len(v) != 1 or not in_net(next(iter(v)), "203.0.113.0/24")}
+    if multi4:
+        problems.append("%d of 20 sessions to the IPv4 target did not keep one address of 203.0.113.0/24 over 3 "
+                        "tunnels, e.g. alice-session-v4x%d: %s" % (len(multi4), *next(iter(multi4.items()))))
+    mismatch_report(problems)
     # A second process with the same config: the same address for every session.
     p2 = net.proxy(conf, args=["--shards", "2"], name="second.conf")
     res2 = net.tunnels([(p2.addr, t.tcp6, ("alice-session-%d" % k, ALICE[1])) for k in range(n_sess)])
@@ -443,6 +454,33 @@ def egress_session_ttl(ctx):
     mismatch_report(problems)
 
 
+@case("egress_reload")
+def egress_reload(ctx):
+    """The pools are reloadable: after SIGHUP with another global pool and a users
+    file whose alice gained egress=, new tunnels leave from the new pools."""
+    need_egress(ctx)
+    net = EgressNet(ctx)
+    t = net.target
+    users = write_users(ctx, ["alice:%s" % pw_hash(ALICE[1])])
+    head = 'auth = "password";\nusers = "%s";\n' % users
+    p = net.proxy(head + 'egress = ["2001:db8:1::/64"];\n' + ALLOW_ALL)
+    src = net.tunnel_ok(p.addr, t.tcp6, auth=ALICE)[0]
+    check(in_net(src, "2001:db8:1::/64"), "before the reload the tunnel left from %s, expected 2001:db8:1::/64" % src)
+    with open(ctx.path("ringsocks.conf"), "w") as f:
+        f.write(head + 'egress = ["2001:db8:2::/64"];\n' + ALLOW_ALL)
+    line = sighup_reload(p)
+    check(line.startswith("reloaded"), "SIGHUP with a new pool: %s" % line)
+    src = net.tunnel_ok(p.addr, t.tcp6, auth=ALICE)[0]
+    check(in_net(src, "2001:db8:2::/64"), "after reloading egress = [\"2001:db8:2::/64\"] the tunnel left from %s"
+          % src)
+    write_users(ctx, ["alice:%s egress=2001:db8:3::/64" % pw_hash(ALICE[1])])
+    line = sighup_reload(p)
+    check(line.startswith("reloaded"), "SIGHUP with alice's new egress=: %s" % line)
+    src = net.tunnel_ok(p.addr, t.tcp6, auth=ALICE)[0]
+    check(in_net(src, "2001:db8:3::/64"), "after reloading the users file with alice egress=2001:db8:3::/64 the "
+          "tunnel left from %s" % src)
+
+
 # -------------------------------------------------------------------- listeners
 
 @case("egress_listener_same")
@@ -481,13 +519,18 @@ def egress_listener_same(ctx):
 
 # -------------------------------------------------------------------- families
 
+DEAD6 = "2001:db8:dead::1"   # routed in P to a neighbour that never answers: a SYN into the void
+
+
 def dns_in(net):
-    """A DNS stub inside P: t4.test A T4, t6.test AAAA T6."""
+    """A DNS stub inside P: t4.test A T4, t6.test AAAA T6, dual.test both, slow6.test
+    AAAA DEAD6 and A T4."""
     dns = net.P.call(DNSStub)
     net.ctx.defer(dns.stop)
-    dns.RECORDS = {("t4.test", 1): [socket.inet_pton(socket.AF_INET, T4)],
-                   ("t6.test", 28): [socket.inet_pton(socket.AF_INET6, T6)]}
-    dns.NAMES = {"t4.test", "t6.test"}
+    a4, a6 = socket.inet_pton(socket.AF_INET, T4), socket.inet_pton(socket.AF_INET6, T6)
+    dns.RECORDS = {("t4.test", 1): [a4], ("t6.test", 28): [a6], ("dual.test", 1): [a4], ("dual.test", 28): [a6],
+                   ("slow6.test", 1): [a4], ("slow6.test", 28): [socket.inet_pton(socket.AF_INET6, DEAD6)]}
+    dns.NAMES = {"t4.test", "t6.test", "dual.test", "slow6.test"}
     return dns
 
 
@@ -529,6 +572,39 @@ def egress_family_fallback(ctx):
     src6 = net.tunnel_ok(p2.addr, t.tcp6, host="t6.test")[0]
     if not in_net(src6, "2001:db8:1::/64"):
         problems.append("CONNECT t6.test with egress_fallback = true left from %s, expected the pool" % src6)
+    mismatch_report(problems)
+
+
+@case("egress_family_rule")
+def egress_family_rule(ctx):
+    """family = on rules for a name with A and AAAA: ipv4 / ipv6 / prefer-ipv4 /
+    prefer-ipv6 pick the family (seen as the source's family); a name whose AAAA
+    address never answers still connects over IPv4 soon after happy_eyeballs_delay."""
+    need_egress(ctx)
+    net = EgressNet(ctx)
+    t = net.target
+    dns = dns_in(net)
+    net.P.ip("-6", "route", "add", DEAD6 + "/128", "via", "2001:db8:f0::99", "dev", "veth0")
+    fams = ("ipv4", "ipv6", "prefer-ipv4", "prefer-ipv6")
+    # one rule per family, told apart by the destination port (listening on T4 and T6 alike)
+    ports = [t.add_dual() for _ in fams]
+    rules = ['{ action = "allow"; ports = [%d]; family = "%s"; }' % (pt, f) for pt, f in zip(ports, fams)]
+    conf = 'happy_eyeballs_delay = 250;\nrules = (\n  %s,\n  { action = "allow"; }\n);\n' % ",\n  ".join(rules)
+    p = net.proxy(conf, args=["--resolver", dns.spec])
+    problems = []
+    for pt, fam in zip(ports, fams):
+        r, src = net.tunnel(p.addr, ("dual.test", pt), host="dual.test")
+        want = P_V4 if "4" in fam else P_V6
+        if r.rep != 0 or src[0] != want:
+            problems.append("CONNECT dual.test:%d (A and AAAA) under family = \"%s\": REP 0x%02x from %s, "
+                            "expected 00 from %s" % (pt, fam, r.rep, src and src[0], want))
+    t0 = time.monotonic()
+    r, src = net.tunnel(p.addr, t.tcp4, host="slow6.test")
+    dt = time.monotonic() - t0
+    if r.rep != 0 or src[0] != P_V4 or dt > 2.0:
+        problems.append("CONNECT slow6.test (AAAA never answers, A reachable): REP 0x%02x from %s after %.2f s, "
+                        "expected 00 over IPv4 (%s) within about happy_eyeballs_delay 250 ms"
+                        % (r.rep, src and src[0], dt, P_V4))
     mismatch_report(problems)
 
 

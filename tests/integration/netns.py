@@ -242,6 +242,26 @@ class Target:
             th.start()
         self.__dict__.update(addrs)
 
+    def add_dual(self):
+        """One more TCP port listening on both T4 and T6 (for names with A and AAAA)."""
+        for _ in range(50):
+            s6 = self.ns.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            s6.bind((T6, 0))
+            port = s6.getsockname()[1]
+            s4 = self.ns.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s4.bind((T4, port))
+            except OSError:
+                s4.close()
+                s6.close()
+                continue
+            for s in (s6, s4):
+                s.listen(256)
+                self._socks.append(s)
+                threading.Thread(target=self._accept_loop, args=(s,), daemon=True, name="target-dual").start()
+            return port
+        raise Fail("no port free on both %s and %s in the target namespace" % (T4, T6))
+
     def _record(self, proto, peer, local):
         rec = {"proto": proto, "src": peer[0], "sport": peer[1], "dst": local[0], "dport": local[1],
                "t": time.time()}
