@@ -382,16 +382,23 @@ class EgressNet:
         T.ip("route", "add", "192.0.2.192/26", "via", P_V4, "dev", "veth0")
         for pfx in POOL_V6 + ("2001:db8:b::/64",):
             T.ip("-6", "route", "add", pfx, "via", P_V6, "dev", "veth0")
+        # anything else back through P too, so a source outside the pools still gets its
+        # answer and the test names it (instead of waiting for a connect timeout)
+        T.ip("route", "add", "default", "via", P_V4, "dev", "veth0")
+        T.ip("-6", "route", "add", "default", "via", P_V6, "dev", "veth0")
 
     # -- the proxy under test
 
     def proxy(self, conf_text, args=(), listen=("127.0.0.1:0",), n_listen=None, name="ringsocks.conf"):
         """ringsocks -c FILE inside P. listen: --listen flags (the harness's way); () with
-        n_listen: the listeners come from the file, and n_listen listening lines are awaited."""
+        n_listen: the listeners come from the file, and n_listen listening lines are awaited.
+        --connect-timeout 3: a connect here takes well under a millisecond, and a broken
+        source must not hold the 1,000-tunnel tests for the default 10 s per tunnel."""
         path = self.ctx.path(name)
         with open(path, "w") as f:
             f.write(conf_text)
-        p = self.ctx.proxy(listen=listen, args=["-c", path] + list(args), wait_listen=not n_listen,
+        p = self.ctx.proxy(listen=listen, args=["-c", path, "--connect-timeout", "3"] + list(args),
+                           wait_listen=not n_listen,
                            wrap=self.P.wrap())
         if n_listen:
             p.listen = [None] * n_listen
