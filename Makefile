@@ -64,19 +64,25 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o | $(BUILD)/tests
 # Neighbours a unit test needs besides its module.
 $(BUILD)/tests/test_hosts: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_acl: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
+$(BUILD)/tests/test_addrsets: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
-	$(BUILD)/obj/admin.o $(BUILD)/obj/options.o $(BUILD)/obj/users.o
+	$(BUILD)/obj/admin.o $(BUILD)/obj/options.o $(BUILD)/obj/users.o $(BUILD)/obj/egress.o \
+	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(BUILD)/obj/addrsets.o
 # The option table, with the policy snapshot its reload classes are checked against.
 $(BUILD)/tests/test_options: $(BUILD)/obj/addr.o $(BUILD)/obj/admin.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
-	$(BUILD)/obj/hosts.o
+	$(BUILD)/obj/hosts.o $(BUILD)/obj/egress.o
 $(BUILD)/tests/test_socks5: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_admin: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_socks4: $(BUILD)/obj/socks5.o $(BUILD)/obj/hostname.o
+$(BUILD)/tests/test_users: $(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o \
+	$(BUILD)/obj/hostname.o $(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
 $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o $(BUILD)/obj/conn_end.o
 $(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o
 # The password checker with its real crypt(3) worker; ring_sqe() and conn_authed() are faked.
-$(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o
+$(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o \
+	$(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
+	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
 # The shard core on a fake ring and shard: tests/unit/fake_ring.h provides ring_sqe(),
 # fake_shard.h the slot layer's other neighbours.
 CORE_FAKES := tests/unit/fake_ring.h tests/unit/fake_shard.h
@@ -90,7 +96,11 @@ $(BUILD)/tests/test_relay: $(BUILD)/obj/pipe.o $(BUILD)/obj/conn.o $(BUILD)/obj/
 # and the resolver are faked.
 $(BUILD)/tests/test_request: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o \
 	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
-	$(BUILD)/obj/hosts.o $(BUILD)/obj/hostname.o $(BUILD)/obj/socks5.o $(CORE_FAKES)
+	$(BUILD)/obj/hosts.o $(BUILD)/obj/hostname.o $(BUILD)/obj/socks5.o $(BUILD)/obj/egress.o \
+	$(BUILD)/obj/outbound.o $(CORE_FAKES)
+# Egress pools, the pick, session names and hashes.
+$(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
+	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcmocka

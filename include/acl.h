@@ -85,6 +85,17 @@ uint8_t acl_rule_flags(const struct acl *acl, int rule);
 int acl_set_flags(struct acl *acl, int rule, uint8_t flags);
 
 /*
+ * Control thread, before the set is published: attach data to rule (the
+ * settings a rule carries besides its conditions, such as egress.h's
+ * struct egress_rule). The set owns it from then on and frees it with
+ * data_free, which must be the same function for every rule of the set.
+ * 0, -EINVAL or -ENOMEM (data is then still the caller's).
+ */
+int acl_set_data(struct acl *acl, int rule, void *data, void (*data_free)(void *));
+/* Any thread: what acl_set_data() attached to rule, or NULL. */
+void *acl_rule_data(const struct acl *acl, int rule);
+
+/*
  * "10.0.0.0/8", "::1/128", "192.0.2.7" (a host: /32 or /128). Host bits set
  * ("10.0.0.1/8", a typo for one or the other) are -EINVAL; so is anything
  * but decimal digits after the '/'. "::ffff:10.0.0.0/104" becomes

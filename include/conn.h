@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "egress.h"
 #include "clients.h"
 #include "conn_end.h"
 #include "relay_types.h"
@@ -84,6 +85,7 @@ struct conn_phase {
 #define CONN_F_HUP_ARMED    0x02u /* the hang-up watch (OP_HUP) is in flight */
 /* 0x04 << what: counted in the shard's client table under enum client_count what. */
 #define CONN_F_CLIENT(what) ((uint8_t)(0x04u << (what)))
+#define CONN_F_SESSION      0x40u /* c->user is "base\0id\0ttl" (outbound.h) */
 
 struct conn {
     uint32_t gen;
@@ -110,8 +112,15 @@ struct conn {
     char *user;            /* authenticated user (allocated), or NULL */
     union sockaddr_inx client;
     union sockaddr_inx dest; /* the target reached (or tried), the BIND peer; family 0: none */
+    union sockaddr_inx src;  /* our end towards the target (egress address); family 0: none */
     struct relay_dir dir[2];
 };
+
+/*
+ * The session c's user name named (username_params; the user string is then
+ * "base\0id\0ttl", CONN_F_SESSION), or false.
+ */
+bool conn_session(const struct conn *c, struct egress_session *s);
 
 int conn_table_init(struct shard *sh, uint32_t n_slots);
 void conn_table_fini(struct shard *sh);
@@ -199,11 +208,11 @@ void conn_client_put(struct shard *sh, struct conn *c, enum client_count what);
 
 /*
  * May c reach dest (NULL: not known yet) for host:port under the current
- * rules (policy_allows())? Counts a denial. *flags (may be NULL) gets the
- * admitting rule's ACL_RF_* flags.
+ * rules (policy_allows())? Counts a denial. *rule (may be NULL) gets the
+ * admitting rule's index (-1: none), for its flags and settings.
  */
 bool conn_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *dest,
-                  const char *host, uint16_t port, uint8_t *flags);
+                  const char *host, uint16_t port, int *rule);
 
 /*
  * A new policy snapshot is in sh->pol: close the tunnels of users it no

@@ -13,6 +13,7 @@
 
 #include "addr.h"
 #include "auth.h"
+#include "egress.h"
 #include "socks4.h"
 #include "socks5.h"
 #include "udq.h"
@@ -51,6 +52,9 @@ struct hs {
         struct socks4 s4;
     } p;
     struct auth_cred cred;
+    /* username_params: the session the name carried (cred.user is then the base name). */
+    char sess_id[EGRESS_SESSION_ID_MAX + 1];
+    unsigned sess_ttl_s;
     union sockaddr_inx addrs[HS_MAX_ADDRS];
     /* handshake_succeed(): what follows the reply, and its HS_* flags. */
     void (*next)(struct shard *sh, struct conn *c);

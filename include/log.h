@@ -29,6 +29,8 @@ struct log_rec {
     uint8_t end;     /* enum conn_end */
     union sockaddr_inx client;
     union sockaddr_inx resolved; /* family 0: none */
+    union sockaddr_inx egress;   /* our end towards the target; family 0: none */
+    char session[65];            /* username_params session ID; "" none */
     uint64_t bytes_up;           /* client -> target */
     uint64_t bytes_down;         /* target -> client */
     char user[256];              /* "" when none */

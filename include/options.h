@@ -31,6 +31,7 @@ enum options_kind {
     OPTIONS_ADDRS,  /* list: sockaddr_storage[] and its count */
     OPTIONS_CSV,    /* list: "a,b" in a char[] field, each element checked by add() */
     OPTIONS_RULES,  /* the access rules: the file only, parsed by config.c */
+    OPTIONS_SETS,   /* named address sets the rules use: the file only, parsed by config.c */
 };
 
 /* Row flags. */
@@ -62,6 +63,16 @@ struct options_row {
 /* The rows, in the order the usage text, -T and the documentation list them. */
 extern const struct options_row options_rows[];
 extern const size_t options_n_rows;
+
+/*
+ * Is row r set by the file only (the rules and the address sets: config.c
+ * parses them; no option, no field in struct opts, not in options_print())?
+ */
+static inline bool
+options_file_only(const struct options_row *r)
+{
+    return r->kind == OPTIONS_RULES || r->kind == OPTIONS_SETS;
+}
 
 /* The row of a key, or NULL. */
 const struct options_row *options_find(const char *key);

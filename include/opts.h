@@ -14,6 +14,8 @@
 
 #define OPTS_MAX_LISTEN    16
 #define OPTS_MAX_RESOLVERS 8
+#define OPTS_MAX_EGRESS    64 /* entries of the global pool */
+#define OPTS_EGRESS_LEN    2048
 
 enum auth_mode {
     AUTH_NONE = 0,
@@ -78,6 +80,20 @@ struct opts {
     unsigned client_max_handshakes; /* beyond it, waits last and may be evicted when contended */
     unsigned client_max_binds;
     unsigned client_max_udp;
+    /* Egress (egress.h): where tunnels leave from when no user or rule says (reloadable). */
+    char egress[OPTS_EGRESS_LEN]; /* pool entries "a,b/64"; "": the kernel chooses */
+    bool egress_fallback;         /* no pool address of the family: the kernel chooses */
+    bool username_params;         /* "alice-session-ID[-ttl-N]" names a sticky session */
+    unsigned session_ttl_s, session_ttl_max_s;
+    char session_key[256]; /* secret of the sticky hash; the same on every node */
+    /* Listener groups of the file: { address = ...; egress = "same" | [...]; }. Kept by
+     * address, not by index, so a command line that replaces the listeners drops nothing
+     * silently and adds nothing wrongly. */
+    struct opts_listen_out {
+        struct sockaddr_storage addr;
+        char egress[OPTS_EGRESS_LEN]; /* "same" or pool entries */
+    } listen_out[OPTS_MAX_LISTEN];
+    unsigned n_listen_out;
     /* Set by main() after binding, never by a file: the proxy's own listening and admin
      * addresses, ports resolved, which a CONNECT must not reach unless a rule names them. */
     struct sockaddr_storage self[OPTS_MAX_LISTEN + 1];

@@ -18,6 +18,7 @@
 #include "opts.h"
 
 struct acl;
+struct egress_pool;
 struct users;
 
 struct policy {
@@ -32,6 +33,17 @@ struct policy {
     unsigned write_timeout_s; /* 0: never */
     bool close_removed_users, close_denied;
     unsigned client_max_handshakes, client_max_binds, client_max_udp; /* 0: no limit */
+    /* Egress (egress.h, outbound.h): the global pool, the listeners' settings, sessions. */
+    struct egress_pool *egress; /* NULL: the kernel chooses */
+    bool egress_fallback, username_params;
+    unsigned session_ttl_s, session_ttl_max_s;
+    uint8_t session_key[16];
+    struct policy_listener {
+        union sockaddr_inx addr; /* as configured: a wildcard matches any address */
+        bool same;               /* egress = "same": leave by the address the client reached */
+        struct egress_pool *pool;
+    } listeners[OPTS_MAX_LISTEN];
+    unsigned n_listeners;
 };
 
 /* Control thread: a snapshot owning acl and users (either may be NULL: no rules, no users). */
@@ -60,5 +72,8 @@ struct policy_req {
  */
 bool policy_allows(const struct policy *p, const struct opts *o, const struct policy_req *r,
                    uint8_t *flags);
+/* The same, giving the admitting rule's index (-1: none, or no rules at all). */
+bool policy_allows_rule(const struct policy *p, const struct opts *o, const struct policy_req *r,
+                        int *rule);
 
 #endif

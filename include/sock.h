@@ -26,6 +26,9 @@ int sock_bind_range(int fd, union sockaddr_inx *local, uint16_t lo, uint16_t hi)
  * accepted socket. Best effort: a setsockopt the kernel refuses is skipped.
  */
 void sock_set_liveness(int fd, const struct opts *o);
+/* The same with the values given: idle_s 0 is no keepalive, user_timeout_s 0 the kernel's. */
+void sock_set_tcp_liveness(int fd, unsigned idle_s, unsigned interval_s, unsigned count,
+                           unsigned user_timeout_s);
 
 /*
  * Is addr (any port) an address of this host? A datagram socket is bound to

@@ -14,14 +14,26 @@
 struct users;
 
 /*
- * Main thread: load "user:hash" lines ('#' comments and blank lines
+ * Main thread: load "user:hash [attributes]" lines ('#' comments and blank lines
  * allowed). On error returns NULL and writes "FILE:LINE: message" to err.
  */
 struct users *users_load(const char *path, char *err, size_t errlen);
+/*
+ * The same with flags: USERS_F_PARAMS refuses names holding a parameter
+ * keyword of username_params ("-session-", "-ttl-"). A line may carry
+ * attributes after the hash, "key=value" words separated by blanks:
+ *     alice:$y$...  egress=2001:db8:1::/64,203.0.113.7
+ * An unknown attribute or a bad value is an error at its line.
+ */
+#define USERS_F_PARAMS 0x01u
+struct users *users_load_flags(const char *path, unsigned flags, char *err, size_t errlen);
 void users_free(struct users *u);
 /* Any thread: the crypt hash of user, or NULL. */
 const char *users_hash(const struct users *u, const char *user);
 size_t users_count(const struct users *u);
+struct egress_pool;
+/* Any thread: the egress pool of user's line, or NULL (none, or no such user). */
+const struct egress_pool *users_egress(const struct users *u, const char *user);
 /* Any thread: the i-th name in strcmp() order (the reload report walks two tables), or NULL. */
 const char *users_name(const struct users *u, size_t i);
 

@@ -1,7 +1,8 @@
 # mk/socksload.mk - the SOCKS load generator; included by the Makefile.
 #   make $(BUILD)/socksload   build tools/socksload/ into $(BUILD)/socksload
 #   make socksload-test       build and run its cmocka tests: URL parser; SOCKS formats and
-#                             pattern; the UDP datagram window (udp.c on a fake ring and clock)
+#                             pattern; the UDP datagram window (udp.c on a fake ring and clock);
+#                             the --user template and the source-address counts
 #   make socksload-smoke      tests/socksload_smoke.sh against $(BUILD)/ringsocks (ends "N passed, N failed")
 # The load generator has no jemalloc and no server objects: only liburing, libm, pthreads.
 
@@ -34,11 +35,17 @@ $(BUILD)/tests/test_socksload_udp: tests/unit/test_socksload_udp.c $(BUILD)/obj/
 	@mkdir -p $(dir $@)
 	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka -luring
 
+$(BUILD)/tests/test_socksload_sources: tests/unit/test_socksload_sources.c \
+		$(BUILD)/obj/socksload/usertpl.o $(BUILD)/obj/socksload/sources.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
+
 socksload-test: $(BUILD)/tests/test_socksload_url $(BUILD)/tests/test_socksload_socks \
-		$(BUILD)/tests/test_socksload_udp
+		$(BUILD)/tests/test_socksload_udp $(BUILD)/tests/test_socksload_sources
 	$(BUILD)/tests/test_socksload_url
 	$(BUILD)/tests/test_socksload_socks
 	$(BUILD)/tests/test_socksload_udp
+	$(BUILD)/tests/test_socksload_sources
 
 socksload-smoke: $(BUILD)/socksload $(BUILD)/ringsocks
 	BUILD=$(BUILD) tests/socksload_smoke.sh

@@ -120,6 +120,10 @@ struct acl {
     struct acl_vec ents;    /* struct acl_ent */
     struct acl_vec scan;    /* uint32_t: rules without an anchor, tried on every query */
     struct acl_slot *slots; /* n_slots: 0 or a power of two, at most half used */
+    /* acl_set_data(): what each rule carries besides its conditions, and how to free it. */
+    void **data;
+    size_t n_data;
+    void (*data_free)(void *);
     size_t n_slots, used_slots;
     uint32_t key_types;   /* bit t: some key of type t exists */
     uint64_t plen4[2];    /* bit p: an IPv4 key of prefix p; [0] from, [1] to */
@@ -156,6 +160,10 @@ acl_free(struct acl *acl)
 {
     if (!acl)
         return;
+    for (size_t i = 0; i < acl->n_data; i++)
+        if (acl->data[i] && acl->data_free)
+            acl->data_free(acl->data[i]);
+    free(acl->data);
     free(acl->slots);
     free(acl->scan.p);
     free(acl->ents.p);
@@ -776,6 +784,37 @@ acl_set_flags(struct acl *acl, int rule, uint8_t flags)
         return -EINVAL;
     ((struct acl_rule *)acl->rules.p)[rule].flags |= flags;
     return 0;
+}
+
+int
+acl_set_data(struct acl *acl, int rule, void *data, void (*data_free)(void *))
+{
+    if (!acl || rule < 0 || (size_t)rule >= acl->rules.n)
+        return -EINVAL;
+    if (acl->data_free && data_free != acl->data_free)
+        return -EINVAL;
+    if ((size_t)rule >= acl->n_data) {
+        size_t n = acl->rules.n;
+        void **d = realloc(acl->data, n * sizeof(*d));
+        if (!d)
+            return -ENOMEM;
+        memset(d + acl->n_data, 0, (n - acl->n_data) * sizeof(*d));
+        acl->data = d;
+        acl->n_data = n;
+    }
+    if (acl->data[rule] && data_free)
+        data_free(acl->data[rule]);
+    acl->data[rule] = data;
+    acl->data_free = data_free;
+    return 0;
+}
+
+void *
+acl_rule_data(const struct acl *acl, int rule)
+{
+    if (!acl || rule < 0 || (size_t)rule >= acl->n_data)
+        return NULL;
+    return acl->data[rule];
 }
 
 /* ---- matching */

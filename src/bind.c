@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "handshake.h"
+#include "outbound.h"
 #include "relay.h"
 #include "policy.h"
 #include "shard_types.h"
@@ -53,7 +54,8 @@ bind_start(struct shard *sh, struct conn *c)
     socklen_t len = sizeof(local);
     int fam = want->sa.sa_family;
 
-    if (!conn_allowed(sh, c, addr_is_any(want) ? NULL : want, c->host, c->port, NULL)) {
+    int rule;
+    if (!conn_allowed(sh, c, addr_is_any(want) ? NULL : want, c->host, c->port, &rule)) {
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
         return;
     }
@@ -95,7 +97,18 @@ bind_start(struct shard *sh, struct conn *c)
     sock_set_liveness(fd, sh->o);
     if (fam == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    int ret = sock_bind_range(fd, &local, sh->o->bind_port_lo, sh->o->bind_port_hi);
+    /* An egress pool in force: the peer is to connect to the tunnel's source address. */
+    union sockaddr_inx src;
+    int ret = outbound_prepare(sh, c, fd, fam, rule, OUTBOUND_LISTEN, &src);
+    if (ret == -EAFNOSUPPORT) {
+        close(fd);
+        fail(sh, c, SOCKS5_REP_NET_UNREACH, END_REPLY_ERR);
+        return;
+    }
+    if (ret == 0 && src.sa.sa_family)
+        local = src;
+    if (ret == 0)
+        ret = sock_bind_range(fd, &local, sh->o->bind_port_lo, sh->o->bind_port_hi);
     len = sizeof(local);
     /* Listening now: a peer that comes before the first reply is out waits in the backlog. */
     if (ret == 0 && (listen(fd, 1) == -1 || getsockname(fd, &local.sa, &len) == -1))
@@ -106,6 +119,7 @@ bind_start(struct shard *sh, struct conn *c)
         return;
     }
     c->tfd = fd;
+    c->src = local;
     handshake_succeed(sh, c, &local, bind_wait, HS_KEEP_UNREAD);
 }
 

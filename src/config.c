@@ -24,7 +24,9 @@
 #include <libconfig.h>
 
 #include "addr.h"
+#include "addrsets.h"
 #include "admin.h"
+#include "egress.h"
 #include "hostname.h"
 #include "options.h"
 #include "users.h"
@@ -39,8 +41,9 @@ struct cfg_ctx {
     size_t errlen;
     size_t used; /* bytes of err written */
     unsigned n_err;
-    struct opts *o;  /* the copy being filled */
-    struct acl *acl; /* the rules being built; NULL until a rules list is seen */
+    struct opts *o;        /* the copy being filled */
+    struct acl *acl;       /* the rules being built; NULL until a rules list is seen */
+    struct addrsets *sets; /* address_sets, read before the rules; NULL: built-in ones only */
 };
 
 static void cfg_error(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
@@ -297,6 +300,108 @@ host_problem(const char *s)
     return n < 0 ? hostname_strerror(n) : NULL;
 }
 
+/* ---- address sets */
+
+#define CIDR_HINT "an address or a network with zero host bits (192.0.2.0/24, 2001:db8::/32)"
+
+/* "built in: @special, ...; others are defined in address_sets": for the unknown-set message. */
+static const char *
+builtin_set_names(char *buf, size_t cap)
+{
+    size_t used = 0;
+    options_append(buf, cap, &used, "built in:");
+    for (size_t i = 0; i < addrsets_n_builtins; i++)
+        options_append(buf, cap, &used, "%s @%s", i ? "," : "", addrsets_builtins[i].name);
+    options_append(buf, cap, &used, "; others are defined in address_sets");
+    return buf;
+}
+
+/* addrsets_check()'s report: each problem at the member (or set) it is about. */
+static void
+set_problem(void *arg, enum addrsets_problem p, const char *set, const char *member,
+            const void *tag, const char *path)
+{
+    struct cfg_ctx *c = arg;
+    char names[256];
+    switch (p) {
+    case ADDRSETS_BAD_NET:
+        cfg_error(c, tag, "address_sets: %s: '%s' is neither \"@name\" nor %s", set, member,
+                  CIDR_HINT);
+        break;
+    case ADDRSETS_UNKNOWN:
+        cfg_error(c, tag, "address_sets: %s: '%s' is no address set (%s)", set, member,
+                  builtin_set_names(names, sizeof(names)));
+        break;
+    case ADDRSETS_CYCLE:
+        cfg_error(c, tag, "address_sets: %s: '%s' makes a cycle (%s)", set, member, path);
+        break;
+    case ADDRSETS_EMPTY:
+        /* Members were given, and each was refused with its own message. */
+        if (elem_count(tag) > 0)
+            break;
+        cfg_error(c, tag,
+                  "address_sets: %s: the set is empty (in a rule it would stand for no "
+                  "condition, matching every address)",
+                  set);
+        break;
+    }
+}
+
+/* One set of address_sets: its members, each a network or "@name". */
+static void
+set_one(struct cfg_ctx *c, const config_setting_t *g)
+{
+    const char *name = config_setting_name(g);
+    unsigned n = elem_count(g);
+    const char **members = calloc(n + 1, sizeof(*members));
+    const void **tags = calloc(n + 1, sizeof(*tags));
+    if (!members || !tags) {
+        cfg_error(c, g, "out of memory");
+        goto out;
+    }
+    if (config_setting_is_group(g)) {
+        cfg_error(c, g, "address_sets: %s: expected a list of networks [ ... ], not %s", name,
+                  type_name(g));
+        goto out;
+    }
+    unsigned k = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const config_setting_t *e = is_list(g) ? config_setting_get_elem(g, i) : g;
+        if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+            cfg_error(c, e, "address_sets: %s: expected a string, not %s", name, type_name(e));
+            continue;
+        }
+        members[k] = config_setting_get_string(e);
+        tags[k++] = e;
+    }
+    int ret = addrsets_define(c->sets, name, g, members, tags, k);
+    if (ret == -EEXIST && addrsets_builtin(name))
+        cfg_error(c, g, "address_sets: '%s' is the name of a built-in set (@%s): choose another",
+                  name, name);
+    else if (ret == -EEXIST)
+        cfg_error(c, g, "address_sets: '%s' is defined twice", name);
+    else if (ret == -EINVAL)
+        cfg_error(c, g,
+                  "address_sets: '%s' is not a set name (a letter, then letters, digits, "
+                  "'_' or '-', %d at most)",
+                  name, ADDRSETS_NAME_MAX);
+    else if (ret < 0)
+        cfg_error(c, g, "out of memory");
+out:
+    free(members);
+    free(tags);
+}
+
+/* address_sets = { office = ["198.51.100.0/24", "@lab"]; lab = [...]; }; before the rules. */
+static void
+set_sets(struct cfg_ctx *c, const config_setting_t *s)
+{
+    unsigned n = (unsigned)config_setting_length(s);
+    for (unsigned i = 0; i < n; i++)
+        set_one(c, config_setting_get_elem(s, i));
+    addrsets_check(c->sets, set_problem, c);
+}
+
 /* ---- rules */
 
 struct rule {
@@ -314,12 +419,15 @@ struct rule {
     size_t n_users;
     uint8_t flags;                      /* ACL_RF_* set by keys other than conditions */
     const config_setting_t *udp_source; /* where udp_source was given, for its errors */
+    struct egress_rule *out;            /* egress and outbound socket keys, NULL: none */
+    const config_setting_t *out_key;    /* the first of them, for their errors */
 };
 
-/* Per element of a rule list: where it goes. */
-struct rule_elem {
+/* A rule's from or to list while it is read: an "@set" entry adds many networks. */
+struct rule_cidrs {
     struct rule *r;
-    const char *key;
+    struct acl_cidr **list;
+    size_t *n, cap;
 };
 
 struct rule_key {
@@ -368,39 +476,61 @@ rk_action(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const ch
     return 0;
 }
 
+/* addrsets_expand()'s add: one network onto the list, grown as a set needs. */
+static int
+cidr_push(void *arg, const struct acl_cidr *net)
+{
+    struct rule_cidrs *l = arg;
+    if (*l->n == l->cap) {
+        struct acl_cidr *nl = reallocarray(*l->list, 2 * l->cap, sizeof(**l->list));
+        if (!nl)
+            return -ENOMEM;
+        *l->list = nl;
+        l->cap *= 2;
+    }
+    (*l->list)[(*l->n)++] = *net;
+    return 0;
+}
+
+/* "198.51.100.0/24", or "@name": every network of that address set. */
 static int
 cidr_one(struct cfg_ctx *c, const config_setting_t *e, const char *what, void *arg)
 {
-    struct rule_elem *re = arg;
-    struct rule *r = re->r;
-    bool to = strcmp(re->key, "to") == 0;
+    struct rule_cidrs *l = arg;
+    const struct rule *r = l->r;
+    char names[256];
     const char *v = rule_string(c, r, e, what);
     if (!v)
         return -1;
-    struct acl_cidr *dst = to ? &r->to[r->n_to] : &r->from[r->n_from];
-    if (acl_cidr_parse(v, dst) < 0) {
-        cfg_error(c, e,
-                  "rule %u: %s: '%s' is not an address or a network with zero host bits "
-                  "(192.0.2.0/24, 2001:db8::/32)",
-                  r->idx, what, v);
-        return -1;
-    }
-    if (to)
-        r->n_to++;
-    else
-        r->n_from++;
-    return 0;
+    int ret = addrsets_expand(c->sets, v, cidr_push, l);
+    if (ret == -ENOMEM)
+        cfg_error(c, e, "out of memory");
+    else if (ret < 0 && v[0] != '@')
+        cfg_error(c, e, "rule %u: %s: '%s' is not " CIDR_HINT, r->idx, what, v);
+    else if (ret < 0 && !addrsets_known(c->sets, v + 1))
+        cfg_error(c, e, "rule %u: %s: '%s' is no address set (%s)", r->idx, what, v,
+                  builtin_set_names(names, sizeof(names)));
+    /* Otherwise a set of address_sets is wrong, and was reported where it is defined. */
+    return ret < 0 ? -1 : 0;
 }
 
 static int
 rk_cidrs(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
 {
-    struct acl_cidr **list = strcmp(key, "to") == 0 ? &r->to : &r->from;
-    struct rule_elem re = {r, key};
-    *list = alloc_elems(c, s, sizeof(**list));
-    if (!*list)
+    bool to = strcmp(key, "to") == 0;
+    struct rule_cidrs l = {r, to ? &r->to : &r->from, to ? &r->n_to : &r->n_from,
+                           elem_count(s) + 1};
+    *l.list = alloc_elems(c, s, sizeof(**l.list));
+    if (!*l.list)
         return -1;
-    return each_elem(c, s, key, cidr_one, &re);
+    if (each_elem(c, s, key, cidr_one, &l) < 0)
+        return -1;
+    /* Never let entries become an empty list: that is no condition, matching every address. */
+    if (elem_count(s) > 0 && *l.n == 0) {
+        cfg_error(c, s, "rule %u: %s: the list stands for no network", r->idx, key);
+        return -1;
+    }
+    return 0;
 }
 
 static int
@@ -566,6 +696,162 @@ udp_source_check(struct cfg_ctx *c, const struct rule *r)
         cfg_error(c, r->udp_source, "rule %u: udp_source: %s", r->idx, why);
 }
 
+/* ---- what an allow rule says about the tunnels it admits (egress.h) */
+
+/* r's egress settings, made on first use; NULL after reporting out of memory. */
+static struct egress_rule *
+rule_out(struct cfg_ctx *c, struct rule *r, const config_setting_t *s)
+{
+    if (!r->out_key)
+        r->out_key = s;
+    if (r->out)
+        return r->out;
+    r->out = malloc(sizeof(*r->out));
+    if (!r->out) {
+        cfg_error(c, s, "out of memory");
+        return NULL;
+    }
+    egress_rule_init(r->out);
+    return r->out;
+}
+
+static int
+egress_one(struct cfg_ctx *c, const config_setting_t *e, const char *what, void *arg)
+{
+    struct rule *r = arg;
+    const char *v = rule_string(c, r, e, what);
+    char why[160];
+    if (!v)
+        return -1;
+    if (egress_pool_add(r->out->pool, v, why, sizeof(why)) < 0) {
+        cfg_error(c, e, "rule %u: %s: %s", r->idx, what, why);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+rk_egress(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    if (!o)
+        return -1;
+    if (!o->pool)
+        o->pool = egress_pool_new();
+    if (!o->pool) {
+        cfg_error(c, s, "out of memory");
+        return -1;
+    }
+    if (is_list(s) && elem_count(s) == 0) {
+        cfg_error(c, s, "rule %u: %s: an empty pool (leave the key out for the default)", r->idx,
+                  key);
+        return -1;
+    }
+    return each_elem(c, s, key, egress_one, r);
+}
+
+/* A rule key holding true or false into *dst; -1 after reporting another type. */
+static int
+rule_bool(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key,
+          int8_t *dst)
+{
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL) {
+        cfg_error(c, s, "rule %u: %s: expected true or false, not %s", r->idx, key, type_name(s));
+        return -1;
+    }
+    *dst = config_setting_get_bool(s) ? 1 : 0;
+    return 0;
+}
+
+static int
+rk_out_bool(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    if (!o)
+        return -1;
+    int8_t *dst = strcmp(key, "egress_fallback") == 0 ? &o->fallback
+                  : strcmp(key, "keepalive") == 0     ? &o->keepalive
+                                                      : &o->fastopen;
+    return rule_bool(c, r, s, key, dst);
+}
+
+/* A rule key holding an integer in [lo, hi]; -1 after reporting. */
+static int
+rule_uint(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key,
+          long long lo, long long hi, long long *v)
+{
+    if (!is_int(s)) {
+        cfg_error(c, s, "rule %u: %s: expected an integer, not %s", r->idx, key, type_name(s));
+        return -1;
+    }
+    *v = setting_int(c, s);
+    if (*v < lo || *v > hi) {
+        cfg_error(c, s, "rule %u: %s: %lld is not in %lld..%lld", r->idx, key, *v, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+rk_mark(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    long long v;
+    if (!o || rule_uint(c, r, s, key, 1, UINT32_MAX, &v) < 0)
+        return -1;
+    o->mark = (uint32_t)v;
+    o->has_mark = true;
+    return 0;
+}
+
+static int
+rk_user_timeout(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    long long v;
+    if (!o || rule_uint(c, r, s, key, 0, 86400, &v) < 0)
+        return -1;
+    o->user_timeout_s = (int32_t)v;
+    return 0;
+}
+
+static const char *const family_words[] = {
+    [EGRESS_FAMILY_ANY] = "any",
+    [EGRESS_FAMILY_V4] = "ipv4",
+    [EGRESS_FAMILY_V6] = "ipv6",
+    [EGRESS_FAMILY_PREFER_V4] = "prefer-ipv4",
+    [EGRESS_FAMILY_PREFER_V6] = "prefer-ipv6",
+};
+
+static int
+rk_family(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    if (!o)
+        return -1;
+    const char *v =
+        config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
+    for (size_t i = 0; v && i < sizeof(family_words) / sizeof(family_words[0]); i++)
+        if (strcmp(v, family_words[i]) == 0) {
+            o->family = (uint8_t)i;
+            return 0;
+        }
+    cfg_error(c, s,
+              "rule %u: %s: expected \"any\", \"ipv4\", \"ipv6\", \"prefer-ipv4\" or "
+              "\"prefer-ipv6\", not %s%s%s",
+              r->idx, key, v ? "'" : "", v ? v : type_name(s), v ? "'" : "");
+    return -1;
+}
+
+/* The outbound keys act on the tunnels an allow rule admits; on a deny rule they would not. */
+static void
+out_check(struct cfg_ctx *c, const struct rule *r)
+{
+    if (r->out && r->action != ACL_ALLOW)
+        cfg_error(c, r->out_key, "rule %u: %s: only an allow rule admits tunnels to send somewhere",
+                  r->idx, config_setting_name(r->out_key));
+}
+
 /* Adding a condition to rules is one line here (and a parameter of acl_add). */
 static const struct rule_key rule_keys[] = {
     {"action", rk_action},         /* "allow" | "deny", required */
@@ -576,6 +862,14 @@ static const struct rule_key rule_keys[] = {
     {"commands", rk_commands},     /* connect, bind, udp */
     {"users", rk_users},           /* authenticated user names */
     {"udp_source", rk_udp_source}, /* "control" | "any": who may send an association's datagrams */
+    /* What an allow rule says about the tunnels it admits (egress.h). */
+    {"egress", rk_egress},             /* source addresses and prefixes */
+    {"egress_fallback", rk_out_bool},  /* no pool address of the family: the kernel chooses */
+    {"family", rk_family},             /* any, ipv4, ipv6, prefer-ipv4, prefer-ipv6 */
+    {"mark", rk_mark},                 /* SO_MARK */
+    {"keepalive", rk_out_bool},        /* TCP keepalive on the outgoing socket */
+    {"user_timeout", rk_user_timeout}, /* TCP_USER_TIMEOUT on the outgoing socket */
+    {"fastopen", rk_out_bool},         /* TCP_FASTOPEN_CONNECT */
 };
 
 /* "action, from, ...": the rule keys, for the unknown-key message. */
@@ -646,7 +940,7 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
         while (k < sizeof(rule_keys) / sizeof(rule_keys[0]) && strcmp(rule_keys[k].name, name))
             k++;
         if (k == sizeof(rule_keys) / sizeof(rule_keys[0])) {
-            char names[128];
+            char names[256];
             cfg_error(c, s, "rule %u: unknown key '%s' (%s)", idx, name,
                       rule_key_names(names, sizeof(names)));
             continue;
@@ -668,11 +962,19 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
         warn_loopback_half(c, g, &r);
     if (c->n_err == errs)
         udp_source_check(c, &r);
+    if (c->n_err == errs)
+        out_check(c, &r);
     if (c->n_err == errs && c->acl) {
         int ret = acl_add(c->acl, r.action, r.from, r.n_from, r.to, r.n_to, r.hosts, r.n_hosts,
                           r.ports, r.n_ports, r.cmds, r.users, r.n_users);
         if (ret >= 0 && r.flags)
             ret = acl_set_flags(c->acl, ret, r.flags);
+        if (ret >= 0 && r.out) {
+            int rule = ret;
+            ret = acl_set_data(c->acl, rule, r.out, egress_rule_free);
+            if (ret == 0)
+                r.out = NULL; /* the rule set owns it now */
+        }
         if (ret < 0)
             cfg_error(c, g, "rule %u: %s", idx,
                       ret == -ENOMEM ? "out of memory" : "not accepted by the rule set");
@@ -682,6 +984,7 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
     free(r.hosts);
     free(r.ports);
     free(r.users);
+    egress_rule_free(r.out);
 }
 
 static int
@@ -721,6 +1024,8 @@ kind_ok(const struct options_row *r, const config_setting_t *s)
         /* rules = (); or rules = []; : no rule, so everything is denied. */
         return config_setting_is_list(s) ||
                (config_setting_is_array(s) && config_setting_length(s) == 0);
+    case OPTIONS_SETS:
+        return config_setting_is_group(s);
     }
     return false;
 }
@@ -743,8 +1048,90 @@ kind_name(enum options_kind kind)
         return "a string or a list of strings";
     case OPTIONS_RULES:
         return "a list of rules ( { ... }, { ... } )";
+    case OPTIONS_SETS:
+        return "a group of named lists { office = [\"198.51.100.0/24\"]; }";
     }
     return "?";
+}
+
+/* A listener's egress = "same" or a pool (a string or a list of strings), into out. */
+static int
+listen_egress(struct cfg_ctx *c, const config_setting_t *s, char *out, size_t cap)
+{
+    char why[160];
+    size_t used = 0;
+    out[0] = '\0';
+    if (config_setting_type(s) == CONFIG_TYPE_STRING &&
+        strcmp(config_setting_get_string(s), "same") == 0) {
+        snprintf(out, cap, "same");
+        return 0;
+    }
+    if (is_list(s) && elem_count(s) == 0) {
+        cfg_error(c, s, "listen: egress: an empty pool (leave the key out for the default)");
+        return -1;
+    }
+    for (unsigned i = 0; i < elem_count(s); i++) {
+        const config_setting_t *e = is_list(s) ? config_setting_get_elem(s, i) : s;
+        const char *v = elem_string(c, e, "listen: egress");
+        if (!v)
+            return -1;
+        if (egress_entry_check(v, why, sizeof(why)) < 0) {
+            cfg_error(c, e, "listen: egress: %s (or \"same\": the address the client reached)",
+                      why);
+            return -1;
+        }
+        int n = snprintf(out + used, cap - used, "%s%s", used ? "," : "", v);
+        if (n < 0 || (size_t)n >= cap - used) {
+            cfg_error(c, e, "listen: egress: the pool takes more than %zu bytes", cap - 1);
+            return -1;
+        }
+        used += (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * A listener given as a group: { address = "HOST:PORT"; egress = "same"; }, the
+ * one form for every per-listener setting.
+ */
+static int
+listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_row *r)
+{
+    char why[512];
+    const config_setting_t *addr = NULL, *eg = NULL;
+    unsigned n = (unsigned)config_setting_length(g);
+    for (unsigned i = 0; i < n; i++) {
+        const config_setting_t *s = config_setting_get_elem(g, i);
+        const char *name = config_setting_name(s);
+        if (strcmp(name, "address") == 0)
+            addr = s;
+        else if (strcmp(name, "egress") == 0)
+            eg = s;
+        else {
+            cfg_error(c, s, "listen: unknown key '%s' in a listener (address, egress)", name);
+            return -EINVAL;
+        }
+    }
+    if (!addr) {
+        cfg_error(c, g, "listen: a listener group needs address = \"HOST:PORT\"");
+        return -EINVAL;
+    }
+    const char *v = elem_string(c, addr, "listen: address");
+    if (!v)
+        return -EINVAL;
+    int ret = options_set(r, c->o, v, why, sizeof(why));
+    if (ret < 0) {
+        cfg_error(c, addr, "%s: %s", r->key, why);
+        return ret;
+    }
+    if (!eg)
+        return 0;
+    struct opts_listen_out *lo = &c->o->listen_out[c->o->n_listen_out];
+    if (listen_egress(c, eg, lo->egress, sizeof(lo->egress)) < 0)
+        return -EINVAL;
+    lo->addr = c->o->listen[c->o->n_listen - 1];
+    c->o->n_listen_out++;
+    return 0;
 }
 
 /* One element of a list key (a scalar is a list of one); -E2BIG ends the list. */
@@ -752,6 +1139,8 @@ static int
 list_one(struct cfg_ctx *c, const config_setting_t *e, const struct options_row *r)
 {
     char why[512];
+    if (config_setting_is_group(e) && strcmp(r->key, "listen") == 0)
+        return listen_group(c, e, r);
     const char *v = elem_string(c, e, r->key);
     if (!v)
         return -EINVAL;
@@ -770,6 +1159,9 @@ set_row(struct cfg_ctx *c, const config_setting_t *s, const struct options_row *
     case OPTIONS_RULES:
         set_rules(c, s);
         return;
+    case OPTIONS_SETS:
+        set_sets(c, s);
+        return;
     case OPTIONS_UINT:
         ret = options_set_uint(r, c->o, setting_int(c, s), why, sizeof(why));
         break;
@@ -784,6 +1176,8 @@ set_row(struct cfg_ctx *c, const config_setting_t *s, const struct options_row *
             return;
         }
         options_clear(r, c->o);
+        if (strcmp(r->key, "listen") == 0)
+            c->o->n_listen_out = 0;
         for (unsigned i = 0; i < elem_count(s); i++) {
             const config_setting_t *e = is_list(s) ? config_setting_get_elem(s, i) : s;
             /* A full list is said once, at the first element too many. */
@@ -799,16 +1193,20 @@ set_row(struct cfg_ctx *c, const config_setting_t *s, const struct options_row *
         cfg_error(c, s, "%s: %s", r->key, why);
 }
 
+/* The keys of root of kind sets (true: the address sets, which the rules read) or the others. */
 static void
-apply(struct cfg_ctx *c, const config_setting_t *root)
+apply_pass(struct cfg_ctx *c, const config_setting_t *root, bool sets)
 {
     unsigned n = (unsigned)config_setting_length(root);
     for (unsigned i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(root, i);
         const char *name = config_setting_name(s);
         const struct options_row *r = options_find(name);
+        if (r && (r->kind == OPTIONS_SETS) != sets)
+            continue;
         if (!r) {
-            cfg_error(c, s, "unknown key '%s'", name);
+            if (!sets)
+                cfg_error(c, s, "unknown key '%s'", name);
             continue;
         }
         if (!kind_ok(r, s)) {
@@ -817,6 +1215,21 @@ apply(struct cfg_ctx *c, const config_setting_t *root)
         }
         set_row(c, s, r);
     }
+}
+
+/* Every key of root: address_sets first, wherever it is written, as the rules name its sets. */
+static void
+apply(struct cfg_ctx *c, const config_setting_t *root)
+{
+    c->sets = addrsets_new();
+    if (!c->sets) {
+        cfg_error(c, root, "out of memory");
+        return;
+    }
+    apply_pass(c, root, true);
+    apply_pass(c, root, false);
+    addrsets_free(c->sets);
+    c->sets = NULL;
 }
 
 /* The whole file, NUL-terminated, or NULL with errno set. */
@@ -1015,6 +1428,57 @@ print_value(FILE *f, const config_setting_t *s)
     }
 }
 
+/* Does s (a value of the file, lists and groups walked into) hold the string v? */
+static bool
+holds_string(const config_setting_t *s, const char *v)
+{
+    if (config_setting_type(s) == CONFIG_TYPE_STRING)
+        return strcmp(config_setting_get_string(s), v) == 0;
+    unsigned n = is_list(s) || config_setting_is_group(s) ? (unsigned)config_setting_length(s) : 0;
+    for (unsigned i = 0; i < n; i++)
+        if (holds_string(config_setting_get_elem(s, i), v))
+            return true;
+    return false;
+}
+
+/*
+ * The built-in sets the file names, as comments (what "@special" holds in
+ * this version), then the file's own address_sets as written: the rules
+ * keep their "@name" entries, so the output reads as the file was meant and
+ * loads the same.
+ */
+static void
+print_sets(FILE *f, const config_setting_t *root)
+{
+    char entry[64], ref[ADDRSETS_NAME_MAX + 4];
+    for (size_t i = 0; i < addrsets_n_builtins; i++) {
+        const struct addrsets_builtin *b = &addrsets_builtins[i];
+        snprintf(ref, sizeof(ref), "@%s", b->name);
+        if (!holds_string(root, ref))
+            continue;
+        int col = fprintf(f, "# %s (built in) = [", ref);
+        for (size_t k = 0; k < b->n; k++) {
+            snprintf(entry, sizeof(entry), "\"%s\"%s", b->nets[k].cidr, k + 1 < b->n ? "," : "];");
+            if (col + 1 + (int)strlen(entry) > 100)
+                col = fprintf(f, "\n#    ") - 1;
+            col += fprintf(f, "%s%s", k ? " " : "", entry);
+        }
+        fputs("\n", f);
+    }
+    const config_setting_t *sets = config_setting_get_member(root, "address_sets");
+    if (sets) {
+        unsigned n = (unsigned)config_setting_length(sets);
+        fputs(n ? "address_sets = {\n" : "address_sets = {", f);
+        for (unsigned i = 0; i < n; i++) {
+            const config_setting_t *e = config_setting_get_elem(sets, i);
+            fprintf(f, "    %s = ", config_setting_name(e));
+            print_value(f, e);
+            fputs(";\n", f);
+        }
+        fputs("};\n", f);
+    }
+}
+
 int
 config_print_rules(const char *path, FILE *f)
 {
@@ -1030,6 +1494,7 @@ config_print_rules(const char *path, FILE *f)
         rc = -1;
         goto out;
     }
+    print_sets(f, config_root_setting(&cfg));
     const config_setting_t *rules = config_lookup(&cfg, "rules");
     if (!rules) {
         fputs(default_rules, f);

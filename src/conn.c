@@ -246,6 +246,19 @@ conn_timer_next(struct shard *sh, const struct conn *c)
     return c->tnext != CONN_NIL ? &sh->conns[c->tnext] : NULL;
 }
 
+bool
+conn_session(const struct conn *c, struct egress_session *s)
+{
+    memset(s, 0, sizeof(*s));
+    if (!(c->flags & CONN_F_SESSION) || !c->user)
+        return false;
+    const char *id = c->user + strlen(c->user) + 1;
+    s->id = id;
+    s->id_len = strlen(id);
+    s->ttl_s = (unsigned)strtoul(id + s->id_len + 1, NULL, 10);
+    return s->id_len > 0;
+}
+
 /* One access-log line per connection, handed to the writer thread. */
 static void
 conn_log(struct shard *sh, const struct conn *c)
@@ -265,6 +278,11 @@ conn_log(struct shard *sh, const struct conn *c)
     r.end = c->end;
     r.client = c->client;
     r.resolved = c->dest;
+    r.egress = c->src;
+    struct egress_session sess;
+    r.session[0] = '\0';
+    if (conn_session(c, &sess))
+        snprintf(r.session, sizeof(r.session), "%.*s", (int)sess.id_len, sess.id);
     r.bytes_up = c->dir[DIR_C2T].bytes;
     r.bytes_down = c->dir[DIR_T2C].bytes;
     snprintf(r.user, sizeof(r.user), "%s", c->user ? c->user : "");
@@ -501,7 +519,7 @@ conn_client_put(struct shard *sh, struct conn *c, enum client_count what)
 
 bool
 conn_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *dest,
-             const char *host, uint16_t port, uint8_t *flags)
+             const char *host, uint16_t port, int *rule)
 {
     struct policy_req r = {
         .client = &c->client,
@@ -511,7 +529,8 @@ conn_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *d
         .host = host,
         .port = port,
     };
-    if (policy_allows(sh->pol, sh->o, &r, flags))
+    int dummy;
+    if (policy_allows_rule(sh->pol, sh->o, &r, rule ? rule : &dummy))
         return true;
     STAT_INC(sh->st.acl_denied);
     return false;

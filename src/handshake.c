@@ -29,6 +29,8 @@
 
 #include "authq.h"
 #include "clients.h"
+#include "egress.h"
+#include "outbound.h"
 #include "policy.h"
 #include "shard_types.h"
 #include "socks4.h"
@@ -105,6 +107,8 @@ hs_get(struct shard *sh)
     h->in_len = h->in_off = 0;
     h->out_len = h->out_off = 0;
     h->n_addrs = h->next_addr = 0;
+    h->sess_id[0] = '\0';
+    h->sess_ttl_s = 0;
     h->last_err = 0;
     h->next = NULL;
     h->next_flags = 0;
@@ -396,8 +400,35 @@ auth_answer(struct shard *sh, struct conn *c, bool ok)
     }
     hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_OK));
     c->hs->p.s5.phase = SOCKS5_PHASE_REQUEST;
-    if (!c->user)
-        c->user = strdup(c->hs->cred.user); /* NULL when out of memory: rules see no user */
+    if (!c->user) {
+        struct egress_session s = {c->hs->sess_id, strlen(c->hs->sess_id), c->hs->sess_ttl_s};
+        /* NULL when out of memory: rules see no user */
+        c->user = outbound_user_dup(c, c->hs->cred.user, &s);
+    }
+}
+
+/*
+ * username_params: "alice-session-ab12[-ttl-600]" is checked, cached and ruled on as
+ * "alice"; the session waits in the context for the egress choice. false: a name
+ * with the keyword but not the syntax, refused like a wrong password.
+ */
+static bool
+take_session(struct hs *h)
+{
+    size_t base;
+    struct egress_session s;
+    h->sess_id[0] = '\0';
+    h->sess_ttl_s = 0;
+    if (egress_user_params(h->cred.user, &base, &s) < 0)
+        return false;
+    if (!s.id_len)
+        return true;
+    memcpy(h->sess_id, s.id, s.id_len);
+    h->sess_id[s.id_len] = '\0';
+    h->sess_ttl_s = s.ttl_s;
+    h->cred.user[base] = '\0';
+    h->cred.ulen = (uint8_t)base;
+    return true;
 }
 
 /*
@@ -471,6 +502,11 @@ parse_v5(struct shard *sh, struct conn *c)
             return false;
         }
         h->in_off = (uint16_t)(h->in_off + r);
+        if (sh->pol->username_params && !take_session(h)) {
+            sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
+            auth_answer(sh, c, false);
+            return false;
+        }
         enum authq_result res =
             authq_check(sh, (uint32_t)(h - sh->hsp.slab), conn_ref(c, 0), &c->client, &h->cred);
         sodium_memzero(h->cred.pass, sizeof(h->cred.pass));

@@ -372,7 +372,7 @@ size_t
 log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, char *buf, size_t cap)
 {
     struct out o = {.buf = buf, .cap = cap};
-    char client[ADDR_STRLEN], resolved[ADDR_STRLEN];
+    char client[ADDR_STRLEN], resolved[ADDR_STRLEN], egress[ADDR_STRLEN];
     char dest[sizeof(r->host) + 16];
     char tbuf[32];
 
@@ -393,6 +393,9 @@ log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, ch
     put_field_str(&o, fmt, "dest", dest, dest_text(r, dest, sizeof(dest)));
     put_field_str(&o, fmt, "resolved", resolved,
                   sockaddr_text(&r->resolved, resolved, sizeof(resolved)));
+    put_field_str(&o, fmt, "egress", egress, sockaddr_text(&r->egress, egress, sizeof(egress)));
+    if (r->session[0])
+        put_field_str(&o, fmt, "session", r->session, strnlen(r->session, sizeof(r->session)));
     put_field_num(&o, fmt, "rep", r->rep < 0, (uint64_t)(r->rep < 0 ? 0 : r->rep));
     put_field_num(&o, fmt, "up", false, r->bytes_up);
     put_field_num(&o, fmt, "down", false, r->bytes_down);

@@ -161,7 +161,8 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
         return -1;
     }
     if (o->users_file[0]) {
-        users = users_load(o->users_file, err, errlen);
+        users =
+            users_load_flags(o->users_file, o->username_params ? USERS_F_PARAMS : 0, err, errlen);
         if (!users) {
             acl_free(acl);
             return -1;

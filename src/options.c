@@ -20,6 +20,7 @@
 
 #include "addr.h"
 #include "admin.h"
+#include "egress.h"
 
 /* The longest value options_format() writes: access_log's 4 KiB path, escaped. */
 #define OPTIONS_TEXT_MAX (4 * 4096 + 16)
@@ -92,6 +93,27 @@ add_admin_host(const struct options_row *r, char *list, const char *v, char *why
         return -EINVAL;
     }
     return 0;
+}
+
+/* A source address or prefix of the global egress pool. */
+static int
+add_egress(const struct options_row *r, char *list, const char *v, char *why, size_t whycap)
+{
+    if (egress_entry_check(v, why, whycap) < 0)
+        return -EINVAL;
+    size_t used = strlen(list);
+    if (csv_count(list) >= (size_t)r->max || used + strlen(v) + 2 > r->size) {
+        snprintf(why, whycap, "too many entries (at most %lld)", r->max);
+        return -E2BIG;
+    }
+    snprintf(list + used, r->size - used, "%s%s", used ? "," : "", v);
+    return 0;
+}
+
+static const char *
+check_session_key(const char *v)
+{
+    return strlen(v) > 255 ? "is longer than 255 bytes" : NULL;
 }
 
 /* ---- the table */
@@ -179,6 +201,21 @@ const struct options_row options_rows[] = {
     {"resolvers", OPTIONS_CSV, 0, 0, OPTS_MAX_RESOLVERS, F(resolvers), 0, NULL, NULL, add_resolver,
      NULL, "/etc/resolv.conf", "IP[:PORT]", "resolver",
      "DNS server for domain-name requests, repeatable, tried in order"},
+    /* egress: where tunnels leave from (rules and users may name their own pools) */
+    {"egress", OPTIONS_CSV, R, 0, OPTS_MAX_EGRESS, F(egress), 0, NULL, NULL, add_egress, NULL,
+     "the kernel's choice", "ADDR[/LEN]", NULL,
+     "source address or prefix for outgoing tunnels, repeatable; one is picked per tunnel"},
+    BOOL("egress_fallback", R, egress_fallback, "false",
+         "no pool address of the target's family: let the kernel choose instead of failing"),
+    BOOL("username_params", R, username_params, "false",
+         "accept user-session-ID[-ttl-SEC] names: one egress address per session"),
+    UINT("session_ttl", R, 1, 2592000, session_ttl_s, "600", NULL, "SEC",
+         "how long a session keeps its address when its name gives no -ttl-"),
+    UINT("session_ttl_max", R, 1, 2592000, session_ttl_max_s, "86400", NULL, "SEC",
+         "the longest -ttl- a session name may ask for (longer ones are cut)"),
+    {"session_key", OPTIONS_STRING, R, 0, 0, F(session_key), 0, NULL, check_session_key, NULL, NULL,
+     "a built-in key", "SECRET", NULL,
+     "secret for the sticky session hash; the same on every node of a fleet"},
     /* clients */
     CHOICE("auth", R, auth, auth_words, "none",
            "client authentication; password: RFC 1929, needs users"),
@@ -214,7 +251,10 @@ const struct options_row options_rows[] = {
      "keep the starting user", "USER", NULL, "after binding, drop to this user"},
     {"group", OPTIONS_STRING, 0, 0, 0, F(group), 0, NULL, check_name, NULL, NULL,
      "the user's group", "GROUP", NULL, "after binding, drop to this group"},
-    /* access rules: the file only */
+    /* access rules and the address sets they name: the file only */
+    {"address_sets", OPTIONS_SETS, R, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL,
+     "only the built-in sets: @special, @private, @loopback, @metadata", NULL, NULL,
+     "named lists of networks, for the rules' from and to as \"@name\""},
     {"rules", OPTIONS_RULES, R, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL, "loopback clients only",
      NULL, NULL, "access rules, first match wins"},
 };
@@ -462,6 +502,7 @@ options_set(const struct options_row *r, struct opts *o, const char *text, char 
     case OPTIONS_CSV:
         return r->add(r, FIELD(r, o, char), text, why, whycap);
     case OPTIONS_RULES:
+    case OPTIONS_SETS:
         break;
     }
     snprintf(why, whycap, "is set in the configuration file only");
@@ -582,12 +623,36 @@ options_format(const struct options_row *r, const struct opts *o, char *buf, siz
     case OPTIONS_ADDRS: {
         unsigned n = *(const unsigned *)((const char *)o + r->off2);
         const struct sockaddr_storage *list = CFIELD(r, o, struct sockaddr_storage);
-        options_append(buf, cap, &used, "[");
+        /* Listeners with settings of their own are groups, and a list holding groups is
+         * written ( ... ) in the file's syntax. */
+        bool groups = list == o->listen && o->n_listen_out;
+        options_append(buf, cap, &used, groups ? "(" : "[");
         for (unsigned i = 0; i < n; i++) {
             options_append(buf, cap, &used, "%s", i ? ", " : "");
+            const struct opts_listen_out *lo = NULL;
+            for (unsigned k = 0; groups && k < o->n_listen_out && !lo; k++)
+                if (memcmp(&o->listen_out[k].addr, &list[i], sizeof(list[i])) == 0)
+                    lo = &o->listen_out[k];
+            if (!lo) {
+                put_addr(r, &list[i], buf, cap, &used);
+                continue;
+            }
+            options_append(buf, cap, &used, "{ address = ");
             put_addr(r, &list[i], buf, cap, &used);
+            if (strcmp(lo->egress, "same") == 0) {
+                options_append(buf, cap, &used, "; egress = \"same\"; }");
+                continue;
+            }
+            options_append(buf, cap, &used, "; egress = [");
+            for (const char *p = lo->egress; *p;) {
+                size_t len = strcspn(p, ",");
+                options_append(buf, cap, &used, "%s\"%.*s\"", p == lo->egress ? "" : ", ", (int)len,
+                               p);
+                p += len + (p[len] == ',');
+            }
+            options_append(buf, cap, &used, "]; }");
         }
-        options_append(buf, cap, &used, "]");
+        options_append(buf, cap, &used, groups ? ")" : "]");
         return true;
     }
     case OPTIONS_CSV: {
@@ -603,6 +668,7 @@ options_format(const struct options_row *r, const struct opts *o, char *buf, siz
         return true;
     }
     case OPTIONS_RULES:
+    case OPTIONS_SETS:
         break;
     }
     return false;
@@ -625,7 +691,7 @@ options_equal(const struct options_row *r, const struct opts *a, const struct op
 void
 options_copy(const struct options_row *r, struct opts *dst, const struct opts *src)
 {
-    if (r->kind == OPTIONS_RULES)
+    if (options_file_only(r))
         return;
     memcpy((char *)dst + r->off, (const char *)src + r->off, r->size);
     if (r->kind == OPTIONS_ADDRS)
@@ -650,7 +716,7 @@ options_diff(const struct opts *was, const struct opts *now, char *applied, size
     char *new = old + OPTIONS_TEXT_MAX;
     for (size_t i = 0; i < options_n_rows; i++) {
         const struct options_row *r = &options_rows[i];
-        if (r->kind == OPTIONS_RULES)
+        if (options_file_only(r))
             continue;
         bool so = options_format(r, was, old, OPTIONS_TEXT_MAX);
         bool sn = options_format(r, now, new, OPTIONS_TEXT_MAX);
@@ -677,7 +743,7 @@ options_print(FILE *f, const struct opts *o)
         return;
     for (size_t i = 0; i < options_n_rows; i++) {
         const struct options_row *r = &options_rows[i];
-        if (r->kind == OPTIONS_RULES)
+        if (options_file_only(r))
             continue;
         if (options_format(r, o, text, OPTIONS_TEXT_MAX))
             fprintf(f, "%s = %s;\n", r->key, text);
@@ -723,7 +789,7 @@ options_apply_args(int argc, char **argv, struct opts *o, struct options_cli *cl
     err[0] = '\0';
     for (size_t i = 0; i < options_n_rows && i < OPTIONS_MAX_ROWS; i++) {
         const struct options_row *r = &options_rows[i];
-        if (r->kind == OPTIONS_RULES)
+        if (options_file_only(r))
             continue;
         dashed(r->key, names[i], sizeof(names[i]));
         longopts[n++] = (struct option){names[i], required_argument, NULL, OPT_ROW + (int)i};
@@ -845,7 +911,7 @@ options_usage(FILE *f)
           f);
     for (size_t i = 0; i < options_n_rows; i++) {
         const struct options_row *r = &options_rows[i];
-        if (r->kind == OPTIONS_RULES)
+        if (options_file_only(r))
             continue;
         char key[OPTIONS_NAME_MAX];
         dashed(r->key, key, sizeof(key));

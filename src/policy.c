@@ -7,11 +7,38 @@
 #include "policy.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "acl.h"
+#include "egress.h"
 #include "sock.h"
 #include "socks5.h"
 #include "users.h"
+
+/* The egress settings of o, parsed (the options table checked every entry already). */
+static int
+egress_init(struct policy *p, const struct opts *o)
+{
+    char why[160];
+    if (o->egress[0] && !(p->egress = egress_pool_parse_csv(o->egress, why, sizeof(why))))
+        return -1;
+    p->egress_fallback = o->egress_fallback;
+    p->username_params = o->username_params;
+    p->session_ttl_s = o->session_ttl_s;
+    p->session_ttl_max_s = o->session_ttl_max_s;
+    egress_session_key(o->session_key, p->session_key);
+    for (unsigned i = 0; i < o->n_listen_out; i++) {
+        struct policy_listener *l = &p->listeners[p->n_listeners];
+        memcpy(&l->addr, &o->listen_out[i].addr, sizeof(l->addr));
+        addr_unmap(&l->addr);
+        if (strcmp(o->listen_out[i].egress, "same") == 0)
+            l->same = true;
+        else if (!(l->pool = egress_pool_parse_csv(o->listen_out[i].egress, why, sizeof(why))))
+            return -1;
+        p->n_listeners++;
+    }
+    return 0;
+}
 
 struct policy *
 policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t gen)
@@ -35,6 +62,12 @@ policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t 
     p->client_max_handshakes = o->client_max_handshakes;
     p->client_max_binds = o->client_max_binds;
     p->client_max_udp = o->client_max_udp;
+    if (egress_init(p, o) < 0) {
+        p->acl = NULL; /* the caller's still */
+        p->users = NULL;
+        policy_free(p);
+        return NULL;
+    }
     return p;
 }
 
@@ -45,6 +78,9 @@ policy_free(struct policy *p)
         return;
     acl_free(p->acl);
     users_free(p->users);
+    egress_pool_free(p->egress);
+    for (unsigned i = 0; i < p->n_listeners; i++)
+        egress_pool_free(p->listeners[i].pool);
     free(p);
 }
 
@@ -84,8 +120,18 @@ bool
 policy_allows(const struct policy *p, const struct opts *o, const struct policy_req *r,
               uint8_t *flags)
 {
+    int rule;
+    bool ok = policy_allows_rule(p, o, r, &rule);
     if (flags)
-        *flags = 0;
+        *flags = ok ? acl_rule_flags(p->acl, rule) : 0;
+    return ok;
+}
+
+bool
+policy_allows_rule(const struct policy *p, const struct opts *o, const struct policy_req *r,
+                   int *rule_out)
+{
+    *rule_out = -1;
     /* Checked here, so CONNECT, BIND and every UDP datagram get it. */
     if (r->dest && addr_is_any(r->dest))
         return false;
@@ -108,10 +154,8 @@ policy_allows(const struct policy *p, const struct opts *o, const struct policy_
     int rule;
     if (acl_match(p->acl, &q, &rule) != ACL_ALLOW)
         return false;
-    uint8_t f = acl_rule_flags(p->acl, rule);
-    if (self && !(f & ACL_RF_TO))
+    if (self && !(acl_rule_flags(p->acl, rule) & ACL_RF_TO))
         return false;
-    if (flags)
-        *flags = f;
+    *rule_out = rule;
     return true;
 }

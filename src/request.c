@@ -20,14 +20,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "bind.h"
 #include "dns.h"
 #include "handshake.h"
+#include "egress.h"
 #include "hosts.h"
+#include "outbound.h"
 #include "relay.h"
 #include "policy.h"
 #include "shard_types.h"
-#include "sock.h"
 #include "udp.h"
 
 static void
@@ -42,6 +44,20 @@ fail(struct shard *sh, struct conn *c, uint8_t rep)
     handshake_fail(sh, c, rep, END_REPLY_ERR);
 }
 
+/* Does the admitting rule's family (egress.h) let a target of family be tried? */
+static bool
+family_allowed(const struct shard *sh, int rule, int family)
+{
+    const struct egress_rule *er = acl_rule_data(sh->pol->acl, rule);
+    if (!er)
+        return true;
+    if (er->family == EGRESS_FAMILY_V4)
+        return family == AF_INET;
+    if (er->family == EGRESS_FAMILY_V6)
+        return family == AF_INET6;
+    return true;
+}
+
 static void
 connect_next(struct shard *sh, struct conn *c)
 {
@@ -53,11 +69,16 @@ connect_next(struct shard *sh, struct conn *c)
         /* Checked on the address itself, so a name cannot lead into a denied range. */
         union sockaddr_inx plain = *a;
         addr_unmap(&plain);
-        if (!conn_allowed(sh, c, &plain, c->host, c->port, NULL)) {
+        int rule;
+        if (!conn_allowed(sh, c, &plain, c->host, c->port, &rule)) {
             denied = true;
             continue;
         }
         c->dest = plain;
+        if (!family_allowed(sh, rule, a->sa.sa_family)) {
+            h->last_err = -EAFNOSUPPORT;
+            continue;
+        }
         int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd == -1) {
             h->last_err = -errno;
@@ -68,7 +89,13 @@ connect_next(struct shard *sh, struct conn *c)
         int one = 1;
         /* A relay must not add Nagle delay of its own to small messages. */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        sock_set_liveness(fd, sh->o);
+        /* Its source address and the admitting rule's socket settings (outbound.h). */
+        int ret = outbound_prepare(sh, c, fd, a->sa.sa_family, rule, OUTBOUND_CONNECT, NULL);
+        if (ret < 0) {
+            close(fd);
+            h->last_err = ret;
+            continue;
+        }
         c->tfd = fd;
         struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CONNECT, 0);
         io_uring_prep_connect(sqe, fd, &a->sa, addr_len(&a->sa));
@@ -76,6 +103,11 @@ connect_next(struct shard *sh, struct conn *c)
     }
     if (denied && !h->last_err) {
         deny(sh, c);
+        return;
+    }
+    if (h->last_err == -EAFNOSUPPORT) {
+        /* No source address of the target's family: no route from here to there. */
+        fail(sh, c, c->host ? SOCKS5_REP_HOST_UNREACH : SOCKS5_REP_NET_UNREACH);
         return;
     }
     fail(sh, c, socks5_rep_from_errno(h->last_err ? h->last_err : -EHOSTUNREACH));
@@ -191,6 +223,8 @@ on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cqe)
         socklen_t len = sizeof(bnd);
         if (getsockname(c->tfd, &bnd.sa, &len) == -1)
             bnd.sa.sa_family = AF_UNSPEC;
+        c->src = bnd; /* where the tunnel left from, for the access log */
+        addr_unmap(&c->src);
         handshake_succeed(sh, c, &bnd, relay_start, HS_FORWARD_UNREAD);
         return;
     }

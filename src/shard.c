@@ -28,6 +28,7 @@
 #include "conn.h"
 #include "dns.h"
 #include "handshake.h"
+#include "outbound.h"
 #include "policy.h"
 #include "relay.h"
 #include "request.h"
@@ -360,6 +361,7 @@ shard_setup(struct shard *sh)
     int ret = ring_setup(sh);
     if (ret < 0)
         return ret;
+    outbound_seed(sh);
     ret = handshake_init(sh, request_start);
     if (ret < 0)
         return ret;

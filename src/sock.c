@@ -36,23 +36,30 @@ sock_bind_range(int fd, union sockaddr_inx *local, uint16_t lo, uint16_t hi)
 }
 
 void
-sock_set_liveness(int fd, const struct opts *o)
+sock_set_tcp_liveness(int fd, unsigned idle_s, unsigned interval_s, unsigned count,
+                      unsigned user_timeout_s)
 {
-    if (o->keepalive_idle_s) {
-        int on = 1, idle = (int)o->keepalive_idle_s, intvl = (int)o->keepalive_interval_s;
-        int cnt = (int)o->keepalive_count;
+    if (idle_s) {
+        int on = 1, idle = (int)idle_s, intvl = (int)interval_s, cnt = (int)count;
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
         setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
         setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
         setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
     }
-    if (o->user_timeout_s) {
+    if (user_timeout_s) {
         /* Data unacknowledged this long (also a zero window not reopening) ends the socket:
          * a black-holed peer is noticed in seconds, not after the ~15 minutes of the
          * kernel's retransmission limit, even while the other side keeps sending. */
-        unsigned ms = o->user_timeout_s * 1000u;
+        unsigned ms = user_timeout_s * 1000u;
         setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
     }
+}
+
+void
+sock_set_liveness(int fd, const struct opts *o)
+{
+    sock_set_tcp_liveness(fd, o->keepalive_idle_s, o->keepalive_interval_s, o->keepalive_count,
+                          o->user_timeout_s);
 }
 
 bool

@@ -16,15 +16,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "egress.h"
+
 struct user_entry {
     char *name;
     char *hash;
+    const struct egress_pool *egress; /* egress=...; owned by users.pools; NULL: none */
+};
+
+/* One distinct attribute value and what it became, so 100,000 users naming one pool
+ * parse it once. */
+struct users_pool {
+    char *text;
+    struct egress_pool *pool;
 };
 
 struct users {
     struct user_entry *e;
     size_t n;
     char *dummy; /* crypt(random, a hash of the commonest kind), or NULL: no users */
+    struct users_pool *pools;
+    size_t n_pools, cap_pools;
+    /* Loading only: an index of pools by text (open addressing, power-of-two size). */
+    uint32_t *pool_idx;
+    size_t pool_slots;
 };
 
 static int
@@ -135,8 +150,122 @@ out:
     return ret;
 }
 
+static uint64_t
+text_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a: loading only, not on the network */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+    return h;
+}
+
+/* The pool "a,b/64" stands for, parsed once per distinct text; NULL with why. */
+static const struct egress_pool *
+pool_intern(struct users *u, const char *text, char *why, size_t whycap)
+{
+    if (u->n_pools * 2 >= u->pool_slots) {
+        size_t ns = u->pool_slots ? u->pool_slots * 2 : 64;
+        uint32_t *idx = malloc(ns * sizeof(*idx));
+        if (!idx) {
+            snprintf(why, whycap, "out of memory");
+            return NULL;
+        }
+        memset(idx, 0xff, ns * sizeof(*idx));
+        for (size_t i = 0; i < u->n_pools; i++) {
+            size_t j = text_hash(u->pools[i].text) & (ns - 1);
+            while (idx[j] != UINT32_MAX)
+                j = (j + 1) & (ns - 1);
+            idx[j] = (uint32_t)i;
+        }
+        free(u->pool_idx);
+        u->pool_idx = idx;
+        u->pool_slots = ns;
+    }
+    size_t j = text_hash(text) & (u->pool_slots - 1);
+    for (; u->pool_idx[j] != UINT32_MAX; j = (j + 1) & (u->pool_slots - 1))
+        if (strcmp(u->pools[u->pool_idx[j]].text, text) == 0)
+            return u->pools[u->pool_idx[j]].pool;
+    if (u->n_pools == u->cap_pools) {
+        size_t nc = u->cap_pools ? u->cap_pools * 2 : 16;
+        struct users_pool *np = realloc(u->pools, nc * sizeof(*np));
+        if (!np) {
+            snprintf(why, whycap, "out of memory");
+            return NULL;
+        }
+        u->pools = np;
+        u->cap_pools = nc;
+    }
+    struct egress_pool *pool = egress_pool_parse_csv(text, why, whycap);
+    if (!pool)
+        return NULL;
+    char *t = strdup(text);
+    if (!t) {
+        egress_pool_free(pool);
+        snprintf(why, whycap, "out of memory");
+        return NULL;
+    }
+    u->pools[u->n_pools] = (struct users_pool){t, pool};
+    u->pool_idx[j] = (uint32_t)u->n_pools++;
+    return pool;
+}
+
+/*
+ * The attributes after the hash: "key=value" words separated by blanks. Adding one is a
+ * row here and a field in struct user_entry. 0, or -1 with why.
+ */
+static int
+attr_egress(struct users *u, struct user_entry *e, const char *v, char *why, size_t whycap)
+{
+    e->egress = pool_intern(u, v, why, whycap);
+    return e->egress ? 0 : -1;
+}
+
+static const struct user_attr {
+    const char *key;
+    int (*set)(struct users *u, struct user_entry *e, const char *v, char *why, size_t whycap);
+} user_attrs[] = {
+    {"egress", attr_egress}, /* source addresses and prefixes of this user's tunnels */
+};
+
+static int
+parse_attrs(struct users *u, struct user_entry *e, char *p, char *why, size_t whycap)
+{
+    for (;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\0' || *p == '#')
+            return 0;
+        char *w = p;
+        while (*p && *p != ' ' && *p != '\t')
+            p++;
+        if (*p)
+            *p++ = '\0';
+        char *eq = strchr(w, '=');
+        if (!eq || eq == w || eq[1] == '\0') {
+            snprintf(why, whycap, "'%s' is not key=value", w);
+            return -1;
+        }
+        *eq = '\0';
+        size_t k = 0;
+        while (k < sizeof(user_attrs) / sizeof(user_attrs[0]) && strcmp(user_attrs[k].key, w))
+            k++;
+        if (k == sizeof(user_attrs) / sizeof(user_attrs[0])) {
+            snprintf(why, whycap, "unknown attribute '%s' (egress)", w);
+            return -1;
+        }
+        if (user_attrs[k].set(u, e, eq + 1, why, whycap) < 0)
+            return -1;
+    }
+}
+
 struct users *
 users_load(const char *path, char *err, size_t errlen)
+{
+    return users_load_flags(path, 0, err, errlen);
+}
+
+struct users *
+users_load_flags(const char *path, unsigned flags, char *err, size_t errlen)
 {
     struct users *u = calloc(1, sizeof(*u));
     size_t cap = 0;
@@ -173,9 +302,19 @@ users_load(const char *path, char *err, size_t errlen)
             goto fail;
         }
         *colon = '\0';
-        const char *name = p, *hash = colon + 1;
+        const char *name = p;
+        char *hash = colon + 1, *attrs = hash + strcspn(hash, " \t");
+        if (*attrs)
+            *attrs++ = '\0';
         if (strlen(name) > 255) {
             snprintf(err, errlen, "%s:%u: user name longer than 255 bytes", path, lineno);
+            goto fail;
+        }
+        if ((flags & USERS_F_PARAMS) && egress_name_has_keyword(name)) {
+            snprintf(err, errlen,
+                     "%s:%u: '%s' holds \"-session-\" or \"-ttl-\", which username_params "
+                     "reads as parameters: rename the user",
+                     path, lineno, name);
             goto fail;
         }
         if (!hash_supported(hash)) {
@@ -198,17 +337,26 @@ users_load(const char *path, char *err, size_t errlen)
             u->e = ne;
             cap = ncap;
         }
-        u->e[u->n].name = strdup(name);
-        u->e[u->n].hash = strdup(hash);
-        if (!u->e[u->n].name || !u->e[u->n].hash) {
-            free(u->e[u->n].name);
-            free(u->e[u->n].hash);
+        struct user_entry *ent = &u->e[u->n];
+        memset(ent, 0, sizeof(*ent));
+        char why[256];
+        if (parse_attrs(u, ent, attrs, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s:%u: %s: %s", path, lineno, name, why);
+            goto fail;
+        }
+        ent->name = strdup(name);
+        ent->hash = strdup(hash);
+        if (!ent->name || !ent->hash) {
+            free(ent->name);
+            free(ent->hash);
             snprintf(err, errlen, "%s: out of memory", path);
             goto fail;
         }
         u->n++;
     }
     fclose(f);
+    free(u->pool_idx);
+    u->pool_idx = NULL;
     if (u->n) /* qsort(NULL, 0, ...) is undefined: an empty file leaves e NULL */
         qsort(u->e, u->n, sizeof(*u->e), entry_cmp);
     for (size_t i = 1; i < u->n; i++) {
@@ -242,6 +390,12 @@ users_free(struct users *u)
     }
     free(u->e);
     free(u->dummy);
+    for (size_t i = 0; i < u->n_pools; i++) {
+        free(u->pools[i].text);
+        egress_pool_free(u->pools[i].pool);
+    }
+    free(u->pools);
+    free(u->pool_idx);
     free(u);
 }
 
@@ -253,6 +407,16 @@ users_hash(const struct users *u, const char *user)
     struct user_entry k = {.name = (char *)user};
     struct user_entry *hit = bsearch(&k, u->e, u->n, sizeof(*u->e), entry_cmp);
     return hit ? hit->hash : NULL;
+}
+
+const struct egress_pool *
+users_egress(const struct users *u, const char *user)
+{
+    if (!u || u->n_pools == 0 || !user)
+        return NULL;
+    struct user_entry k = {.name = (char *)user};
+    struct user_entry *hit = bsearch(&k, u->e, u->n, sizeof(*u->e), entry_cmp);
+    return hit ? hit->egress : NULL;
 }
 
 size_t

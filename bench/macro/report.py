@@ -102,7 +102,15 @@ class Run:
         self.rounds = int(self.meta.get("rounds", "1"))
         # (server, metric) -> {round: (value or None, state, errors)}
         self.cells = {}
+        # Figure 8 (scrape.sh): its own variants, not servers of the other figures.
+        self.scrape = {}
         for server, metric, rnd, value, errors in rows:
+            if metric.startswith("scrape_"):
+                state = "ok" if num(value) is not None else (
+                    "skip" if value == "skip" else "fail")
+                self.scrape.setdefault((server, metric), {})[int(rnd)] = (
+                    num(value), state, num(errors))
+                continue
             if server not in self.servers:
                 self.servers.append(server)
             state = "ok" if num(value) is not None else ("skip" if value == "skip" else "fail")
@@ -434,6 +442,52 @@ def plots(run, prefix):
     return made, ("gnuplot: " + "; ".join(warn)) if warn else ""
 
 
+SCRAPE = [
+    ("scrape-pool", "ringsocks, egress = [\"2001:db8:1::/64\"]: a random source address per tunnel"),
+    ("scrape-single", "ringsocks, no egress pool: one source address"),
+    ("scrape-direct", "direct: no proxy (socksload serve --socks5)"),
+]
+SCRAPE_METRICS = [
+    ("scrape_rate", "tunnels/s", 0),
+    ("scrape_success_pct", "success %", 1),
+    ("scrape_p99_us", "p99 (us)", 0),
+    ("scrape_addrs", "source addresses seen", 0),
+]
+
+
+def scrape_section(run):
+    """Figure 8: one row per variant; medians, every round in brackets."""
+    if not run.scrape:
+        return None
+    m = run.meta
+    out = ["Short tunnels (connect, SOCKS5 handshake, 64 B each way, close) to one target "
+           "address and port for %s s per variant, %s workers, from a proxy namespace to a "
+           "target namespace over a veth pair (bench/macro/scrape.sh). Success: tunnels "
+           "completed / (completed + failed). Source addresses: distinct addresses the target "
+           "saw. Median of the rounds, every round in brackets (skip: the variant could not "
+           "run, see the log)." % (m.get("scrape_seconds", "?"), m.get("scrape_workers", "?")),
+           "",
+           "| variant | " + " | ".join(lab for _, lab, _ in SCRAPE_METRICS) + " | errors |",
+           "| --- |" + " ---: |" * (len(SCRAPE_METRICS) + 1)]
+    for name, desc in SCRAPE:
+        if not any((name, k) in run.scrape for k, _, _ in SCRAPE_METRICS):
+            continue
+        cells = []
+        errs = 0
+        for key, _, dec in SCRAPE_METRICS:
+            c = run.scrape.get((name, key), {})
+            vals = [v for v, st, e in (c[r] for r in sorted(c)) if v is not None]
+            every = ", ".join(fmt(v, dec) if v is not None else st
+                              for v, st, e in (c[r] for r in sorted(c)))
+            med = fmt(statistics.median(vals), dec) if vals else (
+                "skip" if all(st == "skip" for _, st, _ in c.values()) else "fail")
+            cells.append("%s (%s)" % (med, every) if len(c) > 1 else med)
+            if key == "scrape_rate":
+                errs = sum(e for _, _, e in c.values() if e is not None)
+        out.append("| %s | %s | %s |" % (desc, " | ".join(cells), fmt(errs, 0)))
+    return "\n".join(out)
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit("usage: report.py RUN.tsv OUT-PREFIX")
@@ -494,6 +548,12 @@ def main():
     out.append("")
     out.append(table(run))
     out.append("")
+    sc = scrape_section(run)
+    if sc:
+        out.append("### 8. Scraping: short tunnels from a /64")
+        out.append("")
+        out.append(sc)
+        out.append("")
     out.append("### Targets")
     out.append("")
     out.append("ringsocks' median divided by each peer's median (and the absolute figures "

@@ -5,7 +5,7 @@
 #   1 throughput, 1 and 16 tunnels          5 memory per held idle tunnel (user and kernel)
 #   2 CPU seconds per GB (proxy, machine)   6 handshake rate with user/password and by name
 #   3 short-tunnel rate, p50/p99            7 many concurrent tunnels (BIG_SERVERS)
-#   4 pinned 1-byte round trip
+#   4 pinned 1-byte round trip              8 scraping: short tunnels from a /64 (scrape.sh)
 # ROUNDS interleaved rounds; in each every server gets one cell (bench/macro/cell.sh) in a
 # fresh network namespace, in an order that rotates from round to round. Medians, ratios, a
 # markdown table, the raw TSV and gnuplot plots go to RESULTS_DIR (bench/results/) as
@@ -21,7 +21,9 @@
 #                       where the proxy must listen on 127.0.0.1
 #   EXTRA_AUTH="name=command {PORT} {USER} {PASS};..."   the same proxy with user/password
 #                       (figure 6); without it the extra server's auth figure is n/a
-#   FIGURES="throughput memory big rtt rate name auth"   what to measure
+#   FIGURES="throughput memory big rtt rate name auth scrape"   what to measure
+#   SCRAPE_SECONDS=60 SCRAPE_WORKERS=64 SCRAPE_THREADS=2 SCRAPE_VARIANTS="direct single pool"
+#                       figure 8 (bench/macro/scrape.sh), once per round, not per server
 #   MEASURE_SECONDS=3   default for TP_SECONDS, RATE_SECONDS and RTT_SECONDS
 #   TP_THREADS=2        socksload threads for 16 tunnels (1 tunnel: 1 thread)
 #   RATE_WORKERS=64 RATE_THREADS=2 WARMUP_TUNNELS=200   (unmeasured tunnels before each rate)
@@ -44,12 +46,14 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 if [ "${QUICK:-0}" = 1 ]; then
     : "${ROUNDS:=1}" "${MEASURE_SECONDS:=1}" "${MEM_TUNNELS:=500}" "${MEM_HOLD:=3}"
-    : "${BIG_TUNNELS:=2000}" "${BIG_HOLD:=3}"
+    : "${BIG_TUNNELS:=2000}" "${BIG_HOLD:=3}" "${SCRAPE_SECONDS:=10}"
 fi
 export ROUNDS=${ROUNDS:-3}
 export SERVERS=${SERVERS:-"direct ringsocks-auto ringsocks-splice ringsocks-copy microsocks dante"}
 export EXTRA_SERVERS=${EXTRA_SERVERS:-} EXTRA_AUTH=${EXTRA_AUTH:-}
-export FIGURES=${FIGURES:-"throughput memory big rtt rate name auth"}
+export FIGURES=${FIGURES:-"throughput memory big rtt rate name auth scrape"}
+export SCRAPE_SECONDS=${SCRAPE_SECONDS:-60} SCRAPE_WORKERS=${SCRAPE_WORKERS:-64}
+export SCRAPE_THREADS=${SCRAPE_THREADS:-2} SCRAPE_VARIANTS=${SCRAPE_VARIANTS:-"direct single pool"}
 MEASURE_SECONDS=${MEASURE_SECONDS:-3}
 export TP_SECONDS=${TP_SECONDS:-$MEASURE_SECONDS}
 export RATE_SECONDS=${RATE_SECONDS:-$MEASURE_SECONDS}
@@ -78,16 +82,25 @@ positive() {
 case $ROUNDS in '' | *[!0-9]* | 0) die "ROUNDS must be a positive integer" ;; esac
 case $WARMUP_TUNNELS in '' | *[!0-9]*) die "WARMUP_TUNNELS must be a number" ;; esac
 for v in TP_SECONDS RATE_SECONDS RTT_SECONDS MEM_HOLD MEM_SETTLE BIG_HOLD TIMEOUT \
-    TP_THREADS RATE_WORKERS RATE_THREADS MEM_TUNNELS BIG_TUNNELS; do
+    TP_THREADS RATE_WORKERS RATE_THREADS MEM_TUNNELS BIG_TUNNELS SCRAPE_SECONDS SCRAPE_WORKERS \
+    SCRAPE_THREADS; do
     positive "$v" "${!v}"
 done
 awk -v h="$MEM_HOLD" -v s="$MEM_SETTLE" 'BEGIN { exit !(h >= s + 2) }' ||
     die "MEM_HOLD must be at least MEM_SETTLE + 2 s (the sample is taken while the tunnels are held)"
 for f in $FIGURES; do
-    case $f in throughput | memory | big | rtt | rate | name | auth) ;;
-    *) die "unknown figure '$f' (throughput memory big rtt rate name auth)" ;;
+    case $f in throughput | memory | big | rtt | rate | name | auth | scrape) ;;
+    *) die "unknown figure '$f' (throughput memory big rtt rate name auth scrape)" ;;
     esac
 done
+for v in $SCRAPE_VARIANTS; do
+    case $v in direct | single | pool) ;;
+    *) die "unknown SCRAPE_VARIANTS entry '$v' (direct single pool)" ;;
+    esac
+done
+case " $FIGURES " in
+*" scrape "*) command -v ip >/dev/null || die "ip is missing: tools/install-deps.sh bench" ;;
+esac
 
 # The lists are parsed here, in this shell, so that a malformed one stops the run (die inside
 # $(...) would only end the subshell).
@@ -219,6 +232,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
         fi
         [ "$rc" = 0 ] || log "round $r $s: the cell failed (exit $rc); its figures are missing"
     done
+    # Figure 8 is not per server: its own namespaces, its own variants (scrape.sh).
+    case " $FIGURES " in
+    *" scrape "*)
+        log "round $r/$ROUNDS: scraping figure ($SCRAPE_VARIANTS, $SCRAPE_SECONDS s each)"
+        bash "$HERE/scrape.sh" "$r" "$RAW" || log "round $r: the scraping figure failed (exit $?)"
+        ;;
+    esac
 done
 elapsed=$(($(date +%s) - t0))
 
@@ -262,6 +282,8 @@ prefix="$RESULTS_DIR/macro-$stamp"
     echo "# big_tunnels=$BIG_TUNNELS"
     echo "# big_hold=$BIG_HOLD"
     echo "# timeout=$TIMEOUT"
+    echo "# scrape_seconds=$SCRAPE_SECONDS"
+    echo "# scrape_workers=$SCRAPE_WORKERS"
     echo "# proxy_cpu=$PROXY_CPU"
     echo "# memcg=$MEMCG_KIND"
     echo "# warnings=$(printf '%s|' "${warnings[@]}")"

@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from cases_control import ALLOW_LOOPBACK, conf_proxy, rules_conf, run_binary, write_conf
+from cases_control import ALLOW_LOOPBACK, conf_proxy, deny_reply, rules_conf, run_binary, write_conf
 from harness import (GREETING, IO_TIMEOUT, Fail, Skip, admin_addr, case, check, echo_roundtrip,
                      hexb, make_hash, need_option, open_proxy_socket, parse_logfmt, read_method_reply,
                      read_reply, read_reply4, recv_exact, request, socks4_request, socks_connect,
@@ -232,6 +232,67 @@ def loopback_half_deny_warned(ctx):
                                       ALLOW_LOOPBACK), name="both.conf")
     r = run_binary(ctx, ["-t", "-c", path])
     check(r.returncode == 0 and b"warning" not in r.stderr, "a rule denying both families was warned about",
+          r.stderr.decode("utf-8", "replace"))
+
+
+# ------------------------------------------------ named address sets (issue #11 item 7)
+
+SETS_CONF = """address_sets = {
+    lab = ["@lab-hosts"];
+    lab-hosts = ["127.0.0.2"];
+};
+"""
+
+
+@case("address_set_loopback_denied")
+def address_set_loopback_denied(ctx):
+    """deny to = ["@loopback"]: CONNECT to 127.0.0.1, ::1 and ::ffff:127.0.0.1 gets 0x02 and
+    nothing is reached, while an earlier rule naming a set of the file's own (through another
+    set) still lets its destination through."""
+    denied = ctx.echo_server()
+    lab = ctx.echo_server(host="127.0.0.2")
+    p, _ = conf_proxy(ctx, rules_conf('{ action = "allow"; from = "@loopback"; to = ["@lab"]; }',
+                                      '{ action = "deny"; to = ["@loopback"]; }',
+                                      ALLOW_LOOPBACK, extra=SETS_CONF))
+    s, _ = socks_connect(ctx, p, "127.0.0.2", lab.port)
+    echo_roundtrip(s)
+    s.close()
+    for host in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+        deny_reply(ctx, p, host, denied.port, "CONNECT %s:%d (rule 2, to = [\"@loopback\"])"
+                   % (host, denied.port))
+    check(denied.accepted == 0, "127.0.0.1 was reached %d times through the @loopback deny"
+          % denied.accepted)
+    p.check_alive()
+
+
+@case("address_set_errors_checked")
+def address_set_errors_checked(ctx):
+    """ringsocks -t names the file and line of a cycle, a bad network and an unknown set;
+    -T prints the sets and the rules so that the output loads again."""
+    need_option("--test")
+    path = write_conf(ctx, 'address_sets = {\n'
+                           '  a = ["@b"];\n'
+                           '  b = ["10.0.0.1/8", "@a"];\n'
+                           '};\n' + rules_conf('{ action = "deny"; to = ["@nosuch"]; }', ALLOW_LOOPBACK))
+    r = run_binary(ctx, ["-t", "-c", path])
+    err = r.stderr.decode("utf-8", "replace") + r.stdout.decode("utf-8", "replace")
+    check(r.returncode == 1, "ringsocks -t accepted broken address sets: exit %d" % r.returncode, err)
+    for want in ("%s:3: address_sets: b: '10.0.0.1/8' is neither" % path,
+                 "%s:3: address_sets: b: '@a' makes a cycle (a -> b -> a)" % path,
+                 "%s:7: rule 1: to: '@nosuch' is no address set" % path):
+        check(want in err, "ringsocks -t does not say %r" % want, err)
+
+    path = write_conf(ctx, SETS_CONF + rules_conf('{ action = "deny"; to = ["@special", "@lab"]; }',
+                                                  ALLOW_LOOPBACK), name="good.conf")
+    r = run_binary(ctx, ["-T", "-c", path])
+    out = r.stdout.decode("utf-8", "replace")
+    check(r.returncode == 0, "ringsocks -T: exit %d" % r.returncode, r.stderr.decode("utf-8", "replace"))
+    check(re.search(r'(?m)^# @special \(built in\) = \["0\.0\.0\.0/8",', out),
+          "-T does not show what @special holds", out)
+    check('lab-hosts = ["127.0.0.2"];' in out, "-T does not print the file's address_sets", out)
+    dumped = write_conf(ctx, out, name="dumped.conf")
+    r = run_binary(ctx, ["-t", "-c", dumped])
+    check(r.returncode == 0, "the output of -T does not load: exit %d" % r.returncode,
           r.stderr.decode("utf-8", "replace"))
 
 

@@ -7,7 +7,7 @@
  * Defines the neighbours of conn.o that these tests do not exercise:
  * log_push() (log.h: counts the access-log lines and keeps the last) and,
  * unless FAKE_SHARD_REAL_POLICY is defined before the include (the test links
- * the real rules), policy_allows() (everything allowed) and users_hash() (no
+ * the real rules), policy_allows_rule() (everything allowed) and users_hash() (no
  * user known).
  */
 #ifndef RINGSOCKS_TEST_FAKE_SHARD_H
@@ -40,14 +40,13 @@ log_push(struct logger *lg, unsigned shard, const struct log_rec *rec)
 
 #ifndef FAKE_SHARD_REAL_POLICY
 bool
-policy_allows(const struct policy *p, const struct opts *o, const struct policy_req *r,
-              uint8_t *flags)
+policy_allows_rule(const struct policy *p, const struct opts *o, const struct policy_req *r,
+                   int *rule)
 {
     (void)p;
     (void)o;
     (void)r;
-    if (flags)
-        *flags = 0;
+    *rule = -1;
     return true;
 }
 

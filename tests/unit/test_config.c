@@ -465,6 +465,9 @@ test_shipped_configs(void **state)
         "[ff02::1]:80",
         "[::ffff:10.0.0.1]:80",
         "[::ffff:169.254.169.254]:80",
+        "[2002:a00:1::1]:80",
+        "[fd00:ec2::254]:80",
+        "168.63.129.16:80",
     };
     for (size_t i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
         assert_denied(acl, "198.51.100.7:1", ACL_CMD_CONNECT, "alice", "rebind.example",
@@ -486,6 +489,107 @@ test_shipped_configs(void **state)
                    "[2606:2800:220:1::1]:443", 443, 4);
     assert_denied(acl, "198.51.100.7:1", ACL_CMD_BIND, "alice", NULL, "93.184.216.34:443", 443, -1);
     acl_free(acl);
+}
+
+/* Address sets: built-in and the file's own, defined after the rules that name them. */
+static void
+test_address_sets(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[4096];
+
+    options_defaults(&o);
+    assert_int_equal(load_text("rules = (\n"
+                               "  { action = \"deny\"; to = [\"@loopback\", \"@metadata\"]; },\n"
+                               "  { action = \"allow\"; from = \"@office\"; to = \"@private\"; },\n"
+                               "  { action = \"allow\"; from = [\"192.0.2.0/24\", \"@lab\"]; }\n"
+                               ");\n"
+                               "address_sets = {\n"
+                               "  office = [\"198.51.100.0/24\", \"2001:db8:5::/48\", \"@lab\"];\n"
+                               "  lab = \"203.0.113.0/25\";\n"
+                               "};\n",
+                               &o, &acl, err, sizeof(err)),
+                     0);
+    assert_string_equal(err, ""); /* @loopback holds both families: no warning */
+    assert_int_equal(acl_count(acl), 3);
+    assert_denied(acl, "192.0.2.1:1", ACL_CMD_CONNECT, NULL, NULL, "127.0.0.1:80", 80, 0);
+    assert_denied(acl, "192.0.2.1:1", ACL_CMD_CONNECT, NULL, NULL, "[::1]:80", 80, 0);
+    assert_denied(acl, "192.0.2.1:1", ACL_CMD_CONNECT, NULL, NULL, "[::ffff:127.0.0.1]:80", 80, 0);
+    assert_denied(acl, "192.0.2.1:1", ACL_CMD_CONNECT, NULL, NULL, "169.254.169.254:80", 80, 0);
+    assert_allowed(acl, "198.51.100.7:1", ACL_CMD_CONNECT, NULL, NULL, "10.1.2.3:80", 80, 1);
+    assert_allowed(acl, "[2001:db8:5::1]:1", ACL_CMD_CONNECT, NULL, NULL, "[fd00::1]:80", 80, 1);
+    assert_allowed(acl, "203.0.113.9:1", ACL_CMD_CONNECT, NULL, NULL, "10.1.2.3:80", 80, 1);
+    /* 8.8.8.8 is not in @private: rule 2 does not match, rule 3 does for lab's clients only. */
+    assert_allowed(acl, "203.0.113.9:1", ACL_CMD_CONNECT, NULL, NULL, "8.8.8.8:80", 80, 2);
+    assert_denied(acl, "198.51.100.7:1", ACL_CMD_CONNECT, NULL, NULL, "8.8.8.8:80", 80, -1);
+    assert_denied(acl, "203.0.113.200:1", ACL_CMD_CONNECT, NULL, NULL, "10.1.2.3:80", 80, -1);
+    acl_free(acl);
+}
+
+/*
+ * Load a text that must fail with exactly want, where "F" stands for the
+ * file's path (load_bad's '@' is a set's sigil here).
+ */
+static void
+load_bad_sets(const char *text, const char *want)
+{
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[8192], got[8192];
+    options_defaults(&o);
+    assert_int_equal(load_text(text, &o, &acl, err, sizeof(err)), -1);
+    assert_null(acl);
+    size_t n = 0, plen = strlen(path);
+    for (const char *p = err; *p && n + 2 < sizeof(got);)
+        if (strncmp(p, path, plen) == 0) {
+            got[n++] = 'F';
+            p += plen;
+        } else {
+            got[n++] = *p++;
+        }
+    got[n] = '\0';
+    assert_string_equal(got, want);
+    unlink(path);
+    path[0] = '\0';
+}
+
+/* Every problem of a set at the line of the member (or set) it is about, once. */
+static void
+test_bad_address_sets(void **state)
+{
+    (void)state;
+    load_bad_sets("address_sets = {\n"
+                  "  office = [\"198.51.100.0/24\",\n"
+                  "            \"@lab\"];\n"
+                  "  lab = [\"203.0.113.0/25\", \"@office\"];\n"
+                  "  private = [\"10.0.0.0/8\"];\n"
+                  "  bad = [\"10.0.0.1/8\", \"@nosuch\"];\n"
+                  "  empty = [];\n"
+                  "  num = [1];\n"
+                  "  group = { a = 1; };\n"
+                  "};\n"
+                  "rules = (\n"
+                  "  { action = \"deny\"; to = [\"@loopback\", \"@ofice\"]; },\n"
+                  "  { action = \"allow\"; from = [\"@private\", \"@bad\"]; }\n"
+                  ");\n",
+                  "F:5: address_sets: 'private' is the name of a built-in set (@private): choose "
+                  "another\n"
+                  "F:8: address_sets: num: expected a string, not an integer\n"
+                  "F:9: address_sets: group: expected a list of networks [ ... ], not a group { }\n"
+                  "F:4: address_sets: lab: '@office' makes a cycle (office -> lab -> office)\n"
+                  "F:6: address_sets: bad: '10.0.0.1/8' is neither \"@name\" nor an address or a "
+                  "network with zero host bits (192.0.2.0/24, 2001:db8::/32)\n"
+                  "F:6: address_sets: bad: '@nosuch' is no address set (built in: @special, "
+                  "@private, @loopback, @metadata; others are defined in address_sets)\n"
+                  "F:7: address_sets: empty: the set is empty (in a rule it would stand for no "
+                  "condition, matching every address)\n"
+                  "F:12: rule 1: to: '@ofice' is no address set (built in: @special, @private, "
+                  "@loopback, @metadata; others are defined in address_sets)");
+    load_bad_sets("address_sets = [\"10.0.0.0/8\"];\n",
+                  "F:1: address_sets: expected a group of named lists { office = "
+                  "[\"198.51.100.0/24\"]; }, not an array [ ]");
 }
 
 /* udp_source: "any" becomes the rule's ACL_RF_UDP_ANY_SOURCE flag; "control" is the default. */
@@ -579,9 +683,11 @@ test_unknown_keys(void **state)
              "close_denied = true;\n",
              "@:2: unknown key 'shard'\n"
              "@:5: rule 1: unknown key 'form' (action, from, to, hosts, ports, commands, users, "
-             "udp_source)\n"
+             "udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
+             "fastopen)\n"
              "@:6: rule 1: unknown key 'port' (action, from, to, hosts, ports, commands, users, "
-             "udp_source)\n"
+             "udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
+             "fastopen)\n"
              "@:8: unknown key 'close_denied'");
 }
 
@@ -929,7 +1035,7 @@ test_file_and_command_line_agree(void **state)
                                           NULL};
     for (size_t i = 0; i < options_n_rows; i++) {
         const struct options_row *r = &options_rows[i];
-        if (r->kind == OPTIONS_RULES)
+        if (options_file_only(r))
             continue;
         for (size_t k = 0; samples[k]; k++) {
             struct opts by_cli, by_file;
@@ -992,6 +1098,11 @@ test_dump_round_trip(void **state)
         "udp_advertise = \"2001:db8::5\";\nresolvers = [];\n"
         "rules = ( { action = \"deny\"; ports = (22, \"8000-8999\"); },\n"
         "          { action = \"allow\"; from = \"::1\"; udp_source = \"any\"; } );\n",
+        "rules = ( { action = \"deny\"; to = [\"@special\", \"@metadata\", \"@office\"]; },\n"
+        "          { action = \"allow\"; from = \"@lab\"; } );\n"
+        "address_sets = { office = [\"198.51.100.0/24\", \"@lab\"]; lab = \"::1\";\n"
+        "                 empty_looking = [\"@loopback\"]; };\n",
+        "address_sets = {};\n",
     };
     for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
         struct opts a, b;
@@ -1074,6 +1185,8 @@ main(void)
         cmocka_unit_test_teardown(test_off_values, teardown),
         cmocka_unit_test_teardown(test_loopback_half_warning, teardown),
         cmocka_unit_test(test_shipped_configs),
+        cmocka_unit_test_teardown(test_address_sets, teardown),
+        cmocka_unit_test_teardown(test_bad_address_sets, teardown),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test_teardown(test_syntax_error, teardown),
         cmocka_unit_test_teardown(test_unknown_keys, teardown),

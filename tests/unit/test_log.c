@@ -238,10 +238,33 @@ test_logfmt_ipv4(void **state)
     (void)state;
     struct log_rec r;
     base_rec(&r);
+    expect(
+        &r, LOG_LOGFMT,
+        "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=alice cmd=connect "
+        "version=5 dest=example.com:443 resolved=93.184.216.34:443 egress=- rep=0 up=123 down=4567 "
+        "duration_ms=250 end=done\n");
+}
+
+/* Where the tunnel left from, and the session its user name named (username_params). */
+static void
+test_egress_session(void **state)
+{
+    (void)state;
+    struct log_rec r;
+    base_rec(&r);
+    set_v6(&r.egress, "2001:db8:1::7", 40000);
+    snprintf(r.session, sizeof(r.session), "ab12");
     expect(&r, LOG_LOGFMT,
            "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=alice cmd=connect "
-           "version=5 dest=example.com:443 resolved=93.184.216.34:443 rep=0 up=123 down=4567 "
+           "version=5 dest=example.com:443 resolved=93.184.216.34:443 "
+           "egress=[2001:db8:1::7]:40000 session=ab12 rep=0 up=123 down=4567 "
            "duration_ms=250 end=done\n");
+    expect(&r, LOG_JSON,
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
+           "\"user\":\"alice\",\"cmd\":\"connect\",\"version\":5,\"dest\":\"example.com:443\","
+           "\"resolved\":\"93.184.216.34:443\",\"egress\":\"[2001:db8:1::7]:40000\","
+           "\"session\":\"ab12\",\"rep\":0,\"up\":123,\"down\":4567,"
+           "\"duration_ms\":250,\"end\":\"done\"}\n");
 }
 
 static void
@@ -253,7 +276,7 @@ test_json_ipv4(void **state)
     expect(&r, LOG_JSON,
            "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
            "\"user\":\"alice\",\"cmd\":\"connect\",\"version\":5,\"dest\":\"example.com:443\","
-           "\"resolved\":\"93.184.216.34:443\",\"rep\":0,\"up\":123,\"down\":4567,"
+           "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rep\":0,\"up\":123,\"down\":4567,"
            "\"duration_ms\":250,\"end\":\"done\"}\n");
 }
 
@@ -275,13 +298,14 @@ test_ipv6(void **state)
     r.end = END_HS_TIMEOUT;
     expect(&r, LOG_LOGFMT,
            "time=2026-11-21T21:40:00.123Z shard=3 client=[2001:db8::1]:50000 user=alice cmd=bind "
-           "version=5 dest=[2001:db8::2]:8443 resolved=[2001:db8::2]:8443 rep=5 "
+           "version=5 dest=[2001:db8::2]:8443 resolved=[2001:db8::2]:8443 egress=- rep=5 "
            "up=18446744073709551615 down=4567 duration_ms=4294967295 end=handshake_timeout\n");
-    expect(&r, LOG_JSON,
-           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":3,\"client\":\"[2001:db8::1]:50000\","
-           "\"user\":\"alice\",\"cmd\":\"bind\",\"version\":5,\"dest\":\"[2001:db8::2]:8443\","
-           "\"resolved\":\"[2001:db8::2]:8443\",\"rep\":5,\"up\":18446744073709551615,"
-           "\"down\":4567,\"duration_ms\":4294967295,\"end\":\"handshake_timeout\"}\n");
+    expect(
+        &r, LOG_JSON,
+        "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":3,\"client\":\"[2001:db8::1]:50000\","
+        "\"user\":\"alice\",\"cmd\":\"bind\",\"version\":5,\"dest\":\"[2001:db8::2]:8443\","
+        "\"resolved\":\"[2001:db8::2]:8443\",\"egress\":null,\"rep\":5,\"up\":18446744073709551615,"
+        "\"down\":4567,\"duration_ms\":4294967295,\"end\":\"handshake_timeout\"}\n");
 }
 
 static void
@@ -300,10 +324,11 @@ test_empty_fields(void **state)
     r.duration_ms = 0;
     expect(&r, LOG_LOGFMT,
            "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=- cmd=none "
-           "version=0 dest=- resolved=- rep=- up=0 down=0 duration_ms=0 end=done\n");
+           "version=0 dest=- resolved=- egress=- rep=- up=0 down=0 duration_ms=0 end=done\n");
     expect(&r, LOG_JSON,
            "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
            "\"user\":null,\"cmd\":\"none\",\"version\":0,\"dest\":null,\"resolved\":null,"
+           "\"egress\":null,"
            "\"rep\":null,\"up\":0,\"down\":0,\"duration_ms\":0,\"end\":\"done\"}\n");
 
     /* No end text at all, UDP, SOCKS4, an unknown command number. */
@@ -330,13 +355,14 @@ test_hostile_strings(void **state)
     expect(&r, LOG_LOGFMT,
            "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 "
            "user=\"a b\\\"c=d\\\\e\\x0a\\x01\\x7f\\xff\" cmd=connect version=5 "
-           "dest=\"[evil.com:1 end=done\\x0d\\x0afake=1]:443\" resolved=93.184.216.34:443 rep=0 "
+           "dest=\"[evil.com:1 end=done\\x0d\\x0afake=1]:443\" resolved=93.184.216.34:443 egress=- "
+           "rep=0 "
            "up=123 down=4567 duration_ms=250 end=done\n");
     expect(&r, LOG_JSON,
            "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
            "\"user\":\"a b\\\"c=d\\\\e\\u000a\\u0001\\u007f\\u00ff\",\"cmd\":\"connect\","
            "\"version\":5,\"dest\":\"[evil.com:1 end=done\\u000d\\u000afake=1]:443\","
-           "\"resolved\":\"93.184.216.34:443\",\"rep\":0,\"up\":123,\"down\":4567,"
+           "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rep\":0,\"up\":123,\"down\":4567,"
            "\"duration_ms\":250,\"end\":\"done\"}\n");
 
     /* A backslash alone needs no quotes; a lone quote or '=' does. */
@@ -912,6 +938,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logfmt_ipv4),
         cmocka_unit_test(test_json_ipv4),
+        cmocka_unit_test(test_egress_session),
         cmocka_unit_test(test_ipv6),
         cmocka_unit_test(test_empty_fields),
         cmocka_unit_test(test_hostile_strings),

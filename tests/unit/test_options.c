@@ -67,7 +67,7 @@ test_defaults(void **state)
             assert_non_null(r->unset);
         }
         assert_non_null(r->help);
-        assert_true(r->kind == OPTIONS_RULES || r->arg || r->kind == OPTIONS_CHOICE);
+        assert_true(options_file_only(r) || r->arg || r->kind == OPTIONS_CHOICE);
     }
     options_defaults(&o);
     assert_string_equal(shown("listen", &o), "[\"127.0.0.1:1080\"]");
@@ -325,7 +325,7 @@ test_usage(void **state)
         snprintf(opt, sizeof(opt), "\n  --%s ", r->key);
         for (char *p = opt; *p; p++)
             *p = *p == '_' ? '-' : *p;
-        if (r->kind == OPTIONS_RULES) {
+        if (options_file_only(r)) {
             assert_null(strstr(text, opt));
             continue;
         }
@@ -441,7 +441,7 @@ test_reload_class_is_policy(void **state)
     policy_settings(&base, &pb);
     for (size_t i = 0; i < options_n_rows; i++) {
         const struct options_row *r = &options_rows[i];
-        if (r->kind == OPTIONS_RULES || strcmp(r->key, "users") == 0)
+        if (options_file_only(r) || strcmp(r->key, "users") == 0)
             continue;
         o = base;
         assert_true(other_value(r, &o));
@@ -565,7 +565,7 @@ check_config_md(char *probs, size_t cap)
         const char *option = cells[1], *type = cells[2], *def = cells[3], *reload = cells[4];
         dash(r->key, dashed_key, sizeof(dashed_key));
         snprintf(want, sizeof(want), "`--%s ", dashed_key);
-        if (r->kind != OPTIONS_RULES && !strstr(option, want))
+        if (!options_file_only(r) && !strstr(option, want))
             problem(probs, cap, "docs/config.md: %s: option cell '%s' lacks %s", r->key, option,
                     want);
         if (r->alias) {
@@ -586,7 +586,7 @@ check_config_md(char *probs, size_t cap)
                 problem(probs, cap, "docs/config.md: %s: type cell '%s' lacks %s", r->key, type,
                         want);
         }
-        if (r->kind != OPTIONS_RULES) {
+        if (!options_file_only(r)) {
             if (options_format(r, &d, fmt, sizeof(fmt)))
                 snprintf(want, sizeof(want), " `%s` ", fmt);
             else
@@ -634,7 +634,7 @@ check_conf5(char *probs, size_t cap)
                 problem(probs, cap, "docs/ringsocks.conf.5: %s: '%s' lacks '%s'", r->key, head,
                         want);
         }
-        if (r->kind != OPTIONS_RULES) {
+        if (!options_file_only(r)) {
             if (options_format(r, &d, fmt, sizeof(fmt)))
                 snprintf(want, sizeof(want), "; default %s;", fmt);
             else
@@ -659,7 +659,7 @@ check_man8(char *probs, size_t cap)
     char entry[8192], want[512], dashed_key[64], esc[128];
     for (size_t i = 0; i < options_n_rows; i++) {
         const struct options_row *r = &options_rows[i];
-        if (r->kind == OPTIONS_RULES)
+        if (options_file_only(r))
             continue;
         dash(r->key, dashed_key, sizeof(dashed_key));
         size_t o = 0;

@@ -70,7 +70,7 @@ test_greeting_and_auth(void **state)
     assert_memory_equal(out, "\x05\x01\x00", 3);
     assert_int_equal(socks_greeting(out, &user), 4);
     assert_memory_equal(out, "\x05\x02\x00\x02", 4);
-    assert_int_equal(socks_auth_request(out, &user), 1 + 1 + 5 + 1 + 6);
+    assert_int_equal(socks_auth_request(out, &user, NULL), 1 + 1 + 5 + 1 + 6);
     assert_memory_equal(out,
                         "\x01\x05"
                         "alice"
@@ -363,6 +363,22 @@ test_pattern(void **state)
     wire[2] = 'S';
     wire[1] = 'x';
     assert_int_equal(pattern_hdr_decode(&g, wire), -EPROTO);
+
+    /* The session key: carried only with its flag; unknown flags and a stray key refused. */
+    h.flags = PATTERN_F_KEY;
+    h.key = 199;
+    pattern_hdr_encode(wire, &h);
+    assert_int_equal(pattern_hdr_decode(&g, wire), 0);
+    assert_int_equal(g.flags, PATTERN_F_KEY);
+    assert_int_equal(g.key, 199);
+    wire[3] = 0;
+    assert_int_equal(pattern_hdr_decode(&g, wire), -EPROTO);
+    wire[3] = PATTERN_F_KEY | 2;
+    assert_int_equal(pattern_hdr_decode(&g, wire), -EPROTO);
+    h.flags = 0; /* no flag: the key is not sent */
+    pattern_hdr_encode(wire, &h);
+    assert_int_equal(pattern_hdr_decode(&g, wire), 0);
+    assert_int_equal(g.key, 0);
 }
 
 int

@@ -46,6 +46,7 @@ struct tun {
     bool ending;   /* throughput up: stop sending, then shutdown(SHUT_WR) and read the report */
     bool timer_on; /* a CLIENT_OP_TIMER is pending */
     uint32_t seed;
+    uint64_t num;   /* the tunnel's number n for the --user template */
     uint64_t t0;    /* socket() time */
     uint64_t t_msg; /* send time of the current round */
     uint8_t hs[HS_MAX];
@@ -76,6 +77,7 @@ struct worker {
     uint64_t count_left;
     uint64_t byte_budget; /* throughput --count: bytes per tunnel */
     uint32_t seed_next;
+    uint64_t num_next; /* index, index + threads, ...: unique over the run's workers */
 };
 
 static void tun_close(struct tun *t, bool rst);
@@ -250,6 +252,8 @@ tun_spawn(struct worker *w)
     t->t0 = stats_now_ns();
     t->seed = w->seed_next;
     w->seed_next += 7919;
+    t->num = w->num_next;
+    w->num_next += o->threads;
     t->rcap = o->mode == MODE_THROUGHPUT ? RBUF_BULK : RBUF_SMALL;
     t->rbuf = malloc(t->rcap);
     t->fd = socket(o->proxy_sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -316,6 +320,11 @@ run_start(struct tun *t, const struct sockaddr_storage *bnd)
     struct worker *w = t->w;
     const struct opts *o = w->o;
     struct pattern_hdr h = {.seed = t->seed};
+
+    if (o->has_tpl && o->tpl.has_key) {
+        h.flags = PATTERN_F_KEY;
+        h.key = usertpl_key(&o->tpl, t->num);
+    }
 
     stats_add(&w->ctl->st.tunnels, 1);
     t->state = ST_RUN;
@@ -459,8 +468,13 @@ on_handshake_data(struct tun *t)
     case ST_METHOD:
         if (code == 0x00)
             return hs_request(t);
-        if (code == 0x02 && o->proxy.has_user)
-            return hs_message(t, socks_auth_request(t->hs, &o->proxy), ST_AUTH);
+        if (code == 0x02 && o->proxy.has_user) {
+            char name[URL_FIELD_MAX + 1];
+            if (o->has_tpl)
+                usertpl_expand(&o->tpl, t->num, name);
+            return hs_message(t, socks_auth_request(t->hs, &o->proxy, o->has_tpl ? name : NULL),
+                              ST_AUTH);
+        }
         return tun_fail(t, STATS_E_AUTH);
     case ST_AUTH:
         if (code != 0)
@@ -711,6 +725,7 @@ client_worker(void *arg)
     w.hold_ts.tv_nsec = (long long)(hold_ns % 1000000000u);
     w.count_left = ctl->count;
     w.seed_next = ctl->index * 1000003u + 17;
+    w.num_next = ctl->index;
     if (o->mode == MODE_THROUGHPUT && ctl->count && ctl->conns)
         w.byte_budget = ctl->count / ctl->conns + 1;
     p.cq_entries = RING_ENTRIES * 4;

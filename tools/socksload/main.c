@@ -44,6 +44,10 @@ static const char usage_text[] =
     "options:\n"
     "  --proxy URL          socks4|socks4a|socks5|socks5h://[user[:pass]@]HOST[:PORT]\n"
     "                       (default port 1080; HOST: IPv4, [IPv6] or localhost)\n"
+    "  --user TEMPLATE      SOCKS5 user name of each tunnel (RFC 1929; the password is the\n"
+    "                       URL's, empty without one): {n} is the tunnel's number (0, 1, ...\n"
+    "                       over all threads), {n%K} that number mod K, so K session names\n"
+    "                       repeat; {{ and }} are braces. E.g. 'alice-session-{n%200}'\n"
     "  --target HOST[:PORT] target as named to the proxy; without PORT (or without the\n"
     "                       option) the embedded target is started on 127.0.0.1, a free port.\n"
     "                       A name goes to the proxy as a name with socks5h/socks4a; socksload\n"
@@ -71,6 +75,9 @@ static const char usage_text[] =
     "  --allow-nonlocal     allow proxy, target and UDP relay addresses outside 127.0.0.0/8\n"
     "                       and ::1 (and target names other than localhost). Off by default so\n"
     "                       that a typo never aims load at someone else's machine\n"
+    "the embedded target (and serve, at its end) reports the source address of every target\n"
+    "connection and UDP datagram: distinct addresses and, with a {n} template, per session\n"
+    "key (at most 1M distinct address-session pairs are kept, 48 MiB; past that, lower bounds)\n"
     "numbers are whole, with an optional K, M or G suffix (x1024); one out of range is bad\n"
     "usage. The embedded target's own finds (an upload it verified and reset) count once, in\n"
     "data_mismatch, and also show as target_mismatches\n"
@@ -195,8 +202,34 @@ latency_str(enum mode m)
     }
 }
 
+static void
+print_sources_table(const struct sources_summary *m)
+{
+    printf("sources     %" PRIu64 " distinct address%s (%" PRIu64 " connections and datagrams)",
+           m->addresses, m->addresses == 1 ? "" : "es", m->seen);
+    if (m->sessions)
+        printf("; sessions %" PRIu64 ", with one address each %" PRIu64
+               ", most addresses for one session %" PRIu64,
+               m->sessions, m->sessions_one, m->max_per_session);
+    printf("\n");
+    if (m->dropped)
+        printf("            %" PRIu64 " new address-session pairs past the %u kept: the figures "
+               "are lower bounds\n",
+               m->dropped, SOURCES_MAX);
+}
+
+static void
+print_sources_json(const struct sources_summary *m)
+{
+    printf("\"sources\":{\"seen\":%" PRIu64 ",\"addresses\":%" PRIu64 ",\"sessions\":%" PRIu64
+           ",\"sessions_one_address\":%" PRIu64 ",\"max_addresses_per_session\":%" PRIu64
+           ",\"dropped\":%" PRIu64 "}",
+           m->seen, m->addresses, m->sessions, m->sessions_one, m->max_per_session, m->dropped);
+}
+
 static int
-serve(const char *host, uint16_t port, unsigned threads, bool allow_nonlocal, bool socks5)
+serve(const char *host, uint16_t port, unsigned threads, bool allow_nonlocal, bool socks5,
+      bool json)
 {
     struct target *tg;
     struct sockaddr_storage ss;
@@ -219,7 +252,18 @@ serve(const char *host, uint16_t port, unsigned threads, bool allow_nonlocal, bo
     while (!main_signalled)
         pause();
     target_stop(tg);
-    return 0;
+    struct sources_summary m;
+    rc = target_sources(tg, &m);
+    if (json) {
+        printf("{");
+        print_sources_json(&m);
+        printf("}\n");
+    } else {
+        print_sources_table(&m);
+    }
+    fflush(stdout);
+    target_free(tg);
+    return rc < 0 ? 1 : 0;
 }
 
 /* Sets o->dest from the --target host (and port) after the safety rules. */
@@ -314,7 +358,8 @@ json_str(const char *s)
 }
 
 static void
-print_json(const struct opts *o, const struct stats *s, double secs, uint64_t target_mm)
+print_json(const struct opts *o, const struct stats *s, double secs, uint64_t target_mm,
+           const struct sources_summary *m)
 {
     const char *sep = "";
     char proxy[2 * URL_FIELD_MAX + 64];
@@ -342,6 +387,10 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
            (double)stats_percentile(s->hist, 0.99) / 1e3, (double)stats_max(s->hist) / 1e3);
     /* Of errors.data_mismatch, those the embedded target found (uploads it reset). */
     printf(",\"target_mismatches\":%" PRIu64, target_mm);
+    if (m) {
+        printf(",");
+        print_sources_json(m);
+    }
     printf(",\"errors\":{\"total\":%" PRIu64, stats_errors(s));
     for (int e = 0; e < STATS_E_N; e++)
         printf(",\"%s\":%" PRIu64, stats_err_str(e), s->err[e]);
@@ -356,7 +405,8 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
 }
 
 static void
-print_table(const struct opts *o, const struct stats *s, double secs, uint64_t target_mm)
+print_table(const struct opts *o, const struct stats *s, double secs, uint64_t target_mm,
+            const struct sources_summary *m)
 {
     char a[32], b[32], c[32], d[32];
 
@@ -388,6 +438,8 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
         printf("            %" PRIu64 " of the data mismatches found by the embedded target "
                "(uploads it reset)\n",
                target_mm);
+    if (m)
+        print_sources_table(m);
 }
 
 int
@@ -414,6 +466,7 @@ main(int argc, char **argv)
         {"port", required_argument, NULL, 'P'},
         {"host", required_argument, NULL, 'h'},
         {"socks5", no_argument, NULL, '5'},
+        {"user", required_argument, NULL, 'u'},
         {"help", no_argument, NULL, '?' + 256},
         {0, 0, 0, 0},
     };
@@ -425,7 +478,7 @@ main(int argc, char **argv)
                      .response = 64,
                      .size = 64,
                      .window = 8};
-    const char *proxy = NULL, *target = NULL, *host = "127.0.0.1";
+    const char *proxy = NULL, *target = NULL, *host = "127.0.0.1", *user = NULL;
     unsigned target_threads = 1, serve_port = 0;
     bool have_duration = false, have_tunnels = false, socks5 = false;
     char err[300];
@@ -522,6 +575,9 @@ main(int argc, char **argv)
         case '5':
             socks5 = true;
             break;
+        case 'u':
+            user = optarg;
+            break;
         case '?' + 256:
             fputs(usage_text, stdout);
             return 0;
@@ -541,7 +597,7 @@ main(int argc, char **argv)
     pattern_init();
 
     if (o.mode == MODE_SERVE)
-        return serve(host, (uint16_t)serve_port, o.threads, o.allow_nonlocal, socks5);
+        return serve(host, (uint16_t)serve_port, o.threads, o.allow_nonlocal, socks5, o.json);
 
     /* The proxy. */
     if (!proxy)
@@ -555,6 +611,15 @@ main(int argc, char **argv)
         die_usage("proxy %s is not loopback (--allow-nonlocal to permit)", o.proxy.host);
     if (o.mode == MODE_UDP && (o.proxy.scheme == URL_SOCKS4 || o.proxy.scheme == URL_SOCKS4A))
         die_usage("%s", "udp mode needs SOCKS5 (UDP ASSOCIATE)");
+    if (user) {
+        if (o.proxy.scheme == URL_SOCKS4 || o.proxy.scheme == URL_SOCKS4A)
+            die_usage("%s", "--user needs SOCKS5 (RFC 1929)");
+        if (usertpl_parse(&o.tpl, user, err, sizeof(err)) < 0)
+            die_usage("--user: %s", err);
+        o.has_tpl = true;
+        o.proxy.has_user = true;                 /* the greeting offers username/password */
+        usertpl_expand(&o.tpl, 0, o.proxy.user); /* what the report names */
+    }
 
     /* Sizes and counts. */
     if (!have_tunnels)
@@ -678,10 +743,13 @@ main(int argc, char **argv)
     /* The target's mismatches count once: the client did not count the reset each caused
      * (target_claim). */
     uint64_t target_mm = 0;
+    struct sources_summary srcs, *m = NULL;
     if (tg) {
         target_mm = target_mismatches(tg);
         sum.err[STATS_E_MISMATCH] += target_mm;
         target_stop(tg);
+        if (target_sources(tg, &srcs) == 0)
+            m = &srcs;
     }
     /* Streams are measured over the requested time, the rest until the last unit ended. */
     if (o.mode == MODE_THROUGHPUT && end > stop)
@@ -690,9 +758,11 @@ main(int argc, char **argv)
     if (secs <= 0)
         secs = 1e-9;
     if (o.json)
-        print_json(&o, &sum, secs, target_mm);
+        print_json(&o, &sum, secs, target_mm, m);
     else
-        print_table(&o, &sum, secs, target_mm);
+        print_table(&o, &sum, secs, target_mm, m);
+    if (tg)
+        target_free(tg);
     free(now);
     free(prev);
     free(tids);

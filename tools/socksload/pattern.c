@@ -61,16 +61,17 @@ pattern_hdr_encode(uint8_t *out, const struct pattern_hdr *h)
     out[0] = 's';
     out[1] = 'l';
     out[2] = h->mode;
-    out[3] = 0;
+    out[3] = h->flags;
     put32(out + 4, h->seed);
     put32(out + 8, h->a);
     put32(out + 12, h->b);
+    put32(out + 16, h->flags & PATTERN_F_KEY ? h->key : 0);
 }
 
 int
 pattern_hdr_decode(struct pattern_hdr *h, const uint8_t *in)
 {
-    if (in[0] != 's' || in[1] != 'l' || in[3] != 0)
+    if (in[0] != 's' || in[1] != 'l' || (in[3] & ~PATTERN_F_KEY) != 0)
         return -EPROTO;
     if (!strchr("SKBEQ", in[2]) || in[2] == 0)
         return -EPROTO;
@@ -78,5 +79,9 @@ pattern_hdr_decode(struct pattern_hdr *h, const uint8_t *in)
     h->seed = get32(in + 4);
     h->a = get32(in + 8);
     h->b = get32(in + 12);
+    h->flags = in[3];
+    h->key = get32(in + 16);
+    if (!(h->flags & PATTERN_F_KEY) && h->key != 0)
+        return -EPROTO;
     return 0;
 }

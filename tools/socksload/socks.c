@@ -33,14 +33,15 @@ socks_greeting(uint8_t *out, const struct url *u)
 }
 
 size_t
-socks_auth_request(uint8_t *out, const struct url *u)
+socks_auth_request(uint8_t *out, const struct url *u, const char *user)
 {
     /* RFC 1929 section 2: VER=1 ULEN UNAME PLEN PASSWD */
-    size_t ul = strlen(u->user), pl = strlen(u->pass), n = 0;
+    const char *name = user ? user : u->user;
+    size_t ul = strlen(name), pl = strlen(u->pass), n = 0;
 
     out[n++] = 1;
     out[n++] = (uint8_t)ul;
-    memcpy(out + n, u->user, ul);
+    memcpy(out + n, name, ul);
     n += ul;
     out[n++] = (uint8_t)pl;
     memcpy(out + n, u->pass, pl);

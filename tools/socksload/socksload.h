@@ -6,6 +6,8 @@
  *   socks.c   client side of SOCKS4/4a/5 and RFC 1929: encode requests, parse replies; and
  *             the SOCKS5 greeting and request parsers of the target's front (pure)
  *   pattern.c the deterministic byte pattern and the target protocol header (pure after init)
+ *   usertpl.c the --user template: a user name and session key per tunnel (pure)
+ *   sources.c the target's record of source addresses per session key, bounded (pure)
  *   stats.c   per-worker counters and latency histogram; progress line, table, JSON
  *   target.c  sink/source/echo/request-response TCP server and UDP echo (embedded or `serve`),
  *             optionally behind its own SOCKS5 front (`serve --socks5`)
@@ -80,7 +82,8 @@ struct socks_dest {
 
 /* Encoders write into out (at least 600 bytes) and return the length. */
 size_t socks_greeting(uint8_t *out, const struct url *u);
-size_t socks_auth_request(uint8_t *out, const struct url *u);
+/* user: the name to send (at most URL_FIELD_MAX bytes), NULL for the URL's. */
+size_t socks_auth_request(uint8_t *out, const struct url *u, const char *user);
 size_t socks_request(uint8_t *out, const struct url *u, uint8_t cmd, const struct socks_dest *d);
 /* The SOCKS5 UDP request header (RFC 1928 section 7) for d; returns its length. */
 size_t socks_udp_header(uint8_t *out, const struct socks_dest *d);
@@ -110,7 +113,10 @@ ssize_t socks_parse_request(const uint8_t *p, size_t len, int *cmd);
 #define PATTERN_CHUNK (256 * 1024)
 
 /* Target protocol: the first PATTERN_HDR_LEN bytes the client sends after the tunnel is up.
- *   [0]='s' [1]='l' [2]=mode [3]=0 [4..8) seed [8..12) a [12..16) b (little endian)
+ *   [0]='s' [1]='l' [2]=mode [3]=flags [4..8) seed [8..12) a [12..16) b [16..20) key
+ *   (little endian). flags: PATTERN_F_KEY, the tunnel's session key is in key (the --user
+ *   template's number); the target records its source address under it (sources.c).
+ *   Other flag bits must be 0; without PATTERN_F_KEY, key must be 0.
  * Modes:
  *   'S' source: stream the pattern until the client goes away.
  *   'K' sink:   read and verify the pattern; on the client's EOF answer PATTERN_REPORT_LEN
@@ -123,14 +129,17 @@ ssize_t socks_parse_request(const uint8_t *p, size_t len, int *cmd);
  * offers method 0 answered 05 00, then a CONNECT with any ATYP answered 05 00 00 01 0.0.0.0:0
  * (the destination is never connected to); then the header, as above. Anything else (no
  * method 0, another command such as UDP ASSOCIATE, a malformed message) is closed with RST. */
-#define PATTERN_HDR_LEN    16
+#define PATTERN_HDR_LEN    20
 #define PATTERN_REPORT_LEN 9
+#define PATTERN_F_KEY      1
 
 struct pattern_hdr {
     uint8_t mode;
+    uint8_t flags;
     uint32_t seed;
     uint32_t a;
     uint32_t b;
+    uint32_t key;
 };
 
 void pattern_init(void); /* before any thread starts */
@@ -140,6 +149,59 @@ const uint8_t *pattern_at(uint32_t seed, uint64_t off);
 bool pattern_check(uint32_t seed, uint64_t off, const uint8_t *p, size_t n);
 void pattern_hdr_encode(uint8_t *out, const struct pattern_hdr *h);
 int pattern_hdr_decode(struct pattern_hdr *h, const uint8_t *in);
+
+/* ---- usertpl.c ---- */
+/* A user name template: literal text with at most one {n} (the tunnel's number n, written as
+ * n mod 2^32) or {n%K} (n mod K, K 1..USERTPL_MOD_MAX); {{ and }} are literal braces. The
+ * number written is the tunnel's session key. */
+#define USERTPL_MOD_MAX 4294967295ull
+
+struct usertpl {
+    bool has_key;                 /* a {n} or {n%K} is in it */
+    uint64_t mod;                 /* K, 0 for {n} */
+    char pre[URL_FIELD_MAX + 1];  /* text before the number (all of it without one) */
+    char post[URL_FIELD_MAX + 1]; /* text after it */
+    size_t pre_len, post_len;
+};
+
+/* Returns 0, or -EINVAL with a message in err: a brace that is no {n}, {n%K}, {{ or }}; a
+ * second number; K out of range; an expansion that could exceed URL_FIELD_MAX bytes; empty. */
+int usertpl_parse(struct usertpl *t, const char *s, char *err, size_t errlen);
+/* The session key of tunnel n: n % K, or n mod 2^32 for {n}. */
+uint32_t usertpl_key(const struct usertpl *t, uint64_t n);
+/* Writes the name of tunnel n to out (URL_FIELD_MAX + 1 bytes); returns its length. */
+size_t usertpl_expand(const struct usertpl *t, uint64_t n, char *out);
+
+/* ---- sources.c ---- */
+/* At most this many distinct (address, session key) pairs are kept: 24 bytes each in a table
+ * at most twice as large (48 MiB). */
+#define SOURCES_MAX (1u << 20)
+
+struct sources_entry;
+struct sources {
+    struct sources_entry *tab;
+    size_t cap, n;
+    uint64_t seen;    /* every address added, new or not */
+    uint64_t dropped; /* new pairs not kept: the table was full (or out of memory) */
+};
+
+struct sources_summary {
+    uint64_t seen;            /* connections and datagrams recorded */
+    uint64_t pairs;           /* distinct (address, key) pairs kept */
+    uint64_t dropped;         /* > 0: the figures below are lower bounds */
+    uint64_t addresses;       /* distinct source addresses */
+    uint64_t sessions;        /* distinct session keys */
+    uint64_t sessions_one;    /* session keys seen from exactly one address */
+    uint64_t max_per_session; /* most addresses for one session key */
+};
+
+/* A zeroed struct sources is empty. Adds a source address (AF_INET or AF_INET6; IPv4 counts
+ * as its IPv4-mapped IPv6 address) under key when has_key. Returns 1 new pair, 0 known,
+ * -ENOSPC / -ENOMEM not kept (counted in dropped), -EAFNOSUPPORT. */
+int sources_add(struct sources *s, const struct sockaddr *sa, bool has_key, uint32_t key);
+/* Fills out; -ENOMEM (out then has only seen, pairs and dropped). */
+int sources_summarize(const struct sources *s, struct sources_summary *out);
+void sources_free(struct sources *s);
 
 /* ---- stats.c ---- */
 enum stats_err {
@@ -206,6 +268,8 @@ struct opts {
     unsigned window;   /* udp datagrams in flight per association */
     bool json;
     bool allow_nonlocal;
+    bool has_tpl; /* --user: the RFC 1929 name of each tunnel from tpl */
+    struct usertpl tpl;
     struct target *target; /* the embedded target, or NULL (see target_claim) */
 };
 
@@ -277,6 +341,12 @@ uint64_t target_mismatches(const struct target *t);
  * target_mismatches. Remembers the last TARGET_CLAIMS such connections. Thread-safe. */
 #define TARGET_CLAIMS 4096
 bool target_claim(struct target *t, uint32_t seed);
+/* Stops the threads; then the source addresses seen (summary) can still be read, until
+ * target_free. */
 void target_stop(struct target *t);
+/* The source address of every connection that sent a target header and of every UDP datagram,
+ * under the header's session key. Call after target_stop. Returns sources_summarize's. */
+int target_sources(const struct target *t, struct sources_summary *out);
+void target_free(struct target *t);
 
 #endif

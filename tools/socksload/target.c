@@ -9,8 +9,9 @@
  * same listening socket) and their connections. Runs embedded (started by main.c) or as
  * `socksload serve`. Must never connect anywhere: it only answers.
  * The only state shared between its threads is the mismatch counter (atomic), the stop
- * flag and the record of connections reset for a mismatch (under claim_mu; the client's
- * workers read it through target_claim).
+ * flag, the record of connections reset for a mismatch (under claim_mu; the client's
+ * workers read it through target_claim) and the source addresses seen (under src_mu: one
+ * uncontended lock and a hash probe per connection and per datagram).
  */
 #include "socksload.h"
 
@@ -90,6 +91,8 @@ struct target {
     pthread_mutex_t claim_mu;
     uint64_t claims[TARGET_CLAIMS]; /* seed | CLAIM_VALID, a ring of the latest */
     unsigned claim_next;
+    pthread_mutex_t src_mu;
+    struct sources src;
 };
 
 #define CLAIM_VALID (1ull << 32)
@@ -248,6 +251,25 @@ t_mismatch(struct target *tg, uint32_t seed)
 }
 
 static void
+t_record(struct target *tg, const struct sockaddr *sa, bool has_key, uint32_t key)
+{
+    pthread_mutex_lock(&tg->src_mu);
+    sources_add(&tg->src, sa, has_key, key);
+    pthread_mutex_unlock(&tg->src_mu);
+}
+
+/* The connection's source address, under the header's session key, once the header is in. */
+static void
+t_record_conn(struct tconn *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+
+    if (getpeername(c->fd, (struct sockaddr *)&ss, &len) == 0)
+        t_record(c->th->tg, (struct sockaddr *)&ss, c->h.flags & PATTERN_F_KEY, c->h.key);
+}
+
+static void
 t_front_reply(struct tconn *c, const uint8_t *p, size_t n)
 {
     memcpy(c->frep + c->frep_len, p, n);
@@ -324,6 +346,7 @@ t_on_recv(struct tconn *c, int res)
         if (pattern_hdr_decode(&c->h, c->hb) < 0)
             return t_close(c, true);
         c->hdr_done = true;
+        t_record_conn(c);
         return t_start(c);
     }
     switch (c->h.mode) {
@@ -463,6 +486,7 @@ t_thread(void *arg)
                     t_udp_recv(th, s);
                     continue;
                 }
+                t_record(th->tg, (struct sockaddr *)&s->from, false, 0);
                 struct io_uring_sqe *sqe = t_sqe(th);
                 s->iov.iov_len = (size_t)res;
                 io_uring_prep_sendmsg(sqe, th->tg->ufd, &s->mh, 0);
@@ -521,6 +545,7 @@ target_start(struct target **out, const char *host, uint16_t port, unsigned thre
     tg->lfd = tg->ufd = -1;
     tg->socks5 = socks5;
     pthread_mutex_init(&tg->claim_mu, NULL);
+    pthread_mutex_init(&tg->src_mu, NULL);
     /* Port 0: take the TCP port the kernel picks and the same UDP port; retry on a clash. */
     for (tries = 0; tries < 20; tries++) {
         rc = t_bind(SOCK_STREAM, &ss, len);
@@ -611,7 +636,20 @@ target_stop(struct target *t)
         pthread_join(t->th[i].tid, NULL);
     close(t->lfd);
     close(t->ufd);
+}
+
+int
+target_sources(const struct target *t, struct sources_summary *out)
+{
+    return sources_summarize(&t->src, out);
+}
+
+void
+target_free(struct target *t)
+{
     pthread_mutex_destroy(&t->claim_mu);
+    pthread_mutex_destroy(&t->src_mu);
+    sources_free(&t->src);
     free(t->th);
     free(t);
 }

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# bench/macro/scrape.sh ROUND OUT - the scraping figure of the macro benchmark: short tunnels
+# per second to ONE target address and port, for SCRAPE_SECONDS, side by side:
+#   scrape-pool    through ringsocks with egress = ["2001:db8:1::/64"]: every tunnel leaves
+#                  from a random address of the /64 (needs issue #11's egress pools; skipped,
+#                  with the reason, while `ringsocks -t` rejects the key)
+#   scrape-single  through ringsocks with no pool: one source address, so the proxy's
+#                  outgoing connections share ~28k ephemeral ports, held 60 s in TIME_WAIT
+#   scrape-direct  no proxy: `socksload serve --socks5` answers the handshake itself
+# Each variant gets two fresh network namespaces made here (ip netns), joined by a veth pair:
+#   proxy side  2001:db8::1/64, the /64 routed as local (ip -6 route add local ... dev lo);
+#               the client (socksload connrate) and ringsocks run here
+#   target side 2001:db8::2/64, a route to the /64 via 2001:db8::1; `socksload serve`
+#               records the source address of every target connection
+# Documentation prefixes only. Every process is started here and stopped by its PID; the
+# namespaces are deleted at the end. Appends "server metric round value errors" rows to OUT:
+# scrape_rate (tunnels/s), scrape_success_pct, scrape_p99_us, scrape_addrs (distinct
+# source addresses the target saw); the errors column is socksload's error count.
+# Environment (from run.sh): SCRAPE_SECONDS SCRAPE_WORKERS SCRAPE_THREADS SCRAPE_VARIANTS
+# TIMEOUT TMPROOT.
+set -euo pipefail
+
+# shellcheck source=bench/macro/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+ROUND=$1
+OUT=$2
+SECS=${SCRAPE_SECONDS:-60}
+WORKERS=${SCRAPE_WORKERS:-64}
+THREADS=${SCRAPE_THREADS:-2}
+VARIANTS=${SCRAPE_VARIANTS:-"direct single pool"}
+TIMEOUT=${TIMEOUT:-5}
+POOL=2001:db8:1::/64
+PADDR=2001:db8::1
+TADDR=2001:db8::2
+TPORT=19000
+PPORT=1080
+DIR="${TMPROOT:-/tmp}/scrape-r$ROUND"
+mkdir -p "$DIR"
+NS_P="rsscrape-$$-p"
+NS_T="rsscrape-$$-t"
+PIDS=()
+
+slog() {
+    log "round $ROUND scrape-$V: $*"
+}
+
+row() {
+    printf 'scrape-%s\t%s\t%s\t%s\t%s\n' "$V" "$1" "$ROUND" "$2" "${3:-0}" >>"$OUT"
+}
+
+netns_down() {
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_tree "${PIDS[i]}"; done
+    PIDS=()
+    ip netns del "$NS_P" 2>/dev/null || true
+    ip netns del "$NS_T" 2>/dev/null || true
+}
+trap netns_down EXIT
+
+netns_up() {
+    local vp="rsp$$" vt="rst$$"
+    ip netns add "$NS_P"
+    ip netns add "$NS_T"
+    ip link add "${vp:0:15}" type veth peer name "${vt:0:15}"
+    ip link set "${vp:0:15}" netns "$NS_P"
+    ip link set "${vt:0:15}" netns "$NS_T"
+    ip -n "$NS_P" link set lo up
+    ip -n "$NS_T" link set lo up
+    ip -n "$NS_P" addr add "$PADDR/64" dev "${vp:0:15}" nodad
+    ip -n "$NS_T" addr add "$TADDR/64" dev "${vt:0:15}" nodad
+    ip -n "$NS_P" link set "${vp:0:15}" up
+    ip -n "$NS_T" link set "${vt:0:15}" up
+    # Any address of the /64 is the proxy's own (IPV6_FREEBIND binds it unconfigured).
+    ip -n "$NS_P" -6 route add local "$POOL" dev lo
+    ip -n "$NS_T" -6 route add "$POOL" via "$PADDR"
+}
+
+# wait_port NS PORT PID: until something listens on PORT in NS, as long as PID lives; 10 s.
+wait_port() {
+    for _ in $(seq 1 200); do
+        kill -0 "$3" 2>/dev/null || return 1
+        [ -n "$(ip netns exec "$1" ss -Hltn "sport = :$2" 2>/dev/null)" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# start NS PORT LOG WHAT CMD...: CMD in NS, stdout to LOG, stderr to LOG.err, until it listens
+# on PORT; its PID in STARTED (and PIDS). On failure logs why and returns 1.
+start() {
+    local ns=$1 port=$2 out=$3 what=$4
+    shift 4
+    ip netns exec "$ns" "$@" >"$out" 2>"$out.err" &
+    STARTED=$!
+    PIDS+=("$STARTED")
+    wait_port "$ns" "$port" "$STARTED" && return 0
+    slog "$what did not start: $(head -c 300 "$out.err")"
+    return 1
+}
+
+na() {
+    local m
+    for m in scrape_rate scrape_success_pct scrape_p99_us scrape_addrs; do row "$m" "$1" "${2:-NA}"; done
+}
+
+variant() {
+    local conf="$DIR/$V.conf" proxy target tpid rc=0 limit
+    local -a serve=("$SOCKSLOAD" serve --host "$TADDR" --port "$TPORT" --threads 2
+        --allow-nonlocal --json)
+    cat >"$conf" <<CONF
+listen = ["[$PADDR]:$PPORT"];
+shards = 2;
+rules = ( { action = "allow"; from = ["$PADDR"]; to = ["$TADDR"]; ports = [$TPORT]; commands = ["connect"]; } );
+CONF
+    case $V in
+    pool) echo "egress = [\"$POOL\"];" >>"$conf" ;;
+    single) ;;
+    direct) serve+=(--socks5) ;;
+    *) slog "unknown variant (direct single pool)"; return 0 ;;
+    esac
+    if [ "$V" != direct ] && ! "$RINGSOCKS" -t -c "$conf" >"$DIR/$V.check" 2>&1; then
+        slog "skipped: ringsocks -t rejects the configuration: $(tr '\n' ' ' <"$DIR/$V.check")"
+        na skip 0
+        return 0
+    fi
+    netns_up
+    if ! start "$NS_T" "$TPORT" "$DIR/$V.target.json" "the target" "${serve[@]}"; then
+        na NA
+        netns_down
+        return 0
+    fi
+    tpid=$STARTED
+    if [ "$V" = direct ]; then
+        proxy="socks5://[$TADDR]:$TPORT"
+    else
+        if ! start "$NS_P" "$PPORT" "$DIR/$V.proxy.log" ringsocks \
+            "$RINGSOCKS" -c "$conf" --admin off --access-log off; then
+            na NA
+            netns_down
+            return 0
+        fi
+        proxy="socks5://[$PADDR]:$PPORT"
+    fi
+    target="[$TADDR]:$TPORT"
+    limit=$(awk -v s="$SECS" -v t="$TIMEOUT" 'BEGIN { printf "%d", s + 3 * t + 30 }')
+    slog "connrate --workers $WORKERS for $SECS s"
+    timeout -k 5 "$limit" ip netns exec "$NS_P" "$SOCKSLOAD" connrate --proxy "$proxy" \
+        --target "$target" --allow-nonlocal --workers "$WORKERS" --threads "$THREADS" \
+        --duration "$SECS" --timeout "$TIMEOUT" --json >"$DIR/$V.json" 2>"$DIR/$V.err" || rc=$?
+    # The target reports its source addresses when it stops (SIGTERM).
+    stop_tree "$tpid"
+    ip netns exec "$NS_P" ss -Htan state time-wait 2>/dev/null | wc -l >"$DIR/$V.timewait" || true
+    netns_down
+    if ! jq -e .mode "$DIR/$V.json" >/dev/null 2>&1; then
+        slog "socksload gave no result (exit $rc): $(head -c 300 "$DIR/$V.err" | tr '\n' ' ')"
+        na NA
+        return 0
+    fi
+    local units errs rate p99 addrs ok
+    units=$(jnum "$DIR/$V.json" .units)
+    errs=$(jnum "$DIR/$V.json" .errors.total)
+    rate=$(jnum "$DIR/$V.json" .rate)
+    p99=$(jnum "$DIR/$V.json" .latency_us.p99)
+    addrs=$(jnum "$DIR/$V.target.json" .sources.addresses)
+    ok=$(calc "100 * $units / ($units + $errs)")
+    [ "$errs" = 0 ] || slog "$errs errors: $(jq -c '.errors | with_entries(select(.value != 0 and .value != {}))' "$DIR/$V.json")"
+    slog "$rate tunnels/s, success $ok %, $addrs source addresses, TIME_WAIT at the end $(cat "$DIR/$V.timewait")"
+    row scrape_rate "$rate" "$errs"
+    row scrape_success_pct "$ok" "$errs"
+    row scrape_p99_us "$p99" "$errs"
+    row scrape_addrs "$addrs" "$errs"
+}
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+read -r -a vs <<<"$VARIANTS"
+n=${#vs[@]}
+for ((i = 0; i < n; i++)); do
+    V=${vs[$(((i + ROUND - 1) % n))]}
+    variant
+done

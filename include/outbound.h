@@ -1,0 +1,47 @@
+/*
+ * outbound.h - a tunnel's outgoing socket as the policy says: its source
+ * address (the user's pool, the admitting rule's, the listener's, the
+ * global one; a session's sticky choice) and the rule's socket settings.
+ * Used by CONNECT (request.c), BIND (bind.c) and UDP ASSOCIATE (udp.c).
+ *
+ * Shard thread only; a few non-blocking syscalls, no allocation.
+ */
+#ifndef RINGSOCKS_OUTBOUND_H
+#define RINGSOCKS_OUTBOUND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "addr.h"
+
+struct shard;
+struct conn;
+struct egress_session;
+
+/* Shard start: seed the shard's generator for random picks. */
+void outbound_seed(struct shard *sh);
+
+/* How the socket will be used. */
+enum outbound_use {
+    OUTBOUND_CONNECT, /* a stream socket about to connect: bound here, TCP settings too */
+    OUTBOUND_LISTEN,  /* a BIND listener: *src is where the caller binds it (its port range) */
+};
+
+/*
+ * Make fd, a fresh socket of family (AF_INET, AF_INET6), leave as the policy
+ * says for c admitted by rule (-1: no rule). *src (may be NULL) gets the
+ * source chosen, port 0 (family 0: none, the kernel chooses). 0,
+ * -EAFNOSUPPORT when the pool in force has no address of family and no
+ * fallback lets the kernel choose, or -errno of the bind or of SO_MARK (the
+ * tunnel must not leave unmarked).
+ */
+int outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
+                     enum outbound_use use, union sockaddr_inx *src);
+
+/*
+ * handshake: c->user for an authenticated base name and session (id_len 0:
+ * none), allocated; NULL when out of memory. Sets CONN_F_SESSION as needed (conn_session() reads it).
+ */
+char *outbound_user_dup(struct conn *c, const char *base, const struct egress_session *s);
+
+#endif

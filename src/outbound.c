@@ -1,0 +1,176 @@
+/*
+ * outbound.c - a tunnel's outgoing socket as the policy says (outbound.h).
+ *
+ * Shard thread only. The pool in force is the first of: the user's
+ * (users file), the admitting rule's, the listener's, the global one. The
+ * address is drawn from the shard's generator, or, for a session named in
+ * the user name, from a keyed hash of (user, session, TTL, TTL bucket), so
+ * every shard and every node with the same configuration picks the same
+ * address with nothing shared between them.
+ */
+#include "outbound.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "acl.h"
+#include "conn.h"
+#include "egress.h"
+#include "policy.h"
+#include "shard_types.h"
+#include "users.h"
+
+static uint64_t
+rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/* xoshiro256**: fast, good enough to spread tunnels over a prefix; not a secret. */
+static uint64_t
+rng_next(uint64_t s[4])
+{
+    uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return r;
+}
+
+void
+outbound_seed(struct shard *sh)
+{
+    do
+        randombytes_buf(sh->rng, sizeof(sh->rng));
+    while (!(sh->rng[0] | sh->rng[1] | sh->rng[2] | sh->rng[3]));
+}
+
+char *
+outbound_user_dup(struct conn *c, const char *base, const struct egress_session *s)
+{
+    if (!s || !s->id_len)
+        return strdup(base);
+    size_t bl = strlen(base);
+    char ttl[16];
+    int tl = snprintf(ttl, sizeof(ttl), "%u", s->ttl_s);
+    char *u = malloc(bl + 1 + s->id_len + 1 + (size_t)tl + 1);
+    if (!u)
+        return NULL;
+    memcpy(u, base, bl + 1);
+    memcpy(u + bl + 1, s->id, s->id_len);
+    u[bl + 1 + s->id_len] = '\0';
+    memcpy(u + bl + 1 + s->id_len + 1, ttl, (size_t)tl + 1);
+    c->flags |= CONN_F_SESSION;
+    return u;
+}
+
+/*
+ * The listener c came in by, if the file gave it settings: its local address
+ * (getsockname, only when some listener has settings) against each, a
+ * wildcard one by port (and, for [::], either family). *local gets the address.
+ */
+static const struct policy_listener *
+listener_of(const struct policy *p, const struct conn *c, union sockaddr_inx *local)
+{
+    if (!p->n_listeners)
+        return NULL;
+    socklen_t len = sizeof(*local);
+    if (getsockname(c->cfd, &local->sa, &len) == -1)
+        return NULL;
+    addr_unmap(local);
+    uint16_t port = addr_port(local);
+    for (unsigned i = 0; i < p->n_listeners; i++) {
+        const struct policy_listener *l = &p->listeners[i];
+        if (addr_port(&l->addr) != port)
+            continue;
+        if (addr_same_ip(&l->addr, local))
+            return l;
+        if (addr_is_any(&l->addr) &&
+            (l->addr.sa.sa_family == local->sa.sa_family || l->addr.sa.sa_family == AF_INET6))
+            return l;
+    }
+    return NULL;
+}
+
+int
+outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
+                 enum outbound_use use, union sockaddr_inx *src)
+{
+    const struct policy *p = sh->pol;
+    const struct egress_rule *er = rule >= 0 ? acl_rule_data(p->acl, rule) : NULL;
+    union sockaddr_inx pick = {0}, local;
+    const struct egress_pool *pool = NULL;
+    bool same = false;
+
+    if (src)
+        memset(src, 0, sizeof(*src));
+    int ret = 0;
+    if (use == OUTBOUND_CONNECT) {
+        ret = egress_sockopts(fd, er, sh->o);
+    } else if (er && er->has_mark) {
+        uint32_t m = er->mark;
+        ret = setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof(m)) == -1 ? -errno : 0;
+    }
+    if (ret < 0)
+        return ret;
+    if (c->user)
+        pool = users_egress(p->users, c->user);
+    if (!pool && er)
+        pool = er->pool;
+    if (!pool) {
+        const struct policy_listener *l = listener_of(p, c, &local);
+        if (l && l->same)
+            same = true;
+        else if (l)
+            pool = l->pool;
+    }
+    if (!pool && !same)
+        pool = p->egress;
+    if (!pool && !same)
+        return 0; /* the kernel chooses, as without egress settings */
+
+    if (same && local.sa.sa_family == family) {
+        pick = local;
+    } else if (!same && egress_pool_has(pool, family)) {
+        uint64_t bits[2];
+        struct egress_session s;
+        if (conn_session(c, &s)) {
+            unsigned ttl = s.ttl_s ? s.ttl_s : p->session_ttl_s;
+            if (ttl > p->session_ttl_max_s)
+                ttl = p->session_ttl_max_s;
+            egress_session_bits(p->session_key, c->user, strlen(c->user), &s, ttl,
+                                c->start_ms / 1000, family, bits);
+        } else {
+            bits[0] = rng_next(sh->rng);
+            bits[1] = rng_next(sh->rng);
+        }
+        egress_pick(pool, family, bits, &pick);
+    } else {
+        bool fallback = er && er->fallback >= 0 ? er->fallback : p->egress_fallback;
+        return fallback ? 0 : -EAFNOSUPPORT;
+    }
+    if (family == AF_INET)
+        pick.v4.sin_port = 0;
+    else
+        pick.v6.sin6_port = 0;
+    if (use == OUTBOUND_LISTEN) {
+        /* The caller binds it, with a port of its range. */
+        int one = 1;
+        if (family == AF_INET6)
+            setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
+        else
+            setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+    } else if ((ret = egress_bind(fd, &pick, true)) < 0) {
+        return ret;
+    }
+    if (src)
+        *src = pick;
+    return 0;
+}
