@@ -89,14 +89,18 @@ one_check format-check make -s --no-print-directory format-check
 one_check install-check make -s --no-print-directory install-check BUILD="$BUILD"
 
 # ---- integration tests
-echo "== integration ($BUILD/ringsocks)"
-slog=""
-log=$(mktemp "${TMPDIR:-/tmp}/ringsocks-run.XXXXXX") || exit 2
-trap 'rm -f "$log" ${slog:+"$slog"}' EXIT
-"$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" "$@" 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
-summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$log" | tail -n 1)
-if [ -n "$summary" ]; then
+# The network-namespace suite (cases_egress.py: namespaces, veth pairs and processes of its
+# own, nothing on the host's network) runs in a second runner alongside the rest; its output
+# is printed after the main runner's and both summaries are added up. EGRESS_PARALLEL=0 runs
+# it after the rest instead.
+add_summary() { # name logfile exit-status
+    local name=$1 file=$2 rc=$3 summary p f s
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed(, [0-9]+ skipped)?$' "$file" | tail -n 1)
+    if [ -z "$summary" ]; then
+        echo "FAIL $name: run.py ended (exit status $rc) without a summary line"
+        failed=$((failed + 1))
+        return
+    fi
     p=$(sed -E 's/^([0-9]+) passed.*/\1/' <<<"$summary")
     f=$(sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$summary")
     s=0
@@ -107,13 +111,35 @@ if [ -n "$summary" ]; then
     failed=$((failed + f))
     skipped=$((skipped + s))
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        echo "FAIL integration: run.py exit status $rc"
+        echo "FAIL $name: run.py exit status $rc"
         failed=$((failed + 1))
     fi
-else
-    echo "FAIL integration: run.py ended (exit status $rc) without a summary line"
-    failed=$((failed + 1))
+}
+slog=""
+log=$(mktemp "${TMPDIR:-/tmp}/ringsocks-run.XXXXXX") || exit 2
+elog=$(mktemp "${TMPDIR:-/tmp}/ringsocks-egress.XXXXXX") || exit 2
+epid=""
+trap '[ -n "$epid" ] && kill "$epid" 2>/dev/null; rm -f "$log" "$elog" ${slog:+"$slog"}' EXIT
+egress=("$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --suite egress "$@")
+if [ "${EGRESS_PARALLEL:-1}" != 0 ]; then
+    "${egress[@]}" >"$elog" 2>&1 &
+    epid=$!
 fi
+echo "== integration ($BUILD/ringsocks)"
+"$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --skip-suite egress "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+add_summary integration "$log" "$rc"
+echo "== integration, egress suite in network namespaces ($BUILD/ringsocks)"
+if [ -n "$epid" ]; then
+    wait "$epid"
+    erc=$?
+    epid=""
+else
+    "${egress[@]}" >"$elog" 2>&1
+    erc=$?
+fi
+cat "$elog"
+add_summary "integration (egress)" "$elog" "$erc"
 
 # ---- socksload: a short run of every mode against the server, data verified.
 # `make all` builds it, so a missing binary is a failure, not a reason to skip.

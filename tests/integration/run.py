@@ -4,6 +4,7 @@ run.py - the ringsocks integration suite.
 
     python3 tests/integration/run.py [--binary build/ringsocks] [-k SUBSTRING]
                                      [--relay auto|splice|copy] [--timeout SEC] [--list]
+                                     [--suite NAME | --skip-suite NAME]
 
 Every test runs under the default relay engine (auto), and the suites whose
 tunnels carry data (relay, robust, limits, bind, clients, protocol) under each
@@ -15,6 +16,11 @@ Each test is bounded (--timeout, default 60 s); what it started is stopped by
 PID and its temp files removed when it ends. The proxy's stderr is checked for
 sanitizer reports after it has been stopped (AddressSanitizer, LeakSanitizer,
 UBSan "runtime error:"); a report fails the test.
+
+--suite egress runs only the tests of cases_egress.py, --skip-suite egress all
+but those (both may be repeated): tests/run.sh runs the network-namespace suite
+(egress) in a runner of its own alongside the rest, since it touches nothing
+the others use.
 
 --peer microsocks runs the suite against microsocks instead, --peer-addr
 HOST:PORT against a SOCKS5 server already running there (e.g. danted): self-
@@ -50,6 +56,7 @@ import cases_control  # noqa: E402,F401
 import cases_security  # noqa: E402,F401
 import cases_admin  # noqa: E402,F401
 import cases_happy  # noqa: E402,F401
+import cases_egress  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")
 # Every test runs under the default engine (auto: copy, then splice for bulk).
@@ -152,6 +159,10 @@ def main():
     ap.add_argument("--peer-addr", default=None, metavar="HOST:PORT",
                     help="self-check against a SOCKS5 server already running there (sets --peer external)")
     ap.add_argument("--list", action="store_true", help="list the selected tests and exit")
+    ap.add_argument("--suite", action="append", default=[], metavar="NAME",
+                    help="run only the tests of cases_NAME.py (repeatable)")
+    ap.add_argument("--skip-suite", action="append", default=[], metavar="NAME",
+                    help="leave out the tests of cases_NAME.py (repeatable)")
     args = ap.parse_args()
 
     H.CONFIG.binary = os.path.abspath(args.binary)
@@ -163,7 +174,14 @@ def main():
     elif args.peer == "external":
         ap.error("--peer external needs --peer-addr HOST:PORT")
     selected = []
+    known = {c.fn.__module__ for c in H.TESTS}
+    for name in args.suite + args.skip_suite:
+        if "cases_" + name not in known:
+            ap.error("no suite %r (known: %s)" % (name, ", ".join(sorted(m[6:] for m in known))))
     for c in H.TESTS:
+        suite = c.fn.__module__[len("cases_"):]
+        if (args.suite and suite not in args.suite) or suite in args.skip_suite:
+            continue
         if args.relay:
             relays = [args.relay]
         elif c.fn.__module__ in ALL_ENGINE_MODULES:
