@@ -93,6 +93,7 @@ struct opts {
      * silently and adds nothing wrongly. */
     struct opts_listen_out {
         struct sockaddr_storage addr;
+        unsigned idx;                 /* its place in listen[] (a port 0 binds at start) */
         char egress[OPTS_EGRESS_LEN]; /* "same" or pool entries */
     } listen_out[OPTS_MAX_LISTEN];
     unsigned n_listen_out;

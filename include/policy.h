@@ -41,6 +41,7 @@ struct policy {
     uint8_t session_key[16];
     struct policy_listener {
         union sockaddr_inx addr; /* as configured: a wildcard matches any address */
+        unsigned idx;            /* its place in the listen list */
         bool same;               /* egress = "same": leave by the address the client reached */
         struct egress_pool *pool;
     } listeners[OPTS_MAX_LISTEN];

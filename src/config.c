@@ -1123,6 +1123,7 @@ listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_
     if (listen_egress(c, eg, lo->egress, sizeof(lo->egress)) < 0)
         return -EINVAL;
     lo->addr = c->o->listen[c->o->n_listen - 1];
+    lo->idx = c->o->n_listen - 1;
     c->o->n_listen_out++;
     return 0;
 }

@@ -77,8 +77,9 @@ outbound_user_dup(struct conn *c, const char *base, const struct egress_session 
  * wildcard one by port (and, for [::], either family). *local gets the address.
  */
 static const struct policy_listener *
-listener_of(const struct policy *p, const struct conn *c, union sockaddr_inx *local)
+listener_of(const struct shard *sh, const struct conn *c, union sockaddr_inx *local)
 {
+    const struct policy *p = sh->pol;
     if (!p->n_listeners)
         return NULL;
     socklen_t len = sizeof(*local);
@@ -88,7 +89,16 @@ listener_of(const struct policy *p, const struct conn *c, union sockaddr_inx *lo
     uint16_t port = addr_port(local);
     for (unsigned i = 0; i < p->n_listeners; i++) {
         const struct policy_listener *l = &p->listeners[i];
-        if (addr_port(&l->addr) != port)
+        uint16_t want = addr_port(&l->addr);
+        /* Port 0: the port this listener was given at start (the same place, same IP). */
+        if (want == 0 && l->idx < sh->o->n_listen) {
+            union sockaddr_inx bound;
+            memcpy(&bound, &sh->o->listen[l->idx], sizeof(bound));
+            addr_unmap(&bound);
+            if (addr_same_ip(&bound, &l->addr) || (addr_is_any(&bound) && addr_is_any(&l->addr)))
+                want = addr_port(&bound);
+        }
+        if (want != port)
             continue;
         if (addr_same_ip(&l->addr, local))
             return l;
@@ -119,7 +129,7 @@ choose(struct shard *sh, struct conn *c, const struct egress_rule *er, int famil
     if (!pool && er)
         pool = er->pool;
     if (!pool) {
-        const struct policy_listener *l = listener_of(p, c, &local);
+        const struct policy_listener *l = listener_of(sh, c, &local);
         if (l && l->same)
             same = true;
         else if (l)

@@ -31,6 +31,7 @@ egress_init(struct policy *p, const struct opts *o)
         struct policy_listener *l = &p->listeners[p->n_listeners];
         memcpy(&l->addr, &o->listen_out[i].addr, sizeof(l->addr));
         addr_unmap(&l->addr);
+        l->idx = o->listen_out[i].idx;
         if (strcmp(o->listen_out[i].egress, "same") == 0)
             l->same = true;
         else if (!(l->pool = egress_pool_parse_csv(o->listen_out[i].egress, why, sizeof(why))))
