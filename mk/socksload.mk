@@ -2,7 +2,8 @@
 #   make $(BUILD)/socksload   build tools/socksload/ into $(BUILD)/socksload
 #   make socksload-test       build and run its cmocka tests: URL parser; SOCKS formats and
 #                             pattern; the UDP datagram window (udp.c on a fake ring and clock);
-#                             the --user template and the source-address counts
+#                             the --user template and the source-address counts; the
+#                             option values that name a choice (--close, --direction)
 #   make socksload-smoke      tests/socksload_smoke.sh against $(BUILD)/ringsocks (ends "N passed, N failed")
 # The load generator has no jemalloc and no server objects: only liburing, libm, pthreads.
 
@@ -40,12 +41,18 @@ $(BUILD)/tests/test_socksload_sources: tests/unit/test_socksload_sources.c \
 	@mkdir -p $(dir $@)
 	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
 
+$(BUILD)/tests/test_socksload_opts: tests/unit/test_socksload_opts.c $(BUILD)/obj/socksload/opts.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
+
 socksload-test: $(BUILD)/tests/test_socksload_url $(BUILD)/tests/test_socksload_socks \
-		$(BUILD)/tests/test_socksload_udp $(BUILD)/tests/test_socksload_sources
+		$(BUILD)/tests/test_socksload_udp $(BUILD)/tests/test_socksload_sources \
+		$(BUILD)/tests/test_socksload_opts
 	$(BUILD)/tests/test_socksload_url
 	$(BUILD)/tests/test_socksload_socks
 	$(BUILD)/tests/test_socksload_udp
 	$(BUILD)/tests/test_socksload_sources
+	$(BUILD)/tests/test_socksload_opts
 
 socksload-smoke: $(BUILD)/socksload $(BUILD)/ringsocks
 	BUILD=$(BUILD) tests/socksload_smoke.sh

@@ -87,6 +87,9 @@ check "connrate, socks5"                   "$CLEAN" -- connrate --proxy "$S5" --
 check "connrate, socks4"                   "$CLEAN" -- connrate --proxy "socks4://127.0.0.1:$P" --workers 8 --request 1000 --response 5000 $D
 check "connrate, socks4a localhost"        "$CLEAN" -- connrate --proxy "socks4a://127.0.0.1:$P" --target localhost --workers 8 $D
 check "connrate --count 500"               "$CLEAN and j['units'] == 500" -- connrate --proxy "$S5" --workers 8 --count 500
+check "connrate closes with rst by default" "$CLEAN and j['close'] == 'rst'" -- connrate --proxy "$S5" --workers 8 --count 200
+# A plain close: the client's FIN, then ringsocks half-closes towards the target.
+check "connrate --close fin --count 500"   "$CLEAN and j['units'] == 500 and j['close'] == 'fin'" -- connrate --proxy "$S5" --workers 8 --count 500 --close fin
 # More threads than workers: every share of --count must go to a thread that has tunnels.
 check "connrate --threads 4 --workers 2 --count 10" "$CLEAN and j['units'] == 10" -- connrate --proxy "$S5" --threads 4 --workers 2 --count 10
 # The first message of each tunnel is part of --count too.
@@ -194,6 +197,8 @@ usage "--target-threads 100000 refused" -- latency --proxy "$S5" --target-thread
 usage "--count 1.5 refused"            -- latency --proxy "$S5" --count 1.5
 usage "--count 99999999999G refused"   -- throughput --proxy "$S5" --count 99999999999G
 usage "--socks5 outside serve refused" -- connrate --proxy "$S5" --socks5 --duration 1
+usage "--close reset refused"          -- connrate --proxy "$S5" --close reset --duration 1
+usage "--close outside connrate refused" -- hold --proxy "$S5" --close fin --duration 1
 
 # Safety: nothing but loopback without --allow-nonlocal (exit status 2, nothing sent).
 for args in "--proxy socks5://192.0.2.1:1080" "--proxy $S5 --target 192.0.2.1:80" \

@@ -201,7 +201,8 @@ tun_free(struct tun *t)
     struct worker *w = t->w;
 
     if (t->rst) {
-        /* An RST leaves no TIME_WAIT on the client side: connrate would run out of ports. */
+        /* An RST leaves no TIME_WAIT on the client side: connrate would run out of ports
+         * (the default; --close fin keeps the plain close, TIME_WAIT and all). */
         struct linger l = {.l_onoff = 1, .l_linger = 0};
         setsockopt(t->fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
     }
@@ -503,7 +504,7 @@ round_done(struct tun *t)
     case MODE_CONNRATE:
         stats_record_ns(&w->ctl->st, now - t->t0);
         stats_add(&w->ctl->st.units, 1);
-        return tun_close(t, true);
+        return tun_close(t, o->close == CLOSE_RST);
     case MODE_LATENCY:
         stats_record_ns(&w->ctl->st, now - t->t_msg);
         stats_add(&w->ctl->st.units, 1);

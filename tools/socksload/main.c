@@ -33,7 +33,7 @@ static const char usage_text[] =
     "modes:\n"
     "  throughput  --tunnels N tunnels stream data (--direction down|up|both), verified\n"
     "  connrate    --workers C loops of connect, handshake, request of --request R bytes,\n"
-    "              response of --response S bytes (verified), close (RST)\n"
+    "              response of --response S bytes (verified), close (--close: RST)\n"
     "  hold        open --tunnels N, one round trip each, keep them --hold T seconds\n"
     "              (default: --duration), one more round trip, close\n"
     "  latency     --tunnels N ping-pong --size bytes through an echo; p50/p90/p99/max RTT\n"
@@ -60,6 +60,12 @@ static const char usage_text[] =
     "  --tunnels N          tunnels or associations (default 1; hold 100; at most 1000000)\n"
     "  --workers C          connrate concurrency (default 16; at most 1000000)\n"
     "  --direction D        throughput: down (default), up or both\n"
+    "  --close rst|fin      connrate: how the client ends each tunnel. rst (default): SO_LINGER\n"
+    "                       0 then close, a reset; no TIME_WAIT on the client, and a proxy\n"
+    "                       that passes the reset on leaves none towards the target either.\n"
+    "                       fin: a plain close; the client holds TIME_WAIT (60 s per port) and\n"
+    "                       a proxy that closes its outgoing socket on the client's FIN is the\n"
+    "                       first closer towards the target, holding TIME_WAIT there\n"
     "  --request R, --response S   connrate sizes in bytes (default 64, 64; below 4G)\n"
     "  --size B             latency/hold/udp message size (default 64; 1..1M, udp 16..60000)\n"
     "  --window W           udp datagrams in flight per association (default 8)\n"
@@ -161,12 +167,6 @@ mode_str(enum mode m)
     static const char *const names[] = {"throughput", "connrate", "hold",
                                         "latency",    "udp",      "serve"};
     return names[m];
-}
-
-static const char *
-dir_str(enum dir d)
-{
-    return d == DIR_DOWN ? "down" : d == DIR_UP ? "up" : "both";
 }
 
 /* What one unit is, per mode, for the table and the progress line. */
@@ -372,7 +372,9 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
     printf("{\"mode\":\"%s\",\"proxy\":", mode_str(o->mode));
     json_str(proxy);
     if (o->mode == MODE_THROUGHPUT)
-        printf(",\"direction\":\"%s\"", dir_str(o->dir));
+        printf(",\"direction\":\"%s\"", opts_dir_str(o->dir));
+    if (o->mode == MODE_CONNRATE)
+        printf(",\"close\":\"%s\"", opts_close_str(o->close));
     printf(",\"threads\":%u,\"concurrency\":%u,\"seconds\":%.3f", o->threads,
            o->mode == MODE_CONNRATE ? o->workers : o->tunnels, secs);
     printf(",\"tunnels\":%" PRIu64 ",\"units\":%" PRIu64 ",\"unit\":\"%s\"", s->tunnels, s->units,
@@ -411,10 +413,14 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
     char a[32], b[32], c[32], d[32];
 
     printf("mode        %s%s%s via %s://%s%s%s:%u, %u thread%s\n", mode_str(o->mode),
-           o->mode == MODE_THROUGHPUT ? " " : "", o->mode == MODE_THROUGHPUT ? dir_str(o->dir) : "",
-           url_scheme_str(o->proxy.scheme), o->proxy.host_type == URL_HOST_IPV6 ? "[" : "",
-           o->proxy.host, o->proxy.host_type == URL_HOST_IPV6 ? "]" : "", o->proxy.port, o->threads,
+           o->mode == MODE_THROUGHPUT ? " " : "",
+           o->mode == MODE_THROUGHPUT ? opts_dir_str(o->dir) : "", url_scheme_str(o->proxy.scheme),
+           o->proxy.host_type == URL_HOST_IPV6 ? "[" : "", o->proxy.host,
+           o->proxy.host_type == URL_HOST_IPV6 ? "]" : "", o->proxy.port, o->threads,
            o->threads == 1 ? "" : "s");
+    if (o->mode == MODE_CONNRATE)
+        printf("close       %s\n",
+               o->close == CLOSE_FIN ? "fin (plain close)" : "rst (SO_LINGER 0)");
     printf("time        %.3f s\n", secs);
     printf("tunnels     %" PRIu64 " set up\n", s->tunnels);
     printf("done        %" PRIu64 " %s, %.1f/s\n", s->units, unit_str(o->mode),
@@ -467,6 +473,7 @@ main(int argc, char **argv)
         {"host", required_argument, NULL, 'h'},
         {"socks5", no_argument, NULL, '5'},
         {"user", required_argument, NULL, 'u'},
+        {"close", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, '?' + 256},
         {0, 0, 0, 0},
     };
@@ -480,7 +487,7 @@ main(int argc, char **argv)
                      .window = 8};
     const char *proxy = NULL, *target = NULL, *host = "127.0.0.1", *user = NULL;
     unsigned target_threads = 1, serve_port = 0;
-    bool have_duration = false, have_tunnels = false, socks5 = false;
+    bool have_duration = false, have_tunnels = false, socks5 = false, have_close = false;
     char err[300];
     int c;
 
@@ -530,14 +537,13 @@ main(int argc, char **argv)
             o.workers = (unsigned)parse_uint(optarg, "--workers", 1, CONNS_MAX);
             break;
         case 'D':
-            if (!strcmp(optarg, "down"))
-                o.dir = DIR_DOWN;
-            else if (!strcmp(optarg, "up"))
-                o.dir = DIR_UP;
-            else if (!strcmp(optarg, "both"))
-                o.dir = DIR_BOTH;
-            else
+            if (opts_dir_parse(optarg, &o.dir) < 0)
                 die_usage("%s: --direction is down, up or both", optarg);
+            break;
+        case 'C':
+            if (opts_close_parse(optarg, &o.close) < 0)
+                die_usage("%s: --close is rst or fin", optarg);
+            have_close = true;
             break;
         case 'R':
             o.request = (uint32_t)parse_uint(optarg, "--request", 0, UINT32_MAX);
@@ -589,6 +595,8 @@ main(int argc, char **argv)
         die_usage("unexpected argument %s", argv[optind]);
     if (socks5 && o.mode != MODE_SERVE)
         die_usage("%s", "--socks5 is an option of serve");
+    if (have_close && o.mode != MODE_CONNRATE)
+        die_usage("%s", "--close is an option of connrate");
 
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);

@@ -6,6 +6,7 @@
  *   socks.c   client side of SOCKS4/4a/5 and RFC 1929: encode requests, parse replies; and
  *             the SOCKS5 greeting and request parsers of the target's front (pure)
  *   pattern.c the deterministic byte pattern and the target protocol header (pure after init)
+ *   opts.c    option values naming a choice: --close, --direction (pure)
  *   usertpl.c the --user template: a user name and session key per tunnel (pure)
  *   sources.c the target's record of source addresses per session key, bounded (pure)
  *   stats.c   per-worker counters and latency histogram; progress line, table, JSON
@@ -247,6 +248,11 @@ uint64_t stats_now_ns(void);
 /* ---- modes and options (main.c fills, client.c and udp.c read) ---- */
 enum mode { MODE_THROUGHPUT, MODE_CONNRATE, MODE_HOLD, MODE_LATENCY, MODE_UDP, MODE_SERVE };
 enum dir { DIR_DOWN, DIR_UP, DIR_BOTH };
+/* How connrate ends a tunnel after its response: CLOSE_RST (SO_LINGER 0, then close: no
+ * TIME_WAIT anywhere, the proxy passes the reset on) or CLOSE_FIN (a plain close: the client
+ * closes first, so a proxy that closes its outgoing socket on the client's FIN is the first
+ * closer towards the target and holds TIME_WAIT there). */
+enum close_how { CLOSE_RST, CLOSE_FIN };
 
 struct opts {
     enum mode mode;
@@ -262,16 +268,24 @@ struct opts {
     uint64_t count; /* 0: unbounded (duration rules) */
     double timeout_s;
     double hold_s;
-    uint32_t request;  /* connrate R */
-    uint32_t response; /* connrate S */
-    uint32_t size;     /* latency and udp message size */
-    unsigned window;   /* udp datagrams in flight per association */
+    uint32_t request;     /* connrate R */
+    uint32_t response;    /* connrate S */
+    uint32_t size;        /* latency and udp message size */
+    unsigned window;      /* udp datagrams in flight per association */
+    enum close_how close; /* connrate */
     bool json;
     bool allow_nonlocal;
     bool has_tpl; /* --user: the RFC 1929 name of each tunnel from tpl */
     struct usertpl tpl;
     struct target *target; /* the embedded target, or NULL (see target_claim) */
 };
+
+/* ---- opts.c ---- */
+/* "rst" or "fin"; "down", "up" or "both". Return 0 or -EINVAL (*out untouched). Pure. */
+int opts_close_parse(const char *s, enum close_how *out);
+const char *opts_close_str(enum close_how c);
+int opts_dir_parse(const char *s, enum dir *out);
+const char *opts_dir_str(enum dir d);
 
 /* ---- client.c ---- */
 struct worker;
