@@ -444,6 +444,8 @@ def plots(run, prefix):
 
 SCRAPE = [
     ("scrape-pool", "ringsocks, egress = [\"2001:db8:1::/64\"]: a random source address per tunnel"),
+    ("scrape-sticky", "ringsocks, the same pool, password auth, username_params: "
+     "200 sessions (bench-session-{n%200}), one address each"),
     ("scrape-single", "ringsocks, no egress pool: one source address"),
     ("scrape-direct", "direct: no proxy (socksload serve --socks5)"),
 ]
@@ -452,7 +454,17 @@ SCRAPE_METRICS = [
     ("scrape_success_pct", "success %", 1),
     ("scrape_p99_us", "p99 (us)", 0),
     ("scrape_addrs", "source addresses seen", 0),
+    ("scrape_sessions", "sessions", 0),
+    ("scrape_addrs_per_session", "most addresses for one session", 0),
+    ("scrape_timewait", "TIME_WAIT towards the target at the end", 0),
 ]
+# Metrics only the sticky variant has (the others log in without a session name).
+SCRAPE_SESSION_METRICS = ("scrape_sessions", "scrape_addrs_per_session")
+CLOSE_TEXT = {
+    "fin": "the client closes with FIN, so the proxy (direct: the client) closes first "
+           "towards the target and holds its TIME_WAIT",
+    "rst": "the client closes with RST, which the proxy passes on: no TIME_WAIT",
+}
 
 
 def scrape_section(run):
@@ -462,10 +474,15 @@ def scrape_section(run):
     m = run.meta
     out = ["Short tunnels (connect, SOCKS5 handshake, 64 B each way, close) to one target "
            "address and port for %s s per variant, %s workers, from a proxy namespace to a "
-           "target namespace over a veth pair (bench/macro/scrape.sh). Success: tunnels "
-           "completed / (completed + failed). Source addresses: distinct addresses the target "
-           "saw. Median of the rounds, every round in brackets (skip: the variant could not "
-           "run, see the log)." % (m.get("scrape_seconds", "?"), m.get("scrape_workers", "?")),
+           "target namespace over a veth pair (bench/macro/scrape.sh). Close: %s, %s. "
+           "Success: tunnels completed / (completed + failed). Source addresses: distinct "
+           "addresses the target saw; sessions: distinct session names it saw (sticky only); "
+           "TIME_WAIT: sockets towards the target's address and port in the proxy namespace "
+           "when the run ends. Median of the rounds, every round in brackets (skip: the variant "
+           "could not run, see the log)."
+           % (m.get("scrape_seconds", "?"), m.get("scrape_workers", "?"),
+              m.get("scrape_close", "rst"),
+              CLOSE_TEXT.get(m.get("scrape_close", "rst"), "unknown close")),
            "",
            "| variant | " + " | ".join(lab for _, lab, _ in SCRAPE_METRICS) + " | errors |",
            "| --- |" + " ---: |" * (len(SCRAPE_METRICS) + 1)]
@@ -476,6 +493,9 @@ def scrape_section(run):
         errs = 0
         for key, _, dec in SCRAPE_METRICS:
             c = run.scrape.get((name, key), {})
+            if key in SCRAPE_SESSION_METRICS and name != "scrape-sticky":
+                cells.append("n/a")
+                continue
             vals = [v for v, st, e in (c[r] for r in sorted(c)) if v is not None]
             every = ", ".join(fmt(v, dec) if v is not None else st
                               for v, st, e in (c[r] for r in sorted(c)))

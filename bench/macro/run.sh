@@ -22,8 +22,9 @@
 #   EXTRA_AUTH="name=command {PORT} {USER} {PASS};..."   the same proxy with user/password
 #                       (figure 6); without it the extra server's auth figure is n/a
 #   FIGURES="throughput memory big rtt rate name auth scrape"   what to measure
-#   SCRAPE_SECONDS=60 SCRAPE_WORKERS=64 SCRAPE_THREADS=2 SCRAPE_VARIANTS="direct single pool"
-#                       figure 8 (bench/macro/scrape.sh), once per round, not per server
+#   SCRAPE_SECONDS=60 SCRAPE_WORKERS=64 SCRAPE_THREADS=2 SCRAPE_VARIANTS="direct single pool sticky"
+#   SCRAPE_CLOSE=fin    figure 8 (bench/macro/scrape.sh), once per round, not per server;
+#                       SCRAPE_CLOSE: how the client ends each tunnel (connrate --close fin|rst)
 #   MEASURE_SECONDS=3   default for TP_SECONDS, RATE_SECONDS and RTT_SECONDS
 #   TP_THREADS=2        socksload threads for 16 tunnels (1 tunnel: 1 thread)
 #   RATE_WORKERS=64 RATE_THREADS=2 WARMUP_TUNNELS=200   (unmeasured tunnels before each rate)
@@ -53,7 +54,8 @@ export SERVERS=${SERVERS:-"direct ringsocks-auto ringsocks-splice ringsocks-copy
 export EXTRA_SERVERS=${EXTRA_SERVERS:-} EXTRA_AUTH=${EXTRA_AUTH:-}
 export FIGURES=${FIGURES:-"throughput memory big rtt rate name auth scrape"}
 export SCRAPE_SECONDS=${SCRAPE_SECONDS:-60} SCRAPE_WORKERS=${SCRAPE_WORKERS:-64}
-export SCRAPE_THREADS=${SCRAPE_THREADS:-2} SCRAPE_VARIANTS=${SCRAPE_VARIANTS:-"direct single pool"}
+export SCRAPE_THREADS=${SCRAPE_THREADS:-2} SCRAPE_VARIANTS=${SCRAPE_VARIANTS:-"direct single pool sticky"}
+export SCRAPE_CLOSE=${SCRAPE_CLOSE:-fin}
 MEASURE_SECONDS=${MEASURE_SECONDS:-3}
 export TP_SECONDS=${TP_SECONDS:-$MEASURE_SECONDS}
 export RATE_SECONDS=${RATE_SECONDS:-$MEASURE_SECONDS}
@@ -94,10 +96,11 @@ for f in $FIGURES; do
     esac
 done
 for v in $SCRAPE_VARIANTS; do
-    case $v in direct | single | pool) ;;
-    *) die "unknown SCRAPE_VARIANTS entry '$v' (direct single pool)" ;;
+    case $v in direct | single | pool | sticky) ;;
+    *) die "unknown SCRAPE_VARIANTS entry '$v' (direct single pool sticky)" ;;
     esac
 done
+case $SCRAPE_CLOSE in fin | rst) ;; *) die "SCRAPE_CLOSE is fin or rst, not '$SCRAPE_CLOSE'" ;; esac
 case " $FIGURES " in
 *" scrape "*) command -v ip >/dev/null || die "ip is missing: tools/install-deps.sh bench" ;;
 esac
@@ -284,6 +287,7 @@ prefix="$RESULTS_DIR/macro-$stamp"
     echo "# timeout=$TIMEOUT"
     echo "# scrape_seconds=$SCRAPE_SECONDS"
     echo "# scrape_workers=$SCRAPE_WORKERS"
+    echo "# scrape_close=$SCRAPE_CLOSE"
     echo "# proxy_cpu=$PROXY_CPU"
     echo "# memcg=$MEMCG_KIND"
     echo "# warnings=$(printf '%s|' "${warnings[@]}")"

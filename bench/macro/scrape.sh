@@ -6,18 +6,32 @@
 #                  with the reason, while `ringsocks -t` rejects the key)
 #   scrape-single  through ringsocks with no pool: one source address, so the proxy's
 #                  outgoing connections share ~28k ephemeral ports, held 60 s in TIME_WAIT
+#   scrape-sticky  scrape-pool with password auth and username_params = true: the client
+#                  logs in as bench-session-{n%200}, so 200 sessions, each keeping one
+#                  address of the /64 (session_ttl = 86400: the TTL bucket turns over only at
+#                  00:00 UTC, so a run almost never sees a session change its address)
 #   scrape-direct  no proxy: `socksload serve --socks5` answers the handshake itself
+# SCRAPE_CLOSE (fin, the default, or rst) is how the client ends each tunnel (connrate
+# --close). fin: the client closes first; ringsocks half-closes towards the target on its FIN,
+# so the proxy is the first closer there and holds the TIME_WAIT of the outgoing connection.
+# rst: ringsocks passes the reset on and no TIME_WAIT builds up anywhere.
 # Each variant gets two fresh network namespaces made here (ip netns), joined by a veth pair:
 #   proxy side  2001:db8::1/64, the /64 routed as local (ip -6 route add local ... dev lo);
-#               the client (socksload connrate) and ringsocks run here
+#               the client (socksload connrate) and ringsocks run here, ringsocks listening
+#               on [::1]:1080: over loopback the client's own TIME_WAIT ports are reused
+#               (tcp_tw_reuse 2, the default, is for loopback only), so with fin only the
+#               proxy's outgoing side (2001:db8::1 or the pool) can run out of ports
 #   target side 2001:db8::2/64, a route to the /64 via 2001:db8::1; `socksload serve`
 #               records the source address of every target connection
 # Documentation prefixes only. Every process is started here and stopped by its PID; the
 # namespaces are deleted at the end. Appends "server metric round value errors" rows to OUT:
 # scrape_rate (tunnels/s), scrape_success_pct, scrape_p99_us, scrape_addrs (distinct
-# source addresses the target saw); the errors column is socksload's error count.
+# source addresses the target saw), scrape_sessions and scrape_addrs_per_session (distinct
+# session keys and the most addresses one of them had: sticky only, NA for the others),
+# scrape_timewait (TIME_WAIT sockets towards the target in the proxy namespace at the end);
+# the errors column is socksload's error count.
 # Environment (from run.sh): SCRAPE_SECONDS SCRAPE_WORKERS SCRAPE_THREADS SCRAPE_VARIANTS
-# TIMEOUT TMPROOT.
+# SCRAPE_CLOSE TIMEOUT TMPROOT.
 set -euo pipefail
 
 # shellcheck source=bench/macro/lib.sh
@@ -28,13 +42,18 @@ OUT=$2
 SECS=${SCRAPE_SECONDS:-60}
 WORKERS=${SCRAPE_WORKERS:-64}
 THREADS=${SCRAPE_THREADS:-2}
-VARIANTS=${SCRAPE_VARIANTS:-"direct single pool"}
+VARIANTS=${SCRAPE_VARIANTS:-"direct single pool sticky"}
+CLOSE=${SCRAPE_CLOSE:-fin}
 TIMEOUT=${TIMEOUT:-5}
 POOL=2001:db8:1::/64
 PADDR=2001:db8::1
 TADDR=2001:db8::2
 TPORT=19000
 PPORT=1080
+LADDR=::1 # where ringsocks listens, in the proxy namespace
+SESSIONS=200
+SUSER=bench
+SPASS=benchpass
 DIR="${TMPROOT:-/tmp}/scrape-r$ROUND"
 mkdir -p "$DIR"
 NS_P="rsscrape-$$-p"
@@ -101,23 +120,39 @@ start() {
 
 na() {
     local m
-    for m in scrape_rate scrape_success_pct scrape_p99_us scrape_addrs; do row "$m" "$1" "${2:-NA}"; done
+    for m in scrape_rate scrape_success_pct scrape_p99_us scrape_addrs scrape_sessions \
+        scrape_addrs_per_session scrape_timewait; do
+        row "$m" "$1" "${2:-NA}"
+    done
 }
 
 variant() {
-    local conf="$DIR/$V.conf" proxy target tpid rc=0 limit
+    local conf="$DIR/$V.conf" proxy target tpid rc=0 limit hash
     local -a serve=("$SOCKSLOAD" serve --host "$TADDR" --port "$TPORT" --threads 2
-        --allow-nonlocal --json)
+        --allow-nonlocal --json) user=()
     cat >"$conf" <<CONF
-listen = ["[$PADDR]:$PPORT"];
+listen = ["[$LADDR]:$PPORT"];
 shards = 2;
-rules = ( { action = "allow"; from = ["$PADDR"]; to = ["$TADDR"]; ports = [$TPORT]; commands = ["connect"]; } );
+rules = ( { action = "allow"; from = ["$LADDR"]; to = ["$TADDR"]; ports = [$TPORT]; commands = ["connect"]; } );
 CONF
     case $V in
     pool) echo "egress = [\"$POOL\"];" >>"$conf" ;;
+    sticky)
+        # One user, sha512-crypt like bench/handshake-rate.sh; checked once, then cached.
+        hash=$(python3 -W ignore -c "import crypt; print(crypt.crypt('$SPASS', crypt.mksalt(crypt.METHOD_SHA512)))")
+        echo "$SUSER:$hash" >"$DIR/$V.users"
+        cat >>"$conf" <<CONF
+egress = ["$POOL"];
+auth = "password";
+users = "$DIR/$V.users";
+username_params = true;
+session_ttl = 86400;
+CONF
+        user=(--user "$SUSER-session-{n%$SESSIONS}")
+        ;;
     single) ;;
     direct) serve+=(--socks5) ;;
-    *) slog "unknown variant (direct single pool)"; return 0 ;;
+    *) slog "unknown variant (direct single pool sticky)"; return 0 ;;
     esac
     if [ "$V" != direct ] && ! "$RINGSOCKS" -t -c "$conf" >"$DIR/$V.check" 2>&1; then
         slog "skipped: ringsocks -t rejects the configuration: $(tr '\n' ' ' <"$DIR/$V.check")"
@@ -140,36 +175,48 @@ CONF
             netns_down
             return 0
         fi
-        proxy="socks5://[$PADDR]:$PPORT"
+        proxy="socks5://[$LADDR]:$PPORT"
+        [ "$V" = sticky ] && proxy="socks5://$SUSER:$SPASS@[$LADDR]:$PPORT"
     fi
     target="[$TADDR]:$TPORT"
     limit=$(awk -v s="$SECS" -v t="$TIMEOUT" 'BEGIN { printf "%d", s + 3 * t + 30 }')
-    slog "connrate --workers $WORKERS for $SECS s"
+    slog "connrate --workers $WORKERS --close $CLOSE${user[*]:+ ${user[*]}} for $SECS s"
     timeout -k 5 "$limit" ip netns exec "$NS_P" "$SOCKSLOAD" connrate --proxy "$proxy" \
         --target "$target" --allow-nonlocal --workers "$WORKERS" --threads "$THREADS" \
-        --duration "$SECS" --timeout "$TIMEOUT" --json >"$DIR/$V.json" 2>"$DIR/$V.err" || rc=$?
+        --duration "$SECS" --timeout "$TIMEOUT" --close "$CLOSE" "${user[@]}" --json \
+        >"$DIR/$V.json" 2>"$DIR/$V.err" || rc=$?
     # The target reports its source addresses when it stops (SIGTERM).
     stop_tree "$tpid"
-    ip netns exec "$NS_P" ss -Htan state time-wait 2>/dev/null | wc -l >"$DIR/$V.timewait" || true
+    # TIME_WAIT towards the target only: the client's own towards ::1 are no cost of the proxy.
+    ip netns exec "$NS_P" ss -Htan state time-wait >"$DIR/$V.tw" 2>/dev/null || true
+    awk -v t="[$TADDR]:$TPORT" '$4 == t || $5 == t { n++ } END { print n + 0 }' "$DIR/$V.tw" >"$DIR/$V.timewait"
     netns_down
     if ! jq -e .mode "$DIR/$V.json" >/dev/null 2>&1; then
         slog "socksload gave no result (exit $rc): $(head -c 300 "$DIR/$V.err" | tr '\n' ' ')"
         na NA
         return 0
     fi
-    local units errs rate p99 addrs ok
+    local units errs rate p99 addrs ok sess=NA per=NA tw
     units=$(jnum "$DIR/$V.json" .units)
     errs=$(jnum "$DIR/$V.json" .errors.total)
     rate=$(jnum "$DIR/$V.json" .rate)
     p99=$(jnum "$DIR/$V.json" .latency_us.p99)
     addrs=$(jnum "$DIR/$V.target.json" .sources.addresses)
+    tw=$(cat "$DIR/$V.timewait")
+    if [ "$V" = sticky ]; then
+        sess=$(jnum "$DIR/$V.target.json" .sources.sessions)
+        per=$(jnum "$DIR/$V.target.json" .sources.max_addresses_per_session)
+    fi
     ok=$(calc "100 * $units / ($units + $errs)")
     [ "$errs" = 0 ] || slog "$errs errors: $(jq -c '.errors | with_entries(select(.value != 0 and .value != {}))' "$DIR/$V.json")"
-    slog "$rate tunnels/s, success $ok %, $addrs source addresses, TIME_WAIT at the end $(cat "$DIR/$V.timewait")"
+    slog "$rate tunnels/s, success $ok %, $addrs source addresses, sessions $sess (most addresses for one: $per), close $CLOSE, TIME_WAIT at the end $tw"
     row scrape_rate "$rate" "$errs"
     row scrape_success_pct "$ok" "$errs"
     row scrape_p99_us "$p99" "$errs"
     row scrape_addrs "$addrs" "$errs"
+    row scrape_sessions "$sess" "$errs"
+    row scrape_addrs_per_session "$per" "$errs"
+    row scrape_timewait "$tw" "$errs"
 }
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
