@@ -115,9 +115,12 @@ int egress_bind(int fd, const union sockaddr_inx *src, bool will_connect);
 /*
  * Shard: the outbound socket settings of rule r (NULL: none) on a target
  * socket, falling back to the global ones in o: keepalive, TCP_USER_TIMEOUT,
- * SO_MARK, TCP_FASTOPEN_CONNECT. 0, or -errno when SO_MARK cannot be set
+ * SO_MARK, and TCP_FASTOPEN_CONNECT only with_data (the client's bytes
+ * already wait to go out with the SYN: without them a deferred connect
+ * would send no SYN until the client speaks, and a protocol where the
+ * server speaks first would hang). 0, or -errno when SO_MARK cannot be set
  * (the tunnel must not leave unmarked).
  */
-int egress_sockopts(int fd, const struct egress_rule *r, const struct opts *o);
+int egress_sockopts(int fd, const struct egress_rule *r, const struct opts *o, bool with_data);
 
 #endif

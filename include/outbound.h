@@ -23,8 +23,9 @@ void outbound_seed(struct shard *sh);
 
 /* How the socket will be used. */
 enum outbound_use {
-    OUTBOUND_CONNECT, /* a stream socket about to connect: bound here, TCP settings too */
-    OUTBOUND_LISTEN,  /* a BIND listener: *src is where the caller binds it (its port range) */
+    OUTBOUND_CONNECT,      /* a stream socket about to connect: bound here, TCP settings too */
+    OUTBOUND_CONNECT_DATA, /* the same, with the client's bytes already waiting (fastopen) */
+    OUTBOUND_LISTEN,       /* a BIND listener: *src is where the caller binds it (its port range) */
 };
 
 /*

@@ -389,7 +389,7 @@ egress_bind(int fd, const union sockaddr_inx *src, bool will_connect)
 }
 
 int
-egress_sockopts(int fd, const struct egress_rule *r, const struct opts *o)
+egress_sockopts(int fd, const struct egress_rule *r, const struct opts *o, bool with_data)
 {
     unsigned idle = o->keepalive_idle_s, uto = o->user_timeout_s;
     if (r && r->keepalive == 0)
@@ -401,7 +401,7 @@ egress_sockopts(int fd, const struct egress_rule *r, const struct opts *o)
     sock_set_tcp_liveness(fd, idle, o->keepalive_interval_s, o->keepalive_count, uto);
     if (!r)
         return 0;
-    if (r->fastopen == 1) {
+    if (r->fastopen == 1 && with_data) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof(one));
     }

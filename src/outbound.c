@@ -195,7 +195,8 @@ outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
 
     if (src)
         memset(src, 0, sizeof(*src));
-    int ret = use == OUTBOUND_CONNECT ? egress_sockopts(fd, er, sh->o) : set_mark(fd, er);
+    int ret = use == OUTBOUND_LISTEN ? set_mark(fd, er)
+                                     : egress_sockopts(fd, er, sh->o, use == OUTBOUND_CONNECT_DATA);
     if (ret < 0 || (ret = choose(sh, c, er, family, &pick)) < 0)
         return ret;
     if (!pick.sa.sa_family)

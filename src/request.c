@@ -83,7 +83,10 @@ open_target(struct shard *sh, struct conn *c, const union sockaddr_inx *a, int r
     /* A relay must not add Nagle delay of its own to small messages. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* Its source address and the admitting rule's socket settings (outbound.h). */
-    int ret = outbound_prepare(sh, c, fd, a->sa.sa_family, rule, OUTBOUND_CONNECT, NULL);
+    /* Bytes the client sent after its request can ride in the SYN (rule key fastopen). */
+    enum outbound_use use =
+        c->hs->in_off < c->hs->in_len ? OUTBOUND_CONNECT_DATA : OUTBOUND_CONNECT;
+    int ret = outbound_prepare(sh, c, fd, a->sa.sa_family, rule, use, NULL);
     if (ret < 0) {
         close(fd);
         return ret;

@@ -18,6 +18,7 @@ the integration suite (tests/run.sh): nothing here uses the host's network.
 """
 
 import socket
+import threading
 import time
 from collections import defaultdict
 
@@ -709,6 +710,68 @@ def egress_mark_after_privilege_drop(ctx):
     """The same with user = "nobody": SO_MARK needs CAP_NET_ADMIN, which ringsocks keeps
     (alone) through the drop when a rule sets mark; without it every marked tunnel fails."""
     egress_mark(ctx, user="nobody")
+
+
+def _fastopen_passive(ns):
+    """TcpExt TCPFastOpenPassive of namespace ns: connections accepted with data in the SYN."""
+    import subprocess
+    out = subprocess.run(["ip", "netns", "exec", ns.name, "cat", "/proc/net/netstat"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=20).stdout.decode()
+    lines = [l.split() for l in out.splitlines() if l.startswith("TcpExt:")]
+    return int(dict(zip(lines[0], lines[1]))["TCPFastOpenPassive"])
+
+
+@case("egress_fastopen")
+def egress_fastopen(ctx):
+    """fastopen = true on a rule: bytes a client pipelines after its request ride in the
+    SYN once the target gave a cookie (TCPFastOpenPassive counts in the target namespace);
+    a client that waits for the server to speak first still gets its connection at once
+    (no deferred connect without bytes to send), so server-first protocols do not hang."""
+    need_egress(ctx)
+    from harness import GREETING, request as socks_request, read_reply, recv_exact
+    net = EgressNet(ctx)
+    # A listener of its own: the target's were made before Fast Open was on in T.
+    srv = net.T.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, 16)
+    srv.bind((T4, 0))
+    srv.listen(16)
+    ctx.defer(srv.close)
+    dst = (T4, srv.getsockname()[1])
+
+    def serve():
+        while True:
+            try:
+                c, a = srv.accept()
+            except OSError:
+                return
+            c.sendall(("%s %d\n" % a[:2]).encode())
+            c.close()
+    threading.Thread(target=serve, daemon=True).start()
+    net.T.sysctl("net.ipv4.tcp_fastopen", "3")
+    p = net.proxy('rules = ( { action = "allow"; fastopen = true; } );\n')
+
+    def pipelined():
+        s = socket.create_connection(tuple(p.addr[:2]), timeout=5)
+        try:
+            s.sendall(GREETING + socks_request(dst[0], dst[1]) + b"PING\n")
+            recv_exact(s, 2, "method selection reply")
+            r = read_reply(s, "CONNECT reply")
+            check(r.rep == 0, "pipelined CONNECT: REP 0x%02x, expected 00" % r.rep)
+            return read_source(s, "after a pipelined CONNECT")
+        finally:
+            s.close()
+
+    before = _fastopen_passive(net.T)
+    for _ in range(3):
+        net.P.call(pipelined)
+    got = _fastopen_passive(net.T) - before
+    check(got >= 1, "3 pipelined tunnels with fastopen = true: %d accepted with data in the SYN, "
+          "expected at least 1 (the first only fetches the cookie)" % got)
+    # The cookie is cached now: a client that sends nothing until the server speaks.
+    t0 = time.monotonic()
+    src = net.tunnel_ok(p.addr, dst, what=" (server speaks first, cookie cached)")
+    took = time.monotonic() - t0
+    check(src is not None and took < 2, "a server-first tunnel after the cookie took %.1f s" % took)
 
 
 # -------------------------------------------------------------------- -t
