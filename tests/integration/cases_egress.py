@@ -774,6 +774,66 @@ def egress_fastopen(ctx):
     check(src is not None and took < 2, "a server-first tunnel after the cookie took %.1f s" % took)
 
 
+@case("egress_keepalive_rule")
+def egress_keepalive_rule(ctx):
+    """keepalive = false on a rule: its tunnels' outgoing sockets carry no keepalive timer,
+    while the global keepalive (keepalive_idle 120) stays on the others; the socket state
+    as `ss -o` shows it in the proxy namespace."""
+    need_egress(ctx)
+    import subprocess
+    from harness import request as socks_request, read_reply
+    net = EgressNet(ctx)
+    # Two listeners of its own in T that keep their connections open (the target closes).
+    kept = []
+    ports = []
+    for _ in range(2):
+        srv = net.T.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.bind((T4, 0))
+        srv.listen(4)
+        ctx.defer(srv.close)
+        ports.append(srv.getsockname()[1])
+
+        def serve(srv=srv):
+            while True:
+                try:
+                    c, a = srv.accept()
+                except OSError:
+                    return
+                c.sendall(("%s %d\n" % a[:2]).encode())
+                kept.append(c)
+        threading.Thread(target=serve, daemon=True).start()
+    ctx.defer(lambda: [c.close() for c in kept])
+    off, on = (T4, ports[0]), (T4, ports[1])
+    p = net.proxy('rules = ( { action = "allow"; ports = [%d]; keepalive = false; }, '
+                  '{ action = "allow"; } );\n' % off[1])
+
+    def hold(dst):
+        s = net.socks_open(tuple(p.addr[:2]))
+        s.sendall(socks_request(dst[0], dst[1]))
+        r = read_reply(s, "CONNECT reply")
+        check(r.rep == 0, "CONNECT %s:%d: REP 0x%02x" % (dst[0], dst[1], r.rep))
+        read_source(s, "through the tunnel")
+        return s
+
+    held = [net.P.call(hold, d) for d in (off, on)]
+    try:
+        problems = []
+        for dst, want in ((off, False), (on, True)):
+            out = subprocess.run(["ip", "netns", "exec", net.P.name, "ss", "-tnoH", "state", "established",
+                                  "dst", "%s:%d" % dst], stdout=subprocess.PIPE, timeout=20).stdout.decode()
+            lines = [l for l in out.splitlines() if l.strip()]
+            if len(lines) != 1:
+                problems.append("%d sockets to %s:%d in the proxy namespace, expected 1: %r" % (len(lines), dst[0], dst[1], out))
+            elif ("timer:(keepalive" in lines[0]) != want:
+                problems.append("the outgoing socket to %s:%d %s a keepalive timer (%s): %s"
+                                % (dst[0], dst[1], "lacks" if want else "has",
+                                   "global keepalive" if want else "rule keepalive = false", lines[0]))
+        check(not problems, "; ".join(problems))
+    finally:
+        for s in held:
+            s.close()
+
+
 # -------------------------------------------------------------------- -t
 
 def check_t(ctx, conf_text, name, want_ok, want_where=None):
