@@ -806,7 +806,12 @@ static const struct io_uring_sqe *
 attempt(const struct conn *c, unsigned arg, union sockaddr_inx *addr)
 {
     assert_int_equal(fr_count(OP_CONNECT, c->slot, (int)arg), 1);
-    const struct io_uring_sqe *s = &fr_ops[fr_find(OP_CONNECT, c->slot, (int)arg)].sqe;
+    int i = fr_find(OP_CONNECT, c->slot, (int)arg);
+    if (i < 0) {
+        fail_msg("no connect of attempt %u in flight", arg);
+        abort(); /* not reached: fail_msg() jumps out; says so to the compiler */
+    }
+    const struct io_uring_sqe *s = &fr_ops[i].sqe;
     const struct sockaddr *sa = (const struct sockaddr *)(uintptr_t)s->addr;
     memset(addr, 0, sizeof(*addr));
     memcpy(addr, sa, addr_len(sa));
