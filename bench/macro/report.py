@@ -457,6 +457,7 @@ SCRAPE_METRICS = [
     ("scrape_sessions", "sessions", 0),
     ("scrape_addrs_per_session", "most addresses for one session", 0),
     ("scrape_timewait", "TIME_WAIT towards the target at the end", 0),
+    ("scrape_cpu_us", "proxy CPU per tunnel (us)", 1),
 ]
 # Metrics only the sticky variant has (the others log in without a session name).
 SCRAPE_SESSION_METRICS = ("scrape_sessions", "scrape_addrs_per_session")
@@ -478,7 +479,8 @@ def scrape_section(run):
            "Success: tunnels completed / (completed + failed). Source addresses: distinct "
            "addresses the target saw; sessions: distinct session names it saw (sticky only); "
            "TIME_WAIT: sockets towards the target's address and port in the proxy namespace "
-           "when the run ends. Median of the rounds, every round in brackets (skip: the variant "
+           "when the run ends; proxy CPU: ringsocks' own user + system time over the run per "
+           "completed tunnel. Median of the rounds, every round in brackets (skip: the variant "
            "could not run, see the log)."
            % (m.get("scrape_seconds", "?"), m.get("scrape_workers", "?"),
               m.get("scrape_close", "rst"),
@@ -493,7 +495,8 @@ def scrape_section(run):
         errs = 0
         for key, _, dec in SCRAPE_METRICS:
             c = run.scrape.get((name, key), {})
-            if key in SCRAPE_SESSION_METRICS and name != "scrape-sticky":
+            if (key in SCRAPE_SESSION_METRICS and name != "scrape-sticky") or \
+                    (key == "scrape_cpu_us" and name == "scrape-direct"):
                 cells.append("n/a")
                 continue
             vals = [v for v, st, e in (c[r] for r in sorted(c)) if v is not None]

@@ -29,6 +29,7 @@
 # source addresses the target saw), scrape_sessions and scrape_addrs_per_session (distinct
 # session keys and the most addresses one of them had: sticky only, NA for the others),
 # scrape_timewait (TIME_WAIT sockets towards the target in the proxy namespace at the end);
+# scrape_cpu_us (the proxy's own CPU per completed tunnel, from /proc/PID/stat; direct: NA);
 # the errors column is socksload's error count.
 # Environment (from run.sh): SCRAPE_SECONDS SCRAPE_WORKERS SCRAPE_THREADS SCRAPE_VARIANTS
 # SCRAPE_CLOSE TIMEOUT TMPROOT.
@@ -121,13 +122,18 @@ start() {
 na() {
     local m
     for m in scrape_rate scrape_success_pct scrape_p99_us scrape_addrs scrape_sessions \
-        scrape_addrs_per_session scrape_timewait; do
+        scrape_addrs_per_session scrape_timewait scrape_cpu_us; do
         row "$m" "$1" "${2:-NA}"
     done
 }
 
+# CPU ticks (user + system, 1/100 s) a process has used, or NA.
+ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo NA
+}
+
 variant() {
-    local conf="$DIR/$V.conf" proxy target tpid rc=0 limit hash
+    local conf="$DIR/$V.conf" proxy target tpid ppid="" c0=NA c1=NA rc=0 limit hash
     local -a serve=("$SOCKSLOAD" serve --host "$TADDR" --port "$TPORT" --threads 2
         --allow-nonlocal --json) user=()
     cat >"$conf" <<CONF
@@ -175,16 +181,20 @@ CONF
             netns_down
             return 0
         fi
+        ppid=$STARTED
         proxy="socks5://[$LADDR]:$PPORT"
         [ "$V" = sticky ] && proxy="socks5://$SUSER:$SPASS@[$LADDR]:$PPORT"
     fi
     target="[$TADDR]:$TPORT"
     limit=$(awk -v s="$SECS" -v t="$TIMEOUT" 'BEGIN { printf "%d", s + 3 * t + 30 }')
     slog "connrate --workers $WORKERS --close $CLOSE${user[*]:+ ${user[*]}} for $SECS s"
+    [ -n "$ppid" ] && c0=$(ticks "$ppid")
     timeout -k 5 "$limit" ip netns exec "$NS_P" "$SOCKSLOAD" connrate --proxy "$proxy" \
         --target "$target" --allow-nonlocal --workers "$WORKERS" --threads "$THREADS" \
         --duration "$SECS" --timeout "$TIMEOUT" --close "$CLOSE" "${user[@]}" --json \
         >"$DIR/$V.json" 2>"$DIR/$V.err" || rc=$?
+    # The proxy's own CPU over the run (ip netns exec execs it: its PID is the proxy's).
+    [ -n "$ppid" ] && c1=$(ticks "$ppid")
     # The target reports its source addresses when it stops (SIGTERM).
     stop_tree "$tpid"
     # TIME_WAIT towards the target only: the client's own towards ::1 are no cost of the proxy.
@@ -196,7 +206,7 @@ CONF
         na NA
         return 0
     fi
-    local units errs rate p99 addrs ok sess=NA per=NA tw
+    local units errs rate p99 addrs ok sess=NA per=NA tw cpu=NA
     units=$(jnum "$DIR/$V.json" .units)
     errs=$(jnum "$DIR/$V.json" .errors.total)
     rate=$(jnum "$DIR/$V.json" .rate)
@@ -208,6 +218,9 @@ CONF
         per=$(jnum "$DIR/$V.target.json" .sources.max_addresses_per_session)
     fi
     ok=$(calc "100 * $units / ($units + $errs)")
+    if [ "$c0" != NA ] && [ "$c1" != NA ] && [ "$units" -gt 0 ] 2>/dev/null; then
+        cpu=$(calc "($c1 - $c0) * 10000 / $units")
+    fi
     [ "$errs" = 0 ] || slog "$errs errors: $(jq -c '.errors | with_entries(select(.value != 0 and .value != {}))' "$DIR/$V.json")"
     slog "$rate tunnels/s, success $ok %, $addrs source addresses, sessions $sess (most addresses for one: $per), close $CLOSE, TIME_WAIT at the end $tw"
     row scrape_rate "$rate" "$errs"
@@ -217,6 +230,7 @@ CONF
     row scrape_sessions "$sess" "$errs"
     row scrape_addrs_per_session "$per" "$errs"
     row scrape_timewait "$tw" "$errs"
+    row scrape_cpu_us "$cpu" "$errs"
 }
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
