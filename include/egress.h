@@ -37,8 +37,6 @@ struct egress_pool *egress_pool_parse_csv(const char *csv, char *why, size_t why
 
 /* Does p hold an address of family (AF_INET, AF_INET6)? */
 bool egress_pool_has(const struct egress_pool *p, int family);
-/* The entries as the file writes them, joined by ",". Returns the length it needed. */
-size_t egress_pool_format(const struct egress_pool *p, char *buf, size_t cap);
 
 /*
  * Pure: the address of p's family part that 128 bits of r select, port 0.
@@ -103,14 +101,19 @@ void egress_rule_free(void *r);
 struct opts;
 
 /*
- * Shard: make fd (not yet bound or connected, family of src) leave from
- * src: IP_FREEBIND / IPV6_FREEBIND (any address of a prefix routed to the
- * host as local works without configuring it), for a stream socket that
- * will connect IP_BIND_ADDRESS_NO_PORT (the port is chosen at connect()
- * against the whole 4-tuple, so one address does not run out of ports),
- * then bind(). 0 or -errno.
+ * Shard: make fd (a stream socket, not yet bound or connected, family of src)
+ * leave from src: IP_FREEBIND / IPV6_FREEBIND (egress_freebind()),
+ * IP_BIND_ADDRESS_NO_PORT (the port is chosen at connect() against the whole
+ * 4-tuple, so one address does not run out of ports), then bind(). 0 or -errno.
  */
-int egress_bind(int fd, const union sockaddr_inx *src, bool will_connect);
+int egress_bind(int fd, const union sockaddr_inx *src);
+/*
+ * IP_FREEBIND or IPV6_FREEBIND: any address of a prefix routed to the host as
+ * local can be a source without being configured. Best effort.
+ */
+void egress_freebind(int fd, int family);
+/* SO_MARK of rule r (NULL, or no mark: nothing). 0 or -errno. */
+int egress_mark(int fd, const struct egress_rule *r);
 
 /*
  * Shard: the outbound socket settings of rule r (NULL: none) on a target

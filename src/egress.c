@@ -184,34 +184,6 @@ egress_pool_has(const struct egress_pool *p, int family)
     return pt && pt->n > 0;
 }
 
-size_t
-egress_pool_format(const struct egress_pool *p, char *buf, size_t cap)
-{
-    size_t used = 0;
-    if (cap)
-        buf[0] = '\0';
-    for (int f = 0; p && f < 2; f++) {
-        const struct egress_part *pt = &p->part[f];
-        for (size_t i = 0; i < pt->n; i++) {
-            const struct egress_range *r = &pt->r[i];
-            uint8_t b[16];
-            char txt[INET6_ADDRSTRLEN];
-            int fam = f ? AF_INET6 : AF_INET;
-            u128_to_bytes(r->net, b, f ? 16 : 4);
-            inet_ntop(fam, b, txt, sizeof(txt));
-            char one[INET6_ADDRSTRLEN + 8];
-            if (r->host_bits)
-                snprintf(one, sizeof(one), "%s/%u", txt, r->prefix);
-            else
-                snprintf(one, sizeof(one), "%s", txt);
-            int w = snprintf(used < cap ? buf + used : NULL, used < cap ? cap - used : 0, "%s%s",
-                             used ? "," : "", one);
-            used += (size_t)w;
-        }
-    }
-    return used;
-}
-
 /* splitmix64: spreads a seed into independent-looking 64-bit words. */
 static uint64_t
 mix64(uint64_t x)
@@ -372,17 +344,32 @@ egress_rule_free(void *v)
     free(r);
 }
 
-int
-egress_bind(int fd, const union sockaddr_inx *src, bool will_connect)
+void
+egress_freebind(int fd, int family)
 {
     int one = 1;
-    if (src->sa.sa_family == AF_INET6)
+    if (family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
     else
         setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+}
+
+int
+egress_mark(int fd, const struct egress_rule *r)
+{
+    if (!r || !r->has_mark)
+        return 0;
+    uint32_t m = r->mark;
+    return setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof(m)) == -1 ? -errno : 0;
+}
+
+int
+egress_bind(int fd, const union sockaddr_inx *src)
+{
+    int one = 1;
+    egress_freebind(fd, src->sa.sa_family);
     /* IPPROTO_IP level for both families: the kernel reads it from the socket. */
-    if (will_connect)
-        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
     if (bind(fd, &src->sa, addr_len(&src->sa)) == -1)
         return -errno;
     return 0;
@@ -399,16 +386,9 @@ egress_sockopts(int fd, const struct egress_rule *r, const struct opts *o, bool 
     if (r && r->user_timeout_s >= 0)
         uto = (unsigned)r->user_timeout_s;
     sock_set_tcp_liveness(fd, idle, o->keepalive_interval_s, o->keepalive_count, uto);
-    if (!r)
-        return 0;
-    if (r->fastopen == 1 && with_data) {
+    if (r && r->fastopen == 1 && with_data) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof(one));
     }
-    if (r->has_mark) {
-        uint32_t m = r->mark;
-        if (setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof(m)) == -1)
-            return -errno;
-    }
-    return 0;
+    return egress_mark(fd, r);
 }

@@ -167,25 +167,6 @@ choose(struct shard *sh, struct conn *c, const struct egress_rule *er, int famil
     return 0;
 }
 
-static void
-set_freebind(int fd, int family)
-{
-    int one = 1;
-    if (family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
-    else
-        setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
-}
-
-static int
-set_mark(int fd, const struct egress_rule *er)
-{
-    if (!er || !er->has_mark)
-        return 0;
-    uint32_t m = er->mark;
-    return setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof(m)) == -1 ? -errno : 0;
-}
-
 int
 outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
                  enum outbound_use use, union sockaddr_inx *src)
@@ -195,15 +176,15 @@ outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
 
     if (src)
         memset(src, 0, sizeof(*src));
-    int ret = use == OUTBOUND_LISTEN ? set_mark(fd, er)
+    int ret = use == OUTBOUND_LISTEN ? egress_mark(fd, er)
                                      : egress_sockopts(fd, er, sh->o, use == OUTBOUND_CONNECT_DATA);
     if (ret < 0 || (ret = choose(sh, c, er, family, &pick)) < 0)
         return ret;
     if (!pick.sa.sa_family)
         return 0;
     if (use == OUTBOUND_LISTEN)
-        set_freebind(fd, family); /* the caller binds it, with a port of its range */
-    else if ((ret = egress_bind(fd, &pick, true)) < 0)
+        egress_freebind(fd, family); /* the caller binds it, with a port of its range */
+    else if ((ret = egress_bind(fd, &pick)) < 0)
         return ret;
     if (src)
         *src = pick;
@@ -216,7 +197,7 @@ outbound_dgram(struct shard *sh, struct conn *c, int fd, int rule, struct outbou
     const struct egress_rule *er = rule >= 0 ? acl_rule_data(sh->pol->acl, rule) : NULL;
     static const int fams[2] = {AF_INET, AF_INET6};
     memset(d, 0, sizeof(*d));
-    int ret = set_mark(fd, er);
+    int ret = egress_mark(fd, er);
     if (ret < 0)
         return ret;
     bool any = false;
@@ -227,8 +208,8 @@ outbound_dgram(struct shard *sh, struct conn *c, int fd, int rule, struct outbou
     if (any) {
         /* A source the host has by a local route rather than an address: FREEBIND lets
          * IPV6_PKTINFO name it (IPv4 checks the local routes itself). */
-        set_freebind(fd, AF_INET6);
-        set_freebind(fd, AF_INET);
+        egress_freebind(fd, AF_INET6);
+        egress_freebind(fd, AF_INET);
     }
     return 0;
 }
