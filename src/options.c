@@ -59,6 +59,20 @@ csv_count(const char *list)
     return n;
 }
 
+/* Append one element to a CSV row's list, or -E2BIG (why says the limit) when it is full. */
+static int
+csv_append(const struct options_row *r, char *list, const char *v, const char *what, char *why,
+           size_t whycap)
+{
+    size_t used = strlen(list);
+    if (csv_count(list) >= (size_t)r->max || used + strlen(v) + 2 > r->size) {
+        snprintf(why, whycap, "too many %s (at most %lld)", what, r->max);
+        return -E2BIG;
+    }
+    snprintf(list + used, r->size - used, "%s%s", used ? "," : "", v);
+    return 0;
+}
+
 /* DNS servers as c-ares wants them: "host:port,host:port". */
 static int
 add_resolver(const struct options_row *r, char *list, const char *v, char *why, size_t whycap)
@@ -70,13 +84,7 @@ add_resolver(const struct options_row *r, char *list, const char *v, char *why, 
         return -EINVAL;
     }
     addr_format((struct sockaddr *)&ss, text, sizeof(text));
-    size_t used = strlen(list);
-    if (csv_count(list) >= (size_t)r->max || used + strlen(text) + 2 > r->size) {
-        snprintf(why, whycap, "too many addresses (at most %lld)", r->max);
-        return -E2BIG;
-    }
-    snprintf(list + used, r->size - used, "%s%s", used ? "," : "", text);
-    return 0;
+    return csv_append(r, list, text, "addresses", why, whycap);
 }
 
 static int
@@ -101,13 +109,7 @@ add_egress(const struct options_row *r, char *list, const char *v, char *why, si
 {
     if (egress_entry_check(v, why, whycap) < 0)
         return -EINVAL;
-    size_t used = strlen(list);
-    if (csv_count(list) >= (size_t)r->max || used + strlen(v) + 2 > r->size) {
-        snprintf(why, whycap, "too many entries (at most %lld)", r->max);
-        return -E2BIG;
-    }
-    snprintf(list + used, r->size - used, "%s%s", used ? "," : "", v);
-    return 0;
+    return csv_append(r, list, v, "entries", why, whycap);
 }
 
 static const char *

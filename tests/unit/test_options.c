@@ -206,6 +206,19 @@ test_addresses(void **state)
     assert_int_equal(options_set(rs, &o, "10.0.0.9", why, sizeof(why)), -E2BIG);
     assert_string_equal(why, "too many addresses (at most 8)");
 
+    /* egress: entries checked one by one, the list bounded like the others. */
+    const struct options_row *re = row("egress");
+    options_clear(re, &o);
+    assert_string_equal(set(&o, "egress", "2001:db8:1::/64"), "");
+    assert_string_equal(set(&o, "egress", "2001:db8::1/64"),
+                        "'2001:db8::1/64' is not an address or a prefix (NETWORK/LENGTH with the "
+                        "host bits zero)");
+    assert_string_equal(o.egress, "2001:db8:1::/64");
+    for (int i = 1; i < OPTS_MAX_EGRESS; i++)
+        assert_string_equal(set(&o, "egress", "203.0.113.7"), "");
+    assert_int_equal(options_set(re, &o, "203.0.113.8", why, sizeof(why)), -E2BIG);
+    assert_string_equal(why, "too many entries (at most 64)");
+
     assert_string_equal(set(&o, "admin_hosts", "Node1.Example"), "");
     assert_string_equal(set(&o, "admin_hosts", "x:9180"),
                         "'x:9180' is not a host name (letters, digits, '-', '_', '.'; no port)");
