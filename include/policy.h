@@ -37,6 +37,8 @@ struct policy {
     /* Egress (egress.h, outbound.h): the global pool, the listeners' settings, sessions. */
     struct egress_pool *egress; /* NULL: the kernel chooses */
     bool egress_fallback, username_params;
+    bool rules_family; /* some rule has a family other than "any" */
+    bool rules_mark;   /* some rule sets SO_MARK (CAP_NET_ADMIN must outlive the drop) */
     unsigned session_ttl_s, session_ttl_max_s;
     uint8_t session_key[16];
     struct policy_listener {

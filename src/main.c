@@ -29,7 +29,6 @@
 
 #include "addr.h"
 #include "dns.h"
-#include "egress.h"
 #include "hosts.h"
 #include "opts.h"
 #include "shard.h"
@@ -183,18 +182,6 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
 }
 
 /* Bind done, files open: become the configured user and group for good. */
-/* Does any rule set SO_MARK, which needs CAP_NET_ADMIN on every tunnel it admits? */
-static bool
-policy_uses_mark(const struct policy *p)
-{
-    for (size_t i = 0; p && i < acl_count(p->acl); i++) {
-        const struct egress_rule *er = acl_rule_data(p->acl, (int)i);
-        if (er && er->has_mark)
-            return true;
-    }
-    return false;
-}
-
 /*
  * After setuid(): keep CAP_NET_ADMIN alone, permitted and effective, for SO_MARK. The
  * shard threads, made after this, inherit it; nothing else survives the drop.
@@ -395,7 +382,7 @@ main(int argc, char **argv)
         fprintf(stderr, "ringsocks: access log: %s\n", err);
         goto out_fds;
     }
-    if (drop_privileges(&o, policy_uses_mark(ctl.pol)) < 0)
+    if (drop_privileges(&o, ctl.pol->rules_mark) < 0)
         goto out_fds;
     for (; inited < o.shards; inited++) {
         int ret = shard_init(&shards[inited], inited, &o, hosts, &ctl.pol, lg,

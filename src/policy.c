@@ -26,6 +26,12 @@ egress_init(struct policy *p, const struct opts *o)
     p->username_params = o->username_params;
     p->session_ttl_s = o->session_ttl_s;
     p->session_ttl_max_s = o->session_ttl_max_s;
+    /* What the rules' outbound settings ask of every request, known once here. */
+    for (size_t i = 0; i < acl_count(p->acl); i++) {
+        const struct egress_rule *er = acl_rule_data(p->acl, (int)i);
+        p->rules_family = p->rules_family || (er && er->family);
+        p->rules_mark = p->rules_mark || (er && er->has_mark);
+    }
     egress_session_key(o->session_key, p->session_key);
     for (unsigned i = 0; i < o->n_listen_out; i++) {
         struct policy_listener *l = &p->listeners[p->n_listeners];

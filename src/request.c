@@ -214,6 +214,9 @@ connect_next(struct shard *sh, struct conn *c)
 static enum happy_family
 request_family(struct shard *sh, struct conn *c)
 {
+    /* Most rule sets have no family: then no second rule match per CONNECT. */
+    if (!sh->pol->rules_family)
+        return HAPPY_ANY;
     struct policy_req r = {
         .client = &c->client, .cmd = c->cmd, .user = c->user, .host = c->host, .port = c->port};
     int rule;
