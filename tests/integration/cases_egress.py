@@ -712,6 +712,31 @@ def egress_mark_after_privilege_drop(ctx):
     egress_mark(ctx, user="nobody")
 
 
+def own_listener(ctx, net, fastopen=False):
+    """A TCP listener of the test's own in T (the target's are made before a test can change
+    T's sysctls) that answers like the target, "SRC SPORT\n", and keeps each connection open
+    until the test ends. Returns its (address, port)."""
+    srv = net.T.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if fastopen:
+        srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, 16)
+    srv.bind((T4, 0))
+    srv.listen(16)
+    kept = []
+    ctx.defer(lambda: [c.close() for c in kept])
+    ctx.defer(srv.close)
+
+    def serve():
+        while True:
+            try:
+                c, a = srv.accept()
+            except OSError:
+                return
+            c.sendall(("%s %d\n" % a[:2]).encode())
+            kept.append(c)
+    threading.Thread(target=serve, daemon=True).start()
+    return (T4, srv.getsockname()[1])
+
+
 def _fastopen_passive(ns):
     """TcpExt TCPFastOpenPassive of namespace ns: connections accepted with data in the SYN."""
     import subprocess
@@ -730,23 +755,7 @@ def egress_fastopen(ctx):
     need_egress(ctx)
     from harness import GREETING, request as socks_request, read_reply, recv_exact
     net = EgressNet(ctx)
-    # A listener of its own: the target's were made before Fast Open was on in T.
-    srv = net.T.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, 16)
-    srv.bind((T4, 0))
-    srv.listen(16)
-    ctx.defer(srv.close)
-    dst = (T4, srv.getsockname()[1])
-
-    def serve():
-        while True:
-            try:
-                c, a = srv.accept()
-            except OSError:
-                return
-            c.sendall(("%s %d\n" % a[:2]).encode())
-            c.close()
-    threading.Thread(target=serve, daemon=True).start()
+    dst = own_listener(ctx, net, fastopen=True)
     net.T.sysctl("net.ipv4.tcp_fastopen", "3")
     p = net.proxy('rules = ( { action = "allow"; fastopen = true; } );\n')
 
@@ -783,27 +792,7 @@ def egress_keepalive_rule(ctx):
     import subprocess
     from harness import request as socks_request, read_reply
     net = EgressNet(ctx)
-    # Two listeners of its own in T that keep their connections open (the target closes).
-    kept = []
-    ports = []
-    for _ in range(2):
-        srv = net.T.socket(socket.AF_INET, socket.SOCK_STREAM)
-        srv.bind((T4, 0))
-        srv.listen(4)
-        ctx.defer(srv.close)
-        ports.append(srv.getsockname()[1])
-
-        def serve(srv=srv):
-            while True:
-                try:
-                    c, a = srv.accept()
-                except OSError:
-                    return
-                c.sendall(("%s %d\n" % a[:2]).encode())
-                kept.append(c)
-        threading.Thread(target=serve, daemon=True).start()
-    ctx.defer(lambda: [c.close() for c in kept])
-    off, on = (T4, ports[0]), (T4, ports[1])
+    off, on = own_listener(ctx, net), own_listener(ctx, net)
     p = net.proxy('rules = ( { action = "allow"; ports = [%d]; keepalive = false; }, '
                   '{ action = "allow"; } );\n' % off[1])
 
