@@ -12,7 +12,10 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include "egress.h"
 #include "users.h"
 #include "users_file.h"
 
@@ -120,6 +123,68 @@ test_no_dummy_without_usable_hash(void **state)
     users_free(u);
 }
 
+/* users_load_flags() of text: the table, or NULL with the error (path replaced by "@"). */
+static struct users *
+load_flags(const char *text, unsigned flags, char *err, size_t cap)
+{
+    char path[] = "/tmp/ringsocks-test-users.XXXXXX", raw[400];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct users *u = users_load_flags(path, flags, raw, sizeof(raw));
+    unlink(path);
+    const char *rest = strncmp(raw, path, strlen(path)) == 0 ? raw + strlen(path) : raw;
+    snprintf(err, cap, "@%s", u ? "" : rest);
+    return u;
+}
+
+/* Attributes after the hash: egress pools, shared by text; every bad line named. */
+static void
+test_attributes(void **state)
+{
+    (void)state;
+    char err[512];
+    struct users *u = load_flags("alice:$6$s$h  egress=2001:db8:1::/64,203.0.113.7 # comment\n"
+                                 "bob:$6$s$h\tegress=2001:db8:1::/64,203.0.113.7\n"
+                                 "carol:$6$s$h\n",
+                                 0, err, sizeof(err));
+    assert_non_null(u);
+    const struct egress_pool *a = users_egress(u, "alice"), *b = users_egress(u, "bob");
+    assert_non_null(a);
+    assert_ptr_equal(a, b); /* one parsed copy for one text */
+    assert_true(egress_pool_has(a, AF_INET) && egress_pool_has(a, AF_INET6));
+    assert_null(users_egress(u, "carol"));
+    assert_null(users_egress(u, "dave"));
+    assert_string_equal(users_hash(u, "alice"), "$6$s$h");
+    users_free(u);
+
+    static const struct {
+        const char *text, *err;
+        unsigned flags;
+    } bad[] = {
+        {"a:$6$s$h\nb:$6$s$h colour=blue\n", "@:2: b: unknown attribute 'colour' (egress)", 0},
+        {"a:$6$s$h egress\n", "@:1: a: 'egress' is not key=value", 0},
+        {"a:$6$s$h egress=\n", "@:1: a: 'egress=' is not key=value", 0},
+        {"a:$6$s$h egress=2001:db8::1/64\n",
+         "@:1: a: '2001:db8::1/64' is not an address or a prefix (NETWORK/LENGTH with the host "
+         "bits zero)",
+         0},
+        {"a-session-x:$6$s$h\n",
+         "@:1: 'a-session-x' holds \"-session-\" or \"-ttl-\", which username_params reads as "
+         "parameters: rename the user",
+         USERS_F_PARAMS},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_null(load_flags(bad[i].text, bad[i].flags, err, sizeof(err)));
+        assert_string_equal(err, bad[i].err);
+    }
+    /* The keyword is only a keyword with username_params. */
+    u = load_flags("a-session-x:$6$s$h\n", 0, err, sizeof(err));
+    assert_non_null(u);
+    users_free(u);
+}
+
 int
 main(void)
 {
@@ -128,6 +193,7 @@ main(void)
         cmocka_unit_test_setup(test_dummy_of_the_commonest_kind, setup),
         cmocka_unit_test_setup(test_dummy_differs_per_load, setup),
         cmocka_unit_test_setup(test_no_dummy_without_usable_hash, setup),
+        cmocka_unit_test(test_attributes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
