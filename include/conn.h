@@ -88,6 +88,7 @@ struct conn_phase {
 /* 0x04 << what: counted in the shard's client table under enum client_count what. */
 #define CONN_F_CLIENT(what) ((uint8_t)(0x04u << (what)))
 #define CONN_F_SESSION      0x40u /* c->user is "base\0id\0ttl" (outbound.h) */
+#define CONN_F_ADMITTED     0x80u /* limit_admit() passed: c->acct and c->lim hold its places */
 
 struct conn {
     uint32_t gen;

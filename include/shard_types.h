@@ -69,6 +69,7 @@ struct shard {
     struct udp_scratch *udp; /* mapped at the first UDP association, else NULL */
     struct dns_shard *dns;   /* dns.c: the c-ares channel, its sockets, the cache */
     uint64_t rng[4];         /* outbound.c: random egress picks (xoshiro256**) */
+    struct climap *climap;   /* client addresses' shared limit counters (climap.h), shared */
 
     uint32_t head[TL__COUNT], tail[TL__COUNT];
     uint32_t now_s;

@@ -49,6 +49,9 @@ struct shard_stats {
     uint64_t client_limited;   /* BINDs and UDP associations refused by a per-client limit */
     uint64_t auth_coalesced;   /* password checks answered by an identical one in flight */
     uint64_t close_cancels;    /* closes that needed an explicit cancel */
+    uint64_t limit_refused[5]; /* requests refused by a limit, by enum lim_hit (lim.h) */
+    uint64_t limit_refused_client; /* of those, by a client address's limit */
+    uint64_t bw_waits;             /* reads that waited for bandwidth (limit.h) */
     uint64_t auth_cache_hits;
     uint64_t auth_slow_checks;
     uint64_t auth_failures;

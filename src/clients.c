@@ -16,8 +16,8 @@
 
 #define FREE_KEY UINT64_MAX
 
-static void
-key_of(const union sockaddr_inx *a, uint64_t key[2])
+void
+clients_key(const union sockaddr_inx *a, uint64_t key[2])
 {
     if (a->sa.sa_family == AF_INET) {
         /* Laid out as the IPv4-mapped address, so it never equals an IPv6 /64 key. */
@@ -183,7 +183,7 @@ uint32_t
 clients_get(const struct clients *cl, const union sockaddr_inx *a, enum client_count what)
 {
     uint64_t key[2];
-    key_of(a, key);
+    clients_key(a, key);
     const struct client_ent *e = find(cl, key);
     return e ? e->n[what] : 0;
 }
@@ -192,7 +192,7 @@ int
 clients_inc(struct clients *cl, const union sockaddr_inx *a, enum client_count what, uint32_t now_s)
 {
     uint64_t key[2];
-    key_of(a, key);
+    clients_key(a, key);
     struct client_ent *e = find_or_add(cl, key, now_s);
     if (!e || e->n[what] == UINT32_MAX)
         return -ENOMEM;
@@ -203,7 +203,7 @@ void
 clients_dec(struct clients *cl, const union sockaddr_inx *a, enum client_count what, uint32_t now_s)
 {
     uint64_t key[2];
-    key_of(a, key);
+    clients_key(a, key);
     struct client_ent *e = find(cl, key);
     if (!e || e->n[what] == 0)
         return;
@@ -216,7 +216,7 @@ void
 clients_fail(struct clients *cl, const union sockaddr_inx *a, uint32_t now_s)
 {
     uint64_t key[2];
-    key_of(a, key);
+    clients_key(a, key);
     struct client_ent *e = find_or_add(cl, key, now_s);
     if (!e)
         return;
@@ -232,7 +232,7 @@ uint32_t
 clients_fails(const struct clients *cl, const union sockaddr_inx *a, uint32_t now_s)
 {
     uint64_t key[2];
-    key_of(a, key);
+    clients_key(a, key);
     const struct client_ent *e = find(cl, key);
     return e && fails_live(cl, e, now_s) ? e->fails : 0;
 }

@@ -39,6 +39,7 @@
 #include "admin.h"
 #include "config.h"
 #include "acct.h"
+#include "climap.h"
 #include "ctl.h"
 #include "log.h"
 #include "options.h"
@@ -352,6 +353,7 @@ main(int argc, char **argv)
     struct hosts *hosts = NULL;
     struct logger *lg = NULL;
     struct admin *admin = NULL;
+    struct climap *climap = NULL;
     struct ctl ctl;
     unsigned started = 0, inited = 0;
     memset(&ctl, 0, sizeof(ctl));
@@ -409,6 +411,13 @@ main(int argc, char **argv)
             goto out_shards;
         }
     }
+    climap = climap_new();
+    if (!climap) {
+        fprintf(stderr, "ringsocks: out of memory\n");
+        goto out_shards;
+    }
+    for (unsigned i = 0; i < inited; i++)
+        shards[i].climap = climap;
     shard_set_peers(shards, o.shards);
     for (; started < o.shards; started++) {
         int ret = shard_start(&shards[started]);
@@ -455,6 +464,7 @@ main(int argc, char **argv)
     ctl.load = load_all;
     ctl.load_arg = &ld;
     ctl.reg = ld.reg;
+    ctl.climap = climap;
     ctl_run(&ctl);
     rc = 0;
 out_shards:
@@ -462,6 +472,7 @@ out_shards:
         shard_stop(&shards[i]);
     for (unsigned i = 0; i < inited; i++)
         shard_join(&shards[i]);
+    climap_free(climap); /* the shards are gone: nobody holds a node */
 out_fds:
     for (size_t i = 0; i < (size_t)o.shards * o.n_listen; i++)
         if (fds[i] >= 0)
