@@ -300,7 +300,7 @@ void
 gcra_return(_Atomic uint64_t *tat, uint64_t rate, uint64_t unused)
 {
     if (unused)
-        atomic_fetch_sub_explicit(tat, bytes_ns(rate, unused) - 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(tat, bytes_ns(rate, unused), memory_order_relaxed);
 }
 
 uint64_t
