@@ -110,7 +110,9 @@ struct conn {
     struct hs *hs;         /* handshake context while the connection holds one */
     struct udp_assoc *ua;  /* UDP ASSOCIATE state, else NULL */
     char *host;            /* requested name (allocated), or NULL for an address */
-    char *user;            /* authenticated user (allocated), or NULL */
+    char *user;            /* authenticated user (allocated), or NULL; after a refused login
+                 * (end END_AUTH_FAILED, END_AUTH_LOCKED) the name tried, for the log
+                 * alone: such a connection is closing and never served */
     union sockaddr_inx client;
     union sockaddr_inx dest; /* the target reached (or tried), the BIND peer; family 0: none */
     union sockaddr_inx src;  /* our end towards the target (egress address); family 0: none */

@@ -25,6 +25,7 @@ enum conn_end {
     END_SHUTDOWN,      /* server stopping */
     END_BAD_NAME,      /* the request named a host no host name can be */
     END_CLIENT_LIMIT,  /* a per-client-address limit (handshakes, BINDs, UDP associations) */
+    END_AUTH_LOCKED,   /* RFC 1929 login refused unchecked: its pair or address is locked out */
     END__COUNT,
 };
 

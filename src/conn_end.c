@@ -22,6 +22,7 @@ static const char *const end_names[END__COUNT] = {
     [END_SHUTDOWN] = "shutdown",
     [END_BAD_NAME] = "bad_name",
     [END_CLIENT_LIMIT] = "client_limit",
+    [END_AUTH_LOCKED] = "auth_locked",
 };
 
 const char *

@@ -39,6 +39,7 @@
 #include "admin.h"
 #include "config.h"
 #include "ctl.h"
+#include "lockout.h"
 #include "log.h"
 #include "options.h"
 #include "policy.h"
@@ -337,6 +338,7 @@ main(int argc, char **argv)
     int *fds = calloc((size_t)o.shards * o.n_listen, sizeof(int));
     struct shard *shards = calloc(o.shards, sizeof(struct shard));
     struct hosts *hosts = NULL;
+    struct lockout *lockout = NULL;
     struct logger *lg = NULL;
     struct admin *admin = NULL;
     struct ctl ctl;
@@ -357,6 +359,12 @@ main(int argc, char **argv)
     if (!hosts) {
         fprintf(stderr, "ringsocks: out of memory reading /etc/hosts\n");
         goto out_ares;
+    }
+    /* Always: a reload may turn password authentication on. */
+    lockout = lockout_new(LOCKOUT_SLOTS);
+    if (!lockout) {
+        fprintf(stderr, "ringsocks: out of memory for the login lockout table\n");
+        goto out_fds;
     }
     if (bind_all(&o, fds) < 0)
         goto out_fds;
@@ -397,6 +405,8 @@ main(int argc, char **argv)
         }
     }
     shard_set_peers(shards, o.shards);
+    for (unsigned i = 0; i < o.shards; i++)
+        shards[i].lockout = lockout;
     for (; started < o.shards; started++) {
         int ret = shard_start(&shards[started]);
         if (ret < 0) {
@@ -454,6 +464,7 @@ out_fds:
             close(fds[i]);
     log_stop(lg);
     admin_close(admin);
+    lockout_free(lockout);
     hosts_free(hosts);
 out_ares:
     ares_library_cleanup();
