@@ -79,6 +79,9 @@ $(BUILD)/tests/test_users: $(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj
 	$(BUILD)/obj/hostname.o $(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
 $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o $(BUILD)/obj/conn_end.o
 $(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o
+# The client table and the login lockout key addresses with addr_client_key().
+$(BUILD)/tests/test_clients: $(BUILD)/obj/addr.o
+$(BUILD)/tests/test_lockout: $(BUILD)/obj/addr.o
 # The password checker with its real crypt(3) worker; ring_sqe() and conn_authed() are faked.
 $(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o \
 	$(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \

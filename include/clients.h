@@ -30,12 +30,6 @@ enum client_count {
     CLIENT__COUNT,
 };
 
-/*
- * Pure: the key an address is counted under (its IPv4 address, or the /64
- * of an IPv6 one), also for the limits shared across shards (climap.h).
- */
-void clients_key(const union sockaddr_inx *a, uint64_t key[2]);
-
 /* Entries at most, per shard (about 48 MiB): beyond it, addresses go uncounted. */
 #define CLIENTS_MAX (1u << 20)
 

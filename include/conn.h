@@ -113,7 +113,9 @@ struct conn {
     struct hs *hs;         /* handshake context while the connection holds one */
     struct udp_assoc *ua;  /* UDP ASSOCIATE state, else NULL */
     char *host;            /* requested name (allocated), or NULL for an address */
-    char *user;            /* authenticated user (allocated), or NULL */
+    char *user;            /* authenticated user (allocated), or NULL; after a refused login
+                 * (end END_AUTH_FAILED, END_AUTH_LOCKED) the name tried, for the log
+                 * alone: such a connection is closing and never served */
     struct uacct *acct;    /* the user's running state (acct.h): bytes counted as they go */
     struct conn_lim *lim;  /* limits held or applied (lim.h, limit.c), or NULL: none */
     union sockaddr_inx client;

@@ -33,6 +33,7 @@ struct authq;       /* authq.c: the shard's credential cache, queues and crypt w
 struct policy;      /* policy.h: rules, users, limits; RCU-published by the control thread */
 struct logger;      /* log.c: the access-log writer */
 struct udp_scratch; /* udp.c: the shard's datagram buffers */
+struct lockout;     /* lockout.h: failed-login counts, shared by every shard (atomics) */
 
 struct shard {
     unsigned id;
@@ -44,6 +45,7 @@ struct shard {
     uint64_t pol_gen;         /* generation the connections were last checked against */
     struct logger *lg;
     struct authq *authq;
+    struct lockout *lockout; /* shared by all shards; NULL: no lockout (unit tests) */
     pthread_t thread;
 
     struct listener *ls;

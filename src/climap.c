@@ -10,7 +10,6 @@
 #include <urcu-qsbr.h>
 #include <urcu/rculfhash.h>
 
-#include "clients.h"
 
 struct cnode {
     struct lim_node n; /* first: the pointer shards keep is this */
@@ -81,7 +80,7 @@ struct lim_node *
 climap_take(struct climap *m, const union sockaddr_inx *client, uint64_t max, bool *over)
 {
     uint64_t key[2];
-    clients_key(client, key);
+    addr_client_key(client, key);
     unsigned long h = hash_key(m, key);
     struct cnode *fresh = NULL;
     *over = false;

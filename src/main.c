@@ -41,6 +41,7 @@
 #include "acct.h"
 #include "climap.h"
 #include "ctl.h"
+#include "lockout.h"
 #include "log.h"
 #include "options.h"
 #include "policy.h"
@@ -351,6 +352,7 @@ main(int argc, char **argv)
     int *fds = calloc((size_t)o.shards * o.n_listen, sizeof(int));
     struct shard *shards = calloc(o.shards, sizeof(struct shard));
     struct hosts *hosts = NULL;
+    struct lockout *lockout = NULL;
     struct logger *lg = NULL;
     struct admin *admin = NULL;
     struct climap *climap = NULL;
@@ -372,6 +374,12 @@ main(int argc, char **argv)
     if (!hosts) {
         fprintf(stderr, "ringsocks: out of memory reading /etc/hosts\n");
         goto out_ares;
+    }
+    /* Always: a reload may turn password authentication on. */
+    lockout = lockout_new(LOCKOUT_SLOTS);
+    if (!lockout) {
+        fprintf(stderr, "ringsocks: out of memory for the login lockout table\n");
+        goto out_fds;
     }
     if (bind_all(&o, fds) < 0)
         goto out_fds;
@@ -419,6 +427,8 @@ main(int argc, char **argv)
     for (unsigned i = 0; i < inited; i++)
         shards[i].climap = climap;
     shard_set_peers(shards, o.shards);
+    for (unsigned i = 0; i < o.shards; i++)
+        shards[i].lockout = lockout;
     for (; started < o.shards; started++) {
         int ret = shard_start(&shards[started]);
         if (ret < 0) {
@@ -479,6 +489,7 @@ out_fds:
             close(fds[i]);
     log_stop(lg);
     admin_close(admin);
+    lockout_free(lockout);
     hosts_free(hosts);
 out_ares:
     ares_library_cleanup();

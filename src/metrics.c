@@ -285,11 +285,37 @@ static const struct counter auth_counters[] = {
     COUNTER("ringsocks_acl_denied_total", acl_denied, "Requests refused by the access rules."),
 };
 
+/* Index of shard_stats.auth_lockouts and auth_locked_refusals: enum lockout_scope. */
+static const char *const lockout_scopes[STAT_LOCKOUT_SCOPES] = {"pair", "address"};
+
+/* A counter family labelled by lockout scope: the uint64_t[STAT_LOCKOUT_SCOPES] at off. */
+static void
+render_by_scope(struct mwriter *w, const struct metrics_shard *sh, unsigned n, const char *name,
+                const char *help, size_t off)
+{
+    mw_family(w, name, "counter", help);
+    for (int s = 0; s < STAT_LOCKOUT_SCOPES; s++) {
+        uint64_t sum = 0;
+        for (unsigned i = 0; i < n; i++)
+            sum += __atomic_load_n((const uint64_t *)((const char *)sh[i].st + off) + s,
+                                   __ATOMIC_RELAXED);
+        mw_printf(w, "%s{scope=\"%s\"} %" PRIu64 "\n", name, lockout_scopes[s], sum);
+    }
+}
+
 static void
 render_auth(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
     render_limits(w, sh, n);
     render_counters(w, sh, n, auth_counters, sizeof(auth_counters) / sizeof(auth_counters[0]));
+    render_by_scope(w, sh, n, "ringsocks_auth_lockouts_total",
+                    "Keys locked out by failed logins: a (client address, user) pair reaching "
+                    "auth_lockout_failures, an address reaching auth_lockout_address_failures.",
+                    offsetof(struct shard_stats, auth_lockouts));
+    render_by_scope(w, sh, n, "ringsocks_auth_locked_refusals_total",
+                    "Logins refused without a password check because their pair or address was "
+                    "locked out.",
+                    offsetof(struct shard_stats, auth_locked_refusals));
 }
 
 static void
