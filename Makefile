@@ -102,6 +102,10 @@ $(BUILD)/tests/test_request: LDFLAGS += -Wl,--wrap=close
 # Egress pools, the pick, session names and hashes.
 $(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
+# Limits (lim.o) come with every module that parses them (egress, options, users), and the
+# users table links its users to their running state (acct.o).
+LIM_USERS := config options users authq request egress
+$(foreach t,$(LIM_USERS),$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/lim.o $(BUILD)/obj/acct.o))
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcmocka

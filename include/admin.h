@@ -40,6 +40,16 @@
 #define ADMIN_PATH_MAX   256
 
 struct admin;
+struct admin_request;
+
+/* What a handler of admin_handlers.other answers. */
+struct admin_reply {
+    int status;
+    char *body; /* malloc'ed, or NULL for an empty body */
+    size_t len;
+    const char *ctype; /* static; NULL: application/json */
+    const char *allow; /* static; for 405 */
+};
 
 /*
  * Called on the control thread, inside admin_poll_done(), with arg. A NULL
@@ -61,6 +71,12 @@ struct admin_handlers {
     void (*drain)(void *arg);
     /* GET /healthz: 0 healthy (200 "ok"), else 503 with msg (e.g. "draining"). */
     int (*health)(void *arg, char *msg, size_t cap);
+    /*
+     * Any other request: fills *out (status 0, body NULL on entry). Status 0
+     * left: 404. A body is malloc'ed (the admin frees it); ctype NULL means
+     * application/json; allow names the methods a 405 answer lists.
+     */
+    void (*other)(void *arg, const struct admin_request *rq, struct admin_reply *out);
 };
 
 /*
@@ -102,7 +118,8 @@ struct admin_field {
 
 struct admin_request {
     char method[ADMIN_METHOD_MAX];
-    char path[ADMIN_PATH_MAX]; /* without query string and fragment */
+    char path[ADMIN_PATH_MAX];  /* without query string and fragment */
+    char query[ADMIN_PATH_MAX]; /* after '?', without the fragment; "" when none */
     struct admin_field host, origin, content_type, fetch_site;
 };
 

@@ -32,6 +32,8 @@ struct io_uring_sqe;
 struct hs;        /* handshake_types.h */
 struct udp_assoc; /* udp.c */
 struct log_rec;   /* log.h */
+struct uacct;     /* acct.h */
+struct conn_lim;  /* limit.c */
 
 #define CONN_NIL UINT32_MAX
 
@@ -120,6 +122,8 @@ struct conn {
     struct udp_assoc *ua;  /* UDP ASSOCIATE state, else NULL */
     char *host;            /* requested name (allocated), or NULL for an address */
     char *user;            /* authenticated user (allocated), or NULL */
+    struct uacct *acct;    /* the user's running state (acct.h): bytes counted as they go */
+    struct conn_lim *lim;  /* limits held or applied (lim.h, limit.c), or NULL: none */
     union sockaddr_inx client;
     union sockaddr_inx dest; /* the target reached (or tried), the BIND peer; family 0: none */
     union sockaddr_inx src;  /* our end towards the target (egress address); family 0: none */

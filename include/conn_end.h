@@ -25,6 +25,11 @@ enum conn_end {
     END_SHUTDOWN,      /* server stopping */
     END_BAD_NAME,      /* the request named a host no host name can be */
     END_CLIENT_LIMIT,  /* a per-client-address limit (handshakes, BINDs, UDP associations) */
+    END_LIMIT_CONNS,   /* the user's or client address's max_conns (lim.h) */
+    END_LIMIT_RATE,    /* the user's or client address's new-tunnel rate */
+    END_QUOTA,         /* the user is over its traffic quota */
+    END_BLOCKED,       /* the user is blocked by the admin */
+    END_ADMIN,         /* closed through the admin endpoint */
     END__COUNT,
 };
 

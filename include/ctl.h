@@ -33,6 +33,7 @@ struct ctl {
     struct policy *pol; /* published: shards read it through RCU */
     struct logger *lg;
     struct admin *admin;
+    struct acct_reg *reg; /* users' running state (acct.h), kept across reloads */
     ctl_load_fn load;
     void *load_arg;
     struct ctl_stats st;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "lim.h"
 
 struct egress_pool;
 
@@ -91,6 +92,10 @@ struct egress_rule {
     int8_t fastopen;        /* -1/0: no; 1: TCP_FASTOPEN_CONNECT */
     int32_t user_timeout_s; /* -1: as the global user_timeout */
     uint32_t mark;
+    /* limits and client_limits (lim.h): override the user's and the client address's
+     * for the tunnels this rule admits; unset fields leave them as they are. */
+    bool has_lim;
+    struct lim_conf lim, client_lim;
 };
 
 /* An egress_rule with nothing set. */

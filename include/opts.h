@@ -39,6 +39,8 @@ enum relay_engine {
     RELAY_AUTO, /* copy per direction until a read fills a buffer, then splice */
 };
 
+#define OPTS_LIMITS_LEN 512
+
 struct opts {
     struct sockaddr_storage listen[OPTS_MAX_LISTEN];
     unsigned n_listen;
@@ -83,6 +85,10 @@ struct opts {
     unsigned client_max_handshakes; /* beyond it, waits last and may be evicted when contended */
     unsigned client_max_binds;
     unsigned client_max_udp;
+    /* Limits (lim.h) as "key=value ..." words, checked when set (reloadable): every user's
+     * unless its users-file line says otherwise, and each client address's. */
+    char user_limits[OPTS_LIMITS_LEN];
+    char client_limits[OPTS_LIMITS_LEN];
     /* Egress (egress.h): where tunnels leave from when no user or rule says (reloadable). */
     char egress[OPTS_EGRESS_LEN]; /* pool entries "a,b/64"; "": the kernel chooses */
     bool egress_fallback;         /* no pool address of the family: the kernel chooses */

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "lim.h"
 #include "opts.h"
 
 struct acl;
@@ -34,6 +35,9 @@ struct policy {
     unsigned happy_eyeballs_delay_ms; /* RFC 8305 Connection Attempt Delay; 0: one at a time */
     bool close_removed_users, close_denied;
     unsigned client_max_handshakes, client_max_binds, client_max_udp; /* 0: no limit */
+    /* Limits (lim.h): user_limits and client_limits as parsed; unset fields: no limit. */
+    struct lim_conf user_lim, client_lim;
+    bool rules_lim; /* some rule has limits or client_limits */
     /* Egress (egress.h, outbound.h): the global pool, the listeners' settings, sessions. */
     struct egress_pool *egress; /* NULL: the kernel chooses */
     bool egress_fallback, username_params;

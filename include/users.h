@@ -8,6 +8,7 @@
 #ifndef RINGSOCKS_USERS_H
 #define RINGSOCKS_USERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,23 @@ size_t users_count(const struct users *u);
 struct egress_pool;
 /* Any thread: the egress pool of user's line, or NULL (none, or no such user). */
 const struct egress_pool *users_egress(const struct users *u, const char *user);
+/* Any thread: everything a user's line says, found once. */
+struct lim_conf;
+struct uacct;
+struct users_info {
+    const char *hash;
+    const struct egress_pool *egress; /* NULL: none */
+    const struct lim_conf *lim;       /* the line's limits; unset fields: the defaults */
+    struct uacct *acct;               /* its running state; NULL before users_link() */
+};
+/* false: no such user (or no table). */
+bool users_info(const struct users *u, const char *user, struct users_info *out);
+/*
+ * Control thread, after loading: point every user at its entry of reg
+ * (acct.h), making the missing ones. 0 or -ENOMEM.
+ */
+struct acct_reg;
+int users_link(struct users *u, struct acct_reg *reg);
 /* Any thread: the i-th name in strcmp() order (the reload report walks two tables), or NULL. */
 const char *users_name(const struct users *u, size_t i);
 

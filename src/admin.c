@@ -233,12 +233,20 @@ admin_parse_request(const char *buf, size_t len, struct admin_request *rq)
     size_t plen = strcspn(target, "?# ");
     if (plen > tlen)
         plen = tlen;
-    if (mlen >= sizeof(rq->method) || plen >= sizeof(rq->path))
+    size_t qlen = 0;
+    if (plen < tlen && target[plen] == '?') {
+        qlen = strcspn(target + plen + 1, "# ");
+        if (plen + 1 + qlen > tlen)
+            qlen = tlen - plen - 1;
+    }
+    if (mlen >= sizeof(rq->method) || plen >= sizeof(rq->path) || qlen >= sizeof(rq->query))
         return -1;
     memcpy(rq->method, buf, mlen);
     rq->method[mlen] = '\0';
     memcpy(rq->path, target, plen);
     rq->path[plen] = '\0';
+    memcpy(rq->query, target + plen + (qlen ? 1 : 0), qlen);
+    rq->query[qlen] = '\0';
     return (int)(end + 4 - buf);
 }
 
@@ -420,12 +428,16 @@ status_text(int code)
         return "Accepted";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
     case 403:
         return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
         return "Method Not Allowed";
+    case 409:
+        return "Conflict";
     case 415:
         return "Unsupported Media Type";
     case 500:
@@ -509,14 +521,32 @@ route_served(const struct admin_handlers *h, enum route r)
     }
 }
 
+/* A path none of the fixed routes serves: the other handler's answer, else 404. */
 static void
-route(struct admin_client *c, const char *method, const char *path, const struct admin_handlers *h)
+route_other(struct admin_client *c, const struct admin_request *rq, const struct admin_handlers *h)
 {
+    struct admin_reply out = {0};
+    if (h->other)
+        h->other(h->arg, rq, &out);
+    if (out.status == 0) {
+        free(out.body);
+        respond_text(c, 404, NULL, "not found\n");
+        return;
+    }
+    c->body_owned = out.body;
+    respond(c, out.status, out.allow, out.ctype ? out.ctype : "application/json", out.body,
+            out.body ? out.len : 0);
+}
+
+static void
+route(struct admin_client *c, const struct admin_request *rq, const struct admin_handlers *h)
+{
+    const char *method = rq->method, *path = rq->path;
     int r = 0;
     while (r < R__COUNT && !(strcmp(path, routes[r].path) == 0 && route_served(h, r)))
         r++;
     if (r == R__COUNT) {
-        respond_text(c, 404, NULL, "not found\n");
+        route_other(c, rq, h);
         return;
     }
     if (strcmp(method, routes[r].method) != 0) {
@@ -671,7 +701,7 @@ client_read(struct admin *a, struct admin_client *c, const struct admin_handlers
             if (status)
                 respond_text(c, status, NULL, why);
             else
-                route(c, rq.method, rq.path, h);
+                route(c, &rq, h);
             break;
         }
     }

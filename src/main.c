@@ -38,6 +38,7 @@
 #include "acl.h"
 #include "admin.h"
 #include "config.h"
+#include "acct.h"
 #include "ctl.h"
 #include "log.h"
 #include "options.h"
@@ -127,6 +128,7 @@ struct loader {
     int argc;
     char **argv;
     const char *config;
+    struct acct_reg *reg; /* users' running state (acct.h): users_link() into it */
 };
 
 /*
@@ -168,6 +170,12 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
             users_load_flags(o->users_file, o->username_params ? USERS_F_PARAMS : 0, err, errlen);
         if (!users) {
             acl_free(acl);
+            return -1;
+        }
+        if (ld->reg && users_link(users, ld->reg) < 0) {
+            snprintf(err, errlen, "%s: out of memory", o->users_file);
+            acl_free(acl);
+            users_free(users);
             return -1;
         }
     }
@@ -327,6 +335,11 @@ main(int argc, char **argv)
         return 0;
     }
     struct loader ld = {.argc = argc, .argv = argv, .config = cli.config};
+    ld.reg = acct_reg_new();
+    if (!ld.reg) {
+        fprintf(stderr, "ringsocks: out of memory\n");
+        return 1;
+    }
     struct policy *pol = NULL;
     bool test = cli.test || cli.dump;
     if (sodium_init() < 0) {
@@ -482,6 +495,7 @@ main(int argc, char **argv)
     ctl.admin = admin;
     ctl.load = load_all;
     ctl.load_arg = &ld;
+    ctl.reg = ld.reg;
     ctl_run(&ctl);
     rc = 0;
     /* A clean exit: no PID file naming a process that is gone. */
@@ -503,6 +517,7 @@ out_ares:
     ares_library_cleanup();
 out:
     policy_free(ctl.pol);
+    acct_reg_free(ld.reg); /* after the shards: their tunnels pointed into it */
     free(fds);
     free(shards);
     return rc;

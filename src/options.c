@@ -21,6 +21,7 @@
 #include "addr.h"
 #include "admin.h"
 #include "egress.h"
+#include "lim.h"
 
 /* The longest value options_format() writes: access_log's 4 KiB path, escaped. */
 #define OPTIONS_TEXT_MAX (4 * 4096 + 16)
@@ -119,6 +120,30 @@ add_egress(const struct options_row *r, char *list, const char *v, char *why, si
     return csv_append(r, list, v, "entries", why, whycap);
 }
 
+/* A limits text (lim.h) for a level; the reason in a buffer of the calling thread's. */
+static const char *
+check_limits_at(const char *v, unsigned keys)
+{
+    static _Thread_local char why[200];
+    struct lim_conf l;
+    lim_conf_unset(&l);
+    if (strlen(v) >= OPTS_LIMITS_LEN)
+        return "is too long";
+    return lim_conf_parse(&l, keys, v, why, sizeof(why)) < 0 ? why : NULL;
+}
+
+static const char *
+check_user_limits(const char *v)
+{
+    return check_limits_at(v, LIM_KEYS_ALL);
+}
+
+static const char *
+check_client_limits(const char *v)
+{
+    return check_limits_at(v, LIM_KEYS_NO_QUOTA);
+}
+
 static const char *
 check_session_key(const char *v)
 {
@@ -208,6 +233,15 @@ const struct options_row options_rows[] = {
          "BINDs waiting per client address and shard"),
     UINT("client_max_udp", R, 0, 1 << 20, client_max_udp, "256", "no limit", "N",
          "UDP associations per client address and shard"),
+    /* limits (lim.h): the same key=value words as the users file's attributes */
+    {"user_limits", OPTIONS_STRING, R, 0, 0, F(user_limits), 0, NULL, check_user_limits, NULL, NULL,
+     "no limits", "KEY=VALUE ...", NULL,
+     "every user's limits unless its users-file line says otherwise (max_conns=, rate=, burst=, "
+     "bw_up=, bw_down=, tunnel_bw_up=, tunnel_bw_down=, quota=, quota_close=)"},
+    {"client_limits", OPTIONS_STRING, R, 0, 0, F(client_limits), 0, NULL, check_client_limits, NULL,
+     NULL, "no limits", "KEY=VALUE ...", NULL,
+     "each client address's limits across all shards (max_conns=, rate=, burst=, bw_up=, "
+     "bw_down=, tunnel_bw_up=, tunnel_bw_down=)"},
     /* DNS */
     {"resolvers", OPTIONS_CSV, 0, 0, OPTS_MAX_RESOLVERS, F(resolvers), 0, NULL, NULL, add_resolver,
      NULL, "/etc/resolv.conf", "IP[:PORT]", "resolver",

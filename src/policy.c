@@ -31,8 +31,15 @@ egress_init(struct policy *p, const struct opts *o)
         const struct egress_rule *er = acl_rule_data(p->acl, (int)i);
         p->rules_family = p->rules_family || (er && er->family);
         p->rules_mark = p->rules_mark || (er && er->has_mark);
+        p->rules_lim = p->rules_lim || (er && er->has_lim);
     }
     egress_session_key(o->session_key, p->session_key);
+    /* The options table checked both texts already. */
+    lim_conf_unset(&p->user_lim);
+    lim_conf_unset(&p->client_lim);
+    if (lim_conf_parse(&p->user_lim, LIM_KEYS_ALL, o->user_limits, why, sizeof(why)) < 0 ||
+        lim_conf_parse(&p->client_lim, LIM_KEYS_NO_QUOTA, o->client_limits, why, sizeof(why)) < 0)
+        return -1;
     for (unsigned i = 0; i < o->n_listen_out; i++) {
         struct policy_listener *l = &p->listeners[p->n_listeners];
         memcpy(&l->addr, &o->listen_out[i].addr, sizeof(l->addr));

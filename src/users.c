@@ -17,13 +17,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "acct.h"
 #include "egress.h"
+#include "lim.h"
 
 struct user_entry {
     char *name;
     char *hash;
     unsigned line;                    /* in the file: for the duplicate's message */
     const struct egress_pool *egress; /* egress=...; owned by users.pools; NULL: none */
+    struct lim_conf lim;              /* max_conns=... (lim.h); unset fields: the defaults */
+    struct uacct *acct;               /* its running state (users_link()), or NULL */
 };
 
 /* One distinct attribute value and what it became, so 100,000 users naming one pool
@@ -304,8 +308,13 @@ parse_attrs(struct users *u, struct user_entry *e, char *p, char *why, size_t wh
         while (k < sizeof(user_attrs) / sizeof(user_attrs[0]) && strcmp(user_attrs[k].key, w))
             k++;
         if (k == sizeof(user_attrs) / sizeof(user_attrs[0])) {
-            snprintf(why, whycap, "unknown attribute '%s' (egress)", w);
-            return -1;
+            /* The limits (lim.h) are attributes too, with the same words everywhere. */
+            int r = lim_conf_set(&e->lim, w, eq + 1, why, whycap);
+            if (r == -2)
+                snprintf(why, whycap, "unknown attribute '%s' (egress, %s)", w, lim_conf_keys);
+            if (r < 0)
+                return -1;
+            continue;
         }
         if (user_attrs[k].set(u, e, eq + 1, why, whycap) < 0)
             return -1;
@@ -413,6 +422,7 @@ load_line(struct users *u, struct users_errs *e, char *p, unsigned lineno, unsig
     }
     struct user_entry *ent = &u->e[u->n];
     memset(ent, 0, sizeof(*ent));
+    lim_conf_unset(&ent->lim);
     ent->line = lineno;
     if (parse_attrs(u, ent, attrs, why, sizeof(why)) < 0) {
         uerr(e, lineno, "%s: %s", name, why);
@@ -527,6 +537,30 @@ users_hash(const struct users *u, const char *user)
     struct user_entry k = {.name = (char *)user};
     struct user_entry *hit = bsearch(&k, u->e, u->n, sizeof(*u->e), entry_cmp);
     return hit ? hit->hash : NULL;
+}
+
+bool
+users_info(const struct users *u, const char *user, struct users_info *out)
+{
+    if (!u || u->n == 0 || !user)
+        return false;
+    struct user_entry k = {.name = (char *)user};
+    const struct user_entry *hit = bsearch(&k, u->e, u->n, sizeof(*u->e), entry_cmp);
+    if (!hit)
+        return false;
+    *out = (struct users_info){hit->hash, hit->egress, &hit->lim, hit->acct};
+    return true;
+}
+
+int
+users_link(struct users *u, struct acct_reg *reg)
+{
+    for (size_t i = 0; u && i < u->n; i++) {
+        u->e[i].acct = acct_get(reg, u->e[i].name);
+        if (!u->e[i].acct)
+            return -ENOMEM;
+    }
+    return 0;
 }
 
 const struct egress_pool *

@@ -62,10 +62,15 @@ test_parse_whole(void **state)
     /* Query string and fragment are not part of the path. */
     assert_true(parse("GET /metrics?name[]=x&y=%20 HTTP/1.1\r\n\r\n", &rq) > 0);
     assert_string_equal(rq.path, "/metrics");
+    assert_string_equal(rq.query, "name[]=x&y=%20");
     assert_true(parse("GET /healthz#top HTTP/1.1\r\n\r\n", &rq) > 0);
     assert_string_equal(rq.path, "/healthz");
+    assert_string_equal(rq.query, "");
     assert_true(parse("GET /?x HTTP/1.1\r\n\r\n", &rq) > 0);
     assert_string_equal(rq.path, "/");
+    assert_string_equal(rq.query, "x");
+    assert_true(parse("GET /c?user=a#frag HTTP/1.1\r\n\r\n", &rq) > 0);
+    assert_string_equal(rq.query, "user=a");
 
     /* A body after the head is not counted: the head's length comes back. */
     static const char post[] = "POST /reload HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";

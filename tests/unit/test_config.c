@@ -754,10 +754,10 @@ test_unknown_keys(void **state)
              "@:2: unknown key 'shard'\n"
              "@:5: rule 1: unknown key 'form' (action, name, from, to, hosts, ports, commands, "
              "users, udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
-             "fastopen)\n"
+             "fastopen, limits, client_limits)\n"
              "@:6: rule 1: unknown key 'port' (action, name, from, to, hosts, ports, commands, "
              "users, udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
-             "fastopen)\n"
+             "fastopen, limits, client_limits)\n"
              "@:8: unknown key 'close_denied'");
 }
 

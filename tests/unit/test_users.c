@@ -163,7 +163,10 @@ test_attributes(void **state)
         const char *text, *err;
         unsigned flags;
     } bad[] = {
-        {"a:$6$s$h\nb:$6$s$h colour=blue\n", "@:2: b: unknown attribute 'colour' (egress)", 0},
+        {"a:$6$s$h\nb:$6$s$h colour=blue\n",
+         "@:2: b: unknown attribute 'colour' (egress, max_conns, rate, burst, bw_up, bw_down, "
+         "tunnel_bw_up, tunnel_bw_down, quota, quota_close)",
+         0},
         {"a:$6$s$h egress\n", "@:1: a: 'egress' is not key=value", 0},
         {"a:$6$s$h egress=\n", "@:1: a: 'egress=' is not key=value", 0},
         {"a:$6$s$h egress=2001:db8::1/64\n",
