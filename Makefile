@@ -111,7 +111,7 @@ LIM_USERS := config options users authq request egress conn relay metrics
 $(foreach t,$(LIM_USERS),$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/lim.o $(BUILD)/obj/acct.o))
 # The relay asks the bandwidth buckets (limit_bw.o); a request is admitted by limit.o, which
 # takes client addresses' places in the shared map.
-$(BUILD)/tests/test_relay $(BUILD)/tests/test_conn: $(BUILD)/obj/limit_bw.o
+$(BUILD)/tests/test_relay: $(BUILD)/obj/limit_bw.o
 $(BUILD)/tests/test_request: $(BUILD)/obj/limit.o $(BUILD)/obj/limit_bw.o $(BUILD)/obj/climap.o
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests

@@ -114,8 +114,13 @@ uint64_t gcra_reserve(_Atomic uint64_t *tat, uint64_t now_ns, uint64_t rate, uin
                       uint64_t want);
 /* Give back the time of unused bytes of a grant or reservation. */
 void gcra_return(_Atomic uint64_t *tat, uint64_t rate, uint64_t unused);
-/* A bandwidth bucket's tolerance: 100 ms of its rate, so a burst is 1/10 s of traffic. */
-#define LIM_BW_TAU_NS 100000000ull
+/*
+ * A bandwidth bucket's tolerance: the time of one chunk (lim_chunk(): 10 ms of the rate, or
+ * 4 KiB). No more: a direction that comes back from a write while the queue of reservations is
+ * shorter than the tolerance reads at once, ahead of those asleep, and with 100 ms one of ten
+ * tunnels took 1.3x its share.
+ */
+uint64_t lim_bw_tau(uint64_t rate);
 /* The most one grant of a bucket at rate may be: 10 ms of traffic, at least 4 KiB. */
 uint64_t lim_chunk(uint64_t rate);
 

@@ -14,34 +14,15 @@
 #ifndef RINGSOCKS_LIMIT_H
 #define RINGSOCKS_LIMIT_H
 
-#include <linux/time_types.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include "conn.h"
 #include "conn_end.h"
 #include "lim.h"
+#include "limit_types.h"
 
 struct shard;
-
-/* What a tunnel under some limit holds (c->lim; NULL for the others). */
-struct conn_lim_bw {
-    uint64_t rate[3];            /* bytes/s, 0: none: [0] the tunnel's, [1] the user's, [2] the
-                                  * client address's */
-    _Atomic uint64_t tunnel_tat; /* the tunnel's own bucket */
-    uint64_t ready_ns;           /* a reservation's time (lim_now_ns() clock) */
-    uint32_t reserved;           /* bytes reserved, read once ready_ns has come; 0: none */
-    uint32_t granted;            /* copy engine: granted to the recv in flight */
-    bool on;                     /* some rate is set */
-};
-
-struct conn_lim {
-    struct lim_node *client; /* the client address's node (a place held), or NULL */
-    struct conn_lim_bw bw[2];
-    struct __kernel_timespec ts[2]; /* the OP_THROTTLE timers, per direction */
-};
 
 /*
  * The request is about to go out under rule (its index, -1: none): take
@@ -72,25 +53,6 @@ uint32_t limit_grant(struct shard *sh, struct conn *c, unsigned d, uint32_t want
 void limit_unused(struct conn *c, unsigned d, uint32_t unused);
 /* A throttled direction's timer: the timespec for its OP_THROTTLE (lives in c->lim). */
 struct __kernel_timespec *limit_timer(struct conn *c, unsigned d, uint64_t wait_ns);
-
-/* The slot is being freed: give back what c holds (the slot layer calls it). */
-static inline void
-limit_release(struct conn *c)
-{
-    if (c->acct) {
-        lim_open_put((struct lim_node *)c->acct); /* struct uacct starts with its node */
-        c->acct = NULL;
-    }
-    if (c->lim) {
-        for (unsigned d = 0; d < 2; d++)
-            if (c->lim->bw[d].reserved) /* the tunnel ended before its turn: the turn goes back */
-                limit_unused(c, d, c->lim->bw[d].reserved);
-        if (c->lim->client)
-            lim_open_put(c->lim->client);
-        free(c->lim);
-        c->lim = NULL;
-    }
-}
 
 /* The longest a throttled direction sleeps before it asks again. */
 #define LIMIT_WAIT_MAX_NS 100000000ull

@@ -46,16 +46,39 @@ climap_new(void)
     return m;
 }
 
+/*
+ * Walks of the table. Not cds_lfht_for_each_entry(): at the end it takes the
+ * container of a NULL node, pointer arithmetic on NULL that UBSan stops on.
+ */
+static struct cnode *
+entry(struct cds_lfht_iter *it)
+{
+    struct cds_lfht_node *nd = cds_lfht_iter_get_node(it);
+    return nd ? caa_container_of(nd, struct cnode, node) : NULL;
+}
+
+static struct cnode *
+first(struct climap *m, struct cds_lfht_iter *it)
+{
+    cds_lfht_first(m->ht, it);
+    return entry(it);
+}
+
+static struct cnode *
+next(struct climap *m, struct cds_lfht_iter *it)
+{
+    cds_lfht_next(m->ht, it);
+    return entry(it);
+}
+
 void
 climap_free(struct climap *m)
 {
     if (!m)
         return;
     struct cds_lfht_iter it;
-    struct cnode *n;
     rcu_register_thread();
-    cds_lfht_for_each_entry(m->ht, &it, n, node)
-    {
+    for (struct cnode *n = first(m, &it); n; n = next(m, &it)) {
         cds_lfht_del(m->ht, &n->node);
         free(n);
     }
@@ -147,8 +170,7 @@ climap_sweep(struct climap *m, uint64_t now_ns)
     struct cnode *n, *dead = NULL;
     unsigned freed = 0;
     rcu_thread_online();
-    cds_lfht_for_each_entry(m->ht, &it, n, node)
-    {
+    for (n = first(m, &it); n; n = next(m, &it)) {
         uint64_t zero = 0;
         if (!idle(&n->n, now_ns) ||
             !atomic_compare_exchange_strong_explicit(&n->n.open, &zero, LIM_DEAD,

@@ -22,7 +22,8 @@
 #include <unistd.h>
 
 #include "acl.h"
-#include "limit.h"
+#include "acct.h"
+#include "limit_types.h"
 #include "log.h"
 #include "policy.h"
 #include "ring.h"
@@ -331,6 +332,22 @@ conn_log(struct shard *sh, const struct conn *c)
     log_push(sh->lg, sh->id, &r);
 }
 
+/* The places a tunnel held in its user's and client address's counts (limit.h) go back. */
+static void
+limits_release(struct conn *c)
+{
+    if (c->acct) {
+        lim_open_put(&c->acct->n);
+        c->acct = NULL;
+    }
+    if (c->lim) {
+        if (c->lim->client)
+            lim_open_put(c->lim->client);
+        free(c->lim);
+        c->lim = NULL;
+    }
+}
+
 static void
 conn_free(struct shard *sh, struct conn *c)
 {
@@ -340,7 +357,7 @@ conn_free(struct shard *sh, struct conn *c)
         conn_log(sh, c);
     if (c->phase && c->phase->release)
         c->phase->release(sh, c);
-    limit_release(c);
+    limits_release(c);
     for (int w = 0; w < CLIENT__COUNT; w++)
         conn_client_put(sh, c, (enum client_count)w);
     if (c->cfd >= 0)

@@ -310,6 +310,12 @@ lim_chunk(uint64_t rate)
     return c < 4096 ? 4096 : c;
 }
 
+uint64_t
+lim_bw_tau(uint64_t rate)
+{
+    return bytes_ns(rate, lim_chunk(rate));
+}
+
 /* ---- counters */
 
 const char *

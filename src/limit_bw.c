@@ -29,7 +29,7 @@ limit_grant(struct shard *sh, struct conn *c, unsigned d, uint32_t want, uint64_
         for (unsigned i = 0; i < 3; i++) {
             if (!b->rate[i] || (i == 1 && !c->acct) || (i == 2 && !c->lim->client))
                 continue;
-            uint64_t r = gcra_reserve(bucket(c, d, i), now, b->rate[i], LIM_BW_TAU_NS, g);
+            uint64_t r = gcra_reserve(bucket(c, d, i), now, b->rate[i], lim_bw_tau(b->rate[i]), g);
             if (r > ready)
                 ready = r;
         }

@@ -726,6 +726,11 @@ relay_release(struct shard *sh, struct conn *c)
 {
     for (unsigned d = 0; d < 2; d++) {
         struct relay_dir *rd = &c->dir[d];
+        /* A reservation the tunnel did not live to read goes back to the bucket. */
+        if (limit_bw(c, d) && c->lim->bw[d].reserved) {
+            limit_unused(c, d, c->lim->bw[d].reserved);
+            c->lim->bw[d].reserved = 0;
+        }
         stall_unlink(sh, c, d);
         release_pipe(sh, rd);
         copy_drained(sh, rd);
