@@ -52,6 +52,8 @@ base_rec(struct log_rec *r)
     r->start_ms = T0_MS;
     r->duration_ms = 250;
     r->shard = 0;
+    r->slot = 7;
+    r->gen = 2;
     r->port = 443;
     r->version = 5;
     r->cmd = SOCKS5_CMD_CONNECT;
@@ -240,7 +242,8 @@ test_logfmt_ipv4(void **state)
     base_rec(&r);
     expect(
         &r, LOG_LOGFMT,
-        "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=alice cmd=connect "
+        "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 user=alice "
+        "cmd=connect "
         "version=5 dest=example.com:443 resolved=93.184.216.34:443 egress=- rep=0 up=123 down=4567 "
         "duration_ms=250 end=done\n");
 }
@@ -255,12 +258,14 @@ test_egress_session(void **state)
     set_v6(&r.egress, "2001:db8:1::7", 40000);
     snprintf(r.session, sizeof(r.session), "ab12");
     expect(&r, LOG_LOGFMT,
-           "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=alice cmd=connect "
+           "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 user=alice "
+           "cmd=connect "
            "version=5 dest=example.com:443 resolved=93.184.216.34:443 "
            "egress=[2001:db8:1::7]:40000 session=ab12 rep=0 up=123 down=4567 "
            "duration_ms=250 end=done\n");
     expect(&r, LOG_JSON,
-           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\",\"client\":\"127.0."
+           "0.1:50000\","
            "\"user\":\"alice\",\"cmd\":\"connect\",\"version\":5,\"dest\":\"example.com:443\","
            "\"resolved\":\"93.184.216.34:443\",\"egress\":\"[2001:db8:1::7]:40000\","
            "\"session\":\"ab12\",\"rep\":0,\"up\":123,\"down\":4567,"
@@ -274,7 +279,8 @@ test_json_ipv4(void **state)
     struct log_rec r;
     base_rec(&r);
     expect(&r, LOG_JSON,
-           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\",\"client\":\"127.0."
+           "0.1:50000\","
            "\"user\":\"alice\",\"cmd\":\"connect\",\"version\":5,\"dest\":\"example.com:443\","
            "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rep\":0,\"up\":123,\"down\":4567,"
            "\"duration_ms\":250,\"end\":\"done\"}\n");
@@ -297,12 +303,14 @@ test_ipv6(void **state)
     r.duration_ms = 4294967295u;
     r.end = END_HS_TIMEOUT;
     expect(&r, LOG_LOGFMT,
-           "time=2026-11-21T21:40:00.123Z shard=3 client=[2001:db8::1]:50000 user=alice cmd=bind "
+           "time=2026-11-21T21:40:00.123Z shard=3 id=3.7.2 client=[2001:db8::1]:50000 user=alice "
+           "cmd=bind "
            "version=5 dest=[2001:db8::2]:8443 resolved=[2001:db8::2]:8443 egress=- rep=5 "
            "up=18446744073709551615 down=4567 duration_ms=4294967295 end=handshake_timeout\n");
     expect(
         &r, LOG_JSON,
-        "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":3,\"client\":\"[2001:db8::1]:50000\","
+        "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":3,\"id\":\"3.7.2\",\"client\":\"[2001:"
+        "db8::1]:50000\","
         "\"user\":\"alice\",\"cmd\":\"bind\",\"version\":5,\"dest\":\"[2001:db8::2]:8443\","
         "\"resolved\":\"[2001:db8::2]:8443\",\"egress\":null,\"rep\":5,\"up\":18446744073709551615,"
         "\"down\":4567,\"duration_ms\":4294967295,\"end\":\"handshake_timeout\"}\n");
@@ -323,10 +331,11 @@ test_empty_fields(void **state)
     r.bytes_up = r.bytes_down = 0;
     r.duration_ms = 0;
     expect(&r, LOG_LOGFMT,
-           "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=- cmd=none "
+           "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 user=- cmd=none "
            "version=0 dest=- resolved=- egress=- rep=- up=0 down=0 duration_ms=0 end=done\n");
     expect(&r, LOG_JSON,
-           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\",\"client\":\"127.0."
+           "0.1:50000\","
            "\"user\":null,\"cmd\":\"none\",\"version\":0,\"dest\":null,\"resolved\":null,"
            "\"egress\":null,"
            "\"rep\":null,\"up\":0,\"down\":0,\"duration_ms\":0,\"end\":\"done\"}\n");
@@ -353,13 +362,14 @@ test_hostile_strings(void **state)
     strcpy(r.user, "a b\"c=d\\e\n\x01\x7f\xff");
     strcpy(r.host, "evil.com:1 end=done\r\nfake=1");
     expect(&r, LOG_LOGFMT,
-           "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 "
+           "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 "
            "user=\"a b\\\"c=d\\\\e\\x0a\\x01\\x7f\\xff\" cmd=connect version=5 "
            "dest=\"[evil.com:1 end=done\\x0d\\x0afake=1]:443\" resolved=93.184.216.34:443 egress=- "
            "rep=0 "
            "up=123 down=4567 duration_ms=250 end=done\n");
     expect(&r, LOG_JSON,
-           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\",\"client\":\"127.0."
+           "0.1:50000\","
            "\"user\":\"a b\\\"c=d\\\\e\\u000a\\u0001\\u007f\\u00ff\",\"cmd\":\"connect\","
            "\"version\":5,\"dest\":\"[evil.com:1 end=done\\u000d\\u000afake=1]:443\","
            "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rep\":0,\"up\":123,\"down\":4567,"
