@@ -250,9 +250,8 @@ static void
 h_other(void *arg, const struct admin_request *rq, struct admin_reply *out)
 {
     struct ctl *ctl = arg;
-    (void)ctl;
-    (void)rq;
-    (void)out;
+    if (ctl_conns_route(ctl, rq, out))
+        return;
 }
 
 static bool
