@@ -102,7 +102,7 @@ $(BUILD)/tests/test_request: LDFLAGS += -Wl,--wrap=close
 # The control thread's mailbox into a shard and what the shard runs of it, on the real slot
 # layer (fake ring and shard); shard_wake() is faked.
 $(BUILD)/tests/test_shardcmd: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o \
-	$(BUILD)/obj/json.o $(BUILD)/obj/log.o $(BUILD)/obj/conn_end.o $(CORE_FAKES)
+	$(BUILD)/obj/json.o $(BUILD)/obj/log.o $(BUILD)/obj/conn_end.o $(BUILD)/obj/pct.o $(CORE_FAKES)
 # Egress pools, the pick, session names and hashes.
 $(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o

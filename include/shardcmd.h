@@ -28,9 +28,12 @@ struct conn;
 struct uacct;
 
 /* How long the control thread waits for each shard's answer. */
-#define SHARDCMD_WAIT_MS  1000
+#define SHARDCMD_WAIT_MS       1000
+/* GET /connections: objects listed by default and at most. */
+#define SHARDCMD_LIMIT_DEFAULT 1000
+#define SHARDCMD_LIMIT_MAX     100000
 /* Longest user name or destination text a filter holds (with the NUL). */
-#define SHARDCMD_TEXT_MAX 256
+#define SHARDCMD_TEXT_MAX      256
 
 enum shardcmd_op {
     SHARDCMD_LIST = 1,   /* render the connections matching f, at most limit */
@@ -81,6 +84,17 @@ void shardcmd_free(struct shardcmd *cmd);
 void shardcmd_run(struct shard *sh);
 
 /* ---- pure parts, for the tests and the shard */
+
+/*
+ * The query string of GET /connections (user, client, dest, limit;
+ * percent-decoded) into cmd->f and cmd->limit (SHARDCMD_LIMIT_DEFAULT when
+ * not given). NULL, or what is wrong with it (static, or written into why):
+ * a malformed pair, an unknown or repeated parameter, a client that is not
+ * an IP or IP:PORT, a limit not in 0..SHARDCMD_LIMIT_MAX.
+ */
+const char *shardcmd_parse_query(const char *query, struct shardcmd *cmd, char *why, size_t cap);
+/* A connection id "SHARD.SLOT.GEN": three decimal uint32_t, no sign, space or other byte. */
+bool shardcmd_parse_id(const char *s, uint32_t part[3]);
 
 /*
  * c's destination as "host:port" (an IPv6 literal in brackets) into out

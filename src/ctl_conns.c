@@ -9,7 +9,6 @@
  * for longer. It never touches a connection itself.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,10 +21,6 @@
 #include "pct.h"
 #include "shard.h"
 #include "shardcmd.h"
-
-/* GET /connections: objects by default and at most. */
-#define CONNS_LIMIT_DEFAULT 1000
-#define CONNS_LIMIT_MAX     100000
 
 /* A JSON answer built with printf; out of memory: 500 with no body. */
 static void
@@ -114,62 +109,13 @@ ctl_disconnect_user(struct ctl *ctl, struct uacct *a, enum conn_end why, unsigne
 
 /* ---- GET /connections */
 
-/* The filter and limit of a query string; NULL, or what is wrong with it. */
-static const char *
-parse_list_query(const char *query, struct shardcmd *cmd, char *why, size_t cap)
-{
-    char key[32], val[PCT_SEG_MAX];
-    unsigned seen = 0;
-    cmd->limit = CONNS_LIMIT_DEFAULT;
-    for (const char *q = query;;) {
-        int r = pct_query_next(&q, key, sizeof(key), val, sizeof(val));
-        if (r == 0)
-            return NULL;
-        if (r < 0)
-            return "malformed query string";
-        static const char *const keys[] = {"user", "client", "dest", "limit"};
-        unsigned k = 0;
-        while (k < 4 && strcmp(key, keys[k]) != 0)
-            k++;
-        if (k == 4) {
-            snprintf(why, cap, "unknown parameter %s (user, client, dest, limit)", key);
-            return why;
-        }
-        if (seen & 1u << k) {
-            snprintf(why, cap, "parameter %s given twice", key);
-            return why;
-        }
-        seen |= 1u << k;
-        if (k == 0) {
-            snprintf(cmd->f.user, sizeof(cmd->f.user), "%s", val);
-        } else if (k == 2) {
-            snprintf(cmd->f.dest, sizeof(cmd->f.dest), "%s", val);
-        } else if (k == 1) {
-            struct sockaddr_storage ss;
-            /* ip:port first; then a bare IP, any port. */
-            cmd->f.client_port = addr_parse(val, -1, &ss) == 0;
-            if (!cmd->f.client_port && addr_parse(val, 0, &ss) < 0)
-                return "client: want an IP address or IP:port";
-            memcpy(&cmd->f.client, &ss, sizeof(cmd->f.client));
-            addr_unmap(&cmd->f.client);
-        } else {
-            char *end;
-            errno = 0;
-            unsigned long v = strtoul(val, &end, 10);
-            if (!val[0] || *end || errno || val[0] == '-' || v > CONNS_LIMIT_MAX)
-                return "limit: want 0..100000";
-            cmd->limit = v;
-        }
-    }
-}
-
 /* Join the shards' lists (objects separated by '\n') into one array of at most limit. */
 static void
 list_connections(struct ctl *ctl, const char *query, struct admin_reply *out)
 {
     struct shardcmd proto = {.op = SHARDCMD_LIST};
     char why[128];
-    const char *bad = parse_list_query(query, &proto, why, sizeof(why));
+    const char *bad = shardcmd_parse_query(query, &proto, why, sizeof(why));
     if (bad) {
         reply_error(out, 400, bad);
         return;
@@ -223,30 +169,12 @@ list_connections(struct ctl *ctl, const char *query, struct admin_reply *out)
 
 /* ---- POST /connections/ID/close */
 
-/* "S.SLOT.GEN" in decimal, each part a uint32_t with no sign, space or leading junk. */
-static bool
-parse_id(const char *s, uint32_t part[3])
-{
-    for (int i = 0; i < 3; i++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        char *end;
-        errno = 0;
-        unsigned long v = strtoul(s, &end, 10);
-        if (errno || v > UINT32_MAX || *end != (i < 2 ? '.' : '\0'))
-            return false;
-        part[i] = (uint32_t)v;
-        s = end + 1;
-    }
-    return true;
-}
-
 static void
 close_connection(struct ctl *ctl, const char *id, struct admin_reply *out)
 {
     uint32_t part[3];
     char msg[PCT_SEG_MAX + 64];
-    if (!parse_id(id, part)) {
+    if (!shardcmd_parse_id(id, part)) {
         reply_error(out, 400, "a connection id is SHARD.SLOT.GEN");
         return;
     }

@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "json.h"
 #include "log.h"
+#include "pct.h"
 #include "shard.h"
 
 enum { CMD_POSTED, CMD_DONE, CMD_ABANDONED };
@@ -114,6 +115,71 @@ shardcmd_render(const struct conn *c, unsigned shard_id, uint64_t now_ms, char *
     if (n < 0)
         n = 0;
     return (size_t)n < cap ? (size_t)n : cap ? cap - 1 : 0;
+}
+
+const char *
+shardcmd_parse_query(const char *query, struct shardcmd *cmd, char *why, size_t cap)
+{
+    char key[32], val[PCT_SEG_MAX];
+    unsigned seen = 0;
+    cmd->limit = SHARDCMD_LIMIT_DEFAULT;
+    for (const char *q = query;;) {
+        int r = pct_query_next(&q, key, sizeof(key), val, sizeof(val));
+        if (r == 0)
+            return NULL;
+        if (r < 0)
+            return "malformed query string";
+        static const char *const keys[] = {"user", "client", "dest", "limit"};
+        unsigned k = 0;
+        while (k < 4 && strcmp(key, keys[k]) != 0)
+            k++;
+        if (k == 4) {
+            snprintf(why, cap, "unknown parameter %s (user, client, dest, limit)", key);
+            return why;
+        }
+        if (seen & 1u << k) {
+            snprintf(why, cap, "parameter %s given twice", key);
+            return why;
+        }
+        seen |= 1u << k;
+        if (k == 0) {
+            snprintf(cmd->f.user, sizeof(cmd->f.user), "%s", val);
+        } else if (k == 2) {
+            snprintf(cmd->f.dest, sizeof(cmd->f.dest), "%s", val);
+        } else if (k == 1) {
+            struct sockaddr_storage ss;
+            /* ip:port first; then a bare IP, any port. */
+            cmd->f.client_port = addr_parse(val, -1, &ss) == 0;
+            if (!cmd->f.client_port && addr_parse(val, 0, &ss) < 0)
+                return "client: want an IP address or IP:port";
+            memcpy(&cmd->f.client, &ss, sizeof(cmd->f.client));
+            addr_unmap(&cmd->f.client);
+        } else {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(val, &end, 10);
+            if (val[0] < '0' || val[0] > '9' || *end || errno || v > SHARDCMD_LIMIT_MAX)
+                return "limit: want 0..100000";
+            cmd->limit = v;
+        }
+    }
+}
+
+bool
+shardcmd_parse_id(const char *s, uint32_t part[3])
+{
+    for (int i = 0; i < 3; i++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno || v > UINT32_MAX || *end != (i < 2 ? '.' : '\0'))
+            return false;
+        part[i] = (uint32_t)v;
+        s = end + 1;
+    }
+    return true;
 }
 
 /* ---- the shard side */

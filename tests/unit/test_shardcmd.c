@@ -1,5 +1,7 @@
 /*
- * test_shardcmd.c - src/shardcmd.c: the filter of GET /connections (exact
+ * test_shardcmd.c - src/shardcmd.c: the query string of GET /connections
+ * (percent-decoded, unknown, repeated and malformed parameters refused) and
+ * connection ids (SHARD.SLOT.GEN, strict); the filter (exact
  * base user name, client IP with or without its port, destination
  * substring), the JSON object of a connection (names escaped, nulls for
  * what it has not got), what a shard runs (list up to a limit, close one
@@ -10,7 +12,7 @@
  * waited for), a mailbox still holding a command (not overwritten).
  *
  * Links shardcmd.o with the real slot layer (conn.o on fake_shard.h's fake
- * ring), json.o and log.o; shard_wake() is faked (counted).
+ * ring), json.o, pct.o and log.o; shard_wake() is faked (counted).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -334,6 +336,96 @@ test_run_close_user(void **state)
     fs_fini(&sh);
 }
 
+/* The query string of GET /connections into a filter; "" for good, else the reason. */
+static const char *
+parse(const char *query, struct shardcmd *cmd)
+{
+    static char why[128];
+    memset(cmd, 0, sizeof(*cmd));
+    const char *bad = shardcmd_parse_query(query, cmd, why, sizeof(why));
+    return bad ? bad : "";
+}
+
+static void
+test_parse_query(void **state)
+{
+    (void)state;
+    struct shardcmd cmd;
+    union sockaddr_inx want;
+    assert_string_equal(parse("", &cmd), "");
+    assert_int_equal(cmd.limit, SHARDCMD_LIMIT_DEFAULT);
+    assert_int_equal(cmd.f.client.sa.sa_family, 0);
+    assert_string_equal(cmd.f.user, "");
+
+    assert_string_equal(parse("user=j%C3%B6rg+x&dest=%3A443&limit=7", &cmd), "");
+    assert_string_equal(cmd.f.user, "j\xc3\xb6rg x");
+    assert_string_equal(cmd.f.dest, ":443");
+    assert_int_equal(cmd.limit, 7);
+
+    /* client: an IP (any port) or IP:PORT; IPv4-mapped IPv6 is the IPv4 address. */
+    assert_string_equal(parse("client=10.0.0.1", &cmd), "");
+    set_addr(&want, "10.0.0.1", 0);
+    assert_true(addr_same_ip(&cmd.f.client, &want));
+    assert_false(cmd.f.client_port);
+    assert_string_equal(parse("client=10.0.0.1:5000", &cmd), "");
+    assert_true(cmd.f.client_port);
+    assert_int_equal(addr_port(&cmd.f.client), 5000);
+    assert_string_equal(parse("client=%5B::ffff:10.0.0.1%5D:5000", &cmd), "");
+    assert_int_equal(cmd.f.client.sa.sa_family, AF_INET);
+    assert_true(cmd.f.client_port);
+    assert_string_equal(parse("client=2001:db8::1", &cmd), "");
+    assert_int_equal(cmd.f.client.sa.sa_family, AF_INET6);
+    assert_false(cmd.f.client_port);
+    assert_string_equal(parse("client=%5B2001:db8::1%5D:80", &cmd), "");
+    assert_true(cmd.f.client_port);
+
+    /* Limits: 0 and the maximum are fine; past it, signs, junk and empty are not. */
+    assert_string_equal(parse("limit=0", &cmd), "");
+    assert_int_equal(cmd.limit, 0);
+    assert_string_equal(parse("limit=100000", &cmd), "");
+    assert_int_equal(cmd.limit, SHARDCMD_LIMIT_MAX);
+    const char *bad[] = {"limit=100001",
+                         "limit=-1",
+                         "limit=+5",
+                         "limit=5x",
+                         "limit=",
+                         "limit=99999999999999999999",
+                         "client=bogus",
+                         "client=10.0.0.1:99999",
+                         "client=example.com",
+                         "user",
+                         "user=%zz",
+                         "nope=1",
+                         "user=a&user=b",
+                         "user=a&limit=1&limit=2"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *why = parse(bad[i], &cmd);
+        if (!why[0])
+            fail_msg("query %s was taken", bad[i]);
+    }
+    assert_non_null(strstr(parse("nope=1", &cmd), "unknown parameter nope"));
+    assert_non_null(strstr(parse("dest=a&dest=b", &cmd), "dest given twice"));
+}
+
+static void
+test_parse_id(void **state)
+{
+    (void)state;
+    uint32_t p[3];
+    assert_true(shardcmd_parse_id("1.42.7", p));
+    assert_int_equal(p[0], 1);
+    assert_int_equal(p[1], 42);
+    assert_int_equal(p[2], 7);
+    assert_true(shardcmd_parse_id("0.0.4294967295", p));
+    assert_int_equal(p[2], UINT32_MAX);
+    const char *bad[] = {
+        "",       "1",      "1.2",    "1.2.",   "1.2.3.", "1.2.3.4",        "a.b.c",
+        "-1.2.3", "1.+2.3", "1. 2.3", " 1.2.3", "1.2.3 ", "1.2.4294967296", "1..3"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (shardcmd_parse_id(bad[i], p))
+            fail_msg("id %s was taken", bad[i]);
+}
+
 /* ---- the mailbox across threads */
 
 struct fake_loop {
@@ -456,7 +548,8 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match),          cmocka_unit_test(test_render),
         cmocka_unit_test(test_run_list),       cmocka_unit_test(test_run_close),
-        cmocka_unit_test(test_run_close_user), cmocka_unit_test(test_mailbox),
+        cmocka_unit_test(test_run_close_user), cmocka_unit_test(test_parse_query),
+        cmocka_unit_test(test_parse_id),       cmocka_unit_test(test_mailbox),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
