@@ -88,6 +88,7 @@ struct conn_phase {
 /* 0x04 << what: counted in the shard's client table under enum client_count what. */
 #define CONN_F_CLIENT(what) ((uint8_t)(0x04u << (what)))
 #define CONN_F_SESSION      0x40u /* c->user is "base\0id\0ttl" (outbound.h) */
+#define CONN_F_ADMITTED     0x80u /* limit_admit() passed: c->acct and c->lim hold its places */
 
 struct conn {
     uint32_t gen;
@@ -112,7 +113,9 @@ struct conn {
     struct hs *hs;         /* handshake context while the connection holds one */
     struct udp_assoc *ua;  /* UDP ASSOCIATE state, else NULL */
     char *host;            /* requested name (allocated), or NULL for an address */
-    char *user;            /* authenticated user (allocated), or NULL */
+    char *user;            /* authenticated user (allocated), or NULL; after a refused login
+                 * (end END_AUTH_FAILED, END_AUTH_LOCKED) the name tried, for the log
+                 * alone: such a connection is closing and never served */
     struct uacct *acct;    /* the user's running state (acct.h): bytes counted as they go */
     struct conn_lim *lim;  /* limits held or applied (lim.h, limit.c), or NULL: none */
     union sockaddr_inx client;

@@ -22,6 +22,7 @@ struct admin;
 struct admin_request;
 struct admin_reply;
 struct uacct;
+struct climap;
 
 /* Builds the reloadable settings: defaults, then the file, then the command line. */
 typedef int (*ctl_load_fn)(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err,
@@ -37,7 +38,9 @@ struct ctl {
     struct policy *pol; /* published: shards read it through RCU */
     struct logger *lg;
     struct admin *admin;
-    struct acct_reg *reg; /* users' running state (acct.h), kept across reloads */
+    struct acct_reg *reg;  /* users' running state (acct.h), kept across reloads */
+    struct climap *climap; /* client addresses' limit counters (climap.h): swept here */
+    uint64_t climap_swept_ms;
     ctl_load_fn load;
     void *load_arg;
     struct ctl_stats st;

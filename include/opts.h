@@ -60,6 +60,9 @@ struct opts {
     unsigned hs_slots;           /* handshake contexts per shard; 0: min(max_conns, 4096) */
     enum auth_mode auth;
     unsigned auth_fail_budget; /* per client address and shard; 0: no budget */
+    /* Failed-login lockout (lockout.h), reloadable: thresholds (0: off) and seconds. */
+    unsigned auth_lockout_failures, auth_lockout_address_failures;
+    unsigned auth_lockout_window_s, auth_lockout_duration_s;
     enum socks4_mode socks4;
     unsigned bind_timeout_s;
     uint16_t bind_port_lo, bind_port_hi; /* 0, 0: any port */

@@ -16,6 +16,7 @@
 
 #include "addr.h"
 #include "lim.h"
+#include "lockout.h"
 #include "opts.h"
 
 struct acl;
@@ -31,6 +32,7 @@ struct policy {
     unsigned handshake_timeout_s, connect_timeout_s, idle_timeout_s, bind_timeout_s;
     unsigned
         auth_fail_budget; /* per address and shard: failed + queued checks before the back queue */
+    struct lockout_params lockout;    /* failed-login lockout (auth_lockout_*) */
     unsigned write_timeout_s;         /* 0: never */
     unsigned happy_eyeballs_delay_ms; /* RFC 8305 Connection Attempt Delay; 0: one at a time */
     bool close_removed_users, close_denied;

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "limit.h"
 #include "log.h"
 #include "policy.h"
 #include "ring.h"
@@ -308,6 +309,7 @@ conn_free(struct shard *sh, struct conn *c)
     tl_unlink(sh, c);
     if (c->phase && c->phase->release)
         c->phase->release(sh, c);
+    limit_release(c);
     for (int w = 0; w < CLIENT__COUNT; w++)
         conn_client_put(sh, c, (enum client_count)w);
     if (c->cfd >= 0)

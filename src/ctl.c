@@ -26,6 +26,7 @@
 #include <urcu-qsbr.h>
 
 #include "admin.h"
+#include "climap.h"
 #include "log.h"
 #include "options.h"
 #include "policy.h"
@@ -254,6 +255,19 @@ h_other(void *arg, const struct admin_request *rq, struct admin_reply *out)
         return;
 }
 
+/* Client addresses' limit counters nobody needs any more are freed every few seconds. */
+#define CTL_CLIMAP_SWEEP_MS 5000
+
+static void
+sweep_clients(struct ctl *ctl)
+{
+    uint64_t now = mono_ms();
+    if (!ctl->climap || now - ctl->climap_swept_ms < CTL_CLIMAP_SWEEP_MS)
+        return;
+    ctl->climap_swept_ms = now;
+    climap_sweep(ctl->climap, lim_now_ns());
+}
+
 static bool
 all_exited(const struct ctl *ctl)
 {
@@ -278,6 +292,9 @@ ctl_run(struct ctl *ctl)
         return -1;
     }
     ctl->st.start_time = ctl->st.last_reload_ok_time = wall_now();
+    /* A registered RCU reader, offline but for the client map's sweeps (climap.h). */
+    rcu_register_thread();
+    rcu_thread_offline();
     const struct admin_handlers handlers = {
         .arg = ctl,
         .metrics = h_metrics,
@@ -300,6 +317,7 @@ ctl_run(struct ctl *ctl)
         }
         if (ctl->admin)
             admin_poll_done(ctl->admin, pfd + 1, n_admin, &handlers);
+        sweep_clients(ctl);
         struct signalfd_siginfo si;
         while (read(ctl->sfd, &si, sizeof(si)) == sizeof(si)) {
             char msg[4096];
@@ -320,5 +338,7 @@ ctl_run(struct ctl *ctl)
         }
     }
     close(ctl->sfd);
+    rcu_thread_online();
+    rcu_unregister_thread();
     return 0;
 }

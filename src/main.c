@@ -39,7 +39,9 @@
 #include "admin.h"
 #include "config.h"
 #include "acct.h"
+#include "climap.h"
 #include "ctl.h"
+#include "lockout.h"
 #include "log.h"
 #include "options.h"
 #include "policy.h"
@@ -350,8 +352,10 @@ main(int argc, char **argv)
     int *fds = calloc((size_t)o.shards * o.n_listen, sizeof(int));
     struct shard *shards = calloc(o.shards, sizeof(struct shard));
     struct hosts *hosts = NULL;
+    struct lockout *lockout = NULL;
     struct logger *lg = NULL;
     struct admin *admin = NULL;
+    struct climap *climap = NULL;
     struct ctl ctl;
     unsigned started = 0, inited = 0;
     memset(&ctl, 0, sizeof(ctl));
@@ -370,6 +374,12 @@ main(int argc, char **argv)
     if (!hosts) {
         fprintf(stderr, "ringsocks: out of memory reading /etc/hosts\n");
         goto out_ares;
+    }
+    /* Always: a reload may turn password authentication on. */
+    lockout = lockout_new(LOCKOUT_SLOTS);
+    if (!lockout) {
+        fprintf(stderr, "ringsocks: out of memory for the login lockout table\n");
+        goto out_fds;
     }
     if (bind_all(&o, fds) < 0)
         goto out_fds;
@@ -409,7 +419,16 @@ main(int argc, char **argv)
             goto out_shards;
         }
     }
+    climap = climap_new();
+    if (!climap) {
+        fprintf(stderr, "ringsocks: out of memory\n");
+        goto out_shards;
+    }
+    for (unsigned i = 0; i < inited; i++)
+        shards[i].climap = climap;
     shard_set_peers(shards, o.shards);
+    for (unsigned i = 0; i < o.shards; i++)
+        shards[i].lockout = lockout;
     for (; started < o.shards; started++) {
         int ret = shard_start(&shards[started]);
         if (ret < 0) {
@@ -455,6 +474,7 @@ main(int argc, char **argv)
     ctl.load = load_all;
     ctl.load_arg = &ld;
     ctl.reg = ld.reg;
+    ctl.climap = climap;
     ctl_run(&ctl);
     rc = 0;
 out_shards:
@@ -462,12 +482,14 @@ out_shards:
         shard_stop(&shards[i]);
     for (unsigned i = 0; i < inited; i++)
         shard_join(&shards[i]);
+    climap_free(climap); /* the shards are gone: nobody holds a node */
 out_fds:
     for (size_t i = 0; i < (size_t)o.shards * o.n_listen; i++)
         if (fds[i] >= 0)
             close(fds[i]);
     log_stop(lg);
     admin_close(admin);
+    lockout_free(lockout);
     hosts_free(hosts);
 out_ares:
     ares_library_cleanup();

@@ -19,6 +19,7 @@
 #include <stdio.h>
 
 #include "conn_end.h"
+#include "lim.h"
 #include "stats.h"
 
 /* Index of struct shard_stats.replies' first dimension. */
@@ -120,6 +121,30 @@ render_connections(struct mwriter *w, const struct metrics_shard *sh, unsigned n
         mw_printf(w, "ringsocks_connections_ended_total{reason=\"%s\"} %" PRIu64 "\n",
                   conn_end_str((enum conn_end)r), v);
     }
+}
+
+/* Requests refused by the limits of lim.h, by which limit; reads that waited for bandwidth. */
+_Static_assert(sizeof(((struct shard_stats *)0)->limit_refused) / sizeof(uint64_t) == LIMH__COUNT,
+               "one refusal counter per limit");
+
+static void
+render_limits(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
+{
+    mw_family(w, "ringsocks_limit_refusals_total", "counter",
+              "Requests refused (0x02) by a user's or client address's limit, by limit.");
+    for (int h = 0; h < LIMH_BW; h++) {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < n; i++)
+            v += STAT_GET(sh[i].st->limit_refused[h]);
+        mw_printf(w, "ringsocks_limit_refusals_total{limit=\"%s\"} %" PRIu64 "\n",
+                  lim_hit_str((enum lim_hit)h), v);
+    }
+    mw_u64(w, "ringsocks_limit_refusals_client_total", "counter",
+           "Of those, refused by a client address's limit (client_limits).",
+           SUM_STAT(sh, n, limit_refused_client));
+    mw_u64(w, "ringsocks_bandwidth_waits_total", "counter",
+           "Relay reads that waited for a bandwidth limit (bw_*, tunnel_bw_*).",
+           SUM_STAT(sh, n, bw_waits));
 }
 
 static void
@@ -260,10 +285,37 @@ static const struct counter auth_counters[] = {
     COUNTER("ringsocks_acl_denied_total", acl_denied, "Requests refused by the access rules."),
 };
 
+/* Index of shard_stats.auth_lockouts and auth_locked_refusals: enum lockout_scope. */
+static const char *const lockout_scopes[STAT_LOCKOUT_SCOPES] = {"pair", "address"};
+
+/* A counter family labelled by lockout scope: the uint64_t[STAT_LOCKOUT_SCOPES] at off. */
+static void
+render_by_scope(struct mwriter *w, const struct metrics_shard *sh, unsigned n, const char *name,
+                const char *help, size_t off)
+{
+    mw_family(w, name, "counter", help);
+    for (int s = 0; s < STAT_LOCKOUT_SCOPES; s++) {
+        uint64_t sum = 0;
+        for (unsigned i = 0; i < n; i++)
+            sum += __atomic_load_n((const uint64_t *)((const char *)sh[i].st + off) + s,
+                                   __ATOMIC_RELAXED);
+        mw_printf(w, "%s{scope=\"%s\"} %" PRIu64 "\n", name, lockout_scopes[s], sum);
+    }
+}
+
 static void
 render_auth(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
+    render_limits(w, sh, n);
     render_counters(w, sh, n, auth_counters, sizeof(auth_counters) / sizeof(auth_counters[0]));
+    render_by_scope(w, sh, n, "ringsocks_auth_lockouts_total",
+                    "Keys locked out by failed logins: a (client address, user) pair reaching "
+                    "auth_lockout_failures, an address reaching auth_lockout_address_failures.",
+                    offsetof(struct shard_stats, auth_lockouts));
+    render_by_scope(w, sh, n, "ringsocks_auth_locked_refusals_total",
+                    "Logins refused without a password check because their pair or address was "
+                    "locked out.",
+                    offsetof(struct shard_stats, auth_locked_refusals));
 }
 
 static void

@@ -22,6 +22,7 @@
 #include "admin.h"
 #include "egress.h"
 #include "lim.h"
+#include "lockout.h"
 
 /* The longest value options_format() writes: access_log's 4 KiB path, escaped. */
 #define OPTIONS_TEXT_MAX (4 * 4096 + 16)
@@ -261,6 +262,17 @@ const struct options_row options_rows[] = {
      "FILE", NULL, "the users file: name:crypt-hash lines, re-read on reload"},
     UINT("auth_fail_budget", R, 0, 1000000, auth_fail_budget, "16", "no budget", "N",
          "failed and queued password checks per address and shard"),
+    UINT("auth_lockout_failures", R, 0, LOCKOUT_MAX_FAILURES, auth_lockout_failures, "10",
+         "no pair lockout", "N",
+         "failed logins of one user from one address within auth_lockout_window that lock "
+         "the pair"),
+    UINT("auth_lockout_address_failures", R, 0, LOCKOUT_MAX_FAILURES, auth_lockout_address_failures,
+         "100", "no address lockout", "N",
+         "failed logins from one address, any user, within auth_lockout_window that lock it"),
+    UINT("auth_lockout_window", R, 1, 86400, auth_lockout_window_s, "60", NULL, "SEC",
+         "failed logins are counted this long from the first"),
+    UINT("auth_lockout_duration", R, 1, 604800, auth_lockout_duration_s, "300", NULL, "SEC",
+         "a locked pair or address is refused this long, unchecked"),
     CHOICE("socks4", R, socks4, socks4_words, "auto",
            "SOCKS4/4a (no password); auto: only while auth is none"),
     BOOL("close_removed_users", R, close_removed_users, "true",

@@ -72,6 +72,12 @@ policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t 
     p->happy_eyeballs_delay_ms = o->happy_eyeballs_delay_ms;
     p->bind_timeout_s = o->bind_timeout_s;
     p->auth_fail_budget = o->auth_fail_budget;
+    p->lockout = (struct lockout_params){
+        .failures = o->auth_lockout_failures,
+        .address_failures = o->auth_lockout_address_failures,
+        .window_s = o->auth_lockout_window_s,
+        .duration_s = o->auth_lockout_duration_s,
+    };
     p->close_removed_users = o->close_removed_users;
     p->close_denied = o->close_denied;
     p->client_max_handshakes = o->client_max_handshakes;

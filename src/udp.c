@@ -40,6 +40,7 @@
 
 #include "acl.h"
 #include "conn.h"
+#include "limit.h"
 #include "dns.h"
 #include "handshake.h"
 #include "hosts.h"
@@ -351,8 +352,11 @@ flush(struct shard *sh)
     while (i < us->n_out) {
         int r = sendmmsg(c->tfd, us->smsg + i, us->n_out - i, MSG_DONTWAIT);
         if (r > 0) {
-            for (unsigned k = i; k < i + (unsigned)r; k++)
+            for (unsigned k = i; k < i + (unsigned)r; k++) {
                 c->dir[us->out_dir[k]].bytes += us->out_len[k];
+                if (c->acct) /* the user's accounting counts datagrams as they go */
+                    lim_bytes((struct lim_node *)c->acct, us->out_dir[k], us->out_len[k]);
+            }
             i += (unsigned)r;
         } else if (r == -1 && errno == EINTR) {
             continue;
@@ -844,6 +848,11 @@ udp_associate(struct shard *sh, struct conn *c)
     /* The association as such: its datagrams are checked one by one later. */
     if (!conn_allowed(sh, c, NULL, NULL, 0, &rule)) {
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
+        return;
+    }
+    enum conn_end over = limit_admit(sh, c, rule);
+    if (over != END_NONE) {
+        handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, over);
         return;
     }
     if (!conn_client_take(sh, c, CLIENT_UDP, sh->pol->client_max_udp)) {
