@@ -15,10 +15,6 @@ from cases_limits import log_line_for
 from harness import (admin_request, case, check, echo_roundtrip, need_ringsocks, open_proxy_socket,
                      read_reply, request, socks5_login, socks_connect, tail)
 
-# The lead's request check refuses a blocked user's new requests (0x02, end=blocked); it is
-# merged separately: set True once it is in (issue #12).
-BLOCK_REFUSES_NEW = False
-
 ID_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
 
@@ -184,7 +180,7 @@ def conns_close_by_id(ctx):
 def conns_user_disconnect_block(ctx):
     """With password users: ?user= lists one user's tunnels; /users/NAME/disconnect closes
     every tunnel of alice on every shard and none of bob's (end=admin_close); /block closes
-    hers with end=blocked and answers blocked:true; /unblock answers blocked:false and her
+    hers with end=blocked, answers blocked:true, and her new requests get 0x02; /unblock answers blocked:false and her
     new tunnels work; unknown users 404, a name with '/' 400, GET 405."""
     need_ringsocks()
     log = ctx.path("access.log")
@@ -219,12 +215,13 @@ def conns_user_disconnect_block(ctx):
     check(rec and rec.get("end") == "blocked", "the blocked tunnel's log line: %r" % rec)
     for s in bob:
         echo_roundtrip(s, 10)
-    if BLOCK_REFUSES_NEW:
-        s = open_proxy_socket(ctx, p)
-        socks5_login(s, ALICE[0], ALICE[1])
-        s.sendall(request("127.0.0.1", echo.port))
-        r = read_reply(s)
-        check(r.rep == 0x02, "a blocked user's CONNECT: REP 0x%02x, expected 0x02" % r.rep)
+    # Her new requests are refused while the block lasts (limit_admit() reads it).
+    s = open_proxy_socket(ctx, p)
+    socks5_login(s, ALICE[0], ALICE[1])
+    s.sendall(request("127.0.0.1", echo.port))
+    r = read_reply(s)
+    check(r.rep == 0x02, "a blocked user's CONNECT: REP 0x%02x, expected 0x02" % r.rep)
+    check(sees_eof(s), "a blocked user's refused request left the connection open")
 
     body = api(p, "POST", "/users/alice/unblock")
     check(body == {"blocked": False}, "unblock answered %r" % body)
