@@ -72,6 +72,7 @@ struct opts {
     unsigned busy_poll_us; /* spin this long for more completions before sleeping; 0: never */
     char users_file[4096]; /* the users file; "": none */
     char access_log[4096]; /* "stderr", "syslog", "off" or a file path */
+    char pid_file[4096];   /* written once listening, removed at exit; "": none */
     enum log_format log_format;
     struct sockaddr_storage admin; /* family AF_UNSPEC: no admin endpoint */
     char admin_hosts[1024];   /* "a,b": names its Host may carry besides addresses, localhost */

@@ -85,5 +85,17 @@ bool policy_allows(const struct policy *p, const struct opts *o, const struct po
 /* The same, giving the admitting rule's index (-1: none, or no rules at all). */
 bool policy_allows_rule(const struct policy *p, const struct opts *o, const struct policy_req *r,
                         int *rule);
+/*
+ * No rule decided (no rules, or a check before them: an unspecified address,
+ * the proxy itself); no rule matched (the default deny).
+ */
+#define POLICY_DECIDED_NONE    (-1)
+#define POLICY_DECIDED_DEFAULT (-2)
+/*
+ * The same again, also giving in *decided the index of the rule that decided,
+ * allow or deny, or POLICY_DECIDED_*: what the access log names.
+ */
+bool policy_decide(const struct policy *p, const struct opts *o, const struct policy_req *r,
+                   int *rule, int *decided);
 
 #endif

@@ -10,7 +10,6 @@
 #include <urcu-qsbr.h>
 #include <urcu/rculfhash.h>
 
-
 struct cnode {
     struct lim_node n; /* first: the pointer shards keep is this */
     uint64_t key[2];
@@ -25,6 +24,12 @@ struct climap {
 
 /* A take that keeps meeting a dead node (being unlinked) gives up after this many looks. */
 #define CLIMAP_RETRIES 64
+/*
+ * Buckets, fixed: an automatic resize runs on a worker thread liburcu starts, which leaves
+ * SIGUSR1 unblocked, and the signal (the access log reopen, read through a signalfd) then
+ * killed the process. 65,536 buckets keep chains short for tens of thousands of addresses.
+ */
+#define CLIMAP_BUCKETS (1ul << 16)
 
 struct climap *
 climap_new(void)
@@ -33,7 +38,7 @@ climap_new(void)
     if (!m)
         return NULL;
     randombytes_buf(m->hkey, sizeof(m->hkey));
-    m->ht = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING, NULL);
+    m->ht = cds_lfht_new(CLIMAP_BUCKETS, CLIMAP_BUCKETS, CLIMAP_BUCKETS, 0, NULL);
     if (!m->ht) {
         free(m);
         return NULL;

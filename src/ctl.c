@@ -129,6 +129,8 @@ ctl_reload(struct ctl *ctl, char *msg, size_t cap)
     size_t used = 0;
     if (ctl->load(ctl->load_arg, &o, &pol, ctl->pol->gen + 1, msg, cap) < 0) {
         ctl->st.reloads_failed++;
+        ctl->st.last_reload_ok = 0;
+        ctl->st.last_reload_time = wall_now();
         fprintf(stderr, "ringsocks: reload failed, keeping the running configuration:\n%s\n", msg);
         return -1;
     }
@@ -160,7 +162,8 @@ ctl_reload(struct ctl *ctl, char *msg, size_t cap)
     revoked = wait_revoked(ctl, pol->gen, revoked);
     options_append(msg, cap, &used, "tunnels revoked: %llu", (unsigned long long)revoked);
     ctl->st.reloads_ok++;
-    ctl->st.last_reload_ok_time = wall_now();
+    ctl->st.last_reload_ok = 1;
+    ctl->st.last_reload_ok_time = ctl->st.last_reload_time = wall_now();
     fprintf(stderr, "ringsocks: %s\n", msg);
     return 0;
 }
@@ -202,6 +205,8 @@ h_metrics(void *arg, char **out)
     for (unsigned i = 0; i < ctl->n_shards; i++)
         ms[i] =
             (struct metrics_shard){ctl->shards[i].id, &ctl->shards[i].st, &ctl->shards[i].n_open};
+    ctl->st.max_conns = ctl->o->max_conns;
+    metrics_process_read(&ctl->st.proc);
     ctl->st.log_written = log_written(ctl->lg);
     ctl->st.log_dropped = log_dropped(ctl->lg);
     for (;;) {
@@ -291,7 +296,8 @@ ctl_run(struct ctl *ctl)
         perror("ringsocks: signalfd");
         return -1;
     }
-    ctl->st.start_time = ctl->st.last_reload_ok_time = wall_now();
+    ctl->st.start_time = ctl->st.last_reload_ok_time = ctl->st.last_reload_time = wall_now();
+    ctl->st.last_reload_ok = 1;
     /* A registered RCU reader, offline but for the client map's sweeps (climap.h). */
     rcu_register_thread();
     rcu_thread_offline();
@@ -326,6 +332,7 @@ ctl_run(struct ctl *ctl)
                 ctl_reload(ctl, msg, sizeof(msg));
                 break;
             case SIGUSR1:
+                /* The writer thread reopens and says so on stderr (log.c). */
                 log_reopen(ctl->lg);
                 break;
             default: /* SIGTERM, SIGINT */

@@ -206,6 +206,45 @@ keep_net_admin(void)
     return (int)syscall(SYS_capset, &hdr, data);
 }
 
+/*
+ * Write the PID to path atomically: a temporary file beside it, mode 0644,
+ * renamed over it, so a reader never sees it half written. Before the
+ * privilege drop, so it may live in /run. 0, or -1 after saying why.
+ */
+static int
+pid_file_write(const char *path)
+{
+    char tmp[4096 + 16];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+        fprintf(stderr, "ringsocks: pid_file %s: path too long\n", path);
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd == -1) {
+        fprintf(stderr, "ringsocks: pid_file %s: cannot create %s: %s\n", path, tmp,
+                strerror(errno));
+        return -1;
+    }
+    char text[32];
+    int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+    /* fchmod: the umask must not make it unreadable to the tools that read it. */
+    if (write(fd, text, (size_t)n) != n || fchmod(fd, 0644) == -1 || fsync(fd) == -1) {
+        fprintf(stderr, "ringsocks: pid_file %s: cannot write %s: %s\n", path, tmp,
+                strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) == -1) {
+        fprintf(stderr, "ringsocks: pid_file %s: cannot rename %s to it: %s\n", path, tmp,
+                strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 drop_privileges(const struct opts *o, bool keep_admin)
 {
@@ -400,6 +439,8 @@ main(int argc, char **argv)
         if (getsockname(admin_fd(admin), (struct sockaddr *)&o.self[o.n_self], &len) == 0)
             o.n_self++;
     }
+    if (o.pid_file[0] && pid_file_write(o.pid_file) < 0)
+        goto out_fds;
     lg = log_start(o.access_log, o.log_format, o.shards, 4096, err, sizeof(err));
     if (!lg) {
         fprintf(stderr, "ringsocks: access log: %s\n", err);
@@ -477,6 +518,9 @@ main(int argc, char **argv)
     ctl.climap = climap;
     ctl_run(&ctl);
     rc = 0;
+    /* A clean exit: no PID file naming a process that is gone. */
+    if (o.pid_file[0] && unlink(o.pid_file) == -1 && errno != ENOENT)
+        fprintf(stderr, "ringsocks: pid_file %s not removed: %s\n", o.pid_file, strerror(errno));
 out_shards:
     for (unsigned i = 0; i < started; i++)
         shard_stop(&shards[i]);

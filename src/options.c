@@ -42,6 +42,13 @@ check_name(const char *v)
     return strpbrk(v, ":/\n") ? "is not a user or group name" : NULL;
 }
 
+/* An absolute path (a daemon's working directory is /). */
+static const char *
+check_pid_file(const char *v)
+{
+    return v[0] == '/' ? NULL : "is not an absolute path";
+}
+
 /* "stderr", "syslog", "off" or an absolute path (a daemon's working directory is /). */
 static const char *
 check_access_log(const char *v)
@@ -291,6 +298,9 @@ const struct options_row options_rows[] = {
     {"access_log", OPTIONS_STRING, 0, 0, 0, F(access_log), 0, NULL, check_access_log, NULL,
      "stderr", NULL, "TARGET", NULL, "one line per tunnel to stderr, syslog, off or a file path"},
     CHOICE("log_format", 0, log_format, log_format_words, "logfmt", "access-log line format"),
+    {"pid_file", OPTIONS_STRING, 0, 0, 0, F(pid_file), 0, NULL, check_pid_file, NULL, NULL,
+     "no PID file", "PATH", NULL,
+     "write the PID here once listening (before dropping privileges), remove it at exit"},
     {"admin", OPTIONS_ADDR, OPTIONS_F_OFF | OPTIONS_F_PORT, 0, 0, F(admin), 0, NULL, NULL, NULL,
      "127.0.0.1:9180", NULL, "HOST:PORT|off", NULL,
      "admin endpoint (/metrics /healthz /reload /drain); no authentication"},

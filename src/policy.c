@@ -152,7 +152,16 @@ bool
 policy_allows_rule(const struct policy *p, const struct opts *o, const struct policy_req *r,
                    int *rule_out)
 {
+    int decided;
+    return policy_decide(p, o, r, rule_out, &decided);
+}
+
+bool
+policy_decide(const struct policy *p, const struct opts *o, const struct policy_req *r,
+              int *rule_out, int *decided)
+{
     *rule_out = -1;
+    *decided = POLICY_DECIDED_NONE;
     /* Checked here, so CONNECT, BIND and every UDP datagram get it. */
     if (r->dest && addr_is_any(r->dest))
         return false;
@@ -173,10 +182,14 @@ policy_allows_rule(const struct policy *p, const struct opts *o, const struct po
         .port = r->port,
     };
     int rule;
-    if (acl_match(p->acl, &q, &rule) != ACL_ALLOW)
+    enum acl_action act = acl_match(p->acl, &q, &rule);
+    *decided = rule >= 0 ? rule : POLICY_DECIDED_DEFAULT;
+    if (act != ACL_ALLOW)
         return false;
-    if (self && !(acl_rule_flags(p->acl, rule) & ACL_RF_TO))
+    if (self && !(acl_rule_flags(p->acl, rule) & ACL_RF_TO)) {
+        *decided = POLICY_DECIDED_NONE; /* the proxy's own address, not the rule, refused it */
         return false;
+    }
     *rule_out = rule;
     return true;
 }

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "conn.h"
@@ -560,6 +561,12 @@ dir_read(struct shard *sh, struct conn *c, unsigned d)
     }
     uint32_t budget = rd->flags & RD_SPLICE ? SPLICE_BUDGET : sh->o->buf_size;
     if (limited) {
+        /* Reserve what can be read, no more: a reservation larger than the bytes there would
+         * hold time in the shared bucket that nobody uses (100 tunnels of one user moved 8 %
+         * under the rate that way). The bytes stay: nothing else reads this socket. */
+        int avail = 0;
+        if (!c->lim->bw[d].reserved && ioctl(src_fd(c, d), FIONREAD, &avail) == 0)
+            budget = avail <= 0 ? 1 : ((uint32_t)avail < budget ? (uint32_t)avail : budget);
         uint64_t wait_ns;
         budget = limit_grant(sh, c, d, budget, &wait_ns);
         if (budget == 0) {
