@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "conn_end.h"
 #include "metrics.h"
 #include "opts.h"
 
@@ -18,6 +19,9 @@ struct shard;
 struct policy;
 struct logger;
 struct admin;
+struct admin_request;
+struct admin_reply;
+struct uacct;
 struct climap;
 
 /* Builds the reloadable settings: defaults, then the file, then the command line. */
@@ -59,5 +63,24 @@ int ctl_run(struct ctl *ctl);
 int ctl_reload(struct ctl *ctl, char *msg, size_t cap);
 /* Start draining every shard (idempotent). */
 void ctl_drain(struct ctl *ctl);
+
+/*
+ * Close every tunnel of user a on every shard with reason why (END_ADMIN,
+ * END_BLOCKED, END_QUOTA): a tunnel counts as a's when its c->acct is a, or
+ * (c->acct NULL) its base user name is a->name. Waits up to
+ * SHARDCMD_WAIT_MS (shardcmd.h) for the shards. *closed: how many closed.
+ * 0, or -ETIMEDOUT when a shard did not answer in time (its tunnels may
+ * close later, or stay). Control thread.
+ */
+int ctl_disconnect_user(struct ctl *ctl, struct uacct *a, enum conn_end why, unsigned *closed);
+/* Write the state file (blocked users, quotas) now. 0 or -errno. Control thread. */
+int ctl_state_save(struct ctl *ctl);
+
+/*
+ * The admin routes of ctl_conns.c (GET /connections, POST
+ * /connections/ID/close, POST /users/NAME/disconnect|block|unblock): true
+ * when rq was one of them and *out holds the answer. Control thread.
+ */
+bool ctl_conns_route(struct ctl *ctl, const struct admin_request *rq, struct admin_reply *out);
 
 #endif

@@ -256,9 +256,8 @@ static void
 h_other(void *arg, const struct admin_request *rq, struct admin_reply *out)
 {
     struct ctl *ctl = arg;
-    (void)ctl;
-    (void)rq;
-    (void)out;
+    if (ctl_conns_route(ctl, rq, out))
+        return;
 }
 
 /* Client addresses' limit counters nobody needs any more are freed every few seconds. */
