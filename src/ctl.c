@@ -25,6 +25,8 @@
 #include <unistd.h>
 #include <urcu-qsbr.h>
 
+#include "acct.h"
+#include "acctctl.h"
 #include "admin.h"
 #include "log.h"
 #include "options.h"
@@ -203,14 +205,19 @@ h_metrics(void *arg, char **out)
             (struct metrics_shard){ctl->shards[i].id, &ctl->shards[i].st, &ctl->shards[i].n_open};
     ctl->st.log_written = log_written(ctl->lg);
     ctl->st.log_dropped = log_dropped(ctl->lg);
+    struct metrics_user *users = NULL;
+    size_t n_users = acctctl_metrics(ctl->acct, ctl->pol, &users);
     for (;;) {
         char *buf = malloc(cap);
         if (!buf) {
+            free(users);
             *out = NULL;
             return 0;
         }
         size_t n = metrics_render(buf, cap, ms, ctl->n_shards, &ctl->st);
+        n += metrics_render_users(n < cap ? buf + n : NULL, n < cap ? cap - n : 0, users, n_users);
         if (n < cap) {
+            free(users);
             *out = buf;
             return n;
         }
@@ -250,9 +257,47 @@ static void
 h_other(void *arg, const struct admin_request *rq, struct admin_reply *out)
 {
     struct ctl *ctl = arg;
-    (void)ctl;
-    (void)rq;
-    (void)out;
+    if (ctl_users_route(ctl, rq, out))
+        return;
+}
+
+/*
+ * ctl_disconnect_user() is src/ctl_conns.c's, written alongside: until it is
+ * in the build, a user going over a quota with quota_close keeps its open
+ * tunnels (new ones are refused all the same).
+ * TODO(#12): drop this line once src/ctl_conns.c is merged.
+ */
+#pragma weak ctl_disconnect_user
+
+/* acctctl_tick(): user a has just gone over its quota, with quota_close. */
+static void
+quota_over(void *arg, struct uacct *a)
+{
+    struct ctl *ctl = arg;
+    struct acctctl_buf name = {0};
+    unsigned closed = 0;
+    int rc = ctl_disconnect_user ? ctl_disconnect_user(ctl, a, END_QUOTA, &closed) : -ENOSYS;
+    acctctl_json_str(&name, a->name);
+    if (rc < 0)
+        fprintf(stderr, "ringsocks: user %s is over its quota; closing its tunnels failed: %s\n",
+                name.p ? name.p : "?", strerror(-rc));
+    else
+        fprintf(stderr, "ringsocks: user %s is over its quota: %u tunnels closed\n",
+                name.p ? name.p : "?", closed);
+    free(name.p);
+}
+
+int
+ctl_state_save(struct ctl *ctl)
+{
+    return acctctl_save(ctl->acct);
+}
+
+void
+ctl_finish(struct ctl *ctl)
+{
+    if (ctl->pol)
+        acctctl_finish(ctl->acct, ctl->pol);
 }
 
 static bool
@@ -301,6 +346,7 @@ ctl_run(struct ctl *ctl)
         }
         if (ctl->admin)
             admin_poll_done(ctl->admin, pfd + 1, n_admin, &handlers);
+        acctctl_tick(ctl->acct, ctl->pol, quota_over, ctl);
         struct signalfd_siginfo si;
         while (read(ctl->sfd, &si, sizeof(si)) == sizeof(si)) {
             char msg[4096];
@@ -310,6 +356,7 @@ ctl_run(struct ctl *ctl)
                 break;
             case SIGUSR1:
                 log_reopen(ctl->lg);
+                acctctl_reopen(ctl->acct);
                 break;
             default: /* SIGTERM, SIGINT */
                 if (ctl->draining)
