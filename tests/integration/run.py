@@ -57,6 +57,7 @@ import cases_security  # noqa: E402,F401
 import cases_admin  # noqa: E402,F401
 import cases_happy  # noqa: E402,F401
 import cases_egress  # noqa: E402,F401
+import cases_acct  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")
 # Every test runs under the default engine (auto: copy, then splice for bulk).
