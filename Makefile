@@ -78,7 +78,13 @@ $(BUILD)/tests/test_socks4: $(BUILD)/obj/socks5.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_users: $(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o \
 	$(BUILD)/obj/hostname.o $(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
 $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o $(BUILD)/obj/conn_end.o
-$(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o
+$(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o $(BUILD)/obj/lim.o
+# Quotas, the state file, accounting lines and the per-user series, over the real registry,
+# users table and metrics text.
+$(BUILD)/tests/test_acctctl: $(BUILD)/obj/acct.o $(BUILD)/obj/lim.o $(BUILD)/obj/users.o \
+	$(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
+	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(BUILD)/obj/metrics.o $(BUILD)/obj/conn_end.o \
+	tests/unit/users_file.h
 # The client table and the login lockout key addresses with addr_client_key().
 $(BUILD)/tests/test_clients: $(BUILD)/obj/addr.o
 $(BUILD)/tests/test_lockout: $(BUILD)/obj/addr.o

@@ -220,7 +220,7 @@ user_action(struct ctl *ctl, const char *name, const char *action, struct admin_
     }
     if (strcmp(action, "unblock") == 0) {
         atomic_store_explicit(&a->blocked, false, memory_order_release);
-        /* TODO(#12): ctl_state_save(ctl) once the state file is in (the lead adds the call). */
+        ctl_state_save(ctl); /* kept across restarts: the state file says so at once */
         reply(out, 200, "{\"blocked\":false}\n");
         return;
     }
@@ -229,7 +229,8 @@ user_action(struct ctl *ctl, const char *name, const char *action, struct admin_
     if (block)
         atomic_store_explicit(&a->blocked, true, memory_order_release);
     close_user(ctl, a, block ? END_BLOCKED : END_ADMIN, &closed, late, sizeof(late));
-    /* TODO(#12): when block, ctl_state_save(ctl) once the state file is in (the lead adds it). */
+    if (block)
+        ctl_state_save(ctl);
     reply(out, 200, "{%s\"closed\":%u%s}\n", block ? "\"blocked\":true," : "", closed, late);
 }
 
