@@ -241,6 +241,47 @@ def acct_over_quota_refused(ctx):
     check(user(p, "alice")["hits"]["quota"] >= 1, "the refusal is not counted as a quota hit")
 
 
+@case("acct_quota_close")
+def acct_quota_close(ctx):
+    """With quota_close, going over the quota closes the user's open tunnels (end=quota, the
+    client sees the connection end) and not another user's; without it they stay open."""
+    users = ["%s:%s quota=100k/day quota_close=yes" % (ALICE[0], make_hash(ALICE[1])),
+             "%s:%s quota=100k/day" % (BOB[0], make_hash(BOB[1]))]
+    log = ctx.path("access.log")
+    p, _ = acct_proxy(ctx, users=users, args=["--access-log", log])
+    echo = ctx.echo_server()
+    held = {}
+    for who in (ALICE, BOB):
+        s = open_proxy_socket(ctx, p)
+        socks5_login(s, who[0], who[1])
+        s.sendall(request("127.0.0.1", echo.port))
+        check(read_reply(s).rep == 0, "CONNECT as %s" % who[0])
+        held[who[0]] = s
+    # Both go over: 60 KB each way is 120 KB counted against 100 KB.
+    for name, s in held.items():
+        s.sendall(b"q" * 60000)
+        recv_exact(s, 60000, "%s's echo" % name)
+    check(wait_until(lambda: user(p, "alice")["quota"]["over"] and user(p, "bob")["quota"]["over"],
+                     timeout=3), "alice and bob not flagged over their quota")
+    a = held["alice"]
+    a.settimeout(3)
+    try:
+        gone = a.recv(1) == b""
+    except ConnectionResetError:
+        gone = True
+    except socket.timeout:
+        gone = False
+    check(gone, "alice's tunnel (quota_close=yes) still open after she went over her quota")
+    b = held["bob"]
+    b.sendall(b"still")
+    recv_exact(b, 5, "bob's echo after going over (no quota_close: the tunnel stays)")
+    b.close()
+    def ends():
+        with open(log) as f:
+            return [l for l in f if "user=alice" in l and "end=quota" in l]
+    check(wait_until(lambda: ends(), timeout=3), "no access-log line with user=alice end=quota")
+
+
 def acct_lines(path, name=None):
     out = []
     try:
