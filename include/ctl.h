@@ -32,8 +32,9 @@ struct ctl {
     unsigned n_shards;
     struct policy *pol; /* published: shards read it through RCU */
     struct logger *lg;
-    struct admin *admin;
-    struct acct_reg *reg; /* users' running state (acct.h), kept across reloads */
+    struct admin *admin;      /* on TCP; NULL: none */
+    struct admin *admin_unix; /* on a Unix socket; NULL: none */
+    struct acct_reg *reg;     /* users' running state (acct.h), kept across reloads */
     ctl_load_fn load;
     void *load_arg;
     struct ctl_stats st;
