@@ -372,3 +372,30 @@ def ctl_users_edit(ctx):
     rc, out, err = ctl(ctx, base + ["users", "del", "dave"])
     check(rc == 2 and "dave" not in text() and "reload" in err,
           "users del with the server gone: exit %d, expected 2, the file edited" % rc, err)
+
+
+@case("ctl_users_concurrent")
+def ctl_users_concurrent(ctx):
+    """24 users set runs at once on one file, each on its own user (--no-reload;
+    no hashing, so they all read and write at the same moment): the flock makes
+    each wait for the one before, so no edit is lost and the other lines stay."""
+    need_admin_sec()
+    n = 24
+    h = make_hash("pw")
+    head = ["# concurrent edits"] + ["u%d:%s" % (i, h) for i in range(n)]
+    users = write_users(ctx, head)
+    procs = [subprocess.Popen([ctl_binary(), "--users", users, "users", "set", "u%d" % i,
+                               "max_conns=%d" % (i + 1), "--no-reload"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(n)]
+    errs = []
+    for pr in procs:
+        _, err = pr.communicate(timeout=60)
+        if pr.returncode != 0:
+            errs.append(err.decode("utf-8", "replace"))
+    check(not errs, "%d of %d concurrent users set failed" % (len(errs), n), "\n".join(errs))
+    with open(users) as f:
+        lines = f.read().splitlines()
+    want = [head[0]] + ["%s max_conns=%d" % (head[i + 1], i + 1) for i in range(n)]
+    lost = [w.split(":")[0] for w, l in zip(want, lines) if w != l]
+    check(lines == want, "after %d concurrent edits, lost: %s" % (n, lost), "\n".join(lines))
