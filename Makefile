@@ -28,9 +28,9 @@ CFLAGS  += $(if $(filter 1,$(SAN)),,-DHAVE_JEMALLOC) -std=gnu11 -D_GNU_SOURCE -W
 LDFLAGS += -pthread $(SANFLAGS)
 # jemalloc replaces malloc in the server; the sanitizers bring their own allocator.
 ifeq ($(SAN),1)
-LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr
+LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -lurcu-cds
 else
-LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -ljemalloc
+LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -lurcu-cds -ljemalloc
 endif
 
 SRCS     := $(wildcard src/*.c)
@@ -80,6 +80,9 @@ $(BUILD)/tests/test_users: $(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj
 	$(BUILD)/obj/hostname.o $(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
 $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o $(BUILD)/obj/conn_end.o
 $(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o
+# The client table and the login lockout key addresses with addr_client_key().
+$(BUILD)/tests/test_clients: $(BUILD)/obj/addr.o
+$(BUILD)/tests/test_lockout: $(BUILD)/obj/addr.o
 # The password checker with its real crypt(3) worker; ring_sqe() and conn_authed() are faked.
 $(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o \
 	$(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
@@ -105,8 +108,12 @@ $(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
 # Limits (lim.o) come with every module that parses them (egress, options, users), and the
 # users table links its users to their running state (acct.o).
-LIM_USERS := config options users authq request egress
+LIM_USERS := config options users authq request egress conn relay metrics
 $(foreach t,$(LIM_USERS),$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/lim.o $(BUILD)/obj/acct.o))
+# The relay asks the bandwidth buckets (limit_bw.o); a request is admitted by limit.o, which
+# takes client addresses' places in the shared map.
+$(BUILD)/tests/test_relay: $(BUILD)/obj/limit_bw.o
+$(BUILD)/tests/test_request: $(BUILD)/obj/limit.o $(BUILD)/obj/limit_bw.o $(BUILD)/obj/climap.o
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcmocka

@@ -8,6 +8,8 @@
 # "Slow readers"); `make bench` is the full comparison with peers.
 #   bench/relay-ab.sh old=/tmp/old/build/ringsocks new=build/ringsocks
 #   ROUNDS=5 SECONDS_EACH=3 ENGINES="copy auto" bench/relay-ab.sh a=BIN b=BIN ...
+# A BINARY may be a wrapper script that adds options (bench/limits-cost.sh makes such);
+# PROXY_USERINFO="user:password@" logs every tunnel in (RFC 1929) when they ask for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 1 ]; then
@@ -69,7 +71,7 @@ for round in $(seq "$ROUNDS"); do
                 esac
                 t0=$(ticks "$pid")
                 # socksload exits 1 when a run had errors; the JSON still says how many.
-                line=$($B/socksload "${a[@]}" --proxy socks5://127.0.0.1:"$p" \
+                line=$($B/socksload "${a[@]}" --proxy socks5://"${PROXY_USERINFO:-}"127.0.0.1:"$p" \
                     --target 127.0.0.1:19000 --duration "$SECS" --timeout 5 --json || true)
                 t1=$(ticks "$pid")
                 echo "$name $e $fig $(((t1 - t0))) $hz $line" >>"$tmp/results"

@@ -94,6 +94,13 @@ int acl_set_flags(struct acl *acl, int rule, uint8_t flags);
 int acl_set_data(struct acl *acl, int rule, void *data, void (*data_free)(void *));
 /* Any thread: what acl_set_data() attached to rule, or NULL. */
 void *acl_rule_data(const struct acl *acl, int rule);
+/*
+ * Control thread, before the set is published: name rule (the access log's
+ * rule field; config.c checks the name). Copied. 0, -EINVAL or -ENOMEM.
+ */
+int acl_set_name(struct acl *acl, int rule, const char *name);
+/* Any thread: rule's name, or NULL when it has none. */
+const char *acl_rule_name(const struct acl *acl, int rule);
 
 /*
  * "10.0.0.0/8", "::1/128", "192.0.2.7" (a host: /32 or /128). Host bits set

@@ -41,4 +41,13 @@ bool addr_same_ip(const union sockaddr_inx *a, const union sockaddr_inx *b);
 /* An IPv4-mapped IPv6 address (::ffff:a.b.c.d) becomes plain IPv4, port kept. */
 void addr_unmap(union sockaddr_inx *a);
 
+/*
+ * The key of a client address for per-client accounting (clients.h, lockout.h): an
+ * IPv4 address, or the /64 an IPv6 address is in (one subscriber, one host or one
+ * attacker usually has a whole /64). IPv4 is laid out as the IPv4-mapped address, so
+ * it never equals an IPv6 /64 key; another family is {0, 0}. Unmap a mapped address
+ * first (addr_unmap()).
+ */
+void addr_client_key(const union sockaddr_inx *a, uint64_t key[2]);
+
 #endif

@@ -31,6 +31,7 @@ struct io_uring_cqe;
 struct io_uring_sqe;
 struct hs;        /* handshake_types.h */
 struct udp_assoc; /* udp.c */
+struct log_rec;   /* log.h */
 struct uacct;     /* acct.h */
 struct conn_lim;  /* limit.c */
 
@@ -80,7 +81,13 @@ struct conn_phase {
     void (*on_hangup)(struct shard *sh, struct conn *c, int events);
     /* The slot is being freed (ops all done): give back what the phase holds. */
     void (*release)(struct shard *sh, struct conn *c);
+    /* Before release: add the phase's own fields to the connection's access-log record. */
+    void (*log_fill)(const struct conn *c, struct log_rec *r);
 };
+
+/* conn.rule when no rule index decided: none did (no rules, never asked), or none matched. */
+#define CONN_RULE_NONE    (-1)
+#define CONN_RULE_DEFAULT (-2)
 
 /* conn.flags */
 #define CONN_F_OPEN_COUNTED 0x01u /* counted in open_by_cmd */
@@ -88,6 +95,7 @@ struct conn_phase {
 /* 0x04 << what: counted in the shard's client table under enum client_count what. */
 #define CONN_F_CLIENT(what) ((uint8_t)(0x04u << (what)))
 #define CONN_F_SESSION      0x40u /* c->user is "base\0id\0ttl" (outbound.h) */
+#define CONN_F_ADMITTED     0x80u /* limit_admit() passed: c->acct and c->lim hold its places */
 
 struct conn {
     uint32_t gen;
@@ -109,10 +117,14 @@ struct conn {
     uint32_t stamp_ds;     /* timer list key: when it was queued, in shard deciseconds */
     uint32_t active_ds;    /* last relay progress, in shard deciseconds */
     uint64_t start_ms;     /* wall clock at accept, for the access log */
+    int32_t rule;          /* the rule that decided the request, or CONN_RULE_* (access log) */
+    uint32_t rule_gen;     /* the policy generation rule indexes (its name is looked up there) */
     struct hs *hs;         /* handshake context while the connection holds one */
     struct udp_assoc *ua;  /* UDP ASSOCIATE state, else NULL */
     char *host;            /* requested name (allocated), or NULL for an address */
-    char *user;            /* authenticated user (allocated), or NULL */
+    char *user;            /* authenticated user (allocated), or NULL; after a refused login
+                 * (end END_AUTH_FAILED, END_AUTH_LOCKED) the name tried, for the log
+                 * alone: such a connection is closing and never served */
     struct uacct *acct;    /* the user's running state (acct.h): bytes counted as they go */
     struct conn_lim *lim;  /* limits held or applied (lim.h, limit.c), or NULL: none */
     union sockaddr_inx client;
@@ -215,9 +227,11 @@ void conn_client_put(struct shard *sh, struct conn *c, enum client_count what);
 /*
  * May c reach dest (NULL: not known yet) for host:port under the current
  * rules (policy_allows())? Counts a denial. *rule (may be NULL) gets the
- * admitting rule's index (-1: none), for its flags and settings.
+ * admitting rule's index (-1: none), for its flags and settings. With rule
+ * given the question is c's own request (not a datagram's or a reload's
+ * re-check): the deciding rule is kept in c->rule for the access log.
  */
-bool conn_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *dest,
+bool conn_allowed(struct shard *sh, struct conn *c, const union sockaddr_inx *dest,
                   const char *host, uint16_t port, int *rule);
 
 /*

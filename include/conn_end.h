@@ -30,6 +30,7 @@ enum conn_end {
     END_QUOTA,         /* the user is over its traffic quota */
     END_BLOCKED,       /* the user is blocked by the admin */
     END_ADMIN,         /* closed through the admin endpoint */
+    END_AUTH_LOCKED,   /* RFC 1929 login refused unchecked: its pair or address is locked out */
     END__COUNT,
 };
 

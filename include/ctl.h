@@ -18,6 +18,7 @@ struct shard;
 struct policy;
 struct logger;
 struct admin;
+struct climap;
 
 /* Builds the reloadable settings: defaults, then the file, then the command line. */
 typedef int (*ctl_load_fn)(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err,
@@ -35,6 +36,8 @@ struct ctl {
     struct admin *admin;      /* on TCP; NULL: none */
     struct admin *admin_unix; /* on a Unix socket; NULL: none */
     struct acct_reg *reg;     /* users' running state (acct.h), kept across reloads */
+    struct climap *climap;    /* client addresses' limit counters (climap.h): swept here */
+    uint64_t climap_swept_ms;
     ctl_load_fn load;
     void *load_arg;
     struct ctl_stats st;

@@ -103,17 +103,24 @@ int lim_parse_size(const char *s, uint64_t *out);
 bool gcra_take(_Atomic uint64_t *tat, uint64_t now_ns, uint64_t cost_ns, uint64_t tau_ns,
                uint64_t *wait_ns);
 /*
- * Bytes at rate bytes per second: if the bucket allows a take (tat <= now
- * + tau), grant want (the caller bounds it by its chunk) and move tat on by
- * its time; else 0 and *wait_ns. The bucket may go one grant past tau,
- * never more: the error over any window is at most tau plus one grant.
+ * Reserve want bytes at rate in the bucket's timeline, whatever it holds:
+ * returns when they may be read, in ns of the same clock (now_ns or later:
+ * the reservation's end less tau). Every caller gets a place behind those
+ * who reserved before it, so directions that ask in turn are served in
+ * turn (FIFO), on one shard or many; the bucket is never overdrawn by more
+ * than tau plus one reservation.
  */
-uint64_t gcra_grant(_Atomic uint64_t *tat, uint64_t now_ns, uint64_t rate, uint64_t tau_ns,
-                    uint64_t want, uint64_t *wait_ns);
-/* Give back the time of unused bytes of a grant. */
+uint64_t gcra_reserve(_Atomic uint64_t *tat, uint64_t now_ns, uint64_t rate, uint64_t tau_ns,
+                      uint64_t want);
+/* Give back the time of unused bytes of a grant or reservation. */
 void gcra_return(_Atomic uint64_t *tat, uint64_t rate, uint64_t unused);
-/* A bandwidth bucket's tolerance: 100 ms of its rate, so a burst is 1/10 s of traffic. */
-#define LIM_BW_TAU_NS 100000000ull
+/*
+ * A bandwidth bucket's tolerance: the time of one chunk (lim_chunk(): 10 ms of the rate, or
+ * 4 KiB). No more: a direction that comes back from a write while the queue of reservations is
+ * shorter than the tolerance reads at once, ahead of those asleep, and with 100 ms one of ten
+ * tunnels took 1.3x its share.
+ */
+uint64_t lim_bw_tau(uint64_t rate);
 /* The most one grant of a bucket at rate may be: 10 ms of traffic, at least 4 KiB. */
 uint64_t lim_chunk(uint64_t rate);
 

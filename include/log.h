@@ -18,9 +18,36 @@
 #include "addr.h"
 #include "opts.h"
 
+/*
+ * Why a UDP association dropped a datagram: one counter each in the record,
+ * named in the line by log_udp_drop_str().
+ */
+enum log_udp_drop {
+    LOG_UDP_DROP_RULE = 0,  /* the rules deny its destination */
+    LOG_UDP_DROP_MALFORMED, /* the RFC 1928 header does not parse */
+    LOG_UDP_DROP_FRAG,      /* FRAG != 0: no reassembly */
+    LOG_UDP_DROP_SOURCE,    /* not from the client nor from a remote it sent to */
+    LOG_UDP_DROP_RESOLVE,   /* its destination name did not resolve (or not in time) */
+    LOG_UDP_DROP_QUEUE,     /* no room to hold it while its name resolves */
+    LOG_UDP_DROP_FAMILY,    /* no source address (or no socket) of the remote's family */
+    LOG_UDP_DROP_SEND,      /* sendmmsg() refused it (buffer full, ICMP error, firewall) */
+    LOG_UDP_DROP_TOO_BIG,   /* larger than a datagram slot (MSG_TRUNC) */
+    LOG_UDP_DROP__COUNT,
+};
+
+/* Pure: the name of a drop reason in the log line ("rule", "frag", ...). */
+const char *log_udp_drop_str(enum log_udp_drop why);
+
+/* What an association relayed and dropped (only lines of cmd udp show them). */
+struct log_udp {
+    uint32_t out;                       /* datagrams sent client -> target */
+    uint32_t in;                        /* datagrams sent target -> client */
+    uint32_t drop[LOG_UDP_DROP__COUNT]; /* datagrams dropped, by reason */
+};
+
 struct log_rec {
-    uint64_t start_ms; /* wall clock, ms since the epoch, at accept */
-    uint32_t duration_ms;
+    uint64_t start_ms;    /* wall clock, ms since the epoch, at accept */
+    uint32_t duration_ms; /* the line's end field is start_ms + duration_ms */
     uint16_t shard;
     uint16_t port;   /* requested destination port */
     uint8_t version; /* 4 or 5; 0 when the client never said */
@@ -31,10 +58,14 @@ struct log_rec {
     union sockaddr_inx resolved; /* family 0: none */
     union sockaddr_inx egress;   /* our end towards the target; family 0: none */
     char session[65];            /* username_params session ID; "" none */
-    uint64_t bytes_up;           /* client -> target */
-    uint64_t bytes_down;         /* target -> client */
-    char user[256];              /* "" when none */
-    char host[256]; /* requested destination: the name, or the address as text; "" none */
+    /* The rule that decided the request: its name, or its 1-based number, "default" (no
+     * rule matched: denied), or "" (no rule decided: no rules, or never asked). */
+    char rule[65];
+    struct log_udp udp;  /* cmd udp only */
+    uint64_t bytes_up;   /* client -> target */
+    uint64_t bytes_down; /* target -> client */
+    char user[256];      /* "" when none */
+    char host[256];      /* requested destination: the name, or the address as text; "" none */
 };
 
 struct logger;
@@ -84,8 +115,11 @@ uint64_t log_written(const struct logger *lg);
  * line still ends in '\n'; cap 0 writes nothing). end_str names the end
  * reason (NULL: none). Fields, in order: time (RFC 3339 UTC, ms), shard,
  * client, user, cmd (connect, bind, udp, none, unknown), version, dest
- * (host:port, an IPv6 host in brackets), resolved, rep, up, down,
- * duration_ms, end. A line is always printable ASCII, whatever bytes user
+ * (host:port, an IPv6 host in brackets), resolved, egress, session (only
+ * when there is one), rule, rep, up, down, duration_ms, end (the reason),
+ * end_time (RFC 3339 like time: start plus duration), and for cmd udp
+ * udp_out, udp_in and udp_drop (logfmt "rule:3,frag:1", "-" when none;
+ * JSON an object {"rule":3,"frag":1}, {} when none). A line is always printable ASCII, whatever bytes user
  * and host hold:
  * - logfmt: an empty value or rep -1 is "-"; values with a space, '"', '='
  *   or a byte < 0x20, 0x7f or >= 0x80 are quoted, with '"' and '\' escaped
@@ -93,7 +127,7 @@ uint64_t log_written(const struct logger *lg);
  * - JSON (RFC 8259): one object per line, numbers as numbers, none as null;
  *   '"' and '\' backslash-escaped, bytes < 0x20, 0x7f and >= 0x80 as
  *   \u00XX (byte N as U+00NN: the exact bytes can be recovered, and the
- *   output is valid UTF-8 without validating the input). Longest line: ~3.3 KB.
+ *   output is valid UTF-8 without validating the input). Longest line: ~3.9 KB.
  */
 size_t log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, char *buf,
                   size_t cap);

@@ -6,6 +6,7 @@
 #ifndef RINGSOCKS_METRICS_H
 #define RINGSOCKS_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,12 +19,32 @@ struct metrics_shard {
     const uint32_t *n_open;
 };
 
+/* Prometheus' standard process collector (process_*), read from /proc/self. */
+struct metrics_process {
+    bool ok; /* read: else the process_* series are left out */
+    uint64_t open_fds, max_fds;
+    uint64_t rss_bytes, vsize_bytes;
+    double cpu_s;        /* user + system */
+    double start_time_s; /* Unix time */
+};
+
+/*
+ * Control thread (file I/O: never a shard): fill p from /proc/self/stat,
+ * /proc/stat (boot time), /proc/self/fd and RLIMIT_NOFILE. 0, or -errno
+ * with p->ok false.
+ */
+int metrics_process_read(struct metrics_process *p);
+
 /* Counters that belong to the control thread. */
 struct ctl_stats {
     uint64_t reloads_ok;
     uint64_t reloads_failed;
     double last_reload_ok_time; /* Unix time of the last good reload (or start) */
-    int draining;               /* 1 while draining */
+    double last_reload_time;    /* Unix time of the last reload attempt (or start) */
+    int last_reload_ok;         /* 1: the last reload (or the start) succeeded, 0: it failed */
+    uint64_t max_conns;         /* the connection limit in force, all shards together */
+    struct metrics_process proc;
+    int draining; /* 1 while draining */
     uint64_t log_written, log_dropped;
     double start_time; /* Unix time the process started */
 };

@@ -60,6 +60,9 @@ struct opts {
     unsigned hs_slots;           /* handshake contexts per shard; 0: min(max_conns, 4096) */
     enum auth_mode auth;
     unsigned auth_fail_budget; /* per client address and shard; 0: no budget */
+    /* Failed-login lockout (lockout.h), reloadable: thresholds (0: off) and seconds. */
+    unsigned auth_lockout_failures, auth_lockout_address_failures;
+    unsigned auth_lockout_window_s, auth_lockout_duration_s;
     enum socks4_mode socks4;
     unsigned bind_timeout_s;
     uint16_t bind_port_lo, bind_port_hi; /* 0, 0: any port */
@@ -69,6 +72,7 @@ struct opts {
     unsigned busy_poll_us; /* spin this long for more completions before sleeping; 0: never */
     char users_file[4096]; /* the users file; "": none */
     char access_log[4096]; /* "stderr", "syslog", "off" or a file path */
+    char pid_file[4096];   /* written once listening, removed at exit; "": none */
     enum log_format log_format;
     struct sockaddr_storage admin; /* family AF_UNSPEC: no admin endpoint */
     char admin_hosts[1024];      /* "a,b": names its Host may carry besides addresses, localhost */

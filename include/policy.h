@@ -16,6 +16,7 @@
 
 #include "addr.h"
 #include "lim.h"
+#include "lockout.h"
 #include "opts.h"
 
 struct acl;
@@ -31,6 +32,7 @@ struct policy {
     unsigned handshake_timeout_s, connect_timeout_s, idle_timeout_s, bind_timeout_s;
     unsigned
         auth_fail_budget; /* per address and shard: failed + queued checks before the back queue */
+    struct lockout_params lockout;    /* failed-login lockout (auth_lockout_*) */
     unsigned write_timeout_s;         /* 0: never */
     unsigned happy_eyeballs_delay_ms; /* RFC 8305 Connection Attempt Delay; 0: one at a time */
     bool close_removed_users, close_denied;
@@ -83,5 +85,17 @@ bool policy_allows(const struct policy *p, const struct opts *o, const struct po
 /* The same, giving the admitting rule's index (-1: none, or no rules at all). */
 bool policy_allows_rule(const struct policy *p, const struct opts *o, const struct policy_req *r,
                         int *rule);
+/*
+ * No rule decided (no rules, or a check before them: an unspecified address,
+ * the proxy itself); no rule matched (the default deny).
+ */
+#define POLICY_DECIDED_NONE    (-1)
+#define POLICY_DECIDED_DEFAULT (-2)
+/*
+ * The same again, also giving in *decided the index of the rule that decided,
+ * allow or deny, or POLICY_DECIDED_*: what the access log names.
+ */
+bool policy_decide(const struct policy *p, const struct opts *o, const struct policy_req *r,
+                   int *rule, int *decided);
 
 #endif

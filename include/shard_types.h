@@ -33,6 +33,7 @@ struct authq;       /* authq.c: the shard's credential cache, queues and crypt w
 struct policy;      /* policy.h: rules, users, limits; RCU-published by the control thread */
 struct logger;      /* log.c: the access-log writer */
 struct udp_scratch; /* udp.c: the shard's datagram buffers */
+struct lockout;     /* lockout.h: failed-login counts, shared by every shard (atomics) */
 
 struct shard {
     unsigned id;
@@ -44,6 +45,7 @@ struct shard {
     uint64_t pol_gen;         /* generation the connections were last checked against */
     struct logger *lg;
     struct authq *authq;
+    struct lockout *lockout; /* shared by all shards; NULL: no lockout (unit tests) */
     pthread_t thread;
 
     struct listener *ls;
@@ -69,6 +71,7 @@ struct shard {
     struct udp_scratch *udp; /* mapped at the first UDP association, else NULL */
     struct dns_shard *dns;   /* dns.c: the c-ares channel, its sockets, the cache */
     uint64_t rng[4];         /* outbound.c: random egress picks (xoshiro256**) */
+    struct climap *climap;   /* client addresses' shared limit counters (climap.h), shared */
 
     uint32_t head[TL__COUNT], tail[TL__COUNT];
     uint32_t now_s;

@@ -28,8 +28,10 @@
 #define STAT_UP   0
 #define STAT_DOWN 1
 
-#define STAT_CMDS 4
-#define STAT_REPS 10
+#define STAT_CMDS           4
+/* enum lockout_scope's values (lockout.h): pair, address. */
+#define STAT_LOCKOUT_SCOPES 2
+#define STAT_REPS           10
 
 struct shard_stats {
     uint64_t accepted;
@@ -49,6 +51,9 @@ struct shard_stats {
     uint64_t client_limited;   /* BINDs and UDP associations refused by a per-client limit */
     uint64_t auth_coalesced;   /* password checks answered by an identical one in flight */
     uint64_t close_cancels;    /* closes that needed an explicit cancel */
+    uint64_t limit_refused[5]; /* requests refused by a limit, by enum lim_hit (lim.h) */
+    uint64_t limit_refused_client; /* of those, by a client address's limit */
+    uint64_t bw_waits;             /* reads that waited for bandwidth (limit.h) */
     uint64_t auth_cache_hits;
     uint64_t auth_slow_checks;
     uint64_t auth_failures;
@@ -56,8 +61,12 @@ struct shard_stats {
     uint64_t auth_deferred;  /* checks queued behind the others: address over its failure budget */
     uint64_t auth_abandoned; /* connections that ended while their check waited */
     uint64_t auth_cancelled; /* checks dropped before crypt(3): nobody waited any more */
-    uint64_t udp_dropped;    /* datagrams dropped: malformed, FRAG, foreign source */
-    uint64_t dns_queries;    /* sent to DNS */
+    /* By enum lockout_scope (pair, address): keys this shard's failures locked, and logins
+     * refused unchecked because their key was locked. */
+    uint64_t auth_lockouts[STAT_LOCKOUT_SCOPES];
+    uint64_t auth_locked_refusals[STAT_LOCKOUT_SCOPES];
+    uint64_t udp_dropped; /* datagrams dropped: malformed, FRAG, foreign source */
+    uint64_t dns_queries; /* sent to DNS */
     uint64_t dns_cache_hits;
     uint64_t dns_lat[DNS_LAT_BUCKETS]; /* not cumulative: one bucket per answer */
     uint64_t dns_lat_sum_us;

@@ -37,6 +37,7 @@ enum op {
     OP_SEND,                   /* relay: buffer -> destination socket */
     OP_UDP_POLL,               /* UDP ASSOCIATE: datagrams wait on the association's socket */
     OP_UDP_CTRL,               /* UDP ASSOCIATE: read on the TCP control connection */
+    OP_THROTTLE,               /* relay: a direction waits for bandwidth (limit.h) */
 };
 
 #define UD_ARG_BIT 0x80u

@@ -124,6 +124,8 @@ struct acl {
     void **data;
     size_t n_data;
     void (*data_free)(void *);
+    char **rule_names; /* acl_set_name(): n_rule_names, NULL where a rule has none */
+    size_t n_rule_names;
     size_t n_slots, used_slots;
     uint32_t key_types;   /* bit t: some key of type t exists */
     uint64_t plen4[2];    /* bit p: an IPv4 key of prefix p; [0] from, [1] to */
@@ -164,6 +166,9 @@ acl_free(struct acl *acl)
         if (acl->data[i] && acl->data_free)
             acl->data_free(acl->data[i]);
     free(acl->data);
+    for (size_t i = 0; i < acl->n_rule_names; i++)
+        free(acl->rule_names[i]);
+    free(acl->rule_names);
     free(acl->slots);
     free(acl->scan.p);
     free(acl->ents.p);
@@ -786,6 +791,22 @@ acl_set_flags(struct acl *acl, int rule, uint8_t flags)
     return 0;
 }
 
+/* A per-rule pointer array (*arr, *n long) grown with NULLs to hold every rule so far. */
+static int
+rule_slots(const struct acl *acl, void ***arr, size_t *n, int rule)
+{
+    if ((size_t)rule < *n)
+        return 0;
+    size_t want = acl->rules.n;
+    void **d = realloc(*arr, want * sizeof(*d));
+    if (!d)
+        return -ENOMEM;
+    memset(d + *n, 0, (want - *n) * sizeof(*d));
+    *arr = d;
+    *n = want;
+    return 0;
+}
+
 int
 acl_set_data(struct acl *acl, int rule, void *data, void (*data_free)(void *))
 {
@@ -793,15 +814,8 @@ acl_set_data(struct acl *acl, int rule, void *data, void (*data_free)(void *))
         return -EINVAL;
     if (acl->data_free && data_free != acl->data_free)
         return -EINVAL;
-    if ((size_t)rule >= acl->n_data) {
-        size_t n = acl->rules.n;
-        void **d = realloc(acl->data, n * sizeof(*d));
-        if (!d)
-            return -ENOMEM;
-        memset(d + acl->n_data, 0, (n - acl->n_data) * sizeof(*d));
-        acl->data = d;
-        acl->n_data = n;
-    }
+    if (rule_slots(acl, (void ***)&acl->data, &acl->n_data, rule) < 0)
+        return -ENOMEM;
     if (acl->data[rule] && data_free)
         data_free(acl->data[rule]);
     acl->data[rule] = data;
@@ -815,6 +829,29 @@ acl_rule_data(const struct acl *acl, int rule)
     if (!acl || rule < 0 || (size_t)rule >= acl->n_data)
         return NULL;
     return acl->data[rule];
+}
+
+int
+acl_set_name(struct acl *acl, int rule, const char *name)
+{
+    if (!acl || rule < 0 || (size_t)rule >= acl->rules.n || !name)
+        return -EINVAL;
+    if (rule_slots(acl, (void ***)&acl->rule_names, &acl->n_rule_names, rule) < 0)
+        return -ENOMEM;
+    char *copy = strdup(name);
+    if (!copy)
+        return -ENOMEM;
+    free(acl->rule_names[rule]);
+    acl->rule_names[rule] = copy;
+    return 0;
+}
+
+const char *
+acl_rule_name(const struct acl *acl, int rule)
+{
+    if (!acl || rule < 0 || (size_t)rule >= acl->n_rule_names)
+        return NULL;
+    return acl->rule_names[rule];
 }
 
 /* ---- matching */

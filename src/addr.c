@@ -153,3 +153,21 @@ addr_unmap(union sockaddr_inx *a)
     memset(a, 0, sizeof(*a));
     a->v4 = v4;
 }
+
+void
+addr_client_key(const union sockaddr_inx *a, uint64_t key[2])
+{
+    if (a->sa.sa_family == AF_INET) {
+        key[0] = 0;
+        key[1] = UINT64_C(0xffff) << 32 | ntohl(a->v4.sin_addr.s_addr);
+    } else if (a->sa.sa_family == AF_INET6) {
+        const uint8_t *b = a->v6.sin6_addr.s6_addr;
+        uint64_t hi = 0;
+        for (int i = 0; i < 8; i++)
+            hi = hi << 8 | b[i];
+        key[0] = hi;
+        key[1] = 0;
+    } else {
+        key[0] = key[1] = 0;
+    }
+}

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "handshake.h"
+#include "limit.h"
 #include "outbound.h"
 #include "relay.h"
 #include "policy.h"
@@ -57,6 +58,11 @@ bind_start(struct shard *sh, struct conn *c)
     int rule;
     if (!conn_allowed(sh, c, addr_is_any(want) ? NULL : want, c->host, c->port, &rule)) {
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
+        return;
+    }
+    enum conn_end over = limit_admit(sh, c, rule);
+    if (over != END_NONE) {
+        handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, over);
         return;
     }
     /* Each waiting BIND holds a port (of a bind_ports range, perhaps) and two fds. */

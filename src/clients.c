@@ -16,25 +16,6 @@
 
 #define FREE_KEY UINT64_MAX
 
-static void
-key_of(const union sockaddr_inx *a, uint64_t key[2])
-{
-    if (a->sa.sa_family == AF_INET) {
-        /* Laid out as the IPv4-mapped address, so it never equals an IPv6 /64 key. */
-        key[0] = 0;
-        key[1] = UINT64_C(0xffff) << 32 | ntohl(a->v4.sin_addr.s_addr);
-    } else if (a->sa.sa_family == AF_INET6) {
-        const uint8_t *b = a->v6.sin6_addr.s6_addr;
-        uint64_t hi = 0;
-        for (int i = 0; i < 8; i++)
-            hi = hi << 8 | b[i];
-        key[0] = hi;
-        key[1] = 0;
-    } else {
-        key[0] = key[1] = 0;
-    }
-}
-
 /* splitmix64's finaliser over both halves. */
 static uint32_t
 key_hash(const uint64_t key[2])
@@ -183,7 +164,7 @@ uint32_t
 clients_get(const struct clients *cl, const union sockaddr_inx *a, enum client_count what)
 {
     uint64_t key[2];
-    key_of(a, key);
+    addr_client_key(a, key);
     const struct client_ent *e = find(cl, key);
     return e ? e->n[what] : 0;
 }
@@ -192,7 +173,7 @@ int
 clients_inc(struct clients *cl, const union sockaddr_inx *a, enum client_count what, uint32_t now_s)
 {
     uint64_t key[2];
-    key_of(a, key);
+    addr_client_key(a, key);
     struct client_ent *e = find_or_add(cl, key, now_s);
     if (!e || e->n[what] == UINT32_MAX)
         return -ENOMEM;
@@ -203,7 +184,7 @@ void
 clients_dec(struct clients *cl, const union sockaddr_inx *a, enum client_count what, uint32_t now_s)
 {
     uint64_t key[2];
-    key_of(a, key);
+    addr_client_key(a, key);
     struct client_ent *e = find(cl, key);
     if (!e || e->n[what] == 0)
         return;
@@ -216,7 +197,7 @@ void
 clients_fail(struct clients *cl, const union sockaddr_inx *a, uint32_t now_s)
 {
     uint64_t key[2];
-    key_of(a, key);
+    addr_client_key(a, key);
     struct client_ent *e = find_or_add(cl, key, now_s);
     if (!e)
         return;
@@ -232,7 +213,7 @@ uint32_t
 clients_fails(const struct clients *cl, const union sockaddr_inx *a, uint32_t now_s)
 {
     uint64_t key[2];
-    key_of(a, key);
+    addr_client_key(a, key);
     const struct client_ent *e = find(cl, key);
     return e && fails_live(cl, e, now_s) ? e->fails : 0;
 }

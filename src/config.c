@@ -45,6 +45,9 @@ struct cfg_ctx {
     struct opts *o;        /* the copy being filled */
     struct acl *acl;       /* the rules being built; NULL until a rules list is seen */
     struct addrsets *sets; /* address_sets, read before the rules; NULL: built-in ones only */
+    /* While the rules are read: the name settings seen so far, for duplicates. */
+    const config_setting_t **rule_names;
+    size_t n_rule_names;
 };
 
 static void cfg_error(struct cfg_ctx *c, const config_setting_t *s, const char *fmt, ...)
@@ -422,6 +425,7 @@ struct rule {
     const config_setting_t *udp_source; /* where udp_source was given, for its errors */
     struct egress_rule *out;            /* egress and outbound socket keys, NULL: none */
     const config_setting_t *out_key;    /* the first of them, for their errors */
+    const char *name;                   /* name = "...": the access log's rule field; NULL none */
 };
 
 /* A rule's from or to list while it is read: an "@set" entry adds many networks. */
@@ -697,6 +701,57 @@ udp_source_check(struct cfg_ctx *c, const struct rule *r)
         cfg_error(c, r->udp_source, "rule %u: udp_source: %s", r->idx, why);
 }
 
+/* Longest rule name: a fixed-size field of the access-log record holds it. */
+#define RULE_NAME_MAX 64
+
+/*
+ * name = "block-smtp": what the access log's rule field says of the requests
+ * this rule decides. Printable ASCII without spaces or quotes (a log field
+ * needs no quoting), at most RULE_NAME_MAX bytes, unique among the rules.
+ */
+static int
+rk_name(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    const char *v =
+        config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
+    if (!v) {
+        cfg_error(c, s, "rule %u: %s: expected a string, not %s", r->idx, key, type_name(s));
+        return -1;
+    }
+    size_t len = strlen(v);
+    if (len == 0 || len > RULE_NAME_MAX) {
+        cfg_error(c, s, "rule %u: %s: '%s' is not 1..%d bytes long", r->idx, key, v, RULE_NAME_MAX);
+        return -1;
+    }
+    for (const char *p = v; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\'' || ch == '\\' || ch == '=') {
+            cfg_error(c, s,
+                      "rule %u: %s: '%s' has a space, quote, backslash, '=' or non-printable "
+                      "byte: use letters, digits and - _ . : /",
+                      r->idx, key, v);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < c->n_rule_names; i++) {
+        if (strcmp(config_setting_get_string(c->rule_names[i]), v) == 0) {
+            cfg_error(c, s, "rule %u: %s: '%s' is already the name of the rule at line %u", r->idx,
+                      key, v, setting_line(c, c->rule_names[i]));
+            return -1;
+        }
+    }
+    const config_setting_t **nn =
+        realloc(c->rule_names, (c->n_rule_names + 1) * sizeof(*c->rule_names));
+    if (!nn) {
+        cfg_error(c, s, "out of memory");
+        return -1;
+    }
+    c->rule_names = nn;
+    c->rule_names[c->n_rule_names++] = s;
+    r->name = v;
+    return 0;
+}
+
 /* ---- what an allow rule says about the tunnels it admits (egress.h) */
 
 /* r's egress settings, made on first use; NULL after reporting out of memory. */
@@ -871,6 +926,7 @@ out_check(struct cfg_ctx *c, const struct rule *r)
 /* Adding a condition to rules is one line here (and a parameter of acl_add). */
 static const struct rule_key rule_keys[] = {
     {"action", rk_action},         /* "allow" | "deny", required */
+    {"name", rk_name},             /* what the access log calls the rule (else its number) */
     {"from", rk_cidrs},            /* client networks */
     {"to", rk_cidrs},              /* destination networks, checked against the resolved address */
     {"hosts", rk_hosts},           /* destination names and .suffixes */
@@ -983,12 +1039,14 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
     if (c->n_err == errs)
         out_check(c, &r);
     if (c->n_err == errs && c->acl) {
-        int ret = acl_add(c->acl, r.action, r.from, r.n_from, r.to, r.n_to, r.hosts, r.n_hosts,
-                          r.ports, r.n_ports, r.cmds, r.users, r.n_users);
-        if (ret >= 0 && r.flags)
-            ret = acl_set_flags(c->acl, ret, r.flags);
-        if (ret >= 0 && r.out) {
-            int rule = ret;
+        int rule = acl_add(c->acl, r.action, r.from, r.n_from, r.to, r.n_to, r.hosts, r.n_hosts,
+                           r.ports, r.n_ports, r.cmds, r.users, r.n_users);
+        int ret = rule < 0 ? rule : 0;
+        if (ret == 0 && r.flags)
+            ret = acl_set_flags(c->acl, rule, r.flags);
+        if (ret == 0 && r.name)
+            ret = acl_set_name(c->acl, rule, r.name);
+        if (ret == 0 && r.out) {
             ret = acl_set_data(c->acl, rule, r.out, egress_rule_free);
             if (ret == 0)
                 r.out = NULL; /* the rule set owns it now */
@@ -1017,6 +1075,9 @@ set_rules(struct cfg_ctx *c, const config_setting_t *s)
     unsigned n = (unsigned)config_setting_length(s);
     for (unsigned i = 0; i < n; i++)
         rule_one(c, config_setting_get_elem(s, i), i + 1);
+    free(c->rule_names);
+    c->rule_names = NULL;
+    c->n_rule_names = 0;
     return c->n_err == errs ? 0 : -1;
 }
 

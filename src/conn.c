@@ -21,6 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acl.h"
+#include "acct.h"
+#include "limit_types.h"
 #include "log.h"
 #include "policy.h"
 #include "ring.h"
@@ -90,6 +93,7 @@ conn_alloc(struct shard *sh, const struct conn_phase *phase)
     c->phase = phase;
     c->state = CONN_HANDSHAKE;
     c->rep = -1;
+    c->rule = CONN_RULE_NONE;
     c->cfd = c->tfd = c->xfd = -1;
     c->tprev = c->tnext = CONN_NIL;
     for (int d = 0; d < 2; d++) {
@@ -260,6 +264,30 @@ conn_session(const struct conn *c, struct egress_session *s)
     return s->id_len > 0;
 }
 
+/*
+ * The log's rule field: the deciding rule's name, or its number as the docs
+ * count rules (from 1). A reload since the decision renumbers the rules, so
+ * then the name is not looked up and the number is the one it had.
+ */
+static void
+conn_rule_text(const struct shard *sh, const struct conn *c, char *out, size_t cap)
+{
+    const char *name = NULL;
+    out[0] = '\0';
+    if (c->rule == CONN_RULE_DEFAULT) {
+        snprintf(out, cap, "default");
+        return;
+    }
+    if (c->rule < 0)
+        return;
+    if (sh->pol && (uint32_t)sh->pol->gen == c->rule_gen)
+        name = acl_rule_name(sh->pol->acl, c->rule);
+    if (name)
+        snprintf(out, cap, "%s", name);
+    else
+        snprintf(out, cap, "%d", c->rule + 1);
+}
+
 /* One access-log line per connection, handed to the writer thread. */
 static void
 conn_log(struct shard *sh, const struct conn *c)
@@ -286,6 +314,10 @@ conn_log(struct shard *sh, const struct conn *c)
         snprintf(r.session, sizeof(r.session), "%.*s", (int)sess.id_len, sess.id);
     r.bytes_up = c->dir[DIR_C2T].bytes;
     r.bytes_down = c->dir[DIR_T2C].bytes;
+    memset(&r.udp, 0, sizeof(r.udp));
+    conn_rule_text(sh, c, r.rule, sizeof(r.rule));
+    if (c->phase && c->phase->log_fill)
+        c->phase->log_fill(c, &r);
     snprintf(r.user, sizeof(r.user), "%s", c->user ? c->user : "");
     r.host[0] = '\0';
     if (c->host) {
@@ -300,12 +332,32 @@ conn_log(struct shard *sh, const struct conn *c)
     log_push(sh->lg, sh->id, &r);
 }
 
+/* The places a tunnel held in its user's and client address's counts (limit.h) go back. */
+static void
+limits_release(struct conn *c)
+{
+    if (c->acct) {
+        lim_open_put(&c->acct->n);
+        c->acct = NULL;
+    }
+    if (c->lim) {
+        if (c->lim->client)
+            lim_open_put(c->lim->client);
+        free(c->lim);
+        c->lim = NULL;
+    }
+}
+
 static void
 conn_free(struct shard *sh, struct conn *c)
 {
     tl_unlink(sh, c);
+    /* Before release: the phase adds what it holds (a UDP association's counts). */
+    if (sh->lg)
+        conn_log(sh, c);
     if (c->phase && c->phase->release)
         c->phase->release(sh, c);
+    limits_release(c);
     for (int w = 0; w < CLIENT__COUNT; w++)
         conn_client_put(sh, c, (enum client_count)w);
     if (c->cfd >= 0)
@@ -315,8 +367,6 @@ conn_free(struct shard *sh, struct conn *c)
     if (c->xfd >= 0)
         close(c->xfd);
     c->cfd = c->tfd = c->xfd = -1;
-    if (sh->lg)
-        conn_log(sh, c);
     unsigned cmd = c->cmd < STAT_CMDS ? c->cmd : 0;
     unsigned rep = c->rep >= 0 && c->rep < STAT_REPS - 1 ? (unsigned)c->rep : STAT_REPS - 1;
     STAT_INC(sh->st.replies[cmd][rep]);
@@ -524,8 +574,8 @@ conn_client_put(struct shard *sh, struct conn *c, enum client_count what)
 }
 
 bool
-conn_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *dest,
-             const char *host, uint16_t port, int *rule)
+conn_allowed(struct shard *sh, struct conn *c, const union sockaddr_inx *dest, const char *host,
+             uint16_t port, int *rule)
 {
     struct policy_req r = {
         .client = &c->client,
@@ -535,8 +585,13 @@ conn_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *d
         .host = host,
         .port = port,
     };
-    int dummy;
-    if (policy_allows_rule(sh->pol, sh->o, &r, rule ? rule : &dummy))
+    int dummy, decided;
+    bool ok = policy_decide(sh->pol, sh->o, &r, rule ? rule : &dummy, &decided);
+    if (rule) {
+        c->rule = decided;
+        c->rule_gen = (uint32_t)sh->pol->gen;
+    }
+    if (ok)
         return true;
     STAT_INC(sh->st.acl_denied);
     return false;

@@ -27,6 +27,7 @@ static const char *const end_names[END__COUNT] = {
     [END_QUOTA] = "quota",
     [END_BLOCKED] = "blocked",
     [END_ADMIN] = "admin_close",
+    [END_AUTH_LOCKED] = "auth_locked",
 };
 
 const char *

@@ -26,6 +26,7 @@
 #include <urcu-qsbr.h>
 
 #include "admin.h"
+#include "climap.h"
 #include "log.h"
 #include "options.h"
 #include "policy.h"
@@ -138,6 +139,8 @@ ctl_reload(struct ctl *ctl, char *msg, size_t cap)
     }
     if (ret < 0) {
         ctl->st.reloads_failed++;
+        ctl->st.last_reload_ok = 0;
+        ctl->st.last_reload_time = wall_now();
         fprintf(stderr, "ringsocks: reload failed, keeping the running configuration:\n%s\n", msg);
         return -1;
     }
@@ -174,7 +177,8 @@ ctl_reload(struct ctl *ctl, char *msg, size_t cap)
     revoked = wait_revoked(ctl, pol->gen, revoked);
     options_append(msg, cap, &used, "tunnels revoked: %llu", (unsigned long long)revoked);
     ctl->st.reloads_ok++;
-    ctl->st.last_reload_ok_time = wall_now();
+    ctl->st.last_reload_ok = 1;
+    ctl->st.last_reload_ok_time = ctl->st.last_reload_time = wall_now();
     fprintf(stderr, "ringsocks: %s\n", msg);
     return 0;
 }
@@ -216,6 +220,8 @@ h_metrics(void *arg, char **out)
     for (unsigned i = 0; i < ctl->n_shards; i++)
         ms[i] =
             (struct metrics_shard){ctl->shards[i].id, &ctl->shards[i].st, &ctl->shards[i].n_open};
+    ctl->st.max_conns = ctl->o->max_conns;
+    metrics_process_read(&ctl->st.proc);
     ctl->st.log_written = log_written(ctl->lg);
     ctl->st.log_dropped = log_dropped(ctl->lg);
     for (;;) {
@@ -270,6 +276,19 @@ h_other(void *arg, const struct admin_request *rq, struct admin_reply *out)
     (void)out;
 }
 
+/* Client addresses' limit counters nobody needs any more are freed every few seconds. */
+#define CTL_CLIMAP_SWEEP_MS 5000
+
+static void
+sweep_clients(struct ctl *ctl)
+{
+    uint64_t now = mono_ms();
+    if (!ctl->climap || now - ctl->climap_swept_ms < CTL_CLIMAP_SWEEP_MS)
+        return;
+    ctl->climap_swept_ms = now;
+    climap_sweep(ctl->climap, lim_now_ns());
+}
+
 static bool
 all_exited(const struct ctl *ctl)
 {
@@ -293,7 +312,11 @@ ctl_run(struct ctl *ctl)
         perror("ringsocks: signalfd");
         return -1;
     }
-    ctl->st.start_time = ctl->st.last_reload_ok_time = wall_now();
+    ctl->st.start_time = ctl->st.last_reload_ok_time = ctl->st.last_reload_time = wall_now();
+    ctl->st.last_reload_ok = 1;
+    /* A registered RCU reader, offline but for the client map's sweeps (climap.h). */
+    rcu_register_thread();
+    rcu_thread_offline();
     const struct admin_handlers handlers = {
         .arg = ctl,
         .metrics = h_metrics,
@@ -325,6 +348,7 @@ ctl_run(struct ctl *ctl)
                 admin_poll_done(admins[i], pfd + n, n_admin[i], &handlers);
             n += n_admin[i];
         }
+        sweep_clients(ctl);
         struct signalfd_siginfo si;
         while (read(ctl->sfd, &si, sizeof(si)) == sizeof(si)) {
             char msg[4096];
@@ -333,6 +357,7 @@ ctl_run(struct ctl *ctl)
                 ctl_reload(ctl, msg, sizeof(msg));
                 break;
             case SIGUSR1:
+                /* The writer thread reopens and says so on stderr (log.c). */
                 log_reopen(ctl->lg);
                 break;
             default: /* SIGTERM, SIGINT */
@@ -345,5 +370,7 @@ ctl_run(struct ctl *ctl)
         }
     }
     close(ctl->sfd);
+    rcu_thread_online();
+    rcu_unregister_thread();
     return 0;
 }

@@ -30,6 +30,7 @@
 #include "authq.h"
 #include "clients.h"
 #include "egress.h"
+#include "lockout.h"
 #include "outbound.h"
 #include "policy.h"
 #include "shard_types.h"
@@ -386,25 +387,72 @@ hs_need_more(struct shard *sh, struct conn *c)
     hs_read(sh, c);
 }
 
+/* The user name the client sent (its base name, the session kept aside) becomes c->user. */
+static void
+take_user(struct conn *c)
+{
+    if (c->user)
+        return;
+    struct egress_session s = {c->hs->sess_id, strlen(c->hs->sess_id), c->hs->sess_ttl_s};
+    /* NULL when out of memory: rules see no user, the log shows none */
+    c->user = outbound_user_dup(c, c->hs->cred.user, &s);
+}
+
+/* RFC 1929 section 2: a failure status, then the server closes. */
+static void
+auth_refuse(struct shard *sh, struct conn *c, enum conn_end why)
+{
+    uint8_t r[2];
+    c->hs_flags |= HSF_CLOSE_AFTER;
+    c->end = (uint8_t)why;
+    hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_FAIL));
+}
+
+/*
+ * The verdict on the credentials in the context (the password already wiped).
+ * A refusal names the user tried in c->user, for the access log alone: the
+ * connection closes after the status and is never served as that user.
+ */
 static void
 auth_answer(struct shard *sh, struct conn *c, bool ok)
 {
     uint8_t r[2];
+    const char *user = c->hs->cred.user;
     if (!ok) {
         STAT_INC(sh->st.auth_failures);
-        /* RFC 1929 section 2: a failure status, then the server closes. */
-        c->hs_flags |= HSF_CLOSE_AFTER;
-        c->end = END_AUTH_FAILED;
-        hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_FAIL));
+        if (sh->lockout) {
+            unsigned locked =
+                lockout_fail(sh->lockout, &sh->pol->lockout, &c->client, user, sh->now_s);
+            for (int s = 0; s < LOCKOUT__SCOPES; s++)
+                if (locked & (1u << s))
+                    STAT_INC(sh->st.auth_lockouts[s]);
+        }
+        take_user(c);
+        auth_refuse(sh, c, END_AUTH_FAILED);
         return;
     }
+    if (sh->lockout)
+        lockout_success(sh->lockout, &sh->pol->lockout, &c->client, user, sh->now_s);
     hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_OK));
     c->hs->p.s5.phase = SOCKS5_PHASE_REQUEST;
-    if (!c->user) {
-        struct egress_session s = {c->hs->sess_id, strlen(c->hs->sess_id), c->hs->sess_ttl_s};
-        /* NULL when out of memory: rules see no user */
-        c->user = outbound_user_dup(c, c->hs->cred.user, &s);
-    }
+    take_user(c);
+}
+
+/*
+ * A locked pair or address is refused at once, before the cache and crypt(3): a
+ * guesser gets no verdict on its password and costs no hash. true: refused.
+ */
+static bool
+auth_locked(struct shard *sh, struct conn *c)
+{
+    enum lockout_scope scope;
+    if (!sh->lockout || !lockout_locked(sh->lockout, &sh->pol->lockout, &c->client,
+                                        c->hs->cred.user, sh->now_s, &scope))
+        return false;
+    STAT_INC(sh->st.auth_locked_refusals[scope]);
+    take_user(c);
+    auth_refuse(sh, c, END_AUTH_LOCKED);
+    return true;
 }
 
 /*
@@ -498,13 +546,21 @@ parse_v5(struct shard *sh, struct conn *c)
             return false;
         }
         if (r < 0) {
-            auth_answer(sh, c, false);
+            /* No name to count or log: ULEN or PLEN 0, or a NUL in one. */
+            STAT_INC(sh->st.auth_failures);
+            auth_refuse(sh, c, END_AUTH_FAILED);
             return false;
         }
         h->in_off = (uint16_t)(h->in_off + r);
+        /* A name with the session keyword but not its syntax counts, as sent, like a
+         * wrong password. */
         if (sh->pol->username_params && !take_session(h)) {
             sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
             auth_answer(sh, c, false);
+            return false;
+        }
+        if (auth_locked(sh, c)) {
+            sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
             return false;
         }
         enum authq_result res =

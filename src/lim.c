@@ -285,19 +285,22 @@ bytes_ns(uint64_t rate, uint64_t n)
 }
 
 uint64_t
-gcra_grant(_Atomic uint64_t *tat, uint64_t now_ns, uint64_t rate, uint64_t tau_ns, uint64_t want,
-           uint64_t *wait_ns)
+gcra_reserve(_Atomic uint64_t *tat, uint64_t now_ns, uint64_t rate, uint64_t tau_ns, uint64_t want)
 {
-    if (want == 0)
-        return 0;
-    return gcra_take(tat, now_ns, bytes_ns(rate, want), tau_ns, wait_ns) ? want : 0;
+    uint64_t cost = bytes_ns(rate, want);
+    uint64_t t = atomic_load_explicit(tat, memory_order_relaxed), next;
+    do
+        next = (t > now_ns ? t : now_ns) + cost;
+    while (!atomic_compare_exchange_weak_explicit(tat, &t, next, memory_order_relaxed,
+                                                  memory_order_relaxed));
+    return next > now_ns + tau_ns ? next - tau_ns : now_ns;
 }
 
 void
 gcra_return(_Atomic uint64_t *tat, uint64_t rate, uint64_t unused)
 {
     if (unused)
-        atomic_fetch_sub_explicit(tat, bytes_ns(rate, unused) - 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(tat, bytes_ns(rate, unused), memory_order_relaxed);
 }
 
 uint64_t
@@ -305,6 +308,12 @@ lim_chunk(uint64_t rate)
 {
     uint64_t c = rate / 100;
     return c < 4096 ? 4096 : c;
+}
+
+uint64_t
+lim_bw_tau(uint64_t rate)
+{
+    return bytes_ns(rate, lim_chunk(rate));
 }
 
 /* ---- counters */

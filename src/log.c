@@ -49,7 +49,8 @@
 #define LOG_BUF_SIZE  (64 * 1024)
 /*
  * Longest line log_format() can produce: JSON with a 255-byte user and host
- * of bytes that all need \u00XX (6 bytes each) is about 3.3 KB.
+ * of bytes that all need \u00XX (6 bytes each), a 64-byte rule name and every UDP
+ * counter at its widest is about 3.9 KB.
  */
 #define LOG_LINE_MAX  4096
 /* Ring sizes accepted by log_start(). */
@@ -368,18 +369,63 @@ dest_text(const struct log_rec *r, char *out, size_t n)
     return strlen(out);
 }
 
+const char *
+log_udp_drop_str(enum log_udp_drop why)
+{
+    static const char *const names[LOG_UDP_DROP__COUNT] = {
+        [LOG_UDP_DROP_RULE] = "rule",       [LOG_UDP_DROP_MALFORMED] = "malformed",
+        [LOG_UDP_DROP_FRAG] = "frag",       [LOG_UDP_DROP_SOURCE] = "source",
+        [LOG_UDP_DROP_RESOLVE] = "resolve", [LOG_UDP_DROP_QUEUE] = "queue",
+        [LOG_UDP_DROP_FAMILY] = "family",   [LOG_UDP_DROP_SEND] = "send",
+        [LOG_UDP_DROP_TOO_BIG] = "too_big",
+    };
+    return (unsigned)why < LOG_UDP_DROP__COUNT ? names[why] : "unknown";
+}
+
+/* udp_drop: "reason:n,..." in logfmt ("-": none), {"reason":n,...} in JSON. */
+static void
+put_udp_drop(struct out *o, enum log_format fmt, const struct log_udp *u)
+{
+    bool any = false;
+    put_key(o, fmt, "udp_drop");
+    if (fmt == LOG_JSON)
+        put_char(o, '{');
+    for (int i = 0; i < LOG_UDP_DROP__COUNT; i++) {
+        if (!u->drop[i])
+            continue;
+        if (any)
+            put_char(o, ',');
+        any = true;
+        const char *name = log_udp_drop_str((enum log_udp_drop)i);
+        if (fmt == LOG_JSON) {
+            put_json_str(o, name, strlen(name));
+            put_char(o, ':');
+        } else {
+            put_str(o, name);
+            put_char(o, ':');
+        }
+        put_u64(o, u->drop[i], 0);
+    }
+    if (fmt == LOG_JSON)
+        put_char(o, '}');
+    else if (!any)
+        put_char(o, '-');
+}
+
 size_t
 log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, char *buf, size_t cap)
 {
     struct out o = {.buf = buf, .cap = cap};
     char client[ADDR_STRLEN], resolved[ADDR_STRLEN], egress[ADDR_STRLEN];
     char dest[sizeof(r->host) + 16];
-    char tbuf[32];
+    char tbuf[32], ebuf[32];
 
     if (cap == 0)
         return 0;
     struct out t = {.buf = tbuf, .cap = sizeof(tbuf)};
     put_time(&t, r->start_ms);
+    struct out e = {.buf = ebuf, .cap = sizeof(ebuf)};
+    put_time(&e, r->start_ms + r->duration_ms);
 
     if (fmt == LOG_JSON)
         put_char(&o, '{');
@@ -396,6 +442,7 @@ log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, ch
     put_field_str(&o, fmt, "egress", egress, sockaddr_text(&r->egress, egress, sizeof(egress)));
     if (r->session[0])
         put_field_str(&o, fmt, "session", r->session, strnlen(r->session, sizeof(r->session)));
+    put_field_str(&o, fmt, "rule", r->rule, strnlen(r->rule, sizeof(r->rule)));
     put_field_num(&o, fmt, "rep", r->rep < 0, (uint64_t)(r->rep < 0 ? 0 : r->rep));
     put_field_num(&o, fmt, "up", false, r->bytes_up);
     put_field_num(&o, fmt, "down", false, r->bytes_down);
@@ -403,6 +450,12 @@ log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, ch
     if (!end_str)
         end_str = "";
     put_field_str(&o, fmt, "end", end_str, strlen(end_str));
+    put_field_str(&o, fmt, "end_time", ebuf, e.len);
+    if (r->cmd == SOCKS5_CMD_UDP) {
+        put_field_num(&o, fmt, "udp_out", false, r->udp.out);
+        put_field_num(&o, fmt, "udp_in", false, r->udp.in);
+        put_udp_drop(&o, fmt, &r->udp);
+    }
     if (fmt == LOG_JSON)
         put_char(&o, '}');
     put_char(&o, '\n');
@@ -497,11 +550,14 @@ writer_reopen(struct logger *lg)
     /* Open the new file first: when that fails the old one stays in use. */
     int fd = open_file(lg->path);
     if (fd < 0) {
-        fprintf(stderr, "ringsocks: access log: reopen %s: %s\n", lg->path, strerror(-fd));
+        fprintf(stderr, "ringsocks: access log not reopened: %s: %s (still writing the old file)\n",
+                lg->path, strerror(-fd));
         return;
     }
     close(lg->fd);
     lg->fd = fd;
+    /* The operator who rotated the file reads this to know the new one is in use. */
+    fprintf(stderr, "ringsocks: access log reopened: %s\n", lg->path);
 }
 
 /* Format one record into the batch (or hand it to syslog). */

@@ -40,7 +40,9 @@
 #include "admin.h"
 #include "config.h"
 #include "acct.h"
+#include "climap.h"
 #include "ctl.h"
+#include "lockout.h"
 #include "log.h"
 #include "options.h"
 #include "policy.h"
@@ -261,6 +263,45 @@ keep_net_admin(void)
     return (int)syscall(SYS_capset, &hdr, data);
 }
 
+/*
+ * Write the PID to path atomically: a temporary file beside it, mode 0644,
+ * renamed over it, so a reader never sees it half written. Before the
+ * privilege drop, so it may live in /run. 0, or -1 after saying why.
+ */
+static int
+pid_file_write(const char *path)
+{
+    char tmp[4096 + 16];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+        fprintf(stderr, "ringsocks: pid_file %s: path too long\n", path);
+        return -1;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd == -1) {
+        fprintf(stderr, "ringsocks: pid_file %s: cannot create %s: %s\n", path, tmp,
+                strerror(errno));
+        return -1;
+    }
+    char text[32];
+    int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+    /* fchmod: the umask must not make it unreadable to the tools that read it. */
+    if (write(fd, text, (size_t)n) != n || fchmod(fd, 0644) == -1 || fsync(fd) == -1) {
+        fprintf(stderr, "ringsocks: pid_file %s: cannot write %s: %s\n", path, tmp,
+                strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    close(fd);
+    if (rename(tmp, path) == -1) {
+        fprintf(stderr, "ringsocks: pid_file %s: cannot rename %s to it: %s\n", path, tmp,
+                strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
 static int
 drop_privileges(const struct opts *o, bool keep_admin)
 {
@@ -407,8 +448,10 @@ main(int argc, char **argv)
     int *fds = calloc((size_t)o.shards * o.n_listen, sizeof(int));
     struct shard *shards = calloc(o.shards, sizeof(struct shard));
     struct hosts *hosts = NULL;
+    struct lockout *lockout = NULL;
     struct logger *lg = NULL;
     struct admin *admin = NULL, *admin_unix = NULL;
+    struct climap *climap = NULL;
     struct ctl ctl;
     unsigned started = 0, inited = 0;
     memset(&ctl, 0, sizeof(ctl));
@@ -427,6 +470,12 @@ main(int argc, char **argv)
     if (!hosts) {
         fprintf(stderr, "ringsocks: out of memory reading /etc/hosts\n");
         goto out_ares;
+    }
+    /* Always: a reload may turn password authentication on. */
+    lockout = lockout_new(LOCKOUT_SLOTS);
+    if (!lockout) {
+        fprintf(stderr, "ringsocks: out of memory for the login lockout table\n");
+        goto out_fds;
     }
     if (bind_all(&o, fds) < 0)
         goto out_fds;
@@ -454,6 +503,8 @@ main(int argc, char **argv)
         if (getsockname(admin_fd(admin), (struct sockaddr *)&o.self[o.n_self], &len) == 0)
             o.n_self++;
     }
+    if (o.pid_file[0] && pid_file_write(o.pid_file) < 0)
+        goto out_fds;
     lg = log_start(o.access_log, o.log_format, o.shards, 4096, err, sizeof(err));
     if (!lg) {
         fprintf(stderr, "ringsocks: access log: %s\n", err);
@@ -473,7 +524,16 @@ main(int argc, char **argv)
             goto out_shards;
         }
     }
+    climap = climap_new();
+    if (!climap) {
+        fprintf(stderr, "ringsocks: out of memory\n");
+        goto out_shards;
+    }
+    for (unsigned i = 0; i < inited; i++)
+        shards[i].climap = climap;
     shard_set_peers(shards, o.shards);
+    for (unsigned i = 0; i < o.shards; i++)
+        shards[i].lockout = lockout;
     for (; started < o.shards; started++) {
         int ret = shard_start(&shards[started]);
         if (ret < 0) {
@@ -517,13 +577,18 @@ main(int argc, char **argv)
     ctl.load = load_all;
     ctl.load_arg = &ld;
     ctl.reg = ld.reg;
+    ctl.climap = climap;
     ctl_run(&ctl);
     rc = 0;
+    /* A clean exit: no PID file naming a process that is gone. */
+    if (o.pid_file[0] && unlink(o.pid_file) == -1 && errno != ENOENT)
+        fprintf(stderr, "ringsocks: pid_file %s not removed: %s\n", o.pid_file, strerror(errno));
 out_shards:
     for (unsigned i = 0; i < started; i++)
         shard_stop(&shards[i]);
     for (unsigned i = 0; i < inited; i++)
         shard_join(&shards[i]);
+    climap_free(climap); /* the shards are gone: nobody holds a node */
 out_fds:
     for (size_t i = 0; i < (size_t)o.shards * o.n_listen; i++)
         if (fds[i] >= 0)
@@ -531,6 +596,7 @@ out_fds:
     log_stop(lg);
     admin_close(admin);
     admin_close(admin_unix);
+    lockout_free(lockout);
     hosts_free(hosts);
 out_ares:
     ares_library_cleanup();

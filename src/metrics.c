@@ -13,12 +13,18 @@
 #include "metrics.h"
 #include "version.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "conn_end.h"
+#include "lim.h"
 #include "stats.h"
 
 /* Index of struct shard_stats.replies' first dimension. */
@@ -95,7 +101,8 @@ mw_us_as_s(struct mwriter *w, uint64_t us)
     })
 
 static void
-render_connections(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
+render_connections(struct mwriter *w, const struct metrics_shard *sh, unsigned n,
+                   uint64_t max_conns)
 {
     mw_u64(w, "ringsocks_connections_accepted_total", "counter", "Client connections accepted.",
            SUM_STAT(sh, n, accepted));
@@ -110,6 +117,9 @@ render_connections(struct mwriter *w, const struct metrics_shard *sh, unsigned n
         open += STAT_GET(*sh[i].n_open);
     mw_u64(w, "ringsocks_connections_open", "gauge",
            "Client connections holding a slot now, in any state.", open);
+    mw_family(w, "ringsocks_max_conns_headroom", "gauge",
+              "Connections that may still be accepted: max_conns minus those open now.");
+    mw_printf(w, "ringsocks_max_conns_headroom %" PRId64 "\n", (int64_t)max_conns - (int64_t)open);
 
     mw_family(w, "ringsocks_connections_ended_total", "counter",
               "Client connections ended, by the reason they ended.");
@@ -120,6 +130,30 @@ render_connections(struct mwriter *w, const struct metrics_shard *sh, unsigned n
         mw_printf(w, "ringsocks_connections_ended_total{reason=\"%s\"} %" PRIu64 "\n",
                   conn_end_str((enum conn_end)r), v);
     }
+}
+
+/* Requests refused by the limits of lim.h, by which limit; reads that waited for bandwidth. */
+_Static_assert(sizeof(((struct shard_stats *)0)->limit_refused) / sizeof(uint64_t) == LIMH__COUNT,
+               "one refusal counter per limit");
+
+static void
+render_limits(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
+{
+    mw_family(w, "ringsocks_limit_refusals_total", "counter",
+              "Requests refused (0x02) by a user's or client address's limit, by limit.");
+    for (int h = 0; h < LIMH_BW; h++) {
+        uint64_t v = 0;
+        for (unsigned i = 0; i < n; i++)
+            v += STAT_GET(sh[i].st->limit_refused[h]);
+        mw_printf(w, "ringsocks_limit_refusals_total{limit=\"%s\"} %" PRIu64 "\n",
+                  lim_hit_str((enum lim_hit)h), v);
+    }
+    mw_u64(w, "ringsocks_limit_refusals_client_total", "counter",
+           "Of those, refused by a client address's limit (client_limits).",
+           SUM_STAT(sh, n, limit_refused_client));
+    mw_u64(w, "ringsocks_bandwidth_waits_total", "counter",
+           "Relay reads that waited for a bandwidth limit (bw_*, tunnel_bw_*).",
+           SUM_STAT(sh, n, bw_waits));
 }
 
 static void
@@ -201,7 +235,8 @@ struct counter {
 
 static const struct counter engine_counters[] = {
     COUNTER("ringsocks_udp_datagrams_dropped_total", udp_dropped,
-            "UDP ASSOCIATE datagrams dropped: malformed, fragmented or from a foreign source."),
+            "UDP ASSOCIATE datagrams dropped: denied by the rules, malformed, fragmented, from a "
+            "foreign source, unresolved, too big or refused by the socket."),
     COUNTER("ringsocks_pipe_fallbacks_total", pipe_fallbacks,
             "Splice relay chunks copied instead because no pipe could be had."),
     COUNTER("ringsocks_pipes_small_total", pipe_small,
@@ -260,10 +295,37 @@ static const struct counter auth_counters[] = {
     COUNTER("ringsocks_acl_denied_total", acl_denied, "Requests refused by the access rules."),
 };
 
+/* Index of shard_stats.auth_lockouts and auth_locked_refusals: enum lockout_scope. */
+static const char *const lockout_scopes[STAT_LOCKOUT_SCOPES] = {"pair", "address"};
+
+/* A counter family labelled by lockout scope: the uint64_t[STAT_LOCKOUT_SCOPES] at off. */
+static void
+render_by_scope(struct mwriter *w, const struct metrics_shard *sh, unsigned n, const char *name,
+                const char *help, size_t off)
+{
+    mw_family(w, name, "counter", help);
+    for (int s = 0; s < STAT_LOCKOUT_SCOPES; s++) {
+        uint64_t sum = 0;
+        for (unsigned i = 0; i < n; i++)
+            sum += __atomic_load_n((const uint64_t *)((const char *)sh[i].st + off) + s,
+                                   __ATOMIC_RELAXED);
+        mw_printf(w, "%s{scope=\"%s\"} %" PRIu64 "\n", name, lockout_scopes[s], sum);
+    }
+}
+
 static void
 render_auth(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
+    render_limits(w, sh, n);
     render_counters(w, sh, n, auth_counters, sizeof(auth_counters) / sizeof(auth_counters[0]));
+    render_by_scope(w, sh, n, "ringsocks_auth_lockouts_total",
+                    "Keys locked out by failed logins: a (client address, user) pair reaching "
+                    "auth_lockout_failures, an address reaching auth_lockout_address_failures.",
+                    offsetof(struct shard_stats, auth_lockouts));
+    render_by_scope(w, sh, n, "ringsocks_auth_locked_refusals_total",
+                    "Logins refused without a password check because their pair or address was "
+                    "locked out.",
+                    offsetof(struct shard_stats, auth_locked_refusals));
 }
 
 static void
@@ -293,6 +355,12 @@ render_ctl(struct mwriter *w, const struct ctl_stats *cs)
     mw_family(w, "ringsocks_reloads_total", "counter", "Configuration reloads, by result.");
     mw_printf(w, "ringsocks_reloads_total{result=\"ok\"} %" PRIu64 "\n", cs->reloads_ok);
     mw_printf(w, "ringsocks_reloads_total{result=\"failed\"} %" PRIu64 "\n", cs->reloads_failed);
+    mw_u64(w, "ringsocks_last_reload_success", "gauge",
+           "1 when the last reload (or the start) succeeded, 0 when it failed.",
+           cs->last_reload_ok ? 1 : 0);
+    mw_family(w, "ringsocks_last_reload_timestamp_seconds", "gauge",
+              "Unix time of the last reload attempt, good or failed (or of the start).");
+    mw_printf(w, "ringsocks_last_reload_timestamp_seconds %.3f\n", cs->last_reload_time);
     mw_family(w, "ringsocks_last_reload_success_timestamp_seconds", "gauge",
               "Unix time of the last successful configuration load.");
     mw_printf(w, "ringsocks_last_reload_success_timestamp_seconds %.3f\n", cs->last_reload_ok_time);
@@ -308,17 +376,95 @@ render_ctl(struct mwriter *w, const struct ctl_stats *cs)
     mw_printf(w, "ringsocks_build_info{version=\"%s\"} 1\n", RINGSOCKS_VERSION);
 }
 
+/* The names and meanings of Prometheus' client libraries' process collector. */
+static void
+render_process(struct mwriter *w, const struct metrics_process *p)
+{
+    if (!p->ok)
+        return;
+    mw_family(w, "process_cpu_seconds_total", "counter",
+              "Total user and system CPU time spent in seconds.");
+    mw_printf(w, "process_cpu_seconds_total %.2f\n", p->cpu_s);
+    mw_u64(w, "process_open_fds", "gauge", "Number of open file descriptors.", p->open_fds);
+    mw_u64(w, "process_max_fds", "gauge", "Maximum number of open file descriptors.", p->max_fds);
+    mw_u64(w, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+           p->vsize_bytes);
+    mw_u64(w, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+           p->rss_bytes);
+    mw_family(w, "process_start_time_seconds", "gauge",
+              "Start time of the process since unix epoch in seconds.");
+    mw_printf(w, "process_start_time_seconds %.2f\n", p->start_time_s);
+}
+
+/* Boot time from /proc/stat's btime line, or 0. */
+static uint64_t
+boot_time_s(void)
+{
+    char line[256];
+    unsigned long long bt = 0;
+    FILE *f = fopen("/proc/stat", "re");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "btime %llu", &bt) == 1)
+            break;
+    fclose(f);
+    return bt;
+}
+
+int
+metrics_process_read(struct metrics_process *p)
+{
+    char buf[1024];
+    memset(p, 0, sizeof(*p));
+    FILE *f = fopen("/proc/self/stat", "re");
+    if (!f)
+        return -errno;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* comm (field 2) may hold spaces and parentheses: the fields start after the last ')'. */
+    const char *q = strrchr(buf, ')');
+    unsigned long long utime, stime, start, vsize;
+    long long rss;
+    if (!q || sscanf(q + 2,
+                     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d %*d "
+                     "%*d %llu %llu %lld",
+                     &utime, &stime, &start, &vsize, &rss) != 5)
+        return -EINVAL;
+    double hz = (double)sysconf(_SC_CLK_TCK);
+    long page = sysconf(_SC_PAGESIZE);
+    p->cpu_s = (double)(utime + stime) / hz;
+    p->start_time_s = (double)boot_time_s() + (double)start / hz;
+    p->vsize_bytes = vsize;
+    p->rss_bytes = rss > 0 ? (uint64_t)rss * (uint64_t)page : 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            p->open_fds += e->d_name[0] != '.';
+        closedir(d);
+        p->open_fds--; /* the directory's own descriptor */
+    }
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        p->max_fds = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : rl.rlim_cur;
+    p->ok = true;
+    return 0;
+}
+
 size_t
 metrics_render(char *buf, size_t cap, const struct metrics_shard *shards, unsigned n_shards,
                const struct ctl_stats *cs)
 {
     struct mwriter w = {.buf = buf, .cap = buf ? cap : 0, .len = 0};
 
-    render_connections(&w, shards, n_shards);
+    render_connections(&w, shards, n_shards, cs->max_conns);
     render_tunnels(&w, shards, n_shards);
     render_auth(&w, shards, n_shards);
     render_dns(&w, shards, n_shards);
     render_engine(&w, shards, n_shards);
     render_ctl(&w, cs);
+    render_process(&w, &cs->proc);
     return w.len;
 }

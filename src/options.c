@@ -22,6 +22,7 @@
 #include "admin.h"
 #include "egress.h"
 #include "lim.h"
+#include "lockout.h"
 
 /* The longest value options_format() writes: access_log's 4 KiB path, escaped. */
 #define OPTIONS_TEXT_MAX (4 * 4096 + 16)
@@ -39,6 +40,13 @@ static const char *
 check_name(const char *v)
 {
     return strpbrk(v, ":/\n") ? "is not a user or group name" : NULL;
+}
+
+/* An absolute path (a daemon's working directory is /). */
+static const char *
+check_pid_file(const char *v)
+{
+    return v[0] == '/' ? NULL : "is not an absolute path";
 }
 
 /* "stderr", "syslog", "off" or an absolute path (a daemon's working directory is /). */
@@ -277,6 +285,17 @@ const struct options_row options_rows[] = {
      "FILE", NULL, "the users file: name:crypt-hash lines, re-read on reload"},
     UINT("auth_fail_budget", R, 0, 1000000, auth_fail_budget, "16", "no budget", "N",
          "failed and queued password checks per address and shard"),
+    UINT("auth_lockout_failures", R, 0, LOCKOUT_MAX_FAILURES, auth_lockout_failures, "10",
+         "no pair lockout", "N",
+         "failed logins of one user from one address within auth_lockout_window that lock "
+         "the pair"),
+    UINT("auth_lockout_address_failures", R, 0, LOCKOUT_MAX_FAILURES, auth_lockout_address_failures,
+         "100", "no address lockout", "N",
+         "failed logins from one address, any user, within auth_lockout_window that lock it"),
+    UINT("auth_lockout_window", R, 1, 86400, auth_lockout_window_s, "60", NULL, "SEC",
+         "failed logins are counted this long from the first"),
+    UINT("auth_lockout_duration", R, 1, 604800, auth_lockout_duration_s, "300", NULL, "SEC",
+         "a locked pair or address is refused this long, unchecked"),
     CHOICE("socks4", R, socks4, socks4_words, "auto",
            "SOCKS4/4a (no password); auto: only while auth is none"),
     BOOL("close_removed_users", R, close_removed_users, "true",
@@ -295,6 +314,9 @@ const struct options_row options_rows[] = {
     {"access_log", OPTIONS_STRING, 0, 0, 0, F(access_log), 0, NULL, check_access_log, NULL,
      "stderr", NULL, "TARGET", NULL, "one line per tunnel to stderr, syslog, off or a file path"},
     CHOICE("log_format", 0, log_format, log_format_words, "logfmt", "access-log line format"),
+    {"pid_file", OPTIONS_STRING, 0, 0, 0, F(pid_file), 0, NULL, check_pid_file, NULL, NULL,
+     "no PID file", "PATH", NULL,
+     "write the PID here once listening (before dropping privileges), remove it at exit"},
     {"admin", OPTIONS_ADDR, OPTIONS_F_OFF | OPTIONS_F_PORT, 0, 0, F(admin), 0, NULL, NULL, NULL,
      "127.0.0.1:9180", NULL, "HOST:PORT|off", NULL,
      "admin endpoint (/metrics /healthz /reload /drain ...); beyond loopback only with a token"},

@@ -72,6 +72,12 @@ policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t 
     p->happy_eyeballs_delay_ms = o->happy_eyeballs_delay_ms;
     p->bind_timeout_s = o->bind_timeout_s;
     p->auth_fail_budget = o->auth_fail_budget;
+    p->lockout = (struct lockout_params){
+        .failures = o->auth_lockout_failures,
+        .address_failures = o->auth_lockout_address_failures,
+        .window_s = o->auth_lockout_window_s,
+        .duration_s = o->auth_lockout_duration_s,
+    };
     p->close_removed_users = o->close_removed_users;
     p->close_denied = o->close_denied;
     p->client_max_handshakes = o->client_max_handshakes;
@@ -146,7 +152,16 @@ bool
 policy_allows_rule(const struct policy *p, const struct opts *o, const struct policy_req *r,
                    int *rule_out)
 {
+    int decided;
+    return policy_decide(p, o, r, rule_out, &decided);
+}
+
+bool
+policy_decide(const struct policy *p, const struct opts *o, const struct policy_req *r,
+              int *rule_out, int *decided)
+{
     *rule_out = -1;
+    *decided = POLICY_DECIDED_NONE;
     /* Checked here, so CONNECT, BIND and every UDP datagram get it. */
     if (r->dest && addr_is_any(r->dest))
         return false;
@@ -167,10 +182,14 @@ policy_allows_rule(const struct policy *p, const struct opts *o, const struct po
         .port = r->port,
     };
     int rule;
-    if (acl_match(p->acl, &q, &rule) != ACL_ALLOW)
+    enum acl_action act = acl_match(p->acl, &q, &rule);
+    *decided = rule >= 0 ? rule : POLICY_DECIDED_DEFAULT;
+    if (act != ACL_ALLOW)
         return false;
-    if (self && !(acl_rule_flags(p->acl, rule) & ACL_RF_TO))
+    if (self && !(acl_rule_flags(p->acl, rule) & ACL_RF_TO)) {
+        *decided = POLICY_DECIDED_NONE; /* the proxy's own address, not the rule, refused it */
         return false;
+    }
     *rule_out = rule;
     return true;
 }

@@ -32,6 +32,7 @@
 #include "handshake.h"
 #include "egress.h"
 #include "hosts.h"
+#include "limit.h"
 #include "outbound.h"
 #include "relay.h"
 #include "policy.h"
@@ -180,6 +181,14 @@ connect_next(struct shard *sh, struct conn *c)
         if (!family_allowed(sh, rule, ad->sa.sa_family)) {
             h->last_err = -EAFNOSUPPORT;
             continue;
+        }
+        /* The first address that may go out takes the tunnel's places (limit.h). */
+        enum conn_end over = limit_admit(sh, c, rule);
+        if (over != END_NONE) {
+            h->he_flags |= HE_FAILED;
+            cancel_attempts(sh, c);
+            handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, over);
+            return;
         }
         int fd = open_target(sh, c, ad, rule);
         if (fd < 0) {

@@ -40,9 +40,11 @@
 
 #include "acl.h"
 #include "conn.h"
+#include "limit.h"
 #include "dns.h"
 #include "handshake.h"
 #include "hosts.h"
+#include "log.h"
 #include "outbound.h"
 #include "policy.h"
 #include "shard_types.h"
@@ -94,6 +96,7 @@ struct udp_assoc {
     union sockaddr_inx peers[UDP_PEERS];
     uint8_t ctrl[16];         /* the client should send nothing on the control connection */
     struct outbound_dgram eg; /* where datagrams to remotes leave from (outbound.h) */
+    struct log_udp cnt;       /* relayed and dropped, for the access log */
 };
 
 /*
@@ -335,10 +338,13 @@ udp_start(struct shard *sh, struct conn *c)
     arm_ctrl(sh, c);
 }
 
+/* A datagram of c's association is dropped for why: counted for the metrics and its log line. */
 static void
-drop(struct shard *sh)
+drop(struct shard *sh, struct conn *c, enum log_udp_drop why)
 {
     STAT_INC(sh->st.udp_dropped);
+    if (c->ua)
+        c->ua->cnt.drop[why]++;
 }
 
 /* Send what the batch holds; a datagram the socket will not take now is lost. */
@@ -351,14 +357,21 @@ flush(struct shard *sh)
     while (i < us->n_out) {
         int r = sendmmsg(c->tfd, us->smsg + i, us->n_out - i, MSG_DONTWAIT);
         if (r > 0) {
-            for (unsigned k = i; k < i + (unsigned)r; k++)
+            for (unsigned k = i; k < i + (unsigned)r; k++) {
                 c->dir[us->out_dir[k]].bytes += us->out_len[k];
+                if (c->acct) /* the user's accounting counts datagrams as they go */
+                    lim_bytes((struct lim_node *)c->acct, us->out_dir[k], us->out_len[k]);
+                if (us->out_dir[k] == DIR_C2T)
+                    c->ua->cnt.out++;
+                else
+                    c->ua->cnt.in++;
+            }
             i += (unsigned)r;
         } else if (r == -1 && errno == EINTR) {
             continue;
         } else {
             /* EAGAIN (socket buffer full), an ICMP error, EPERM from a firewall: this one only. */
-            drop(sh);
+            drop(sh, c, LOG_UDP_DROP_SEND);
             i++;
         }
     }
@@ -410,7 +423,7 @@ emit(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint
     struct udp_scratch *us = sh->udp;
     struct udp_assoc *ua = c->ua;
     if (dir == DIR_C2T && ua->eg.refuse[dst->sa.sa_family == AF_INET6]) {
-        drop(sh); /* the pool has no address of the remote's family */
+        drop(sh, c, LOG_UDP_DROP_FAMILY); /* the pool has no address of the remote's family */
         return;
     }
     if (us->n_out == UDP_BATCH || (us->out_c && us->out_c != c))
@@ -425,7 +438,7 @@ emit(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint
         to->sin6_addr.s6_addr[11] = 0xff;
         memcpy(&to->sin6_addr.s6_addr[12], &dst->v4.sin_addr, 4);
     } else if (dst->sa.sa_family == AF_INET6 && !ua->v6sock) {
-        drop(sh); /* no IPv6 on this host */
+        drop(sh, c, LOG_UDP_DROP_FAMILY); /* no IPv6 on this host */
         return;
     } else {
         memcpy(to, dst, addr_len(&dst->sa));
@@ -460,7 +473,7 @@ to_remote(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const
     union sockaddr_inx peer = *dst;
     addr_unmap(&peer);
     if (!conn_allowed(sh, c, &peer, host, addr_port(&peer), NULL)) {
-        drop(sh);
+        drop(sh, c, LOG_UDP_DROP_RULE);
         return;
     }
     bool known = false;
@@ -550,7 +563,7 @@ to_name(struct shard *sh, struct conn *c, const struct socks_dest *d, const uint
     if (ua->querying) {
         /* Behind the one being resolved, in order. */
         if (!pend_add(ua, d, p, n))
-            drop(sh);
+            drop(sh, c, LOG_UDP_DROP_QUEUE);
         return;
     }
     /*
@@ -567,7 +580,7 @@ to_name(struct shard *sh, struct conn *c, const struct socks_dest *d, const uint
         return;
     if (!pend_add(ua, d, p, n)) {
         ua->querying = false; /* the answer, when it comes, finds nothing waiting */
-        drop(sh);
+        drop(sh, c, LOG_UDP_DROP_QUEUE);
         return;
     }
     conn_timer_set(sh, c, TL_CONNECT);
@@ -581,7 +594,7 @@ from_client(struct shard *sh, struct conn *c, const uint8_t *p, size_t len)
     ssize_t hl = socks5_udp_parse(p, len, &d, &frag);
     /* We do not reassemble (RFC 1928 section 7 allows dropping): FRAG != 0 is dropped. */
     if (hl < 0 || frag != 0) {
-        drop(sh);
+        drop(sh, c, hl < 0 ? LOG_UDP_DROP_MALFORMED : LOG_UDP_DROP_FRAG);
         return;
     }
     p += hl;
@@ -615,7 +628,7 @@ resolve_timeout(struct shard *sh, struct conn *c)
     if (ua->querying && ua->pend_head) {
         ua->querying = false;
         free(pend_pop(ua));
-        drop(sh);
+        drop(sh, c, LOG_UDP_DROP_RESOLVE);
     }
     /* Also puts the association back on a timer list: this one has just expired. */
     pend_next(sh, c);
@@ -636,7 +649,7 @@ on_resolved(struct shard *sh, struct conn *c, unsigned seq, int err,
     size_t len = e ? e->len : ua->probe_len;
     const char *name = e ? pend_name(e) : ua->probe_name;
     if (err < 0 || n == 0) {
-        drop(sh);
+        drop(sh, c, LOG_UDP_DROP_RESOLVE);
     } else {
         /* Prefer the family the socket can reach. */
         unsigned pick = 0;
@@ -688,7 +701,7 @@ on_datagram(struct shard *sh, struct conn *c, unsigned i, size_t len)
     addr_unmap(&from);
 
     if (us->rmsg[i].msg_hdr.msg_flags & MSG_TRUNC) {
-        drop(sh);
+        drop(sh, c, LOG_UDP_DROP_TOO_BIG);
         return;
     }
     if (!ua->ip_known) {
@@ -696,7 +709,7 @@ on_datagram(struct shard *sh, struct conn *c, unsigned i, size_t len)
         if (learn_client(sh, c, &from))
             from_client(sh, c, p, len);
         else
-            drop(sh);
+            drop(sh, c, LOG_UDP_DROP_SOURCE);
         return;
     }
     if (addr_same_ip(&from, &ua->client)) {
@@ -714,7 +727,7 @@ on_datagram(struct shard *sh, struct conn *c, unsigned i, size_t len)
     for (unsigned k = 0; k < ua->n_peers && !peer; k++)
         peer = same_addr(&ua->peers[k], &from);
     if (!peer || !ua->port_known) {
-        drop(sh);
+        drop(sh, c, LOG_UDP_DROP_SOURCE);
         return;
     }
     uint8_t hdr[SOCKS5_UDP_HDR_MAX];
@@ -827,6 +840,13 @@ udp_release(struct shard *sh, struct conn *c)
     c->ua = NULL;
 }
 
+static void
+udp_log_fill(const struct conn *c, struct log_rec *r)
+{
+    if (c->ua)
+        r->udp = c->ua->cnt;
+}
+
 /* The control connection's hang-up is read by OP_UDP_CTRL. */
 const struct conn_phase udp_phase = {
     .name = "udp",
@@ -834,6 +854,7 @@ const struct conn_phase udp_phase = {
     .on_timeout = on_timeout,
     .on_resolved = on_resolved,
     .release = udp_release,
+    .log_fill = udp_log_fill,
 };
 
 void
@@ -844,6 +865,11 @@ udp_associate(struct shard *sh, struct conn *c)
     /* The association as such: its datagrams are checked one by one later. */
     if (!conn_allowed(sh, c, NULL, NULL, 0, &rule)) {
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
+        return;
+    }
+    enum conn_end over = limit_admit(sh, c, rule);
+    if (over != END_NONE) {
+        handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, over);
         return;
     }
     if (!conn_client_take(sh, c, CLIENT_UDP, sh->pol->client_max_udp)) {

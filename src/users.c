@@ -11,6 +11,7 @@
 #include <crypt.h>
 #include <errno.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 struct user_entry {
     char *name;
     char *hash;
+    unsigned line;                    /* in the file: for the duplicate's message */
     const struct egress_pool *egress; /* egress=...; owned by users.pools; NULL: none */
     struct lim_conf lim;              /* max_conns=... (lim.h); unset fields: the defaults */
     struct uacct *acct;               /* its running state (users_link()), or NULL */
@@ -52,16 +54,68 @@ entry_cmp(const void *a, const void *b)
     return strcmp(((const struct user_entry *)a)->name, ((const struct user_entry *)b)->name);
 }
 
-static bool
-hash_supported(const char *h)
+/*
+ * Why hash h cannot stand in the file, or NULL when it can. Accepted: the
+ * crypt(3) methods libcrypt implements that are not broken, and only in a
+ * form crypt_checksalt() takes. Refused by name: the weak ones libcrypt still
+ * verifies (a leaked file of them is cracked in hours), so they must not sit
+ * in a file that is otherwise believed to be safe.
+ */
+static const char *
+hash_problem(const char *h, char *buf, size_t cap)
 {
-    /* crypt(3) prefixes libcrypt knows; anything else can never match. */
-    static const char *const prefixes[] = {"$y$", "$gy$", "$7$", "$2b$",   "$2a$", "$2y$",
-                                           "$6$", "$5$",  "$1$", "$sha1$", "$md5"};
-    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-        if (strncmp(h, prefixes[i], strlen(prefixes[i])) == 0)
-            return true;
-    return false;
+    static const char *const good[] = {"$y$", "$gy$", "$7$", "$2b$", "$2a$", "$2y$", "$6$", "$5$"};
+    static const struct {
+        const char *prefix, *what;
+    } weak[] = {
+        {"$1$", "md5-crypt ($1$)"}, {"$md5", "Sun MD5 ($md5)"}, {"$sha1$", "NetBSD SHA-1 ($sha1$)"},
+        {"$3$", "NT hash ($3$)"},   {"_", "BSDI extended DES"},
+    };
+    static const char fix[] = "make one with: mkpasswd -m yescrypt --stdin";
+    if (h[0] == '\0') {
+        snprintf(buf, cap, "no password hash (%s)", fix);
+        return buf;
+    }
+    for (size_t i = 0; i < sizeof(weak) / sizeof(weak[0]); i++) {
+        if (strncmp(h, weak[i].prefix, strlen(weak[i].prefix)) == 0) {
+            snprintf(buf, cap, "%s is a weak hash, refused (%s)", weak[i].what, fix);
+            return buf;
+        }
+    }
+    if (strlen(h) == 13 &&
+        strspn(h, "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") == 13) {
+        snprintf(buf, cap, "traditional DES crypt is a weak hash, refused (%s)", fix);
+        return buf;
+    }
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (strncmp(h, good[i], strlen(good[i])) != 0)
+            continue;
+        /* $id$[params$]salt$hash (bcrypt: $2b$cost$salthash): a setting alone is no hash. */
+        const char *last = strrchr(h, '$');
+        size_t dollars = 0;
+        for (const char *q = h; *q; q++)
+            dollars += *q == '$';
+        if (crypt_checksalt(h) == CRYPT_SALT_INVALID || dollars < 3 || last[1] == '\0') {
+            snprintf(buf, cap, "the %.*s hash is malformed (%s)", (int)strlen(good[i]), good[i],
+                     fix);
+            return buf;
+        }
+        if (strlen(h) >= CRYPT_OUTPUT_SIZE) {
+            snprintf(buf, cap, "hash too long");
+            return buf;
+        }
+        return NULL;
+    }
+    if (strncmp(h, "$apr1$", 6) == 0)
+        snprintf(buf, cap,
+                 "Apache's $apr1$ (htpasswd) is not a crypt(3) hash and is weak: unsupported (%s)",
+                 fix);
+    else
+        snprintf(buf, cap,
+                 "not a crypt(3) hash ringsocks accepts (yescrypt $y$, gost-yescrypt $gy$, "
+                 "scrypt $7$, bcrypt $2b$, sha512-crypt $6$, sha256-crypt $5$; %s)",
+                 fix);
+    return buf;
 }
 
 size_t
@@ -273,30 +327,148 @@ users_load(const char *path, char *err, size_t errlen)
     return users_load_flags(path, 0, err, errlen);
 }
 
+/* Errors of one load: every one of them, up to USERS_ERR_MAX lines, then a count. */
+#define USERS_ERR_MAX 20
+
+struct users_errs {
+    const char *path;
+    char *buf;
+    size_t cap, used;
+    unsigned n;
+};
+
+static void uerr(struct users_errs *e, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* One "FILE:LINE: message" (line 0: "FILE: message"). */
+static void
+uerr(struct users_errs *e, unsigned line, const char *fmt, ...)
+{
+    if (e->n++ >= USERS_ERR_MAX || e->used + 1 >= e->cap)
+        return;
+    char where[32] = "";
+    if (line)
+        snprintf(where, sizeof(where), ":%u", line);
+    int n = snprintf(e->buf + e->used, e->cap - e->used, "%s%s%s: ", e->used ? "\n" : "", e->path,
+                     where);
+    if (n > 0)
+        e->used = (size_t)n < e->cap - e->used ? e->used + (size_t)n : e->cap - 1;
+    va_list ap;
+    va_start(ap, fmt);
+    n = vsnprintf(e->buf + e->used, e->cap - e->used, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        e->used = (size_t)n < e->cap - e->used ? e->used + (size_t)n : e->cap - 1;
+}
+
+/* A user name is any bytes but blanks, control bytes and DEL (RFC 1929 allows them; a file
+ * and a log line should not carry them). The offending byte's place, or 0. */
+static size_t
+name_bad_byte(const char *name)
+{
+    for (size_t i = 0; name[i]; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c <= 0x20 || c == 0x7f)
+            return i + 1;
+    }
+    return 0;
+}
+
+/* One "user:hash [attributes]" line (comments and blanks already skipped) into u. */
+static void
+load_line(struct users *u, struct users_errs *e, char *p, unsigned lineno, unsigned flags,
+          size_t *cap)
+{
+    char *colon = strchr(p, ':');
+    if (!colon || colon == p) {
+        uerr(e, lineno, "expected user:hash");
+        return;
+    }
+    *colon = '\0';
+    const char *name = p;
+    char *hash = colon + 1, *attrs = hash + strcspn(hash, " \t");
+    if (*attrs)
+        *attrs++ = '\0';
+    size_t bad = name_bad_byte(name);
+    if (bad) {
+        uerr(e, lineno, "the user name has a blank or control byte (byte %zu): not allowed", bad);
+        return;
+    }
+    if (strlen(name) > 255) {
+        uerr(e, lineno, "user name longer than 255 bytes");
+        return;
+    }
+    if ((flags & USERS_F_PARAMS) && egress_name_has_keyword(name)) {
+        uerr(e, lineno,
+             "'%s' holds \"-session-\" or \"-ttl-\", which username_params reads as parameters: "
+             "rename the user",
+             name);
+        return;
+    }
+    char why[256];
+    if (hash_problem(hash, why, sizeof(why))) {
+        uerr(e, lineno, "'%s': %s", name, why);
+        return;
+    }
+    if (u->n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        struct user_entry *ne = realloc(u->e, ncap * sizeof(*ne));
+        if (!ne) {
+            uerr(e, 0, "out of memory");
+            return;
+        }
+        u->e = ne;
+        *cap = ncap;
+    }
+    struct user_entry *ent = &u->e[u->n];
+    memset(ent, 0, sizeof(*ent));
+    lim_conf_unset(&ent->lim);
+    ent->line = lineno;
+    if (parse_attrs(u, ent, attrs, why, sizeof(why)) < 0) {
+        uerr(e, lineno, "%s: %s", name, why);
+        return;
+    }
+    ent->name = strdup(name);
+    ent->hash = strdup(hash);
+    if (!ent->name || !ent->hash) {
+        free(ent->name);
+        free(ent->hash);
+        uerr(e, 0, "out of memory");
+        return;
+    }
+    u->n++;
+}
+
 struct users *
 users_load_flags(const char *path, unsigned flags, char *err, size_t errlen)
 {
     struct users *u = calloc(1, sizeof(*u));
+    struct users_errs e = {.path = path, .buf = err, .cap = errlen};
     size_t cap = 0;
     unsigned lineno = 0;
     char line[1024];
     FILE *f = NULL;
 
+    if (errlen)
+        err[0] = '\0';
     if (!u) {
-        snprintf(err, errlen, "%s: out of memory", path);
+        uerr(&e, 0, "out of memory");
         return NULL;
     }
     f = fopen(path, "re");
     if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        uerr(&e, 0, "%s", strerror(errno));
         goto fail;
     }
     while (fgets(line, sizeof(line), f)) {
         lineno++;
         size_t len = strlen(line);
         if (len == sizeof(line) - 1 && line[len - 1] != '\n') {
-            snprintf(err, errlen, "%s:%u: line too long", path, lineno);
-            goto fail;
+            uerr(&e, lineno, "line too long");
+            /* The rest of this line is not the next one. */
+            while (fgets(line, sizeof(line), f) && line[strlen(line) - 1] != '\n')
+                ;
+            continue;
         }
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
             line[--len] = '\0';
@@ -305,84 +477,32 @@ users_load_flags(const char *path, unsigned flags, char *err, size_t errlen)
             p++;
         if (*p == '\0' || *p == '#')
             continue;
-        char *colon = strchr(p, ':');
-        if (!colon || colon == p) {
-            snprintf(err, errlen, "%s:%u: expected user:hash", path, lineno);
-            goto fail;
-        }
-        *colon = '\0';
-        const char *name = p;
-        char *hash = colon + 1, *attrs = hash + strcspn(hash, " \t");
-        if (*attrs)
-            *attrs++ = '\0';
-        if (strlen(name) > 255) {
-            snprintf(err, errlen, "%s:%u: user name longer than 255 bytes", path, lineno);
-            goto fail;
-        }
-        if ((flags & USERS_F_PARAMS) && egress_name_has_keyword(name)) {
-            snprintf(err, errlen,
-                     "%s:%u: '%s' holds \"-session-\" or \"-ttl-\", which username_params "
-                     "reads as parameters: rename the user",
-                     path, lineno, name);
-            goto fail;
-        }
-        if (!hash_supported(hash)) {
-            snprintf(err, errlen,
-                     "%s:%u: '%s' has no crypt(3) hash (make one with: mkpasswd -m yescrypt)", path,
-                     lineno, name);
-            goto fail;
-        }
-        if (strlen(hash) >= CRYPT_OUTPUT_SIZE) {
-            snprintf(err, errlen, "%s:%u: hash too long", path, lineno);
-            goto fail;
-        }
-        if (u->n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct user_entry *ne = realloc(u->e, ncap * sizeof(*ne));
-            if (!ne) {
-                snprintf(err, errlen, "%s: out of memory", path);
-                goto fail;
-            }
-            u->e = ne;
-            cap = ncap;
-        }
-        struct user_entry *ent = &u->e[u->n];
-        memset(ent, 0, sizeof(*ent));
-        lim_conf_unset(&ent->lim);
-        char why[256];
-        if (parse_attrs(u, ent, attrs, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "%s:%u: %s: %s", path, lineno, name, why);
-            goto fail;
-        }
-        ent->name = strdup(name);
-        ent->hash = strdup(hash);
-        if (!ent->name || !ent->hash) {
-            free(ent->name);
-            free(ent->hash);
-            snprintf(err, errlen, "%s: out of memory", path);
-            goto fail;
-        }
-        u->n++;
+        load_line(u, &e, p, lineno, flags, &cap);
     }
     fclose(f);
+    f = NULL;
     free(u->pool_idx);
     u->pool_idx = NULL;
     if (u->n) /* qsort(NULL, 0, ...) is undefined: an empty file leaves e NULL */
         qsort(u->e, u->n, sizeof(*u->e), entry_cmp);
     for (size_t i = 1; i < u->n; i++) {
-        if (strcmp(u->e[i - 1].name, u->e[i].name) == 0) {
-            snprintf(err, errlen, "%s: user '%s' appears twice", path, u->e[i].name);
-            users_free(u);
-            return NULL;
-        }
+        const struct user_entry *a = &u->e[i - 1], *b = &u->e[i];
+        if (strcmp(a->name, b->name) == 0)
+            uerr(&e, a->line > b->line ? a->line : b->line,
+                 "user '%s' appears twice: also at line %u", b->name,
+                 a->line < b->line ? a->line : b->line);
     }
+    if (e.n)
+        goto fail;
     if (make_dummy(u) < 0) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        users_free(u);
-        return NULL;
+        uerr(&e, 0, "out of memory");
+        goto fail;
     }
     return u;
 fail:
+    if (e.n > USERS_ERR_MAX && e.used + 1 < e.cap)
+        snprintf(err + e.used, e.cap - e.used, "\n%s: and %u more errors", path,
+                 e.n - USERS_ERR_MAX);
     if (f)
         fclose(f);
     users_free(u);

@@ -22,6 +22,10 @@ from harness import (AUTH_GREETING, CONFIG, Fail, admin_request, auth_msg, case,
 
 ALICE = ("alice", "alice-pw-1")
 BOB = ("bob", "b0b secret:with colon")
+# The password checker's own behaviour under floods of wrong passwords, without the lockout
+# (cases_lockout.py) refusing the guessers (and, past its address threshold, everyone of their
+# address) before they reach it.
+NO_LOCKOUT = ["--auth-lockout-failures", "0", "--auth-lockout-address-failures", "0"]
 
 
 def auth_proxy(ctx, users=None, extra=()):
@@ -535,7 +539,7 @@ def auth_overload_never_refuses_a_right_password(ctx):
     the old 256-check queue answered "wrong password" when it was full."""
     need_ringsocks()
     lines, good = yescrypt_users(10)
-    p = auth_proxy(ctx, users=lines, extra=["--shards", "1"])
+    p = auth_proxy(ctx, users=lines, extra=["--shards", "1"] + NO_LOCKOUT)
     flood = WrongPasswordFlood(ctx, p.addr, ALICE[0], 300).start()
     time.sleep(1.5)
     results = [None] * len(good)
@@ -578,7 +582,7 @@ def auth_failure_budget_keeps_others_moving(ctx):
     need_ringsocks()
     lines, good = yescrypt_users(8)
     one = crypt_seconds(lines[0].split(":", 1)[1])
-    p = auth_proxy(ctx, users=lines, extra=["--shards", "1"])
+    p = auth_proxy(ctx, users=lines, extra=["--shards", "1"] + NO_LOCKOUT)
     flood = WrongPasswordFlood(ctx, p.addr, ALICE[0], 300).start()
     time.sleep(2.0)   # long enough for the flood to spend its budget (16 failures)
     took = []
@@ -610,7 +614,7 @@ def auth_departed_guessers_cost_no_crypt(ctx):
     before half-closing is still served."""
     need_ringsocks()
     lines, good = yescrypt_users(1)
-    p = auth_proxy(ctx, users=lines, extra=["--shards", "1"])
+    p = auth_proxy(ctx, users=lines, extra=["--shards", "1"] + NO_LOCKOUT)
     echo = ctx.echo_server()
     n = 200
     for i in range(n):
@@ -655,7 +659,7 @@ def auth_unknown_user_costs_the_same(ctx):
     same unknown credential are answered from the cache, like known ones."""
     need_ringsocks()
     lines, _ = yescrypt_users(3)
-    p = auth_proxy(ctx, users=lines, extra=["--shards", "1"])
+    p = auth_proxy(ctx, users=lines, extra=["--shards", "1"] + NO_LOCKOUT)
     one = crypt_seconds(lines[0].split(":", 1)[1])
     known, unknown = [], []
     for i in range(11):

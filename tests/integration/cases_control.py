@@ -1455,8 +1455,8 @@ def _access_log_run(ctx, fmt):
         else:
             rec = parse_logfmt(l)
         recs.append((l, rec))
-    keys = ["time", "shard", "client", "user", "cmd", "version", "dest", "resolved", "egress", "rep", "up",
-            "down", "duration_ms", "end"]
+    keys = ["time", "shard", "client", "user", "cmd", "version", "dest", "resolved", "egress", "rule", "rep",
+            "up", "down", "duration_ms", "end", "end_time"]
     problems = []
     for l, rec in recs:
         if sorted(rec) != sorted(keys):

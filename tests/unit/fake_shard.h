@@ -7,8 +7,8 @@
  * Defines the neighbours of conn.o that these tests do not exercise:
  * log_push() (log.h: counts the access-log lines and keeps the last) and,
  * unless FAKE_SHARD_REAL_POLICY is defined before the include (the test links
- * the real rules), policy_allows_rule() (everything allowed) and users_hash() (no
- * user known).
+ * the real rules), policy_decide() (everything allowed, no rule deciding),
+ * acl_rule_name() (no names) and users_hash() (no user known).
  */
 #ifndef RINGSOCKS_TEST_FAKE_SHARD_H
 #define RINGSOCKS_TEST_FAKE_SHARD_H
@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "conn.h"
 #include "log.h"
 #include "policy.h"
@@ -40,14 +41,23 @@ log_push(struct logger *lg, unsigned shard, const struct log_rec *rec)
 
 #ifndef FAKE_SHARD_REAL_POLICY
 bool
-policy_allows_rule(const struct policy *p, const struct opts *o, const struct policy_req *r,
-                   int *rule)
+policy_decide(const struct policy *p, const struct opts *o, const struct policy_req *r, int *rule,
+              int *decided)
 {
     (void)p;
     (void)o;
     (void)r;
     *rule = -1;
+    *decided = POLICY_DECIDED_NONE;
     return true;
+}
+
+const char *
+acl_rule_name(const struct acl *acl, int rule)
+{
+    (void)acl;
+    (void)rule;
+    return NULL;
 }
 
 const char *

@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "sa_text.h"
+
 #include "acl.h"
 
 /* ---- helpers */
@@ -64,21 +66,6 @@ add(struct acl *acl, const struct spec *s)
 }
 
 #define ADD(acl, ...) add((acl), &(struct spec){__VA_ARGS__})
-
-static union sockaddr_inx
-sa(const char *ip)
-{
-    union sockaddr_inx a;
-    memset(&a, 0, sizeof(a));
-    if (inet_pton(AF_INET, ip, &a.v4.sin_addr) == 1) {
-        a.v4.sin_family = AF_INET;
-    } else if (inet_pton(AF_INET6, ip, &a.v6.sin6_addr) == 1) {
-        a.v6.sin6_family = AF_INET6;
-    } else {
-        fail_msg("bad test address %s", ip);
-    }
-    return a;
-}
 
 /* A query in text; NULL client or dest leaves that address out. */
 struct q {

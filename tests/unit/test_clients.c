@@ -16,21 +16,9 @@
 
 #include <cmocka.h>
 
-#include "clients.h"
+#include "sa_text.h"
 
-static union sockaddr_inx
-sa(const char *ip)
-{
-    union sockaddr_inx a;
-    memset(&a, 0, sizeof(a));
-    if (inet_pton(AF_INET, ip, &a.v4.sin_addr) == 1)
-        a.v4.sin_family = AF_INET;
-    else if (inet_pton(AF_INET6, ip, &a.v6.sin6_addr) == 1)
-        a.v6.sin6_family = AF_INET6;
-    else
-        fail_msg("bad test address %s", ip);
-    return a;
-}
+#include "clients.h"
 
 static union sockaddr_inx
 v4n(uint32_t n)

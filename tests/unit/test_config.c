@@ -752,13 +752,71 @@ test_unknown_keys(void **state)
              ");\n"
              "close_denied = true;\n",
              "@:2: unknown key 'shard'\n"
-             "@:5: rule 1: unknown key 'form' (action, from, to, hosts, ports, commands, users, "
-             "udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
+             "@:5: rule 1: unknown key 'form' (action, name, from, to, hosts, ports, commands, "
+             "users, udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
              "fastopen, limits, client_limits)\n"
-             "@:6: rule 1: unknown key 'port' (action, from, to, hosts, ports, commands, users, "
-             "udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
+             "@:6: rule 1: unknown key 'port' (action, name, from, to, hosts, ports, commands, "
+             "users, udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
              "fastopen, limits, client_limits)\n"
              "@:8: unknown key 'close_denied'");
+}
+
+/* name = "...": kept by the rule set for the access log; checked; unique (both lines named). */
+static void
+test_rule_names(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[4096];
+    options_defaults(&o);
+    assert_int_equal(load_text("rules = (\n"
+                               "  { name = \"block-smtp\"; action = \"deny\"; ports = [25]; },\n"
+                               "  { action = \"allow\"; },\n"
+                               "  { name = \"office/v6:a.b_c\"; action = \"allow\"; mark = 7; "
+                               "udp_source = \"any\"; }\n"
+                               ");\n",
+                               &o, &acl, err, sizeof(err)),
+                     0);
+    assert_string_equal(acl_rule_name(acl, 0), "block-smtp");
+    assert_null(acl_rule_name(acl, 1));
+    assert_string_equal(acl_rule_name(acl, 2), "office/v6:a.b_c");
+    assert_null(acl_rule_name(acl, 3));
+    /* Each of a rule's settings lands on that rule, whatever else it carries. */
+    assert_int_equal(((const struct egress_rule *)acl_rule_data(acl, 2))->mark, 7);
+    assert_null(acl_rule_data(acl, 0));
+    assert_int_equal(acl_rule_flags(acl, 2), ACL_RF_UDP_ANY_SOURCE);
+    acl_free(acl);
+
+    char long_name[80];
+    memset(long_name, 'n', 65);
+    long_name[65] = '\0';
+    char text_buf[1024], want[1024];
+    snprintf(text_buf, sizeof(text_buf),
+             "rules = (\n"
+             "  { name = \"a\"; action = \"allow\"; },\n"
+             "  { name = \"a b\"; action = \"allow\"; },\n"
+             "  { name = \"q\\\"x\"; action = \"allow\"; },\n"
+             "  { name = \"%s\"; action = \"allow\"; },\n"
+             "  { name = \"\"; action = \"allow\"; },\n"
+             "  { name = 3; action = \"allow\"; },\n"
+             "  { name = \"a\"; action = \"deny\"; },\n"
+             "  { name = \"tab\\there\"; action = \"deny\"; }\n"
+             ");\n",
+             long_name);
+    snprintf(want, sizeof(want),
+             "@:3: rule 2: name: 'a b' has a space, quote, backslash, '=' or non-printable byte: "
+             "use letters, digits and - _ . : /\n"
+             "@:4: rule 3: name: 'q\"x' has a space, quote, backslash, '=' or non-printable "
+             "byte: use letters, digits and - _ . : /\n"
+             "@:5: rule 4: name: '%s' is not 1..64 bytes long\n"
+             "@:6: rule 5: name: '' is not 1..64 bytes long\n"
+             "@:7: rule 6: name: expected a string, not an integer\n"
+             "@:8: rule 7: name: 'a' is already the name of the rule at line 2\n"
+             "@:9: rule 8: name: 'tab\there' has a space, quote, backslash, '=' or "
+             "non-printable byte: use letters, digits and - _ . : /",
+             long_name);
+    load_bad(text_buf, want);
 }
 
 static void
@@ -1261,6 +1319,7 @@ main(void)
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test_teardown(test_syntax_error, teardown),
         cmocka_unit_test_teardown(test_unknown_keys, teardown),
+        cmocka_unit_test_teardown(test_rule_names, teardown),
         cmocka_unit_test_teardown(test_wrong_types, teardown),
         cmocka_unit_test_teardown(test_out_of_range, teardown),
         cmocka_unit_test_teardown(test_bad_values, teardown),

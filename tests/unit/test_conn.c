@@ -11,7 +11,7 @@
  *
  * Links conn.o with its real neighbours clients.o and addr.o. Fakes:
  * ring_sqe() (fake_ring.h), log_push() (counts the access-log lines),
- * policy_allows_rule() and users_hash() (fake_shard.h). close() and shutdown() are
+ * policy_decide() and users_hash() (fake_shard.h). close() and shutdown() are
  * wrapped (-Wl,--wrap=) to count the calls per fd; they still close and shut.
  */
 #include <setjmp.h>

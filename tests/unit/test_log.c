@@ -151,6 +151,22 @@ json_line(const char *line, const char *key, char *val, size_t cap, bool *found)
         } else if (strncmp(c.p, "null", 4) == 0) {
             strcpy(v, "null");
             c.p += 4;
+        } else if (*c.p == '{') {
+            /* udp_drop: an object of numbers, kept as its text. */
+            const char *start = c.p++;
+            while (*c.p != '}') {
+                char ik[64];
+                if (!j_string(&c, ik, sizeof(ik), NULL) || *c.p++ != ':' ||
+                    strspn(c.p, "0123456789") == 0)
+                    return false;
+                c.p += strspn(c.p, "0123456789");
+                if (*c.p == ',')
+                    c.p++;
+                else if (*c.p != '}')
+                    return false;
+            }
+            c.p++;
+            snprintf(v, sizeof(v), "%.*s", (int)(c.p - start), start);
         } else {
             size_t d = strspn(c.p, "0123456789");
             if (d == 0 || (d > 1 && c.p[0] == '0') || d >= sizeof(v))
@@ -238,11 +254,11 @@ test_logfmt_ipv4(void **state)
     (void)state;
     struct log_rec r;
     base_rec(&r);
-    expect(
-        &r, LOG_LOGFMT,
-        "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=alice cmd=connect "
-        "version=5 dest=example.com:443 resolved=93.184.216.34:443 egress=- rep=0 up=123 down=4567 "
-        "duration_ms=250 end=done\n");
+    expect(&r, LOG_LOGFMT,
+           "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=alice cmd=connect "
+           "version=5 dest=example.com:443 resolved=93.184.216.34:443 egress=- rule=- rep=0 up=123 "
+           "down=4567 "
+           "duration_ms=250 end=done end_time=2026-11-21T21:40:00.373Z\n");
 }
 
 /* Where the tunnel left from, and the session its user name named (username_params). */
@@ -257,14 +273,14 @@ test_egress_session(void **state)
     expect(&r, LOG_LOGFMT,
            "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=alice cmd=connect "
            "version=5 dest=example.com:443 resolved=93.184.216.34:443 "
-           "egress=[2001:db8:1::7]:40000 session=ab12 rep=0 up=123 down=4567 "
-           "duration_ms=250 end=done\n");
+           "egress=[2001:db8:1::7]:40000 session=ab12 rule=- rep=0 up=123 down=4567 "
+           "duration_ms=250 end=done end_time=2026-11-21T21:40:00.373Z\n");
     expect(&r, LOG_JSON,
            "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
            "\"user\":\"alice\",\"cmd\":\"connect\",\"version\":5,\"dest\":\"example.com:443\","
            "\"resolved\":\"93.184.216.34:443\",\"egress\":\"[2001:db8:1::7]:40000\","
-           "\"session\":\"ab12\",\"rep\":0,\"up\":123,\"down\":4567,"
-           "\"duration_ms\":250,\"end\":\"done\"}\n");
+           "\"session\":\"ab12\",\"rule\":null,\"rep\":0,\"up\":123,\"down\":4567,"
+           "\"duration_ms\":250,\"end\":\"done\",\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
 }
 
 static void
@@ -276,8 +292,9 @@ test_json_ipv4(void **state)
     expect(&r, LOG_JSON,
            "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
            "\"user\":\"alice\",\"cmd\":\"connect\",\"version\":5,\"dest\":\"example.com:443\","
-           "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rep\":0,\"up\":123,\"down\":4567,"
-           "\"duration_ms\":250,\"end\":\"done\"}\n");
+           "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rule\":null,\"rep\":0,\"up\":123,"
+           "\"down\":4567,"
+           "\"duration_ms\":250,\"end\":\"done\",\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
 }
 
 static void
@@ -298,14 +315,16 @@ test_ipv6(void **state)
     r.end = END_HS_TIMEOUT;
     expect(&r, LOG_LOGFMT,
            "time=2026-11-21T21:40:00.123Z shard=3 client=[2001:db8::1]:50000 user=alice cmd=bind "
-           "version=5 dest=[2001:db8::2]:8443 resolved=[2001:db8::2]:8443 egress=- rep=5 "
-           "up=18446744073709551615 down=4567 duration_ms=4294967295 end=handshake_timeout\n");
-    expect(
-        &r, LOG_JSON,
-        "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":3,\"client\":\"[2001:db8::1]:50000\","
-        "\"user\":\"alice\",\"cmd\":\"bind\",\"version\":5,\"dest\":\"[2001:db8::2]:8443\","
-        "\"resolved\":\"[2001:db8::2]:8443\",\"egress\":null,\"rep\":5,\"up\":18446744073709551615,"
-        "\"down\":4567,\"duration_ms\":4294967295,\"end\":\"handshake_timeout\"}\n");
+           "version=5 dest=[2001:db8::2]:8443 resolved=[2001:db8::2]:8443 egress=- rule=- rep=5 "
+           "up=18446744073709551615 down=4567 duration_ms=4294967295 end=handshake_timeout "
+           "end_time=2027-01-10T14:42:47.418Z\n");
+    expect(&r, LOG_JSON,
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":3,\"client\":\"[2001:db8::1]:50000\","
+           "\"user\":\"alice\",\"cmd\":\"bind\",\"version\":5,\"dest\":\"[2001:db8::2]:8443\","
+           "\"resolved\":\"[2001:db8::2]:8443\",\"egress\":null,\"rule\":null,\"rep\":5,\"up\":"
+           "18446744073709551615,"
+           "\"down\":4567,\"duration_ms\":4294967295,\"end\":\"handshake_timeout\",\"end_time\":"
+           "\"2027-01-10T14:42:47.418Z\"}\n");
 }
 
 static void
@@ -324,12 +343,14 @@ test_empty_fields(void **state)
     r.duration_ms = 0;
     expect(&r, LOG_LOGFMT,
            "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=- cmd=none "
-           "version=0 dest=- resolved=- egress=- rep=- up=0 down=0 duration_ms=0 end=done\n");
+           "version=0 dest=- resolved=- egress=- rule=- rep=- up=0 down=0 duration_ms=0 end=done "
+           "end_time=2026-11-21T21:40:00.123Z\n");
     expect(&r, LOG_JSON,
            "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
            "\"user\":null,\"cmd\":\"none\",\"version\":0,\"dest\":null,\"resolved\":null,"
            "\"egress\":null,"
-           "\"rep\":null,\"up\":0,\"down\":0,\"duration_ms\":0,\"end\":\"done\"}\n");
+           "\"rule\":null,\"rep\":null,\"up\":0,\"down\":0,\"duration_ms\":0,\"end\":\"done\","
+           "\"end_time\":\"2026-11-21T21:40:00.123Z\"}\n");
 
     /* No end text at all, UDP, SOCKS4, an unknown command number. */
     r.cmd = SOCKS5_CMD_UDP;
@@ -337,11 +358,46 @@ test_empty_fields(void **state)
     char buf[512];
     log_format(&r, LOG_LOGFMT, NULL, buf, sizeof(buf));
     assert_non_null(strstr(buf, " cmd=udp version=4 "));
-    assert_non_null(strstr(buf, " end=-\n"));
+    assert_non_null(strstr(buf, " end=- end_time="));
     r.cmd = 9;
     log_format(&r, LOG_JSON, NULL, buf, sizeof(buf));
     assert_non_null(strstr(buf, "\"cmd\":\"unknown\""));
-    assert_non_null(strstr(buf, "\"end\":null}\n"));
+    assert_non_null(strstr(buf, "\"end\":null,\"end_time\":"));
+}
+
+/* The deciding rule, and a UDP association's datagram counts (only on cmd udp lines). */
+static void
+test_rule_and_udp(void **state)
+{
+    (void)state;
+    struct log_rec r;
+    char buf[1024];
+    base_rec(&r);
+    snprintf(r.rule, sizeof(r.rule), "block-smtp");
+    r.udp.out = 7; /* not a udp line: not shown */
+    log_format(&r, LOG_LOGFMT, "done", buf, sizeof(buf));
+    assert_non_null(strstr(buf, " egress=- rule=block-smtp rep=0 "));
+    assert_null(strstr(buf, "udp_"));
+    r.cmd = SOCKS5_CMD_UDP;
+    r.udp.in = 5;
+    r.udp.drop[LOG_UDP_DROP_RULE] = 3;
+    r.udp.drop[LOG_UDP_DROP_FRAG] = 1;
+    log_format(&r, LOG_LOGFMT, "done", buf, sizeof(buf));
+    assert_non_null(strstr(buf, " end_time=2026-11-21T21:40:00.373Z udp_out=7 udp_in=5 "
+                                "udp_drop=rule:3,frag:1\n"));
+    log_format(&r, LOG_JSON, "done", buf, sizeof(buf));
+    assert_non_null(strstr(buf, "\"rule\":\"block-smtp\","));
+    assert_non_null(
+        strstr(buf, ",\"udp_out\":7,\"udp_in\":5,\"udp_drop\":{\"rule\":3,\"frag\":1}}\n"));
+    memset(&r.udp, 0, sizeof(r.udp));
+    snprintf(r.rule, sizeof(r.rule), "default");
+    log_format(&r, LOG_LOGFMT, "done", buf, sizeof(buf));
+    assert_non_null(strstr(buf, " rule=default "));
+    assert_non_null(strstr(buf, " udp_out=0 udp_in=0 udp_drop=-\n"));
+    log_format(&r, LOG_JSON, "done", buf, sizeof(buf));
+    assert_non_null(strstr(buf, "\"udp_drop\":{}}\n"));
+    for (int i = 0; i < LOG_UDP_DROP__COUNT; i++)
+        assert_string_not_equal(log_udp_drop_str((enum log_udp_drop)i), "unknown");
 }
 
 static void
@@ -356,14 +412,15 @@ test_hostile_strings(void **state)
            "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 "
            "user=\"a b\\\"c=d\\\\e\\x0a\\x01\\x7f\\xff\" cmd=connect version=5 "
            "dest=\"[evil.com:1 end=done\\x0d\\x0afake=1]:443\" resolved=93.184.216.34:443 egress=- "
-           "rep=0 "
-           "up=123 down=4567 duration_ms=250 end=done\n");
+           "rule=- rep=0 "
+           "up=123 down=4567 duration_ms=250 end=done end_time=2026-11-21T21:40:00.373Z\n");
     expect(&r, LOG_JSON,
            "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
            "\"user\":\"a b\\\"c=d\\\\e\\u000a\\u0001\\u007f\\u00ff\",\"cmd\":\"connect\","
            "\"version\":5,\"dest\":\"[evil.com:1 end=done\\u000d\\u000afake=1]:443\","
-           "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rep\":0,\"up\":123,\"down\":4567,"
-           "\"duration_ms\":250,\"end\":\"done\"}\n");
+           "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rule\":null,\"rep\":0,\"up\":123,"
+           "\"down\":4567,"
+           "\"duration_ms\":250,\"end\":\"done\",\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
 
     /* A backslash alone needs no quotes; a lone quote or '=' does. */
     strcpy(r.user, "dom\\user");
@@ -454,13 +511,22 @@ test_longest_line(void **state)
     r.host[255] = '\0';
     set_v6(&r.client, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
     set_v6(&r.resolved, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
+    set_v6(&r.egress, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
+    memset(r.session, 'x', 64);
+    r.session[64] = '\0';
+    memset(r.rule, 'x', 64);
+    r.rule[64] = '\0';
+    r.cmd = SOCKS5_CMD_UDP;
+    r.udp.out = r.udp.in = UINT32_MAX;
+    for (int i = 0; i < LOG_UDP_DROP__COUNT; i++)
+        r.udp.drop[i] = UINT32_MAX;
     r.bytes_up = r.bytes_down = UINT64_MAX;
     r.start_ms = UINT64_MAX;
     size_t n = fmt(&r, LOG_JSON, buf, sizeof(buf));
-    assert_true(n < 3600);
+    assert_true(n < 4000); /* LOG_LINE_MAX is 4096 */
     assert_true(json_line(buf, "up", val, sizeof(val), &found));
     n = fmt(&r, LOG_LOGFMT, buf, sizeof(buf));
-    assert_true(n < 2600);
+    assert_true(n < 3000);
     assert_true(logfmt_get(buf, "down", val, sizeof(val), &found));
 }
 
@@ -941,6 +1007,7 @@ main(void)
         cmocka_unit_test(test_egress_session),
         cmocka_unit_test(test_ipv6),
         cmocka_unit_test(test_empty_fields),
+        cmocka_unit_test(test_rule_and_udp),
         cmocka_unit_test(test_hostile_strings),
         cmocka_unit_test(test_roundtrip_random),
         cmocka_unit_test(test_longest_line),

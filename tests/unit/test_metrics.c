@@ -117,6 +117,10 @@ setup(void **state)
     f->cs.log_written = 811;
     f->cs.log_dropped = 2;
     f->cs.start_time = 1699999999.5;
+    f->cs.max_conns = 100;
+    f->cs.last_reload_ok = 0;
+    f->cs.last_reload_time = 1700000100.5;
+    assert_int_equal(metrics_process_read(&f->cs.proc), 0);
 
     f->len = metrics_render(NULL, 0, f->ms, 2, &f->cs);
     assert_true(f->len > 0);
@@ -239,6 +243,20 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_access_log_dropped_total"), "2");
     assert_string_equal(sample(t, "ringsocks_start_time_seconds"), "1699999999.500");
     assert_string_equal(sample(t, "ringsocks_build_info{version=\"0.1.0\"}"), "1");
+    /* max_conns minus the 12 open on both shards; the last reload failed. */
+    assert_string_equal(sample(t, "ringsocks_max_conns_headroom"), "88");
+    assert_string_equal(sample(t, "ringsocks_last_reload_success"), "0");
+    assert_string_equal(sample(t, "ringsocks_last_reload_timestamp_seconds"), "1700000100.500");
+    /* The process series of this very test process, with plausible values. */
+    assert_true(f->cs.proc.ok);
+    assert_true(strtoull(sample(t, "process_open_fds"), NULL, 10) >= 3);
+    assert_true(strtoull(sample(t, "process_max_fds"), NULL, 10) >= 64);
+    assert_true(strtoull(sample(t, "process_resident_memory_bytes"), NULL, 10) > 100000);
+    assert_true(strtoull(sample(t, "process_virtual_memory_bytes"), NULL, 10) >=
+                strtoull(sample(t, "process_resident_memory_bytes"), NULL, 10));
+    assert_true(strtod(sample(t, "process_cpu_seconds_total"), NULL) >= 0);
+    assert_true(strtod(sample(t, "process_start_time_seconds"), NULL) > 1600000000.0);
+    assert_non_null(strstr(t, "# TYPE process_cpu_seconds_total counter\n"));
 
     assert_non_null(strstr(t, "# TYPE ringsocks_connections_accepted_total counter\n"));
     assert_non_null(strstr(t, "# TYPE ringsocks_connections_open gauge\n"));

@@ -24,7 +24,7 @@
  *
  * Links relay.o with pipe.o and the real slot layer (conn.o, clients.o,
  * addr.o). Fakes: ring_sqe() (fake_ring.h), io_uring_register_buf_ring(),
- * log_push(), policy_allows_rule() and users_hash() (fake_shard.h).
+ * log_push(), policy_decide() and users_hash() (fake_shard.h).
  */
 #include <setjmp.h>
 #include <stdarg.h>

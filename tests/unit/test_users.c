@@ -117,7 +117,7 @@ test_no_dummy_without_usable_hash(void **state)
     assert_int_equal(users_count(u), 0);
     assert_null(users_dummy(u));
     users_free(u);
-    u = users_from("x:$y$\n");
+    u = users_from("x:$y$$$x\n");
     assert_int_equal(users_count(u), 1);
     assert_null(users_dummy(u));
     users_free(u);
@@ -188,6 +188,118 @@ test_attributes(void **state)
     users_free(u);
 }
 
+/* users_load() of text: NULL expected; err with every occurrence of the path as "@". */
+static void
+load_bad_all(const char *text, const char *want)
+{
+    char path[] = "/tmp/ringsocks-test-users.XXXXXX", raw[8192], got[8192];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct users *u = users_load(path, raw, sizeof(raw));
+    unlink(path);
+    assert_null(u);
+    size_t n = 0, pl = strlen(path);
+    for (const char *p = raw; *p && n + 1 < sizeof(got);) {
+        if (strncmp(p, path, pl) == 0) {
+            got[n++] = '@';
+            p += pl;
+        } else {
+            got[n++] = *p++;
+        }
+    }
+    got[n] = '\0';
+    assert_string_equal(got, want);
+}
+
+/*
+ * As strict as the config: every bad line at once with FILE:LINE, duplicates with both
+ * lines, names with blanks or control bytes, weak and unsupported hashes refused.
+ */
+static void
+test_strict(void **state)
+{
+    (void)state;
+    char *y = hash_of("pw", "$y$", 0), *b = hash_of("pw", "$2b$", 4), *s6 = hash_of("pw", "$6$", 0);
+    char *s5 = hash_of("pw", "$5$", 0);
+    char text[8192], want[8192];
+    snprintf(text, sizeof(text),
+             "# every kind of mistake\n"
+             "alice:%s\n"                               /* 2 */
+             "bob:$1$abcdefgh$0123456789abcdefghijkl\n" /* 3: md5-crypt */
+             "carol:$apr1$abcdefgh$0123456789abcdefghijkl\n"
+             "dave:abCD01./xyZ98\n" /* 5: DES */
+             "eve:$sha1$40000$salt$hash\n"
+             "frank:$md5,rounds=5000$salt$$hash\n"
+             "grace:$3$$8846f7eaee8fb117ad06bdd830b7586c\n"
+             "heidi:\n"              /* 9 */
+             "no colon here\n"       /* 10 */
+             "ivan smith:%s\n"       /* 11 */
+             "judy\x01:%s\n"         /* 12 */
+             "alice:%s\n"            /* 13: the second alice */
+             "ken:$6$\n"             /* 14: checksalt refuses it */
+             "leo:%s\n"              /* 15: good */
+             "mallory:$9$whatever\n" /* 16 */
+             ":%s\n",                /* 17 */
+             y, b, b, s6, s5, y);
+    snprintf(want, sizeof(want),
+             "@:3: 'bob': md5-crypt ($1$) is a weak hash, refused (make one with: mkpasswd -m "
+             "yescrypt --stdin)\n"
+             "@:4: 'carol': Apache's $apr1$ (htpasswd) is not a crypt(3) hash and is weak: "
+             "unsupported (make one with: mkpasswd -m yescrypt --stdin)\n"
+             "@:5: 'dave': traditional DES crypt is a weak hash, refused (make one with: mkpasswd "
+             "-m yescrypt --stdin)\n"
+             "@:6: 'eve': NetBSD SHA-1 ($sha1$) is a weak hash, refused (make one with: mkpasswd "
+             "-m yescrypt --stdin)\n"
+             "@:7: 'frank': Sun MD5 ($md5) is a weak hash, refused (make one with: mkpasswd -m "
+             "yescrypt --stdin)\n"
+             "@:8: 'grace': NT hash ($3$) is a weak hash, refused (make one with: mkpasswd -m "
+             "yescrypt --stdin)\n"
+             "@:9: 'heidi': no password hash (make one with: mkpasswd -m yescrypt --stdin)\n"
+             "@:10: expected user:hash\n"
+             "@:11: the user name has a blank or control byte (byte 5): not allowed\n"
+             "@:12: the user name has a blank or control byte (byte 5): not allowed\n"
+             "@:14: 'ken': the $6$ hash is malformed (make one with: mkpasswd -m yescrypt "
+             "--stdin)\n"
+             "@:16: 'mallory': not a crypt(3) hash ringsocks accepts (yescrypt $y$, gost-yescrypt "
+             "$gy$, scrypt $7$, bcrypt $2b$, sha512-crypt $6$, sha256-crypt $5$; make one with: "
+             "mkpasswd -m yescrypt --stdin)\n"
+             "@:17: expected user:hash\n"
+             "@:13: user 'alice' appears twice: also at line 2");
+    load_bad_all(text, want);
+
+    /* Every kind kept is accepted; so are bcrypt's older prefixes. */
+    snprintf(text, sizeof(text), "a:%s\nb:%s\nc:%s\nd:%s\ne:$2a$%s\nf:$2y$%s\n", y, b, s6, s5,
+             b + 4, b + 4);
+    struct users *u = users_from(text);
+    assert_int_equal(users_count(u), 6);
+    users_free(u);
+
+    /* Past 20 errors, a count of the rest. */
+    size_t n = 0;
+    for (int i = 0; i < 25; i++)
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "u%d:$1$x$y\n", i);
+    char path[] = "/tmp/ringsocks-test-users.XXXXXX", err[8192];
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, n), (ssize_t)n);
+    close(fd);
+    assert_null(users_load(path, err, sizeof(err)));
+    unlink(path);
+    unsigned lines = 1;
+    for (const char *p = err; *p; p++)
+        lines += *p == '\n';
+    assert_int_equal(lines, 21);
+    assert_non_null(strstr(err, ":20: 'u19'"));
+    assert_null(strstr(err, "'u20'"));
+    assert_non_null(strstr(err, ": and 5 more errors"));
+    free(y);
+    free(b);
+    free(s6);
+    free(s5);
+}
+
 int
 main(void)
 {
@@ -197,6 +309,7 @@ main(void)
         cmocka_unit_test_setup(test_dummy_differs_per_load, setup),
         cmocka_unit_test_setup(test_no_dummy_without_usable_hash, setup),
         cmocka_unit_test(test_attributes),
+        cmocka_unit_test_setup(test_strict, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,237 @@
+"""
+cases_ops.py - what an abuse desk and an operator read: the access log's rule
+and end_time fields (logfmt and JSON), a UDP association's datagram counts,
+the process_* series and the max_conns headroom on /metrics, reload outcomes,
+pid_file, and the line a SIGUSR1 reopen prints.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import time
+
+from cases_control import (ALLOW_LOOPBACK, _wait_lines, conf_proxy, reload_count, rules_conf, run_binary, scrape,
+                           write_conf)
+from cases_udp import associate, echo_via
+from harness import (GREETING, case, check, metric, parse_logfmt, read_reply, recv_exact, request, socks_connect,
+                     echo_roundtrip, tail, udp_header, wait_until)
+
+
+def _records(lines, fmt):
+    return [json.loads(l) if fmt == "json" else parse_logfmt(l) for l in lines]
+
+
+def _connect_rep(ctx, p, host, port):
+    """A CONNECT; returns (client port, REP). The socket is closed."""
+    s = socket.create_connection((p.host, p.port), timeout=5)
+    cport = s.getsockname()[1]
+    s.sendall(GREETING + request(host, port))
+    recv_exact(s, 2, "method reply")
+    rep = read_reply(s).rep
+    if rep == 0:
+        echo_roundtrip(s, 10)
+    s.close()
+    return cport, rep
+
+
+def _log_rule_end(ctx, fmt):
+    echo = ctx.echo_server()
+    blocked = ctx.echo_server(host="127.0.0.2")
+    other = ctx.echo_server(host="127.0.0.3")
+    log = ctx.path("access.log")
+    conf = rules_conf('{ name = "block-127.0.0.2"; action = "deny"; to = ["127.0.0.2/32"]; }',
+                      '{ action = "allow"; from = ["127.0.0.0/8"]; to = ["127.0.0.1/32"]; }')
+    p, _ = conf_proxy(ctx, conf, args=["--access-log", log, "--log-format", fmt])
+    want = {}
+    cport, rep = _connect_rep(ctx, p, "127.0.0.2", blocked.port)
+    check(rep == 2, "CONNECT to 127.0.0.2: REP %d, expected 2" % rep)
+    want[cport] = "block-127.0.0.2"
+    cport, rep = _connect_rep(ctx, p, "127.0.0.1", echo.port)
+    check(rep == 0, "CONNECT to 127.0.0.1: REP %d, expected 0" % rep)
+    want[cport] = "2"
+    cport, rep = _connect_rep(ctx, p, "127.0.0.3", other.port)
+    check(rep == 2, "CONNECT to 127.0.0.3: REP %d, expected 2 (no rule matches)" % rep)
+    want[cport] = "default"
+    # A client that leaves before its request never reaches the rules.
+    s = socket.create_connection((p.host, p.port), timeout=5)
+    want[s.getsockname()[1]] = None if fmt == "json" else "-"
+    s.close()
+    lines = _wait_lines(log, len(want))
+    problems = []
+    for l, rec in zip(lines, _records(lines, fmt)):
+        port = int(str(rec["client"]).rpartition(":")[2])
+        if rec.get("rule", "(missing)") != want.get(port, "(unknown client)"):
+            problems.append("rule=%r, expected %r: %s" % (rec.get("rule", "(missing)"), want.get(port), l))
+        end = str(rec.get("end_time"))
+        if not re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", end) or end < str(rec["time"]):
+            problems.append("end_time=%r is not an RFC 3339 time at or after time=%r: %s" % (end, rec["time"], l))
+    check(not problems, "access log (%s): %s" % (fmt, problems[0] if problems else ""),
+          "\n".join(problems) + "\nall lines:\n" + "\n".join(lines))
+
+
+@case("ops_log_rule_end_logfmt")
+def ops_log_rule_end_logfmt(ctx):
+    """The deciding rule: its name, its number, default (none matched), - (never asked);
+    end_time after time."""
+    _log_rule_end(ctx, "logfmt")
+
+
+@case("ops_log_rule_end_json")
+def ops_log_rule_end_json(ctx):
+    _log_rule_end(ctx, "json")
+
+
+def _udp_line(p, log, fmt="logfmt"):
+    lines = _wait_lines(log, 1)
+    recs = [r for r in _records(lines, fmt) if r.get("cmd") == "udp"]
+    check(len(recs) == 1, "%d access-log lines of cmd udp, expected 1" % len(recs), "\n".join(lines))
+    return recs[0]
+
+
+@case("ops_udp_counts")
+def ops_udp_counts(ctx):
+    """An association's line counts the datagrams relayed each way and those dropped, by reason."""
+    echo = ctx.udp_echo("127.0.0.1")
+    log = ctx.path("access.log")
+    p, _ = conf_proxy(ctx, rules_conf(ALLOW_LOOPBACK), args=["--access-log", log])
+    s, relay = associate(ctx, p)
+    cli = ctx.udp_socket("127.0.0.1")
+    for i in range(5):
+        echo_via(cli, relay, "127.0.0.1", echo.port, b"datagram %d" % i)
+    cli.sendto(udp_header("127.0.0.1", echo.port, frag=1) + b"fragment", relay)
+    cli.sendto(b"\x00\x00", relay)
+    echo_via(cli, relay, "127.0.0.1", echo.port, b"after the drops")
+    s.close()
+    rec = _udp_line(p, log)
+    check(rec.get("udp_out") == "6" and rec.get("udp_in") == "6",
+          "udp_out=%s udp_in=%s, expected 6 and 6 (datagrams echoed)" % (rec.get("udp_out"), rec.get("udp_in")),
+          str(rec))
+    check(rec.get("udp_drop") == "malformed:1,frag:1",
+          "udp_drop=%r, expected 'malformed:1,frag:1'" % rec.get("udp_drop"), str(rec))
+    check(rec.get("rule") == "1", "rule=%r for the association, expected '1'" % rec.get("rule"))
+
+
+@case("ops_udp_counts_rule_json")
+def ops_udp_counts_rule_json(ctx):
+    """Datagrams the rules refuse count as udp_drop rule (JSON: an object); none relayed."""
+    echo = ctx.udp_echo("127.0.0.1")
+    log = ctx.path("access.log")
+    conf = rules_conf('{ name = "connect-only"; action = "allow"; commands = ["connect"]; from = ["127.0.0.0/8"]; }',
+                      '{ name = "no-udp-out"; action = "deny"; commands = ["udp"]; to = ["127.0.0.0/8"]; }',
+                      '{ name = "udp-assoc"; action = "allow"; commands = ["udp"]; from = ["127.0.0.0/8"]; }')
+    p, _ = conf_proxy(ctx, conf, args=["--access-log", log, "--log-format", "json"])
+    s, relay = associate(ctx, p)
+    cli = ctx.udp_socket("127.0.0.1")
+    for i in range(3):
+        cli.sendto(udp_header("127.0.0.1", echo.port) + b"denied %d" % i, relay)
+    wait_until(lambda: False, 0.5)
+    s.close()
+    rec = _udp_line(p, log, "json")
+    check(rec.get("udp_drop") == {"rule": 3}, "udp_drop=%r, expected {'rule': 3}" % rec.get("udp_drop"), str(rec))
+    check(rec.get("udp_out") == 0 and rec.get("udp_in") == 0,
+          "udp_out=%r udp_in=%r, expected 0 and 0" % (rec.get("udp_out"), rec.get("udp_in")))
+    check(rec.get("rule") == "udp-assoc", "rule=%r for the association, expected 'udp-assoc'" % rec.get("rule"))
+    check(not echo.seen, "the echo server got %d datagrams the rules deny" % len(echo.seen))
+
+
+@case("ops_metrics_process_headroom")
+def ops_metrics_process_headroom(ctx):
+    """process_* series with plausible values; headroom is max_conns minus the open connections."""
+    echo = ctx.echo_server()
+    p, _ = conf_proxy(ctx, rules_conf(ALLOW_LOOPBACK, extra="max_conns = 500;"))
+    s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+    echo_roundtrip(s, 10)
+    m = scrape(p)
+    fds = len(os.listdir("/proc/%d/fd" % p.proc.pid))
+    got = {k: metric(m, k) for k in ("process_open_fds", "process_max_fds", "process_resident_memory_bytes",
+                                     "process_virtual_memory_bytes", "process_cpu_seconds_total",
+                                     "process_start_time_seconds")}
+    check(all(v is not None for v in got.values()), "process series missing: %s" % got)
+    check(0 < got["process_open_fds"] and abs(got["process_open_fds"] - fds) <= 4,
+          "process_open_fds %s, /proc says %d" % (got["process_open_fds"], fds))
+    with open("/proc/%d/limits" % p.proc.pid) as f:
+        soft = [l.split()[3] for l in f if l.startswith("Max open files")][0]
+    check(str(int(got["process_max_fds"])) == soft, "process_max_fds %s, the soft limit is %s"
+          % (got["process_max_fds"], soft))
+    check(got["process_resident_memory_bytes"] > 1 << 20, "process_resident_memory_bytes %s"
+          % got["process_resident_memory_bytes"])
+    check(got["process_virtual_memory_bytes"] >= got["process_resident_memory_bytes"],
+          "virtual %s < resident %s" % (got["process_virtual_memory_bytes"], got["process_resident_memory_bytes"]))
+    check(got["process_cpu_seconds_total"] >= 0, "process_cpu_seconds_total %s" % got["process_cpu_seconds_total"])
+    check(abs(got["process_start_time_seconds"] - time.time()) < 120,
+          "process_start_time_seconds %s is not about now (%s)" % (got["process_start_time_seconds"], time.time()))
+    open_now = metric(m, "ringsocks_connections_open")
+    head = metric(m, "ringsocks_max_conns_headroom")
+    check(open_now >= 1 and head == 500 - open_now,
+          "ringsocks_max_conns_headroom %s with %s open and max_conns 500" % (head, open_now))
+    s.close()
+
+
+@case("ops_reload_outcome_metrics")
+def ops_reload_outcome_metrics(ctx):
+    """A reload of a bad file is counted as failed and sets last_reload_success 0; a good one 1."""
+    p, path = conf_proxy(ctx, rules_conf(ALLOW_LOOPBACK))
+    m = scrape(p)
+    check(metric(m, "ringsocks_last_reload_success") == 1, "last_reload_success at start: %s"
+          % metric(m, "ringsocks_last_reload_success"))
+    t0 = metric(m, "ringsocks_last_reload_timestamp_seconds")
+    write_conf(ctx, rules_conf(ALLOW_LOOPBACK) + "\nno_such_key = 1;\n", path=path)
+    time.sleep(0.01)
+    p.proc.send_signal(signal.SIGHUP)
+    check(wait_until(lambda: reload_count(p) >= 1, 5.0), "no reload line after SIGHUP", tail(p.stderr()))
+    m = scrape(p)
+    check(metric(m, "ringsocks_reloads_total", result="failed") == 1,
+          "reloads_total{failed} %s after a bad file" % metric(m, "ringsocks_reloads_total", result="failed"))
+    check(metric(m, "ringsocks_last_reload_success") == 0, "last_reload_success %s after a failed reload"
+          % metric(m, "ringsocks_last_reload_success"))
+    t1 = metric(m, "ringsocks_last_reload_timestamp_seconds")
+    check(t1 > t0, "last_reload_timestamp_seconds did not move on a failed reload (%s, %s)" % (t0, t1))
+    write_conf(ctx, rules_conf(ALLOW_LOOPBACK), path=path)
+    p.proc.send_signal(signal.SIGHUP)
+    check(wait_until(lambda: reload_count(p) >= 2, 5.0), "no second reload line", tail(p.stderr()))
+    m = scrape(p)
+    check(metric(m, "ringsocks_last_reload_success") == 1, "last_reload_success %s after a good reload"
+          % metric(m, "ringsocks_last_reload_success"))
+    check(metric(m, "ringsocks_reloads_total", result="ok") == 1, "reloads_total{ok} %s"
+          % metric(m, "ringsocks_reloads_total", result="ok"))
+
+
+@case("ops_pid_file")
+def ops_pid_file(ctx):
+    """pid_file holds the server's PID (0644) while it runs and is gone after a clean exit."""
+    pid_path = ctx.path("ringsocks.pid")
+    p, _ = conf_proxy(ctx, rules_conf(ALLOW_LOOPBACK, extra='pid_file = "%s";' % pid_path))
+    check(os.path.exists(pid_path), "no %s while the server runs" % pid_path, tail(p.stderr()))
+    with open(pid_path) as f:
+        text = f.read()
+    check(text == "%d\n" % p.proc.pid, "pid_file holds %r, the server is %d" % (text, p.proc.pid))
+    mode = os.stat(pid_path).st_mode & 0o777
+    check(mode == 0o644, "pid_file mode %o, expected 644" % mode)
+    check(not os.path.exists(pid_path + ".tmp"), "the temporary file was left beside it")
+    rc = p.stop()
+    check(rc == 0, "server exit status %s" % rc)
+    check(not os.path.exists(pid_path), "pid_file still there after a clean exit")
+
+
+@case("ops_pid_file_unwritable")
+def ops_pid_file_unwritable(ctx):
+    """An unwritable pid_file stops the start with a message naming the path and the error."""
+    pid_path = ctx.path("no-such-dir/ringsocks.pid")
+    path = write_conf(ctx, rules_conf(ALLOW_LOOPBACK, extra='pid_file = "%s";' % pid_path))
+    r = run_binary(ctx, ["-c", path, "--listen", "127.0.0.1:0", "--admin", "off"])
+    err = r.stderr.decode("utf-8", "replace")
+    check(r.returncode != 0, "the server started with an unwritable pid_file", err)
+    check(pid_path in err and "No such file or directory" in err, "the error does not name the path and errno",
+          err)
+
+
+@case("ops_sigusr1_reopen_line")
+def ops_sigusr1_reopen_line(ctx):
+    """SIGUSR1 says on stderr that the access log was reopened, and where."""
+    log = ctx.path("access.log")
+    p, _ = conf_proxy(ctx, rules_conf(ALLOW_LOOPBACK), args=["--access-log", log])
+    p.proc.send_signal(signal.SIGUSR1)
+    line = "ringsocks: access log reopened: %s" % log
+    check(wait_until(lambda: line in p.stderr(), 3.0), "no %r on stderr" % line, tail(p.stderr()))
