@@ -79,7 +79,13 @@ $(BUILD)/tests/test_socks4: $(BUILD)/obj/socks5.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_users: $(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o \
 	$(BUILD)/obj/hostname.o $(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
 $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o $(BUILD)/obj/conn_end.o
-$(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o
+$(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o $(BUILD)/obj/lim.o
+# Quotas, the state file, accounting lines and the per-user series, over the real registry,
+# users table and metrics text.
+$(BUILD)/tests/test_acctctl: $(BUILD)/obj/acct.o $(BUILD)/obj/lim.o $(BUILD)/obj/users.o \
+	$(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
+	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(BUILD)/obj/metrics.o $(BUILD)/obj/conn_end.o \
+	tests/unit/users_file.h
 # The client table and the login lockout key addresses with addr_client_key().
 $(BUILD)/tests/test_clients: $(BUILD)/obj/addr.o
 $(BUILD)/tests/test_lockout: $(BUILD)/obj/addr.o
@@ -103,12 +109,16 @@ $(BUILD)/tests/test_request: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD)
 	$(BUILD)/obj/hosts.o $(BUILD)/obj/hostname.o $(BUILD)/obj/socks5.o $(BUILD)/obj/egress.o \
 	$(BUILD)/obj/outbound.o $(BUILD)/obj/happy.o $(CORE_FAKES)
 $(BUILD)/tests/test_request: LDFLAGS += -Wl,--wrap=close
+# The control thread's mailbox into a shard and what the shard runs of it, on the real slot
+# layer (fake ring and shard); shard_wake() is faked.
+$(BUILD)/tests/test_shardcmd: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o \
+	$(BUILD)/obj/json.o $(BUILD)/obj/log.o $(BUILD)/obj/conn_end.o $(BUILD)/obj/pct.o $(CORE_FAKES)
 # Egress pools, the pick, session names and hashes.
 $(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
 # Limits (lim.o) come with every module that parses them (egress, options, users), and the
 # users table links its users to their running state (acct.o).
-LIM_USERS := config options users authq request egress conn relay metrics
+LIM_USERS := config options users authq request egress conn relay metrics shardcmd
 $(foreach t,$(LIM_USERS),$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/lim.o $(BUILD)/obj/acct.o))
 # The relay asks the bandwidth buckets (limit_bw.o); a request is admitted by limit.o, which
 # takes client addresses' places in the shared map.

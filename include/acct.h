@@ -32,8 +32,15 @@ struct uacct {
         uint64_t quota_used;   /* bytes of the current period counted before quota_mark */
         uint64_t quota_mark;   /* n.bytes[0] + n.bytes[1] when quota_used was taken */
         uint32_t quota_period; /* the period's number (days or months since 1970) */
+        uint8_t quota_kind;    /* enum lim_period quota_period counts in (NONE: no quota) */
         bool closed_for_quota; /* its tunnels were closed for this period already */
         bool in_users;         /* the current users table names it */
+        /* Its effective quota (the users-file line, else user_limits), as of policy q_gen. */
+        uint64_t q_bytes; /* 0: none */
+        uint8_t q_kind;   /* enum lim_period */
+        bool q_close;
+        uint64_t q_gen;
+        uint32_t metrics_rank; /* its place among the users with a label of their own; 0: none */
     } ctl;
 };
 

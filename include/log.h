@@ -49,11 +49,12 @@ struct log_rec {
     uint64_t start_ms;    /* wall clock, ms since the epoch, at accept */
     uint32_t duration_ms; /* the line's end field is start_ms + duration_ms */
     uint16_t shard;
-    uint16_t port;   /* requested destination port */
-    uint8_t version; /* 4 or 5; 0 when the client never said */
-    uint8_t cmd;     /* SOCKS5_CMD_*, 0 when no request was made */
-    int16_t rep;     /* SOCKS5 reply code sent (SOCKS4 clients: mapped), -1 none */
-    uint8_t end;     /* enum conn_end */
+    uint32_t slot, gen; /* with shard, the connection's id "SHARD.SLOT.GEN" (admin API) */
+    uint16_t port;      /* requested destination port */
+    uint8_t version;    /* 4 or 5; 0 when the client never said */
+    uint8_t cmd;        /* SOCKS5_CMD_*, 0 when no request was made */
+    int16_t rep;        /* SOCKS5 reply code sent (SOCKS4 clients: mapped), -1 none */
+    uint8_t end;        /* enum conn_end */
     union sockaddr_inx client;
     union sockaddr_inx resolved; /* family 0: none */
     union sockaddr_inx egress;   /* our end towards the target; family 0: none */
@@ -114,7 +115,7 @@ uint64_t log_written(const struct logger *lg);
  * length (truncated to cap - 1, always NUL-terminated when cap > 0; a cut
  * line still ends in '\n'; cap 0 writes nothing). end_str names the end
  * reason (NULL: none). Fields, in order: time (RFC 3339 UTC, ms), shard,
- * client, user, cmd (connect, bind, udp, none, unknown), version, dest
+ * id (SHARD.SLOT.GEN), client, user, cmd (connect, bind, udp, none, unknown), version, dest
  * (host:port, an IPv6 host in brackets), resolved, egress, session (only
  * when there is one), rule, rep, up, down, duration_ms, end (the reason),
  * end_time (RFC 3339 like time: start plus duration), and for cmd udp
@@ -129,6 +130,9 @@ uint64_t log_written(const struct logger *lg);
  *   \u00XX (byte N as U+00NN: the exact bytes can be recovered, and the
  *   output is valid UTF-8 without validating the input). Longest line: ~3.9 KB.
  */
+/* Pure: a SOCKS5_CMD_* as text: "connect", "bind", "udp", "none" (0), "unknown". */
+const char *log_cmd_name(uint8_t cmd);
+
 size_t log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, char *buf,
                   size_t cap);
 

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lim.h"
+
 struct shard_stats;
 
 /* What the metrics read of one shard: its counters and its open-connection count. */
@@ -59,5 +61,26 @@ struct ctl_stats {
  */
 size_t metrics_render(char *buf, size_t cap, const struct metrics_shard *shards, unsigned n_shards,
                       const struct ctl_stats *cs);
+
+/*
+ * One user's series (acctctl.h chooses who gets a label of their own): its
+ * counters since start, or the sum of every user without a label (name
+ * NULL, rendered as user="other").
+ */
+struct metrics_user {
+    const char *name;
+    uint64_t bytes[2]; /* [0] up, [1] down */
+    uint64_t opened, open, hits[LIMH__COUNT];
+    uint64_t quota_used; /* bytes of the current quota period */
+};
+
+/*
+ * Render the per-user families into buf like metrics_render(): returns the
+ * whole length; n 0 renders nothing. Label values are escaped as the text
+ * format requires ('"' and newline backslash-escaped) and kept to printable
+ * text one-to-one: '\', bytes < 0x20, 0x7f and bytes of invalid UTF-8 are
+ * written as the four characters \xNN of the label's value.
+ */
+size_t metrics_render_users(char *buf, size_t cap, const struct metrics_user *u, size_t n);
 
 #endif

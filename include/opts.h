@@ -105,6 +105,12 @@ struct opts {
     bool username_params;         /* "alice-session-ID[-ttl-N]" names a sticky session */
     unsigned session_ttl_s, session_ttl_max_s;
     char session_key[256]; /* secret of the sticky hash; the same on every node */
+    /* Accounting and quotas (acctctl.h). */
+    char state_file[4096];          /* quota counts and blocks kept across restarts; "": none */
+    unsigned state_interval_s;      /* written at least this often (reloadable) */
+    char accounting_log[4096];      /* JSON lines per user and interval; "off": none */
+    unsigned accounting_interval_s; /* reloadable */
+    unsigned metrics_users;         /* users with series of their own; 0: none (reloadable) */
     /* Listener groups of the file: { address = ...; egress = "same" | [...]; }. Kept by
      * address, not by index, so a command line that replaces the listeners drops nothing
      * silently and adds nothing wrongly. */

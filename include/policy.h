@@ -40,6 +40,8 @@ struct policy {
     /* Limits (lim.h): user_limits and client_limits as parsed; unset fields: no limit. */
     struct lim_conf user_lim, client_lim;
     bool rules_lim; /* some rule has limits or client_limits */
+    /* Accounting (acctctl.h): the control thread's timers and the per-user series' cap. */
+    unsigned state_interval_s, accounting_interval_s, metrics_users;
     /* Egress (egress.h, outbound.h): the global pool, the listeners' settings, sessions. */
     struct egress_pool *egress; /* NULL: the kernel chooses */
     bool egress_fallback, username_params;

@@ -33,6 +33,7 @@ struct authq;       /* authq.c: the shard's credential cache, queues and crypt w
 struct policy;      /* policy.h: rules, users, limits; RCU-published by the control thread */
 struct logger;      /* log.c: the access-log writer */
 struct udp_scratch; /* udp.c: the shard's datagram buffers */
+struct shardcmd;    /* shardcmd.h: a command of the control thread */
 struct lockout;     /* lockout.h: failed-login counts, shared by every shard (atomics) */
 
 struct shard {
@@ -100,6 +101,7 @@ struct shard {
     _Alignas(64) atomic_bool stop;      /* close everything now */
     atomic_bool drain;                  /* stop accepting, let tunnels finish */
     _Atomic uint64_t drain_deadline_ms; /* CLOCK_MONOTONIC ms: then close the rest */
+    _Atomic(struct shardcmd *) cmd;     /* posted by the control thread, taken by the shard */
     /* written by the shard, read by the control thread */
     atomic_bool exited;           /* the loop has ended */
     _Atomic uint64_t pol_seen;    /* the policy generation its tunnels were checked against */

@@ -300,6 +300,8 @@ conn_log(struct shard *sh, const struct conn *c)
     r.start_ms = c->start_ms;
     r.duration_ms = (uint32_t)(now_ms > c->start_ms ? now_ms - c->start_ms : 0);
     r.shard = (uint16_t)sh->id;
+    r.slot = c->slot;
+    r.gen = c->gen;
     r.port = c->port;
     r.version = c->version;
     r.cmd = c->cmd;

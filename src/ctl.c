@@ -25,6 +25,8 @@
 #include <unistd.h>
 #include <urcu-qsbr.h>
 
+#include "acct.h"
+#include "acctctl.h"
 #include "admin.h"
 #include "climap.h"
 #include "log.h"
@@ -224,14 +226,19 @@ h_metrics(void *arg, char **out)
     metrics_process_read(&ctl->st.proc);
     ctl->st.log_written = log_written(ctl->lg);
     ctl->st.log_dropped = log_dropped(ctl->lg);
+    struct metrics_user *users = NULL;
+    size_t n_users = acctctl_metrics(ctl->acct, ctl->pol, &users);
     for (;;) {
         char *buf = malloc(cap);
         if (!buf) {
+            free(users);
             *out = NULL;
             return 0;
         }
         size_t n = metrics_render(buf, cap, ms, ctl->n_shards, &ctl->st);
+        n += metrics_render_users(n < cap ? buf + n : NULL, n < cap ? cap - n : 0, users, n_users);
         if (n < cap) {
+            free(users);
             *out = buf;
             return n;
         }
@@ -271,9 +278,10 @@ static void
 h_other(void *arg, const struct admin_request *rq, struct admin_reply *out)
 {
     struct ctl *ctl = arg;
-    (void)ctl;
-    (void)rq;
-    (void)out;
+    if (ctl_conns_route(ctl, rq, out))
+        return;
+    if (ctl_users_route(ctl, rq, out))
+        return;
 }
 
 /* Client addresses' limit counters nobody needs any more are freed every few seconds. */
@@ -287,6 +295,37 @@ sweep_clients(struct ctl *ctl)
         return;
     ctl->climap_swept_ms = now;
     climap_sweep(ctl->climap, lim_now_ns());
+}
+
+/* acctctl_tick(): user a has just gone over its quota, with quota_close. */
+static void
+quota_over(void *arg, struct uacct *a)
+{
+    struct ctl *ctl = arg;
+    struct acctctl_buf name = {0};
+    unsigned closed = 0;
+    int rc = ctl_disconnect_user(ctl, a, END_QUOTA, &closed);
+    acctctl_json_str(&name, a->name);
+    if (rc < 0)
+        fprintf(stderr, "ringsocks: user %s is over its quota; closing its tunnels failed: %s\n",
+                name.p ? name.p : "?", strerror(-rc));
+    else
+        fprintf(stderr, "ringsocks: user %s is over its quota: %u tunnels closed\n",
+                name.p ? name.p : "?", closed);
+    free(name.p);
+}
+
+int
+ctl_state_save(struct ctl *ctl)
+{
+    return acctctl_save(ctl->acct);
+}
+
+void
+ctl_finish(struct ctl *ctl)
+{
+    if (ctl->pol)
+        acctctl_finish(ctl->acct, ctl->pol);
 }
 
 static bool
@@ -349,6 +388,7 @@ ctl_run(struct ctl *ctl)
             n += n_admin[i];
         }
         sweep_clients(ctl);
+        acctctl_tick(ctl->acct, ctl->pol, quota_over, ctl);
         struct signalfd_siginfo si;
         while (read(ctl->sfd, &si, sizeof(si)) == sizeof(si)) {
             char msg[4096];
@@ -359,6 +399,7 @@ ctl_run(struct ctl *ctl)
             case SIGUSR1:
                 /* The writer thread reopens and says so on stderr (log.c). */
                 log_reopen(ctl->lg);
+                acctctl_reopen(ctl->acct);
                 break;
             default: /* SIGTERM, SIGINT */
                 if (ctl->draining)

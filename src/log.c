@@ -338,8 +338,8 @@ sockaddr_text(const union sockaddr_inx *a, char *out, size_t n)
     return strlen(out);
 }
 
-static const char *
-cmd_name(uint8_t cmd)
+const char *
+log_cmd_name(uint8_t cmd)
 {
     switch (cmd) {
     case 0:
@@ -431,9 +431,12 @@ log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, ch
         put_char(&o, '{');
     put_field_str(&o, fmt, "time", tbuf, t.len);
     put_field_num(&o, fmt, "shard", false, r->shard);
+    char id[40];
+    int id_len = snprintf(id, sizeof(id), "%u.%u.%u", r->shard, r->slot, r->gen);
+    put_field_str(&o, fmt, "id", id, (size_t)id_len);
     put_field_str(&o, fmt, "client", client, sockaddr_text(&r->client, client, sizeof(client)));
     put_field_str(&o, fmt, "user", r->user, strnlen(r->user, sizeof(r->user)));
-    const char *cmd = cmd_name(r->cmd);
+    const char *cmd = log_cmd_name(r->cmd);
     put_field_str(&o, fmt, "cmd", cmd, strlen(cmd));
     put_field_num(&o, fmt, "version", false, r->version);
     put_field_str(&o, fmt, "dest", dest, dest_text(r, dest, sizeof(dest)));

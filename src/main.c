@@ -41,6 +41,7 @@
 #include "config.h"
 #include "acct.h"
 #include "climap.h"
+#include "acctctl.h"
 #include "ctl.h"
 #include "lockout.h"
 #include "log.h"
@@ -512,6 +513,13 @@ main(int argc, char **argv)
     }
     if (drop_privileges(&o, ctl.pol->rules_mark) < 0)
         goto out_fds;
+    /* As the service user, before any byte is counted: the state file is read and written
+     * back once (a directory it cannot write fails here, not at the first save). */
+    ctl.acct = acctctl_new(&o, ctl.pol, ld.reg, err, sizeof(err));
+    if (!ctl.acct) {
+        fprintf(stderr, "ringsocks: %s\n", err);
+        goto out_fds;
+    }
     for (; inited < o.shards; inited++) {
         int ret = shard_init(&shards[inited], inited, &o, hosts, &ctl.pol, lg,
                              fds + inited * o.n_listen, o.n_listen);
@@ -589,6 +597,9 @@ out_shards:
     for (unsigned i = 0; i < inited; i++)
         shard_join(&shards[i]);
     climap_free(climap); /* the shards are gone: nobody holds a node */
+    /* Every byte is counted now: the last accounting lines and state file. */
+    if (rc == 0)
+        ctl_finish(&ctl);
 out_fds:
     for (size_t i = 0; i < (size_t)o.shards * o.n_listen; i++)
         if (fds[i] >= 0)
@@ -601,6 +612,7 @@ out_fds:
 out_ares:
     ares_library_cleanup();
 out:
+    acctctl_free(ctl.acct);
     policy_free(ctl.pol);
     acct_reg_free(ld.reg); /* after the shards: their tunnels pointed into it */
     free(fds);

@@ -468,3 +468,100 @@ metrics_render(char *buf, size_t cap, const struct metrics_shard *shards, unsign
     render_process(&w, &cs->proc);
     return w.len;
 }
+
+/* ---- per-user series */
+
+/* The length of the valid UTF-8 sequence at s (RFC 3629: no overlong form, no surrogate), or 0. */
+static size_t
+utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0xc2 || s[0] > 0xf4)
+        return 0;
+    size_t n = s[0] < 0xe0 ? 2 : s[0] < 0xf0 ? 3 : 4;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) ||
+        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
+        return 0;
+    return n;
+}
+
+/* A user label's value, quoted: one-to-one, printable, valid UTF-8 (metrics.h). */
+static void
+mw_user(struct mwriter *w, const char *name)
+{
+    if (!name) {
+        mw_printf(w, "\"other\"");
+        return;
+    }
+    /* A user named "other" must not be taken for the sum: its 'o' escaped, which no name's
+     * own text can produce ('\\' is always escaped). */
+    if (strcmp(name, "other") == 0) {
+        mw_printf(w, "\"\\\\x6fther\"");
+        return;
+    }
+    mw_printf(w, "\"");
+    for (const unsigned char *s = (const unsigned char *)name; *s;) {
+        size_t n = *s >= 0x80 ? utf8_len(s) : 0;
+        if (n) {
+            mw_printf(w, "%.*s", (int)n, (const char *)s);
+            s += n;
+        } else if (*s == '"') {
+            mw_printf(w, "\\\"");
+            s++;
+        } else if (*s < 0x20 || *s >= 0x7f || *s == '\\') {
+            mw_printf(w, "\\\\x%02x", *s++);
+        } else {
+            mw_printf(w, "%c", *s++);
+        }
+    }
+    mw_printf(w, "\"");
+}
+
+/* One sample: family{user="..."[,label="lv"]} v */
+static void
+mw_user_sample(struct mwriter *w, const char *family, const char *user, const char *label,
+               const char *lv, uint64_t v)
+{
+    mw_printf(w, "%s{user=", family);
+    mw_user(w, user);
+    if (label)
+        mw_printf(w, ",%s=\"%s\"", label, lv);
+    mw_printf(w, "} %" PRIu64 "\n", v);
+}
+
+size_t
+metrics_render_users(char *buf, size_t cap, const struct metrics_user *u, size_t n)
+{
+    struct mwriter w = {.buf = buf, .cap = buf ? cap : 0, .len = 0};
+    static const char *const dirs[2] = {"up", "down"};
+    static const char *const fam[] = {
+        "ringsocks_user_bytes_total", "ringsocks_user_tunnels_opened_total",
+        "ringsocks_user_tunnels_open", "ringsocks_user_limit_hits_total",
+        "ringsocks_user_quota_used_bytes"};
+    if (!n)
+        return 0;
+    mw_family(&w, fam[0], "counter",
+              "Bytes relayed for a user (up: client to target); the users past metrics_users "
+              "are summed as user=\"other\".");
+    for (size_t i = 0; i < n; i++)
+        for (int d = 0; d < 2; d++)
+            mw_user_sample(&w, fam[0], u[i].name, "direction", dirs[d], u[i].bytes[d]);
+    mw_family(&w, fam[1], "counter", "Tunnels a user opened.");
+    for (size_t i = 0; i < n; i++)
+        mw_user_sample(&w, fam[1], u[i].name, NULL, NULL, u[i].opened);
+    mw_family(&w, fam[2], "gauge", "Tunnels of a user open now.");
+    for (size_t i = 0; i < n; i++)
+        mw_user_sample(&w, fam[2], u[i].name, NULL, NULL, u[i].open);
+    mw_family(&w, fam[3], "counter", "Times a user's limit refused or slowed something, by limit.");
+    for (size_t i = 0; i < n; i++)
+        for (int h = 0; h < LIMH__COUNT; h++)
+            mw_user_sample(&w, fam[3], u[i].name, "limit", lim_hit_str((enum lim_hit)h),
+                           u[i].hits[h]);
+    mw_family(&w, fam[4], "gauge",
+              "Bytes a user counted against its quota in the current period (0: no quota).");
+    for (size_t i = 0; i < n; i++)
+        mw_user_sample(&w, fam[4], u[i].name, NULL, NULL, u[i].quota_used);
+    return w.len;
+}

@@ -44,9 +44,17 @@ check_name(const char *v)
 
 /* An absolute path (a daemon's working directory is /). */
 static const char *
-check_pid_file(const char *v)
+check_path(const char *v)
 {
     return v[0] == '/' ? NULL : "is not an absolute path";
+}
+
+static const char *
+check_accounting_log(const char *v)
+{
+    return strcmp(v, "off") == 0 ? NULL
+           : check_path(v)       ? "is not \"off\" or an absolute path"
+                                 : NULL;
 }
 
 /* "stderr", "syslog", "off" or an absolute path (a daemon's working directory is /). */
@@ -314,9 +322,22 @@ const struct options_row options_rows[] = {
     {"access_log", OPTIONS_STRING, 0, 0, 0, F(access_log), 0, NULL, check_access_log, NULL,
      "stderr", NULL, "TARGET", NULL, "one line per tunnel to stderr, syslog, off or a file path"},
     CHOICE("log_format", 0, log_format, log_format_words, "logfmt", "access-log line format"),
-    {"pid_file", OPTIONS_STRING, 0, 0, 0, F(pid_file), 0, NULL, check_pid_file, NULL, NULL,
+    {"pid_file", OPTIONS_STRING, 0, 0, 0, F(pid_file), 0, NULL, check_path, NULL, NULL,
      "no PID file", "PATH", NULL,
      "write the PID here once listening (before dropping privileges), remove it at exit"},
+    /* accounting and quotas (acctctl.h) */
+    {"state_file", OPTIONS_STRING, 0, 0, 0, F(state_file), 0, NULL, check_path, NULL, NULL,
+     "nothing kept: quotas start from 0 at every start", "FILE", NULL,
+     "keeps quota counts and admin blocks across restarts (written atomically)"},
+    UINT("state_interval", R, 1, 60, state_interval_s, "60", NULL, "SEC",
+         "write the state file at least this often (and at exit)"),
+    {"accounting_log", OPTIONS_STRING, 0, 0, 0, F(accounting_log), 0, NULL, check_accounting_log,
+     NULL, "off", NULL, "FILE|off", NULL,
+     "one JSON line per active user and interval, appended; reopened on SIGUSR1"},
+    UINT("accounting_interval", R, 1, 3600, accounting_interval_s, "60", NULL, "SEC",
+         "the accounting log's interval"),
+    UINT("metrics_users", R, 0, 10000, metrics_users, "0", "no per-user series", "N",
+         "users with Prometheus series of their own; the rest are summed as user=\"other\""),
     {"admin", OPTIONS_ADDR, OPTIONS_F_OFF | OPTIONS_F_PORT, 0, 0, F(admin), 0, NULL, NULL, NULL,
      "127.0.0.1:9180", NULL, "HOST:PORT|off", NULL,
      "admin endpoint (/metrics /healthz /reload /drain ...); beyond loopback only with a token"},

@@ -83,6 +83,9 @@ policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t 
     p->client_max_handshakes = o->client_max_handshakes;
     p->client_max_binds = o->client_max_binds;
     p->client_max_udp = o->client_max_udp;
+    p->state_interval_s = o->state_interval_s;
+    p->accounting_interval_s = o->accounting_interval_s;
+    p->metrics_users = o->metrics_users;
     if (egress_init(p, o) < 0) {
         p->acl = NULL; /* the caller's still */
         p->users = NULL;

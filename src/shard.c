@@ -33,6 +33,7 @@
 #include "relay.h"
 #include "request.h"
 #include "ring.h"
+#include "shardcmd.h"
 #include "udp.h"
 
 #define RING_ENTRIES         4096
@@ -307,8 +308,8 @@ dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
         on_tick(sh);
         break;
     case OP_WAKE:
-        /* Stop, drain or a new policy: the loop looks at each; keep listening.
-         * Or room under max_conns, freed by another shard. */
+        /* Stop, drain, a new policy or a command: the loop looks at each; keep
+         * listening. Or room under max_conns, freed by another shard. */
         if (!atomic_load_explicit(&sh->stop, memory_order_acquire))
             arm_wake(sh);
         shard_accept_resume(sh);
@@ -437,6 +438,8 @@ shard_main(void *arg)
             atomic_fetch_add_explicit(&sh->pol_revoked, revoked, memory_order_relaxed);
             atomic_store_explicit(&sh->pol_seen, sh->pol_gen, memory_order_release);
         }
+        /* A command of the control thread (the wake that brought it re-arms below). */
+        shardcmd_run(sh);
         if (!sh->draining && atomic_load_explicit(&sh->drain, memory_order_acquire))
             begin_drain(sh);
         if (sh->draining && !sh->stopping &&
@@ -500,6 +503,7 @@ shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hos
     atomic_init(&sh->drain, false);
     atomic_init(&sh->drain_deadline_ms, 0);
     atomic_init(&sh->exited, false);
+    atomic_init(&sh->cmd, NULL);
     atomic_init(&sh->pol_seen, 0);
     atomic_init(&sh->pol_revoked, 0);
     sh->ls = calloc(n_listen, sizeof(*sh->ls));

@@ -1455,7 +1455,7 @@ def _access_log_run(ctx, fmt):
         else:
             rec = parse_logfmt(l)
         recs.append((l, rec))
-    keys = ["time", "shard", "client", "user", "cmd", "version", "dest", "resolved", "egress", "rule", "rep",
+    keys = ["time", "shard", "id", "client", "user", "cmd", "version", "dest", "resolved", "egress", "rule", "rep",
             "up", "down", "duration_ms", "end", "end_time"]
     problems = []
     for l, rec in recs:
@@ -1494,6 +1494,8 @@ def _access_log_run(ctx, fmt):
             bad.append("egress=%r, expected 127.0.0.1:PORT" % rec["egress"])
         if not ok and rec["egress"] != none:
             bad.append("egress=%r with no connection made, expected %r" % (rec["egress"], none))
+        if not re.match(r"%s\.\d+\.\d+$" % rec["shard"], str(rec["id"])):
+            bad.append("id=%r is not SHARD.SLOT.GEN of shard %r" % (rec["id"], rec["shard"]))
         if not re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", str(rec["time"])):
             bad.append("time=%r is not an ISO 8601 time" % rec["time"])
         if bad:

@@ -55,12 +55,14 @@ import cases_clients  # noqa: E402,F401
 import cases_control  # noqa: E402,F401
 import cases_security  # noqa: E402,F401
 import cases_admin  # noqa: E402,F401
+import cases_conns  # noqa: E402,F401
 import cases_ctl  # noqa: E402,F401
 import cases_happy  # noqa: E402,F401
 import cases_ulimits  # noqa: E402,F401
 import cases_egress  # noqa: E402,F401
 import cases_lockout  # noqa: E402,F401
 import cases_ops  # noqa: E402,F401
+import cases_acct  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")
 # Every test runs under the default engine (auto: copy, then splice for bulk).

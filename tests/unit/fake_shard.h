@@ -5,7 +5,8 @@
  * one test file per binary.
  *
  * Defines the neighbours of conn.o that these tests do not exercise:
- * log_push() (log.h: counts the access-log lines and keeps the last) and,
+ * log_push() (log.h: counts the access-log lines and keeps the last; unless
+ * FAKE_SHARD_REAL_LOG is defined before the include: the test links log.o) and,
  * unless FAKE_SHARD_REAL_POLICY is defined before the include (the test links
  * the real rules), policy_decide() (everything allowed, no rule deciding),
  * acl_rule_name() (no names) and users_hash() (no user known).
@@ -26,7 +27,9 @@
 
 #include "fake_ring.h"
 
-static unsigned fs_log_n;          /* access-log lines pushed */
+static unsigned fs_log_n; /* access-log lines pushed */
+
+#ifndef FAKE_SHARD_REAL_LOG
 static struct log_rec fs_log_last; /* the last of them */
 
 bool
@@ -38,6 +41,7 @@ log_push(struct logger *lg, unsigned shard, const struct log_rec *rec)
     fs_log_last = *rec;
     return true;
 }
+#endif
 
 #ifndef FAKE_SHARD_REAL_POLICY
 bool

@@ -352,6 +352,9 @@ test_free_only_when_drained(void **state)
     /* One access-log line, at free, with the reason. */
     assert_int_equal(fs_log_n, 1);
     assert_int_equal(fs_log_last.end, END_TARGET_ERR);
+    /* Its id is the one the admin API showed: the slot and the generation before the bump. */
+    assert_int_equal(fs_log_last.slot, c->slot);
+    assert_int_equal(fs_log_last.gen, gen);
 
     /* Nothing more happens to a freed slot: a close is ignored, nothing is closed again. */
     conn_close(&sh, c, END_DONE);

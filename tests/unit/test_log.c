@@ -52,6 +52,8 @@ base_rec(struct log_rec *r)
     r->start_ms = T0_MS;
     r->duration_ms = 250;
     r->shard = 0;
+    r->slot = 7;
+    r->gen = 2;
     r->port = 443;
     r->version = 5;
     r->cmd = SOCKS5_CMD_CONNECT;
@@ -255,7 +257,8 @@ test_logfmt_ipv4(void **state)
     struct log_rec r;
     base_rec(&r);
     expect(&r, LOG_LOGFMT,
-           "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=alice cmd=connect "
+           "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 user=alice "
+           "cmd=connect "
            "version=5 dest=example.com:443 resolved=93.184.216.34:443 egress=- rule=- rep=0 up=123 "
            "down=4567 "
            "duration_ms=250 end=done end_time=2026-11-21T21:40:00.373Z\n");
@@ -271,12 +274,14 @@ test_egress_session(void **state)
     set_v6(&r.egress, "2001:db8:1::7", 40000);
     snprintf(r.session, sizeof(r.session), "ab12");
     expect(&r, LOG_LOGFMT,
-           "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=alice cmd=connect "
+           "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 user=alice "
+           "cmd=connect "
            "version=5 dest=example.com:443 resolved=93.184.216.34:443 "
            "egress=[2001:db8:1::7]:40000 session=ab12 rule=- rep=0 up=123 down=4567 "
            "duration_ms=250 end=done end_time=2026-11-21T21:40:00.373Z\n");
     expect(&r, LOG_JSON,
-           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\",\"client\":\"127.0."
+           "0.1:50000\","
            "\"user\":\"alice\",\"cmd\":\"connect\",\"version\":5,\"dest\":\"example.com:443\","
            "\"resolved\":\"93.184.216.34:443\",\"egress\":\"[2001:db8:1::7]:40000\","
            "\"session\":\"ab12\",\"rule\":null,\"rep\":0,\"up\":123,\"down\":4567,"
@@ -290,7 +295,8 @@ test_json_ipv4(void **state)
     struct log_rec r;
     base_rec(&r);
     expect(&r, LOG_JSON,
-           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\",\"client\":\"127.0."
+           "0.1:50000\","
            "\"user\":\"alice\",\"cmd\":\"connect\",\"version\":5,\"dest\":\"example.com:443\","
            "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rule\":null,\"rep\":0,\"up\":123,"
            "\"down\":4567,"
@@ -314,12 +320,14 @@ test_ipv6(void **state)
     r.duration_ms = 4294967295u;
     r.end = END_HS_TIMEOUT;
     expect(&r, LOG_LOGFMT,
-           "time=2026-11-21T21:40:00.123Z shard=3 client=[2001:db8::1]:50000 user=alice cmd=bind "
+           "time=2026-11-21T21:40:00.123Z shard=3 id=3.7.2 client=[2001:db8::1]:50000 user=alice "
+           "cmd=bind "
            "version=5 dest=[2001:db8::2]:8443 resolved=[2001:db8::2]:8443 egress=- rule=- rep=5 "
            "up=18446744073709551615 down=4567 duration_ms=4294967295 end=handshake_timeout "
            "end_time=2027-01-10T14:42:47.418Z\n");
     expect(&r, LOG_JSON,
-           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":3,\"client\":\"[2001:db8::1]:50000\","
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":3,\"id\":\"3.7.2\",\"client\":\"[2001:"
+           "db8::1]:50000\","
            "\"user\":\"alice\",\"cmd\":\"bind\",\"version\":5,\"dest\":\"[2001:db8::2]:8443\","
            "\"resolved\":\"[2001:db8::2]:8443\",\"egress\":null,\"rule\":null,\"rep\":5,\"up\":"
            "18446744073709551615,"
@@ -342,11 +350,12 @@ test_empty_fields(void **state)
     r.bytes_up = r.bytes_down = 0;
     r.duration_ms = 0;
     expect(&r, LOG_LOGFMT,
-           "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 user=- cmd=none "
+           "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 user=- cmd=none "
            "version=0 dest=- resolved=- egress=- rule=- rep=- up=0 down=0 duration_ms=0 end=done "
            "end_time=2026-11-21T21:40:00.123Z\n");
     expect(&r, LOG_JSON,
-           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\",\"client\":\"127.0."
+           "0.1:50000\","
            "\"user\":null,\"cmd\":\"none\",\"version\":0,\"dest\":null,\"resolved\":null,"
            "\"egress\":null,"
            "\"rule\":null,\"rep\":null,\"up\":0,\"down\":0,\"duration_ms\":0,\"end\":\"done\","
@@ -409,13 +418,14 @@ test_hostile_strings(void **state)
     strcpy(r.user, "a b\"c=d\\e\n\x01\x7f\xff");
     strcpy(r.host, "evil.com:1 end=done\r\nfake=1");
     expect(&r, LOG_LOGFMT,
-           "time=2026-11-21T21:40:00.123Z shard=0 client=127.0.0.1:50000 "
+           "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 "
            "user=\"a b\\\"c=d\\\\e\\x0a\\x01\\x7f\\xff\" cmd=connect version=5 "
            "dest=\"[evil.com:1 end=done\\x0d\\x0afake=1]:443\" resolved=93.184.216.34:443 egress=- "
            "rule=- rep=0 "
            "up=123 down=4567 duration_ms=250 end=done end_time=2026-11-21T21:40:00.373Z\n");
     expect(&r, LOG_JSON,
-           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"client\":\"127.0.0.1:50000\","
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\",\"client\":\"127.0."
+           "0.1:50000\","
            "\"user\":\"a b\\\"c=d\\\\e\\u000a\\u0001\\u007f\\u00ff\",\"cmd\":\"connect\","
            "\"version\":5,\"dest\":\"[evil.com:1 end=done\\u000d\\u000afake=1]:443\","
            "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rule\":null,\"rep\":0,\"up\":123,"

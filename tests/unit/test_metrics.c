@@ -342,10 +342,10 @@ test_no_shards(void **state)
     free(buf);
 }
 
+/* promtool check metrics finds nothing to say about text (skipped without promtool). */
 static void
-test_promtool(void **state)
+promtool_ok(const char *text, size_t len)
 {
-    struct fixture *f = *state;
     char path[] = "/tmp/test_metrics.XXXXXX";
     char cmd[256], out[4096];
 
@@ -355,7 +355,7 @@ test_promtool(void **state)
     }
     int fd = mkstemp(path);
     assert_true(fd >= 0);
-    assert_int_equal(write(fd, f->text, f->len), (ssize_t)f->len);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
     close(fd);
 
     snprintf(cmd, sizeof(cmd), "promtool check metrics < %s 2>&1", path);
@@ -372,13 +372,48 @@ test_promtool(void **state)
     assert_int_equal(n, 0);
 }
 
+static void
+test_promtool(void **state)
+{
+    struct fixture *f = *state;
+    promtool_ok(f->text, f->len);
+}
+
+/*
+ * The per-user families after the rest, with names a label must escape (quote, backslash,
+ * newline, invalid UTF-8), valid UTF-8, a user called "other" and the sum of the others.
+ */
+static void
+test_users_promtool(void **state)
+{
+    struct fixture *f = *state;
+    struct metrics_user u[5] = {
+        {.name = "alice", .bytes = {10, 20}, .opened = 3, .open = 1, .quota_used = 30},
+        {.name = "q\"b\\s\nl\xff", .hits = {[LIMH_RATE] = 2}},
+        {.name = "\xc3\xa9t\xc3\xa9"},
+        {.name = "other", .bytes = {1, 1}},
+        {.name = NULL, .bytes = {100, 200}, .opened = 9},
+    };
+    size_t n = metrics_render_users(NULL, 0, u, 5);
+    char *text = malloc(f->len + n + 1);
+    assert_non_null(text);
+    memcpy(text, f->text, f->len);
+    assert_int_equal(metrics_render_users(text + f->len, n + 1, u, 5), n);
+    assert_non_null(
+        strstr(text, "ringsocks_user_bytes_total{user=\"other\",direction=\"down\"} 200\n"));
+    assert_non_null(strstr(text, "{user=\"q\\\"b\\\\x5cs\\\\x0al\\\\xff\",limit=\"rate\"} 2\n"));
+    assert_non_null(strstr(text, "ringsocks_user_tunnels_open{user=\"\xc3\xa9t\xc3\xa9\"} 0\n"));
+    promtool_ok(text, f->len + n);
+    free(text);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values),       cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_small_buffer), cmocka_unit_test(test_no_shards),
-        cmocka_unit_test(test_promtool),
+        cmocka_unit_test(test_promtool),     cmocka_unit_test(test_users_promtool),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
