@@ -399,3 +399,49 @@ def ctl_users_concurrent(ctx):
     want = [head[0]] + ["%s max_conns=%d" % (head[i + 1], i + 1) for i in range(n)]
     lost = [w.split(":")[0] for w, l in zip(want, lines) if w != l]
     check(lines == want, "after %d concurrent edits, lost: %s" % (n, lost), "\n".join(lines))
+
+
+@case("ctl_tunnel_calls")
+def ctl_tunnel_calls(ctx):
+    """ringsocksctl connections, close, users list/show, disconnect, block and
+    unblock against the live-control routes, with a token: the server's JSON
+    on stdout and exit 0, or its status on stderr and exit 1 (404 for an
+    unknown user or connection)."""
+    import json
+    from cases_auth import ALICE, auth_proxy
+    from cases_conns import login_tunnel, sees_eof
+    need_admin_sec()
+    tok = token_file(ctx)
+    p = auth_proxy(ctx, extra=["--admin-token-file", tok])
+    base = ["--admin", "http://%s:%d" % admin_addr(p), "--token-file", tok]
+    echo = ctx.echo_server()
+
+    def call(*args, want=0):
+        rc, out, err = ctl(ctx, base + list(args))
+        check(rc == want, "ringsocksctl %s: exit %d, expected %d" % (" ".join(args), rc, want),
+              err + out)
+        return json.loads(out) if rc == 0 else err
+
+    s = login_tunnel(ctx, p, ALICE, echo.port)
+    body = call("connections", "--user", ALICE[0])
+    check(len(body["connections"]) == 1 and body["connections"][0]["user"] == ALICE[0],
+          "connections --user alice: %r" % body)
+    cid = body["connections"][0]["id"]
+    body = call("users", "list")
+    check(ALICE[0] in [u["user"] for u in body["users"]], "users list lacks alice: %r" % body)
+    body = call("users", "show", ALICE[0])
+    check(body["user"] == ALICE[0], "users show alice: %r" % body)
+    err = call("users", "show", "nobody here", want=1)
+    check("404" in err and "nobody%20here" in err, "users show of an unknown name: %r" % err)
+    body = call("close", cid)
+    check(body == {"closed": 1} and sees_eof(s), "close %s: %r" % (cid, body))
+    call("close", cid, want=1)
+    s = login_tunnel(ctx, p, ALICE, echo.port)
+    body = call("disconnect", ALICE[0])
+    check(body.get("closed") == 1 and sees_eof(s), "disconnect alice: %r" % body)
+    body = call("block", ALICE[0])
+    check(body.get("blocked") is True, "block alice: %r" % body)
+    body = call("unblock", ALICE[0])
+    check(body == {"blocked": False}, "unblock alice: %r" % body)
+    s = login_tunnel(ctx, p, ALICE, echo.port)
+    s.close()
