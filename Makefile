@@ -1,6 +1,7 @@
 # ringsocks - SOCKS proxy on io_uring.
-#   make            build build/ringsocks and build/socksload (load generator; `socksload serve
-#                   --socks5` is also the macro benchmark's no-proxy baseline)
+#   make            build build/ringsocks, build/ringsocksctl (the operator's CLI) and
+#                   build/socksload (load generator; `socksload serve --socks5` is also the
+#                   macro benchmark's no-proxy baseline)
 #   make SAN=1      the same with AddressSanitizer + UBSan, in build-san/
 #   make run        install what is missing, build, start on conf defaults
 #   make test       install what is missing, build, run every test (unit, fuzz smoke, integration)
@@ -44,7 +45,7 @@ BENCH_BINS := $(BUILD)/socksload
 
 .PHONY: all run test unit integration deps deps-build deps-test clean check-headers format \
 	format-check
-all: $(BUILD)/ringsocks $(BENCH_BINS)
+all: $(BUILD)/ringsocks $(BUILD)/ringsocksctl $(BENCH_BINS)
 
 # -MMD -MP: each object records the headers it read (obj/X.d), so a changed header rebuilds
 # what includes it and nothing else. A changed Makefile (flags) rebuilds everything.
@@ -143,7 +144,7 @@ check-headers:
 CLANG_FORMAT ?= clang-format
 FORMAT_FILES := $(wildcard src/*.c include/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c \
 	tests/fuzz/*.h bench/micro/*.c bench/micro/*.h bench/micro/*.cc tools/socksload/*.c \
-	tools/socksload/*.h)
+	tools/socksload/*.h tools/ringsocksctl/*.c tools/ringsocksctl/*.h)
 format:
 	$(CLANG_FORMAT) --style=file:tools/.clang-format -i $(FORMAT_FILES)
 format-check:
@@ -176,3 +177,4 @@ include mk/fuzz.mk
 include mk/bench.mk
 include mk/install.mk
 include mk/socksload.mk
+include mk/ringsocksctl.mk

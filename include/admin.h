@@ -9,11 +9,15 @@
  * pollfds and shortens its timeout to the nearest client deadline;
  * admin_poll_done() does what poll() found ready, without ever waiting.
  *
- * There is no authentication, so what a web browser on the host could make
- * it do is refused: requests whose Host names something DNS could rebind to
- * 127.0.0.1, whose Origin or Sec-Fetch-Site says another site sent them, and
- * POSTs with the form and text content types a page may send cross-origin
- * without a CORS preflight.
+ * It listens on TCP, on a Unix socket, or both (one struct admin each). With
+ * a token set (admin_set_token()), every request but GET /healthz must carry
+ * "Authorization: Bearer TOKEN", else 401; the token's digest is all it
+ * keeps, compared in constant time. Without one, only loopback and the
+ * socket's file mode guard it (main.c refuses a wider address). Either way,
+ * what a web browser on the host could make it do is refused: requests whose
+ * Host names something DNS could rebind to 127.0.0.1, whose Origin or
+ * Sec-Fetch-Site says another site sent them, and POSTs with the form and
+ * text content types a page may send cross-origin without a CORS preflight.
  */
 #ifndef RINGSOCKS_ADMIN_H
 #define RINGSOCKS_ADMIN_H
@@ -22,6 +26,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 /* From accept until the whole request head is in. */
 #define ADMIN_READ_TIMEOUT_MS  1000
@@ -38,6 +43,11 @@
 
 #define ADMIN_METHOD_MAX 16
 #define ADMIN_PATH_MAX   256
+
+/* The bearer token: its file's one line, visible ASCII, this many bytes. */
+#define ADMIN_TOKEN_MIN    16
+#define ADMIN_TOKEN_MAX    4096
+#define ADMIN_TOKEN_DIGEST 32 /* crypto_generichash_BYTES */
 
 struct admin;
 struct admin_request;
@@ -88,6 +98,20 @@ struct admin_handlers {
  * the address and the failed step in err on failure.
  */
 struct admin *admin_open(const struct sockaddr *addr, const char *hosts, char *err, size_t errlen);
+/*
+ * The same on a Unix socket at path (absolute, shorter than sun_path): a
+ * socket file left there is removed first (anything else, or a socket some
+ * process still answers on, is an error), the new one is made with mode
+ * (umask 0177 until chmod, so it is never wider), and owned by uid:gid when
+ * chown is set (root, before the privilege drop). admin_close() removes it.
+ */
+struct admin *admin_open_unix(const char *path, unsigned mode, bool chown, uid_t uid, gid_t gid,
+                              const char *hosts, char *err, size_t errlen);
+/*
+ * From now on require the token whose digest (admin_token_digest()) is
+ * given, or none when digest is NULL. Copied.
+ */
+void admin_set_token(struct admin *a, const unsigned char *digest);
 /* The listening fd (its address: getsockname()). */
 int admin_fd(const struct admin *a);
 /*
@@ -120,7 +144,7 @@ struct admin_request {
     char method[ADMIN_METHOD_MAX];
     char path[ADMIN_PATH_MAX];  /* without query string and fragment */
     char query[ADMIN_PATH_MAX]; /* after '?', without the fragment; "" when none */
-    struct admin_field host, origin, content_type, fetch_site;
+    struct admin_field host, origin, content_type, fetch_site, authorization;
 };
 
 /*
@@ -152,6 +176,47 @@ bool admin_origin_same(const char *origin, size_t olen, const char *host, size_t
  * ASCII case ignored, parameters and whitespace allowed (RFC 9110 8.3.1).
  */
 bool admin_ctype_is_simple(const char *v, size_t len);
+/*
+ * May this request go on, given the token digest (NULL: no token)? 0 yes;
+ * else 401 with a one-line reason in *why, the same whether the
+ * Authorization line is missing, of another scheme or holds a wrong token
+ * (which one is not told). GET /healthz never needs it (load balancers);
+ * an Authorization line repeated is refused by admin_check_request().
+ */
+int admin_check_auth(const struct admin_request *rq, const unsigned char *digest, const char **why);
+/*
+ * An Authorization value "Bearer TOKEN" (scheme in any case, RFC 9110
+ * 11.1; one or more spaces; TOKEN the b64token of RFC 6750 2.1): true and
+ * the token in *tok, *tlen; false for anything else.
+ */
+bool admin_bearer(const char *v, size_t len, const char **tok, size_t *tlen);
+/* The digest the token is kept and compared as (BLAKE2b, crypto_generichash). */
+void admin_token_digest(const char *tok, size_t len, unsigned char digest[ADMIN_TOKEN_DIGEST]);
+/*
+ * Is tok the token of digest? Hashes tok and compares the digests with
+ * sodium_memcmp(): the time depends on tok's length only, never on how much
+ * of the token it matches or on the token's length.
+ */
+bool admin_token_ok(const unsigned char digest[ADMIN_TOKEN_DIGEST], const char *tok, size_t len);
+/*
+ * Read the token file at path: a regular file no group or other may read or
+ * write (like ssh keys), one line of ADMIN_TOKEN_MIN..ADMIN_TOKEN_MAX
+ * visible ASCII bytes, one trailing newline allowed. Its digest into digest;
+ * 0, or -errno with a message naming path (and the mode when that is the
+ * fault) in err, never the token.
+ */
+int admin_token_read(const char *path, unsigned char digest[ADMIN_TOKEN_DIGEST], char *err,
+                     size_t errlen);
+/*
+ * The same for a client: the token itself into tok (cap bytes, NUL-ended);
+ * its length or -errno with err.
+ */
+int admin_token_load(const char *path, char *tok, size_t cap, char *err, size_t errlen);
+/*
+ * An address (of the admin setting) that must not listen without a token:
+ * IPv4 or IPv6 beyond loopback. AF_UNSPEC (off) needs none.
+ */
+bool admin_needs_token(const struct sockaddr *sa);
 /* 127.0.0.0/8, ::1 or ::ffff:127.0.0.0/104: only this host can connect. */
 bool admin_addr_is_loopback(const struct sockaddr *sa);
 /*

@@ -39,9 +39,10 @@ struct ctl {
     unsigned n_shards;
     struct policy *pol; /* published: shards read it through RCU */
     struct logger *lg;
-    struct admin *admin;
-    struct acct_reg *reg;  /* users' running state (acct.h), kept across reloads */
-    struct climap *climap; /* client addresses' limit counters (climap.h): swept here */
+    struct admin *admin;      /* on TCP; NULL: none */
+    struct admin *admin_unix; /* on a Unix socket; NULL: none */
+    struct acct_reg *reg;     /* users' running state (acct.h), kept across reloads */
+    struct climap *climap;    /* client addresses' limit counters (climap.h): swept here */
     uint64_t climap_swept_ms;
     struct acctctl *acct; /* quotas, the state file, accounting (acctctl.h); NULL: none */
     ctl_load_fn load;

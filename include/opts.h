@@ -75,7 +75,14 @@ struct opts {
     char pid_file[4096];   /* written once listening, removed at exit; "": none */
     enum log_format log_format;
     struct sockaddr_storage admin; /* family AF_UNSPEC: no admin endpoint */
-    char admin_hosts[1024];   /* "a,b": names its Host may carry besides addresses, localhost */
+    char admin_hosts[1024];      /* "a,b": names its Host may carry besides addresses, localhost */
+    char admin_token_file[4096]; /* the bearer token's file; "": no token */
+    char admin_socket[108];      /* a Unix socket path for the admin endpoint; "": none */
+    char admin_socket_mode[8];   /* its mode, octal text: "0660" */
+    /* Set by the loader from admin_token_file (never by a row): the token's digest
+     * (admin_token_digest()), so the token itself is kept nowhere. */
+    bool has_admin_token;
+    unsigned char admin_token[32];
     char user[64], group[64]; /* drop to these after binding; empty: stay */
     bool close_removed_users; /* on reload, close tunnels of users no longer in the file */
     bool close_denied;        /* on reload, close tunnels the new rules deny */

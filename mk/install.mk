@@ -23,7 +23,7 @@ RS_ETCDIR  := /etc/ringsocks
 RS_UNITDIR ?= /lib/systemd/system
 RS_LOGROTATE := /etc/logrotate.d/ringsocks
 
-RS_MANPAGES := docs/ringsocks.8 docs/ringsocks.conf.5
+RS_MANPAGES := docs/ringsocks.8 docs/ringsocksctl.8 docs/ringsocks.conf.5
 RS_EXAMPLES := conf/ringsocks.conf conf/egress.conf
 RS_DOCS      = $(wildcard docs/*.md)
 
@@ -36,15 +36,18 @@ RS_TOP_MAKEFILE := $(firstword $(MAKEFILE_LIST))
 
 .PHONY: install uninstall install-check
 
-install: $(BUILD)/ringsocks $(RS_MANPAGES) $(RS_EXAMPLES) conf/ringsocks.service \
+install: $(BUILD)/ringsocks $(BUILD)/ringsocksctl $(RS_MANPAGES) $(RS_EXAMPLES) conf/ringsocks.service \
          conf/logrotate.d/ringsocks
 	@case '$(PREFIX)' in /*) ;; *) echo "install: PREFIX must be an absolute path, not '$(PREFIX)'" >&2; exit 2 ;; esac
 	mkdir -p $(RS_GEN)
 	$(RS_SED) conf/ringsocks.service > $(RS_GEN)/ringsocks.service
 	$(RS_SED) docs/ringsocks.8 > $(RS_GEN)/ringsocks.8
+	$(RS_SED) docs/ringsocksctl.8 > $(RS_GEN)/ringsocksctl.8
 	$(RS_SED) docs/ringsocks.conf.5 > $(RS_GEN)/ringsocks.conf.5
 	$(INSTALL) -D -m 755 $(BUILD)/ringsocks $(DESTDIR)$(RS_SBINDIR)/ringsocks
+	$(INSTALL) -D -m 755 $(BUILD)/ringsocksctl $(DESTDIR)$(RS_SBINDIR)/ringsocksctl
 	$(INSTALL) -D -m 644 $(RS_GEN)/ringsocks.8 $(DESTDIR)$(RS_MANDIR)/man8/ringsocks.8
+	$(INSTALL) -D -m 644 $(RS_GEN)/ringsocksctl.8 $(DESTDIR)$(RS_MANDIR)/man8/ringsocksctl.8
 	$(INSTALL) -D -m 644 $(RS_GEN)/ringsocks.conf.5 $(DESTDIR)$(RS_MANDIR)/man5/ringsocks.conf.5
 	$(INSTALL) -D -m 644 -t $(DESTDIR)$(RS_DOCDIR)/examples $(RS_EXAMPLES)
 	$(INSTALL) -D -m 644 -t $(DESTDIR)$(RS_DOCDIR) $(RS_DOCS)
@@ -68,8 +71,9 @@ install: $(BUILD)/ringsocks $(RS_MANPAGES) $(RS_EXAMPLES) conf/ringsocks.service
 
 # The logrotate file is removed only while it is still the shipped one.
 uninstall:
-	rm -f $(DESTDIR)$(RS_SBINDIR)/ringsocks
-	rm -f $(DESTDIR)$(RS_MANDIR)/man8/ringsocks.8 $(DESTDIR)$(RS_MANDIR)/man5/ringsocks.conf.5
+	rm -f $(DESTDIR)$(RS_SBINDIR)/ringsocks $(DESTDIR)$(RS_SBINDIR)/ringsocksctl
+	rm -f $(DESTDIR)$(RS_MANDIR)/man8/ringsocks.8 $(DESTDIR)$(RS_MANDIR)/man8/ringsocksctl.8 \
+	    $(DESTDIR)$(RS_MANDIR)/man5/ringsocks.conf.5
 	rm -f $(addprefix $(DESTDIR)$(RS_DOCDIR)/examples/,$(notdir $(RS_EXAMPLES)))
 	rm -f $(addprefix $(DESTDIR)$(RS_DOCDIR)/,$(notdir $(RS_DOCS)))
 	rmdir $(DESTDIR)$(RS_DOCDIR)/examples $(DESTDIR)$(RS_DOCDIR) 2>/dev/null || true
@@ -86,7 +90,7 @@ uninstall:
 # directory (/var/log/ringsocks, made by systemd's LogsDirectory=) that does not exist.
 RS_CHECK_HASH := $$6$$8OUTMpWNua3Nj16s$$pgM3kMyDp.Lz1Bs6J6P0mUln0h6L7DcQGAvPjrSEd0XR4PYliLKnJV57YTGs6hVfnIcgNs7PF/N8ik1gytnET0
 
-install-check: $(BUILD)/ringsocks
+install-check: $(BUILD)/ringsocks $(BUILD)/ringsocksctl
 	@set -u; \
 	work=$$(mktemp -d "$${TMPDIR:-/tmp}/ringsocks-install.XXXXXX") || exit 2; \
 	trap 'rm -rf "$$work"' EXIT; \
@@ -99,7 +103,9 @@ install-check: $(BUILD)/ringsocks
 	n=0; \
 	for spec in \
 	    '755 $(RS_SBINDIR)/ringsocks' \
+	    '755 $(RS_SBINDIR)/ringsocksctl' \
 	    '644 $(RS_MANDIR)/man8/ringsocks.8' \
+	    '644 $(RS_MANDIR)/man8/ringsocksctl.8' \
 	    '644 $(RS_MANDIR)/man5/ringsocks.conf.5' \
 	    '644 $(RS_DOCDIR)/examples/ringsocks.conf' \
 	    '644 $(RS_DOCDIR)/examples/egress.conf' \
@@ -123,6 +129,7 @@ install-check: $(BUILD)/ringsocks
 	fi; \
 	bin="$$root$(RS_SBINDIR)/ringsocks"; \
 	"$$bin" --version >/dev/null || fail "installed binary: --version failed"; \
+	"$$root$(RS_SBINDIR)/ringsocksctl" --help >/dev/null || fail "installed ringsocksctl: --help failed"; \
 	"$$bin" -t -c "$$root$(RS_ETCDIR)/ringsocks.conf" >"$$work/t.log" 2>&1 \
 	    || { cat "$$work/t.log"; fail "ringsocks -t rejects the installed $(RS_ETCDIR)/ringsocks.conf"; }; \
 	printf 'check:%s\n' '$(RS_CHECK_HASH)' >"$$work/users"; \
@@ -130,7 +137,8 @@ install-check: $(BUILD)/ringsocks
 	    --access-log "$$work/access.log" >"$$work/t.log" 2>&1 \
 	    || { cat "$$work/t.log"; fail "ringsocks -t rejects examples/egress.conf"; }; \
 	if command -v groff >/dev/null; then \
-	    for m in "$$root$(RS_MANDIR)/man8/ringsocks.8" "$$root$(RS_MANDIR)/man5/ringsocks.conf.5"; do \
+	    for m in "$$root$(RS_MANDIR)/man8/ringsocks.8" "$$root$(RS_MANDIR)/man8/ringsocksctl.8" \
+	        "$$root$(RS_MANDIR)/man5/ringsocks.conf.5"; do \
 	        w=$$(groff -man -Tutf8 -ww -z "$$m" 2>&1); \
 	        [ -z "$$w" ] || { echo "$$w"; fail "groff warns about $${m#$$root}"; }; \
 	    done; \

@@ -9,7 +9,9 @@
  * one for its answer. A connection beyond the cap evicts the oldest client
  * still sending its head, so slow clients cannot make a new request wait.
  * Out of fds, the spare is given up to accept and serve one more client.
- * It never touches shard state: the handlers do that.
+ * It never touches shard state: the handlers do that. With a Unix socket it
+ * also owns the socket file, removed at close. The bearer token is kept as
+ * its digest only, and never written into a log line or an answer.
  */
 #include "admin.h"
 #include "hostname.h"
@@ -19,12 +21,15 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +71,11 @@ struct admin {
     unsigned n_polled;                  /* what admin_poll_prepare() wrote: the listener, then... */
     unsigned polled[ADMIN_MAX_CLIENTS]; /* ...these clients */
     char hosts[ADMIN_HOSTS_MAX];
+    bool has_token;
+    unsigned char token[ADMIN_TOKEN_DIGEST];
+    char *unix_path; /* the socket file made by admin_open_unix(), removed at close */
+    dev_t unix_dev;  /* ...while it is still that file */
+    ino_t unix_ino;
     struct admin_client c[ADMIN_MAX_CLIENTS];
 };
 
@@ -188,6 +198,7 @@ note_field(struct admin_request *rq, const char *line, size_t n, size_t name_len
         {"origin", offsetof(struct admin_request, origin)},
         {"content-type", offsetof(struct admin_request, content_type)},
         {"sec-fetch-site", offsetof(struct admin_request, fetch_site)},
+        {"authorization", offsetof(struct admin_request, authorization)},
     };
     for (size_t i = 0; i < sizeof(wanted) / sizeof(wanted[0]); i++) {
         if (!equal_nocase(line, name_len, wanted[i].name))
@@ -354,8 +365,9 @@ admin_check_request(const struct admin_request *rq, const char *hosts, const cha
     const struct admin_field *ctype = &rq->content_type, *site = &rq->fetch_site;
 
     /* Two of them could let one pass the check and the other be acted on. */
-    if (host->n > 1 || origin->n > 1 || ctype->n > 1 || site->n > 1) {
-        *why = "bad request: Host, Origin, Content-Type or Sec-Fetch-Site repeated\n";
+    if (host->n > 1 || origin->n > 1 || ctype->n > 1 || site->n > 1 || rq->authorization.n > 1) {
+        *why = "bad request: Host, Origin, Content-Type, Sec-Fetch-Site or Authorization "
+               "repeated\n";
         return 400;
     }
     /* DNS rebinding: a page's own name, resolved to this address, shows in Host. */
@@ -382,6 +394,155 @@ admin_check_request(const struct admin_request *rq, const char *hosts, const cha
     return 0;
 }
 
+/* ---- the bearer token (pure, but for the file read) */
+
+/* RFC 6750 section 2.1 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=". */
+static bool
+is_b64token(const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && (((p[i] | 0x20) >= 'a' && (p[i] | 0x20) <= 'z') ||
+                     (p[i] >= '0' && p[i] <= '9') || strchr("-._~+/", p[i])))
+        i++;
+    if (i == 0)
+        return false;
+    while (i < n && p[i] == '=')
+        i++;
+    return i == n;
+}
+
+bool
+admin_bearer(const char *v, size_t len, const char **tok, size_t *tlen)
+{
+    static const char scheme[] = "Bearer";
+    size_t n = sizeof(scheme) - 1, i = n;
+    if (len <= n || strncasecmp(v, scheme, n) != 0 || v[n] != ' ')
+        return false;
+    while (i < len && v[i] == ' ')
+        i++;
+    if (!is_b64token(v + i, len - i))
+        return false;
+    *tok = v + i;
+    *tlen = len - i;
+    return true;
+}
+
+void
+admin_token_digest(const char *tok, size_t len, unsigned char digest[ADMIN_TOKEN_DIGEST])
+{
+    crypto_generichash(digest, ADMIN_TOKEN_DIGEST, (const unsigned char *)tok, len, NULL, 0);
+}
+
+bool
+admin_token_ok(const unsigned char digest[ADMIN_TOKEN_DIGEST], const char *tok, size_t len)
+{
+    unsigned char d[ADMIN_TOKEN_DIGEST];
+    admin_token_digest(tok, len, d);
+    return sodium_memcmp(d, digest, ADMIN_TOKEN_DIGEST) == 0;
+}
+
+int
+admin_check_auth(const struct admin_request *rq, const unsigned char *digest, const char **why)
+{
+    const struct admin_field *f = &rq->authorization;
+    const char *tok;
+    size_t tlen;
+    if (!digest || (strcmp(rq->method, "GET") == 0 && strcmp(rq->path, "/healthz") == 0))
+        return 0;
+    if (f->v && admin_bearer(f->v, f->len, &tok, &tlen) && admin_token_ok(digest, tok, tlen))
+        return 0;
+    *why = "unauthorized: send Authorization: Bearer with the admin token\n";
+    return 401;
+}
+
+/*
+ * The token file's line into tok (cap bytes, NUL-ended): its length, or
+ * -errno with err naming path (never the token).
+ */
+static int
+token_file(const char *path, char *tok, size_t cap, char *err, size_t errlen)
+{
+    char buf[ADMIN_TOKEN_MAX + 3];
+    struct stat st;
+    ssize_t n = 0;
+    int ret = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd == -1) {
+        ret = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return ret;
+    }
+    if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+        ret = -EINVAL;
+        snprintf(err, errlen, "%s: not a regular file", path);
+        goto out;
+    }
+    /* Like ssh with its keys: a secret others may read or replace is no secret. */
+    if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        ret = -EPERM;
+        snprintf(err, errlen,
+                 "%s: mode %04o lets group or others read or write it; chmod 600 %s (owned by "
+                 "the user ringsocks runs as)",
+                 path, (unsigned)(st.st_mode & 07777), path);
+        goto out;
+    }
+    for (ssize_t r; (size_t)n < sizeof(buf) && (r = read(fd, buf + n, sizeof(buf) - (size_t)n));) {
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1) {
+            ret = -errno;
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        n += r;
+    }
+    if (n && buf[n - 1] == '\n')
+        n--;
+    if (n && buf[n - 1] == '\r')
+        n--;
+    ret = -EINVAL;
+    if (memchr(buf, '\n', (size_t)n))
+        snprintf(err, errlen, "%s: more than one line", path);
+    else if (n < ADMIN_TOKEN_MIN)
+        snprintf(err, errlen, "%s:1: the token is shorter than %d bytes", path, ADMIN_TOKEN_MIN);
+    else if (n > ADMIN_TOKEN_MAX || (size_t)n >= cap)
+        snprintf(err, errlen, "%s:1: the token is longer than %d bytes", path, ADMIN_TOKEN_MAX);
+    else if (!is_b64token(buf, (size_t)n))
+        snprintf(err, errlen,
+                 "%s:1: the token holds a byte a bearer token cannot (letters, digits, "
+                 "-._~+/ and a trailing =)",
+                 path);
+    else
+        ret = (int)n;
+    if (ret > 0) {
+        memcpy(tok, buf, (size_t)n);
+        tok[n] = '\0';
+    }
+out:
+    sodium_memzero(buf, sizeof(buf));
+    close(fd);
+    return ret;
+}
+
+int
+admin_token_load(const char *path, char *tok, size_t cap, char *err, size_t errlen)
+{
+    return token_file(path, tok, cap, err, errlen);
+}
+
+int
+admin_token_read(const char *path, unsigned char digest[ADMIN_TOKEN_DIGEST], char *err,
+                 size_t errlen)
+{
+    char tok[ADMIN_TOKEN_MAX + 1];
+    int n = token_file(path, tok, sizeof(tok), err, errlen);
+    if (n >= 0) {
+        admin_token_digest(tok, (size_t)n, digest);
+        sodium_memzero(tok, sizeof(tok));
+    }
+    return n < 0 ? n : 0;
+}
+
 bool
 admin_addr_is_loopback(const struct sockaddr *sa)
 {
@@ -391,6 +552,12 @@ admin_addr_is_loopback(const struct sockaddr *sa)
         return false;
     const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
     return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+}
+
+bool
+admin_needs_token(const struct sockaddr *sa)
+{
+    return (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) && !admin_addr_is_loopback(sa);
 }
 
 int
@@ -453,16 +620,17 @@ static void
 respond(struct admin_client *c, int code, const char *allow, const char *ctype, const char *body,
         size_t len)
 {
-    int n = snprintf(c->head, sizeof(c->head),
-                     "HTTP/1.1 %d %s\r\n"
-                     "Content-Type: %s\r\n"
-                     "Content-Length: %zu\r\n"
-                     "%s%s%s"
-                     "Cache-Control: no-store\r\n"
-                     "Connection: close\r\n"
-                     "\r\n",
-                     code, status_text(code), ctype, len, allow ? "Allow: " : "",
-                     allow ? allow : "", allow ? "\r\n" : "");
+    int n =
+        snprintf(c->head, sizeof(c->head),
+                 "HTTP/1.1 %d %s\r\n"
+                 "Content-Type: %s\r\n"
+                 "Content-Length: %zu\r\n"
+                 "%s%s%s%s"
+                 "Cache-Control: no-store\r\n"
+                 "Connection: close\r\n"
+                 "\r\n",
+                 code, status_text(code), ctype, len, allow ? "Allow: " : "", allow ? allow : "",
+                 allow ? "\r\n" : "", code == 401 ? "WWW-Authenticate: Bearer\r\n" : "");
     c->head_len = n > 0 && (size_t)n < sizeof(c->head) ? (size_t)n : 0;
     c->body = body;
     c->body_len = len;
@@ -698,6 +866,8 @@ client_read(struct admin *a, struct admin_client *c, const struct admin_handlers
         if (r > 0) {
             const char *why;
             int status = admin_check_request(&rq, a->hosts, &why);
+            if (!status)
+                status = admin_check_auth(&rq, a->has_token ? a->token : NULL, &why);
             if (status)
                 respond_text(c, status, NULL, why);
             else
@@ -886,6 +1056,32 @@ addr_text(const struct sockaddr *sa, socklen_t len, char *buf, size_t cap)
         snprintf(buf, cap, "%s:%s", host, serv);
 }
 
+/* A struct admin with no socket yet: NULL on ENOMEM. */
+static struct admin *
+admin_new(const char *hosts)
+{
+    struct admin *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->fd = -1;
+    a->spare_fd = -1;
+    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
+        a->c[i].fd = -1;
+    snprintf(a->hosts, sizeof(a->hosts), "%s", hosts ? hosts : "");
+    return a;
+}
+
+/* listen() on a->fd, bound, and take the spare fd. 0 or -1 with errno. */
+static int
+admin_listen(struct admin *a)
+{
+    if (listen(a->fd, ADMIN_BACKLOG) == -1)
+        return -1;
+    /* Best effort: without it a full fd table leaves clients unanswered until it clears. */
+    a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return 0;
+}
+
 struct admin *
 admin_open(const struct sockaddr *addr, const char *hosts, char *err, size_t errlen)
 {
@@ -909,18 +1105,12 @@ admin_open(const struct sockaddr *addr, const char *hosts, char *err, size_t err
         return NULL;
     }
 
-    a = calloc(1, sizeof(*a));
+    what = "allocation";
+    a = admin_new(hosts);
     if (!a) {
         errno = ENOMEM;
-        what = "allocation";
         goto out;
     }
-    a->fd = -1;
-    a->spare_fd = -1;
-    for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
-        a->c[i].fd = -1;
-    snprintf(a->hosts, sizeof(a->hosts), "%s", hosts ? hosts : "");
-
     what = "socket";
     a->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (a->fd == -1)
@@ -937,10 +1127,8 @@ admin_open(const struct sockaddr *addr, const char *hosts, char *err, size_t err
     if (bind(a->fd, addr, alen) == -1)
         goto out;
     what = "listen";
-    if (listen(a->fd, ADMIN_BACKLOG) == -1)
+    if (admin_listen(a) == -1)
         goto out;
-    /* Best effort: without it a full fd table leaves clients unanswered until it clears. */
-    a->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return a;
 
 out:
@@ -949,6 +1137,102 @@ out:
         close(a->fd);
     free(a);
     return NULL;
+}
+
+/*
+ * A file left at sun's path: removed when it is a socket no process answers
+ * on (a ringsocks that did not exit cleanly). 0, or -1 with the reason.
+ */
+static int
+unix_clear_stale(const struct sockaddr_un *sun, char *err, size_t errlen)
+{
+    struct stat st;
+    if (lstat(sun->sun_path, &st) == -1)
+        return errno == ENOENT ? 0 : -1;
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "admin_socket %s: exists and is not a socket; not removed",
+                 sun->sun_path);
+        return -1;
+    }
+    /* Non-blocking: a listener with a full backlog (EAGAIN) is in use as well. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (probe == -1)
+        return -1;
+    int ret = connect(probe, (const struct sockaddr *)sun, sizeof(*sun));
+    bool live = ret == 0 || errno == EAGAIN;
+    close(probe);
+    if (live) {
+        snprintf(err, errlen, "admin_socket %s: in use: another process answers on it",
+                 sun->sun_path);
+        return -1;
+    }
+    return unlink(sun->sun_path);
+}
+
+struct admin *
+admin_open_unix(const char *path, unsigned mode, bool chown_it, uid_t uid, gid_t gid,
+                const char *hosts, char *err, size_t errlen)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    struct admin *a = NULL;
+    struct stat st;
+    const char *what = "path";
+
+    err[0] = '\0';
+    errno = ENAMETOOLONG;
+    if (strlen(path) >= sizeof(sun.sun_path))
+        goto out;
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    what = "allocation";
+    errno = ENOMEM;
+    a = admin_new(hosts);
+    if (!a || !(a->unix_path = strdup(path)))
+        goto out;
+    what = "removing the old socket";
+    if (unix_clear_stale(&sun, err, errlen) == -1)
+        goto out;
+    what = "socket";
+    a->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (a->fd == -1)
+        goto out;
+    /* Main thread, before any other thread: the umask is briefly the process's. */
+    what = "bind";
+    mode_t old = umask(0177);
+    int ret = bind(a->fd, (const struct sockaddr *)&sun, sizeof(sun));
+    umask(old);
+    if (ret == -1)
+        goto out;
+    what = "stat";
+    if (lstat(path, &st) == -1)
+        goto out;
+    a->unix_dev = st.st_dev;
+    a->unix_ino = st.st_ino;
+    what = "chown";
+    if (chown_it && chown(path, uid, gid) == -1)
+        goto out;
+    what = "chmod";
+    if (chmod(path, mode) == -1)
+        goto out;
+    what = "listen";
+    if (admin_listen(a) == -1)
+        goto out;
+    return a;
+
+out:
+    if (!err[0])
+        snprintf(err, errlen, "admin_socket %s: %s: %s", path, what, strerror(errno));
+    admin_close(a);
+    return NULL;
+}
+
+void
+admin_set_token(struct admin *a, const unsigned char *digest)
+{
+    a->has_token = digest != NULL;
+    if (digest)
+        memcpy(a->token, digest, ADMIN_TOKEN_DIGEST);
+    else
+        sodium_memzero(a->token, sizeof(a->token));
 }
 
 int
@@ -965,8 +1249,15 @@ admin_close(struct admin *a)
     for (unsigned i = 0; i < ADMIN_MAX_CLIENTS; i++)
         if (a->c[i].state != AC_FREE)
             client_close(a, &a->c[i]);
-    close(a->fd);
+    if (a->fd >= 0)
+        close(a->fd);
     if (a->spare_fd >= 0)
         close(a->spare_fd);
+    /* Only the file this admin made: another process may have replaced it since. */
+    struct stat st;
+    if (a->unix_path && a->unix_ino && lstat(a->unix_path, &st) == 0 && st.st_dev == a->unix_dev &&
+        st.st_ino == a->unix_ino)
+        unlink(a->unix_path);
+    free(a->unix_path);
     free(a);
 }

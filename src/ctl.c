@@ -129,7 +129,17 @@ ctl_reload(struct ctl *ctl, char *msg, size_t cap)
     struct policy *pol = NULL;
     char applied[2048], restart[2048];
     size_t used = 0;
-    if (ctl->load(ctl->load_arg, &o, &pol, ctl->pol->gen + 1, msg, cap) < 0) {
+    int ret = ctl->load(ctl->load_arg, &o, &pol, ctl->pol->gen + 1, msg, cap);
+    /* The endpoint keeps its address until a restart: it is what must stay guarded. */
+    if (ret == 0 && ctl->admin && admin_needs_token((const struct sockaddr *)&ctl->o->admin) &&
+        !o.has_admin_token) {
+        snprintf(msg, cap,
+                 "admin_token_file: unset, but the admin endpoint listens beyond this host "
+                 "until a restart: it keeps its token");
+        policy_free(pol);
+        ret = -1;
+    }
+    if (ret < 0) {
         ctl->st.reloads_failed++;
         ctl->st.last_reload_ok = 0;
         ctl->st.last_reload_time = wall_now();
@@ -153,6 +163,11 @@ ctl_reload(struct ctl *ctl, char *msg, size_t cap)
     for (size_t i = 0; i < options_n_rows; i++)
         if (options_rows[i].flags & OPTIONS_F_RELOAD)
             options_copy(&options_rows[i], &ctl->loaded, &o);
+
+    struct admin *admins[] = {ctl->admin, ctl->admin_unix};
+    for (size_t i = 0; i < sizeof(admins) / sizeof(admins[0]); i++)
+        if (admins[i])
+            admin_set_token(admins[i], o.has_admin_token ? o.admin_token : NULL);
 
     uint64_t revoked = revoked_total(ctl);
     struct policy *old = ctl->pol;
@@ -350,19 +365,28 @@ ctl_run(struct ctl *ctl)
         .other = h_other,
     };
 
+    struct admin *admins[] = {ctl->admin, ctl->admin_unix};
+    enum { N_ADMINS = sizeof(admins) / sizeof(admins[0]) };
     while (!all_exited(ctl)) {
-        struct pollfd pfd[1 + ADMIN_POLL_MAX] = {{.fd = ctl->sfd, .events = POLLIN}};
-        unsigned n_admin = 0;
+        struct pollfd pfd[1 + N_ADMINS * ADMIN_POLL_MAX] = {{.fd = ctl->sfd, .events = POLLIN}};
+        unsigned n_admin[N_ADMINS] = {0}, n = 1;
         /* Wake now and then to notice shards that finished draining. */
         int timeout_ms = 200;
-        if (ctl->admin)
-            n_admin = admin_poll_prepare(ctl->admin, pfd + 1, &timeout_ms);
-        if (poll(pfd, 1 + n_admin, timeout_ms) < 0 && errno != EINTR) {
+        for (unsigned i = 0; i < N_ADMINS; i++) {
+            if (admins[i])
+                n_admin[i] = admin_poll_prepare(admins[i], pfd + n, &timeout_ms);
+            n += n_admin[i];
+        }
+        if (poll(pfd, n, timeout_ms) < 0 && errno != EINTR) {
             perror("ringsocks: poll");
             break;
         }
-        if (ctl->admin)
-            admin_poll_done(ctl->admin, pfd + 1, n_admin, &handlers);
+        n = 1;
+        for (unsigned i = 0; i < N_ADMINS; i++) {
+            if (admins[i])
+                admin_poll_done(admins[i], pfd + n, n_admin[i], &handlers);
+            n += n_admin[i];
+        }
         sweep_clients(ctl);
         acctctl_tick(ctl->acct, ctl->pol, quota_over, ctl);
         struct signalfd_siginfo si;

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sodium.h>
@@ -135,6 +136,38 @@ struct loader {
 };
 
 /*
+ * The admin token, read at start and on every reload (a bad file fails the
+ * whole load: the old token stays), and the rule that an admin endpoint
+ * beyond loopback has one. 0, or -1 with the error in err.
+ */
+static int
+load_admin_token(const struct loader *ld, struct opts *o, char *err, size_t errlen)
+{
+    char where[PATH_MAX + 16], text[ADDR_STRLEN], why[PATH_MAX + 256];
+    o->has_admin_token = false;
+    if (o->admin_token_file[0]) {
+        if (admin_token_read(o->admin_token_file, o->admin_token, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%sadmin_token_file %s",
+                     config_key_where(ld->config, "admin_token_file", o->admin_token_file, where,
+                                      sizeof(where)),
+                     why);
+            return -1;
+        }
+        o->has_admin_token = true;
+    }
+    if (admin_needs_token((struct sockaddr *)&o->admin) && !o->has_admin_token) {
+        addr_format((struct sockaddr *)&o->admin, text, sizeof(text));
+        snprintf(err, errlen,
+                 "%sadmin %s listens beyond this host without a token: anyone who reaches it "
+                 "could reload, drain and read the metrics. Set admin_token_file (requests then "
+                 "carry Authorization: Bearer), use admin_socket, or listen on 127.0.0.1",
+                 config_key_where(ld->config, "admin", text, where, sizeof(where)), text);
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * defaults -> file -> command line, then the users file and the rules, into
  * a new policy snapshot. Nothing is kept on failure; every error is in err.
  */
@@ -160,6 +193,10 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
         }
     }
     if (options_apply_args(ld->argc, ld->argv, o, &cli, err, errlen) < 0) {
+        acl_free(acl);
+        return -1;
+    }
+    if (load_admin_token(ld, o, err, errlen) < 0) {
         acl_free(acl);
         return -1;
     }
@@ -190,6 +227,26 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
         return -1;
     }
     return 0;
+}
+
+/* The admin endpoint on o->admin_socket, owned by the user and group run as. */
+static struct admin *
+open_admin_socket(const struct opts *o, char *err, size_t errlen)
+{
+    struct preflight_id id;
+    if (preflight_identity(o, &id, err, errlen) < 0) {
+        fprintf(stderr, "ringsocks: %s\n", err);
+        return NULL;
+    }
+    struct admin *a =
+        admin_open_unix(o->admin_socket, (unsigned)strtoul(o->admin_socket_mode, NULL, 8),
+                        id.change, id.uid, id.gid, o->admin_hosts, err, errlen);
+    if (!a) {
+        fprintf(stderr, "ringsocks: admin endpoint: %s\n", err);
+        return NULL;
+    }
+    admin_set_token(a, o->has_admin_token ? o->admin_token : NULL);
+    return a;
 }
 
 /* Bind done, files open: become the configured user and group for good. */
@@ -394,7 +451,7 @@ main(int argc, char **argv)
     struct hosts *hosts = NULL;
     struct lockout *lockout = NULL;
     struct logger *lg = NULL;
-    struct admin *admin = NULL;
+    struct admin *admin = NULL, *admin_unix = NULL;
     struct climap *climap = NULL;
     struct ctl ctl;
     unsigned started = 0, inited = 0;
@@ -429,6 +486,13 @@ main(int argc, char **argv)
             fprintf(stderr, "ringsocks: admin endpoint: %s\n", err);
             goto out_fds;
         }
+        admin_set_token(admin, o.has_admin_token ? o.admin_token : NULL);
+    }
+    /* Before the privilege drop: the socket's directory may be root's (the file is not). */
+    if (o.admin_socket[0]) {
+        admin_unix = open_admin_socket(&o, err, sizeof(err));
+        if (!admin_unix)
+            goto out_fds;
     }
     /* What CONNECT must not reach unless a rule names it: ourselves (nested tunnels
      * through the proxy, and an admin endpoint that trusts whoever reaches it:
@@ -497,16 +561,13 @@ main(int argc, char **argv)
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
         getsockname(admin_fd(admin), (struct sockaddr *)&ss, &len);
-        fprintf(stderr, "ringsocks: admin on http://%s/\n",
-                addr_format((struct sockaddr *)&ss, text, sizeof(text)));
-        /* Browsers are kept out (admin.h); whoever else reaches it can reload and drain. */
-        if (!admin_addr_is_loopback((struct sockaddr *)&ss))
-            fprintf(stderr,
-                    "ringsocks: warning: the admin endpoint on %s is reachable beyond this "
-                    "host and has no authentication: anyone who reaches it can reload "
-                    "and drain\n",
-                    text);
+        fprintf(stderr, "ringsocks: admin on http://%s/%s\n",
+                addr_format((struct sockaddr *)&ss, text, sizeof(text)),
+                o.has_admin_token ? " (bearer token)" : "");
     }
+    if (admin_unix)
+        fprintf(stderr, "ringsocks: admin on unix:%s (mode %s)%s\n", o.admin_socket,
+                o.admin_socket_mode, o.has_admin_token ? " (bearer token)" : "");
     fprintf(stderr, "ringsocks %s: %u shards, relay %s, max %u connections, auth %s",
             RINGSOCKS_VERSION, o.shards, options_relay_name(o.relay), o.max_conns,
             o.auth == AUTH_PASSWORD ? "password" : "none");
@@ -520,6 +581,7 @@ main(int argc, char **argv)
     ctl.n_shards = o.shards;
     ctl.lg = lg;
     ctl.admin = admin;
+    ctl.admin_unix = admin_unix;
     ctl.load = load_all;
     ctl.load_arg = &ld;
     ctl.reg = ld.reg;
@@ -544,6 +606,7 @@ out_fds:
             close(fds[i]);
     log_stop(lg);
     admin_close(admin);
+    admin_close(admin_unix);
     lockout_free(lockout);
     hosts_free(hosts);
 out_ares:

@@ -154,6 +154,22 @@ check_client_limits(const char *v)
 }
 
 static const char *
+check_admin_socket(const char *v)
+{
+    return v[0] == '/' ? NULL : "is not an absolute path";
+}
+
+/* "0660": octal digits, at most 0777 (no set-id or sticky bits on a socket). */
+static const char *
+check_socket_mode(const char *v)
+{
+    size_t n = strspn(v, "01234567");
+    if (n == 0 || v[n] != '\0' || strtoul(v, NULL, 8) > 0777)
+        return "is not a file mode in octal, 0000..0777";
+    return NULL;
+}
+
+static const char *
 check_session_key(const char *v)
 {
     return strlen(v) > 255 ? "is longer than 255 bytes" : NULL;
@@ -324,7 +340,16 @@ const struct options_row options_rows[] = {
          "users with Prometheus series of their own; the rest are summed as user=\"other\""),
     {"admin", OPTIONS_ADDR, OPTIONS_F_OFF | OPTIONS_F_PORT, 0, 0, F(admin), 0, NULL, NULL, NULL,
      "127.0.0.1:9180", NULL, "HOST:PORT|off", NULL,
-     "admin endpoint (/metrics /healthz /reload /drain); no authentication"},
+     "admin endpoint (/metrics /healthz /reload /drain ...); beyond loopback only with a token"},
+    {"admin_token_file", OPTIONS_STRING, R, 0, 0, F(admin_token_file), 0, NULL, check_users, NULL,
+     NULL, "no token", "FILE", NULL,
+     "bearer token every admin request but GET /healthz must carry (mode 0600, 16+ bytes)"},
+    {"admin_socket", OPTIONS_STRING, 0, 0, 0, F(admin_socket), 0, NULL, check_admin_socket, NULL,
+     NULL, "none", "PATH", NULL,
+     "the admin endpoint on a Unix socket too, guarded by its file mode"},
+    {"admin_socket_mode", OPTIONS_STRING, 0, 0, 0, F(admin_socket_mode), 0, NULL, check_socket_mode,
+     NULL, "0660", NULL, "MODE", NULL,
+     "admin_socket's file mode (octal); its owner is the user and group run as"},
     {"admin_hosts", OPTIONS_CSV, 0, 0, 0, F(admin_hosts), 0, NULL, NULL, add_admin_host, NULL,
      "addresses and localhost", "NAME", "admin-host",
      "a host name the admin endpoint answers to, repeatable"},

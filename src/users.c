@@ -71,7 +71,7 @@ hash_problem(const char *h, char *buf, size_t cap)
         {"$1$", "md5-crypt ($1$)"}, {"$md5", "Sun MD5 ($md5)"}, {"$sha1$", "NetBSD SHA-1 ($sha1$)"},
         {"$3$", "NT hash ($3$)"},   {"_", "BSDI extended DES"},
     };
-    static const char fix[] = "make one with: mkpasswd -m yescrypt --stdin";
+    static const char fix[] = "set one with: ringsocksctl users passwd NAME";
     if (h[0] == '\0') {
         snprintf(buf, cap, "no password hash (%s)", fix);
         return buf;

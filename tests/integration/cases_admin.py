@@ -3,7 +3,7 @@ cases_admin.py - the admin endpoint against what it must survive: web pages
 in a browser on the host (cross-origin POSTs, DNS rebinding), slow clients
 holding connections, and a process out of file descriptors; and that the
 ways operators call it keep working (curl -X POST, Prometheus on a listed
-host name, an endpoint bound beyond loopback with its warning).
+host name; an endpoint beyond loopback needs a token: cases_ctl.py).
 
 Tests that need ringsocks' own flags are skipped for other peers.
 """
@@ -192,28 +192,6 @@ def admin_hosts_option(ctx):
     r = ctx.run([CONFIG.binary, "-t", "--admin-host", "evil example"], timeout=20)
     check(r.returncode == 2, "--admin-host 'evil example': exit %d, expected 2" % r.returncode,
           r.stderr.decode("utf-8", "replace"))
-
-
-@case("admin_warns_beyond_loopback")
-def admin_warns_beyond_loopback(ctx):
-    """One warning line at start when the endpoint listens beyond loopback,
-    none on loopback. The wide one runs in its own network namespace, so it is
-    reachable from nowhere."""
-    need_ringsocks()
-    p = ctx.proxy()
-    admin_addr(p)
-    check("warning: the admin endpoint" not in p.stderr(),
-          "a warning about the admin endpoint on 127.0.0.1", tail(p.stderr()))
-    r = ctx.run(["unshare", "--net", "true"], timeout=20)
-    if r.returncode != 0:
-        raise Skip("no network namespace (unshare --net: %s)" % r.stderr.decode().strip())
-    wide = ctx.proxy(listen=("0.0.0.0:0",), args=["--admin", "0.0.0.0:0"],
-                     wrap=("unshare", "--net", "--"))
-    admin_addr(wide)
-    lines = [l for l in wide.stderr().splitlines() if "warning: the admin endpoint" in l]
-    check(len(lines) == 1 and "0.0.0.0:" in lines[0] and "no authentication" in lines[0],
-          "listening on 0.0.0.0: expected one warning line naming the address and saying it has "
-          "no authentication", tail(wide.stderr()))
 
 
 # ----------------------------------------------------- slow clients, no fds

@@ -56,6 +56,7 @@ import cases_control  # noqa: E402,F401
 import cases_security  # noqa: E402,F401
 import cases_admin  # noqa: E402,F401
 import cases_conns  # noqa: E402,F401
+import cases_ctl  # noqa: E402,F401
 import cases_happy  # noqa: E402,F401
 import cases_ulimits  # noqa: E402,F401
 import cases_egress  # noqa: E402,F401

@@ -5,9 +5,11 @@
  * Content-Type); then the real listener on 127.0.0.1 with fake handlers,
  * served by a poll loop like the control thread's and driven by raw-socket
  * clients on a thread (and by curl when it is installed): deadlines,
- * eviction at the connection cap, and a full fd table.
+ * eviction at the connection cap, and a full fd table. The bearer token:
+ * the Authorization field, the constant-time check, the token file's
+ * rules; and the Unix socket: its mode, a stale file, removal at close.
  *
- * Links admin.o alone.
+ * Links admin.o (and hostname.o) alone.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,7 +28,9 @@
 #include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1615,6 +1619,246 @@ test_open_errors(void **state)
     admin_close(NULL);
 }
 
+/* ---- the bearer token */
+
+static const char TOKEN[] = "s3cr3t-T0ken_with.all~chars+/==";
+
+static bool
+bearer(const char *v, const char *want)
+{
+    const char *tok = NULL;
+    size_t n = 0;
+    bool ok = admin_bearer(v, strlen(v), &tok, &n);
+    if (ok && want)
+        assert_true(n == strlen(want) && memcmp(tok, want, n) == 0);
+    return ok;
+}
+
+static void
+test_bearer(void **state)
+{
+    (void)state;
+    assert_true(bearer("Bearer abc", "abc"));
+    assert_true(bearer("bearer abc", "abc")); /* the scheme in any case (RFC 9110 11.1) */
+    assert_true(bearer("BEARER   a-b.c_d~e+f/g==", "a-b.c_d~e+f/g=="));
+    assert_false(bearer("Bearer", NULL));
+    assert_false(bearer("Bearer ", NULL));
+    assert_false(bearer("Bearerabc", NULL));
+    assert_false(bearer("Basic YWxpY2U6c2VjcmV0", NULL));
+    assert_false(bearer("Bearer abc def", NULL));
+    assert_false(bearer("Bearer =abc", NULL));
+    assert_false(bearer("Bearer ab=c", NULL));
+    assert_false(bearer("Bearer ab\"c", NULL));
+    assert_false(bearer("Bearer\tabc", NULL));
+}
+
+static void
+test_token_check(void **state)
+{
+    (void)state;
+    unsigned char d[ADMIN_TOKEN_DIGEST];
+    admin_token_digest(TOKEN, strlen(TOKEN), d);
+    assert_true(admin_token_ok(d, TOKEN, strlen(TOKEN)));
+    /* A prefix, one byte longer, one byte changed, nothing. */
+    assert_false(admin_token_ok(d, TOKEN, strlen(TOKEN) - 1));
+    char longer[64];
+    snprintf(longer, sizeof(longer), "%sx", TOKEN);
+    assert_false(admin_token_ok(d, longer, strlen(longer)));
+    char other[64];
+    snprintf(other, sizeof(other), "%s", TOKEN);
+    other[3] ^= 1;
+    assert_false(admin_token_ok(d, other, strlen(other)));
+    assert_false(admin_token_ok(d, "", 0));
+}
+
+/* The status admin_check_auth() gives head with the token TOKEN (or none). */
+static int
+auth(const char *head, bool with_token)
+{
+    struct admin_request rq;
+    unsigned char d[ADMIN_TOKEN_DIGEST];
+    const char *why = NULL;
+    admin_token_digest(TOKEN, strlen(TOKEN), d);
+    assert_int_equal(parse(head, &rq), (int)strlen(head));
+    int st = admin_check_auth(&rq, with_token ? d : NULL, &why);
+    if (st) {
+        assert_non_null(why);
+        assert_null(strstr(why, TOKEN));
+    }
+    return st;
+}
+
+static void
+test_check_auth(void **state)
+{
+    (void)state;
+    char head[512];
+    snprintf(head, sizeof(head), "GET /metrics HTTP/1.1\r\nAuthorization: Bearer %s\r\n\r\n",
+             TOKEN);
+    assert_int_equal(auth(head, true), 0);
+    snprintf(head, sizeof(head), "POST /drain HTTP/1.1\r\nauthorization:   bearer %s  \r\n\r\n",
+             TOKEN);
+    assert_int_equal(auth(head, true), 0);
+    /* Missing, wrong, another scheme, a prefix, longer: the same 401. */
+    assert_int_equal(auth("GET /metrics HTTP/1.1\r\n\r\n", true), 401);
+    assert_int_equal(auth("GET /metrics HTTP/1.1\r\nAuthorization: Bearer wrong\r\n\r\n", true),
+                     401);
+    snprintf(head, sizeof(head), "GET /metrics HTTP/1.1\r\nAuthorization: Basic %s\r\n\r\n", TOKEN);
+    assert_int_equal(auth(head, true), 401);
+    snprintf(head, sizeof(head), "GET /metrics HTTP/1.1\r\nAuthorization: Bearer %.*s\r\n\r\n",
+             (int)strlen(TOKEN) - 1, TOKEN);
+    assert_int_equal(auth(head, true), 401);
+    snprintf(head, sizeof(head), "GET /metrics HTTP/1.1\r\nAuthorization: Bearer %sA\r\n\r\n",
+             TOKEN);
+    assert_int_equal(auth(head, true), 401);
+    /* GET /healthz needs none; another method on it does. */
+    assert_int_equal(auth("GET /healthz HTTP/1.1\r\n\r\n", true), 0);
+    assert_int_equal(auth("POST /healthz HTTP/1.1\r\n\r\n", true), 401);
+    assert_int_equal(auth("GET /healthz/x HTTP/1.1\r\n\r\n", true), 401);
+    /* No token configured: everything goes on. */
+    assert_int_equal(auth("POST /drain HTTP/1.1\r\n\r\n", false), 0);
+    /* Two Authorization lines are refused before any token check. */
+    snprintf(head, sizeof(head),
+             "GET /metrics HTTP/1.1\r\nAuthorization: Bearer %s\r\nAuthorization: Bearer x\r\n\r\n",
+             TOKEN);
+    assert_int_equal(check(head, NULL), 400);
+}
+
+/* Write text into dir/name with mode; its path in path. */
+static void
+write_file(const char *dir, const char *name, const char *text, mode_t mode, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+/* admin_token_read() of a file holding text with mode: its return, the message in err. */
+static int
+token_file(const char *dir, const char *text, mode_t mode, char *err, size_t cap)
+{
+    char path[256];
+    unsigned char d[ADMIN_TOKEN_DIGEST], want[ADMIN_TOKEN_DIGEST];
+    write_file(dir, "token", text, mode, path, sizeof(path));
+    err[0] = '\0';
+    int ret = admin_token_read(path, d, err, cap);
+    if (ret == 0) {
+        admin_token_digest(TOKEN, strlen(TOKEN), want);
+        assert_memory_equal(d, want, sizeof(d));
+    } else {
+        assert_non_null(strstr(err, path));
+        assert_null(strstr(err, TOKEN));
+    }
+    unlink(path);
+    return ret;
+}
+
+static void
+test_token_file(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_admin.XXXXXX", err[512], text[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(text, sizeof(text), "%s\n", TOKEN);
+    assert_int_equal(token_file(dir, text, 0600, err, sizeof(err)), 0);
+    assert_int_equal(token_file(dir, TOKEN, 0400, err, sizeof(err)), 0);
+    snprintf(text, sizeof(text), "%s\r\n", TOKEN);
+    assert_int_equal(token_file(dir, text, 0600, err, sizeof(err)), 0);
+    /* Readable or writable by group or others: refused, saying the mode. */
+    snprintf(text, sizeof(text), "%s\n", TOKEN);
+    assert_int_equal(token_file(dir, text, 0644, err, sizeof(err)), -EPERM);
+    assert_non_null(strstr(err, "0644"));
+    assert_int_equal(token_file(dir, text, 0640, err, sizeof(err)), -EPERM);
+    assert_int_equal(token_file(dir, text, 0602, err, sizeof(err)), -EPERM);
+    /* Too short, two lines, a byte a bearer token cannot hold, empty. */
+    assert_int_equal(token_file(dir, "0123456789abcde\n", 0600, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "shorter than 16"));
+    snprintf(text, sizeof(text), "%s\n%s\n", TOKEN, TOKEN);
+    assert_int_equal(token_file(dir, text, 0600, err, sizeof(err)), -EINVAL);
+    assert_int_equal(token_file(dir, "0123456789 abcdefgh\n", 0600, err, sizeof(err)), -EINVAL);
+    assert_int_equal(token_file(dir, "", 0600, err, sizeof(err)), -EINVAL);
+    /* Missing; a directory. */
+    unsigned char d[ADMIN_TOKEN_DIGEST];
+    char path[256];
+    snprintf(path, sizeof(path), "%s/none", dir);
+    assert_int_equal(admin_token_read(path, d, err, sizeof(err)), -ENOENT);
+    assert_non_null(strstr(err, path));
+    assert_int_equal(admin_token_read(dir, d, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "not a regular file"));
+    /* The client's reader gives the token itself. */
+    char tok[ADMIN_TOKEN_MAX + 1];
+    write_file(dir, "token", TOKEN, 0600, path, sizeof(path));
+    assert_int_equal(admin_token_load(path, tok, sizeof(tok), err, sizeof(err)),
+                     (int)strlen(TOKEN));
+    assert_string_equal(tok, TOKEN);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* ---- the Unix socket */
+
+static int
+unix_connect(const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%.100s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int ret = connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+    close(fd);
+    return ret;
+}
+
+static void
+test_unix_socket(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_admin.XXXXXX", path[64], err[512];
+    struct stat st;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/admin.sock", dir);
+
+    struct admin *a = admin_open_unix(path, 0640, false, 0, 0, NULL, err, sizeof(err));
+    assert_non_null(a);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISSOCK(st.st_mode));
+    assert_int_equal(st.st_mode & 07777, 0640);
+    assert_int_equal(unix_connect(path), 0);
+    /* A second one while the first answers: refused, the file left alone. */
+    assert_null(admin_open_unix(path, 0600, false, 0, 0, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "in use"));
+    assert_int_equal(unix_connect(path), 0);
+    admin_close(a);
+    assert_int_equal(lstat(path, &st), -1);
+
+    /* A socket file left by a process that died: removed, replaced. */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    close(fd);
+    a = admin_open_unix(path, 0660, false, 0, 0, NULL, err, sizeof(err));
+    assert_non_null(a);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(st.st_mode & 07777, 0660);
+    /* Replaced by someone else meanwhile: admin_close() leaves the new file. */
+    assert_int_equal(unlink(path), 0);
+    char other[256];
+    write_file(dir, "admin.sock", "x", 0600, other, sizeof(other));
+    admin_close(a);
+    assert_int_equal(lstat(path, &st), 0);
+
+    /* Not a socket: refused, not removed. */
+    assert_null(admin_open_unix(path, 0660, false, 0, 0, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "not a socket"));
+    assert_int_equal(lstat(path, &st), 0);
+    unlink(path);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -1630,6 +1874,11 @@ main(void)
         cmocka_unit_test(test_check_request),
         cmocka_unit_test(test_loopback),
         cmocka_unit_test(test_hosts_add),
+        cmocka_unit_test(test_bearer),
+        cmocka_unit_test(test_token_check),
+        cmocka_unit_test(test_check_auth),
+        cmocka_unit_test(test_token_file),
+        cmocka_unit_test(test_unix_socket),
         cmocka_unit_test_setup_teardown(test_routes, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_split_request, setup_env, teardown_env),
         cmocka_unit_test_setup_teardown(test_oversize_request, setup_env, teardown_env),

@@ -243,30 +243,30 @@ test_strict(void **state)
              "mallory:$9$whatever\n" /* 16 */
              ":%s\n",                /* 17 */
              y, b, b, s6, s5, y);
-    snprintf(want, sizeof(want),
-             "@:3: 'bob': md5-crypt ($1$) is a weak hash, refused (make one with: mkpasswd -m "
-             "yescrypt --stdin)\n"
-             "@:4: 'carol': Apache's $apr1$ (htpasswd) is not a crypt(3) hash and is weak: "
-             "unsupported (make one with: mkpasswd -m yescrypt --stdin)\n"
-             "@:5: 'dave': traditional DES crypt is a weak hash, refused (make one with: mkpasswd "
-             "-m yescrypt --stdin)\n"
-             "@:6: 'eve': NetBSD SHA-1 ($sha1$) is a weak hash, refused (make one with: mkpasswd "
-             "-m yescrypt --stdin)\n"
-             "@:7: 'frank': Sun MD5 ($md5) is a weak hash, refused (make one with: mkpasswd -m "
-             "yescrypt --stdin)\n"
-             "@:8: 'grace': NT hash ($3$) is a weak hash, refused (make one with: mkpasswd -m "
-             "yescrypt --stdin)\n"
-             "@:9: 'heidi': no password hash (make one with: mkpasswd -m yescrypt --stdin)\n"
-             "@:10: expected user:hash\n"
-             "@:11: the user name has a blank or control byte (byte 5): not allowed\n"
-             "@:12: the user name has a blank or control byte (byte 5): not allowed\n"
-             "@:14: 'ken': the $6$ hash is malformed (make one with: mkpasswd -m yescrypt "
-             "--stdin)\n"
-             "@:16: 'mallory': not a crypt(3) hash ringsocks accepts (yescrypt $y$, gost-yescrypt "
-             "$gy$, scrypt $7$, bcrypt $2b$, sha512-crypt $6$, sha256-crypt $5$; make one with: "
-             "mkpasswd -m yescrypt --stdin)\n"
-             "@:17: expected user:hash\n"
-             "@:13: user 'alice' appears twice: also at line 2");
+    snprintf(
+        want, sizeof(want),
+        "@:3: 'bob': md5-crypt ($1$) is a weak hash, refused (set one with: ringsocksctl users "
+        "passwd NAME)\n"
+        "@:4: 'carol': Apache's $apr1$ (htpasswd) is not a crypt(3) hash and is weak: unsupported "
+        "(set one with: ringsocksctl users passwd NAME)\n"
+        "@:5: 'dave': traditional DES crypt is a weak hash, refused (set one with: ringsocksctl "
+        "users passwd NAME)\n"
+        "@:6: 'eve': NetBSD SHA-1 ($sha1$) is a weak hash, refused (set one with: ringsocksctl "
+        "users passwd NAME)\n"
+        "@:7: 'frank': Sun MD5 ($md5) is a weak hash, refused (set one with: ringsocksctl users "
+        "passwd NAME)\n"
+        "@:8: 'grace': NT hash ($3$) is a weak hash, refused (set one with: ringsocksctl users "
+        "passwd NAME)\n"
+        "@:9: 'heidi': no password hash (set one with: ringsocksctl users passwd NAME)\n"
+        "@:10: expected user:hash\n"
+        "@:11: the user name has a blank or control byte (byte 5): not allowed\n"
+        "@:12: the user name has a blank or control byte (byte 5): not allowed\n"
+        "@:14: 'ken': the $6$ hash is malformed (set one with: ringsocksctl users passwd NAME)\n"
+        "@:16: 'mallory': not a crypt(3) hash ringsocks accepts (yescrypt $y$, gost-yescrypt $gy$, "
+        "scrypt $7$, bcrypt $2b$, sha512-crypt $6$, sha256-crypt $5$; set one with: ringsocksctl "
+        "users passwd NAME)\n"
+        "@:17: expected user:hash\n"
+        "@:13: user 'alice' appears twice: also at line 2");
     load_bad_all(text, want);
 
     /* Every kind kept is accepted; so are bcrypt's older prefixes. */
