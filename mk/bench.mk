@@ -27,7 +27,7 @@ BENCH_ARGS     ?= --benchmark_min_time=0.2
 BM_SRCS        := $(wildcard bench/micro/bm_*.c)
 BM_OBJS        := $(BM_SRCS:bench/micro/%.c=$(BUILD)/bench-micro.d/%.o)
 # The modules under test: pure code, no ring, no threads.
-BM_MODS        := socks5 socks4 auth authcache addr hosts acl hostname egress sock
+BM_MODS        := socks5 socks4 auth authcache addr hosts acl hostname egress sock lim
 BM_MOD_OBJS    := $(BM_MODS:%=$(BUILD)/obj/%.o)
 
 .PHONY: bench bench-micro bench-acl

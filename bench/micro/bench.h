@@ -113,6 +113,11 @@ void bm_hosts_lookup_localhost(struct bench *b);
 void bm_acl_match_last_rule(struct bench *b);
 void bm_acl_match_no_match(struct bench *b);
 
+/* bm_lim.c */
+void bm_lim_open(struct bench *b);
+void bm_lim_rate(struct bench *b);
+void bm_lim_reserve(struct bench *b);
+void bm_lim_bytes(struct bench *b);
 /* bm_egress.c */
 void bm_egress_pick_random(struct bench *b);
 void bm_egress_pick_sticky(struct bench *b);

@@ -90,6 +90,11 @@ const row table[] = {
     {"egress/pick_random",             bm_egress_pick_random, {}},
     {"egress/pick_sticky",             bm_egress_pick_sticky, {}},
     {"egress/user_params",             bm_egress_user_params, {}},
+
+    {"lim/open_take_put",              bm_lim_open, {}},
+    {"lim/rate_take",                  bm_lim_rate, {}},
+    {"lim/bw_reserve",                 bm_lim_reserve, {}},
+    {"lim/bytes_counted",              bm_lim_bytes, {}},
 };
 /* clang-format on */
 
