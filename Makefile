@@ -85,6 +85,7 @@ $(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o $(BUILD)/obj/lim.o
 $(BUILD)/tests/test_acctctl: $(BUILD)/obj/acct.o $(BUILD)/obj/lim.o $(BUILD)/obj/users.o \
 	$(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(BUILD)/obj/metrics.o $(BUILD)/obj/conn_end.o \
+	$(BUILD)/obj/json.o $(BUILD)/obj/pct.o \
 	tests/unit/users_file.h
 # The client table and the login lockout key addresses with addr_client_key().
 $(BUILD)/tests/test_clients: $(BUILD)/obj/addr.o

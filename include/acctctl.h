@@ -58,12 +58,6 @@ void acctctl_printf(struct acctctl_buf *b, const char *fmt, ...)
  * U+00NN: the output is ASCII and the exact bytes can be recovered).
  */
 void acctctl_json_str(struct acctctl_buf *b, const char *s);
-/*
- * Percent-decode s[0..n) into out (cap bytes with the NUL): %XX (hex) is
- * byte XX. Returns the length, or -1 for a '%' not followed by two hex
- * digits, a %00, or no room.
- */
-int acctctl_pct_decode(const char *s, size_t n, char *out, size_t cap);
 
 /*
  * The state file (see docs/operations.md, "quotas"): a first line

@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 #include "acct.h"
+#include "json.h"
 #include "metrics.h"
+#include "pct.h"
 #include "opts.h"
 #include "policy.h"
 #include "users.h"
@@ -155,64 +157,10 @@ acctctl_printf(struct acctctl_buf *b, const char *fmt, ...)
 void
 acctctl_json_str(struct acctctl_buf *b, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
     size_t n = strlen(s);
     if (!buf_room(b, n * 6 + 2))
         return;
-    char *o = b->p + b->len;
-    *o++ = '"';
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            *o++ = '\\';
-            *o++ = (char)c;
-        } else if (c < 0x20 || c >= 0x7f) {
-            memcpy(o, "\\u00", 4);
-            o[4] = hex[c >> 4];
-            o[5] = hex[c & 15];
-            o += 6;
-        } else {
-            *o++ = (char)c;
-        }
-    }
-    *o++ = '"';
-    *o = '\0';
-    b->len = (size_t)(o - b->p);
-}
-
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int
-acctctl_pct_decode(const char *s, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1, lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = hi * 16 + lo;
-            i += 2;
-        }
-        if (c == 0 || o + 1 >= cap)
-            return -1;
-        out[o++] = (char)c;
-    }
-    if (o >= cap)
-        return -1;
-    out[o] = '\0';
-    return (int)o;
+    b->len += json_escape(s, n, b->p + b->len, b->cap - b->len);
 }
 
 /* The state file's NAME: bytes that would break its words or lines as %XX. */
@@ -268,7 +216,7 @@ state_line(char *line, struct acct_reg *reg, char *why, size_t whycap)
         return -1;
     }
     char name[1024];
-    if (acctctl_pct_decode(w[0], strlen(w[0]), name, sizeof(name)) <= 0 || strchr(name, ':')) {
+    if (pct_decode(w[0], strlen(w[0]), false, name, sizeof(name)) <= 0 || strchr(name, ':')) {
         snprintf(why, whycap, "'%.64s' is not a user name (percent-encoded, no ':')", w[0]);
         return -1;
     }

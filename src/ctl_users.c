@@ -14,6 +14,7 @@
 
 #include "acct.h"
 #include "acctctl.h"
+#include "pct.h"
 #include "ctl.h"
 #include "policy.h"
 #include "users.h"
@@ -111,7 +112,7 @@ ctl_users_route(struct ctl *ctl, const struct admin_request *rq, struct admin_re
         return true;
     }
     char name[ADMIN_PATH_MAX];
-    if (acctctl_pct_decode(seg, strlen(seg), name, sizeof(name)) < 0) {
+    if (pct_decode(seg, strlen(seg), false, name, sizeof(name)) < 0) {
         reply_error(out, 400, "malformed percent-encoding in the user name");
         return true;
     }

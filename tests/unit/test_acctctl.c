@@ -464,21 +464,6 @@ test_metrics_cap(void **state)
     acct_reg_free(reg);
 }
 
-static void
-test_pct_decode(void **state)
-{
-    (void)state;
-    char out[16];
-    assert_int_equal(acctctl_pct_decode("a%20b%c3%A9", 11, out, sizeof(out)), 5);
-    assert_string_equal(out, "a b\xc3\xa9");
-    assert_int_equal(acctctl_pct_decode("a%2", 3, out, sizeof(out)), -1);
-    assert_int_equal(acctctl_pct_decode("a%", 2, out, sizeof(out)), -1);
-    assert_int_equal(acctctl_pct_decode("%g0", 3, out, sizeof(out)), -1);
-    assert_int_equal(acctctl_pct_decode("%00", 3, out, sizeof(out)), -1);
-    assert_int_equal(acctctl_pct_decode("0123456789abcdef", 16, out, sizeof(out)), -1);
-    assert_int_equal(acctctl_pct_decode("", 0, out, sizeof(out)), 0);
-}
-
 int
 main(void)
 {
@@ -487,7 +472,6 @@ main(void)
         cmocka_unit_test(test_limits),          cmocka_unit_test(test_state_round_trip),
         cmocka_unit_test(test_state_malformed), cmocka_unit_test(test_export_line),
         cmocka_unit_test(test_export_adds_up),  cmocka_unit_test(test_metrics_cap),
-        cmocka_unit_test(test_pct_decode),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     if (dir[0])
