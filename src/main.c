@@ -404,15 +404,18 @@ main(int argc, char **argv)
     bool test = cli.test || cli.dump;
     if (sodium_init() < 0) {
         fprintf(stderr, "ringsocks: libsodium initialisation failed\n");
+        acct_reg_free(ld.reg);
         return 1;
     }
     if (load_all(&ld, &o, &pol, 1, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
+        acct_reg_free(ld.reg);
         return test ? 1 : 2;
     }
     if (test) {
         int rc = check_config(&cli, &o, pol);
         policy_free(pol);
+        acct_reg_free(ld.reg);
         return rc;
     }
     struct opts loaded = o;
