@@ -59,6 +59,7 @@ import cases_conns  # noqa: E402,F401
 import cases_ctl  # noqa: E402,F401
 import cases_happy  # noqa: E402,F401
 import cases_ulimits  # noqa: E402,F401
+import cases_fleet  # noqa: E402,F401
 import cases_egress  # noqa: E402,F401
 import cases_lockout  # noqa: E402,F401
 import cases_ops  # noqa: E402,F401
