@@ -15,8 +15,9 @@
  * connections waiting for one, those of addresses holding few handshakes
  * first (clients.h). On a proxy_protocol listener the balancer's PROXY header
  * (proxyproto.c) comes first, and the client it names replaces the peer
- * before anything (rules, limits, lockout, the log, UDP) looks at c->client. It never blocks and never reaches into a later phase
- * but through the continuation a phase hands to handshake_succeed().
+ * before anything (rules, limits, lockout, the log, UDP) looks at c->client.
+ * It never blocks and never reaches into a later phase but through the
+ * continuation a phase hands to handshake_succeed().
  */
 #include "handshake.h"
 
@@ -315,6 +316,12 @@ proxy_accept(struct shard *sh, struct conn *c)
     const struct policy_listener *l = policy_listener_of(sh->pol, sh->o, c->cfd, &local);
     if (!l || !l->proxy)
         return true;
+    /* Reset before it was asked who it is (getpeername: ENOTCONN), as HAProxy's health
+     * checks often are: gone, not refused. */
+    if (c->client.sa.sa_family == AF_UNSPEC) {
+        conn_close(sh, c, END_CLIENT_ERR);
+        return false;
+    }
     if (!policy_proxy_from(l, &c->client)) {
         conn_close(sh, c, END_PROXY_REFUSED);
         return false;
