@@ -73,6 +73,9 @@ $(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/
 $(BUILD)/tests/test_options: $(BUILD)/obj/addr.o $(BUILD)/obj/admin.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
 	$(BUILD)/obj/hosts.o $(BUILD)/obj/egress.o
+$(BUILD)/tests/test_policy: $(BUILD)/obj/addr.o $(BUILD)/obj/admin.o $(BUILD)/obj/hostname.o \
+	$(BUILD)/obj/options.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
+	$(BUILD)/obj/hosts.o $(BUILD)/obj/egress.o
 $(BUILD)/tests/test_socks5: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_admin: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_socks4: $(BUILD)/obj/socks5.o $(BUILD)/obj/hostname.o
@@ -119,7 +122,7 @@ $(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
 # Limits (lim.o) come with every module that parses them (egress, options, users), and the
 # users table links its users to their running state (acct.o).
-LIM_USERS := config options users authq request egress conn relay metrics shardcmd
+LIM_USERS := config options users authq request egress conn relay metrics shardcmd policy
 $(foreach t,$(LIM_USERS),$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/lim.o $(BUILD)/obj/acct.o))
 # The relay asks the bandwidth buckets (limit_bw.o); a request is admitted by limit.o, which
 # takes client addresses' places in the shared map.

@@ -110,6 +110,10 @@ const char *acl_rule_name(const struct acl *acl, int rule);
  */
 int acl_cidr_parse(const char *s, struct acl_cidr *out);
 
+/* Any thread: does network n hold the address a (4 or 16 bytes, network order, of family
+ * fam: AF_INET or AF_INET6; a mapped IPv4 address is given as IPv4)? */
+bool acl_cidr_holds(const struct acl_cidr *n, int fam, const uint8_t *a);
+
 struct acl_query {
     const union sockaddr_inx *client; /* the client's address */
     uint8_t cmd;                      /* one ACL_CMD_* bit (0 matches no rule) */

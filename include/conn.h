@@ -127,9 +127,10 @@ struct conn {
                  * alone: such a connection is closing and never served */
     struct uacct *acct;    /* the user's running state (acct.h): bytes counted as they go */
     struct conn_lim *lim;  /* limits held or applied (lim.h, limit.c), or NULL: none */
-    union sockaddr_inx client;
-    union sockaddr_inx dest; /* the target reached (or tried), the BIND peer; family 0: none */
-    union sockaddr_inx src;  /* our end towards the target (egress address); family 0: none */
+    union sockaddr_inx client; /* behind a PROXY header, the client the header names */
+    union sockaddr_inx via;    /* the load balancer that sent the PROXY header; family 0: none */
+    union sockaddr_inx dest;   /* the target reached (or tried), the BIND peer; family 0: none */
+    union sockaddr_inx src;    /* our end towards the target (egress address); family 0: none */
     struct relay_dir dir[2];
 };
 

@@ -31,6 +31,9 @@ enum conn_end {
     END_BLOCKED,       /* the user is blocked by the admin */
     END_ADMIN,         /* closed through the admin endpoint */
     END_AUTH_LOCKED,   /* RFC 1929 login refused unchecked: its pair or address is locked out */
+    END_PROXY_REFUSED, /* a proxy_protocol listener's peer is not in its from */
+    END_PROXY_BAD,     /* a malformed PROXY protocol header */
+    END_PROXY_LOCAL,   /* a PROXY v2 LOCAL (v1 UNKNOWN) header: the balancer's health check */
     END__COUNT,
 };
 

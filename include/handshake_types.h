@@ -31,6 +31,7 @@ struct conn;
 /* Handshake context flags. */
 #define HSF_WRITING     0x01u /* a write to the client is in flight */
 #define HSF_CLOSE_AFTER 0x02u /* close once the replies are written */
+#define HSF_PROXY       0x04u /* a PROXY protocol header is due before the greeting */
 #define HSF_LEFTOVER    0x08u /* pipelined bytes being written to the target */
 #define HSF_DNS         0x10u /* a DNS query is out */
 #define HSF_TIMED_OUT   0x20u /* the connect deadline passed */

@@ -56,6 +56,7 @@ struct log_rec {
     int16_t rep;        /* SOCKS5 reply code sent (SOCKS4 clients: mapped), -1 none */
     uint8_t end;        /* enum conn_end */
     union sockaddr_inx client;
+    union sockaddr_inx via;      /* the load balancer of a PROXY listener; family 0: none */
     union sockaddr_inx resolved; /* family 0: none */
     union sockaddr_inx egress;   /* our end towards the target; family 0: none */
     char session[65];            /* username_params session ID; "" none */

@@ -16,6 +16,7 @@
 #define OPTS_MAX_RESOLVERS 8
 #define OPTS_MAX_EGRESS    64 /* entries of the global pool */
 #define OPTS_EGRESS_LEN    2048
+#define OPTS_FROM_LEN      1024
 
 enum auth_mode {
     AUTH_NONE = 0,
@@ -111,13 +112,18 @@ struct opts {
     char accounting_log[4096];      /* JSON lines per user and interval; "off": none */
     unsigned accounting_interval_s; /* reloadable */
     unsigned metrics_users;         /* users with series of their own; 0: none (reloadable) */
-    /* Listener groups of the file: { address = ...; egress = "same" | [...]; }. Kept by
+    /* Listener groups of the file: { address = ...; egress = "same" | [...];
+     * proxy_protocol = true; from = [...]; }. Kept by
      * address, not by index, so a command line that replaces the listeners drops nothing
      * silently and adds nothing wrongly. */
     struct opts_listen_out {
         struct sockaddr_storage addr;
         unsigned idx;                 /* its place in listen[] (a port 0 binds at start) */
-        char egress[OPTS_EGRESS_LEN]; /* "same" or pool entries */
+        char egress[OPTS_EGRESS_LEN]; /* "same", pool entries, or "": the default */
+        /* PROXY protocol (proxyproto.h): the balancer's header comes first, and only
+         * from the networks in from ("a/24,b", never empty when proxy_protocol is on). */
+        bool proxy_protocol;
+        char from[OPTS_FROM_LEN];
     } listen_out[OPTS_MAX_LISTEN];
     unsigned n_listen_out;
     /* Set by main() after binding, never by a file: the proxy's own listening and admin

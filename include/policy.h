@@ -20,6 +20,7 @@
 #include "opts.h"
 
 struct acl;
+struct acl_cidr;
 struct egress_pool;
 struct users;
 
@@ -53,15 +54,32 @@ struct policy {
         union sockaddr_inx addr; /* as configured: a wildcard matches any address */
         unsigned idx;            /* its place in the listen list */
         bool same;               /* egress = "same": leave by the address the client reached */
+        bool proxy;              /* proxy_protocol: a PROXY header first, from a balancer */
         struct egress_pool *pool;
+        struct acl_cidr *from; /* proxy: the balancers' networks (n_from >= 1) */
+        unsigned n_from;
     } listeners[OPTS_MAX_LISTEN];
     unsigned n_listeners;
+    bool proxy_listeners; /* some listener has proxy_protocol */
 };
 
 /* Control thread: a snapshot owning acl and users (either may be NULL: no rules, no users). */
 struct policy *policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t gen);
 /* Control thread, after a grace period: free the snapshot and what it owns. */
 void policy_free(struct policy *p);
+
+/*
+ * Shard thread: the listener group the accepted socket fd came in by, or NULL
+ * (no group matches, or getsockname failed): fd's local address (getsockname,
+ * only when some listener has settings) against each, a wildcard one by port
+ * (and, for [::], either family). *local gets the address.
+ */
+const struct policy_listener *policy_listener_of(const struct policy *p, const struct opts *o,
+                                                 int fd, union sockaddr_inx *local);
+
+/* Any thread: is peer (IPv4-mapped given as IPv4: addr_unmap()) one of proxy listener l's
+ * balancers (its from)? */
+bool policy_proxy_from(const struct policy_listener *l, const union sockaddr_inx *peer);
 
 /* One request (or one UDP datagram, or a declared UDP source) as the rules see it. */
 struct policy_req {

@@ -315,6 +315,19 @@ v6_entry(const struct acl_cidr *c)
     return e;
 }
 
+bool
+acl_cidr_holds(const struct acl_cidr *n, int fam, const uint8_t *a)
+{
+    if (n->family != fam)
+        return false;
+    for (unsigned bit = 0; bit < n->prefix; bit++) {
+        uint8_t m = (uint8_t)(0x80u >> (bit % 8));
+        if ((n->addr[bit / 8] & m) != (a[bit / 8] & m))
+            return false;
+    }
+    return true;
+}
+
 /* The query's address in the form entries are compared with; mapped IPv4 as IPv4. */
 static void
 qaddr_set(struct acl_qaddr *qa, const union sockaddr_inx *a)

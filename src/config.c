@@ -960,20 +960,6 @@ rule_key_names(char *buf, size_t cap)
     return buf;
 }
 
-/* Does network n hold the address a (4 or 16 bytes of family fam)? */
-static bool
-cidr_holds(const struct acl_cidr *n, int fam, const uint8_t *a)
-{
-    if (n->family != fam)
-        return false;
-    for (unsigned bit = 0; bit < n->prefix; bit++) {
-        uint8_t m = (uint8_t)(0x80u >> (bit % 8));
-        if ((n->addr[bit / 8] & m) != (a[bit / 8] & m))
-            return false;
-    }
-    return true;
-}
-
 /*
  * A deny rule whose "to" holds 127.0.0.1 but not ::1, or ::1 but not 127.0.0.1:
  * "localhost" (and many other names) resolve to both, and the request goes on to
@@ -986,8 +972,8 @@ warn_loopback_half(struct cfg_ctx *c, const config_setting_t *g, const struct ru
     static const uint8_t lo6[16] = {[15] = 1};
     bool v4 = false, v6 = false;
     for (size_t i = 0; i < r->n_to; i++) {
-        v4 = v4 || cidr_holds(&r->to[i], AF_INET, lo4);
-        v6 = v6 || cidr_holds(&r->to[i], AF_INET6, lo6);
+        v4 = v4 || acl_cidr_holds(&r->to[i], AF_INET, lo4);
+        v6 = v6 || acl_cidr_holds(&r->to[i], AF_INET6, lo6);
     }
     if (v4 != v6)
         cfg_warn(c, g,
@@ -1133,6 +1119,20 @@ kind_name(enum options_kind kind)
     return "?";
 }
 
+/* Append v to the comma-separated out (used bytes so far); -1 after reporting a full one. */
+static int
+csv_add(struct cfg_ctx *c, const config_setting_t *e, const char *v, char *out, size_t cap,
+        size_t *used, const char *what)
+{
+    int n = snprintf(out + *used, cap - *used, "%s%s", *used ? "," : "", v);
+    if (n < 0 || (size_t)n >= cap - *used) {
+        cfg_error(c, e, "%s: the list takes more than %zu bytes", what, cap - 1);
+        return -1;
+    }
+    *used += (size_t)n;
+    return 0;
+}
+
 /* A listener's egress = "same" or a pool (a string or a list of strings), into out. */
 static int
 listen_egress(struct cfg_ctx *c, const config_setting_t *s, char *out, size_t cap)
@@ -1159,25 +1159,76 @@ listen_egress(struct cfg_ctx *c, const config_setting_t *s, char *out, size_t ca
                       why);
             return -1;
         }
-        int n = snprintf(out + used, cap - used, "%s%s", used ? "," : "", v);
-        if (n < 0 || (size_t)n >= cap - used) {
-            cfg_error(c, e, "listen: egress: the pool takes more than %zu bytes", cap - 1);
+        if (csv_add(c, e, v, out, cap, &used, "listen: egress") < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* A PROXY listener's from: networks (a string or a list of strings), into out as "a,b". */
+static int
+listen_from(struct cfg_ctx *c, const config_setting_t *s, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    if (elem_count(s) == 0) {
+        cfg_error(c, s, "listen: from: an empty list (name the load balancers' addresses)");
+        return -1;
+    }
+    for (unsigned i = 0; i < elem_count(s); i++) {
+        const config_setting_t *e = is_list(s) ? config_setting_get_elem(s, i) : s;
+        const char *v = elem_string(c, e, "listen: from");
+        struct acl_cidr net;
+        if (!v)
+            return -1;
+        if (acl_cidr_parse(v, &net) < 0) {
+            cfg_error(c, e, "listen: from: '%s' is not an address or network (\"10.0.0.0/8\")", v);
             return -1;
         }
-        used += (size_t)n;
+        if (csv_add(c, e, v, out, cap, &used, "listen: from") < 0)
+            return -1;
     }
     return 0;
 }
 
 /*
- * A listener given as a group: { address = "HOST:PORT"; egress = "same"; }, the
- * one form for every per-listener setting.
+ * A PROXY listener's keys: proxy_protocol = true needs from, and from means nothing
+ * without it (a listener open to "any" balancer would let anyone claim any address).
+ */
+static int
+listen_proxy(struct cfg_ctx *c, const config_setting_t *g, const config_setting_t *pp,
+             const config_setting_t *from, struct opts_listen_out *lo)
+{
+    if (pp && config_setting_type(pp) != CONFIG_TYPE_BOOL) {
+        cfg_error(c, pp, "listen: proxy_protocol: expected true or false, not %s", type_name(pp));
+        return -1;
+    }
+    lo->proxy_protocol = pp && config_setting_get_bool(pp);
+    if (!lo->proxy_protocol) {
+        if (from) {
+            cfg_error(c, from, "listen: from is for proxy_protocol = true listeners only");
+            return -1;
+        }
+        return 0;
+    }
+    if (!from) {
+        cfg_error(c, g,
+                  "listen: proxy_protocol = true needs from = [ ... ], the load balancers' "
+                  "addresses (no default: any other peer could claim any client address)");
+        return -1;
+    }
+    return listen_from(c, from, lo->from, sizeof(lo->from));
+}
+
+/*
+ * A listener given as a group: { address = "HOST:PORT"; egress = "same";
+ * proxy_protocol = true; from = [...]; }, the one form for every per-listener setting.
  */
 static int
 listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_row *r)
 {
     char why[512];
-    const config_setting_t *addr = NULL, *eg = NULL;
+    const config_setting_t *addr = NULL, *eg = NULL, *pp = NULL, *from = NULL;
     unsigned n = (unsigned)config_setting_length(g);
     for (unsigned i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(g, i);
@@ -1186,8 +1237,15 @@ listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_
             addr = s;
         else if (strcmp(name, "egress") == 0)
             eg = s;
+        else if (strcmp(name, "proxy_protocol") == 0)
+            pp = s;
+        else if (strcmp(name, "from") == 0)
+            from = s;
         else {
-            cfg_error(c, s, "listen: unknown key '%s' in a listener (address, egress)", name);
+            cfg_error(c, s,
+                      "listen: unknown key '%s' in a listener (address, egress, proxy_protocol, "
+                      "from)",
+                      name);
             return -EINVAL;
         }
     }
@@ -1203,10 +1261,13 @@ listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_
         cfg_error(c, addr, "%s: %s", r->key, why);
         return ret;
     }
-    if (!eg)
+    if (!eg && !pp && !from)
         return 0;
     struct opts_listen_out *lo = &c->o->listen_out[c->o->n_listen_out];
-    if (listen_egress(c, eg, lo->egress, sizeof(lo->egress)) < 0)
+    memset(lo, 0, sizeof(*lo));
+    if (eg && listen_egress(c, eg, lo->egress, sizeof(lo->egress)) < 0)
+        return -EINVAL;
+    if (listen_proxy(c, g, pp, from, lo) < 0)
         return -EINVAL;
     lo->addr = c->o->listen[c->o->n_listen - 1];
     lo->idx = c->o->n_listen - 1;

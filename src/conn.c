@@ -308,6 +308,7 @@ conn_log(struct shard *sh, const struct conn *c)
     r.rep = c->rep;
     r.end = c->end;
     r.client = c->client;
+    r.via = c->via;
     r.resolved = c->dest;
     r.egress = c->src;
     struct egress_session sess;

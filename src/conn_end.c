@@ -28,6 +28,9 @@ static const char *const end_names[END__COUNT] = {
     [END_BLOCKED] = "blocked",
     [END_ADMIN] = "admin_close",
     [END_AUTH_LOCKED] = "auth_locked",
+    [END_PROXY_REFUSED] = "proxy_refused",
+    [END_PROXY_BAD] = "proxy_bad",
+    [END_PROXY_LOCAL] = "proxy_local",
 };
 
 const char *

@@ -13,8 +13,11 @@
  *
  * It owns the contexts: a slab, a free list, and the queues of accepted
  * connections waiting for one, those of addresses holding few handshakes
- * first (clients.h). It never blocks and never reaches into a later phase
- * but through the continuation a phase hands to handshake_succeed().
+ * first (clients.h). On a proxy_protocol listener the balancer's PROXY header
+ * (proxyproto.c) comes first, and the client it names replaces the peer
+ * before anything (rules, limits, lockout, the log, UDP) looks at c->client.
+ * It never blocks and never reaches into a later phase but through the
+ * continuation a phase hands to handshake_succeed().
  */
 #include "handshake.h"
 
@@ -33,6 +36,7 @@
 #include "lockout.h"
 #include "outbound.h"
 #include "policy.h"
+#include "proxyproto.h"
 #include "shard_types.h"
 #include "socks4.h"
 
@@ -300,6 +304,32 @@ evict_heavy(struct shard *sh, unsigned limit)
     }
 }
 
+/*
+ * A listener marked proxy_protocol: its peer must be one of the balancers of its from
+ * (anyone else could claim any client address), and its first bytes the PROXY header.
+ * false: c was closed.
+ */
+static bool
+proxy_accept(struct shard *sh, struct conn *c)
+{
+    union sockaddr_inx local;
+    const struct policy_listener *l = policy_listener_of(sh->pol, sh->o, c->cfd, &local);
+    if (!l || !l->proxy)
+        return true;
+    /* Reset before it was asked who it is (getpeername: ENOTCONN), as HAProxy's health
+     * checks often are: gone, not refused. */
+    if (c->client.sa.sa_family == AF_UNSPEC) {
+        conn_close(sh, c, END_CLIENT_ERR);
+        return false;
+    }
+    if (!policy_proxy_from(l, &c->client)) {
+        conn_close(sh, c, END_PROXY_REFUSED);
+        return false;
+    }
+    c->hs_flags |= HSF_PROXY;
+    return true;
+}
+
 void
 handshake_start(struct shard *sh, int fd)
 {
@@ -319,6 +349,8 @@ handshake_start(struct shard *sh, int fd)
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     c->start_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     conn_timer_set(sh, c, TL_HANDSHAKE);
+    if (sh->pol->proxy_listeners && !proxy_accept(sh, c))
+        return;
     conn_client_take(sh, c, CLIENT_HS, 0);
     c->hs = hs_get(sh);
     if (c->hs) {
@@ -624,11 +656,51 @@ parse_v5(struct shard *sh, struct conn *c)
     return false;
 }
 
+/*
+ * The PROXY header (HSF_PROXY), read like the SOCKS messages and within the same
+ * handshake timeout. Its client replaces the balancer in c->client (kept in c->via),
+ * and the handshake count moves with it. true: SOCKS bytes follow it, parse on.
+ */
+static bool
+proxy_header(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    struct proxyproto pp;
+    ssize_t r = proxyproto_feed(&pp, h->in + h->in_off, (size_t)(h->in_len - h->in_off));
+    if (r == 0) {
+        hs_need_more(sh, c);
+        return false;
+    }
+    if (r < 0) {
+        conn_close(sh, c, END_PROXY_BAD);
+        return false;
+    }
+    h->in_off = (uint16_t)(h->in_off + r);
+    /* A health check: the balancer is the client and wants nothing served. */
+    if (pp.local) {
+        conn_close(sh, c, END_PROXY_LOCAL);
+        return false;
+    }
+    c->hs_flags &= (uint8_t)~HSF_PROXY;
+    conn_client_put(sh, c, CLIENT_HS);
+    c->via = c->client;
+    c->client = pp.src;
+    addr_unmap(&c->client);
+    conn_client_take(sh, c, CLIENT_HS, 0);
+    if (h->in_off == h->in_len) {
+        hs_need_more(sh, c);
+        return false;
+    }
+    return true;
+}
+
 /* Parse what has arrived; act on each complete message. */
 static void
 hs_parse(struct shard *sh, struct conn *c)
 {
     struct hs *h = c->hs;
+    if ((c->hs_flags & HSF_PROXY) && !proxy_header(sh, c))
+        return;
     if (c->version == 0) {
         /* One port, every version: the first byte says which. */
         c->version = h->in[h->in_off];

@@ -416,7 +416,7 @@ size_t
 log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, char *buf, size_t cap)
 {
     struct out o = {.buf = buf, .cap = cap};
-    char client[ADDR_STRLEN], resolved[ADDR_STRLEN], egress[ADDR_STRLEN];
+    char client[ADDR_STRLEN], via[ADDR_STRLEN], resolved[ADDR_STRLEN], egress[ADDR_STRLEN];
     char dest[sizeof(r->host) + 16];
     char tbuf[32], ebuf[32];
 
@@ -435,6 +435,8 @@ log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, ch
     int id_len = snprintf(id, sizeof(id), "%u.%u.%u", r->shard, r->slot, r->gen);
     put_field_str(&o, fmt, "id", id, (size_t)id_len);
     put_field_str(&o, fmt, "client", client, sockaddr_text(&r->client, client, sizeof(client)));
+    if (r->via.sa.sa_family)
+        put_field_str(&o, fmt, "via", via, sockaddr_text(&r->via, via, sizeof(via)));
     put_field_str(&o, fmt, "user", r->user, strnlen(r->user, sizeof(r->user)));
     const char *cmd = log_cmd_name(r->cmd);
     put_field_str(&o, fmt, "cmd", cmd, strlen(cmd));

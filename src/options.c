@@ -668,6 +668,19 @@ options_quote(const char *s, char *buf, size_t cap)
     put_quoted(buf, cap, &used, s, strlen(s));
 }
 
+/* "; key = [\"a\", \"b\"]" from the comma-separated csv, in the file's syntax. */
+static void
+put_csv_list(char *buf, size_t cap, size_t *used, const char *key, const char *csv)
+{
+    options_append(buf, cap, used, "; %s = [", key);
+    for (const char *p = csv; *p;) {
+        size_t len = strcspn(p, ",");
+        options_append(buf, cap, used, "%s\"%.*s\"", p == csv ? "" : ", ", (int)len, p);
+        p += len + (p[len] == ',');
+    }
+    options_append(buf, cap, used, "]");
+}
+
 /* An address as its row spells it: no ":0" where the port is optional and none was given. */
 static void
 put_addr(const struct options_row *r, const struct sockaddr_storage *ss, char *buf, size_t cap,
@@ -745,18 +758,15 @@ options_format(const struct options_row *r, const struct opts *o, char *buf, siz
             }
             options_append(buf, cap, &used, "{ address = ");
             put_addr(r, &list[i], buf, cap, &used);
-            if (strcmp(lo->egress, "same") == 0) {
-                options_append(buf, cap, &used, "; egress = \"same\"; }");
-                continue;
+            if (strcmp(lo->egress, "same") == 0)
+                options_append(buf, cap, &used, "; egress = \"same\"");
+            else if (lo->egress[0])
+                put_csv_list(buf, cap, &used, "egress", lo->egress);
+            if (lo->proxy_protocol) {
+                options_append(buf, cap, &used, "; proxy_protocol = true");
+                put_csv_list(buf, cap, &used, "from", lo->from);
             }
-            options_append(buf, cap, &used, "; egress = [");
-            for (const char *p = lo->egress; *p;) {
-                size_t len = strcspn(p, ",");
-                options_append(buf, cap, &used, "%s\"%.*s\"", p == lo->egress ? "" : ", ", (int)len,
-                               p);
-                p += len + (p[len] == ',');
-            }
-            options_append(buf, cap, &used, "]; }");
+            options_append(buf, cap, &used, "; }");
         }
         options_append(buf, cap, &used, groups ? ")" : "]");
         return true;

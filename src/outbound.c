@@ -72,44 +72,6 @@ outbound_user_dup(struct conn *c, const char *base, const struct egress_session 
 }
 
 /*
- * The listener c came in by, if the file gave it settings: its local address
- * (getsockname, only when some listener has settings) against each, a
- * wildcard one by port (and, for [::], either family). *local gets the address.
- */
-static const struct policy_listener *
-listener_of(const struct shard *sh, const struct conn *c, union sockaddr_inx *local)
-{
-    const struct policy *p = sh->pol;
-    if (!p->n_listeners)
-        return NULL;
-    socklen_t len = sizeof(*local);
-    if (getsockname(c->cfd, &local->sa, &len) == -1)
-        return NULL;
-    addr_unmap(local);
-    uint16_t port = addr_port(local);
-    for (unsigned i = 0; i < p->n_listeners; i++) {
-        const struct policy_listener *l = &p->listeners[i];
-        uint16_t want = addr_port(&l->addr);
-        /* Port 0: the port this listener was given at start (the same place, same IP). */
-        if (want == 0 && l->idx < sh->o->n_listen) {
-            union sockaddr_inx bound;
-            memcpy(&bound, &sh->o->listen[l->idx], sizeof(bound));
-            addr_unmap(&bound);
-            if (addr_same_ip(&bound, &l->addr) || (addr_is_any(&bound) && addr_is_any(&l->addr)))
-                want = addr_port(&bound);
-        }
-        if (want != port)
-            continue;
-        if (addr_same_ip(&l->addr, local))
-            return l;
-        if (addr_is_any(&l->addr) &&
-            (l->addr.sa.sa_family == local->sa.sa_family || l->addr.sa.sa_family == AF_INET6))
-            return l;
-    }
-    return NULL;
-}
-
-/*
  * Where c's traffic of family leaves from, as the policy says for rule er: *pick (port
  * 0), or family 0 for the kernel's choice. 0, or -EAFNOSUPPORT: the pool in force has no
  * address of family and no fallback lets the kernel choose.
@@ -129,7 +91,7 @@ choose(struct shard *sh, struct conn *c, const struct egress_rule *er, int famil
     if (!pool && er)
         pool = er->pool;
     if (!pool) {
-        const struct policy_listener *l = listener_of(sh, c, &local);
+        const struct policy_listener *l = policy_listener_of(p, sh->o, c->cfd, &local);
         if (l && l->same)
             same = true;
         else if (l)

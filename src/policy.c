@@ -8,12 +8,39 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "acl.h"
 #include "egress.h"
 #include "sock.h"
 #include "socks5.h"
 #include "users.h"
+
+/* A PROXY listener's balancers: the networks of from ("a,b/24", checked by the config). */
+static int
+proxy_init(struct policy *p, struct policy_listener *l, const char *from)
+{
+    size_t n = 1;
+    for (const char *q = from; *q; q++)
+        n += *q == ',';
+    if (!(l->from = calloc(n, sizeof(*l->from))))
+        return -1;
+    for (const char *q = from; *q && l->n_from < n;) {
+        char one[64];
+        size_t len = strcspn(q, ",");
+        if (len >= sizeof(one))
+            return -1;
+        memcpy(one, q, len);
+        one[len] = '\0';
+        if (acl_cidr_parse(one, &l->from[l->n_from]) < 0)
+            return -1;
+        l->n_from++;
+        q += len + (q[len] == ',');
+    }
+    l->proxy = true;
+    p->proxy_listeners = true;
+    return 0;
+}
 
 /* The egress settings of o, parsed (the options table checked every entry already). */
 static int
@@ -45,11 +72,14 @@ egress_init(struct policy *p, const struct opts *o)
         memcpy(&l->addr, &o->listen_out[i].addr, sizeof(l->addr));
         addr_unmap(&l->addr);
         l->idx = o->listen_out[i].idx;
+        p->n_listeners++;
         if (strcmp(o->listen_out[i].egress, "same") == 0)
             l->same = true;
-        else if (!(l->pool = egress_pool_parse_csv(o->listen_out[i].egress, why, sizeof(why))))
+        else if (o->listen_out[i].egress[0] &&
+                 !(l->pool = egress_pool_parse_csv(o->listen_out[i].egress, why, sizeof(why))))
             return -1;
-        p->n_listeners++;
+        if (o->listen_out[i].proxy_protocol && proxy_init(p, l, o->listen_out[i].from) < 0)
+            return -1;
     }
     return 0;
 }
@@ -103,8 +133,10 @@ policy_free(struct policy *p)
     acl_free(p->acl);
     users_free(p->users);
     egress_pool_free(p->egress);
-    for (unsigned i = 0; i < p->n_listeners; i++)
+    for (unsigned i = 0; i < p->n_listeners; i++) {
         egress_pool_free(p->listeners[i].pool);
+        free(p->listeners[i].from);
+    }
     free(p);
 }
 
@@ -195,4 +227,49 @@ policy_decide(const struct policy *p, const struct opts *o, const struct policy_
     }
     *rule_out = rule;
     return true;
+}
+
+const struct policy_listener *
+policy_listener_of(const struct policy *p, const struct opts *o, int fd, union sockaddr_inx *local)
+{
+    if (!p->n_listeners)
+        return NULL;
+    socklen_t len = sizeof(*local);
+    if (getsockname(fd, &local->sa, &len) == -1)
+        return NULL;
+    addr_unmap(local);
+    uint16_t port = addr_port(local);
+    for (unsigned i = 0; i < p->n_listeners; i++) {
+        const struct policy_listener *l = &p->listeners[i];
+        uint16_t want = addr_port(&l->addr);
+        /* Port 0: the port this listener was given at start (the same place, same IP). */
+        if (want == 0 && l->idx < o->n_listen) {
+            union sockaddr_inx bound;
+            memcpy(&bound, &o->listen[l->idx], sizeof(bound));
+            addr_unmap(&bound);
+            if (addr_same_ip(&bound, &l->addr) || (addr_is_any(&bound) && addr_is_any(&l->addr)))
+                want = addr_port(&bound);
+        }
+        if (want != port)
+            continue;
+        if (addr_same_ip(&l->addr, local))
+            return l;
+        if (addr_is_any(&l->addr) &&
+            (l->addr.sa.sa_family == local->sa.sa_family || l->addr.sa.sa_family == AF_INET6))
+            return l;
+    }
+    return NULL;
+}
+
+bool
+policy_proxy_from(const struct policy_listener *l, const union sockaddr_inx *peer)
+{
+    int fam = peer->sa.sa_family;
+    const uint8_t *a = fam == AF_INET    ? (const uint8_t *)&peer->v4.sin_addr
+                       : fam == AF_INET6 ? peer->v6.sin6_addr.s6_addr
+                                         : NULL;
+    for (unsigned i = 0; a && i < l->n_from; i++)
+        if (acl_cidr_holds(&l->from[i], fam, a))
+            return true;
+    return false;
 }

@@ -62,6 +62,7 @@ import cases_ulimits  # noqa: E402,F401
 import cases_fleet  # noqa: E402,F401
 import cases_egress  # noqa: E402,F401
 import cases_lockout  # noqa: E402,F401
+import cases_proxyproto  # noqa: E402,F401
 import cases_ops  # noqa: E402,F401
 import cases_acct  # noqa: E402,F401
 

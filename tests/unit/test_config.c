@@ -555,10 +555,68 @@ test_egress_keys(void **state)
              "@:1: rule 1: egress: '2001:db8::1/64' is not an address or a prefix "
              "(NETWORK/LENGTH with the host bits zero)");
     load_bad("listen = ( { address = \"127.0.0.1:1080\"; egres = \"same\"; } );\n",
-             "@:1: listen: unknown key 'egres' in a listener (address, egress)");
+             "@:1: listen: unknown key 'egres' in a listener (address, egress, proxy_protocol, "
+             "from)");
     load_bad("egress = [\"203.0.113.1/24\"];\n",
              "@:1: egress: '203.0.113.1/24' is not an address or a prefix (NETWORK/LENGTH with "
              "the host bits zero)");
+}
+
+/*
+ * A PROXY listener: proxy_protocol = true with its balancers in from (required: no
+ * default "any"), kept with the group and written back by options_format().
+ */
+static void
+test_proxy_keys(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[4096], shown[4096];
+    options_defaults(&o);
+    write_conf("listen = ( \"127.0.0.1:1080\",\n"
+               "  { address = \"127.0.0.1:1081\"; proxy_protocol = true;\n"
+               "    from = [\"127.0.0.1\", \"10.0.0.0/8\"]; },\n"
+               "  { address = \"127.0.0.1:1082\"; proxy_protocol = true; from = \"::1\";\n"
+               "    egress = \"same\"; },\n"
+               "  { address = \"127.0.0.1:1083\"; proxy_protocol = false; } );\n");
+    assert_int_equal(config_load(path, &o, &acl, err, sizeof(err)), 0);
+    unlink(path);
+    path[0] = '\0';
+    assert_int_equal(o.n_listen, 4);
+    assert_int_equal(o.n_listen_out, 3);
+    assert_true(o.listen_out[0].proxy_protocol);
+    assert_string_equal(o.listen_out[0].from, "127.0.0.1,10.0.0.0/8");
+    assert_string_equal(o.listen_out[0].egress, "");
+    assert_true(o.listen_out[1].proxy_protocol);
+    assert_string_equal(o.listen_out[1].from, "::1");
+    assert_string_equal(o.listen_out[1].egress, "same");
+    assert_false(o.listen_out[2].proxy_protocol);
+    assert_true(options_format(options_find("listen"), &o, shown, sizeof(shown)));
+    assert_string_equal(shown, "(\"127.0.0.1:1080\", { address = \"127.0.0.1:1081\"; "
+                               "proxy_protocol = true; from = [\"127.0.0.1\", \"10.0.0.0/8\"]; }, "
+                               "{ address = \"127.0.0.1:1082\"; egress = \"same\"; "
+                               "proxy_protocol = true; from = [\"::1\"]; }, "
+                               "{ address = \"127.0.0.1:1083\"; })");
+    acl_free(acl);
+
+    load_bad("listen = ( { address = \"127.0.0.1:1081\"; proxy_protocol = true; } );\n",
+             "@:1: listen: proxy_protocol = true needs from = [ ... ], the load balancers' "
+             "addresses (no default: any other peer could claim any client address)");
+    load_bad("listen = ( { address = \"127.0.0.1:1081\"; from = [\"127.0.0.1\"]; } );\n",
+             "@:1: listen: from is for proxy_protocol = true listeners only");
+    load_bad("listen = ( { address = \"127.0.0.1:1081\"; proxy_protocol = \"yes\";\n"
+             "  from = [\"127.0.0.1\"]; } );\n",
+             "@:1: listen: proxy_protocol: expected true or false, not a string");
+    load_bad("listen = ( { address = \"127.0.0.1:1081\"; proxy_protocol = true;\n"
+             "  from = [ ]; } );\n",
+             "@:2: listen: from: an empty list (name the load balancers' addresses)");
+    load_bad("listen = ( { address = \"127.0.0.1:1081\"; proxy_protocol = true;\n"
+             "  from = [\"127.0.0.1\",\n \"10.0.0.1/8\"]; } );\n",
+             "@:3: listen: from: '10.0.0.1/8' is not an address or network (\"10.0.0.0/8\")");
+    load_bad("listen = ( { address = \"127.0.0.1:1081\"; proxy_protocol = true;\n"
+             "  from = [ 1 ]; } );\n",
+             "@:2: listen: from: expected a string, not an integer");
 }
 
 /* Address sets: built-in and the file's own, defined after the rules that name them. */
@@ -1309,6 +1367,7 @@ main(void)
         cmocka_unit_test_teardown(test_absent_keys_keep_defaults, teardown),
         cmocka_unit_test(test_default_acl),
         cmocka_unit_test_teardown(test_egress_keys, teardown),
+        cmocka_unit_test_teardown(test_proxy_keys, teardown),
         cmocka_unit_test_teardown(test_rules_absent_or_empty, teardown),
         cmocka_unit_test_teardown(test_scalar_lists, teardown),
         cmocka_unit_test_teardown(test_off_values, teardown),

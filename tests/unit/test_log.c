@@ -288,6 +288,30 @@ test_egress_session(void **state)
            "\"duration_ms\":250,\"end\":\"done\",\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
 }
 
+/* Behind a PROXY listener: the client the header named, and the balancer as via. */
+static void
+test_via(void **state)
+{
+    (void)state;
+    struct log_rec r;
+    base_rec(&r);
+    set_v4(&r.client, "192.0.2.9", 40000);
+    set_v4(&r.via, "127.0.0.1", 50000);
+    r.end = END_PROXY_LOCAL;
+    expect(&r, LOG_LOGFMT,
+           "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=192.0.2.9:40000 "
+           "via=127.0.0.1:50000 user=alice cmd=connect "
+           "version=5 dest=example.com:443 resolved=93.184.216.34:443 egress=- rule=- rep=0 up=123 "
+           "down=4567 duration_ms=250 end=proxy_local end_time=2026-11-21T21:40:00.373Z\n");
+    expect(&r, LOG_JSON,
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\","
+           "\"client\":\"192.0.2.9:40000\",\"via\":\"127.0.0.1:50000\","
+           "\"user\":\"alice\",\"cmd\":\"connect\",\"version\":5,\"dest\":\"example.com:443\","
+           "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rule\":null,\"rep\":0,\"up\":123,"
+           "\"down\":4567,\"duration_ms\":250,\"end\":\"proxy_local\","
+           "\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
+}
+
 static void
 test_json_ipv4(void **state)
 {
@@ -520,6 +544,7 @@ test_longest_line(void **state)
     memset(r.host, 0x01, 255);
     r.host[255] = '\0';
     set_v6(&r.client, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
+    set_v6(&r.via, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
     set_v6(&r.resolved, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
     set_v6(&r.egress, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
     memset(r.session, 'x', 64);
@@ -1013,6 +1038,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logfmt_ipv4),
+        cmocka_unit_test(test_via),
         cmocka_unit_test(test_json_ipv4),
         cmocka_unit_test(test_egress_session),
         cmocka_unit_test(test_ipv6),
