@@ -94,7 +94,7 @@ size_t
 shardcmd_render(const struct conn *c, unsigned shard_id, uint64_t now_ms, char *out, size_t cap)
 {
     char dest[SHARDCMD_TEXT_MAX + 16], user[6 * SHARDCMD_TEXT_MAX], dest_j[sizeof(user)];
-    char client[2 * ADDR_STRLEN], egress[2 * ADDR_STRLEN];
+    char client[2 * ADDR_STRLEN], egress[2 * ADDR_STRLEN], via[2 * ADDR_STRLEN];
     snprintf(user, sizeof(user), "null");
     if (c->user)
         json_escape(c->user, strlen(c->user), user, sizeof(user));
@@ -103,15 +103,17 @@ shardcmd_render(const struct conn *c, unsigned shard_id, uint64_t now_ms, char *
         json_escape(dest, strlen(dest), dest_j, sizeof(dest_j));
     addr_json(&c->client, client, sizeof(client));
     addr_json(&c->src, egress, sizeof(egress));
+    addr_json(&c->via, via, sizeof(via)); /* the balancer, on a proxy_protocol listener */
     const char *state =
         c->state < sizeof(state_names) / sizeof(state_names[0]) ? state_names[c->state] : "unknown";
     uint64_t age = now_ms > c->start_ms ? (now_ms - c->start_ms) / 1000 : 0;
     int n = snprintf(out, cap,
                      "{\"id\":\"%u.%" PRIu32 ".%" PRIu32 "\",\"shard\":%u,\"state\":\"%s\","
-                     "\"cmd\":\"%s\",\"user\":%s,\"client\":%s,\"dest\":%s,\"egress\":%s,"
-                     "\"age_s\":%" PRIu64 ",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64 "}",
+                     "\"cmd\":\"%s\",\"user\":%s,\"client\":%s,\"via\":%s,\"dest\":%s,"
+                     "\"egress\":%s,\"age_s\":%" PRIu64 ",\"bytes_up\":%" PRIu64
+                     ",\"bytes_down\":%" PRIu64 "}",
                      shard_id, c->slot, c->gen, shard_id, state, log_cmd_name(c->cmd), user, client,
-                     dest_j, egress, age, c->dir[DIR_C2T].bytes, c->dir[DIR_T2C].bytes);
+                     via, dest_j, egress, age, c->dir[DIR_C2T].bytes, c->dir[DIR_T2C].bytes);
     if (n < 0)
         n = 0;
     return (size_t)n < cap ? (size_t)n : cap ? cap - 1 : 0;

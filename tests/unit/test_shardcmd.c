@@ -145,6 +145,7 @@ test_render(void **state)
     struct conn *c =
         mk(&sh, CONN_RELAY, "a\"b\\\xff", 5, "2001:db8::5", 8443, "127.0.0.1", 40000, NULL);
     set_addr(&c->src, "192.0.2.7", 50001);
+    set_addr(&c->via, "198.51.100.9", 37000); /* came through a PROXY-protocol balancer */
     c->start_ms = 1000000;
     c->dir[DIR_C2T].bytes = 12;
     c->dir[DIR_T2C].bytes = 34;
@@ -154,7 +155,8 @@ test_render(void **state)
     snprintf(want, sizeof(want),
              "{\"id\":\"1.%u.%u\",\"shard\":1,\"state\":\"relay\",\"cmd\":\"connect\","
              "\"user\":\"a\\\"b\\\\\\u00ff\",\"client\":\"127.0.0.1:40000\","
-             "\"dest\":\"[2001:db8::5]:8443\",\"egress\":\"192.0.2.7:50001\",\"age_s\":61,"
+             "\"via\":\"198.51.100.9:37000\",\"dest\":\"[2001:db8::5]:8443\",\"egress\":\"192.0.2."
+             "7:50001\",\"age_s\":61,"
              "\"bytes_up\":12,\"bytes_down\":34}",
              c->slot, c->gen);
     assert_string_equal(out, want);
@@ -165,7 +167,7 @@ test_render(void **state)
     h->cmd = 0;
     shardcmd_render(h, 1, 0, out, sizeof(out));
     assert_non_null(strstr(out, "\"state\":\"handshake\",\"cmd\":\"none\",\"user\":null,"
-                                "\"client\":\"[::1]:1\",\"dest\":null,\"egress\":null,"
+                                "\"client\":\"[::1]:1\",\"via\":null,\"dest\":null,\"egress\":null,"
                                 "\"age_s\":0,"));
     /* A destination by address: the address and its port. */
     h->state = CONN_CONNECT;
