@@ -22,7 +22,7 @@
 #include "lim.h"
 
 struct uacct {
-    struct lim_node n;      /* first (limit.h relies on it); written by shards (atomics) */
+    struct lim_node n;      /* written by shards (atomics) */
     atomic_bool blocked;    /* by the admin (POST /users/NAME/block), kept in the state file */
     atomic_bool over_quota; /* set by the control thread: new tunnels get 0x02 */
     char *name;

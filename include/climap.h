@@ -32,14 +32,13 @@ void climap_free(struct climap *m);
 
 /*
  * Shard: take a place for a tunnel of client in its node (made if needed)
- * if fewer than max (0: no limit) are open. The node, or NULL: *over true
+ * if fewer than max (0: no limit) are open (given back with lim_open_put()).
+ * The node, or NULL: *over true
  * when the address holds max already, false when no node could be made
  * (out of memory: the caller admits uncounted, as clients.h does).
  */
 struct lim_node *climap_take(struct climap *m, const union sockaddr_inx *client, uint64_t max,
                              bool *over);
-/* Give the place back (the tunnel ended). */
-void climap_put(struct lim_node *n);
 
 /*
  * Control thread: free the nodes that hold nothing and whose buckets are
@@ -47,7 +46,5 @@ void climap_put(struct lim_node *n);
  * grace period when it unlinked any. Returns how many it freed.
  */
 unsigned climap_sweep(struct climap *m, uint64_t now_ns);
-/* Nodes in the table (approximate while shards run). */
-unsigned long climap_count(struct climap *m);
 
 #endif

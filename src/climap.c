@@ -148,12 +148,6 @@ climap_take(struct climap *m, const union sockaddr_inx *client, uint64_t max, bo
     return NULL;
 }
 
-void
-climap_put(struct lim_node *n)
-{
-    lim_open_put(n);
-}
-
 /* Nothing held, nothing remembered: the buckets are all in the past. */
 static bool
 idle(const struct lim_node *n, uint64_t now_ns)
@@ -192,15 +186,4 @@ climap_sweep(struct climap *m, uint64_t now_ns)
         freed++;
     }
     return freed;
-}
-
-unsigned long
-climap_count(struct climap *m)
-{
-    long before, after;
-    unsigned long count;
-    rcu_thread_online();
-    cds_lfht_count_nodes(m->ht, &before, &count, &after);
-    rcu_thread_offline();
-    return count;
 }

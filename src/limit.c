@@ -29,16 +29,16 @@ effective(struct lim_conf *out, const struct lim_conf *rule, const struct lim_co
 
 /* The new-tunnel bucket of n at rate per second, burst b (0: as many as the rate). */
 static bool
-rate_take(struct lim_node *n, uint64_t rate, uint64_t burst, uint64_t now_ns)
+rate_take(struct lim_node *n, uint64_t rate, uint64_t burst)
 {
     if (!rate)
-        return true;
+        return true; /* no clock read for a tunnel without a rate */
     uint64_t cost = 1000000000ull / rate;
     if (cost == 0)
         cost = 1;
     if (!burst)
         burst = rate;
-    return gcra_take(&n->rate_tat, now_ns, cost, (burst - 1) * cost, NULL);
+    return gcra_take(&n->rate_tat, lim_now_ns(), cost, (burst - 1) * cost, NULL);
 }
 
 /* c's bandwidth settings, or nothing when no rate applies. */
@@ -79,7 +79,6 @@ limit_admit(struct shard *sh, struct conn *c, int rule)
     }
     struct lim_conf ul;
     effective(&ul, er ? &er->lim : NULL, user ? ui.lim : NULL, &p->user_lim);
-    uint64_t now = lim_now_ns();
     struct uacct *a = user ? ui.acct : NULL;
     enum conn_end why = END_NONE;
     enum lim_hit hit = LIMH_CONNS;
@@ -92,7 +91,7 @@ limit_admit(struct shard *sh, struct conn *c, int rule)
         hit = LIMH_QUOTA;
     } else if (a && !lim_open_take(&a->n, lim_val(ul.max_conns))) {
         why = END_LIMIT_CONNS;
-    } else if (a && !rate_take(&a->n, lim_val(ul.rate), lim_val(ul.burst), now)) {
+    } else if (a && !rate_take(&a->n, lim_val(ul.rate), lim_val(ul.burst))) {
         lim_open_put(&a->n);
         why = END_LIMIT_RATE;
         hit = LIMH_RATE;
@@ -108,9 +107,9 @@ limit_admit(struct shard *sh, struct conn *c, int rule)
         cn = climap_take(sh->climap, &c->client, lim_val(cl.max_conns), &over);
         if (!cn && over)
             why = END_LIMIT_CONNS;
-        else if (cn && !rate_take(cn, lim_val(cl.rate), lim_val(cl.burst), now)) {
+        else if (cn && !rate_take(cn, lim_val(cl.rate), lim_val(cl.burst))) {
             lim_hit(cn, LIMH_RATE);
-            climap_put(cn);
+            lim_open_put(cn);
             cn = NULL;
             why = END_LIMIT_RATE;
             hit = LIMH_RATE;
@@ -130,7 +129,7 @@ limit_admit(struct shard *sh, struct conn *c, int rule)
         if (!c->lim) {
             /* Out of memory: the tunnel goes on unthrottled rather than not at all. */
             if (cn)
-                climap_put(cn);
+                lim_open_put(cn);
         } else {
             memcpy(c->lim, &tmp, sizeof(tmp));
         }

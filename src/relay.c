@@ -41,6 +41,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
+#include "acct.h"
 #include "conn.h"
 #include "limit.h"
 #include "pipe.h"
@@ -317,7 +318,7 @@ wrote(struct shard *sh, struct conn *c, unsigned d, uint32_t n)
     rd->pending -= n;
     rd->bytes += n;
     if (c->acct)
-        lim_bytes((struct lim_node *)c->acct, d, n); /* counted as it goes: accounting */
+        lim_bytes(&c->acct->n, d, n); /* counted as it goes: accounting */
     c->active_ds = sh->now_ds;
     stall_wrote(sh, c, d);
 }

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "acl.h"
+#include "acct.h"
 #include "conn.h"
 #include "limit.h"
 #include "dns.h"
@@ -360,7 +361,7 @@ flush(struct shard *sh)
             for (unsigned k = i; k < i + (unsigned)r; k++) {
                 c->dir[us->out_dir[k]].bytes += us->out_len[k];
                 if (c->acct) /* the user's accounting counts datagrams as they go */
-                    lim_bytes((struct lim_node *)c->acct, us->out_dir[k], us->out_len[k]);
+                    lim_bytes(&c->acct->n, us->out_dir[k], us->out_len[k]);
                 if (us->out_dir[k] == DIR_C2T)
                     c->ua->cnt.out++;
                 else
