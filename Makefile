@@ -92,6 +92,7 @@ $(BUILD)/tests/test_acctctl: $(BUILD)/obj/acct.o $(BUILD)/obj/lim.o $(BUILD)/obj
 	tests/unit/users_file.h
 # The client table and the login lockout key addresses with addr_client_key().
 $(BUILD)/tests/test_clients: $(BUILD)/obj/addr.o
+$(BUILD)/tests/test_upgrade: $(BUILD)/obj/addr.o
 $(BUILD)/tests/test_lockout: $(BUILD)/obj/addr.o
 # The password checker with its real crypt(3) worker; ring_sqe() and conn_authed() are faked.
 $(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o \
