@@ -21,6 +21,11 @@ void shard_stop(struct shard *sh);
  * connection is left.
  */
 void shard_drain(struct shard *sh, uint64_t deadline_ms);
+/*
+ * Control thread, before shard_drain(), once a new binary serves on the same
+ * listening sockets: the drain must close them without shutdown().
+ */
+void shard_keep_listeners(struct shard *sh);
 /* Any thread: wake the shard's loop (a new policy was published). */
 void shard_wake(struct shard *sh);
 /* Main thread: wait for the thread, then free what the shard owned. */

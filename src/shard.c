@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <urcu-qsbr.h>
@@ -159,40 +160,81 @@ shard_accept_resume(struct shard *sh)
         arm_accept(sh, i);
 }
 
+/* An accepted client: its session starts, or it waits while all shards are full. */
+static void
+take_client(struct shard *sh, int fd)
+{
+    /*
+     * The check comes before the session: with several shards the limit
+     * can be reached by another one while this accept was in flight. Such
+     * a client waits here, unread, like those in the kernel's backlog.
+     */
+    if (shard_full(sh) || sh->held.len) {
+        if (udq_push(&sh->held, (uint64_t)fd) < 0) {
+            STAT_INC(sh->st.accept_dropped);
+            close(fd);
+        }
+        pause_accept(sh);
+        want_room(sh);
+        return;
+    }
+    handshake_start(sh, fd);
+    /* Full: stop taking connections; the kernel's backlog holds the rest. */
+    if (shard_full(sh)) {
+        pause_accept(sh);
+        want_room(sh);
+    }
+}
+
+/* Clients one listener's last look may take: its backlog's size (main.c). */
+#define HANDOVER_ACCEPT_MAX 4096
+
+/*
+ * After a hand-over, once our accept has left the listener's wait queue (its
+ * cancellation came back): a listener wakes one exclusive waiter per new
+ * client, so a client whose wake-up went to our cancelled accept waits in the
+ * backlog while the new process's accept sleeps on. Those are ours: take
+ * them (non-blocking), then close our fd; the socket stays the new one's.
+ */
+static void
+handover_listener(struct shard *sh, unsigned i)
+{
+    struct listener *l = &sh->ls[i];
+    for (unsigned n = 0; n < HANDOVER_ACCEPT_MAX; n++) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd == -1)
+            break;
+        take_client(sh, fd);
+    }
+    close(l->fd);
+    l->fd = -1;
+}
+
 static void
 on_accept(struct shard *sh, const struct io_uring_cqe *cqe)
 {
     uint32_t i = ud_slot(cqe->user_data);
     if (i >= sh->n_ls)
         return;
-    if (!(cqe->flags & IORING_CQE_F_MORE))
-        sh->ls[i].armed = false;
     int res = cqe->res;
+    bool keep = atomic_load_explicit(&sh->keep_listeners, memory_order_relaxed);
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        sh->ls[i].armed = false;
+        if (sh->draining && keep && sh->ls[i].fd >= 0) {
+            if (res >= 0)
+                take_client(sh, res);
+            handover_listener(sh, i);
+            return;
+        }
+    }
     if (res >= 0) {
-        if (sh->stopping || sh->draining) {
+        /* After a hand-over, a client accepted while the accept was being cancelled is
+         * ours to serve: the new process will never see it. */
+        if (sh->stopping || (sh->draining && !keep)) {
             close(res);
             return;
         }
-        /*
-         * The check comes before the session: with several shards the limit
-         * can be reached by another one while this accept was in flight. Such
-         * a client waits here, unread, like those in the kernel's backlog.
-         */
-        if (shard_full(sh) || sh->held.len) {
-            if (udq_push(&sh->held, (uint64_t)res) < 0) {
-                STAT_INC(sh->st.accept_dropped);
-                close(res);
-            }
-            pause_accept(sh);
-            want_room(sh);
-            return;
-        }
-        handshake_start(sh, res);
-        /* Full: stop taking connections; the kernel's backlog holds the rest. */
-        if (shard_full(sh)) {
-            pause_accept(sh);
-            want_room(sh);
-        }
+        take_client(sh, res);
     } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
         /* Out of fds or memory: retry on a tick or when a connection closes, never spin. */
         pause_accept(sh);
@@ -257,7 +299,14 @@ stop_accepting(struct shard *sh)
             io_uring_sqe_set_data64(sqe, ud_make(OP_NONE, 0, 0, 0));
         }
         if (sh->ls[i].fd >= 0) {
-            shutdown(sh->ls[i].fd, SHUT_RDWR);
+            if (atomic_load_explicit(&sh->keep_listeners, memory_order_acquire)) {
+                /* Shared with the new process: no shutdown(); an armed accept's end
+                 * closes it (handover_listener()). */
+                if (sh->ls[i].armed)
+                    continue;
+            } else {
+                shutdown(sh->ls[i].fd, SHUT_RDWR);
+            }
             close(sh->ls[i].fd);
             sh->ls[i].fd = -1;
         }
@@ -271,6 +320,18 @@ close_held(struct shard *sh)
     uint64_t fd;
     while (udq_pop(&sh->held, &fd))
         close((int)fd);
+}
+
+/* A drain after a hand-over still waits for an accept's cancellation (handover_listener()). */
+static bool
+listener_held(const struct shard *sh)
+{
+    if (sh->stopping)
+        return false;
+    for (unsigned i = 0; i < sh->n_ls; i++)
+        if (sh->ls[i].fd >= 0)
+            return true;
+    return false;
 }
 
 static void
@@ -449,7 +510,7 @@ shard_main(void *arg)
             begin_stop(sh);
             stop_deadline = sh->now_s + STOP_GRACE_S;
         }
-        if ((sh->stopping || sh->draining) && sh->n_open == 0)
+        if ((sh->stopping || sh->draining) && sh->n_open == 0 && !listener_held(sh))
             break;
         if (sh->stopping && sh->now_s >= stop_deadline)
             break;
@@ -503,6 +564,7 @@ shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hos
     atomic_init(&sh->drain, false);
     atomic_init(&sh->drain_deadline_ms, 0);
     atomic_init(&sh->exited, false);
+    atomic_init(&sh->keep_listeners, false);
     atomic_init(&sh->cmd, NULL);
     atomic_init(&sh->pol_seen, 0);
     atomic_init(&sh->pol_revoked, 0);
@@ -586,6 +648,12 @@ shard_drain(struct shard *sh, uint64_t deadline_ms)
     atomic_store_explicit(&sh->drain_deadline_ms, deadline_ms, memory_order_relaxed);
     atomic_store_explicit(&sh->drain, true, memory_order_release);
     shard_wake(sh);
+}
+
+void
+shard_keep_listeners(struct shard *sh)
+{
+    atomic_store_explicit(&sh->keep_listeners, true, memory_order_release);
 }
 
 void
