@@ -140,6 +140,12 @@ void acctctl_tick(struct acctctl *ac, const struct policy *pol,
                   void (*over)(void *arg, struct uacct *a), void *arg);
 /* The state file now (after an admin block or unblock). 0, or -errno (said on stderr). */
 int acctctl_save(struct acctctl *ac);
+/*
+ * After a binary upgrade handed over (ctl_upgrade.h): the state file is the
+ * new process's from now on; this one never writes it again (its counts
+ * since the last save before the hand-over are not carried over).
+ */
+void acctctl_state_release(struct acctctl *ac);
 /* SIGUSR1: reopen the accounting log (the old one stays when that fails); says so on stderr. */
 void acctctl_reopen(struct acctctl *ac);
 /*

@@ -108,6 +108,16 @@ struct admin *admin_open(const struct sockaddr *addr, const char *hosts, char *e
 struct admin *admin_open_unix(const char *path, unsigned mode, bool chown, uid_t uid, gid_t gid,
                               const char *hosts, char *err, size_t errlen);
 /*
+ * An admin endpoint on fd, a listening socket received from the process this
+ * one upgrades (upgrade.h): bound and listening already. path: the Unix
+ * socket's file (removed at admin_close() while it is still that file), or
+ * NULL for TCP. hosts as for admin_open(). NULL with the reason in err (fd
+ * is then still the caller's).
+ */
+struct admin *admin_adopt(int fd, const char *path, const char *hosts, char *err, size_t errlen);
+/* The process that takes over serves on it: admin_close() leaves the socket's file be. */
+void admin_keep_path(struct admin *a);
+/*
  * From now on require the token whose digest (admin_token_digest()) is
  * given, or none when digest is NULL. Copied.
  */

@@ -28,6 +28,7 @@ struct metrics_process {
     uint64_t rss_bytes, vsize_bytes;
     double cpu_s;        /* user + system */
     double start_time_s; /* Unix time */
+    uint64_t pid;        /* after a binary upgrade: which process answers */
 };
 
 /*
@@ -48,7 +49,8 @@ struct ctl_stats {
     struct metrics_process proc;
     int draining; /* 1 while draining */
     uint64_t log_written, log_dropped;
-    double start_time; /* Unix time the process started */
+    double start_time;                     /* Unix time the process started */
+    uint64_t upgrades_ok, upgrades_failed; /* binary upgrades started here (ctl_upgrade.h) */
 };
 
 /*

@@ -632,6 +632,13 @@ acctctl_save(struct acctctl *ac)
     return rc;
 }
 
+void
+acctctl_state_release(struct acctctl *ac)
+{
+    if (ac)
+        ac->state_path[0] = '\0';
+}
+
 static void
 export_now(struct acctctl *ac)
 {

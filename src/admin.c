@@ -1225,6 +1225,40 @@ out:
     return NULL;
 }
 
+struct admin *
+admin_adopt(int fd, const char *path, const char *hosts, char *err, size_t errlen)
+{
+    struct stat st;
+    struct admin *a = admin_new(hosts);
+    if (!a || (path && !(a->unix_path = strdup(path)))) {
+        snprintf(err, errlen, "admin: out of memory");
+        free(a);
+        return NULL;
+    }
+    a->fd = fd;
+    /* Ours to remove at close while it is still the file the socket was bound to. */
+    if (path && lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        a->unix_dev = st.st_dev;
+        a->unix_ino = st.st_ino;
+    }
+    /* listen() again on a listening socket only sets the backlog. */
+    if (admin_listen(a) == -1) {
+        snprintf(err, errlen, "admin: listen: %s", strerror(errno));
+        a->fd = -1;
+        a->unix_ino = 0;
+        admin_close(a);
+        return NULL;
+    }
+    return a;
+}
+
+void
+admin_keep_path(struct admin *a)
+{
+    if (a)
+        a->unix_ino = 0;
+}
+
 void
 admin_set_token(struct admin *a, const unsigned char *digest)
 {

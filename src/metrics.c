@@ -364,6 +364,13 @@ render_ctl(struct mwriter *w, const struct ctl_stats *cs)
     mw_family(w, "ringsocks_last_reload_success_timestamp_seconds", "gauge",
               "Unix time of the last successful configuration load.");
     mw_printf(w, "ringsocks_last_reload_success_timestamp_seconds %.3f\n", cs->last_reload_ok_time);
+    mw_family(w, "ringsocks_upgrades_total", "counter",
+              "Binary upgrades (SIGUSR2, POST /upgrade) this process started, by result.");
+    mw_printf(w, "ringsocks_upgrades_total{result=\"ok\"} %" PRIu64 "\n", cs->upgrades_ok);
+    mw_printf(w, "ringsocks_upgrades_total{result=\"failed\"} %" PRIu64 "\n", cs->upgrades_failed);
+    if (cs->proc.pid)
+        mw_u64(w, "ringsocks_process_pid", "gauge", "The process ID of the process answering.",
+               cs->proc.pid);
     mw_u64(w, "ringsocks_draining", "gauge", "1 while the server drains, else 0.",
            cs->draining ? 1 : 0);
     mw_u64(w, "ringsocks_access_log_lines_total", "counter", "Access log lines written.",
@@ -417,6 +424,7 @@ metrics_process_read(struct metrics_process *p)
 {
     char buf[1024];
     memset(p, 0, sizeof(*p));
+    p->pid = (uint64_t)getpid();
     FILE *f = fopen("/proc/self/stat", "re");
     if (!f)
         return -errno;
