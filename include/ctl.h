@@ -25,6 +25,7 @@ struct admin_reply;
 struct uacct;
 struct climap;
 struct acctctl;
+struct ctl_upgrade;
 
 /* Builds the reloadable settings: defaults, then the file, then the command line. */
 typedef int (*ctl_load_fn)(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err,
@@ -48,14 +49,16 @@ struct ctl {
     ctl_load_fn load;
     void *load_arg;
     struct ctl_stats st;
+    struct ctl_upgrade *up; /* SIGUSR2, POST /upgrade (ctl_upgrade.h); NULL: none */
     bool draining;
-    int sfd; /* signalfd: SIGHUP, SIGTERM, SIGINT, SIGUSR1 */
+    int sfd; /* signalfd: SIGHUP, SIGTERM, SIGINT, SIGUSR1, SIGUSR2 */
 };
 
 /*
  * Run until every shard has left its loop (after a drain or stop). Signals:
  * SIGHUP reload, SIGTERM/SIGINT drain (a second one stops at once),
- * SIGUSR1 reopen the access log and the accounting log. Every turn of its
+ * SIGUSR1 reopen the access log and the accounting log, SIGUSR2 upgrade
+ * the binary (ctl_upgrade.h). Every turn of its
  * loop (at least every 200 ms) it checks the users' quotas and writes the
  * state file and the accounting lines when they are due. Returns 0.
  */

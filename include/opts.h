@@ -70,10 +70,12 @@ struct opts {
     uint16_t udp_port_lo, udp_port_hi;
     struct sockaddr_storage udp_advertise; /* family AF_UNSPEC: the control connection's address */
     unsigned drain_timeout_s;
-    unsigned busy_poll_us; /* spin this long for more completions before sleeping; 0: never */
-    char users_file[4096]; /* the users file; "": none */
-    char access_log[4096]; /* "stderr", "syslog", "off" or a file path */
-    char pid_file[4096];   /* written once listening, removed at exit; "": none */
+    unsigned upgrade_timeout_s; /* a new binary not serving this long after SIGUSR2 is killed */
+    char upgrade_binary[4096];  /* what SIGUSR2 starts; "": this binary's path at start */
+    unsigned busy_poll_us;      /* spin this long for more completions before sleeping; 0: never */
+    char users_file[4096];      /* the users file; "": none */
+    char access_log[4096];      /* "stderr", "syslog", "off" or a file path */
+    char pid_file[4096];        /* written once listening, removed at exit; "": none */
     enum log_format log_format;
     struct sockaddr_storage admin; /* family AF_UNSPEC: no admin endpoint */
     char admin_hosts[1024];      /* "a,b": names its Host may carry besides addresses, localhost */

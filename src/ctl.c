@@ -29,7 +29,9 @@
 #include "acctctl.h"
 #include "admin.h"
 #include "climap.h"
+#include "ctl_upgrade.h"
 #include "log.h"
+#include "notify.h"
 #include "options.h"
 #include "policy.h"
 #include "shard.h"
@@ -190,6 +192,7 @@ ctl_drain(struct ctl *ctl)
 {
     if (ctl->draining)
         return;
+    ctl_upgrade_abort(ctl, "a drain began");
     ctl->draining = true;
     ctl->st.draining = 1;
     struct timespec ts;
@@ -282,6 +285,8 @@ h_other(void *arg, const struct admin_request *rq, struct admin_reply *out)
         return;
     if (ctl_users_route(ctl, rq, out))
         return;
+    if (ctl_upgrade_route(ctl, rq, out))
+        return;
 }
 
 /* Client addresses' limit counters nobody needs any more are freed every few seconds. */
@@ -346,6 +351,7 @@ ctl_run(struct ctl *ctl)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
     ctl->sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
     if (ctl->sfd < 0) {
         perror("ringsocks: signalfd");
@@ -365,10 +371,11 @@ ctl_run(struct ctl *ctl)
         .other = h_other,
     };
 
-    struct admin *admins[] = {ctl->admin, ctl->admin_unix};
-    enum { N_ADMINS = sizeof(admins) / sizeof(admins[0]) };
+    enum { N_ADMINS = 2 };
     while (!all_exited(ctl)) {
-        struct pollfd pfd[1 + N_ADMINS * ADMIN_POLL_MAX] = {{.fd = ctl->sfd, .events = POLLIN}};
+        /* Read each turn: an upgrade's hand-over closes them. */
+        struct admin *admins[N_ADMINS] = {ctl->admin, ctl->admin_unix};
+        struct pollfd pfd[2 + N_ADMINS * ADMIN_POLL_MAX] = {{.fd = ctl->sfd, .events = POLLIN}};
         unsigned n_admin[N_ADMINS] = {0}, n = 1;
         /* Wake now and then to notice shards that finished draining. */
         int timeout_ms = 200;
@@ -377,16 +384,20 @@ ctl_run(struct ctl *ctl)
                 n_admin[i] = admin_poll_prepare(admins[i], pfd + n, &timeout_ms);
             n += n_admin[i];
         }
-        if (poll(pfd, n, timeout_ms) < 0 && errno != EINTR) {
+        unsigned n_up = ctl_upgrade_poll_prepare(ctl, pfd + n, &timeout_ms);
+        if (poll(pfd, n + n_up, timeout_ms) < 0 && errno != EINTR) {
             perror("ringsocks: poll");
             break;
         }
+        struct pollfd *pfd_up = pfd + n;
         n = 1;
         for (unsigned i = 0; i < N_ADMINS; i++) {
             if (admins[i])
                 admin_poll_done(admins[i], pfd + n, n_admin[i], &handlers);
             n += n_admin[i];
         }
+        /* After the admins: a hand-over closes them. */
+        ctl_upgrade_poll_done(ctl, pfd_up, n_up);
         sweep_clients(ctl);
         acctctl_tick(ctl->acct, ctl->pol, quota_over, ctl);
         struct signalfd_siginfo si;
@@ -394,7 +405,12 @@ ctl_run(struct ctl *ctl)
             char msg[4096];
             switch (si.ssi_signo) {
             case SIGHUP:
+                notify_send("RELOADING=1");
                 ctl_reload(ctl, msg, sizeof(msg));
+                notify_send("READY=1");
+                break;
+            case SIGUSR2:
+                ctl_upgrade_start(ctl, msg, sizeof(msg));
                 break;
             case SIGUSR1:
                 /* The writer thread reopens and says so on stderr (log.c). */

@@ -43,11 +43,14 @@
 #include "climap.h"
 #include "acctctl.h"
 #include "ctl.h"
+#include "ctl_upgrade.h"
 #include "lockout.h"
 #include "log.h"
+#include "notify.h"
 #include "options.h"
 #include "policy.h"
 #include "preflight.h"
+#include "upgrade.h"
 
 #define LISTEN_BACKLOG 4096
 
@@ -94,17 +97,57 @@ fail:;
 }
 
 /*
- * fds[shard * n_listen + i]: one socket per listen address per shard. A
- * probe without SO_REUSEPORT first, so a port held by anyone (even another
- * ringsocks of the same user, which SO_REUSEPORT would silently share with)
- * is reported as in use; it also fixes the port when 0 was asked for.
+ * An upgrade (upgrade.h): take the sockets the old process listens on at the
+ * address of listen i, one per shard, into fds; the address gets the port
+ * they are bound to (the command line's port 0 stays the same port). true
+ * when every shard got one; false (and none taken) when the address is new.
+ */
+static bool
+take_listeners(struct opts *o, unsigned i, int *fds, struct upgrade_fd *handed, size_t n_handed)
+{
+    struct sockaddr *sa = (struct sockaddr *)&o->listen[i];
+    for (unsigned s = 0; s < o->shards; s++) {
+        int fd = upgrade_take(handed, n_handed, UPGRADE_FD_LISTEN, sa, NULL, s);
+        if (fd < 0) {
+            if (s)
+                fprintf(stderr, "ringsocks: upgrade: %u of %u sockets of a listener handed over\n",
+                        s, o->shards);
+            return false; /* the caller closes what was taken */
+        }
+        fds[s * o->n_listen + i] = fd;
+        if (s == 0) {
+            socklen_t len = sizeof(o->listen[i]);
+            getsockname(fd, sa, &len);
+        }
+    }
+    return true;
+}
+
+/*
+ * fds[shard * n_listen + i]: one socket per listen address per shard, taken
+ * from handed (an upgrade) where the old process listened on the address,
+ * else bound here. A probe without SO_REUSEPORT first, so a port held by
+ * anyone (even another ringsocks of the same user, which SO_REUSEPORT would
+ * silently share with) is reported as in use; it also fixes the port when 0
+ * was asked for.
  */
 static int
-bind_all(struct opts *o, int *fds)
+bind_all(struct opts *o, int *fds, struct upgrade_fd *handed, size_t n_handed)
 {
     char text[ADDR_STRLEN];
     for (unsigned i = 0; i < o->n_listen; i++) {
         struct sockaddr *sa = (struct sockaddr *)&o->listen[i];
+        if (handed) {
+            if (take_listeners(o, i, fds, handed, n_handed))
+                continue;
+            for (unsigned s = 0; s < o->shards; s++)
+                if (fds[s * o->n_listen + i] >= 0) {
+                    close(fds[s * o->n_listen + i]);
+                    fds[s * o->n_listen + i] = -1;
+                }
+            fprintf(stderr, "ringsocks: upgrade: %s is new: bound here\n",
+                    addr_format(sa, text, sizeof(text)));
+        }
         int probe = listen_one(sa, false, o);
         if (probe < 0) {
             fprintf(stderr, "ringsocks: cannot listen on %s: %s\n",
@@ -314,6 +357,10 @@ drop_privileges(const struct opts *o, bool keep_admin)
     }
     if (!id.change)
         return 0;
+    /* Started by an upgrade from a process that dropped them already. */
+    if (id.uid != 0 && getuid() == id.uid && geteuid() == id.uid && getgid() == id.gid &&
+        getegid() == id.gid)
+        return 0;
     /* Rules with mark: CAP_NET_ADMIN must outlive setuid() (and nothing else may). */
     if (keep_admin && id.uid != 0 && prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) == -1) {
         fprintf(stderr, "ringsocks: cannot keep CAP_NET_ADMIN for mark: %s\n", strerror(errno));
@@ -423,6 +470,31 @@ main(int argc, char **argv)
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o.shards = n > 0 ? (unsigned)n : 1;
     }
+    /* Started by SIGUSR2 of a running ringsocks: its sockets, instead of binding. */
+    struct upgrade_fd *handed = NULL;
+    size_t n_handed = 0;
+    int up_fd = upgrade_child_fd();
+    if (up_fd >= 0) {
+        unsigned old_shards = 0;
+        int ret = upgrade_recv_fds(up_fd, 10000, &handed, &n_handed, &old_shards);
+        if (ret < 0) {
+            fprintf(stderr, "ringsocks: upgrade: receiving the sockets: %s\n", strerror(-ret));
+            close(up_fd);
+            policy_free(pol);
+            acct_reg_free(ld.reg);
+            return 2;
+        }
+        /* The sockets are one per shard; binding more would need the old uid's
+         * SO_REUSEPORT group, and closing some would reset the clients queued on them. */
+        if (old_shards != o.shards)
+            fprintf(stderr,
+                    "ringsocks: upgrade: shards = %u needs a restart: keeping the running %u "
+                    "(one handed-over socket each)\n",
+                    o.shards, old_shards);
+        o.shards = old_shards;
+        fprintf(stderr, "ringsocks: upgrade: %zu sockets received from the running process\n",
+                n_handed);
+    }
     rlim_t nofile = raise_nofile();
     /* Two fds per tunnel; keep room for pipes in flight, DNS and listeners. */
     rlim_t reserve = nofile > 4096 ? 1024 : nofile / 4;
@@ -445,11 +517,13 @@ main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGHUP);
     sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     int rc = 1;
     int *fds = calloc((size_t)o.shards * o.n_listen, sizeof(int));
+    int *listen_fds = calloc((size_t)o.shards * o.n_listen, sizeof(int)); /* copies: upgrades */
     struct shard *shards = calloc(o.shards, sizeof(struct shard));
     struct hosts *hosts = NULL;
     struct lockout *lockout = NULL;
@@ -457,10 +531,11 @@ main(int argc, char **argv)
     struct admin *admin = NULL, *admin_unix = NULL;
     struct climap *climap = NULL;
     struct ctl ctl;
+    struct ctl_upgrade up;
     unsigned started = 0, inited = 0;
     memset(&ctl, 0, sizeof(ctl));
     ctl.pol = pol;
-    if (!fds || !shards) {
+    if (!fds || !shards || !listen_fds) {
         fprintf(stderr, "ringsocks: out of memory\n");
         goto out;
     }
@@ -481,11 +556,17 @@ main(int argc, char **argv)
         fprintf(stderr, "ringsocks: out of memory for the login lockout table\n");
         goto out_fds;
     }
-    if (bind_all(&o, fds) < 0)
+    if (bind_all(&o, fds, handed, n_handed) < 0)
         goto out_fds;
+    memcpy(listen_fds, fds, (size_t)o.shards * o.n_listen * sizeof(int));
     if (o.admin.ss_family != AF_UNSPEC) {
-        admin = admin_open((struct sockaddr *)&o.admin, o.admin_hosts, err, sizeof(err));
+        int afd =
+            upgrade_take(handed, n_handed, UPGRADE_FD_ADMIN, (struct sockaddr *)&o.admin, NULL, 0);
+        admin = afd >= 0 ? admin_adopt(afd, NULL, o.admin_hosts, err, sizeof(err))
+                         : admin_open((struct sockaddr *)&o.admin, o.admin_hosts, err, sizeof(err));
         if (!admin) {
+            if (afd >= 0)
+                close(afd);
             fprintf(stderr, "ringsocks: admin endpoint: %s\n", err);
             goto out_fds;
         }
@@ -493,9 +574,28 @@ main(int argc, char **argv)
     }
     /* Before the privilege drop: the socket's directory may be root's (the file is not). */
     if (o.admin_socket[0]) {
-        admin_unix = open_admin_socket(&o, err, sizeof(err));
-        if (!admin_unix)
-            goto out_fds;
+        int afd = upgrade_take(handed, n_handed, UPGRADE_FD_ADMIN_UNIX, NULL, o.admin_socket, 0);
+        if (afd >= 0) {
+            admin_unix = admin_adopt(afd, o.admin_socket, o.admin_hosts, err, sizeof(err));
+            if (!admin_unix) {
+                close(afd);
+                fprintf(stderr, "ringsocks: admin endpoint: %s\n", err);
+                goto out_fds;
+            }
+            admin_set_token(admin_unix, o.has_admin_token ? o.admin_token : NULL);
+        } else {
+            admin_unix = open_admin_socket(&o, err, sizeof(err));
+            if (!admin_unix)
+                goto out_fds;
+        }
+    }
+    if (handed) {
+        size_t dropped = upgrade_close_rest(handed, n_handed);
+        if (dropped)
+            fprintf(stderr,
+                    "ringsocks: upgrade: %zu handed-over sockets the configuration no longer "
+                    "names closed\n",
+                    dropped);
     }
     /* What CONNECT must not reach unless a rule names it: ourselves (nested tunnels
      * through the proxy, and an admin endpoint that trusts whoever reaches it:
@@ -577,6 +677,20 @@ main(int argc, char **argv)
     if (o.auth == AUTH_PASSWORD)
         fprintf(stderr, " (%zu users)", users_count(pol->users));
     fprintf(stderr, ", %zu rules\n", acl_count(pol->acl));
+    /* Only now, every shard accepting: the old process may stop, systemd may go on. */
+    if (up_fd >= 0) {
+        int ret = upgrade_send_ready(up_fd);
+        close(up_fd);
+        up_fd = -1;
+        if (ret < 0)
+            fprintf(stderr, "ringsocks: upgrade: telling the old process we serve: %s\n",
+                    strerror(-ret));
+        else
+            fprintf(stderr, "ringsocks: upgrade: serving (pid %d); the old process drains\n",
+                    (int)getpid());
+    } else {
+        notify_send("READY=1\nMAINPID=%d", (int)getpid());
+    }
 
     ctl.o = &o;
     ctl.loaded = loaded;
@@ -589,10 +703,15 @@ main(int argc, char **argv)
     ctl.load_arg = &ld;
     ctl.reg = ld.reg;
     ctl.climap = climap;
+    ctl_upgrade_init(&up, argv, listen_fds, o.n_listen);
+    ctl.up = &up;
     ctl_run(&ctl);
+    admin = ctl.admin; /* closed by a hand-over */
+    admin_unix = ctl.admin_unix;
     rc = 0;
-    /* A clean exit: no PID file naming a process that is gone. */
-    if (o.pid_file[0] && unlink(o.pid_file) == -1 && errno != ENOENT)
+    /* A clean exit: no PID file naming a process that is gone (after an upgrade, it names
+     * the new one). */
+    if (o.pid_file[0] && !up.handed_over && unlink(o.pid_file) == -1 && errno != ENOENT)
         fprintf(stderr, "ringsocks: pid_file %s not removed: %s\n", o.pid_file, strerror(errno));
 out_shards:
     for (unsigned i = 0; i < started; i++)
@@ -615,6 +734,13 @@ out_fds:
 out_ares:
     ares_library_cleanup();
 out:
+    if (handed) {
+        upgrade_close_rest(handed, n_handed);
+        free(handed);
+    }
+    if (up_fd >= 0)
+        close(up_fd);
+    free(listen_fds);
     acctctl_free(ctl.acct);
     policy_free(ctl.pol);
     acct_reg_free(ld.reg); /* after the shards: their tunnels pointed into it */

@@ -242,6 +242,8 @@ const struct options_row options_rows[] = {
          "BIND waits this long for its inbound connection"),
     UINT("drain_timeout", 0, 0, 86400, drain_timeout_s, "30", NULL, "SEC",
          "on SIGTERM or POST /drain, open tunnels get this long to finish"),
+    UINT("upgrade_timeout", R, 1, 3600, upgrade_timeout_s, "30", NULL, "SEC",
+         "on SIGUSR2 or POST /upgrade, the new binary must serve within this long"),
     /* liveness */
     UINT("keepalive_idle", 0, 0, 86400, keepalive_idle_s, "120", "no keepalive", "SEC",
          "TCP keepalive on both sockets of a tunnel: first probe after"),
@@ -325,6 +327,9 @@ const struct options_row options_rows[] = {
     {"pid_file", OPTIONS_STRING, 0, 0, 0, F(pid_file), 0, NULL, check_path, NULL, NULL,
      "no PID file", "PATH", NULL,
      "write the PID here once listening (before dropping privileges), remove it at exit"},
+    {"upgrade_binary", OPTIONS_STRING, R, 0, 0, F(upgrade_binary), 0, NULL, check_path, NULL, NULL,
+     "the path this binary was started from", "PATH", NULL,
+     "the binary SIGUSR2 and POST /upgrade start (with the same command line)"},
     /* accounting and quotas (acctctl.h) */
     {"state_file", OPTIONS_STRING, 0, 0, 0, F(state_file), 0, NULL, check_path, NULL, NULL,
      "nothing kept: quotas start from 0 at every start", "FILE", NULL,

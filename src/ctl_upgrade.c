@@ -1,0 +1,327 @@
+/*
+ * ctl_upgrade.c - the old process's half of a binary upgrade
+ * (ctl_upgrade.h): it starts the new binary with the sockets, waits for
+ * "ready" inside the control loop's poll() (never blocking on it), then
+ * hands over: MAINPID for systemd, its listeners closed without shutdown()
+ * (the sockets are the new process's too), its admin endpoint closed
+ * without removing the Unix socket's file, the state file left to the new
+ * process, and a drain as on SIGTERM.
+ */
+#include "ctl_upgrade.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "acctctl.h"
+#include "admin.h"
+#include "ctl.h"
+#include "json.h"
+#include "notify.h"
+#include "shard.h"
+#include "upgrade.h"
+
+/* After the new process closed its end: how long its exit status may take to show. */
+#define CTL_UPGRADE_REAP_MS 1000
+/* The hand-over fits in the socket buffer; a full one must not hang the control thread. */
+#define CTL_UPGRADE_SEND_S  2
+
+static uint64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+ctl_upgrade_init(struct ctl_upgrade *up, char **argv, const int *listen_fds, unsigned n_listen)
+{
+    memset(up, 0, sizeof(*up));
+    up->argv = argv;
+    up->listen_fds = listen_fds;
+    up->n_listen = n_listen;
+    up->sock = -1;
+    up->pid = -1;
+    int rc = upgrade_self_exe(up->exe, sizeof(up->exe));
+    if (rc < 0) {
+        up->exe[0] = '\0';
+        fprintf(stderr, "ringsocks: warning: /proc/self/exe: %s: SIGUSR2 cannot upgrade\n",
+                strerror(-rc));
+    }
+}
+
+/* "exited with status 2", "was killed by SIGSEGV". */
+static void
+status_text(int status, char *buf, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, cap, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, cap, "was killed by signal %d (%s)", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)));
+    else
+        snprintf(buf, cap, "ended with wait status %#x", (unsigned)status);
+}
+
+/* The upgrade failed: the new process (if it still runs) is killed by PID and reaped. */
+static void
+fail(struct ctl *ctl, const char *why)
+{
+    struct ctl_upgrade *up = ctl->up;
+    if (up->pid > 0) {
+        kill(up->pid, SIGKILL);
+        while (waitpid(up->pid, NULL, 0) == -1 && errno == EINTR)
+            ;
+    }
+    if (up->sock >= 0)
+        close(up->sock);
+    up->sock = -1;
+    up->pid = -1;
+    ctl->st.upgrades_failed++;
+    fprintf(stderr, "ringsocks: upgrade failed: %s; this process (%d) keeps serving\n", why,
+            (int)getpid());
+}
+
+/* The new process closed its end without "ready": say how it ended. */
+static void
+closed_early(struct ctl *ctl, int rc)
+{
+    struct ctl_upgrade *up = ctl->up;
+    char why[256], how[128];
+    const struct timespec tick = {.tv_nsec = 10 * 1000000};
+    uint64_t until = now_ms() + CTL_UPGRADE_REAP_MS;
+    int status;
+    pid_t got;
+    do {
+        got = waitpid(up->pid, &status, WNOHANG);
+        if (got == 0)
+            nanosleep(&tick, NULL);
+    } while ((got == 0 || (got == -1 && errno == EINTR)) && now_ms() < until);
+    if (got == up->pid) {
+        status_text(status, how, sizeof(how));
+        snprintf(why, sizeof(why), "new process %d %s before it was ready", (int)up->pid, how);
+        up->pid = -1;
+    } else if (rc == -EPROTO) {
+        snprintf(why, sizeof(why), "new process %d sent something other than \"ready\"",
+                 (int)up->pid);
+    } else {
+        snprintf(why, sizeof(why),
+                 "new process %d closed the upgrade socket without being ready%s%s", (int)up->pid,
+                 rc < 0 ? ": " : "", rc < 0 ? strerror(-rc) : "");
+    }
+    fail(ctl, why);
+}
+
+/* The new process serves: leave it the sockets and the files, and drain. */
+static void
+hand_over(struct ctl *ctl, pid_t ready_pid)
+{
+    struct ctl_upgrade *up = ctl->up;
+    fprintf(stderr,
+            "ringsocks: upgrade: new process %d is ready; this process (%d) stops accepting "
+            "and drains\n",
+            (int)ready_pid, (int)getpid());
+    /* Before anything of ours stops: systemd follows the new process from here on. */
+    notify_send("MAINPID=%d", (int)ready_pid);
+    close(up->sock);
+    up->sock = -1;
+    up->pid = -1;
+    up->handed_over = true;
+    ctl->st.upgrades_ok++;
+    acctctl_state_release(ctl->acct);
+    for (unsigned i = 0; i < ctl->n_shards; i++)
+        shard_keep_listeners(&ctl->shards[i]);
+    admin_keep_path(ctl->admin_unix);
+    admin_close(ctl->admin);
+    admin_close(ctl->admin_unix);
+    ctl->admin = ctl->admin_unix = NULL;
+    ctl_drain(ctl);
+}
+
+/* Every socket the new process gets: *out malloc'ed. The count, or -ENOMEM. */
+static int
+collect(struct ctl *ctl, struct upgrade_fd **out)
+{
+    const struct ctl_upgrade *up = ctl->up;
+    size_t n = (size_t)ctl->n_shards * up->n_listen + 2, k = 0;
+    struct upgrade_fd *fds = calloc(n, sizeof(*fds));
+    if (!fds)
+        return -ENOMEM;
+    for (unsigned s = 0; s < ctl->n_shards; s++) {
+        for (unsigned i = 0; i < up->n_listen; i++) {
+            struct upgrade_fd *f = &fds[k++];
+            f->fd = up->listen_fds[s * up->n_listen + i];
+            f->rec.kind = UPGRADE_FD_LISTEN;
+            f->rec.shard = s;
+            f->rec.addr = ctl->o->listen[i];
+        }
+    }
+    if (ctl->admin) {
+        struct upgrade_fd *f = &fds[k++];
+        socklen_t len = sizeof(f->rec.addr);
+        f->fd = admin_fd(ctl->admin);
+        f->rec.kind = UPGRADE_FD_ADMIN;
+        getsockname(f->fd, (struct sockaddr *)&f->rec.addr, &len);
+    }
+    if (ctl->admin_unix) {
+        struct upgrade_fd *f = &fds[k++];
+        f->fd = admin_fd(ctl->admin_unix);
+        f->rec.kind = UPGRADE_FD_ADMIN_UNIX;
+        snprintf(f->rec.path, sizeof(f->rec.path), "%s", ctl->o->admin_socket);
+    }
+    *out = fds;
+    return (int)k;
+}
+
+int
+ctl_upgrade_start(struct ctl *ctl, char *msg, size_t cap)
+{
+    struct ctl_upgrade *up = ctl->up;
+    struct upgrade_fd *fds = NULL;
+    int sv[2] = {-1, -1}, rc;
+    if (!up || (!up->exe[0] && !ctl->loaded.upgrade_binary[0])) {
+        snprintf(msg, cap, "upgrade impossible: the path of this binary is not known");
+        rc = -ENOENT;
+        goto out;
+    }
+    if (up->sock >= 0) {
+        snprintf(msg, cap, "an upgrade is in progress (new process %d)", (int)up->pid);
+        rc = -EBUSY;
+        goto out;
+    }
+    if (ctl->draining) {
+        snprintf(msg, cap, "draining%s: no upgrade", up->handed_over ? " after an upgrade" : "");
+        rc = -EBUSY;
+        goto out;
+    }
+    int n = collect(ctl, &fds);
+    if (n < 0) {
+        rc = n;
+        snprintf(msg, cap, "upgrade failed: %s", strerror(-rc));
+        goto out;
+    }
+    /* The quota counts up to now, for the new process to start from. */
+    acctctl_save(ctl->acct);
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+        rc = -errno;
+        snprintf(msg, cap, "upgrade failed: socketpair: %s", strerror(-rc));
+        goto out;
+    }
+    struct timeval tv = {.tv_sec = CTL_UPGRADE_SEND_S};
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    const char *exe = ctl->loaded.upgrade_binary[0] ? ctl->loaded.upgrade_binary : up->exe;
+    rc = upgrade_spawn(exe, up->argv, sv[1], &up->pid);
+    close(sv[1]);
+    sv[1] = -1;
+    if (rc < 0) {
+        up->pid = -1;
+        snprintf(msg, cap, "upgrade failed: cannot start %s: %s", exe, strerror(-rc));
+        goto out;
+    }
+    up->sock = sv[0];
+    sv[0] = -1;
+    up->deadline_ms = now_ms() + (uint64_t)ctl->loaded.upgrade_timeout_s * 1000;
+    fprintf(stderr, "ringsocks: upgrade started: new process %d (%s), %d sockets handed over\n",
+            (int)up->pid, exe, n);
+    rc = upgrade_send_fds(up->sock, fds, (size_t)n, ctl->n_shards);
+    if (rc < 0) {
+        /* Most often it has exited already (a configuration that does not load). */
+        pid_t pid = up->pid;
+        closed_early(ctl, rc);
+        snprintf(msg, cap, "upgrade failed: new process %d: %s", (int)pid, strerror(-rc));
+        goto out_quiet;
+    }
+    snprintf(msg, cap, "upgrade started: new process %d", (int)up->pid);
+    rc = 0;
+    goto out_quiet;
+out:
+    if (rc == -EBUSY)
+        fprintf(stderr, "ringsocks: upgrade refused: %s\n", msg);
+    else
+        fprintf(stderr, "ringsocks: %s\n", msg);
+out_quiet:
+    if (sv[0] >= 0)
+        close(sv[0]);
+    free(fds);
+    return rc;
+}
+
+unsigned
+ctl_upgrade_poll_prepare(struct ctl *ctl, struct pollfd *pfd, int *timeout_ms)
+{
+    const struct ctl_upgrade *up = ctl->up;
+    if (!up || up->sock < 0)
+        return 0;
+    pfd[0] = (struct pollfd){.fd = up->sock, .events = POLLIN};
+    uint64_t now = now_ms();
+    int left = up->deadline_ms > now ? (int)(up->deadline_ms - now) : 0;
+    if (left < *timeout_ms)
+        *timeout_ms = left;
+    return 1;
+}
+
+void
+ctl_upgrade_poll_done(struct ctl *ctl, const struct pollfd *pfd, unsigned n)
+{
+    struct ctl_upgrade *up = ctl->up;
+    if (!up || up->sock < 0)
+        return;
+    if (n && pfd[0].revents) {
+        pid_t pid = -1;
+        int rc = upgrade_recv_ready(up->sock, &pid);
+        if (rc == 1) {
+            hand_over(ctl, pid);
+            return;
+        }
+        if (rc != -EAGAIN) {
+            closed_early(ctl, rc);
+            return;
+        }
+    }
+    if (now_ms() >= up->deadline_ms) {
+        char why[128];
+        snprintf(why, sizeof(why), "new process %d did not confirm within %u s", (int)up->pid,
+                 ctl->loaded.upgrade_timeout_s);
+        fail(ctl, why);
+    }
+}
+
+void
+ctl_upgrade_abort(struct ctl *ctl, const char *why)
+{
+    if (ctl->up && ctl->up->sock >= 0)
+        fail(ctl, why);
+}
+
+bool
+ctl_upgrade_route(struct ctl *ctl, const struct admin_request *rq, struct admin_reply *out)
+{
+    if (strcmp(rq->path, "/upgrade") != 0)
+        return false;
+    if (strcmp(rq->method, "POST") != 0) {
+        out->status = 405;
+        out->allow = "POST";
+        return true;
+    }
+    char msg[512], text[6 * sizeof(msg) + 2];
+    int rc = ctl_upgrade_start(ctl, msg, sizeof(msg));
+    json_escape(msg, strlen(msg), text, sizeof(text));
+    out->status = rc == 0 ? 202 : rc == -EBUSY ? 409 : 500;
+    int len = rc == 0
+                  ? asprintf(&out->body, "{\"pid\":%d,\"message\":%s}\n", (int)ctl->up->pid, text)
+                  : asprintf(&out->body, "{\"error\":%s}\n", text);
+    if (len < 0) {
+        out->body = NULL;
+        out->status = 500;
+        len = 0;
+    }
+    out->len = (size_t)len;
+    return true;
+}
