@@ -137,6 +137,14 @@ def upgrade_under_load(ctx):
           % pids[-1])
     check(len(re.findall(r"draining: no new connections", p.stderr())) == 3,
           "expected 3 drains in the log", tail(p.stderr()))
+    # Ready only once every shard runs: the new process's summary line (written after its
+    # shards started, to the stderr both share) comes before the old one hears "ready".
+    for new in pids[1:]:
+        text = p.stderr()
+        a = text.find("upgrade started: new process %d " % new)
+        b = text.find("new process %d is ready" % new)
+        check(0 <= a < b and re.search(r"ringsocks \S+: \d+ shards", text[a:b]),
+              "process %d said ready before its shards ran" % new, text[a:b])
     s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
     echo_roundtrip(s, 512)
 
