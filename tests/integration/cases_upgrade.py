@@ -19,6 +19,7 @@ import stat
 import time
 
 from cases_control import Handshaker
+from cases_ctl import ctl
 from harness import (Fail, admin_addr, admin_request, case, check, echo_roundtrip,
                      need_option, parse_prometheus, metric, socks_connect, tail, wait_until)
 
@@ -278,6 +279,17 @@ def upgrade_post(ctx):
 
     new = upgrade_once(ctx, p, p.proc.pid, trigger=post_unix)
     check(p.proc.wait(15) == 0, "the old process did not exit 0")
+    # ringsocksctl upgrade, from the configuration's admin socket and token.
+    got = []
+
+    def ctl_upgrade():
+        rc, out, err = ctl(ctx, ["-c", conf, "upgrade"])
+        got.append((rc, out, err))
+    newer = upgrade_once(ctx, p, new, trigger=ctl_upgrade)
+    check(got[0][0] == 0 and '"pid":%d' % newer in got[0][1], "ringsocksctl upgrade: exit %d, out %r"
+          % (got[0][0], got[0][1]), got[0][2])
+    wait_gone(new, 15, "the process ringsocksctl upgraded from")
+    new = newer
     check(os.path.exists(sock_path), "the old process removed the admin socket the new one serves on")
     st, body, _ = admin_request(p, "GET", "/metrics", headers=auth)
     check(st == 200 and int(metric(parse_prometheus(body), "ringsocks_process_pid")) == new,

@@ -1,6 +1,6 @@
 /*
  * ringsocksctl - the operator's command line for a running ringsocks: the
- * admin API's calls (status, metrics, reload, drain, connections, users) and
+ * admin API's calls (status, metrics, reload, drain, upgrade, connections, users) and
  * the users file's edits (users add, passwd, del, set) that hash the password
  * with yescrypt, replace the file atomically under a lock, then reload.
  *
@@ -56,7 +56,7 @@ static const char usage_text[] =
     "  -c CONFIG          read admin, admin_socket, admin_token_file and users from the\n"
     "                     ringsocks configuration file\n"
     "commands:\n"
-    "  status | metrics | reload | drain\n"
+    "  status | metrics | reload | drain | upgrade\n"
     "  connections [--user U] [--client ADDR] [--dest TEXT] [--limit N]\n"
     "  close ID | disconnect USER | block USER | unblock USER\n"
     "  users list | users show NAME\n"
@@ -919,10 +919,9 @@ main(int argc, char **argv)
     static const struct {
         const char *name, *method, *path;
     } plain[] = {
-        {"status", "GET", "/healthz"},
-        {"metrics", "GET", "/metrics"},
-        {"reload", "POST", "/reload"},
-        {"drain", "POST", "/drain"},
+        {"status", "GET", "/healthz"},   {"metrics", "GET", "/metrics"},
+        {"reload", "POST", "/reload"},   {"drain", "POST", "/drain"},
+        {"upgrade", "POST", "/upgrade"},
     };
     for (size_t k = 0; k < sizeof(plain) / sizeof(plain[0]); k++) {
         if (strcmp(cmd, plain[k].name) != 0)
