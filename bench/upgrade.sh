@@ -104,7 +104,8 @@ for name, r, ok, failed in (("connrate, no upgrade (5 s)", base, "-", "-"),
                             ("throughput, %s s" % secs, tp, t_ok, t_failed)):
     refused, reset, other, e = errs(r)
     rate = ("%.0f tunnels/s" % r["rate"]) if r["mode"] == "connrate" else ("%.2f Gbit/s" % r["gbps"])
-    units = "%d %s" % (r["units"], r["unit"])
+    units = ("%d tunnels" % r["units"]) if r["mode"] == "connrate" else (
+        "%.1f GB" % ((r["bytes_up"] + r["bytes_down"]) / 1e9))
     print("| %s | %s / %s | %s | %s | %d | %d | %d |" % (name, ok, failed, units, rate, refused, reset, other))
 print()
 print("connrate: %s workers, handshake rate during the upgrades %.0f/s vs %.0f/s without (%.2fx); "
