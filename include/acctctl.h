@@ -142,8 +142,9 @@ void acctctl_tick(struct acctctl *ac, const struct policy *pol,
 int acctctl_save(struct acctctl *ac);
 /*
  * After a binary upgrade handed over (ctl_upgrade.h): the state file is the
- * new process's from now on; this one never writes it again (its counts
- * since the last save before the hand-over are not carried over).
+ * new process's from now on; this one never writes it again (what it counts
+ * after the save that began the upgrade goes to the new process at its exit:
+ * ctl_upgrade_finish()).
  */
 void acctctl_state_release(struct acctctl *ac);
 /* SIGUSR1: reopen the accounting log (the old one stays when that fails); says so on stderr. */

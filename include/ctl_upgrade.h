@@ -31,9 +31,17 @@ struct ctl_upgrade {
     pid_t pid;            /* the new process */
     uint64_t deadline_ms; /* CLOCK_MONOTONIC: it must be ready by then */
     bool handed_over;     /* the new one serves: we drain, and leave it the files */
+    /* Quota bytes the old process counts after the state file was saved for the new one:
+     * acctctl_used() of every user then (registry order), and the socket kept after READY
+     * to send the difference at exit (UPGRADE_MSG_USED). */
+    uint64_t *used_base;
+    size_t used_n;
+    int to_new;
+    /* In the new process: the old one's socket, open until it sent its quota bytes. */
+    int from_old;
 };
 
-/* Fill in the fields main() sets; sock -1. */
+/* Fill in the fields main() sets; the sockets -1 (main() sets from_old after it). */
 void ctl_upgrade_init(struct ctl_upgrade *up, char **argv, const int *listen_fds,
                       unsigned n_listen);
 /*
@@ -42,12 +50,21 @@ void ctl_upgrade_init(struct ctl_upgrade *up, char **argv, const int *listen_fds
  * changed). Logged on stderr either way.
  */
 int ctl_upgrade_start(struct ctl *ctl, char *msg, size_t cap);
-/* Before poll(): the upgrade socket, if any, into pfd[0]; lowers *timeout_ms. 0 or 1. */
+/*
+ * Before poll(): the socket of an upgrade in progress and the one from the old
+ * process, if any, into pfd (room for 2); lowers *timeout_ms. Returns how many.
+ */
 unsigned ctl_upgrade_poll_prepare(struct ctl *ctl, struct pollfd *pfd, int *timeout_ms);
 /* After poll() (pfd as prepared, n entries): the new process's answer, or its deadline. */
 void ctl_upgrade_poll_done(struct ctl *ctl, const struct pollfd *pfd, unsigned n);
 /* Give up an upgrade in progress (a drain began): kill and reap the new process. */
 void ctl_upgrade_abort(struct ctl *ctl, const char *why);
+/*
+ * main(), after the shards stopped (every byte counted), before ctl_finish():
+ * after a hand-over, send the new process the quota bytes each user used
+ * here since the upgrade began, so its quotas lose nothing.
+ */
+void ctl_upgrade_finish(struct ctl *ctl);
 /* POST /upgrade: true when rq was it (202, 409, or 500 with the reason). */
 bool ctl_upgrade_route(struct ctl *ctl, const struct admin_request *rq, struct admin_reply *out);
 

@@ -10,6 +10,8 @@
  *                                  SCM_RIGHTS, at most UPGRADE_FDS_PER_MSG per message
  *   old -> new  UPGRADE_MSG_END    n = the number of records sent, arg = the old shard count
  *   new -> old  UPGRADE_MSG_READY  arg = the new pid: its shards run, the old may stop
+ *   old -> new  UPGRADE_MSG_USED   at the old process's exit: the quota bytes each user
+ *                                  used there since the upgrade began, then EOF
  * The new process finds its end in the environment, UPGRADE_ENV (a decimal fd).
  */
 #ifndef RINGSOCKS_UPGRADE_H
@@ -33,7 +35,12 @@ enum upgrade_msg {
     UPGRADE_MSG_FDS = 1,
     UPGRADE_MSG_END = 2,
     UPGRADE_MSG_READY = 3,
+    UPGRADE_MSG_USED = 4,
 };
+
+/* The payload of a USED message: entries of u64 bytes, u16 name length, the name (no NUL). */
+#define UPGRADE_USED_MAX (60 * 1024)
+#define UPGRADE_NAME_MAX 1024
 
 enum upgrade_kind {
     UPGRADE_FD_LISTEN = 1,     /* a SOCKS listener: addr, shard */
@@ -76,6 +83,18 @@ int upgrade_take(struct upgrade_fd *fds, size_t n, enum upgrade_kind kind,
                  const struct sockaddr *want, const char *path, unsigned shard);
 /* Close every fd nobody took; returns how many there were. */
 size_t upgrade_close_rest(struct upgrade_fd *fds, size_t n);
+/*
+ * Append one user's bytes to a USED payload p (*len bytes so far, cap in
+ * all). false when it does not fit (send p and start again) or the name is
+ * longer than UPGRADE_NAME_MAX (never the case for a users-file name).
+ */
+bool upgrade_used_add(uint8_t *p, size_t *len, size_t cap, const char *name, uint64_t bytes);
+/*
+ * Call fn(arg, name, bytes) for each entry of a USED payload. 0, or -EPROTO
+ * for a payload cut in the middle of an entry (the entries before it count).
+ */
+int upgrade_used_parse(const uint8_t *p, size_t len,
+                       void (*fn)(void *arg, const char *name, uint64_t bytes), void *arg);
 
 /* ---- old process */
 
@@ -104,6 +123,9 @@ int upgrade_send_fds(int sock, const struct upgrade_fd *fds, size_t n, unsigned 
  */
 int upgrade_recv_ready(int sock, pid_t *pid);
 
+/* One USED message with payload p[0..len): sock blocks (a send timeout set by the caller). */
+int upgrade_send_used(int sock, const uint8_t *p, size_t len);
+
 /* ---- new process */
 
 /*
@@ -121,5 +143,11 @@ int upgrade_recv_fds(int sock, int timeout_ms, struct upgrade_fd **out, size_t *
                      unsigned *old_shards);
 /* Tell the old process this one serves. 0 or -errno. */
 int upgrade_send_ready(int sock);
+/*
+ * After READY: one message from the old process, sock non-blocking. 1 with
+ * a USED payload in buf (cap at least UPGRADE_USED_MAX) and *len, 0 on EOF
+ * (it exited), -EAGAIN nothing yet, -EPROTO another message, else -errno.
+ */
+int upgrade_recv_used(int sock, uint8_t *buf, size_t cap, size_t *len);
 
 #endif

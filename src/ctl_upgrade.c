@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "acct.h"
 #include "acctctl.h"
 #include "admin.h"
 #include "ctl.h"
@@ -49,6 +50,8 @@ ctl_upgrade_init(struct ctl_upgrade *up, char **argv, const int *listen_fds, uns
     up->n_listen = n_listen;
     up->sock = -1;
     up->pid = -1;
+    up->to_new = -1;
+    up->from_old = -1;
     int rc = upgrade_self_exe(up->exe, sizeof(up->exe));
     if (rc < 0) {
         up->exe[0] = '\0';
@@ -84,6 +87,9 @@ fail(struct ctl *ctl, const char *why)
         close(up->sock);
     up->sock = -1;
     up->pid = -1;
+    free(up->used_base);
+    up->used_base = NULL;
+    up->used_n = 0;
     ctl->st.upgrades_failed++;
     fprintf(stderr, "ringsocks: upgrade failed: %s; this process (%d) keeps serving\n", why,
             (int)getpid());
@@ -130,7 +136,7 @@ hand_over(struct ctl *ctl, pid_t ready_pid)
             (int)ready_pid, (int)getpid());
     /* Before anything of ours stops: systemd follows the new process from here on. */
     notify_send("MAINPID=%d", (int)ready_pid);
-    close(up->sock);
+    up->to_new = up->sock; /* for the quota bytes, at exit */
     up->sock = -1;
     up->pid = -1;
     up->handed_over = true;
@@ -207,8 +213,18 @@ ctl_upgrade_start(struct ctl *ctl, char *msg, size_t cap)
         snprintf(msg, cap, "upgrade failed: %s", strerror(-rc));
         goto out;
     }
-    /* The quota counts up to now, for the new process to start from. */
+    /* The quota counts up to now, for the new process to start from; what is counted from
+     * here on goes to it at our exit (ctl_upgrade_finish()). */
     acctctl_save(ctl->acct);
+    up->used_n = ctl->reg ? acct_count(ctl->reg) : 0;
+    up->used_base = calloc(up->used_n ? up->used_n : 1, sizeof(uint64_t));
+    if (!up->used_base) {
+        rc = -ENOMEM;
+        snprintf(msg, cap, "upgrade failed: %s", strerror(-rc));
+        goto out;
+    }
+    for (size_t i = 0; i < up->used_n; i++)
+        up->used_base[i] = acctctl_used(acct_at(ctl->reg, i));
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
         rc = -errno;
         snprintf(msg, cap, "upgrade failed: socketpair: %s", strerror(-rc));
@@ -257,21 +273,78 @@ unsigned
 ctl_upgrade_poll_prepare(struct ctl *ctl, struct pollfd *pfd, int *timeout_ms)
 {
     const struct ctl_upgrade *up = ctl->up;
-    if (!up || up->sock < 0)
+    unsigned n = 0;
+    if (!up)
         return 0;
-    pfd[0] = (struct pollfd){.fd = up->sock, .events = POLLIN};
-    uint64_t now = now_ms();
-    int left = up->deadline_ms > now ? (int)(up->deadline_ms - now) : 0;
-    if (left < *timeout_ms)
-        *timeout_ms = left;
-    return 1;
+    if (up->from_old >= 0)
+        pfd[n++] = (struct pollfd){.fd = up->from_old, .events = POLLIN};
+    if (up->sock >= 0) {
+        pfd[n++] = (struct pollfd){.fd = up->sock, .events = POLLIN};
+        uint64_t now = now_ms();
+        int left = up->deadline_ms > now ? (int)(up->deadline_ms - now) : 0;
+        if (left < *timeout_ms)
+            *timeout_ms = left;
+    }
+    return n;
+}
+
+struct used_sum {
+    struct ctl *ctl;
+    size_t users;
+    uint64_t bytes;
+};
+
+static void
+add_used(void *arg, const char *name, uint64_t bytes)
+{
+    struct used_sum *s = arg;
+    struct uacct *a = s->ctl->reg ? acct_get(s->ctl->reg, name) : NULL;
+    if (!a)
+        return;
+    a->ctl.quota_used += bytes;
+    s->users++;
+    s->bytes += bytes;
+}
+
+/* In the new process: the old one's quota bytes, until it closes its end. */
+static void
+from_old_ready(struct ctl *ctl)
+{
+    struct ctl_upgrade *up = ctl->up;
+    static uint8_t buf[UPGRADE_USED_MAX];
+    struct used_sum sum = {.ctl = ctl};
+    size_t len;
+    int rc;
+    while ((rc = upgrade_recv_used(up->from_old, buf, sizeof(buf), &len)) == 1)
+        if (upgrade_used_parse(buf, len, add_used, &sum) < 0)
+            break;
+    if (sum.users)
+        fprintf(stderr,
+                "ringsocks: upgrade: the old process's quota bytes since the upgrade began: "
+                "%zu users, %llu bytes added\n",
+                sum.users, (unsigned long long)sum.bytes);
+    if (rc == -EAGAIN)
+        return;
+    if (rc < 0)
+        fprintf(stderr, "ringsocks: upgrade: the old process's quota bytes: %s\n", strerror(-rc));
+    close(up->from_old);
+    up->from_old = -1;
+    acctctl_save(ctl->acct);
 }
 
 void
 ctl_upgrade_poll_done(struct ctl *ctl, const struct pollfd *pfd, unsigned n)
 {
     struct ctl_upgrade *up = ctl->up;
-    if (!up || up->sock < 0)
+    if (!up)
+        return;
+    if (n && up->from_old >= 0 && pfd[0].fd == up->from_old) {
+        if (pfd[0].revents)
+            from_old_ready(ctl);
+        pfd++;
+        n--;
+    }
+    if (up->sock < 0)
         return;
     if (n && pfd[0].revents) {
         pid_t pid = -1;
@@ -290,6 +363,53 @@ ctl_upgrade_poll_done(struct ctl *ctl, const struct pollfd *pfd, unsigned n)
         snprintf(why, sizeof(why), "new process %d did not confirm within %u s", (int)up->pid,
                  ctl->loaded.upgrade_timeout_s);
         fail(ctl, why);
+    }
+}
+
+void
+ctl_upgrade_finish(struct ctl *ctl)
+{
+    struct ctl_upgrade *up = ctl->up;
+    static uint8_t buf[UPGRADE_USED_MAX];
+    size_t len = 0, users = 0;
+    uint64_t bytes = 0;
+    int rc = 0;
+    if (!up || up->to_new < 0)
+        goto out;
+    for (size_t i = 0; ctl->reg && i < acct_count(ctl->reg) && rc == 0; i++) {
+        const struct uacct *a = acct_at(ctl->reg, i);
+        uint64_t now = acctctl_used(a), base = i < up->used_n ? up->used_base[i] : 0;
+        /* Below the base: a new quota period began, and all of now is in it. */
+        uint64_t d = now >= base ? now - base : now;
+        if (!d)
+            continue;
+        if (!upgrade_used_add(buf, &len, sizeof(buf), a->name, d)) {
+            rc = upgrade_send_used(up->to_new, buf, len);
+            len = 0;
+            if (rc < 0 || !upgrade_used_add(buf, &len, sizeof(buf), a->name, d))
+                continue;
+        }
+        users++;
+        bytes += d;
+    }
+    if (rc == 0 && len)
+        rc = upgrade_send_used(up->to_new, buf, len);
+    if (rc < 0)
+        fprintf(stderr,
+                "ringsocks: upgrade: the quota bytes counted here since the upgrade began did "
+                "not reach the new process (its quotas miss them): %s\n",
+                strerror(-rc));
+    else if (users)
+        fprintf(stderr,
+                "ringsocks: upgrade: quota bytes counted here since the upgrade began handed to "
+                "the new process: %zu users, %llu bytes\n",
+                users, (unsigned long long)bytes);
+    close(up->to_new);
+    up->to_new = -1;
+out:
+    if (up) {
+        free(up->used_base);
+        up->used_base = NULL;
     }
 }
 

@@ -680,8 +680,6 @@ main(int argc, char **argv)
     /* Only now, every shard accepting: the old process may stop, systemd may go on. */
     if (up_fd >= 0) {
         int ret = upgrade_send_ready(up_fd);
-        close(up_fd);
-        up_fd = -1;
         if (ret < 0)
             fprintf(stderr, "ringsocks: upgrade: telling the old process we serve: %s\n",
                     strerror(-ret));
@@ -704,6 +702,8 @@ main(int argc, char **argv)
     ctl.reg = ld.reg;
     ctl.climap = climap;
     ctl_upgrade_init(&up, argv, listen_fds, o.n_listen);
+    up.from_old = up_fd; /* its quota bytes come at its exit */
+    up_fd = -1;
     ctl.up = &up;
     ctl_run(&ctl);
     admin = ctl.admin; /* closed by a hand-over */
@@ -720,8 +720,10 @@ out_shards:
         shard_join(&shards[i]);
     climap_free(climap); /* the shards are gone: nobody holds a node */
     /* Every byte is counted now: the last accounting lines and state file. */
-    if (rc == 0)
+    if (rc == 0) {
+        ctl_upgrade_finish(&ctl);
         ctl_finish(&ctl);
+    }
 out_fds:
     for (size_t i = 0; i < (size_t)o.shards * o.n_listen; i++)
         if (fds[i] >= 0)

@@ -6,6 +6,7 @@
 #include "upgrade.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -66,6 +67,43 @@ upgrade_close_rest(struct upgrade_fd *fds, size_t n)
     return closed;
 }
 
+bool
+upgrade_used_add(uint8_t *p, size_t *len, size_t cap, const char *name, uint64_t bytes)
+{
+    size_t nl = strlen(name);
+    if (nl > UPGRADE_NAME_MAX || *len + 10 + nl > cap)
+        return false;
+    uint16_t n16 = (uint16_t)nl;
+    memcpy(p + *len, &bytes, 8);
+    memcpy(p + *len + 8, &n16, 2);
+    memcpy(p + *len + 10, name, nl);
+    *len += 10 + nl;
+    return true;
+}
+
+int
+upgrade_used_parse(const uint8_t *p, size_t len,
+                   void (*fn)(void *arg, const char *name, uint64_t bytes), void *arg)
+{
+    char name[UPGRADE_NAME_MAX + 1];
+    size_t off = 0;
+    while (off < len) {
+        uint64_t bytes;
+        uint16_t nl;
+        if (len - off < 10)
+            return -EPROTO;
+        memcpy(&bytes, p + off, 8);
+        memcpy(&nl, p + off + 8, 2);
+        if (nl > UPGRADE_NAME_MAX || len - off - 10 < nl)
+            return -EPROTO;
+        memcpy(name, p + off + 10, nl);
+        name[nl] = '\0';
+        fn(arg, name, bytes);
+        off += 10 + (size_t)nl;
+    }
+    return 0;
+}
+
 /* ---- old process */
 
 int
@@ -118,6 +156,28 @@ upgrade_spawn(const char *exe, char *const argv[], int child_fd, pid_t *pid)
     posix_spawn_file_actions_destroy(&fa);
     free(env);
     return -rc;
+}
+
+/* hdr then body[0..len) as one message. 0 or -errno. */
+static int
+send_body(int sock, const struct upgrade_hdr *hdr, const void *body, size_t len)
+{
+    struct iovec iov[2] = {{(void *)hdr, sizeof(*hdr)}, {(void *)body, len}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t sent;
+    do
+        sent = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    while (sent == -1 && errno == EINTR);
+    if (sent == -1)
+        return -errno;
+    return sent == (ssize_t)(sizeof(*hdr) + len) ? 0 : -EMSGSIZE;
+}
+
+int
+upgrade_send_used(int sock, const uint8_t *p, size_t len)
+{
+    struct upgrade_hdr hdr = {.magic = UPGRADE_MAGIC, .type = UPGRADE_MSG_USED, .n = (uint32_t)len};
+    return send_body(sock, &hdr, p, len);
 }
 
 /* One message: hdr, then n records, with the n fds (n may be 0). 0 or -errno. */
@@ -197,6 +257,9 @@ upgrade_child_fd(void)
     long fd = strtol(v, &end, 10);
     unsetenv(UPGRADE_ENV);
     if (*end || fd < 0 || fd > 65535)
+        return -1;
+    /* dup2() in the spawn cleared it: nothing this process starts may inherit it. */
+    if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) == -1)
         return -1;
     return (int)fd;
 }
@@ -313,4 +376,25 @@ int
 upgrade_send_ready(int sock)
 {
     return send_msg(sock, UPGRADE_MSG_READY, 0, (uint32_t)getpid(), NULL);
+}
+
+int
+upgrade_recv_used(int sock, uint8_t *buf, size_t cap, size_t *len)
+{
+    struct upgrade_hdr hdr;
+    struct iovec iov[2] = {{&hdr, sizeof(hdr)}, {buf, cap}};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+    ssize_t got;
+    do
+        got = recvmsg(sock, &mh, MSG_DONTWAIT);
+    while (got == -1 && errno == EINTR);
+    if (got == -1)
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    if (got == 0)
+        return 0;
+    if ((mh.msg_flags & MSG_TRUNC) || got < (ssize_t)sizeof(hdr) || hdr.magic != UPGRADE_MAGIC ||
+        hdr.type != UPGRADE_MSG_USED || hdr.n != (size_t)got - sizeof(hdr))
+        return -EPROTO;
+    *len = hdr.n;
+    return 1;
 }

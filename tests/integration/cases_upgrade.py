@@ -331,3 +331,43 @@ def upgrade_notify(ctx):
     check(p.proc.wait(15) == 0, "the old process did not exit 0")
     with open(pidf) as f:
         check(f.read().strip() == str(new), "the pid_file does not name the new process")
+
+
+@case("upgrade_quota", timeout=60)
+def upgrade_quota(ctx):
+    """The quota bytes a user moves through the old process's tunnel during its drain reach
+    the new process's count (and its state file) when the old one exits; the old process
+    never writes the state file after the hand-over."""
+    need_upgrade()
+    from cases_acct import ALICE, acct_proxy, read_state, user
+    from harness import recv_exact, socks5_command
+    p, spath = acct_proxy(ctx, args=["--state-interval", "1", "--drain-timeout", "20"])
+    p.exit_expected = True
+    echo = ctx.echo_server()
+    s, _ = socks5_command(ctx, p, 1, "127.0.0.1", echo.port, auth=ALICE)
+    s.sendall(b"x" * 3000)
+    recv_exact(s, 3000, "echo before the upgrade")
+    check(wait_until(lambda: user(p, "alice")["quota"]["used"] == 6000, 5),
+          "alice's 6000 bytes are not counted: %r" % user(p, "alice"))
+    new = upgrade_once(ctx, p, p.proc.pid)
+    check(user(p, "alice")["quota"]["used"] == 6000, "the new process does not start from the "
+          "old one's count: %r" % user(p, "alice")["quota"])
+    # Through the old process's tunnel, during its drain: 2 x 20000 more.
+    s.sendall(b"y" * 20000)
+    recv_exact(s, 20000, "echo during the drain")
+    # Over two state_intervals the new process writes 6000; the old one (46000) must not.
+    t_end = time.monotonic() + 2.5
+    while time.monotonic() < t_end:
+        st = read_state(spath)
+        check(st["alice"][2] == 6000, "the state file says %r while the old process drains: "
+              "written by the old one" % (st["alice"],))
+        time.sleep(0.02)
+    s.close()
+    check(p.proc.wait(15) == 0, "the old process did not exit 0 after its drain")
+    want = 6000 + 40000
+    check(wait_until(lambda: user(p, "alice")["quota"]["used"] == want, 5),
+          "alice in the new process: %r, expected used %d" % (user(p, "alice")["quota"], want),
+          tail(p.stderr()))
+    check(wait_until(lambda: read_state(spath)["alice"][2] == want, 5),
+          "the state file says %r, expected %d" % (read_state(spath).get("alice"), want))
+    check(pid_running(new), "the new process is gone")

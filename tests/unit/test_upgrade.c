@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -197,14 +198,83 @@ test_self_exe(void **state)
     assert_int_equal(upgrade_self_exe(tiny, sizeof(tiny)), -ENAMETOOLONG);
 }
 
+struct seen {
+    char names[4][16];
+    uint64_t bytes[4];
+    int n;
+};
+
+static void
+note(void *arg, const char *name, uint64_t bytes)
+{
+    struct seen *s = arg;
+    if (s->n < 4) {
+        snprintf(s->names[s->n], sizeof(s->names[0]), "%s", name);
+        s->bytes[s->n] = bytes;
+    }
+    s->n++;
+}
+
+/* The quota bytes at the old process's exit: entries packed, cut where they do not fit. */
+static void
+test_used(void **state)
+{
+    (void)state;
+    uint8_t buf[64];
+    size_t len = 0;
+    assert_true(upgrade_used_add(buf, &len, sizeof(buf), "alice", 123456789012ull));
+    assert_true(upgrade_used_add(buf, &len, sizeof(buf), "", 1));
+    assert_true(upgrade_used_add(buf, &len, sizeof(buf), "bob-session-x", 7));
+    assert_int_equal(len, 10 + 5 + 10 + 0 + 10 + 13);
+    /* 48 of 64 bytes used: a 7-byte name needs 17 more. */
+    assert_false(upgrade_used_add(buf, &len, sizeof(buf), "charlie", 9));
+    assert_int_equal(len, 48);
+    struct seen s = {.n = 0};
+    assert_int_equal(upgrade_used_parse(buf, len, note, &s), 0);
+    assert_int_equal(s.n, 3);
+    assert_string_equal(s.names[0], "alice");
+    assert_true(s.bytes[0] == 123456789012ull);
+    assert_string_equal(s.names[1], "");
+    assert_string_equal(s.names[2], "bob-session-x");
+    assert_true(s.bytes[2] == 7);
+    /* Cut in an entry: the ones before it count, then -EPROTO. */
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(upgrade_used_parse(buf, len - 1, note, &s), -EPROTO);
+    assert_int_equal(s.n, 2);
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(upgrade_used_parse(buf, 9, note, &s), -EPROTO);
+    assert_int_equal(s.n, 0);
+
+    /* Over a socket pair, then EOF; another kind of message is refused. */
+    int sv[2];
+    uint8_t in[UPGRADE_USED_MAX];
+    size_t got = 0;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(upgrade_recv_used(sv[1], in, sizeof(in), &got), -EAGAIN);
+    assert_int_equal(upgrade_send_used(sv[0], buf, len), 0);
+    assert_int_equal(upgrade_recv_used(sv[1], in, sizeof(in), &got), 1);
+    assert_int_equal(got, len);
+    assert_memory_equal(in, buf, len);
+    assert_int_equal(upgrade_send_ready(sv[0]), 0);
+    assert_int_equal(upgrade_recv_used(sv[1], in, sizeof(in), &got), -EPROTO);
+    close(sv[0]);
+    assert_int_equal(upgrade_recv_used(sv[1], in, sizeof(in), &got), 0);
+    close(sv[1]);
+}
+
 static void
 test_child_fd(void **state)
 {
     (void)state;
     unsetenv(UPGRADE_ENV);
     assert_int_equal(upgrade_child_fd(), -1);
-    setenv(UPGRADE_ENV, "3", 1);
-    assert_int_equal(upgrade_child_fd(), 3);
+    int fd = dup(2); /* not close-on-exec, as the spawn's dup2() leaves it */
+    char num[16];
+    snprintf(num, sizeof(num), "%d", fd);
+    setenv(UPGRADE_ENV, num, 1);
+    assert_int_equal(upgrade_child_fd(), fd);
+    assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    close(fd);
     assert_null(getenv(UPGRADE_ENV)); /* nothing started later inherits it */
     setenv(UPGRADE_ENV, "3x", 1);
     assert_int_equal(upgrade_child_fd(), -1);
@@ -216,7 +286,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_take),     cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_bad_peer), cmocka_unit_test(test_self_exe),
-        cmocka_unit_test(test_child_fd),
+        cmocka_unit_test(test_used),     cmocka_unit_test(test_child_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
