@@ -155,6 +155,16 @@ preflight_check(const struct opts *o, const char *config, char *out, size_t cap)
         return 1;
     }
     errs += check_log(o, config, &id, out, cap, used);
+    /* Started by SIGUSR2 as the service user. */
+    if (o->upgrade_binary[0]) {
+        int ret = preflight_access(&id, o->upgrade_binary, X_OK);
+        if (ret < 0) {
+            SAY(out, AT("upgrade_binary", o->upgrade_binary),
+                "upgrade_binary: %s cannot execute %s (%s): an upgrade would fail",
+                who(o, &id, w, sizeof(w)), o->upgrade_binary, strerror(-ret));
+            errs++;
+        }
+    }
     /* Read again on every reload, after the drop. */
     const char *files[][2] = {{"users", o->users_file}, {"configuration file", config}};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {

@@ -20,7 +20,7 @@ import time
 
 from cases_control import Handshaker
 from cases_ctl import ctl
-from harness import (Fail, admin_addr, admin_request, case, check, echo_roundtrip,
+from harness import (CONFIG, Fail, admin_addr, admin_request, case, check, echo_roundtrip,
                      need_option, parse_prometheus, metric, socks_connect, tail, wait_until)
 
 READY_RE = re.compile(r"ringsocks: upgrade: new process (\d+) is ready; this process \((\d+)\)")
@@ -214,6 +214,14 @@ def upgrade_failed(ctx):
         check(not os.path.exists("/proc/%d" % child), "the failed new process %d still exists "
               "(not killed, or not reaped)" % child)
         still_serves(name)
+
+    # -t says so before anyone tries.
+    bad = write_conf(ctx, good + 'upgrade_binary = "%s";\n' % ctx.path("missing"), "bad.conf")
+    r = ctx.run([CONFIG.binary, "-t", "-c", bad])
+    err = r.stderr.decode()
+    check(r.returncode == 1 and re.search(re.escape(bad) + r":3: upgrade_binary: .*cannot execute",
+                                          err), "-t on a missing upgrade_binary: exit %d, %r"
+          % (r.returncode, err))
 
     # 2. A binary that exits 1 at once.
     fail_with(2, "exit1.sh", "exit 1", "exited with status 1")
