@@ -73,6 +73,14 @@ status_text(int status, char *buf, size_t cap)
         snprintf(buf, cap, "ended with wait status %#x", (unsigned)status);
 }
 
+static void
+forget_used(struct ctl_upgrade *up)
+{
+    free(up->used_base);
+    up->used_base = NULL;
+    up->used_n = 0;
+}
+
 /* The upgrade failed: the new process (if it still runs) is killed by PID and reaped. */
 static void
 fail(struct ctl *ctl, const char *why)
@@ -87,9 +95,7 @@ fail(struct ctl *ctl, const char *why)
         close(up->sock);
     up->sock = -1;
     up->pid = -1;
-    free(up->used_base);
-    up->used_base = NULL;
-    up->used_n = 0;
+    forget_used(up);
     ctl->st.upgrades_failed++;
     fprintf(stderr, "ringsocks: upgrade failed: %s; this process (%d) keeps serving\n", why,
             (int)getpid());
@@ -258,10 +264,14 @@ ctl_upgrade_start(struct ctl *ctl, char *msg, size_t cap)
     rc = 0;
     goto out_quiet;
 out:
-    if (rc == -EBUSY)
+    if (rc == -EBUSY) {
         fprintf(stderr, "ringsocks: upgrade refused: %s\n", msg);
-    else
+    } else {
         fprintf(stderr, "ringsocks: %s\n", msg);
+        ctl->st.upgrades_failed++;
+        if (up)
+            forget_used(up);
+    }
 out_quiet:
     if (sv[0] >= 0)
         close(sv[0]);
@@ -407,10 +417,8 @@ ctl_upgrade_finish(struct ctl *ctl)
     close(up->to_new);
     up->to_new = -1;
 out:
-    if (up) {
-        free(up->used_base);
-        up->used_base = NULL;
-    }
+    if (up)
+        forget_used(up);
 }
 
 void
