@@ -17,6 +17,7 @@ import signal
 import socket
 import stat
 import time
+import types
 
 from cases_control import Handshaker
 from cases_ctl import ctl
@@ -337,6 +338,7 @@ def upgrade_notify(ctx):
     msg = recv()
     check(msg == "MAINPID=%d" % new, "after the upgrade: %r, expected MAINPID=%d" % (msg, new))
     check(p.proc.wait(15) == 0, "the old process did not exit 0")
+    check(os.path.exists(pidf), "the old process removed the pid_file at its exit")
     with open(pidf) as f:
         check(f.read().strip() == str(new), "the pid_file does not name the new process")
 
@@ -378,4 +380,46 @@ def upgrade_quota(ctx):
           tail(p.stderr()))
     check(wait_until(lambda: read_state(spath)["alice"][2] == want, 5),
           "the state file says %r, expected %d" % (read_state(spath).get("alice"), want))
+    check(pid_running(new), "the new process is gone")
+
+
+@case("upgrade_config_change", timeout=60)
+def upgrade_config_change(ctx):
+    """An upgrade whose configuration changed: a listen address it keeps is handed over, one
+    it adds is bound, one it drops is closed (refused once the old process is gone); another
+    shard count keeps the running one, and says so."""
+    need_upgrade()
+    from harness import free_port
+    echo = ctx.echo_server()
+    keep, drop, add = free_port(), free_port(), free_port()
+    text = ('shards = %d;\nadmin = "127.0.0.1:0";\ndrain_timeout = 3;\naccess_log = "off";\n'
+            'listen = [%s];\nrules = ({ action = "allow"; from = ["127.0.0.0/8"]; });\n')
+    conf = write_conf(ctx, text % (2, '"127.0.0.1:%d", "127.0.0.1:%d"' % (keep, drop)))
+    p = ctx.proxy(listen=["a", "b"], args=["-c", conf], own_args=False)
+    p.exit_expected = True
+    write_conf(ctx, text % (3, '"127.0.0.1:%d", "127.0.0.1:%d"' % (keep, add)))
+    new = upgrade_once(ctx, p, p.proc.pid)
+    check("shards = 3 needs a restart: keeping the running 2" in p.stderr(),
+          "no line about the shard count kept", tail(p.stderr()))
+    check(re.search(r"upgrade: 127\.0\.0\.1:%d is new: bound here" % add, p.stderr()),
+          "no line about the new address", tail(p.stderr()))
+    # 2 shards x 2 addresses and the admin socket were handed over; the dropped address's 2 go.
+    check("upgrade: 2 handed-over sockets the configuration no longer names closed" in p.stderr(),
+          "no line about the dropped address", tail(p.stderr()))
+    check(p.proc.wait(15) == 0, "the old process did not exit 0")
+    for port in (keep, add):
+        s, _ = socks_connect(ctx, types.SimpleNamespace(addr=("127.0.0.1", port)), "127.0.0.1",
+                             echo.port)
+        echo_roundtrip(s, 256)
+        s.close()
+    try:
+        socket.create_connection(("127.0.0.1", drop), timeout=2).close()
+        raise Fail("port %d, dropped by the new configuration, still accepts" % drop)
+    except ConnectionRefusedError:
+        pass
+    st, body, _ = admin_request(admin_addr(p), "GET", "/metrics")
+    shards = set(dict(labels).get("shard") for name, labels in parse_prometheus(body)
+                 if name == "ringsocks_shard_loop_iterations_total")
+    check(shards == {"0", "1"}, "the new process runs shards %r, expected the running 0 and 1"
+          % sorted(shards))
     check(pid_running(new), "the new process is gone")

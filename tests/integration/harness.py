@@ -220,8 +220,9 @@ def stop_process(p, sig=signal.SIGTERM, wait=STOP_WAIT):
 # The proxy under test
 
 class Proxy:
-    def __init__(self, ctx, listen, args, wait_listen=True, wrap=()):
+    def __init__(self, ctx, listen, args, wait_listen=True, wrap=(), own_args=True):
         self.ctx = ctx
+        self.own_args = own_args  # False: args alone (a configuration file sets the rest)
         self.wrap = list(wrap)   # argv prefix that execs the server (e.g. prlimit ... --)
         self.listen = list(listen)
         self.n = ctx._next_id()
@@ -255,13 +256,13 @@ class Proxy:
 
     def _start_ringsocks(self, args, wait_listen):
         argv = self.wrap + [CONFIG.binary]
-        for l in self.listen:
-            argv += ["--listen", l]
-        # The admin endpoint on a free port, so parallel instances never collide.
         # The admin endpoint on a free port, so parallel instances never collide; a short drain
         # so stopping a proxy with a tunnel still open does not take the default 30 s.
-        argv += ["--shards", str(CONFIG.shards), "--relay", self.ctx.relay, "--admin", "127.0.0.1:0",
-                 "--drain-timeout", "3"]
+        if self.own_args:
+            for l in self.listen:
+                argv += ["--listen", l]
+            argv += ["--shards", str(CONFIG.shards), "--relay", self.ctx.relay, "--admin",
+                     "127.0.0.1:0", "--drain-timeout", "3"]
         argv += list(args)
         self._popen(argv)
         if wait_listen:
@@ -744,8 +745,10 @@ class Ctx:
 
     # -- things a test starts
 
-    def proxy(self, listen=("127.0.0.1:0",), args=(), wait_listen=True, wrap=()):
-        return Proxy(self, listen, args, wait_listen, wrap)
+    def proxy(self, listen=("127.0.0.1:0",), args=(), wait_listen=True, wrap=(), own_args=True):
+        """own_args False: no --listen, --shards, --relay, --admin, --drain-timeout of the
+        harness (listen then only says how many listening lines to wait for)."""
+        return Proxy(self, listen, args, wait_listen, wrap, own_args)
 
     def echo_server(self, host="127.0.0.1"):
         s = EchoServer(host)
