@@ -9,7 +9,8 @@
  *   old -> new  UPGRADE_MSG_FDS    records (struct upgrade_rec) with as many fds in
  *                                  SCM_RIGHTS, at most UPGRADE_FDS_PER_MSG per message
  *   old -> new  UPGRADE_MSG_END    n = the number of records sent, arg = the old shard count
- *   new -> old  UPGRADE_MSG_READY  arg = the new pid: its shards run, the old may stop
+ *   new -> old  UPGRADE_MSG_READY  arg = the new pid: its shards run, the old may stop;
+ *                                  n = UPGRADE_READY_* flags
  *   old -> new  UPGRADE_MSG_USED   at the old process's exit: the quota bytes each user
  *                                  used there since the upgrade began, then EOF
  * The new process finds its end in the environment, UPGRADE_ENV (a decimal fd).
@@ -37,6 +38,9 @@ enum upgrade_msg {
     UPGRADE_MSG_READY = 3,
     UPGRADE_MSG_USED = 4,
 };
+
+/* READY's flags: the new process serves on the admin Unix socket it was handed (its file stays). */
+#define UPGRADE_READY_ADMIN_UNIX 1u
 
 /* The payload of a USED message: entries of u64 bytes, u16 name length, the name (no NUL). */
 #define UPGRADE_USED_MAX (60 * 1024)
@@ -117,11 +121,11 @@ int upgrade_spawn(const char *exe, char *const argv[], int child_fd, pid_t *pid)
  */
 int upgrade_send_fds(int sock, const struct upgrade_fd *fds, size_t n, unsigned n_shards);
 /*
- * One message from the new process, sock non-blocking: 1 and *pid on READY,
+ * One message from the new process, sock non-blocking: 1 with *pid and *flags on READY,
  * 0 on EOF (it closed its end: it exited or gave up), -EAGAIN nothing yet,
  * -EPROTO a message that is not READY, else -errno.
  */
-int upgrade_recv_ready(int sock, pid_t *pid);
+int upgrade_recv_ready(int sock, pid_t *pid, unsigned *flags);
 
 /* One USED message with payload p[0..len): sock blocks (a send timeout set by the caller). */
 int upgrade_send_used(int sock, const uint8_t *p, size_t len);
@@ -141,8 +145,8 @@ int upgrade_child_fd(void);
  */
 int upgrade_recv_fds(int sock, int timeout_ms, struct upgrade_fd **out, size_t *n,
                      unsigned *old_shards);
-/* Tell the old process this one serves. 0 or -errno. */
-int upgrade_send_ready(int sock);
+/* Tell the old process this one serves (flags: UPGRADE_READY_*). 0 or -errno. */
+int upgrade_send_ready(int sock, unsigned flags);
 /*
  * After READY: one message from the old process, sock non-blocking. 1 with
  * a USED payload in buf (cap at least UPGRADE_USED_MAX) and *len, 0 on EOF

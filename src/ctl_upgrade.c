@@ -133,7 +133,7 @@ closed_early(struct ctl *ctl, int rc)
 
 /* The new process serves: leave it the sockets and the files, and drain. */
 static void
-hand_over(struct ctl *ctl, pid_t ready_pid)
+hand_over(struct ctl *ctl, pid_t ready_pid, unsigned flags)
 {
     struct ctl_upgrade *up = ctl->up;
     fprintf(stderr,
@@ -150,7 +150,10 @@ hand_over(struct ctl *ctl, pid_t ready_pid)
     acctctl_state_release(ctl->acct);
     for (unsigned i = 0; i < ctl->n_shards; i++)
         shard_keep_listeners(&ctl->shards[i]);
-    admin_keep_path(ctl->admin_unix);
+    /* Its file is the new process's when it serves on it; else (another admin_socket, or
+     * none) ours to remove. */
+    if (flags & UPGRADE_READY_ADMIN_UNIX)
+        admin_keep_path(ctl->admin_unix);
     admin_close(ctl->admin);
     admin_close(ctl->admin_unix);
     ctl->admin = ctl->admin_unix = NULL;
@@ -358,9 +361,10 @@ ctl_upgrade_poll_done(struct ctl *ctl, const struct pollfd *pfd, unsigned n)
         return;
     if (n && pfd[0].revents) {
         pid_t pid = -1;
-        int rc = upgrade_recv_ready(up->sock, &pid);
+        unsigned flags = 0;
+        int rc = upgrade_recv_ready(up->sock, &pid, &flags);
         if (rc == 1) {
-            hand_over(ctl, pid);
+            hand_over(ctl, pid, flags);
             return;
         }
         if (rc != -EAGAIN) {

@@ -532,6 +532,7 @@ main(int argc, char **argv)
     struct climap *climap = NULL;
     struct ctl ctl;
     struct ctl_upgrade up;
+    bool took_unix = false; /* an upgrade: the admin socket handed over serves here */
     unsigned started = 0, inited = 0;
     memset(&ctl, 0, sizeof(ctl));
     ctl.pol = pol;
@@ -575,6 +576,7 @@ main(int argc, char **argv)
     /* Before the privilege drop: the socket's directory may be root's (the file is not). */
     if (o.admin_socket[0]) {
         int afd = upgrade_take(handed, n_handed, UPGRADE_FD_ADMIN_UNIX, NULL, o.admin_socket, 0);
+        took_unix = afd >= 0;
         if (afd >= 0) {
             admin_unix = admin_adopt(afd, o.admin_socket, o.admin_hosts, err, sizeof(err));
             if (!admin_unix) {
@@ -679,7 +681,7 @@ main(int argc, char **argv)
     fprintf(stderr, ", %zu rules\n", acl_count(pol->acl));
     /* Only now, every shard accepting: the old process may stop, systemd may go on. */
     if (up_fd >= 0) {
-        int ret = upgrade_send_ready(up_fd);
+        int ret = upgrade_send_ready(up_fd, took_unix ? UPGRADE_READY_ADMIN_UNIX : 0);
         if (ret < 0)
             fprintf(stderr, "ringsocks: upgrade: telling the old process we serve: %s\n",
                     strerror(-ret));

@@ -228,7 +228,7 @@ upgrade_send_fds(int sock, const struct upgrade_fd *fds, size_t n, unsigned n_sh
 }
 
 int
-upgrade_recv_ready(int sock, pid_t *pid)
+upgrade_recv_ready(int sock, pid_t *pid, unsigned *flags)
 {
     struct upgrade_hdr hdr;
     ssize_t len;
@@ -242,6 +242,7 @@ upgrade_recv_ready(int sock, pid_t *pid)
     if (len != sizeof(hdr) || hdr.magic != UPGRADE_MAGIC || hdr.type != UPGRADE_MSG_READY)
         return -EPROTO;
     *pid = (pid_t)hdr.arg;
+    *flags = hdr.n;
     return 1;
 }
 
@@ -373,9 +374,9 @@ fail:
 }
 
 int
-upgrade_send_ready(int sock)
+upgrade_send_ready(int sock, unsigned flags)
 {
-    return send_msg(sock, UPGRADE_MSG_READY, 0, (uint32_t)getpid(), NULL);
+    return send_msg(sock, UPGRADE_MSG_READY, flags, (uint32_t)getpid(), NULL);
 }
 
 int

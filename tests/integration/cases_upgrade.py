@@ -393,20 +393,26 @@ def upgrade_config_change(ctx):
     echo = ctx.echo_server()
     keep, drop, add = free_port(), free_port(), free_port()
     text = ('shards = %d;\nadmin = "127.0.0.1:0";\ndrain_timeout = 3;\naccess_log = "off";\n'
-            'listen = [%s];\nrules = ({ action = "allow"; from = ["127.0.0.0/8"]; });\n')
-    conf = write_conf(ctx, text % (2, '"127.0.0.1:%d", "127.0.0.1:%d"' % (keep, drop)))
+            'listen = [%s];\nrules = ({ action = "allow"; from = ["127.0.0.0/8"]; });\n'
+            'admin_socket = "%s";\n')
+    sock_a, sock_b = ctx.path("a.sock"), ctx.path("b.sock")
+    conf = write_conf(ctx, text % (2, '"127.0.0.1:%d", "127.0.0.1:%d"' % (keep, drop), sock_a))
     p = ctx.proxy(listen=["a", "b"], args=["-c", conf], own_args=False)
     p.exit_expected = True
-    write_conf(ctx, text % (3, '"127.0.0.1:%d", "127.0.0.1:%d"' % (keep, add)))
+    write_conf(ctx, text % (3, '"127.0.0.1:%d", "127.0.0.1:%d"' % (keep, add), sock_b))
     new = upgrade_once(ctx, p, p.proc.pid)
     check("shards = 3 needs a restart: keeping the running 2" in p.stderr(),
           "no line about the shard count kept", tail(p.stderr()))
     check(re.search(r"upgrade: 127\.0\.0\.1:%d is new: bound here" % add, p.stderr()),
           "no line about the new address", tail(p.stderr()))
-    # 2 shards x 2 addresses and the admin socket were handed over; the dropped address's 2 go.
-    check("upgrade: 2 handed-over sockets the configuration no longer names closed" in p.stderr(),
-          "no line about the dropped address", tail(p.stderr()))
+    # 2 shards x 2 addresses and the 2 admin sockets were handed over; the dropped address's
+    # 2 and the old admin_socket go.
+    check("upgrade: 3 handed-over sockets the configuration no longer names closed" in p.stderr(),
+          "no line about the dropped address and admin socket", tail(p.stderr()))
     check(p.proc.wait(15) == 0, "the old process did not exit 0")
+    check(os.path.exists(sock_b), "the new admin_socket %s is missing" % sock_b)
+    check(not os.path.exists(sock_a), "the old admin_socket %s, which nobody serves on, is left"
+          % sock_a)
     for port in (keep, add):
         s, _ = socks_connect(ctx, types.SimpleNamespace(addr=("127.0.0.1", port)), "127.0.0.1",
                              echo.port)

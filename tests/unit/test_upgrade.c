@@ -139,12 +139,14 @@ test_roundtrip(void **state)
 
     /* "ready" the other way, with the sender's pid; then EOF. */
     pid_t pid = 0;
-    assert_int_equal(upgrade_recv_ready(sv[0], &pid), -EAGAIN);
-    assert_int_equal(upgrade_send_ready(sv[1]), 0);
-    assert_int_equal(upgrade_recv_ready(sv[0], &pid), 1);
+    unsigned flags = 0;
+    assert_int_equal(upgrade_recv_ready(sv[0], &pid, &flags), -EAGAIN);
+    assert_int_equal(upgrade_send_ready(sv[1], UPGRADE_READY_ADMIN_UNIX), 0);
+    assert_int_equal(upgrade_recv_ready(sv[0], &pid, &flags), 1);
     assert_int_equal(pid, getpid());
+    assert_int_equal(flags, UPGRADE_READY_ADMIN_UNIX);
     close(sv[1]);
-    assert_int_equal(upgrade_recv_ready(sv[0], &pid), 0);
+    assert_int_equal(upgrade_recv_ready(sv[0], &pid, &flags), 0);
     close(sv[0]);
 }
 
@@ -161,7 +163,7 @@ test_bad_peer(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
     assert_int_equal(upgrade_recv_fds(sv[1], 50, &in, &n, &shards), -ETIMEDOUT);
     /* "ready" where the sockets were expected. */
-    assert_int_equal(upgrade_send_ready(sv[0]), 0);
+    assert_int_equal(upgrade_send_ready(sv[0], 0), 0);
     assert_int_equal(upgrade_recv_fds(sv[1], 1000, &in, &n, &shards), -EPROTO);
     /* An END whose count disagrees with what came: the fds received are closed. */
     int p[2];
@@ -255,7 +257,7 @@ test_used(void **state)
     assert_int_equal(upgrade_recv_used(sv[1], in, sizeof(in), &got), 1);
     assert_int_equal(got, len);
     assert_memory_equal(in, buf, len);
-    assert_int_equal(upgrade_send_ready(sv[0]), 0);
+    assert_int_equal(upgrade_send_ready(sv[0], 0), 0);
     assert_int_equal(upgrade_recv_used(sv[1], in, sizeof(in), &got), -EPROTO);
     close(sv[0]);
     assert_int_equal(upgrade_recv_used(sv[1], in, sizeof(in), &got), 0);
