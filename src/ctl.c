@@ -250,10 +250,20 @@ h_metrics(void *arg, char **out)
     }
 }
 
+/* A reload, with systemd told (Type=notify): reloading, then ready again either way. */
+static int
+reload_notified(struct ctl *ctl, char *msg, size_t cap)
+{
+    notify_send("RELOADING=1");
+    int rc = ctl_reload(ctl, msg, cap);
+    notify_send("READY=1");
+    return rc;
+}
+
 static int
 h_reload(void *arg, char *msg, size_t cap)
 {
-    return ctl_reload(arg, msg, cap);
+    return reload_notified(arg, msg, cap);
 }
 
 static void
@@ -405,9 +415,7 @@ ctl_run(struct ctl *ctl)
             char msg[4096];
             switch (si.ssi_signo) {
             case SIGHUP:
-                notify_send("RELOADING=1");
-                ctl_reload(ctl, msg, sizeof(msg));
-                notify_send("READY=1");
+                reload_notified(ctl, msg, sizeof(msg));
                 break;
             case SIGUSR2:
                 ctl_upgrade_start(ctl, msg, sizeof(msg));
