@@ -119,3 +119,31 @@ acct_at(const struct acct_reg *r, size_t i)
 {
     return i < r->n ? r->e[i] : NULL;
 }
+
+void
+lease_ask(struct lease_board *b, struct uacct *a)
+{
+    if (atomic_exchange_explicit(&a->lease_ask, true, memory_order_acq_rel))
+        return; /* on the stack already, and not yet taken */
+    struct uacct *head = atomic_load_explicit(&b->asks, memory_order_relaxed);
+    do
+        atomic_store_explicit(&a->ask_next, head, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&b->asks, &head, a, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+size_t
+lease_asks_take(struct lease_board *b, void (*fn)(void *arg, struct uacct *a), void *arg)
+{
+    size_t n = 0;
+    struct uacct *a = atomic_exchange_explicit(&b->asks, NULL, memory_order_acquire);
+    while (a) {
+        /* Read the link before the flag lets a shard push a (and rewrite it) again. */
+        struct uacct *next = atomic_load_explicit(&a->ask_next, memory_order_relaxed);
+        atomic_store_explicit(&a->lease_ask, false, memory_order_release);
+        fn(arg, a);
+        n++;
+        a = next;
+    }
+    return n;
+}

@@ -27,6 +27,7 @@
 
 #include "acct.h"
 #include "acctctl.h"
+#include "fleet.h"
 #include "admin.h"
 #include "climap.h"
 #include "log.h"
@@ -226,6 +227,17 @@ h_metrics(void *arg, char **out)
     metrics_process_read(&ctl->st.proc);
     ctl->st.log_written = log_written(ctl->lg);
     ctl->st.log_dropped = log_dropped(ctl->lg);
+    if (ctl->fleet) {
+        struct fleet_stats fs;
+        fleet_stats(ctl->fleet, &fs);
+        ctl->st.has_redis = 1;
+        ctl->st.redis_up = fs.up;
+        ctl->st.redis_errors = fs.errors;
+        ctl->st.redis_lease_rounds = fs.lease_rounds;
+        ctl->st.redis_lease_fallbacks = fs.lease_fallbacks;
+        ctl->st.redis_quota_syncs = fs.quota_syncs;
+        ctl->st.redis_users_loads = fs.users_loads;
+    }
     struct metrics_user *users = NULL;
     size_t n_users = acctctl_metrics(ctl->acct, ctl->pol, &users);
     for (;;) {
@@ -368,8 +380,8 @@ ctl_run(struct ctl *ctl)
     struct admin *admins[] = {ctl->admin, ctl->admin_unix};
     enum { N_ADMINS = sizeof(admins) / sizeof(admins[0]) };
     while (!all_exited(ctl)) {
-        struct pollfd pfd[1 + N_ADMINS * ADMIN_POLL_MAX] = {{.fd = ctl->sfd, .events = POLLIN}};
-        unsigned n_admin[N_ADMINS] = {0}, n = 1;
+        struct pollfd pfd[2 + N_ADMINS * ADMIN_POLL_MAX] = {{.fd = ctl->sfd, .events = POLLIN}};
+        unsigned n_admin[N_ADMINS] = {0}, n = 1, n_fleet = 0;
         /* Wake now and then to notice shards that finished draining. */
         int timeout_ms = 200;
         for (unsigned i = 0; i < N_ADMINS; i++) {
@@ -377,6 +389,9 @@ ctl_run(struct ctl *ctl)
                 n_admin[i] = admin_poll_prepare(admins[i], pfd + n, &timeout_ms);
             n += n_admin[i];
         }
+        if (ctl->fleet)
+            n_fleet = fleet_poll_prepare(ctl->fleet, pfd + n, &timeout_ms);
+        n += n_fleet;
         if (poll(pfd, n, timeout_ms) < 0 && errno != EINTR) {
             perror("ringsocks: poll");
             break;
@@ -386,6 +401,14 @@ ctl_run(struct ctl *ctl)
             if (admins[i])
                 admin_poll_done(admins[i], pfd + n, n_admin[i], &handlers);
             n += n_admin[i];
+        }
+        if (ctl->fleet) {
+            fleet_poll_done(ctl->fleet, pfd + n, n_fleet, ctl->pol);
+            /* The users table changed in Redis: every node reloads within an interval. */
+            if (fleet_users_changed(ctl->fleet)) {
+                char msg[4096];
+                ctl_reload(ctl, msg, sizeof(msg));
+            }
         }
         sweep_clients(ctl);
         acctctl_tick(ctl->acct, ctl->pol, quota_over, ctl);
