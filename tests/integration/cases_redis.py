@@ -14,7 +14,7 @@ import time
 
 from cases_auth import ALICE, BOB
 from cases_ulimits import metrics, try_connect
-from harness import (Fail, _register_proc, case, check, free_port, make_hash, metric,
+from harness import (CONFIG, Fail, _register_proc, case, check, free_port, make_hash, metric,
                      need_option, need_ringsocks, need_tools, open_proxy_socket, request,
                      read_reply, socks5_login, stop_process, tail, wait_until, write_users)
 
@@ -22,11 +22,12 @@ from harness import (Fail, _register_proc, case, check, free_port, make_hash, me
 class Redis:
     """redis-server on a free loopback port, no persistence, stopped by PID."""
 
-    def __init__(self, ctx, port=None, password=None):
+    def __init__(self, ctx, port=None, password=None, unix=None):
         need_tools("redis-server")
         self.ctx = ctx
         self.port = port or free_port()
         self.password = password
+        self.unix = unix
         self.proc = None
         self.start()
         ctx.defer(self.stop)
@@ -37,6 +38,8 @@ class Redis:
                 "--dir", self.ctx.path(""), "--logfile", ""]
         if self.password:
             argv += ["--requirepass", self.password]
+        if self.unix:
+            argv += ["--unixsocket", self.unix, "--unixsocketperm", "700"]
         self.log = open(self.ctx.path("redis-%d.log" % self.port), "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -331,3 +334,39 @@ def redis_users(ctx):
     check(alice_in(a), "a bad table in Redis dropped the good one in force")
     m = metrics(a)
     check((metric(m, "ringsocks_redis_users_loads_total") or 0) >= 2, "users loads not counted")
+
+
+@case("redis_auth_unix")
+def redis_auth_unix(ctx):
+    """AUTH from redis_password_file, over a Unix socket; a wrong password is said and retried."""
+    sock = ctx.path("redis.sock")
+    r = Redis(ctx, password="s3cret-fleet", unix=sock)
+    echo = ctx.echo_server()
+    good = ctx.path("redis-pass")
+    with open(good, "w") as f:
+        f.write("s3cret-fleet\n")
+    os.chmod(good, 0o600)
+    p = node(ctx, r, "a", "max_conns=1", extra=["--redis", "unix:" + sock,
+                                                "--redis-password-file", good])
+    check(wait_until(lambda: redis_up(p), 5.0), "no connection over unix:%s with AUTH" % sock,
+          tail(p.stderr()))
+    rep, s = try_connect(ctx, p, ALICE[0], ALICE[1], echo.port)
+    check(rep == 0, "alice's first tunnel (a lease over the Unix socket) refused 0x%02x" % rep)
+    held = r.cmd("HGETALL", "ringsocks:conns:alice")
+    check(held and held[0].startswith("a/"), "no lease of node a in Redis: %r" % held)
+    bad = ctx.path("redis-pass-bad")
+    with open(bad, "w") as f:
+        f.write("wrong\n")
+    q = node(ctx, r, "b", "max_conns=1", extra=["--redis", "unix:" + sock,
+                                                "--redis-password-file", bad])
+    check(wait_until(lambda: "AUTH" in q.stderr(), 5.0), "a refused AUTH is not in the log",
+          tail(q.stderr()))
+    time.sleep(1.0)
+    check(metric(metrics(q), "ringsocks_redis_up") == 0, "redis_up is 1 with a wrong password")
+    # An unreadable password file refuses the start, naming the setting.
+    res = ctx.run([CONFIG.binary, "--listen", "127.0.0.1:0", "--admin", "off", "--redis",
+                   "unix:" + sock, "--redis-password-file", ctx.path("nope")], timeout=20)
+    err = res.stderr.decode() if isinstance(res.stderr, bytes) else res.stderr
+    check(res.returncode != 0, "a missing redis_password_file did not stop the start")
+    check("redis_password_file %s: No such file" % ctx.path("nope") in err,
+          "the error does not name the setting and the file: %s" % err[-300:])
