@@ -35,6 +35,14 @@ struct uacct {
     _Atomic uint64_t lease;
     atomic_bool lease_full;
     atomic_bool lease_ask;
+    /*
+     * The fleet's new-tunnel rate: tokens this node took from the user's bucket in Redis
+     * (each admits one tunnel), and until when (lim_now_ns()) Redis said it is empty, so
+     * requests are refused without asking again. want_conns / want_rate: what the ask is for.
+     */
+    _Atomic uint64_t rate_tokens;
+    _Atomic uint64_t rate_dry_until;
+    atomic_bool want_conns, want_rate;
     struct uacct *_Atomic ask_next; /* the board's stack of users asking */
     char *name;
     /* Control thread only. */
@@ -56,7 +64,7 @@ struct uacct {
          * last said (0: none, or no fleet), and this node's exchanges with Redis. */
         uint64_t fleet_others;
         uint64_t fleet_pushed, fleet_pushed_ms; /* the quota figure last written, and when */
-        bool lease_pending, quota_pending;      /* a request is out */
+        bool lease_pending, quota_pending, rate_pending; /* a request is out */
     } ctl;
 };
 
@@ -71,10 +79,16 @@ struct uacct {
 struct lease_board {
     struct uacct *_Atomic asks;
     _Atomic uint64_t gen;
+    atomic_bool local_rate; /* Redis away, redis_fallback = open: the local buckets decide */
 };
 
-/* Shard: a's lease is spent: ask once for more (a goes on the stack unless it is there). */
-void lease_ask(struct lease_board *b, struct uacct *a);
+/*
+ * Shard: a's lease of places (LEASE_ASK_CONNS) or of new-tunnel tokens (LEASE_ASK_RATE) is
+ * spent: ask once for more (a goes on the stack unless it is there already).
+ */
+#define LEASE_ASK_CONNS 1u
+#define LEASE_ASK_RATE  2u
+void lease_ask(struct lease_board *b, struct uacct *a, unsigned what);
 /* Control thread: each user asking, once, to fn (its ask is cleared first). How many. */
 size_t lease_asks_take(struct lease_board *b, void (*fn)(void *arg, struct uacct *a), void *arg);
 

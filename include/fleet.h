@@ -9,6 +9,10 @@
  *    admits within its lease with the same atomic add as ever; when the
  *    lease is spent, the request waits (parked, never blocking the shard)
  *    for one round trip of the control thread to Redis (acct.h, limit.h).
+ *  - New-tunnel rates: the user's bucket (GCRA) is in Redis; a node takes
+ *    a few tokens at a time (a quarter interval's worth of the rate, at
+ *    least one) and admits one tunnel per token; an empty bucket says how
+ *    long until its next token, and requests are refused until then.
  *  - Quotas: each node writes what it counted in the period (an absolute
  *    figure, so a lost write or a restarted Redis loses nothing) and reads
  *    the sum of the others'; over the quota is decided on the sum.

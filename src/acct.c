@@ -121,8 +121,13 @@ acct_at(const struct acct_reg *r, size_t i)
 }
 
 void
-lease_ask(struct lease_board *b, struct uacct *a)
+lease_ask(struct lease_board *b, struct uacct *a, unsigned what)
 {
+    /* What is wanted first: the control thread reads it after taking a off the stack. */
+    if (what & LEASE_ASK_CONNS)
+        atomic_store_explicit(&a->want_conns, true, memory_order_release);
+    if (what & LEASE_ASK_RATE)
+        atomic_store_explicit(&a->want_rate, true, memory_order_release);
     if (atomic_exchange_explicit(&a->lease_ask, true, memory_order_acq_rel))
         return; /* on the stack already, and not yet taken */
     struct uacct *head = atomic_load_explicit(&b->asks, memory_order_relaxed);

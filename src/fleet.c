@@ -69,6 +69,28 @@ static const char fleet_lib[] =
     "  end\n"
     "  return {grant, full}\n"
     "end)\n"
+    /* KEYS[1] the user's new-tunnel bucket (GCRA: the time it is empty until, in us); ARGV
+     * want, rate, burst. Returns {tokens taken, ms until the next one when short}. */
+    "redis.register_function('ringsocks_v1_rate', function(keys, args)\n"
+    "  local t = redis.call('TIME')\n"
+    "  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "  local want, rate, burst = tonumber(args[1]), tonumber(args[2]), tonumber(args[3])\n"
+    "  local cost = 1000000 / rate\n"
+    "  local tau = (burst - 1) * cost\n"
+    "  local tat = tonumber(redis.call('GET', keys[1]) or '0') or 0\n"
+    "  if tat < now then tat = now end\n"
+    "  local room = math.floor((now + tau - tat) / cost) + 1\n"
+    "  if room < 0 then room = 0 end\n"
+    "  local n = math.min(want, room)\n"
+    "  if n > 0 then\n"
+    "    tat = tat + n * cost\n"
+    "    redis.call('SET', keys[1], string.format('%.0f', tat), 'PX',\n"
+    "               math.ceil((tat - now) / 1000) + 1000)\n"
+    "  end\n"
+    "  local wait = 0\n"
+    "  if n < want then wait = math.max(1, math.ceil((tat + cost - tau - now) / 1000)) end\n"
+    "  return {n, wait}\n"
+    "end)\n"
     /* KEYS[1] the user's figures of one period; ARGV field, used, ttl_s (0: none). Returns the
      * others' sum. */
     "redis.register_function('ringsocks_v1_quota', function(keys, args)\n"
@@ -86,7 +108,7 @@ static const char fleet_lib[] =
 enum fstate { F_DOWN = 0, F_CONNECTING, F_UP };
 
 /* What a reply answers: the callback's privdata (malloc'ed; freed by the callback). */
-enum req_kind { REQ_LOAD = 1, REQ_AUTH, REQ_LEASE, REQ_QUOTA, REQ_USERS_GEN, REQ_USERS };
+enum req_kind { REQ_LOAD = 1, REQ_AUTH, REQ_LEASE, REQ_RATE, REQ_QUOTA, REQ_USERS_GEN, REQ_USERS };
 struct req {
     struct fleet *f;
     enum req_kind kind;
@@ -195,6 +217,7 @@ went_down(struct fleet *f, const char *why)
     f->st.errors++;
     f->st.up = 0;
     f->state = F_DOWN;
+    atomic_store_explicit(&f->board.local_rate, f->c.fail_open, memory_order_release);
     f->pending = 0;
     f->next_connect_ms = now_ms() + f->backoff_ms;
     f->backoff_ms = f->backoff_ms * 2 > 5000 ? 5000 : f->backoff_ms * 2;
@@ -207,7 +230,7 @@ went_down(struct fleet *f, const char *why)
     }
     for (size_t i = 0, n = acct_count(f->reg); i < n; i++) {
         struct uacct *a = acct_at(f->reg, i);
-        a->ctl.lease_pending = a->ctl.quota_pending = false;
+        a->ctl.lease_pending = a->ctl.quota_pending = a->ctl.rate_pending = false;
     }
     f->users_pending = false;
 }
@@ -377,6 +400,56 @@ on_lease(struct fleet *f, struct req *q, const redisReply *r)
     f->changed = true;
 }
 
+/* Take new-tunnel tokens for a from the fleet's bucket: a quarter interval's worth. */
+static void
+rate_request(struct fleet *f, struct uacct *a, uint64_t rate, uint64_t burst)
+{
+    if (!burst)
+        burst = rate;
+    uint64_t want = rate * f->c.interval_ms / 4000;
+    want = want < 1 ? 1 : want > burst ? burst : want;
+    struct req *q = req_new(f, REQ_RATE, a);
+    if (!q)
+        return;
+    char key[512], w[24], r[24], b[24];
+    snprintf(key, sizeof(key), "%srate:%s", f->c.prefix, a->name);
+    snprintf(w, sizeof(w), "%" PRIu64, want);
+    snprintf(r, sizeof(r), "%" PRIu64, rate);
+    snprintf(b, sizeof(b), "%" PRIu64, burst);
+    const char *argv[] = {"FCALL", "ringsocks_v1_rate", "1", key, w, r, b};
+    if (send_cmd(f, q, 7, argv, NULL))
+        a->ctl.rate_pending = true;
+}
+
+/* The bucket is dry for this long (or, Redis away and redis_fallback closed, an interval). */
+static void
+rate_dry(struct uacct *a, uint64_t ms)
+{
+    atomic_store_explicit(&a->rate_dry_until, lim_now_ns() + ms * 1000000, memory_order_release);
+}
+
+static void
+on_rate(struct fleet *f, struct req *q, const redisReply *r)
+{
+    struct uacct *a = q->a;
+    a->ctl.rate_pending = false;
+    f->changed = true;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+        r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER) {
+        if (!f->c.fail_open)
+            rate_dry(a, f->c.interval_ms);
+        return;
+    }
+    long long n = r->element[0]->integer, wait = r->element[1]->integer;
+    if (n > 0) {
+        atomic_fetch_add_explicit(&a->rate_tokens, (uint64_t)n, memory_order_acq_rel);
+        atomic_store_explicit(&a->rate_dry_until, 0, memory_order_release);
+    } else {
+        rate_dry(a, wait > 0 ? (uint64_t)wait : 1);
+    }
+    f->st.lease_rounds++;
+}
+
 static uint32_t
 period_ttl_s(uint8_t kind)
 {
@@ -528,6 +601,8 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
             char where[160];
             f->state = F_UP;
             f->st.up = 1;
+            atomic_store_explicit(&f->board.local_rate, false, memory_order_release);
+            f->changed = true;
             f->backoff_ms = 100;
             fprintf(stderr, "ringsocks: redis %s: connected%s\n",
                     addr_text(f, where, sizeof(where)), f->said_down ? " again" : "");
@@ -537,6 +612,9 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         break;
     case REQ_LEASE:
         on_lease(f, q, r);
+        break;
+    case REQ_RATE:
+        on_rate(f, q, r);
         break;
     case REQ_QUOTA:
         on_quota(f, q, r);
@@ -558,7 +636,27 @@ static void
 answer_ask(void *arg, struct uacct *a)
 {
     struct fleet *f = arg;
-    uint64_t max = a->ctl.in_users ? user_max_conns(f->pol, a) : 0;
+    struct lim_conf l;
+    lim_conf_unset(&l);
+    if (a->ctl.in_users)
+        acctctl_limits(f->pol, a->name, &l);
+    if (atomic_exchange_explicit(&a->want_rate, false, memory_order_acq_rel)) {
+        uint64_t rate = lim_val(l.rate);
+        if (!rate || f->state != F_UP) {
+            /* No fleet rate (any more), or Redis away: open has the local buckets decide
+             * (local_rate), closed refuses for an interval. */
+            if (rate && !f->c.fail_open)
+                rate_dry(a, f->c.interval_ms);
+            if (rate)
+                f->st.lease_fallbacks++;
+            f->changed = true;
+        } else if (!a->ctl.rate_pending) {
+            rate_request(f, a, rate, lim_val(l.burst));
+        }
+    }
+    if (!atomic_exchange_explicit(&a->want_conns, false, memory_order_acq_rel))
+        return;
+    uint64_t max = lim_val(l.max_conns);
     if (!max) {
         /* No fleet limit (any more): nothing to lease, the local limits decide. */
         atomic_store_explicit(&a->lease, LEASE_NONE, memory_order_release);

@@ -74,6 +74,22 @@ conns_take(const struct shard *sh, struct uacct *a, uint64_t max)
     return lease && lim_open_take(&a->n, lease);
 }
 
+/*
+ * One of the new-tunnel tokens this node holds for a (a fleet's rate): 1 taken; 0 none and
+ * Redis said the bucket is dry (refused); -1 none, ask Redis for more.
+ */
+static int
+fleet_token_take(struct uacct *a)
+{
+    uint64_t t = atomic_load_explicit(&a->rate_tokens, memory_order_acquire);
+    while (t)
+        if (atomic_compare_exchange_weak_explicit(&a->rate_tokens, &t, t - 1, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return 1;
+    uint64_t dry = atomic_load_explicit(&a->rate_dry_until, memory_order_acquire);
+    return dry && lim_now_ns() < dry ? 0 : -1;
+}
+
 /* Refused under max only for want of a lease, and Redis has not said the fleet is full. */
 static bool
 lease_spent(const struct shard *sh, struct uacct *a, uint64_t max)
@@ -119,9 +135,23 @@ limit_admit(struct shard *sh, struct conn *c, int rule, bool can_wait)
     } else if (a && !conns_take(sh, a, lim_val(ul.max_conns))) {
         why = END_LIMIT_CONNS;
         if (lease_spent(sh, a, lim_val(ul.max_conns))) {
-            lease_ask(sh->leases, a);
+            lease_ask(sh->leases, a, LEASE_ASK_CONNS);
             if (can_wait)
                 return LIMIT_LEASE_WAIT; /* nothing held, nothing counted yet */
+        }
+    } else if (a && sh->leases && lim_val(ul.rate) &&
+               !atomic_load_explicit(&sh->leases->local_rate, memory_order_acquire)) {
+        /* A fleet: the user's bucket is Redis's; this node spends the tokens it took. */
+        int got = fleet_token_take(a);
+        if (got <= 0) {
+            lim_open_put(&a->n);
+            why = END_LIMIT_RATE;
+            hit = LIMH_RATE;
+            if (got < 0) {
+                lease_ask(sh->leases, a, LEASE_ASK_RATE);
+                if (can_wait)
+                    return LIMIT_LEASE_WAIT;
+            }
         }
     } else if (a && !rate_take(&a->n, lim_val(ul.rate), lim_val(ul.burst))) {
         lim_open_put(&a->n);

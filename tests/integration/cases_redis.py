@@ -187,6 +187,43 @@ def redis_conns_shared(ctx):
     check(lines, "node a's access log has no end=limit_conns line")
 
 
+@case("redis_rate_shared")
+def redis_rate_shared(ctx):
+    """rate=2 burst=6 for the fleet: both nodes together admit the burst and the rate, not
+    twice that."""
+    r, a, b, echo = two_nodes(ctx, "rate=2 burst=6")
+    t0 = time.monotonic()
+    admitted = {a: 0, b: 0}
+    reps = []
+    for i in range(16):
+        p = a if i % 2 == 0 else b
+        rep, s = try_connect(ctx, p, ALICE[0], ALICE[1], echo.port)
+        reps.append(rep)
+        if rep == 0:
+            admitted[p] += 1
+            s.close()
+    elapsed = time.monotonic() - t0
+    total = admitted[a] + admitted[b]
+    bound = 6 + 2 * elapsed + 1
+    check(total <= bound, "%d tunnels admitted in %.2f s by the fleet (a %d, b %d) with rate=2 "
+          "burst=6: at most %.1f expected (each node on its own would take 6 + 2/s)"
+          % (total, elapsed, admitted[a], admitted[b], bound))
+    check(total >= 6, "only %d admitted: the fleet's burst of 6 was not spent (%r)" % (total, reps))
+    check(admitted[a] and admitted[b], "one node got none of the burst: %r" % reps)
+    check(all(x in (0, 2) for x in reps), "replies other than 0x00 and 0x02: %r" % reps)
+    def refusals():
+        return [x for n in ("a", "b") for x in open(ctx.path("access-%s.log" % n))
+                if "user=alice" in x and "rep=2" in x]
+    wait_until(lambda: len(refusals()) >= reps.count(2), 5.0)
+    lines = refusals()
+    check(len(lines) == reps.count(2) and all("end=limit_rate" in x for x in lines),
+          "%d refusals, access-log lines %r: not all end=limit_rate" % (reps.count(2), lines[:3]))
+    # The bucket refills at the fleet's rate: one more after a second.
+    time.sleep(1.2)
+    rep, _ = try_connect(ctx, b, ALICE[0], ALICE[1], echo.port)
+    check(rep == 0, "after 1.2 s at 2/s the bucket had no token for b: 0x%02x" % rep)
+
+
 def pump_bytes(ctx, p, user, echo_port, n):
     """n bytes up through one tunnel (and back down from the echo): 2n counted."""
     rep, s = try_connect(ctx, p, user[0], user[1], echo_port)
@@ -271,8 +308,18 @@ def redis_fallback(ctx):
     need_ringsocks("a fleet through Redis")
     port = free_port()  # nothing listens: Redis is away from the start
     echo = ctx.echo_server()
-    closed = node(ctx, None, "c", "max_conns=2", extra=["--redis-fallback", "closed"], port=port)
-    opened = node(ctx, None, "o", "max_conns=2", port=port)
+    carol = ("carol", "carol-pw")
+    users = ["%s:%s max_conns=2" % (ALICE[0], make_hash(ALICE[1])),
+             "%s:%s" % (BOB[0], make_hash(BOB[1])),
+             "%s:%s rate=1 burst=2" % (carol[0], make_hash(carol[1]))]
+    closed = node(ctx, None, "c", users=users, extra=["--redis-fallback", "closed"], port=port)
+    opened = node(ctx, None, "o", users=users, port=port)
+    # A fleet rate, Redis away: closed refuses; open has the node's own bucket decide.
+    rep, _ = try_connect(ctx, closed, carol[0], carol[1], echo.port)
+    check(rep == 2, "redis_fallback closed: carol (a fleet rate) got 0x%02x, not 0x02" % rep)
+    reps = [try_connect(ctx, opened, carol[0], carol[1], echo.port)[0] for _ in range(3)]
+    check(reps == [0, 0, 2], "redis_fallback open: carol's rate=1 burst=2 on this node alone "
+          "should admit 2 of 3 at once, got %r" % reps)
     rep, _ = try_connect(ctx, closed, ALICE[0], ALICE[1], echo.port)
     check(rep == 2, "redis_fallback closed, Redis away: alice (max_conns) got 0x%02x, not 0x02"
           % rep)
