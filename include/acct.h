@@ -80,6 +80,7 @@ struct lease_board {
     struct uacct *_Atomic asks;
     _Atomic uint64_t gen;
     atomic_bool local_rate; /* Redis away, redis_fallback = open: the local buckets decide */
+    int wake_fd;            /* eventfd the control thread polls, rung by a first ask; -1: none */
 };
 
 /*

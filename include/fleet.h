@@ -72,7 +72,11 @@ void fleet_free(struct fleet *f);
 /* The board the shards ask on (their sh->leases). */
 struct lease_board *fleet_board(struct fleet *f);
 
-/* The control loop: the Redis socket's pollfd (returns 0 or 1) and the timeout it needs. */
+/*
+ * The control loop: the pollfds (at most FLEET_POLL_MAX: the shards' asks, and the Redis
+ * socket when hiredis waits on it) and the timeout the fleet needs. Returns how many.
+ */
+#define FLEET_POLL_MAX 2
 unsigned fleet_poll_prepare(struct fleet *f, struct pollfd *pfd, int *timeout_ms);
 /* After poll(): read and write, answer asks, run the rounds due under pol. */
 void fleet_poll_done(struct fleet *f, const struct pollfd *pfd, unsigned n,

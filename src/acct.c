@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct acct_reg {
     struct uacct **e;
@@ -135,6 +136,12 @@ lease_ask(struct lease_board *b, struct uacct *a, unsigned what)
         atomic_store_explicit(&a->ask_next, head, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&b->asks, &head, a, memory_order_release,
                                                   memory_order_relaxed));
+    /* The first ask on an empty stack wakes the control thread; the others find it awake. */
+    if (!head && b->wake_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t n = write(b->wake_fd, &one, sizeof(one));
+        (void)n; /* EAGAIN: the counter is full, so the control thread is being woken anyway */
+    }
 }
 
 size_t

@@ -380,7 +380,8 @@ ctl_run(struct ctl *ctl)
     struct admin *admins[] = {ctl->admin, ctl->admin_unix};
     enum { N_ADMINS = sizeof(admins) / sizeof(admins[0]) };
     while (!all_exited(ctl)) {
-        struct pollfd pfd[2 + N_ADMINS * ADMIN_POLL_MAX] = {{.fd = ctl->sfd, .events = POLLIN}};
+        struct pollfd pfd[1 + FLEET_POLL_MAX + N_ADMINS * ADMIN_POLL_MAX] = {
+            {.fd = ctl->sfd, .events = POLLIN}};
         unsigned n_admin[N_ADMINS] = {0}, n = 1, n_fleet = 0;
         /* Wake now and then to notice shards that finished draining. */
         int timeout_ms = 200;

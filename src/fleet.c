@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
 
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
@@ -33,11 +34,26 @@ static const char fleet_lib[] =
     "  local t = redis.call('TIME')\n"
     "  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "end\n"
-    /* KEYS[1] the user's leases; ARGV field, need, spare, max, ttl_ms. Returns {grant, full}. */
+    /*
+     * KEYS[1] the user's leases, KEYS[2] the epoch (when this Redis's state began); ARGV
+     * field, need, spare, max, ttl_ms, held (the node's lease so far), grace_ms. Returns
+     * {grant, full}. A Redis that lost its state (restarted, flushed) starts a new epoch:
+     * for grace_ms every node may take back what it holds, and nobody gets more, so the
+     * places of a node that has not reconnected yet are not given away.
+     */
     "redis.register_function('ringsocks_v1_lease', function(keys, args)\n"
     "  local now = now_ms()\n"
     "  local field, need, spare = args[1], tonumber(args[2]), tonumber(args[3])\n"
     "  local max, ttl = tonumber(args[4]), tonumber(args[5])\n"
+    "  local held, grace = tonumber(args[6]), tonumber(args[7])\n"
+    "  local epoch = tonumber(redis.call('GET', keys[2]) or '')\n"
+    "  if not epoch then\n"
+    "    epoch = now\n"
+    "    redis.call('SET', keys[2], now)\n"
+    "  end\n"
+    "  if now - epoch < grace then\n"
+    "    if need > held then need, spare = held, 0 end\n"
+    "  end\n"
     "  local all = redis.call('HGETALL', keys[1])\n"
     "  local others, nodes = 0, 1\n"
     "  for i = 1, #all, 2 do\n"
@@ -54,6 +70,7 @@ static const char fleet_lib[] =
     "  local room = max - others\n"
     "  if room < 0 then room = 0 end\n"
     "  local grant, full = need, 0\n"
+    "  if need < tonumber(args[2]) then full = 1 end\n"
     "  if need > room then\n"
     "    grant, full = room, 1\n"
     "  else\n"
@@ -68,6 +85,12 @@ static const char fleet_lib[] =
     "    redis.call('HDEL', keys[1], field)\n"
     "  end\n"
     "  return {grant, full}\n"
+    "end)\n"
+    /* KEYS[1] the epoch: made now if this Redis has none (a new or a restarted one). */
+    "redis.register_function('ringsocks_v1_hello', function(keys, args)\n"
+    "  local now = now_ms()\n"
+    "  redis.call('SET', keys[1], now, 'NX')\n"
+    "  return now - tonumber(redis.call('GET', keys[1]))\n"
     "end)\n"
     /* KEYS[1] the user's new-tunnel bucket (GCRA: the time it is empty until, in us); ARGV
      * want, rate, burst. Returns {tokens taken, ms until the next one when short}. */
@@ -107,8 +130,20 @@ static const char fleet_lib[] =
 
 enum fstate { F_DOWN = 0, F_CONNECTING, F_UP };
 
+/* Reconnects back off up to this: a Redis that returns is seen within a second. */
+#define FLEET_BACKOFF_MAX_MS 1000
+
 /* What a reply answers: the callback's privdata (malloc'ed; freed by the callback). */
-enum req_kind { REQ_LOAD = 1, REQ_AUTH, REQ_LEASE, REQ_RATE, REQ_QUOTA, REQ_USERS_GEN, REQ_USERS };
+enum req_kind {
+    REQ_LOAD = 1,
+    REQ_HELLO,
+    REQ_AUTH,
+    REQ_LEASE,
+    REQ_RATE,
+    REQ_QUOTA,
+    REQ_USERS_GEN,
+    REQ_USERS
+};
 struct req {
     struct fleet *f;
     enum req_kind kind;
@@ -220,7 +255,8 @@ went_down(struct fleet *f, const char *why)
     atomic_store_explicit(&f->board.local_rate, f->c.fail_open, memory_order_release);
     f->pending = 0;
     f->next_connect_ms = now_ms() + f->backoff_ms;
-    f->backoff_ms = f->backoff_ms * 2 > 5000 ? 5000 : f->backoff_ms * 2;
+    f->backoff_ms =
+        f->backoff_ms * 2 > FLEET_BACKOFF_MAX_MS ? FLEET_BACKOFF_MAX_MS : f->backoff_ms * 2;
     if (!f->said_down) {
         f->said_down = true;
         fprintf(stderr,
@@ -231,6 +267,7 @@ went_down(struct fleet *f, const char *why)
     for (size_t i = 0, n = acct_count(f->reg); i < n; i++) {
         struct uacct *a = acct_at(f->reg, i);
         a->ctl.lease_pending = a->ctl.quota_pending = a->ctl.rate_pending = false;
+        a->ctl.fleet_pushed_ms = 0; /* every quota figure goes out again at the reconnect */
     }
     f->users_pending = false;
 }
@@ -290,6 +327,12 @@ on_connect(const redisAsyncContext *ac, int status)
     }
     const char *argv[] = {"FUNCTION", "LOAD", "REPLACE", fleet_lib};
     send_cmd(f, req_new(f, REQ_LOAD, NULL), 4, argv, NULL);
+    /* The epoch starts with the first node to reach a Redis without one: the grace after a
+     * restart runs from then, before users ask. */
+    char epoch[96];
+    snprintf(epoch, sizeof(epoch), "%sepoch", f->c.prefix);
+    const char *hello[] = {"FCALL", "ringsocks_v1_hello", "1", epoch};
+    send_cmd(f, req_new(f, REQ_HELLO, NULL), 4, hello, NULL);
 }
 
 static void
@@ -362,6 +405,7 @@ lease_request(struct fleet *f, struct uacct *a, uint64_t max, bool asking)
      * admitted just before is counted by reading open again.
      */
     uint64_t lease = atomic_load_explicit(&a->lease, memory_order_acquire);
+    uint64_t held = lease == LEASE_NONE ? open_of(a) : lease;
     if (lease != LEASE_NONE && lease > need) {
         atomic_store_explicit(&a->lease, need, memory_order_release);
         uint64_t again = open_of(a);
@@ -372,14 +416,20 @@ lease_request(struct fleet *f, struct uacct *a, uint64_t max, bool asking)
     if (!q)
         return;
     q->asking = asking;
-    char key[512], n[24], s[24], m[24], ttl[24];
+    char key[512], epoch[96], n[24], s[24], m[24], ttl[24], h[24], grace[24];
     snprintf(key, sizeof(key), "%sconns:%s", f->c.prefix, a->name);
+    snprintf(epoch, sizeof(epoch), "%sepoch", f->c.prefix);
+    snprintf(h, sizeof(h), "%" PRIu64, held);
+    /* Every node reconnects within a second of Redis's return (the backoff's cap) and
+     * renews at once: two intervals more cover its round. */
+    snprintf(grace, sizeof(grace), "%u", FLEET_BACKOFF_MAX_MS + 2 * f->c.interval_ms);
     snprintf(n, sizeof(n), "%" PRIu64, need);
     snprintf(s, sizeof(s), "%" PRIu64, spare);
     snprintf(m, sizeof(m), "%" PRIu64, max);
     snprintf(ttl, sizeof(ttl), "%u", f->c.interval_ms * 5);
-    const char *argv[] = {"FCALL", "ringsocks_v1_lease", "1", key, f->field, n, s, m, ttl};
-    if (send_cmd(f, q, 9, argv, NULL))
+    const char *argv[] = {"FCALL", "ringsocks_v1_lease", "2", key, epoch, f->field, n, s, m, ttl, h,
+                          grace};
+    if (send_cmd(f, q, 12, argv, NULL))
         a->ctl.lease_pending = true;
 }
 
@@ -596,6 +646,15 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     switch (q->kind) {
     case REQ_AUTH:
         break;
+    case REQ_HELLO:
+        if (r && r->type == REDIS_REPLY_INTEGER &&
+            r->integer < (long long)FLEET_BACKOFF_MAX_MS + 2ll * f->c.interval_ms)
+            fprintf(stderr,
+                    "ringsocks: redis: its state is new (started or restarted %lld ms ago): "
+                    "for the next %u ms, nodes take back the places they hold and none gets "
+                    "more\n",
+                    r->integer, FLEET_BACKOFF_MAX_MS + 2 * f->c.interval_ms);
+        break;
     case REQ_LOAD:
         if (r && r->type != REDIS_REPLY_ERROR && f->state == F_CONNECTING) {
             char where[160];
@@ -713,6 +772,12 @@ fleet_new(const struct fleet_conf *conf, struct acct_reg *reg, void (*wake)(void
     f->wake_arg = wake_arg;
     f->backoff_ms = 100;
     snprintf(f->field, sizeof(f->field), "%s/%d", f->c.node, (int)getpid());
+    f->board.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (f->board.wake_fd < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        free(f);
+        return NULL;
+    }
     return f;
 }
 
@@ -729,6 +794,7 @@ fleet_free(struct fleet *f)
         redisAsyncFree(ac);
     }
     free(f->users_text);
+    close(f->board.wake_fd);
     free(f);
 }
 
@@ -760,22 +826,29 @@ fleet_poll_prepare(struct fleet *f, struct pollfd *pfd, int *timeout_ms)
     }
     if (t < *timeout_ms)
         *timeout_ms = t;
+    /* pfd[0]: the shards' asks; pfd[1]: Redis, when hiredis wants something of it. */
+    pfd[0] = (struct pollfd){.fd = f->board.wake_fd, .events = POLLIN};
     if (!f->rc || (!f->want_read && !f->want_write))
-        return 0;
-    pfd->fd = f->rc->c.fd;
-    pfd->events = (short)((f->want_read ? POLLIN : 0) | (f->want_write ? POLLOUT : 0));
-    pfd->revents = 0;
-    return 1;
+        return 1;
+    pfd[1].fd = f->rc->c.fd;
+    pfd[1].events = (short)((f->want_read ? POLLIN : 0) | (f->want_write ? POLLOUT : 0));
+    pfd[1].revents = 0;
+    return 2;
 }
 
 void
 fleet_poll_done(struct fleet *f, const struct pollfd *pfd, unsigned n, const struct policy *pol)
 {
     f->pol = pol;
-    if (n && f->rc) {
-        if (pfd->revents & (POLLIN | POLLERR | POLLHUP))
+    if (n >= 1 && (pfd[0].revents & POLLIN)) {
+        uint64_t v;
+        ssize_t got = read(f->board.wake_fd, &v, sizeof(v));
+        (void)got; /* the asks are taken below either way */
+    }
+    if (n >= 2 && f->rc) {
+        if (pfd[1].revents & (POLLIN | POLLERR | POLLHUP))
             redisAsyncHandleRead(f->rc);
-        if (f->rc && (pfd->revents & (POLLOUT | POLLERR)))
+        if (f->rc && (pfd[1].revents & (POLLOUT | POLLERR)))
             redisAsyncHandleWrite(f->rc);
     }
     /* After the replies: their callbacks moved progress_ms on. */

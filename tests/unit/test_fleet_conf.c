@@ -109,7 +109,7 @@ asker(void *arg)
     unsigned seed = (unsigned)(uintptr_t)arg;
     for (int i = 0; i < N_ROUNDS; i++) {
         seed = seed * 1103515245u + 12345u;
-        lease_ask(&board, &users[(seed >> 8) % N_USERS]);
+        lease_ask(&board, &users[(seed >> 8) % N_USERS], LEASE_ASK_CONNS);
     }
     return NULL;
 }
@@ -137,17 +137,18 @@ static void
 test_board(void **state)
 {
     (void)state;
+    board.wake_fd = -1;
     /* One thread: asking twice before a take puts a user on the stack once. */
     struct seen s = {{0}};
-    lease_ask(&board, &users[3]);
-    lease_ask(&board, &users[3]);
-    lease_ask(&board, &users[5]);
+    lease_ask(&board, &users[3], LEASE_ASK_CONNS);
+    lease_ask(&board, &users[3], LEASE_ASK_CONNS);
+    lease_ask(&board, &users[5], LEASE_ASK_RATE);
     assert_int_equal(lease_asks_take(&board, take_one, &s), 2);
     assert_int_equal(s.n[3], 1);
     assert_int_equal(s.n[5], 1);
     assert_int_equal(lease_asks_take(&board, take_one, &s), 0);
     /* Taken: it may ask again. */
-    lease_ask(&board, &users[3]);
+    lease_ask(&board, &users[3], LEASE_ASK_CONNS);
     assert_int_equal(lease_asks_take(&board, take_one, &s), 1);
     assert_int_equal(s.n[3], 2);
 
