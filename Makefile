@@ -28,9 +28,9 @@ CFLAGS  += $(if $(filter 1,$(SAN)),,-DHAVE_JEMALLOC) -std=gnu11 -D_GNU_SOURCE -W
 LDFLAGS += -pthread $(SANFLAGS)
 # jemalloc replaces malloc in the server; the sanitizers bring their own allocator.
 ifeq ($(SAN),1)
-LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -lurcu-cds
+LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -lurcu-cds -lhiredis
 else
-LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -lurcu-cds -ljemalloc
+LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -lurcu-cds -lhiredis -ljemalloc
 endif
 
 SRCS     := $(wildcard src/*.c)
@@ -121,6 +121,10 @@ $(BUILD)/tests/test_shardcmd: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD
 # Egress pools, the pick, session names and hashes.
 $(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
+# The option table checks a Redis address (fleet_conf.o).
+$(foreach t,config options policy,$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/fleet_conf.o))
+# A fleet's pure parts, and the lease board's stack (acct.o).
+$(BUILD)/tests/test_fleet_conf: $(BUILD)/obj/acct.o $(BUILD)/obj/lim.o
 # Limits (lim.o) come with every module that parses them (egress, options, users), and the
 # users table links its users to their running state (acct.o).
 LIM_USERS := config options users authq request egress conn relay metrics shardcmd policy

@@ -26,6 +26,7 @@ struct uacct;
 struct climap;
 struct acctctl;
 struct ctl_upgrade;
+struct fleet;
 
 /* Builds the reloadable settings: defaults, then the file, then the command line. */
 typedef int (*ctl_load_fn)(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err,
@@ -46,6 +47,7 @@ struct ctl {
     struct climap *climap;    /* client addresses' limit counters (climap.h): swept here */
     uint64_t climap_swept_ms;
     struct acctctl *acct; /* quotas, the state file, accounting (acctctl.h); NULL: none */
+    struct fleet *fleet;  /* a fleet's Redis (fleet.h); NULL: none */
     ctl_load_fn load;
     void *load_arg;
     struct ctl_stats st;

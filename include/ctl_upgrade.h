@@ -52,8 +52,10 @@ void ctl_upgrade_init(struct ctl_upgrade *up, char **argv, const int *listen_fds
 int ctl_upgrade_start(struct ctl *ctl, char *msg, size_t cap);
 /*
  * Before poll(): the socket of an upgrade in progress and the one from the old
- * process, if any, into pfd (room for 2); lowers *timeout_ms. Returns how many.
+ * process, if any, into pfd (room for CTL_UPGRADE_POLL_MAX); lowers
+ * *timeout_ms. Returns how many.
  */
+#define CTL_UPGRADE_POLL_MAX 2
 unsigned ctl_upgrade_poll_prepare(struct ctl *ctl, struct pollfd *pfd, int *timeout_ms);
 /* After poll() (pfd as prepared, n entries): the new process's answer, or its deadline. */
 void ctl_upgrade_poll_done(struct ctl *ctl, const struct pollfd *pfd, unsigned n);

@@ -30,8 +30,16 @@ struct shard;
  * needed); else why not (END_BLOCKED, END_QUOTA, END_LIMIT_CONNS,
  * END_LIMIT_RATE), nothing held. Once per connection: a second call
  * admits at once.
+ *
+ * In a fleet (fleet.h), a user whose lease of tunnels on this node is
+ * spent while its max_conns is not reached has asked the control thread
+ * for more: with can_wait the answer is LIMIT_LEASE_WAIT (nothing held):
+ * the caller parks the request and calls again once the board's
+ * generation moves (request_leases()). Without can_wait, END_LIMIT_CONNS.
  */
-enum conn_end limit_admit(struct shard *sh, struct conn *c, int rule);
+enum conn_end limit_admit(struct shard *sh, struct conn *c, int rule, bool can_wait);
+/* Not a reason a connection ends: limit_admit()'s "wait for the lease". */
+#define LIMIT_LEASE_WAIT ((enum conn_end)END__COUNT)
 
 /* Does direction d (DIR_*) of c read under a bandwidth limit? */
 static inline bool

@@ -49,7 +49,11 @@ struct ctl_stats {
     struct metrics_process proc;
     int draining; /* 1 while draining */
     uint64_t log_written, log_dropped;
-    double start_time;                     /* Unix time the process started */
+    double start_time; /* Unix time the process started */
+    /* A fleet's Redis (fleet.h): has_redis 0 renders none of its series. */
+    int has_redis, redis_up;
+    uint64_t redis_errors, redis_lease_rounds, redis_lease_fallbacks, redis_quota_syncs,
+        redis_users_loads;
     uint64_t upgrades_ok, upgrades_failed; /* binary upgrades started here (ctl_upgrade.h) */
 };
 

@@ -114,6 +114,14 @@ struct opts {
     char accounting_log[4096];      /* JSON lines per user and interval; "off": none */
     unsigned accounting_interval_s; /* reloadable */
     unsigned metrics_users;         /* users with series of their own; 0: none (reloadable) */
+    /* A fleet's shared state (fleet.h); restart to change. */
+    char redis[160];                /* "IP:PORT" or "unix:/path"; "": no fleet */
+    char redis_password_file[4096]; /* AUTH's password, read at start; "": none */
+    char redis_prefix[64];          /* of every key */
+    char redis_node[128];           /* this node's name in Redis; "": the host name */
+    unsigned redis_interval_ms;     /* lease and quota rounds */
+    unsigned redis_fallback;        /* 0: open, 1: closed (asks while Redis is away) */
+    bool redis_users;               /* the users table is Redis's */
     /* Listener groups of the file: { address = ...; egress = "same" | [...];
      * proxy_protocol = true; from = [...]; }. Kept by
      * address, not by index, so a command line that replaces the listeners drops nothing

@@ -17,5 +17,7 @@ extern const struct conn_phase request_phase;
 void request_start(struct shard *sh, struct conn *c);
 /* Every tick: watch the clients of resolves and connects that have lasted a second. */
 void request_tick(struct shard *sh);
+/* Retry the requests parked for a fleet lease, if the board moved since (limit.h). */
+void request_leases(struct shard *sh);
 
 #endif

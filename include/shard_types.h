@@ -18,6 +18,8 @@
 #include "handshake_types.h"
 #include "opts.h"
 #include "relay_types.h"
+
+struct lease_board;
 #include "stats.h"
 #include "udq.h"
 
@@ -69,10 +71,13 @@ struct shard {
     struct hs_pool hsp;       /* handshake.c: contexts and the queues waiting for one */
     struct relay_shard relay; /* relay.c: copy buffers, pipes, waiting directions */
 
-    struct udp_scratch *udp; /* mapped at the first UDP association, else NULL */
-    struct dns_shard *dns;   /* dns.c: the c-ares channel, its sockets, the cache */
-    uint64_t rng[4];         /* outbound.c: random egress picks (xoshiro256**) */
-    struct climap *climap;   /* client addresses' shared limit counters (climap.h), shared */
+    struct udp_scratch *udp;    /* mapped at the first UDP association, else NULL */
+    struct dns_shard *dns;      /* dns.c: the c-ares channel, its sockets, the cache */
+    uint64_t rng[4];            /* outbound.c: random egress picks (xoshiro256**) */
+    struct climap *climap;      /* client addresses' shared limit counters (climap.h), shared */
+    struct lease_board *leases; /* a fleet's leases (acct.h), shared; NULL: no fleet */
+    struct udq lease_wait;      /* requests parked for a lease: conn_ref(c, 0) (request.c) */
+    uint64_t lease_gen;         /* the board's generation they last retried at */
 
     uint32_t head[TL__COUNT], tail[TL__COUNT];
     uint32_t now_s;

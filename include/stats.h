@@ -54,6 +54,7 @@ struct shard_stats {
     uint64_t limit_refused[5]; /* requests refused by a limit, by enum lim_hit (lim.h) */
     uint64_t limit_refused_client; /* of those, by a client address's limit */
     uint64_t bw_waits;             /* reads that waited for bandwidth (limit.h) */
+    uint64_t lease_waits;          /* requests parked for a fleet lease (fleet.h) */
     uint64_t auth_cache_hits;
     uint64_t auth_slow_checks;
     uint64_t auth_failures;

@@ -28,6 +28,9 @@ struct users *users_load(const char *path, char *err, size_t errlen);
  */
 #define USERS_F_PARAMS 0x01u
 struct users *users_load_flags(const char *path, unsigned flags, char *err, size_t errlen);
+/* The same from text in memory (a table fetched from Redis); label names it in errors. */
+struct users *users_load_text(const char *label, const char *text, unsigned flags, char *err,
+                              size_t errlen);
 void users_free(struct users *u);
 /* Any thread: the crypt hash of user, or NULL. */
 const char *users_hash(const struct users *u, const char *user);

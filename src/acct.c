@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct acct_reg {
     struct uacct **e;
@@ -118,4 +119,43 @@ struct uacct *
 acct_at(const struct acct_reg *r, size_t i)
 {
     return i < r->n ? r->e[i] : NULL;
+}
+
+void
+lease_ask(struct lease_board *b, struct uacct *a, unsigned what)
+{
+    /* What is wanted first: the control thread reads it after taking a off the stack. */
+    if (what & LEASE_ASK_CONNS)
+        atomic_store_explicit(&a->want_conns, true, memory_order_release);
+    if (what & LEASE_ASK_RATE)
+        atomic_store_explicit(&a->want_rate, true, memory_order_release);
+    if (atomic_exchange_explicit(&a->lease_ask, true, memory_order_acq_rel))
+        return; /* on the stack already, and not yet taken */
+    struct uacct *head = atomic_load_explicit(&b->asks, memory_order_relaxed);
+    do
+        atomic_store_explicit(&a->ask_next, head, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&b->asks, &head, a, memory_order_release,
+                                                  memory_order_relaxed));
+    /* The first ask on an empty stack wakes the control thread; the others find it awake. */
+    if (!head && b->wake_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t n = write(b->wake_fd, &one, sizeof(one));
+        (void)n; /* EAGAIN: the counter is full, so the control thread is being woken anyway */
+    }
+}
+
+size_t
+lease_asks_take(struct lease_board *b, void (*fn)(void *arg, struct uacct *a), void *arg)
+{
+    size_t n = 0;
+    struct uacct *a = atomic_exchange_explicit(&b->asks, NULL, memory_order_acquire);
+    while (a) {
+        /* Read the link before the flag lets a shard push a (and rewrite it) again. */
+        struct uacct *next = atomic_load_explicit(&a->ask_next, memory_order_relaxed);
+        atomic_store_explicit(&a->lease_ask, false, memory_order_release);
+        fn(arg, a);
+        n++;
+        a = next;
+    }
+    return n;
 }

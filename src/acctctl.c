@@ -98,8 +98,10 @@ acctctl_quota_check(struct uacct *a, const uint32_t period_now[4])
         c->quota_used = 0;
         c->quota_mark = bytes_sum(a);
         c->closed_for_quota = false;
+        c->fleet_others = 0;
     }
-    bool over = kind != LIM_PERIOD_NONE && acctctl_used(a) >= c->q_bytes;
+    /* In a fleet, the other nodes' use of the period too (fleet.h). */
+    bool over = kind != LIM_PERIOD_NONE && acctctl_used(a) + c->fleet_others >= c->q_bytes;
     if (over != atomic_load_explicit(&a->over_quota, memory_order_relaxed))
         atomic_store_explicit(&a->over_quota, over, memory_order_release);
     if (!over) {

@@ -60,7 +60,7 @@ bind_start(struct shard *sh, struct conn *c)
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
         return;
     }
-    enum conn_end over = limit_admit(sh, c, rule);
+    enum conn_end over = limit_admit(sh, c, rule, false);
     if (over != END_NONE) {
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, over);
         return;

@@ -27,6 +27,7 @@
 
 #include "acct.h"
 #include "acctctl.h"
+#include "fleet.h"
 #include "admin.h"
 #include "climap.h"
 #include "ctl_upgrade.h"
@@ -229,6 +230,17 @@ h_metrics(void *arg, char **out)
     metrics_process_read(&ctl->st.proc);
     ctl->st.log_written = log_written(ctl->lg);
     ctl->st.log_dropped = log_dropped(ctl->lg);
+    if (ctl->fleet) {
+        struct fleet_stats fs;
+        fleet_stats(ctl->fleet, &fs);
+        ctl->st.has_redis = 1;
+        ctl->st.redis_up = fs.up;
+        ctl->st.redis_errors = fs.errors;
+        ctl->st.redis_lease_rounds = fs.lease_rounds;
+        ctl->st.redis_lease_fallbacks = fs.lease_fallbacks;
+        ctl->st.redis_quota_syncs = fs.quota_syncs;
+        ctl->st.redis_users_loads = fs.users_loads;
+    }
     struct metrics_user *users = NULL;
     size_t n_users = acctctl_metrics(ctl->acct, ctl->pol, &users);
     for (;;) {
@@ -385,8 +397,9 @@ ctl_run(struct ctl *ctl)
     while (!all_exited(ctl)) {
         /* Read each turn: an upgrade's hand-over closes them. */
         struct admin *admins[N_ADMINS] = {ctl->admin, ctl->admin_unix};
-        struct pollfd pfd[2 + N_ADMINS * ADMIN_POLL_MAX] = {{.fd = ctl->sfd, .events = POLLIN}};
-        unsigned n_admin[N_ADMINS] = {0}, n = 1;
+        struct pollfd pfd[1 + FLEET_POLL_MAX + CTL_UPGRADE_POLL_MAX + N_ADMINS * ADMIN_POLL_MAX] = {
+            {.fd = ctl->sfd, .events = POLLIN}};
+        unsigned n_admin[N_ADMINS] = {0}, n = 1, n_fleet = 0;
         /* Wake now and then to notice shards that finished draining. */
         int timeout_ms = 200;
         for (unsigned i = 0; i < N_ADMINS; i++) {
@@ -394,6 +407,9 @@ ctl_run(struct ctl *ctl)
                 n_admin[i] = admin_poll_prepare(admins[i], pfd + n, &timeout_ms);
             n += n_admin[i];
         }
+        if (ctl->fleet)
+            n_fleet = fleet_poll_prepare(ctl->fleet, pfd + n, &timeout_ms);
+        n += n_fleet;
         unsigned n_up = ctl_upgrade_poll_prepare(ctl, pfd + n, &timeout_ms);
         if (poll(pfd, n + n_up, timeout_ms) < 0 && errno != EINTR) {
             perror("ringsocks: poll");
@@ -405,6 +421,14 @@ ctl_run(struct ctl *ctl)
             if (admins[i])
                 admin_poll_done(admins[i], pfd + n, n_admin[i], &handlers);
             n += n_admin[i];
+        }
+        if (ctl->fleet) {
+            fleet_poll_done(ctl->fleet, pfd + n, n_fleet, ctl->pol);
+            /* The users table changed in Redis: every node reloads within an interval. */
+            if (fleet_users_changed(ctl->fleet)) {
+                char msg[4096];
+                ctl_reload(ctl, msg, sizeof(msg));
+            }
         }
         /* After the admins: a hand-over closes them. */
         ctl_upgrade_poll_done(ctl, pfd_up, n_up);

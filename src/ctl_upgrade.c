@@ -23,6 +23,7 @@
 #include "acctctl.h"
 #include "admin.h"
 #include "ctl.h"
+#include "fleet.h"
 #include "json.h"
 #include "notify.h"
 #include "shard.h"
@@ -148,6 +149,7 @@ hand_over(struct ctl *ctl, pid_t ready_pid, unsigned flags)
     up->handed_over = true;
     ctl->st.upgrades_ok++;
     acctctl_state_release(ctl->acct);
+    fleet_quota_release(ctl->fleet);
     for (unsigned i = 0; i < ctl->n_shards; i++)
         shard_keep_listeners(&ctl->shards[i]);
     /* Its file is the new process's when it serves on it; else (another admin_socket, or

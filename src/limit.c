@@ -58,8 +58,51 @@ bw_init(struct conn_lim *l, const struct lim_conf *u, bool user, const struct li
     }
 }
 
+/*
+ * Take a place for a tunnel of a under max (0: no limit), or under a
+ * fleet's lease when it is smaller (acct.h). Without a fleet, or with no
+ * lease in force (LEASE_NONE: redis_fallback = open while Redis is away),
+ * max alone decides.
+ */
+static bool
+conns_take(const struct shard *sh, struct uacct *a, uint64_t max)
+{
+    uint64_t lease =
+        max && sh->leases ? atomic_load_explicit(&a->lease, memory_order_acquire) : LEASE_NONE;
+    if (lease == LEASE_NONE || lease >= max)
+        return lim_open_take(&a->n, max);
+    return lease && lim_open_take(&a->n, lease);
+}
+
+/*
+ * One of the new-tunnel tokens this node holds for a (a fleet's rate): 1 taken; 0 none and
+ * Redis said the bucket is dry (refused); -1 none, ask Redis for more.
+ */
+static int
+fleet_token_take(struct uacct *a)
+{
+    uint64_t t = atomic_load_explicit(&a->rate_tokens, memory_order_acquire);
+    while (t)
+        if (atomic_compare_exchange_weak_explicit(&a->rate_tokens, &t, t - 1, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            return 1;
+    uint64_t dry = atomic_load_explicit(&a->rate_dry_until, memory_order_acquire);
+    return dry && lim_now_ns() < dry ? 0 : -1;
+}
+
+/* Refused under max only for want of a lease, and Redis has not said the fleet is full. */
+static bool
+lease_spent(const struct shard *sh, struct uacct *a, uint64_t max)
+{
+    if (!max || !sh->leases)
+        return false;
+    uint64_t lease = atomic_load_explicit(&a->lease, memory_order_acquire);
+    return lease != LEASE_NONE && lease < max &&
+           !atomic_load_explicit(&a->lease_full, memory_order_acquire);
+}
+
 enum conn_end
-limit_admit(struct shard *sh, struct conn *c, int rule)
+limit_admit(struct shard *sh, struct conn *c, int rule, bool can_wait)
 {
     const struct policy *p = sh->pol;
     if (c->flags & CONN_F_ADMITTED)
@@ -89,8 +132,27 @@ limit_admit(struct shard *sh, struct conn *c, int rule)
                atomic_load_explicit(&a->over_quota, memory_order_relaxed)) {
         why = END_QUOTA;
         hit = LIMH_QUOTA;
-    } else if (a && !lim_open_take(&a->n, lim_val(ul.max_conns))) {
+    } else if (a && !conns_take(sh, a, lim_val(ul.max_conns))) {
         why = END_LIMIT_CONNS;
+        if (lease_spent(sh, a, lim_val(ul.max_conns))) {
+            lease_ask(sh->leases, a, LEASE_ASK_CONNS);
+            if (can_wait)
+                return LIMIT_LEASE_WAIT; /* nothing held, nothing counted yet */
+        }
+    } else if (a && sh->leases && lim_val(ul.rate) &&
+               !atomic_load_explicit(&sh->leases->local_rate, memory_order_acquire)) {
+        /* A fleet: the user's bucket is Redis's; this node spends the tokens it took. */
+        int got = fleet_token_take(a);
+        if (got <= 0) {
+            lim_open_put(&a->n);
+            why = END_LIMIT_RATE;
+            hit = LIMH_RATE;
+            if (got < 0) {
+                lease_ask(sh->leases, a, LEASE_ASK_RATE);
+                if (can_wait)
+                    return LIMIT_LEASE_WAIT;
+            }
+        }
     } else if (a && !rate_take(&a->n, lim_val(ul.rate), lim_val(ul.burst))) {
         lim_open_put(&a->n);
         why = END_LIMIT_RATE;

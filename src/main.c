@@ -41,6 +41,7 @@
 #include "config.h"
 #include "acct.h"
 #include "climap.h"
+#include "fleet.h"
 #include "acctctl.h"
 #include "ctl.h"
 #include "ctl_upgrade.h"
@@ -176,6 +177,7 @@ struct loader {
     char **argv;
     const char *config;
     struct acct_reg *reg; /* users' running state (acct.h): users_link() into it */
+    struct fleet *fleet;  /* redis_users: the table fetched from Redis, once it answered */
 };
 
 /*
@@ -243,20 +245,32 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
         acl_free(acl);
         return -1;
     }
-    if (o->auth == AUTH_PASSWORD && !o->users_file[0]) {
-        snprintf(err, errlen, "auth = password needs a users file (--users or users = \"...\")");
+    if (o->redis_users && !o->redis[0]) {
+        snprintf(err, errlen, "redis_users = true needs redis = \"IP:PORT\" (or unix:PATH)");
         acl_free(acl);
         return -1;
     }
-    if (o->users_file[0]) {
-        users =
-            users_load_flags(o->users_file, o->username_params ? USERS_F_PARAMS : 0, err, errlen);
+    if (o->auth == AUTH_PASSWORD && !o->users_file[0] && !o->redis_users) {
+        snprintf(err, errlen,
+                 "auth = password needs a users file (--users or users = \"...\") or "
+                 "redis_users = true");
+        acl_free(acl);
+        return -1;
+    }
+    /* redis_users: Redis's table once it answered (fleet.h); the users file until then. */
+    const char *fleet_users = o->redis_users ? fleet_users_text(ld->fleet) : NULL;
+    char label[sizeof(o->redis_prefix) + 16];
+    snprintf(label, sizeof(label), "redis:%susers", o->redis_prefix);
+    if (fleet_users || o->users_file[0]) {
+        unsigned uflags = o->username_params ? USERS_F_PARAMS : 0;
+        users = fleet_users ? users_load_text(label, fleet_users, uflags, err, errlen)
+                            : users_load_flags(o->users_file, uflags, err, errlen);
         if (!users) {
             acl_free(acl);
             return -1;
         }
         if (ld->reg && users_link(users, ld->reg) < 0) {
-            snprintf(err, errlen, "%s: out of memory", o->users_file);
+            snprintf(err, errlen, "%s: out of memory", fleet_users ? label : o->users_file);
             acl_free(acl);
             users_free(users);
             return -1;
@@ -418,6 +432,62 @@ check_config(const struct options_cli *cli, const struct opts *o, const struct p
             return 1;
     }
     return 0;
+}
+
+/* Rings every shard: leases moved (fleet.h). */
+static void
+wake_shards(void *arg)
+{
+    const struct ctl *ctl = arg;
+    for (unsigned i = 0; i < ctl->n_shards; i++)
+        shard_wake(&ctl->shards[i]);
+}
+
+/* The fleet of o->redis (before the privilege drop: the password file may be root's). */
+static struct fleet *
+fleet_start(const struct opts *o, struct acct_reg *reg, struct ctl *ctl, const char *config)
+{
+    struct fleet_conf fc = {.interval_ms = o->redis_interval_ms,
+                            .fail_open = o->redis_fallback == 0,
+                            .users = o->redis_users};
+    char err[512], where[PATH_MAX + 16];
+    if (fleet_parse_addr(o->redis, &fc.addr, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ringsocks: %sredis %s\n",
+                config_key_where(config, "redis", o->redis, where, sizeof(where)), err);
+        return NULL;
+    }
+    snprintf(fc.prefix, sizeof(fc.prefix), "%s", o->redis_prefix);
+    if (o->redis_node[0])
+        snprintf(fc.node, sizeof(fc.node), "%s", o->redis_node);
+    else if (gethostname(fc.node, sizeof(fc.node)) < 0 || !fc.node[0])
+        snprintf(fc.node, sizeof(fc.node), "node");
+    fc.node[sizeof(fc.node) - 1] = '\0';
+    if (o->redis_password_file[0]) {
+        FILE *f = fopen(o->redis_password_file, "re");
+        size_t n = f ? fread(fc.password, 1, sizeof(fc.password) - 1, f) : 0;
+        int e = errno;
+        if (f)
+            fclose(f);
+        while (n && (fc.password[n - 1] == '\n' || fc.password[n - 1] == '\r'))
+            n--;
+        fc.password[n] = '\0';
+        if (!f || !n) {
+            fprintf(stderr, "ringsocks: %sredis_password_file %s: %s\n",
+                    config_key_where(config, "redis_password_file", o->redis_password_file, where,
+                                     sizeof(where)),
+                    o->redis_password_file, !f ? strerror(e) : "empty");
+            return NULL;
+        }
+    }
+    struct fleet *fl = fleet_new(&fc, reg, wake_shards, ctl, err, sizeof(err));
+    if (!fl)
+        fprintf(stderr, "ringsocks: redis: %s\n", err);
+    else
+        fprintf(stderr, "ringsocks: redis %s, node %s, every %u ms, fallback %s%s\n", o->redis,
+                fc.node, fc.interval_ms, fc.fail_open ? "open" : "closed",
+                fc.users ? ", users from Redis" : "");
+    sodium_memzero(fc.password, sizeof(fc.password));
+    return fl;
 }
 
 int
@@ -616,6 +686,11 @@ main(int argc, char **argv)
         fprintf(stderr, "ringsocks: access log: %s\n", err);
         goto out_fds;
     }
+    if (o.redis[0]) {
+        ld.fleet = ctl.fleet = fleet_start(&o, ld.reg, &ctl, cli.config);
+        if (!ctl.fleet)
+            goto out_fds;
+    }
     if (drop_privileges(&o, ctl.pol->rules_mark) < 0)
         goto out_fds;
     /* As the service user, before any byte is counted: the state file is read and written
@@ -642,8 +717,10 @@ main(int argc, char **argv)
         fprintf(stderr, "ringsocks: out of memory\n");
         goto out_shards;
     }
-    for (unsigned i = 0; i < inited; i++)
+    for (unsigned i = 0; i < inited; i++) {
         shards[i].climap = climap;
+        shards[i].leases = ctl.fleet ? fleet_board(ctl.fleet) : NULL;
+    }
     shard_set_peers(shards, o.shards);
     for (unsigned i = 0; i < o.shards; i++)
         shards[i].lockout = lockout;
@@ -746,6 +823,7 @@ out:
         close(up_fd);
     free(listen_fds);
     acctctl_free(ctl.acct);
+    fleet_free(ctl.fleet); /* after the shards: they asked on its board */
     policy_free(ctl.pol);
     acct_reg_free(ld.reg); /* after the shards: their tunnels pointed into it */
     free(fds);

@@ -154,6 +154,9 @@ render_limits(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
     mw_u64(w, "ringsocks_bandwidth_waits_total", "counter",
            "Relay reads that waited for a bandwidth limit (bw_*, tunnel_bw_*).",
            SUM_STAT(sh, n, bw_waits));
+    mw_u64(w, "ringsocks_lease_waits_total", "counter",
+           "Requests that waited for a fleet lease from Redis (their user's lease was spent).",
+           SUM_STAT(sh, n, lease_waits));
 }
 
 static void
@@ -377,6 +380,21 @@ render_ctl(struct mwriter *w, const struct ctl_stats *cs)
            cs->log_written);
     mw_u64(w, "ringsocks_access_log_dropped_total", "counter",
            "Access log lines dropped because the writer could not keep up.", cs->log_dropped);
+    if (cs->has_redis) {
+        mw_u64(w, "ringsocks_redis_up", "gauge", "1 while the fleet's Redis answers, else 0.",
+               (uint64_t)cs->redis_up);
+        mw_u64(w, "ringsocks_redis_errors_total", "counter",
+               "Redis connections lost, failed or timed out, and error replies.", cs->redis_errors);
+        mw_u64(w, "ringsocks_redis_lease_rounds_total", "counter", "Lease requests Redis answered.",
+               cs->redis_lease_rounds);
+        mw_u64(w, "ringsocks_redis_lease_fallbacks_total", "counter",
+               "Lease asks answered by redis_fallback while Redis was away.",
+               cs->redis_lease_fallbacks);
+        mw_u64(w, "ringsocks_redis_quota_syncs_total", "counter",
+               "Quota figures exchanged with Redis.", cs->redis_quota_syncs);
+        mw_u64(w, "ringsocks_redis_users_loads_total", "counter",
+               "Users tables fetched from Redis (redis_users).", cs->redis_users_loads);
+    }
     mw_family(w, "ringsocks_start_time_seconds", "gauge", "Unix time the process started.");
     mw_printf(w, "ringsocks_start_time_seconds %.3f\n", cs->start_time);
     mw_family(w, "ringsocks_build_info", "gauge", "Always 1; the labels name the build.");

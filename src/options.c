@@ -21,6 +21,7 @@
 #include "addr.h"
 #include "admin.h"
 #include "egress.h"
+#include "fleet_conf.h"
 #include "lim.h"
 #include "lockout.h"
 
@@ -175,6 +176,26 @@ check_session_key(const char *v)
     return strlen(v) > 255 ? "is longer than 255 bytes" : NULL;
 }
 
+static const char *
+check_redis(const char *v)
+{
+    struct fleet_addr a;
+    char err[256];
+    return fleet_parse_addr(v, &a, err, sizeof(err)) < 0
+               ? "is not IP[:PORT], [IPv6][:PORT] or unix:/path (no names: no DNS here)"
+               : NULL;
+}
+
+/* A key prefix or a node name: printable, no blanks (they go into keys and fields). */
+static const char *
+check_word(const char *v)
+{
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p <= ' ' || *p >= 0x7f)
+            return "has a blank or a byte that is not printable ASCII";
+    return NULL;
+}
+
 /* ---- the table */
 
 /* In the order of enum relay_engine, enum auth_mode, enum socks4_mode, enum log_format. */
@@ -182,6 +203,7 @@ static const char *const relay_words[] = {"splice", "copy", "auto", NULL};
 static const char *const auth_words[] = {"none", "password", NULL};
 static const char *const socks4_words[] = {"auto", "on", "off", NULL};
 static const char *const log_format_words[] = {"logfmt", "json", NULL};
+static const char *const redis_fallback_words[] = {"open", "closed", NULL};
 
 _Static_assert(sizeof(enum relay_engine) == sizeof(unsigned) &&
                    sizeof(enum auth_mode) == sizeof(unsigned) &&
@@ -343,6 +365,22 @@ const struct options_row options_rows[] = {
          "the accounting log's interval"),
     UINT("metrics_users", R, 0, 10000, metrics_users, "0", "no per-user series", "N",
          "users with Prometheus series of their own; the rest are summed as user=\"other\""),
+    /* a fleet's shared state (fleet.h) */
+    {"redis", OPTIONS_STRING, 0, 0, 0, F(redis), 0, NULL, check_redis, NULL, NULL, "no fleet",
+     "IP:PORT|unix:PATH", NULL,
+     "Redis shared by a fleet: max_conns, quotas (and users) across every node"},
+    {"redis_password_file", OPTIONS_STRING, 0, 0, 0, F(redis_password_file), 0, NULL, check_path,
+     NULL, NULL, "no AUTH", "FILE", NULL, "Redis AUTH password, read at start"},
+    {"redis_prefix", OPTIONS_STRING, 0, 0, 0, F(redis_prefix), 0, NULL, check_word, NULL,
+     "ringsocks:", NULL, "TEXT", NULL, "the start of every Redis key (one fleet per prefix)"},
+    {"redis_node", OPTIONS_STRING, 0, 0, 0, F(redis_node), 0, NULL, check_word, NULL, NULL,
+     "the host name", "NAME", NULL, "this node's name in Redis: unique in the fleet, stable"},
+    UINT("redis_interval", 0, 100, 60000, redis_interval_ms, "1000", NULL, "MSEC",
+         "leases and quota figures are renewed this often"),
+    CHOICE("redis_fallback", 0, redis_fallback, redis_fallback_words, "open",
+           "Redis away: open lets a user up to its max_conns on this node; closed refuses"),
+    BOOL("redis_users", 0, redis_users, "false",
+         "the users table lives in Redis (the users file only until Redis answers)"),
     {"admin", OPTIONS_ADDR, OPTIONS_F_OFF | OPTIONS_F_PORT, 0, 0, F(admin), 0, NULL, NULL, NULL,
      "127.0.0.1:9180", NULL, "HOST:PORT|off", NULL,
      "admin endpoint (/metrics /healthz /reload /drain ...); beyond loopback only with a token"},
@@ -892,7 +930,7 @@ dashed(const char *key, char *out, size_t cap)
     out[i] = '\0';
 }
 
-#define OPTIONS_MAX_ROWS 64
+#define OPTIONS_MAX_ROWS 96
 #define OPTIONS_NAME_MAX 40
 _Static_assert(sizeof(options_rows) / sizeof(options_rows[0]) <= OPTIONS_MAX_ROWS,
                "options_apply_args' getopt table holds every row");

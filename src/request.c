@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acct.h"
 #include "acl.h"
 #include "bind.h"
 #include "dns.h"
@@ -69,6 +70,7 @@ family_allowed(const struct shard *sh, int rule, int family)
 #define HE_DELAY  0x01u /* OP_CONNECT_DELAY is in flight */
 #define HE_WON    0x02u /* an attempt connected (now c->tfd): the others are being cancelled */
 #define HE_FAILED 0x04u /* the error reply is decided: completions only clean up */
+#define HE_LEASE  0x08u /* parked on sh->lease_wait for the user's fleet lease (limit.h) */
 
 /*
  * A socket for a connect to a, with every option the outgoing side of a tunnel
@@ -183,7 +185,18 @@ connect_next(struct shard *sh, struct conn *c)
             continue;
         }
         /* The first address that may go out takes the tunnel's places (limit.h). */
-        enum conn_end over = limit_admit(sh, c, rule);
+        enum conn_end over = limit_admit(sh, c, rule, true);
+        if (over == LIMIT_LEASE_WAIT) {
+            /* Nothing in flight (admission comes before the first attempt): park until the
+             * control thread has asked Redis, then this address again (request_leases()). */
+            h->next_addr--;
+            if (udq_push(&sh->lease_wait, conn_ref(c, 0)) == 0) {
+                h->he_flags |= HE_LEASE;
+                STAT_INC(sh->st.lease_waits);
+                return;
+            }
+            over = END_LIMIT_CONNS;
+        }
         if (over != END_NONE) {
             h->he_flags |= HE_FAILED;
             cancel_attempts(sh, c);
@@ -350,7 +363,11 @@ on_timeout(struct shard *sh, struct conn *c, enum tlist_id tl)
         if (h->he_flags & (HE_WON | HE_FAILED))
             return; /* the reply is decided and only waits for cancellations */
         c->hs_flags |= HSF_TIMED_OUT;
-        if (h->att_live)
+        if (h->he_flags & HE_LEASE) {
+            /* No lease came in connect_timeout (Redis slow, fleet full): refused, as over. */
+            h->he_flags = (uint8_t)((h->he_flags & ~HE_LEASE) | HE_FAILED);
+            handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_LIMIT_CONNS);
+        } else if (h->att_live)
             cancel_attempts(sh, c);
         else
             give_up(sh, c, SOCKS5_REP_TTL_EXPIRED, false);
@@ -438,6 +455,7 @@ on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cqe)
 void
 request_tick(struct shard *sh)
 {
+    request_leases(sh);
     /* Resolves and connects are watched once they have lasted a second: most finish
      * sooner, and a watch costs an SQE and a CQE. */
     for (struct conn *c = conn_timer_first(sh, TL_CONNECT); c; c = conn_timer_next(sh, c)) {
@@ -445,6 +463,26 @@ request_tick(struct shard *sh)
             break;
         if (c->state == CONN_RESOLVE || c->state == CONN_CONNECT)
             conn_watch_hangup(sh, c);
+    }
+}
+
+void
+request_leases(struct shard *sh)
+{
+    if (!sh->leases || !sh->lease_wait.len)
+        return;
+    uint64_t gen = atomic_load_explicit(&sh->leases->gen, memory_order_acquire);
+    if (gen == sh->lease_gen)
+        return;
+    sh->lease_gen = gen;
+    /* Those parked now, once each: one that parks again waits for the next answer. */
+    uint64_t ref;
+    for (uint32_t n = sh->lease_wait.len; n && udq_pop(&sh->lease_wait, &ref); n--) {
+        struct conn *c = conn_from_ref(sh, ref);
+        if (!c || c->state != CONN_CONNECT || !(c->hs->he_flags & HE_LEASE))
+            continue; /* closed or timed out while it waited */
+        c->hs->he_flags &= (uint8_t)~HE_LEASE;
+        connect_next(sh, c);
     }
 }
 

@@ -374,6 +374,7 @@ dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
         if (!atomic_load_explicit(&sh->stop, memory_order_acquire))
             arm_wake(sh);
         shard_accept_resume(sh);
+        request_leases(sh);
         break;
     case OP_AUTH:
         authq_on_cqe(sh);
@@ -683,6 +684,7 @@ shard_join(struct shard *sh)
     clients_fini(&sh->clients);
     close_held(sh);
     udq_free(&sh->held);
+    udq_free(&sh->lease_wait);
     for (unsigned i = 0; i < sh->n_ls; i++)
         if (sh->ls[i].fd >= 0)
             close(sh->ls[i].fd);

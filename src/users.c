@@ -439,26 +439,50 @@ load_line(struct users *u, struct users_errs *e, char *p, unsigned lineno, unsig
     u->n++;
 }
 
+static struct users *load_stream(FILE *f, const char *path, unsigned flags, char *err,
+                                 size_t errlen);
+
 struct users *
 users_load_flags(const char *path, unsigned flags, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    return load_stream(f, path, flags, err, errlen);
+}
+
+struct users *
+users_load_text(const char *label, const char *text, unsigned flags, char *err, size_t errlen)
+{
+    /* An empty table is a table: fmemopen() refuses a size of 0. */
+    static char empty[] = "\n";
+    size_t len = strlen(text);
+    FILE *f = len ? fmemopen((void *)text, len, "r") : fmemopen(empty, 1, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", label, strerror(errno));
+        return NULL;
+    }
+    return load_stream(f, label, flags, err, errlen);
+}
+
+/* Takes f (closed before it returns). */
+static struct users *
+load_stream(FILE *f, const char *path, unsigned flags, char *err, size_t errlen)
 {
     struct users *u = calloc(1, sizeof(*u));
     struct users_errs e = {.path = path, .buf = err, .cap = errlen};
     size_t cap = 0;
     unsigned lineno = 0;
     char line[1024];
-    FILE *f = NULL;
 
     if (errlen)
         err[0] = '\0';
     if (!u) {
         uerr(&e, 0, "out of memory");
+        fclose(f);
         return NULL;
-    }
-    f = fopen(path, "re");
-    if (!f) {
-        uerr(&e, 0, "%s", strerror(errno));
-        goto fail;
     }
     while (fgets(line, sizeof(line), f)) {
         lineno++;

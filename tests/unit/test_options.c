@@ -411,9 +411,9 @@ static bool
 other_value(const struct options_row *r, struct opts *o)
 {
     static const char *const samples[] = {
-        "1",         "2",      "4096",      "true",        "false", "192.0.2.1:1", "192.0.2.1",
-        "4000-4999", "/tmp/x", "x.example", "splice",      "copy",  "none",        "password",
-        "on",        "off",    "json",      "max_conns=3", NULL};
+        "1",         "2",      "4096",      "true",        "false",  "192.0.2.1:1", "192.0.2.1",
+        "4000-4999", "/tmp/x", "x.example", "splice",      "copy",   "none",        "password",
+        "on",        "off",    "json",      "max_conns=3", "closed", NULL};
     struct opts was = *o;
     char why[256];
     if (r->kind == OPTIONS_UINT)
