@@ -147,6 +147,12 @@ int acctctl_save(struct acctctl *ac);
  * ctl_upgrade_finish()).
  */
 void acctctl_state_release(struct acctctl *ac);
+/*
+ * Add bytes to a's count of its current quota period (a binary upgrade: what
+ * the old process counted), its effective quota taken from pol and its period
+ * rolled first. Control thread.
+ */
+void acctctl_add_used(const struct policy *pol, struct uacct *a, uint64_t bytes);
 /* SIGUSR1: reopen the accounting log (the old one stays when that fails); says so on stderr. */
 void acctctl_reopen(struct acctctl *ac);
 /*

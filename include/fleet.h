@@ -93,8 +93,10 @@ void fleet_stats(const struct fleet *f, struct fleet_stats *out);
  * A binary upgrade handed over (ctl_upgrade.h): the quota figure of this node
  * (one field per node, absolute) is the new process's to write from now on;
  * this one writes it no more (what it counts meanwhile reaches the new one at
- * its exit). Its leases are its own (a field per process) and stay.
+ * its exit). Its leases are its own (a field per process) and stay, but
+ * shrink at once to its open tunnels (no spare place: it admits none again),
+ * so the new process can take the rest of max_conns.
  */
-void fleet_quota_release(struct fleet *f);
+void fleet_hand_over(struct fleet *f);
 
 #endif

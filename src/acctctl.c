@@ -536,6 +536,19 @@ quota_of(struct uacct *a, const struct policy *pol)
     a->ctl.q_gen = pol->gen;
 }
 
+void
+acctctl_add_used(const struct policy *pol, struct uacct *a, uint64_t bytes)
+{
+    uint32_t now[4];
+    if (a->ctl.q_gen != pol->gen)
+        quota_of(a, pol);
+    /* Into its current period first, which would otherwise start the count at 0. */
+    acctctl_periods(time(NULL), now);
+    if (acctctl_quota_check(a, now))
+        a->ctl.closed_for_quota = false; /* over with quota_close: the next tick closes */
+    a->ctl.quota_used += bytes;
+}
+
 /* Every user's effective quota (after a load or a reload). */
 static void
 quota_refresh(struct acctctl *ac, const struct policy *pol)

@@ -132,6 +132,8 @@ closed_early(struct ctl *ctl, int rc)
     fail(ctl, why);
 }
 
+static int send_used(struct ctl *ctl, const char *when);
+
 /* The new process serves: leave it the sockets and the files, and drain. */
 static void
 hand_over(struct ctl *ctl, pid_t ready_pid, unsigned flags)
@@ -143,13 +145,16 @@ hand_over(struct ctl *ctl, pid_t ready_pid, unsigned flags)
             (int)ready_pid, (int)getpid());
     /* Before anything of ours stops: systemd follows the new process from here on. */
     notify_send("MAINPID=%d", (int)ready_pid);
-    up->to_new = up->sock; /* for the quota bytes, at exit */
+    up->to_new = up->sock; /* for the quota bytes */
     up->sock = -1;
+    /* What it does not know yet: counted since the state file was saved for it (or, with
+     * none, everything); the rest at our exit. */
+    send_used(ctl, "before the hand-over");
     up->pid = -1;
     up->handed_over = true;
     ctl->st.upgrades_ok++;
     acctctl_state_release(ctl->acct);
-    fleet_quota_release(ctl->fleet);
+    fleet_hand_over(ctl->fleet);
     for (unsigned i = 0; i < ctl->n_shards; i++)
         shard_keep_listeners(&ctl->shards[i]);
     /* Its file is the new process's when it serves on it; else (another admin_socket, or
@@ -225,9 +230,10 @@ ctl_upgrade_start(struct ctl *ctl, char *msg, size_t cap)
         goto out;
     }
     /* The quota counts up to now, for the new process to start from; what is counted from
-     * here on goes to it at our exit (ctl_upgrade_finish()). */
+     * here on goes to it at the hand-over and at our exit (send_used()). Without a state
+     * file it starts from nothing: everything goes. */
     acctctl_save(ctl->acct);
-    up->used_n = ctl->reg ? acct_count(ctl->reg) : 0;
+    up->used_n = ctl->reg && ctl->o->state_file[0] ? acct_count(ctl->reg) : 0;
     up->used_base = calloc(up->used_n ? up->used_n : 1, sizeof(uint64_t));
     if (!up->used_base) {
         rc = -ENOMEM;
@@ -316,7 +322,7 @@ add_used(void *arg, const char *name, uint64_t bytes)
     struct uacct *a = s->ctl->reg ? acct_get(s->ctl->reg, name) : NULL;
     if (!a)
         return;
-    a->ctl.quota_used += bytes;
+    acctctl_add_used(s->ctl->pol, a, bytes);
     s->users++;
     s->bytes += bytes;
 }
@@ -382,21 +388,35 @@ ctl_upgrade_poll_done(struct ctl *ctl, const struct pollfd *pfd, unsigned n)
     }
 }
 
-void
-ctl_upgrade_finish(struct ctl *ctl)
+/*
+ * Send the new process each user's quota bytes counted here beyond the base,
+ * then make the counts now the base. when: for the log. 0 or -errno (said
+ * on stderr; the new process's quotas then miss them).
+ */
+static int
+send_used(struct ctl *ctl, const char *when)
 {
     struct ctl_upgrade *up = ctl->up;
     static uint8_t buf[UPGRADE_USED_MAX];
-    size_t len = 0, users = 0;
+    size_t len = 0, users = 0, n = ctl->reg ? acct_count(ctl->reg) : 0;
     uint64_t bytes = 0;
     int rc = 0;
-    if (!up || up->to_new < 0)
-        goto out;
-    for (size_t i = 0; ctl->reg && i < acct_count(ctl->reg) && rc == 0; i++) {
+    /* Users made since the base was taken: their base is 0. */
+    if (n > up->used_n) {
+        uint64_t *grown = realloc(up->used_base, n * sizeof(*grown));
+        if (!grown)
+            return -ENOMEM;
+        memset(grown + up->used_n, 0, (n - up->used_n) * sizeof(*grown));
+        up->used_base = grown;
+        up->used_n = n;
+    }
+    uint64_t *base = up->used_base;
+    for (size_t i = 0; i < n && rc == 0; i++) {
         const struct uacct *a = acct_at(ctl->reg, i);
-        uint64_t now = acctctl_used(a), base = i < up->used_n ? up->used_base[i] : 0;
+        uint64_t now = acctctl_used(a);
         /* Below the base: a new quota period began, and all of now is in it. */
-        uint64_t d = now >= base ? now - base : now;
+        uint64_t d = now >= base[i] ? now - base[i] : now;
+        base[i] = now;
         if (!d)
             continue;
         if (!upgrade_used_add(buf, &len, sizeof(buf), a->name, d)) {
@@ -412,19 +432,29 @@ ctl_upgrade_finish(struct ctl *ctl)
         rc = upgrade_send_used(up->to_new, buf, len);
     if (rc < 0)
         fprintf(stderr,
-                "ringsocks: upgrade: the quota bytes counted here since the upgrade began did "
-                "not reach the new process (its quotas miss them): %s\n",
-                strerror(-rc));
+                "ringsocks: upgrade: the quota bytes counted here %s did not reach the new "
+                "process (its quotas miss them): %s\n",
+                when, strerror(-rc));
     else if (users)
         fprintf(stderr,
-                "ringsocks: upgrade: quota bytes counted here since the upgrade began handed to "
-                "the new process: %zu users, %llu bytes\n",
-                users, (unsigned long long)bytes);
-    close(up->to_new);
-    up->to_new = -1;
-out:
-    if (up)
-        forget_used(up);
+                "ringsocks: upgrade: quota bytes counted here %s handed to the new process: "
+                "%zu users, %llu bytes\n",
+                when, users, (unsigned long long)bytes);
+    return rc;
+}
+
+void
+ctl_upgrade_finish(struct ctl *ctl)
+{
+    struct ctl_upgrade *up = ctl->up;
+    if (!up)
+        return;
+    if (up->to_new >= 0) {
+        send_used(ctl, "during the drain");
+        close(up->to_new);
+        up->to_new = -1;
+    }
+    forget_used(up);
 }
 
 void

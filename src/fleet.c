@@ -170,10 +170,10 @@ struct fleet {
     uint64_t connect_ms;  /* when the connect started */
     uint64_t next_connect_ms;
     uint64_t backoff_ms;
-    bool said_down;      /* the outage is in the log already */
-    uint64_t round_ms;   /* the last periodic round */
-    bool changed;        /* leases moved: bump the board, wake the shards */
-    bool quota_released; /* a binary upgrade handed over: the node's figure is the new one's */
+    bool said_down;    /* the outage is in the log already */
+    uint64_t round_ms; /* the last periodic round */
+    bool changed;      /* leases moved: bump the board, wake the shards */
+    bool handed_over;  /* a binary upgrade handed over: no quota figure, no spare places */
 
     const struct policy *pol; /* during fleet_poll_done() */
 
@@ -400,6 +400,10 @@ lease_request(struct fleet *f, struct uacct *a, uint64_t max, bool asking)
 {
     uint64_t need, spare;
     fleet_want(open_of(a), asking, max, &need, &spare);
+    /* Draining after a hand-over: no tunnel is admitted here again, the new process needs
+     * the places. */
+    if (f->handed_over)
+        spare = 0;
     /*
      * Giving back room: lower the lease here first, to what Redis will grant for sure
      * (need), so no tunnel is admitted beyond the grant while the answer travels. A tunnel
@@ -749,7 +753,7 @@ round_users(struct fleet *f)
             atomic_store_explicit(&a->lease, LEASE_NONE, memory_order_release);
             f->changed = true;
         }
-        if (a->ctl.q_bytes && !a->ctl.quota_pending && !f->quota_released &&
+        if (a->ctl.q_bytes && !a->ctl.quota_pending && !f->handed_over &&
             (acctctl_used(a) != a->ctl.fleet_pushed || open_of(a) ||
              ms - a->ctl.fleet_pushed_ms >= 10ull * f->c.interval_ms))
             quota_request(f, a);
@@ -757,10 +761,12 @@ round_users(struct fleet *f)
 }
 
 void
-fleet_quota_release(struct fleet *f)
+fleet_hand_over(struct fleet *f)
 {
-    if (f)
-        f->quota_released = true;
+    if (!f)
+        return;
+    f->handed_over = true;
+    f->round_ms = 0; /* a round now: the spare places go back at once */
 }
 
 /* ---- the loop */

@@ -433,3 +433,61 @@ def upgrade_config_change(ctx):
     check(shards == {"0", "1"}, "the new process runs shards %r, expected the running 0 and 1"
           % sorted(shards))
     check(pid_running(new), "the new process is gone")
+
+
+@case("upgrade_fleet", timeout=90)
+def upgrade_fleet(ctx):
+    """A node of a fleet (Redis) upgraded: the draining old process keeps its lease (its
+    tunnel's place still counts against the fleet's max_conns), the node's quota figure in
+    Redis is the new process's during the drain (never the old one's), and once the old one
+    exits the figure holds every byte of both."""
+    from cases_auth import ALICE
+    from cases_redis import Redis, grace_over, node, redis_up
+    from cases_ulimits import try_connect
+    from harness import recv_exact
+    need_upgrade()
+    r = Redis(ctx)
+    p = node(ctx, r, "a", "max_conns=2 quota=10M/day", extra=["--drain-timeout", "20"])
+    p.exit_expected = True
+    echo = ctx.echo_server()
+    check(wait_until(lambda: redis_up(p), 5.0), "the node never reached Redis", tail(p.stderr()))
+    grace_over(p)
+    key = "ringsocks:quota:alice:day:%d" % (int(time.time()) // 86400)
+
+    def figure():
+        v = r.cmd("HGET", key, "a")
+        return int(v) if v is not None else None
+
+    rep, t1 = try_connect(ctx, p, ALICE[0], ALICE[1], echo.port)
+    check(rep == 0, "alice's first tunnel refused 0x%02x" % rep)
+    t1.sendall(b"x" * 3000)
+    recv_exact(t1, 3000, "echo before the upgrade")
+    check(wait_until(lambda: figure() == 6000, 5), "the node's figure is %r, expected 6000"
+          % figure())
+    new = upgrade_once(ctx, p, p.proc.pid)
+    check(wait_until(lambda: redis_up(p), 5.0), "the new process never reached Redis")
+    # max_conns=2 across the fleet: the old process's tunnel holds one place, and gives its
+    # spare one back at the hand-over (its first round after it).
+    time.sleep(0.3)
+    rep, t2 = try_connect(ctx, p, ALICE[0], ALICE[1], echo.port)
+    check(rep == 0, "the second tunnel (one place left) refused 0x%02x" % rep)
+    rep, _ = try_connect(ctx, p, ALICE[0], ALICE[1], echo.port)
+    check(rep == 2, "a third tunnel got 0x%02x: the draining process's place was given away" % rep)
+    # Without a state file the old process hands its counts over with the sockets: the
+    # node's figure is the new process's, and 6000 from the start.
+    check(wait_until(lambda: figure() == 6000, 2), "the node's figure is %r after the hand-over, "
+          "expected 6000" % figure())
+    # 40000 more through the old process's tunnel: the figure stays the new process's.
+    t1.sendall(b"y" * 20000)
+    recv_exact(t1, 20000, "echo during the drain")
+    t_end = time.monotonic() + 1.5
+    while time.monotonic() < t_end:
+        check(figure() == 6000, "the node's figure is %r during the drain: written by the old "
+              "process" % figure())
+        time.sleep(0.05)
+    t1.close()
+    t2.close()
+    check(p.proc.wait(15) == 0, "the old process did not exit 0 after its drain")
+    check(wait_until(lambda: figure() == 46000, 5), "the node's figure is %r after the old "
+          "process exited, expected 46000" % figure(), tail(p.stderr()))
+    check(pid_running(new), "the new process is gone")
