@@ -430,3 +430,29 @@ def redis_auth_unix(ctx):
     check(res.returncode != 0, "a missing redis_password_file did not stop the start")
     check("redis_password_file %s: No such file" % ctx.path("nope") in err,
           "the error does not name the setting and the file: %s" % err[-300:])
+
+
+@case("redis_rule_limits")
+def redis_rule_limits(ctx):
+    """A rule's limits stay the node's own: a rule's rate for a user without a rate of its
+    own is the local bucket (answered at once, never parked), and a rule's max_conns under
+    the user's fleet max_conns takes the smaller."""
+    echo = ctx.echo_server()
+    conf = ctx.path("rules.conf")
+    with open(conf, "w") as f:
+        f.write('rules = ( { action = "allow"; ports = [%d]; limits = "rate=1 burst=1 '
+                'max_conns=1"; },\n          { action = "allow"; } );\n' % echo.port)
+    r, a, b, _ = two_nodes(ctx, "max_conns=5", extra=["-c", conf])
+    rep, s = try_connect(ctx, a, ALICE[0], ALICE[1], echo.port)
+    check(rep == 0, "first tunnel under the rule: 0x%02x" % rep)
+    t0 = time.monotonic()
+    rep, _ = try_connect(ctx, a, ALICE[0], ALICE[1], echo.port)
+    took = time.monotonic() - t0
+    check(rep == 2, "second tunnel (the rule's max_conns=1 and rate=1 burst=1): 0x%02x" % rep)
+    check(took < 1.0, "the refusal by the rule's own limits took %.1f s: it waited on the "
+          "fleet for a limit that is the node's" % took)
+    s.close()
+    time.sleep(1.1)  # the rule's bucket refills (1/s)
+    rep, _ = try_connect(ctx, b, ALICE[0], ALICE[1], echo.port)
+    check(rep == 0, "a tunnel on node b (its own rule bucket, the fleet's max_conns=5): 0x%02x"
+          % rep)
