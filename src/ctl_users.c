@@ -21,7 +21,7 @@
 
 /* One user object (api.md). */
 static void
-user_json(struct acctctl_buf *b, const struct policy *pol, const struct uacct *a)
+user_json(struct acctctl_buf *b, const struct policy *pol, const struct uacct *a, bool fleet)
 {
     struct lim_conf l;
     struct users_info ui;
@@ -44,6 +44,18 @@ user_json(struct acctctl_buf *b, const struct policy *pol, const struct uacct *a
                        atomic_load_explicit(&a->n.hits[h], memory_order_relaxed));
     acctctl_printf(b, "},\"limits\":");
     acctctl_json_str(b, limits);
+    if (fleet) {
+        /* What this node holds of the fleet's limits (fleet.h): null, the local max_conns. */
+        uint64_t lease = atomic_load_explicit(&a->lease, memory_order_relaxed);
+        if (lease == LEASE_NONE)
+            acctctl_printf(b, ",\"fleet\":{\"lease\":null");
+        else
+            acctctl_printf(b, ",\"fleet\":{\"lease\":%" PRIu64, lease);
+        acctctl_printf(
+            b, ",\"full\":%s,\"rate_tokens\":%" PRIu64 ",\"quota_others\":%" PRIu64 "}",
+            atomic_load_explicit(&a->lease_full, memory_order_relaxed) ? "true" : "false",
+            atomic_load_explicit(&a->rate_tokens, memory_order_relaxed), a->ctl.fleet_others);
+    }
     uint64_t quota = lim_val(l.quota);
     if (!quota) {
         acctctl_printf(b, ",\"quota\":null}");
@@ -105,7 +117,7 @@ ctl_users_route(struct ctl *ctl, const struct admin_request *rq, struct admin_re
         for (size_t i = 0; i < acct_count(ctl->reg); i++) {
             if (i)
                 acctctl_printf(&b, ",");
-            user_json(&b, ctl->pol, acct_at(ctl->reg, i));
+            user_json(&b, ctl->pol, acct_at(ctl->reg, i), ctl->fleet != NULL);
         }
         acctctl_printf(&b, "]}\n");
         reply_body(out, &b);
@@ -121,7 +133,7 @@ ctl_users_route(struct ctl *ctl, const struct admin_request *rq, struct admin_re
         reply_error(out, 404, "no such user");
         return true;
     }
-    user_json(&b, ctl->pol, a);
+    user_json(&b, ctl->pol, a, ctl->fleet != NULL);
     acctctl_printf(&b, "\n");
     reply_body(out, &b);
     return true;

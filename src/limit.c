@@ -90,6 +90,19 @@ fleet_token_take(struct uacct *a)
     return dry && lim_now_ns() < dry ? 0 : -1;
 }
 
+/*
+ * The user's own new-tunnel rate (its users-file line's, else user_limits'; not a rule's)
+ * is the fleet's: a fleet, Redis reachable or redis_fallback closed, and such a rate.
+ */
+static bool
+fleet_rate_on(const struct shard *sh, const struct lim_conf *line, const struct lim_conf *dflt)
+{
+    if (!sh->leases || atomic_load_explicit(&sh->leases->local_rate, memory_order_acquire))
+        return false;
+    uint64_t r = line && line->rate != LIM_UNSET ? line->rate : dflt->rate;
+    return lim_val(r) != 0;
+}
+
 /* Refused under max only for want of a lease, and Redis has not said the fleet is full. */
 static bool
 lease_spent(const struct shard *sh, struct uacct *a, uint64_t max)
@@ -139,10 +152,14 @@ limit_admit(struct shard *sh, struct conn *c, int rule, bool can_wait)
             if (can_wait)
                 return LIMIT_LEASE_WAIT; /* nothing held, nothing counted yet */
         }
-    } else if (a && sh->leases && lim_val(ul.rate) &&
-               !atomic_load_explicit(&sh->leases->local_rate, memory_order_acquire)) {
-        /* A fleet: the user's bucket is Redis's; this node spends the tokens it took. */
-        int got = fleet_token_take(a);
+    } else if (a && fleet_rate_on(sh, ui.lim, &p->user_lim)) {
+        /* A fleet: the user's own rate (its line's, or user_limits') is Redis's bucket, and
+         * this node spends the tokens it took; a rule's rate stays this node's, checked
+         * first so that a refusal by it spends no token. */
+        int got = er && lim_val(er->lim.rate) &&
+                          !rate_take(&a->n, lim_val(er->lim.rate), lim_val(er->lim.burst))
+                      ? 0
+                      : fleet_token_take(a);
         if (got <= 0) {
             lim_open_put(&a->n);
             why = END_LIMIT_RATE;

@@ -6,6 +6,7 @@ on one node is seen on the other; Redis killed and restarted mid-run loses no
 count; redis_fallback when Redis is away; the users table in Redis.
 """
 
+import json
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ import time
 
 from cases_auth import ALICE, BOB
 from cases_ulimits import metrics, try_connect
-from harness import (CONFIG, Fail, _register_proc, case, check, free_port, make_hash, metric,
+from harness import (CONFIG, Fail, _register_proc, admin_request, case, check, free_port, make_hash, metric,
                      need_option, need_ringsocks, need_tools, open_proxy_socket, request,
                      read_reply, socks5_login, stop_process, tail, wait_until, write_users)
 
@@ -138,6 +139,15 @@ def open_until(ctx, p, user, port, timeout):
         time.sleep(0.1)
 
 
+def user_fleet(p, user="alice"):
+    """The "fleet" object of GET /users/USER."""
+    status, body, _ = admin_request(p, "GET", "/users/" + user)
+    check(status == 200, "GET /users/%s: %d %s" % (user, status, body))
+    doc = json.loads(body)
+    check("fleet" in doc, "GET /users/%s has no fleet object: %s" % (user, body))
+    return doc["fleet"]
+
+
 def two_nodes(ctx, alice_attrs="", **kw):
     """Redis, nodes a and b on it (both connected), and an echo target."""
     r = Redis(ctx)
@@ -174,6 +184,10 @@ def redis_conns_shared(ctx):
               "expected 0x02" % (rep, "a" if p is a else "b"))
         check(time.monotonic() - t0 < 3.0, "the refusal took %.1f s: the fleet said full at once"
               % (time.monotonic() - t0))
+    # The nodes' leases, as GET /users/alice shows them, hold the 3 and no more.
+    leases = [user_fleet(p)["lease"] for p in (a, b)]
+    check(sum(leases) <= 3 and leases[0] >= 2 and leases[1] >= 1,
+          "GET /users/alice's fleet leases %r: a holds 2 tunnels, b 1, of 3" % leases)
     # Bob has no limit: untouched by alice's.
     rep, _ = try_connect(ctx, b, BOB[0], BOB[1], echo.port)
     check(rep == 0, "bob (no limit) refused 0x%02x" % rep)
@@ -268,6 +282,9 @@ def redis_quota_shared(ctx):
     figures = dict(zip(used[0::2], used[1::2])) if used else {}
     check(set(figures) == {"a", "b"} and all(int(v) >= 240000 for v in figures.values()),
           "Redis's figures of the day: %r, expected a and b at 240000 or more" % figures)
+    others = user_fleet(b)["quota_others"]
+    check(others >= 240000, "node b's GET /users/alice says the others used %d, a used 240000+"
+          % others)
     rep, _ = try_connect(ctx, a, BOB[0], BOB[1], echo.port)
     check(rep == 0, "bob (no quota) refused 0x%02x" % rep)
 
@@ -430,3 +447,29 @@ def redis_auth_unix(ctx):
     check(res.returncode != 0, "a missing redis_password_file did not stop the start")
     check("redis_password_file %s: No such file" % ctx.path("nope") in err,
           "the error does not name the setting and the file: %s" % err[-300:])
+
+
+@case("redis_rule_limits")
+def redis_rule_limits(ctx):
+    """A rule's limits stay the node's own: a rule's rate for a user without a rate of its
+    own is the local bucket (answered at once, never parked), and a rule's max_conns under
+    the user's fleet max_conns takes the smaller."""
+    echo = ctx.echo_server()
+    conf = ctx.path("rules.conf")
+    with open(conf, "w") as f:
+        f.write('rules = ( { action = "allow"; ports = [%d]; limits = "rate=1 burst=1 '
+                'max_conns=1"; },\n          { action = "allow"; } );\n' % echo.port)
+    r, a, b, _ = two_nodes(ctx, "max_conns=5", extra=["-c", conf])
+    rep, s = try_connect(ctx, a, ALICE[0], ALICE[1], echo.port)
+    check(rep == 0, "first tunnel under the rule: 0x%02x" % rep)
+    t0 = time.monotonic()
+    rep, _ = try_connect(ctx, a, ALICE[0], ALICE[1], echo.port)
+    took = time.monotonic() - t0
+    check(rep == 2, "second tunnel (the rule's max_conns=1 and rate=1 burst=1): 0x%02x" % rep)
+    check(took < 1.0, "the refusal by the rule's own limits took %.1f s: it waited on the "
+          "fleet for a limit that is the node's" % took)
+    s.close()
+    time.sleep(1.1)  # the rule's bucket refills (1/s)
+    rep, _ = try_connect(ctx, b, ALICE[0], ALICE[1], echo.port)
+    check(rep == 0, "a tunnel on node b (its own rule bucket, the fleet's max_conns=5): 0x%02x"
+          % rep)
