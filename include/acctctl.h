@@ -141,7 +141,7 @@ void acctctl_tick(struct acctctl *ac, const struct policy *pol,
 /* The state file now (after an admin block or unblock). 0, or -errno (said on stderr). */
 int acctctl_save(struct acctctl *ac);
 /*
- * After a binary upgrade handed over (ctl_upgrade.h): the state file is the
+ * After a binary upgrade handed over (ctl.h, the upgrade): the state file is the
  * new process's from now on; this one never writes it again (what it counts
  * after the save that began the upgrade goes to the new process at its exit:
  * ctl_upgrade_finish()).

@@ -90,7 +90,7 @@ bool fleet_users_changed(struct fleet *f);
 const char *fleet_users_text(const struct fleet *f);
 void fleet_stats(const struct fleet *f, struct fleet_stats *out);
 /*
- * A binary upgrade handed over (ctl_upgrade.h): the quota figure of this node
+ * A binary upgrade handed over (ctl.h, the upgrade): the quota figure of this node
  * (one field per node, absolute) is the new process's to write from now on;
  * this one writes it no more (what it counts meanwhile reaches the new one at
  * its exit). Its leases are its own (a field per process) and stay, but

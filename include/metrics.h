@@ -54,7 +54,7 @@ struct ctl_stats {
     int has_redis, redis_up;
     uint64_t redis_errors, redis_lease_rounds, redis_lease_fallbacks, redis_quota_syncs,
         redis_users_loads;
-    uint64_t upgrades_ok, upgrades_failed; /* binary upgrades started here (ctl_upgrade.h) */
+    uint64_t upgrades_ok, upgrades_failed; /* binary upgrades started here (ctl.h, the upgrade) */
 };
 
 /*

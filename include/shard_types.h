@@ -107,7 +107,7 @@ struct shard {
     atomic_bool drain;                  /* stop accepting, let tunnels finish */
     _Atomic uint64_t drain_deadline_ms; /* CLOCK_MONOTONIC ms: then close the rest */
     _Atomic(struct shardcmd *) cmd;     /* posted by the control thread, taken by the shard */
-    /* The listeners were handed to a new binary (ctl_upgrade.h): a drain closes our fds
+    /* The listeners were handed to a new binary (ctl.h, the upgrade): a drain closes our fds
      * without shutdown() (that would stop the new process's accepts too), and serves a
      * client whose accept completes while it is cancelled. */
     atomic_bool keep_listeners;

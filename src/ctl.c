@@ -30,7 +30,6 @@
 #include "fleet.h"
 #include "admin.h"
 #include "climap.h"
-#include "ctl_upgrade.h"
 #include "log.h"
 #include "notify.h"
 #include "options.h"

@@ -1,13 +1,13 @@
 /*
  * ctl_upgrade.c - the old process's half of a binary upgrade
- * (ctl_upgrade.h): it starts the new binary with the sockets, waits for
+ * (ctl.h): it starts the new binary with the sockets, waits for
  * "ready" inside the control loop's poll() (never blocking on it), then
  * hands over: MAINPID for systemd, its listeners closed without shutdown()
  * (the sockets are the new process's too), its admin endpoint closed
  * without removing the Unix socket's file, the state file left to the new
  * process, and a drain as on SIGTERM.
  */
-#include "ctl_upgrade.h"
+#include "ctl.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -22,7 +22,6 @@
 #include "acct.h"
 #include "acctctl.h"
 #include "admin.h"
-#include "ctl.h"
 #include "fleet.h"
 #include "json.h"
 #include "notify.h"

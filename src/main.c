@@ -44,7 +44,6 @@
 #include "fleet.h"
 #include "acctctl.h"
 #include "ctl.h"
-#include "ctl_upgrade.h"
 #include "lockout.h"
 #include "log.h"
 #include "notify.h"
