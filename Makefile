@@ -9,6 +9,8 @@
 #   make bench      the macro benchmark, side by side with microsocks and Dante (as root)
 #   make bench-micro  Google-benchmark micro-benchmarks (parsers, rules, auth fast path)
 #   make bench-acl  rule-matching cost with 10, 1,000 and 10,000 rules
+#                   build/libringsocks-preload.so and build/ringsocks-run (the socksifier:
+#                   docs/routing.md)
 #   make install    PREFIX=/usr/local DESTDIR=: binary, man pages, configs, systemd unit
 #   make clean
 
@@ -45,7 +47,8 @@ BENCH_BINS := $(BUILD)/socksload
 
 .PHONY: all run test unit integration deps deps-build deps-test clean check-headers format \
 	format-check
-all: $(BUILD)/ringsocks $(BUILD)/ringsocksctl $(BENCH_BINS)
+all: $(BUILD)/ringsocks $(BUILD)/ringsocksctl $(BENCH_BINS) $(BUILD)/libringsocks-preload.so \
+	$(BUILD)/ringsocks-run
 
 # -MMD -MP: each object records the headers it read (obj/X.d), so a changed header rebuilds
 # what includes it and nothing else. A changed Makefile (flags) rebuilds everything.
@@ -153,7 +156,7 @@ check-headers:
 CLANG_FORMAT ?= clang-format
 FORMAT_FILES := $(wildcard src/*.c include/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c \
 	tests/fuzz/*.h bench/micro/*.c bench/micro/*.h bench/micro/*.cc tools/socksload/*.c \
-	tools/socksload/*.h tools/ringsocksctl/*.c tools/ringsocksctl/*.h)
+	tools/socksload/*.h tools/ringsocksctl/*.c tools/ringsocksctl/*.h src/preload/*.c src/preload/*.h)
 format:
 	$(CLANG_FORMAT) --style=file:tools/.clang-format -i $(FORMAT_FILES)
 format-check:
@@ -187,3 +190,4 @@ include mk/bench.mk
 include mk/install.mk
 include mk/socksload.mk
 include mk/ringsocksctl.mk
+include mk/preload.mk

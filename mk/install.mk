@@ -1,5 +1,6 @@
 # mk/install.mk - installation; included by the Makefile.
-#   make install          build, then install under $(DESTDIR)$(PREFIX) (PREFIX defaults to
+#   make install          build, then install (the socksifier: bin/ringsocks-run and
+#                         lib/ringsocks/libringsocks-preload.so) under $(DESTDIR)$(PREFIX) (PREFIX defaults to
 #                         /usr/local), plus /etc/ringsocks/ringsocks.conf (only when absent),
 #                         /etc/logrotate.d/ringsocks (only when absent) and the systemd unit
 #   make uninstall        remove what install put there; /etc/ringsocks is left alone
@@ -17,6 +18,8 @@ DESTDIR ?=
 INSTALL ?= install
 
 RS_SBINDIR := $(PREFIX)/sbin
+RS_BINDIR  := $(PREFIX)/bin
+RS_LIBDIR  := $(PREFIX)/lib/ringsocks
 RS_MANDIR  := $(PREFIX)/share/man
 RS_DOCDIR  := $(PREFIX)/share/doc/ringsocks
 RS_ETCDIR  := /etc/ringsocks
@@ -36,7 +39,8 @@ RS_TOP_MAKEFILE := $(firstword $(MAKEFILE_LIST))
 
 .PHONY: install uninstall install-check
 
-install: $(BUILD)/ringsocks $(BUILD)/ringsocksctl $(RS_MANPAGES) $(RS_EXAMPLES) conf/ringsocks.service \
+install: $(BUILD)/ringsocks $(BUILD)/ringsocksctl $(BUILD)/libringsocks-preload.so $(BUILD)/ringsocks-run \
+         $(RS_MANPAGES) $(RS_EXAMPLES) conf/ringsocks.service \
          conf/logrotate.d/ringsocks
 	@case '$(PREFIX)' in /*) ;; *) echo "install: PREFIX must be an absolute path, not '$(PREFIX)'" >&2; exit 2 ;; esac
 	mkdir -p $(RS_GEN)
@@ -46,6 +50,9 @@ install: $(BUILD)/ringsocks $(BUILD)/ringsocksctl $(RS_MANPAGES) $(RS_EXAMPLES) 
 	$(RS_SED) docs/ringsocks.conf.5 > $(RS_GEN)/ringsocks.conf.5
 	$(INSTALL) -D -m 755 $(BUILD)/ringsocks $(DESTDIR)$(RS_SBINDIR)/ringsocks
 	$(INSTALL) -D -m 755 $(BUILD)/ringsocksctl $(DESTDIR)$(RS_SBINDIR)/ringsocksctl
+	@# ringsocks-run finds the library in ../lib/ringsocks/ from itself.
+	$(INSTALL) -D -m 755 $(BUILD)/ringsocks-run $(DESTDIR)$(RS_BINDIR)/ringsocks-run
+	$(INSTALL) -D -m 644 $(BUILD)/libringsocks-preload.so $(DESTDIR)$(RS_LIBDIR)/libringsocks-preload.so
 	$(INSTALL) -D -m 644 $(RS_GEN)/ringsocks.8 $(DESTDIR)$(RS_MANDIR)/man8/ringsocks.8
 	$(INSTALL) -D -m 644 $(RS_GEN)/ringsocksctl.8 $(DESTDIR)$(RS_MANDIR)/man8/ringsocksctl.8
 	$(INSTALL) -D -m 644 $(RS_GEN)/ringsocks.conf.5 $(DESTDIR)$(RS_MANDIR)/man5/ringsocks.conf.5
@@ -72,6 +79,8 @@ install: $(BUILD)/ringsocks $(BUILD)/ringsocksctl $(RS_MANPAGES) $(RS_EXAMPLES) 
 # The logrotate file is removed only while it is still the shipped one.
 uninstall:
 	rm -f $(DESTDIR)$(RS_SBINDIR)/ringsocks $(DESTDIR)$(RS_SBINDIR)/ringsocksctl
+	rm -f $(DESTDIR)$(RS_BINDIR)/ringsocks-run $(DESTDIR)$(RS_LIBDIR)/libringsocks-preload.so
+	rmdir $(DESTDIR)$(RS_LIBDIR) 2>/dev/null || true
 	rm -f $(DESTDIR)$(RS_MANDIR)/man8/ringsocks.8 $(DESTDIR)$(RS_MANDIR)/man8/ringsocksctl.8 \
 	    $(DESTDIR)$(RS_MANDIR)/man5/ringsocks.conf.5
 	rm -f $(addprefix $(DESTDIR)$(RS_DOCDIR)/examples/,$(notdir $(RS_EXAMPLES)))
@@ -90,7 +99,7 @@ uninstall:
 # directory (/var/log/ringsocks, made by systemd's LogsDirectory=) that does not exist.
 RS_CHECK_HASH := $$6$$8OUTMpWNua3Nj16s$$pgM3kMyDp.Lz1Bs6J6P0mUln0h6L7DcQGAvPjrSEd0XR4PYliLKnJV57YTGs6hVfnIcgNs7PF/N8ik1gytnET0
 
-install-check: $(BUILD)/ringsocks $(BUILD)/ringsocksctl
+install-check: $(BUILD)/ringsocks $(BUILD)/ringsocksctl $(BUILD)/libringsocks-preload.so $(BUILD)/ringsocks-run
 	@set -u; \
 	work=$$(mktemp -d "$${TMPDIR:-/tmp}/ringsocks-install.XXXXXX") || exit 2; \
 	trap 'rm -rf "$$work"' EXIT; \
@@ -104,6 +113,8 @@ install-check: $(BUILD)/ringsocks $(BUILD)/ringsocksctl
 	for spec in \
 	    '755 $(RS_SBINDIR)/ringsocks' \
 	    '755 $(RS_SBINDIR)/ringsocksctl' \
+	    '755 $(RS_BINDIR)/ringsocks-run' \
+	    '644 $(RS_LIBDIR)/libringsocks-preload.so' \
 	    '644 $(RS_MANDIR)/man8/ringsocks.8' \
 	    '644 $(RS_MANDIR)/man8/ringsocksctl.8' \
 	    '644 $(RS_MANDIR)/man5/ringsocks.conf.5' \
@@ -130,6 +141,8 @@ install-check: $(BUILD)/ringsocks $(BUILD)/ringsocksctl
 	bin="$$root$(RS_SBINDIR)/ringsocks"; \
 	"$$bin" --version >/dev/null || fail "installed binary: --version failed"; \
 	"$$root$(RS_SBINDIR)/ringsocksctl" --help >/dev/null || fail "installed ringsocksctl: --help failed"; \
+	RINGSOCKS_PROXY=socks5h://127.0.0.1:9 "$$root$(RS_BINDIR)/ringsocks-run" -- true \
+	    || fail "installed ringsocks-run does not find its library in $(RS_LIBDIR)"; \
 	"$$bin" -t -c "$$root$(RS_ETCDIR)/ringsocks.conf" >"$$work/t.log" 2>&1 \
 	    || { cat "$$work/t.log"; fail "ringsocks -t rejects the installed $(RS_ETCDIR)/ringsocks.conf"; }; \
 	printf 'check:%s\n' '$(RS_CHECK_HASH)' >"$$work/users"; \
