@@ -57,6 +57,25 @@ def http_row(ctx, p, t, sha, which, argv_fn, body_of):
     return "yes"
 
 
+def udp_row(ctx, p, which, client):
+    """A UDP echo on loopback that records who sent: the proxy's relay, or the program."""
+    echo = CP.UDPEchoOnce(ctx)
+    pre, env = wrap(ctx, which, p.port)
+    try:
+        r = ctx.run(pre + client + ["udp", "127.0.0.1", str(echo.addr[1])], timeout=30, env=env)
+        try:
+            o = json.loads(r.stdout.decode().splitlines()[-1])
+        except (ValueError, IndexError):
+            return "no: exit %d %s" % (r.returncode, H.tail(r.stderr.decode("utf-8", "replace"), 1)[:80])
+        if o.get("reply") != "ping":
+            return "no: echo %r" % o.get("reply")
+        if not echo.peers or echo.peers[0][1] == o["local"][1]:
+            return "no: went direct"
+        return "yes"
+    finally:
+        echo.sock.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default="build/ringsocks")
@@ -125,6 +144,10 @@ def main():
                     table[(name, w)] = "no: echo %r" % o.get("reply")
                 else:
                     table[(name, w)] = "yes"
+        name = "Python UDP sendto/recvfrom (UDP ASSOCIATE)"
+        names.append(name)
+        for w in WRAPPERS:
+            table[(name, w)] = udp_row(ctx, p, w, client)
         print("| program | " + " | ".join(WRAPPERS) + " |")
         print("| --- | " + " | ".join("---" for _ in WRAPPERS) + " |")
         for name in names:

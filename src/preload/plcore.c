@@ -217,32 +217,42 @@ want(struct plcore_hs *hs, size_t n)
     hs->in_want = n;
 }
 
+/* ATYP, address and port of d at out (at most 1 + 1 + 255 + 2 bytes): their length. */
+static size_t
+v5_address(uint8_t *out, const struct plcore_dest *d)
+{
+    uint16_t port = htons(d->port);
+    size_t n;
+    uint32_t ip;
+
+    if (d->name[0] != '\0') {
+        n = strlen(d->name);
+        out[0] = 3;
+        out[1] = (uint8_t)n;
+        memcpy(out + 2, d->name, n);
+        n += 2;
+    } else if (plcore_sa_ipv4((const struct sockaddr *)&d->addr, &ip)) {
+        out[0] = 1;
+        ip = htonl(ip);
+        memcpy(out + 1, &ip, 4);
+        n = 5;
+    } else {
+        out[0] = 4;
+        memcpy(out + 1, ((const struct sockaddr_in6 *)&d->addr)->sin6_addr.s6_addr, 16);
+        n = 17;
+    }
+    memcpy(out + n, &port, 2);
+    return n + 2;
+}
+
 static void
 v5_request(struct plcore_hs *hs)
 {
-    const struct plcore_dest *d = &hs->dest;
-    uint8_t head[4] = {5, 1, 0, 0};
-    uint16_t port = htons(d->port);
-    uint32_t ip;
+    uint8_t head[3] = {5, hs->cmd, 0};
 
     hs->out_len = hs->out_off = 0;
-    if (d->name[0] != '\0') {
-        uint8_t n = (uint8_t)strlen(d->name);
-        head[3] = 3;
-        out_add(hs, head, 4);
-        out_add(hs, &n, 1);
-        out_add(hs, d->name, n);
-    } else if (plcore_sa_ipv4((const struct sockaddr *)&d->addr, &ip)) {
-        head[3] = 1;
-        ip = htonl(ip);
-        out_add(hs, head, 4);
-        out_add(hs, &ip, 4);
-    } else {
-        head[3] = 4;
-        out_add(hs, head, 4);
-        out_add(hs, ((const struct sockaddr_in6 *)&d->addr)->sin6_addr.s6_addr, 16);
-    }
-    out_add(hs, &port, 2);
+    out_add(hs, head, 3);
+    hs->out_len += v5_address(hs->out + hs->out_len, &hs->dest);
     hs->stage = HS_V5_REPLY_HEAD;
     want(hs, 5); /* VER REP RSV ATYP + the first byte of BND.ADDR (the length of a name) */
 }
@@ -255,6 +265,7 @@ plcore_hs_start(struct plcore_hs *hs, const struct plcore_proxy *px, const struc
     memset(hs, 0, sizeof(*hs));
     hs->px = px;
     hs->dest = *dest;
+    hs->cmd = 1;
     if (dest->name[0] != '\0' && !plcore_remote_dns(px->scheme))
         return -EINVAL;
     if (px->scheme == PLCORE_SOCKS4 || px->scheme == PLCORE_SOCKS4A) {
@@ -373,4 +384,86 @@ plcore_hs_next(struct plcore_hs *hs)
         return 1;
     }
     return -EPROTO;
+}
+
+/* The address at p (ATYP first) into d; its length, or -EINVAL. */
+static int
+v5_parse_address(const uint8_t *p, size_t len, struct plcore_dest *d)
+{
+    size_t n;
+
+    memset(d, 0, sizeof(*d));
+    if (len < 1)
+        return -EINVAL;
+    switch (p[0]) {
+    case 1: {
+        struct sockaddr_in *a = (struct sockaddr_in *)&d->addr;
+        n = 1 + 4;
+        if (len < n + 2)
+            return -EINVAL;
+        a->sin_family = AF_INET;
+        memcpy(&a->sin_addr, p + 1, 4);
+        memcpy(&a->sin_port, p + n, 2);
+        break;
+    }
+    case 4: {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&d->addr;
+        n = 1 + 16;
+        if (len < n + 2)
+            return -EINVAL;
+        a->sin6_family = AF_INET6;
+        memcpy(&a->sin6_addr, p + 1, 16);
+        memcpy(&a->sin6_port, p + n, 2);
+        break;
+    }
+    case 3:
+        if (len < 2 || len < 2 + (size_t)p[1] + 2 || p[1] == 0)
+            return -EINVAL;
+        n = 2 + (size_t)p[1];
+        memcpy(d->name, p + 2, p[1]);
+        d->name[p[1]] = '\0';
+        break;
+    default:
+        return -EINVAL;
+    }
+    d->port = (uint16_t)(p[n] << 8 | p[n + 1]);
+    return (int)(n + 2);
+}
+
+int
+plcore_hs_bound(const struct plcore_hs *hs, struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct plcore_dest d;
+
+    if (v5_parse_address(hs->in + 3, hs->in_len - 3, &d) < 0 || d.name[0] != '\0')
+        return -EAFNOSUPPORT;
+    *ss = d.addr;
+    *len = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    return 0;
+}
+
+int
+plcore_udp_header(uint8_t *out, const struct plcore_dest *dest)
+{
+    /* RSV RSV FRAG, then the destination */
+    out[0] = out[1] = out[2] = 0;
+    return 3 + (int)v5_address(out + 3, dest);
+}
+
+int
+plcore_udp_parse(const uint8_t *p, size_t len, struct plcore_dest *src)
+{
+    int n;
+
+    /* FRAG != 0: fragments are not reassembled (RFC 1928 section 7 allows dropping them). */
+    if (len < 4 || p[0] != 0 || p[1] != 0 || p[2] != 0)
+        return -EINVAL;
+    n = v5_parse_address(p + 3, len - 3, src);
+    if (n < 0)
+        return n;
+    if (src->addr.ss_family == AF_INET)
+        ((struct sockaddr_in *)&src->addr)->sin_port = htons(src->port);
+    else if (src->addr.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&src->addr)->sin6_port = htons(src->port);
+    return 3 + n;
 }

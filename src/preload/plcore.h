@@ -84,6 +84,7 @@ struct plcore_dest {
 struct plcore_hs {
     const struct plcore_proxy *px;
     struct plcore_dest dest;
+    uint8_t cmd; /* SOCKS5 CONNECT (1, what plcore_hs_start sets) or UDP ASSOCIATE (3) */
     int stage;
     uint8_t out[600];
     size_t out_len, out_off;
@@ -100,5 +101,17 @@ int plcore_hs_start(struct plcore_hs *hs, const struct plcore_proxy *px,
  * tunnel is open, 0 to go on (send out[out_off..out_len), then read until in_len == in_want),
  * -errno when the proxy refused (its reply code mapped: see docs/routing.md). */
 int plcore_hs_next(struct plcore_hs *hs);
+
+/* After a SOCKS5 handshake returned 1: the reply's BND.ADDR and BND.PORT into ss (IPv4 or
+ * IPv6). Returns 0, or -EAFNOSUPPORT when the proxy named a host. */
+int plcore_hs_bound(const struct plcore_hs *hs, struct sockaddr_storage *ss, socklen_t *len);
+
+/* The SOCKS5 UDP header (RFC 1928 section 7) for dest into out (at least 262 bytes): its
+ * length, or -EINVAL for a name over a scheme without remote DNS. */
+int plcore_udp_header(uint8_t *out, const struct plcore_dest *dest);
+
+/* Parses a relayed datagram's header: the payload's offset in p, the source into src (a name
+ * is returned in src->name). Returns the offset, or -EINVAL (short, fragmented, bad ATYP). */
+int plcore_udp_parse(const uint8_t *p, size_t len, struct plcore_dest *src);
 
 #endif

@@ -4,11 +4,13 @@
  * syntax), with remote DNS through placeholder addresses for socks5h and socks4a.
  *
  * Owns: the interposed connect, close, getsockopt, getaddrinfo, gethostbyname*, poll, ppoll,
- * select, pselect, epoll_ctl, epoll_wait and epoll_pwait; the table of non-blocking connects whose
- * SOCKS handshake is still running (driven from those calls, never from a thread of ours); the
- * placeholder names. Called from any thread of the host program: shared state is under one lock,
- * the real calls come from dlsym(RTLD_NEXT). Never blocks a non-blocking caller, never prints
- * unless RINGSOCKS_DEBUG is set, never depends on more than libc and libdl.
+ * select, pselect, epoll_ctl, epoll_wait, epoll_pwait, sendto and recvfrom; the table of
+ * non-blocking connects whose SOCKS handshake is still running (driven from those calls, never
+ * from a thread of ours); the UDP associations; the placeholder names. Called from any thread
+ * of the host program: shared state is under one lock, the real calls come from
+ * dlsym(RTLD_NEXT). Never blocks a non-blocking connect (a UDP association's opening exchange
+ * does block, once per socket), never prints unless RINGSOCKS_DEBUG is set, never depends on
+ * more than libc and libdl.
  * Design and limits: docs/routing.md.
  */
 #include <arpa/inet.h>
@@ -57,6 +59,18 @@ static int (*real_pselect)(int, fd_set *, fd_set *, fd_set *, const struct times
                            const sigset_t *);
 static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
 static int (*real_epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+static ssize_t (*real_sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+static ssize_t (*real_recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+
+/* A UDP socket's association (SOCKS5 UDP ASSOCIATE): its TCP control connection to the proxy
+ * and the relay address datagrams go to. Lives until the socket is closed. */
+struct uassoc {
+    struct uassoc *next;
+    int fd;
+    int ctl;
+    struct sockaddr_storage relay;
+    socklen_t relay_len;
+};
 
 /* A non-blocking connect whose handshake runs, or that failed (until close). */
 struct pending {
@@ -86,6 +100,8 @@ static struct {
     int timeout_ms;
     struct pending *pend;
     atomic_int npend;
+    struct uassoc *uas;
+    atomic_int nuas;
 } G = {.once = PTHREAD_ONCE_INIT, .lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* Set while the library itself calls libc (resolving the proxy's name): interposers pass through. */
@@ -126,6 +142,8 @@ resolve_reals(void)
     real_pselect = dlsym(RTLD_NEXT, "pselect");
     real_epoll_ctl = dlsym(RTLD_NEXT, "epoll_ctl");
     real_epoll_pwait = dlsym(RTLD_NEXT, "epoll_pwait");
+    real_sendto = dlsym(RTLD_NEXT, "sendto");
+    real_recvfrom = dlsym(RTLD_NEXT, "recvfrom");
 }
 
 static void
@@ -408,6 +426,20 @@ wait_fd(int fd, short events, int timeout_ms)
     return r;
 }
 
+/* An IPv6 socket reaches an IPv4 address at its IPv4-mapped form: ss becomes that. */
+static void
+to_v4_mapped(struct sockaddr_storage *ss, socklen_t *len)
+{
+    struct sockaddr_in6 m = {.sin6_family = AF_INET6};
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+
+    m.sin6_port = v4->sin_port;
+    m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&m.sin6_addr.s6_addr[12], &v4->sin_addr, 4);
+    memcpy(ss, &m, sizeof(m));
+    *len = sizeof(m);
+}
+
 EXPORT int
 connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
@@ -440,7 +472,7 @@ connect(int fd, const struct sockaddr *sa, socklen_t len)
     pthread_mutex_unlock(&G.lock);
 
     if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_STREAM) {
-        /* UDP through UDP ASSOCIATE is not done (docs/routing.md): a placeholder cannot work. */
+        /* Connected UDP is not relayed (docs/routing.md): a placeholder cannot work. */
         if (dest.name[0] != '\0')
             return fail(ENETUNREACH);
         return real_connect(fd, sa, len);
@@ -453,14 +485,7 @@ connect(int fd, const struct sockaddr *sa, socklen_t len)
         memcpy(&dest.addr, sa, len < sizeof(dest.addr) ? len : sizeof(dest.addr));
     }
     if (sa->sa_family == AF_INET6 && px.ss_family == AF_INET) {
-        /* An IPv6 socket reaches an IPv4 proxy at its IPv4-mapped address. */
-        struct sockaddr_in6 m = {.sin6_family = AF_INET6};
-        struct sockaddr_in *v4 = (struct sockaddr_in *)&px;
-        m.sin6_port = v4->sin_port;
-        m.sin6_addr.s6_addr[10] = m.sin6_addr.s6_addr[11] = 0xff;
-        memcpy(&m.sin6_addr.s6_addr[12], &v4->sin_addr, 4);
-        memcpy(&px, &m, sizeof(m));
-        pxlen = sizeof(m);
+        to_v4_mapped(&px, &pxlen);
     } else if (sa->sa_family == AF_INET && px.ss_family == AF_INET6) {
         return fail(EAFNOSUPPORT);
     }
@@ -523,6 +548,22 @@ close(int fd)
             free(p);
         }
         pthread_mutex_unlock(&G.lock);
+    }
+    if (atomic_load(&G.nuas) > 0) {
+        struct uassoc **pp, *a = NULL;
+        pthread_mutex_lock(&G.lock);
+        for (pp = &G.uas; *pp != NULL; pp = &(*pp)->next)
+            if ((*pp)->fd == fd) {
+                a = *pp;
+                *pp = a->next;
+                atomic_fetch_sub(&G.nuas, 1);
+                break;
+            }
+        pthread_mutex_unlock(&G.lock);
+        if (a != NULL) {
+            real_close(a->ctl);
+            free(a);
+        }
     }
     return real_close(fd);
 }
@@ -966,4 +1007,188 @@ EXPORT struct hostent *
 gethostbyname(const char *name)
 {
     return gethostbyname2(name, AF_INET);
+}
+
+/* ---- UDP through SOCKS5 UDP ASSOCIATE (unconnected sockets: sendto and recvfrom) */
+
+static struct uassoc *
+uassoc_find(int fd)
+{
+    struct uassoc *a;
+
+    for (a = G.uas; a != NULL; a = a->next)
+        if (a->fd == fd)
+            return a;
+    return NULL;
+}
+
+/* fd's association, made on first use: a blocking handshake on a TCP connection of the
+ * library's (bounded by RINGSOCKS_TIMEOUT_MS). NULL with errno set on failure. */
+static struct uassoc *
+uassoc_get(int fd, int family)
+{
+    struct plcore_dest any = {0};
+    struct sockaddr_storage px, local;
+    socklen_t pxlen, llen = sizeof(local);
+    struct plcore_hs hs;
+    struct uassoc *a;
+    short need = 0;
+    int ctl, r;
+
+    pthread_mutex_lock(&G.lock);
+    a = uassoc_find(fd);
+    pthread_mutex_unlock(&G.lock);
+    if (a != NULL)
+        return a;
+    if (proxy_addr(&px, &pxlen) < 0) {
+        errno = EHOSTUNREACH;
+        return NULL;
+    }
+    /* DST.ADDR: the address datagrams will come from, unknown before the first send. */
+    any.addr.ss_family = AF_INET;
+    ctl = socket(px.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (ctl < 0)
+        return NULL;
+    if (plcore_hs_start(&hs, &G.px, &any) < 0 || real_connect(ctl, (void *)&px, pxlen) < 0)
+        goto fail;
+    hs.cmd = 3;
+    while ((r = hs_io(ctl, &hs, &need)) == 0)
+        if (wait_fd(ctl, need, G.timeout_ms) <= 0) {
+            r = -ETIMEDOUT;
+            break;
+        }
+    if (r < 0) {
+        errno = -r;
+        goto fail;
+    }
+    a = calloc(1, sizeof(*a));
+    if (a == NULL || plcore_hs_bound(&hs, &a->relay, &a->relay_len) < 0)
+        goto fail;
+    /* A relay at the unspecified address is at the proxy's (RFC 1928 leaves it open). */
+    if (a->relay.ss_family == AF_INET &&
+        ((struct sockaddr_in *)&a->relay)->sin_addr.s_addr == htonl(INADDR_ANY) &&
+        getpeername(ctl, (struct sockaddr *)&local, &llen) == 0 && local.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a->relay)->sin_addr = ((struct sockaddr_in *)&local)->sin_addr;
+    if (family == AF_INET6 && a->relay.ss_family == AF_INET)
+        to_v4_mapped(&a->relay, &a->relay_len);
+    a->fd = fd;
+    a->ctl = ctl;
+    pthread_mutex_lock(&G.lock);
+    a->next = G.uas;
+    G.uas = a;
+    atomic_fetch_add(&G.nuas, 1);
+    pthread_mutex_unlock(&G.lock);
+    dbg("ringsocks-preload: fd %d: UDP association open", fd);
+    return a;
+fail:
+    r = errno;
+    free(a);
+    real_close(ctl);
+    errno = r ? r : ECONNREFUSED;
+    return NULL;
+}
+
+EXPORT ssize_t
+sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa, socklen_t salen)
+{
+    struct plcore_dest dest = {0};
+    struct uassoc *a;
+    uint8_t *pkt;
+    socklen_t olen = sizeof(int);
+    int type = 0, hl;
+    uint32_t ip;
+    ssize_t n;
+
+    if (!active() || sa == NULL || salen < sizeof(struct sockaddr_in) ||
+        (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+        (G.px.scheme != PLCORE_SOCKS5 && G.px.scheme != PLCORE_SOCKS5H) ||
+        real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_DGRAM)
+        return real_sendto(fd, buf, len, flags, sa, salen);
+    dest.port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    pthread_mutex_lock(&G.lock);
+    if (G.names.cap > 0 && plcore_sa_ipv4(sa, &ip) && plcore_names_lookup(&G.names, ip) != NULL)
+        strcpy(dest.name, plcore_names_lookup(&G.names, ip));
+    pthread_mutex_unlock(&G.lock);
+    if (dest.name[0] == '\0') {
+        struct sockaddr_storage px;
+        socklen_t pxlen;
+        if (proxy_addr(&px, &pxlen) < 0 || bypassed(sa))
+            return real_sendto(fd, buf, len, flags, sa, salen);
+        memcpy(&dest.addr, sa, salen < sizeof(dest.addr) ? salen : sizeof(dest.addr));
+    }
+    a = uassoc_get(fd, sa->sa_family);
+    if (a == NULL)
+        return -1;
+    pkt = malloc(len + 262);
+    if (pkt == NULL)
+        return fail(ENOMEM);
+    hl = plcore_udp_header(pkt, &dest);
+    memcpy(pkt + hl, buf, len);
+    n = real_sendto(fd, pkt, (size_t)hl + len, flags, (struct sockaddr *)&a->relay, a->relay_len);
+    free(pkt);
+    return n < 0 ? n : (ssize_t)len;
+}
+
+static void
+fill_addr(const struct sockaddr_storage *ss, struct sockaddr *sa, socklen_t *salen)
+{
+    socklen_t n =
+        ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+
+    if (sa != NULL && salen != NULL) {
+        memcpy(sa, ss, *salen < n ? *salen : n);
+        *salen = n;
+    }
+}
+
+EXPORT ssize_t
+recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa, socklen_t *salen)
+{
+    struct sockaddr_storage from;
+    struct plcore_dest src;
+    struct uassoc *a;
+    uint8_t *pkt;
+    ssize_t n;
+    int off;
+
+    pthread_once(&G.once, init);
+    if (atomic_load(&G.nuas) == 0 || in_lib)
+        return real_recvfrom(fd, buf, len, flags, sa, salen);
+    pthread_mutex_lock(&G.lock);
+    a = uassoc_find(fd);
+    pthread_mutex_unlock(&G.lock);
+    if (a == NULL)
+        return real_recvfrom(fd, buf, len, flags, sa, salen);
+    pkt = malloc(len + 262);
+    if (pkt == NULL)
+        return fail(ENOMEM);
+    for (;;) {
+        socklen_t flen = sizeof(from);
+        n = real_recvfrom(fd, pkt, len + 262, flags, (struct sockaddr *)&from, &flen);
+        if (n < 0)
+            break;
+        if (!same_endpoint((struct sockaddr *)&from, &a->relay)) {
+            /* From elsewhere (a bypassed peer): as it came. */
+            memcpy(buf, pkt, (size_t)n < len ? (size_t)n : len);
+            fill_addr(&from, sa, salen);
+            n = (size_t)n < len ? n : (ssize_t)len;
+            break;
+        }
+        off = plcore_udp_parse(pkt, (size_t)n, &src);
+        if (off < 0)
+            continue; /* a malformed or fragmented datagram is dropped */
+        if (src.name[0] != '\0') {
+            struct sockaddr_in *v4 = (struct sockaddr_in *)&src.addr;
+            v4->sin_family = AF_INET;
+            v4->sin_port = htons(src.port);
+            v4->sin_addr.s_addr = htonl(placeholder(src.name));
+        }
+        n -= off;
+        memcpy(buf, pkt + off, (size_t)n < len ? (size_t)n : len);
+        n = (size_t)n < len ? n : (ssize_t)len;
+        fill_addr(&src.addr, sa, salen);
+        break;
+    }
+    free(pkt);
+    return n;
 }

@@ -197,16 +197,17 @@ def preload_python_urllib(ctx):
 @case("preload_python_nonblocking")
 def preload_python_nonblocking(ctx):
     """Non-blocking connect, then select / poll / epoll / edge-triggered epoll for writable,
-    through ringsocks to good.test."""
+    through ringsocks to good.test; and poll on an IPv6 socket (placeholder IPv4-mapped, the
+    proxy reached at its IPv4-mapped address)."""
     dns, p = dns_proxy(ctx)
     t, sha = target(ctx, p)
     env = pl_env("socks5h://127.0.0.1:%d" % p.port)
-    for mode in ("blocking", "select", "poll", "epoll", "epollet"):
+    for mode in ("blocking", "select", "poll", "epoll", "epollet", "poll6"):
         out = run_json(ctx, [sys.executable, CLIENT, "get", mode, "good.test", str(t.port), "/blob"], env,
                        "python socket (%s)" % mode)
         check(out["status"].startswith("HTTP/1.0 200"), "%s: status %r" % (mode, out["status"]))
         check(out["sha256"] == sha, "%s: the body differs from the target's" % mode)
-    via_proxy(t, "python sockets", 5)
+    via_proxy(t, "python sockets", 6)
 
 
 class SlowSocks5:
@@ -289,6 +290,47 @@ def preload_handshake_before_writable(ctx):
                   % (mode, out["connect_s"], out["connect_rc"]))
     check(srv.requests and all(r == (3, "slow-proxy.test", 7) for r in srv.requests),
           "the proxy should get the name (ATYP 3) and port 7, got %s" % srv.requests)
+
+
+# ------------------------------------------------------------------ UDP
+
+class UDPEchoOnce:
+    """A UDP echo on 127.0.0.1 for one datagram that records who sent it (.peers)."""
+
+    def __init__(self, ctx):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(20)
+        self.addr = self.sock.getsockname()
+        self.peers = []
+        ctx.defer(self.sock.close)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        try:
+            data, peer = self.sock.recvfrom(4096)
+            self.peers.append(peer)
+            self.sock.sendto(data, peer)
+        except OSError:
+            pass
+
+
+@case("preload_udp_associate")
+def preload_udp_associate(ctx):
+    """Python sendto/recvfrom on an unconnected UDP socket go through UDP ASSOCIATE: the echo
+    server sees the proxy's relay socket, not the program's, and the answer's source is the
+    echo server; a DNS query to the DNS stub gets good.test's address back."""
+    dns, p = dns_proxy(ctx)
+    echo = UDPEchoOnce(ctx)
+    env = pl_env("socks5h://127.0.0.1:%d" % p.port)
+    out = run_json(ctx, [sys.executable, CLIENT, "udp", "127.0.0.1", str(echo.addr[1])], env, "python udp")
+    check(out["reply"] == "ping", "the UDP echo came back as %r" % out["reply"])
+    check(tuple(out["from"]) == echo.addr, "the answer's source is %s, not the echo server %s"
+          % (out["from"], echo.addr))
+    check(echo.peers and echo.peers[0][1] != out["local"][1],
+          "the echo server saw the program's own socket %s: the datagram went direct" % (echo.peers,))
+    out = run_json(ctx, [sys.executable, CLIENT, "dns", "127.0.0.1", str(dns.port), "good.test"], env, "python dns")
+    check(out["rcode"] == 0 and out["a"] == ["127.0.0.1"], "the DNS answer through the proxy: %s" % out)
 
 
 # ------------------------------------------------------------------ ncat, Node

@@ -6,11 +6,15 @@ They are plain Python socket users that know nothing of SOCKS: the library must 
     preload_client.py urllib URL                 GET URL with urllib, print the body's sha256
     preload_client.py get MODE HOST PORT PATH    HTTP/1.0 GET over a socket, MODE one of
                                                  blocking, select, poll, epoll, epollet
-                                                 (non-blocking connect, then wait for writable)
+                                                 (non-blocking connect, then wait for writable);
+                                                 MODE6: the same on an IPv6 socket
     preload_client.py echo MODE HOST PORT        non-blocking connect, then "ping" -> "ping"
+    preload_client.py udp HOST PORT              "ping" with sendto, the answer with recvfrom
+    preload_client.py dns HOST PORT NAME         a DNS A query for NAME with sendto/recvfrom
 
 Prints one JSON line: sha256 (get, urllib), connect_s (how long connect() took),
-writable_s (when the socket turned writable, from the start), reply (echo).
+writable_s (when the socket turned writable, from the start), reply (echo, udp), from and
+local (udp, dns: the answer's source and the socket's own address), a (dns: the addresses).
 """
 
 import hashlib
@@ -47,7 +51,10 @@ def wait_writable(s, mode, t0):
 
 
 def connect(mode, host, port):
-    ai = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM)[0]
+    # MODE6: an IPv6 socket (a placeholder comes IPv4-mapped)
+    family = socket.AF_INET6 if mode.endswith("6") else socket.AF_UNSPEC
+    mode = mode.rstrip("6")
+    ai = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)[0]
     s = socket.socket(ai[0], socket.SOCK_STREAM)
     t0 = time.monotonic()
     out = {}
@@ -98,6 +105,27 @@ def main():
         s, out = connect(mode, host, port)
         s.sendall(b"ping")
         out["reply"] = s.recv(16).decode("latin-1")
+        print(json.dumps(out))
+        return
+    if sys.argv[1] in ("udp", "dns"):
+        host, port = sys.argv[2], int(sys.argv[3])
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(10)
+        if sys.argv[1] == "udp":
+            msg = b"ping"
+        else:
+            msg = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+            msg += b"".join(bytes([len(x)]) + x.encode() for x in sys.argv[4].split(".")) + b"\x00\x00\x01\x00\x01"
+        s.sendto(msg, (host, port))
+        data, peer = s.recvfrom(4096)
+        out = {"from": list(peer), "local": list(s.getsockname())}
+        if sys.argv[1] == "udp":
+            out["reply"] = data.decode("latin-1")
+        else:
+            an = int.from_bytes(data[6:8], "big")
+            out["rcode"] = data[3] & 15
+            out["a"] = [socket.inet_ntoa(data[-4:])] if an else []
         print(json.dumps(out))
         return
     raise SystemExit("unknown command %s" % sys.argv[1])

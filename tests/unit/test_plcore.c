@@ -322,6 +322,63 @@ test_hs_socks4(void **state)
     assert_int_equal(plcore_hs_start(&hs, &px, &dn), -EINVAL);
 }
 
+static void
+test_udp_header(void **state)
+{
+    struct plcore_dest d = {.name = "u.test", .port = 53}, got;
+    struct plcore_dest d4 = dest_ip("192.0.2.9", 5353);
+    static const uint8_t want[] = {0, 0, 0, 3, 6, 'u', '.', 't', 'e', 's', 't', 0, 53};
+    uint8_t pkt[300];
+    int n;
+
+    (void)state;
+    n = plcore_udp_header(pkt, &d);
+    assert_int_equal(n, sizeof(want));
+    assert_memory_equal(pkt, want, sizeof(want));
+    memcpy(pkt + n, "data", 4);
+    assert_int_equal(plcore_udp_parse(pkt, (size_t)n + 4, &got), n);
+    assert_string_equal(got.name, "u.test");
+    assert_int_equal(got.port, 53);
+    n = plcore_udp_header(pkt, &d4);
+    assert_int_equal(n, 10);
+    assert_int_equal(plcore_udp_parse(pkt, (size_t)n, &got), n);
+    assert_int_equal(got.addr.ss_family, AF_INET);
+    assert_int_equal(ntohs(((struct sockaddr_in *)&got.addr)->sin_port), 5353);
+    assert_int_equal(got.port, 5353);
+    /* A fragment, a cut header, an unknown ATYP: dropped. */
+    pkt[2] = 1;
+    assert_int_equal(plcore_udp_parse(pkt, (size_t)n, &got), -EINVAL);
+    pkt[2] = 0;
+    assert_int_equal(plcore_udp_parse(pkt, (size_t)n - 1, &got), -EINVAL);
+    pkt[3] = 9;
+    assert_int_equal(plcore_udp_parse(pkt, (size_t)n, &got), -EINVAL);
+}
+
+static void
+test_hs_udp_associate_bound(void **state)
+{
+    struct plcore_proxy px;
+    struct plcore_dest any = {.port = 0};
+    struct plcore_hs hs;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    static const uint8_t replies[] = {5, 0, 5, 0, 0, 1, 127, 0, 0, 1, 0x1f, 0x90};
+    uint8_t sent[1024];
+    size_t n;
+
+    (void)state;
+    any.addr.ss_family = AF_INET;
+    assert_int_equal(plcore_proxy_parse(&px, "socks5://h", NULL, 0), 0);
+    assert_int_equal(plcore_hs_start(&hs, &px, &any), 0);
+    hs.cmd = 3;
+    assert_int_equal(run_hs(&hs, replies, sizeof(replies), sent, &n), 1);
+    assert_int_equal(sent[3 + 1], 3); /* CMD UDP ASSOCIATE */
+    assert_int_equal(plcore_hs_bound(&hs, &ss, &len), 0);
+    assert_int_equal(len, sizeof(struct sockaddr_in));
+    assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 8080);
+    assert_int_equal(ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr), 0x7f000001);
+}
+
 int
 main(void)
 {
@@ -336,6 +393,8 @@ main(void)
         cmocka_unit_test(test_hs_socks5_ipv4_ipv6),
         cmocka_unit_test(test_hs_socks5_refusals),
         cmocka_unit_test(test_hs_socks4),
+        cmocka_unit_test(test_udp_header),
+        cmocka_unit_test(test_hs_udp_associate_bound),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
