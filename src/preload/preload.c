@@ -1,10 +1,12 @@
 /*
- * preload.c - libringsocks-preload.so: routes an unmodified program's TCP connections through a
- * SOCKS4/4a/5 proxy (RINGSOCKS_PROXY, else SOCKS_PROXY, else ALL_PROXY / all_proxy, in curl's URL
- * syntax), with remote DNS through placeholder addresses for socks5h and socks4a.
+ * preload.c - libringsocks-preload.so: routes an unmodified program's connections (TCP, and UDP
+ * for SOCKS5) through a SOCKS4/4a/5 proxy (RINGSOCKS_PROXY, else SOCKS_PROXY, else ALL_PROXY /
+ * all_proxy, in curl's URL syntax), with remote DNS through placeholder addresses for socks5h
+ * and socks4a.
  *
  * Owns: the interposed connect, close, getsockopt, getaddrinfo, gethostbyname*, poll, ppoll,
- * select, pselect, epoll_ctl, epoll_wait, epoll_pwait, sendto and recvfrom; the table of
+ * select, pselect, epoll_ctl, epoll_wait, epoll_pwait, and for UDP sendto, recvfrom, sendmsg,
+ * recvmsg, send, recv, read and write (a lookup only while an association exists); the table of
  * non-blocking connects whose SOCKS handshake is still running (driven from those calls, never
  * from a thread of ours); the UDP associations; the placeholder names. Called from any thread
  * of the host program: shared state is under one lock, the real calls come from
@@ -61,6 +63,10 @@ static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
 static int (*real_epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 static ssize_t (*real_sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
 static ssize_t (*real_recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+static ssize_t (*real_sendmsg)(int, const struct msghdr *, int);
+static ssize_t (*real_recvmsg)(int, struct msghdr *, int);
+static ssize_t (*real_read)(int, void *, size_t);
+static ssize_t (*real_write)(int, const void *, size_t);
 
 /* A UDP socket's association (SOCKS5 UDP ASSOCIATE): its TCP control connection to the proxy
  * and the relay address datagrams go to. Lives until the socket is closed. */
@@ -70,6 +76,8 @@ struct uassoc {
     int ctl;
     struct sockaddr_storage relay;
     socklen_t relay_len;
+    bool connected; /* connect() named peer: send, write and sendmsg go to it */
+    struct plcore_dest peer;
 };
 
 /* A non-blocking connect whose handshake runs, or that failed (until close). */
@@ -104,7 +112,8 @@ static struct {
     atomic_int nuas;
 } G = {.once = PTHREAD_ONCE_INIT, .lock = PTHREAD_MUTEX_INITIALIZER};
 
-/* Set while the library itself calls libc (resolving the proxy's name): interposers pass through. */
+/* Set while the library itself calls libc (resolving the proxy's name): interposers pass
+ * through. */
 static __thread int in_lib;
 
 static void
@@ -124,7 +133,7 @@ dbg(const char *fmt, ...)
     if ((size_t)n > sizeof(buf) - 2)
         n = sizeof(buf) - 2;
     buf[n++] = '\n';
-    if (write(2, buf, (size_t)n) < 0)
+    if (real_write(2, buf, (size_t)n) < 0)
         return;
 }
 
@@ -144,6 +153,10 @@ resolve_reals(void)
     real_epoll_pwait = dlsym(RTLD_NEXT, "epoll_pwait");
     real_sendto = dlsym(RTLD_NEXT, "sendto");
     real_recvfrom = dlsym(RTLD_NEXT, "recvfrom");
+    real_sendmsg = dlsym(RTLD_NEXT, "sendmsg");
+    real_recvmsg = dlsym(RTLD_NEXT, "recvmsg");
+    real_read = dlsym(RTLD_NEXT, "read");
+    real_write = dlsym(RTLD_NEXT, "write");
 }
 
 static void
@@ -333,12 +346,13 @@ hs_io(int fd, struct plcore_hs *hs, short *need)
         ssize_t n;
         int r;
         if (hs->out_off < hs->out_len) {
-            n = send(fd, hs->out + hs->out_off, hs->out_len - hs->out_off,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
+            n = real_sendto(fd, hs->out + hs->out_off, hs->out_len - hs->out_off,
+                            MSG_NOSIGNAL | MSG_DONTWAIT, NULL, 0);
             r = io_step(n, POLLOUT, need, &hs->out_off);
         } else if (hs->in_len < hs->in_want) {
             /* Exactly what the stage needs: the program's first bytes stay in the socket. */
-            n = recv(fd, hs->in + hs->in_len, hs->in_want - hs->in_len, MSG_DONTWAIT);
+            n = real_recvfrom(fd, hs->in + hs->in_len, hs->in_want - hs->in_len, MSG_DONTWAIT, NULL,
+                              NULL);
             if (n == 0)
                 return -ECONNREFUSED;
             r = io_step(n, POLLIN, need, &hs->in_len);
@@ -440,6 +454,8 @@ to_v4_mapped(struct sockaddr_storage *ss, socklen_t *len)
     *len = sizeof(m);
 }
 
+static int udp_connect(int fd, const struct sockaddr *sa, socklen_t salen);
+
 EXPORT int
 connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
@@ -472,7 +488,8 @@ connect(int fd, const struct sockaddr *sa, socklen_t len)
     pthread_mutex_unlock(&G.lock);
 
     if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_STREAM) {
-        /* Connected UDP is not relayed (docs/routing.md): a placeholder cannot work. */
+        if (type == SOCK_DGRAM)
+            return udp_connect(fd, sa, len);
         if (dest.name[0] != '\0')
             return fail(ENETUNREACH);
         return real_connect(fd, sa, len);
@@ -882,7 +899,7 @@ resolve_locally(const char *name)
         real_close(fd);
         return false;
     }
-    while (len < HOSTS_MAX && (n = read(fd, buf + len, HOSTS_MAX - len)) > 0)
+    while (len < HOSTS_MAX && (n = real_read(fd, buf + len, HOSTS_MAX - len)) > 0)
         len += (size_t)n;
     real_close(fd);
     yes = plcore_hosts_has(buf, len, name);
@@ -1009,7 +1026,8 @@ gethostbyname(const char *name)
     return gethostbyname2(name, AF_INET);
 }
 
-/* ---- UDP through SOCKS5 UDP ASSOCIATE (unconnected sockets: sendto and recvfrom) */
+/* ---- UDP through SOCKS5 UDP ASSOCIATE. Inside the library only real_* calls are made: the
+ * interposed ones take G.lock. */
 
 static struct uassoc *
 uassoc_find(int fd)
@@ -1088,45 +1106,171 @@ fail:
     return NULL;
 }
 
-EXPORT ssize_t
-sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa, socklen_t salen)
+/* Whether a datagram from fd to sa goes through the proxy: dest filled when it does. */
+static bool
+udp_proxied(int fd, const struct sockaddr *sa, socklen_t salen, struct plcore_dest *dest)
 {
-    struct plcore_dest dest = {0};
-    struct uassoc *a;
-    uint8_t *pkt;
-    socklen_t olen = sizeof(int);
-    int type = 0, hl;
+    struct sockaddr_storage px;
+    socklen_t pxlen, olen = sizeof(int);
+    int type = 0;
     uint32_t ip;
-    ssize_t n;
 
     if (!active() || sa == NULL || salen < sizeof(struct sockaddr_in) ||
         (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
         (G.px.scheme != PLCORE_SOCKS5 && G.px.scheme != PLCORE_SOCKS5H) ||
         real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &olen) < 0 || type != SOCK_DGRAM)
-        return real_sendto(fd, buf, len, flags, sa, salen);
-    dest.port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+        return false;
+    memset(dest, 0, sizeof(*dest));
+    dest->port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
     pthread_mutex_lock(&G.lock);
     if (G.names.cap > 0 && plcore_sa_ipv4(sa, &ip) && plcore_names_lookup(&G.names, ip) != NULL)
-        strcpy(dest.name, plcore_names_lookup(&G.names, ip));
+        strcpy(dest->name, plcore_names_lookup(&G.names, ip));
     pthread_mutex_unlock(&G.lock);
-    if (dest.name[0] == '\0') {
-        struct sockaddr_storage px;
-        socklen_t pxlen;
-        if (proxy_addr(&px, &pxlen) < 0 || bypassed(sa))
-            return real_sendto(fd, buf, len, flags, sa, salen);
-        memcpy(&dest.addr, sa, salen < sizeof(dest.addr) ? salen : sizeof(dest.addr));
+    if (dest->name[0] != '\0')
+        return true;
+    if (proxy_addr(&px, &pxlen) < 0 || bypassed(sa))
+        return false;
+    memcpy(&dest->addr, sa, salen < sizeof(dest->addr) ? salen : sizeof(dest->addr));
+    return true;
+}
+
+/* One datagram to dest through a's relay. */
+static ssize_t
+udp_send(struct uassoc *a, const struct plcore_dest *dest, const void *buf, size_t len, int flags)
+{
+    uint8_t *pkt = malloc(len + 262);
+    ssize_t n;
+    int hl;
+
+    if (pkt == NULL)
+        return fail(ENOMEM);
+    hl = plcore_udp_header(pkt, dest);
+    memcpy(pkt + hl, buf, len);
+    n = real_sendto(a->fd, pkt, (size_t)hl + len, flags, (struct sockaddr *)&a->relay,
+                    a->relay_len);
+    free(pkt);
+    return n < 0 ? n : (ssize_t)len;
+}
+
+/* fd's association if it has one (connected: only if connect() named a proxied peer). */
+static struct uassoc *
+uassoc_of(int fd, bool connected)
+{
+    struct uassoc *a;
+
+    pthread_once(&G.once, init);
+    if (atomic_load(&G.nuas) == 0 || in_lib)
+        return NULL;
+    pthread_mutex_lock(&G.lock);
+    a = uassoc_find(fd);
+    if (a != NULL && connected && !a->connected)
+        a = NULL;
+    pthread_mutex_unlock(&G.lock);
+    return a;
+}
+
+/* connect() on a UDP socket to a proxied peer: the socket is connected to the relay (so only
+ * the relay's datagrams arrive, as only the peer's would), the peer kept for send/write. */
+static int
+udp_connect(int fd, const struct sockaddr *sa, socklen_t salen)
+{
+    struct plcore_dest dest;
+    struct uassoc *a;
+
+    if (!udp_proxied(fd, sa, salen, &dest)) {
+        struct uassoc *old = uassoc_of(fd, false);
+        if (old != NULL)
+            old->connected = false;
+        return real_connect(fd, sa, salen);
     }
     a = uassoc_get(fd, sa->sa_family);
     if (a == NULL)
         return -1;
-    pkt = malloc(len + 262);
-    if (pkt == NULL)
+    if (real_connect(fd, (struct sockaddr *)&a->relay, a->relay_len) < 0)
+        return -1;
+    pthread_mutex_lock(&G.lock);
+    a->peer = dest;
+    a->connected = true;
+    pthread_mutex_unlock(&G.lock);
+    return 0;
+}
+
+EXPORT ssize_t
+sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *sa, socklen_t salen)
+{
+    struct plcore_dest dest;
+    struct uassoc *a;
+
+    if (sa == NULL && (a = uassoc_of(fd, true)) != NULL)
+        return udp_send(a, &a->peer, buf, len, flags);
+    if (!udp_proxied(fd, sa, salen, &dest))
+        return real_sendto(fd, buf, len, flags, sa, salen);
+    a = uassoc_get(fd, sa->sa_family);
+    if (a == NULL)
+        return -1;
+    return udp_send(a, &dest, buf, len, flags);
+}
+
+EXPORT ssize_t
+send(int fd, const void *buf, size_t len, int flags)
+{
+    return sendto(fd, buf, len, flags, NULL, 0);
+}
+
+EXPORT ssize_t
+write(int fd, const void *buf, size_t len)
+{
+    struct uassoc *a = uassoc_of(fd, true);
+
+    if (a != NULL)
+        return udp_send(a, &a->peer, buf, len, 0);
+    return real_write(fd, buf, len);
+}
+
+/* The data of msg's iovecs in one heap block (NULL with errno on failure). */
+static uint8_t *
+iov_flatten(const struct msghdr *msg, size_t *len)
+{
+    uint8_t *b;
+    size_t i, n = 0;
+
+    for (i = 0; i < msg->msg_iovlen; i++)
+        n += msg->msg_iov[i].iov_len;
+    b = malloc(n ? n : 1);
+    if (b == NULL)
+        return NULL;
+    for (n = 0, i = 0; i < msg->msg_iovlen; i++) {
+        memcpy(b + n, msg->msg_iov[i].iov_base, msg->msg_iov[i].iov_len);
+        n += msg->msg_iov[i].iov_len;
+    }
+    *len = n;
+    return b;
+}
+
+EXPORT ssize_t
+sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    struct plcore_dest dest;
+    struct uassoc *a = NULL;
+    uint8_t *b;
+    size_t len;
+    ssize_t n;
+
+    if (msg->msg_name == NULL)
+        a = uassoc_of(fd, true);
+    else if (udp_proxied(fd, msg->msg_name, msg->msg_namelen, &dest))
+        a = uassoc_get(fd, ((struct sockaddr *)msg->msg_name)->sa_family);
+    else
+        return real_sendmsg(fd, msg, flags);
+    if (a == NULL)
+        return msg->msg_name == NULL ? real_sendmsg(fd, msg, flags) : -1;
+    /* Ancillary data (msg_control) is not carried through the relay. */
+    b = iov_flatten(msg, &len);
+    if (b == NULL)
         return fail(ENOMEM);
-    hl = plcore_udp_header(pkt, &dest);
-    memcpy(pkt + hl, buf, len);
-    n = real_sendto(fd, pkt, (size_t)hl + len, flags, (struct sockaddr *)&a->relay, a->relay_len);
-    free(pkt);
-    return n < 0 ? n : (ssize_t)len;
+    n = udp_send(a, msg->msg_name == NULL ? &a->peer : &dest, b, len, flags);
+    free(b);
+    return n;
 }
 
 static void
@@ -1141,30 +1285,22 @@ fill_addr(const struct sockaddr_storage *ss, struct sockaddr *sa, socklen_t *sal
     }
 }
 
-EXPORT ssize_t
-recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa, socklen_t *salen)
+/* One datagram from a's socket: the relay's header stripped, its source reported. */
+static ssize_t
+udp_recv(struct uassoc *a, void *buf, size_t len, int flags, struct sockaddr *sa, socklen_t *salen)
 {
     struct sockaddr_storage from;
     struct plcore_dest src;
-    struct uassoc *a;
     uint8_t *pkt;
     ssize_t n;
     int off;
 
-    pthread_once(&G.once, init);
-    if (atomic_load(&G.nuas) == 0 || in_lib)
-        return real_recvfrom(fd, buf, len, flags, sa, salen);
-    pthread_mutex_lock(&G.lock);
-    a = uassoc_find(fd);
-    pthread_mutex_unlock(&G.lock);
-    if (a == NULL)
-        return real_recvfrom(fd, buf, len, flags, sa, salen);
     pkt = malloc(len + 262);
     if (pkt == NULL)
         return fail(ENOMEM);
     for (;;) {
         socklen_t flen = sizeof(from);
-        n = real_recvfrom(fd, pkt, len + 262, flags, (struct sockaddr *)&from, &flen);
+        n = real_recvfrom(a->fd, pkt, len + 262, flags, (struct sockaddr *)&from, &flen);
         if (n < 0)
             break;
         if (!same_endpoint((struct sockaddr *)&from, &a->relay)) {
@@ -1190,5 +1326,59 @@ recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa, socklen_
         break;
     }
     free(pkt);
+    return n;
+}
+
+EXPORT ssize_t
+recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *sa, socklen_t *salen)
+{
+    struct uassoc *a = uassoc_of(fd, false);
+
+    if (a == NULL)
+        return real_recvfrom(fd, buf, len, flags, sa, salen);
+    return udp_recv(a, buf, len, flags, sa, salen);
+}
+
+EXPORT ssize_t
+recv(int fd, void *buf, size_t len, int flags)
+{
+    return recvfrom(fd, buf, len, flags, NULL, NULL);
+}
+
+EXPORT ssize_t
+read(int fd, void *buf, size_t len)
+{
+    struct uassoc *a = uassoc_of(fd, false);
+
+    if (a == NULL)
+        return real_read(fd, buf, len);
+    return udp_recv(a, buf, len, 0, NULL, NULL);
+}
+
+EXPORT ssize_t
+recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    struct uassoc *a = uassoc_of(fd, false);
+    uint8_t *b;
+    size_t i, len = 0, off = 0;
+    ssize_t n;
+
+    if (a == NULL)
+        return real_recvmsg(fd, msg, flags);
+    for (i = 0; i < msg->msg_iovlen; i++)
+        len += msg->msg_iov[i].iov_len;
+    b = malloc(len ? len : 1);
+    if (b == NULL)
+        return fail(ENOMEM);
+    n = udp_recv(a, b, len, flags, msg->msg_name, &msg->msg_namelen);
+    for (i = 0; n > 0 && i < msg->msg_iovlen && off < (size_t)n; i++) {
+        size_t k =
+            msg->msg_iov[i].iov_len < (size_t)n - off ? msg->msg_iov[i].iov_len : (size_t)n - off;
+        memcpy(msg->msg_iov[i].iov_base, b + off, k);
+        off += k;
+    }
+    free(b);
+    msg->msg_controllen = 0;
+    msg->msg_flags = 0;
     return n;
 }

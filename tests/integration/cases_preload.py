@@ -317,18 +317,22 @@ class UDPEchoOnce:
 
 @case("preload_udp_associate")
 def preload_udp_associate(ctx):
-    """Python sendto/recvfrom on an unconnected UDP socket go through UDP ASSOCIATE: the echo
-    server sees the proxy's relay socket, not the program's, and the answer's source is the
-    echo server; a DNS query to the DNS stub gets good.test's address back."""
+    """Python UDP goes through UDP ASSOCIATE, with sendto/recvfrom and sendmsg/recvmsg on an
+    unconnected socket and send/recv on a connected one: the echo server sees the proxy's relay
+    socket, not the program's, and the answer's source is the echo server; a DNS query to the
+    DNS stub gets good.test's address back."""
     dns, p = dns_proxy(ctx)
-    echo = UDPEchoOnce(ctx)
     env = pl_env("socks5h://127.0.0.1:%d" % p.port)
-    out = run_json(ctx, [sys.executable, CLIENT, "udp", "127.0.0.1", str(echo.addr[1])], env, "python udp")
-    check(out["reply"] == "ping", "the UDP echo came back as %r" % out["reply"])
-    check(tuple(out["from"]) == echo.addr, "the answer's source is %s, not the echo server %s"
-          % (out["from"], echo.addr))
-    check(echo.peers and echo.peers[0][1] != out["local"][1],
-          "the echo server saw the program's own socket %s: the datagram went direct" % (echo.peers,))
+    for how in ("to", "msg", "conn"):
+        echo = UDPEchoOnce(ctx)
+        out = run_json(ctx, [sys.executable, CLIENT, "udp", "127.0.0.1", str(echo.addr[1]), how], env,
+                       "python udp (%s)" % how)
+        check(out["reply"] == "ping", "%s: the UDP echo came back as %r" % (how, out["reply"]))
+        if how != "conn":  # a connected socket's peer is the relay (getpeername), as with TCP
+            check(tuple(out["from"]) == echo.addr, "%s: the answer's source is %s, not the echo server %s"
+                  % (how, out["from"], echo.addr))
+        check(echo.peers and echo.peers[0][1] != out["local"][1],
+              "%s: the echo server saw the program's own socket %s: the datagram went direct" % (how, echo.peers))
     out = run_json(ctx, [sys.executable, CLIENT, "dns", "127.0.0.1", str(dns.port), "good.test"], env, "python dns")
     check(out["rcode"] == 0 and out["a"] == ["127.0.0.1"], "the DNS answer through the proxy: %s" % out)
 

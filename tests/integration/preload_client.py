@@ -9,7 +9,10 @@ They are plain Python socket users that know nothing of SOCKS: the library must 
                                                  (non-blocking connect, then wait for writable);
                                                  MODE6: the same on an IPv6 socket
     preload_client.py echo MODE HOST PORT        non-blocking connect, then "ping" -> "ping"
-    preload_client.py udp HOST PORT              "ping" with sendto, the answer with recvfrom
+    preload_client.py udp HOST PORT [HOW]        "ping" -> "ping" on an unconnected UDP socket with
+                                                 sendto/recvfrom (HOW "to", the default) or
+                                                 sendmsg/recvmsg ("msg"), or on a connected one
+                                                 with send/recv ("conn")
     preload_client.py dns HOST PORT NAME         a DNS A query for NAME with sendto/recvfrom
 
 Prints one JSON line: sha256 (get, urllib), connect_s (how long connect() took),
@@ -112,13 +115,23 @@ def main():
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("127.0.0.1", 0))
         s.settimeout(10)
+        how = "to"
         if sys.argv[1] == "udp":
             msg = b"ping"
+            how = sys.argv[4] if len(sys.argv) > 4 else "to"
         else:
             msg = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
             msg += b"".join(bytes([len(x)]) + x.encode() for x in sys.argv[4].split(".")) + b"\x00\x00\x01\x00\x01"
-        s.sendto(msg, (host, port))
-        data, peer = s.recvfrom(4096)
+        if how == "conn":
+            s.connect((host, port))
+            s.send(msg)
+            data, peer = s.recv(4096), s.getpeername()
+        elif how == "msg":
+            s.sendmsg([msg[:2], msg[2:]], [], 0, (host, port))
+            data, _, _, peer = s.recvmsg(4096)
+        else:
+            s.sendto(msg, (host, port))
+            data, peer = s.recvfrom(4096)
         out = {"from": list(peer), "local": list(s.getsockname())}
         if sys.argv[1] == "udp":
             out["reply"] = data.decode("latin-1")
