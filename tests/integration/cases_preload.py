@@ -1,7 +1,8 @@
 """
 cases_preload.py - the socksifier (build/libringsocks-preload.so, build/ringsocks-run) with
 programs no one here wrote: curl without proxy flags, Python urllib and sockets (blocking and
-non-blocking with select, poll, epoll and edge-triggered epoll), ncat and Node's net.
+non-blocking with select, poll, epoll and edge-triggered epoll; UDP through UDP ASSOCIATE, a
+DNS query among it), ncat, socat and Node's net; against ringsocks, and against Dante.
 
 Targets are on loopback, which the library leaves alone by default: the cases set
 RINGSOCKS_BYPASS_LOOPBACK=0, and the target looks each connection up in /proc and requires it
@@ -337,21 +338,35 @@ def preload_udp_associate(ctx):
     check(out["rcode"] == 0 and out["a"] == ["127.0.0.1"], "the DNS answer through the proxy: %s" % out)
 
 
-# ------------------------------------------------------------------ ncat, Node
+# ------------------------------------------------------------------ ncat, socat, Node
+
+def stdio_get(ctx, argv, what):
+    """A program that copies stdin to a connection and the connection to stdout sends a GET for
+    good.test through ringsocks (socks5h); the body must be the target's."""
+    dns, p = dns_proxy(ctx)
+    t, sha = target(ctx, p)
+    r = ctx.run([a.replace("PORT", str(t.port)) for a in argv], timeout=40,
+                input=b"GET /blob HTTP/1.0\r\nHost: good.test\r\n\r\n",
+                env=pl_env("socks5h://127.0.0.1:%d" % p.port))
+    check(r.returncode == 0, "%s exited %d: %s" % (what, r.returncode, tail(r.stderr.decode("utf-8", "replace"), 6)))
+    body = r.stdout.partition(b"\r\n\r\n")[2]
+    check(hashlib.sha256(body).hexdigest() == sha, "%s got %d body bytes that differ from the target's"
+          % (what, len(body)))
+    via_proxy(t, what)
+
 
 @case("preload_ncat")
 def preload_ncat(ctx):
-    """ncat (nsock: non-blocking connect, epoll) sends a GET to good.test."""
+    """ncat (nsock: non-blocking connect, epoll)."""
     need_tools("ncat")
-    dns, p = dns_proxy(ctx)
-    t, sha = target(ctx, p)
-    r = ctx.run(["ncat", "good.test", str(t.port)], timeout=40,
-                input=b"GET /blob HTTP/1.0\r\nHost: good.test\r\n\r\n",
-                env=pl_env("socks5h://127.0.0.1:%d" % p.port))
-    check(r.returncode == 0, "ncat exited %d: %s" % (r.returncode, tail(r.stderr.decode("utf-8", "replace"), 6)))
-    body = r.stdout.partition(b"\r\n\r\n")[2]
-    check(hashlib.sha256(body).hexdigest() == sha, "ncat got %d body bytes that differ from the target's" % len(body))
-    via_proxy(t, "ncat")
+    stdio_get(ctx, ["ncat", "good.test", "PORT"], "ncat")
+
+
+@case("preload_socat")
+def preload_socat(ctx):
+    """socat with connect-timeout (non-blocking connect, then select)."""
+    need_tools("socat")
+    stdio_get(ctx, ["socat", "-t", "10", "-", "TCP:good.test:PORT,connect-timeout=10"], "socat")
 
 
 NODE_CLIENT = r"""
