@@ -101,6 +101,7 @@ parse_target(const uint8_t *p, size_t n, struct socks_dest *d)
         host = p + 1;
         hlen = (size_t)(rb - host);
         colon = rb + 1;
+        /* Brackets hold an IPv6 literal and nothing else (host names have no ':'). */
         if (hlen == 0 || !memchr(host, ':', hlen))
             return false;
     } else {
@@ -118,9 +119,6 @@ parse_target(const uint8_t *p, size_t n, struct socks_dest *d)
     struct socks_dest t;
     memset(&t, 0, sizeof(t)); /* the same bytes for the same request, whatever the stack held */
     if (socks_dest_set_name(&t, host, hlen) < 0)
-        return false;
-    /* Brackets hold an IPv6 literal and nothing else; without them there is none. */
-    if ((p[0] == '[') != (t.atyp == SOCKS5_ATYP_IPV6))
         return false;
     t.port = port;
     *d = t;
