@@ -786,6 +786,9 @@ hs_parse(struct shard *sh, struct conn *c)
         } else if (b >= 'A' && b <= 'Z' && sh->pol->http_connect) {
             c->version = HTTPCONNECT_VERSION;
         } else if (c->version != SOCKS4_VERSION) {
+            /* 'H' would log as an HTTP client: with http_connect off it is none. */
+            if (c->version == HTTPCONNECT_VERSION)
+                c->version = 0;
             conn_close(sh, c, END_PROTOCOL);
             return;
         }

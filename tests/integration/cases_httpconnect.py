@@ -170,8 +170,21 @@ def http_connect_errors(ctx):
     expect_status(ctx, p, b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % closed, 400,
                   "HTTP/1.1 without Host")
     expect_status(ctx, p, b"CONNECT 127.0.0.1 HTTP/1.1\r\nHost: x\r\n\r\n", 400, "no port")
-    big = connect_req("127.0.0.1:%d" % closed, extra="X-Big: %s\r\n" % ("v" * 3000))
-    expect_status(ctx, p, big, 431, "a 3 KiB header")
+    # Exactly the bound without the header's end: all of it is read, so the close after the
+    # 431 finds nothing unread (which would turn it into a reset).
+    big = connect_req("127.0.0.1:%d" % closed)[:-2]
+    big += b"X-Big: " + b"v" * (2048 - len(big) - 7)
+    check(len(big) == 2048, "the test's header is %d bytes" % len(big))
+    expect_status(ctx, p, big, 431, "2 KiB without the header's end")
     lines = wait_log(p, 2)
     check(any(d.get("rep") == "2" and d.get("end") == "denied" and d.get("proto") == "http"
               for d in lines), "no denied line with proto=http", p.stderr())
+
+
+@case("http_connect_slow_header")
+def http_connect_slow_header(ctx):
+    """A header that never ends is closed at handshake_timeout, like a SOCKS greeting."""
+    p = http_proxy(ctx, ["--handshake-timeout", "1"])
+    s = open_proxy_socket(ctx, p)
+    s.sendall(b"CONNECT 127.0.0.1:9 HTTP/1.1\r\nHost: 127.0.0.1:9\r\n")
+    expect_close(s, timeout=5, after="a header left unfinished")
