@@ -131,7 +131,8 @@ def http_connect_auth(ctx):
                "small.bin")
     # Wrong password and none: curl fails, the proxy answers 407 with its challenge.
     for cred in (["-U", "%s:wrong" % ALICE[0]], []):
-        r = ctx.run(["curl", "-sS", "--fail", "--max-time", "20", "-x", "http://127.0.0.1:%d" % p.port,
+        # Without --fail, which would hide the proxy's status behind its own exit 22.
+        r = ctx.run(["curl", "-sS", "--max-time", "20", "-x", "http://127.0.0.1:%d" % p.port,
                      "-p"] + cred + ["-o", "/dev/null", base + "small.bin"], timeout=30)
         err = r.stderr.decode("utf-8", "replace")
         check(r.returncode != 0 and "407" in err, "curl %s: exit %d, expected a 407 failure"
