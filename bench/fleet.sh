@@ -16,6 +16,8 @@
 # Runs in a private network namespace (unshare -n): loopback only, fixed ports are safe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 PARTS=${PARTS:-cost outage}
 ROUNDS=${ROUNDS:-10}
 LIMIT=${LIMIT:-20}
@@ -45,16 +47,7 @@ redis-server --port 19379 --bind 127.0.0.1 --save '' --appendonly no --daemonize
 pids+=($!)
 sleep 0.3
 
-# A yescrypt hash through libcrypt (the library the server checks it with).
-hash=$(python3 - <<'PY'
-import ctypes, ctypes.util
-lib = ctypes.CDLL(ctypes.util.find_library("crypt"))
-lib.crypt_gensalt.restype = lib.crypt.restype = ctypes.c_char_p
-lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
-lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-print(lib.crypt(b"bench-pw", lib.crypt_gensalt(b"$y$", 0, None, 0)).decode())
-PY
-)
+hash=$(bench_hash bench-pw)
 
 if [[ " $PARTS " == *" cost "* ]]; then
     printf 'alice:%s max_conns=1000000 rate=1000000 burst=1000000\n' "$hash" >"$tmp/users"

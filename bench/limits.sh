@@ -14,6 +14,8 @@
 # Runs in a private network namespace (unshare -n): loopback only, fixed ports are safe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 PARTS=${PARTS:-cost exact}
 RATE=${RATE:-20000000}
 WINDOW=${WINDOW:-10}
@@ -32,16 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A yescrypt hash through libcrypt (the library the server checks it with).
-hash=$(python3 - <<'PY'
-import ctypes, ctypes.util
-lib = ctypes.CDLL(ctypes.util.find_library("crypt"))
-lib.crypt_gensalt.restype = lib.crypt.restype = ctypes.c_char_p
-lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
-lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-print(lib.crypt(b"bench-pw", lib.crypt_gensalt(b"$y$", 0, None, 0)).decode())
-PY
-)
+hash=$(bench_hash bench-pw)
 printf 'alice:%s\n' "$hash" >"$tmp/users"
 
 if [[ " $PARTS " == *" cost "* ]]; then

@@ -15,6 +15,7 @@
 #include "addr.h"
 #include "auth.h"
 #include "egress.h"
+#include "httpconnect.h"
 #include "socks4.h"
 #include "socks5.h"
 #include "udq.h"
@@ -22,10 +23,11 @@
 struct shard;
 struct conn;
 
-/* The longest client message is an RFC 1929 auth, 513 bytes; SOCKS4a with
- * a 255-byte user-id and host is 520. */
-#define HS_IN_SIZE   1024
-#define HS_OUT_SIZE  64
+/* The longest client message is an HTTP CONNECT header (HTTPCONNECT_HEADER_MAX);
+ * of SOCKS, an RFC 1929 auth, 513 bytes, and SOCKS4a with a 255-byte user-id and
+ * host, 520. The longest reply is an HTTP error response. */
+#define HS_IN_SIZE   HTTPCONNECT_HEADER_MAX
+#define HS_OUT_SIZE  HTTPCONNECT_RESPONSE_MAX
 #define HS_MAX_ADDRS 8
 
 /* Handshake context flags. */
@@ -58,6 +60,7 @@ struct hs {
     union {
         struct socks5 s5;
         struct socks4 s4;
+        struct httpconnect hc;
     } p;
     struct auth_cred cred;
     /* username_params: the session the name carried (cred.user is then the base name). */
@@ -68,6 +71,13 @@ struct hs {
     void (*next)(struct shard *sh, struct conn *c);
     unsigned next_flags;
 };
+
+/* hs_need_more() reads into a full buffer only while the parsers can still say "need
+ * more"; out_len and out_off are bytes. */
+_Static_assert(HS_IN_SIZE >= HTTPCONNECT_HEADER_MAX && HS_IN_SIZE >= SOCKS4_REQUEST_MAX &&
+                   HS_IN_SIZE >= AUTH_REQUEST_MAX,
+               "every handshake message fits the input");
+_Static_assert(HS_OUT_SIZE >= SOCKS5_REPLY_MAX && HS_OUT_SIZE <= 255, "replies fit the output");
 
 struct hs_pool {
     struct hs *slab;

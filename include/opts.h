@@ -65,6 +65,7 @@ struct opts {
     unsigned auth_lockout_failures, auth_lockout_address_failures;
     unsigned auth_lockout_window_s, auth_lockout_duration_s;
     enum socks4_mode socks4;
+    bool http_connect; /* HTTP CONNECT requests on the SOCKS ports */
     unsigned bind_timeout_s;
     uint16_t bind_port_lo, bind_port_hi; /* 0, 0: any port */
     uint16_t udp_port_lo, udp_port_hi;

@@ -30,6 +30,7 @@ struct policy {
     struct users *users; /* NULL without --users */
     enum auth_mode auth;
     enum socks4_mode socks4;
+    bool http_connect;
     unsigned handshake_timeout_s, connect_timeout_s, idle_timeout_s, bind_timeout_s;
     unsigned
         auth_fail_budget; /* per address and shard: failed + queued checks before the back queue */

@@ -24,6 +24,7 @@ $(BUILD)/fuzz/fuzz_auth:   src/auth.c
 $(BUILD)/fuzz/fuzz_socks5: src/socks5.c src/auth.c src/hostname.c
 $(BUILD)/fuzz/fuzz_udp:    src/socks5.c src/hostname.c
 $(BUILD)/fuzz/fuzz_proxyproto: src/proxyproto.c
+$(BUILD)/fuzz/fuzz_httpconnect: src/httpconnect.c src/socks5.c src/hostname.c
 
 $(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wildcard include/*.h) \
               | $(BUILD)/fuzz

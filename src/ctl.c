@@ -426,7 +426,7 @@ ctl_run(struct ctl *ctl)
             /* The users table changed in Redis: every node reloads within an interval. */
             if (fleet_users_changed(ctl->fleet)) {
                 char msg[4096];
-                ctl_reload(ctl, msg, sizeof(msg));
+                reload_notified(ctl, msg, sizeof(msg));
             }
         }
         /* After the admins: a hand-over closes them. */

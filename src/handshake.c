@@ -4,7 +4,7 @@
  *
  * Shard thread only. The client's bytes are read into the connection's
  * context, which lives in the shard's registered buffer, and fed to the pure
- * parsers (socks4.c, socks5.c, auth.c); password hashes go to the auth worker
+ * parsers (socks4.c, socks5.c, auth.c, httpconnect.c); password hashes go to the auth worker
  * (authq.c). A complete request goes to the phase the shard named at init
  * (the request phase: request_start()); replies come back here
  * (handshake_fail(), handshake_succeed()). Bytes the client pipelined after
@@ -33,6 +33,7 @@
 #include "authq.h"
 #include "clients.h"
 #include "egress.h"
+#include "httpconnect.h"
 #include "lockout.h"
 #include "outbound.h"
 #include "policy.h"
@@ -191,14 +192,18 @@ const struct socks_dest *
 handshake_dest(const struct conn *c)
 {
     const struct hs *h = c->hs;
+    if (c->version == HTTPCONNECT_VERSION)
+        return &h->p.hc.dest;
     return c->version == 4 ? &h->p.s4.dest : &h->p.s5.dest;
 }
 
-/* A reply in the client's protocol into r: SOCKS4 knows only granted/rejected. */
+/* A reply in the client's protocol into r: SOCKS4 knows only granted/rejected, HTTP a
+ * status (httpconnect_status()). */
 static size_t
-encode_reply(const struct conn *c, uint8_t rep, const struct sockaddr *bnd,
-             uint8_t r[SOCKS5_REPLY_MAX])
+encode_reply(const struct conn *c, uint8_t rep, const struct sockaddr *bnd, uint8_t r[HS_OUT_SIZE])
 {
+    if (c->version == HTTPCONNECT_VERSION)
+        return httpconnect_response(r, httpconnect_status(rep));
     if (c->version == 4)
         return socks4_reply(
             r, rep == SOCKS5_REP_SUCCEEDED ? SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED, bnd);
@@ -209,7 +214,7 @@ encode_reply(const struct conn *c, uint8_t rep, const struct sockaddr *bnd,
 static void
 queue_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr *bnd)
 {
-    uint8_t r[SOCKS5_REPLY_MAX];
+    uint8_t r[HS_OUT_SIZE];
     conn_enter(c, &handshake_phase);
     c->rep = (int8_t)rep;
     hs_queue(sh, c, r, encode_reply(c, rep, bnd, r));
@@ -218,7 +223,7 @@ queue_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr
 bool
 handshake_reply_now(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
 {
-    uint8_t r[SOCKS5_REPLY_MAX];
+    uint8_t r[HS_OUT_SIZE];
     size_t n = encode_reply(c, rep, bnd, r);
     c->rep = (int8_t)rep;
     return send(c->cfd, r, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n;
@@ -430,11 +435,26 @@ take_user(struct conn *c)
     c->user = outbound_user_dup(c, c->hs->cred.user, &s);
 }
 
-/* RFC 1929 section 2: a failure status, then the server closes. */
+/* An HTTP client's request refused with status (its response says why), then closed. */
+static void
+http_refuse(struct shard *sh, struct conn *c, unsigned status, enum conn_end why)
+{
+    uint8_t r[HS_OUT_SIZE];
+    c->hs_flags |= HSF_CLOSE_AFTER;
+    c->end = (uint8_t)why;
+    hs_queue(sh, c, r, httpconnect_response(r, status));
+}
+
+/* RFC 1929 section 2: a failure status, then the server closes. HTTP (RFC 9110 section
+ * 15.5.8): 407 with the challenge, then the server closes. */
 static void
 auth_refuse(struct shard *sh, struct conn *c, enum conn_end why)
 {
     uint8_t r[2];
+    if (c->version == HTTPCONNECT_VERSION) {
+        http_refuse(sh, c, 407, why);
+        return;
+    }
     c->hs_flags |= HSF_CLOSE_AFTER;
     c->end = (uint8_t)why;
     hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_FAIL));
@@ -465,9 +485,12 @@ auth_answer(struct shard *sh, struct conn *c, bool ok)
     }
     if (sh->lockout)
         lockout_success(sh->lockout, &sh->pol->lockout, &c->client, user, sh->now_s);
+    take_user(c);
+    /* HTTP has no status of its own for good credentials: the request goes on. */
+    if (c->version == HTTPCONNECT_VERSION)
+        return;
     hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_OK));
     c->hs->p.s5.phase = SOCKS5_PHASE_REQUEST;
-    take_user(c);
 }
 
 /*
@@ -530,6 +553,87 @@ bad_name(struct shard *sh, struct conn *c)
     handshake_fail(sh, c, SOCKS5_REP_HOST_UNREACH, END_BAD_NAME);
 }
 
+/*
+ * The credentials in the context (RFC 1929's or HTTP Basic's), the same users, cache,
+ * worker and lockout for both; the password is wiped here. true: good, go on now;
+ * false: refused, closed, or sent to the auth worker (on_auth() gives the verdict).
+ */
+static bool
+auth_start(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    /* A name with the session keyword but not its syntax counts, as sent, like a
+     * wrong password. */
+    if (sh->pol->username_params && !take_session(h)) {
+        sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
+        auth_answer(sh, c, false);
+        return false;
+    }
+    if (auth_locked(sh, c)) {
+        sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
+        return false;
+    }
+    enum authq_result res =
+        authq_check(sh, (uint32_t)(h - sh->hsp.slab), conn_ref(c, 0), &c->client, &h->cred);
+    sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
+    if (res == AUTHQ_PENDING) {
+        /*
+         * Nothing more is read until the worker answers (on_auth). The
+         * hang-up watch ends a client that leaves meanwhile, and with it its
+         * check, at once instead of at the handshake timeout.
+         */
+        c->hs_flags |= HSF_AUTH_WAIT;
+        conn_watch_hangup(sh, c);
+        return false;
+    }
+    if (res == AUTHQ_CLOSE) {
+        /* No verdict to give: a close, never a wrong answer. */
+        close_after_replies(sh, c, END_RESOURCE);
+        return false;
+    }
+    auth_answer(sh, c, res == AUTHQ_OK);
+    return res == AUTHQ_OK;
+}
+
+/*
+ * HTTP CONNECT (http_connect): one header. With auth = password it must carry Basic
+ * credentials of a user, checked as RFC 1929's are; then the request phase, as for a
+ * SOCKS CONNECT. Bytes after the header stay for the target.
+ */
+static void
+parse_http(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    ssize_t r =
+        httpconnect_feed(&h->p.hc, &h->cred, h->in + h->in_off, (size_t)(h->in_len - h->in_off));
+    if (r == 0) {
+        hs_need_more(sh, c);
+        return;
+    }
+    if (r < 0) {
+        http_refuse(sh, c, (unsigned)-r, END_PROTOCOL);
+        return;
+    }
+    /* The header carried the password in base64: it goes with it. */
+    sodium_memzero(h->in + h->in_off, (size_t)r);
+    h->in_off = (uint16_t)(h->in_off + r);
+    c->cmd = SOCKS5_CMD_CONNECT;
+    if (sh->pol->auth == AUTH_PASSWORD) {
+        if (h->p.hc.auth != HTTPCONNECT_AUTH_BASIC) {
+            /* None (the usual first try of a browser) or not a user's: the challenge. */
+            sodium_memzero(&h->cred, sizeof(h->cred));
+            STAT_INC(sh->st.auth_failures);
+            auth_refuse(sh, c, END_AUTH_FAILED);
+            return;
+        }
+        if (!auth_start(sh, c))
+            return;
+    } else {
+        sodium_memzero(&h->cred, sizeof(h->cred));
+    }
+    sh->hsp.on_request(sh, c);
+}
+
 /* SOCKS4/4a: one message. Returns false when the connection is done with. */
 static bool
 parse_v4(struct shard *sh, struct conn *c)
@@ -584,37 +688,7 @@ parse_v5(struct shard *sh, struct conn *c)
             return false;
         }
         h->in_off = (uint16_t)(h->in_off + r);
-        /* A name with the session keyword but not its syntax counts, as sent, like a
-         * wrong password. */
-        if (sh->pol->username_params && !take_session(h)) {
-            sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
-            auth_answer(sh, c, false);
-            return false;
-        }
-        if (auth_locked(sh, c)) {
-            sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
-            return false;
-        }
-        enum authq_result res =
-            authq_check(sh, (uint32_t)(h - sh->hsp.slab), conn_ref(c, 0), &c->client, &h->cred);
-        sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
-        if (res == AUTHQ_PENDING) {
-            /*
-             * Nothing more is read until the worker answers (on_auth). The
-             * hang-up watch ends a client that leaves meanwhile, and with it its
-             * check, at once instead of at the handshake timeout.
-             */
-            c->hs_flags |= HSF_AUTH_WAIT;
-            conn_watch_hangup(sh, c);
-            return false;
-        }
-        if (res == AUTHQ_CLOSE) {
-            /* No verdict to give: a close, never a wrong answer. */
-            close_after_replies(sh, c, END_RESOURCE);
-            return false;
-        }
-        auth_answer(sh, c, res == AUTHQ_OK);
-        return res == AUTHQ_OK;
+        return auth_start(sh, c);
     }
 
     enum socks5_phase before = s5->phase;
@@ -702,15 +776,26 @@ hs_parse(struct shard *sh, struct conn *c)
     if ((c->hs_flags & HSF_PROXY) && !proxy_header(sh, c))
         return;
     if (c->version == 0) {
-        /* One port, every version: the first byte says which. */
-        c->version = h->in[h->in_off];
+        /* One port, every version: the first byte says which (an HTTP method starts
+         * with an upper-case letter). */
+        uint8_t b = h->in[h->in_off];
+        c->version = b;
         if (c->version == SOCKS5_VERSION) {
             socks5_init(&h->p.s5);
             socks5_set_password_required(&h->p.s5, sh->pol->auth == AUTH_PASSWORD);
+        } else if (b >= 'A' && b <= 'Z' && sh->pol->http_connect) {
+            c->version = HTTPCONNECT_VERSION;
         } else if (c->version != SOCKS4_VERSION) {
+            /* 'H' would log as an HTTP client: with http_connect off it is none. */
+            if (c->version == HTTPCONNECT_VERSION)
+                c->version = 0;
             conn_close(sh, c, END_PROTOCOL);
             return;
         }
+    }
+    if (c->version == HTTPCONNECT_VERSION) {
+        parse_http(sh, c);
+        return;
     }
     if (c->version == SOCKS4_VERSION) {
         parse_v4(sh, c);
@@ -728,7 +813,9 @@ on_auth(struct shard *sh, struct conn *c, unsigned tag, bool ok)
         return;
     c->hs_flags &= (uint8_t)~HSF_AUTH_WAIT;
     auth_answer(sh, c, ok);
-    if (ok)
+    if (ok && c->version == HTTPCONNECT_VERSION)
+        sh->hsp.on_request(sh, c);
+    else if (ok)
         hs_parse(sh, c);
 }
 

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "conn_end.h"
+#include "httpconnect.h"
 #include "socks5.h"
 
 #define LOG_CACHELINE 64
@@ -440,7 +441,13 @@ log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, ch
     put_field_str(&o, fmt, "user", r->user, strnlen(r->user, sizeof(r->user)));
     const char *cmd = log_cmd_name(r->cmd);
     put_field_str(&o, fmt, "cmd", cmd, strlen(cmd));
-    put_field_num(&o, fmt, "version", false, r->version);
+    /* An HTTP CONNECT client: version is HTTP's major version, and proto says so. */
+    if (r->version == HTTPCONNECT_VERSION) {
+        put_field_str(&o, fmt, "proto", "http", 4);
+        put_field_num(&o, fmt, "version", false, 1);
+    } else {
+        put_field_num(&o, fmt, "version", false, r->version);
+    }
     put_field_str(&o, fmt, "dest", dest, dest_text(r, dest, sizeof(dest)));
     put_field_str(&o, fmt, "resolved", resolved,
                   sockaddr_text(&r->resolved, resolved, sizeof(resolved)));

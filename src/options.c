@@ -330,6 +330,8 @@ const struct options_row options_rows[] = {
          "a locked pair or address is refused this long, unchecked"),
     CHOICE("socks4", R, socks4, socks4_words, "auto",
            "SOCKS4/4a (no password); auto: only while auth is none"),
+    BOOL("http_connect", R, http_connect, "false",
+         "HTTP CONNECT proxy requests on the same ports, with the same users and rules"),
     BOOL("close_removed_users", R, close_removed_users, "true",
          "on reload, close the tunnels of users no longer in the users file"),
     BOOL("close_denied_on_reload", R, close_denied, "false",

@@ -95,6 +95,7 @@ policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t 
     p->users = users;
     p->auth = o->auth;
     p->socks4 = o->socks4;
+    p->http_connect = o->http_connect;
     p->handshake_timeout_s = o->handshake_timeout_s;
     p->connect_timeout_s = o->connect_timeout_s;
     p->idle_timeout_s = o->idle_timeout_s;

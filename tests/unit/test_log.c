@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "conn_end.h"
+#include "httpconnect.h"
 #include "log.h"
 #include "socks5.h"
 
@@ -309,6 +310,28 @@ test_via(void **state)
            "\"user\":\"alice\",\"cmd\":\"connect\",\"version\":5,\"dest\":\"example.com:443\","
            "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rule\":null,\"rep\":0,\"up\":123,"
            "\"down\":4567,\"duration_ms\":250,\"end\":\"proxy_local\","
+           "\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
+}
+
+/* An HTTP CONNECT client's tunnel: proto=http, and version its HTTP major version. */
+static void
+test_http(void **state)
+{
+    (void)state;
+    struct log_rec r;
+    base_rec(&r);
+    r.version = HTTPCONNECT_VERSION;
+    expect(&r, LOG_LOGFMT,
+           "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 user=alice "
+           "cmd=connect proto=http "
+           "version=1 dest=example.com:443 resolved=93.184.216.34:443 egress=- rule=- rep=0 up=123 "
+           "down=4567 duration_ms=250 end=done end_time=2026-11-21T21:40:00.373Z\n");
+    expect(&r, LOG_JSON,
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\","
+           "\"client\":\"127.0.0.1:50000\",\"user\":\"alice\",\"cmd\":\"connect\","
+           "\"proto\":\"http\",\"version\":1,\"dest\":\"example.com:443\","
+           "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rule\":null,\"rep\":0,\"up\":123,"
+           "\"down\":4567,\"duration_ms\":250,\"end\":\"done\","
            "\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
 }
 
@@ -1039,6 +1062,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logfmt_ipv4),
         cmocka_unit_test(test_via),
+        cmocka_unit_test(test_http),
         cmocka_unit_test(test_json_ipv4),
         cmocka_unit_test(test_egress_session),
         cmocka_unit_test(test_ipv6),
