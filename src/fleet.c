@@ -641,7 +641,8 @@ on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     f->progress_ms = now_ms();
     if (r && r->type == REDIS_REPLY_ERROR) {
         f->st.errors++;
-        if (q->kind == REQ_LOAD || q->kind == REQ_AUTH) {
+        /* Said once per outage: a wrong password or an old Redis fails every reconnect. */
+        if ((q->kind == REQ_LOAD || q->kind == REQ_AUTH) && !f->said_down) {
             char where[160];
             fprintf(stderr, "ringsocks: redis %s: %s: %s\n", addr_text(f, where, sizeof(where)),
                     q->kind == REQ_AUTH ? "AUTH" : "FUNCTION LOAD (Redis 7 or later needed)",

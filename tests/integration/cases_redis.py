@@ -440,6 +440,13 @@ def redis_auth_unix(ctx):
           tail(q.stderr()))
     time.sleep(1.0)
     check(metric(metrics(q), "ringsocks_redis_up") == 0, "redis_up is 1 with a wrong password")
+    # Every reconnect fails the same way: said once, not every two seconds.
+    # (Each attempt counts 4 errors: AUTH, the two commands after it, the time-out.)
+    check(wait_until(lambda: (metric(metrics(q), "ringsocks_redis_errors_total") or 0) >= 9, 15.0),
+          "fewer than 3 failed attempts in 15 s with a wrong password")
+    n = q.stderr().count("AUTH: WRONGPASS")
+    check(n == 1, "the refused AUTH is in the log %d times over several reconnects, not once" % n,
+          tail(q.stderr()))
     # An unreadable password file refuses the start, naming the setting.
     res = ctx.run([CONFIG.binary, "--listen", "127.0.0.1:0", "--admin", "off", "--redis",
                    "unix:" + sock, "--redis-password-file", ctx.path("nope")], timeout=20)
