@@ -57,7 +57,11 @@ $(BUILD)/obj/%.o: src/%.c Makefile | $(BUILD)/obj
 
 -include $(wildcard $(BUILD)/obj/*.d)
 
-$(BUILD)/ringsocks: $(MAIN_OBJ) $(LIB_OBJS)
+# Upstream chaining (via.c) speaks to parents with socksload's pure SOCKS client code.
+VIA_OBJS := $(BUILD)/obj/via.o $(BUILD)/obj/socksload/url.o $(BUILD)/obj/socksload/socks.o
+$(BUILD)/obj/via.o: CFLAGS += -Itools/socksload
+
+$(BUILD)/ringsocks: $(MAIN_OBJ) $(LIB_OBJS) $(VIA_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # A unit test links the module it tests (named after it) and cmocka. A header of the tests
@@ -66,25 +70,27 @@ $(BUILD)/tests/test_%: tests/unit/test_%.c $(BUILD)/obj/%.o | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter-out %.h,$^) -lcmocka $(LIBS)
 
 # Neighbours a unit test needs besides its module.
+$(BUILD)/tests/test_egress: $(VIA_OBJS)
+$(BUILD)/tests/test_via: $(BUILD)/obj/addr.o $(BUILD)/obj/socksload/url.o $(BUILD)/obj/socksload/socks.o
 $(BUILD)/tests/test_hosts: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_acl: $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_addrsets: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_config: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/admin.o $(BUILD)/obj/options.o $(BUILD)/obj/users.o $(BUILD)/obj/egress.o \
-	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(BUILD)/obj/addrsets.o $(BUILD)/obj/happy.o
+	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(BUILD)/obj/addrsets.o $(BUILD)/obj/happy.o $(VIA_OBJS)
 # The option table, with the policy snapshot its reload classes are checked against.
 $(BUILD)/tests/test_options: $(BUILD)/obj/addr.o $(BUILD)/obj/admin.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
-	$(BUILD)/obj/hosts.o $(BUILD)/obj/egress.o
+	$(BUILD)/obj/hosts.o $(BUILD)/obj/egress.o $(VIA_OBJS)
 $(BUILD)/tests/test_policy: $(BUILD)/obj/addr.o $(BUILD)/obj/admin.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/options.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
-	$(BUILD)/obj/hosts.o $(BUILD)/obj/egress.o
+	$(BUILD)/obj/hosts.o $(BUILD)/obj/egress.o $(VIA_OBJS)
 $(BUILD)/tests/test_socks5: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_admin: $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_socks4: $(BUILD)/obj/socks5.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_httpconnect: $(BUILD)/obj/socks5.o $(BUILD)/obj/hostname.o
 $(BUILD)/tests/test_users: $(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o \
-	$(BUILD)/obj/hostname.o $(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
+	$(BUILD)/obj/hostname.o $(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(VIA_OBJS)
 $(BUILD)/tests/test_log: $(BUILD)/obj/addr.o $(BUILD)/obj/conn_end.o
 $(BUILD)/tests/test_metrics: $(BUILD)/obj/conn_end.o $(BUILD)/obj/lim.o
 # Quotas, the state file, accounting lines and the per-user series, over the real registry,
@@ -93,7 +99,7 @@ $(BUILD)/tests/test_acctctl: $(BUILD)/obj/acct.o $(BUILD)/obj/lim.o $(BUILD)/obj
 	$(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(BUILD)/obj/metrics.o $(BUILD)/obj/conn_end.o \
 	$(BUILD)/obj/json.o $(BUILD)/obj/pct.o \
-	tests/unit/users_file.h
+	tests/unit/users_file.h $(VIA_OBJS)
 # The client table and the login lockout key addresses with addr_client_key().
 $(BUILD)/tests/test_clients: $(BUILD)/obj/addr.o
 $(BUILD)/tests/test_upgrade: $(BUILD)/obj/addr.o
@@ -101,7 +107,7 @@ $(BUILD)/tests/test_lockout: $(BUILD)/obj/addr.o
 # The password checker with its real crypt(3) worker; ring_sqe() and conn_authed() are faked.
 $(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o \
 	$(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
-	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
+	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(VIA_OBJS)
 # The shard core on a fake ring and shard: tests/unit/fake_ring.h provides ring_sqe(),
 # fake_shard.h the slot layer's other neighbours.
 CORE_FAKES := tests/unit/fake_ring.h tests/unit/fake_shard.h
@@ -116,7 +122,7 @@ $(BUILD)/tests/test_relay: $(BUILD)/obj/pipe.o $(BUILD)/obj/conn.o $(BUILD)/obj/
 $(BUILD)/tests/test_request: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o \
 	$(BUILD)/obj/policy.o $(BUILD)/obj/acl.o $(BUILD)/obj/users.o $(BUILD)/obj/sock.o \
 	$(BUILD)/obj/hosts.o $(BUILD)/obj/hostname.o $(BUILD)/obj/socks5.o $(BUILD)/obj/egress.o \
-	$(BUILD)/obj/outbound.o $(BUILD)/obj/happy.o $(CORE_FAKES)
+	$(BUILD)/obj/outbound.o $(BUILD)/obj/happy.o $(BUILD)/obj/chain.o $(CORE_FAKES) $(VIA_OBJS)
 $(BUILD)/tests/test_request: LDFLAGS += -Wl,--wrap=close
 # The control thread's mailbox into a shard and what the shard runs of it, on the real slot
 # layer (fake ring and shard); shard_wake() is faked.

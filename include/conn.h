@@ -131,6 +131,7 @@ struct conn {
     union sockaddr_inx via;    /* the load balancer that sent the PROXY header; family 0: none */
     union sockaddr_inx dest;   /* the target reached (or tried), the BIND peer; family 0: none */
     union sockaddr_inx src;    /* our end towards the target (egress address); family 0: none */
+    union sockaddr_inx parent; /* the parent proxy that carries the tunnel (chain.h); 0: none */
     struct relay_dir dir[2];
 };
 

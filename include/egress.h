@@ -20,6 +20,7 @@
 #include "lim.h"
 
 struct egress_pool;
+struct via_list;
 
 /* Control thread: an empty pool; NULL when out of memory. */
 struct egress_pool *egress_pool_new(void);
@@ -96,6 +97,8 @@ struct egress_rule {
      * for the tunnels this rule admits; unset fields leave them as they are. */
     bool has_lim;
     struct lim_conf lim, client_lim;
+    /* via: the parent proxies its tunnels go through (via.h), one reference; NULL: direct. */
+    struct via_list *via;
 };
 
 /* An egress_rule with nothing set. */

@@ -22,6 +22,7 @@
 
 struct shard;
 struct conn;
+struct chain;
 
 /* The longest client message is an HTTP CONNECT header (HTTPCONNECT_HEADER_MAX);
  * of SOCKS, an RFC 1929 auth, 513 bytes, and SOCKS4a with a 255-byte user-id and
@@ -67,6 +68,8 @@ struct hs {
     char sess_id[EGRESS_SESSION_ID_MAX + 1];
     unsigned sess_ttl_s;
     union sockaddr_inx addrs[HS_MAX_ADDRS];
+    /* Upstream chaining (chain.c): the handshake with the parents, while it runs. */
+    struct chain *chain;
     /* handshake_succeed(): what follows the reply, and its HS_* flags. */
     void (*next)(struct shard *sh, struct conn *c);
     unsigned next_flags;

@@ -59,6 +59,7 @@ struct log_rec {
     union sockaddr_inx via;      /* the load balancer of a PROXY listener; family 0: none */
     union sockaddr_inx resolved; /* family 0: none */
     union sockaddr_inx egress;   /* our end towards the target; family 0: none */
+    union sockaddr_inx parent;   /* the parent proxy that carried it (rule key via); 0: none */
     char session[65];            /* username_params session ID; "" none */
     /* The rule that decided the request: its name, or its 1-based number, "default" (no
      * rule matched: denied), or "" (no rule decided: no rules, or never asked). */

@@ -51,6 +51,7 @@ struct opts {
     unsigned connect_timeout_s;
     unsigned
         happy_eyeballs_delay_ms; /* before the next address joins a connect; 0: one at a time */
+    unsigned via_retry_s;        /* a failed parent (rule key via) is skipped this long; 0: never */
     unsigned idle_timeout_s;     /* 0: never */
     unsigned write_timeout_s;    /* relay bytes a destination takes none of this long: 0 never */
     unsigned max_conns;          /* whole process: all shards together */

@@ -39,6 +39,13 @@ enum outbound_use {
 int outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
                      enum outbound_use use, union sockaddr_inx *src);
 
+/*
+ * A non-blocking stream socket of family for c's connect, TCP_NODELAY and
+ * outbound_prepare() done: the one place an outgoing tunnel socket is set
+ * up (a target's, a parent's). The fd, or -errno.
+ */
+int outbound_socket(struct shard *sh, struct conn *c, int family, int rule, enum outbound_use use);
+
 /* UDP ASSOCIATE: where its datagrams to targets leave from, chosen once per association. */
 struct outbound_dgram {
     union sockaddr_inx src[2]; /* [0] IPv4, [1] IPv6; family 0: the kernel's choice */

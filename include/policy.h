@@ -37,6 +37,7 @@ struct policy {
     struct lockout_params lockout;    /* failed-login lockout (auth_lockout_*) */
     unsigned write_timeout_s;         /* 0: never */
     unsigned happy_eyeballs_delay_ms; /* RFC 8305 Connection Attempt Delay; 0: one at a time */
+    unsigned via_retry_s;             /* a parent that failed is skipped this long (chain.h) */
     bool close_removed_users, close_denied;
     unsigned client_max_handshakes, client_max_binds, client_max_udp; /* 0: no limit */
     /* Limits (lim.h): user_limits and client_limits as parsed; unset fields: no limit. */
@@ -48,6 +49,7 @@ struct policy {
     struct egress_pool *egress; /* NULL: the kernel chooses */
     bool egress_fallback, username_params;
     bool rules_family; /* some rule has a family other than "any" */
+    bool rules_via;    /* some rule names parents (via): names are matched before resolving */
     bool rules_mark;   /* some rule sets SO_MARK (CAP_NET_ADMIN must outlive the drop) */
     unsigned session_ttl_s, session_ttl_max_s;
     uint8_t session_key[16];

@@ -38,6 +38,9 @@ struct udp_scratch; /* udp.c: the shard's datagram buffers */
 struct shardcmd;    /* shardcmd.h: a command of the control thread */
 struct lockout;     /* lockout.h: failed-login counts, shared by every shard (atomics) */
 
+/* Parents whose failure a shard remembers at once (chain.c); the oldest is forgotten first. */
+#define SHARD_VIA_DEAD 32
+
 struct shard {
     unsigned id;
     struct io_uring ring;
@@ -78,6 +81,11 @@ struct shard {
     struct lease_board *leases; /* a fleet's leases (acct.h), shared; NULL: no fleet */
     struct udq lease_wait;      /* requests parked for a lease: conn_ref(c, 0) (request.c) */
     uint64_t lease_gen;         /* the board's generation they last retried at */
+    /* chain.c: parents that failed lately, skipped until until_ds (via_retry). */
+    struct via_dead {
+        union sockaddr_inx addr; /* family 0: a free entry */
+        uint32_t until_ds;
+    } via_dead[SHARD_VIA_DEAD];
 
     uint32_t head[TL__COUNT], tail[TL__COUNT];
     uint32_t now_s;

@@ -38,6 +38,8 @@ enum op {
     OP_UDP_POLL,               /* UDP ASSOCIATE: datagrams wait on the association's socket */
     OP_UDP_CTRL,               /* UDP ASSOCIATE: read on the TCP control connection */
     OP_THROTTLE,               /* relay: a direction waits for bandwidth (limit.h) */
+    OP_UP_SEND,                /* chain: a message to the parent proxy */
+    OP_UP_PEEK,                /* chain: the parent's reply, peeked (MSG_PEEK) */
 };
 
 #define UD_ARG_BIT 0x80u

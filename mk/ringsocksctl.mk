@@ -10,7 +10,7 @@ RSCTL_OBJS := $(RSCTL_SRCS:tools/ringsocksctl/%.c=$(BUILD)/obj/ringsocksctl/%.o)
 RSCTL_CFLAGS := $(filter-out -DHAVE_JEMALLOC,$(CFLAGS)) -Itools/ringsocksctl
 # The server modules it links: the token reader, and the users parser with its neighbours.
 RSCTL_SERVER_OBJS := $(addprefix $(BUILD)/obj/,admin.o hostname.o users.o egress.o acl.o addr.o \
-	sock.o hosts.o lim.o acct.o)
+	sock.o hosts.o lim.o acct.o) $(VIA_OBJS)
 
 .PHONY: ringsocksctl
 ringsocksctl: $(BUILD)/ringsocksctl

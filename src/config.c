@@ -31,6 +31,7 @@
 #include "hostname.h"
 #include "options.h"
 #include "users.h"
+#include "via.h"
 
 /* A configuration file larger than this is a mistake (a log, a binary). */
 #define CONFIG_MAX_BYTES (4u << 20)
@@ -806,6 +807,50 @@ rk_egress(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const ch
     return each_elem(c, s, key, egress_one, r);
 }
 
+/* One parent of via: checked alone, so that its error points at its own line. */
+static int
+via_one(struct cfg_ctx *c, const config_setting_t *e, const char *what, void *arg)
+{
+    struct rule *r = arg;
+    const char *v = rule_string(c, r, e, what);
+    char why[300];
+    if (!v)
+        return -1;
+    struct via_list *one = via_list_new(&v, 1, why, sizeof(why));
+    if (!one) {
+        /* "via[0]: ..." of a list of one: the element's own line says which it is. */
+        cfg_error(c, e, "rule %u: %s: %s", r->idx, what, strchr(why, ' ') + 1);
+        return -1;
+    }
+    via_list_put(one);
+    return 0;
+}
+
+static int
+rk_via(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    if (!o)
+        return -1;
+    unsigned n = elem_count(s);
+    if (n == 0 || n > VIA_MAX) {
+        cfg_error(c, s, "rule %u: %s: %u parents; a rule names 1 to %u", r->idx, key, n, VIA_MAX);
+        return -1;
+    }
+    if (each_elem(c, s, key, via_one, r) < 0)
+        return -1;
+    const char *urls[VIA_MAX];
+    for (unsigned i = 0; i < n; i++)
+        urls[i] = config_setting_get_string(is_list(s) ? config_setting_get_elem(s, i) : s);
+    char why[300];
+    o->via = via_list_new(urls, n, why, sizeof(why));
+    if (!o->via) {
+        cfg_error(c, s, "rule %u: %s", r->idx, why);
+        return -1;
+    }
+    return 0;
+}
+
 /* A rule key holding true or false into *dst; -1 after reporting another type. */
 static int
 rule_bool(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key,
@@ -942,6 +987,7 @@ static const struct rule_key rule_keys[] = {
     {"keepalive", rk_out_bool},        /* TCP keepalive on the outgoing socket */
     {"user_timeout", rk_user_timeout}, /* TCP_USER_TIMEOUT on the outgoing socket */
     {"fastopen", rk_out_bool},         /* TCP_FASTOPEN_CONNECT */
+    {"via", rk_via},                   /* parent proxies the tunnels go through (via.h) */
     {"limits", rk_limits},             /* the user's limits for these tunnels (lim.h) */
     {"client_limits", rk_limits},      /* the client address's limits for these tunnels */
 };

@@ -311,6 +311,7 @@ conn_log(struct shard *sh, const struct conn *c)
     r.via = c->via;
     r.resolved = c->dest;
     r.egress = c->src;
+    r.parent = c->parent;
     struct egress_session sess;
     r.session[0] = '\0';
     if (conn_session(c, &sess))

@@ -23,6 +23,7 @@
 #include "acl.h"
 #include "opts.h"
 #include "sock.h"
+#include "via.h"
 
 typedef unsigned __int128 u128;
 
@@ -343,6 +344,7 @@ egress_rule_free(void *v)
     if (!r)
         return;
     egress_pool_free(r->pool);
+    via_list_put(r->via);
     free(r);
 }
 

@@ -118,6 +118,7 @@ hs_get(struct shard *sh)
     h->last_err = 0;
     h->next = NULL;
     h->next_flags = 0;
+    h->chain = NULL;
     return h;
 }
 

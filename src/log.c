@@ -417,7 +417,8 @@ size_t
 log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, char *buf, size_t cap)
 {
     struct out o = {.buf = buf, .cap = cap};
-    char client[ADDR_STRLEN], via[ADDR_STRLEN], resolved[ADDR_STRLEN], egress[ADDR_STRLEN];
+    char client[ADDR_STRLEN], via[ADDR_STRLEN], resolved[ADDR_STRLEN], egress[ADDR_STRLEN],
+        parent[ADDR_STRLEN];
     char dest[sizeof(r->host) + 16];
     char tbuf[32], ebuf[32];
 
@@ -452,6 +453,8 @@ log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, ch
     put_field_str(&o, fmt, "resolved", resolved,
                   sockaddr_text(&r->resolved, resolved, sizeof(resolved)));
     put_field_str(&o, fmt, "egress", egress, sockaddr_text(&r->egress, egress, sizeof(egress)));
+    if (r->parent.sa.sa_family)
+        put_field_str(&o, fmt, "parent", parent, sockaddr_text(&r->parent, parent, sizeof(parent)));
     if (r->session[0])
         put_field_str(&o, fmt, "session", r->session, strnlen(r->session, sizeof(r->session)));
     put_field_str(&o, fmt, "rule", r->rule, strnlen(r->rule, sizeof(r->rule)));

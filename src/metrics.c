@@ -296,6 +296,13 @@ static const struct counter auth_counters[] = {
             "Credential checks dropped before crypt(3) ran because every connection waiting for "
             "them had ended."),
     COUNTER("ringsocks_acl_denied_total", acl_denied, "Requests refused by the access rules."),
+    COUNTER("ringsocks_via_tunnels_total", via_tunnels,
+            "Tunnels connected through a parent proxy (rule key via)."),
+    COUNTER("ringsocks_via_parent_failures_total", via_parent_failures,
+            "Parent proxies that failed a tunnel: no connection, a malformed answer, our "
+            "credentials refused, or connect_timeout."),
+    COUNTER("ringsocks_via_skipped_total", via_skipped,
+            "Parent proxies passed over because they failed within via_retry."),
 };
 
 /* Index of shard_stats.auth_lockouts and auth_locked_refusals: enum lockout_scope. */

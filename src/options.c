@@ -256,6 +256,8 @@ const struct options_row options_rows[] = {
          "name resolution plus every connect attempt, together"),
     UINT("happy_eyeballs_delay", R, 0, 10000, happy_eyeballs_delay_ms, "250", "one at a time",
          "MSEC", "a connect not done this long starts the next address alongside (RFC 8305)"),
+    UINT("via_retry", R, 0, 86400, via_retry_s, "30", "never skip", "SEC",
+         "a parent proxy that failed a tunnel is skipped this long (rule key via)"),
     UINT("idle_timeout", R, 0, 86400 * 365, idle_timeout_s, "7200", "never", "SEC",
          "close a tunnel (or UDP association) with no byte either way this long"),
     UINT("write_timeout", R, 0, 86400, write_timeout_s, "120", "never", "SEC",

@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "acl.h"
 #include "conn.h"
@@ -151,6 +154,24 @@ outbound_prepare(struct shard *sh, struct conn *c, int fd, int family, int rule,
     if (src)
         *src = pick;
     return 0;
+}
+
+int
+outbound_socket(struct shard *sh, struct conn *c, int family, int rule, enum outbound_use use)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1)
+        return -errno;
+    int one = 1;
+    /* A relay must not add Nagle delay of its own to small messages. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* Its source address and the admitting rule's socket settings. */
+    int ret = outbound_prepare(sh, c, fd, family, rule, use, NULL);
+    if (ret < 0) {
+        close(fd);
+        return ret;
+    }
+    return fd;
 }
 
 int

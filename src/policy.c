@@ -57,6 +57,7 @@ egress_init(struct policy *p, const struct opts *o)
     for (size_t i = 0; i < acl_count(p->acl); i++) {
         const struct egress_rule *er = acl_rule_data(p->acl, (int)i);
         p->rules_family = p->rules_family || (er && er->family);
+        p->rules_via = p->rules_via || (er && er->via);
         p->rules_mark = p->rules_mark || (er && er->has_mark);
         p->rules_lim = p->rules_lim || (er && er->has_lim);
     }
@@ -101,6 +102,7 @@ policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t 
     p->idle_timeout_s = o->idle_timeout_s;
     p->write_timeout_s = o->write_timeout_s;
     p->happy_eyeballs_delay_ms = o->happy_eyeballs_delay_ms;
+    p->via_retry_s = o->via_retry_s;
     p->bind_timeout_s = o->bind_timeout_s;
     p->auth_fail_budget = o->auth_fail_budget;
     p->lockout = (struct lockout_params){
@@ -225,6 +227,12 @@ policy_decide(const struct policy *p, const struct opts *o, const struct policy_
     if (self && !(acl_rule_flags(p->acl, rule) & ACL_RF_TO)) {
         *decided = POLICY_DECIDED_NONE; /* the proxy's own address, not the rule, refused it */
         return false;
+    }
+    /* A rule with parents carries CONNECT only: what it admits must not leave directly. */
+    if (p->rules_via && q.cmd != ACL_CMD_CONNECT) {
+        const struct egress_rule *er = acl_rule_data(p->acl, rule);
+        if (er && er->via)
+            return false;
     }
     *rule_out = rule;
     return true;

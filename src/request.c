@@ -28,6 +28,7 @@
 #include "acct.h"
 #include "acl.h"
 #include "bind.h"
+#include "chain.h"
 #include "dns.h"
 #include "happy.h"
 #include "handshake.h"
@@ -66,35 +67,28 @@ family_allowed(const struct shard *sh, int rule, int family)
     return true;
 }
 
+/* The parents of the admitting rule (rule key via), or NULL: the tunnel goes direct. */
+static struct via_list *
+rule_via(const struct shard *sh, int rule)
+{
+    const struct egress_rule *er = rule >= 0 ? acl_rule_data(sh->pol->acl, rule) : NULL;
+    return er ? er->via : NULL;
+}
+
 /* hs->he_flags */
 #define HE_DELAY  0x01u /* OP_CONNECT_DELAY is in flight */
 #define HE_WON    0x02u /* an attempt connected (now c->tfd): the others are being cancelled */
 #define HE_FAILED 0x04u /* the error reply is decided: completions only clean up */
 #define HE_LEASE  0x08u /* parked on sh->lease_wait for the user's fleet lease (limit.h) */
 
-/*
- * A socket for a connect to a, with every option the outgoing side of a tunnel
- * has: the one place an outgoing socket is set up. Returns the fd or -errno.
- */
+/* A socket for a connect to a with the admitting rule's settings (outbound_socket()). */
 static int
 open_target(struct shard *sh, struct conn *c, const union sockaddr_inx *a, int rule)
 {
-    int fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd == -1)
-        return -errno;
-    int one = 1;
-    /* A relay must not add Nagle delay of its own to small messages. */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    /* Its source address and the admitting rule's socket settings (outbound.h). */
     /* Bytes the client sent after its request can ride in the SYN (rule key fastopen). */
     enum outbound_use use =
         c->hs->in_off < c->hs->in_len ? OUTBOUND_CONNECT_DATA : OUTBOUND_CONNECT;
-    int ret = outbound_prepare(sh, c, fd, a->sa.sa_family, rule, use, NULL);
-    if (ret < 0) {
-        close(fd);
-        return ret;
-    }
-    return fd;
+    return outbound_socket(sh, c, a->sa.sa_family, rule, use);
 }
 
 /* Attempt a's socket: the first on c->tfd, the second on c->xfd. */
@@ -157,6 +151,8 @@ arm_delay(struct shard *sh, struct conn *c)
     h->he_flags |= HE_DELAY;
 }
 
+static void resolve(struct shard *sh, struct conn *c);
+
 /*
  * Start the next address the rules allow in a free attempt; with none left and
  * nothing in flight, the error reply (the last errno; 0x02 when every address
@@ -175,12 +171,25 @@ connect_next(struct shard *sh, struct conn *c)
         /* Checked on the address itself, so a name cannot lead into a denied range. */
         union sockaddr_inx plain = *ad;
         addr_unmap(&plain);
+        /* Family 0: the name itself, for a parent to resolve (chain_by_name()). */
+        bool by_name = !ad->sa.sa_family;
         int rule;
-        if (!conn_allowed(sh, c, &plain, c->host, c->port, &rule)) {
+        if (!conn_allowed(sh, c, by_name ? NULL : &plain, c->host, c->port, &rule)) {
             denied = true;
             continue;
         }
-        if (!family_allowed(sh, rule, ad->sa.sa_family)) {
+        struct via_list *via = rule_via(sh, rule);
+        if (by_name && !via) {
+            /* A reload while it waited for a lease took the parents away: resolve it here. */
+            resolve(sh, c);
+            return;
+        }
+        if (via && h->att_live) {
+            /* A parent takes the tunnel alone: after the attempt in flight, if it fails. */
+            h->next_addr--;
+            return;
+        }
+        if (!via && !family_allowed(sh, rule, ad->sa.sa_family)) {
             h->last_err = -EAFNOSUPPORT;
             continue;
         }
@@ -201,6 +210,12 @@ connect_next(struct shard *sh, struct conn *c)
             h->he_flags |= HE_FAILED;
             cancel_attempts(sh, c);
             handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, over);
+            return;
+        }
+        if (via) {
+            if (!by_name)
+                c->dest = plain;
+            chain_start(sh, c, via, rule, by_name ? NULL : &plain);
             return;
         }
         int fd = open_target(sh, c, ad, rule);
@@ -280,6 +295,53 @@ addrs_ready(struct shard *sh, struct conn *c)
         connect_start(sh, c, request_family(sh, c));
 }
 
+/*
+ * A name, never an address in disguise (the parsers turned IP literals into
+ * addresses and refused names with ports, brackets or zones): the hosts table,
+ * else DNS.
+ */
+static void
+resolve(struct shard *sh, struct conn *c)
+{
+    struct hs *h = c->hs;
+    const struct socks_dest *d = handshake_dest(c);
+    h->n_addrs = (uint8_t)hosts_lookup(sh->hosts, d->u.name, d->port, h->addrs, HS_MAX_ADDRS);
+    if (h->n_addrs == 0) {
+        c->state = CONN_RESOLVE;
+        c->hs_flags |= HSF_DNS;
+        dns_resolve(sh, d->u.name, d->port, conn_ref(c, 0));
+        return;
+    }
+    addrs_ready(sh, c);
+}
+
+/*
+ * A CONNECT to a name that a rule with parents admits on the name alone (its
+ * host, port, user, client; a rule with "to" needs an address and matches no
+ * name) goes to the parent as the name, unresolved here: socks5h's meaning, and
+ * no local DNS for names only the parent can resolve. false: resolve it.
+ */
+static bool
+chain_by_name(struct shard *sh, struct conn *c)
+{
+    if (!sh->pol->rules_via || c->cmd != SOCKS5_CMD_CONNECT || !c->host)
+        return false;
+    struct policy_req r = {
+        .client = &c->client, .cmd = c->cmd, .user = c->user, .host = c->host, .port = c->port};
+    int rule;
+    if (!policy_allows_rule(sh->pol, sh->o, &r, &rule) || !rule_via(sh, rule))
+        return false;
+    struct hs *h = c->hs;
+    memset(&h->addrs[0], 0, sizeof(h->addrs[0]));
+    h->n_addrs = 1;
+    h->next_addr = 0;
+    h->att_live = 0;
+    h->he_flags = 0;
+    h->last_err = 0;
+    connect_next(sh, c);
+    return true;
+}
+
 void
 request_start(struct shard *sh, struct conn *c)
 {
@@ -312,18 +374,10 @@ request_start(struct shard *sh, struct conn *c)
     if (d->atyp == SOCKS5_ATYP_IPV4 || d->atyp == SOCKS5_ATYP_IPV6) {
         h->addrs[0] = c->dest;
         h->n_addrs = 1;
-    } else {
-        /* A name, never an address in disguise: the parsers turned IP literals into
-         * addresses and refused names with ports, brackets or zones. */
-        h->n_addrs = (uint8_t)hosts_lookup(sh->hosts, d->u.name, d->port, h->addrs, HS_MAX_ADDRS);
-        if (h->n_addrs == 0) {
-            c->state = CONN_RESOLVE;
-            c->hs_flags |= HSF_DNS;
-            dns_resolve(sh, d->u.name, d->port, conn_ref(c, 0));
-            return;
-        }
+        addrs_ready(sh, c);
+    } else if (!chain_by_name(sh, c)) {
+        resolve(sh, c);
     }
-    addrs_ready(sh, c);
 }
 
 static void

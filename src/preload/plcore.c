@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -32,6 +33,11 @@ plcore_proxy_parse(struct plcore_proxy *px, const char *s, char *err, size_t err
     rc = url_parse(&u, s, err, errlen);
     if (rc < 0)
         return rc;
+    if (u.scheme == URL_HTTP) {
+        snprintf(err, errlen,
+                 "the socksifier speaks SOCKS only (socks4, socks4a, socks5, socks5h): %s", s);
+        return -EINVAL;
+    }
     px->scheme = schemes[u.scheme];
     memcpy(px->host, u.host, sizeof(px->host));
     px->port = u.port;

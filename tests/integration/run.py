@@ -68,6 +68,7 @@ import cases_acct  # noqa: E402,F401
 import cases_upgrade  # noqa: E402,F401
 import cases_redis  # noqa: E402,F401
 import cases_httpconnect  # noqa: E402,F401
+import cases_chain  # noqa: E402,F401
 import cases_preload  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")

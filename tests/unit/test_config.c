@@ -19,6 +19,7 @@
 #include "addr.h"
 #include "config.h"
 #include "egress.h"
+#include "via.h"
 #include "happy.h"
 #include "options.h"
 #include "opts.h"
@@ -562,6 +563,48 @@ test_egress_keys(void **state)
              "the host bits zero)");
 }
 
+/* via: parents checked one by one at their own lines, kept on the rule in order. */
+static void
+test_via_keys(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[4096];
+    options_defaults(&o);
+    write_conf("rules = ( { action = \"allow\";\n"
+               "  via = [\"socks5://u:p@192.0.2.1:1080\", \"http://[2001:db8::1]:3128\",\n"
+               "         \"socks4a://localhost\"]; },\n"
+               "  { action = \"allow\"; } );\n");
+    assert_int_equal(config_load(path, &o, &acl, err, sizeof(err)), 0);
+    unlink(path);
+    path[0] = '\0';
+    const struct egress_rule *er = acl_rule_data(acl, 0);
+    assert_non_null(er);
+    assert_non_null(er->via);
+    assert_int_equal(via_count(er->via), 3);
+    assert_string_equal(via_label(er->via, 0), "socks5://192.0.2.1:1080");
+    assert_string_equal(via_label(er->via, 1), "http://[2001:db8::1]:3128");
+    assert_string_equal(via_label(er->via, 2), "socks4a://127.0.0.1:1080");
+    er = acl_rule_data(acl, 1);
+    assert_true(!er || !er->via);
+    acl_free(acl);
+
+    load_bad("rules = ( { action = \"deny\"; via = \"socks5://192.0.2.1:1080\"; } );\n",
+             "@:1: rule 1: via: only an allow rule admits tunnels to send somewhere");
+    load_bad("rules = ( { action = \"allow\";\n"
+             "  via = [\"socks5://192.0.2.1:1080\",\n"
+             "         \"socks5://proxy.example:1080\",\n"
+             "         \"ftp://192.0.2.1\",\n"
+             "         \"socks4://u:p%40x:y\"]; } );\n",
+             "@:3: rule 1: via: parent proxy.example is not an IP address (names are not resolved: "
+             "write the address)\n"
+             "@:4: rule 1: via: unknown scheme: ftp://192.0.2.1\n"
+             "@:5: rule 1: via: bad port (the URL is not repeated: it may hold a password)");
+    load_bad("rules = ( { action = \"allow\"; via = []; } );\n",
+             "@:1: rule 1: via: 0 parents; a rule names 1 to 8");
+}
+
 /*
  * A PROXY listener: proxy_protocol = true with its balancers in from (required: no
  * default "any"), kept with the group and written back by options_format().
@@ -812,10 +855,10 @@ test_unknown_keys(void **state)
              "@:2: unknown key 'shard'\n"
              "@:5: rule 1: unknown key 'form' (action, name, from, to, hosts, ports, commands, "
              "users, udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
-             "fastopen, limits, client_limits)\n"
+             "fastopen, via, limits, client_limits)\n"
              "@:6: rule 1: unknown key 'port' (action, name, from, to, hosts, ports, commands, "
              "users, udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
-             "fastopen, limits, client_limits)\n"
+             "fastopen, via, limits, client_limits)\n"
              "@:8: unknown key 'close_denied'");
 }
 
@@ -1368,6 +1411,7 @@ main(void)
         cmocka_unit_test(test_default_acl),
         cmocka_unit_test_teardown(test_egress_keys, teardown),
         cmocka_unit_test_teardown(test_proxy_keys, teardown),
+        cmocka_unit_test_teardown(test_via_keys, teardown),
         cmocka_unit_test_teardown(test_rules_absent_or_empty, teardown),
         cmocka_unit_test_teardown(test_scalar_lists, teardown),
         cmocka_unit_test_teardown(test_off_values, teardown),

@@ -313,6 +313,31 @@ test_via(void **state)
            "\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
 }
 
+/* Through a parent proxy (rule key via): parent= after egress, the name unresolved here. */
+static void
+test_parent(void **state)
+{
+    (void)state;
+    struct log_rec r;
+    base_rec(&r);
+    memset(&r.resolved, 0, sizeof(r.resolved));
+    set_v4(&r.egress, "192.0.2.1", 41000);
+    set_v4(&r.parent, "198.51.100.20", 3128);
+    r.end = END_PARENT;
+    expect(&r, LOG_LOGFMT,
+           "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 user=alice "
+           "cmd=connect version=5 dest=example.com:443 resolved=- egress=192.0.2.1:41000 "
+           "parent=198.51.100.20:3128 rule=- rep=0 up=123 down=4567 duration_ms=250 "
+           "end=parent_failed end_time=2026-11-21T21:40:00.373Z\n");
+    expect(&r, LOG_JSON,
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\","
+           "\"client\":\"127.0.0.1:50000\",\"user\":\"alice\",\"cmd\":\"connect\",\"version\":5,"
+           "\"dest\":\"example.com:443\",\"resolved\":null,\"egress\":\"192.0.2.1:41000\","
+           "\"parent\":\"198.51.100.20:3128\",\"rule\":null,\"rep\":0,\"up\":123,"
+           "\"down\":4567,\"duration_ms\":250,\"end\":\"parent_failed\","
+           "\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
+}
+
 /* An HTTP CONNECT client's tunnel: proto=http, and version its HTTP major version. */
 static void
 test_http(void **state)
@@ -1062,6 +1087,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logfmt_ipv4),
         cmocka_unit_test(test_via),
+        cmocka_unit_test(test_parent),
         cmocka_unit_test(test_http),
         cmocka_unit_test(test_json_ipv4),
         cmocka_unit_test(test_egress_session),

@@ -74,6 +74,7 @@ setup(void **state)
     b->st.auth_abandoned = 19;
     a->st.auth_cancelled = 11;
     b->st.acl_denied = 17;
+    b->st.via_parent_failures = 3;
     a->st.dns_queries = 40;
     b->st.dns_cache_hits = 60;
     /* bucket i counts answers in (bound[i-1], bound[i]]; the last is > 5 s. */
@@ -218,6 +219,7 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_auth_abandoned_total"), "19");
     assert_string_equal(sample(t, "ringsocks_auth_cancelled_total"), "11");
     assert_string_equal(sample(t, "ringsocks_acl_denied_total"), "17");
+    assert_string_equal(sample(t, "ringsocks_via_parent_failures_total"), "3");
     assert_string_equal(sample(t, "ringsocks_dns_queries_total"), "40");
     assert_string_equal(sample(t, "ringsocks_dns_cache_hits_total"), "60");
     assert_string_equal(sample(t, "ringsocks_udp_datagrams_dropped_total"), "8");

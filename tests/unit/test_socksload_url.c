@@ -53,6 +53,11 @@ test_hosts(void **state)
     assert_int_equal(url_parse(&u, "socks5h://localhost:1080", err, sizeof(err)), 0);
     assert_int_equal(u.host_type, URL_HOST_NAME);
     assert_string_equal(u.host, "localhost");
+    /* An HTTP CONNECT parent (ringsocks's chaining; socksload refuses it). */
+    assert_int_equal(url_parse(&u, "HTTP://u:p@[2001:db8::1]:3128", err, sizeof(err)), 0);
+    assert_int_equal(u.scheme, URL_HTTP);
+    assert_int_equal(u.port, 3128);
+    assert_string_equal(url_scheme_str(u.scheme), "http");
 }
 
 static void
@@ -86,7 +91,7 @@ test_errors(void **state)
 {
     static const char *const bad[] = {
         "127.0.0.1:1080",           /* no scheme */
-        "http://127.0.0.1:1080",    /* not SOCKS */
+        "https://127.0.0.1:1080",   /* TLS to the proxy: not spoken */
         "socks6://127.0.0.1",       /* unknown scheme */
         "socks5://",                /* no host */
         "socks5://127.0.0.1:0",     /* port 0 */

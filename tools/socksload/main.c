@@ -612,6 +612,8 @@ main(int argc, char **argv)
         die_usage("%s", "--proxy URL is required");
     if (url_parse(&o.proxy, proxy, err, sizeof(err)) < 0)
         die_usage("--proxy: %s", err);
+    if (o.proxy.scheme == URL_HTTP)
+        die_usage("%s", "--proxy: socksload speaks SOCKS only (socks4, socks4a, socks5, socks5h)");
     if (url_to_sockaddr(o.proxy.host, o.proxy.host_type, o.proxy.port, false, &o.proxy_sa,
                         &o.proxy_len) < 0)
         die_usage("proxy host %s: socksload resolves no names (only localhost)", o.proxy.host);

@@ -33,7 +33,7 @@
 #include <sys/types.h>
 
 /* ---- url.c ---- */
-enum url_scheme { URL_SOCKS4, URL_SOCKS4A, URL_SOCKS5, URL_SOCKS5H };
+enum url_scheme { URL_SOCKS4, URL_SOCKS4A, URL_SOCKS5, URL_SOCKS5H, URL_HTTP };
 enum url_host { URL_HOST_IPV4, URL_HOST_IPV6, URL_HOST_NAME };
 
 #define URL_FIELD_MAX 255 /* RFC 1929 and RFC 1928 domain names: one length byte */
@@ -50,7 +50,8 @@ struct url {
 };
 
 /* Parses a curl-style proxy URL: scheme://[user[:pass]@]host[:port][/]. Schemes: socks4,
- * socks4a, socks5, socks5h. host: IPv4 dotted quad, [IPv6], or a name (not resolved here).
+ * socks4a, socks5, socks5h, and http (an HTTP CONNECT proxy: ringsocks's upstream chaining
+ * speaks it; socksload and the socksifier refuse it). host: IPv4 dotted quad, [IPv6], or a name (not resolved here).
  * Returns 0, or -EINVAL with a message in err. Pure. */
 int url_parse(struct url *u, const char *s, char *err, size_t errlen);
 

@@ -156,10 +156,8 @@ url_parse(struct url *u, const char *s, char *err, size_t errlen)
         const char *name;
         enum url_scheme s;
     } schemes[] = {
-        {"socks4", URL_SOCKS4},
-        {"socks4a", URL_SOCKS4A},
-        {"socks5", URL_SOCKS5},
-        {"socks5h", URL_SOCKS5H},
+        {"socks4", URL_SOCKS4},   {"socks4a", URL_SOCKS4A}, {"socks5", URL_SOCKS5},
+        {"socks5h", URL_SOCKS5H}, {"http", URL_HTTP},
     };
     const char *sep, *auth, *hp, *at;
     size_t i, n;
@@ -168,8 +166,8 @@ url_parse(struct url *u, const char *s, char *err, size_t errlen)
     u->port = 1080;
     sep = strstr(s, "://");
     if (!sep)
-        return fail(err, errlen, "missing scheme (socks4://, socks4a://, socks5://, socks5h://)",
-                    s);
+        return fail(err, errlen,
+                    "missing scheme (socks4://, socks4a://, socks5://, socks5h://, http://)", s);
     for (i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
         if (strlen(schemes[i].name) == (size_t)(sep - s) &&
             strncasecmp(s, schemes[i].name, (size_t)(sep - s)) == 0)
@@ -277,6 +275,8 @@ url_scheme_str(enum url_scheme s)
         return "socks5";
     case URL_SOCKS5H:
         return "socks5h";
+    case URL_HTTP:
+        return "http";
     }
     return "?";
 }
