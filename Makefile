@@ -112,11 +112,11 @@ $(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUI
 # fake_shard.h the slot layer's other neighbours.
 CORE_FAKES := tests/unit/fake_ring.h tests/unit/fake_shard.h
 # The slot layer with its real client table; close() and shutdown() are wrapped to be counted.
-$(BUILD)/tests/test_conn: $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o $(CORE_FAKES)
+$(BUILD)/tests/test_conn: $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o $(CORE_FAKES) $(VIA_OBJS)
 $(BUILD)/tests/test_conn: LDFLAGS += -Wl,--wrap=close,--wrap=shutdown
 # The relay phase on real sockets and pipes, with the real slot layer.
 $(BUILD)/tests/test_relay: $(BUILD)/obj/pipe.o $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o \
-	$(BUILD)/obj/addr.o $(CORE_FAKES)
+	$(BUILD)/obj/addr.o $(CORE_FAKES) $(VIA_OBJS)
 # The request phase with the real slot layer, rules and hosts table; the phases around it
 # and the resolver are faked.
 $(BUILD)/tests/test_request: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o \
@@ -127,7 +127,8 @@ $(BUILD)/tests/test_request: LDFLAGS += -Wl,--wrap=close
 # The control thread's mailbox into a shard and what the shard runs of it, on the real slot
 # layer (fake ring and shard); shard_wake() is faked.
 $(BUILD)/tests/test_shardcmd: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD)/obj/addr.o \
-	$(BUILD)/obj/json.o $(BUILD)/obj/log.o $(BUILD)/obj/conn_end.o $(BUILD)/obj/pct.o $(CORE_FAKES)
+	$(BUILD)/obj/json.o $(BUILD)/obj/log.o $(BUILD)/obj/conn_end.o $(BUILD)/obj/pct.o $(CORE_FAKES) \
+	$(VIA_OBJS)
 # Egress pools, the pick, session names and hashes.
 $(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o

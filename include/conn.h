@@ -29,11 +29,12 @@ struct shard;
 struct conn;
 struct io_uring_cqe;
 struct io_uring_sqe;
-struct hs;        /* handshake_types.h */
-struct udp_assoc; /* udp.c */
-struct log_rec;   /* log.h */
-struct uacct;     /* acct.h */
-struct conn_lim;  /* limit.c */
+struct hs;         /* handshake_types.h */
+struct udp_assoc;  /* udp.c */
+struct log_rec;    /* log.h */
+struct uacct;      /* acct.h */
+struct conn_lim;   /* limit.c */
+struct via_parent; /* via.h */
 
 #define CONN_NIL UINT32_MAX
 
@@ -127,11 +128,13 @@ struct conn {
                  * alone: such a connection is closing and never served */
     struct uacct *acct;    /* the user's running state (acct.h): bytes counted as they go */
     struct conn_lim *lim;  /* limits held or applied (lim.h, limit.c), or NULL: none */
+    /* The parent proxy that carried the tunnel (chain.h), with a reference on its list
+     * held until the slot is freed, for the access log; NULL: direct. */
+    const struct via_parent *parent;
     union sockaddr_inx client; /* behind a PROXY header, the client the header names */
     union sockaddr_inx via;    /* the load balancer that sent the PROXY header; family 0: none */
     union sockaddr_inx dest;   /* the target reached (or tried), the BIND peer; family 0: none */
     union sockaddr_inx src;    /* our end towards the target (egress address); family 0: none */
-    union sockaddr_inx parent; /* the parent proxy that carries the tunnel (chain.h); 0: none */
     struct relay_dir dir[2];
 };
 

@@ -50,6 +50,16 @@ const union sockaddr_inx *via_addr(const struct via_list *vl, unsigned i);
 /* Parent i as "socks5://192.0.2.1:1080": no credentials, for logs and the admin API. */
 const char *via_label(const struct via_list *vl, unsigned i);
 
+/*
+ * One parent of a list, to be kept where the list is not (a tunnel's slot: 8 bytes
+ * instead of a list and an index). It stands for a reference on its list: the one the
+ * caller held is passed to it, and via_parent_put() gives it back (NULL is ignored).
+ */
+struct via_parent;
+const struct via_parent *via_parent_of(struct via_list *vl, unsigned i);
+const union sockaddr_inx *via_parent_addr(const struct via_parent *p);
+void via_parent_put(const struct via_parent *p);
+
 /* What a tunnel asks its parent for. */
 enum via_target_kind { VIA_T_IPV4, VIA_T_IPV6, VIA_T_NAME };
 struct via_target {

@@ -234,7 +234,9 @@ succeed(struct shard *sh, struct conn *c)
         local.sa.sa_family = AF_UNSPEC;
     c->src = local; /* where the tunnel left from towards the parent, for the access log */
     addr_unmap(&c->src);
-    c->parent = *via_addr(ch->vl, ch->vh.parent);
+    /* Our reference on the parents passes to the connection, for its log line. */
+    c->parent = via_parent_of(ch->vl, ch->vh.parent);
+    ch->vl = NULL;
     /* The address the target sees, when the parent said it; else ours. */
     union sockaddr_inx bnd = ch->vh.bnd.sa.sa_family ? ch->vh.bnd : local;
     chain_free(c);

@@ -29,6 +29,7 @@
 #include "ring.h"
 #include "shard_types.h"
 #include "users.h"
+#include "via.h"
 
 _Static_assert(DIR_C2T == STAT_UP && DIR_T2C == STAT_DOWN, "stats count bytes by direction");
 
@@ -311,7 +312,9 @@ conn_log(struct shard *sh, const struct conn *c)
     r.via = c->via;
     r.resolved = c->dest;
     r.egress = c->src;
-    r.parent = c->parent;
+    memset(&r.parent, 0, sizeof(r.parent));
+    if (c->parent)
+        r.parent = *via_parent_addr(c->parent);
     struct egress_session sess;
     r.session[0] = '\0';
     if (conn_session(c, &sess))
@@ -379,6 +382,8 @@ conn_free(struct shard *sh, struct conn *c)
     free(c->host);
     free(c->user);
     c->host = c->user = NULL;
+    via_parent_put(c->parent);
+    c->parent = NULL;
     STAT_INC(sh->st.ended[c->end]);
     STAT_ADD(sh->st.bytes[DIR_C2T], c->dir[DIR_C2T].bytes);
     STAT_ADD(sh->st.bytes[DIR_T2C], c->dir[DIR_T2C].bytes);

@@ -18,6 +18,7 @@
 #include "socksload.h"
 
 struct via_parent {
+    struct via_list *list; /* the list it is in */
     struct url u;
     union sockaddr_inx addr;
     char label[80];
@@ -94,6 +95,7 @@ via_list_new(const char *const *urls, unsigned n, char *why, size_t whycap)
     atomic_init(&vl->refs, 1);
     vl->n = n;
     for (unsigned i = 0; i < n; i++) {
+        vl->p[i].list = vl;
         if (parent_parse(&vl->p[i], urls[i], i, why, whycap) < 0) {
             via_list_put(vl);
             return NULL;
@@ -133,6 +135,25 @@ const char *
 via_label(const struct via_list *vl, unsigned i)
 {
     return vl->p[i].label;
+}
+
+const struct via_parent *
+via_parent_of(struct via_list *vl, unsigned i)
+{
+    return &vl->p[i];
+}
+
+const union sockaddr_inx *
+via_parent_addr(const struct via_parent *p)
+{
+    return &p->addr;
+}
+
+void
+via_parent_put(const struct via_parent *p)
+{
+    if (p)
+        via_list_put(p->list);
 }
 
 /* socksload's destination for t. */

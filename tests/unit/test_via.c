@@ -55,7 +55,14 @@ test_list(void **state)
     via_list_get(vl);
     via_list_put(vl);
     assert_int_equal(via_count(vl), 3);
+    /* A parent kept alone holds the list (the caller's reference passes to it). */
+    via_list_get(vl);
+    const struct via_parent *vp = via_parent_of(vl, 1);
     via_list_put(vl);
+    assert_ptr_equal(via_parent_addr(vp), via_addr(vl, 1));
+    assert_int_equal(via_parent_addr(vp)->sa.sa_family, AF_INET6);
+    via_parent_put(vp);
+    via_parent_put(NULL);
 
     const char *bad[] = {"socks5://proxy.example:1080"};
     assert_null(via_list_new(bad, 1, why, sizeof(why)));
