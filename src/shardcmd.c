@@ -27,6 +27,7 @@
 #include "log.h"
 #include "pct.h"
 #include "shard_types.h"
+#include "via.h"
 
 enum { CMD_POSTED, CMD_DONE, CMD_ABANDONED };
 
@@ -95,6 +96,7 @@ shardcmd_render(const struct conn *c, unsigned shard_id, uint64_t now_ms, char *
 {
     char dest[SHARDCMD_TEXT_MAX + 16], user[6 * SHARDCMD_TEXT_MAX], dest_j[sizeof(user)];
     char client[2 * ADDR_STRLEN], egress[2 * ADDR_STRLEN], via[2 * ADDR_STRLEN];
+    char parent[2 * ADDR_STRLEN];
     snprintf(user, sizeof(user), "null");
     if (c->user)
         json_escape(c->user, strlen(c->user), user, sizeof(user));
@@ -104,16 +106,19 @@ shardcmd_render(const struct conn *c, unsigned shard_id, uint64_t now_ms, char *
     addr_json(&c->client, client, sizeof(client));
     addr_json(&c->src, egress, sizeof(egress));
     addr_json(&c->via, via, sizeof(via)); /* the balancer, on a proxy_protocol listener */
+    union sockaddr_inx none = {0};
+    addr_json(c->parent ? via_parent_addr(c->parent) : &none, parent, sizeof(parent));
     const char *state =
         c->state < sizeof(state_names) / sizeof(state_names[0]) ? state_names[c->state] : "unknown";
     uint64_t age = now_ms > c->start_ms ? (now_ms - c->start_ms) / 1000 : 0;
-    int n = snprintf(out, cap,
-                     "{\"id\":\"%u.%" PRIu32 ".%" PRIu32 "\",\"shard\":%u,\"state\":\"%s\","
-                     "\"cmd\":\"%s\",\"user\":%s,\"client\":%s,\"via\":%s,\"dest\":%s,"
-                     "\"egress\":%s,\"age_s\":%" PRIu64 ",\"bytes_up\":%" PRIu64
-                     ",\"bytes_down\":%" PRIu64 "}",
-                     shard_id, c->slot, c->gen, shard_id, state, log_cmd_name(c->cmd), user, client,
-                     via, dest_j, egress, age, c->dir[DIR_C2T].bytes, c->dir[DIR_T2C].bytes);
+    int n =
+        snprintf(out, cap,
+                 "{\"id\":\"%u.%" PRIu32 ".%" PRIu32 "\",\"shard\":%u,\"state\":\"%s\","
+                 "\"cmd\":\"%s\",\"user\":%s,\"client\":%s,\"via\":%s,\"dest\":%s,"
+                 "\"egress\":%s,\"parent\":%s,\"age_s\":%" PRIu64 ",\"bytes_up\":%" PRIu64
+                 ",\"bytes_down\":%" PRIu64 "}",
+                 shard_id, c->slot, c->gen, shard_id, state, log_cmd_name(c->cmd), user, client,
+                 via, dest_j, egress, parent, age, c->dir[DIR_C2T].bytes, c->dir[DIR_T2C].bytes);
     if (n < 0)
         n = 0;
     return (size_t)n < cap ? (size_t)n : cap ? cap - 1 : 0;

@@ -10,6 +10,7 @@ arrive with the parent's reply and bytes the client pipelined are kept; BIND and
 are refused under a via rule; the access log and the metrics say which parent carried it.
 """
 
+import json
 import time
 
 from cases_auth import ALICE, auth_proxy
@@ -17,7 +18,7 @@ from cases_control import conf_proxy, rules_conf, scrape
 from cases_egress import access_lines, wait_log
 from cases_preload import start_danted
 from cases_relay import curl_fetch
-from harness import (GREETING, case, check, expect_close, free_port, metric, need_option,
+from harness import (GREETING, admin_request, case, check, expect_close, free_port, metric, need_option,
                      need_tools, open_proxy_socket, read_method_reply, read_reply, recv_exact,
                      request, wait_until)
 
@@ -164,6 +165,14 @@ def chain_dead_parent(ctx):
     check(counter(p, "ringsocks_via_parent_failures_total") == 1, "the dead parent was tried again")
     d = last_line(p, 2)
     check(d.get("parent") == "127.0.0.1:%d" % good.port, "parent= names %s" % d.get("parent"))
+    # A live tunnel shows its parent in GET /connections.
+    rep, s = connect_rep(ctx, p, "127.0.0.1", echo.port)
+    check(rep == 0, "third tunnel: REP 0x%02x" % rep)
+    st, body, _ = admin_request(p, "GET", "/connections")
+    conns = [c for c in json.loads(body)["connections"] if c["state"] == "relay"]
+    check(st == 200 and len(conns) == 1 and conns[0].get("parent") == "127.0.0.1:%d" % good.port,
+          "GET /connections does not show the parent", body[:500])
+    s.close()
     # All parents dead: the client's reply is the connect error, end parent_failed.
     p2 = child(ctx, via_rule(["socks5://127.0.0.1:%d" % dead]), args=["--via-retry", "0"])
     for i in range(2):

@@ -33,6 +33,7 @@
 #include "shard.h"
 #include "shardcmd.h"
 #include "shard_types.h"
+#include "via.h"
 
 #define FAKE_SHARD_REAL_LOG
 #include "fake_shard.h"
@@ -156,7 +157,7 @@ test_render(void **state)
              "{\"id\":\"1.%u.%u\",\"shard\":1,\"state\":\"relay\",\"cmd\":\"connect\","
              "\"user\":\"a\\\"b\\\\\\u00ff\",\"client\":\"127.0.0.1:40000\","
              "\"via\":\"198.51.100.9:37000\",\"dest\":\"[2001:db8::5]:8443\",\"egress\":\"192.0.2."
-             "7:50001\",\"age_s\":61,"
+             "7:50001\",\"parent\":null,\"age_s\":61,"
              "\"bytes_up\":12,\"bytes_down\":34}",
              c->slot, c->gen);
     assert_string_equal(out, want);
@@ -168,7 +169,7 @@ test_render(void **state)
     shardcmd_render(h, 1, 0, out, sizeof(out));
     assert_non_null(strstr(out, "\"state\":\"handshake\",\"cmd\":\"none\",\"user\":null,"
                                 "\"client\":\"[::1]:1\",\"via\":null,\"dest\":null,\"egress\":null,"
-                                "\"age_s\":0,"));
+                                "\"parent\":null,\"age_s\":0,"));
     /* A destination by address: the address and its port. */
     h->state = CONN_CONNECT;
     h->cmd = SOCKS5_CMD_CONNECT;
@@ -176,6 +177,16 @@ test_render(void **state)
     shardcmd_render(h, 1, 0, out, sizeof(out));
     assert_non_null(strstr(out, "\"state\":\"connect\",\"cmd\":\"connect\""));
     assert_non_null(strstr(out, "\"dest\":\"198.51.100.1:80\""));
+    /* Through a parent proxy (rule key via): its address. */
+    const char *url = "http://192.0.2.80:3128";
+    char why[200];
+    struct via_list *vl = via_list_new(&url, 1, why, sizeof(why));
+    assert_non_null(vl);
+    h->parent = via_parent_of(vl, 0);
+    shardcmd_render(h, 1, 0, out, sizeof(out));
+    assert_non_null(strstr(out, "\"parent\":\"192.0.2.80:3128\""));
+    via_parent_put(h->parent);
+    h->parent = NULL;
     /* Cut to the room given, NUL-ended. */
     assert_int_equal(shardcmd_render(h, 1, 0, out, 10), 9);
     assert_int_equal(strlen(out), 9);
