@@ -34,6 +34,7 @@ enum conn_end {
     END_PROXY_REFUSED, /* a proxy_protocol listener's peer is not in its from */
     END_PROXY_BAD,     /* a malformed PROXY protocol header */
     END_PROXY_LOCAL,   /* a PROXY v2 LOCAL (v1 UNKNOWN) header: the balancer's health check */
+    END_LOOP,          /* a transparent connection whose destination is the proxy itself */
     END__COUNT,
 };
 

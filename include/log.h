@@ -51,7 +51,7 @@ struct log_rec {
     uint16_t shard;
     uint32_t slot, gen; /* with shard, the connection's id "SHARD.SLOT.GEN" (admin API) */
     uint16_t port;      /* requested destination port */
-    uint8_t version;    /* 4 or 5, HTTPCONNECT_VERSION; 0 when the client never said */
+    uint8_t version;    /* 4, 5, HTTPCONNECT_VERSION, TRANSPARENT_VERSION; 0: never said */
     uint8_t cmd;        /* SOCKS5_CMD_*, 0 when no request was made */
     int16_t rep;        /* SOCKS5 reply code sent (SOCKS4 clients: mapped), -1 none */
     uint8_t end;        /* enum conn_end */

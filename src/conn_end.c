@@ -31,6 +31,7 @@ static const char *const end_names[END__COUNT] = {
     [END_PROXY_REFUSED] = "proxy_refused",
     [END_PROXY_BAD] = "proxy_bad",
     [END_PROXY_LOCAL] = "proxy_local",
+    [END_LOOP] = "loop",
 };
 
 const char *
