@@ -117,7 +117,8 @@ uint64_t log_written(const struct logger *lg);
  * line still ends in '\n'; cap 0 writes nothing). end_str names the end
  * reason (NULL: none). Fields, in order: time (RFC 3339 UTC, ms), shard,
  * id (SHARD.SLOT.GEN), client, user, cmd (connect, bind, udp, none, unknown), proto=http (only
- * for an HTTP CONNECT client, whose version is then 1), version, dest
+ * for an HTTP CONNECT client, whose version is then 1; proto=transparent with version 0 for a
+ * transparent listener's), version, dest
  * (host:port, an IPv6 host in brackets), resolved, egress, session (only
  * when there is one), rule, rep, up, down, duration_ms, end (the reason),
  * end_time (RFC 3339 like time: start plus duration), and for cmd udp

@@ -36,15 +36,20 @@ ALLOW_ALL = 'rules = ( { action = "allow"; } );\n'
 LISTEN = ['"127.0.0.1:0"'] + ['{ address = "%s:%d"; mode = "transparent"; }' % (a, port)
                              for port in (REDIRECT_PORT, TPROXY_PORT) for a in ("0.0.0.0", "[::]")]
 
-REDIRECT_RULESET = """
-table inet rsx_redirect {
-    chain prerouting {
-        type nat hook prerouting priority dstnat; policy accept;
-        iifname "vethc" meta l4proto tcp redirect to :%d
-    }
-}
-""" % REDIRECT_PORT
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+
+def shipped_ruleset():
+    """conf/transparent.nft as shipped (redirect, interface "vethc", port 1090), with our
+    redirect port: the ruleset the documentation gives is the one tested."""
+    with open(os.path.join(REPO, "conf", "transparent.nft")) as f:
+        text = f.read()
+    check(":1090" in text and '"vethc"' in text, "conf/transparent.nft no longer redirects vethc to :1090")
+    return text.replace(":1090", ":%d" % REDIRECT_PORT)
+
+
+
+# The tproxy chain of conf/transparent.nft (commented out there: one way at a time).
 TPROXY_RULESET = """
 table inet rsx_tproxy {
     chain prerouting {
@@ -76,10 +81,13 @@ def need_nft():
         raise Skip("nftables (nft) is not installed: tools/install-deps.sh test installs it")
 
 
-def setup(ctx, conf=ALLOW_ALL, ruleset=REDIRECT_RULESET, start=True):
+def setup(ctx, conf=ALLOW_ALL, ruleset="shipped", start=True):
     """EgressNet with the client namespace, an echo service on T4 and T6, the ruleset
-    loaded in P (None: none) and ringsocks started (start False: not yet)."""
+    loaded in P ("shipped": conf/transparent.nft's redirect; None: none) and ringsocks
+    started (start False: not yet)."""
     need_nft()
+    if ruleset == "shipped":
+        ruleset = shipped_ruleset()
     net = EgressNet(ctx)
     net.add_client()
     net.echo4 = net.target.add_echo(T4)
@@ -185,7 +193,7 @@ def redirect_case(ctx, fam):
     kind, got, _ = talk(net, dst, timeout=3)
     check(kind == "error", "without ringsocks the client namespace reached %s:%d (%r): P forwards?"
           % (dst[0], dst[1], got))
-    net.nft(REDIRECT_RULESET)
+    net.nft(shipped_ruleset())
     net.p = start_proxy(net)
     msg = b"x" * 100000 + b" - IPv%d redirect, both ways\n" % fam
     local = echo_ok(net, dst, "IPv%d redirect" % fam, msg)
@@ -296,6 +304,41 @@ def transparent_static_client(ctx):
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
     check(r.returncode == 3, "the static client with ringsocks stopped: exit %d (%r), expected 3"
           % (r.returncode, r.stderr.decode().strip()))
+
+
+def shipped_host_ruleset():
+    """conf/transparent.nft with its output chain (this host's own programs) uncommented,
+    ringsocks' exemption by user made root's (the proxy under test runs as root), our port."""
+    text = shipped_ruleset()
+    start = text.index("    # chain output_nat {")
+    end = text.index("    # }", start) + len("    # }")
+    block = "\n".join(l.replace("    # ", "    ", 1) for l in text[start:end].splitlines())
+    check('meta skuid "ringsocks" return' in block, "the output chain no longer exempts ringsocks by user")
+    return text[:start] + block.replace('meta skuid "ringsocks"', "meta skuid 0") + text[end:]
+
+
+@case("transparent_host")
+def transparent_host(ctx):
+    """The whole-host ruleset of conf/transparent.nft (the output hook): the static client,
+    run in the proxy's own namespace as nobody, reaches the target over IPv4 and IPv6
+    through ringsocks, whose own connections the ruleset exempts by user (else each tunnel
+    would be redirected into another). The access log names the host's own address as the
+    client."""
+    binary = static_client()
+    net = setup(ctx, ruleset=None)
+    net.nft(shipped_host_ruleset())
+    for dst in (net.echo4, net.echo6):
+        msg = "host %s" % dst[0]
+        r = subprocess.run(net.P.wrap() + ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                           binary, dst[0], str(dst[1]), msg],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        check(r.returncode == 0 and r.stdout.decode() == msg, "the static client as nobody to %s:%d: exit %d, "
+              "out %r, err %r" % (dst[0], dst[1], r.returncode, r.stdout, r.stderr.decode().strip()))
+    lines = wait_lines(net.p, 2)
+    check(len(lines) == 2 and all(l.get("proto") == "transparent" and l.get("end") == "done" for l in lines),
+          "access log %r, expected 2 transparent tunnels (and no nested one)" % lines)
+    check(sorted(l["client"].rsplit(":", 1)[0].strip("[]") for l in lines) == sorted([P_V4, P_V6]),
+          "clients %r, expected the host's own %s and %s" % ([l["client"] for l in lines], P_V4, P_V6))
 
 
 # -------------------------------------------------------------------- rules, loops
