@@ -7,9 +7,11 @@ CONNECTs to their original destination, under the same rules, egress and access 
 The topology is netns.py's with a third namespace C (net.add_client()), a client
 network behind the proxy namespace P, which does not forward: C reaches the target
 namespace T only through ringsocks, once the ruleset the test loads into P sends C's
-TCP to it. Checks: redirect over IPv4 and IPv6 (and the same connect failing with the
-proxy stopped and without the ruleset), tproxy over both families, a statically linked
-client, a deny rule resetting the client with proto=transparent in the access log, a
+TCP to it. Checks: redirect over IPv4 and IPv6 with conf/transparent.nft as shipped (and
+the same connect failing with the proxy stopped and without the ruleset), tproxy over
+both families, a start without the privilege for IP_TRANSPARENT (a warning, redirect
+only), a statically linked client, this host's own programs through the ruleset's output
+chain, a deny rule resetting the client with proto=transparent in the access log, a
 connection to the listener itself refused as a loop, GET /connections, and an upgrade
 that keeps the listener transparent.
 
@@ -266,6 +268,30 @@ def transparent_tproxy(ctx):
     net.p.stop()
     kind, got, _ = talk(net, net.echo4, timeout=3)
     check(kind == "error", "tproxy with ringsocks stopped still reached the target (%r)" % (got,))
+
+
+@case("transparent_without_privilege")
+def transparent_without_privilege(ctx):
+    """Started without CAP_NET_ADMIN and CAP_NET_RAW (setpriv drops them from the bounding
+    set), ringsocks cannot set IP_TRANSPARENT: it says so once per listener, naming it, and
+    serves on: redirect still reaches the listener, tproxy does not."""
+    net = setup(ctx, ruleset=REDIRECT_V4_TPROXY_V6, start=False)
+    tproxy_routes(net)
+    path = ctx.path("ringsocks.conf")
+    with open(path, "w") as f:
+        f.write("listen = ( %s );\n" % ",\n  ".join(LISTEN) + ALLOW_ALL)
+    net.p = ctx.proxy(listen=(), args=["-c", path, "--connect-timeout", "3"], wait_listen=False,
+                      wrap=net.P.wrap() + ["setpriv", "--bounding-set=-net_admin,-net_raw"])
+    net.p.listen = [None] * len(LISTEN)
+    net.p.wait_listening()
+    warned = [l for l in net.p.stderr().splitlines() if "cannot set IP_TRANSPARENT" in l]
+    want = ["0.0.0.0:%d" % REDIRECT_PORT, "[::]:%d" % REDIRECT_PORT, "0.0.0.0:%d" % TPROXY_PORT,
+            "[::]:%d" % TPROXY_PORT]
+    check(len(warned) == 4 and all(any(w in l for l in warned) for w in want),
+          "expected one IP_TRANSPARENT warning per transparent listener (%s), got %r" % (want, warned))
+    echo_ok(net, net.echo4, "redirect without the privilege")
+    kind, got, _ = talk(net, net.echo6, timeout=3)
+    check(kind == "error", "tproxy reached a listener without IPV6_TRANSPARENT (%r)" % (got,))
 
 
 # -------------------------------------------------------------------- a static client
