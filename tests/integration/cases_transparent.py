@@ -425,6 +425,60 @@ def transparent_loop(ctx):
     echo_ok(net, net.echo4, "after the loops")
 
 
+@case("transparent_loop_flood", timeout=120)
+def transparent_loop_flood(ctx):
+    """4,000 transparent clients wait for a handshake context (handshake_slots = 1, held
+    by silent SOCKS clients) and are loops: once the contexts free up, each waiter starts
+    as a transparent connection (not as a SOCKS client whose bytes are read), is reset, and
+    hands its context to the next. The proxy serves on."""
+    n = 4000
+    net = setup(ctx, conf=ALLOW_ALL + "handshake_slots = 1;\nclient_max_handshakes = 0;\n"
+                "handshake_timeout = 60;\n")
+    holders = []
+    for _ in range(8):  # both shards' one context (SO_REUSEPORT spreads them), and more
+        holders.append(net.P.call(socket.create_connection, net.p.addr, 5))
+
+    def flood():
+        out = []
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(20)
+            s.connect((P_C4, REDIRECT_PORT))
+            out.append(s)
+        return out
+    socks = net.C.call(flood, timeout=90)
+    try:
+        # Every one accepted and waiting (not yet answered): then free the contexts.
+        def waiting():
+            m = metrics_in_p(net)
+            return (metric(m, "ringsocks_handshake_waits_total") or 0) >= n
+        check(wait_until(waiting, 30), "the flood did not all wait for a handshake context")
+        for h in holders:
+            h.close()
+
+        def outcome():
+            reset = other = 0
+            for s in socks:
+                try:
+                    s.recv(16)
+                    other += 1  # bytes or an EOF: not the reset a refused client gets
+                except ConnectionResetError:
+                    reset += 1
+                except OSError:
+                    other += 1
+            return reset, other
+        reset, other = net.C.call(outcome, timeout=90)
+        check(reset == n, "%d of %d waiting loop clients were reset (%d otherwise)" % (reset, n, other))
+    finally:
+        for s in socks:
+            s.close()
+    net.p.check_alive()
+    m = metrics_in_p(net)
+    check(metric(m, "ringsocks_connections_ended_total", reason="loop") == n,
+          "loops counted: %r, expected %d" % (metric(m, "ringsocks_connections_ended_total", reason="loop"), n))
+    echo_ok(net, net.echo4, "after the flood")
+
+
 @case("transparent_connections")
 def transparent_connections(ctx):
     """GET /connections shows a transparent tunnel with proto "transparent", the real
