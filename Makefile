@@ -104,6 +104,8 @@ $(BUILD)/tests/test_acctctl: $(BUILD)/obj/acct.o $(BUILD)/obj/lim.o $(BUILD)/obj
 $(BUILD)/tests/test_clients: $(BUILD)/obj/addr.o
 $(BUILD)/tests/test_upgrade: $(BUILD)/obj/addr.o
 $(BUILD)/tests/test_lockout: $(BUILD)/obj/addr.o
+# A transparent listener's helpers, on real loopback sockets.
+$(BUILD)/tests/test_transparent: $(BUILD)/obj/addr.o tests/unit/sa_text.h
 # The password checker with its real crypt(3) worker; ring_sqe() and conn_authed() are faked.
 $(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o \
 	$(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
@@ -148,6 +150,11 @@ $(BUILD)/tests/test_request: $(BUILD)/obj/limit.o $(BUILD)/obj/limit_bw.o $(BUIL
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcmocka
 
+# The transparent-listener tests' client (tests/tools/echo_client.c): linked statically, so no
+# LD_PRELOAD reaches it; plain flags (the sanitizers do not link statically).
+$(BUILD)/tests/echo-client-static: tests/tools/echo_client.c Makefile | $(BUILD)/tests
+	$(CC) -O2 -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -static -o $@ $<
+
 $(BUILD) $(BUILD)/obj $(BUILD)/tests:
 	mkdir -p $@
 
@@ -164,7 +171,7 @@ check-headers:
 CLANG_FORMAT ?= clang-format
 FORMAT_FILES := $(wildcard src/*.c include/*.h tests/unit/*.c tests/unit/*.h tests/fuzz/*.c \
 	tests/fuzz/*.h bench/micro/*.c bench/micro/*.h bench/micro/*.cc tools/socksload/*.c \
-	tools/socksload/*.h tools/ringsocksctl/*.c tools/ringsocksctl/*.h src/preload/*.c src/preload/*.h)
+	tools/socksload/*.h tools/ringsocksctl/*.c tools/ringsocksctl/*.h src/preload/*.c src/preload/*.h tests/tools/*.c)
 format:
 	$(CLANG_FORMAT) --style=file:tools/.clang-format -i $(FORMAT_FILES)
 format-check:
@@ -187,7 +194,7 @@ run: deps-build
 	exec $(BUILD)/ringsocks -c conf/ringsocks.conf $(RUN_ARGS)
 
 test: deps-test
-	$(MAKE) all $(UNIT_BINS) fuzz-build
+	$(MAKE) all $(UNIT_BINS) $(BUILD)/tests/echo-client-static fuzz-build
 	BUILD=$(BUILD) SAN=$(SAN) FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh
 
 clean:

@@ -32,8 +32,12 @@ int handshake_init(struct shard *sh, void (*on_request)(struct shard *sh, struct
 /* Main thread, after the shard thread ended. */
 void handshake_fini(struct shard *sh);
 
-/* A client was accepted on fd: take it (or close it when out of room). */
-void handshake_start(struct shard *sh, int fd);
+/*
+ * A client was accepted on fd: take it (or close it when out of room). transparent: fd
+ * came by a mode = "transparent" listener, its original destination is the request
+ * (transparent.h) and no byte of it is read.
+ */
+void handshake_start(struct shard *sh, int fd, bool transparent);
 
 /* The request's destination as the client named it (valid while c->hs). */
 const struct socks_dest *handshake_dest(const struct conn *c);

@@ -51,7 +51,7 @@ struct log_rec {
     uint16_t shard;
     uint32_t slot, gen; /* with shard, the connection's id "SHARD.SLOT.GEN" (admin API) */
     uint16_t port;      /* requested destination port */
-    uint8_t version;    /* 4 or 5, HTTPCONNECT_VERSION; 0 when the client never said */
+    uint8_t version;    /* 4, 5, HTTPCONNECT_VERSION, TRANSPARENT_VERSION; 0: never said */
     uint8_t cmd;        /* SOCKS5_CMD_*, 0 when no request was made */
     int16_t rep;        /* SOCKS5 reply code sent (SOCKS4 clients: mapped), -1 none */
     uint8_t end;        /* enum conn_end */
@@ -118,7 +118,8 @@ uint64_t log_written(const struct logger *lg);
  * line still ends in '\n'; cap 0 writes nothing). end_str names the end
  * reason (NULL: none). Fields, in order: time (RFC 3339 UTC, ms), shard,
  * id (SHARD.SLOT.GEN), client, user, cmd (connect, bind, udp, none, unknown), proto=http (only
- * for an HTTP CONNECT client, whose version is then 1), version, dest
+ * for an HTTP CONNECT client, whose version is then 1; proto=transparent with version 0 for a
+ * transparent listener's), version, dest
  * (host:port, an IPv6 host in brackets), resolved, egress, session (only
  * when there is one), rule, rep, up, down, duration_ms, end (the reason),
  * end_time (RFC 3339 like time: start plus duration), and for cmd udp

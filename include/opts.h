@@ -125,7 +125,7 @@ struct opts {
     unsigned redis_fallback;        /* 0: open, 1: closed (asks while Redis is away) */
     bool redis_users;               /* the users table is Redis's */
     /* Listener groups of the file: { address = ...; egress = "same" | [...];
-     * proxy_protocol = true; from = [...]; }. Kept by
+     * proxy_protocol = true; from = [...]; mode = "transparent"; }. Kept by
      * address, not by index, so a command line that replaces the listeners drops nothing
      * silently and adds nothing wrongly. */
     struct opts_listen_out {
@@ -136,12 +136,19 @@ struct opts {
          * from the networks in from ("a/24,b", never empty when proxy_protocol is on). */
         bool proxy_protocol;
         char from[OPTS_FROM_LEN];
+        /* mode = "transparent": connections the kernel redirected (nftables redirect or
+         * tproxy); the original destination is the request, no byte is read first. The
+         * socket gets IP_TRANSPARENT at bind, so it is fixed until a restart. */
+        bool transparent;
     } listen_out[OPTS_MAX_LISTEN];
     unsigned n_listen_out;
     /* Set by main() after binding, never by a file: the proxy's own listening and admin
      * addresses, ports resolved, which a CONNECT must not reach unless a rule names them. */
     struct sockaddr_storage self[OPTS_MAX_LISTEN + 1];
     unsigned n_self;
+    /* Set by main() before binding, never by a file: listen[i] is mode = "transparent"
+     * (its group's, matched by address as the policy does). Fixed until a restart. */
+    bool listen_transparent[OPTS_MAX_LISTEN];
 };
 
 #endif

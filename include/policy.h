@@ -84,6 +84,14 @@ const struct policy_listener *policy_listener_of(const struct policy *p, const s
  * balancers (its from)? */
 bool policy_proxy_from(const struct policy_listener *l, const union sockaddr_inx *peer);
 
+/*
+ * Any thread: does dest (IPv4-mapped given as IPv4) reach this proxy itself, one of its
+ * listeners or its admin endpoint (o->self)? A wildcard listener is reached on every
+ * address of its family this host has, which a datagram socket's bind() tells (three
+ * syscalls, only when the port matches).
+ */
+bool policy_reaches_self(const struct opts *o, const union sockaddr_inx *dest);
+
 /* One request (or one UDP datagram, or a declared UDP source) as the rules see it. */
 struct policy_req {
     const union sockaddr_inx *client;

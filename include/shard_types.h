@@ -26,6 +26,7 @@ struct lease_board;
 struct listener {
     int fd;
     bool armed;
+    bool transparent; /* mode = "transparent" (opts.listen_transparent) */
 };
 
 struct hosts;       /* read-only hosts table shared by every shard */

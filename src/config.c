@@ -1267,14 +1267,52 @@ listen_proxy(struct cfg_ctx *c, const config_setting_t *g, const config_setting_
 }
 
 /*
+ * mode = "socks" (the default) or "transparent": connections the kernel redirected to
+ * the listener, their original destination the request. A transparent listener takes no
+ * PROXY header (its peer is the client itself) and no egress of its own (under tproxy the
+ * accepted socket's address is the target's, by which no listener can be found; rules
+ * and the global egress still apply).
+ */
+static int
+listen_mode(struct cfg_ctx *c, const config_setting_t *mode, const config_setting_t *pp,
+            const config_setting_t *eg, struct opts_listen_out *lo)
+{
+    if (!mode)
+        return 0;
+    const char *v = elem_string(c, mode, "listen: mode");
+    if (!v)
+        return -1;
+    if (strcmp(v, "transparent") == 0) {
+        lo->transparent = true;
+    } else if (strcmp(v, "socks") != 0) {
+        cfg_error(c, mode, "listen: mode: expected \"socks\" or \"transparent\", not \"%s\"", v);
+        return -1;
+    }
+    if (lo->transparent && lo->proxy_protocol) {
+        cfg_error(c, pp,
+                  "listen: proxy_protocol is for SOCKS listeners behind a balancer, not mode = "
+                  "\"transparent\" (its peer is the client itself)");
+        return -1;
+    }
+    if (lo->transparent && eg) {
+        cfg_error(c, eg,
+                  "listen: egress is not for mode = \"transparent\" listeners (under tproxy the "
+                  "listener cannot be told from the target): give egress in a rule or globally");
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * A listener given as a group: { address = "HOST:PORT"; egress = "same";
- * proxy_protocol = true; from = [...]; }, the one form for every per-listener setting.
+ * proxy_protocol = true; from = [...]; mode = "transparent"; }, the one form for every
+ * per-listener setting.
  */
 static int
 listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_row *r)
 {
     char why[512];
-    const config_setting_t *addr = NULL, *eg = NULL, *pp = NULL, *from = NULL;
+    const config_setting_t *addr = NULL, *eg = NULL, *pp = NULL, *from = NULL, *mode = NULL;
     unsigned n = (unsigned)config_setting_length(g);
     for (unsigned i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(g, i);
@@ -1287,10 +1325,12 @@ listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_
             pp = s;
         else if (strcmp(name, "from") == 0)
             from = s;
+        else if (strcmp(name, "mode") == 0)
+            mode = s;
         else {
             cfg_error(c, s,
                       "listen: unknown key '%s' in a listener (address, egress, proxy_protocol, "
-                      "from)",
+                      "from, mode)",
                       name);
             return -EINVAL;
         }
@@ -1307,13 +1347,13 @@ listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_
         cfg_error(c, addr, "%s: %s", r->key, why);
         return ret;
     }
-    if (!eg && !pp && !from)
+    if (!eg && !pp && !from && !mode)
         return 0;
     struct opts_listen_out *lo = &c->o->listen_out[c->o->n_listen_out];
     memset(lo, 0, sizeof(*lo));
     if (eg && listen_egress(c, eg, lo->egress, sizeof(lo->egress)) < 0)
         return -EINVAL;
-    if (listen_proxy(c, g, pp, from, lo) < 0)
+    if (listen_proxy(c, g, pp, from, lo) < 0 || listen_mode(c, mode, pp, eg, lo) < 0)
         return -EINVAL;
     lo->addr = c->o->listen[c->o->n_listen - 1];
     lo->idx = c->o->n_listen - 1;

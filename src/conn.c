@@ -409,8 +409,8 @@ conn_free(struct shard *sh, struct conn *c)
  * On a socket that is already closed, or a UDP socket, it changes nothing
  * that matters here.
  */
-static void
-abort_now(int fd)
+void
+conn_abort_fd(int fd)
 {
     static const struct sockaddr unspec = {.sa_family = AF_UNSPEC};
     if (fd >= 0)
@@ -429,9 +429,9 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
      * the kernel would keep the orphaned socket and its buffers while it probes. */
     bool abort = why == END_CLIENT_ERR || why == END_TARGET_ERR || why == END_WRITE_TIMEOUT;
     if (abort) {
-        abort_now(c->cfd);
-        abort_now(c->tfd);
-        abort_now(c->xfd);
+        conn_abort_fd(c->cfd);
+        conn_abort_fd(c->tfd);
+        conn_abort_fd(c->xfd);
     }
     if (c->inflight == 0) {
         conn_free(sh, c);

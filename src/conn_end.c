@@ -32,6 +32,7 @@ static const char *const end_names[END__COUNT] = {
     [END_PROXY_BAD] = "proxy_bad",
     [END_PROXY_LOCAL] = "proxy_local",
     [END_PARENT] = "parent_failed",
+    [END_LOOP] = "loop",
 };
 
 const char *

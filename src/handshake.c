@@ -16,6 +16,9 @@
  * first (clients.h). On a proxy_protocol listener the balancer's PROXY header
  * (proxyproto.c) comes first, and the client it names replaces the peer
  * before anything (rules, limits, lockout, the log, UDP) looks at c->client.
+ * On a transparent listener nothing is read: the destination the kernel
+ * redirected the connection from (transparent.c) is the request, the success
+ * reply is no bytes at all and a failure resets the client.
  * It never blocks and never reaches into a later phase but through the
  * continuation a phase hands to handshake_succeed().
  */
@@ -40,6 +43,7 @@
 #include "proxyproto.h"
 #include "shard_types.h"
 #include "socks4.h"
+#include "transparent.h"
 
 int
 handshake_init(struct shard *sh, void (*on_request)(struct shard *sh, struct conn *c))
@@ -122,7 +126,8 @@ hs_get(struct shard *sh)
     return h;
 }
 
-static void hs_read(struct shard *sh, struct conn *c);
+static void hs_begin(struct shard *sh, struct conn *c);
+static void maybe_done(struct shard *sh, struct conn *c);
 
 void
 handshake_release(struct shard *sh, struct conn *c)
@@ -141,7 +146,7 @@ handshake_release(struct shard *sh, struct conn *c)
     struct conn *w = hs_wait_pop(sh);
     if (w) {
         w->hs = hs_get(sh);
-        hs_read(sh, w);
+        hs_begin(sh, w);
     }
 }
 
@@ -195,14 +200,17 @@ handshake_dest(const struct conn *c)
     const struct hs *h = c->hs;
     if (c->version == HTTPCONNECT_VERSION)
         return &h->p.hc.dest;
+    /* A transparent connection's request is kept where a SOCKS5 one is (hs_transparent()). */
     return c->version == 4 ? &h->p.s4.dest : &h->p.s5.dest;
 }
 
 /* A reply in the client's protocol into r: SOCKS4 knows only granted/rejected, HTTP a
- * status (httpconnect_status()). */
+ * status (httpconnect_status()), a transparent client none (0 bytes). */
 static size_t
 encode_reply(const struct conn *c, uint8_t rep, const struct sockaddr *bnd, uint8_t r[HS_OUT_SIZE])
 {
+    if (c->version == TRANSPARENT_VERSION)
+        return 0;
     if (c->version == HTTPCONNECT_VERSION)
         return httpconnect_response(r, httpconnect_status(rep));
     if (c->version == 4)
@@ -230,9 +238,26 @@ handshake_reply_now(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
     return send(c->cfd, r, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n;
 }
 
+/*
+ * A transparent client has no protocol to be told a failure in: its connect() succeeded
+ * when the kernel handed it to us, so it is reset (ECONNRESET at its next read or write),
+ * which a program takes for a refused or broken connection, never for a clean EOF.
+ */
+static void
+reset_client(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why)
+{
+    c->rep = (int8_t)rep;
+    conn_abort_fd(c->cfd);
+    conn_close(sh, c, why);
+}
+
 void
 handshake_fail(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why)
 {
+    if (c->version == TRANSPARENT_VERSION) {
+        reset_client(sh, c, rep, why);
+        return;
+    }
     c->hs_flags |= HSF_CLOSE_AFTER;
     c->end = (uint8_t)why;
     conn_timer_set(sh, c, TL_HANDSHAKE);
@@ -271,6 +296,8 @@ handshake_succeed(struct shard *sh, struct conn *c, const union sockaddr_inx *bn
     queue_reply(sh, c, SOCKS5_REP_SUCCEEDED, bnd ? &bnd->sa : NULL);
     if ((flags & HS_FORWARD_UNREAD) && h->in_off < h->in_len)
         hs_write_leftover(sh, c);
+    /* Nothing to write (a transparent client's reply is none): no completion will call. */
+    maybe_done(sh, c);
 }
 
 /* The success reply (and the pipelined bytes) are out: the handshake is over. */
@@ -336,8 +363,44 @@ proxy_accept(struct shard *sh, struct conn *c)
     return true;
 }
 
+/*
+ * A transparent connection has its context: the destination the kernel redirected it
+ * from is its request, a CONNECT to that address with no user, which goes to the request
+ * phase as a parsed one would (rules, limits, egress, Happy Eyeballs, the log). One that
+ * would reach the proxy itself (a client that connected to the listener directly, or a
+ * ruleset that redirects our own listening port) is a loop: never relayed to itself.
+ */
+static void
+hs_transparent(struct shard *sh, struct conn *c)
+{
+    union sockaddr_inx dst;
+    c->cmd = SOCKS5_CMD_CONNECT;
+    if (transparent_orig_dest(c->cfd, &dst, NULL) < 0 ||
+        transparent_request(&c->hs->p.s5.dest, &dst) < 0) {
+        reset_client(sh, c, SOCKS5_REP_GENERAL, END_CLIENT_ERR);
+        return;
+    }
+    if (policy_reaches_self(sh->o, &dst)) {
+        c->dest = dst; /* for the log and the metrics: end=loop names it */
+        c->port = addr_port(&dst);
+        reset_client(sh, c, SOCKS5_REP_NOT_ALLOWED, END_LOOP);
+        return;
+    }
+    sh->hsp.on_request(sh, c);
+}
+
+/* c has a context: read its first bytes, or (transparent) go straight to its request. */
+static void
+hs_begin(struct shard *sh, struct conn *c)
+{
+    if (c->version == TRANSPARENT_VERSION)
+        hs_transparent(sh, c);
+    else
+        hs_read(sh, c);
+}
+
 void
-handshake_start(struct shard *sh, int fd)
+handshake_start(struct shard *sh, int fd, bool transparent)
 {
     struct conn *c = conn_alloc(sh, &handshake_phase);
     if (!c) {
@@ -346,6 +409,8 @@ handshake_start(struct shard *sh, int fd)
         return;
     }
     c->cfd = fd;
+    if (transparent)
+        c->version = TRANSPARENT_VERSION;
     STAT_INC(sh->st.accepted);
     socklen_t len = sizeof(c->client);
     if (getpeername(fd, &c->client.sa, &len) == -1)
@@ -355,12 +420,14 @@ handshake_start(struct shard *sh, int fd)
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     c->start_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
     conn_timer_set(sh, c, TL_HANDSHAKE);
-    if (sh->pol->proxy_listeners && !proxy_accept(sh, c))
+    /* A transparent client is the peer itself: it never sends a PROXY header (and under
+     * tproxy its local address is its target's, which may look like any listener's). */
+    if (sh->pol->proxy_listeners && !transparent && !proxy_accept(sh, c))
         return;
     conn_client_take(sh, c, CLIENT_HS, 0);
     c->hs = hs_get(sh);
     if (c->hs) {
-        hs_read(sh, c);
+        hs_begin(sh, c);
         return;
     }
     /*

@@ -42,6 +42,7 @@
 #include "conn_end.h"
 #include "httpconnect.h"
 #include "socks5.h"
+#include "transparent.h"
 
 #define LOG_CACHELINE 64
 /* Writer's sleep when every ring was empty: the bound on a line's latency. */
@@ -442,10 +443,14 @@ log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, ch
     put_field_str(&o, fmt, "user", r->user, strnlen(r->user, sizeof(r->user)));
     const char *cmd = log_cmd_name(r->cmd);
     put_field_str(&o, fmt, "cmd", cmd, strlen(cmd));
-    /* An HTTP CONNECT client: version is HTTP's major version, and proto says so. */
+    /* An HTTP CONNECT client: version is HTTP's major version, and proto says so. A
+     * transparent one spoke no proxy protocol at all: version 0. */
     if (r->version == HTTPCONNECT_VERSION) {
         put_field_str(&o, fmt, "proto", "http", 4);
         put_field_num(&o, fmt, "version", false, 1);
+    } else if (r->version == TRANSPARENT_VERSION) {
+        put_field_str(&o, fmt, "proto", "transparent", 11);
+        put_field_num(&o, fmt, "version", false, 0);
     } else {
         put_field_num(&o, fmt, "version", false, r->version);
     }

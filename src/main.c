@@ -35,6 +35,7 @@
 #include "shard.h"
 #include "sock.h"
 #include "users.h"
+#include "transparent.h"
 #include "version.h"
 #include "acl.h"
 #include "admin.h"
@@ -70,7 +71,7 @@ raise_nofile(void)
 }
 
 static int
-listen_one(const struct sockaddr *sa, bool reuseport, const struct opts *o)
+listen_one(const struct sockaddr *sa, bool reuseport, bool transparent, const struct opts *o)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd == -1)
@@ -85,6 +86,11 @@ listen_one(const struct sockaddr *sa, bool reuseport, const struct opts *o)
      * listener: no setsockopt per client. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     sock_set_liveness(fd, o);
+    /* tproxy hands connections only to a socket that has it (before bind: it also lets
+     * the socket bind an address that is not local). Without the privilege only
+     * redirect reaches the listener: said once, by transparent_listeners(). */
+    if (transparent)
+        transparent_set(fd, sa->sa_family, true);
     if (bind(fd, sa, addr_len(sa)) == -1)
         goto fail;
     if (reuseport && listen(fd, LISTEN_BACKLOG) == -1)
@@ -124,6 +130,50 @@ take_listeners(struct opts *o, unsigned i, int *fds, struct upgrade_fd *handed, 
 }
 
 /*
+ * Which listeners are mode = "transparent": their groups', matched by address as
+ * configured (before a port 0 is resolved), as the policy matches them.
+ */
+static void
+transparent_mark(struct opts *o)
+{
+    for (unsigned i = 0; i < o->n_listen; i++) {
+        o->listen_transparent[i] = false;
+        for (unsigned k = 0; k < o->n_listen_out; k++)
+            if (memcmp(&o->listen_out[k].addr, &o->listen[i], sizeof(o->listen[i])) == 0)
+                o->listen_transparent[i] = o->listen_out[k].transparent;
+    }
+}
+
+/*
+ * After binding (or a hand-over, whose sockets keep the old process's setting): every
+ * transparent listener's socket has IP_TRANSPARENT, every other none. Setting it needs
+ * CAP_NET_ADMIN (or CAP_NET_RAW); without it a transparent listener still takes
+ * redirected connections, not tproxy's, and the operator is told.
+ */
+static void
+transparent_listeners(const struct opts *o, const int *fds)
+{
+    char text[ADDR_STRLEN];
+    for (unsigned i = 0; i < o->n_listen; i++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&o->listen[i];
+        bool want = o->listen_transparent[i];
+        for (unsigned s = 0; s < o->shards; s++) {
+            int fd = fds[s * o->n_listen + i];
+            if (fd < 0 || transparent_is_set(fd, sa->sa_family) == want)
+                continue;
+            int ret = transparent_set(fd, sa->sa_family, want);
+            if (ret < 0) {
+                fprintf(stderr,
+                        "ringsocks: warning: listen %s: cannot set IP_TRANSPARENT (%s): "
+                        "nftables tproxy will not reach it, redirect still does\n",
+                        addr_format(sa, text, sizeof(text)), strerror(-ret));
+                break;
+            }
+        }
+    }
+}
+
+/*
  * fds[shard * n_listen + i]: one socket per listen address per shard, taken
  * from handed (an upgrade) where the old process listened on the address,
  * else bound here. A probe without SO_REUSEPORT first, so a port held by
@@ -148,7 +198,7 @@ bind_all(struct opts *o, int *fds, struct upgrade_fd *handed, size_t n_handed)
             fprintf(stderr, "ringsocks: upgrade: %s is new: bound here\n",
                     addr_format(sa, text, sizeof(text)));
         }
-        int probe = listen_one(sa, false, o);
+        int probe = listen_one(sa, false, o->listen_transparent[i], o);
         if (probe < 0) {
             fprintf(stderr, "ringsocks: cannot listen on %s: %s\n",
                     addr_format(sa, text, sizeof(text)), strerror(-probe));
@@ -158,7 +208,7 @@ bind_all(struct opts *o, int *fds, struct upgrade_fd *handed, size_t n_handed)
         getsockname(probe, sa, &len);
         close(probe);
         for (unsigned s = 0; s < o->shards; s++) {
-            int fd = listen_one(sa, true, o);
+            int fd = listen_one(sa, true, o->listen_transparent[i], o);
             if (fd < 0) {
                 fprintf(stderr, "ringsocks: cannot listen on %s: %s\n",
                         addr_format(sa, text, sizeof(text)), strerror(-fd));
@@ -626,8 +676,10 @@ main(int argc, char **argv)
         fprintf(stderr, "ringsocks: out of memory for the login lockout table\n");
         goto out_fds;
     }
+    transparent_mark(&o);
     if (bind_all(&o, fds, handed, n_handed) < 0)
         goto out_fds;
+    transparent_listeners(&o, fds);
     memcpy(listen_fds, fds, (size_t)o.shards * o.n_listen * sizeof(int));
     if (o.admin.ss_family != AF_UNSPEC) {
         int afd =

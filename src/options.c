@@ -813,6 +813,8 @@ options_format(const struct options_row *r, const struct opts *o, char *buf, siz
                 options_append(buf, cap, &used, "; proxy_protocol = true");
                 put_csv_list(buf, cap, &used, "from", lo->from);
             }
+            if (lo->transparent)
+                options_append(buf, cap, &used, "; mode = \"transparent\"");
             options_append(buf, cap, &used, "; }");
         }
         options_append(buf, cap, &used, groups ? ")" : "]");

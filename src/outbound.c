@@ -25,6 +25,7 @@
 #include "egress.h"
 #include "policy.h"
 #include "shard_types.h"
+#include "transparent.h"
 #include "users.h"
 
 static uint64_t
@@ -93,7 +94,9 @@ choose(struct shard *sh, struct conn *c, const struct egress_rule *er, int famil
         pool = users_egress(p->users, c->user);
     if (!pool && er)
         pool = er->pool;
-    if (!pool) {
+    /* Not for a transparent client: it has no listener egress (config.c), and under tproxy
+     * its socket's address is its target's, which could pass for another listener's. */
+    if (!pool && c->version != TRANSPARENT_VERSION) {
         const struct policy_listener *l = policy_listener_of(p, sh->o, c->cfd, &local);
         if (l && l->same)
             same = true;

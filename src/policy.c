@@ -156,13 +156,8 @@ acl_cmd(uint8_t cmd)
     }
 }
 
-/*
- * Does dest reach this proxy itself: one of its listeners or its admin endpoint? A
- * wildcard listener is reached on every address of its family this host has, which a
- * datagram socket's bind() tells (three syscalls, only when the port matches).
- */
-static bool
-reaches_self(const struct opts *o, const union sockaddr_inx *dest)
+bool
+policy_reaches_self(const struct opts *o, const union sockaddr_inx *dest)
 {
     uint16_t port = addr_port(dest);
     for (unsigned i = 0; i < o->n_self; i++) {
@@ -208,7 +203,7 @@ policy_decide(const struct policy *p, const struct opts *o, const struct policy_
      * the allowing rule names them in "to": one client socket built 4,000 nested
      * tunnels (8,000 fds) through the proxy, and the admin endpoint trusts loopback.
      */
-    bool self = r->dest && acl_cmd(r->cmd) == ACL_CMD_CONNECT && reaches_self(o, r->dest);
+    bool self = r->dest && acl_cmd(r->cmd) == ACL_CMD_CONNECT && policy_reaches_self(o, r->dest);
     if (!p->acl)
         return !self;
     struct acl_query q = {

@@ -43,6 +43,8 @@
 #define STOP_GRACE_S         5
 /* Password failures of a client address are counted over this window. */
 #define CLIENT_FAIL_WINDOW_S 60
+/* A held client's queue entry: its fd, and this bit when a transparent listener took it. */
+#define HELD_TRANSPARENT     (1ull << 32)
 
 struct start_ctx {
     struct shard *sh;
@@ -116,9 +118,9 @@ pause_accept(struct shard *sh)
 static void
 start_held(struct shard *sh)
 {
-    uint64_t fd;
-    while (sh->held.len && !shard_full(sh) && udq_pop(&sh->held, &fd))
-        handshake_start(sh, (int)fd);
+    uint64_t e;
+    while (sh->held.len && !shard_full(sh) && udq_pop(&sh->held, &e))
+        handshake_start(sh, (int)(uint32_t)e, e & HELD_TRANSPARENT);
 }
 
 /*
@@ -160,17 +162,19 @@ shard_accept_resume(struct shard *sh)
         arm_accept(sh, i);
 }
 
-/* An accepted client: its session starts, or it waits while all shards are full. */
+/* An accepted client by listener i: its session starts, or it waits while all shards are
+ * full. */
 static void
-take_client(struct shard *sh, int fd)
+take_client(struct shard *sh, int fd, unsigned i)
 {
+    bool transparent = sh->ls[i].transparent;
     /*
      * The check comes before the session: with several shards the limit
      * can be reached by another one while this accept was in flight. Such
      * a client waits here, unread, like those in the kernel's backlog.
      */
     if (shard_full(sh) || sh->held.len) {
-        if (udq_push(&sh->held, (uint64_t)fd) < 0) {
+        if (udq_push(&sh->held, (uint32_t)fd | (transparent ? HELD_TRANSPARENT : 0)) < 0) {
             STAT_INC(sh->st.accept_dropped);
             close(fd);
         }
@@ -178,7 +182,7 @@ take_client(struct shard *sh, int fd)
         want_room(sh);
         return;
     }
-    handshake_start(sh, fd);
+    handshake_start(sh, fd, transparent);
     /* Full: stop taking connections; the kernel's backlog holds the rest. */
     if (shard_full(sh)) {
         pause_accept(sh);
@@ -204,7 +208,7 @@ handover_listener(struct shard *sh, unsigned i)
         int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd == -1)
             break;
-        take_client(sh, fd);
+        take_client(sh, fd, i);
     }
     close(l->fd);
     l->fd = -1;
@@ -222,7 +226,7 @@ on_accept(struct shard *sh, const struct io_uring_cqe *cqe)
         sh->ls[i].armed = false;
         if (sh->draining && keep && sh->ls[i].fd >= 0) {
             if (res >= 0)
-                take_client(sh, res);
+                take_client(sh, res, i);
             handover_listener(sh, i);
             return;
         }
@@ -234,7 +238,7 @@ on_accept(struct shard *sh, const struct io_uring_cqe *cqe)
             close(res);
             return;
         }
-        take_client(sh, res);
+        take_client(sh, res, i);
     } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
         /* Out of fds or memory: retry on a tick or when a connection closes, never spin. */
         pause_accept(sh);
@@ -317,9 +321,9 @@ stop_accepting(struct shard *sh)
 static void
 close_held(struct shard *sh)
 {
-    uint64_t fd;
-    while (udq_pop(&sh->held, &fd))
-        close((int)fd);
+    uint64_t e;
+    while (udq_pop(&sh->held, &e))
+        close((int)(uint32_t)e);
 }
 
 /* A drain after a hand-over still waits for an accept's cancellation (handover_listener()). */
@@ -573,8 +577,10 @@ shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hos
     if (!sh->ls)
         return -ENOMEM;
     sh->n_ls = n_listen;
-    for (unsigned i = 0; i < n_listen; i++)
+    for (unsigned i = 0; i < n_listen; i++) {
         sh->ls[i].fd = listen_fds[i];
+        sh->ls[i].transparent = i < OPTS_MAX_LISTEN && o->listen_transparent[i];
+    }
     /*
      * max_conns is a limit on all shards together. SO_REUSEPORT spreads
      * connections by hash, not evenly, so a table of max_conns / shards

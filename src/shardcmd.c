@@ -23,11 +23,13 @@
 
 #include "acct.h"
 #include "conn.h"
+#include "httpconnect.h"
 #include "json.h"
 #include "log.h"
 #include "pct.h"
 #include "shard_types.h"
 #include "via.h"
+#include "transparent.h"
 
 enum { CMD_POSTED, CMD_DONE, CMD_ABANDONED };
 
@@ -78,6 +80,24 @@ shardcmd_match(const struct conn *c, const char *dest, const struct shardcmd_fil
     return true;
 }
 
+/* The protocol the client spoke, as a JSON value: null before its first byte. */
+static const char *
+proto_json(uint8_t version)
+{
+    switch (version) {
+    case 4:
+        return "\"socks4\"";
+    case 5:
+        return "\"socks5\"";
+    case HTTPCONNECT_VERSION:
+        return "\"http\"";
+    case TRANSPARENT_VERSION:
+        return "\"transparent\"";
+    default:
+        return "null";
+    }
+}
+
 /* An address as a JSON string, or null for none. */
 static void
 addr_json(const union sockaddr_inx *a, char *out, size_t cap)
@@ -111,14 +131,14 @@ shardcmd_render(const struct conn *c, unsigned shard_id, uint64_t now_ms, char *
     const char *state =
         c->state < sizeof(state_names) / sizeof(state_names[0]) ? state_names[c->state] : "unknown";
     uint64_t age = now_ms > c->start_ms ? (now_ms - c->start_ms) / 1000 : 0;
-    int n =
-        snprintf(out, cap,
-                 "{\"id\":\"%u.%" PRIu32 ".%" PRIu32 "\",\"shard\":%u,\"state\":\"%s\","
-                 "\"cmd\":\"%s\",\"user\":%s,\"client\":%s,\"via\":%s,\"dest\":%s,"
-                 "\"egress\":%s,\"parent\":%s,\"age_s\":%" PRIu64 ",\"bytes_up\":%" PRIu64
-                 ",\"bytes_down\":%" PRIu64 "}",
-                 shard_id, c->slot, c->gen, shard_id, state, log_cmd_name(c->cmd), user, client,
-                 via, dest_j, egress, parent, age, c->dir[DIR_C2T].bytes, c->dir[DIR_T2C].bytes);
+    int n = snprintf(out, cap,
+                     "{\"id\":\"%u.%" PRIu32 ".%" PRIu32 "\",\"shard\":%u,\"state\":\"%s\","
+                     "\"cmd\":\"%s\",\"proto\":%s,\"user\":%s,\"client\":%s,\"via\":%s,\"dest\":%s,"
+                     "\"egress\":%s,\"parent\":%s,\"age_s\":%" PRIu64 ",\"bytes_up\":%" PRIu64
+                     ",\"bytes_down\":%" PRIu64 "}",
+                     shard_id, c->slot, c->gen, shard_id, state, log_cmd_name(c->cmd),
+                     proto_json(c->version), user, client, via, dest_j, egress, parent, age,
+                     c->dir[DIR_C2T].bytes, c->dir[DIR_T2C].bytes);
     if (n < 0)
         n = 0;
     return (size_t)n < cap ? (size_t)n : cap ? cap - 1 : 0;

@@ -89,8 +89,9 @@ one_check format-check make -s --no-print-directory format-check
 one_check install-check make -s --no-print-directory install-check BUILD="$BUILD"
 
 # ---- integration tests
-# The network-namespace suite (cases_egress.py: namespaces, veth pairs and processes of its
-# own, nothing on the host's network) runs in a second runner alongside the rest; its output
+# The network-namespace suites (cases_egress.py, cases_transparent.py: namespaces, veth pairs,
+# nftables rulesets and processes of their own, nothing on the host's network) run in a second
+# runner alongside the rest; its output
 # is printed after the main runner's and both summaries are added up. EGRESS_PARALLEL=0 runs
 # it after the rest instead.
 add_summary() { # name logfile exit-status
@@ -120,16 +121,17 @@ log=$(mktemp "${TMPDIR:-/tmp}/ringsocks-run.XXXXXX") || exit 2
 elog=$(mktemp "${TMPDIR:-/tmp}/ringsocks-egress.XXXXXX") || exit 2
 epid=""
 trap '[ -n "$epid" ] && kill "$epid" 2>/dev/null; rm -f "$log" "$elog" ${slog:+"$slog"}' EXIT
-egress=("$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --suite egress "$@")
+egress=("$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --suite egress --suite transparent "$@")
 if [ "${EGRESS_PARALLEL:-1}" != 0 ]; then
     "${egress[@]}" >"$elog" 2>&1 &
     epid=$!
 fi
 echo "== integration ($BUILD/ringsocks)"
-"$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --skip-suite egress "$@" 2>&1 | tee "$log"
+"$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --skip-suite egress --skip-suite transparent "$@" 2>&1 |
+    tee "$log"
 rc=${PIPESTATUS[0]}
 add_summary integration "$log" "$rc"
-echo "== integration, egress suite in network namespaces ($BUILD/ringsocks)"
+echo "== integration, egress and transparent suites in network namespaces ($BUILD/ringsocks)"
 if [ -n "$epid" ]; then
     wait "$epid"
     erc=$?

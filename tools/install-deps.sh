@@ -7,7 +7,8 @@ set -eu
 BUILD_PKGS="gcc make pkg-config liburing-dev libjemalloc-dev libc-ares-dev liburcu-dev \
 libconfig-dev libcrypt-dev libsodium-dev libhiredis-dev"
 TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev curl ncat socat python3 iproute2 whois prometheus \
-proxychains4 dante-client dante-server microsocks haproxy redis-server nodejs g++ libbenchmark-dev clang-format"
+proxychains4 dante-client dante-server microsocks haproxy redis-server nodejs g++ libbenchmark-dev clang-format \
+nftables file"
 # make bench (bench/macro/): the peers, plots without X, and the tools the scripts call:
 # ip/ss (iproute2), ps (procps), unshare/taskset (util-linux), timeout (coreutils), jq for
 # socksload's JSON, python3 for the report, openssl for the password hash.

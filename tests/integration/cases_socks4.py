@@ -11,10 +11,10 @@ import threading
 import time
 
 from cases_relay import curl_both, curl_fetch
-from harness import (Fail, case, check, echo_roundtrip, expect_close, free_port, hexb, ipv6_available,
-                     make_hash, need_option, need_ringsocks, need_tools, open_proxy_socket, read_reply4,
-                     recv_exact, socks4_connect, socks4_expect_reject, socks4_request, socks_connect,
-                     write_users)
+from harness import (Fail, case, check, echo_roundtrip, echo_until_eof, expect_close, free_port, hexb,
+                     ipv6_available, make_hash, need_option, need_ringsocks, need_tools, open_proxy_socket,
+                     read_reply4, recv_exact, socks4_connect, socks4_expect_reject, socks4_request,
+                     socks_connect, write_users)
 
 
 def recording_echo(ctx):
@@ -25,12 +25,7 @@ def recording_echo(ctx):
     def handler(conn, peer):
         seen.append(peer[:2])
         accepted.set()
-        while True:
-            b = conn.recv(65536)
-            if not b:
-                break
-            conn.sendall(b)
-        conn.shutdown(socket.SHUT_WR)
+        echo_until_eof(conn)
 
     srv = ctx.tcp_server(handler)
     return srv, seen, accepted

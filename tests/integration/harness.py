@@ -851,6 +851,16 @@ class Reply:
         return "Reply(%s)" % hexb(self.raw)
 
 
+def echo_until_eof(conn):
+    """Send every byte conn receives back to it until its EOF, then half-close it."""
+    while True:
+        b = conn.recv(65536)
+        if not b:
+            break
+        conn.sendall(b)
+    conn.shutdown(socket.SHUT_WR)
+
+
 def recv_exact(sock, n, what="data"):
     buf = bytearray()
     while len(buf) < n:

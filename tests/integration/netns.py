@@ -30,6 +30,16 @@ Topology (documentation prefixes only):
 
 So a tunnel without an egress pool leaves from 192.0.2.1 / 2001:db8:f0::1, a marked one
 (SO_MARK 42) from 192.0.2.65 / 2001:db8:f1::1, and one bound to a pool address from it.
+
+net.add_client() adds a third namespace C, a client network behind the proxy (the
+transparent-listener tests):
+
+    client ns C                                   proxy ns P
+    veth0 192.0.2.130/26 2001:db8:c0::2/64  <---->  vethc 192.0.2.129/26 2001:db8:c0::1/64
+    default route via P                           forwarding off (ip_forward 0, IPv6 too)
+
+P does not forward, so C reaches the target only through a proxy in P that takes its
+connections (nftables redirect or tproxy, which the test installs with net.nft()).
 """
 
 import atexit
@@ -45,8 +55,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from harness import (GREETING, IO_TIMEOUT, Fail, Skip, auth_msg, check, hexb, need_ringsocks, read_reply,
-                     recv_exact, request)
+from harness import (GREETING, IO_TIMEOUT, Fail, Skip, auth_msg, check, echo_until_eof, hexb, need_ringsocks,
+                     read_reply, recv_exact, request)
 
 CLONE_NEWNET = 0x40000000
 IP_FREEBIND = 15
@@ -59,6 +69,8 @@ P_V4, T_V4 = "192.0.2.1", "192.0.2.2"              # veth0
 P_V6, T_V6 = "2001:db8:f0::1", "2001:db8:f0::2"
 P_V4_MARK, T_V4_MARK = "192.0.2.65", "192.0.2.66"  # veth1, reached through table 100
 P_V6_MARK, T_V6_MARK = "2001:db8:f1::1", "2001:db8:f1::2"
+P_C4, C_V4 = "192.0.2.129", "192.0.2.130"          # vethc in P <-> veth0 in C (add_client)
+P_C6, C_V6 = "2001:db8:c0::1", "2001:db8:c0::2"
 T4, T6 = "198.51.100.10", "2001:db8:a::10"          # the target's service addresses
 LISTEN_V4 = ("192.0.2.200", "192.0.2.201")          # extra proxy addresses (listener groups)
 LISTEN_V6 = ("2001:db8:b::1", "2001:db8:b::2")
@@ -103,7 +115,7 @@ def _reap_dead_runs():
     except OSError:
         return
     for n in names:
-        m = re.match(r"^%s(\d+)x\d+[pt]$" % PREFIX, n)
+        m = re.match(r"^%s(\d+)x\d+[ptc]$" % PREFIX, n)
         if m and int(m.group(1)) != os.getpid() and not os.path.exists("/proc/%s" % m.group(1)):
             _ip("netns", "del", n, check_rc=False)
 
@@ -271,7 +283,9 @@ class Target:
                 f.write(json.dumps(rec) + "\n")
         return rec
 
-    def _accept_loop(self, ls):
+    def _accept_loop(self, ls, proto="tcp", serve=None):
+        """Accept on ls until stopped, record each connection as proto, and answer it:
+        the source line, or serve(conn) on a thread of its own."""
         while not self._stop:
             try:
                 conn, peer = ls.accept()
@@ -280,8 +294,11 @@ class Target:
             if self._stop:
                 conn.close()
                 return
+            self._record(proto, peer, conn.getsockname())
+            if serve:
+                threading.Thread(target=serve, args=(conn,), daemon=True, name="target-" + proto).start()
+                continue
             try:
-                self._record("tcp", peer, conn.getsockname())
                 conn.sendall(("%s %d\n" % (peer[0], peer[1])).encode())
                 conn.shutdown(socket.SHUT_WR)
             except OSError:
@@ -302,6 +319,35 @@ class Target:
                 s.sendto(("%s %d\n" % (peer[0], peer[1])).encode(), peer)
             except OSError:
                 pass
+
+    def add_echo(self, host):
+        """One more TCP port on host (T4 or T6) that echoes every byte back until the
+        client's EOF, then closes; its connections are recorded as proto "echo".
+        Returns (host, port)."""
+        fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+        s = self.ns.socket(fam, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, 0))
+        s.listen(256)
+        self._socks.append(s)
+        threading.Thread(target=self._accept_loop, args=(s, "echo", self._echo_one), daemon=True,
+                         name="target-echo").start()
+        return s.getsockname()[:2]
+
+    @staticmethod
+    def _echo_one(conn):
+        try:
+            conn.settimeout(30)
+            echo_until_eof(conn)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def echo_sources(self, port=None):
+        with self._lock:
+            return [(r["src"], r["sport"]) for r in self.records
+                    if r["proto"] == "echo" and (port is None or r["dport"] == port)]
 
     def tcp_sources(self, port=None):
         with self._lock:
@@ -386,6 +432,41 @@ class EgressNet:
         # answer and the test names it (instead of waiting for a connect timeout)
         T.ip("route", "add", "default", "via", P_V4, "dev", "veth0")
         T.ip("-6", "route", "add", "default", "via", P_V6, "dev", "veth0")
+
+    # -- a client network behind the proxy (transparent listeners)
+
+    def add_client(self):
+        """The third namespace C (see the topology above), its veth to P, forwarding off
+        in P. Returns C (also self.C)."""
+        P = self.P
+        self.C = C = NetNS(self.P.name[:-1] + "c")
+        self.ctx.defer(C.delete)
+        for key in ("net.ipv6.conf.all.accept_dad", "net.ipv6.conf.default.accept_dad"):
+            C.sysctl(key, 0)
+        for key in ("net.ipv4.conf.all.rp_filter", "net.ipv4.conf.default.rp_filter"):
+            C.sysctl(key, 0)
+        P.sysctl("net.ipv4.ip_forward", 0)
+        P.sysctl("net.ipv6.conf.all.forwarding", 0)
+        P.ip("link", "add", "vethc", "type", "veth", "peer", "name", "veth0", "netns", C.name)
+        for ns, dev, a4, a6 in ((P, "vethc", P_C4, P_C6), (C, "veth0", C_V4, C_V6)):
+            ns.ip("addr", "add", a4 + "/26", "dev", dev)
+            ns.ip("-6", "addr", "add", a6 + "/64", "dev", dev, "nodad")
+            ns.ip("link", "set", dev, "up")
+        C.ip("route", "add", "default", "via", P_C4, "dev", "veth0")
+        C.ip("-6", "route", "add", "default", "via", P_C6, "dev", "veth0")
+        return C
+
+    def nft(self, ruleset, ns=None):
+        """Load an nftables ruleset (text for nft -f) into ns (default P)."""
+        ns = ns or self.P
+        path = self.ctx.path("ruleset%d.nft" % self.ctx._next_id())
+        with open(path, "w") as f:
+            f.write(ruleset)
+        r = subprocess.run(ns.wrap() + ["nft", "-f", path], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=20)
+        if r.returncode != 0:
+            raise Fail("nft -f in %s: exit %d: %s" % (ns.name, r.returncode, r.stderr.decode("utf-8", "replace").strip()),
+                       ruleset)
 
     # -- the proxy under test
 

@@ -18,9 +18,9 @@ sanitizer reports after it has been stopped (AddressSanitizer, LeakSanitizer,
 UBSan "runtime error:"); a report fails the test.
 
 --suite egress runs only the tests of cases_egress.py, --skip-suite egress all
-but those (both may be repeated): tests/run.sh runs the network-namespace suite
-(egress) in a runner of its own alongside the rest, since it touches nothing
-the others use.
+but those (both may be repeated): tests/run.sh runs the network-namespace suites
+(egress, transparent) in a runner of their own alongside the rest, since they
+touch nothing the others use.
 
 --peer microsocks runs the suite against microsocks instead, --peer-addr
 HOST:PORT against a SOCKS5 server already running there (e.g. danted): self-
@@ -70,6 +70,7 @@ import cases_redis  # noqa: E402,F401
 import cases_httpconnect  # noqa: E402,F401
 import cases_chain  # noqa: E402,F401
 import cases_preload  # noqa: E402,F401
+import cases_transparent  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")
 # Every test runs under the default engine (auto: copy, then splice for bulk).

@@ -56,6 +56,18 @@ load_text(const char *text, struct opts *o, struct acl **acl, char *err, size_t 
     return config_load(path, o, acl, err, errlen);
 }
 
+/* Load a text that must load, into o from the defaults; the file is removed after. */
+static void
+load_good(const char *text, struct opts *o, struct acl **acl)
+{
+    char err[4096];
+    options_defaults(o);
+    write_conf(text);
+    assert_int_equal(config_load(path, o, acl, err, sizeof(err)), 0);
+    unlink(path);
+    path[0] = '\0';
+}
+
 /* want: the expected err, with '@' standing for the file's path. */
 static void
 assert_errors(const char *err, const char *want)
@@ -557,7 +569,7 @@ test_egress_keys(void **state)
              "(NETWORK/LENGTH with the host bits zero)");
     load_bad("listen = ( { address = \"127.0.0.1:1080\"; egres = \"same\"; } );\n",
              "@:1: listen: unknown key 'egres' in a listener (address, egress, proxy_protocol, "
-             "from)");
+             "from, mode)");
     load_bad("egress = [\"203.0.113.1/24\"];\n",
              "@:1: egress: '203.0.113.1/24' is not an address or a prefix (NETWORK/LENGTH with "
              "the host bits zero)");
@@ -615,17 +627,14 @@ test_proxy_keys(void **state)
     (void)state;
     struct opts o;
     struct acl *acl = NULL;
-    char err[4096], shown[4096];
-    options_defaults(&o);
-    write_conf("listen = ( \"127.0.0.1:1080\",\n"
-               "  { address = \"127.0.0.1:1081\"; proxy_protocol = true;\n"
-               "    from = [\"127.0.0.1\", \"10.0.0.0/8\"]; },\n"
-               "  { address = \"127.0.0.1:1082\"; proxy_protocol = true; from = \"::1\";\n"
-               "    egress = \"same\"; },\n"
-               "  { address = \"127.0.0.1:1083\"; proxy_protocol = false; } );\n");
-    assert_int_equal(config_load(path, &o, &acl, err, sizeof(err)), 0);
-    unlink(path);
-    path[0] = '\0';
+    char shown[4096];
+    load_good("listen = ( \"127.0.0.1:1080\",\n"
+              "  { address = \"127.0.0.1:1081\"; proxy_protocol = true;\n"
+              "    from = [\"127.0.0.1\", \"10.0.0.0/8\"]; },\n"
+              "  { address = \"127.0.0.1:1082\"; proxy_protocol = true; from = \"::1\";\n"
+              "    egress = \"same\"; },\n"
+              "  { address = \"127.0.0.1:1083\"; proxy_protocol = false; } );\n",
+              &o, &acl);
     assert_int_equal(o.n_listen, 4);
     assert_int_equal(o.n_listen_out, 3);
     assert_true(o.listen_out[0].proxy_protocol);
@@ -660,6 +669,45 @@ test_proxy_keys(void **state)
     load_bad("listen = ( { address = \"127.0.0.1:1081\"; proxy_protocol = true;\n"
              "  from = [ 1 ]; } );\n",
              "@:2: listen: from: expected a string, not an integer");
+}
+
+/* mode = "transparent": a listener of redirected connections, alone of its kind. */
+static void
+test_mode_keys(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char shown[4096];
+    load_good("listen = ( \"127.0.0.1:1080\",\n"
+              "  { address = \"0.0.0.0:1081\"; mode = \"transparent\"; },\n"
+              "  { address = \"[::]:1081\"; mode = \"transparent\"; },\n"
+              "  { address = \"127.0.0.1:1082\"; mode = \"socks\"; } );\n",
+              &o, &acl);
+    assert_int_equal(o.n_listen, 4);
+    assert_int_equal(o.n_listen_out, 3);
+    assert_true(o.listen_out[0].transparent);
+    assert_true(o.listen_out[1].transparent);
+    assert_false(o.listen_out[2].transparent);
+    assert_false(o.listen_out[0].proxy_protocol);
+    assert_true(options_format(options_find("listen"), &o, shown, sizeof(shown)));
+    assert_string_equal(shown, "(\"127.0.0.1:1080\", { address = \"0.0.0.0:1081\"; "
+                               "mode = \"transparent\"; }, { address = \"[::]:1081\"; "
+                               "mode = \"transparent\"; }, { address = \"127.0.0.1:1082\"; })");
+    acl_free(acl);
+
+    load_bad("listen = ( { address = \"127.0.0.1:1081\";\n  mode = \"redirect\"; } );\n",
+             "@:2: listen: mode: expected \"socks\" or \"transparent\", not \"redirect\"");
+    load_bad("listen = ( { address = \"127.0.0.1:1081\"; mode = 1; } );\n",
+             "@:1: listen: mode: expected a string, not an integer");
+    load_bad("listen = ( { address = \"127.0.0.1:1081\"; mode = \"transparent\";\n"
+             "  proxy_protocol = true; from = [\"127.0.0.1\"]; } );\n",
+             "@:2: listen: proxy_protocol is for SOCKS listeners behind a balancer, not mode = "
+             "\"transparent\" (its peer is the client itself)");
+    load_bad("listen = ( { address = \"127.0.0.1:1081\"; mode = \"transparent\";\n"
+             "  egress = \"same\"; } );\n",
+             "@:2: listen: egress is not for mode = \"transparent\" listeners (under tproxy the "
+             "listener cannot be told from the target): give egress in a rule or globally");
 }
 
 /* Address sets: built-in and the file's own, defined after the rules that name them. */
@@ -1412,6 +1460,7 @@ main(void)
         cmocka_unit_test_teardown(test_egress_keys, teardown),
         cmocka_unit_test_teardown(test_proxy_keys, teardown),
         cmocka_unit_test_teardown(test_via_keys, teardown),
+        cmocka_unit_test_teardown(test_mode_keys, teardown),
         cmocka_unit_test_teardown(test_rules_absent_or_empty, teardown),
         cmocka_unit_test_teardown(test_scalar_lists, teardown),
         cmocka_unit_test_teardown(test_off_values, teardown),

@@ -24,6 +24,7 @@
 #include "httpconnect.h"
 #include "log.h"
 #include "socks5.h"
+#include "transparent.h"
 
 /* 2026-11-21T21:40:00.123Z */
 #define T0_MS 1795297200123ull
@@ -357,6 +358,33 @@ test_http(void **state)
            "\"proto\":\"http\",\"version\":1,\"dest\":\"example.com:443\","
            "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rule\":null,\"rep\":0,\"up\":123,"
            "\"down\":4567,\"duration_ms\":250,\"end\":\"done\","
+           "\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
+}
+
+/* A transparent listener's tunnel: proto=transparent, version 0 (no proxy protocol), no
+ * user, the original destination as an address; a loop is named by its end. */
+static void
+test_transparent(void **state)
+{
+    (void)state;
+    struct log_rec r;
+    base_rec(&r);
+    r.version = TRANSPARENT_VERSION;
+    r.user[0] = '\0';
+    strcpy(r.host, "93.184.216.34");
+    r.rep = 2;
+    r.end = END_LOOP;
+    expect(&r, LOG_LOGFMT,
+           "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 user=- "
+           "cmd=connect proto=transparent "
+           "version=0 dest=93.184.216.34:443 resolved=93.184.216.34:443 egress=- rule=- rep=2 "
+           "up=123 down=4567 duration_ms=250 end=loop end_time=2026-11-21T21:40:00.373Z\n");
+    expect(&r, LOG_JSON,
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\","
+           "\"client\":\"127.0.0.1:50000\",\"user\":null,\"cmd\":\"connect\","
+           "\"proto\":\"transparent\",\"version\":0,\"dest\":\"93.184.216.34:443\","
+           "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rule\":null,\"rep\":2,\"up\":123,"
+           "\"down\":4567,\"duration_ms\":250,\"end\":\"loop\","
            "\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
 }
 
@@ -1089,6 +1117,7 @@ main(void)
         cmocka_unit_test(test_via),
         cmocka_unit_test(test_parent),
         cmocka_unit_test(test_http),
+        cmocka_unit_test(test_transparent),
         cmocka_unit_test(test_json_ipv4),
         cmocka_unit_test(test_egress_session),
         cmocka_unit_test(test_ipv6),

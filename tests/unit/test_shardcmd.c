@@ -34,6 +34,7 @@
 #include "shardcmd.h"
 #include "shard_types.h"
 #include "via.h"
+#include "transparent.h"
 
 #define FAKE_SHARD_REAL_LOG
 #include "fake_shard.h"
@@ -155,7 +156,7 @@ test_render(void **state)
     char want[1024];
     snprintf(want, sizeof(want),
              "{\"id\":\"1.%u.%u\",\"shard\":1,\"state\":\"relay\",\"cmd\":\"connect\","
-             "\"user\":\"a\\\"b\\\\\\u00ff\",\"client\":\"127.0.0.1:40000\","
+             "\"proto\":\"socks5\",\"user\":\"a\\\"b\\\\\\u00ff\",\"client\":\"127.0.0.1:40000\","
              "\"via\":\"198.51.100.9:37000\",\"dest\":\"[2001:db8::5]:8443\",\"egress\":\"192.0.2."
              "7:50001\",\"parent\":null,\"age_s\":61,"
              "\"bytes_up\":12,\"bytes_down\":34}",
@@ -166,8 +167,10 @@ test_render(void **state)
     /* Before the request: no user, no destination, no egress; a command not made yet. */
     struct conn *h = mk(&sh, CONN_HANDSHAKE, NULL, 0, NULL, 0, "::1", 1, NULL);
     h->cmd = 0;
+    h->version = 0;
     shardcmd_render(h, 1, 0, out, sizeof(out));
-    assert_non_null(strstr(out, "\"state\":\"handshake\",\"cmd\":\"none\",\"user\":null,"
+    assert_non_null(strstr(out, "\"state\":\"handshake\",\"cmd\":\"none\",\"proto\":null,"
+                                "\"user\":null,"
                                 "\"client\":\"[::1]:1\",\"via\":null,\"dest\":null,\"egress\":null,"
                                 "\"parent\":null,\"age_s\":0,"));
     /* A destination by address: the address and its port. */
@@ -187,6 +190,10 @@ test_render(void **state)
     assert_non_null(strstr(out, "\"parent\":\"192.0.2.80:3128\""));
     via_parent_put(h->parent);
     h->parent = NULL;
+    /* A transparent listener's connection: its own proto, the original destination. */
+    h->version = TRANSPARENT_VERSION;
+    shardcmd_render(h, 1, 0, out, sizeof(out));
+    assert_non_null(strstr(out, "\"cmd\":\"connect\",\"proto\":\"transparent\","));
     /* Cut to the room given, NUL-ended. */
     assert_int_equal(shardcmd_render(h, 1, 0, out, 10), 9);
     assert_int_equal(strlen(out), 9);

@@ -1,0 +1,2 @@
+build-review-san/obj/addr.o: src/addr.c include/addr.h
+include/addr.h:

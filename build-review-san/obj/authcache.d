@@ -1,0 +1,4 @@
+build-review-san/obj/authcache.o: src/authcache.c include/authcache.h \
+ include/auth.h
+include/authcache.h:
+include/auth.h:

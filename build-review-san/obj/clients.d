@@ -1,0 +1,4 @@
+build-review-san/obj/clients.o: src/clients.c include/clients.h \
+ include/addr.h
+include/clients.h:
+include/addr.h:

@@ -1,0 +1,3 @@
+build-review-san/obj/happy.o: src/happy.c include/happy.h include/addr.h
+include/happy.h:
+include/addr.h:

@@ -1,0 +1,2 @@
+build-review-san/obj/json.o: src/json.c include/json.h
+include/json.h:

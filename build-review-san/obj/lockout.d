@@ -1,0 +1,4 @@
+build-review-san/obj/lockout.o: src/lockout.c include/lockout.h \
+ include/addr.h
+include/lockout.h:
+include/addr.h:

@@ -1,0 +1,11 @@
+build-review-san/obj/log.o: src/log.c include/log.h include/addr.h \
+ include/opts.h include/conn_end.h include/httpconnect.h include/auth.h \
+ include/socks5.h include/socks5.h
+include/log.h:
+include/addr.h:
+include/opts.h:
+include/conn_end.h:
+include/httpconnect.h:
+include/auth.h:
+include/socks5.h:
+include/socks5.h:

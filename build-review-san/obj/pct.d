@@ -1,0 +1,2 @@
+build-review-san/obj/pct.o: src/pct.c include/pct.h
+include/pct.h:

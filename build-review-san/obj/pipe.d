@@ -1,0 +1,2 @@
+build-review-san/obj/pipe.o: src/pipe.c include/pipe.h
+include/pipe.h:

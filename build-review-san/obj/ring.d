@@ -1,0 +1,2 @@
+build-review-san/obj/ring.o: src/ring.c include/ring.h
+include/ring.h:

@@ -1,0 +1,4 @@
+build-review-san/obj/socks5.o: src/socks5.c include/socks5.h \
+ include/hostname.h
+include/socks5.h:
+include/hostname.h:
