@@ -85,6 +85,7 @@ struct shard {
     /* chain.c: parents that failed lately, skipped until until_ds (via_retry). */
     struct via_dead {
         union sockaddr_inx addr; /* family 0: a free entry */
+        uint32_t ident;          /* via_ident(): the scheme and credentials */
         uint32_t until_ds;
     } via_dead[SHARD_VIA_DEAD];
 

@@ -49,6 +49,8 @@ unsigned via_count(const struct via_list *vl);
 const union sockaddr_inx *via_addr(const struct via_list *vl, unsigned i);
 /* Parent i as "socks5://192.0.2.1:1080": no credentials, for logs and the admin API. */
 const char *via_label(const struct via_list *vl, unsigned i);
+/* A hash of parent i's address, scheme and credentials: who it is to a health memory. */
+uint32_t via_ident(const struct via_list *vl, unsigned i);
 
 /*
  * One parent of a list, to be kept where the list is not (a tunnel's slot: 8 bytes
@@ -88,6 +90,7 @@ struct via_hs {
 enum via_res {
     VIA_MORE,    /* the reply is incomplete: read more */
     VIA_SEND,    /* send the message in out, then read the reply */
+    VIA_AGAIN,   /* a message was taken (an HTTP 1xx interim response): read the next */
     VIA_OK,      /* the parent connected the target: relay */
     VIA_REFUSED, /* the parent answered for the target (refused, unreachable, not allowed) */
     VIA_BROKEN,  /* the parent failed: malformed reply, our credentials refused */
@@ -108,5 +111,11 @@ size_t via_hs_start(struct via_hs *h, const struct via_list *vl, unsigned i,
  */
 enum via_res via_hs_feed(struct via_hs *h, const uint8_t *p, size_t len, size_t *used, uint8_t *out,
                          size_t *out_len);
+/*
+ * Has a SOCKS5 parent been asked for the target, its authentication done? Waiting past
+ * that is the target's slowness, not the parent's. (HTTP and SOCKS4 ask in their first
+ * message: no telling a slow parent from a slow target.)
+ */
+bool via_hs_asked_target(const struct via_hs *h);
 
 #endif

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acl.h"
+#include "egress.h"
 #include "handshake.h"
 #include "outbound.h"
 #include "policy.h"
@@ -27,6 +29,7 @@ struct chain {
     struct via_target t;
     struct via_hs vh;
     int rule;
+    uint64_t gen;     /* the policy generation rule indexes */
     int last_err;     /* -errno of the last parent's failure, 0: none or a bad answer */
     uint8_t next;     /* the next parent to consider */
     uint8_t pass;     /* 0: parents not known down; 1: all were, so they are tried anyway */
@@ -42,54 +45,54 @@ struct chain {
 
 #define NOT_DECIDED 0xffu
 
-/* -- the shard's memory of parents that failed */
-
-static bool
-same_parent(const union sockaddr_inx *a, const union sockaddr_inx *b)
-{
-    return a->sa.sa_family == b->sa.sa_family && addr_same_ip(a, b) && addr_port(a) == addr_port(b);
-}
+/* -- the shard's memory of parents that failed: by address and ident (via_ident()) */
 
 static struct via_dead *
-dead_find(struct shard *sh, const union sockaddr_inx *a)
+dead_find(struct shard *sh, const struct via_list *vl, unsigned i)
 {
-    for (unsigned i = 0; i < SHARD_VIA_DEAD; i++)
-        if (sh->via_dead[i].addr.sa.sa_family && same_parent(&sh->via_dead[i].addr, a))
-            return &sh->via_dead[i];
+    const union sockaddr_inx *a = via_addr(vl, i);
+    uint32_t ident = via_ident(vl, i);
+    for (unsigned k = 0; k < SHARD_VIA_DEAD; k++) {
+        const struct via_dead *d = &sh->via_dead[k];
+        if (d->addr.sa.sa_family == a->sa.sa_family && d->ident == ident &&
+            addr_same_ip(&d->addr, a) && addr_port(&d->addr) == addr_port(a))
+            return &sh->via_dead[k];
+    }
     return NULL;
 }
 
 static bool
-parent_down(struct shard *sh, const union sockaddr_inx *a)
+parent_down(struct shard *sh, const struct via_list *vl, unsigned i)
 {
-    const struct via_dead *d = dead_find(sh, a);
+    const struct via_dead *d = dead_find(sh, vl, i);
     return d && (int32_t)(d->until_ds - sh->now_ds) > 0;
 }
 
 static void
-parent_failed(struct shard *sh, const union sockaddr_inx *a)
+parent_failed(struct shard *sh, const struct via_list *vl, unsigned i)
 {
     unsigned retry_ds = sh->pol->via_retry_s * 10;
     STAT_INC(sh->st.via_parent_failures);
     if (!retry_ds)
         return;
-    struct via_dead *d = dead_find(sh, a);
+    struct via_dead *d = dead_find(sh, vl, i);
     if (!d) {
         /* A free entry, else the one that expires first. */
         d = &sh->via_dead[0];
-        for (unsigned i = 0; i < SHARD_VIA_DEAD && d->addr.sa.sa_family; i++)
-            if (!sh->via_dead[i].addr.sa.sa_family ||
-                (int32_t)(sh->via_dead[i].until_ds - d->until_ds) < 0)
-                d = &sh->via_dead[i];
-        d->addr = *a;
+        for (unsigned k = 0; k < SHARD_VIA_DEAD && d->addr.sa.sa_family; k++)
+            if (!sh->via_dead[k].addr.sa.sa_family ||
+                (int32_t)(sh->via_dead[k].until_ds - d->until_ds) < 0)
+                d = &sh->via_dead[k];
+        d->addr = *via_addr(vl, i);
+        d->ident = via_ident(vl, i);
     }
     d->until_ds = sh->now_ds + retry_ds;
 }
 
 static void
-parent_up(struct shard *sh, const union sockaddr_inx *a)
+parent_up(struct shard *sh, const struct via_list *vl, unsigned i)
 {
-    struct via_dead *d = dead_find(sh, a);
+    struct via_dead *d = dead_find(sh, vl, i);
     if (d)
         d->addr.sa.sa_family = 0;
 }
@@ -163,11 +166,42 @@ static void
 parent_broken(struct shard *sh, struct conn *c, int err)
 {
     struct chain *ch = c->hs->chain;
-    parent_failed(sh, via_addr(ch->vl, ch->vh.parent));
+    parent_failed(sh, ch->vl, ch->vh.parent);
     ch->last_err = err; /* 0: it answered, but wrongly */
     close(c->tfd);
     c->tfd = -1;
     next_parent(sh, c);
+}
+
+/*
+ * A reload came while parents were being tried: the request is decided again under
+ * the new rules (its rule index, its outbound settings and its parents are those of
+ * the new snapshot), and the parents tried from the first. false: answered (denied,
+ * or its rule now has no parents: a tunnel decided for a parent does not go direct).
+ */
+static bool
+redecide(struct shard *sh, struct conn *c)
+{
+    struct chain *ch = c->hs->chain;
+    int rule;
+    ch->gen = sh->pol->gen;
+    if (!conn_allowed(sh, c, c->dest.sa.sa_family ? &c->dest : NULL, c->host, c->port, &rule)) {
+        finish_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
+        return false;
+    }
+    const struct egress_rule *er = rule >= 0 ? acl_rule_data(sh->pol->acl, rule) : NULL;
+    if (!er || !er->via) {
+        finish_fail(sh, c, SOCKS5_REP_GENERAL, END_PARENT);
+        return false;
+    }
+    via_list_get(er->via);
+    via_list_put(ch->vl);
+    ch->vl = er->via;
+    ch->rule = rule;
+    ch->next = 0;
+    ch->pass = 0;
+    ch->tried = false;
+    return true;
 }
 
 /*
@@ -179,6 +213,8 @@ static void
 next_parent(struct shard *sh, struct conn *c)
 {
     struct chain *ch = c->hs->chain;
+    if (ch->gen != sh->pol->gen && !redecide(sh, c))
+        return;
     unsigned n = via_count(ch->vl);
     for (;;) {
         if (ch->next >= n) {
@@ -191,8 +227,13 @@ next_parent(struct shard *sh, struct conn *c)
         }
         unsigned i = ch->next++;
         const union sockaddr_inx *pa = via_addr(ch->vl, i);
-        if (ch->pass == 0 && parent_down(sh, pa)) {
+        if (ch->pass == 0 && parent_down(sh, ch->vl, i)) {
             STAT_INC(sh->st.via_skipped);
+            continue;
+        }
+        if (policy_reaches_self(sh->o, pa)) {
+            /* Our own listener as a parent: every tunnel would chain into another. */
+            ch->last_err = -ELOOP;
             continue;
         }
         ch->out_off = 0;
@@ -227,7 +268,7 @@ succeed(struct shard *sh, struct conn *c)
 {
     struct chain *ch = c->hs->chain;
     STAT_INC(sh->st.via_tunnels);
-    parent_up(sh, via_addr(ch->vl, ch->vh.parent));
+    parent_up(sh, ch->vl, ch->vh.parent);
     union sockaddr_inx local;
     socklen_t len = sizeof(local);
     if (getsockname(c->tfd, &local.sa, &len) == -1)
@@ -255,9 +296,27 @@ on_peek(struct shard *sh, struct conn *c, int n)
     size_t used, out_len;
     size_t have = (size_t)ch->in_len + (size_t)n;
     enum via_res r = via_hs_feed(&ch->vh, ch->in, have, &used, ch->out, &out_len);
-    /* Take from the socket what the handshake used (all of it while incomplete). */
+    if (r == VIA_BROKEN) {
+        parent_broken(sh, c, 0); /* its socket is dropped unread */
+        return;
+    }
+    if (r == VIA_REFUSED) {
+        /* The parent is fine: its answer about the target is the client's. */
+        parent_up(sh, ch->vl, ch->vh.parent);
+        finish_fail(sh, c, ch->vh.rep, END_REPLY_ERR);
+        return;
+    }
+    /*
+     * Take from the socket what the handshake used: all of it while incomplete, else the
+     * message's bytes past those kept (a message is longer than the part of it that was
+     * incomplete, so used > in_len; anything else is a parser bug, not a read past in[]).
+     */
+    if (r != VIA_MORE && used <= ch->in_len) {
+        parent_broken(sh, c, -EPROTO);
+        return;
+    }
     size_t take = r == VIA_MORE ? (size_t)n : used - ch->in_len;
-    if (take && recv(c->tfd, ch->in + ch->in_len, take, MSG_DONTWAIT) != (ssize_t)take) {
+    if (recv(c->tfd, ch->in + ch->in_len, take, MSG_DONTWAIT) != (ssize_t)take) {
         parent_broken(sh, c, -EIO);
         return;
     }
@@ -275,16 +334,13 @@ on_peek(struct shard *sh, struct conn *c, int n)
         ch->out_off = 0;
         send_out(sh, c);
         return;
+    case VIA_AGAIN:
+        peek_in(sh, c); /* an interim response: the final one follows */
+        return;
     case VIA_OK:
         succeed(sh, c);
         return;
-    case VIA_REFUSED:
-        /* The parent is fine: its answer about the target is the client's. */
-        parent_up(sh, via_addr(ch->vl, ch->vh.parent));
-        finish_fail(sh, c, ch->vh.rep, END_REPLY_ERR);
-        return;
-    case VIA_BROKEN:
-        parent_broken(sh, c, 0);
+    default: /* VIA_REFUSED, VIA_BROKEN: answered above */
         return;
     }
 }
@@ -347,8 +403,9 @@ on_timeout(struct shard *sh, struct conn *c, enum tlist_id tl)
     }
     if (ch->fail_rep != NOT_DECIDED)
         return;
-    if (ch->busy)
-        parent_failed(sh, via_addr(ch->vl, ch->vh.parent));
+    /* Too slow counts against the parent, unless it only waits for the target. */
+    if (ch->busy && !(ch->busy == OP_UP_PEEK && via_hs_asked_target(&ch->vh)))
+        parent_failed(sh, ch->vl, ch->vh.parent);
     decide_fail(sh, c, SOCKS5_REP_TTL_EXPIRED, END_PARENT);
 }
 
@@ -373,6 +430,7 @@ chain_start(struct shard *sh, struct conn *c, struct via_list *vl, int rule,
     via_list_get(vl);
     ch->vl = vl;
     ch->rule = rule;
+    ch->gen = sh->pol->gen;
     ch->fail_rep = NOT_DECIDED;
     ch->t.port = c->port;
     if (!dest) {

@@ -426,6 +426,7 @@ struct rule {
     const config_setting_t *udp_source; /* where udp_source was given, for its errors */
     struct egress_rule *out;            /* egress and outbound socket keys, NULL: none */
     const config_setting_t *out_key;    /* the first of them, for their errors */
+    const config_setting_t *via_key;    /* where via was given, for its errors */
     const char *name;                   /* name = "...": the access log's rule field; NULL none */
 };
 
@@ -832,6 +833,7 @@ rk_via(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char 
     struct egress_rule *o = rule_out(c, r, s);
     if (!o)
         return -1;
+    r->via_key = s;
     unsigned n = elem_count(s);
     if (n == 0 || n > VIA_MAX) {
         cfg_error(c, s, "rule %u: %s: %u parents; a rule names 1 to %u", r->idx, key, n, VIA_MAX);
@@ -966,6 +968,11 @@ out_check(struct cfg_ctx *c, const struct rule *r)
     if (r->out && r->action != ACL_ALLOW)
         cfg_error(c, r->out_key, "rule %u: %s: only an allow rule admits tunnels to send somewhere",
                   r->idx, config_setting_name(r->out_key));
+    else if (r->via_key && r->cmds && !(r->cmds & ACL_CMD_CONNECT))
+        cfg_error(c, r->via_key,
+                  "rule %u: via: parents carry CONNECT only, and the rule's commands do not "
+                  "include \"connect\" (it would only refuse what it matches)",
+                  r->idx);
 }
 
 /* Adding a condition to rules is one line here (and a parameter of acl_add). */

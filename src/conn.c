@@ -463,10 +463,13 @@ conn_policy_changed(struct shard *sh)
         struct conn *c = &sh->conns[i];
         if (c->state != CONN_RELAY && c->state != CONN_UDP)
             continue;
-        /* UDP datagrams meet the new rules one by one; a TCP tunnel is judged here. */
+        /* UDP datagrams meet the new rules one by one; a TCP tunnel is judged here, by its
+         * address, or by its name alone when a parent resolved it (chain.h). */
+        bool tcp = c->state == CONN_RELAY && (c->dest.sa.sa_family || (c->parent && c->host));
         if ((p->close_removed_users && c->user && !users_hash(p->users, c->user)) ||
-            (p->close_denied && c->state == CONN_RELAY && c->dest.sa.sa_family &&
-             !conn_allowed(sh, c, &c->dest, c->host, c->port, NULL))) {
+            (p->close_denied && tcp &&
+             !conn_allowed(sh, c, c->dest.sa.sa_family ? &c->dest : NULL, c->host, c->port,
+                           NULL))) {
             conn_close(sh, c, END_REVOKED);
             revoked++;
         }

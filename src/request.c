@@ -80,6 +80,7 @@ rule_via(const struct shard *sh, int rule)
 #define HE_WON    0x02u /* an attempt connected (now c->tfd): the others are being cancelled */
 #define HE_FAILED 0x04u /* the error reply is decided: completions only clean up */
 #define HE_LEASE  0x08u /* parked on sh->lease_wait for the user's fleet lease (limit.h) */
+#define HE_VIA    0x10u /* an address for a parent waits for the delay's cancellation */
 
 /* A socket for a connect to a with the admitting rule's settings (outbound_socket()). */
 static int
@@ -184,9 +185,17 @@ connect_next(struct shard *sh, struct conn *c)
             resolve(sh, c);
             return;
         }
-        if (via && h->att_live) {
-            /* A parent takes the tunnel alone: after the attempt in flight, if it fails. */
+        if (via && (h->att_live || (h->he_flags & HE_DELAY))) {
+            /*
+             * A parent takes the tunnel alone, and the chain phase must never see this
+             * phase's ops: after the attempt in flight, if it fails, and after the delay,
+             * which is cancelled (its completion then comes back here).
+             */
             h->next_addr--;
+            if (!h->att_live && !(h->he_flags & HE_VIA)) {
+                h->he_flags |= HE_VIA;
+                cancel_op(sh, c, OP_CONNECT_DELAY, 0);
+            }
             return;
         }
         if (!via && !family_allowed(sh, rule, ad->sa.sa_family)) {
@@ -485,9 +494,12 @@ on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cqe)
         on_connect(sh, c, ud_arg(cqe->user_data), cqe->res);
     } else {
         h->he_flags &= (uint8_t)~HE_DELAY;
-        /* -ETIME: the delay passed with an attempt still out (-ECANCELED: we stopped it). */
+        /* -ETIME: the delay passed with an attempt still out (-ECANCELED: we stopped it,
+         * for an address that goes to a parent: HE_VIA). */
+        bool via = h->he_flags & HE_VIA;
+        h->he_flags &= (uint8_t)~HE_VIA;
         if (!(h->he_flags & (HE_WON | HE_FAILED)) && !(c->hs_flags & HSF_TIMED_OUT) &&
-            cqe->res == -ETIME)
+            (cqe->res == -ETIME || via))
             connect_next(sh, c);
     }
     /*

@@ -19,6 +19,7 @@
 
 struct via_parent {
     struct via_list *list; /* the list it is in */
+    uint32_t ident;        /* a hash of what makes it this parent: address, scheme, credentials */
     struct url u;
     union sockaddr_inx addr;
     char label[80];
@@ -68,6 +69,15 @@ parent_parse(struct via_parent *vp, const char *s, unsigned i, char *why, size_t
     char a[INET6_ADDRSTRLEN + 8];
     addr_format(&vp->addr.sa, a, sizeof(a));
     snprintf(vp->label, sizeof(vp->label), "%s://%s", url_scheme_str(vp->u.scheme), a);
+    /* FNV-1a over the label and the credentials: two rules with one gateway and different
+     * passwords are two parents to the health memory (a refused password is not a gateway
+     * down). */
+    uint32_t x = 2166136261u;
+    const char *parts[] = {vp->label, vp->u.user, ":", vp->u.pass};
+    for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]); k++)
+        for (const char *q = parts[k]; *q; q++)
+            x = (x ^ (uint8_t)*q) * 16777619u;
+    vp->ident = x;
     vp->basic[0] = '\0';
     if (vp->u.scheme == URL_HTTP && vp->u.has_user) {
         char cred[2 * URL_FIELD_MAX + 2];
@@ -135,6 +145,18 @@ const char *
 via_label(const struct via_list *vl, unsigned i)
 {
     return vl->p[i].label;
+}
+
+uint32_t
+via_ident(const struct via_list *vl, unsigned i)
+{
+    return vl->p[i].ident;
+}
+
+bool
+via_hs_asked_target(const struct via_hs *h)
+{
+    return h->step == VIA_STEP_S5_REPLY;
 }
 
 const struct via_parent *
@@ -261,7 +283,16 @@ http_outcome(struct via_hs *h, unsigned status)
     }
 }
 
-/* "HTTP/1.x SSS ...\r\n...\r\n\r\n" in p[0..len). */
+static bool
+is_digit(uint8_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/*
+ * "HTTP/1.x SSS reason" and header lines, ended by an empty line, in p[0..len) (RFC 9112:
+ * CRLF, or a bare LF, ends a line). A 1xx response is interim: taken, and the next one read.
+ */
 static enum via_res
 http_feed(struct via_hs *h, const uint8_t *p, size_t len, size_t *used)
 {
@@ -269,20 +300,28 @@ http_feed(struct via_hs *h, const uint8_t *p, size_t len, size_t *used)
     size_t k = len < sizeof(proto) - 1 ? len : sizeof(proto) - 1;
     if (memcmp(p, proto, k) != 0)
         return broken(h, "parent's reply is not HTTP");
-    if (len < 12)
+    if (len < 13)
         return VIA_MORE;
-    if (p[8] != ' ' || p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' ||
-        p[11] > '9')
+    if (!is_digit(p[7]) || p[8] != ' ' || p[9] < '1' || p[9] > '5' || !is_digit(p[10]) ||
+        !is_digit(p[11]) || (p[12] != ' ' && p[12] != '\r' && p[12] != '\n'))
         return broken(h, "parent's HTTP status line is malformed");
     /* The shard never holds more of a reply than VIA_REPLY_MAX: neither is more looked at. */
     if (len > VIA_REPLY_MAX)
         len = VIA_REPLY_MAX;
-    for (size_t i = 12; i + 3 < len; i++) {
-        if (p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '\r' && p[i + 3] == '\n') {
-            *used = i + 4;
-            return http_outcome(h, (unsigned)(p[9] - '0') * 100 + (unsigned)(p[10] - '0') * 10 +
-                                       (unsigned)(p[11] - '0'));
-        }
+    for (size_t i = 12; i + 1 < len; i++) {
+        if (p[i] != '\n')
+            continue;
+        size_t end = p[i + 1] == '\n'                                      ? i + 2
+                     : p[i + 1] == '\r' && i + 2 < len && p[i + 2] == '\n' ? i + 3
+                                                                           : 0;
+        if (!end)
+            continue;
+        *used = end;
+        unsigned status =
+            (unsigned)(p[9] - '0') * 100 + (unsigned)(p[10] - '0') * 10 + (unsigned)(p[11] - '0');
+        if (status < 200)
+            return VIA_AGAIN;
+        return http_outcome(h, status);
     }
     if (len >= VIA_REPLY_MAX)
         return broken(h, "parent's HTTP response header is too long");

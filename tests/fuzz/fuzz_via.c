@@ -66,6 +66,10 @@ play(struct via_list *vl, const struct via_target *t, const uint8_t *p, size_t n
                 o.sends++;
                 continue;
             }
+            if (r == VIA_AGAIN) {
+                o.sends++; /* an interim response taken; the next one follows */
+                continue;
+            }
             o.res = r;
             o.rep = h.rep;
             o.consumed = start;

@@ -615,6 +615,10 @@ test_via_keys(void **state)
              "@:5: rule 1: via: bad port (the URL is not repeated: it may hold a password)");
     load_bad("rules = ( { action = \"allow\"; via = []; } );\n",
              "@:1: rule 1: via: 0 parents; a rule names 1 to 8");
+    load_bad("rules = ( { action = \"allow\"; commands = [\"udp\", \"bind\"];\n"
+             "  via = \"socks5://192.0.2.1:1080\"; } );\n",
+             "@:2: rule 1: via: parents carry CONNECT only, and the rule's commands do not include "
+             "\"connect\" (it would only refuse what it matches)");
 }
 
 /*

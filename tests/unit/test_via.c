@@ -61,6 +61,14 @@ test_list(void **state)
     via_list_put(vl);
     assert_ptr_equal(via_parent_addr(vp), via_addr(vl, 1));
     assert_int_equal(via_parent_addr(vp)->sa.sa_family, AF_INET6);
+    /* Who a parent is to the health memory: its credentials count. */
+    const char *same[] = {"socks5://a:x@192.0.2.1:1081", "socks5://a:y@192.0.2.1:1081",
+                          "socks5://a:x@192.0.2.1:1081"};
+    struct via_list *vs = via_list_new(same, 3, why, sizeof(why));
+    assert_non_null(vs);
+    assert_int_not_equal(via_ident(vs, 0), via_ident(vs, 1));
+    assert_int_equal(via_ident(vs, 0), via_ident(vs, 2));
+    via_list_put(vs);
     via_parent_put(vp);
     via_parent_put(NULL);
 
@@ -225,6 +233,11 @@ test_http(void **state)
         {"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n", VIA_BROKEN, 0},
         {"SSH-2.0-OpenSSH\r\n", VIA_BROKEN, 0},
         {"HTTP/1.1 2x0 OK\r\n\r\n", VIA_BROKEN, 0},
+        {"HTTP/1.1 2000 OK\r\n\r\n", VIA_BROKEN, 0},
+        {"HTTP/1.x 200 OK\r\n\r\n", VIA_BROKEN, 0},
+        {"HTTP/1.0 200\r\n\r\n", VIA_OK, 0},
+        {"HTTP/1.0 502 no\nX: y\n\n", VIA_REFUSED, 4}, /* bare LF ends lines too */
+        {"HTTP/1.1 403 no\r\nX: y\n\r\n", VIA_REFUSED, 2},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         via_hs_start(&h, vl, 0, &t_v4, out);
@@ -236,6 +249,14 @@ test_http(void **state)
     via_hs_start(&h, vl, 0, &t_v4, out);
     feed(&h, "HTTP/1.1 407 x\r\n\r\n", 18, &used, out, &olen);
     assert_string_equal(h.why, "parent refused our credentials");
+    /* An interim 1xx response is taken, and the final one read after it. */
+    static const char interim[] = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
+    via_hs_start(&h, vl, 0, &t_v4, out);
+    assert_int_equal(feed(&h, interim, 12, &used, out, &olen), VIA_MORE);
+    assert_int_equal(feed(&h, interim, sizeof(interim) - 1, &used, out, &olen), VIA_AGAIN);
+    assert_int_equal(used, 25);
+    assert_int_equal(feed(&h, interim + 25, sizeof(interim) - 26, &used, out, &olen), VIA_OK);
+    assert_int_equal(used, 19);
     /* A header that never ends within the bound. */
     static char big[VIA_REPLY_MAX];
     memset(big, 'a', sizeof(big));
