@@ -12,8 +12,9 @@ the same connect failing with the proxy stopped and without the ruleset), tproxy
 both families, a start without the privilege for IP_TRANSPARENT (a warning, redirect
 only), a statically linked client, this host's own programs through the ruleset's output
 chain, a deny rule resetting the client with proto=transparent in the access log, a
-connection to the listener itself refused as a loop, GET /connections, and an upgrade
-that keeps the listener transparent.
+connection to the listener itself refused as a loop, GET /connections, an upgrade
+that keeps the listener transparent, and the static client through a parent proxy (rule
+key via): a socksifier for a whole namespace.
 
 Runs in the network-namespace runner with cases_egress.py (tests/run.sh).
 """
@@ -533,3 +534,42 @@ def transparent_upgrade(ctx):
     check(len(lines) == 4 and all(l.get("proto") == "transparent" for l in lines),
           "access log %r, expected 4 transparent tunnels" % lines)
     check(new != old, "no new process")
+
+
+# ------------------------------------------------------------------ with a parent proxy
+
+PARENT_PORT = 10900
+
+
+@case("transparent_via_parent")
+def transparent_via_parent(ctx):
+    """Transparent listener and upstream chaining together: a socksifier for a whole
+    namespace. The statically linked client in C connects to the target; the redirect
+    brings it to ringsocks, whose rule sends it through a parent ringsocks (SOCKS5, with a
+    password) to the target. The target sees the parent's connection, not the client's."""
+    from cases_auth import ALICE
+    from harness import make_hash, write_users
+    binary = static_client()
+    net = setup(ctx, start=False)
+    users = write_users(ctx, ["%s:%s" % (ALICE[0], make_hash(ALICE[1]))], "parent.users")
+    parent = net.proxy('rules = ( { action = "allow"; } );\n', name="parent.conf",
+                       listen=("127.0.0.1:%d" % PARENT_PORT,),
+                       args=["--auth", "password", "--users", users])
+    net.p = start_proxy(net, 'rules = ( { action = "allow"; via = ["socks5://%s:%s@127.0.0.1:%d"]; } );\n'
+                        % (ALICE[0], ALICE[1], PARENT_PORT))
+    for dst in (net.echo4, net.echo6):
+        msg = "static through a parent %s" % dst[0]
+        r = subprocess.run(net.C.wrap() + [binary, dst[0], str(dst[1]), msg], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+        check(r.returncode == 0 and r.stdout.decode() == msg,
+              "the static client to %s:%d through the parent: exit %d, out %r, err %r"
+              % (dst[0], dst[1], r.returncode, r.stdout, r.stderr.decode().strip()))
+    lines = wait_lines(net.p, 2)
+    for ln in lines:
+        check(ln.get("proto") == "transparent" and ln.get("parent") == "127.0.0.1:%d" % PARENT_PORT
+              and ln.get("end") == "done", "the chaining proxy's access log: %r" % ln)
+    plines = wait_lines(parent, 2)
+    dests = sorted(ln.get("dest") for ln in plines)
+    want = sorted(hostport(d[0], d[1]) for d in (net.echo4, net.echo6))
+    check(dests == want and all(ln.get("user") == ALICE[0] for ln in plines),
+          "the parent's access log: %r, expected tunnels to %r as %s" % (plines, want, ALICE[0]))
