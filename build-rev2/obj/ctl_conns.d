@@ -1,0 +1,35 @@
+build-rev2/obj/ctl_conns.o: src/ctl_conns.c include/acct.h include/lim.h \
+ include/admin.h include/ctl.h include/admin.h include/conn_end.h \
+ include/metrics.h include/opts.h include/json.h include/pct.h \
+ include/shard.h include/shard_types.h include/clients.h include/addr.h \
+ include/conn.h include/egress.h include/relay_types.h include/pipe.h \
+ include/udq.h include/ud.h include/handshake_types.h include/auth.h \
+ include/httpconnect.h include/socks5.h include/socks4.h include/stats.h \
+ include/shardcmd.h
+include/acct.h:
+include/lim.h:
+include/admin.h:
+include/ctl.h:
+include/admin.h:
+include/conn_end.h:
+include/metrics.h:
+include/opts.h:
+include/json.h:
+include/pct.h:
+include/shard.h:
+include/shard_types.h:
+include/clients.h:
+include/addr.h:
+include/conn.h:
+include/egress.h:
+include/relay_types.h:
+include/pipe.h:
+include/udq.h:
+include/ud.h:
+include/handshake_types.h:
+include/auth.h:
+include/httpconnect.h:
+include/socks5.h:
+include/socks4.h:
+include/stats.h:
+include/shardcmd.h:

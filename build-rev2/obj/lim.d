@@ -1,0 +1,2 @@
+build-rev2/obj/lim.o: src/lim.c include/lim.h
+include/lim.h:

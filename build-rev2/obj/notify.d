@@ -1,0 +1,2 @@
+build-rev2/obj/notify.o: src/notify.c include/notify.h
+include/notify.h:

@@ -1,0 +1,2 @@
+build-rev2/obj/pct.o: src/pct.c include/pct.h
+include/pct.h:
