@@ -1,2 +1,0 @@
-build-rev2/obj/auth.o: src/auth.c include/auth.h
-include/auth.h:

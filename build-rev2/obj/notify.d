@@ -1,2 +1,0 @@
-build-rev2/obj/notify.o: src/notify.c include/notify.h
-include/notify.h:

@@ -1,2 +1,0 @@
-build-rev2/obj/pct.o: src/pct.c include/pct.h
-include/pct.h:

@@ -1,2 +1,0 @@
-build-rev2/obj/pipe.o: src/pipe.c include/pipe.h
-include/pipe.h:

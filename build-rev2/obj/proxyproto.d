@@ -1,4 +1,0 @@
-build-rev2/obj/proxyproto.o: src/proxyproto.c include/proxyproto.h \
- include/addr.h
-include/proxyproto.h:
-include/addr.h:

@@ -1,5 +1,0 @@
-build-review-san/obj/acl.o: src/acl.c include/acl.h include/addr.h \
- include/hostname.h
-include/acl.h:
-include/addr.h:
-include/hostname.h:

@@ -1,2 +1,0 @@
-build-review-san/obj/addr.o: src/addr.c include/addr.h
-include/addr.h:

@@ -1,5 +1,0 @@
-build-review-san/obj/addrsets.o: src/addrsets.c include/addrsets.h \
- include/acl.h include/addr.h
-include/addrsets.h:
-include/acl.h:
-include/addr.h:

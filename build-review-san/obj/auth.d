@@ -1,2 +1,0 @@
-build-review-san/obj/auth.o: src/auth.c include/auth.h
-include/auth.h:

@@ -1,4 +1,0 @@
-build-review-san/obj/authcache.o: src/authcache.c include/authcache.h \
- include/auth.h
-include/authcache.h:
-include/auth.h:

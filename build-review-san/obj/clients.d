@@ -1,4 +1,0 @@
-build-review-san/obj/clients.o: src/clients.c include/clients.h \
- include/addr.h
-include/clients.h:
-include/addr.h:

@@ -1,5 +1,0 @@
-build-review-san/obj/climap.o: src/climap.c include/climap.h \
- include/addr.h include/lim.h
-include/climap.h:
-include/addr.h:
-include/lim.h:

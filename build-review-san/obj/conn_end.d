@@ -1,2 +1,0 @@
-build-review-san/obj/conn_end.o: src/conn_end.c include/conn_end.h
-include/conn_end.h:

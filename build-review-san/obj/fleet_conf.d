@@ -1,2 +1,0 @@
-build-review-san/obj/fleet_conf.o: src/fleet_conf.c include/fleet_conf.h
-include/fleet_conf.h:

@@ -1,3 +1,0 @@
-build-review-san/obj/happy.o: src/happy.c include/happy.h include/addr.h
-include/happy.h:
-include/addr.h:

@@ -1,5 +1,0 @@
-build-review-san/obj/httpconnect.o: src/httpconnect.c \
- include/httpconnect.h include/auth.h include/socks5.h
-include/httpconnect.h:
-include/auth.h:
-include/socks5.h:

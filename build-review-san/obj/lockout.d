@@ -1,4 +1,0 @@
-build-review-san/obj/lockout.o: src/lockout.c include/lockout.h \
- include/addr.h
-include/lockout.h:
-include/addr.h:

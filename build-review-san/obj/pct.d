@@ -1,2 +1,0 @@
-build-review-san/obj/pct.o: src/pct.c include/pct.h
-include/pct.h:

@@ -1,2 +1,0 @@
-build-review-san/obj/pipe.o: src/pipe.c include/pipe.h
-include/pipe.h:

@@ -1,2 +1,0 @@
-build-review-san/obj/ring.o: src/ring.c include/ring.h
-include/ring.h:

@@ -1,4 +1,0 @@
-build-review-san/obj/socks4.o: src/socks4.c include/socks4.h \
- include/socks5.h
-include/socks4.h:
-include/socks5.h:

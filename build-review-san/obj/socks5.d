@@ -1,4 +1,0 @@
-build-review-san/obj/socks5.o: src/socks5.c include/socks5.h \
- include/hostname.h
-include/socks5.h:
-include/hostname.h:
