@@ -140,6 +140,9 @@ struct opts {
          * tproxy); the original destination is the request, no byte is read first. The
          * socket gets IP_TRANSPARENT at bind, so it is fixed until a restart. */
         bool transparent;
+        /* auth = "none" on a transparent listener: its clients (who cannot authenticate)
+         * may be admitted by the rules alone under auth = "password". */
+        bool auth_none;
     } listen_out[OPTS_MAX_LISTEN];
     unsigned n_listen_out;
     /* Set by main() after binding, never by a file: the proxy's own listening and admin

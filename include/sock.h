@@ -31,8 +31,11 @@ void sock_set_tcp_liveness(int fd, unsigned idle_s, unsigned interval_s, unsigne
                            unsigned user_timeout_s);
 
 /*
- * Is addr (any port) an address of this host? A datagram socket is bound to
- * it: EADDRNOTAVAIL says no. Costs three syscalls; false on any other error.
+ * Is addr (any port) an address of this host: does the kernel route it as local
+ * (RTM_GETROUTE, rtm_type RTN_LOCAL: the host's addresses, loopback, AnyIP
+ * routes)? A bind() test would say yes to everything under ip_nonlocal_bind.
+ * Costs four syscalls (a netlink socket, its query and answer, its close), answered
+ * within them; without netlink, the bind() test.
  */
 bool sock_addr_is_local(const union sockaddr_inx *addr);
 

@@ -35,7 +35,9 @@ bool transparent_is_set(int fd, int family);
  * redirect) rewrote, SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST; where nothing was
  * rewritten (tproxy, or a client that reached the listener itself) the socket's
  * own address, getsockname(). IPv4-mapped addresses come back as IPv4. *natted
- * (may be NULL) tells which. Returns 0 or -errno.
+ * (may be NULL): the destination differs from the socket's own address (a
+ * conntrack entry alone, which any tracking ruleset makes, is not NAT). Returns 0
+ * or -errno.
  */
 int transparent_orig_dest(int fd, union sockaddr_inx *dst, bool *natted);
 

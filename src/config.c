@@ -1282,10 +1282,27 @@ listen_proxy(struct cfg_ctx *c, const config_setting_t *g, const config_setting_
  */
 static int
 listen_mode(struct cfg_ctx *c, const config_setting_t *mode, const config_setting_t *pp,
-            const config_setting_t *eg, struct opts_listen_out *lo)
+            const config_setting_t *eg, const config_setting_t *auth, struct opts_listen_out *lo)
 {
-    if (!mode)
-        return 0;
+    if (auth) {
+        /* Only a transparent listener's clients cannot authenticate: under auth =
+         * "password" the operator says so in the listener, or the start is refused. */
+        const char *a = elem_string(c, auth, "listen: auth");
+        if (!a)
+            return -1;
+        if (strcmp(a, "none") != 0) {
+            cfg_error(c, auth, "listen: auth: expected \"none\", not \"%s\"", a);
+            return -1;
+        }
+        lo->auth_none = true;
+    }
+    if (!mode) {
+        if (auth)
+            cfg_error(c, auth,
+                      "listen: auth is for mode = \"transparent\" listeners (a SOCKS client "
+                      "authenticates itself when auth = \"password\")");
+        return auth ? -1 : 0;
+    }
     const char *v = elem_string(c, mode, "listen: mode");
     if (!v)
         return -1;
@@ -1299,6 +1316,12 @@ listen_mode(struct cfg_ctx *c, const config_setting_t *mode, const config_settin
         cfg_error(c, pp,
                   "listen: proxy_protocol is for SOCKS listeners behind a balancer, not mode = "
                   "\"transparent\" (its peer is the client itself)");
+        return -1;
+    }
+    if (auth && !lo->transparent) {
+        cfg_error(c, auth,
+                  "listen: auth is for mode = \"transparent\" listeners (a SOCKS client "
+                  "authenticates itself when auth = \"password\")");
         return -1;
     }
     if (lo->transparent && eg) {
@@ -1320,6 +1343,7 @@ listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_
 {
     char why[512];
     const config_setting_t *addr = NULL, *eg = NULL, *pp = NULL, *from = NULL, *mode = NULL;
+    const config_setting_t *auth = NULL;
     unsigned n = (unsigned)config_setting_length(g);
     for (unsigned i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(g, i);
@@ -1334,10 +1358,12 @@ listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_
             from = s;
         else if (strcmp(name, "mode") == 0)
             mode = s;
+        else if (strcmp(name, "auth") == 0)
+            auth = s;
         else {
             cfg_error(c, s,
                       "listen: unknown key '%s' in a listener (address, egress, proxy_protocol, "
-                      "from, mode)",
+                      "from, mode, auth)",
                       name);
             return -EINVAL;
         }
@@ -1354,13 +1380,13 @@ listen_group(struct cfg_ctx *c, const config_setting_t *g, const struct options_
         cfg_error(c, addr, "%s: %s", r->key, why);
         return ret;
     }
-    if (!eg && !pp && !from && !mode)
+    if (!eg && !pp && !from && !mode && !auth)
         return 0;
     struct opts_listen_out *lo = &c->o->listen_out[c->o->n_listen_out];
     memset(lo, 0, sizeof(*lo));
     if (eg && listen_egress(c, eg, lo->egress, sizeof(lo->egress)) < 0)
         return -EINVAL;
-    if (listen_proxy(c, g, pp, from, lo) < 0 || listen_mode(c, mode, pp, eg, lo) < 0)
+    if (listen_proxy(c, g, pp, from, lo) < 0 || listen_mode(c, mode, pp, eg, auth, lo) < 0)
         return -EINVAL;
     lo->addr = c->o->listen[c->o->n_listen - 1];
     lo->idx = c->o->n_listen - 1;

@@ -28,6 +28,7 @@
 #include "policy.h"
 #include "ring.h"
 #include "shard_types.h"
+#include "transparent.h"
 #include "users.h"
 #include "via.h"
 
@@ -432,6 +433,10 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
         conn_abort_fd(c->cfd);
         conn_abort_fd(c->tfd);
         conn_abort_fd(c->xfd);
+    } else if (c->version == TRANSPARENT_VERSION && why != END_DONE && why != END_CLIENT_EOF) {
+        /* A transparent client has no reply to be told a failure in: a FIN would make a
+         * tunnel cut short (a timeout, a revocation, a drain) look like a complete one. */
+        conn_abort_fd(c->cfd);
     }
     if (c->inflight == 0) {
         conn_free(sh, c);

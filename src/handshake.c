@@ -143,11 +143,21 @@ handshake_release(struct shard *sh, struct conn *c)
     hp->free = (uint32_t)(c->hs - hp->slab);
     c->hs = NULL;
     c->hs_flags &= (uint8_t) ~(HSF_WRITING | HSF_CLOSE_AFTER | HSF_LEFTOVER | HSF_AUTH_WAIT);
-    struct conn *w = hs_wait_pop(sh);
-    if (w) {
+    /*
+     * The freed context goes to a waiter. Starting one may end it at once (a transparent
+     * client refused as a loop or by the rules: reset and freed, releasing its context
+     * again), so the waiters are started in a loop here, never by recursion: thousands of
+     * such waiters once nested as deep, 56 bytes of shard stack each.
+     */
+    if (hp->releasing)
+        return;
+    hp->releasing = true;
+    struct conn *w;
+    while (hp->free != CONN_NIL && (w = hs_wait_pop(sh))) {
         w->hs = hs_get(sh);
         hs_begin(sh, w);
     }
+    hp->releasing = false;
 }
 
 bool
@@ -375,6 +385,11 @@ hs_transparent(struct shard *sh, struct conn *c)
 {
     union sockaddr_inx dst;
     c->cmd = SOCKS5_CMD_CONNECT;
+    /* Reset before it was asked who it is (getpeername: ENOTCONN): gone, no tunnel for it. */
+    if (c->client.sa.sa_family == AF_UNSPEC) {
+        reset_client(sh, c, SOCKS5_REP_GENERAL, END_CLIENT_ERR);
+        return;
+    }
     if (transparent_orig_dest(c->cfd, &dst, NULL) < 0 ||
         transparent_request(&c->hs->p.s5.dest, &dst) < 0) {
         reset_client(sh, c, SOCKS5_REP_GENERAL, END_CLIENT_ERR);

@@ -299,6 +299,20 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
         acl_free(acl);
         return -1;
     }
+    for (unsigned i = 0; o->auth == AUTH_PASSWORD && i < o->n_listen_out; i++) {
+        const struct opts_listen_out *lo = &o->listen_out[i];
+        if (!lo->transparent || lo->auth_none)
+            continue;
+        char a[ADDR_STRLEN];
+        addr_format((const struct sockaddr *)&lo->addr, a, sizeof(a));
+        snprintf(err, errlen,
+                 "listen %s: mode = \"transparent\" under auth = \"password\": its clients "
+                 "cannot authenticate, so the rules alone would admit them; write auth = "
+                 "\"none\" in that listener to mean it (and let the rules' from name who may)",
+                 a);
+        acl_free(acl);
+        return -1;
+    }
     if (o->auth == AUTH_PASSWORD && !o->users_file[0] && !o->redis_users) {
         snprintf(err, errlen,
                  "auth = password needs a users file (--users or users = \"...\") or "

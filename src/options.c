@@ -815,6 +815,8 @@ options_format(const struct options_row *r, const struct opts *o, char *buf, siz
             }
             if (lo->transparent)
                 options_append(buf, cap, &used, "; mode = \"transparent\"");
+            if (lo->auth_none)
+                options_append(buf, cap, &used, "; auth = \"none\"");
             options_append(buf, cap, &used, "; }");
         }
         options_append(buf, cap, &used, groups ? ")" : "]");

@@ -6,7 +6,10 @@
 #include "sock.h"
 
 #include <errno.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <netinet/tcp.h>
+#include <string.h>
 #include <sodium.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -62,8 +65,9 @@ sock_set_liveness(int fd, const struct opts *o)
                           o->user_timeout_s);
 }
 
-bool
-sock_addr_is_local(const union sockaddr_inx *addr)
+/* The bind() test: wrong where ip_nonlocal_bind (or IPV6 freebind) lets any address bind. */
+static bool
+bind_is_local(const union sockaddr_inx *addr)
 {
     union sockaddr_inx a = *addr;
     int fd = socket(a.sa.sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -73,4 +77,48 @@ sock_addr_is_local(const union sockaddr_inx *addr)
     bool local = bind(fd, &a.sa, addr_len(&a.sa)) == 0;
     close(fd);
     return local;
+}
+
+bool
+sock_addr_is_local(const union sockaddr_inx *addr)
+{
+    int fam = addr->sa.sa_family;
+    if (fam != AF_INET && fam != AF_INET6)
+        return false;
+    size_t iplen = fam == AF_INET ? 4 : 16;
+    struct {
+        struct nlmsghdr nh;
+        struct rtmsg rt;
+        char attrs[RTA_SPACE(16)];
+    } req;
+    memset(&req, 0, sizeof(req));
+    req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(req.rt)) + RTA_LENGTH(iplen);
+    req.nh.nlmsg_type = RTM_GETROUTE;
+    req.nh.nlmsg_flags = NLM_F_REQUEST;
+    req.rt.rtm_family = (unsigned char)fam;
+    req.rt.rtm_dst_len = (unsigned char)(iplen * 8);
+    struct rtattr *rta = (struct rtattr *)req.attrs;
+    rta->rta_type = RTA_DST;
+    rta->rta_len = RTA_LENGTH(iplen);
+    memcpy(RTA_DATA(rta),
+           fam == AF_INET ? (const void *)&addr->v4.sin_addr : (const void *)&addr->v6.sin6_addr,
+           iplen);
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (fd == -1)
+        return bind_is_local(addr);
+    /* The kernel answers within send(): the recv() finds the answer queued. */
+    union {
+        struct nlmsghdr nh;
+        char buf[1024];
+    } ans;
+    ssize_t n = -1;
+    if (send(fd, &req, req.nh.nlmsg_len, 0) == (ssize_t)req.nh.nlmsg_len)
+        n = recv(fd, &ans, sizeof(ans), MSG_DONTWAIT);
+    close(fd);
+    if (n < 0)
+        return bind_is_local(addr);
+    if (!NLMSG_OK(&ans.nh, (size_t)n) || ans.nh.nlmsg_type != RTM_NEWROUTE)
+        return false; /* an error: no route at all, so nothing local either */
+    const struct rtmsg *rt = NLMSG_DATA(&ans.nh);
+    return rt->rtm_type == RTN_LOCAL;
 }

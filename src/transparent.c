@@ -45,10 +45,12 @@ transparent_orig_dest(int fd, union sockaddr_inx *dst, bool *natted)
     if (getsockname(fd, &dst->sa, &len) == -1)
         return -errno;
     /*
-     * Conntrack's answer for the connection's NAT (net/netfilter/nf_conntrack_proto.c,
-     * getorigdst() and ipv6_getorigdst()): ENOENT when it was not rewritten, which is
-     * tproxy (the socket's own address is the destination) or no NAT at all;
-     * ENOPROTOOPT where conntrack is not in the kernel, so nothing can have been NAT'ed.
+     * Conntrack's original tuple for the connection (net/netfilter/nf_conntrack_proto.c,
+     * getorigdst() and ipv6_getorigdst()): its destination is the one the client asked
+     * for, whether NAT rewrote it (redirect) or not (tproxy, or a ruleset that only tracks
+     * connections: then it equals the socket's own address). ENOENT when conntrack has no
+     * entry (tproxy without conntrack rules: the socket's own address is the destination);
+     * ENOPROTOOPT where conntrack is not in the kernel.
      */
     union sockaddr_inx orig;
     memset(&orig, 0, sizeof(orig));
@@ -57,9 +59,13 @@ transparent_orig_dest(int fd, union sockaddr_inx *dst, bool *natted)
                   ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &orig, &len)
                   : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &orig, &len);
     if (ret == 0) {
-        *dst = orig;
+        union sockaddr_inx own = *dst;
+        addr_unmap(&own);
+        addr_unmap(&orig);
         if (natted)
-            *natted = true;
+            *natted = orig.sa.sa_family != own.sa.sa_family || !addr_same_ip(&orig, &own) ||
+                      addr_port(&orig) != addr_port(&own);
+        *dst = orig;
     } else if (errno != ENOENT && errno != ENOPROTOOPT) {
         return -errno;
     }

@@ -21,6 +21,7 @@ Runs in the network-namespace runner with cases_egress.py (tests/run.sh).
 
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -415,9 +416,11 @@ def transparent_loop(ctx):
         reset_or_refused(net, dst, "a connection to the listener itself (%s)" % hostport(*dst))
     lines = wait_lines(net.p, 2)
     check(len(lines) == 2, "%d access-log lines, expected 2 (no nested tunnel): %r" % (len(lines), lines))
-    for ln, dst in zip(lines, ((P_C4, REDIRECT_PORT), (P_C6, REDIRECT_PORT))):
-        check(ln.get("end") == "loop" and ln.get("proto") == "transparent" and ln.get("dest") == hostport(*dst),
-              "access log %r, expected end=loop proto=transparent dest=%s" % (ln, hostport(*dst)))
+    for dst in ((P_C4, REDIRECT_PORT), (P_C6, REDIRECT_PORT)):
+        # The shards write their lines in their own order: found by destination.
+        ln = next((l for l in lines if l.get("dest") == hostport(*dst)), {})
+        check(ln.get("end") == "loop" and ln.get("proto") == "transparent",
+              "access log %r, expected end=loop proto=transparent dest=%s" % (lines, hostport(*dst)))
     m = metrics_in_p(net)
     check(metric(m, "ringsocks_connections_ended_total", reason="loop") == 2,
           "ringsocks_connections_ended_total{reason=\"loop\"} is %r, expected 2"
@@ -426,17 +429,26 @@ def transparent_loop(ctx):
     echo_ok(net, net.echo4, "after the loops")
 
 
-@case("transparent_loop_flood", timeout=120)
-def transparent_loop_flood(ctx):
-    """4,000 transparent clients wait for a handshake context (handshake_slots = 1, held
-    by silent SOCKS clients) and are loops: once the contexts free up, each waiter starts
-    as a transparent connection (not as a SOCKS client whose bytes are read), is reset, and
-    hands its context to the next. The proxy serves on."""
-    n = 4000
-    net = setup(ctx, conf=ALLOW_ALL + "handshake_slots = 1;\nclient_max_handshakes = 0;\n"
-                "handshake_timeout = 60;\n")
+def loop_flood(ctx, n, half_close):
+    """n transparent clients wait for a handshake context (one shard, handshake_slots = 1,
+    held by silent SOCKS clients) and are loops: once the contexts free up, each waiter
+    starts as a transparent connection (not as a SOCKS client whose bytes are read), is
+    reset, and hands its context to the next. half_close: each sends a byte and shuts its
+    side first, which fires and spends its hang-up watch, so nothing of it is in flight
+    and its reset frees it at once (this once nested each waiter's start inside the
+    previous one's release: 12,000 on a 512 KiB stack killed the proxy)."""
+    net = setup(ctx, start=False)
+    old = resource.getrlimit(resource.RLIMIT_STACK)
+    resource.setrlimit(resource.RLIMIT_STACK, (512 << 10, old[1]))
+    try:
+        listen = LISTEN
+        net.p = net.proxy("listen = ( %s );\n" % ",\n  ".join(listen) + ALLOW_ALL +
+                          "handshake_slots = 1;\nclient_max_handshakes = 0;\nhandshake_timeout = 60;\n"
+                          "max_conns = 18000;\n", args=["--shards", "1"], listen=(), n_listen=len(listen))
+    finally:
+        resource.setrlimit(resource.RLIMIT_STACK, old)
     holders = []
-    for _ in range(8):  # both shards' one context (SO_REUSEPORT spreads them), and more
+    for _ in range(4):
         holders.append(net.P.call(socket.create_connection, net.p.addr, 5))
 
     def flood():
@@ -445,6 +457,9 @@ def transparent_loop_flood(ctx):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.settimeout(20)
             s.connect((P_C4, REDIRECT_PORT))
+            if half_close:
+                s.sendall(b"x")
+                s.shutdown(socket.SHUT_WR)
             out.append(s)
         return out
     socks = net.C.call(flood, timeout=90)
@@ -478,6 +493,19 @@ def transparent_loop_flood(ctx):
     check(metric(m, "ringsocks_connections_ended_total", reason="loop") == n,
           "loops counted: %r, expected %d" % (metric(m, "ringsocks_connections_ended_total", reason="loop"), n))
     echo_ok(net, net.echo4, "after the flood")
+
+
+@case("transparent_loop_flood", timeout=120)
+def transparent_loop_flood(ctx):
+    """4,000 transparent loop clients wait for a context, then are reset one by one."""
+    loop_flood(ctx, 4000, False)
+
+
+@case("transparent_loop_flood_halfclosed", timeout=150)
+def transparent_loop_flood_halfclosed(ctx):
+    """The same with clients that half-closed while they waited: 12,000 of them on a shard
+    with a 512 KiB stack."""
+    loop_flood(ctx, 12000, True)
 
 
 @case("transparent_connections")
@@ -573,3 +601,39 @@ def transparent_via_parent(ctx):
     want = sorted(hostport(d[0], d[1]) for d in (net.echo4, net.echo6))
     check(dests == want and all(ln.get("user") == ALICE[0] for ln in plines),
           "the parent's access log: %r, expected tunnels to %r as %s" % (plines, want, ALICE[0]))
+
+
+@case("transparent_nonlocal_bind")
+def transparent_nonlocal_bind(ctx):
+    """With ip_nonlocal_bind = 1 (common on tproxy, keepalived and HAProxy hosts) every address
+    binds, so a bind() test called every destination local: a client's connection to a remote
+    service whose port a wildcard SOCKS listener of ours also uses was reset as a loop. The
+    route lookup knows it is remote."""
+    net = setup(ctx, start=False)
+    net.P.sysctl("net.ipv4.ip_nonlocal_bind", 1)
+    net.p = start_proxy(net, extra_listen=['"0.0.0.0:%d"' % net.echo4[1]])
+    echo_ok(net, net.echo4, "to a remote port that a wildcard listener of ours shares")
+    lines = wait_lines(net.p, 1)
+    check(lines and lines[0].get("end") == "done", "access log %r" % lines)
+
+
+@case("transparent_auth_password")
+def transparent_auth_password(ctx):
+    """Under auth = "password" a transparent listener's clients cannot authenticate, so the
+    rules alone would admit them: the configuration is refused unless the listener says
+    auth = "none"."""
+    from cases_auth import ALICE
+    from cases_control import run_binary, write_conf
+    from harness import make_hash, write_users
+    users = write_users(ctx, ["%s:%s" % (ALICE[0], make_hash(ALICE[1]))])
+    text = ('listen = ( "127.0.0.1:0", { address = "127.0.0.1:%d"; mode = "transparent";%s } );\n'
+            'auth = "password";\nusers = "%s";\n')
+    path = write_conf(ctx, text % (REDIRECT_PORT, "", users))
+    r = run_binary(ctx, ["-t", "-c", path])
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    check(r.returncode != 0 and 'mode = "transparent" under auth = "password"' in out,
+          "a transparent listener under auth = password was accepted: exit %d, %r" % (r.returncode, out))
+    path = write_conf(ctx, text % (REDIRECT_PORT, ' auth = "none";', users))
+    r = run_binary(ctx, ["-t", "-c", path])
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    check(r.returncode == 0, "with auth = \"none\" on the listener: exit %d, %r" % (r.returncode, out))

@@ -569,7 +569,7 @@ test_egress_keys(void **state)
              "(NETWORK/LENGTH with the host bits zero)");
     load_bad("listen = ( { address = \"127.0.0.1:1080\"; egres = \"same\"; } );\n",
              "@:1: listen: unknown key 'egres' in a listener (address, egress, proxy_protocol, "
-             "from, mode)");
+             "from, mode, auth)");
     load_bad("egress = [\"203.0.113.1/24\"];\n",
              "@:1: egress: '203.0.113.1/24' is not an address or a prefix (NETWORK/LENGTH with "
              "the host bits zero)");
@@ -685,7 +685,7 @@ test_mode_keys(void **state)
     char shown[4096];
     load_good("listen = ( \"127.0.0.1:1080\",\n"
               "  { address = \"0.0.0.0:1081\"; mode = \"transparent\"; },\n"
-              "  { address = \"[::]:1081\"; mode = \"transparent\"; },\n"
+              "  { address = \"[::]:1081\"; mode = \"transparent\"; auth = \"none\"; },\n"
               "  { address = \"127.0.0.1:1082\"; mode = \"socks\"; } );\n",
               &o, &acl);
     assert_int_equal(o.n_listen, 4);
@@ -694,10 +694,13 @@ test_mode_keys(void **state)
     assert_true(o.listen_out[1].transparent);
     assert_false(o.listen_out[2].transparent);
     assert_false(o.listen_out[0].proxy_protocol);
+    assert_false(o.listen_out[0].auth_none);
+    assert_true(o.listen_out[1].auth_none);
     assert_true(options_format(options_find("listen"), &o, shown, sizeof(shown)));
     assert_string_equal(shown, "(\"127.0.0.1:1080\", { address = \"0.0.0.0:1081\"; "
                                "mode = \"transparent\"; }, { address = \"[::]:1081\"; "
-                               "mode = \"transparent\"; }, { address = \"127.0.0.1:1082\"; })");
+                               "mode = \"transparent\"; auth = \"none\"; }, "
+                               "{ address = \"127.0.0.1:1082\"; })");
     acl_free(acl);
 
     load_bad("listen = ( { address = \"127.0.0.1:1081\";\n  mode = \"redirect\"; } );\n",
@@ -712,6 +715,12 @@ test_mode_keys(void **state)
              "  egress = \"same\"; } );\n",
              "@:2: listen: egress is not for mode = \"transparent\" listeners (under tproxy the "
              "listener cannot be told from the target): give egress in a rule or globally");
+    load_bad("listen = ( { address = \"127.0.0.1:1081\";\n  auth = \"none\"; } );\n",
+             "@:2: listen: auth is for mode = \"transparent\" listeners (a SOCKS client "
+             "authenticates itself when auth = \"password\")");
+    load_bad("listen = ( { address = \"127.0.0.1:1081\"; mode = \"transparent\";\n"
+             "  auth = \"password\"; } );\n",
+             "@:2: listen: auth: expected \"none\", not \"password\"");
 }
 
 /* Address sets: built-in and the file's own, defined after the rules that name them. */
