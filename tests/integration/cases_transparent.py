@@ -637,3 +637,35 @@ def transparent_auth_password(ctx):
     r = run_binary(ctx, ["-t", "-c", path])
     out = (r.stdout + r.stderr).decode("utf-8", "replace")
     check(r.returncode == 0, "with auth = \"none\" on the listener: exit %d, %r" % (r.returncode, out))
+
+
+@case("transparent_wait_timeout_reset", timeout=60)
+def transparent_wait_timeout_reset(ctx):
+    """A transparent client whose handshake_timeout runs out while it waits for a context is
+    reset, not closed with a FIN: a program must never take a tunnel that never was for
+    one that ended cleanly."""
+    net = setup(ctx, start=False)
+    net.p = net.proxy("listen = ( %s );\n" % ",\n  ".join(LISTEN) + ALLOW_ALL +
+                      "handshake_slots = 1;\nclient_max_handshakes = 0;\nhandshake_timeout = 2;\n",
+                      args=["--shards", "1", "--connect-timeout", "20"], listen=(), n_listen=len(LISTEN))
+    # The one context: a tunnel whose target drops its SYNs (held for connect_timeout).
+    net.nft("table inet rsx_drop {\n chain input {\n  type filter hook input priority 0; "
+            "policy accept;\n  tcp dport 9 drop\n }\n}\n", ns=net.T)
+
+    def hold():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect((T4, 9))
+        return s
+    holder = net.C.call(hold)
+    try:
+        check(wait_until(lambda: (metric(metrics_in_p(net), "ringsocks_connections_open") or 0) >= 1, 5),
+              "the holder's tunnel did not start")
+        kind, got, _ = talk(net, net.echo4, msg=b"", timeout=10)
+        check(kind == "error" and got == "ECONNRESET",
+              "a waiter past handshake_timeout got %s %r, expected a reset" % (kind, got))
+    finally:
+        holder.close()
+    lines = wait_lines(net.p, 1)
+    check(any(l.get("end") == "handshake_timeout" and l.get("proto") == "transparent" for l in lines),
+          "no transparent handshake_timeout line: %r" % lines)
