@@ -1,7 +1,7 @@
 """
 cases_chain.py - upstream chaining (rule key via): a ringsocks whose rules send tunnels through
 parent proxies. Parents: a second ringsocks (SOCKS5 and HTTP CONNECT with a password, SOCKS4a
-without), Dante from Debian (SOCKS5 and SOCKS4a), and small fake parents written here for what
+without), Dante from Debian (SOCKS5 and SOCKS4a, and SOCKS5 with a password), and small fake parents written here for what
 real ones do not do on demand (answer with the target's first bytes in the same segment, hang,
 refuse our password). Checked: curl gets its bytes through each scheme; a name goes to the
 parent unresolved; a dead parent is passed over, then skipped for via_retry; a hung one costs
@@ -151,6 +151,31 @@ def chain_dante_parent(ctx):
             text = f.read()
         return text if text.count("tcp/connect") >= 2 else None
     check(wait_until(dante_lines, 10), "Dante's log does not show two tunnels")
+
+
+@case("chain_dante_password_parent")
+def chain_dante_password_parent(ctx):
+    """Dante as a parent that wants a password (its username method, against an account that
+    exists only in danted's own mount namespace): the wrong password is refused and the
+    parent passed over; the right one gets through, Dante's log naming the user."""
+    need_tools("danted", "unshare")
+    dport, dlog = start_danted(ctx, account=("dtest", "dpw-1"))
+    echo = ctx.echo_server()
+    p = child(ctx, via_rule(["socks5://dtest:wrong@127.0.0.1:%d" % dport], "ports = [%d];" % echo.port),
+              via_rule(["socks5://dtest:dpw-1@127.0.0.1:%d" % dport]))
+    rep, s = connect_rep(ctx, p, "127.0.0.1", echo.port)
+    check(rep == 0x01, "the wrong password through Dante: REP 0x%02x, expected 01" % rep)
+    s.close()
+    echo2 = ctx.echo_server()
+    echo_through(ctx, p, "127.0.0.1", echo2.port, "dante-password")
+
+    def dante_user():
+        with open(dlog, errors="replace") as f:
+            text = f.read()
+        return text if "username%dtest@" in text and "pass(1): tcp/connect" in text else None
+    check(wait_until(dante_user, 10), "Dante's log shows no tunnel for dtest")
+    check(counter(p, "ringsocks_via_parent_failures_total") == 1,
+          "the refused password did not count against the parent")
 
 
 @case("chain_dead_parent")

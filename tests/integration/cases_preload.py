@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 
-from harness import (CONFIG, Fail, OwnerHTTP, case, check, clean_env, free_port, make_hash, need_option, need_tools,
+from harness import (CONFIG, Fail, OwnerHTTP, Skip, case, check, clean_env, free_port, make_hash, need_option, need_tools,
                      stop_process, tail, write_users)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -397,7 +397,32 @@ def preload_node_net(ctx):
 
 # ------------------------------------------------------------------ Dante as the server
 
-def start_danted(ctx):
+def dante_account(ctx, user, password):
+    """The argv prefix that runs a program in a mount namespace of its own where
+    /etc/passwd and /etc/shadow are copies holding one more account, user with password:
+    Dante's username method checks system accounts, and a test must not add one to the
+    machine. Root only."""
+    if os.getuid() != 0:
+        raise Skip("a private system account for Dante needs root (a mount namespace)")
+    files = {}
+    for name in ("passwd", "shadow"):
+        with open("/etc/" + name) as f:
+            files[name] = f.read()
+    files["passwd"] += "%s:x:40123:40123::/nonexistent:/usr/sbin/nologin\n" % user
+    files["shadow"] += "%s:%s:19000:0:99999:7:::\n" % (user, make_hash(password))
+    for name, text in files.items():
+        path = ctx.path("dante-" + name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o600 if name == "shadow" else 0o644)
+    return ["unshare", "-m", "sh", "-c",
+            'mount --bind "$0" /etc/passwd && mount --bind "$1" /etc/shadow && shift && exec "$@"',
+            ctx.path("dante-passwd"), ctx.path("dante-shadow")]
+
+
+def start_danted(ctx, account=None):
+    """danted on 127.0.0.1, no authentication, or with account = (user, password) its
+    username method (RFC 1929) against that private account (dante_account())."""
     port = free_port()
     log = ctx.path("dante.log")
     conf = ctx.path("danted.conf")
@@ -405,15 +430,17 @@ def start_danted(ctx):
     unpriv = "nobody" if os.getuid() == 0 else user
     with open(conf, "w") as f:
         f.write("logoutput: %s\ninternal: 127.0.0.1 port = %d\nexternal: 127.0.0.1\n"
-                "socksmethod: none\nclientmethod: none\nuser.privileged: %s\nuser.unprivileged: %s\n"
+                "socksmethod: %s\nclientmethod: none\nuser.privileged: %s\nuser.unprivileged: %s\n"
                 "user.libwrap: %s\nclient pass {\n  from: 127.0.0.0/8 to: 0.0.0.0/0\n  log: connect\n}\n"
                 "socks pass {\n  from: 127.0.0.0/8 to: 127.0.0.0/8\n  command: connect\n  log: connect\n}\n"
-                % (log, port, user, unpriv, unpriv))
+                % (log, port, "username" if account else "none", user, unpriv, unpriv))
     env = clean_env()
     env["TMPDIR"] = "/tmp"  # danted(8): its lock and mmap files, writable by both of its users
     errf = open(ctx.path("danted.err"), "wb")
     ctx.defer(errf.close)
-    proc = subprocess.Popen(["danted", "-f", conf, "-p", ctx.path("danted.pid")], env=env,
+    prefix = dante_account(ctx, *account) if account else []
+    # unshare and sh exec: the PID is danted's own, stopped by the harness.
+    proc = subprocess.Popen(prefix + ["danted", "-f", conf, "-p", ctx.path("danted.pid")], env=env,
                             stdout=subprocess.DEVNULL, stderr=errf)
     ctx.defer(lambda: stop_process(proc))
     deadline = time.monotonic() + 15
