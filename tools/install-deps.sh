@@ -5,10 +5,16 @@
 set -eu
 
 BUILD_PKGS="gcc make pkg-config liburing-dev libjemalloc-dev libc-ares-dev liburcu-dev \
-libconfig-dev libcrypt-dev libsodium-dev libhiredis-dev"
+libconfig-dev libcrypt-dev libsodium-dev libhiredis-dev libkrb5-dev"
 TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev curl ncat socat python3 iproute2 whois prometheus \
 proxychains4 dante-client dante-server microsocks haproxy redis-server nodejs g++ libbenchmark-dev clang-format \
-nftables file"
+nftables file krb5-kdc krb5-admin-server krb5-user"
+# Kerberos (tests/integration/krb.py, issue #15): krb5-kdc (krb5kdc, kdb5_util), krb5-admin-server
+# (kadmin.local), krb5-user (kinit, klist, kvno); libkrb5-dev for the GSS-API headers. Their
+# packaging writes /etc/krb5.conf and /etc/krb5kdc/kdc.conf and enables krb5-kdc and
+# krb5-admin-server units (not started here: see policy-rc.d below; without a database of
+# their own they would fail to start anyway). The tests read none of it: each runs its own realm
+# from its own files, on its own port.
 # make bench (bench/macro/): the peers, plots without X, and the tools the scripts call:
 # ip/ss (iproute2), ps (procps), unshare/taskset (util-linux), timeout (coreutils), jq for
 # socksload's JSON, python3 for the report, openssl for the password hash.
