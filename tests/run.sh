@@ -18,6 +18,8 @@ PYTHON=${PYTHON:-python3}
 if [ "$SAN" = 1 ]; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    # Leaks of libraries we link (MIT Kerberos), each entry reviewed: tests/lsan.supp.
+    export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 fi
 
 passed=0

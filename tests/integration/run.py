@@ -71,6 +71,7 @@ import cases_httpconnect  # noqa: E402,F401
 import cases_chain  # noqa: E402,F401
 import cases_preload  # noqa: E402,F401
 import cases_transparent  # noqa: E402,F401
+import cases_krb  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")
 # Every test runs under the default engine (auto: copy, then splice for bulk).

@@ -1,0 +1,451 @@
+/*
+ * gss_pair.c - the GSS-API acceptor (src/gssacc.c) against a real initiator, for
+ * tests/integration/cases_krb.py. Both sides run in this one process: the client side is
+ * MIT's gss_init_sec_context on the credential cache KRB5CCNAME names, the server side is
+ * gssacc_* on the keytab given; the test's realm (tests/integration/krb.py) provides
+ * KRB5_CONFIG and the KDC.
+ *
+ *   gss-pair pair   --service S --target T [--keytab K]
+ *       establish a context, print the client's name and what it can protect, then check
+ *       wrap/unwrap both ways, and that a damaged and a replayed message are refused
+ *   gss-pair token  --target T          the client's first token, hex, on stdout
+ *   gss-pair accept --service S [--keytab K]   that token (hex, stdin) to the acceptor
+ *   gss-pair serve  --service S [--keytab K] --port P [--level L]
+ *       one SOCKS5 client on 127.0.0.1:P through method 0x01 (RFC 1961 sections 3 and 4;
+ *       the choice 05 01 is sent at once, before the greeting: see serve_one()),
+ *       answering its protection level with L (default: what it asked for), reporting
+ *       what it sent; then the client's SOCKS request, refused (general failure)
+ *
+ * S is the acceptor's service ("rcmd/localhost", "rcmd@localhost", "" for any key in the
+ * keytab), T the service the client asks a ticket for (same forms).
+ * Exit: 0 accepted (and every check passed), 1 the acceptor refused ("refused: WHY" on
+ * stdout), 3 the client side failed ("initiator: WHY"), 2 a check or usage failed.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <gssapi/gssapi.h>
+#include <gssapi/gssapi_krb5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gssacc.h"
+
+#define EXIT_REFUSED   1
+#define EXIT_BROKEN    2
+#define EXIT_INITIATOR 3
+
+struct client {
+    gss_name_t target;
+    gss_ctx_id_t ctx;
+};
+
+static void
+gss_words(const char *what, OM_uint32 major, OM_uint32 minor)
+{
+    OM_uint32 min2, more = 0;
+    printf("initiator: %s", what);
+    OM_uint32 codes[2] = {major, minor};
+    int types[2] = {GSS_C_GSS_CODE, GSS_C_MECH_CODE};
+    for (int i = 0; i < 2; i++) {
+        do {
+            gss_buffer_desc t = GSS_C_EMPTY_BUFFER;
+            if (gss_display_status(&min2, codes[i], types[i], gss_mech_krb5, &more, &t) !=
+                GSS_S_COMPLETE)
+                break;
+            printf(": %.*s", (int)t.length, (const char *)t.value);
+            gss_release_buffer(&min2, &t);
+        } while (more != 0);
+    }
+    printf("\n");
+}
+
+static int
+client_open(struct client *cl, const char *target)
+{
+    gss_buffer_desc b = {strlen(target), (void *)target};
+    gss_OID type = strchr(target, '/') ? (gss_OID)GSS_KRB5_NT_PRINCIPAL_NAME
+                                       : (gss_OID)GSS_C_NT_HOSTBASED_SERVICE;
+    OM_uint32 minor, major = gss_import_name(&minor, &b, type, &cl->target);
+    cl->ctx = GSS_C_NO_CONTEXT;
+    if (GSS_ERROR(major)) {
+        gss_words("gss_import_name", major, minor);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+client_close(struct client *cl)
+{
+    OM_uint32 minor;
+    if (cl->ctx != GSS_C_NO_CONTEXT)
+        gss_delete_sec_context(&minor, &cl->ctx, GSS_C_NO_BUFFER);
+    gss_release_name(&minor, &cl->target);
+}
+
+/* One initiator step; returns the major status (the caller releases out). */
+static OM_uint32
+client_step(struct client *cl, const uint8_t *in, size_t in_len, gss_buffer_desc *out)
+{
+    gss_buffer_desc tin = {in_len, (void *)in};
+    OM_uint32 minor;
+    OM_uint32 flags = GSS_C_MUTUAL_FLAG | GSS_C_REPLAY_FLAG | GSS_C_SEQUENCE_FLAG |
+                      GSS_C_CONF_FLAG | GSS_C_INTEG_FLAG;
+    OM_uint32 major = gss_init_sec_context(&minor, GSS_C_NO_CREDENTIAL, &cl->ctx, cl->target,
+                                           gss_mech_krb5, flags, 0, GSS_C_NO_CHANNEL_BINDINGS,
+                                           in_len ? &tin : GSS_C_NO_BUFFER, NULL, out, NULL, NULL);
+    if (GSS_ERROR(major))
+        gss_words("gss_init_sec_context", major, minor);
+    return major;
+}
+
+static int
+check(int ok, const char *what)
+{
+    printf("%s %s\n", ok ? "ok" : "FAILED", what);
+    return ok ? 0 : -1;
+}
+
+/* Client wraps, server unwraps; server wraps, client unwraps; damage and replay refused. */
+static int
+protection(struct client *cl, struct gssacc_ctx *srv)
+{
+    static uint8_t buf[GSSACC_TOKEN_MAX];
+    const char msg[] = "GET / HTTP/1.0 from the client";
+    gss_buffer_desc in = {sizeof(msg), (void *)msg}, tok = GSS_C_EMPTY_BUFFER;
+    OM_uint32 minor;
+    int conf = 0, bad = 0;
+    if (GSS_ERROR(gss_wrap(&minor, cl->ctx, 1, GSS_C_QOP_DEFAULT, &in, &conf, &tok)))
+        return check(0, "client gss_wrap");
+    bool was_conf;
+    ssize_t n = gssacc_unwrap(srv, tok.value, tok.length, buf, sizeof(buf), &was_conf);
+    bad |= check(n == (ssize_t)sizeof(msg) && memcmp(buf, msg, sizeof(msg)) == 0 && was_conf,
+                 "server unwraps the client's encrypted message");
+    n = gssacc_unwrap(srv, tok.value, tok.length, buf, sizeof(buf), &was_conf);
+    bad |= check(n == -EACCES, "server refuses the same message replayed");
+    gss_release_buffer(&minor, &tok);
+
+    in.value = (void *)"second";
+    in.length = 6;
+    if (GSS_ERROR(gss_wrap(&minor, cl->ctx, 0, GSS_C_QOP_DEFAULT, &in, &conf, &tok)))
+        return check(0, "client gss_wrap");
+    ((uint8_t *)tok.value)[tok.length - 1] ^= 0x40;
+    n = gssacc_unwrap(srv, tok.value, tok.length, buf, sizeof(buf), &was_conf);
+    bad |= check(n == -EACCES, "server refuses a damaged message");
+    gss_release_buffer(&minor, &tok);
+
+    const char reply[] = "HTTP/1.0 200 OK from the server";
+    n = gssacc_wrap(srv, false, (const uint8_t *)reply, sizeof(reply), buf, sizeof(buf));
+    if (n < 0)
+        return check(0, "server gssacc_wrap");
+    gss_buffer_desc t2 = {(size_t)n, buf}, out = GSS_C_EMPTY_BUFFER;
+    OM_uint32 major = gss_unwrap(&minor, cl->ctx, &t2, &out, &conf, NULL);
+    bad |= check(major == GSS_S_COMPLETE && out.length == sizeof(reply) &&
+                     memcmp(out.value, reply, sizeof(reply)) == 0 && !conf,
+                 "client unwraps the server's integrity-only message");
+    gss_release_buffer(&minor, &out);
+    n = gssacc_wrap(srv, true, (const uint8_t *)reply, sizeof(reply), buf, 8);
+    bad |= check(n == -EMSGSIZE, "a token longer than the caller's buffer is -EMSGSIZE");
+    ssize_t lim = gssacc_wrap_limit(srv, true, GSSACC_TOKEN_MAX);
+    printf("wrap_limit conf %zd\n", lim);
+    bad |= check(lim > 60000 && lim < GSSACC_TOKEN_MAX, "wrap limit below the token maximum");
+    return bad ? -1 : 0;
+}
+
+/* The acceptor's credential, or "refused: cred: WHY" on stdout and NULL. */
+static struct gssacc_cred *
+open_cred(const char *service, const char *keytab)
+{
+    char err[GSSACC_ERR_MAX];
+    struct gssacc_cred *cred;
+    int rc = gssacc_cred_open(&cred, service, keytab, err, sizeof(err));
+    if (rc < 0)
+        printf("refused: cred: %s (%d)\n", err, rc);
+    return cred;
+}
+
+static int
+pair(const char *service, const char *target, const char *keytab)
+{
+    static uint8_t out[GSSACC_TOKEN_MAX];
+    char err[GSSACC_ERR_MAX];
+    struct gssacc_cred *cred = open_cred(service, keytab);
+    if (cred == NULL)
+        return EXIT_REFUSED;
+    int rc;
+    struct client cl;
+    if (client_open(&cl, target) < 0) {
+        gssacc_cred_free(cred);
+        return EXIT_INITIATOR;
+    }
+    struct gssacc_ctx *srv;
+    if (gssacc_new(&srv, cred) < 0)
+        return EXIT_BROKEN;
+    int ret = EXIT_BROKEN, done = 0;
+    size_t back_len = 0;
+    for (int round = 0; round < 10; round++) {
+        gss_buffer_desc tok = GSS_C_EMPTY_BUFFER;
+        OM_uint32 minor, major = client_step(&cl, out, back_len, &tok);
+        if (GSS_ERROR(major)) {
+            ret = EXIT_INITIATOR;
+            goto out;
+        }
+        if (!(major & GSS_S_CONTINUE_NEEDED) && done) {
+            gss_release_buffer(&minor, &tok);
+            break;
+        }
+        rc = gssacc_accept(srv, tok.value, tok.length, out, sizeof(out), &back_len, err,
+                           sizeof(err));
+        gss_release_buffer(&minor, &tok);
+        printf("accept round %d: %d, reply token %zu bytes\n", round, rc, back_len);
+        if (rc < 0) {
+            printf("refused: %s (%d)\n", err, rc);
+            ret = EXIT_REFUSED;
+            goto out;
+        }
+        done = rc == 1;
+        if (done && back_len == 0)
+            break;
+    }
+    char name[256], shortname[256];
+    if (gssacc_client_name(srv, false, name, sizeof(name)) < 0 ||
+        gssacc_client_name(srv, true, shortname, sizeof(shortname)) < 0) {
+        printf("FAILED no client name\n");
+        goto out;
+    }
+    printf("accepted name=%s short=%s integ=%d conf=%d\n", name, shortname, gssacc_can_integ(srv),
+           gssacc_can_conf(srv));
+    ret = check(gssacc_client_name(srv, false, name, 4) == -EMSGSIZE,
+                "a name longer than the buffer is -EMSGSIZE") == 0 &&
+                  protection(&cl, srv) == 0
+              ? 0
+              : EXIT_BROKEN;
+out:
+    gssacc_free(srv);
+    client_close(&cl);
+    gssacc_cred_free(cred);
+    return ret;
+}
+
+static int
+token(const char *target)
+{
+    struct client cl;
+    if (client_open(&cl, target) < 0)
+        return EXIT_INITIATOR;
+    gss_buffer_desc tok = GSS_C_EMPTY_BUFFER;
+    OM_uint32 minor, major = client_step(&cl, NULL, 0, &tok);
+    int ret = EXIT_INITIATOR;
+    if (!GSS_ERROR(major)) {
+        for (size_t i = 0; i < tok.length; i++)
+            printf("%02x", ((const uint8_t *)tok.value)[i]);
+        printf("\n");
+        ret = 0;
+    }
+    gss_release_buffer(&minor, &tok);
+    client_close(&cl);
+    return ret;
+}
+
+static int
+accept_hex(const char *service, const char *keytab)
+{
+    static uint8_t in[GSSACC_TOKEN_MAX], out[GSSACC_TOKEN_MAX];
+    size_t n = 0;
+    unsigned byte;
+    while (n < sizeof(in) && scanf("%2x", &byte) == 1)
+        in[n++] = (uint8_t)byte;
+    char err[GSSACC_ERR_MAX];
+    struct gssacc_cred *cred = open_cred(service, keytab);
+    if (cred == NULL)
+        return EXIT_REFUSED;
+    int rc;
+    struct gssacc_ctx *srv;
+    if (gssacc_new(&srv, cred) < 0)
+        return EXIT_BROKEN;
+    size_t back_len;
+    rc = gssacc_accept(srv, in, n, out, sizeof(out), &back_len, err, sizeof(err));
+    int ret = 0;
+    if (rc < 0) {
+        printf("refused: %s (%d)\n", err, rc);
+        ret = EXIT_REFUSED;
+    } else {
+        char name[256];
+        gssacc_client_name(srv, false, name, sizeof(name));
+        printf("accepted name=%s (%d)\n", rc == 1 ? name : "?", rc);
+    }
+    gssacc_free(srv);
+    gssacc_cred_free(cred);
+    return ret;
+}
+
+static int
+read_all(int fd, uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = read(fd, p, n);
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* One RFC 1961 message: ver 1, mtyp, 16-bit length, token. Returns the length or -1. */
+static int
+read_msg(int fd, uint8_t *mtyp, uint8_t *tok)
+{
+    uint8_t h[4];
+    if (read_all(fd, h, 4) < 0)
+        return -1;
+    *mtyp = h[1];
+    size_t len = (size_t)h[2] << 8 | h[3];
+    printf("client message ver %u mtyp %u len %zu\n", h[0], h[1], len);
+    return read_all(fd, tok, len) < 0 ? -1 : (int)len;
+}
+
+static void
+send_msg(int fd, uint8_t mtyp, const uint8_t *tok, size_t len)
+{
+    uint8_t h[4] = {1, mtyp, (uint8_t)(len >> 8), (uint8_t)len};
+    if (write(fd, h, 4) != 4 || write(fd, tok, len) != (ssize_t)len)
+        printf("write failed\n");
+}
+
+static int
+serve_one(int fd, struct gssacc_ctx *srv, int level)
+{
+    static uint8_t in[GSSACC_TOKEN_MAX], out[GSSACC_TOKEN_MAX];
+    char err[GSSACC_ERR_MAX];
+    uint8_t g[2], mtyp;
+    /* The method choice goes out before the greeting is read: curl <= 8.16 must find it at
+     * its first read after sending the greeting, or it forgets it offered GSS-API. */
+    if (write(fd, "\x05\x01", 2) != 2)
+        return EXIT_BROKEN;
+    if (read_all(fd, g, 2) < 0 || read_all(fd, in, g[1]) < 0)
+        return EXIT_BROKEN;
+    printf("greeting ver %u methods", g[0]);
+    for (int i = 0; i < g[1]; i++)
+        printf(" %02x", in[i]);
+    printf("\n");
+    int rc = 0;
+    while (rc == 0) {
+        int len = read_msg(fd, &mtyp, in);
+        if (len < 0)
+            return EXIT_BROKEN;
+        size_t back;
+        rc = gssacc_accept(srv, in, (size_t)len, out, sizeof(out), &back, err, sizeof(err));
+        if (rc < 0) {
+            printf("refused: %s\n", err);
+            send_msg(fd, 0xff, out, 0);
+            return EXIT_REFUSED;
+        }
+        if (back > 0)
+            send_msg(fd, 1, out, back);
+    }
+    char name[256];
+    gssacc_client_name(srv, false, name, sizeof(name));
+    printf("accepted name=%s integ=%d conf=%d\n", name, gssacc_can_integ(srv),
+           gssacc_can_conf(srv));
+    int len = read_msg(fd, &mtyp, in);
+    if (len < 0 || mtyp != 2)
+        return EXIT_BROKEN;
+    bool nec = len == 1, was_conf = false;
+    uint8_t asked = in[0];
+    if (!nec) {
+        ssize_t n = gssacc_unwrap(srv, in, (size_t)len, out, sizeof(out), &was_conf);
+        if (n != 1) {
+            printf("protection level token does not unwrap to one byte (%zd)\n", n);
+            return EXIT_BROKEN;
+        }
+        asked = out[0];
+    }
+    printf("protection level asked %u, %s%s\n", asked, nec ? "unwrapped (NEC)" : "wrapped",
+           was_conf ? " encrypted" : "");
+    uint8_t answer = level >= 0 ? (uint8_t)level : asked;
+    if (nec) {
+        send_msg(fd, 2, &answer, 1);
+    } else {
+        ssize_t n = gssacc_wrap(srv, false, &answer, 1, out, sizeof(out));
+        if (n < 0)
+            return EXIT_BROKEN;
+        send_msg(fd, 2, out, (size_t)n);
+    }
+    ssize_t n = read(fd, in, sizeof(in));
+    printf("then %zd bytes:", n);
+    for (ssize_t i = 0; i < n && i < 48; i++)
+        printf(" %02x", in[i]);
+    printf("\n");
+    if (write(fd, "\x05\x01\x00\x01\0\0\0\0\0\0", 10) != 10)
+        printf("write failed\n");
+    return 0;
+}
+
+static int
+serve(const char *service, const char *keytab, const char *port, const char *level)
+{
+    struct gssacc_cred *cred = open_cred(service, keytab);
+    if (cred == NULL)
+        return EXIT_REFUSED;
+    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) == -1 || listen(ls, 1) == -1) {
+        perror("bind");
+        return EXIT_BROKEN;
+    }
+    printf("listening\n");
+    int fd = accept(ls, NULL, NULL);
+    close(ls);
+    if (fd == -1)
+        return EXIT_BROKEN;
+    struct gssacc_ctx *srv;
+    int ret = EXIT_BROKEN;
+    if (gssacc_new(&srv, cred) == 0) {
+        ret = serve_one(fd, srv, level ? atoi(level) : -1);
+        gssacc_free(srv);
+    }
+    close(fd);
+    gssacc_cred_free(cred);
+    return ret;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *service = NULL, *target = NULL, *keytab = NULL, *port = NULL, *level = NULL;
+    if (argc < 2)
+        goto usage;
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--service") == 0)
+            service = argv[i + 1];
+        else if (strcmp(argv[i], "--target") == 0)
+            target = argv[i + 1];
+        else if (strcmp(argv[i], "--keytab") == 0)
+            keytab = argv[i + 1];
+        else if (strcmp(argv[i], "--port") == 0)
+            port = argv[i + 1];
+        else if (strcmp(argv[i], "--level") == 0)
+            level = argv[i + 1];
+        else
+            goto usage;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (strcmp(argv[1], "pair") == 0 && target != NULL)
+        return pair(service, target, keytab);
+    if (strcmp(argv[1], "token") == 0 && target != NULL)
+        return token(target);
+    if (strcmp(argv[1], "accept") == 0)
+        return accept_hex(service, keytab);
+    if (strcmp(argv[1], "serve") == 0 && port != NULL)
+        return serve(service, keytab, port, level);
+usage:
+    fprintf(stderr, "usage: gss-pair pair|token|accept|serve [--service S] [--target T] "
+                    "[--keytab K] [--port P] [--level L]\n");
+    return EXIT_BROKEN;
+}
