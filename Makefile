@@ -36,8 +36,8 @@ LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -lurcu-cds -lhi
 endif
 
 # MIT Kerberos' GSS-API (src/gssacc.c, issue #15), from Debian's libkrb5-dev.
-GSS_CFLAGS := $(shell pkg-config --cflags krb5-gssapi)
-GSS_LIBS   := $(shell pkg-config --libs krb5-gssapi)
+GSS_CFLAGS := $(shell pkg-config --cflags krb5-gssapi 2>/dev/null)
+GSS_LIBS   := $(shell pkg-config --libs krb5-gssapi 2>/dev/null)
 LIBS     += $(GSS_LIBS)
 
 SRCS     := $(wildcard src/*.c)
