@@ -66,6 +66,11 @@ bool handshake_reply_now(struct conn *c, uint8_t rep, const struct sockaddr *bnd
 
 /* Give c's context back (and with it any password check it waits for). */
 void handshake_release(struct shard *sh, struct conn *c);
+/*
+ * Shard loop, once per iteration before it waits: the contexts given back since go
+ * to the connections waiting for one (sh->hsp.handoff says there are some).
+ */
+void handshake_handoff(struct shard *sh);
 
 /* Bytes the client sent that are still unread in the context. */
 bool handshake_has_unread(const struct conn *c);

@@ -86,7 +86,7 @@ struct hs_pool {
     struct hs *slab;
     uint32_t count, free;
     bool fixed_bufs; /* handshake I/O with READ_FIXED/WRITE_FIXED */
-    bool releasing;  /* handshake_release() is handing contexts to waiters */
+    bool handoff;    /* a context was freed: handshake_handoff() gives them to waiters */
     /* Accepted connections waiting for a context: conn_ref(c, 0); those of addresses
      * holding more than client_max_handshakes wait in the second queue. */
     struct udq wait, wait_heavy;

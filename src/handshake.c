@@ -144,20 +144,26 @@ handshake_release(struct shard *sh, struct conn *c)
     c->hs = NULL;
     c->hs_flags &= (uint8_t) ~(HSF_WRITING | HSF_CLOSE_AFTER | HSF_LEFTOVER | HSF_AUTH_WAIT);
     /*
-     * The freed context goes to a waiter. Starting one may end it at once (a transparent
-     * client refused as a loop or by the rules: reset and freed, releasing its context
-     * again), so the waiters are started in a loop here, never by recursion: thousands of
-     * such waiters once nested as deep, 56 bytes of shard stack each.
+     * The freed context goes to a waiter, but not from here: this often runs inside the
+     * free of the slot that held it, before that slot's limits and client counts are given
+     * back (a waiter of the same address would meet its limit one too early), and a waiter
+     * that ends at once (a transparent loop, reset and freed) would release again, one
+     * stack frame per waiter (a flood of them overflowed the shard's stack). The shard
+     * hands contexts out once per loop iteration (handshake_handoff()).
      */
-    if (hp->releasing)
-        return;
-    hp->releasing = true;
+    hp->handoff = true;
+}
+
+void
+handshake_handoff(struct shard *sh)
+{
+    struct hs_pool *hp = &sh->hsp;
+    hp->handoff = false;
     struct conn *w;
     while (hp->free != CONN_NIL && (w = hs_wait_pop(sh))) {
         w->hs = hs_get(sh);
         hs_begin(sh, w);
     }
-    hp->releasing = false;
 }
 
 bool
@@ -440,7 +446,9 @@ handshake_start(struct shard *sh, int fd, bool transparent)
     if (sh->pol->proxy_listeners && !transparent && !proxy_accept(sh, c))
         return;
     conn_client_take(sh, c, CLIENT_HS, 0);
-    c->hs = hs_get(sh);
+    /* First come, first served: a context freed in this batch is the waiters' (handed out
+     * before the next wait, handshake_handoff()), not a newcomer's. */
+    c->hs = sh->hsp.wait.len || sh->hsp.wait_heavy.len ? NULL : hs_get(sh);
     if (c->hs) {
         hs_begin(sh, c);
         return;
@@ -459,6 +467,10 @@ handshake_start(struct shard *sh, int fd, bool transparent)
         return;
     }
     STAT_INC(sh->st.hs_waits);
+    /* Queued behind waiters while a context is free (one given back in this batch, or the
+     * queue held only connections gone since): the hand-off before the next wait serves it. */
+    if (sh->hsp.free != CONN_NIL)
+        sh->hsp.handoff = true;
     conn_watch_hangup(sh, c);
     if (limit && !heavy)
         evict_heavy(sh, limit);

@@ -519,6 +519,10 @@ shard_main(void *arg)
             break;
         if (sh->stopping && sh->now_s >= stop_deadline)
             break;
+        /* Contexts freed since the last wait go to waiting connections now, outside any
+         * slot's free (handshake.h). */
+        if (sh->hsp.handoff)
+            handshake_handoff(sh);
         rcu_quiescent_state();
         rcu_thread_offline();
         int ret = 0;
