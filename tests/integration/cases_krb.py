@@ -205,7 +205,9 @@ def t_curl_wire(ctx):
             if CURL_RACE not in err:
                 break
         else:
-            raise Fail("%s: lost the method race %d times" % (what, RACE_TRIES), err)
+            # curl's own bug (see CURL_RACE), not ours: on a machine too busy for the
+            # pinning to win it, say so rather than fail the suite.
+            raise Skip("%s: curl lost its own method race %d times (curl < 8.17)" % (what, RACE_TRIES))
         check("accepted name=alice@EXAMPLE.TEST" in out, "%s: context not established" % what, out + err)
         check(re.search(want, out), "%s: expected %r" % (what, want), out)
         if version < (8, 17):
