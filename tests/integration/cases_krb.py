@@ -143,23 +143,22 @@ def curl_version():
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0), "GSS-API" in feats
 
 
-def curl_through_serve(ctx, realm, host, service, curl_args=(), level=None):
-    """gss-pair serve as the SOCKS5 server, curl as its client: (what the server saw, curl's stderr)."""
+def start_serve(ctx, realm, service, level=None, prefix=()):
+    """gss-pair serve (one RFC 1961 client) on a free port: (process, port)."""
     port = free_port()
     argv = [gss_pair_path(), "serve", "--service", service, "--keytab", realm.keytab, "--port", str(port)]
     if level is not None:
         argv += ["--level", str(level)]
-    # Both on one CPU, curl niced: the server, woken by curl's connect, runs before curl
-    # reads (see CURL_RACE).
-    cpu = str(min(os.sched_getaffinity(0)))
-    argv = ["taskset", "-c", cpu] + argv
-    srv = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           env=realm.server_env(), close_fds=True)
+    srv = subprocess.Popen(list(prefix) + argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, env=realm.server_env(), close_fds=True)
     _register_proc(srv)
     ctx.defer(lambda: stop_process(srv, signal.SIGKILL, 5))
     check(srv.stdout.readline().strip() == b"listening", "gss-pair serve did not start")
-    r = ctx.run(["nice", "-n", "19", "taskset", "-c", cpu, "curl", "-sS", "-v", "-m", "10", "--socks5-hostname", "%s:%d" % (host, port)] + list(curl_args)
-                + ["http://target.test/"], env=realm.client_env("alice"))
+    return srv, port
+
+
+def serve_output(srv):
+    """What gss-pair serve printed, once it is done (stopped after 15 s)."""
     try:
         out = srv.communicate(timeout=15)[0].decode("utf-8", "replace")
     except subprocess.TimeoutExpired:
@@ -168,7 +167,18 @@ def curl_through_serve(ctx, realm, host, service, curl_args=(), level=None):
     stop_process(srv, signal.SIGKILL, 5)
     if any(m in out for m in SANITIZER_MARKERS):
         raise Fail("gss-pair serve: sanitizer report", tail(out, 40))
-    return out, r.stderr.decode("utf-8", "replace")
+    return out
+
+
+def curl_through_serve(ctx, realm, host, service, curl_args=(), level=None):
+    """gss-pair serve as the SOCKS5 server, curl as its client: (what the server saw, curl's stderr)."""
+    # Both on one CPU, curl niced: the server, woken by curl's connect, runs before curl
+    # reads (see CURL_RACE).
+    cpu = str(min(os.sched_getaffinity(0)))
+    srv, port = start_serve(ctx, realm, service, level, prefix=["taskset", "-c", cpu])
+    r = ctx.run(["nice", "-n", "19", "taskset", "-c", cpu, "curl", "-sS", "-v", "-m", "10", "--socks5-hostname", "%s:%d" % (host, port)] + list(curl_args)
+                + ["http://target.test/"], env=realm.client_env("alice"))
+    return serve_output(srv), r.stderr.decode("utf-8", "replace")
 
 
 # curl up to 8.16 (Debian 12 has 7.88.1) keeps "may I use GSS-API" in a local variable of
@@ -215,3 +225,31 @@ def t_curl_wire(ctx):
             # "Undocumented SOCKS5 mode" and never sends the request: no client tunnel at all.
             check("Undocumented SOCKS5 mode" in err and "then 0 bytes" in out,
                   "%s: curl %d.%d did something else after GSS-API" % ((what,) + version), out + err)
+
+
+@case("krb_gss_socks_client")
+def t_gss_socks_client(ctx):
+    """Our own RFC 1961 client (gss-pair client: Debian's curl cannot finish a GSS-API SOCKS5
+    connection) against gss-pair serve: the context, the protection level wrapped and bare
+    (NEC), what the server grants, then the SOCKS request in the clear."""
+    realm = KrbRealm(ctx)
+    realm.kinit("alice")
+    for ask, nec, answer, note in ((0, False, None, ""), (2, False, None, ""), (1, True, None, " \\(bare\\)"),
+                                   (2, False, 0, "")):
+        what = "level %d%s answered %s" % (ask, " bare" if nec else "", "as asked" if answer is None else answer)
+        srv, port = start_serve(ctx, realm, "rcmd/localhost", answer)
+        rc, out = gss_pair(ctx, realm, "client", target="rcmd/localhost", port=str(port), level=str(ask),
+                           nec="1" if nec else "0")
+        seen = serve_output(srv)
+        granted = ask if answer is None else answer
+        check(rc == ACCEPTED and "context established" in out and
+              re.search(r"granted %d%s\n" % (granted, note), out) and "reply rep 1" in out,
+              "%s: the client says" % what, out)
+        check("accepted name=alice@EXAMPLE.TEST" in seen and
+              re.search(r"protection level asked %d, %s" % (ask, "unwrapped \\(NEC\\)" if nec else "wrapped"),
+                        seen), "%s: the server saw" % what, seen)
+    # A ticket for a service the server has no key for: refused at the first token.
+    srv, port = start_serve(ctx, realm, "rcmd/localhost")
+    rc, out = gss_pair(ctx, realm, "client", target="other/localhost", port=str(port))
+    seen = serve_output(srv)
+    check(rc == REFUSED and "refused by the server" in out, "a ticket for other/localhost was accepted", out + seen)

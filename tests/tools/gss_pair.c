@@ -15,6 +15,10 @@
  *       the choice 05 01 is sent at once, before the greeting: see serve_one()),
  *       answering its protection level with L (default: what it asked for), reporting
  *       what it sent; then the client's SOCKS request, refused (general failure)
+ *   gss-pair client --target T --port P [--level L] [--nec 1]
+ *       a SOCKS5 client through method 0x01 to 127.0.0.1:P: the context (mutual), the
+ *       protection level L (default 0) wrapped (or bare with --nec), what the server
+ *       granted, then a CONNECT to 127.0.0.1:9 in the clear and the server's reply code
  *
  * S is the acceptor's service ("rcmd/localhost", "rcmd@localhost", "" for any key in the
  * keytab), T the service the client asks a ticket for (same forms).
@@ -436,6 +440,92 @@ serve_one(int fd, struct gssacc_ctx *srv, int level)
     return 0;
 }
 
+/* The RFC 1961 client (a SOCKS5 client of ours, since Debian's curl cannot finish one). */
+static int
+client_socks(struct client *cl, int fd, int level, bool nec)
+{
+    static uint8_t in[GSSACC_TOKEN_MAX];
+    uint8_t m[2], mtyp;
+    if (write(fd, "\x05\x01\x01", 3) != 3 || read_all(fd, m, 2) < 0)
+        return EXIT_BROKEN;
+    printf("method %02x\n", m[1]);
+    if (m[0] != 5 || m[1] != 1)
+        return EXIT_REFUSED;
+    size_t in_len = 0;
+    for (int round = 0; round < 10; round++) {
+        gss_buffer_desc tok = GSS_C_EMPTY_BUFFER;
+        OM_uint32 minor, major = client_step(cl, in, in_len, &tok);
+        if (GSS_ERROR(major))
+            return EXIT_INITIATOR;
+        if (tok.length)
+            send_msg(fd, 1, tok.value, tok.length);
+        gss_release_buffer(&minor, &tok);
+        if (!(major & GSS_S_CONTINUE_NEEDED))
+            break;
+        int len = read_msg(fd, &mtyp, in);
+        if (len < 0 || mtyp == 0xff) {
+            printf("refused by the server (mtyp %u)\n", len < 0 ? 0 : mtyp);
+            return EXIT_REFUSED;
+        }
+        in_len = (size_t)len;
+    }
+    printf("context established\n");
+    uint8_t ask = (uint8_t)level;
+    OM_uint32 minor;
+    int conf = 0;
+    if (nec) {
+        send_msg(fd, 2, &ask, 1);
+    } else {
+        gss_buffer_desc b = {1, &ask}, t = GSS_C_EMPTY_BUFFER;
+        if (GSS_ERROR(gss_wrap(&minor, cl->ctx, 0, GSS_C_QOP_DEFAULT, &b, &conf, &t)))
+            return EXIT_INITIATOR;
+        send_msg(fd, 2, t.value, t.length);
+        gss_release_buffer(&minor, &t);
+    }
+    int len = read_msg(fd, &mtyp, in);
+    if (len < 1 || mtyp != 2)
+        return EXIT_BROKEN;
+    uint8_t granted = in[0];
+    if (len > 1) {
+        gss_buffer_desc t = {(size_t)len, in}, out = GSS_C_EMPTY_BUFFER;
+        if (gss_unwrap(&minor, cl->ctx, &t, &out, &conf, NULL) != GSS_S_COMPLETE ||
+            out.length != 1) {
+            printf("the granted level does not unwrap to one byte\n");
+            gss_release_buffer(&minor, &out);
+            return EXIT_BROKEN;
+        }
+        granted = ((const uint8_t *)out.value)[0];
+        gss_release_buffer(&minor, &out);
+    }
+    printf("granted %u%s\n", granted, len == 1 ? " (bare)" : "");
+    static const uint8_t req[] = {5, 1, 0, 1, 127, 0, 0, 1, 0, 9};
+    uint8_t rep[10];
+    if (write(fd, req, sizeof(req)) != (ssize_t)sizeof(req) || read_all(fd, rep, sizeof(rep)) < 0)
+        return EXIT_BROKEN;
+    printf("reply rep %u\n", rep[1]);
+    return 0;
+}
+
+static int
+client_connect(const char *target, const char *port, const char *level, bool nec)
+{
+    struct client cl;
+    if (client_open(&cl, target) < 0)
+        return EXIT_INITIATOR;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(port))};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int ret = EXIT_BROKEN;
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+        ret = client_socks(&cl, fd, level ? atoi(level) : 0, nec);
+    else
+        perror("connect");
+    if (fd >= 0)
+        close(fd);
+    client_close(&cl);
+    return ret;
+}
+
 static int
 serve(const char *service, const char *keytab, const char *port, const char *level)
 {
@@ -470,6 +560,7 @@ int
 main(int argc, char **argv)
 {
     const char *service = NULL, *target = NULL, *keytab = NULL, *port = NULL, *level = NULL;
+    bool nec = false;
     if (argc < 2)
         goto usage;
     for (int i = 2; i + 1 < argc; i += 2) {
@@ -483,6 +574,8 @@ main(int argc, char **argv)
             port = argv[i + 1];
         else if (strcmp(argv[i], "--level") == 0)
             level = argv[i + 1];
+        else if (strcmp(argv[i], "--nec") == 0)
+            nec = strcmp(argv[i + 1], "0") != 0;
         else
             goto usage;
     }
@@ -495,8 +588,10 @@ main(int argc, char **argv)
         return accept_hex(service, keytab);
     if (strcmp(argv[1], "serve") == 0 && port != NULL)
         return serve(service, keytab, port, level);
+    if (strcmp(argv[1], "client") == 0 && target != NULL && port != NULL)
+        return client_connect(target, port, level, nec);
 usage:
-    fprintf(stderr, "usage: gss-pair pair|token|accept|serve [--service S] [--target T] "
-                    "[--keytab K] [--port P] [--level L]\n");
+    fprintf(stderr, "usage: gss-pair pair|token|accept|serve|client [--service S] [--target T] "
+                    "[--keytab K] [--port P] [--level L] [--nec 1]\n");
     return EXIT_BROKEN;
 }
