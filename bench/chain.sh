@@ -15,20 +15,15 @@
 # (unshare -n): loopback only, fixed ports are safe.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 if [ "${CHAIN_IN_NS:-}" != 1 ]; then
     make -s build/ringsocks build/socksload
     exec env CHAIN_IN_NS=1 unshare -n "$0" "$@"
 fi
 ip link set lo up
 PARENT=${PARENT:-socks5}
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_scratch
 
 bin=$PWD/build/ringsocks
 # The parent: its own two shards, splice, no log.

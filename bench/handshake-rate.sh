@@ -7,6 +7,8 @@
 #   ROUNDS=5 SECONDS_EACH=3 WORKERS=64 bench/handshake-rate.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 if [ "${HR_IN_NS:-}" != 1 ]; then
     make -s build/ringsocks build/socksload
     exec env HR_IN_NS=1 unshare -n "$0" "$@"
@@ -16,14 +18,7 @@ ROUNDS=${ROUNDS:-5}
 SECS=${SECONDS_EACH:-3}
 WORKERS=${WORKERS:-64}
 B=build
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_scratch
 hash=$(python3 -c "import crypt; print(crypt.crypt('benchpass', crypt.mksalt(crypt.METHOD_SHA512)))")
 echo "bench:$hash" >"$tmp/users"
 $B/socksload serve --port 19000 --threads 2 >/dev/null 2>&1 & pids+=($!)

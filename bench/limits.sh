@@ -25,14 +25,7 @@ if [ "${LIM_IN_NS:-}" != 1 ]; then
     exec env LIM_IN_NS=1 unshare -n "$0" "$@"
 fi
 ip link set lo up
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_scratch
 
 hash=$(bench_hash bench-pw)
 printf 'alice:%s\n' "$hash" >"$tmp/users"

@@ -12,6 +12,8 @@
 # PROXY_USERINFO="user:password@" logs every tunnel in (RFC 1929) when they ask for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 if [ $# -lt 1 ]; then
     echo "usage: $0 NAME=BINARY [NAME=BINARY ...]" >&2
     exit 2
@@ -25,14 +27,7 @@ ROUNDS=${ROUNDS:-5}
 SECS=${SECONDS_EACH:-3}
 ENGINES=${ENGINES:-copy auto}
 B=build
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_scratch
 
 # utime + stime of a process and all its threads, in clock ticks.
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }

@@ -8,6 +8,8 @@
 # NEW defaults to build/ringsocks; OLD=none runs NEW alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+. bench/common.sh
 if [ "${UR_IN_NS:-}" != 1 ]; then
     make -s build/ringsocks build/socksload
     exec env UR_IN_NS=1 unshare -n "$0" "$@"
@@ -19,14 +21,7 @@ ASSOCS=${ASSOCS:-3000}
 MEM_SIZE=${MEM_SIZE:-60000}
 NEW=${NEW:-build/ringsocks}
 OLD=${OLD:-none}
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
+bench_scratch
 
 bins=(new)
 declare -A bin=([new]=$NEW) port=([new]=19180 [old]=19181) pid=()
