@@ -175,13 +175,6 @@ conn_ud(const struct conn *c, unsigned op, unsigned arg)
  */
 void conn_close(struct shard *sh, struct conn *c, enum conn_end why);
 
-/*
- * Reset TCP socket fd now (connect() to AF_UNSPEC: the kernel sends an RST and the
- * socket is closed for I/O, not freed): the peer sees ECONNRESET, not an EOF. No-op
- * for fd < 0.
- */
-void conn_abort_fd(int fd);
-
 /* Route one CQE carrying a connection op (ud_op() >= OP_CONN_FIRST) to its phase. */
 void conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe);
 

@@ -410,7 +410,7 @@ conn_free(struct shard *sh, struct conn *c)
  * On a socket that is already closed, or a UDP socket, it changes nothing
  * that matters here.
  */
-void
+static void
 conn_abort_fd(int fd)
 {
     static const struct sockaddr unspec = {.sa_family = AF_UNSPEC};

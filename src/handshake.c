@@ -257,13 +257,13 @@ handshake_reply_now(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
 /*
  * A transparent client has no protocol to be told a failure in: its connect() succeeded
  * when the kernel handed it to us, so it is reset (ECONNRESET at its next read or write),
- * which a program takes for a refused or broken connection, never for a clean EOF.
+ * which a program takes for a refused or broken connection, never for a clean EOF. The
+ * reset is conn_close()'s, as for every unclean end of a transparent tunnel.
  */
 static void
 reset_client(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why)
 {
     c->rep = (int8_t)rep;
-    conn_abort_fd(c->cfd);
     conn_close(sh, c, why);
 }
 
