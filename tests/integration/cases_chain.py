@@ -12,6 +12,7 @@ are refused under a via rule; the access log and the metrics say which parent ca
 
 import json
 import socket
+import threading
 import time
 
 from cases_auth import ALICE, auth_proxy
@@ -316,9 +317,17 @@ def chain_reply_bytes_kept(ctx):
         got = recv_exact(s, len(banner) + 5, "banner and echo")
         check(got == banner + b"early", "port %d: got %r, expected the banner then our bytes" % (port, got))
         s.close()
-    # The SOCKS5 parent's BND is the client's BND.
-    rep, s = connect_rep(ctx, p, "198.51.100.9", 1)
-    s.close()
+    # The SOCKS5 parent's BND (192.0.2.99:8080 in ok5) is the client's; an HTTP parent says
+    # none, so the client gets our end of the connection to the parent.
+    for port, want in ((1, ("192.0.2.99", 8080)), (2, ("127.0.0.1", None))):
+        s = open_proxy_socket(ctx, p)
+        s.sendall(GREETING)
+        read_method_reply(s)
+        s.sendall(request("198.51.100.9", port))
+        r = read_reply(s)
+        s.close()
+        check(r.rep == 0 and r.host == want[0] and (want[1] is None or r.port == want[1]),
+              "port %d: BND %s:%d, expected %s" % (port, r.host, r.port, want))
 
 
 @case("chain_parent_answers")
@@ -351,6 +360,41 @@ def chain_parent_answers(ctx):
     check(recv_exact(s, 1, "echo") == b"x", "no echo through the second parent")
     check(counter(p, "ringsocks_via_parent_failures_total") == 1,
           "refused credentials did not count against the parent")
+
+
+def failing_parent(conn, peer):
+    """Takes the greeting, then fails after a second: time for a reload in between."""
+    recv_exact(conn, 3, "greeting")
+    time.sleep(1.0)
+    conn.close()
+
+
+@case("chain_reload_between_parents")
+def chain_reload_between_parents(ctx):
+    """A reload while a tunnel's first parent is being tried: before the next parent the
+    request is decided again under the new rules. Denied now: 02, and the second parent is
+    never asked (its rule index would name another rule of the new file)."""
+    from cases_control import sighup_reload, write_conf
+    slow = ctx.tcp_server(failing_parent)
+    good = ctx.proxy()
+    echo = ctx.echo_server()
+    rules = [via_rule(["socks5://127.0.0.1:%d" % slow.port, "socks5://127.0.0.1:%d" % good.port])]
+    p, path = conf_proxy(ctx, rules_conf(*rules), name="child.conf")
+    result = {}
+
+    def ask():
+        result["rep"], s = connect_rep(ctx, p, "127.0.0.1", echo.port)
+        s.close()
+    t = threading.Thread(target=ask)
+    t.start()
+    check(wait_until(lambda: slow.conns, 5), "the first parent was not tried")
+    write_conf(ctx, rules_conf('{ action = "deny"; from = %s; }' % LOOPBACK, *rules), path=path)
+    sighup_reload(p)
+    t.join(10)
+    check(result.get("rep") == 0x02, "after a reload that denies it: REP %r, expected 02" % result.get("rep"))
+    check(counter(p, "ringsocks_via_tunnels_total") == 0, "the second parent carried it anyway")
+    d = line_for(p, "127.0.0.1:%d" % echo.port)
+    check(d.get("end") == "denied", "end=%s, expected denied" % d.get("end"))
 
 
 @case("chain_refuses_bind_udp")
