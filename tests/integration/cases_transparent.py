@@ -305,6 +305,22 @@ def static_client():
     return path
 
 
+def run_static(net, binary, dst, msg):
+    """The static client in C to dst with msg: the completed process."""
+    return subprocess.run(net.C.wrap() + [binary, dst[0], str(dst[1]), msg], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+
+
+def static_echo_ok(net, binary, what):
+    """The static client echoes through to both targets (IPv4 and IPv6)."""
+    for dst in (net.echo4, net.echo6):
+        msg = "%s %s" % (what, dst[0])
+        r = run_static(net, binary, dst, msg)
+        check(r.returncode == 0 and r.stdout.decode() == msg,
+              "the static client to %s:%d (%s): exit %d, out %r, err %r"
+              % (dst[0], dst[1], what, r.returncode, r.stdout, r.stderr.decode().strip()))
+
+
 @case("transparent_static_client")
 def transparent_static_client(ctx):
     """A statically linked C client (tests/tools/echo_client.c: no libc.so, so no
@@ -317,19 +333,12 @@ def transparent_static_client(ctx):
     ldd = subprocess.run(["ldd", binary], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
     check("not a dynamic executable" in ldd.stdout.decode(), "ldd says %r" % ldd.stdout.decode().strip())
     net = setup(ctx)
-    for dst in (net.echo4, net.echo6):
-        msg = "static %s" % dst[0]
-        r = subprocess.run(net.C.wrap() + [binary, dst[0], str(dst[1]), msg], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-        check(r.returncode == 0 and r.stdout.decode() == msg,
-              "the static client to %s:%d: exit %d, out %r, err %r"
-              % (dst[0], dst[1], r.returncode, r.stdout, r.stderr.decode().strip()))
+    static_echo_ok(net, binary, "static")
     lines = wait_lines(net.p, 2)
     check([l.get("proto") for l in lines] == ["transparent"] * 2, "access log %r" % lines)
     # And without ringsocks the same binary cannot get there.
     net.p.stop()
-    r = subprocess.run(net.C.wrap() + [binary, net.echo4[0], str(net.echo4[1]), "x"], stdin=subprocess.DEVNULL,
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    r = run_static(net, binary, net.echo4, "x")
     check(r.returncode == 3, "the static client with ringsocks stopped: exit %d (%r), expected 3"
           % (r.returncode, r.stderr.decode().strip()))
 
@@ -585,13 +594,7 @@ def transparent_via_parent(ctx):
                        args=["--auth", "password", "--users", users])
     net.p = start_proxy(net, 'rules = ( { action = "allow"; via = ["socks5://%s:%s@127.0.0.1:%d"]; } );\n'
                         % (ALICE[0], ALICE[1], PARENT_PORT))
-    for dst in (net.echo4, net.echo6):
-        msg = "static through a parent %s" % dst[0]
-        r = subprocess.run(net.C.wrap() + [binary, dst[0], str(dst[1]), msg], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
-        check(r.returncode == 0 and r.stdout.decode() == msg,
-              "the static client to %s:%d through the parent: exit %d, out %r, err %r"
-              % (dst[0], dst[1], r.returncode, r.stdout, r.stderr.decode().strip()))
+    static_echo_ok(net, binary, "static through a parent")
     lines = wait_lines(net.p, 2)
     for ln in lines:
         check(ln.get("proto") == "transparent" and ln.get("parent") == "127.0.0.1:%d" % PARENT_PORT
