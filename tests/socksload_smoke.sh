@@ -190,6 +190,7 @@ check "latency --duration 0.01, flipped"   "j['errors']['data_mismatch'] == j['t
 
 # Numbers out of range are bad usage, never silently truncated.
 usage "--request 4294967297 refused"   -- connrate --proxy "$S5" --request 4294967297 --duration 1
+usage "--proxy http:// refused"        -- connrate --proxy "http://127.0.0.1:1" --duration 1
 usage "--workers 4294967297 refused"   -- connrate --proxy "$S5" --workers 4294967297 --duration 1
 usage "--tunnels 0 refused"            -- latency --proxy "$S5" --tunnels 0 --duration 1
 usage "--tunnels -1 refused"           -- latency --proxy "$S5" --tunnels -1 --duration 1
