@@ -413,6 +413,17 @@ def chain_refuses_bind_udp(ctx):
         s.close()
     rep, s = connect_rep(ctx, p, "2001:db8::1", 80)
     check(rep == 0x08, "IPv6 through a socks4 parent: REP 0x%02x, expected 08" % rep)
+    # No socket towards the parent at all (the rule's egress pool has no IPv4 address and no
+    # fallback): the tunnel fails, and the parent is not blamed for it.
+    p2 = child(ctx, via_rule(["socks5://127.0.0.1:%d" % good.port],
+                             'egress = ["2001:db8::1"]; egress_fallback = false;'))
+    rep, s = connect_rep(ctx, p2, "127.0.0.1", 80)
+    s.close()
+    d = line_for(p2, "127.0.0.1:80")
+    check(rep != 0 and d.get("end") == "parent_failed" and d.get("parent") is None,
+          "no socket to the parent: REP 0x%02x, log %r" % (rep, d))
+    check(counter(p2, "ringsocks_via_parent_failures_total") == 0,
+          "a parent was blamed for a socket we could not make")
 
 
 def split_bad_parent(first, rest):
