@@ -80,7 +80,10 @@ struct via_hs {
     /* VIA_OK: SOCKS5_REP_SUCCEEDED; VIA_REFUSED: the SOCKS5 reply code the parent's answer
      * maps to (HTTP 403: not allowed, 502: host unreachable, 504: TTL expired, ...). */
     uint8_t rep;
-    /* VIA_BROKEN: what went wrong, a static string for the log. */
+    /* VIA_BROKEN: what went wrong, a static string. Only the tests read it today: the
+     * shard has no place to say it (no file writes there; the access log says
+     * end=parent_failed). A reason label on ringsocks_via_parent_failures_total is the
+     * way to show it to operators. */
     const char *why;
     /* VIA_OK: the address the parent reported it connected from (SOCKS5 with an IP
      * address), else AF_UNSPEC. */
