@@ -159,8 +159,10 @@ $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 # that is both client (gss_init_sec_context) and server (gssacc.o) against the test's own KDC:
 # not named test_*, so tests/run.sh does not run it without the realm.
 $(BUILD)/obj/gssacc.o: CFLAGS += $(GSS_CFLAGS)
-$(BUILD)/tests/gss-pair: tests/tools/gss_pair.c $(BUILD)/obj/gssacc.o Makefile | $(BUILD)/tests
-	$(CC) $(CFLAGS) $(GSS_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/obj/gssacc.o $(GSS_LIBS)
+$(BUILD)/tests/gss-pair: tests/tools/gss_pair.c $(BUILD)/obj/gssacc.o $(BUILD)/obj/gssframe.o \
+		Makefile | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(GSS_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/obj/gssacc.o $(BUILD)/obj/gssframe.o \
+		$(GSS_LIBS)
 
 # The transparent-listener tests' client (tests/tools/echo_client.c): linked statically, so no
 # LD_PRELOAD reaches it; plain flags (the sanitizers do not link statically).

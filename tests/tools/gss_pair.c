@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "gssacc.h"
+#include "gssframe.h"
 
 #define EXIT_REFUSED   1
 #define EXIT_BROKEN    2
@@ -350,24 +351,40 @@ read_all(int fd, uint8_t *p, size_t n)
     return 0;
 }
 
-/* One RFC 1961 message: ver 1, mtyp, 16-bit length, token. Returns the length or -1. */
+/*
+ * One RFC 1961 message: ver 1, mtyp, 16-bit length, token; the abort is ver and mtyp
+ * alone (section 3.8). Returns the token's length (0 for an abort) or -1.
+ */
 static int
 read_msg(int fd, uint8_t *mtyp, uint8_t *tok)
 {
-    uint8_t h[4];
-    if (read_all(fd, h, 4) < 0)
+    uint8_t h[GSSFRAME_HDR_LEN];
+    if (read_all(fd, h, GSSFRAME_ABORT_LEN) < 0)
         return -1;
     *mtyp = h[1];
+    if (h[1] == GSSFRAME_MTYP_ABORT) {
+        printf("message ver %u abort\n", h[0]);
+        return 0;
+    }
+    if (read_all(fd, h + GSSFRAME_ABORT_LEN, GSSFRAME_HDR_LEN - GSSFRAME_ABORT_LEN) < 0)
+        return -1;
     size_t len = (size_t)h[2] << 8 | h[3];
     printf("client message ver %u mtyp %u len %zu\n", h[0], h[1], len);
     return read_all(fd, tok, len) < 0 ? -1 : (int)len;
 }
 
+/* A message with its header (gssframe.h), or the abort for mtyp 0xff. */
 static void
 send_msg(int fd, uint8_t mtyp, const uint8_t *tok, size_t len)
 {
-    uint8_t h[4] = {1, mtyp, (uint8_t)(len >> 8), (uint8_t)len};
-    if (write(fd, h, 4) != 4 || write(fd, tok, len) != (ssize_t)len)
+    uint8_t h[GSSFRAME_HDR_LEN];
+    if (mtyp == GSSFRAME_MTYP_ABORT) {
+        if (write(fd, h, gssframe_abort(h)) != GSSFRAME_ABORT_LEN)
+            printf("write failed\n");
+        return;
+    }
+    size_t n = gssframe_header(h, mtyp, len);
+    if (n == 0 || write(fd, h, n) != (ssize_t)n || write(fd, tok, len) != (ssize_t)len)
         printf("write failed\n");
 }
 
@@ -396,7 +413,7 @@ serve_one(int fd, struct gssacc_ctx *srv, int level)
         rc = gssacc_accept(srv, in, (size_t)len, out, sizeof(out), &back, err, sizeof(err));
         if (rc < 0) {
             printf("refused: %s\n", err);
-            send_msg(fd, 0xff, out, 0);
+            send_msg(fd, GSSFRAME_MTYP_ABORT, out, 0);
             return EXIT_REFUSED;
         }
         if (back > 0)
@@ -463,7 +480,7 @@ client_socks(struct client *cl, int fd, int level, bool nec)
         if (!(major & GSS_S_CONTINUE_NEEDED))
             break;
         int len = read_msg(fd, &mtyp, in);
-        if (len < 0 || mtyp == 0xff) {
+        if (len < 0 || mtyp == GSSFRAME_MTYP_ABORT) {
             printf("refused by the server (mtyp %u)\n", len < 0 ? 0 : mtyp);
             return EXIT_REFUSED;
         }
