@@ -341,13 +341,15 @@ def chain_parent_answers(ctx):
     slow = ctx.tcp_server(fake_http_parent(b"HTTP/1.0 504 Gateway Timeout"))
     wants = [ctx.tcp_server(fake_http_parent(b"HTTP/1.1 200 OK", want_auth=b"Basic dTpyaWdodA=="))
              for _ in range(2)]
+    interim = ctx.tcp_server(fake_http_parent(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK"))
     p = child(ctx,
               via_rule(["socks5://127.0.0.1:%d" % refused.port], "ports = [1];"),
               via_rule(["http://127.0.0.1:%d" % forbidden.port], "ports = [2];"),
               via_rule(["http://127.0.0.1:%d" % badgw.port], "ports = [3];"),
               via_rule(["http://127.0.0.1:%d" % slow.port], "ports = [4];"),
               via_rule(["http://u:wrong@127.0.0.1:%d" % wants[0].port,
-                        "http://u:right@127.0.0.1:%d" % wants[1].port], "ports = [5];"))
+                        "http://u:right@127.0.0.1:%d" % wants[1].port], "ports = [5];"),
+              via_rule(["http://127.0.0.1:%d" % interim.port], "ports = [6];"))
     for port, want in ((1, 0x05), (2, 0x02), (3, 0x04), (4, 0x06)):
         rep, s = connect_rep(ctx, p, "198.51.100.9", port)
         check(rep == want, "port %d: REP 0x%02x, expected 0x%02x" % (port, rep, want))
@@ -360,6 +362,11 @@ def chain_parent_answers(ctx):
     check(recv_exact(s, 1, "echo") == b"x", "no echo through the second parent")
     check(counter(p, "ringsocks_via_parent_failures_total") == 1,
           "refused credentials did not count against the parent")
+    # An interim 1xx response before the 200 is read past.
+    rep, s = connect_rep(ctx, p, "198.51.100.9", 6)
+    check(rep == 0, "a 100 Continue before the 200: REP 0x%02x" % rep)
+    s.sendall(b"y")
+    check(recv_exact(s, 1, "echo") == b"y", "no echo after an interim response")
 
 
 def failing_parent(conn, peer):

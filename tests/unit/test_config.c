@@ -613,6 +613,8 @@ test_via_keys(void **state)
              "write the address)\n"
              "@:4: rule 1: via: unknown scheme: ftp://192.0.2.1\n"
              "@:5: rule 1: via: bad port (the URL is not repeated: it may hold a password)");
+    load_bad("rules = ( { action = \"allow\"; via = [7]; } );\n",
+             "@:1: rule 1: via: expected a string, not an integer");
     load_bad("rules = ( { action = \"allow\"; via = []; } );\n",
              "@:1: rule 1: via: 0 parents; a rule names 1 to 8");
     load_bad("rules = ( { action = \"allow\"; commands = [\"udp\", \"bind\"];\n"
