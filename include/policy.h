@@ -92,6 +92,11 @@ bool policy_proxy_from(const struct policy_listener *l, const union sockaddr_inx
  */
 bool policy_reaches_self(const struct opts *o, const union sockaddr_inx *dest);
 
+struct via_list;
+/* Any thread, p read-only: the parents of rule (rule key via, via.h), or NULL: its tunnels
+ * go direct (also for rule -1: none). */
+struct via_list *policy_rule_via(const struct policy *p, int rule);
+
 /* One request (or one UDP datagram, or a declared UDP source) as the rules see it. */
 struct policy_req {
     const union sockaddr_inx *client;

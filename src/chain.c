@@ -14,8 +14,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "acl.h"
-#include "egress.h"
 #include "handshake.h"
 #include "outbound.h"
 #include "policy.h"
@@ -189,14 +187,14 @@ redecide(struct shard *sh, struct conn *c)
         finish_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
         return false;
     }
-    const struct egress_rule *er = rule >= 0 ? acl_rule_data(sh->pol->acl, rule) : NULL;
-    if (!er || !er->via) {
+    struct via_list *via = policy_rule_via(sh->pol, rule);
+    if (!via) {
         finish_fail(sh, c, SOCKS5_REP_GENERAL, END_PARENT);
         return false;
     }
-    via_list_get(er->via);
+    via_list_get(via);
     via_list_put(ch->vl);
-    ch->vl = er->via;
+    ch->vl = via;
     ch->rule = rule;
     ch->next = 0;
     ch->pass = 0;

@@ -156,6 +156,13 @@ acl_cmd(uint8_t cmd)
     }
 }
 
+struct via_list *
+policy_rule_via(const struct policy *p, int rule)
+{
+    const struct egress_rule *er = rule >= 0 ? acl_rule_data(p->acl, rule) : NULL;
+    return er ? er->via : NULL;
+}
+
 bool
 policy_reaches_self(const struct opts *o, const union sockaddr_inx *dest)
 {
@@ -224,11 +231,8 @@ policy_decide(const struct policy *p, const struct opts *o, const struct policy_
         return false;
     }
     /* A rule with parents carries CONNECT only: what it admits must not leave directly. */
-    if (p->rules_via && q.cmd != ACL_CMD_CONNECT) {
-        const struct egress_rule *er = acl_rule_data(p->acl, rule);
-        if (er && er->via)
-            return false;
-    }
+    if (p->rules_via && q.cmd != ACL_CMD_CONNECT && policy_rule_via(p, rule))
+        return false;
     *rule_out = rule;
     return true;
 }

@@ -67,14 +67,6 @@ family_allowed(const struct shard *sh, int rule, int family)
     return true;
 }
 
-/* The parents of the admitting rule (rule key via), or NULL: the tunnel goes direct. */
-static struct via_list *
-rule_via(const struct shard *sh, int rule)
-{
-    const struct egress_rule *er = rule >= 0 ? acl_rule_data(sh->pol->acl, rule) : NULL;
-    return er ? er->via : NULL;
-}
-
 /* hs->he_flags */
 #define HE_DELAY  0x01u /* OP_CONNECT_DELAY is in flight */
 #define HE_WON    0x02u /* an attempt connected (now c->tfd): the others are being cancelled */
@@ -179,7 +171,7 @@ connect_next(struct shard *sh, struct conn *c)
             denied = true;
             continue;
         }
-        struct via_list *via = rule_via(sh, rule);
+        struct via_list *via = policy_rule_via(sh->pol, rule);
         if (by_name && !via) {
             /* A reload while it waited for a lease took the parents away: resolve it here. */
             resolve(sh, c);
@@ -338,7 +330,7 @@ chain_by_name(struct shard *sh, struct conn *c)
     struct policy_req r = {
         .client = &c->client, .cmd = c->cmd, .user = c->user, .host = c->host, .port = c->port};
     int rule;
-    if (!policy_allows_rule(sh->pol, sh->o, &r, &rule) || !rule_via(sh, rule))
+    if (!policy_allows_rule(sh->pol, sh->o, &r, &rule) || !policy_rule_via(sh->pol, rule))
         return false;
     struct hs *h = c->hs;
     memset(&h->addrs[0], 0, sizeof(h->addrs[0]));
