@@ -149,9 +149,10 @@ handshake_release(struct shard *sh, struct conn *c)
      * back (a waiter of the same address would meet its limit one too early), and a waiter
      * that ends at once (a transparent loop, reset and freed) would release again, one
      * stack frame per waiter (a flood of them overflowed the shard's stack). The shard
-     * hands contexts out once per loop iteration (handshake_handoff()).
+     * hands contexts out once per loop iteration (handshake_handoff()), when some wait.
      */
-    hp->handoff = true;
+    if (hp->wait.len || hp->wait_heavy.len)
+        hp->handoff = true;
 }
 
 void
