@@ -35,6 +35,7 @@ struct log_rec;    /* log.h */
 struct uacct;      /* acct.h */
 struct conn_lim;   /* limit.c */
 struct via_parent; /* via.h */
+struct gssw_job;   /* gssw.h */
 
 #define CONN_NIL UINT32_MAX
 
@@ -78,6 +79,8 @@ struct conn_phase {
                         const union sockaddr_inx *addrs, unsigned n);
     /* The auth worker's verdict on the credential it asked authq_check() about. */
     void (*on_auth)(struct shard *sh, struct conn *c, unsigned tag, bool ok);
+    /* The GSS-API worker's answer to a job the phase submitted (gssw.h); the phase owns j. */
+    void (*on_gss)(struct shard *sh, struct conn *c, struct gssw_job *j);
     /* The client hung up while conn_watch_hangup() watched it (events: POLL*). */
     void (*on_hangup)(struct shard *sh, struct conn *c, int events);
     /* The slot is being freed (ops all done): give back what the phase holds. */
@@ -209,6 +212,8 @@ void conn_resolved(struct shard *sh, uint64_t ref, int err, const union sockaddr
                    unsigned n);
 /* The auth worker answered a check made with ref: to the phase's on_auth. */
 void conn_authed(struct shard *sh, uint64_t ref, bool ok);
+/* The GSS-API worker answered j (j->ref): to the phase's on_gss, else freed. */
+void conn_gss(struct shard *sh, struct gssw_job *j);
 
 /*
  * Watch c's client for a hang-up while the server waits on something else:

@@ -107,14 +107,14 @@ void gssw_submit(struct shard *sh, struct gssw_job *j);
 
 /* Counters the worker keeps (relaxed atomics, summed by the control thread). */
 struct gssw_stats {
-    uint64_t contexts;     /* contexts established */
-    uint64_t refused;      /* context establishments refused by GSS-API */
-    uint64_t levels[3];    /* protection levels granted, 0-2 */
-    uint64_t level_refused;/* protection-level messages refused */
-    uint64_t tunnels;      /* protected tunnels taken (GSSW_PROTECT) */
-    uint64_t open;         /* gauge: protected tunnels now */
-    uint64_t wrapped, unwrapped;      /* messages */
-    uint64_t frame_errors; /* malformed, oversized, forged or replayed frames: tunnel ended */
+    uint64_t contexts;           /* contexts established */
+    uint64_t refused;            /* context establishments refused by GSS-API */
+    uint64_t levels[3];          /* protection levels granted, 0-2 */
+    uint64_t level_refused;      /* protection-level messages refused */
+    uint64_t tunnels;            /* protected tunnels taken (GSSW_PROTECT) */
+    uint64_t open;               /* gauge: protected tunnels now */
+    uint64_t wrapped, unwrapped; /* messages */
+    uint64_t frame_errors;       /* malformed, oversized, forged or replayed frames: tunnel ended */
 };
 void gssw_stats_read(struct shard *sh, struct gssw_stats *out);
 

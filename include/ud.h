@@ -21,6 +21,7 @@ enum op {
     OP_DNS_POLL,   /* slot: DNS socket index, gen: its generation */
     OP_DNS_REMOVE, /* poll removal for a DNS socket c-ares closed */
     OP_AUTH,       /* read on the auth worker's eventfd: results are ready */
+    OP_GSS,        /* read on the GSS-API worker's eventfd: answers are ready */
     /* A connection's ops (conn.c checks slot and generation, the phase handles them): */
     OP_CONN_FIRST,
     OP_CANCEL = OP_CONN_FIRST, /* cancellation issued by the slot layer */

@@ -23,6 +23,7 @@
 
 #include "acl.h"
 #include "acct.h"
+#include "gssw.h"
 #include "limit_types.h"
 #include "log.h"
 #include "policy.h"
@@ -549,6 +550,16 @@ conn_authed(struct shard *sh, uint64_t ref, bool ok)
     struct conn *c = conn_from_ref(sh, ref);
     if (c && c->phase->on_auth)
         c->phase->on_auth(sh, c, conn_ref_tag(ref), ok);
+}
+
+void
+conn_gss(struct shard *sh, struct gssw_job *j)
+{
+    struct conn *c = conn_from_ref(sh, j->ref);
+    if (!c || !c->phase->on_gss)
+        gssw_job_free(j);
+    else
+        c->phase->on_gss(sh, c, j);
 }
 
 void
