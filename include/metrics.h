@@ -10,15 +10,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "gssw.h"
 #include "lim.h"
 
 struct shard_stats;
 
-/* What the metrics read of one shard: its counters and its open-connection count. */
+/* What the metrics read of one shard: its counters, its open-connection count and its
+ * GSS-API worker's counters (gssw_stats_read(), taken by the caller). */
 struct metrics_shard {
     unsigned id;
     const struct shard_stats *st;
     const uint32_t *n_open;
+    struct gssw_stats gss; /* a copy: zero when the caller leaves it out */
 };
 
 /* Prometheus' standard process collector (process_*), read from /proc/self. */

@@ -28,6 +28,7 @@
 #include "acct.h"
 #include "acctctl.h"
 #include "fleet.h"
+#include "gssw.h"
 #include "admin.h"
 #include "climap.h"
 #include "log.h"
@@ -222,9 +223,11 @@ h_metrics(void *arg, char **out)
     size_t cap = 64 * 1024;
     /* What the metrics read of each shard: its counters, nothing else. */
     struct metrics_shard ms[ctl->n_shards];
-    for (unsigned i = 0; i < ctl->n_shards; i++)
-        ms[i] =
-            (struct metrics_shard){ctl->shards[i].id, &ctl->shards[i].st, &ctl->shards[i].n_open};
+    for (unsigned i = 0; i < ctl->n_shards; i++) {
+        ms[i] = (struct metrics_shard){
+            .id = ctl->shards[i].id, .st = &ctl->shards[i].st, .n_open = &ctl->shards[i].n_open};
+        gssw_stats_read(&ctl->shards[i], &ms[i].gss);
+    }
     ctl->st.max_conns = ctl->o->max_conns;
     metrics_process_read(&ctl->st.proc);
     ctl->st.log_written = log_written(ctl->lg);

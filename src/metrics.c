@@ -338,6 +338,50 @@ render_auth(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
                     offsetof(struct shard_stats, auth_locked_refusals));
 }
 
+/* The GSS-API workers' counters (gssw.h), summed over the shards. */
+static void
+render_gss(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
+{
+    struct gssw_stats s = {0};
+    for (unsigned i = 0; i < n; i++) {
+        const struct gssw_stats *g = &sh[i].gss;
+        s.contexts += g->contexts;
+        s.refused += g->refused;
+        for (int l = 0; l < 3; l++)
+            s.levels[l] += g->levels[l];
+        s.level_refused += g->level_refused;
+        s.tunnels += g->tunnels;
+        s.open += g->open;
+        s.wrapped += g->wrapped;
+        s.unwrapped += g->unwrapped;
+        s.frame_errors += g->frame_errors;
+    }
+    mw_u64(w, "ringsocks_gss_contexts_total", "counter",
+           "GSS-API (method 0x01) security contexts established.", s.contexts);
+    mw_u64(w, "ringsocks_gss_refused_total", "counter",
+           "GSS-API context establishments refused (bad, expired or replayed ticket, wrong "
+           "service).",
+           s.refused);
+    mw_family(w, "ringsocks_gss_levels_total", "counter",
+              "GSS-API protection levels granted (0 none, 1 integrity, 2 confidentiality).");
+    for (int l = 0; l < 3; l++)
+        mw_printf(w, "ringsocks_gss_levels_total{level=\"%d\"} %" PRIu64 "\n", l, s.levels[l]);
+    mw_u64(w, "ringsocks_gss_level_refused_total", "counter",
+           "GSS-API protection-level messages refused (malformed, or no allowed level possible).",
+           s.level_refused);
+    mw_u64(w, "ringsocks_gss_protected_tunnels_total", "counter",
+           "Connections whose traffic the GSS-API worker protected (levels 1 and 2).", s.tunnels);
+    mw_u64(w, "ringsocks_gss_protected_open", "gauge",
+           "Protected connections the GSS-API workers pump now.", s.open);
+    mw_family(w, "ringsocks_gss_messages_total", "counter",
+              "Protected messages: wrapped to clients, unwrapped from them.");
+    mw_printf(w, "ringsocks_gss_messages_total{direction=\"wrap\"} %" PRIu64 "\n", s.wrapped);
+    mw_printf(w, "ringsocks_gss_messages_total{direction=\"unwrap\"} %" PRIu64 "\n", s.unwrapped);
+    mw_u64(w, "ringsocks_gss_frame_errors_total", "counter",
+           "Protected connections ended by a malformed, oversized, forged or replayed frame.",
+           s.frame_errors);
+}
+
 static void
 render_engine(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
@@ -495,6 +539,7 @@ metrics_render(char *buf, size_t cap, const struct metrics_shard *shards, unsign
     render_connections(&w, shards, n_shards, cs->max_conns);
     render_tunnels(&w, shards, n_shards);
     render_auth(&w, shards, n_shards);
+    render_gss(&w, shards, n_shards);
     render_dns(&w, shards, n_shards);
     render_engine(&w, shards, n_shards);
     render_ctl(&w, cs);

@@ -335,7 +335,8 @@ tunnel(struct tun *t, int lvl, const uint8_t *pre, size_t pre_len)
     struct gssw_job *j = gssw_job_new(s, GSSW_PROTECT, 46);
     j->cfd = cfd;
     j->pfd = sp[1];
-    memcpy(j->in, pre, pre_len);
+    if (pre_len)
+        memcpy(j->in, pre, pre_len);
     j->in_len = (uint32_t)pre_len;
     handover(j);
     return 0;

@@ -31,14 +31,14 @@
 
 static unsigned fs_log_n; /* access-log lines pushed */
 
-#ifndef FAKE_SHARD_REAL_LOG
-static struct log_rec fs_log_last; /* the last of them */
-
 void
 gssw_job_free(struct gssw_job *j)
 {
     free(j);
 }
+
+#ifndef FAKE_SHARD_REAL_LOG
+static struct log_rec fs_log_last; /* the last of them */
 
 bool
 log_push(struct logger *lg, unsigned shard, const struct log_rec *rec)

@@ -45,7 +45,7 @@ setup(void **state)
     f->sh = calloc(2, sizeof(struct fake_shard));
     assert_non_null(f->sh);
     for (unsigned i = 0; i < 2; i++)
-        f->ms[i] = (struct metrics_shard){i, &f->sh[i].st, &f->sh[i].n_open};
+        f->ms[i] = (struct metrics_shard){.id = i, .st = &f->sh[i].st, .n_open = &f->sh[i].n_open};
 
     struct fake_shard *a = &f->sh[0], *b = &f->sh[1];
     a->id = 0;
@@ -107,6 +107,17 @@ setup(void **state)
     b->st.open_by_cmd[1] = 3;
     b->st.open_by_cmd[2] = 1;
     a->st.inflight = 42;
+    f->ms[0].gss.contexts = 5;
+    f->ms[1].gss.contexts = 2;
+    f->ms[1].gss.refused = 3;
+    f->ms[0].gss.levels[0] = 1;
+    f->ms[1].gss.levels[2] = 4;
+    f->ms[0].gss.level_refused = 6;
+    f->ms[0].gss.tunnels = 9;
+    f->ms[1].gss.open = 2;
+    f->ms[0].gss.wrapped = 100;
+    f->ms[1].gss.unwrapped = 70;
+    f->ms[1].gss.frame_errors = 1;
     b->st.inflight = 0;
     a->st.loops = 99999;
     b->st.loops = 12;
@@ -182,6 +193,17 @@ test_values(void **state)
     const char *t = f->text;
 
     assert_string_equal(sample(t, "ringsocks_connections_accepted_total"), "1234");
+    assert_string_equal(sample(t, "ringsocks_gss_contexts_total"), "7");
+    assert_string_equal(sample(t, "ringsocks_gss_refused_total"), "3");
+    assert_string_equal(sample(t, "ringsocks_gss_levels_total{level=\"0\"}"), "1");
+    assert_string_equal(sample(t, "ringsocks_gss_levels_total{level=\"1\"}"), "0");
+    assert_string_equal(sample(t, "ringsocks_gss_levels_total{level=\"2\"}"), "4");
+    assert_string_equal(sample(t, "ringsocks_gss_level_refused_total"), "6");
+    assert_string_equal(sample(t, "ringsocks_gss_protected_tunnels_total"), "9");
+    assert_string_equal(sample(t, "ringsocks_gss_protected_open"), "2");
+    assert_string_equal(sample(t, "ringsocks_gss_messages_total{direction=\"wrap\"}"), "100");
+    assert_string_equal(sample(t, "ringsocks_gss_messages_total{direction=\"unwrap\"}"), "70");
+    assert_string_equal(sample(t, "ringsocks_gss_frame_errors_total"), "1");
     assert_string_equal(sample(t, "ringsocks_connections_dropped_total"), "3");
     assert_string_equal(sample(t, "ringsocks_accept_pauses_total"), "2");
     assert_string_equal(sample(t, "ringsocks_connections_open"), "12");
