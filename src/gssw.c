@@ -49,6 +49,9 @@
 /* After the shard closed its end, the client has this long to take what is left. */
 #define GONE_GRACE_S  30
 
+_Static_assert(sizeof(struct gssw_stats) % sizeof(uint64_t) == 0,
+               "gssw_stats_read() copies the counters as uint64_t");
+
 struct gssw_cred {
     atomic_uint refs;
     struct gssacc_cred *cred;
@@ -753,7 +756,9 @@ worker_main(void *arg)
             struct tun *t = (struct tun *)(uintptr_t)(d & ~(uint64_t)1);
             if (t->dead)
                 continue; /* ended earlier in this batch */
-            if ((d & 1) && (evs[i].events & EPOLLHUP) && !t->p_gone) {
+            /* The shard closed its end (an error there ends it as surely): it reads nothing
+             * more, and the fd, left in the set for this news alone, leaves it. */
+            if ((d & 1) && (evs[i].events & (EPOLLHUP | EPOLLERR)) && !t->p_gone) {
                 t->p_gone = true;
                 t->gone_at_s = now_s();
                 w->n_gone++;

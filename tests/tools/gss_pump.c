@@ -455,7 +455,7 @@ bulk(struct tun *t, uint64_t bytes, bool up_first, double secs[2])
     nonblock(t->c);
     nonblock(t->s);
     while (!(s_eof && c_eof)) {
-        if (now_mono() - t0 > 120)
+        if (now_mono() - t0 > 60)
             return false;
         struct pollfd pf[2] = {{t->c, POLLIN, 0}, {t->s, POLLIN, 0}};
         if (up_on && !up_shut)
