@@ -139,6 +139,8 @@ $(BUILD)/tests/test_shardcmd: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD
 # Egress pools, the pick, session names and hashes.
 $(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
+# The policy snapshot holds the GSS-API acceptor's credential (gssacc.o).
+$(foreach t,options policy request,$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/gssacc.o))
 # The option table checks a Redis address (fleet_conf.o).
 $(foreach t,config options policy,$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/fleet_conf.o))
 # A fleet's pure parts, and the lease board's stack (acct.o).

@@ -52,6 +52,7 @@ struct shard {
     uint64_t pol_gen;         /* generation the connections were last checked against */
     struct logger *lg;
     struct authq *authq;
+    struct gssw *gssw;       /* gssw.c: the shard's GSS-API worker and its protected tunnels */
     struct lockout *lockout; /* shared by all shards; NULL: no lockout (unit tests) */
     pthread_t thread;
 
