@@ -141,6 +141,8 @@ $(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
 # The policy snapshot holds the GSS-API acceptor's credential (gssacc.o).
 $(foreach t,options policy request,$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/gssacc.o))
+# ... and reads auth and gss_protection through the option table (options.o).
+$(BUILD)/tests/test_request: $(BUILD)/obj/options.o $(BUILD)/obj/admin.o $(BUILD)/obj/fleet_conf.o
 # The option table checks a Redis address (fleet_conf.o).
 $(foreach t,config options policy,$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/fleet_conf.o))
 # A fleet's pure parts, and the lease board's stack (acct.o).
@@ -161,10 +163,17 @@ $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 # that is both client (gss_init_sec_context) and server (gssacc.o) against the test's own KDC:
 # not named test_*, so tests/run.sh does not run it without the realm.
 $(BUILD)/obj/gssacc.o: CFLAGS += $(GSS_CFLAGS)
-$(BUILD)/tests/gss-pair: tests/tools/gss_pair.c $(BUILD)/obj/gssacc.o $(BUILD)/obj/gssframe.o \
+$(BUILD)/tests/gss-pair: tests/tools/gss_pair.c tests/tools/gss_client.h $(BUILD)/obj/gssacc.o $(BUILD)/obj/gssframe.o \
 		Makefile | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(GSS_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/obj/gssacc.o $(BUILD)/obj/gssframe.o \
 		$(GSS_LIBS)
+
+# The GSS-API worker (src/gssw.c) driven for real: the tool is a client (gss_init_sec_context) and a
+# shard (a real io_uring, conn_gss() its own) around the worker, against the test's own KDC.
+$(BUILD)/tests/gss-pump: tests/tools/gss_pump.c tests/tools/gss_client.h $(BUILD)/obj/gssw.o \
+		$(BUILD)/obj/gssacc.o $(BUILD)/obj/gssframe.o $(BUILD)/obj/ring.o Makefile | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(GSS_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/obj/gssw.o $(BUILD)/obj/gssacc.o \
+		$(BUILD)/obj/gssframe.o $(BUILD)/obj/ring.o -luring $(GSS_LIBS)
 
 # The transparent-listener tests' client (tests/tools/echo_client.c): linked statically, so no
 # LD_PRELOAD reaches it; plain flags (the sanitizers do not link statically).
@@ -210,7 +219,8 @@ run: deps-build
 	exec $(BUILD)/ringsocks -c conf/ringsocks.conf $(RUN_ARGS)
 
 test: deps-test
-	$(MAKE) all $(UNIT_BINS) $(BUILD)/tests/echo-client-static $(BUILD)/tests/gss-pair fuzz-build
+	$(MAKE) all $(UNIT_BINS) $(BUILD)/tests/echo-client-static $(BUILD)/tests/gss-pair \
+		$(BUILD)/tests/gss-pump fuzz-build
 	BUILD=$(BUILD) SAN=$(SAN) FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh
 
 clean:

@@ -32,6 +32,7 @@ struct listener {
 struct hosts;       /* read-only hosts table shared by every shard */
 struct dns_shard;   /* dns.c */
 struct users;       /* read-only user table shared by every shard */
+struct gssw;        /* gssw.c: the GSS-API worker */
 struct authq;       /* authq.c: the shard's credential cache, queues and crypt worker */
 struct policy;      /* policy.h: rules, users, limits; RCU-published by the control thread */
 struct logger;      /* log.c: the access-log writer */

@@ -23,6 +23,7 @@
 
 #include "acl.h"
 #include "acct.h"
+#include "gssw.h"
 #include "limit_types.h"
 #include "log.h"
 #include "policy.h"
