@@ -175,6 +175,11 @@ $(BUILD)/tests/gss-pump: tests/tools/gss_pump.c tests/tools/gss_client.h $(BUILD
 	$(CC) $(CFLAGS) $(GSS_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/obj/gssw.o $(BUILD)/obj/gssacc.o \
 		$(BUILD)/obj/gssframe.o $(BUILD)/obj/ring.o -luring $(GSS_LIBS)
 
+# The GSS-API benchmark's load (bench/gss.sh): handshakes by each method, one tunnel per level.
+$(BUILD)/tests/gss-load: tests/tools/gss_load.c tests/tools/gss_client.h $(BUILD)/obj/gssframe.o \
+		Makefile | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(GSS_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/obj/gssframe.o $(GSS_LIBS) -lpthread
+
 # The transparent-listener tests' client (tests/tools/echo_client.c): linked statically, so no
 # LD_PRELOAD reaches it; plain flags (the sanitizers do not link statically).
 $(BUILD)/tests/echo-client-static: tests/tools/echo_client.c Makefile | $(BUILD)/tests
