@@ -225,7 +225,7 @@ run: deps-build
 
 test: deps-test
 	$(MAKE) all $(UNIT_BINS) $(BUILD)/tests/echo-client-static $(BUILD)/tests/gss-pair \
-		$(BUILD)/tests/gss-pump fuzz-build
+		$(BUILD)/tests/gss-pump $(BUILD)/tests/gss-load fuzz-build
 	BUILD=$(BUILD) SAN=$(SAN) FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh
 
 clean:
