@@ -139,6 +139,10 @@ $(BUILD)/tests/test_shardcmd: $(BUILD)/obj/conn.o $(BUILD)/obj/clients.o $(BUILD
 # Egress pools, the pick, session names and hashes.
 $(BUILD)/tests/test_egress: $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o
+# The policy snapshot holds the GSS-API acceptor's credential (gssacc.o).
+$(foreach t,options policy request,$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/gssacc.o))
+# ... and reads auth and gss_protection through the option table (options.o).
+$(BUILD)/tests/test_request: $(BUILD)/obj/options.o $(BUILD)/obj/admin.o $(BUILD)/obj/fleet_conf.o
 # The option table checks a Redis address (fleet_conf.o).
 $(foreach t,config options policy,$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/fleet_conf.o))
 # A fleet's pure parts, and the lease board's stack (acct.o).
@@ -170,6 +174,11 @@ $(BUILD)/tests/gss-pump: tests/tools/gss_pump.c tests/tools/gss_client.h $(BUILD
 		$(BUILD)/obj/gssacc.o $(BUILD)/obj/gssframe.o $(BUILD)/obj/ring.o Makefile | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(GSS_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/obj/gssw.o $(BUILD)/obj/gssacc.o \
 		$(BUILD)/obj/gssframe.o $(BUILD)/obj/ring.o -luring $(GSS_LIBS)
+
+# The GSS-API benchmark's load (bench/gss.sh): handshakes by each method, one tunnel per level.
+$(BUILD)/tests/gss-load: tests/tools/gss_load.c tests/tools/gss_client.h $(BUILD)/obj/gssframe.o \
+		Makefile | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(GSS_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/obj/gssframe.o $(GSS_LIBS) -lpthread
 
 # The transparent-listener tests' client (tests/tools/echo_client.c): linked statically, so no
 # LD_PRELOAD reaches it; plain flags (the sanitizers do not link statically).
@@ -216,7 +225,7 @@ run: deps-build
 
 test: deps-test
 	$(MAKE) all $(UNIT_BINS) $(BUILD)/tests/echo-client-static $(BUILD)/tests/gss-pair \
-		$(BUILD)/tests/gss-pump fuzz-build
+		$(BUILD)/tests/gss-pump $(BUILD)/tests/gss-load fuzz-build
 	BUILD=$(BUILD) SAN=$(SAN) FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh
 
 clean:

@@ -83,6 +83,9 @@ uint8_t acl_rule_flags(const struct acl *acl, int rule);
  * 0 or -EINVAL.
  */
 int acl_set_flags(struct acl *acl, int rule, uint8_t flags);
+/* Control thread, before publishing: rule matches only a query authenticated by GSS-API
+ * (RFC 1961) whose protection level is one of levels (bit n: level n, 0-2). 0 or -EINVAL. */
+int acl_set_gss(struct acl *acl, int rule, uint8_t levels);
 
 /*
  * Control thread, before the set is published: attach data to rule (the
@@ -123,6 +126,7 @@ struct acl_query {
                                          no host), or NULL */
     const union sockaddr_inx *dest;   /* the address to be reached (resolved), or NULL */
     uint16_t port;                    /* destination port */
+    uint8_t gss; /* GSS-API: 0 not authenticated by it, else the protection level + 1 */
 };
 
 /*

@@ -79,7 +79,7 @@ struct conn_phase {
                         const union sockaddr_inx *addrs, unsigned n);
     /* The auth worker's verdict on the credential it asked authq_check() about. */
     void (*on_auth)(struct shard *sh, struct conn *c, unsigned tag, bool ok);
-    /* The GSS-API worker's answer to a job the phase submitted (gssw.h); the phase owns j. */
+    /* The GSS-API worker's answer to a job it was given (gssw.h): the phase owns j now. */
     void (*on_gss)(struct shard *sh, struct conn *c, struct gssw_job *j);
     /* The client hung up while conn_watch_hangup() watched it (events: POLL*). */
     void (*on_hangup)(struct shard *sh, struct conn *c, int events);
@@ -114,6 +114,7 @@ struct conn {
     uint8_t version;   /* 4 or 5, 0 before the first byte */
     uint8_t cmd;       /* SOCKS5_CMD_*, 0 before the request */
     int8_t rep;        /* reply code sent (SOCKS5 numbering), -1 none */
+    uint8_t gss;       /* GSS-API (gsshs.h): 0 not used, else the protection level agreed + 1 */
     uint16_t port;     /* requested destination port */
     int cfd, tfd;
     int xfd; /* a second outgoing socket while two connect attempts race (request.c), or -1 */
@@ -138,6 +139,8 @@ struct conn {
     union sockaddr_inx via;    /* the load balancer that sent the PROXY header; family 0: none */
     union sockaddr_inx dest;   /* the target reached (or tried), the BIND peer; family 0: none */
     union sockaddr_inx src;    /* our end towards the target (egress address); family 0: none */
+    /* Where the client reached us (conn_local()): family 0 until first asked. */
+    union sockaddr_inx local;
     struct relay_dir dir[2];
 };
 
@@ -212,8 +215,19 @@ void conn_resolved(struct shard *sh, uint64_t ref, int err, const union sockaddr
                    unsigned n);
 /* The auth worker answered a check made with ref: to the phase's on_auth. */
 void conn_authed(struct shard *sh, uint64_t ref, bool ok);
-/* The GSS-API worker answered j (j->ref): to the phase's on_gss, else freed. */
-void conn_gss(struct shard *sh, struct gssw_job *j);
+
+/* The GSS-API worker answered job j for the connection ref names: to the phase's on_gss
+ * (true: the phase owns j), or false when the connection is gone or its phase takes none
+ * (the caller frees j). */
+bool conn_gss(struct shard *sh, uint64_t ref, struct gssw_job *j);
+
+/*
+ * The address the client reached: c->cfd's own address (getsockname, unmapped) the first
+ * time, kept in c->local for the next. A connection whose client socket is not its client's
+ * (a GSS-API protected tunnel: a socketpair, gssw.h) has it set before the switch. Returns
+ * 0, or -errno with *local zeroed.
+ */
+int conn_local(struct conn *c, union sockaddr_inx *local);
 
 /*
  * Watch c's client for a hang-up while the server waits on something else:

@@ -18,7 +18,7 @@ enum conn_end {
     END_IDLE_TIMEOUT,  /* relay or UDP association idle timeout */
     END_WRITE_TIMEOUT, /* relay: bytes waited write_timeout for a destination that took none */
     END_RESOURCE,      /* out of slots, fds, pipes or memory */
-    END_AUTH_FAILED,   /* RFC 1929 credentials refused */
+    END_AUTH_FAILED,   /* RFC 1929 credentials, a GSS-API ticket or its level refused */
     END_DENIED,        /* refused by the access rules */
     END_REVOKED,       /* closed on reload: user removed or rule now denies */
     END_BIND_TIMEOUT,  /* BIND: nobody connected in time */

@@ -48,10 +48,16 @@ struct gssacc_ctx;  /* one client's security context: opaque */
  * A missing or unreadable keytab, or one without the service's keys, fails here, at
  * start or reload, rather than at the first client. *out is owned by the caller:
  * gssacc_cred_free().
+ *
+ * A credential is counted: each context made with it (gssacc_new) holds it too, so
+ * gssacc_cred_free() drops the caller's reference and the last one, from any thread,
+ * releases it. A reload can open the new keytab while contexts of the old one finish.
  */
 int gssacc_cred_open(struct gssacc_cred **out, const char *service, const char *keytab, char *err,
                      size_t errlen);
 void gssacc_cred_free(struct gssacc_cred *cred);
+/* One more reference on cred (any thread), dropped with gssacc_cred_free(). */
+void gssacc_cred_ref(struct gssacc_cred *cred);
 
 /* A context for one client, to be fed its tokens. Owned by the caller: gssacc_free(). */
 int gssacc_new(struct gssacc_ctx **out, struct gssacc_cred *cred);

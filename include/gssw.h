@@ -44,17 +44,6 @@
 struct shard;
 struct gssw_sess; /* opaque to the shard */
 
-/*
- * The acceptor credential as the policy snapshot holds it: opened by the
- * control thread at start and at each reload (gssacc_cred_open), shared by
- * every session created under that snapshot, freed when the last of them and
- * the snapshot let it go (any thread).
- */
-struct gssw_cred;
-int gssw_cred_open(struct gssw_cred **out, const char *service, const char *keytab, char *err,
-                   size_t errlen);
-void gssw_cred_put(struct gssw_cred *c);
-
 enum gssw_kind {
     GSSW_ACCEPT = 1, /* in: a context token; out: the token to send back */
     GSSW_LEVEL,      /* in: the protection-level message's token; out: the reply's token */
@@ -96,8 +85,10 @@ void gssw_arm(struct shard *sh);
 /* OP_GSS completed: give each answer to its connection's phase (conn_gss), re-arm. */
 void gssw_on_cqe(struct shard *sh);
 
-/* A session for one client under cred (a reference is taken), or NULL (no memory). */
-struct gssw_sess *gssw_sess_new(struct gssw_cred *cred);
+/* A session for one client under cred (the policy snapshot's): it takes a reference at
+ * once (gssacc_cred_ref), since the snapshot may be gone before the worker makes the
+ * context; or NULL (no memory). */
+struct gssw_sess *gssw_sess_new(struct gssacc_cred *cred);
 
 /* A job of kind for sess, answering conn_ref ref, or NULL (no memory). */
 struct gssw_job *gssw_job_new(struct gssw_sess *sess, uint8_t kind, uint64_t ref);

@@ -23,6 +23,7 @@
 struct shard;
 struct conn;
 struct chain;
+struct gsshs;
 
 /* The longest client message is an HTTP CONNECT header (HTTPCONNECT_HEADER_MAX);
  * of SOCKS, an RFC 1929 auth, 513 bytes, and SOCKS4a with a 255-byte user-id and
@@ -68,6 +69,8 @@ struct hs {
     char sess_id[EGRESS_SESSION_ID_MAX + 1];
     unsigned sess_ttl_s;
     union sockaddr_inx addrs[HS_MAX_ADDRS];
+    /* SOCKS5 method 0x01 (gsshs.c) while it runs, else NULL. */
+    struct gsshs *gss;
     /* Upstream chaining (chain.c): the handshake with the parents, while it runs. */
     struct chain *chain;
     /* handshake_succeed(): what follows the reply, and its HS_* flags. */

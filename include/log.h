@@ -53,6 +53,7 @@ struct log_rec {
     uint16_t port;      /* requested destination port */
     uint8_t version;    /* 4, 5, HTTPCONNECT_VERSION, TRANSPARENT_VERSION; 0: never said */
     uint8_t cmd;        /* SOCKS5_CMD_*, 0 when no request was made */
+    uint8_t gss;        /* GSS-API: 0 not used, else the protection level agreed + 1 */
     int16_t rep;        /* SOCKS5 reply code sent (SOCKS4 clients: mapped), -1 none */
     uint8_t end;        /* enum conn_end */
     union sockaddr_inx client;
@@ -119,7 +120,8 @@ uint64_t log_written(const struct logger *lg);
  * reason (NULL: none). Fields, in order: time (RFC 3339 UTC, ms), shard,
  * id (SHARD.SLOT.GEN), client, user, cmd (connect, bind, udp, none, unknown), proto=http (only
  * for an HTTP CONNECT client, whose version is then 1; proto=transparent with version 0 for a
- * transparent listener's), version, dest
+ * transparent listener's), version, gss (only for a client authenticated by GSS-API:
+ * the protection level agreed, 0-2), dest
  * (host:port, an IPv6 host in brackets), resolved, egress, session (only
  * when there is one), rule, rep, up, down, duration_ms, end (the reason),
  * end_time (RFC 3339 like time: start plus duration), and for cmd udp

@@ -74,6 +74,14 @@ options_file_only(const struct options_row *r)
     return r->kind == OPTIONS_RULES || r->kind == OPTIONS_SETS;
 }
 
+/* The SOCKS5 methods auth lists (SOCKS5_METHOD_GSSAPI, SOCKS5_METHOD_PASSWORD), in the
+ * order the server prefers them: 0 for "none". */
+unsigned options_auth_methods(const struct opts *o, uint8_t methods[OPTS_AUTH_METHODS]);
+/* Does auth list method? */
+bool options_auth_has(const struct opts *o, uint8_t method);
+/* gss_protection's "N" or "LO-HI" (0 <= LO <= HI <= 2): 0, or -EINVAL. */
+int options_gss_levels(const char *v, uint8_t *lo, uint8_t *hi);
+
 /* The row of a key, or NULL. */
 const struct options_row *options_find(const char *key);
 

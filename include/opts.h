@@ -18,10 +18,10 @@
 #define OPTS_EGRESS_LEN    2048
 #define OPTS_FROM_LEN      1024
 
-enum auth_mode {
-    AUTH_NONE = 0,
-    AUTH_PASSWORD,
-};
+/* Client authentication methods a server offers at most (auth = [...]): gssapi, password. */
+#define OPTS_AUTH_METHODS 2
+/* gss_protection: protection levels 0-2 (RFC 1961 section 4; 0 is curl's "none"). */
+#define OPTS_GSS_LEVELS   3
 
 enum socks4_mode {
     SOCKS4_AUTO = 0, /* allowed without password auth, refused with it */
@@ -60,7 +60,15 @@ struct opts {
     unsigned buf_size;           /* bytes per copy-engine buffer */
     unsigned buf_count;          /* copy-engine buffers per shard, a power of two */
     unsigned hs_slots;           /* handshake contexts per shard; 0: min(max_conns, 4096) */
-    enum auth_mode auth;
+    /* Client authentication, in preference order: "none", or "gssapi" and/or "password"
+     * as a comma-separated list (options_auth_methods() reads it). */
+    char auth[24];
+    /* GSS-API (RFC 1961): the acceptor's service and keytab (empty: the library's default),
+     * the client's name without its realm, and the protection levels that may be granted. */
+    char gss_service[256];
+    char gss_keytab[4096];
+    bool gss_strip_realm;
+    char gss_protection[8];    /* "LO-HI" or "N" within 0-2 (options_gss_levels()) */
     unsigned auth_fail_budget; /* per client address and shard; 0: no budget */
     /* Failed-login lockout (lockout.h), reloadable: thresholds (0: off) and seconds. */
     unsigned auth_lockout_failures, auth_lockout_address_failures;

@@ -23,12 +23,24 @@ struct acl;
 struct acl_cidr;
 struct egress_pool;
 struct users;
+struct gssacc_cred;
 
 struct policy {
     uint64_t gen; /* 1 for the first, +1 per reload */
     struct acl *acl;
     struct users *users; /* NULL without --users */
-    enum auth_mode auth;
+    /* Client authentication (auth): SOCKS5 methods in the server's order of preference;
+     * n_auth 0: none. auth_password: RFC 1929 and HTTP Basic are among them. */
+    uint8_t auth_methods[OPTS_AUTH_METHODS];
+    uint8_t n_auth;
+    bool auth_password;
+    /* GSS-API (gssacc.h, gssw.h): the acceptor's credential while auth has gssapi (else
+     * NULL), a reference held by this snapshot (set by the loader after policy_new(),
+     * dropped by policy_free()); the name without the realm; the levels that may be
+     * granted (bit n: level n). */
+    struct gssacc_cred *gss_cred;
+    bool gss_strip_realm;
+    uint8_t gss_levels;
     enum socks4_mode socks4;
     bool http_connect;
     unsigned handshake_timeout_s, connect_timeout_s, idle_timeout_s, bind_timeout_s;
@@ -79,6 +91,9 @@ void policy_free(struct policy *p);
  */
 const struct policy_listener *policy_listener_of(const struct policy *p, const struct opts *o,
                                                  int fd, union sockaddr_inx *local);
+/* The same for the local address the connection reached (unmapped), without a syscall. */
+const struct policy_listener *policy_listener_at(const struct policy *p, const struct opts *o,
+                                                 const union sockaddr_inx *local);
 
 /* Any thread: is peer (IPv4-mapped given as IPv4: addr_unmap()) one of proxy listener l's
  * balancers (its from)? */
@@ -105,6 +120,7 @@ struct policy_req {
     const union sockaddr_inx *dest; /* the address to be reached, or NULL: not known yet */
     const char *host;               /* the name asked for, or NULL */
     uint16_t port;
+    uint8_t gss; /* GSS-API: 0 not used, else the protection level agreed + 1 (conn.gss) */
 };
 
 /*

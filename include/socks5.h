@@ -65,6 +65,7 @@
 enum socks5_phase {
     SOCKS5_PHASE_GREETING = 0,
     SOCKS5_PHASE_AUTH, /* RFC 1929 sub-negotiation: auth_feed(), then set PHASE_REQUEST */
+    SOCKS5_PHASE_GSS,  /* RFC 1961 (gssframe.h) on the caller's side, then set PHASE_REQUEST */
     SOCKS5_PHASE_REQUEST,
     SOCKS5_PHASE_DONE,
 };
@@ -85,12 +86,17 @@ struct socks_dest {
     } u;
 };
 
+/* Authentication methods a server may require: GSS-API and username/password. */
+#define SOCKS5_AUTH_METHODS 2
+
 struct socks5 {
     enum socks5_phase phase;
-    bool password_required;
-    uint8_t method;   /* chosen after the greeting: SOCKS5_METHOD_* */
-    uint8_t cmd;      /* after the request: SOCKS5_CMD_* */
-    uint32_t offered; /* bit m set when the client offered method m (m < 32) */
+    bool auth_required; /* one of methods[] must be offered (else 0x00) */
+    uint8_t n_methods;
+    uint8_t methods[SOCKS5_AUTH_METHODS]; /* the server's, in its order of preference */
+    uint8_t method;                       /* chosen after the greeting: SOCKS5_METHOD_* */
+    uint8_t cmd;                          /* after the request: SOCKS5_CMD_* */
+    uint32_t offered;                     /* bit m set when the client offered method m (m < 32) */
     struct socks_dest dest;
 };
 
@@ -128,9 +134,13 @@ ssize_t socks5_feed(struct socks5 *st, const uint8_t *p, size_t len);
 
 /*
  * Server policy for the greeting: which method to pick. Default (after
- * socks5_init) is no-auth; with require_password the client must offer
- * 0x02, and the phase after the greeting is SOCKS5_PHASE_AUTH.
+ * socks5_init) is no-auth: the client must offer 0x00. With methods (GSSAPI,
+ * PASSWORD; others are ignored, n 0 is no-auth) the first of them, in the
+ * server's order, that the client offered; the phase after the greeting is
+ * SOCKS5_PHASE_AUTH for a password, SOCKS5_PHASE_GSS for GSS-API.
  */
+void socks5_set_methods(struct socks5 *st, const uint8_t *methods, unsigned n);
+/* The same with methods {PASSWORD} (required) or none. */
 void socks5_set_password_required(struct socks5 *st, bool required);
 
 /* Encode the method-selection answer: 2 bytes. Returns 2. */

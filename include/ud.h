@@ -21,7 +21,7 @@ enum op {
     OP_DNS_POLL,   /* slot: DNS socket index, gen: its generation */
     OP_DNS_REMOVE, /* poll removal for a DNS socket c-ares closed */
     OP_AUTH,       /* read on the auth worker's eventfd: results are ready */
-    OP_GSS,        /* read on the GSS-API worker's eventfd: answers are ready */
+    OP_GSS,        /* read on the GSS-API worker's eventfd: answers are ready (gssw.h) */
     /* A connection's ops (conn.c checks slot and generation, the phase handles them): */
     OP_CONN_FIRST,
     OP_CANCEL = OP_CONN_FIRST, /* cancellation issued by the slot layer */
@@ -41,6 +41,8 @@ enum op {
     OP_THROTTLE,               /* relay: a direction waits for bandwidth (limit.h) */
     OP_UP_SEND,                /* chain: a message to the parent proxy */
     OP_UP_PEEK,                /* chain: the parent's reply, peeked (MSG_PEEK) */
+    OP_GSS_READ,               /* handshake, GSS-API method: RFC 1961 messages from the client */
+    OP_GSS_WRITE,              /* handshake, GSS-API method: RFC 1961 messages to the client */
 };
 
 #define UD_ARG_BIT 0x80u

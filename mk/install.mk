@@ -28,7 +28,7 @@ RS_LOGROTATE := /etc/logrotate.d/ringsocks
 
 RS_MANPAGES := docs/ringsocks.8 docs/ringsocksctl.8 docs/ringsocks.conf.5
 RS_EXAMPLES := conf/ringsocks.conf conf/egress.conf conf/fleet.conf conf/transparent.conf \
-               conf/transparent.nft conf/chain.conf
+               conf/transparent.nft conf/chain.conf conf/gssapi.conf
 RS_DOCS      = $(wildcard docs/*.md)
 
 # The files in the repository name the default paths (/usr/local/...); installing rewrites

@@ -70,6 +70,7 @@ struct acl_rule {
     uint8_t action;
     uint8_t cmds;  /* ACL_CMD_* bits; 0xff for "any" so the test is one AND */
     uint8_t flags; /* ACL_RF_* */
+    uint8_t gss;   /* acl_set_gss(): bit n for level n; 0: any connection */
     /* First entry (offset into the array of its kind) and count, per list. */
     uint32_t ports, n_ports;
     uint32_t from4, n_from4, from6, n_from6;
@@ -804,6 +805,15 @@ acl_set_flags(struct acl *acl, int rule, uint8_t flags)
     return 0;
 }
 
+int
+acl_set_gss(struct acl *acl, int rule, uint8_t levels)
+{
+    if (!acl || rule < 0 || (size_t)rule >= acl->rules.n || !levels || (levels & ~7u))
+        return -EINVAL;
+    ((struct acl_rule *)acl->rules.p)[rule].gss = levels;
+    return 0;
+}
+
 /* A per-rule pointer array (*arr, *n long) grown with NULLs to hold every rule so far. */
 static int
 rule_slots(const struct acl *acl, void ***arr, size_t *n, int rule)
@@ -883,6 +893,8 @@ rule_match(const struct acl_ctx *x, uint32_t i)
 
     /* Cheapest first: command bits, ports, addresses, then names. */
     if (!(r->cmds & x->q->cmd))
+        return false;
+    if (r->gss && (!x->q->gss || !(r->gss & (1u << (x->q->gss - 1)))))
         return false;
     if (r->n_ports) {
         uint32_t k = r->ports, end = r->ports + r->n_ports;

@@ -87,7 +87,7 @@ bind_start(struct shard *sh, struct conn *c)
             return;
         }
         close(u);
-    } else if (getsockname(c->cfd, &local.sa, &len) == -1 || local.sa.sa_family != fam) {
+    } else if (conn_local(c, &local) < 0 || local.sa.sa_family != fam) {
         /* Any peer, and the client came in over the other family: listen on the wildcard. */
         memset(&local, 0, sizeof(local));
         local.sa.sa_family = (sa_family_t)fam;

@@ -428,6 +428,7 @@ struct rule {
     const config_setting_t *out_key;    /* the first of them, for their errors */
     const config_setting_t *via_key;    /* where via was given, for its errors */
     const char *name;                   /* name = "...": the access log's rule field; NULL none */
+    uint8_t gss;                        /* gss_protection: bit n for level n; 0 none */
 };
 
 /* A rule's from or to list while it is read: an "@set" entry adds many networks. */
@@ -975,6 +976,23 @@ out_check(struct cfg_ctx *c, const struct rule *r)
                   r->idx);
 }
 
+/* gss_protection = "N" or "LO-HI": only GSS-API connections protected at those levels. */
+static int
+rk_gss(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    uint8_t lo, hi;
+    const char *v =
+        config_setting_type(s) == CONFIG_TYPE_STRING ? config_setting_get_string(s) : NULL;
+    if (!v || options_gss_levels(v, &lo, &hi) < 0) {
+        cfg_error(c, s, "rule %u: %s: expected a level \"N\" or a range \"LO-HI\" within 0-2",
+                  r->idx, key);
+        return -1;
+    }
+    for (unsigned l = lo; l <= hi; l++)
+        r->gss |= (uint8_t)(1u << l);
+    return 0;
+}
+
 /* Adding a condition to rules is one line here (and a parameter of acl_add). */
 static const struct rule_key rule_keys[] = {
     {"action", rk_action},         /* "allow" | "deny", required */
@@ -986,6 +1004,7 @@ static const struct rule_key rule_keys[] = {
     {"commands", rk_commands},     /* connect, bind, udp */
     {"users", rk_users},           /* authenticated user names */
     {"udp_source", rk_udp_source}, /* "control" | "any": who may send an association's datagrams */
+    {"gss_protection", rk_gss},    /* GSS-API connections at these protection levels */
     /* What an allow rule says about the tunnels it admits (egress.h). */
     {"egress", rk_egress},             /* source addresses and prefixes */
     {"egress_fallback", rk_out_bool},  /* no pool address of the family: the kernel chooses */
@@ -1083,6 +1102,8 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
         int ret = rule < 0 ? rule : 0;
         if (ret == 0 && r.flags)
             ret = acl_set_flags(c->acl, rule, r.flags);
+        if (ret == 0 && r.gss)
+            ret = acl_set_gss(c->acl, rule, r.gss);
         if (ret == 0 && r.name)
             ret = acl_set_name(c->acl, rule, r.name);
         if (ret == 0 && r.out) {

@@ -307,6 +307,7 @@ conn_log(struct shard *sh, const struct conn *c)
     r.gen = c->gen;
     r.port = c->port;
     r.version = c->version;
+    r.gss = c->gss;
     r.cmd = c->cmd;
     r.rep = c->rep;
     r.end = c->end;
@@ -472,7 +473,8 @@ conn_policy_changed(struct shard *sh)
         /* UDP datagrams meet the new rules one by one; a TCP tunnel is judged here, by its
          * address, or by its name alone when a parent resolved it (chain.h). */
         bool tcp = c->state == CONN_RELAY && (c->dest.sa.sa_family || (c->parent && c->host));
-        if ((p->close_removed_users && c->user && !users_hash(p->users, c->user)) ||
+        /* A GSS-API principal is no user of the file: the KDC, not a reload, vouches. */
+        if ((p->close_removed_users && c->user && !c->gss && !users_hash(p->users, c->user)) ||
             (p->close_denied && tcp &&
              !conn_allowed(sh, c, c->dest.sa.sa_family ? &c->dest : NULL, c->host, c->port,
                            NULL))) {
@@ -552,14 +554,31 @@ conn_authed(struct shard *sh, uint64_t ref, bool ok)
         c->phase->on_auth(sh, c, conn_ref_tag(ref), ok);
 }
 
-void
-conn_gss(struct shard *sh, struct gssw_job *j)
+bool
+conn_gss(struct shard *sh, uint64_t ref, struct gssw_job *j)
 {
-    struct conn *c = conn_from_ref(sh, j->ref);
+    struct conn *c = conn_from_ref(sh, ref);
     if (!c || !c->phase->on_gss)
-        gssw_job_free(j);
-    else
-        c->phase->on_gss(sh, c, j);
+        return false;
+    c->phase->on_gss(sh, c, j);
+    return true;
+}
+
+int
+conn_local(struct conn *c, union sockaddr_inx *local)
+{
+    if (c->local.sa.sa_family == AF_UNSPEC) {
+        socklen_t len = sizeof(c->local);
+        if (getsockname(c->cfd, &c->local.sa, &len) == -1) {
+            int err = -errno;
+            memset(&c->local, 0, sizeof(c->local));
+            memset(local, 0, sizeof(*local));
+            return err;
+        }
+        addr_unmap(&c->local);
+    }
+    *local = c->local;
+    return 0;
 }
 
 void
@@ -612,6 +631,7 @@ conn_allowed(struct shard *sh, struct conn *c, const union sockaddr_inx *dest, c
         .dest = dest,
         .host = host,
         .port = port,
+        .gss = c->gss,
     };
     int dummy, decided;
     bool ok = policy_decide(sh->pol, sh->o, &r, rule ? rule : &dummy, &decided);

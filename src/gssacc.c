@@ -6,6 +6,7 @@
 #include "gssacc.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <gssapi/gssapi.h>
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
@@ -15,6 +16,7 @@
 
 struct gssacc_cred {
     gss_cred_id_t cred;
+    atomic_uint refs; /* the opener's, and one per context made with it */
 };
 
 struct gssacc_ctx {
@@ -108,6 +110,7 @@ gssacc_cred_open(struct gssacc_cred **out, const char *service, const char *keyt
         rc = -EACCES;
         goto out;
     }
+    atomic_init(&cred->refs, 1);
     *out = cred;
 out:
     if (name != GSS_C_NO_NAME)
@@ -118,11 +121,17 @@ out:
 void
 gssacc_cred_free(struct gssacc_cred *cred)
 {
-    if (cred == NULL)
+    if (cred == NULL || atomic_fetch_sub_explicit(&cred->refs, 1, memory_order_acq_rel) != 1)
         return;
     OM_uint32 minor;
     gss_release_cred(&minor, &cred->cred);
     free(cred);
+}
+
+void
+gssacc_cred_ref(struct gssacc_cred *cred)
+{
+    atomic_fetch_add_explicit(&cred->refs, 1, memory_order_relaxed);
 }
 
 int
@@ -132,6 +141,7 @@ gssacc_new(struct gssacc_ctx **out, struct gssacc_cred *cred)
     *out = c;
     if (c == NULL)
         return -ENOMEM;
+    atomic_fetch_add_explicit(&cred->refs, 1, memory_order_relaxed);
     c->cred = cred;
     c->ctx = GSS_C_NO_CONTEXT;
     return 0;
@@ -146,6 +156,7 @@ gssacc_free(struct gssacc_ctx *c)
     if (c->ctx != GSS_C_NO_CONTEXT)
         gss_delete_sec_context(&minor, &c->ctx, GSS_C_NO_BUFFER);
     free(c->name);
+    gssacc_cred_free(c->cred);
     free(c);
 }
 

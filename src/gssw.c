@@ -52,13 +52,8 @@
 _Static_assert(sizeof(struct gssw_stats) % sizeof(uint64_t) == 0,
                "gssw_stats_read() copies the counters as uint64_t");
 
-struct gssw_cred {
-    atomic_uint refs;
-    struct gssacc_cred *cred;
-};
-
 struct gssw_sess {
-    struct gssw_cred *cred;
+    struct gssacc_cred *cred; /* a reference of the session's own (gssacc_cred_ref) */
     struct gssacc_ctx *ctx;
     bool done;     /* the context is complete */
     uint8_t level; /* granted by the last GSSW_LEVEL */
@@ -168,40 +163,14 @@ bump(int fd)
 
 /* --- credentials, sessions, jobs (any thread) -------------------------------- */
 
-int
-gssw_cred_open(struct gssw_cred **out, const char *service, const char *keytab, char *err,
-               size_t errlen)
-{
-    struct gssw_cred *c = calloc(1, sizeof(*c));
-    if (!c)
-        return -ENOMEM;
-    int r = gssacc_cred_open(&c->cred, service, keytab, err, errlen);
-    if (r < 0) {
-        free(c);
-        return r;
-    }
-    atomic_init(&c->refs, 1);
-    *out = c;
-    return 0;
-}
-
-void
-gssw_cred_put(struct gssw_cred *c)
-{
-    if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
-        gssacc_cred_free(c->cred);
-        free(c);
-    }
-}
-
 struct gssw_sess *
-gssw_sess_new(struct gssw_cred *cred)
+gssw_sess_new(struct gssacc_cred *cred)
 {
     struct gssw_sess *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
     if (cred)
-        atomic_fetch_add_explicit(&cred->refs, 1, memory_order_relaxed);
+        gssacc_cred_ref(cred);
     s->cred = cred;
     return s;
 }
@@ -212,7 +181,7 @@ sess_free(struct gssw_sess *s)
     if (!s)
         return;
     gssacc_free(s->ctx);
-    gssw_cred_put(s->cred);
+    gssacc_cred_free(s->cred);
     free(s);
 }
 
@@ -335,7 +304,7 @@ do_accept(struct gssw *w, struct gssw_job *j)
         return;
     }
     if (!s->ctx) {
-        int r = s->cred ? gssacc_new(&s->ctx, s->cred->cred) : -EINVAL;
+        int r = s->cred ? gssacc_new(&s->ctx, s->cred) : -EINVAL;
         if (r < 0) {
             j->res = r;
             snprintf(j->err, sizeof(j->err), "gss context: %s", strerror(-r));
@@ -864,7 +833,8 @@ gssw_on_cqe(struct shard *sh)
     struct gssw *w = sh->gssw;
     struct gssw_job *j;
     while ((j = mpsc_pop(&w->resp)))
-        conn_gss(sh, j);
+        if (!conn_gss(sh, j->ref, j))
+            gssw_job_free(j);
     if (!sh->stopping)
         gssw_arm(sh);
 }

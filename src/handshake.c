@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "authq.h"
+#include "gsshs.h"
 #include "clients.h"
 #include "egress.h"
 #include "httpconnect.h"
@@ -123,6 +124,7 @@ hs_get(struct shard *sh)
     h->next = NULL;
     h->next_flags = 0;
     h->chain = NULL;
+    h->gss = NULL;
     return h;
 }
 
@@ -138,6 +140,7 @@ handshake_release(struct shard *sh, struct conn *c)
     /* Gone before its password check was answered: it leaves the queue with it. */
     if (c->hs_flags & HSF_AUTH_WAIT)
         authq_cancel(sh, (uint32_t)(c->hs - hp->slab));
+    gsshs_release(sh, c);
     sodium_memzero(&c->hs->cred, sizeof(c->hs->cred));
     c->hs->next_free = hp->free;
     hp->free = (uint32_t)(c->hs - hp->slab);
@@ -363,7 +366,9 @@ static bool
 proxy_accept(struct shard *sh, struct conn *c)
 {
     union sockaddr_inx local;
-    const struct policy_listener *l = policy_listener_of(sh->pol, sh->o, c->cfd, &local);
+    const struct policy_listener *l = sh->pol->n_listeners && conn_local(c, &local) == 0
+                                          ? policy_listener_at(sh->pol, sh->o, &local)
+                                          : NULL;
     if (!l || !l->proxy)
         return true;
     /* Reset before it was asked who it is (getpeername: ENOTCONN), as HAProxy's health
@@ -487,7 +492,7 @@ socks4_allowed(const struct shard *sh)
         return false;
     default:
         /* SOCKS4 has no password: with passwords required it would be a way around them. */
-        return sh->pol->auth == AUTH_NONE;
+        return sh->pol->n_auth == 0;
     }
 }
 
@@ -714,8 +719,9 @@ parse_http(struct shard *sh, struct conn *c)
     sodium_memzero(h->in + h->in_off, (size_t)r);
     h->in_off = (uint16_t)(h->in_off + r);
     c->cmd = SOCKS5_CMD_CONNECT;
-    if (sh->pol->auth == AUTH_PASSWORD) {
-        if (h->p.hc.auth != HTTPCONNECT_AUTH_BASIC) {
+    if (sh->pol->n_auth) {
+        /* Only Basic: a GSS-API-only server has no way in for HTTP clients. */
+        if (h->p.hc.auth != HTTPCONNECT_AUTH_BASIC || !sh->pol->auth_password) {
             /* None (the usual first try of a browser) or not a user's: the challenge. */
             sodium_memzero(&h->cred, sizeof(h->cred));
             STAT_INC(sh->st.auth_failures);
@@ -755,6 +761,27 @@ parse_v4(struct shard *sh, struct conn *c)
     c->cmd = h->p.s4.cmd == SOCKS4_CMD_BIND ? SOCKS5_CMD_BIND : SOCKS5_CMD_CONNECT;
     sh->hsp.on_request(sh, c);
     return false;
+}
+
+static void hs_parse(struct shard *sh, struct conn *c);
+
+/* Method 0x01 is done (gsshs.h): the request follows, left[0..n) its first bytes. */
+static void
+gss_done(struct shard *sh, struct conn *c, const uint8_t *left, size_t n)
+{
+    struct hs *h = c->hs;
+    if (n > HS_IN_SIZE) {
+        conn_close(sh, c, END_PROTOCOL);
+        return;
+    }
+    memcpy(h->in, left, n);
+    h->in_len = (uint16_t)n;
+    h->in_off = 0;
+    h->p.s5.phase = SOCKS5_PHASE_REQUEST;
+    if (n)
+        hs_parse(sh, c);
+    else
+        hs_read(sh, c);
 }
 
 /* SOCKS5: one message of the current phase. Returns true to parse on. */
@@ -800,8 +827,8 @@ parse_v5(struct shard *sh, struct conn *c)
     if (r == SOCKS5_ERR_NO_METHOD) {
         uint8_t m[2];
         c->hs_flags |= HSF_CLOSE_AFTER;
-        c->end = s5->password_required ? END_AUTH_FAILED : END_REPLY_ERR;
-        if (s5->password_required)
+        c->end = s5->auth_required ? END_AUTH_FAILED : END_REPLY_ERR;
+        if (s5->auth_required)
             STAT_INC(sh->st.auth_failures);
         hs_queue(sh, c, m, socks5_method_reply(m, SOCKS5_METHOD_REJECT));
         return false;
@@ -815,6 +842,14 @@ parse_v5(struct shard *sh, struct conn *c)
         return false;
     }
     h->in_off = (uint16_t)(h->in_off + r);
+    if (before == SOCKS5_PHASE_GREETING && s5->method == SOCKS5_METHOD_GSSAPI) {
+        /* RFC 1961 runs on its own buffers (gsshs.c): what followed the greeting goes along. */
+        const uint8_t *rest = h->in + h->in_off;
+        size_t n = (size_t)(h->in_len - h->in_off);
+        h->in_len = h->in_off = 0;
+        gsshs_start(sh, c, rest, n, gss_done);
+        return false;
+    }
     if (before == SOCKS5_PHASE_GREETING) {
         uint8_t m[2];
         hs_queue(sh, c, m, socks5_method_reply(m, s5->method));
@@ -878,7 +913,7 @@ hs_parse(struct shard *sh, struct conn *c)
         c->version = b;
         if (c->version == SOCKS5_VERSION) {
             socks5_init(&h->p.s5);
-            socks5_set_password_required(&h->p.s5, sh->pol->auth == AUTH_PASSWORD);
+            socks5_set_methods(&h->p.s5, sh->pol->auth_methods, sh->pol->n_auth);
         } else if (b >= 'A' && b <= 'Z' && sh->pol->http_connect) {
             c->version = HTTPCONNECT_VERSION;
         } else if (c->version != SOCKS4_VERSION) {
@@ -960,6 +995,10 @@ handshake_on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cq
         }
         maybe_done(sh, c);
         return;
+    case OP_GSS_READ:
+    case OP_GSS_WRITE:
+        gsshs_on_cqe(sh, c, cqe);
+        return;
     case OP_LEFTOVER:
         if (res <= 0) {
             conn_close(sh, c, END_TARGET_ERR);
@@ -983,6 +1022,7 @@ const struct conn_phase handshake_phase = {
     .name = "handshake",
     .on_cqe = handshake_on_cqe,
     .on_auth = on_auth,
+    .on_gss = gsshs_on_answer,
     .on_hangup = handshake_on_hangup,
     .release = handshake_release,
 };

@@ -454,6 +454,9 @@ log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, ch
     } else {
         put_field_num(&o, fmt, "version", false, r->version);
     }
+    /* Authenticated by GSS-API (RFC 1961): the protection level agreed, 0-2. */
+    if (r->gss)
+        put_field_num(&o, fmt, "gss", false, (uint64_t)(r->gss - 1));
     put_field_str(&o, fmt, "dest", dest, dest_text(r, dest, sizeof(dest)));
     put_field_str(&o, fmt, "resolved", resolved,
                   sockaddr_text(&r->resolved, resolved, sizeof(resolved)));

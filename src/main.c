@@ -30,10 +30,12 @@
 
 #include "addr.h"
 #include "dns.h"
+#include "gssacc.h"
 #include "hosts.h"
 #include "opts.h"
 #include "shard.h"
 #include "sock.h"
+#include "socks5.h"
 #include "users.h"
 #include "transparent.h"
 #include "version.h"
@@ -299,21 +301,23 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
         acl_free(acl);
         return -1;
     }
-    for (unsigned i = 0; o->auth == AUTH_PASSWORD && i < o->n_listen_out; i++) {
+    bool password = options_auth_has(o, SOCKS5_METHOD_PASSWORD);
+    bool gssapi = options_auth_has(o, SOCKS5_METHOD_GSSAPI);
+    for (unsigned i = 0; (password || gssapi) && i < o->n_listen_out; i++) {
         const struct opts_listen_out *lo = &o->listen_out[i];
         if (!lo->transparent || lo->auth_none)
             continue;
         char a[ADDR_STRLEN];
         addr_format((const struct sockaddr *)&lo->addr, a, sizeof(a));
         snprintf(err, errlen,
-                 "listen %s: mode = \"transparent\" under auth = \"password\": its clients "
+                 "listen %s: mode = \"transparent\" under auth = \"%s\": its clients "
                  "cannot authenticate, so the rules alone would admit them; write auth = "
                  "\"none\" in that listener to mean it (and let the rules' from name who may)",
-                 a);
+                 a, o->auth);
         acl_free(acl);
         return -1;
     }
-    if (o->auth == AUTH_PASSWORD && !o->users_file[0] && !o->redis_users) {
+    if (password && !o->users_file[0] && !o->redis_users) {
         snprintf(err, errlen,
                  "auth = password needs a users file (--users or users = \"...\") or "
                  "redis_users = true");
@@ -339,13 +343,30 @@ load_all(void *arg, struct opts *o, struct policy **pol, uint64_t gen, char *err
             return -1;
         }
     }
+    /* The keytab is read here, on the control thread (at start: the main thread), never
+     * on a shard; a keytab without the service's keys fails the start or the reload. */
+    struct gssacc_cred *cred = NULL;
+    if (gssapi) {
+        char why[GSSACC_ERR_MAX];
+        if (gssacc_cred_open(&cred, o->gss_service, o->gss_keytab[0] ? o->gss_keytab : NULL, why,
+                             sizeof(why)) < 0) {
+            snprintf(err, errlen, "gss_keytab %s, gss_service \"%s\": %s",
+                     o->gss_keytab[0] ? o->gss_keytab : "(the library's default)", o->gss_service,
+                     why);
+            acl_free(acl);
+            users_free(users);
+            return -1;
+        }
+    }
     *pol = policy_new(o, acl, users, gen);
     if (!*pol) {
         acl_free(acl);
         users_free(users);
+        gssacc_cred_free(cred);
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    (*pol)->gss_cred = cred;
     return 0;
 }
 
@@ -816,9 +837,8 @@ main(int argc, char **argv)
         fprintf(stderr, "ringsocks: admin on unix:%s (mode %s)%s\n", o.admin_socket,
                 o.admin_socket_mode, o.has_admin_token ? " (bearer token)" : "");
     fprintf(stderr, "ringsocks %s: %u shards, relay %s, max %u connections, auth %s",
-            RINGSOCKS_VERSION, o.shards, options_relay_name(o.relay), o.max_conns,
-            o.auth == AUTH_PASSWORD ? "password" : "none");
-    if (o.auth == AUTH_PASSWORD)
+            RINGSOCKS_VERSION, o.shards, options_relay_name(o.relay), o.max_conns, o.auth);
+    if (options_auth_has(&o, SOCKS5_METHOD_PASSWORD))
         fprintf(stderr, " (%zu users)", users_count(pol->users));
     fprintf(stderr, ", %zu rules\n", acl_count(pol->acl));
     /* Only now, every shard accepting: the old process may stop, systemd may go on. */

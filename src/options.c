@@ -24,6 +24,7 @@
 #include "fleet_conf.h"
 #include "lim.h"
 #include "lockout.h"
+#include "socks5.h"
 
 /* The longest value options_format() writes: access_log's 4 KiB path, escaped. */
 #define OPTIONS_TEXT_MAX (4 * 4096 + 16)
@@ -48,6 +49,13 @@ static const char *
 check_path(const char *v)
 {
     return v[0] == '/' ? NULL : "is not an absolute path";
+}
+
+/* A keytab: an absolute path, with or without the FILE: prefix MIT accepts. */
+static const char *
+check_keytab(const char *v)
+{
+    return check_path(strncmp(v, "FILE:", 5) == 0 ? v + 5 : v) ? "is not an absolute path" : NULL;
 }
 
 static const char *
@@ -77,6 +85,20 @@ csv_count(const char *list)
     return n;
 }
 
+/* Is v an element of list? */
+static bool
+csv_has(const char *list, const char *v)
+{
+    size_t vlen = strlen(v);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        if (len == vlen && memcmp(p, v, len) == 0)
+            return true;
+        p += len + (p[len] == ',');
+    }
+    return false;
+}
+
 /* Append one element to a CSV row's list, or -E2BIG (why says the limit) when it is full. */
 static int
 csv_append(const struct options_row *r, char *list, const char *v, const char *what, char *why,
@@ -103,6 +125,95 @@ add_resolver(const struct options_row *r, char *list, const char *v, char *why, 
     }
     addr_format((struct sockaddr *)&ss, text, sizeof(text));
     return csv_append(r, list, text, "addresses", why, whycap);
+}
+
+/* The words of auth = [...], and the SOCKS5 method each stands for (0: none). */
+static const struct {
+    const char *word;
+    uint8_t method;
+} auth_words[] = {
+    {"none", 0},
+    {"gssapi", SOCKS5_METHOD_GSSAPI},
+    {"password", SOCKS5_METHOD_PASSWORD},
+};
+
+/* auth: "none" alone, or gssapi and password in preference order, each once. */
+static int
+add_auth(const struct options_row *r, char *list, const char *v, char *why, size_t whycap)
+{
+    size_t i = 0;
+    while (i < sizeof(auth_words) / sizeof(auth_words[0]) && strcmp(v, auth_words[i].word) != 0)
+        i++;
+    if (i == sizeof(auth_words) / sizeof(auth_words[0])) {
+        snprintf(why, whycap, "'%s' is not \"none\", \"gssapi\" or \"password\"", v);
+        return -EINVAL;
+    }
+    if (list[0] && (i == 0 || strcmp(list, "none") == 0)) {
+        snprintf(why, whycap, "\"none\" cannot be listed with another method");
+        return -EINVAL;
+    }
+    if (csv_has(list, v)) {
+        snprintf(why, whycap, "'%s' is listed twice", v);
+        return -EINVAL;
+    }
+    return csv_append(r, list, v, "methods", why, whycap);
+}
+
+unsigned
+options_auth_methods(const struct opts *o, uint8_t methods[OPTS_AUTH_METHODS])
+{
+    unsigned n = 0;
+    const char *p = o->auth;
+    while (*p && n < OPTS_AUTH_METHODS) {
+        size_t len = strcspn(p, ",");
+        for (size_t i = 1; i < sizeof(auth_words) / sizeof(auth_words[0]); i++)
+            if (strlen(auth_words[i].word) == len && memcmp(p, auth_words[i].word, len) == 0)
+                methods[n++] = auth_words[i].method;
+        p += len + (p[len] == ',');
+    }
+    return n;
+}
+
+bool
+options_auth_has(const struct opts *o, uint8_t method)
+{
+    uint8_t m[OPTS_AUTH_METHODS];
+    unsigned n = options_auth_methods(o, m);
+    for (unsigned i = 0; i < n; i++)
+        if (m[i] == method)
+            return true;
+    return false;
+}
+
+/* gss_protection: "N" or "LO-HI", levels 0-2. */
+int
+options_gss_levels(const char *v, uint8_t *lo, uint8_t *hi)
+{
+    if (v[0] < '0' || v[0] > '2')
+        return -EINVAL;
+    *lo = *hi = (uint8_t)(v[0] - '0');
+    if (v[1] == '\0')
+        return 0;
+    if (v[1] != '-' || v[2] < '0' || v[2] > '2' || v[3] != '\0' || v[2] - '0' < *lo)
+        return -EINVAL;
+    *hi = (uint8_t)(v[2] - '0');
+    return 0;
+}
+
+static const char *
+check_gss_levels(const char *v)
+{
+    uint8_t lo, hi;
+    return options_gss_levels(v, &lo, &hi) < 0 ? "is not a level N or a range LO-HI within 0-2"
+                                               : NULL;
+}
+
+/* gss_service: a principal (svc/host[@REALM]), a host-based name (svc@host), or "". */
+static const char *
+check_gss_service(const char *v)
+{
+    return strpbrk(v, " \t\n\"") ? "is not a service name (svc/host, svc/host@REALM, svc@host)"
+                                 : NULL;
 }
 
 static int
@@ -198,15 +309,13 @@ check_word(const char *v)
 
 /* ---- the table */
 
-/* In the order of enum relay_engine, enum auth_mode, enum socks4_mode, enum log_format. */
+/* In the order of enum relay_engine, enum socks4_mode, enum log_format. */
 static const char *const relay_words[] = {"splice", "copy", "auto", NULL};
-static const char *const auth_words[] = {"none", "password", NULL};
 static const char *const socks4_words[] = {"auto", "on", "off", NULL};
 static const char *const log_format_words[] = {"logfmt", "json", NULL};
 static const char *const redis_fallback_words[] = {"open", "closed", NULL};
 
 _Static_assert(sizeof(enum relay_engine) == sizeof(unsigned) &&
-                   sizeof(enum auth_mode) == sizeof(unsigned) &&
                    sizeof(enum socks4_mode) == sizeof(unsigned) &&
                    sizeof(enum log_format) == sizeof(unsigned),
                "CHOICE rows store enums as unsigned");
@@ -313,8 +422,10 @@ const struct options_row options_rows[] = {
      "a built-in key", "SECRET", NULL,
      "secret for the sticky session hash; the same on every node of a fleet"},
     /* clients */
-    CHOICE("auth", R, auth, auth_words, "none",
-           "client authentication; password: RFC 1929, needs users"),
+    {"auth", OPTIONS_CSV, R, 0, OPTS_AUTH_METHODS, F(auth), 0, NULL, NULL, add_auth, "none", NULL,
+     "METHOD", NULL,
+     "client authentication: none, or gssapi and/or password in the order the server prefers "
+     "them (password: RFC 1929, needs users; gssapi: RFC 1961, needs gss_service)"},
     {"users", OPTIONS_STRING, R, 0, 0, F(users_file), 0, NULL, check_users, NULL, NULL, "no users",
      "FILE", NULL, "the users file: name:crypt-hash lines, re-read on reload"},
     UINT("auth_fail_budget", R, 0, 1000000, auth_fail_budget, "16", "no budget", "N",
@@ -330,6 +441,17 @@ const struct options_row options_rows[] = {
          "failed logins are counted this long from the first"),
     UINT("auth_lockout_duration", R, 1, 604800, auth_lockout_duration_s, "300", NULL, "SEC",
          "a locked pair or address is refused this long, unchecked"),
+    {"gss_service", OPTIONS_STRING, R, 0, 0, F(gss_service), 0, NULL, check_gss_service, NULL, NULL,
+     "any key in the keytab", "NAME", NULL,
+     "GSS-API: the service clients ask tickets for (rcmd/HOST, socks/HOST@REALM, rcmd@HOST)"},
+    {"gss_keytab", OPTIONS_STRING, R, 0, 0, F(gss_keytab), 0, NULL, check_keytab, NULL, NULL,
+     "KRB5_KTNAME, else /etc/krb5.keytab", "FILE", NULL,
+     "GSS-API: the keytab holding the service's keys, read at start and on reload"},
+    BOOL("gss_strip_realm", R, gss_strip_realm, "false",
+         "GSS-API: alice@EXAMPLE.TEST is the user alice for rules, limits and logs"),
+    {"gss_protection", OPTIONS_STRING, R, 0, 0, F(gss_protection), 0, NULL, check_gss_levels, NULL,
+     "0-2", NULL, "LO-HI", NULL,
+     "GSS-API: protection levels that may be granted (0 none, 1 integrity, 2 confidentiality)"},
     CHOICE("socks4", R, socks4, socks4_words, "auto",
            "SOCKS4/4a (no password); auto: only while auth is none"),
     BOOL("http_connect", R, http_connect, "false",

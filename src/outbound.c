@@ -97,7 +97,9 @@ choose(struct shard *sh, struct conn *c, const struct egress_rule *er, int famil
     /* Not for a transparent client: it has no listener egress (config.c), and under tproxy
      * its socket's address is its target's, which could pass for another listener's. */
     if (!pool && c->version != TRANSPARENT_VERSION) {
-        const struct policy_listener *l = policy_listener_of(p, sh->o, c->cfd, &local);
+        const struct policy_listener *l = p->n_listeners && conn_local(c, &local) == 0
+                                              ? policy_listener_at(p, sh->o, &local)
+                                              : NULL;
         if (l && l->same)
             same = true;
         else if (l)

@@ -12,6 +12,8 @@
 
 #include "acl.h"
 #include "egress.h"
+#include "gssacc.h"
+#include "options.h"
 #include "sock.h"
 #include "socks5.h"
 #include "users.h"
@@ -94,7 +96,14 @@ policy_new(const struct opts *o, struct acl *acl, struct users *users, uint64_t 
     p->gen = gen;
     p->acl = acl;
     p->users = users;
-    p->auth = o->auth;
+    p->n_auth = (uint8_t)options_auth_methods(o, p->auth_methods);
+    p->auth_password = options_auth_has(o, SOCKS5_METHOD_PASSWORD);
+    p->gss_strip_realm = o->gss_strip_realm;
+    uint8_t lo = 0, hi = 2;
+    if (options_gss_levels(o->gss_protection, &lo, &hi) < 0)
+        lo = 0, hi = 2; /* unreachable: the option's check refused it */
+    for (unsigned l = lo; l <= hi; l++)
+        p->gss_levels |= (uint8_t)(1u << l);
     p->socks4 = o->socks4;
     p->http_connect = o->http_connect;
     p->handshake_timeout_s = o->handshake_timeout_s;
@@ -135,6 +144,7 @@ policy_free(struct policy *p)
         return;
     acl_free(p->acl);
     users_free(p->users);
+    gssacc_cred_free(p->gss_cred);
     egress_pool_free(p->egress);
     for (unsigned i = 0; i < p->n_listeners; i++) {
         egress_pool_free(p->listeners[i].pool);
@@ -220,6 +230,7 @@ policy_decide(const struct policy *p, const struct opts *o, const struct policy_
         .host = r->host,
         .dest = r->dest,
         .port = r->port,
+        .gss = r->gss,
     };
     int rule;
     enum acl_action act = acl_match(p->acl, &q, &rule);
@@ -246,6 +257,12 @@ policy_listener_of(const struct policy *p, const struct opts *o, int fd, union s
     if (getsockname(fd, &local->sa, &len) == -1)
         return NULL;
     addr_unmap(local);
+    return policy_listener_at(p, o, local);
+}
+
+const struct policy_listener *
+policy_listener_at(const struct policy *p, const struct opts *o, const union sockaddr_inx *local)
+{
     uint16_t port = addr_port(local);
     for (unsigned i = 0; i < p->n_listeners; i++) {
         const struct policy_listener *l = &p->listeners[i];

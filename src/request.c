@@ -255,8 +255,12 @@ request_family(struct shard *sh, struct conn *c)
     /* Most rule sets have no family: then no second rule match per CONNECT. */
     if (!sh->pol->rules_family)
         return HAPPY_ANY;
-    struct policy_req r = {
-        .client = &c->client, .cmd = c->cmd, .user = c->user, .host = c->host, .port = c->port};
+    struct policy_req r = {.client = &c->client,
+                           .cmd = c->cmd,
+                           .user = c->user,
+                           .host = c->host,
+                           .port = c->port,
+                           .gss = c->gss};
     int rule;
     if (!policy_allows_rule(sh->pol, sh->o, &r, &rule))
         return HAPPY_ANY;
@@ -327,8 +331,12 @@ chain_by_name(struct shard *sh, struct conn *c)
 {
     if (!sh->pol->rules_via || c->cmd != SOCKS5_CMD_CONNECT || !c->host)
         return false;
-    struct policy_req r = {
-        .client = &c->client, .cmd = c->cmd, .user = c->user, .host = c->host, .port = c->port};
+    struct policy_req r = {.client = &c->client,
+                           .cmd = c->cmd,
+                           .user = c->user,
+                           .host = c->host,
+                           .port = c->port,
+                           .gss = c->gss};
     int rule;
     if (!policy_allows_rule(sh->pol, sh->o, &r, &rule) || !policy_rule_via(sh->pol, rule))
         return false;
@@ -366,6 +374,13 @@ request_start(struct shard *sh, struct conn *c)
         addr_unmap(&c->dest);
     }
     if (c->cmd == SOCKS5_CMD_UDP) {
+        /* Integrity or confidentiality (RFC 1961 section 5) would cover the datagrams too;
+         * they are not wrapped here, so the association is refused rather than opened
+         * in the clear under a protected control connection. */
+        if (c->gss > 1) {
+            handshake_fail(sh, c, SOCKS5_REP_CMD_UNSUPP, END_REPLY_ERR);
+            return;
+        }
         udp_associate(sh, c);
         return;
     }

@@ -26,6 +26,7 @@
 #endif
 
 #include "authq.h"
+#include "gssw.h"
 #include "conn.h"
 #include "dns.h"
 #include "handshake.h"
@@ -383,6 +384,9 @@ dispatch(struct shard *sh, const struct io_uring_cqe *cqe)
     case OP_AUTH:
         authq_on_cqe(sh);
         break;
+    case OP_GSS:
+        gssw_on_cqe(sh);
+        break;
     case OP_DNS_POLL:
     case OP_DNS_REMOVE:
         dns_on_cqe(sh, op, ud_slot(ud), ud_gen(ud), cqe->res);
@@ -440,6 +444,8 @@ shard_setup(struct shard *sh)
     arm_wake(sh);
     if (sh->authq)
         authq_arm(sh);
+    if (sh->gssw)
+        gssw_arm(sh);
     for (unsigned i = 0; i < sh->n_ls; i++)
         arm_accept(sh, i);
     return 0;
@@ -605,6 +611,10 @@ shard_init(struct shard *sh, unsigned id, const struct opts *o, const struct hos
     ret = authq_init(sh);
     if (ret < 0)
         return ret;
+    /* Likewise for GSS-API (gssw.h): a reload may turn it on. */
+    ret = gssw_init(sh);
+    if (ret < 0)
+        return ret;
     return dns_init(sh);
 }
 
@@ -679,6 +689,7 @@ shard_join(struct shard *sh)
         io_uring_queue_exit(&sh->ring);
     dns_fini(sh);
     authq_fini(sh);
+    gssw_fini(sh);
     relay_fini(sh);
     udp_fini(sh);
     handshake_fini(sh);

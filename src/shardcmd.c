@@ -128,16 +128,21 @@ shardcmd_render(const struct conn *c, unsigned shard_id, uint64_t now_ms, char *
     addr_json(&c->via, via, sizeof(via)); /* the balancer, on a proxy_protocol listener */
     union sockaddr_inx none = {0};
     addr_json(c->parent ? via_parent_addr(c->parent) : &none, parent, sizeof(parent));
+    /* GSS-API (RFC 1961): the protection level agreed, 0-2; null: another method or none. */
+    char gss[8] = "null";
+    if (c->gss)
+        snprintf(gss, sizeof(gss), "%u", (unsigned)(c->gss - 1));
     const char *state =
         c->state < sizeof(state_names) / sizeof(state_names[0]) ? state_names[c->state] : "unknown";
     uint64_t age = now_ms > c->start_ms ? (now_ms - c->start_ms) / 1000 : 0;
     int n = snprintf(out, cap,
                      "{\"id\":\"%u.%" PRIu32 ".%" PRIu32 "\",\"shard\":%u,\"state\":\"%s\","
-                     "\"cmd\":\"%s\",\"proto\":%s,\"user\":%s,\"client\":%s,\"via\":%s,\"dest\":%s,"
+                     "\"cmd\":\"%s\",\"proto\":%s,\"user\":%s,\"gss\":%s,\"client\":%s,\"via\":%s,"
+                     "\"dest\":%s,"
                      "\"egress\":%s,\"parent\":%s,\"age_s\":%" PRIu64 ",\"bytes_up\":%" PRIu64
                      ",\"bytes_down\":%" PRIu64 "}",
                      shard_id, c->slot, c->gen, shard_id, state, log_cmd_name(c->cmd),
-                     proto_json(c->version), user, client, via, dest_j, egress, parent, age,
+                     proto_json(c->version), user, gss, client, via, dest_j, egress, parent, age,
                      c->dir[DIR_C2T].bytes, c->dir[DIR_T2C].bytes);
     if (n < 0)
         n = 0;

@@ -131,18 +131,23 @@ parse_greeting(struct socks5 *st, const uint8_t *p, size_t len)
     for (size_t i = 0; i < n; i++)
         if (p[2 + i] < 32)
             st->offered |= 1u << p[2 + i];
-    /* NMETHODS == 0 offers nothing: no acceptable method. */
-    if (st->password_required) {
-        if (!(st->offered & (1u << SOCKS5_METHOD_PASSWORD)))
-            return SOCKS5_ERR_NO_METHOD;
-        st->method = SOCKS5_METHOD_PASSWORD;
-        st->phase = SOCKS5_PHASE_AUTH;
-    } else {
-        if (!(st->offered & (1u << SOCKS5_METHOD_NONE)))
-            return SOCKS5_ERR_NO_METHOD;
-        st->method = SOCKS5_METHOD_NONE;
-        st->phase = SOCKS5_PHASE_REQUEST;
+    /* NMETHODS == 0 offers nothing: no acceptable method. The server's order decides,
+     * not the client's (section 3: "the server selects from one of the methods"). */
+    if (st->auth_required) {
+        for (unsigned i = 0; i < st->n_methods; i++) {
+            uint8_t m = st->methods[i];
+            if (st->offered & (1u << m)) {
+                st->method = m;
+                st->phase = m == SOCKS5_METHOD_GSSAPI ? SOCKS5_PHASE_GSS : SOCKS5_PHASE_AUTH;
+                return (ssize_t)(2 + n);
+            }
+        }
+        return SOCKS5_ERR_NO_METHOD;
     }
+    if (!(st->offered & (1u << SOCKS5_METHOD_NONE)))
+        return SOCKS5_ERR_NO_METHOD;
+    st->method = SOCKS5_METHOD_NONE;
+    st->phase = SOCKS5_PHASE_REQUEST;
     return (ssize_t)(2 + n);
 }
 
@@ -206,6 +211,7 @@ socks5_feed(struct socks5 *st, const uint8_t *p, size_t len)
     case SOCKS5_PHASE_REQUEST:
         return parse_request(st, p, len);
     case SOCKS5_PHASE_AUTH:
+    case SOCKS5_PHASE_GSS:
     case SOCKS5_PHASE_DONE:
         break;
     }
@@ -213,9 +219,20 @@ socks5_feed(struct socks5 *st, const uint8_t *p, size_t len)
 }
 
 void
+socks5_set_methods(struct socks5 *st, const uint8_t *methods, unsigned n)
+{
+    st->n_methods = 0;
+    for (unsigned i = 0; i < n && st->n_methods < SOCKS5_AUTH_METHODS; i++)
+        if (methods[i] == SOCKS5_METHOD_GSSAPI || methods[i] == SOCKS5_METHOD_PASSWORD)
+            st->methods[st->n_methods++] = methods[i];
+    st->auth_required = st->n_methods > 0;
+}
+
+void
 socks5_set_password_required(struct socks5 *st, bool required)
 {
-    st->password_required = required;
+    static const uint8_t password = SOCKS5_METHOD_PASSWORD;
+    socks5_set_methods(st, &password, required ? 1 : 0);
 }
 
 size_t

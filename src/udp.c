@@ -166,7 +166,7 @@ static bool
 source_allowed(struct shard *sh, const struct conn *c, const union sockaddr_inx *src,
                uint8_t *flags)
 {
-    struct policy_req r = {.client = src, .cmd = SOCKS5_CMD_UDP, .user = c->user};
+    struct policy_req r = {.client = src, .cmd = SOCKS5_CMD_UDP, .user = c->user, .gss = c->gss};
     if (policy_allows(sh->pol, sh->o, &r, flags))
         return true;
     STAT_INC(sh->st.acl_denied);
@@ -295,9 +295,7 @@ udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, int ru
         memcpy(bnd, &sh->o->udp_advertise,
                addr_len((const struct sockaddr *)&sh->o->udp_advertise));
     } else {
-        len = sizeof(*bnd);
-        getsockname(c->cfd, &bnd->sa, &len);
-        addr_unmap(bnd);
+        conn_local(c, bnd);
     }
     hosts_set_port(bnd, port);
     if (!ua->v6sock && bnd->sa.sa_family == AF_INET6) {

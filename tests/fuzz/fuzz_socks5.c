@@ -74,7 +74,7 @@ check_greeting(const struct socks5 *st, const struct socks5 *before, const uint8
         return;
     }
     FUZZ_CHECK(n >= 2 && p[0] == SOCKS5_VERSION && n >= 2 + (size_t)p[1]);
-    uint8_t want = st->password_required ? SOCKS5_METHOD_PASSWORD : SOCKS5_METHOD_NONE;
+    uint8_t want = st->auth_required ? SOCKS5_METHOD_PASSWORD : SOCKS5_METHOD_NONE;
     if (r == SOCKS5_ERR_NO_METHOD) {
         FUZZ_CHECK(!offered(p, want));
         FUZZ_CHECK(st->phase == SOCKS5_PHASE_GREETING);
@@ -84,7 +84,7 @@ check_greeting(const struct socks5 *st, const struct socks5 *before, const uint8
     FUZZ_CHECK((size_t)r == 2 + (size_t)p[1]);
     FUZZ_CHECK(offered(p, want));
     FUZZ_CHECK(st->method == want);
-    FUZZ_CHECK(st->phase == (st->password_required ? SOCKS5_PHASE_AUTH : SOCKS5_PHASE_REQUEST));
+    FUZZ_CHECK(st->phase == (st->auth_required ? SOCKS5_PHASE_AUTH : SOCKS5_PHASE_REQUEST));
     uint32_t bits = 0;
     for (size_t i = 0; i < p[1]; i++)
         if (p[2 + i] < 32)

@@ -42,17 +42,19 @@
 
 static struct shard sh;
 static struct gssw_job *answer;
-static struct gssw_cred *cred;
+static struct gssacc_cred *cred;
 static const char *target;
 static int lsn = -1; /* loopback listener: the clients' TCP connections */
 static int failed;
 static size_t largest_down; /* the largest payload the worker wrapped */
 
-void
-conn_gss(struct shard *s, struct gssw_job *j)
+bool
+conn_gss(struct shard *s, uint64_t ref, struct gssw_job *j)
 {
     (void)s;
+    (void)ref;
     answer = j;
+    return true;
 }
 
 static void
@@ -778,7 +780,7 @@ main(int argc, char **argv)
         goto usage;
     setvbuf(stdout, NULL, _IOLBF, 0);
     char err[GSSACC_ERR_MAX];
-    if (gssw_cred_open(&cred, service, keytab, err, sizeof(err)) < 0) {
+    if (gssacc_cred_open(&cred, service, keytab, err, sizeof(err)) < 0) {
         printf("refused: cred: %s\n", err);
         return EXIT_REFUSED;
     }
@@ -821,7 +823,7 @@ main(int argc, char **argv)
     sh.stopping = true;
     gssw_fini(&sh);
     io_uring_queue_exit(&sh.ring);
-    gssw_cred_put(cred);
+    gssacc_cred_free(cred);
     close(lsn);
     if (rc)
         return rc;

@@ -9,8 +9,7 @@
  * FAKE_SHARD_REAL_LOG is defined before the include: the test links log.o) and,
  * unless FAKE_SHARD_REAL_POLICY is defined before the include (the test links
  * the real rules), policy_decide() (everything allowed, no rule deciding),
- * acl_rule_name() (no names) and users_hash() (no user known), and gssw_job_free() (conn_gss()
- * frees the answers of connections that are gone; the GSS-API worker itself is not linked).
+ * acl_rule_name() (no names) and users_hash() (no user known).
  */
 #ifndef RINGSOCKS_TEST_FAKE_SHARD_H
 #define RINGSOCKS_TEST_FAKE_SHARD_H
@@ -21,7 +20,6 @@
 
 #include "acl.h"
 #include "conn.h"
-#include "gssw.h"
 #include "log.h"
 #include "policy.h"
 #include "shard_types.h"
@@ -30,12 +28,6 @@
 #include "fake_ring.h"
 
 static unsigned fs_log_n; /* access-log lines pushed */
-
-void
-gssw_job_free(struct gssw_job *j)
-{
-    free(j);
-}
 
 #ifndef FAKE_SHARD_REAL_LOG
 static struct log_rec fs_log_last; /* the last of them */

@@ -23,6 +23,7 @@
 #include "happy.h"
 #include "options.h"
 #include "opts.h"
+#include "socks5.h"
 #include "users.h"
 
 static char path[64];
@@ -229,7 +230,7 @@ test_all_keys(void **state)
     assert_int_equal(o.pipe_size, 1048576);
     assert_int_equal(o.buf_size, 16384);
     assert_int_equal(o.buf_count, 4096);
-    assert_int_equal(o.auth, AUTH_PASSWORD);
+    assert_string_equal(o.auth, "password");
     assert_string_equal(o.users_file, "/etc/ringsocks/users");
     assert_int_equal(o.auth_fail_budget, 5);
     assert_int_equal(o.socks4, SOCKS4_OFF);
@@ -455,7 +456,7 @@ test_shipped_configs(void **state)
     assert_int_equal(config_load("conf/egress.conf", &o, &acl, err, sizeof(err)), 0);
     assert_string_equal(err, "");
     assert_string_equal(text(&o.listen[0]), "192.0.2.10:1080");
-    assert_int_equal(o.auth, AUTH_PASSWORD);
+    assert_string_equal(o.auth, "password");
     assert_int_equal(o.socks4, SOCKS4_OFF);
     assert_string_equal(o.users_file, "/etc/ringsocks/users");
     assert_string_equal(o.access_log, "/var/log/ringsocks/access.log");
@@ -917,10 +918,12 @@ test_unknown_keys(void **state)
              "close_denied = true;\n",
              "@:2: unknown key 'shard'\n"
              "@:5: rule 1: unknown key 'form' (action, name, from, to, hosts, ports, commands, "
-             "users, udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
+             "users, udp_source, gss_protection, egress, egress_fallback, family, mark, keepalive, "
+             "user_timeout, "
              "fastopen, via, limits, client_limits)\n"
              "@:6: rule 1: unknown key 'port' (action, name, from, to, hosts, ports, commands, "
-             "users, udp_source, egress, egress_fallback, family, mark, keepalive, user_timeout, "
+             "users, udp_source, gss_protection, egress, egress_fallback, family, mark, keepalive, "
+             "user_timeout, "
              "fastopen, via, limits, client_limits)\n"
              "@:8: unknown key 'close_denied'");
 }
@@ -1071,6 +1074,82 @@ test_out_of_range(void **state)
              "@:5: connect_timeout: -4294967295 is not in 1..3600");
 }
 
+/*
+ * GSS-API: auth as a list in the server's order, the gss_* keys, and the rule key
+ * gss_protection, which matches only GSS-API clients at its levels.
+ */
+static void
+test_gss_keys(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    char err[1024];
+    options_defaults(&o);
+    assert_string_equal(o.auth, "none");
+    assert_string_equal(o.gss_protection, "0-2");
+    assert_int_equal(load_text("auth = [\"gssapi\", \"password\"];\n"
+                               "gss_service = \"rcmd/proxy.example\";\n"
+                               "gss_keytab = \"FILE:/etc/ringsocks/krb5.keytab\";\n"
+                               "gss_strip_realm = true;\n"
+                               "gss_protection = \"1-2\";\n"
+                               "rules = (\n"
+                               "  { action = \"allow\"; ports = [443]; gss_protection = \"2\"; },\n"
+                               "  { action = \"deny\";  ports = [443]; },\n"
+                               "  { action = \"allow\"; gss_protection = \"0-1\"; }\n"
+                               ");\n",
+                               &o, &acl, err, sizeof(err)),
+                     0);
+    assert_string_equal(o.auth, "gssapi,password");
+    uint8_t m[OPTS_AUTH_METHODS];
+    assert_int_equal(options_auth_methods(&o, m), 2);
+    assert_int_equal(m[0], SOCKS5_METHOD_GSSAPI);
+    assert_int_equal(m[1], SOCKS5_METHOD_PASSWORD);
+    assert_string_equal(o.gss_service, "rcmd/proxy.example");
+    assert_string_equal(o.gss_keytab, "FILE:/etc/ringsocks/krb5.keytab");
+    assert_true(o.gss_strip_realm);
+    assert_string_equal(o.gss_protection, "1-2");
+
+    union sockaddr_inx c = sa("192.0.2.1:1000"), d = sa("198.51.100.1:443");
+    struct acl_query q = {.client = &c, .cmd = ACL_CMD_CONNECT, .dest = &d, .port = 443};
+    int rule;
+    /* gss is the level + 1: 3 is level 2; 0 is a client that did not use GSS-API. */
+    static const struct {
+        uint16_t port;
+        uint8_t gss;
+        enum acl_action action;
+        int rule;
+    } cases[] = {
+        {443, 3, ACL_ALLOW, 0}, {443, 2, ACL_DENY, 1}, {443, 0, ACL_DENY, 1}, {80, 1, ACL_ALLOW, 2},
+        {80, 2, ACL_ALLOW, 2},  {80, 3, ACL_DENY, -1}, {80, 0, ACL_DENY, -1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        q.port = cases[i].port;
+        q.gss = cases[i].gss;
+        assert_int_equal(acl_match(acl, &q, &rule), cases[i].action);
+        assert_int_equal(rule, cases[i].rule);
+    }
+    acl_free(acl);
+
+    /* The single value still works; none with another method does not. */
+    options_defaults(&o);
+    acl = NULL;
+    assert_int_equal(load_text("auth = \"gssapi\";\n", &o, &acl, err, sizeof(err)), 0);
+    acl_free(acl);
+    assert_int_equal(options_auth_methods(&o, m), 1);
+    assert_int_equal(m[0], SOCKS5_METHOD_GSSAPI);
+    load_bad("auth = [\"none\", \"password\"];\n"
+             "gss_protection = \"2-1\";\n"
+             "gss_keytab = \"krb5.keytab\";\n"
+             "rules = ( { action = \"allow\"; gss_protection = \"3\"; } );\n",
+             "@:1: auth: \"none\" cannot be listed with another method\n"
+             "@:2: gss_protection: '2-1' is not a level N or a range LO-HI within 0-2\n"
+             "@:3: gss_keytab: 'krb5.keytab' is not an absolute path\n"
+             "@:4: rule 1: gss_protection: expected a level \"N\" or a range \"LO-HI\" within "
+             "0-2");
+    load_bad("auth = [\"password\", \"password\"];\n", "@:1: auth: 'password' is listed twice");
+}
+
 static void
 test_bad_values(void **state)
 {
@@ -1097,7 +1176,7 @@ test_bad_values(void **state)
              "@:4: listen: 'localhost:1080' is not IP:PORT or [IPv6]:PORT\n"
              "@:6: relay: 'zerocopy' is not one of \"splice\", \"copy\", \"auto\"\n"
              "@:7: resolvers: 'dns.google' is not IP[:PORT]\n"
-             "@:8: auth: 'basic' is not one of \"none\", \"password\"\n"
+             "@:8: auth: 'basic' is not \"none\", \"gssapi\" or \"password\"\n"
              "@:9: users: '' is not a file name\n"
              "@:10: socks4: 'yes' is not one of \"auto\", \"on\", \"off\"\n"
              "@:11: bind_ports: '5000-4000' is not a port range LO-HI within 1-65535\n"
@@ -1490,6 +1569,7 @@ main(void)
         cmocka_unit_test_teardown(test_wrong_types, teardown),
         cmocka_unit_test_teardown(test_out_of_range, teardown),
         cmocka_unit_test_teardown(test_bad_values, teardown),
+        cmocka_unit_test_teardown(test_gss_keys, teardown),
         cmocka_unit_test_teardown(test_bad_rules, teardown),
         cmocka_unit_test_teardown(test_udp_source, teardown),
         cmocka_unit_test_teardown(test_bad_udp_source, teardown),

@@ -388,6 +388,34 @@ test_transparent(void **state)
            "\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
 }
 
+/* A client authenticated by GSS-API: its principal is the user, gss the level agreed (0 too). */
+static void
+test_gss(void **state)
+{
+    (void)state;
+    struct log_rec r;
+    base_rec(&r);
+    strcpy(r.user, "alice@EXAMPLE.TEST");
+    for (uint8_t level = 0; level <= 2; level++) {
+        char want[512];
+        r.gss = (uint8_t)(level + 1);
+        snprintf(want, sizeof(want),
+                 "time=2026-11-21T21:40:00.123Z shard=0 id=0.7.2 client=127.0.0.1:50000 "
+                 "user=alice@EXAMPLE.TEST cmd=connect version=5 gss=%u dest=example.com:443 "
+                 "resolved=93.184.216.34:443 egress=- rule=- rep=0 up=123 down=4567 "
+                 "duration_ms=250 end=done end_time=2026-11-21T21:40:00.373Z\n",
+                 level);
+        expect(&r, LOG_LOGFMT, want);
+    }
+    expect(&r, LOG_JSON,
+           "{\"time\":\"2026-11-21T21:40:00.123Z\",\"shard\":0,\"id\":\"0.7.2\","
+           "\"client\":\"127.0.0.1:50000\",\"user\":\"alice@EXAMPLE.TEST\",\"cmd\":\"connect\","
+           "\"version\":5,\"gss\":2,\"dest\":\"example.com:443\","
+           "\"resolved\":\"93.184.216.34:443\",\"egress\":null,\"rule\":null,\"rep\":0,\"up\":123,"
+           "\"down\":4567,\"duration_ms\":250,\"end\":\"done\","
+           "\"end_time\":\"2026-11-21T21:40:00.373Z\"}\n");
+}
+
 static void
 test_json_ipv4(void **state)
 {
@@ -1117,6 +1145,7 @@ main(void)
         cmocka_unit_test(test_via),
         cmocka_unit_test(test_parent),
         cmocka_unit_test(test_http),
+        cmocka_unit_test(test_gss),
         cmocka_unit_test(test_transparent),
         cmocka_unit_test(test_json_ipv4),
         cmocka_unit_test(test_egress_session),

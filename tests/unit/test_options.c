@@ -455,8 +455,10 @@ test_reload_class_is_policy(void **state)
     for (size_t i = 0; i < options_n_rows; i++) {
         const struct options_row *r = &options_rows[i];
         /* Read by the reload itself: the users file, and the admin token (ctl.c hands it on);
-         * read by the control thread at each upgrade (ctl_upgrade.c): the upgrade settings. */
+         * read by the control thread at each upgrade (ctl_upgrade.c): the upgrade settings;
+         * the GSS-API service and keytab, whose credential the reload opens (main.c). */
         if (options_file_only(r) || strcmp(r->key, "users") == 0 ||
+            strcmp(r->key, "gss_service") == 0 || strcmp(r->key, "gss_keytab") == 0 ||
             strcmp(r->key, "admin_token_file") == 0 || strncmp(r->key, "upgrade_", 8) == 0)
             continue;
         o = base;

@@ -149,6 +149,7 @@ test_render(void **state)
     set_addr(&c->src, "192.0.2.7", 50001);
     set_addr(&c->via, "198.51.100.9", 37000); /* came through a PROXY-protocol balancer */
     c->start_ms = 1000000;
+    c->gss = 3; /* GSS-API, protection level 2 */
     c->dir[DIR_C2T].bytes = 12;
     c->dir[DIR_T2C].bytes = 34;
     char out[4096];
@@ -156,7 +157,8 @@ test_render(void **state)
     char want[1024];
     snprintf(want, sizeof(want),
              "{\"id\":\"1.%u.%u\",\"shard\":1,\"state\":\"relay\",\"cmd\":\"connect\","
-             "\"proto\":\"socks5\",\"user\":\"a\\\"b\\\\\\u00ff\",\"client\":\"127.0.0.1:40000\","
+             "\"proto\":\"socks5\",\"user\":\"a\\\"b\\\\\\u00ff\",\"gss\":2,\"client\":\"127.0.0.1:"
+             "40000\","
              "\"via\":\"198.51.100.9:37000\",\"dest\":\"[2001:db8::5]:8443\",\"egress\":\"192.0.2."
              "7:50001\",\"parent\":null,\"age_s\":61,"
              "\"bytes_up\":12,\"bytes_down\":34}",
@@ -170,7 +172,7 @@ test_render(void **state)
     h->version = 0;
     shardcmd_render(h, 1, 0, out, sizeof(out));
     assert_non_null(strstr(out, "\"state\":\"handshake\",\"cmd\":\"none\",\"proto\":null,"
-                                "\"user\":null,"
+                                "\"user\":null,\"gss\":null,"
                                 "\"client\":\"[::1]:1\",\"via\":null,\"dest\":null,\"egress\":null,"
                                 "\"parent\":null,\"age_s\":0,"));
     /* A destination by address: the address and its port. */

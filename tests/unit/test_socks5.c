@@ -192,7 +192,7 @@ test_init_resets_everything(void **state)
     memset(&st, 0xAA, sizeof(st));
     socks5_init(&st);
     assert_int_equal(st.phase, SOCKS5_PHASE_GREETING);
-    assert_false(st.password_required);
+    assert_false(st.auth_required);
     assert_int_equal(st.method, SOCKS5_METHOD_REJECT);
     assert_int_equal(st.cmd, 0);
     assert_int_equal(st.offered, 0);
@@ -1182,7 +1182,7 @@ check_greeting_pw_ok(const uint8_t *msg, size_t len, uint32_t offered)
     assert_int_equal(st.phase, SOCKS5_PHASE_AUTH);
     assert_int_equal(st.method, SOCKS5_METHOD_PASSWORD);
     assert_int_equal(st.offered, offered);
-    assert_true(st.password_required);
+    assert_true(st.auth_required);
     check_splits_mode(SOCKS5_PHASE_GREETING, true, msg, len, len, (ssize_t)len);
 }
 
@@ -1273,16 +1273,72 @@ test_pw_policy_toggle(void **state)
     (void)state;
     socks5_init(&st);
     socks5_set_password_required(&st, true);
-    assert_true(st.password_required);
+    assert_true(st.auth_required);
     socks5_set_password_required(&st, false);
-    assert_false(st.password_required);
+    assert_false(st.auth_required);
     assert_int_equal(feed_exact(&st, both, sizeof(both)), 4);
     assert_int_equal(st.method, SOCKS5_METHOD_NONE);
     assert_int_equal(st.phase, SOCKS5_PHASE_REQUEST);
 
     socks5_set_password_required(&st, true);
     socks5_init(&st);
-    assert_false(st.password_required);
+    assert_false(st.auth_required);
+}
+
+/*
+ * Several methods: the server's order decides, whatever order the client lists them in;
+ * GSS-API leads to PHASE_GSS, the password to PHASE_AUTH; a client offering neither is
+ * refused, even when it offers "no authentication".
+ */
+static void
+test_methods_server_order(void **state)
+{
+    static const uint8_t gss_pw[] = {SOCKS5_METHOD_GSSAPI, SOCKS5_METHOD_PASSWORD};
+    static const uint8_t pw_gss[] = {SOCKS5_METHOD_PASSWORD, SOCKS5_METHOD_GSSAPI};
+    static const uint8_t offers_pw_gss[] = {0x05, 0x03, 0x00, 0x02, 0x01};
+    static const uint8_t offers_pw[] = {0x05, 0x02, 0x00, 0x02};
+    static const uint8_t offers_gss[] = {0x05, 0x01, 0x01};
+    static const uint8_t offers_none[] = {0x05, 0x01, 0x00};
+    static const struct {
+        const uint8_t *server;
+        const uint8_t *greeting;
+        size_t len;
+        ssize_t want;
+        uint8_t method;
+        enum socks5_phase phase;
+    } cases[] = {
+        {gss_pw, offers_pw_gss, sizeof(offers_pw_gss), 5, SOCKS5_METHOD_GSSAPI, SOCKS5_PHASE_GSS},
+        {pw_gss, offers_pw_gss, sizeof(offers_pw_gss), 5, SOCKS5_METHOD_PASSWORD,
+         SOCKS5_PHASE_AUTH},
+        {gss_pw, offers_pw, sizeof(offers_pw), 4, SOCKS5_METHOD_PASSWORD, SOCKS5_PHASE_AUTH},
+        {pw_gss, offers_gss, sizeof(offers_gss), 3, SOCKS5_METHOD_GSSAPI, SOCKS5_PHASE_GSS},
+        {gss_pw, offers_none, sizeof(offers_none), SOCKS5_ERR_NO_METHOD, 0, SOCKS5_PHASE_GREETING},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct socks5 st;
+        socks5_init(&st);
+        socks5_set_methods(&st, cases[i].server, 2);
+        assert_true(st.auth_required);
+        assert_int_equal(feed_exact(&st, cases[i].greeting, cases[i].len), cases[i].want);
+        assert_int_equal(st.phase, cases[i].phase);
+        if (cases[i].want > 0)
+            assert_int_equal(st.method, cases[i].method);
+        /* GSS-API's messages are the caller's (gssframe.h): the parser closes on them. */
+        if (cases[i].phase == SOCKS5_PHASE_GSS)
+            assert_int_equal(socks5_feed(&st, offers_gss, sizeof(offers_gss)), SOCKS5_ERR_CLOSE);
+    }
+    /* Only gssapi: a password-only client gets no method. */
+    struct socks5 st;
+    socks5_init(&st);
+    socks5_set_methods(&st, gss_pw, 1);
+    assert_int_equal(feed_exact(&st, offers_pw, sizeof(offers_pw)), SOCKS5_ERR_NO_METHOD);
+    /* No methods: no authentication, as after socks5_init(). */
+    socks5_init(&st);
+    socks5_set_methods(&st, gss_pw, 0);
+    assert_false(st.auth_required);
+    assert_int_equal(feed_exact(&st, offers_pw_gss, sizeof(offers_pw_gss)), 5);
+    assert_int_equal(st.method, SOCKS5_METHOD_NONE);
 }
 
 /*
@@ -1808,6 +1864,7 @@ main(void)
         cmocka_unit_test(test_pw_greeting_no_method),
         cmocka_unit_test(test_pw_greeting_bad_version),
         cmocka_unit_test(test_pw_policy_toggle),
+        cmocka_unit_test(test_methods_server_order),
         cmocka_unit_test(test_pw_feed_in_auth_phase_closes),
         cmocka_unit_test(test_pw_greeting_pipelined),
         cmocka_unit_test(test_udp_parse_ipv4_exact),
