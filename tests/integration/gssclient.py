@@ -12,7 +12,7 @@ says what happened at each step; the exit status is 0 whenever the client ran to
 
 The steps, each recorded in the JSON:
   greeting      05 N METHODS (--methods, default 01), the server's choice ("method": "01",
-                "ff", or "02", then RFC 1929 with --user/--password when given)
+                "ff", or "02", then RFC 1929 with --login/--password when given)
   context       RFC 1961 section 3: mtyp-1 tokens until the context is complete, mutual
                 authentication (the server's AP-REP is required); "abort": true when the
                 server answered 01 ff, "closed" how the connection ended after it
@@ -485,8 +485,8 @@ def run(args, res):
     if m[1] == 0xFF:
         res["end"], _ = conn.wait_end(args.wait)
         return
-    if m[1] == 0x02 and args.user is not None:
-        u, p = args.user.encode(), args.password.encode()
+    if m[1] == 0x02 and args.login is not None:
+        u, p = args.login.encode(), args.password.encode()
         conn.send(bytes([1, len(u)]) + u + bytes([len(p)]) + p)
         st = conn.read(2, "RFC 1929 status")
         res["password_status"] = st[1]
@@ -581,7 +581,7 @@ def main():
     ap.add_argument("--target", default="rcmd/localhost",
                     help="service: a principal (rcmd/localhost) or host-based (rcmd@localhost)")
     ap.add_argument("--methods", default="01", help="hex octets offered, e.g. 0102")
-    ap.add_argument("--user")
+    ap.add_argument("--login", help="RFC 1929 user name, when the server picks 02")
     ap.add_argument("--password")
     ap.add_argument("--level", type=int, default=0, choices=(0, 1, 2, 3))
     ap.add_argument("--nec", action="store_true", help="the level as the bare octet")
