@@ -220,8 +220,9 @@ def stop_process(p, sig=signal.SIGTERM, wait=STOP_WAIT):
 # The proxy under test
 
 class Proxy:
-    def __init__(self, ctx, listen, args, wait_listen=True, wrap=(), own_args=True):
+    def __init__(self, ctx, listen, args, wait_listen=True, wrap=(), own_args=True, env=None):
         self.ctx = ctx
+        self.env = env           # the server's environment (None: the runner's own)
         self.own_args = own_args  # False: args alone (a configuration file sets the rest)
         self.wrap = list(wrap)   # argv prefix that execs the server (e.g. prlimit ... --)
         self.listen = list(listen)
@@ -250,7 +251,7 @@ class Proxy:
         self.argv = argv
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=err, close_fds=True)
+                                         stderr=err, close_fds=True, env=self.env)
         _register_proc(self.proc)
         self.ctx.defer(self.stop)
 
@@ -745,10 +746,11 @@ class Ctx:
 
     # -- things a test starts
 
-    def proxy(self, listen=("127.0.0.1:0",), args=(), wait_listen=True, wrap=(), own_args=True):
+    def proxy(self, listen=("127.0.0.1:0",), args=(), wait_listen=True, wrap=(), own_args=True, env=None):
         """own_args False: no --listen, --shards, --relay, --admin, --drain-timeout of the
-        harness (listen then only says how many listening lines to wait for)."""
-        return Proxy(self, listen, args, wait_listen, wrap, own_args)
+        harness (listen then only says how many listening lines to wait for). env: the
+        server's environment (e.g. a Kerberos realm's server_env()), default the runner's."""
+        return Proxy(self, listen, args, wait_listen, wrap, own_args, env)
 
     def echo_server(self, host="127.0.0.1"):
         s = EchoServer(host)
