@@ -96,6 +96,10 @@ ssize_t gssacc_wrap(struct gssacc_ctx *c, bool conf, const uint8_t *in, size_t i
                     size_t out_cap);
 ssize_t gssacc_unwrap(struct gssacc_ctx *c, const uint8_t *in, size_t in_len, uint8_t *out,
                       size_t out_cap, bool *was_conf);
+/* gssacc_unwrap() for a datagram (RFC 1961 section 5, UDP): a token after a gap (datagrams
+ * lost) or out of order is taken; a duplicate or one too old to tell is still -EACCES. */
+ssize_t gssacc_unwrap_dgram(struct gssacc_ctx *c, const uint8_t *in, size_t in_len, uint8_t *out,
+                            size_t out_cap, bool *was_conf);
 /* The largest payload whose wrapped token fits out_max bytes (e.g. GSSACC_TOKEN_MAX). */
 ssize_t gssacc_wrap_limit(struct gssacc_ctx *c, bool conf, size_t out_max);
 

@@ -48,7 +48,12 @@ enum gssw_kind {
     GSSW_ACCEPT = 1, /* in: a context token; out: the token to send back */
     GSSW_LEVEL,      /* in: the protection-level message's token; out: the reply's token */
     GSSW_PROTECT,    /* the tunnel is the worker's: no answer */
-    GSSW_FREE,       /* the session is no longer needed: no answer */
+    GSSW_FREE,       /* the shard's reference on the session is dropped: no answer */
+    /* A UDP ASSOCIATE's datagrams at level 1 or 2 (RFC 1961 section 5), each on its own:
+     * in: a token from the client; out: its payload (the RFC 1928 header and data). */
+    GSSW_UNWRAP_DGRAM,
+    /* in: a datagram for the client (header and data); out: its token. */
+    GSSW_WRAP_DGRAM,
 };
 
 /* GSSW_ACCEPT, GSSW_LEVEL: what the shard says, and what the worker answers. */
@@ -56,7 +61,8 @@ struct gssw_job {
     struct gssw_job *next; /* queue link */
     uint64_t ref;          /* conn_ref() of the connection the answer goes to */
     struct gssw_sess *sess;
-    uint8_t kind; /* enum gssw_kind */
+    uint8_t kind;  /* enum gssw_kind */
+    uint32_t user; /* the shard's own, left alone by the worker (a datagram's payload size) */
     /* GSSW_ACCEPT: strip the realm from the client's name */
     bool strip_realm;
     /* GSSW_LEVEL: the levels the server may grant (bit n: level n, 0-2), and whether
@@ -66,15 +72,21 @@ struct gssw_job {
     /* GSSW_PROTECT: the client's socket and the worker's end of the pair */
     int cfd, pfd;
     /* --- answered by the worker --- */
-    int res; /* ACCEPT: 1 complete, 0 continue, < 0 refused; LEVEL: the level granted, < 0 */
+    /* ACCEPT: 1 complete, 0 continue, < 0 refused; LEVEL: the level granted, < 0 refused;
+     * UNWRAP_DGRAM, WRAP_DGRAM: out_len, or < 0 (forged, replayed, not encrypted under level
+     * 2, too large) */
+    int res;
     bool can_integ, can_conf; /* ACCEPT complete: what the context can protect */
     uint8_t asked;            /* LEVEL: the level the client asked for */
     char name[256];           /* ACCEPT complete: the client's principal (NUL-terminated) */
     char err[GSSACC_ERR_MAX]; /* res < 0: why, in the library's words */
     /* in: what the shard hands over (the token; PROTECT: bytes the client already sent
-     * after its level message); out: the token to send (ACCEPT, LEVEL) */
+     * after its level message; a datagram); out: the token to send (ACCEPT, LEVEL), a
+     * datagram's payload or token */
     uint32_t in_len, out_len;
-    uint8_t *in, *out; /* each GSSACC_TOKEN_MAX bytes, in the same allocation as the job */
+    /* each GSSACC_TOKEN_MAX bytes, in the same allocation as the job (none for GSSW_FREE);
+     * out follows in, so in's end is the 4 bytes before out */
+    uint8_t *in, *out;
 };
 
 /* Main thread: the worker thread of sh and its queues. */
@@ -87,8 +99,15 @@ void gssw_on_cqe(struct shard *sh);
 
 /* A session for one client under cred (the policy snapshot's): it takes a reference at
  * once (gssacc_cred_ref), since the snapshot may be gone before the worker makes the
- * context; or NULL (no memory). */
+ * context; or NULL (no memory). The session is counted: the shard's reference (this one),
+ * and one more per gssw_sess_ref(); GSSW_PROTECT moves one to the tunnel, GSSW_FREE drops
+ * one, and the worker frees the session and its context with the last. */
 struct gssw_sess *gssw_sess_new(struct gssacc_cred *cred);
+/* One more reference for the shard (a protected UDP ASSOCIATE keeps the session for its
+ * datagrams after the tunnel took the first); dropped with a GSSW_FREE job. */
+void gssw_sess_ref(struct gssw_sess *s);
+/* Drop the shard's reference on s: a GSSW_FREE job (s is leaked if none can be had). */
+void gssw_sess_put(struct shard *sh, struct gssw_sess *s);
 
 /* A job of kind for sess, answering conn_ref ref, or NULL (no memory). */
 struct gssw_job *gssw_job_new(struct gssw_sess *sess, uint8_t kind, uint64_t ref);
@@ -106,6 +125,7 @@ struct gssw_stats {
     uint64_t open;               /* gauge: protected tunnels now */
     uint64_t wrapped, unwrapped; /* messages */
     uint64_t frame_errors;       /* malformed, oversized, forged or replayed frames: tunnel ended */
+    uint64_t dgram_errors;       /* protected datagrams refused (forged, replayed, clear) */
 };
 void gssw_stats_read(struct shard *sh, struct gssw_stats *out);
 

@@ -24,6 +24,7 @@ struct shard;
 struct conn;
 struct chain;
 struct gsshs;
+struct gssw_sess;
 
 /* The longest client message is an HTTP CONNECT header (HTTPCONNECT_HEADER_MAX);
  * of SOCKS, an RFC 1929 auth, 513 bytes, and SOCKS4a with a 255-byte user-id and
@@ -71,6 +72,9 @@ struct hs {
     union sockaddr_inx addrs[HS_MAX_ADDRS];
     /* SOCKS5 method 0x01 (gsshs.c) while it runs, else NULL. */
     struct gsshs *gss;
+    /* Levels 1 and 2: a reference on the GSS-API session, for a UDP ASSOCIATE's datagrams
+     * (udp.c takes it; otherwise dropped with the context). */
+    struct gssw_sess *gss_sess;
     /* Upstream chaining (chain.c): the handshake with the parents, while it runs. */
     struct chain *chain;
     /* handshake_succeed(): what follows the reply, and its HS_* flags. */

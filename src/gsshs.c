@@ -192,6 +192,10 @@ protect(struct shard *sh, struct conn *c)
     j->cfd = c->cfd;
     j->pfd = sp[1];
     c->cfd = sp[0];
+    /* The tunnel takes the session; a UDP ASSOCIATE request would need it for its
+     * datagrams, so the handshake keeps a reference until it knows (gssw.h). */
+    gssw_sess_ref(g->sess);
+    c->hs->gss_sess = g->sess;
     g->sess = NULL; /* the worker's now */
     gssw_submit(sh, j);
     return true;

@@ -53,6 +53,7 @@ _Static_assert(sizeof(struct gssw_stats) % sizeof(uint64_t) == 0,
                "gssw_stats_read() copies the counters as uint64_t");
 
 struct gssw_sess {
+    atomic_uint refs;         /* the shard's, the tunnel's (gssw.h) */
     struct gssacc_cred *cred; /* a reference of the session's own (gssacc_cred_ref) */
     struct gssacc_ctx *ctx;
     bool done;     /* the context is complete */
@@ -172,13 +173,21 @@ gssw_sess_new(struct gssacc_cred *cred)
     if (cred)
         gssacc_cred_ref(cred);
     s->cred = cred;
+    atomic_init(&s->refs, 1);
     return s;
 }
 
+void
+gssw_sess_ref(struct gssw_sess *s)
+{
+    atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+}
+
+/* Drop one reference (the worker's thread, or any once the worker is gone). */
 static void
 sess_free(struct gssw_sess *s)
 {
-    if (!s)
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
         return;
     gssacc_free(s->ctx);
     gssacc_cred_free(s->cred);
@@ -189,7 +198,8 @@ struct gssw_job *
 gssw_job_new(struct gssw_sess *sess, uint8_t kind, uint64_t ref)
 {
     /* The buffers are not zeroed: in_len and out_len say what is in them. */
-    struct gssw_job *j = malloc(sizeof(*j) + 2 * (size_t)GSSACC_TOKEN_MAX);
+    size_t bufs = kind == GSSW_FREE ? 0 : 2 * (size_t)GSSACC_TOKEN_MAX;
+    struct gssw_job *j = malloc(sizeof(*j) + bufs);
     if (!j)
         return NULL;
     memset(j, 0, sizeof(*j));
@@ -197,9 +207,17 @@ gssw_job_new(struct gssw_sess *sess, uint8_t kind, uint64_t ref)
     j->sess = sess;
     j->kind = kind;
     j->cfd = j->pfd = -1;
-    j->in = (uint8_t *)(j + 1);
-    j->out = j->in + GSSACC_TOKEN_MAX;
+    j->in = bufs ? (uint8_t *)(j + 1) : NULL;
+    j->out = bufs ? j->in + GSSACC_TOKEN_MAX : NULL;
     return j;
+}
+
+void
+gssw_sess_put(struct shard *sh, struct gssw_sess *s)
+{
+    struct gssw_job *j = s ? gssw_job_new(s, GSSW_FREE, 0) : NULL;
+    if (j)
+        gssw_submit(sh, j);
 }
 
 void
@@ -337,6 +355,34 @@ do_accept(struct gssw *w, struct gssw_job *j)
         }
         STAT_INC(w->st.contexts);
     }
+}
+
+/* A datagram of a protected UDP ASSOCIATE, either way (RFC 1961 section 5). */
+static void
+do_dgram(struct gssw *w, struct gssw_job *j)
+{
+    struct gssw_sess *s = j->sess;
+    ssize_t n = -EINVAL;
+    bool conf = s->level == GSSFRAME_LEVEL_CONF;
+    j->out_len = 0;
+    if (s->done && s->ctx && s->level != GSSFRAME_LEVEL_NONE) {
+        if (j->kind == GSSW_WRAP_DGRAM) {
+            n = gssacc_wrap(s->ctx, conf, j->in, j->in_len, j->out, GSSACC_TOKEN_MAX);
+        } else {
+            bool was_conf;
+            n = gssacc_unwrap_dgram(s->ctx, j->in, j->in_len, j->out, GSSACC_TOKEN_MAX, &was_conf);
+            /* Level 2 is confidentiality for every message: one in the clear is refused. */
+            if (n >= 0 && conf && !was_conf)
+                n = -EACCES;
+        }
+    }
+    j->res = n < 0 ? (int)n : (int)(j->out_len = (uint32_t)n);
+    if (n < 0)
+        STAT_INC(w->st.dgram_errors);
+    else if (j->kind == GSSW_WRAP_DGRAM)
+        STAT_INC(w->st.wrapped);
+    else
+        STAT_INC(w->st.unwrapped);
 }
 
 /* --- protected tunnels (worker) ---------------------------------------------- */
@@ -671,6 +717,10 @@ do_job(struct gssw *w, struct gssw_job *j)
         break;
     case GSSW_LEVEL:
         do_level(w, j);
+        break;
+    case GSSW_UNWRAP_DGRAM:
+    case GSSW_WRAP_DGRAM:
+        do_dgram(w, j);
         break;
     case GSSW_PROTECT:
         do_protect(w, j);

@@ -35,6 +35,7 @@
 
 #include "authq.h"
 #include "gsshs.h"
+#include "gssw.h"
 #include "clients.h"
 #include "egress.h"
 #include "httpconnect.h"
@@ -125,6 +126,7 @@ hs_get(struct shard *sh)
     h->next_flags = 0;
     h->chain = NULL;
     h->gss = NULL;
+    h->gss_sess = NULL;
     return h;
 }
 
@@ -141,6 +143,10 @@ handshake_release(struct shard *sh, struct conn *c)
     if (c->hs_flags & HSF_AUTH_WAIT)
         authq_cancel(sh, (uint32_t)(c->hs - hp->slab));
     gsshs_release(sh, c);
+    if (c->hs->gss_sess) {
+        gssw_sess_put(sh, c->hs->gss_sess);
+        c->hs->gss_sess = NULL;
+    }
     sodium_memzero(&c->hs->cred, sizeof(c->hs->cred));
     c->hs->next_free = hp->free;
     hp->free = (uint32_t)(c->hs - hp->slab);

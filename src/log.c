@@ -379,7 +379,7 @@ log_udp_drop_str(enum log_udp_drop why)
         [LOG_UDP_DROP_FRAG] = "frag",       [LOG_UDP_DROP_SOURCE] = "source",
         [LOG_UDP_DROP_RESOLVE] = "resolve", [LOG_UDP_DROP_QUEUE] = "queue",
         [LOG_UDP_DROP_FAMILY] = "family",   [LOG_UDP_DROP_SEND] = "send",
-        [LOG_UDP_DROP_TOO_BIG] = "too_big",
+        [LOG_UDP_DROP_TOO_BIG] = "too_big", [LOG_UDP_DROP_GSS] = "gss",
     };
     return (unsigned)why < LOG_UDP_DROP__COUNT ? names[why] : "unknown";
 }

@@ -355,6 +355,7 @@ render_gss(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
         s.wrapped += g->wrapped;
         s.unwrapped += g->unwrapped;
         s.frame_errors += g->frame_errors;
+        s.dgram_errors += g->dgram_errors;
     }
     mw_u64(w, "ringsocks_gss_contexts_total", "counter",
            "GSS-API (method 0x01) security contexts established.", s.contexts);
@@ -380,6 +381,9 @@ render_gss(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
     mw_u64(w, "ringsocks_gss_frame_errors_total", "counter",
            "Protected connections ended by a malformed, oversized, forged or replayed frame.",
            s.frame_errors);
+    mw_u64(w, "ringsocks_gss_datagram_errors_total", "counter",
+           "Protected UDP datagrams dropped: forged, replayed, or not encrypted under level 2.",
+           s.dgram_errors);
 }
 
 static void

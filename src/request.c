@@ -374,13 +374,6 @@ request_start(struct shard *sh, struct conn *c)
         addr_unmap(&c->dest);
     }
     if (c->cmd == SOCKS5_CMD_UDP) {
-        /* Integrity or confidentiality (RFC 1961 section 5) would cover the datagrams too;
-         * they are not wrapped here, so the association is refused rather than opened
-         * in the clear under a protected control connection. */
-        if (c->gss > 1) {
-            handshake_fail(sh, c, SOCKS5_REP_CMD_UNSUPP, END_REPLY_ERR);
-            return;
-        }
         udp_associate(sh, c);
         return;
     }

@@ -26,6 +26,14 @@
  * into an allocation of its own size. No datagram either way for
  * idle_timeout ends the association and its control connection; so does
  * the end of the control connection.
+ *
+ * Under GSS-API protection (RFC 1961 section 5, levels 1 and 2) every datagram
+ * either way is an mtyp-3 frame (ver, mtyp, length, gss_wrap token of the RFC
+ * 1928 header and data) in the UDP payload. The shard frames and moves them;
+ * the wrapping is a job for the shard's GSS-API worker (gssw.h), whose answer
+ * comes back through on_gss() and goes on as a clear datagram would. At most
+ * UDP_GSS_JOBS are out per association: a client that floods gets the excess
+ * dropped (udp_drop gss) rather than the worker's queue grown without end.
  */
 #include "udp.h"
 
@@ -43,7 +51,10 @@
 #include "conn.h"
 #include "limit.h"
 #include "dns.h"
+#include "gssframe.h"
+#include "gssw.h"
 #include "handshake.h"
+#include "handshake_types.h"
 #include "hosts.h"
 #include "log.h"
 #include "outbound.h"
@@ -66,6 +77,10 @@
  */
 #define UDP_PEND_MAX      16
 #define UDP_PEND_BYTES    65536u
+/* GSS-API protection: datagrams at the worker per association, either way. */
+#define UDP_GSS_JOBS      64
+/* The largest UDP payload IPv4 can carry: a framed token must fit it. */
+#define UDP_DGRAM_MAX     65507
 /* A slot: room for the reply header in front of the largest payload, whole pages. */
 #define UDP_SLOT          (((SOCKS5_UDP_HDR_MAX + UDP_PAYLOAD_MAX) + 4095) & ~4095)
 
@@ -98,6 +113,9 @@ struct udp_assoc {
     uint8_t ctrl[16];         /* the client should send nothing on the control connection */
     struct outbound_dgram eg; /* where datagrams to remotes leave from (outbound.h) */
     struct log_udp cnt;       /* relayed and dropped, for the access log */
+    /* GSS-API levels 1 and 2: the session (a reference of the association's), NULL: clear */
+    struct gssw_sess *gss;
+    unsigned gss_jobs; /* datagrams at the worker */
 };
 
 /*
@@ -305,6 +323,11 @@ udp_open(struct shard *sh, struct conn *c, const struct socks_dest *hint, int ru
     }
     c->tfd = fd;
     c->ua = ua;
+    /* A protected connection's datagrams are protected too (RFC 1961 section 5). */
+    if (c->hs && c->hs->gss_sess) {
+        ua->gss = c->hs->gss_sess;
+        c->hs->gss_sess = NULL;
+    }
     return 0;
 }
 
@@ -586,7 +609,7 @@ to_name(struct shard *sh, struct conn *c, const struct socks_dest *d, const uint
 }
 
 static void
-from_client(struct shard *sh, struct conn *c, const uint8_t *p, size_t len)
+from_client_clear(struct shard *sh, struct conn *c, const uint8_t *p, size_t len)
 {
     struct socks_dest d;
     uint8_t frag;
@@ -615,6 +638,70 @@ from_client(struct shard *sh, struct conn *c, const uint8_t *p, size_t len)
     }
     hosts_set_port(&dst, d.port);
     to_remote(sh, c, &dst, d.atyp == SOCKS5_ATYP_DOMAIN ? d.u.name : NULL, p, len);
+}
+
+/* Hand a datagram to the GSS-API worker (kind: unwrap or wrap); false: dropped. */
+static bool
+gss_job(struct shard *sh, struct conn *c, uint8_t kind, const uint8_t *p, size_t len,
+        uint32_t payload)
+{
+    struct udp_assoc *ua = c->ua;
+    struct gssw_job *j = NULL;
+    if (ua->gss_jobs < UDP_GSS_JOBS && len <= GSSACC_TOKEN_MAX)
+        j = gssw_job_new(ua->gss, kind, conn_ref(c, 0));
+    if (!j) {
+        drop(sh, c, len > GSSACC_TOKEN_MAX ? LOG_UDP_DROP_TOO_BIG : LOG_UDP_DROP_GSS);
+        return false;
+    }
+    memcpy(j->in, p, len);
+    j->in_len = (uint32_t)len;
+    j->user = payload;
+    ua->gss_jobs++;
+    gssw_submit(sh, j);
+    return true;
+}
+
+/* A datagram from the client: under protection a frame to unwrap first (on_gss). */
+static void
+from_client(struct shard *sh, struct conn *c, const uint8_t *p, size_t len)
+{
+    if (!c->ua->gss) {
+        from_client_clear(sh, c, p, len);
+        return;
+    }
+    struct gssframe f;
+    ssize_t r = gssframe_feed(&f, p, len, GSSFRAME_EXPECT_DATA, GSSFRAME_DATA_TOKEN_MAX);
+    if (r != (ssize_t)len) { /* not one whole frame, or more than one */
+        drop(sh, c, LOG_UDP_DROP_GSS);
+        return;
+    }
+    gss_job(sh, c, GSSW_UNWRAP_DGRAM, p + GSSFRAME_HDR_LEN, f.len, 0);
+}
+
+/* The worker's answer for a datagram: on as a clear one would go, or dropped. */
+static void
+on_gss(struct shard *sh, struct conn *c, struct gssw_job *j)
+{
+    struct udp_assoc *ua = c->ua;
+    if (c->state == CONN_UDP && ua) {
+        ua->gss_jobs--;
+        if (j->res < 0) {
+            drop(sh, c, LOG_UDP_DROP_GSS);
+        } else if (j->kind == GSSW_UNWRAP_DGRAM) {
+            from_client_clear(sh, c, j->out, j->out_len);
+        } else if (j->out_len + GSSFRAME_HDR_LEN > UDP_DGRAM_MAX) {
+            drop(sh, c, LOG_UDP_DROP_TOO_BIG);
+        } else {
+            /* The frame's header goes in the 4 bytes before the token (gssw.h). */
+            uint8_t *frame = j->out - GSSFRAME_HDR_LEN;
+            gssframe_header(frame, GSSFRAME_MTYP_DATA, j->out_len);
+            emit(sh, c, &ua->client, frame, GSSFRAME_HDR_LEN + j->out_len, j->user, DIR_T2C);
+        }
+        /* The batch may point into the job. */
+        if (sh->udp->n_out)
+            flush(sh);
+    }
+    gssw_job_free(j);
 }
 
 /* The name took longer than connect_timeout: drop its datagram, go on with the next. */
@@ -732,7 +819,10 @@ on_datagram(struct shard *sh, struct conn *c, unsigned i, size_t len)
     uint8_t hdr[SOCKS5_UDP_HDR_MAX];
     size_t hl = socks5_udp_header(hdr, &from.sa);
     memcpy(p - hl, hdr, hl);
-    emit(sh, c, &ua->client, p - hl, hl + len, len, DIR_T2C);
+    if (ua->gss)
+        gss_job(sh, c, GSSW_WRAP_DGRAM, p - hl, hl + len, (uint32_t)len);
+    else
+        emit(sh, c, &ua->client, p - hl, hl + len, len, DIR_T2C);
 }
 
 /* recvmmsg() errors that say something about an earlier datagram, not the socket. */
@@ -829,12 +919,14 @@ on_timeout(struct shard *sh, struct conn *c, enum tlist_id tl)
 static void
 udp_release(struct shard *sh, struct conn *c)
 {
-    (void)sh;
     struct udp_assoc *ua = c->ua;
     if (!ua)
         return;
     while (ua->pend_head)
         free(pend_pop(ua));
+    /* Queued behind any datagram still at the worker: the session outlives them. */
+    if (ua->gss)
+        gssw_sess_put(sh, ua->gss);
     free(ua);
     c->ua = NULL;
 }
@@ -852,6 +944,7 @@ const struct conn_phase udp_phase = {
     .on_cqe = on_cqe,
     .on_timeout = on_timeout,
     .on_resolved = on_resolved,
+    .on_gss = on_gss,
     .release = udp_release,
     .log_fill = udp_log_fill,
 };

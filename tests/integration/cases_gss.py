@@ -330,6 +330,41 @@ def t_udp(ctx):
               "UDP at level %d%s: %s" % (lvl, refused, show(res)))
 
 
+@case("gss_udp_bad", timeout=120)
+def t_udp_bad(ctx):
+    """Protected datagrams the server must drop, each before good ones on the same
+    association: one not framed (clear), a damaged token, a replayed one, and at level 2 one
+    wrapped without confidentiality. Each is dropped (udp_drop gss in the access log), the
+    forged ones counted in ringsocks_gss_datagram_errors_total, and the good datagrams after
+    it go through: a bad datagram ends nothing."""
+    realm = realm_for(ctx)
+    uecho = ctx.udp_echo()
+    p = gss_proxy(ctx, realm)
+    dest = "127.0.0.1:%d" % uecho.port
+    worker = 0
+    for lvl, bad in ((1, "clear"), (1, "damaged"), (1, "replay"), (2, "damaged"), (2, "integ"),
+                     (2, "replay")):
+        res = gssclient(ctx, realm, p.port, level=lvl, cmd="udp", dest=dest, datagrams=3,
+                        udp_bad=bad)
+        check(res.get("reply") == 0 and res.get("udp_bad_answered") is False and
+              res.get("udp_ok") == 3,
+              "UDP at level %d, a %s datagram: expected it dropped and the next 3 relayed: %s"
+              % (lvl, bad, show(res)))
+        worker += bad != "clear"
+    deadline = time.monotonic() + 5
+    while True:
+        udp = [d for d in access_lines(p) if d.get("cmd") == "udp"]
+        if len(udp) >= 6 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    check(len(udp) == 6 and all(d.get("udp_drop") == "gss:1" for d in udp),
+          "six associations each with udp_drop=gss:1 expected: %s"
+          % [d.get("udp_drop") for d in udp], tail(p.stderr(), 20))
+    got = metric(metrics(p), "ringsocks_gss_datagram_errors_total")
+    check(got == worker, "ringsocks_gss_datagram_errors_total %s, expected %d" % (got, worker))
+    p.check_alive()
+
+
 # ---------------------------------------------------------------- rules and levels
 
 @case("gss_rule_users", timeout=90)

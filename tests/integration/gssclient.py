@@ -333,6 +333,8 @@ def do_udp(conn, prot, args, res):
     ok = 0
     res["udp_errors"] = []
     header = b"\x00\x00\x00" + socks_addr(args.dest_host, args.dest_port)
+    if args.udp_bad:
+        res["udp_bad_answered"] = udp_bad(u, relay, prot, header, args.udp_bad)
     for i in range(args.datagrams):
         data = os.urandom(args.dgram_size)
         dgram = header + data
@@ -359,6 +361,38 @@ def do_udp(conn, prot, args, res):
         ok += 1
     res["udp_ok"] = ok
     u.close()
+
+
+def udp_bad(u, relay, prot, header, kind):
+    """One datagram the server must drop (level 1/2), before the good ones: "clear" (the
+    RFC 1928 datagram not framed), "damaged" (a token byte flipped), "integ" (wrapped
+    without confidentiality, under level 2), "replay" (a good one sent again after its
+    answer). Returns whether the bad one got an answer within 1 s."""
+    dgram = header + os.urandom(64)
+    if kind == "clear":
+        bad = dgram
+    elif kind == "integ":
+        bad = frame(MTYP_DATA, prot.wrap(dgram, conf=False))
+    else:
+        bad = bytearray(frame(MTYP_DATA, prot.wrap(dgram)))
+        if kind == "damaged":
+            bad[-3] ^= 0x40
+        else:  # replay: the original first, answered, then the very same bytes again
+            u.sendto(bytes(bad), relay)
+            try:
+                got, _ = u.recvfrom(65536)
+            except socket.timeout:
+                return "the original of the replay got no answer"
+            prot.unwrap(got[4:])  # the client's sequence state: this answer was received
+    u.sendto(bytes(bad), relay)
+    u.settimeout(1)
+    try:
+        u.recvfrom(65536)
+        answered = True
+    except socket.timeout:
+        answered = False
+    u.settimeout(3)
+    return answered
 
 
 def target_name(target):
@@ -591,6 +625,8 @@ def main():
     ap.add_argument("--chunk", type=int, default=CHUNK)
     ap.add_argument("--datagrams", type=int, default=5)
     ap.add_argument("--dgram-size", type=int, default=1000)
+    ap.add_argument("--udp-bad", choices=("clear", "damaged", "integ", "replay"),
+                    help="udp: one datagram the server must drop, before the good ones")
     ap.add_argument("--misbehave", choices=("damage-frame", "integ-frame", "oversized-frame", "empty-frame",
                                             "oversized-level", "truncate-context", "mtyp-ff", "bad-version"))
     ap.add_argument("--first-token", help="hex: send this as the first context token")

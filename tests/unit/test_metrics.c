@@ -118,6 +118,8 @@ setup(void **state)
     f->ms[0].gss.wrapped = 100;
     f->ms[1].gss.unwrapped = 70;
     f->ms[1].gss.frame_errors = 1;
+    f->ms[0].gss.dgram_errors = 2;
+    f->ms[1].gss.dgram_errors = 3;
     b->st.inflight = 0;
     a->st.loops = 99999;
     b->st.loops = 12;
@@ -204,6 +206,7 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_gss_messages_total{direction=\"wrap\"}"), "100");
     assert_string_equal(sample(t, "ringsocks_gss_messages_total{direction=\"unwrap\"}"), "70");
     assert_string_equal(sample(t, "ringsocks_gss_frame_errors_total"), "1");
+    assert_string_equal(sample(t, "ringsocks_gss_datagram_errors_total"), "5");
     assert_string_equal(sample(t, "ringsocks_connections_dropped_total"), "3");
     assert_string_equal(sample(t, "ringsocks_accept_pauses_total"), "2");
     assert_string_equal(sample(t, "ringsocks_connections_open"), "12");
