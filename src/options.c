@@ -425,7 +425,7 @@ const struct options_row options_rows[] = {
     {"auth", OPTIONS_CSV, R, 0, OPTS_AUTH_METHODS, F(auth), 0, NULL, NULL, add_auth, "none", NULL,
      "METHOD", NULL,
      "client authentication: none, or gssapi and/or password in the order the server prefers "
-     "them (password: RFC 1929, needs users; gssapi: RFC 1961, needs gss_service)"},
+     "them (password: RFC 1929, needs users; gssapi: RFC 1961, needs a keytab)"},
     {"users", OPTIONS_STRING, R, 0, 0, F(users_file), 0, NULL, check_users, NULL, NULL, "no users",
      "FILE", NULL, "the users file: name:crypt-hash lines, re-read on reload"},
     UINT("auth_fail_budget", R, 0, 1000000, auth_fail_budget, "16", "no budget", "N",
