@@ -100,16 +100,13 @@ def show(res):
 
 
 def need_gss_server(ctx, realm):
-    """Skip unless this ringsocks takes auth = "gssapi" (issue #15's server side); any
-    other complaint about the configuration is a failure."""
+    """ringsocks -t takes the realm's GSS-API configuration (checked once per run)."""
     global _gss_server
     if _gss_server is None:
         path = write_conf(ctx, gss_conf(realm), name="probe.conf")
         r = ctx.run([CONFIG.binary, "-t", "-c", path], timeout=20, env=realm.server_env())
         _gss_server = (r.returncode, (r.stdout + r.stderr).decode("utf-8", "replace").strip())
     rc, out = _gss_server
-    if rc != 0 and re.search(r"unknown key 'gss_|auth.*gssapi", out):
-        raise Skip("ringsocks does not take auth = \"gssapi\" yet (%s)" % out.splitlines()[0].split(": ", 1)[-1])
     check(rc == 0, "ringsocks -t refuses the GSS-API configuration", out)
 
 
@@ -363,6 +360,70 @@ def t_udp_bad(ctx):
     got = metric(metrics(p), "ringsocks_gss_datagram_errors_total")
     check(got == worker, "ringsocks_gss_datagram_errors_total %s, expected %d" % (got, worker))
     p.check_alive()
+
+
+@case("gss_reload", timeout=120)
+def t_reload(ctx):
+    """The credential is opened on the control thread at each reload: a reload turns GSS-API
+    on (the workers run from the start), moves it to another service principal, and one whose
+    keytab is missing fails, naming the file, while the running credential keeps serving."""
+    from cases_control import sighup_reload
+    realm = realm_for(ctx)
+    echo = ctx.echo_server()
+    dest = "127.0.0.1:%d" % echo.port
+    users = write_users(ctx, ["%s:%s" % (CAROL[0], make_hash(CAROL[1]))])
+    pw = 'users = "%s";' % users
+    conf = write_conf(ctx, gss_conf(realm, auth='"password"', extra=pw), name="r.conf")
+    p = ctx.proxy(args=["-c", conf], env=realm.server_env())
+    res = gssclient(ctx, realm, p.port, methods="01", dest=dest)
+    check(res.get("method") == "ff", "auth = password, a GSS-API client: expected 05 ff: %s" % show(res))
+    write_conf(ctx, gss_conf(realm, auth='["password", "gssapi"]', extra=pw), name="r.conf")
+    line = sighup_reload(p)
+    check("reloaded" in line, "reload to [password, gssapi]: %s" % line, tail(p.stderr(), 10))
+    expect_tunnel(gssclient(ctx, realm, p.port, methods="01", dest=dest), "after the reload that turned gssapi on")
+    write_conf(ctx, gss_conf(realm, auth='["password", "gssapi"]', extra=pw, service="socks/localhost"),
+               name="r.conf")
+    check("reloaded" in sighup_reload(p), "reload to socks/localhost", tail(p.stderr(), 10))
+    res = gssclient(ctx, realm, p.port, methods="01", target="rcmd/localhost", dest=dest)
+    check(res.get("abort") is True, "a ticket for rcmd/localhost after the move to socks/: %s" % show(res))
+    expect_tunnel(gssclient(ctx, realm, p.port, methods="01", target="socks/localhost", dest=dest),
+                  "a ticket for socks/localhost")
+    missing = ctx.path("no-such.keytab")
+    write_conf(ctx, gss_conf(realm, auth='["password", "gssapi"]', extra=pw, service="socks/localhost")
+               .replace(realm.keytab, missing), name="r.conf")
+    line = sighup_reload(p)
+    check("reload failed" in line, "a reload to a missing keytab must fail: %s" % line, tail(p.stderr(), 10))
+    check(missing in p.stderr(), "the failed reload does not name the keytab %s" % missing, tail(p.stderr(), 10))
+    expect_tunnel(gssclient(ctx, realm, p.port, methods="01", target="socks/localhost", dest=dest),
+                  "after the failed reload (the running credential)")
+    p.check_alive()
+
+
+@case("gss_conf_shipped", timeout=60)
+def t_conf_shipped(ctx):
+    """conf/gssapi.conf passes -t with this realm's keytab and service in place of the
+    example's; with its own keytab path (absent here) -t fails naming the keytab."""
+    realm = realm_for(ctx)
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                       "conf", "gssapi.conf")
+    with open(src) as f:
+        text = f.read()
+    users = write_users(ctx, ["%s:%s" % (CAROL[0], make_hash(CAROL[1]))])
+    for old in ('"/etc/ringsocks/users"', '"/var/log/ringsocks/access.log"'):
+        check(old in text, "conf/gssapi.conf no longer has %s (adapt this case)" % old)
+    text = text.replace('"/etc/ringsocks/users"', '"%s"' % users)
+    text = text.replace('"/var/log/ringsocks/access.log"', '"stderr"')
+    bad = write_conf(ctx, text, name="gssapi-as-shipped.conf")
+    r = ctx.run([CONFIG.binary, "-t", "-c", bad], timeout=20, env=realm.server_env())
+    out = (r.stdout + r.stderr).decode("utf-8", "replace")
+    check(r.returncode == 1 and "/etc/ringsocks/krb5.keytab" in out,
+          "-t with the example's keytab (absent here): expected exit 1 naming it", out)
+    text = text.replace('"/etc/ringsocks/krb5.keytab"', '"%s"' % realm.keytab)
+    text = text.replace('"rcmd/proxy.example.com"', '"%s"' % SERVICE)
+    good = write_conf(ctx, text, name="gssapi.conf")
+    r = ctx.run([CONFIG.binary, "-t", "-c", good], timeout=20, env=realm.server_env())
+    check(r.returncode == 0, "-t -c conf/gssapi.conf (the realm's keytab): exit %d" % r.returncode,
+          (r.stdout + r.stderr).decode("utf-8", "replace"))
 
 
 # ---------------------------------------------------------------- rules and levels
