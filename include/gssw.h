@@ -84,9 +84,11 @@ struct gssw_job {
      * after its level message; a datagram); out: the token to send (ACCEPT, LEVEL), a
      * datagram's payload or token */
     uint32_t in_len, out_len;
-    /* each GSSACC_TOKEN_MAX bytes, in the same allocation as the job (none for GSSW_FREE);
-     * out follows in, so in's end is the 4 bytes before out */
+    /* in the same allocation as the job: each GSSACC_TOKEN_MAX bytes (none for GSSW_FREE;
+     * sized to the datagram for gssw_job_new_dgram()); out follows in, so the 4 bytes
+     * before out are in's */
     uint8_t *in, *out;
+    uint32_t out_cap;
 };
 
 /* Main thread: the worker thread of sh and its queues. */
@@ -112,6 +114,11 @@ void gssw_sess_put(struct shard *sh, struct gssw_sess *s);
 /* A job of kind for sess, answering conn_ref ref, or NULL (no memory). */
 struct gssw_job *gssw_job_new(struct gssw_sess *sess, uint8_t kind, uint64_t ref);
 void gssw_job_free(struct gssw_job *j);
+/* A datagram job (GSSW_UNWRAP_DGRAM, GSSW_WRAP_DGRAM) for len bytes in, its buffers sized to
+ * it (a 1,400-byte datagram's job is 3 KB, not 128 KB); NULL: no memory, or len over
+ * GSSACC_TOKEN_MAX. */
+#define GSSW_DGRAM_GROWTH 256
+struct gssw_job *gssw_job_new_dgram(struct gssw_sess *sess, uint8_t kind, uint64_t ref, size_t len);
 /* Hand j to the worker (it is the worker's from now on). */
 void gssw_submit(struct shard *sh, struct gssw_job *j);
 

@@ -194,12 +194,12 @@ sess_free(struct gssw_sess *s)
     free(s);
 }
 
-struct gssw_job *
-gssw_job_new(struct gssw_sess *sess, uint8_t kind, uint64_t ref)
+/* A job whose in buffer holds in_cap bytes and out buffer out_cap (0, 0: none). */
+static struct gssw_job *
+job_alloc(struct gssw_sess *sess, uint8_t kind, uint64_t ref, size_t in_cap, size_t out_cap)
 {
     /* The buffers are not zeroed: in_len and out_len say what is in them. */
-    size_t bufs = kind == GSSW_FREE ? 0 : 2 * (size_t)GSSACC_TOKEN_MAX;
-    struct gssw_job *j = malloc(sizeof(*j) + bufs);
+    struct gssw_job *j = malloc(sizeof(*j) + in_cap + out_cap);
     if (!j)
         return NULL;
     memset(j, 0, sizeof(*j));
@@ -207,9 +207,29 @@ gssw_job_new(struct gssw_sess *sess, uint8_t kind, uint64_t ref)
     j->sess = sess;
     j->kind = kind;
     j->cfd = j->pfd = -1;
-    j->in = bufs ? (uint8_t *)(j + 1) : NULL;
-    j->out = bufs ? j->in + GSSACC_TOKEN_MAX : NULL;
+    j->in = in_cap ? (uint8_t *)(j + 1) : NULL;
+    j->out = out_cap ? j->in + in_cap : NULL;
+    j->out_cap = (uint32_t)out_cap;
     return j;
+}
+
+struct gssw_job *
+gssw_job_new(struct gssw_sess *sess, uint8_t kind, uint64_t ref)
+{
+    size_t cap = kind == GSSW_FREE ? 0 : GSSACC_TOKEN_MAX;
+    return job_alloc(sess, kind, ref, cap, cap);
+}
+
+struct gssw_job *
+gssw_job_new_dgram(struct gssw_sess *sess, uint8_t kind, uint64_t ref, size_t len)
+{
+    if (len > GSSACC_TOKEN_MAX)
+        return NULL;
+    /* A wrap adds a token header, a checksum and (confidentiality) padding: far below
+     * GSSW_DGRAM_GROWTH for any Kerberos enctype. The frame's header goes in the in
+     * buffer's last 4 bytes, so it holds at least 4. */
+    size_t out = kind == GSSW_WRAP_DGRAM ? len + GSSW_DGRAM_GROWTH : len;
+    return job_alloc(sess, kind, ref, len < 4 ? 4 : len, out);
 }
 
 void
@@ -367,10 +387,10 @@ do_dgram(struct gssw *w, struct gssw_job *j)
     j->out_len = 0;
     if (s->done && s->ctx && s->level != GSSFRAME_LEVEL_NONE) {
         if (j->kind == GSSW_WRAP_DGRAM) {
-            n = gssacc_wrap(s->ctx, conf, j->in, j->in_len, j->out, GSSACC_TOKEN_MAX);
+            n = gssacc_wrap(s->ctx, conf, j->in, j->in_len, j->out, j->out_cap);
         } else {
             bool was_conf;
-            n = gssacc_unwrap_dgram(s->ctx, j->in, j->in_len, j->out, GSSACC_TOKEN_MAX, &was_conf);
+            n = gssacc_unwrap_dgram(s->ctx, j->in, j->in_len, j->out, j->out_cap, &was_conf);
             /* Level 2 is confidentiality for every message: one in the clear is refused. */
             if (n >= 0 && conf && !was_conf)
                 n = -EACCES;

@@ -78,7 +78,7 @@
 #define UDP_PEND_MAX      16
 #define UDP_PEND_BYTES    65536u
 /* GSS-API protection: datagrams at the worker per association, either way. */
-#define UDP_GSS_JOBS      64
+#define UDP_GSS_JOBS      32
 /* The largest UDP payload IPv4 can carry: a framed token must fit it. */
 #define UDP_DGRAM_MAX     65507
 /* A slot: room for the reply header in front of the largest payload, whole pages. */
@@ -648,7 +648,7 @@ gss_job(struct shard *sh, struct conn *c, uint8_t kind, const uint8_t *p, size_t
     struct udp_assoc *ua = c->ua;
     struct gssw_job *j = NULL;
     if (ua->gss_jobs < UDP_GSS_JOBS && len <= GSSACC_TOKEN_MAX)
-        j = gssw_job_new(ua->gss, kind, conn_ref(c, 0));
+        j = gssw_job_new_dgram(ua->gss, kind, conn_ref(c, 0), len);
     if (!j) {
         drop(sh, c, len > GSSACC_TOKEN_MAX ? LOG_UDP_DROP_TOO_BIG : LOG_UDP_DROP_GSS);
         return false;

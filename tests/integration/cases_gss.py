@@ -325,6 +325,10 @@ def t_udp(ctx):
         check(res.get("granted") == lvl and res.get("reply") == 0 and res.get("udp_ok") == 5 and
               (lvl == 1 or res.get("server_unencrypted") == 0),
               "UDP at level %d%s: %s" % (lvl, refused, show(res)))
+    # Near the largest datagram a frame can carry (the jobs are sized to their datagrams).
+    res = gssclient(ctx, realm, p.port, level=2, cmd="udp", dest=dest, datagrams=2, dgram_size=60000)
+    check(res.get("reply") == 0 and res.get("udp_ok") == 2 and res.get("server_unencrypted") == 0,
+          "UDP at level 2, 60,000-byte datagrams: %s" % show(res))
 
 
 @case("gss_udp_bad", timeout=120)
