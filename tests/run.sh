@@ -123,17 +123,20 @@ log=$(mktemp "${TMPDIR:-/tmp}/ringsocks-run.XXXXXX") || exit 2
 elog=$(mktemp "${TMPDIR:-/tmp}/ringsocks-egress.XXXXXX") || exit 2
 epid=""
 trap '[ -n "$epid" ] && kill "$epid" 2>/dev/null; rm -f "$log" "$elog" ${slog:+"$slog"}' EXIT
-egress=("$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --suite egress --suite transparent "$@")
+# The Kerberos suites (krb, gss: a KDC of their own on free loopback ports) run there too.
+egress=("$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --suite egress --suite transparent
+    --suite krb --suite gss "$@")
 if [ "${EGRESS_PARALLEL:-1}" != 0 ]; then
     "${egress[@]}" >"$elog" 2>&1 &
     epid=$!
 fi
 echo "== integration ($BUILD/ringsocks)"
-"$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --skip-suite egress --skip-suite transparent "$@" 2>&1 |
+"$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --skip-suite egress --skip-suite transparent \
+    --skip-suite krb --skip-suite gss "$@" 2>&1 |
     tee "$log"
 rc=${PIPESTATUS[0]}
 add_summary integration "$log" "$rc"
-echo "== integration, egress and transparent suites in network namespaces ($BUILD/ringsocks)"
+echo "== integration, egress and transparent suites in network namespaces, Kerberos suites ($BUILD/ringsocks)"
 if [ -n "$epid" ]; then
     wait "$epid"
     erc=$?
