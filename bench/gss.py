@@ -73,7 +73,7 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def start_proxy(ctx, realm, port):
+def start_proxy(ctx, realm, port, port_none):
     users = ctx.path("users")
     with open(users, "w") as f:
         f.write("carol:%s\n" % harness_hash("carol-pw"))
@@ -89,7 +89,7 @@ def start_proxy(ctx, realm, port):
     p = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ctx.defer(lambda: stop(p))
     # A second proxy without authentication, for the "none" handshakes.
-    q = subprocess.Popen([BIN, "--listen", "127.0.0.1:%d" % (port + 1), "--shards", "2", "--admin",
+    q = subprocess.Popen([BIN, "--listen", "127.0.0.1:%d" % port_none, "--shards", "2", "--admin",
                           "off", "--access-log", "off"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE)
     ctx.defer(lambda: stop(q))
@@ -132,10 +132,10 @@ def main():
         realm = KrbRealm(ctx)
         realm.kinit("alice")
         env = realm.client_env("alice")
-        port = harness.free_port()
-        p, q = start_proxy(ctx, realm, port)
+        port, port_none = harness.free_port(), harness.free_port()
+        p, q = start_proxy(ctx, realm, port, port_none)
         kinds = [
-            ("none", q, ["--port", str(port + 1), "--method", "none"]),
+            ("none", q, ["--port", str(port_none), "--method", "none"]),
             ("password", p, ["--port", str(port), "--method", "password", "--user", "carol",
                              "--pass", "carol-pw"]),
             ("gssapi level 0", p, ["--port", str(port), "--method", "gssapi", "--level", "0"]),
