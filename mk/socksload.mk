@@ -3,7 +3,8 @@
 #   make socksload-test       build and run its cmocka tests: URL parser; SOCKS formats and
 #                             pattern; the UDP datagram window (udp.c on a fake ring and clock);
 #                             the --user template and the source-address counts; the
-#                             option values that name a choice (--close, --direction)
+#                             option values that name a choice (--close, --direction); the
+#                             latency histogram (percentiles, merging, max)
 #   make socksload-smoke      tests/socksload_smoke.sh against $(BUILD)/ringsocks (ends "N passed, N failed")
 # The load generator has no jemalloc and no server objects: only liburing, libm, pthreads.
 
@@ -45,14 +46,19 @@ $(BUILD)/tests/test_socksload_opts: tests/unit/test_socksload_opts.c $(BUILD)/ob
 	@mkdir -p $(dir $@)
 	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
 
+$(BUILD)/tests/test_socksload_stats: tests/unit/test_socksload_stats.c $(BUILD)/obj/socksload/stats.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
+
 socksload-test: $(BUILD)/tests/test_socksload_url $(BUILD)/tests/test_socksload_socks \
 		$(BUILD)/tests/test_socksload_udp $(BUILD)/tests/test_socksload_sources \
-		$(BUILD)/tests/test_socksload_opts
+		$(BUILD)/tests/test_socksload_opts $(BUILD)/tests/test_socksload_stats
 	$(BUILD)/tests/test_socksload_url
 	$(BUILD)/tests/test_socksload_socks
 	$(BUILD)/tests/test_socksload_udp
 	$(BUILD)/tests/test_socksload_sources
 	$(BUILD)/tests/test_socksload_opts
+	$(BUILD)/tests/test_socksload_stats
 
 socksload-smoke: $(BUILD)/socksload $(BUILD)/ringsocks
 	BUILD=$(BUILD) tests/socksload_smoke.sh

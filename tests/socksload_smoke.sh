@@ -4,7 +4,8 @@
 # Starts two ringsocks instances (no auth; --auth password with a users file), runs each
 # mode for about a second through socks5, socks5h (target localhost), socks4, socks4a and
 # user:pass, and checks the JSON and the exit status: zero errors, non-zero work, exactly the
-# --count asked for. Runs throughput and connrate against `socksload serve --socks5` alone. Then puts tiny Python relays in front of the proxy that flip one byte of
+# --count asked for. Runs connrate's open model (--rate) through ringsocks and against a tiny
+# Python SOCKS5 server that stalls every handshake 300 ms (the stall must show as latency). Runs throughput and connrate against `socksload serve --socks5` alone. Then puts tiny Python relays in front of the proxy that flip one byte of
 # the upload, of the download or of both, and checks that socksload counts each corruption,
 # once, whoever finds it (the client, or the embedded target for uploads), also after the stop
 # time. Stops everything it started by PID. Last line: "N passed, N failed".
@@ -128,6 +129,59 @@ else
     check "serve --socks5: throughput, no proxy" "$CLEAN and j['bytes_down'] > 0 and j['target_mismatches'] == 0" -- throughput --proxy "socks5://127.0.0.1:$S5T" --target "127.0.0.1:$S5T" --tunnels 2 --threads 2 $D
     check "serve --socks5: connrate, no proxy"   "$CLEAN and j['tunnels'] == j['units']" -- connrate --proxy "socks5://127.0.0.1:$S5T" --target "127.0.0.1:$S5T" --workers 8 $D
 fi
+
+# connrate --rate, the open model: tunnel k is due at start + k/N whatever the proxy does, and
+# its latency counts from that intended start. Through ringsocks: the rate asked is the rate
+# achieved (within 5 %), and every tunnel's response was verified.
+RATE_OK='abs(j["rate_achieved"] - 200) <= 10 and j["rate_asked"] == 200'
+check "connrate --rate 200 through ringsocks"  "$CLEAN and $RATE_OK and j['units'] == j['started'] >= 380 and j['bytes_down'] == 64 * j['units'] and j['latency_us']['corrected']" -- connrate --proxy "$S5" --rate 200 --duration 2
+# A SOCKS5 server that holds every greeting STALL seconds before its method reply, then serves
+# the target's request/response ('Q') itself: the response is the pattern socksload verifies.
+cat >"$TMP/stall.py" <<'PY'
+import asyncio, struct, sys
+stall = float(sys.argv[1])
+async def handle(r, w):
+    try:
+        g = await r.readexactly(2)
+        await r.readexactly(g[1])
+        await asyncio.sleep(stall)
+        w.write(b"\x05\x00")
+        h = await r.readexactly(4)
+        if h[3] == 1:
+            await r.readexactly(6)
+        elif h[3] == 4:
+            await r.readexactly(18)
+        else:
+            await r.readexactly((await r.readexactly(1))[0] + 2)
+        w.write(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+        hdr = await r.readexactly(20)
+        seed, a, b = struct.unpack("<III", hdr[4:16])
+        await r.readexactly(a)
+        w.write(bytes((seed + o) % 251 for o in range(b)))
+        await w.drain()
+        await r.read()
+    except (OSError, asyncio.IncompleteReadError):
+        pass
+    w.close()
+async def main():
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await srv.serve_forever()
+asyncio.run(main())
+PY
+python3 "$TMP/stall.py" 0.3 </dev/null >"$TMP/stall.port" 2>/dev/null &
+PIDS+=("$!")
+for _ in $(seq 50); do [ -s "$TMP/stall.port" ] && break; sleep 0.1; done
+ST=$(cat "$TMP/stall.port")
+# Against the stall the schedule holds (60 tunnels in flight, under the bound of 256) and the
+# 300 ms are in the latency, not in a lower start rate.
+check "connrate --rate 200, 300 ms stall: schedule kept" "$CLEAN and $RATE_OK and j['units'] == j['started'] >= 380 and j['late_starts'] < 40 and j['latency_us']['p50'] >= 300000" -- connrate --proxy "socks5://127.0.0.1:$ST" --rate 200 --duration 2
+# Bound to 20 in flight (about 66 tunnels/s through the stall): due starts wait, and the wait
+# is in their latency (from the intended start), so p90 is far past the 300 ms; the late and
+# missed starts are counted and the achieved rate says the truth.
+check "connrate --rate 200 --workers 20, stall: waits in the latency" "$CLEAN and j['latency_us']['p90'] >= 800000 and j['late_starts'] > 50 and j['missed_starts'] > 50 and j['rate_achieved'] < 100" -- connrate --proxy "socks5://127.0.0.1:$ST" --rate 200 --workers 20 --duration 2
+usage "--rate outside connrate refused" -- latency --proxy "$S5" --rate 10 --duration 1
+usage "--rate 0 refused"               -- connrate --proxy "$S5" --rate 0 --duration 1
 
 # A relay that flips the byte at offset 1 MiB of the upload (client to proxy), the download or
 # both, of each connection; DELAY seconds before it forwards the flipped byte.

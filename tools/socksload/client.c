@@ -13,6 +13,7 @@
 #include "socksload.h"
 
 #include <errno.h>
+#include <math.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,12 +79,14 @@ struct worker {
     uint64_t byte_budget; /* throughput --count: bytes per tunnel */
     uint32_t seed_next;
     uint64_t num_next; /* index, index + threads, ...: unique over the run's workers */
+    uint64_t sched_k;  /* connrate --rate: this worker's next start on the schedule */
+    uint64_t next_due; /* and its intended time */
 };
 
 static void tun_close(struct tun *t, bool rst);
 static void tun_send(struct tun *t);
 static void tun_recv(struct tun *t, bool timed);
-static bool tun_spawn(struct worker *w);
+static bool tun_spawn(struct worker *w, uint64_t t0);
 
 struct io_uring_sqe *
 client_sqe(struct worker *w, unsigned need)
@@ -218,9 +221,10 @@ tun_free(struct tun *t)
     w->live--;
     free(t->rbuf);
     free(t);
-    /* connrate keeps --workers tunnels going until the run stops. */
-    if (w->o->mode == MODE_CONNRATE && !w->stopping && client_count_take(w))
-        tun_spawn(w);
+    /* connrate keeps --workers tunnels going until the run stops; with --rate the schedule
+     * starts them (sched_run), a freed slot only lets a due start go. */
+    if (w->o->mode == MODE_CONNRATE && w->o->rate == 0 && !w->stopping && client_count_take(w))
+        tun_spawn(w, 0);
 }
 
 static void
@@ -239,8 +243,10 @@ tun_close(struct tun *t, bool rst)
         tun_free(t);
 }
 
+/* t0: the tunnel's start as its latency counts it (the intended start under --rate), 0 for
+ * now. */
 static bool
-tun_spawn(struct worker *w)
+tun_spawn(struct worker *w, uint64_t t0)
 {
     const struct opts *o = w->o;
     struct tun *t = aligned_alloc(16, sizeof(*t));
@@ -250,7 +256,7 @@ tun_spawn(struct worker *w)
         return false;
     memset(t, 0, sizeof(*t));
     t->w = w;
-    t->t0 = stats_now_ns();
+    t->t0 = t0 ? t0 : stats_now_ns();
     t->seed = w->seed_next;
     w->seed_next += 7919;
     t->num = w->num_next;
@@ -681,6 +687,66 @@ dispatch(struct worker *w, struct io_uring_cqe *cqe)
     }
 }
 
+/*
+ * connrate --rate, the open model: start k of this worker is due at start + (k * threads +
+ * index) / rate, so the workers together keep one schedule of --rate starts per second
+ * whatever the proxy does. A tunnel's latency counts from its intended start, so a start that
+ * waited (for the bound of --workers tunnels in flight, or for a busy loop) carries its wait:
+ * corrected for coordinated omission.
+ */
+static uint64_t
+sched_due(const struct worker *w, uint64_t k)
+{
+    double j = (double)k * w->o->threads + w->ctl->index;
+    return w->ctl->start_ns + (uint64_t)(j * 1e9 / w->o->rate);
+}
+
+/* True when no start is left: the next is due after the stop, or --count is used up. */
+static bool
+sched_over(const struct worker *w)
+{
+    return w->next_due >= w->ctl->stop_ns || (w->ctl->count && w->count_left == 0);
+}
+
+/* Makes every start that is due, as far as the bound on tunnels in flight allows. */
+static void
+sched_run(struct worker *w, uint64_t now)
+{
+    struct stats *st = &w->ctl->st;
+
+    while (!w->stopping && !sched_over(w) && now >= w->next_due && w->live < w->ctl->conns) {
+        client_count_take(w);
+        stats_add(&st->started, 1);
+        if (now - w->next_due > 1000000)
+            stats_add(&st->late, 1);
+        w->ctl->last_start_ns = now;
+        tun_spawn(w, w->next_due);
+        w->next_due = sched_due(w, ++w->sched_k);
+    }
+}
+
+/* The run stopped (at its stop time, or early on a signal): the starts that were due by then
+ * and never began (the bound held them) are missed. */
+static void
+sched_stop(struct worker *w)
+{
+    uint64_t now = stats_now_ns(), stop = now < w->ctl->stop_ns ? now : w->ctl->stop_ns;
+    uint64_t dur = stop > w->ctl->start_ns ? stop - w->ctl->start_ns : 0, k;
+    double kf = ((double)dur * w->o->rate / 1e9 - w->ctl->index) / w->o->threads;
+
+    k = kf > 0 ? (uint64_t)ceil(kf) : 0;
+    while (k > 0 && sched_due(w, k - 1) >= stop)
+        k--;
+    while (sched_due(w, k) < stop)
+        k++;
+    if (k <= w->sched_k)
+        return;
+    uint64_t missed = k - w->sched_k;
+    if (w->ctl->count && missed > w->count_left)
+        missed = w->count_left;
+    stats_add(&w->ctl->st.missed, missed);
+}
+
 /* The run is over for this worker: no new units; tunnels finish what they are doing. */
 static void
 worker_stop(struct worker *w)
@@ -692,7 +758,7 @@ worker_stop(struct worker *w)
         next = t->next;
         if (t->closing)
             continue;
-        if (t->state < ST_RUN || o->mode == MODE_HOLD) {
+        if ((t->state < ST_RUN && o->rate == 0) || o->mode == MODE_HOLD) {
             tun_close(t, false);
         } else if (o->mode == MODE_THROUGHPUT) {
             if (o->dir == DIR_UP) {
@@ -705,8 +771,11 @@ worker_stop(struct worker *w)
             udp_stop(t->udp, false); /* udp_complete() ends it when the last reply is in */
         }
         /* connrate and latency: the unit in progress finishes under its timeouts, and its
-         * errors count (tun_fail). */
+         * errors count (tun_fail). connrate --rate: also a tunnel still in its handshake,
+         * which may be the slow one the run is there to see. */
     }
+    if (o->rate > 0)
+        sched_stop(w);
 }
 
 void *
@@ -741,18 +810,28 @@ client_worker(void *arg)
         __atomic_store_n(&ctl->done, 1, __ATOMIC_RELEASE);
         return NULL;
     }
-    for (unsigned i = 0; i < ctl->conns; i++) {
+    w.next_due = ctl->start_ns + (uint64_t)(ctl->index * 1e9 / (o->rate > 0 ? o->rate : 1));
+    for (unsigned i = 0; i < ctl->conns && o->rate == 0; i++) {
         /* connrate: a tunnel is a unit; latency: the tunnel's first message is. */
         if ((o->mode == MODE_CONNRATE || o->mode == MODE_LATENCY) && !client_count_take(&w))
             break;
-        tun_spawn(&w);
+        tun_spawn(&w, 0);
     }
     uint64_t force_ns = 0;
+    if (o->rate > 0)
+        sched_run(&w, stats_now_ns());
     for (;;) {
         struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
 
-        io_uring_submit_and_wait_timeout(&w.ring, &cqe, 1, &tick, NULL);
+        struct __kernel_timespec wait = tick;
+        if (o->rate > 0 && !w.stopping && !sched_over(&w) && w.live < ctl->conns) {
+            /* Wake for the next start, not a tick later. */
+            uint64_t now = stats_now_ns(), due = w.next_due > now ? w.next_due - now : 0;
+            if (due < 50 * 1000 * 1000u)
+                wait.tv_nsec = (long long)due;
+        }
+        io_uring_submit_and_wait_timeout(&w.ring, &cqe, 1, &wait, NULL);
         io_uring_for_each_cqe(&w.ring, head, cqe)
         {
             dispatch(&w, cqe);
@@ -763,7 +842,11 @@ client_worker(void *arg)
         uint64_t now = stats_now_ns();
         bool stop_now = __atomic_load_n(&ctl->stop_flag, __ATOMIC_RELAXED) ||
                         (o->mode != MODE_HOLD && now >= ctl->stop_ns);
-        if (!w.stopping && (stop_now || w.live == 0)) {
+        if (o->rate > 0)
+            sched_run(&w, now); /* the starts due before the stop time, even now */
+        /* Nothing left to do; under --rate also between two starts: only once none is left. */
+        bool idle = w.live == 0 && (o->rate == 0 || sched_over(&w));
+        if (!w.stopping && (stop_now || idle)) {
             worker_stop(&w);
             force_ns = now + timeout_ns + 1000000000u;
         }

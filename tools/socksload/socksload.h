@@ -220,8 +220,16 @@ enum stats_err {
     STATS_E_N
 };
 
-#define STATS_HIST_SUB 32
-#define STATS_HIST_N   (64 * STATS_HIST_SUB)
+/* The latency histogram, HdrHistogram's layout for 3 significant digits: values below
+ * STATS_HIST_SUB ns have a bucket each; above, every power of two [2^m, 2^(m+1)) for m = 11 ..
+ * STATS_HIST_TOP has STATS_HIST_HALF buckets 2^(m-10) ns wide, at most 1/1024 of the value,
+ * and a percentile reads a bucket's middle: relative error <= 0.05 %. Up to 2^42 ns (73
+ * minutes); a larger value lands in the last bucket (max is kept exactly, apart). 264 KiB.
+ * Histograms merge by adding the buckets. */
+#define STATS_HIST_SUB  2048
+#define STATS_HIST_HALF 1024
+#define STATS_HIST_TOP  41
+#define STATS_HIST_N    (STATS_HIST_SUB + (STATS_HIST_TOP - 10) * STATS_HIST_HALF)
 
 /* Written only by its worker (stats_add), read by main with relaxed loads. */
 struct stats {
@@ -229,19 +237,31 @@ struct stats {
     uint64_t tunnels;  /* SOCKS handshakes completed */
     uint64_t bytes_up; /* verified or acknowledged payload */
     uint64_t bytes_down;
+    uint64_t started; /* connrate --rate: tunnels started */
+    uint64_t late;    /* connrate --rate: of those, started > 1 ms after their intended start */
+    uint64_t missed;  /* connrate --rate: starts due before the stop that never began */
     uint64_t err[STATS_E_N];
     uint64_t rep[256];
+    uint64_t max_ns; /* the largest latency recorded, exact; stats_sum takes the larger */
     uint64_t hist[STATS_HIST_N]; /* latency in ns */
 };
 
 void stats_add(uint64_t *field, uint64_t v);
 void stats_record_ns(struct stats *s, uint64_t ns);
 void stats_error(struct stats *s, enum stats_err e);
-/* dst += src, reading src with relaxed loads. */
+/* dst += src (max_ns: the larger of the two), reading src with relaxed loads. */
 void stats_sum(struct stats *dst, const struct stats *src);
-/* Percentile q (0..1) of the histogram, in ns; 0 when empty. */
+/* Samples in the histogram. */
+uint64_t stats_samples(const uint64_t *hist);
+/* Percentile q (0..1) of the histogram, in ns (a bucket's middle); 0 when empty. */
 uint64_t stats_percentile(const uint64_t *hist, double q);
-uint64_t stats_max(const uint64_t *hist);
+/* The exact largest latency recorded; 0 when none. */
+uint64_t stats_max(const struct stats *s);
+/* ns for a person: 1.2us, 456us, 300.1ms, 7.80s. */
+void stats_fmt_ns(char *buf, size_t len, uint64_t ns);
+/* "p50 A, p90 B, p99 C, p99.9 D, max E" of s's histogram (percentiles never above the exact
+ * max), or "no samples" when it has none: never a figure that means nothing. */
+void stats_latency_line(char *buf, size_t len, const struct stats *s);
 uint64_t stats_errors(const struct stats *s);
 const char *stats_err_str(enum stats_err e);
 uint64_t stats_now_ns(void);
@@ -274,6 +294,7 @@ struct opts {
     uint32_t size;        /* latency and udp message size */
     unsigned window;      /* udp datagrams in flight per association */
     enum close_how close; /* connrate */
+    double rate;          /* connrate --rate: tunnels started per second, 0: closed model */
     bool json;
     bool allow_nonlocal;
     bool has_tpl; /* --user: the RFC 1929 name of each tunnel from tpl */
@@ -295,14 +316,15 @@ struct tun;
 struct worker_ctl {
     const struct opts *o;
     unsigned index;
-    uint64_t count;    /* this worker's share of --count, 0 unbounded */
-    unsigned conns;    /* this worker's tunnels / workers / associations */
-    uint64_t start_ns; /* common start */
-    uint64_t stop_ns;  /* end of the measured run */
-    int stop_flag;     /* set by main (SIGINT): stop early; atomic */
-    int done;          /* set by the worker when it finished; atomic */
-    int rc;            /* 0 or -errno of a setup failure */
-    uint64_t end_ns;   /* when the worker's last unit finished */
+    uint64_t count;         /* this worker's share of --count, 0 unbounded */
+    unsigned conns;         /* this worker's tunnels / workers / associations */
+    uint64_t start_ns;      /* common start */
+    uint64_t stop_ns;       /* end of the measured run */
+    int stop_flag;          /* set by main (SIGINT): stop early; atomic */
+    int done;               /* set by the worker when it finished; atomic */
+    int rc;                 /* 0 or -errno of a setup failure */
+    uint64_t end_ns;        /* when the worker's last unit finished */
+    uint64_t last_start_ns; /* connrate --rate: when its last tunnel actually started */
     struct stats st;
 };
 
