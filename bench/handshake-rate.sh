@@ -48,8 +48,9 @@ for line in open(sys.argv[1]):
     mode, js = line.split(" ", 1)
     rows.setdefault(mode, []).append(json.loads(js))
 for rs in rows.values():
-    for r in rs:  # socksload's JSON: latency_us.{p50,p99}, errors.total
-        r["p50_us"], r["p99_us"] = r["latency_us"]["p50"], r["latency_us"]["p99"]
+    for r in rs:  # socksload's JSON: latency_us.{p50,p99} (null: no samples), errors.total
+        lat = r["latency_us"]
+        r["p50_us"], r["p99_us"] = (float("nan") if lat[k] is None else lat[k] for k in ("p50", "p99"))
         r["errors"] = r["errors"]["total"]
 base = statistics.median(r["rate"] for r in rows["none"])
 print("| handshake | median tunnels/s | rounds | x no-auth | p50 us | p99 us | errors |")
