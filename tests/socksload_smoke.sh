@@ -48,14 +48,15 @@ ok()  { pass=$((pass + 1)); echo "PASS $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
 
 # check NAME EXPR -- socksload args: runs it with --json and evaluates EXPR (Python, j = JSON,
-# rc = exit status; 124 when timeout(1) stopped it).
+# rc = exit status; 124 when timeout(1) stopped it; err = its stderr; secs = how long it ran).
 check() {
     local name=$1 expr=$2; shift 3
-    local out rc
+    local out rc t0
+    t0=$(date +%s.%N)
     out=$(timeout 60 "$SL" "$@" --json 2>"$TMP/sl.err")
     rc=$?
-    if python3 -c 'import json,sys; j=json.loads(sys.argv[1]); rc=int(sys.argv[3]); sys.exit(0 if eval(sys.argv[2]) else 1)' \
-        "$out" "$expr" "$rc" 2>/dev/null; then
+    if python3 -c 'import json,sys,time; j=json.loads(sys.argv[1]); rc=int(sys.argv[3]); err=open(sys.argv[4]).read(); secs=time.time()-float(sys.argv[5]); sys.exit(0 if eval(sys.argv[2]) else 1)' \
+        "$out" "$expr" "$rc" "$TMP/sl.err" "$t0" 2>/dev/null; then
         ok "$name"
     else
         bad "$name" "socksload $* -> exit $rc, ${out:-no output} $(head -c 300 "$TMP/sl.err")"
@@ -110,6 +111,28 @@ check "latency, user:pass socks5h"         "$CLEAN" -- latency --proxy "socks5h:
 check "wrong password counted as auth"     'j["errors"]["auth"] > 0 and j["units"] == 0' -- connrate --proxy "socks5://alice:wrong@127.0.0.1:$PA" --workers 2 $D
 check "no credentials counted as auth"     'j["errors"]["auth"] > 0' -- connrate --proxy "socks5://127.0.0.1:$PA" --workers 2 $D
 check "refused target counted by code"     'j["errors"]["socks_reply"] > 0 and j["errors"]["socks_reply_codes"].get("5", 0) > 0 and rc == 1' -- connrate --proxy "$S5" --target 127.0.0.1:1 --workers 2 $D
+# Fail fast: every attempt failing the same way stops the run at once (a 10 s --duration
+# ends in < 3 s), exit status 1, with one line naming the failure and what to check.
+FAST='rc == 1 and secs < 3 and j["tunnels"] == 0 and "stopped early: all " in err'
+check "fail fast: wrong password"          "$FAST and 'RFC 1929 auth failed' in err and 'check the user and password' in err and j['failures'][0]['text'].startswith('RFC 1929 auth failed')" -- connrate --proxy "socks5://alice:wrong@127.0.0.1:$PA" --duration 10
+# A port with nothing listening: the errno by name and text.
+NOPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+check "fail fast: nothing listening"       "$FAST and 'connect: ECONNREFUSED (Connection refused) - is the proxy listening on 127.0.0.1:$NOPORT?' in err and j['failures'][0]['detail'] == 111" -- connrate --proxy "socks5://127.0.0.1:$NOPORT" --duration 10
+check "--no-fail-fast runs on"             "rc == 1 and secs >= 1 and j['stopped_early'] is None and j['errors']['connect'] > 0" -- connrate --proxy "socks5://127.0.0.1:$NOPORT" --duration 1 --no-fail-fast
+# A rule denying the destination (user u1): "0x02 not allowed by ruleset", in the line and
+# in the table of failures. A mixed run (u0 allowed, u1 denied, alternating) never stops early.
+echo 'rules = ( { action = "deny"; users = ["u1"]; }, { action = "allow"; } );' >"$TMP/rules.conf"
+printf 'u0:%s\nu1:%s\n' "$HASH" "$HASH" >"$TMP/users2"
+PR=$(start_ringsocks rules -c "$TMP/rules.conf" --auth password --users "$TMP/users2")
+if [ -z "$PR" ]; then
+    bad "start ringsocks with a deny rule"
+else
+    PIDS+=("$(cat "$TMP/rules.pid")")
+    check "fail fast: rule denies, 0x02 named" "$FAST and 'SOCKS reply 0x02 not allowed by ruleset - check the proxy' in err and j['failures'] == [dict(kind='socks_reply', detail=2, text='SOCKS reply 0x02 not allowed by ruleset', count=j['errors']['total'])]" -- connrate --proxy "socks5://x:s3cret@127.0.0.1:$PR" --user u1 --duration 10
+    check "mixed run does not fail fast"       "rc == 1 and secs >= 1.9 and j['stopped_early'] is None and j['units'] > 0 and j['errors']['socks_reply'] > 0 and 'stopped early' not in err" -- connrate --proxy "socks5://x:s3cret@127.0.0.1:$PR" --user 'u{n%2}' --workers 4 --duration 2
+fi
+# hold: no rate (a rate of held tunnels means nothing), and how long opening them all took.
+check "hold: no rate, time to open all"    "$CLEAN and j['rate'] is None and 0 < j['open_all_s'] < 1" -- hold --proxy "$S5" --tunnels 20 --duration 1
 # A user name needing JSON escapes (a"b\c and a control byte); the password is never printed.
 check "JSON escapes the user name"         'j["proxy"].startswith("socks5://a\"b\\c\x01@") and "pw9q" not in json.dumps(j)' -- connrate --proxy "socks5://a%22b%5Cc%01:pw9q@127.0.0.1:$PA" --workers 1 --duration 0.2
 

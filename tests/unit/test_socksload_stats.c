@@ -1,7 +1,8 @@
 /*
  * test_socksload_stats.c - tools/socksload/stats.c: the log-linear latency histogram (3
  * significant digits) against known distributions, merging as stats_sum does it across
- * worker threads, the exact max, and the reader's "no samples". Built and run by `make
+ * worker threads, the exact max, and the reader's "no samples"; failures counted by (kind,
+ * detail), merged across workers, and named for a person (reply codes, errno). Built and run by `make
  * socksload-test` (mk/socksload.mk), linked with stats.o alone.
  */
 #include <setjmp.h>
@@ -10,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -214,6 +216,101 @@ test_fmt(void **state)
     assert_string_equal(buf, "12.30s");
 }
 
+static void
+expect_fail_str(enum stats_err e, int detail, bool socks4, const char *want)
+{
+    char buf[200];
+
+    stats_fail_str(buf, sizeof(buf), e, detail, socks4);
+    assert_string_equal(buf, want);
+}
+
+/* Every reply code of RFC 1928 section 6 and SOCKS4 spelled out; the errno by name and text. */
+static void
+test_fail_str(void **state)
+{
+    (void)state;
+    expect_fail_str(STATS_E_REPLY, 0x01, false, "SOCKS reply 0x01 general SOCKS server failure");
+    expect_fail_str(STATS_E_REPLY, 0x02, false, "SOCKS reply 0x02 not allowed by ruleset");
+    expect_fail_str(STATS_E_REPLY, 0x03, false, "SOCKS reply 0x03 network unreachable");
+    expect_fail_str(STATS_E_REPLY, 0x04, false, "SOCKS reply 0x04 host unreachable");
+    expect_fail_str(STATS_E_REPLY, 0x05, false, "SOCKS reply 0x05 connection refused");
+    expect_fail_str(STATS_E_REPLY, 0x06, false, "SOCKS reply 0x06 TTL expired");
+    expect_fail_str(STATS_E_REPLY, 0x07, false, "SOCKS reply 0x07 command not supported");
+    expect_fail_str(STATS_E_REPLY, 0x08, false, "SOCKS reply 0x08 address type not supported");
+    expect_fail_str(STATS_E_REPLY, 0x09, false, "SOCKS reply 0x09 unassigned");
+    expect_fail_str(STATS_E_REPLY, 0xff, false, "SOCKS reply 0xff unassigned");
+    expect_fail_str(STATS_E_REPLY, 0x5b, true, "SOCKS4 reply 0x5b rejected or failed");
+    expect_fail_str(STATS_E_REPLY, 0x5c, true,
+                    "SOCKS4 reply 0x5c rejected: cannot connect to identd on the client");
+    expect_fail_str(STATS_E_REPLY, 0x5d, true,
+                    "SOCKS4 reply 0x5d rejected: identd reports a different user-id");
+    expect_fail_str(STATS_E_REPLY, 0x02, true, "SOCKS4 reply 0x02 unassigned");
+    expect_fail_str(STATS_E_AUTH, STATS_D_METHOD + 0xff, false, "no acceptable method (05 ff)");
+    expect_fail_str(STATS_E_AUTH, STATS_D_METHOD + 0x01, false,
+                    "method 0x01 chosen, not offered (05 01)");
+    expect_fail_str(STATS_E_AUTH, 0x01, false, "RFC 1929 auth failed (status 0x01)");
+    expect_fail_str(STATS_E_CONNECT, ECONNREFUSED, false,
+                    "connect: ECONNREFUSED (Connection refused)");
+    expect_fail_str(STATS_E_CONNECT, EMFILE, false, "connect: EMFILE (Too many open files)");
+    expect_fail_str(STATS_E_RESET, ECONNRESET, false,
+                    "reset: ECONNRESET (Connection reset by peer)");
+    expect_fail_str(STATS_E_CLOSED, 0, false, "closed: EOF");
+    expect_fail_str(STATS_E_TIMEOUT, 0, false, "timeout");
+    expect_fail_str(STATS_E_PROTOCOL, 0, false, "protocol");
+    expect_fail_str(STATS_E_MISMATCH, 0, false, "data_mismatch");
+}
+
+/* Pairs count apart, merge by (kind, detail) across workers, overflow into fail_more, and
+ * stats_fail_pairs names the one pair only when it is every failure. */
+static void
+test_fail_pairs(void **state)
+{
+    struct stats *a = fresh(), *b = fresh(), *sum = fresh();
+    const struct stats_fail *only;
+
+    (void)state;
+    assert_int_equal(stats_fail_pairs(a, &only), 0);
+    assert_null(only);
+    for (int i = 0; i < 5; i++)
+        stats_fail(a, STATS_E_CONNECT, ECONNREFUSED);
+    assert_int_equal(stats_fail_pairs(a, &only), 1);
+    assert_non_null(only);
+    assert_int_equal(only->count, 5);
+    stats_fail(b, STATS_E_CONNECT, ECONNREFUSED);
+    stats_fail(b, STATS_E_REPLY, 2);
+    stats_fail(b, STATS_E_REPLY, 2);
+    stats_fail(b, STATS_E_REPLY, 5);
+    assert_int_equal(stats_fail_pairs(b, &only), 3);
+    assert_null(only);
+    stats_sum(sum, a);
+    stats_sum(sum, b);
+    assert_int_equal(stats_fail_pairs(sum, &only), 3);
+    assert_int_equal(sum->fail[0].kind, STATS_E_CONNECT);
+    assert_int_equal(sum->fail[0].detail, ECONNREFUSED);
+    assert_int_equal(sum->fail[0].count, 6);
+    assert_int_equal(sum->fail[1].count, 2);
+    assert_int_equal(sum->fail[2].detail, 5);
+    assert_int_equal(sum->err[STATS_E_REPLY], 3);
+    assert_int_equal(sum->err[STATS_E_CONNECT], 6);
+    /* An error counted without its pair (the target's mismatches): no single pair. */
+    stats_add(&a->err[STATS_E_MISMATCH], 1);
+    stats_fail_pairs(a, &only);
+    assert_null(only);
+    /* Past STATS_FAIL_N distinct pairs: counted in fail_more, also after a merge. */
+    for (int d = 0; d < STATS_FAIL_N + 3; d++)
+        stats_fail(b, STATS_E_OTHER, 1000 + d);
+    assert_int_equal(stats_fail_pairs(b, &only), STATS_FAIL_N);
+    assert_int_equal(b->fail_more, 6);
+    memset(sum, 0, sizeof(*sum));
+    stats_sum(sum, b);
+    assert_int_equal(sum->fail_more, 6);
+    assert_int_equal(stats_errors(sum), 4 + STATS_FAIL_N + 3);
+    free(a);
+    free(b);
+    free(sum);
+}
+
 int
 main(void)
 {
@@ -221,7 +318,8 @@ main(void)
         cmocka_unit_test(test_uniform),    cmocka_unit_test(test_constant),
         cmocka_unit_test(test_two_spikes), cmocka_unit_test(test_merge),
         cmocka_unit_test(test_overflow),   cmocka_unit_test(test_reader),
-        cmocka_unit_test(test_fmt),
+        cmocka_unit_test(test_fmt),        cmocka_unit_test(test_fail_str),
+        cmocka_unit_test(test_fail_pairs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -142,6 +142,9 @@ client_opts(struct worker *w)
     return w->o;
 }
 
+/* A failed op's result as a (kind, detail) pair: the errno is the detail. */
+#define FAIL_RES(res) err_kind(res), (res) < 0 ? -(res) : 0
+
 static enum stats_err
 err_kind(int res)
 {
@@ -168,13 +171,13 @@ err_kind(int res)
  * target counts that mismatch (see target_claim), so one corruption is one error.
  */
 static void
-tun_fail(struct tun *t, enum stats_err e)
+tun_fail(struct tun *t, enum stats_err e, int detail)
 {
     struct target *tg = t->w->o->target;
 
     if (!t->closing &&
         !(e != STATS_E_MISMATCH && t->state >= ST_RUN && tg && target_claim(tg, t->seed)))
-        stats_error(&t->w->ctl->st, e);
+        stats_fail(&t->w->ctl->st, e, e == STATS_E_TIMEOUT ? 0 : detail);
     tun_close(t, false);
 }
 
@@ -265,7 +268,7 @@ tun_spawn(struct worker *w, uint64_t t0)
     t->rbuf = malloc(t->rcap);
     t->fd = socket(o->proxy_sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (!t->rbuf || t->fd == -1) {
-        stats_error(&w->ctl->st, STATS_E_CONNECT);
+        stats_fail(&w->ctl->st, STATS_E_CONNECT, t->rbuf ? errno : ENOMEM);
         if (t->fd != -1)
             close(t->fd);
         free(t->rbuf);
@@ -334,11 +337,13 @@ run_start(struct tun *t, const struct sockaddr_storage *bnd)
     }
 
     stats_add(&w->ctl->st.tunnels, 1);
+    if (o->mode == MODE_HOLD && w->ctl->st.tunnels == w->ctl->conns)
+        w->ctl->opened_ns = stats_now_ns(); /* read by main after the join */
     t->state = ST_RUN;
     if (o->mode == MODE_UDP) {
         int rc = udp_start(w, t, &t->udp, bnd, t->seed);
         if (rc < 0)
-            return tun_fail(t, rc == -EPERM ? STATS_E_PROTOCOL : STATS_E_OTHER);
+            return tun_fail(t, rc == -EPERM ? STATS_E_PROTOCOL : STATS_E_OTHER, -rc);
         t->state = ST_UDP;
         /* The association lives as long as this connection (RFC 1928 section 7). */
         return tun_recv(t, false);
@@ -436,7 +441,7 @@ on_connect(struct tun *t, int res)
     const struct url *u = &t->w->o->proxy;
 
     if (res < 0)
-        return tun_fail(t, res == -ECANCELED ? STATS_E_TIMEOUT : STATS_E_CONNECT);
+        return tun_fail(t, res == -ECANCELED ? STATS_E_TIMEOUT : STATS_E_CONNECT, -res);
     if (u->scheme == URL_SOCKS5 || u->scheme == URL_SOCKS5H)
         hs_message(t, socks_greeting(t->hs, u), ST_METHOD);
     else
@@ -463,10 +468,10 @@ on_handshake_data(struct tun *t)
         break;
     }
     if (n < 0)
-        return tun_fail(t, STATS_E_PROTOCOL);
+        return tun_fail(t, STATS_E_PROTOCOL, 0);
     if (n == 0) {
         if (t->in_len == sizeof(t->in))
-            return tun_fail(t, STATS_E_PROTOCOL);
+            return tun_fail(t, STATS_E_PROTOCOL, 0);
         return tun_recv(t, true);
     }
     memmove(t->in, t->in + n, t->in_len - (size_t)n);
@@ -482,18 +487,18 @@ on_handshake_data(struct tun *t)
             return hs_message(t, socks_auth_request(t->hs, &o->proxy, o->has_tpl ? name : NULL),
                               ST_AUTH);
         }
-        return tun_fail(t, STATS_E_AUTH);
+        return tun_fail(t, STATS_E_AUTH, STATS_D_METHOD + (code & 0xff));
     case ST_AUTH:
         if (code != 0)
-            return tun_fail(t, STATS_E_AUTH);
+            return tun_fail(t, STATS_E_AUTH, code & 0xff);
         return hs_request(t);
     default:
         if (!socks_reply_ok(&o->proxy, code)) {
             stats_add(&t->w->ctl->st.rep[code & 0xff], 1);
-            return tun_fail(t, STATS_E_REPLY);
+            return tun_fail(t, STATS_E_REPLY, code & 0xff);
         }
         if (t->in_len > 0)
-            return tun_fail(t, STATS_E_PROTOCOL); /* the target never speaks first */
+            return tun_fail(t, STATS_E_PROTOCOL, 0); /* the target never speaks first */
         return run_start(t, &bnd);
     }
 }
@@ -543,7 +548,7 @@ on_send(struct tun *t, int res)
     if (t->closing)
         return tun_close(t, t->rst);
     if (res <= 0)
-        return tun_fail(t, err_kind(res < 0 ? res : -EPIPE));
+        return tun_fail(t, FAIL_RES(res < 0 ? res : -EPIPE));
     if (t->state < ST_RUN) {
         t->hs_off += (size_t)res;
         if (t->hs_off < t->hs_len)
@@ -576,7 +581,7 @@ static void
 on_report(struct tun *t, int res)
 {
     if (res <= 0)
-        return tun_fail(t, err_kind(res)); /* EOF or an error where the report was due */
+        return tun_fail(t, FAIL_RES(res)); /* EOF or an error where the report was due */
     t->rep_len += (size_t)res;
     if (t->rep_len < sizeof(t->rep))
         return tun_recv(t, false);
@@ -600,22 +605,22 @@ on_recv(struct tun *t, int res)
         return tun_close(t, t->rst);
     if (t->state < ST_RUN) {
         if (res <= 0)
-            return tun_fail(t, err_kind(res));
+            return tun_fail(t, FAIL_RES(res));
         t->in_len += (size_t)res;
         return on_handshake_data(t);
     }
     if (t->state == ST_UDP)
-        return tun_fail(t, res == 0 ? STATS_E_CLOSED : err_kind(res));
+        return tun_fail(t, FAIL_RES(res));
     if (o->mode == MODE_THROUGHPUT && o->dir == DIR_UP)
         return on_report(t, res);
     if (res <= 0)
-        return tun_fail(t, err_kind(res));
+        return tun_fail(t, FAIL_RES(res));
     if (t->state == ST_HOLD) {
         /* Data while idle: the proxy or target sent what nobody asked for. */
-        return tun_fail(t, STATS_E_MISMATCH);
+        return tun_fail(t, STATS_E_MISMATCH, 0);
     }
     if (!pattern_check(t->seed, t->rx, t->rbuf, (size_t)res))
-        return tun_fail(t, STATS_E_MISMATCH);
+        return tun_fail(t, STATS_E_MISMATCH, 0);
     t->rx += (uint64_t)res;
     stats_add(&t->w->ctl->st.bytes_down, (uint64_t)res);
     if (o->mode == MODE_THROUGHPUT) {

@@ -290,12 +290,19 @@ serve(const char *host, uint16_t port, unsigned threads, bool allow_nonlocal, bo
     return rc < 0 ? 1 : 0;
 }
 
+/* The proxy speaks SOCKS4 or 4a. */
+static bool
+proxy_v4(const struct opts *o)
+{
+    return o->proxy.scheme == URL_SOCKS4 || o->proxy.scheme == URL_SOCKS4A;
+}
+
 /* Sets o->dest from the --target host (and port) after the safety rules. */
 static void
 make_dest(struct opts *o, const char *host, enum url_host type, uint16_t port)
 {
     bool remote_names = o->proxy.scheme == URL_SOCKS5H || o->proxy.scheme == URL_SOCKS4A;
-    bool v4only = o->proxy.scheme == URL_SOCKS4 || o->proxy.scheme == URL_SOCKS4A;
+    bool v4only = proxy_v4(o);
     struct socks_dest *d = &o->dest;
 
     memset(d, 0, sizeof(*d));
@@ -353,8 +360,143 @@ progress(const struct opts *o, double t, const struct stats *now, const struct s
     if (o->rate > 0)
         fprintf(stderr, "%" PRIu64 " started/s (late %" PRIu64 "), ", now->started - prev->started,
                 now->late - prev->late);
-    fprintf(stderr, "%" PRIu64 " %s/s, %.3f Gbit/s, %s, errors %" PRIu64, now->units - prev->units,
-            unit_str(o->mode), (double)bytes * 8 / 1e9, lat, stats_errors(now));
+    if (o->mode == MODE_HOLD) /* a rate of held tunnels means nothing */
+        fprintf(stderr, "%" PRIu64 " of %u tunnels set up, %s, errors %" PRIu64, now->tunnels,
+                o->tunnels, lat, stats_errors(now));
+    else
+        fprintf(stderr, "%" PRIu64 " %s/s, %.3f Gbit/s, %s, errors %" PRIu64,
+                now->units - prev->units, unit_str(o->mode), (double)bytes * 8 / 1e9, lat,
+                stats_errors(now));
+}
+
+/* The target as sent to the proxy, HOST:PORT. */
+static void
+dest_str(char *buf, size_t len, const struct socks_dest *d)
+{
+    char a[INET6_ADDRSTRLEN] = "";
+
+    if (d->type == URL_HOST_NAME)
+        snprintf(buf, len, "%s:%u", d->name, d->port);
+    else if (d->type == URL_HOST_IPV6)
+        snprintf(buf, len, "[%s]:%u", inet_ntop(AF_INET6, d->addr, a, sizeof(a)), d->port);
+    else
+        snprintf(buf, len, "%s:%u", inet_ntop(AF_INET, d->addr, a, sizeof(a)), d->port);
+}
+
+/* What to check when every attempt failed with (e, detail). */
+static void
+fail_hint(char *buf, size_t len, const struct opts *o, enum stats_err e, unsigned d)
+{
+    char px[URL_FIELD_MAX + 16], dst[URL_FIELD_MAX + 16];
+    bool v4 = proxy_v4(o);
+
+    snprintf(px, sizeof(px), "%s%s%s:%u", o->proxy.host_type == URL_HOST_IPV6 ? "[" : "",
+             o->proxy.host, o->proxy.host_type == URL_HOST_IPV6 ? "]" : "", o->proxy.port);
+    dest_str(dst, sizeof(dst), &o->dest);
+    switch (e) {
+    case STATS_E_CONNECT:
+        if (d == ECONNREFUSED)
+            snprintf(buf, len, "is the proxy listening on %s?", px);
+        else if (d == EMFILE || d == ENFILE || d == ENOMEM)
+            snprintf(buf, len, "socksload's own limit: raise ulimit -n or use fewer tunnels");
+        else if (d == EADDRNOTAVAIL)
+            snprintf(buf, len, "socksload ran out of local ports: fewer --workers, --close rst");
+        else
+            snprintf(buf, len, "check the --proxy address %s", px);
+        return;
+    case STATS_E_AUTH:
+        if (d == STATS_D_METHOD + 0xff)
+            snprintf(buf, len, "%s",
+                     o->proxy.has_user
+                         ? "the proxy accepts neither no-auth nor user/password: check its auth"
+                         : "the proxy wants authentication: give user:password in --proxy");
+        else if (d >= STATS_D_METHOD)
+            snprintf(buf, len, "the proxy chose a method socksload did not offer");
+        else
+            snprintf(buf, len, "check the user and password");
+        return;
+    case STATS_E_REPLY:
+        if (v4 && d == 0x5b)
+            snprintf(buf, len, "check the proxy's rules for %s and that %s is listening", dst, dst);
+        else if (v4)
+            snprintf(buf, len, "the proxy checks identd: check its SOCKS4 user-id settings");
+        else if (d == 0x02)
+            snprintf(buf, len, "check the proxy's rules for the target %s", dst);
+        else if (d == 0x05)
+            snprintf(buf, len, "is the target %s listening?", dst);
+        else if (d == 0x03 || d == 0x04 || d == 0x06)
+            snprintf(buf, len, "can the proxy reach the target %s?", dst);
+        else if (d == 0x07 || d == 0x08)
+            snprintf(buf, len,
+                     "the proxy does not support this request: another --target "
+                     "form or mode");
+        else
+            snprintf(buf, len, "check the proxy's log");
+        return;
+    case STATS_E_TIMEOUT:
+        snprintf(buf, len, "is %s answering? every step is bounded by --timeout %g s", px,
+                 o->timeout_s);
+        return;
+    case STATS_E_PROTOCOL:
+        snprintf(buf, len, "is %s a %s proxy?", px, v4 ? "SOCKS4" : "SOCKS5");
+        return;
+    case STATS_E_CLOSED:
+    case STATS_E_RESET:
+        snprintf(buf, len, "the proxy closed the connection: check its log, rules and auth");
+        return;
+    default:
+        snprintf(buf, len, "check the proxy and the target");
+        return;
+    }
+}
+
+/*
+ * Fail fast: when no tunnel was set up and no unit done, every failure so far is the same
+ * (kind, detail) pair, and there were FAIL_FAST_N of them or a second passed, writes the line
+ * that says what every attempt got and what to check, and returns true.
+ */
+#define FAIL_FAST_N 20
+
+static bool
+fail_fast(char *buf, size_t len, const struct opts *o, const struct stats *s, double secs)
+{
+    const struct stats_fail *f;
+    uint64_t n = stats_errors(s);
+    char what[200], hint[800];
+
+    if (s->tunnels || s->units || n == 0 || (n < FAIL_FAST_N && secs < 1))
+        return false;
+    stats_fail_pairs(s, &f);
+    if (!f)
+        return false;
+    bool v4 = proxy_v4(o);
+    stats_fail_str(what, sizeof(what), (enum stats_err)f->kind, (int)f->detail, v4);
+    fail_hint(hint, sizeof(hint), o, (enum stats_err)f->kind, (unsigned)f->detail);
+    snprintf(buf, len, "all %" PRIu64 " attempt%s: %s - %s", n, n == 1 ? "" : "s", what, hint);
+    return true;
+}
+
+/* The failure pairs of s, most frequent first, through fn. */
+static void
+fail_each(const struct opts *o, const struct stats *s,
+          void (*fn)(const struct stats_fail *f, const char *text, bool first))
+{
+    const struct stats_fail *only, *order[STATS_FAIL_N];
+    unsigned n = stats_fail_pairs(s, &only);
+    bool v4 = proxy_v4(o);
+    char text[200];
+
+    for (unsigned i = 0; i < n; i++) {
+        unsigned j = i;
+        for (; j > 0 && order[j - 1]->count < s->fail[i].count; j--)
+            order[j] = order[j - 1];
+        order[j] = &s->fail[i];
+    }
+    for (unsigned i = 0; i < n; i++) {
+        stats_fail_str(text, sizeof(text), (enum stats_err)order[i]->kind, (int)order[i]->detail,
+                       v4);
+        fn(order[i], text, i == 0);
+    }
 }
 
 /* s as a JSON string, quotes included. Bytes outside printable ASCII become \u00XX escapes
@@ -386,10 +528,34 @@ json_us(const char *name, const struct stats *s, double q)
         printf("\"%s\":%.1f", name, (double)(ns < s->max_ns ? ns : s->max_ns) / 1e3);
 }
 
-/* achieved: connrate --rate, the start rate achieved. */
+static void
+json_fail(const struct stats_fail *f, const char *text, bool first)
+{
+    printf("%s{\"kind\":\"%s\",\"detail\":%" PRIu64 ",\"text\":", first ? "" : ",",
+           stats_err_str((enum stats_err)f->kind), f->detail);
+    json_str(text);
+    printf(",\"count\":%" PRIu64 "}", f->count);
+}
+
+static void
+table_fail(const struct stats_fail *f, const char *text, bool first)
+{
+    (void)first;
+    printf("            %" PRIu64 " %s\n", f->count, text);
+}
+
+/* What the run found besides its figures: achieved, connrate --rate's start rate; opened_s,
+ * hold: seconds until every tunnel was set up, < 0 when some never was; stopped, the fail-fast
+ * line or NULL. */
+struct outcome {
+    double achieved;
+    double opened_s;
+    const char *stopped;
+};
+
 static void
 print_json(const struct opts *o, const struct stats *s, double secs, uint64_t target_mm,
-           const struct sources_summary *m, double achieved)
+           const struct sources_summary *m, const struct outcome *oc)
 {
     const char *sep = "";
     char proxy[2 * URL_FIELD_MAX + 64];
@@ -410,12 +576,19 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
     printf(",\"tunnels\":%" PRIu64 ",\"units\":%" PRIu64 ",\"unit\":\"%s\"", s->tunnels, s->units,
            unit_str(o->mode));
     printf(",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64, s->bytes_up, s->bytes_down);
-    printf(",\"rate\":%.1f,\"gbps\":%.3f", (double)s->units / secs,
-           (double)(s->bytes_up + s->bytes_down) * 8 / secs / 1e9);
+    if (o->mode == MODE_HOLD) /* a rate of held tunnels means nothing */
+        printf(",\"rate\":null");
+    else
+        printf(",\"rate\":%.1f", (double)s->units / secs);
+    printf(",\"gbps\":%.3f", (double)(s->bytes_up + s->bytes_down) * 8 / secs / 1e9);
+    if (o->mode == MODE_HOLD && oc->opened_s >= 0)
+        printf(",\"open_all_s\":%.3f", oc->opened_s);
+    else if (o->mode == MODE_HOLD)
+        printf(",\"open_all_s\":null");
     if (o->rate > 0)
         printf(",\"rate_asked\":%.3f,\"rate_achieved\":%.3f,\"started\":%" PRIu64
                ",\"late_starts\":%" PRIu64 ",\"missed_starts\":%" PRIu64,
-               o->rate, achieved, s->started, s->late, s->missed);
+               o->rate, oc->achieved, s->started, s->late, s->missed);
     printf(",\"latency_us\":{\"what\":\"%s\",\"corrected\":%s,\"samples\":%" PRIu64 ",",
            latency_what(o), o->rate > 0 ? "true" : "false", stats_samples(s->hist));
     json_us("p50", s, 0.50);
@@ -444,12 +617,21 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
             sep = ",";
         }
     }
-    printf("}}}\n");
+    printf("}}");
+    /* Every failure by (kind, detail), most frequent first. */
+    printf(",\"failures\":[");
+    fail_each(o, s, json_fail);
+    printf("],\"failures_more\":%" PRIu64 ",\"stopped_early\":", s->fail_more);
+    if (oc->stopped)
+        json_str(oc->stopped);
+    else
+        printf("null");
+    printf("}\n");
 }
 
 static void
 print_table(const struct opts *o, const struct stats *s, double secs, uint64_t target_mm,
-            const struct sources_summary *m, double achieved)
+            const struct sources_summary *m, const struct outcome *oc)
 {
     char lat[200];
 
@@ -464,25 +646,37 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
                o->close == CLOSE_FIN ? "fin (plain close)" : "rst (SO_LINGER 0)");
     printf("time        %.3f s\n", secs);
     printf("tunnels     %" PRIu64 " set up\n", s->tunnels);
-    printf("done        %" PRIu64 " %s, %.1f/s\n", s->units, unit_str(o->mode),
-           (double)s->units / secs);
-    printf("bytes       up %" PRIu64 ", down %" PRIu64 ", %.3f Gbit/s\n", s->bytes_up,
-           s->bytes_down, (double)(s->bytes_up + s->bytes_down) * 8 / secs / 1e9);
+    if (o->mode == MODE_HOLD) {
+        printf("done        %" PRIu64 " %s\n", s->units, unit_str(o->mode));
+        if (oc->opened_s >= 0)
+            printf("opened      all %u tunnels in %.3f s\n", o->tunnels, oc->opened_s);
+        else
+            printf("opened      %" PRIu64 " of %u tunnels: not all were set up\n", s->tunnels,
+                   o->tunnels);
+    } else {
+        printf("done        %" PRIu64 " %s, %.1f/s\n", s->units, unit_str(o->mode),
+               (double)s->units / secs);
+    }
+    if (o->mode == MODE_HOLD) /* a few verified round trips: no throughput */
+        printf("bytes       up %" PRIu64 ", down %" PRIu64 "\n", s->bytes_up, s->bytes_down);
+    else
+        printf("bytes       up %" PRIu64 ", down %" PRIu64 ", %.3f Gbit/s\n", s->bytes_up,
+               s->bytes_down, (double)(s->bytes_up + s->bytes_down) * 8 / secs / 1e9);
     if (o->rate > 0)
         printf("rate        asked %.1f/s, achieved %.1f/s (%" PRIu64 " started; %" PRIu64
                " late by > 1 ms; %" PRIu64 " missed: due before the stop, held back by "
                "--workers %u in flight)\n",
-               o->rate, achieved, s->started, s->late, s->missed, o->workers);
+               o->rate, oc->achieved, s->started, s->late, s->missed, o->workers);
     stats_latency_line(lat, sizeof(lat), s);
     printf("latency     %s (%s)\n", lat, latency_what(o));
     printf("errors      %" PRIu64, stats_errors(s));
     for (int e = 0; e < STATS_E_N; e++)
         if (s->err[e])
             printf(", %s %" PRIu64, stats_err_str(e), s->err[e]);
-    for (int code = 0; code < 256; code++)
-        if (s->rep[code])
-            printf(", reply code %d: %" PRIu64, code, s->rep[code]);
     printf("\n");
+    fail_each(o, s, table_fail);
+    if (s->fail_more)
+        printf("            %" PRIu64 " more, of other kinds and details\n", s->fail_more);
     if (target_mm)
         printf("            %" PRIu64 " of the data mismatches found by the embedded target "
                "(uploads it reset)\n",
@@ -518,6 +712,7 @@ main(int argc, char **argv)
         {"user", required_argument, NULL, 'u'},
         {"close", required_argument, NULL, 'C'},
         {"rate", required_argument, NULL, 'r'},
+        {"no-fail-fast", no_argument, NULL, 'F'},
         {"help", no_argument, NULL, '?' + 256},
         {0, 0, 0, 0},
     };
@@ -625,6 +820,9 @@ main(int argc, char **argv)
         case 'A':
             o.allow_nonlocal = true;
             break;
+        case 'F':
+            o.no_fail_fast = true;
+            break;
         case 'P':
             serve_port = (unsigned)parse_uint(optarg, "--port", 0, 65535);
             break;
@@ -676,10 +874,10 @@ main(int argc, char **argv)
         die_usage("proxy host %s: socksload resolves no names (only localhost)", o.proxy.host);
     if (!o.allow_nonlocal && !url_is_loopback((struct sockaddr *)&o.proxy_sa))
         die_usage("proxy %s is not loopback (--allow-nonlocal to permit)", o.proxy.host);
-    if (o.mode == MODE_UDP && (o.proxy.scheme == URL_SOCKS4 || o.proxy.scheme == URL_SOCKS4A))
+    if (o.mode == MODE_UDP && proxy_v4(&o))
         die_usage("%s", "udp mode needs SOCKS5 (UDP ASSOCIATE)");
     if (user) {
-        if (o.proxy.scheme == URL_SOCKS4 || o.proxy.scheme == URL_SOCKS4A)
+        if (proxy_v4(&o))
             die_usage("%s", "--user needs SOCKS5 (RFC 1929)");
         if (usertpl_parse(&o.tpl, user, err, sizeof(err)) < 0)
             die_usage("--user: %s", err);
@@ -768,6 +966,8 @@ main(int argc, char **argv)
     struct stats *now = calloc(1, sizeof(*now)), *prev = calloc(1, sizeof(*prev));
     uint64_t next_tick = start + 1000000000u;
     bool printed = false;
+    char stopped[1100];
+    bool tripped = false;
     for (;;) {
         unsigned done = 0;
         for (unsigned i = 0; i < started; i++)
@@ -780,6 +980,14 @@ main(int argc, char **argv)
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 50 * 1000 * 1000};
         nanosleep(&ts, NULL);
         uint64_t t = stats_now_ns();
+        if (!o.no_fail_fast && !tripped) {
+            sum_all(now, ctl, started);
+            if (fail_fast(stopped, sizeof(stopped), &o, now, (double)(t - start) / 1e9)) {
+                tripped = true;
+                for (unsigned i = 0; i < started; i++)
+                    __atomic_store_n(&ctl[i].stop_flag, 1, __ATOMIC_RELAXED);
+            }
+        }
         if (tty && t >= next_tick) {
             sum_all(now, ctl, started);
             progress(&o, (double)(t - start) / 1e9, now, prev);
@@ -792,12 +1000,15 @@ main(int argc, char **argv)
     }
     if (printed)
         fprintf(stderr, "\n");
+    if (tripped)
+        fprintf(stderr, "socksload: stopped early: %s (--no-fail-fast to run on)\n", stopped);
     for (unsigned i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
 
     /* Report. */
     struct stats sum;
-    uint64_t end = start, last_start = start;
+    uint64_t end = start, last_start = start, opened = start;
+    bool all_opened = true;
     sum_all(&sum, ctl, started);
     for (unsigned i = 0; i < started; i++) {
         if (ctl[i].rc < 0) {
@@ -808,12 +1019,17 @@ main(int argc, char **argv)
             end = ctl[i].end_ns;
         if (ctl[i].last_start_ns > last_start)
             last_start = ctl[i].last_start_ns;
+        if (ctl[i].conns && ctl[i].opened_ns == 0)
+            all_opened = false;
+        if (ctl[i].opened_ns > opened)
+            opened = ctl[i].opened_ns;
     }
     /* --rate: starts over the time from the run's start to the last actual start plus one
      * interval, the time the schedule gives that many; starts that lag lower it. */
-    double achieved = 0;
+    struct outcome oc = {.opened_s = all_opened ? (double)(opened - start) / 1e9 : -1,
+                         .stopped = tripped ? stopped : NULL};
     if (o.rate > 0 && sum.started)
-        achieved = (double)sum.started / ((double)(last_start - start) / 1e9 + 1 / o.rate);
+        oc.achieved = (double)sum.started / ((double)(last_start - start) / 1e9 + 1 / o.rate);
     /* The target's mismatches count once: the client did not count the reset each caused
      * (target_claim). */
     uint64_t target_mm = 0;
@@ -832,9 +1048,9 @@ main(int argc, char **argv)
     if (secs <= 0)
         secs = 1e-9;
     if (o.json)
-        print_json(&o, &sum, secs, target_mm, m, achieved);
+        print_json(&o, &sum, secs, target_mm, m, &oc);
     else
-        print_table(&o, &sum, secs, target_mm, m, achieved);
+        print_table(&o, &sum, secs, target_mm, m, &oc);
     if (tg)
         target_free(tg);
     free(now);
@@ -842,5 +1058,5 @@ main(int argc, char **argv)
     free(tids);
     free(ctl);
     /* Work is finished units: bytes of a message that never completed are not. */
-    return sum.units > 0 && stats_errors(&sum) == 0 ? 0 : 1;
+    return sum.units > 0 && stats_errors(&sum) == 0 && !tripped ? 0 : 1;
 }

@@ -231,6 +231,22 @@ enum stats_err {
 #define STATS_HIST_TOP  41
 #define STATS_HIST_N    (STATS_HIST_SUB + (STATS_HIST_TOP - 10) * STATS_HIST_HALF)
 
+/*
+ * A failure's detail, by kind: STATS_E_REPLY the reply code; STATS_E_AUTH a RFC 1929 status,
+ * or STATS_D_METHOD + the method the proxy chose (0xff: none acceptable); the kinds from a
+ * syscall (connect, reset, timeout, closed, other) the errno, 0 for none (an EOF). Each
+ * worker counts up to STATS_FAIL_N distinct (kind, detail) pairs; the first time a pair is
+ * seen its kind and detail are stored before its count (release), and never change.
+ */
+#define STATS_D_METHOD 0x100
+#define STATS_FAIL_N   16
+
+struct stats_fail {
+    uint64_t kind; /* enum stats_err */
+    uint64_t detail;
+    uint64_t count; /* 0: a free slot */
+};
+
 /* Written only by its worker (stats_add), read by main with relaxed loads. */
 struct stats {
     uint64_t units;    /* completed: tunnels, messages or datagrams (see mode) */
@@ -244,11 +260,23 @@ struct stats {
     uint64_t rep[256];
     uint64_t max_ns; /* the largest latency recorded, exact; stats_sum takes the larger */
     uint64_t hist[STATS_HIST_N]; /* latency in ns */
+    uint64_t fail_more;          /* failures past the STATS_FAIL_N distinct pairs kept */
+    /* Last: stats_sum adds every word before it and merges this table by (kind, detail). */
+    struct stats_fail fail[STATS_FAIL_N];
 };
 
 void stats_add(uint64_t *field, uint64_t v);
 void stats_record_ns(struct stats *s, uint64_t ns);
 void stats_error(struct stats *s, enum stats_err e);
+/* stats_error, and the (e, detail) pair counted in s->fail (see struct stats_fail). */
+void stats_fail(struct stats *s, enum stats_err e, int detail);
+/* The failure for a person: "connect: ECONNREFUSED (Connection refused)", "SOCKS reply 0x02
+ * not allowed by ruleset", "SOCKS4 reply 0x5b rejected or failed", "RFC 1929 auth failed
+ * (status 0x01)", "no acceptable method (05 ff)". socks4: reply codes are SOCKS4's. Pure. */
+void stats_fail_str(char *buf, size_t len, enum stats_err e, int detail, bool socks4);
+/* Distinct (kind, detail) pairs in s->fail; the one pair through *only when every failure
+ * counted in s->err is that pair (NULL otherwise, or when there are none). */
+unsigned stats_fail_pairs(const struct stats *s, const struct stats_fail **only);
 /* dst += src (max_ns: the larger of the two), reading src with relaxed loads. */
 void stats_sum(struct stats *dst, const struct stats *src);
 /* Samples in the histogram. */
@@ -297,7 +325,8 @@ struct opts {
     double rate;          /* connrate --rate: tunnels started per second, 0: closed model */
     bool json;
     bool allow_nonlocal;
-    bool has_tpl; /* --user: the RFC 1929 name of each tunnel from tpl */
+    bool no_fail_fast; /* --no-fail-fast */
+    bool has_tpl;      /* --user: the RFC 1929 name of each tunnel from tpl */
     struct usertpl tpl;
     struct target *target; /* the embedded target, or NULL (see target_claim) */
 };
@@ -325,6 +354,7 @@ struct worker_ctl {
     int rc;                 /* 0 or -errno of a setup failure */
     uint64_t end_ns;        /* when the worker's last unit finished */
     uint64_t last_start_ns; /* connrate --rate: when its last tunnel actually started */
+    uint64_t opened_ns;     /* hold: when its last tunnel was set up, 0 if some never was */
     struct stats st;
 };
 

@@ -7,7 +7,9 @@
  */
 #include "socksload.h"
 
+#include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 void
@@ -53,7 +55,35 @@ stats_record_ns(struct stats *s, uint64_t ns)
 void
 stats_error(struct stats *s, enum stats_err e)
 {
+    stats_fail(s, e, 0);
+}
+
+/* Adds n failures of (kind, detail) to dst's table, or to fail_more when it is full. */
+static void
+fail_add(struct stats *dst, uint64_t kind, uint64_t detail, uint64_t n)
+{
+    for (unsigned i = 0; i < STATS_FAIL_N; i++) {
+        struct stats_fail *f = &dst->fail[i];
+        uint64_t c = __atomic_load_n(&f->count, __ATOMIC_RELAXED);
+        if (c == 0) {
+            f->kind = kind;
+            f->detail = detail;
+            __atomic_store_n(&f->count, n, __ATOMIC_RELEASE);
+            return;
+        }
+        if (f->kind == kind && f->detail == detail) {
+            __atomic_store_n(&f->count, c + n, __ATOMIC_RELAXED);
+            return;
+        }
+    }
+    stats_add(&dst->fail_more, n);
+}
+
+void
+stats_fail(struct stats *s, enum stats_err e, int detail)
+{
     stats_add(&s->err[e], 1);
+    fail_add(s, (uint64_t)e, (uint64_t)(uint32_t)detail, 1);
 }
 
 void
@@ -63,9 +93,103 @@ stats_sum(struct stats *dst, const struct stats *src)
     uint64_t *b = (uint64_t *)dst;
     uint64_t max = dst->max_ns, src_max = __atomic_load_n(&src->max_ns, __ATOMIC_RELAXED);
 
-    for (size_t i = 0; i < sizeof(*src) / sizeof(uint64_t); i++)
+    for (size_t i = 0; i < offsetof(struct stats, fail) / sizeof(uint64_t); i++)
         b[i] += __atomic_load_n(&a[i], __ATOMIC_RELAXED);
     dst->max_ns = src_max > max ? src_max : max;
+    for (unsigned i = 0; i < STATS_FAIL_N; i++) {
+        uint64_t n = __atomic_load_n(&src->fail[i].count, __ATOMIC_ACQUIRE);
+        if (n == 0)
+            break; /* slots fill in order */
+        fail_add(dst, src->fail[i].kind, src->fail[i].detail, n);
+    }
+}
+
+unsigned
+stats_fail_pairs(const struct stats *s, const struct stats_fail **only)
+{
+    unsigned n = 0;
+
+    while (n < STATS_FAIL_N && s->fail[n].count)
+        n++;
+    *only = n == 1 && s->fail_more == 0 && s->fail[0].count == stats_errors(s) ? &s->fail[0] : NULL;
+    return n;
+}
+
+/* RFC 1928 section 6. */
+static const char *
+reply5_str(unsigned code)
+{
+    static const char *const names[] = {
+        "succeeded",
+        "general SOCKS server failure",
+        "not allowed by ruleset",
+        "network unreachable",
+        "host unreachable",
+        "connection refused",
+        "TTL expired",
+        "command not supported",
+        "address type not supported",
+    };
+    return code < sizeof(names) / sizeof(names[0]) ? names[code] : "unassigned";
+}
+
+/* SOCKS4 (and 4a): 90 granted, 91..93 refusals. */
+static const char *
+reply4_str(unsigned code)
+{
+    switch (code) {
+    case 0x5a:
+        return "granted";
+    case 0x5b:
+        return "rejected or failed";
+    case 0x5c:
+        return "rejected: cannot connect to identd on the client";
+    case 0x5d:
+        return "rejected: identd reports a different user-id";
+    default:
+        return "unassigned";
+    }
+}
+
+void
+stats_fail_str(char *buf, size_t len, enum stats_err e, int detail, bool socks4)
+{
+    const char *kind = stats_err_str(e);
+    unsigned d = (unsigned)detail;
+
+    switch (e) {
+    case STATS_E_REPLY:
+        if (socks4)
+            snprintf(buf, len, "SOCKS4 reply 0x%02x %s", d & 0xff, reply4_str(d & 0xff));
+        else
+            snprintf(buf, len, "SOCKS reply 0x%02x %s", d & 0xff, reply5_str(d & 0xff));
+        return;
+    case STATS_E_AUTH:
+        if (d == STATS_D_METHOD + 0xff)
+            snprintf(buf, len, "no acceptable method (05 ff)");
+        else if (d >= STATS_D_METHOD)
+            snprintf(buf, len, "method 0x%02x chosen, not offered (05 %02x)", d - STATS_D_METHOD,
+                     d - STATS_D_METHOD);
+        else
+            snprintf(buf, len, "RFC 1929 auth failed (status 0x%02x)", d & 0xff);
+        return;
+    case STATS_E_MISMATCH:
+    case STATS_E_PROTOCOL:
+    case STATS_E_LOST:
+        snprintf(buf, len, "%s", kind);
+        return;
+    default:
+        break;
+    }
+    if (d == 0) {
+        snprintf(buf, len, "%s", e == STATS_E_CLOSED ? "closed: EOF" : kind);
+        return;
+    }
+    const char *name = strerrorname_np(detail);
+    char text[128];
+    /* GNU strerror_r: thread-safe, returns the text (maybe not in text). */
+    const char *t = strerror_r(detail, text, sizeof(text));
+    snprintf(buf, len, "%s: %s (%s)", kind, name ? name : "E?", t);
 }
 
 uint64_t
