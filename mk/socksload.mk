@@ -4,7 +4,8 @@
 #                             pattern; the UDP datagram window (udp.c on a fake ring and clock);
 #                             the --user template and the source-address counts; the
 #                             option values that name a choice (--close, --direction); the
-#                             latency histogram (percentiles, merging, max)
+#                             latency histogram (percentiles, merging, max); failures by
+#                             (kind, detail): merging and their names (reply codes, errno)
 #   make socksload-smoke      tests/socksload_smoke.sh against $(BUILD)/ringsocks (ends "N passed, N failed")
 # The load generator has no jemalloc and no server objects: only liburing, libm, pthreads.
 

@@ -8,7 +8,9 @@
 # Python SOCKS5 server that stalls every handshake 300 ms (the stall must show as latency). Runs throughput and connrate against `socksload serve --socks5` alone. Then puts tiny Python relays in front of the proxy that flip one byte of
 # the upload, of the download or of both, and checks that socksload counts each corruption,
 # once, whoever finds it (the client, or the embedded target for uploads), also after the stop
-# time. Stops everything it started by PID. Last line: "N passed, N failed".
+# time. Fail fast: a wrong password, a port with nothing listening and a rule denying the
+# target (a third ringsocks, with rules) each stop a 10 s run in < 3 s, naming the failure; a
+# mixed run does not stop. Stops everything it started by PID. Last line: "N passed, N failed".
 # Usage: BUILD=build tests/socksload_smoke.sh   (needs $BUILD/ringsocks and $BUILD/socksload)
 set -u
 BUILD=${BUILD:-build}

@@ -90,6 +90,7 @@ static const char usage_text[] =
     "                       run with --proxy socks5://HOST:PORT --target HOST:PORT then goes\n"
     "                       to the target with no proxy in between: a direct baseline\n"
     "  --json               print one JSON object instead of the table\n"
+    "  --no-fail-fast       run on when every attempt fails the same way (see below)\n"
     "  --allow-nonlocal     allow proxy, target and UDP relay addresses outside 127.0.0.0/8\n"
     "                       and ::1 (and target names other than localhost). Off by default so\n"
     "                       that a typo never aims load at someone else's machine\n"
@@ -102,7 +103,19 @@ static const char usage_text[] =
     "latency is reported as p50, p90, p99, p99.9 (the value that fraction of the samples is\n"
     "at or below) and the exact max, from a log-linear histogram of 3 significant digits\n"
     "(error <= 0.05 %, up to 73 minutes), merged over the threads; \"no samples\" when none\n"
-    "exit status: 0 units done and no errors, 1 errors or no unit done, 2 bad usage\n";
+    "failures are counted by kind and listed by detail, most frequent first: the SOCKS reply\n"
+    "code spelled out (\"SOCKS reply 0x02 not allowed by ruleset\", \"SOCKS4 reply 0x5b rejected\n"
+    "or failed\"), the RFC 1929 status (\"RFC 1929 auth failed (status 0x01)\"), \"no acceptable\n"
+    "method (05 ff)\", and the errno where a syscall failed (\"connect: ECONNREFUSED (Connection\n"
+    "refused)\"); JSON \"failures\": [{kind, detail, text, count}]\n"
+    "fail fast: when no tunnel was set up and every failure so far is the same (kind, detail),\n"
+    "20 of them or after a second, the run stops at once, exit status 1, with one line on\n"
+    "stderr saying what every attempt got and what to check (JSON \"stopped_early\"); not when\n"
+    "some attempt succeeded. --no-fail-fast runs on\n"
+    "hold prints no rate (JSON \"rate\": null) but how long opening all its tunnels took\n"
+    "(JSON \"open_all_s\", null when some never opened)\n"
+    "exit status: 0 units done and no errors, 1 errors, no unit done or stopped early, 2 bad\n"
+    "usage\n";
 
 static void
 on_signal(int sig)
