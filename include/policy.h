@@ -84,14 +84,10 @@ struct policy *policy_new(const struct opts *o, struct acl *acl, struct users *u
 void policy_free(struct policy *p);
 
 /*
- * Shard thread: the listener group the accepted socket fd came in by, or NULL
- * (no group matches, or getsockname failed): fd's local address (getsockname,
- * only when some listener has settings) against each, a wildcard one by port
- * (and, for [::], either family). *local gets the address.
+ * Any thread: the listener group of local, the address a connection reached (unmapped:
+ * conn_local()), or NULL when no group matches: each group's address, a wildcard one by
+ * port (and, for [::], either family).
  */
-const struct policy_listener *policy_listener_of(const struct policy *p, const struct opts *o,
-                                                 int fd, union sockaddr_inx *local);
-/* The same for the local address the connection reached (unmapped), without a syscall. */
 const struct policy_listener *policy_listener_at(const struct policy *p, const struct opts *o,
                                                  const union sockaddr_inx *local);
 

@@ -249,20 +249,10 @@ policy_decide(const struct policy *p, const struct opts *o, const struct policy_
 }
 
 const struct policy_listener *
-policy_listener_of(const struct policy *p, const struct opts *o, int fd, union sockaddr_inx *local)
+policy_listener_at(const struct policy *p, const struct opts *o, const union sockaddr_inx *local)
 {
     if (!p->n_listeners)
         return NULL;
-    socklen_t len = sizeof(*local);
-    if (getsockname(fd, &local->sa, &len) == -1)
-        return NULL;
-    addr_unmap(local);
-    return policy_listener_at(p, o, local);
-}
-
-const struct policy_listener *
-policy_listener_at(const struct policy *p, const struct opts *o, const union sockaddr_inx *local)
-{
     uint16_t port = addr_port(local);
     for (unsigned i = 0; i < p->n_listeners; i++) {
         const struct policy_listener *l = &p->listeners[i];

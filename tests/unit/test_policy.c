@@ -1,7 +1,7 @@
 /*
  * test_policy.c - cmocka unit tests for the listener part of the policy snapshot
  * (src/policy.c): a listener group's proxy_protocol and from as policy_new() builds them,
- * policy_proxy_from() on the balancers' networks, and policy_listener_of() finding the
+ * policy_proxy_from() on the balancers' networks, and policy_listener_at() finding the
  * group of an accepted socket by its local address (real loopback sockets, no traffic).
  */
 #include <setjmp.h>
@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "hosts.h"
 #include "options.h"
 #include "opts.h"
 #include "policy.h"
@@ -118,13 +119,13 @@ test_listener_of(void **state)
     opts_proxy(&o, text, "127.0.0.1");
     struct policy *p = policy_new(&o, NULL, NULL, 1);
     assert_non_null(p);
-    const struct policy_listener *l = policy_listener_of(p, &o, fa, &local);
-    assert_ptr_equal(l, &p->listeners[0]);
-    assert_true(addr_same_ip(&local, &a) && addr_port(&local) == addr_port(&a));
+    assert_ptr_equal(policy_listener_at(p, &o, &a), &p->listeners[0]);
     /* Another port: no group. */
-    assert_null(policy_listener_of(p, &o, fb, &local));
-    /* Not a socket: no group, nothing claimed. */
-    assert_null(policy_listener_of(p, &o, -1, &local));
+    assert_null(policy_listener_at(p, &o, &b));
+    /* Another address on the group's port: no group. */
+    local = ip("127.0.0.2");
+    hosts_set_port(&local, addr_port(&a));
+    assert_null(policy_listener_at(p, &o, &local));
     policy_free(p);
     close(fa);
     close(fb);
