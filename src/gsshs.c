@@ -323,6 +323,20 @@ answer_token(struct gsshs *g, uint8_t mtyp, const struct gssw_job *j)
     return out_add(g, h, sizeof(h)) && out_add(g, j->out, j->out_len);
 }
 
+/* An answer dealt with: j goes; the reply queued (ok) is written and the next message read,
+ * or (no memory for the reply, the name) the client gets the abort. */
+static void
+answered(struct shard *sh, struct conn *c, struct gssw_job *j, bool ok)
+{
+    gssw_job_free(j);
+    if (!ok) {
+        abort_with(sh, c, END_RESOURCE);
+        return;
+    }
+    flush(sh, c);
+    step(sh, c);
+}
+
 void
 gsshs_on_answer(struct shard *sh, struct conn *c, struct gssw_job *j)
 {
@@ -348,13 +362,7 @@ gsshs_on_answer(struct shard *sh, struct conn *c, struct gssw_job *j)
             c->user = strdup(j->name); /* NULL when out of memory: refused below */
             ok = c->user != NULL;
         }
-        gssw_job_free(j);
-        if (!ok) {
-            abort_with(sh, c, END_RESOURCE);
-            return;
-        }
-        flush(sh, c);
-        step(sh, c);
+        answered(sh, c, j, ok);
         return;
     }
     /* GSSW_LEVEL */
@@ -364,12 +372,6 @@ gsshs_on_answer(struct shard *sh, struct conn *c, struct gssw_job *j)
         return;
     }
     g->level = (uint8_t)j->res;
-    bool ok = answer_token(g, GSSFRAME_MTYP_LEVEL, j) && gssframe_sm_agreed(&g->sm, g->level);
-    gssw_job_free(j);
-    if (!ok) {
-        abort_with(sh, c, END_RESOURCE);
-        return;
-    }
-    flush(sh, c);
-    step(sh, c);
+    answered(sh, c, j,
+             answer_token(g, GSSFRAME_MTYP_LEVEL, j) && gssframe_sm_agreed(&g->sm, g->level));
 }

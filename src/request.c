@@ -249,18 +249,26 @@ connect_next(struct shard *sh, struct conn *c)
  * it is not asked). Each address is still filtered by the family of the rule that admits
  * that address (family_allowed()).
  */
+/* The request as the rules see it before its name is resolved (what a rule's via or
+ * family decides on). */
+static struct policy_req
+name_req(const struct conn *c)
+{
+    return (struct policy_req){.client = &c->client,
+                               .cmd = c->cmd,
+                               .user = c->user,
+                               .host = c->host,
+                               .port = c->port,
+                               .gss = c->gss};
+}
+
 static enum happy_family
 request_family(struct shard *sh, struct conn *c)
 {
     /* Most rule sets have no family: then no second rule match per CONNECT. */
     if (!sh->pol->rules_family)
         return HAPPY_ANY;
-    struct policy_req r = {.client = &c->client,
-                           .cmd = c->cmd,
-                           .user = c->user,
-                           .host = c->host,
-                           .port = c->port,
-                           .gss = c->gss};
+    struct policy_req r = name_req(c);
     int rule;
     if (!policy_allows_rule(sh->pol, sh->o, &r, &rule))
         return HAPPY_ANY;
@@ -331,12 +339,7 @@ chain_by_name(struct shard *sh, struct conn *c)
 {
     if (!sh->pol->rules_via || c->cmd != SOCKS5_CMD_CONNECT || !c->host)
         return false;
-    struct policy_req r = {.client = &c->client,
-                           .cmd = c->cmd,
-                           .user = c->user,
-                           .host = c->host,
-                           .port = c->port,
-                           .gss = c->gss};
+    struct policy_req r = name_req(c);
     int rule;
     if (!policy_allows_rule(sh->pol, sh->o, &r, &rule) || !policy_rule_via(sh->pol, rule))
         return false;
