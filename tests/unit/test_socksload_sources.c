@@ -25,38 +25,76 @@ test_tpl_expand(void **state)
     (void)state;
     assert_int_equal(usertpl_parse(&t, "alice-session-{n}", err, sizeof(err)), 0);
     assert_true(t.has_key);
-    assert_int_equal(usertpl_expand(&t, 0, out), 15);
+    assert_int_equal(usertpl_expand(&t, 0, 0, out), 15);
     assert_string_equal(out, "alice-session-0");
-    usertpl_expand(&t, 123456, out);
+    usertpl_expand(&t, 123456, 0, out);
     assert_string_equal(out, "alice-session-123456");
     /* {n} writes n mod 2^32: the key is 32 bits on the wire. */
-    usertpl_expand(&t, (1ull << 32) + 5, out);
+    usertpl_expand(&t, (1ull << 32) + 5, 0, out);
     assert_string_equal(out, "alice-session-5");
     assert_int_equal(usertpl_key(&t, (1ull << 32) + 5), 5);
 
     assert_int_equal(usertpl_parse(&t, "alice-session-{n%200}-ttl-60", err, sizeof(err)), 0);
     assert_int_equal(t.mod, 200);
-    usertpl_expand(&t, 199, out);
+    usertpl_expand(&t, 199, 0, out);
     assert_string_equal(out, "alice-session-199-ttl-60");
-    usertpl_expand(&t, 200, out);
+    usertpl_expand(&t, 200, 0, out);
     assert_string_equal(out, "alice-session-0-ttl-60");
-    usertpl_expand(&t, 1005, out);
+    usertpl_expand(&t, 1005, 0, out);
     assert_string_equal(out, "alice-session-5-ttl-60");
     assert_int_equal(usertpl_key(&t, 1005), 5);
 
     /* No number: one name for every tunnel, no session key. */
     assert_int_equal(usertpl_parse(&t, "bob", err, sizeof(err)), 0);
     assert_false(t.has_key);
-    usertpl_expand(&t, 77, out);
+    usertpl_expand(&t, 77, 0, out);
     assert_string_equal(out, "bob");
     /* Doubled braces are literal, also around a number. */
     assert_int_equal(usertpl_parse(&t, "{{x}}-{n%3}-}}", err, sizeof(err)), 0);
-    usertpl_expand(&t, 4, out);
+    usertpl_expand(&t, 4, 0, out);
     assert_string_equal(out, "{x}-1-}");
     /* {n%1}: every tunnel the same key 0. */
     assert_int_equal(usertpl_parse(&t, "{n%1}", err, sizeof(err)), 0);
-    usertpl_expand(&t, 99, out);
+    usertpl_expand(&t, 99, 0, out);
     assert_string_equal(out, "0");
+}
+
+/* {worker}: the worker thread's number, anywhere and any number of times; not the session key. */
+static void
+test_tpl_worker(void **state)
+{
+    struct usertpl t;
+    char err[200], out[URL_FIELD_MAX + 1], big[300];
+
+    (void)state;
+    assert_int_equal(usertpl_parse(&t, "w{worker}-s{n%10}", err, sizeof(err)), 0);
+    assert_true(t.has_key);
+    usertpl_expand(&t, 23, 7, out);
+    assert_string_equal(out, "w7-s3");
+    assert_int_equal(usertpl_key(&t, 23), 3);
+    usertpl_expand(&t, 23, 255, out);
+    assert_string_equal(out, "w255-s3");
+
+    assert_int_equal(usertpl_parse(&t, "{worker}{worker}x{{worker}}", err, sizeof(err)), 0);
+    assert_false(t.has_key);
+    usertpl_expand(&t, 5, 12, out);
+    assert_string_equal(out, "1212x{worker}");
+    assert_int_equal(usertpl_parse(&t, "{worker}", err, sizeof(err)), 0);
+    usertpl_expand(&t, 0, 0, out);
+    assert_string_equal(out, "0");
+
+    /* A worker number may need 3 digits: 252 + 3 = 255 fits, 253 + 3 does not. */
+    memset(big, 'a', sizeof(big));
+    memcpy(big + 252, "{worker}", 9);
+    assert_int_equal(usertpl_parse(&t, big, err, sizeof(err)), 0);
+    memset(big, 'a', 253);
+    memcpy(big + 253, "{worker}", 9);
+    assert_int_equal(usertpl_parse(&t, big, err, sizeof(err)), -EINVAL);
+    /* More parts than USERTPL_PARTS. */
+    big[0] = '\0';
+    for (int i = 0; i < 33; i++)
+        strcat(big, "{worker}-");
+    assert_int_equal(usertpl_parse(&t, big, err, sizeof(err)), -EINVAL);
 }
 
 static void
@@ -80,6 +118,10 @@ test_tpl_errors(void **state)
         "x{n%4294967296}",
         "{ n}",
         "a}b",
+        "{worker",
+        "{Worker}",
+        "{workers}",
+        "{n}{worker}{n%3}",
     };
 
     (void)state;
@@ -217,9 +259,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tpl_expand),
-        cmocka_unit_test(test_tpl_errors),
-        cmocka_unit_test(test_sources_count),
+        cmocka_unit_test(test_tpl_expand),    cmocka_unit_test(test_tpl_worker),
+        cmocka_unit_test(test_tpl_errors),    cmocka_unit_test(test_sources_count),
         cmocka_unit_test(test_sources_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -483,7 +483,7 @@ on_handshake_data(struct tun *t)
         if (code == 0x02 && o->proxy.has_user) {
             char name[URL_FIELD_MAX + 1];
             if (o->has_tpl)
-                usertpl_expand(&o->tpl, t->num, name);
+                usertpl_expand(&o->tpl, t->num, t->w->ctl->index, name);
             return hs_message(t, socks_auth_request(t->hs, &o->proxy, o->has_tpl ? name : NULL),
                               ST_AUTH);
         }

@@ -49,7 +49,9 @@ static const char usage_text[] =
     "  --user TEMPLATE      SOCKS5 user name of each tunnel (RFC 1929; the password is the\n"
     "                       URL's, empty without one): {n} is the tunnel's number (0, 1, ...\n"
     "                       over all threads), {n%K} that number mod K, so K session names\n"
-    "                       repeat; {{ and }} are braces. E.g. 'alice-session-{n%200}'\n"
+    "                       repeat; {worker} is the worker thread's number (0 .. --threads\n"
+    "                       - 1; any number of them; not part of the session key); {{ and }}\n"
+    "                       are braces. E.g. 'alice-session-{n%200}', 'w{worker}-s{n}'\n"
     "  --target HOST[:PORT] target as named to the proxy; without PORT (or without the\n"
     "                       option) the embedded target is started on 127.0.0.1, a free port.\n"
     "                       A name goes to the proxy as a name with socks5h/socks4a; socksload\n"
@@ -895,8 +897,8 @@ main(int argc, char **argv)
         if (usertpl_parse(&o.tpl, user, err, sizeof(err)) < 0)
             die_usage("--user: %s", err);
         o.has_tpl = true;
-        o.proxy.has_user = true;                 /* the greeting offers username/password */
-        usertpl_expand(&o.tpl, 0, o.proxy.user); /* what the report names */
+        o.proxy.has_user = true;                    /* the greeting offers username/password */
+        usertpl_expand(&o.tpl, 0, 0, o.proxy.user); /* what the report names */
     }
 
     /* Sizes and counts. */

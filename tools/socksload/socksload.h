@@ -154,25 +154,35 @@ int pattern_hdr_decode(struct pattern_hdr *h, const uint8_t *in);
 
 /* ---- usertpl.c ---- */
 /* A user name template: literal text with at most one {n} (the tunnel's number n, written as
- * n mod 2^32) or {n%K} (n mod K, K 1..USERTPL_MOD_MAX); {{ and }} are literal braces. The
- * number written is the tunnel's session key. */
-#define USERTPL_MOD_MAX 4294967295ull
+ * n mod 2^32) or {n%K} (n mod K, K 1..USERTPL_MOD_MAX), and any number of {worker} (the
+ * worker thread's number, 0 .. --threads - 1); {{ and }} are literal braces. The number n
+ * writes is the tunnel's session key. */
+#define USERTPL_MOD_MAX       4294967295ull
+#define USERTPL_WORKER_DIGITS 3 /* worker numbers are below THREADS_MAX (256) */
+#define USERTPL_PARTS         64
+
+enum usertpl_part { USERTPL_LIT, USERTPL_N, USERTPL_WORKER };
 
 struct usertpl {
-    bool has_key;                 /* a {n} or {n%K} is in it */
-    uint64_t mod;                 /* K, 0 for {n} */
-    char pre[URL_FIELD_MAX + 1];  /* text before the number (all of it without one) */
-    char post[URL_FIELD_MAX + 1]; /* text after it */
-    size_t pre_len, post_len;
+    bool has_key;                /* a {n} or {n%K} is in it */
+    uint64_t mod;                /* K, 0 for {n} */
+    char lit[URL_FIELD_MAX + 1]; /* the literal text of every part, in order */
+    unsigned nparts;
+    struct {
+        uint8_t kind; /* enum usertpl_part */
+        uint16_t len; /* USERTPL_LIT: its bytes, the next ones of lit */
+    } part[USERTPL_PARTS];
 };
 
-/* Returns 0, or -EINVAL with a message in err: a brace that is no {n}, {n%K}, {{ or }}; a
- * second number; K out of range; an expansion that could exceed URL_FIELD_MAX bytes; empty. */
+/* Returns 0, or -EINVAL with a message in err: a brace that is no {n}, {n%K}, {worker}, {{ or
+ * }}; a second number; K out of range; more than USERTPL_PARTS parts; an expansion that could
+ * exceed URL_FIELD_MAX bytes; empty. */
 int usertpl_parse(struct usertpl *t, const char *s, char *err, size_t errlen);
 /* The session key of tunnel n: n % K, or n mod 2^32 for {n}. */
 uint32_t usertpl_key(const struct usertpl *t, uint64_t n);
-/* Writes the name of tunnel n to out (URL_FIELD_MAX + 1 bytes); returns its length. */
-size_t usertpl_expand(const struct usertpl *t, uint64_t n, char *out);
+/* Writes the name of tunnel n of worker `worker` (below 1000) to out (URL_FIELD_MAX + 1
+ * bytes); returns its length. */
+size_t usertpl_expand(const struct usertpl *t, uint64_t n, unsigned worker, char *out);
 
 /* ---- sources.c ---- */
 /* At most this many distinct (address, session key) pairs are kept: 24 bytes each in a table
