@@ -3,6 +3,8 @@
  *
  * Modules (one concept per file, prefix = file name):
  *   url.c     proxy URL and HOST:PORT parsing (pure)
+ *   http.c    HTTP/1.1 through the tunnel: the request, an incremental response parser (pure)
+ *   srcaddr.c --source: client source address ranges, round robin (pure)
  *   socks.c   client side of SOCKS4/4a/5 and RFC 1929: encode requests, parse replies; and
  *             the SOCKS5 greeting and request parsers of the target's front (pure)
  *   pattern.c the deterministic byte pattern and the target protocol header (pure after init)
@@ -69,6 +71,81 @@ int url_to_sockaddr(const char *host, enum url_host type, uint16_t port, bool wa
 bool url_is_loopback(const struct sockaddr *sa);
 
 const char *url_scheme_str(enum url_scheme s);
+
+/* ---- http.c ---- */
+/* Status line and headers (and a chunked body's trailers), at most this many bytes; a chunk
+ * size line at most HTTP_CHUNK_LINE_MAX. */
+#define HTTP_HEADER_MAX     16384
+#define HTTP_CHUNK_LINE_MAX 1024
+#define HTTP_REQ_MAX        (URL_FIELD_MAX + 2048 + 256) /* a request socksload sends */
+#define HTTP_PATH_MAX       2048
+
+/* Why a response is malformed: the detail of STATS_E_HTTP_MALFORMED (http_err_str). */
+enum http_err {
+    HTTP_E_NONE,
+    HTTP_E_STATUS_LINE,
+    HTTP_E_HEADER,
+    HTTP_E_TOO_BIG,
+    HTTP_E_LENGTH,
+    HTTP_E_BOTH,
+    HTTP_E_CHUNK,
+    HTTP_E_CHUNK_END,
+    HTTP_E_EXTRA,
+    HTTP_E_EOF_HEADERS,
+    HTTP_E_EOF_CHUNKED,
+    HTTP_E_N
+};
+
+enum http_phase {
+    HTTP_P_STATUS,
+    HTTP_P_HEADERS,
+    HTTP_P_BODY_LEN,   /* Content-Length bytes */
+    HTTP_P_BODY_EOF,   /* until the server closes */
+    HTTP_P_CHUNK_SIZE, /* RFC 9112 section 7.1 */
+    HTTP_P_CHUNK_DATA,
+    HTTP_P_CHUNK_CRLF,
+    HTTP_P_TRAILERS,
+    HTTP_P_DONE,
+};
+
+/* One response being read. Owned by one tunnel; http_resp_init before each response. */
+struct http_resp {
+    enum http_phase phase;
+    enum http_err err;   /* set with -EPROTO */
+    int status;          /* of the final response (1xx interim ones are skipped) */
+    bool keep_alive;     /* the connection may carry another request after this one */
+    bool has_length;     /* a Content-Length was given: length */
+    bool has_te;         /* a Transfer-Encoding: without chunked last, the body ends at EOF */
+    bool chunked;        /* the last Transfer-Encoding ends in chunked */
+    uint64_t length;     /* Content-Length */
+    uint64_t body;       /* body bytes read (for chunked: chunk data) */
+    uint64_t chunk_left; /* of the current chunk */
+    size_t head;         /* bytes of the current header block (status + headers, or trailers) */
+    size_t line_len;     /* bytes of the line being read */
+    char line[HTTP_HEADER_MAX + 1];
+};
+
+void http_resp_init(struct http_resp *r);
+/* Reads n more bytes of the response. Returns the bytes consumed: all n, or fewer when the
+ * response completed within them (phase HTTP_P_DONE; the rest belong to no response); or
+ * -EPROTO with r->err set. Pure and incremental: any split of the input gives the same
+ * answers. */
+ssize_t http_resp_feed(struct http_resp *r, const uint8_t *p, size_t n);
+/* The server closed the connection: 0 when that ends the response (a body read until the
+ * close, phase HTTP_P_DONE), or -EPROTO with r->err. In HTTP_P_BODY_LEN the caller reports the
+ * short body itself (body of length bytes): this returns -EPROTO with HTTP_E_NONE. */
+int http_resp_eof(struct http_resp *r);
+const char *http_err_str(enum http_err e);
+/* Writes a GET of path with Host: host and, when close, Connection: close. Returns its
+ * length, 0 when it would not fit cap. */
+size_t http_request(char *out, size_t cap, const char *host, const char *path, bool close);
+/* Splits http://AUTHORITY[/PATH] into its authority (as written: the Host header),
+ * HOST:PORT (port 80 when none) and the path ("/" when none; no fragment). https:// and
+ * user info are refused. Returns 0 or -EINVAL with a message in err. */
+int http_url_parse(const char *url, char *authority, size_t alen, char *hostport, size_t hlen,
+                   char *path, size_t plen, char *err, size_t errlen);
+/* A path socksload may send: "/" first, then visible ASCII only (no space, CR, LF). */
+bool http_path_ok(const char *path);
 
 /* ---- socks.c ---- */
 #define SOCKS_CMD_CONNECT 1
