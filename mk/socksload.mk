@@ -48,7 +48,8 @@ $(BUILD)/tests/test_socksload_opts: tests/unit/test_socksload_opts.c $(BUILD)/ob
 	@mkdir -p $(dir $@)
 	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/tests/test_socksload_stats: tests/unit/test_socksload_stats.c $(BUILD)/obj/socksload/stats.o
+$(BUILD)/tests/test_socksload_stats: tests/unit/test_socksload_stats.c $(BUILD)/obj/socksload/stats.o \
+		$(BUILD)/obj/socksload/http.o
 	@mkdir -p $(dir $@)
 	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
 

@@ -48,6 +48,7 @@ import cases_robust  # noqa: E402,F401
 import cases_cli  # noqa: E402,F401
 import cases_limits  # noqa: E402,F401
 import cases_socks4  # noqa: E402,F401
+import cases_socksload  # noqa: E402,F401
 import cases_auth  # noqa: E402,F401
 import cases_bind  # noqa: E402,F401
 import cases_udp  # noqa: E402,F401

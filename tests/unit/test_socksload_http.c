@@ -304,14 +304,14 @@ test_request(void **state)
     char out[HTTP_REQ_MAX];
 
     (void)state;
-    size_t n = http_request(out, sizeof(out), "127.0.0.1:8080", "/x?y=1", false);
+    size_t n = http_get(out, sizeof(out), "127.0.0.1:8080", "/x?y=1", false);
     assert_string_equal(out, "GET /x?y=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"
                              "User-Agent: socksload\r\nAccept: */*\r\n\r\n");
     assert_int_equal(n, strlen(out));
-    http_request(out, sizeof(out), "[::1]:80", "/", true);
+    http_get(out, sizeof(out), "[::1]:80", "/", true);
     assert_non_null(strstr(out, "Host: [::1]:80\r\n"));
     assert_non_null(strstr(out, "\r\nConnection: close\r\n\r\n"));
-    assert_int_equal(http_request(out, 20, "h", "/", false), 0);
+    assert_int_equal(http_get(out, 20, "h", "/", false), 0);
 
     assert_true(http_path_ok("/a/b?c=d%20e"));
     assert_false(http_path_ok("a"));

@@ -217,7 +217,7 @@ test_fmt(void **state)
 }
 
 static void
-expect_fail_str(enum stats_err e, int detail, bool socks4, const char *want)
+expect_fail_str(enum stats_err e, uint64_t detail, bool socks4, const char *want)
 {
     char buf[200];
 
@@ -263,6 +263,35 @@ test_fail_str(void **state)
 
 /* Pairs count apart, merge by (kind, detail) across workers, overflow into fail_more, and
  * stats_fail_pairs names the one pair only when it is every failure. */
+/* http mode's failures: the status, the two sizes (kept apart: the detail is 64 bits), the
+ * parser's error by name. */
+static void
+test_fail_http(void **state)
+{
+    static struct stats s;
+    const struct stats_fail *only;
+
+    (void)state;
+    expect_fail_str(STATS_E_HTTP_STATUS, 404, false, "HTTP status 404");
+    expect_fail_str(STATS_E_HTTP_SIZE, STATS_D_SIZE(10, 20), false,
+                    "HTTP body 10 bytes, expected 20");
+    expect_fail_str(STATS_E_HTTP_SIZE, STATS_D_SIZE(5ull << 33, 0), false,
+                    "HTTP body 4294967295+ bytes, expected 0");
+    expect_fail_str(STATS_E_HTTP_MALFORMED, HTTP_E_STATUS_LINE, false,
+                    "HTTP malformed response: bad status line");
+    expect_fail_str(STATS_E_HTTP_MALFORMED, HTTP_E_BOTH, false,
+                    "HTTP malformed response: both Content-Length and Transfer-Encoding");
+    assert_string_equal(stats_err_str(STATS_E_HTTP_SIZE), "http_size");
+
+    memset(&s, 0, sizeof(s));
+    stats_fail(&s, STATS_E_HTTP_SIZE, STATS_D_SIZE(1, 2));
+    stats_fail(&s, STATS_E_HTTP_SIZE, STATS_D_SIZE(1, 3));
+    stats_fail(&s, STATS_E_HTTP_SIZE, STATS_D_SIZE(1, 3));
+    assert_int_equal(stats_fail_pairs(&s, &only), 2);
+    assert_int_equal(s.fail[1].count, 2);
+    assert_int_equal(s.err[STATS_E_HTTP_SIZE], 3);
+}
+
 static void
 test_fail_pairs(void **state)
 {
@@ -319,7 +348,7 @@ main(void)
         cmocka_unit_test(test_two_spikes), cmocka_unit_test(test_merge),
         cmocka_unit_test(test_overflow),   cmocka_unit_test(test_reader),
         cmocka_unit_test(test_fmt),        cmocka_unit_test(test_fail_str),
-        cmocka_unit_test(test_fail_pairs),
+        cmocka_unit_test(test_fail_http),  cmocka_unit_test(test_fail_pairs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

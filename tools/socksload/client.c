@@ -63,6 +63,12 @@ struct tun {
     uint8_t *rbuf;
     size_t rcap;
     struct udpa *udp;
+    struct http_resp *http; /* http mode: the response being read */
+    unsigned reqs;          /* http: requests sent on this tunnel */
+    unsigned req_budget;    /* http: requests this tunnel may send (of --count, taken at once) */
+    size_t req_off;         /* http: bytes of the current request sent */
+    bool req_close;         /* http: the current request is the tunnel's last */
+    bool req_next;          /* http: the next request waits for the last send's completion */
 } __attribute__((aligned(16)));
 
 struct worker {
@@ -86,6 +92,7 @@ struct worker {
 static void tun_close(struct tun *t, bool rst);
 static void tun_send(struct tun *t);
 static void tun_recv(struct tun *t, bool timed);
+static void http_request_next(struct tun *t);
 static bool tun_spawn(struct worker *w, uint64_t t0);
 
 struct io_uring_sqe *
@@ -171,7 +178,7 @@ err_kind(int res)
  * target counts that mismatch (see target_claim), so one corruption is one error.
  */
 static void
-tun_fail(struct tun *t, enum stats_err e, int detail)
+tun_fail(struct tun *t, enum stats_err e, uint64_t detail)
 {
     struct target *tg = t->w->o->target;
 
@@ -223,10 +230,12 @@ tun_free(struct tun *t)
         t->next->prev = t->prev;
     w->live--;
     free(t->rbuf);
+    free(t->http);
     free(t);
-    /* connrate keeps --workers tunnels going until the run stops; with --rate the schedule
-     * starts them (sched_run), a freed slot only lets a due start go. */
-    if (w->o->mode == MODE_CONNRATE && w->o->rate == 0 && !w->stopping && client_count_take(w))
+    /* connrate and http keep --workers tunnels going until the run stops; with --rate the
+     * schedule starts them (sched_run), a freed slot only lets a due start go. */
+    if ((w->o->mode == MODE_CONNRATE || w->o->mode == MODE_HTTP) && w->o->rate == 0 &&
+        !w->stopping && client_count_take(w))
         tun_spawn(w, 0);
 }
 
@@ -266,12 +275,24 @@ tun_spawn(struct worker *w, uint64_t t0)
     w->num_next += o->threads;
     t->rcap = o->mode == MODE_THROUGHPUT ? RBUF_BULK : RBUF_SMALL;
     t->rbuf = malloc(t->rcap);
-    t->fd = socket(o->proxy_sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (!t->rbuf || t->fd == -1) {
-        stats_fail(&w->ctl->st, STATS_E_CONNECT, t->rbuf ? errno : ENOMEM);
-        if (t->fd != -1)
-            close(t->fd);
+    if (o->mode == MODE_HTTP)
+        t->http = malloc(sizeof(*t->http));
+    bool mem = t->rbuf && (o->mode != MODE_HTTP || t->http);
+    if (o->mode == MODE_HTTP) {
+        /* The tunnel's requests come out of --count together (the caller took the first), so
+         * that --count N with K per tunnel is N / K tunnels of K, rounded up. */
+        uint64_t more = o->requests_per_tunnel - 1;
+        if (w->ctl->count && more > w->count_left)
+            more = w->count_left;
+        if (w->ctl->count)
+            w->count_left -= more;
+        t->req_budget = 1 + (unsigned)more;
+    }
+    t->fd = mem ? socket(o->proxy_sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0) : -1;
+    if (t->fd == -1) {
+        stats_fail(&w->ctl->st, STATS_E_CONNECT, mem ? (uint64_t)errno : ENOMEM);
         free(t->rbuf);
+        free(t->http);
         free(t);
         return false;
     }
@@ -350,6 +371,8 @@ run_start(struct tun *t, const struct sockaddr_storage *bnd)
     }
     if (o->mode == MODE_THROUGHPUT)
         stats_record_ns(&w->ctl->st, stats_now_ns() - t->t0);
+    if (o->mode == MODE_HTTP)
+        return http_request_next(t);
     t->tx = t->rx = 0;
     switch (o->mode) {
     case MODE_THROUGHPUT: {
@@ -389,7 +412,10 @@ tun_send(struct tun *t)
     const void *p;
     size_t n;
 
-    if (t->hdr_off < PATTERN_HDR_LEN) {
+    if (t->http) {
+        p = t->w->o->http_req[t->req_close] + t->req_off;
+        n = t->w->o->http_req_len[t->req_close] - t->req_off;
+    } else if (t->hdr_off < PATTERN_HDR_LEN) {
         p = t->hdr + t->hdr_off;
         n = PATTERN_HDR_LEN - t->hdr_off;
     } else {
@@ -422,6 +448,80 @@ tun_recv(struct tun *t, bool timed)
     client_track(t, sqe, CLIENT_OP_RECV);
     if (timed)
         client_prep_timeout(t->w, sqe);
+}
+
+/*
+ * http: sends the tunnel's next GET, Connection: close on its last (--requests-per-tunnel), and
+ * reads the response. Its latency counts from the send; under --rate the first request's
+ * counts from the tunnel's intended start instead, so that a proxy that stalls the handshake
+ * shows (corrected for coordinated omission, as connrate's tunnels).
+ */
+static void
+http_request_next(struct tun *t)
+{
+    const struct opts *o = t->w->o;
+
+    t->req_close = t->reqs + 1 >= t->req_budget;
+    t->req_off = 0;
+    t->t_msg = t->reqs == 0 && o->rate > 0 ? t->t0 : stats_now_ns();
+    t->reqs++;
+    http_resp_init(t->http);
+    tun_send(t);
+    tun_recv(t, true);
+}
+
+/* http: a whole response is in (open: the connection can carry another). Checks the status
+ * and the size; then the next request, or the end of the tunnel. */
+static void
+http_response(struct tun *t, bool open)
+{
+    struct worker *w = t->w;
+    const struct opts *o = w->o;
+    const struct http_resp *r = t->http;
+    struct stats *st = &w->ctl->st;
+    uint64_t now = stats_now_ns();
+
+    stats_add(&st->http_status[r->status], 1);
+    if (o->expect_status ? r->status != (int)o->expect_status : r->status / 100 != 2)
+        return tun_fail(t, STATS_E_HTTP_STATUS, (uint64_t)r->status);
+    if (o->has_expect_size && r->body != o->expect_size)
+        return tun_fail(t, STATS_E_HTTP_SIZE, STATS_D_SIZE(r->body, o->expect_size));
+    stats_record_ns(st, now - t->t_msg);
+    stats_add(&st->units, 1);
+    if (!open || !r->keep_alive || t->req_close || w->stopping)
+        return tun_close(t, o->close == CLOSE_RST);
+    if (t->sending)
+        t->req_next = true; /* the response came before the send's completion did */
+    else
+        http_request_next(t);
+}
+
+/* http: res bytes of the response in rbuf (0: the server closed). */
+static void
+http_recv(struct tun *t, int res)
+{
+    struct http_resp *r = t->http;
+
+    if (res < 0)
+        return tun_fail(t, FAIL_RES(res));
+    if (res == 0) {
+        if (r->phase == HTTP_P_STATUS && r->head == 0 && r->line_len == 0)
+            return tun_fail(t, STATS_E_CLOSED, 0); /* not a byte of a response */
+        if (r->phase == HTTP_P_BODY_LEN)           /* Content-Length said more */
+            return tun_fail(t, STATS_E_HTTP_SIZE, STATS_D_SIZE(r->body, r->length));
+        if (http_resp_eof(r) < 0)
+            return tun_fail(t, STATS_E_HTTP_MALFORMED, r->err);
+        return http_response(t, false);
+    }
+    stats_add(&t->w->ctl->st.bytes_down, (uint64_t)res);
+    ssize_t n = http_resp_feed(r, t->rbuf, (size_t)res);
+    if (n < 0)
+        return tun_fail(t, STATS_E_HTTP_MALFORMED, r->err);
+    if (r->phase != HTTP_P_DONE)
+        return tun_recv(t, true);
+    if (n < res) /* nothing was asked for after this response */
+        return tun_fail(t, STATS_E_HTTP_MALFORMED, HTTP_E_EXTRA);
+    http_response(t, true);
 }
 
 /* throughput up: no more data; half-close so the sink answers with its report. */
@@ -555,6 +655,18 @@ on_send(struct tun *t, int res)
             return hs_send(t);
         return tun_recv(t, true);
     }
+    if (t->http) {
+        /* The response's recv is pending since the request went out. */
+        t->req_off += (size_t)res;
+        stats_add(&t->w->ctl->st.bytes_up, (uint64_t)res);
+        if (t->req_off < t->w->o->http_req_len[t->req_close])
+            return tun_send(t);
+        if (t->req_next) {
+            t->req_next = false;
+            http_request_next(t);
+        }
+        return;
+    }
     if (t->hdr_off < PATTERN_HDR_LEN) {
         t->hdr_off += (size_t)res;
     } else {
@@ -611,6 +723,8 @@ on_recv(struct tun *t, int res)
     }
     if (t->state == ST_UDP)
         return tun_fail(t, FAIL_RES(res));
+    if (t->http)
+        return http_recv(t, res);
     if (o->mode == MODE_THROUGHPUT && o->dir == DIR_UP)
         return on_report(t, res);
     if (res <= 0)
@@ -775,7 +889,7 @@ worker_stop(struct worker *w)
         } else if (o->mode == MODE_UDP && t->udp) {
             udp_stop(t->udp, false); /* udp_complete() ends it when the last reply is in */
         }
-        /* connrate and latency: the unit in progress finishes under its timeouts, and its
+        /* connrate, http and latency: the unit in progress finishes under its timeouts, and its
          * errors count (tun_fail). connrate --rate: also a tunnel still in its handshake,
          * which may be the slow one the run is there to see. */
     }
@@ -818,7 +932,8 @@ client_worker(void *arg)
     w.next_due = ctl->start_ns + (uint64_t)(ctl->index * 1e9 / (o->rate > 0 ? o->rate : 1));
     for (unsigned i = 0; i < ctl->conns && o->rate == 0; i++) {
         /* connrate: a tunnel is a unit; latency: the tunnel's first message is. */
-        if ((o->mode == MODE_CONNRATE || o->mode == MODE_LATENCY) && !client_count_take(&w))
+        if ((o->mode == MODE_CONNRATE || o->mode == MODE_LATENCY || o->mode == MODE_HTTP) &&
+            !client_count_take(&w))
             break;
         tun_spawn(&w, 0);
     }

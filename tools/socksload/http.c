@@ -349,7 +349,7 @@ http_resp_eof(struct http_resp *r)
 }
 
 size_t
-http_request(char *out, size_t cap, const char *host, const char *path, bool close)
+http_get(char *out, size_t cap, const char *host, const char *path, bool close)
 {
     int n = snprintf(out, cap,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: socksload\r\nAccept: */*\r\n"

@@ -41,6 +41,13 @@ static const char usage_text[] =
     "  latency     --tunnels N ping-pong --size bytes through an echo, round trip times\n"
     "  udp         --tunnels N UDP ASSOCIATEs, --window W datagrams of --size bytes each in\n"
     "              flight, echoed and verified (SOCKS5 only)\n"
+    "  http        --workers C loops of: a tunnel to the --url's (or --target's) HTTP server,\n"
+    "              --requests-per-tunnel K GET requests on it (keep-alive; Connection: close\n"
+    "              on the last), each response's status and size checked, close; with\n"
+    "              --rate N, N such tunnels started per second (the open model, as connrate).\n"
+    "              Plain HTTP/1.1 only: no TLS (https:// is refused), as that would need a TLS\n"
+    "              library on the data path for handshakes that measure the library, not the\n"
+    "              proxy\n"
     "  serve       run only the target servers (TCP sink/source/echo + UDP echo) on one port\n"
     "              (--port 0 or none: a free one); reports \"serving on HOST:PORT\" on stderr\n"
     "options:\n"
@@ -58,13 +65,14 @@ static const char usage_text[] =
     "                       itself resolves only 'localhost'\n"
     "  --duration SEC       run length (default 5; hold: the hold time)\n"
     "  --count N            stop after N units: bytes in total (throughput, K/M/G suffixes),\n"
-    "                       tunnels (connrate, hold), messages (latency), datagrams (udp)\n"
+    "                       tunnels (connrate, hold), messages (latency), datagrams (udp),\n"
+    "                       requests (http)\n"
     "  --threads N          worker threads, one io_uring loop each (default 1; 1..256, at\n"
     "                       most one per tunnel or connrate worker)\n"
     "  --tunnels N          tunnels or associations (default 1; hold 100; at most 1000000)\n"
-    "  --workers C          connrate concurrency (default 16; at most 1000000); with --rate\n"
+    "  --workers C          connrate/http concurrency (default 16; at most 1000000); with --rate\n"
     "                       the bound on tunnels in flight (default 256)\n"
-    "  --rate N             connrate, the open model: start N tunnels per second (the whole\n"
+    "  --rate N             connrate/http, the open model: start N tunnels per second (the whole\n"
     "                       run, all threads; a fraction is fine) on a fixed schedule whatever\n"
     "                       the proxy does: tunnel k is due at start + k/N. Latency counts from\n"
     "                       that intended start (corrected for coordinated omission), so a\n"
@@ -73,10 +81,23 @@ static const char usage_text[] =
     "                       in its latency; the report gives the rate asked and achieved, the\n"
     "                       starts late by more than 1 ms, and the starts due before the stop\n"
     "                       that never began (missed). In-flight tunnels finish after the stop\n"
+    "  --url URL            http: http://HOST[:PORT][/PATH] (port 80 by default); HOST as for\n"
+    "                       --target (loopback, or localhost, without --allow-nonlocal) and\n"
+    "                       the Host header as written. Or --target HOST:PORT and --path\n"
+    "  --path PATH          http with --target: the request's path (default /; visible ASCII)\n"
+    "  --requests-per-tunnel K  http: GET requests per tunnel (default 1; Connection: close on\n"
+    "                       the last; a response that closes ends the tunnel early). --count\n"
+    "                       counts requests: each tunnel takes its K from it at once\n"
+    "  --expect-status N    http: the status every response must have (default: any 2xx)\n"
+    "  --expect-size N      http: the body size every response must have (default: the\n"
+    "                       Content-Length, or the chunks, must be complete). http failures:\n"
+    "                       \"HTTP status 404\", \"HTTP body 10 bytes, expected 20\", \"HTTP\n"
+    "                       malformed response: ...\"; the report counts responses by status\n"
+    "                       and gives latency from each request's send to its whole response\n"
     "  --direction D        throughput: down (default), up or both\n"
-    "  --close rst|fin      connrate: how the client ends each tunnel. rst (default): SO_LINGER\n"
-    "                       0 then close, a reset; no TIME_WAIT on the client, and a proxy\n"
-    "                       that passes the reset on leaves none towards the target either.\n"
+    "  --close rst|fin      connrate/http: how the client ends each tunnel. rst (default):\n"
+    "                       SO_LINGER 0 then close, a reset; no TIME_WAIT on the client, and a\n"
+    "                       proxy that passes the reset on leaves none towards the target.\n"
     "                       fin: a plain close; the client holds TIME_WAIT (60 s per port) and\n"
     "                       a proxy that closes its outgoing socket on the client's FIN is the\n"
     "                       first closer towards the target, holding TIME_WAIT there\n"
@@ -194,8 +215,8 @@ parse_secs(const char *s, const char *opt)
 static const char *
 mode_str(enum mode m)
 {
-    static const char *const names[] = {"throughput", "connrate", "hold",
-                                        "latency",    "udp",      "serve"};
+    static const char *const names[] = {"throughput", "connrate", "hold", "latency",
+                                        "udp",        "serve",    "http"};
     return names[m];
 }
 
@@ -212,6 +233,8 @@ unit_str(enum mode m)
         return "held tunnels";
     case MODE_LATENCY:
         return "messages";
+    case MODE_HTTP:
+        return "requests";
     default:
         return "datagrams";
     }
@@ -238,6 +261,10 @@ latency_str(enum mode m)
 static const char *
 latency_what(const struct opts *o)
 {
+    if (o->mode == MODE_HTTP)
+        return o->rate > 0 ? "request sent to whole response; a tunnel's first from the tunnel's "
+                             "intended start, corrected for coordinated omission"
+                           : "request sent to whole response";
     return latency_str(o->mode == MODE_CONNRATE && o->rate > 0 ? MODE_SERVE : o->mode);
 }
 
@@ -485,10 +512,26 @@ fail_fast(char *buf, size_t len, const struct opts *o, const struct stats *s, do
     if (!f)
         return false;
     bool v4 = proxy_v4(o);
-    stats_fail_str(what, sizeof(what), (enum stats_err)f->kind, (int)f->detail, v4);
+    stats_fail_str(what, sizeof(what), (enum stats_err)f->kind, f->detail, v4);
     fail_hint(hint, sizeof(hint), o, (enum stats_err)f->kind, (unsigned)f->detail);
     snprintf(buf, len, "all %" PRIu64 " attempt%s: %s - %s", n, n == 1 ? "" : "s", what, hint);
     return true;
+}
+
+/* http: the responses by status code, "200: 950, 404: 50" or {"200":950,"404":50}. */
+static void
+print_http_status(const struct stats *s, bool json)
+{
+    const char *sep = "";
+
+    printf(json ? ",\"http_status\":{" : "statuses    ");
+    for (unsigned c = 0; c < STATS_HTTP_STATUS_N; c++) {
+        if (s->http_status[c]) {
+            printf(json ? "%s\"%u\":%" PRIu64 : "%s%u: %" PRIu64, sep, c, s->http_status[c]);
+            sep = json ? "," : ", ";
+        }
+    }
+    printf(json ? "}" : "%s\n", *sep ? "" : "no response");
 }
 
 /* The failure pairs of s, most frequent first, through fn. */
@@ -508,8 +551,7 @@ fail_each(const struct opts *o, const struct stats *s,
         order[j] = &s->fail[i];
     }
     for (unsigned i = 0; i < n; i++) {
-        stats_fail_str(text, sizeof(text), (enum stats_err)order[i]->kind, (int)order[i]->detail,
-                       v4);
+        stats_fail_str(text, sizeof(text), (enum stats_err)order[i]->kind, order[i]->detail, v4);
         fn(order[i], text, i == 0);
     }
 }
@@ -584,10 +626,10 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
     json_str(proxy);
     if (o->mode == MODE_THROUGHPUT)
         printf(",\"direction\":\"%s\"", opts_dir_str(o->dir));
-    if (o->mode == MODE_CONNRATE)
+    if (o->mode == MODE_CONNRATE || o->mode == MODE_HTTP)
         printf(",\"close\":\"%s\"", opts_close_str(o->close));
     printf(",\"threads\":%u,\"concurrency\":%u,\"seconds\":%.3f", o->threads,
-           o->mode == MODE_CONNRATE ? o->workers : o->tunnels, secs);
+           o->mode == MODE_CONNRATE || o->mode == MODE_HTTP ? o->workers : o->tunnels, secs);
     printf(",\"tunnels\":%" PRIu64 ",\"units\":%" PRIu64 ",\"unit\":\"%s\"", s->tunnels, s->units,
            unit_str(o->mode));
     printf(",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64, s->bytes_up, s->bytes_down);
@@ -596,6 +638,8 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
     else
         printf(",\"rate\":%.1f", (double)s->units / secs);
     printf(",\"gbps\":%.3f", (double)(s->bytes_up + s->bytes_down) * 8 / secs / 1e9);
+    if (o->mode == MODE_HTTP)
+        print_http_status(s, true);
     if (o->mode == MODE_HOLD && oc->opened_s >= 0)
         printf(",\"open_all_s\":%.3f", oc->opened_s);
     else if (o->mode == MODE_HOLD)
@@ -656,7 +700,7 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
            o->proxy.host_type == URL_HOST_IPV6 ? "[" : "", o->proxy.host,
            o->proxy.host_type == URL_HOST_IPV6 ? "]" : "", o->proxy.port, o->threads,
            o->threads == 1 ? "" : "s");
-    if (o->mode == MODE_CONNRATE)
+    if (o->mode == MODE_CONNRATE || o->mode == MODE_HTTP)
         printf("close       %s\n",
                o->close == CLOSE_FIN ? "fin (plain close)" : "rst (SO_LINGER 0)");
     printf("time        %.3f s\n", secs);
@@ -677,6 +721,8 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
     else
         printf("bytes       up %" PRIu64 ", down %" PRIu64 ", %.3f Gbit/s\n", s->bytes_up,
                s->bytes_down, (double)(s->bytes_up + s->bytes_down) * 8 / secs / 1e9);
+    if (o->mode == MODE_HTTP)
+        print_http_status(s, false);
     if (o->rate > 0)
         printf("rate        asked %.1f/s, achieved %.1f/s (%" PRIu64 " started; %" PRIu64
                " late by > 1 ms; %" PRIu64 " missed: due before the stop, held back by "
@@ -728,6 +774,11 @@ main(int argc, char **argv)
         {"close", required_argument, NULL, 'C'},
         {"rate", required_argument, NULL, 'r'},
         {"no-fail-fast", no_argument, NULL, 'F'},
+        {"url", required_argument, NULL, 'L'},
+        {"path", required_argument, NULL, 'Q'},
+        {"requests-per-tunnel", required_argument, NULL, 'k'},
+        {"expect-status", required_argument, NULL, 'e'},
+        {"expect-size", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, '?' + 256},
         {0, 0, 0, 0},
     };
@@ -742,7 +793,8 @@ main(int argc, char **argv)
     const char *proxy = NULL, *target = NULL, *host = "127.0.0.1", *user = NULL;
     unsigned target_threads = 1, serve_port = 0;
     bool have_duration = false, have_tunnels = false, socks5 = false, have_close = false;
-    bool have_workers = false;
+    bool have_workers = false, http_opts = false;
+    const char *http_url = NULL, *http_path = NULL;
     char err[300];
     int c;
 
@@ -761,6 +813,8 @@ main(int argc, char **argv)
         o.mode = MODE_LATENCY;
     else if (!strcmp(mode, "udp"))
         o.mode = MODE_UDP;
+    else if (!strcmp(mode, "http"))
+        o.mode = MODE_HTTP;
     else if (!strcmp(mode, "serve"))
         o.mode = MODE_SERVE;
     else
@@ -835,6 +889,28 @@ main(int argc, char **argv)
         case 'A':
             o.allow_nonlocal = true;
             break;
+        case 'L':
+            http_url = optarg;
+            http_opts = true;
+            break;
+        case 'Q':
+            http_path = optarg;
+            http_opts = true;
+            break;
+        case 'k':
+            o.requests_per_tunnel =
+                (unsigned)parse_uint(optarg, "--requests-per-tunnel", 1, CONNS_MAX);
+            http_opts = true;
+            break;
+        case 'e':
+            o.expect_status = (unsigned)parse_uint(optarg, "--expect-status", 100, 999);
+            http_opts = true;
+            break;
+        case 'E':
+            o.expect_size = parse_uint(optarg, "--expect-size", 0, COUNT_MAX);
+            o.has_expect_size = true;
+            http_opts = true;
+            break;
         case 'F':
             o.no_fail_fast = true;
             break;
@@ -861,10 +937,19 @@ main(int argc, char **argv)
         die_usage("unexpected argument %s", argv[optind]);
     if (socks5 && o.mode != MODE_SERVE)
         die_usage("%s", "--socks5 is an option of serve");
-    if (have_close && o.mode != MODE_CONNRATE)
-        die_usage("%s", "--close is an option of connrate");
-    if (o.rate > 0 && o.mode != MODE_CONNRATE)
-        die_usage("%s", "--rate is an option of connrate");
+    if (have_close && o.mode != MODE_CONNRATE && o.mode != MODE_HTTP)
+        die_usage("%s", "--close is an option of connrate and http");
+    if (o.rate > 0 && o.mode != MODE_CONNRATE && o.mode != MODE_HTTP)
+        die_usage("%s", "--rate is an option of connrate and http");
+    if (http_opts && o.mode != MODE_HTTP)
+        die_usage("%s", "--url, --path, --requests-per-tunnel and --expect-* are options of http");
+    if (o.mode == MODE_HTTP && http_url && (target || http_path))
+        die_usage("%s", "http: --url, or --target HOST:PORT with --path, not both");
+    if (o.mode == MODE_HTTP && !http_url && !target)
+        die_usage("%s", "http needs --url http://HOST:PORT/PATH or --target HOST:PORT (socksload "
+                        "has no HTTP server of its own)");
+    if (o.requests_per_tunnel == 0)
+        o.requests_per_tunnel = 1;
     if (o.rate > 0 && !have_workers)
         o.workers = 256; /* the bound on tunnels in flight, not a concurrency */
 
@@ -917,10 +1002,34 @@ main(int argc, char **argv)
         die_usage("%s", "--size must be 1..1M");
     if (o.mode == MODE_UDP && (o.size < 16 || o.size > 60000))
         die_usage("%s", "udp --size must be 16..60000");
-    unsigned conns = o.mode == MODE_CONNRATE ? o.workers : o.tunnels;
+    unsigned conns = o.mode == MODE_CONNRATE || o.mode == MODE_HTTP ? o.workers : o.tunnels;
     /* A thread without a tunnel would take its share of --count and do nothing with it. */
     if (o.threads > conns)
         o.threads = conns;
+
+    /* http: the target and the Host header from --url, or from --target and --path. */
+    char url_auth[URL_FIELD_MAX + 8], url_hp[URL_FIELD_MAX + 16], path[HTTP_PATH_MAX] = "/";
+    if (http_url) {
+        if (http_url_parse(http_url, url_auth, sizeof(url_auth), url_hp, sizeof(url_hp), path,
+                           sizeof(path), err, sizeof(err)) < 0)
+            die_usage("--url: %s", err);
+        target = url_hp;
+    } else if (o.mode == MODE_HTTP) {
+        if (http_path && !http_path_ok(http_path))
+            die_usage("--path %s: a path starts with /, then visible ASCII only (percent-encode "
+                      "the rest), at most 2047 bytes",
+                      http_path);
+        snprintf(path, sizeof(path), "%s", http_path ? http_path : "/");
+        snprintf(url_auth, sizeof(url_auth), "%s", target);
+    }
+    if (o.mode == MODE_HTTP) {
+        for (int close = 0; close < 2; close++) {
+            o.http_req_len[close] =
+                http_get(o.http_req[close], sizeof(o.http_req[close]), url_auth, path, close);
+            if (o.http_req_len[close] == 0)
+                die_usage("%s", "http: the request would be too long");
+        }
+    }
 
     /* The target: named by --target, or embedded. */
     char thost[URL_FIELD_MAX + 1] = "127.0.0.1";
@@ -935,6 +1044,8 @@ main(int argc, char **argv)
             die_usage("--target: %s", err);
         tport = 0;
     }
+    if (tport == 0 && o.mode == MODE_HTTP)
+        die_usage("http: --target %s needs a port (HOST:PORT)", target);
     if (tport == 0) {
         const char *bind_host = ttype == URL_HOST_IPV6 ? thost : "127.0.0.1";
         if (ttype == URL_HOST_IPV4)

@@ -138,7 +138,7 @@ int http_resp_eof(struct http_resp *r);
 const char *http_err_str(enum http_err e);
 /* Writes a GET of path with Host: host and, when close, Connection: close. Returns its
  * length, 0 when it would not fit cap. */
-size_t http_request(char *out, size_t cap, const char *host, const char *path, bool close);
+size_t http_get(char *out, size_t cap, const char *host, const char *path, bool close);
 /* Splits http://AUTHORITY[/PATH] into its authority (as written: the Host header),
  * HOST:PORT (port 80 when none) and the path ("/" when none; no fragment). https:// and
  * user info are refused. Returns 0 or -EINVAL with a message in err. */
@@ -294,15 +294,18 @@ void sources_free(struct sources *s);
 
 /* ---- stats.c ---- */
 enum stats_err {
-    STATS_E_CONNECT,  /* TCP connect to the proxy failed */
-    STATS_E_REPLY,    /* proxy refused the request (by code in rep[]) */
-    STATS_E_AUTH,     /* no acceptable method or RFC 1929 failure */
-    STATS_E_RESET,    /* ECONNRESET / EPIPE */
-    STATS_E_TIMEOUT,  /* a step overran --timeout */
-    STATS_E_MISMATCH, /* data differed from the pattern or the echo */
-    STATS_E_CLOSED,   /* EOF where data was due */
-    STATS_E_PROTOCOL, /* malformed proxy reply */
-    STATS_E_LOST,     /* UDP datagram not echoed within --timeout */
+    STATS_E_CONNECT,        /* TCP connect to the proxy failed */
+    STATS_E_REPLY,          /* proxy refused the request (by code in rep[]) */
+    STATS_E_AUTH,           /* no acceptable method or RFC 1929 failure */
+    STATS_E_RESET,          /* ECONNRESET / EPIPE */
+    STATS_E_TIMEOUT,        /* a step overran --timeout */
+    STATS_E_MISMATCH,       /* data differed from the pattern or the echo */
+    STATS_E_CLOSED,         /* EOF where data was due */
+    STATS_E_PROTOCOL,       /* malformed proxy reply */
+    STATS_E_LOST,           /* UDP datagram not echoed within --timeout */
+    STATS_E_HTTP_STATUS,    /* http: a status other than --expect-status (detail: it) */
+    STATS_E_HTTP_SIZE,      /* http: a body of the wrong size (detail: STATS_D_SIZE) */
+    STATS_E_HTTP_MALFORMED, /* http: the response broke HTTP/1.1 (detail: enum http_err) */
     STATS_E_OTHER,
     STATS_E_N
 };
@@ -325,8 +328,15 @@ enum stats_err {
  * worker counts up to STATS_FAIL_N distinct (kind, detail) pairs; the first time a pair is
  * seen its kind and detail are stored before its count (release), and never change.
  */
-#define STATS_D_METHOD 0x100
-#define STATS_FAIL_N   16
+#define STATS_D_METHOD   0x100
+/* STATS_E_HTTP_SIZE's detail: the body's size read and the size expected, each at most
+ * STATS_D_SIZE_MAX (larger ones are written as that, with a "+"). */
+#define STATS_D_SIZE_MAX 0xffffffffull
+#define STATS_D_SIZE(got, exp)                                               \
+    (((got) < STATS_D_SIZE_MAX ? (uint64_t)(got) : STATS_D_SIZE_MAX) << 32 | \
+     ((exp) < STATS_D_SIZE_MAX ? (uint64_t)(exp) : STATS_D_SIZE_MAX))
+#define STATS_FAIL_N        16
+#define STATS_HTTP_STATUS_N 1000
 
 struct stats_fail {
     uint64_t kind; /* enum stats_err */
@@ -345,6 +355,7 @@ struct stats {
     uint64_t missed;  /* connrate --rate: starts due before the stop that never began */
     uint64_t err[STATS_E_N];
     uint64_t rep[256];
+    uint64_t http_status[STATS_HTTP_STATUS_N]; /* http: responses by status code */
     uint64_t max_ns; /* the largest latency recorded, exact; stats_sum takes the larger */
     uint64_t hist[STATS_HIST_N]; /* latency in ns */
     uint64_t fail_more;          /* failures past the STATS_FAIL_N distinct pairs kept */
@@ -356,11 +367,13 @@ void stats_add(uint64_t *field, uint64_t v);
 void stats_record_ns(struct stats *s, uint64_t ns);
 void stats_error(struct stats *s, enum stats_err e);
 /* stats_error, and the (e, detail) pair counted in s->fail (see struct stats_fail). */
-void stats_fail(struct stats *s, enum stats_err e, int detail);
+void stats_fail(struct stats *s, enum stats_err e, uint64_t detail);
 /* The failure for a person: "connect: ECONNREFUSED (Connection refused)", "SOCKS reply 0x02
  * not allowed by ruleset", "SOCKS4 reply 0x5b rejected or failed", "RFC 1929 auth failed
- * (status 0x01)", "no acceptable method (05 ff)". socks4: reply codes are SOCKS4's. Pure. */
-void stats_fail_str(char *buf, size_t len, enum stats_err e, int detail, bool socks4);
+ * (status 0x01)", "no acceptable method (05 ff)", "HTTP status 404", "HTTP body 10 bytes,
+ * expected 20", "HTTP malformed response: bad status line". socks4: reply codes are SOCKS4's.
+ * Pure. */
+void stats_fail_str(char *buf, size_t len, enum stats_err e, uint64_t detail, bool socks4);
 /* Distinct (kind, detail) pairs in s->fail; the one pair through *only when every failure
  * counted in s->err is that pair (NULL otherwise, or when there are none). */
 unsigned stats_fail_pairs(const struct stats *s, const struct stats_fail **only);
@@ -382,7 +395,15 @@ const char *stats_err_str(enum stats_err e);
 uint64_t stats_now_ns(void);
 
 /* ---- modes and options (main.c fills, client.c and udp.c read) ---- */
-enum mode { MODE_THROUGHPUT, MODE_CONNRATE, MODE_HOLD, MODE_LATENCY, MODE_UDP, MODE_SERVE };
+enum mode {
+    MODE_THROUGHPUT,
+    MODE_CONNRATE,
+    MODE_HOLD,
+    MODE_LATENCY,
+    MODE_UDP,
+    MODE_SERVE,
+    MODE_HTTP
+};
 enum dir { DIR_DOWN, DIR_UP, DIR_BOTH };
 /* How connrate ends a tunnel after its response: CLOSE_RST (SO_LINGER 0, then close: no
  * TIME_WAIT anywhere, the proxy passes the reset on) or CLOSE_FIN (a plain close: the client
@@ -409,13 +430,20 @@ struct opts {
     uint32_t size;        /* latency and udp message size */
     unsigned window;      /* udp datagrams in flight per association */
     enum close_how close; /* connrate */
-    double rate;          /* connrate --rate: tunnels started per second, 0: closed model */
+    double rate;          /* connrate, http --rate: tunnels started per second, 0: closed model */
     bool json;
     bool allow_nonlocal;
     bool no_fail_fast; /* --no-fail-fast */
     bool has_tpl;      /* --user: the RFC 1929 name of each tunnel from tpl */
     struct usertpl tpl;
     struct target *target; /* the embedded target, or NULL (see target_claim) */
+    /* http: the two requests (keep-alive, and Connection: close for a tunnel's last). */
+    char http_req[2][HTTP_REQ_MAX];
+    size_t http_req_len[2];
+    unsigned requests_per_tunnel; /* http --requests-per-tunnel, 1.. */
+    unsigned expect_status;       /* http --expect-status, 0: any 2xx */
+    bool has_expect_size;         /* http --expect-size */
+    uint64_t expect_size;
 };
 
 /* ---- opts.c ---- */

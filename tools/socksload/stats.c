@@ -7,6 +7,7 @@
  */
 #include "socksload.h"
 
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -80,10 +81,10 @@ fail_add(struct stats *dst, uint64_t kind, uint64_t detail, uint64_t n)
 }
 
 void
-stats_fail(struct stats *s, enum stats_err e, int detail)
+stats_fail(struct stats *s, enum stats_err e, uint64_t detail)
 {
     stats_add(&s->err[e], 1);
-    fail_add(s, (uint64_t)e, (uint64_t)(uint32_t)detail, 1);
+    fail_add(s, (uint64_t)e, detail, 1);
 }
 
 void
@@ -151,11 +152,19 @@ reply4_str(unsigned code)
     }
 }
 
+/* A size of STATS_E_HTTP_SIZE's detail: "+" when it was larger than the field holds. */
+static void
+size_str(char *buf, size_t len, uint64_t v)
+{
+    snprintf(buf, len, "%" PRIu64 "%s", v, v == STATS_D_SIZE_MAX ? "+" : "");
+}
+
 void
-stats_fail_str(char *buf, size_t len, enum stats_err e, int detail, bool socks4)
+stats_fail_str(char *buf, size_t len, enum stats_err e, uint64_t detail, bool socks4)
 {
     const char *kind = stats_err_str(e);
     unsigned d = (unsigned)detail;
+    char got[32], exp[32];
 
     switch (e) {
     case STATS_E_REPLY:
@@ -173,6 +182,17 @@ stats_fail_str(char *buf, size_t len, enum stats_err e, int detail, bool socks4)
         else
             snprintf(buf, len, "RFC 1929 auth failed (status 0x%02x)", d & 0xff);
         return;
+    case STATS_E_HTTP_STATUS:
+        snprintf(buf, len, "HTTP status %u", d);
+        return;
+    case STATS_E_HTTP_SIZE:
+        size_str(got, sizeof(got), detail >> 32);
+        size_str(exp, sizeof(exp), detail & STATS_D_SIZE_MAX);
+        snprintf(buf, len, "HTTP body %s bytes, expected %s", got, exp);
+        return;
+    case STATS_E_HTTP_MALFORMED:
+        snprintf(buf, len, "HTTP malformed response: %s", http_err_str((enum http_err)d));
+        return;
     case STATS_E_MISMATCH:
     case STATS_E_PROTOCOL:
     case STATS_E_LOST:
@@ -185,10 +205,10 @@ stats_fail_str(char *buf, size_t len, enum stats_err e, int detail, bool socks4)
         snprintf(buf, len, "%s", e == STATS_E_CLOSED ? "closed: EOF" : kind);
         return;
     }
-    const char *name = strerrorname_np(detail);
+    const char *name = strerrorname_np((int)detail);
     char text[128];
     /* GNU strerror_r: thread-safe, returns the text (maybe not in text). */
-    const char *t = strerror_r(detail, text, sizeof(text));
+    const char *t = strerror_r((int)detail, text, sizeof(text));
     snprintf(buf, len, "%s: %s (%s)", kind, name ? name : "E?", t);
 }
 
@@ -277,11 +297,19 @@ const char *
 stats_err_str(enum stats_err e)
 {
     static const char *const names[STATS_E_N] = {
-        [STATS_E_CONNECT] = "connect", [STATS_E_REPLY] = "socks_reply",
-        [STATS_E_AUTH] = "auth",       [STATS_E_RESET] = "reset",
-        [STATS_E_TIMEOUT] = "timeout", [STATS_E_MISMATCH] = "data_mismatch",
-        [STATS_E_CLOSED] = "closed",   [STATS_E_PROTOCOL] = "protocol",
-        [STATS_E_LOST] = "udp_lost",   [STATS_E_OTHER] = "other",
+        [STATS_E_CONNECT] = "connect",
+        [STATS_E_REPLY] = "socks_reply",
+        [STATS_E_AUTH] = "auth",
+        [STATS_E_RESET] = "reset",
+        [STATS_E_TIMEOUT] = "timeout",
+        [STATS_E_MISMATCH] = "data_mismatch",
+        [STATS_E_CLOSED] = "closed",
+        [STATS_E_PROTOCOL] = "protocol",
+        [STATS_E_LOST] = "udp_lost",
+        [STATS_E_OTHER] = "other",
+        [STATS_E_HTTP_STATUS] = "http_status",
+        [STATS_E_HTTP_SIZE] = "http_size",
+        [STATS_E_HTTP_MALFORMED] = "http_malformed",
     };
     return names[e];
 }

@@ -1,0 +1,184 @@
+"""
+cases_socksload.py - socksload's modes that need a server of the test's own (issue #16):
+http mode through ringsocks against a local HTTP/1.1 server (keep-alive, Content-Length,
+chunked, a 404, a wrong --expect-size, a server that sends less than its Content-Length),
+--source client address ranges (seen in ringsocks's access log), and the open model on held
+tunnels (hold --rate) against a proxy that stalls.
+
+socksload is build/socksload next to the ringsocks binary under test.
+"""
+
+import http.server
+import json
+import os
+import re
+import socket
+import threading
+
+from harness import CONFIG, Fail, case, check, need_ringsocks
+
+HTTP_BODY = bytes((i * 7 + 3) % 256 for i in range(1 << 20))
+
+
+def socksload():
+    path = os.path.join(os.path.dirname(CONFIG.binary), "socksload")
+    if not os.access(path, os.X_OK):
+        raise Fail("%s is missing (make builds it)" % path)
+    return path
+
+
+def run_sl(ctx, args, timeout=60):
+    """Runs socksload ARGS --json; returns (exit status, JSON or None, stderr)."""
+    r = ctx.run([socksload()] + args + ["--json"], timeout=timeout)
+    err = r.stderr.decode("utf-8", "replace")
+    try:
+        j = json.loads(r.stdout)
+    except ValueError:
+        j = None
+    return r.returncode, j, err
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive. /fixed/N: N bytes with Content-Length; /chunked/N: N bytes
+    in chunks of 7 (and a trailer); /short/N: Content-Length N + 10, then N bytes and the
+    close; anything else 404."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def setup(self):
+        super().setup()
+        with self.server.lock:
+            self.server.conns += 1
+
+    def do_GET(self):
+        srv = self.server
+        with srv.lock:
+            srv.requests += 1
+            srv.hosts.add(self.headers.get("Host"))
+            if self.headers.get("Connection", "").lower() == "close":
+                srv.closes += 1
+        m = re.match(r"^/(fixed|chunked|short)/(\d+)$", self.path)
+        if not m:
+            body = b"not here\n"
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        kind, n = m.group(1), int(m.group(2))
+        body = HTTP_BODY[:n]
+        self.send_response(200)
+        if kind == "chunked":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, n, 7):
+                c = body[i:i + 7]
+                self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(c), c))
+            self.wfile.write(b"0\r\nX-Trailer: yes\r\n\r\n")
+        elif kind == "short":
+            self.send_header("Content-Length", str(n + 10))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            self.wfile.write(body)
+
+
+def http_server(ctx):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    srv.lock = threading.Lock()
+    srv.requests = srv.closes = 0
+    srv.conns = 0
+    srv.handle_error = lambda request, address: None  # resets from --close rst are expected
+    srv.hosts = set()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+
+    def stop():
+        srv.shutdown()
+        srv.server_close()
+    ctx.defer(stop)
+    return srv
+
+
+def failures(j):
+    return [(f["text"], f["count"]) for f in j["failures"]]
+
+
+@case("socksload_http")
+def socksload_http(ctx):
+    need_ringsocks("socksload's http mode through ringsocks")
+    p = ctx.proxy()
+    srv = http_server(ctx)
+    hp = srv.server_address[1]
+    px = ["--proxy", "socks5://127.0.0.1:%d" % p.port]
+
+    # Keep-alive: 200 requests, 5 per tunnel on 40 tunnels, sizes checked.
+    rc, j, err = run_sl(ctx, ["http"] + px + ["--url", "http://127.0.0.1:%d/fixed/1000" % hp,
+                                              "--workers", "4", "--count", "200",
+                                              "--requests-per-tunnel", "5", "--expect-size", "1000"])
+    check(rc == 0 and j and j["units"] == 200 and j["errors"]["total"] == 0,
+          "http --count 200: exit %d, %s %s" % (rc, j, err[-300:]))
+    check(j["http_status"] == {"200": 200}, "status counts: %r" % j["http_status"])
+    check(j["tunnels"] == 40 and srv.conns == 40 and srv.requests == 200,
+          "5 requests per tunnel: socksload %d tunnels; the server saw %d connections, %d requests"
+          % (j["tunnels"], srv.conns, srv.requests))
+    check(srv.closes == 40, "Connection: close on each tunnel's last request: %d" % srv.closes)
+    check(srv.hosts == {"127.0.0.1:%d" % hp}, "Host headers: %r" % srv.hosts)
+    check(j["unit"] == "requests" and j["latency_us"]["samples"] == 200,
+          "requests and their latency: %r" % j)
+
+    # Chunked, with --target and --path, verified against --expect-size.
+    rc, j, err = run_sl(ctx, ["http"] + px + ["--target", "127.0.0.1:%d" % hp, "--path",
+                                              "/chunked/5000", "--expect-size", "5000",
+                                              "--count", "50", "--requests-per-tunnel", "3"])
+    check(rc == 0 and j and j["units"] == 50 and j["errors"]["total"] == 0,
+          "chunked: exit %d, %s %s" % (rc, j, err[-300:]))
+    check(j["bytes_down"] > 50 * 5000, "chunked: %d bytes down" % j["bytes_down"])
+    # A chunked body that is not the size expected.
+    rc, j, err = run_sl(ctx, ["http"] + px + ["--target", "127.0.0.1:%d" % hp, "--path",
+                                              "/chunked/5000", "--expect-size", "5001",
+                                              "--count", "5"])
+    check(rc == 1 and j and failures(j) == [("HTTP body 5000 bytes, expected 5001", 5)],
+          "chunked, wrong --expect-size: exit %d, %s" % (rc, j and j["failures"]))
+
+    # A 404 is counted by its status, and the run fails.
+    rc, j, err = run_sl(ctx, ["http"] + px + ["--url", "http://127.0.0.1:%d/missing" % hp,
+                                              "--count", "10"])
+    check(rc == 1 and j and j["errors"]["http_status"] == 10 and j["units"] == 0,
+          "404: exit %d, %s" % (rc, j))
+    check(failures(j) == [("HTTP status 404", 10)] and j["http_status"] == {"404": 10},
+          "404 named: %r %r" % (j["failures"], j["http_status"]))
+    # ... unless it is the status expected.
+    rc, j, err = run_sl(ctx, ["http"] + px + ["--url", "http://127.0.0.1:%d/missing" % hp,
+                                              "--count", "10", "--expect-status", "404"])
+    check(rc == 0 and j and j["units"] == 10, "--expect-status 404: exit %d, %s" % (rc, j))
+
+    # A wrong --expect-size with Content-Length.
+    rc, j, err = run_sl(ctx, ["http"] + px + ["--url", "http://127.0.0.1:%d/fixed/20" % hp,
+                                              "--count", "4", "--expect-size", "10"])
+    check(rc == 1 and j and failures(j) == [("HTTP body 20 bytes, expected 10", 4)],
+          "wrong --expect-size: exit %d, %s" % (rc, j and j["failures"]))
+    # Less than Content-Length, then the close.
+    rc, j, err = run_sl(ctx, ["http"] + px + ["--url", "http://127.0.0.1:%d/short/100" % hp,
+                                              "--count", "3"])
+    check(rc == 1 and j and failures(j) == [("HTTP body 100 bytes, expected 110", 3)],
+          "short body: exit %d, %s" % (rc, j and j["failures"]))
+
+    # The open model: the rate asked is the rate achieved.
+    rc, j, err = run_sl(ctx, ["http"] + px + ["--url", "http://127.0.0.1:%d/fixed/100" % hp,
+                                              "--rate", "100", "--duration", "2"])
+    check(rc == 0 and j and abs(j["rate_achieved"] - 100) <= 10 and j["units"] >= 190 and
+          j["latency_us"]["corrected"], "http --rate 100: exit %d, %s" % (rc, j))
+
+    # The same safety as --target: loopback only; no TLS.
+    for url in ("http://192.0.2.1:80/", "http://example.com/", "https://127.0.0.1:%d/" % hp):
+        r = ctx.run([socksload(), "http"] + px + ["--url", url, "--duration", "1"], timeout=20)
+        check(r.returncode == 2, "--url %s: exit %d, want 2 (refused)" % (url, r.returncode))
+    r = ctx.run([socksload(), "http"] + px + ["--target", "127.0.0.1:%d" % hp, "--path", "x y"],
+                timeout=20)
+    check(r.returncode == 2, "--path 'x y': exit %d, want 2" % r.returncode)
