@@ -6,7 +6,8 @@
 #                             option values that name a choice (--close, --direction); the
 #                             latency histogram (percentiles, merging, max); failures by
 #                             (kind, detail): merging and their names (reply codes, errno);
-#                             the HTTP/1.1 response parser (split at every point)
+#                             the HTTP/1.1 response parser (split at every point); --source
+#                             address ranges
 #   make socksload-smoke      tests/socksload_smoke.sh against $(BUILD)/ringsocks (ends "N passed, N failed")
 # The load generator has no jemalloc and no server objects: only liburing, libm, pthreads.
 
@@ -57,10 +58,16 @@ $(BUILD)/tests/test_socksload_http: tests/unit/test_socksload_http.c $(BUILD)/ob
 	@mkdir -p $(dir $@)
 	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
 
-socksload-test: $(BUILD)/tests/test_socksload_http $(BUILD)/tests/test_socksload_url $(BUILD)/tests/test_socksload_socks \
+$(BUILD)/tests/test_socksload_srcaddr: tests/unit/test_socksload_srcaddr.c \
+		$(BUILD)/obj/socksload/srcaddr.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
+
+socksload-test: $(BUILD)/tests/test_socksload_http $(BUILD)/tests/test_socksload_srcaddr $(BUILD)/tests/test_socksload_url $(BUILD)/tests/test_socksload_socks \
 		$(BUILD)/tests/test_socksload_udp $(BUILD)/tests/test_socksload_sources \
 		$(BUILD)/tests/test_socksload_opts $(BUILD)/tests/test_socksload_stats
 	$(BUILD)/tests/test_socksload_http
+	$(BUILD)/tests/test_socksload_srcaddr
 	$(BUILD)/tests/test_socksload_url
 	$(BUILD)/tests/test_socksload_socks
 	$(BUILD)/tests/test_socksload_udp

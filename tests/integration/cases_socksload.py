@@ -182,3 +182,28 @@ def socksload_http(ctx):
     r = ctx.run([socksload(), "http"] + px + ["--target", "127.0.0.1:%d" % hp, "--path", "x y"],
                 timeout=20)
     check(r.returncode == 2, "--path 'x y': exit %d, want 2" % r.returncode)
+
+
+@case("socksload_source")
+def socksload_source(ctx):
+    """--source: each tunnel binds the next client address; ringsocks's access log names
+    every one of them as the client."""
+    need_ringsocks("ringsocks's access log")
+    p = ctx.proxy()
+    rc, j, err = run_sl(ctx, ["connrate", "--proxy", "socks5://127.0.0.1:%d" % p.port,
+                              "--source", "127.0.0.2-127.0.0.5,127.0.0.20/30", "--workers", "3",
+                              "--count", "60"])
+    check(rc == 0 and j and j["units"] == 60 and j["errors"]["total"] == 0,
+          "connrate --source: exit %d, %s %s" % (rc, j, err[-300:]))
+    check(j["client_sources"] == {"given": 6, "used": 6}, "client_sources: %r" % j.get("client_sources"))
+    p.stop()
+    clients = re.findall(r"\bclient=(127\.0\.0\.\d+):\d+ .*\bcmd=connect\b", p.stderr())
+    want = {"127.0.0.%d" % i for i in (2, 3, 4, 5, 21, 22)}
+    check(len(clients) >= 60 and set(clients) == want,
+          "the access log's clients: %d lines, %s; want %s" % (len(clients), sorted(set(clients)), sorted(want)))
+    # Only loopback without --allow-nonlocal, and one family with the proxy.
+    for src in ("127.0.0.1,10.0.0.1", "::1", "127.0.0.0/7"):
+        r = ctx.run([socksload(), "connrate", "--proxy", "socks5://127.0.0.1:%d" % p.port, "--source",
+                     src, "--count", "1"], timeout=20)
+        check(r.returncode == 2 and b"--source" in r.stderr,
+              "--source %s: exit %d, want 2 (%s)" % (src, r.returncode, r.stderr[-200:]))

@@ -8,7 +8,7 @@
  * pending longer (the hold idle time, the sink's final report). A tunnel is freed only when
  * none of its ops is in flight; user_data is the tunnel pointer with the op in the low bits,
  * and the linked timeouts carry 0. Must never block: the only syscalls outside the ring are
- * socket(), setsockopt(), shutdown() and close().
+ * socket(), setsockopt(), bind() (--source), shutdown() and close().
  */
 #include "socksload.h"
 
@@ -255,6 +255,21 @@ tun_close(struct tun *t, bool rst)
         tun_free(t);
 }
 
+/* --source: binds fd to the run's next source address. The port is left to connect()
+ * (IP_BIND_ADDRESS_NO_PORT), which picks it against the whole 4-tuple: one address does not
+ * run out of ports at the ephemeral range's size. -1 with errno. */
+static int
+src_bind(struct worker *w, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int one = 1;
+
+    srcaddr_at(&w->o->src, __atomic_fetch_add(w->ctl->src_next, 1, __ATOMIC_RELAXED), &ss, &len);
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+    return bind(fd, (struct sockaddr *)&ss, len);
+}
+
 /* t0: the tunnel's start as its latency counts it (the intended start under --rate), 0 for
  * now. */
 static bool
@@ -289,6 +304,12 @@ tun_spawn(struct worker *w, uint64_t t0)
         t->req_budget = 1 + (unsigned)more;
     }
     t->fd = mem ? socket(o->proxy_sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0) : -1;
+    if (t->fd != -1 && o->src.n && src_bind(w, t->fd) == -1) {
+        int e = errno;
+        close(t->fd);
+        t->fd = -1;
+        errno = e;
+    }
     if (t->fd == -1) {
         stats_fail(&w->ctl->st, STATS_E_CONNECT, mem ? (uint64_t)errno : ENOMEM);
         free(t->rbuf);

@@ -105,6 +105,13 @@ static const char usage_text[] =
     "  --size B             latency/hold/udp message size (default 64; 1..1M, udp 16..60000)\n"
     "  --window W           udp datagrams in flight per association (default 8)\n"
     "  --hold SEC           hold time (default: --duration)\n"
+    "  --source LIST        the client's source addresses towards the proxy, round robin over\n"
+    "                       the tunnels: a comma list of A, A-B (IPv6: within one /64) or A/P\n"
+    "                       (IPv4 shorter than /31 without network and broadcast; IPv6 /96 or\n"
+    "                       longer), e.g. 127.0.0.2-127.0.0.200 or 127.0.1.0/24; loopback only\n"
+    "                       without --allow-nonlocal; at most 2^32 addresses. Each tunnel binds\n"
+    "                       the next one (port 0, IP_BIND_ADDRESS_NO_PORT); the report says how\n"
+    "                       many were used (JSON \"client_sources\")\n"
     "  --timeout SEC        bound on every step: connect, each reply, each read (default 5)\n"
     "  --target-threads N   threads of the embedded target (default 1; 1..256)\n"
     "  --socks5             serve: the target answers a SOCKS5 handshake itself on every TCP\n"
@@ -605,6 +612,7 @@ table_fail(const struct stats_fail *f, const char *text, bool first)
  * hold: seconds until every tunnel was set up, < 0 when some never was; stopped, the fail-fast
  * line or NULL. */
 struct outcome {
+    uint64_t src_used; /* --source: distinct client source addresses used */
     double achieved;
     double opened_s;
     const char *stopped;
@@ -666,6 +674,9 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
         printf(",");
         print_sources_json(m);
     }
+    if (o->src.n)
+        printf(",\"client_sources\":{\"given\":%" PRIu64 ",\"used\":%" PRIu64 "}", o->src.total,
+               oc->src_used);
     printf(",\"errors\":{\"total\":%" PRIu64, stats_errors(s));
     for (int e = 0; e < STATS_E_N; e++)
         printf(",\"%s\":%" PRIu64, stats_err_str(e), s->err[e]);
@@ -744,6 +755,9 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
                target_mm);
     if (m)
         print_sources_table(m);
+    if (o->src.n)
+        printf("client      %" PRIu64 " source address%s used, of %" PRIu64 " in --source\n",
+               oc->src_used, oc->src_used == 1 ? "" : "es", o->src.total);
 }
 
 int
@@ -775,6 +789,7 @@ main(int argc, char **argv)
         {"rate", required_argument, NULL, 'r'},
         {"no-fail-fast", no_argument, NULL, 'F'},
         {"url", required_argument, NULL, 'L'},
+        {"source", required_argument, NULL, 's'},
         {"path", required_argument, NULL, 'Q'},
         {"requests-per-tunnel", required_argument, NULL, 'k'},
         {"expect-status", required_argument, NULL, 'e'},
@@ -889,6 +904,10 @@ main(int argc, char **argv)
         case 'A':
             o.allow_nonlocal = true;
             break;
+        case 's':
+            if (srcaddr_parse(&o.src, optarg, err, sizeof(err)) < 0)
+                die_usage("--source: %s", err);
+            break;
         case 'L':
             http_url = optarg;
             http_opts = true;
@@ -974,6 +993,31 @@ main(int argc, char **argv)
         die_usage("proxy host %s: socksload resolves no names (only localhost)", o.proxy.host);
     if (!o.allow_nonlocal && !url_is_loopback((struct sockaddr *)&o.proxy_sa))
         die_usage("proxy %s is not loopback (--allow-nonlocal to permit)", o.proxy.host);
+    for (unsigned k = 0; k < o.src.n; k++) {
+        struct sockaddr_storage first, last;
+        srcaddr_ends(&o.src, k, &first, &last);
+        if (first.ss_family != o.proxy_sa.ss_family)
+            die_usage("--source: %s", first.ss_family == AF_INET
+                                          ? "IPv4 addresses cannot reach an IPv6 proxy"
+                                          : "IPv6 addresses cannot reach an IPv4 proxy");
+        if (!o.allow_nonlocal && (!url_is_loopback((struct sockaddr *)&first) ||
+                                  !url_is_loopback((struct sockaddr *)&last))) {
+            char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], range[2 * INET6_ADDRSTRLEN + 2];
+            bool v4 = first.ss_family == AF_INET;
+            inet_ntop(first.ss_family,
+                      v4 ? (void *)&((struct sockaddr_in *)&first)->sin_addr
+                         : (void *)&((struct sockaddr_in6 *)&first)->sin6_addr,
+                      a, sizeof(a));
+            inet_ntop(last.ss_family,
+                      v4 ? (void *)&((struct sockaddr_in *)&last)->sin_addr
+                         : (void *)&((struct sockaddr_in6 *)&last)->sin6_addr,
+                      b, sizeof(b));
+            snprintf(range, sizeof(range), "%s-%s", a, b);
+            die_usage("--source: %s is not all loopback (127.0.0.0/8 or ::1; --allow-nonlocal "
+                      "to permit)",
+                      range);
+        }
+    }
     if (o.mode == MODE_UDP && proxy_v4(&o))
         die_usage("%s", "udp mode needs SOCKS5 (UDP ASSOCIATE)");
     if (user) {
@@ -1070,8 +1114,10 @@ main(int argc, char **argv)
     uint64_t start = stats_now_ns();
     uint64_t stop = start + (uint64_t)(o.duration_s * 1e9);
     unsigned started = 0;
+    uint64_t src_next = 0;
     for (unsigned i = 0; i < o.threads; i++) {
         ctl[i].o = &o;
+        ctl[i].src_next = &src_next;
         ctl[i].index = i;
         ctl[i].conns = conns / o.threads + (i < conns % o.threads);
         if (o.count && o.mode != MODE_HOLD)
@@ -1158,6 +1204,8 @@ main(int argc, char **argv)
      * interval, the time the schedule gives that many; starts that lag lower it. */
     struct outcome oc = {.opened_s = all_opened ? (double)(opened - start) / 1e9 : -1,
                          .stopped = tripped ? stopped : NULL};
+    /* The counter went round the list in order: every address up to it was used. */
+    oc.src_used = src_next < o.src.total ? src_next : o.src.total;
     if (o.rate > 0 && sum.started)
         oc.achieved = (double)sum.started / ((double)(last_start - start) / 1e9 + 1 / o.rate);
     /* The target's mismatches count once: the client did not count the reset each caused

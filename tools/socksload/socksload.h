@@ -20,8 +20,9 @@
  *
  * Threads: main thread (options, progress, report), one client worker per --threads, and
  * the embedded target's threads. Workers share nothing writable but their own stats, which
- * only they write (relaxed atomic stores) and the main thread reads (relaxed loads), and the
- * embedded target's record of the connections it reset for a mismatch (under its mutex).
+ * only they write (relaxed atomic stores) and the main thread reads (relaxed loads), the
+ * embedded target's record of the connections it reset for a mismatch (under its mutex), and
+ * --source's round-robin counter (an atomic add per tunnel).
  */
 #ifndef SOCKSLOAD_H
 #define SOCKSLOAD_H
@@ -146,6 +147,34 @@ int http_url_parse(const char *url, char *authority, size_t alen, char *hostport
                    char *path, size_t plen, char *err, size_t errlen);
 /* A path socksload may send: "/" first, then visible ASCII only (no space, CR, LF). */
 bool http_path_ok(const char *path);
+
+/* ---- srcaddr.c ---- */
+/* --source: the client's source addresses, a comma list of ranges: A (one address), A-B (B
+ * not below A; IPv6: the same /64), or A/P (a prefix; IPv4 shorter than /31 without its network
+ * and broadcast addresses; IPv6 /96 or longer). One family in the list; at most SRCADDR_RANGES
+ * ranges and SRCADDR_MAX addresses in all. */
+#define SRCADDR_RANGES 64
+#define SRCADDR_MAX    (1ull << 32)
+
+struct srcaddr_range {
+    int family;     /* AF_INET or AF_INET6 */
+    uint8_t lo[16]; /* the first address, network order (4 bytes for IPv4) */
+    uint64_t n;     /* addresses: lo, lo + 1, ... (IPv6: in the low 64 bits) */
+};
+
+struct srcaddr {
+    unsigned n;     /* ranges; 0: no --source */
+    uint64_t total; /* addresses in all */
+    struct srcaddr_range r[SRCADDR_RANGES];
+};
+
+/* Returns 0, or -EINVAL with a message in err naming the bad element. Pure. */
+int srcaddr_parse(struct srcaddr *s, const char *str, char *err, size_t errlen);
+/* Address i mod total (round robin over the list in order), port 0. Pure. */
+void srcaddr_at(const struct srcaddr *s, uint64_t i, struct sockaddr_storage *ss, socklen_t *len);
+/* The first and the last address of range k. */
+void srcaddr_ends(const struct srcaddr *s, unsigned k, struct sockaddr_storage *first,
+                  struct sockaddr_storage *last);
 
 /* ---- socks.c ---- */
 #define SOCKS_CMD_CONNECT 1
@@ -444,6 +473,7 @@ struct opts {
     unsigned expect_status;       /* http --expect-status, 0: any 2xx */
     bool has_expect_size;         /* http --expect-size */
     uint64_t expect_size;
+    struct srcaddr src; /* --source, n == 0 without */
 };
 
 /* ---- opts.c ---- */
@@ -470,6 +500,7 @@ struct worker_ctl {
     uint64_t end_ns;        /* when the worker's last unit finished */
     uint64_t last_start_ns; /* connrate --rate: when its last tunnel actually started */
     uint64_t opened_ns;     /* hold: when its last tunnel was set up, 0 if some never was */
+    uint64_t *src_next;     /* --source: the run's next address, one counter for all workers */
     struct stats st;
 };
 
