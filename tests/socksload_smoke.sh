@@ -161,7 +161,8 @@ fi
 RATE_OK='abs(j["rate_achieved"] - 200) <= 10 and j["rate_asked"] == 200'
 check "connrate --rate 200 through ringsocks"  "$CLEAN and $RATE_OK and j['units'] == j['started'] >= 380 and j['bytes_down'] == 64 * j['units'] and j['latency_us']['corrected']" -- connrate --proxy "$S5" --rate 200 --duration 2
 # A SOCKS5 server that holds every greeting STALL seconds before its method reply, then serves
-# the target's request/response ('Q') itself: the response is the pattern socksload verifies.
+# the target's request/response ('Q') itself: the response is the pattern socksload verifies;
+# or the echo ('E', hold's round trips), each message held STALL seconds before it goes back.
 cat >"$TMP/stall.py" <<'PY'
 import asyncio, struct, sys
 stall = float(sys.argv[1])
@@ -180,6 +181,12 @@ async def handle(r, w):
             await r.readexactly((await r.readexactly(1))[0] + 2)
         w.write(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
         hdr = await r.readexactly(20)
+        while hdr[2:3] == b"E":
+            d = await r.read(65536)
+            if not d:
+                break
+            await asyncio.sleep(stall)
+            w.write(d)
         seed, a, b = struct.unpack("<III", hdr[4:16])
         await r.readexactly(a)
         w.write(bytes((seed + o) % 251 for o in range(b)))
@@ -205,7 +212,14 @@ check "connrate --rate 200, 300 ms stall: schedule kept" "$CLEAN and $RATE_OK an
 # is in their latency (from the intended start), so p90 is far past the 300 ms; the late and
 # missed starts are counted and the achieved rate says the truth.
 check "connrate --rate 200 --workers 20, stall: waits in the latency" "$CLEAN and j['latency_us']['p90'] >= 800000 and j['late_starts'] > 50 and j['missed_starts'] > 50 and j['rate_achieved'] < 100" -- connrate --proxy "socks5://127.0.0.1:$ST" --rate 200 --workers 20 --duration 2
-usage "--rate outside connrate refused" -- latency --proxy "$S5" --rate 10 --duration 1
+# hold --rate, the open model on held tunnels: 40 round trips a second over 20 tunnels through
+# an echo that holds each message 300 ms (12 busy at a time): the schedule holds and the stall
+# is in the latency. Over 4 tunnels (at most about 13 a second get through) the due round trips
+# wait for a free tunnel, and the wait is in their latency, from their intended start.
+check "hold --rate 40, 300 ms stall: schedule kept" "$CLEAN and abs(j['rate_achieved'] - 40) <= 4 and j['started'] == j['units'] >= 75 and j['late_starts'] < 10 and j['latency_us']['p50'] >= 300000 and j['latency_us']['corrected']" -- hold --proxy "socks5://127.0.0.1:$ST" --tunnels 20 --rate 40 --hold 2
+check "hold --rate 40 --tunnels 4, stall: waits in the latency" "$CLEAN and j['latency_us']['p90'] >= 800000 and j['late_starts'] > 15 and j['missed_starts'] > 20 and j['rate_achieved'] < 20" -- hold --proxy "socks5://127.0.0.1:$ST" --tunnels 4 --rate 40 --hold 2
+check "hold --rate 200 through ringsocks" "$CLEAN and abs(j['rate_achieved'] - 200) <= 10 and j['units'] == j['started'] >= 190 and j['unit'] == 'round trips on held tunnels'" -- hold --proxy "$S5" --tunnels 10 --rate 200 --hold 1
+usage "--rate outside connrate, http and hold refused" -- latency --proxy "$S5" --rate 10 --duration 1
 usage "--rate 0 refused"               -- connrate --proxy "$S5" --rate 0 --duration 1
 
 # A relay that flips the byte at offset 1 MiB of the upload (client to proxy), the download or

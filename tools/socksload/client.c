@@ -63,12 +63,17 @@ struct tun {
     uint8_t *rbuf;
     size_t rcap;
     struct udpa *udp;
-    struct http_resp *http; /* http mode: the response being read */
-    unsigned reqs;          /* http: requests sent on this tunnel */
-    unsigned req_budget;    /* http: requests this tunnel may send (of --count, taken at once) */
-    size_t req_off;         /* http: bytes of the current request sent */
-    bool req_close;         /* http: the current request is the tunnel's last */
-    bool req_next;          /* http: the next request waits for the last send's completion */
+    struct http_resp *http;    /* http mode: the response being read */
+    unsigned reqs;             /* http: requests sent on this tunnel */
+    unsigned req_budget;       /* http: requests this tunnel may send (of --count, taken at once) */
+    size_t req_off;            /* http: bytes of the current request sent */
+    bool req_close;            /* http: the current request is the tunnel's last */
+    bool req_next;             /* http: the next request waits for the last send's completion */
+    bool held;                 /* hold --rate: set up and verified once, then held */
+    struct tun *iprev, *inext; /* hold --rate: in the worker's queue of idle held tunnels */
+    bool queued;
+    uint64_t rt_sent;               /* hold --rate: when the current round trip was sent */
+    struct __kernel_timespec wd_ts; /* hold --rate: the watchdog's rest, re-armed */
 } __attribute__((aligned(16)));
 
 struct worker {
@@ -84,9 +89,16 @@ struct worker {
     uint64_t count_left;
     uint64_t byte_budget; /* throughput --count: bytes per tunnel */
     uint32_t seed_next;
-    uint64_t num_next; /* index, index + threads, ...: unique over the run's workers */
-    uint64_t sched_k;  /* connrate --rate: this worker's next start on the schedule */
-    uint64_t next_due; /* and its intended time */
+    uint64_t num_next;   /* index, index + threads, ...: unique over the run's workers */
+    uint64_t sched_k;    /* --rate: this worker's next start on the schedule */
+    uint64_t next_due;   /* and its intended time */
+    uint64_t sched0;     /* the schedule's origin: the start (hold: once all are held) */
+    uint64_t sched_end;  /* no start is due at or after it */
+    uint64_t timeout_ns; /* --timeout */
+    /* hold --rate: the held tunnels not in a round trip, longest idle first; and the tunnels
+     * that are held or ended before they were (the schedule starts when all are). */
+    struct tun *idle_head, *idle_tail;
+    unsigned settled;
 };
 
 static void tun_close(struct tun *t, bool rst);
@@ -208,11 +220,44 @@ tun_timer_cancel(struct tun *t)
     io_uring_sqe_set_data64(sqe, 0);
 }
 
+/* hold --rate: t is idle, last in the queue. */
+static void
+idle_push(struct worker *w, struct tun *t)
+{
+    t->iprev = w->idle_tail;
+    t->inext = NULL;
+    if (w->idle_tail)
+        w->idle_tail->inext = t;
+    else
+        w->idle_head = t;
+    w->idle_tail = t;
+    t->queued = true;
+}
+
+static void
+idle_remove(struct worker *w, struct tun *t)
+{
+    if (!t->queued)
+        return;
+    if (t->iprev)
+        t->iprev->inext = t->inext;
+    else
+        w->idle_head = t->inext;
+    if (t->inext)
+        t->inext->iprev = t->iprev;
+    else
+        w->idle_tail = t->iprev;
+    t->queued = false;
+}
+
 static void
 tun_free(struct tun *t)
 {
     struct worker *w = t->w;
 
+    idle_remove(w, t);
+    if (w->o->mode == MODE_HOLD && w->o->rate > 0 && !t->held)
+        w->settled++; /* it will never be held: the schedule does not wait for it */
     if (t->rst) {
         /* An RST leaves no TIME_WAIT on the client side: connrate would run out of ports
          * (the default; --close fin keeps the plain close, TIME_WAIT and all). */
@@ -649,13 +694,26 @@ round_done(struct tun *t)
         return tun_recv(t, true);
     case MODE_HOLD:
         if (t->state == ST_RUN) {
-            /* Verified once: stay idle for the hold time, watching for an early close. */
+            /* Verified once: stay idle for the hold time, watching for an early close. With
+             * --rate, idle until the schedule sends a round trip on it. */
             t->state = ST_HOLD;
-            tun_timer(t, &w->hold_ts);
+            if (o->rate > 0) {
+                t->held = true;
+                w->settled++;
+                idle_push(w, t);
+            } else {
+                tun_timer(t, &w->hold_ts);
+            }
             return tun_recv(t, false);
         }
         stats_record_ns(&w->ctl->st, now - t->t_msg);
         stats_add(&w->ctl->st.units, 1);
+        if (o->rate > 0 && !w->stopping) {
+            /* Back to idle; its watchdog runs out on its own (see on_timer). */
+            t->state = ST_HOLD;
+            idle_push(w, t);
+            return tun_recv(t, false);
+        }
         return tun_close(t, false); /* cancels the watchdog */
     default:
         return tun_close(t, false);
@@ -780,7 +838,18 @@ on_timer(struct tun *t, int res)
     t->timer_on = false;
     if (t->closing || res == -ECANCELED)
         return tun_close(t, t->rst);
-    if (t->state == ST_HOLD) {
+    if (w->o->mode == MODE_HOLD && w->o->rate > 0) {
+        /* One watchdog per tunnel, never cancelled: it may have been armed for a round trip
+         * that is over. Only the current one, if any, counts, for the time it has left. */
+        if (t->state == ST_HOLD)
+            return;
+        uint64_t spent = stats_now_ns() - t->rt_sent;
+        if (spent < w->timeout_ns) {
+            t->wd_ts.tv_sec = (long long)((w->timeout_ns - spent) / 1000000000u);
+            t->wd_ts.tv_nsec = (long long)((w->timeout_ns - spent) % 1000000000u);
+            return tun_timer(t, &t->wd_ts);
+        }
+    } else if (t->state == ST_HOLD) {
         /* The hold time is over: the second round trip, the recv is already pending. */
         t->state = ST_HOLD2;
         t->tx_end += w->o->size;
@@ -838,14 +907,51 @@ static uint64_t
 sched_due(const struct worker *w, uint64_t k)
 {
     double j = (double)k * w->o->threads + w->ctl->index;
-    return w->ctl->start_ns + (uint64_t)(j * 1e9 / w->o->rate);
+    return w->sched0 + (uint64_t)(j * 1e9 / w->o->rate);
 }
 
 /* True when no start is left: the next is due after the stop, or --count is used up. */
 static bool
 sched_over(const struct worker *w)
 {
-    return w->next_due >= w->ctl->stop_ns || (w->ctl->count && w->count_left == 0);
+    return w->next_due >= w->sched_end || (w->ctl->count && w->count_left == 0);
+}
+
+/* A due start can go: a tunnel slot under the bound of --workers in flight; hold: an idle
+ * held tunnel, once the schedule started. */
+static bool
+sched_room(const struct worker *w)
+{
+    if (w->o->mode == MODE_HOLD)
+        return w->sched0 && w->idle_head;
+    return w->live < w->ctl->conns;
+}
+
+/* hold --rate: a round trip of --size bytes on the idle tunnel t, due at due (its latency
+ * counts from then). The recv is pending since it went idle; a watchdog bounds the wait. */
+static void
+hold_round(struct worker *w, struct tun *t, uint64_t due, uint64_t now)
+{
+    idle_remove(w, t);
+    t->state = ST_HOLD2;
+    t->tx_end += w->o->size;
+    t->rx_end += w->o->size;
+    t->t_msg = due;
+    t->rt_sent = now;
+    if (!t->timer_on)
+        tun_timer(t, &w->io_ts);
+    tun_send(t);
+}
+
+/* hold --rate: every tunnel of this worker is held (or ended): the schedule starts now and
+ * runs for the hold time. */
+static void
+sched_hold_start(struct worker *w, uint64_t now)
+{
+    w->sched0 = now;
+    w->ctl->sched0_ns = now;
+    w->sched_end = now + (uint64_t)(w->o->hold_s * 1e9);
+    w->next_due = sched_due(w, 0);
 }
 
 /* Makes every start that is due, as far as the bound on tunnels in flight allows. */
@@ -854,13 +960,18 @@ sched_run(struct worker *w, uint64_t now)
 {
     struct stats *st = &w->ctl->st;
 
-    while (!w->stopping && !sched_over(w) && now >= w->next_due && w->live < w->ctl->conns) {
+    if (w->o->mode == MODE_HOLD && !w->sched0 && w->settled == w->ctl->conns && !w->stopping)
+        sched_hold_start(w, now);
+    while (!w->stopping && !sched_over(w) && now >= w->next_due && sched_room(w)) {
         client_count_take(w);
         stats_add(&st->started, 1);
         if (now - w->next_due > 1000000)
             stats_add(&st->late, 1);
         w->ctl->last_start_ns = now;
-        tun_spawn(w, w->next_due);
+        if (w->o->mode == MODE_HOLD)
+            hold_round(w, w->idle_head, w->next_due, now);
+        else
+            tun_spawn(w, w->next_due);
         w->next_due = sched_due(w, ++w->sched_k);
     }
 }
@@ -870,8 +981,8 @@ sched_run(struct worker *w, uint64_t now)
 static void
 sched_stop(struct worker *w)
 {
-    uint64_t now = stats_now_ns(), stop = now < w->ctl->stop_ns ? now : w->ctl->stop_ns;
-    uint64_t dur = stop > w->ctl->start_ns ? stop - w->ctl->start_ns : 0, k;
+    uint64_t now = stats_now_ns(), stop = now < w->sched_end ? now : w->sched_end;
+    uint64_t dur = stop > w->sched0 ? stop - w->sched0 : 0, k;
     double kf = ((double)dur * w->o->rate / 1e9 - w->ctl->index) / w->o->threads;
 
     k = kf > 0 ? (uint64_t)ceil(kf) : 0;
@@ -879,7 +990,7 @@ sched_stop(struct worker *w)
         k--;
     while (sched_due(w, k) < stop)
         k++;
-    if (k <= w->sched_k)
+    if (k <= w->sched_k || !w->sched0)
         return;
     uint64_t missed = k - w->sched_k;
     if (w->ctl->count && missed > w->count_left)
@@ -898,7 +1009,9 @@ worker_stop(struct worker *w)
         next = t->next;
         if (t->closing)
             continue;
-        if ((t->state < ST_RUN && o->rate == 0) || o->mode == MODE_HOLD) {
+        if (o->mode == MODE_HOLD && o->rate > 0 && t->state == ST_HOLD2) {
+            /* hold --rate: the round trip in progress finishes (round_done closes). */
+        } else if ((t->state < ST_RUN && o->rate == 0) || o->mode == MODE_HOLD) {
             tun_close(t, false);
         } else if (o->mode == MODE_THROUGHPUT) {
             if (o->dir == DIR_UP) {
@@ -950,8 +1063,14 @@ client_worker(void *arg)
         __atomic_store_n(&ctl->done, 1, __ATOMIC_RELEASE);
         return NULL;
     }
-    w.next_due = ctl->start_ns + (uint64_t)(ctl->index * 1e9 / (o->rate > 0 ? o->rate : 1));
-    for (unsigned i = 0; i < ctl->conns && o->rate == 0; i++) {
+    w.timeout_ns = timeout_ns;
+    if (o->mode != MODE_HOLD) {
+        w.sched0 = ctl->start_ns;
+        w.sched_end = ctl->stop_ns;
+        w.next_due = ctl->start_ns + (uint64_t)(ctl->index * 1e9 / (o->rate > 0 ? o->rate : 1));
+    }
+    /* hold opens all its tunnels at once, also under --rate (whose starts are round trips). */
+    for (unsigned i = 0; i < ctl->conns && (o->rate == 0 || o->mode == MODE_HOLD); i++) {
         /* connrate: a tunnel is a unit; latency: the tunnel's first message is. */
         if ((o->mode == MODE_CONNRATE || o->mode == MODE_LATENCY || o->mode == MODE_HTTP) &&
             !client_count_take(&w))
@@ -966,7 +1085,7 @@ client_worker(void *arg)
         unsigned head, seen = 0;
 
         struct __kernel_timespec wait = tick;
-        if (o->rate > 0 && !w.stopping && !sched_over(&w) && w.live < ctl->conns) {
+        if (o->rate > 0 && !w.stopping && !sched_over(&w) && sched_room(&w)) {
             /* Wake for the next start, not a tick later. */
             uint64_t now = stats_now_ns(), due = w.next_due > now ? w.next_due - now : 0;
             if (due < 50 * 1000 * 1000u)
@@ -982,7 +1101,8 @@ client_worker(void *arg)
 
         uint64_t now = stats_now_ns();
         bool stop_now = __atomic_load_n(&ctl->stop_flag, __ATOMIC_RELAXED) ||
-                        (o->mode != MODE_HOLD && now >= ctl->stop_ns);
+                        (o->mode != MODE_HOLD && now >= ctl->stop_ns) ||
+                        (o->mode == MODE_HOLD && w.sched0 && now >= w.sched_end);
         if (o->rate > 0)
             sched_run(&w, now); /* the starts due before the stop time, even now */
         /* Nothing left to do; under --rate also between two starts: only once none is left. */

@@ -37,7 +37,8 @@ static const char usage_text[] =
     "              response of --response S bytes (verified), close (--close: RST); with\n"
     "              --rate N, N such tunnels started per second instead (the open model)\n"
     "  hold        open --tunnels N, one round trip each, keep them --hold T seconds\n"
-    "              (default: --duration), one more round trip, close\n"
+    "              (default: --duration), one more round trip, close; with --rate N, N\n"
+    "              round trips per second on the held tunnels during the hold instead\n"
     "  latency     --tunnels N ping-pong --size bytes through an echo, round trip times\n"
     "  udp         --tunnels N UDP ASSOCIATEs, --window W datagrams of --size bytes each in\n"
     "              flight, echoed and verified (SOCKS5 only)\n"
@@ -80,7 +81,11 @@ static const char usage_text[] =
     "                       --workers tunnels are in flight a due start waits, and the wait is\n"
     "                       in its latency; the report gives the rate asked and achieved, the\n"
     "                       starts late by more than 1 ms, and the starts due before the stop\n"
-    "                       that never began (missed). In-flight tunnels finish after the stop\n"
+    "                       that never began (missed). In-flight tunnels finish after the stop.\n"
+    "                       hold --rate N: once all --tunnels are open, N round trips of --size\n"
+    "                       bytes per second on the held tunnels for the hold time, each to\n"
+    "                       the tunnel idle longest; when all are busy a due round trip waits,\n"
+    "                       and the wait is in its latency (from its intended start)\n"
     "  --url URL            http: http://HOST[:PORT][/PATH] (port 80 by default); HOST as for\n"
     "                       --target (loopback, or localhost, without --allow-nonlocal) and\n"
     "                       the Host header as written. Or --target HOST:PORT and --path\n"
@@ -247,6 +252,13 @@ unit_str(enum mode m)
     }
 }
 
+/* hold --rate counts round trips on the held tunnels. */
+static const char *
+unit_what(const struct opts *o)
+{
+    return o->mode == MODE_HOLD && o->rate > 0 ? "round trips on held tunnels" : unit_str(o->mode);
+}
+
 static const char *
 latency_str(enum mode m)
 {
@@ -268,6 +280,9 @@ latency_str(enum mode m)
 static const char *
 latency_what(const struct opts *o)
 {
+    if (o->mode == MODE_HOLD && o->rate > 0)
+        return "round trip on a held tunnel from its intended start, corrected for coordinated "
+               "omission";
     if (o->mode == MODE_HTTP)
         return o->rate > 0 ? "request sent to whole response; a tunnel's first from the tunnel's "
                              "intended start, corrected for coordinated omission"
@@ -639,7 +654,7 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
     printf(",\"threads\":%u,\"concurrency\":%u,\"seconds\":%.3f", o->threads,
            o->mode == MODE_CONNRATE || o->mode == MODE_HTTP ? o->workers : o->tunnels, secs);
     printf(",\"tunnels\":%" PRIu64 ",\"units\":%" PRIu64 ",\"unit\":\"%s\"", s->tunnels, s->units,
-           unit_str(o->mode));
+           unit_what(o));
     printf(",\"bytes_up\":%" PRIu64 ",\"bytes_down\":%" PRIu64, s->bytes_up, s->bytes_down);
     if (o->mode == MODE_HOLD) /* a rate of held tunnels means nothing */
         printf(",\"rate\":null");
@@ -717,7 +732,7 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
     printf("time        %.3f s\n", secs);
     printf("tunnels     %" PRIu64 " set up\n", s->tunnels);
     if (o->mode == MODE_HOLD) {
-        printf("done        %" PRIu64 " %s\n", s->units, unit_str(o->mode));
+        printf("done        %" PRIu64 " %s\n", s->units, unit_what(o));
         if (oc->opened_s >= 0)
             printf("opened      all %u tunnels in %.3f s\n", o->tunnels, oc->opened_s);
         else
@@ -734,11 +749,16 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
                s->bytes_down, (double)(s->bytes_up + s->bytes_down) * 8 / secs / 1e9);
     if (o->mode == MODE_HTTP)
         print_http_status(s, false);
-    if (o->rate > 0)
+    if (o->rate > 0) {
+        char bound[64];
+        if (o->mode == MODE_HOLD)
+            snprintf(bound, sizeof(bound), "every held tunnel busy");
+        else
+            snprintf(bound, sizeof(bound), "--workers %u in flight", o->workers);
         printf("rate        asked %.1f/s, achieved %.1f/s (%" PRIu64 " started; %" PRIu64
-               " late by > 1 ms; %" PRIu64 " missed: due before the stop, held back by "
-               "--workers %u in flight)\n",
-               o->rate, oc->achieved, s->started, s->late, s->missed, o->workers);
+               " late by > 1 ms; %" PRIu64 " missed: due before the stop, held back by %s)\n",
+               o->rate, oc->achieved, s->started, s->late, s->missed, bound);
+    }
     stats_latency_line(lat, sizeof(lat), s);
     printf("latency     %s (%s)\n", lat, latency_what(o));
     printf("errors      %" PRIu64, stats_errors(s));
@@ -958,8 +978,8 @@ main(int argc, char **argv)
         die_usage("%s", "--socks5 is an option of serve");
     if (have_close && o.mode != MODE_CONNRATE && o.mode != MODE_HTTP)
         die_usage("%s", "--close is an option of connrate and http");
-    if (o.rate > 0 && o.mode != MODE_CONNRATE && o.mode != MODE_HTTP)
-        die_usage("%s", "--rate is an option of connrate and http");
+    if (o.rate > 0 && o.mode != MODE_CONNRATE && o.mode != MODE_HTTP && o.mode != MODE_HOLD)
+        die_usage("%s", "--rate is an option of connrate, http and hold");
     if (http_opts && o.mode != MODE_HTTP)
         die_usage("%s", "--url, --path, --requests-per-tunnel and --expect-* are options of http");
     if (o.mode == MODE_HTTP && http_url && (target || http_path))
@@ -1206,8 +1226,16 @@ main(int argc, char **argv)
                          .stopped = tripped ? stopped : NULL};
     /* The counter went round the list in order: every address up to it was used. */
     oc.src_used = src_next < o.src.total ? src_next : o.src.total;
+    /* hold --rate: the schedule started once the tunnels were held, the first worker's first. */
+    uint64_t origin = 0;
+    for (unsigned i = 0; i < started && o.mode == MODE_HOLD; i++)
+        if (ctl[i].sched0_ns && (!origin || ctl[i].sched0_ns < origin))
+            origin = ctl[i].sched0_ns;
+    if (!origin)
+        origin = start;
     if (o.rate > 0 && sum.started)
-        oc.achieved = (double)sum.started / ((double)(last_start - start) / 1e9 + 1 / o.rate);
+        oc.achieved = (double)sum.started /
+                      ((double)(last_start > origin ? last_start - origin : 0) / 1e9 + 1 / o.rate);
     /* The target's mismatches count once: the client did not count the reset each caused
      * (target_claim). */
     uint64_t target_mm = 0;

@@ -379,9 +379,9 @@ struct stats {
     uint64_t tunnels;  /* SOCKS handshakes completed */
     uint64_t bytes_up; /* verified or acknowledged payload */
     uint64_t bytes_down;
-    uint64_t started; /* connrate --rate: tunnels started */
-    uint64_t late;    /* connrate --rate: of those, started > 1 ms after their intended start */
-    uint64_t missed;  /* connrate --rate: starts due before the stop that never began */
+    uint64_t started; /* --rate: tunnels started (hold: round trips) */
+    uint64_t late;    /* --rate: of those, started > 1 ms after their intended start */
+    uint64_t missed;  /* --rate: starts due before the stop that never began */
     uint64_t err[STATS_E_N];
     uint64_t rep[256];
     uint64_t http_status[STATS_HTTP_STATUS_N]; /* http: responses by status code */
@@ -501,6 +501,7 @@ struct worker_ctl {
     uint64_t last_start_ns; /* connrate --rate: when its last tunnel actually started */
     uint64_t opened_ns;     /* hold: when its last tunnel was set up, 0 if some never was */
     uint64_t *src_next;     /* --source: the run's next address, one counter for all workers */
+    uint64_t sched0_ns;     /* hold --rate: when its schedule started (all tunnels held), or 0 */
     struct stats st;
 };
 
