@@ -12,7 +12,6 @@ import http.server
 import json
 import os
 import re
-import socket
 import threading
 
 from harness import CONFIG, Fail, case, check, need_ringsocks
@@ -88,8 +87,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 256  # the listen backlog: socksload opens tunnels in bursts
+
+
 def http_server(ctx):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv = _Server(("127.0.0.1", 0), _Handler)
     srv.daemon_threads = True
     srv.lock = threading.Lock()
     srv.requests = srv.closes = 0
