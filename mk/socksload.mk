@@ -5,7 +5,9 @@
 #                             the --user template and the source-address counts; the
 #                             option values that name a choice (--close, --direction); the
 #                             latency histogram (percentiles, merging, max); failures by
-#                             (kind, detail): merging and their names (reply codes, errno)
+#                             (kind, detail): merging and their names (reply codes, errno);
+#                             intervals (snapshot differences) and the phase histograms; the
+#                             plot's data rows and gnuplot script; socksload's own limits
 #   make socksload-smoke      tests/socksload_smoke.sh against $(BUILD)/ringsocks (ends "N passed, N failed")
 # The load generator has no jemalloc and no server objects: only liburing, libm, pthreads.
 
@@ -53,13 +55,27 @@ $(BUILD)/tests/test_socksload_stats: tests/unit/test_socksload_stats.c $(BUILD)/
 
 socksload-test: $(BUILD)/tests/test_socksload_url $(BUILD)/tests/test_socksload_socks \
 		$(BUILD)/tests/test_socksload_udp $(BUILD)/tests/test_socksload_sources \
-		$(BUILD)/tests/test_socksload_opts $(BUILD)/tests/test_socksload_stats
+		$(BUILD)/tests/test_socksload_opts $(BUILD)/tests/test_socksload_stats \
+		$(BUILD)/tests/test_socksload_intervals $(BUILD)/tests/test_socksload_plot
 	$(BUILD)/tests/test_socksload_url
 	$(BUILD)/tests/test_socksload_socks
 	$(BUILD)/tests/test_socksload_udp
 	$(BUILD)/tests/test_socksload_sources
 	$(BUILD)/tests/test_socksload_opts
 	$(BUILD)/tests/test_socksload_stats
+	$(BUILD)/tests/test_socksload_intervals
+	$(BUILD)/tests/test_socksload_plot
 
 socksload-smoke: $(BUILD)/socksload $(BUILD)/ringsocks
 	BUILD=$(BUILD) tests/socksload_smoke.sh
+
+$(BUILD)/tests/test_socksload_intervals: tests/unit/test_socksload_intervals.c \
+		$(BUILD)/obj/socksload/intervals.o $(BUILD)/obj/socksload/phases.o \
+		$(BUILD)/obj/socksload/stats.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka -lm
+
+$(BUILD)/tests/test_socksload_plot: tests/unit/test_socksload_plot.c $(BUILD)/obj/socksload/plot.o \
+		$(BUILD)/obj/socksload/limits.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka -lm
