@@ -71,6 +71,7 @@ def t_phases_auth(ctx):
 
 @case("socksload: SOCKS4 has no greeting or auth samples")
 def t_phases_socks4(ctx):
+    need_ringsocks("SOCKS4")
     p = ctx.proxy()
     rc, j, err = run_json(["connrate", "--proxy", "socks4://%s:%d" % p.addr, "--workers", "2",
                            "--duration", "0.5"])
@@ -131,6 +132,8 @@ def t_phases_stall(ctx):
                            "--duration", "1.5"])
     ph = j["phases"]
     check(j["units"] > 0 and j["errors"]["total"] == 0, "a clean run", tail(err))
+    check(all(ph[x]["samples"] > 0 for x in ("connect", "greeting", "reply", "first_byte")),
+          "the phases have samples", json.dumps(ph))
     check(ph["reply"]["p50"] >= 190000, "the 200 ms stall is in reply", json.dumps(ph))
     check(ph["connect"]["p99"] < 100000 and ph["greeting"]["p99"] < 100000
           and ph["first_byte"]["p99"] < 100000, "and nowhere else", json.dumps(ph))
@@ -196,6 +199,7 @@ def progress_lines(err, mode):
 
 @case("socksload: a progress line a second in hold and udp (not a tty: one per line)")
 def t_progress(ctx):
+    need_ringsocks("UDP ASSOCIATE")
     p = ctx.proxy()
     rc, out, err = run_sl(["hold", "--proxy", "socks5://%s:%d" % p.addr, "--tunnels", "10",
                            "--duration", "2.5"])
