@@ -168,6 +168,25 @@ def t_intervals(ctx):
               "an interval's own figures", json.dumps(x))
 
 
+@case("socksload: --intervals with --rate has the starts due and made")
+def t_intervals_rate(ctx):
+    p = ctx.proxy()
+    path = ctx.path("rate.jsonl")
+    rc, out, err = run_sl(["connrate", "--proxy", "socks5://%s:%d" % p.addr, "--rate", "100",
+                           "--duration", "1.6", "--interval", "0.5", "--intervals", path])
+    check(rc == 0, "socksload exit 0", tail(out + err))
+    with open(path) as f:
+        lines = [json.loads(x) for x in f]
+    ivs, final = lines[:-1], lines[-1]
+    check(all("due" in x and "started" in x for x in lines), "due and started on every line",
+          json.dumps(lines))
+    # Tunnel k is due at k / 100 s: 160 in 1.6 s, all started through an idle proxy.
+    check(final["due"] == 160 and sum(x["due"] for x in ivs) == 160
+          and sum(x["started"] for x in ivs) == final["started"] >= 155,
+          "160 due, as many started", json.dumps(lines))
+    check(45 <= ivs[0]["due"] <= 55, "about 50 due in the first 0.5 s", json.dumps(ivs[0]))
+
+
 @case("socksload plot: SVG, PNG, and a bad line named FILE:LINE")
 def t_plot(ctx):
     path = intervals_run(ctx, "run.jsonl", secs="1.6")
@@ -276,3 +295,20 @@ def t_serve(ctx):
           "the end report: served and sources", out)
     check(re.search(r"^\[ *\d+\.\ds\] serve: 1 connections, 30 bytes served$", errtext, re.M),
           "the progress line", errtext)
+    # --socks5 --json: its own first line, and the end report as one object.
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen([socksload_bin(), "serve", "--socks5", "--json"],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+    first, deadline = "", time.monotonic() + 5
+    while not first.endswith("\n") and time.monotonic() < deadline:
+        time.sleep(0.05)
+        with open(err_path) as f:
+            first = f.readline()
+    check(re.match(r"socksload: serving on 127\.0\.0\.1:\d+ \(tcp behind a SOCKS5 front, and "
+                   r"udp\)\n$", first), "--socks5: the first line", first)
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(10)
+    with open(out_path) as f:
+        j = json.loads(f.read())
+    check(rc == 0 and j["connections"] == 0 and j["bytes"] == 0 and j["sources"]["seen"] == 0,
+          "--json: connections, bytes, sources", json.dumps(j))
