@@ -6,6 +6,8 @@
 #                             option values that name a choice (--close, --direction); the
 #                             latency histogram (percentiles, merging, max); failures by
 #                             (kind, detail): merging and their names (reply codes, errno);
+#                             intervals (snapshot differences) and the phase histograms; the
+#                             plot's data rows and gnuplot script; socksload's own limits;
 #                             the HTTP/1.1 response parser (split at every point); --source
 #                             address ranges
 #   make socksload-smoke      tests/socksload_smoke.sh against $(BUILD)/ringsocks (ends "N passed, N failed")
@@ -63,17 +65,32 @@ $(BUILD)/tests/test_socksload_srcaddr: tests/unit/test_socksload_srcaddr.c \
 	@mkdir -p $(dir $@)
 	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
 
-socksload-test: $(BUILD)/tests/test_socksload_http $(BUILD)/tests/test_socksload_srcaddr $(BUILD)/tests/test_socksload_url $(BUILD)/tests/test_socksload_socks \
+socksload-test: $(BUILD)/tests/test_socksload_url $(BUILD)/tests/test_socksload_socks \
 		$(BUILD)/tests/test_socksload_udp $(BUILD)/tests/test_socksload_sources \
-		$(BUILD)/tests/test_socksload_opts $(BUILD)/tests/test_socksload_stats
-	$(BUILD)/tests/test_socksload_http
-	$(BUILD)/tests/test_socksload_srcaddr
+		$(BUILD)/tests/test_socksload_opts $(BUILD)/tests/test_socksload_stats \
+		$(BUILD)/tests/test_socksload_intervals $(BUILD)/tests/test_socksload_plot \
+		$(BUILD)/tests/test_socksload_http $(BUILD)/tests/test_socksload_srcaddr
 	$(BUILD)/tests/test_socksload_url
 	$(BUILD)/tests/test_socksload_socks
 	$(BUILD)/tests/test_socksload_udp
 	$(BUILD)/tests/test_socksload_sources
 	$(BUILD)/tests/test_socksload_opts
 	$(BUILD)/tests/test_socksload_stats
+	$(BUILD)/tests/test_socksload_intervals
+	$(BUILD)/tests/test_socksload_plot
+	$(BUILD)/tests/test_socksload_http
+	$(BUILD)/tests/test_socksload_srcaddr
 
 socksload-smoke: $(BUILD)/socksload $(BUILD)/ringsocks
 	BUILD=$(BUILD) tests/socksload_smoke.sh
+
+$(BUILD)/tests/test_socksload_intervals: tests/unit/test_socksload_intervals.c \
+		$(BUILD)/obj/socksload/intervals.o $(BUILD)/obj/socksload/phases.o \
+		$(BUILD)/obj/socksload/stats.o $(BUILD)/obj/socksload/http.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka -lm
+
+$(BUILD)/tests/test_socksload_plot: tests/unit/test_socksload_plot.c $(BUILD)/obj/socksload/plot.o \
+		$(BUILD)/obj/socksload/limits.o
+	@mkdir -p $(dir $@)
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka -lm

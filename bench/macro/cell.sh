@@ -189,7 +189,7 @@ load() {
     timeout -k 5 "$limit" "${pin[@]}" "$SOCKSLOAD" "$@" --timeout "$TIMEOUT" --json \
         >"$DIR/$name.json" 2>"$DIR/$name.err" || rc=$?
     if ! jq -e .mode "$DIR/$name.json" >/dev/null 2>&1; then
-        clog "$name: socksload gave no result (exit $rc): $(head -c 300 "$DIR/$name.err" | tr '\n' ' ')"
+        clog "$name: socksload gave no result (exit $rc): $(tail -c 300 "$DIR/$name.err" | tr '\n' ' ')"
         return 1
     fi
     errs=$(jnum "$DIR/$name.json" .errors.total)

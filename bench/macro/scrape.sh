@@ -202,7 +202,7 @@ CONF
     awk -v t="[$TADDR]:$TPORT" '$4 == t || $5 == t { n++ } END { print n + 0 }' "$DIR/$V.tw" >"$DIR/$V.timewait"
     netns_down
     if ! jq -e .mode "$DIR/$V.json" >/dev/null 2>&1; then
-        slog "socksload gave no result (exit $rc): $(head -c 300 "$DIR/$V.err" | tr '\n' ' ')"
+        slog "socksload gave no result (exit $rc): $(tail -c 300 "$DIR/$V.err" | tr '\n' ' ')"
         na NA
         return 0
     fi

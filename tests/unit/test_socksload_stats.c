@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hist_near.h"
 #include "socksload.h"
 
 /* struct stats is 264 KiB: on the heap, zeroed. */
@@ -25,20 +26,6 @@ fresh(void)
 
     assert_non_null(s);
     return s;
-}
-
-/* got within 0.1 % of want. */
-static void
-near(uint64_t got, double want)
-{
-    double d = (double)got - want;
-
-    if (d < 0)
-        d = -d;
-    if (d > want * 0.001) {
-        print_error("got %llu, want %.1f (+-0.1 %%)\n", (unsigned long long)got, want);
-        fail();
-    }
 }
 
 static void

@@ -17,6 +17,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RING_ENTRIES 4096
@@ -33,6 +34,7 @@ enum tun_state {
     ST_HOLD,  /* hold: idle until the timer, a recv pending to catch an early close */
     ST_HOLD2, /* hold: second round trip under a watchdog timer */
     ST_UDP,
+    ST_FIN, /* connrate --close fin: shut down for writing, waiting for the peer's EOF */
 };
 
 struct tun {
@@ -50,6 +52,7 @@ struct tun {
     uint64_t num;   /* the tunnel's number n for the --user template */
     uint64_t t0;    /* socket() time */
     uint64_t t_msg; /* send time of the current round */
+    uint64_t t_ph;  /* actual start of the current phase (phases.c) */
     uint8_t hs[HS_MAX];
     size_t hs_len, hs_off;
     uint8_t in[HS_MAX];
@@ -159,6 +162,16 @@ const struct opts *
 client_opts(struct worker *w)
 {
     return w->o;
+}
+
+/* Phase p of t ended now: its time counts from t->t_ph, the next phase starts now. */
+static void
+phase_end(struct tun *t, enum phase p)
+{
+    uint64_t now = stats_now_ns();
+
+    phases_record(&t->w->ctl->ph, p, now - t->t_ph);
+    t->t_ph = now;
 }
 
 /* A failed op's result as a (kind, detail) pair: the errno is the detail. */
@@ -274,6 +287,7 @@ tun_free(struct tun *t)
     if (t->next)
         t->next->prev = t->prev;
     w->live--;
+    stats_add(&w->ctl->st.open, UINT64_MAX); /* - 1 */
     free(t->rbuf);
     free(t->http);
     free(t);
@@ -328,7 +342,8 @@ tun_spawn(struct worker *w, uint64_t t0)
         return false;
     memset(t, 0, sizeof(*t));
     t->w = w;
-    t->t0 = t0 ? t0 : stats_now_ns();
+    t->t_ph = stats_now_ns();
+    t->t0 = t0 ? t0 : t->t_ph;
     t->seed = w->seed_next;
     w->seed_next += 7919;
     t->num = w->num_next;
@@ -369,6 +384,7 @@ tun_spawn(struct worker *w, uint64_t t0)
         w->head->prev = t;
     w->head = t;
     w->live++;
+    stats_add(&w->ctl->st.open, 1);
     struct io_uring_sqe *sqe = client_sqe(w, 2);
     io_uring_prep_connect(sqe, t->fd, (const struct sockaddr *)&o->proxy_sa, o->proxy_len);
     client_track(t, sqe, CLIENT_OP_CONNECT);
@@ -579,6 +595,8 @@ http_recv(struct tun *t, int res)
             return tun_fail(t, STATS_E_HTTP_MALFORMED, r->err);
         return http_response(t, false);
     }
+    if (t->reqs == 1 && r->phase == HTTP_P_STATUS && r->head == 0 && r->line_len == 0)
+        phase_end(t, PHASE_FIRST_BYTE); /* from the SOCKS reply to the response's first byte */
     stats_add(&t->w->ctl->st.bytes_down, (uint64_t)res);
     ssize_t n = http_resp_feed(r, t->rbuf, (size_t)res);
     if (n < 0)
@@ -608,6 +626,7 @@ on_connect(struct tun *t, int res)
 
     if (res < 0)
         return tun_fail(t, res == -ECANCELED ? STATS_E_TIMEOUT : STATS_E_CONNECT, -res);
+    phase_end(t, PHASE_CONNECT);
     if (u->scheme == URL_SOCKS5 || u->scheme == URL_SOCKS5H)
         hs_message(t, socks_greeting(t->hs, u), ST_METHOD);
     else
@@ -642,6 +661,9 @@ on_handshake_data(struct tun *t)
     }
     memmove(t->in, t->in + n, t->in_len - (size_t)n);
     t->in_len -= (size_t)n;
+    phase_end(t, t->state == ST_METHOD ? PHASE_GREETING
+                 : t->state == ST_AUTH ? PHASE_AUTH
+                                       : PHASE_REPLY);
     switch (t->state) {
     case ST_METHOD:
         if (code == 0x00)
@@ -681,7 +703,13 @@ round_done(struct tun *t)
     case MODE_CONNRATE:
         stats_record_ns(&w->ctl->st, now - t->t0);
         stats_add(&w->ctl->st.units, 1);
-        return tun_close(t, o->close == CLOSE_RST);
+        if (o->close == CLOSE_RST)
+            return tun_close(t, true);
+        /* fin: the client closes first; the close phase lasts until the peer's EOF. */
+        t->state = ST_FIN;
+        t->t_ph = now;
+        shutdown(t->fd, SHUT_WR);
+        return tun_recv(t, true);
     case MODE_LATENCY:
         stats_record_ns(&w->ctl->st, now - t->t_msg);
         stats_add(&w->ctl->st.units, 1);
@@ -802,6 +830,12 @@ on_recv(struct tun *t, int res)
     }
     if (t->state == ST_UDP)
         return tun_fail(t, FAIL_RES(res));
+    if (t->state == ST_FIN) {
+        if (res != 0) /* data after the response, or an error before the EOF */
+            return tun_fail(t, res > 0 ? STATS_E_MISMATCH : err_kind(res), res > 0 ? 0 : -res);
+        phase_end(t, PHASE_CLOSE);
+        return tun_close(t, false);
+    }
     if (t->http)
         return http_recv(t, res);
     if (o->mode == MODE_THROUGHPUT && o->dir == DIR_UP)
@@ -814,6 +848,8 @@ on_recv(struct tun *t, int res)
     }
     if (!pattern_check(t->seed, t->rx, t->rbuf, (size_t)res))
         return tun_fail(t, STATS_E_MISMATCH, 0);
+    if (t->rx == 0 && t->state == ST_RUN)
+        phase_end(t, PHASE_FIRST_BYTE); /* its start: the SOCKS reply, see run_start */
     t->rx += (uint64_t)res;
     stats_add(&t->w->ctl->st.bytes_down, (uint64_t)res);
     if (o->mode == MODE_THROUGHPUT) {
@@ -1129,6 +1165,9 @@ client_worker(void *arg)
         }
     }
     ctl->end_ns = stats_now_ns();
+    struct timespec cpu;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu) == 0)
+        ctl->cpu_ns = (uint64_t)cpu.tv_sec * 1000000000u + (uint64_t)cpu.tv_nsec;
     if (!w.forced)
         io_uring_queue_exit(&w.ring);
     __atomic_store_n(&ctl->done, 1, __ATOMIC_RELEASE);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,7 +31,8 @@ static volatile sig_atomic_t main_signalled;
 
 static const char usage_text[] =
     "usage: socksload MODE --proxy URL [options]\n"
-    "       socksload serve [--host 127.0.0.1] [--port P] [--threads N] [--socks5]\n"
+    "       socksload serve [--host 127.0.0.1] [--port P] [--threads N] [--socks5] [--json]\n"
+    "       socksload plot FILE [--out OUT.svg|OUT.png] [--title T]\n"
     "modes:\n"
     "  throughput  --tunnels N tunnels stream data (--direction down|up|both), verified\n"
     "  connrate    --workers C loops of connect, handshake, request of --request R bytes,\n"
@@ -50,7 +52,15 @@ static const char usage_text[] =
     "              library on the data path for handshakes that measure the library, not the\n"
     "              proxy\n"
     "  serve       run only the target servers (TCP sink/source/echo + UDP echo) on one port\n"
-    "              (--port 0 or none: a free one); reports \"serving on HOST:PORT\" on stderr\n"
+    "              (--port 0 or none: a free one) until SIGINT or SIGTERM. Its first stderr\n"
+    "              line is \"socksload: serving on HOST:PORT (tcp and udp)\" (with --socks5:\n"
+    "              \"(tcp behind a SOCKS5 front, and udp)\"), then a progress line a second\n"
+    "              (\"N connections, B bytes served\"); at the end, on stdout,\n"
+    "              \"served N connections, B bytes\" (TCP and UDP, both directions) and the\n"
+    "              sources line (see below); --json: one object {connections, bytes, sources}\n"
+    "  plot        draw an --intervals FILE with gnuplot: throughput, rate and latency (p50,\n"
+    "              p99, max) over time, into OUT (default: FILE with .svg; .png too, when\n"
+    "              gnuplot has a png terminal); a bad line is named FILE:LINE\n"
     "options:\n"
     "  --proxy URL          socks4|socks4a|socks5|socks5h://[user[:pass]@]HOST[:PORT]\n"
     "                       (default port 1080; HOST: IPv4, [IPv6] or localhost)\n"
@@ -125,6 +135,12 @@ static const char usage_text[] =
     "                       run with --proxy socks5://HOST:PORT --target HOST:PORT then goes\n"
     "                       to the target with no proxy in between: a direct baseline\n"
     "  --json               print one JSON object instead of the table\n"
+    "  --intervals FILE     write one JSON object per line to FILE every --interval: t (s since\n"
+    "                       the start), secs, units, bytes, rate, throughput (bytes/s), failures,\n"
+    "                       open tunnels, samples, p50_us, p90_us, p99_us, max_us of that\n"
+    "                       interval alone (null without samples), and with --rate due and\n"
+    "                       started; the last line is the whole run's, marked \"final\":true\n"
+    "  --interval SEC       the interval of --intervals (default 1, at least 0.05)\n"
     "  --no-fail-fast       run on when every attempt fails the same way (see below)\n"
     "  --allow-nonlocal     allow proxy, target and UDP relay addresses outside 127.0.0.0/8\n"
     "                       and ::1 (and target names other than localhost). Off by default so\n"
@@ -147,6 +163,20 @@ static const char usage_text[] =
     "20 of them or after a second, the run stops at once, exit status 1, with one line on\n"
     "stderr saying what every attempt got and what to check (JSON \"stopped_early\"); not when\n"
     "some attempt succeeded. --no-fail-fast runs on\n"
+    "latency by phase (\"phases\", JSON \"phases\": {connect, greeting, auth, reply, first_byte,\n"
+    "close}), each timed from its own actual start: connect, TCP connect to the proxy;\n"
+    "greeting, SOCKS5 method request to reply; auth, RFC 1929 request to reply (with a user);\n"
+    "reply, SOCKS request to reply (the proxy's connect to the target included); first_byte,\n"
+    "the reply to the target's first byte (connrate, hold, latency, throughput down and both);\n"
+    "close, connrate --close fin only: shutdown to the peer's EOF (then close; with fin a\n"
+    "connrate worker starts its next tunnel once the peer's close is in). SOCKS4 has no\n"
+    "greeting or auth. With --rate only the whole-tunnel latency is corrected for coordinated\n"
+    "omission, never the phases\n"
+    "a progress line a second on stderr (in place on a terminal, one per line otherwise)\n"
+    "socksload's own limits (\"limits\" lines, JSON \"limits\": [...]): an open-files limit below\n"
+    "what the run needs (the soft limit is raised to the hard one first), connects that failed\n"
+    "with EADDRNOTAVAIL (no local port left), a worker thread busy over 90 % of the run\n"
+    "(CPU-bound: the figure may be socksload's, try --threads)\n"
     "hold prints no rate (JSON \"rate\": null) but how long opening all its tunnels took\n"
     "(JSON \"open_all_s\", null when some never opened)\n"
     "exit status: 0 units done and no errors, 1 errors, no unit done or stopped early, 2 bad\n"
@@ -315,6 +345,24 @@ print_sources_json(const struct sources_summary *m)
            m->seen, m->addresses, m->sessions, m->sessions_one, m->max_per_session, m->dropped);
 }
 
+/* One progress line a second on stderr: overwritten in place on a terminal, one line each
+ * otherwise (a log keeps them all). */
+static bool progress_tty;
+
+static void
+progress_start(double t, const char *mode)
+{
+    fprintf(stderr, "%s[%5.1fs] %s: ", progress_tty ? "\r\033[K" : "", t, mode);
+}
+
+static void
+progress_end(void)
+{
+    if (!progress_tty)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
 static int
 serve(const char *host, uint16_t port, unsigned threads, bool allow_nonlocal, bool socks5,
       bool json)
@@ -337,16 +385,37 @@ serve(const char *host, uint16_t port, unsigned threads, bool allow_nonlocal, bo
     fprintf(stderr, "socksload: serving on %s%s%s:%u (tcp%s and udp)\n",
             type == URL_HOST_IPV6 ? "[" : "", host, type == URL_HOST_IPV6 ? "]" : "", got,
             socks5 ? " behind a SOCKS5 front," : "");
-    while (!main_signalled)
-        pause();
+    fflush(stderr);
+    uint64_t start = stats_now_ns(), next = start + 1000000000u, conns, bytes;
+    while (!main_signalled) {
+        uint64_t now = stats_now_ns();
+        if (now >= next) {
+            target_counts(tg, &conns, &bytes);
+            progress_start((double)(now - start) / 1e9, "serve");
+            fprintf(stderr, "%" PRIu64 " connections, %" PRIu64 " bytes served", conns, bytes);
+            progress_end();
+            next += 1000000000u;
+            continue;
+        }
+        uint64_t left = next - now;
+        struct timespec ts = {.tv_sec = (time_t)(left / 1000000000u),
+                              .tv_nsec = (long)(left % 1000000000u)};
+        nanosleep(&ts, NULL); /* a signal ends it early */
+    }
+    if (progress_tty)
+        fputc('\n', stderr);
     target_stop(tg);
+    target_counts(tg, &conns, &bytes);
     struct sources_summary m;
     rc = target_sources(tg, &m);
     if (json) {
-        printf("{");
+        printf("{\"connections\":%" PRIu64 ",\"bytes\":%" PRIu64 ",", conns, bytes);
         print_sources_json(&m);
         printf("}\n");
     } else {
+        printf("served      %" PRIu64 " connections, %" PRIu64 " bytes (tcp and udp, both "
+               "directions)\n",
+               conns, bytes);
         print_sources_table(&m);
     }
     fflush(stdout);
@@ -420,7 +489,7 @@ progress(const struct opts *o, double t, const struct stats *now, const struct s
         snprintf(lat, sizeof(lat), "p50 %s, p99 %s", p50, p99);
     }
     uint64_t bytes = now->bytes_up + now->bytes_down - prev->bytes_up - prev->bytes_down;
-    fprintf(stderr, "\r\033[K[%5.1fs] %s: ", t, mode_str(o->mode));
+    progress_start(t, mode_str(o->mode));
     if (o->rate > 0)
         fprintf(stderr, "%" PRIu64 " started/s (late %" PRIu64 "), ", now->started - prev->started,
                 now->late - prev->late);
@@ -431,6 +500,9 @@ progress(const struct opts *o, double t, const struct stats *now, const struct s
         fprintf(stderr, "%" PRIu64 " %s/s, %.3f Gbit/s, %s, errors %" PRIu64,
                 now->units - prev->units, unit_str(o->mode), (double)bytes * 8 / 1e9, lat,
                 stats_errors(now));
+    if (o->mode == MODE_UDP)
+        fprintf(stderr, ", lost %" PRIu64, now->err[STATS_E_LOST]);
+    progress_end();
 }
 
 /* The target as sent to the proxy, HOST:PORT. */
@@ -631,6 +703,8 @@ struct outcome {
     double achieved;
     double opened_s;
     const char *stopped;
+    const struct phases *ph;   /* latency by phase, summed over the workers */
+    const struct limits *lims; /* where socksload itself bounded the figures */
 };
 
 static void
@@ -683,6 +757,15 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
     putchar(',');
     json_us("max", s, 1);
     putchar('}');
+    putchar(',');
+    fflush(stdout);
+    phases_print_json(stdout, oc->ph);
+    printf(",\"limits\":[");
+    for (unsigned i = 0; i < oc->lims->n; i++) {
+        printf("%s", i ? "," : "");
+        json_str(oc->lims->msg[i]);
+    }
+    putchar(']');
     /* Of errors.data_mismatch, those the embedded target found (uploads it reset). */
     printf(",\"target_mismatches\":%" PRIu64, target_mm);
     if (m) {
@@ -761,6 +844,7 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
     }
     stats_latency_line(lat, sizeof(lat), s);
     printf("latency     %s (%s)\n", lat, latency_what(o));
+    phases_print_table(stdout, oc->ph);
     printf("errors      %" PRIu64, stats_errors(s));
     for (int e = 0; e < STATS_E_N; e++)
         if (s->err[e])
@@ -778,6 +862,70 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
     if (o->src.n)
         printf("client      %" PRIu64 " source address%s used, of %" PRIu64 " in --source\n",
                oc->src_used, oc->src_used == 1 ? "" : "es", o->src.total);
+    for (unsigned i = 0; i < oc->lims->n; i++)
+        printf("limits      %s\n", oc->lims->msg[i]);
+}
+
+/* Raises the soft open-files limit to the hard one; the soft limit it ends with. */
+static uint64_t
+raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1)
+        return UINT64_MAX;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == -1 || getrlimit(RLIMIT_NOFILE, &rl) == -1)
+            return UINT64_MAX;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+}
+
+/* Writes iv (final: the whole run's) to the intervals file; a write error is reported once. */
+static void
+interval_write(FILE *f, const char *path, const struct interval *iv, bool final)
+{
+    static bool failed;
+    char line[600];
+
+    intervals_format(line, sizeof(line), iv, final);
+    if ((fputs(line, f) == EOF || fflush(f) == EOF) && !failed) {
+        failed = true;
+        fprintf(stderr, "socksload: --intervals %s: %s\n", path, strerror(errno));
+    }
+}
+
+/* The interval from `from` to `to` (ns, start the run's) between the snapshots prev and now
+ * (prev NULL: the whole run, with its exact max). */
+static void
+interval_emit(FILE *f, const char *path, const struct opts *o, const struct stats *now,
+              const struct stats *prev, uint64_t *scratch, uint64_t start, uint64_t from,
+              uint64_t to)
+{
+    struct interval iv;
+
+    intervals_diff(&iv, now, prev, scratch);
+    iv.t = (double)(to - start) / 1e9;
+    iv.secs = (double)(to - from) / 1e9;
+    if (!prev && iv.samples)
+        iv.max_ns = now->max_ns;
+    if (!prev) /* the whole run: rates over its measured time, t when written (the last) */
+        iv.t = (double)(stats_now_ns() - start) / 1e9;
+    /* hold --rate's schedule starts once its tunnels are held, a time main does not know
+     * during the run: its intervals give no "due". */
+    iv.sched = o->rate > 0 && o->mode != MODE_HOLD;
+    if (iv.sched) {
+        double a = (double)(from - start) / 1e9, b = iv.t;
+        if (b > o->duration_s)
+            b = o->duration_s;
+        if (a > b)
+            a = b;
+        iv.due =
+            intervals_due(o->rate, b, o->count) - (prev ? intervals_due(o->rate, a, o->count) : 0);
+    }
+    interval_write(f, path, &iv, prev == NULL);
 }
 
 int
@@ -814,6 +962,8 @@ main(int argc, char **argv)
         {"requests-per-tunnel", required_argument, NULL, 'k'},
         {"expect-status", required_argument, NULL, 'e'},
         {"expect-size", required_argument, NULL, 'E'},
+        {"intervals", required_argument, NULL, 'I'},
+        {"interval", required_argument, NULL, 'i'},
         {"help", no_argument, NULL, '?' + 256},
         {0, 0, 0, 0},
     };
@@ -826,6 +976,8 @@ main(int argc, char **argv)
                      .size = 64,
                      .window = 8};
     const char *proxy = NULL, *target = NULL, *host = "127.0.0.1", *user = NULL;
+    const char *iv_path = NULL;
+    double iv_secs = 1;
     unsigned target_threads = 1, serve_port = 0;
     bool have_duration = false, have_tunnels = false, socks5 = false, have_close = false;
     bool have_workers = false, http_opts = false;
@@ -838,6 +990,8 @@ main(int argc, char **argv)
         return argc < 2 ? 2 : 0;
     }
     const char *mode = argv[1];
+    if (!strcmp(mode, "plot"))
+        return plot_main(argc - 1, argv + 1);
     if (!strcmp(mode, "throughput"))
         o.mode = MODE_THROUGHPUT;
     else if (!strcmp(mode, "connrate"))
@@ -953,6 +1107,14 @@ main(int argc, char **argv)
         case 'F':
             o.no_fail_fast = true;
             break;
+        case 'I':
+            iv_path = optarg;
+            break;
+        case 'i':
+            iv_secs = parse_secs(optarg, "--interval");
+            if (iv_secs < 0.05)
+                die_usage("%s", "--interval is at least 0.05 seconds");
+            break;
         case 'P':
             serve_port = (unsigned)parse_uint(optarg, "--port", 0, 65535);
             break;
@@ -992,11 +1154,15 @@ main(int argc, char **argv)
     if (o.rate > 0 && !have_workers)
         o.workers = 256; /* the bound on tunnels in flight, not a concurrency */
 
+    if (iv_path && o.mode == MODE_SERVE)
+        die_usage("%s", "--intervals is not an option of serve");
+
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     pattern_init();
+    progress_tty = isatty(STDERR_FILENO);
 
     if (o.mode == MODE_SERVE)
         return serve(host, (uint16_t)serve_port, o.threads, o.allow_nonlocal, socks5, o.json);
@@ -1124,6 +1290,20 @@ main(int argc, char **argv)
     make_dest(&o, thost, ttype, tport);
     o.target = tg;
 
+    /* socksload's own limits: the open files first, raised as far as the hard limit. */
+    static struct limits lims;
+    limits_nofile(&lims, raise_nofile(), limits_fds_needed(o.mode, conns, tg != NULL));
+    if (lims.n)
+        fprintf(stderr, "socksload: %s\n", lims.msg[0]);
+    FILE *ivf = NULL;
+    if (iv_path) {
+        ivf = fopen(iv_path, "w");
+        if (!ivf) {
+            fprintf(stderr, "socksload: --intervals %s: %s\n", iv_path, strerror(errno));
+            return 1;
+        }
+    }
+
     /* Workers. */
     struct worker_ctl *ctl = calloc(o.threads, sizeof(*ctl));
     pthread_t *tids = calloc(o.threads, sizeof(*tids));
@@ -1153,10 +1333,16 @@ main(int argc, char **argv)
         started++;
     }
 
-    /* Progress until every worker is done. */
-    bool tty = isatty(STDERR_FILENO);
+    /* Progress and intervals until every worker is done. */
     struct stats *now = calloc(1, sizeof(*now)), *prev = calloc(1, sizeof(*prev));
-    uint64_t next_tick = start + 1000000000u;
+    struct stats *iv_prev = calloc(1, sizeof(*iv_prev));
+    uint64_t *scratch = calloc(STATS_HIST_N, sizeof(*scratch));
+    if (!now || !prev || !iv_prev || !scratch) {
+        fprintf(stderr, "socksload: out of memory\n");
+        return 1;
+    }
+    uint64_t next_tick = start + 1000000000u, iv_ns = (uint64_t)(iv_secs * 1e9);
+    uint64_t iv_last = start, iv_next = start + iv_ns;
     bool printed = false;
     char stopped[1100];
     bool tripped = false;
@@ -1180,17 +1366,26 @@ main(int argc, char **argv)
                     __atomic_store_n(&ctl[i].stop_flag, 1, __ATOMIC_RELAXED);
             }
         }
-        if (tty && t >= next_tick) {
+        if (ivf && t >= iv_next) {
+            sum_all(now, ctl, started);
+            interval_emit(ivf, iv_path, &o, now, iv_prev, scratch, start, iv_last, t);
+            memcpy(iv_prev, now, sizeof(*now));
+            iv_last = t;
+            while (iv_next <= t)
+                iv_next += iv_ns;
+        }
+        if (t >= next_tick) {
             sum_all(now, ctl, started);
             progress(&o, (double)(t - start) / 1e9, now, prev);
             printed = true;
             struct stats *x = prev;
             prev = now;
             now = x;
-            next_tick += 1000000000u;
+            while (next_tick <= t)
+                next_tick += 1000000000u;
         }
     }
-    if (printed)
+    if (printed && progress_tty)
         fprintf(stderr, "\n");
     for (unsigned i = 0; i < started; i++)
         pthread_join(tids[i], NULL);
@@ -1222,8 +1417,24 @@ main(int argc, char **argv)
     }
     /* --rate: starts over the time from the run's start to the last actual start plus one
      * interval, the time the schedule gives that many; starts that lag lower it. */
+    /* Each worker's CPU time against its wall time; the local ports. */
+    struct phases *ph = calloc(1, sizeof(*ph));
+    if (!ph) {
+        fprintf(stderr, "socksload: out of memory\n");
+        return 1;
+    }
+    for (unsigned i = 0; i < started; i++) {
+        phases_sum(ph, &ctl[i].ph);
+        if (ctl[i].conns && ctl[i].end_ns > start)
+            limits_cpu(&lims, i, ctl[i].cpu_ns, ctl[i].end_ns - start);
+    }
+    for (unsigned i = 0; i < STATS_FAIL_N && sum.fail[i].count; i++)
+        if (sum.fail[i].kind == STATS_E_CONNECT && sum.fail[i].detail == EADDRNOTAVAIL)
+            limits_ports(&lims, sum.fail[i].count);
     struct outcome oc = {.opened_s = all_opened ? (double)(opened - start) / 1e9 : -1,
-                         .stopped = tripped ? stopped : NULL};
+                         .stopped = tripped ? stopped : NULL,
+                         .ph = ph,
+                         .lims = &lims};
     /* The counter went round the list in order: every address up to it was used. */
     oc.src_used = src_next < o.src.total ? src_next : o.src.total;
     /* hold --rate: the schedule started once the tunnels were held, the first worker's first. */
@@ -1257,8 +1468,19 @@ main(int argc, char **argv)
         print_json(&o, &sum, secs, target_mm, m, &oc);
     else
         print_table(&o, &sum, secs, target_mm, m, &oc);
+    if (ivf) {
+        /* The rest of the last interval, then the whole run's line. */
+        uint64_t t = stats_now_ns();
+        if (t > iv_last + iv_ns / 20)
+            interval_emit(ivf, iv_path, &o, &sum, iv_prev, scratch, start, iv_last, t);
+        interval_emit(ivf, iv_path, &o, &sum, NULL, scratch, start, start, end);
+        fclose(ivf);
+    }
     if (tg)
         target_free(tg);
+    free(ph);
+    free(scratch);
+    free(iv_prev);
     free(now);
     free(prev);
     free(tids);

@@ -12,6 +12,10 @@
  *   usertpl.c the --user template: a user name and session key per tunnel (pure)
  *   sources.c the target's record of source addresses per session key, bounded (pure)
  *   stats.c   per-worker counters and latency histogram; progress line, table, JSON
+ *   phases.c  latency by phase of a tunnel (connect, greeting, auth, reply, first byte, close)
+ *   intervals.c  the per-interval figures (diff of two cumulative snapshots) as JSON lines
+ *   plot.c    `socksload plot`: the per-interval file drawn by gnuplot (fork/exec)
+ *   limits.c  socksload's own limits: open files, local ports, its workers' CPU (pure)
  *   target.c  sink/source/echo/request-response TCP server and UDP echo (embedded or `serve`),
  *             optionally behind its own SOCKS5 front (`serve --socks5`)
  *   client.c  the worker thread: one io_uring loop driving tunnels for every TCP mode
@@ -32,6 +36,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -382,6 +387,7 @@ struct stats {
     uint64_t started; /* --rate: tunnels started (hold: round trips) */
     uint64_t late;    /* --rate: of those, started > 1 ms after their intended start */
     uint64_t missed;  /* --rate: starts due before the stop that never began */
+    uint64_t open;    /* tunnels or associations open now (socket to close): a gauge */
     uint64_t err[STATS_E_N];
     uint64_t rep[256];
     uint64_t http_status[STATS_HTTP_STATUS_N]; /* http: responses by status code */
@@ -394,6 +400,13 @@ struct stats {
 
 void stats_add(uint64_t *field, uint64_t v);
 void stats_record_ns(struct stats *s, uint64_t ns);
+/* Adds ns to a histogram of STATS_HIST_N buckets and its exact max (relaxed stores). */
+void stats_hist_add(uint64_t *hist, uint64_t *max, uint64_t ns);
+/* The middle of the highest non-empty bucket, 0 when empty: the max of a histogram that has
+ * no exact one (an interval's, a difference of two snapshots). */
+uint64_t stats_hist_top(const uint64_t *hist);
+/* stats_latency_line of a histogram and its exact max. */
+void stats_hist_line(char *buf, size_t len, const uint64_t *hist, uint64_t max);
 void stats_error(struct stats *s, enum stats_err e);
 /* stats_error, and the (e, detail) pair counted in s->fail (see struct stats_fail). */
 void stats_fail(struct stats *s, enum stats_err e, uint64_t detail);
@@ -422,6 +435,69 @@ void stats_latency_line(char *buf, size_t len, const struct stats *s);
 uint64_t stats_errors(const struct stats *s);
 const char *stats_err_str(enum stats_err e);
 uint64_t stats_now_ns(void);
+
+/* ---- phases.c ---- */
+/* The phases of a tunnel, each timed from its own actual start: TCP connect to the proxy;
+ * greeting (SOCKS5 method request sent to its reply); auth (RFC 1929 request to its reply);
+ * reply (the SOCKS request sent to its reply, the proxy's connect to the target included);
+ * first byte (the SOCKS reply received to the first byte of the target's answer); close
+ * (connrate --close fin: shutdown(SHUT_WR) to the peer's EOF). */
+enum phase {
+    PHASE_CONNECT,
+    PHASE_GREETING,
+    PHASE_AUTH,
+    PHASE_REPLY,
+    PHASE_FIRST_BYTE,
+    PHASE_CLOSE,
+    PHASE_N
+};
+
+struct phase_hist {
+    uint64_t max_ns;
+    uint64_t hist[STATS_HIST_N];
+};
+
+/* One per worker, written by it alone; read by main after the join. 1.6 MiB. */
+struct phases {
+    struct phase_hist p[PHASE_N];
+};
+
+void phases_record(struct phases *ph, enum phase p, uint64_t ns);
+/* dst += src: buckets added, max the larger. */
+void phases_sum(struct phases *dst, const struct phases *src);
+/* "connect", "greeting", "auth", "reply", "first_byte", "close". */
+const char *phases_name(enum phase p);
+/* The "phases" block of the table: one line per phase, "no samples" where none. */
+void phases_print_table(FILE *f, const struct phases *ph);
+/* "phases":{"connect":{"samples":N,"p50":US,...,"max":US},...}, nulls without samples. */
+void phases_print_json(FILE *f, const struct phases *ph);
+
+/* ---- intervals.c ---- */
+/* One interval of the run, from two cumulative snapshots of the summed stats. */
+struct interval {
+    double t;    /* seconds since the start, at the interval's end */
+    double secs; /* its length */
+    uint64_t units, bytes, failures;
+    uint64_t open; /* tunnels open at its end */
+    uint64_t samples;
+    uint64_t p50_ns, p90_ns, p99_ns, max_ns; /* of the interval alone; 0 without samples */
+    bool sched;                              /* connrate --rate: due and started are set */
+    uint64_t due, started;
+};
+
+/* The figures between prev and now (cumulative; prev NULL: the start, all zero): counts are
+ * differences, the latency is read from the difference of the two histograms (scratch:
+ * STATS_HIST_N words), its max from the highest bucket that gained a sample (no exact one
+ * exists for an interval; within 0.05 %). Sets units ... max_ns, and started; the caller sets
+ * t, secs, sched and due. Pure. */
+void intervals_diff(struct interval *iv, const struct stats *now, const struct stats *prev,
+                    uint64_t *scratch);
+/* connrate --rate: the starts due in the first elapsed seconds of the schedule (tunnel j is
+ * due at j / rate), at most count when count > 0. Pure. */
+uint64_t intervals_due(double rate, double elapsed, uint64_t count);
+/* The interval as one JSON object and a newline; final: the whole run's, marked
+ * "final":true. Returns what snprintf returns. Pure. */
+int intervals_format(char *buf, size_t len, const struct interval *iv, bool final);
 
 /* ---- modes and options (main.c fills, client.c and udp.c read) ---- */
 enum mode {
@@ -476,6 +552,53 @@ struct opts {
     struct srcaddr src; /* --source, n == 0 without */
 };
 
+/* ---- plot.c ---- */
+enum plot_fmt { PLOT_SVG, PLOT_PNG };
+
+/* The format an output name asks for by its ending, .svg or .png (any case); -EINVAL for
+ * another. Pure. */
+int plot_format(const char *out, enum plot_fmt *fmt);
+/* One line of an --intervals file as a row of the data file (t, Mbit/s, units/s, p50, p99 and
+ * max in ms, "?" for a latency without samples, tab-separated, a newline). Returns 1 with the
+ * row, 0 for a line that is no interval (blank, or the "final":true summary), or -EINVAL with
+ * what is wrong in err. Pure. */
+int plot_row(const char *line, char *row, size_t rowlen, char *err, size_t errlen);
+/* The gnuplot script that draws data (the rows above) into out, three panels over time:
+ * throughput, rate, latency. It exits with status PLOT_NO_TERMINAL when gnuplot has no
+ * terminal for fmt (svg; pngcairo, else png). Names and title are quoted for gnuplot.
+ * Returns what snprintf returns. Pure. */
+#define PLOT_NO_TERMINAL 3
+int plot_script(char *buf, size_t len, const char *data, const char *out, enum plot_fmt fmt,
+                const char *title);
+/* `socksload plot FILE [--out OUT.svg|OUT.png] [--title T]`; argv[0] is "plot". Returns the
+ * exit status: 0, 1 (a bad input line, FILE:LINE named; gnuplot failed) or 2 (bad usage). */
+int plot_main(int argc, char **argv);
+
+/* ---- limits.c ---- */
+/* Where socksload itself, not the proxy, bounds a figure: each a sentence for the report
+ * ("limits" lines, JSON "limits": [...]). */
+#define LIMITS_MAX     8
+#define LIMITS_LEN     240
+#define LIMITS_CPU_PCT 90 /* a worker busier than this was CPU-bound */
+
+struct limits {
+    unsigned n;
+    char msg[LIMITS_MAX][LIMITS_LEN];
+};
+
+/* File descriptors a run needs: per tunnel its socket (and its UDP socket in udp mode), the
+ * embedded target's end of it when embedded, and LIMITS_FD_SLACK for rings, listeners, stdio. */
+#define LIMITS_FD_SLACK 64
+uint64_t limits_fds_needed(enum mode m, uint64_t tunnels, bool embedded);
+/* Adds the sentence for an open-files soft limit (after raising it to the hard one) below
+ * need; nothing when it is enough. */
+void limits_nofile(struct limits *l, uint64_t soft, uint64_t need);
+/* Adds the sentence for n connects that failed with EADDRNOTAVAIL (no local port left). */
+void limits_ports(struct limits *l, uint64_t n);
+/* Adds "socksload's worker N was CPU-bound (P %)..." when cpu_ns > LIMITS_CPU_PCT % of wall_ns;
+ * returns whether it did. */
+bool limits_cpu(struct limits *l, unsigned worker, uint64_t cpu_ns, uint64_t wall_ns);
+
 /* ---- opts.c ---- */
 /* "rst" or "fin"; "down", "up" or "both". Return 0 or -EINVAL (*out untouched). Pure. */
 int opts_close_parse(const char *s, enum close_how *out);
@@ -500,6 +623,8 @@ struct worker_ctl {
     uint64_t end_ns;        /* when the worker's last unit finished */
     uint64_t last_start_ns; /* connrate --rate: when its last tunnel actually started */
     uint64_t opened_ns;     /* hold: when its last tunnel was set up, 0 if some never was */
+    uint64_t cpu_ns;        /* the worker thread's CPU time, read by itself at its end */
+    struct phases ph;       /* written by the worker, read by main after the join */
     uint64_t *src_next;     /* --source: the run's next address, one counter for all workers */
     uint64_t sched0_ns;     /* hold --rate: when its schedule started (all tunnels held), or 0 */
     struct stats st;
@@ -550,6 +675,9 @@ int target_start(struct target **out, const char *host, uint16_t port, unsigned 
                  bool socks5, uint16_t *port_out);
 /* Mismatches the target detected and could only answer with a reset ('B' and 'Q' modes). */
 uint64_t target_mismatches(const struct target *t);
+/* TCP connections accepted, and bytes read or written over TCP and UDP, so far. Thread-safe
+ * (relaxed loads of counters each target thread alone writes). */
+void target_counts(const struct target *t, uint64_t *conns, uint64_t *bytes);
 /* True, once, when the target reset the connection whose stream is seeded seed because of a
  * mismatch: the client's error on that tunnel is its consequence, already counted in
  * target_mismatches. Remembers the last TARGET_CLAIMS such connections. Thread-safe. */

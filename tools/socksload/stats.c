@@ -46,11 +46,26 @@ bucket_value(unsigned i)
 }
 
 void
+stats_hist_add(uint64_t *hist, uint64_t *max, uint64_t ns)
+{
+    stats_add(&hist[bucket(ns)], 1);
+    if (ns > *max)
+        __atomic_store_n(max, ns, __ATOMIC_RELAXED);
+}
+
+void
 stats_record_ns(struct stats *s, uint64_t ns)
 {
-    stats_add(&s->hist[bucket(ns)], 1);
-    if (ns > s->max_ns)
-        __atomic_store_n(&s->max_ns, ns, __ATOMIC_RELAXED);
+    stats_hist_add(s->hist, &s->max_ns, ns);
+}
+
+uint64_t
+stats_hist_top(const uint64_t *hist)
+{
+    for (unsigned i = STATS_HIST_N; i-- > 0;)
+        if (hist[i])
+            return bucket_value(i);
+    return 0;
 }
 
 void
@@ -262,24 +277,30 @@ stats_fmt_ns(char *buf, size_t len, uint64_t ns)
 void
 stats_latency_line(char *buf, size_t len, const struct stats *s)
 {
+    stats_hist_line(buf, len, s->hist, s->max_ns);
+}
+
+void
+stats_hist_line(char *buf, size_t len, const uint64_t *hist, uint64_t max)
+{
     static const double qs[] = {0.50, 0.90, 0.99, 0.999};
     static const char *const names[] = {"p50", "p90", "p99", "p99.9"};
     char v[32];
     size_t off = 0;
 
-    if (stats_samples(s->hist) == 0) {
+    if (stats_samples(hist) == 0) {
         snprintf(buf, len, "no samples");
         return;
     }
     buf[0] = '\0';
     for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
-        uint64_t ns = stats_percentile(s->hist, qs[i]);
-        stats_fmt_ns(v, sizeof(v), ns < s->max_ns ? ns : s->max_ns);
+        uint64_t ns = stats_percentile(hist, qs[i]);
+        stats_fmt_ns(v, sizeof(v), ns < max ? ns : max);
         off += (size_t)snprintf(buf + off, len - off, "%s %s, ", names[i], v);
         if (off >= len)
             return; /* truncated, as snprintf does */
     }
-    stats_fmt_ns(v, sizeof(v), s->max_ns);
+    stats_fmt_ns(v, sizeof(v), max);
     snprintf(buf + off, len - off, "max %s", v);
 }
 

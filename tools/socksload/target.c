@@ -77,6 +77,7 @@ struct tthread {
     struct io_uring ring;
     struct uslot *slots[T_UDP_SLOT];
     struct tconn *head;
+    uint64_t conns, bytes; /* accepted, and bytes read or written (TCP and UDP); main reads */
     uint8_t accept_tag __attribute__((aligned(16)));
 };
 
@@ -459,6 +460,7 @@ t_thread(void *arg)
                     t_arm_accept(th);
                 if (res < 0)
                     continue;
+                stats_add(&th->conns, 1);
                 struct tconn *c = aligned_alloc(16, sizeof(*c));
                 if (!c) {
                     close(res);
@@ -476,6 +478,8 @@ t_thread(void *arg)
             } else if (op == T_OP_RECV || op == T_OP_SEND) {
                 struct tconn *c = p;
                 c->inflight--;
+                if (res > 0)
+                    stats_add(&th->bytes, (uint64_t)res);
                 if (op == T_OP_RECV)
                     t_on_recv(c, res);
                 else
@@ -486,6 +490,7 @@ t_thread(void *arg)
                     t_udp_recv(th, s);
                     continue;
                 }
+                stats_add(&th->bytes, (uint64_t)res);
                 t_record(th->tg, (struct sockaddr *)&s->from, false, 0);
                 struct io_uring_sqe *sqe = t_sqe(th);
                 s->iov.iov_len = (size_t)res;
@@ -609,6 +614,16 @@ uint64_t
 target_mismatches(const struct target *t)
 {
     return __atomic_load_n(&t->mismatches, __ATOMIC_RELAXED);
+}
+
+void
+target_counts(const struct target *t, uint64_t *conns, uint64_t *bytes)
+{
+    *conns = *bytes = 0;
+    for (unsigned i = 0; i < t->n; i++) {
+        *conns += __atomic_load_n(&t->th[i].conns, __ATOMIC_RELAXED);
+        *bytes += __atomic_load_n(&t->th[i].bytes, __ATOMIC_RELAXED);
+    }
 }
 
 bool
