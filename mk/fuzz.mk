@@ -30,7 +30,7 @@ $(BUILD)/fuzz/fuzz_gssframe:   src/gssframe.c
 $(BUILD)/fuzz/fuzz_via:        src/via.c src/addr.c tools/socksload/url.c tools/socksload/socks.c
 $(BUILD)/fuzz/fuzz_via: FUZZ_EXTRA = -Itools/socksload -lsodium
 # socksload's HTTP/1.1 response parser (http mode).
-$(BUILD)/fuzz/fuzz_http:       tools/socksload/http.c
+$(BUILD)/fuzz/fuzz_http:       tools/socksload/http.c tests/unit/http_feed.h
 $(BUILD)/fuzz/fuzz_http: FUZZ_EXTRA = -Itools/socksload
 
 $(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wildcard include/*.h) \

@@ -56,9 +56,10 @@ $(BUILD)/tests/test_socksload_stats: tests/unit/test_socksload_stats.c $(BUILD)/
 	@mkdir -p $(dir $@)
 	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
 
-$(BUILD)/tests/test_socksload_http: tests/unit/test_socksload_http.c $(BUILD)/obj/socksload/http.o
+$(BUILD)/tests/test_socksload_http: tests/unit/test_socksload_http.c $(BUILD)/obj/socksload/http.o \
+		tests/unit/http_feed.h
 	@mkdir -p $(dir $@)
-	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka
+	$(CC) $(SOCKSLOAD_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) -lcmocka
 
 $(BUILD)/tests/test_socksload_srcaddr: tests/unit/test_socksload_srcaddr.c \
 		$(BUILD)/obj/socksload/srcaddr.o

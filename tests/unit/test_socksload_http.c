@@ -12,74 +12,43 @@
 #include <cmocka.h>
 #include <string.h>
 
+#define HTTP_FEED_CHECK assert_true
+#include "http_feed.h"
 #include "socksload.h"
-
-/* What reading a response gave: an error (rc < 0, err), or how far it got. */
-struct got {
-    int rc;
-    enum http_err err;
-    enum http_phase phase;
-    int status;
-    uint64_t body;
-    bool keep_alive;
-    size_t used; /* bytes consumed */
-};
 
 static struct http_resp resp;
 
-/* Feeds in[0..n) in pieces: cut at split (n: whole), or one byte at a time when bytewise.
- * Each piece is a heap copy of exactly its bytes. eof: then the server closes. */
-static struct got
+/* Feeds in[0..n): cut at split (n: whole), or one byte at a time when bytewise; eof: then the
+ * server closes (http_feed closes whenever all was consumed: without eof the last byte is held
+ * back by one more piece that never comes). */
+static struct http_got
 feed(const char *in, size_t n, size_t split, bool bytewise, bool eof)
 {
-    struct got g = {0};
-    size_t off = 0;
+    size_t *cuts = malloc((n + 2) * sizeof(*cuts)), k = 0;
 
-    http_resp_init(&resp);
-    while (off < n && resp.phase != HTTP_P_DONE) {
-        size_t len = bytewise ? 1 : off < split ? split - off : n - off;
-        uint8_t *b = malloc(len);
-        memcpy(b, in + off, len);
-        ssize_t r = http_resp_feed(&resp, b, len);
-        free(b);
-        if (r < 0) {
-            g.rc = (int)r;
-            break;
-        }
-        assert_true((size_t)r <= len);
-        off += (size_t)r;
-        if ((size_t)r < len) {
-            assert_int_equal(resp.phase, HTTP_P_DONE);
-            break;
-        }
-    }
-    if (g.rc == 0 && eof && off == n)
-        g.rc = http_resp_eof(&resp);
-    g.err = resp.err;
-    g.phase = resp.phase;
-    g.status = resp.status;
-    g.body = resp.body;
-    g.keep_alive = resp.keep_alive;
-    g.used = off;
+    assert_non_null(cuts);
+    if (bytewise)
+        for (size_t i = 1; i <= n; i++)
+            cuts[k++] = i;
+    else if (split > 0 && split < n)
+        cuts[k++] = split;
+    if (!bytewise || n == 0)
+        cuts[k++] = n;
+    struct http_got g = http_feed(&resp, (const uint8_t *)in, eof ? n : n + 1, cuts, k);
+    free(cuts);
     return g;
 }
 
 /* Reads s whole, then split at every point and byte by byte: the answers must agree. */
-static struct got
+static struct http_got
 check_all(const char *s, size_t n, bool eof)
 {
-    struct got whole = feed(s, n, n, false, eof);
+    struct http_got whole = feed(s, n, n, false, eof);
 
     for (size_t i = 0; i <= n + 1; i++) {
-        struct got g = i <= n ? feed(s, n, i, false, eof) : feed(s, n, 0, true, eof);
-        assert_int_equal(g.rc, whole.rc);
-        assert_int_equal(g.err, whole.err);
-        assert_int_equal(g.phase, whole.phase);
-        assert_int_equal(g.status, whole.status);
-        assert_int_equal(g.body, whole.body);
-        assert_int_equal(g.keep_alive, whole.keep_alive);
-        if (whole.rc == 0)
-            assert_int_equal(g.used, whole.used);
+        struct http_got g = i <= n ? feed(s, n, i, false, eof) : feed(s, n, 0, true, eof);
+        if (!http_got_same(&g, &whole))
+            fail_msg("split %zu of %zu gives another answer", i, n);
     }
     return whole;
 }
@@ -90,7 +59,8 @@ static void
 test_length(void **state)
 {
     (void)state;
-    struct got g = CHECK("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello", false);
+    struct http_got g =
+        CHECK("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\nhello", false);
     assert_int_equal(g.rc, 0);
     assert_int_equal(g.phase, HTTP_P_DONE);
     assert_int_equal(g.status, 200);
@@ -136,10 +106,10 @@ static void
 test_chunked(void **state)
 {
     (void)state;
-    struct got g = CHECK("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-                         "5;name=value\r\nhello\r\n1A \r\nabcdefghijklmnopqrstuvwxyz\r\n"
-                         "0\r\nX-Trailer: 1\r\n\r\n",
-                         false);
+    struct http_got g = CHECK("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "5;name=value\r\nhello\r\n1A \r\nabcdefghijklmnopqrstuvwxyz\r\n"
+                              "0\r\nX-Trailer: 1\r\n\r\n",
+                              false);
     assert_int_equal(g.rc, 0);
     assert_int_equal(g.phase, HTTP_P_DONE);
     assert_int_equal(g.body, 31);
@@ -168,7 +138,7 @@ test_until_close(void **state)
 {
     (void)state;
     /* No length: the body is what comes until the close, and the connection ends. */
-    struct got g = CHECK("HTTP/1.0 200 OK\r\n\r\nsome body", true);
+    struct http_got g = CHECK("HTTP/1.0 200 OK\r\n\r\nsome body", true);
     assert_int_equal(g.rc, 0);
     assert_int_equal(g.phase, HTTP_P_DONE);
     assert_int_equal(g.body, 9);
@@ -187,9 +157,10 @@ test_interim(void **state)
 {
     (void)state;
     /* 1xx responses are skipped: the status is the final one's. */
-    struct got g = CHECK("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n"
-                         "HTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nz",
-                         false);
+    struct http_got g =
+        CHECK("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n"
+              "HTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nz",
+              false);
     assert_int_equal(g.phase, HTTP_P_DONE);
     assert_int_equal(g.status, 201);
     assert_int_equal(g.body, 1);
@@ -238,7 +209,7 @@ test_errors(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         size_t n = bad[i].n ? bad[i].n : strlen(bad[i].in);
-        struct got g = check_all(bad[i].in, n, true);
+        struct http_got g = check_all(bad[i].in, n, true);
         if (g.rc != -EPROTO || g.err != bad[i].err)
             fail_msg("case %zu (%s): rc %d err %s", i, bad[i].in, g.rc, http_err_str(g.err));
         assert_string_not_equal(http_err_str(g.err), "unknown");
