@@ -44,6 +44,13 @@ const struct socks_dest *handshake_dest(const struct conn *c);
 /* Answer with an error reply (SOCKS5 numbering; SOCKS4 gets 91) and close once written. */
 void handshake_fail(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why);
 
+/*
+ * The request was admitted by rule (an index, -1: none): decide its faults (fault.h), and
+ * if one forces a refusal, answer it with that code (END_FAULT, nothing tried). true:
+ * answered, the caller stops; false: go on.
+ */
+bool handshake_fault(struct shard *sh, struct conn *c, int rule);
+
 /* handshake_succeed() flags */
 #define HS_FORWARD_UNREAD 0x1u /* write the bytes pipelined after the request to c->tfd first */
 #define HS_KEEP_UNREAD    0x2u /* keep the context while pipelined bytes wait (BIND) */

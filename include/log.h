@@ -66,6 +66,8 @@ struct log_rec {
     /* The rule that decided the request: its name, or its 1-based number, "default" (no
      * rule matched: denied), or "" (no rule decided: no rules, or never asked). */
     char rule[65];
+    /* The faults committed on purpose (fault.h), as fault_format() gives them; "" none. */
+    char fault[128];
     struct log_udp udp;  /* cmd udp only */
     uint64_t bytes_up;   /* client -> target */
     uint64_t bytes_down; /* target -> client */
@@ -124,7 +126,8 @@ uint64_t log_written(const struct logger *lg);
  * transparent listener's), version, gss (only for a client authenticated by GSS-API:
  * the protection level agreed, 0-2), dest
  * (host:port, an IPv6 host in brackets), resolved, egress, session (only
- * when there is one), rule, rep, up, down, duration_ms, end (the reason),
+ * when there is one), rule, fault (only when a fault acted: fault.h), rep, up, down,
+ * duration_ms, end (the reason),
  * end_time (RFC 3339 like time: start plus duration), and for cmd udp
  * udp_out, udp_in and udp_drop (logfmt "rule:3,frag:1", "-" when none;
  * JSON an object {"rule":3,"frag":1}, {} when none). A line is always printable ASCII, whatever bytes user

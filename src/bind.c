@@ -60,6 +60,8 @@ bind_start(struct shard *sh, struct conn *c)
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
         return;
     }
+    if (handshake_fault(sh, c, rule))
+        return;
     enum conn_end over = limit_admit(sh, c, rule, false);
     if (over != END_NONE) {
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, over);

@@ -466,6 +466,8 @@ log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, ch
     if (r->session[0])
         put_field_str(&o, fmt, "session", r->session, strnlen(r->session, sizeof(r->session)));
     put_field_str(&o, fmt, "rule", r->rule, strnlen(r->rule, sizeof(r->rule)));
+    if (r->fault[0])
+        put_field_str(&o, fmt, "fault", r->fault, strnlen(r->fault, sizeof(r->fault)));
     put_field_num(&o, fmt, "rep", r->rep < 0, (uint64_t)(r->rep < 0 ? 0 : r->rep));
     put_field_num(&o, fmt, "up", false, r->bytes_up);
     put_field_num(&o, fmt, "down", false, r->bytes_down);

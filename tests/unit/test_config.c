@@ -920,11 +920,11 @@ test_unknown_keys(void **state)
              "@:5: rule 1: unknown key 'form' (action, name, from, to, hosts, ports, commands, "
              "users, udp_source, gss_protection, egress, egress_fallback, family, mark, keepalive, "
              "user_timeout, "
-             "fastopen, via, limits, client_limits)\n"
+             "fastopen, via, limits, client_limits, fault, fault_allow)\n"
              "@:6: rule 1: unknown key 'port' (action, name, from, to, hosts, ports, commands, "
              "users, udp_source, gss_protection, egress, egress_fallback, family, mark, keepalive, "
              "user_timeout, "
-             "fastopen, via, limits, client_limits)\n"
+             "fastopen, via, limits, client_limits, fault, fault_allow)\n"
              "@:8: unknown key 'close_denied'");
 }
 
