@@ -43,9 +43,9 @@ struct conn_fault *fault_before_request(struct shard *sh, struct conn *c, const 
 
 /*
  * The request was admitted by rule (its index, -1: none): c's faults from now on are
- * decided, once. Returns the reply code a refusal fault forces (SOCKS5 numbering, or a
- * SOCKS4 code for a SOCKS4 client), for the caller to answer with END_FAULT and nothing
- * tried; -1: go on. SOCKS4 and SOCKS5 clients only (not HTTP CONNECT nor transparent).
+ * decided, once. Returns the reply code a refusal fault forces (SOCKS5 numbering; a
+ * SOCKS4 client's own code, reply_0x5b-0x5d, is then in c->fault: acted FAULT_REPLY4), for
+ * the caller to answer with END_FAULT and nothing tried; -1: go on. SOCKS4 and SOCKS5 clients only (not HTTP CONNECT nor transparent).
  */
 int fault_request(struct shard *sh, struct conn *c, int rule);
 

@@ -119,8 +119,10 @@ fault_request(struct shard *sh, struct conn *c, int rule)
         return -1;
     f->decided = true;
     if (c->version == SOCKS4_VERSION && fault_has(&f->f, FAULT_REPLY4)) {
+        /* The reply carries its code (handshake.c reads it here); the log and the metrics
+         * count a SOCKS4 refusal as SOCKS5's general failure, as they count every other. */
         fault_acted(sh, c, FAULT_REPLY4);
-        return (int)f->f.arg[FAULT_REPLY4];
+        return SOCKS5_REP_GENERAL;
     }
     if (fault_has(&f->f, FAULT_REPLY)) {
         fault_acted(sh, c, FAULT_REPLY);
