@@ -1000,8 +1000,6 @@ parse_v5(struct shard *sh, struct conn *c)
         return false;
     }
     h->in_off = (uint16_t)(h->in_off + r);
-    if (before == SOCKS5_PHASE_GREETING && sh->pol->rules_fault && greeting_fault(sh, c))
-        return false;
     if (before == SOCKS5_PHASE_GREETING && s5->method == SOCKS5_METHOD_GSSAPI) {
         /* RFC 1961 runs on its own buffers (gsshs.c): what followed the greeting goes along. */
         const uint8_t *rest = h->in + h->in_off;
@@ -1011,6 +1009,9 @@ parse_v5(struct shard *sh, struct conn *c)
         return false;
     }
     if (before == SOCKS5_PHASE_GREETING) {
+        /* (The GSS-API method, above, writes its own selection: no greeting fault.) */
+        if (sh->pol->rules_fault && greeting_fault(sh, c))
+            return false;
         uint8_t m[2];
         hs_queue(sh, c, m, socks5_method_reply(m, s5->method));
         return true;
