@@ -31,6 +31,7 @@ DELAY_MS = 300
 CUT = 1000              # rst_/fin_ after this many bytes
 THROTTLE = 100000       # bytes per second
 THROTTLE_SIZE = 300000  # a download that takes about 3 s at THROTTLE
+SLOW_CUT = 1 << 20      # rst_down for a slow reader: more than the sockets' buffers hold
 
 
 # -------------------------------------------------------------------- targets
@@ -194,6 +195,7 @@ def faults_tcp(ctx):
                                         "split", "rst_up", "fin_up")}
     t["rst_down"] = Target(ctx, send=10 * CUT)
     t["fin_down"] = Target(ctx, send=10 * CUT)
+    t["rst_slow"] = Target(ctx, send=2 * SLOW_CUT)
     t["throttle"] = Target(ctx, send=THROTTLE_SIZE, fin=True)
     plain = echo_target(ctx)
     rules = [
@@ -204,6 +206,7 @@ def faults_tcp(ctx):
     faults = {"refused": "refused", "reply4": "reply_0x5c", "truncate": "truncate_3",
               "wrong_bnd": "wrong_bnd", "delay_reply": "delay_reply_%d" % DELAY_MS,
               "split": "split_50", "rst_down": "rst_down_%d" % CUT, "fin_down": "fin_down_%d" % CUT,
+              "rst_slow": "rst_down_%d" % SLOW_CUT,
               "rst_up": "rst_up_%d" % CUT, "fin_up": "fin_up_%d" % CUT,
               "throttle": "throttle_%d" % THROTTLE}
     for name, f in faults.items():
@@ -302,6 +305,16 @@ def faults_tcp(ctx):
         check(len(got) == CUT and end == want, "under %s_%d the client got %d bytes then %s, expected %d then %s"
               % (name, CUT, len(got), end, CUT, want))
 
+    # rst_down to a client that reads late: the reset waits until it has every byte.
+    s = client(ctx, p)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(GREETING + request("127.0.0.1", t["rst_slow"].port))
+    time.sleep(0.5)
+    got, end = read_all(s)
+    check(len(got) == 12 + SLOW_CUT and end == "reset",
+          "under rst_down_%d a client that read late got %d bytes then %s, expected %d then reset"
+          % (SLOW_CUT, len(got) - 12, end, SLOW_CUT))
+
     # rst_up_1000 / fin_up_1000: the target gets exactly 1000 of 5000 bytes; the client a reset / EOF.
     for name, want in (("rst_up", "reset"), ("fin_up", "eof")):
         s, _ = socks5_command(ctx, p, 1, "127.0.0.1", t[name].port)
@@ -332,7 +345,7 @@ def faults_tcp(ctx):
     s.close()
 
     check_counts(p, {"reply": 2, "reply4": 2, "no_method": 1, "delay_method": 1, "truncate": 1,
-                     "wrong_bnd": 1, "delay_reply": 1, "split": 1, "bind_peer": 1, "rst_down": 1,
+                     "wrong_bnd": 1, "delay_reply": 1, "split": 1, "bind_peer": 1, "rst_down": 2,
                      "fin_down": 1, "rst_up": 1, "fin_up": 1, "throttle": 1})
     for name, f, ended in (("truncate", "truncate_3", True), ("wrong_bnd", "wrong_bnd", False),
                            ("delay_reply", "delay_reply_%d" % DELAY_MS, False),
