@@ -68,8 +68,9 @@ void handshake_succeed(struct shard *sh, struct conn *c, const union sockaddr_in
  * A reply written at once, when the context is gone (BIND's second):
  * nothing else of ours is in the client's socket, so 8-22 bytes go without
  * blocking (MSG_DONTWAIT). Records the reply code. False when not all went.
+ * c's faults act on it as on a queued reply (bind_peer, fault.h).
  */
-bool handshake_reply_now(struct conn *c, uint8_t rep, const struct sockaddr *bnd);
+bool handshake_reply_now(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr *bnd);
 
 /* Give c's context back (and with it any password check it waits for). */
 void handshake_release(struct shard *sh, struct conn *c);

@@ -139,7 +139,7 @@ bind_fail(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why)
         handshake_fail(sh, c, rep, why);
         return;
     }
-    handshake_reply_now(c, rep, NULL);
+    handshake_reply_now(sh, c, rep, NULL);
     conn_close(sh, c, why);
 }
 
@@ -173,7 +173,7 @@ on_accept(struct shard *sh, struct conn *c, int res)
         handshake_succeed(sh, c, &peer, relay_start, HS_FORWARD_UNREAD);
         return;
     }
-    if (!handshake_reply_now(c, SOCKS5_REP_SUCCEEDED, &peer.sa)) {
+    if (!handshake_reply_now(sh, c, SOCKS5_REP_SUCCEEDED, &peer.sa)) {
         conn_close(sh, c, END_CLIENT_ERR);
         return;
     }

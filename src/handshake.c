@@ -347,10 +347,11 @@ queue_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr
 }
 
 bool
-handshake_reply_now(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
+handshake_reply_now(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr *bnd)
 {
     uint8_t r[HS_OUT_SIZE];
-    size_t n = encode_reply(c, rep, bnd, r);
+    /* A later reply (BIND's second): of the faults only bind_peer acts on it. */
+    size_t n = c->fault ? fault_reply(sh, c, rep, bnd, r) : encode_reply(c, rep, bnd, r);
     c->rep = (int8_t)rep;
     return send(c->cfd, r, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n;
 }

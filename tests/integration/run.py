@@ -73,6 +73,7 @@ import cases_preload  # noqa: E402,F401
 import cases_transparent  # noqa: E402,F401
 import cases_krb  # noqa: E402,F401
 import cases_gss  # noqa: E402,F401
+import cases_faults  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")
 # Every test runs under the default engine (auto: copy, then splice for bulk).
