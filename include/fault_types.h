@@ -28,9 +28,9 @@ struct conn_fault {
     bool decided;                   /* the request's rule has been asked (fault_request()) */
     bool split_on;                  /* the reply being written goes a byte at a time */
     struct __kernel_timespec ts[2]; /* OP_FAULT's timeouts, per argument */
-    /* udp_reorder: one datagram held back (udp.c), len 0: none. */
-    uint8_t *held;
-    uint32_t held_len, held_cap;
+    /* udp_reorder: one datagram held back per direction (udp.c), len 0: none. */
+    uint8_t *held[2];
+    uint32_t held_len[2], held_cap[2];
 };
 
 #endif

@@ -33,6 +33,7 @@ enum log_udp_drop {
     LOG_UDP_DROP_SEND,      /* sendmmsg() refused it (buffer full, ICMP error, firewall) */
     LOG_UDP_DROP_TOO_BIG,   /* larger than a datagram slot (MSG_TRUNC) */
     LOG_UDP_DROP_GSS,       /* GSS-API level 1/2: not a frame, forged, replayed, or no room */
+    LOG_UDP_DROP_FAULT,     /* fault mode: udp_drop, or held by udp_reorder with no successor */
     LOG_UDP_DROP__COUNT,
 };
 

@@ -393,7 +393,8 @@ conn_free(struct shard *sh, struct conn *c)
     free(c->user);
     c->host = c->user = NULL;
     if (c->fault) {
-        free(c->fault->held);
+        free(c->fault->held[0]);
+        free(c->fault->held[1]);
         free(c->fault);
         c->fault = NULL;
     }

@@ -380,6 +380,7 @@ log_udp_drop_str(enum log_udp_drop why)
         [LOG_UDP_DROP_RESOLVE] = "resolve", [LOG_UDP_DROP_QUEUE] = "queue",
         [LOG_UDP_DROP_FAMILY] = "family",   [LOG_UDP_DROP_SEND] = "send",
         [LOG_UDP_DROP_TOO_BIG] = "too_big", [LOG_UDP_DROP_GSS] = "gss",
+        [LOG_UDP_DROP_FAULT] = "fault",
     };
     return (unsigned)why < LOG_UDP_DROP__COUNT ? names[why] : "unknown";
 }

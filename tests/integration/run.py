@@ -51,6 +51,7 @@ import cases_socks4  # noqa: E402,F401
 import cases_auth  # noqa: E402,F401
 import cases_bind  # noqa: E402,F401
 import cases_udp  # noqa: E402,F401
+import cases_udp_faults  # noqa: E402,F401
 import cases_clients  # noqa: E402,F401
 import cases_control  # noqa: E402,F401
 import cases_security  # noqa: E402,F401
