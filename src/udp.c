@@ -35,7 +35,7 @@
  * UDP_GSS_JOBS are out per association: a client that floods gets the excess
  * dropped (udp_drop gss) rather than the worker's queue grown without end.
  *
- * Fault mode (docs/faults-udp.md): an association whose rule (or allowed user name)
+ * Fault mode (docs/faults.md, "UDP faults"): an association whose rule (or allowed user name)
  * gives it udp_drop, udp_dup or udp_reorder has them applied where a datagram either
  * way is queued for sendmmsg() (emit()); udp_frag sets FRAG in the header built for
  * the client (on_datagram()), before any GSS-API wrapping.

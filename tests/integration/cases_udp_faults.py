@@ -1,5 +1,5 @@
 """
-cases_udp_faults.py - fault mode's UDP faults (docs/faults-udp.md): udp_drop_P,
+cases_udp_faults.py - fault mode's UDP faults (docs/faults.md, "UDP faults"): udp_drop_P,
 udp_dup_P, udp_reorder_P and udp_frag_N on the datagrams of a UDP ASSOCIATE.
 
 A raw client (socket module only) associates through a ringsocks whose rule
