@@ -155,6 +155,10 @@ $(foreach t,$(LIM_USERS),$(eval $(BUILD)/tests/test_$(t): $(BUILD)/obj/lim.o $(B
 # takes client addresses' places in the shared map.
 $(BUILD)/tests/test_relay: $(BUILD)/obj/limit_bw.o
 $(BUILD)/tests/test_request: $(BUILD)/obj/limit.o $(BUILD)/obj/limit_bw.o $(BUILD)/obj/climap.o
+# Fault names (faultspec.o): the slot layer writes them in the log line, the config parses
+# them, the metrics name them.
+$(foreach t,conn relay request shardcmd config metrics acctctl,$(eval $(BUILD)/tests/test_$(t): \
+	$(BUILD)/obj/faultspec.o))
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcmocka

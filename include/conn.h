@@ -36,6 +36,7 @@ struct uacct;      /* acct.h */
 struct conn_lim;   /* limit.c */
 struct via_parent; /* via.h */
 struct gssw_job;   /* gssw.h */
+struct conn_fault; /* fault_types.h */
 
 #define CONN_NIL UINT32_MAX
 
@@ -118,20 +119,21 @@ struct conn {
     uint16_t port;     /* requested destination port */
     int cfd, tfd;
     int xfd; /* a second outgoing socket while two connect attempts race (request.c), or -1 */
-    uint32_t tprev, tnext; /* timer list links (slot numbers) */
-    uint32_t stamp_ds;     /* timer list key: when it was queued, in shard deciseconds */
-    uint32_t active_ds;    /* last relay progress, in shard deciseconds */
-    uint64_t start_ms;     /* wall clock at accept, for the access log */
-    int32_t rule;          /* the rule that decided the request, or CONN_RULE_* (access log) */
-    uint32_t rule_gen;     /* the policy generation rule indexes (its name is looked up there) */
-    struct hs *hs;         /* handshake context while the connection holds one */
-    struct udp_assoc *ua;  /* UDP ASSOCIATE state, else NULL */
-    char *host;            /* requested name (allocated), or NULL for an address */
-    char *user;            /* authenticated user (allocated), or NULL; after a refused login
+    uint32_t tprev, tnext;    /* timer list links (slot numbers) */
+    uint32_t stamp_ds;        /* timer list key: when it was queued, in shard deciseconds */
+    uint32_t active_ds;       /* last relay progress, in shard deciseconds */
+    uint64_t start_ms;        /* wall clock at accept, for the access log */
+    int32_t rule;             /* the rule that decided the request, or CONN_RULE_* (access log) */
+    uint32_t rule_gen;        /* the policy generation rule indexes (its name is looked up there) */
+    struct hs *hs;            /* handshake context while the connection holds one */
+    struct udp_assoc *ua;     /* UDP ASSOCIATE state, else NULL */
+    char *host;               /* requested name (allocated), or NULL for an address */
+    char *user;               /* authenticated user (allocated), or NULL; after a refused login
                  * (end END_AUTH_FAILED, END_AUTH_LOCKED) the name tried, for the log
                  * alone: such a connection is closing and never served */
-    struct uacct *acct;    /* the user's running state (acct.h): bytes counted as they go */
-    struct conn_lim *lim;  /* limits held or applied (lim.h, limit.c), or NULL: none */
+    struct uacct *acct;       /* the user's running state (acct.h): bytes counted as they go */
+    struct conn_lim *lim;     /* limits held or applied (lim.h, limit.c), or NULL: none */
+    struct conn_fault *fault; /* faults it asked for or commits (fault.h), or NULL: none */
     /* The parent proxy that carried the tunnel (chain.h), with a reference on its list
      * held until the slot is freed, for the access log; NULL: direct. */
     const struct via_parent *parent;
@@ -180,6 +182,9 @@ conn_ud(const struct conn *c, unsigned op, unsigned arg)
  * Idempotent: the first reason wins.
  */
 void conn_close(struct shard *sh, struct conn *c, enum conn_end why);
+
+/* Reset fd's connection now (an RST, the socket CLOSED, every op on it woken); -1 is ignored. */
+void conn_abort_fd(int fd);
 
 /* Route one CQE carrying a connection op (ud_op() >= OP_CONN_FIRST) to its phase. */
 void conn_dispatch(struct shard *sh, const struct io_uring_cqe *cqe);

@@ -36,6 +36,7 @@ enum conn_end {
     END_PROXY_LOCAL,   /* a PROXY v2 LOCAL (v1 UNKNOWN) header: the balancer's health check */
     END_PARENT,        /* upstream chaining: no parent could carry the tunnel */
     END_LOOP,          /* a transparent connection whose destination is the proxy itself */
+    END_FAULT,         /* a fault committed on purpose (fault.h) ended it */
     END__COUNT,
 };
 

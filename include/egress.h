@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "faultspec.h"
 #include "lim.h"
 
 struct egress_pool;
@@ -68,7 +69,7 @@ struct egress_session {
  * (the login is refused).
  */
 int egress_user_params(const char *name, size_t *base_len, struct egress_session *s);
-/* Pure: does a user name contain a parameter keyword ("-session-", "-ttl-")? */
+/* Pure: does a user name contain a parameter keyword ("-session-", "-ttl-", "-fault-")? */
 bool egress_name_has_keyword(const char *name);
 
 /*
@@ -99,6 +100,10 @@ struct egress_rule {
     struct lim_conf lim, client_lim;
     /* via: the parent proxies its tunnels go through (via.h), one reference; NULL: direct. */
     struct via_list *via;
+    /* fault: the faults its connections commit; fault_allow: a user name may ask for any
+     * (fault.h). */
+    struct fault_set fault;
+    bool fault_allow;
 };
 
 /* An egress_rule with nothing set. */

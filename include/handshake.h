@@ -44,6 +44,13 @@ const struct socks_dest *handshake_dest(const struct conn *c);
 /* Answer with an error reply (SOCKS5 numbering; SOCKS4 gets 91) and close once written. */
 void handshake_fail(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why);
 
+/*
+ * The request was admitted by rule (an index, -1: none): decide its faults (fault.h), and
+ * if one forces a refusal, answer it with that code (END_FAULT, nothing tried). true:
+ * answered, the caller stops; false: go on.
+ */
+bool handshake_fault(struct shard *sh, struct conn *c, int rule);
+
 /* handshake_succeed() flags */
 #define HS_FORWARD_UNREAD 0x1u /* write the bytes pipelined after the request to c->tfd first */
 #define HS_KEEP_UNREAD    0x2u /* keep the context while pipelined bytes wait (BIND) */
@@ -61,8 +68,9 @@ void handshake_succeed(struct shard *sh, struct conn *c, const union sockaddr_in
  * A reply written at once, when the context is gone (BIND's second):
  * nothing else of ours is in the client's socket, so 8-22 bytes go without
  * blocking (MSG_DONTWAIT). Records the reply code. False when not all went.
+ * c's faults act on it as on a queued reply (bind_peer, fault.h).
  */
-bool handshake_reply_now(struct conn *c, uint8_t rep, const struct sockaddr *bnd);
+bool handshake_reply_now(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr *bnd);
 
 /* Give c's context back (and with it any password check it waits for). */
 void handshake_release(struct shard *sh, struct conn *c);

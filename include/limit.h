@@ -62,6 +62,12 @@ void limit_unused(struct conn *c, unsigned d, uint32_t unused);
 /* A throttled direction's timer: the timespec for its OP_THROTTLE (lives in c->lim). */
 struct __kernel_timespec *limit_timer(struct conn *c, unsigned d, uint64_t wait_ns);
 
+/*
+ * Each direction of c's tunnel at most rate bytes per second (a fault's throttle, fault.h),
+ * on top of any limit it has (the smaller per-tunnel rate wins). 0 or -ENOMEM (unthrottled).
+ */
+int limit_tunnel_rate(struct conn *c, uint64_t rate);
+
 /* The longest a throttled direction sleeps before it asks again. */
 #define LIMIT_WAIT_MAX_NS 100000000ull
 

@@ -33,6 +33,7 @@ enum log_udp_drop {
     LOG_UDP_DROP_SEND,      /* sendmmsg() refused it (buffer full, ICMP error, firewall) */
     LOG_UDP_DROP_TOO_BIG,   /* larger than a datagram slot (MSG_TRUNC) */
     LOG_UDP_DROP_GSS,       /* GSS-API level 1/2: not a frame, forged, replayed, or no room */
+    LOG_UDP_DROP_FAULT,     /* fault mode: udp_drop, or held by udp_reorder with no successor */
     LOG_UDP_DROP__COUNT,
 };
 
@@ -66,6 +67,8 @@ struct log_rec {
     /* The rule that decided the request: its name, or its 1-based number, "default" (no
      * rule matched: denied), or "" (no rule decided: no rules, or never asked). */
     char rule[65];
+    /* The faults committed on purpose (fault.h), as fault_format() gives them; "" none. */
+    char fault[128];
     struct log_udp udp;  /* cmd udp only */
     uint64_t bytes_up;   /* client -> target */
     uint64_t bytes_down; /* target -> client */
@@ -124,7 +127,8 @@ uint64_t log_written(const struct logger *lg);
  * transparent listener's), version, gss (only for a client authenticated by GSS-API:
  * the protection level agreed, 0-2), dest
  * (host:port, an IPv6 host in brackets), resolved, egress, session (only
- * when there is one), rule, rep, up, down, duration_ms, end (the reason),
+ * when there is one), rule, fault (only when a fault acted: fault.h), rep, up, down,
+ * duration_ms, end (the reason),
  * end_time (RFC 3339 like time: start plus duration), and for cmd udp
  * udp_out, udp_in and udp_drop (logfmt "rule:3,frag:1", "-" when none;
  * JSON an object {"rule":3,"frag":1}, {} when none). A line is always printable ASCII, whatever bytes user

@@ -32,6 +32,8 @@
 /* enum lockout_scope's values (lockout.h): pair, address. */
 #define STAT_LOCKOUT_SCOPES 2
 #define STAT_REPS           10
+/* enum fault_kind's values (faultspec.h). */
+#define STAT_FAULT_KINDS    20
 
 struct shard_stats {
     uint64_t accepted;
@@ -79,6 +81,10 @@ struct shard_stats {
     uint64_t via_parent_failures; /* parents that failed a tunnel (down, bad answer, timeout) */
     uint64_t via_skipped;         /* parents passed over because they failed lately */
     uint64_t loops;
+    /* Faults committed on purpose (fault.h), by enum fault_kind (faultspec.h); and faults a
+     * user name asked for that the admitting rule did not allow (ignored). */
+    uint64_t faults[STAT_FAULT_KINDS];
+    uint64_t fault_asks_refused;
 };
 
 #endif

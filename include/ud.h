@@ -43,6 +43,7 @@ enum op {
     OP_UP_PEEK,                /* chain: the parent's reply, peeked (MSG_PEEK) */
     OP_GSS_READ,               /* handshake, GSS-API method: RFC 1961 messages from the client */
     OP_GSS_WRITE,              /* handshake, GSS-API method: RFC 1961 messages to the client */
+    OP_FAULT,                  /* a fault's timer (fault.h; argument: 0, or relay direction) */
 };
 
 #define UD_ARG_BIT 0x80u

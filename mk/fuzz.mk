@@ -26,6 +26,7 @@ $(BUILD)/fuzz/fuzz_udp:    src/socks5.c src/hostname.c
 $(BUILD)/fuzz/fuzz_proxyproto: src/proxyproto.c
 $(BUILD)/fuzz/fuzz_httpconnect: src/httpconnect.c src/socks5.c src/hostname.c
 $(BUILD)/fuzz/fuzz_gssframe:   src/gssframe.c
+$(BUILD)/fuzz/fuzz_faultspec:  src/faultspec.c
 # The parent handshake speaks SOCKS with socksload's client code.
 $(BUILD)/fuzz/fuzz_via:        src/via.c src/addr.c tools/socksload/url.c tools/socksload/socks.c
 $(BUILD)/fuzz/fuzz_via: FUZZ_EXTRA = -Itools/socksload -lsodium

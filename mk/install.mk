@@ -28,7 +28,7 @@ RS_LOGROTATE := /etc/logrotate.d/ringsocks
 
 RS_MANPAGES := docs/ringsocks.8 docs/ringsocksctl.8 docs/ringsocks.conf.5
 RS_EXAMPLES := conf/ringsocks.conf conf/egress.conf conf/fleet.conf conf/transparent.conf \
-               conf/transparent.nft conf/chain.conf conf/gssapi.conf
+               conf/transparent.nft conf/chain.conf conf/gssapi.conf conf/faults.conf
 RS_DOCS      = $(wildcard docs/*.md)
 
 # The files in the repository name the default paths (/usr/local/...); installing rewrites
@@ -125,6 +125,7 @@ install-check: $(BUILD)/ringsocks $(BUILD)/ringsocksctl $(BUILD)/libringsocks-pr
 	    '644 $(RS_DOCDIR)/examples/transparent.conf' \
 	    '644 $(RS_DOCDIR)/examples/transparent.nft' \
 	    '644 $(RS_DOCDIR)/examples/chain.conf' \
+	    '644 $(RS_DOCDIR)/examples/faults.conf' \
 	    $(foreach f,$(notdir $(RS_DOCS)),'644 $(RS_DOCDIR)/$(f)') \
 	    '644 $(RS_ETCDIR)/ringsocks.conf' \
 	    '644 $(RS_LOGROTATE)' \

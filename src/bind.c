@@ -60,6 +60,8 @@ bind_start(struct shard *sh, struct conn *c)
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
         return;
     }
+    if (handshake_fault(sh, c, rule))
+        return;
     enum conn_end over = limit_admit(sh, c, rule, false);
     if (over != END_NONE) {
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, over);
@@ -137,7 +139,7 @@ bind_fail(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why)
         handshake_fail(sh, c, rep, why);
         return;
     }
-    handshake_reply_now(c, rep, NULL);
+    handshake_reply_now(sh, c, rep, NULL);
     conn_close(sh, c, why);
 }
 
@@ -171,7 +173,7 @@ on_accept(struct shard *sh, struct conn *c, int res)
         handshake_succeed(sh, c, &peer, relay_start, HS_FORWARD_UNREAD);
         return;
     }
-    if (!handshake_reply_now(c, SOCKS5_REP_SUCCEEDED, &peer.sa)) {
+    if (!handshake_reply_now(sh, c, SOCKS5_REP_SUCCEEDED, &peer.sa)) {
         conn_close(sh, c, END_CLIENT_ERR);
         return;
     }

@@ -429,6 +429,7 @@ struct rule {
     const config_setting_t *via_key;    /* where via was given, for its errors */
     const char *name;                   /* name = "...": the access log's rule field; NULL none */
     uint8_t gss;                        /* gss_protection: bit n for level n; 0 none */
+    const config_setting_t *fault_key;  /* the first of fault, fault_allow, for their errors */
 };
 
 /* A rule's from or to list while it is read: an "@set" entry adds many networks. */
@@ -976,6 +977,72 @@ out_check(struct cfg_ctx *c, const struct rule *r)
                   r->idx);
 }
 
+/* fault = "refused" or a list: faults every tunnel of the rule commits (faultspec.h). */
+static int
+fault_one(struct cfg_ctx *c, const config_setting_t *e, const char *what, void *arg)
+{
+    struct rule *r = arg;
+    const char *v = rule_string(c, r, e, what);
+    char why[400];
+    if (!v)
+        return -1;
+    if (fault_parse(v, strlen(v), &r->out->fault, why, sizeof(why)) < 0) {
+        cfg_error(c, e, "rule %u: %s: %s", r->idx, what, why);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+rk_fault(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
+{
+    struct egress_rule *o = rule_out(c, r, s);
+    if (!o)
+        return -1;
+    if (!r->fault_key)
+        r->fault_key = s;
+    if (strcmp(key, "fault_allow") == 0) {
+        int8_t v;
+        if (rule_bool(c, r, s, key, &v) < 0)
+            return -1;
+        o->fault_allow = v;
+        return 0;
+    }
+    return each_elem(c, s, key, fault_one, r);
+}
+
+/*
+ * A fault of the greeting or the RFC 1929 status acts before the request: the rule it
+ * comes from is the first a CONNECT from the client (and its user) to a destination not
+ * yet known matches (fault.h). A rule with other conditions would never be that rule.
+ */
+static void
+fault_check(struct cfg_ctx *c, const struct rule *r)
+{
+    if (!r->out || !r->fault_key)
+        return;
+    uint32_t kinds = r->out->fault.kinds;
+    bool greet = kinds & FAULT_KINDS_GREETING, auth = kinds & FAULT_KINDS_AUTH;
+    if (!greet && !auth)
+        return;
+    const char *extra = r->n_to               ? "to"
+                        : r->n_hosts          ? "hosts"
+                        : r->n_ports          ? "ports"
+                        : r->cmds             ? "commands"
+                        : r->gss              ? "gss_protection"
+                        : greet && r->n_users ? "users"
+                                              : NULL;
+    if (extra)
+        cfg_error(c, r->fault_key,
+                  "rule %u: fault: %s acts before the request (%s), so it comes from a rule "
+                  "that can have only from%s, not %s: put it in a rule of its own, before "
+                  "the others (docs/faults.md)",
+                  r->idx, greet ? "a fault of the greeting" : "a fault of the RFC 1929 status",
+                  greet ? "the client has not said what it wants nor who it is"
+                        : "the client has not said what it wants",
+                  greet ? "" : " and users", extra);
+}
+
 /* gss_protection = "N" or "LO-HI": only GSS-API connections protected at those levels. */
 static int
 rk_gss(struct cfg_ctx *c, struct rule *r, const config_setting_t *s, const char *key)
@@ -1016,6 +1083,8 @@ static const struct rule_key rule_keys[] = {
     {"via", rk_via},                   /* parent proxies the tunnels go through (via.h) */
     {"limits", rk_limits},             /* the user's limits for these tunnels (lim.h) */
     {"client_limits", rk_limits},      /* the client address's limits for these tunnels */
+    {"fault", rk_fault},               /* faults its tunnels commit (fault.h, docs/faults.md) */
+    {"fault_allow", rk_fault},         /* a user name may ask for faults ("-fault-") */
 };
 
 /* "action, from, ...": the rule keys, for the unknown-key message. */
@@ -1096,6 +1165,8 @@ rule_one(struct cfg_ctx *c, const config_setting_t *g, unsigned idx)
         udp_source_check(c, &r);
     if (c->n_err == errs)
         out_check(c, &r);
+    if (c->n_err == errs)
+        fault_check(c, &r);
     if (c->n_err == errs && c->acl) {
         int rule = acl_add(c->acl, r.action, r.from, r.n_from, r.to, r.n_to, r.hosts, r.n_hosts,
                            r.ports, r.n_ports, r.cmds, r.users, r.n_users);

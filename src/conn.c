@@ -23,6 +23,7 @@
 
 #include "acl.h"
 #include "acct.h"
+#include "fault_types.h"
 #include "gssw.h"
 #include "limit_types.h"
 #include "log.h"
@@ -326,6 +327,12 @@ conn_log(struct shard *sh, const struct conn *c)
     r.bytes_down = c->dir[DIR_T2C].bytes;
     memset(&r.udp, 0, sizeof(r.udp));
     conn_rule_text(sh, c, r.rule, sizeof(r.rule));
+    r.fault[0] = '\0';
+    if (c->fault) {
+        struct fault_set acted = c->fault->f;
+        acted.kinds = c->fault->acted;
+        fault_format(&acted, r.fault, sizeof(r.fault));
+    }
     if (c->phase && c->phase->log_fill)
         c->phase->log_fill(c, &r);
     snprintf(r.user, sizeof(r.user), "%s", c->user ? c->user : "");
@@ -385,6 +392,12 @@ conn_free(struct shard *sh, struct conn *c)
     free(c->host);
     free(c->user);
     c->host = c->user = NULL;
+    if (c->fault) {
+        free(c->fault->held[0]);
+        free(c->fault->held[1]);
+        free(c->fault);
+        c->fault = NULL;
+    }
     via_parent_put(c->parent);
     c->parent = NULL;
     STAT_INC(sh->st.ended[c->end]);
@@ -412,7 +425,7 @@ conn_free(struct shard *sh, struct conn *c)
  * On a socket that is already closed, or a UDP socket, it changes nothing
  * that matters here.
  */
-static void
+void
 conn_abort_fd(int fd)
 {
     static const struct sockaddr unspec = {.sa_family = AF_UNSPEC};
@@ -443,6 +456,13 @@ conn_close(struct shard *sh, struct conn *c, enum conn_end why)
     if (c->inflight == 0) {
         conn_free(sh, c);
         return;
+    }
+    /* A fault's sleep (fault.h) is on no socket: shutdown() would not wake it. */
+    for (unsigned arg = 0; c->fault && arg < 2; arg++) {
+        if (c->fault->timers & FAULT_TIMER(arg)) {
+            struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL, 0);
+            io_uring_prep_cancel64(sqe, conn_ud(c, OP_FAULT, arg), 0);
+        }
     }
     /*
      * shutdown() wakes everything that waits on a socket: polls see

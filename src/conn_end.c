@@ -33,6 +33,7 @@ static const char *const end_names[END__COUNT] = {
     [END_PROXY_LOCAL] = "proxy_local",
     [END_PARENT] = "parent_failed",
     [END_LOOP] = "loop",
+    [END_FAULT] = "fault",
 };
 
 const char *

@@ -238,7 +238,7 @@ static const char KW_TTL[] = "-ttl-";
 bool
 egress_name_has_keyword(const char *name)
 {
-    return strstr(name, KW_SESSION) || strstr(name, KW_TTL);
+    return strstr(name, KW_SESSION) || strstr(name, KW_TTL) || fault_name_has_keyword(name);
 }
 
 static bool

@@ -38,6 +38,7 @@
 #include "gssw.h"
 #include "clients.h"
 #include "egress.h"
+#include "fault.h"
 #include "httpconnect.h"
 #include "lockout.h"
 #include "outbound.h"
@@ -200,8 +201,19 @@ hs_flush(struct shard *sh, struct conn *c)
     struct hs *h = c->hs;
     if ((c->hs_flags & HSF_WRITING) || h->out_off == h->out_len)
         return;
-    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_HS_WRITE, 0);
     unsigned n = (unsigned)(h->out_len - h->out_off);
+    if (c->fault) {
+        /* A fault's delay or pause first (OP_FAULT); HSF_WRITING holds the rest back. */
+        if (c->fault->wait_ms) {
+            fault_sleep(sh, c, 0, c->fault->wait_ms);
+            c->fault->wait_ms = 0;
+            c->hs_flags |= HSF_WRITING;
+            return;
+        }
+        if (c->fault->split_on)
+            n = 1;
+    }
+    struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_HS_WRITE, 0);
     if (sh->hsp.fixed_bufs)
         io_uring_prep_write_fixed(sqe, c->cfd, h->out + h->out_off, n, 0, 0);
     else
@@ -239,10 +251,81 @@ encode_reply(const struct conn *c, uint8_t rep, const struct sockaddr *bnd, uint
         return 0;
     if (c->version == HTTPCONNECT_VERSION)
         return httpconnect_response(r, httpconnect_status(rep));
-    if (c->version == 4)
-        return socks4_reply(
-            r, rep == SOCKS5_REP_SUCCEEDED ? SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED, bnd);
+    if (c->version == 4) {
+        uint8_t r4 = rep == SOCKS5_REP_SUCCEEDED ? SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED;
+        /* A SOCKS4 refusal a fault forces (fault.h): its own code. */
+        if (rep != SOCKS5_REP_SUCCEEDED && c->fault && (c->fault->acted & (1u << FAULT_REPLY4)))
+            r4 = (uint8_t)c->fault->f.arg[FAULT_REPLY4];
+        return socks4_reply(r, r4, bnd);
+    }
     return socks5_reply(r, rep, bnd);
+}
+
+/* The address a wrong_bnd or bind_peer fault names instead of bnd's (documentation
+ * prefixes, RFC 5737 and RFC 3849), of bnd's family, port 9 (wrong_bnd) or bnd's. */
+static const struct sockaddr *
+fault_addr(union sockaddr_inx *a, const struct sockaddr *bnd, bool peer)
+{
+    uint16_t port = htons(9);
+    if (peer && bnd && bnd->sa_family == AF_INET)
+        port = ((const struct sockaddr_in *)bnd)->sin_port;
+    else if (peer && bnd && bnd->sa_family == AF_INET6)
+        port = ((const struct sockaddr_in6 *)bnd)->sin6_port;
+    memset(a, 0, sizeof(*a));
+    if (bnd && bnd->sa_family == AF_INET6 &&
+        !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)bnd)->sin6_addr)) {
+        static const uint8_t net[16] = {0x20, 0x01, 0x0d, 0xb8};
+        a->v6.sin6_family = AF_INET6;
+        memcpy(&a->v6.sin6_addr, net, sizeof(net));
+        a->v6.sin6_addr.s6_addr[15] = peer ? 2 : 1;
+        a->v6.sin6_port = port;
+    } else {
+        a->v4.sin_family = AF_INET;
+        a->v4.sin_addr.s_addr = htonl(peer ? 0xCB007101u : 0xC0000201u);
+        a->v4.sin_port = port;
+    }
+    return &a->sa;
+}
+
+/*
+ * The request's first reply with c's faults (fault.h): delayed, a byte at a time,
+ * truncated (then closed), or naming a wrong address; BIND's second naming a wrong peer.
+ * Returns the bytes of r to queue.
+ */
+static size_t
+fault_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr *bnd,
+            uint8_t r[HS_OUT_SIZE])
+{
+    struct conn_fault *f = c->fault;
+    const struct fault_set *s = &f->f;
+    union sockaddr_inx wrong;
+    unsigned nth = f->replies++;
+    if (nth == 1 && rep == SOCKS5_REP_SUCCEEDED && fault_has(s, FAULT_BIND_PEER)) {
+        fault_acted(sh, c, FAULT_BIND_PEER);
+        return encode_reply(c, rep, fault_addr(&wrong, bnd, true), r);
+    }
+    if (nth != 0)
+        return encode_reply(c, rep, bnd, r);
+    if (rep == SOCKS5_REP_SUCCEEDED && fault_has(s, FAULT_WRONG_BND)) {
+        fault_acted(sh, c, FAULT_WRONG_BND);
+        bnd = fault_addr(&wrong, bnd, false);
+    }
+    size_t n = encode_reply(c, rep, bnd, r);
+    if (fault_has(s, FAULT_DELAY_REPLY)) {
+        fault_acted(sh, c, FAULT_DELAY_REPLY);
+        f->wait_ms = s->arg[FAULT_DELAY_REPLY];
+    }
+    if (fault_has(s, FAULT_SPLIT) && n > 1) {
+        fault_acted(sh, c, FAULT_SPLIT);
+        f->split_on = true;
+    }
+    if (fault_has(s, FAULT_TRUNCATE) && s->arg[FAULT_TRUNCATE] < n) {
+        fault_acted(sh, c, FAULT_TRUNCATE);
+        n = s->arg[FAULT_TRUNCATE];
+        c->hs_flags |= HSF_CLOSE_AFTER;
+        c->end = END_FAULT;
+    }
+    return n;
 }
 
 /* Queue a reply through the context; the handshake phase writes it. */
@@ -252,14 +335,23 @@ queue_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr
     uint8_t r[HS_OUT_SIZE];
     conn_enter(c, &handshake_phase);
     c->rep = (int8_t)rep;
-    hs_queue(sh, c, r, encode_reply(c, rep, bnd, r));
+    if (!c->fault) {
+        hs_queue(sh, c, r, encode_reply(c, rep, bnd, r));
+        return;
+    }
+    hs_queue(sh, c, r, fault_reply(sh, c, rep, bnd, r));
+    /* truncate_0 with nothing else to write: no write completes to close it. */
+    if ((c->hs_flags & HSF_CLOSE_AFTER) && !(c->hs_flags & HSF_WRITING) &&
+        c->hs->out_off == c->hs->out_len)
+        conn_close(sh, c, (enum conn_end)c->end);
 }
 
 bool
-handshake_reply_now(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
+handshake_reply_now(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr *bnd)
 {
     uint8_t r[HS_OUT_SIZE];
-    size_t n = encode_reply(c, rep, bnd, r);
+    /* A later reply (BIND's second): of the faults only bind_peer acts on it. */
+    size_t n = c->fault ? fault_reply(sh, c, rep, bnd, r) : encode_reply(c, rep, bnd, r);
     c->rep = (int8_t)rep;
     return send(c->cfd, r, n, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)n;
 }
@@ -288,6 +380,16 @@ handshake_fail(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why)
     c->end = (uint8_t)why;
     conn_timer_set(sh, c, TL_HANDSHAKE);
     queue_reply(sh, c, rep, NULL);
+}
+
+bool
+handshake_fault(struct shard *sh, struct conn *c, int rule)
+{
+    int rep = sh->pol->rules_fault ? fault_request(sh, c, rule) : -1;
+    if (rep < 0)
+        return false;
+    handshake_fail(sh, c, (uint8_t)rep, END_FAULT);
+    return true;
 }
 
 static void
@@ -320,6 +422,8 @@ handshake_succeed(struct shard *sh, struct conn *c, const union sockaddr_inx *bn
     h->next_flags = flags;
     conn_timer_set(sh, c, TL_HANDSHAKE);
     queue_reply(sh, c, SOCKS5_REP_SUCCEEDED, bnd ? &bnd->sa : NULL);
+    if (c->state == CONN_CLOSING)
+        return; /* a fault truncated the reply to nothing */
     if ((flags & HS_FORWARD_UNREAD) && h->in_off < h->in_len)
         hs_write_leftover(sh, c);
     /* Nothing to write (a transparent client's reply is none): no completion will call. */
@@ -577,6 +681,20 @@ auth_answer(struct shard *sh, struct conn *c, bool ok)
 {
     uint8_t r[2];
     const char *user = c->hs->cred.user;
+    struct conn_fault *f = sh->pol->rules_fault && c->version == SOCKS5_VERSION
+                               ? fault_before_request(sh, c, user)
+                               : NULL;
+    if (f && fault_has(&f->f, FAULT_DELAY_AUTH)) {
+        fault_acted(sh, c, FAULT_DELAY_AUTH);
+        f->wait_ms = f->f.arg[FAULT_DELAY_AUTH];
+    }
+    if (ok && f && fault_has(&f->f, FAULT_AUTH_FAIL)) {
+        /* A refusal of a right password: no failure counted, no lockout. */
+        fault_acted(sh, c, FAULT_AUTH_FAIL);
+        take_user(c);
+        auth_refuse(sh, c, END_FAULT);
+        return;
+    }
     if (!ok) {
         STAT_INC(sh->st.auth_failures);
         if (sh->lockout) {
@@ -618,17 +736,27 @@ auth_locked(struct shard *sh, struct conn *c)
 }
 
 /*
- * username_params: "alice-session-ab12[-ttl-600]" is checked, cached and ruled on as
- * "alice"; the session waits in the context for the egress choice. false: a name
- * with the keyword but not the syntax, refused like a wrong password.
+ * username_params: "alice-session-ab12[-ttl-600][-fault-refused]" is checked, cached and
+ * ruled on as "alice"; the session waits in the context for the egress choice, the faults
+ * in c->fault for a rule that allows them. false: a name with a keyword but not the
+ * syntax, refused like a wrong password.
  */
 static bool
-take_session(struct hs *h)
+take_session(struct conn *c)
 {
+    struct hs *h = c->hs;
     size_t base;
     struct egress_session s;
+    struct fault_set asked;
+    char why[400];
     h->sess_id[0] = '\0';
     h->sess_ttl_s = 0;
+    /* "-fault-NAME" comes last: cut it off first (kept until a rule allows it, fault.h). */
+    if (fault_user_params(h->cred.user, &base, &asked, why, sizeof(why)) < 0 ||
+        !fault_ask(c, &asked))
+        return false;
+    h->cred.user[base] = '\0';
+    h->cred.ulen = (uint8_t)base;
     if (egress_user_params(h->cred.user, &base, &s) < 0)
         return false;
     if (!s.id_len)
@@ -671,7 +799,7 @@ auth_start(struct shard *sh, struct conn *c)
     struct hs *h = c->hs;
     /* A name with the session keyword but not its syntax counts, as sent, like a
      * wrong password. */
-    if (sh->pol->username_params && !take_session(h)) {
+    if (sh->pol->username_params && !take_session(c)) {
         sodium_memzero(h->cred.pass, sizeof(h->cred.pass));
         auth_answer(sh, c, false);
         return false;
@@ -790,6 +918,31 @@ gss_done(struct shard *sh, struct conn *c, const uint8_t *left, size_t n)
         hs_read(sh, c);
 }
 
+/*
+ * The greeting's faults (fault.h): no acceptable method (05 ff, then close), or the method
+ * selection delayed. true: refused.
+ */
+static bool
+greeting_fault(struct shard *sh, struct conn *c)
+{
+    struct conn_fault *f = fault_before_request(sh, c, NULL);
+    if (!f)
+        return false;
+    if (fault_has(&f->f, FAULT_NO_METHOD)) {
+        uint8_t m[2];
+        fault_acted(sh, c, FAULT_NO_METHOD);
+        c->hs_flags |= HSF_CLOSE_AFTER;
+        c->end = END_FAULT;
+        hs_queue(sh, c, m, socks5_method_reply(m, SOCKS5_METHOD_REJECT));
+        return true;
+    }
+    if (fault_has(&f->f, FAULT_DELAY_METHOD)) {
+        fault_acted(sh, c, FAULT_DELAY_METHOD);
+        f->wait_ms = f->f.arg[FAULT_DELAY_METHOD];
+    }
+    return false;
+}
+
 /* SOCKS5: one message of the current phase. Returns true to parse on. */
 static bool
 parse_v5(struct shard *sh, struct conn *c)
@@ -857,6 +1010,9 @@ parse_v5(struct shard *sh, struct conn *c)
         return false;
     }
     if (before == SOCKS5_PHASE_GREETING) {
+        /* (The GSS-API method, above, writes its own selection: no greeting fault.) */
+        if (sh->pol->rules_fault && greeting_fault(sh, c))
+            return false;
         uint8_t m[2];
         hs_queue(sh, c, m, socks5_method_reply(m, s5->method));
         return true;
@@ -992,9 +1148,14 @@ handshake_on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cq
         }
         h->out_off = (uint8_t)(h->out_off + res);
         if (h->out_off < h->out_len) {
+            /* A reply going out a byte at a time (fault split): the pause, then the next. */
+            if (c->fault && c->fault->split_on)
+                c->fault->wait_ms = c->fault->f.arg[FAULT_SPLIT];
             hs_flush(sh, c);
             return;
         }
+        if (c->fault)
+            c->fault->split_on = false;
         if (c->hs_flags & HSF_CLOSE_AFTER) {
             conn_close(sh, c, (enum conn_end)c->end);
             return;
@@ -1004,6 +1165,12 @@ handshake_on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cq
     case OP_GSS_READ:
     case OP_GSS_WRITE:
         gsshs_on_cqe(sh, c, cqe);
+        return;
+    case OP_FAULT:
+        /* A fault's delay or pause is over (or cancelled by the close): write on. */
+        fault_timer_done(c, 0);
+        c->hs_flags &= (uint8_t)~HSF_WRITING;
+        hs_flush(sh, c);
         return;
     case OP_LEFTOVER:
         if (res <= 0) {

@@ -3,6 +3,7 @@
  */
 #include "limit.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,4 +220,23 @@ limit_admit(struct shard *sh, struct conn *c, int rule, bool can_wait)
     }
     c->flags |= CONN_F_ADMITTED;
     return END_NONE;
+}
+
+int
+limit_tunnel_rate(struct conn *c, uint64_t rate)
+{
+    if (!c->lim) {
+        c->lim = calloc(1, sizeof(*c->lim));
+        if (!c->lim)
+            return -ENOMEM;
+        for (unsigned d = 0; d < 2; d++)
+            atomic_init(&c->lim->bw[d].tunnel_tat, 0);
+    }
+    for (unsigned d = 0; d < 2; d++) {
+        struct conn_lim_bw *b = &c->lim->bw[d];
+        if (!b->rate[0] || rate < b->rate[0])
+            b->rate[0] = rate;
+        b->on = true;
+    }
+    return 0;
 }

@@ -380,6 +380,7 @@ log_udp_drop_str(enum log_udp_drop why)
         [LOG_UDP_DROP_RESOLVE] = "resolve", [LOG_UDP_DROP_QUEUE] = "queue",
         [LOG_UDP_DROP_FAMILY] = "family",   [LOG_UDP_DROP_SEND] = "send",
         [LOG_UDP_DROP_TOO_BIG] = "too_big", [LOG_UDP_DROP_GSS] = "gss",
+        [LOG_UDP_DROP_FAULT] = "fault",
     };
     return (unsigned)why < LOG_UDP_DROP__COUNT ? names[why] : "unknown";
 }
@@ -466,6 +467,8 @@ log_format(const struct log_rec *r, enum log_format fmt, const char *end_str, ch
     if (r->session[0])
         put_field_str(&o, fmt, "session", r->session, strnlen(r->session, sizeof(r->session)));
     put_field_str(&o, fmt, "rule", r->rule, strnlen(r->rule, sizeof(r->rule)));
+    if (r->fault[0])
+        put_field_str(&o, fmt, "fault", r->fault, strnlen(r->fault, sizeof(r->fault)));
     put_field_num(&o, fmt, "rep", r->rep < 0, (uint64_t)(r->rep < 0 ? 0 : r->rep));
     put_field_num(&o, fmt, "up", false, r->bytes_up);
     put_field_num(&o, fmt, "down", false, r->bytes_down);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "conn_end.h"
+#include "faultspec.h"
 #include "lim.h"
 #include "stats.h"
 
@@ -123,13 +124,25 @@ render_connections(struct mwriter *w, const struct metrics_shard *sh, unsigned n
 
     mw_family(w, "ringsocks_connections_ended_total", "counter",
               "Client connections ended, by the reason they ended.");
-    for (int r = 0; r < END__COUNT; r++) {
-        uint64_t v = 0;
-        for (unsigned i = 0; i < n; i++)
-            v += STAT_GET(sh[i].st->ended[r]);
+    for (int r = 0; r < END__COUNT; r++)
         mw_printf(w, "ringsocks_connections_ended_total{reason=\"%s\"} %" PRIu64 "\n",
-                  conn_end_str((enum conn_end)r), v);
-    }
+                  conn_end_str((enum conn_end)r), SUM_STAT(sh, n, ended[r]));
+}
+
+/* Faults committed on purpose (fault.h), by fault; asks by user name a rule did not allow. */
+_Static_assert(STAT_FAULT_KINDS == FAULT__COUNT, "one counter per fault");
+
+static void
+render_faults(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
+{
+    mw_family(w, "ringsocks_faults_total", "counter",
+              "Faults committed on purpose (rule keys fault, fault_allow), by fault.");
+    for (int k = 0; k < FAULT__COUNT; k++)
+        mw_printf(w, "ringsocks_faults_total{fault=\"%s\"} %" PRIu64 "\n",
+                  fault_name((enum fault_kind)k), SUM_STAT(sh, n, faults[k]));
+    mw_u64(w, "ringsocks_fault_asks_refused_total", "counter",
+           "Faults a user name asked for (-fault-) that the admitting rule did not allow.",
+           SUM_STAT(sh, n, fault_asks_refused));
 }
 
 /* Requests refused by the limits of lim.h, by which limit; reads that waited for bandwidth. */
@@ -141,13 +154,9 @@ render_limits(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
     mw_family(w, "ringsocks_limit_refusals_total", "counter",
               "Requests refused (0x02) by a user's or client address's limit, by limit.");
-    for (int h = 0; h < LIMH_BW; h++) {
-        uint64_t v = 0;
-        for (unsigned i = 0; i < n; i++)
-            v += STAT_GET(sh[i].st->limit_refused[h]);
+    for (int h = 0; h < LIMH_BW; h++)
         mw_printf(w, "ringsocks_limit_refusals_total{limit=\"%s\"} %" PRIu64 "\n",
-                  lim_hit_str((enum lim_hit)h), v);
-    }
+                  lim_hit_str((enum lim_hit)h), SUM_STAT(sh, n, limit_refused[h]));
     mw_u64(w, "ringsocks_limit_refusals_client_total", "counter",
            "Of those, refused by a client address's limit (client_limits).",
            SUM_STAT(sh, n, limit_refused_client));
@@ -327,6 +336,7 @@ static void
 render_auth(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
     render_limits(w, sh, n);
+    render_faults(w, sh, n);
     render_counters(w, sh, n, auth_counters, sizeof(auth_counters) / sizeof(auth_counters[0]));
     render_by_scope(w, sh, n, "ringsocks_auth_lockouts_total",
                     "Keys locked out by failed logins: a (client address, user) pair reaching "

@@ -62,6 +62,7 @@ egress_init(struct policy *p, const struct opts *o)
         p->rules_via = p->rules_via || (er && er->via);
         p->rules_mark = p->rules_mark || (er && er->has_mark);
         p->rules_lim = p->rules_lim || (er && er->has_lim);
+        p->rules_fault = p->rules_fault || (er && (er->fault.kinds || er->fault_allow));
     }
     egress_session_key(o->session_key, p->session_key);
     /* The options table checked both texts already. */

@@ -43,6 +43,7 @@
 
 #include "acct.h"
 #include "conn.h"
+#include "fault.h"
 #include "limit.h"
 #include "pipe.h"
 #include "policy.h"
@@ -541,6 +542,9 @@ dir_read(struct shard *sh, struct conn *c, unsigned d)
     struct relay_dir *rd = &c->dir[d];
     /* Drained: the pipe goes back, so an idle tunnel holds none. */
     release_pipe(sh, rd);
+    /* A fault's cut (rst_/fin_ after N bytes): its bytes are out, the tunnel ends. */
+    if (c->fault && fault_relay_cut(sh, c, d))
+        return;
     if (rd->flags & RD_EOF) {
         shutdown(dst_fd(c, d), SHUT_WR);
         rd->flags |= RD_DONE;
@@ -561,6 +565,8 @@ dir_read(struct shard *sh, struct conn *c, unsigned d)
         return;
     }
     uint32_t budget = rd->flags & RD_SPLICE ? SPLICE_BUDGET : sh->o->buf_size;
+    if (c->fault)
+        budget = fault_relay_budget(c, d, budget);
     if (limited) {
         /* Reserve what can be read, no more: a reservation larger than the bytes there would
          * hold time in the shared bucket that nobody uses (100 tunnels of one user moved 8 %
@@ -618,6 +624,8 @@ relay_start(struct shard *sh, struct conn *c)
         c->dir[DIR_T2C].flags |= RD_SPLICE;
     }
     conn_timer_set(sh, c, TL_IDLE);
+    if (c->fault)
+        fault_relay_start(sh, c);
     dir_step(sh, c, DIR_C2T);
     dir_step(sh, c, DIR_T2C);
 }
@@ -710,7 +718,10 @@ relay_on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cqe)
         ok = copy_done(sh, c, d, op, res, cqe->flags);
     else if (op == OP_THROTTLE)
         ok = true; /* -ETIME: the wait is over; the next read asks again */
-    else
+    else if (op == OP_FAULT) {
+        fault_timer_done(c, d); /* a reset waiting for the client to have every byte */
+        ok = true;
+    } else
         ok = poll_done(c, d, op, res);
     if (c->state != CONN_RELAY)
         return;

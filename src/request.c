@@ -171,6 +171,12 @@ connect_next(struct shard *sh, struct conn *c)
             denied = true;
             continue;
         }
+        if (handshake_fault(sh, c, rule)) {
+            /* A refusal the rule's fault forces: nothing is tried. */
+            h->he_flags |= HE_FAILED;
+            cancel_attempts(sh, c);
+            return;
+        }
         struct via_list *via = policy_rule_via(sh->pol, rule);
         if (by_name && !via) {
             /* A reload while it waited for a lease took the parents away: resolve it here. */

@@ -34,6 +34,11 @@
  * comes back through on_gss() and goes on as a clear datagram would. At most
  * UDP_GSS_JOBS are out per association: a client that floods gets the excess
  * dropped (udp_drop gss) rather than the worker's queue grown without end.
+ *
+ * Fault mode (docs/faults.md, "UDP faults"): an association whose rule (or allowed user name)
+ * gives it udp_drop, udp_dup or udp_reorder has them applied where a datagram either
+ * way is queued for sendmmsg() (emit()); udp_frag sets FRAG in the header built for
+ * the client (on_datagram()), before any GSS-API wrapping.
  */
 #include "udp.h"
 
@@ -51,6 +56,7 @@
 #include "conn.h"
 #include "limit.h"
 #include "dns.h"
+#include "fault.h"
 #include "gssframe.h"
 #include "gssw.h"
 #include "handshake.h"
@@ -439,8 +445,8 @@ set_source(const struct udp_assoc *ua, int family, struct cmsghdr *h, struct msg
 
 /* Queue p[0..n) (payload bytes: payload) for dst in the shard's send batch. */
 static void
-emit(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint8_t *p, size_t n,
-     size_t payload, unsigned dir)
+queue(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint8_t *p, size_t n,
+      size_t payload, unsigned dir)
 {
     struct udp_scratch *us = sh->udp;
     struct udp_assoc *ua = c->ua;
@@ -480,6 +486,83 @@ emit(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint
     us->out_c = c;
     us->n_out++;
     c->active_ds = sh->now_ds;
+}
+
+/* The faults emit() applies; udp_frag acts where the client's header is made. */
+#define UDP_FAULT_KINDS ((1u << FAULT_UDP_DROP) | (1u << FAULT_UDP_DUP) | (1u << FAULT_UDP_REORDER))
+
+/* A datagram udp_reorder holds back (c->fault->held[dir]): where it goes, then its bytes. */
+struct udp_held {
+    union sockaddr_inx dst;
+    uint32_t payload;
+    uint8_t data[];
+};
+
+/* Does fault k (a probability in percent) act on this datagram? */
+static bool
+fault_roll(struct conn_fault *f, enum fault_kind k)
+{
+    return fault_has(&f->f, k) && fault_dice(f) < f->f.arg[k];
+}
+
+/*
+ * Keep a copy of the datagram as direction dir's held one; the buffer grows to the largest
+ * datagram held so far (a slot's size at most). false: out of memory, send it now.
+ */
+static bool
+hold(struct conn_fault *f, const union sockaddr_inx *dst, const uint8_t *p, size_t n,
+     size_t payload, unsigned dir)
+{
+    size_t need = sizeof(struct udp_held) + n;
+    if (need > f->held_cap[dir]) {
+        uint8_t *b = realloc(f->held[dir], need);
+        if (!b)
+            return false;
+        f->held[dir] = b;
+        f->held_cap[dir] = (uint32_t)need;
+    }
+    struct udp_held *h = (struct udp_held *)f->held[dir];
+    h->dst = *dst;
+    h->payload = (uint32_t)payload;
+    memcpy(h->data, p, n);
+    f->held_len[dir] = (uint32_t)n;
+    return true;
+}
+
+/*
+ * Queue a datagram with c's UDP faults: dropped, held back behind the next one of its
+ * direction, or sent twice. The one place either direction's datagrams pass.
+ */
+static void
+emit(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint8_t *p, size_t n,
+     size_t payload, unsigned dir)
+{
+    struct conn_fault *f = c->fault;
+    if (!f || !(f->f.kinds & UDP_FAULT_KINDS)) {
+        queue(sh, c, dst, p, n, payload, dir);
+        return;
+    }
+    if (fault_roll(f, FAULT_UDP_DROP)) {
+        fault_acted(sh, c, FAULT_UDP_DROP);
+        drop(sh, c, LOG_UDP_DROP_FAULT);
+        return;
+    }
+    if (!f->held_len[dir] && fault_roll(f, FAULT_UDP_REORDER) && hold(f, dst, p, n, payload, dir)) {
+        fault_acted(sh, c, FAULT_UDP_REORDER);
+        return;
+    }
+    queue(sh, c, dst, p, n, payload, dir);
+    if (fault_roll(f, FAULT_UDP_DUP)) {
+        fault_acted(sh, c, FAULT_UDP_DUP);
+        queue(sh, c, dst, p, n, payload, dir);
+    }
+    if (f->held_len[dir]) {
+        const struct udp_held *h = (const struct udp_held *)f->held[dir];
+        queue(sh, c, &h->dst, h->data, f->held_len[dir], h->payload, dir);
+        f->held_len[dir] = 0;
+        /* The batch points into the held copy, which the next hold overwrites. */
+        flush(sh);
+    }
 }
 
 /*
@@ -818,6 +901,10 @@ on_datagram(struct shard *sh, struct conn *c, unsigned i, size_t len)
     }
     uint8_t hdr[SOCKS5_UDP_HDR_MAX];
     size_t hl = socks5_udp_header(hdr, &from.sa);
+    if (c->fault && fault_has(&c->fault->f, FAULT_UDP_FRAG)) {
+        hdr[2] = (uint8_t)c->fault->f.arg[FAULT_UDP_FRAG]; /* RFC 1928: FRAG */
+        fault_acted(sh, c, FAULT_UDP_FRAG);
+    }
     memcpy(p - hl, hdr, hl);
     if (ua->gss)
         gss_job(sh, c, GSSW_WRAP_DGRAM, p - hl, hl + len, (uint32_t)len);
@@ -916,12 +1003,21 @@ on_timeout(struct shard *sh, struct conn *c, enum tlist_id tl)
         conn_close(sh, c, END_IDLE_TIMEOUT); /* no datagram either way for idle_timeout */
 }
 
+/* Datagrams udp_reorder still holds: the association ends, they are dropped. */
+static unsigned
+held_count(const struct conn *c)
+{
+    return c->fault ? (c->fault->held_len[0] > 0) + (c->fault->held_len[1] > 0) : 0;
+}
+
 static void
 udp_release(struct shard *sh, struct conn *c)
 {
     struct udp_assoc *ua = c->ua;
     if (!ua)
         return;
+    /* udp_reorder's held datagrams never had a successor: dropped (udp_log_fill counted them). */
+    STAT_ADD(sh->st.udp_dropped, held_count(c));
     while (ua->pend_head)
         free(pend_pop(ua));
     /* Queued behind any datagram still at the worker: the session outlives them. */
@@ -934,8 +1030,10 @@ udp_release(struct shard *sh, struct conn *c)
 static void
 udp_log_fill(const struct conn *c, struct log_rec *r)
 {
-    if (c->ua)
-        r->udp = c->ua->cnt;
+    if (!c->ua)
+        return;
+    r->udp = c->ua->cnt;
+    r->udp.drop[LOG_UDP_DROP_FAULT] += held_count(c);
 }
 
 /* The control connection's hang-up is read by OP_UDP_CTRL. */
@@ -959,6 +1057,8 @@ udp_associate(struct shard *sh, struct conn *c)
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, END_DENIED);
         return;
     }
+    if (handshake_fault(sh, c, rule))
+        return;
     enum conn_end over = limit_admit(sh, c, rule, false);
     if (over != END_NONE) {
         handshake_fail(sh, c, SOCKS5_REP_NOT_ALLOWED, over);

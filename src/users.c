@@ -400,8 +400,8 @@ load_line(struct users *u, struct users_errs *e, char *p, unsigned lineno, unsig
     }
     if ((flags & USERS_F_PARAMS) && egress_name_has_keyword(name)) {
         uerr(e, lineno,
-             "'%s' holds \"-session-\" or \"-ttl-\", which username_params reads as parameters: "
-             "rename the user",
+             "'%s' holds \"-session-\", \"-ttl-\" or \"-fault-\", which username_params reads as "
+             "parameters: rename the user",
              name);
         return;
     }

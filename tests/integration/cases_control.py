@@ -433,7 +433,8 @@ def _adapt_shipped(ctx, name):
 @case("config_check_shipped")
 def config_check_shipped(ctx):
     need_control()
-    for name in ("ringsocks.conf", "egress.conf", "fleet.conf", "chain.conf", "transparent.conf"):
+    for name in ("ringsocks.conf", "egress.conf", "fleet.conf", "chain.conf", "transparent.conf",
+                 "faults.conf"):
         path, notes = _adapt_shipped(ctx, name)
         r = run_binary(ctx, ["-t", "-c", path])
         out = (r.stdout + r.stderr).decode("utf-8", "replace")

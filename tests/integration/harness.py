@@ -767,8 +767,8 @@ class Ctx:
         self.defer(s.stop)
         return s
 
-    def udp_echo(self, host="127.0.0.1", port=0):
-        s = UDPEcho(host, port)
+    def udp_echo(self, host="127.0.0.1", port=0, keep=False):
+        s = UDPEcho(host, port, keep)
         self.defer(s.stop)
         return s
 
@@ -1256,17 +1256,20 @@ def parse_udp(data):
 
 
 class UDPEcho:
-    """Sends every datagram back to its sender; records (peer, size). With .pid
-    set, also records per datagram whether its source socket belongs to that
-    process (in .owned), looked up before the echo is sent."""
+    """Sends every datagram back to its sender; records (peer, size), and with
+    keep the payloads in order (.data). With .pid set, also records per datagram
+    whether its source socket belongs to that process (in .owned), looked up
+    before the echo is sent."""
 
-    def __init__(self, host="127.0.0.1", port=0):
+    def __init__(self, host="127.0.0.1", port=0, keep=False):
         self.sock = socket.socket(family_of(host), socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         self.sock.bind((host, port))
         self.addr = self.sock.getsockname()[:2]
         self.port = self.addr[1]
         self.seen = []
+        self.keep = keep
+        self.data = []
         self.pid = None
         self.owned = []
         self._stop = False
@@ -1282,6 +1285,8 @@ class UDPEcho:
             if peer is None or self._stop:   # shut down by stop()
                 return
             self.seen.append((peer[:2], len(data)))
+            if self.keep:
+                self.data.append(data)
             if self.pid is not None:
                 self.owned.append(udp_port_owned(self.pid, peer[1]))
             try:

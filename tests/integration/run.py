@@ -52,6 +52,7 @@ import cases_socksload  # noqa: E402,F401
 import cases_auth  # noqa: E402,F401
 import cases_bind  # noqa: E402,F401
 import cases_udp  # noqa: E402,F401
+import cases_udp_faults  # noqa: E402,F401
 import cases_clients  # noqa: E402,F401
 import cases_control  # noqa: E402,F401
 import cases_security  # noqa: E402,F401
@@ -75,6 +76,7 @@ import cases_transparent  # noqa: E402,F401
 import cases_krb  # noqa: E402,F401
 import cases_gss  # noqa: E402,F401
 import cases_socksload_phases  # noqa: E402,F401
+import cases_faults  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")
 # Every test runs under the default engine (auto: copy, then splice for bulk).

@@ -920,11 +920,11 @@ test_unknown_keys(void **state)
              "@:5: rule 1: unknown key 'form' (action, name, from, to, hosts, ports, commands, "
              "users, udp_source, gss_protection, egress, egress_fallback, family, mark, keepalive, "
              "user_timeout, "
-             "fastopen, via, limits, client_limits)\n"
+             "fastopen, via, limits, client_limits, fault, fault_allow)\n"
              "@:6: rule 1: unknown key 'port' (action, name, from, to, hosts, ports, commands, "
              "users, udp_source, gss_protection, egress, egress_fallback, family, mark, keepalive, "
              "user_timeout, "
-             "fastopen, via, limits, client_limits)\n"
+             "fastopen, via, limits, client_limits, fault, fault_allow)\n"
              "@:8: unknown key 'close_denied'");
 }
 
@@ -1213,6 +1213,117 @@ test_bad_values(void **state)
     load_bad("listen = [];\nbind_ports = \"4000\";\n",
              "@:1: listen: the list is empty (give at least one address)\n"
              "@:2: bind_ports: '4000' is not a port range LO-HI within 1-65535");
+}
+
+/*
+ * fault, fault_allow (fault.h): on an allow rule only; a bad fault name at its line with
+ * the parser's message; a fault of the greeting or the RFC 1929 status only in a rule with
+ * from (and, for the status, users) alone (fault_check).
+ */
+static void
+test_fault_keys(void **state)
+{
+    (void)state;
+    struct opts o;
+    struct acl *acl = NULL;
+    load_good("rules = (\n"
+              "  { action = \"allow\"; ports = [443]; fault = [\"refused\", \"split_20\"];\n"
+              "    fault_allow = true; },\n"
+              "  { action = \"allow\"; users = [\"alice\"]; fault = \"auth_fail\"; },\n"
+              "  { action = \"allow\"; from = [\"192.0.2.0/24\"];\n"
+              "    fault = [\"no_method\", \"delay_method_300\", \"delay_auth_200\"]; },\n"
+              "  { action = \"allow\"; fault_allow = true; },\n"
+              "  { action = \"allow\"; fault_allow = false; }\n"
+              ");\n",
+              &o, &acl);
+    const struct egress_rule *er = acl_rule_data(acl, 0);
+    assert_non_null(er);
+    assert_int_equal(er->fault.kinds, (1u << FAULT_REPLY) | (1u << FAULT_SPLIT));
+    assert_int_equal(er->fault.arg[FAULT_REPLY], 5);
+    assert_int_equal(er->fault.arg[FAULT_SPLIT], 20);
+    assert_true(er->fault_allow);
+    er = acl_rule_data(acl, 1);
+    assert_int_equal(er->fault.kinds, 1u << FAULT_AUTH_FAIL);
+    assert_false(er->fault_allow);
+    er = acl_rule_data(acl, 2);
+    assert_int_equal(er->fault.kinds, (1u << FAULT_NO_METHOD) | (1u << FAULT_DELAY_METHOD) |
+                                          (1u << FAULT_DELAY_AUTH));
+    assert_int_equal(er->fault.arg[FAULT_DELAY_METHOD], 300);
+    assert_int_equal(er->fault.arg[FAULT_DELAY_AUTH], 200);
+    er = acl_rule_data(acl, 3);
+    assert_int_equal(er->fault.kinds, 0);
+    assert_true(er->fault_allow);
+    er = acl_rule_data(acl, 4);
+    assert_int_equal(er->fault.kinds, 0);
+    assert_false(er->fault_allow);
+    acl_free(acl);
+
+    /* A deny rule admits no tunnel to commit anything. */
+    load_bad("rules = ( { action = \"deny\"; fault = \"refused\"; } );\n",
+             "@:1: rule 1: fault: only an allow rule admits tunnels to send somewhere");
+    load_bad("rules = ( { action = \"deny\";\n"
+             "  fault_allow = true; } );\n",
+             "@:2: rule 1: fault_allow: only an allow rule admits tunnels to send somewhere");
+    /* A bad name, at its own line, in the parser's words. */
+    load_bad("rules = ( { action = \"allow\";\n"
+             "  fault = [\"refused\",\n"
+             "           \"split\", \"bogus\"]; } );\n",
+             "@:3: rule 1: fault: fault 'split': split needs an argument (split_N)\n"
+             "@:3: rule 1: fault: unknown fault 'bogus' (refused, reply_N, no_method, auth_fail, "
+             "delay_method_MS, delay_auth_MS, delay_reply_MS, split_MS, truncate_N, wrong_bnd, "
+             "bind_peer, rst_down_N, rst_up_N, fin_down_N, fin_up_N, throttle_BPS, "
+             "udp_drop_PCT, udp_dup_PCT, udp_reorder_PCT, udp_frag[_N]: docs/faults.md)");
+    load_bad("rules = ( { action = \"allow\"; fault = \"truncate_22\"; } );\n",
+             "@:1: rule 1: fault: fault 'truncate_22': truncate takes a whole number 0-21");
+    load_bad("rules = ( { action = \"allow\"; fault_allow = \"yes\"; } );\n",
+             "@:1: rule 1: fault_allow: expected true or false, not a string");
+    /* The greeting's faults: from alone. */
+    static const char *const greet_extra[][2] = {
+        {"users = [\"alice\"];", "users"},         {"to = [\"198.51.100.0/24\"];", "to"},
+        {"hosts = [\"example.com\"];", "hosts"},   {"ports = [443];", "ports"},
+        {"commands = [\"connect\"];", "commands"},
+    };
+    static const char *const greet[] = {"no_method", "delay_method_300"};
+    char text[512], want[1024];
+    for (size_t g = 0; g < sizeof(greet) / sizeof(greet[0]); g++)
+        for (size_t i = 0; i < sizeof(greet_extra) / sizeof(greet_extra[0]); i++) {
+            snprintf(text, sizeof(text),
+                     "rules = ( { action = \"allow\"; %s\n  fault = \"%s\"; } );\n",
+                     greet_extra[i][0], greet[g]);
+            snprintf(want, sizeof(want),
+                     "@:2: rule 1: fault: a fault of the greeting acts before the request (the "
+                     "client has not said what it wants nor who it is), so it comes from a rule "
+                     "that can have only from, not %s: put it in a rule of its own, before the "
+                     "others (docs/faults.md)",
+                     greet_extra[i][1]);
+            load_bad(text, want);
+        }
+    /* The status's: from and users. */
+    for (size_t i = 1; i < sizeof(greet_extra) / sizeof(greet_extra[0]); i++) {
+        snprintf(text, sizeof(text),
+                 "rules = ( { action = \"allow\"; users = [\"alice\"]; %s\n"
+                 "  fault = [\"split_10\", \"auth_fail\"]; } );\n",
+                 greet_extra[i][0]);
+        snprintf(want, sizeof(want),
+                 "@:2: rule 1: fault: a fault of the RFC 1929 status acts before the request "
+                 "(the client has not said what it wants), so it comes from a rule that can have "
+                 "only from and users, not %s: put it in a rule of its own, before the others "
+                 "(docs/faults.md)",
+                 greet_extra[i][1]);
+        load_bad(text, want);
+    }
+    load_good("rules = ( { action = \"allow\"; users = [\"alice\"]; from = [\"127.0.0.1\"];\n"
+              "  fault = [\"auth_fail\", \"delay_auth_100\"]; } );\n",
+              &o, &acl);
+    er = acl_rule_data(acl, 0);
+    assert_int_equal(er->fault.kinds, (1u << FAULT_AUTH_FAIL) | (1u << FAULT_DELAY_AUTH));
+    acl_free(acl);
+    /* Faults of the request and after go with any condition. */
+    load_good("rules = ( { action = \"allow\"; users = [\"alice\"]; to = [\"198.51.100.0/24\"];\n"
+              "  ports = [443]; commands = [\"connect\", \"bind\"];\n"
+              "  fault = [\"refused\", \"wrong_bnd\", \"rst_down_1000\"]; } );\n",
+              &o, &acl);
+    acl_free(acl);
 }
 
 static void
@@ -1579,6 +1690,7 @@ main(void)
         cmocka_unit_test_teardown(test_file_and_command_line_agree, teardown),
         cmocka_unit_test_teardown(test_dump_round_trip, teardown),
         cmocka_unit_test_teardown(test_rule_users, teardown),
+        cmocka_unit_test_teardown(test_fault_keys, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -522,6 +522,11 @@ test_rule_and_udp(void **state)
     log_format(&r, LOG_LOGFMT, "done", buf, sizeof(buf));
     assert_non_null(strstr(buf, " end_time=2026-11-21T21:40:00.373Z udp_out=7 udp_in=5 "
                                 "udp_drop=rule:3,frag:1\n"));
+    /* Fault mode's drops (udp_drop, udp_reorder's last held datagram) have a name of their own. */
+    r.udp.drop[LOG_UDP_DROP_FAULT] = 4;
+    log_format(&r, LOG_LOGFMT, "done", buf, sizeof(buf));
+    assert_non_null(strstr(buf, " udp_drop=rule:3,frag:1,fault:4\n"));
+    r.udp.drop[LOG_UDP_DROP_FAULT] = 0;
     log_format(&r, LOG_JSON, "done", buf, sizeof(buf));
     assert_non_null(strstr(buf, "\"rule\":\"block-smtp\","));
     assert_non_null(

@@ -41,6 +41,7 @@
 #include "conn.h"
 #include "relay.h"
 #include "shard_types.h"
+#include "fault.h"
 #include "socks5.h"
 
 #include "fake_shard.h"
@@ -57,6 +58,42 @@ io_uring_register_buf_ring(struct io_uring *ring, struct io_uring_buf_reg *reg, 
     assert_int_equal(reg->bgid, 0);
     n_registered++;
     return 0;
+}
+
+/* No tunnel here commits a fault (c->fault stays NULL): the relay never calls these. */
+void
+fault_relay_start(struct shard *sh, struct conn *c)
+{
+    (void)sh;
+    (void)c;
+    fail();
+}
+
+uint32_t
+fault_relay_budget(const struct conn *c, unsigned d, uint32_t budget)
+{
+    (void)c;
+    (void)d;
+    fail();
+    return budget;
+}
+
+bool
+fault_relay_cut(struct shard *sh, struct conn *c, unsigned d)
+{
+    (void)sh;
+    (void)c;
+    (void)d;
+    fail();
+    return false;
+}
+
+void
+fault_timer_done(struct conn *c, unsigned arg)
+{
+    (void)c;
+    (void)arg;
+    fail();
 }
 
 /* --- the fake shard ------------------------------------------------------ */

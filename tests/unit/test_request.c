@@ -118,6 +118,16 @@ handshake_fail(struct shard *sh, struct conn *c, uint8_t rep, enum conn_end why)
     conn_close(sh, c, why);
 }
 
+/* No rule here carries a fault (fault.h): never a forced refusal. */
+bool
+handshake_fault(struct shard *sh, struct conn *c, int rule)
+{
+    (void)sh;
+    (void)c;
+    (void)rule;
+    return false;
+}
+
 void
 handshake_succeed(struct shard *sh, struct conn *c, const union sockaddr_inx *bnd,
                   void (*next)(struct shard *sh, struct conn *c), unsigned flags)

@@ -174,8 +174,8 @@ test_attributes(void **state)
          "bits zero)",
          0},
         {"a-session-x:$6$s$h\n",
-         "@:1: 'a-session-x' holds \"-session-\" or \"-ttl-\", which username_params reads as "
-         "parameters: rename the user",
+         "@:1: 'a-session-x' holds \"-session-\", \"-ttl-\" or \"-fault-\", which "
+         "username_params reads as parameters: rename the user",
          USERS_F_PARAMS},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
