@@ -1,0 +1,48 @@
+"""
+cases_faults_review.py - the fault mode's corners found in review (docs/faults.md): each
+case reproduces one bug that was fixed, against a proxy whose rules commit the fault.
+
+Every proxy is started by the harness with --listen, --shards, --relay and --admin on the
+command line; the files written here carry only the rules.
+"""
+
+import socket
+import time
+
+from cases_control import conf_proxy, rules_conf
+from harness import (GREETING, case, check, expect_close, hexb, need_ringsocks, open_proxy_socket,
+                     read_method_reply, request)
+
+
+def closed_port():
+    """A loopback port nobody listens on (a connect there is refused)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@case("fault_review_refusal_truncated_to_nothing")
+def t_refusal_truncated_to_nothing(ctx):
+    """refused + truncate_0: nothing is written and the connection closes; the server
+    lives on (it closed the connection under connect_next(), which then used its freed
+    context: a crash)."""
+    need_ringsocks()
+    port = closed_port()
+    p, _ = conf_proxy(ctx, rules_conf(
+        '{ action = "allow"; ports = [%d]; fault = ["refused", "truncate_0"]; }' % port,
+        '{ action = "allow"; from = ["127.0.0.0/8"]; }'))
+    for pipelined in (False, True):
+        s = open_proxy_socket(ctx, p)
+        if pipelined:
+            s.sendall(GREETING + request("127.0.0.1", port))
+            check(read_method_reply(s) == b"\x05\x00", "method selection")
+        else:
+            s.sendall(GREETING)
+            check(read_method_reply(s) == b"\x05\x00", "method selection")
+            s.sendall(request("127.0.0.1", port))
+        expect_close(s, after="truncate_0 of a refusal")
+        s.close()
+        time.sleep(0.2)
+        p.check_alive()
