@@ -10,8 +10,8 @@ import socket
 import time
 
 from cases_control import conf_proxy, rules_conf
-from harness import (GREETING, case, check, expect_close, hexb, need_ringsocks, open_proxy_socket,
-                     read_method_reply, request)
+from harness import (GREETING, case, check, expect_close, hexb, need_ipv6, need_ringsocks,
+                     open_proxy_socket, read_method_reply, read_reply, request)
 
 
 def closed_port():
@@ -46,3 +46,32 @@ def t_refusal_truncated_to_nothing(ctx):
         s.close()
         time.sleep(0.2)
         p.check_alive()
+
+
+@case("fault_review_fault_of_the_admitting_rule")
+def t_fault_of_the_admitting_rule(ctx):
+    """A name with two addresses under two rules: the first address (::1, whose rule
+    carries wrong_bnd) is refused, the second (127.0.0.1, a rule without faults) connects.
+    The tunnel commits no fault: its rule has none (it used to carry the failed
+    address's)."""
+    need_ringsocks()
+    need_ipv6()
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(4)
+    port = ls.getsockname()[1]
+    try:
+        p, _ = conf_proxy(ctx, rules_conf(
+            '{ action = "allow"; to = ["::1"]; fault = "wrong_bnd"; }',
+            '{ action = "allow"; from = ["127.0.0.0/8"]; }'))
+        s = open_proxy_socket(ctx, p)
+        s.sendall(GREETING)
+        check(read_method_reply(s) == b"\x05\x00", "method selection")
+        s.sendall(request("localhost", port))
+        r = read_reply(s)
+        check(r.rep == 0 and r.host == "127.0.0.1",
+              "CONNECT localhost:%d (::1 refused, 127.0.0.1 under a rule without faults): reply %s, "
+              "expected a success naming 127.0.0.1" % (port, hexb(r.raw)))
+        s.close()
+    finally:
+        ls.close()
