@@ -924,8 +924,8 @@ gss_done(struct shard *sh, struct conn *c, const uint8_t *left, size_t n)
 }
 
 /*
- * The greeting's faults (fault.h): no acceptable method (05 ff, then close), or the method
- * selection delayed. true: refused.
+ * The greeting's faults (fault.h): the method selection delayed, no acceptable method
+ * (05 ff, then close), or both (a slow refusal). true: refused.
  */
 static bool
 greeting_fault(struct shard *sh, struct conn *c)
@@ -933,6 +933,10 @@ greeting_fault(struct shard *sh, struct conn *c)
     struct conn_fault *f = fault_before_request(sh, c, NULL);
     if (!f)
         return false;
+    if (fault_has(&f->f, FAULT_DELAY_METHOD)) {
+        fault_acted(sh, c, FAULT_DELAY_METHOD);
+        f->wait_ms = f->f.arg[FAULT_DELAY_METHOD];
+    }
     if (fault_has(&f->f, FAULT_NO_METHOD)) {
         uint8_t m[2];
         fault_acted(sh, c, FAULT_NO_METHOD);
@@ -940,10 +944,6 @@ greeting_fault(struct shard *sh, struct conn *c)
         c->end = END_FAULT;
         hs_queue(sh, c, m, socks5_method_reply(m, SOCKS5_METHOD_REJECT));
         return true;
-    }
-    if (fault_has(&f->f, FAULT_DELAY_METHOD)) {
-        fault_acted(sh, c, FAULT_DELAY_METHOD);
-        f->wait_ms = f->f.arg[FAULT_DELAY_METHOD];
     }
     return false;
 }

@@ -75,3 +75,22 @@ def t_fault_of_the_admitting_rule(ctx):
         s.close()
     finally:
         ls.close()
+
+
+@case("fault_review_slow_no_method")
+def t_slow_no_method(ctx):
+    """no_method with delay_method is a slow refusal: 05 ff after the delay, then the close
+    (the delay used to be skipped, as no other pair of faults skips one)."""
+    need_ringsocks()
+    p, _ = conf_proxy(ctx, rules_conf(
+        '{ action = "allow"; from = ["127.0.0.0/8"]; fault = ["no_method", "delay_method_300"]; }'))
+    s = open_proxy_socket(ctx, p)
+    t0 = time.monotonic()
+    s.sendall(GREETING)
+    m = read_method_reply(s)
+    took = time.monotonic() - t0
+    check(m == b"\x05\xff" and took >= 0.29,
+          "greeting under no_method + delay_method_300: %s after %.3f s, expected 05 ff after 0.3 s"
+          % (hexb(m), took))
+    expect_close(s, after="05 ff")
+    s.close()
