@@ -1153,8 +1153,10 @@ handshake_on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cq
         }
         h->out_off = (uint8_t)(h->out_off + res);
         if (h->out_off < h->out_len) {
-            /* A reply going out a byte at a time (fault split): the pause, then the next. */
-            if (c->fault && c->fault->split_on)
+            /* A reply going out a byte at a time (fault split): the pause, then the next;
+             * a delay not yet served (a reply queued behind a pipelining client's earlier
+             * ones, still being written) comes first, not replaced by the pause. */
+            if (c->fault && c->fault->split_on && !c->fault->wait_ms)
                 c->fault->wait_ms = c->fault->f.arg[FAULT_SPLIT];
             hs_flush(sh, c);
             return;

@@ -94,3 +94,30 @@ def t_slow_no_method(ctx):
           % (hexb(m), took))
     expect_close(s, after="05 ff")
     s.close()
+
+
+@case("fault_review_pipelined_delay_and_split")
+def t_pipelined_delay_and_split(ctx):
+    """delay_reply + split for a client that pipelines its request behind its greeting: the
+    reply still comes after the delay (the split's first pause used to replace it, while the
+    method selection was being written)."""
+    need_ringsocks()
+    port = closed_port()
+    p, _ = conf_proxy(ctx, rules_conf(
+        '{ action = "allow"; ports = [%d]; fault = ["refused", "delay_reply_400", "split_10"]; }' % port,
+        '{ action = "allow"; from = ["127.0.0.0/8"]; }'))
+    s = open_proxy_socket(ctx, p)
+    t0 = time.monotonic()
+    s.sendall(GREETING + request("127.0.0.1", port))
+    got = b""
+    while len(got) < 12:
+        d = s.recv(64)
+        if not d:
+            break
+        got += d
+    took = time.monotonic() - t0
+    check(got == b"\x05\x00\x05\x05\x00\x01" + bytes(6) and took >= 0.45,
+          "pipelined greeting + request under refused, delay_reply_400, split_10: %s after %.3f s, "
+          "expected 05 00 and the refusal after 0.4 s + 9 pauses of 10 ms" % (hexb(got), took))
+    expect_close(s, after="the refusal")
+    s.close()
