@@ -43,7 +43,8 @@ struct conn_fault *fault_before_request(struct shard *sh, struct conn *c, const 
 
 /*
  * The request was admitted by rule (its index, -1: none): c's faults from now on are
- * decided, once. Returns the reply code a refusal fault forces (SOCKS5 numbering; a
+ * decided, once per rule (another address of a name, admitted by another rule, decides
+ * again: its rule's faults, not the failed address's). Returns the reply code a refusal fault forces (SOCKS5 numbering; a
  * SOCKS4 client's own code, reply_0x5b-0x5d, is then in c->fault: acted FAULT_REPLY4), for
  * the caller to answer with END_FAULT and nothing tried; -1: go on. SOCKS4 and SOCKS5 clients only (not HTTP CONNECT nor transparent).
  */

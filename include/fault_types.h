@@ -17,7 +17,7 @@
 
 /* One per connection that asked for a fault or was given one; NULL for every other. */
 struct conn_fault {
-    struct fault_set asked;         /* by its user name ("-fault-"), until a rule allows them */
+    struct fault_set asked;         /* by its user name ("-fault-"), for rules allowing them */
     struct fault_set f;             /* what it commits: its rules' and the allowed asked ones */
     uint32_t acted;                 /* bit k: fault k acted (the access log, counted once) */
     uint32_t wait_ms;               /* handshake: sleep this long before the next write (0: none) */
@@ -26,6 +26,7 @@ struct conn_fault {
     uint8_t timers;                 /* FAULT_TIMER() bits: OP_FAULT in flight */
     uint8_t replies;                /* request replies queued so far (BIND has two) */
     bool decided;                   /* the request's rule has been asked (fault_request()) */
+    int32_t rule;                   /* that rule: another address's rule decides again */
     bool split_on;                  /* the reply being written goes a byte at a time */
     struct __kernel_timespec ts[2]; /* OP_FAULT's timeouts, per argument */
     /* udp_reorder: one datagram held back per direction (udp.c), len 0: none. */

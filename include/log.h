@@ -67,13 +67,14 @@ struct log_rec {
     /* The rule that decided the request: its name, or its 1-based number, "default" (no
      * rule matched: denied), or "" (no rule decided: no rules, or never asked). */
     char rule[65];
-    /* The faults committed on purpose (fault.h), as fault_format() gives them; "" none. */
-    char fault[128];
     struct log_udp udp;  /* cmd udp only */
     uint64_t bytes_up;   /* client -> target */
     uint64_t bytes_down; /* target -> client */
-    char user[256];      /* "" when none */
-    char host[256];      /* requested destination: the name, or the address as text; "" none */
+    /* The faults committed on purpose (fault.h), as fault_format() gives them; "" none.
+     * With user and host after the fixed part, copied by length: nearly always empty. */
+    char fault[128];
+    char user[256]; /* "" when none */
+    char host[256]; /* requested destination: the name, or the address as text; "" none */
 };
 
 struct logger;

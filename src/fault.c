@@ -67,18 +67,19 @@ fault_ask(struct conn *c, const struct fault_set *asked)
 
 /*
  * The rule's faults (mask) and, where it allows them, the asked ones into c's; a refused
- * ask is counted once. NULL: nothing for this phase (or out of memory: no fault, the
+ * ask is counted when count says so. The asks stay: another rule may decide again
+ * (fault_request()). NULL: nothing for this phase (or out of memory: no fault, the
  * connection is served as it asked).
  */
 static struct conn_fault *
-take(struct shard *sh, struct conn *c, int rule, uint32_t mask)
+take(struct shard *sh, struct conn *c, int rule, uint32_t mask, bool count)
 {
     const struct egress_rule *er = rule >= 0 ? acl_rule_data(sh->pol->acl, rule) : NULL;
     bool asked = c->fault && (c->fault->asked.kinds & mask);
     bool allowed = er && er->fault_allow;
     if (asked && !allowed) {
-        STAT_INC(sh->st.fault_asks_refused);
-        c->fault->asked.kinds &= ~mask;
+        if (count)
+            STAT_INC(sh->st.fault_asks_refused);
         asked = false;
     }
     if (!asked && !(er && (er->fault.kinds & mask)))
@@ -88,10 +89,8 @@ take(struct shard *sh, struct conn *c, int rule, uint32_t mask)
         return NULL;
     if (er)
         merge(&f->f, &er->fault, mask);
-    if (asked) {
+    if (asked)
         merge(&f->f, &f->asked, mask);
-        f->asked.kinds &= ~mask;
-    }
     return (f->f.kinds & mask) ? f : NULL;
 }
 
@@ -104,7 +103,7 @@ fault_before_request(struct shard *sh, struct conn *c, const char *user)
     int rule = -1;
     if (acl_match(sh->pol->acl, &q, &rule) != ACL_ALLOW)
         rule = -1;
-    return take(sh, c, rule, user ? FAULT_KINDS_AUTH : FAULT_KINDS_GREETING);
+    return take(sh, c, rule, user ? FAULT_KINDS_AUTH : FAULT_KINDS_GREETING, true);
 }
 
 int
@@ -112,12 +111,25 @@ fault_request(struct shard *sh, struct conn *c, int rule)
 {
     if (!sh->pol->rules_fault || (c->version != SOCKS5_VERSION && c->version != SOCKS4_VERSION))
         return -1;
-    if (c->fault && c->fault->decided)
-        return -1;
-    struct conn_fault *f = take(sh, c, rule, FAULT_KINDS_REQUEST);
+    bool again = c->fault && c->fault->decided;
+    if (again) {
+        if (c->fault->rule == rule)
+            return -1;
+        /*
+         * Another address of the request, admitted by another rule (request.c tries them
+         * in turn, and c->rule follows): its rule decides, not the one of an address that
+         * failed. Nothing of the request's faults has acted yet (a refusal ends the
+         * request; the others act on the reply and after).
+         */
+        c->fault->f.kinds &= ~FAULT_KINDS_REQUEST;
+    }
+    struct conn_fault *f = take(sh, c, rule, FAULT_KINDS_REQUEST, !again);
+    if (c->fault) {
+        c->fault->decided = true;
+        c->fault->rule = rule;
+    }
     if (!f)
         return -1;
-    f->decided = true;
     if (c->version == SOCKS4_VERSION && fault_has(&f->f, FAULT_REPLY4)) {
         /* The reply carries its code (handshake.c reads it here); the log and the metrics
          * count a SOCKS4 refusal as SOCKS5's general failure, as they count every other. */

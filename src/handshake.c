@@ -340,10 +340,15 @@ queue_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr
         return;
     }
     hs_queue(sh, c, r, fault_reply(sh, c, rep, bnd, r));
-    /* truncate_0 with nothing else to write: no write completes to close it. */
+    /* truncate_0 with nothing else to write: no write completes to close it, so a timer
+     * does (after the reply's delay, if any). Never a close here: every caller goes on
+     * with c (connect_next() cancels its attempts), and c may have nothing in flight. */
     if ((c->hs_flags & HSF_CLOSE_AFTER) && !(c->hs_flags & HSF_WRITING) &&
-        c->hs->out_off == c->hs->out_len)
-        conn_close(sh, c, (enum conn_end)c->end);
+        c->hs->out_off == c->hs->out_len) {
+        fault_sleep(sh, c, 0, c->fault->wait_ms);
+        c->fault->wait_ms = 0;
+        c->hs_flags |= HSF_WRITING;
+    }
 }
 
 bool
@@ -422,8 +427,8 @@ handshake_succeed(struct shard *sh, struct conn *c, const union sockaddr_inx *bn
     h->next_flags = flags;
     conn_timer_set(sh, c, TL_HANDSHAKE);
     queue_reply(sh, c, SOCKS5_REP_SUCCEEDED, bnd ? &bnd->sa : NULL);
-    if (c->state == CONN_CLOSING)
-        return; /* a fault truncated the reply to nothing */
+    if (c->fault && (c->fault->acted & (1u << FAULT_TRUNCATE)))
+        return; /* a fault truncated the reply: c closes once that is out */
     if ((flags & HS_FORWARD_UNREAD) && h->in_off < h->in_len)
         hs_write_leftover(sh, c);
     /* Nothing to write (a transparent client's reply is none): no completion will call. */
@@ -919,8 +924,8 @@ gss_done(struct shard *sh, struct conn *c, const uint8_t *left, size_t n)
 }
 
 /*
- * The greeting's faults (fault.h): no acceptable method (05 ff, then close), or the method
- * selection delayed. true: refused.
+ * The greeting's faults (fault.h): the method selection delayed, no acceptable method
+ * (05 ff, then close), or both (a slow refusal). true: refused.
  */
 static bool
 greeting_fault(struct shard *sh, struct conn *c)
@@ -928,6 +933,10 @@ greeting_fault(struct shard *sh, struct conn *c)
     struct conn_fault *f = fault_before_request(sh, c, NULL);
     if (!f)
         return false;
+    if (fault_has(&f->f, FAULT_DELAY_METHOD)) {
+        fault_acted(sh, c, FAULT_DELAY_METHOD);
+        f->wait_ms = f->f.arg[FAULT_DELAY_METHOD];
+    }
     if (fault_has(&f->f, FAULT_NO_METHOD)) {
         uint8_t m[2];
         fault_acted(sh, c, FAULT_NO_METHOD);
@@ -935,10 +944,6 @@ greeting_fault(struct shard *sh, struct conn *c)
         c->end = END_FAULT;
         hs_queue(sh, c, m, socks5_method_reply(m, SOCKS5_METHOD_REJECT));
         return true;
-    }
-    if (fault_has(&f->f, FAULT_DELAY_METHOD)) {
-        fault_acted(sh, c, FAULT_DELAY_METHOD);
-        f->wait_ms = f->f.arg[FAULT_DELAY_METHOD];
     }
     return false;
 }
@@ -1148,8 +1153,10 @@ handshake_on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cq
         }
         h->out_off = (uint8_t)(h->out_off + res);
         if (h->out_off < h->out_len) {
-            /* A reply going out a byte at a time (fault split): the pause, then the next. */
-            if (c->fault && c->fault->split_on)
+            /* A reply going out a byte at a time (fault split): the pause, then the next;
+             * a delay not yet served (a reply queued behind a pipelining client's earlier
+             * ones, still being written) comes first, not replaced by the pause. */
+            if (c->fault && c->fault->split_on && !c->fault->wait_ms)
                 c->fault->wait_ms = c->fault->f.arg[FAULT_SPLIT];
             hs_flush(sh, c);
             return;
@@ -1170,6 +1177,10 @@ handshake_on_cqe(struct shard *sh, struct conn *c, const struct io_uring_cqe *cq
         /* A fault's delay or pause is over (or cancelled by the close): write on. */
         fault_timer_done(c, 0);
         c->hs_flags &= (uint8_t)~HSF_WRITING;
+        if ((c->hs_flags & HSF_CLOSE_AFTER) && h->out_off == h->out_len) {
+            conn_close(sh, c, (enum conn_end)c->end); /* truncate_0: nothing was to go out */
+            return;
+        }
         hs_flush(sh, c);
         return;
     case OP_LEFTOVER:

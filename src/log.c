@@ -59,13 +59,16 @@
 #define LOG_RING_MIN  2u
 #define LOG_RING_MAX  (1u << 20)
 
-/* log_push() copies the fixed part, then user and host by length: keep them last. */
+/* log_push() copies the fixed part, then fault, user and host by length: keep them last. */
 _Static_assert(offsetof(struct log_rec, host) + sizeof(((struct log_rec *)0)->host) ==
                    sizeof(struct log_rec),
                "host must be the last field of struct log_rec");
 _Static_assert(offsetof(struct log_rec, user) + sizeof(((struct log_rec *)0)->user) ==
                    offsetof(struct log_rec, host),
                "user must come right before host in struct log_rec");
+_Static_assert(offsetof(struct log_rec, fault) + sizeof(((struct log_rec *)0)->fault) ==
+                   offsetof(struct log_rec, user),
+               "fault must come right before user in struct log_rec");
 /* Ring indices and the reopen flag must not hide a lock (log_reopen() may run in a handler). */
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2 && ATOMIC_BOOL_LOCK_FREE == 2,
                "lock-free 64-bit and bool atomics required");
@@ -522,11 +525,12 @@ log_push(struct logger *lg, unsigned shard, const struct log_rec *rec)
         }
     }
     /*
-     * The fixed part, then the two strings by length: most names are short,
-     * so a record touches 2-3 cache lines of the slot rather than all ten.
+     * The fixed part, then the strings by length: most names are short and
+     * faults rare, so a record touches few cache lines of the slot, not all.
      */
     struct log_rec *s = &r->slot[head & r->mask];
-    memcpy(s, rec, offsetof(struct log_rec, user));
+    memcpy(s, rec, offsetof(struct log_rec, fault));
+    copy_str(s->fault, rec->fault, sizeof(s->fault));
     copy_str(s->user, rec->user, sizeof(s->user));
     copy_str(s->host, rec->host, sizeof(s->host));
     atomic_store_explicit(&r->head, head + 1, memory_order_release);

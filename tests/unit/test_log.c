@@ -1067,6 +1067,36 @@ test_append(void **state)
     assert_int_equal(count[0], 6);
 }
 
+/* The strings after the fixed part (fault, user, host) go through the ring by length, a fault's
+ * as well as none. */
+static void
+test_push_strings(void **state)
+{
+    struct tmp *t = *state;
+    char err[256] = "";
+    struct logger *lg = log_start(t->path, LOG_LOGFMT, 1, 8, err, sizeof(err));
+    assert_non_null(lg);
+    struct log_rec r;
+    base_rec(&r);
+    snprintf(r.fault, sizeof(r.fault), "delay_reply_500,split_20");
+    snprintf(r.user, sizeof(r.user), "tester");
+    snprintf(r.host, sizeof(r.host), "example.test");
+    assert_true(log_push(lg, 0, &r));
+    r.fault[0] = '\0';
+    assert_true(log_push(lg, 0, &r));
+    log_stop(lg);
+    size_t lines;
+    char *s = slurp(t->path, &lines);
+    assert_int_equal(lines, 2);
+    char *second = strchr(s, '\n') + 1;
+    assert_non_null(strstr(s, " fault=delay_reply_500,split_20 "));
+    assert_non_null(strstr(s, " user=tester "));
+    assert_non_null(strstr(s, "dest=example.test:"));
+    assert_null(strstr(second, "fault="));
+    assert_non_null(strstr(second, " user=tester "));
+    free(s);
+}
+
 static void
 test_stderr_target(void **state)
 {
@@ -1166,6 +1196,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_threads_tiny_ring, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_reopen, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_append, tmp_setup, tmp_teardown),
+        cmocka_unit_test_setup_teardown(test_push_strings, tmp_setup, tmp_teardown),
         cmocka_unit_test_setup_teardown(test_stderr_target, tmp_setup, tmp_teardown),
         cmocka_unit_test(test_syslog_smoke),
         cmocka_unit_test_setup_teardown(test_off_and_errors, tmp_setup, tmp_teardown),
