@@ -23,9 +23,9 @@ from cases_auth import ALICE
 from cases_bind import app_connect, bind5_second
 from cases_control import REPO, reload_count
 from cases_udp import associate, echo_via
-from cases_upgrade import upgrade_once, wait_gone
+from cases_upgrade import stop_pid, upgrade_once, wait_gone
 from harness import (CONFIG, Fail, Skip, admin_request, case, check, echo_roundtrip, make_hash,
-                     need_ringsocks, socks5_command, tail, wait_until)
+                     free_port, need_ringsocks, socks5_command, tail, wait_until)
 
 UNIT = os.path.join(REPO, "conf", "ringsocks.service")
 MAX_EXPOSURE = 2.0
@@ -164,12 +164,7 @@ def traced_pid(p):
     return pid
 
 
-@case("unit_syscalls_allowed", timeout=120)
-def unit_syscalls_allowed(ctx):
-    """Every system call ringsocks makes through its features (the old and the new process
-    of an upgrade), run as the unit runs it
-    (an unprivileged uid, CAP_NET_BIND_SERVICE ambient and nothing else, no_new_privs),
-    is allowed by the unit's SystemCallFilter=."""
+def need_trace():
     need_analyze()
     need_ringsocks("the unit's system calls")
     for tool in ("strace", "setpriv"):
@@ -177,35 +172,34 @@ def unit_syscalls_allowed(ctx):
             raise Skip("%s is not installed: ringsocks' system calls are not checked against the unit" % tool)
     if os.geteuid() != 0:
         raise Skip("not root: cannot take on the unit's credentials (setpriv --reuid)")
-    allowed = allowed_syscalls()
-    # Files the service user reads and writes: a directory it can reach (the test's own is
-    # root's, 0700) and write, as LogsDirectory=/StateDirectory= give it.
+
+
+def service_dir(ctx):
+    """A directory the service user can reach (the test's own is root's, 0700) and write in,
+    as LogsDirectory=/StateDirectory= give it."""
     run = tempfile.mkdtemp(prefix="ringsocks-unit-")
     ctx.defer(lambda: shutil.rmtree(run, ignore_errors=True))
     os.chmod(run, 0o777)
-    users = os.path.join(run, "users")
-    with open(users, "w") as f:
-        f.write("%s:%s\n" % (ALICE[0], make_hash(ALICE[1])))
-    os.chmod(users, 0o644)
-    log = os.path.join(run, "access.log")
-    state = os.path.join(run, "state")
-    trace = ctx.path("strace.out")
-    port = low_port()
-    # The unit's credentials: DynamicUser= (an unprivileged uid), AmbientCapabilities=,
-    # CapabilityBoundingSet=, NoNewPrivileges=.
-    ambient, bounding = unit_caps("AmbientCapabilities"), unit_caps("CapabilityBoundingSet")
-    check(ambient == WANT_CAPS and bounding == WANT_CAPS,
-          "%s gives AmbientCapabilities=%s CapabilityBoundingSet=%s: expected %s alone (what the shipped "
-          "configuration needs; a drop-in adds more)" % (UNIT, " ".join(sorted(ambient)) or "(none)",
-                                                         " ".join(sorted(bounding)) or "(none)",
-                                                         " ".join(sorted(WANT_CAPS))))
-    check(unit_values("NoNewPrivileges") == ["yes"], "%s lacks NoNewPrivileges=yes" % UNIT)
-    ambient_arg = "-all" + "".join(",+" + c for c in sorted(ambient))
-    bounding_arg = "-all" + "".join(",+" + c for c in sorted(bounding))
+    return run
+
+
+def readable_file(run, name, text):
+    path = os.path.join(run, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
+
+
+def traced_proxy(ctx, run, caps, trace, **kw):
+    """ringsocks under strace -f, as the unit runs it: DynamicUser= (an unprivileged uid, no
+    groups), NoNewPrivileges=, caps as its ambient and bounding sets; $NOTIFY_SOCKET set
+    (Type=notify). Waits for READY=1 and checks it holds caps and nothing else. Returns
+    (proxy, pid of ringsocks)."""
+    caps_arg = "-all" + "".join(",+" + c for c in sorted(caps))
     wrap = ["strace", "-f", "-qq", "-o", trace, "--",
             "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs",
-            "--inh-caps=" + ambient_arg, "--ambient-caps=" + ambient_arg, "--bounding-set=" + bounding_arg, "--"]
-    # Type=notify: READY=1 (and RELOADING=1, MAINPID=) datagrams to $NOTIFY_SOCKET.
+            "--inh-caps=" + caps_arg, "--ambient-caps=" + caps_arg, "--bounding-set=" + caps_arg, "--"]
     notify = os.path.join(run, "notify.sock")
     ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     ns.bind(notify)
@@ -215,21 +209,93 @@ def unit_syscalls_allowed(ctx):
     env = dict(os.environ, NOTIFY_SOCKET=notify)
     # A sanitizer build: LeakSanitizer cannot work under ptrace, and would fail the exit.
     env["ASAN_OPTIONS"] = ":".join(o for o in (os.environ.get("ASAN_OPTIONS"), "detect_leaks=0") if o)
-    p = ctx.proxy(listen=("127.0.0.1:%d" % port,), wrap=wrap, env=env,
-                  args=["--auth", "password", "--users", users, "--access-log", log, "--state-file", state])
+    p = ctx.proxy(wrap=wrap, env=env, **kw)
     pid = traced_pid(p)
+
+    def cleanup():
+        # A failed test: strace, not ringsocks, got the harness's SIGTERM.
+        p.exit_expected = True
+        stop_pid(pid)
+    ctx.defer(cleanup)
     try:
         ready = ns.recv(4096).decode()
     except socket.timeout:
         raise Fail("no datagram on $NOTIFY_SOCKET within 10 s of the start", tail(p.stderr()))
     check("READY=1" in ready, "the first $NOTIFY_SOCKET datagram is %r, expected READY=1" % ready)
-    # It serves with CAP_NET_BIND_SERVICE (bit 10) and nothing else.
     with open("/proc/%d/status" % pid) as f:
-        caps = dict(l.split(":", 1) for l in f if l.startswith("Cap"))
-    want = sum(1 << CAP_BITS[c] for c in WANT_CAPS)
+        have = dict(l.split(":", 1) for l in f if l.startswith("Cap"))
+    want = sum(1 << CAP_BITS[c] for c in caps)
     for k in ("CapEff", "CapPrm", "CapBnd"):
-        check(int(caps[k], 16) == want, "%s of ringsocks is %s, expected %x (%s alone)"
-              % (k, caps[k].strip(), want, " ".join(sorted(WANT_CAPS))))
+        check(int(have[k], 16) == want, "%s of ringsocks is %s, expected %x (%s alone)"
+              % (k, have[k].strip(), want, " ".join(sorted(caps))))
+    return p, pid
+
+
+def stop_traced(p, pid):
+    """SIGTERM: drain, exit 0, and strace with it."""
+    p.exit_expected = True
+    os.kill(pid, signal.SIGTERM)
+    try:
+        rc = p.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        raise Fail("ringsocks under strace did not exit within 20 s of SIGTERM", tail(p.stderr()))
+    p.stop()
+    check(rc == 0, "ringsocks exited with %d under the unit's credentials" % rc, tail(p.stderr()))
+
+
+def check_trace(trace, allowed):
+    """Every call of ringsocks (from setpriv's execve of the binary on) is allowed, and none
+    asks for memory MemoryDenyWriteExecute= refuses."""
+    used, started, wx = set(), False, []
+    with open(trace, errors="replace") as f:
+        for line in f:
+            if not started:
+                started = "execve(\"%s\"" % CONFIG.binary in line or \
+                    ("execve(" in line and os.path.basename(CONFIG.binary) in line.split(",")[0])
+                continue
+            m = STRACE_RE.match(line)
+            if m:
+                name = m.group(1) or m.group(2)
+                used.add(name)
+                # MemoryDenyWriteExecute=: no mapping both writable and executable, no
+                # mprotect() to executable.
+                if ("PROT_EXEC" in line and (name in ("mprotect", "pkey_mprotect") or
+                                             (name == "mmap" and "PROT_WRITE" in line))):
+                    wx.append(line.strip())
+    check(started, "no execve of %s in the strace output %s" % (CONFIG.binary, trace))
+    check("io_uring_setup" in used, "the trace shows no io_uring_setup: not ringsocks' trace?",
+          " ".join(sorted(used)))
+    check(not wx, "ringsocks asked for writable and executable memory, which MemoryDenyWriteExecute= refuses",
+          "\n".join(wx[:10]))
+    denied = sorted(used - allowed)
+    check(not denied, "ringsocks made system calls the unit's SystemCallFilter= does not allow (they would "
+          "fail with EPERM under systemd): %s" % ", ".join(denied), "used: " + " ".join(sorted(used)))
+
+
+@case("unit_syscalls_allowed", timeout=120)
+def unit_syscalls_allowed(ctx):
+    """Every system call ringsocks makes through its features (the old and the new process
+    of an upgrade), run as the unit runs it (an unprivileged uid, CAP_NET_BIND_SERVICE
+    ambient and nothing else, no_new_privs), is allowed by the unit's SystemCallFilter=."""
+    need_trace()
+    allowed = allowed_syscalls()
+    # The unit's credentials: AmbientCapabilities=, CapabilityBoundingSet=, NoNewPrivileges=.
+    ambient, bounding = unit_caps("AmbientCapabilities"), unit_caps("CapabilityBoundingSet")
+    check(ambient == WANT_CAPS and bounding == WANT_CAPS,
+          "%s gives AmbientCapabilities=%s CapabilityBoundingSet=%s: expected %s alone (what the shipped "
+          "configuration needs; a drop-in adds more)" % (UNIT, " ".join(sorted(ambient)) or "(none)",
+                                                         " ".join(sorted(bounding)) or "(none)",
+                                                         " ".join(sorted(WANT_CAPS))))
+    check(unit_values("NoNewPrivileges") == ["yes"], "%s lacks NoNewPrivileges=yes" % UNIT)
+    run = service_dir(ctx)
+    users = readable_file(run, "users", "%s:%s\n" % (ALICE[0], make_hash(ALICE[1])))
+    log = os.path.join(run, "access.log")
+    state = os.path.join(run, "state")
+    trace = ctx.path("strace.out")
+    port = low_port()
+    p, pid = traced_proxy(ctx, run, ambient, trace, listen=("127.0.0.1:%d" % port,),
+                          args=["--auth", "password", "--users", users, "--access-log", log,
+                                "--state-file", state])
     auth = ALICE
     # CONNECT
     echo = ctx.echo_server()
@@ -278,37 +344,34 @@ def unit_syscalls_allowed(ctx):
     echo_roundtrip(s)
     s.close()
     # SIGTERM: drain, state file saved, exit 0
-    p.exit_expected = True
-    os.kill(new, signal.SIGTERM)
-    try:
-        rc = p.proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        raise Fail("ringsocks under strace did not exit within 20 s of SIGTERM", tail(p.stderr()))
-    p.stop()
-    check(rc == 0, "ringsocks exited with %d under the unit's credentials" % rc, tail(p.stderr()))
+    stop_traced(p, new)
     check(os.path.exists(state), "no state file %s written at exit" % state, tail(p.stderr()))
-    # The calls of ringsocks: from setpriv's execve of the binary on.
-    used, started, wx = set(), False, []
-    with open(trace, errors="replace") as f:
-        for line in f:
-            if not started:
-                started = "execve(\"%s\"" % CONFIG.binary in line or \
-                    ("execve(" in line and os.path.basename(CONFIG.binary) in line.split(",")[0])
-                continue
-            m = STRACE_RE.match(line)
-            if m:
-                name = m.group(1) or m.group(2)
-                used.add(name)
-                # MemoryDenyWriteExecute=: no mapping both writable and executable, no
-                # mprotect() to executable.
-                if ("PROT_EXEC" in line and (name in ("mprotect", "pkey_mprotect") or
-                                             (name == "mmap" and "PROT_WRITE" in line))):
-                    wx.append(line.strip())
-    check(started, "no execve of %s in the strace output %s" % (CONFIG.binary, trace))
-    check("io_uring_setup" in used, "the trace shows no io_uring_setup: not ringsocks' trace?",
-          " ".join(sorted(used)))
-    check(not wx, "ringsocks asked for writable and executable memory, which MemoryDenyWriteExecute= refuses",
-          "\n".join(wx[:10]))
-    denied = sorted(used - allowed)
-    check(not denied, "ringsocks made system calls the unit's SystemCallFilter= does not allow (they would "
-          "fail with EPERM under systemd): %s" % ", ".join(denied), "used: " + " ".join(sorted(used)))
+    check_trace(trace, allowed)
+
+
+@case("unit_dropin_mark_tproxy", timeout=60)
+def unit_dropin_mark_tproxy(ctx):
+    """The drop-in the unit documents for mark and tproxy (CAP_NET_RAW added: Linux 5.17 and
+    later accept it for SO_MARK too): a rule with mark serves (a tunnel whose SO_MARK fails
+    is refused), a transparent listener gets IP_TRANSPARENT, and the calls stay in the filter."""
+    need_trace()
+    if tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2]) < (5, 17):
+        raise Skip("Linux %s: SO_MARK needs CAP_NET_ADMIN before 5.17" % os.uname().release)
+    allowed = allowed_syscalls()
+    caps = unit_caps("AmbientCapabilities") | {"net_raw"}
+    run = service_dir(ctx)
+    socks, tproxy = free_port(), free_port()
+    conf = readable_file(run, "ringsocks.conf", (
+        'listen = ( "127.0.0.1:%d", { address = "127.0.0.1:%d"; mode = "transparent"; } );\n'
+        'rules = ( { action = "allow"; from = ["127.0.0.0/8"]; mark = 42; } );\n') % (socks, tproxy))
+    trace = ctx.path("strace.out")
+    p, pid = traced_proxy(ctx, run, caps, trace, listen=("127.0.0.1:%d" % socks, "127.0.0.1:%d" % tproxy),
+                          own_args=False, args=["-c", conf, "--admin", "127.0.0.1:0", "--drain-timeout", "3"])
+    echo = ctx.echo_server()
+    s, _ = socks5_command(ctx, p, 1, "127.0.0.1", echo.port)
+    echo_roundtrip(s)
+    s.close()
+    check("IP_TRANSPARENT" not in p.stderr(), "the transparent listener did not get IP_TRANSPARENT",
+          tail(p.stderr()))
+    stop_traced(p, pid)
+    check_trace(trace, allowed)
