@@ -8,7 +8,10 @@ BUILD_PKGS="gcc make pkg-config liburing-dev libjemalloc-dev libc-ares-dev libur
 libconfig-dev libcrypt-dev libsodium-dev libhiredis-dev libkrb5-dev"
 TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev curl ncat socat python3 iproute2 whois prometheus \
 proxychains4 dante-client dante-server microsocks haproxy redis-server nodejs g++ libbenchmark-dev clang-format \
-nftables file krb5-kdc krb5-admin-server krb5-user python3-gssapi gnuplot-nox"
+nftables file krb5-kdc krb5-admin-server krb5-user python3-gssapi gnuplot-nox strace systemd \
+util-linux"
+# strace, systemd (systemd-analyze), util-linux (setpriv): tests/integration/cases_unit.py scores
+# the shipped unit and traces every system call ringsocks makes under its credentials.
 # gnuplot-nox: `socksload plot` in tests/integration/cases_socksload_phases.py draws with it.
 # Kerberos (tests/integration/krb.py, issue #15): krb5-kdc (krb5kdc, kdb5_util), krb5-admin-server
 # (kadmin.local), krb5-user (kinit, klist, kvno); libkrb5-dev for the GSS-API headers. Their
