@@ -520,7 +520,8 @@ enum dir { DIR_DOWN, DIR_UP, DIR_BOTH };
  * closes first, so a proxy that closes its outgoing socket on the client's FIN is the first
  * closer towards the target and holds TIME_WAIT there) or CLOSE_TARGET (the target closes
  * first, as an HTTP/1.0 server does, PATTERN_F_CLOSE: it holds TIME_WAIT on its port pairs;
- * the proxy must carry the FIN to the client, which closes once it has read the EOF). */
+ * the proxy must carry the FIN to the client, which makes it the first closer on its client
+ * side too; the client closes once it has read the EOF and holds none). */
 enum close_how { CLOSE_RST, CLOSE_FIN, CLOSE_TARGET };
 
 struct opts {
