@@ -2,7 +2,8 @@
 #   make bench        the macro benchmark (bench/macro/run.sh, as root): installs what is missing
 #                     (tools/install-deps.sh bench), builds, then measures direct, ringsocks
 #                     (splice, copy), microsocks and Dante side by side with build/socksload:
-#                     throughput, CPU per GB, tunnel rate, pinned RTT, memory per tunnel,
+#                     throughput, CPU per GB, tunnel rate (and proxy CPU per 1,000 tunnels,
+#                     client RST and target closing first), pinned RTT, memory per tunnel,
 #                     handshake rates, concurrent tunnels (direct: `socksload serve --socks5`,
 #                     the target answering SOCKS5 itself). Report, raw TSV and plots in
 #                     bench/results/macro-<stamp>.*, copied to bench/results/latest.md.

@@ -46,6 +46,28 @@ start_ringsocks() {
     return 1
 }
 
+# start_py VAR NAME SCRIPT ARGS...: starts python3 $TMP/SCRIPT ARGS (a stub server or relay
+# below), records its PID, waits for the port it prints first and sets VAR to it (empty when
+# none came). Not in $(...): the PID must reach PIDS in this shell, so that cleanup stops it.
+start_py() {
+    local var=$1 name=$2 script=$3
+    shift 3
+    python3 "$TMP/$script" "$@" </dev/null >"$TMP/$name.port" 2>/dev/null &
+    PIDS+=("$!")
+    for _ in $(seq 50); do [ -s "$TMP/$name.port" ] && break; sleep 0.1; done
+    printf -v "$var" '%s' "$(cat "$TMP/$name.port")"
+}
+# The asyncio server the Python SOCKS5 stubs run their handler in: prints its port, serves.
+cat >"$TMP/stubserve.py" <<'PY'
+import asyncio
+def serve(handle):
+    async def main():
+        srv = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
+        print(srv.sockets[0].getsockname()[1], flush=True)
+        await srv.serve_forever()
+    asyncio.run(main())
+PY
+
 ok()  { pass=$((pass + 1)); echo "PASS $1"; }
 bad() { fail=$((fail + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && echo "     $2"; }
 
@@ -94,6 +116,10 @@ check "connrate --count 500"               "$CLEAN and j['units'] == 500" -- con
 check "connrate closes with rst by default" "$CLEAN and j['close'] == 'rst'" -- connrate --proxy "$S5" --workers 8 --count 200
 # A plain close: the client's FIN, then ringsocks half-closes towards the target.
 check "connrate --close fin --count 500"   "$CLEAN and j['units'] == 500 and j['close'] == 'fin'" -- connrate --proxy "$S5" --workers 8 --count 500 --close fin
+# The target closes first (HTTP/1.0): ringsocks carries its FIN to the client, and a tunnel
+# counts only once that EOF is in, so 500 units and no error is 500 tunnels the target ended.
+check "connrate --close target --count 500" "$CLEAN and j['units'] == 500 and j['tunnels'] == 500 and j['close'] == 'target' and j['phases']['close']['samples'] == 500 and j['errors']['no_eof'] == 0" -- connrate --proxy "$S5" --workers 8 --count 500 --close target
+check "connrate --close target, no response" "$CLEAN and j['units'] == 100 and j['bytes_down'] == 0" -- connrate --proxy "$S5" --workers 4 --count 100 --close target --response 0
 # More threads than workers: every share of --count must go to a thread that has tunnels.
 check "connrate --threads 4 --workers 2 --count 10" "$CLEAN and j['units'] == 10" -- connrate --proxy "$S5" --threads 4 --workers 2 --count 10
 # The first message of each tunnel is part of --count too.
@@ -153,6 +179,54 @@ if [ -z "$S5T" ]; then
 else
     check "serve --socks5: throughput, no proxy" "$CLEAN and j['bytes_down'] > 0 and j['target_mismatches'] == 0" -- throughput --proxy "socks5://127.0.0.1:$S5T" --target "127.0.0.1:$S5T" --tunnels 2 --threads 2 $D
     check "serve --socks5: connrate, no proxy"   "$CLEAN and j['tunnels'] == j['units']" -- connrate --proxy "socks5://127.0.0.1:$S5T" --target "127.0.0.1:$S5T" --workers 8 $D
+    # serve learns --close target from the header, as the embedded target does.
+    check "serve --socks5: connrate --close target" "$CLEAN and j['units'] == 200" -- connrate --proxy "socks5://127.0.0.1:$S5T" --target "127.0.0.1:$S5T" --workers 8 --count 200 --close target
+fi
+
+# A SOCKS5 relay that carries data both ways but keeps the target's EOF to itself (the client
+# side stays open until the client closes): with --close target every tunnel must fail as
+# no_eof, "no EOF from the target through the proxy", after --timeout, and nothing else.
+cat >"$TMP/noeof.py" <<'PY'
+import asyncio, socket
+async def pipe(r, w, eof):
+    try:
+        while (d := await r.read(65536)):
+            w.write(d)
+            await w.drain()
+        if eof:
+            w.write_eof()
+        else:
+            await asyncio.sleep(3600)
+    except (OSError, asyncio.CancelledError):
+        pass
+async def handle(r, w):
+    try:
+        g = await r.readexactly(2)
+        await r.readexactly(g[1])
+        w.write(b"\x05\x00")
+        h = await r.readexactly(4)
+        if h[3] != 1:
+            raise OSError("IPv4 destinations only")
+        a = await r.readexactly(6)
+        tr, tw = await asyncio.open_connection(socket.inet_ntoa(a[:4]), int.from_bytes(a[4:], "big"))
+        w.write(b"\x05\x00\x00\x01\x00\x00\x00\x00\x00\x00")
+        down = asyncio.ensure_future(pipe(tr, w, False))
+        await pipe(r, tw, True)
+        down.cancel()
+        tw.close()
+    except (OSError, asyncio.IncompleteReadError):
+        pass
+    w.close()
+from stubserve import serve
+serve(handle)
+PY
+start_py NE noeof noeof.py
+if [ -z "$NE" ]; then
+    bad "start the no-EOF relay"
+else
+    check "--close target, proxy keeps the EOF: no_eof" "rc == 1 and j['units'] == 0 and j['tunnels'] == 4 and j['errors']['no_eof'] == 4 and j['errors']['total'] == 4 and j['failures'][0]['text'] == 'no EOF from the target through the proxy'" -- connrate --proxy "socks5://127.0.0.1:$NE" --workers 2 --count 4 --close target --timeout 1
+    # The same relay passes the client's FIN on: --close fin through it is clean.
+    check "--close fin through the no-EOF relay" "$CLEAN and j['units'] == 4" -- connrate --proxy "socks5://127.0.0.1:$NE" --workers 2 --count 4 --close fin --timeout 1
 fi
 
 # connrate --rate, the open model: tunnel k is due at start + k/N whatever the proxy does, and
@@ -195,16 +269,10 @@ async def handle(r, w):
     except (OSError, asyncio.IncompleteReadError):
         pass
     w.close()
-async def main():
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=1024)
-    print(srv.sockets[0].getsockname()[1], flush=True)
-    await srv.serve_forever()
-asyncio.run(main())
+from stubserve import serve
+serve(handle)
 PY
-python3 "$TMP/stall.py" 0.3 </dev/null >"$TMP/stall.port" 2>/dev/null &
-PIDS+=("$!")
-for _ in $(seq 50); do [ -s "$TMP/stall.port" ] && break; sleep 0.1; done
-ST=$(cat "$TMP/stall.port")
+start_py ST stall stall.py 0.3
 # Against the stall the schedule holds (60 tunnels in flight, under the bound of 256) and the
 # 300 ms are in the latency, not in a lower start rate.
 check "connrate --rate 200, 300 ms stall: schedule kept" "$CLEAN and $RATE_OK and j['units'] == j['started'] >= 380 and j['late_starts'] < 40 and j['latency_us']['p50'] >= 300000" -- connrate --proxy "socks5://127.0.0.1:$ST" --rate 200 --duration 2
@@ -255,17 +323,11 @@ while True:
     c, _ = ls.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 PY
-# start_flip NAME DIRS DELAY: starts a relay in front of ringsocks, prints its port.
-start_flip() {
-    python3 "$TMP/flip.py" "$P" "$2" "$3" </dev/null >"$TMP/$1.port" 2>/dev/null &
-    PIDS+=("$!")
-    for _ in $(seq 50); do [ -s "$TMP/$1.port" ] && break; sleep 0.1; done
-    cat "$TMP/$1.port"
-}
-FB=$(start_flip flipboth both 0)
-FU=$(start_flip flipup up 0)
-FD=$(start_flip flipdown down 0)
-FS=$(start_flip flipslow up 3)
+# Four relays in front of ringsocks (started by start_py, so that cleanup stops them too).
+start_py FB flipboth flip.py "$P" both 0
+start_py FU flipup flip.py "$P" up 0
+start_py FD flipdown flip.py "$P" down 0
+start_py FS flipslow flip.py "$P" up 3
 # Every corruption is one data_mismatch, and nothing else: errors.total == data_mismatch.
 ONCE='j["errors"]["total"] == j["errors"]["data_mismatch"] and rc == 1'
 check "corrupting relay caught, down"      "j['errors']['data_mismatch'] > 0 and $ONCE" -- throughput --proxy "socks5://127.0.0.1:$FD" --tunnels 2 $D
@@ -293,6 +355,7 @@ usage "--count 99999999999G refused"   -- throughput --proxy "$S5" --count 99999
 usage "--socks5 outside serve refused" -- connrate --proxy "$S5" --socks5 --duration 1
 usage "--close reset refused"          -- connrate --proxy "$S5" --close reset --duration 1
 usage "--close outside connrate refused" -- hold --proxy "$S5" --close fin --duration 1
+usage "--close target outside connrate refused" -- http --proxy "$S5" --close target --duration 1
 
 # Safety: nothing but loopback without --allow-nonlocal (exit status 2, nothing sent).
 for args in "--proxy socks5://192.0.2.1:1080" "--proxy $S5 --target 192.0.2.1:80" \

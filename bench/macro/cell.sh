@@ -12,6 +12,9 @@
 #   4    pinned 1-byte RTT (the proxy restarted, pinned)
 #   3,6  tunnel rate: IP, then by name (socks5h), then with user/password (proxy restarted
 #        with authentication); last because they leave the most TIME_WAIT behind
+#   9    tunnel rate with the target closing first (connrate --close target), beside 3's
+#        client RST, with the proxy's CPU per 1,000 tunnels for both; after 3 and by name,
+#        because its TIME_WAIT (held by the target, the first closer) must not weigh on them
 # The configuration comes from run.sh through the environment (see run.sh's header).
 set -euo pipefail
 
@@ -406,22 +409,56 @@ fig_rtt() {
     clog "pinned 1-byte RTT p50 $(jnum "$DIR/rtt.json" .latency_us.p50) us"
 }
 
-# rate NAME PROXY-URL TARGET: one connrate run; prints the rate (NA on failure). A warm-up of
+# rate NAME PROXY-URL TARGET [CONNRATE-ARGS...]: one connrate run (CONNRATE-ARGS, e.g. --close
+# target, go to the warm-up too); prints the rate (NA on failure). A warm-up of
 # WARMUP_TUNNELS tunnels goes first and is not measured, so the figure is the steady state:
 # a credential checked once with the slow crypt(3) hash and then served from the proxy's
 # cache, resolver caches filled (a cold start is another figure: see docs/benchmarks.md).
+# The proxy's CPU ticks over the measured run alone go to $DIR/NAME.ticks (see cpu_per_k).
 rate() {
-    local name=$1 url=$2 dest=$3
+    local name=$1 url=$2 dest=$3 c0=NA c1=NA
+    shift 3
     if [ "$WARMUP_TUNNELS" -gt 0 ]; then
         load "$name-warmup" 2 connrate --proxy "$url" --target "$dest" --workers 8 \
-            --count "$WARMUP_TUNNELS" --duration 2 >/dev/null 2>&1 || true
+            --count "$WARMUP_TUNNELS" --duration 2 "$@" >/dev/null 2>&1 || true
     fi
+    [ "$SERVER" = direct ] || c0=$(tree_cpu_ticks "$SPID")
     if ! load "$name" "$RATE_SECONDS" connrate --proxy "$url" --target "$dest" \
-        --workers "$RATE_WORKERS" --threads "$RATE_THREADS" --duration "$RATE_SECONDS"; then
+        --workers "$RATE_WORKERS" --threads "$RATE_THREADS" --duration "$RATE_SECONDS" "$@"; then
+        echo NA >"$DIR/$name.ticks"
         echo NA
         return 0
     fi
+    [ "$SERVER" = direct ] || c1=$(tree_cpu_ticks "$SPID")
+    calc "$c1 - $c0" >"$DIR/$name.ticks"
     jnum "$DIR/$name.json" .rate
+}
+
+# cpu_per_k NAME: the proxy's own CPU (user + system, /proc/PID/stat of its process tree) over
+# rate NAME's measured run per 1,000 tunnels completed, in ms; NA when unknown or none done.
+cpu_per_k() {
+    local ticks units
+    ticks=$(cat "$DIR/$1.ticks" 2>/dev/null || echo NA)
+    units=$(jnum "$DIR/$1.json" .units)
+    case $units in '' | NA | 0) echo NA ;; *) calc "$ticks * 1000000 / $CLK_TCK / $units" ;; esac
+}
+
+# rate_rows NAME METRIC RATE: the rows of rate NAME's run: METRIC (its RATE), then NAME_p50_us,
+# NAME_p99_us and NAME_cpu_ms, the proxy's CPU per 1,000 tunnels (skip for direct: no proxy).
+rate_rows() {
+    local e
+    e=$(lerr "$1")
+    row "$2" "$3" "$e"
+    row "$1_p50_us" "$(jnum "$DIR/$1.json" .latency_us.p50)" "$e"
+    row "$1_p99_us" "$(jnum "$DIR/$1.json" .latency_us.p99)" "$e"
+    if [ "$SERVER" = direct ]; then
+        row "$1_cpu_ms" skip
+    else
+        row "$1_cpu_ms" "$(cpu_per_k "$1")" "$e"
+    fi
+    clog "$1: $3 tunnels/s, p50 $(jnum "$DIR/$1.json" .latency_us.p50) us," \
+        "p99 $(jnum "$DIR/$1.json" .latency_us.p99) us$([ "$SERVER" = direct ] ||
+            echo ", proxy CPU $(cpu_per_k "$1") ms per 1,000 tunnels")"
 }
 
 # -------------------------------------------------------------------------------- the cell
@@ -500,17 +537,14 @@ if want rtt; then
     fi
 fi
 
-# Phase 3: tunnel rate by IP and by name on the plain server, then with user/password.
-if want rate || want name; then
+# Phase 3: tunnel rate by IP and by name on the plain server, then with the target closing
+# first (figure 9), then with user/password.
+if want rate || want name || want tclose; then
     if start_server plain "$PPORT"; then
         r=NA
         if want rate; then
             r=$(rate rate "$PROXY" "$TARGET")
-            row rate "$r" "$(lerr rate)"
-            row rate_p50_us "$(jnum "$DIR/rate.json" .latency_us.p50)" "$(lerr rate)"
-            row rate_p99_us "$(jnum "$DIR/rate.json" .latency_us.p99)" "$(lerr rate)"
-            clog "tunnel rate $r/s, p50 $(jnum "$DIR/rate.json" .latency_us.p50) us," \
-                "p99 $(jnum "$DIR/rate.json" .latency_us.p99) us"
+            rate_rows rate rate "$r"
         fi
         if want name; then
             if [ "$SERVER" = direct ]; then
@@ -522,10 +556,15 @@ if want rate || want name; then
                 clog "tunnel rate by name $n/s"
             fi
         fi
+        if want tclose; then
+            # The target closes first (HTTP/1.0): the proxy carries its FIN to the client.
+            rate_rows tclose tclose_rate "$(rate tclose "$PROXY" "$TARGET" --close target)"
+        fi
         stop_server
     else
-        want rate && na_rows rate rate_p50_us rate_p99_us
+        want rate && na_rows rate rate_p50_us rate_p99_us rate_cpu_ms
         want name && na_rows name_rate name_ratio
+        want tclose && na_rows tclose_rate tclose_p50_us tclose_p99_us tclose_cpu_ms
     fi
 fi
 if want auth; then

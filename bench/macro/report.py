@@ -5,7 +5,8 @@ Input: the run's TSV as run.sh saves it: "# key=value" lines (the run's metadata
 line, then one row per measurement (server, metric, round, value, errors; value NA = the
 measurement failed, skip = it does not apply to that server). Output: PREFIX.md (machine,
 versions, settings, the medians at a glance, the full table, the targets section, plots) and,
-when gnuplot is there, PREFIX-{throughput,cpu,rate,rtt,memory}.svg (PLOT_FORMAT=png: .png).
+when gnuplot is there, PREFIX-{throughput,cpu,rate,rtt,memory,tclose,tclose-cpu}.svg
+(PLOT_FORMAT=png: .png).
 Standard library only. Rerunning it on a saved TSV rebuilds the report.
 
 Usage: report.py RUN.tsv OUT-PREFIX
@@ -29,6 +30,7 @@ METRICS = [
     ("rate", "3. tunnel rate, {workers} workers (tunnels/s)", 0, "hi", True),
     ("rate_p50_us", "3. tunnel latency p50, {workers} workers (us)", 0, "lo", True),
     ("rate_p99_us", "3. tunnel latency p99, {workers} workers (us)", 0, "lo", True),
+    ("rate_cpu_ms", "3. proxy CPU per 1,000 tunnels, client RST (ms)", 1, "lo", False),
     ("rtt_p50_us", "4. pinned 1-byte RTT p50 (us)", 1, "lo", True),
     ("rtt_overhead_us", "4. RTT overhead over direct, p50 (us)", 1, "lo", False),
     ("mem_rss_B", "5. user memory per idle tunnel, RSS (bytes)", 0, "lo", False),
@@ -43,6 +45,11 @@ METRICS = [
     ("name_ratio", "6. socks5h (by name) rate / plain rate", 2, "hi", False),
     ("name_rate", "6. tunnel rate by name, socks5h (tunnels/s)", 0, "hi", False),
     ("big_held", "7. concurrent tunnels held and verified", 0, "hi", False),
+    ("tclose_rate", "9. tunnel rate, target closes first, {workers} workers (tunnels/s)", 0,
+     "hi", True),
+    ("tclose_p99_us", "9. tunnel latency p99 to the target's EOF (us)", 0, "lo", True),
+    ("tclose_cpu_ms", "9. proxy CPU per 1,000 tunnels, target closes first (ms)", 1, "lo",
+     False),
 ]
 
 
@@ -217,6 +224,9 @@ SUMMARY = [
     ("cpu16_machine", "machine CPU per GB, 16 tunnels (s)", 3),
     ("rate", "tunnels/s, {workers} workers", 0),
     ("rate_p99_us", "tunnel latency p99 (us)", 0),
+    ("rate_cpu_ms", "proxy CPU per 1,000 tunnels, client RST (ms)", 1),
+    ("tclose_rate", "tunnels/s, target closes first", 0),
+    ("tclose_cpu_ms", "proxy CPU per 1,000 tunnels, target closes (ms)", 1),
     ("rtt_p50_us", "pinned 1-byte RTT p50 (us)", 1),
     ("rtt_overhead_us", "RTT overhead over direct (us)", 1),
     ("mem_rss_B", "user memory per idle tunnel, RSS (B)", 0),
@@ -263,6 +273,9 @@ def targets(run):
     vs_peers("tp16_gbps", "throughput, 16 tunnels (higher is better)")
     vs_peers("rate", "tunnel rate (higher is better)")
     vs_peers("rate_p99_us", "p99 tunnel latency (lower is better)")
+    vs_peers("rate_cpu_ms", "proxy CPU per tunnel, client RST (lower is better)")
+    vs_peers("tclose_rate", "tunnel rate, target closes first (higher is better)")
+    vs_peers("tclose_cpu_ms", "proxy CPU per tunnel, target closes first (lower is better)")
     vs_peers("cpu16_proxy", "proxy CPU per GB, 16 tunnels (lower is better)")
     vs_peers("cpu1_proxy", "proxy CPU per GB, 1 tunnel (lower is better)")
     vs_peers("cpu16_machine", "machine CPU per GB, 16 tunnels (lower is better)")
@@ -319,6 +332,9 @@ def datablock(run, keys, scale=1.0):
 
 
 def clustered(run, out, title, ylabel, series, scale=1.0, log=False):
+    # A series no server has (its figure not in FIGURES) would be a column of NaN only, which
+    # gnuplot refuses: "No valid points".
+    series = [(k, t) for k, t in series if any(run.median(s, k) is not None for s in run.servers)]
     keys = [k for k, t in series]
     data = datablock(run, keys, scale)
     if not data:
@@ -427,6 +443,16 @@ def plots(run, prefix):
             [("mem_rss_B", "user RSS"), ("mem_pss_B", "user PSS (anon+shmem)"),
              ("kmem_cg_B", "kernel (cgroup)"), ("kmem_sys_B", "kernel (machine - direct)")],
             scale=1 / 1024, log=True),
+        "tclose": clustered(
+            run, prefix + "-tclose." + FORMAT,
+            "Figure 9: short tunnels by who closes (median, bars: min-max of the rounds)",
+            "tunnels per second",
+            [("rate", "client RST (figure 3)"), ("tclose_rate", "target closes first")]),
+        "tclose-cpu": clustered(
+            run, prefix + "-tclose-cpu." + FORMAT,
+            "Figure 9: proxy CPU per 1,000 short tunnels (lower is better)", "CPU ms",
+            [("rate_cpu_ms", "client RST (figure 3)"),
+             ("tclose_cpu_ms", "target closes first")]),
     }
     made, warn = [], []
     for name, script in scripts.items():

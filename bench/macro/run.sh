@@ -4,8 +4,9 @@
 # build/socksload as the client for every figure:
 #   1 throughput, 1 and 16 tunnels          5 memory per held idle tunnel (user and kernel)
 #   2 CPU seconds per GB (proxy, machine)   6 handshake rate with user/password and by name
-#   3 short-tunnel rate, p50/p99            7 many concurrent tunnels (BIG_SERVERS)
-#   4 pinned 1-byte round trip              8 scraping: short tunnels from a /64 (scrape.sh)
+#   3 short-tunnel rate, p50/p99, proxy     7 many concurrent tunnels (BIG_SERVERS)
+#     CPU per 1,000 tunnels (client RST)    8 scraping: short tunnels from a /64 (scrape.sh)
+#   4 pinned 1-byte round trip              9 short tunnels the target closes first (tclose)
 # ROUNDS interleaved rounds; in each every server gets one cell (bench/macro/cell.sh) in a
 # fresh network namespace, in an order that rotates from round to round. Medians, ratios, a
 # markdown table, the raw TSV and gnuplot plots go to RESULTS_DIR (bench/results/) as
@@ -21,7 +22,7 @@
 #                       where the proxy must listen on 127.0.0.1
 #   EXTRA_AUTH="name=command {PORT} {USER} {PASS};..."   the same proxy with user/password
 #                       (figure 6); without it the extra server's auth figure is n/a
-#   FIGURES="throughput memory big rtt rate name auth scrape"   what to measure
+#   FIGURES="throughput memory big rtt rate name tclose auth scrape"   what to measure
 #   SCRAPE_SECONDS=60 SCRAPE_WORKERS=64 SCRAPE_THREADS=2 SCRAPE_VARIANTS="direct single pool sticky"
 #   SCRAPE_CLOSE=fin    figure 8 (bench/macro/scrape.sh), once per round, not per server;
 #                       SCRAPE_CLOSE: how the client ends each tunnel (connrate --close fin|rst)
@@ -52,7 +53,7 @@ fi
 export ROUNDS=${ROUNDS:-3}
 export SERVERS=${SERVERS:-"direct ringsocks-auto ringsocks-splice ringsocks-copy microsocks dante"}
 export EXTRA_SERVERS=${EXTRA_SERVERS:-} EXTRA_AUTH=${EXTRA_AUTH:-}
-export FIGURES=${FIGURES:-"throughput memory big rtt rate name auth scrape"}
+export FIGURES=${FIGURES:-"throughput memory big rtt rate name tclose auth scrape"}
 export SCRAPE_SECONDS=${SCRAPE_SECONDS:-60} SCRAPE_WORKERS=${SCRAPE_WORKERS:-64}
 export SCRAPE_THREADS=${SCRAPE_THREADS:-2} SCRAPE_VARIANTS=${SCRAPE_VARIANTS:-"direct single pool sticky"}
 export SCRAPE_CLOSE=${SCRAPE_CLOSE:-fin}
@@ -91,8 +92,8 @@ done
 awk -v h="$MEM_HOLD" -v s="$MEM_SETTLE" 'BEGIN { exit !(h >= s + 2) }' ||
     die "MEM_HOLD must be at least MEM_SETTLE + 2 s (the sample is taken while the tunnels are held)"
 for f in $FIGURES; do
-    case $f in throughput | memory | big | rtt | rate | name | auth | scrape) ;;
-    *) die "unknown figure '$f' (throughput memory big rtt rate name auth scrape)" ;;
+    case $f in throughput | memory | big | rtt | rate | name | tclose | auth | scrape) ;;
+    *) die "unknown figure '$f' (throughput memory big rtt rate name tclose auth scrape)" ;;
     esac
 done
 for v in $SCRAPE_VARIANTS; do

@@ -1,6 +1,6 @@
 /*
  * test_socksload_opts.c - tools/socksload/opts.c: the option values that name a choice
- * (--close rst|fin, --direction down|up|both), parsed and named back. Built and run by `make
+ * (--close rst|fin|target, --direction down|up|both), parsed and named back. Built and run by `make
  * socksload-test` (mk/socksload.mk), linked with opts.o alone.
  */
 #include <setjmp.h>
@@ -27,8 +27,13 @@ test_close(void **state)
     assert_int_equal(c, CLOSE_FIN);
     assert_string_equal(opts_close_str(CLOSE_FIN), "fin");
     assert_string_equal(opts_close_str(CLOSE_RST), "rst");
+    assert_int_equal(opts_close_parse("target", &c), 0);
+    assert_int_equal(c, CLOSE_TARGET);
+    assert_string_equal(opts_close_str(CLOSE_TARGET), "target");
+    assert_int_equal(opts_close_parse("fin", &c), 0);
     /* Exact, lower-case words only; a refusal leaves the value alone. */
-    const char *bad[] = {"", "FIN", "Rst", "fin ", " fin", "reset", "f", "finx", "linger"};
+    const char *bad[] = {"",     "FIN",    "Rst",    "fin ",    " fin",   "reset", "f",
+                         "finx", "linger", "Target", "target ", "server", "t",     "targ"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(opts_close_parse(bad[i], &c), -EINVAL);
         assert_int_equal(c, CLOSE_FIN);

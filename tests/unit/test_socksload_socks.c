@@ -373,12 +373,45 @@ test_pattern(void **state)
     assert_int_equal(g.key, 199);
     wire[3] = 0;
     assert_int_equal(pattern_hdr_decode(&g, wire), -EPROTO);
-    wire[3] = PATTERN_F_KEY | 2;
+    wire[3] = PATTERN_F_KEY | 4;
+    assert_int_equal(pattern_hdr_decode(&g, wire), -EPROTO);
+    wire[3] = 0x80;
     assert_int_equal(pattern_hdr_decode(&g, wire), -EPROTO);
     h.flags = 0; /* no flag: the key is not sent */
     pattern_hdr_encode(wire, &h);
     assert_int_equal(pattern_hdr_decode(&g, wire), 0);
     assert_int_equal(g.key, 0);
+
+    /* --close target: the target closes first. Its flag is carried, alone or with the key,
+     * and only on a request/response ('Q'): no other mode has an end to close at. */
+    h.mode = 'Q';
+    h.flags = PATTERN_F_CLOSE;
+    pattern_hdr_encode(wire, &h);
+    assert_int_equal(wire[3], PATTERN_F_CLOSE);
+    assert_int_equal(pattern_hdr_decode(&g, wire), 0);
+    assert_int_equal(g.flags, PATTERN_F_CLOSE);
+    assert_int_equal(g.mode, 'Q');
+    assert_int_equal(g.a, 64);
+    assert_int_equal(g.b, 1u << 20);
+    assert_int_equal(g.key, 0);
+    h.flags = PATTERN_F_CLOSE | PATTERN_F_KEY;
+    h.key = 7;
+    pattern_hdr_encode(wire, &h);
+    assert_int_equal(pattern_hdr_decode(&g, wire), 0);
+    assert_int_equal(g.flags, PATTERN_F_CLOSE | PATTERN_F_KEY);
+    assert_int_equal(g.key, 7);
+    /* Without it a 'Q' waits for the client's EOF, as before. */
+    h.flags = 0;
+    pattern_hdr_encode(wire, &h);
+    assert_int_equal(pattern_hdr_decode(&g, wire), 0);
+    assert_int_equal(g.flags & PATTERN_F_CLOSE, 0);
+    const char others[] = "SKBE";
+    for (size_t i = 0; i < sizeof(others) - 1; i++) {
+        h.mode = (uint8_t)others[i];
+        h.flags = PATTERN_F_CLOSE;
+        pattern_hdr_encode(wire, &h);
+        assert_int_equal(pattern_hdr_decode(&g, wire), -EPROTO);
+    }
 }
 
 int

@@ -246,6 +246,9 @@ test_fail_str(void **state)
     expect_fail_str(STATS_E_TIMEOUT, 0, false, "timeout");
     expect_fail_str(STATS_E_PROTOCOL, 0, false, "protocol");
     expect_fail_str(STATS_E_MISMATCH, 0, false, "data_mismatch");
+    /* connrate --close target: a proxy that never passed the target's FIN on. */
+    expect_fail_str(STATS_E_NO_EOF, 0, false, "no EOF from the target through the proxy");
+    assert_string_equal(stats_err_str(STATS_E_NO_EOF), "no_eof");
 }
 
 /* Pairs count apart, merge by (kind, detail) across workers, overflow into fail_more, and

@@ -35,6 +35,7 @@ enum tun_state {
     ST_HOLD2, /* hold: second round trip under a watchdog timer */
     ST_UDP,
     ST_FIN, /* connrate --close fin: shut down for writing, waiting for the peer's EOF */
+    ST_EOF, /* connrate --close target: the response is in, waiting for the target's EOF */
 };
 
 struct tun {
@@ -468,6 +469,8 @@ run_start(struct tun *t, const struct sockaddr_storage *bnd)
         h.mode = 'Q';
         h.a = o->request;
         h.b = o->response;
+        if (o->close == CLOSE_TARGET)
+            h.flags |= PATTERN_F_CLOSE; /* the target closes once its response is out */
         t->tx_end = o->request;
         t->rx_end = o->response;
         break;
@@ -701,6 +704,13 @@ round_done(struct tun *t)
 
     switch (o->mode) {
     case MODE_CONNRATE:
+        if (o->close == CLOSE_TARGET) {
+            /* The target closes first: the tunnel ends when its EOF comes through the proxy
+             * (on_recv counts it then); the close phase lasts until it does. */
+            t->state = ST_EOF;
+            t->t_ph = now;
+            return tun_recv(t, true);
+        }
         stats_record_ns(&w->ctl->st, now - t->t0);
         stats_add(&w->ctl->st.units, 1);
         if (o->close == CLOSE_RST)
@@ -830,11 +840,19 @@ on_recv(struct tun *t, int res)
     }
     if (t->state == ST_UDP)
         return tun_fail(t, FAIL_RES(res));
-    if (t->state == ST_FIN) {
+    if (t->state == ST_FIN || t->state == ST_EOF) {
+        /* A proxy that keeps the target's FIN to itself leaves the client waiting: --timeout. */
+        if (t->state == ST_EOF && res < 0 && err_kind(res) == STATS_E_TIMEOUT)
+            return tun_fail(t, STATS_E_NO_EOF, 0);
         if (res != 0) /* data after the response, or an error before the EOF */
             return tun_fail(t, res > 0 ? STATS_E_MISMATCH : err_kind(res), res > 0 ? 0 : -res);
         phase_end(t, PHASE_CLOSE);
-        return tun_close(t, false);
+        if (t->state == ST_EOF) {
+            /* --close target: the tunnel's latency runs up to the target's EOF. */
+            stats_record_ns(&t->w->ctl->st, stats_now_ns() - t->t0);
+            stats_add(&t->w->ctl->st.units, 1);
+        }
+        return tun_close(t, false); /* a FIN after the peer's: no TIME_WAIT here */
     }
     if (t->http)
         return http_recv(t, res);

@@ -110,12 +110,18 @@ static const char usage_text[] =
     "                       malformed response: ...\"; the report counts responses by status\n"
     "                       and gives latency from each request's send to its whole response\n"
     "  --direction D        throughput: down (default), up or both\n"
-    "  --close rst|fin      connrate/http: how the client ends each tunnel. rst (default):\n"
+    "  --close rst|fin|target  connrate/http: how each tunnel ends. rst (default):\n"
     "                       SO_LINGER 0 then close, a reset; no TIME_WAIT on the client, and a\n"
     "                       proxy that passes the reset on leaves none towards the target.\n"
     "                       fin: a plain close; the client holds TIME_WAIT (60 s per port) and\n"
     "                       a proxy that closes its outgoing socket on the client's FIN is the\n"
-    "                       first closer towards the target, holding TIME_WAIT there\n"
+    "                       first closer towards the target, holding TIME_WAIT there.\n"
+    "                       target (connrate only): the target closes first after its\n"
+    "                       response (a FIN, as an HTTP/1.0 server; it holds TIME_WAIT on\n"
+    "                       its port pairs), the proxy must carry the FIN to the client,\n"
+    "                       which then closes; a tunnel counts at that EOF, and one whose\n"
+    "                       EOF never comes fails as no_eof (\"no EOF from the target\n"
+    "                       through the proxy\") after --timeout\n"
     "  --request R, --response S   connrate sizes in bytes (default 64, 64; below 4G)\n"
     "  --size B             latency/hold/udp message size (default 64; 1..1M, udp 16..60000)\n"
     "  --window W           udp datagrams in flight per association (default 8)\n"
@@ -168,8 +174,9 @@ static const char usage_text[] =
     "greeting, SOCKS5 method request to reply; auth, RFC 1929 request to reply (with a user);\n"
     "reply, SOCKS request to reply (the proxy's connect to the target included); first_byte,\n"
     "the reply to the target's first byte (connrate, hold, latency, throughput down and both);\n"
-    "close, connrate --close fin only: shutdown to the peer's EOF (then close; with fin a\n"
-    "connrate worker starts its next tunnel once the peer's close is in). SOCKS4 has no\n"
+    "close, connrate --close fin: shutdown to the peer's EOF (then close; with fin a\n"
+    "connrate worker starts its next tunnel once the peer's close is in), --close target:\n"
+    "the response's last byte to the target's EOF. SOCKS4 has no\n"
     "greeting or auth. With --rate only the whole-tunnel latency is corrected for coordinated\n"
     "omission, never the phases\n"
     "a progress line a second on stderr (in place on a terminal, one per line otherwise)\n"
@@ -317,6 +324,10 @@ latency_what(const struct opts *o)
         return o->rate > 0 ? "request sent to whole response; a tunnel's first from the tunnel's "
                              "intended start, corrected for coordinated omission"
                            : "request sent to whole response";
+    if (o->mode == MODE_CONNRATE && o->close == CLOSE_TARGET)
+        return o->rate > 0 ? "whole tunnel up to the target's EOF, from its intended start, "
+                             "corrected for coordinated omission"
+                           : "whole tunnel (socket to the target's EOF)";
     return latency_str(o->mode == MODE_CONNRATE && o->rate > 0 ? MODE_SERVE : o->mode);
 }
 
@@ -810,8 +821,9 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
            o->proxy.host_type == URL_HOST_IPV6 ? "]" : "", o->proxy.port, o->threads,
            o->threads == 1 ? "" : "s");
     if (o->mode == MODE_CONNRATE || o->mode == MODE_HTTP)
-        printf("close       %s\n",
-               o->close == CLOSE_FIN ? "fin (plain close)" : "rst (SO_LINGER 0)");
+        printf("close       %s\n", o->close == CLOSE_FIN      ? "fin (plain close)"
+                                   : o->close == CLOSE_TARGET ? "target (the target closes first)"
+                                                              : "rst (SO_LINGER 0)");
     printf("time        %.3f s\n", secs);
     printf("tunnels     %" PRIu64 " set up\n", s->tunnels);
     if (o->mode == MODE_HOLD) {
@@ -1048,7 +1060,7 @@ main(int argc, char **argv)
             break;
         case 'C':
             if (opts_close_parse(optarg, &o.close) < 0)
-                die_usage("%s: --close is rst or fin", optarg);
+                die_usage("%s: --close is rst, fin or target", optarg);
             have_close = true;
             break;
         case 'R':
@@ -1140,6 +1152,8 @@ main(int argc, char **argv)
         die_usage("%s", "--socks5 is an option of serve");
     if (have_close && o.mode != MODE_CONNRATE && o.mode != MODE_HTTP)
         die_usage("%s", "--close is an option of connrate and http");
+    if (o.close == CLOSE_TARGET && o.mode != MODE_CONNRATE)
+        die_usage("%s", "--close target is connrate's: the target it needs is socksload's own");
     if (o.rate > 0 && o.mode != MODE_CONNRATE && o.mode != MODE_HTTP && o.mode != MODE_HOLD)
         die_usage("%s", "--rate is an option of connrate, http and hold");
     if (http_opts && o.mode != MODE_HTTP)

@@ -1,6 +1,6 @@
 /*
  * opts.c - option values that name one of a few choices: --close (connrate's end of a
- * tunnel) and --direction (throughput). Pure: main.c parses with them, the reports print
+ * tunnel: rst, fin, target) and --direction (throughput). Pure: main.c parses with them, the reports print
  * the names back; no state of its own.
  */
 #include "socksload.h"
@@ -15,6 +15,8 @@ opts_close_parse(const char *s, enum close_how *out)
         *out = CLOSE_RST;
     else if (!strcmp(s, "fin"))
         *out = CLOSE_FIN;
+    else if (!strcmp(s, "target"))
+        *out = CLOSE_TARGET;
     else
         return -EINVAL;
     return 0;
@@ -23,7 +25,7 @@ opts_close_parse(const char *s, enum close_how *out)
 const char *
 opts_close_str(enum close_how c)
 {
-    return c == CLOSE_FIN ? "fin" : "rst";
+    return c == CLOSE_FIN ? "fin" : c == CLOSE_TARGET ? "target" : "rst";
 }
 
 int

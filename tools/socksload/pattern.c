@@ -71,10 +71,12 @@ pattern_hdr_encode(uint8_t *out, const struct pattern_hdr *h)
 int
 pattern_hdr_decode(struct pattern_hdr *h, const uint8_t *in)
 {
-    if (in[0] != 's' || in[1] != 'l' || (in[3] & ~PATTERN_F_KEY) != 0)
+    if (in[0] != 's' || in[1] != 'l' || (in[3] & ~(PATTERN_F_KEY | PATTERN_F_CLOSE)) != 0)
         return -EPROTO;
     if (!strchr("SKBEQ", in[2]) || in[2] == 0)
         return -EPROTO;
+    if ((in[3] & PATTERN_F_CLOSE) && in[2] != 'Q')
+        return -EPROTO; /* only a request/response has an end to close at */
     h->mode = in[2];
     h->seed = get32(in + 4);
     h->a = get32(in + 8);

@@ -49,7 +49,7 @@ phases_print_table(FILE *f, const struct phases *ph)
         [PHASE_AUTH] = "RFC 1929 request to reply",
         [PHASE_REPLY] = "SOCKS request to reply",
         [PHASE_FIRST_BYTE] = "reply to the target's first byte",
-        [PHASE_CLOSE] = "shutdown to the peer's EOF",
+        [PHASE_CLOSE] = "shutdown, or the response's end, to the peer's EOF",
     };
     char line[200];
 

@@ -229,6 +229,7 @@ ssize_t socks_parse_request(const uint8_t *p, size_t len, int *cmd);
  *   [0]='s' [1]='l' [2]=mode [3]=flags [4..8) seed [8..12) a [12..16) b [16..20) key
  *   (little endian). flags: PATTERN_F_KEY, the tunnel's session key is in key (the --user
  *   template's number); the target records its source address under it (sources.c).
+ *   PATTERN_F_CLOSE ('Q' only): the target closes first, as an HTTP/1.0 server does.
  *   Other flag bits must be 0; without PATTERN_F_KEY, key must be 0.
  * Modes:
  *   'S' source: stream the pattern until the client goes away.
@@ -237,7 +238,8 @@ ssize_t socks_parse_request(const uint8_t *p, size_t len, int *cmd);
  *   'B' both:   source and sink at once; a mismatch closes with RST (and counts in the
  *               embedded target's counter, see target_claim).
  *   'E' echo:   send back every byte.
- *   'Q' request/response: read a bytes (verified), send b bytes, then wait for EOF.
+ *   'Q' request/response: read a bytes (verified), send b bytes, then wait for EOF; with
+ *               PATTERN_F_CLOSE close (a FIN) once the b bytes are sent, without waiting.
  * Behind the SOCKS5 front (`serve --socks5`) each TCP connection first gets a greeting that
  * offers method 0 answered 05 00, then a CONNECT with any ATYP answered 05 00 00 01 0.0.0.0:0
  * (the destination is never connected to); then the header, as above. Anything else (no
@@ -245,6 +247,7 @@ ssize_t socks_parse_request(const uint8_t *p, size_t len, int *cmd);
 #define PATTERN_HDR_LEN    20
 #define PATTERN_REPORT_LEN 9
 #define PATTERN_F_KEY      1
+#define PATTERN_F_CLOSE    2
 
 struct pattern_hdr {
     uint8_t mode;
@@ -340,6 +343,7 @@ enum stats_err {
     STATS_E_HTTP_STATUS,    /* http: a status other than --expect-status (detail: it) */
     STATS_E_HTTP_SIZE,      /* http: a body of the wrong size (detail: STATS_D_SIZE) */
     STATS_E_HTTP_MALFORMED, /* http: the response broke HTTP/1.1 (detail: enum http_err) */
+    STATS_E_NO_EOF,         /* connrate --close target: the target's EOF never came through */
     STATS_E_OTHER,
     STATS_E_N
 };
@@ -441,7 +445,8 @@ uint64_t stats_now_ns(void);
  * greeting (SOCKS5 method request sent to its reply); auth (RFC 1929 request to its reply);
  * reply (the SOCKS request sent to its reply, the proxy's connect to the target included);
  * first byte (the SOCKS reply received to the first byte of the target's answer); close
- * (connrate --close fin: shutdown(SHUT_WR) to the peer's EOF). */
+ * (connrate --close fin: shutdown(SHUT_WR) to the peer's EOF; --close target: the response's
+ * last byte to the target's EOF). */
 enum phase {
     PHASE_CONNECT,
     PHASE_GREETING,
@@ -511,10 +516,13 @@ enum mode {
 };
 enum dir { DIR_DOWN, DIR_UP, DIR_BOTH };
 /* How connrate ends a tunnel after its response: CLOSE_RST (SO_LINGER 0, then close: no
- * TIME_WAIT anywhere, the proxy passes the reset on) or CLOSE_FIN (a plain close: the client
+ * TIME_WAIT anywhere, the proxy passes the reset on), CLOSE_FIN (a plain close: the client
  * closes first, so a proxy that closes its outgoing socket on the client's FIN is the first
- * closer towards the target and holds TIME_WAIT there). */
-enum close_how { CLOSE_RST, CLOSE_FIN };
+ * closer towards the target and holds TIME_WAIT there) or CLOSE_TARGET (the target closes
+ * first, as an HTTP/1.0 server does, PATTERN_F_CLOSE: it holds TIME_WAIT on its port pairs;
+ * the proxy must carry the FIN to the client, which makes it the first closer on its client
+ * side too; the client closes once it has read the EOF and holds none). */
+enum close_how { CLOSE_RST, CLOSE_FIN, CLOSE_TARGET };
 
 struct opts {
     enum mode mode;
@@ -600,7 +608,8 @@ void limits_ports(struct limits *l, uint64_t n);
 bool limits_cpu(struct limits *l, unsigned worker, uint64_t cpu_ns, uint64_t wall_ns);
 
 /* ---- opts.c ---- */
-/* "rst" or "fin"; "down", "up" or "both". Return 0 or -EINVAL (*out untouched). Pure. */
+/* "rst", "fin" or "target"; "down", "up" or "both". Return 0 or -EINVAL (*out untouched).
+ * Pure. */
 int opts_close_parse(const char *s, enum close_how *out);
 const char *opts_close_str(enum close_how c);
 int opts_dir_parse(const char *s, enum dir *out);

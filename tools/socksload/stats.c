@@ -208,6 +208,9 @@ stats_fail_str(char *buf, size_t len, enum stats_err e, uint64_t detail, bool so
     case STATS_E_HTTP_MALFORMED:
         snprintf(buf, len, "HTTP malformed response: %s", http_err_str((enum http_err)d));
         return;
+    case STATS_E_NO_EOF:
+        snprintf(buf, len, "no EOF from the target through the proxy");
+        return;
     case STATS_E_MISMATCH:
     case STATS_E_PROTOCOL:
     case STATS_E_LOST:
@@ -331,6 +334,7 @@ stats_err_str(enum stats_err e)
         [STATS_E_HTTP_STATUS] = "http_status",
         [STATS_E_HTTP_SIZE] = "http_size",
         [STATS_E_HTTP_MALFORMED] = "http_malformed",
+        [STATS_E_NO_EOF] = "no_eof",
     };
     return names[e];
 }

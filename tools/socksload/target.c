@@ -213,6 +213,19 @@ t_report(struct tconn *c, char status)
     t_send(c, c->rep, sizeof(c->rep));
 }
 
+/*
+ * 'Q': the response is out (or there is none). With PATTERN_F_CLOSE the target closes first,
+ * a FIN as an HTTP/1.0 server's (it has read the whole request, so nothing unread turns the
+ * close into a RST), and holds TIME_WAIT on its port pair; else it waits for the client's EOF.
+ */
+static void
+t_q_done(struct tconn *c)
+{
+    if (c->h.flags & PATTERN_F_CLOSE)
+        return t_close(c, false);
+    t_recv(c, T_BUF);
+}
+
 static void
 t_start(struct tconn *c)
 {
@@ -229,7 +242,7 @@ t_start(struct tconn *c)
             if (c->h.b > 0)
                 t_send_pattern(c, c->h.b);
             else
-                t_recv(c, T_BUF);
+                t_q_done(c);
             break;
         }
         t_recv(c, c->h.a);
@@ -374,6 +387,7 @@ t_on_recv(struct tconn *c, int res)
             return t_recv(c, c->h.a - c->rx);
         if (c->h.b > 0)
             return t_send_pattern(c, c->h.b);
+        return t_q_done(c);
     }
     t_recv(c, T_BUF);
 }
@@ -409,7 +423,7 @@ t_on_send(struct tconn *c, int res)
         c->tx += (uint64_t)res;
         if (c->tx < c->h.b)
             return t_send_pattern(c, c->h.b);
-        return t_recv(c, T_BUF);
+        return t_q_done(c);
     case 'E':
         c->echo_off += (uint32_t)res;
         if (c->echo_off < c->echo_len)
