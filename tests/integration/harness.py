@@ -597,9 +597,9 @@ class DNSStub:
     NAMES = {"good.test", "good6.test", "late.test"}
     LATE = 1.0
 
-    def __init__(self):
+    def __init__(self, port=0):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind(("127.0.0.1", port))
         self.port = self.sock.getsockname()[1]
         self.queries = []
         self.late_sent = threading.Event()   # set once a late.test answer went out

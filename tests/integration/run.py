@@ -78,6 +78,7 @@ import cases_gss  # noqa: E402,F401
 import cases_socksload_phases  # noqa: E402,F401
 import cases_faults  # noqa: E402,F401
 import cases_faults_review  # noqa: E402,F401
+import cases_dns_faults  # noqa: E402,F401
 import cases_unit  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")
