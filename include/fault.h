@@ -69,7 +69,8 @@ bool fault_relay_cut(struct shard *sh, struct conn *c, unsigned d);
 /* OP_FAULT completed (argument arg): the timer is no longer in flight. */
 void fault_timer_done(struct conn *c, unsigned arg);
 
-/* UDP: a pseudo-random number in 0..99, for a fault's probability. */
-unsigned fault_dice(struct conn_fault *f);
+/* UDP: a pseudo-random number in 0..99, for a fault's probability (the shard's generator,
+ * outbound.h, seeded from the kernel at start). */
+unsigned fault_dice(struct shard *sh);
 
 #endif

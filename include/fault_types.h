@@ -21,7 +21,6 @@ struct conn_fault {
     struct fault_set f;             /* what it commits: its rules' and the allowed asked ones */
     uint32_t acted;                 /* bit k: fault k acted (the access log, counted once) */
     uint32_t wait_ms;               /* handshake: sleep this long before the next write (0: none) */
-    uint32_t rng;                   /* UDP faults' dice (xorshift32), never 0 */
     uint16_t rst_polls;             /* rst_down: send-queue checks so far */
     uint8_t timers;                 /* FAULT_TIMER() bits: OP_FAULT in flight */
     uint8_t replies;                /* request replies queued so far (BIND has two) */

@@ -20,6 +20,8 @@ struct egress_session;
 
 /* Shard start: seed the shard's generator for random picks. */
 void outbound_seed(struct shard *sh);
+/* Shard: the next 64 bits of that generator (xoshiro256**; fast, not a secret). */
+uint64_t outbound_rand(struct shard *sh);
 
 /* How the socket will be used. */
 enum outbound_use {

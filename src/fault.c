@@ -13,6 +13,7 @@
 #include "acl.h"
 #include "egress.h"
 #include "limit.h"
+#include "outbound.h"
 #include "policy.h"
 #include "shard_types.h"
 #include "socks4.h"
@@ -34,10 +35,6 @@ fault_get(struct conn *c)
     if (c->fault)
         return c->fault;
     c->fault = calloc(1, sizeof(*c->fault));
-    if (c->fault)
-        c->fault->rng = (uint32_t)(c->slot * 2654435761u) ^ c->gen ^ 0x9e3779b9u;
-    if (c->fault && c->fault->rng == 0)
-        c->fault->rng = 1;
     return c->fault;
 }
 
@@ -230,12 +227,7 @@ fault_relay_cut(struct shard *sh, struct conn *c, unsigned d)
 }
 
 unsigned
-fault_dice(struct conn_fault *f)
+fault_dice(struct shard *sh)
 {
-    uint32_t x = f->rng;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    f->rng = x;
-    return (unsigned)(((uint64_t)x * 100u) >> 32);
+    return (unsigned)(((outbound_rand(sh) >> 32) * 100u) >> 32);
 }

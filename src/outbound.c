@@ -48,6 +48,12 @@ rng_next(uint64_t s[4])
     return r;
 }
 
+uint64_t
+outbound_rand(struct shard *sh)
+{
+    return rng_next(sh->rng);
+}
+
 void
 outbound_seed(struct shard *sh)
 {

@@ -500,9 +500,9 @@ struct udp_held {
 
 /* Does fault k (a probability in percent) act on this datagram? */
 static bool
-fault_roll(struct conn_fault *f, enum fault_kind k)
+fault_roll(struct shard *sh, const struct conn_fault *f, enum fault_kind k)
 {
-    return fault_has(&f->f, k) && fault_dice(f) < f->f.arg[k];
+    return fault_has(&f->f, k) && fault_dice(sh) < f->f.arg[k];
 }
 
 /*
@@ -542,17 +542,18 @@ emit(struct shard *sh, struct conn *c, const union sockaddr_inx *dst, const uint
         queue(sh, c, dst, p, n, payload, dir);
         return;
     }
-    if (fault_roll(f, FAULT_UDP_DROP)) {
+    if (fault_roll(sh, f, FAULT_UDP_DROP)) {
         fault_acted(sh, c, FAULT_UDP_DROP);
         drop(sh, c, LOG_UDP_DROP_FAULT);
         return;
     }
-    if (!f->held_len[dir] && fault_roll(f, FAULT_UDP_REORDER) && hold(f, dst, p, n, payload, dir)) {
+    if (!f->held_len[dir] && fault_roll(sh, f, FAULT_UDP_REORDER) &&
+        hold(f, dst, p, n, payload, dir)) {
         fault_acted(sh, c, FAULT_UDP_REORDER);
         return;
     }
     queue(sh, c, dst, p, n, payload, dir);
-    if (fault_roll(f, FAULT_UDP_DUP)) {
+    if (fault_roll(sh, f, FAULT_UDP_DUP)) {
         fault_acted(sh, c, FAULT_UDP_DUP);
         queue(sh, c, dst, p, n, payload, dir);
     }
