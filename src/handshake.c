@@ -195,6 +195,24 @@ hs_read(struct shard *sh, struct conn *c)
         io_uring_prep_recv(sqe, c->cfd, h->in + h->in_len, room, 0);
 }
 
+/* Sleep c->fault->wait_ms before writing on (OP_FAULT, fault.h); HSF_WRITING holds every
+ * other write, and the phase's end, back meanwhile. */
+static void
+hs_sleep(struct shard *sh, struct conn *c)
+{
+    fault_sleep(sh, c, 0, c->fault->wait_ms);
+    c->fault->wait_ms = 0;
+    c->hs_flags |= HSF_WRITING;
+}
+
+/* Fault k, a delay of the next write (delay_method, delay_auth, delay_reply), acts. */
+static void
+fault_delay(struct shard *sh, struct conn *c, enum fault_kind k)
+{
+    fault_acted(sh, c, k);
+    c->fault->wait_ms = c->fault->f.arg[k];
+}
+
 static void
 hs_flush(struct shard *sh, struct conn *c)
 {
@@ -205,9 +223,7 @@ hs_flush(struct shard *sh, struct conn *c)
     if (c->fault) {
         /* A fault's delay or pause first (OP_FAULT); HSF_WRITING holds the rest back. */
         if (c->fault->wait_ms) {
-            fault_sleep(sh, c, 0, c->fault->wait_ms);
-            c->fault->wait_ms = 0;
-            c->hs_flags |= HSF_WRITING;
+            hs_sleep(sh, c);
             return;
         }
         if (c->fault->split_on)
@@ -266,11 +282,7 @@ encode_reply(const struct conn *c, uint8_t rep, const struct sockaddr *bnd, uint
 static const struct sockaddr *
 fault_addr(union sockaddr_inx *a, const struct sockaddr *bnd, bool peer)
 {
-    uint16_t port = htons(9);
-    if (peer && bnd && bnd->sa_family == AF_INET)
-        port = ((const struct sockaddr_in *)bnd)->sin_port;
-    else if (peer && bnd && bnd->sa_family == AF_INET6)
-        port = ((const struct sockaddr_in6 *)bnd)->sin6_port;
+    uint16_t port = htons(peer && bnd ? addr_port((const union sockaddr_inx *)bnd) : 9);
     memset(a, 0, sizeof(*a));
     if (bnd && bnd->sa_family == AF_INET6 &&
         !IN6_IS_ADDR_V4MAPPED(&((const struct sockaddr_in6 *)bnd)->sin6_addr)) {
@@ -311,10 +323,8 @@ fault_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr
         bnd = fault_addr(&wrong, bnd, false);
     }
     size_t n = encode_reply(c, rep, bnd, r);
-    if (fault_has(s, FAULT_DELAY_REPLY)) {
-        fault_acted(sh, c, FAULT_DELAY_REPLY);
-        f->wait_ms = s->arg[FAULT_DELAY_REPLY];
-    }
+    if (fault_has(s, FAULT_DELAY_REPLY))
+        fault_delay(sh, c, FAULT_DELAY_REPLY);
     if (fault_has(s, FAULT_SPLIT) && n > 1) {
         fault_acted(sh, c, FAULT_SPLIT);
         f->split_on = true;
@@ -344,11 +354,8 @@ queue_reply(struct shard *sh, struct conn *c, uint8_t rep, const struct sockaddr
      * does (after the reply's delay, if any). Never a close here: every caller goes on
      * with c (connect_next() cancels its attempts), and c may have nothing in flight. */
     if ((c->hs_flags & HSF_CLOSE_AFTER) && !(c->hs_flags & HSF_WRITING) &&
-        c->hs->out_off == c->hs->out_len) {
-        fault_sleep(sh, c, 0, c->fault->wait_ms);
-        c->fault->wait_ms = 0;
-        c->hs_flags |= HSF_WRITING;
-    }
+        c->hs->out_off == c->hs->out_len)
+        hs_sleep(sh, c);
 }
 
 bool
@@ -689,10 +696,8 @@ auth_answer(struct shard *sh, struct conn *c, bool ok)
     struct conn_fault *f = sh->pol->rules_fault && c->version == SOCKS5_VERSION
                                ? fault_before_request(sh, c, user)
                                : NULL;
-    if (f && fault_has(&f->f, FAULT_DELAY_AUTH)) {
-        fault_acted(sh, c, FAULT_DELAY_AUTH);
-        f->wait_ms = f->f.arg[FAULT_DELAY_AUTH];
-    }
+    if (f && fault_has(&f->f, FAULT_DELAY_AUTH))
+        fault_delay(sh, c, FAULT_DELAY_AUTH);
     if (ok && f && fault_has(&f->f, FAULT_AUTH_FAIL)) {
         /* A refusal of a right password: no failure counted, no lockout. */
         fault_acted(sh, c, FAULT_AUTH_FAIL);
@@ -933,10 +938,8 @@ greeting_fault(struct shard *sh, struct conn *c)
     struct conn_fault *f = fault_before_request(sh, c, NULL);
     if (!f)
         return false;
-    if (fault_has(&f->f, FAULT_DELAY_METHOD)) {
-        fault_acted(sh, c, FAULT_DELAY_METHOD);
-        f->wait_ms = f->f.arg[FAULT_DELAY_METHOD];
-    }
+    if (fault_has(&f->f, FAULT_DELAY_METHOD))
+        fault_delay(sh, c, FAULT_DELAY_METHOD);
     if (fault_has(&f->f, FAULT_NO_METHOD)) {
         uint8_t m[2];
         fault_acted(sh, c, FAULT_NO_METHOD);
