@@ -57,6 +57,8 @@ struct opts {
     unsigned max_conns;          /* whole process: all shards together */
     char resolvers[256];         /* c-ares "host:port,host:port" list; empty: /etc/resolv.conf */
     unsigned pipe_size;          /* bytes per splice pipe */
+    unsigned pipe_size_max;      /* a bulk direction's pipe grows to this; <= pipe_size: never */
+    unsigned pipe_bulk_budget;   /* bytes of such large pipes, all shards together */
     unsigned buf_size;           /* bytes per copy-engine buffer */
     unsigned buf_count;          /* copy-engine buffers per shard, a power of two */
     unsigned hs_slots;           /* handshake contexts per shard; 0: min(max_conns, 4096) */

@@ -30,6 +30,8 @@ enum {
 #define RD_WAIT_DATA  0x100u /* copy: no buffer, and no data known: a poll before the next recv */
 #define RD_SPILLED    0x200u /* copy: the pending bytes are in the direction's own memory (spill) */
 #define RD_STALLED    0x400u /* on the shard's write-stall list: pending bytes wait for POLLOUT */
+#define RD_BULK       0x800u /* splice: the last readiness filled a pipe: next time a large one */
+#define RD_BIG_PIPE   0x1000u /* splice: holds a large pipe (pipe_size_max) */
 
 struct relay_dir {
     int pipe_r, pipe_w; /* splice: pipe from the pool, -1 when none */

@@ -43,17 +43,19 @@ struct shard_stats {
     uint64_t ended[END__COUNT];
     uint64_t bytes[2]; /* [STAT_UP] client to target, [STAT_DOWN] target to client */
     uint64_t stale_cqes;
-    uint64_t pipe_fallbacks;   /* splice chunks copied: no pipe could be had */
-    uint64_t pipe_small;       /* pipes the kernel would not enlarge to pipe_size */
-    uint64_t splice_switches;  /* relay auto: directions that moved on to splice */
-    uint64_t spills;           /* copy: blocked sends whose bytes moved out of a shared buffer */
-    int64_t spilled_bytes;     /* gauge: bytes held in spills now */
-    uint64_t hs_waits;         /* connections that waited for a free handshake context */
-    uint64_t client_evictions; /* slow handshakes of a heavy address closed for another's */
-    uint64_t client_limited;   /* BINDs and UDP associations refused by a per-client limit */
-    uint64_t auth_coalesced;   /* password checks answered by an identical one in flight */
-    uint64_t close_cancels;    /* closes that needed an explicit cancel */
-    uint64_t limit_refused[5]; /* requests refused by a limit, by enum lim_hit (lim.h) */
+    uint64_t pipe_fallbacks;    /* splice chunks copied: no pipe could be had */
+    uint64_t pipe_small;        /* pipes the kernel would not enlarge to pipe_size */
+    uint64_t pipe_large;        /* bulk directions' readinesses served with a large pipe */
+    uint64_t pipe_large_denied; /* ... that wanted one but the budget was used up */
+    uint64_t splice_switches;   /* relay auto: directions that moved on to splice */
+    uint64_t spills;            /* copy: blocked sends whose bytes moved out of a shared buffer */
+    int64_t spilled_bytes;      /* gauge: bytes held in spills now */
+    uint64_t hs_waits;          /* connections that waited for a free handshake context */
+    uint64_t client_evictions;  /* slow handshakes of a heavy address closed for another's */
+    uint64_t client_limited;    /* BINDs and UDP associations refused by a per-client limit */
+    uint64_t auth_coalesced;    /* password checks answered by an identical one in flight */
+    uint64_t close_cancels;     /* closes that needed an explicit cancel */
+    uint64_t limit_refused[5];  /* requests refused by a limit, by enum lim_hit (lim.h) */
     uint64_t limit_refused_client; /* of those, by a client address's limit */
     uint64_t bw_waits;             /* reads that waited for bandwidth (limit.h) */
     uint64_t lease_waits;          /* requests parked for a fleet lease (fleet.h) */

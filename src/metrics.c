@@ -254,6 +254,12 @@ static const struct counter engine_counters[] = {
     COUNTER("ringsocks_pipes_small_total", pipe_small,
             "Pipes the kernel would not enlarge to pipe_size (fs.pipe-max-size, "
             "fs.pipe-user-pages-soft); they work, with less per splice."),
+    COUNTER("ringsocks_pipes_large_total", pipe_large,
+            "Splice relay: readinesses of bulk directions served with a large pipe "
+            "(pipe_size_max)."),
+    COUNTER("ringsocks_pipes_large_denied_total", pipe_large_denied,
+            "Splice relay: bulk directions that got a pipe of pipe_size because every large "
+            "pipe of pipe_bulk_budget was in use (or the kernel refused pipe_size_max)."),
     COUNTER("ringsocks_relay_splice_switches_total", splice_switches,
             "Relay auto: tunnel directions that filled a buffer and moved on to splice."),
     COUNTER("ringsocks_relay_spills_total", spills,

@@ -14,14 +14,23 @@
 #include <unistd.h>
 
 int
-pipe_pool_init(struct pipe_pool *pp, unsigned cap, unsigned size)
+pipe_pool_init(struct pipe_pool *pp, unsigned cap, unsigned size, unsigned big_max,
+               unsigned big_size)
 {
     pp->fds = calloc(cap ? cap : 1, sizeof(*pp->fds));
-    if (!pp->fds)
+    pp->big = calloc(big_max ? big_max : 1, sizeof(*pp->big));
+    if (!pp->fds || !pp->big) {
+        free(pp->fds);
+        free(pp->big);
+        pp->fds = pp->big = NULL;
         return -ENOMEM;
+    }
     pp->n = 0;
     pp->cap = cap;
     pp->size = size;
+    pp->nbig = pp->big_live = 0;
+    pp->big_max = big_size > size ? big_max : 0;
+    pp->big_size = big_size;
     return 0;
 }
 
@@ -32,9 +41,14 @@ pipe_pool_fini(struct pipe_pool *pp)
         close(pp->fds[i][0]);
         close(pp->fds[i][1]);
     }
+    for (unsigned i = 0; i < pp->nbig; i++) {
+        close(pp->big[i][0]);
+        close(pp->big[i][1]);
+    }
     free(pp->fds);
-    pp->fds = NULL;
-    pp->n = 0;
+    free(pp->big);
+    pp->fds = pp->big = NULL;
+    pp->n = pp->nbig = pp->big_live = 0;
 }
 
 int
@@ -75,6 +89,55 @@ pipe_put(struct pipe_pool *pp, int fds[2], bool empty)
     } else {
         close(fds[0]);
         close(fds[1]);
+    }
+    fds[0] = fds[1] = -1;
+}
+
+/*
+ * Large pipes are a budget, not a pool size: every one that exists, busy or
+ * idle, counts against big_max, so the pipe pages they hold stay within what
+ * the operator gave (pipe_bulk_budget). Idle ones are kept (an empty pipe
+ * holds no pages, only its slot array) so that a bulk stream, which takes and
+ * gives back its pipe on every readiness, does not resize one each time.
+ */
+int
+pipe_get_big(struct pipe_pool *pp, int fds[2])
+{
+    if (pp->nbig) {
+        pp->nbig--;
+        fds[0] = pp->big[pp->nbig][0];
+        fds[1] = pp->big[pp->nbig][1];
+        return 0;
+    }
+    if (pp->big_live >= pp->big_max)
+        return -1;
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
+        return -1;
+    if (fcntl(fds[1], F_SETPIPE_SZ, (int)pp->big_size) < (int)pp->big_size) {
+        /* fs.pipe-max-size (or pipe-user-pages-hard) says no: it will say no again. */
+        close(fds[0]);
+        close(fds[1]);
+        fds[0] = fds[1] = -1;
+        pp->big_max = 0;
+        return -1;
+    }
+    pp->big_live++;
+    return 0;
+}
+
+void
+pipe_put_big(struct pipe_pool *pp, int fds[2], bool empty)
+{
+    if (fds[0] < 0)
+        return;
+    if (empty && pp->nbig < pp->big_max) {
+        pp->big[pp->nbig][0] = fds[0];
+        pp->big[pp->nbig][1] = fds[1];
+        pp->nbig++;
+    } else {
+        close(fds[0]);
+        close(fds[1]);
+        pp->big_live--;
     }
     fds[0] = fds[1] = -1;
 }

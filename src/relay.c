@@ -80,8 +80,12 @@ relay_init(struct shard *sh)
 {
     const struct opts *o = sh->o;
     sh->relay.stall_head = sh->relay.stall_tail = CONN_NIL;
-    int ret =
-        pipe_pool_init(&sh->relay.pipes, o->relay != RELAY_COPY ? PIPE_POOL_CAP : 0, o->pipe_size);
+    /* The budget is split between the shards: each counts its own large pipes, no atomics. */
+    unsigned big = 0;
+    if (o->relay != RELAY_COPY && o->pipe_size_max > o->pipe_size)
+        big = o->pipe_bulk_budget / o->pipe_size_max / (o->shards ? o->shards : 1);
+    int ret = pipe_pool_init(&sh->relay.pipes, o->relay != RELAY_COPY ? PIPE_POOL_CAP : 0,
+                             o->pipe_size, big, o->pipe_size_max);
     if (ret < 0)
         return ret;
 
@@ -364,7 +368,17 @@ splice_pump(struct shard *sh, struct conn *c, unsigned d, size_t budget, size_t 
     rd->flags &= (uint16_t)~RD_FULL;
     if (rd->pipe_r < 0) {
         int fds[2];
-        int got = pipe_get(&sh->relay.pipes, fds);
+        int got = -1;
+        if (rd->flags & RD_BULK) {
+            if (pipe_get_big(&sh->relay.pipes, fds) == 0) {
+                STAT_INC(sh->st.pipe_large);
+                rd->flags |= RD_BIG_PIPE;
+                got = 0;
+            } else
+                STAT_INC(sh->st.pipe_large_denied);
+        }
+        if (got < 0)
+            got = pipe_get(&sh->relay.pipes, fds);
         if (got < 0) {
             STAT_INC(sh->st.pipe_fallbacks);
             if (limit_bw(c, d))
@@ -381,7 +395,8 @@ splice_pump(struct shard *sh, struct conn *c, unsigned d, size_t budget, size_t 
     }
     /* A short read means a drained socket only when the pipe had room for
      * len: a pipe of unknown, smaller size reads on until -EAGAIN. */
-    size_t len = sh->relay.pipes.size, moved = 0;
+    size_t len = rd->flags & RD_BIG_PIPE ? sh->relay.pipes.big_size : sh->relay.pipes.size;
+    size_t moved = 0;
     bool sized = !(rd->flags & RD_SMALL_PIPE);
     for (;;) {
         size_t want = budget - moved < len ? budget - moved : len;
@@ -517,9 +532,12 @@ release_pipe(struct shard *sh, struct relay_dir *rd)
     if (rd->pipe_r < 0)
         return;
     int fds[2] = {rd->pipe_r, rd->pipe_w};
-    pipe_put(&sh->relay.pipes, fds, rd->pending == 0 && !(rd->flags & RD_SMALL_PIPE));
+    if (rd->flags & RD_BIG_PIPE)
+        pipe_put_big(&sh->relay.pipes, fds, rd->pending == 0);
+    else
+        pipe_put(&sh->relay.pipes, fds, rd->pending == 0 && !(rd->flags & RD_SMALL_PIPE));
     rd->pipe_r = rd->pipe_w = -1;
-    rd->flags &= (uint16_t)~RD_SMALL_PIPE;
+    rd->flags &= (uint16_t) ~(RD_SMALL_PIPE | RD_BIG_PIPE);
 }
 
 /*
@@ -591,6 +609,13 @@ dir_read(struct shard *sh, struct conn *c, unsigned d)
     int f = splice_pump(sh, c, d, budget, &read);
     if (limited && f != -1 && read < budget)
         limit_unused(c, d, (uint32_t)(budget - read));
+    /* Adaptive pipes: a readiness that found a small pipe's worth or more waiting makes the
+     * direction bulk (its next readiness gets a large pipe, within the budget); one that
+     * found less makes it ordinary again. An idle direction holds no pipe of either size. */
+    if (f != -1 && read >= sh->relay.pipes.size)
+        rd->flags |= RD_BULK;
+    else if (f != -1)
+        rd->flags &= (uint16_t)~RD_BULK;
     if (f == 0)
         dir_write(sh, c, d); /* RD_POLLOUT is set: waits for room */
     else if (f > 0)

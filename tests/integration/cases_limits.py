@@ -338,6 +338,17 @@ def busy_poll_relays_and_idles(ctx):
           "it spins when there is no work" % (used, elapsed))
 
 
+def pipe_size_refused_as_nobody():
+    """A pipe size the kernel refuses to an unprivileged user (twice fs.pipe-max-size);
+    skips unless the test runs as root, which the proxy needs to drop to nobody."""
+    need_ringsocks()
+    if os.geteuid() != 0:
+        from harness import Skip
+        raise Skip("needs root to drop to nobody (the test runs as uid %d)" % os.geteuid())
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        return int(f.read()) * 2
+
+
 @case("pipe_size_refused_still_relays")
 def pipe_size_refused_still_relays(ctx):
     """After dropping to nobody, a --pipe-size above fs.pipe-max-size is refused by
@@ -348,12 +359,7 @@ def pipe_size_refused_still_relays(ctx):
     direction drains, not pooled, so each burst's new pipe asks for the size again:
     eight bursts, one after the other on one tunnel, count more small pipes than
     the two a tunnel can hold at once."""
-    need_ringsocks()
-    if os.geteuid() != 0:
-        from harness import Skip
-        raise Skip("needs root to drop to nobody (the test runs as uid %d)" % os.geteuid())
-    with open("/proc/sys/fs/pipe-max-size") as f:
-        too_big = int(f.read()) * 2
+    too_big = pipe_size_refused_as_nobody()
     echo = ctx.echo_server()
     p = ctx.proxy(args=("--shards", "1", "--user", "nobody", "--group", "nogroup",
                         "--pipe-size", str(too_big)))
@@ -370,6 +376,49 @@ def pipe_size_refused_still_relays(ctx):
         check(small is not None and small > 2, "ringsocks_pipes_small_total is %r after 10 bursts "
               "through %d-byte pipes the kernel must refuse: a small pipe was pooled and reused"
               % (small, too_big))
+
+
+@case("adaptive_pipes_grow_for_bulk")
+def adaptive_pipes_grow_for_bulk(ctx):
+    """Adaptive pipes, run as nobody (pipe pages counted per user): small round trips
+    take no large pipe; a bulk echo does (ringsocks_pipes_large_total) and arrives byte
+    for byte. --pipe-bulk-budget 0 takes none; a --pipe-size-max the kernel refuses
+    (above fs.pipe-max-size) turns growth off and counts the denials, and the bytes
+    still arrive. The copy engine takes no pipes at all."""
+    too_big = pipe_size_refused_as_nobody()
+    echo = ctx.echo_server()
+    drop = ("--shards", "1", "--user", "nobody", "--group", "nogroup")
+
+    def run(extra):
+        p = ctx.proxy(args=drop + extra)
+        s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+        for _ in range(20):
+            echo_roundtrip(s, 200)
+        st, body, _ = admin_request(p, "GET", "/metrics")
+        check(st == 200, "GET /metrics answered %d" % st)
+        small_only = metric(parse_prometheus(body), "ringsocks_pipes_large_total")
+        for n in (8 << 20, 4 << 20):
+            echo_roundtrip(s, n)
+        s.close()
+        st, body, _ = admin_request(p, "GET", "/metrics")
+        m = parse_prometheus(body)
+        return (small_only, metric(m, "ringsocks_pipes_large_total"),
+                metric(m, "ringsocks_pipes_large_denied_total"))
+
+    before, large, denied = run(())
+    check(before == 0, "20 round trips of 200 bytes took %r large pipes: only bulk should" % before)
+    if ctx.relay == "copy":
+        check(large == 0 and denied == 0, "relay copy took %r large pipes (%r denied)"
+              % (large, denied))
+        return
+    check(large is not None and large > 0, "a 12 MiB echo took %r large pipes" % large)
+    _, large, denied = run(("--pipe-bulk-budget", "0"))
+    check(large == 0, "--pipe-bulk-budget 0 still took %r large pipes" % large)
+    check(denied is not None and denied > 0, "no budget, yet %r denials counted" % denied)
+    _, large, denied = run(("--pipe-size-max", str(too_big)))
+    check(large == 0, "a --pipe-size-max of %d (above fs.pipe-max-size) gave %r large pipes"
+          % (too_big, large))
+    check(denied is not None and denied > 0, "the refused size counted %r denials" % denied)
 
 
 @case("one_copy_buffer_serves_all")

@@ -106,18 +106,23 @@ static uint32_t hold_slot; /* hold_sends(): whose sends the kernel leaves waitin
 struct engine {
     enum relay_engine relay;
     unsigned buf_count, buf_size, pipe_size;
+    unsigned pipe_size_max, pipe_bulk_budget; /* adaptive pipes; 0: none */
 };
-static const struct engine e_splice = {RELAY_SPLICE, 8, 4096, 65536};
-static const struct engine e_copy = {RELAY_COPY, 8, 4096, 65536};
-static const struct engine e_auto = {RELAY_AUTO, 8, 4096, 65536};
-static const struct engine e_copy2 = {RELAY_COPY, 2, 4096, 65536}; /* starvation is easy */
+static const struct engine e_splice = {RELAY_SPLICE, 8, 4096, 65536, 0, 0};
+static const struct engine e_copy = {RELAY_COPY, 8, 4096, 65536, 0, 0};
+static const struct engine e_auto = {RELAY_AUTO, 8, 4096, 65536, 0, 0};
+static const struct engine e_copy2 = {RELAY_COPY, 2, 4096, 65536, 0, 0}; /* starvation is easy */
 /*
  * Chunks larger than what an AF_UNIX socket with an 8 KiB send buffer takes after
  * its reader drained it: writes come out short, and a direction writes part of a
  * chunk and waits again.
  */
-static const struct engine e_splice_big = {RELAY_SPLICE, 8, 4096, 1 << 20};
-static const struct engine e_copy_big = {RELAY_COPY, 8, 65536, 65536};
+static const struct engine e_splice_big = {RELAY_SPLICE, 8, 4096, 1 << 20, 0, 0};
+static const struct engine e_copy_big = {RELAY_COPY, 8, 65536, 65536, 0, 0};
+/* Adaptive pipes: 64 KiB pipes that grow to 1 MiB for bulk directions, two large ones at most
+ * (budget1: one). */
+static const struct engine e_adapt = {RELAY_SPLICE, 8, 4096, 65536, 1 << 20, 2 << 20};
+static const struct engine e_adapt1 = {RELAY_SPLICE, 8, 4096, 65536, 1 << 20, 1 << 20};
 
 /* Ops of slot's direction d in flight or with a CQE not yet delivered. */
 static unsigned
@@ -151,8 +156,15 @@ check_dirs(struct shard *s)
             }
             if (rd->flags & RD_STARVED)
                 assert_int_equal(rd->ops, 0);
+            /* A large pipe holds no more than its size, a small one no more than pipe_size. */
+            assert_true(rd->pending <= (rd->flags & RD_BIG_PIPE ? s->relay.pipes.big_size
+                                                                : s->relay.pipes.size) ||
+                        !(rd->flags & RD_SPLICE));
         }
     }
+    /* Large pipes never exceed the budget, and the idle ones are among those that exist. */
+    assert_true(s->relay.pipes.big_live <= s->relay.pipes.big_max);
+    assert_true(s->relay.pipes.nbig <= s->relay.pipes.big_live);
 }
 
 static void
@@ -164,6 +176,8 @@ start(const struct engine *e)
     o.buf_count = e->buf_count;
     o.buf_size = e->buf_size;
     o.pipe_size = e->pipe_size;
+    o.pipe_size_max = e->pipe_size_max;
+    o.pipe_bulk_budget = e->pipe_bulk_budget;
     fs_start(&sh, &o, &pol, 16);
     n_registered = 0;
     assert_int_equal(relay_init(&sh), 0);
@@ -841,6 +855,100 @@ test_peer_reset_closes(void **state)
     assert_int_equal(sh.st.ended[END_TARGET_ERR], 1);
 }
 
+/*
+ * Adaptive pipes: a direction that finds a small pipe's worth or more waiting takes a
+ * large pipe from its next readiness on; small messages never do; once drained, the
+ * large pipe goes back to the shard and the direction holds none.
+ */
+static void
+test_bulk_takes_large_pipe(void **state)
+{
+    (void)state;
+    struct tun *t = tunnel(0);
+    struct stream up = {.seed = 50}, down = {.seed = 51};
+    /* Small messages both ways: ordinary pipes only. */
+    for (int i = 0; i < 20; i++) {
+        put(t->client, &up, 100);
+        put(t->target, &down, 100);
+        fr_run(&sh, 1000);
+        get(t->target, &up, SIZE_MAX);
+        get(t->client, &down, SIZE_MAX);
+    }
+    assert_int_equal(up.got, 2000);
+    assert_int_equal(down.got, 2000);
+    assert_int_equal(sh.st.pipe_large, 0);
+    assert_int_equal(sh.relay.pipes.big_live, 0);
+    assert_false(t->c->dir[DIR_T2C].flags & RD_BULK);
+
+    /* A download: the target writes as fast as the client reads. */
+    const size_t total = 8 << 20;
+    for (int i = 0; i < 100000 && down.got < total; i++) {
+        put(t->target, &down, total - down.sent);
+        fr_run(&sh, 1000);
+        get(t->client, &down, SIZE_MAX);
+    }
+    assert_int_equal(down.got, total);
+    assert_true(sh.st.pipe_large > 0);
+    assert_int_equal(sh.st.pipe_large_denied, 0);
+    assert_int_equal(sh.relay.pipes.big_live, 1);
+    /* The upload stayed small. */
+    assert_false(t->c->dir[DIR_C2T].flags & (RD_BULK | RD_BIG_PIPE));
+
+    /* Drained and idle: the large pipe is back with the shard, kept for the next bulk. */
+    fr_run(&sh, 1000);
+    assert_int_equal(t->c->dir[DIR_T2C].pipe_r, -1);
+    assert_false(t->c->dir[DIR_T2C].flags & RD_BIG_PIPE);
+    assert_int_equal(sh.relay.pipes.nbig, 1);
+
+    /* Small again: the next readiness that finds little makes the direction ordinary. */
+    put(t->target, &down, 100);
+    fr_run(&sh, 1000);
+    assert_int_equal(get(t->client, &down, SIZE_MAX), 100);
+    assert_false(t->c->dir[DIR_T2C].flags & RD_BULK);
+    check_buffers();
+}
+
+/*
+ * The budget is a hard cap: with room for one large pipe, two bulk directions at once
+ * get one large pipe and one ordinary, both streams arrive whole, and the denial is
+ * counted. A bulk direction whose client stops reading holds at most its large pipe.
+ */
+static void
+test_large_pipe_budget(void **state)
+{
+    (void)state;
+    struct tun *a = tunnel(0), *b = tunnel(0);
+    struct stream da = {.seed = 60}, db = {.seed = 61};
+    const size_t total = 4 << 20;
+    for (int i = 0; i < 100000 && (da.got < total || db.got < total); i++) {
+        put(a->target, &da, total - da.sent);
+        put(b->target, &db, total - db.sent);
+        fr_run(&sh, 1000);
+        /* b's client reads only every other round: its direction often holds its pipe. */
+        get(a->client, &da, SIZE_MAX);
+        if (i % 2)
+            get(b->client, &db, SIZE_MAX);
+        assert_true(sh.relay.pipes.big_live <= 1);
+    }
+    assert_int_equal(da.got, total);
+    assert_int_equal(db.got, total);
+    assert_int_equal(sh.relay.pipes.big_max, 1);
+    assert_true(sh.st.pipe_large > 0);
+    assert_true(sh.st.pipe_large_denied > 0);
+
+    /* a's client stops reading: what the proxy holds for it is bounded by the large pipe. */
+    for (int i = 0; i < 50; i++) {
+        put(a->target, &da, SIZE_MAX);
+        fr_run(&sh, 1000);
+    }
+    struct relay_dir *rd = &a->c->dir[DIR_T2C];
+    assert_true(alive(a));
+    assert_true(rd->flags & RD_POLLOUT);
+    assert_true(rd->pending > 0);
+    assert_true(rd->pending <= sh.relay.pipes.big_size);
+    check_buffers();
+}
+
 int
 main(void)
 {
@@ -875,6 +983,11 @@ main(void)
         T(test_auto_switches_bulk_to_splice, auto),
         T(test_peer_reset_closes, splice),
         T(test_peer_reset_closes, copy),
+        T(test_both_ways, adapt),
+        T(test_backpressure, adapt),
+        T(test_half_close, adapt),
+        T(test_bulk_takes_large_pipe, adapt),
+        T(test_large_pipe_budget, adapt1),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
