@@ -7,7 +7,9 @@
 # ports and TIME_WAIT never touch the host. Made for A/B checks of a change (docs/benchmarks.md,
 # "Slow readers"); `make bench` is the full comparison with peers.
 #   bench/relay-ab.sh old=/tmp/old/build/ringsocks new=build/ringsocks
-#   ROUNDS=5 SECONDS_EACH=3 ENGINES="copy auto" bench/relay-ab.sh a=BIN b=BIN ...
+#   ROUNDS=5 SECONDS_EACH=3 ENGINES="copy auto" FIGS="tp1 tp16 rate tclose" bench/relay-ab.sh a=BIN b=BIN ...
+# FIGS (default "tp1 tp16 rate"): tclose is the short-tunnel rate with the target closing
+# first (connrate --close target), as figure 9 of make bench.
 # A BINARY may be a wrapper script that adds options (bench/limits-cost.sh makes such);
 # PROXY_USERINFO="user:password@" logs every tunnel in (RFC 1929) when they ask for it.
 set -euo pipefail
@@ -26,6 +28,7 @@ ip link set lo up
 ROUNDS=${ROUNDS:-5}
 SECS=${SECONDS_EACH:-3}
 ENGINES=${ENGINES:-copy auto}
+FIGS=${FIGS:-tp1 tp16 rate}
 B=build
 bench_scratch
 
@@ -58,11 +61,16 @@ for round in $(seq "$ROUNDS"); do
         for e in $ENGINES; do
             p=$(awk -v s="$name-$e" '$1 == s { print $2 }' "$tmp/ports")
             pid=${pid_of[$name-$e]}
-            for fig in tp1 tp16 rate; do
+            for fig in $FIGS; do
                 case $fig in
                 tp1) a=(throughput --tunnels 1 --threads 1) ;;
                 tp16) a=(throughput --tunnels 16 --threads 2) ;;
                 rate) a=(connrate --workers 64 --threads 2) ;;
+                tclose) a=(connrate --workers 64 --threads 2 --close target) ;;
+                *)
+                    echo "relay-ab: unknown figure $fig (FIGS: tp1 tp16 rate tclose)" >&2
+                    exit 2
+                    ;;
                 esac
                 t0=$(ticks "$pid")
                 # socksload exits 1 when a run had errors; the JSON still says how many.
@@ -83,14 +91,15 @@ for line in open(path):
     name, eng, fig, ticks, hz, js = line.split(" ", 5)
     r = json.loads(js)
     cpu = int(ticks) / int(hz)
-    if fig == "rate":
+    if fig in ("rate", "tclose"):
         v, c = r["rate"], cpu / max(r["tunnels"], 1) * 1000
     else:
         v, c = r["gbps"], cpu / max(r["bytes_down"] / 1e9, 1e-9)
     rows.setdefault((eng, fig), {}).setdefault(name, []).append((v, c, r["errors"]["total"]))
 what = {"tp1": ("1 tunnel, Gbit/s", "proxy CPU s/GB"),
         "tp16": ("16 tunnels, Gbit/s", "proxy CPU s/GB"),
-        "rate": ("short tunnels/s (64 workers)", "proxy CPU s/1000 tunnels")}
+        "rate": ("short tunnels/s (64 workers)", "proxy CPU s/1000 tunnels"),
+        "tclose": ("short tunnels/s, target closes first", "proxy CPU s/1000 tunnels")}
 print("%s rounds of %s s, medians (every round in brackets)\n" % (rounds, secs))
 print("| engine | figure | " + " | ".join(names) + " |")
 print("| --- | --- | " + " | ".join("---:" for _ in names) + " |")
@@ -100,7 +109,7 @@ for (eng, fig), by in rows.items():
         for nm in names:
             xs = [x[i] for x in by.get(nm, [])]
             errs = sum(x[2] for x in by.get(nm, []))
-            fmt = "%.0f" if (fig == "rate" and i == 0) else "%.3f"
+            fmt = "%.0f" if (fig in ("rate", "tclose") and i == 0) else "%.3f"
             cell = (fmt % statistics.median(xs)) if xs else "n/a"
             cell += " (" + ", ".join(fmt % x for x in xs) + ")"
             if errs:

@@ -72,6 +72,20 @@ raise_nofile(void)
     return rl.rlim_cur;
 }
 
+/*
+ * A SOCKS client speaks first: its connection may wait in the kernel until its greeting is
+ * there (defer_accept), so that the accept finds the bytes and the first read needs no poll.
+ * Never on a transparent listener: the programs it carries may wait for the server to speak.
+ * Also on the sockets of a hand-over, which keep the old process's setting otherwise (0
+ * turns it off).
+ */
+static void
+listener_defer(int fd, const struct opts *o)
+{
+    int secs = (int)o->defer_accept_s;
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
+}
+
 static int
 listen_one(const struct sockaddr *sa, bool reuseport, bool transparent, const struct opts *o)
 {
@@ -93,6 +107,8 @@ listen_one(const struct sockaddr *sa, bool reuseport, bool transparent, const st
      * redirect reaches the listener: said once, by transparent_listeners(). */
     if (transparent)
         transparent_set(fd, sa->sa_family, true);
+    else if (o->defer_accept_s)
+        listener_defer(fd, o);
     if (bind(fd, sa, addr_len(sa)) == -1)
         goto fail;
     if (reuseport && listen(fd, LISTEN_BACKLOG) == -1)
@@ -123,6 +139,8 @@ take_listeners(struct opts *o, unsigned i, int *fds, struct upgrade_fd *handed, 
             return false; /* the caller closes what was taken */
         }
         fds[s * o->n_listen + i] = fd;
+        if (!o->listen_transparent[i])
+            listener_defer(fd, o);
         if (s == 0) {
             socklen_t len = sizeof(o->listen[i]);
             getsockname(fd, sa, &len);

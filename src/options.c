@@ -360,6 +360,9 @@ const struct options_row options_rows[] = {
          "copy-engine buffer size: the most one receive takes"),
     UINT("bufs", OPTIONS_F_POW2, 1, 32768, buf_count, "256", NULL, "N",
          "copy-engine buffers per shard, a power of two"),
+    UINT("defer_accept", 0, 0, 3600, defer_accept_s, "0", "off", "SECONDS",
+         "accept a client only once it has sent its first bytes (TCP_DEFER_ACCEPT), waiting "
+         "this long; not on transparent listeners"),
     UINT("busy_poll", 0, 0, 100000, busy_poll_us, "0", "off", "USEC",
          "after work, look for more this long before sleeping (latency for CPU)"),
     /* timeouts */
