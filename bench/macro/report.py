@@ -328,6 +328,10 @@ def targets(run):
         rows.append((what, [fmt_ratio(run.median(s, key)) for s in rs]))
     rows.append((run.label("concurrent tunnels held and verified of {big}"),
                  [fmt(run.median(s, "big_held"), 0) for s in rs]))
+    # A figure the run did not measure (not in FIGURES, or no peer has it) says nothing.
+    rows = [(what, cells) for what, cells in rows if any(c not in ("n/a", "-") for c in cells)]
+    if not rows:
+        return "No figure of this run has both ringsocks and a peer."
     out = ["| ratio | " + " | ".join(rs) + " |", "| --- |" + " ---: |" * len(rs)]
     for what, cells in rows:
         out.append("| %s | %s |" % (what, " | ".join(cells)))
