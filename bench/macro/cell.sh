@@ -15,6 +15,8 @@
 #   9    tunnel rate with the target closing first (connrate --close target), beside 3's
 #        client RST, with the proxy's CPU per 1,000 tunnels for both; after 3 and by name,
 #        because its TIME_WAIT (held by the target, the first closer) must not weigh on them
+#   10   UDP ASSOCIATE: 1 and 64 associations, 64 B and 1400 B datagrams (proxy restarted);
+#        last, on a fresh proxy, as the TCP figures' sockets do not bear on it
 # The configuration comes from run.sh through the environment (see run.sh's header).
 set -euo pipefail
 
@@ -63,7 +65,7 @@ write_dante_conf() {
         unpriv=$priv
     fi
     cat >"$conf" <<EOF
-# written by bench/macro/cell.sh: loopback only, no authentication, CONNECT only
+# written by bench/macro/cell.sh: loopback only, no authentication, CONNECT and UDP ASSOCIATE
 logoutput: $DIR/dante.log
 internal: 127.0.0.1 port = $port
 external: 127.0.0.1
@@ -77,7 +79,7 @@ client pass {
 }
 socks pass {
     from: 127.0.0.0/8 to: 127.0.0.0/8
-    command: connect
+    command: connect udpassociate udpreply
 }
 EOF
 }
@@ -461,6 +463,67 @@ rate_rows() {
             echo ", proxy CPU $(cpu_per_k "$1") ms per 1,000 tunnels")"
 }
 
+# Figure 10: UDP ASSOCIATE, closed loop. For 1 and 64 associations and 64 B and 1400 B
+# datagrams, one socksload udp run of UDP_SECONDS with UDP_WINDOW datagrams in flight per
+# association, each echoed by the target and verified; a datagram not back within
+# UDP_LOSS_TIMEOUT is lost and its slot sends on. Rows per run udpN_SIZE_: rate (echoes per
+# second), lost (count), loss_pct (lost / sent) and cpu_s (the proxy's own CPU per 1,000,000
+# datagrams echoed; skip for direct). The rate row's errors are socksload's errors other than
+# the losses, which have their own rows.
+udp_runs() {
+    echo "1 64 1 1400 64 64 64 1400"
+}
+
+fig_udp() {
+    local n size name threads c0 c1 e lost pct rate cpu units
+    # shellcheck disable=SC2046 # pairs of numbers
+    set -- $(udp_runs)
+    while [ "$#" -ge 2 ]; do
+        n=$1 size=$2
+        shift 2
+        name="udp${n}_$size"
+        threads=1
+        [ "$n" -gt 1 ] && threads=$UDP_THREADS
+        c0=NA
+        [ "$SERVER" = direct ] || c0=$(tree_cpu_ticks "$SPID")
+        if ! load "$name" "$UDP_SECONDS" udp --proxy "$PROXY" --target "$TARGET" \
+            --tunnels "$n" --threads "$threads" --window "$UDP_WINDOW" --size "$size" \
+            --duration "$UDP_SECONDS" --loss-timeout "$UDP_LOSS_TIMEOUT"; then
+            na_rows "${name}_rate" "${name}_lost" "${name}_loss_pct" "${name}_cpu_s"
+            continue
+        fi
+        c1=NA
+        [ "$SERVER" = direct ] || c1=$(tree_cpu_ticks "$SPID")
+        lost=$(jnum "$DIR/$name.json" .udp.lost)
+        pct=$(jnum "$DIR/$name.json" .udp.loss_pct)
+        rate=$(jnum "$DIR/$name.json" .rate)
+        units=$(jnum "$DIR/$name.json" .udp.echoed)
+        e=$(calc "$(lerr "$name") - $lost")
+        row "${name}_rate" "$rate" "$e"
+        row "${name}_lost" "$lost" "$e"
+        row "${name}_loss_pct" "$pct" "$e"
+        if [ "$SERVER" = direct ]; then
+            row "${name}_cpu_s" skip
+        else
+            case $units in '' | NA | 0) cpu=NA ;; *) cpu=$(calc "($c1 - $c0) / $CLK_TCK * 1000000 / $units") ;; esac
+            row "${name}_cpu_s" "$cpu" "$e"
+        fi
+        clog "udp, $n association(s), $size B: $rate datagrams/s echoed, lost $lost ($pct %)$(
+            [ "$SERVER" = direct ] || echo ", proxy CPU $cpu s per 1,000,000 datagrams")"
+    done
+}
+
+udp_metrics() {
+    local n size
+    # shellcheck disable=SC2046 # pairs of numbers
+    set -- $(udp_runs)
+    while [ "$#" -ge 2 ]; do
+        n=$1 size=$2
+        shift 2
+        echo "udp${n}_${size}_rate udp${n}_${size}_lost udp${n}_${size}_loss_pct udp${n}_${size}_cpu_s"
+    done
+}
+
 # -------------------------------------------------------------------------------- the cell
 
 if [ "$NETNS" = 1 ]; then
@@ -580,6 +643,19 @@ if want auth; then
         skip_rows auth_rate auth_ratio
     else
         na_rows auth_rate auth_ratio
+    fi
+fi
+# Phase 4: UDP ASSOCIATE (figure 10) on a fresh plain server; microsocks has none.
+if want udp; then
+    if [ "$SERVER" = microsocks ]; then
+        # shellcheck disable=SC2046 # a list of metric names
+        skip_rows $(udp_metrics)
+    elif start_server plain "$PPORT"; then
+        fig_udp
+        stop_server
+    else
+        # shellcheck disable=SC2046 # a list of metric names
+        na_rows $(udp_metrics)
     fi
 fi
 exit 0

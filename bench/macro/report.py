@@ -5,7 +5,7 @@ Input: the run's TSV as run.sh saves it: "# key=value" lines (the run's metadata
 line, then one row per measurement (server, metric, round, value, errors; value NA = the
 measurement failed, skip = it does not apply to that server). Output: PREFIX.md (machine,
 versions, settings, the medians at a glance, the full table, the targets section, plots) and,
-when gnuplot is there, PREFIX-{throughput,cpu,rate,rtt,memory,tclose,tclose-cpu}.svg
+when gnuplot is there, PREFIX-{throughput,cpu,rate,rtt,memory,tclose,tclose-cpu,udp}.svg
 (PLOT_FORMAT=png: .png).
 Standard library only. Rerunning it on a saved TSV rebuilds the report.
 
@@ -51,6 +51,22 @@ METRICS = [
     ("tclose_cpu_ms", "9. proxy CPU per 1,000 tunnels, target closes first (ms)", 1, "lo",
      False),
 ]
+# Figure 10: the four UDP ASSOCIATE runs, (associations, datagram size).
+UDP_RUNS = [(1, 64), (1, 1400), (64, 64), (64, 1400)]
+
+
+def udp_what(n, size):
+    return "%d assoc%s, %d B" % (n, "" if n == 1 else "s", size)
+
+
+for _n, _size in UDP_RUNS:
+    _k, _w = "udp%d_%d" % (_n, _size), udp_what(_n, _size)
+    METRICS += [
+        (_k + "_rate", "10. UDP datagrams/s echoed, %s" % _w, 0, "hi", True),
+        (_k + "_lost", "10. UDP datagrams lost, %s" % _w, 0, None, False),
+        (_k + "_loss_pct", "10. UDP loss, %s (%%)" % _w, 3, "lo", False),
+        (_k + "_cpu_s", "10. proxy CPU per 1,000,000 datagrams, %s (s)" % _w, 2, "lo", False),
+    ]
 
 
 def is_ringsocks(s):
@@ -234,7 +250,9 @@ SUMMARY = [
     ("auth_ratio", "user/password rate / plain rate", 2),
     ("name_ratio", "socks5h rate / plain rate", 2),
     ("big_held", "concurrent tunnels held (of {big})", 0),
-]
+] + [("udp%d_%d_%s" % (n, size, k), "UDP %s, %s" % (what, udp_what(n, size)), dec)
+     for n, size in UDP_RUNS
+     for k, what, dec in (("rate", "datagrams/s", 0), ("loss_pct", "loss %", 3))]
 
 
 def summary(run):
@@ -280,6 +298,11 @@ def targets(run):
     vs_peers("cpu1_proxy", "proxy CPU per GB, 1 tunnel (lower is better)")
     vs_peers("cpu16_machine", "machine CPU per GB, 16 tunnels (lower is better)")
     vs_peers("cpu1_machine", "machine CPU per GB, 1 tunnel (lower is better)")
+    for n, size in UDP_RUNS:
+        vs_peers("udp%d_%d_rate" % (n, size),
+                 "UDP datagrams/s, %s (higher is better)" % udp_what(n, size))
+        vs_peers("udp%d_%d_cpu_s" % (n, size),
+                 "proxy CPU per UDP datagram, %s (lower is better)" % udp_what(n, size))
     best, bname = run.best_peer("rtt_overhead_us", "lo")
     cells = []
     for s in rs:
@@ -305,6 +328,10 @@ def targets(run):
         rows.append((what, [fmt_ratio(run.median(s, key)) for s in rs]))
     rows.append((run.label("concurrent tunnels held and verified of {big}"),
                  [fmt(run.median(s, "big_held"), 0) for s in rs]))
+    # A figure the run did not measure (not in FIGURES, or no peer has it) says nothing.
+    rows = [(what, cells) for what, cells in rows if any(c not in ("n/a", "-") for c in cells)]
+    if not rows:
+        return "No figure of this run has both ringsocks and a peer."
     out = ["| ratio | " + " | ".join(rs) + " |", "| --- |" + " ---: |" * len(rs)]
     for what, cells in rows:
         out.append("| %s | %s |" % (what, " | ".join(cells)))
@@ -453,6 +480,11 @@ def plots(run, prefix):
             "Figure 9: proxy CPU per 1,000 short tunnels (lower is better)", "CPU ms",
             [("rate_cpu_ms", "client RST (figure 3)"),
              ("tclose_cpu_ms", "target closes first")]),
+        "udp": clustered(
+            run, prefix + "-udp." + FORMAT,
+            "Figure 10: UDP ASSOCIATE datagrams echoed per second (median, bars: min-max)",
+            "datagrams per second",
+            [("udp%d_%d_rate" % (n, size), udp_what(n, size)) for n, size in UDP_RUNS]),
     }
     made, warn = [], []
     for name, script in scripts.items():
@@ -580,6 +612,11 @@ def main():
                    m.get("rtt_seconds"),
                    m.get("mem_tunnels"), m.get("mem_hold"), m.get("big_tunnels"),
                    m.get("big_hold"), m.get("timeout"), m.get("elapsed")))
+    if m.get("udp_seconds"):
+        out.append("")
+        out.append("Figure 10 (UDP ASSOCIATE): %s s per run, %s datagrams in flight per "
+                   "association, a datagram not echoed within %s s counts as lost." % (
+                       m.get("udp_seconds"), m.get("udp_window"), m.get("udp_loss_timeout")))
     out.append("")
     out.append("### Medians")
     out.append("")

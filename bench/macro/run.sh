@@ -7,6 +7,7 @@
 #   3 short-tunnel rate, p50/p99, proxy     7 many concurrent tunnels (BIG_SERVERS)
 #     CPU per 1,000 tunnels (client RST)    8 scraping: short tunnels from a /64 (scrape.sh)
 #   4 pinned 1-byte round trip              9 short tunnels the target closes first (tclose)
+#                                          10 UDP ASSOCIATE datagrams/s and loss (udp)
 # ROUNDS interleaved rounds; in each every server gets one cell (bench/macro/cell.sh) in a
 # fresh network namespace, in an order that rotates from round to round. Medians, ratios, a
 # markdown table, the raw TSV and gnuplot plots go to RESULTS_DIR (bench/results/) as
@@ -22,11 +23,15 @@
 #                       where the proxy must listen on 127.0.0.1
 #   EXTRA_AUTH="name=command {PORT} {USER} {PASS};..."   the same proxy with user/password
 #                       (figure 6); without it the extra server's auth figure is n/a
-#   FIGURES="throughput memory big rtt rate name tclose auth scrape"   what to measure
+#   FIGURES="throughput memory big rtt rate name tclose auth scrape udp"   what to measure
+#   UDP_SECONDS=MEASURE_SECONDS UDP_WINDOW=8 UDP_THREADS=2 UDP_LOSS_TIMEOUT=1   figure 10: each
+#                       of its four runs (1 and 64 associations x 64 and 1400 B), datagrams
+#                       in flight per association, socksload threads for 64 associations,
+#                       and how long an echo may take before the datagram counts as lost
 #   SCRAPE_SECONDS=60 SCRAPE_WORKERS=64 SCRAPE_THREADS=2 SCRAPE_VARIANTS="direct single pool sticky"
 #   SCRAPE_CLOSE=fin    figure 8 (bench/macro/scrape.sh), once per round, not per server;
 #                       SCRAPE_CLOSE: how the client ends each tunnel (connrate --close fin|rst)
-#   MEASURE_SECONDS=3   default for TP_SECONDS, RATE_SECONDS and RTT_SECONDS
+#   MEASURE_SECONDS=3   default for TP_SECONDS, RATE_SECONDS, RTT_SECONDS and UDP_SECONDS
 #   TP_THREADS=2        socksload threads for 16 tunnels (1 tunnel: 1 thread)
 #   RATE_WORKERS=64 RATE_THREADS=2 WARMUP_TUNNELS=200   (unmeasured tunnels before each rate)
 #   MEM_TUNNELS=2000 MEM_HOLD=4 MEM_SETTLE=1   memory run: tunnels, hold time, wait before
@@ -53,7 +58,7 @@ fi
 export ROUNDS=${ROUNDS:-3}
 export SERVERS=${SERVERS:-"direct ringsocks-auto ringsocks-splice ringsocks-copy microsocks dante"}
 export EXTRA_SERVERS=${EXTRA_SERVERS:-} EXTRA_AUTH=${EXTRA_AUTH:-}
-export FIGURES=${FIGURES:-"throughput memory big rtt rate name tclose auth scrape"}
+export FIGURES=${FIGURES:-"throughput memory big rtt rate name tclose auth scrape udp"}
 export SCRAPE_SECONDS=${SCRAPE_SECONDS:-60} SCRAPE_WORKERS=${SCRAPE_WORKERS:-64}
 export SCRAPE_THREADS=${SCRAPE_THREADS:-2} SCRAPE_VARIANTS=${SCRAPE_VARIANTS:-"direct single pool sticky"}
 export SCRAPE_CLOSE=${SCRAPE_CLOSE:-fin}
@@ -61,6 +66,8 @@ MEASURE_SECONDS=${MEASURE_SECONDS:-3}
 export TP_SECONDS=${TP_SECONDS:-$MEASURE_SECONDS}
 export RATE_SECONDS=${RATE_SECONDS:-$MEASURE_SECONDS}
 export RTT_SECONDS=${RTT_SECONDS:-$MEASURE_SECONDS}
+export UDP_SECONDS=${UDP_SECONDS:-$MEASURE_SECONDS} UDP_WINDOW=${UDP_WINDOW:-8}
+export UDP_THREADS=${UDP_THREADS:-2} UDP_LOSS_TIMEOUT=${UDP_LOSS_TIMEOUT:-1}
 export TP_THREADS=${TP_THREADS:-2}
 export RATE_WORKERS=${RATE_WORKERS:-64} RATE_THREADS=${RATE_THREADS:-2}
 export WARMUP_TUNNELS=${WARMUP_TUNNELS:-200}
@@ -86,14 +93,14 @@ case $ROUNDS in '' | *[!0-9]* | 0) die "ROUNDS must be a positive integer" ;; es
 case $WARMUP_TUNNELS in '' | *[!0-9]*) die "WARMUP_TUNNELS must be a number" ;; esac
 for v in TP_SECONDS RATE_SECONDS RTT_SECONDS MEM_HOLD MEM_SETTLE BIG_HOLD TIMEOUT \
     TP_THREADS RATE_WORKERS RATE_THREADS MEM_TUNNELS BIG_TUNNELS SCRAPE_SECONDS SCRAPE_WORKERS \
-    SCRAPE_THREADS; do
+    SCRAPE_THREADS UDP_SECONDS UDP_WINDOW UDP_THREADS UDP_LOSS_TIMEOUT; do
     positive "$v" "${!v}"
 done
 awk -v h="$MEM_HOLD" -v s="$MEM_SETTLE" 'BEGIN { exit !(h >= s + 2) }' ||
     die "MEM_HOLD must be at least MEM_SETTLE + 2 s (the sample is taken while the tunnels are held)"
 for f in $FIGURES; do
-    case $f in throughput | memory | big | rtt | rate | name | tclose | auth | scrape) ;;
-    *) die "unknown figure '$f' (throughput memory big rtt rate name tclose auth scrape)" ;;
+    case $f in throughput | memory | big | rtt | rate | name | tclose | auth | scrape | udp) ;;
+    *) die "unknown figure '$f' (throughput memory big rtt rate name tclose auth scrape udp)" ;;
     esac
 done
 for v in $SCRAPE_VARIANTS; do
@@ -287,6 +294,9 @@ prefix="$RESULTS_DIR/macro-$stamp"
     echo "# big_hold=$BIG_HOLD"
     echo "# timeout=$TIMEOUT"
     echo "# scrape_seconds=$SCRAPE_SECONDS"
+    echo "# udp_seconds=$UDP_SECONDS"
+    echo "# udp_window=$UDP_WINDOW"
+    echo "# udp_loss_timeout=$UDP_LOSS_TIMEOUT"
     echo "# scrape_workers=$SCRAPE_WORKERS"
     echo "# scrape_close=$SCRAPE_CLOSE"
     echo "# proxy_cpu=$PROXY_CPU"

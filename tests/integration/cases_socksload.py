@@ -2,8 +2,10 @@
 cases_socksload.py - socksload's modes that need a server of the test's own (issue #16):
 http mode through ringsocks against a local HTTP/1.1 server (keep-alive, Content-Length,
 chunked, a 404, a wrong --expect-size, a server that sends less than its Content-Length),
---source client address ranges (seen in ringsocks's access log), and the open model on held
-tunnels (hold --rate) against a proxy that stalls.
+--source client address ranges (seen in ringsocks's access log), the open model on held
+tunnels (hold --rate) against a proxy that stalls, and udp mode's loss count (through a
+ringsocks whose fault mode drops about half of the datagrams, which it counts itself) and its
+no-proxy baseline (serve --socks5 answering UDP ASSOCIATE).
 
 socksload is build/socksload next to the ringsocks binary under test.
 """
@@ -12,9 +14,12 @@ import http.server
 import json
 import os
 import re
+import subprocess
 import threading
+import time
 
-from harness import CONFIG, Fail, case, check, need_ringsocks
+from cases_udp_faults import fault_proxy, udp_log_line
+from harness import CONFIG, Fail, case, check, need_ringsocks, wait_until
 
 HTTP_BODY = bytes((i * 7 + 3) % 256 for i in range(1 << 20))
 
@@ -210,3 +215,73 @@ def socksload_source(ctx):
                      src, "--count", "1"], timeout=20)
         check(r.returncode == 2 and b"--source" in r.stderr,
               "--source %s: exit %d, want 2 (%s)" % (src, r.returncode, r.stderr[-200:]))
+
+
+@case("socksload_udp_loss")
+def socksload_udp_loss(ctx):
+    """udp mode through a ringsocks whose rule drops about half of the datagrams each way
+    (fault udp_drop_50): every datagram socksload sent is echoed or counted lost (sent =
+    echoed + lost, nothing else), and it lost exactly as many as ringsocks says it dropped
+    (the access log's udp_drop=fault:N); --loss-timeout frees the slots, so a 400-datagram
+    run with 32 in flight ends in seconds instead of waiting --timeout per loss."""
+    need_ringsocks("fault mode")
+    p, _ = fault_proxy(ctx, ["udp_drop_50"])
+    t0 = time.monotonic()
+    rc, j, err = run_sl(ctx, ["udp", "--proxy", "socks5://127.0.0.1:%d" % p.port, "--count", "400",
+                              "--window", "32", "--loss-timeout", "0.2", "--timeout", "30"])
+    took = time.monotonic() - t0
+    # Exit 1: the losses are errors.
+    check(rc == 1 and j is not None, "socksload udp: exit %d, %s" % (rc, err[-300:]))
+    u = j.get("udp", {})
+    details = [json.dumps(u), json.dumps(j["errors"])]
+    check(u.get("sent") == 400, "udp.sent is %r, want 400 (--count)" % u.get("sent"), details)
+    check(u.get("echoed") == j["units"] and u.get("lost") == j["errors"]["udp_lost"],
+          "udp.echoed/lost disagree with units/errors.udp_lost", details)
+    check(u["echoed"] + u["lost"] == u["sent"] and j["errors"]["total"] == u["lost"],
+          "sent %d != echoed %d + lost %d, or other errors" % (u["sent"], u["echoed"], u["lost"]),
+          details)
+    check(0.5 * 400 <= u["lost"] <= 0.95 * 400,
+          "lost %d of 400 with half dropped each way (about 300 expected)" % u["lost"], details)
+    check(abs(u["loss_pct"] - 100.0 * u["lost"] / 400) < 0.01, "loss_pct %r" % u["loss_pct"], details)
+    check(took < 20, "the run took %.1f s: lost slots waited --timeout, not --loss-timeout" % took)
+    rec = udp_log_line(p, None)  # socksload has closed the association
+    check(rec.get("udp_drop") == "fault:%d" % u["lost"], "ringsocks dropped udp_drop=%r, socksload "
+          "lost %d" % (rec.get("udp_drop"), u["lost"]), [str(rec)] + details)
+
+
+@case("socksload_udp_direct")
+def socksload_udp_direct(ctx):
+    """serve --socks5 answers UDP ASSOCIATE with its own UDP echo (the macro benchmark's
+    no-proxy UDP baseline): 2,000 datagrams of 1,400 bytes over 4 associations, all echoed
+    and verified, none lost; --loss-timeout outside udp mode is bad usage."""
+    err_path = ctx.path("serve.err")
+    with open(err_path, "w") as errf:
+        proc = subprocess.Popen([socksload(), "serve", "--socks5", "--port", "0"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf)
+
+    def stop():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    ctx.defer(stop)
+    port = {}
+
+    def listening():
+        with open(err_path) as f:
+            m = re.match(r"socksload: serving on 127\.0\.0\.1:(\d+) ", f.readline())
+        if m:
+            port["p"] = int(m.group(1))
+        return bool(m)
+    check(wait_until(listening, 5.0), "serve --socks5 did not start")
+    px = "socks5://127.0.0.1:%d" % port["p"]
+    rc, j, err = run_sl(ctx, ["udp", "--proxy", px, "--target", "127.0.0.1:%d" % port["p"],
+                              "--tunnels", "4", "--size", "1400", "--count", "2000",
+                              "--loss-timeout", "2"])
+    check(rc == 0 and j is not None, "socksload udp: exit %d, %s" % (rc, err[-300:]))
+    check(j["udp"] == {"sent": 2000, "echoed": 2000, "lost": 0, "loss_pct": 0,
+                       "loss_timeout_s": 2} and j["tunnels"] == 4 and j["errors"]["total"] == 0,
+          "direct udp: %s, errors %s" % (json.dumps(j["udp"]), json.dumps(j["errors"])))
+    r = ctx.run([socksload(), "connrate", "--proxy", px, "--count", "1", "--loss-timeout", "1"],
+                timeout=20)
+    check(r.returncode == 2 and b"--loss-timeout" in r.stderr,
+          "connrate --loss-timeout: exit %d, want 2 (%s)" % (r.returncode, r.stderr[-200:]))

@@ -78,8 +78,10 @@ def fault_proxy(ctx, fault, extra_rule="", extra="", more_rules=()):
 
 
 def udp_log_line(p, s):
-    """Close the association's control connection; its access-log line (logfmt dict)."""
-    s.close()
+    """Close the association's control connection (s; None: closed already); its access-log
+    line (logfmt dict)."""
+    if s is not None:
+        s.close()
     found = {}
 
     def line():

@@ -4,7 +4,8 @@
  * stubbed here: every op udp.c submits is recorded (a send with a copy of its datagram), and
  * the test completes them in the order it chooses by calling udp_complete() like the worker.
  * Checks loss detection (a lost datagram is found while other echoes keep coming; a slot lost
- * while its send is in flight sends again) and that --count ends the association.
+ * while its send is in flight sends again; --loss-timeout, not --timeout, bounds it), that
+ * every datagram sent ends echoed or lost, and that --count ends the association.
  * Built and run by `make socksload-test` (mk/socksload.mk), linked with udp.o, socks.o and
  * pattern.o.
  */
@@ -64,6 +65,17 @@ client_prep_timeout(struct worker *w, struct io_uring_sqe *sqe)
 {
     (void)w;
     (void)sqe;
+    fail_msg("the receive must be bounded by --loss-timeout, not --timeout");
+}
+
+static struct __kernel_timespec recv_ts; /* the bound of the last receive */
+
+void
+client_prep_timeout_ts(struct worker *w, struct io_uring_sqe *sqe, struct __kernel_timespec *ts)
+{
+    (void)w;
+    (void)sqe;
+    recv_ts = *ts;
 }
 
 static void
@@ -222,8 +234,9 @@ recv_timeout(struct udpa *u)
     return udp_complete(W, u, NULL, CLIENT_OP_URECV, -ECANCELED);
 }
 
+/* An association of window slots, --count count, --timeout 1 s and --loss-timeout loss_s. */
 static struct udpa *
-start(unsigned window, uint64_t count)
+start_loss(unsigned window, uint64_t count, double loss_s)
 {
     struct sockaddr_storage bnd;
     struct sockaddr_in *a = (struct sockaddr_in *)&bnd;
@@ -235,6 +248,7 @@ start(unsigned window, uint64_t count)
     o.size = SIZE;
     o.window = window;
     o.timeout_s = 1;
+    o.loss_s = loss_s;
     o.dest.type = URL_HOST_IPV4;
     inet_pton(AF_INET, "127.0.0.1", o.dest.addr);
     o.dest.port = 9;
@@ -250,6 +264,12 @@ start(unsigned window, uint64_t count)
     assert_int_equal(udp_start(W, T, &u, &bnd, 12345), 0);
     assert_non_null(u);
     return u;
+}
+
+static struct udpa *
+start(unsigned window, uint64_t count)
+{
+    return start_loss(window, count, 1);
 }
 
 /* Replies keep coming for one slot while the other's datagram was lost: the loss must be
@@ -372,6 +392,45 @@ test_count_ends_after_last_send(void **state)
     udp_free(u);
 }
 
+/* --loss-timeout 0.3 with --timeout 1: a datagram is lost at 0.3 s, the receive is bounded by
+ * 0.3 s, and at the end of a --count run sent = echoed + lost. */
+static void
+test_loss_timeout_and_sent(void **state)
+{
+    (void)state;
+    struct udpa *u = start_loss(2, 10, 0.3);
+
+    assert_int_equal(recv_ts.tv_sec, 0);
+    assert_int_equal(recv_ts.tv_nsec, 300 * 1000 * 1000);
+
+    assert_true(complete_send(u, 0));
+    assert_true(complete_send(u, 1)); /* datagram 1 is lost on the way */
+    now_ns += NS / 10;
+    assert_true(echo(u, 0));
+    assert_true(complete_send(u, 2));
+    assert_int_equal(st.err[STATS_E_LOST], 0);
+    now_ns += NS / 4; /* 0.35 s after datagram 1 went out: past --loss-timeout */
+    assert_true(recv_timeout(u));
+    assert_int_equal(st.err[STATS_E_LOST], 1);
+    /* The rest are echoed until --count (10) is used up. */
+    uint64_t seqs[] = {2, 3, 4, 5, 6, 7, 8, 9};
+    bool live = true;
+    for (unsigned i = 0; i < sizeof(seqs) / sizeof(seqs[0]); i++) {
+        uint64_t q = seqs[i];
+        struct op *p = find_send(q);
+        assert_non_null(p);
+        if (!p->done)
+            live = complete_send(u, q);
+        now_ns += NS / 100;
+        live = echo(u, q);
+    }
+    assert_false(live); /* the count is used up and nothing is outstanding: the end */
+    assert_int_equal(st.sent, 10);
+    assert_int_equal(st.units, 9);
+    assert_int_equal(st.sent, st.units + st.err[STATS_E_LOST]);
+    udp_free(u);
+}
+
 int
 main(void)
 {
@@ -381,6 +440,7 @@ main(void)
         cmocka_unit_test(test_young_datagram_not_lost),
         cmocka_unit_test(test_count_ends_association),
         cmocka_unit_test(test_count_ends_after_last_send),
+        cmocka_unit_test(test_loss_timeout_and_sent),
     };
 
     pattern_init();

@@ -122,9 +122,15 @@ client_sqe(struct worker *w, unsigned need)
 void
 client_prep_timeout(struct worker *w, struct io_uring_sqe *sqe)
 {
+    client_prep_timeout_ts(w, sqe, &w->io_ts);
+}
+
+void
+client_prep_timeout_ts(struct worker *w, struct io_uring_sqe *sqe, struct __kernel_timespec *ts)
+{
     sqe->flags |= IOSQE_IO_LINK;
     struct io_uring_sqe *lt = io_uring_get_sqe(&w->ring);
-    io_uring_prep_link_timeout(lt, &w->io_ts, 0);
+    io_uring_prep_link_timeout(lt, ts, 0);
     io_uring_sqe_set_data64(lt, 0);
 }
 
@@ -1163,7 +1169,11 @@ client_worker(void *arg)
         bool idle = w.live == 0 && (o->rate == 0 || sched_over(&w));
         if (!w.stopping && (stop_now || idle)) {
             worker_stop(&w);
-            force_ns = now + timeout_ns + 1000000000u;
+            /* udp: the datagrams in flight are echoed or lost by --loss-timeout. */
+            uint64_t drain_ns = timeout_ns;
+            if (o->mode == MODE_UDP && o->loss_s * 1e9 > (double)drain_ns)
+                drain_ns = (uint64_t)(o->loss_s * 1e9);
+            force_ns = now + drain_ns + 1000000000u;
         }
         if (w.stopping && w.live == 0)
             break;

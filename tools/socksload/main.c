@@ -125,6 +125,12 @@ static const char usage_text[] =
     "  --request R, --response S   connrate sizes in bytes (default 64, 64; below 4G)\n"
     "  --size B             latency/hold/udp message size (default 64; 1..1M, udp 16..60000)\n"
     "  --window W           udp datagrams in flight per association (default 8)\n"
+    "  --loss-timeout SEC   udp: a datagram not echoed within SEC counts as lost and its\n"
+    "                       window slot sends the next one (default: --timeout). At the end\n"
+    "                       of the run nothing more is sent and the datagrams in flight are\n"
+    "                       waited for (echoed or lost), so sent = echoed + lost (+ mismatch\n"
+    "                       and failed sends, errors); the report's \"datagrams\" line (JSON\n"
+    "                       \"udp\") gives sent, echoed, lost and the loss in %%\n"
     "  --hold SEC           hold time (default: --duration)\n"
     "  --source LIST        the client's source addresses towards the proxy, round robin over\n"
     "                       the tunnels: a comma list of A, A-B (IPv6: within one /64) or A/P\n"
@@ -718,6 +724,13 @@ struct outcome {
     const struct limits *lims; /* where socksload itself bounded the figures */
 };
 
+/* udp: the datagrams lost, in % of those sent. */
+static double
+loss_pct(const struct stats *s)
+{
+    return s->sent ? 100.0 * (double)s->err[STATS_E_LOST] / (double)s->sent : 0;
+}
+
 static void
 print_json(const struct opts *o, const struct stats *s, double secs, uint64_t target_mm,
            const struct sources_summary *m, const struct outcome *oc)
@@ -748,6 +761,10 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
     printf(",\"gbps\":%.3f", (double)(s->bytes_up + s->bytes_down) * 8 / secs / 1e9);
     if (o->mode == MODE_HTTP)
         print_http_status(s, true);
+    if (o->mode == MODE_UDP)
+        printf(",\"udp\":{\"sent\":%" PRIu64 ",\"echoed\":%" PRIu64 ",\"lost\":%" PRIu64
+               ",\"loss_pct\":%.4f,\"loss_timeout_s\":%g}",
+               s->sent, s->units, s->err[STATS_E_LOST], loss_pct(s), o->loss_s);
     if (o->mode == MODE_HOLD && oc->opened_s >= 0)
         printf(",\"open_all_s\":%.3f", oc->opened_s);
     else if (o->mode == MODE_HOLD)
@@ -844,6 +861,10 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
                s->bytes_down, (double)(s->bytes_up + s->bytes_down) * 8 / secs / 1e9);
     if (o->mode == MODE_HTTP)
         print_http_status(s, false);
+    if (o->mode == MODE_UDP)
+        printf("datagrams   sent %" PRIu64 ", echoed %" PRIu64 ", lost %" PRIu64
+               " (%.4f %%; not echoed within --loss-timeout %g s)\n",
+               s->sent, s->units, s->err[STATS_E_LOST], loss_pct(s), o->loss_s);
     if (o->rate > 0) {
         char bound[64];
         if (o->mode == MODE_HOLD)
@@ -956,6 +977,7 @@ main(int argc, char **argv)
         {"response", required_argument, NULL, 'S'},
         {"size", required_argument, NULL, 'z'},
         {"window", required_argument, NULL, 'W'},
+        {"loss-timeout", required_argument, NULL, 'l'},
         {"hold", required_argument, NULL, 'H'},
         {"timeout", required_argument, NULL, 'o'},
         {"target-threads", required_argument, NULL, 'x'},
@@ -1080,6 +1102,9 @@ main(int argc, char **argv)
             break;
         case 'o':
             o.timeout_s = parse_secs(optarg, "--timeout");
+            break;
+        case 'l':
+            o.loss_s = parse_secs(optarg, "--loss-timeout");
             break;
         case 'x':
             target_threads = (unsigned)parse_uint(optarg, "--target-threads", 1, THREADS_MAX);
@@ -1220,6 +1245,10 @@ main(int argc, char **argv)
     }
     if (o.mode == MODE_UDP && proxy_v4(&o))
         die_usage("%s", "udp mode needs SOCKS5 (UDP ASSOCIATE)");
+    if (o.loss_s > 0 && o.mode != MODE_UDP)
+        die_usage("%s", "--loss-timeout is for udp mode");
+    if (o.loss_s == 0)
+        o.loss_s = o.timeout_s;
     if (user) {
         if (proxy_v4(&o))
             die_usage("%s", "--user needs SOCKS5 (RFC 1929)");

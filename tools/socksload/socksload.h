@@ -339,7 +339,7 @@ enum stats_err {
     STATS_E_MISMATCH,       /* data differed from the pattern or the echo */
     STATS_E_CLOSED,         /* EOF where data was due */
     STATS_E_PROTOCOL,       /* malformed proxy reply */
-    STATS_E_LOST,           /* UDP datagram not echoed within --timeout */
+    STATS_E_LOST,           /* UDP datagram not echoed within --loss-timeout */
     STATS_E_HTTP_STATUS,    /* http: a status other than --expect-status (detail: it) */
     STATS_E_HTTP_SIZE,      /* http: a body of the wrong size (detail: STATS_D_SIZE) */
     STATS_E_HTTP_MALFORMED, /* http: the response broke HTTP/1.1 (detail: enum http_err) */
@@ -392,6 +392,7 @@ struct stats {
     uint64_t late;    /* --rate: of those, started > 1 ms after their intended start */
     uint64_t missed;  /* --rate: starts due before the stop that never began */
     uint64_t open;    /* tunnels or associations open now (socket to close): a gauge */
+    uint64_t sent;    /* udp: datagrams handed to the kernel (each is echoed, lost or failed) */
     uint64_t err[STATS_E_N];
     uint64_t rep[256];
     uint64_t http_status[STATS_HTTP_STATUS_N]; /* http: responses by status code */
@@ -542,6 +543,7 @@ struct opts {
     uint32_t response;    /* connrate S */
     uint32_t size;        /* latency and udp message size */
     unsigned window;      /* udp datagrams in flight per association */
+    double loss_s;        /* udp --loss-timeout: a datagram not echoed by then is lost */
     enum close_how close; /* connrate */
     double rate;          /* connrate, http --rate: tunnels started per second, 0: closed model */
     bool json;
@@ -652,6 +654,9 @@ void *client_worker(void *arg); /* arg: struct worker_ctl * */
 
 struct io_uring_sqe *client_sqe(struct worker *w, unsigned need);
 void client_prep_timeout(struct worker *w, struct io_uring_sqe *sqe);
+/* The same with another bound than --timeout (ts must live until the op completes). */
+void client_prep_timeout_ts(struct worker *w, struct io_uring_sqe *sqe,
+                            struct __kernel_timespec *ts);
 void client_track(struct tun *t, struct io_uring_sqe *sqe, unsigned op);
 /* Like client_track, with user_data naming obj (16-byte aligned, its first member the
  * struct tun *) so that the completion finds obj; for CLIENT_OP_USEND. */

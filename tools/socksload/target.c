@@ -2,8 +2,12 @@
  * target.c - the servers the load goes to: TCP source, sink, both, echo, request/response
  * (selected by the header in pattern.h) and a UDP echo, on one port number. With the SOCKS5
  * front (`serve --socks5`) every TCP connection first gets a SOCKS5 handshake answered here
- * (no authentication, CONNECT only, the destination ignored), so that the client's connection
- * to its "proxy" is the target connection: the macro benchmark's no-proxy baseline.
+ * (no authentication, CONNECT or UDP ASSOCIATE, the destination ignored), so that the client's
+ * connection to its "proxy" is the target connection: the macro benchmark's no-proxy
+ * baseline. A UDP ASSOCIATE is answered with this port (the UDP echo's) and address 0.0.0.0
+ * ("where you reached me"): the client's datagrams, SOCKS5 UDP header and all, go straight to
+ * the echo, which sends each back as it came, header included, so the client reads them as
+ * if relayed; the TCP connection is then only held (anything read is dropped) until EOF.
  *
  * Owns its listening sockets, its threads (one io_uring loop each, all accepting from the
  * same listening socket) and their connections. Runs embedded (started by main.c) or as
@@ -37,6 +41,7 @@
 /* The SOCKS5 front's states (tconn.front); 0: over, or no front. */
 #define T_FRONT_GREET 1
 #define T_FRONT_REQ   2
+#define T_FRONT_UDP   3        /* UDP ASSOCIATE answered: hold the connection until EOF */
 #define T_FRONT_REP   (2 + 10) /* the greeting's reply and the CONNECT's, at most */
 
 struct target;
@@ -303,6 +308,10 @@ t_front(struct tconn *c)
     size_t off = 0;
     ssize_t n;
 
+    if (c->front == T_FRONT_UDP) {
+        c->flen = 0;
+        return t_recv(c, T_BUF);
+    }
     if (c->front == T_FRONT_GREET) {
         bool noauth = false;
         n = socks_parse_greeting(c->buf, c->flen, &noauth);
@@ -316,9 +325,21 @@ t_front(struct tconn *c)
     }
     int cmd = 0;
     n = socks_parse_request(c->buf + off, c->flen - off, &cmd);
-    if (n < 0 || (n > 0 && cmd != SOCKS_CMD_CONNECT))
+    if (n < 0 || (n > 0 && cmd != SOCKS_CMD_CONNECT && cmd != SOCKS_CMD_UDP))
         return t_close(c, true);
-    if (n > 0) {
+    if (n > 0 && cmd == SOCKS_CMD_UDP) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        uint8_t udp_ok[10] = {5, 0, 0, 1}; /* 0.0.0.0 and, below, the UDP echo's port */
+        if (getsockname(c->fd, (struct sockaddr *)&ss, &len) == -1)
+            return t_close(c, true);
+        uint16_t port = ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                 : ((struct sockaddr_in *)&ss)->sin_port;
+        memcpy(udp_ok + 8, &port, 2); /* network order already */
+        t_front_reply(c, udp_ok, sizeof(udp_ok));
+        c->front = T_FRONT_UDP;
+        c->flen = 0;
+    } else if (n > 0) {
         off += (size_t)n;
         t_front_reply(c, connect_ok, sizeof(connect_ok));
         c->front = 0;

@@ -7,11 +7,14 @@
  * endian), then the pattern stream seeded by the association at offset seq * size. Slot i
  * sends sequence numbers i, i + W, i + 2W... (W = --window), so a reply finds its slot as
  * seq % W whatever order the replies and send completions come in.
- * Loss: every completion of the association, and the receive's own --timeout, look at each
- * slot's send time; a datagram not back within --timeout counts as lost there and its slot
- * sends the next one (so a loss is counted between --timeout and twice that after the send,
- * and never shrinks the window). With --count the association stops when the count is used
- * up and ends once the outstanding echoes are in or lost.
+ * Loss: every completion of the association, and the receive's own timeout (--loss-timeout,
+ * by default --timeout), look at each slot's send time; a datagram not back within
+ * --loss-timeout counts as lost there and its slot sends the next one (so a loss is counted
+ * between --loss-timeout and twice that after the send, and never shrinks the window). Every
+ * datagram sent is counted (stats.sent) and ends as exactly one of: echoed (units), lost,
+ * mismatch, or a failed send. When the run stops (--duration, --count) the association sends
+ * no more and ends once the outstanding echoes are in or lost: that drain is what makes
+ * sent = echoed + lost honest at the end of a run.
  * Must never send anywhere but the relay address (checked against loopback by udp_start).
  */
 #include "socksload.h"
@@ -46,7 +49,8 @@ struct udpa {
     uint32_t seed;
     uint32_t size;
     unsigned window;
-    uint64_t timeout_ns;
+    uint64_t timeout_ns; /* --loss-timeout */
+    struct __kernel_timespec loss_ts;
     uint64_t oldest_ns; /* at most the earliest sent_ns of a pending slot; UINT64_MAX: none */
     size_t hlen;
     uint8_t hdr[UDP_HDR_MAX];
@@ -78,7 +82,7 @@ u_recv(struct udpa *u)
 
     io_uring_prep_recv(sqe, u->fd, u->rbuf, UDP_RBUF, 0);
     client_track(u->t, sqe, CLIENT_OP_URECV);
-    client_prep_timeout(u->w, sqe);
+    client_prep_timeout_ts(u->w, sqe, &u->loss_ts);
     u->uops++;
 }
 
@@ -101,6 +105,7 @@ u_send(struct udpa *u, struct uslot *s)
     s->sending = true;
     s->want_next = false;
     s->sent_ns = stats_now_ns();
+    stats_add(&client_stats(u->w)->sent, 1);
     if (s->sent_ns < u->oldest_ns)
         u->oldest_ns = s->sent_ns;
     struct io_uring_sqe *sqe = client_sqe(u->w, 1);
@@ -205,7 +210,9 @@ udp_start(struct worker *w, struct tun *t, struct udpa **out, const struct socka
     u->seed = seed;
     u->size = o->size;
     u->window = o->window;
-    u->timeout_ns = (uint64_t)(o->timeout_s * 1e9);
+    u->timeout_ns = (uint64_t)((o->loss_s > 0 ? o->loss_s : o->timeout_s) * 1e9);
+    u->loss_ts.tv_sec = (long long)(u->timeout_ns / 1000000000u);
+    u->loss_ts.tv_nsec = (long long)(u->timeout_ns % 1000000000u);
     u->oldest_ns = UINT64_MAX;
     u->hlen = socks_udp_header(u->hdr, &o->dest);
     u->slots = aligned_alloc(16, u->window * sizeof(*u->slots));
@@ -293,7 +300,7 @@ udp_complete(struct worker *w, struct udpa *u, void *obj, unsigned op, int res)
             on_reply(u, (size_t)res);
         else if (res == 0)
             stats_error(st, STATS_E_PROTOCOL); /* an empty datagram */
-        else if (res != -ECANCELED) /* -ECANCELED: --timeout without a reply, see u_expire */
+        else if (res != -ECANCELED) /* -ECANCELED: no reply for --loss-timeout, see u_expire */
             stats_error(st, res == -ECONNREFUSED ? STATS_E_RESET : STATS_E_OTHER);
     }
     u_expire(u, stats_now_ns());
