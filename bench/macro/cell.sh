@@ -49,8 +49,23 @@ cleanup() {
     PIDS=()
     stop_cgroup "$MEMCG"
     rmdir_cgroup "$MEMCG"
+    if [ "${CPUACCT_KIND:-none}" = v1 ]; then
+        stop_cgroup "$CPUACCT"
+        rmdir_cgroup "$CPUACCT"
+    fi
 }
 trap cleanup EXIT
+
+# proxy_cpu_ticks: the server's CPU time so far, in ticks: from its CPU accounting cgroup
+# (every task it ever ran, in nanoseconds) when the cell has one, else from /proc (its tree
+# now, plus the children it reaped; tick-sampled).
+proxy_cpu_ticks() {
+    if [ "$CPUACCT_KIND" != none ]; then
+        cgroup_cpu_ticks "$CPUACCT_KIND" "$CPUACCT"
+    else
+        tree_cpu_ticks "$SPID"
+    fi
+}
 
 want() {
     case " $FIGURES " in *" $1 "*) return 0 ;; esac
@@ -145,6 +160,7 @@ start_server() {
     local -a pin=()
     server_cmd "$mode" "$port" || return 2
     [ -z "$MEMCG" ] || cgs="$MEMCG/cgroup.procs"
+    [ "${CPUACCT_KIND:-none}" != v1 ] || cgs="$cgs $CPUACCT/cgroup.procs"
     if [ "$mode" = pinned ]; then
         if [ "$SERVER" = direct ]; then
             pin=(taskset -c "$CLIENT_CPU")
@@ -227,7 +243,7 @@ fig_throughput() {
         threads=1
         [ "$n" -gt 1 ] && threads=$TP_THREADS
         c0=NA
-        [ "$SERVER" != direct ] && c0=$(tree_cpu_ticks "$SPID")
+        [ "$SERVER" != direct ] && c0=$(proxy_cpu_ticks)
         m0=$(machine_busy_ticks)
         if ! load "tp$n" "$TP_SECONDS" throughput --proxy "$PROXY" --target "$TARGET" \
             --tunnels "$n" --threads "$threads" --duration "$TP_SECONDS"; then
@@ -236,7 +252,7 @@ fig_throughput() {
         fi
         m1=$(machine_busy_ticks)
         c1=NA
-        [ "$SERVER" != direct ] && c1=$(tree_cpu_ticks "$SPID")
+        [ "$SERVER" != direct ] && c1=$(proxy_cpu_ticks)
         bytes=$(jnum "$DIR/tp$n.json" '.bytes_down + .bytes_up')
         gb=$(calc "$bytes / 1e9")
         e=$(lerr "tp$n")
@@ -424,14 +440,14 @@ rate() {
         load "$name-warmup" 2 connrate --proxy "$url" --target "$dest" --workers 8 \
             --count "$WARMUP_TUNNELS" --duration 2 "$@" >/dev/null 2>&1 || true
     fi
-    [ "$SERVER" = direct ] || c0=$(tree_cpu_ticks "$SPID")
+    [ "$SERVER" = direct ] || c0=$(proxy_cpu_ticks)
     if ! load "$name" "$RATE_SECONDS" connrate --proxy "$url" --target "$dest" \
         --workers "$RATE_WORKERS" --threads "$RATE_THREADS" --duration "$RATE_SECONDS" "$@"; then
         echo NA >"$DIR/$name.ticks"
         echo NA
         return 0
     fi
-    [ "$SERVER" = direct ] || c1=$(tree_cpu_ticks "$SPID")
+    [ "$SERVER" = direct ] || c1=$(proxy_cpu_ticks)
     calc "$c1 - $c0" >"$DIR/$name.ticks"
     jnum "$DIR/$name.json" .rate
 }
@@ -485,7 +501,7 @@ fig_udp() {
         threads=1
         [ "$n" -gt 1 ] && threads=$UDP_THREADS
         c0=NA
-        [ "$SERVER" = direct ] || c0=$(tree_cpu_ticks "$SPID")
+        [ "$SERVER" = direct ] || c0=$(proxy_cpu_ticks)
         if ! load "$name" "$UDP_SECONDS" udp --proxy "$PROXY" --target "$TARGET" \
             --tunnels "$n" --threads "$threads" --window "$UDP_WINDOW" --size "$size" \
             --duration "$UDP_SECONDS" --loss-timeout "$UDP_LOSS_TIMEOUT"; then
@@ -493,7 +509,7 @@ fig_udp() {
             continue
         fi
         c1=NA
-        [ "$SERVER" = direct ] || c1=$(tree_cpu_ticks "$SPID")
+        [ "$SERVER" = direct ] || c1=$(proxy_cpu_ticks)
         lost=$(jnum "$DIR/$name.json" .udp.lost)
         pct=$(jnum "$DIR/$name.json" .udp.loss_pct)
         rate=$(jnum "$DIR/$name.json" .rate)
@@ -539,6 +555,16 @@ if [ -n "${MEMCG_BASE:-}" ]; then
     mkdir -p "$MEMCG" 2>/dev/null || MEMCG=""
 fi
 [ -n "$MEMCG" ] || MEMCG_KIND=none
+# The proxy's own CPU: a CPU accounting cgroup per cell (v1), or the memory cgroup (v2).
+CPUACCT=""
+case ${CPUACCT_KIND:-none} in
+v1)
+    CPUACCT="$CPUACCT_BASE/r$ROUND-$SERVER"
+    mkdir -p "$CPUACCT" 2>/dev/null || CPUACCT_KIND=none
+    ;;
+v2) [ -n "$MEMCG" ] && CPUACCT=$MEMCG || CPUACCT_KIND=none ;;
+*) CPUACCT_KIND=none ;;
+esac
 
 TPORT=$(free_port) || die "no free port"
 if [ "$SERVER" = direct ]; then

@@ -172,6 +172,34 @@ tree_cpu_ticks() {
     echo "$sum"
 }
 
+# cpuacct_parent: where per-cell CPU accounting cgroups can be made, as "v1 DIR" (a child of
+# the cpuacct cgroup this shell is in, on the v1 cpuacct hierarchy) or "v2" (the cell's memory
+# cgroup on the unified hierarchy, whose cpu.stat has usage_usec whatever is delegated), or
+# nothing.
+cpuacct_parent() {
+    local mnt rel
+    mnt=$(awk '$3 == "cgroup" && $4 ~ /(^|,)cpuacct(,|$)/ { print $2; exit }' /proc/mounts)
+    rel=$(sed -n 's/^[0-9]*:\([^:]*,\)\{0,1\}cpuacct\(,[^:]*\)\{0,1\}:\(.*\)$/\3/p' /proc/self/cgroup)
+    if [ -n "$mnt" ] && [ -n "$rel" ] && [ -f "$mnt$rel/cpuacct.usage" ] && [ -w "$mnt$rel" ]; then
+        echo "v1 ${mnt%/}${rel%/}"
+        return 0
+    fi
+    [ "${MEMCG_KIND:-}" = v2 ] && echo v2
+}
+
+# cgroup_cpu_ticks KIND DIR: CPU time of every task that ever ran in the cgroup DIR (threads,
+# io-wq workers, children, exited ones included), in ticks (fractions kept: the cgroup counts
+# nanoseconds), or NA.
+cgroup_cpu_ticks() {
+    case $1 in
+    v1) awk -v hz="$CLK_TCK" '{ printf "%.3f\n", $1 * hz / 1e9 }' "$2/cpuacct.usage" 2>/dev/null ||
+        echo NA ;;
+    v2) awk -v hz="$CLK_TCK" '$1 == "usage_usec" { printf "%.3f\n", $2 * hz / 1e6 }' \
+        "$2/cpu.stat" 2>/dev/null || echo NA ;;
+    *) echo NA ;;
+    esac
+}
+
 # machine_busy_ticks: busy ticks of all CPUs from /proc/stat: user nice system irq softirq
 # (guest time is already inside user; idle, iowait and steal, the hypervisor's, are not busy).
 machine_busy_ticks() {

@@ -168,6 +168,7 @@ fi
 TMPROOT=$(mktemp -d /tmp/ringsocks-bench.XXXXXX)
 export TMPROOT
 MEMCG_BASE=""
+CPUACCT_BASE=""
 CPUSET_DIR=""
 # Every cell stops its own servers; whatever a cell that was killed left in our cgroups is
 # stopped here, through the cgroup (never by name).
@@ -183,6 +184,14 @@ cleanup() {
             rmdir_cgroup "${d%/}"
         done
         rmdir_cgroup "$MEMCG_BASE"
+    fi
+    if [ -n "$CPUACCT_BASE" ]; then
+        for d in "$CPUACCT_BASE"/*/; do
+            [ -d "$d" ] || continue
+            stop_cgroup "${d%/}"
+            rmdir_cgroup "${d%/}"
+        done
+        rmdir_cgroup "$CPUACCT_BASE"
     fi
     if [ "$KEEP_TMP" = 1 ]; then
         log "kept $TMPROOT"
@@ -203,6 +212,20 @@ fi
 [ "$MEMCG_KIND" != none ] ||
     warnings+=("no memory cgroup could be made: the proxy's kernel memory (cgroup) is n/a")
 export MEMCG_KIND MEMCG_BASE
+# The proxy's own CPU time: a CPU accounting cgroup per cell (nanoseconds, every task the
+# server ever ran), else /proc/PID/stat of its tree (ticks).
+CPUACCT_KIND=none
+if read -r kind parent < <(cpuacct_parent); then
+    if [ "$kind" = v2 ]; then
+        CPUACCT_KIND=v2
+    elif mkdir "$parent/rsbench-$$" 2>/dev/null; then
+        CPUACCT_KIND=v1
+        CPUACCT_BASE="$parent/rsbench-$$"
+    fi
+fi
+[ "$CPUACCT_KIND" != none ] ||
+    warnings+=("no CPU accounting cgroup: the proxy's CPU is read from /proc/PID/stat (ticks)")
+export CPUACCT_KIND CPUACCT_BASE
 # Figure 4: a cpuset cgroup holds the proxy on PROXY_CPU whatever affinity it sets itself.
 if root=$(cpuset_root) && cpuset_make "$root/rsbench-$$-pin" "$PROXY_CPU"; then
     CPUSET_DIR="$root/rsbench-$$-pin"
