@@ -6,9 +6,9 @@
 #
 # Why several processes: no process here may hold more descriptors than the hard
 # RLIMIT_NOFILE (20,000 on the machine the figures were first taken on, and raising it needs
-# CAP_SYS_RESOURCE), and a ringsocks tunnel holds two. So the tunnels are spread over
-# HUGE_PROCS proxies (default: as many as needed for at most HUGE_PER_PROC each, itself
-# bounded by the hard limit), each on its own port, all in one memory cgroup and this one
+# CAP_SYS_RESOURCE), and a ringsocks tunnel holds two. So the tunnels are spread evenly over
+# as many proxies as needed for at most HUGE_PER_PROC each (itself at most (limit - 1024) / 2:
+# 12 proxies for 100,000 tunnels under 20,000), each on its own port, all in one memory cgroup and this one
 # network namespace; each proxy has its own target (socksload serve, its own port, so each
 # proxy->target destination has its own ephemeral-port space) and its own client
 # (socksload hold). The per-tunnel figures do not depend on the split: the idle proxies are
@@ -35,10 +35,12 @@
 #   huge_idle_rss_kB  one idle proxy's RSS (the fixed cost subtracted above), KiB
 #   huge_idle_kmem_kB one idle proxy's kernel memory in the cgroup, KiB
 # The errors column is socksload's errors plus the tunnels that were not held.
-# Environment: HUGE_TUNNELS=100000 HUGE_PER_PROC=8400 HUGE_HOLD=20 HUGE_OPEN_MAX=120
+# Environment: HUGE_TUNNELS=100000 HUGE_PER_PROC=8400 HUGE_HOLD=30 HUGE_OPEN_MAX=120
 # HUGE_SETTLE=2 HUGE_SERVERS TIMEOUT TMPROOT MEMCG_KIND MEMCG_BASE RINGSOCKS_ARGS (from
 # run.sh; alone, the cgroup is made here). Every process is started here and stopped by PID
-# or through the cgroup; bounded: HUGE_OPEN_MAX + HUGE_HOLD + 3 * HUGE_TIMEOUT + 60 s per variant.
+# or through the cgroup; bounded: HUGE_OPEN_MAX + HUGE_HOLD + 3 * HUGE_TIMEOUT + 60 s per
+# variant. HUGE_HOLD must outlast the opening (16 s for 100,000 on 2 CPUs): each client's hold
+# starts when its own tunnels are open, and the sample is taken once all are.
 set -euo pipefail
 
 # shellcheck source=bench/macro/lib.sh
@@ -48,7 +50,7 @@ ROUND=${1:?usage: huge.sh ROUND OUT}
 OUT=${2:?usage: huge.sh ROUND OUT}
 HUGE_TUNNELS=${HUGE_TUNNELS:-100000}
 HUGE_PER_PROC=${HUGE_PER_PROC:-8400}
-HUGE_HOLD=${HUGE_HOLD:-20}
+HUGE_HOLD=${HUGE_HOLD:-30}
 HUGE_OPEN_MAX=${HUGE_OPEN_MAX:-120}
 HUGE_SETTLE=${HUGE_SETTLE:-2}
 HUGE_SERVERS=${HUGE_SERVERS:-"ringsocks-auto direct"}
@@ -118,8 +120,9 @@ else
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 nofile=$(ulimit -n)
-# Two descriptors per tunnel in a proxy, plus a margin for listeners, rings and logs.
-max_per=$(((nofile - 500) / 2))
+# Two descriptors per tunnel in a proxy, 1,024 kept for the rest: ringsocks' own default
+# max_conns under this limit (docs/config.md), so no proxy turns clients away.
+max_per=$(((nofile - 1024) / 2))
 per=$HUGE_PER_PROC
 [ "$per" -le "$max_per" ] || per=$max_per
 [ "$per" -gt 0 ] || die "the descriptor limit ($nofile) is too low"
