@@ -4,8 +4,9 @@
 #                     (splice, copy), microsocks and Dante side by side with build/socksload:
 #                     throughput, CPU per GB, tunnel rate (and proxy CPU per 1,000 tunnels,
 #                     client RST and target closing first), pinned RTT, memory per tunnel,
-#                     handshake rates, concurrent tunnels (direct: `socksload serve --socks5`,
-#                     the target answering SOCKS5 itself). Report, raw TSV and plots in
+#                     handshake rates, concurrent tunnels, 100,000 idle tunnels held on this
+#                     node (bench/macro/huge.sh) (direct: `socksload serve --socks5`, the
+#                     target answering SOCKS5 itself). Report, raw TSV and plots in
 #                     bench/results/macro-<stamp>.*, copied to bench/results/latest.md.
 #                     Settings through the environment (see bench/macro/run.sh), e.g.
 #                     make bench ROUNDS=5, make bench QUICK=1 (a 2-minute check of the suite),

@@ -127,18 +127,19 @@ class Run:
         self.cells = {}
         # Figure 8 (scrape.sh): its own variants, not servers of the other figures.
         self.scrape = {}
+        # Figure 11 (huge.sh): its own variants too.
+        self.huge = {}
         for server, metric, rnd, value, errors in rows:
-            if metric.startswith("scrape_"):
-                state = "ok" if num(value) is not None else (
-                    "skip" if value == "skip" else "fail")
-                self.scrape.setdefault((server, metric), {})[int(rnd)] = (
-                    num(value), state, num(errors))
-                continue
-            if server not in self.servers:
-                self.servers.append(server)
             state = "ok" if num(value) is not None else ("skip" if value == "skip" else "fail")
-            self.cells.setdefault((server, metric), {})[int(rnd)] = (
-                num(value), state, num(errors))
+            if metric.startswith("huge_"):
+                into = self.huge
+            elif metric.startswith("scrape_"):
+                into = self.scrape
+            else:
+                into = self.cells
+                if server not in self.servers:
+                    self.servers.append(server)
+            into.setdefault((server, metric), {})[int(rnd)] = (num(value), state, num(errors))
         self.derive()
 
     def derive(self):
@@ -526,6 +527,17 @@ CLOSE_TEXT = {
 }
 
 
+def rounds_cell(c, dec):
+    """One figure of a section's table from its {round: (value, state, errors)}: the median,
+    and with more than one round every round in brackets (fail, skip: none measured)."""
+    vals = [v for v, st, e in (c[r] for r in sorted(c)) if v is not None]
+    every = ", ".join(fmt(v, dec) if v is not None else st
+                      for v, st, e in (c[r] for r in sorted(c)))
+    med = fmt(statistics.median(vals), dec) if vals else (
+        "skip" if all(st == "skip" for _, st, _ in c.values()) else "fail")
+    return "%s (%s)" % (med, every) if len(c) > 1 else med
+
+
 def scrape_section(run):
     """Figure 8: one row per variant; medians, every round in brackets."""
     if not run.scrape:
@@ -557,15 +569,72 @@ def scrape_section(run):
                     (key == "scrape_cpu_us" and name == "scrape-direct"):
                 cells.append("n/a")
                 continue
-            vals = [v for v, st, e in (c[r] for r in sorted(c)) if v is not None]
-            every = ", ".join(fmt(v, dec) if v is not None else st
-                              for v, st, e in (c[r] for r in sorted(c)))
-            med = fmt(statistics.median(vals), dec) if vals else (
-                "skip" if all(st == "skip" for _, st, _ in c.values()) else "fail")
-            cells.append("%s (%s)" % (med, every) if len(c) > 1 else med)
+            cells.append(rounds_cell(c, dec))
             if key == "scrape_rate":
                 errs = sum(e for _, _, e in c.values() if e is not None)
         out.append("| %s | %s | %s |" % (desc, " | ".join(cells), fmt(errs, 0)))
+    return "\n".join(out)
+
+
+HUGE_METRICS = [
+    ("huge_held", "held and verified", 0),
+    ("huge_open_s", "time to open all (s)", 1),
+    ("huge_procs", "processes", 0),
+    ("huge_rss_B", "proxy RSS per tunnel (B)", 0),
+    ("huge_pss_B", "proxy PSS anon+shmem per tunnel (B)", 0),
+    ("huge_kmem_cg_B", "kernel, proxies' cgroup, per tunnel (B)", 0),
+    ("huge_kmem_sys_B", "machine kernel per tunnel, all sockets (B)", 0),
+    ("huge_procfs_B", "of which /proc inodes (B)", 0),
+    ("huge_kmem_proxy_B", "machine kernel minus direct (B)", 0),
+    ("huge_idle_rss_kB", "idle proxy RSS (KiB)", 0),
+    ("huge_idle_kmem_kB", "idle proxy kernel, cgroup (KiB)", 0),
+]
+
+
+def huge_section(run):
+    """Figure 11: one row per variant; medians, every round in brackets."""
+    if not run.huge:
+        return None
+    m = run.meta
+    # The proxy's share of the machine figure: minus direct's of the same round (direct has
+    # the client's and the target's sockets only).
+    base = run.huge.get(("direct", "huge_kmem_sys_B"), {})
+    for (name, key), c in list(run.huge.items()):
+        if key != "huge_kmem_sys_B" or name == "direct":
+            continue
+        d = {}
+        for r, (v, st, e) in c.items():
+            b = base.get(r, (None, "fail", None))[0]
+            d[r] = (v - b, "ok", e) if v is not None and b is not None else (None, "fail", e)
+        run.huge[(name, "huge_kmem_proxy_B")] = d
+    out = ["%s idle tunnels held at once on this node (bench/macro/huge.sh), each variant in "
+           "its own network namespace: the tunnels are spread over several proxies of two "
+           "shards each (ringsocks) or several targets (direct: `socksload serve --socks5`, no "
+           "proxy), one `socksload hold` client each, because no process here may have more "
+           "than %s descriptors (the hard RLIMIT_NOFILE) and a proxied tunnel takes two. The "
+           "idle processes are sampled first: per-tunnel figures are the growth from idle to "
+           "all held, divided by the tunnels open at the sample, so the split does not enter "
+           "them. Held: tunnels with a verified round trip after the %s s hold. Machine kernel: "
+           "Slab + KernelStack + PageTables, all four sockets of a proxied tunnel (two for "
+           "direct). socksload --timeout and ringsocks --handshake-timeout %s s. Median of the "
+           "rounds, every round in brackets."
+           % (fmt(num(m.get("huge_tunnels")), 0), m.get("nofile_hard", "?"),
+              m.get("huge_hold", "?"), m.get("huge_timeout", "?")),
+           "",
+           "| variant | " + " | ".join(lab for _, lab, _ in HUGE_METRICS) + " | errors |",
+           "| --- |" + " ---: |" * (len(HUGE_METRICS) + 1)]
+    for name in sorted({s for s, _ in run.huge}, key=lambda s: (s == "direct", s)):
+        cells = []
+        errs = 0
+        for key, _, dec in HUGE_METRICS:
+            c = run.huge.get((name, key), {})
+            if not c or all(st == "skip" for _, st, _ in c.values()):
+                cells.append("n/a")
+                continue
+            cells.append(rounds_cell(c, dec))
+            if key == "huge_held":
+                errs = sum(e for _, _, e in c.values() if e is not None)
+        out.append("| %s | %s | %s |" % (name, " | ".join(cells), fmt(errs, 0)))
     return "\n".join(out)
 
 
@@ -639,6 +708,12 @@ def main():
         out.append("### 8. Scraping: short tunnels from a /64")
         out.append("")
         out.append(sc)
+        out.append("")
+    hg = huge_section(run)
+    if hg:
+        out.append("### 10. Many idle tunnels on one node")
+        out.append("")
+        out.append(hg)
         out.append("")
     out.append("### Targets")
     out.append("")

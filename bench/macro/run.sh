@@ -8,6 +8,8 @@
 #     CPU per 1,000 tunnels (client RST)    8 scraping: short tunnels from a /64 (scrape.sh)
 #   4 pinned 1-byte round trip              9 short tunnels the target closes first (tclose)
 #                                          10 UDP ASSOCIATE datagrams/s and loss (udp)
+#  11 HUGE_TUNNELS (100,000) idle tunnels held on this one node, user and kernel memory per
+#     tunnel (bench/macro/huge.sh; spread over several proxies: the host's fd limit)
 # ROUNDS interleaved rounds; in each every server gets one cell (bench/macro/cell.sh) in a
 # fresh network namespace, in an order that rotates from round to round. Medians, ratios, a
 # markdown table, the raw TSV and gnuplot plots go to RESULTS_DIR (bench/results/) as
@@ -23,7 +25,7 @@
 #                       where the proxy must listen on 127.0.0.1
 #   EXTRA_AUTH="name=command {PORT} {USER} {PASS};..."   the same proxy with user/password
 #                       (figure 6); without it the extra server's auth figure is n/a
-#   FIGURES="throughput memory big rtt rate name tclose auth scrape udp"   what to measure
+#   FIGURES="throughput memory big rtt rate name tclose auth scrape udp huge"   what to measure
 #   UDP_SECONDS=MEASURE_SECONDS UDP_WINDOW=8 UDP_THREADS=2 UDP_LOSS_TIMEOUT=1   figure 10: each
 #                       of its four runs (1 and 64 associations x 64 and 1400 B), datagrams
 #                       in flight per association, socksload threads for 64 associations,
@@ -37,6 +39,10 @@
 #   MEM_TUNNELS=2000 MEM_HOLD=4 MEM_SETTLE=1   memory run: tunnels, hold time, wait before
 #                       sampling once they are all open
 #   BIG_TUNNELS=9000 BIG_HOLD=4 BIG_SERVERS="direct ringsocks-auto ringsocks-splice ringsocks-copy"
+#   HUGE_TUNNELS=100000 HUGE_PER_PROC=8400 HUGE_HOLD=30 HUGE_TIMEOUT=60
+#   HUGE_SERVERS="ringsocks-auto direct"   figure 11 (bench/macro/huge.sh), once per round:
+#                       tunnels in all, at most per proxy process (also bounded by the hard fd
+#                       limit), hold, socksload --timeout and ringsocks --handshake-timeout
 #   TIMEOUT=5           socksload --timeout (every step of every tunnel)
 #   CLIENT_CPU=0 PROXY_CPU=1   figure 4's pinning
 #   RINGSOCKS_ARGS=""   more flags for ringsocks, e.g. "--access-log off"
@@ -53,12 +59,12 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 if [ "${QUICK:-0}" = 1 ]; then
     : "${ROUNDS:=1}" "${MEASURE_SECONDS:=1}" "${MEM_TUNNELS:=500}" "${MEM_HOLD:=3}"
-    : "${BIG_TUNNELS:=2000}" "${BIG_HOLD:=3}" "${SCRAPE_SECONDS:=10}"
+    : "${BIG_TUNNELS:=2000}" "${BIG_HOLD:=3}" "${SCRAPE_SECONDS:=10}" "${HUGE_TUNNELS:=10000}"
 fi
 export ROUNDS=${ROUNDS:-3}
 export SERVERS=${SERVERS:-"direct ringsocks-auto ringsocks-splice ringsocks-copy microsocks dante"}
 export EXTRA_SERVERS=${EXTRA_SERVERS:-} EXTRA_AUTH=${EXTRA_AUTH:-}
-export FIGURES=${FIGURES:-"throughput memory big rtt rate name tclose auth scrape udp"}
+export FIGURES=${FIGURES:-"throughput memory big rtt rate name tclose auth scrape udp huge"}
 export SCRAPE_SECONDS=${SCRAPE_SECONDS:-60} SCRAPE_WORKERS=${SCRAPE_WORKERS:-64}
 export SCRAPE_THREADS=${SCRAPE_THREADS:-2} SCRAPE_VARIANTS=${SCRAPE_VARIANTS:-"direct single pool sticky"}
 export SCRAPE_CLOSE=${SCRAPE_CLOSE:-fin}
@@ -74,6 +80,9 @@ export WARMUP_TUNNELS=${WARMUP_TUNNELS:-200}
 export MEM_TUNNELS=${MEM_TUNNELS:-2000} MEM_HOLD=${MEM_HOLD:-4} MEM_SETTLE=${MEM_SETTLE:-1}
 export BIG_TUNNELS=${BIG_TUNNELS:-9000} BIG_HOLD=${BIG_HOLD:-4}
 export BIG_SERVERS=${BIG_SERVERS:-"direct ringsocks-auto ringsocks-splice ringsocks-copy"}
+export HUGE_TUNNELS=${HUGE_TUNNELS:-100000} HUGE_PER_PROC=${HUGE_PER_PROC:-8400}
+export HUGE_HOLD=${HUGE_HOLD:-30} HUGE_TIMEOUT=${HUGE_TIMEOUT:-60}
+export HUGE_SERVERS=${HUGE_SERVERS:-"ringsocks-auto direct"}
 export TIMEOUT=${TIMEOUT:-5}
 export CLIENT_CPU=${CLIENT_CPU:-0} PROXY_CPU=${PROXY_CPU:-1}
 export RINGSOCKS_ARGS=${RINGSOCKS_ARGS:-}
@@ -93,19 +102,25 @@ case $ROUNDS in '' | *[!0-9]* | 0) die "ROUNDS must be a positive integer" ;; es
 case $WARMUP_TUNNELS in '' | *[!0-9]*) die "WARMUP_TUNNELS must be a number" ;; esac
 for v in TP_SECONDS RATE_SECONDS RTT_SECONDS MEM_HOLD MEM_SETTLE BIG_HOLD TIMEOUT \
     TP_THREADS RATE_WORKERS RATE_THREADS MEM_TUNNELS BIG_TUNNELS SCRAPE_SECONDS SCRAPE_WORKERS \
-    SCRAPE_THREADS UDP_SECONDS UDP_WINDOW UDP_THREADS UDP_LOSS_TIMEOUT; do
+    SCRAPE_THREADS UDP_SECONDS UDP_WINDOW UDP_THREADS UDP_LOSS_TIMEOUT HUGE_TUNNELS HUGE_PER_PROC \
+    HUGE_HOLD HUGE_TIMEOUT; do
     positive "$v" "${!v}"
 done
 awk -v h="$MEM_HOLD" -v s="$MEM_SETTLE" 'BEGIN { exit !(h >= s + 2) }' ||
     die "MEM_HOLD must be at least MEM_SETTLE + 2 s (the sample is taken while the tunnels are held)"
 for f in $FIGURES; do
-    case $f in throughput | memory | big | rtt | rate | name | tclose | auth | scrape | udp) ;;
-    *) die "unknown figure '$f' (throughput memory big rtt rate name tclose auth scrape udp)" ;;
+    case $f in throughput | memory | big | rtt | rate | name | tclose | auth | scrape | udp | huge) ;;
+    *) die "unknown figure '$f' (throughput memory big rtt rate name tclose auth scrape udp huge)" ;;
     esac
 done
 for v in $SCRAPE_VARIANTS; do
     case $v in direct | single | pool | sticky) ;;
     *) die "unknown SCRAPE_VARIANTS entry '$v' (direct single pool sticky)" ;;
+    esac
+done
+for v in $HUGE_SERVERS; do
+    case $v in direct | ringsocks-?*) ;;
+    *) die "unknown HUGE_SERVERS entry '$v' (direct ringsocks-ENGINE)" ;;
     esac
 done
 case $SCRAPE_CLOSE in fin | rst) ;; *) die "SCRAPE_CLOSE is fin or rst, not '$SCRAPE_CLOSE'" ;; esac
@@ -273,6 +288,19 @@ for ((r = 1; r <= ROUNDS; r++)); do
         bash "$HERE/scrape.sh" "$r" "$RAW" || log "round $r: the scraping figure failed (exit $?)"
         ;;
     esac
+    # Figure 11: its own processes, cgroup and network namespace, once per round.
+    case " $FIGURES " in
+    *" huge "*)
+        log "round $r/$ROUNDS: $HUGE_TUNNELS tunnels held ($HUGE_SERVERS)"
+        rc=0
+        if [ "$NETNS" = 1 ]; then
+            unshare -n -- bash "$HERE/huge.sh" "$r" "$RAW" || rc=$?
+        else
+            bash "$HERE/huge.sh" "$r" "$RAW" || rc=$?
+        fi
+        [ "$rc" = 0 ] || log "round $r: the huge figure failed (exit $rc)"
+        ;;
+    esac
 done
 elapsed=$(($(date +%s) - t0))
 
@@ -315,6 +343,10 @@ prefix="$RESULTS_DIR/macro-$stamp"
     echo "# mem_hold=$MEM_HOLD"
     echo "# big_tunnels=$BIG_TUNNELS"
     echo "# big_hold=$BIG_HOLD"
+    echo "# huge_tunnels=$HUGE_TUNNELS"
+    echo "# huge_hold=$HUGE_HOLD"
+    echo "# huge_timeout=$HUGE_TIMEOUT"
+    echo "# nofile_hard=$(ulimit -Hn)"
     echo "# timeout=$TIMEOUT"
     echo "# scrape_seconds=$SCRAPE_SECONDS"
     echo "# udp_seconds=$UDP_SECONDS"
