@@ -14,6 +14,7 @@
 #ifndef RINGSOCKS_TEST_FAKE_SHARD_H
 #define RINGSOCKS_TEST_FAKE_SHARD_H
 
+#include <dirent.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -136,6 +137,19 @@ fs_close_all(struct shard *sh, bool kernel)
         assert_int_equal(sh->conns[i].state, CONN_FREE);
     assert_int_equal(sh->n_open, 0);
     assert_int_equal(clients_count(&sh->clients), 0);
+}
+
+/* fds this process has open now (its own ends of the pairs included). */
+static inline unsigned
+fs_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    unsigned n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
 }
 
 static inline void
