@@ -7,25 +7,31 @@
  * live ones by pointer.
  *
  * For N = 1, 2, 3, ...: a fresh shard (the real handshake, request and relay
- * phases, slot layer, rules and hosts table on the fake ring of fake_ring.h,
- * whose kernel reads, writes and connects for real on loopback), the hook armed
- * to fail the Nth allocation, then clients one after the other, each a whole
- * connection: SOCKS5 greeting without and with a password, CONNECT by address,
- * by a name from the hosts table and by a name through the (faked) resolver,
- * bytes relayed both ways, then both ends close. Rules: the client in which the
- * allocation failed is served or ends cleanly (its socket closed, the log line's
- * reason END_RESOURCE), never a crash, an assert or a hang; every other client,
- * those after it included, is served (the server keeps serving others); after
- * close-all every slot is free and nothing is in flight; no fd and no allocation
+ * phases, slot layer, rules, hosts table and client-address limits on the fake
+ * ring of fake_ring.h, whose kernel reads, writes and connects for real on
+ * loopback), the hook armed to fail the Nth allocation, then clients one after
+ * the other, each a whole connection (struct step): SOCKS5 greeting without and
+ * with a password, CONNECT by address, by a name from the hosts table and by a
+ * name through the (faked) resolver, a second client waiting for the only
+ * handshake context, a megabyte each way that stalls the copy engine into a
+ * spill, a user name with a session and a fault (username_params); bytes
+ * relayed both ways, then both ends close; then one more client. Rules: the
+ * client in which the allocation failed is served or ends cleanly (its socket
+ * closed, the log line's reason END_RESOURCE), never a crash, an assert, a hang
+ * or a wrong verdict on its password; every other client, those after it
+ * included, is served (the server keeps serving others), a password client as
+ * its user; after close-all every slot is free, nothing is in flight, every
+ * buffer and every client address's count is back; no fd and no allocation
  * outlives the shard. The loop ends when a scenario runs without reaching its
  * Nth allocation: every allocation on the path has failed once. It must have
  * taken at least OOM_MIN_SITES rounds (no vacuous pass).
  *
- * Out of scope: allocations at start-up (the slot table, the client table, the
- * relay's buffers and pipes, the handshake slab: the hook is armed after them),
- * the password worker (authq.c: a thread; authq_check() is faked to answer at
- * once, as a cache hit does), the resolver (dns.c: c-ares; dns_resolve() is
- * faked and the test answers with conn_resolved()).
+ * Out of scope: allocations at start-up (the slot table, the relay's buffers and
+ * pipes, the handshake slab: the hook is armed after them), the password worker
+ * (authq.c: a thread; authq_check() is faked to answer at once, as a cache hit
+ * does), the resolver (dns.c: c-ares; dns_resolve() is faked and the test
+ * answers with conn_resolved()), GSS-API, UDP ASSOCIATE, upstream chaining, and
+ * a rule's own faults.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -588,6 +594,7 @@ struct step {
     bool password;
     bool bulk;   /* a megabyte each way that stalls the tunnel (a spill) */
     bool queued; /* a second client waits for the handshake context meanwhile */
+    bool params; /* username_params: a session and a fault asked in the user name */
 };
 
 /*
@@ -599,6 +606,7 @@ client_go(struct client *cl, const struct step *st)
 {
     bool served = false;
     pol->n_auth = st->password ? 1 : 0;
+    pol->username_params = st->params;
     pol->auth_methods[0] = st->password ? SOCKS5_METHOD_PASSWORD : SOCKS5_METHOD_NONE;
     uint8_t greet[3] = {5, 1, st->password ? SOCKS5_METHOD_PASSWORD : SOCKS5_METHOD_NONE};
     client_send(cl, greet, sizeof(greet));
@@ -608,12 +616,19 @@ client_go(struct client *cl, const struct step *st)
     assert_int_equal(cl->in[0], 5);
     assert_int_equal(cl->in[1], greet[2]);
     if (st->password) {
-        static const uint8_t auth[] = {1, 5, 'a', 'l', 'i', 'c', 'e', 2, 'p', 'w'};
-        client_send(cl, auth, sizeof(auth));
+        uint8_t auth[64] = {1};
+        const char *user = st->params ? "alice-session-s1-fault-wrong_bnd" : "alice";
+        size_t ul = strlen(user);
+        auth[1] = (uint8_t)ul;
+        memcpy(auth + 2, user, ul);
+        memcpy(auth + 2 + ul, "\2pw", 3);
+        client_send(cl, auth, 2 + ul + 3);
         at += 2;
         if (!pump_for(cl, at))
             goto out;
-        assert_int_equal(cl->in[at - 1], 0);
+        /* A verdict is right or not given: never "wrong password" for want of memory. */
+        if (cl->in[at - 1] != 0)
+            fail_msg("a good password answered with status %u", cl->in[at - 1]);
     }
     uint8_t req[64] = {5, SOCKS5_CMD_CONNECT, 0};
     size_t n = 3;
@@ -668,6 +683,7 @@ static const struct step scenario[] = {
     {.dest = BY_HOSTS, .password = true, .queued = true},
     {.dest = BY_DNS, .bulk = true},
     {.dest = BY_ADDR, .password = true},
+    {.dest = BY_HOSTS, .password = true, .params = true},
 };
 #define N_STEPS (sizeof(scenario) / sizeof(scenario[0]))
 
@@ -721,14 +737,7 @@ setup(void **state)
     lim_conf_unset(&pol->client_lim);
     pol->client_lim.max_conns = 100;
 
-    snprintf(hosts_path, sizeof(hosts_path), "/tmp/test_oom_hosts.XXXXXX");
-    int fd = mkstemp(hosts_path);
-    assert_true(fd >= 0);
-    const char *text = "127.0.0.1 target.test\n";
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-    hosts = hosts_load(hosts_path);
-    assert_non_null(hosts);
+    hosts = fs_hosts(hosts_path, "127.0.0.1 target.test\n");
 
     listener = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};

@@ -266,16 +266,9 @@ setup(void **state)
     pol = policy_new(&o, acl, NULL, 1);
     assert_non_null(pol);
 
-    snprintf(hosts_path, sizeof(hosts_path), "/tmp/test_request_hosts.XXXXXX");
-    int fd = mkstemp(hosts_path);
-    assert_true(fd >= 0);
-    const char *text = "# hosts(5)\n"
-                       "127.0.0.1 target.test alias.test\n"
-                       "10.9.9.9 internal.test\n";
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-    hosts = hosts_load(hosts_path);
-    assert_non_null(hosts);
+    hosts = fs_hosts(hosts_path, "# hosts(5)\n"
+                                 "127.0.0.1 target.test alias.test\n"
+                                 "10.9.9.9 internal.test\n");
 
     listener = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
