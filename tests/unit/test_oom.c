@@ -14,8 +14,9 @@
  * with a password, CONNECT by address, by a name from the hosts table and by a
  * name through the (faked) resolver, a second client waiting for the only
  * handshake context, a megabyte each way that stalls the copy engine into a
- * spill, a user name with a session and a fault (username_params); bytes
- * relayed both ways, then both ends close; then one more client. Rules: the
+ * spill, a user name with a session and a fault (username_params), HTTP
+ * CONNECT with Basic credentials, a name no host can have (refused 0x04 by
+ * design); bytes relayed both ways, then both ends close; then one more client. Rules: the
  * client in which the allocation failed is served or ends cleanly (its socket
  * closed, the log line's reason END_RESOURCE), never a crash, an assert, a hang
  * or a wrong verdict on its password; every other client, those after it
@@ -363,11 +364,10 @@ shard_up(void)
     assert_int_equal(handshake_init(&sh, request_start), 0);
     assert_int_equal(relay_init(&sh), 0);
     fr_use_buf_ring(sh.relay.br, o.buf_count);
-    /* Client addresses' limits (client_limits max_conns): the shared map, read under RCU
-     * as by a shard thread, and a tunnel's own limit state. */
+    /* Client addresses' limits (client_limits max_conns): the shared map and a tunnel's own
+     * limit state. */
     sh.climap = climap_new();
     assert_non_null(sh.climap);
-    rcu_register_thread();
     fr_batch_end = batch_end;
     fr_after_cqe = count_end;
     memset(n_ends, 0, sizeof(n_ends));
@@ -390,8 +390,9 @@ shard_down(void)
     }
     relay_fini(&sh);
     handshake_fini(&sh);
-    rcu_unregister_thread();
+    rcu_unregister_thread(); /* climap_free() registers for itself */
     climap_free(sh.climap);
+    rcu_register_thread();
     fs_fini(&sh);
 }
 
@@ -426,7 +427,7 @@ struct client {
     int fd;             /* the program's end */
     int target;         /* the target's end, accepted; -1 none */
     uint32_t slot, gen; /* its connection; slot CONN_NIL: none (refused at once) */
-    uint8_t in[64];
+    uint8_t in[256];
     size_t n_in;
     bool eof; /* the server closed it */
 };
@@ -587,7 +588,8 @@ client_gone(const struct client *cl)
            sh.conns[cl->slot].state == CONN_FREE;
 }
 
-enum dest { BY_ADDR, BY_HOSTS, BY_DNS };
+/* BAD_NAME: a name no host can have, refused 0x04 by design (the log keeps it). */
+enum dest { BY_ADDR, BY_HOSTS, BY_DNS, BAD_NAME };
 
 struct step {
     enum dest dest;
@@ -595,7 +597,37 @@ struct step {
     bool bulk;   /* a megabyte each way that stalls the tunnel (a spill) */
     bool queued; /* a second client waits for the handshake context meanwhile */
     bool params; /* username_params: a session and a fault asked in the user name */
+    bool http;   /* HTTP CONNECT (with password: Basic credentials) instead of SOCKS5 */
 };
+
+/* Batches until the client has a whole HTTP response (its header), or its end closed. */
+static bool
+pump_http(struct client *cl)
+{
+    for (size_t want = 12;; want = cl->n_in + 1) {
+        if (!pump_for(cl, want))
+            return false;
+        if (memmem(cl->in, cl->n_in, "\r\n\r\n", 4))
+            return true;
+        assert_true(cl->n_in < sizeof(cl->in));
+    }
+}
+
+/* An HTTP CONNECT to the target (alice's Basic credentials with password): true on 200. */
+static bool
+http_connect(struct client *cl, bool password)
+{
+    char req[256];
+    int n =
+        snprintf(req, sizeof(req), "CONNECT 127.0.0.1:%u HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n%s\r\n",
+                 port, port, password ? "Proxy-Authorization: Basic YWxpY2U6cHc=\r\n" : "");
+    client_send(cl, req, (size_t)n);
+    if (!pump_http(cl))
+        return false;
+    if (memcmp(cl->in, "HTTP/1.1 200 ", 13) != 0)
+        fail_msg("HTTP CONNECT answered %.12s", (const char *)cl->in);
+    return true;
+}
 
 /*
  * The client's whole connection, the shard playing its part, both ends closed at the end:
@@ -606,8 +638,15 @@ client_go(struct client *cl, const struct step *st)
 {
     bool served = false;
     pol->n_auth = st->password ? 1 : 0;
+    pol->auth_password = st->password;
     pol->username_params = st->params;
     pol->auth_methods[0] = st->password ? SOCKS5_METHOD_PASSWORD : SOCKS5_METHOD_NONE;
+    pol->http_connect = st->http;
+    if (st->http) {
+        if (!http_connect(cl, st->password))
+            goto out;
+        goto relay;
+    }
     uint8_t greet[3] = {5, 1, st->password ? SOCKS5_METHOD_PASSWORD : SOCKS5_METHOD_NONE};
     client_send(cl, greet, sizeof(greet));
     size_t at = 2;
@@ -632,7 +671,9 @@ client_go(struct client *cl, const struct step *st)
     }
     uint8_t req[64] = {5, SOCKS5_CMD_CONNECT, 0};
     size_t n = 3;
-    const char *name = st->dest == BY_HOSTS ? "target.test" : "remote.example";
+    const char *name = st->dest == BY_HOSTS   ? "target.test"
+                       : st->dest == BAD_NAME ? "bad name!"
+                                              : "remote.example";
     if (st->dest == BY_ADDR) {
         req[n++] = SOCKS5_ATYP_IPV4;
         uint32_t lo = htonl(INADDR_LOOPBACK);
@@ -650,8 +691,14 @@ client_go(struct client *cl, const struct step *st)
     if (!pump_for(cl, at + 10))
         goto out;
     assert_int_equal(cl->in[at], 5);
+    if (st->dest == BAD_NAME) {
+        assert_int_equal(cl->in[at + 1], SOCKS5_REP_HOST_UNREACH);
+        served = true;
+        goto out;
+    }
     if (cl->in[at + 1] != SOCKS5_REP_SUCCEEDED)
         goto out;
+relay:
     cl->target = accept4(listener, NULL, NULL, SOCK_NONBLOCK);
     assert_true(cl->target >= 0);
     if (!relay_bytes(cl->fd, cl->target, "ping from the client") ||
@@ -684,6 +731,8 @@ static const struct step scenario[] = {
     {.dest = BY_DNS, .bulk = true},
     {.dest = BY_ADDR, .password = true},
     {.dest = BY_HOSTS, .password = true, .params = true},
+    {.dest = BY_ADDR, .password = true, .http = true},
+    {.dest = BAD_NAME},
 };
 #define N_STEPS (sizeof(scenario) / sizeof(scenario[0]))
 
@@ -749,6 +798,7 @@ setup(void **state)
     socklen_t len = sizeof(lo);
     assert_int_equal(getsockname(listener, (struct sockaddr *)&lo, &len), 0);
     port = ntohs(lo.sin_port);
+    rcu_register_thread(); /* climap_take() reads under RCU, as a shard thread does */
     return 0;
 }
 
@@ -756,6 +806,7 @@ static int
 teardown(void **state)
 {
     (void)state;
+    rcu_unregister_thread();
     policy_free(pol);
     hosts_free(hosts);
     unlink(hosts_path);
@@ -776,7 +827,8 @@ test_scenario_serves_everyone(void **state)
     oom_disarm();
     for (unsigned k = 0; k <= N_STEPS; k++)
         assert_int_equal(refused[k], 0);
-    assert_int_equal(n_ends[END_DONE], fs_log_n);
+    assert_int_equal(n_ends[END_DONE] + n_ends[END_BAD_NAME], fs_log_n);
+    assert_int_equal(n_ends[END_BAD_NAME], 1);
     assert_true(sh.st.spills > 0);
     assert_true(sh.st.hs_waits > 0);
     shard_down();
@@ -808,10 +860,12 @@ test_every_allocation_fails_once(void **state)
                          "%u clients refused",
                          fail_at, site, failed_in, k, refused[k]);
         }
-        if (n_refused != n_ends[END_RESOURCE] || n_ends[END_DONE] + n_refused != fs_log_n)
+        if (n_refused != n_ends[END_RESOURCE] || n_ends[END_BAD_NAME] != 1 ||
+            n_ends[END_DONE] + n_ends[END_BAD_NAME] + n_refused != fs_log_n)
             fail_msg("allocation %lu failed (site 0x%lx): %u refused, %u log lines: done %u, "
-                     "resource %u",
-                     fail_at, site, n_refused, fs_log_n, n_ends[END_DONE], n_ends[END_RESOURCE]);
+                     "resource %u, bad name %u",
+                     fail_at, site, n_refused, fs_log_n, n_ends[END_DONE], n_ends[END_RESOURCE],
+                     n_ends[END_BAD_NAME]);
         shard_down();
         if (fs_open_fds() != fds)
             fail_msg("allocation %lu failed (site 0x%lx): %u fds leaked", fail_at, site,
