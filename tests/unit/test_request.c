@@ -619,7 +619,8 @@ test_all_failed_reply_of_last_errno(void **state)
     assert_int_equal(got.rep, SOCKS5_REP_HOST_UNREACH);
 }
 
-/* DNS failed, or answered nothing: 0x04. */
+/* DNS failed, or answered nothing: 0x04; out of memory for the question: 0x01, a resource
+ * failure (no verdict on the name). */
 static void
 test_dns_failure(void **state)
 {
@@ -633,6 +634,13 @@ test_dns_failure(void **state)
     conn_resolved(&sh, dns.ref, 0, NULL, 0);
     assert_int_equal(got.fails, 2);
     assert_int_equal(got.rep, SOCKS5_REP_HOST_UNREACH);
+    assert_int_equal(got.why, END_REPLY_ERR);
+    c = request_name(SOCKS5_CMD_CONNECT, "busy.example.org", 80);
+    conn_resolved(&sh, dns.ref, -ENOMEM, NULL, 0);
+    assert_int_equal(got.fails, 3);
+    assert_int_equal(got.rep, SOCKS5_REP_GENERAL);
+    assert_int_equal(got.why, END_RESOURCE);
+    assert_int_equal(c->state, CONN_FREE);
 }
 
 /* connect_timeout while resolving: 0x04 once it has passed, not before; a late answer then
