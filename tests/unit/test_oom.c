@@ -30,8 +30,9 @@
  * Out of scope: allocations at start-up (the slot table, the relay's buffers and
  * pipes, the handshake slab: the hook is armed after them), the password worker
  * (authq.c: a thread; authq_check() is faked to answer at once, as a cache hit
- * does), the resolver (dns.c: c-ares; dns_resolve() is faked and the test
- * answers with conn_resolved()), GSS-API, UDP ASSOCIATE, upstream chaining, and
+ * does), the resolver (dns.c: c-ares; dns_resolve() is faked, its query's
+ * allocation and -ENOMEM answer modelled, and the test answers with
+ * conn_resolved()), GSS-API, UDP ASSOCIATE, upstream chaining, and
  * a rule's own faults.
  */
 #include <setjmp.h>
@@ -304,18 +305,26 @@ authq_cancel(struct shard *s, uint32_t waiter)
     (void)waiter;
 }
 
-/* The resolver: the test answers with conn_resolved(). */
+/*
+ * The resolver: the test answers with conn_resolved(). Its one allocation is dns.c's (a
+ * query, freed with the answer): out of memory, it answers -ENOMEM at once, as dns.c does.
+ */
 static struct {
     bool pending;
     uint64_t ref;
     uint16_t port;
+    void *query;
 } dns;
 
 void
 dns_resolve(struct shard *s, const char *name, uint16_t port, uint64_t ref)
 {
-    (void)s;
     (void)name;
+    dns.query = malloc(64);
+    if (!dns.query) {
+        conn_resolved(s, ref, -ENOMEM, NULL, 0);
+        return;
+    }
     dns.pending = true;
     dns.ref = ref;
     dns.port = port;
@@ -455,6 +464,8 @@ dns_answer(void)
     if (!dns.pending)
         return;
     dns.pending = false;
+    free(dns.query);
+    dns.query = NULL;
     union sockaddr_inx a = {.v4 = {.sin_family = AF_INET, .sin_port = htons(dns.port)}};
     a.v4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     conn_resolved(&sh, dns.ref, 0, &a, 1);
