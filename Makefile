@@ -159,6 +159,17 @@ $(BUILD)/tests/test_request: $(BUILD)/obj/limit.o $(BUILD)/obj/limit_bw.o $(BUIL
 # them, the metrics name them.
 $(foreach t,conn relay request shardcmd config metrics acctctl,$(eval $(BUILD)/tests/test_$(t): \
 	$(BUILD)/obj/faultspec.o))
+# The allocation-failure loop (tests/unit/test_oom.c): one connection at a time through the
+# real handshake, request and relay phases on the fake ring, every allocation site failed in
+# turn. The server's objects (all but the real ring) go in an archive, so that the linker takes
+# only those the connection's path reaches; the allocator is wrapped to be counted and failed.
+OOM_OBJS := $(filter-out $(BUILD)/obj/ring.o,$(LIB_OBJS)) $(VIA_OBJS)
+OOM_WRAP := malloc calloc realloc reallocarray aligned_alloc strdup strndup free
+$(BUILD)/oom.a: $(OOM_OBJS)
+	rm -f $@ && ar rcs $@ $^
+$(BUILD)/tests/test_oom: tests/unit/test_oom.c $(BUILD)/oom.a $(CORE_FAKES) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(LDFLAGS) $(foreach f,$(OOM_WRAP),-Wl,--wrap=$(f)) -o $@ $< $(BUILD)/oom.a \
+		-lcmocka $(LIBS)
 # include/udq.h is header-only: no module object, so its own rule (in UNIT_BINS like the rest).
 $(BUILD)/tests/test_udq: tests/unit/test_udq.c include/udq.h | $(BUILD)/tests
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lcmocka

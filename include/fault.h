@@ -30,10 +30,11 @@ struct shard;
 
 /*
  * username_params: the faults the user name asked for (its "-fault-" part, already cut off
- * the name), kept until a rule allows them. false: out of memory (the name is then refused
- * as a malformed one is).
+ * the name), kept until a rule allows them. Out of memory: nothing is kept and the
+ * connection is served as if it asked for none (as when a rule's faults cannot be taken);
+ * never a refusal, which would count as a wrong password.
  */
-bool fault_ask(struct conn *c, const struct fault_set *asked);
+void fault_ask(struct conn *c, const struct fault_set *asked);
 
 /*
  * The greeting (user NULL) or the RFC 1929 status (user: the base name): the faults of

@@ -50,16 +50,14 @@ merge(struct fault_set *dst, const struct fault_set *src, uint32_t mask)
     }
 }
 
-bool
+void
 fault_ask(struct conn *c, const struct fault_set *asked)
 {
     if (!asked->kinds)
-        return true;
+        return;
     struct conn_fault *f = fault_get(c);
-    if (!f)
-        return false;
-    f->asked = *asked;
-    return true;
+    if (f)
+        f->asked = *asked;
 }
 
 /*

@@ -647,15 +647,16 @@ hs_need_more(struct shard *sh, struct conn *c)
     hs_read(sh, c);
 }
 
-/* The user name the client sent (its base name, the session kept aside) becomes c->user. */
-static void
+/* The user name the client sent (its base name, the session kept aside) becomes c->user;
+ * false when out of memory (c->user stays NULL). */
+static bool
 take_user(struct conn *c)
 {
     if (c->user)
-        return;
+        return true;
     struct egress_session s = {c->hs->sess_id, strlen(c->hs->sess_id), c->hs->sess_ttl_s};
-    /* NULL when out of memory: rules see no user, the log shows none */
     c->user = outbound_user_dup(c, c->hs->cred.user, &s);
+    return c->user != NULL;
 }
 
 /* An HTTP client's request refused with status (its response says why), then closed. */
@@ -687,8 +688,9 @@ auth_refuse(struct shard *sh, struct conn *c, enum conn_end why)
  * The verdict on the credentials in the context (the password already wiped).
  * A refusal names the user tried in c->user, for the access log alone: the
  * connection closes after the status and is never served as that user.
+ * true: good, and the handshake goes on; false: refused or closed.
  */
-static void
+static bool
 auth_answer(struct shard *sh, struct conn *c, bool ok)
 {
     uint8_t r[2];
@@ -703,7 +705,7 @@ auth_answer(struct shard *sh, struct conn *c, bool ok)
         fault_acted(sh, c, FAULT_AUTH_FAIL);
         take_user(c);
         auth_refuse(sh, c, END_FAULT);
-        return;
+        return false;
     }
     if (!ok) {
         STAT_INC(sh->st.auth_failures);
@@ -716,16 +718,25 @@ auth_answer(struct shard *sh, struct conn *c, bool ok)
         }
         take_user(c);
         auth_refuse(sh, c, END_AUTH_FAILED);
-        return;
+        return false;
     }
     if (sh->lockout)
         lockout_success(sh->lockout, &sh->pol->lockout, &c->client, user, sh->now_s);
-    take_user(c);
+    if (!take_user(c)) {
+        /*
+         * Out of memory: served without its name, the user would pass the rules, limits,
+         * blocks and quota that name it (a rule sees no user). Closed, as a check that
+         * cannot be answered is (AUTHQ_CLOSE): never a wrong answer.
+         */
+        close_after_replies(sh, c, END_RESOURCE);
+        return false;
+    }
     /* HTTP has no status of its own for good credentials: the request goes on. */
     if (c->version == HTTPCONNECT_VERSION)
-        return;
+        return true;
     hs_queue(sh, c, r, auth_reply(r, AUTH_STATUS_OK));
     c->hs->p.s5.phase = SOCKS5_PHASE_REQUEST;
+    return true;
 }
 
 /*
@@ -762,9 +773,9 @@ take_session(struct conn *c)
     h->sess_id[0] = '\0';
     h->sess_ttl_s = 0;
     /* "-fault-NAME" comes last: cut it off first (kept until a rule allows it, fault.h). */
-    if (fault_user_params(h->cred.user, &base, &asked, why, sizeof(why)) < 0 ||
-        !fault_ask(c, &asked))
+    if (fault_user_params(h->cred.user, &base, &asked, why, sizeof(why)) < 0)
         return false;
+    fault_ask(c, &asked);
     h->cred.user[base] = '\0';
     h->cred.ulen = (uint8_t)base;
     if (egress_user_params(h->cred.user, &base, &s) < 0)
@@ -836,8 +847,7 @@ auth_start(struct shard *sh, struct conn *c)
         close_after_replies(sh, c, END_RESOURCE);
         return false;
     }
-    auth_answer(sh, c, res == AUTHQ_OK);
-    return res == AUTHQ_OK;
+    return auth_answer(sh, c, res == AUTHQ_OK);
 }
 
 /*
@@ -1113,10 +1123,11 @@ on_auth(struct shard *sh, struct conn *c, unsigned tag, bool ok)
     if (c->state != CONN_HANDSHAKE || !(c->hs_flags & HSF_AUTH_WAIT))
         return;
     c->hs_flags &= (uint8_t)~HSF_AUTH_WAIT;
-    auth_answer(sh, c, ok);
-    if (ok && c->version == HTTPCONNECT_VERSION)
+    if (!auth_answer(sh, c, ok))
+        return;
+    if (c->version == HTTPCONNECT_VERSION)
         sh->hsp.on_request(sh, c);
-    else if (ok)
+    else
         hs_parse(sh, c);
 }
 

@@ -14,12 +14,16 @@
 #ifndef RINGSOCKS_TEST_FAKE_SHARD_H
 #define RINGSOCKS_TEST_FAKE_SHARD_H
 
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "acl.h"
 #include "conn.h"
+#include "hosts.h"
 #include "log.h"
 #include "policy.h"
 #include "shard_types.h"
@@ -136,6 +140,33 @@ fs_close_all(struct shard *sh, bool kernel)
         assert_int_equal(sh->conns[i].state, CONN_FREE);
     assert_int_equal(sh->n_open, 0);
     assert_int_equal(clients_count(&sh->clients), 0);
+}
+
+/* A hosts table (hosts(5) text) read from a temporary file, path[64] (the caller unlinks). */
+static inline struct hosts *
+fs_hosts(char path[64], const char *text)
+{
+    snprintf(path, 64, "/tmp/test_hosts.XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    struct hosts *h = hosts_load(path);
+    assert_non_null(h);
+    return h;
+}
+
+/* fds this process has open now (its own ends of the pairs included). */
+static inline unsigned
+fs_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    unsigned n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
 }
 
 static inline void

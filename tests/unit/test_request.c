@@ -44,7 +44,6 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,16 +266,9 @@ setup(void **state)
     pol = policy_new(&o, acl, NULL, 1);
     assert_non_null(pol);
 
-    snprintf(hosts_path, sizeof(hosts_path), "/tmp/test_request_hosts.XXXXXX");
-    int fd = mkstemp(hosts_path);
-    assert_true(fd >= 0);
-    const char *text = "# hosts(5)\n"
-                       "127.0.0.1 target.test alias.test\n"
-                       "10.9.9.9 internal.test\n";
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-    hosts = hosts_load(hosts_path);
-    assert_non_null(hosts);
+    hosts = fs_hosts(hosts_path, "# hosts(5)\n"
+                                 "127.0.0.1 target.test alias.test\n"
+                                 "10.9.9.9 internal.test\n");
 
     listener = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -311,13 +303,7 @@ teardown(void **state)
 static unsigned
 open_fds(void)
 {
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    unsigned n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n - fs_n_peers;
+    return fs_open_fds() - fs_n_peers;
 }
 
 /* A connection whose handshake parsed a request: cmd to dest, with a context and a client. */
@@ -633,7 +619,8 @@ test_all_failed_reply_of_last_errno(void **state)
     assert_int_equal(got.rep, SOCKS5_REP_HOST_UNREACH);
 }
 
-/* DNS failed, or answered nothing: 0x04. */
+/* DNS failed, or answered nothing: 0x04; out of memory for the question: 0x01, a resource
+ * failure (no verdict on the name). */
 static void
 test_dns_failure(void **state)
 {
@@ -647,6 +634,13 @@ test_dns_failure(void **state)
     conn_resolved(&sh, dns.ref, 0, NULL, 0);
     assert_int_equal(got.fails, 2);
     assert_int_equal(got.rep, SOCKS5_REP_HOST_UNREACH);
+    assert_int_equal(got.why, END_REPLY_ERR);
+    c = request_name(SOCKS5_CMD_CONNECT, "busy.example.org", 80);
+    conn_resolved(&sh, dns.ref, -ENOMEM, NULL, 0);
+    assert_int_equal(got.fails, 3);
+    assert_int_equal(got.rep, SOCKS5_REP_GENERAL);
+    assert_int_equal(got.why, END_RESOURCE);
+    assert_int_equal(c->state, CONN_FREE);
 }
 
 /* connect_timeout while resolving: 0x04 once it has passed, not before; a late answer then
