@@ -306,29 +306,36 @@ def socksload_udp_rate(ctx):
     port = serve_socks5(ctx)
     px = "socks5://127.0.0.1:%d" % port
     iv = ctx.path("udp-rate.iv")
-    rc, j, err = run_sl(ctx, ["udp", "--proxy", px, "--target", "127.0.0.1:%d" % port,
-                              "--tunnels", "4", "--rate", "3000", "--duration", "2",
-                              "--loss-timeout", "1", "--intervals", iv, "--interval", "0.5"])
-    check(rc == 0 and j is not None, "socksload udp --rate: exit %d, %s" % (rc, err[-300:]))
-    u = j["udp"]
-    details = [json.dumps(u), json.dumps(j["errors"])]
-    check(u["rate_asked"] == 3000 and abs(u["rate_sent"] - 3000) < 150,
-          "asked 3000/s, sent %.1f/s" % u["rate_sent"], details)
-    check(5000 <= u["sent"] <= 6100, "sent %d in 2 s at 3000/s" % u["sent"], details)
-    check(u["echoed"] == u["sent"] and u["lost"] == 0 and j["errors"]["total"] == 0,
-          "direct lost datagrams", details)
-    with open(iv) as f:
-        rows = [json.loads(ln) for ln in f if ln.strip()]
-    # The first interval holds the setup (the schedule starts once the associations are up).
-    # Wide bounds: a busy machine stalls the echoes now and then (one half second at 0.45x, the
-    # next at 1.5x); a schedule sent in bursts of a second gives 2x and 0.
-    full = [r for r in rows[1:] if r["secs"] >= 0.3 and r["t"] <= 2.0]
-    check(len(full) >= 2 and all(900 < r["rate"] < 5100 for r in full),
-          "echoes per half second not paced at 3000/s: (t, secs, rate) %s"
-          % [(r["t"], r["secs"], r["rate"]) for r in rows])
+    # Up to 3 runs: on a busy machine a run can be starved for a second (its intervals come
+    # late and its echoes in a heap); a schedule sent in bursts fails every run.
+    for attempt in range(3):
+        rc, j, err = run_sl(ctx, ["udp", "--proxy", px, "--target", "127.0.0.1:%d" % port,
+                                  "--tunnels", "4", "--rate", "3000", "--duration", "2",
+                                  "--loss-timeout", "1", "--intervals", iv, "--interval", "0.5"])
+        check(rc == 0 and j is not None, "socksload udp --rate: exit %d, %s" % (rc, err[-300:]))
+        u = j["udp"]
+        details = [json.dumps(u), json.dumps(j["errors"])]
+        check(u["rate_asked"] == 3000 and abs(u["rate_sent"] - 3000) < 150,
+              "asked 3000/s, sent %.1f/s" % u["rate_sent"], details)
+        check(5000 <= u["sent"] <= 6100, "sent %d in 2 s at 3000/s" % u["sent"], details)
+        check(u["echoed"] == u["sent"] and u["lost"] == 0 and j["errors"]["total"] == 0,
+              "direct lost datagrams", details)
+        with open(iv) as f:
+            rows = [json.loads(ln) for ln in f if ln.strip()]
+        # The first interval holds the setup (the schedule starts once the associations are
+        # up). Wide bounds: echoes may stall for half a second (0.45x, then 1.5x); a schedule
+        # sent in bursts of a second gives 2x and 0.
+        full = [r for r in rows[1:] if r["secs"] >= 0.3 and r["t"] <= 2.0]
+        paced = len(full) >= 2 and all(900 < r["rate"] < 5100 for r in full)
+        if paced:
+            break
+    check(paced, "echoes per half second not paced at 3000/s in 3 runs, the last: (t, secs, rate) "
+          "%s" % [(r["t"], r["secs"], r["rate"]) for r in rows])
 
     need_ringsocks("fault mode")
-    p, _ = fault_proxy(ctx, ["udp_drop_50"])
+    # udp_buffer: on a busy machine a shard off the CPU for a few hundred ms would overflow the
+    # kernel's default buffer, a loss that is neither the fault's nor a counting error.
+    p, _ = fault_proxy(ctx, ["udp_drop_50"], extra="udp_buffer = 4194304;")
     rc, j, err = run_sl(ctx, ["udp", "--proxy", "socks5://127.0.0.1:%d" % p.port, "--rate", "1000",
                               "--duration", "1", "--loss-timeout", "1", "--timeout", "30"])
     check(rc == 1 and j is not None, "socksload udp --rate via udp_drop_50: exit %d, %s" % (rc, err[-300:]))
