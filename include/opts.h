@@ -80,6 +80,7 @@ struct opts {
     unsigned bind_timeout_s;
     uint16_t bind_port_lo, bind_port_hi; /* 0, 0: any port */
     uint16_t udp_port_lo, udp_port_hi;
+    unsigned udp_buffer; /* SO_RCVBUF/SO_SNDBUF of UDP association sockets; 0: the kernel's */
     struct sockaddr_storage udp_advertise; /* family AF_UNSPEC: the control connection's address */
     unsigned drain_timeout_s;
     unsigned upgrade_timeout_s; /* a new binary not serving this long after SIGUSR2 is killed */

@@ -472,6 +472,10 @@ const struct options_row options_rows[] = {
      "any free port", "LO-HI", NULL, "port range for BIND listening sockets"},
     {"udp_ports", OPTIONS_PORTS, 0, 0, 0, F2(udp_port_lo, udp_port_hi), NULL, NULL, NULL, NULL,
      "any free port", "LO-HI", NULL, "port range for UDP ASSOCIATE sockets"},
+    UINT("udp_buffer", 0, 0, 64 << 20, udp_buffer, "0", "the kernel's (net.core.rmem_default)",
+         "BYTES",
+         "receive and send buffer of each UDP association socket (SO_RCVBUF, "
+         "SO_SNDBUF; capped by net.core.rmem_max / wmem_max)"),
     {"udp_advertise", OPTIONS_ADDR, 0, 0, 0, F(udp_advertise), 0, NULL, NULL, NULL, NULL,
      "the address the client's TCP connection reached", "IP", NULL,
      "the address UDP ASSOCIATE replies give (set it behind NAT)"},

@@ -220,6 +220,14 @@ open_socket(struct shard *sh, struct udp_assoc *ua)
         close(fd);
         return err;
     }
+    /* udp_buffer: room for the datagrams of both ways that arrive while the shard is busy
+     * elsewhere (the kernel caps it at net.core.rmem_max / wmem_max; a failure leaves the
+     * kernel's default, which is no reason to refuse the association). */
+    int bytes = (int)sh->o->udp_buffer;
+    if (bytes > 0) {
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes));
+    }
     return fd;
 }
 

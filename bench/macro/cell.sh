@@ -486,10 +486,12 @@ rate_rows() {
 # second), lost (count), loss_pct (lost / sent) and cpu_s (the proxy's own CPU per 1,000,000
 # datagrams echoed; skip for direct). The rate row's errors are socksload's errors other than
 # the losses, which have their own rows.
+# shellcheck disable=SC2317 # called through udp_phase
 udp_runs() {
     echo "1 64 1 1400 64 64 64 1400"
 }
 
+# shellcheck disable=SC2317 # called through udp_phase
 fig_udp() {
     local n size name threads c0 c1 e lost pct rate cpu units
     # shellcheck disable=SC2046 # pairs of numbers
@@ -529,6 +531,7 @@ fig_udp() {
     done
 }
 
+# shellcheck disable=SC2317 # called through udp_phase
 udp_metrics() {
     local n size
     # shellcheck disable=SC2046 # pairs of numbers
@@ -537,6 +540,60 @@ udp_metrics() {
         n=$1 size=$2
         shift 2
         echo "udp${n}_${size}_rate udp${n}_${size}_lost udp${n}_${size}_loss_pct udp${n}_${size}_cpu_s"
+    done
+}
+
+# Figure 12: the UDP loss knee, open loop. For 64 B and 1400 B datagrams and each rate of
+# UDPRATE_RATES (datagrams per second in all), one socksload udp --rate run of UDPRATE_SECONDS
+# over UDPRATE_TUNNELS associations (UDP_THREADS threads): sent on a fixed schedule whatever
+# the echoes do, then UDPRATE_LOSS_TIMEOUT for the last echoes; loss = sent - echoed. Rows per
+# size: udprate_SIZE_RATE_loss_pct (lost / sent, %), udprate_SIZE_RATE_sent (the send rate
+# socksload achieved / the asked rate: below 0.95 socksload, not the server, bounded that
+# rate) and udprate_SIZE_knee: the highest rate of the sweep that, with every lower one, had
+# loss < 0.1 % at a send rate of at least 0.95 of the asked one (0: not even the lowest).
+# The rate rows' errors are socksload's errors other than the losses.
+# shellcheck disable=SC2317 # called through udp_phase
+fig_udprate() {
+    local size rate name e pct sent asked ratio knee ok
+    for size in 64 1400; do
+        knee=0 ok=1
+        for rate in $UDPRATE_RATES; do
+            name="udprate_${size}_$rate"
+            if ! load "$name" "$UDPRATE_SECONDS" udp --proxy "$PROXY" --target "$TARGET" \
+                --tunnels "$UDPRATE_TUNNELS" --threads "$UDP_THREADS" --size "$size" \
+                --rate "$rate" --duration "$UDPRATE_SECONDS" --loss-timeout "$UDPRATE_LOSS_TIMEOUT"; then
+                na_rows "${name}_loss_pct" "${name}_sent"
+                ok=0
+                continue
+            fi
+            pct=$(jnum "$DIR/$name.json" .udp.loss_pct)
+            sent=$(jnum "$DIR/$name.json" .udp.rate_sent)
+            asked=$(jnum "$DIR/$name.json" .udp.rate_asked)
+            ratio=$(calc "$sent / $asked")
+            e=$(calc "$(lerr "$name") - $(jnum "$DIR/$name.json" .udp.lost)")
+            row "${name}_loss_pct" "$pct" "$e"
+            row "${name}_sent" "$ratio" "$e"
+            if [ "$ok" = 1 ] && [ "$e" = 0 ] && awk -v p="$pct" -v r="$ratio" 'BEGIN { exit !(p < 0.1 && r >= 0.95) }'; then
+                knee=$rate
+            else
+                ok=0
+            fi
+            clog "udp open loop, $UDPRATE_TUNNELS associations, $size B, $rate/s asked:" \
+                "sent $sent/s, loss $pct %"
+        done
+        row "udprate_${size}_knee" "$knee" 0
+        clog "udp loss knee, $size B: $knee datagrams/s"
+    done
+}
+
+# shellcheck disable=SC2317 # called through udp_phase
+udprate_metrics() {
+    local size rate
+    for size in 64 1400; do
+        for rate in $UDPRATE_RATES; do
+            echo "udprate_${size}_${rate}_loss_pct udprate_${size}_${rate}_sent"
+        done
+        echo "udprate_${size}_knee"
     done
 }
 
@@ -671,17 +728,22 @@ if want auth; then
         na_rows auth_rate auth_ratio
     fi
 fi
-# Phase 4: UDP ASSOCIATE (figure 10) on a fresh plain server; microsocks has none.
-if want udp; then
+# udp_phase FIGURE MEASURE METRICS: a UDP figure on a fresh plain server (MEASURE writes its
+# rows; METRICS lists them for skip or fail); microsocks has no UDP ASSOCIATE.
+udp_phase() {
+    want "$1" || return 0
     if [ "$SERVER" = microsocks ]; then
         # shellcheck disable=SC2046 # a list of metric names
-        skip_rows $(udp_metrics)
+        skip_rows $("$3")
     elif start_server plain "$PPORT"; then
-        fig_udp
+        "$2"
         stop_server
     else
         # shellcheck disable=SC2046 # a list of metric names
-        na_rows $(udp_metrics)
+        na_rows $("$3")
     fi
-fi
+}
+# Phase 4: UDP ASSOCIATE, closed loop (figure 10). Phase 5: the UDP loss knee (figure 12).
+udp_phase udp fig_udp udp_metrics
+udp_phase udprate fig_udprate udprate_metrics
 exit 0

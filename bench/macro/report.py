@@ -69,6 +69,56 @@ for _n, _size in UDP_RUNS:
     ]
 
 
+# Figure 12: the open-loop UDP sweep (udprate), per datagram size; its rates are the run's
+# UDPRATE_RATES (metadata udprate_rates).
+UDPRATE_SIZES = (64, 1400)
+
+
+def udprate_metrics(rates):
+    out = []
+    for size in UDPRATE_SIZES:
+        out.append(("udprate_%d_knee" % size,
+                    "12. UDP loss knee, %d B: highest rate with loss < 0.1 %% (datagrams/s)" % size,
+                    0, "hi", True))
+        for r in rates:
+            out.append(("udprate_%d_%s_loss_pct" % (size, r),
+                        "11. UDP open loop, %d B, %s/s asked: loss (%%)" % (size, r), 3, "lo", False))
+            out.append(("udprate_%d_%s_sent" % (size, r),
+                        "11. UDP open loop, %d B, %s/s asked: sent / asked" % (size, r), 2, None,
+                        False))
+    return out
+
+
+def udprate_section(run, rates):
+    """Per size a table: a server per row, its median loss at each rate, its knee."""
+    out = []
+    for size in UDPRATE_SIZES:
+        key = "udprate_%d_knee" % size
+        servers = [s for s in run.servers if run.applies(s, key)]
+        if not servers:
+            continue
+        out.append("%d B datagrams, median loss %% at each asked rate (datagrams/s in all); "
+                   "a * marks a median send rate below 0.95 of the asked one (socksload, not "
+                   "the server, was short):" % size)
+        out.append("")
+        out.append("| server | " + " | ".join(rates) + " | knee |")
+        out.append("| --- |" + " ---: |" * (len(rates) + 1))
+        for sv in servers:
+            cells = []
+            for r in rates:
+                m = run.median(sv, "udprate_%d_%s_loss_pct" % (size, r))
+                sent = run.median(sv, "udprate_%d_%s_sent" % (size, r))
+                c = "fail" if m is None else fmt(m, 3)
+                if sent is not None and sent < 0.95:
+                    c += "*"
+                cells.append(c)
+            k = run.median(sv, key)
+            cells.append("fail" if k is None else fmt(k, 0))
+            out.append("| %s | %s |" % (sv, " | ".join(cells)))
+        out.append("")
+    return "\n".join(out)
+
+
 def is_ringsocks(s):
     """ringsocks-ENGINE, or an extra server named ringsocks... (ringsocks with other flags,
     e.g. EXTRA_SERVERS="ringsocks-busypoll=build/ringsocks ... --busy-poll 50"): not a peer."""
@@ -299,6 +349,9 @@ def targets(run):
     vs_peers("cpu1_proxy", "proxy CPU per GB, 1 tunnel (lower is better)")
     vs_peers("cpu16_machine", "machine CPU per GB, 16 tunnels (lower is better)")
     vs_peers("cpu1_machine", "machine CPU per GB, 1 tunnel (lower is better)")
+    for size in UDPRATE_SIZES:
+        vs_peers("udprate_%d_knee" % size,
+                 "UDP loss knee, %d B, open loop (higher is better)" % size)
     for n, size in UDP_RUNS:
         vs_peers("udp%d_%d_rate" % (n, size),
                  "UDP datagrams/s, %s (higher is better)" % udp_what(n, size))
@@ -644,6 +697,10 @@ def main():
     tsv, prefix = sys.argv[1:3]
     run = Run(tsv)
     m = run.meta
+    udprate_rates = m.get("udprate_rates", "").split()
+    METRICS.extend(udprate_metrics(udprate_rates))
+    SUMMARY.extend(("udprate_%d_knee" % size, "UDP loss knee, %d B (datagrams/s)" % size, 0)
+                   for size in UDPRATE_SIZES)
     made, warn = plots(run, prefix)
     notes = []
     unpinned = [s for s in run.servers
@@ -709,9 +766,20 @@ def main():
         out.append("")
         out.append(sc)
         out.append("")
+    ur = udprate_section(run, udprate_rates)
+    if ur:
+        out.append("### 12. UDP: the loss knee (open loop)")
+        out.append("")
+        out.append("%s associations, %s s per rate, a datagram not echoed %s s after its "
+                   "association's last send is lost; the knee is the highest rate that, with "
+                   "every lower one, lost < 0.1 %% at a send rate of at least 0.95 of the asked "
+                   "one." % (m.get("udprate_tunnels"), m.get("udprate_seconds"),
+                             m.get("udprate_loss_timeout")))
+        out.append("")
+        out.append(ur)
     hg = huge_section(run)
     if hg:
-        out.append("### 10. Many idle tunnels on one node")
+        out.append("### 11. Many idle tunnels on one node")
         out.append("")
         out.append(hg)
         out.append("")

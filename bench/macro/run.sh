@@ -10,6 +10,7 @@
 #                                          10 UDP ASSOCIATE datagrams/s and loss (udp)
 #  11 HUGE_TUNNELS (100,000) idle tunnels held on this one node, user and kernel memory per
 #     tunnel (bench/macro/huge.sh; spread over several proxies: the host's fd limit)
+#  12 UDP loss knee, open loop (udprate)
 # ROUNDS interleaved rounds; in each every server gets one cell (bench/macro/cell.sh) in a
 # fresh network namespace, in an order that rotates from round to round. Medians, ratios, a
 # markdown table, the raw TSV and gnuplot plots go to RESULTS_DIR (bench/results/) as
@@ -25,11 +26,14 @@
 #                       where the proxy must listen on 127.0.0.1
 #   EXTRA_AUTH="name=command {PORT} {USER} {PASS};..."   the same proxy with user/password
 #                       (figure 6); without it the extra server's auth figure is n/a
-#   FIGURES="throughput memory big rtt rate name tclose auth scrape udp huge"   what to measure
+#   FIGURES="throughput memory big rtt rate name tclose auth scrape udp udprate huge"   what to measure
 #   UDP_SECONDS=MEASURE_SECONDS UDP_WINDOW=8 UDP_THREADS=2 UDP_LOSS_TIMEOUT=1   figure 10: each
 #                       of its four runs (1 and 64 associations x 64 and 1400 B), datagrams
 #                       in flight per association, socksload threads for 64 associations,
 #                       and how long an echo may take before the datagram counts as lost
+#   UDPRATE_RATES="10000 20000 40000 80000 160000 320000" UDPRATE_SECONDS=2 UDPRATE_TUNNELS=64
+#   UDPRATE_LOSS_TIMEOUT=0.5   figure 12: the open-loop sweep (socksload udp --rate), per
+#                       datagram size (64, 1400 B) one run per rate; about 35 s per server
 #   SCRAPE_SECONDS=60 SCRAPE_WORKERS=64 SCRAPE_THREADS=2 SCRAPE_VARIANTS="direct single pool sticky"
 #   SCRAPE_CLOSE=fin    figure 8 (bench/macro/scrape.sh), once per round, not per server;
 #                       SCRAPE_CLOSE: how the client ends each tunnel (connrate --close fin|rst)
@@ -60,11 +64,12 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ "${QUICK:-0}" = 1 ]; then
     : "${ROUNDS:=1}" "${MEASURE_SECONDS:=1}" "${MEM_TUNNELS:=500}" "${MEM_HOLD:=3}"
     : "${BIG_TUNNELS:=2000}" "${BIG_HOLD:=3}" "${SCRAPE_SECONDS:=10}" "${HUGE_TUNNELS:=10000}"
+    : "${UDPRATE_SECONDS:=1}"
 fi
 export ROUNDS=${ROUNDS:-3}
 export SERVERS=${SERVERS:-"direct ringsocks-auto ringsocks-splice ringsocks-copy microsocks dante"}
 export EXTRA_SERVERS=${EXTRA_SERVERS:-} EXTRA_AUTH=${EXTRA_AUTH:-}
-export FIGURES=${FIGURES:-"throughput memory big rtt rate name tclose auth scrape udp huge"}
+export FIGURES=${FIGURES:-"throughput memory big rtt rate name tclose auth scrape udp udprate huge"}
 export SCRAPE_SECONDS=${SCRAPE_SECONDS:-60} SCRAPE_WORKERS=${SCRAPE_WORKERS:-64}
 export SCRAPE_THREADS=${SCRAPE_THREADS:-2} SCRAPE_VARIANTS=${SCRAPE_VARIANTS:-"direct single pool sticky"}
 export SCRAPE_CLOSE=${SCRAPE_CLOSE:-fin}
@@ -74,6 +79,9 @@ export RATE_SECONDS=${RATE_SECONDS:-$MEASURE_SECONDS}
 export RTT_SECONDS=${RTT_SECONDS:-$MEASURE_SECONDS}
 export UDP_SECONDS=${UDP_SECONDS:-$MEASURE_SECONDS} UDP_WINDOW=${UDP_WINDOW:-8}
 export UDP_THREADS=${UDP_THREADS:-2} UDP_LOSS_TIMEOUT=${UDP_LOSS_TIMEOUT:-1}
+export UDPRATE_RATES=${UDPRATE_RATES:-"10000 20000 40000 80000 160000 320000"}
+export UDPRATE_SECONDS=${UDPRATE_SECONDS:-2} UDPRATE_TUNNELS=${UDPRATE_TUNNELS:-64}
+export UDPRATE_LOSS_TIMEOUT=${UDPRATE_LOSS_TIMEOUT:-0.5}
 export TP_THREADS=${TP_THREADS:-2}
 export RATE_WORKERS=${RATE_WORKERS:-64} RATE_THREADS=${RATE_THREADS:-2}
 export WARMUP_TUNNELS=${WARMUP_TUNNELS:-200}
@@ -102,16 +110,19 @@ case $ROUNDS in '' | *[!0-9]* | 0) die "ROUNDS must be a positive integer" ;; es
 case $WARMUP_TUNNELS in '' | *[!0-9]*) die "WARMUP_TUNNELS must be a number" ;; esac
 for v in TP_SECONDS RATE_SECONDS RTT_SECONDS MEM_HOLD MEM_SETTLE BIG_HOLD TIMEOUT \
     TP_THREADS RATE_WORKERS RATE_THREADS MEM_TUNNELS BIG_TUNNELS SCRAPE_SECONDS SCRAPE_WORKERS \
-    SCRAPE_THREADS UDP_SECONDS UDP_WINDOW UDP_THREADS UDP_LOSS_TIMEOUT HUGE_TUNNELS HUGE_PER_PROC \
-    HUGE_HOLD HUGE_TIMEOUT; do
+    SCRAPE_THREADS UDP_SECONDS UDP_WINDOW UDP_THREADS UDP_LOSS_TIMEOUT UDPRATE_SECONDS \
+    UDPRATE_TUNNELS UDPRATE_LOSS_TIMEOUT HUGE_TUNNELS HUGE_PER_PROC HUGE_HOLD HUGE_TIMEOUT; do
     positive "$v" "${!v}"
 done
 awk -v h="$MEM_HOLD" -v s="$MEM_SETTLE" 'BEGIN { exit !(h >= s + 2) }' ||
     die "MEM_HOLD must be at least MEM_SETTLE + 2 s (the sample is taken while the tunnels are held)"
 for f in $FIGURES; do
-    case $f in throughput | memory | big | rtt | rate | name | tclose | auth | scrape | udp | huge) ;;
-    *) die "unknown figure '$f' (throughput memory big rtt rate name tclose auth scrape udp huge)" ;;
+    case $f in throughput | memory | big | rtt | rate | name | tclose | auth | scrape | udp | udprate | huge) ;;
+    *) die "unknown figure '$f' (throughput memory big rtt rate name tclose auth scrape udp udprate huge)" ;;
     esac
+done
+for v in $UDPRATE_RATES; do
+    case $v in '' | *[!0-9]* | 0*) die "UDPRATE_RATES are positive integers, not '$v'" ;; esac
 done
 for v in $SCRAPE_VARIANTS; do
     case $v in direct | single | pool | sticky) ;;
@@ -352,6 +363,10 @@ prefix="$RESULTS_DIR/macro-$stamp"
     echo "# udp_seconds=$UDP_SECONDS"
     echo "# udp_window=$UDP_WINDOW"
     echo "# udp_loss_timeout=$UDP_LOSS_TIMEOUT"
+    echo "# udprate_rates=$UDPRATE_RATES"
+    echo "# udprate_seconds=$UDPRATE_SECONDS"
+    echo "# udprate_tunnels=$UDPRATE_TUNNELS"
+    echo "# udprate_loss_timeout=$UDPRATE_LOSS_TIMEOUT"
     echo "# scrape_workers=$SCRAPE_WORKERS"
     echo "# scrape_close=$SCRAPE_CLOSE"
     echo "# proxy_cpu=$PROXY_CPU"

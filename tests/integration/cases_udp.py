@@ -886,3 +886,40 @@ def udp_memory_per_association(ctx):
     check(grown < bound, "RSS grew by %d KiB with %d associations that each relayed one %d-byte datagram "
           "(%.1f KiB each; bound %d KiB): associations hold datagram buffers" % (grown, n, size, grown / n, bound))
     p.check_alive()
+
+
+def relay_skmem(ctx, port):
+    """The rb and tb (receive and send buffer sizes) of the UDP socket bound to port, from
+    `ss -uanm`."""
+    r = ctx.run(["ss", "-uanmH", "sport", "=", ":%d" % port], timeout=10)
+    m = re.search(rb"skmem:\(r\d+,rb(\d+),t\d+,tb(\d+),", r.stdout)
+    check(m is not None, "ss shows no UDP socket on port %d: %s" % (port, r.stdout[-300:]))
+    return int(m.group(1)), int(m.group(2))
+
+
+def sysctl_int(name):
+    with open("/proc/sys/net/core/" + name) as f:
+        return int(f.read())
+
+
+@case("udp_buffer")
+def udp_buffer(ctx):
+    """--udp-buffer sets SO_RCVBUF and SO_SNDBUF of every association socket (the kernel
+    doubles the value and caps it at rmem_max / wmem_max); without it the socket keeps the
+    kernel's default (rmem_default / wmem_default)."""
+    need_ringsocks("--udp-buffer")
+    want = 1 << 20
+    echo = ctx.udp_echo("127.0.0.1")
+    for args, rb, tb in ((["--udp-buffer", str(want)], 2 * min(want, sysctl_int("rmem_max")),
+                          2 * min(want, sysctl_int("wmem_max"))),
+                         ([], sysctl_int("rmem_default"), sysctl_int("wmem_default"))):
+        p = ctx.proxy(args=args)
+        for _ in range(2):
+            s, relay = associate(ctx, p)
+            cli = ctx.udp_socket("127.0.0.1")
+            echo_via(cli, relay, "127.0.0.1", echo.port, b"sized")
+            got = relay_skmem(ctx, relay[1])
+            check(got == (rb, tb), "%s: the association socket has rb %d, tb %d; want %d, %d"
+                  % (" ".join(args) or "no --udp-buffer", got[0], got[1], rb, tb))
+            s.close()
+        p.stop()

@@ -5,7 +5,10 @@
  * the test completes them in the order it chooses by calling udp_complete() like the worker.
  * Checks loss detection (a lost datagram is found while other echoes keep coming; a slot lost
  * while its send is in flight sends again; --loss-timeout, not --timeout, bounds it), that
- * every datagram sent ends echoed or lost, and that --count ends the association.
+ * every datagram sent ends echoed or lost, and that --count ends the association. The open
+ * loop (--rate): nothing is sent but what the schedule asks for (udp_send_due), the send
+ * buffers bound the sends in flight, a late echo still counts, a duplicate does not, what is
+ * out when the drain ends is lost (sent = echoed + lost), and the ring's size.
  * Built and run by `make socksload-test` (mk/socksload.mk), linked with udp.o, socks.o and
  * pattern.o.
  */
@@ -431,6 +434,111 @@ test_loss_timeout_and_sent(void **state)
     udp_free(u);
 }
 
+/* --rate: an open-loop association (rate datagrams/s over tunnels associations, window 2
+ * asked: the open loop raises it to its minimum of send buffers). */
+static struct udpa *
+start_open(double rate, unsigned tunnels, double loss_s)
+{
+    struct udpa *u = start_loss(2, UINT64_MAX, loss_s);
+
+    /* Again with the open-loop fields (start_loss clears o). */
+    udp_stop(u, true);
+    udp_free(u);
+    o.rate = rate;
+    o.tunnels = tunnels;
+    o.timeout_s = 5;
+    nsqe = nops = 0;
+    u = NULL;
+    struct sockaddr_storage bnd;
+    struct sockaddr_in *a = (struct sockaddr_in *)&bnd;
+    memset(&bnd, 0, sizeof(bnd));
+    a->sin_family = AF_INET;
+    a->sin_port = htons(9);
+    inet_pton(AF_INET, "127.0.0.1", &a->sin_addr);
+    memset(&st, 0, sizeof(st));
+    assert_int_equal(udp_start(W, T, &u, &bnd, 12345), 0);
+    assert_non_null(u);
+    return u;
+}
+
+/* The open loop sends only when the schedule says so; echoes in any order, late or twice,
+ * count once; what is still out --loss-timeout after the last send is lost at the end. */
+static void
+test_open_loop_counts(void **state)
+{
+    (void)state;
+    struct udpa *u = start_open(1000, 1, 1);
+
+    assert_int_equal(open_ops(CLIENT_OP_USEND), 0); /* no window sent at the start */
+    assert_int_equal(open_ops(CLIENT_OP_URECV), 1);
+    for (uint64_t i = 0; i < 10; i++) {
+        assert_int_equal(udp_send_due(u), 1);
+        now_ns += NS / 1000;
+    }
+    assert_int_equal(st.sent, 10);
+    for (uint64_t q = 0; q < 10; q++)
+        assert_true(complete_send(u, q));
+    /* Echoes do not send anything by themselves. */
+    uint64_t back[] = {5, 0, 1, 2, 4, 9};
+    for (unsigned i = 0; i < sizeof(back) / sizeof(back[0]); i++)
+        assert_true(echo(u, back[i]));
+    assert_true(echo(u, 0)); /* a duplicate */
+    assert_int_equal(st.units, 6);
+    assert_int_equal(st.sent, 10);
+    udp_stop(u, false);
+    assert_int_equal(udp_send_due(u), -1);
+    /* Half a --loss-timeout into the drain: nothing is lost yet, and a late echo counts. */
+    now_ns += NS / 2;
+    assert_true(recv_timeout(u));
+    assert_int_equal(st.err[STATS_E_LOST], 0);
+    assert_true(echo(u, 7));
+    assert_int_equal(st.units, 7);
+    /* Past it: 3, 6 and 8 are lost and the association ends (no receive left). */
+    now_ns += NS * 6 / 10;
+    assert_false(recv_timeout(u));
+    assert_int_equal(open_ops(CLIENT_OP_URECV), 0);
+    assert_int_equal(st.err[STATS_E_LOST], 3);
+    assert_int_equal(st.sent, st.units + st.err[STATS_E_LOST]);
+    for (int e = 0; e < STATS_E_N; e++)
+        if (e != STATS_E_LOST)
+            assert_int_equal(st.err[e], 0);
+    udp_free(u);
+}
+
+/* The send buffers bound the sends in flight: with all of them in send ops a due datagram
+ * waits (0), and goes once one completes. */
+static void
+test_open_loop_buffers(void **state)
+{
+    (void)state;
+    struct udpa *u = start_open(100000, 4, 1);
+    unsigned n = 0;
+
+    while (udp_send_due(u) == 1)
+        n++;
+    assert_int_equal(n, 64); /* --window 2 asked, the open loop's minimum given */
+    assert_int_equal(udp_send_due(u), 0);
+    assert_int_equal(st.sent, 64);
+    assert_true(complete_send(u, 17));
+    assert_int_equal(udp_send_due(u), 1);
+    assert_int_equal(op_seq(&ops[nops - 1]), 64);
+    udp_stop(u, true);
+    udp_free(u);
+}
+
+/* The ring holds UDP_RING_SECS (2) loss timeouts of the association's share of the rate, a
+ * power of two from 1024 up to 4M entries. */
+static void
+test_ring_size(void **state)
+{
+    (void)state;
+    assert_int_equal(udp_ring_size(100, 1, NS), 1024);
+    assert_int_equal(udp_ring_size(1000, 1, NS), 2048);        /* 2,000 */
+    assert_int_equal(udp_ring_size(320000, 64, NS), 16384);    /* 10,000 */
+    assert_int_equal(udp_ring_size(320000, 64, NS / 2), 8192); /* 5,000 */
+    assert_int_equal(udp_ring_size(1e7, 1, 10 * NS), 1u << 22);
+}
+
 int
 main(void)
 {
@@ -441,6 +549,9 @@ main(void)
         cmocka_unit_test(test_count_ends_association),
         cmocka_unit_test(test_count_ends_after_last_send),
         cmocka_unit_test(test_loss_timeout_and_sent),
+        cmocka_unit_test(test_open_loop_counts),
+        cmocka_unit_test(test_open_loop_buffers),
+        cmocka_unit_test(test_ring_size),
     };
 
     pattern_init();

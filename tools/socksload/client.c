@@ -106,6 +106,15 @@ struct worker {
 };
 
 static void tun_close(struct tun *t, bool rst);
+
+/* hold --rate and udp --rate: the tunnels are opened at once and the schedule starts once
+ * all are up (held, or the association running); its starts are round trips, datagrams. */
+static bool
+sched_on_tunnels(const struct opts *o)
+{
+    return o->rate > 0 && (o->mode == MODE_HOLD || o->mode == MODE_UDP);
+}
+
 static void tun_send(struct tun *t);
 static void tun_recv(struct tun *t, bool timed);
 static void http_request_next(struct tun *t);
@@ -276,7 +285,7 @@ tun_free(struct tun *t)
     struct worker *w = t->w;
 
     idle_remove(w, t);
-    if (w->o->mode == MODE_HOLD && w->o->rate > 0 && !t->held)
+    if (sched_on_tunnels(w->o) && !t->held)
         w->settled++; /* it will never be held: the schedule does not wait for it */
     if (t->rst) {
         /* An RST leaves no TIME_WAIT on the client side: connrate would run out of ports
@@ -455,6 +464,12 @@ run_start(struct tun *t, const struct sockaddr_storage *bnd)
         if (rc < 0)
             return tun_fail(t, rc == -EPERM ? STATS_E_PROTOCOL : STATS_E_OTHER, -rc);
         t->state = ST_UDP;
+        if (o->rate > 0) {
+            /* Open loop: the schedule sends on the associations in the idle queue, in turn. */
+            t->held = true;
+            w->settled++;
+            idle_push(w, t);
+        }
         /* The association lives as long as this connection (RFC 1928 section 7). */
         return tun_recv(t, false);
     }
@@ -982,7 +997,7 @@ sched_over(const struct worker *w)
 static bool
 sched_room(const struct worker *w)
 {
-    if (w->o->mode == MODE_HOLD)
+    if (sched_on_tunnels(w->o))
         return w->sched0 && w->idle_head;
     return w->live < w->ctl->conns;
 }
@@ -1010,7 +1025,8 @@ sched_hold_start(struct worker *w, uint64_t now)
 {
     w->sched0 = now;
     w->ctl->sched0_ns = now;
-    w->sched_end = now + (uint64_t)(w->o->hold_s * 1e9);
+    /* udp: the datagrams are sent until the end of --duration. */
+    w->sched_end = w->o->mode == MODE_UDP ? w->ctl->stop_ns : now + (uint64_t)(w->o->hold_s * 1e9);
     w->next_due = sched_due(w, 0);
 }
 
@@ -1020,17 +1036,29 @@ sched_run(struct worker *w, uint64_t now)
 {
     struct stats *st = &w->ctl->st;
 
-    if (w->o->mode == MODE_HOLD && !w->sched0 && w->settled == w->ctl->conns && !w->stopping)
+    if (sched_on_tunnels(w->o) && !w->sched0 && w->settled == w->ctl->conns && !w->stopping)
         sched_hold_start(w, now);
     while (!w->stopping && !sched_over(w) && now >= w->next_due && sched_room(w)) {
-        client_count_take(w);
+        if (w->o->mode == MODE_UDP) {
+            /* The next association in turn; udp_send_due takes the count. */
+            struct tun *t = w->idle_head;
+            idle_remove(w, t);
+            int rc = udp_send_due(t->udp);
+            if (rc < 0)
+                continue; /* it sends no more: out of the queue */
+            idle_push(w, t);
+            if (rc == 0)
+                break; /* its send buffers are all in flight: after the completions */
+        } else {
+            client_count_take(w);
+        }
         stats_add(&st->started, 1);
         if (now - w->next_due > 1000000)
             stats_add(&st->late, 1);
         w->ctl->last_start_ns = now;
         if (w->o->mode == MODE_HOLD)
             hold_round(w, w->idle_head, w->next_due, now);
-        else
+        else if (w->o->mode != MODE_UDP)
             tun_spawn(w, w->next_due);
         w->next_due = sched_due(w, ++w->sched_k);
     }
@@ -1071,7 +1099,8 @@ worker_stop(struct worker *w)
             continue;
         if (o->mode == MODE_HOLD && o->rate > 0 && t->state == ST_HOLD2) {
             /* hold --rate: the round trip in progress finishes (round_done closes). */
-        } else if ((t->state < ST_RUN && o->rate == 0) || o->mode == MODE_HOLD) {
+        } else if ((t->state < ST_RUN && (o->rate == 0 || o->mode == MODE_UDP)) ||
+                   o->mode == MODE_HOLD) {
             tun_close(t, false);
         } else if (o->mode == MODE_THROUGHPUT) {
             if (o->dir == DIR_UP) {
@@ -1124,13 +1153,13 @@ client_worker(void *arg)
         return NULL;
     }
     w.timeout_ns = timeout_ns;
-    if (o->mode != MODE_HOLD) {
+    if (o->mode != MODE_HOLD && !sched_on_tunnels(o)) {
         w.sched0 = ctl->start_ns;
         w.sched_end = ctl->stop_ns;
         w.next_due = ctl->start_ns + (uint64_t)(ctl->index * 1e9 / (o->rate > 0 ? o->rate : 1));
     }
     /* hold opens all its tunnels at once, also under --rate (whose starts are round trips). */
-    for (unsigned i = 0; i < ctl->conns && (o->rate == 0 || o->mode == MODE_HOLD); i++) {
+    for (unsigned i = 0; i < ctl->conns && (o->rate == 0 || sched_on_tunnels(o)); i++) {
         /* connrate: a tunnel is a unit; latency: the tunnel's first message is. */
         if ((o->mode == MODE_CONNRATE || o->mode == MODE_LATENCY || o->mode == MODE_HTTP) &&
             !client_count_take(&w))

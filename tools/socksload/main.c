@@ -96,6 +96,15 @@ static const char usage_text[] =
     "                       bytes per second on the held tunnels for the hold time, each to\n"
     "                       the tunnel idle longest; when all are busy a due round trip waits,\n"
     "                       and the wait is in its latency (from its intended start)\n"
+    "                       udp --rate N: the open loop. Once all --tunnels associations are\n"
+    "                       up, N datagrams per second in all (all threads), paced on the\n"
+    "                       same schedule and sent on the associations in turn, whatever the\n"
+    "                       echoes do, until --duration; then the echoes are waited for\n"
+    "                       (--loss-timeout after each association's last send) and what is\n"
+    "                       not back is lost: loss = sent - echoed. --window is then the send\n"
+    "                       buffers per association (at least 64); an echo later than\n"
+    "                       2 x --loss-timeout may count as lost. The report adds the rate\n"
+    "                       asked, the send rate achieved and the echoed rate (\"open loop\")\n"
     "  --url URL            http: http://HOST[:PORT][/PATH] (port 80 by default); HOST as for\n"
     "                       --target (loopback, or localhost, without --allow-nonlocal) and\n"
     "                       the Host header as written. Or --target HOST:PORT and --path\n"
@@ -124,7 +133,8 @@ static const char usage_text[] =
     "                       through the proxy\") after --timeout\n"
     "  --request R, --response S   connrate sizes in bytes (default 64, 64; below 4G)\n"
     "  --size B             latency/hold/udp message size (default 64; 1..1M, udp 16..60000)\n"
-    "  --window W           udp datagrams in flight per association (default 8)\n"
+    "  --window W           udp datagrams in flight per association (default 8); with --rate\n"
+    "                       the send buffers per association (at least 64)\n"
     "  --loss-timeout SEC   udp: a datagram not echoed within SEC counts as lost and its\n"
     "                       window slot sends the next one (default: --timeout). At the end\n"
     "                       of the run nothing more is sent and the datagrams in flight are\n"
@@ -724,6 +734,14 @@ struct outcome {
     const struct limits *lims; /* where socksload itself bounded the figures */
 };
 
+/* udp --rate: the echoes per second over the schedule's time (the send rate achieved times
+ * the share echoed). */
+static double
+udp_echoed_rate(const struct stats *s, double sent_rate)
+{
+    return s->sent ? sent_rate * (double)s->units / (double)s->sent : 0;
+}
+
 /* udp: the datagrams lost, in % of those sent. */
 static double
 loss_pct(const struct stats *s)
@@ -763,8 +781,13 @@ print_json(const struct opts *o, const struct stats *s, double secs, uint64_t ta
         print_http_status(s, true);
     if (o->mode == MODE_UDP)
         printf(",\"udp\":{\"sent\":%" PRIu64 ",\"echoed\":%" PRIu64 ",\"lost\":%" PRIu64
-               ",\"loss_pct\":%.4f,\"loss_timeout_s\":%g}",
+               ",\"loss_pct\":%.4f,\"loss_timeout_s\":%g",
                s->sent, s->units, s->err[STATS_E_LOST], loss_pct(s), o->loss_s);
+    if (o->mode == MODE_UDP && o->rate > 0)
+        printf(",\"rate_asked\":%.3f,\"rate_sent\":%.3f,\"rate_echoed\":%.3f", o->rate,
+               oc->achieved, udp_echoed_rate(s, oc->achieved));
+    if (o->mode == MODE_UDP)
+        printf("}");
     if (o->mode == MODE_HOLD && oc->opened_s >= 0)
         printf(",\"open_all_s\":%.3f", oc->opened_s);
     else if (o->mode == MODE_HOLD)
@@ -865,10 +888,15 @@ print_table(const struct opts *o, const struct stats *s, double secs, uint64_t t
         printf("datagrams   sent %" PRIu64 ", echoed %" PRIu64 ", lost %" PRIu64
                " (%.4f %%; not echoed within --loss-timeout %g s)\n",
                s->sent, s->units, s->err[STATS_E_LOST], loss_pct(s), o->loss_s);
+    if (o->mode == MODE_UDP && o->rate > 0)
+        printf("open loop   asked %.1f/s, sent %.1f/s, echoed %.1f/s, lost %.4f %%\n", o->rate,
+               oc->achieved, udp_echoed_rate(s, oc->achieved), loss_pct(s));
     if (o->rate > 0) {
         char bound[64];
         if (o->mode == MODE_HOLD)
             snprintf(bound, sizeof(bound), "every held tunnel busy");
+        else if (o->mode == MODE_UDP)
+            snprintf(bound, sizeof(bound), "every send buffer in flight");
         else
             snprintf(bound, sizeof(bound), "--workers %u in flight", o->workers);
         printf("rate        asked %.1f/s, achieved %.1f/s (%" PRIu64 " started; %" PRIu64
@@ -948,7 +976,7 @@ interval_emit(FILE *f, const char *path, const struct opts *o, const struct stat
         iv.t = (double)(stats_now_ns() - start) / 1e9;
     /* hold --rate's schedule starts once its tunnels are held, a time main does not know
      * during the run: its intervals give no "due". */
-    iv.sched = o->rate > 0 && o->mode != MODE_HOLD;
+    iv.sched = o->rate > 0 && o->mode != MODE_HOLD && o->mode != MODE_UDP;
     if (iv.sched) {
         double a = (double)(from - start) / 1e9, b = iv.t;
         if (b > o->duration_s)
@@ -1179,8 +1207,9 @@ main(int argc, char **argv)
         die_usage("%s", "--close is an option of connrate and http");
     if (o.close == CLOSE_TARGET && o.mode != MODE_CONNRATE)
         die_usage("%s", "--close target is connrate's: the target it needs is socksload's own");
-    if (o.rate > 0 && o.mode != MODE_CONNRATE && o.mode != MODE_HTTP && o.mode != MODE_HOLD)
-        die_usage("%s", "--rate is an option of connrate, http and hold");
+    if (o.rate > 0 && o.mode != MODE_CONNRATE && o.mode != MODE_HTTP && o.mode != MODE_HOLD &&
+        o.mode != MODE_UDP)
+        die_usage("%s", "--rate is an option of connrate, http, hold and udp");
     if (http_opts && o.mode != MODE_HTTP)
         die_usage("%s", "--url, --path, --requests-per-tunnel and --expect-* are options of http");
     if (o.mode == MODE_HTTP && http_url && (target || http_path))
@@ -1482,7 +1511,7 @@ main(int argc, char **argv)
     oc.src_used = src_next < o.src.total ? src_next : o.src.total;
     /* hold --rate: the schedule started once the tunnels were held, the first worker's first. */
     uint64_t origin = 0;
-    for (unsigned i = 0; i < started && o.mode == MODE_HOLD; i++)
+    for (unsigned i = 0; i < started && (o.mode == MODE_HOLD || o.mode == MODE_UDP); i++)
         if (ctl[i].sched0_ns && (!origin || ctl[i].sched0_ns < origin))
             origin = ctl[i].sched0_ns;
     if (!origin)

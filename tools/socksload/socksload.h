@@ -676,6 +676,13 @@ int udp_start(struct worker *w, struct tun *t, struct udpa **out,
 bool udp_complete(struct worker *w, struct udpa *u, void *obj, unsigned op, int res);
 /* No more datagrams; abort also drops the ones in flight (shuts the UDP socket down). */
 void udp_stop(struct udpa *u, bool abort);
+/* --rate: sends the association's next datagram now. 1: sent; 0: every send buffer is in a
+ * send op (try again after a completion); -1: the association sends no more (stopped, or
+ * --count is used up). */
+int udp_send_due(struct udpa *u);
+/* --rate: the entries of an association's ring of sent datagrams, a power of two from 1024:
+ * room for UDP_RING_SECS loss timeouts (loss_ns) of its share (rate / tunnels). Pure. */
+uint64_t udp_ring_size(double rate, unsigned tunnels, uint64_t loss_ns);
 void udp_free(struct udpa *u);
 /* Asks for a receive buffer of bytes (SO_RCVBUFFORCE, else SO_RCVBUF up to rmem_max). */
 void udp_grow_rcvbuf(int fd, size_t bytes);
