@@ -1,6 +1,8 @@
 # mk/fuzz.mk - libFuzzer harnesses for the pure parsers; included by the Makefile.
 #   make fuzz-build   build $(BUILD)/fuzz/fuzz_X from tests/fuzz/fuzz_X.c and its parsers
-#   make fuzz         run each harness FUZZ_SECONDS (default 60) on a copy of its seed corpus,
+#   make fuzz         run each harness until FUZZ_RUNS inputs (default 10,000,000) have run,
+#                     on a copy of its seed corpus, FUZZ_SECONDS (default 3600) at most: a
+#                     harness short of FUZZ_RUNS by then fails; FUZZ_RUNS=0: FUZZ_SECONDS each;
 #                     print "PASS fuzz_X: N execs" or "FAIL fuzz_X: ..." per harness
 #   make fuzz-smoke   the same for FUZZ_SMOKE_SECONDS (default 10); tests/run.sh runs the
 #                     same smoke run and counts it in its summary
@@ -10,7 +12,8 @@
 FUZZ_CC            ?= clang
 FUZZ_CFLAGS        ?= -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE \
                       -Wall -Wextra -Iinclude -Isrc
-FUZZ_SECONDS       ?= 60
+FUZZ_SECONDS       ?= 3600
+FUZZ_RUNS          ?= 10000000
 FUZZ_SMOKE_SECONDS ?= 10
 # Harnesses run in parallel, at most this many at once (0: one per CPU).
 FUZZ_JOBS          ?= 0
@@ -45,7 +48,7 @@ $(BUILD)/fuzz:
 fuzz-build: $(FUZZ_BINS)
 
 fuzz: fuzz-build
-	tests/fuzz/run.sh -t $(FUZZ_SECONDS) -j $(FUZZ_JOBS) $(BUILD)/fuzz $(FUZZ_NAMES)
+	tests/fuzz/run.sh -t $(FUZZ_SECONDS) -n $(FUZZ_RUNS) -j $(FUZZ_JOBS) $(BUILD)/fuzz $(FUZZ_NAMES)
 
 fuzz-smoke: fuzz-build
 	tests/fuzz/run.sh -t $(FUZZ_SMOKE_SECONDS) -j $(FUZZ_JOBS) $(BUILD)/fuzz $(FUZZ_NAMES)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh - run the libFuzzer harnesses for a bounded time and report.
 #
-#     tests/fuzz/run.sh [-t SECONDS] [-j JOBS] FUZZ_DIR NAME...
+#     tests/fuzz/run.sh [-t SECONDS] [-n RUNS] [-j JOBS] FUZZ_DIR NAME...
 #
 # For each NAME runs FUZZ_DIR/fuzz_NAME for SECONDS (default 60) on FUZZ_DIR/corpus-NAME, a
 # working copy of tests/fuzz/corpus/NAME (the seeds are copied in on every run; what the
 # fuzzer adds stays there and is reused next time, the repository's corpus is never written).
+# With -n RUNS, each harness runs until RUNS inputs have been executed instead, SECONDS
+# being then only the bound: a harness that did not reach RUNS in that time FAILs.
 # Up to JOBS harnesses run at once (default: one per harness, at most one per CPU).
 # Crash inputs go to FUZZ_DIR/artifacts-NAME/, the full log to FUZZ_DIR/fuzz_NAME.log.
 #
@@ -18,15 +20,17 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 
 usage() {
-    echo "usage: $0 [-t SECONDS] [-j JOBS] FUZZ_DIR NAME..." >&2
+    echo "usage: $0 [-t SECONDS] [-n RUNS] [-j JOBS] FUZZ_DIR NAME..." >&2
     exit 2
 }
 
 seconds=60
+runs=0
 jobs=0
-while getopts "t:j:" opt; do
+while getopts "t:n:j:" opt; do
     case $opt in
     t) seconds=$OPTARG ;;
+    n) runs=$OPTARG ;;
     j) jobs=$OPTARG ;;
     *) usage ;;
     esac
@@ -35,6 +39,7 @@ shift $((OPTIND - 1))
 [ $# -ge 2 ] || usage
 [[ $seconds =~ ^[0-9]+$ ]] && [ "$seconds" -gt 0 ] || usage
 [[ $jobs =~ ^[0-9]+$ ]] || usage
+[[ $runs =~ ^[0-9]+$ ]] || usage
 dir=$1
 shift
 names=("$@")
@@ -68,8 +73,10 @@ run_one() {
     cp "$seeds"/* "$corpus"/
     # -timeout catches a hang in one input, -rss_limit_mb a runaway allocation; the
     # longest handshake stream is about 1 KiB, so 2 KiB inputs leave room for tails.
-    "$bin" -max_total_time="$seconds" -print_final_stats=1 -max_len=2048 -timeout=10 \
-        -rss_limit_mb=2048 -artifact_prefix="$art/" "$corpus" >"$log" 2>&1
+    local -a count=()
+    [ "$runs" -eq 0 ] || count=(-runs="$runs")
+    "$bin" -max_total_time="$seconds" "${count[@]}" -print_final_stats=1 -max_len=2048 \
+        -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$art/" "$corpus" >"$log" 2>&1
     local rc=$?
     local execs
     execs=$(sed -n 's/^stat::number_of_executed_units: *\([0-9][0-9]*\).*/\1/p' "$log" | tail -n 1)
@@ -83,6 +90,8 @@ run_one() {
         } >"$result"
     elif [ -z "$execs" ]; then
         echo "FAIL fuzz_$name: no final stats in $log" >"$result"
+    elif [ "$execs" -lt "$runs" ]; then
+        echo "FAIL fuzz_$name: $execs execs, fewer than the $runs asked in $seconds s" >"$result"
     else
         echo "PASS fuzz_$name: $execs execs" >"$result"
     fi
