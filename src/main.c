@@ -53,6 +53,7 @@
 #include "options.h"
 #include "policy.h"
 #include "preflight.h"
+#include "sandbox.h"
 #include "upgrade.h"
 
 #define LISTEN_BACKLOG 4096
@@ -836,6 +837,12 @@ main(int argc, char **argv)
                     ret == -ENOSYS || ret == -EPERM ? " (is io_uring disabled by sysctl?)" : "");
             goto out_shards;
         }
+    }
+    /* Start-up is over: every thread runs, every listener is bound, privileges are dropped.
+     * From here on only the calls of src/sandbox_syscalls.h (sandbox.h). */
+    if (o.seccomp && sandbox_install(err, sizeof(err)) < 0) {
+        fprintf(stderr, "ringsocks: %s (seccomp = false runs without the filter)\n", err);
+        goto out_shards;
     }
     for (unsigned i = 0; i < o.n_listen; i++) {
         char text[ADDR_STRLEN];
