@@ -46,6 +46,10 @@ SANDBOX_CALL(fsync)          /* state file, ringsocksctl's users file replace, p
 SANDBOX_CALL(fdatasync)      /* the same, and the Kerberos replay cache */
 SANDBOX_CALL(ftruncate)      /* Kerberos replay cache; state file rewrite */
 SANDBOX_CALL(fchmod)         /* the state file and pid file keep their mode */
+SANDBOX_CALL(chmod)          /* upgrade: an admin_socket the new process makes anew */
+SANDBOX_CALL(fchmodat)       /* the same through fchmodat() */
+SANDBOX_CALL(chown)          /* upgrade: the same socket, to the user run as (its own) */
+SANDBOX_CALL(fchownat)       /* the same through fchownat() */
 SANDBOX_CALL(rename)         /* atomic replace of the state file */
 SANDBOX_CALL(renameat)       /* the same through renameat() */
 SANDBOX_CALL(renameat2)      /* the same, newer glibc */
@@ -124,6 +128,7 @@ SANDBOX_CALL(rt_sigprocmask) /* threads leaving, posix_spawn(), abort() */
 SANDBOX_CALL(rt_sigaction)   /* posix_spawn() resetting dispositions, abort(), the SIGSYS
                                 handler's reset; upgrade */
 SANDBOX_CALL(rt_sigreturn)   /* the end of any signal handler */
+SANDBOX_CALL(restart_syscall) /* the kernel resuming a sleep stopped by SIGSTOP or a debugger */
 SANDBOX_CALL(sigaltstack)    /* threads leaving with an alternate signal stack */
 SANDBOX_CALL(tgkill)         /* raise() and abort(): the SIGSYS handler's end, BUG_ON() */
 SANDBOX_CALL(kill)           /* an upgrade's silent new process is killed by PID */
@@ -147,6 +152,7 @@ SANDBOX_CALL(set_tid_address) /* upgrade: ld.so */
 /* AddressSanitizer and LeakSanitizer (SAN=1 builds only): the leak check at exit stops the
  * world with a tracer thread */
 SANDBOX_CALL(ptrace)         /* LeakSanitizer's StopTheWorld */
+SANDBOX_CALL(getdents)       /* the same, listing /proc/PID/task (not getdents64 on x86-64) */
 SANDBOX_CALL(waitid)         /* the same */
 SANDBOX_CALL(sched_getparam) /* the sanitizer runtime */
 SANDBOX_CALL(getrusage)      /* the sanitizer runtime's statistics */
