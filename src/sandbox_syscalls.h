@@ -16,48 +16,30 @@
 
 /* file and fd I/O: the control thread's reloads (config, users, keytab, /etc/hosts), the access
  * log and its reopen, the accounting lines and state file, /metrics' /proc reads */
-SANDBOX_CALL(read)           /* everything that reads: files, eventfds, signalfd, sockets */
+SANDBOX_CALL(read)           /* files, eventfds, the signalfd, sockets (admin, Redis, DNS) */
 SANDBOX_CALL(write)          /* log writer, state file, eventfd wake-ups, stderr */
-SANDBOX_CALL(readv)          /* stdio and libraries reading in pieces */
-SANDBOX_CALL(writev)         /* stdio, hiredis and syslog writing in pieces */
-SANDBOX_CALL(pread64)        /* Kerberos keytab and replay cache; ld.so (upgrade) */
-SANDBOX_CALL(pwrite64)       /* Kerberos replay cache */
+SANDBOX_CALL(writev)         /* c-ares' TCP queries, stdio */
+SANDBOX_CALL(pread64)        /* upgrade: ld.so reading the libraries' headers */
 SANDBOX_CALL(lseek)          /* stdio on files (config, users, state file) */
-SANDBOX_CALL(open)           /* libraries that still call open() (not glibc: openat) */
+SANDBOX_CALL(open)           /* upgrade: jemalloc's start-up reads /proc/sys/vm/overcommit_memory */
 SANDBOX_CALL(openat)         /* every file read or written after start-up */
 SANDBOX_CALL(close)          /* every fd: tunnels' sockets, pipes, files */
-SANDBOX_CALL(close_range)    /* posix_spawn() of the upgrade closing fds in the child */
-SANDBOX_CALL(fstat)          /* stdio, libconfig */
 SANDBOX_CALL(newfstatat)     /* stat() of config, users file, keytab; glibc's fstat() */
-SANDBOX_CALL(statx)          /* the same through newer glibc paths */
-SANDBOX_CALL(readlink)       /* /proc/self/exe before an upgrade */
+SANDBOX_CALL(readlink)       /* /proc/self/exe before an upgrade; jemalloc's /etc/malloc.conf */
 SANDBOX_CALL(getdents64)     /* /proc/self/fd counted for /metrics */
-SANDBOX_CALL(access)         /* libraries probing files (Kerberos config, ld.so: upgrade) */
-SANDBOX_CALL(faccessat)      /* the same through faccessat() */
-SANDBOX_CALL(faccessat2)     /* the same, newer glibc */
+SANDBOX_CALL(access)         /* Kerberos probing krb5.conf at a reload; ld.so (upgrade) */
 SANDBOX_CALL(fcntl)          /* O_NONBLOCK, F_SETPIPE_SZ, F_GETFL, Kerberos replay cache locks */
-SANDBOX_CALL(flock)          /* Kerberos replay cache lock */
-SANDBOX_CALL(ioctl)          /* FIONREAD/FIONBIO of c-ares and hiredis; TCGETS of stdio */
-SANDBOX_CALL(dup)            /* libraries duplicating an fd (stdio reopen) */
+SANDBOX_CALL(ioctl)          /* FIONREAD of c-ares on its UDP sockets */
 SANDBOX_CALL(dup2)           /* posix_spawn(): the upgrade's socket pair as fd 3 */
-SANDBOX_CALL(dup3)           /* the same on newer glibc */
 SANDBOX_CALL(pipe2)          /* splice engine's pipe pool */
-SANDBOX_CALL(fsync)          /* state file, ringsocksctl's users file replace, pid file */
-SANDBOX_CALL(fdatasync)      /* the same, and the Kerberos replay cache */
-SANDBOX_CALL(ftruncate)      /* Kerberos replay cache; state file rewrite */
+SANDBOX_CALL(fsync)          /* the state file and the pid file (upgrade) before rename */
 SANDBOX_CALL(fchmod)         /* the state file and pid file keep their mode */
 SANDBOX_CALL(chmod)          /* upgrade: an admin_socket the new process makes anew */
-SANDBOX_CALL(fchmodat)       /* the same through fchmodat() */
 SANDBOX_CALL(chown)          /* upgrade: the same socket, to the user run as (its own) */
-SANDBOX_CALL(fchownat)       /* the same through fchownat() */
 SANDBOX_CALL(rename)         /* atomic replace of the state file */
-SANDBOX_CALL(renameat)       /* the same through renameat() */
-SANDBOX_CALL(renameat2)      /* the same, newer glibc */
-SANDBOX_CALL(unlink)         /* the pid file at exit, a failed temporary file */
-SANDBOX_CALL(unlinkat)       /* the same through unlinkat(), the admin socket's file */
-SANDBOX_CALL(umask)          /* libraries creating files (Kerberos replay cache) */
-SANDBOX_CALL(splice)         /* the splice engine outside the ring (drain of a pipe) */
-SANDBOX_CALL(tee)            /* splice's sibling, kept with it */
+SANDBOX_CALL(unlink)         /* the pid file and admin_socket at exit, a failed temporary file */
+SANDBOX_CALL(umask)          /* upgrade: admin_socket made with mode 0600 first */
+SANDBOX_CALL(splice)         /* the splice engine's non-blocking splices from the shard */
 
 /* sockets: c-ares, hiredis, Kerberos, syslog, $NOTIFY_SOCKET, the admin endpoint, BIND, UDP,
  * egress checks; most of the data path goes through the ring instead */
@@ -67,7 +49,6 @@ SANDBOX_CALL(connect)        /* DNS (c-ares), Redis (hiredis), syslog, $NOTIFY_S
 SANDBOX_CALL(bind)           /* egress address before connect, BIND, UDP ASSOCIATE, the
                                 local-address test of egress; upgrade: new listen addresses */
 SANDBOX_CALL(listen)         /* BIND's listening socket; upgrade: new listen addresses */
-SANDBOX_CALL(accept)         /* libraries that use accept() */
 SANDBOX_CALL(accept4)        /* the admin endpoint; a drained listener's backlog at an upgrade */
 SANDBOX_CALL(getsockname)    /* reply addresses (BND.ADDR), the admin address */
 SANDBOX_CALL(getpeername)    /* client and target addresses */
@@ -78,7 +59,7 @@ SANDBOX_CALL(sendto)         /* DNS queries, syslog, $NOTIFY_SOCKET, admin answe
 SANDBOX_CALL(recvfrom)       /* DNS answers, admin requests, Redis */
 SANDBOX_CALL(sendmsg)        /* SCM_RIGHTS of an upgrade, UDP datagrams */
 SANDBOX_CALL(recvmsg)        /* the upgrade's channel, UDP datagrams, Kerberos */
-SANDBOX_CALL(sendmmsg)       /* c-ares and glibc's resolver (A and AAAA at once) */
+SANDBOX_CALL(sendmmsg)       /* UDP ASSOCIATE: datagrams to targets in batches */
 SANDBOX_CALL(recvmmsg)       /* UDP datagrams in batches */
 
 /* io_uring: the data path. What the ring does inside io_uring_enter() is not filtered by
@@ -89,34 +70,30 @@ SANDBOX_CALL(io_uring_setup)    /* upgrade: the new process's shards */
 
 /* waiting and waking */
 SANDBOX_CALL(poll)           /* the control thread's wait (signals, admin, upgrade), hiredis */
-SANDBOX_CALL(ppoll)          /* the same through ppoll() */
 SANDBOX_CALL(epoll_create1)  /* the GSS-API worker's set; upgrade */
 SANDBOX_CALL(epoll_ctl)      /* the GSS-API worker's set */
 SANDBOX_CALL(epoll_wait)     /* the GSS-API worker's wait */
-SANDBOX_CALL(epoll_pwait)    /* the same through epoll_pwait() */
 SANDBOX_CALL(eventfd2)       /* wake-ups (shards, workers, fleet); upgrade */
 SANDBOX_CALL(signalfd4)      /* the control thread's signals */
 SANDBOX_CALL(futex)          /* mutexes, condition variables, semaphores, thread joins */
-SANDBOX_CALL(sched_yield)    /* liburcu and jemalloc spinning */
+SANDBOX_CALL(sched_yield)    /* spinning waits (jemalloc; LeakSanitizer's exit check) */
 SANDBOX_CALL(clock_gettime)  /* time, when the vDSO cannot answer */
 SANDBOX_CALL(clock_getres)   /* the same */
 SANDBOX_CALL(gettimeofday)   /* the same, older callers */
 SANDBOX_CALL(time)           /* the same, older callers */
 SANDBOX_CALL(clock_nanosleep) /* the auth worker's and fleet's waits, drain's waits */
-SANDBOX_CALL(nanosleep)      /* the same, older callers */
 
 /* memory: jemalloc (and glibc malloc under the sanitizers), crypt(3)'s scratch memory, thread
  * stacks */
 SANDBOX_CALL(mmap)           /* jemalloc extents, yescrypt's memory, thread stacks */
 SANDBOX_CALL(munmap)         /* the same, given back */
-SANDBOX_CALL(mremap)         /* realloc() of large blocks */
 SANDBOX_CALL(madvise)        /* jemalloc purging, glibc freeing a thread's stack */
 SANDBOX_CALL(mprotect)       /* guard pages of a stack; upgrade: ld.so */
 SANDBOX_CALL(brk)            /* glibc malloc (libraries' early allocations, sanitizer builds) */
 
 /* threads, signals, process */
 SANDBOX_CALL(getpid)         /* log lines, raise(), the upgrade */
-SANDBOX_CALL(gettid)         /* raise(), liburcu */
+SANDBOX_CALL(gettid)         /* thread ids for libraries' logs and raise() */
 SANDBOX_CALL(getuid)         /* Kerberos (the default credential cache), preflight checks */
 SANDBOX_CALL(geteuid)        /* the same; upgrade: the identity check before the drop */
 SANDBOX_CALL(getgid)         /* the same */
@@ -129,11 +106,11 @@ SANDBOX_CALL(rt_sigaction)   /* posix_spawn() resetting dispositions, abort(), t
                                 handler's reset; upgrade */
 SANDBOX_CALL(rt_sigreturn)   /* the end of any signal handler */
 SANDBOX_CALL(restart_syscall) /* the kernel resuming a sleep stopped by SIGSTOP or a debugger */
-SANDBOX_CALL(sigaltstack)    /* threads leaving with an alternate signal stack */
+SANDBOX_CALL(sigaltstack)    /* threads leaving with an alternate signal stack (sanitizers) */
 SANDBOX_CALL(tgkill)         /* raise() and abort(): the SIGSYS handler's end, BUG_ON() */
 SANDBOX_CALL(kill)           /* an upgrade's silent new process is killed by PID */
 SANDBOX_CALL(wait4)          /* an upgrade's new process reaped */
-SANDBOX_CALL(clone)          /* posix_spawn() of an upgrade (older glibc), threads */
+SANDBOX_CALL(clone)          /* posix_spawn() and threads where clone3 is missing; LeakSanitizer */
 SANDBOX_CALL(clone3)         /* posix_spawn() of an upgrade, threads */
 SANDBOX_CALL(execve)         /* upgrade: the new binary (docs/security.md: the trade-off) */
 SANDBOX_CALL(exit)           /* a thread ends */
@@ -153,8 +130,4 @@ SANDBOX_CALL(set_tid_address) /* upgrade: ld.so */
  * world with a tracer thread */
 SANDBOX_CALL(ptrace)         /* LeakSanitizer's StopTheWorld */
 SANDBOX_CALL(getdents)       /* the same, listing /proc/PID/task (not getdents64 on x86-64) */
-SANDBOX_CALL(waitid)         /* the same */
-SANDBOX_CALL(sched_getparam) /* the sanitizer runtime */
-SANDBOX_CALL(getrusage)      /* the sanitizer runtime's statistics */
-SANDBOX_CALL(personality)    /* the sanitizer runtime */
 #endif
