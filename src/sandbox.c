@@ -104,10 +104,13 @@ sandbox_install(char *err, size_t errlen)
         snprintf(err, errlen, "seccomp: out of memory");
         return -ENOMEM;
     }
-    /* Every thread at once: the shards, workers and writer already run. */
+    /* Every thread at once: the shards, workers and writer already run. libseccomp refuses
+     * it when its probe of seccomp() failed (no kernel support, or a supervisor's filter
+     * that denies the call). */
     rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
     if (rc < 0) {
-        snprintf(err, errlen, "seccomp: thread synchronisation: %s", strerror(-rc));
+        snprintf(err, errlen, "seccomp: seccomp() with TSYNC is not available here: %s",
+                 strerror(-rc));
         goto out;
     }
     for (size_t i = 0; i < SANDBOX_N_CALLS; i++) {
