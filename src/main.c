@@ -4,10 +4,11 @@
  * Start: read the settings (defaults, file, command line: options.c and
  * config.c), check them for -t and -T (preflight.c), raise RLIMIT_NOFILE,
  * bind every listener once per shard (SO_REUSEPORT), start the shards with
- * every signal blocked, report the addresses. Then the main thread becomes
- * the control thread (ctl_run(): signals, reload, drain, the admin
- * endpoint) until a stop or the end of a drain; then the shards are
- * stopped and joined, and main() returns 0.
+ * every signal blocked, install the seccomp filter (sandbox.h: from here on
+ * only the calls of src/sandbox_syscalls.h), report the addresses. Then the
+ * main thread becomes the control thread (ctl_run(): signals, reload, drain,
+ * the admin endpoint) until a stop or the end of a drain; then the shards
+ * are stopped and joined, and main() returns 0.
  */
 #include <ares.h>
 #include <arpa/inet.h>

@@ -6,8 +6,8 @@
  * It must never be made looser at run time: there is no call that removes or
  * widens it (the kernel has none either), and what a missed call does is
  * said once on stderr by the SIGSYS handler, which may only use
- * async-signal-safe calls that are themselves on the list (write, rt_sigaction,
- * tgkill through raise()).
+ * async-signal-safe calls that are themselves on the list (write, and tgkill
+ * through raise()).
  */
 #include "sandbox.h"
 
