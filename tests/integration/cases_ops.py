@@ -2,7 +2,7 @@
 cases_ops.py - what an abuse desk and an operator read: the access log's rule
 and end_time fields (logfmt and JSON), a UDP association's datagram counts,
 the process_* series and the max_conns headroom on /metrics, reload outcomes,
-pid_file, and the line a SIGUSR1 reopen prints.
+pid_file, the line a SIGUSR1 reopen prints, and whether the seccomp filter is on.
 """
 
 import json
