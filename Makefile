@@ -30,9 +30,9 @@ CFLAGS  += $(if $(filter 1,$(SAN)),,-DHAVE_JEMALLOC) -std=gnu11 -D_GNU_SOURCE -W
 LDFLAGS += -pthread $(SANFLAGS)
 # jemalloc replaces malloc in the server; the sanitizers bring their own allocator.
 ifeq ($(SAN),1)
-LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -lurcu-cds -lhiredis
+LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -lurcu-cds -lhiredis -lseccomp
 else
-LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -lurcu-cds -lhiredis -ljemalloc
+LIBS     = -luring -lcares -lcrypt -lsodium -lconfig -lurcu-qsbr -lurcu-cds -lhiredis -lseccomp -ljemalloc
 endif
 
 # MIT Kerberos' GSS-API (src/gssacc.c, issue #15), from Debian's libkrb5-dev.

@@ -136,6 +136,7 @@ struct opts {
     unsigned redis_interval_ms;     /* lease and quota rounds */
     unsigned redis_fallback;        /* 0: open, 1: closed (asks while Redis is away) */
     bool redis_users;               /* the users table is Redis's */
+    bool seccomp;                   /* sandbox.h: the filter after start-up */
     /* Listener groups of the file: { address = ...; egress = "same" | [...];
      * proxy_protocol = true; from = [...]; mode = "transparent"; }. Kept by
      * address, not by index, so a command line that replaces the listeners drops nothing

@@ -4,10 +4,11 @@
  * Start: read the settings (defaults, file, command line: options.c and
  * config.c), check them for -t and -T (preflight.c), raise RLIMIT_NOFILE,
  * bind every listener once per shard (SO_REUSEPORT), start the shards with
- * every signal blocked, report the addresses. Then the main thread becomes
- * the control thread (ctl_run(): signals, reload, drain, the admin
- * endpoint) until a stop or the end of a drain; then the shards are
- * stopped and joined, and main() returns 0.
+ * every signal blocked, install the seccomp filter (sandbox.h: from here on
+ * only the calls of src/sandbox_syscalls.h), report the addresses. Then the
+ * main thread becomes the control thread (ctl_run(): signals, reload, drain,
+ * the admin endpoint) until a stop or the end of a drain; then the shards
+ * are stopped and joined, and main() returns 0.
  */
 #include <ares.h>
 #include <arpa/inet.h>
@@ -53,6 +54,7 @@
 #include "options.h"
 #include "policy.h"
 #include "preflight.h"
+#include "sandbox.h"
 #include "upgrade.h"
 
 #define LISTEN_BACKLOG 4096
@@ -836,6 +838,12 @@ main(int argc, char **argv)
                     ret == -ENOSYS || ret == -EPERM ? " (is io_uring disabled by sysctl?)" : "");
             goto out_shards;
         }
+    }
+    /* Start-up is over: every thread runs, every listener is bound, privileges are dropped.
+     * From here on only the calls of src/sandbox_syscalls.h (sandbox.h). */
+    if (o.seccomp && sandbox_install(err, sizeof(err)) < 0) {
+        fprintf(stderr, "ringsocks: %s (seccomp = false runs without the filter)\n", err);
+        goto out_shards;
     }
     for (unsigned i = 0; i < o.n_listen; i++) {
         char text[ADDR_STRLEN];

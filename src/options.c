@@ -537,6 +537,8 @@ const struct options_row options_rows[] = {
      "keep the starting user", "USER", NULL, "after binding, drop to this user"},
     {"group", OPTIONS_STRING, 0, 0, 0, F(group), 0, NULL, check_name, NULL, NULL,
      "the user's group", "GROUP", NULL, "after binding, drop to this group"},
+    BOOL("seccomp", 0, seccomp, "true",
+         "after start-up, a seccomp filter allows only the system calls the server makes"),
     /* access rules and the address sets they name: the file only */
     {"address_sets", OPTIONS_SETS, R, 0, 0, 0, 0, 0, NULL, NULL, NULL, NULL,
      "only the built-in sets: @special, @private, @loopback, @metadata", NULL, NULL,

@@ -5,7 +5,7 @@
 set -eu
 
 BUILD_PKGS="gcc make pkg-config liburing-dev libjemalloc-dev libc-ares-dev liburcu-dev \
-libconfig-dev libcrypt-dev libsodium-dev libhiredis-dev libkrb5-dev"
+libconfig-dev libcrypt-dev libsodium-dev libhiredis-dev libkrb5-dev libseccomp-dev"
 TEST_PKGS="libcmocka-dev clang libclang-rt-14-dev curl ncat socat python3 iproute2 whois prometheus \
 proxychains4 dante-client dante-server microsocks haproxy redis-server nodejs g++ libbenchmark-dev clang-format \
 nftables file krb5-kdc krb5-admin-server krb5-user python3-gssapi gnuplot-nox strace systemd \

@@ -2,7 +2,7 @@
 cases_ops.py - what an abuse desk and an operator read: the access log's rule
 and end_time fields (logfmt and JSON), a UDP association's datagram counts,
 the process_* series and the max_conns headroom on /metrics, reload outcomes,
-pid_file, and the line a SIGUSR1 reopen prints.
+pid_file, the line a SIGUSR1 reopen prints, and whether the seccomp filter is on.
 """
 
 import json
@@ -13,7 +13,7 @@ import socket
 import time
 
 from cases_control import (ALLOW_LOOPBACK, _wait_lines, conf_proxy, reload_count, rules_conf, run_binary, scrape,
-                           write_conf)
+                           sighup_reload, write_conf)
 from cases_udp import associate, echo_via
 from harness import (GREETING, case, check, metric, parse_logfmt, read_reply, recv_exact, request, socks_connect,
                      echo_roundtrip, tail, udp_header, wait_until)
@@ -235,3 +235,43 @@ def ops_sigusr1_reopen_line(ctx):
     p.proc.send_signal(signal.SIGUSR1)
     line = "ringsocks: access log reopened: %s" % log
     check(wait_until(lambda: line in p.stderr(), 3.0), "no %r on stderr" % line, tail(p.stderr()))
+
+
+def _seccomp_modes(pid):
+    """Seccomp: of every thread of pid (/proc/PID/task/TID/status), by thread name."""
+    modes = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                fields = dict(l.rstrip("\n").split(":\t", 1) for l in f if ":\t" in l)
+        except FileNotFoundError:
+            continue
+        modes["%s/%s" % (fields.get("Name", "?"), tid)] = fields.get("Seccomp", "?").strip()
+    return modes
+
+
+@case("seccomp_filter_on")
+def seccomp_filter_on(ctx):
+    """By default every thread of the serving process runs under the filter (Seccomp: 2), and it
+    serves: a CONNECT, /metrics and a reload."""
+    echo = ctx.echo_server()
+    p, _ = conf_proxy(ctx, rules_conf(ALLOW_LOOPBACK))
+    s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+    echo_roundtrip(s, 10)
+    modes = _seccomp_modes(p.proc.pid)
+    check(len(modes) > 2, "only %d threads: %s" % (len(modes), modes))
+    off = {t: m for t, m in modes.items() if m != "2"}
+    check(not off, "threads not under the seccomp filter (Seccomp: 2 expected): %s" % off)
+    line = sighup_reload(p)
+    check("reloaded" in line, "reload under the filter: %s" % line, tail(p.stderr()))
+    check(scrape(p) and p.proc.poll() is None, "ringsocks stopped under the filter", tail(p.stderr()))
+    s.close()
+
+
+@case("seccomp_filter_off")
+def seccomp_filter_off(ctx):
+    """seccomp = false (--seccomp false): no filter on any thread (Seccomp: 0)."""
+    p, _ = conf_proxy(ctx, rules_conf(ALLOW_LOOPBACK), args=["--seccomp", "false"])
+    modes = _seccomp_modes(p.proc.pid)
+    on = {t: m for t, m in modes.items() if m != "0"}
+    check(not on, "threads under a seccomp filter with --seccomp false: %s" % on)

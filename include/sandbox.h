@@ -1,0 +1,28 @@
+/*
+ * sandbox.h - the seccomp filter (libseccomp) that main() installs once
+ * start-up is over: every thread then may make only the system calls listed in
+ * src/sandbox_syscalls.h. Option `seccomp` (default true) turns it off.
+ *
+ * What a call outside the list does: the calling thread gets SIGSYS
+ * (SCMP_ACT_TRAP), whose handler writes one line naming the call's number to
+ * stderr and then ends the whole process with SIGSYS (docs/design.md, "The
+ * seccomp filter", says why a kill and not an error).
+ */
+#ifndef RINGSOCKS_SANDBOX_H
+#define RINGSOCKS_SANDBOX_H
+
+#include <stddef.h>
+
+/*
+ * Install the filter on every thread of the process (SCMP_FLTATR_CTL_TSYNC),
+ * with no_new_privs; threads made later inherit it, and so does a process
+ * the server executes (a binary upgrade: its start-up runs under the list
+ * too). Call once, from one thread, after start-up. 0, or -errno with a
+ * message in err.
+ */
+int sandbox_install(char *err, size_t errlen);
+
+/* How many system calls the list allows on this architecture. */
+unsigned sandbox_count(void);
+
+#endif
