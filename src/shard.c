@@ -564,6 +564,8 @@ shard_main(void *arg)
         STAT_INC(sh->st.loops);
         busy = n > 0 && sh->o->busy_poll_us > 0;
     }
+    /* Ended, not stalled: the control thread's watchdog must not count the exit. */
+    atomic_store_explicit(&sh->busy_since, 0, memory_order_relaxed);
     rcu_unregister_thread();
     atomic_store_explicit(&sh->exited, true, memory_order_release);
     return NULL;
