@@ -28,7 +28,8 @@
 #
 # Runs in a network namespace of its own (unshare -n, as root): nothing touches the host's
 # network. Every process is stopped by PID; the whole run is bounded by timeout(1) at
-# SOAK_MINUTES + 3 minutes. BUILD (default build) names the binaries.
+# SOAK_MINUTES + 3 minutes. BUILD (default build) names the binaries; SOAK_SAN=1 says they
+# are sanitizer builds (RSS is then reported, not judged: ASan's quarantine grows it).
 set -u
 
 cd "$(dirname "$0")/.." || exit 2
@@ -48,7 +49,7 @@ if [ -z "${SOAK_IN_NETNS:-}" ]; then
         echo "soak: needs root (a network namespace and a memory cgroup of its own)"
         exit 2
     fi
-    export SOAK_IN_NETNS=1 BUILD SOAK_MINUTES SOAK_SAMPLE SOAK_ROUND
+    export SOAK_IN_NETNS=1 BUILD SOAK_MINUTES SOAK_SAMPLE SOAK_ROUND SOAK_SAN
     exec timeout -k 10 $((TOTAL + 180)) unshare -n "$0" "$@"
 fi
 
@@ -140,7 +141,7 @@ start_proxy() {
     local pid=$!
     RSPIDS+=("$pid")
     for i in $(seq 100); do
-        if grep -q "^ringsocks: listening on" "$TMP/rs$n.err"; then
+        if grep -q "^ringsocks: listening on" "$TMP/rs$n.err" 2>/dev/null; then
             echo "$pid" >"$TMP/pid.new" && mv "$TMP/pid.new" "$TMP/pid"
             echo $((9180 + n)) >"$TMP/admin.new" && mv "$TMP/admin.new" "$TMP/admin"
             return 0
@@ -335,7 +336,7 @@ wait "${PIDS[1]}" "${PIDS[2]}" 2>/dev/null
 cp "$TMP/samples.tsv" "$OUT.tsv"
 cp "$TMP/quiet.tsv" "$OUT-quiet.tsv"
 python3 bench/soak_report.py --samples "$OUT.tsv" --quiet "$OUT-quiet.tsv" --rounds "$TMP/r" \
-    --events "$TMP/events.tsv" \
+    --events "$TMP/events.tsv" ${SOAK_SAN:+--san} \
     --drain-dir "$TMP" --minutes "$SOAK_MINUTES" --out "$OUT"
 rc=$?
 log "report: $OUT.md"

@@ -34,7 +34,8 @@ soakpid=""
 soaklog=""
 if [ "${SOAK_TEST:-1}" != 0 ] && [ "$(id -u)" = 0 ]; then
     soaklog=$(mktemp "${TMPDIR:-/tmp}/ringsocks-soak.XXXXXX") || exit 2
-    SOAK_MINUTES=3 SOAK_OUT="$BUILD/soak-test" BUILD=$BUILD bench/soak.sh >"$soaklog" 2>&1 &
+    SOAK_SAN=$([ "$SAN" = 1 ] && echo 1) SOAK_MINUTES=3 SOAK_OUT="$BUILD/soak-test" BUILD=$BUILD \
+        bench/soak.sh >"$soaklog" 2>&1 &
     soakpid=$!
 fi
 
