@@ -21,7 +21,9 @@ struct metrics_shard {
     unsigned id;
     const struct shard_stats *st;
     const uint32_t *n_open;
-    struct gssw_stats gss; /* a copy: zero when the caller leaves it out */
+    struct gssw_stats gss;    /* a copy: zero when the caller leaves it out */
+    uint64_t watchdog_stalls; /* stalls the control thread counted (watchdog.h) */
+    double cpu_wait_s;        /* the thread's time runnable but not running; < 0: unknown */
 };
 
 /* Prometheus' standard process collector (process_*), read from /proc/self. */

@@ -123,10 +123,16 @@ struct shard {
      * without shutdown() (that would stop the new process's accepts too), and serves a
      * client whose accept completes while it is cancelled. */
     atomic_bool keep_listeners;
+    /* Shard loop iterations the control thread saw stalled before they ended (watchdog.h);
+     * the control thread's alone. */
+    uint64_t watchdog_stalls;
     /* written by the shard, read by the control thread */
     atomic_bool exited;           /* the loop has ended */
     _Atomic uint64_t pol_seen;    /* the policy generation its tunnels were checked against */
     _Atomic uint64_t pol_revoked; /* tunnels closed by reloads, counted before pol_seen moves */
+    _Atomic int tid; /* the shard thread's id (/proc/self/task/TID), 0 before it runs */
+    /* and by the control thread (watchdog.h): when the current work began, 0 asleep */
+    _Atomic uint64_t busy_since;
 };
 
 #endif

@@ -83,6 +83,8 @@ struct shard_stats {
     uint64_t via_parent_failures; /* parents that failed a tunnel (down, bad answer, timeout) */
     uint64_t via_skipped;         /* parents passed over because they failed lately */
     uint64_t loops;
+    uint64_t loop_stalls; /* iterations whose work took over WATCHDOG_STALL_MS (watchdog.h) */
+    uint64_t loop_max_ms; /* gauge: the longest iteration's work, ms */
     /* Faults committed on purpose (fault.h), by enum fault_kind (faultspec.h); and faults a
      * user name asked for that the admitting rule did not allow (ignored). */
     uint64_t faults[STAT_FAULT_KINDS];

@@ -17,6 +17,11 @@
 #                     passed to it (default --benchmark_min_time=0.2), e.g.
 #                     BENCH_ARGS="--benchmark_filter=socks5 --benchmark_min_time=1"
 #   make bench-acl    the acl_match rows only (10, 1,000 and 10,000 rules), same binary
+#   make soak         the soak (bench/soak.sh, as root): one ringsocks under every kind of
+#                     client at once for SOAK_MINUTES (default 60) with reloads, log reopens
+#                     and a drain + restart halfway; RSS, kernel memory, fds, tunnels and shard
+#                     stalls every 10 s; pass rules and slopes in bench/results/soak-<stamp>.md
+#                     (.tsv, .svg). make test runs a 3-minute one.
 #
 # harness.cc is the only C++ (g++ and libbenchmark-dev: make deps); the bm_*.c files and the
 # modules they drive are compiled with the project's $(CC) $(CFLAGS), the modules through the
@@ -32,7 +37,7 @@ BM_OBJS        := $(BM_SRCS:bench/micro/%.c=$(BUILD)/bench-micro.d/%.o)
 BM_MODS        := socks5 socks4 auth authcache addr hosts acl hostname egress sock lim
 BM_MOD_OBJS    := $(BM_MODS:%=$(BUILD)/obj/%.o)
 
-.PHONY: bench bench-micro bench-acl
+.PHONY: bench bench-micro bench-acl soak
 
 # Variables given on the command line (make bench ROUNDS=5) reach the script through the
 # environment, as make exports them.
@@ -40,6 +45,12 @@ bench:
 	@tools/install-deps.sh bench
 	$(MAKE) $(BUILD)/ringsocks $(BUILD)/socksload
 	BUILD=$(BUILD) NO_BUILD=1 bench/macro/run.sh
+
+SOAK_MINUTES ?= 60
+
+soak:
+	$(MAKE) $(BUILD)/ringsocks $(BUILD)/socksload
+	BUILD=$(BUILD) SOAK_MINUTES=$(SOAK_MINUTES) bench/soak.sh
 
 $(BUILD)/bench-micro.d:
 	mkdir -p $@

@@ -37,6 +37,7 @@
 #include "policy.h"
 #include "shard.h"
 #include "users.h"
+#include "watchdog.h"
 
 static double
 wall_now(void)
@@ -196,10 +197,7 @@ ctl_drain(struct ctl *ctl)
     ctl_upgrade_abort(ctl, "a drain began");
     ctl->draining = true;
     ctl->st.draining = 1;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    uint64_t deadline = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 +
-                        (uint64_t)ctl->o->drain_timeout_s * 1000;
+    uint64_t deadline = watchdog_now_ms() + (uint64_t)ctl->o->drain_timeout_s * 1000;
     fprintf(stderr, "ringsocks: draining: no new connections, tunnels have %u s to finish\n",
             ctl->o->drain_timeout_s);
     for (unsigned i = 0; i < ctl->n_shards; i++)
@@ -214,6 +212,33 @@ stop_now(struct ctl *ctl)
         shard_stop(&ctl->shards[i]);
 }
 
+/* A shard whose current work began over WATCHDOG_STALL_MS ago and has not ended (a
+ * blocking call, an endless loop) is stalled: count it now, once, it may never end. */
+static void
+watch_shards(struct ctl *ctl)
+{
+    uint64_t now_ms = watchdog_now_ms();
+    for (unsigned i = 0; i < ctl->n_shards; i++)
+        if (watchdog_check(&ctl->shards[i].busy_since, now_ms))
+            ctl->shards[i].watchdog_stalls++;
+}
+
+/* Seconds the thread tid waited runnable for a CPU (the second field of its schedstat),
+ * or -1 when the kernel does not say (no CONFIG_SCHED_INFO, not started). */
+static double
+thread_cpu_wait(int tid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", tid);
+    FILE *f = tid > 0 ? fopen(path, "re") : NULL;
+    if (!f)
+        return -1;
+    unsigned long long run_ns, wait_ns;
+    int n = fscanf(f, "%llu %llu", &run_ns, &wait_ns);
+    fclose(f);
+    return n == 2 ? (double)wait_ns / 1e9 : -1;
+}
+
 /* --- admin handlers ------------------------------------------------------ */
 
 static size_t
@@ -224,8 +249,12 @@ h_metrics(void *arg, char **out)
     /* What the metrics read of each shard: its counters, nothing else. */
     struct metrics_shard ms[ctl->n_shards];
     for (unsigned i = 0; i < ctl->n_shards; i++) {
-        ms[i] = (struct metrics_shard){
-            .id = ctl->shards[i].id, .st = &ctl->shards[i].st, .n_open = &ctl->shards[i].n_open};
+        ms[i] = (struct metrics_shard){.id = ctl->shards[i].id,
+                                       .st = &ctl->shards[i].st,
+                                       .n_open = &ctl->shards[i].n_open,
+                                       .watchdog_stalls = ctl->shards[i].watchdog_stalls,
+                                       .cpu_wait_s = thread_cpu_wait(atomic_load_explicit(
+                                           &ctl->shards[i].tid, memory_order_relaxed))};
         gssw_stats_read(&ctl->shards[i], &ms[i].gss);
     }
     ctl->st.max_conns = ctl->o->max_conns;
@@ -435,6 +464,7 @@ ctl_run(struct ctl *ctl)
         /* After the admins: a hand-over closes them. */
         ctl_upgrade_poll_done(ctl, pfd_up, n_up);
         sweep_clients(ctl);
+        watch_shards(ctl);
         acctctl_tick(ctl->acct, ctl->pol, quota_over, ctl);
         struct signalfd_siginfo si;
         while (read(ctl->sfd, &si, sizeof(si)) == sizeof(si)) {

@@ -416,6 +416,25 @@ render_engine(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
     for (unsigned i = 0; i < n; i++)
         mw_printf(w, "ringsocks_shard_loop_iterations_total{shard=\"%u\"} %" PRIu64 "\n", sh[i].id,
                   STAT_GET(sh[i].st->loops));
+    mw_family(w, "ringsocks_shard_stalls_total", "counter",
+              "Event loop iterations whose work took over 100 ms (or that the control thread saw "
+              "still running after 100 ms), per shard.");
+    for (unsigned i = 0; i < n; i++)
+        mw_printf(w, "ringsocks_shard_stalls_total{shard=\"%u\"} %" PRIu64 "\n", sh[i].id,
+                  STAT_GET(sh[i].st->loop_stalls) + sh[i].watchdog_stalls);
+    mw_family(w, "ringsocks_shard_loop_max_seconds", "gauge",
+              "The longest event loop iteration's work since start, per shard (coarse clock: "
+              "a few ms).");
+    for (unsigned i = 0; i < n; i++)
+        mw_printf(w, "ringsocks_shard_loop_max_seconds{shard=\"%u\"} %.3f\n", sh[i].id,
+                  (double)STAT_GET(sh[i].st->loop_max_ms) / 1000.0);
+    mw_family(w, "ringsocks_shard_cpu_wait_seconds_total", "counter",
+              "Time the shard's thread was ready to run but waited for a CPU (the kernel's "
+              "schedstat run delay), per shard: a stall with this growing is the host's.");
+    for (unsigned i = 0; i < n; i++)
+        if (sh[i].cpu_wait_s >= 0)
+            mw_printf(w, "ringsocks_shard_cpu_wait_seconds_total{shard=\"%u\"} %.3f\n", sh[i].id,
+                      sh[i].cpu_wait_s);
     mw_family(w, "ringsocks_shard_inflight_ops", "gauge",
               "Ring operations submitted whose completion has not arrived, per shard.");
     for (unsigned i = 0; i < n; i++)

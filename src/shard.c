@@ -37,6 +37,7 @@
 #include "ring.h"
 #include "shardcmd.h"
 #include "udp.h"
+#include "watchdog.h"
 
 #define RING_ENTRIES         4096
 #define TICK_MS              250
@@ -251,10 +252,8 @@ on_accept(struct shard *sh, const struct io_uring_cqe *cqe)
 static void
 now_update(struct shard *sh)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    sh->now_s = (uint32_t)ts.tv_sec;
-    sh->now_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    sh->now_ms = watchdog_now_ms();
+    sh->now_s = (uint32_t)(sh->now_ms / 1000);
     sh->now_ds = (uint32_t)(sh->now_ms / 100);
 }
 
@@ -440,6 +439,7 @@ shard_setup(struct shard *sh)
     if (ret < 0)
         return ret;
     now_update(sh);
+    watchdog_begin(&sh->busy_since, sh->now_ms);
     arm_tick(sh);
     arm_wake(sh);
     if (sh->authq)
@@ -487,6 +487,7 @@ shard_main(void *arg)
     bool busy = false; /* the last loop had work: busy_poll may spin */
 
     /* A QSBR reader from here on: quiescent once per iteration, offline while waiting. */
+    atomic_store_explicit(&sh->tid, (int)gettid(), memory_order_relaxed);
     rcu_register_thread();
     sh->pol = rcu_dereference(*sh->ppol);
     sh->pol_gen = sh->pol->gen;
@@ -529,6 +530,9 @@ shard_main(void *arg)
          * slot's free (handshake.h). */
         if (sh->hsp.handoff)
             handshake_handoff(sh);
+        /* The work since the wake-up (now_ms) ends: a stall when it took too long. */
+        if (watchdog_end(&sh->busy_since, sh->now_ms, watchdog_now_ms(), &sh->st.loop_max_ms))
+            STAT_INC(sh->st.loop_stalls);
         rcu_quiescent_state();
         rcu_thread_offline();
         int ret = 0;
@@ -540,6 +544,7 @@ shard_main(void *arg)
             break;
         }
         now_update(sh);
+        watchdog_begin(&sh->busy_since, sh->now_ms);
         sh->pol = rcu_dereference(*sh->ppol);
         unsigned head, n = 0;
         struct io_uring_cqe *cqe;
@@ -559,6 +564,8 @@ shard_main(void *arg)
         STAT_INC(sh->st.loops);
         busy = n > 0 && sh->o->busy_poll_us > 0;
     }
+    /* Ended, not stalled: the control thread's watchdog must not count the exit. */
+    atomic_store_explicit(&sh->busy_since, 0, memory_order_relaxed);
     rcu_unregister_thread();
     atomic_store_explicit(&sh->exited, true, memory_order_release);
     return NULL;

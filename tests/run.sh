@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/run.sh - run every ringsocks test: the cmocka unit test binaries, a
 # short fuzz run of every libFuzzer harness (FUZZ_SECONDS each, default 10),
-# then the integration suite. Called by `make test` as
+# then the integration suite, with a 3-minute soak (bench/soak.sh, as root) running in the
+# background from the start. Called by `make test` as
 #     BUILD=build SAN=0 tests/run.sh        (or BUILD=build-san SAN=1)
 # Each unit binary counts as one test (pass = exit 0); the integration suite
 # counts its own tests. The last line is "N passed, N failed" (", N skipped"
@@ -25,6 +26,18 @@ fi
 passed=0
 failed=0
 skipped=0
+
+# ---- the 3-minute soak (bench/soak.sh), in the background from here to the end: it overlaps
+# the unit tests, the fuzz smoke run and the start of the integration suites (its own network
+# namespace, its own ports). One check per pass rule. SOAK_TEST=0 leaves it out.
+soakpid=""
+soaklog=""
+if [ "${SOAK_TEST:-1}" != 0 ] && [ "$(id -u)" = 0 ]; then
+    soaklog=$(mktemp "${TMPDIR:-/tmp}/ringsocks-soak.XXXXXX") || exit 2
+    SOAK_SAN=$([ "$SAN" = 1 ] && echo 1) SOAK_MINUTES=3 SOAK_OUT="$BUILD/soak-test" BUILD=$BUILD \
+        bench/soak.sh >"$soaklog" 2>&1 &
+    soakpid=$!
+fi
 
 # ---- unit tests
 shopt -s nullglob
@@ -122,7 +135,8 @@ slog=""
 log=$(mktemp "${TMPDIR:-/tmp}/ringsocks-run.XXXXXX") || exit 2
 elog=$(mktemp "${TMPDIR:-/tmp}/ringsocks-egress.XXXXXX") || exit 2
 epid=""
-trap '[ -n "$epid" ] && kill "$epid" 2>/dev/null; rm -f "$log" "$elog" ${slog:+"$slog"}' EXIT
+trap '[ -n "$epid" ] && kill "$epid" 2>/dev/null; [ -n "$soakpid" ] && kill "$soakpid" 2>/dev/null
+    rm -f "$log" "$elog" ${slog:+"$slog"} ${soaklog:+"$soaklog"}' EXIT
 # The Kerberos suites (krb, gss: a KDC of their own on free loopback ports) run there too.
 egress=("$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --suite egress --suite transparent
     --suite krb --suite gss "$@")
@@ -166,6 +180,26 @@ else
         echo "FAIL socksload smoke: no summary line"
         failed=$((failed + 1))
     fi
+fi
+
+# ---- the soak started at the top
+if [ -n "$soakpid" ]; then
+    echo "== soak, 3 minutes (bench/soak.sh; report $BUILD/soak-test.md)"
+    wait "$soakpid"
+    src=$?
+    soakpid=""
+    cat "$soaklog"
+    n=$(grep -c '^PASS soak-' "$soaklog")
+    f=$(grep -c '^FAIL soak-' "$soaklog")
+    passed=$((passed + n))
+    failed=$((failed + f))
+    if [ "$src" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "FAIL soak: exit status $src"
+        failed=$((failed + 1))
+    fi
+elif [ "${SOAK_TEST:-1}" != 0 ]; then
+    echo "note: the soak needs root (a network namespace, a memory cgroup): skipped"
+    skipped=$((skipped + 1))
 fi
 
 line="$passed passed, $failed failed"
