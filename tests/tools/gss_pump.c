@@ -310,6 +310,14 @@ handover(struct gssw_job *j)
 }
 
 /* A tunnel at level lvl, the client having sent pre[0..pre_len) before it was handed over. */
+/*
+ * Set by a case that needs the worker itself to hold bytes for a client that reads nothing:
+ * the client's receive buffer and the worker's send buffer towards it are then 64 KiB, not
+ * autotuned (with tcp_wmem's 4 MiB maximum the kernel alone would take everything the shard
+ * wrote, and the worker would have nothing left when the shard closes).
+ */
+static bool small_client_bufs;
+
 static int
 tunnel(struct tun *t, int lvl, const uint8_t *pre, size_t pre_len)
 {
@@ -333,6 +341,11 @@ tunnel(struct tun *t, int lvl, const uint8_t *pre, size_t pre_len)
     int sp[2];
     if (cfd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
         return EXIT_BROKEN;
+    if (small_client_bufs) {
+        int small = 65536;
+        setsockopt(t->c, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+        setsockopt(cfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    }
     t->s = sp[0];
     struct gssw_job *j = gssw_job_new(s, GSSW_PROTECT, 46);
     j->cfd = cfd;
@@ -722,7 +735,9 @@ static int
 stalled_case(void)
 {
     struct tun t;
+    small_client_bufs = true;
     int rc = tunnel(&t, 1, NULL, 0);
+    small_client_bufs = false;
     if (rc)
         return rc;
     uint64_t open0 = stats().open;
