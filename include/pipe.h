@@ -17,6 +17,7 @@ struct pipe_pool {
     int (*big)[2];
     unsigned nbig, big_live, big_max;
     unsigned big_size;
+    unsigned big_backoff; /* asks left before the next try, after the kernel refused the size */
 };
 
 /* cap idle pipes of size bytes; big_max large ones of big_size bytes (0: none). */
@@ -29,7 +30,9 @@ int pipe_get(struct pipe_pool *pp, int fds[2]);
 /* Give a pipe back: kept when empty and there is room, closed otherwise. */
 void pipe_put(struct pipe_pool *pp, int fds[2], bool empty);
 /* A large pipe: 0, or -1 when none may be had (all big_max exist, or the kernel refused
- * the size, which turns large pipes off for the pool: the caller takes pipe_get()'s). */
+ * the size: then the next PIPE_BIG_BACKOFF asks get -1 without trying; the caller takes
+ * pipe_get()'s). */
+#define PIPE_BIG_BACKOFF 1024
 int pipe_get_big(struct pipe_pool *pp, int fds[2]);
 /* Give a large pipe back: kept for the next bulk direction when empty, closed otherwise. */
 void pipe_put_big(struct pipe_pool *pp, int fds[2], bool empty);

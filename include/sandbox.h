@@ -18,7 +18,11 @@
  * with no_new_privs; threads made later inherit it, and so does a process
  * the server executes (a binary upgrade: its start-up runs under the list
  * too). Call once, from one thread, after start-up. 0, or -errno with a
- * message in err.
+ * message in err, or 1 with the reason in err when no filter was added:
+ * the process runs under its parent's already (a binary upgrade: a second
+ * copy would only make every call run both), or the architecture is not the
+ * one the list was traced on (x86-64), where it would kill the server on a
+ * call it names differently.
  */
 int sandbox_install(char *err, size_t errlen);
 

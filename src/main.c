@@ -79,12 +79,12 @@ raise_nofile(void)
  * there (defer_accept), so that the accept finds the bytes and the first read needs no poll.
  * Never on a transparent listener: the programs it carries may wait for the server to speak.
  * Also on the sockets of a hand-over, which keep the old process's setting otherwise (0
- * turns it off).
+ * turns it off, as on a transparent listener that was a SOCKS one before the upgrade).
  */
 static void
-listener_defer(int fd, const struct opts *o)
+listener_defer(int fd, unsigned seconds)
 {
-    int secs = (int)o->defer_accept_s;
+    int secs = (int)seconds;
     setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs));
 }
 
@@ -110,7 +110,7 @@ listen_one(const struct sockaddr *sa, bool reuseport, bool transparent, const st
     if (transparent)
         transparent_set(fd, sa->sa_family, true);
     else if (o->defer_accept_s)
-        listener_defer(fd, o);
+        listener_defer(fd, o->defer_accept_s);
     if (bind(fd, sa, addr_len(sa)) == -1)
         goto fail;
     if (reuseport && listen(fd, LISTEN_BACKLOG) == -1)
@@ -141,8 +141,8 @@ take_listeners(struct opts *o, unsigned i, int *fds, struct upgrade_fd *handed, 
             return false; /* the caller closes what was taken */
         }
         fds[s * o->n_listen + i] = fd;
-        if (!o->listen_transparent[i])
-            listener_defer(fd, o);
+        /* 0 on a transparent one: it may have been a SOCKS listener of the old process. */
+        listener_defer(fd, o->listen_transparent[i] ? 0 : o->defer_accept_s);
         if (s == 0) {
             socklen_t len = sizeof(o->listen[i]);
             getsockname(fd, sa, &len);
@@ -475,9 +475,12 @@ drop_privileges(const struct opts *o, bool keep_admin)
     }
     if (!id.change)
         return 0;
-    /* Started by an upgrade from a process that dropped them already. */
-    if (id.uid != 0 && getuid() == id.uid && geteuid() == id.uid && getgid() == id.gid &&
-        getegid() == id.gid)
+    /* Started by an upgrade from a process that dropped them already. A process under the
+     * old one's seccomp filter may not call setgroups()/setgid()/setuid() at all: with the
+     * identity already the one asked for (root with a group, say), there is nothing to do. */
+    bool same =
+        getuid() == id.uid && geteuid() == id.uid && getgid() == id.gid && getegid() == id.gid;
+    if (same && (id.uid != 0 || prctl(PR_GET_SECCOMP, 0L, 0L, 0L, 0L) == 2))
         return 0;
     /* Rules with mark: CAP_NET_ADMIN must outlive setuid() (and nothing else may). */
     if (keep_admin && id.uid != 0 && prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) == -1) {
@@ -841,10 +844,13 @@ main(int argc, char **argv)
     }
     /* Start-up is over: every thread runs, every listener is bound, privileges are dropped.
      * From here on only the calls of src/sandbox_syscalls.h (sandbox.h). */
-    if (o.seccomp && sandbox_install(err, sizeof(err)) < 0) {
+    int sb = o.seccomp ? sandbox_install(err, sizeof(err)) : 0;
+    if (sb < 0) {
         fprintf(stderr, "ringsocks: %s (seccomp = false runs without the filter)\n", err);
         goto out_shards;
     }
+    if (sb > 0)
+        fprintf(stderr, "ringsocks: %s\n", err);
     for (unsigned i = 0; i < o.n_listen; i++) {
         char text[ADDR_STRLEN];
         fprintf(stderr, "ringsocks: listening on %s\n",

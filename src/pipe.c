@@ -28,7 +28,7 @@ pipe_pool_init(struct pipe_pool *pp, unsigned cap, unsigned size, unsigned big_m
     pp->n = 0;
     pp->cap = cap;
     pp->size = size;
-    pp->nbig = pp->big_live = 0;
+    pp->nbig = pp->big_live = pp->big_backoff = 0;
     pp->big_max = big_size > size ? big_max : 0;
     pp->big_size = big_size;
     return 0;
@@ -111,14 +111,19 @@ pipe_get_big(struct pipe_pool *pp, int fds[2])
     }
     if (pp->big_live >= pp->big_max)
         return -1;
+    if (pp->big_backoff) {
+        pp->big_backoff--;
+        return -1;
+    }
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) == -1)
         return -1;
     if (fcntl(fds[1], F_SETPIPE_SZ, (int)pp->big_size) < (int)pp->big_size) {
-        /* fs.pipe-max-size (or pipe-user-pages-hard) says no: it will say no again. */
+        /* fs.pipe-max-size says no, and will again; fs.pipe-user-pages-hard or memory
+         * pressure may not: ask again after a while rather than every readiness or never. */
         close(fds[0]);
         close(fds[1]);
         fds[0] = fds[1] = -1;
-        pp->big_max = 0;
+        pp->big_backoff = PIPE_BIG_BACKOFF;
         return -1;
     }
     pp->big_live++;

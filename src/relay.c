@@ -82,8 +82,12 @@ relay_init(struct shard *sh)
     sh->relay.stall_head = sh->relay.stall_tail = CONN_NIL;
     /* The budget is split between the shards: each counts its own large pipes, no atomics. */
     unsigned big = 0;
-    if (o->relay != RELAY_COPY && o->pipe_size_max > o->pipe_size)
+    if (o->relay != RELAY_COPY && o->pipe_size_max > o->pipe_size &&
+        o->pipe_bulk_budget >= o->pipe_size_max) {
         big = o->pipe_bulk_budget / o->pipe_size_max / (o->shards ? o->shards : 1);
+        if (big == 0)
+            big = 1; /* more shards than large pipes in the budget: one each, not none */
+    }
     int ret = pipe_pool_init(&sh->relay.pipes, o->relay != RELAY_COPY ? PIPE_POOL_CAP : 0,
                              o->pipe_size, big, o->pipe_size_max);
     if (ret < 0)

@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <seccomp.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -98,6 +99,18 @@ sandbox_install(char *err, size_t errlen)
         rc = -errno;
         snprintf(err, errlen, "seccomp: SIGSYS handler: %s", strerror(errno));
         return rc;
+    }
+#if !defined(__x86_64__)
+    snprintf(err, errlen,
+             "seccomp: the list (src/sandbox_syscalls.h) was traced on x86-64 only: "
+             "no filter on this architecture");
+    return 1;
+#endif
+    if (prctl(PR_GET_SECCOMP, 0L, 0L, 0L, 0L) == 2) {
+        snprintf(err, errlen,
+                 "seccomp: the filter of the process that started this one "
+                 "(an upgrade) holds already");
+        return 1;
     }
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
     if (!ctx) {

@@ -347,6 +347,47 @@ def upgrade_notify(ctx):
         check(f.read().strip() == str(new), "the pid_file does not name the new process")
 
 
+def seccomp_status(pid):
+    """(Seccomp mode, Seccomp_filters) of pid's main thread, from /proc/PID/status."""
+    fields = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            fields[k] = v.strip()
+    return fields.get("Seccomp"), fields.get("Seccomp_filters")
+
+
+@case("upgrade_group_only_under_seccomp", timeout=60)
+def upgrade_group_only_under_seccomp(ctx):
+    """Root with --group nogroup and no --user, under the seccomp filter (the default): an
+    upgrade's new process starts under the old one's filter, where setgroups()/setgid()/
+    setuid() are not allowed, so it must see that its identity is already the one asked
+    for and not call them (it died of SIGSYS before serving). It does not stack a second
+    copy of the filter either: Seccomp_filters stays 1 across two upgrades."""
+    need_upgrade()
+    if os.geteuid() != 0:
+        from harness import Skip
+        raise Skip("needs root (the test runs as uid %d)" % os.geteuid())
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=["--group", "nogroup"])
+    p.exit_expected = True
+    pid = p.proc.pid
+    mode, n = seccomp_status(pid)
+    check(mode == "2" and n == "1", "the first process: Seccomp %s, %s filters" % (mode, n))
+    for _ in range(2):
+        new = upgrade_once(ctx, p, pid)
+        check(wait_until(lambda: serving_pid(p) == new, 10.0),
+              "the new process %d does not serve" % new, tail(p.stderr()))
+        s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+        echo_roundtrip(s, 1000)
+        s.close()
+        mode, n = seccomp_status(new)
+        check(mode == "2" and n == "1", "after the upgrade: Seccomp %s with %s filters (one "
+              "expected: the parent's, not a copy stacked on it)" % (mode, n))
+        wait_gone(pid, 20, "the old process")
+        pid = new
+
+
 @case("upgrade_quota", timeout=60)
 def upgrade_quota(ctx):
     """The quota bytes a user moves through the old process's tunnel during its drain reach

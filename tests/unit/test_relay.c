@@ -949,6 +949,62 @@ test_large_pipe_budget(void **state)
     check_buffers();
 }
 
+/* The budget's share per shard: 16 MiB of 1 MiB pipes is 8 each for 2 shards, and one each
+ * (not none) for 32 shards, which would otherwise get 16/32 = 0. */
+static void
+test_large_pipe_share(void **state)
+{
+    (void)state;
+    static const unsigned shards[] = {2, 32};
+    static const unsigned want[] = {8, 1};
+    for (unsigned i = 0; i < 2; i++) {
+        memset(&o, 0, sizeof(o));
+        memset(&pol, 0, sizeof(pol));
+        o.relay = RELAY_AUTO;
+        o.buf_count = 8;
+        o.buf_size = 4096;
+        o.pipe_size = 65536;
+        o.pipe_size_max = 1 << 20;
+        o.pipe_bulk_budget = 16 << 20;
+        o.shards = shards[i];
+        fs_start(&sh, &o, &pol, 4);
+        assert_int_equal(relay_init(&sh), 0);
+        assert_int_equal(sh.relay.pipes.big_max, want[i]);
+        relay_fini(&sh);
+        fs_fini(&sh);
+    }
+}
+
+/* A size the kernel refuses (twice fs.pipe-max-size, without CAP_SYS_RESOURCE): the ask
+ * fails, the next PIPE_BIG_BACKOFF asks fail without a pipe2(), then it is tried again;
+ * large pipes are never turned off for good. */
+static void
+test_large_pipe_backoff(void **state)
+{
+    (void)state;
+    FILE *f = fopen("/proc/sys/fs/pipe-max-size", "r");
+    unsigned max = 0;
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%u", &max), 1);
+    fclose(f);
+    struct pipe_pool pp;
+    assert_int_equal(pipe_pool_init(&pp, 4, 65536, 2, max * 2), 0);
+    int fds[2];
+    int before = fs_open_fds();
+    assert_int_equal(pipe_get_big(&pp, fds), -1);
+    assert_int_equal(pp.big_backoff, PIPE_BIG_BACKOFF);
+    assert_int_equal(pp.big_max, 2);
+    for (unsigned i = 0; i < PIPE_BIG_BACKOFF; i++)
+        assert_int_equal(pipe_get_big(&pp, fds), -1);
+    assert_int_equal(pp.big_backoff, 0);
+    assert_int_equal(fs_open_fds(), before);
+    /* Tried again, refused again: the back-off starts over. */
+    assert_int_equal(pipe_get_big(&pp, fds), -1);
+    assert_int_equal(pp.big_backoff, PIPE_BIG_BACKOFF);
+    assert_int_equal(pp.big_live, 0);
+    pipe_pool_fini(&pp);
+}
+
 int
 main(void)
 {
@@ -988,6 +1044,8 @@ main(void)
         T(test_half_close, adapt),
         T(test_bulk_takes_large_pipe, adapt),
         T(test_large_pipe_budget, adapt1),
+        cmocka_unit_test(test_large_pipe_share),
+        cmocka_unit_test(test_large_pipe_backoff),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
