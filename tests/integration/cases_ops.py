@@ -15,8 +15,9 @@ import time
 from cases_control import (ALLOW_LOOPBACK, _wait_lines, conf_proxy, reload_count, rules_conf, run_binary, scrape,
                            sighup_reload, write_conf)
 from cases_udp import associate, echo_via
-from harness import (GREETING, case, check, metric, parse_logfmt, read_reply, recv_exact, request, socks_connect,
-                     echo_roundtrip, tail, udp_header, wait_until)
+from harness import (GREETING, admin_request, case, check, hexb, metric, need_option, parse_logfmt,
+                     parse_prometheus, read_reply, recv_exact, request, socks_connect, echo_roundtrip, tail,
+                     udp_header, wait_until)
 
 
 def _records(lines, fmt):
@@ -275,3 +276,100 @@ def seccomp_filter_off(ctx):
     modes = _seccomp_modes(p.proc.pid)
     on = {t: m for t, m in modes.items() if m != "0"}
     check(not on, "threads under a seccomp filter with --seccomp false: %s" % on)
+
+
+@case("defer_accept_waits_for_the_greeting")
+def defer_accept_waits_for_the_greeting(ctx):
+    """--defer-accept 5: a client that connected and said nothing is not accepted yet
+    (the kernel holds it); once its greeting arrives it is, and it is served as any
+    other. Without the option the same silent client is accepted at once."""
+    need_option("--defer-accept")
+    from harness import open_proxy_socket, read_method_reply
+    echo = ctx.echo_server()
+
+    def accepted(p):
+        st, body, _ = admin_request(p, "GET", "/metrics")
+        check(st == 200, "GET /metrics answered %d" % st)
+        return metric(parse_prometheus(body), "ringsocks_connections_accepted_total")
+
+    p = ctx.proxy(args=("--shards", "1", "--defer-accept", "5"))
+    base = accepted(p)
+    s = open_proxy_socket(ctx, p, 5)
+    time.sleep(1.0)
+    check(accepted(p) == base, "--defer-accept 5: a silent client was accepted (%r, before %r)"
+          % (accepted(p), base))
+    s.sendall(GREETING)
+    m = read_method_reply(s)
+    check(m == b"\x05\x00", "method reply %s after a deferred accept" % hexb(m))
+    s.sendall(request("127.0.0.1", echo.port))
+    recv_exact(s, 10)
+    echo_roundtrip(s, 1000)
+    s.close()
+    check(accepted(p) == base + 1, "accepted %r after the greeting, expected %r"
+          % (accepted(p), base + 1))
+
+    q = ctx.proxy(args=("--shards", "1"))
+    base = accepted(q)
+    s = open_proxy_socket(ctx, q, 5)
+    check(wait_until(lambda: accepted(q) == base + 1, 3.0),
+          "without --defer-accept a silent client was not accepted within 3 s")
+    s.close()
+
+
+def listener_defer_secs(pid):
+    """{port: TCP_DEFER_ACCEPT} of every listening TCP socket of process pid, read from
+    copies of its descriptors (pidfd_getfd, as root)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    SYS_pidfd_getfd = 438
+    pidfd = os.pidfd_open(pid)
+    out = {}
+    try:
+        for name in os.listdir("/proc/%d/fd" % pid):
+            try:
+                if not os.readlink("/proc/%d/fd/%s" % (pid, name)).startswith("socket:"):
+                    continue
+            except OSError:
+                continue
+            fd = libc.syscall(SYS_pidfd_getfd, pidfd, int(name), 0)
+            if fd < 0:
+                continue
+            s = socket.socket(fileno=fd)
+            try:
+                if (s.type == socket.SOCK_STREAM and
+                        s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
+                    out[s.getsockname()[1]] = s.getsockopt(socket.IPPROTO_TCP,
+                                                           socket.TCP_DEFER_ACCEPT)
+            finally:
+                s.close()
+    finally:
+        os.close(pidfd)
+    return out
+
+
+@case("defer_accept_not_on_transparent")
+def defer_accept_not_on_transparent(ctx):
+    """defer_accept = 5 sets TCP_DEFER_ACCEPT on the SOCKS listener's sockets (one per
+    shard) and never on a transparent listener's, whose programs may wait for the
+    server to speak first."""
+    need_option("--defer-accept")
+    if os.geteuid() != 0:
+        from harness import Skip
+        raise Skip("reads the proxy's sockets with pidfd_getfd, as root")
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    tport = probe.getsockname()[1]
+    probe.close()
+    path = ctx.path("defer.conf")
+    with open(path, "w") as f:
+        f.write('listen = ( "127.0.0.1:0", { address = "127.0.0.1:%d"; mode = "transparent"; } );\n'
+                'shards = 2;\nadmin = "off";\ndefer_accept = 5;\n'
+                'rules = ( { action = "allow"; } );\n' % tport)
+    p = ctx.proxy(listen=("127.0.0.1:0", "127.0.0.1:%d" % tport), args=("-c", path),
+                  own_args=False)
+    got = listener_defer_secs(p.proc.pid)
+    socks = {port: v for port, v in got.items() if port != tport}
+    check(tport in got, "no transparent listener on %d among %r" % (tport, got))
+    check(got[tport] == 0, "the transparent listener has TCP_DEFER_ACCEPT %d" % got[tport])
+    check(len(socks) == 1 and all(v > 0 for v in socks.values()),
+          "the SOCKS listener's TCP_DEFER_ACCEPT: %r (expected > 0)" % socks)
