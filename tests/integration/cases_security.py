@@ -625,3 +625,43 @@ def black_holed_client_ends(ctx):
     check(lines, "the tunnel to a black-holed client was still open 20 s later (tcp_user_timeout 3 s)")
     check(lines[0]["end"] == "client_error", "it ended %r, expected client_error" % lines[0]["end"])
     check(took < 15, "it took %.1f s" % took)
+
+
+@case("handshake_drip_feed_ends")
+def handshake_drip_feed_ends(ctx):
+    """A slow-loris client that sends its handshake one byte at a time, a byte every 0.9 s
+    (the issue's "one byte every 9 s" against the default 10 s, scaled down to
+    --handshake-timeout 2): each byte arrives well inside the timeout, but the timeout runs
+    from the accept to a complete request, not from the last byte, so the connection is
+    closed about 2 s after it was accepted, with the request unfinished, and no reply."""
+    p = ctx.proxy(args=("--handshake-timeout", "2"))
+    s = open_proxy_socket(ctx, p, 10)
+    msg = GREETING + request("127.0.0.1", 9)
+    t0 = time.monotonic()
+    closed_at = None
+    got = b""
+    for i, b in enumerate(msg[:-1]):
+        try:
+            s.sendall(bytes([b]))
+        except OSError:
+            closed_at = time.monotonic() - t0
+            break
+        s.settimeout(0.9)
+        try:
+            data = s.recv(4096)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            closed_at = time.monotonic() - t0
+            break
+        if not data:
+            closed_at = time.monotonic() - t0
+            break
+        got += data
+    s.close()
+    check(closed_at is not None, "a client dripping one byte every 0.9 s was never closed (%d bytes "
+          "sent over %.1f s with --handshake-timeout 2)" % (len(msg) - 1, time.monotonic() - t0))
+    check(closed_at < 4.0, "the drip-feed client was closed after %.1f s, not about 2 s: the "
+          "timeout restarted with each byte" % closed_at)
+    # The greeting completed after its 3 bytes: the method reply is all the proxy may have sent.
+    check(got in (b"", b"\x05\x00"), "the proxy answered the drip with %s" % hexb(got))
