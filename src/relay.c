@@ -616,13 +616,15 @@ dir_read(struct shard *sh, struct conn *c, unsigned d)
     /* Adaptive pipes: a readiness that found a small pipe's worth or more waiting makes the
      * direction bulk (its next readiness gets a large pipe, within the budget); one that
      * found less makes it ordinary again. An idle direction holds no pipe of either size. */
-    if (f != -1 && read >= sh->relay.pipes.size)
+    if (f == -1)
+        return;
+    if (read >= sh->relay.pipes.size)
         rd->flags |= RD_BULK;
-    else if (f != -1)
+    else
         rd->flags &= (uint16_t)~RD_BULK;
     if (f == 0)
         dir_write(sh, c, d); /* RD_POLLOUT is set: waits for room */
-    else if (f > 0)
+    else
         dir_read(sh, c, d); /* RD_FULL is clear: hands back the pipe, then EOF or the poll */
 }
 

@@ -198,27 +198,25 @@ CPUACCT_BASE=""
 CPUSET_DIR=""
 # Every cell stops its own servers; whatever a cell that was killed left in our cgroups is
 # stopped here, through the cgroup (never by name).
+# remove_cell_cgroups BASE: stop what is left in each cell's cgroup under BASE, remove them
+# and BASE (nothing when BASE is empty).
+remove_cell_cgroups() {
+    local d
+    [ -n "$1" ] || return 0
+    for d in "$1"/*/; do
+        [ -d "$d" ] || continue
+        stop_cgroup "${d%/}"
+        rmdir_cgroup "${d%/}"
+    done
+    rmdir_cgroup "$1"
+}
 cleanup() {
     if [ -n "$CPUSET_DIR" ]; then
         stop_cgroup "$CPUSET_DIR"
         rmdir_cgroup "$CPUSET_DIR"
     fi
-    if [ -n "$MEMCG_BASE" ]; then
-        for d in "$MEMCG_BASE"/*/; do
-            [ -d "$d" ] || continue
-            stop_cgroup "${d%/}"
-            rmdir_cgroup "${d%/}"
-        done
-        rmdir_cgroup "$MEMCG_BASE"
-    fi
-    if [ -n "$CPUACCT_BASE" ]; then
-        for d in "$CPUACCT_BASE"/*/; do
-            [ -d "$d" ] || continue
-            stop_cgroup "${d%/}"
-            rmdir_cgroup "${d%/}"
-        done
-        rmdir_cgroup "$CPUACCT_BASE"
-    fi
+    remove_cell_cgroups "$MEMCG_BASE"
+    remove_cell_cgroups "$CPUACCT_BASE"
     if [ "$KEEP_TMP" = 1 ]; then
         log "kept $TMPROOT"
     else
