@@ -98,6 +98,8 @@ one_check() { # name command...
 one_check check-headers make -s --no-print-directory check-headers BUILD="$BUILD"
 # The layers: no include circle among modules, nothing below the phases names one.
 one_check check-layers "$PYTHON" tests/check_layers.py
+# Every opcode the shards submit is on their ring's allowlist (src/ring_allow.c).
+one_check check-ring-ops "$PYTHON" tests/check_ring_ops.py
 # The code format: every C file as tools/.clang-format writes it.
 one_check format-check make -s --no-print-directory format-check
 # make install into a temporary tree: files, modes, unit paths, config check, uninstall.
