@@ -36,6 +36,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 import traceback
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
@@ -130,6 +131,7 @@ def run_one(case, relay, root, files, timeout, binary_ok):
             outcome["r"] = ("fail", "%s: %s" % (type(e).__name__, e), traceback.format_exc())
 
     limit = case.timeout or timeout
+    t0 = time.monotonic()
     th = threading.Thread(target=body, daemon=True, name=name)
     th.start()
     th.join(limit)
@@ -157,6 +159,10 @@ def run_one(case, relay, root, files, timeout, binary_ok):
                 extra.append("proxy%d argv: %s" % (p.n, " ".join(getattr(p, "argv", []))))
                 extra.append("proxy%d stderr (last lines):\n%s" % (p.n, H.tail(text, 15)))
 
+    times = os.environ.get("RINGSOCKS_TEST_TIMES")
+    if times:   # where make test's minutes go: "seconds name" per test
+        with open(times, "a") as f:
+            f.write("%.1f %s\n" % (time.monotonic() - t0, name))
     if kind == "pass":
         say("PASS %s" % name)
     elif kind == "skip":
