@@ -9,6 +9,7 @@ TCP liveness (keepalive, user timeout) on both sockets of a tunnel.
 
 import os
 import re
+import select
 import shutil
 import socket
 import struct
@@ -665,3 +666,66 @@ def handshake_drip_feed_ends(ctx):
           "timeout restarted with each byte" % closed_at)
     # The greeting completed after its 3 bytes: the method reply is all the proxy may have sent.
     check(got in (b"", b"\x05\x00"), "the proxy answered the drip with %s" % hexb(got))
+
+
+@case("target_never_reads_write_timeout", timeout=60)
+def target_never_reads_write_timeout(ctx):
+    """A target that accepts and never reads (its receive window shrinks to zero) while the
+    client uploads: the proxy's sends towards the target stall, and --write-timeout 2 ends
+    the tunnel 2-4.5 s later, on both engines (the copy engine's send and the splice
+    engine's pipe towards the target), with end=write_timeout in the access log; a tunnel
+    beside it keeps echoing, both of the stalled tunnel's sockets are closed (the target
+    sees its connection end) and the proxy's fds come back to where they were."""
+    from cases_limits import closed_by_proxy, log_line_for, open_fds
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ctx.defer(lsock.close)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # inherited by what it accepts
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    lsock.settimeout(10)
+    echo = ctx.echo_server()
+    for engine in ("copy", "splice"):
+        log = ctx.path("access-%s.log" % engine)
+        p = ctx.proxy(args=("--relay", engine, "--write-timeout", "2", "--access-log", log,
+                            "--log-format", "logfmt"))
+        beside, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+        echo_roundtrip(beside, 1000)
+        base = open_fds(p.proc.pid)
+        s, _ = socks_connect(ctx, p, "127.0.0.1", lsock.getsockname()[1])
+        held, _ = lsock.accept()
+        ctx.defer(held.close)
+        # Upload until everything between client and target is full: the client's own
+        # send buffer stops taking bytes once the proxy's send towards the target stalls.
+        s.setblocking(False)
+        chunk, sent, t0 = b"u" * 65536, 0, time.monotonic()
+        while time.monotonic() - t0 < 5:
+            try:
+                sent += s.send(chunk)
+            except BlockingIOError:
+                _, w, _ = select.select([], [s], [], 0.3)
+                if not w:
+                    break
+        stalled_at = time.monotonic()
+        check(sent > 0, "%s: the client could send nothing" % engine)
+        took = closed_by_proxy(s, 10)
+        check(took is not None, "%s: a tunnel whose target reads nothing was not closed within 10 s "
+              "with --write-timeout 2 (%d bytes sent before it stalled)" % (engine, sent))
+        took = time.monotonic() - stalled_at
+        check(took <= 4.5, "%s: the stalled tunnel was closed %.2f s after the client's sends stopped, "
+              "expected at most 4.5 s with --write-timeout 2" % (engine, took))
+        rec = log_line_for(log, s.getsockname()[1])
+        check(rec is not None and rec.get("end") == "write_timeout",
+              "%s: the stalled tunnel's access-log line says end=%s, expected write_timeout"
+              % (engine, rec and rec.get("end")))
+        # The target's side of it is closed too: with its receive queue full, a reset or a FIN.
+        pl = select.poll()
+        pl.register(held.fileno(), select.POLLERR | select.POLLHUP | select.POLLRDHUP)
+        check(pl.poll(5000), "%s: the target's connection was left open after the tunnel ended" % engine)
+        echo_roundtrip(beside, 4096)
+        back = wait_until(lambda: open_fds(p.proc.pid) <= base, 5, 0.1)
+        check(back, "%s: the proxy holds %d fds, %d before the stalled tunnel opened"
+              % (engine, open_fds(p.proc.pid), base))
+        s.close()
+        held.close()
+        beside.close()
+        p.stop()
