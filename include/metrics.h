@@ -24,6 +24,7 @@ struct metrics_shard {
     struct gssw_stats gss;    /* a copy: zero when the caller leaves it out */
     uint64_t watchdog_stalls; /* stalls the control thread counted (watchdog.h) */
     double cpu_wait_s;        /* the thread's time runnable but not running; < 0: unknown */
+    int64_t bufs_resident;    /* relay_bufs_resident(); < 0: unknown */
 };
 
 /* Prometheus' standard process collector (process_*), read from /proc/self. */

@@ -14,6 +14,10 @@ struct shard;
  * pipe pool. relay_fini(): main thread, after the shard thread ended. */
 int relay_init(struct shard *sh);
 void relay_fini(struct shard *sh);
+/* The control thread, between relay_init() and relay_fini(): bytes of the shard's copy
+ * buffers resident in memory (mincore()), i.e. touched since start; they stay so, up to
+ * bufs x buf_size. -1 when unknown. */
+int64_t relay_bufs_resident(const struct shard *sh);
 
 extern const struct conn_phase relay_phase;
 

@@ -35,6 +35,7 @@
 #include "notify.h"
 #include "options.h"
 #include "policy.h"
+#include "relay.h"
 #include "shard.h"
 #include "users.h"
 #include "watchdog.h"
@@ -254,7 +255,8 @@ h_metrics(void *arg, char **out)
                                        .n_open = &ctl->shards[i].n_open,
                                        .watchdog_stalls = ctl->shards[i].watchdog_stalls,
                                        .cpu_wait_s = thread_cpu_wait(atomic_load_explicit(
-                                           &ctl->shards[i].tid, memory_order_relaxed))};
+                                           &ctl->shards[i].tid, memory_order_relaxed)),
+                                       .bufs_resident = relay_bufs_resident(&ctl->shards[i])};
         gssw_stats_read(&ctl->shards[i], &ms[i].gss);
     }
     ctl->st.max_conns = ctl->o->max_conns;

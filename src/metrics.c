@@ -435,6 +435,13 @@ render_engine(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
         if (sh[i].cpu_wait_s >= 0)
             mw_printf(w, "ringsocks_shard_cpu_wait_seconds_total{shard=\"%u\"} %.3f\n", sh[i].id,
                       sh[i].cpu_wait_s);
+    mw_family(w, "ringsocks_relay_buffers_resident_bytes", "gauge",
+              "Bytes of the shard's copy buffers (bufs x buf_size, mapped at start) in memory: "
+              "touched at least once, and kept; part of the process's RSS, per shard.");
+    for (unsigned i = 0; i < n; i++)
+        if (sh[i].bufs_resident >= 0)
+            mw_printf(w, "ringsocks_relay_buffers_resident_bytes{shard=\"%u\"} %" PRId64 "\n",
+                      sh[i].id, sh[i].bufs_resident);
     mw_family(w, "ringsocks_shard_inflight_ops", "gauge",
               "Ring operations submitted whose completion has not arrived, per shard.");
     for (unsigned i = 0; i < n; i++)

@@ -40,6 +40,7 @@
 #include <sys/mman.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "acct.h"
 #include "conn.h"
@@ -139,6 +140,28 @@ relay_fini(struct shard *sh)
         sh->relay.bufs = NULL;
     }
     udq_free(&sh->relay.starved);
+}
+
+int64_t
+relay_bufs_resident(const struct shard *sh)
+{
+    if (!sh->relay.bufs)
+        return -1;
+    size_t len = (size_t)sh->o->buf_count * sh->o->buf_size;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pages = (len + page - 1) / page;
+    unsigned char *vec = malloc(pages);
+    if (!vec)
+        return -1;
+    int64_t n = -1;
+    if (mincore(sh->relay.bufs, len, vec) == 0) {
+        n = 0;
+        for (size_t i = 0; i < pages; i++)
+            n += vec[i] & 1;
+        n *= (int64_t)page;
+    }
+    free(vec);
+    return n;
 }
 
 static void dir_step(struct shard *sh, struct conn *c, unsigned d);

@@ -88,6 +88,7 @@ SANDBOX_CALL(clock_nanosleep) /* the auth worker's and fleet's waits, drain's wa
 SANDBOX_CALL(mmap)           /* jemalloc extents, yescrypt's memory, thread stacks */
 SANDBOX_CALL(munmap)         /* the same, given back */
 SANDBOX_CALL(madvise)        /* jemalloc purging, glibc freeing a thread's stack */
+SANDBOX_CALL(mincore)        /* /metrics: the copy buffers in memory (relay_bufs_resident) */
 SANDBOX_CALL(mprotect)       /* guard pages of a stack; upgrade: ld.so */
 SANDBOX_CALL(brk)            /* glibc malloc (libraries' early allocations, sanitizer builds) */
 

@@ -373,3 +373,26 @@ def defer_accept_not_on_transparent(ctx):
     check(got[tport] == 0, "the transparent listener has TCP_DEFER_ACCEPT %d" % got[tport])
     check(len(socks) == 1 and all(v > 0 for v in socks.values()),
           "the SOCKS listener's TCP_DEFER_ACCEPT: %r (expected > 0)" % socks)
+
+
+@case("metrics_copy_buffers_resident")
+def metrics_copy_buffers_resident(ctx):
+    """ringsocks_relay_buffers_resident_bytes{shard} (mincore() at each scrape, under the
+    seccomp filter): the copy buffers are mapped untouched at start, so it starts below
+    the ring's size; traffic through the copy engine fills every buffer of a 16-buffer ring
+    in turn (the kernel hands them out in ring order), so after 1 MiB each way it is
+    exactly bufs x buf_size, and it never exceeds that."""
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--shards", "1", "--relay", "copy", "--bufs", "16", "--buf-size", "16384"))
+    size = 16 * 16384
+    before = metric(scrape(p), "ringsocks_relay_buffers_resident_bytes", shard="0")
+    check(before is not None, "no ringsocks_relay_buffers_resident_bytes{shard=\"0\"} in /metrics")
+    check(before < size, "%d bytes of the copy buffers resident before any tunnel, expected fewer than "
+          "all %d" % (before, size))
+    s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
+    for _ in range(16):
+        echo_roundtrip(s, 65536)
+    after = metric(scrape(p), "ringsocks_relay_buffers_resident_bytes", shard="0")
+    check(after == size, "%s bytes of the copy buffers resident after 1 MiB each way through a 16 x 16 KiB "
+          "ring, expected all %d" % (after, size))
+    s.close()
