@@ -160,10 +160,21 @@ grep -q "serving on" "$TMP/serve.err" || { log "socksload serve did not start"; 
 T0=$(date +%s)
 echo "$T0" >"$TMP/t0"
 
+# Packets the kernel dropped on the way (what a starved host loses, not the proxy): the
+# softirq backlog's drops (/proc/net/softnet_stat, all CPUs: the host's, not only this
+# namespace's) plus this namespace's UDP receive errors (/proc/net/snmp InErrors, which
+# counts RcvbufErrors too).
+kernel_drops() {
+    local k=0 d u
+    while read -r _ d _; do k=$((k + 16#$d)); done </proc/net/softnet_stat
+    u=$(awk '$1 == "Udp:" && $2 ~ /^[0-9]/ { print $4; exit }' /proc/net/snmp)
+    echo $((k + ${u:-0}))
+}
+
 # ---- the sampler: one TSV line every SOAK_SAMPLE s
 sampler() {
     local pid port now m rss fds pipes kmem proc=0 lastpid=""
-    printf 't_s\tproc\tpid\trss_kib\tkmem_kib\tfds\tpipe_fds\tconns_open\ttunnels_open\thandshakes\tloops\tstalls\tloop_max_ms\tbase_fds\tloops_by_shard\tcpu_wait_s\n' \
+    printf 't_s\tproc\tpid\trss_kib\tkmem_kib\tfds\tpipe_fds\tconns_open\ttunnels_open\thandshakes\tloops\tstalls\tloop_max_ms\tbase_fds\tloops_by_shard\tcpu_wait_s\tudp_drops\tbufs_kib\tkernel_drops\n' \
         >"$TMP/samples.tsv"
     while :; do
         pid=$(cat "$TMP/pid") port=$(cat "$TMP/admin")
@@ -179,19 +190,21 @@ sampler() {
             [ "$kmem" != NA ] && kmem=$((kmem / 1024))
         fi
         echo "$m" | awk -v t="$now" -v proc="$proc" -v pid="$pid" -v rss="${rss:-NA}" \
-            -v kmem="$kmem" -v fds="$fds" -v pipes="$pipes" '
+            -v kmem="$kmem" -v fds="$fds" -v pipes="$pipes" -v kd="$(kernel_drops)" '
             /^ringsocks_connections_open / { conns = $2 }
             /^ringsocks_tunnels_open\{/ { tun += $2 }
             /^ringsocks_shard_loop_iterations_total\{/ { loops += $2; by = by (by == "" ? "" : ",") $2 }
             /^ringsocks_shard_stalls_total\{/ { stalls += $2 }
             /^ringsocks_shard_loop_max_seconds\{/ { if ($2 * 1000 > mx) mx = $2 * 1000 }
             /^ringsocks_shard_cpu_wait_seconds_total\{/ { wait += $2 }
+            /^ringsocks_udp_datagrams_dropped_total / { udrop = $2 }
+            /^ringsocks_relay_buffers_resident_bytes\{/ { bufs += $2 / 1024 }
             END {
-                if (conns == "") { print t "\t" proc "\t" pid "\t" rss "\t" kmem "\t" fds "\t" pipes "\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA"; exit }
+                if (conns == "") { print t "\t" proc "\t" pid "\t" rss "\t" kmem "\t" fds "\t" pipes "\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\t" kd; exit }
                 # fds not held by a connection (client + target) or a pipe: what a leak grows.
-                printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.3f\n", t, proc,
+                printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.3f\t%d\t%d\t%s\n", t, proc,
                     pid, rss, kmem, fds, pipes, conns, tun, conns - tun, loops, stalls, mx,
-                    fds - pipes - conns - tun, by, wait
+                    fds - pipes - conns - tun, by, wait, udrop, bufs, kd
             }' >>"$TMP/samples.tsv"
         sleep "$SOAK_SAMPLE"
     done
@@ -272,10 +285,11 @@ quiet_sample() {
         -v rss="${rss:-NA}" -v kmem="$kmem" '
         /^ringsocks_connections_open / { conns = $2 }
         /^ringsocks_tunnels_open\{/ { tun += $2 }
-        END { printf "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", t, pid, fds, pipes, conns, tun,
-              fds - pipes - conns - tun, rss, kmem }' >>"$TMP/quiet.tsv"
+        /^ringsocks_relay_buffers_resident_bytes\{/ { bufs += $2 / 1024 }
+        END { printf "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%d\n", t, pid, fds, pipes, conns, tun,
+              fds - pipes - conns - tun, rss, kmem, bufs }' >>"$TMP/quiet.tsv"
 }
-printf 't_s\tpid\tfds\tpipe_fds\tconns_open\ttunnels_open\tbase_fds\trss_kib\tkmem_kib\n' \
+printf 't_s\tpid\tfds\tpipe_fds\tconns_open\ttunnels_open\tbase_fds\trss_kib\tkmem_kib\tbufs_kib\n' \
     >"$TMP/quiet.tsv"
 mkdir -p "$TMP/r"
 HALF=$((TOTAL / 2))
