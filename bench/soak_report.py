@@ -146,6 +146,12 @@ def plot(out, tsv, restarts, minutes):
         return "gnuplot is not installed: no plot"
     marks = "".join("set arrow from %s, graph 0 to %s, graph 1 nohead dt 2 lc rgb '#888888'\n"
                     % (t, t) for t in restarts)
+    with open(tsv) as f:
+        head = f.readline().rstrip("\n").split("\t")
+    # With bufs_kib: RSS less the resident copy buffers too, what the rss rule judges.
+    less = (", \\\n     '' using 1:(($4-$%d)/1024) skip 1 with linespoints pt 7 ps 0.3 "
+            "title 'RSS less copy buffers'" % (head.index("bufs_kib") + 1)
+            if "bufs_kib" in head else "")
     script = """set terminal svg size 1000,900 dynamic enhanced font 'sans,10' background '#ffffff'
 set output '%(out)s.svg'
 set datafile separator '\\t'
@@ -157,7 +163,7 @@ set multiplot layout 3,2 title 'ringsocks soak, %(minutes)s min (dashed: drain +
 set title 'RSS, kernel memory (cgroup)'
 set ylabel 'MiB'
 plot '%(tsv)s' using 1:($4/1024) skip 1 with linespoints pt 7 ps 0.3 title 'RSS', \\
-     '' using 1:($5/1024) skip 1 with linespoints pt 7 ps 0.3 title 'kernel'
+     '' using 1:($5/1024) skip 1 with linespoints pt 7 ps 0.3 title 'kernel'%(less)s
 set title 'fds'
 set ylabel 'fds'
 plot '%(tsv)s' using 1:6 skip 1 with linespoints pt 7 ps 0.3 title 'all', \\
@@ -175,7 +181,7 @@ set ylabel ''
 plot '%(tsv)s' using 1:12 skip 1 with steps title 'stalls', \\
      '' using 1:13 skip 1 with linespoints pt 7 ps 0.3 title 'max work (ms)'
 unset multiplot
-""" % {"out": out, "tsv": tsv, "marks": marks, "minutes": minutes}
+""" % {"out": out, "tsv": tsv, "marks": marks, "minutes": minutes, "less": less}
     r = subprocess.run([gp], input=script.encode(), stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=120)
     if r.returncode != 0:
