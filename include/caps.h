@@ -44,6 +44,10 @@ bool caps_port_privileged(unsigned port);
 /* "cap_net_raw,cap_net_bind_service" (capsh's names), or "none". */
 void caps_names(uint64_t set, char *buf, size_t len);
 
+/* Does this thread hold (effective) a capability caps_choose() keeps for SO_MARK? For a
+ * reload that brings the first rule with mark: the start kept none for it. */
+bool caps_can_mark(void);
+
 /* This thread's five sets. 0 or -errno. */
 int caps_read(struct caps *c);
 

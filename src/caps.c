@@ -123,6 +123,14 @@ caps_set3(uint64_t eff, uint64_t prm, uint64_t inh)
     return syscall(SYS_capset, &h, d) == -1 ? -errno : 0;
 }
 
+bool
+caps_can_mark(void)
+{
+    uint64_t eff, prm, inh;
+    return caps_get3(&eff, &prm, &inh) < 0 ||
+           (eff & (CAPS_BIT(CAP_NET_RAW) | CAPS_BIT(CAP_NET_ADMIN)));
+}
+
 int
 caps_read(struct caps *c)
 {

@@ -19,8 +19,8 @@ import tempfile
 
 from cases_control import sighup_reload
 from cases_upgrade import need_upgrade, serving_pid, upgrade_once, wait_gone, write_conf
-from harness import (Fail, Skip, case, check, echo_roundtrip, socks5_command, socks_connect, tail,
-                     wait_until)
+from harness import (Fail, Skip, case, check, echo_roundtrip, read_reply, request, socks5_command,
+                     socks5_open, socks_connect, tail, wait_until)
 
 SETS = ("CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb")
 NET_BIND_SERVICE, NET_ADMIN, NET_RAW = 10, 12, 13
@@ -248,3 +248,25 @@ def caps_upgrade_user(ctx):
     wait_gone(p.proc.pid, 20, "the old process")
     check_sets(new, want, "after the upgrade", p)
     serves(ctx, p)
+
+
+@case("caps_reload_adds_mark")
+def caps_reload_adds_mark(ctx):
+    """A reload that brings the first rule with mark gets no capability (none was kept at
+    start): the reload line says so, and a marked tunnel fails (0x02) rather than leave
+    unmarked."""
+    need_root()
+    p, _ = start(ctx, 'rules = ( { action = "allow"; from = ["127.0.0.0/8"]; } );\n')
+    check_sets(p.proc.pid, 0, "no mark at start", p)
+    write_conf(ctx, 'rules = ( { action = "allow"; from = ["127.0.0.0/8"]; mark = 3; } );\n')
+    line = sighup_reload(p)
+    check("reloaded" in line, "the reload failed: %s" % line, tail(p.stderr()))
+    check("no capability for SO_MARK was kept" in p.stderr(), "the reload does not say that "
+          "marks will fail", tail(p.stderr()))
+    echo = ctx.echo_server()
+    s = socks5_open(ctx, p, None, 5)
+    s.sendall(request("127.0.0.1", echo.port, cmd=1))
+    r = read_reply(s, "CONNECT reply")
+    check(r.rep == 0x02, "a marked CONNECT without the capability answered %02x, expected 02"
+          % r.rep, tail(p.stderr()))
+    s.close()
