@@ -2,11 +2,14 @@
  * main.c - options, start and stop order; the only place that exits.
  *
  * Start: read the settings (defaults, file, command line: options.c and
- * config.c), check them for -t and -T (preflight.c), raise RLIMIT_NOFILE,
- * bind every listener once per shard (SO_REUSEPORT), start the shards with
- * every signal blocked, install the seccomp filter (sandbox.h: from here on
- * only the calls of src/sandbox_syscalls.h), report the addresses. Then the
- * main thread becomes the control thread (ctl_run(): signals, reload, drain,
+ * config.c), check them for -t and -T (preflight.c), raise RLIMIT_NOFILE and
+ * RLIMIT_MEMLOCK, bind every listener once per shard (SO_REUSEPORT), open the
+ * files, drop privileges and every capability the configuration does not need
+ * at run time (caps.h; before any other thread starts: the sets are per
+ * thread), start the access log's writer and the shards with every signal
+ * blocked, install the seccomp filter (sandbox.h: from here on only the calls
+ * of src/sandbox_syscalls.h), report the addresses. Then the main thread
+ * becomes the control thread (ctl_run(): signals, reload, drain,
  * the admin endpoint) until a stop or the end of a drain; then the shards
  * are stopped and joined, and main() returns 0.
  */
