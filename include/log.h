@@ -92,6 +92,15 @@ struct logger;
 struct logger *log_start(const char *target, enum log_format fmt, unsigned n_shards,
                          unsigned ring_slots, char *err, size_t errlen);
 /*
+ * log_start() in two steps, for main(): log_open() opens the target (before the
+ * privilege drop: the file may be root's to create) with no thread; log_run() starts
+ * the writer (after the drop: a thread keeps the capabilities it was made with). 0, or
+ * -1 with the reason in err (the logger stays log_stop()'s to free).
+ */
+struct logger *log_open(const char *target, enum log_format fmt, unsigned n_shards,
+                        unsigned ring_slots, char *err, size_t errlen);
+int log_run(struct logger *lg, char *err, size_t errlen);
+/*
  * Main thread, after the shards stopped: write what is queued, stop, free
  * (waits up to one 50 ms poll, plus the writing). NULL is a no-op.
  */

@@ -62,7 +62,7 @@ struct policy {
     bool egress_fallback, username_params;
     bool rules_family; /* some rule has a family other than "any" */
     bool rules_via;    /* some rule names parents (via): names are matched before resolving */
-    bool rules_mark;   /* some rule sets SO_MARK (CAP_NET_ADMIN must outlive the drop) */
+    bool rules_mark;   /* some rule sets SO_MARK (its capability outlives the drop: caps.h) */
     bool rules_fault;  /* some rule has fault or fault_allow (fault.h): faults are on */
     unsigned session_ttl_s, session_ttl_max_s;
     uint8_t session_key[16];

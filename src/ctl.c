@@ -27,6 +27,7 @@
 
 #include "acct.h"
 #include "acctctl.h"
+#include "caps.h"
 #include "fleet.h"
 #include "gssw.h"
 #include "admin.h"
@@ -183,6 +184,10 @@ ctl_reload(struct ctl *ctl, char *msg, size_t cap)
     policy_free(old);
     revoked = wait_revoked(ctl, pol->gen, revoked);
     options_append(msg, cap, &used, "tunnels revoked: %llu", (unsigned long long)revoked);
+    if (pol->rules_mark && !caps_can_mark())
+        options_append(msg, cap, &used,
+                       "; warning: rules set mark, but no capability for SO_MARK was kept at "
+                       "start (caps.h): their tunnels fail (0x02) until a restart");
     ctl->st.reloads_ok++;
     ctl->st.last_reload_ok = 1;
     ctl->st.last_reload_ok_time = ctl->st.last_reload_time = wall_now();

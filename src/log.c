@@ -117,6 +117,7 @@ struct logger {
 
     /* The writer's own. */
     alignas(LOG_CACHELINE) pthread_t thread;
+    bool running; /* log_run() started the writer */
     int fd;
     bool reported;  /* a write error was already reported; cleared by a good write */
     size_t len;     /* bytes in buf */
@@ -674,8 +675,8 @@ logger_free(struct logger *lg)
 }
 
 struct logger *
-log_start(const char *target, enum log_format fmt, unsigned n_shards, unsigned ring_slots,
-          char *err, size_t errlen)
+log_open(const char *target, enum log_format fmt, unsigned n_shards, unsigned ring_slots, char *err,
+         size_t errlen)
 {
     struct logger *lg = NULL;
 
@@ -740,6 +741,21 @@ log_start(const char *target, enum log_format fmt, unsigned n_shards, unsigned r
         }
     }
 
+    return lg;
+
+nomem:
+    snprintf(err, errlen, "access log: out of memory");
+fail:
+    if (lg)
+        logger_free(lg);
+    return NULL;
+}
+
+int
+log_run(struct logger *lg, char *err, size_t errlen)
+{
+    if (lg->target == LOG_T_OFF || lg->running)
+        return 0;
     /* The writer takes no signals, whatever the caller's mask; but those a fault of its own
      * raises stay open: a SIGSYS (the seccomp filter) that meets a blocked mask kills the
      * process without the handler's line naming the call (sandbox.h). */
@@ -755,17 +771,23 @@ log_start(const char *target, enum log_format fmt, unsigned n_shards, unsigned r
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (ret) {
         snprintf(err, errlen, "access log: writer thread: %s", strerror(ret));
-        goto fail;
+        return -1;
     }
     pthread_setname_np(lg->thread, "log-writer");
-    return lg;
+    lg->running = true;
+    return 0;
+}
 
-nomem:
-    snprintf(err, errlen, "access log: out of memory");
-fail:
-    if (lg)
+struct logger *
+log_start(const char *target, enum log_format fmt, unsigned n_shards, unsigned ring_slots,
+          char *err, size_t errlen)
+{
+    struct logger *lg = log_open(target, fmt, n_shards, ring_slots, err, errlen);
+    if (lg && log_run(lg, err, errlen) < 0) {
         logger_free(lg);
-    return NULL;
+        return NULL;
+    }
+    return lg;
 }
 
 void
@@ -773,7 +795,7 @@ log_stop(struct logger *lg)
 {
     if (!lg)
         return;
-    if (lg->target != LOG_T_OFF) {
+    if (lg->running) {
         atomic_store_explicit(&lg->stop, true, memory_order_release);
         pthread_join(lg->thread, NULL);
     }

@@ -2,11 +2,14 @@
  * main.c - options, start and stop order; the only place that exits.
  *
  * Start: read the settings (defaults, file, command line: options.c and
- * config.c), check them for -t and -T (preflight.c), raise RLIMIT_NOFILE,
- * bind every listener once per shard (SO_REUSEPORT), start the shards with
- * every signal blocked, install the seccomp filter (sandbox.h: from here on
- * only the calls of src/sandbox_syscalls.h), report the addresses. Then the
- * main thread becomes the control thread (ctl_run(): signals, reload, drain,
+ * config.c), check them for -t and -T (preflight.c), raise RLIMIT_NOFILE and
+ * RLIMIT_MEMLOCK, bind every listener once per shard (SO_REUSEPORT), open the
+ * files, drop privileges and every capability the configuration does not need
+ * at run time (caps.h; before any other thread starts: the sets are per
+ * thread), start the access log's writer and the shards with every signal
+ * blocked, install the seccomp filter (sandbox.h: from here on only the calls
+ * of src/sandbox_syscalls.h), report the addresses. Then the main thread
+ * becomes the control thread (ctl_run(): signals, reload, drain,
  * the admin endpoint) until a stop or the end of a drain; then the shards
  * are stopped and joined, and main() returns 0.
  */
@@ -22,14 +25,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/capability.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "addr.h"
+#include "caps.h"
 #include "dns.h"
 #include "gssacc.h"
 #include "hosts.h"
@@ -72,6 +74,26 @@ raise_nofile(void)
             getrlimit(RLIMIT_NOFILE, &rl);
     }
     return rl.rlim_cur;
+}
+
+/*
+ * io_uring counts the shards' registered handshake buffers (about 10 MiB per shard)
+ * against RLIMIT_MEMLOCK, unless the ring was made with CAP_IPC_LOCK, which the drop
+ * after start-up takes away (caps.h). While the process may (CAP_SYS_RESOURCE: root), the
+ * limit becomes unlimited, as root's rings were before; otherwise the soft limit rises to
+ * the hard one. A shard the limit refuses uses plain recv/send for handshakes.
+ */
+static void
+raise_memlock(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    struct rlimit all = {RLIM_INFINITY, RLIM_INFINITY};
+    if (setrlimit(RLIMIT_MEMLOCK, &all) == -1 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_MEMLOCK, &rl);
+    }
 }
 
 /*
@@ -410,21 +432,6 @@ open_admin_socket(const struct opts *o, char *err, size_t errlen)
     return a;
 }
 
-/* Bind done, files open: become the configured user and group for good. */
-/*
- * After setuid(): keep CAP_NET_ADMIN alone, permitted and effective, for SO_MARK. The
- * shard threads, made after this, inherit it; nothing else survives the drop.
- */
-static int
-keep_net_admin(void)
-{
-    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
-    struct __user_cap_data_struct data[2] = {{0}};
-    data[CAP_TO_INDEX(CAP_NET_ADMIN)].permitted = CAP_TO_MASK(CAP_NET_ADMIN);
-    data[CAP_TO_INDEX(CAP_NET_ADMIN)].effective = CAP_TO_MASK(CAP_NET_ADMIN);
-    return (int)syscall(SYS_capset, &hdr, data);
-}
-
 /*
  * Write the PID to path atomically: a temporary file beside it, mode 0644,
  * renamed over it, so a reader never sees it half written. Before the
@@ -464,8 +471,22 @@ pid_file_write(const char *path)
     return 0;
 }
 
+/* Are the supplementary groups gid alone (what setgroups(1, &gid) made)? */
+static bool
+groups_only(gid_t gid)
+{
+    gid_t g[2];
+    int n = getgroups(2, g);
+    return n == 1 && g[0] == gid;
+}
+
+/*
+ * Bind done, files open: become the configured user and group for good. keep_caps: the
+ * permitted set survives setuid() (PR_SET_KEEPCAPS), for caps_apply() to cut it down to
+ * what the configuration needs (caps.h).
+ */
 static int
-drop_privileges(const struct opts *o, bool keep_admin)
+drop_privileges(const struct opts *o, bool keep_caps)
 {
     struct preflight_id id;
     char why[256];
@@ -476,28 +497,22 @@ drop_privileges(const struct opts *o, bool keep_admin)
     if (!id.change)
         return 0;
     /* Started by an upgrade from a process that dropped them already. A process under the
-     * old one's seccomp filter may not call setgroups()/setgid()/setuid() at all: with the
-     * identity already the one asked for (root with a group, say), there is nothing to do. */
+     * old one's seccomp filter may not call setgroups()/setgid()/setuid() at all, nor one
+     * without CAP_SETUID (caps.h dropped it): with the identity already the one asked for
+     * (root with a group, say), there is nothing to do. */
     bool same =
         getuid() == id.uid && geteuid() == id.uid && getgid() == id.gid && getegid() == id.gid;
-    if (same && (id.uid != 0 || prctl(PR_GET_SECCOMP, 0L, 0L, 0L, 0L) == 2))
+    if (same && (id.uid != 0 || prctl(PR_GET_SECCOMP, 0L, 0L, 0L, 0L) == 2 || groups_only(id.gid)))
         return 0;
-    /* Rules with mark: CAP_NET_ADMIN must outlive setuid() (and nothing else may). */
-    if (keep_admin && id.uid != 0 && prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) == -1) {
-        fprintf(stderr, "ringsocks: cannot keep CAP_NET_ADMIN for mark: %s\n", strerror(errno));
+    if (keep_caps && id.uid != 0 && prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) == -1) {
+        fprintf(stderr, "ringsocks: cannot keep capabilities through setuid(): %s\n",
+                strerror(errno));
         return -1;
     }
     if (setgroups(1, &id.gid) == -1 || setgid(id.gid) == -1 || setuid(id.uid) == -1) {
         fprintf(stderr, "ringsocks: cannot drop privileges to %s:%s: %s\n",
                 o->user[0] ? o->user : "-", o->group[0] ? o->group : "-", strerror(errno));
         return -1;
-    }
-    if (keep_admin && id.uid != 0) {
-        if (keep_net_admin() == -1) {
-            fprintf(stderr, "ringsocks: cannot keep CAP_NET_ADMIN for mark: %s\n", strerror(errno));
-            return -1;
-        }
-        prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
     }
     if (id.uid != 0 && setuid(0) == 0) {
         fprintf(stderr, "ringsocks: privileges could be regained after dropping them\n");
@@ -673,6 +688,7 @@ main(int argc, char **argv)
                 n_handed);
     }
     rlim_t nofile = raise_nofile();
+    raise_memlock();
     /* Two fds per tunnel; keep room for pipes in flight, DNS and listeners. */
     rlim_t reserve = nofile > 4096 ? 1024 : nofile / 4;
     unsigned fit = (unsigned)((nofile - reserve) / 2);
@@ -790,7 +806,7 @@ main(int argc, char **argv)
     }
     if (o.pid_file[0] && pid_file_write(o.pid_file) < 0)
         goto out_fds;
-    lg = log_start(o.access_log, o.log_format, o.shards, 4096, err, sizeof(err));
+    lg = log_open(o.access_log, o.log_format, o.shards, 4096, err, sizeof(err));
     if (!lg) {
         fprintf(stderr, "ringsocks: access log: %s\n", err);
         goto out_fds;
@@ -800,8 +816,22 @@ main(int argc, char **argv)
         if (!ctl.fleet)
             goto out_fds;
     }
-    if (drop_privileges(&o, ctl.pol->rules_mark) < 0)
+    /* Start-up's privileged work is done: the identity, and the capabilities the
+     * configuration needs at run time (caps.h), while this is the only thread. */
+    struct caps_plan caps;
+    err[0] = '\0';
+    bool low_ports = caps_port_privileged(o.bind_port_lo) || caps_port_privileged(o.udp_port_lo);
+    if (caps_prepare(&caps, ctl.pol->rules_mark, low_ports, err, sizeof(err)) < 0 ||
+        drop_privileges(&o, caps.keep != 0) < 0 || caps_apply(&caps, err, sizeof(err)) < 0) {
+        if (err[0])
+            fprintf(stderr, "ringsocks: %s\n", err);
         goto out_fds;
+    }
+    fprintf(stderr, "ringsocks: %s\n", err);
+    if (log_run(lg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "ringsocks: %s\n", err);
+        goto out_fds;
+    }
     /* As the service user, before any byte is counted: the state file is read and written
      * back once (a directory it cannot write fails here, not at the first save). */
     ctl.acct = acctctl_new(&o, ctl.pol, ld.reg, err, sizeof(err));

@@ -118,7 +118,10 @@ SANDBOX_CALL(exit)           /* a thread ends */
 SANDBOX_CALL(exit_group)     /* the process ends */
 SANDBOX_CALL(set_robust_list) /* every new thread; upgrade */
 SANDBOX_CALL(rseq)           /* every new thread; upgrade */
-SANDBOX_CALL(prctl)          /* thread names (PR_SET_NAME); upgrade: no_new_privs of its filter */
+SANDBOX_CALL(prctl)          /* thread names (PR_SET_NAME); upgrade: no_new_privs of its filter,
+                                the bounding and ambient sets read (caps.c) */
+SANDBOX_CALL(capget)         /* upgrade: the new process reads the capabilities it was given
+                                (caps.c; capset, which would change them, is not here) */
 SANDBOX_CALL(seccomp)        /* upgrade: the new process adds its filter (it can only narrow) */
 SANDBOX_CALL(prlimit64)      /* upgrade: RLIMIT_NOFILE raised; getrlimit() at /metrics */
 SANDBOX_CALL(sched_getaffinity) /* upgrade: sysconf(_SC_NPROCESSORS_ONLN) */

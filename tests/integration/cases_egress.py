@@ -715,8 +715,9 @@ def egress_mark(ctx, user=None):
 
 @case("egress_mark_after_privilege_drop")
 def egress_mark_after_privilege_drop(ctx):
-    """The same with user = "nobody": SO_MARK needs CAP_NET_ADMIN, which ringsocks keeps
-    (alone) through the drop when a rule sets mark; without it every marked tunnel fails."""
+    """The same with user = "nobody": SO_MARK needs CAP_NET_RAW (Linux 5.17 and later) or
+    CAP_NET_ADMIN, which ringsocks keeps (alone) through the drop when a rule sets mark;
+    without it every marked tunnel fails."""
     egress_mark(ctx, user="nobody")
 
 

@@ -191,11 +191,13 @@ def readable_file(run, name, text):
     return path
 
 
-def traced_proxy(ctx, run, caps, trace, **kw):
+def traced_proxy(ctx, run, caps, trace, keep=(), **kw):
     """ringsocks under strace -f, as the unit runs it: DynamicUser= (an unprivileged uid, no
     groups), NoNewPrivileges=, caps as its ambient and bounding sets; $NOTIFY_SOCKET set
-    (Type=notify). Waits for READY=1 and checks it holds caps and nothing else. Returns
-    (proxy, pid of ringsocks)."""
+    (Type=notify). Waits for READY=1 and checks that it holds keep alone once started (what
+    its configuration needs at run time: src/caps.c dropped the rest) and that its bounding
+    set is still caps (dropping from it needs CAP_SETPCAP). Returns (proxy, pid of
+    ringsocks)."""
     caps_arg = "-all" + "".join(",+" + c for c in sorted(caps))
     wrap = ["strace", "-f", "-qq", "-o", trace, "--",
             "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs",
@@ -224,10 +226,12 @@ def traced_proxy(ctx, run, caps, trace, **kw):
     check("READY=1" in ready, "the first $NOTIFY_SOCKET datagram is %r, expected READY=1" % ready)
     with open("/proc/%d/status" % pid) as f:
         have = dict(l.split(":", 1) for l in f if l.startswith("Cap"))
-    want = sum(1 << CAP_BITS[c] for c in caps)
-    for k in ("CapEff", "CapPrm", "CapBnd"):
-        check(int(have[k], 16) == want, "%s of ringsocks is %s, expected %x (%s alone)"
-              % (k, have[k].strip(), want, " ".join(sorted(caps))))
+    given = sum(1 << CAP_BITS[c] for c in caps)
+    kept = sum(1 << CAP_BITS[c] for c in keep)
+    for k, want, names in (("CapEff", kept, keep), ("CapPrm", kept, keep), ("CapInh", kept, keep),
+                           ("CapAmb", kept, keep), ("CapBnd", given, caps)):
+        check(int(have[k], 16) == want, "%s of ringsocks is %s, expected %x (%s)"
+              % (k, have[k].strip(), want, " ".join(sorted(names)) or "none"), tail(p.stderr()))
     return p, pid
 
 
@@ -359,13 +363,16 @@ def unit_dropin_mark_tproxy(ctx):
         raise Skip("Linux %s: SO_MARK needs CAP_NET_ADMIN before 5.17" % os.uname().release)
     allowed = allowed_syscalls()
     caps = unit_caps("AmbientCapabilities") | {"net_raw"}
+    # After start-up ringsocks keeps CAP_NET_RAW alone, for SO_MARK: IP_TRANSPARENT was set
+    # at bind, and no port below 1024 is bound at run time.
     run = service_dir(ctx)
     socks, tproxy = free_port(), free_port()
     conf = readable_file(run, "ringsocks.conf", (
         'listen = ( "127.0.0.1:%d", { address = "127.0.0.1:%d"; mode = "transparent"; } );\n'
         'rules = ( { action = "allow"; from = ["127.0.0.0/8"]; mark = 42; } );\n') % (socks, tproxy))
     trace = ctx.path("strace.out")
-    p, pid = traced_proxy(ctx, run, caps, trace, listen=("127.0.0.1:%d" % socks, "127.0.0.1:%d" % tproxy),
+    p, pid = traced_proxy(ctx, run, caps, trace, keep={"net_raw"},
+                          listen=("127.0.0.1:%d" % socks, "127.0.0.1:%d" % tproxy),
                           own_args=False, args=["-c", conf, "--admin", "127.0.0.1:0", "--drain-timeout", "3"])
     echo = ctx.echo_server()
     s, _ = socks5_command(ctx, p, 1, "127.0.0.1", echo.port)

@@ -81,6 +81,7 @@ import cases_faults  # noqa: E402,F401
 import cases_faults_review  # noqa: E402,F401
 import cases_dns_faults  # noqa: E402,F401
 import cases_unit  # noqa: E402,F401
+import cases_caps  # noqa: E402,F401
 
 ENGINES = ("auto", "splice", "copy")
 # Every test runs under the default engine (auto: copy, then splice for bulk).
