@@ -39,7 +39,9 @@
 #include "udp.h"
 #include "watchdog.h"
 
-#define RING_ENTRIES         4096
+/* The completion queue is this many times the submission queue (ring_entries): a batch's
+ * completions fit it without overflowing into kernel memory. */
+#define RING_CQ_FACTOR       4
 #define TICK_MS              250
 /* How long a stopping shard waits for cancelled operations to come back. */
 #define STOP_GRACE_S         5
@@ -57,7 +59,7 @@ struct start_ctx {
 static struct io_uring_sqe *
 shard_sqe(struct shard *sh)
 {
-    return ring_sqe(&sh->ring);
+    return ring_sqe(&sh->ring, &sh->st);
 }
 
 static void
@@ -410,8 +412,8 @@ ring_setup(struct shard *sh)
     for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
         memset(&p, 0, sizeof(p));
         p.flags = flag_sets[i] | IORING_SETUP_CQSIZE;
-        p.cq_entries = RING_ENTRIES * 4;
-        ret = io_uring_queue_init_params(RING_ENTRIES, &sh->ring, &p);
+        p.cq_entries = sh->o->ring_entries * RING_CQ_FACTOR;
+        ret = io_uring_queue_init_params(sh->o->ring_entries, &sh->ring, &p);
         if (ret != -EINVAL)
             break;
     }

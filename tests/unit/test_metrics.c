@@ -107,6 +107,8 @@ setup(void **state)
     b->st.open_by_cmd[1] = 3;
     b->st.open_by_cmd[2] = 1;
     a->st.inflight = 42;
+    a->st.sq_full = 7;
+    b->st.sq_retries = 3;
     f->ms[0].gss.contexts = 5;
     f->ms[1].gss.contexts = 2;
     f->ms[1].gss.refused = 3;
@@ -261,6 +263,10 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_shard_loop_iterations_total{shard=\"1\"}"), "12");
     assert_string_equal(sample(t, "ringsocks_shard_inflight_ops{shard=\"0\"}"), "42");
     assert_string_equal(sample(t, "ringsocks_shard_inflight_ops{shard=\"1\"}"), "0");
+    assert_string_equal(sample(t, "ringsocks_shard_sq_full_total{shard=\"0\"}"), "7");
+    assert_string_equal(sample(t, "ringsocks_shard_sq_full_total{shard=\"1\"}"), "0");
+    assert_string_equal(sample(t, "ringsocks_shard_sq_retries_total{shard=\"0\"}"), "0");
+    assert_string_equal(sample(t, "ringsocks_shard_sq_retries_total{shard=\"1\"}"), "3");
     assert_string_equal(sample(t, "ringsocks_reloads_total{result=\"ok\"}"), "3");
     assert_string_equal(sample(t, "ringsocks_reloads_total{result=\"failed\"}"), "1");
     assert_string_equal(sample(t, "ringsocks_last_reload_success_timestamp_seconds"),
