@@ -17,7 +17,7 @@
  * Errors of a submit that a wait can cure. On Linux 6.x io_submit_sqes() fails only with
  * -EAGAIN, when it could allocate no request at all and submitted nothing; it frees requests
  * as their completions are posted, which on a DEFER_TASKRUN ring happens only inside
- * io_uring_enter(GETEVENTS). Kernels before 5.19 also answered -EBUSY while completions
+ * io_uring_enter(GETEVENTS). Older 5.x kernels also answered -EBUSY while completions
  * overflowed the CQ and could not be flushed. The rest (-EEXIST: another thread submitted
  * on a single-issuer ring; -EBADFD, -EFAULT, -EINVAL, -EOWNERDEAD) no wait cures.
  */

@@ -10,13 +10,25 @@ One engine only (the default): the relay is not what these exercise.
 import os
 import select
 import socket
+import subprocess
+import sys
 import time
 
 from cases_limits import cpu_seconds, open_fds
 from cases_udp import associate, echo_via
-from harness import (GREETING, Fail, admin_request, case, check, echo_roundtrip, metric,
-                     need_option, need_ringsocks, parse_prometheus, request, socks_connect,
-                     wait_until)
+from harness import (GREETING, Fail, _register_proc, admin_request, case, check, echo_roundtrip,
+                     enter_netns, metric, need_option, need_ringsocks, need_tools, parse_prometheus,
+                     request, socks_connect, stop_process, wait_until)
+
+FLOOD_CLIENT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flood_client.py")
+# 20,000 connections from processes of 5,000 fds each (the hard RLIMIT_NOFILE here is 20,000).
+FLOOD = 20000
+FLOOD_PROCS = 4
+# The proxy cannot have more than that hard limit either (raising it needs CAP_SYS_RESOURCE),
+# and it holds ~40 fds of its own: the flood that fits in its fd table is a little smaller.
+FLOOD_FIT = 19800
+# The flood's client ports, below the ephemeral range (32768-60999), in the test's own namespace.
+FLOOD_FIRST_PORT = 10000
 
 
 def scrape(p):
@@ -124,3 +136,185 @@ def sq_full_many_tunnels(ctx):
         u.close()
     idle_again(p, base_fds)
     served(ctx, p, echo)
+
+
+class Flood:
+    """n connections at once to addr from FLOOD_PROCS flood_client.py processes, which
+    send nothing; stopped by PID at cleanup."""
+
+    def __init__(self, ctx, addr, n=FLOOD):
+        self.procs = []
+        self.n = n
+        per = n // FLOOD_PROCS
+        for i in range(FLOOD_PROCS):
+            pr = subprocess.Popen([sys.executable, FLOOD_CLIENT, addr[0], str(addr[1]), str(per),
+                                   str(FLOOD_FIRST_PORT + i * per)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+            _register_proc(pr)
+            ctx.defer(lambda pr=pr: stop_process(pr))
+            self.procs.append(pr)
+        self.started = sum(int(self._line(pr, "started").split()[1]) for pr in self.procs)
+        check(self.started == n, "only %d of %d flood connects started" % (self.started, n))
+
+    @staticmethod
+    def _line(pr, word):
+        r, _, _ = select.select([pr.stdout], [], [], 30)
+        line = pr.stdout.readline() if r else ""
+        if not line.startswith(word):
+            raise Fail("flood client %d: %r, expected a line starting %r" % (pr.pid, line, word))
+        return line
+
+    def counts(self):
+        """(established, closed by the server) over all the flood's connections."""
+        est = closed = 0
+        for pr in self.procs:
+            pr.stdin.write("?\n")
+            pr.stdin.flush()
+            f = self._line(pr, "established").split()
+            est, closed = est + int(f[1]), closed + int(f[3])
+        return est, closed
+
+    def close(self):
+        for pr in self.procs:
+            pr.stdin.close()
+        for pr in self.procs:
+            stop_process(pr, wait=20)
+
+
+def cpu_over(p, seconds):
+    t0 = cpu_seconds(p.proc.pid)
+    time.sleep(seconds)
+    return cpu_seconds(p.proc.pid) - t0
+
+
+def baseline_fds(ctx, p, echo):
+    """The proxy's fd count at rest, after one tunnel has come and gone."""
+    served(ctx, p, echo)
+    check(wait_until(lambda: metric(scrape(p), "ringsocks_connections_open") == 0, 5),
+          "the first tunnel is still open 5 s after it closed")
+    time.sleep(0.2)
+    return open_fds(p.proc.pid)
+
+
+def consistent(p):
+    """Every accepted connection has ended, each with one reason, and none is open."""
+    s = scrape(p)
+    accepted = metric(s, "ringsocks_connections_accepted_total")
+    ended = sum(v for (n, _), v in s.items() if n == "ringsocks_connections_ended_total")
+    check(metric(s, "ringsocks_connections_open") == 0 and accepted == ended,
+          "after the flood: %s open, %d accepted, %d ended" %
+          (metric(s, "ringsocks_connections_open"), accepted, ended))
+    return s
+
+
+@case("flood_20000_overflows_fd_table", timeout=90)
+def flood_overflows_fd_table(ctx):
+    """20,000 connections at once that never speak, against a proxy limited to 1,024 fds
+    (--max-conns 20000, so running out of fds is what stops it, and --handshake-timeout 1),
+    in a network namespace of the test's own. The fd table fills: accepting pauses
+    (ringsocks_accept_pauses_total), the proxy does not spin (under 0.6 s of CPU in 1.5 s),
+    the handshake timeout closes the silent clients and accepting resumes; a client is
+    served within 10 s of the flood leaving (not during it: the kernel queues hold
+    thousands of the flood's connections ahead of it, served in order as fds free up);
+    then no connection is open, every accepted one has ended, and the fd count is back to
+    its baseline."""
+    need_ringsocks("needs prlimit around ringsocks")
+    need_tools("prlimit")
+    enter_netns(ctx)
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--max-conns", str(FLOOD), "--handshake-timeout", "1"),
+                  wrap=("prlimit", "--nofile=1024:1024", "--"))
+    base = baseline_fds(ctx, p, echo)
+    flood = Flood(ctx, p.addr)
+    time.sleep(1.5)
+    s = scrape(p)
+    check(metric(s, "ringsocks_accept_pauses_total") > 0,
+          "accepting never paused: the fd table did not fill (%d fds)" % open_fds(p.proc.pid))
+    used = cpu_over(p, 1.5)
+    check(used < 0.6, "the proxy used %.2f s of CPU in 1.5 s with its fd table full" % used)
+    timeouts = metric(scrape(p), "ringsocks_connections_ended_total", reason="handshake_timeout")
+    check(timeouts > 0, "no connection ended by the handshake timeout 3 s into the flood")
+    est, closed = flood.counts()
+    check(closed > 0, "the flood saw none of its %d established connections closed" % est)
+    p.check_alive()
+    flood.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            served(ctx, p, echo)
+            break
+        except (Fail, OSError) as e:
+            if time.monotonic() > deadline:
+                raise Fail("no tunnel within 10 s after the flood left: %s" % e)
+            time.sleep(0.2)
+    idle_again(p, base, timeout=20)
+    consistent(p)
+
+
+@case("flood_fits_fd_table", timeout=90)
+def flood_fits(ctx):
+    """19,800 connections at once that never speak, against a proxy given room for them,
+    in a network namespace of the test's own: RLIMIT_NOFILE 20,000 (the most it can have
+    here) and --max-conns 19900, since its default (2 fds per tunnel: (20,000 - 1,024) / 2 =
+    9,488) would pause accepting at half the flood. All 19,800 are accepted with no
+    accept pause; another address's client (127.0.0.2) is served during the flood within
+    2 s (the flood's address is over client_max_handshakes, so its handshakes wait behind
+    the newcomer's or are evicted for it); the proxy idles (under 0.3 s of CPU in 1 s);
+    the handshake timeout (6 s: the CPU is measured before it fires) closes every flood
+    connection while the clients still hold them, and the proxy's fd count is back to its
+    baseline before they leave."""
+    need_ringsocks("needs prlimit around ringsocks")
+    need_tools("prlimit")
+    enter_netns(ctx)
+    echo = ctx.echo_server()
+    p = ctx.proxy(args=("--handshake-timeout", "6", "--max-conns", "19900"),
+                  wrap=("prlimit", "--nofile=20000:20000", "--"))
+    base = baseline_fds(ctx, p, echo)
+    flood = Flood(ctx, p.addr, FLOOD_FIT)
+    # The flood, and the baseline's tunnel.
+    got = wait_until(lambda: metric(scrape(p), "ringsocks_connections_accepted_total")
+                     >= FLOOD_FIT + 1, 10, 0.1)
+    check(got, "only %d of the flood's connections accepted 10 s into it"
+          % (metric(scrape(p), "ringsocks_connections_accepted_total") - 1))
+    t1 = time.monotonic()
+    leg = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    ctx.defer(leg.close)
+    leg.bind(("127.0.0.2", 0))
+    leg.settimeout(2)
+    leg.connect(p.addr)
+    leg.sendall(GREETING + request("127.0.0.1", echo.port))
+    got = b""
+    while len(got) < 12:
+        b = leg.recv(12 - len(got))
+        if not b:
+            raise Fail("the client from 127.0.0.2 was closed during the flood")
+        got += b
+    check(got[:4] == b"\x05\x00\x05\x00", "the client from 127.0.0.2: replies %s" % got.hex())
+    echo_roundtrip(leg, 4096)
+    leg.close()
+    served_in = time.monotonic() - t1
+    check(served_in < 2, "the client from 127.0.0.2 took %.1f s during the flood" % served_in)
+    s = scrape(p)
+    check(metric(s, "ringsocks_accept_pauses_total") == 0, "accepting paused with room for all")
+    used = cpu_over(p, 1.0)
+    check(used < 0.3,
+          "the proxy used %.2f s of CPU in 1 s holding 19,800 silent connections" % used)
+    # The handshake timeout empties the proxy while the flood still holds its sockets.
+    if not wait_until(lambda: metric(scrape(p), "ringsocks_connections_open") == 0, 15, 0.2):
+        raise Fail("%s connections still open 15 s into the flood (handshake timeout 6 s)"
+                   % metric(scrape(p), "ringsocks_connections_open"))
+    s = scrape(p)
+    timeouts = metric(s, "ringsocks_connections_ended_total", reason="handshake_timeout")
+    evicted = metric(s, "ringsocks_client_evictions_total")
+    check(timeouts + evicted >= FLOOD_FIT,
+          "%d handshake timeouts and %d evictions for %d silent connections" % (timeouts, evicted,
+                                                                                 FLOOD_FIT))
+    check(wait_until(lambda: flood.counts()[1] >= FLOOD_FIT, 5),
+          "the flood saw %d of its %d connections closed" % (flood.counts()[1], FLOOD_FIT))
+    check(wait_until(lambda: open_fds(p.proc.pid) == base, 5),
+          "%d fds with the flood closed, baseline %d" % (open_fds(p.proc.pid), base))
+    p.check_alive()
+    flood.close()
+    served(ctx, p, echo)
+    idle_again(p, base)
+    consistent(p)
