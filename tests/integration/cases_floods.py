@@ -247,7 +247,7 @@ def flood_overflows_fd_table(ctx):
             if time.monotonic() > deadline:
                 raise Fail("no tunnel within 10 s after the flood left: %s" % e)
             time.sleep(0.2)
-    idle_again(p, base, timeout=20)
+    idle_again(p, base, timeout=40)
     consistent(p)
 
 
@@ -258,29 +258,29 @@ def flood_fits(ctx):
     here) and --max-conns 19900, since its default (2 fds per tunnel: (20,000 - 1,024) / 2 =
     9,488) would pause accepting at half the flood. All 19,800 are accepted with no
     accept pause; another address's client (127.0.0.2) is served during the flood within
-    2 s (the flood's address is over client_max_handshakes, so its handshakes wait behind
+    3 s (the flood's address is over client_max_handshakes, so its handshakes wait behind
     the newcomer's or are evicted for it); the proxy idles (under 0.3 s of CPU in 1 s);
-    the handshake timeout (6 s: the CPU is measured before it fires) closes every flood
+    the handshake timeout (10 s: the CPU is measured before it fires) closes every flood
     connection while the clients still hold them, and the proxy's fd count is back to its
     baseline before they leave."""
     need_ringsocks("needs prlimit around ringsocks")
     need_tools("prlimit")
     enter_netns(ctx)
     echo = ctx.echo_server()
-    p = ctx.proxy(args=("--handshake-timeout", "6", "--max-conns", "19900"),
+    p = ctx.proxy(args=("--handshake-timeout", "10", "--max-conns", "19900"),
                   wrap=("prlimit", "--nofile=20000:20000", "--"))
     base = baseline_fds(ctx, p, echo)
     flood = Flood(ctx, p.addr, FLOOD_FIT)
     # The flood, and the baseline's tunnel.
     got = wait_until(lambda: metric(scrape(p), "ringsocks_connections_accepted_total")
-                     >= FLOOD_FIT + 1, 10, 0.1)
-    check(got, "only %d of the flood's connections accepted 10 s into it"
+                     >= FLOOD_FIT + 1, 20, 0.1)
+    check(got, "only %d of the flood's connections accepted 20 s into it"
           % (metric(scrape(p), "ringsocks_connections_accepted_total") - 1))
     t1 = time.monotonic()
     leg = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ctx.defer(leg.close)
     leg.bind(("127.0.0.2", 0))
-    leg.settimeout(2)
+    leg.settimeout(3)
     leg.connect(p.addr)
     leg.sendall(GREETING + request("127.0.0.1", echo.port))
     got = b""
@@ -293,15 +293,16 @@ def flood_fits(ctx):
     echo_roundtrip(leg, 4096)
     leg.close()
     served_in = time.monotonic() - t1
-    check(served_in < 2, "the client from 127.0.0.2 took %.1f s during the flood" % served_in)
+    check(served_in < 3, "the client from 127.0.0.2 took %.1f s during the flood" % served_in)
     s = scrape(p)
     check(metric(s, "ringsocks_accept_pauses_total") == 0, "accepting paused with room for all")
     used = cpu_over(p, 1.0)
     check(used < 0.3,
           "the proxy used %.2f s of CPU in 1 s holding 19,800 silent connections" % used)
     # The handshake timeout empties the proxy while the flood still holds its sockets.
-    if not wait_until(lambda: metric(scrape(p), "ringsocks_connections_open") == 0, 15, 0.2):
-        raise Fail("%s connections still open 15 s into the flood (handshake timeout 6 s)"
+    # Closing 20,000 at once took 4 s of a shard on this 2-core machine at load 19.
+    if not wait_until(lambda: metric(scrape(p), "ringsocks_connections_open") == 0, 40, 0.2):
+        raise Fail("%s connections still open 40 s into the flood (handshake timeout 10 s)"
                    % metric(scrape(p), "ringsocks_connections_open"))
     s = scrape(p)
     timeouts = metric(s, "ringsocks_connections_ended_total", reason="handshake_timeout")
