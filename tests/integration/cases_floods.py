@@ -232,8 +232,12 @@ def flood_overflows_fd_table(ctx):
           "accepting never paused: the fd table did not fill (%d fds)" % open_fds(p.proc.pid))
     used = cpu_over(p, 1.5)
     check(used < 0.6, "the proxy used %.2f s of CPU in 1.5 s with its fd table full" % used)
-    timeouts = metric(scrape(p), "ringsocks_connections_ended_total", reason="handshake_timeout")
+    s = scrape(p)
+    timeouts = metric(s, "ringsocks_connections_ended_total", reason="handshake_timeout")
     check(timeouts > 0, "no connection ended by the handshake timeout 3 s into the flood")
+    accepted = metric(s, "ringsocks_connections_accepted_total")
+    check(accepted > 1024, "only %d connections accepted 3 s into the flood: accepting did not "
+          "resume after the pause" % accepted)
     est, closed = flood.counts()
     check(closed > 0, "the flood saw none of its %d established connections closed" % est)
     p.check_alive()
