@@ -115,6 +115,8 @@ $(BUILD)/tests/test_transparent: $(BUILD)/obj/addr.o tests/unit/sa_text.h
 $(BUILD)/tests/test_authq: $(BUILD)/obj/authcache.o $(BUILD)/obj/clients.o $(BUILD)/obj/users.o \
 	$(BUILD)/obj/egress.o $(BUILD)/obj/acl.o $(BUILD)/obj/addr.o $(BUILD)/obj/hostname.o \
 	$(BUILD)/obj/sock.o $(BUILD)/obj/hosts.o $(VIA_OBJS)
+# ring_sqe() on a real ring; io_uring_submit() is wrapped to fail on demand.
+$(BUILD)/tests/test_ring: LDFLAGS += -Wl,--wrap=io_uring_submit
 # The shard core on a fake ring and shard: tests/unit/fake_ring.h provides ring_sqe(),
 # fake_shard.h the slot layer's other neighbours.
 CORE_FAKES := tests/unit/fake_ring.h tests/unit/fake_shard.h

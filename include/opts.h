@@ -85,6 +85,7 @@ struct opts {
     unsigned drain_timeout_s;
     unsigned upgrade_timeout_s; /* a new binary not serving this long after SIGUSR2 is killed */
     char upgrade_binary[4096];  /* what SIGUSR2 starts; "": this binary's path at start */
+    unsigned ring_entries;      /* submission queue entries per shard ring, a power of two */
     unsigned busy_poll_us;      /* spin this long for more completions before sleeping; 0: never */
     unsigned defer_accept_s;    /* TCP_DEFER_ACCEPT on SOCKS listeners; 0: off */
     char users_file[4096];      /* the users file; "": none */

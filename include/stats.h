@@ -78,8 +78,10 @@ struct shard_stats {
     uint64_t replies[STAT_CMDS][STAT_REPS]; /* tunnels ended, by command and reply */
     int64_t open_by_cmd[STAT_CMDS];         /* gauge: relaying now, by command */
     int64_t inflight;                       /* gauge: SQEs whose CQE has not come */
-    uint64_t acl_denied;                    /* requests refused by the rules */
-    uint64_t via_tunnels;                   /* tunnels connected through a parent proxy (chain.h) */
+    uint64_t sq_full;    /* SQEs asked for with the submission queue full: submitted first */
+    uint64_t sq_retries; /* ... submits that made no room (the kernel short of memory), 1 ms each */
+    uint64_t acl_denied; /* requests refused by the rules */
+    uint64_t via_tunnels;         /* tunnels connected through a parent proxy (chain.h) */
     uint64_t via_parent_failures; /* parents that failed a tunnel (down, bad answer, timeout) */
     uint64_t via_skipped;         /* parents passed over because they failed lately */
     uint64_t loops;

@@ -400,7 +400,7 @@ void
 authq_arm(struct shard *sh)
 {
     struct authq *q = sh->authq;
-    struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
+    struct io_uring_sqe *sqe = ring_sqe(&sh->ring, &sh->st);
     io_uring_prep_read(sqe, q->resp_fd, &q->resp_val, sizeof(q->resp_val), 0);
     io_uring_sqe_set_data64(sqe, ud_make(OP_AUTH, 0, 0, 0));
 }

@@ -111,7 +111,7 @@ conn_alloc(struct shard *sh, const struct conn_phase *phase)
 struct io_uring_sqe *
 conn_sqe(struct shard *sh, struct conn *c, unsigned op, unsigned arg)
 {
-    struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
+    struct io_uring_sqe *sqe = ring_sqe(&sh->ring, &sh->st);
     io_uring_sqe_set_data64(sqe, conn_ud(c, op, arg));
     c->inflight++;
     STAT_INC(sh->st.inflight);

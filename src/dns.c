@@ -135,7 +135,7 @@ dns_arm(struct shard *sh, struct dns_sock *s)
     unsigned mask = (s->want_r ? POLLIN : 0) | (s->want_w ? POLLOUT : 0);
     if (!mask || s->armed)
         return;
-    struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
+    struct io_uring_sqe *sqe = ring_sqe(&sh->ring, &sh->st);
     io_uring_prep_poll_add(sqe, s->fd, mask);
     io_uring_sqe_set_data64(sqe, ud_make(OP_DNS_POLL, 0, (uint32_t)(s - sh->dns->socks), s->gen));
     s->armed = true;
@@ -145,7 +145,7 @@ dns_arm(struct shard *sh, struct dns_sock *s)
 static void
 dns_disarm(struct shard *sh, struct dns_sock *s)
 {
-    struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
+    struct io_uring_sqe *sqe = ring_sqe(&sh->ring, &sh->st);
     io_uring_prep_poll_remove(sqe, ud_make(OP_DNS_POLL, 0, (uint32_t)(s - sh->dns->socks), s->gen));
     io_uring_sqe_set_data64(sqe, ud_make(OP_DNS_REMOVE, 0, (uint32_t)(s - sh->dns->socks), s->gen));
 }

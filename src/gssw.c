@@ -892,7 +892,7 @@ void
 gssw_arm(struct shard *sh)
 {
     struct gssw *w = sh->gssw;
-    struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
+    struct io_uring_sqe *sqe = ring_sqe(&sh->ring, &sh->st);
     io_uring_prep_read(sqe, w->resp_fd, &w->resp_val, sizeof(w->resp_val), 0);
     io_uring_sqe_set_data64(sqe, ud_make(OP_GSS, 0, 0, 0));
 }

@@ -402,6 +402,17 @@ render_gss(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
            s.dgram_errors);
 }
 
+/* A counter family with one sample per shard: the uint64_t at offset off of struct shard_stats. */
+static void
+render_per_shard(struct mwriter *w, const char *name, const char *help,
+                 const struct metrics_shard *sh, unsigned n, size_t off)
+{
+    mw_family(w, name, "counter", help);
+    for (unsigned i = 0; i < n; i++)
+        mw_printf(w, "%s{shard=\"%u\"} %" PRIu64 "\n", name, sh[i].id,
+                  STAT_GET(*(const uint64_t *)((const char *)sh[i].st + off)));
+}
+
 static void
 render_engine(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
 {
@@ -411,11 +422,9 @@ render_engine(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
            "Copy relay: bytes waiting for a full destination in their tunnel's own memory now.",
            SUM_STAT(sh, n, spilled_bytes));
 
-    mw_family(w, "ringsocks_shard_loop_iterations_total", "counter",
-              "Event loop iterations, per shard.");
-    for (unsigned i = 0; i < n; i++)
-        mw_printf(w, "ringsocks_shard_loop_iterations_total{shard=\"%u\"} %" PRIu64 "\n", sh[i].id,
-                  STAT_GET(sh[i].st->loops));
+    render_per_shard(w, "ringsocks_shard_loop_iterations_total",
+                     "Event loop iterations, per shard.", sh, n,
+                     offsetof(struct shard_stats, loops));
     mw_family(w, "ringsocks_shard_stalls_total", "counter",
               "Event loop iterations whose work took over 100 ms (or that the control thread saw "
               "still running after 100 ms), per shard.");
@@ -447,6 +456,14 @@ render_engine(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
     for (unsigned i = 0; i < n; i++)
         mw_printf(w, "ringsocks_shard_inflight_ops{shard=\"%u\"} %" PRId64 "\n", sh[i].id,
                   STAT_GET(sh[i].st->inflight));
+    render_per_shard(w, "ringsocks_shard_sq_full_total",
+                     "Operations queued with the ring's submission queue full (ring_entries), "
+                     "which submitted the queue first, per shard.",
+                     sh, n, offsetof(struct shard_stats, sq_full));
+    render_per_shard(w, "ringsocks_shard_sq_retries_total",
+                     "Submits of a full submission queue that the kernel refused (no memory for a "
+                     "request), each followed by a 1 ms wait of the shard, per shard.",
+                     sh, n, offsetof(struct shard_stats, sq_retries));
 }
 
 static void

@@ -363,6 +363,9 @@ const struct options_row options_rows[] = {
     UINT("defer_accept", 0, 0, 3600, defer_accept_s, "0", "off", "SECONDS",
          "accept a client only once it has sent its first bytes (TCP_DEFER_ACCEPT), waiting "
          "this long; not on transparent listeners"),
+    UINT("ring_entries", OPTIONS_F_POW2, 1, 16384, ring_entries, "4096", NULL, "N",
+         "submission queue entries of each shard's ring (the completion queue has 4 times "
+         "as many), a power of two"),
     UINT("busy_poll", 0, 0, 100000, busy_poll_us, "0", "off", "USEC",
          "after work, look for more this long before sleeping (latency for CPU)"),
     /* timeouts */

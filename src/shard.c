@@ -40,7 +40,9 @@
 #include "udp.h"
 #include "watchdog.h"
 
-#define RING_ENTRIES         4096
+/* The completion queue is this many times the submission queue (ring_entries): a batch's
+ * completions fit it without overflowing into kernel memory. */
+#define RING_CQ_FACTOR       4
 #define TICK_MS              250
 /* How long a stopping shard waits for cancelled operations to come back. */
 #define STOP_GRACE_S         5
@@ -58,7 +60,7 @@ struct start_ctx {
 static struct io_uring_sqe *
 shard_sqe(struct shard *sh)
 {
-    return ring_sqe(&sh->ring);
+    return ring_sqe(&sh->ring, &sh->st);
 }
 
 static void
@@ -414,8 +416,8 @@ ring_setup(struct shard *sh)
         /* Disabled until its opcode allowlist and buffers are in (ring_allow.h). */
         if (sh->o->seccomp)
             p.flags |= IORING_SETUP_R_DISABLED;
-        p.cq_entries = RING_ENTRIES * 4;
-        ret = io_uring_queue_init_params(RING_ENTRIES, &sh->ring, &p);
+        p.cq_entries = sh->o->ring_entries * RING_CQ_FACTOR;
+        ret = io_uring_queue_init_params(sh->o->ring_entries, &sh->ring, &p);
         if (ret != -EINVAL)
             break;
     }

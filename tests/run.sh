@@ -139,16 +139,17 @@ elog=$(mktemp "${TMPDIR:-/tmp}/ringsocks-egress.XXXXXX") || exit 2
 epid=""
 trap '[ -n "$epid" ] && kill "$epid" 2>/dev/null; [ -n "$soakpid" ] && kill "$soakpid" 2>/dev/null
     rm -f "$log" "$elog" ${slog:+"$slog"} ${soaklog:+"$soaklog"}' EXIT
-# The Kerberos suites (krb, gss: a KDC of their own on free loopback ports) run there too.
+# The Kerberos suites (krb, gss: a KDC of their own on free loopback ports) run there too, and
+# the floods (cases_floods.py: 20,000 connections in namespaces of their own, ~40 s).
 egress=("$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --suite egress --suite transparent
-    --suite krb --suite gss "$@")
+    --suite krb --suite gss --suite floods "$@")
 if [ "${EGRESS_PARALLEL:-1}" != 0 ]; then
     "${egress[@]}" >"$elog" 2>&1 &
     epid=$!
 fi
 echo "== integration ($BUILD/ringsocks)"
 "$PYTHON" tests/integration/run.py --binary "$BUILD/ringsocks" --skip-suite egress --skip-suite transparent \
-    --skip-suite krb --skip-suite gss "$@" 2>&1 |
+    --skip-suite krb --skip-suite gss --skip-suite floods "$@" 2>&1 |
     tee "$log"
 rc=${PIPESTATUS[0]}
 add_summary integration "$log" "$rc"

@@ -80,6 +80,7 @@ import cases_socksload_phases  # noqa: E402,F401
 import cases_faults  # noqa: E402,F401
 import cases_faults_review  # noqa: E402,F401
 import cases_dns_faults  # noqa: E402,F401
+import cases_floods  # noqa: E402,F401
 import cases_unit  # noqa: E402,F401
 import cases_caps  # noqa: E402,F401
 

@@ -61,9 +61,10 @@ static unsigned fr_br_mask;
 static uint16_t fr_br_head;
 
 struct io_uring_sqe *
-ring_sqe(struct io_uring *ring)
+ring_sqe(struct io_uring *ring, struct shard_stats *st)
 {
     (void)ring;
+    (void)st;
     assert_true(fr_n < FR_MAX);
     struct fr_op *op = &fr_ops[fr_n++];
     memset(op, 0, sizeof(*op));

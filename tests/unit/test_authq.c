@@ -37,9 +37,10 @@
 static struct io_uring_sqe fake_sqe;
 
 struct io_uring_sqe *
-ring_sqe(struct io_uring *ring)
+ring_sqe(struct io_uring *ring, struct shard_stats *st)
 {
     (void)ring;
+    (void)st;
     memset(&fake_sqe, 0, sizeof(fake_sqe));
     return &fake_sqe;
 }

@@ -109,6 +109,8 @@ setup(void **state)
     a->st.inflight = 42;
     f->ms[0].bufs_resident = 1 << 20;
     f->ms[1].bufs_resident = -1; /* unknown: no sample */
+    a->st.sq_full = 7;
+    b->st.sq_retries = 3;
     f->ms[0].gss.contexts = 5;
     f->ms[1].gss.contexts = 2;
     f->ms[1].gss.refused = 3;
@@ -266,6 +268,10 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_relay_buffers_resident_bytes{shard=\"0\"}"),
                         "1048576");
     assert_null(strstr(t, "ringsocks_relay_buffers_resident_bytes{shard=\"1\"}"));
+    assert_string_equal(sample(t, "ringsocks_shard_sq_full_total{shard=\"0\"}"), "7");
+    assert_string_equal(sample(t, "ringsocks_shard_sq_full_total{shard=\"1\"}"), "0");
+    assert_string_equal(sample(t, "ringsocks_shard_sq_retries_total{shard=\"0\"}"), "0");
+    assert_string_equal(sample(t, "ringsocks_shard_sq_retries_total{shard=\"1\"}"), "3");
     assert_string_equal(sample(t, "ringsocks_reloads_total{result=\"ok\"}"), "3");
     assert_string_equal(sample(t, "ringsocks_reloads_total{result=\"failed\"}"), "1");
     assert_string_equal(sample(t, "ringsocks_last_reload_success_timestamp_seconds"),
