@@ -15,9 +15,12 @@
 #define RINGSOCKS_TEST_FAKE_SHARD_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -169,9 +172,55 @@ fs_open_fds(void)
     return n;
 }
 
+/*
+ * An fd storm, for real: the soft RLIMIT_NOFILE lowered to FS_FILL_MAX (when above it) and
+ * every free fd number below the limit taken by a copy of /dev/null, so that socket(),
+ * pipe2() and accept() fail with EMFILE as they do in a server at its limit. Nothing that
+ * needs an fd (fs_open_fds() included) works until fs_fd_unfill(), which closes them and
+ * puts the limit back.
+ */
+#define FS_FILL_MAX 1024
+static int fs_fill[FS_FILL_MAX];
+static unsigned fs_n_fill;
+static struct rlimit fs_fill_rl;
+
+static inline void
+fs_fd_fill(void)
+{
+    assert_int_equal(fs_n_fill, 0);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &fs_fill_rl), 0);
+    struct rlimit rl = fs_fill_rl;
+    if (rl.rlim_cur > FS_FILL_MAX)
+        rl.rlim_cur = FS_FILL_MAX;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    fs_fill[fs_n_fill++] = fd;
+    for (;;) {
+        int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (d == -1) {
+            assert_int_equal(errno, EMFILE);
+            break;
+        }
+        assert_true(fs_n_fill < FS_FILL_MAX);
+        fs_fill[fs_n_fill++] = d;
+    }
+}
+
+static inline void
+fs_fd_unfill(void)
+{
+    for (unsigned i = 0; i < fs_n_fill; i++)
+        close(fs_fill[i]);
+    fs_n_fill = 0;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &fs_fill_rl), 0);
+}
+
 static inline void
 fs_fini(struct shard *sh)
 {
+    if (fs_n_fill) /* a test failed in a storm */
+        fs_fd_unfill();
     conn_table_fini(sh);
     clients_fini(&sh->clients);
     for (unsigned i = 0; i < fs_n_peers; i++)

@@ -1005,6 +1005,59 @@ test_large_pipe_backoff(void **state)
     pipe_pool_fini(&pp);
 }
 
+/*
+ * An fd storm (issue #18): no pipe can be had (pipe2() fails EMFILE for real, the pool is
+ * empty), so each readiness of a splice tunnel is copied through the buffer ring instead
+ * (ringsocks_pipe_fallbacks_total counts it): the tunnel lives, its bytes arrive whole
+ * both ways, and it holds no pipe. Once fds free up, its next readiness splices again, a
+ * new tunnel splices from the start, and no fd is left behind.
+ */
+static void
+test_no_pipe_falls_back_to_copy(void **state)
+{
+    (void)state;
+    struct tun *t = tunnel(0);
+    struct stream up = {.seed = 70}, down = {.seed = 71};
+    assert_int_equal(sh.relay.pipes.n + sh.relay.pipes.nbig, 0);
+    unsigned fds = fs_open_fds();
+
+    fs_fd_fill();
+    const size_t storm = 2 << 20; /* past the adaptive pipes' bulk mark */
+    pump_both(t, &up, &down, storm);
+    fs_fd_unfill();
+    assert_true(sh.st.pipe_fallbacks > 0);
+    assert_true(fr_recvs > 0); /* the copy engine's recvs did the work */
+    assert_int_equal(t->c->dir[DIR_C2T].bytes, storm);
+    assert_int_equal(t->c->dir[DIR_T2C].bytes, storm);
+    for (unsigned d = 0; d < 2; d++)
+        assert_int_equal(t->c->dir[d].pipe_r, -1);
+    assert_int_equal(sh.relay.pipes.n + sh.relay.pipes.nbig + sh.relay.pipes.big_live, 0);
+    assert_int_equal(fs_open_fds(), fds);
+    check_buffers();
+
+    /* fds again: the same tunnel splices, without a fallback or a recv. */
+    uint64_t fallbacks = sh.st.pipe_fallbacks;
+    unsigned long recvs = fr_recvs;
+    pump_both(t, &up, &down, 2 * storm);
+    assert_int_equal(sh.st.pipe_fallbacks, fallbacks);
+    assert_int_equal(fr_recvs, recvs);
+    assert_true(sh.relay.pipes.n + sh.relay.pipes.nbig > 0); /* its pipes are back in the pool */
+
+    /* And a new tunnel. */
+    struct tun *u = tunnel(0);
+    struct stream up2 = {.seed = 72}, down2 = {.seed = 73};
+    pump_both(u, &up2, &down2, 256 << 10);
+    assert_int_equal(sh.st.pipe_fallbacks, fallbacks);
+    if (o.relay == RELAY_AUTO) {
+        /* Auto starts on copy and moves bulk directions to splice, as without a storm. */
+        for (unsigned d = 0; d < 2; d++)
+            assert_true(u->c->dir[d].flags & RD_SPLICE);
+    } else {
+        assert_int_equal(fr_recvs, recvs);
+    }
+    check_buffers();
+}
+
 int
 main(void)
 {
@@ -1044,6 +1097,9 @@ main(void)
         T(test_half_close, adapt),
         T(test_bulk_takes_large_pipe, adapt),
         T(test_large_pipe_budget, adapt1),
+        T(test_no_pipe_falls_back_to_copy, splice),
+        T(test_no_pipe_falls_back_to_copy, adapt),
+        T(test_no_pipe_falls_back_to_copy, auto),
         cmocka_unit_test(test_large_pipe_share),
         cmocka_unit_test(test_large_pipe_backoff),
     };

@@ -1102,6 +1102,78 @@ test_no_delay_when_nothing_to_race(void **state)
     assert_int_equal(fr_count(OP_CONNECT, c->slot, 1), 0);
 }
 
+/* --- fd storms (issue #18) ----------------------------------------------------- */
+
+/*
+ * Out of fds when the target socket is made (socket() fails EMFILE for real): the client
+ * gets 0x01, general SOCKS server failure (RFC 1928: nothing about the target is known, the
+ * fault is the server's own); nothing is in flight, its slot is free and no fd is left.
+ * Once fds free up, the next client is served.
+ */
+static void
+test_out_of_fds_general_failure(void **state)
+{
+    (void)state;
+    unsigned fds = open_fds();
+    struct socks_dest d = {.atyp = SOCKS5_ATYP_DOMAIN, .port = open_port};
+    d.name_len = (uint8_t)strlen("www.example.org");
+    memcpy(d.u.name, "www.example.org", d.name_len + 1);
+    struct conn *c = conn_with(SOCKS5_CMD_CONNECT, &d);
+    uint32_t gen = c->gen;
+    request_start(&sh, c);
+    union sockaddr_inx addrs[2] = {v4("127.0.0.1", open_port), v4("127.0.0.1", closed_port)};
+
+    fs_fd_fill();
+    conn_resolved(&sh, dns.ref, 0, addrs, 2);
+    fs_fd_unfill();
+    assert_int_equal(got.fails, 1);
+    assert_int_equal(got.rep, SOCKS5_REP_GENERAL);
+    assert_int_equal(got.why, END_REPLY_ERR);
+    assert_int_equal(got.state, CONN_CONNECT);
+    assert_int_equal(fr_n, 0);
+    assert_true(c->state == CONN_FREE && c->gen != gen);
+    assert_int_equal(sh.n_open, 0);
+    assert_int_equal(open_fds(), fds);
+
+    /* fds again: the next client is served. */
+    c = request_v4(SOCKS5_CMD_CONNECT, "127.0.0.1", open_port);
+    kernel_connects();
+    assert_int_equal(got.succeeds, 1);
+    assert_int_equal(got.fails, 1);
+    assert_int_equal(open_fds(), fds + 2);
+}
+
+/*
+ * Happy Eyeballs in a storm: the delay expires while fds are out, so the second attempt
+ * cannot start; the first goes on and decides (no reply yet, nothing leaked), and when it
+ * fails after the storm the next address is tried.
+ */
+static void
+test_out_of_fds_second_attempt(void **state)
+{
+    (void)state;
+    unsigned fds = open_fds();
+    struct conn *c = racing_request();
+    fs_fd_fill();
+    fr_complete_op(&sh, OP_CONNECT_DELAY, c->slot, -1, -ETIME);
+    fs_fd_unfill();
+    assert_int_equal(c->xfd, -1);
+    assert_int_equal(fr_count(OP_CONNECT, c->slot, 1), 0);
+    union sockaddr_inx a;
+    attempt(c, 0, &a);
+    assert_addr(&a, "[2001:db8::1]", 443);
+    assert_int_equal(got.fails + got.succeeds, 0);
+    assert_int_equal(open_fds(), fds + 2);
+
+    fr_complete_op(&sh, OP_CONNECT, c->slot, 0, -ENETUNREACH);
+    attempt(c, 0, &a);
+    assert_addr(&a, "198.51.100.2", 443);
+    fr_complete_op(&sh, OP_CONNECT, c->slot, 0, 0);
+    assert_int_equal(got.succeeds, 1);
+    assert_int_equal(got.fails, 0);
+    assert_int_equal(open_fds(), fds + 2);
+}
+
 int
 main(void)
 {
@@ -1126,6 +1198,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_timeout_ends_every_attempt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_close_while_racing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_delay_when_nothing_to_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_fds_general_failure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_out_of_fds_second_attempt, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
