@@ -50,6 +50,7 @@ struct shard_stats {
     uint64_t splice_switches;   /* relay auto: directions that moved on to splice */
     uint64_t spills;            /* copy: blocked sends whose bytes moved out of a shared buffer */
     int64_t spilled_bytes;      /* gauge: bytes held in spills now */
+    uint64_t pipes_idle;        /* gauge: empty pipes the pool keeps now (either size) */
     uint64_t hs_waits;          /* connections that waited for a free handshake context */
     uint64_t client_evictions;  /* slow handshakes of a heavy address closed for another's */
     uint64_t client_limited;    /* BINDs and UDP associations refused by a per-client limit */

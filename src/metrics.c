@@ -421,6 +421,9 @@ render_engine(struct mwriter *w, const struct metrics_shard *sh, unsigned n)
     mw_u64(w, "ringsocks_relay_spilled_bytes", "gauge",
            "Copy relay: bytes waiting for a full destination in their tunnel's own memory now.",
            SUM_STAT(sh, n, spilled_bytes));
+    mw_u64(w, "ringsocks_pipes_idle", "gauge",
+           "Splice relay: empty pipes the shards keep for reuse now, two fds each.",
+           SUM_STAT(sh, n, pipes_idle));
 
     render_per_shard(w, "ringsocks_shard_loop_iterations_total",
                      "Event loop iterations, per shard.", sh, n,

@@ -379,6 +379,14 @@ pipe_flush(struct shard *sh, struct conn *c, unsigned d)
 
 static void copy_recv(struct shard *sh, struct conn *c, unsigned d, uint32_t len);
 
+/* The pool took or kept a pipe: ringsocks_pipes_idle, the fds it holds for no tunnel. */
+static void
+pool_gauge(struct shard *sh)
+{
+    __atomic_store_n(&sh->st.pipes_idle, sh->relay.pipes.n + sh->relay.pipes.nbig,
+                     __ATOMIC_RELAXED);
+}
+
 /*
  * The source is readable: move pipe-fulls until it is drained, the
  * destination is full, or SPLICE_BUDGET bytes have moved; then the re-armed
@@ -406,6 +414,7 @@ splice_pump(struct shard *sh, struct conn *c, unsigned d, size_t budget, size_t 
         }
         if (got < 0)
             got = pipe_get(&sh->relay.pipes, fds);
+        pool_gauge(sh);
         if (got < 0) {
             STAT_INC(sh->st.pipe_fallbacks);
             if (limit_bw(c, d))
@@ -565,6 +574,7 @@ release_pipe(struct shard *sh, struct relay_dir *rd)
         pipe_put(&sh->relay.pipes, fds, rd->pending == 0 && !(rd->flags & RD_SMALL_PIPE));
     rd->pipe_r = rd->pipe_w = -1;
     rd->flags &= (uint16_t) ~(RD_SMALL_PIPE | RD_BIG_PIPE);
+    pool_gauge(sh);
 }
 
 /*

@@ -94,6 +94,8 @@ setup(void **state)
     b->st.spills = 2;
     a->st.spilled_bytes = 32768;
     b->st.spilled_bytes = 100;
+    a->st.pipes_idle = 30;
+    b->st.pipes_idle = 2;
     a->st.hs_waits = 6;
     b->st.auth_coalesced = 8;
     a->st.close_cancels = 13;
@@ -257,6 +259,7 @@ test_values(void **state)
     assert_string_equal(sample(t, "ringsocks_relay_splice_switches_total"), "5");
     assert_string_equal(sample(t, "ringsocks_relay_spills_total"), "11");
     assert_string_equal(sample(t, "ringsocks_relay_spilled_bytes"), "32868");
+    assert_string_equal(sample(t, "ringsocks_pipes_idle"), "32");
     assert_string_equal(sample(t, "ringsocks_handshake_waits_total"), "6");
     assert_string_equal(sample(t, "ringsocks_auth_coalesced_total"), "8");
     assert_string_equal(sample(t, "ringsocks_close_cancels_total"), "13");

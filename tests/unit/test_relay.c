@@ -165,6 +165,8 @@ check_dirs(struct shard *s)
     /* Large pipes never exceed the budget, and the idle ones are among those that exist. */
     assert_true(s->relay.pipes.big_live <= s->relay.pipes.big_max);
     assert_true(s->relay.pipes.nbig <= s->relay.pipes.big_live);
+    /* ringsocks_pipes_idle: the pipes the pool holds for no tunnel. */
+    assert_int_equal(s->st.pipes_idle, s->relay.pipes.n + s->relay.pipes.nbig);
 }
 
 static void
