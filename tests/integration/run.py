@@ -77,6 +77,7 @@ import cases_transparent  # noqa: E402,F401
 import cases_krb  # noqa: E402,F401
 import cases_gss  # noqa: E402,F401
 import cases_socksload_phases  # noqa: E402,F401
+import cases_fd_storm  # noqa: E402,F401
 import cases_faults  # noqa: E402,F401
 import cases_faults_review  # noqa: E402,F401
 import cases_dns_faults  # noqa: E402,F401
