@@ -12,12 +12,17 @@
 
 #include <ares.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "conn.h"
 #include "handshake_types.h"
@@ -66,6 +71,7 @@ struct dns_shard {
     ares_channel channel;
     struct dns_sock socks[DNS_MAX_SOCKS];
     struct dns_cache cache; /* reserved, faulted in as names arrive */
+    uint64_t fd_fails;      /* sockets c-ares could not have: fds (or socket memory) out */
 };
 
 static uint32_t
@@ -112,8 +118,9 @@ cache_store(struct shard *sh, const char *key, int err, const union sockaddr_inx
 
 struct dns_query {
     struct shard *sh;
-    uint64_t ref;   /* conn_ref() of who asked */
-    uint64_t t0_us; /* CLOCK_MONOTONIC when sent */
+    uint64_t ref;      /* conn_ref() of who asked */
+    uint64_t t0_us;    /* CLOCK_MONOTONIC when sent */
+    uint64_t fd_fails; /* the shard's dns_shard.fd_fails when sent */
     uint16_t port;
     char key[256];
 };
@@ -219,6 +226,68 @@ dns_on_cqe(struct shard *sh, unsigned op, uint32_t idx, uint32_t gen, int res)
         dns_arm(sh, s);
 }
 
+/*
+ * c-ares's socket calls, ours only to see why a socket could not be made: out of fds,
+ * c-ares gives up on each server and ends the lookup as if the servers had failed, which
+ * would answer the client 0x04 (host unreachable) for a fault of the proxy's own. c-ares
+ * 1.18 leaves such sockets as they were made (configure_socket(): "do not set options for
+ * user-managed sockets"), so what it would set is set here: non-blocking (it reads a UDP
+ * socket until EAGAIN: a blocking one hangs the shard on a garbage answer), close-on-exec,
+ * and TCP_NODELAY.
+ */
+static ares_socket_t
+dns_socket(int af, int type, int protocol, void *data)
+{
+    int fd = socket(af, type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    if (fd == -1) {
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            ((struct dns_shard *)data)->fd_fails++;
+        return ARES_SOCKET_BAD;
+    }
+    if (type == SOCK_STREAM) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    return fd;
+}
+
+static int
+dns_close(ares_socket_t fd, void *data)
+{
+    (void)data;
+    return close(fd);
+}
+
+static int
+dns_connect(ares_socket_t fd, const struct sockaddr *sa, ares_socklen_t len, void *data)
+{
+    (void)data;
+    return connect(fd, sa, len);
+}
+
+static ares_ssize_t
+dns_recvfrom(ares_socket_t fd, void *buf, size_t len, int flags, struct sockaddr *from,
+             ares_socklen_t *from_len, void *data)
+{
+    (void)data;
+    return recvfrom(fd, buf, len, flags, from, from_len);
+}
+
+static ares_ssize_t
+dns_sendv(ares_socket_t fd, const struct iovec *iov, int n, void *data)
+{
+    (void)data;
+    return writev(fd, iov, n);
+}
+
+static const struct ares_socket_functions dns_sock_funcs = {
+    .asocket = dns_socket,
+    .aclose = dns_close,
+    .aconnect = dns_connect,
+    .arecvfrom = dns_recvfrom,
+    .asendv = dns_sendv,
+};
+
 int
 dns_init(struct shard *sh)
 {
@@ -247,6 +316,7 @@ dns_init(struct shard *sh)
         free(d);
         return -EINVAL;
     }
+    ares_set_socket_functions(d->channel, &dns_sock_funcs, d);
     sh->dns = d;
     return 0;
 }
@@ -328,6 +398,9 @@ resolved_cb(void *arg, int status, int timeouts, struct ares_addrinfo *res)
     int err = ares_to_errno(status);
     if (err == 0 && n == 0)
         err = -ENODATA;
+    /* The servers "failed" because no socket could be made for them: 0x01, the proxy's fault. */
+    if (err == -EHOSTUNREACH && !q->sh->stopping && q->sh->dns->fd_fails != q->fd_fails)
+        err = -EMFILE;
     if (!q->sh->stopping) {
         record_latency(q->sh, mono_us() - q->t0_us);
         /* Timeouts and server failures are not cached: the next query may do better. */
@@ -368,6 +441,7 @@ dns_resolve(struct shard *sh, const char *name, uint16_t port, uint64_t ref)
     q->ref = ref;
     q->port = port;
     q->t0_us = mono_us();
+    q->fd_fails = sh->dns->fd_fails;
     memcpy(q->key, key, sizeof(q->key));
     struct ares_addrinfo_hints hints;
     memset(&hints, 0, sizeof(hints));

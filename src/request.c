@@ -407,9 +407,10 @@ on_resolved(struct shard *sh, struct conn *c, unsigned tag, int err,
         return;
     c->hs_flags &= (uint8_t)~HSF_DNS;
     struct hs *h = c->hs;
-    if (err == -ENOMEM) {
-        /* The resolver had no memory for the question: no verdict on the name (0x04 would
-         * say it has no address), a resource failure, as chain_start()'s. */
+    if (err == -ENOMEM || err == -EMFILE) {
+        /* The resolver had no memory for the question, or no socket to ask it on (out of
+         * fds, dns.c): no verdict on the name (0x04 would say it has no address), a resource
+         * failure, as chain_start()'s. */
         handshake_fail(sh, c, SOCKS5_REP_GENERAL, END_RESOURCE);
         return;
     }

@@ -619,8 +619,8 @@ test_all_failed_reply_of_last_errno(void **state)
     assert_int_equal(got.rep, SOCKS5_REP_HOST_UNREACH);
 }
 
-/* DNS failed, or answered nothing: 0x04; out of memory for the question: 0x01, a resource
- * failure (no verdict on the name). */
+/* DNS failed, or answered nothing: 0x04; out of memory for the question, or of fds for a
+ * socket to ask it on: 0x01, a resource failure (no verdict on the name). */
 static void
 test_dns_failure(void **state)
 {
@@ -638,6 +638,13 @@ test_dns_failure(void **state)
     c = request_name(SOCKS5_CMD_CONNECT, "busy.example.org", 80);
     conn_resolved(&sh, dns.ref, -ENOMEM, NULL, 0);
     assert_int_equal(got.fails, 3);
+    assert_int_equal(got.rep, SOCKS5_REP_GENERAL);
+    assert_int_equal(got.why, END_RESOURCE);
+    assert_int_equal(c->state, CONN_FREE);
+    /* No socket to ask on (an fd storm, dns.c): the proxy's fault too. */
+    c = request_name(SOCKS5_CMD_CONNECT, "storm.example.org", 80);
+    conn_resolved(&sh, dns.ref, -EMFILE, NULL, 0);
+    assert_int_equal(got.fails, 4);
     assert_int_equal(got.rep, SOCKS5_REP_GENERAL);
     assert_int_equal(got.why, END_RESOURCE);
     assert_int_equal(c->state, CONN_FREE);
