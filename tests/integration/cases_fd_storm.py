@@ -94,8 +94,8 @@ def ask(ctx, p, cmd, host, port):
 
 def expect_general_failure(s, what):
     got, closed = answer(s, 5.0)
-    check(got[:2] == b"\x05\x00",
-          "%s in a storm: method reply %s, expected 05 00" % (what, hexb(got)))
+    check(got[:2] == b"\x05\x00", "%s in a storm: method reply %s%s, expected 05 00"
+          % (what, hexb(got), " and a close" if closed else " in 5 s"))
     check(got[2:4] == b"\x05\x01" and len(got) == 12 and got[5] == 1,
           "%s in a storm: reply %s, expected a whole 05 01 00 01 ... (general failure)"
           % (what, hexb(got[2:])))
@@ -112,14 +112,19 @@ def expect_served(s, what):
 
 
 def hold_fds(ctx, p, pid, free, idle):
-    """Idle clients (accepted, silent: one fd each) until the proxy has free fds left."""
+    """Idle clients (accepted, silent: one fd each) until the proxy has free fds left. Each
+    is waited for until the proxy has accepted it (a busy host may take longer than the
+    steady count's look), or two would be sent for one fd."""
     for _ in range(8):
-        n = NOFILE - steady_fds(pid)
+        held = steady_fds(pid)
+        n = NOFILE - held
         if n == free:
             return
         check(n > free, "the proxy has %d fds free, fewer than the %d wanted" % (n, free))
         s = ctx.connect(p.addr, timeout=10)
         idle.append(s)
+        check(wait_until(lambda: open_fds(pid) > held, 5),
+              "an idle client was not accepted within 5 s with %d fds free" % n)
     raise Fail("could not bring the proxy to %d free fds" % free)
 
 
