@@ -331,12 +331,13 @@ caps_apply(const struct caps_plan *p, char *err, size_t errlen)
         bool moved = getuid() != p->uid;
         caps_names(more ? more : now.prm & ~keep, names, sizeof(names));
         if (more || moved) {
-            snprintf(err, errlen,
-                     "capabilities: capset() was refused (%s: a supervisor's system-call "
-                     "filter without capset?), so %s would stay held%s; allow capset (it can "
-                     "only narrow the caller's sets)",
-                     strerror(-ret), names,
-                     moved ? " after the change of user, which kept them for capset()" : "");
+            snprintf(
+                err, errlen,
+                "capabilities: capset() was refused (%s: a supervisor's system-call "
+                "filter without capset?), so %s would stay held%s; allow capset (ringsocks only "
+                "narrows its own sets with it)",
+                strerror(-ret), names,
+                moved ? " after the change of user, which kept them for capset()" : "");
             return -1;
         }
         snprintf(note, sizeof(note),
