@@ -347,3 +347,25 @@ def caps_unit_credentials_filter(ctx):
           "cap_net_bind_service)", "\n".join(bad[:20]) + "\n" + tail(p.stderr()))
     check(caps_line(p) == "none", "the start line says %r, expected none" % caps_line(p))
     serves(ctx, p)
+
+
+@case("caps_no_setpcap_warns")
+def caps_no_setpcap_warns(ctx):
+    """Root without CAP_SETPCAP (a container that took it away) cannot cut its bounding set:
+    with seccomp = false (no no_new_privs) an upgrade's execve() would give root its permitted
+    set back from it, so a start-up line warns; with the filter on, none."""
+    need_root()
+    if not shutil.which("setpriv"):
+        raise Skip("setpriv is not installed")
+    conf = 'rules = ( { action = "allow"; from = ["127.0.0.0/8"]; } );\n'
+    for seccomp, warned in (("false", True), ("true", False)):
+        p = ctx.proxy(args=["-c", write_conf(ctx, conf), "--seccomp", seccomp],
+                      wrap=["setpriv", "--bounding-set=-setpcap", "--"])
+        threads = thread_sets(p.proc.pid)
+        check(all(not s["CapEff"] and not s["CapPrm"] for s in threads.values()),
+              "root without CAP_SETPCAP kept capabilities", tail(p.stderr()))
+        said = "could not cut the bounding set" in p.stderr()
+        check(said == warned, "seccomp = %s: the bounding-set warning %s" % (
+            seccomp, "is missing" if warned else "shows"), tail(p.stderr()))
+        serves(ctx, p)
+        p.stop()
