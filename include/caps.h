@@ -13,9 +13,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* A set of capabilities: bit n is capability n (linux/capability.h). */
 #define CAPS_BIT(n) ((uint64_t)1 << (n))
+
+/* caps_names()' buffer for any set, all 64 bits (746 characters and the NUL). */
+#define CAPS_NAMES_LEN 768
 
 /* The five sets of a thread (capabilities(7)). */
 struct caps {
@@ -23,10 +27,11 @@ struct caps {
 };
 
 struct caps_plan {
-    struct caps had; /* at caps_prepare() */
-    uint64_t keep;   /* what every set becomes */
-    bool fixed;      /* under a seccomp filter already (an upgrade's new process): no capset */
-    bool mark_lost;  /* rules set mark, and SO_MARK is refused with what is held */
+    struct caps had;   /* at caps_prepare() */
+    uint64_t keep;     /* what every set becomes */
+    uid_t uid;         /* the real uid at caps_prepare(): caps_apply() sees a change of user */
+    uint64_t bnd_left; /* not kept but left in the bounding set (no CAP_SETPCAP to drop it) */
+    bool mark_lost;    /* rules set mark, and SO_MARK is refused with what is held */
 };
 
 /*
@@ -62,11 +67,13 @@ int caps_prepare(struct caps_plan *p, bool mark, bool low_ports, char *err, size
 
 /*
  * After the identity change (setuid with PR_SET_KEEPCAPS when keep is not empty):
- * effective = permitted = inheritable = ambient = keep, PR_SET_KEEPCAPS off, checked.
- * An upgrade's execve() then gives the new process the same sets. Under a seccomp
- * filter (p->fixed) nothing is changed: sets already in place are fine, others are
- * said. err gets the line to print (what was kept, or a warning). 0, or -1 when the
- * process would keep more than keep (err says why).
+ * PR_SET_KEEPCAPS off, effective = permitted = inheritable = ambient = keep, checked.
+ * An upgrade's execve() then gives the new process the same sets, which it finds in
+ * place (no capset() then). Under any seccomp filter, a supervisor's or the old
+ * process's, capset() is called all the same. err gets the line to print (what was
+ * kept, or a warning). 0, or -1 when the process would keep more than keep (err says
+ * why): capset() refused (EPERM) after a change of user, or with more held than the
+ * supervisor gave as ambient.
  */
 int caps_apply(const struct caps_plan *p, char *err, size_t errlen);
 

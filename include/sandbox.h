@@ -11,6 +11,7 @@
 #ifndef RINGSOCKS_SANDBOX_H
 #define RINGSOCKS_SANDBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -19,12 +20,14 @@
  * the server executes (a binary upgrade: its start-up runs under the list
  * too). Call once, from one thread, after start-up. 0, or -errno with a
  * message in err, or 1 with the reason in err when no filter was added:
- * the process runs under its parent's already (a binary upgrade: a second
- * copy would only make every call run both), or the architecture is not the
- * one the list was traced on (x86-64), where it would kill the server on a
- * call it names differently.
+ * upgraded (a binary upgrade's new process) and under a filter already, its
+ * parent's (a second copy would only make every call run both), or the
+ * architecture is not the one the list was traced on (x86-64), where it
+ * would kill the server on a call it names differently. A filter that is not
+ * a parent ringsocks' (systemd's SystemCallFilter=, a container runtime's
+ * profile) gets this one on top.
  */
-int sandbox_install(char *err, size_t errlen);
+int sandbox_install(bool upgraded, char *err, size_t errlen);
 
 /* How many system calls the list allows on this architecture. */
 unsigned sandbox_count(void);

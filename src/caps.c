@@ -21,7 +21,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <linux/capability.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -32,23 +31,49 @@
 
 #define CAPS_MAX 64
 
+/* capsh's names, linux/capability.h's order up to CAP_LAST_CAP; later ones print as cap_N. */
 static const char *const caps_name[] = {
-    [CAP_CHOWN] = "cap_chown",
-    [CAP_DAC_OVERRIDE] = "cap_dac_override",
-    [CAP_DAC_READ_SEARCH] = "cap_dac_read_search",
-    [CAP_FOWNER] = "cap_fowner",
-    [CAP_FSETID] = "cap_fsetid",
-    [CAP_KILL] = "cap_kill",
-    [CAP_SETGID] = "cap_setgid",
-    [CAP_SETUID] = "cap_setuid",
-    [CAP_SETPCAP] = "cap_setpcap",
-    [CAP_NET_BIND_SERVICE] = "cap_net_bind_service",
-    [CAP_NET_BROADCAST] = "cap_net_broadcast",
-    [CAP_NET_ADMIN] = "cap_net_admin",
-    [CAP_NET_RAW] = "cap_net_raw",
-    [CAP_IPC_LOCK] = "cap_ipc_lock",
-    [CAP_SYS_ADMIN] = "cap_sys_admin",
-    [CAP_SYS_RESOURCE] = "cap_sys_resource",
+    "cap_chown",
+    "cap_dac_override",
+    "cap_dac_read_search",
+    "cap_fowner",
+    "cap_fsetid",
+    "cap_kill",
+    "cap_setgid",
+    "cap_setuid",
+    "cap_setpcap",
+    "cap_linux_immutable",
+    "cap_net_bind_service",
+    "cap_net_broadcast",
+    "cap_net_admin",
+    "cap_net_raw",
+    "cap_ipc_lock",
+    "cap_ipc_owner",
+    "cap_sys_module",
+    "cap_sys_rawio",
+    "cap_sys_chroot",
+    "cap_sys_ptrace",
+    "cap_sys_pacct",
+    "cap_sys_admin",
+    "cap_sys_boot",
+    "cap_sys_nice",
+    "cap_sys_resource",
+    "cap_sys_time",
+    "cap_sys_tty_config",
+    "cap_mknod",
+    "cap_lease",
+    "cap_audit_write",
+    "cap_audit_control",
+    "cap_setfcap",
+    "cap_mac_override",
+    "cap_mac_admin",
+    "cap_syslog",
+    "cap_wake_alarm",
+    "cap_block_suspend",
+    "cap_audit_read",
+    "cap_perfmon",
+    "cap_bpf",
+    "cap_checkpoint_restore",
 };
 
 uint64_t
@@ -172,7 +197,8 @@ caps_marks_with(const struct caps *had, unsigned cap)
     int ret = caps_set3(CAPS_BIT(cap), had->prm, had->inh);
     if (ret < 0)
         return ret;
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    /* SO_MARK is a SOL_SOCKET option, taken on any socket: AF_UNIX is there without IPv4. */
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     unsigned mark = 1;
     ret = fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) == 0;
     if (fd >= 0)
@@ -210,18 +236,21 @@ caps_prepare(struct caps_plan *p, bool mark, bool low_ports, char *err, size_t e
         snprintf(err, errlen, "capabilities: capget: %s", strerror(-ret));
         return -1;
     }
-    p->fixed = prctl(PR_GET_SECCOMP, 0L, 0L, 0L, 0L) == 2;
+    p->uid = getuid();
     bool raw_marks = caps_kernel_raw_marks();
     uint64_t both = CAPS_BIT(CAP_NET_RAW) | CAPS_BIT(CAP_NET_ADMIN);
-    if (mark && !p->fixed && (p->had.prm & both) == both) {
+    if (mark && (p->had.prm & both) == both) {
         ret = caps_marks_with(&p->had, CAP_NET_RAW);
         if (ret >= 0)
             raw_marks = ret == 1;
     }
     p->keep = caps_choose(p->had.prm, mark, raw_marks, low_ports);
     p->mark_lost = mark && !(p->keep & both);
-    if (p->fixed || !(p->had.eff & CAPS_BIT(CAP_SETPCAP)))
-        return 0; /* the bounding set stays as it is: nothing may drop from it */
+    if (!(p->had.eff & CAPS_BIT(CAP_SETPCAP))) {
+        /* The bounding set stays as it is: nothing may drop from it. */
+        p->bnd_left = p->had.bnd & ~p->keep;
+        return 0;
+    }
     for (int i = 0; i < CAPS_MAX; i++) {
         if (!(p->had.bnd & CAPS_BIT(i)) || (p->keep & CAPS_BIT(i)))
             continue;
@@ -265,37 +294,55 @@ caps_say(const struct caps_plan *p, uint64_t kept, const char *note, char *err, 
                  "their tunnels fail (0x02)");
 }
 
+/* Sets wanted: every one keep, inheritable and ambient what may become inheritable. */
+static bool
+caps_in_place(const struct caps *now, uint64_t keep, uint64_t inh)
+{
+    return now->eff == keep && now->prm == keep && now->inh == inh && now->amb == inh;
+}
+
 int
 caps_apply(const struct caps_plan *p, char *err, size_t errlen)
 {
     struct caps now;
     uint64_t keep = p->keep;
-    char names[256], note[512] = "";
-    if (p->fixed) {
-        /* An upgrade's new process under its parent's filter, which has no capset: the
-         * sets the parent left are the ones wanted, unless the configuration changed. */
-        if (caps_read(&now) == 0 &&
-            (now.eff != keep || now.prm != keep || now.inh != keep || now.amb != keep)) {
-            caps_names(now.prm, names, sizeof(names));
-            snprintf(note, sizeof(note),
-                     "but %s stay held: the seccomp filter of the process that started this one "
-                     "has no capset (a restart drops them)",
-                     names);
-        }
+    char names[CAPS_NAMES_LEN], note[CAPS_NAMES_LEN + 256] = "";
+    /* Whatever happens below, no later setuid() keeps the permitted set. */
+    prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
+    /* What is neither inheritable nor in the bounding set cannot become inheritable. */
+    uint64_t inh = keep & (p->had.inh | p->had.bnd);
+    int ret = caps_read(&now);
+    if (ret < 0) {
+        snprintf(err, errlen, "capabilities: capget: %s", strerror(-ret));
+        return -1;
+    }
+    if (caps_in_place(&now, keep, inh)) {
+        /* An upgrade's new process, given its sets by the old one's execve(). */
         caps_say(p, keep, note, err, errlen);
         return 0;
     }
-    /* What is neither inheritable nor in the bounding set cannot become inheritable. */
-    uint64_t inh = keep & (p->had.inh | p->had.bnd);
-    int ret = caps_set3(keep, keep, inh);
+    ret = caps_set3(keep, keep, inh);
     if (ret == -EPERM) {
-        /* capset() refused outright: a supervisor's system-call filter (systemd's
-         * SystemCallFilter=~@privileged without capset). Nothing can drop them. */
+        /* capset() refused outright: a supervisor's system-call filter (an older unit's
+         * SystemCallFilter=~@privileged without capset). Fine only when nothing more is
+         * held than the supervisor handed as ambient, under the identity it started. */
         caps_read(&now);
-        caps_names(now.prm, names, sizeof(names));
+        uint64_t more = now.prm & ~keep & ~p->had.amb;
+        bool moved = getuid() != p->uid;
+        caps_names(more ? more : now.prm & ~keep, names, sizeof(names));
+        if (more || moved) {
+            snprintf(
+                err, errlen,
+                "capabilities: capset() was refused (%s: a supervisor's system-call "
+                "filter without capset?), so %s would stay held%s; allow capset (ringsocks only "
+                "narrows its own sets with it)",
+                strerror(-ret), names,
+                moved ? " after the change of user, which kept them for capset()" : "");
+            return -1;
+        }
         snprintf(note, sizeof(note),
                  "but capset() was refused (%s: a supervisor's system-call filter?), so %s "
-                 "stay held",
+                 "(given as ambient) stay held",
                  strerror(-ret), names);
         caps_say(p, keep, note, err, errlen);
         return 0;
@@ -309,7 +356,6 @@ caps_apply(const struct caps_plan *p, char *err, size_t errlen)
     for (int i = 0; i < CAPS_MAX; i++)
         if (inh & CAPS_BIT(i))
             prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, (unsigned long)i, 0L, 0L);
-    prctl(PR_SET_KEEPCAPS, 0L, 0L, 0L, 0L);
     ret = caps_read(&now);
     if (ret < 0 || now.prm != keep || now.eff != keep) {
         caps_names(ret < 0 ? ~(uint64_t)0 : now.prm, names, sizeof(names));

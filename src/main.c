@@ -483,10 +483,11 @@ groups_only(gid_t gid)
 /*
  * Bind done, files open: become the configured user and group for good. keep_caps: the
  * permitted set survives setuid() (PR_SET_KEEPCAPS), for caps_apply() to cut it down to
- * what the configuration needs (caps.h).
+ * what the configuration needs (caps.h). upgraded: a binary upgrade's new process, which
+ * may run under its parent's seccomp filter (a supervisor's filter proves nothing).
  */
 static int
-drop_privileges(const struct opts *o, bool keep_caps)
+drop_privileges(const struct opts *o, bool keep_caps, bool upgraded)
 {
     struct preflight_id id;
     char why[256];
@@ -502,7 +503,8 @@ drop_privileges(const struct opts *o, bool keep_caps)
      * (root with a group, say), there is nothing to do. */
     bool same =
         getuid() == id.uid && geteuid() == id.uid && getgid() == id.gid && getegid() == id.gid;
-    if (same && (id.uid != 0 || prctl(PR_GET_SECCOMP, 0L, 0L, 0L, 0L) == 2 || groups_only(id.gid)))
+    if (same && (id.uid != 0 || (upgraded && prctl(PR_GET_SECCOMP, 0L, 0L, 0L, 0L) == 2) ||
+                 groups_only(id.gid)))
         return 0;
     if (keep_caps && id.uid != 0 && prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) == -1) {
         fprintf(stderr, "ringsocks: cannot keep capabilities through setuid(): %s\n",
@@ -822,12 +824,21 @@ main(int argc, char **argv)
     err[0] = '\0';
     bool low_ports = caps_port_privileged(o.bind_port_lo) || caps_port_privileged(o.udp_port_lo);
     if (caps_prepare(&caps, ctl.pol->rules_mark, low_ports, err, sizeof(err)) < 0 ||
-        drop_privileges(&o, caps.keep != 0) < 0 || caps_apply(&caps, err, sizeof(err)) < 0) {
+        drop_privileges(&o, caps.keep != 0, up_fd >= 0) < 0 ||
+        caps_apply(&caps, err, sizeof(err)) < 0) {
         if (err[0])
             fprintf(stderr, "ringsocks: %s\n", err);
         goto out_fds;
     }
     fprintf(stderr, "ringsocks: %s\n", err);
+    if (caps.bnd_left && getuid() == 0 && !o.seccomp) {
+        /* Without the filter's no_new_privs, root's execve() takes permitted = bounding. */
+        caps_names(caps.bnd_left, err, sizeof(err));
+        fprintf(stderr,
+                "ringsocks: warning: root without CAP_SETPCAP could not cut the bounding set, "
+                "and seccomp = false: a binary upgrade's new process regains %s\n",
+                err);
+    }
     if (log_run(lg, err, sizeof(err)) < 0) {
         fprintf(stderr, "ringsocks: %s\n", err);
         goto out_fds;
@@ -874,7 +885,7 @@ main(int argc, char **argv)
     }
     /* Start-up is over: every thread runs, every listener is bound, privileges are dropped.
      * From here on only the calls of src/sandbox_syscalls.h (sandbox.h). */
-    int sb = o.seccomp ? sandbox_install(err, sizeof(err)) : 0;
+    int sb = o.seccomp ? sandbox_install(up_fd >= 0, err, sizeof(err)) : 0;
     if (sb < 0) {
         fprintf(stderr, "ringsocks: %s (seccomp = false runs without the filter)\n", err);
         goto out_shards;

@@ -89,7 +89,7 @@ sandbox_count(void)
 }
 
 int
-sandbox_install(char *err, size_t errlen)
+sandbox_install(bool upgraded, char *err, size_t errlen)
 {
     int rc;
     struct sigaction sa = {.sa_sigaction = on_sigsys,
@@ -106,7 +106,9 @@ sandbox_install(char *err, size_t errlen)
              "no filter on this architecture");
     return 1;
 #endif
-    if (prctl(PR_GET_SECCOMP, 0L, 0L, 0L, 0L) == 2) {
+    /* An upgrade's process under its parent's filter adds no second copy. Any other filter
+     * is a supervisor's (systemd's, a container runtime's), wider: this one goes on top. */
+    if (upgraded && prctl(PR_GET_SECCOMP, 0L, 0L, 0L, 0L) == 2) {
         snprintf(err, errlen,
                  "seccomp: the filter of the process that started this one "
                  "(an upgrade) holds already");

@@ -9,8 +9,8 @@
  * it after start-up. A binary upgrade's new process starts under this filter
  * (filters survive execve()), so its start-up calls are here too, marked
  * "upgrade". A name this architecture lacks (or libseccomp does not know) is
- * skipped. Not here, on purpose: anything that changes identity or
- * privileges (setuid, capset, ...), mounts, modules, ptrace (but under the
+ * skipped. Not here, on purpose: anything that changes identity or adds
+ * privileges (setuid, setgid, ...), mounts, modules, ptrace (but under the
  * sanitizers), kexec, reboot, namespaces, bpf, perf, keyctl.
  */
 
@@ -65,7 +65,9 @@ SANDBOX_CALL(recvmmsg)       /* UDP datagrams in batches */
 /* io_uring: the data path. What the ring does inside io_uring_enter() is not filtered by
  * seccomp (docs/security.md) */
 SANDBOX_CALL(io_uring_enter)    /* every shard loop */
-SANDBOX_CALL(io_uring_register) /* buffer rings and files; upgrade: a new ring's set-up */
+SANDBOX_CALL(io_uring_register) /* upgrade: each new shard's ring gets the handshake's fixed
+                                   buffers, the relay's provided-buffer ring, its restrictions,
+                                   then is enabled (running shards did it before the filter) */
 SANDBOX_CALL(io_uring_setup)    /* upgrade: the new process's shards */
 
 /* waiting and waking */
@@ -121,7 +123,11 @@ SANDBOX_CALL(rseq)           /* every new thread; upgrade */
 SANDBOX_CALL(prctl)          /* thread names (PR_SET_NAME); upgrade: no_new_privs of its filter,
                                 the bounding and ambient sets read (caps.c) */
 SANDBOX_CALL(capget)         /* upgrade: the new process reads the capabilities it was given
-                                (caps.c; capset, which would change them, is not here) */
+                                (caps.c) */
+SANDBOX_CALL(capset)         /* upgrade: the new process cuts its sets to what its configuration
+                                needs (caps.c). Only narrows: CAP_SETPCAP is never kept, and
+                                without it permitted never grows and inheritable stays within
+                                the old inheritable | permitted */
 SANDBOX_CALL(seccomp)        /* upgrade: the new process adds its filter (it can only narrow) */
 SANDBOX_CALL(prlimit64)      /* upgrade: RLIMIT_NOFILE raised; getrlimit() at /metrics */
 SANDBOX_CALL(sched_getaffinity) /* upgrade: sysconf(_SC_NPROCESSORS_ONLN) */

@@ -6,7 +6,9 @@ time and nothing else: none for a root start without `user`, for `user`, and for
 transparent listener (IP_TRANSPARENT is set at bind); CAP_NET_RAW (Linux 5.17 and
 later; CAP_NET_ADMIN before) for rules with mark; CAP_NET_BIND_SERVICE for
 bind_ports below 1024. The same sets after a binary upgrade, and the server still
-serves in each case (a tunnel, a reload, a log reopen).
+serves in each case (a tunnel, a reload, a log reopen). The same again under a
+supervisor's seccomp filter (seccomp_allow.py: systemd's SystemCallFilter=, Docker's
+default profile), which once made the drop skip everything.
 
 Needs root (it starts ringsocks as root). Single engine: no tunnel data of interest.
 """
@@ -15,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 
 from cases_control import sighup_reload
@@ -63,6 +66,22 @@ def check_sets(pid, want, what, p):
           "\n".join(bad[:20]) + "\n" + tail(p.stderr()))
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def outside_filter():
+    """The argv prefix that starts the server under an allow-everything seccomp filter; a
+    python any uid may run (the runner's may be a per-user shim)."""
+    py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+    return [py, os.path.join(HERE, "seccomp_allow.py")]
+
+
+def seccomp_filters(pid):
+    with open("/proc/%d/status" % pid) as f:
+        st = dict(l.split(":", 1) for l in f)
+    return int(st.get("Seccomp_filters", "0"))
+
+
 def serves(ctx, p):
     echo = ctx.echo_server()
     s, _ = socks_connect(ctx, p, "127.0.0.1", echo.port)
@@ -89,6 +108,23 @@ def caps_line(p):
     m = CAPS_LINE.findall(p.stderr())
     check(m, "no 'capabilities after start-up' line on stderr", tail(p.stderr()))
     return m[-1]
+
+
+def open_dir(ctx, mode=0o755):
+    """A directory another uid can read (the test's own is root's, 0700), removed after."""
+    d = tempfile.mkdtemp(prefix="ringsocks-caps-")
+    ctx.defer(lambda: shutil.rmtree(d, ignore_errors=True))
+    os.chmod(d, mode)
+    return d
+
+
+def open_conf(d, text, name="ringsocks.conf"):
+    """text as d/name, mode 0644 (a server that dropped to nobody reloads it)."""
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+    return path
 
 
 def start(ctx, conf, args=()):
@@ -132,16 +168,11 @@ def caps_user(ctx):
     without mark, none, the bounding set included (it stayed full before)."""
     need_root()
     # A directory the unprivileged server can read, for the reload after the drop.
-    d = tempfile.mkdtemp(prefix="ringsocks-caps-")
-    ctx.defer(lambda: shutil.rmtree(d, ignore_errors=True))
-    os.chmod(d, 0o755)
+    d = open_dir(ctx)
     for conf, want in (('rules = ( { action = "allow"; from = ["127.0.0.0/8"]; } );\n', 0),
                        ('rules = ( { action = "allow"; from = ["127.0.0.0/8"]; mark = 7; } );\n',
                         1 << mark_cap())):
-        path = os.path.join(d, "user%d.conf" % want)
-        with open(path, "w") as f:
-            f.write(conf)
-        os.chmod(path, 0o644)
+        path = open_conf(d, conf, "user%d.conf" % want)
         p = ctx.proxy(args=["-c", path, "--user", "nobody", "--group", "nogroup"])
         check_sets(p.proc.pid, want, "user = nobody", p)
         serves(ctx, p)
@@ -184,9 +215,9 @@ def caps_low_bind_ports(ctx):
 
 @case("caps_upgrade", timeout=90)
 def caps_upgrade(ctx):
-    """A binary upgrade of a root start with a rule with mark, under the seccomp filter (no
-    capset there): the new process has the same sets (no more: the bounding set is the kept
-    capability), serves, reloads; and again from it."""
+    """A binary upgrade of a root start with a rule with mark, under the seccomp filter: the
+    new process finds its sets in place (no capset() needed) and has the same, no more (the
+    bounding set is the kept capability), serves, reloads; and again from it."""
     need_root()
     need_upgrade()
     p, log = start(ctx, 'rules = ( { action = "allow"; from = ["127.0.0.0/8"]; mark = 9; } );\n')
@@ -233,13 +264,8 @@ def caps_upgrade_user(ctx):
     it was lost and every marked tunnel of the new process failed)."""
     need_root()
     need_upgrade()
-    d = tempfile.mkdtemp(prefix="ringsocks-caps-")
-    ctx.defer(lambda: shutil.rmtree(d, ignore_errors=True))
-    os.chmod(d, 0o755)
-    path = os.path.join(d, "ringsocks.conf")
-    with open(path, "w") as f:
-        f.write('rules = ( { action = "allow"; from = ["127.0.0.0/8"]; mark = 5; } );\n')
-    os.chmod(path, 0o644)
+    path = open_conf(open_dir(ctx), 'rules = ( { action = "allow"; from = ["127.0.0.0/8"]; '
+                                    'mark = 5; } );\n')
     p = ctx.proxy(args=["-c", path, "--user", "nobody", "--group", "nogroup"])
     p.exit_expected = True
     want = 1 << mark_cap()
@@ -270,3 +296,76 @@ def caps_reload_adds_mark(ctx):
     check(r.rep == 0x02, "a marked CONNECT without the capability answered %02x, expected 02"
           % r.rep, tail(p.stderr()))
     s.close()
+
+
+@case("caps_outside_filter")
+def caps_outside_filter(ctx):
+    """Started under a supervisor's seccomp filter that allows everything: root without user
+    ends with every set empty; root with user = nobody and a rule with mark with the mark's
+    capability alone (effective and permitted: SO_MARK works, so the marked tunnel does, and
+    nothing more can be set back), in every thread."""
+    need_root()
+    p = ctx.proxy(args=["-c", write_conf(ctx, 'rules = ( { action = "allow"; from = '
+                                              '["127.0.0.0/8"]; } );\n')],
+                  wrap=outside_filter())
+    check(seccomp_filters(p.proc.pid) == 2, "ringsocks runs under %d seccomp filters, expected "
+          "2 (the outside one, then its own)" % seccomp_filters(p.proc.pid), tail(p.stderr()))
+    check_sets(p.proc.pid, 0, "root without user under an outside filter", p)
+    check(caps_line(p) == "none", "the start line says %r, expected none" % caps_line(p))
+    serves(ctx, p)
+    p.stop()
+    p = ctx.proxy(args=["-c", write_conf(ctx, 'rules = ( { action = "allow"; from = '
+                                              '["127.0.0.0/8"]; mark = 11; } );\n'),
+                        "--user", "nobody", "--group", "nogroup"],
+                  wrap=outside_filter())
+    check_sets(p.proc.pid, 1 << mark_cap(), "user = nobody with mark under an outside filter", p)
+    check("stay held" not in p.stderr(), "the start kept more than it needs", tail(p.stderr()))
+    serves(ctx, p)  # marked: an SO_MARK refused would answer 0x02
+
+
+@case("caps_unit_credentials_filter")
+def caps_unit_credentials_filter(ctx):
+    """The shipped unit's credentials (uid 65534, CAP_NET_BIND_SERVICE ambient and bounding,
+    no_new_privs) under its SystemCallFilter= (here one that allows everything), a port above
+    1024: CAP_NET_BIND_SERVICE goes once the listeners are bound (it stayed for life)."""
+    need_root()
+    if not shutil.which("setpriv"):
+        raise Skip("setpriv is not installed")
+    run = open_dir(ctx, 0o777)  # the access log is made there by uid 65534
+    conf = open_conf(run, 'rules = ( { action = "allow"; from = ["127.0.0.0/8"]; } );\n')
+    caps = "-all,+net_bind_service"
+    wrap = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs",
+            "--inh-caps=" + caps, "--ambient-caps=" + caps, "--bounding-set=" + caps, "--"]
+    p = ctx.proxy(args=["-c", conf, "--access-log", os.path.join(run, "access.log")],
+                  wrap=wrap + outside_filter())
+    threads = thread_sets(p.proc.pid)
+    want = dict.fromkeys(SETS, 0)
+    want["CapBnd"] = 1 << NET_BIND_SERVICE  # no CAP_SETPCAP: the bounding set stays
+    bad = ["%s %s %x" % (n, k, v) for n, sets in threads.items() for k, v in sets.items()
+           if v != want[k]]
+    check(not bad, "the unit's credentials under a filter: sets other than none (bounding "
+          "cap_net_bind_service)", "\n".join(bad[:20]) + "\n" + tail(p.stderr()))
+    check(caps_line(p) == "none", "the start line says %r, expected none" % caps_line(p))
+    serves(ctx, p)
+
+
+@case("caps_no_setpcap_warns")
+def caps_no_setpcap_warns(ctx):
+    """Root without CAP_SETPCAP (a container that took it away) cannot cut its bounding set:
+    with seccomp = false (no no_new_privs) an upgrade's execve() would give root its permitted
+    set back from it, so a start-up line warns; with the filter on, none."""
+    need_root()
+    if not shutil.which("setpriv"):
+        raise Skip("setpriv is not installed")
+    conf = 'rules = ( { action = "allow"; from = ["127.0.0.0/8"]; } );\n'
+    for seccomp, warned in (("false", True), ("true", False)):
+        p = ctx.proxy(args=["-c", write_conf(ctx, conf), "--seccomp", seccomp],
+                      wrap=["setpriv", "--bounding-set=-setpcap", "--"])
+        threads = thread_sets(p.proc.pid)
+        check(all(not s["CapEff"] and not s["CapPrm"] for s in threads.values()),
+              "root without CAP_SETPCAP kept capabilities", tail(p.stderr()))
+        said = "could not cut the bounding set" in p.stderr()
+        check(said == warned, "seccomp = %s: the bounding-set warning %s" % (
+            seccomp, "is missing" if warned else "shows"), tail(p.stderr()))
+        serves(ctx, p)
+        p.stop()

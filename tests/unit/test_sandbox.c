@@ -44,7 +44,7 @@ run_child(void (*before)(void), void (*after)(void), struct outcome *out)
         if (before)
             before();
         char err[256];
-        if (sandbox_install(err, sizeof(err)) < 0) {
+        if (sandbox_install(false, err, sizeof(err)) < 0) {
             dprintf(STDERR_FILENO, "install: %s\n", err);
             _exit(3);
         }
