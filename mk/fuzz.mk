@@ -37,6 +37,18 @@ $(BUILD)/fuzz/fuzz_via: FUZZ_EXTRA = -Itools/socksload -lsodium
 $(BUILD)/fuzz/fuzz_http:       tools/socksload/http.c tests/unit/http_feed.h
 $(BUILD)/fuzz/fuzz_http: FUZZ_EXTRA = -Itools/socksload
 
+# The whole connection on the fake ring (tests/unit/fake_ring.h): the shard core and what a
+# connection's path reaches (test_oom.c's set, less the password worker and the resolver, faked);
+# close() and conn_alloc() wrapped to be watched.
+FUZZ_CONN_SRCS := acct acl addr admin auth bind chain clients climap conn egress fault faultspec \
+	fleet_conf gssacc gssframe gsshs gssw handshake happy hostname hosts httpconnect lim limit \
+	limit_bw lockout options outbound pipe policy proxyproto relay request sock socks4 socks5 \
+	transparent udp users via
+$(BUILD)/fuzz/fuzz_conn: $(FUZZ_CONN_SRCS:%=src/%.c) tools/socksload/url.c tools/socksload/socks.c \
+	tests/unit/fake_ring.h tests/unit/fake_shard.h
+$(BUILD)/fuzz/fuzz_conn: FUZZ_EXTRA = -Itools/socksload $(GSS_CFLAGS) -Wl,--wrap=close \
+	-Wl,--wrap=conn_alloc -luring -lcrypt -lsodium -lurcu-qsbr -lurcu-cds -lpthread $(GSS_LIBS)
+
 $(FUZZ_BINS): $(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h $(wildcard include/*.h) \
               | $(BUILD)/fuzz
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(filter src/%.c tools/%.c,$^) $(FUZZ_EXTRA)

@@ -1,9 +1,13 @@
 /*
  * fake_ring.h - a ring for the unit tests of the shard core (test_conn.c,
  * test_relay.c, test_request.c): ring_sqe() hands out SQEs from a table the
- * test reads, and the test plays the kernel. Include after cmocka.h, in one
- * test file per binary: it defines ring_sqe() (ring.h), which replaces
- * src/ring.c.
+ * test reads, and the test plays the kernel. Include after cmocka.h (or after
+ * macros of the same names: tests/fuzz/fuzz_conn.c), in one test file per
+ * binary: it defines ring_sqe() (ring.h), which replaces src/ring.c; with
+ * FAKE_RING_REGISTRATIONS defined, also io_uring_register_buf_ring() (the
+ * buffer ring stays in plain memory, as the kernel here sees it) and
+ * io_uring_register_buffers() (refused: the handshake reads and writes with
+ * plain recv and send).
  *
  * An SQE is "submitted" as soon as the code that asked for it returns (conn_sqe()
  * writes user_data after ring_sqe() returns, the prep helper after that). The test
@@ -71,6 +75,26 @@ ring_sqe(struct io_uring *ring, struct shard_stats *st)
     op->seq = ++fr_issued;
     return &op->sqe;
 }
+
+#ifdef FAKE_RING_REGISTRATIONS
+int
+io_uring_register_buf_ring(struct io_uring *ring, struct io_uring_buf_reg *reg, unsigned int flags)
+{
+    (void)ring;
+    (void)reg;
+    (void)flags;
+    return 0;
+}
+
+int
+io_uring_register_buffers(struct io_uring *ring, const struct iovec *iovecs, unsigned nr_iovecs)
+{
+    (void)ring;
+    (void)iovecs;
+    (void)nr_iovecs;
+    return -ENOMEM;
+}
+#endif
 
 static inline void
 fr_reset(void)

@@ -63,6 +63,7 @@
 #include "shard_types.h"
 #include "socks5.h"
 
+#define FAKE_RING_REGISTRATIONS
 #define FAKE_SHARD_REAL_POLICY
 #include "fake_shard.h"
 
@@ -264,26 +265,6 @@ oom_disarm(void)
 }
 
 /* --- fakes of the neighbours out of scope ------------------------------------ */
-
-/* The relay's provided buffer ring lives in plain memory (as in test_relay.c). */
-int
-io_uring_register_buf_ring(struct io_uring *ring, struct io_uring_buf_reg *reg, unsigned int flags)
-{
-    (void)ring;
-    (void)reg;
-    (void)flags;
-    return 0;
-}
-
-/* No fixed buffers: the handshake reads and writes with plain recv and send. */
-int
-io_uring_register_buffers(struct io_uring *ring, const struct iovec *iovecs, unsigned nr_iovecs)
-{
-    (void)ring;
-    (void)iovecs;
-    (void)nr_iovecs;
-    return -ENOMEM;
-}
 
 /* The password worker answers at once, yes, as its cache does for a known pair. */
 enum authq_result
