@@ -60,6 +60,12 @@ SEEDS = {
     bytes([POL_OPEN, ACCEPT, 0]) +
     write(b"\x04\x01\x00\x50\x00\x00\x00\x01user\x00remote.example\x00") + run() +
     bytes([DNS, 0, 1]) + run() + bytes([TICK, 3]) + run() + relay_and_close(),
+    # Happy Eyeballs: a name, three addresses, the delay expires and a second attempt races the
+    # first; connect_timeout cancels both, the client having left.
+    "happy_eyeballs_timeout":
+    bytes([POL_OPEN, ACCEPT, 0]) + write(b"\x05\x01\x00") + run() +
+    write(socks5_connect_name(b"remote.example")) + run() + bytes([DNS, 0, 1, TICK, 3]) +
+    bytes([SHUT, 0, 1, TICK, 0x86]) + run(),
     # SOCKS4 by address, the request and relay bytes pipelined in one write.
     "socks4_pipelined":
     bytes([POL_OPEN, ACCEPT, 0]) + write(b"\x04\x01\x00\x50\x7f\x00\x00\x01\x00GET / HTTP/1.0\r\n\r\n") +

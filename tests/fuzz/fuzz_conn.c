@@ -13,8 +13,9 @@
  * -ECONNREFUSED, poll events), lets the kernel look at one op or at all of them (recv,
  * send, poll, cancel for real on the fds; a connect to any address goes to the harness's
  * own listener on 127.0.0.1 or ::1 instead: nothing leaves loopback), delivers a CQE of an
- * old generation, advances the clock and runs the tick (timer lists, request_tick(),
- * relay_tick()), publishes another policy as the control thread does (sh->pol, then
+ * old generation, advances the clock (the cancels issued are done, the timeout ops no longer
+ * than the step expire) and runs the tick (timer lists, request_tick(), relay_tick()),
+ * publishes another policy as the control thread does (sh->pol, then
  * conn_policy_changed()), answers a DNS query (dns_resolve() is faked) or a password check
  * (authq_check() is faked, its answer now or later chosen by the input).
  *
@@ -697,12 +698,32 @@ st_stale(void)
     fr_reap(&sh);
 }
 
+/* Time passed (ds deciseconds): the timeouts no longer than that expire. */
+static void
+kernel_timeouts(uint32_t ds)
+{
+    for (unsigned i = 0; i < fr_n;) {
+        const struct io_uring_sqe *s = &fr_ops[i].sqe;
+        const struct __kernel_timespec *ts = (const void *)(uintptr_t)s->addr;
+        if (s->opcode == IORING_OP_TIMEOUT &&
+            (uint64_t)ts->tv_sec * 10 + (uint64_t)ts->tv_nsec / 100000000 <= ds) {
+            uint64_t ud = s->user_data;
+            fr_remove(i);
+            fr_post(ud, -ETIME, 0);
+        } else {
+            i++;
+        }
+    }
+    fr_reap(&sh);
+}
+
 static void
 st_tick(void)
 {
     uint8_t b = byte();
     uint32_t ds = b & 0x80 ? (uint32_t)(b & 0x7F) * 10 : b; /* up to 12.7 s, or 127 s */
     kernel_cancels();
+    kernel_timeouts(ds);
     sh.now_ds += ds;
     sh.now_s = sh.now_ds / 10;
     sh.now_ms = (uint64_t)sh.now_ds * 100;
