@@ -3,6 +3,8 @@
 #   make fuzz         run each harness until FUZZ_RUNS inputs (default 10,000,000) have run,
 #                     on a copy of its seed corpus, FUZZ_SECONDS (default 3600) at most: a
 #                     harness short of FUZZ_RUNS by then fails; FUZZ_RUNS=0: FUZZ_SECONDS each;
+#                     the stateful ones (FUZZ_STATEFUL: a whole shard per input, hundreds of
+#                     inputs a second, not tens of thousands) until FUZZ_STATEFUL_RUNS (1,000,000)
 #                     print "PASS fuzz_X: N execs" or "FAIL fuzz_X: ..." per harness
 #   make fuzz-smoke   the same for FUZZ_SMOKE_SECONDS (default 10); tests/run.sh runs the
 #                     same smoke run and counts it in its summary
@@ -17,6 +19,8 @@ FUZZ_RUNS          ?= 10000000
 FUZZ_SMOKE_SECONDS ?= 10
 # Harnesses run in parallel, at most this many at once (0: one per CPU).
 FUZZ_JOBS          ?= 0
+FUZZ_STATEFUL      := conn
+FUZZ_STATEFUL_RUNS ?= $(if $(filter 0,$(FUZZ_RUNS)),0,1000000)
 
 FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS  := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
@@ -60,7 +64,8 @@ $(BUILD)/fuzz:
 fuzz-build: $(FUZZ_BINS)
 
 fuzz: fuzz-build
-	tests/fuzz/run.sh -t $(FUZZ_SECONDS) -n $(FUZZ_RUNS) -j $(FUZZ_JOBS) $(BUILD)/fuzz $(FUZZ_NAMES)
+	tests/fuzz/run.sh -t $(FUZZ_SECONDS) -n $(FUZZ_RUNS) -j $(FUZZ_JOBS) $(BUILD)/fuzz \
+		$(foreach n,$(FUZZ_NAMES),$(n)$(if $(filter $(n),$(FUZZ_STATEFUL)),@$(FUZZ_STATEFUL_RUNS)))
 
 fuzz-smoke: fuzz-build
 	tests/fuzz/run.sh -t $(FUZZ_SMOKE_SECONDS) -j $(FUZZ_JOBS) $(BUILD)/fuzz $(FUZZ_NAMES)

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # tests/fuzz/run.sh - run the libFuzzer harnesses for a bounded time and report.
 #
-#     tests/fuzz/run.sh [-t SECONDS] [-n RUNS] [-j JOBS] FUZZ_DIR NAME...
+#     tests/fuzz/run.sh [-t SECONDS] [-n RUNS] [-j JOBS] FUZZ_DIR NAME[@RUNS]...
 #
 # For each NAME runs FUZZ_DIR/fuzz_NAME for SECONDS (default 60) on FUZZ_DIR/corpus-NAME, a
 # working copy of tests/fuzz/corpus/NAME (the seeds are copied in on every run; what the
 # fuzzer adds stays there and is reused next time, the repository's corpus is never written).
 # With -n RUNS, each harness runs until RUNS inputs have been executed instead, SECONDS
-# being then only the bound: a harness that did not reach RUNS in that time FAILs.
+# being then only the bound: a harness that did not reach RUNS in that time FAILs. NAME@RUNS
+# gives one harness its own RUNS (a stateful harness runs far fewer inputs a second).
 # Up to JOBS harnesses run at once (default: one per harness, at most one per CPU).
 # Crash inputs go to FUZZ_DIR/artifacts-NAME/, the full log to FUZZ_DIR/fuzz_NAME.log.
 #
@@ -20,7 +21,7 @@ set -u
 cd "$(dirname "$0")/../.." || exit 2
 
 usage() {
-    echo "usage: $0 [-t SECONDS] [-n RUNS] [-j JOBS] FUZZ_DIR NAME..." >&2
+    echo "usage: $0 [-t SECONDS] [-n RUNS] [-j JOBS] FUZZ_DIR NAME[@RUNS]..." >&2
     exit 2
 }
 
@@ -51,9 +52,11 @@ fi
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 
-# Run one harness; its verdict line goes to $dir/fuzz_NAME.result.
+# Run one harness (NAME or NAME@RUNS); its verdict line goes to $dir/fuzz_NAME.result.
 run_one() {
-    local name=$1
+    local name=${1%@*}
+    local runs=$runs
+    [[ $1 != *@* ]] || runs=${1#*@}
     local bin=$dir/fuzz_$name
     local corpus=$dir/corpus-$name
     local art=$dir/artifacts-$name
@@ -100,7 +103,8 @@ run_one() {
 mkdir -p "$dir" || exit 2
 running=0
 for name in "${names[@]}"; do
-    rm -f "$dir/fuzz_$name.result"
+    [[ $name != *@* || ${name#*@} =~ ^[0-9]+$ ]] || usage
+    rm -f "$dir/fuzz_${name%@*}.result"
     run_one "$name" &
     running=$((running + 1))
     if [ "$running" -ge "$jobs" ]; then
@@ -112,6 +116,7 @@ wait
 
 status=0
 for name in "${names[@]}"; do
+    name=${name%@*}
     result=$dir/fuzz_$name.result
     if [ -s "$result" ]; then
         cat "$result"
