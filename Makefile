@@ -240,8 +240,12 @@ run: deps-build
 	$(MAKE) $(BUILD)/ringsocks
 	exec $(BUILD)/ringsocks -c conf/ringsocks.conf $(RUN_ARGS)
 
+# The build before the tests runs one job per CPU (about a minute less per pass on 2 CPUs:
+# the fuzz harnesses, each one clang run over its sources, build beside the rest).
+TEST_JOBS ?= $(shell nproc)
+
 test: deps-test
-	$(MAKE) all $(UNIT_BINS) $(BUILD)/tests/echo-client-static $(BUILD)/tests/gss-pair \
+	$(MAKE) -j$(TEST_JOBS) all $(UNIT_BINS) $(BUILD)/tests/echo-client-static $(BUILD)/tests/gss-pair \
 		$(BUILD)/tests/gss-pump $(BUILD)/tests/gss-load fuzz-build
 	BUILD=$(BUILD) SAN=$(SAN) FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tests/run.sh
 
