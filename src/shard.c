@@ -449,8 +449,10 @@ shard_setup(struct shard *sh)
     ret = relay_init(sh);
     if (ret < 0)
         return ret;
-    if (sh->o->seccomp && (ret = ring_allow_enable(&sh->ring)) < 0)
+    if (sh->o->seccomp && (ret = ring_allow_enable(&sh->ring)) < 0) {
+        fprintf(stderr, "ringsocks: shard %u: enabling the ring: %s\n", sh->id, strerror(-ret));
         return ret;
+    }
     now_update(sh);
     watchdog_begin(&sh->busy_since, sh->now_ms);
     arm_tick(sh);
